@@ -1,0 +1,336 @@
+/* ir/ir.c -- the op table built from ops.def (names, arity, attribute schemas and
+ * their slots), dtypes and shapes, and the IR data structures: modules, buffers,
+ * functions, nodes, attribute access, dead-code removal and cloning. */
+#include "ir/ir.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ op table */
+
+static const struct {
+    const char *upper; /* the enum name, e.g. "CONV2D" */
+    int arity;
+    enum op_kind kind;
+    unsigned flags;
+    const char *schema; /* "stride:i2 pad:i4" */
+} op_rows[OP_COUNT] = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = {#name, arity, kind, flags, attrs},
+#include "ir/ops.def"
+#undef OP
+};
+
+struct op_info op_info[OP_COUNT];
+static char op_names[OP_COUNT][32];
+
+/* Parse one schema string into descriptors with slots. A malformed schema is a
+ * bug in ops.def, caught the first time any netc binary starts. */
+static void schema_parse(enum op op, const char *s) {
+    struct op_info *info = &op_info[op];
+    int islot = 0, fslot = 0;
+    while (*s) {
+        while (*s == ' ') s++;
+        if (!*s) break;
+        const char *colon = strchr(s, ':');
+        if (!colon || info->nattrs == IR_MAX_ATTRS)
+            netc_internal_error(__FILE__, __LINE__, "bad schema for op %s", op_rows[op].upper);
+        struct attr_desc *a = &info->attrs[info->nattrs++];
+        size_t n = (size_t)(colon - s);
+        char *name = malloc(n + 1);
+        if (!name) exit(1);
+        memcpy(name, s, n);
+        name[n] = '\0';
+        a->name = name;
+        s = colon + 1;
+        switch (*s++) {
+        case 'i':
+            if (*s == '*') {
+                s++;
+                a->kind = AK_LIST, a->count = IR_MAX_LIST, a->slot = islot;
+                islot += 1 + IR_MAX_LIST;
+            } else if (isdigit((unsigned char)*s)) {
+                a->kind = AK_INTS, a->count = (int)strtol(s, (char **)&s, 10), a->slot = islot;
+                islot += a->count;
+            } else {
+                a->kind = AK_INT, a->count = 1, a->slot = islot++;
+            }
+            break;
+        case 'f': a->kind = AK_FLOAT, a->count = 1, a->slot = fslot++; break;
+        case 's': a->kind = AK_STR, a->count = 1, a->slot = 0; break;
+        default: netc_internal_error(__FILE__, __LINE__, "bad schema for op %s", op_rows[op].upper);
+        }
+        if (islot > IR_MAX_IATTR || fslot > IR_MAX_FATTR)
+            netc_internal_error(__FILE__, __LINE__, "too many attribute slots for op %s",
+                                op_rows[op].upper);
+    }
+}
+
+__attribute__((constructor)) static void op_table_init(void) {
+    for (int op = 0; op < OP_COUNT; op++) {
+        const char *u = op_rows[op].upper;
+        size_t i = 0;
+        for (; u[i] && i + 1 < sizeof op_names[op]; i++) op_names[op][i] = (char)tolower((unsigned char)u[i]);
+        op_names[op][i] = '\0';
+        op_info[op].name = op_names[op];
+        op_info[op].arity = op_rows[op].arity;
+        op_info[op].kind = op_rows[op].kind;
+        op_info[op].flags = op_rows[op].flags;
+        schema_parse((enum op)op, op_rows[op].schema);
+    }
+}
+
+int op_lookup(const char *name) {
+    for (int op = 0; op < OP_COUNT; op++)
+        if (strcmp(op_info[op].name, name) == 0) return op;
+    return -1;
+}
+
+const struct attr_desc *op_attr(enum op op, const char *name) {
+    const struct op_info *info = &op_info[op];
+    for (int i = 0; i < info->nattrs; i++)
+        if (strcmp(info->attrs[i].name, name) == 0) return &info->attrs[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------- types, shapes */
+
+static const char *const dtype_names[DT_COUNT] = {"f32", "i32", "f16", "bf16", "i8"};
+static const size_t dtype_sizes[DT_COUNT] = {4, 4, 2, 2, 1};
+
+const char *dtype_name(enum dtype t) { return (unsigned)t < DT_COUNT ? dtype_names[t] : "?"; }
+size_t dtype_size(enum dtype t) { return (unsigned)t < DT_COUNT ? dtype_sizes[t] : 0; }
+
+int dtype_lookup(const char *name) {
+    for (int t = 0; t < DT_COUNT; t++)
+        if (strcmp(dtype_names[t], name) == 0) return t;
+    return -1;
+}
+
+bool shape_equal(const struct shape *a, const struct shape *b) {
+    if (a->rank != b->rank) return false;
+    for (int i = 0; i < a->rank; i++)
+        if (a->dim[i] != b->dim[i]) return false;
+    return true;
+}
+
+bool shape_has_n(const struct shape *s) {
+    for (int i = 0; i < s->rank; i++)
+        if (s->dim[i] == IR_DIM_N) return true;
+    return false;
+}
+
+int64_t shape_static_numel(const struct shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++)
+        if (s->dim[i] != IR_DIM_N) n *= s->dim[i];
+    return n;
+}
+
+char *type_str(const struct type *t, char *buf, size_t len) {
+    size_t o = (size_t)snprintf(buf, len, "%s[", dtype_name(t->dtype));
+    for (int i = 0; i < t->shape.rank && o < len; i++) {
+        if (t->shape.dim[i] == IR_DIM_N)
+            o += (size_t)snprintf(buf + o, len - o, "%sN", i ? "," : "");
+        else
+            o += (size_t)snprintf(buf + o, len - o, "%s%lld", i ? "," : "", (long long)t->shape.dim[i]);
+    }
+    if (o < len) snprintf(buf + o, len - o, "]");
+    return buf;
+}
+
+/* ------------------------------------------------------------- modules */
+
+struct ir_module *ir_module_new(const char *name) {
+    struct arena *a = arena_new();
+    struct ir_module *m = arena_alloc(a, sizeof *m);
+    m->arena = a;
+    m->name = arena_strdup(a, name ? name : "model");
+    return m;
+}
+
+static void func_release(struct ir_func *f) {
+    for (size_t i = 0; i < vec_len(f->nodes); i++) free(f->nodes[i].args);
+    vec_free(f->nodes);
+    vec_free(f->outputs);
+    vec_free(f->update);
+}
+
+void ir_module_free(struct ir_module *m) {
+    if (!m) return;
+    for (size_t i = 0; i < vec_len(m->funcs); i++) func_release(m->funcs[i]);
+    vec_free(m->funcs);
+    vec_free(m->buffers);
+    arena_free(m->arena);
+}
+
+int ir_buffer_add(struct ir_module *m, enum buf_kind kind, const char *name, struct type type,
+                  struct loc loc) {
+    struct ir_buffer b;
+    memset(&b, 0, sizeof b);
+    b.name = arena_strdup(m->arena, name);
+    b.kind = kind;
+    b.type = type;
+    b.loc = loc;
+    vec_push(m->buffers, b);
+    return (int)vec_len(m->buffers) - 1;
+}
+
+struct ir_buffer *ir_buffer_find(struct ir_module *m, const char *name) {
+    for (size_t i = 0; i < vec_len(m->buffers); i++)
+        if (strcmp(m->buffers[i].name, name) == 0) return &m->buffers[i];
+    return NULL;
+}
+
+struct ir_func *ir_func_add(struct ir_module *m, const char *name, enum func_mode mode) {
+    struct ir_func *f = arena_alloc(m->arena, sizeof *f);
+    f->name = arena_strdup(m->arena, name);
+    f->mode = mode;
+    vec_push(m->funcs, f);
+    return f;
+}
+
+struct ir_func *ir_func_find(struct ir_module *m, const char *name) {
+    for (size_t i = 0; i < vec_len(m->funcs); i++)
+        if (strcmp(m->funcs[i]->name, name) == 0) return m->funcs[i];
+    return NULL;
+}
+
+int ir_func_len(const struct ir_func *f) { return (int)vec_len(f->nodes); }
+
+int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *args, int nargs,
+                struct loc loc) {
+    (void)m;
+    struct ir_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.nargs = nargs;
+    n.loc = loc;
+    if (nargs > 0) {
+        n.args = malloc(sizeof *n.args * (size_t)nargs);
+        if (!n.args) {
+            fputs("netc: out of memory\n", stderr);
+            exit(1);
+        }
+        memcpy(n.args, args, sizeof *n.args * (size_t)nargs);
+    }
+    vec_push(f->nodes, n);
+    return (int)vec_len(f->nodes) - 1;
+}
+
+void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int value) {
+    struct ir_output o = {arena_strdup(m->arena, name), value};
+    vec_push(f->outputs, o);
+}
+
+int ir_output_find(const struct ir_func *f, const char *name) {
+    for (size_t i = 0; i < vec_len(f->outputs); i++)
+        if (strcmp(f->outputs[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+/* ---------------------------------------------------------- attributes */
+
+static const struct attr_desc *attr_need(const struct ir_node *n, const char *name, enum attr_kind k1,
+                                         enum attr_kind k2) {
+    const struct attr_desc *a = op_attr(n->op, name);
+    if (!a) netc_internal_error(__FILE__, __LINE__, "op %s has no attribute '%s'", op_info[n->op].name, name);
+    if (a->kind != k1 && a->kind != k2)
+        netc_internal_error(__FILE__, __LINE__, "attribute '%s' of op %s has another kind", name,
+                            op_info[n->op].name);
+    return a;
+}
+
+void ir_set_int(struct ir_node *n, const char *name, int64_t v) {
+    n->ia[attr_need(n, name, AK_INT, AK_INT)->slot] = v;
+}
+
+void ir_set_ints(struct ir_node *n, const char *name, const int64_t *v, int count) {
+    const struct attr_desc *a = attr_need(n, name, AK_INTS, AK_LIST);
+    if (a->kind == AK_INTS) {
+        NETC_ASSERT(count == a->count);
+        memcpy(&n->ia[a->slot], v, sizeof *v * (size_t)count);
+    } else {
+        NETC_ASSERT(count >= 0 && count <= IR_MAX_LIST);
+        n->ia[a->slot] = count;
+        memcpy(&n->ia[a->slot + 1], v, sizeof *v * (size_t)count);
+    }
+}
+
+void ir_set_float(struct ir_node *n, const char *name, double v) {
+    n->fa[attr_need(n, name, AK_FLOAT, AK_FLOAT)->slot] = v;
+}
+
+void ir_set_sym(struct ir_module *m, struct ir_node *n, const char *sym) {
+    n->sym = arena_strdup(m->arena, sym);
+}
+
+int64_t ir_get_int(const struct ir_node *n, const char *name) {
+    return n->ia[attr_need(n, name, AK_INT, AK_INT)->slot];
+}
+
+const int64_t *ir_get_ints(const struct ir_node *n, const char *name, int *count) {
+    const struct attr_desc *a = attr_need(n, name, AK_INTS, AK_LIST);
+    if (a->kind == AK_INTS) {
+        if (count) *count = a->count;
+        return &n->ia[a->slot];
+    }
+    if (count) *count = (int)n->ia[a->slot];
+    return &n->ia[a->slot + 1];
+}
+
+double ir_get_float(const struct ir_node *n, const char *name) {
+    return n->fa[attr_need(n, name, AK_FLOAT, AK_FLOAT)->slot];
+}
+
+/* ------------------------------------------------------- whole-function */
+
+int ir_func_dce(struct ir_func *f) {
+    int n = ir_func_len(f);
+    if (n == 0) return 0;
+    char *live = calloc((size_t)n, 1);
+    int *remap = malloc(sizeof *remap * (size_t)n);
+    if (!live || !remap) exit(1);
+    for (size_t i = 0; i < vec_len(f->outputs); i++) live[f->outputs[i].value] = 1;
+    for (int i = 0; i < n; i++)
+        if (op_info[f->nodes[i].op].flags & OF_EFFECT) live[i] = 1;
+    for (int i = n - 1; i >= 0; i--)
+        if (live[i])
+            for (int a = 0; a < f->nodes[i].nargs; a++) live[f->nodes[i].args[a]] = 1;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!live[i]) {
+            free(f->nodes[i].args);
+            remap[i] = -1;
+            continue;
+        }
+        struct ir_node node = f->nodes[i];
+        for (int a = 0; a < node.nargs; a++) node.args[a] = remap[node.args[a]];
+        remap[i] = k;
+        f->nodes[k++] = node;
+    }
+    for (size_t i = 0; i < vec_len(f->outputs); i++) f->outputs[i].value = remap[f->outputs[i].value];
+    int removed = n - k;
+    vec_hdr_(f->nodes)->len = (size_t)k;
+    free(live);
+    free(remap);
+    return removed;
+}
+
+struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, const char *name) {
+    struct ir_func *c = ir_func_add(m, name, f->mode);
+    c->loss = f->loss;
+    c->optim = f->optim;
+    c->loc = f->loc;
+    for (size_t i = 0; i < vec_len(f->update); i++) vec_push(c->update, f->update[i]);
+    for (int i = 0; i < ir_func_len(f); i++) {
+        const struct ir_node *src = &f->nodes[i];
+        int id = ir_node_add(m, c, src->op, src->args, src->nargs, src->loc);
+        struct ir_node *dst = &c->nodes[id];
+        dst->type = src->type;
+        memcpy(dst->ia, src->ia, sizeof dst->ia);
+        memcpy(dst->fa, src->fa, sizeof dst->fa);
+        dst->sym = src->sym;
+    }
+    for (size_t i = 0; i < vec_len(f->outputs); i++) vec_push(c->outputs, f->outputs[i]);
+    return c;
+}

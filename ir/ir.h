@@ -1,0 +1,363 @@
+/* ir/ir.h -- the one internal header of ir/: source locations and diagnostics,
+ * the compilation arena, the op table, tensor types, and the IR itself (modules of
+ * buffers and functions; functions are arrays of SSA nodes addressed by id).
+ * Sections follow the files that implement them: diag.c, arena.c, ir.c, shape.c,
+ * print.c, parse.c, verify.c, dot.c. */
+#ifndef NETC_IR_H
+#define NETC_IR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- diag.c */
+
+/* A position in a source file (.net or .ir); line and col start at 1. */
+struct loc {
+    const char *file; /* path as the user gave it; NULL for "no location" */
+    int line;         /* 1-based line, 0 when unknown */
+    int col;          /* 1-based column, 0 when unknown */
+};
+
+#define LOC_NONE ((struct loc){NULL, 0, 0})
+
+/* Register the text of a source file so diagnostics can quote its lines. The text
+ * is copied. Returns the interned file name to use in locs. */
+const char *diag_source_add(const char *file, const char *text, size_t len);
+/* Report a user error: `file:line:col: error: message`, the source line and a caret. */
+void diag_error(struct loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void diag_verror(struct loc loc, const char *fmt, va_list ap);
+/* A note attached to the previous error (same format, "note:"). */
+void diag_note(struct loc loc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Number of errors reported so far; reset between compilations. */
+int diag_error_count(void);
+void diag_reset(void);
+/* Free every registered source text. */
+void diag_free(void);
+/* Where diagnostics go (stderr by default). */
+void diag_set_stream(FILE *out);
+/* Edit distance, for "did you mean" suggestions: the candidate nearest to `name`
+ * among `cands` (NULL-terminated), or NULL if none is close enough. */
+const char *diag_nearest(const char *name, const char *const *cands);
+
+/* Compiler bugs, never user errors. */
+_Noreturn void netc_internal_error(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define NETC_UNREACHABLE() netc_internal_error(__FILE__, __LINE__, "unreachable")
+#define NETC_ASSERT(c)                                                              \
+    do {                                                                            \
+        if (!(c)) netc_internal_error(__FILE__, __LINE__, "assertion failed: %s", #c); \
+    } while (0)
+
+/* --------------------------------------------------------------- arena.c */
+
+/* A bump allocator: everything of one compilation, freed in one call. */
+struct arena;
+struct arena *arena_new(void);
+void arena_free(struct arena *a);
+void *arena_alloc(struct arena *a, size_t size); /* zeroed, 16-byte aligned */
+char *arena_strdup(struct arena *a, const char *s);
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Growable vector of any element type: `T *v = NULL; vec_push(v, x); vec_len(v)`.
+ * Backed by malloc; vec_free releases it. */
+struct vec_hdr {
+    size_t len; /* elements in use */
+    size_t cap; /* elements allocated */
+};
+#define vec_hdr_(v) ((struct vec_hdr *)(v) - 1)
+#define vec_len(v) ((v) ? vec_hdr_(v)->len : 0)
+#define vec_push(v, x) (vec_grow_((void **)&(v), sizeof *(v)), (v)[vec_hdr_(v)->len++] = (x))
+#define vec_free(v) ((v) ? (free(vec_hdr_(v)), (v) = NULL) : NULL)
+#define vec_clear(v) ((v) ? (vec_hdr_(v)->len = 0) : 0)
+void vec_grow_(void **v, size_t elem_size);
+
+/* ------------------------------------------------------------------ ir.c */
+
+/* The op table, expanded from ops.def. */
+enum op {
+#define OP(name, arity, kind, flags, attrs) OP_##name,
+#include "ir/ops.def"
+#undef OP
+    OP_COUNT
+};
+
+/* What family an op belongs to (drives printing, fusion and emitters). */
+enum op_kind {
+    OK_LEAF,     /* no operands: inputs, parameters, constants */
+    OK_EFFECT,   /* writes a buffer */
+    OK_EWISE,    /* elementwise, broadcasting */
+    OK_REDUCE,   /* reductions */
+    OK_CONTRACT, /* matrix products */
+    OK_SHAPE,    /* reshapes and data movement */
+    OK_NN,       /* convolution, pooling, softmax, normalization, dropout */
+    OK_LOSS,     /* losses and their gradients */
+    OK_METRIC,   /* non-differentiable measures */
+};
+
+/* Op flags. */
+enum {
+    OF_COMMUTES = 1 << 0, /* op(a, b) == op(b, a) */
+    OF_NOGRAD = 1 << 1,   /* not differentiated through (gradient is zero/none) */
+    OF_EFFECT = 1 << 2,   /* has a side effect; never removed as dead */
+};
+
+/* Attribute kinds of the schema strings in ops.def. */
+enum attr_kind {
+    AK_INT,   /* one int */
+    AK_INTS,  /* a fixed number of ints */
+    AK_LIST,  /* 0..IR_MAX_LIST ints */
+    AK_FLOAT, /* one float (double) */
+    AK_STR,   /* one string */
+};
+
+#define IR_MAX_ATTRS 6  /* attributes per op */
+#define IR_MAX_IATTR 16 /* int slots per node */
+#define IR_MAX_FATTR 4  /* float slots per node */
+#define IR_MAX_LIST 8   /* ints in an i* list */
+
+/* One attribute of an op's schema. */
+struct attr_desc {
+    const char *name;    /* as printed in the IR text */
+    enum attr_kind kind; /* its type */
+    int count;           /* ints for AK_INTS, max for AK_LIST, else 1 */
+    int slot;            /* first slot in the node's ia[] (count first for AK_LIST) or fa[] */
+};
+
+/* One row of the op table. */
+struct op_info {
+    const char *name;   /* lower-case name used in the IR text, e.g. "conv2d" */
+    int arity;          /* operands, -1 for variadic */
+    enum op_kind kind;  /* family */
+    unsigned flags;     /* OF_* */
+    int nattrs;         /* attributes in the schema */
+    struct attr_desc attrs[IR_MAX_ATTRS]; /* the schema, in print order */
+};
+
+extern struct op_info op_info[OP_COUNT]; /* filled at startup from ops.def */
+/* The op with this IR-text name, or -1. */
+int op_lookup(const char *name);
+/* The attribute of op `op` named `name`, or NULL. */
+const struct attr_desc *op_attr(enum op op, const char *name);
+
+/* Element types. */
+enum dtype {
+    DT_F32,  /* 32-bit float */
+    DT_I32,  /* 32-bit signed int (labels, indices) */
+    DT_F16,  /* reserved */
+    DT_BF16, /* reserved */
+    DT_I8,   /* reserved */
+    DT_COUNT
+};
+const char *dtype_name(enum dtype t); /* "f32" */
+int dtype_lookup(const char *name);   /* DT_* or -1 */
+size_t dtype_size(enum dtype t);
+
+#define IR_MAX_RANK 6
+#define IR_DIM_N (-1) /* the symbolic batch dim, printed N */
+
+/* A tensor shape: static dims plus at most one IR_DIM_N. Rank 0 is a scalar. */
+struct shape {
+    int rank;                   /* number of dims */
+    int64_t dim[IR_MAX_RANK];   /* sizes, or IR_DIM_N */
+};
+
+/* A tensor type. */
+struct type {
+    enum dtype dtype;   /* element type */
+    struct shape shape; /* dims */
+};
+
+bool shape_equal(const struct shape *a, const struct shape *b);
+bool shape_has_n(const struct shape *s);
+/* Elements per batch item (product of the static dims). */
+int64_t shape_static_numel(const struct shape *s);
+/* "f32[N,1,28,28]" into buf; returns buf. */
+char *type_str(const struct type *t, char *buf, size_t len);
+#define TYPE_STR_MAX 128
+
+/* An SSA node. Its id is its index in the function; it defines one value. */
+struct ir_node {
+    enum op op;               /* what it computes */
+    struct type type;         /* the type of its value */
+    int nargs;                /* operands in use */
+    int *args;                /* operand node ids, all smaller than this id */
+    int64_t ia[IR_MAX_IATTR]; /* int attribute slots, laid out by op_info[op].attrs */
+    double fa[IR_MAX_FATTR];  /* float attribute slots */
+    const char *sym;          /* the `s` attribute (buffer name), arena-owned, or NULL */
+    struct loc loc;           /* where in the source it came from */
+};
+
+/* What a named buffer of the module holds. */
+enum buf_kind {
+    BUF_INPUT, /* fed by the data loader each step */
+    BUF_PARAM, /* trained parameter */
+    BUF_STATE, /* non-trained state: optimizer moments, running statistics, counters */
+};
+
+/* How a parameter or state buffer starts. */
+enum init_kind {
+    INIT_ZEROS,   /* all 0 */
+    INIT_CONST,   /* all a */
+    INIT_UNIFORM, /* uniform in [a, b) */
+    INIT_NORMAL,  /* normal with mean a, stddev b */
+};
+
+struct ir_init {
+    enum init_kind kind; /* distribution */
+    double a, b;         /* its parameters */
+};
+
+#define IR_MAX_KW 4
+
+/* A data source call, e.g. idx("file.gz", scale=0.0039) or normal(0, 1). */
+struct ir_source {
+    const char *kind;              /* "idx", "csv", "npy", "normal", "uniform"; NULL: none */
+    const char *path;              /* file, for file sources */
+    int nargs;                     /* positional numbers (normal(0, 1)) */
+    double args[2];                /* their values */
+    int nkw;                       /* keyword options */
+    const char *kw[IR_MAX_KW];     /* their names: scale, shift, column, classes */
+    double kwval[IR_MAX_KW];       /* their values */
+};
+
+/* A named buffer: model input, parameter or state. */
+struct ir_buffer {
+    const char *name;        /* unique in the module, e.g. "classifier.dense0.w" */
+    enum buf_kind kind;      /* input, param or state */
+    struct type type;        /* dtype and shape (inputs may have N) */
+    struct ir_init init;     /* params and state: initial value */
+    const char *group;       /* params: the net that owns it (for `update G`), or NULL */
+    struct ir_source data;   /* inputs: default training source */
+    struct ir_source test;   /* inputs: default test source */
+    struct loc loc;          /* declaration */
+};
+
+/* An optimizer and its hyper-parameters, e.g. adam(lr=0.001, beta1=0.9). */
+#define IR_MAX_OPT_KW 8
+struct ir_optim {
+    const char *kind;               /* "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"; NULL: none */
+    int nkw;                        /* options in use */
+    const char *kw[IR_MAX_OPT_KW];  /* option names, in canonical order */
+    double kwval[IR_MAX_OPT_KW];    /* option values */
+    struct ir_source schedule;      /* learning-rate schedule: step(every=E, gamma=G) or
+                                       cosine(t_max=T); kind NULL: constant rate */
+};
+
+/* A named result of a function. */
+struct ir_output {
+    const char *name; /* e.g. "logits", "loss", "accuracy", "grad.classifier.w" */
+    int value;        /* node id */
+};
+
+/* How an entry point runs. */
+enum func_mode {
+    MODE_EVAL,  /* inference: batch norm uses running statistics, no dropout */
+    MODE_TRAIN, /* a training step */
+};
+
+/* An entry point: forward (inference), train_step, or one per loss. */
+struct ir_func {
+    const char *name;            /* "forward", "train_step", "d_step", ... */
+    enum func_mode mode;         /* eval or train */
+    const char *loss;            /* train: the output that is minimized, or NULL */
+    struct ir_optim optim;       /* train: the optimizer */
+    const char **update;         /* train: vec of groups whose params it updates; empty: all */
+    struct ir_node *nodes;       /* vec of nodes, in topological order */
+    struct ir_output *outputs;   /* vec of named results */
+    struct loc loc;              /* where it was declared (for diagnostics) */
+};
+
+/* Training settings of the module (from the `train {}` block). */
+struct ir_train {
+    int64_t batch;  /* batch size, 0: unset */
+    int64_t epochs; /* epochs, 0: unset */
+    int64_t seed;   /* RNG seed */
+    int64_t patience; /* early stopping: epochs without test-loss improvement, 0: off */
+};
+
+/* A whole compiled model. */
+struct ir_module {
+    const char *name;            /* from `model NAME` */
+    struct ir_train train;       /* training settings */
+    struct ir_buffer *buffers;   /* vec: inputs, then params, then state, in declaration order */
+    struct ir_func **funcs;      /* vec of entry points */
+    struct arena *arena;         /* owns every string and the module's small allocations */
+};
+
+struct ir_module *ir_module_new(const char *name);
+void ir_module_free(struct ir_module *m);
+/* Add a buffer (name copied). Returns its index. */
+int ir_buffer_add(struct ir_module *m, enum buf_kind kind, const char *name,
+                  struct type type, struct loc loc);
+/* The buffer named `name`, or NULL. */
+struct ir_buffer *ir_buffer_find(struct ir_module *m, const char *name);
+/* Add an empty function (name copied). */
+struct ir_func *ir_func_add(struct ir_module *m, const char *name, enum func_mode mode);
+struct ir_func *ir_func_find(struct ir_module *m, const char *name);
+int ir_func_len(const struct ir_func *f);
+/* Append a node with the given operands and all attributes zero; its type is
+ * unset (call ir_infer). Returns its id. Pointers into f->nodes are invalidated. */
+int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *args,
+                int nargs, struct loc loc);
+void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int value);
+/* The output named `name`, or -1. */
+int ir_output_find(const struct ir_func *f, const char *name);
+
+/* Attribute access by name (the name must be in the op's schema, else internal error). */
+void ir_set_int(struct ir_node *n, const char *name, int64_t v);
+void ir_set_ints(struct ir_node *n, const char *name, const int64_t *v, int count);
+void ir_set_float(struct ir_node *n, const char *name, double v);
+void ir_set_sym(struct ir_module *m, struct ir_node *n, const char *sym);
+int64_t ir_get_int(const struct ir_node *n, const char *name);
+/* Pointer to the ints of an AK_INTS/AK_LIST attribute; *count receives their number. */
+const int64_t *ir_get_ints(const struct ir_node *n, const char *name, int *count);
+double ir_get_float(const struct ir_node *n, const char *name);
+
+/* Remove nodes not reachable from outputs or effects, renumbering the rest in order.
+ * Returns the number of nodes removed. */
+int ir_func_dce(struct ir_func *f);
+/* Deep copy of a function (nodes and outputs) under a new name. */
+struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, const char *name);
+
+/* --------------------------------------------------------------- shape.c */
+
+/* Infer the type of node `id` from its operands and attributes by the op's shape
+ * rule and store it. INPUT/PARAM take their buffer's type; CONST, RESHAPE and
+ * BROADCAST_TO keep the type already set on the node. On a user error (shapes that
+ * disagree) it returns false and writes a message naming both shapes into err. */
+bool ir_infer(struct ir_module *m, struct ir_func *f, int id, char *err, size_t errlen);
+
+/* --------------------------------------------------------------- print.c */
+
+/* Print the module in the IR text form (parseable by ir_parse). */
+void ir_print(FILE *out, const struct ir_module *m);
+void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f);
+/* Whether nodes print their `loc("file":line:col)` (off by default; --print-loc). */
+void ir_print_set_locs(bool on);
+
+/* --------------------------------------------------------------- parse.c */
+
+/* Parse IR text. On error reports through diag_error (file:line:col) and returns
+ * NULL. `file` names the text in messages. */
+struct ir_module *ir_parse(const char *file, const char *text, size_t len);
+
+/* -------------------------------------------------------------- verify.c */
+
+/* Check every invariant of the module: operand ids in range and before their user,
+ * arity, attribute values, types equal to what the shape rules give, symbols that
+ * name existing buffers of the right type, unique names. Reports each problem with
+ * diag_error at the node's loc, prefixed by the function and value. Returns true
+ * when the module is valid. */
+bool ir_verify(struct ir_module *m);
+
+/* ----------------------------------------------------------------- dot.c */
+
+/* Graphviz DOT: one cluster per function, one box per node labelled with op and type. */
+void ir_print_dot(FILE *out, const struct ir_module *m);
+
+#endif

@@ -1,0 +1,643 @@
+/* ir/shape.c -- the shape rule of every op: from operand types and attributes to
+ * the node's type, or a message naming the shapes that disagree. The rules are a
+ * column of the op table: shape_rule[] is built from ops.def, so an op without a
+ * shape_<NAME> function fails the build. Helpers come first, then the rules in the
+ * order of ops.def, then ir_infer. */
+#include "ir/ir.h"
+
+#include <string.h>
+
+/* What a rule sees: the module (for buffers), the node, its operand types. */
+struct rule_ctx {
+    struct ir_module *m;     /* for buffer look-ups */
+    struct ir_node *n;       /* the node being typed; rules write n->type */
+    const struct type *a[8]; /* operand types (first 8) */
+    char *err;               /* message buffer */
+    size_t errlen;           /* its size */
+};
+
+typedef bool (*shape_fn)(struct rule_ctx *c);
+
+static bool fail(struct rule_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool fail(struct rule_ctx *c, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, c->errlen, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+/* Short-lived type strings for messages (a small ring of buffers). */
+static const char *ts(const struct type *t) {
+    static char ring[6][TYPE_STR_MAX];
+    static int next;
+    char *b = ring[next++ % 6];
+    return type_str(t, b, TYPE_STR_MAX);
+}
+
+static const char *opname(const struct rule_ctx *c) { return op_info[c->n->op].name; }
+
+static void set_type(struct rule_ctx *c, enum dtype dt, const struct shape *s) {
+    c->n->type.dtype = dt;
+    c->n->type.shape = *s;
+}
+
+static struct shape scalar_shape(void) {
+    struct shape s;
+    memset(&s, 0, sizeof s);
+    return s;
+}
+
+static bool need_f32(struct rule_ctx *c, int i) {
+    if (c->a[i]->dtype == DT_F32) return true;
+    return fail(c, "%s expects an f32 operand, got %s", opname(c), ts(c->a[i]));
+}
+
+static bool same_shape(struct rule_ctx *c, int i, int j) {
+    if (shape_equal(&c->a[i]->shape, &c->a[j]->shape)) return true;
+    return fail(c, "%s expects operands of the same shape, got %s and %s", opname(c), ts(c->a[i]),
+                ts(c->a[j]));
+}
+
+/* Numpy broadcasting of two shapes; false if they do not broadcast. */
+static bool broadcast(const struct shape *x, const struct shape *y, struct shape *out) {
+    int r = x->rank > y->rank ? x->rank : y->rank;
+    out->rank = r;
+    for (int i = 0; i < r; i++) {
+        int xi = x->rank - r + i, yi = y->rank - r + i;
+        int64_t dx = xi >= 0 ? x->dim[xi] : 1, dy = yi >= 0 ? y->dim[yi] : 1;
+        if (dx == dy) out->dim[i] = dx;
+        else if (dx == 1) out->dim[i] = dy;
+        else if (dy == 1) out->dim[i] = dx;
+        else return false;
+    }
+    return true;
+}
+
+static bool axis_ok(struct rule_ctx *c, int64_t axis, int rank) {
+    if (axis >= 0 && axis < rank) return true;
+    return fail(c, "%s: axis %lld is out of range for rank %d", opname(c), (long long)axis, rank);
+}
+
+/* The static size of dim `axis` of operand i, or a message if it is N. */
+static bool static_dim(struct rule_ctx *c, int i, int axis, int64_t *out) {
+    *out = c->a[i]->shape.dim[axis];
+    if (*out != IR_DIM_N) return true;
+    return fail(c, "%s cannot work along the batch dim N of %s", opname(c), ts(c->a[i]));
+}
+
+/* --------------------------------------------------------------- leaves */
+
+static bool shape_buffer(struct rule_ctx *c, enum buf_kind kind) {
+    static const char *const kinds[] = {"input", "param", "state"};
+    if (!c->n->sym) return fail(c, "%s has no buffer name", opname(c));
+    struct ir_buffer *b = ir_buffer_find(c->m, c->n->sym);
+    if (!b) return fail(c, "%s refers to unknown buffer @%s", opname(c), c->n->sym);
+    bool ok = kind == BUF_INPUT ? b->kind == BUF_INPUT : b->kind != BUF_INPUT;
+    if (!ok) return fail(c, "%s refers to @%s, which is a%s %s", opname(c), b->name,
+                         b->kind == BUF_INPUT ? "n" : "", kinds[b->kind]);
+    c->n->type = b->type;
+    return true;
+}
+
+static bool shape_INPUT(struct rule_ctx *c) { return shape_buffer(c, BUF_INPUT); }
+static bool shape_PARAM(struct rule_ctx *c) { return shape_buffer(c, BUF_PARAM); }
+static bool shape_CONST(struct rule_ctx *c) { return true; }
+
+static bool shape_ASSIGN(struct rule_ctx *c) {
+    if (!c->n->sym) return fail(c, "assign has no buffer name");
+    struct ir_buffer *b = ir_buffer_find(c->m, c->n->sym);
+    if (!b) return fail(c, "assign to unknown buffer @%s", c->n->sym);
+    if (b->kind == BUF_INPUT) return fail(c, "assign to input @%s", b->name);
+    if (b->type.dtype != c->a[0]->dtype || !shape_equal(&b->type.shape, &c->a[0]->shape))
+        return fail(c, "assign of %s to @%s of type %s", ts(c->a[0]), b->name, ts(&b->type));
+    c->n->type = *c->a[0];
+    return true;
+}
+
+/* ----------------------------------------------------------- elementwise */
+
+static bool unary_f32(struct rule_ctx *c) {
+    if (!need_f32(c, 0)) return false;
+    c->n->type = *c->a[0];
+    return true;
+}
+
+static bool shape_NEG(struct rule_ctx *c) {
+    c->n->type = *c->a[0];
+    return true;
+}
+static bool shape_EXP(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_LOG(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_SQRT(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_ABS(struct rule_ctx *c) { return shape_NEG(c); }
+static bool shape_RELU(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_LEAKY_RELU(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_SIGMOID(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_TANH(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_STOP_GRADIENT(struct rule_ctx *c) { return shape_NEG(c); }
+
+static bool shape_CAST(struct rule_ctx *c) {
+    /* The target dtype is the one already on the node. */
+    c->n->type.shape = c->a[0]->shape;
+    return true;
+}
+
+static bool binary(struct rule_ctx *c, enum dtype out) {
+    if (c->a[0]->dtype != c->a[1]->dtype)
+        return fail(c, "%s of different element types: %s and %s", opname(c), ts(c->a[0]), ts(c->a[1]));
+    struct shape s;
+    if (!broadcast(&c->a[0]->shape, &c->a[1]->shape, &s))
+        return fail(c, "%s: shapes %s and %s do not broadcast", opname(c), ts(c->a[0]), ts(c->a[1]));
+    set_type(c, out, &s);
+    return true;
+}
+
+static bool shape_ADD(struct rule_ctx *c) { return binary(c, c->a[0]->dtype); }
+static bool shape_SUB(struct rule_ctx *c) { return binary(c, c->a[0]->dtype); }
+static bool shape_MUL(struct rule_ctx *c) { return binary(c, c->a[0]->dtype); }
+static bool shape_DIV(struct rule_ctx *c) { return binary(c, c->a[0]->dtype); }
+static bool shape_MAXIMUM(struct rule_ctx *c) { return binary(c, c->a[0]->dtype); }
+static bool shape_POW(struct rule_ctx *c) { return need_f32(c, 0) && binary(c, DT_F32); }
+static bool shape_GREATER(struct rule_ctx *c) { return binary(c, DT_F32); }
+
+/* (x or y, dy) -> dx, all of one shape. */
+static bool act_grad(struct rule_ctx *c) {
+    if (!need_f32(c, 0) || !need_f32(c, 1) || !same_shape(c, 0, 1)) return false;
+    c->n->type = *c->a[1];
+    return true;
+}
+
+static bool shape_RELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
+static bool shape_LEAKY_RELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
+static bool shape_SIGMOID_GRAD(struct rule_ctx *c) { return act_grad(c); }
+static bool shape_TANH_GRAD(struct rule_ctx *c) { return act_grad(c); }
+
+static bool shape_BIAS_ADD(struct rule_ctx *c) {
+    int64_t axis = ir_get_int(c->n, "axis");
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
+    if (c->a[1]->shape.rank != 1 || c->a[1]->shape.dim[0] != c->a[0]->shape.dim[axis])
+        return fail(c, "bias_add of %s to %s: the bias must be [%lld], the size of axis %lld",
+                    ts(c->a[1]), ts(c->a[0]), (long long)c->a[0]->shape.dim[axis], (long long)axis);
+    c->n->type = *c->a[0];
+    return true;
+}
+
+/* ------------------------------------------------------------ reductions */
+
+static bool reduce(struct rule_ctx *c, enum dtype out) {
+    int count;
+    const int64_t *axes = ir_get_ints(c->n, "axes", &count);
+    int64_t keep = ir_get_int(c->n, "keepdims");
+    const struct shape *in = &c->a[0]->shape;
+    bool drop[IR_MAX_RANK] = {false};
+    for (int i = 0; i < count; i++) {
+        if (!axis_ok(c, axes[i], in->rank)) return false;
+        if (drop[axes[i]]) return fail(c, "%s: axis %lld is listed twice", opname(c), (long long)axes[i]);
+        drop[axes[i]] = true;
+    }
+    if (count == 0)
+        for (int i = 0; i < in->rank; i++) drop[i] = true;
+    struct shape s = scalar_shape();
+    for (int i = 0; i < in->rank; i++) {
+        if (!drop[i]) s.dim[s.rank++] = in->dim[i];
+        else if (keep) s.dim[s.rank++] = 1;
+    }
+    set_type(c, out, &s);
+    return true;
+}
+
+static bool shape_SUM(struct rule_ctx *c) { return reduce(c, c->a[0]->dtype); }
+static bool shape_MEAN(struct rule_ctx *c) { return need_f32(c, 0) && reduce(c, DT_F32); }
+static bool shape_MAX(struct rule_ctx *c) { return reduce(c, c->a[0]->dtype); }
+static bool shape_VARIANCE(struct rule_ctx *c) { return need_f32(c, 0) && reduce(c, DT_F32); }
+
+static bool shape_ARGMAX(struct rule_ctx *c) {
+    int64_t axis = ir_get_int(c->n, "axis");
+    const struct shape *in = &c->a[0]->shape;
+    if (!axis_ok(c, axis, in->rank)) return false;
+    struct shape s = scalar_shape();
+    for (int i = 0; i < in->rank; i++)
+        if (i != axis) s.dim[s.rank++] = in->dim[i];
+    set_type(c, DT_I32, &s);
+    return true;
+}
+
+static bool shape_SUM_TO(struct rule_ctx *c) {
+    struct shape s;
+    if (!broadcast(&c->n->type.shape, &c->a[0]->shape, &s) || !shape_equal(&s, &c->a[0]->shape))
+        return fail(c, "sum_to: %s cannot be summed down to %s", ts(c->a[0]), ts(&c->n->type));
+    c->n->type.dtype = c->a[0]->dtype;
+    return true;
+}
+
+static bool shape_BROADCAST_TO(struct rule_ctx *c) {
+    struct shape s;
+    if (!broadcast(&c->n->type.shape, &c->a[0]->shape, &s) || !shape_equal(&s, &c->n->type.shape))
+        return fail(c, "broadcast_to: %s does not broadcast to %s", ts(c->a[0]), ts(&c->n->type));
+    c->n->type.dtype = c->a[0]->dtype;
+    return true;
+}
+
+/* --------------------------------------------------------------- matmul */
+
+static bool shape_MATMUL(struct rule_ctx *c) {
+    if (c->a[0]->shape.rank != 2 || c->a[1]->shape.rank != 2)
+        return fail(c, "matmul expects rank-2 operands, got %s and %s", ts(c->a[0]), ts(c->a[1]));
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
+    const int64_t *a = c->a[0]->shape.dim, *b = c->a[1]->shape.dim;
+    int64_t m = ta ? a[1] : a[0], ka = ta ? a[0] : a[1];
+    int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
+    if (ka != kb)
+        return fail(c, "matmul of %s%s and %s%s: inner dimensions differ", ts(c->a[0]), ta ? "^T" : "",
+                    ts(c->a[1]), tb ? "^T" : "");
+    struct shape s = {2, {m, n}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+/* ----------------------------------------------------------------- shape */
+
+static bool shape_RESHAPE(struct rule_ctx *c) {
+    const struct shape *in = &c->a[0]->shape, *out = &c->n->type.shape;
+    if (shape_has_n(in) != shape_has_n(out) || shape_static_numel(in) != shape_static_numel(out)) {
+        struct type t = {c->a[0]->dtype, *out};
+        return fail(c, "cannot reshape %s to %s: the sizes differ", ts(c->a[0]), ts(&t));
+    }
+    c->n->type.dtype = c->a[0]->dtype;
+    return true;
+}
+
+static bool shape_TRANSPOSE(struct rule_ctx *c) {
+    int count;
+    const int64_t *perm = ir_get_ints(c->n, "perm", &count);
+    const struct shape *in = &c->a[0]->shape;
+    if (count != in->rank)
+        return fail(c, "transpose of %s needs a permutation of %d axes, got %d", ts(c->a[0]), in->rank, count);
+    bool seen[IR_MAX_RANK] = {false};
+    struct shape s = scalar_shape();
+    s.rank = in->rank;
+    for (int i = 0; i < count; i++) {
+        if (perm[i] < 0 || perm[i] >= in->rank || seen[perm[i]])
+            return fail(c, "transpose: perm is not a permutation of 0..%d", in->rank - 1);
+        seen[perm[i]] = true;
+        s.dim[i] = in->dim[perm[i]];
+    }
+    set_type(c, c->a[0]->dtype, &s);
+    return true;
+}
+
+static bool shape_SLICE(struct rule_ctx *c) {
+    int64_t axis = ir_get_int(c->n, "axis"), start = ir_get_int(c->n, "start"), size = ir_get_int(c->n, "size");
+    if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
+    int64_t dim;
+    if (!static_dim(c, 0, (int)axis, &dim)) return false;
+    if (start < 0 || size < 1 || start + size > dim)
+        return fail(c, "slice [%lld, %lld) of axis %lld is outside %s", (long long)start,
+                    (long long)(start + size), (long long)axis, ts(c->a[0]));
+    struct shape s = c->a[0]->shape;
+    s.dim[axis] = size;
+    set_type(c, c->a[0]->dtype, &s);
+    return true;
+}
+
+static bool shape_PAD(struct rule_ctx *c) {
+    int64_t axis = ir_get_int(c->n, "axis"), before = ir_get_int(c->n, "before"), after = ir_get_int(c->n, "after");
+    if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
+    int64_t dim;
+    if (!static_dim(c, 0, (int)axis, &dim)) return false;
+    if (before < 0 || after < 0) return fail(c, "pad amounts must not be negative");
+    struct shape s = c->a[0]->shape;
+    s.dim[axis] = dim + before + after;
+    set_type(c, c->a[0]->dtype, &s);
+    return true;
+}
+
+static bool shape_CONCAT(struct rule_ctx *c) {
+    int64_t axis = ir_get_int(c->n, "axis");
+    if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
+    struct shape s = c->a[0]->shape;
+    int64_t total = 0;
+    int nargs = c->n->nargs < 8 ? c->n->nargs : 8;
+    for (int i = 0; i < nargs; i++) {
+        const struct type *t = c->a[i];
+        if (t->dtype != c->a[0]->dtype || t->shape.rank != s.rank)
+            return fail(c, "concat of %s and %s", ts(c->a[0]), ts(t));
+        for (int d = 0; d < s.rank; d++)
+            if (d != axis && t->shape.dim[d] != s.dim[d])
+                return fail(c, "concat along axis %lld of %s and %s: other dims differ", (long long)axis,
+                            ts(c->a[0]), ts(t));
+        int64_t dim;
+        if (!static_dim(c, i, (int)axis, &dim)) return false;
+        total += dim;
+    }
+    if (c->n->nargs > 8) return fail(c, "concat takes at most 8 operands");
+    s.dim[axis] = total;
+    set_type(c, c->a[0]->dtype, &s);
+    return true;
+}
+
+/* --------------------------------------------------------------- softmax */
+
+static bool softmax_like(struct rule_ctx *c) {
+    if (!need_f32(c, 0) || !axis_ok(c, ir_get_int(c->n, "axis"), c->a[0]->shape.rank)) return false;
+    c->n->type = *c->a[0];
+    return true;
+}
+
+static bool shape_SOFTMAX(struct rule_ctx *c) { return softmax_like(c); }
+static bool shape_LOG_SOFTMAX(struct rule_ctx *c) { return softmax_like(c); }
+static bool shape_SOFTMAX_GRAD(struct rule_ctx *c) { return softmax_like(c) && act_grad(c); }
+static bool shape_LOG_SOFTMAX_GRAD(struct rule_ctx *c) { return softmax_like(c) && act_grad(c); }
+
+/* ---------------------------------------------------------------- losses */
+
+static bool scalar_out(struct rule_ctx *c) {
+    struct shape s = scalar_shape();
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool same_shape_loss(struct rule_ctx *c) {
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    if (!shape_equal(&c->a[0]->shape, &c->a[1]->shape))
+        return fail(c, "%s of a prediction %s and a target %s: shapes differ", opname(c), ts(c->a[0]),
+                    ts(c->a[1]));
+    return scalar_out(c);
+}
+
+/* logits [N, C] with labels i32[N] or probabilities f32[N, C]. */
+static bool class_target(struct rule_ctx *c) {
+    const struct type *x = c->a[0], *y = c->a[1];
+    if (x->shape.rank != 2 || x->dtype != DT_F32)
+        return fail(c, "%s expects f32 scores of rank 2 [N, classes], got %s", opname(c), ts(x));
+    if (y->dtype == DT_I32) {
+        if (y->shape.rank != 1 || y->shape.dim[0] != x->shape.dim[0])
+            return fail(c, "%s of scores %s needs i32 labels [%s], got %s", opname(c), ts(x),
+                        x->shape.dim[0] == IR_DIM_N ? "N" : "batch", ts(y));
+        return true;
+    }
+    if (!shape_equal(&x->shape, &y->shape))
+        return fail(c, "%s of scores %s and target %s: shapes differ", opname(c), ts(x), ts(y));
+    return true;
+}
+
+static bool shape_MSE(struct rule_ctx *c) { return same_shape_loss(c); }
+static bool shape_CROSS_ENTROPY(struct rule_ctx *c) { return class_target(c) && scalar_out(c); }
+static bool shape_BCE(struct rule_ctx *c) { return same_shape_loss(c); }
+static bool shape_BCE_LOGITS(struct rule_ctx *c) { return same_shape_loss(c); }
+static bool shape_HINGE(struct rule_ctx *c) { return same_shape_loss(c); }
+
+/* (prediction, target, dloss) -> d prediction. */
+static bool loss_grad(struct rule_ctx *c, shape_fn check) {
+    if (c->a[2]->shape.rank != 0 || c->a[2]->dtype != DT_F32)
+        return fail(c, "%s expects a scalar f32[] loss gradient, got %s", opname(c), ts(c->a[2]));
+    if (!check(c)) return false;
+    c->n->type = *c->a[0];
+    return true;
+}
+
+static bool shape_MSE_GRAD(struct rule_ctx *c) { return loss_grad(c, same_shape_loss); }
+static bool shape_CROSS_ENTROPY_GRAD(struct rule_ctx *c) { return loss_grad(c, class_target); }
+static bool shape_BCE_GRAD(struct rule_ctx *c) { return loss_grad(c, same_shape_loss); }
+static bool shape_BCE_LOGITS_GRAD(struct rule_ctx *c) { return loss_grad(c, same_shape_loss); }
+static bool shape_HINGE_GRAD(struct rule_ctx *c) { return loss_grad(c, same_shape_loss); }
+
+static bool shape_ACCURACY(struct rule_ctx *c) { return class_target(c) && scalar_out(c); }
+
+/* ----------------------------------------------------------- convolution */
+
+/* Checks common to every 2-D window op over NCHW operand i. */
+static bool nchw(struct rule_ctx *c, int i) {
+    if (!need_f32(c, i)) return false;
+    if (c->a[i]->shape.rank != 4)
+        return fail(c, "%s expects a rank-4 [N, C, H, W] input, got %s", opname(c), ts(c->a[i]));
+    for (int d = 1; d < 4; d++)
+        if (c->a[i]->shape.dim[d] == IR_DIM_N)
+            return fail(c, "%s: only the first dim of %s may be N", opname(c), ts(c->a[i]));
+    return true;
+}
+
+static bool window_attrs(struct rule_ctx *c, const int64_t *k, const int64_t *s, const int64_t *p,
+                         const int64_t *d) {
+    for (int i = 0; i < 2; i++) {
+        if (k[i] < 1) return fail(c, "%s: window size must be at least 1, got %lld", opname(c), (long long)k[i]);
+        if (s[i] < 1) return fail(c, "%s: stride must be at least 1, got %lld", opname(c), (long long)s[i]);
+        if (d && d[i] < 1) return fail(c, "%s: dilation must be at least 1, got %lld", opname(c), (long long)d[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        if (p[i] < 0) return fail(c, "%s: padding must not be negative, got %lld", opname(c), (long long)p[i]);
+    return true;
+}
+
+/* Output spatial size of a strided window; <= 0 means the window does not fit. */
+static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p0, int64_t p1, int64_t d) {
+    int64_t span = d * (k - 1) + 1, room = in + p0 + p1 - span;
+    return room < 0 ? 0 : room / s + 1;
+}
+
+/* The conv2d output for input x and weight w (both 4-D), into *out. */
+static bool conv_out(struct rule_ctx *c, const struct type *x, const struct type *w, struct type *out) {
+    const int64_t *st = ir_get_ints(c->n, "stride", NULL), *pad = ir_get_ints(c->n, "pad", NULL);
+    const int64_t *dil = ir_get_ints(c->n, "dilation", NULL);
+    int64_t g = ir_get_int(c->n, "groups");
+    if (w->shape.rank != 4 || shape_has_n(&w->shape))
+        return fail(c, "%s expects a rank-4 weight [out, in/groups, kh, kw], got %s", opname(c), ts(w));
+    if (g < 1) return fail(c, "%s: groups must be at least 1, got %lld", opname(c), (long long)g);
+    if (!window_attrs(c, &w->shape.dim[2], st, pad, dil)) return false;
+    int64_t cin = x->shape.dim[1], cout = w->shape.dim[0];
+    if (w->shape.dim[1] * g != cin)
+        return fail(c, "%s: input %s has %lld channels but weight %s expects %lld (groups %lld)", opname(c),
+                    ts(x), (long long)cin, ts(w), (long long)(w->shape.dim[1] * g), (long long)g);
+    if (cout % g) return fail(c, "%s: %lld output channels do not split into %lld groups", opname(c),
+                             (long long)cout, (long long)g);
+    int64_t ho = window_out(x->shape.dim[2], w->shape.dim[2], st[0], pad[0], pad[2], dil[0]);
+    int64_t wo = window_out(x->shape.dim[3], w->shape.dim[3], st[1], pad[1], pad[3], dil[1]);
+    if (ho < 1 || wo < 1)
+        return fail(c, "%s: the %lldx%lld kernel does not fit the input %s", opname(c),
+                    (long long)w->shape.dim[2], (long long)w->shape.dim[3], ts(x));
+    out->dtype = DT_F32;
+    out->shape = (struct shape){4, {x->shape.dim[0], cout, ho, wo}};
+    return true;
+}
+
+static bool shape_CONV2D(struct rule_ctx *c) {
+    struct type t;
+    if (!nchw(c, 0) || !conv_out(c, c->a[0], c->a[1], &t)) return false;
+    c->n->type = t;
+    return true;
+}
+
+/* (dy, w) -> dx; dx's shape is the node's own (the forward input's). */
+static bool shape_CONV2D_GRAD_INPUT(struct rule_ctx *c) {
+    struct type x = {DT_F32, c->n->type.shape}, y;
+    c->a[7] = &x;
+    if (!nchw(c, 0) || !nchw(c, 7) || !conv_out(c, &x, c->a[1], &y)) return false;
+    if (!shape_equal(&y.shape, &c->a[0]->shape))
+        return fail(c, "conv2d_grad_input: a conv2d of %s gives %s, not the gradient's %s", ts(&x), ts(&y),
+                    ts(c->a[0]));
+    c->n->type.dtype = DT_F32;
+    return true;
+}
+
+/* (x, dy) -> dw; dw's shape is the node's own (the weight's). */
+static bool shape_CONV2D_GRAD_WEIGHT(struct rule_ctx *c) {
+    struct type w = {DT_F32, c->n->type.shape}, y;
+    if (!nchw(c, 0) || !nchw(c, 1) || !conv_out(c, c->a[0], &w, &y)) return false;
+    if (!shape_equal(&y.shape, &c->a[1]->shape))
+        return fail(c, "conv2d_grad_weight: a conv2d of %s with %s gives %s, not the gradient's %s",
+                    ts(c->a[0]), ts(&w), ts(&y), ts(c->a[1]));
+    c->n->type.dtype = DT_F32;
+    return true;
+}
+
+static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
+    const struct type *x = c->a[0], *w = c->a[1];
+    if (!nchw(c, 0)) return false;
+    const int64_t *st = ir_get_ints(c->n, "stride", NULL), *pad = ir_get_ints(c->n, "pad", NULL);
+    const int64_t *dil = ir_get_ints(c->n, "dilation", NULL), *op = ir_get_ints(c->n, "output_pad", NULL);
+    int64_t g = ir_get_int(c->n, "groups");
+    if (w->shape.rank != 4 || shape_has_n(&w->shape))
+        return fail(c, "conv_transpose2d expects a rank-4 weight [in, out/groups, kh, kw], got %s", ts(w));
+    if (g < 1) return fail(c, "conv_transpose2d: groups must be at least 1, got %lld", (long long)g);
+    if (!window_attrs(c, &w->shape.dim[2], st, pad, dil)) return false;
+    if (w->shape.dim[0] != x->shape.dim[1] || x->shape.dim[1] % g)
+        return fail(c, "conv_transpose2d: input %s has %lld channels but weight %s expects %lld", ts(x),
+                    (long long)x->shape.dim[1], ts(w), (long long)w->shape.dim[0]);
+    int64_t hw[2];
+    for (int i = 0; i < 2; i++) {
+        if (op[i] < 0 || (op[i] >= st[i] && op[i] >= dil[i]))
+            return fail(c, "conv_transpose2d: output padding %lld must be smaller than the stride or dilation",
+                        (long long)op[i]);
+        hw[i] = (x->shape.dim[2 + i] - 1) * st[i] - pad[i] - pad[i + 2] + dil[i] * (w->shape.dim[2 + i] - 1) +
+                op[i] + 1;
+        if (hw[i] < 1) return fail(c, "conv_transpose2d: the output of %s would be empty", ts(x));
+    }
+    struct shape s = {4, {x->shape.dim[0], w->shape.dim[1] * g, hw[0], hw[1]}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+/* --------------------------------------------------------------- pooling */
+
+static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out) {
+    const int64_t *k = ir_get_ints(c->n, "kernel", NULL), *st = ir_get_ints(c->n, "stride", NULL);
+    const int64_t *pad = ir_get_ints(c->n, "pad", NULL);
+    if (!window_attrs(c, k, st, pad, NULL)) return false;
+    if (pad[0] * 2 > k[0] || pad[1] * 2 > k[1] || pad[2] * 2 > k[0] || pad[3] * 2 > k[1])
+        return fail(c, "%s: padding must be at most half the window", opname(c));
+    int64_t ho = window_out(x->shape.dim[2], k[0], st[0], pad[0], pad[2], 1);
+    int64_t wo = window_out(x->shape.dim[3], k[1], st[1], pad[1], pad[3], 1);
+    if (ho < 1 || wo < 1)
+        return fail(c, "%s: the %lldx%lld window does not fit the input %s", opname(c), (long long)k[0],
+                    (long long)k[1], ts(x));
+    out->dtype = DT_F32;
+    out->shape = (struct shape){4, {x->shape.dim[0], x->shape.dim[1], ho, wo}};
+    return true;
+}
+
+static bool pool(struct rule_ctx *c) {
+    struct type t;
+    if (!nchw(c, 0) || !pool_out(c, c->a[0], &t)) return false;
+    c->n->type = t;
+    return true;
+}
+
+/* (x, dy) -> dx. */
+static bool pool_grad(struct rule_ctx *c) {
+    struct type y;
+    if (!nchw(c, 0) || !nchw(c, 1) || !pool_out(c, c->a[0], &y)) return false;
+    if (!shape_equal(&y.shape, &c->a[1]->shape))
+        return fail(c, "%s: pooling %s gives %s, not the gradient's %s", opname(c), ts(c->a[0]), ts(&y),
+                    ts(c->a[1]));
+    c->n->type = *c->a[0];
+    return true;
+}
+
+static bool shape_MAXPOOL2D(struct rule_ctx *c) { return pool(c); }
+static bool shape_AVGPOOL2D(struct rule_ctx *c) { return pool(c); }
+static bool shape_MAXPOOL2D_GRAD(struct rule_ctx *c) { return pool_grad(c); }
+static bool shape_AVGPOOL2D_GRAD(struct rule_ctx *c) { return pool_grad(c); }
+
+static bool shape_UPSAMPLE2D(struct rule_ctx *c) {
+    const int64_t *sc = ir_get_ints(c->n, "scale", NULL);
+    if (!nchw(c, 0)) return false;
+    if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d: scale must be at least 1");
+    struct shape s = c->a[0]->shape;
+    s.dim[2] *= sc[0];
+    s.dim[3] *= sc[1];
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_UPSAMPLE2D_GRAD(struct rule_ctx *c) {
+    const int64_t *sc = ir_get_ints(c->n, "scale", NULL);
+    if (!nchw(c, 0)) return false;
+    if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d_grad: scale must be at least 1");
+    struct shape s = c->a[0]->shape;
+    if (s.dim[2] % sc[0] || s.dim[3] % sc[1])
+        return fail(c, "upsample2d_grad: %s is not a multiple of the scale", ts(c->a[0]));
+    s.dim[2] /= sc[0];
+    s.dim[3] /= sc[1];
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+/* ---------------------------------------------------- dropout, batchnorm */
+
+static bool dropout_like(struct rule_ctx *c) {
+    double rate = ir_get_float(c->n, "rate");
+    if (!(rate >= 0 && rate < 1)) return fail(c, "%s: rate must be in [0, 1), got %g", opname(c), rate);
+    return unary_f32(c);
+}
+
+static bool shape_DROPOUT(struct rule_ctx *c) { return dropout_like(c); }
+static bool shape_DROPOUT_GRAD(struct rule_ctx *c) { return dropout_like(c); }
+
+static bool shape_BATCHNORM(struct rule_ctx *c) {
+    const struct type *x = c->a[0];
+    if (!need_f32(c, 0)) return false;
+    if (x->shape.rank < 2)
+        return fail(c, "batchnorm expects an input of rank 2 or more [N, C, ...], got %s", ts(x));
+    int64_t ch = x->shape.dim[1];
+    for (int i = 1; i < 5; i++) {
+        const struct type *t = c->a[i];
+        if (t->dtype != DT_F32 || t->shape.rank != 1 || t->shape.dim[0] != ch)
+            return fail(c, "batchnorm of %s needs per-channel f32[%lld] operands, operand %d is %s", ts(x),
+                        (long long)ch, i + 1, ts(t));
+    }
+    if (!(ir_get_float(c->n, "eps") > 0)) return fail(c, "batchnorm: eps must be positive");
+    c->n->type = *x;
+    return true;
+}
+
+/* ------------------------------------------------------------- the rule */
+
+static const shape_fn shape_rule[OP_COUNT] = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = shape_##name,
+#include "ir/ops.def"
+#undef OP
+};
+
+bool ir_infer(struct ir_module *m, struct ir_func *f, int id, char *err, size_t errlen) {
+    NETC_ASSERT(id >= 0 && id < ir_func_len(f));
+    struct ir_node *n = &f->nodes[id];
+    const struct op_info *info = &op_info[n->op];
+    struct rule_ctx c = {m, n, {NULL}, err, errlen};
+    if (errlen) err[0] = '\0';
+    if (info->arity >= 0 ? n->nargs != info->arity : n->nargs < 1)
+        return fail(&c, "%s takes %d operand%s, got %d", info->name, info->arity, info->arity == 1 ? "" : "s",
+                    n->nargs);
+    for (int i = 0; i < n->nargs && i < 8; i++) {
+        int a = n->args[i];
+        if (a < 0 || a >= id) return fail(&c, "%s: operand %d refers to %%%d, which is not defined before it",
+                                          info->name, i + 1, a);
+        c.a[i] = &f->nodes[a].type;
+    }
+    for (int i = 0; i < n->nargs && i < 8; i++)
+        if (c.a[i]->shape.rank < 0 || c.a[i]->shape.rank > IR_MAX_RANK)
+            return fail(&c, "%s: operand %d has no valid type", info->name, i + 1);
+    return shape_rule[n->op](&c);
+}

@@ -1,0 +1,75 @@
+/* passes/manager.c -- the pass registry (from passes.def) and the pass manager:
+ * runs passes in order, verifies the IR after each one when asked (always in
+ * debug builds), and prints the IR after a named pass or after all of them. */
+#include "passes/passes.h"
+
+#include <string.h>
+
+const struct pass_info pass_table[] = {
+#define PASS(name, fn, in_pipeline, help) {name, fn, in_pipeline, help},
+#include "passes/passes.def"
+#undef PASS
+};
+const int pass_count = (int)(sizeof pass_table / sizeof pass_table[0]);
+
+const struct pass_info *pass_find(const char *name) {
+    for (int i = 0; i < pass_count; i++)
+        if (strcmp(pass_table[i].name, name) == 0) return &pass_table[i];
+    return NULL;
+}
+
+const char *const *pass_pipeline(void) {
+    static const char *names[sizeof pass_table / sizeof pass_table[0] + 1];
+    int k = 0;
+    for (int i = 0; i < pass_count; i++)
+        if (pass_table[i].in_pipeline) names[k++] = pass_table[i].name;
+    names[k] = NULL;
+    return names;
+}
+
+void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot) {
+    if (dot) {
+        fprintf(out, "// ----- IR after %s ----- //\n", name);
+        ir_print_dot(out, m);
+    } else {
+        fprintf(out, "// ----- IR after %s ----- //\n", name);
+        ir_print(out, m);
+    }
+}
+
+bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt) {
+    FILE *out = opt->out ? opt->out : stdout;
+    for (int i = 0; names[i]; i++) {
+        const struct pass_info *p = pass_find(names[i]);
+        NETC_ASSERT(p);
+        int changed = p->run(m);
+        if (changed < 0 || diag_error_count() > 0) return false;
+        bool verify = opt->verify;
+#ifndef NDEBUG
+        verify = true;
+#endif
+        if (verify) {
+            FILE *mem = tmpfile();
+            if (mem) diag_set_stream(mem);
+            bool ok = ir_verify(m);
+            diag_set_stream(NULL);
+            if (!ok) {
+                fflush(stdout);
+                fprintf(stderr, "netc: internal error: the IR is invalid after pass '%s':\n", p->name);
+                if (mem) {
+                    rewind(mem);
+                    int ch;
+                    while ((ch = fgetc(mem)) != EOF) fputc(ch, stderr);
+                }
+                fprintf(stderr, "// ----- IR after %s (invalid) ----- //\n", p->name);
+                ir_print(stderr, m);
+                exit(70);
+            }
+            if (mem) fclose(mem);
+        }
+        if (opt->after && (strcmp(opt->after, "all") == 0 || strcmp(opt->after, p->name) == 0) &&
+            (!opt->only_changed || changed > 0))
+            pass_dump(out, m, p->name, opt->dot);
+    }
+    return true;
+}

@@ -1,0 +1,52 @@
+/* passes/passes.h -- the one internal header of passes/: the pass registry built
+ * from passes.def, the pass manager (run a pipeline, verify and dump after each
+ * pass), and each pass's entry point. Sections follow the files. */
+#ifndef NETC_PASSES_H
+#define NETC_PASSES_H
+
+#include "ir/ir.h"
+
+/* ------------------------------------------------------------ manager.c */
+
+/* A pass rewrites the module in place. Returns -1 on a user error (reported with
+ * diag_error), else the number of changes it made (0: nothing changed). */
+typedef int (*pass_fn)(struct ir_module *m);
+
+/* One row of the registry. */
+struct pass_info {
+    const char *name;  /* as given to --pass and --after */
+    pass_fn run;       /* entry point */
+    int in_pipeline;   /* part of the default pipeline */
+    const char *help;  /* one line for --help */
+};
+
+extern const struct pass_info pass_table[];
+extern const int pass_count;
+/* The pass named `name`, or NULL. */
+const struct pass_info *pass_find(const char *name);
+
+/* How the manager runs a list of passes. */
+struct pass_options {
+    bool verify;          /* run ir_verify after every pass (always on in debug builds) */
+    const char *after;    /* print the IR after this pass, "all" for every pass, or NULL */
+    bool only_changed;    /* with `after`: print only when the pass changed something */
+    bool dot;             /* print Graphviz DOT instead of IR text */
+    FILE *out;            /* where dumps go */
+};
+
+/* Run the passes (NULL-terminated list of names, already checked with pass_find).
+ * Returns false after a user error or a verifier failure (reported). A verifier
+ * failure after a pass is a compiler bug: it prints the pass and the IR and exits 70. */
+bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt);
+/* The default pipeline, NULL-terminated. */
+const char *const *pass_pipeline(void);
+/* Print the banner and the IR (or DOT) for pass `name`. */
+void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot);
+
+/* -------------------------------------------------------------- passes */
+
+int pass_shape(struct ir_module *m);
+int pass_dce(struct ir_module *m);
+int pass_cse(struct ir_module *m);
+
+#endif

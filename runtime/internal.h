@@ -1,0 +1,81 @@
+/* runtime/internal.h -- declarations shared by the runtime's source files and not
+ * part of the public interface (netrt.h). One section per source file. Every .c
+ * file of runtime/ includes this header first, so the feature-test macro below
+ * comes before any system header. */
+#ifndef NETRT_INTERNAL_H
+#define NETRT_INTERNAL_H
+
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "runtime/netrt.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
+#endif
+
+/* ---------------------------------------------------------------- alloc.c -- */
+
+/* Prepends "prefix: " to this thread's message, keeping the status. Used to
+ * name the file when a lower layer (nrt_alloc) failed. Returns status. */
+int nrt_error_prefix(int status, const char *prefix);
+
+/* A growable byte buffer over nrt_realloc; a zeroed struct is empty. */
+struct nrt_buf {
+    char *data; /* bytes, NUL-terminated when non-NULL */
+    size_t len; /* bytes used, the NUL excluded */
+    size_t cap; /* bytes allocated */
+};
+
+/* Makes room for `extra` more bytes plus a NUL; NRT_ERR_NOMEM on failure. */
+int nrt_buf_reserve(struct nrt_buf *b, size_t extra);
+/* Appends n bytes. */
+int nrt_buf_append(struct nrt_buf *b, const void *p, size_t n);
+/* Appends formatted text. */
+int nrt_buf_printf(struct nrt_buf *b, const char *fmt, ...) NRT_PRINTF(2, 3);
+/* Frees the data and zeroes the struct. */
+void nrt_buf_free(struct nrt_buf *b);
+
+/* ---------------------------------------------------------------- array.c -- */
+
+/* Reads a whole file into *data (nrt_alloc'd, NUL-terminated, *len bytes
+ * without the NUL), decompressing it if it starts with the gzip magic 1f 8b.
+ * Errors name the path. */
+int nrt_file_read(const char *path, unsigned char **data, size_t *len);
+
+/* Product of dims into *count; NRT_ERR_FORMAT (message without a prefix) if a
+ * dim is negative or the product, times elem_size, would exceed INT64_MAX. */
+int nrt_dims_count(int rank, const int64_t *dims, size_t elem_size, int64_t *count);
+
+/* Writes "f32[60000,28,28]" into buf (truncated to size). */
+void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const int64_t *dims);
+
+/* Converts count elements of src (dtype src_dt, big-endian if big_endian; any
+ * integer or float dtype among u8 i8 i16 i32 i64 f32 f64) to out, a fresh array
+ * of shape dims and dtype opts->dtype, applying scale/shift or the label checks.
+ * name is the file for error messages. src needs no alignment. */
+int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt,
+                      int big_endian, const void *src, int rank, const int64_t *dims,
+                      const struct nrt_load_opts *opts);
+
+/* Whether s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+int nrt_utf8_valid(const char *s, size_t n);
+
+/* ----------------------------------------------------------------- data.c -- */
+
+/* A CSV table parsed to doubles. */
+struct nrt_csv_table {
+    double *values; /* rows * cols values, row-major, nrt_alloc'd */
+    int64_t rows;   /* data rows (header excluded) */
+    int64_t cols;   /* fields per row */
+};
+
+/* Parses a NUL-terminated CSV text; header: -1 detect, 0 none, 1 present. */
+int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,
+                  int header);
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# scripts/setup.sh -- install what netc needs on a Debian 12 machine, then configure
+# and build it into build/. Installs only the packages that are missing; safe to
+# run again. Usage: bash scripts/setup.sh [BUILD_TYPE]   (default RelWithDebInfo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake flex bison          # the compiler's own build
+  zlib1g-dev                                # gzip'd IDX data and checkpoints
+  libopenblas-dev                           # GEMMs of the C backend
+  ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
+  pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
+  llvm-14-tools                             # lit and FileCheck for the compiler tests
+  python3                                   # runs lit
+  graphviz                                  # renders `netc dump --format=dot` in tests
+  dataset-fashion-mnist                     # the real data set of the examples
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+build_type="${1:-RelWithDebInfo}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+cmake --build build -j"$(nproc)"
+echo "setup: built build/netc"

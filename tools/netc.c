@@ -1,0 +1,435 @@
+/* tools/netc.c -- the `netc` command: argument parsing and driving the pipeline.
+ * One function per subcommand (dump, opt, check, and the backend commands still
+ * to come), each with its --help text; shared helpers for reading files and
+ * writing output atomically come first. */
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NETC_VERSION "0.1.0"
+
+/* Exit statuses: 0 success, 1 user error, 2 usage error, 70 internal error. */
+enum { EXIT_USER = 1, EXIT_USAGE = 2 };
+
+static const char usage_main[] =
+    "usage: netc <command> [options] FILE\n"
+    "\n"
+    "netc compiles neural networks described in .net files.\n"
+    "\n"
+    "commands:\n"
+    "  check   parse, lower and verify a .net file; print a summary\n"
+    "  dump    print the IR of a .net file after any pass, as text or Graphviz DOT\n"
+    "  opt     read IR text, run passes on it, print the result\n"
+    "  passes  list the passes\n"
+    "  build   compile a .net file to a native program     (not yet available)\n"
+    "  emit    write the generated sources                  (not yet available)\n"
+    "  run     build into a cache and run                   (not yet available)\n"
+    "\n"
+    "`netc <command> --help` documents each command's flags.\n"
+    "options: --help, --version\n";
+
+static const char usage_dump[] =
+    "usage: netc dump FILE.net [--after=PASS|all] [--format=text|dot] [options]\n"
+    "\n"
+    "Print the IR of FILE.net. Without --after, print the IR at the end of the\n"
+    "pipeline. Each dump starts with the banner `// ----- IR after PASS ----- //`.\n"
+    "\n"
+    "  --after=PASS      print the IR after PASS only; `lower` is the IR straight\n"
+    "                    from the front end; `all` prints it after every pass\n"
+    "  --only-changed    with --after=all: skip passes that changed nothing\n"
+    "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz)\n"
+    "  --print-loc       print each value's .net source location\n"
+    "  --verify          run the verifier after every pass (always on in debug builds)\n"
+    "  -o FILE           write to FILE instead of standard output\n";
+
+static const char usage_opt[] =
+    "usage: netc opt FILE.ir [--pass=a,b,...] [options]\n"
+    "\n"
+    "Read IR text (FILE.ir, or - for standard input), verify it, run the named\n"
+    "passes in order, and print the result. With no --pass the IR prints back\n"
+    "unchanged (the round trip).\n"
+    "\n"
+    "  --pass=LIST           comma-separated passes (see `netc passes`)\n"
+    "  --split-input-file    treat `// -----` lines as separators between independent\n"
+    "                        inputs; errors keep their real line numbers\n"
+    "  --format=FMT          text (default) or dot\n"
+    "  --print-loc           print source locations\n"
+    "  --verify              run the verifier after every pass\n"
+    "  -o FILE               write to FILE instead of standard output\n";
+
+static const char usage_check[] =
+    "usage: netc check FILE.net [--verify]\n"
+    "\n"
+    "Parse FILE.net, lower it to IR, run the pipeline and verify the result.\n"
+    "Prints a one-line summary; exit status 1 on any error in the file.\n";
+
+/* ------------------------------------------------------------- helpers */
+
+static void usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "netc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nrun `netc %s%s--help` for usage\n", cmd ? cmd : "", cmd ? " " : "");
+}
+
+/* Read a whole file (or standard input for "-"). NULL after reporting an error. */
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "netc: error: cannot open '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *bigger = realloc(buf, cap * 2);
+        if (!bigger) free(buf);
+        buf = bigger;
+        cap *= 2;
+    }
+    bool err = ferror(f);
+    if (f != stdin) fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "netc: error: cannot read '%s'%s\n", path, buf ? "" : ": out of memory");
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
+
+/* Output that appears only when complete: written to a temporary file beside the
+ * target and renamed over it on success, removed on failure. */
+struct output {
+    FILE *f;          /* where to write */
+    const char *path; /* final path, or NULL for stdout */
+    char tmp[4096];   /* temporary path */
+};
+
+static bool output_open(struct output *o, const char *path) {
+    o->path = path;
+    if (!path || strcmp(path, "-") == 0) {
+        o->path = NULL;
+        o->f = stdout;
+        return true;
+    }
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid());
+    o->f = fopen(o->tmp, "w");
+    if (!o->f) fprintf(stderr, "netc: error: cannot write '%s': %s\n", path, strerror(errno));
+    return o->f != NULL;
+}
+
+static bool output_close(struct output *o, bool ok) {
+    if (!o->path) {
+        fflush(stdout);
+        return ok;
+    }
+    if (fclose(o->f) != 0) ok = false;
+    if (ok && rename(o->tmp, o->path) != 0) {
+        fprintf(stderr, "netc: error: cannot write '%s': %s\n", o->path, strerror(errno));
+        ok = false;
+    }
+    if (!ok) remove(o->tmp);
+    return ok;
+}
+
+/* Split "a,b,c" into a NULL-terminated list of pass names, checking each. */
+static const char **pass_list(const char *cmd, char *spec) {
+    size_t n = 1;
+    for (const char *p = spec; *p; p++) n += *p == ',';
+    const char **names = calloc(n + 1, sizeof *names);
+    if (!names) return NULL;
+    size_t k = 0;
+    for (char *tok = strtok(spec, ","); tok; tok = strtok(NULL, ",")) {
+        if (!pass_find(tok)) {
+            usage_error(cmd, "unknown pass '%s'", tok);
+            fprintf(stderr, "passes:");
+            for (int i = 0; i < pass_count; i++) fprintf(stderr, " %s", pass_table[i].name);
+            fputc('\n', stderr);
+            free(names);
+            return NULL;
+        }
+        names[k++] = tok;
+    }
+    return names;
+}
+
+/* Common flags of dump and opt. */
+struct flags {
+    const char *file;       /* the input */
+    const char *out;        /* -o */
+    const char *after;      /* --after */
+    char *passes;           /* --pass (opt) */
+    bool dot;               /* --format=dot */
+    bool only_changed;      /* --only-changed */
+    bool print_loc;         /* --print-loc */
+    bool verify;            /* --verify */
+    bool split;             /* --split-input-file */
+};
+
+/* Parse argv for a subcommand; `allowed` lists the flags it takes. Returns 0 to go
+ * on, or an exit status (after --help or a usage error). */
+static int parse_flags(const char *cmd, const char *usage, const char *allowed, int argc, char **argv,
+                       struct flags *fl) {
+    memset(fl, 0, sizeof *fl);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+#define FLAG(name) (strcmp(a, name) == 0 && strstr(allowed, name))
+#define VALFLAG(name)                                                                          \
+    (strncmp(a, name "=", strlen(name) + 1) == 0 && strstr(allowed, name) &&                   \
+     (val = a + strlen(name) + 1, true))
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        } else if (VALFLAG("--after")) {
+            fl->after = val;
+        } else if (VALFLAG("--pass")) {
+            fl->passes = (char *)val;
+        } else if (VALFLAG("--format")) {
+            if (strcmp(val, "dot") == 0) fl->dot = true;
+            else if (strcmp(val, "text") != 0) {
+                usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
+                return EXIT_USAGE;
+            }
+        } else if (FLAG("--only-changed")) {
+            fl->only_changed = true;
+        } else if (FLAG("--print-loc")) {
+            fl->print_loc = true;
+        } else if (FLAG("--verify")) {
+            fl->verify = true;
+        } else if (FLAG("--split-input-file")) {
+            fl->split = true;
+        } else if (strcmp(a, "-o") == 0 && strstr(allowed, "-o")) {
+            if (++i == argc) {
+                usage_error(cmd, "-o needs a file name");
+                return EXIT_USAGE;
+            }
+            fl->out = argv[i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            usage_error(cmd, "unknown option '%s'", a);
+            return EXIT_USAGE;
+        } else if (!fl->file) {
+            fl->file = a;
+        } else {
+            usage_error(cmd, "more than one input file ('%s' and '%s')", fl->file, a);
+            return EXIT_USAGE;
+        }
+#undef FLAG
+#undef VALFLAG
+    }
+    if (!fl->file) {
+        usage_error(cmd, "no input file");
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- dump */
+
+static int cmd_dump(int argc, char **argv) {
+    struct flags fl;
+    int st = parse_flags("dump", usage_dump,
+                         "--after --format --only-changed --print-loc --verify -o", argc, argv, &fl);
+    if (st) return st < 0 ? 0 : st;
+    if (fl.after && strcmp(fl.after, "all") != 0 && strcmp(fl.after, "lower") != 0 && !pass_find(fl.after)) {
+        usage_error("dump", "unknown pass '%s' for --after", fl.after);
+        fprintf(stderr, "passes: lower");
+        for (int i = 0; i < pass_count; i++) fprintf(stderr, " %s", pass_table[i].name);
+        fprintf(stderr, " (or all)\n");
+        return EXIT_USAGE;
+    }
+    struct ir_module *m = fe_load(fl.file);
+    if (!m) return EXIT_USER;
+    struct output o;
+    if (!output_open(&o, fl.out)) {
+        ir_module_free(m);
+        return EXIT_USER;
+    }
+    ir_print_set_locs(fl.print_loc);
+    bool all = fl.after && strcmp(fl.after, "all") == 0;
+    if (all || (fl.after && strcmp(fl.after, "lower") == 0)) pass_dump(o.f, m, "lower", fl.dot);
+    struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
+    bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline(), &opt);
+    if (ok && !fl.after) {
+        if (fl.dot) ir_print_dot(o.f, m);
+        else ir_print(o.f, m);
+    }
+    ok = output_close(&o, ok);
+    ir_module_free(m);
+    return ok ? 0 : EXIT_USER;
+}
+
+/* ----------------------------------------------------------------- opt */
+
+/* Run one IR text through parse, verify, passes and print. */
+static bool opt_one(const char *file, const char *text, size_t len, const char *const *passes,
+                    const struct flags *fl, FILE *out) {
+    struct ir_module *m = ir_parse(file, text, len);
+    if (!m) return false;
+    bool ok = ir_verify(m);
+    if (ok && passes) {
+        struct pass_options opt = {fl->verify, NULL, false, false, out};
+        ok = pass_run_list(m, passes, &opt);
+    }
+    if (ok) {
+        if (fl->dot) ir_print_dot(out, m);
+        else ir_print(out, m);
+    }
+    ir_module_free(m);
+    return ok;
+}
+
+static int cmd_opt(int argc, char **argv) {
+    struct flags fl;
+    int st = parse_flags("opt", usage_opt, "--pass --format --print-loc --verify --split-input-file -o", argc,
+                         argv, &fl);
+    if (st) return st < 0 ? 0 : st;
+    const char **passes = NULL;
+    if (fl.passes && !(passes = pass_list("opt", fl.passes))) return EXIT_USAGE;
+    size_t len;
+    char *text = read_file(fl.file, &len);
+    if (!text) {
+        free(passes);
+        return EXIT_USER;
+    }
+    struct output o;
+    if (!output_open(&o, fl.out)) {
+        free(text);
+        free(passes);
+        return EXIT_USER;
+    }
+    ir_print_set_locs(fl.print_loc);
+    const char *name = strcmp(fl.file, "-") == 0 ? "<stdin>" : fl.file;
+    bool ok = true;
+    if (!fl.split) {
+        ok = opt_one(name, text, len, passes, &fl, o.f);
+    } else {
+        /* Each chunk keeps its line numbers: the text before it becomes blank lines. */
+        char *chunk = malloc(len + 1);
+        size_t start = 0;
+        int nchunk = 0;
+        while (chunk && start <= len) {
+            size_t end = start;
+            while (end < len) {
+                size_t eol = end;
+                while (eol < len && text[eol] != '\n') eol++;
+                if (strncmp(text + end, "// -----", 8) == 0) break;
+                end = eol < len ? eol + 1 : eol;
+            }
+            size_t nl = 0;
+            for (size_t i = 0; i < start; i++)
+                if (text[i] == '\n') chunk[nl++] = '\n';
+            memcpy(chunk + nl, text + start, end - start);
+            if (nchunk++) fputs("// -----\n", o.f);
+            diag_reset();
+            if (!opt_one(name, chunk, nl + end - start, passes, &fl, o.f)) ok = false;
+            if (end >= len) break;
+            while (end < len && text[end] != '\n') end++;
+            start = end + 1;
+        }
+        if (!chunk) ok = false;
+        free(chunk);
+    }
+    ok = output_close(&o, ok);
+    free(text);
+    free(passes);
+    return ok ? 0 : EXIT_USER;
+}
+
+/* --------------------------------------------------------------- check */
+
+static int cmd_check(int argc, char **argv) {
+    struct flags fl;
+    int st = parse_flags("check", usage_check, "--verify", argc, argv, &fl);
+    if (st) return st < 0 ? 0 : st;
+    struct ir_module *m = fe_load(fl.file);
+    if (!m) return EXIT_USER;
+    struct pass_options opt = {true, NULL, false, false, stdout};
+    bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline(), &opt);
+    if (ok) {
+        int64_t nparams = 0, nvalues = 0, ninputs = 0;
+        for (size_t i = 0; i < vec_len(m->buffers); i++) {
+            const struct ir_buffer *b = &m->buffers[i];
+            if (b->kind == BUF_INPUT) ninputs++;
+            if (b->kind != BUF_PARAM) continue;
+            nparams++;
+            nvalues += shape_static_numel(&b->type.shape);
+        }
+        printf("%s: ok: model %s, %lld input%s, %lld parameter tensor%s (%lld values), %zu function%s:",
+               fl.file, m->name, (long long)ninputs, ninputs == 1 ? "" : "s", (long long)nparams,
+               nparams == 1 ? "" : "s", (long long)nvalues, vec_len(m->funcs), vec_len(m->funcs) == 1 ? "" : "s");
+        for (size_t i = 0; i < vec_len(m->funcs); i++) printf(" %s", m->funcs[i]->name);
+        putchar('\n');
+    }
+    ir_module_free(m);
+    return ok ? 0 : EXIT_USER;
+}
+
+/* -------------------------------------------------------------- passes */
+
+static int cmd_passes(int argc, char **argv) {
+    (void)argc, (void)argv;
+    printf("passes (those marked * run in the default pipeline, in this order):\n");
+    printf("   lower      the IR as the front end produces it (for --after)\n");
+    for (int i = 0; i < pass_count; i++)
+        printf(" %c %-10s %s\n", pass_table[i].in_pipeline ? '*' : ' ', pass_table[i].name, pass_table[i].help);
+    return 0;
+}
+
+static int cmd_later(const char *cmd, int argc, char **argv) {
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: netc %s FILE.net ...\n\n`netc %s` is not available yet: the C backend and the runtime\n"
+                   "driver are still being built (see README.md, Status). Use `netc check` and\n"
+                   "`netc dump` meanwhile.\n", cmd, cmd);
+            return 0;
+        }
+    fprintf(stderr, "netc %s: error: not available yet: the C backend and the runtime driver are still being\n"
+                    "built (see README.md, Status); `netc check` and `netc dump` work today\n", cmd);
+    return EXIT_USER;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    int rc;
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    } else if (strcmp(cmd, "--version") == 0) {
+        printf("netc %s\n", NETC_VERSION);
+        return 0;
+    } else if (strcmp(cmd, "dump") == 0) {
+        rc = cmd_dump(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "opt") == 0) {
+        rc = cmd_opt(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "check") == 0) {
+        rc = cmd_check(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "passes") == 0) {
+        rc = cmd_passes(argc - 2, argv + 2);
+    } else if (strcmp(cmd, "build") == 0 || strcmp(cmd, "emit") == 0 || strcmp(cmd, "run") == 0) {
+        rc = cmd_later(cmd, argc - 2, argv + 2);
+    } else {
+        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", NULL};
+        const char *near = diag_nearest(cmd, cmds);
+        fprintf(stderr, "netc: error: unknown command '%s'%s%s%s\nrun `netc --help` for usage\n", cmd,
+                near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+        return EXIT_USAGE;
+    }
+    diag_free();
+    return rc;
+}
