@@ -273,18 +273,19 @@ static bool is_word(struct parser *p, const char *w) {
 static _Noreturn void expected(struct parser *p, const char *what) {
     if (p->tok.kind == TK_EOF || !avail(p)) {
         struct loc loc = p->end_line > 0 ? loc_at(p, p->end_line, p->end_col) : tok_loc(p);
-        fail_at(p, loc, "expected %s, got end of %s", what, p->tok.kind == TK_EOF ? "file" : "line");
+        bool eol = p->in_stmt && p->tok.bol;
+        fail_at(p, loc, "expected %s, got end of %s", what, eol ? "line" : "file");
     }
     char buf[48];
-    size_t n = 0;
-    for (size_t i = 0; i < p->tok.len && n + 8 < sizeof buf; i++) {
+    size_t n = 0, i = 0;
+    for (; i < p->tok.len && n + 8 < sizeof buf; i++) {
         char b[8];
         const char *s = byte_str((unsigned char)p->tok.text[i], b);
         memcpy(buf + n, s, strlen(s));
         n += strlen(s);
     }
     buf[n] = '\0';
-    fail_at(p, tok_loc(p), "expected %s, got '%s%s'", what, buf, n < p->tok.len ? "..." : "");
+    fail_at(p, tok_loc(p), "expected %s, got '%s%s'", what, buf, i < p->tok.len ? "..." : "");
 }
 
 static void expect_punct(struct parser *p, char c, const char *what) {
@@ -700,7 +701,7 @@ static void parse_return(struct parser *p, struct ir_func *f) {
     stmt_end(p, "the outputs");
 }
 
-/* OPTIM := NAME '(' [NAME '=' NUM {',' NAME '=' NUM}] ')'. */
+/* OPTIM := NAME '(' [NAME '=' NUM {',' NAME '=' NUM}] ')' ['schedule=' SOURCE]. */
 static void parse_optim(struct parser *p, struct ir_optim *o) {
     o->kind = parse_name(p, "an optimizer such as adam(lr=0.001)");
     expect_punct(p, '(', "'(' after the optimizer");
@@ -714,6 +715,11 @@ static void parse_optim(struct parser *p, struct ir_optim *o) {
         expect_punct(p, ',', "',' or ')' after the option");
     }
     next(p);
+    if (is_word(p, "schedule")) {
+        next(p);
+        expect_punct(p, '=', "'=' after 'schedule'");
+        parse_source(p, &o->schedule);
+    }
 }
 
 /* func := 'func' SYM mode [loss=] [optimizer=] [update=] '{' node* return '}'. */
@@ -786,12 +792,12 @@ static void parse_module(struct parser *p) {
     stmt_end(p, "the module name");
     if (is_word(p, "train")) {
         stmt_begin(p);
-        bool seen[3] = {false, false, false};
+        bool seen[4] = {false, false, false, false};
         while (avail(p)) {
-            static const char *const keys[] = {"batch", "epochs", "seed", NULL};
+            static const char *const keys[] = {"batch", "epochs", "seed", "patience", NULL};
             int k = 0;
             while (keys[k] && !is_word(p, keys[k])) k++;
-            if (!keys[k]) expected(p, "'batch=', 'epochs=', 'seed=' or end of line");
+            if (!keys[k]) expected(p, "'batch=', 'epochs=', 'seed=', 'patience=' or end of line");
             if (seen[k]) fail_at(p, tok_loc(p), "'%s' given twice", keys[k]);
             seen[k] = true;
             next(p);
@@ -799,7 +805,8 @@ static void parse_module(struct parser *p) {
             int64_t v = parse_int(p, "an integer");
             if (k == 0) p->m->train.batch = v;
             else if (k == 1) p->m->train.epochs = v;
-            else p->m->train.seed = v;
+            else if (k == 2) p->m->train.seed = v;
+            else p->m->train.patience = v;
         }
         stmt_end(p, "the training settings");
     }

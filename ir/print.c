@@ -195,6 +195,7 @@ void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f
         int nkw = f->optim.nkw < 0 ? 0 : f->optim.nkw > IR_MAX_OPT_KW ? IR_MAX_OPT_KW : f->optim.nkw;
         print_call_args(out, true, 0, NULL, nkw, f->optim.kw, f->optim.kwval);
         fputc(')', out);
+        print_source(out, "schedule", &f->optim.schedule);
     }
     if (vec_len(f->update) > 0) {
         fputs(" update=[", out);
@@ -219,9 +220,13 @@ void ir_print(FILE *out, const struct ir_module *m) {
     fputs("module ", out);
     print_name(out, m->name);
     fputc('\n', out);
-    if (m->train.batch || m->train.epochs || m->train.seed)
-        fprintf(out, "train batch=%lld epochs=%lld seed=%lld\n", (long long)m->train.batch,
-                (long long)m->train.epochs, (long long)m->train.seed);
+    const struct ir_train *t = &m->train;
+    if (t->batch || t->epochs || t->seed || t->patience) {
+        fprintf(out, "train batch=%lld epochs=%lld seed=%lld", (long long)t->batch, (long long)t->epochs,
+                (long long)t->seed);
+        if (t->patience) fprintf(out, " patience=%lld", (long long)t->patience);
+        fputc('\n', out);
+    }
     if (vec_len(m->buffers) > 0) fputc('\n', out);
     for (size_t i = 0; i < vec_len(m->buffers); i++) print_buffer(out, &m->buffers[i]);
     for (size_t i = 0; i < vec_len(m->funcs); i++) {

@@ -44,7 +44,17 @@ int nrt_error_prefix(int status, const char *prefix)
 {
     char old[ERR_MAX];
     memcpy(old, err_msg, sizeof old);
-    snprintf(err_msg, sizeof err_msg, "%s: %s", prefix, old);
+    size_t n = strlen(prefix);
+    if (n > ERR_MAX / 2)
+        n = ERR_MAX / 2;
+    memcpy(err_msg, prefix, n);
+    memcpy(err_msg + n, ": ", 2);
+    n += 2;
+    size_t m = strlen(old);
+    if (m > ERR_MAX - 1 - n)
+        m = ERR_MAX - 1 - n;
+    memcpy(err_msg + n, old, m);
+    err_msg[n + m] = '\0';
     err_one_line();
     return status;
 }
@@ -107,7 +117,8 @@ static void *alloc_block(size_t size, size_t align)
     }
     if (align < HDR_SIZE)
         align = HDR_SIZE;
-    if (injected_failure() || size > SIZE_MAX - align)
+    /* No object may exceed PTRDIFF_MAX bytes: pointer differences must fit. */
+    if (injected_failure() || size > (size_t)PTRDIFF_MAX - align)
         return fail(size);
     void *raw = NULL;
     /* One extra alignment unit in front holds the header and keeps the block aligned. */

@@ -145,7 +145,7 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
         /* When the buffer is full, probe one byte before growing it, so that a
          * raw file read into an exactly sized buffer never doubles at EOF. */
         size_t room = b.cap - b.len - 1;
-        unsigned char probe;
+        unsigned char probe = 0;
         unsigned char *dst = room ? (unsigned char *)b.data + b.len : &probe;
         unsigned want = room ? (room > READ_CHUNK ? READ_CHUNK : (unsigned)room) : 1;
         int n = gzread(gz, dst, want);

@@ -67,7 +67,7 @@ int nrt_utf8_valid(const char *s, size_t n);
 
 /* ----------------------------------------------------------------- data.c -- */
 
-/* A CSV table parsed to doubles. */
+/* A CSV table parsed to doubles (data.c parses, the dataset code splits it). */
 struct nrt_csv_table {
     double *values; /* rows * cols values, row-major, nrt_alloc'd */
     int64_t rows;   /* data rows (header excluded) */
