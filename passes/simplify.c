@@ -35,7 +35,7 @@ static bool same_node(const struct ir_node *a, const struct ir_node *b) {
     if (a->op != b->op || a->nargs != b->nargs) return false;
     if (op_info[a->op].flags & OF_EFFECT) return false;
     if (a->type.dtype != b->type.dtype || !shape_equal(&a->type.shape, &b->type.shape)) return false;
-    if (memcmp(a->args, b->args, sizeof *a->args * (size_t)a->nargs) != 0) return false;
+    if (a->nargs && memcmp(a->args, b->args, sizeof *a->args * (size_t)a->nargs) != 0) return false;
     if (memcmp(a->ia, b->ia, sizeof a->ia) != 0 || memcmp(a->fa, b->fa, sizeof a->fa) != 0) return false;
     if ((a->sym == NULL) != (b->sym == NULL)) return false;
     return !a->sym || strcmp(a->sym, b->sym) == 0;

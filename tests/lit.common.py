@@ -10,7 +10,7 @@ site_vars = {}
 with open(site) as f:
     exec(f.read(), site_vars)
 
-config.test_format = lit.formats.ShTest(execute_external=False)
+config.test_format = lit.formats.ShTest(execute_external=True)
 config.test_exec_root = os.path.join(site_vars["netc_binary_dir"], "tests", config.name)
 netc = os.path.join(site_vars["netc_binary_dir"], "netc")
 filecheck = site_vars["netc_filecheck"]
@@ -21,6 +21,8 @@ config.substitutions.append(("%not", notbin))
 config.substitutions.append(("%examples", os.path.join(site_vars["netc_source_dir"], "examples")))
 config.environment["PATH"] = os.pathsep.join(
     [site_vars["netc_binary_dir"], os.path.dirname(filecheck), config.environment.get("PATH", "")])
-for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "HOME"):
-    if var in os.environ:
-        config.environment[var] = os.environ[var]
+if "HOME" in os.environ:
+    config.environment["HOME"] = os.environ["HOME"]
+# A sanitizer report aborts the process, so `not netc-asan ...` fails on it.
+config.environment["ASAN_OPTIONS"] = "abort_on_error=1:detect_leaks=1"
+config.environment["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:print_stacktrace=1"

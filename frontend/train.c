@@ -1,0 +1,464 @@
+/* frontend/train.c -- the `train { }` block: each line is `key value...`. The
+ * settings go into the module (batch, epochs, seed, early stopping), the data
+ * lines bind files to the data inputs in declaration order (noise inputs are
+ * skipped), optimizers are stored with every option in canonical order, defaults
+ * filled, and `step NAME { }` blocks become one training function each (lower.c
+ * makes them). Sections: values; optimizers and schedules; data; steps; the block. */
+#include "frontend/frontend.h"
+
+#include <string.h>
+
+static const char *const train_keys[] = {"optimizer", "schedule", "batch", "epochs", "seed",
+                                         "early_stopping", "data", "test", "step", NULL};
+static const char *const step_keys[] = {"loss", "optimizer", "schedule", "update", NULL};
+
+static const char *list(struct lower *L, const char *const *names) {
+    size_t len = 1;
+    for (const char *const *n = names; *n; n++) len += strlen(*n) + 2;
+    char *s = arena_alloc(L->a, len), *o = s;
+    for (const char *const *n = names; *n; n++) o += sprintf(o, "%s%s", n == names ? "" : ", ", *n);
+    return s;
+}
+
+/* ------------------------------------------------------------------- values */
+
+/* A constant argument: a number (folded), a string, true/false, or name=value. */
+static bool const_arg(struct lower *L, const struct ast_expr *e, struct fe_arg *out) {
+    out->kw = NULL;
+    out->loc = e->loc;
+    if (e->kind == AST_KWARG) {
+        out->kw = e->str;
+        e = e->lhs;
+    }
+    if (e->kind == AST_STR) {
+        out->v = (struct val){.kind = V_STR, .str = e->str};
+        return true;
+    }
+    if (e->kind == AST_BOOL) {
+        out->v = (struct val){.kind = V_BOOL, .num = e->num};
+        return true;
+    }
+    double v;
+    bool is_int;
+    if (!lw_fold(L, e, &v, &is_int)) return false;
+    out->v = lw_num(v, is_int);
+    return true;
+}
+
+/* The arguments of a call in the train block. */
+static bool const_args(struct lower *L, const struct ast_expr *call, struct fe_arg *out, int max) {
+    if (call->kind != AST_CALL) return true;
+    if (call->nargs > max) {
+        lw_error(L, call->loc, "%s takes at most %d arguments", call->str, max);
+        return false;
+    }
+    for (int i = 0; i < call->nargs; i++)
+        if (!const_arg(L, call->args[i], &out[i])) return false;
+    return true;
+}
+
+static bool line_int(struct lower *L, const struct ast_tline *t, const char *key, int64_t lo, int64_t hi,
+                     int64_t *out) {
+    if (t->n != 2) {
+        lw_error(L, t->loc, "'%s' takes one integer, as in `%s %lld`", key, key, (long long)lo);
+        return false;
+    }
+    struct fe_arg a;
+    return const_arg(L, t->v[1], &a) && fe_opt_int(L, key, "the value", &a, 0, lo, hi, out);
+}
+
+/* ------------------------------------------------------ optimizers, schedules */
+
+struct optim_spec {
+    const char *name;        /* as written */
+    const char *opts[8];     /* canonical order, NULL-terminated */
+    double defs[8];          /* defaults */
+};
+
+static const struct optim_spec optims[] = {
+    {"sgd", {"lr", "momentum", "nesterov", "weight_decay"}, {0.01, 0, 0, 0}},
+    {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0}},
+    {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0.01}},
+    {"rmsprop", {"lr", "rho", "eps", "momentum"}, {0.001, 0.9, 1e-7, 0}},
+};
+static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+
+static struct ir_optim optim_fill(struct lower *L, const struct optim_spec *s, const double *vals) {
+    struct ir_optim o;
+    memset(&o, 0, sizeof o);
+    o.kind = arena_strdup(L->m->arena, s->name);
+    for (int i = 0; s->opts[i]; i++) {
+        o.kw[i] = arena_strdup(L->m->arena, s->opts[i]);
+        o.kwval[i] = vals[i];
+        o.nkw++;
+    }
+    return o;
+}
+
+struct ir_optim fe_optim_default(struct lower *L) {
+    struct ir_optim o = optim_fill(L, &optims[1], optims[1].defs);
+    return o;
+}
+
+/* `optimizer adam(lr=0.001, ...)` or `optimizer sgd`. */
+static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_optim *out) {
+    if (t->n != 2 || (t->v[1]->kind != AST_CALL && t->v[1]->kind != AST_NAME)) {
+        lw_error(L, t->loc, "expected an optimizer after 'optimizer', as in `optimizer adam(lr=0.001)`; "
+                 "optimizers: %s", list(L, optim_names));
+        return false;
+    }
+    const struct ast_expr *e = t->v[1];
+    const struct optim_spec *spec = NULL;
+    for (size_t i = 0; i < sizeof optims / sizeof optims[0]; i++)
+        if (strcmp(optims[i].name, e->str) == 0) spec = &optims[i];
+    if (!spec) {
+        const char *near = fe_nearest(e->str, optim_names);
+        if (near) lw_error(L, e->loc, "unknown optimizer '%s' (did you mean '%s'?); optimizers: %s", e->str, near,
+                           list(L, optim_names));
+        else lw_error(L, e->loc, "unknown optimizer '%s'; optimizers: %s", e->str, list(L, optim_names));
+        return false;
+    }
+    struct fe_arg args[16], *o[FE_MAX_OPTS];
+    if (!const_args(L, e, args, 16)) return false;
+    if (!fe_bind(L, spec->name, spec->opts, args, e->kind == AST_CALL ? e->nargs : 0, o, e->loc)) return false;
+    double vals[8];
+    for (int i = 0; spec->opts[i]; i++) {
+        const char *n = spec->opts[i];
+        bool ok;
+        if (strcmp(n, "nesterov") == 0) {
+            bool b;
+            ok = fe_opt_bool(L, spec->name, n, o[i], false, &b);
+            vals[i] = b;
+        } else if (strcmp(n, "lr") == 0) {
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1e6, &vals[i]);
+        } else if (strcmp(n, "eps") == 0) {
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1, &vals[i]);
+        } else if (strcmp(n, "weight_decay") == 0) {
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 1e6, &vals[i]);
+        } else { /* momentum, beta1, beta2, rho: [0, 1) */
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 0.999999999, &vals[i]);
+        }
+        if (!ok) return false;
+    }
+    if (strcmp(spec->name, "sgd") == 0 && vals[2] != 0 && vals[1] == 0) {
+        lw_error(L, e->loc, "sgd: nesterov needs momentum > 0");
+        return false;
+    }
+    struct ir_source sched = out->schedule;
+    *out = optim_fill(L, spec, vals);
+    out->schedule = sched;
+    return true;
+}
+
+/* `schedule step(every=E, gamma=G)` or `schedule cosine(t_max=T)`. */
+static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_source *out) {
+    static const char *const kinds[] = {"step", "cosine", NULL};
+    static const char *const step_opts[] = {"every", "gamma", NULL}, *const cos_opts[] = {"t_max", NULL};
+    const struct ast_expr *e = t->n == 2 ? t->v[1] : NULL;
+    if (!e || e->kind != AST_CALL) {
+        lw_error(L, t->loc, "expected a schedule: step(every=E, gamma=G) or cosine(t_max=T)");
+        return false;
+    }
+    bool is_step = strcmp(e->str, "step") == 0;
+    if (!is_step && strcmp(e->str, "cosine") != 0) {
+        const char *near = fe_nearest(e->str, kinds);
+        if (near) lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: step, cosine", e->str, near);
+        else lw_error(L, e->loc, "unknown schedule '%s'; schedules: step, cosine", e->str);
+        return false;
+    }
+    struct fe_arg args[8], *o[FE_MAX_OPTS];
+    if (!const_args(L, e, args, 8) || !fe_bind(L, e->str, is_step ? step_opts : cos_opts, args, e->nargs, o, e->loc))
+        return false;
+    memset(out, 0, sizeof *out);
+    out->kind = arena_strdup(L->m->arena, e->str);
+    int64_t n;
+    if (!o[0]) {
+        lw_error(L, e->loc, "%s needs '%s'", e->str, is_step ? "every" : "t_max");
+        return false;
+    }
+    if (!fe_opt_int(L, e->str, is_step ? "every" : "t_max", o[0], 1, 1, 1 << 30, &n)) return false;
+    out->kw[0] = is_step ? "every" : "t_max";
+    out->kwval[0] = (double)n;
+    out->nkw = 1;
+    if (is_step) {
+        double g;
+        if (!fe_opt_num(L, "step", "gamma", o[1], 0.1, 1e-12, 1, &g)) return false;
+        out->kw[1] = "gamma";
+        out->kwval[1] = g;
+        out->nkw = 2;
+    }
+    return true;
+}
+
+/* --------------------------------------------------------------------- data */
+
+/* `data idx("a.gz", "b.gz") scale 1/255 shift -1`, `data csv("f.csv")`, `data npy(...)`. */
+static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
+    static const char *const formats[] = {"idx", "csv", "npy", NULL};
+    static const char *const mods[] = {"scale", "shift", NULL};
+    const char *key = test ? "test" : "data";
+    const struct ast_expr *e = t->n >= 2 ? t->v[1] : NULL;
+    if (!e || e->kind != AST_CALL) {
+        lw_error(L, e ? e->loc : t->loc, "expected files after '%s', as in `%s idx(\"images.gz\", \"labels.gz\")`; "
+                 "formats: idx, csv, npy", key, key);
+        return false;
+    }
+    bool known = false;
+    for (const char *const *f = formats; *f; f++) known |= strcmp(*f, e->str) == 0;
+    if (!known) {
+        const char *near = fe_nearest(e->str, formats);
+        if (near) lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy", e->str, near);
+        else lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy", e->str);
+        return false;
+    }
+    for (int i = 0; i < e->nargs; i++)
+        if (e->args[i]->kind != AST_STR) {
+            lw_error(L, e->args[i]->loc, "%s takes file names (strings)", e->str);
+            return false;
+        }
+    if (e->nargs == 0) {
+        lw_error(L, e->loc, "%s needs at least one file", e->str);
+        return false;
+    }
+    double mod[2] = {1, 0};
+    bool has[2] = {false, false};
+    for (int i = 2; i < t->n; i += 2) {
+        const struct ast_expr *m = t->v[i];
+        int k = m->kind == AST_NAME ? (strcmp(m->str, "scale") == 0 ? 0 : strcmp(m->str, "shift") == 0 ? 1 : -1) : -1;
+        if (k < 0) {
+            const char *near = m->kind == AST_NAME ? fe_nearest(m->str, mods) : NULL;
+            if (near) lw_error(L, m->loc, "unknown data option '%s' (did you mean '%s'?); options: scale, shift", m->str, near);
+            else lw_error(L, m->loc, "expected 'scale' or 'shift' here, got %s", ast_describe(L->a, m));
+            return false;
+        }
+        if (i + 1 >= t->n) {
+            lw_error(L, m->loc, "'%s' needs a number after it", m->str);
+            return false;
+        }
+        if (has[k]) {
+            lw_error(L, m->loc, "'%s' is given twice", m->str);
+            return false;
+        }
+        if (!lw_fold(L, t->v[i + 1], &mod[k], NULL)) return false;
+        has[k] = true;
+    }
+    /* The data inputs, in declaration order. */
+    const char **inputs = NULL;
+    for (size_t i = 0; i < vec_len(L->syms); i++)
+        if (L->syms[i]->kind == SYM_INPUT && !L->syms[i]->noise && ir_buffer_find(L->m, L->syms[i]->name))
+            vec_push(inputs, L->syms[i]->name);
+    int ninputs = (int)vec_len(inputs);
+    bool csv = strcmp(e->str, "csv") == 0;
+    bool ok = true;
+    if (csv && e->nargs != 1) {
+        lw_error(L, e->loc, "csv takes one file; its columns go to the inputs in order");
+        ok = false;
+    } else if (!csv && e->nargs != ninputs) {
+        vec_push(inputs, NULL);
+        lw_error(L, e->loc, "%s(...) gives %d file%s, but the model has %d data input%s%s%s%s", e->str, e->nargs,
+                 e->nargs == 1 ? "" : "s", ninputs, ninputs == 1 ? "" : "s", ninputs ? " (" : "",
+                 ninputs ? list(L, inputs) : "", ninputs ? ")" : "");
+        ok = false;
+    }
+    int64_t column = 0;
+    for (int k = 0; ok && k < ninputs; k++) {
+        struct ir_buffer *b = ir_buffer_find(L->m, inputs[k]);
+        struct ir_source src;
+        memset(&src, 0, sizeof src);
+        src.kind = arena_strdup(L->m->arena, e->str);
+        src.path = arena_strdup(L->m->arena, e->args[csv ? 0 : k]->str);
+        if (csv) {
+            src.kw[src.nkw] = "column";
+            src.kwval[src.nkw++] = (double)column;
+            column += shape_static_numel(&b->type.shape);
+        }
+        if (b->type.dtype == DT_F32)
+            for (int m = 0; m < 2; m++)
+                if (has[m]) {
+                    src.kw[src.nkw] = mods[m];
+                    src.kwval[src.nkw++] = mod[m];
+                }
+        if (test) b->test = src;
+        else b->data = src;
+    }
+    vec_free(inputs);
+    return ok;
+}
+
+/* -------------------------------------------------------------------- steps */
+
+static const char *key_of(struct lower *L, const struct ast_tline *t) {
+    const struct ast_expr *k = t->v[0];
+    if (k->kind == AST_NAME || k->kind == AST_CALL) return k->str;
+    lw_error(L, k->loc, "expected a setting name here, got %s", ast_describe(L->a, k));
+    return NULL;
+}
+
+static void unknown_key(struct lower *L, const struct ast_expr *k, const char *const *keys, const char *where) {
+    const char *near = fe_nearest(k->str, keys);
+    if (near) lw_error(L, k->loc, "unknown %s setting '%s' (did you mean '%s'?); settings: %s", where, k->str, near,
+                       list(L, keys));
+    else lw_error(L, k->loc, "unknown %s setting '%s'; settings: %s", where, k->str, list(L, keys));
+}
+
+static bool read_step(struct lower *L, const struct ast_tline *t) {
+    if (t->n != 2 || t->v[1]->kind != AST_NAME) {
+        lw_error(L, t->loc, "expected `step NAME { ... }`");
+        return false;
+    }
+    const char *name = t->v[1]->str;
+    static const char *const taken[] = {"forward", "evaluate", "train_step", NULL};
+    for (const char *const *k = taken; *k; k++)
+        if (strcmp(*k, name) == 0) {
+            lw_error(L, t->v[1]->loc, "'%s' is the name of a function netc makes; choose another step name", name);
+            return false;
+        }
+    for (size_t i = 0; i < vec_len(L->steps); i++)
+        if (strcmp(L->steps[i].name, name) == 0) {
+            lw_error(L, t->v[1]->loc, "a second step named '%s'", name);
+            return false;
+        }
+    struct fe_step st;
+    memset(&st, 0, sizeof st);
+    st.name = name;
+    st.loc = t->loc;
+    st.optim = L->have_optim ? L->optim : fe_optim_default(L);
+    bool ok = true, have_loss = false;
+    for (int i = 0; i < t->nbody && ok; i++) {
+        const struct ast_tline *l = t->body[i];
+        const char *key = key_of(L, l);
+        if (!key) {
+            ok = false;
+        } else if (l->has_body) {
+            lw_error(L, l->brace, "a step cannot contain a block");
+            ok = false;
+        } else if (strcmp(key, "loss") == 0) {
+            if (l->n != 2 || l->v[1]->kind != AST_NAME) {
+                lw_error(L, l->loc, "expected `loss NAME`, naming a loss of the model");
+                ok = false;
+            } else {
+                st.loss = l->v[1]->str;
+                st.loss_loc = l->v[1]->loc;
+                have_loss = true;
+            }
+        } else if (strcmp(key, "optimizer") == 0) {
+            ok = read_optim(L, l, &st.optim);
+        } else if (strcmp(key, "schedule") == 0) {
+            ok = read_schedule(L, l, &st.optim.schedule);
+        } else if (strcmp(key, "update") == 0) {
+            if (l->n < 2) {
+                lw_error(L, l->loc, "expected `update NET[, NET...]`");
+                ok = false;
+            }
+            for (int k = 1; k < l->n && ok; k++) {
+                const struct ast_expr *g = l->v[k];
+                struct fe_sym *s = g->kind == AST_NAME ? lw_sym(L, g->str) : NULL;
+                if (g->kind == AST_NAME && (strcmp(g->str, L->m->name) == 0 || (s && s->kind == SYM_NET))) {
+                    vec_push(st.update, g->str);
+                    continue;
+                }
+                const char **nets = NULL;
+                for (size_t j = 0; j < vec_len(L->syms); j++)
+                    if (L->syms[j]->kind == SYM_NET) vec_push(nets, L->syms[j]->name);
+                vec_push(nets, NULL);
+                const char *near = g->kind == AST_NAME ? fe_nearest(g->str, nets) : NULL;
+                if (near) lw_error(L, g->loc, "update: '%s' is not a net (did you mean '%s'?)", g->str, near);
+                else lw_error(L, g->loc, "update names nets whose parameters this step trains; nets: %s",
+                              vec_len(nets) > 1 ? list(L, nets) : "none");
+                vec_free(nets);
+                ok = false;
+            }
+        } else {
+            unknown_key(L, l->v[0], step_keys, "step");
+            ok = false;
+        }
+    }
+    if (ok && !have_loss) {
+        lw_error(L, t->loc, "step '%s' needs a `loss NAME` line", name);
+        ok = false;
+    }
+    if (!ok) {
+        vec_free(st.update);
+        return false;
+    }
+    vec_push(L->steps, st);
+    return true;
+}
+
+/* -------------------------------------------------------------------- block */
+
+bool fe_train_read(struct lower *L) {
+    const struct ast_stmt *s = L->train;
+    if (!s) {
+        L->optim = fe_optim_default(L);
+        return true;
+    }
+    int errors = L->nerrors;
+    bool seen[sizeof train_keys / sizeof train_keys[0]] = {false};
+    struct ir_source sched = {0};
+    /* Settings first, then the steps (which start from the block's optimizer). */
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < s->nlines; i++) {
+            const struct ast_tline *t = s->lines[i];
+            const char *key = key_of(L, t);
+            if (!key) continue;
+            int k = -1;
+            for (int j = 0; train_keys[j]; j++)
+                if (strcmp(train_keys[j], key) == 0) k = j;
+            bool is_step = k >= 0 && strcmp(key, "step") == 0;
+            if (pass != (is_step ? 1 : 0)) continue;
+            if (k < 0) {
+                unknown_key(L, t->v[0], train_keys, "train");
+                continue;
+            }
+            if (t->has_body && !is_step) {
+                lw_error(L, t->brace, "only `step NAME` takes a block");
+                continue;
+            }
+            if (is_step) {
+                if (!t->has_body) lw_error(L, t->loc, "expected `step NAME { ... }`");
+                else read_step(L, t);
+                continue;
+            }
+            if (seen[k] && strcmp(key, "step") != 0) {
+                lw_error(L, t->v[0]->loc, "'%s' is set twice", key);
+                continue;
+            }
+            seen[k] = true;
+            if (t->v[0]->kind == AST_CALL && strcmp(key, "early_stopping") != 0) {
+                lw_error(L, t->v[0]->loc, "write `%s value`, not %s(...)", key, key);
+                continue;
+            }
+            int64_t v;
+            if (strcmp(key, "optimizer") == 0) {
+                if (read_optim(L, t, &L->optim)) L->have_optim = true;
+            } else if (strcmp(key, "schedule") == 0) {
+                read_schedule(L, t, &sched);
+            } else if (strcmp(key, "batch") == 0) {
+                if (line_int(L, t, key, 1, 1 << 24, &v)) L->m->train.batch = v;
+            } else if (strcmp(key, "epochs") == 0) {
+                if (line_int(L, t, key, 1, 1 << 24, &v)) L->m->train.epochs = v;
+            } else if (strcmp(key, "seed") == 0) {
+                if (line_int(L, t, key, 0, (int64_t)1 << 53, &v)) L->m->train.seed = v;
+            } else if (strcmp(key, "early_stopping") == 0) {
+                const struct ast_expr *e = t->v[0];
+                if (e->kind == AST_CALL) {
+                    static const char *const opts[] = {"patience", NULL};
+                    struct fe_arg args[4], *o[FE_MAX_OPTS];
+                    if (t->n == 1 && const_args(L, e, args, 4) && fe_bind(L, key, opts, args, e->nargs, o, e->loc) &&
+                        fe_opt_int(L, key, "patience", o[0], 3, 1, 1 << 20, &v))
+                        L->m->train.patience = v;
+                    else if (t->n != 1) lw_error(L, t->v[1]->loc, "unexpected value after early_stopping(...)");
+                } else if (line_int(L, t, key, 1, 1 << 20, &v)) {
+                    L->m->train.patience = v;
+                }
+            } else if (strcmp(key, "data") == 0 || strcmp(key, "test") == 0) {
+                read_data(L, t, strcmp(key, "test") == 0);
+            }
+        }
+    if (!L->have_optim) L->optim = fe_optim_default(L);
+    L->optim.schedule = sched;
+    for (size_t i = 0; i < vec_len(L->steps); i++)
+        if (!L->steps[i].optim.schedule.kind) L->steps[i].optim.schedule = sched;
+    return L->nerrors == errors;
+}
