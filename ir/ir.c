@@ -252,7 +252,7 @@ void ir_set_ints(struct ir_node *n, const char *name, const int64_t *v, int coun
     } else {
         NETC_ASSERT(count >= 0 && count <= IR_MAX_LIST);
         n->ia[a->slot] = count;
-        memcpy(&n->ia[a->slot + 1], v, sizeof *v * (size_t)count);
+        if (count) memcpy(&n->ia[a->slot + 1], v, sizeof *v * (size_t)count);
     }
 }
 

@@ -49,4 +49,24 @@ int pass_shape(struct ir_module *m);
 int pass_dce(struct ir_module *m);
 int pass_cse(struct ir_module *m);
 
+/* ----------------------------------------------------------- autodiff.c */
+
+/* Reverse-mode AD of every training function with a loss: appends the backward
+ * graph and a `grad.<param>` output per parameter of its update groups (all
+ * parameters when the list is empty) that the loss reaches. */
+int pass_autodiff(struct ir_module *m);
+/* The same for one function; with `inputs`, also `grad.<input>` for every f32
+ * model input the loss reaches (gradient checks, saliency). Does nothing to a
+ * function already differentiated (grad.* outputs, or ASSIGNs to parameters after
+ * optimizer lowering). Returns the nodes added. */
+int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs);
+
+/* -------------------------------------------------------------- optim.c */
+
+/* Lower each training function's optimizer (sgd, adam, adamw, rmsprop) into update
+ * ops: state buffers `<func>.lr`, `<func>.step`, `<func>.<opt>.<slot>.<param>`,
+ * ASSIGNs of the new parameter and state values; drops the `grad.<param>`
+ * outputs. The driver's contract (who writes `<func>.lr`) is at the top of optim.c. */
+int pass_optim(struct ir_module *m);
+
 #endif

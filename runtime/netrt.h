@@ -324,6 +324,243 @@ const char *nrt_st_reader_meta_get(const struct nrt_st_reader *r, const char *ke
 int nrt_st_reader_copy(const struct nrt_st_reader *r, const char *name, enum nrt_dtype dt,
                        int rank, const int64_t *dims, void *dst);
 
+/* ------------------------------------------- compiled models (program.c) -- */
+/* What `netc build` generates is a static description of the model (struct
+ * nrt_model: buffers, entry points, training settings) plus one C function per
+ * entry point, and a main() that calls nrt_main. The runtime owns every buffer:
+ * inputs sized for the largest batch, parameters and state initialised from
+ * their init spec with the seeded RNG, and one workspace that holds every value
+ * of an entry point, all allocated once by nrt_ctx_init. Generated code includes
+ * only this header, hence math.h and string.h below. */
+
+#include <math.h>
+#include <string.h>
+
+#define NRT_DIM_N (-1)      /* the symbolic batch dim in descriptor dims */
+#define NRT_MAX_SOURCE_KW 4 /* keyword options of a data source */
+#define NRT_MAX_OUTPUTS 64  /* outputs of one entry point */
+
+enum nrt_buf_kind {
+    NRT_BUF_INPUT, /* fed by the data loader each step */
+    NRT_BUF_PARAM, /* trained parameter */
+    NRT_BUF_STATE  /* optimizer moments, running statistics, counters */
+};
+
+enum nrt_init_kind {
+    NRT_INIT_ZEROS,   /* all 0 */
+    NRT_INIT_CONST,   /* all a */
+    NRT_INIT_UNIFORM, /* uniform in [a, b) */
+    NRT_INIT_NORMAL   /* normal with mean a, stddev b */
+};
+
+enum nrt_mode {
+    NRT_MODE_EVAL, /* inference: forward, evaluate */
+    NRT_MODE_TRAIN /* a training step */
+};
+
+/* A data source as written in the model: idx("f.gz", scale=...), csv("f.csv",
+ * column=0), npy("x.npy"), normal(0, 1), uniform(-1, 1). */
+struct nrt_source_desc {
+    const char *kind;                    /* "idx", "csv", "npy", "normal", "uniform"; NULL: none */
+    const char *path;                    /* file sources: the file */
+    int nargs;                           /* positional numbers in use */
+    double args[2];                      /* their values */
+    int nkw;                             /* keyword options in use */
+    const char *kw[NRT_MAX_SOURCE_KW];   /* scale, shift, column, classes */
+    double kwval[NRT_MAX_SOURCE_KW];     /* their values */
+};
+
+/* A named buffer of the model. */
+struct nrt_buffer_desc {
+    const char *name;              /* unique in the model, e.g. "classifier.dense0.w" */
+    enum nrt_buf_kind kind;        /* input, param or state */
+    enum nrt_dtype dtype;          /* NRT_DT_F32 or NRT_DT_I32 */
+    int rank;                      /* number of dims */
+    int64_t dims[NRT_MAX_RANK];    /* extents; NRT_DIM_N for the batch dim */
+    enum nrt_init_kind init;       /* params and state: how they start */
+    double init_a, init_b;         /* the init's parameters */
+    const char *group;             /* params: owning net, or NULL */
+    struct nrt_source_desc data;   /* inputs: default training source */
+    struct nrt_source_desc test;   /* inputs: default test source */
+};
+
+/* A named result of an entry point. */
+struct nrt_output_desc {
+    const char *name;              /* "logits", "loss", "accuracy", ... */
+    enum nrt_dtype dtype;          /* element type */
+    int rank;                      /* number of dims */
+    int64_t dims[NRT_MAX_RANK];    /* extents; NRT_DIM_N for the batch dim */
+};
+
+struct nrt_ctx;
+/* A generated entry point: runs the function for a batch of n (1 <= n <=
+ * ctx->max_n) items, leaving its outputs in ctx->out[]. */
+typedef void (*nrt_entry_fn)(struct nrt_ctx *ctx, int64_t n);
+
+struct nrt_entry_desc {
+    const char *name;                     /* "forward", "evaluate", "train_step", ... */
+    enum nrt_mode mode;                   /* eval or train */
+    const char *loss;                     /* train: the output minimised, or NULL */
+    const char *optimizer;                /* train: e.g. "adam(lr=0.001, ...)", or NULL */
+    struct nrt_source_desc schedule;      /* train: lr schedule step(every, gamma) or
+                                             cosine(t_max); kind NULL: constant. The
+                                             rate lives in state buffer "<name>.lr". */
+    int n_outputs;                        /* outputs */
+    const struct nrt_output_desc *outputs; /* their descriptions */
+    int n_inputs;                         /* model inputs the function reads */
+    const int *inputs;                    /* their buffer indices */
+    nrt_entry_fn run;                     /* the generated function */
+    size_t ws_fixed, ws_per_n;            /* workspace bytes: ws_fixed + ws_per_n * max_n */
+};
+
+/* A whole compiled model. */
+struct nrt_model {
+    const char *name;                      /* from `model NAME` */
+    const char *netc_version;              /* the compiler that generated it */
+    int n_buffers;                         /* buffers: inputs, params, state */
+    const struct nrt_buffer_desc *buffers; /* their descriptions */
+    int n_entries;                         /* entry points */
+    const struct nrt_entry_desc *entries;  /* their descriptions */
+    int64_t batch, epochs, seed, patience; /* train block; 0 where unset */
+};
+
+/* The running state of a model: buffers, workspace, outputs of the last run. */
+struct nrt_ctx {
+    const struct nrt_model *model; /* what it runs */
+    void **buf;                    /* per buffer: its data (inputs hold max_n items) */
+    char *ws;                      /* workspace shared by the entry points */
+    size_t ws_bytes;               /* its size */
+    int64_t max_n;                 /* the batch capacity */
+    uint64_t step;                 /* training steps taken (feeds dropout masks) */
+    int64_t epoch;                 /* epochs completed */
+    void *out[NRT_MAX_OUTPUTS];    /* outputs of the last run */
+    int failed;                    /* the last run stopped on a data error */
+    char err[256];                 /* its message */
+};
+
+/* Elements of a buffer or output with the batch dim set to n. */
+int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n);
+/* FNV-1a hash of the buffer layout (kinds, names, dtypes, dims) as 16 hex digits
+ * into buf (at least 17 bytes): checkpoints of another model differ. */
+void nrt_model_hash(const struct nrt_model *m, char *buf);
+/* The entry point named name, or -1. */
+int nrt_model_entry(const struct nrt_model *m, const char *name);
+/* The buffer named name, or -1. */
+int nrt_model_buffer(const struct nrt_model *m, const char *name);
+/* The output named name of entry e, or -1. */
+int nrt_entry_output(const struct nrt_entry_desc *e, const char *name);
+
+/* Allocates buffers for batches of up to max_n and the workspace, and
+ * initialises parameters and state from seed. */
+int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed);
+/* Re-initialises parameters and state from seed. */
+void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed);
+void nrt_ctx_free(struct nrt_ctx *ctx);
+/* Runs entry point e for a batch of n; NRT_ERR_RANGE with the message set when
+ * the generated code met bad data (a label out of range). */
+int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n);
+/* Called by generated code on bad data: records the message, sets failed. */
+void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...) NRT_PRINTF(2, 3);
+
+/* Saves every parameter and state buffer plus metadata (model name, layout
+ * hash, step, epoch) as safetensors, atomically. */
+int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path);
+/* Loads a checkpoint written by nrt_ckpt_save for the same model: the layout
+ * hash, every tensor's dtype and shape are checked before anything is copied. */
+int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path);
+
+/* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0. */
+static inline int32_t nrt_to_i32(double v)
+{
+    if (v != v)
+        return 0;
+    if (v >= 2147483647.0)
+        return 2147483647;
+    if (v <= -2147483648.0)
+        return (int32_t)-2147483647 - 1;
+    return (int32_t)v;
+}
+
+/* The dropout mask (codegen/codegen.h, cg_dropout_keep): element index of a
+ * dropout with attribute seed at training step step is kept iff the top 24 bits
+ * of mix64(mix64(mix64(seed) ^ step) ^ index) are >= threshold. */
+static inline uint64_t nrt_mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline int nrt_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, uint32_t threshold)
+{
+    uint64_t h = nrt_mix64(nrt_mix64(nrt_mix64(seed) ^ step) ^ index);
+    return (uint32_t)(h >> 40) >= threshold;
+}
+
+/* ------------------------------------------------------ kernels (kernels.c) -- */
+/* The heavy ops that generated code calls instead of inlining loops: GEMM
+ * through OpenBLAS, convolution by im2col + GEMM, pooling and upsampling.
+ * Semantics are those of the IR (docs/ir.md, codegen/interp_nn.c). */
+
+/* C[m,n] = alpha op(A) op(B) + beta C, row-major; op transposes when ta/tb. */
+void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* A conv2d geometry: input x [n, ci, h, w], weight [co, ci/g, kh, kw], output
+ * y [n, co, ho, wo]. */
+struct nrt_conv {
+    int64_t n, ci, h, w;  /* input */
+    int64_t co, kh, kw;   /* weight */
+    int64_t ho, wo;       /* output */
+    int64_t g;            /* groups */
+    int64_t s[2], p[4], d[2]; /* stride, pad [top, left, bottom, right], dilation */
+};
+
+/* Scratch floats the conv kernels need (one im2col matrix). */
+int64_t nrt_conv_scratch(const struct nrt_conv *c);
+/* y = conv2d(x, w). */
+void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch);
+/* dx = the input gradient of conv2d for dy (also conv_transpose2d's forward). */
+void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                           float *scratch);
+/* dw = the weight gradient of conv2d for input x and dy. */
+void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                            float *scratch);
+
+/* A pooling geometry over planes of [h, w] to [ho, wo]. */
+struct nrt_pool {
+    int64_t planes, h, w, ho, wo;   /* batch*channels, input and output sizes */
+    int64_t k[2], s[2], p[4];       /* kernel, stride, pad */
+};
+
+void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y);
+void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx);
+void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y);
+void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx);
+/* Nearest-neighbour upsampling of planes [h, w] by (s0, s1), and its gradient. */
+void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *x, float *y);
+void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *dy,
+                         float *dx);
+
+/* At the start of main: when the CPU has AVX-512 (AVX2) but OpenBLAS chose a
+ * core without it (Debian's 0.3.21 falls back to SSE3 kernels on CPUs it does
+ * not know), sets OPENBLAS_CORETYPE=SkylakeX (Haswell) unless the user set it
+ * and re-executes the program once, since OpenBLAS reads the variable only in
+ * its constructor. Returns when no re-exec was needed or it failed. `threads`
+ * is reserved; nrt_blas_threads sets the thread count without a restart. */
+void nrt_blas_setup(int argc, char **argv, int threads);
+/* The kernel family OpenBLAS chose ("SkylakeX", "Prescott", ...). */
+const char *nrt_blas_core(void);
+/* Sets the OpenBLAS thread count now. */
+void nrt_blas_threads(int threads);
+
+/* ------------------------------------------------------ the driver (driver.c) -- */
+
+/* The main() of every generated program: `train`, `eval`, `predict`, `info`.
+ * Returns the exit status (0, 1 on an error, 2 on a usage error). */
+int nrt_main(int argc, char **argv, const struct nrt_model *model);
+
 #ifdef __cplusplus
 }
 #endif

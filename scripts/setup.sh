@@ -28,6 +28,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# numpy: the end-to-end tests write .npy inputs and read checkpoints with it.
+if ! python3 -c 'import numpy' 2>/dev/null; then
+  echo "setup: installing numpy for python3"
+  python3 -m pip install -q numpy || { echo "setup: pip install numpy failed" >&2; exit 1; }
+fi
+
 build_type="${1:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
 cmake --build build -j"$(nproc)"

@@ -5,6 +5,7 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "tools/build.h"
 
 #include <errno.h>
 #include <string.h>
@@ -25,9 +26,9 @@ static const char usage_main[] =
     "  dump    print the IR of a .net file after any pass, as text or Graphviz DOT\n"
     "  opt     read IR text, run passes on it, print the result\n"
     "  passes  list the passes\n"
-    "  build   compile a .net file to a native program     (not yet available)\n"
-    "  emit    write the generated sources                  (not yet available)\n"
-    "  run     build into a cache and run                   (not yet available)\n"
+    "  build   compile a .net file to a native program\n"
+    "  emit    write the generated C sources\n"
+    "  run     build into a cache and run the program\n"
     "\n"
     "`netc <command> --help` documents each command's flags.\n"
     "options: --help, --version\n";
@@ -387,19 +388,6 @@ static int cmd_passes(int argc, char **argv) {
     return 0;
 }
 
-static int cmd_later(const char *cmd, int argc, char **argv) {
-    for (int i = 0; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0) {
-            printf("usage: netc %s FILE.net ...\n\n`netc %s` is not available yet: the C backend and the runtime\n"
-                   "driver are still being built (see README.md, Status). Use `netc check` and\n"
-                   "`netc dump` meanwhile.\n", cmd, cmd);
-            return 0;
-        }
-    fprintf(stderr, "netc %s: error: not available yet: the C backend and the runtime driver are still being\n"
-                    "built (see README.md, Status); `netc check` and `netc dump` work today\n", cmd);
-    return EXIT_USER;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -421,8 +409,12 @@ int main(int argc, char **argv) {
         rc = cmd_check(argc - 2, argv + 2);
     } else if (strcmp(cmd, "passes") == 0) {
         rc = cmd_passes(argc - 2, argv + 2);
-    } else if (strcmp(cmd, "build") == 0 || strcmp(cmd, "emit") == 0 || strcmp(cmd, "run") == 0) {
-        rc = cmd_later(cmd, argc - 2, argv + 2);
+    } else if (strcmp(cmd, "build") == 0) {
+        rc = build_cmd_build(argc - 2, argv + 2, NETC_VERSION);
+    } else if (strcmp(cmd, "emit") == 0) {
+        rc = build_cmd_emit(argc - 2, argv + 2, NETC_VERSION);
+    } else if (strcmp(cmd, "run") == 0) {
+        rc = build_cmd_run(argc - 2, argv + 2, NETC_VERSION);
     } else {
         static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", NULL};
         const char *near = diag_nearest(cmd, cmds);

@@ -1,0 +1,465 @@
+/* codegen/c_emit.c -- the C backend's frame: the target struct, the one emit()
+ * helper and the small printing helpers the op emitters share, the workspace
+ * layout of a function (liveness-based reuse of slots in two regions: fixed-size
+ * values, and values that scale with the batch), one C function per entry point,
+ * and the static model descriptor (buffers, inputs' sources, train settings,
+ * entry points) that the runtime driver reads. Names from the .net file appear
+ * only as escaped string literals; C identifiers are built from indices. */
+#include "codegen/codegen.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#define SLOT_ALIGN 64 /* every workspace slot starts on a cache line */
+
+/* ------------------------------------------------------------- helpers */
+
+void cgc_emit(struct cgc *c, const char *fmt, ...) {
+    va_list ap;
+    for (int i = 0; i < c->indent; i++) fputs("    ", c->out);
+    va_start(ap, fmt);
+    vfprintf(c->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', c->out);
+}
+
+struct cgc_x cgc_dim(const struct shape *s, int i) {
+    return s->dim[i] == IR_DIM_N ? (struct cgc_x){1, true} : (struct cgc_x){s->dim[i], false};
+}
+
+struct cgc_x cgc_mul(struct cgc_x a, struct cgc_x b) { return (struct cgc_x){a.k * b.k, a.n || b.n}; }
+
+struct cgc_x cgc_count(const struct shape *s) {
+    struct cgc_x x = {1, false};
+    for (int i = 0; i < s->rank; i++) x = cgc_mul(x, cgc_dim(s, i));
+    return x;
+}
+
+char *cgc_xstr(struct cgc_x x, char *buf, size_t len) {
+    if (x.n && x.k == 1) snprintf(buf, len, "n");
+    else if (x.n) snprintf(buf, len, "%lld * n", (long long)x.k);
+    else snprintf(buf, len, "%lld", (long long)x.k);
+    return buf;
+}
+
+char *cgc_float(double v, char *buf, size_t len) {
+    if (isnan(v)) snprintf(buf, len, "NAN");
+    else if (isinf(v)) snprintf(buf, len, "%sINFINITY", v < 0 ? "-" : "");
+    else {
+        char tmp[40];
+        snprintf(tmp, sizeof tmp, "%.9g", v);
+        bool dot = strpbrk(tmp, ".e") != NULL;
+        /* A float literal out of float range would warn; go through double. */
+        if (fabs(v) > 3.4e38 || (v != 0 && fabs(v) < 1.2e-38)) snprintf(buf, len, "(float)%s%s", tmp, dot ? "" : ".0");
+        else snprintf(buf, len, "%s%sf", tmp, dot ? "" : ".0");
+    }
+    return buf;
+}
+
+const struct ir_node *cgc_node(const struct cgc *c, int id) { return &c->f->nodes[id]; }
+const struct ir_node *cgc_arg(const struct cgc *c, int id, int i) { return &c->f->nodes[c->f->nodes[id].args[i]]; }
+const char *cgc_ctype(enum dtype t) { return t == DT_I32 ? "int32_t" : "float"; }
+
+/* A string literal for s: printable ASCII as is, everything else (quotes,
+ * backslashes, '?' against trigraphs, control and non-ASCII bytes) escaped. */
+static void put_str(FILE *out, const char *s) {
+    if (!s) {
+        fputs("NULL", out);
+        return;
+    }
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
+        else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
+        else fprintf(out, "\\%03o", *p);
+    }
+    fputc('"', out);
+}
+
+/* A name for a comment: identifier characters only, so no "*" "/" can end it. */
+static const char *comment_safe(const char *s, char *buf, size_t len) {
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < len; i++) {
+        char ch = s[i];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                  ch == '.' || ch == '-';
+        buf[i] = ok ? ch : '_';
+    }
+    buf[i] = '\0';
+    return buf;
+}
+
+static const char *dtype_enum(enum dtype t) { return t == DT_I32 ? "NRT_DT_I32" : "NRT_DT_F32"; }
+
+static int buffer_index(const struct ir_module *m, const char *name) {
+    for (size_t i = 0; i < vec_len(m->buffers); i++)
+        if (strcmp(m->buffers[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+/* -------------------------------------------------------------- layout */
+
+/* Free blocks of one region, for first-fit reuse. */
+struct region {
+    size_t top;        /* bytes in use up to here */
+    size_t *free_off;  /* vec: offsets of free blocks */
+    size_t *free_size; /* vec: their sizes */
+};
+
+static size_t region_alloc(struct region *r, size_t size) {
+    size_t best = (size_t)-1;
+    for (size_t i = 0; i < vec_len(r->free_off); i++)
+        if (r->free_size[i] >= size && (best == (size_t)-1 || r->free_size[i] < r->free_size[best])) best = i;
+    if (best == (size_t)-1) {
+        size_t off = r->top;
+        r->top += size;
+        return off;
+    }
+    size_t off = r->free_off[best];
+    size_t last = vec_len(r->free_off) - 1;
+    r->free_off[best] = r->free_off[last];
+    r->free_size[best] = r->free_size[last];
+    vec_hdr_(r->free_off)->len--;
+    vec_hdr_(r->free_size)->len--;
+    return off;
+}
+
+static void region_release(struct region *r, size_t off, size_t size) {
+    vec_push(r->free_off, off);
+    vec_push(r->free_size, size);
+}
+
+static size_t round_up(size_t v) { return (v + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN; }
+
+/* Where each value of f lives: aliases, buffers, or slots reused by liveness. A
+ * value's slot is released after its last reader (aliases extend their root's
+ * life), so an op's output never overlaps its own operands. */
+static void layout(struct cgc *c) {
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f);
+    c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
+    if (!c->vals) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int id = 0; id < len; id++) {
+        const struct ir_node *n = &f->nodes[id];
+        struct cgc_val *v = &c->vals[id];
+        v->alias = -1;
+        v->buffer = -1;
+        v->last_use = id;
+        if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = buffer_index(c->m, n->sym);
+        else if (cgc_op_aliases(n)) v->alias = n->args[0];
+        for (int a = 0; a < n->nargs; a++) {
+            c->vals[n->args[a]].uses++;
+            if (c->vals[n->args[a]].last_use < id) c->vals[n->args[a]].last_use = id;
+        }
+        if (n->op == OP_ASSIGN) c->vals[n->args[0]].last_use = INT_MAX;
+        v->scratch = cgc_op_scratch(f, n, &v->scratch_n);
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++) {
+        c->vals[f->outputs[o].value].uses++;
+        c->vals[f->outputs[o].value].last_use = INT_MAX;
+    }
+    /* An alias keeps its root alive as long as itself (walk from the end so
+     * chains propagate). */
+    for (int id = len - 1; id >= 0; id--) {
+        int root = c->vals[id].alias;
+        if (root >= 0 && c->vals[root].last_use < c->vals[id].last_use)
+            c->vals[root].last_use = c->vals[id].last_use;
+    }
+    struct region fixed = {0}, per_n = {0};
+    int **dies = calloc((size_t)(len ? len : 1), sizeof *dies); /* per node: slots to free after it */
+    if (!dies) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int id = 0; id < len; id++) {
+        const struct ir_node *n = &f->nodes[id];
+        struct cgc_val *v = &c->vals[id];
+        if (v->alias < 0 && v->buffer < 0) {
+            struct cgc_x cnt = cgc_count(&n->type.shape);
+            v->per_n = cnt.n;
+            v->size = round_up((size_t)cnt.k * dtype_size(n->type.dtype));
+            v->off = region_alloc(v->per_n ? &per_n : &fixed, v->size);
+            if (v->last_use != INT_MAX) vec_push(dies[v->last_use], id);
+        }
+        if (v->scratch > 0) {
+            size_t sz = round_up((size_t)v->scratch * sizeof(float));
+            struct region *r = v->scratch_n ? &per_n : &fixed;
+            v->scratch_off = region_alloc(r, sz);
+            region_release(r, v->scratch_off, sz);
+        }
+        for (size_t k = 0; k < vec_len(dies[id]); k++) {
+            struct cgc_val *d = &c->vals[dies[id][k]];
+            region_release(d->per_n ? &per_n : &fixed, d->off, d->size);
+        }
+        vec_free(dies[id]);
+    }
+    free(dies);
+    c->fixed_total = round_up(fixed.top);
+    c->per_n_total = round_up(per_n.top);
+    vec_free(fixed.free_off);
+    vec_free(fixed.free_size);
+    vec_free(per_n.free_off);
+    vec_free(per_n.free_size);
+}
+
+/* "ws + 1024 + 4096 * mn" for a slot. */
+static void slot_expr(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
+    if (per_n) snprintf(buf, len, "ws + %zu + %zu * mn", c->fixed_total, off);
+    else snprintf(buf, len, "ws + %zu", off);
+}
+
+/* ----------------------------------------------------------- functions */
+
+/* The one-line IR of node id as a comment. */
+static void node_comment(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    char line[512], ty[TYPE_STR_MAX], sym[128];
+    int k = snprintf(line, sizeof line, "%%%d = %s", id, op_info[n->op].name);
+    if (n->sym) k += snprintf(line + k, sizeof line - (size_t)k, " @%s", comment_safe(n->sym, sym, sizeof sym));
+    for (int a = 0; a < n->nargs && k < (int)sizeof line - 16; a++)
+        k += snprintf(line + k, sizeof line - (size_t)k, "%s%%%d", a ? ", " : "(", n->args[a]);
+    if (n->nargs && k < (int)sizeof line - 2) k += snprintf(line + k, sizeof line - (size_t)k, ")");
+    if (k < (int)sizeof line - 4) snprintf(line + k, sizeof line - (size_t)k, " : %s", type_str(&n->type, ty, sizeof ty));
+    cgc_emit(c, "/* %s */", line);
+}
+
+static void emit_function(struct cgc *c, int index) {
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f);
+    cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", index);
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "char *const ws = ctx->ws;");
+    cgc_emit(c, "const size_t mn = (size_t)ctx->max_n;");
+    cgc_emit(c, "(void)ws, (void)mn, (void)n;");
+    for (int id = 0; id < len; id++) {
+        const struct ir_node *n = &f->nodes[id];
+        const struct cgc_val *v = &c->vals[id];
+        const char *ct = cgc_ctype(n->type.dtype);
+        char where[128];
+        node_comment(c, id);
+        if (v->buffer >= 0) cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
+        else if (v->alias >= 0) cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
+        else {
+            slot_expr(c, v->per_n, v->off, where, sizeof where);
+            cgc_emit(c, "%s *const v%d = (%s *)(%s);", ct, id, ct, where);
+        }
+        if (v->scratch > 0) {
+            slot_expr(c, v->scratch_n, v->scratch_off, where, sizeof where);
+            cgc_emit(c, "float *const s%d = (float *)(%s);", id, where);
+        }
+        if (v->uses == 0) cgc_emit(c, "(void)v%d;", id);
+        static void (*const column[OP_COUNT])(struct cgc *, int) = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = cgc_op_##name,
+#include "ir/ops.def"
+#undef OP
+        };
+        column[n->op](c, id);
+    }
+    /* ASSIGNs take effect at the end: every PARAM read saw the old values. */
+    for (int id = 0; id < len; id++) {
+        const struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_ASSIGN) continue;
+        int b = buffer_index(c->m, n->sym);
+        char cnt[CGC_XSTR_MAX];
+        cgc_emit(c, "if ((void *)v%d != ctx->buf[%d]) memcpy(ctx->buf[%d], v%d, sizeof(%s) * (size_t)(%s));", id, b,
+                 b, id, cgc_ctype(n->type.dtype), cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++) cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
+    c->indent--;
+    cgc_emit(c, "}");
+    cgc_emit(c, "%s", "");
+}
+
+/* ---------------------------------------------------------- descriptor */
+
+static void put_dims(FILE *out, const struct shape *s) {
+    fputc('{', out);
+    for (int i = 0; i < s->rank; i++) fprintf(out, "%s%lld", i ? ", " : "", (long long)s->dim[i]);
+    if (s->rank == 0) fputc('0', out);
+    fputc('}', out);
+}
+
+static void put_source(FILE *out, const struct ir_source *s) {
+    if (!s->kind) {
+        fputs("{NULL, NULL, 0, {0}, 0, {NULL}, {0}}", out);
+        return;
+    }
+    fputc('{', out);
+    put_str(out, s->kind);
+    fputs(", ", out);
+    put_str(out, s->path);
+    fprintf(out, ", %d, {%.17g, %.17g}, %d, {", s->nargs, s->nargs > 0 ? s->args[0] : 0.0,
+            s->nargs > 1 ? s->args[1] : 0.0, s->nkw);
+    for (int i = 0; i < s->nkw; i++) {
+        if (i) fputs(", ", out);
+        put_str(out, s->kw[i]);
+    }
+    if (!s->nkw) fputs("NULL", out);
+    fputs("}, {", out);
+    for (int i = 0; i < s->nkw; i++) fprintf(out, "%s%.17g", i ? ", " : "", s->kwval[i]);
+    if (!s->nkw) fputc('0', out);
+    fputs("}}", out);
+}
+
+static const char *const init_names[] = {"NRT_INIT_ZEROS", "NRT_INIT_CONST", "NRT_INIT_UNIFORM", "NRT_INIT_NORMAL"};
+static const char *const kind_names[] = {"NRT_BUF_INPUT", "NRT_BUF_PARAM", "NRT_BUF_STATE"};
+
+static void put_optim(FILE *out, const struct ir_optim *o) {
+    if (!o->kind) {
+        fputs("NULL", out);
+        return;
+    }
+    char text[1024];
+    int k = snprintf(text, sizeof text, "%s(", o->kind);
+    for (int i = 0; i < o->nkw && k < (int)sizeof text - 40; i++)
+        k += snprintf(text + k, sizeof text - (size_t)k, "%s%s=%g", i ? ", " : "", o->kw[i], o->kwval[i]);
+    if (k < (int)sizeof text - 2) snprintf(text + k, sizeof text - (size_t)k, ")");
+    put_str(out, text);
+}
+
+/* Whether f reads model input b. */
+static bool reads_input(const struct ir_func *f, const struct ir_buffer *b) {
+    if (b->kind != BUF_INPUT) return false;
+    for (int id = 0; id < ir_func_len(f); id++)
+        if (f->nodes[id].op == OP_INPUT && strcmp(f->nodes[id].sym, b->name) == 0) return true;
+    return false;
+}
+
+static void emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
+                            const size_t *ws_fixed, const size_t *ws_per_n) {
+    size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
+    int *nin = calloc(nf + 1, sizeof *nin);
+    if (!nin) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    fputs("static const struct nrt_buffer_desc buffers[] = {\n", out);
+    for (size_t i = 0; i < nb; i++) {
+        const struct ir_buffer *b = &m->buffers[i];
+        fputs("    {", out);
+        put_str(out, b->name);
+        fprintf(out, ", %s, %s, %d, ", kind_names[b->kind], dtype_enum(b->type.dtype), b->type.shape.rank);
+        put_dims(out, &b->type.shape);
+        fprintf(out, ", %s, %.17g, %.17g, ", init_names[b->init.kind], b->init.a, b->init.b);
+        put_str(out, b->group);
+        fputs(",\n     ", out);
+        put_source(out, &b->data);
+        fputs(",\n     ", out);
+        put_source(out, &b->test);
+        fputs("},\n", out);
+    }
+    if (!nb) fputs("    {NULL, NRT_BUF_INPUT, NRT_DT_F32, 0, {0}, NRT_INIT_ZEROS, 0, 0, NULL, {0}, {0}},\n", out);
+    fputs("};\n\n", out);
+    for (size_t e = 0; e < nf; e++) {
+        const struct ir_func *f = m->funcs[e];
+        fprintf(out, "static const struct nrt_output_desc outputs_%zu[] = {\n", e);
+        for (size_t o = 0; o < vec_len(f->outputs); o++) {
+            const struct type *t = &f->nodes[f->outputs[o].value].type;
+            fputs("    {", out);
+            put_str(out, f->outputs[o].name);
+            fprintf(out, ", %s, %d, ", dtype_enum(t->dtype), t->shape.rank);
+            put_dims(out, &t->shape);
+            fputs("},\n", out);
+        }
+        if (!vec_len(f->outputs)) fputs("    {NULL, NRT_DT_F32, 0, {0}},\n", out);
+        fputs("};\n", out);
+        fprintf(out, "static const int inputs_%zu[] = {", e);
+        nin[e] = 0;
+        for (size_t i = 0; i < nb; i++)
+            if (reads_input(f, &m->buffers[i])) fprintf(out, "%s%zu", nin[e]++ ? ", " : "", i);
+        if (!nin[e]) fputs("-1", out);
+        fprintf(out, "};\n\n");
+    }
+    fputs("static const struct nrt_entry_desc entries[] = {\n", out);
+    for (size_t e = 0; e < nf; e++) {
+        const struct ir_func *f = m->funcs[e];
+        fputs("    {", out);
+        put_str(out, f->name);
+        fprintf(out, ", %s, ", f->mode == MODE_TRAIN ? "NRT_MODE_TRAIN" : "NRT_MODE_EVAL");
+        put_str(out, f->loss);
+        fputs(", ", out);
+        put_optim(out, &f->optim);
+        fputs(",\n     ", out);
+        put_source(out, &f->optim.schedule);
+        fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu},\n", vec_len(f->outputs), e, nin[e], e,
+                e, ws_fixed[e], ws_per_n[e]);
+    }
+    fputs("};\n\n", out);
+    free(nin);
+    fputs("const struct nrt_model netc_model = {\n    ", out);
+    put_str(out, m->name);
+    fputs(", ", out);
+    put_str(out, opt->netc_version ? opt->netc_version : "unknown");
+    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n};\n", nb, nf,
+            (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
+            (long long)m->train.patience);
+}
+
+/* ---------------------------------------------------------------- emit */
+
+static bool check_module(const struct ir_module *m) {
+    bool ok = true;
+    for (size_t i = 0; i < vec_len(m->buffers); i++) {
+        const struct ir_buffer *b = &m->buffers[i];
+        if (b->type.dtype != DT_F32 && b->type.dtype != DT_I32) {
+            diag_error(b->loc, "the C backend supports f32 and i32 buffers, not %s", dtype_name(b->type.dtype));
+            ok = false;
+        }
+        if (b->kind != BUF_INPUT && shape_has_n(&b->type.shape)) {
+            diag_error(b->loc, "parameter or state buffer '%s' cannot have the batch dim N", b->name);
+            ok = false;
+        }
+    }
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        const struct ir_func *f = m->funcs[e];
+        if (vec_len(f->outputs) > 64) {
+            diag_error(f->loc, "entry point '%s' has %zu outputs; the runtime takes at most 64", f->name,
+                       vec_len(f->outputs));
+            ok = false;
+        }
+        for (int id = 0; id < ir_func_len(f); id++) {
+            const struct ir_node *n = &f->nodes[id];
+            if (n->type.dtype != DT_F32 && n->type.dtype != DT_I32) {
+                diag_error(n->loc, "the C backend supports f32 and i32 values, not %s", dtype_name(n->type.dtype));
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
+    if (!check_module(m)) return false;
+    char name[128];
+    fprintf(out, "/* %s.c -- model %s, generated by netc %s. Do not edit.\n", comment_safe(m->name, name, sizeof name),
+            name, opt->netc_version ? opt->netc_version : "");
+    fputs(" * One function per entry point computes every value of the IR into the\n"
+          " * runtime's workspace; the descriptor at the end tells the runtime driver\n"
+          " * about buffers, data sources and entry points. */\n",
+          out);
+    fputs("#include \"netrt.h\"\n\n", out);
+    size_t nf = vec_len(m->funcs);
+    size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
+    if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (size_t e = 0; e < nf; e++) {
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0};
+        char fname[128];
+        layout(&c);
+        fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
+                m->funcs[e]->mode == MODE_TRAIN ? "train" : "eval");
+        emit_function(&c, (int)e);
+        ws_fixed[e] = c.fixed_total;
+        ws_per_n[e] = c.per_n_total;
+        free(c.vals);
+    }
+    emit_descriptor(m, out, opt, ws_fixed, ws_per_n);
+    free(ws_fixed);
+    free(ws_per_n);
+    if (opt->main) fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+    return !ferror(out);
+}
+
+const struct cg_target cg_target_c = {"c", ".c", emit_c};
+
+const struct cg_target *cg_target_find(const char *name) {
+    static const struct cg_target *const targets[] = {&cg_target_c};
+    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
+        if (strcmp(targets[i]->name, name) == 0) return targets[i];
+    return NULL;
+}

@@ -1,0 +1,770 @@
+/* codegen/c_ops.c -- the C backend's column of the op table: cgc_op_<NAME> prints
+ * the C that computes one node. Elementwise ops, reductions and data movement
+ * become loop nests (one shared nest builder merges contiguous dims, so most
+ * become one flat loop); softmax, losses and metrics become short row loops;
+ * GEMM, convolution and pooling become calls into libnetrt's kernels. The
+ * semantics are the reference interpreter's (interp.c, interp_nn.c); sections
+ * follow ops.def. */
+#include "codegen/codegen.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------- helpers */
+
+/* Short-lived C text of a size expression (a ring of buffers). */
+static const char *xs(struct cgc_x x) {
+    static char ring[16][CGC_XSTR_MAX];
+    static int next;
+    char *b = ring[next++ % 16];
+    return cgc_xstr(x, b, CGC_XSTR_MAX);
+}
+
+static const char *fs(double v) {
+    static char ring[8][CGC_FLOAT_MAX];
+    static int next;
+    char *b = ring[next++ % 8];
+    return cgc_float(v, b, CGC_FLOAT_MAX);
+}
+
+static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
+static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
+static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
+
+static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
+
+/* Product of the dims of s in [from, to). */
+static struct cgc_x dims_prod(const struct shape *s, int from, int to) {
+    struct cgc_x x = xk(1);
+    for (int i = from; i < to; i++) x = cgc_mul(x, cgc_dim(s, i));
+    return x;
+}
+
+/* Row-major strides of s. */
+static void strides(const struct shape *s, struct cgc_x *st) {
+    for (int i = 0; i < s->rank; i++) st[i] = dims_prod(s, i + 1, s->rank);
+}
+
+/* Strides of `small` read at the indices of `big` (numpy broadcasting: a missing
+ * or size-1 dim has stride 0). */
+static void strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st) {
+    struct cgc_x s[IR_MAX_RANK];
+    strides(small, s);
+    for (int i = 0; i < big->rank; i++) {
+        int j = small->rank - big->rank + i;
+        st[i] = j >= 0 && small->dim[j] != 1 ? s[j] : xk(0);
+    }
+}
+
+static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
+
+/* A loop nest over `dim`, indexing `nops` arrays through their strides. */
+#define NEST_OPS 4
+struct nest {
+    int rank;                                /* loops */
+    struct cgc_x dim[IR_MAX_RANK];           /* their extents */
+    int nops;                                /* arrays indexed */
+    struct cgc_x st[NEST_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
+    char idx[NEST_OPS][160];                 /* after nest_open: each array's index */
+};
+
+/* Merge loop i into loop i+1 wherever every array walks them contiguously, so
+ * that same-shape elementwise ops become one flat loop. */
+static void nest_merge(struct nest *ns) {
+    for (int i = ns->rank - 2; i >= 0; i--) {
+        bool ok = true;
+        for (int j = 0; j < ns->nops && ok; j++) ok = x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        if (!ok) continue;
+        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
+        for (int k = i; k < ns->rank - 1; k++) {
+            ns->dim[k] = ns->dim[k + 1];
+            for (int j = 0; j < ns->nops; j++) ns->st[j][k] = ns->st[j][k + 1];
+        }
+        ns->rank--;
+    }
+}
+
+/* Opens the loops (a block even for rank 0) and fills ns->idx. */
+static void nest_open(struct cgc *c, struct nest *ns) {
+    nest_merge(ns);
+    cgc_emit(c, "{");
+    c->indent++;
+    for (int d = 0; d < ns->rank; d++) {
+        cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, xs(ns->dim[d]), d);
+        c->indent++;
+    }
+    for (int j = 0; j < ns->nops; j++) {
+        char *p = ns->idx[j];
+        size_t len = sizeof ns->idx[j], k = 0;
+        p[0] = '\0';
+        for (int d = 0; d < ns->rank; d++) {
+            struct cgc_x s = ns->st[j][d];
+            if (s.k == 0) continue;
+            if (s.k == 1 && !s.n) k += (size_t)snprintf(p + k, len - k, "%si%d", k ? " + " : "", d);
+            else k += (size_t)snprintf(p + k, len - k, "%si%d * (%s)", k ? " + " : "", d, xs(s));
+            if (k >= len) k = len - 1;
+        }
+        if (!k) snprintf(p, len, "0");
+    }
+}
+
+static void nest_close(struct cgc *c, const struct nest *ns) {
+    for (int d = 0; d <= ns->rank; d++) {
+        c->indent--;
+        cgc_emit(c, "}");
+    }
+}
+
+/* Substitutes $0..$9 in tmpl by the operands' element expressions. */
+static void subst(char *out, size_t len, const char *tmpl, char ops[][200], int nops) {
+    size_t k = 0;
+    for (const char *p = tmpl; *p && k + 1 < len; p++) {
+        if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
+            k += (size_t)snprintf(out + k, len - k, "%s", ops[p[1] - '0']);
+            if (k >= len) k = len - 1;
+            p++;
+        } else {
+            out[k++] = *p;
+        }
+    }
+    out[k] = '\0';
+}
+
+/* y = tmpl($0, $1, ...) elementwise with numpy broadcasting. For i32 results the
+ * template is evaluated in double and converted as the IR converts. */
+static void ewise(struct cgc *c, int id, const char *tmpl) {
+    const struct ir_node *n = cgc_node(c, id);
+    bool i32 = n->type.dtype == DT_I32;
+    struct nest ns = {.rank = n->type.shape.rank, .nops = 1 + n->nargs};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(&n->type.shape, d);
+    strides(&n->type.shape, ns.st[0]);
+    for (int a = 0; a < n->nargs; a++) strides_into(arg_shape(c, id, a), &n->type.shape, ns.st[1 + a]);
+    nest_open(c, &ns);
+    char ops[NEST_OPS][200], expr[1024];
+    for (int a = 0; a < n->nargs; a++)
+        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(double)" : "", arg(c, id, a), ns.idx[1 + a]);
+    subst(expr, sizeof expr, tmpl, ops, n->nargs);
+    if (i32) cgc_emit(c, "v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
+    else cgc_emit(c, "v%d[%s] = %s;", id, ns.idx[0], expr);
+    nest_close(c, &ns);
+}
+
+/* ---------------------------------------------------------- aliases, scratch */
+
+bool cgc_op_aliases(const struct ir_node *n) {
+    switch (n->op) {
+    case OP_RESHAPE:
+    case OP_STOP_GRADIENT:
+    case OP_ASSIGN: return true;
+    default: return false;
+    }
+}
+
+/* The conv geometry's (input, weight, output) node shapes of a conv-family node. */
+static void conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,
+                       const struct shape **w, const struct shape **y) {
+    const struct shape *a0 = &f->nodes[n->args[0]].type.shape, *a1 = &f->nodes[n->args[1]].type.shape;
+    switch (n->op) {
+    case OP_CONV2D: *x = a0, *w = a1, *y = &n->type.shape; break;
+    case OP_CONV2D_GRAD_INPUT: *x = &n->type.shape, *w = a1, *y = a0; break;
+    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = &n->type.shape, *y = a1; break;
+    default: *x = &n->type.shape, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
+    }
+}
+
+int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n) {
+    *per_n = false;
+    if (n->op == OP_CONV2D || n->op == OP_CONV2D_GRAD_INPUT || n->op == OP_CONV2D_GRAD_WEIGHT ||
+        n->op == OP_CONV_TRANSPOSE2D) {
+        const struct shape *x, *w, *y;
+        conv_roles(f, n, &x, &w, &y);
+        return w->dim[1] * w->dim[2] * w->dim[3] * y->dim[2] * y->dim[3];
+    }
+    if (n->op == OP_VARIANCE) {
+        struct cgc_x cnt = cgc_count(&n->type.shape);
+        *per_n = cnt.n;
+        return cnt.k;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- leaves */
+
+void cgc_op_INPUT(struct cgc *c, int id) { (void)c, (void)id; }
+void cgc_op_PARAM(struct cgc *c, int id) { (void)c, (void)id; }
+
+void cgc_op_CONST(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    double v = ir_get_float(n, "value");
+    char lit[64];
+    if (n->type.dtype == DT_I32) snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
+    else cgc_float(v, lit, sizeof lit);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", xs(cgc_count(&n->type.shape)), id, lit);
+}
+
+void cgc_op_ASSIGN(struct cgc *c, int id) { (void)c, (void)id; /* copied into the buffer at the end */ }
+
+/* --------------------------------------------------------- elementwise */
+
+void cgc_op_NEG(struct cgc *c, int id) { ewise(c, id, "-$0"); }
+void cgc_op_EXP(struct cgc *c, int id) { ewise(c, id, "expf($0)"); }
+void cgc_op_LOG(struct cgc *c, int id) { ewise(c, id, "logf($0)"); }
+void cgc_op_SQRT(struct cgc *c, int id) { ewise(c, id, "sqrtf($0)"); }
+void cgc_op_ABS(struct cgc *c, int id) { ewise(c, id, "($0 < 0 ? -$0 : $0)"); }
+void cgc_op_RELU(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $0 : 0.0f)"); }
+
+void cgc_op_LEAKY_RELU(struct cgc *c, int id) {
+    char t[128];
+    snprintf(t, sizeof t, "($0 > 0.0f ? $0 : %s * $0)", fs(ir_get_float(cgc_node(c, id), "alpha")));
+    ewise(c, id, t);
+}
+
+void cgc_op_SIGMOID(struct cgc *c, int id) {
+    ewise(c, id, "($0 >= 0.0f ? 1.0f / (1.0f + expf(-$0)) : expf($0) / (1.0f + expf($0)))");
+}
+
+void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
+void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
+
+void cgc_op_CAST(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    ewise(c, id, n->type.dtype == DT_F32 ? "(float)$0" : "$0");
+}
+
+void cgc_op_ADD(struct cgc *c, int id) { ewise(c, id, "$0 + $1"); }
+void cgc_op_SUB(struct cgc *c, int id) { ewise(c, id, "$0 - $1"); }
+void cgc_op_MUL(struct cgc *c, int id) { ewise(c, id, "$0 * $1"); }
+void cgc_op_DIV(struct cgc *c, int id) { ewise(c, id, "$0 / $1"); }
+void cgc_op_MAXIMUM(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? $0 : $1)"); }
+void cgc_op_POW(struct cgc *c, int id) { ewise(c, id, "powf($0, $1)"); }
+void cgc_op_GREATER(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? 1.0f : 0.0f)"); }
+void cgc_op_RELU_GRAD(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $1 : 0.0f)"); }
+
+void cgc_op_LEAKY_RELU_GRAD(struct cgc *c, int id) {
+    char t[128];
+    snprintf(t, sizeof t, "($0 > 0.0f ? $1 : %s * $1)", fs(ir_get_float(cgc_node(c, id), "alpha")));
+    ewise(c, id, t);
+}
+
+void cgc_op_SIGMOID_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * $0 * (1.0f - $0)"); }
+void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $0)"); }
+
+/* Sizes before, along and after `axis` of s. */
+static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
+                       struct cgc_x *inner) {
+    *outer = dims_prod(s, 0, (int)axis);
+    *along = cgc_dim(s, (int)axis);
+    *inner = dims_prod(s, (int)axis + 1, s->rank);
+}
+
+/* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
+void cgc_op_BIAS_ADD(struct cgc *c, int id) {
+    const struct shape *y = shape_of(c, id);
+    int64_t axis = ir_get_int(cgc_node(c, id), "axis");
+    struct nest ns = {.rank = y->rank, .nops = 3};
+    for (int d = 0; d < ns.rank; d++) {
+        ns.dim[d] = cgc_dim(y, d);
+        ns.st[2][d] = xk(d == axis ? 1 : 0);
+    }
+    strides(y, ns.st[0]);
+    strides(y, ns.st[1]);
+    nest_open(c, &ns);
+    cgc_emit(c, "v%d[%s] = v%d[%s] + v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1], arg(c, id, 1), ns.idx[2]);
+    nest_close(c, &ns);
+}
+
+/* ----------------------------------------------------------- reductions */
+
+/* The input's shape with the reduced dims of node id set to 1 (the keepdims
+ * form, laid out like the result either way); *count receives the number of
+ * elements each result element reduces. */
+static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
+    int na;
+    const int64_t *axes = ir_get_ints(cgc_node(c, id), "axes", &na);
+    struct shape s = *arg_shape(c, id, 0);
+    *count = xk(1);
+    for (int i = 0; i < s.rank; i++) {
+        bool drop = na == 0;
+        for (int k = 0; k < na; k++) drop |= axes[k] == i;
+        if (drop) *count = cgc_mul(*count, cgc_dim(&s, i)), s.dim[i] = 1;
+    }
+    return s;
+}
+
+/* Loops over x (node id's operand) with dst[kept index] OP= body. */
+static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const char *dst, const char *body) {
+    const struct shape *xs_ = arg_shape(c, id, 0);
+    struct nest ns = {.rank = xs_->rank, .nops = 2};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(xs_, d);
+    strides(xs_, ns.st[0]);
+    strides_into(kept, xs_, ns.st[1]);
+    nest_open(c, &ns);
+    /* body: $0 the destination element, $1 the source element, $2 the
+     * destination index. */
+    char line[1024], ops[3][200];
+    snprintf(ops[0], sizeof ops[0], "%s[%s]", dst, ns.idx[1]);
+    snprintf(ops[1], sizeof ops[1], "v%d[%s]", arg(c, id, 0), ns.idx[0]);
+    snprintf(ops[2], sizeof ops[2], "%s", ns.idx[1]);
+    subst(line, sizeof line, body, ops, 3);
+    cgc_emit(c, "%s", line);
+    nest_close(c, &ns);
+}
+
+static void reduce(struct cgc *c, int id, const char *init, const char *body, bool mean) {
+    struct cgc_x count;
+    struct shape kept = kept_shape(c, id, &count);
+    struct cgc_x ny = cgc_count(shape_of(c, id));
+    char dst[16];
+    snprintf(dst, sizeof dst, "v%d", id);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", xs(ny), id, init);
+    reduce_loop(c, id, &kept, dst, body);
+    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+}
+
+void cgc_op_SUM(struct cgc *c, int id) {
+    if (cgc_node(c, id)->type.dtype == DT_I32) reduce(c, id, "0", "$0 = nrt_to_i32((double)$0 + (double)$1);", false);
+    else reduce(c, id, "0.0f", "$0 += $1;", false);
+}
+
+void cgc_op_MEAN(struct cgc *c, int id) { reduce(c, id, "0.0f", "$0 += $1;", true); }
+
+void cgc_op_MAX(struct cgc *c, int id) {
+    bool i32 = cgc_node(c, id)->type.dtype == DT_I32;
+    reduce(c, id, i32 ? "INT32_MIN" : "-INFINITY", "if ($1 > $0) $0 = $1;", false);
+}
+
+/* Two passes, as the interpreter: the mean into scratch, then the mean squared
+ * deviation. */
+void cgc_op_VARIANCE(struct cgc *c, int id) {
+    struct cgc_x count;
+    struct shape kept = kept_shape(c, id, &count);
+    struct cgc_x ny = cgc_count(shape_of(c, id));
+    char dst[16], body[128];
+    snprintf(dst, sizeof dst, "s%d", id);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] = 0.0f, v%d[i] = 0.0f;", xs(ny), id, id);
+    reduce_loop(c, id, &kept, dst, "$0 += $1;");
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+    /* The deviation pass writes v<id> at the same index as s<id>. */
+    snprintf(body, sizeof body, "{ const float d = $1 - $0; v%d[$2] += d * d; }", id);
+    reduce_loop(c, id, &kept, dst, body);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+}
+
+void cgc_op_ARGMAX(struct cgc *c, int id) {
+    struct cgc_x outer, k, inner;
+    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, &k, &inner);
+    int x = arg(c, id, 0);
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(inner));
+    cgc_emit(c, "        const int64_t base = o * (%s) * (%s) + in;", xs(k), xs(inner));
+    cgc_emit(c, "        int64_t best = 0;");
+    cgc_emit(c, "        for (int64_t j = 1; j < %s; j++)", xs(k));
+    cgc_emit(c, "            if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, xs(inner), x, xs(inner));
+    cgc_emit(c, "        v%d[o * (%s) + in] = (int32_t)best;", id, xs(inner));
+    cgc_emit(c, "    }");
+}
+
+void cgc_op_SUM_TO(struct cgc *c, int id) {
+    const struct shape *y = shape_of(c, id);
+    char dst[16];
+    snprintf(dst, sizeof dst, "v%d", id);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = 0;", xs(cgc_count(y)), id);
+    if (cgc_node(c, id)->type.dtype == DT_I32) reduce_loop(c, id, y, dst, "$0 = nrt_to_i32((double)$0 + (double)$1);");
+    else reduce_loop(c, id, y, dst, "$0 += $1;");
+}
+
+void cgc_op_BROADCAST_TO(struct cgc *c, int id) { ewise(c, id, "$0"); }
+
+/* --------------------------------------------------------------- matmul */
+
+void cgc_op_MATMUL(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
+    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    struct cgc_x k = cgc_dim(a, ta ? 0 : 1);
+    cgc_emit(c, "nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", ta, tb, xs(cgc_dim(y, 0)),
+             xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(cgc_dim(a, 1)), arg(c, id, 1), xs(cgc_dim(b, 1)), id,
+             xs(cgc_dim(y, 1)));
+}
+
+/* ----------------------------------------------------------------- shape */
+
+void cgc_op_RESHAPE(struct cgc *c, int id) { (void)c, (void)id; }
+
+void cgc_op_TRANSPOSE(struct cgc *c, int id) {
+    const struct shape *y = shape_of(c, id), *x = arg_shape(c, id, 0);
+    const int64_t *perm = ir_get_ints(cgc_node(c, id), "perm", NULL);
+    struct nest ns = {.rank = y->rank, .nops = 2};
+    struct cgc_x sx[IR_MAX_RANK];
+    strides(x, sx);
+    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
+    strides(y, ns.st[0]);
+    nest_open(c, &ns);
+    cgc_emit(c, "v%d[%s] = v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1]);
+    nest_close(c, &ns);
+}
+
+/* Copies `len` rows of every outer block of operand a (rows `from`...) into rows
+ * `to`... of node id, along axis. */
+static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from, int64_t to, int64_t len) {
+    const struct shape *x = arg_shape(c, id, a), *y = shape_of(c, id);
+    struct cgc_x outer = dims_prod(y, 0, (int)axis), inner = dims_prod(y, (int)axis + 1, y->rank);
+    int64_t kx = x->dim[axis], ky = y->dim[axis];
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "    memcpy(v%d + (o * %lld + %lld) * (%s), v%d + (o * %lld + %lld) * (%s), sizeof *v%d * (size_t)(%s));",
+             id, (long long)ky, (long long)to, xs(inner), arg(c, id, a), (long long)kx, (long long)from, xs(inner), id,
+             xs(cgc_mul(xk(len), inner)));
+}
+
+void cgc_op_SLICE(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    copy_along(c, id, 0, ir_get_int(n, "axis"), ir_get_int(n, "start"), 0, ir_get_int(n, "size"));
+}
+
+void cgc_op_PAD(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    int64_t axis = ir_get_int(n, "axis");
+    cgc_emit(c, "memset(v%d, 0, sizeof *v%d * (size_t)(%s));", id, id, xs(cgc_count(&n->type.shape)));
+    copy_along(c, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(c, id, 0)->dim[axis]);
+}
+
+void cgc_op_CONCAT(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    int64_t axis = ir_get_int(n, "axis"), at = 0;
+    for (int a = 0; a < n->nargs; a++) {
+        int64_t k = arg_shape(c, id, a)->dim[axis];
+        copy_along(c, id, a, axis, 0, at, k);
+        at += k;
+    }
+}
+
+/* --------------------------------------------------------------- softmax */
+
+/* Loops over every row along `axis` of the operand: base and stride in scope. */
+static void axis_rows_open(struct cgc *c, int id, struct cgc_x *k, struct cgc_x *inner) {
+    struct cgc_x outer;
+    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, k, inner);
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(*inner));
+    c->indent += 2;
+    cgc_emit(c, "const int64_t base = o * (%s) * (%s) + in, st = %s;", xs(*k), xs(*inner), xs(*inner));
+}
+
+static void axis_rows_close(struct cgc *c) {
+    c->indent -= 2;
+    cgc_emit(c, "    }");
+}
+
+static void softmax(struct cgc *c, int id, bool log_out) {
+    struct cgc_x k, inner;
+    int x = arg(c, id, 0);
+    axis_rows_open(c, id, &k, &inner);
+    cgc_emit(c, "float mx = -INFINITY;");
+    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) mx = v%d[base + j * st] > mx ? v%d[base + j * st] : mx;", xs(k), x, x);
+    cgc_emit(c, "double s = 0;");
+    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += exp((double)v%d[base + j * st] - mx);", xs(k), x);
+    cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(s);");
+    if (log_out)
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)(v%d[base + j * st] - lse);", xs(k), id, x);
+    else
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)exp(v%d[base + j * st] - lse);", xs(k), id,
+                 x);
+    axis_rows_close(c);
+}
+
+void cgc_op_SOFTMAX(struct cgc *c, int id) { softmax(c, id, false); }
+void cgc_op_LOG_SOFTMAX(struct cgc *c, int id) { softmax(c, id, true); }
+
+/* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
+static void softmax_grad(struct cgc *c, int id, bool log_in) {
+    struct cgc_x k, inner;
+    int y = arg(c, id, 0), dy = arg(c, id, 1);
+    axis_rows_open(c, id, &k, &inner);
+    cgc_emit(c, "double s = 0;");
+    if (log_in) {
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += v%d[base + j * st];", xs(k), dy);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", xs(k));
+        cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] - exp((double)v%d[base + j * st]) * s);", id, dy, y);
+    } else {
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += (double)v%d[base + j * st] * v%d[base + j * st];", xs(k), dy, y);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", xs(k));
+        cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
+    }
+    axis_rows_close(c);
+}
+
+void cgc_op_SOFTMAX_GRAD(struct cgc *c, int id) { softmax_grad(c, id, false); }
+void cgc_op_LOG_SOFTMAX_GRAD(struct cgc *c, int id) { softmax_grad(c, id, true); }
+
+/* ---------------------------------------------------------------- losses */
+
+/* Mean over every element of a per-element loss `l`, in double; p and t are in
+ * scope as doubles. */
+static void ewise_loss(struct cgc *c, int id, const char *l) {
+    struct cgc_x cnt = cgc_count(arg_shape(c, id, 0));
+    cgc_emit(c, "{");
+    cgc_emit(c, "    double sum = 0;");
+    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", xs(cnt));
+    cgc_emit(c, "        const double p = v%d[i], t = v%d[i];", arg(c, id, 0), arg(c, id, 1));
+    cgc_emit(c, "        sum += %s;", l);
+    cgc_emit(c, "    }");
+    cgc_emit(c, "    v%d[0] = (float)(sum / (double)(%s));", id, xs(cnt));
+    cgc_emit(c, "}");
+}
+
+/* dx = g / count * d(p, t); the statements in d set `d`. */
+static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
+    struct cgc_x cnt = cgc_count(arg_shape(c, id, 0));
+    cgc_emit(c, "{");
+    cgc_emit(c, "    const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), xs(cnt));
+    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", xs(cnt));
+    cgc_emit(c, "        const double p = v%d[i], t = v%d[i];", arg(c, id, 0), arg(c, id, 1));
+    cgc_emit(c, "        double d;");
+    cgc_emit(c, "        %s", d);
+    cgc_emit(c, "        v%d[i] = (float)(g * d);", id);
+    cgc_emit(c, "    }");
+    cgc_emit(c, "}");
+}
+
+void cgc_op_MSE(struct cgc *c, int id) { ewise_loss(c, id, "(p - t) * (p - t)"); }
+
+/* Each log clamped at -100 as PyTorch does. */
+void cgc_op_BCE(struct cgc *c, int id) {
+    ewise_loss(c, id, "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))");
+}
+
+void cgc_op_BCE_LOGITS(struct cgc *c, int id) { ewise_loss(c, id, "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"); }
+void cgc_op_HINGE(struct cgc *c, int id) { ewise_loss(c, id, "(1 - t * p > 0 ? 1 - t * p : 0)"); }
+void cgc_op_MSE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, "d = 2 * (p - t);"); }
+
+void cgc_op_BCE_GRAD(struct cgc *c, int id) {
+    ewise_loss_grad(c, id, "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);");
+}
+
+void cgc_op_BCE_LOGITS_GRAD(struct cgc *c, int id) {
+    ewise_loss_grad(c, id, "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;");
+}
+
+void cgc_op_HINGE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, "d = 1 - t * p > 0 ? -t : 0;"); }
+
+/* Opens a loop over the rows of scores x [rows, classes]: xr, lse and, with i32
+ * labels, the checked label `y` are in scope. */
+static void class_rows_open(struct cgc *c, int id, bool need_lse) {
+    const struct shape *xs_ = arg_shape(c, id, 0);
+    bool labels = cgc_arg(c, id, 1)->type.dtype == DT_I32;
+    long long cls = (long long)xs_->dim[1];
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(cgc_dim(xs_, 0)));
+    c->indent++;
+    cgc_emit(c, "const float *xr = v%d + r * %lld;", arg(c, id, 0), cls);
+    if (need_lse) {
+        cgc_emit(c, "float mx = xr[0];");
+        cgc_emit(c, "for (int64_t j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
+        cgc_emit(c, "double se = 0;");
+        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) se += exp((double)xr[j] - mx);", cls);
+        cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(se);");
+    }
+    if (labels) {
+        cgc_emit(c, "const int32_t y = v%d[r];", arg(c, id, 1));
+        cgc_emit(c, "if (y < 0 || y >= %lld) {", cls);
+        cgc_emit(c, "    nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", (int)y, "
+                    "(long long)r);",
+                 cls);
+        cgc_emit(c, "    return;");
+        cgc_emit(c, "}");
+    }
+}
+
+static void class_rows_close(struct cgc *c) {
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+/* Mean over rows of -sum_c t_c log_softmax(x)_c; t one-hot from labels. */
+void cgc_op_CROSS_ENTROPY(struct cgc *c, int id) {
+    bool labels = cgc_arg(c, id, 1)->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(c, id, 0);
+    long long cls = (long long)x->dim[1];
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "double sum = 0;");
+    class_rows_open(c, id, true);
+    if (labels) cgc_emit(c, "sum += lse - xr[y];");
+    else cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) sum -= v%d[r * %lld + j] * (xr[j] - lse);", cls, arg(c, id, 1), cls);
+    class_rows_close(c);
+    cgc_emit(c, "v%d[0] = (float)(sum / (double)(%s));", id, xs(cgc_dim(x, 0)));
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+/* dx = (softmax(x) sum_c t_c - t) g / rows. */
+void cgc_op_CROSS_ENTROPY_GRAD(struct cgc *c, int id) {
+    bool labels = cgc_arg(c, id, 1)->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(c, id, 0);
+    long long cls = (long long)x->dim[1];
+    int t = arg(c, id, 1);
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), xs(cgc_dim(x, 0)));
+    class_rows_open(c, id, true);
+    cgc_emit(c, "float *dr = v%d + r * %lld;", id, cls);
+    if (labels) {
+        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1.0 : 0.0)));", cls);
+    } else {
+        cgc_emit(c, "double ts = 0;");
+        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) ts += v%d[r * %lld + j];", cls, t, cls);
+        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * %lld + j]));",
+                 cls, t, cls);
+    }
+    class_rows_close(c);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+/* Fraction of rows whose first argmax equals the label (or the target's). */
+void cgc_op_ACCURACY(struct cgc *c, int id) {
+    bool labels = cgc_arg(c, id, 1)->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(c, id, 0);
+    long long cls = (long long)x->dim[1];
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "int64_t hits = 0;");
+    class_rows_open(c, id, false);
+    cgc_emit(c, "int64_t best = 0;");
+    cgc_emit(c, "for (int64_t j = 1; j < %lld; j++) if (xr[j] > xr[best]) best = j;", cls);
+    if (!labels) {
+        cgc_emit(c, "const float *tr = v%d + r * %lld;", arg(c, id, 1), cls);
+        cgc_emit(c, "int64_t y = 0;");
+        cgc_emit(c, "for (int64_t j = 1; j < %lld; j++) if (tr[j] > tr[y]) y = j;", cls);
+    }
+    cgc_emit(c, "hits += best == y;");
+    class_rows_close(c);
+    cgc_emit(c, "v%d[0] = (float)((double)hits / (double)(%s));", id, xs(cgc_dim(x, 0)));
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+/* ----------------------------------------------------------- convolution */
+
+/* Declares `geo`, the nrt_conv of node id, inside an opened block. */
+static void conv_geo(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x, *w, *y;
+    conv_roles(c->f, n, &x, &w, &y);
+    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
+    const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
+                "{%lld, %lld, %lld, %lld}, {%lld, %lld}};",
+             xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
+             (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
+             (long long)ir_get_int(n, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
+             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1]);
+}
+
+static void conv_call(struct cgc *c, int id, const char *fn, int a, int b) {
+    cgc_emit(c, "{");
+    c->indent++;
+    conv_geo(c, id);
+    cgc_emit(c, "%s(&geo, v%d, v%d, v%d, s%d);", fn, a, b, id, id);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void cgc_op_CONV2D(struct cgc *c, int id) { conv_call(c, id, "nrt_conv2d", arg(c, id, 0), arg(c, id, 1)); }
+
+void cgc_op_CONV2D_GRAD_INPUT(struct cgc *c, int id) {
+    conv_call(c, id, "nrt_conv2d_grad_input", arg(c, id, 0), arg(c, id, 1));
+}
+
+void cgc_op_CONV2D_GRAD_WEIGHT(struct cgc *c, int id) {
+    conv_call(c, id, "nrt_conv2d_grad_weight", arg(c, id, 0), arg(c, id, 1));
+}
+
+/* The adjoint of conv2d: y = conv2d_grad_input(x, w) with the roles swapped. */
+void cgc_op_CONV_TRANSPOSE2D(struct cgc *c, int id) {
+    conv_call(c, id, "nrt_conv2d_grad_input", arg(c, id, 0), arg(c, id, 1));
+}
+
+/* --------------------------------------------------------------- pooling */
+
+/* Declares `geo`, the nrt_pool from input shape x to output shape y. */
+static void pool_geo(struct cgc *c, int id, const struct shape *x, const struct shape *y) {
+    const struct ir_node *n = cgc_node(c, id);
+    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
+    const int64_t *p = ir_get_ints(n, "pad", NULL);
+    cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
+                "{%lld, %lld, %lld, %lld}};",
+             xs(dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
+             (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
+             (long long)p[1], (long long)p[2], (long long)p[3]);
+}
+
+static void pool_call(struct cgc *c, int id, const char *call, bool grad) {
+    cgc_emit(c, "{");
+    c->indent++;
+    pool_geo(c, id, arg_shape(c, id, 0), grad ? arg_shape(c, id, 1) : shape_of(c, id));
+    cgc_emit(c, "%s", call);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void cgc_op_MAXPOOL2D(struct cgc *c, int id) {
+    char call[128];
+    snprintf(call, sizeof call, "nrt_maxpool2d(&geo, v%d, v%d);", arg(c, id, 0), id);
+    pool_call(c, id, call, false);
+}
+
+void cgc_op_AVGPOOL2D(struct cgc *c, int id) {
+    char call[128];
+    snprintf(call, sizeof call, "nrt_avgpool2d(&geo, v%d, v%d);", arg(c, id, 0), id);
+    pool_call(c, id, call, false);
+}
+
+void cgc_op_MAXPOOL2D_GRAD(struct cgc *c, int id) {
+    char call[128];
+    snprintf(call, sizeof call, "nrt_maxpool2d_grad(&geo, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1), id);
+    pool_call(c, id, call, true);
+}
+
+void cgc_op_AVGPOOL2D_GRAD(struct cgc *c, int id) {
+    char call[128];
+    snprintf(call, sizeof call, "nrt_avgpool2d_grad(&geo, v%d, v%d);", arg(c, id, 1), id);
+    pool_call(c, id, call, true);
+}
+
+static void upsample(struct cgc *c, int id, const char *fn, const struct shape *small) {
+    const int64_t *s = ir_get_ints(cgc_node(c, id), "scale", NULL);
+    cgc_emit(c, "%s(%s, %lld, %lld, %lld, %lld, v%d, v%d);", fn, xs(dims_prod(small, 0, 2)), (long long)small->dim[2],
+             (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(c, id, 0), id);
+}
+
+void cgc_op_UPSAMPLE2D(struct cgc *c, int id) { upsample(c, id, "nrt_upsample2d", arg_shape(c, id, 0)); }
+void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { upsample(c, id, "nrt_upsample2d_grad", shape_of(c, id)); }
+
+/* ---------------------------------------------------- dropout, batchnorm */
+
+/* The mask of codegen.h's cg_dropout_keep, regenerated alike by the gradient. */
+static void dropout(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    double rate = ir_get_float(n, "rate");
+    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", xs(cgc_count(&n->type.shape)));
+    cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
+             (unsigned long long)seed, (unsigned long)cg_dropout_threshold(rate), arg(c, id, 0), fs(1.0 / (1.0 - rate)));
+}
+
+void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }
+void cgc_op_DROPOUT_GRAD(struct cgc *c, int id) { dropout(c, id); }
+
+/* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. */
+void cgc_op_BATCHNORM(struct cgc *c, int id) {
+    const struct shape *x = arg_shape(c, id, 0);
+    struct cgc_x outer = cgc_dim(x, 0), inner = dims_prod(x, 2, x->rank);
+    long long ch = (long long)x->dim[1];
+    int xv = arg(c, id, 0), g = arg(c, id, 1), b = arg(c, id, 2), mu = arg(c, id, 3), var = arg(c, id, 4);
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "    for (int64_t k = 0; k < %lld; k++) {", ch);
+    cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, xs(inner));
+    cgc_emit(c, "        const float sc = v%d[k] / sqrtf(v%d[k] + %s), mk = v%d[k], bk = v%d[k];", g, var,
+             fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
+    cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", xs(inner), id, xv);
+    cgc_emit(c, "    }");
+}

@@ -1,0 +1,206 @@
+/* codegen/codegen.h -- the one internal header of codegen/: the formulas every
+ * backend must reproduce bit for bit (the dropout mask), the reference interpreter's
+ * API (interp.c), and the interpreter's internals shared with interp_nn.c.
+ * Sections follow the files. */
+#ifndef NETC_CODEGEN_H
+#define NETC_CODEGEN_H
+
+#include "ir/ir.h"
+
+/* ------------------------------------------------- formulas of every backend */
+
+/* splitmix64's finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mix. */
+static inline uint64_t cg_mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The dropout mask: element `index` (flat row-major index into the dropout's value,
+ * batch included) of a DROPOUT node with attribute `seed`, at training step `step`,
+ * is kept iff the top 24 bits of
+ *     h = mix64(mix64(mix64(seed) ^ step) ^ index)
+ * are >= floor(rate * 2^24). A kept element is scaled by 1 / (1 - rate). The
+ * threshold is an integer so that every backend (C, OpenCL, float or double)
+ * decides exactly alike; DROPOUT_GRAD regenerates the same mask. */
+static inline uint32_t cg_dropout_threshold(double rate) { return (uint32_t)(rate * 16777216.0); }
+
+static inline int cg_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, uint32_t threshold) {
+    uint64_t h = cg_mix64(cg_mix64(cg_mix64(seed) ^ step) ^ index);
+    return (uint32_t)(h >> 40) >= threshold;
+}
+
+/* ------------------------------------------------------------- interp.c */
+
+/* The reference backend: evaluates one IR function node by node in plain C, every
+ * value held in double precision (so it is a tighter reference than any f32
+ * backend and gradient checks against it can be strict). Semantics it fixes:
+ *   - PARAM reads see buffer values as they were when the run started; ASSIGN
+ *     results are collected and written into the buffers only by cg_interp_commit.
+ *   - MSE, BCE, BCE_LOGITS, HINGE are means over every element; CROSS_ENTROPY and
+ *     ACCURACY are means over the batch (dim 0). VARIANCE is the population
+ *     (biased) variance. AVGPOOL2D divides by the full window (padding included).
+ *   - i32 values are exact integers; CAST to i32 truncates toward zero, saturating.
+ * Errors (a buffer never set, a label out of range, a size mismatch) make the call
+ * return false with a message from cg_interp_error. */
+struct cg_interp;
+
+/* An interpreter for function f of module m with batch size n (n >= 1). */
+struct cg_interp *cg_interp_new(struct ir_module *m, struct ir_func *f, int64_t n);
+void cg_interp_free(struct cg_interp *it);
+/* The last error message ("" when none). */
+const char *cg_interp_error(const struct cg_interp *it);
+
+/* Set a buffer (input, param or state) from host data of exactly its element count
+ * (N resolved). The data are copied. i32 buffers take i32 data; f32 buffers take
+ * f32 or f64 data. */
+bool cg_interp_set_f32(struct cg_interp *it, const char *buffer, const float *data, size_t count);
+bool cg_interp_set_f64(struct cg_interp *it, const char *buffer, const double *data, size_t count);
+bool cg_interp_set_i32(struct cg_interp *it, const char *buffer, const int32_t *data, size_t count);
+/* The training step fed to dropout masks (default 0). */
+void cg_interp_set_step(struct cg_interp *it, uint64_t step);
+
+/* Evaluate every node. Every buffer the function reads must have been set. */
+bool cg_interp_run(struct cg_interp *it);
+
+/* The element count of output `name` after a run, or 0 if there is no such output. */
+size_t cg_interp_output_count(const struct cg_interp *it, const char *name);
+/* Copy output `name` (count must equal its element count). f32 outputs read as f32
+ * or f64, i32 outputs as i32. */
+bool cg_interp_output_f32(struct cg_interp *it, const char *name, float *out, size_t count);
+bool cg_interp_output_f64(struct cg_interp *it, const char *name, double *out, size_t count);
+bool cg_interp_output_i32(struct cg_interp *it, const char *name, int32_t *out, size_t count);
+/* Copy the value the last run ASSIGNed to `buffer` (false if none did). */
+bool cg_interp_assigned_f32(struct cg_interp *it, const char *buffer, float *out, size_t count);
+bool cg_interp_assigned_f64(struct cg_interp *it, const char *buffer, double *out, size_t count);
+/* Write the last run's ASSIGNed values into their buffers, as a training step does. */
+void cg_interp_commit(struct cg_interp *it);
+
+/* ------------------------------------------- interp.c, interp_nn.c: internals */
+
+/* One evaluated value. */
+struct cg_val {
+    struct shape shape; /* dims with N resolved */
+    size_t numel;       /* elements */
+    double *d;          /* the elements, row-major (i32 values as exact integers) */
+};
+
+/* One module buffer. */
+struct cg_buf {
+    const struct ir_buffer *b; /* its declaration */
+    struct shape shape;        /* dims with N resolved */
+    size_t numel;              /* elements */
+    double *d;                 /* the contents, or NULL while unset */
+    double *assigned;          /* what the last run ASSIGNed to it, or NULL */
+};
+
+struct cg_interp {
+    struct ir_module *m; /* the module */
+    struct ir_func *f;   /* the function evaluated */
+    int64_t n;           /* the batch size N */
+    uint64_t step;       /* training step, for dropout */
+    struct cg_val *vals; /* per node */
+    struct cg_buf *bufs; /* per module buffer, in module order */
+    bool ran;            /* values are those of a complete run */
+    char err[256];       /* the last error */
+};
+
+/* Evaluate node `id` into it->vals[id] (allocated, zeroed, shaped by the node's
+ * type); false after cg_fail. One per op: a column of the op table. */
+#define OP(name, arity, kind, flags, attrs) bool cg_eval_##name(struct cg_interp *it, int id);
+#include "ir/ops.def"
+#undef OP
+
+/* Record an error about node `id` (formatted) and return false. */
+bool cg_fail(struct cg_interp *it, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The value of operand i of node id, and the node's own value. */
+struct cg_val *cg_arg(struct cg_interp *it, int id, int i);
+struct cg_val *cg_out(struct cg_interp *it, int id);
+/* The node itself. */
+const struct ir_node *cg_node(struct cg_interp *it, int id);
+
+/* ------------------------------------------------- c_emit.c, c_ops.c: the C backend */
+
+/* How a module is emitted. */
+struct cg_options {
+    const char *netc_version; /* recorded in the generated descriptor */
+    bool main;                /* also emit main() calling nrt_main (a program, not a library) */
+};
+
+/* A backend: a struct of function pointers (STYLE.md section 9). */
+struct cg_target {
+    const char *name; /* as given to --target */
+    const char *ext;  /* extension of the emitted source, ".c" */
+    /* Emit the whole module to out. False (with a diag_error) on a module the
+     * backend cannot handle. */
+    bool (*emit)(const struct ir_module *m, FILE *out, const struct cg_options *opt);
+};
+
+extern const struct cg_target cg_target_c;
+/* The target named name, or NULL. */
+const struct cg_target *cg_target_find(const char *name);
+
+/* A size expression of generated code: k, times the batch size n when `n`. The
+ * IR has at most one batch dim, so products of dims stay of this form. */
+struct cgc_x {
+    int64_t k; /* static factor */
+    bool n;    /* times n */
+};
+
+/* Where a value of the function being emitted lives. */
+struct cgc_val {
+    int alias;     /* node id whose storage it shares, or -1 */
+    int buffer;    /* module buffer it is (input/param leaves), or -1 */
+    bool per_n;    /* its slot is in the per-batch region */
+    size_t off;    /* slot offset in its region (bytes; per-n slots: per batch item) */
+    size_t size;   /* slot bytes (per batch item for per-n slots) */
+    int64_t scratch; /* scratch floats the op needs (per batch item if scratch_n) */
+    bool scratch_n;  /* scratch scales with n */
+    size_t scratch_off; /* scratch slot offset in its region */
+    int last_use;  /* last node reading it (INT_MAX: an output or assigned) */
+    int uses;      /* readers, outputs included */
+};
+
+/* The state of the C emitter while it prints one function. */
+struct cgc {
+    FILE *out;                  /* where the C goes */
+    int indent;                 /* current indentation, in levels of 4 spaces */
+    const struct ir_module *m;  /* the module */
+    const struct ir_func *f;    /* the function being emitted */
+    struct cgc_val *vals;       /* per node */
+    size_t fixed_total;         /* bytes of the fixed region (per-n slots follow it) */
+    size_t per_n_total;         /* bytes per batch item of the per-n region */
+};
+
+/* Print one line of C at the current indentation (chibicc's println). */
+void cgc_emit(struct cgc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Size expressions: a dim, the element count of a shape, and printing. */
+struct cgc_x cgc_dim(const struct shape *s, int i);
+struct cgc_x cgc_count(const struct shape *s);
+struct cgc_x cgc_mul(struct cgc_x a, struct cgc_x b);
+/* Prints x as C ("784", "784 * n", "n") into buf; returns buf. */
+char *cgc_xstr(struct cgc_x x, char *buf, size_t len);
+#define CGC_XSTR_MAX 48
+/* A float literal that parses back to v ("0.5f", "1e-07f", "-INFINITY"). */
+char *cgc_float(double v, char *buf, size_t len);
+#define CGC_FLOAT_MAX 48
+/* The node being emitted, its operand nodes, and the C name of a value ("v12"). */
+const struct ir_node *cgc_node(const struct cgc *c, int id);
+const struct ir_node *cgc_arg(const struct cgc *c, int id, int i);
+/* The C element type of a value: "float" or "int32_t". */
+const char *cgc_ctype(enum dtype t);
+
+/* c_ops.c: the per-op column. cgc_op_<NAME> prints the C that computes node id
+ * into its value pointer v<id> (operands are v<arg>). */
+#define OP(name, arity, kind, flags, attrs) void cgc_op_##name(struct cgc *c, int id);
+#include "ir/ops.def"
+#undef OP
+/* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
+ * same-type cast, assign) instead of computing into a slot of its own. */
+bool cgc_op_aliases(const struct ir_node *n);
+/* Scratch floats node n needs besides its value; *per_n tells whether the
+ * count is per batch item. */
+int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
+
+#endif

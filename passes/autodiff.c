@@ -1,0 +1,718 @@
+/* passes/autodiff.c -- reverse-mode automatic differentiation in the same IR. For
+ * each training function it seeds d(loss) = 1, walks the nodes backwards and applies
+ * each op's gradient rule (a column of the op table, grad_rule[] below), which
+ * appends nodes and accumulates operand gradients; then it adds a `grad.<param>`
+ * output per updated parameter. Helpers first, then the rules in ops.def order. */
+#include "passes/passes.h"
+
+#include <string.h>
+
+/* The state of one differentiation. */
+struct ad {
+    struct ir_module *m; /* the module (buffers, arena) */
+    struct ir_func *f;   /* the function being extended */
+    int *grad;           /* per forward node: the node holding d(loss)/d(node), or -1 */
+    char *needs;         /* per forward node: whether the loss gradient must reach it */
+    int nfwd;            /* forward nodes (those before the walk started) */
+    struct loc loc;      /* loc given to new nodes: that of the node being differentiated */
+    int added;           /* nodes appended */
+};
+
+typedef void (*grad_fn)(struct ad *ad, int id, int g);
+
+/* ------------------------------------------------------------- builders */
+
+static struct ir_node *nd(struct ad *ad, int id) { return &ad->f->nodes[id]; }
+static const struct type *ty(struct ad *ad, int id) { return &ad->f->nodes[id].type; }
+
+/* Append a node; attributes and preset types are set by the caller, then fin(). */
+static int add(struct ad *ad, enum op op, const int *args, int nargs) {
+    ad->added++;
+    return ir_node_add(ad->m, ad->f, op, args, nargs, ad->loc);
+}
+
+/* Type the node by its shape rule. Rules only build well-typed nodes, so a failure
+ * here is a bug in this file. */
+static int fin(struct ad *ad, int id) {
+    char err[256];
+    if (!ir_infer(ad->m, ad->f, id, err, sizeof err))
+        netc_internal_error(__FILE__, __LINE__, "autodiff built an ill-typed %s: %s",
+                            op_info[nd(ad, id)->op].name, err);
+    return id;
+}
+
+static int op1(struct ad *ad, enum op op, int a) { return fin(ad, add(ad, op, &a, 1)); }
+
+static int op2(struct ad *ad, enum op op, int a, int b) {
+    int args[2] = {a, b};
+    return fin(ad, add(ad, op, args, 2));
+}
+
+static int op3(struct ad *ad, enum op op, int a, int b, int c) {
+    int args[3] = {a, b, c};
+    return fin(ad, add(ad, op, args, 3));
+}
+
+/* A scalar f32 constant. */
+static int cst(struct ad *ad, double v) {
+    int id = add(ad, OP_CONST, NULL, 0);
+    nd(ad, id)->type = (struct type){DT_F32, {0, {0}}};
+    ir_set_float(nd(ad, id), "value", v);
+    return fin(ad, id);
+}
+
+/* Unary ops whose target type is the node's own: RESHAPE, BROADCAST_TO, SUM_TO. */
+/* Types pass by value, and callers read *ty() only in an argument list that adds no
+ * node: a pointer into the nodes dangles once add() moves them. */
+static int to_type(struct ad *ad, enum op op, int a, struct type t) {
+    if (ty(ad, a)->dtype == t.dtype && shape_equal(&ty(ad, a)->shape, &t.shape)) return a;
+    int id = add(ad, op, &a, 1);
+    nd(ad, id)->type = t;
+    return fin(ad, id);
+}
+
+/* A reduction over `axes` (count 0: all). */
+static int reduce(struct ad *ad, enum op op, int a, const int64_t *axes, int count, bool keep) {
+    static const int64_t none[1];
+    int id = add(ad, op, &a, 1);
+    ir_set_ints(nd(ad, id), "axes", count ? axes : none, count); /* never memcpy from NULL */
+    ir_set_int(nd(ad, id), "keepdims", keep);
+    return fin(ad, id);
+}
+
+/* The reduced axes of a SUM/MEAN/MAX/VARIANCE node, as a mask over its input's dims. */
+static void reduced_axes(struct ad *ad, int id, bool drop[IR_MAX_RANK]) {
+    int count;
+    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    int rank = ty(ad, nd(ad, id)->args[0])->shape.rank;
+    for (int i = 0; i < IR_MAX_RANK; i++) drop[i] = count == 0 && i < rank;
+    for (int i = 0; i < count; i++) drop[axes[i]] = true;
+}
+
+/* The gradient g of a reduction node `id`, made broadcastable against its input:
+ * reshaped to the keepdims form (the reduced dims as 1). */
+static int keepdims_of(struct ad *ad, int id, int g) {
+    const struct type *x = ty(ad, nd(ad, id)->args[0]);
+    bool drop[IR_MAX_RANK];
+    reduced_axes(ad, id, drop);
+    struct type t = {ty(ad, g)->dtype, x->shape};
+    for (int i = 0; i < x->shape.rank; i++)
+        if (drop[i]) t.shape.dim[i] = 1;
+    return to_type(ad, OP_RESHAPE, g, t);
+}
+
+/* The number of elements of shape s in the dims marked `drop`, as a scalar f32
+ * value. Its static part is a constant; when the batch dim N is among them, N
+ * itself is SUM(BROADCAST_TO(1, f32[N])), so no op needs to know the batch size. */
+static int count_of(struct ad *ad, const struct shape *s, const bool drop[IR_MAX_RANK]) {
+    double n = 1;
+    bool has_n = false;
+    for (int i = 0; i < s->rank; i++) { /* before any add(): s may point into the nodes */
+        if (!drop[i]) continue;
+        if (s->dim[i] == IR_DIM_N) has_n = true;
+        else n *= (double)s->dim[i];
+    }
+    int c = cst(ad, n);
+    if (!has_n) return c;
+    struct type tn = {DT_F32, {1, {IR_DIM_N}}};
+    int ones = to_type(ad, OP_BROADCAST_TO, cst(ad, 1.0), tn);
+    int batch = reduce(ad, OP_SUM, ones, NULL, 0, false);
+    return n == 1 ? batch : op2(ad, OP_MUL, batch, c);
+}
+
+/* The number of elements a reduction node `id` folds into each result. */
+static int reduced_count(struct ad *ad, int id) {
+    bool drop[IR_MAX_RANK];
+    reduced_axes(ad, id, drop);
+    return count_of(ad, &ty(ad, nd(ad, id)->args[0])->shape, drop);
+}
+
+/* --------------------------------------------------------- accumulation */
+
+static bool want(struct ad *ad, int id, int i) { return ad->needs[nd(ad, id)->args[i]]; }
+
+/* Add g into the gradient of node x; g must have x's type. */
+static void acc(struct ad *ad, int x, int g) {
+    const struct type *tx = ty(ad, x), *tg = ty(ad, g);
+    if (tx->dtype != tg->dtype || !shape_equal(&tx->shape, &tg->shape)) {
+        char a[TYPE_STR_MAX], b[TYPE_STR_MAX];
+        netc_internal_error(__FILE__, __LINE__, "autodiff: gradient %s for a value of type %s",
+                            type_str(tg, b, sizeof b), type_str(tx, a, sizeof a));
+    }
+    ad->grad[x] = ad->grad[x] < 0 ? g : op2(ad, OP_ADD, ad->grad[x], g);
+}
+
+/* Add g into operand i of node id, summing broadcast dims down to its type. */
+static void acc_arg(struct ad *ad, int id, int i, int g) {
+    int x = nd(ad, id)->args[i];
+    acc(ad, x, to_type(ad, OP_SUM_TO, g, *ty(ad, x)));
+}
+
+/* A per-channel vector [C] of a batch norm over x, shaped to broadcast along axis 1
+ * of x: [C] for rank 2, [C, 1, ...] for higher ranks. */
+static int per_channel(struct ad *ad, int v, const struct type *x) {
+    struct type t = {DT_F32, {x->shape.rank - 1, {x->shape.dim[1], 1, 1, 1, 1}}};
+    return to_type(ad, OP_RESHAPE, v, t);
+}
+
+/* ------------------------------------------------------- the rules: leaves */
+
+/* Ops that pass nothing back (OF_NOGRAD, leaves, effects). PARAM gradients are
+ * collected after the walk. */
+static void grad_none(struct ad *ad, int id, int g) {}
+
+#define grad_INPUT grad_none
+#define grad_PARAM grad_none
+#define grad_CONST grad_none
+#define grad_ASSIGN grad_none
+
+/* ------------------------------------------------------ elementwise unary */
+
+static void grad_NEG(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op1(ad, OP_NEG, g)); }
+static void grad_EXP(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_MUL, g, id)); }
+
+static void grad_LOG(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, op2(ad, OP_DIV, g, nd(ad, id)->args[0]));
+}
+
+/* d sqrt(x) = dy / (2 y) */
+static void grad_SQRT(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, op2(ad, OP_DIV, g, op2(ad, OP_MUL, id, cst(ad, 2.0))));
+}
+
+/* d |x| = dy * sign(x), sign(x) = (x > 0) - (0 > x); zero at 0. */
+static void grad_ABS(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0], zero = cst(ad, 0.0);
+    int sign = op2(ad, OP_SUB, op2(ad, OP_GREATER, x, zero), op2(ad, OP_GREATER, zero, x));
+    acc_arg(ad, id, 0, op2(ad, OP_MUL, g, sign));
+}
+
+static void grad_RELU(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, op2(ad, OP_RELU_GRAD, nd(ad, id)->args[0], g));
+}
+
+static void grad_LEAKY_RELU(struct ad *ad, int id, int g) {
+    double alpha = ir_get_float(nd(ad, id), "alpha");
+    int args[2] = {nd(ad, id)->args[0], g};
+    int d = add(ad, OP_LEAKY_RELU_GRAD, args, 2);
+    ir_set_float(nd(ad, d), "alpha", alpha);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+static void grad_SIGMOID(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_SIGMOID_GRAD, id, g)); }
+static void grad_TANH(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_TANH_GRAD, id, g)); }
+
+#define grad_STOP_GRADIENT grad_none
+#define grad_CAST grad_none
+
+/* ----------------------------------------------------- elementwise binary */
+
+static void grad_ADD(struct ad *ad, int id, int g) {
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, g);
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, g);
+}
+
+static void grad_SUB(struct ad *ad, int id, int g) {
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, g);
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op1(ad, OP_NEG, g));
+}
+
+static void grad_MUL(struct ad *ad, int id, int g) {
+    int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, op2(ad, OP_MUL, g, b));
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op2(ad, OP_MUL, g, a));
+}
+
+/* y = a / b: da = dy / b, db = -dy * y / b. */
+static void grad_DIV(struct ad *ad, int id, int g) {
+    int b = nd(ad, id)->args[1];
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, op2(ad, OP_DIV, g, b));
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op1(ad, OP_NEG, op2(ad, OP_DIV, op2(ad, OP_MUL, g, id), b)));
+}
+
+/* The larger operand takes the gradient; on a tie it goes to b. */
+static void grad_MAXIMUM(struct ad *ad, int id, int g) {
+    int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
+    int da = op2(ad, OP_MUL, g, op2(ad, OP_GREATER, a, b));
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, da);
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op2(ad, OP_SUB, g, da));
+}
+
+/* y = a^b: da = dy * b * a^(b-1), db = dy * y * log(a). */
+static void grad_POW(struct ad *ad, int id, int g) {
+    int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
+    if (want(ad, id, 0)) {
+        int p = op2(ad, OP_POW, a, op2(ad, OP_SUB, b, cst(ad, 1.0)));
+        acc_arg(ad, id, 0, op2(ad, OP_MUL, op2(ad, OP_MUL, g, b), p));
+    }
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op2(ad, OP_MUL, op2(ad, OP_MUL, g, id), op1(ad, OP_LOG, a)));
+}
+
+#define grad_GREATER grad_none
+#define grad_RELU_GRAD grad_none
+#define grad_LEAKY_RELU_GRAD grad_none
+#define grad_SIGMOID_GRAD grad_none
+#define grad_TANH_GRAD grad_none
+
+/* x[..., c, ...] + b[c]: db sums every axis but `axis`. */
+static void grad_BIAS_ADD(struct ad *ad, int id, int g) {
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, g);
+    if (want(ad, id, 1)) {
+        int64_t axis = ir_get_int(nd(ad, id), "axis"), axes[IR_MAX_RANK];
+        int count = 0;
+        for (int i = 0; i < ty(ad, id)->shape.rank; i++)
+            if (i != axis) axes[count++] = i;
+        int db = count ? reduce(ad, OP_SUM, g, axes, count, false) : g;
+        acc_arg(ad, id, 1, db);
+    }
+}
+
+/* ------------------------------------------------------------ reductions */
+
+static void grad_SUM(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int k = keepdims_of(ad, id, g);
+    acc_arg(ad, id, 0, to_type(ad, OP_BROADCAST_TO, k, *ty(ad, x)));
+}
+
+static void grad_MEAN(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int scaled = op2(ad, OP_DIV, g, reduced_count(ad, id));
+    int k = keepdims_of(ad, id, scaled);
+    acc_arg(ad, id, 0, to_type(ad, OP_BROADCAST_TO, k, *ty(ad, x)));
+}
+
+/* The gradient is shared evenly among the elements equal to the maximum:
+ * mask = 1 - (max > x), dx = dy * mask / sum(mask). */
+static void grad_MAX(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int count;
+    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    int64_t ax[IR_MAX_LIST];
+    memcpy(ax, axes, sizeof *ax * (size_t)count);
+    int mx = keepdims_of(ad, id, id);
+    int mask = op2(ad, OP_SUB, cst(ad, 1.0), op2(ad, OP_GREATER, mx, x));
+    int ties = reduce(ad, OP_SUM, mask, ax, count, true);
+    int share = op2(ad, OP_DIV, keepdims_of(ad, id, g), ties);
+    acc_arg(ad, id, 0, op2(ad, OP_MUL, mask, share));
+}
+
+/* Population variance: dx = dy * 2 (x - mean) / count (the mean's own gradient
+ * vanishes because x - mean sums to zero). */
+static void grad_VARIANCE(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int count;
+    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    int64_t ax[IR_MAX_LIST];
+    memcpy(ax, axes, sizeof *ax * (size_t)count);
+    int d = op2(ad, OP_SUB, x, reduce(ad, OP_MEAN, x, ax, count, true));
+    int k = op2(ad, OP_DIV, op2(ad, OP_MUL, g, cst(ad, 2.0)), reduced_count(ad, id));
+    acc_arg(ad, id, 0, op2(ad, OP_MUL, d, keepdims_of(ad, id, k)));
+}
+
+#define grad_ARGMAX grad_none
+
+static void grad_SUM_TO(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    acc_arg(ad, id, 0, to_type(ad, OP_BROADCAST_TO, g, *ty(ad, x)));
+}
+
+static void grad_BROADCAST_TO(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, g); }
+
+/* ---------------------------------------------------------------- matmul */
+
+static int matmul(struct ad *ad, int a, int b, bool ta, bool tb) {
+    int args[2] = {a, b};
+    int id = add(ad, OP_MATMUL, args, 2);
+    ir_set_int(nd(ad, id), "transpose_a", ta);
+    ir_set_int(nd(ad, id), "transpose_b", tb);
+    return fin(ad, id);
+}
+
+/* C = op(A) op(B) with op = identity or transpose; each case by the product rule. */
+static void grad_MATMUL(struct ad *ad, int id, int g) {
+    int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
+    bool ta = ir_get_int(nd(ad, id), "transpose_a") != 0, tb = ir_get_int(nd(ad, id), "transpose_b") != 0;
+    if (want(ad, id, 0)) {
+        int da = !ta ? matmul(ad, g, b, false, !tb) /* g op(B)^T */
+                     : matmul(ad, b, g, tb, true);  /* op(B) g^T */
+        acc_arg(ad, id, 0, da);
+    }
+    if (want(ad, id, 1)) {
+        int db = !tb ? matmul(ad, a, g, !ta, false) /* op(A)^T g */
+                     : matmul(ad, g, a, true, ta);  /* g^T op(A) */
+        acc_arg(ad, id, 1, db);
+    }
+}
+
+/* ----------------------------------------------------------------- shape */
+
+static void grad_RESHAPE(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, to_type(ad, OP_RESHAPE, g, *ty(ad, nd(ad, id)->args[0])));
+}
+
+static void grad_TRANSPOSE(struct ad *ad, int id, int g) {
+    int count;
+    const int64_t *perm = ir_get_ints(nd(ad, id), "perm", &count);
+    int64_t inv[IR_MAX_LIST];
+    for (int i = 0; i < count; i++) inv[perm[i]] = i;
+    int t = add(ad, OP_TRANSPOSE, &g, 1);
+    ir_set_ints(nd(ad, t), "perm", inv, count);
+    acc_arg(ad, id, 0, fin(ad, t));
+}
+
+static int pad(struct ad *ad, int a, int64_t axis, int64_t before, int64_t after) {
+    if (before == 0 && after == 0) return a;
+    int id = add(ad, OP_PAD, &a, 1);
+    ir_set_int(nd(ad, id), "axis", axis);
+    ir_set_int(nd(ad, id), "before", before);
+    ir_set_int(nd(ad, id), "after", after);
+    return fin(ad, id);
+}
+
+static int slice(struct ad *ad, int a, int64_t axis, int64_t start, int64_t size) {
+    if (start == 0 && size == ty(ad, a)->shape.dim[axis]) return a;
+    int id = add(ad, OP_SLICE, &a, 1);
+    ir_set_int(nd(ad, id), "axis", axis);
+    ir_set_int(nd(ad, id), "start", start);
+    ir_set_int(nd(ad, id), "size", size);
+    return fin(ad, id);
+}
+
+static void grad_SLICE(struct ad *ad, int id, int g) {
+    int64_t axis = ir_get_int(nd(ad, id), "axis"), start = ir_get_int(nd(ad, id), "start");
+    int64_t size = ir_get_int(nd(ad, id), "size");
+    int64_t dim = ty(ad, nd(ad, id)->args[0])->shape.dim[axis];
+    acc_arg(ad, id, 0, pad(ad, g, axis, start, dim - start - size));
+}
+
+static void grad_PAD(struct ad *ad, int id, int g) {
+    int64_t axis = ir_get_int(nd(ad, id), "axis"), before = ir_get_int(nd(ad, id), "before");
+    acc_arg(ad, id, 0, slice(ad, g, axis, before, ty(ad, nd(ad, id)->args[0])->shape.dim[axis]));
+}
+
+static void grad_CONCAT(struct ad *ad, int id, int g) {
+    int64_t axis = ir_get_int(nd(ad, id), "axis"), start = 0;
+    for (int i = 0; i < nd(ad, id)->nargs; i++) {
+        int64_t size = ty(ad, nd(ad, id)->args[i])->shape.dim[axis];
+        if (want(ad, id, i)) acc_arg(ad, id, i, slice(ad, g, axis, start, size));
+        start += size;
+    }
+}
+
+/* --------------------------------------------------------------- softmax */
+
+static int with_axis(struct ad *ad, enum op op, int a, int b, int64_t axis) {
+    int args[2] = {a, b};
+    int id = add(ad, op, args, 2);
+    ir_set_int(nd(ad, id), "axis", axis);
+    return fin(ad, id);
+}
+
+static void grad_SOFTMAX(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, with_axis(ad, OP_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+}
+
+static void grad_LOG_SOFTMAX(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, with_axis(ad, OP_LOG_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+}
+
+#define grad_SOFTMAX_GRAD grad_none
+#define grad_LOG_SOFTMAX_GRAD grad_none
+
+/* ---------------------------------------------------------------- losses */
+
+/* The losses are means over every element of the prediction (CROSS_ENTROPY: over
+ * the batch). Their *_GRAD ops give d/dprediction; the rarely needed d/dtarget is
+ * built from plain ops, scaled by g / count (count_of: N is computed at run time). */
+static int loss_scale(struct ad *ad, int id, int g, bool batch_only) {
+    const struct shape *p = &ty(ad, nd(ad, id)->args[0])->shape;
+    bool drop[IR_MAX_RANK];
+    for (int i = 0; i < IR_MAX_RANK; i++) drop[i] = i < p->rank && (!batch_only || i == 0);
+    return op2(ad, OP_DIV, g, count_of(ad, p, drop));
+}
+
+static void loss_pred(struct ad *ad, int id, int g, enum op grad_op) {
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, op3(ad, grad_op, nd(ad, id)->args[0], nd(ad, id)->args[1], g));
+}
+
+/* MSE is symmetric in its operands up to sign. */
+static void grad_MSE(struct ad *ad, int id, int g) {
+    loss_pred(ad, id, g, OP_MSE_GRAD);
+    if (want(ad, id, 1))
+        acc_arg(ad, id, 1, op1(ad, OP_NEG, op3(ad, OP_MSE_GRAD, nd(ad, id)->args[0], nd(ad, id)->args[1], g)));
+}
+
+/* Probability targets: d/dt of -sum_c t_c log_softmax(x)_c, averaged over the batch. */
+static void grad_CROSS_ENTROPY(struct ad *ad, int id, int g) {
+    loss_pred(ad, id, g, OP_CROSS_ENTROPY_GRAD);
+    if (want(ad, id, 1) && ty(ad, nd(ad, id)->args[1])->dtype == DT_F32) {
+        int ls = add(ad, OP_LOG_SOFTMAX, &nd(ad, id)->args[0], 1);
+        ir_set_int(nd(ad, ls), "axis", 1);
+        fin(ad, ls);
+        acc_arg(ad, id, 1, op2(ad, OP_MUL, op1(ad, OP_NEG, ls), loss_scale(ad, id, g, true)));
+    }
+}
+
+/* d/dt of -(t log p + (1 - t) log(1 - p)) = log(1 - p) - log(p) (clamps ignored). */
+static void grad_BCE(struct ad *ad, int id, int g) {
+    loss_pred(ad, id, g, OP_BCE_GRAD);
+    if (want(ad, id, 1)) {
+        int p = nd(ad, id)->args[0];
+        int d = op2(ad, OP_SUB, op1(ad, OP_LOG, op2(ad, OP_SUB, cst(ad, 1.0), p)), op1(ad, OP_LOG, p));
+        acc_arg(ad, id, 1, op2(ad, OP_MUL, d, loss_scale(ad, id, g, false)));
+    }
+}
+
+/* d/dt of max(x, 0) - x t + log(1 + exp(-|x|)) = -x. */
+static void grad_BCE_LOGITS(struct ad *ad, int id, int g) {
+    loss_pred(ad, id, g, OP_BCE_LOGITS_GRAD);
+    if (want(ad, id, 1))
+        acc_arg(ad, id, 1, op2(ad, OP_MUL, op1(ad, OP_NEG, nd(ad, id)->args[0]), loss_scale(ad, id, g, false)));
+}
+
+/* d/dt of max(0, 1 - t s) = -s where 1 - t s > 0. */
+static void grad_HINGE(struct ad *ad, int id, int g) {
+    loss_pred(ad, id, g, OP_HINGE_GRAD);
+    if (want(ad, id, 1)) {
+        int s = nd(ad, id)->args[0], t = nd(ad, id)->args[1];
+        int one = cst(ad, 1.0);
+        int active = op2(ad, OP_GREATER, one, op2(ad, OP_MUL, t, s));
+        int d = op1(ad, OP_NEG, op2(ad, OP_MUL, s, active));
+        acc_arg(ad, id, 1, op2(ad, OP_MUL, d, loss_scale(ad, id, g, false)));
+    }
+}
+
+#define grad_MSE_GRAD grad_none
+#define grad_CROSS_ENTROPY_GRAD grad_none
+#define grad_BCE_GRAD grad_none
+#define grad_BCE_LOGITS_GRAD grad_none
+#define grad_HINGE_GRAD grad_none
+#define grad_ACCURACY grad_none
+
+/* ----------------------------------------------------------- convolution */
+
+/* A node of the conv2d family with the attributes of conv node `from`; `t`, when
+ * given, is its preset type (the *_GRAD_* ops take their shape from the node). */
+static int conv_like(struct ad *ad, enum op op, int a, int b, int from, const struct type *t) {
+    int args[2] = {a, b};
+    struct type copy = t ? *t : (struct type){DT_F32, {0, {0}}}; /* before add() moves the nodes */
+    int id = add(ad, op, args, 2);
+    static const char *const names[] = {"stride", "pad", "dilation"};
+    for (int i = 0; i < 3; i++) {
+        int count;
+        const int64_t *v = ir_get_ints(nd(ad, from), names[i], &count);
+        int64_t copy[4];
+        memcpy(copy, v, sizeof *v * (size_t)count);
+        ir_set_ints(nd(ad, id), names[i], copy, count);
+    }
+    ir_set_int(nd(ad, id), "groups", ir_get_int(nd(ad, from), "groups"));
+    if (t) nd(ad, id)->type = copy;
+    return fin(ad, id);
+}
+
+static void grad_CONV2D(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0], w = nd(ad, id)->args[1];
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, conv_like(ad, OP_CONV2D_GRAD_INPUT, g, w, id, ty(ad, x)));
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, conv_like(ad, OP_CONV2D_GRAD_WEIGHT, x, g, id, ty(ad, w)));
+}
+
+#define grad_CONV2D_GRAD_INPUT grad_none
+#define grad_CONV2D_GRAD_WEIGHT grad_none
+
+/* conv_transpose2d(x, w) is the adjoint of conv2d(., w) with the same attributes
+ * (w [in, out/groups, kh, kw] read as a conv2d weight [O, I/groups, kh, kw] that
+ * maps the transposed conv's output back to its input): y = C_w^T x. Hence
+ * dx = C_w g = conv2d(g, w), and since <g, C_w^T x> = <C_w g, x>,
+ * dw = conv2d_grad_weight(g, x). When output_pad >= stride (possible with
+ * dilation), conv2d(g, w) has extra trailing rows/cols: dx drops them and x is
+ * padded with zeros to match for dw. */
+static void grad_CONV_TRANSPOSE2D(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0], w = nd(ad, id)->args[1];
+    int c = conv_like(ad, OP_CONV2D, g, w, id, NULL);
+    int64_t extra[2];
+    for (int i = 0; i < 2; i++) extra[i] = ty(ad, c)->shape.dim[2 + i] - ty(ad, x)->shape.dim[2 + i];
+    NETC_ASSERT(extra[0] >= 0 && extra[1] >= 0);
+    if (want(ad, id, 0)) {
+        int dx = slice(ad, slice(ad, c, 2, 0, ty(ad, x)->shape.dim[2]), 3, 0, ty(ad, x)->shape.dim[3]);
+        acc_arg(ad, id, 0, dx);
+    }
+    if (want(ad, id, 1)) {
+        int xp = pad(ad, pad(ad, x, 2, 0, extra[0]), 3, 0, extra[1]);
+        acc_arg(ad, id, 1, conv_like(ad, OP_CONV2D_GRAD_WEIGHT, g, xp, id, ty(ad, w)));
+    }
+}
+
+/* --------------------------------------------------------------- pooling */
+
+static int pool_grad(struct ad *ad, enum op op, int id, int g) {
+    int args[2] = {nd(ad, id)->args[0], g};
+    int d = add(ad, op, args, 2);
+    static const char *const names[] = {"kernel", "stride", "pad"};
+    for (int i = 0; i < 3; i++) {
+        int count;
+        const int64_t *v = ir_get_ints(nd(ad, id), names[i], &count);
+        int64_t copy[4];
+        memcpy(copy, v, sizeof *v * (size_t)count);
+        ir_set_ints(nd(ad, d), names[i], copy, count);
+    }
+    return fin(ad, d);
+}
+
+static void grad_MAXPOOL2D(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, pool_grad(ad, OP_MAXPOOL2D_GRAD, id, g)); }
+static void grad_AVGPOOL2D(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, pool_grad(ad, OP_AVGPOOL2D_GRAD, id, g)); }
+
+#define grad_MAXPOOL2D_GRAD grad_none
+#define grad_AVGPOOL2D_GRAD grad_none
+
+static void grad_UPSAMPLE2D(struct ad *ad, int id, int g) {
+    int d = add(ad, OP_UPSAMPLE2D_GRAD, &g, 1);
+    int64_t scale[2];
+    memcpy(scale, ir_get_ints(nd(ad, id), "scale", NULL), sizeof scale);
+    ir_set_ints(nd(ad, d), "scale", scale, 2);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+#define grad_UPSAMPLE2D_GRAD grad_none
+
+/* ---------------------------------------------------- dropout, batchnorm */
+
+/* The same (rate, seed) regenerate the same mask. */
+static void grad_DROPOUT(struct ad *ad, int id, int g) {
+    double rate = ir_get_float(nd(ad, id), "rate");
+    int64_t seed = ir_get_int(nd(ad, id), "seed");
+    int d = add(ad, OP_DROPOUT_GRAD, &g, 1);
+    ir_set_float(nd(ad, d), "rate", rate);
+    ir_set_int(nd(ad, d), "seed", seed);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+#define grad_DROPOUT_GRAD grad_none
+
+/* y = gamma (x - mean) r + beta with r = 1 / sqrt(var + eps), per channel (axis 1).
+ * With S(.) the sum over every axis but 1:
+ *   dx = dy gamma r          dgamma = S(dy (x - mean)) r     dbeta = S(dy)
+ *   dmean = -S(dy) gamma r   dvar = -S(dy (x - mean)) gamma r^3 / 2
+ * In training mode mean and var are MEAN/VARIANCE of x, and their own rules carry
+ * dmean and dvar on into dx: the full batch-norm gradient by the chain rule. */
+static void grad_BATCHNORM(struct ad *ad, int id, int g) {
+    const int *a = nd(ad, id)->args;
+    int x = a[0], gamma = a[1], mean = a[3], var = a[4];
+    struct type tx = *ty(ad, x);
+    double eps = ir_get_float(nd(ad, id), "eps");
+    int64_t axes[IR_MAX_RANK];
+    int count = 0;
+    for (int i = 0; i < tx.shape.rank; i++)
+        if (i != 1) axes[count++] = i;
+    int r = op2(ad, OP_DIV, cst(ad, 1.0), op1(ad, OP_SQRT, op2(ad, OP_ADD, var, cst(ad, eps))));
+    int gr = op2(ad, OP_MUL, gamma, r);
+    if (want(ad, id, 0)) acc_arg(ad, id, 0, op2(ad, OP_MUL, g, per_channel(ad, gr, &tx)));
+    int sg = -1, sgx = -1;
+    if (want(ad, id, 2) || want(ad, id, 3)) sg = reduce(ad, OP_SUM, g, axes, count, false);
+    if (want(ad, id, 1) || want(ad, id, 4)) {
+        int xc = op2(ad, OP_SUB, x, per_channel(ad, mean, &tx));
+        sgx = reduce(ad, OP_SUM, op2(ad, OP_MUL, g, xc), axes, count, false);
+    }
+    if (want(ad, id, 1)) acc_arg(ad, id, 1, op2(ad, OP_MUL, sgx, r));
+    if (want(ad, id, 2)) acc_arg(ad, id, 2, sg);
+    if (want(ad, id, 3)) acc_arg(ad, id, 3, op1(ad, OP_NEG, op2(ad, OP_MUL, sg, gr)));
+    if (want(ad, id, 4)) {
+        int r3 = op2(ad, OP_MUL, op2(ad, OP_MUL, r, r), gr);
+        acc_arg(ad, id, 4, op2(ad, OP_MUL, op2(ad, OP_MUL, sgx, r3), cst(ad, -0.5)));
+    }
+}
+
+/* ------------------------------------------------------------- the walk */
+
+static const grad_fn grad_rule[OP_COUNT] = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = grad_##name,
+#include "ir/ops.def"
+#undef OP
+};
+
+/* Whether PARAM node n reads a trained parameter this function updates. */
+static bool updated_param(struct ir_module *m, const struct ir_func *f, const struct ir_node *n) {
+    if (n->op != OP_PARAM || !n->sym) return false;
+    struct ir_buffer *b = ir_buffer_find(m, n->sym);
+    if (!b || b->kind != BUF_PARAM) return false;
+    if (vec_len(f->update) == 0) return true;
+    for (size_t i = 0; i < vec_len(f->update); i++)
+        if (b->group && f->update[i] && strcmp(b->group, f->update[i]) == 0) return true;
+    return false;
+}
+
+static bool is_grad_target(struct ir_module *m, const struct ir_func *f, const struct ir_node *n,
+                           bool inputs) {
+    if (n->type.dtype != DT_F32) return false;
+    if (updated_param(m, f, n)) return true;
+    return inputs && n->op == OP_INPUT;
+}
+
+/* Add `grad.<buffer>` outputs for the targets that the loss reaches, summing over
+ * every node that reads the same buffer. */
+static void add_outputs(struct ad *ad, bool inputs) {
+    struct ir_module *m = ad->m;
+    for (size_t bi = 0; bi < vec_len(m->buffers); bi++) {
+        const char *name = m->buffers[bi].name;
+        int sum = -1;
+        for (int i = 0; i < ad->nfwd; i++) {
+            const struct ir_node *n = nd(ad, i);
+            if (ad->grad[i] < 0 || !n->sym || strcmp(n->sym, name) != 0) continue;
+            if (!is_grad_target(m, ad->f, n, inputs)) continue;
+            ad->loc = n->loc;
+            sum = sum < 0 ? ad->grad[i] : op2(ad, OP_ADD, sum, ad->grad[i]);
+        }
+        if (sum < 0) continue;
+        char *out = arena_printf(m->arena, "grad.%s", name);
+        ir_output_add(m, ad->f, out, sum);
+    }
+}
+
+int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs) {
+    if (f->mode != MODE_TRAIN || !f->loss) return 0;
+    /* Already differentiated: it has grad.* outputs, or (after optimizer lowering)
+     * ASSIGNs to trained parameters. */
+    for (size_t i = 0; i < vec_len(f->outputs); i++)
+        if (strncmp(f->outputs[i].name, "grad.", 5) == 0) return 0;
+    for (int i = 0; i < ir_func_len(f); i++) {
+        const struct ir_node *n = &f->nodes[i];
+        struct ir_buffer *b = n->op == OP_ASSIGN && n->sym ? ir_buffer_find(m, n->sym) : NULL;
+        if (b && b->kind == BUF_PARAM) return 0;
+    }
+    int k = ir_output_find(f, f->loss);
+    NETC_ASSERT(k >= 0);
+    int loss = f->outputs[k].value, n = ir_func_len(f);
+    struct ad ad = {m, f, malloc(sizeof(int) * (size_t)n), calloc((size_t)n, 1), n, LOC_NONE, 0};
+    if (!ad.grad || !ad.needs) {
+        fputs("netc: out of memory\n", stderr);
+        exit(1);
+    }
+    for (int i = 0; i < n; i++) {
+        const struct ir_node *node = &f->nodes[i];
+        ad.grad[i] = -1;
+        if (is_grad_target(m, f, node, inputs)) ad.needs[i] = 1;
+        if (node->type.dtype != DT_F32 || (op_info[node->op].flags & OF_NOGRAD)) continue;
+        for (int a = 0; a < node->nargs; a++)
+            if (ad.needs[node->args[a]]) ad.needs[i] = 1;
+    }
+    if (ad.needs[loss]) {
+        ad.loc = f->nodes[loss].loc;
+        ad.grad[loss] = cst(&ad, 1.0);
+        for (int i = loss; i >= 0; i--) {
+            if (ad.grad[i] < 0 || !ad.needs[i]) continue;
+            ad.loc = f->nodes[i].loc;
+            grad_rule[f->nodes[i].op](&ad, i, ad.grad[i]);
+        }
+        add_outputs(&ad, inputs);
+    }
+    free(ad.grad);
+    free(ad.needs);
+    ir_func_dce(f);
+    return ad.added;
+}
+
+int pass_autodiff(struct ir_module *m) {
+    int changed = 0;
+    for (size_t i = 0; i < vec_len(m->funcs); i++) changed += pass_autodiff_func(m, m->funcs[i], false);
+    return changed;
+}

@@ -1,0 +1,928 @@
+/* runtime/driver.c -- nrt_main, the command line of every program netc builds:
+ * `train`, `eval`, `predict` and `info`. Sections: messages and options; feeds
+ * (the model inputs' data loaded from their sources or --data/--test files, and
+ * noise inputs drawn per batch); evaluation; the training loop with its progress
+ * display, per-epoch metrics lines and checkpoints; predict; info; nrt_main.
+ * Every error is one line `NAME: error: message` and exit status 1. */
+#include "runtime/internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ messages -- */
+
+static const char *prog = "model"; /* the program's name in messages */
+
+static int fail(const char *fmt, ...) NRT_PRINTF(1, 2);
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fprintf(stderr, "%s: error: ", prog);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+/* Reports the runtime's last error. */
+static int fail_rt(void) { return fail("%s", nrt_error()); }
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------- options -- */
+
+struct opts {
+    const char *data, *test;      /* --data, --test: comma-separated files */
+    const char *save, *load;      /* checkpoints */
+    const char *metrics;          /* --metrics: JSON lines */
+    const char *input;            /* predict: the input file */
+    int64_t epochs, max_steps;    /* 0: from the model / unlimited */
+    int64_t batch;                /* 0: from the model */
+    int64_t seed;                 /* -1: from the model */
+    double lr;                    /* --lr, when lr_set */
+    int lr_set;
+    int threads;                  /* 0: OpenBLAS's default */
+    int quiet;                    /* --quiet: no progress */
+};
+
+static const char usage_main[] =
+    "usage: %s <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  train     train the model (data sources from the model, or --data)\n"
+    "  eval      evaluate a checkpoint on the test data\n"
+    "  predict   run the model on an input file (IDX, .npy or CSV)\n"
+    "  info      entry points, inputs, parameter count, memory\n"
+    "\n"
+    "`%s <command> --help` documents each command's options.\n";
+
+static const char usage_train[] =
+    "usage: %s train [options]\n"
+    "\n"
+    "  --data F[,F2]     training files, replacing the model's data sources in order\n"
+    "  --test F[,F2]     test files, evaluated at the end of every epoch\n"
+    "  --epochs N        epochs to train (default: the model's train block)\n"
+    "  --max-steps N     stop after N training steps\n"
+    "  --batch N         batch size (default: the model's)\n"
+    "  --lr X            learning rate, replacing the optimizer's\n"
+    "  --seed S          random seed for initialisation, shuffling and noise\n"
+    "  --threads T       OpenBLAS threads\n"
+    "  --load F          start from checkpoint F\n"
+    "  --save F          write a checkpoint to F after every epoch (atomically)\n"
+    "  --metrics F       write one JSON object per epoch to F\n"
+    "  --quiet           no progress display\n";
+
+static const char usage_eval[] =
+    "usage: %s eval --load F [--test F[,F2]] [--batch N] [--threads T]\n"
+    "\n"
+    "Evaluate checkpoint F on the model's test data (or --test files) and print\n"
+    "the loss and metrics.\n";
+
+static const char usage_predict[] =
+    "usage: %s predict --load F INPUT [--threads T]\n"
+    "\n"
+    "Run the forward entry point on INPUT (IDX, .npy or CSV; one item or a batch,\n"
+    "scaled like the training data). Classifiers print each item's class and its\n"
+    "probability, other models the output values.\n";
+
+static const char usage_info[] = "usage: %s info\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
+
+static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < lo)
+        return fail("%s expects an integer >= %lld, got '%s'", flag, (long long)lo, v);
+    *out = x;
+    return 0;
+}
+
+/* Parses the options of a command; `allowed` lists its flags. Returns 0 to go
+ * on, -1 after --help, else an exit status. */
+static int parse_opts(int argc, char **argv, const char *usage, const char *allowed, struct opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->seed = -1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf(usage, prog);
+            return -1;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            if (strstr(allowed, "INPUT") && !o->input) {
+                o->input = a;
+                continue;
+            }
+            fail("unexpected argument '%s'", a);
+            return 2;
+        }
+        char flag[64];
+        const char *eq = strchr(a, '=');
+        size_t flen = eq ? (size_t)(eq - a) : strlen(a);
+        if (flen >= sizeof flag)
+            flen = sizeof flag - 1;
+        memcpy(flag, a, flen);
+        flag[flen] = '\0';
+        char key[72];
+        snprintf(key, sizeof key, "%s ", flag);
+        if (!strstr(allowed, key)) {
+            fail("unknown option '%s' (see `%s --help`)", flag, prog);
+            return 2;
+        }
+        if (strcmp(flag, "--quiet") == 0) {
+            o->quiet = 1;
+            continue;
+        }
+        if (eq)
+            val = eq + 1;
+        else if (i + 1 < argc)
+            val = argv[++i];
+        else {
+            fail("%s needs a value", flag);
+            return 2;
+        }
+        int64_t v = 0;
+        int rc = 0;
+        if (strcmp(flag, "--data") == 0)
+            o->data = val;
+        else if (strcmp(flag, "--test") == 0)
+            o->test = val;
+        else if (strcmp(flag, "--save") == 0)
+            o->save = val;
+        else if (strcmp(flag, "--load") == 0)
+            o->load = val;
+        else if (strcmp(flag, "--metrics") == 0)
+            o->metrics = val;
+        else if (strcmp(flag, "--epochs") == 0)
+            rc = parse_int(flag, val, 1, &o->epochs);
+        else if (strcmp(flag, "--max-steps") == 0)
+            rc = parse_int(flag, val, 1, &o->max_steps);
+        else if (strcmp(flag, "--batch") == 0)
+            rc = parse_int(flag, val, 1, &o->batch);
+        else if (strcmp(flag, "--seed") == 0)
+            rc = parse_int(flag, val, 0, &o->seed);
+        else if (strcmp(flag, "--threads") == 0) {
+            rc = parse_int(flag, val, 1, &v);
+            o->threads = v > 1024 ? 1024 : (int)v;
+        } else if (strcmp(flag, "--lr") == 0) {
+            char *end;
+            o->lr = strtod(val, &end);
+            if (end == val || *end || !(o->lr > 0) || o->lr > 1e6)
+                rc = fail("--lr expects a positive number, got '%s'", val);
+            o->lr_set = 1;
+        }
+        if (rc)
+            return 1;
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- feeds -- */
+
+#define MAX_FILES 16
+
+/* The data of the model's inputs for one purpose (training or test). */
+struct feed {
+    struct nrt_array *arr;  /* per buffer: loaded samples (data NULL: none or noise) */
+    const struct nrt_source_desc **src; /* per buffer: its source, or NULL */
+    int64_t n;              /* samples (0: no file input) */
+    const char *what;       /* "training" or "test", for messages */
+};
+
+static void feed_free(const struct nrt_model *m, struct feed *f)
+{
+    if (f->arr)
+        for (int i = 0; i < m->n_buffers; i++)
+            nrt_array_free(&f->arr[i]);
+    free(f->arr);
+    free(f->src);
+    memset(f, 0, sizeof *f);
+}
+
+static int is_file_source(const struct nrt_source_desc *s)
+{
+    return s->kind && (strcmp(s->kind, "idx") == 0 || strcmp(s->kind, "csv") == 0 || strcmp(s->kind, "npy") == 0);
+}
+
+static int is_noise_source(const struct nrt_source_desc *s)
+{
+    return s->kind && (strcmp(s->kind, "normal") == 0 || strcmp(s->kind, "uniform") == 0);
+}
+
+static double source_kw(const struct nrt_source_desc *s, const char *key, double def)
+{
+    for (int i = 0; i < s->nkw; i++)
+        if (strcmp(s->kw[i], key) == 0)
+            return s->kwval[i];
+    return def;
+}
+
+/* Splits "a,b" into at most MAX_FILES paths (pointers into buf). */
+static int split_files(char *buf, const char **out)
+{
+    int n = 0;
+    for (char *p = buf; p && n < MAX_FILES;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        out[n++] = p;
+        p = comma ? comma + 1 : NULL;
+    }
+    return n;
+}
+
+/* Items (product of the static dims) of one sample of buffer b. */
+static int64_t row_count(const struct nrt_buffer_desc *b)
+{
+    int64_t k = 1;
+    for (int d = 0; d < b->rank; d++)
+        if (b->dims[d] != NRT_DIM_N)
+            k *= b->dims[d];
+    return k;
+}
+
+/* Loads one file-sourced input from path into *out, checked against buffer b. */
+static int load_input(const struct nrt_buffer_desc *b, const struct nrt_source_desc *s, const char *path,
+                      struct nrt_array *out)
+{
+    double scale = source_kw(s, "scale", 1), shift = source_kw(s, "shift", 0);
+    int32_t classes = (int32_t)source_kw(s, "classes", 0);
+    struct nrt_load_opts o = b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(classes) : nrt_load_opts_features(scale, shift);
+    int64_t row = row_count(b);
+    int rc;
+    if (strcmp(s->kind, "csv") == 0) {
+        struct nrt_array t = {0};
+        struct nrt_load_opts raw = nrt_load_opts_features(1, 0);
+        if ((rc = nrt_csv_load(&t, path, &raw)))
+            return fail_rt();
+        int64_t col = (int64_t)source_kw(s, "column", 0), cols = t.dims[1];
+        if (col < 0 || col + row > cols) {
+            nrt_array_free(&t);
+            return fail("%s: input '%s' needs columns %lld..%lld, the file has %lld", path, b->name, (long long)col,
+                        (long long)(col + row - 1), (long long)cols);
+        }
+        int64_t dims[2] = {t.dims[0], row};
+        if ((rc = nrt_array_init(out, b->dtype, 2, dims))) {
+            nrt_array_free(&t);
+            return fail_rt();
+        }
+        const float *src = t.data;
+        for (int64_t r = 0; r < t.dims[0]; r++)
+            for (int64_t k = 0; k < row; k++) {
+                double v = src[r * cols + col + k];
+                if (b->dtype == NRT_DT_F32) {
+                    ((float *)out->data)[r * row + k] = (float)(v * scale + shift);
+                    continue;
+                }
+                if (v != (double)(int32_t)v || (classes > 0 && (v < 0 || v >= classes))) {
+                    nrt_array_free(&t);
+                    nrt_array_free(out);
+                    return fail("%s: line %lld: label %g of input '%s' is not %s", path,
+                                (long long)(r + 1), v, b->name,
+                                classes > 0 ? "a class index in range" : "an integer");
+                }
+                ((int32_t *)out->data)[r * row + k] = (int32_t)v;
+            }
+        nrt_array_free(&t);
+    } else {
+        rc = strcmp(s->kind, "idx") == 0 ? nrt_idx_load(out, path, &o) : nrt_npy_load(out, path, &o);
+        if (rc)
+            return fail_rt();
+    }
+    int64_t per = out->rank > 0 && out->dims[0] > 0 ? out->count / out->dims[0] : 0;
+    if (out->rank < 1 || per != row) {
+        char want[96], got[96];
+        nrt_shape_format(want, sizeof want, b->dtype, b->rank, b->dims);
+        nrt_shape_format(got, sizeof got, out->dtype, out->rank, out->dims);
+        nrt_array_free(out);
+        return fail("%s: input '%s' is %s (%lld values per item), the file holds %s", path, b->name, want,
+                    (long long)row, got);
+    }
+    return 0;
+}
+
+/* Whether any of the listed entry points reads buffer i. */
+static int read_by(const struct nrt_model *m, const int *entries, int ne, int i)
+{
+    for (int k = 0; k < ne; k++) {
+        const struct nrt_entry_desc *e = &m->entries[entries[k]];
+        for (int j = 0; j < e->n_inputs; j++)
+            if (e->inputs[j] == i)
+                return 1;
+    }
+    return 0;
+}
+
+/* Loads what the listed entry points read: for `test`, the model's test sources
+ * (or its data sources' layout with the --test files); files replace the
+ * sources' paths in order of first appearance. Returns 0, 1 after an error, or
+ * -1 when there is no test data at all. */
+static int feed_load(const struct nrt_model *m, struct feed *f, int test, const char *files, const int *entries,
+                     int ne)
+{
+    memset(f, 0, sizeof *f);
+    f->what = test ? "test" : "training";
+    f->arr = calloc((size_t)m->n_buffers + 1, sizeof *f->arr);
+    f->src = calloc((size_t)m->n_buffers + 1, sizeof *f->src);
+    if (!f->arr || !f->src)
+        return fail("out of memory");
+    const char *paths[MAX_FILES];
+    int npaths = 0;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind != NRT_BUF_INPUT || !read_by(m, entries, ne, i))
+            continue;
+        const struct nrt_source_desc *s = test ? &b->test : &b->data;
+        if (test && !s->kind && !files)
+            return -1; /* no test data: training goes on without evaluation */
+        if (test && !s->kind)
+            s = &b->data; /* --test files take the training sources' layout */
+        if (!s->kind)
+            return fail("input '%s' has no %s data source; give files with --%s", b->name, f->what,
+                        test ? "test" : "data");
+        f->src[i] = s;
+        if (!is_file_source(s)) {
+            if (!is_noise_source(s))
+                return fail("input '%s': unknown data source '%s'", b->name, s->kind);
+            continue;
+        }
+        int k = 0;
+        while (k < npaths && strcmp(paths[k], s->path) != 0)
+            k++;
+        if (k == npaths && npaths < MAX_FILES)
+            paths[npaths++] = s->path;
+    }
+    char buf[4096];
+    const char *repl[MAX_FILES];
+    int nrepl = 0;
+    if (files) {
+        snprintf(buf, sizeof buf, "%s", files);
+        nrepl = split_files(buf, repl);
+        if (nrepl != npaths)
+            return fail("--%s gives %d file%s, but the model reads %d %s file%s", test ? "test" : "data", nrepl,
+                        nrepl == 1 ? "" : "s", npaths, f->what, npaths == 1 ? "" : "s");
+    }
+    const char *first = NULL;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_source_desc *s = f->src[i];
+        if (!s || !is_file_source(s))
+            continue;
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->rank < 1 || b->dims[0] != NRT_DIM_N)
+            return fail("input '%s' must have the batch dim N first to be fed from a file", b->name);
+        const char *path = s->path;
+        for (int k = 0; k < npaths && files; k++)
+            if (strcmp(paths[k], s->path) == 0)
+                path = repl[k];
+        if (load_input(b, s, path, &f->arr[i]))
+            return 1;
+        if (!first) {
+            first = path;
+            f->n = f->arr[i].dims[0];
+        } else if (f->arr[i].dims[0] != f->n) {
+            return fail("%s has %lld items but %s has %lld", path, (long long)f->arr[i].dims[0], first,
+                        (long long)f->n);
+        }
+    }
+    if (!first && !test)
+        return fail("the model reads no data file; give --data");
+    return 0;
+}
+
+/* Fills the inputs of a batch: items perm[start..start+count) (or start... when
+ * perm is NULL), and noise drawn from rng. */
+static void feed_batch(struct nrt_ctx *ctx, const struct feed *f, const int64_t *perm, int64_t start, int64_t count,
+                       struct nrt_rng *rng)
+{
+    const struct nrt_model *m = ctx->model;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_source_desc *s = f->src[i];
+        if (!s)
+            continue;
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        int64_t row = row_count(b);
+        if (is_noise_source(s)) {
+            float *p = ctx->buf[i];
+            double a = s->nargs > 0 ? s->args[0] : 0, c = s->nargs > 1 ? s->args[1] : 1;
+            if (strcmp(s->kind, "normal") == 0)
+                nrt_rng_fill_normal(rng, p, (size_t)(row * count), (float)a, (float)c);
+            else
+                nrt_rng_fill_uniform(rng, p, (size_t)(row * count), (float)a, (float)c);
+            continue;
+        }
+        size_t bytes = (size_t)row * 4;
+        const char *src = f->arr[i].data;
+        char *dst = ctx->buf[i];
+        for (int64_t k = 0; k < count; k++) {
+            int64_t item = perm ? perm[start + k] : start + k;
+            memcpy(dst + (size_t)k * bytes, src + (size_t)item * bytes, bytes);
+        }
+    }
+}
+
+/* ---------------------------------------------------------- evaluation -- */
+
+/* Weighted means of an entry point's scalar f32 outputs over a whole feed. */
+struct scores {
+    double loss, accuracy; /* NAN where the entry has no such output */
+    int64_t items;
+};
+
+static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt_rng *rng, struct scores *out)
+{
+    const struct nrt_entry_desc *ent = &ctx->model->entries[e];
+    int li = nrt_entry_output(ent, ent->loss ? ent->loss : "loss"), ai = nrt_entry_output(ent, "accuracy");
+    double sl = 0, sa = 0;
+    for (int64_t start = 0; start < f->n; start += ctx->max_n) {
+        int64_t count = f->n - start < ctx->max_n ? f->n - start : ctx->max_n;
+        feed_batch(ctx, f, NULL, start, count, rng);
+        if (nrt_ctx_run(ctx, e, count))
+            return fail("%s data: %s", f->what, nrt_error());
+        if (li >= 0)
+            sl += (double)*(float *)ctx->out[li] * (double)count;
+        if (ai >= 0)
+            sa += (double)*(float *)ctx->out[ai] * (double)count;
+    }
+    out->items = f->n;
+    out->loss = li >= 0 && f->n ? sl / (double)f->n : NAN;
+    out->accuracy = ai >= 0 && f->n ? sa / (double)f->n : NAN;
+    return 0;
+}
+
+/* The entry point that evaluates the loss on test data: "evaluate", else none. */
+static int eval_entry(const struct nrt_model *m) { return nrt_model_entry(m, "evaluate"); }
+
+/* ------------------------------------------------------------- training -- */
+
+/* Writes the learning rate of every training entry for epoch e (optim.c's
+ * contract: state buffer "<entry>.lr", schedules stepped once per epoch). */
+static void set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e)
+{
+    const struct nrt_model *m = ctx->model;
+    for (int k = 0; k < m->n_entries; k++) {
+        const struct nrt_entry_desc *ent = &m->entries[k];
+        if (ent->mode != NRT_MODE_TRAIN)
+            continue;
+        char name[256];
+        snprintf(name, sizeof name, "%s.lr", ent->name);
+        int b = nrt_model_buffer(m, name);
+        if (b < 0 || m->buffers[b].dtype != NRT_DT_F32)
+            continue;
+        double base = o->lr_set ? o->lr : m->buffers[b].init_a, lr = base;
+        const struct nrt_source_desc *s = &ent->schedule;
+        if (s->kind && strcmp(s->kind, "step") == 0) {
+            double every = source_kw(s, "every", 1), gamma = source_kw(s, "gamma", 0.1);
+            lr = base * pow(gamma, floor((double)e / (every > 0 ? every : 1)));
+        } else if (s->kind && strcmp(s->kind, "cosine") == 0) {
+            double t = source_kw(s, "t_max", 1);
+            lr = base * (1 + cos(3.14159265358979323846 * (double)e / (t > 0 ? t : 1))) / 2;
+        }
+        *(float *)ctx->buf[b] = (float)lr;
+    }
+}
+
+static void json_num(FILE *f, const char *key, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ",\"%s\":%.6g", key, v);
+    else
+        fprintf(f, ",\"%s\":null", key);
+}
+
+/* The progress line of a terminal: rewritten in place. */
+static void progress(int64_t epoch, int64_t epochs, int64_t b, int64_t nb, double loss, double acc, double ips)
+{
+    int width = 24, done = nb ? (int)(width * b / nb) : width;
+    char bar[32];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < done ? '=' : i == done ? '>' : ' ';
+    bar[width] = '\0';
+    printf("\repoch %lld/%lld [%s] %3d%% loss %.4f", (long long)epoch, (long long)epochs, bar,
+           nb ? (int)(100 * b / nb) : 100, loss);
+    if (isfinite(acc))
+        printf(" acc %.4f", acc);
+    printf(" %.0f items/s\033[K", ips);
+    fflush(stdout);
+}
+
+static int cmd_train(const struct nrt_model *m, const struct opts *o)
+{
+    int train[32], nt = 0;
+    for (int k = 0; k < m->n_entries && nt < 32; k++)
+        if (m->entries[k].mode == NRT_MODE_TRAIN)
+            train[nt++] = k;
+    if (!nt)
+        return fail("model '%s' has no training step (no loss?)", m->name);
+    int ev = eval_entry(m);
+    int64_t batch = o->batch ? o->batch : m->batch ? m->batch : 32;
+    int64_t epochs = o->epochs ? o->epochs : m->epochs ? m->epochs : 1;
+    uint64_t seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)m->seed;
+    struct feed tr, te;
+    int rc = feed_load(m, &tr, 0, o->data, train, nt);
+    int has_test = 0;
+    memset(&te, 0, sizeof te);
+    if (!rc && ev >= 0) {
+        int t = feed_load(m, &te, 1, o->test, &ev, 1);
+        if (t > 0)
+            rc = 1;
+        has_test = t == 0 && te.n > 0;
+    }
+    struct nrt_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    FILE *mf = NULL;
+    int64_t *perm = NULL;
+    if (rc)
+        goto done;
+    if (nrt_ctx_init(&ctx, m, batch, seed)) {
+        rc = fail_rt();
+        goto done;
+    }
+    if (o->load && nrt_ckpt_load(&ctx, o->load)) {
+        rc = fail_rt();
+        goto done;
+    }
+    if (o->metrics && !(mf = fopen(o->metrics, "w"))) {
+        rc = fail("cannot write '%s': %s", o->metrics, strerror(errno));
+        goto done;
+    }
+    perm = malloc(sizeof *perm * (size_t)(tr.n ? tr.n : 1));
+    if (!perm) {
+        rc = fail("out of memory");
+        goto done;
+    }
+    struct nrt_rng shuffle, noise;
+    nrt_rng_init(&shuffle, seed, 1);
+    nrt_rng_init(&noise, seed, 2);
+    const struct nrt_entry_desc *main_ent = &m->entries[train[0]];
+    int loss_out[32];
+    for (int k = 0; k < nt; k++) {
+        const struct nrt_entry_desc *ent = &m->entries[train[k]];
+        loss_out[k] = nrt_entry_output(ent, ent->loss ? ent->loss : "loss");
+    }
+    int ai = nrt_entry_output(main_ent, "accuracy");
+    int tty = isatty(STDOUT_FILENO) && !o->quiet;
+    int64_t nb = nrt_dataset_batch_count(&(struct nrt_dataset){.n = tr.n}, batch);
+    int64_t steps = 0, first_epoch = ctx.epoch;
+    int stop = 0;
+    if (!o->quiet)
+        printf("training %s: %lld items, batch %lld, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
+               (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
+    for (int64_t e = 0; e < epochs && !stop; e++) {
+        int64_t epoch = first_epoch + e;
+        set_lr(&ctx, o, epoch);
+        nrt_rng_perm(&shuffle, perm, tr.n);
+        double t0 = now(), last_draw = 0, sl = 0, sa = 0;
+        int64_t items = 0;
+        double entry_loss[32] = {0};
+        for (int64_t b = 0; b < nb; b++) {
+            int64_t start = b * batch, count = tr.n - start < batch ? tr.n - start : batch;
+            feed_batch(&ctx, &tr, perm, start, count, &noise);
+            for (int k = 0; k < nt; k++) {
+                if (nrt_ctx_run(&ctx, train[k], count)) {
+                    rc = fail("training data: %s", nrt_error());
+                    goto done;
+                }
+                if (loss_out[k] >= 0)
+                    entry_loss[k] += (double)*(float *)ctx.out[loss_out[k]] * (double)count;
+                if (k == 0 && ai >= 0)
+                    sa += (double)*(float *)ctx.out[ai] * (double)count;
+            }
+            sl = entry_loss[0];
+            ctx.step++;
+            steps++;
+            items += count;
+            double t = now(), loss = sl / (double)items, acc = ai >= 0 ? sa / (double)items : NAN;
+            if (tty && (t - last_draw > 0.1 || b + 1 == nb)) {
+                progress(epoch + 1, first_epoch + epochs, b + 1, nb, loss, acc, (double)items / (t - t0 + 1e-9));
+                last_draw = t;
+            } else if (!tty && !o->quiet && t - last_draw >= 5 && b + 1 < nb) {
+                last_draw = t;
+                printf("epoch %lld step %lld/%lld loss %.4f", (long long)(epoch + 1), (long long)(b + 1),
+                       (long long)nb, loss);
+                if (ai >= 0)
+                    printf(" acc %.4f", acc);
+                printf("\n");
+                fflush(stdout);
+            }
+            if (o->max_steps && steps >= o->max_steps) {
+                stop = 1;
+                break;
+            }
+        }
+        double secs = now() - t0;
+        ctx.epoch = epoch + 1;
+        struct scores ts = {NAN, NAN, 0};
+        if (has_test && evaluate(&ctx, ev, &te, &noise, &ts)) {
+            rc = 1;
+            goto done;
+        }
+        double loss = items ? sl / (double)items : NAN, acc = ai >= 0 && items ? sa / (double)items : NAN;
+        if (tty)
+            printf("\r\033[K");
+        if (!o->quiet) {
+            printf("epoch %lld/%lld: loss %.4f", (long long)(epoch + 1), (long long)(first_epoch + epochs), loss);
+            for (int k = 1; k < nt && items; k++)
+                printf(" %s %.4f", m->entries[train[k]].loss ? m->entries[train[k]].loss : m->entries[train[k]].name,
+                       entry_loss[k] / (double)items);
+            if (ai >= 0)
+                printf(" acc %.4f", acc);
+            if (has_test) {
+                printf(" | test loss %.4f", ts.loss);
+                if (isfinite(ts.accuracy))
+                    printf(" acc %.4f", ts.accuracy);
+            }
+            printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9), stop ? " (--max-steps)" : "");
+            fflush(stdout);
+        }
+        if (mf) {
+            fprintf(mf, "{\"epoch\":%lld", (long long)(epoch + 1));
+            json_num(mf, "loss", loss);
+            json_num(mf, "train_accuracy", acc);
+            json_num(mf, "test_accuracy", ts.accuracy);
+            json_num(mf, "test_loss", ts.loss);
+            json_num(mf, "seconds", secs);
+            json_num(mf, "images_per_second", (double)items / (secs + 1e-9));
+            for (int k = 0; k < nt && nt > 1; k++)
+                json_num(mf, m->entries[train[k]].name, items ? entry_loss[k] / (double)items : NAN);
+            fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, stop ? "false" : "true");
+            fflush(mf);
+        }
+        if (o->save && nrt_ckpt_save(&ctx, o->save)) {
+            rc = fail_rt();
+            goto done;
+        }
+    }
+    if (o->save && !o->quiet)
+        printf("saved %s\n", o->save);
+done:
+    if (mf && fclose(mf) && !rc)
+        rc = fail("cannot write '%s'", o->metrics);
+    free(perm);
+    if (ctx.model)
+        nrt_ctx_free(&ctx);
+    feed_free(m, &tr);
+    feed_free(m, &te);
+    return rc;
+}
+
+static int cmd_eval(const struct nrt_model *m, const struct opts *o)
+{
+    int ev = eval_entry(m);
+    if (ev < 0)
+        return fail("model '%s' has no evaluate entry point (no loss?)", m->name);
+    if (!o->load)
+        return fail("eval needs a checkpoint: --load F");
+    struct feed te;
+    int rc = feed_load(m, &te, 1, o->test, &ev, 1);
+    if (rc < 0) {
+        feed_free(m, &te);
+        return fail("model '%s' declares no test data; give files with --test", m->name);
+    }
+    struct nrt_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    int64_t batch = o->batch ? o->batch : m->batch ? m->batch : 32;
+    struct scores s;
+    struct nrt_rng noise;
+    nrt_rng_init(&noise, (uint64_t)m->seed, 3);
+    if (rc)
+        goto done;
+    if (nrt_ctx_init(&ctx, m, batch, (uint64_t)m->seed) || nrt_ckpt_load(&ctx, o->load)) {
+        rc = fail_rt();
+        goto done;
+    }
+    if ((rc = evaluate(&ctx, ev, &te, &noise, &s)))
+        goto done;
+    printf("test: %lld items, loss %.6f", (long long)s.items, s.loss);
+    if (isfinite(s.accuracy))
+        printf(", accuracy %.4f", s.accuracy);
+    printf("\n");
+done:
+    if (ctx.model)
+        nrt_ctx_free(&ctx);
+    feed_free(m, &te);
+    return rc;
+}
+
+/* -------------------------------------------------------------- predict -- */
+
+static int cmd_predict(const struct nrt_model *m, const struct opts *o)
+{
+    int fw = nrt_model_entry(m, "forward");
+    if (fw < 0)
+        return fail("model '%s' has no forward entry point", m->name);
+    if (!o->load)
+        return fail("predict needs a checkpoint: --load F");
+    if (!o->input)
+        return fail("predict needs an input file");
+    const struct nrt_entry_desc *ent = &m->entries[fw];
+    if (ent->n_inputs != 1)
+        return fail("predict handles models whose forward pass reads one input; '%s' reads %d", m->name,
+                    ent->n_inputs);
+    int bi = ent->inputs[0];
+    const struct nrt_buffer_desc *b = &m->buffers[bi];
+    const struct nrt_source_desc *s = b->data.kind ? &b->data : &b->test;
+    struct nrt_load_opts lo = b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(0)
+                                                     : nrt_load_opts_features(source_kw(s, "scale", 1),
+                                                                              source_kw(s, "shift", 0));
+    struct nrt_array in = {0};
+    if (nrt_array_load(&in, o->input, &lo))
+        return fail_rt();
+    int64_t row = row_count(b), items = row ? in.count / row : 0;
+    if (items < 1 || items * row != in.count) {
+        nrt_array_free(&in);
+        return fail("%s: %lld values do not make items of %lld values for input '%s'", o->input, (long long)in.count,
+                    (long long)row, b->name);
+    }
+    struct nrt_ctx ctx;
+    int64_t cap = items < 256 ? items : 256;
+    if (nrt_ctx_init(&ctx, m, cap, (uint64_t)m->seed)) {
+        nrt_array_free(&in);
+        return fail_rt();
+    }
+    int rc = 0;
+    if (nrt_ckpt_load(&ctx, o->load)) {
+        rc = fail_rt();
+        goto done;
+    }
+    int classifier = 0, ev = eval_entry(m);
+    if (ev >= 0 && nrt_entry_output(&m->entries[ev], "accuracy") >= 0)
+        classifier = 1;
+    for (int64_t start = 0; start < items; start += cap) {
+        int64_t count = items - start < cap ? items - start : cap;
+        memcpy(ctx.buf[bi], (char *)in.data + (size_t)(start * row) * 4, (size_t)(count * row) * 4);
+        if (nrt_ctx_run(&ctx, fw, count)) {
+            rc = fail_rt();
+            goto done;
+        }
+        for (int k = 0; k < ent->n_outputs; k++) {
+            const struct nrt_output_desc *od = &ent->outputs[k];
+            int64_t total = nrt_desc_count(od->rank, od->dims, count);
+            int64_t per = od->rank > 0 && od->dims[0] == NRT_DIM_N ? total / count : 0;
+            for (int64_t i = 0; i < count; i++) {
+                if (!per && i > 0)
+                    break;
+                const float *y = (const float *)ctx.out[k] + (per ? i * per : 0);
+                int64_t len = per ? per : total;
+                printf("%lld %s:", (long long)(start + i), od->name);
+                if (classifier && od->dtype == NRT_DT_F32 && od->rank == 2 && len > 1) {
+                    int64_t best = 0;
+                    double mx = y[0], se = 0;
+                    for (int64_t j = 1; j < len; j++)
+                        if (y[j] > y[best])
+                            best = j;
+                    mx = y[best];
+                    for (int64_t j = 0; j < len; j++)
+                        se += exp((double)y[j] - mx);
+                    printf(" class %lld probability %.4f\n", (long long)best, 1.0 / se);
+                    continue;
+                }
+                for (int64_t j = 0; j < len; j++) {
+                    if (od->dtype == NRT_DT_I32)
+                        printf(" %d", ((const int32_t *)ctx.out[k])[(per ? i * per : 0) + j]);
+                    else
+                        printf(" %.6g", y[j]);
+                }
+                printf("\n");
+            }
+        }
+    }
+done:
+    nrt_ctx_free(&ctx);
+    nrt_array_free(&in);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- info -- */
+
+static void print_dims(const struct nrt_buffer_desc *b)
+{
+    printf("%s[", nrt_dtype_name(b->dtype));
+    for (int d = 0; d < b->rank; d++) {
+        if (b->dims[d] == NRT_DIM_N)
+            printf("%sN", d ? "," : "");
+        else
+            printf("%s%lld", d ? "," : "", (long long)b->dims[d]);
+    }
+    printf("]");
+}
+
+static int cmd_info(const struct nrt_model *m)
+{
+    int64_t batch = m->batch ? m->batch : 32, nparams = 0, ptensors = 0, state = 0;
+    char hash[17];
+    nrt_model_hash(m, hash);
+    printf("model %s (netc %s, layout %s), target c, OpenBLAS core %s\n", m->name, m->netc_version, hash,
+           nrt_blas_core());
+    printf("inputs:\n");
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind == NRT_BUF_INPUT) {
+            printf("  %-24s ", b->name);
+            print_dims(b);
+            if (b->data.kind)
+                printf("  data %s(%s)", b->data.kind, b->data.path ? b->data.path : "");
+            printf("\n");
+        } else if (b->kind == NRT_BUF_PARAM) {
+            nparams += nrt_desc_count(b->rank, b->dims, 1);
+            ptensors++;
+        } else {
+            state += nrt_desc_count(b->rank, b->dims, 1);
+        }
+    }
+    printf("parameters: %lld in %lld tensors (%.2f MB); optimizer and other state: %lld values\n",
+           (long long)nparams, (long long)ptensors, (double)nparams * 4 / 1e6, (long long)state);
+    printf("entry points:\n");
+    size_t ws = 0;
+    for (int k = 0; k < m->n_entries; k++) {
+        const struct nrt_entry_desc *e = &m->entries[k];
+        size_t need = e->ws_fixed + e->ws_per_n * (size_t)batch;
+        if (need > ws)
+            ws = need;
+        printf("  %-12s %s", e->name, e->mode == NRT_MODE_TRAIN ? "train" : "eval ");
+        if (e->optimizer)
+            printf("  %s", e->optimizer);
+        printf("  ->");
+        for (int j = 0; j < e->n_outputs; j++)
+            printf(" %s", e->outputs[j].name);
+        printf("  (workspace %zu + %zu*N bytes)\n", e->ws_fixed, e->ws_per_n);
+    }
+    printf("memory at batch %lld: workspace %.2f MB, parameters and state %.2f MB\n", (long long)batch,
+           (double)ws / 1e6, (double)(nparams + state) * 4 / 1e6);
+    if (m->batch || m->epochs)
+        printf("train: batch %lld, epochs %lld, seed %lld\n", (long long)m->batch, (long long)m->epochs,
+               (long long)m->seed);
+    return 0;
+}
+
+/* ------------------------------------------------------------- nrt_main -- */
+
+int nrt_main(int argc, char **argv, const struct nrt_model *model)
+{
+    if (argc > 0 && argv[0]) {
+        const char *slash = strrchr(argv[0], '/');
+        prog = slash ? slash + 1 : argv[0];
+    }
+    int threads = 0;
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--threads") == 0)
+            threads = atoi(argv[i + 1]);
+        else if (strncmp(argv[i], "--threads=", 10) == 0)
+            threads = atoi(argv[i] + 10);
+    nrt_blas_setup(argc, argv, threads);
+    if (argc < 2) {
+        fprintf(stderr, usage_main, prog, prog);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    struct opts o;
+    int rc;
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        printf(usage_main, prog, prog);
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0) {
+        rc = parse_opts(argc - 2, argv + 2, usage_train,
+                        "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
+                        "--quiet ",
+                        &o);
+        if (rc)
+            return rc < 0 ? 0 : rc;
+        nrt_blas_threads(o.threads);
+        return cmd_train(model, &o);
+    }
+    if (strcmp(cmd, "eval") == 0) {
+        rc = parse_opts(argc - 2, argv + 2, usage_eval, "--load --test --batch --threads ", &o);
+        if (rc)
+            return rc < 0 ? 0 : rc;
+        nrt_blas_threads(o.threads);
+        return cmd_eval(model, &o);
+    }
+    if (strcmp(cmd, "predict") == 0) {
+        rc = parse_opts(argc - 2, argv + 2, usage_predict, "--load --threads INPUT ", &o);
+        if (rc)
+            return rc < 0 ? 0 : rc;
+        nrt_blas_threads(o.threads);
+        return cmd_predict(model, &o);
+    }
+    if (strcmp(cmd, "info") == 0) {
+        rc = parse_opts(argc - 2, argv + 2, usage_info, "", &o);
+        if (rc)
+            return rc < 0 ? 0 : rc;
+        return cmd_info(model);
+    }
+    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info)\n", prog, cmd);
+    return 2;
+}

@@ -1,0 +1,289 @@
+/* runtime/program.c -- the state of a compiled model at run time: descriptor
+ * look-ups and the layout hash, the context (every buffer and the workspace,
+ * allocated once for the largest batch), parameter initialisation from the
+ * seeded Philox generator, running an entry point, and checkpoints (safetensors
+ * with the model's name, layout hash, step and epoch as metadata). */
+#include "runtime/internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ------------------------------------------------------------ descriptors -- */
+
+int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n)
+{
+    int64_t c = 1;
+    for (int i = 0; i < rank; i++)
+        c *= dims[i] == NRT_DIM_N ? n : dims[i];
+    return c;
+}
+
+static void fnv(uint64_t *h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        *h ^= s[i];
+        *h *= 0x100000001b3ull;
+    }
+}
+
+void nrt_model_hash(const struct nrt_model *m, char *buf)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind == NRT_BUF_INPUT)
+            continue;
+        char line[64];
+        fnv(&h, b->name, strlen(b->name) + 1);
+        int len = snprintf(line, sizeof line, "%d:%d:%d", (int)b->kind, (int)b->dtype, b->rank);
+        fnv(&h, line, (size_t)len);
+        for (int d = 0; d < b->rank; d++) {
+            len = snprintf(line, sizeof line, ",%lld", (long long)b->dims[d]);
+            fnv(&h, line, (size_t)len);
+        }
+    }
+    snprintf(buf, 17, "%016llx", (unsigned long long)h);
+}
+
+int nrt_model_entry(const struct nrt_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_entries; i++)
+        if (strcmp(m->entries[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int nrt_model_buffer(const struct nrt_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_buffers; i++)
+        if (strcmp(m->buffers[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int nrt_entry_output(const struct nrt_entry_desc *e, const char *name)
+{
+    for (int i = 0; i < e->n_outputs; i++)
+        if (strcmp(e->outputs[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- context -- */
+
+/* The stream of buffer i's initial values: independent of every other buffer
+ * and of the shuffling and noise streams the driver uses (0..15). */
+#define INIT_STREAM_BASE 1000
+
+static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed)
+{
+    const struct nrt_buffer_desc *b = &ctx->model->buffers[i];
+    if (b->kind == NRT_BUF_INPUT)
+        return;
+    int64_t count = nrt_desc_count(b->rank, b->dims, 1);
+    if (b->dtype == NRT_DT_I32) {
+        int32_t *p = ctx->buf[i];
+        int32_t v = b->init == NRT_INIT_CONST ? nrt_to_i32(b->init_a) : 0;
+        for (int64_t k = 0; k < count; k++)
+            p[k] = v;
+        return;
+    }
+    float *p = ctx->buf[i];
+    struct nrt_rng r;
+    nrt_rng_init(&r, seed, INIT_STREAM_BASE + (uint64_t)i);
+    switch (b->init) {
+    case NRT_INIT_ZEROS:
+        memset(p, 0, sizeof *p * (size_t)count);
+        break;
+    case NRT_INIT_CONST:
+        for (int64_t k = 0; k < count; k++)
+            p[k] = (float)b->init_a;
+        break;
+    case NRT_INIT_UNIFORM:
+        nrt_rng_fill_uniform(&r, p, (size_t)count, (float)b->init_a, (float)b->init_b);
+        break;
+    case NRT_INIT_NORMAL:
+        nrt_rng_fill_normal(&r, p, (size_t)count, (float)b->init_a, (float)b->init_b);
+        break;
+    }
+}
+
+void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed)
+{
+    for (int i = 0; i < ctx->model->n_buffers; i++)
+        buffer_init(ctx, i, seed);
+    ctx->step = 0;
+    ctx->epoch = 0;
+}
+
+int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed)
+{
+    memset(ctx, 0, sizeof *ctx);
+    ctx->model = m;
+    ctx->max_n = max_n < 1 ? 1 : max_n;
+    ctx->buf = nrt_alloc_zero(sizeof *ctx->buf * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
+    if (!ctx->buf)
+        return NRT_ERR_NOMEM;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        int64_t count = nrt_desc_count(b->rank, b->dims, ctx->max_n);
+        ctx->buf[i] = nrt_alloc_zero((size_t)count * nrt_dtype_size(b->dtype), 0);
+        if (!ctx->buf[i]) {
+            nrt_ctx_free(ctx);
+            return nrt_error_set(NRT_ERR_NOMEM, "out of memory for buffer '%s' (%lld elements)", b->name,
+                                 (long long)count);
+        }
+    }
+    for (int e = 0; e < m->n_entries; e++) {
+        size_t need = m->entries[e].ws_fixed + m->entries[e].ws_per_n * (size_t)ctx->max_n;
+        if (need > ctx->ws_bytes)
+            ctx->ws_bytes = need;
+    }
+    ctx->ws = nrt_alloc_zero(ctx->ws_bytes, 0);
+    if (!ctx->ws) {
+        nrt_ctx_free(ctx);
+        return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the %zu-byte workspace", ctx->ws_bytes);
+    }
+    nrt_ctx_reset(ctx, seed);
+    return NRT_OK;
+}
+
+void nrt_ctx_free(struct nrt_ctx *ctx)
+{
+    if (ctx->buf)
+        for (int i = 0; i < ctx->model->n_buffers; i++)
+            nrt_free(ctx->buf[i]);
+    nrt_free(ctx->buf);
+    nrt_free(ctx->ws);
+    memset(ctx, 0, sizeof *ctx);
+}
+
+void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...)
+{
+    if (ctx->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    va_end(ap);
+    ctx->failed = 1;
+}
+
+int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
+{
+    const struct nrt_entry_desc *ent = &ctx->model->entries[e];
+    if (n < 1 || n > ctx->max_n)
+        return nrt_error_set(NRT_ERR_ARG, "batch of %lld items outside [1, %lld]", (long long)n,
+                             (long long)ctx->max_n);
+    ctx->failed = 0;
+    ctx->err[0] = '\0';
+    ent->run(ctx, n);
+    if (ctx->failed)
+        return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
+    return NRT_OK;
+}
+
+/* ------------------------------------------------------------ checkpoints -- */
+
+static enum nrt_dtype ckpt_dims(const struct nrt_buffer_desc *b, int64_t *dims)
+{
+    for (int d = 0; d < b->rank; d++)
+        dims[d] = b->dims[d] == NRT_DIM_N ? 1 : b->dims[d];
+    return b->dtype;
+}
+
+int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path)
+{
+    const struct nrt_model *m = ctx->model;
+    struct nrt_st_writer w;
+    nrt_st_writer_init(&w);
+    char hash[17], num[32];
+    nrt_model_hash(m, hash);
+    int rc = nrt_st_writer_meta_set(&w, "netc.model", m->name);
+    if (!rc)
+        rc = nrt_st_writer_meta_set(&w, "netc.layout", hash);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)ctx->step);
+    if (!rc)
+        rc = nrt_st_writer_meta_set(&w, "netc.step", num);
+    snprintf(num, sizeof num, "%lld", (long long)ctx->epoch);
+    if (!rc)
+        rc = nrt_st_writer_meta_set(&w, "netc.epoch", num);
+    if (!rc)
+        rc = nrt_st_writer_meta_set(&w, "netc.version", m->netc_version);
+    for (int i = 0; i < m->n_buffers && !rc; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind == NRT_BUF_INPUT)
+            continue;
+        int64_t dims[NRT_MAX_RANK];
+        enum nrt_dtype dt = ckpt_dims(b, dims);
+        rc = nrt_st_writer_add(&w, b->name, dt, b->rank, dims, ctx->buf[i]);
+    }
+    if (!rc)
+        rc = nrt_st_writer_save(&w, path);
+    nrt_st_writer_free(&w);
+    return rc;
+}
+
+int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path)
+{
+    const struct nrt_model *m = ctx->model;
+    struct nrt_st_reader r;
+    int rc = nrt_st_reader_init(&r, path);
+    if (rc)
+        return rc;
+    char hash[17];
+    nrt_model_hash(m, hash);
+    const char *name = nrt_st_reader_meta_get(&r, "netc.model");
+    const char *layout = nrt_st_reader_meta_get(&r, "netc.layout");
+    if (!name || !layout) {
+        rc = nrt_error_set(NRT_ERR_FORMAT, "%s: not a netc checkpoint (no netc.model/netc.layout metadata)",
+                           path);
+    } else if (strcmp(name, m->name) != 0) {
+        rc = nrt_error_set(NRT_ERR_FORMAT, "%s: checkpoint of model '%s', not '%s'", path, name, m->name);
+    } else if (strcmp(layout, hash) != 0) {
+        rc = nrt_error_set(NRT_ERR_FORMAT,
+                           "%s: checkpoint of a different version of model '%s' (parameter layout %s, "
+                           "expected %s)",
+                           path, name, layout, hash);
+    }
+    /* Check every tensor before copying any, so a failure leaves ctx as it was. */
+    for (int i = 0; i < m->n_buffers && !rc; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind == NRT_BUF_INPUT)
+            continue;
+        const struct nrt_st_tensor *t = nrt_st_reader_find(&r, b->name);
+        int64_t dims[NRT_MAX_RANK];
+        enum nrt_dtype dt = ckpt_dims(b, dims);
+        if (!t) {
+            rc = nrt_error_set(NRT_ERR_FORMAT, "%s: no tensor '%s'", path, b->name);
+            break;
+        }
+        int same = t->dtype == dt && t->rank == b->rank;
+        for (int d = 0; same && d < b->rank; d++)
+            same = t->dims[d] == dims[d];
+        if (!same) {
+            char want[96], got[96];
+            nrt_shape_format(want, sizeof want, dt, b->rank, dims);
+            nrt_shape_format(got, sizeof got, t->dtype, t->rank, t->dims);
+            rc = nrt_error_set(NRT_ERR_FORMAT, "%s: tensor '%s' is %s, expected %s", path, b->name, got, want);
+        }
+    }
+    for (int i = 0; i < m->n_buffers && !rc; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        if (b->kind == NRT_BUF_INPUT)
+            continue;
+        int64_t dims[NRT_MAX_RANK];
+        enum nrt_dtype dt = ckpt_dims(b, dims);
+        rc = nrt_st_reader_copy(&r, b->name, dt, b->rank, dims, ctx->buf[i]);
+    }
+    if (!rc) {
+        const char *step = nrt_st_reader_meta_get(&r, "netc.step");
+        const char *epoch = nrt_st_reader_meta_get(&r, "netc.epoch");
+        ctx->step = step ? strtoull(step, NULL, 10) : 0;
+        ctx->epoch = epoch ? strtoll(epoch, NULL, 10) : 0;
+    }
+    nrt_st_reader_free(&r);
+    return rc;
+}

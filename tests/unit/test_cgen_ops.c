@@ -1,0 +1,375 @@
+/* tests/unit/test_cgen_ops.c -- the C backend against the reference interpreter,
+ * op by op, forward and backward. Each case is a one-function module in IR text
+ * whose output `y` is the op under test; unless it is marked nograd, the test adds
+ * loss = sum(y * wts) and runs autodiff with input gradients, so the backward ops
+ * (relu_grad, conv2d_grad_input, maxpool2d_grad, ...) are checked too. Every case
+ * is emitted as C, all are compiled with -Wall -Wextra -Werror into one program
+ * with a small harness that feeds the same random buffers, runs the function and
+ * writes every output and every param/state buffer back; the test compares them
+ * with the interpreter's values (relative tolerance 1e-4). A last check fails if
+ * some op of ops.def appears in no case. */
+#include "codegen/codegen.h"
+#include "passes/passes.h"
+#include "tests/unit/test.h"
+
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The generated C links against libnetrt, built with sanitizers in
+ * NETC_SANITIZE builds: compile it the same way. */
+#ifdef __SANITIZE_ADDRESS__
+#define SAN_FLAGS " -fsanitize=address,undefined"
+#else
+#define SAN_FLAGS ""
+#endif
+
+#define BATCH 3
+#define STEP 7
+
+/* One case: the nodes of function @f (inputs %0...); buffer names choose the
+ * test data: p* positive, q* probabilities, s* signs, l* labels < 5, d* rows
+ * summing to 1, anything else uniform in [-1, 1). */
+struct ccase {
+    const char *name;  /* for messages */
+    const char *bufs;  /* buffer declarations */
+    const char *body;  /* the nodes; the last line is `return y=%K` */
+    bool nograd;       /* no loss, no autodiff */
+};
+
+static const struct ccase cases[] = {
+#define UN(op, attrs, buf) {op, "input @" buf " : f32[N,4]\n", "%0 = input @" buf " : f32[N,4]\n%1 = " op "(%0)" attrs " : f32[N,4]\nreturn y=%1\n", false}
+    UN("neg", "", "x"), UN("exp", "", "x"), UN("log", "", "px"), UN("sqrt", "", "px"), UN("abs", "", "x"),
+    UN("relu", "", "x"), UN("leaky_relu", " {alpha=0.1}", "x"), UN("sigmoid", "", "x"), UN("tanh", "", "x"),
+    UN("stop_gradient", "", "x"),
+#undef UN
+#define BIN(op, a, b, sa, sb, sy) {op, "input @" a " : f32" sa "\ninput @" b " : f32" sb "\n", \
+    "%0 = input @" a " : f32" sa "\n%1 = input @" b " : f32" sb "\n%2 = " op "(%0, %1) : f32" sy "\nreturn y=%2\n", false}
+    BIN("add", "x", "b", "[N,4]", "[4]", "[N,4]"),
+    BIN("sub", "x", "b", "[N,3,4]", "[3,1]", "[N,3,4]"),
+    BIN("mul", "x", "b", "[N,1,4]", "[3,1]", "[N,3,4]"),
+    BIN("div", "x", "pb", "[N,4]", "[N,4]", "[N,4]"),
+    BIN("maximum", "x", "b", "[N,4]", "[N,4]", "[N,4]"),
+    BIN("pow", "px", "b", "[N,4]", "[4]", "[N,4]"),
+#undef BIN
+    {"greater", "input @x : f32[N,4]\ninput @b : f32[4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = input @b : f32[4]\n%2 = greater(%0, %1) : f32[N,4]\nreturn y=%2\n", true},
+    {"cast", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = const {value=3} : f32[]\n%2 = mul(%0, %1) : f32[N,4]\n"
+     "%3 = cast(%2) : i32[N,4]\n%4 = cast(%3) : f32[N,4]\n%5 = neg(%3) : i32[N,4]\nreturn y=%4, z=%5\n", true},
+    {"bias_add", "input @x : f32[N,3,2,2]\ninput @b : f32[3]\n",
+     "%0 = input @x : f32[N,3,2,2]\n%1 = input @b : f32[3]\n%2 = bias_add(%0, %1) {axis=1} : f32[N,3,2,2]\nreturn y=%2\n",
+     false},
+    {"const", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = const {value=2.5} : f32[]\n%2 = add(%0, %1) : f32[N,4]\nreturn y=%2\n", false},
+#define RED(op, attrs, sy) {op, "input @x : f32[N,3,4]\n", "%0 = input @x : f32[N,3,4]\n%1 = " op "(%0) " attrs " : f32" sy "\nreturn y=%1\n", false}
+    RED("sum", "{axes=[1], keepdims=0}", "[N,4]"), RED("sum", "{axes=[], keepdims=0}", "[]"),
+    RED("mean", "{axes=[0,2], keepdims=1}", "[1,3,1]"), RED("max", "{axes=[1], keepdims=0}", "[N,4]"),
+    RED("variance", "{axes=[2], keepdims=0}", "[N,3]"), RED("variance", "{axes=[0], keepdims=1}", "[1,3,4]"),
+#undef RED
+    {"argmax", "input @x : f32[N,3,4]\n", "%0 = input @x : f32[N,3,4]\n%1 = argmax(%0) {axis=1} : i32[N,4]\nreturn y=%1\n",
+     true},
+    {"sum_to", "input @x : f32[N,4]\n", "%0 = input @x : f32[N,4]\n%1 = sum_to(%0) : f32[4]\nreturn y=%1\n", false},
+    {"broadcast_to", "input @x : f32[3,1]\n",
+     "%0 = input @x : f32[3,1]\n%1 = broadcast_to(%0) : f32[N,3,4]\nreturn y=%1\n", false},
+    {"matmul", "input @x : f32[N,5]\ninput @w : f32[5,3]\n",
+     "%0 = input @x : f32[N,5]\n%1 = input @w : f32[5,3]\n%2 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,3]\n"
+     "return y=%2\n", false},
+    {"matmul_t", "input @x : f32[5,N]\ninput @w : f32[3,5]\n",
+     "%0 = input @x : f32[5,N]\n%1 = input @w : f32[3,5]\n%2 = matmul(%0, %1) {transpose_a=1, transpose_b=1} : f32[N,3]\n"
+     "return y=%2\n", false},
+    {"reshape_transpose", "input @x : f32[N,2,3]\n",
+     "%0 = input @x : f32[N,2,3]\n%1 = transpose(%0) {perm=[2,0,1]} : f32[3,N,2]\n%2 = reshape(%1) : f32[6,N]\n"
+     "return y=%2\n", false},
+    {"slice_pad", "input @x : f32[N,4,2]\n",
+     "%0 = input @x : f32[N,4,2]\n%1 = slice(%0) {axis=1, start=1, size=2} : f32[N,2,2]\n"
+     "%2 = pad(%1) {axis=2, before=1, after=2} : f32[N,2,5]\nreturn y=%2\n", false},
+    {"concat", "input @a : f32[N,2]\ninput @b : f32[N,3]\n",
+     "%0 = input @a : f32[N,2]\n%1 = input @b : f32[N,3]\n%2 = concat(%0, %1, %0) {axis=1} : f32[N,7]\nreturn y=%2\n",
+     false},
+    {"softmax", "input @x : f32[N,3,4]\n", "%0 = input @x : f32[N,3,4]\n%1 = softmax(%0) {axis=1} : f32[N,3,4]\nreturn y=%1\n",
+     false},
+    {"log_softmax", "input @x : f32[N,5]\n",
+     "%0 = input @x : f32[N,5]\n%1 = log_softmax(%0) {axis=1} : f32[N,5]\nreturn y=%1\n", false},
+#define LOSS(op, a, b, s) {op, "input @" a " : f32" s "\ninput @" b " : f32" s "\n", \
+    "%0 = input @" a " : f32" s "\n%1 = input @" b " : f32" s "\n%2 = " op "(%0, %1) : f32[]\nreturn y=%2\n", false}
+    LOSS("mse", "x", "t", "[N,3]"), LOSS("bce", "qx", "qt", "[N,3]"), LOSS("bce_logits", "x", "qt", "[N,3]"),
+    LOSS("hinge", "x", "st", "[N,3]"), LOSS("cross_entropy", "x", "dt", "[N,5]"),
+#undef LOSS
+    {"cross_entropy_labels", "input @x : f32[N,5]\ninput @lt : i32[N]\n",
+     "%0 = input @x : f32[N,5]\n%1 = input @lt : i32[N]\n%2 = cross_entropy(%0, %1) : f32[]\nreturn y=%2\n", false},
+    {"accuracy", "input @x : f32[N,5]\ninput @lt : i32[N]\ninput @dt : f32[N,5]\n",
+     "%0 = input @x : f32[N,5]\n%1 = input @lt : i32[N]\n%2 = accuracy(%0, %1) : f32[]\n%3 = input @dt : f32[N,5]\n"
+     "%4 = accuracy(%0, %3) : f32[]\nreturn y=%2, z=%4\n", true},
+    {"conv2d", "input @x : f32[N,2,5,5]\ninput @w : f32[4,2,3,3]\n",
+     "%0 = input @x : f32[N,2,5,5]\n%1 = input @w : f32[4,2,3,3]\n"
+     "%2 = conv2d(%0, %1) {stride=[1,1], pad=[1,1,1,1], dilation=[1,1], groups=1} : f32[N,4,5,5]\nreturn y=%2\n", false},
+    {"conv2d_strided", "input @x : f32[N,4,7,6]\ninput @w : f32[6,2,2,3]\n",
+     "%0 = input @x : f32[N,4,7,6]\n%1 = input @w : f32[6,2,2,3]\n"
+     "%2 = conv2d(%0, %1) {stride=[2,1], pad=[0,1,1,0], dilation=[2,1], groups=2} : f32[N,6,3,5]\nreturn y=%2\n", false},
+    {"conv2d_1x1", "input @x : f32[N,3,4,4]\ninput @w : f32[2,3,1,1]\n",
+     "%0 = input @x : f32[N,3,4,4]\n%1 = input @w : f32[2,3,1,1]\n"
+     "%2 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[N,2,4,4]\nreturn y=%2\n", false},
+    {"conv_transpose2d", "input @x : f32[N,3,3,3]\ninput @w : f32[3,2,4,4]\n",
+     "%0 = input @x : f32[N,3,3,3]\n%1 = input @w : f32[3,2,4,4]\n"
+     "%2 = conv_transpose2d(%0, %1) {stride=[2,2], pad=[1,1,1,1], dilation=[1,1], groups=1, output_pad=[0,0]} : "
+     "f32[N,2,6,6]\nreturn y=%2\n", false},
+    {"maxpool2d", "input @x : f32[N,2,4,4]\n",
+     "%0 = input @x : f32[N,2,4,4]\n%1 = maxpool2d(%0) {kernel=[2,2], stride=[2,2], pad=[0,0,0,0]} : f32[N,2,2,2]\n"
+     "return y=%1\n", false},
+    {"maxpool2d_pad", "input @x : f32[N,1,5,5]\n",
+     "%0 = input @x : f32[N,1,5,5]\n%1 = maxpool2d(%0) {kernel=[3,3], stride=[2,2], pad=[1,1,1,1]} : f32[N,1,3,3]\n"
+     "return y=%1\n", false},
+    {"avgpool2d", "input @x : f32[N,1,5,5]\n",
+     "%0 = input @x : f32[N,1,5,5]\n%1 = avgpool2d(%0) {kernel=[3,3], stride=[2,2], pad=[1,1,1,1]} : f32[N,1,3,3]\n"
+     "return y=%1\n", false},
+    {"upsample2d", "input @x : f32[N,2,2,3]\n",
+     "%0 = input @x : f32[N,2,2,3]\n%1 = upsample2d(%0) {scale=[2,3]} : f32[N,2,4,9]\nreturn y=%1\n", false},
+    {"dropout", "input @x : f32[N,4,5]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = dropout(%0) {rate=0.3, seed=5} : f32[N,4,5]\nreturn y=%1\n", false},
+    {"batchnorm", "input @x : f32[N,3,2]\ninput @g : f32[3]\ninput @b : f32[3]\ninput @m : f32[3]\ninput @pv : f32[3]\n",
+     "%0 = input @x : f32[N,3,2]\n%1 = input @g : f32[3]\n%2 = input @b : f32[3]\n%3 = input @m : f32[3]\n"
+     "%4 = input @pv : f32[3]\n%5 = batchnorm(%0, %1, %2, %3, %4) {eps=1e-05} : f32[N,3,2]\nreturn y=%5\n", false},
+    {"assign", "input @x : f32[N,4]\nparam @w : f32[4] init=zeros\nstate @s : f32[4] init=zeros\n",
+     "%0 = input @x : f32[N,4]\n%1 = param @w : f32[4]\n%2 = sum_to(%0) : f32[4]\n%3 = sub(%1, %2) : f32[4]\n"
+     "%4 = assign @w(%3) : f32[4]\n%5 = add(%1, %1) : f32[4]\n%6 = assign @s(%5) : f32[4]\nreturn y=%5\n", true},
+};
+#define NCASES ((int)(sizeof cases / sizeof *cases))
+
+static struct ir_module *mods[NCASES];
+static uint64_t rng_state;
+
+static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53; }
+
+static size_t numel(const struct shape *s) {
+    size_t n = 1;
+    for (int i = 0; i < s->rank; i++) n *= (size_t)(s->dim[i] == IR_DIM_N ? BATCH : s->dim[i]);
+    return n;
+}
+
+/* Random data for buffer b by its name's first letter; f32 as float values. */
+static void fill(const struct ir_buffer *b, float *f, int32_t *iv, size_t count) {
+    char k = b->name[0];
+    int64_t last = b->type.shape.rank ? b->type.shape.dim[b->type.shape.rank - 1] : 1;
+    for (size_t i = 0; i < count; i++) {
+        if (k == 'l') iv[i] = (int32_t)(cg_mix64(rng_state++) % 5);
+        else if (k == 'p') f[i] = (float)urand(0.5, 2);
+        else if (k == 'q') f[i] = (float)urand(0.1, 0.9);
+        else if (k == 's') f[i] = urand(-1, 1) < 0 ? -1.0f : 1.0f;
+        else f[i] = (float)urand(-1, 1);
+    }
+    if (k == 'd')
+        for (size_t r = 0; r < count / (size_t)last; r++) {
+            float s = 0;
+            for (int64_t j = 0; j < last; j++) s += f[r * last + j] = (float)urand(0.1, 1);
+            for (int64_t j = 0; j < last; j++) f[r * last + j] /= s;
+        }
+}
+
+/* Parses case c and adds the loss and the backward graph. */
+static struct ir_module *build(const struct ccase *c) {
+    char text[8192];
+    snprintf(text, sizeof text, "module t%s\n%sfunc @f train {\n%s}\n", "", c->bufs, c->body);
+    struct ir_module *m = ir_parse(c->name, text, strlen(text));
+    if (!m || !ir_verify(m)) {
+        TEST_FAIL_("%s: the case does not parse or verify", c->name);
+        if (m) ir_module_free(m);
+        return NULL;
+    }
+    struct ir_func *f = m->funcs[0];
+    if (!c->nograd) {
+        int y = f->outputs[0].value;
+        struct type t = f->nodes[y].type;
+        ir_buffer_add(m, BUF_INPUT, "wts", t, LOC_NONE);
+        char err[256];
+        int w = ir_node_add(m, f, OP_INPUT, NULL, 0, LOC_NONE);
+        ir_set_sym(m, &f->nodes[w], "wts");
+        ir_infer(m, f, w, err, sizeof err);
+        int args[2] = {y, w};
+        int p = ir_node_add(m, f, OP_MUL, args, 2, LOC_NONE);
+        ir_infer(m, f, p, err, sizeof err);
+        int l = ir_node_add(m, f, OP_SUM, &p, 1, LOC_NONE);
+        ir_infer(m, f, l, err, sizeof err);
+        ir_output_add(m, f, "loss", l);
+        f->loss = arena_strdup(m->arena, "loss");
+        pass_autodiff_func(m, f, true);
+        if (!ir_verify(m)) TEST_FAIL_("%s: invalid IR after autodiff", c->name);
+    }
+    return m;
+}
+
+static const char harness_head[] =
+    "#include \"netrt.h\"\n#include <stdio.h>\n";
+
+/* The harness: for every case, read its buffers, run @f at step STEP, write every
+ * output and every param/state buffer. */
+static void write_harness(FILE *out) {
+    fputs(harness_head, out);
+    for (int k = 0; k < NCASES; k++) fprintf(out, "extern const struct nrt_model netc_model_%d;\n", k);
+    fputs("static const struct nrt_model *const models[] = {", out);
+    for (int k = 0; k < NCASES; k++) fprintf(out, "%s&netc_model_%d", k ? ", " : "", k);
+    fputs("};\n", out);
+    fprintf(out,
+            "int main(void)\n{\n"
+            "    for (int k = 0; k < %d; k++) {\n"
+            "        const struct nrt_model *m = models[k];\n"
+            "        struct nrt_ctx ctx;\n"
+            "        char path[64];\n"
+            "        if (nrt_ctx_init(&ctx, m, %d, 0)) return 1;\n"
+            "        snprintf(path, sizeof path, \"in_%%d.bin\", k);\n"
+            "        FILE *f = fopen(path, \"rb\");\n"
+            "        if (!f) return 1;\n"
+            "        for (int i = 0; i < m->n_buffers; i++) {\n"
+            "            size_t c = (size_t)nrt_desc_count(m->buffers[i].rank, m->buffers[i].dims, %d);\n"
+            "            if (fread(ctx.buf[i], 4, c, f) != c) return 1;\n"
+            "        }\n"
+            "        fclose(f);\n"
+            "        ctx.step = %d;\n"
+            "        int rc = nrt_ctx_run(&ctx, 0, %d);\n"
+            "        if (rc) fprintf(stderr, \"case %%d: %%s\\n\", k, nrt_error());\n"
+            "        snprintf(path, sizeof path, \"out_%%d.bin\", k);\n"
+            "        f = fopen(path, \"wb\");\n"
+            "        if (!f) return 1;\n"
+            "        const struct nrt_entry_desc *e = &m->entries[0];\n"
+            "        for (int o = 0; o < e->n_outputs && !rc; o++)\n"
+            "            fwrite(ctx.out[o], 4, (size_t)nrt_desc_count(e->outputs[o].rank, e->outputs[o].dims, %d), f);\n"
+            "        for (int i = 0; i < m->n_buffers && !rc; i++)\n"
+            "            if (m->buffers[i].kind != NRT_BUF_INPUT)\n"
+            "                fwrite(ctx.buf[i], 4, (size_t)nrt_desc_count(m->buffers[i].rank, m->buffers[i].dims, 1), f);\n"
+            "        fclose(f);\n"
+            "        nrt_ctx_free(&ctx);\n"
+            "    }\n"
+            "    return 0;\n}\n",
+            NCASES, BATCH, BATCH, STEP, BATCH, BATCH);
+}
+
+static bool close_enough(double ref, double got) { return fabs(ref - got) <= 1e-4 * (1 + fabs(ref)); }
+
+/* Runs the interpreter on case k's data and compares with out_k.bin. */
+static void compare(int k, float **data) {
+    struct ir_module *m = mods[k];
+    struct ir_func *f = m->funcs[0];
+    struct cg_interp *it = cg_interp_new(m, f, BATCH);
+    cg_interp_set_step(it, STEP);
+    for (size_t b = 0; b < vec_len(m->buffers); b++) {
+        const struct ir_buffer *buf = &m->buffers[b];
+        size_t count = numel(&buf->type.shape);
+        if (buf->type.dtype == DT_I32) cg_interp_set_i32(it, buf->name, (int32_t *)data[b], count);
+        else cg_interp_set_f32(it, buf->name, data[b], count);
+    }
+    if (!cg_interp_run(it)) {
+        TEST_FAIL_("%s: interpreter: %s", cases[k].name, cg_interp_error(it));
+        cg_interp_free(it);
+        return;
+    }
+    char path[64];
+    snprintf(path, sizeof path, "out_%d.bin", k);
+    FILE *in = fopen(path, "rb");
+    CHECK(in != NULL);
+    int bad = 0;
+    for (size_t o = 0; in && o < vec_len(f->outputs); o++) {
+        const struct ir_node *n = &f->nodes[f->outputs[o].value];
+        size_t count = numel(&n->type.shape);
+        double *ref = calloc(count, sizeof *ref);
+        int32_t *iref = calloc(count, sizeof *iref);
+        float *got = calloc(count, sizeof *got);
+        if (fread(got, 4, count, in) != count) {
+            TEST_FAIL_("%s: output %s missing from the C program's results", cases[k].name, f->outputs[o].name);
+            bad++;
+        } else if (n->type.dtype == DT_I32) {
+            cg_interp_output_i32(it, f->outputs[o].name, iref, count);
+            for (size_t i = 0; i < count; i++)
+                if (iref[i] != ((int32_t *)got)[i] && bad++ < 5)
+                    TEST_FAIL_("%s: %s[%zu] = %d, interpreter %d", cases[k].name, f->outputs[o].name, i,
+                               ((int32_t *)got)[i], iref[i]);
+        } else {
+            cg_interp_output_f64(it, f->outputs[o].name, ref, count);
+            for (size_t i = 0; i < count; i++)
+                if (!close_enough(ref[i], got[i]) && bad++ < 5)
+                    TEST_FAIL_("%s: %s[%zu] = %.8g, interpreter %.8g", cases[k].name, f->outputs[o].name, i,
+                               got[i], ref[i]);
+        }
+        free(ref);
+        free(iref);
+        free(got);
+    }
+    /* Param/state buffers after the run: assigned values or unchanged. */
+    for (size_t b = 0; in && b < vec_len(m->buffers); b++) {
+        const struct ir_buffer *buf = &m->buffers[b];
+        if (buf->kind == BUF_INPUT) continue;
+        size_t count = numel(&buf->type.shape);
+        double *ref = calloc(count, sizeof *ref);
+        float *got = calloc(count, sizeof *got);
+        bool assigned = cg_interp_assigned_f64(it, buf->name, ref, count);
+        if (!assigned)
+            for (size_t i = 0; i < count; i++) ref[i] = data[b][i];
+        if (fread(got, 4, count, in) != count) bad++;
+        for (size_t i = 0; i < count; i++)
+            if (!close_enough(ref[i], got[i]) && bad++ < 5)
+                TEST_FAIL_("%s: buffer %s[%zu] = %.8g after the run, expected %.8g", cases[k].name, buf->name, i,
+                           got[i], ref[i]);
+        free(ref);
+        free(got);
+    }
+    if (in) fclose(in);
+    if (!bad) test_passed++;
+    printf("%-24s %s\n", cases[k].name, bad ? "MISMATCH" : "ok");
+    cg_interp_free(it);
+}
+
+int main(void) {
+    char dir[] = "/tmp/netc-cgen-XXXXXX";
+    if (!mkdtemp(dir) || chdir(dir) != 0) {
+        perror("temporary directory");
+        return 1;
+    }
+    bool covered[OP_COUNT] = {false};
+    float *data[NCASES][16] = {{NULL}};
+    char cmd[1 << 16];
+    int k0 = snprintf(cmd, sizeof cmd, "cc -std=c11 -O1 -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime", NETC_SOURCE_DIR);
+    for (int k = 0; k < NCASES; k++) {
+        rng_state = 0x5eed + (uint64_t)k * 7919;
+        mods[k] = build(&cases[k]);
+        if (!mods[k]) continue;
+        struct ir_module *m = mods[k];
+        for (int id = 0; id < ir_func_len(m->funcs[0]); id++) covered[m->funcs[0]->nodes[id].op] = true;
+        char path[64];
+        snprintf(path, sizeof path, "in_%d.bin", k);
+        FILE *f = fopen(path, "wb");
+        for (size_t b = 0; b < vec_len(m->buffers) && b < 16; b++) {
+            size_t count = numel(&m->buffers[b].type.shape);
+            data[k][b] = calloc(count, 4);
+            fill(&m->buffers[b], data[k][b], (int32_t *)data[k][b], count);
+            fwrite(data[k][b], 4, count, f);
+        }
+        fclose(f);
+        snprintf(path, sizeof path, "case_%d.c", k);
+        f = fopen(path, "w");
+        fprintf(f, "#define netc_model netc_model_%d\n", k);
+        struct cg_options opt = {"test", false};
+        CHECK(cg_target_c.emit(m, f, &opt));
+        fclose(f);
+        k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " case_%d.c", k);
+    }
+    FILE *h = fopen("harness.c", "w");
+    write_harness(h);
+    fclose(h);
+    snprintf(cmd + k0, sizeof cmd - (size_t)k0,
+             " harness.c %s/runtime/libnetrt.a -lopenblas -lz -lm -lpthread -o harness && ./harness", NETC_BINARY_DIR);
+    int rc = system(cmd);
+    ASSERT(0, rc);
+    if (rc == 0)
+        for (int k = 0; k < NCASES; k++)
+            if (mods[k]) compare(k, data[k]);
+    for (int op = 0; op < OP_COUNT; op++) {
+        if (covered[op]) test_passed++;
+        else TEST_FAIL_("op %s is covered by no case", op_info[op].name);
+    }
+    for (int k = 0; k < NCASES; k++) {
+        for (int b = 0; b < 16; b++) free(data[k][b]);
+        if (mods[k]) ir_module_free(mods[k]);
+    }
+    if (!test_failed && system("rm -f *.bin *.c harness") == 0 && chdir("/") == 0) rmdir(dir);
+    else printf("files kept in %s\n", dir);
+    TEST_DONE();
+}

@@ -1,0 +1,416 @@
+/* tools/build.c -- `netc emit`, `netc build` and `netc run`: load a .net file,
+ * run the pass pipeline, emit C through the target's struct (codegen.h), and for
+ * build/run compile it with the system C compiler against libnetrt, whose header
+ * directory and static library netc knows from CMake (NETC_RUNTIME_INCLUDE,
+ * NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
+ * into place, removed on failure. Sections: options, pipeline and emission,
+ * compiling, the three commands. */
+#include "tools/build.h"
+
+#include "codegen/codegen.h"
+#include "frontend/frontend.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef NETC_RUNTIME_INCLUDE
+#error "NETC_RUNTIME_INCLUDE must name the directory of netrt.h (set by tools/CMakeLists.txt)"
+#endif
+#ifndef NETC_RUNTIME_LIB
+#error "NETC_RUNTIME_LIB must name libnetrt.a (set by tools/CMakeLists.txt)"
+#endif
+#ifndef NETC_RUNTIME_LDFLAGS
+#define NETC_RUNTIME_LDFLAGS ""
+#endif
+
+enum { EXIT_USER = 1, EXIT_USAGE = 2 };
+
+#define PATH_MAX_ 4096
+
+/* ------------------------------------------------------------- options */
+
+static const char usage_build[] =
+    "usage: netc build FILE.net -o PROGRAM [options]\n"
+    "\n"
+    "Compile FILE.net to a native program that trains and runs the model\n"
+    "(`PROGRAM train`, `PROGRAM eval`, `PROGRAM predict`, `PROGRAM info`).\n"
+    "\n"
+    "  -o PROGRAM        the program to write (default: the model's name)\n"
+    "  -O0 -O1 -O2 -O3   optimisation level for the C compiler (default -O3 -march=native)\n"
+    "  --target=c        the backend (only c so far)\n"
+    "  --cc=CC           the C compiler (default: $CC, else cc)\n"
+    "  --cflags=FLAGS    extra flags for the C compiler, space-separated\n"
+    "  --keep            keep the generated C (its path is printed)\n"
+    "  --verify          run the IR verifier after every pass\n";
+
+static const char usage_emit[] =
+    "usage: netc emit FILE.net --target=c -o DIR/\n"
+    "\n"
+    "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
+    "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
+    "  cc -O3 DIR/MODEL.c -IDIR libnetrt.a -lopenblas -lz -lm -lpthread\n"
+    "\n"
+    "  -o DIR            output directory (default: .)\n"
+    "  --target=c        the backend (only c so far)\n"
+    "  --verify          run the IR verifier after every pass\n";
+
+static const char usage_run[] =
+    "usage: netc run FILE.net [build options] [-- PROGRAM ARGS...]\n"
+    "\n"
+    "Build FILE.net into a cache directory ($XDG_CACHE_HOME/netc or ~/.cache/netc,\n"
+    "keyed by the file's contents, netc's version and the build flags) unless it is\n"
+    "there already, then run it with ARGS (default: train).\n"
+    "\n"
+    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=c   as for `netc build`\n";
+
+struct build_opts {
+    const char *file;    /* the .net file */
+    const char *out;     /* -o */
+    const char *cc;      /* --cc */
+    const char *cflags;  /* --cflags */
+    const char *olevel;  /* "-O3" */
+    bool keep;           /* --keep */
+    bool verify;         /* --verify */
+    int rest;            /* run: index of the first program argument after "--", or argc */
+};
+
+static void usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "netc %s: error: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nrun `netc %s --help` for usage\n", cmd);
+}
+
+static void user_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void user_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "netc %s: error: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* Returns 0 to go on, -1 after --help, else an exit status. */
+static int parse(const char *cmd, const char *usage, int argc, char **argv, struct build_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->olevel = "-O3";
+    o->rest = argc;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        } else if (strcmp(a, "--") == 0 && strcmp(cmd, "run") == 0) {
+            o->rest = i + 1;
+            break;
+        } else if (strcmp(a, "-o") == 0 && strcmp(cmd, "run") != 0) {
+            if (++i == argc) {
+                usage_error(cmd, "-o needs a file name");
+                return EXIT_USAGE;
+            }
+            o->out = argv[i];
+        } else if (strncmp(a, "--target=", 9) == 0) {
+            if (!cg_target_find(a + 9)) {
+                usage_error(cmd, "unknown target '%s' (targets: c)", a + 9);
+                return EXIT_USAGE;
+            }
+        } else if (strcmp(cmd, "emit") != 0 && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 ||
+                                                strcmp(a, "-O2") == 0 || strcmp(a, "-O3") == 0)) {
+            o->olevel = a;
+        } else if (strcmp(cmd, "emit") != 0 && strncmp(a, "--cc=", 5) == 0) {
+            o->cc = a + 5;
+        } else if (strcmp(cmd, "emit") != 0 && strncmp(a, "--cflags=", 9) == 0) {
+            o->cflags = a + 9;
+        } else if (strcmp(cmd, "build") == 0 && strcmp(a, "--keep") == 0) {
+            o->keep = true;
+        } else if (strcmp(a, "--verify") == 0) {
+            o->verify = true;
+        } else if (a[0] == '-' && a[1]) {
+            usage_error(cmd, "unknown option '%s'", a);
+            return EXIT_USAGE;
+        } else if (!o->file) {
+            o->file = a;
+        } else {
+            usage_error(cmd, "more than one input file ('%s' and '%s')", o->file, a);
+            return EXIT_USAGE;
+        }
+    }
+    if (!o->file) {
+        usage_error(cmd, "no input file");
+        return EXIT_USAGE;
+    }
+    if (!o->cc) o->cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    return 0;
+}
+
+/* ------------------------------------------------- pipeline and emission */
+
+/* The module of a .net file after the default pipeline, or NULL (reported). */
+static struct ir_module *compile_module(const struct build_opts *o) {
+    struct ir_module *m = fe_load(o->file);
+    if (!m) return NULL;
+    struct pass_options popt = {o->verify, NULL, false, false, stdout};
+    if (!ir_verify(m) || !pass_run_list(m, pass_pipeline(), &popt)) {
+        ir_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Writes the C of m to path atomically. */
+static bool write_c(const char *cmd, const struct ir_module *m, const char *path, const char *version) {
+    char tmp[2 * PATH_MAX_];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+        return false;
+    }
+    struct cg_options copt = {version, true};
+    bool ok = cg_target_c.emit(m, f, &copt);
+    if (fclose(f) != 0) ok = false;
+    if (ok && rename(tmp, path) != 0) {
+        user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
+        ok = false;
+    }
+    if (!ok) remove(tmp);
+    return ok;
+}
+
+/* Copies a file atomically. */
+static bool copy_file(const char *cmd, const char *from, const char *to) {
+    char tmp[2 * PATH_MAX_];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", to, (long)getpid());
+    FILE *in = fopen(from, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
+    bool ok = in && out;
+    char buf[1 << 14];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, in)) > 0) ok = fwrite(buf, 1, n, out) == n;
+    if (in && ferror(in)) ok = false;
+    if (in) fclose(in);
+    if (out && fclose(out) != 0) ok = false;
+    if (ok && rename(tmp, to) != 0) ok = false;
+    if (!ok) {
+        remove(tmp);
+        user_error(cmd, "cannot copy '%s' to '%s': %s", from, to, strerror(errno));
+    }
+    return ok;
+}
+
+/* mkdir -p. */
+static bool make_dirs(const char *cmd, const char *dir) {
+    char path[PATH_MAX_];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(path, 0777) != 0 && errno != EEXIST) {
+                user_error(cmd, "cannot create directory '%s': %s", path, strerror(errno));
+                return false;
+            }
+            *p = saved;
+            if (!saved) break;
+        }
+    }
+    return true;
+}
+
+/* A file name for the model: its name where that is a plain identifier. */
+static const char *model_file_name(const struct ir_module *m) {
+    const char *s = m->name;
+    if (!s || !*s) return "model";
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return "model";
+    return s;
+}
+
+/* ------------------------------------------------------------ compiling */
+
+/* Runs argv, waiting for it; true on exit status 0. The child's output goes to
+ * ours, so a failing compiler shows its errors. */
+static bool run_wait(const char *cmd, char **argv) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        user_error(cmd, "cannot start '%s': %s", argv[0], strerror(errno));
+        return false;
+    }
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "netc %s: error: cannot run '%s': %s\n", cmd, argv[0], strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return false;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return true;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return false;
+    user_error(cmd, "the C compiler '%s' failed (%s %d)", argv[0], WIFEXITED(st) ? "exit status" : "signal",
+               WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    return false;
+}
+
+/* Splits a space-separated flag string into argv (pointers into buf). */
+static int split_flags(char *buf, char **out, int max) {
+    int n = 0;
+    for (char *tok = strtok(buf, " \t"); tok && n < max; tok = strtok(NULL, " \t")) out[n++] = tok;
+    return n;
+}
+
+/* Compiles csrc into program `out`, atomically. */
+static bool compile_c(const char *cmd, const struct build_opts *o, const char *csrc, const char *out) {
+    char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], ldflags[1024];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    snprintf(inc, sizeof inc, "-I%s", NETC_RUNTIME_INCLUDE);
+    snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
+    snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
+    char *argv[160];
+    int n = 0;
+    argv[n++] = (char *)o->cc;
+    argv[n++] = "-std=c11";
+    argv[n++] = (char *)o->olevel;
+    if (strcmp(o->olevel, "-O0") != 0) argv[n++] = "-march=native";
+    else argv[n++] = "-g";
+    n += split_flags(flags, argv + n, 64);
+    argv[n++] = inc;
+    argv[n++] = (char *)csrc;
+    argv[n++] = NETC_RUNTIME_LIB;
+    n += split_flags(ldflags, argv + n, 16);
+    argv[n++] = "-lopenblas";
+    argv[n++] = "-lz";
+    argv[n++] = "-lm";
+    argv[n++] = "-lpthread";
+    argv[n++] = "-o";
+    argv[n++] = tmp;
+    argv[n] = NULL;
+    bool ok = run_wait(cmd, argv);
+    if (ok && rename(tmp, out) != 0) {
+        user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
+        ok = false;
+    }
+    if (!ok) remove(tmp);
+    return ok;
+}
+
+/* Emits m into a fresh temporary directory and compiles it to out. */
+static bool build_to(const char *cmd, const struct build_opts *o, const struct ir_module *m, const char *out,
+                     const char *version) {
+    const char *tdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char dir[PATH_MAX_], csrc[PATH_MAX_ + 64];
+    snprintf(dir, sizeof dir, "%s/netc-XXXXXX", tdir);
+    if (!mkdtemp(dir)) {
+        user_error(cmd, "cannot create a temporary directory in %s: %s", tdir, strerror(errno));
+        return false;
+    }
+    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
+    bool ok = write_c(cmd, m, csrc, version) && compile_c(cmd, o, csrc, out);
+    if (o->keep) {
+        fprintf(stderr, "netc %s: generated C kept in %s\n", cmd, csrc);
+    } else {
+        remove(csrc);
+        rmdir(dir);
+    }
+    return ok;
+}
+
+/* ------------------------------------------------------------- commands */
+
+int build_cmd_emit(int argc, char **argv, const char *version) {
+    struct build_opts o;
+    int st = parse("emit", usage_emit, argc, argv, &o);
+    if (st) return st < 0 ? 0 : st;
+    struct ir_module *m = compile_module(&o);
+    if (!m) return EXIT_USER;
+    const char *dir = o.out ? o.out : ".";
+    char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
+    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
+    snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
+    bool ok = make_dirs("emit", dir) && write_c("emit", m, csrc, version) &&
+              copy_file("emit", NETC_RUNTIME_INCLUDE "/netrt.h", hdr);
+    ir_module_free(m);
+    return ok ? 0 : EXIT_USER;
+}
+
+int build_cmd_build(int argc, char **argv, const char *version) {
+    struct build_opts o;
+    int st = parse("build", usage_build, argc, argv, &o);
+    if (st) return st < 0 ? 0 : st;
+    struct ir_module *m = compile_module(&o);
+    if (!m) return EXIT_USER;
+    bool ok = build_to("build", &o, m, o.out ? o.out : model_file_name(m), version);
+    ir_module_free(m);
+    return ok ? 0 : EXIT_USER;
+}
+
+static void fnv(uint64_t *h, const void *p, size_t n) {
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) *h = (*h ^ s[i]) * 0x100000001b3ull;
+}
+
+int build_cmd_run(int argc, char **argv, const char *version) {
+    struct build_opts o;
+    int st = parse("run", usage_run, argc, argv, &o);
+    if (st) return st < 0 ? 0 : st;
+    /* The key: the file's text, netc's version, the flags and the runtime library. */
+    FILE *f = fopen(o.file, "rb");
+    if (!f) {
+        user_error("run", "cannot open '%s': %s", o.file, strerror(errno));
+        return EXIT_USER;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    char buf[1 << 14];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) fnv(&h, buf, n);
+    fclose(f);
+    struct stat lib;
+    long long lib_mtime = stat(NETC_RUNTIME_LIB, &lib) == 0 ? (long long)lib.st_mtime : 0;
+    snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld", version, o.cc, o.olevel, o.cflags ? o.cflags : "",
+             NETC_RUNTIME_LIB, lib_mtime);
+    fnv(&h, buf, strlen(buf));
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char dir[PATH_MAX_], prog[PATH_MAX_ + 160];
+    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/netc/%016llx", xdg, (unsigned long long)h);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/netc/%016llx", home, (unsigned long long)h);
+    else snprintf(dir, sizeof dir, "/tmp/netc-cache-%ld/%016llx", (long)getuid(), (unsigned long long)h);
+    const char *base = strrchr(o.file, '/') ? strrchr(o.file, '/') + 1 : o.file;
+    char stem[128];
+    size_t k = 0;
+    for (; base[k] && base[k] != '.' && k + 1 < sizeof stem; k++) {
+        char ch = base[k];
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+        stem[k] = ok ? ch : '_';
+    }
+    stem[k] = '\0';
+    snprintf(prog, sizeof prog, "%s/%s", dir, k ? stem : "model");
+    if (access(prog, X_OK) != 0) {
+        struct ir_module *m = compile_module(&o);
+        if (!m) return EXIT_USER;
+        bool ok = make_dirs("run", dir) && build_to("run", &o, m, prog, version);
+        ir_module_free(m);
+        if (!ok) return EXIT_USER;
+    }
+    int nargs = argc - o.rest;
+    char **pargv = calloc((size_t)nargs + 3, sizeof *pargv);
+    if (!pargv) return EXIT_USER;
+    pargv[0] = prog;
+    k = 1;
+    if (nargs == 0) pargv[k++] = "train";
+    for (int i = o.rest; i < argc; i++) pargv[k++] = argv[i];
+    pargv[k] = NULL;
+    fflush(NULL);
+    execv(prog, pargv);
+    user_error("run", "cannot run '%s': %s", prog, strerror(errno));
+    free(pargv);
+    return EXIT_USER;
+}
