@@ -4,6 +4,7 @@
  * n = 0, 1, 2, ... and checks for a clean error, no leak and no partial file. */
 #include "runtime/netrt.h"
 #include "test.h"
+#include "test_runtime.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -14,37 +15,6 @@
  * instead of aborting, so that the real failure path is tested too. */
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
-
-static char dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[16][256]; /* a ring: each test keeps only a few names */
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    if (!f)
-        return;
-    CHECK(fwrite(data, 1, n, f) == n);
-    fclose(f);
-}
-
-static void write_gz(const char *path, const void *data, size_t n)
-{
-    gzFile g = gzopen(path, "wb");
-    CHECK(g != NULL);
-    if (!g)
-        return;
-    CHECK(gzwrite(g, data, (unsigned)n) == (int)n);
-    gzclose(g);
-}
 
 static int64_t live_blocks(void)
 {
@@ -364,11 +334,8 @@ static void test_oom(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/netrt_alloc_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!test_dir_make("netrt_alloc"))
         return 1;
-    }
     test_alignment();
     test_counters();
     test_realloc();

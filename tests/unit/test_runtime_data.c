@@ -6,6 +6,7 @@
  * fuzz loop of byte flips and truncations that must never crash. */
 #include "runtime/netrt.h"
 #include "test.h"
+#include "test_runtime.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -13,64 +14,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-/* Checks that call fails and that its message contains substr. */
-#define EXPECT_ERR(call, substr)                                                         \
-    do {                                                                                 \
-        int rc_ = (call);                                                                \
-        if (rc_ == 0)                                                                    \
-            TEST_FAIL_("%s succeeded, expected an error with '%s'", #call, substr);      \
-        else if (!strstr(nrt_error(), substr))                                           \
-            TEST_FAIL_("%s: message \"%s\" lacks '%s'", #call, nrt_error(), substr);     \
-        else                                                                             \
-            test_passed++;                                                               \
-    } while (0)
-
-/* Checks that call succeeds, printing the message if not. */
-#define EXPECT_OK(call)                                                                  \
-    do {                                                                                 \
-        int rc_ = (call);                                                                \
-        if (rc_ != 0)                                                                    \
-            TEST_FAIL_("%s failed: %s", #call, nrt_error());                             \
-        else                                                                             \
-            test_passed++;                                                               \
-    } while (0)
-
-static char dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[16][256]; /* a ring: each test keeps only a few names */
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        TEST_FAIL_("cannot write %s", path);
-        return;
-    }
-    if (n)
-        CHECK(fwrite(data, 1, n, f) == n);
-    fclose(f);
-}
-
 static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
-
-static void write_gz(const char *path, const void *data, size_t n)
-{
-    gzFile g = gzopen(path, "wb");
-    if (!g) {
-        TEST_FAIL_("cannot write %s", path);
-        return;
-    }
-    if (n)
-        CHECK(gzwrite(g, data, (unsigned)n) == (int)n);
-    gzclose(g);
-}
 
 static size_t file_bytes(const char *path, unsigned char *buf, size_t cap)
 {
@@ -855,11 +799,8 @@ static void test_fuzz(void)
 
 int main(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/netrt_data_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!test_dir_make("netrt_data"))
         return 1;
-    }
     int64_t base = live_blocks();
     test_idx_good();
     test_idx_bad();

@@ -7,55 +7,13 @@
  *   test_runtime_safetensors --check PATH   checks the one Python wrote */
 #include "runtime/netrt.h"
 #include "test.h"
+#include "test_runtime.h"
 
 #include <dirent.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define EXPECT_ERR(call, substr)                                                         \
-    do {                                                                                 \
-        int rc_ = (call);                                                                \
-        if (rc_ == 0)                                                                    \
-            TEST_FAIL_("%s succeeded, expected an error with '%s'", #call, substr);      \
-        else if (!strstr(nrt_error(), substr))                                           \
-            TEST_FAIL_("%s: message \"%s\" lacks '%s'", #call, nrt_error(), substr);     \
-        else                                                                             \
-            test_passed++;                                                               \
-    } while (0)
-
-#define EXPECT_OK(call)                                                                  \
-    do {                                                                                 \
-        int rc_ = (call);                                                                \
-        if (rc_ != 0)                                                                    \
-            TEST_FAIL_("%s failed: %s", #call, nrt_error());                             \
-        else                                                                             \
-            test_passed++;                                                               \
-    } while (0)
-
-static char dir[64];
-
-static const char *tmp_path(const char *name)
-{
-    static char buf[16][256]; /* a ring: each test keeps only a few names */
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        TEST_FAIL_("cannot write %s", path);
-        return;
-    }
-    if (n)
-        CHECK(fwrite(data, 1, n, f) == n);
-    fclose(f);
-}
 
 static size_t read_file(const char *path, unsigned char *buf, size_t cap)
 {
@@ -550,11 +508,8 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--check") == 0)
         return check_python_file(argv[2]);
 
-    snprintf(dir, sizeof dir, "/tmp/netrt_st_XXXXXX");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (!test_dir_make("netrt_st"))
         return 1;
-    }
     int64_t base = live_blocks();
     test_roundtrip();
     test_atomic();
