@@ -2,7 +2,8 @@
 """tests/e2e/Inputs/metrics.py -- checks a --metrics file: every line one JSON
 object with the documented keys; optional bounds on the last line.
 usage: metrics.py FILE [--lines N] [--min-test-accuracy X] [--max-loss X]
-                       [--partial] [--same-losses OTHER_FILE]"""
+                       [--min-loss-drop F] [--partial] [--same-losses OTHER_FILE]
+--min-loss-drop F: the first line's loss is at least F times the last line's."""
 import json
 import sys
 
@@ -48,6 +49,12 @@ def main():
         elif a == "--max-loss":
             if not last["loss"] <= float(args[i + 1]):
                 sys.exit(f"loss {last['loss']}, expected <= {args[i + 1]}")
+            i += 1
+        elif a == "--min-loss-drop":
+            first = rows[0]["loss"]
+            if not (first > 0 and last["loss"] >= 0 and first >= float(args[i + 1]) * last["loss"]):
+                sys.exit(f"loss {first} -> {last['loss']}, expected a drop of at least {args[i + 1]}x")
+            print(f"loss {first:.4g} -> {last['loss']:.4g}: {first / max(last['loss'], 1e-30):.1f}x drop")
             i += 1
         elif a == "--partial":
             if last.get("complete") is not False:
