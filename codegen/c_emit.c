@@ -1,10 +1,12 @@
 /* codegen/c_emit.c -- the C backend's frame: the target struct, the one emit()
  * helper and the small printing helpers the op emitters share, the workspace
  * layout of a function (liveness-based reuse of slots in two regions: fixed-size
- * values, and values that scale with the batch), one C function per entry point,
- * and the static model descriptor (buffers, inputs' sources, train settings,
- * entry points) that the runtime driver reads. Names from the .net file appear
- * only as escaped string literals; C identifiers are built from indices. */
+ * values, and values that scale with the batch; a fused kernel's members other
+ * than its root get no slot), one C function per entry point preceded by one per
+ * fused kernel (the IR's `kernel=K`, bodies in c_ops.c), and the static model
+ * descriptor (buffers, inputs' sources, train settings, entry points) that the
+ * runtime driver reads. Names from the .net file appear only as escaped string
+ * literals; C identifiers are built from indices. */
 #include "codegen/codegen.h"
 
 #include <limits.h>
@@ -132,6 +134,30 @@ static void region_release(struct region *r, size_t off, size_t size) {
 
 static size_t round_up(size_t v) { return (v + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN; }
 
+/* The IR's kernels that are emitted fused (c->kernels, vals[].kernel). */
+static void form_kernels(struct cgc *c) {
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f);
+    for (int id = len - 1; id >= 0; id--) { /* a kernel's root is its last member */
+        int kn = f->nodes[id].kernel;
+        if (kn <= 0 || c->vals[id].kernel >= 0) continue;
+        bool seen = false;
+        for (int j = id + 1; j < len && !seen; j++) seen = f->nodes[j].kernel == kn;
+        if (seen) continue;
+        struct cgc_kernel k = {id, -1, NULL, NULL};
+        int q = (int)vec_len(c->kernels);
+        for (int j = 0; j <= id; j++)
+            if (f->nodes[j].kernel == kn) vec_push(k.members, j), c->vals[j].kernel = q;
+        if (cgc_kernel_plan(c, &k)) {
+            vec_push(c->kernels, k);
+            continue;
+        }
+        for (size_t j = 0; j < vec_len(k.members); j++) c->vals[k.members[j]].kernel = -1;
+        vec_free(k.members);
+        vec_free(k.inputs);
+    }
+}
+
 /* Where each value of f lives: aliases, buffers, or slots reused by liveness. A
  * value's slot is released after its last reader (aliases extend their root's
  * life), so an op's output never overlaps its own operands. */
@@ -140,6 +166,8 @@ static void layout(struct cgc *c) {
     int len = ir_func_len(f);
     c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
     if (!c->vals) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int id = 0; id < len; id++) c->vals[id].kernel = -1;
+    form_kernels(c);
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
         struct cgc_val *v = &c->vals[id];
@@ -148,9 +176,11 @@ static void layout(struct cgc *c) {
         v->last_use = id;
         if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = buffer_index(c->m, n->sym);
         else if (cgc_op_aliases(n)) v->alias = n->args[0];
+        /* A fused member reads its operands when its kernel runs, at the root. */
+        int at = v->kernel >= 0 ? c->kernels[v->kernel].root : id;
         for (int a = 0; a < n->nargs; a++) {
             c->vals[n->args[a]].uses++;
-            if (c->vals[n->args[a]].last_use < id) c->vals[n->args[a]].last_use = id;
+            if (c->vals[n->args[a]].last_use < at) c->vals[n->args[a]].last_use = at;
         }
         if (n->op == OP_ASSIGN) c->vals[n->args[0]].last_use = INT_MAX;
         v->scratch = cgc_op_scratch(f, n, &v->scratch_n);
@@ -172,18 +202,23 @@ static void layout(struct cgc *c) {
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
         struct cgc_val *v = &c->vals[id];
-        if (v->alias < 0 && v->buffer < 0) {
+        /* A kernel's members other than its root live in registers; the root
+         * also takes the scratch of the kernel's head. */
+        const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
+        bool stored = !kn || kn->root == id;
+        if (stored && v->alias < 0 && v->buffer < 0) {
             struct cgc_x cnt = cgc_count(&n->type.shape);
             v->per_n = cnt.n;
             v->size = round_up((size_t)cnt.k * dtype_size(n->type.dtype));
             v->off = region_alloc(v->per_n ? &per_n : &fixed, v->size);
             if (v->last_use != INT_MAX) vec_push(dies[v->last_use], id);
         }
-        if (v->scratch > 0) {
-            size_t sz = round_up((size_t)v->scratch * sizeof(float));
-            struct region *r = v->scratch_n ? &per_n : &fixed;
-            v->scratch_off = region_alloc(r, sz);
-            region_release(r, v->scratch_off, sz);
+        struct cgc_val *sv = !kn ? v : stored && kn->head >= 0 ? &c->vals[kn->head] : NULL;
+        if (sv && sv->scratch > 0) {
+            size_t sz = round_up((size_t)sv->scratch * sizeof(float));
+            struct region *r = sv->scratch_n ? &per_n : &fixed;
+            sv->scratch_off = region_alloc(r, sz);
+            region_release(r, sv->scratch_off, sz);
         }
         for (size_t k = 0; k < vec_len(dies[id]); k++) {
             struct cgc_val *d = &c->vals[dies[id][k]];
@@ -221,9 +256,47 @@ static void node_comment(struct cgc *c, int id) {
     cgc_emit(c, "/* %s */", line);
 }
 
+void cgc_op_emit(struct cgc *c, int id) {
+    static void (*const column[OP_COUNT])(struct cgc *, int) = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = cgc_op_##name,
+#include "ir/ops.def"
+#undef OP
+    };
+    column[cgc_node(c, id)->op](c, id);
+}
+
+/* The arguments of kernel k after n ("v7, v3, v5, s4"), or its parameters. */
+static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, bool params, char *buf, size_t len) {
+    size_t at = (size_t)snprintf(buf, len, params ? "int64_t n, float *restrict v%d" : "n, v%d", k->root);
+    for (size_t i = 0; i < vec_len(k->inputs) && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, params ? ", const float *restrict v%d" : ", v%d",
+                               k->inputs[i]);
+    if (k->head >= 0 && c->vals[k->head].scratch > 0 && at < len)
+        snprintf(buf + at, len - at, params ? ", float *restrict s%d" : ", s%d", k->head);
+}
+
+/* One static function per fused kernel of entry point `index`. */
+static void emit_kernels(struct cgc *c, int index) {
+    for (size_t q = vec_len(c->kernels); q-- > 0;) { /* formed from the end: print in order */
+        const struct cgc_kernel *k = &c->kernels[q];
+        char params[2048];
+        kernel_args(c, k, true, params, sizeof params);
+        cgc_emit(c, "static void kernel_%d_%d(%s)", index, c->f->nodes[k->root].kernel, params);
+        cgc_emit(c, "{");
+        c->indent++;
+        cgc_emit(c, "(void)n;");
+        for (size_t i = 0; i < vec_len(k->members); i++) node_comment(c, k->members[i]);
+        cgc_kernel_body(c, k);
+        c->indent--;
+        cgc_emit(c, "}");
+        cgc_emit(c, "%s", "");
+    }
+}
+
 static void emit_function(struct cgc *c, int index) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
+    emit_kernels(c, index);
     cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", index);
     cgc_emit(c, "{");
     c->indent++;
@@ -236,23 +309,28 @@ static void emit_function(struct cgc *c, int index) {
         const char *ct = cgc_ctype(n->type.dtype);
         char where[128];
         node_comment(c, id);
+        const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
+        if (k && k->root != id) continue; /* computed by its kernel, at the root */
         if (v->buffer >= 0) cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
         else if (v->alias >= 0) cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
         else {
             slot_expr(c, v->per_n, v->off, where, sizeof where);
             cgc_emit(c, "%s *const v%d = (%s *)(%s);", ct, id, ct, where);
         }
-        if (v->scratch > 0) {
-            slot_expr(c, v->scratch_n, v->scratch_off, where, sizeof where);
-            cgc_emit(c, "float *const s%d = (float *)(%s);", id, where);
+        int sid = k ? k->head : id;
+        if (sid >= 0 && c->vals[sid].scratch > 0) {
+            const struct cgc_val *sv = &c->vals[sid];
+            slot_expr(c, sv->scratch_n, sv->scratch_off, where, sizeof where);
+            cgc_emit(c, "float *const s%d = (float *)(%s);", sid, where);
         }
         if (v->uses == 0) cgc_emit(c, "(void)v%d;", id);
-        static void (*const column[OP_COUNT])(struct cgc *, int) = {
-#define OP(name, arity, kind, flags, attrs) [OP_##name] = cgc_op_##name,
-#include "ir/ops.def"
-#undef OP
-        };
-        column[n->op](c, id);
+        if (k) {
+            char args[2048];
+            kernel_args(c, k, false, args, sizeof args);
+            cgc_emit(c, "kernel_%d_%d(%s);", index, n->kernel, args);
+        } else {
+            cgc_op_emit(c, id);
+        }
     }
     /* ASSIGNs take effect at the end: every PARAM read saw the old values. */
     for (int id = 0; id < len; id++) {
@@ -430,15 +508,16 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     fprintf(out, "/* %s.c -- model %s, generated by netc %s. Do not edit.\n", comment_safe(m->name, name, sizeof name),
             name, opt->netc_version ? opt->netc_version : "");
     fputs(" * One function per entry point computes every value of the IR into the\n"
-          " * runtime's workspace; the descriptor at the end tells the runtime driver\n"
-          " * about buffers, data sources and entry points. */\n",
+          " * runtime's workspace, calling one function per fused kernel (kernel_E_K:\n"
+          " * entry point E, the IR's kernel=K); the descriptor at the end tells the\n"
+          " * runtime driver about buffers, data sources and entry points. */\n",
           out);
     fputs("#include \"netrt.h\"\n\n", out);
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
     for (size_t e = 0; e < nf; e++) {
-        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0};
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
         char fname[128];
         layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
@@ -447,6 +526,11 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
         ws_fixed[e] = c.fixed_total;
         ws_per_n[e] = c.per_n_total;
         free(c.vals);
+        for (size_t q = 0; q < vec_len(c.kernels); q++) {
+            vec_free(c.kernels[q].members);
+            vec_free(c.kernels[q].inputs);
+        }
+        vec_free(c.kernels);
     }
     emit_descriptor(m, out, opt, ws_fixed, ws_per_n);
     free(ws_fixed);

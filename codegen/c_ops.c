@@ -4,7 +4,9 @@
  * become one flat loop); softmax, losses and metrics become short row loops;
  * GEMM, convolution and pooling become calls into libnetrt's kernels. The
  * semantics are the reference interpreter's (interp.c, interp_nn.c); sections
- * follow ops.def. */
+ * follow ops.def. The last section builds the body of a fused kernel: its head's
+ * call, then one nest computing every elementwise member in registers, whose
+ * templates come from the same column (struct cgc's `capture`). */
 #include "codegen/codegen.h"
 
 #include <string.h>
@@ -58,7 +60,7 @@ static void strides_into(const struct shape *small, const struct shape *big, str
 static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
 
 /* A loop nest over `dim`, indexing `nops` arrays through their strides. */
-#define NEST_OPS 4
+#define NEST_OPS 16
 struct nest {
     int rank;                                /* loops */
     struct cgc_x dim[IR_MAX_RANK];           /* their extents */
@@ -132,6 +134,10 @@ static void subst(char *out, size_t len, const char *tmpl, char ops[][200], int 
 /* y = tmpl($0, $1, ...) elementwise with numpy broadcasting. For i32 results the
  * template is evaluated in double and converted as the IR converts. */
 static void ewise(struct cgc *c, int id, const char *tmpl) {
+    if (c->capture) {
+        snprintf(c->capture, CGC_TMPL_MAX, "%s", tmpl);
+        return;
+    }
     const struct ir_node *n = cgc_node(c, id);
     bool i32 = n->type.dtype == DT_I32;
     struct nest ns = {.rank = n->type.shape.rank, .nops = 1 + n->nargs};
@@ -258,6 +264,10 @@ static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer,
 
 /* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
 void cgc_op_BIAS_ADD(struct cgc *c, int id) {
+    if (c->capture) { /* the kernel's nest gives the bias its stride */
+        snprintf(c->capture, CGC_TMPL_MAX, "$0 + $1");
+        return;
+    }
     const struct shape *y = shape_of(c, id);
     int64_t axis = ir_get_int(cgc_node(c, id), "axis");
     struct nest ns = {.rank = y->rank, .nops = 3};
@@ -767,4 +777,124 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
              fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
     cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", xs(inner), id, xv);
     cgc_emit(c, "    }");
+}
+
+/* --------------------------------------------------------------- kernels */
+
+/* One array a kernel's loop nest reads: a value, and the axis along which it is a
+ * bias (-1: numpy broadcasting into the root's shape). */
+struct access {
+    int value; /* node id */
+    int bias;  /* bias axis, or -1 */
+};
+
+/* How member m reads its operand a (an outside value or the head). */
+static struct access access_of(const struct cgc *c, int m, int a) {
+    const struct ir_node *n = cgc_node(c, m);
+    struct access x = {n->args[a], -1};
+    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    return x;
+}
+
+/* Whether member m's operand a is computed in a register of the kernel. */
+static bool in_register(const struct cgc *c, const struct cgc_kernel *k, int m, int a) {
+    int x = cgc_node(c, m)->args[a];
+    return x != k->head && c->vals[x].kernel >= 0 && c->vals[x].kernel == c->vals[k->root].kernel;
+}
+
+/* The nest's arrays after the root's: every distinct access, in order of use. */
+static int kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct access *acc, int max) {
+    int nacc = 0;
+    for (size_t i = 0; i < vec_len(k->members); i++) {
+        int m = k->members[i];
+        if (m == k->head) continue;
+        for (int a = 0; a < cgc_node(c, m)->nargs; a++) {
+            if (in_register(c, k, m, a)) continue;
+            struct access x = access_of(c, m, a);
+            bool dup = false;
+            for (int j = 0; j < nacc && !dup; j++) dup = acc[j].value == x.value && acc[j].bias == x.bias;
+            if (dup) continue;
+            if (nacc == max) return max + 1;
+            acc[nacc++] = x;
+        }
+    }
+    return nacc;
+}
+
+bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
+    k->head = -1;
+    vec_clear(k->inputs);
+    for (size_t i = 0; i < vec_len(k->members); i++) {
+        int m = k->members[i];
+        const struct ir_node *n = cgc_node(c, m);
+        if (ir_kernel_head_op(n->op)) k->head = m;
+        for (int a = 0; a < n->nargs; a++) {
+            int x = n->args[a];
+            if (c->f->nodes[x].kernel == n->kernel) continue;
+            bool dup = false;
+            for (size_t j = 0; j < vec_len(k->inputs) && !dup; j++) dup = k->inputs[j] == x;
+            if (!dup) vec_push(k->inputs, x);
+        }
+    }
+    for (size_t i = 1; i < vec_len(k->inputs); i++) /* insertion sort: a stable signature */
+        for (size_t j = i; j > 0 && k->inputs[j - 1] > k->inputs[j]; j--) {
+            int t = k->inputs[j];
+            k->inputs[j] = k->inputs[j - 1];
+            k->inputs[j - 1] = t;
+        }
+    struct access acc[NEST_OPS];
+    return vec_len(k->members) >= 2 && kernel_accesses(c, k, acc, NEST_OPS - 1) <= NEST_OPS - 1;
+}
+
+void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
+    int r = k->root;
+    const struct shape *y = shape_of(c, r);
+    if (k->head >= 0) {
+        cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, r);
+        cgc_op_emit(c, k->head);
+    }
+    struct access acc[NEST_OPS];
+    int nacc = kernel_accesses(c, k, acc, NEST_OPS - 1);
+    NETC_ASSERT(nacc <= NEST_OPS - 1);
+    struct nest ns = {.rank = y->rank, .nops = 1 + nacc};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
+    strides(y, ns.st[0]);
+    for (int j = 0; j < nacc; j++) {
+        if (acc[j].bias < 0) strides_into(shape_of(c, acc[j].value), y, ns.st[1 + j]);
+        else
+            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
+    }
+    nest_open(c, &ns);
+    for (size_t i = 0; i < vec_len(k->members); i++) {
+        int m = k->members[i];
+        if (m == k->head) continue;
+        const struct ir_node *n = cgc_node(c, m);
+        char ops[NEST_OPS][200], tmpl[CGC_TMPL_MAX], expr[1024];
+        for (int a = 0; a < n->nargs && a < NEST_OPS; a++) {
+            if (in_register(c, k, m, a)) {
+                snprintf(ops[a], sizeof ops[a], "t%d", n->args[a]);
+                continue;
+            }
+            struct access x = access_of(c, m, a);
+            int j = 0;
+            while (acc[j].value != x.value || acc[j].bias != x.bias) j++;
+            snprintf(ops[a], sizeof ops[a], "v%d[%s]", x.value, ns.idx[1 + j]);
+        }
+        c->capture = tmpl;
+        cgc_op_emit(c, m);
+        c->capture = NULL;
+        subst(expr, sizeof expr, tmpl, ops, n->nargs);
+        if (m == r) {
+            cgc_emit(c, "v%d[%s] = %s;", r, ns.idx[0], expr);
+            continue;
+        }
+        cgc_emit(c, "const float t%d = %s;", m, expr);
+        bool used = false;
+        for (size_t u = i + 1; u < vec_len(k->members) && !used; u++) {
+            const struct ir_node *un = cgc_node(c, k->members[u]);
+            for (int a = 0; a < un->nargs; a++) used |= un->args[a] == m;
+        }
+        if (!used) cgc_emit(c, "(void)t%d;", m);
+    }
+    nest_close(c, &ns);
 }

@@ -160,6 +160,17 @@ struct cgc_val {
     size_t scratch_off; /* scratch slot offset in its region */
     int last_use;  /* last node reading it (INT_MAX: an output or assigned) */
     int uses;      /* readers, outputs included */
+    int kernel;    /* index into cgc.kernels of the fused kernel it belongs to, or -1 */
+};
+
+/* A kernel of the IR (nodes with the same `kernel=K`) emitted as one C function:
+ * the head (if any) computes into the root's storage, then one loop nest computes
+ * every elementwise member per element in registers and stores only the root. */
+struct cgc_kernel {
+    int root;     /* its last node, the only value stored */
+    int head;     /* its matmul/conv2d head, or -1 */
+    int *members; /* vec of node ids, increasing (root last) */
+    int *inputs;  /* vec of distinct values read from outside, increasing */
 };
 
 /* The state of the C emitter while it prints one function. */
@@ -171,6 +182,9 @@ struct cgc {
     struct cgc_val *vals;       /* per node */
     size_t fixed_total;         /* bytes of the fixed region (per-n slots follow it) */
     size_t per_n_total;         /* bytes per batch item of the per-n region */
+    struct cgc_kernel *kernels; /* vec: the kernels emitted fused */
+    char *capture;              /* when set, elementwise emitters copy their template
+                                   ($0, $1 for the operands) here instead of printing */
 };
 
 /* Print one line of C at the current indentation (chibicc's println). */
@@ -196,6 +210,15 @@ const char *cgc_ctype(enum dtype t);
 #define OP(name, arity, kind, flags, attrs) void cgc_op_##name(struct cgc *c, int id);
 #include "ir/ops.def"
 #undef OP
+/* Emit node id by its op's column (c_emit.c). */
+void cgc_op_emit(struct cgc *c, int id);
+/* Fill k->head and k->inputs from k->members; false when the kernel is beyond what
+ * one loop nest handles (it is then emitted node by node). */
+bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k);
+/* The body of kernel k's function: its parameters are n, v<root>, v<input>... and
+ * s<head> when the head needs scratch. */
+void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
+#define CGC_TMPL_MAX 256
 /* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
  * same-type cast, assign) instead of computing into a slot of its own. */
 bool cgc_op_aliases(const struct ir_node *n);

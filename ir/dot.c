@@ -1,7 +1,8 @@
 /* ir/dot.c -- the Graphviz DOT printer: one `cluster_<func>` subgraph per function,
  * a box per node labelled `%i op @sym`, its type and its attributes, edges from
- * operand to user, and each output as an ellipse fed by its value. Node ids are
- * f<func>_n<node> so no user name reaches the DOT syntax unescaped. */
+ * operand to user, and each output as an ellipse fed by its value; kernel members
+ * are filled with a colour per kernel. Node ids are f<func>_n<node> so no user
+ * name reaches the DOT syntax unescaped. */
 #include "ir/ir.h"
 
 #include <string.h>
@@ -67,8 +68,10 @@ static void dot_func(FILE *out, const struct ir_func *f, size_t fi) {
         fputs("\\n", out);
         dot_text(out, type_str(&n->type, t, sizeof t));
         if (valid) dot_attrs(out, n);
+        if (n->kernel) fprintf(out, "\\nkernel %d", n->kernel);
         fputs("\"", out);
-        if (valid && (op_info[n->op].flags & OF_EFFECT)) fputs(", style=bold", out);
+        if (n->kernel) fprintf(out, ", style=filled, fillcolor=\"/pastel19/%d\"", n->kernel % 9 + 1);
+        else if (valid && (op_info[n->op].flags & OF_EFFECT)) fputs(", style=bold", out);
         else if (valid && op_info[n->op].kind == OK_LEAF) fputs(", style=rounded", out);
         fputs("];\n", out);
     }

@@ -330,6 +330,7 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
         memcpy(dst->ia, src->ia, sizeof dst->ia);
         memcpy(dst->fa, src->fa, sizeof dst->fa);
         dst->sym = src->sym;
+        dst->kernel = src->kernel;
     }
     for (size_t i = 0; i < vec_len(f->outputs); i++) vec_push(c->outputs, f->outputs[i]);
     return c;

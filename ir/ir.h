@@ -190,6 +190,7 @@ struct ir_node {
     double fa[IR_MAX_FATTR];  /* float attribute slots */
     const char *sym;          /* the `s` attribute (buffer name), arena-owned, or NULL */
     struct loc loc;           /* where in the source it came from */
+    int kernel;               /* 0: on its own; k > 0: member of kernel k of its function (fusion) */
 };
 
 /* What a named buffer of the module holds. */
@@ -350,10 +351,15 @@ struct ir_module *ir_parse(const char *file, const char *text, size_t len);
 
 /* Check every invariant of the module: operand ids in range and before their user,
  * arity, attribute values, types equal to what the shape rules give, symbols that
- * name existing buffers of the right type, unique names. Reports each problem with
+ * name existing buffers of the right type, unique names, kernels that can be fused
+ * (docs/ir.md, "Kernels"). Reports each problem with
  * diag_error at the node's loc, prefixed by the function and value. Returns true
  * when the module is valid. */
 bool ir_verify(struct ir_module *m);
+/* Which ops a kernel may hold: its one head (matmul, conv2d), computed first into
+ * the kernel's result, and elementwise members (OK_EWISE but cast, stop_gradient). */
+bool ir_kernel_head_op(enum op op);
+bool ir_kernel_ewise_op(enum op op);
 
 /* ----------------------------------------------------------------- dot.c */
 

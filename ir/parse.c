@@ -609,7 +609,8 @@ static void parse_attrs(struct parser *p, enum op op, int64_t *ia, double *fa) {
     }
 }
 
-/* node := VALUE '=' OPNAME [SYM] ['(' VALUE {',' VALUE} ')'] ['{' ATTRS '}'] ':' TYPE [LOC]. */
+/* node := VALUE '=' OPNAME [SYM] ['(' VALUE {',' VALUE} ')'] ['{' ATTRS '}'] ':' TYPE
+ *         ['kernel=' INT] [LOC]. */
 static void parse_node(struct parser *p, struct ir_func *f) {
     struct loc loc = tok_loc(p);
     int64_t num = p->tok.ival;
@@ -660,6 +661,16 @@ static void parse_node(struct parser *p, struct ir_func *f) {
     parse_attrs(p, (enum op)op, ia, fa);
     expect_punct(p, ':', "':' and the node's type");
     struct type type = parse_type(p);
+    int kernel = 0;
+    if (is_word(p, "kernel")) {
+        next(p);
+        expect_punct(p, '=', "'=' after 'kernel'");
+        struct loc at = tok_loc(p);
+        int64_t k = parse_int(p, "a kernel number");
+        if (k < 1 || k > INT_MAX)
+            fail_at(p, at, "kernel number %lld is out of range (1 or more)", (long long)k);
+        kernel = (int)k;
+    }
     if (is_word(p, "loc")) {
         next(p);
         expect_punct(p, '(', "'(' after 'loc'");
@@ -682,6 +693,7 @@ static void parse_node(struct parser *p, struct ir_func *f) {
     memcpy(n->ia, ia, sizeof ia);
     memcpy(n->fa, fa, sizeof fa);
     n->sym = sym;
+    n->kernel = kernel;
     vec_push(p->vals, (int)num);
 }
 

@@ -1,7 +1,8 @@
 /* ir/print.c -- the IR text printer, in the form docs/ir.md defines and ir_parse
  * reads back: the module header, buffers, then each function's nodes and outputs.
  * Names that are not plain identifiers print as quoted strings; floats print with
- * %.9g; locations print only after ir_print_set_locs(true). */
+ * %.9g; a node's kernel prints after its type when it has one; locations print only
+ * after ir_print_set_locs(true). */
 #include "ir/ir.h"
 
 #include <string.h>
@@ -171,6 +172,7 @@ static void print_node(FILE *out, const struct ir_func *f, int id) {
     print_attrs(out, n);
     fputs(" : ", out);
     print_type(out, &n->type);
+    if (n->kernel) fprintf(out, " kernel=%d", n->kernel);
     if (print_locs && n->loc.file) {
         fputs(" loc(", out);
         print_string(out, n->loc.file);

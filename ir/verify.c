@@ -288,6 +288,97 @@ static void check_node(struct verifier *v, int id, char *bad) {
         node_error(v, id, "has type %s but its operands give %s", tstr(&saved, t1), tstr(&got, t2));
 }
 
+/* -------------------------------------------------------------- kernels */
+
+bool ir_kernel_head_op(enum op op) { return op == OP_MATMUL || op == OP_CONV2D; }
+
+bool ir_kernel_ewise_op(enum op op) {
+    return op_info[op].kind == OK_EWISE && op != OP_CAST && op != OP_STOP_GRADIENT;
+}
+
+/* The kernel invariant of docs/ir.md: members are elementwise ops of the root's
+ * f32 type (plus at most one matmul/conv2d head whose operands come from outside),
+ * and only the root (the highest-numbered member) is used outside the kernel. */
+static void check_kernels(struct verifier *v) {
+    struct ir_func *f = v->f;
+    int len = ir_func_len(f);
+    int *root = NULL, *head = NULL; /* per node id: its kernel's root and head, by kernel */
+    int maxk = 0;
+    for (int i = 0; i < len; i++) {
+        if (f->nodes[i].kernel < 0) node_error(v, i, "kernel number %d is negative", f->nodes[i].kernel);
+        if (f->nodes[i].kernel > maxk) maxk = f->nodes[i].kernel;
+    }
+    if (maxk == 0) return;
+    if (maxk > len) {
+        for (int i = 0; i < len; i++)
+            if (f->nodes[i].kernel > len) {
+                int k = f->nodes[i].kernel;
+                node_error(v, i, "kernel number %d is larger than the function (%d nodes)", k, len);
+                return;
+            }
+    }
+    root = malloc(sizeof *root * (size_t)(maxk + 1));
+    head = malloc(sizeof *head * (size_t)(maxk + 1));
+    if (!root || !head) {
+        fputs("netc: out of memory\n", stderr);
+        exit(1);
+    }
+    for (int k = 0; k <= maxk; k++) root[k] = head[k] = -1;
+    char t1[TYPE_STR_MAX], t2[TYPE_STR_MAX];
+    for (int i = 0; i < len; i++) {
+        const struct ir_node *n = &f->nodes[i];
+        int k = n->kernel;
+        if (k <= 0) continue;
+        root[k] = i;
+        if (ir_kernel_head_op(n->op)) {
+            if (head[k] >= 0) node_error(v, i, "kernel %d already has a head, %%%d", k, head[k]);
+            else head[k] = i;
+        } else if (!ir_kernel_ewise_op(n->op)) {
+            node_error(v, i, "cannot be part of kernel %d: a kernel holds elementwise ops and at most one "
+                             "matmul or conv2d head", k);
+        }
+        if (n->type.dtype != DT_F32)
+            node_error(v, i, "member of kernel %d must be f32, got %s", k, tstr(&n->type, t1));
+        for (int a = 0; a < n->nargs; a++) {
+            const struct ir_node *x = &f->nodes[n->args[a]];
+            if (x->type.dtype != DT_F32)
+                node_error(v, i, "member of kernel %d reads %%%d of type %s, not f32", k, n->args[a],
+                           tstr(&x->type, t1));
+            if (ir_kernel_head_op(n->op) && x->kernel == k)
+                node_error(v, i, "head of kernel %d reads %%%d of the same kernel; a head's operands must "
+                                 "come from outside", k, n->args[a]);
+        }
+    }
+    for (int i = 0; i < len; i++) {
+        const struct ir_node *n = &f->nodes[i];
+        int k = n->kernel;
+        if (k <= 0) continue;
+        const struct ir_node *r = &f->nodes[root[k]];
+        if (!shape_equal(&n->type.shape, &r->type.shape))
+            node_error(v, i, "member of kernel %d has type %s but the kernel's last node %%%d has %s", k,
+                       tstr(&n->type, t1), root[k], tstr(&r->type, t2));
+    }
+    /* Only the root escapes: users outside the kernel and outputs. */
+    for (int j = 0; j < len; j++) {
+        const struct ir_node *u = &f->nodes[j];
+        for (int a = 0; a < u->nargs; a++) {
+            int i = u->args[a], k = f->nodes[i].kernel;
+            if (k > 0 && i != root[k] && u->kernel != k)
+                node_error(v, i, "member of kernel %d is used by %%%d outside the kernel; only the kernel's "
+                                 "last node %%%d may be", k, j, root[k]);
+        }
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++) {
+        int i = f->outputs[o].value, k = i >= 0 && i < len ? f->nodes[i].kernel : 0;
+        if (k > 0 && i != root[k])
+            node_error(v, i,
+                       "member of kernel %d is returned as '%s'; only the kernel's last node %%%d may be", k,
+                       f->outputs[o].name ? f->outputs[o].name : "", root[k]);
+    }
+    free(root);
+    free(head);
+}
+
 /* ------------------------------------------------------------ functions */
 
 static void check_func(struct verifier *v, struct ir_func *f) {
@@ -301,8 +392,12 @@ static void check_func(struct verifier *v, struct ir_func *f) {
         fputs("netc: out of memory\n", stderr);
         exit(1);
     }
+    bool nodes_ok = v->ok;
+    v->ok = true;
     for (int i = 0; i < len; i++) check_node(v, i, bad);
     free(bad);
+    if (v->ok) check_kernels(v);
+    v->ok = v->ok && nodes_ok;
     /* Outputs. */
     for (size_t i = 0; i < vec_len(f->outputs); i++) {
         const struct ir_output *o = &f->outputs[i];

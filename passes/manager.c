@@ -18,14 +18,17 @@ const struct pass_info *pass_find(const char *name) {
     return NULL;
 }
 
-const char *const *pass_pipeline(void) {
+const char *const *pass_pipeline_except(const char *skip) {
     static const char *names[sizeof pass_table / sizeof pass_table[0] + 1];
     int k = 0;
     for (int i = 0; i < pass_count; i++)
-        if (pass_table[i].in_pipeline) names[k++] = pass_table[i].name;
+        if (pass_table[i].in_pipeline && !(skip && strcmp(skip, pass_table[i].name) == 0))
+            names[k++] = pass_table[i].name;
     names[k] = NULL;
     return names;
 }
+
+const char *const *pass_pipeline(void) { return pass_pipeline_except(NULL); }
 
 void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot) {
     if (dot) {

@@ -40,6 +40,9 @@ struct pass_options {
 bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt);
 /* The default pipeline, NULL-terminated. */
 const char *const *pass_pipeline(void);
+/* The default pipeline without the pass named `skip` (NULL: nothing skipped);
+ * used for --no-fuse. */
+const char *const *pass_pipeline_except(const char *skip);
 /* Print the banner and the IR (or DOT) for pass `name`. */
 void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot);
 
@@ -60,6 +63,13 @@ int pass_autodiff(struct ir_module *m);
  * function already differentiated (grad.* outputs, or ASSIGNs to parameters after
  * optimizer lowering). Returns the nodes added. */
 int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs);
+
+/* --------------------------------------------------------------- fuse.c */
+
+/* Group each function's nodes into kernels (docs/ir.md, "Kernels"): elementwise
+ * chains and trees whose intermediates have one use, with a matmul or conv2d
+ * producer as head (bias and activation epilogues). Returns the kernels formed. */
+int pass_fuse(struct ir_module *m);
 
 /* -------------------------------------------------------------- optim.c */
 

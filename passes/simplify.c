@@ -32,7 +32,7 @@ int pass_dce(struct ir_module *m) {
 /* Two nodes compute the same value when op, operands, attributes and type agree
  * and the op has no side effect. Leaves read the same buffer. */
 static bool same_node(const struct ir_node *a, const struct ir_node *b) {
-    if (a->op != b->op || a->nargs != b->nargs) return false;
+    if (a->op != b->op || a->nargs != b->nargs || a->kernel != b->kernel) return false;
     if (op_info[a->op].flags & OF_EFFECT) return false;
     if (a->type.dtype != b->type.dtype || !shape_equal(&a->type.shape, &b->type.shape)) return false;
     if (a->nargs && memcmp(a->args, b->args, sizeof *a->args * (size_t)a->nargs) != 0) return false;

@@ -46,6 +46,7 @@ static const char usage_build[] =
     "  --cc=CC           the C compiler (default: $CC, else cc)\n"
     "  --cflags=FLAGS    extra flags for the C compiler, space-separated\n"
     "  --keep            keep the generated C (its path is printed)\n"
+    "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_emit[] =
@@ -57,6 +58,7 @@ static const char usage_emit[] =
     "\n"
     "  -o DIR            output directory (default: .)\n"
     "  --target=c        the backend (only c so far)\n"
+    "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_run[] =
@@ -66,7 +68,7 @@ static const char usage_run[] =
     "keyed by the file's contents, netc's version and the build flags) unless it is\n"
     "there already, then run it with ARGS (default: train).\n"
     "\n"
-    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=c   as for `netc build`\n";
+    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=c, --no-fuse   as for `netc build`\n";
 
 struct build_opts {
     const char *file;    /* the .net file */
@@ -76,6 +78,7 @@ struct build_opts {
     const char *olevel;  /* "-O3" */
     bool keep;           /* --keep */
     bool verify;         /* --verify */
+    bool no_fuse;        /* --no-fuse */
     int rest;            /* run: index of the first program argument after "--", or argc */
 };
 
@@ -134,6 +137,8 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
             o->keep = true;
         } else if (strcmp(a, "--verify") == 0) {
             o->verify = true;
+        } else if (strcmp(a, "--no-fuse") == 0) {
+            o->no_fuse = true;
         } else if (a[0] == '-' && a[1]) {
             usage_error(cmd, "unknown option '%s'", a);
             return EXIT_USAGE;
@@ -159,7 +164,7 @@ static struct ir_module *compile_module(const struct build_opts *o) {
     struct ir_module *m = fe_load(o->file);
     if (!m) return NULL;
     struct pass_options popt = {o->verify, NULL, false, false, stdout};
-    if (!ir_verify(m) || !pass_run_list(m, pass_pipeline(), &popt)) {
+    if (!ir_verify(m) || !pass_run_list(m, pass_pipeline_except(o->no_fuse ? "fuse" : NULL), &popt)) {
         ir_module_free(m);
         return NULL;
     }
@@ -375,8 +380,12 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     fclose(f);
     struct stat lib;
     long long lib_mtime = stat(NETC_RUNTIME_LIB, &lib) == 0 ? (long long)lib.st_mtime : 0;
-    snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld", version, o.cc, o.olevel, o.cflags ? o.cflags : "",
-             NETC_RUNTIME_LIB, lib_mtime);
+    /* netc itself: a rebuilt compiler with the same version string must not reuse
+     * programs an older one generated. */
+    struct stat self;
+    long long self_mtime = stat("/proc/self/exe", &self) == 0 ? (long long)self.st_mtime : 0;
+    snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d", version, o.cc, o.olevel, o.cflags ? o.cflags : "",
+             NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse);
     fnv(&h, buf, strlen(buf));
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[PATH_MAX_], prog[PATH_MAX_ + 160];

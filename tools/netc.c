@@ -43,6 +43,7 @@ static const char usage_dump[] =
     "  --after=PASS      print the IR after PASS only; `lower` is the IR straight\n"
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
+    "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz)\n"
     "  --print-loc       print each value's .net source location\n"
     "  --verify          run the verifier after every pass (always on in debug builds)\n"
@@ -189,6 +190,7 @@ struct flags {
     char *passes;           /* --pass (opt) */
     bool dot;               /* --format=dot */
     bool only_changed;      /* --only-changed */
+    bool no_fuse;           /* --no-fuse */
     bool print_loc;         /* --print-loc */
     bool verify;            /* --verify */
     bool split;             /* --split-input-file */
@@ -221,6 +223,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
             }
         } else if (FLAG("--only-changed")) {
             fl->only_changed = true;
+        } else if (FLAG("--no-fuse")) {
+            fl->no_fuse = true;
         } else if (FLAG("--print-loc")) {
             fl->print_loc = true;
         } else if (FLAG("--verify")) {
@@ -257,7 +261,7 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --print-loc --verify -o", argc, argv, &fl);
+                         "--after --format --only-changed --no-fuse --print-loc --verify -o", argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if (fl.after && strcmp(fl.after, "all") != 0 && strcmp(fl.after, "lower") != 0 && !pass_find(fl.after)) {
         usage_error("dump", "unknown pass '%s' for --after", fl.after);
@@ -277,7 +281,7 @@ static int cmd_dump(int argc, char **argv) {
     bool all = fl.after && strcmp(fl.after, "all") == 0;
     if (all || (fl.after && strcmp(fl.after, "lower") == 0)) pass_dump(o.f, m, "lower", fl.dot);
     struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
-    bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline(), &opt);
+    bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline_except(fl.no_fuse ? "fuse" : NULL), &opt);
     if (ok && !fl.after) {
         if (fl.dot) ir_print_dot(o.f, m);
         else ir_print(o.f, m);

@@ -467,6 +467,10 @@ static void test_parse_errors(void) {
         {"module m\ninput @x f32[3]\n", "e.ir:2:10: error: expected ':' before the buffer's type, got 'f32'"},
         {"module m\ninput @x : f33[3]\n", "e.ir:2:12: error: unknown dtype 'f33' (did you mean 'f32'?)"},
         {"module m\ninput @x : f32[3,-1]\n", "e.ir:2:18: error: dimension -1 is negative"},
+        {"module m\ninput @x : f32[3]\nfunc @f eval {\n  %0 = input @x : f32[3] kernel=x\n",
+         "e.ir:4:33: error: expected a kernel number, got 'x'"},
+        {"module m\ninput @x : f32[3]\nfunc @f eval {\n  %0 = input @x : f32[3] kernel 1\n",
+         "e.ir:4:33: error: expected '=' after 'kernel', got '1'"},
         {"module m\ninput @x : f32[3\n", "e.ir:2:17: error: expected ',' or ']' in the type, got end of line"},
         {"module m\ninput @x : f32[1,2,3,4,5,6,7]\n", "e.ir:2:28: error: a type has at most 6 dims"},
         {"module m\ninput @x : f32[M]\n", "e.ir:2:16: error: expected a dimension (an integer or N), got 'M'"},
@@ -663,8 +667,70 @@ static void test_fuzz(void) {
     if (test_failed == fails_before) test_passed++;
 }
 
+/* Kernel marks print after the type (before a location), parse back, survive
+ * ir_func_clone, and pass the verifier. */
+static void test_kernels(void) {
+    static const char text[] = "module k\n"
+                               "\n"
+                               "input @x : f32[N,4]\n"
+                               "param @w : f32[4,3] init=zeros\n"
+                               "param @b : f32[3] init=zeros\n"
+                               "\n"
+                               "func @forward eval {\n"
+                               "  %0 = input @x : f32[N,4]\n"
+                               "  %1 = param @w : f32[4,3]\n"
+                               "  %2 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,3] kernel=7\n"
+                               "  %3 = param @b : f32[3]\n"
+                               "  %4 = bias_add(%2, %3) {axis=1} : f32[N,3] kernel=7\n"
+                               "  %5 = relu(%4) : f32[N,3] kernel=7\n"
+                               "  %6 = exp(%5) : f32[N,3] kernel=2\n"
+                               "  %7 = neg(%6) : f32[N,3] kernel=2\n"
+                               "  return y=%7\n"
+                               "}\n";
+    struct ir_module *m = ir_parse("k.ir", text, strlen(text));
+    CHECK(m != NULL);
+    if (!m) return;
+    ASSERT(7, m->funcs[0]->nodes[2].kernel);
+    ASSERT(0, m->funcs[0]->nodes[3].kernel);
+    ASSERT(2, m->funcs[0]->nodes[7].kernel);
+    capture_begin();
+    bool ok = ir_verify(m);
+    const char *d = capture_end();
+    CHECK(ok);
+    if (!ok) fprintf(stderr, "%s", d);
+    char *t1 = print_str(m, ir_print);
+    CHECK(strcmp(t1, text) == 0);
+    if (strcmp(t1, text) != 0) fprintf(stderr, "--- printed\n%s", t1);
+    char *dot = print_str(m, ir_print_dot);
+    CHECK(strstr(dot, "%5 relu\\nf32[N,3]\\nkernel 7\", style=filled") != NULL);
+    free(dot);
+    struct ir_func *c = ir_func_clone(m, m->funcs[0], "copy");
+    ASSERT(7, c->nodes[5].kernel);
+    ir_print_set_locs(true);
+    char *t2 = print_str(m, ir_print);
+    ir_print_set_locs(false);
+    CHECK(strstr(t2, "f32[N,3] kernel=7 loc(\"k.ir\":12:3)") != NULL);
+    struct ir_module *m2 = ir_parse("k2.ir", t2, strlen(t2));
+    CHECK(m2 != NULL);
+    if (m2) {
+        char *t3 = print_str(m2, ir_print);
+        ir_print_set_locs(true);
+        char *t4 = print_str(m2, ir_print);
+        ir_print_set_locs(false);
+        CHECK(strcmp(t2, t4) == 0);
+        CHECK(strstr(t3, "  %5 = relu(%4) : f32[N,3] kernel=7\n") != NULL);
+        free(t3);
+        free(t4);
+        ir_module_free(m2);
+    }
+    free(t1);
+    free(t2);
+    ir_module_free(m);
+}
+
 int main(void) {
     test_roundtrip();
+    test_kernels();
     test_doc_example();
     test_parse_errors();
     test_fuzz();

@@ -1,0 +1,106 @@
+/* passes/fuse.c -- kernel formation: groups nodes into kernels (`kernel=K`, the
+ * invariant is in docs/ir.md, "Kernels") so that codegen emits one function per
+ * kernel. Per function, from the last node down, each f32 elementwise node not yet
+ * grouped roots a kernel that grows through operands of the root's shape used
+ * exactly once (so no intermediate escapes): further elementwise ops, and at most
+ * one matmul or conv2d head (whose own operands stay outside). */
+#include "passes/passes.h"
+
+/* External values one kernel may read: keeps the generated signatures and loop
+ * nests small (the C backend emits larger kernels node by node). */
+#define FUSE_MAX_INPUTS 8
+
+/* Whether node id is f32 and reads only f32 values. */
+static bool all_f32(const struct ir_func *f, int id) {
+    const struct ir_node *n = &f->nodes[id];
+    if (n->type.dtype != DT_F32) return false;
+    for (int a = 0; a < n->nargs; a++)
+        if (f->nodes[n->args[a]].type.dtype != DT_F32) return false;
+    return true;
+}
+
+/* Distinct values read from outside kernel k by its members. */
+static int count_inputs(const struct ir_func *f, const int *group, int k) {
+    int seen[4 * FUSE_MAX_INPUTS], nseen = 0;
+    for (size_t g = 0; g < vec_len(group); g++) {
+        const struct ir_node *n = &f->nodes[group[g]];
+        for (int a = 0; a < n->nargs; a++) {
+            int x = n->args[a];
+            if (f->nodes[x].kernel == k) continue;
+            bool dup = false;
+            for (int s = 0; s < nseen && !dup; s++) dup = seen[s] == x;
+            if (dup) continue;
+            if (nseen == (int)(sizeof seen / sizeof *seen)) return nseen + 1;
+            seen[nseen++] = x;
+        }
+    }
+    return nseen;
+}
+
+/* Groups the nodes of f into kernels numbered from `next`; returns how many. */
+static int fuse_func(struct ir_func *f, int next) {
+    /* next counts up as kernels form; they are renumbered at the end */
+    int len = ir_func_len(f);
+    if (len == 0) return 0;
+    int *uses = calloc((size_t)len, sizeof *uses);
+    if (!uses) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int i = 0; i < len; i++)
+        for (int a = 0; a < f->nodes[i].nargs; a++) uses[f->nodes[i].args[a]]++;
+    for (size_t o = 0; o < vec_len(f->outputs); o++) uses[f->outputs[o].value]++;
+    int formed = 0, *group = NULL;
+    for (int root = len - 1; root >= 0; root--) {
+        struct ir_node *r = &f->nodes[root];
+        if (r->kernel || !ir_kernel_ewise_op(r->op) || !all_f32(f, root)) continue;
+        int k = next;
+        bool has_head = false;
+        vec_clear(group);
+        vec_push(group, root);
+        r->kernel = k;
+        for (size_t g = 0; g < vec_len(group); g++) {
+            const struct ir_node *m = &f->nodes[group[g]];
+            if (ir_kernel_head_op(m->op)) continue; /* a head's operands stay outside */
+            for (int a = 0; a < m->nargs; a++) {
+                int x = m->args[a];
+                struct ir_node *xn = &f->nodes[x];
+                if (xn->kernel || uses[x] != 1 || !all_f32(f, x)) continue;
+                if (!shape_equal(&xn->type.shape, &r->type.shape)) continue;
+                bool head = ir_kernel_head_op(xn->op);
+                if (!(ir_kernel_ewise_op(xn->op) || (head && !has_head))) continue;
+                xn->kernel = k;
+                vec_push(group, x);
+                if (count_inputs(f, group, k) > FUSE_MAX_INPUTS) {
+                    xn->kernel = 0;
+                    vec_hdr_(group)->len--;
+                    continue;
+                }
+                has_head |= head;
+            }
+        }
+        if (vec_len(group) < 2) {
+            r->kernel = 0;
+            continue;
+        }
+        next++;
+        formed++;
+    }
+    /* Number the kernels in the order of their roots. */
+    for (int i = 0; i < len; i++) {
+        int k = f->nodes[i].kernel;
+        if (k >= next - formed && k < next) f->nodes[i].kernel = 2 * (next - formed) + formed - 1 - k;
+    }
+    vec_free(group);
+    free(uses);
+    return formed;
+}
+
+int pass_fuse(struct ir_module *m) {
+    int formed = 0;
+    for (size_t i = 0; i < vec_len(m->funcs); i++) {
+        struct ir_func *f = m->funcs[i];
+        int next = 1;
+        for (int id = 0; id < ir_func_len(f); id++)
+            if (f->nodes[id].kernel >= next) next = f->nodes[id].kernel + 1;
+        formed += fuse_func(f, next);
+    }
+    return formed;
+}
