@@ -6,7 +6,9 @@
  * header, pads it to 8 bytes and writes through a temporary file and rename(). */
 #include "runtime/internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -775,6 +777,45 @@ static void sync_parent_dir(const char *path)
     }
 }
 
+/* Removes `<path>.tmp.<pid>` files left by saves of this path whose process is
+ * gone (a run killed mid-save): they never replace the checkpoint, but they would
+ * pile up. Files of live processes, and anything else, are left alone. */
+static void remove_stale_temps(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else
+        return;
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t blen = strlen(base);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, blen) != 0 || strncmp(name + blen, ".tmp.", 5) != 0)
+            continue;
+        const char *digits = name + blen + 5;
+        char *end;
+        long pid = strtol(digits, &end, 10);
+        if (end == digits || *end || pid <= 0 || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char full[8192];
+        if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, name) < sizeof full)
+            unlink(full);
+    }
+    closedir(d);
+}
+
 int nrt_st_writer_save(const struct nrt_st_writer *w, const char *path)
 {
     struct nrt_buf hdr = {0}, tmp = {0};
@@ -809,8 +850,10 @@ int nrt_st_writer_save(const struct nrt_st_writer *w, const char *path)
         }
         if (rc && (fd >= 0))
             unlink(tmp.data);
-        if (!rc)
+        if (!rc) {
             sync_parent_dir(path);
+            remove_stale_temps(path);
+        }
     }
     nrt_buf_free(&tmp);
     nrt_buf_free(&hdr);

@@ -9,6 +9,8 @@
 #include "test.h"
 #include "test_runtime.h"
 
+#include <sys/wait.h>
+
 #include <dirent.h>
 #include <stdint.h>
 #include <string.h>
@@ -222,6 +224,25 @@ static void test_atomic(void)
     write_file(stale, "junk", 4);
     EXPECT_OK(nrt_st_writer_save(&w, p));
     CHECK(access(stale, F_OK) != 0);
+    /* Temp files of dead processes are removed by the next save; those of live
+     * processes (our parent) and other names are kept. */
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    waitpid(child, NULL, 0);
+    char dead[300], live[300], other[300];
+    snprintf(dead, sizeof dead, "%s.tmp.%ld", p, (long)child);
+    snprintf(live, sizeof live, "%s.tmp.%ld", p, (long)getppid());
+    snprintf(other, sizeof other, "%s.tmp.notapid", p);
+    write_file(dead, "junk", 4);
+    write_file(live, "junk", 4);
+    write_file(other, "junk", 4);
+    EXPECT_OK(nrt_st_writer_save(&w, p));
+    CHECK(access(dead, F_OK) != 0);
+    CHECK(access(live, F_OK) == 0);
+    CHECK(access(other, F_OK) == 0);
+    unlink(live);
+    unlink(other);
     nrt_st_writer_free(&w);
     unlink(p);
 }
