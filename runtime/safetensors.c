@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -757,18 +758,27 @@ static int write_all(FILE *f, const char *tmp, const struct nrt_buf *hdr,
     return NRT_OK;
 }
 
+/* The directory part of path into dir ("." when there is none); false if it
+ * does not fit. */
+static bool parent_dir(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, len, ".");
+    else if (slash == path)
+        snprintf(dir, len, "/");
+    else if ((size_t)(slash - path) < len)
+        snprintf(dir, len, "%.*s", (int)(slash - path), path);
+    else
+        return false;
+    return true;
+}
+
 /* Makes the rename durable; a failure here is not an error of the save. */
 static void sync_parent_dir(const char *path)
 {
-    const char *slash = strrchr(path, '/');
     char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
+    if (!parent_dir(path, dir, sizeof dir))
         return;
     int fd = open(dir, O_RDONLY);
     if (fd >= 0) {
@@ -785,13 +795,7 @@ static void remove_stale_temps(const char *path)
     const char *slash = strrchr(path, '/');
     const char *base = slash ? slash + 1 : path;
     char dir[4096];
-    if (!slash)
-        snprintf(dir, sizeof dir, ".");
-    else if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    else if ((size_t)(slash - path) < sizeof dir)
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    else
+    if (!parent_dir(path, dir, sizeof dir))
         return;
     DIR *d = opendir(dir);
     if (!d)
