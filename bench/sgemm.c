@@ -6,7 +6,7 @@
  * Prints GFLOP/s for square sizes and for the MLP's training shapes. Optional
  * argument: the thread count. Build:
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. bench/sgemm.c build/runtime/libnetrt.a \
- *      -lopenblas -lz -lm -lpthread -o sgemm */
+ *      -lopenblas -lpng -lz -lm -lpthread -o sgemm */
 #include "runtime/netrt.h"
 
 #include <stdio.h>

@@ -460,13 +460,15 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
     }
     fputs("};\n\n", out);
     free(nin);
+    struct cgc_layers sum;
+    cgc_emit_layers(m, out, &sum);
     fputs("const struct nrt_model netc_model = {\n    ", out);
     put_str(out, m->name);
     fputs(", ", out);
     put_str(out, opt->netc_version ? opt->netc_version : "unknown");
-    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n};\n", nb, nf,
-            (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
-            (long long)m->train.patience);
+    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n};\n",
+            nb, nf, (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
+            (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
 }
 
 /* ---------------------------------------------------------------- emit */

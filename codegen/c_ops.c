@@ -8,6 +8,7 @@
  * call, then one nest computing every elementwise member in registers, whose
  * templates come from the same column (struct cgc's `capture`). */
 #include "codegen/codegen.h"
+#include "runtime/netrt.h" /* the conv kernels' chunk and scratch sizes */
 
 #include <string.h>
 
@@ -177,13 +178,28 @@ static void conv_roles(const struct ir_func *f, const struct ir_node *n, const s
     }
 }
 
+/* The images per GEMM that the conv kernels take for node n (struct nrt_conv's
+ * chunk): the runtime's default, or the batch when it is static and smaller,
+ * so the fixed scratch never exceeds NRT_CONV_CHUNK_FLOATS by much. Sets *per
+ * to the scratch floats per image. */
+static int64_t conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per) {
+    const struct shape *x, *w, *y;
+    conv_roles(f, n, &x, &w, &y);
+    struct nrt_conv geo = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
+                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(n, "groups")};
+    *per = nrt_conv_image_floats(&geo);
+    int64_t chunk = nrt_conv_chunk(&geo);
+    struct cgc_x batch = cgc_dim(x, 0);
+    if (!batch.n && batch.k >= 1 && batch.k < chunk) chunk = batch.k;
+    return chunk;
+}
+
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n) {
     *per_n = false;
     if (n->op == OP_CONV2D || n->op == OP_CONV2D_GRAD_INPUT || n->op == OP_CONV2D_GRAD_WEIGHT ||
         n->op == OP_CONV_TRANSPOSE2D) {
-        const struct shape *x, *w, *y;
-        conv_roles(f, n, &x, &w, &y);
-        return w->dim[1] * w->dim[2] * w->dim[3] * y->dim[2] * y->dim[3];
+        int64_t per, chunk = conv_chunk(f, n, &per);
+        return chunk * per;
     }
     if (n->op == OP_VARIANCE) {
         struct cgc_x cnt = cgc_count(&n->type.shape);
@@ -661,12 +677,13 @@ static void conv_geo(struct cgc *c, int id) {
     conv_roles(c->f, n, &x, &w, &y);
     const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
     const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    int64_t per, chunk = conv_chunk(c->f, n, &per);
     cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}, {%lld, %lld}};",
+                "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
              xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
              (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
              (long long)ir_get_int(n, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
-             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1]);
+             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
 }
 
 static void conv_call(struct cgc *c, int id, const char *fn, int a, int b) {

@@ -226,4 +226,14 @@ bool cgc_op_aliases(const struct ir_node *n);
  * count is per batch item. */
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
 
+/* c_summary.c: the layer table of the forward function (`./model info`). */
+struct cgc_layers {
+    int n;                /* rows emitted */
+    double forward_flops; /* FLOPs per item of the rows together */
+    double train_flops;   /* FLOPs per item of the first training function */
+    double train_fixed;   /* its FLOPs per step that do not scale with the batch */
+};
+/* Prints `static const struct nrt_layer_desc layers[]` and fills *sum. */
+void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *sum);
+
 #endif

@@ -70,6 +70,8 @@ void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const
             return;
         if (i == rank)
             n = snprintf(buf + at, size - at, "]");
+        else if (dims[i] == NRT_DIM_N)
+            n = snprintf(buf + at, size - at, "%sN", i ? "," : "");
         else
             n = snprintf(buf + at, size - at, "%s%lld", i ? "," : "", (long long)dims[i]);
     }

@@ -520,6 +520,7 @@ static int load_with(parse_fn *parse, struct nrt_array *out, const char *path,
         return rc;
     if (!parse)
         parse = len >= 6 && memcmp(d, "\x93NUMPY", 6) == 0 ? npy_parse
+                : nrt_image_kind(d, len)                    ? nrt_image_parse
                 : idx_plausible(d, len)                     ? idx_parse
                                                             : csv_to_array;
     rc = parse(out, path, d, len, opts);

@@ -46,7 +46,8 @@ struct opts {
     const char *data, *test;      /* --data, --test: comma-separated files */
     const char *save, *load;      /* checkpoints */
     const char *metrics;          /* --metrics: JSON lines */
-    const char *input;            /* predict: the input file */
+    const char *inputs[64];       /* predict: the input files */
+    int n_inputs;
     int64_t epochs, max_steps;    /* 0: from the model / unlimited */
     int64_t batch;                /* 0: from the model */
     int64_t seed;                 /* -1: from the model */
@@ -62,7 +63,7 @@ static const char usage_main[] =
     "commands:\n"
     "  train     train the model (data sources from the model, or --data)\n"
     "  eval      evaluate a checkpoint on the test data\n"
-    "  predict   run the model on an input file (IDX, .npy or CSV)\n"
+    "  predict   run the model on an input file (IDX, .npy, CSV, PGM or PNG)\n"
     "  info      entry points, inputs, parameter count, memory\n"
     "\n"
     "`%s <command> --help` documents each command's options.\n";
@@ -90,11 +91,13 @@ static const char usage_eval[] =
     "the loss and metrics.\n";
 
 static const char usage_predict[] =
-    "usage: %s predict --load F INPUT [--threads T]\n"
+    "usage: %s predict --load F INPUT... [--threads T]\n"
     "\n"
-    "Run the forward entry point on INPUT (IDX, .npy or CSV; one item or a batch,\n"
-    "scaled like the training data). Classifiers print each item's class and its\n"
-    "probability, other models the output values.\n";
+    "Run the forward entry point on each INPUT (IDX, .npy or CSV; one item or a batch,\n"
+    "scaled like the training data; or an 8-bit PGM or PNG image of exactly the\n"
+    "input's height and width, colour converted to gray). Classifiers print each\n"
+    "item's class and its probability, other models the output values; with\n"
+    "several INPUTs, each file's lines follow a line `INPUT:`.\n";
 
 static const char usage_info[] = "usage: %s info\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
 
@@ -122,8 +125,8 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
             return -1;
         }
         if (a[0] != '-' || a[1] == '\0') {
-            if (strstr(allowed, "INPUT") && !o->input) {
-                o->input = a;
+            if (strstr(allowed, "INPUT") && o->n_inputs < (int)(sizeof o->inputs / sizeof *o->inputs)) {
+                o->inputs[o->n_inputs++] = a;
                 continue;
             }
             fail("unexpected argument '%s'", a);
@@ -718,15 +721,26 @@ done:
 
 /* -------------------------------------------------------------- predict -- */
 
-static int cmd_predict(const struct nrt_model *m, const struct opts *o)
+/* Whether path starts like a PGM or PNG image (the loader checks the rest). */
+static int is_image(const char *path)
+{
+    unsigned char head[8];
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return nrt_image_kind(head, n) != 0;
+}
+
+/* Runs the forward entry point on the items of one input file. */
+static int predict_file(const struct nrt_model *m, const struct opts *o, const char *input)
 {
     int fw = nrt_model_entry(m, "forward");
     if (fw < 0)
         return fail("model '%s' has no forward entry point", m->name);
     if (!o->load)
         return fail("predict needs a checkpoint: --load F");
-    if (!o->input)
-        return fail("predict needs an input file");
     const struct nrt_entry_desc *ent = &m->entries[fw];
     if (ent->n_inputs != 1)
         return fail("predict handles models whose forward pass reads one input; '%s' reads %d", m->name,
@@ -738,12 +752,20 @@ static int cmd_predict(const struct nrt_model *m, const struct opts *o)
                                                      : nrt_load_opts_features(source_kw(s, "scale", 1),
                                                                               source_kw(s, "shift", 0));
     struct nrt_array in = {0};
-    if (nrt_array_load(&in, o->input, &lo))
+    if (nrt_array_load(&in, input, &lo))
         return fail_rt();
     int64_t row = row_count(b), items = row ? in.count / row : 0;
+    if (is_image(input) && (b->rank < 2 || b->dims[b->rank - 1] != in.dims[2] ||
+                               b->dims[b->rank - 2] != in.dims[1] || row != in.count)) {
+        char want[96];
+        long long w = in.dims[2], h = in.dims[1];
+        nrt_shape_format(want, sizeof want, b->dtype, b->rank, b->dims);
+        nrt_array_free(&in);
+        return fail("%s is %lldx%lld, model input %s is %s", input, w, h, b->name, want);
+    }
     if (items < 1 || items * row != in.count) {
         nrt_array_free(&in);
-        return fail("%s: %lld values do not make items of %lld values for input '%s'", o->input, (long long)in.count,
+        return fail("%s: %lld values do not make items of %lld values for input '%s'", input, (long long)in.count,
                     (long long)row, b->name);
     }
     struct nrt_ctx ctx;
@@ -805,6 +827,20 @@ done:
     return rc;
 }
 
+static int cmd_predict(const struct nrt_model *m, const struct opts *o)
+{
+    if (!o->n_inputs)
+        return fail("predict needs an input file");
+    for (int i = 0; i < o->n_inputs; i++) {
+        if (o->n_inputs > 1)
+            printf("%s:\n", o->inputs[i]);
+        int rc = predict_file(m, o, o->inputs[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
 /* ----------------------------------------------------------------- info -- */
 
 static void print_dims(const struct nrt_buffer_desc *b)
@@ -817,6 +853,46 @@ static void print_dims(const struct nrt_buffer_desc *b)
             printf("%s%lld", d ? "," : "", (long long)b->dims[d]);
     }
     printf("]");
+}
+
+/* FLOPs as "12.3 MFLOPs". */
+static const char *flops_str(double f, char *buf, size_t len)
+{
+    const char *unit[] = {"", "K", "M", "G", "T"};
+    int u = 0;
+    while (f >= 1000 && u < 4) {
+        f /= 1000;
+        u++;
+    }
+    snprintf(buf, len, u ? "%.2f %sFLOPs" : "%.0f %sFLOPs", f, unit[u]);
+    return buf;
+}
+
+/* The layer table of the forward entry point (computed by the compiler). */
+static void print_layers(const struct nrt_model *m)
+{
+    if (m->n_layers <= 0 || !m->layers)
+        return;
+    printf("layers of forward (FLOPs per item: 2 per multiply-add in conv and matmul, the window per pooled\n"
+           "output, 0 for reshapes, 1 per element otherwise; elementwise ops join the layer before them):\n");
+    printf("  %-44s %-20s %10s %12s\n", "layer", "output shape", "params", "FLOPs");
+    int64_t params = 0;
+    double flops = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct nrt_layer_desc *l = &m->layers[i];
+        char label[128], shape[96];
+        snprintf(label, sizeof label, "%-16s %s", l->op, l->name && l->name[0] ? l->name : "-");
+        nrt_shape_format(shape, sizeof shape, l->dtype, l->rank, l->dims);
+        printf("  %-44s %-20s %10lld %12.0f\n", label, shape, (long long)l->params, l->flops);
+        params += l->params;
+        flops += l->flops;
+    }
+    char a[32], b[32];
+    printf("total: %lld parameters; forward %s per item (%.0f)\n", (long long)params, flops_str(flops, a, sizeof a),
+           flops);
+    if (m->train_flops > 0)
+        printf("training step (all ops of the first training entry point): %s per item + %s per step\n",
+               flops_str(m->train_flops, a, sizeof a), flops_str(m->train_flops_fixed, b, sizeof b));
 }
 
 static int cmd_info(const struct nrt_model *m)
@@ -859,6 +935,7 @@ static int cmd_info(const struct nrt_model *m)
             printf(" %s", e->outputs[j].name);
         printf("  (workspace %zu + %zu*N bytes)\n", e->ws_fixed, e->ws_per_n);
     }
+    print_layers(m);
     printf("memory at batch %lld: workspace %.2f MB, parameters and state %.2f MB\n", (long long)batch,
            (double)ws / 1e6, (double)(nparams + state) * 4 / 1e6);
     if (m->batch || m->epochs)

@@ -51,7 +51,7 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len);
  * dim is negative or the product, times elem_size, would exceed INT64_MAX. */
 int nrt_dims_count(int rank, const int64_t *dims, size_t elem_size, int64_t *count);
 
-/* Writes "f32[60000,28,28]" into buf (truncated to size). */
+/* Writes "f32[60000,28,28]" into buf (truncated to size); NRT_DIM_N prints as N. */
 void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const int64_t *dims);
 
 /* Converts count elements of src (dtype src_dt, big-endian if big_endian; any
@@ -61,6 +61,12 @@ void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const
 int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt,
                       int big_endian, const void *src, int rank, const int64_t *dims,
                       const struct nrt_load_opts *opts);
+
+/* image.c: 1 for a PGM (P5/P2), 2 for a PNG by the first bytes, else 0. */
+int nrt_image_kind(const unsigned char *d, size_t len);
+/* Parses an image file's bytes (PGM or PNG) into f32 [1, H, W]; name is the file. */
+int nrt_image_parse(struct nrt_array *out, const char *name, const unsigned char *d, size_t len,
+                    const struct nrt_load_opts *opts);
 
 /* Whether s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int nrt_utf8_valid(const char *s, size_t n);

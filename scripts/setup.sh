@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake flex bison          # the compiler's own build
   zlib1g-dev                                # gzip'd IDX data and checkpoints
+  libpng-dev                                # PNG images for `./model predict` (runtime/image.c)
   libopenblas-dev                           # GEMMs of the C backend
   ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)

@@ -54,7 +54,7 @@ static const char usage_emit[] =
     "\n"
     "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
     "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
-    "  cc -O3 DIR/MODEL.c -IDIR libnetrt.a -lopenblas -lz -lm -lpthread\n"
+    "  cc -O3 DIR/MODEL.c -IDIR libnetrt.a -lopenblas -lpng -lz -lm -lpthread\n"
     "\n"
     "  -o DIR            output directory (default: .)\n"
     "  --target=c        the backend (only c so far)\n"
@@ -293,6 +293,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = NETC_RUNTIME_LIB;
     n += split_flags(ldflags, argv + n, 16);
     argv[n++] = "-lopenblas";
+    argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
     argv[n++] = "-lz";
     argv[n++] = "-lm";
     argv[n++] = "-lpthread";

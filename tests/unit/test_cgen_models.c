@@ -248,7 +248,7 @@ int main(void) {
     write_harness(h);
     fclose(h);
     snprintf(cmd + k0, sizeof cmd - (size_t)k0,
-             " harness.c %s/runtime/libnetrt.a -lopenblas -lz -lm -lpthread -o harness && ./harness", NETC_BINARY_DIR);
+             " harness.c %s/runtime/libnetrt.a -lopenblas -lpng -lz -lm -lpthread -o harness && ./harness", NETC_BINARY_DIR);
     int rc = system(cmd);
     ASSERT(0, rc);
     for (int k = 0; k < NMODELS && rc == 0; k++)

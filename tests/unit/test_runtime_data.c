@@ -2,8 +2,9 @@
  * test writes small files into a fresh temp dir: good IDX (raw and gzip), CSV
  * and .npy files checked value by value, corrupt ones checked for an error whose
  * message names the problem, then datasets, batching (last partial batch, no
- * allocation), the real Fashion-MNIST from Debian's dataset-fashion-mnist, and a
- * fuzz loop of byte flips and truncations that must never crash. */
+ * allocation), the real Fashion-MNIST from Debian's dataset-fashion-mnist, a
+ * fuzz loop of byte flips and truncations that must never crash, and PGM/PNG
+ * images (values, errors, the same fuzzing). */
 #include "runtime/netrt.h"
 #include "test.h"
 #include "test_runtime.h"
@@ -772,6 +773,104 @@ static void fuzz(const char *what, const unsigned char *good, size_t n, loader_f
     printf("fuzz %-8s %d runs, %d rejected\n", what, 3 * iters, failed);
 }
 
+/* ---------------------------------------------------------------- images -- */
+
+/* A minimal 8-bit PNG of w x h pixels (colour type 0 gray or 2 RGB) into buf. */
+static size_t png_build(unsigned char *buf, int w, int h, int rgb, const unsigned char *px)
+{
+    unsigned char raw[1024], z[1200];
+    size_t at = 0, ch = rgb ? 3 : 1;
+    for (int y = 0; y < h; y++) {
+        raw[at++] = 0; /* filter: none */
+        for (int x = 0; x < w; x++)
+            for (size_t c = 0; c < ch; c++)
+                raw[at++] = px[y * w + x];
+    }
+    uLongf zn = sizeof z;
+    compress(z, &zn, raw, at);
+    size_t n = 0;
+    memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
+    n = 8;
+    const struct { const char *kind; const unsigned char *data; size_t len; } chunks[3] = {
+        {"IHDR", NULL, 13}, {"IDAT", z, zn}, {"IEND", NULL, 0}};
+    unsigned char ihdr[13] = {0};
+    put_be(ihdr, (uint64_t)w, 4);
+    put_be(ihdr + 4, (uint64_t)h, 4);
+    ihdr[8] = 8;
+    ihdr[9] = rgb ? 2 : 0;
+    for (int k = 0; k < 3; k++) {
+        const unsigned char *d = k == 0 ? ihdr : chunks[k].data;
+        put_be(buf + n, chunks[k].len, 4);
+        memcpy(buf + n + 4, chunks[k].kind, 4);
+        if (chunks[k].len)
+            memcpy(buf + n + 8, d, chunks[k].len);
+        uLong crc = crc32(0, buf + n + 4, (uInt)(4 + chunks[k].len));
+        put_be(buf + n + 8 + chunks[k].len, crc, 4);
+        n += 12 + chunks[k].len;
+    }
+    return n;
+}
+
+static void test_images(void)
+{
+    const char *p = tmp_path("img.pgm");
+    struct nrt_array a;
+    struct nrt_load_opts o = nrt_load_opts_features(1.0 / 255, 0);
+    /* P5, 3x2, scaled */
+    write_file(p, "P5\n# c\n3 2\n255\n\x00\x33\xff\x01\x02\x80", 21);
+    EXPECT_OK(nrt_array_load(&a, p, &o));
+    ASSERT(3, a.rank);
+    ASSERT(1, (int)a.dims[0]);
+    ASSERT(2, (int)a.dims[1]);
+    ASSERT(3, (int)a.dims[2]);
+    ASSERT_NEAR(0.2, ((float *)a.data)[1], 1e-6);
+    ASSERT_NEAR(1.0, ((float *)a.data)[2], 1e-6);
+    nrt_array_free(&a);
+    /* P2 with maxval 15 is stretched to 0..255 */
+    write_text(p, "P2 2 1 15\n# two pixels\n 0 15\n");
+    EXPECT_OK(nrt_image_load(&a, p, NULL));
+    ASSERT_NEAR(255.0, ((float *)a.data)[1], 1e-6);
+    nrt_array_free(&a);
+    write_text(p, "P2 2 1 15 0 16");
+    EXPECT_ERR(nrt_image_load(&a, p, NULL), "pixel 2 is 16, above maxval 15");
+    write_text(p, "P5 3 2 255\n\x01\x02");
+    EXPECT_ERR(nrt_image_load(&a, p, NULL), "truncated PGM");
+    write_text(p, "P5 3 -2 255\n");
+    EXPECT_ERR(nrt_image_load(&a, p, NULL), "malformed PGM header");
+    write_text(p, "P5 1 1 255\nxy");
+    EXPECT_ERR(nrt_image_load(&a, p, NULL), "1 bytes after the PGM's pixels");
+    write_text(p, "P5 1 1 255\nx");
+    EXPECT_ERR(nrt_image_load(&a, p, &(struct nrt_load_opts){NRT_DT_I32, 1, 0, 0, -1}), "not labels");
+    write_text(p, "hello");
+    EXPECT_ERR(nrt_image_load(&a, p, NULL), "not a PGM (P5, P2) or PNG image");
+
+    /* PNG, gray and RGB */
+    unsigned char px[6] = {0, 51, 255, 1, 2, 128}, buf[1500];
+    const char *q = tmp_path("img.png");
+    size_t n = png_build(buf, 3, 2, 0, px);
+    write_file(q, buf, n);
+    EXPECT_OK(nrt_array_load(&a, q, &o));
+    ASSERT(2, (int)a.dims[1]);
+    ASSERT(3, (int)a.dims[2]);
+    ASSERT_NEAR(0.2, ((float *)a.data)[1], 1e-6);
+    ASSERT_NEAR(128.0 / 255, ((float *)a.data)[5], 1e-6);
+    nrt_array_free(&a);
+    fuzz("png", buf, n, nrt_image_load, 800);
+    n = png_build(buf, 3, 2, 1, px);
+    write_file(q, buf, n);
+    EXPECT_OK(nrt_image_load(&a, q, NULL));
+    ASSERT_NEAR(51.0, ((float *)a.data)[1], 1.0);
+    nrt_array_free(&a);
+    write_file(q, buf, n / 2);
+    EXPECT_ERR(nrt_image_load(&a, q, NULL), "bad PNG");
+    write_file(p, "P5\n3 2\n255\n\x00\x33\xff\x01\x02\x80", 17);
+    n = file_bytes(p, buf, sizeof buf);
+    fuzz("pgm", buf, n, nrt_image_load, 800);
+    write_text(p, "P2\n3 2\n255\n0 51 255\n1 2 128\n");
+    n = file_bytes(p, buf, sizeof buf);
+    fuzz("pgm-p2", buf, n, nrt_image_load, 800);
+}
+
 static void test_fuzz(void)
 {
     unsigned char buf[512], pix[60];
@@ -810,6 +909,7 @@ int main(void)
     test_batching();
     test_fashion_mnist();
     test_fuzz();
+    test_images();
     ASSERT(base, live_blocks());
 
     static const char *names[] = {"img-idx3-ubyte", "img-idx3-ubyte.gz", "lbl-idx1-ubyte.gz",
@@ -817,7 +917,7 @@ int main(void)
                                   "empty.idx", "train-images-idx3-ubyte.gz",
                                   "t10k-labels-idx1-ubyte.gz", "t.csv", "t.csv.gz", "a.npy",
                                   "x-idx3.gz", "y-idx1.gz", "y2-idx1.gz", "d.csv", "fuzz.bin",
-                                  "fz.gz"};
+                                  "fz.gz", "img.pgm", "img.png"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         unlink(tmp_path(names[i]));
     if (rmdir(dir) != 0)
