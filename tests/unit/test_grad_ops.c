@@ -9,6 +9,7 @@
 #include "codegen/codegen.h"
 #include "passes/passes.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_ir_build.h"
 
 #include <stdarg.h>
 #include <string.h>
@@ -32,32 +33,12 @@ enum gen {
     G_LABEL,   /* i32 class labels in [0, last dim of the case's "logits") */
 };
 
-static struct ir_module *M;       /* the module of the case being built */
-static struct ir_func *F;         /* its training function */
 static enum gen gen_of[MAX_BUFS]; /* per buffer */
 static int64_t classes;           /* for G_LABEL */
 static uint64_t rng_state;        /* test data RNG */
 
 static uint64_t rng_next(void) { return cg_mix64(rng_state++); }
 static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) * 0x1p-53; }
-
-static struct shape S(int rank, ...) {
-    struct shape s = {rank, {0}};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-static int fin(int id) {
-    char err[256];
-    if (!ir_infer(M, F, id, err, sizeof err)) {
-        fprintf(stderr, "test case builds an ill-typed node: %s\n", err);
-        exit(2);
-    }
-    return id;
-}
 
 static int leaf(enum op op, const char *name, enum dtype dt, struct shape s, enum gen g) {
     if (!ir_buffer_find(M, name)) {
@@ -71,29 +52,6 @@ static int leaf(enum op op, const char *name, enum dtype dt, struct shape s, enu
 
 static int in(const char *name, struct shape s, enum gen g) { return leaf(OP_INPUT, name, DT_F32, s, g); }
 static int par(const char *name, struct shape s, enum gen g) { return leaf(OP_PARAM, name, DT_F32, s, g); }
-
-/* A node; attributes are set by the caller through at(), then fin(). */
-static int node(enum op op, int nargs, ...) {
-    int args[8];
-    va_list ap;
-    va_start(ap, nargs);
-    for (int i = 0; i < nargs; i++) args[i] = va_arg(ap, int);
-    va_end(ap);
-    return ir_node_add(M, F, op, args, nargs, LOC_NONE);
-}
-
-static struct ir_node *at(int id) { return &F->nodes[id]; }
-static int op1(enum op op, int a) { return fin(node(op, 1, a)); }
-static int op2(enum op op, int a, int b) { return fin(node(op, 2, a, b)); }
-
-static void ints(int id, const char *name, int count, ...) {
-    int64_t v[IR_MAX_LIST];
-    va_list ap;
-    va_start(ap, count);
-    for (int i = 0; i < count; i++) v[i] = va_arg(ap, int);
-    va_end(ap);
-    ir_set_ints(at(id), name, v, count);
-}
 
 static int reduce(enum op op, int x, int keep, int count, ...) {
     int id = node(op, 1, x);

@@ -6,32 +6,12 @@
 #include "codegen/codegen.h"
 #include "passes/passes.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_ir_build.h"
 
 #include <stdarg.h>
 #include <string.h>
 
 #define N IR_DIM_N
-
-static struct ir_module *M; /* the module being built */
-static struct ir_func *F;   /* the function being built */
-
-static struct shape S(int rank, ...) {
-    struct shape s = {rank, {0}};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
-static int fin(int id) {
-    char err[256];
-    if (!ir_infer(M, F, id, err, sizeof err)) {
-        fprintf(stderr, "test builds an ill-typed node: %s\n", err);
-        exit(2);
-    }
-    return id;
-}
 
 static int buf(enum op op, enum buf_kind kind, const char *name, struct shape s, const char *group) {
     if (!ir_buffer_find(M, name)) {
@@ -45,9 +25,6 @@ static int buf(enum op op, enum buf_kind kind, const char *name, struct shape s,
 
 static int in(const char *name, struct shape s) { return buf(OP_INPUT, BUF_INPUT, name, s, NULL); }
 static int par(const char *name, struct shape s, const char *g) { return buf(OP_PARAM, BUF_PARAM, name, s, g); }
-
-static int op1(enum op op, int a) { return fin(ir_node_add(M, F, op, &a, 1, LOC_NONE)); }
-static int op2(enum op op, int a, int b) { return fin(ir_node_add(M, F, op, (int[]){a, b}, 2, LOC_NONE)); }
 
 static int mean_all(int x) {
     int id = ir_node_add(M, F, OP_MEAN, &x, 1, LOC_NONE);

@@ -4,36 +4,16 @@
  * test builds a one-function module through the IR API and runs it. */
 #include "codegen/codegen.h"
 #include "tests/unit/test.h"
+#include "tests/unit/test_ir_build.h"
 
 #include <stdarg.h>
 #include <string.h>
 
 #define N IR_DIM_N
 
-static struct ir_module *M; /* the module being built */
-static struct ir_func *F;   /* its one function */
-
-static struct shape S(int rank, ...) {
-    struct shape s = {rank, {0}};
-    va_list ap;
-    va_start(ap, rank);
-    for (int i = 0; i < rank; i++) s.dim[i] = va_arg(ap, int);
-    va_end(ap);
-    return s;
-}
-
 static void begin(enum func_mode mode) {
     M = ir_module_new("t");
     F = ir_func_add(M, "f", mode);
-}
-
-static int fin(int id) {
-    char err[256];
-    if (!ir_infer(M, F, id, err, sizeof err)) {
-        fprintf(stderr, "test builds an ill-typed node: %s\n", err);
-        exit(2);
-    }
-    return id;
 }
 
 static int leaf(enum op op, enum buf_kind kind, const char *name, enum dtype dt, struct shape s) {
@@ -44,28 +24,6 @@ static int leaf(enum op op, enum buf_kind kind, const char *name, enum dtype dt,
 }
 
 static int in(const char *name, struct shape s) { return leaf(OP_INPUT, BUF_INPUT, name, DT_F32, s); }
-
-static int node(enum op op, int nargs, ...) {
-    int args[8];
-    va_list ap;
-    va_start(ap, nargs);
-    for (int i = 0; i < nargs; i++) args[i] = va_arg(ap, int);
-    va_end(ap);
-    return ir_node_add(M, F, op, args, nargs, LOC_NONE);
-}
-
-static struct ir_node *at(int id) { return &F->nodes[id]; }
-static int op1(enum op op, int a) { return fin(node(op, 1, a)); }
-static int op2(enum op op, int a, int b) { return fin(node(op, 2, a, b)); }
-
-static void ints(int id, const char *name, int count, ...) {
-    int64_t v[IR_MAX_LIST];
-    va_list ap;
-    va_start(ap, count);
-    for (int i = 0; i < count; i++) v[i] = va_arg(ap, int);
-    va_end(ap);
-    ir_set_ints(at(id), name, v, count);
-}
 
 static int with_int(enum op op, int x, const char *name, int v) {
     int id = node(op, 1, x);
