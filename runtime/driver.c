@@ -55,6 +55,8 @@ struct opts {
     int lr_set;
     int threads;                  /* 0: OpenBLAS's default */
     int quiet;                    /* --quiet: no progress */
+    int64_t patience;             /* --patience, when patience_set (0: off) */
+    int patience_set;
 };
 
 static const char usage_main[] =
@@ -82,6 +84,8 @@ static const char usage_train[] =
     "  --load F          start from checkpoint F\n"
     "  --save F          write a checkpoint to F after every epoch (atomically)\n"
     "  --metrics F       write one JSON object per epoch to F\n"
+    "  --patience N      early stopping: stop when the test loss has not improved\n"
+    "                    for N epochs (default: the model's early_stopping; 0: off)\n"
     "  --quiet           no progress display\n";
 
 static const char usage_eval[] =
@@ -173,6 +177,10 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
             rc = parse_int(flag, val, 1, &o->epochs);
         else if (strcmp(flag, "--max-steps") == 0)
             rc = parse_int(flag, val, 1, &o->max_steps);
+        else if (strcmp(flag, "--patience") == 0) {
+            rc = parse_int(flag, val, 0, &o->patience);
+            o->patience_set = 1;
+        }
         else if (strcmp(flag, "--batch") == 0)
             rc = parse_int(flag, val, 1, &o->batch);
         else if (strcmp(flag, "--seed") == 0)
@@ -583,6 +591,11 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     if (!o->quiet)
         printf("training %s: %lld items, batch %lld, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
                (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
+    /* Early stopping watches the test loss at the end of each epoch. */
+    int64_t patience = o->patience_set ? o->patience : m->patience, stale = 0, best_epoch = 0;
+    double best_loss = INFINITY;
+    if (patience > 0 && !has_test && !o->quiet)
+        printf("early stopping needs test data: it is off for this run\n");
     for (int64_t e = 0; e < epochs && !stop; e++) {
         int64_t epoch = first_epoch + e;
         set_lr(&ctx, o, epoch);
@@ -666,6 +679,19 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         if (o->save && nrt_ckpt_save(&ctx, o->save)) {
             rc = fail_rt();
             goto done;
+        }
+        if (patience > 0 && has_test && isfinite(ts.loss)) {
+            if (ts.loss < best_loss) {
+                best_loss = ts.loss;
+                best_epoch = epoch + 1;
+                stale = 0;
+            } else if (++stale >= patience) {
+                if (!o->quiet)
+                    printf("early stopping: the test loss has not improved for %lld epoch%s (best %.4f at epoch "
+                           "%lld)\n",
+                           (long long)stale, stale == 1 ? "" : "s", best_loss, (long long)best_epoch);
+                break;
+            }
         }
     }
     if (o->save && !o->quiet)
@@ -973,7 +999,7 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
     if (strcmp(cmd, "train") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_train,
                         "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
-                        "--quiet ",
+                        "--patience --quiet ",
                         &o);
         if (rc)
             return rc < 0 ? 0 : rc;
