@@ -67,6 +67,14 @@ static inline void write_file(const char *path, const void *data, size_t n)
     fclose(f);
 }
 
+/* Runtime allocations not yet freed (a leak check after each test). */
+static inline int64_t live_blocks(void)
+{
+    struct nrt_alloc_stats s;
+    nrt_alloc_stats_get(&s);
+    return s.live;
+}
+
 /* The same, gzip-compressed. */
 static inline void write_gz(const char *path, const void *data, size_t n)
 {

@@ -16,13 +16,6 @@
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
-static int64_t live_blocks(void)
-{
-    struct nrt_alloc_stats s;
-    nrt_alloc_stats_get(&s);
-    return s.live;
-}
-
 static void test_alignment(void)
 {
     void *p = nrt_alloc(100, 0);

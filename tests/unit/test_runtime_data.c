@@ -27,13 +27,6 @@ static size_t file_bytes(const char *path, unsigned char *buf, size_t cap)
     return n;
 }
 
-static int64_t live_blocks(void)
-{
-    struct nrt_alloc_stats s;
-    nrt_alloc_stats_get(&s);
-    return s.live;
-}
-
 /* An IDX header for type code and dims, then raw (already big-endian) data. */
 static size_t idx_build(unsigned char *buf, int type, int rank, const uint32_t *dims,
                         const void *data, size_t data_bytes)

@@ -52,13 +52,6 @@ static int stray_files(void)
     return n;
 }
 
-static int64_t live_blocks(void)
-{
-    struct nrt_alloc_stats s;
-    nrt_alloc_stats_get(&s);
-    return s.live;
-}
-
 /* -------------------------------------------------------------- round trip -- */
 
 static float w1[12] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11.5f};
