@@ -65,7 +65,7 @@ const char *cgc_ctype(enum dtype t) { return t == DT_I32 ? "int32_t" : "float"; 
 
 /* A string literal for s: printable ASCII as is, everything else (quotes,
  * backslashes, '?' against trigraphs, control and non-ASCII bytes) escaped. */
-static void put_str(FILE *out, const char *s) {
+void cgc_put_str(FILE *out, const char *s) {
     if (!s) {
         fputs("NULL", out);
         return;
@@ -94,7 +94,7 @@ static const char *comment_safe(const char *s, char *buf, size_t len) {
 
 static const char *dtype_enum(enum dtype t) { return t == DT_I32 ? "NRT_DT_I32" : "NRT_DT_F32"; }
 
-static int buffer_index(const struct ir_module *m, const char *name) {
+int cgc_buffer_index(const struct ir_module *m, const char *name) {
     for (size_t i = 0; i < vec_len(m->buffers); i++)
         if (strcmp(m->buffers[i].name, name) == 0) return (int)i;
     return -1;
@@ -161,7 +161,7 @@ static void form_kernels(struct cgc *c) {
 /* Where each value of f lives: aliases, buffers, or slots reused by liveness. A
  * value's slot is released after its last reader (aliases extend their root's
  * life), so an op's output never overlaps its own operands. */
-static void layout(struct cgc *c) {
+void cgc_layout(struct cgc *c) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
     c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
@@ -174,7 +174,7 @@ static void layout(struct cgc *c) {
         v->alias = -1;
         v->buffer = -1;
         v->last_use = id;
-        if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = buffer_index(c->m, n->sym);
+        if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = cgc_buffer_index(c->m, n->sym);
         else if (cgc_op_aliases(n)) v->alias = n->args[0];
         /* A fused member reads its operands when its kernel runs, at the root. */
         int at = v->kernel >= 0 ? c->kernels[v->kernel].root : id;
@@ -233,6 +233,16 @@ static void layout(struct cgc *c) {
     vec_free(fixed.free_size);
     vec_free(per_n.free_off);
     vec_free(per_n.free_size);
+}
+
+void cgc_layout_free(struct cgc *c) {
+    free(c->vals);
+    c->vals = NULL;
+    for (size_t q = 0; q < vec_len(c->kernels); q++) {
+        vec_free(c->kernels[q].members);
+        vec_free(c->kernels[q].inputs);
+    }
+    vec_free(c->kernels);
 }
 
 /* "ws + 1024 + 4096 * mn" for a slot. */
@@ -336,7 +346,7 @@ static void emit_function(struct cgc *c, int index) {
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
         if (n->op != OP_ASSIGN) continue;
-        int b = buffer_index(c->m, n->sym);
+        int b = cgc_buffer_index(c->m, n->sym);
         char cnt[CGC_XSTR_MAX];
         cgc_emit(c, "if ((void *)v%d != ctx->buf[%d]) memcpy(ctx->buf[%d], v%d, sizeof(%s) * (size_t)(%s));", id, b,
                  b, id, cgc_ctype(n->type.dtype), cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
@@ -362,14 +372,14 @@ static void put_source(FILE *out, const struct ir_source *s) {
         return;
     }
     fputc('{', out);
-    put_str(out, s->kind);
+    cgc_put_str(out, s->kind);
     fputs(", ", out);
-    put_str(out, s->path);
+    cgc_put_str(out, s->path);
     fprintf(out, ", %d, {%.17g, %.17g}, %d, {", s->nargs, s->nargs > 0 ? s->args[0] : 0.0,
             s->nargs > 1 ? s->args[1] : 0.0, s->nkw);
     for (int i = 0; i < s->nkw; i++) {
         if (i) fputs(", ", out);
-        put_str(out, s->kw[i]);
+        cgc_put_str(out, s->kw[i]);
     }
     if (!s->nkw) fputs("NULL", out);
     fputs("}, {", out);
@@ -391,7 +401,7 @@ static void put_optim(FILE *out, const struct ir_optim *o) {
     for (int i = 0; i < o->nkw && k < (int)sizeof text - 40; i++)
         k += snprintf(text + k, sizeof text - (size_t)k, "%s%s=%g", i ? ", " : "", o->kw[i], o->kwval[i]);
     if (k < (int)sizeof text - 2) snprintf(text + k, sizeof text - (size_t)k, ")");
-    put_str(out, text);
+    cgc_put_str(out, text);
 }
 
 /* Whether f reads model input b. */
@@ -402,8 +412,8 @@ static bool reads_input(const struct ir_func *f, const struct ir_buffer *b) {
     return false;
 }
 
-static void emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
-                            const size_t *ws_fixed, const size_t *ws_per_n) {
+void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
+                         const size_t *ws_per_n, const char *extra) {
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
     int *nin = calloc(nf + 1, sizeof *nin);
     if (!nin) netc_internal_error(__FILE__, __LINE__, "out of memory");
@@ -411,11 +421,11 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
     for (size_t i = 0; i < nb; i++) {
         const struct ir_buffer *b = &m->buffers[i];
         fputs("    {", out);
-        put_str(out, b->name);
+        cgc_put_str(out, b->name);
         fprintf(out, ", %s, %s, %d, ", kind_names[b->kind], dtype_enum(b->type.dtype), b->type.shape.rank);
         put_dims(out, &b->type.shape);
         fprintf(out, ", %s, %.17g, %.17g, ", init_names[b->init.kind], b->init.a, b->init.b);
-        put_str(out, b->group);
+        cgc_put_str(out, b->group);
         fputs(",\n     ", out);
         put_source(out, &b->data);
         fputs(",\n     ", out);
@@ -430,7 +440,7 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
         for (size_t o = 0; o < vec_len(f->outputs); o++) {
             const struct type *t = &f->nodes[f->outputs[o].value].type;
             fputs("    {", out);
-            put_str(out, f->outputs[o].name);
+            cgc_put_str(out, f->outputs[o].name);
             fprintf(out, ", %s, %d, ", dtype_enum(t->dtype), t->shape.rank);
             put_dims(out, &t->shape);
             fputs("},\n", out);
@@ -448,9 +458,9 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
     for (size_t e = 0; e < nf; e++) {
         const struct ir_func *f = m->funcs[e];
         fputs("    {", out);
-        put_str(out, f->name);
+        cgc_put_str(out, f->name);
         fprintf(out, ", %s, ", f->mode == MODE_TRAIN ? "NRT_MODE_TRAIN" : "NRT_MODE_EVAL");
-        put_str(out, f->loss);
+        cgc_put_str(out, f->loss);
         fputs(", ", out);
         put_optim(out, &f->optim);
         fputs(",\n     ", out);
@@ -463,12 +473,14 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
     struct cgc_layers sum;
     cgc_emit_layers(m, out, &sum);
     fputs("const struct nrt_model netc_model = {\n    ", out);
-    put_str(out, m->name);
+    cgc_put_str(out, m->name);
     fputs(", ", out);
-    put_str(out, opt->netc_version ? opt->netc_version : "unknown");
-    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n};\n",
-            nb, nf, (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
+    cgc_put_str(out, opt->netc_version ? opt->netc_version : "unknown");
+    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n", nb, nf,
+            (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
             (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
+    if (extra) fprintf(out, "    %s\n", extra);
+    fputs("};\n", out);
 }
 
 /* ---------------------------------------------------------------- emit */
@@ -521,20 +533,15 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     for (size_t e = 0; e < nf; e++) {
         struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
         char fname[128];
-        layout(&c);
+        cgc_layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
                 m->funcs[e]->mode == MODE_TRAIN ? "train" : "eval");
         emit_function(&c, (int)e);
         ws_fixed[e] = c.fixed_total;
         ws_per_n[e] = c.per_n_total;
-        free(c.vals);
-        for (size_t q = 0; q < vec_len(c.kernels); q++) {
-            vec_free(c.kernels[q].members);
-            vec_free(c.kernels[q].inputs);
-        }
-        vec_free(c.kernels);
+        cgc_layout_free(&c);
     }
-    emit_descriptor(m, out, opt, ws_fixed, ws_per_n);
+    cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL);
     free(ws_fixed);
     free(ws_per_n);
     if (opt->main) fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);

@@ -85,17 +85,6 @@ static void prefix_of(const char *sym, char *buf, size_t len) {
     if (dot) *dot = '\0';
 }
 
-/* put_str of c_emit.c, for the few names printed here. */
-static void put_lit(FILE *out, const char *s) {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
-        else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
-        else fprintf(out, "\\%03o", *p);
-    }
-    fputc('"', out);
-}
-
 /* One row while it is being built. */
 struct row {
     char op[64];            /* "conv2d+relu" */
@@ -108,9 +97,9 @@ struct row {
 static void put_row(FILE *out, const struct row *r) {
     const struct shape *s = &r->out->type.shape;
     fputs("    {", out);
-    put_lit(out, r->op);
+    cgc_put_str(out, r->op);
     fputs(", ", out);
-    put_lit(out, r->name);
+    cgc_put_str(out, r->name);
     fprintf(out, ", %s, %d, {", r->out->type.dtype == DT_I32 ? "NRT_DT_I32" : "NRT_DT_F32", s->rank);
     for (int i = 0; i < s->rank; i++) fprintf(out, "%s%lld", i ? ", " : "", (long long)s->dim[i]);
     if (!s->rank) fputc('0', out);

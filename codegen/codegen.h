@@ -226,6 +226,19 @@ bool cgc_op_aliases(const struct ir_node *n);
  * count is per batch item. */
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
 
+/* c_emit.c, shared with other backends: the memory plan of c->f (fills c->vals,
+ * c->kernels, c->fixed_total, c->per_n_total: liveness-based slot reuse in a fixed
+ * region and a per-batch-item region) and its release; the module descriptor
+ * (buffers, entries `entry_<E>` with their workspace sizes, layer table) with
+ * `extra` (or NULL) printed as the last fields of the netc_model initializer; the
+ * index of a module buffer by name; a C string literal. */
+void cgc_layout(struct cgc *c);
+void cgc_layout_free(struct cgc *c);
+void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
+                         const size_t *ws_per_n, const char *extra);
+int cgc_buffer_index(const struct ir_module *m, const char *name);
+void cgc_put_str(FILE *out, const char *s);
+
 /* c_summary.c: the layer table of the forward function (`./model info`). */
 struct cgc_layers {
     int n;                /* rows emitted */
