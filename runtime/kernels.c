@@ -33,8 +33,10 @@ const char *nrt_blas_core(void) { return openblas_get_corename(); }
 
 void nrt_blas_threads(int threads)
 {
-    if (threads > 0)
+    if (threads > 0) {
         openblas_set_num_threads(threads);
+        nrt_threads_set(threads);
+    }
 }
 
 /* Whether OpenBLAS's core name is one of names (NULL-terminated), any case. */
