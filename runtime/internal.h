@@ -7,6 +7,12 @@
 
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
+
 #endif
 
 #include <stddef.h>
@@ -16,6 +22,12 @@
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
+
 #endif
 
 /* ---------------------------------------------------------------- alloc.c -- */
@@ -83,5 +95,11 @@ struct nrt_csv_table {
 /* Parses a NUL-terminated CSV text; header: -1 detect, 0 none, 1 present. */
 int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,
                   int header);
+
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
 
 #endif

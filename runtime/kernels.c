@@ -1,17 +1,68 @@
 /* runtime/kernels.c -- the kernels that generated code calls for the heavy ops:
  * SGEMM through OpenBLAS (plus picking OpenBLAS's core type and thread count
- * before it initialises), conv2d and its two gradients by im2col/col2im + SGEMM,
+ * before it initialises; large GEMMs split over the thread pool), conv2d and
+ * its two gradients by im2col/col2im + SGEMM with each pool thread on its own images,
  * max and average pooling with their gradients, and nearest upsampling. The
  * index relations are those of the reference interpreter (codegen/interp_nn.c). */
 #include "runtime/internal.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ BLAS -- */
+
+/* OpenBLAS runs single-threaded: the pool does the threading (large GEMMs
+ * are split below, the conv kernels give each thread its own images), so
+ * OpenBLAS's own threads never spin in sched_yield next to ours. */
+static void blas_single(void)
+{
+    static _Atomic int done;
+    if (!atomic_load_explicit(&done, memory_order_acquire)) {
+        openblas_set_num_threads(1);
+        atomic_store_explicit(&done, 1, memory_order_release);
+    }
+}
+
+/* GEMMs below this many FLOPs run on one thread (a split costs a hand-over
+ * and a second packing of the shared operand: a few microseconds). */
+#define SGEMM_SPLIT_FLOPS 2e6
+/* Columns or rows of C per block of a split. */
+#define SGEMM_BLOCK 16
+
+/* One GEMM split over the pool by blocks of C's columns (by_cols) or rows. */
+struct sgemm_job {
+    int ta, tb, by_cols;        /* transposes; which dim of C is split */
+    int64_t m, n, k;            /* sizes */
+    float alpha, beta;          /* scales */
+    const float *a, *b;         /* operands */
+    int64_t lda, ldb, ldc;      /* leading dims */
+    float *c;                   /* the result */
+};
+
+static void sgemm_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
+                (blasint)ldc);
+}
+
+static void sgemm_blocks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct sgemm_job *g = arg;
+    int64_t extent = g->by_cols ? g->n : g->m, i0 = lo * SGEMM_BLOCK;
+    int64_t i1 = hi * SGEMM_BLOCK < extent ? hi * SGEMM_BLOCK : extent;
+    if (g->by_cols) /* columns i0..i1 of op(B) and C */
+        sgemm_call(g->ta, g->tb, g->m, i1 - i0, g->k, g->alpha, g->a, g->lda,
+                   g->b + (g->tb ? i0 * g->ldb : i0), g->ldb, g->beta, g->c + i0, g->ldc);
+    else /* rows i0..i1 of op(A) and C */
+        sgemm_call(g->ta, g->tb, i1 - i0, g->n, g->k, g->alpha, g->a + (g->ta ? i0 : i0 * g->lda), g->lda,
+                   g->b, g->ldb, g->beta, g->c + i0 * g->ldc, g->ldc);
+}
 
 void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -24,19 +75,25 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
                 c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
-                (blasint)ldc);
+    blas_single();
+    if (2.0 * (double)m * (double)n * (double)k < SGEMM_SPLIT_FLOPS || nrt_threads_get() < 2 ||
+        nrt_threads_inside()) {
+        sgemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* Split the larger dim of C, so the operand both halves pack is the smaller. */
+    struct sgemm_job g = {ta, tb, n >= m, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c};
+    int64_t extent = g.by_cols ? n : m;
+    nrt_parallel_for((extent + SGEMM_BLOCK - 1) / SGEMM_BLOCK, 1, sgemm_blocks, &g);
 }
 
 const char *nrt_blas_core(void) { return openblas_get_corename(); }
 
 void nrt_blas_threads(int threads)
 {
-    if (threads > 0) {
-        openblas_set_num_threads(threads);
+    if (threads > 0)
         nrt_threads_set(threads);
-    }
+    blas_single();
 }
 
 /* Whether OpenBLAS's core name is one of names (NULL-terminated), any case. */
@@ -184,18 +241,94 @@ static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, 
             memcpy(a + (b * c->co + g * cog + o) * hw, t + (o * nb + b) * hw, sizeof *t * (size_t)hw);
 }
 
+/* Threading: the batch is cut into `tasks` contiguous image ranges, one per
+ * pool thread, each with its own 1/tasks of the scratch (so `sub` images per
+ * GEMM) and single-threaded GEMMs: no thread waits on another inside a layer.
+ * With one task (one thread, one image per chunk, or a batch of one) the
+ * chunks run in turn and nrt_sgemm splits each GEMM over the pool. */
+struct conv_job {
+    const struct nrt_conv *c; /* the geometry */
+    const float *x, *w, *dy;  /* inputs (those the kernel reads) */
+    float *y, *dx, *dw;       /* the output it writes */
+    float *scratch;           /* all the scratch: task i's part starts at i*region */
+    int64_t tasks;            /* image ranges */
+    int64_t region;           /* scratch floats per task */
+    int64_t sub;              /* images per GEMM within a task */
+    int64_t part;             /* grad_weight: floats of a task's partial dw (0: none) */
+};
+
+/* The number of tasks for c: pool threads, at most one per chunk image and
+ * one per batch image. */
+static int64_t conv_tasks(const struct nrt_conv *c)
+{
+    int64_t t = nrt_threads_get(), chunk = nrt_conv_chunk(c);
+    t = t < chunk ? t : chunk;
+    t = t < c->n ? t : c->n;
+    return t < 1 ? 1 : t;
+}
+
+static struct conv_job conv_job_init(const struct nrt_conv *c, float *scratch)
+{
+    struct conv_job j = {.c = c, .scratch = scratch, .tasks = conv_tasks(c)};
+    j.sub = nrt_conv_chunk(c) / j.tasks;
+    j.region = j.sub * nrt_conv_image_floats(c);
+    return j;
+}
+
+/* Task i's images [*b0, *b1) and scratch. */
+static float *conv_task(const struct conv_job *j, int64_t i, int64_t *b0, int64_t *b1)
+{
+    *b0 = j->c->n * i / j->tasks, *b1 = j->c->n * (i + 1) / j->tasks;
+    return j->scratch + i * j->region;
+}
+
+static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1);
+        for (; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                for (int64_t b = 0; b < nb; b++)
+                    im2col(c, j->x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
+                nrt_sgemm(0, 0, cog, ld, kk, 1.0f, j->w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
+                from_channel_major(c, nb, g, t, j->y + b0 * c->co * hw);
+            }
+        }
+    }
+}
+
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
+    struct conv_job j = conv_job_init(c, scratch);
+    j.x = x, j.w = w, j.y = y;
+    nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
+}
+
+static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            for (int64_t b = 0; b < nb; b++)
-                im2col(c, x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
-            nrt_sgemm(0, 0, cog, ld, kk, 1.0f, w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
-            from_channel_major(c, nb, g, t, y + b0 * c->co * hw);
+    int64_t plane = c->h * c->w;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1);
+        memset(j->dx + b0 * c->ci * plane, 0, sizeof *j->dx * (size_t)((b1 - b0) * c->ci * plane));
+        for (; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                to_channel_major(c, nb, g, j->dy + b0 * c->co * hw, t);
+                nrt_sgemm(1, 0, kk, ld, cog, 1.0f, j->w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
+                for (int64_t b = 0; b < nb; b++)
+                    col2im(c, col + b * hw, ld, cig, j->dx + ((b0 + b) * c->ci + g * cig) * plane);
+            }
         }
     }
 }
@@ -203,36 +336,65 @@ void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float 
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch)
 {
+    struct conv_job j = conv_job_init(c, scratch);
+    j.dy = dy, j.w = w, j.dx = dx;
+    nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
+}
+
+/* Task i > 0 sums its images' weight gradient into a partial dw at the start
+ * of its scratch (task 0 into dw itself); the partials are added at the end. */
+static void conv_dw_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    memset(dx, 0, sizeof *dx * (size_t)(c->n * c->ci * c->h * c->w));
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            to_channel_major(c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_sgemm(1, 0, kk, ld, cog, 1.0f, w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
-            for (int64_t b = 0; b < nb; b++)
-                col2im(c, col + b * hw, ld, cig, dx + ((b0 + b) * c->ci + g * cig) * c->h * c->w);
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1), *dw = j->dw;
+        if (i > 0)
+            dw = col, col += j->part;
+        for (int64_t first = b0; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                for (int64_t b = 0; b < nb; b++)
+                    im2col(c, j->x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
+                to_channel_major(c, nb, g, j->dy + b0 * c->co * hw, t);
+                nrt_sgemm(0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == first ? 0.0f : 1.0f,
+                          dw + g * cog * kk, kk);
+            }
         }
+    }
+}
+
+/* dw[lo, hi) += the partials of tasks 1.. */
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    for (int64_t i = 1; i < j->tasks; i++) {
+        const float *part = j->scratch + i * j->region;
+        for (int64_t k = lo; k < hi; k++)
+            j->dw[k] += part[k];
     }
 }
 
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch)
 {
-    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            for (int64_t b = 0; b < nb; b++)
-                im2col(c, x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
-            to_channel_major(c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_sgemm(0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f, dw + g * cog * kk, kk);
-        }
+    struct conv_job j = conv_job_init(c, scratch);
+    j.x = x, j.dy = dy, j.dw = dw;
+    int64_t per = nrt_conv_image_floats(c), wsize = c->co * (c->ci / c->g) * c->kh * c->kw;
+    if (j.tasks > 1) {
+        /* A partial dw in front of each task's scratch: fewer images per GEMM;
+         * one task when a partial leaves no room for an image. */
+        j.part = (wsize + 15) / 16 * 16;
+        j.sub = (j.region - j.part) / per;
+        if (j.sub < 1)
+            j.tasks = 1, j.part = 0, j.sub = nrt_conv_chunk(c), j.region = j.sub * per;
     }
+    nrt_parallel_for(j.tasks, 1, conv_dw_tasks, &j);
+    if (j.tasks > 1)
+        nrt_parallel_for(wsize, 4096, conv_dw_sum, &j);
 }
 
 /* --------------------------------------------------------------- pooling -- */
@@ -300,72 +462,137 @@ static int pool_is_2x2(const struct nrt_pool *p)
     return p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && pool_disjoint(p);
 }
 
-void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
+/* Planes [lo, hi) of a pooling op: the pool threads take ranges of planes. */
+struct pool_job {
+    const struct nrt_pool *p; /* the geometry */
+    const float *x, *dy;      /* inputs (those the op reads) */
+    float *y, *dx;            /* the output */
+};
+
+/* Planes per chunk: about 16K input floats' worth (several microseconds). */
+static int64_t pool_grain(const struct nrt_pool *p)
 {
-    int fast = pool_disjoint(p), two = pool_is_2x2(p);
-    for (int64_t pl = 0; pl < p->planes; pl++) {
+    int64_t per = p->h * p->w > p->ho * p->wo ? p->h * p->w : p->ho * p->wo;
+    return per >= 16384 ? 1 : 16384 / (per > 0 ? per : 1);
+}
+
+/* 2x2/s2 max pooling of planes [lo, hi): rows of outputs without branches. */
+static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int64_t lo, int64_t hi)
+{
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         float *out = y + pl * p->ho * p->wo;
         for (int64_t oh = 0; oh < p->ho; oh++) {
-            if (two) {
-                const float *r0 = plane + 2 * oh * p->w, *r1 = r0 + p->w;
-                for (int64_t ow = 0; ow < p->wo; ow++) {
-                    float v = r0[2 * ow];
-                    v = r0[2 * ow + 1] > v ? r0[2 * ow + 1] : v;
-                    v = r1[2 * ow] > v ? r1[2 * ow] : v;
-                    v = r1[2 * ow + 1] > v ? r1[2 * ow + 1] : v;
-                    out[oh * p->wo + ow] = v;
-                }
-                continue;
-            }
+            const float *restrict r0 = plane + 2 * oh * p->w, *restrict r1 = r0 + p->w;
+            float *restrict o = out + oh * p->wo;
             for (int64_t ow = 0; ow < p->wo; ow++) {
-                int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
-                out[oh * p->wo + ow] = at < 0 ? 0 : plane[at];
+                float v = r0[2 * ow];
+                v = r0[2 * ow + 1] > v ? r0[2 * ow + 1] : v;
+                v = r1[2 * ow] > v ? r1[2 * ow] : v;
+                v = r1[2 * ow + 1] > v ? r1[2 * ow + 1] : v;
+                o[ow] = v;
             }
         }
     }
 }
 
-void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx)
+static void maxpool_planes(void *arg, int64_t lo, int64_t hi)
 {
-    int fast = pool_disjoint(p), two = pool_is_2x2(p);
-    /* The 2x2 path stores every input its windows cover. */
-    if (!two || p->h % 2 || p->w % 2)
-        memset(dx, 0, sizeof *dx * (size_t)(p->planes * p->h * p->w));
-    for (int64_t pl = 0; pl < p->planes; pl++) {
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    if (pool_is_2x2(p)) {
+        maxpool_2x2(p, j->x, j->y, lo, hi);
+        return;
+    }
+    int fast = pool_disjoint(p);
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *plane = j->x + pl * p->h * p->w;
+        float *out = j->y + pl * p->ho * p->wo;
+        for (int64_t oh = 0; oh < p->ho; oh++)
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
+                out[oh * p->wo + ow] = at < 0 ? 0 : plane[at];
+            }
+    }
+}
+
+void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
+{
+    struct pool_job j = {.p = p, .x = x, .y = y};
+    nrt_parallel_for(p->planes, pool_grain(p), maxpool_planes, &j);
+}
+
+/* The 2x2/s2 gradient of planes [lo, hi): each input lies in at most one
+ * window, so every input a window covers is stored (0 + g as accumulating into
+ * zeros gives, -0 included) and the rest, an odd last row or column, cleared.
+ * The first maximum wins, chosen without branches so the loop vectorizes. */
+static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx, int64_t lo,
+                             int64_t hi)
+{
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         const float *g = dy + pl * p->ho * p->wo;
         float *d = dx + pl * p->h * p->w;
         for (int64_t oh = 0; oh < p->ho; oh++) {
-            if (two) {
-                /* Each input in one window: store all four (0 + g as the
-                 * accumulation into zeros gives, -0 included). */
-                const float *r0 = plane + 2 * oh * p->w, *r1 = r0 + p->w;
-                float *d0 = d + 2 * oh * p->w, *d1 = d0 + p->w;
-                for (int64_t ow = 0; ow < p->wo; ow++) {
-                    int k = argmax4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
-                    float v = 0.0f + g[oh * p->wo + ow];
-                    d0[2 * ow] = k == 0 ? v : 0.0f;
-                    d0[2 * ow + 1] = k == 1 ? v : 0.0f;
-                    d1[2 * ow] = k == 2 ? v : 0.0f;
-                    d1[2 * ow + 1] = k == 3 ? v : 0.0f;
-                }
-                continue;
+            const float *restrict r0 = plane + 2 * oh * p->w, *restrict r1 = r0 + p->w;
+            const float *restrict gr = g + oh * p->wo;
+            float *restrict d0 = d + 2 * oh * p->w, *restrict d1 = d0 + p->w;
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
+                float v1 = b > a ? b : a, v2;
+                int k = b > a;
+                k = c > v1 ? 2 : k, v2 = c > v1 ? c : v1;
+                k = e > v2 ? 3 : k;
+                float v = 0.0f + gr[ow];
+                d0[2 * ow] = k == 0 ? v : 0.0f;
+                d0[2 * ow + 1] = k == 1 ? v : 0.0f;
+                d1[2 * ow] = k == 2 ? v : 0.0f;
+                d1[2 * ow + 1] = k == 3 ? v : 0.0f;
             }
+            if (p->w % 2)
+                d0[p->w - 1] = d1[p->w - 1] = 0.0f;
+        }
+        if (p->h % 2)
+            memset(d + (p->h - 1) * p->w, 0, sizeof *d * (size_t)p->w);
+    }
+}
+
+static void maxpool_grad_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    if (pool_is_2x2(p) && p->h == 2 * p->ho + p->h % 2 && p->w == 2 * p->wo + p->w % 2) {
+        maxpool_2x2_grad(p, j->x, j->dy, j->dx, lo, hi);
+        return;
+    }
+    int fast = pool_disjoint(p);
+    memset(j->dx + lo * p->h * p->w, 0, sizeof *j->dx * (size_t)((hi - lo) * p->h * p->w));
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *plane = j->x + pl * p->h * p->w;
+        const float *g = j->dy + pl * p->ho * p->wo;
+        float *d = j->dx + pl * p->h * p->w;
+        for (int64_t oh = 0; oh < p->ho; oh++)
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
                 if (at >= 0)
                     d[at] += g[oh * p->wo + ow];
             }
-        }
     }
 }
 
-/* Average over the full window, padding counted (count_include_pad). */
-void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
+void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx)
 {
+    struct pool_job j = {.p = p, .x = x, .dy = dy, .dx = dx};
+    nrt_parallel_for(p->planes, pool_grain(p), maxpool_grad_planes, &j);
+}
+
+/* Average over the full window, padding counted (count_include_pad). */
+static void avgpool_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
     float inv = 1.0f / (float)(p->k[0] * p->k[1]);
-    for (int64_t pl = 0; pl < p->planes; pl++)
+    for (int64_t pl = lo; pl < hi; pl++)
         for (int64_t oh = 0; oh < p->ho; oh++)
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 float s = 0;
@@ -373,35 +600,49 @@ void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
                     int64_t ih = oh * p->s[0] - p->p[0] + i;
                     if (ih < 0 || ih >= p->h)
                         continue;
-                    for (int64_t j = 0; j < p->k[1]; j++) {
-                        int64_t iw = ow * p->s[1] - p->p[1] + j;
+                    for (int64_t jj = 0; jj < p->k[1]; jj++) {
+                        int64_t iw = ow * p->s[1] - p->p[1] + jj;
                         if (iw >= 0 && iw < p->w)
-                            s += x[(pl * p->h + ih) * p->w + iw];
+                            s += j->x[(pl * p->h + ih) * p->w + iw];
                     }
                 }
-                y[(pl * p->ho + oh) * p->wo + ow] = s * inv;
+                j->y[(pl * p->ho + oh) * p->wo + ow] = s * inv;
+            }
+}
+
+void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
+{
+    struct pool_job j = {.p = p, .x = x, .y = y};
+    nrt_parallel_for(p->planes, pool_grain(p), avgpool_planes, &j);
+}
+
+static void avgpool_grad_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    float inv = 1.0f / (float)(p->k[0] * p->k[1]);
+    memset(j->dx + lo * p->h * p->w, 0, sizeof *j->dx * (size_t)((hi - lo) * p->h * p->w));
+    for (int64_t pl = lo; pl < hi; pl++)
+        for (int64_t oh = 0; oh < p->ho; oh++)
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                float g = j->dy[(pl * p->ho + oh) * p->wo + ow] * inv;
+                for (int64_t i = 0; i < p->k[0]; i++) {
+                    int64_t ih = oh * p->s[0] - p->p[0] + i;
+                    if (ih < 0 || ih >= p->h)
+                        continue;
+                    for (int64_t jj = 0; jj < p->k[1]; jj++) {
+                        int64_t iw = ow * p->s[1] - p->p[1] + jj;
+                        if (iw >= 0 && iw < p->w)
+                            j->dx[(pl * p->h + ih) * p->w + iw] += g;
+                    }
+                }
             }
 }
 
 void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx)
 {
-    float inv = 1.0f / (float)(p->k[0] * p->k[1]);
-    memset(dx, 0, sizeof *dx * (size_t)(p->planes * p->h * p->w));
-    for (int64_t pl = 0; pl < p->planes; pl++)
-        for (int64_t oh = 0; oh < p->ho; oh++)
-            for (int64_t ow = 0; ow < p->wo; ow++) {
-                float g = dy[(pl * p->ho + oh) * p->wo + ow] * inv;
-                for (int64_t i = 0; i < p->k[0]; i++) {
-                    int64_t ih = oh * p->s[0] - p->p[0] + i;
-                    if (ih < 0 || ih >= p->h)
-                        continue;
-                    for (int64_t j = 0; j < p->k[1]; j++) {
-                        int64_t iw = ow * p->s[1] - p->p[1] + j;
-                        if (iw >= 0 && iw < p->w)
-                            dx[(pl * p->h + ih) * p->w + iw] += g;
-                    }
-                }
-            }
+    struct pool_job j = {.p = p, .dy = dy, .dx = dx};
+    nrt_parallel_for(p->planes, pool_grain(p), avgpool_grad_planes, &j);
 }
 
 void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *x, float *y)

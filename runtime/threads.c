@@ -158,6 +158,8 @@ int nrt_threads_get(void)
     return pool.threads;
 }
 
+int nrt_threads_inside(void) { return in_pool; }
+
 void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg)
 {
     if (n <= 0)
