@@ -241,6 +241,366 @@ static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, 
             memcpy(a + (b * c->co + g * cog + o) * hw, t + (o * nb + b) * hw, sizeof *t * (size_t)hw);
 }
 
+/* ------------------------------------------------- direct conv (AVX-512) -- */
+
+/* With AVX-512, convolutions with many taps (DIRECT_MIN_TAPS: the second
+ * layer of a CNN, not a first layer on one channel) and 16k output channels
+ * skip im2col and OpenBLAS. A micro-kernel keeps 24 vectors of accumulators
+ * in registers -- V vectors of 16 channels by 24/V output pixels (dconv_tile)
+ * or by 24/V taps (dw_tile) -- and per step loads V vectors of channels and
+ * broadcasts one input value per pixel or tap. Weights are packed [tap][co]
+ * once per call; tiles are stored pixel-major and transposed into NCHW.
+ * Padding copies each image into a zero-bordered plane first. The input
+ * gradient (stride 1) is the same kernel on the padded dy with the weights
+ * flipped and transposed. Each pool thread takes whole images. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+#define DIRECT_MIN_TAPS 64
+#define DIRECT_ACC 24 /* accumulator vectors of a tile */
+
+/* One image's direct convolution: input planes [cin][hp][wp], padded. */
+struct dconv {
+    int64_t cin, hp, wp;            /* the (padded) input */
+    int64_t cout;                   /* output channels, a multiple of 16 */
+    int64_t kh, kw, s0, s1, d0, d1; /* window, stride, dilation */
+    int64_t ho, wo;                 /* the output */
+};
+
+/* out[p][c0 + 16v + l] = sum over taps of wp[tap][c0 + 16v + l] * x[base[p] + tap's offset]
+ * for P pixels (wp and out already offset by c0); rows of out are cout apart. */
+static inline __attribute__((always_inline)) void dconv_tile(const struct dconv *g, const int V, const int P,
+                                                             const float *x, const int64_t *base,
+                                                             const float *wp, float *out)
+{
+    __m512 acc[4][DIRECT_ACC];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++)
+            acc[v][p] = _mm512_setzero_ps();
+    const float *wt = wp;
+    for (int64_t ci = 0; ci < g->cin; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++, wt += g->cout) {
+                const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+                __m512 w[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    w[v] = _mm512_loadu_ps(wt + 16 * v);
+#pragma GCC unroll 24
+                for (int p = 0; p < P; p++) {
+                    __m512 xb = _mm512_set1_ps(xt[base[p]]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; v++)
+                        acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
+                }
+            }
+#pragma GCC unroll 24
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++)
+            _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
+}
+
+/* The output pixels [p0, p0 + n) of one image as input offsets, the last one
+ * repeated up to DIRECT_ACC entries. */
+static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *base)
+{
+    int64_t hw = g->ho * g->wo;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t q = p0 + k < hw ? p0 + k : hw - 1;
+        base[k] = q / g->wo * g->s0 * g->wp + q % g->wo * g->s1;
+    }
+}
+
+/* y[co][p] = the conv of one padded image x by packed weights wp; tmp holds
+ * the pixel-major tiles (dconv_tmp floats). */
+static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y)
+{
+    int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
+    for (int64_t c0 = 0; c0 < g->cout;) {
+        int64_t left = (g->cout - c0) / 16;
+        int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
+        for (int64_t p0 = 0; p0 < hw; p0 += P) {
+            dconv_bases(g, p0, P, base);
+            float *out = tmp + p0 * g->cout + c0;
+            if (V == 4)
+                dconv_tile(g, 4, DIRECT_ACC / 4, x, base, wp + c0, out);
+            else if (V == 2)
+                dconv_tile(g, 2, DIRECT_ACC / 2, x, base, wp + c0, out);
+            else
+                dconv_tile(g, 1, DIRECT_ACC, x, base, wp + c0, out);
+        }
+        c0 += 16 * V;
+    }
+    for (int64_t o = 0; o < g->cout; o++)
+        for (int64_t p = 0; p < hw; p++)
+            y[o * hw + p] = tmp[p * g->cout + o];
+}
+
+/* Floats of dconv_image's tmp: whole tiles of the smallest V. */
+static int64_t dconv_tmp(const struct dconv *g)
+{
+    int64_t hw = g->ho * g->wo;
+    return (hw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * g->cout;
+}
+
+/* dwt[t][c0 + 16v + l] += sum over pixels of dyt[p][c0 + 16v + l] * x[base(p) + toff[t]]
+ * for T taps (dyt and dwt already offset by c0; rows cout apart). */
+static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g, const int V, const int T,
+                                                          const float *x, const float *dyt, const int64_t *toff,
+                                                          float *dwt)
+{
+    __m512 acc[4][DIRECT_ACC];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int t = 0; t < T; t++)
+            acc[v][t] = _mm512_loadu_ps(dwt + t * g->cout + 16 * v);
+    for (int64_t oh = 0; oh < g->ho; oh++)
+        for (int64_t ow = 0; ow < g->wo; ow++) {
+            const float *xp = x + oh * g->s0 * g->wp + ow * g->s1, *d = dyt + (oh * g->wo + ow) * g->cout;
+            __m512 dv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++)
+                dv[v] = _mm512_loadu_ps(d + 16 * v);
+#pragma GCC unroll 24
+            for (int t = 0; t < T; t++) {
+                __m512 xb = _mm512_set1_ps(xp[toff[t]]);
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    acc[v][t] = _mm512_fmadd_ps(dv[v], xb, acc[v][t]);
+            }
+        }
+#pragma GCC unroll 24
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++)
+            _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
+}
+
+/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout].
+ * dwt has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
+static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt)
+{
+    int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
+    for (int64_t c0 = 0; c0 < g->cout;) {
+        int64_t left = (g->cout - c0) / 16;
+        int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, T = DIRECT_ACC / V;
+        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+            for (int64_t k = 0; k < T; k++) {
+                int64_t t = t0 + k < kk ? t0 + k : kk - 1;
+                int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
+                toff[k] = (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+            }
+            float *out = dwt + t0 * g->cout + c0;
+            if (V == 4)
+                dw_tile(g, 4, DIRECT_ACC / 4, x, dyt + c0, toff, out);
+            else if (V == 2)
+                dw_tile(g, 2, DIRECT_ACC / 2, x, dyt + c0, toff, out);
+            else
+                dw_tile(g, 1, DIRECT_ACC, x, dyt + c0, toff, out);
+        }
+        c0 += 16 * V;
+    }
+}
+
+/* dst [ch][hp][wp] = src [ch][h][w] placed at (top, left), zeros elsewhere;
+ * rows or columns that fall outside dst are dropped. */
+static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64_t top, int64_t left,
+                       float *dst, int64_t hp, int64_t wp)
+{
+    memset(dst, 0, sizeof *dst * (size_t)(ch * hp * wp));
+    int64_t c0 = left < 0 ? -left : 0, c1 = w + left > wp ? wp - left : w;
+    for (int64_t c = 0; c < ch; c++)
+        for (int64_t r = 0; r < h; r++) {
+            int64_t rp = r + top;
+            if (rp >= 0 && rp < hp && c1 > c0)
+                memcpy(dst + (c * hp + rp) * wp + left + c0, src + (c * h + r) * w + c0,
+                       sizeof *dst * (size_t)(c1 - c0));
+        }
+}
+
+/* A direct conv call: the per-image problem, the scratch split and the tensors. */
+struct direct_job {
+    const struct nrt_conv *c; /* the layer (n: the batch) */
+    int kind;                 /* 0 forward, 1 input gradient, 2 weight gradient */
+    struct dconv g;           /* one image's problem */
+    int64_t src_h, src_w;     /* the unpadded planes of `in` */
+    int64_t top, left;        /* where they land in the padded ones */
+    int pad;                  /* whether images are copied into padded planes */
+    const float *in;          /* forward and dw: x; dx: dy */
+    const float *dy;          /* dw: dy */
+    float *out;               /* forward: y; dx: dx; dw: dw */
+    float *wp;                /* packed weights (forward, dx) */
+    float *scratch;           /* task i's part starts at scratch + i*region */
+    int64_t padf;             /* floats of a padded image at the start of a part */
+    int64_t region;           /* floats per task */
+    int64_t tasks;            /* image ranges */
+};
+
+/* The weight-gradient tiles' taps rounded up to whole tiles. */
+static int64_t dw_rows(const struct dconv *g)
+{
+    return (g->cin * g->kh * g->kw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC;
+}
+
+/* Splits the scratch: packed weights (wfloats), then per task a padded image
+ * and its work floats. Returns 0 when that does not fit in the conv's scratch. */
+static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats)
+{
+    const struct nrt_conv *c = j->c;
+    int64_t hw = j->g.ho * j->g.wo;
+    int64_t work = j->kind == 2 ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout : dconv_tmp(&j->g);
+    j->pad = j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
+    j->padf = j->pad ? (j->g.cin * j->g.hp * j->g.wp + 15) / 16 * 16 : 0;
+    j->tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    wfloats = (wfloats + 15) / 16 * 16;
+    j->region = j->padf + (work + 15) / 16 * 16;
+    j->wp = scratch;
+    j->scratch = scratch + wfloats;
+    return c->n > 0 && wfloats + j->tasks * j->region <= nrt_conv_scratch(c);
+}
+
+static void direct_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    const struct dconv *g = &j->g;
+    int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
+    for (int64_t i = lo; i < hi; i++) {
+        float *part = j->scratch + i * j->region, *work = part + j->padf;
+        float *dyt = work, *dwt = work + hw * g->cout;
+        if (j->kind == 2)
+            memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        for (int64_t b = n * i / j->tasks; b < n * (i + 1) / j->tasks; b++) {
+            const float *x = j->in + b * in_plane;
+            if (j->pad) {
+                pad_planes(x, g->cin, j->src_h, j->src_w, j->top, j->left, part, g->hp, g->wp);
+                x = part;
+            }
+            if (j->kind < 2) {
+                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw);
+                continue;
+            }
+            const float *d = j->dy + b * g->cout * hw;
+            for (int64_t p = 0; p < hw; p++)
+                for (int64_t o = 0; o < g->cout; o++)
+                    dyt[p * g->cout + o] = d[o * hw + p];
+            dw_image(g, x, dyt, dwt);
+        }
+    }
+}
+
+/* dw[o][t] for taps [lo, hi): the sum of the tasks' transposed partials. */
+static void direct_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    int64_t co = j->g.cout, kk = j->g.cin * j->g.kh * j->g.kw, hw = j->g.ho * j->g.wo;
+    for (int64_t t = lo; t < hi; t++)
+        for (int64_t o = 0; o < co; o++) {
+            float s = 0;
+            for (int64_t i = 0; i < j->tasks; i++)
+                s += j->scratch[i * j->region + j->padf + hw * co + t * co + o];
+            j->out[o * kk + t] = s;
+        }
+}
+
+/* Whether the direct kernels take c: one group, 16k output channels (input
+ * channels for dx), enough taps, and (dx) stride 1. */
+static int direct_ok(const struct nrt_conv *c, int kind)
+{
+    if (c->g != 1 || c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || getenv("NETC_CONV_IM2COL"))
+        return 0;
+    if (kind == 1)
+        return c->ci % 16 == 0 && c->co * c->kh * c->kw >= DIRECT_MIN_TAPS && c->s[0] == 1 && c->s[1] == 1;
+    return c->co % 16 == 0;
+}
+
+/* The forward or weight-gradient problem of c: x padded as the layer says. */
+static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind)
+{
+    memset(j, 0, sizeof *j);
+    j->c = c, j->kind = kind;
+    j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
+    j->g = (struct dconv){c->ci, c->h + c->p[0] + c->p[2], c->w + c->p[1] + c->p[3], c->co, c->kh, c->kw,
+                          c->s[0], c->s[1], c->d[0], c->d[1], c->ho, c->wo};
+}
+
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 0))
+        return 0;
+    direct_init(&j, c, 0);
+    int64_t kk = c->ci * c->kh * c->kw;
+    if (!direct_plan(&j, scratch, kk * c->co))
+        return 0;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t t = 0; t < kk; t++)
+            j.wp[t * c->co + o] = w[o * kk + t];
+    j.in = x, j.out = y;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    return 1;
+}
+
+/* dx = the stride-1 conv of dy, padded by dilation*(k-1) - pad on each side,
+ * with the weights flipped in space and their channel dims swapped. */
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 1))
+        return 0;
+    memset(&j, 0, sizeof j);
+    j.c = c, j.kind = 1;
+    j.src_h = c->ho, j.src_w = c->wo;
+    j.top = c->d[0] * (c->kh - 1) - c->p[0], j.left = c->d[1] * (c->kw - 1) - c->p[1];
+    j.g = (struct dconv){c->co, c->h + c->d[0] * (c->kh - 1), c->w + c->d[1] * (c->kw - 1), c->ci, c->kh, c->kw,
+                         1, 1, c->d[0], c->d[1], c->h, c->w};
+    int64_t kk = c->ci * c->kh * c->kw, area = c->kh * c->kw;
+    if (!direct_plan(&j, scratch, kk * c->co))
+        return 0;
+    /* wp[(o, i', j')][ci] = w[o][ci][kh-1-i'][kw-1-j'] */
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t ci = 0; ci < c->ci; ci++)
+            for (int64_t t = 0; t < area; t++)
+                j.wp[(o * area + t) * c->ci + ci] = w[(o * c->ci + ci) * area + area - 1 - t];
+    j.in = dy, j.out = dx;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    return 1;
+}
+
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 2))
+        return 0;
+    direct_init(&j, c, 2);
+    if (!direct_plan(&j, scratch, 0))
+        return 0;
+    j.in = x, j.dy = dy, j.out = dw;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    nrt_parallel_for(c->ci * c->kh * c->kw, 64, direct_dw_sum, &j);
+    return 1;
+}
+#else
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
+{
+    (void)c, (void)x, (void)w, (void)y, (void)scratch;
+    return 0;
+}
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
+{
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
+{
+    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
+    return 0;
+}
+#endif
+
 /* Threading: the batch is cut into `tasks` contiguous image ranges, one per
  * pool thread, each with its own 1/tasks of the scratch (so `sub` images per
  * GEMM) and single-threaded GEMMs: no thread waits on another inside a layer.
@@ -305,6 +665,8 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
 
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
+    if (direct_conv2d(c, x, w, y, scratch))
+        return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
     nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
@@ -336,6 +698,8 @@ static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch)
 {
+    if (direct_grad_input(c, dy, w, dx, scratch))
+        return;
     struct conv_job j = conv_job_init(c, scratch);
     j.dy = dy, j.w = w, j.dx = dx;
     nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
@@ -381,6 +745,8 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi)
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch)
 {
+    if (direct_grad_weight(c, x, dy, dw, scratch))
+        return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.dy = dy, j.dw = dw;
     int64_t per = nrt_conv_image_floats(c), wsize = c->co * (c->ci / c->g) * c->kh * c->kw;
