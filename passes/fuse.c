@@ -7,7 +7,9 @@
  * too when those users run after the kernel (later nodes, assigns, outputs): the
  * kernel then stores it as one more result (a multi-output kernel, e.g. Adam's
  * m, v and parameter updates in one loop, or a pre-activation that the backward
- * pass reads next to the activation). */
+ * pass reads next to the activation). Before that, backward masks are pointed
+ * at the activation instead of its input (relu_grad(x, dy) reads relu(x)), so
+ * that the pre-activation need not be stored at all. */
 #include "passes/passes.h"
 
 /* External values one kernel may read: keeps the generated signatures and loop
@@ -138,10 +140,40 @@ static int fuse_func(struct ir_func *f, int next) {
     return formed;
 }
 
+/* The activation of x that a mask can read instead of x: y = relu(x) (or a
+ * leaky relu with a positive slope, for leaky_relu_grad of the same slope)
+ * computed before node `before`, or -1. y > 0 exactly where x > 0 (a NaN x gives
+ * y = 0 and both masks 0), so the gradient is unchanged. */
+static int activation_of(const struct ir_func *f, int x, int before, const struct ir_node *mask) {
+    for (int y = x + 1; y < before; y++) {
+        const struct ir_node *n = &f->nodes[y];
+        if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape)) continue;
+        if (mask->op == OP_RELU_GRAD && n->op == OP_RELU) return y;
+        if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_get_float(n, "alpha") > 0 &&
+            ir_get_float(n, "alpha") == ir_get_float(mask, "alpha"))
+            return y;
+    }
+    return -1;
+}
+
+/* Backward masks read the activation rather than its input: relu_grad(x, dy)
+ * becomes relu_grad(relu(x), dy) where relu(x) is computed anyway. The forward
+ * kernel then need not store the pre-activation for the backward pass (one
+ * store of the whole activation less per layer, and a smaller workspace). */
+static void masks_read_activations(struct ir_func *f) {
+    for (int id = 0; id < ir_func_len(f); id++) {
+        struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_RELU_GRAD && n->op != OP_LEAKY_RELU_GRAD) continue;
+        int y = activation_of(f, n->args[0], id, n);
+        if (y >= 0) n->args[0] = y;
+    }
+}
+
 int pass_fuse(struct ir_module *m) {
     int formed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
         struct ir_func *f = m->funcs[i];
+        masks_read_activations(f);
         int next = 1;
         for (int id = 0; id < ir_func_len(f); id++)
             if (f->nodes[id].kernel >= next) next = f->nodes[id].kernel + 1;

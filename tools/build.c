@@ -287,6 +287,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = (char *)o->olevel;
     if (strcmp(o->olevel, "-O0") != 0) argv[n++] = "-march=native";
     else argv[n++] = "-g";
+    argv[n++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
