@@ -422,16 +422,182 @@ static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64
         }
 }
 
+/* Stride-1 convolutions with few taps (a first layer on one channel) use
+ * the wide-row kernels instead: output positions q = oh*wp + ow over the
+ * padded width wp are contiguous in the input at every tap (x[q + tap]),
+ * so a tile of R channels by Q vectors of 16 positions loads Q input vectors
+ * and broadcasts R weights per tap; lanes with ow >= wo are computed and
+ * dropped by masked stores. The weight gradient runs the same walk with dy
+ * spread to the padded width (zeros at ow >= wo) and R x T sums per tile. */
+#define ROWS_R 6 /* forward: channels per tile */
+#define ROWS_Q 4 /* forward: vectors of positions per tile */
+#define ROWS_DR 3 /* weight gradient: channels per tile */
+#define ROWS_DT 8 /* weight gradient: taps per tile */
+
+/* Where the real outputs among positions qs..qs+15 of the padded-width
+ * output go in y [ho][wo]: up to `n` pieces, each a masked store at an offset. */
+struct rows_dst {
+    int n;                /* pieces */
+    int64_t off[18];      /* y offset of lane 0 for piece i */
+    uint32_t mask[18];    /* its lanes (not __mmask16: GCC 12 at -O1/-O3 drops the
+                             stores when the masks sit in a __mmask16 array) */
+};
+
+static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
+{
+    d->n = 0;
+    for (int64_t r = qs / g->wp; r < g->ho && r * g->wp < qs + 16; r++) {
+        int64_t l0 = r * g->wp - qs, l1 = l0 + g->wo;
+        l0 = l0 < 0 ? 0 : l0, l1 = l1 > 16 ? 16 : l1;
+        if (l1 > l0) {
+            d->mask[d->n] = ((1u << l1) - 1) & ~((1u << l0) - 1);
+            d->off[d->n++] = r * g->wo + qs - r * g->wp;
+        }
+    }
+}
+
+/* One forward tile: channels wr[0..ROWS_R) (weights, rows kk apart) into
+ * y planes yr[], positions q0.. of one padded image x. */
+static void rows_tile(const struct dconv *g, const float *x, const float *const *wr, float *const *yr, int nr,
+                      int64_t q0)
+{
+    __m512 acc[ROWS_R][ROWS_Q];
+    for (int r = 0; r < ROWS_R; r++)
+        for (int u = 0; u < ROWS_Q; u++)
+            acc[r][u] = _mm512_setzero_ps();
+    int64_t t = 0;
+    for (int64_t ci = 0; ci < g->cin; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++, t++) {
+                const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1 + q0;
+                __m512 xv[ROWS_Q];
+                for (int u = 0; u < ROWS_Q; u++)
+                    xv[u] = _mm512_loadu_ps(xt + 16 * u);
+                for (int r = 0; r < ROWS_R; r++) {
+                    __m512 wb = _mm512_set1_ps(wr[r][t]);
+                    for (int u = 0; u < ROWS_Q; u++)
+                        acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+                }
+            }
+    for (int u = 0; u < ROWS_Q; u++) {
+        struct rows_dst d;
+        rows_dst_init(g, q0 + 16 * u, &d);
+        for (int r = 0; r < nr; r++)
+            for (int i = 0; i < d.n; i++) /* masked lanes are not touched */
+                _mm512_mask_storeu_ps(yr[r] + d.off[i], (__mmask16)d.mask[i], acc[r][u]);
+    }
+}
+
+/* Floats a padded image needs for the wide-row kernels: the planes plus the
+ * overrun of the last tile and the last tap (kept zero). */
+static int64_t rows_in_floats(const struct dconv *g)
+{
+    return g->cin * g->hp * g->wp + 16 * ROWS_Q + g->wp * g->d0 * g->kh + g->kw * g->d1 + 16;
+}
+
+/* Positions of the padded-width output, rounded up to whole vectors. */
+static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
+
+static void rows_image(const struct dconv *g, const float *x, const float *w, float *y)
+{
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
+    for (int64_t o0 = 0; o0 < g->cout; o0 += ROWS_R) {
+        const float *wr[ROWS_R];
+        float *yr[ROWS_R];
+        int nr = g->cout - o0 < ROWS_R ? (int)(g->cout - o0) : ROWS_R;
+        for (int r = 0; r < ROWS_R; r++) {
+            int64_t o = o0 + (r < nr ? r : nr - 1);
+            wr[r] = w + o * kk, yr[r] = y + o * hw;
+        }
+        for (int64_t q0 = 0; q0 < nq; q0 += 16 * ROWS_Q)
+            rows_tile(g, x, wr, yr, nr, q0);
+    }
+}
+
+/* One weight-gradient tile: R channels (dy rows dr[]) by T taps (input
+ * pointers xt[]) summed over the padded-width positions, the 16 lane sums
+ * added to part[(o0 + r) * kk + t0 + k][16]. */
+static inline __attribute__((always_inline)) void rows_dw_tile(const struct dconv *g, const int R, const int T,
+                                                               const float *const *dr, const float *const *xt,
+                                                               int nr, int nt, float *part, int64_t kk)
+{
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            acc[r][k] = _mm512_setzero_ps();
+    for (int64_t q = 0, nq = rows_q(g); q < nq; q += 16) {
+        __m512 d[3];
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++)
+            d[r] = _mm512_loadu_ps(dr[r] + q);
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++) {
+            __m512 xv = _mm512_loadu_ps(xt[k] + q);
+#pragma GCC unroll 3
+            for (int r = 0; r < R; r++)
+                acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+        }
+    }
+    for (int r = 0; r < nr && r < R; r++)
+        for (int k = 0; k < nt && k < T; k++) {
+            float *v = part + ((int64_t)r * kk + k) * 16;
+            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+        }
+}
+
+/* The weight gradient of one padded image x: part[o][t][16] += lane sums over
+ * positions of dyw[o][q] * x[q + tap t], dyw being dy at the padded width.
+ * Tiles are 2 channels x 9 taps for 3x3 windows, else 3 x 8. */
+static void rows_dw_image(const struct dconv *g, const float *x, const float *dyw, float *part)
+{
+    int64_t kk = g->cin * g->kh * g->kw, nq = rows_q(g);
+    int R = kk % 9 == 0 ? 2 : 3, T = kk % 9 == 0 ? 9 : 8;
+    for (int64_t o0 = 0; o0 < g->cout; o0 += R) {
+        int nr = g->cout - o0 < R ? (int)(g->cout - o0) : R;
+        const float *dr[3];
+        for (int r = 0; r < R; r++)
+            dr[r] = dyw + (o0 + (r < nr ? r : nr - 1)) * nq;
+        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+            int nt = kk - t0 < T ? (int)(kk - t0) : T;
+            const float *xt[9];
+            for (int k = 0; k < T; k++) {
+                int64_t t = t0 + (k < nt ? k : nt - 1);
+                int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
+                xt[k] = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+            }
+            float *pt = part + (o0 * kk + t0) * 16;
+            if (R == 2)
+                rows_dw_tile(g, 2, 9, dr, xt, nr, nt, pt, kk);
+            else
+                rows_dw_tile(g, 3, 8, dr, xt, nr, nt, pt, kk);
+        }
+    }
+}
+
+/* dy [cout][ho][wo] spread to dyw [cout][nq] at the padded width, zeros elsewhere. */
+static void rows_spread(const struct dconv *g, const float *dy, float *dyw)
+{
+    int64_t nq = rows_q(g);
+    memset(dyw, 0, sizeof *dyw * (size_t)(g->cout * nq));
+    for (int64_t o = 0; o < g->cout; o++)
+        for (int64_t r = 0; r < g->ho; r++)
+            memcpy(dyw + o * nq + r * g->wp, dy + (o * g->ho + r) * g->wo, sizeof *dyw * (size_t)g->wo);
+}
+
 /* A direct conv call: the per-image problem, the scratch split and the tensors. */
 struct direct_job {
     const struct nrt_conv *c; /* the layer (n: the batch) */
-    int kind;                 /* 0 forward, 1 input gradient, 2 weight gradient */
+    int kind;                 /* 0 forward, 1 input gradient, 2 weight gradient,
+                                 3 forward and 4 weight gradient by wide rows */
     struct dconv g;           /* one image's problem */
     int64_t src_h, src_w;     /* the unpadded planes of `in` */
     int64_t top, left;        /* where they land in the padded ones */
     int pad;                  /* whether images are copied into padded planes */
     const float *in;          /* forward and dw: x; dx: dy */
     const float *dy;          /* dw: dy */
+    const float *w;           /* wide-row forward: the weights as they are */
     float *out;               /* forward: y; dx: dx; dw: dw */
     float *wp;                /* packed weights (forward, dx) */
     float *scratch;           /* task i's part starts at scratch + i*region */
@@ -452,9 +618,14 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats)
 {
     const struct nrt_conv *c = j->c;
     int64_t hw = j->g.ho * j->g.wo;
-    int64_t work = j->kind == 2 ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout : dconv_tmp(&j->g);
-    j->pad = j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
-    j->padf = j->pad ? (j->g.cin * j->g.hp * j->g.wp + 15) / 16 * 16 : 0;
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw;
+    int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
+                   : j->kind == 3 ? 0
+                   : j->kind == 4 ? j->g.cout * rows_q(&j->g) + j->g.cout * kk * 16
+                                  : dconv_tmp(&j->g);
+    j->pad = j->kind >= 3 || j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
+    j->padf = !j->pad ? 0 : (j->kind >= 3 ? rows_in_floats(&j->g) : j->g.cin * j->g.hp * j->g.wp) + 15;
+    j->padf = j->padf / 16 * 16;
     j->tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
     wfloats = (wfloats + 15) / 16 * 16;
     j->region = j->padf + (work + 15) / 16 * 16;
@@ -470,9 +641,13 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi)
     int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
-        float *dyt = work, *dwt = work + hw * g->cout;
+        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
         if (j->kind == 2)
             memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        if (j->kind == 4)
+            memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
+        if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
+            memset(part, 0, sizeof *part * (size_t)j->padf);
         for (int64_t b = n * i / j->tasks; b < n * (i + 1) / j->tasks; b++) {
             const float *x = j->in + b * in_plane;
             if (j->pad) {
@@ -481,6 +656,15 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi)
             }
             if (j->kind < 2) {
                 dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw);
+                continue;
+            }
+            if (j->kind == 3) {
+                rows_image(g, x, j->w, j->out + b * g->cout * hw);
+                continue;
+            }
+            if (j->kind == 4) {
+                rows_spread(g, j->dy + b * g->cout * hw, dyw);
+                rows_dw_image(g, x, dyw, part4);
                 continue;
             }
             const float *d = j->dy + b * g->cout * hw;
@@ -504,6 +688,28 @@ static void direct_dw_sum(void *arg, int64_t lo, int64_t hi)
                 s += j->scratch[i * j->region + j->padf + hw * co + t * co + o];
             j->out[o * kk + t] = s;
         }
+}
+
+/* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
+static void rows_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + j->g.cout * rows_q(&j->g);
+    for (int64_t k = lo * kk; k < hi * kk; k++) {
+        float s = 0;
+        for (int64_t i = 0; i < j->tasks; i++)
+            for (int l = 0; l < 16; l++)
+                s += j->scratch[i * j->region + off + k * 16 + l];
+        j->out[k] = s;
+    }
+}
+
+/* Whether the wide-row kernels take c (forward, weight gradient): one group,
+ * stride 1, and not a case for the channel-vector kernels. */
+static int rows_ok(const struct nrt_conv *c)
+{
+    return c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && !getenv("NETC_CONV_IM2COL") &&
+           (c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || c->co % 16 != 0);
 }
 
 /* Whether the direct kernels take c: one group, 16k output channels (input
@@ -530,8 +736,14 @@ static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind
 static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
     struct direct_job j;
-    if (!direct_ok(c, 0))
-        return 0;
+    if (!direct_ok(c, 0)) {
+        direct_init(&j, c, 3);
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
+            return 0;
+        j.in = x, j.w = w, j.out = y;
+        nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+        return 1;
+    }
     direct_init(&j, c, 0);
     int64_t kk = c->ci * c->kh * c->kw;
     if (!direct_plan(&j, scratch, kk * c->co))
@@ -573,8 +785,15 @@ static int direct_grad_input(const struct nrt_conv *c, const float *dy, const fl
 static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
 {
     struct direct_job j;
-    if (!direct_ok(c, 2))
-        return 0;
+    if (!direct_ok(c, 2)) {
+        direct_init(&j, c, 4);
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
+            return 0;
+        j.in = x, j.dy = dy, j.out = dw;
+        nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+        nrt_parallel_for(c->co, 4, rows_dw_sum, &j);
+        return 1;
+    }
     direct_init(&j, c, 2);
     if (!direct_plan(&j, scratch, 0))
         return 0;
