@@ -539,6 +539,22 @@ static void emit_function(struct cgc *c, int index) {
     cgc_emit(c, "%s", "");
 }
 
+void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
+    *a = (struct cgc_arena){0, 0, 0, 0};
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        cgc_layout(&c);
+        size_t need = c.fixed_total + c.per_n_total * (size_t)(batch > 0 ? batch : 1);
+        if (need > a->ws_bytes) *a = (struct cgc_arena){c.fixed_total, c.per_n_total, need, 0};
+        cgc_layout_free(&c);
+    }
+    for (size_t i = 0; i < vec_len(m->buffers); i++) {
+        const struct ir_buffer *b = &m->buffers[i];
+        if (b->kind != BUF_INPUT)
+            a->param_bytes += (size_t)shape_static_numel(&b->type.shape) * dtype_size(b->type.dtype);
+    }
+}
+
 /* ---------------------------------------------------------- descriptor */
 
 static void put_dims(FILE *out, const struct shape *s) {

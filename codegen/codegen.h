@@ -256,6 +256,17 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
 
+/* The memory a program of module m allocates once, before its first step: the
+ * workspace shared by the entry points (the largest plan at batch `batch`), and
+ * the parameter and state buffers (their own region, outside the workspace). */
+struct cgc_arena {
+    size_t ws_fixed;    /* workspace bytes that do not scale with the batch (of the largest plan) */
+    size_t ws_per_n;    /* and bytes per batch item */
+    size_t ws_bytes;    /* the workspace at the batch given */
+    size_t param_bytes; /* parameter and state buffers */
+};
+void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a);
+
 /* c_summary.c: the layer table of the forward function (`./model info`). */
 struct cgc_layers {
     int n;                /* rows emitted */

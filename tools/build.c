@@ -355,7 +355,15 @@ int build_cmd_build(int argc, char **argv, const char *version) {
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = compile_module(&o);
     if (!m) return EXIT_USER;
-    bool ok = build_to("build", &o, m, o.out ? o.out : model_file_name(m), version);
+    const char *out = o.out ? o.out : model_file_name(m);
+    bool ok = build_to("build", &o, m, out, version);
+    if (ok) { /* the memory plan: what the program allocates once, before training */
+        int64_t batch = m->train.batch > 0 ? m->train.batch : 32;
+        struct cgc_arena a;
+        cgc_arena_sizes(m, batch, &a);
+        printf("%s: workspace %.2f MB at batch %lld (%zu + %zu*N bytes), parameters and state %.2f MB\n", out,
+               (double)a.ws_bytes / 1e6, (long long)batch, a.ws_fixed, a.ws_per_n, (double)a.param_bytes / 1e6);
+    }
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
 }
