@@ -391,15 +391,38 @@ void cgc_op_MAX(struct cgc *c, int id) {
 
 /* Two passes, as the interpreter: the mean into scratch, then the mean squared
  * deviation. */
+/* An earlier mean of the same value over the same axes, still in memory at
+ * node id (batch norm's statistics), or -1. */
+static int same_mean(const struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    int na, nb;
+    const int64_t *axes = ir_get_ints(n, "axes", &na);
+    for (int j = id - 1; j >= 0; j--) {
+        const struct ir_node *m = cgc_node(c, j);
+        if (m->op != OP_MEAN || m->args[0] != n->args[0] || c->vals[j].kernel >= 0 || c->vals[j].last_use < id) continue;
+        const int64_t *mx = ir_get_ints(m, "axes", &nb);
+        if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
+        if (ir_get_int(m, "keepdims") != ir_get_int(n, "keepdims") || !shape_equal(&m->type.shape, &n->type.shape))
+            continue;
+        return j;
+    }
+    return -1;
+}
+
 void cgc_op_VARIANCE(struct cgc *c, int id) {
     struct cgc_x count;
     struct shape kept = kept_shape(c, id, &count);
     struct cgc_x ny = cgc_count(shape_of(c, id));
     char dst[16], body[128];
     snprintf(dst, sizeof dst, "s%d", id);
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] = 0.0f, v%d[i] = 0.0f;", xs(ny), id, id);
-    reduce_loop(c, id, &kept, dst, "$0 += $1;");
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+    int mean = c->vals ? same_mean(c, id) : -1;
+    if (mean >= 0) { /* the mean pass is the MEAN node's, float for float */
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] = v%d[i], v%d[i] = 0.0f;", xs(ny), id, mean, id);
+    } else {
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] = 0.0f, v%d[i] = 0.0f;", xs(ny), id, id);
+        reduce_loop(c, id, &kept, dst, "$0 += $1;");
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) s%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+    }
     /* The deviation pass writes v<id> at the same index as s<id>. */
     snprintf(body, sizeof body, "{ const float d = $1 - $0; v%d[$2] += d * d; }", id);
     reduce_loop(c, id, &kept, dst, body);
@@ -812,8 +835,15 @@ static void dropout(struct cgc *c, int id) {
 void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }
 void cgc_op_DROPOUT_GRAD(struct cgc *c, int id) { dropout(c, id); }
 
-/* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. */
+/* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. In a
+ * kernel the same float operations per element, the statistics read along
+ * axis 1 (access_of). */
 void cgc_op_BATCHNORM(struct cgc *c, int id) {
+    if (c->capture) {
+        snprintf(c->capture, CGC_TMPL_MAX, "($1 / sqrtf($4 + %s)) * ($0 - $3) + $2",
+                 fs(ir_get_float(cgc_node(c, id), "eps")));
+        return;
+    }
     const struct shape *x = arg_shape(c, id, 0);
     struct cgc_x outer = cgc_dim(x, 0), inner = dims_prod(x, 2, x->rank);
     long long ch = (long long)x->dim[1];
@@ -841,6 +871,7 @@ static struct access access_of(const struct cgc *c, int m, int a) {
     const struct ir_node *n = cgc_node(c, m);
     struct access x = {n->args[a], -1};
     if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
     return x;
 }
 

@@ -357,7 +357,8 @@ struct ir_module *ir_parse(const char *file, const char *text, size_t len);
  * when the module is valid. */
 bool ir_verify(struct ir_module *m);
 /* Which ops a kernel may hold: its one head (matmul, conv2d), computed first into
- * the kernel's result, and elementwise members (OK_EWISE but cast, stop_gradient). */
+ * the kernel's result, and elementwise members (OK_EWISE but cast, stop_gradient;
+ * batchnorm, elementwise given its per-channel statistics). */
 bool ir_kernel_head_op(enum op op);
 bool ir_kernel_ewise_op(enum op op);
 

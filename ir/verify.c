@@ -293,7 +293,7 @@ static void check_node(struct verifier *v, int id, char *bad) {
 bool ir_kernel_head_op(enum op op) { return op == OP_MATMUL || op == OP_CONV2D; }
 
 bool ir_kernel_ewise_op(enum op op) {
-    return op_info[op].kind == OK_EWISE && op != OP_CAST && op != OP_STOP_GRADIENT;
+    return (op_info[op].kind == OK_EWISE && op != OP_CAST && op != OP_STOP_GRADIENT) || op == OP_BATCHNORM;
 }
 
 /* The kernel invariant of docs/ir.md: members are elementwise ops of the root's
