@@ -6,8 +6,9 @@ print the images/s of each, their ratio and both test accuracies.
     python3 bench/train_bench.py [--model mlp] [--threads 2] [--repeats 3] [--netc build/netc]
 
 PyTorch comes from Debian's python3-torch (run with /usr/bin/python3, which is
-what `bash bench/run.sh` does) or from PyPI. It is run in its best configuration
-measured here: ATEN_CPU_CAPABILITY=avx512 when the CPU has AVX-512, and
+the default of --python) or from PyPI (--python /work/venv-torch/bin/python, the
+default of bench/bench.py, which runs all the rows). It is run in its best
+configuration measured here: ATEN_CPU_CAPABILITY=avx512 when the CPU has AVX-512, and
 OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / torch.set_num_threads all equal to
 --threads (Debian's torch.set_num_threads does not reach OpenBLAS). Each side's
 number is the median over --repeats runs of the training loop alone (data loading
