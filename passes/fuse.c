@@ -9,8 +9,11 @@
  * m, v and parameter updates in one loop, or a pre-activation that the backward
  * pass reads next to the activation). Before that, backward masks are pointed
  * at the activation instead of its input (relu_grad(x, dy) reads relu(x)), so
- * that the pre-activation need not be stored at all. */
+ * that the pre-activation need not be stored at all, and a mask after a max
+ * pooling gradient moves before it, onto the pooled tensor. */
 #include "passes/passes.h"
+
+#include <string.h>
 
 /* External values one kernel may read: keeps the generated signatures and loop
  * nests small (the C backend emits larger kernels node by node). */
@@ -163,9 +166,59 @@ static int activation_of(const struct ir_func *f, int x, int before, const struc
 static void masks_read_activations(struct ir_func *f) {
     for (int id = 0; id < ir_func_len(f); id++) {
         struct ir_node *n = &f->nodes[id];
-        if (n->op != OP_RELU_GRAD && n->op != OP_LEAKY_RELU_GRAD) continue;
+        if ((n->op != OP_RELU_GRAD && n->op != OP_LEAKY_RELU_GRAD) || n->kernel) continue;
         int y = activation_of(f, n->args[0], id, n);
-        if (y >= 0) n->args[0] = y;
+        if (y >= 0 && !f->nodes[y].kernel) n->args[0] = y; /* (kernels formed before stay valid) */
+    }
+}
+
+/* Whether nodes a and b have the same int attributes (pooling geometry). */
+static bool same_ints(const struct ir_node *a, const struct ir_node *b) {
+    for (int i = 0; i < IR_MAX_IATTR; i++)
+        if (a->ia[i] != b->ia[i]) return false;
+    return true;
+}
+
+/* The mask before the pooling gradient: r = relu_grad(y, maxpool2d_grad(y, dy))
+ * with y = relu(x) and p = maxpool2d(y) computed, becomes
+ * maxpool2d_grad(y, relu_grad(p, dy)): each window passes dy to its (first)
+ * maximum, whose y is the window's max p, so masking by p > 0 on the pooled
+ * tensor before the scatter is the same as masking by y > 0 after it, on a
+ * quarter of the elements for 2x2 pooling. Done in place: the pooling gradient's
+ * node becomes the mask (of the pooled shape), the mask's the pooling gradient. */
+static void masks_before_pooling(struct ir_module *m, struct ir_func *f, int **users) {
+    for (int r = 0; r < ir_func_len(f); r++) {
+        struct ir_node *rn = &f->nodes[r];
+        if (rn->op != OP_RELU_GRAD) continue;
+        int y = rn->args[0], g = rn->args[1];
+        struct ir_node *gn = &f->nodes[g];
+        if (f->nodes[y].op != OP_RELU || gn->op != OP_MAXPOOL2D_GRAD || gn->args[0] != y || vec_len(users[g]) != 1)
+            continue;
+        if (rn->kernel || gn->kernel) continue;
+        bool out = false;
+        for (size_t o = 0; o < vec_len(f->outputs); o++) out |= f->outputs[o].value == g;
+        int p = -1;
+        for (size_t u = 0; u < vec_len(users[y]) && p < 0; u++) {
+            const struct ir_node *un = &f->nodes[users[y][u]];
+            if (un->op == OP_MAXPOOL2D && users[y][u] < g && same_ints(un, gn)) p = users[y][u];
+        }
+        if (out || p < 0) continue;
+        int dy = gn->args[1];
+        struct ir_node pool = *gn;
+        gn->op = OP_RELU_GRAD;
+        gn->args[0] = p;
+        gn->args[1] = dy;
+        memset(gn->ia, 0, sizeof gn->ia);
+        memset(gn->fa, 0, sizeof gn->fa);
+        gn->type = f->nodes[dy].type;
+        rn->op = OP_MAXPOOL2D_GRAD;
+        rn->args[0] = y;
+        rn->args[1] = g;
+        memcpy(rn->ia, pool.ia, sizeof rn->ia);
+        memcpy(rn->fa, pool.fa, sizeof rn->fa);
+        char err[256];
+        if (!ir_infer(m, f, g, err, sizeof err) || !ir_infer(m, f, r, err, sizeof err))
+            netc_internal_error(__FILE__, __LINE__, "mask before pooling: %s", err);
     }
 }
 
@@ -174,6 +227,10 @@ int pass_fuse(struct ir_module *m) {
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
         struct ir_func *f = m->funcs[i];
         masks_read_activations(f);
+        int **users = users_of(f);
+        masks_before_pooling(m, f, users);
+        for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
+        free(users);
         int next = 1;
         for (int id = 0; id < ir_func_len(f); id++)
             if (f->nodes[id].kernel >= next) next = f->nodes[id].kernel + 1;
