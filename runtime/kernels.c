@@ -1,9 +1,11 @@
-/* runtime/kernels.c -- the kernels that generated code calls for the heavy ops:
- * SGEMM through OpenBLAS (plus picking OpenBLAS's core type and thread count
- * before it initialises; large GEMMs split over the thread pool), conv2d and
- * its two gradients by im2col/col2im + SGEMM with each pool thread on its own images,
- * max and average pooling with their gradients, and nearest upsampling. The
- * index relations are those of the reference interpreter (codegen/interp_nn.c). */
+/* runtime/kernels.c -- the kernels that generated code calls for the heavy ops.
+ * Sections: SGEMM through single-threaded OpenBLAS, split over the thread pool
+ * when large (plus picking OpenBLAS's core type before it initialises);
+ * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
+ * kernels (channel vectors for deep layers, wide rows for first layers) --
+ * with each pool thread on its own images; max and average pooling with their
+ * gradients over plane ranges (2x2 max pooling in AVX-512); nearest upsampling.
+ * The index relations are those of the reference interpreter (codegen/interp_nn.c). */
 #include "runtime/internal.h"
 
 #include <cblas.h>
