@@ -29,7 +29,9 @@ static double max_err(const float *a, const double *b, int64_t n)
     return e;
 }
 
-static void *xalloc(int64_t floats) { return nrt_alloc((size_t)(floats > 0 ? floats : 1) * 8, 0); }
+/* Exactly n floats (so ASan sees any overrun) or n doubles. */
+static float *xalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof(float), 0); }
+static double *dalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof(double), 0); }
 
 /* ------------------------------------------------------------------ sgemm -- */
 
@@ -37,7 +39,7 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
 {
     int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
     float *a = xalloc((ta ? k : m) * lda), *b = xalloc((tb ? n : k) * ldb), *c = xalloc(m * ldc);
-    double *ref = xalloc(m * ldc);
+    double *ref = dalloc(m * ldc);
     fill(a, (ta ? k : m) * lda, 1), fill(b, (tb ? n : k) * ldb, 2), fill(c, m * ldc, 3);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ldc; j++) {
@@ -101,7 +103,7 @@ static void check_conv(struct nrt_conv c, const char *what)
     int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * (c.ci / c.g) * c.kh * c.kw, ny = c.n * c.co * c.ho * c.wo;
     float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *y = xalloc(ny), *dx = xalloc(nx), *dw = xalloc(nw);
     float *scratch = xalloc(nrt_conv_scratch(&c));
-    double *ry = xalloc(ny), *rdx = xalloc(nx), *rdw = xalloc(nw);
+    double *ry = dalloc(ny), *rdx = dalloc(nx), *rdw = dalloc(nw);
     fill(x, nx, 4), fill(w, nw, 5), fill(dy, ny, 6);
     memset(ry, 0, sizeof *ry * (size_t)ny), memset(rdx, 0, sizeof *rdx * (size_t)nx);
     memset(rdw, 0, sizeof *rdw * (size_t)nw);
@@ -171,7 +173,7 @@ static void check_pool(struct nrt_pool p, int avg)
     p.wo = (p.w + p.p[1] + p.p[3] - p.k[1]) / p.s[1] + 1;
     int64_t nx = p.planes * p.h * p.w, ny = p.planes * p.ho * p.wo;
     float *x = xalloc(nx), *dy = xalloc(ny), *y = xalloc(ny), *dx = xalloc(nx);
-    double *ry = xalloc(ny), *rdx = xalloc(nx);
+    double *ry = dalloc(ny), *rdx = dalloc(nx);
     fill(x, nx, 7), fill(dy, ny, 8);
     memset(rdx, 0, sizeof *rdx * (size_t)nx);
     for (int64_t pl = 0; pl < p.planes; pl++)
