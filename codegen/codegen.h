@@ -239,6 +239,56 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
 
+/* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
+
+/* --target=opencl: the memory plan, kernel formation and host frame of the C
+ * backend, with every value computed on the device. Each entry point becomes a
+ * host C function that uploads the inputs it reads and the state (when the host
+ * copy is newer), launches one OpenCL kernel per node or fused kernel (or a
+ * runtime library op: GEMM, convolution, pooling), copies assigned values into
+ * their buffers on the device, and downloads only its outputs. Every kernel
+ * takes the runtime's arena `__global float *A`, the batch size `long n` and one
+ * `long` element offset per value it touches (runtime/netrt.h, the contract). */
+extern const struct cg_target cg_target_opencl;
+
+/* Work-items of a work-group reduction (a power of two). */
+#define CLC_WG 256
+/* Rows at least this long are reduced by a work-group rather than one work-item. */
+#define CLC_WG_MIN 256
+
+/* The state of the OpenCL emitter while it prints one function. */
+struct clc {
+    struct cgc c;     /* memory plan of the function; c.out receives the host C */
+    FILE *src;        /* the OpenCL C program of the whole module being built */
+    int entry;        /* index of the function's entry point */
+    char **names;     /* vec: kernel names (owned), in launch-index order */
+    bool uses_step;   /* the function's kernels read the training step (dropout) */
+};
+
+/* Print one line of OpenCL C into k->src. */
+void clc_src(struct clc *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Register a kernel name (formatted); returns its launch index. */
+int clc_kernel_name(struct clc *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* cl_ops.c: the per-op column. clc_op_<NAME> prints, for node id, the OpenCL
+ * kernel that computes it into k->src and the host C that launches it (or the
+ * runtime library call) into k->c.out; host variable o<id> holds the element
+ * offset of value id in the arena. */
+#define OP(name, arity, kind, flags, attrs) void clc_op_##name(struct clc *k, int id);
+#include "ir/ops.def"
+#undef OP
+/* Emit node id by its op's column. */
+void clc_op_emit(struct clc *k, int id);
+/* Whether the members of IR kernel `kernel` of f form a kernel this backend fuses
+ * (elementwise members, at most one matmul/conv2d head of the root's shape);
+ * other kernels are emitted node by node. */
+bool clc_kernel_supported(const struct ir_func *f, int kernel);
+/* The host code (head call, then one launch) and OpenCL kernel of fused kernel kn. */
+void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn);
+/* The prologue of every program: types, helpers, and kernel 0, netc_copy(A, dst,
+ * src, count) which assignments use. */
+void clc_prologue(FILE *src);
+
 /* c_summary.c: the layer table of the forward function (`./model info`). */
 struct cgc_layers {
     int n;                /* rows emitted */
