@@ -38,10 +38,11 @@ static const char *const lib_kernel_names[LK_COUNT] = {
 #undef X_
 };
 
-/* SGEMM tiles (cl_kernels.cl): C tile tm x tn per work-group, k step tk,
- * register block wm x wn per work-item. */
+/* SGEMM tiles (cl_kernels.cl): work-items own wm x vw blocks of C (vw the
+ * vector width), work-groups of rx x ry work-items own (ry*wm) x (rx*vw)
+ * tiles, stepping tk along k. */
 struct gemm_tiles {
-    int tm, tn, tk, wm, wn;
+    int vw, wm, rx, ry, tk;
 };
 
 struct nrt_cl {
@@ -414,25 +415,48 @@ static int program_build(struct nrt_cl *cl, const char *what, const char *src, c
     return NRT_OK;
 }
 
-/* SGEMM tiles from the device's limits: the largest of 64x64 (4x4 blocks,
- * 256 work-items), 32x32 (2x2... 4x4 blocks) and 16x16 that fits the maximum
- * work-group size and whose two tiles fit local memory. */
+/* Whether tiles t fit a device allowing wg work-items per group (items[0..1]
+ * per dim) and `local` bytes of local memory. */
+static int tiles_fit(const struct gemm_tiles *t, size_t wg, const size_t *items, cl_ulong local)
+{
+    cl_ulong bytes = (cl_ulong)t->tk * (cl_ulong)(t->ry * t->wm + t->rx * t->vw) * 4;
+    return t->vw > 0 && t->wm > 0 && t->rx > 0 && t->ry > 0 && t->tk > 0 && (size_t)(t->rx * t->ry) <= wg &&
+           (size_t)t->rx <= items[0] && (size_t)t->ry <= items[1] && bytes <= local;
+}
+
+/* SGEMM tiles from the device's limits. The vector width is the device's
+ * preferred float width (16 on AVX-512 CPUs, often 1 or 4 on GPUs, taken as
+ * 4 then). CPUs (PoCL) run a work-group as loops over its work-items, so
+ * there a few work-items with wide register blocks do best (measured with
+ * bench/cl_gemm); GPUs get 16x16 work-items with 4x4 blocks. The first
+ * candidate that fits the work-group and local memory limits wins.
+ * NETC_CL_GEMM="vw,wm,rx,ry,tk" overrides the choice (for tuning). */
 static struct gemm_tiles tiles_choose(struct nrt_cl *cl)
 {
     cl_ulong local = 0;
     size_t wg = 1, items[3] = {1, 1, 1};
+    cl_uint pref = 0;
     clGetDeviceInfo(cl->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items, NULL);
-    static const struct gemm_tiles cand[] = {
-        {64, 64, 16, 4, 4}, {32, 32, 16, 4, 4}, {32, 32, 16, 2, 2}, {16, 16, 8, 2, 2}, {8, 8, 8, 1, 1}};
-    for (size_t i = 0; i < sizeof cand / sizeof *cand; i++) {
-        const struct gemm_tiles *t = &cand[i];
-        size_t rx = (size_t)(t->tn / t->wn), ry = (size_t)(t->tm / t->wm);
-        cl_ulong bytes = (cl_ulong)t->tk * (cl_ulong)(t->tm + 1 + t->tn) * 4;
-        if (rx * ry <= wg && rx <= items[0] && ry <= items[1] && bytes <= local)
-            return *t;
-    }
+    clGetDeviceInfo(cl->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
+    int vw = pref >= 16 ? 16 : pref >= 8 ? 8 : 4;
+    const char *env = getenv("NETC_CL_GEMM");
+    struct gemm_tiles t;
+    if (env && sscanf(env, "%d,%d,%d,%d,%d", &t.vw, &t.wm, &t.rx, &t.ry, &t.tk) == 5 &&
+        (t.vw == 1 || t.vw == 2 || t.vw == 4 || t.vw == 8 || t.vw == 16) && tiles_fit(&t, wg, items, local))
+        return t;
+    int cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
+    const struct gemm_tiles cand[] = {
+        cpu ? (struct gemm_tiles){vw, 8, 4, 4, 16} : (struct gemm_tiles){4, 4, 16, 16, 16},
+        {vw, 4, 4, 4, 16},
+        {4, 4, 8, 8, 16},
+        {4, 2, 4, 4, 8},
+        {1, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cand / sizeof *cand; i++)
+        if (tiles_fit(&cand[i], wg, items, local))
+            return cand[i];
     return cand[sizeof cand / sizeof *cand - 1];
 }
 
@@ -445,8 +469,8 @@ static int kernels_create(struct nrt_ctx *ctx)
     const struct nrt_cl_program *mp = ctx->model->cl;
     const struct gemm_tiles *t = &cl->tiles;
     char opts[256];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DTM=%d -DTN=%d -DTK=%d -DWM=%d -DWN=%d", t->tm, t->tn, t->tk,
-             t->wm, t->wn);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d", t->vw, t->wm, t->rx,
+             t->ry, t->tk);
     int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
     if (!rc)
         rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
@@ -764,8 +788,9 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
     if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im), ARG(in),
                   ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
         return;
-    size_t local[2] = {(size_t)(t->tn / t->wn), (size_t)(t->tm / t->wm)};
-    size_t global[2] = {(size_t)((n + t->tn - 1) / t->tn) * local[0], (size_t)((m + t->tm - 1) / t->tm) * local[1]};
+    int64_t tm = t->ry * t->wm, tn = t->rx * t->vw;
+    size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
+    size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
     enqueue(ctx, ctx->cl->lk[LK_SGEMM], "nrt_sgemm", 2, global, local);
 }
 

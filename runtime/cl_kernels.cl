@@ -13,31 +13,105 @@
 
 /* ------------------------------------------------------------------ SGEMM -- */
 /* Set by cl.c from the device's limits (CL_DEVICE_MAX_WORK_GROUP_SIZE,
- * CL_DEVICE_LOCAL_MEM_SIZE, the preferred float vector width):
- *   TM x TN  the C tile of one work-group, TK its step along k;
- *   WM x WN  the register block of one work-item.
- * The work-group is RX x RY = (TN/WN) x (TM/WM) work-items; work-item (lx, ly)
- * owns rows ly + i*RY and columns lx + j*RX of the tile, so neighbouring
- * work-items read neighbouring words of local memory and store neighbouring
- * words of C. */
-#ifndef TM
-#define TM 64
-#endif
-#ifndef TN
-#define TN 64
-#endif
-#ifndef TK
-#define TK 16
+ * CL_DEVICE_LOCAL_MEM_SIZE, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT):
+ *   VW       the vector width: a work-item owns VW adjacent columns of C;
+ *   WM       the rows of C a work-item owns (its register block is WM x VW);
+ *   RX, RY   the work-group, RX x RY work-items;
+ *   TK       the step along k.
+ * A work-group computes the C tile of TM = RY*WM rows and TN = RX*VW columns
+ * from tiles of op(A) [TM, TK] and op(B) [TK, TN] in local memory; work-item
+ * (lx, ly) owns rows ly*WM.. and columns lx*VW.., read from the B tile as one
+ * vector load per k step and stored to C as vectors where the tile is whole. */
+#ifndef VW
+#define VW 4
 #endif
 #ifndef WM
 #define WM 4
 #endif
-#ifndef WN
-#define WN 4
+#ifndef RX
+#define RX 8
 #endif
-#define RX (TN / WN)
-#define RY (TM / WM)
+#ifndef RY
+#define RY 8
+#endif
+#ifndef TK
+#define TK 16
+#endif
+#define TM (RY * WM)
+#define TN (RX * VW)
 #define NT (RX * RY)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatv CAT(float, VW)
+#define vloadv CAT(vload, VW)
+#define vstorev CAT(vstore, VW)
+
+/* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
+ * row-major at element offsets of the arena. Launched over
+ * (ceil(n/TN)*RX, ceil(m/TM)*RY) with local size (RX, RY). */
+/* Tiles of A and B into local memory: as[i][p] = op(A)[row0 + i][p0 + p] and
+ * bs[p][j] = op(B)[p0 + p][col0 + j]. full is 2 for a tile inside the
+ * matrices, 1 for one inside along m and n but not k, else 0. Inside tiles are
+ * read by vector loads along memory (rows of A and B, columns of A^T and B^T
+ * scattered into place), also when only k runs out for the layouts whose
+ * vectors run along m or n; the others word by word with zeros outside. */
+#define VEC_OK ((TK % VW) == 0 && (TM % VW) == 0)
+static void tile_a(__local float (*as)[TK], __global const float *a, int lda, int ta, int m, int k, int row0, int p0,
+                   int full, int tid)
+{
+#if VEC_OK
+    if (full == 2 && !ta) {
+        for (int e = tid; e < TM * TK / VW; e += NT) {
+            int i = e / (TK / VW), q = e % (TK / VW);
+            vstorev(vloadv(0, a + (long)(row0 + i) * lda + p0 + q * VW), 0, &as[i][q * VW]);
+        }
+        return;
+    }
+    if (full && ta) { /* rows of A^T past k read as zeros */
+        for (int e = tid; e < TM * TK / VW; e += NT) {
+            int p = e / (TM / VW), q = e % (TM / VW);
+            float t[VW];
+            vstorev(p0 + p < k ? vloadv(0, a + (long)(p0 + p) * lda + row0 + q * VW) : (floatv)(0.0f), 0, t);
+            for (int u = 0; u < VW; u++)
+                as[q * VW + u][p] = t[u];
+        }
+        return;
+    }
+#endif
+    for (int e = tid; e < TM * TK; e += NT) {
+        int i = ta ? e % TM : e / TK, p = ta ? e / TM : e % TK, r = row0 + i, c = p0 + p;
+        as[i][p] = r < m && c < k ? (ta ? a[c * lda + r] : a[r * lda + c]) : 0.0f;
+    }
+}
+
+static void tile_b(__local float (*bs)[TN], __global const float *b, int ldb, int tb, int k, int n, int p0, int col0,
+                   int full, int tid)
+{
+    if (full && !tb) { /* rows of B past k read as zeros */
+        for (int e = tid; e < TK * TN / VW; e += NT) {
+            int p = e / (TN / VW), q = e % (TN / VW);
+            floatv v = p0 + p < k ? vloadv(0, b + (long)(p0 + p) * ldb + col0 + q * VW) : (floatv)(0.0f);
+            vstorev(v, 0, &bs[p][q * VW]);
+        }
+        return;
+    }
+#if VEC_OK
+    if (full == 2) {
+        for (int e = tid; e < TK * TN / VW; e += NT) {
+            int j = e / (TK / VW), q = e % (TK / VW);
+            float t[VW];
+            vstorev(vloadv(0, b + (long)(col0 + j) * ldb + p0 + q * VW), 0, t);
+            for (int u = 0; u < VW; u++)
+                bs[q * VW + u][j] = t[u];
+        }
+        return;
+    }
+#endif
+    for (int e = tid; e < TK * TN; e += NT) {
+        int j = tb ? e / TK : e % TN, p = tb ? e % TK : e / TN, r = p0 + p, c = col0 + j;
+        bs[p][j] = r < k && c < n ? (tb ? b[c * ldb + r] : b[r * ldb + c]) : 0.0f;
+    }
+}
 
 /* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
  * row-major at element offsets of the arena. Launched over
@@ -46,49 +120,45 @@ __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void
 nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m, int n, int k,
           int ta, int tb, float alpha, float beta)
 {
-    __local float as[TK][TM + 1]; /* as[p][i] = op(A)[row0 + i][p0 + p] */
-    __local float bs[TK][TN];     /* bs[p][j] = op(B)[p0 + p][col0 + j] */
+    __local float as[TM][TK];
+    __local float bs[TK][TN];
     const int lx = get_local_id(0), ly = get_local_id(1), tid = ly * RX + lx;
     const int row0 = get_group_id(1) * TM, col0 = get_group_id(0) * TN;
+    const int inside = row0 + TM <= m && col0 + TN <= n;
     __global const float *a = A + aoff, *b = A + boff;
-    float acc[WM][WN];
+    floatv acc[WM];
     for (int i = 0; i < WM; i++)
-        for (int j = 0; j < WN; j++)
-            acc[i][j] = 0.0f;
+        acc[i] = (floatv)(0.0f);
     for (int p0 = 0; p0 < k; p0 += TK) {
-        /* Consecutive work-items load consecutive words: along k for A and
-         * B^T, along m for A^T, along n for B. */
-        for (int e = tid; e < TM * TK; e += NT) {
-            int i = ta ? e % TM : e / TK, p = ta ? e / TM : e % TK, r = row0 + i, c = p0 + p;
-            as[p][i] = r < m && c < k ? (ta ? a[c * lda + r] : a[r * lda + c]) : 0.0f;
-        }
-        for (int e = tid; e < TK * TN; e += NT) {
-            int j = tb ? e / TK : e % TN, p = tb ? e % TK : e / TN, r = p0 + p, c = col0 + j;
-            bs[p][j] = r < k && c < n ? (tb ? b[c * ldb + r] : b[r * ldb + c]) : 0.0f;
-        }
+        int full = inside ? (p0 + TK <= k ? 2 : 1) : 0;
+        tile_a(as, a, lda, ta, m, k, row0, p0, full, tid);
+        tile_b(bs, b, ldb, tb, k, n, p0, col0, full, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int p = 0; p < TK; p++) {
-            float av[WM], bv[WN];
+            floatv bv = vloadv(0, &bs[p][lx * VW]);
             for (int i = 0; i < WM; i++)
-                av[i] = as[p][ly + i * RY];
-            for (int j = 0; j < WN; j++)
-                bv[j] = bs[p][lx + j * RX];
-            for (int i = 0; i < WM; i++)
-                for (int j = 0; j < WN; j++)
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
+                acc[i] = mad((floatv)(as[ly * WM + i][p]), bv, acc[i]);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     __global float *c = A + coff;
+    const int col = col0 + lx * VW;
     for (int i = 0; i < WM; i++) {
-        int r = row0 + ly + i * RY;
-        if (r >= m)
+        int r = row0 + ly * WM + i;
+        if (r >= m || col >= n)
             continue;
-        for (int j = 0; j < WN; j++) {
-            int col = col0 + lx + j * RX;
-            if (col < n)
-                c[r * ldc + col] = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * c[r * ldc + col];
+        __global float *cr = c + (long)r * ldc + col;
+        floatv v = alpha * acc[i];
+        if (col + VW <= n) {
+            if (beta != 0.0f)
+                v += beta * vloadv(0, cr);
+            vstorev(v, 0, cr);
+            continue;
         }
+        float t[VW];
+        vstorev(v, 0, t);
+        for (int j = 0; j < VW && col + j < n; j++)
+            cr[j] = beta == 0.0f ? t[j] : t[j] + beta * cr[j];
     }
 }
 
