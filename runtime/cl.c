@@ -45,6 +45,15 @@ struct gemm_tiles {
     int vw, wm, rx, ry, tk;
 };
 
+/* Device time of one kernel name (NETC_CL_PROFILE=1). */
+struct prof {
+    char name[96];    /* the kernel (SGEMM: with its shape) */
+    double ms;        /* total device milliseconds */
+    long calls;       /* launches */
+};
+
+#define PROF_MAX 512 /* kernel names profiled */
+
 struct nrt_cl {
     cl_platform_id platform;     /* the chosen device's platform */
     cl_device_id device;         /* the device */
@@ -61,6 +70,8 @@ struct nrt_cl {
     struct gemm_tiles tiles;     /* SGEMM tiles for this device */
     size_t max_wg;               /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     int built;                   /* a program was built from source at open */
+    struct prof *prof;           /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
+    int n_prof;                  /* kernels in prof */
     int dead;                    /* an OpenCL call failed: later calls are no-ops */
     char err[256];               /* the message of that failure */
     char name[256];              /* "platform / device" */
@@ -516,7 +527,11 @@ int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
         if (!cl->context)
             rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e), (int)e);
     }
-    if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device, 0, &e)))
+    const char *prof = getenv("NETC_CL_PROFILE");
+    if (!rc && prof && strcmp(prof, "1") == 0 && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)))
+        rc = NRT_ERR_NOMEM;
+    if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
+                                                  cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
         rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
     if (!rc)
         rc = kernels_create(ctx);
@@ -552,6 +567,49 @@ int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
     return NRT_OK;
 }
 
+/* Prints the profile, the most expensive kernels first, and frees it. */
+static void prof_print(struct nrt_cl *cl)
+{
+    if (!cl->prof)
+        return;
+    double total = 0;
+    for (int i = 0; i < cl->n_prof; i++)
+        total += cl->prof[i].ms;
+    fprintf(stderr, "OpenCL profile on %s: %.1f ms of kernels\n", cl->name, total);
+    for (int done = 0; done < cl->n_prof && done < 40; done++) {
+        int best = -1;
+        for (int i = 0; i < cl->n_prof; i++)
+            if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms))
+                best = i;
+        struct prof *p = &cl->prof[best];
+        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0, p->calls,
+                p->name);
+        p->calls = -1;
+    }
+    nrt_free(cl->prof);
+    cl->prof = NULL;
+}
+
+/* Adds the device time of a finished launch to its kernel's entry. */
+static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    clWaitForEvents(1, &ev);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    clReleaseEvent(ev);
+    int i = 0;
+    while (i < cl->n_prof && strcmp(cl->prof[i].name, name) != 0)
+        i++;
+    if (i == cl->n_prof) {
+        if (i == PROF_MAX)
+            return;
+        snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
+    }
+    cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cl->prof[i].calls++;
+}
+
 void nrt_cl_ctx_close(struct nrt_ctx *ctx)
 {
     struct nrt_cl *cl = ctx->cl;
@@ -559,6 +617,7 @@ void nrt_cl_ctx_close(struct nrt_ctx *ctx)
         return;
     if (cl->queue)
         clFinish(cl->queue);
+    prof_print(cl);
     for (int i = 0; i < cl->n_kernels; i++)
         if (cl->kernels[i])
             clReleaseKernel(cl->kernels[i]);
@@ -677,9 +736,13 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
             return;
         g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     }
-    cl_int e = clEnqueueNDRangeKernel(ctx->cl->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL, NULL);
+    cl_event ev = NULL;
+    cl_int e = clEnqueueNDRangeKernel(ctx->cl->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
+                                      ctx->cl->prof ? &ev : NULL);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
+    else if (ev)
+        prof_add(ctx->cl, name, ev);
 }
 
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local, int nargs,
@@ -791,7 +854,11 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
     int64_t tm = t->ry * t->wm, tn = t->rx * t->vw;
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
-    enqueue(ctx, ctx->cl->lk[LK_SGEMM], "nrt_sgemm", 2, global, local);
+    char name[96] = "nrt_sgemm";
+    if (ctx->cl->prof)
+        snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
+                 ta ? " ta" : "", tb ? " tb" : "");
+    enqueue(ctx, ctx->cl->lk[LK_SGEMM], name, 2, global, local);
 }
 
 /* The conv geometry as the kernels take it. */
@@ -818,12 +885,12 @@ static struct conv_args conv_args(const struct nrt_conv *c)
 static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
                    int64_t nb, int64_t g, int64_t col)
 {
-    int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw;
     cl_long xo = x + g * cig * c->h * c->w, co = col;
     cl_int inb = (cl_int)nb;
     if (!lib_args(ctx, LK_IM2COL, 6, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d)))
         return;
-    size_t global[2] = {(size_t)(nb * hw), (size_t)kk}, local[2];
+    size_t global[2] = {(size_t)(nb * c->ho), (size_t)kk}, local[2];
     local_choose(2, global, ctx->cl->max_wg, local);
     enqueue(ctx, ctx->cl->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
 }
@@ -836,7 +903,7 @@ static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int
     cl_int inb = (cl_int)nb, ico = (cl_int)c->co, icog = (cl_int)(c->co / c->g), ig = (cl_int)g,
            ihw = (cl_int)(c->ho * c->wo);
     if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(inb), ARG(ico), ARG(icog), ARG(ig), ARG(ihw)))
-        lib_run1(ctx, id, c->co / c->g * nb * c->ho * c->wo);
+        lib_run1(ctx, id, c->co / c->g * nb);
 }
 
 /* Checks a conv geometry against the kernels' int indices. */
@@ -882,7 +949,7 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
             cl_long co = col, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
             cl_int inb = (cl_int)nb;
             if (lib_args(ctx, LK_COL2IM, 6, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d)))
-                lib_run1(ctx, LK_COL2IM, nb * cig * c->h * c->w);
+                lib_run1(ctx, LK_COL2IM, nb * cig * c->h);
         }
     }
 }
@@ -932,7 +999,7 @@ void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
     cl_long xo = x, yo = y;
     cl_int pl = (cl_int)p->planes;
     if (lib_args(ctx, LK_MAXPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho * p->wo);
+        lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho);
 }
 
 void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx)
@@ -945,7 +1012,7 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     cl_long xo = x, dyo = dy, dxo = dx;
     cl_int pl = (cl_int)p->planes;
     if (lib_args(ctx, LK_MAXPOOL_GRAD, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h * p->w);
+        lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h);
 }
 
 void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y)
@@ -958,7 +1025,7 @@ void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
     cl_long xo = x, yo = y;
     cl_int pl = (cl_int)p->planes;
     if (lib_args(ctx, LK_AVGPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_AVGPOOL, p->planes * p->ho * p->wo);
+        lib_run1(ctx, LK_AVGPOOL, p->planes * p->ho);
 }
 
 void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t dy, int64_t dx)
@@ -971,7 +1038,7 @@ void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     cl_long dyo = dy, dxo = dx;
     cl_int pl = (cl_int)p->planes;
     if (lib_args(ctx, LK_AVGPOOL_GRAD, 5, ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_AVGPOOL_GRAD, p->planes * p->h * p->w);
+        lib_run1(ctx, LK_AVGPOOL_GRAD, p->planes * p->h);
 }
 
 /* upsample (LK_UPSAMPLE, over the output) or its gradient (over the input). */
@@ -983,7 +1050,7 @@ static void upsample(struct nrt_ctx *ctx, int id, int64_t planes, int64_t h, int
     cl_long fo = from, tofs = to;
     cl_int ip = (cl_int)planes, ih = (cl_int)h, iw = (cl_int)w, i0 = (cl_int)s0, i1 = (cl_int)s1;
     if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(ip), ARG(ih), ARG(iw), ARG(i0), ARG(i1)))
-        lib_run1(ctx, id, id == LK_UPSAMPLE ? planes * h * s0 * w * s1 : planes * h * w);
+        lib_run1(ctx, id, id == LK_UPSAMPLE ? planes * h * s0 : planes * h);
 }
 
 void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, int64_t x,

@@ -46,71 +46,82 @@
 #define vloadv CAT(vload, VW)
 #define vstorev CAT(vstore, VW)
 
-/* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
- * row-major at element offsets of the arena. Launched over
- * (ceil(n/TN)*RX, ceil(m/TM)*RY) with local size (RX, RY). */
 /* Tiles of A and B into local memory: as[i][p] = op(A)[row0 + i][p0 + p] and
- * bs[p][j] = op(B)[p0 + p][col0 + j]. full is 2 for a tile inside the
- * matrices, 1 for one inside along m and n but not k, else 0. Inside tiles are
- * read by vector loads along memory (rows of A and B, columns of A^T and B^T
- * scattered into place), also when only k runs out for the layouts whose
- * vectors run along m or n; the others word by word with zeros outside. */
+ * bs[p][j] = op(B)[p0 + p][col0 + j], zero outside the matrices. They are
+ * read in vectors of VW words along memory (rows of A and B; columns of A^T
+ * and B^T, scattered into place): a vector wholly inside its matrix by one
+ * vector load, a vector past the end of its row word by word, a vector of a
+ * row past the end as zeros. */
 #define VEC_OK ((TK % VW) == 0 && (TM % VW) == 0)
+
+/* VW words from p[0..len) (len < VW) and zeros after them. */
+static floatv load_part(__global const float *p, int len)
+{
+    float t[VW];
+    for (int u = 0; u < VW; u++)
+        t[u] = u < len ? p[u] : 0.0f;
+    return vloadv(0, t);
+}
+
+/* Row `row` of a matrix, words [c, c + VW) of `len`; zeros if row >= rows. */
+static floatv load_vec(__global const float *a, int ld, int row, int rows, int c, int len)
+{
+    if (row >= rows || c >= len)
+        return (floatv)(0.0f);
+    __global const float *p = a + (long)row * ld + c;
+    return c + VW <= len ? vloadv(0, p) : load_part(p, len - c);
+}
+
 static void tile_a(__local float (*as)[TK], __global const float *a, int lda, int ta, int m, int k, int row0, int p0,
-                   int full, int tid)
+                   int tid)
 {
 #if VEC_OK
-    if (full == 2 && !ta) {
+    if (!ta) {
         for (int e = tid; e < TM * TK / VW; e += NT) {
             int i = e / (TK / VW), q = e % (TK / VW);
-            vstorev(vloadv(0, a + (long)(row0 + i) * lda + p0 + q * VW), 0, &as[i][q * VW]);
+            vstorev(load_vec(a, lda, row0 + i, m, p0 + q * VW, k), 0, &as[i][q * VW]);
         }
-        return;
-    }
-    if (full && ta) { /* rows of A^T past k read as zeros */
+    } else {
         for (int e = tid; e < TM * TK / VW; e += NT) {
             int p = e / (TM / VW), q = e % (TM / VW);
             float t[VW];
-            vstorev(p0 + p < k ? vloadv(0, a + (long)(p0 + p) * lda + row0 + q * VW) : (floatv)(0.0f), 0, t);
+            vstorev(load_vec(a, lda, p0 + p, k, row0 + q * VW, m), 0, t);
             for (int u = 0; u < VW; u++)
                 as[q * VW + u][p] = t[u];
         }
-        return;
     }
-#endif
+#else
     for (int e = tid; e < TM * TK; e += NT) {
         int i = ta ? e % TM : e / TK, p = ta ? e / TM : e % TK, r = row0 + i, c = p0 + p;
         as[i][p] = r < m && c < k ? (ta ? a[c * lda + r] : a[r * lda + c]) : 0.0f;
     }
+#endif
 }
 
 static void tile_b(__local float (*bs)[TN], __global const float *b, int ldb, int tb, int k, int n, int p0, int col0,
-                   int full, int tid)
+                   int tid)
 {
-    if (full && !tb) { /* rows of B past k read as zeros */
+    if (!tb) {
         for (int e = tid; e < TK * TN / VW; e += NT) {
             int p = e / (TN / VW), q = e % (TN / VW);
-            floatv v = p0 + p < k ? vloadv(0, b + (long)(p0 + p) * ldb + col0 + q * VW) : (floatv)(0.0f);
-            vstorev(v, 0, &bs[p][q * VW]);
+            vstorev(load_vec(b, ldb, p0 + p, k, col0 + q * VW, n), 0, &bs[p][q * VW]);
         }
         return;
     }
 #if VEC_OK
-    if (full == 2) {
-        for (int e = tid; e < TK * TN / VW; e += NT) {
-            int j = e / (TK / VW), q = e % (TK / VW);
-            float t[VW];
-            vstorev(vloadv(0, b + (long)(col0 + j) * ldb + p0 + q * VW), 0, t);
-            for (int u = 0; u < VW; u++)
-                bs[q * VW + u][j] = t[u];
-        }
-        return;
+    for (int e = tid; e < TK * TN / VW; e += NT) {
+        int j = e / (TK / VW), q = e % (TK / VW);
+        float t[VW];
+        vstorev(load_vec(b, ldb, col0 + j, n, p0 + q * VW, k), 0, t);
+        for (int u = 0; u < VW; u++)
+            bs[q * VW + u][j] = t[u];
+    }
+#else
+    for (int e = tid; e < TK * TN; e += NT) {
+        int j = e / TK, p = e % TK, r = p0 + p, c = col0 + j;
+        bs[p][j] = r < k && c < n ? b[c * ldb + r] : 0.0f;
     }
 #endif
-    for (int e = tid; e < TK * TN; e += NT) {
-        int j = tb ? e / TK : e % TN, p = tb ? e % TK : e / TN, r = p0 + p, c = col0 + j;
-        bs[p][j] = r < k && c < n ? (tb ? b[c * ldb + r] : b[r * ldb + c]) : 0.0f;
-    }
 }
 
 /* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
@@ -124,15 +135,13 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
     __local float bs[TK][TN];
     const int lx = get_local_id(0), ly = get_local_id(1), tid = ly * RX + lx;
     const int row0 = get_group_id(1) * TM, col0 = get_group_id(0) * TN;
-    const int inside = row0 + TM <= m && col0 + TN <= n;
     __global const float *a = A + aoff, *b = A + boff;
     floatv acc[WM];
     for (int i = 0; i < WM; i++)
         acc[i] = (floatv)(0.0f);
     for (int p0 = 0; p0 < k; p0 += TK) {
-        int full = inside ? (p0 + TK <= k ? 2 : 1) : 0;
-        tile_a(as, a, lda, ta, m, k, row0, p0, full, tid);
-        tile_b(bs, b, ldb, tb, k, n, p0, col0, full, tid);
+        tile_a(as, a, lda, ta, m, k, row0, p0, tid);
+        tile_b(bs, b, ldb, tb, k, n, p0, col0, tid);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int p = 0; p < TK; p++) {
             floatv bv = vloadv(0, &bs[p][lx * VW]);
@@ -166,80 +175,96 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
 /* The geometry travels as an int8 and an int4:
  *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1) and d = (d0, d1).
  * A chunk of nb images and one group at a time, as kernels.c does: col is
- * [cig*kh*kw, nb*ho*wo], t one group's output [cog, nb*ho*wo]. */
+ * [cig*kh*kw, nb*ho*wo], t one group's output [cog, nb*ho*wo]. Every kernel
+ * below has a work-item per row (of an image, a plane or a matrix), looping
+ * along it: on CPU devices this measured several times faster than a
+ * work-item per element, whose index arithmetic dominates. */
 
 /* col[(ch*kh + i)*kw + j][b*hw + oh*wo + ow] = x[b, ch, ih, iw] (0 outside);
  * x at the chunk's first image and the group's first channel, images ci*h*w
- * apart. Global (nb*hw, cig*kh*kw). */
+ * apart. Global (nb*ho, cig*kh*kw): one output row per work-item. */
 __kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d)
 {
     const int q = get_global_id(0), r = get_global_id(1);
-    const int hw = g0.s5 * g0.s6, ld = nb * hw;
-    if (q >= ld || r >= g0.s7 * g0.s3 * g0.s4)
+    if (q >= nb * g0.s5 || r >= g0.s7 * g0.s3 * g0.s4)
         return;
-    const int bimg = q / hw, pix = q % hw, oh = pix / g0.s6, ow = pix % g0.s6;
+    const int bimg = q / g0.s5, oh = q % g0.s5, wo = g0.s6, ld = nb * g0.s5 * wo;
     const int ch = r / (g0.s3 * g0.s4), i = r / g0.s4 % g0.s3, j = r % g0.s4;
-    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, iw = ow * g1.s1 - g1.s3 + j * d.s1;
-    float v = 0.0f;
-    if (ih >= 0 && ih < g0.s1 && iw >= 0 && iw < g0.s2)
-        v = A[xoff + ((long)bimg * g0.s0 + ch) * g0.s1 * g0.s2 + ih * g0.s2 + iw];
-    A[coloff + (long)r * ld + q] = v;
+    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, off = j * d.s1 - g1.s3, w = g0.s2, s1 = g1.s1;
+    __global float *out = A + coloff + (long)r * ld + (long)q * wo;
+    if (ih < 0 || ih >= g0.s1) {
+        for (int ow = 0; ow < wo; ow++)
+            out[ow] = 0.0f;
+        return;
+    }
+    __global const float *line = A + xoff + ((long)bimg * g0.s0 + ch) * g0.s1 * w + (long)ih * w;
+    for (int ow = 0; ow < wo; ow++) {
+        int iw = ow * s1 + off;
+        out[ow] = iw >= 0 && iw < w ? line[iw] : 0.0f;
+    }
 }
 
 /* The adjoint of im2col as a gather: dx[b, ch, ih, iw] = the sum of the col
  * entries that im2col took from it, taps (i, j) in ascending order, as
- * kernels.c's col2im adds them into a cleared dx. Global (nb*cig*h*w). */
+ * kernels.c's col2im adds them into a cleared dx. Global (nb*cig*h): one
+ * input row per work-item. */
 __kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d)
 {
-    const int e = get_global_id(0), hw_in = g0.s1 * g0.s2;
-    if (e >= nb * g0.s7 * hw_in)
+    const int e = get_global_id(0), h = g0.s1, w = g0.s2;
+    if (e >= nb * g0.s7 * h)
         return;
-    const int bimg = e / (g0.s7 * hw_in), ch = e / hw_in % g0.s7, ih = e % hw_in / g0.s2, iw = e % g0.s2;
-    const int hw = g0.s5 * g0.s6, ld = nb * hw;
-    float s = 0.0f;
-    for (int i = 0; i < g0.s3; i++) {
-        int oy = ih + g1.s2 - i * d.s0;
-        if (oy < 0 || oy % g1.s0)
-            continue;
-        int oh = oy / g1.s0;
-        if (oh >= g0.s5)
-            continue;
-        for (int j = 0; j < g0.s4; j++) {
-            int ox = iw + g1.s3 - j * d.s1;
-            if (ox < 0 || ox % g1.s1)
+    const int bimg = e / (g0.s7 * h), ch = e / h % g0.s7, ih = e % h;
+    const int wo = g0.s6, hw = g0.s5 * wo, ld = nb * hw;
+    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w + (long)ih * w;
+    for (int iw = 0; iw < w; iw++) {
+        float s = 0.0f;
+        for (int i = 0; i < g0.s3; i++) {
+            int oy = ih + g1.s2 - i * d.s0;
+            if (oy < 0 || oy % g1.s0 || oy / g1.s0 >= g0.s5)
                 continue;
-            int ow = ox / g1.s1;
-            if (ow < g0.s6)
-                s += A[coloff + (long)((ch * g0.s3 + i) * g0.s4 + j) * ld + bimg * hw + oh * g0.s6 + ow];
+            __global const float *row = A + coloff + (long)((ch * g0.s3 + i) * g0.s4) * ld + bimg * hw +
+                                        oy / g1.s0 * wo;
+            for (int j = 0; j < g0.s4; j++) {
+                int ox = iw + g1.s3 - j * d.s1;
+                if (ox >= 0 && ox % g1.s1 == 0 && ox / g1.s1 < wo)
+                    s += row[(long)j * ld + ox / g1.s1];
+            }
         }
+        dx[iw] = s;
     }
-    A[dxoff + ((long)bimg * g0.s0 + ch) * hw_in + ih * g0.s2 + iw] = s;
 }
 
 /* Between y-like [nb, co, hw] at yoff (the chunk's first image) and one
  * group's channel-major t [cog, nb*hw]: to_cm copies y into t, from_cm t into
- * y. Global (cog*nb*hw). */
+ * y. Global (cog*nb): one row of hw per work-item. */
 __kernel void nrt_to_cm(__global float *A, long yoff, long toff, int nb, int co, int cog, int g, int hw)
 {
     const int e = get_global_id(0);
-    if (e >= cog * nb * hw)
+    if (e >= cog * nb)
         return;
-    const int o = e / (nb * hw), bimg = e / hw % nb, k = e % hw;
-    A[toff + e] = A[yoff + ((long)bimg * co + g * cog + o) * hw + k];
+    const int o = e / nb, bimg = e % nb;
+    __global float *t = A + toff + (long)e * hw;
+    __global const float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
+    for (int k = 0; k < hw; k++)
+        t[k] = y[k];
 }
 
 __kernel void nrt_from_cm(__global float *A, long toff, long yoff, int nb, int co, int cog, int g, int hw)
 {
     const int e = get_global_id(0);
-    if (e >= cog * nb * hw)
+    if (e >= cog * nb)
         return;
-    const int o = e / (nb * hw), bimg = e / hw % nb, k = e % hw;
-    A[yoff + ((long)bimg * co + g * cog + o) * hw + k] = A[toff + e];
+    const int o = e / nb, bimg = e % nb;
+    __global const float *t = A + toff + (long)e * hw;
+    __global float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
+    for (int k = 0; k < hw; k++)
+        y[k] = t[k];
 }
 
 /* --------------------------------------------------------------- pooling -- */
-/* The geometry: g = (h, w, ho, wo, k0, k1, s0, s1), p = (p0, p1); planes are
- * the launch's extent. */
+/* The geometry: g = (h, w, ho, wo, k0, k1, s0, s1), p = (p0, p1). One row of
+ * a plane per work-item: global (planes*ho) for outputs, (planes*h) for input
+ * gradients. */
 
 /* The flat index within a plane of window (oh, ow)'s first maximum, -1 when
  * it holds only padding (kernels.c's window_argmax). */
@@ -262,117 +287,170 @@ static int window_argmax(__global const float *plane, int8 g, int2 p, int oh, in
     return best;
 }
 
-/* The output windows that may hold input (ih, iw): rows [*o0, *o1), columns
- * [*q0, *q1), from the inverse of ih = oh*s - p + i, 0 <= i < k. */
-static void windows_of(int8 g, int2 p, int ih, int iw, int *o0, int *o1, int *q0, int *q1)
+/* The output windows that may hold input coordinate i along a dim of kernel
+ * k, stride s, padding p and no outputs: [*lo, *hi), from the inverse of
+ * i = o*s - p + t, 0 <= t < k. */
+static void windows_of(int i, int k, int s, int p, int no, int *lo, int *hi)
 {
-    int a = ih + p.s0 - g.s4 + 1, b = iw + p.s1 - g.s5 + 1;
-    *o0 = a <= 0 ? 0 : (a + g.s6 - 1) / g.s6;
-    *o1 = min((ih + p.s0) / g.s6 + 1, g.s2);
-    *q0 = b <= 0 ? 0 : (b + g.s7 - 1) / g.s7;
-    *q1 = min((iw + p.s1) / g.s7 + 1, g.s3);
-    if (ih + p.s0 < 0)
-        *o1 = 0;
-    if (iw + p.s1 < 0)
-        *q1 = 0;
+    int a = i + p - k + 1;
+    *lo = a <= 0 ? 0 : (a + s - 1) / s;
+    *hi = min((i + p) / s + 1, no);
 }
 
-/* y = max over each window (0 for a window of padding only). Global (planes*ho*wo). */
+/* Whether every window lies inside its plane and no two overlap (kernels.c's
+ * pool_disjoint): each input then has at most one window, found by division. */
+static int disjoint(int8 g, int2 p)
+{
+    return p.s0 == 0 && p.s1 == 0 && g.s6 >= g.s4 && g.s7 >= g.s5 && (g.s2 - 1) * g.s6 + g.s4 <= g.s0 &&
+           (g.s3 - 1) * g.s7 + g.s5 <= g.s1;
+}
+
+/* window_argmax for a window inside the plane. */
+static int inner_argmax(__global const float *plane, int8 g, int oh, int ow)
+{
+    int at0 = oh * g.s6 * g.s1 + ow * g.s7, best = at0;
+    for (int i = 0; i < g.s4; i++)
+        for (int j = 0; j < g.s5; j++)
+            if (plane[at0 + i * g.s1 + j] > plane[best])
+                best = at0 + i * g.s1 + j;
+    return best;
+}
+
+/* y = max over each window (0 for a window of padding only). */
 __kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, int8 g, int2 p)
 {
-    const int e = get_global_id(0), per = g.s2 * g.s3;
-    if (e >= planes * per)
+    const int e = get_global_id(0);
+    if (e >= planes * g.s2)
         return;
-    const int pl = e / per, oh = e % per / g.s3, ow = e % g.s3;
+    const int pl = e / g.s2, oh = e % g.s2;
     __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
-    int at = window_argmax(plane, g, p, oh, ow);
-    A[yoff + e] = at < 0 ? 0.0f : plane[at];
+    __global float *y = A + yoff + (long)e * g.s3;
+    if (disjoint(g, p)) {
+        for (int ow = 0; ow < g.s3; ow++)
+            y[ow] = plane[inner_argmax(plane, g, oh, ow)];
+        return;
+    }
+    for (int ow = 0; ow < g.s3; ow++) {
+        int at = window_argmax(plane, g, p, oh, ow);
+        y[ow] = at < 0 ? 0.0f : plane[at];
+    }
 }
 
 /* dx[at] = the sum of dy over the windows whose first maximum is at, in
- * window order. Global (planes*h*w). */
+ * window order. */
 __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
 {
-    const int e = get_global_id(0), per = g.s0 * g.s1;
-    if (e >= planes * per)
+    const int e = get_global_id(0);
+    if (e >= planes * g.s0)
         return;
-    const int pl = e / per, at = e % per, ih = at / g.s1, iw = at % g.s1;
-    __global const float *plane = A + xoff + (long)pl * per;
+    const int pl = e / g.s0, ih = e % g.s0;
+    __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
     __global const float *dy = A + dyoff + (long)pl * g.s2 * g.s3;
-    int o0, o1, q0, q1;
-    windows_of(g, p, ih, iw, &o0, &o1, &q0, &q1);
-    float s = 0.0f;
-    for (int oh = o0; oh < o1; oh++)
-        for (int ow = q0; ow < q1; ow++)
-            if (window_argmax(plane, g, p, oh, ow) == at)
-                s += dy[oh * g.s3 + ow];
-    A[dxoff + e] = s;
+    __global float *dx = A + dxoff + (long)e * g.s1;
+    if (disjoint(g, p)) {
+        int oh = ih / g.s6, in_row = ih % g.s6 < g.s4 && oh < g.s2;
+        for (int iw = 0; iw < g.s1; iw++) {
+            int ow = iw / g.s7;
+            dx[iw] = in_row && iw % g.s7 < g.s5 && ow < g.s3 && inner_argmax(plane, g, oh, ow) == ih * g.s1 + iw
+                         ? 0.0f + dy[oh * g.s3 + ow]
+                         : 0.0f;
+        }
+        return;
+    }
+    int o0, o1;
+    windows_of(ih, g.s4, g.s6, p.s0, g.s2, &o0, &o1);
+    for (int iw = 0; iw < g.s1; iw++) {
+        int q0, q1, at = ih * g.s1 + iw;
+        windows_of(iw, g.s5, g.s7, p.s1, g.s3, &q0, &q1);
+        float s = 0.0f;
+        for (int oh = o0; oh < o1; oh++)
+            for (int ow = q0; ow < q1; ow++)
+                if (window_argmax(plane, g, p, oh, ow) == at)
+                    s += dy[oh * g.s3 + ow];
+        dx[iw] = s;
+    }
 }
 
-/* y = the mean over the whole window, padding counted. Global (planes*ho*wo). */
+/* y = the mean over the whole window, padding counted. */
 __kernel void nrt_avgpool(__global float *A, long xoff, long yoff, int planes, int8 g, int2 p)
 {
-    const int e = get_global_id(0), per = g.s2 * g.s3;
-    if (e >= planes * per)
+    const int e = get_global_id(0);
+    if (e >= planes * g.s2)
         return;
-    const int pl = e / per, oh = e % per / g.s3, ow = e % g.s3;
+    const int pl = e / g.s2, oh = e % g.s2;
     __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
+    __global float *y = A + yoff + (long)e * g.s3;
     const float inv = 1.0f / (float)(g.s4 * g.s5);
-    float s = 0.0f;
-    for (int i = 0; i < g.s4; i++) {
-        int ih = oh * g.s6 - p.s0 + i;
-        if (ih < 0 || ih >= g.s0)
-            continue;
-        for (int j = 0; j < g.s5; j++) {
-            int iw = ow * g.s7 - p.s1 + j;
-            if (iw >= 0 && iw < g.s1)
-                s += plane[ih * g.s1 + iw];
+    for (int ow = 0; ow < g.s3; ow++) {
+        float s = 0.0f;
+        for (int i = 0; i < g.s4; i++) {
+            int ih = oh * g.s6 - p.s0 + i;
+            if (ih < 0 || ih >= g.s0)
+                continue;
+            for (int j = 0; j < g.s5; j++) {
+                int iw = ow * g.s7 - p.s1 + j;
+                if (iw >= 0 && iw < g.s1)
+                    s += plane[ih * g.s1 + iw];
+            }
         }
+        y[ow] = s * inv;
     }
-    A[yoff + e] = s * inv;
 }
 
-/* dx = the sum of dy/window over the windows holding it. Global (planes*h*w). */
+/* dx = the sum of dy/window over the windows holding it. */
 __kernel void nrt_avgpool_grad(__global float *A, long dyoff, long dxoff, int planes, int8 g, int2 p)
 {
-    const int e = get_global_id(0), per = g.s0 * g.s1;
-    if (e >= planes * per)
+    const int e = get_global_id(0);
+    if (e >= planes * g.s0)
         return;
-    const int pl = e / per, ih = e % per / g.s1, iw = e % g.s1;
+    const int pl = e / g.s0, ih = e % g.s0;
     __global const float *dy = A + dyoff + (long)pl * g.s2 * g.s3;
+    __global float *dx = A + dxoff + (long)e * g.s1;
     const float inv = 1.0f / (float)(g.s4 * g.s5);
-    int o0, o1, q0, q1;
-    windows_of(g, p, ih, iw, &o0, &o1, &q0, &q1);
-    float s = 0.0f;
-    for (int oh = o0; oh < o1; oh++)
-        for (int ow = q0; ow < q1; ow++)
-            s += dy[oh * g.s3 + ow] * inv;
-    A[dxoff + e] = s;
+    int o0, o1;
+    windows_of(ih, g.s4, g.s6, p.s0, g.s2, &o0, &o1);
+    for (int iw = 0; iw < g.s1; iw++) {
+        int q0, q1;
+        windows_of(iw, g.s5, g.s7, p.s1, g.s3, &q0, &q1);
+        float s = 0.0f;
+        for (int oh = o0; oh < o1; oh++)
+            for (int ow = q0; ow < q1; ow++)
+                s += dy[oh * g.s3 + ow] * inv;
+        dx[iw] = s;
+    }
 }
 
 /* -------------------------------------------------------------- upsample -- */
 
-/* y[pl, i, j] = x[pl, i/s0, j/s1] on planes [h, w] -> [h*s0, w*s1]. Global (planes*h*s0*w*s1). */
+/* y[pl, i, j] = x[pl, i/s0, j/s1] on planes [h, w] -> [h*s0, w*s1]. Global
+ * (planes*h*s0): one output row per work-item. */
 __kernel void nrt_upsample(__global float *A, long xoff, long yoff, int planes, int h, int w, int s0, int s1)
 {
     const int e = get_global_id(0), H = h * s0, W = w * s1;
-    if (e >= planes * H * W)
+    if (e >= planes * H)
         return;
-    const int pl = e / (H * W), i = e % (H * W) / W, j = e % W;
-    A[yoff + e] = A[xoff + ((long)pl * h + i / s0) * w + j / s1];
+    const int pl = e / H, i = e % H;
+    __global const float *x = A + xoff + ((long)pl * h + i / s0) * w;
+    __global float *y = A + yoff + (long)e * W;
+    for (int j = 0; j < W; j++)
+        y[j] = x[j / s1];
 }
 
-/* dx[pl, i, j] = the sum of dy over its s0 x s1 block, row by row. Global (planes*h*w). */
+/* dx[pl, i, j] = the sum of dy over its s0 x s1 block, row by row. Global
+ * (planes*h): one input row per work-item. */
 __kernel void nrt_upsample_grad(__global float *A, long dyoff, long dxoff, int planes, int h, int w, int s0, int s1)
 {
-    const int e = get_global_id(0), H = h * s0, W = w * s1;
-    if (e >= planes * h * w)
+    const int e = get_global_id(0), W = w * s1;
+    if (e >= planes * h)
         return;
-    const int pl = e / (h * w), i = e % (h * w) / w, j = e % w;
-    __global const float *dy = A + dyoff + (long)pl * H * W;
-    float s = 0.0f;
-    for (int a = 0; a < s0; a++)
-        for (int b = 0; b < s1; b++)
-            s += dy[(i * s0 + a) * W + j * s1 + b];
-    A[dxoff + e] = s;
+    const int pl = e / h, i = e % h;
+    __global const float *dy = A + dyoff + ((long)pl * h * s0 + (long)i * s0) * W;
+    __global float *dx = A + dxoff + (long)e * w;
+    for (int j = 0; j < w; j++) {
+        float s = 0.0f;
+        for (int a = 0; a < s0; a++)
+            for (int b = 0; b < s1; b++)
+                s += dy[a * W + j * s1 + b];
+        dx[j] = s;
+    }
 }

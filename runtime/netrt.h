@@ -644,7 +644,11 @@ void nrt_blas_threads(int threads);
  * kernel takes the arena as its first argument `__global float *A` and reads
  * i32 data through `(__global int *)A`. An OpenCL failure records a message
  * ("OpenCL: clEnqueueNDRangeKernel(k_3): CL_OUT_OF_RESOURCES") with
- * nrt_ctx_fail and makes every later call a no-op that sets ctx->failed again. */
+ * nrt_ctx_fail and makes every later call a no-op that sets ctx->failed again.
+ * Environment: NETC_DEVICE (the default device), NETC_CL_CACHE=0 (no binary
+ * cache), NETC_CL_PROFILE=1 (time every kernel on the device, waiting for each,
+ * and print the totals per kernel name to stderr when the context is freed),
+ * NETC_CL_GEMM=vw,wm,rx,ry,tk (SGEMM tiles, for tuning). */
 
 /* Prints the OpenCL devices, one line each:
  * `P:D  platform / device (type, N compute units, M MiB global memory)`.
