@@ -202,23 +202,19 @@ static void emit_entry(struct clc *k) {
 
 /* ------------------------------------------------------------- program */
 
-/* The OpenCL source as a C string literal, one source line per literal line. */
+/* The OpenCL source as a C string literal, one source line per literal line
+ * ("...\n"); quotes, backslashes, '?' and other bytes escaped as cgc_put_str does. */
 static void put_source(FILE *out, const char *src) {
     fputs("static const char cl_source[] =\n", out);
-    const char *p = src;
-    while (*p) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        char *line = malloc(len + 2);
-        if (!line) netc_internal_error(__FILE__, __LINE__, "out of memory");
-        memcpy(line, p, len);
-        line[len] = '\n';
-        line[len + 1] = '\0';
-        fputs("    ", out);
-        cgc_put_str(out, line);
-        fputc('\n', out);
-        free(line);
-        p += len + (eol ? 1 : 0);
+    for (const unsigned char *p = (const unsigned char *)src; *p;) {
+        fputs("    \"", out);
+        for (; *p && *p != '\n'; p++) {
+            if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
+            else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
+            else fprintf(out, "\\%03o", *p);
+        }
+        fputs("\\n\"\n", out);
+        if (*p) p++;
     }
     fputs("    \"\";\n\n", out);
 }

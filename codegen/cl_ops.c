@@ -83,7 +83,7 @@ static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k 
 /* ------------------------------------------------------ kernels and launches */
 
 /* The values a kernel reads or writes, in parameter order, without repeats. */
-#define MAX_VALS 24
+#define MAX_VALS 64
 struct kvals {
     int n;             /* values */
     int id[MAX_VALS];  /* their node ids */

@@ -1,7 +1,8 @@
 /* codegen/codegen.h -- the one internal header of codegen/: the formulas every
  * backend must reproduce bit for bit (the dropout mask), the reference interpreter's
- * API (interp.c), and the interpreter's internals shared with interp_nn.c.
- * Sections follow the files. */
+ * API (interp.c), the interpreter's internals shared with interp_nn.c, the C
+ * backend (c_emit.c, c_ops.c) and the OpenCL backend built on it (cl_emit.c,
+ * cl_ops.c). Sections follow the files. */
 #ifndef NETC_CODEGEN_H
 #define NETC_CODEGEN_H
 

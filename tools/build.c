@@ -355,6 +355,24 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
 
 /* ------------------------------------------------------------- commands */
 
+bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version) {
+    struct build_opts o;
+    memset(&o, 0, sizeof o);
+    o.file = file;
+    o.olevel = "-O2";
+    o.target = cg_target_find(target);
+    o.cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    if (!o.target) {
+        user_error(cmd, "unknown target '%s' (targets: c, opencl)", target);
+        return false;
+    }
+    struct ir_module *m = compile_module(&o);
+    if (!m) return false;
+    bool ok = build_to(cmd, &o, m, out, version);
+    ir_module_free(m);
+    return ok;
+}
+
 int build_cmd_emit(int argc, char **argv, const char *version) {
     struct build_opts o;
     int st = parse("emit", usage_emit, argc, argv, &o);
