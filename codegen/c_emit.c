@@ -144,7 +144,7 @@ static void form_kernels(struct cgc *c) {
         bool seen = false;
         for (int j = id + 1; j < len && !seen; j++) seen = f->nodes[j].kernel == kn;
         if (seen) continue;
-        struct cgc_kernel k = {id, -1, NULL, NULL};
+        struct cgc_kernel k = {id, -1, NULL, NULL, NULL};
         int q = (int)vec_len(c->kernels);
         for (int j = 0; j <= id; j++)
             if (f->nodes[j].kernel == kn) vec_push(k.members, j), c->vals[j].kernel = q;
@@ -155,6 +155,53 @@ static void form_kernels(struct cgc *c) {
         for (size_t j = 0; j < vec_len(k.members); j++) c->vals[k.members[j]].kernel = -1;
         vec_free(k.members);
         vec_free(k.inputs);
+        vec_free(k.outputs);
+    }
+}
+
+/* Whether value x is read only by members of kernel q (directly, not through an
+ * alias) or by nodes that run before `before`, and is no output: then q may
+ * overwrite its storage element by element. A member of another kernel runs at
+ * that kernel's root. */
+static bool read_before(const struct cgc *c, int x, int q, int before, int depth) {
+    const struct ir_func *f = c->f;
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        if (f->outputs[o].value == x) return false;
+    for (int u = x + 1; u < ir_func_len(f); u++) {
+        const struct ir_node *un = &f->nodes[u];
+        bool reads = false;
+        for (int a = 0; a < un->nargs; a++) reads |= un->args[a] == x;
+        if (!reads || (depth == 0 && c->vals[u].kernel == q)) continue;
+        int at = c->vals[u].kernel >= 0 ? c->kernels[c->vals[u].kernel].root : u;
+        if (at >= before || un->op == OP_ASSIGN) return false;
+        if (cgc_op_aliases(un) && (depth > 8 || !read_before(c, u, -1, before, depth + 1))) return false;
+    }
+    return true;
+}
+
+/* Kernel outputs assigned to a buffer are stored straight into it when that is
+ * safe: the function assigns the buffer once, and every read of the buffer's
+ * old value happens before the kernel or inside it at the same element (a
+ * member reading it has the root's shape, so the same index). That saves a
+ * slot and the copy at the end of the function (Adam's m, v and parameter). */
+static void store_in_place(struct cgc *c) {
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f);
+    for (int a = 0; a < len; a++) {
+        const struct ir_node *an = &f->nodes[a];
+        int x = an->nargs ? an->args[0] : -1;
+        if (an->op != OP_ASSIGN || c->vals[x].kernel < 0) continue;
+        int q = c->vals[x].kernel;
+        const struct cgc_kernel *k = &c->kernels[q];
+        /* A head computes into the root's storage before the loop reads anything. */
+        if (!cgc_kernel_stores(k, x) || c->vals[x].buffer >= 0 || (x == k->root && k->head >= 0)) continue;
+        bool ok = shape_equal(&an->type.shape, &f->nodes[k->root].type.shape);
+        for (int j = 0; j < len && ok; j++) {
+            const struct ir_node *n = &f->nodes[j];
+            if (n->op == OP_ASSIGN && j != a && strcmp(n->sym, an->sym) == 0) ok = false;
+            if (n->op == OP_PARAM && strcmp(n->sym, an->sym) == 0) ok = read_before(c, j, q, k->root, 0);
+        }
+        if (ok) c->vals[x].buffer = cgc_buffer_index(c->m, an->sym);
     }
 }
 
@@ -166,13 +213,12 @@ void cgc_layout(struct cgc *c) {
     int len = ir_func_len(f);
     c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
     if (!c->vals) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    for (int id = 0; id < len; id++) c->vals[id].kernel = -1;
+    for (int id = 0; id < len; id++) c->vals[id].kernel = -1, c->vals[id].alias = -1, c->vals[id].buffer = -1;
     form_kernels(c);
+    store_in_place(c);
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
         struct cgc_val *v = &c->vals[id];
-        v->alias = -1;
-        v->buffer = -1;
         v->last_use = id;
         if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = cgc_buffer_index(c->m, n->sym);
         else if (cgc_op_aliases(n)) v->alias = n->args[0];
@@ -205,7 +251,7 @@ void cgc_layout(struct cgc *c) {
         /* A kernel's members other than its root live in registers; the root
          * also takes the scratch of the kernel's head. */
         const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        bool stored = !kn || kn->root == id;
+        bool stored = !kn || cgc_kernel_stores(kn, id);
         if (stored && v->alias < 0 && v->buffer < 0) {
             struct cgc_x cnt = cgc_count(&n->type.shape);
             v->per_n = cnt.n;
@@ -213,7 +259,7 @@ void cgc_layout(struct cgc *c) {
             v->off = region_alloc(v->per_n ? &per_n : &fixed, v->size);
             if (v->last_use != INT_MAX) vec_push(dies[v->last_use], id);
         }
-        struct cgc_val *sv = !kn ? v : stored && kn->head >= 0 ? &c->vals[kn->head] : NULL;
+        struct cgc_val *sv = !kn ? v : id == kn->root && kn->head >= 0 ? &c->vals[kn->head] : NULL;
         if (sv && sv->scratch > 0) {
             size_t sz = round_up((size_t)sv->scratch * sizeof(float));
             struct region *r = sv->scratch_n ? &per_n : &fixed;
@@ -241,6 +287,7 @@ void cgc_layout_free(struct cgc *c) {
     for (size_t q = 0; q < vec_len(c->kernels); q++) {
         vec_free(c->kernels[q].members);
         vec_free(c->kernels[q].inputs);
+        vec_free(c->kernels[q].outputs);
     }
     vec_free(c->kernels);
 }
@@ -275,32 +322,169 @@ void cgc_op_emit(struct cgc *c, int id) {
     column[cgc_node(c, id)->op](c, id);
 }
 
-/* The arguments of kernel k after n ("v7, v3, v5, s4"), or its parameters. */
-static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, bool params, char *buf, size_t len) {
-    size_t at = (size_t)snprintf(buf, len, params ? "int64_t n, float *restrict v%d" : "n, v%d", k->root);
+/* How kernel_args prints a kernel's values. */
+enum kargs {
+    KA_PARAMS, /* "int64_t n, float *restrict v7, const float *restrict v3" */
+    KA_CALL,   /* "n, v7, v3" */
+    KA_FIELDS, /* "int64_t n; float *v7; const float *v3;" (no scratch) */
+    KA_FROM,   /* "a->n, a->v7, a->v3" (no scratch) */
+    KA_RANGE,  /* as KA_PARAMS, no scratch */
+    KA_INIT,   /* as KA_CALL, no scratch */
+};
+
+/* The values kernel k's function takes: n, its outputs, its inputs (but those
+ * read through an output's pointer), and its head's scratch. */
+static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, enum kargs how, char *buf, size_t len) {
+    static const char *const first[] = {"int64_t n", "n", "int64_t n;", "a->n", "int64_t n", "n"};
+    static const char *const out[] = {", float *restrict v%d", ", v%d", " float *v%d;", ", a->v%d",
+                                      ", float *restrict v%d", ", v%d"};
+    static const char *const in[] = {", const float *restrict v%d", ", v%d", " const float *v%d;", ", a->v%d",
+                                     ", const float *restrict v%d", ", v%d"};
+    size_t at = (size_t)snprintf(buf, len, "%s", first[how]);
+    for (size_t i = 0; i < vec_len(k->outputs) && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, out[how], k->outputs[i]);
     for (size_t i = 0; i < vec_len(k->inputs) && at < len; i++)
-        at += (size_t)snprintf(buf + at, len - at, params ? ", const float *restrict v%d" : ", v%d",
-                               k->inputs[i]);
-    if (k->head >= 0 && c->vals[k->head].scratch > 0 && at < len)
-        snprintf(buf + at, len - at, params ? ", float *restrict s%d" : ", s%d", k->head);
+        if (cgc_kernel_inplace(c, k, k->inputs[i]) < 0)
+            at += (size_t)snprintf(buf + at, len - at, in[how], k->inputs[i]);
+    if (k->head >= 0 && c->vals[k->head].scratch > 0 && at < len && how <= KA_CALL)
+        snprintf(buf + at, len - at, how == KA_PARAMS ? ", float *restrict s%d" : ", s%d", k->head);
 }
 
-/* One static function per fused kernel of entry point `index`. */
-static void emit_kernels(struct cgc *c, int index) {
-    for (size_t q = vec_len(c->kernels); q-- > 0;) { /* formed from the end: print in order */
-        const struct cgc_kernel *k = &c->kernels[q];
-        char params[2048];
-        kernel_args(c, k, true, params, sizeof params);
-        cgc_emit(c, "static void kernel_%d_%d(%s)", index, c->f->nodes[k->root].kernel, params);
+/* Elements per chunk of a kernel's loop split over the thread pool: smaller
+ * kernels run on the calling thread alone. */
+#define KERNEL_GRAIN 32768
+
+/* The inputs of k read through an output's pointer, as locals of that name. */
+static void inplace_locals(struct cgc *c, const struct cgc_kernel *k) {
+    for (size_t i = 0; i < vec_len(k->inputs); i++) {
+        int o = cgc_kernel_inplace(c, k, k->inputs[i]);
+        if (o >= 0) cgc_emit(c, "const float *const v%d = v%d; /* the same buffer, updated in place */", k->inputs[i], o);
+    }
+}
+
+/* The C name of kernel k of entry point `index`: kernel_E_K for the IR's
+ * kernel=K, kernel_E_nID for a lone elementwise node ID emitted as a kernel. */
+static char *kernel_name(const struct cgc *c, int index, const struct cgc_kernel *k, char *buf, size_t len) {
+    int kn = c->f->nodes[k->root].kernel;
+    if (kn > 0) snprintf(buf, len, "kernel_%d_%d", index, kn);
+    else snprintf(buf, len, "kernel_%d_n%d", index, k->root);
+    return buf;
+}
+
+/* One kernel: NAME(...) runs the head, then the loop nest, split over the
+ * thread pool by its first loop (NAME_range over [lo, hi), called through
+ * NAME_chunk with the arguments in a struct) when the nest is big enough. */
+static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
+    char name[64], params[2048], buf[2048], cnt[CGC_XSTR_MAX], inner_s[CGC_XSTR_MAX];
+    kernel_name(c, index, k, name, sizeof name);
+    struct cgc_x outer, inner;
+    struct cgc_x total = cgc_count(&c->f->nodes[k->root].type.shape);
+    bool split = cgc_kernel_outer(c, k, &outer, &inner) && (total.n || total.k >= 2 * KERNEL_GRAIN);
+    kernel_args(c, k, KA_PARAMS, params, sizeof params);
+    if (split) {
+        kernel_args(c, k, KA_RANGE, buf, sizeof buf);
+        cgc_emit(c, "static void %s_range(int64_t lo, int64_t hi, %s)", name, buf);
         cgc_emit(c, "{");
         c->indent++;
         cgc_emit(c, "(void)n;");
         for (size_t i = 0; i < vec_len(k->members); i++) node_comment(c, k->members[i]);
-        cgc_kernel_body(c, k);
+        for (size_t i = 0; i < vec_len(k->inputs); i++) /* the head's operands are read before */
+            if (cgc_kernel_inplace(c, k, k->inputs[i]) < 0) cgc_emit(c, "(void)v%d;", k->inputs[i]);
+        if (k->head >= 0) cgc_emit(c, "const float *const v%d = v%d; /* the head's result */", k->head, k->root);
+        inplace_locals(c, k);
+        cgc_kernel_range(c, k);
         c->indent--;
         cgc_emit(c, "}");
-        cgc_emit(c, "%s", "");
+        kernel_args(c, k, KA_FIELDS, buf, sizeof buf);
+        cgc_emit(c, "struct %s_args { %s };", name, buf);
+        cgc_emit(c, "static void %s_chunk(void *arg, int64_t lo, int64_t hi)", name);
+        cgc_emit(c, "{");
+        kernel_args(c, k, KA_FROM, buf, sizeof buf);
+        cgc_emit(c, "    const struct %s_args *a = arg;", name);
+        cgc_emit(c, "    %s_range(lo, hi, %s);", name, buf);
+        cgc_emit(c, "}");
     }
+    cgc_emit(c, "static void %s(%s)", name, params);
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "(void)n;");
+    if (!split) {
+        for (size_t i = 0; i < vec_len(k->members); i++) node_comment(c, k->members[i]);
+        inplace_locals(c, k);
+        cgc_kernel_body(c, k);
+    } else {
+        cgc_kernel_head(c, k);
+        kernel_args(c, k, KA_INIT, buf, sizeof buf);
+        cgc_emit(c, "struct %s_args a = {%s};", name, buf);
+        cgc_xstr(inner, inner_s, sizeof inner_s);
+        cgc_emit(c, "nrt_parallel_for(%s, (%d + (%s) - 1) / (%s), %s_chunk, &a);", cgc_xstr(outer, cnt, sizeof cnt),
+                 KERNEL_GRAIN, inner_s, inner_s, name);
+    }
+    c->indent--;
+    cgc_emit(c, "}");
+    cgc_emit(c, "%s", "");
+}
+
+/* Whether node id, in no kernel, is an f32 elementwise op big enough to be
+ * emitted as a kernel of its own (so that its loop is split over the thread
+ * pool); fills *k then (free with kernel_free). */
+static bool lone_kernel(const struct cgc *c, int id, struct cgc_kernel *k) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct cgc_val *v = &c->vals[id];
+    if (v->kernel >= 0 || v->alias >= 0 || v->buffer >= 0 || !ir_kernel_ewise_op(n->op)) return false;
+    if (n->type.dtype != DT_F32 || n->nargs > 8) return false;
+    for (int a = 0; a < n->nargs; a++)
+        if (cgc_arg(c, id, a)->type.dtype != DT_F32) return false;
+    struct cgc_x total = cgc_count(&n->type.shape);
+    if (!total.n && total.k < 2 * KERNEL_GRAIN) return false;
+    *k = (struct cgc_kernel){id, -1, NULL, NULL, NULL};
+    vec_push(k->members, id);
+    vec_push(k->outputs, id);
+    for (int a = 0; a < n->nargs; a++) {
+        bool dup = false;
+        for (size_t j = 0; j < vec_len(k->inputs); j++) dup |= k->inputs[j] == n->args[a];
+        if (!dup) vec_push(k->inputs, n->args[a]);
+    }
+    return true;
+}
+
+static void kernel_free(struct cgc_kernel *k) {
+    vec_free(k->members);
+    vec_free(k->inputs);
+    vec_free(k->outputs);
+}
+
+/* One static function per fused kernel of entry point `index`, and one per
+ * big lone elementwise node. */
+static void emit_kernels(struct cgc *c, int index) {
+    for (int id = 0; id < ir_func_len(c->f); id++) {
+        struct cgc_kernel k;
+        if (!lone_kernel(c, id, &k)) continue;
+        emit_kernel(c, index, &k);
+        kernel_free(&k);
+    }
+    for (size_t q = vec_len(c->kernels); q-- > 0;) /* formed from the end: print in order */
+        emit_kernel(c, index, &c->kernels[q]);
+}
+
+/* Declares v<id> (a buffer, an alias or a workspace slot) and s<id>, its scratch. */
+static void declare_value(struct cgc *c, int id, int sid) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct cgc_val *v = &c->vals[id];
+    const char *ct = cgc_ctype(n->type.dtype);
+    char where[128];
+    if (v->buffer >= 0) cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
+    else if (v->alias >= 0) cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
+    else {
+        slot_expr(c, v->per_n, v->off, where, sizeof where);
+        cgc_emit(c, "%s *const v%d = (%s *)(%s);", ct, id, ct, where);
+    }
+    if (sid >= 0 && c->vals[sid].scratch > 0) {
+        const struct cgc_val *sv = &c->vals[sid];
+        slot_expr(c, sv->scratch_n, sv->scratch_off, where, sizeof where);
+        cgc_emit(c, "float *const s%d = (float *)(%s);", sid, where);
+    }
+    if (v->uses == 0 || v->buffer >= 0) cgc_emit(c, "(void)v%d;", id); /* kernels may read a buffer in place */
 }
 
 static void emit_function(struct cgc *c, int index) {
@@ -314,33 +498,31 @@ static void emit_function(struct cgc *c, int index) {
     cgc_emit(c, "const size_t mn = (size_t)ctx->max_n;");
     cgc_emit(c, "(void)ws, (void)mn, (void)n;");
     for (int id = 0; id < len; id++) {
-        const struct ir_node *n = &f->nodes[id];
         const struct cgc_val *v = &c->vals[id];
-        const char *ct = cgc_ctype(n->type.dtype);
-        char where[128];
         node_comment(c, id);
         const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        if (k && k->root != id) continue; /* computed by its kernel, at the root */
-        if (v->buffer >= 0) cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
-        else if (v->alias >= 0) cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
-        else {
-            slot_expr(c, v->per_n, v->off, where, sizeof where);
-            cgc_emit(c, "%s *const v%d = (%s *)(%s);", ct, id, ct, where);
+        char args[2048], name[64];
+        struct cgc_kernel lone;
+        if (!k && lone_kernel(c, id, &lone)) {
+            declare_value(c, id, id);
+            kernel_args(c, &lone, KA_CALL, args, sizeof args);
+            cgc_emit(c, "%s(%s);", kernel_name(c, index, &lone, name, sizeof name), args);
+            kernel_free(&lone);
+            continue;
         }
-        int sid = k ? k->head : id;
-        if (sid >= 0 && c->vals[sid].scratch > 0) {
-            const struct cgc_val *sv = &c->vals[sid];
-            slot_expr(c, sv->scratch_n, sv->scratch_off, where, sizeof where);
-            cgc_emit(c, "float *const s%d = (float *)(%s);", sid, where);
-        }
-        if (v->uses == 0) cgc_emit(c, "(void)v%d;", id);
-        if (k) {
-            char args[2048];
-            kernel_args(c, k, false, args, sizeof args);
-            cgc_emit(c, "kernel_%d_%d(%s);", index, n->kernel, args);
-        } else {
+        if (!k) {
+            declare_value(c, id, id);
             cgc_op_emit(c, id);
+            continue;
         }
+        /* A kernel's outputs are declared at its first member (an assign in
+         * between may alias one), and it runs at its root. */
+        if (id == k->members[0])
+            for (size_t i = 0; i < vec_len(k->outputs); i++)
+                declare_value(c, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
+        if (id != k->root) continue;
+        kernel_args(c, k, KA_CALL, args, sizeof args);
+        cgc_emit(c, "%s(%s);", kernel_name(c, index, k, name, sizeof name), args);
     }
     /* ASSIGNs take effect at the end: every PARAM read saw the old values. */
     for (int id = 0; id < len; id++) {
@@ -355,6 +537,22 @@ static void emit_function(struct cgc *c, int index) {
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
+}
+
+void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
+    *a = (struct cgc_arena){0, 0, 0, 0};
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        cgc_layout(&c);
+        size_t need = c.fixed_total + c.per_n_total * (size_t)(batch > 0 ? batch : 1);
+        if (need > a->ws_bytes) *a = (struct cgc_arena){c.fixed_total, c.per_n_total, need, 0};
+        cgc_layout_free(&c);
+    }
+    for (size_t i = 0; i < vec_len(m->buffers); i++) {
+        const struct ir_buffer *b = &m->buffers[i];
+        if (b->kind != BUF_INPUT)
+            a->param_bytes += (size_t)shape_static_numel(&b->type.shape) * dtype_size(b->type.dtype);
+    }
 }
 
 /* ---------------------------------------------------------- descriptor */

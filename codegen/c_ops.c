@@ -68,6 +68,7 @@ struct nest {
     int nops;                                /* arrays indexed */
     struct cgc_x st[NEST_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
     char idx[NEST_OPS][160];                 /* after nest_open: each array's index */
+    bool range;                              /* the first loop runs over [lo, hi) */
 };
 
 /* Merge loop i into loop i+1 wherever every array walks them contiguously, so
@@ -92,7 +93,8 @@ static void nest_open(struct cgc *c, struct nest *ns) {
     cgc_emit(c, "{");
     c->indent++;
     for (int d = 0; d < ns->rank; d++) {
-        cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, xs(ns->dim[d]), d);
+        if (d == 0 && ns->range) cgc_emit(c, "for (int64_t i0 = lo; i0 < hi; i0++) {");
+        else cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, xs(ns->dim[d]), d);
         c->indent++;
     }
     for (int j = 0; j < ns->nops; j++) {
@@ -316,6 +318,34 @@ static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count)
     return s;
 }
 
+/* Lanes of the partial sums of sum_rows: one AVX-512 register of floats. */
+#define SUM_LANES 16
+
+/* A float sum whose innermost loop runs along contiguous source elements into
+ * one destination element (bias gradients: sums over the batch and the pixels of
+ * each channel): that loop accumulates SUM_LANES independent partial sums, which
+ * the compiler keeps in a vector register, instead of one serial chain through
+ * memory. False (nothing printed) when the nest has another form. */
+static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst) {
+    nest_merge(ns);
+    int r = ns->rank;
+    if (r == 0 || ns->st[1][r - 1].k != 0 || !x_equal(ns->st[0][r - 1], xk(1))) return false;
+    struct cgc_x len = ns->dim[r - 1];
+    if (!len.n && len.k < SUM_LANES) return false;
+    ns->rank = r - 1;
+    nest_open(c, ns);
+    cgc_emit(c, "const float *const row = v%d + %s;", src, ns->idx[0]);
+    cgc_emit(c, "float acc[%d] = {0}, sum = 0.0f;", SUM_LANES);
+    cgc_emit(c, "int64_t j = 0;");
+    cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, xs(len), SUM_LANES);
+    cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
+    cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
+    cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
+    cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
+    nest_close(c, ns);
+    return true;
+}
+
 /* Loops over x (node id's operand) with dst[kept index] OP= body. */
 static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const char *dst, const char *body) {
     const struct shape *xs_ = arg_shape(c, id, 0);
@@ -323,6 +353,7 @@ static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const c
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(xs_, d);
     strides(xs_, ns.st[0]);
     strides_into(kept, xs_, ns.st[1]);
+    if (strcmp(body, "$0 += $1;") == 0 && sum_rows(c, &ns, arg(c, id, 0), dst)) return;
     nest_open(c, &ns);
     /* body: $0 the destination element, $1 the source element, $2 the
      * destination index. */
@@ -838,13 +869,47 @@ static int kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, stru
     return nacc;
 }
 
+/* Whether node x is a member of k. */
+static bool kernel_member(const struct cgc *c, const struct cgc_kernel *k, int x) {
+    return c->vals[x].kernel >= 0 && c->vals[x].kernel == c->vals[k->root].kernel;
+}
+
+bool cgc_kernel_stores(const struct cgc_kernel *k, int m) {
+    for (size_t i = 0; i < vec_len(k->outputs); i++)
+        if (k->outputs[i] == m) return true;
+    return false;
+}
+
+int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x) {
+    int b = c->vals[x].buffer;
+    for (size_t i = 0; b >= 0 && i < vec_len(k->outputs); i++)
+        if (c->vals[k->outputs[i]].buffer == b) return k->outputs[i];
+    return -1;
+}
+
+/* Whether member m is read after the kernel: by a node outside it or as an output. */
+static bool escapes(const struct cgc *c, const struct cgc_kernel *k, int m) {
+    const struct ir_func *f = c->f;
+    for (int u = m + 1; u < ir_func_len(f); u++) {
+        const struct ir_node *un = &f->nodes[u];
+        if (kernel_member(c, k, u)) continue;
+        for (int a = 0; a < un->nargs; a++)
+            if (un->args[a] == m) return true;
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        if (f->outputs[o].value == m) return true;
+    return false;
+}
+
 bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
     k->head = -1;
     vec_clear(k->inputs);
+    vec_clear(k->outputs);
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
         const struct ir_node *n = cgc_node(c, m);
         if (ir_kernel_head_op(n->op)) k->head = m;
+        else if (m == k->root || escapes(c, k, m)) vec_push(k->outputs, m);
         for (int a = 0; a < n->nargs; a++) {
             int x = n->args[a];
             if (c->f->nodes[x].kernel == n->kernel) continue;
@@ -860,27 +925,51 @@ bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
             k->inputs[j - 1] = t;
         }
     struct access acc[NEST_OPS];
-    return vec_len(k->members) >= 2 && kernel_accesses(c, k, acc, NEST_OPS - 1) <= NEST_OPS - 1;
+    /* The head's value may not escape: it is computed into the root's storage. */
+    if (k->head >= 0 && k->head != k->root && escapes(c, k, k->head)) return false;
+    return vec_len(k->members) >= 2 && k->head != k->root && kernel_accesses(c, k, acc, NEST_OPS - 1) <= NEST_OPS - 1;
 }
 
-void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
-    int r = k->root;
-    const struct shape *y = shape_of(c, r);
-    if (k->head >= 0) {
-        cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, r);
-        cgc_op_emit(c, k->head);
-    }
-    struct access acc[NEST_OPS];
+void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k) {
+    if (k->head < 0) return;
+    cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, k->root);
+    cgc_op_emit(c, k->head);
+}
+
+/* The kernel's loop nest: the outputs (all of the root's shape) share array 0. */
+static int kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct nest *ns, struct access *acc) {
+    const struct shape *y = shape_of(c, k->root);
     int nacc = kernel_accesses(c, k, acc, NEST_OPS - 1);
     NETC_ASSERT(nacc <= NEST_OPS - 1);
-    struct nest ns = {.rank = y->rank, .nops = 1 + nacc};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    strides(y, ns.st[0]);
+    *ns = (struct nest){.rank = y->rank, .nops = 1 + nacc};
+    for (int d = 0; d < ns->rank; d++) ns->dim[d] = cgc_dim(y, d);
+    strides(y, ns->st[0]);
     for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) strides_into(shape_of(c, acc[j].value), y, ns.st[1 + j]);
+        if (acc[j].bias < 0) strides_into(shape_of(c, acc[j].value), y, ns->st[1 + j]);
         else
-            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
+            for (int d = 0; d < ns->rank; d++) ns->st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }
+    nest_merge(ns);
+    return nacc;
+}
+
+bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner) {
+    struct nest ns;
+    struct access acc[NEST_OPS];
+    kernel_nest(c, k, &ns, acc);
+    if (ns.rank == 0) return false;
+    *outer = ns.dim[0];
+    *inner = xk(1);
+    for (int d = 1; d < ns.rank; d++) *inner = cgc_mul(*inner, ns.dim[d]);
+    return true;
+}
+
+/* The nest of kernel k; with `range`, its first loop runs over [lo, hi). */
+static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) {
+    struct nest ns;
+    struct access acc[NEST_OPS];
+    kernel_nest(c, k, &ns, acc);
+    ns.range = range && ns.rank > 0;
     nest_open(c, &ns);
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
@@ -901,17 +990,24 @@ void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
         cgc_op_emit(c, m);
         c->capture = NULL;
         subst(expr, sizeof expr, tmpl, ops, n->nargs);
-        if (m == r) {
-            cgc_emit(c, "v%d[%s] = %s;", r, ns.idx[0], expr);
-            continue;
-        }
         cgc_emit(c, "const float t%d = %s;", m, expr);
-        bool used = false;
+        bool used = cgc_kernel_stores(k, m);
         for (size_t u = i + 1; u < vec_len(k->members) && !used; u++) {
             const struct ir_node *un = cgc_node(c, k->members[u]);
             for (int a = 0; a < un->nargs; a++) used |= un->args[a] == m;
         }
         if (!used) cgc_emit(c, "(void)t%d;", m);
     }
+    /* Stores last: an output stored in place into a buffer the kernel also
+     * reads has been read, at this element, by then. */
+    for (size_t i = 0; i < vec_len(k->outputs); i++)
+        cgc_emit(c, "v%d[%s] = t%d;", k->outputs[i], ns.idx[0], k->outputs[i]);
     nest_close(c, &ns);
+}
+
+void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k) { kernel_loops(c, k, true); }
+
+void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
+    cgc_kernel_head(c, k);
+    kernel_loops(c, k, false);
 }

@@ -152,7 +152,8 @@ struct cgc_x {
 /* Where a value of the function being emitted lives. */
 struct cgc_val {
     int alias;     /* node id whose storage it shares, or -1 */
-    int buffer;    /* module buffer it is (input/param leaves), or -1 */
+    int buffer;    /* module buffer it is (input/param leaves, and kernel outputs
+                      stored in place into the buffer they are assigned to), or -1 */
     bool per_n;    /* its slot is in the per-batch region */
     size_t off;    /* slot offset in its region (bytes; per-n slots: per batch item) */
     size_t size;   /* slot bytes (per batch item for per-n slots) */
@@ -166,12 +167,17 @@ struct cgc_val {
 
 /* A kernel of the IR (nodes with the same `kernel=K`) emitted as one C function:
  * the head (if any) computes into the root's storage, then one loop nest computes
- * every elementwise member per element in registers and stores only the root. */
+ * every elementwise member per element in registers and stores only the kernel's
+ * outputs: the root, and the members used after the kernel (later nodes, assigns,
+ * function outputs). An output may be stored straight into the buffer its assign
+ * writes (cgc_val.buffer set on a computed value; docs/ir.md, "Kernels"), and an
+ * input that is that same buffer is then read through the output's pointer. */
 struct cgc_kernel {
-    int root;     /* its last node, the only value stored */
+    int root;     /* its last node, always stored */
     int head;     /* its matmul/conv2d head, or -1 */
     int *members; /* vec of node ids, increasing (root last) */
     int *inputs;  /* vec of distinct values read from outside, increasing */
+    int *outputs; /* vec of the members stored, increasing (root last) */
 };
 
 /* The state of the C emitter while it prints one function. */
@@ -213,12 +219,23 @@ const char *cgc_ctype(enum dtype t);
 #undef OP
 /* Emit node id by its op's column (c_emit.c). */
 void cgc_op_emit(struct cgc *c, int id);
-/* Fill k->head and k->inputs from k->members; false when the kernel is beyond what
- * one loop nest handles (it is then emitted node by node). */
+/* Fill k->head, k->inputs and k->outputs from k->members; false when the kernel
+ * is beyond what one loop nest handles (it is then emitted node by node). */
 bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k);
-/* The body of kernel k's function: its parameters are n, v<root>, v<input>... and
- * s<head> when the head needs scratch. */
+/* Whether member m of k is one of its outputs; whether input x of k is read
+ * through an output's pointer (the same buffer), and that output. */
+bool cgc_kernel_stores(const struct cgc_kernel *k, int m);
+int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x);
+/* The body of kernel k's function: its parameters are n, v<output>...,
+ * v<input>... (but the in-place ones) and s<head> when the head needs scratch.
+ * cgc_kernel_body prints the head's call and the whole loop nest. The nest
+ * alone, over outer indices [lo, hi) of its first loop (parameters lo, hi),
+ * is cgc_kernel_range; cgc_kernel_outer gives that loop's extent and the
+ * elements per outer index (false for a rank-0 nest). */
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
+void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
+void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
+bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner);
 #define CGC_TMPL_MAX 256
 /* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
  * same-type cast, assign) instead of computing into a slot of its own. */
@@ -289,6 +306,17 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn);
 /* The prologue of every program: types, helpers, and kernel 0, netc_copy(A, dst,
  * src, count) which assignments use. */
 void clc_prologue(FILE *src);
+
+/* The memory a program of module m allocates once, before its first step: the
+ * workspace shared by the entry points (the largest plan at batch `batch`), and
+ * the parameter and state buffers (their own region, outside the workspace). */
+struct cgc_arena {
+    size_t ws_fixed;    /* workspace bytes that do not scale with the batch (of the largest plan) */
+    size_t ws_per_n;    /* and bytes per batch item */
+    size_t ws_bytes;    /* the workspace at the batch given */
+    size_t param_bytes; /* parameter and state buffers */
+};
+void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a);
 
 /* c_summary.c: the layer table of the forward function (`./model info`). */
 struct cgc_layers {

@@ -298,7 +298,8 @@ bool ir_kernel_ewise_op(enum op op) {
 
 /* The kernel invariant of docs/ir.md: members are elementwise ops of the root's
  * f32 type (plus at most one matmul/conv2d head whose operands come from outside),
- * and only the root (the highest-numbered member) is used outside the kernel. */
+ * and members are used outside the kernel only once it has run (after the root,
+ * the highest-numbered member). */
 static void check_kernels(struct verifier *v) {
     struct ir_func *f = v->f;
     int len = ir_func_len(f);
@@ -358,22 +359,25 @@ static void check_kernels(struct verifier *v) {
             node_error(v, i, "member of kernel %d has type %s but the kernel's last node %%%d has %s", k,
                        tstr(&n->type, t1), root[k], tstr(&r->type, t2));
     }
-    /* Only the root escapes: users outside the kernel and outputs. */
+    /* Members escape only where the kernel has already run: to users after the
+     * root, to assigns (which take effect at the end of the function) and as
+     * outputs. The head never escapes (it computes into the root's storage). */
     for (int j = 0; j < len; j++) {
         const struct ir_node *u = &f->nodes[j];
         for (int a = 0; a < u->nargs; a++) {
             int i = u->args[a], k = f->nodes[i].kernel;
-            if (k > 0 && i != root[k] && u->kernel != k)
-                node_error(v, i, "member of kernel %d is used by %%%d outside the kernel; only the kernel's "
-                                 "last node %%%d may be", k, j, root[k]);
+            if (k <= 0 || u->kernel == k) continue;
+            if (i == head[k] && i != root[k])
+                node_error(v, i, "head of kernel %d is used by %%%d outside the kernel", k, j);
+            else if (j < root[k] && u->op != OP_ASSIGN)
+                node_error(v, i, "member of kernel %d is used by %%%d, before the kernel's last node %%%d", k, j,
+                           root[k]);
         }
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) {
         int i = f->outputs[o].value, k = i >= 0 && i < len ? f->nodes[i].kernel : 0;
-        if (k > 0 && i != root[k])
-            node_error(v, i,
-                       "member of kernel %d is returned as '%s'; only the kernel's last node %%%d may be", k,
-                       f->outputs[o].name ? f->outputs[o].name : "", root[k]);
+        if (k > 0 && i == head[k] && i != root[k])
+            node_error(v, i, "head of kernel %d is returned as '%s'", k, f->outputs[o].name ? f->outputs[o].name : "");
     }
     free(root);
     free(head);

@@ -7,6 +7,12 @@
 
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
+
 #endif
 
 #include <stddef.h>
@@ -16,6 +22,12 @@
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
+
 #endif
 
 /* ---------------------------------------------------------------- alloc.c -- */
@@ -106,5 +118,11 @@ void nrt_cl_ctx_close(struct nrt_ctx *ctx);
 void nrt_cl_ctx_download_state(struct nrt_ctx *ctx);
 /* The text of runtime/cl_kernels.cl (embedded by cl_embed.cmake). */
 extern const char nrt_cl_kernels_source[];
+
+/* -------------------------------------------------------------- threads.c -- */
+
+/* Whether the calling thread is running a chunk of a parallel_for (where a
+ * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
+int nrt_threads_inside(void);
 
 #endif

@@ -1,17 +1,68 @@
 /* runtime/kernels.c -- the kernels that generated code calls for the heavy ops:
  * SGEMM through OpenBLAS (plus picking OpenBLAS's core type and thread count
- * before it initialises), conv2d and its two gradients by im2col/col2im + SGEMM,
+ * before it initialises; large GEMMs split over the thread pool), conv2d and
+ * its two gradients by im2col/col2im + SGEMM with each pool thread on its own images,
  * max and average pooling with their gradients, and nearest upsampling. The
  * index relations are those of the reference interpreter (codegen/interp_nn.c). */
 #include "runtime/internal.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ BLAS -- */
+
+/* OpenBLAS runs single-threaded: the pool does the threading (large GEMMs
+ * are split below, the conv kernels give each thread its own images), so
+ * OpenBLAS's own threads never spin in sched_yield next to ours. */
+static void blas_single(void)
+{
+    static _Atomic int done;
+    if (!atomic_load_explicit(&done, memory_order_acquire)) {
+        openblas_set_num_threads(1);
+        atomic_store_explicit(&done, 1, memory_order_release);
+    }
+}
+
+/* GEMMs below this many FLOPs run on one thread (a split costs a hand-over
+ * and a second packing of the shared operand: a few microseconds). */
+#define SGEMM_SPLIT_FLOPS 2e6
+/* Columns or rows of C per block of a split. */
+#define SGEMM_BLOCK 16
+
+/* One GEMM split over the pool by blocks of C's columns (by_cols) or rows. */
+struct sgemm_job {
+    int ta, tb, by_cols;        /* transposes; which dim of C is split */
+    int64_t m, n, k;            /* sizes */
+    float alpha, beta;          /* scales */
+    const float *a, *b;         /* operands */
+    int64_t lda, ldb, ldc;      /* leading dims */
+    float *c;                   /* the result */
+};
+
+static void sgemm_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
+                (blasint)ldc);
+}
+
+static void sgemm_blocks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct sgemm_job *g = arg;
+    int64_t extent = g->by_cols ? g->n : g->m, i0 = lo * SGEMM_BLOCK;
+    int64_t i1 = hi * SGEMM_BLOCK < extent ? hi * SGEMM_BLOCK : extent;
+    if (g->by_cols) /* columns i0..i1 of op(B) and C */
+        sgemm_call(g->ta, g->tb, g->m, i1 - i0, g->k, g->alpha, g->a, g->lda,
+                   g->b + (g->tb ? i0 * g->ldb : i0), g->ldb, g->beta, g->c + i0, g->ldc);
+    else /* rows i0..i1 of op(A) and C */
+        sgemm_call(g->ta, g->tb, i1 - i0, g->n, g->k, g->alpha, g->a + (g->ta ? i0 : i0 * g->lda), g->lda,
+                   g->b, g->ldb, g->beta, g->c + i0 * g->ldc, g->ldc);
+}
 
 void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -24,9 +75,16 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
                 c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
-                (blasint)ldc);
+    blas_single();
+    if (2.0 * (double)m * (double)n * (double)k < SGEMM_SPLIT_FLOPS || nrt_threads_get() < 2 ||
+        nrt_threads_inside()) {
+        sgemm_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    /* Split the larger dim of C, so the operand both halves pack is the smaller. */
+    struct sgemm_job g = {ta, tb, n >= m, m, n, k, alpha, beta, a, b, lda, ldb, ldc, c};
+    int64_t extent = g.by_cols ? n : m;
+    nrt_parallel_for((extent + SGEMM_BLOCK - 1) / SGEMM_BLOCK, 1, sgemm_blocks, &g);
 }
 
 const char *nrt_blas_core(void) { return openblas_get_corename(); }
@@ -34,7 +92,8 @@ const char *nrt_blas_core(void) { return openblas_get_corename(); }
 void nrt_blas_threads(int threads)
 {
     if (threads > 0)
-        openblas_set_num_threads(threads);
+        nrt_threads_set(threads);
+    blas_single();
 }
 
 /* Whether OpenBLAS's core name is one of names (NULL-terminated), any case. */
@@ -182,18 +241,675 @@ static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, 
             memcpy(a + (b * c->co + g * cog + o) * hw, t + (o * nb + b) * hw, sizeof *t * (size_t)hw);
 }
 
+/* ------------------------------------------------- direct conv (AVX-512) -- */
+
+/* With AVX-512, convolutions with many taps (DIRECT_MIN_TAPS: the second
+ * layer of a CNN, not a first layer on one channel) and 16k output channels
+ * skip im2col and OpenBLAS. A micro-kernel keeps 24 vectors of accumulators
+ * in registers -- V vectors of 16 channels by 24/V output pixels (dconv_tile)
+ * or by 24/V taps (dw_tile) -- and per step loads V vectors of channels and
+ * broadcasts one input value per pixel or tap. Weights are packed [tap][co]
+ * once per call; tiles are stored pixel-major and transposed into NCHW.
+ * Padding copies each image into a zero-bordered plane first. The input
+ * gradient (stride 1) is the same kernel on the padded dy with the weights
+ * flipped and transposed. Each pool thread takes whole images. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+#define DIRECT_MIN_TAPS 64
+#define DIRECT_ACC 24 /* accumulator vectors of a tile */
+
+/* One image's direct convolution: input planes [cin][hp][wp], padded. */
+struct dconv {
+    int64_t cin, hp, wp;            /* the (padded) input */
+    int64_t cout;                   /* output channels, a multiple of 16 */
+    int64_t kh, kw, s0, s1, d0, d1; /* window, stride, dilation */
+    int64_t ho, wo;                 /* the output */
+};
+
+/* out[p][c0 + 16v + l] = sum over taps of wp[tap][c0 + 16v + l] * x[base[p] + tap's offset]
+ * for P pixels (wp and out already offset by c0); rows of out are cout apart. */
+static inline __attribute__((always_inline)) void dconv_tile(const struct dconv *g, const int V, const int P,
+                                                             const float *x, const int64_t *base,
+                                                             const float *wp, float *out)
+{
+    __m512 acc[4][DIRECT_ACC];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++)
+            acc[v][p] = _mm512_setzero_ps();
+    const float *wt = wp;
+    for (int64_t ci = 0; ci < g->cin; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++, wt += g->cout) {
+                const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+                __m512 w[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    w[v] = _mm512_loadu_ps(wt + 16 * v);
+#pragma GCC unroll 24
+                for (int p = 0; p < P; p++) {
+                    __m512 xb = _mm512_set1_ps(xt[base[p]]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; v++)
+                        acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
+                }
+            }
+#pragma GCC unroll 24
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++)
+            _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
+}
+
+/* The output pixels [p0, p0 + n) of one image as input offsets, the last one
+ * repeated up to DIRECT_ACC entries. */
+static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *base)
+{
+    int64_t hw = g->ho * g->wo;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t q = p0 + k < hw ? p0 + k : hw - 1;
+        base[k] = q / g->wo * g->s0 * g->wp + q % g->wo * g->s1;
+    }
+}
+
+/* y[co][p] = the conv of one padded image x by packed weights wp; tmp holds
+ * the pixel-major tiles (dconv_tmp floats). */
+static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y)
+{
+    int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
+    for (int64_t c0 = 0; c0 < g->cout;) {
+        int64_t left = (g->cout - c0) / 16;
+        int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
+        for (int64_t p0 = 0; p0 < hw; p0 += P) {
+            dconv_bases(g, p0, P, base);
+            float *out = tmp + p0 * g->cout + c0;
+            if (V == 4)
+                dconv_tile(g, 4, DIRECT_ACC / 4, x, base, wp + c0, out);
+            else if (V == 2)
+                dconv_tile(g, 2, DIRECT_ACC / 2, x, base, wp + c0, out);
+            else
+                dconv_tile(g, 1, DIRECT_ACC, x, base, wp + c0, out);
+        }
+        c0 += 16 * V;
+    }
+    for (int64_t o = 0; o < g->cout; o++)
+        for (int64_t p = 0; p < hw; p++)
+            y[o * hw + p] = tmp[p * g->cout + o];
+}
+
+/* Floats of dconv_image's tmp: whole tiles of the smallest V. */
+static int64_t dconv_tmp(const struct dconv *g)
+{
+    int64_t hw = g->ho * g->wo;
+    return (hw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * g->cout;
+}
+
+/* dwt[t][c0 + 16v + l] += sum over pixels of dyt[p][c0 + 16v + l] * x[base(p) + toff[t]]
+ * for T taps (dyt and dwt already offset by c0; rows cout apart). */
+static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g, const int V, const int T,
+                                                          const float *x, const float *dyt, const int64_t *toff,
+                                                          float *dwt)
+{
+    __m512 acc[4][DIRECT_ACC];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int t = 0; t < T; t++)
+            acc[v][t] = _mm512_loadu_ps(dwt + t * g->cout + 16 * v);
+    for (int64_t oh = 0; oh < g->ho; oh++)
+        for (int64_t ow = 0; ow < g->wo; ow++) {
+            const float *xp = x + oh * g->s0 * g->wp + ow * g->s1, *d = dyt + (oh * g->wo + ow) * g->cout;
+            __m512 dv[4];
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++)
+                dv[v] = _mm512_loadu_ps(d + 16 * v);
+#pragma GCC unroll 24
+            for (int t = 0; t < T; t++) {
+                __m512 xb = _mm512_set1_ps(xp[toff[t]]);
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++)
+                    acc[v][t] = _mm512_fmadd_ps(dv[v], xb, acc[v][t]);
+            }
+        }
+#pragma GCC unroll 24
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++)
+            _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
+}
+
+/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout].
+ * dwt has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
+static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt)
+{
+    int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
+    for (int64_t c0 = 0; c0 < g->cout;) {
+        int64_t left = (g->cout - c0) / 16;
+        int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, T = DIRECT_ACC / V;
+        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+            for (int64_t k = 0; k < T; k++) {
+                int64_t t = t0 + k < kk ? t0 + k : kk - 1;
+                int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
+                toff[k] = (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+            }
+            float *out = dwt + t0 * g->cout + c0;
+            if (V == 4)
+                dw_tile(g, 4, DIRECT_ACC / 4, x, dyt + c0, toff, out);
+            else if (V == 2)
+                dw_tile(g, 2, DIRECT_ACC / 2, x, dyt + c0, toff, out);
+            else
+                dw_tile(g, 1, DIRECT_ACC, x, dyt + c0, toff, out);
+        }
+        c0 += 16 * V;
+    }
+}
+
+/* dst [ch][hp][wp] = src [ch][h][w] placed at (top, left), zeros elsewhere;
+ * rows or columns that fall outside dst are dropped. */
+static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64_t top, int64_t left,
+                       float *dst, int64_t hp, int64_t wp)
+{
+    memset(dst, 0, sizeof *dst * (size_t)(ch * hp * wp));
+    int64_t c0 = left < 0 ? -left : 0, c1 = w + left > wp ? wp - left : w;
+    for (int64_t c = 0; c < ch; c++)
+        for (int64_t r = 0; r < h; r++) {
+            int64_t rp = r + top;
+            if (rp >= 0 && rp < hp && c1 > c0)
+                memcpy(dst + (c * hp + rp) * wp + left + c0, src + (c * h + r) * w + c0,
+                       sizeof *dst * (size_t)(c1 - c0));
+        }
+}
+
+/* Stride-1 convolutions with few taps (a first layer on one channel) use
+ * the wide-row kernels instead: output positions q = oh*wp + ow over the
+ * padded width wp are contiguous in the input at every tap (x[q + tap]),
+ * so a tile of R channels by Q vectors of 16 positions loads Q input vectors
+ * and broadcasts R weights per tap; lanes with ow >= wo are computed and
+ * dropped by masked stores. The weight gradient runs the same walk with dy
+ * spread to the padded width (zeros at ow >= wo) and R x T sums per tile. */
+#define ROWS_R 6 /* forward: channels per tile */
+#define ROWS_Q 4 /* forward: vectors of positions per tile */
+#define ROWS_DR 3 /* weight gradient: channels per tile */
+#define ROWS_DT 8 /* weight gradient: taps per tile */
+
+/* Where the real outputs among positions qs..qs+15 of the padded-width
+ * output go in y [ho][wo]: up to `n` pieces, each a masked store at an offset. */
+struct rows_dst {
+    int n;                /* pieces */
+    int64_t off[18];      /* y offset of lane 0 for piece i */
+    uint32_t mask[18];    /* its lanes (not __mmask16: GCC 12 at -O1/-O3 drops the
+                             stores when the masks sit in a __mmask16 array) */
+};
+
+static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
+{
+    d->n = 0;
+    for (int64_t r = qs / g->wp; r < g->ho && r * g->wp < qs + 16; r++) {
+        int64_t l0 = r * g->wp - qs, l1 = l0 + g->wo;
+        l0 = l0 < 0 ? 0 : l0, l1 = l1 > 16 ? 16 : l1;
+        if (l1 > l0) {
+            d->mask[d->n] = ((1u << l1) - 1) & ~((1u << l0) - 1);
+            d->off[d->n++] = r * g->wo + qs - r * g->wp;
+        }
+    }
+}
+
+/* One forward tile: channels wr[0..ROWS_R) (weights, rows kk apart) into
+ * y planes yr[], positions q0.. of one padded image x. */
+static void rows_tile(const struct dconv *g, const float *x, const float *const *wr, float *const *yr, int nr,
+                      int64_t q0)
+{
+    __m512 acc[ROWS_R][ROWS_Q];
+    for (int r = 0; r < ROWS_R; r++)
+        for (int u = 0; u < ROWS_Q; u++)
+            acc[r][u] = _mm512_setzero_ps();
+    int64_t t = 0;
+    for (int64_t ci = 0; ci < g->cin; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++, t++) {
+                const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1 + q0;
+                __m512 xv[ROWS_Q];
+                for (int u = 0; u < ROWS_Q; u++)
+                    xv[u] = _mm512_loadu_ps(xt + 16 * u);
+                for (int r = 0; r < ROWS_R; r++) {
+                    __m512 wb = _mm512_set1_ps(wr[r][t]);
+                    for (int u = 0; u < ROWS_Q; u++)
+                        acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+                }
+            }
+    for (int u = 0; u < ROWS_Q; u++) {
+        struct rows_dst d;
+        rows_dst_init(g, q0 + 16 * u, &d);
+        for (int r = 0; r < nr; r++)
+            for (int i = 0; i < d.n; i++) /* masked lanes are not touched */
+                _mm512_mask_storeu_ps(yr[r] + d.off[i], (__mmask16)d.mask[i], acc[r][u]);
+    }
+}
+
+/* Floats a padded image needs for the wide-row kernels: the planes plus the
+ * overrun of the last tile and the last tap (kept zero). */
+static int64_t rows_in_floats(const struct dconv *g)
+{
+    return g->cin * g->hp * g->wp + 16 * ROWS_Q + g->wp * g->d0 * g->kh + g->kw * g->d1 + 16;
+}
+
+/* Positions of the padded-width output, rounded up to whole vectors. */
+static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
+
+static void rows_image(const struct dconv *g, const float *x, const float *w, float *y)
+{
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
+    for (int64_t o0 = 0; o0 < g->cout; o0 += ROWS_R) {
+        const float *wr[ROWS_R];
+        float *yr[ROWS_R];
+        int nr = g->cout - o0 < ROWS_R ? (int)(g->cout - o0) : ROWS_R;
+        for (int r = 0; r < ROWS_R; r++) {
+            int64_t o = o0 + (r < nr ? r : nr - 1);
+            wr[r] = w + o * kk, yr[r] = y + o * hw;
+        }
+        for (int64_t q0 = 0; q0 < nq; q0 += 16 * ROWS_Q)
+            rows_tile(g, x, wr, yr, nr, q0);
+    }
+}
+
+/* One weight-gradient tile: R channels (dy rows dr[]) by T taps (input
+ * pointers xt[]) summed over the padded-width positions, the 16 lane sums
+ * added to part[(o0 + r) * kk + t0 + k][16]. */
+static inline __attribute__((always_inline)) void rows_dw_tile(const struct dconv *g, const int R, const int T,
+                                                               const float *const *dr, const float *const *xt,
+                                                               int nr, int nt, float *part, int64_t kk)
+{
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            acc[r][k] = _mm512_setzero_ps();
+    for (int64_t q = 0, nq = rows_q(g); q < nq; q += 16) {
+        __m512 d[3];
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++)
+            d[r] = _mm512_loadu_ps(dr[r] + q);
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++) {
+            __m512 xv = _mm512_loadu_ps(xt[k] + q);
+#pragma GCC unroll 3
+            for (int r = 0; r < R; r++)
+                acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+        }
+    }
+    for (int r = 0; r < nr && r < R; r++)
+        for (int k = 0; k < nt && k < T; k++) {
+            float *v = part + ((int64_t)r * kk + k) * 16;
+            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+        }
+}
+
+/* The weight gradient of one padded image x: part[o][t][16] += lane sums over
+ * positions of dyw[o][q] * x[q + tap t], dyw being dy at the padded width.
+ * Tiles are 2 channels x 9 taps for 3x3 windows, else 3 x 8. */
+static void rows_dw_image(const struct dconv *g, const float *x, const float *dyw, float *part)
+{
+    int64_t kk = g->cin * g->kh * g->kw, nq = rows_q(g);
+    int R = kk % 9 == 0 ? 2 : 3, T = kk % 9 == 0 ? 9 : 8;
+    for (int64_t o0 = 0; o0 < g->cout; o0 += R) {
+        int nr = g->cout - o0 < R ? (int)(g->cout - o0) : R;
+        const float *dr[3];
+        for (int r = 0; r < R; r++)
+            dr[r] = dyw + (o0 + (r < nr ? r : nr - 1)) * nq;
+        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+            int nt = kk - t0 < T ? (int)(kk - t0) : T;
+            const float *xt[9];
+            for (int k = 0; k < T; k++) {
+                int64_t t = t0 + (k < nt ? k : nt - 1);
+                int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
+                xt[k] = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+            }
+            float *pt = part + (o0 * kk + t0) * 16;
+            if (R == 2)
+                rows_dw_tile(g, 2, 9, dr, xt, nr, nt, pt, kk);
+            else
+                rows_dw_tile(g, 3, 8, dr, xt, nr, nt, pt, kk);
+        }
+    }
+}
+
+/* dy [cout][ho][wo] spread to dyw [cout][nq] at the padded width, zeros elsewhere. */
+static void rows_spread(const struct dconv *g, const float *dy, float *dyw)
+{
+    int64_t nq = rows_q(g);
+    memset(dyw, 0, sizeof *dyw * (size_t)(g->cout * nq));
+    for (int64_t o = 0; o < g->cout; o++)
+        for (int64_t r = 0; r < g->ho; r++)
+            memcpy(dyw + o * nq + r * g->wp, dy + (o * g->ho + r) * g->wo, sizeof *dyw * (size_t)g->wo);
+}
+
+/* A direct conv call: the per-image problem, the scratch split and the tensors. */
+struct direct_job {
+    const struct nrt_conv *c; /* the layer (n: the batch) */
+    int kind;                 /* 0 forward, 1 input gradient, 2 weight gradient,
+                                 3 forward and 4 weight gradient by wide rows */
+    struct dconv g;           /* one image's problem */
+    int64_t src_h, src_w;     /* the unpadded planes of `in` */
+    int64_t top, left;        /* where they land in the padded ones */
+    int pad;                  /* whether images are copied into padded planes */
+    const float *in;          /* forward and dw: x; dx: dy */
+    const float *dy;          /* dw: dy */
+    const float *w;           /* wide-row forward: the weights as they are */
+    float *out;               /* forward: y; dx: dx; dw: dw */
+    float *wp;                /* packed weights (forward, dx) */
+    float *scratch;           /* task i's part starts at scratch + i*region */
+    int64_t padf;             /* floats of a padded image at the start of a part */
+    int64_t region;           /* floats per task */
+    int64_t tasks;            /* image ranges */
+};
+
+/* The weight-gradient tiles' taps rounded up to whole tiles. */
+static int64_t dw_rows(const struct dconv *g)
+{
+    return (g->cin * g->kh * g->kw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC;
+}
+
+/* Splits the scratch: packed weights (wfloats), then per task a padded image
+ * and its work floats. Returns 0 when that does not fit in the conv's scratch. */
+static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats)
+{
+    const struct nrt_conv *c = j->c;
+    int64_t hw = j->g.ho * j->g.wo;
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw;
+    int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
+                   : j->kind == 3 ? 0
+                   : j->kind == 4 ? j->g.cout * rows_q(&j->g) + j->g.cout * kk * 16
+                                  : dconv_tmp(&j->g);
+    j->pad = j->kind >= 3 || j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
+    j->padf = !j->pad ? 0 : (j->kind >= 3 ? rows_in_floats(&j->g) : j->g.cin * j->g.hp * j->g.wp) + 15;
+    j->padf = j->padf / 16 * 16;
+    j->tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    wfloats = (wfloats + 15) / 16 * 16;
+    j->region = j->padf + (work + 15) / 16 * 16;
+    j->wp = scratch;
+    j->scratch = scratch + wfloats;
+    return c->n > 0 && wfloats + j->tasks * j->region <= nrt_conv_scratch(c);
+}
+
+static void direct_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    const struct dconv *g = &j->g;
+    int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
+    for (int64_t i = lo; i < hi; i++) {
+        float *part = j->scratch + i * j->region, *work = part + j->padf;
+        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
+        if (j->kind == 2)
+            memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        if (j->kind == 4)
+            memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
+        if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
+            memset(part, 0, sizeof *part * (size_t)j->padf);
+        for (int64_t b = n * i / j->tasks; b < n * (i + 1) / j->tasks; b++) {
+            const float *x = j->in + b * in_plane;
+            if (j->pad) {
+                pad_planes(x, g->cin, j->src_h, j->src_w, j->top, j->left, part, g->hp, g->wp);
+                x = part;
+            }
+            if (j->kind < 2) {
+                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw);
+                continue;
+            }
+            if (j->kind == 3) {
+                rows_image(g, x, j->w, j->out + b * g->cout * hw);
+                continue;
+            }
+            if (j->kind == 4) {
+                rows_spread(g, j->dy + b * g->cout * hw, dyw);
+                rows_dw_image(g, x, dyw, part4);
+                continue;
+            }
+            const float *d = j->dy + b * g->cout * hw;
+            for (int64_t p = 0; p < hw; p++)
+                for (int64_t o = 0; o < g->cout; o++)
+                    dyt[p * g->cout + o] = d[o * hw + p];
+            dw_image(g, x, dyt, dwt);
+        }
+    }
+}
+
+/* dw[o][t] for taps [lo, hi): the sum of the tasks' transposed partials. */
+static void direct_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    int64_t co = j->g.cout, kk = j->g.cin * j->g.kh * j->g.kw, hw = j->g.ho * j->g.wo;
+    for (int64_t t = lo; t < hi; t++)
+        for (int64_t o = 0; o < co; o++) {
+            float s = 0;
+            for (int64_t i = 0; i < j->tasks; i++)
+                s += j->scratch[i * j->region + j->padf + hw * co + t * co + o];
+            j->out[o * kk + t] = s;
+        }
+}
+
+/* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
+static void rows_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct direct_job *j = arg;
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + j->g.cout * rows_q(&j->g);
+    for (int64_t k = lo * kk; k < hi * kk; k++) {
+        float s = 0;
+        for (int64_t i = 0; i < j->tasks; i++)
+            for (int l = 0; l < 16; l++)
+                s += j->scratch[i * j->region + off + k * 16 + l];
+        j->out[k] = s;
+    }
+}
+
+/* Whether the wide-row kernels take c (forward, weight gradient): one group,
+ * stride 1, and not a case for the channel-vector kernels. */
+static int rows_ok(const struct nrt_conv *c)
+{
+    return c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && !getenv("NETC_CONV_IM2COL") &&
+           (c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || c->co % 16 != 0);
+}
+
+/* Whether the direct kernels take c: one group, 16k output channels (input
+ * channels for dx), enough taps, and (dx) stride 1. */
+static int direct_ok(const struct nrt_conv *c, int kind)
+{
+    if (c->g != 1 || c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || getenv("NETC_CONV_IM2COL"))
+        return 0;
+    if (kind == 1)
+        return c->ci % 16 == 0 && c->co * c->kh * c->kw >= DIRECT_MIN_TAPS && c->s[0] == 1 && c->s[1] == 1;
+    return c->co % 16 == 0;
+}
+
+/* The forward or weight-gradient problem of c: x padded as the layer says. */
+static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind)
+{
+    memset(j, 0, sizeof *j);
+    j->c = c, j->kind = kind;
+    j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
+    j->g = (struct dconv){c->ci, c->h + c->p[0] + c->p[2], c->w + c->p[1] + c->p[3], c->co, c->kh, c->kw,
+                          c->s[0], c->s[1], c->d[0], c->d[1], c->ho, c->wo};
+}
+
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 0)) {
+        direct_init(&j, c, 3);
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
+            return 0;
+        j.in = x, j.w = w, j.out = y;
+        nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+        return 1;
+    }
+    direct_init(&j, c, 0);
+    int64_t kk = c->ci * c->kh * c->kw;
+    if (!direct_plan(&j, scratch, kk * c->co))
+        return 0;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t t = 0; t < kk; t++)
+            j.wp[t * c->co + o] = w[o * kk + t];
+    j.in = x, j.out = y;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    return 1;
+}
+
+/* dx = the stride-1 conv of dy, padded by dilation*(k-1) - pad on each side,
+ * with the weights flipped in space and their channel dims swapped. */
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 1))
+        return 0;
+    memset(&j, 0, sizeof j);
+    j.c = c, j.kind = 1;
+    j.src_h = c->ho, j.src_w = c->wo;
+    j.top = c->d[0] * (c->kh - 1) - c->p[0], j.left = c->d[1] * (c->kw - 1) - c->p[1];
+    j.g = (struct dconv){c->co, c->h + c->d[0] * (c->kh - 1), c->w + c->d[1] * (c->kw - 1), c->ci, c->kh, c->kw,
+                         1, 1, c->d[0], c->d[1], c->h, c->w};
+    int64_t kk = c->ci * c->kh * c->kw, area = c->kh * c->kw;
+    if (!direct_plan(&j, scratch, kk * c->co))
+        return 0;
+    /* wp[(o, i', j')][ci] = w[o][ci][kh-1-i'][kw-1-j'] */
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t ci = 0; ci < c->ci; ci++)
+            for (int64_t t = 0; t < area; t++)
+                j.wp[(o * area + t) * c->ci + ci] = w[(o * c->ci + ci) * area + area - 1 - t];
+    j.in = dy, j.out = dx;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    return 1;
+}
+
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
+{
+    struct direct_job j;
+    if (!direct_ok(c, 2)) {
+        direct_init(&j, c, 4);
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
+            return 0;
+        j.in = x, j.dy = dy, j.out = dw;
+        nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+        nrt_parallel_for(c->co, 4, rows_dw_sum, &j);
+        return 1;
+    }
+    direct_init(&j, c, 2);
+    if (!direct_plan(&j, scratch, 0))
+        return 0;
+    j.in = x, j.dy = dy, j.out = dw;
+    nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
+    nrt_parallel_for(c->ci * c->kh * c->kw, 64, direct_dw_sum, &j);
+    return 1;
+}
+#else
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
+{
+    (void)c, (void)x, (void)w, (void)y, (void)scratch;
+    return 0;
+}
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
+{
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
+{
+    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
+    return 0;
+}
+#endif
+
+/* Threading: the batch is cut into `tasks` contiguous image ranges, one per
+ * pool thread, each with its own 1/tasks of the scratch (so `sub` images per
+ * GEMM) and single-threaded GEMMs: no thread waits on another inside a layer.
+ * With one task (one thread, one image per chunk, or a batch of one) the
+ * chunks run in turn and nrt_sgemm splits each GEMM over the pool. */
+struct conv_job {
+    const struct nrt_conv *c; /* the geometry */
+    const float *x, *w, *dy;  /* inputs (those the kernel reads) */
+    float *y, *dx, *dw;       /* the output it writes */
+    float *scratch;           /* all the scratch: task i's part starts at i*region */
+    int64_t tasks;            /* image ranges */
+    int64_t region;           /* scratch floats per task */
+    int64_t sub;              /* images per GEMM within a task */
+    int64_t part;             /* grad_weight: floats of a task's partial dw (0: none) */
+};
+
+/* The number of tasks for c: pool threads, at most one per chunk image and
+ * one per batch image. */
+static int64_t conv_tasks(const struct nrt_conv *c)
+{
+    int64_t t = nrt_threads_get(), chunk = nrt_conv_chunk(c);
+    t = t < chunk ? t : chunk;
+    t = t < c->n ? t : c->n;
+    return t < 1 ? 1 : t;
+}
+
+static struct conv_job conv_job_init(const struct nrt_conv *c, float *scratch)
+{
+    struct conv_job j = {.c = c, .scratch = scratch, .tasks = conv_tasks(c)};
+    j.sub = nrt_conv_chunk(c) / j.tasks;
+    j.region = j.sub * nrt_conv_image_floats(c);
+    return j;
+}
+
+/* Task i's images [*b0, *b1) and scratch. */
+static float *conv_task(const struct conv_job *j, int64_t i, int64_t *b0, int64_t *b1)
+{
+    *b0 = j->c->n * i / j->tasks, *b1 = j->c->n * (i + 1) / j->tasks;
+    return j->scratch + i * j->region;
+}
+
+static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1);
+        for (; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                for (int64_t b = 0; b < nb; b++)
+                    im2col(c, j->x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
+                nrt_sgemm(0, 0, cog, ld, kk, 1.0f, j->w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
+                from_channel_major(c, nb, g, t, j->y + b0 * c->co * hw);
+            }
+        }
+    }
+}
+
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
+    if (direct_conv2d(c, x, w, y, scratch))
+        return;
+    struct conv_job j = conv_job_init(c, scratch);
+    j.x = x, j.w = w, j.y = y;
+    nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
+}
+
+static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            for (int64_t b = 0; b < nb; b++)
-                im2col(c, x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
-            nrt_sgemm(0, 0, cog, ld, kk, 1.0f, w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
-            from_channel_major(c, nb, g, t, y + b0 * c->co * hw);
+    int64_t plane = c->h * c->w;
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1);
+        memset(j->dx + b0 * c->ci * plane, 0, sizeof *j->dx * (size_t)((b1 - b0) * c->ci * plane));
+        for (; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                to_channel_major(c, nb, g, j->dy + b0 * c->co * hw, t);
+                nrt_sgemm(1, 0, kk, ld, cog, 1.0f, j->w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
+                for (int64_t b = 0; b < nb; b++)
+                    col2im(c, col + b * hw, ld, cig, j->dx + ((b0 + b) * c->ci + g * cig) * plane);
+            }
         }
     }
 }
@@ -201,36 +917,69 @@ void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float 
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch)
 {
+    if (direct_grad_input(c, dy, w, dx, scratch))
+        return;
+    struct conv_job j = conv_job_init(c, scratch);
+    j.dy = dy, j.w = w, j.dx = dx;
+    nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
+}
+
+/* Task i > 0 sums its images' weight gradient into a partial dw at the start
+ * of its scratch (task 0 into dw itself); the partials are added at the end. */
+static void conv_dw_tasks(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    memset(dx, 0, sizeof *dx * (size_t)(c->n * c->ci * c->h * c->w));
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            to_channel_major(c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_sgemm(1, 0, kk, ld, cog, 1.0f, w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
-            for (int64_t b = 0; b < nb; b++)
-                col2im(c, col + b * hw, ld, cig, dx + ((b0 + b) * c->ci + g * cig) * c->h * c->w);
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b1, b0;
+        float *col = conv_task(j, i, &b0, &b1), *dw = j->dw;
+        if (i > 0)
+            dw = col, col += j->part;
+        for (int64_t first = b0; b0 < b1; b0 += j->sub) {
+            int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
+            float *t = col + kk * ld;
+            for (int64_t g = 0; g < c->g; g++) {
+                for (int64_t b = 0; b < nb; b++)
+                    im2col(c, j->x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
+                to_channel_major(c, nb, g, j->dy + b0 * c->co * hw, t);
+                nrt_sgemm(0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == first ? 0.0f : 1.0f,
+                          dw + g * cog * kk, kk);
+            }
         }
+    }
+}
+
+/* dw[lo, hi) += the partials of tasks 1.. */
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct conv_job *j = arg;
+    for (int64_t i = 1; i < j->tasks; i++) {
+        const float *part = j->scratch + i * j->region;
+        for (int64_t k = lo; k < hi; k++)
+            j->dw[k] += part[k];
     }
 }
 
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch)
 {
-    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
-    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        float *col = scratch, *t = scratch + kk * ld;
-        for (int64_t g = 0; g < c->g; g++) {
-            for (int64_t b = 0; b < nb; b++)
-                im2col(c, x + ((b0 + b) * c->ci + g * cig) * c->h * c->w, cig, col + b * hw, ld);
-            to_channel_major(c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_sgemm(0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f, dw + g * cog * kk, kk);
-        }
+    if (direct_grad_weight(c, x, dy, dw, scratch))
+        return;
+    struct conv_job j = conv_job_init(c, scratch);
+    j.x = x, j.dy = dy, j.dw = dw;
+    int64_t per = nrt_conv_image_floats(c), wsize = c->co * (c->ci / c->g) * c->kh * c->kw;
+    if (j.tasks > 1) {
+        /* A partial dw in front of each task's scratch: fewer images per GEMM;
+         * one task when a partial leaves no room for an image. */
+        j.part = (wsize + 15) / 16 * 16;
+        j.sub = (j.region - j.part) / per;
+        if (j.sub < 1)
+            j.tasks = 1, j.part = 0, j.sub = nrt_conv_chunk(c), j.region = j.sub * per;
     }
+    nrt_parallel_for(j.tasks, 1, conv_dw_tasks, &j);
+    if (j.tasks > 1)
+        nrt_parallel_for(wsize, 4096, conv_dw_sum, &j);
 }
 
 /* --------------------------------------------------------------- pooling -- */
@@ -298,72 +1047,223 @@ static int pool_is_2x2(const struct nrt_pool *p)
     return p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && pool_disjoint(p);
 }
 
-void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
+/* Planes [lo, hi) of a pooling op: the pool threads take ranges of planes. */
+struct pool_job {
+    const struct nrt_pool *p; /* the geometry */
+    const float *x, *dy;      /* inputs (those the op reads) */
+    float *y, *dx;            /* the output */
+};
+
+/* Planes per chunk: about 16K input floats' worth (several microseconds). */
+static int64_t pool_grain(const struct nrt_pool *p)
 {
-    int fast = pool_disjoint(p), two = pool_is_2x2(p);
-    for (int64_t pl = 0; pl < p->planes; pl++) {
+    int64_t per = p->h * p->w > p->ho * p->wo ? p->h * p->w : p->ho * p->wo;
+    return per >= 16384 ? 1 : 16384 / (per > 0 ? per : 1);
+}
+
+/* 2x2/s2 max pooling of planes [lo, hi): rows of outputs without branches. */
+#if defined(__AVX512F__)
+/* 2x2/s2 pooling with AVX-512, 16 outputs at a time: the two input rows are
+ * loaded 32 floats each and split into even and odd columns by permutes; the
+ * window's four values are compared in the scalar code's order (strict >, so
+ * the first maximum wins and NaN never does). */
+#define POOL_SIMD_MIN_WO 8 /* narrower rows: the scalar loop (measured faster at 5) */
+static const int32_t pool_even[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+static const int32_t pool_odd[16] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+static const int32_t pool_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+static const int32_t pool_hi[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+/* Lanes of `n` outputs (n <= 16) and of their 2n inputs as two masks. */
+static inline void pool_masks(int64_t n, __mmask16 *out, __mmask16 *in0, __mmask16 *in1)
+{
+    uint32_t o = n >= 16 ? 0xffffu : (1u << n) - 1, i = n >= 8 ? 0xffffu : (1u << 2 * n) - 1;
+    uint32_t i1 = n >= 16 ? 0xffffu : n > 8 ? (1u << 2 * (n - 8)) - 1 : 0;
+    *out = (__mmask16)o, *in0 = (__mmask16)i, *in1 = (__mmask16)i1;
+}
+
+/* Loads 2n floats of a row as even and odd columns. */
+static inline void pool_split(const float *r, __mmask16 m0, __mmask16 m1, __m512 *even, __m512 *odd)
+{
+    __m512 a = _mm512_maskz_loadu_ps(m0, r), b = _mm512_maskz_loadu_ps(m1, r + 16);
+    *even = _mm512_permutex2var_ps(a, _mm512_loadu_si512(pool_even), b);
+    *odd = _mm512_permutex2var_ps(a, _mm512_loadu_si512(pool_odd), b);
+}
+
+static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t wo)
+{
+    for (int64_t ow = 0; ow < wo; ow += 16) {
+        __mmask16 mo, m0, m1;
+        pool_masks(wo - ow, &mo, &m0, &m1);
+        __m512 a, b, c, e;
+        pool_split(r0 + 2 * ow, m0, m1, &a, &b);
+        pool_split(r1 + 2 * ow, m0, m1, &c, &e);
+        __m512 v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(b, a, _CMP_GT_OQ), a, b);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, v, _CMP_GT_OQ), v, c);
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(e, v, _CMP_GT_OQ), v, e);
+        _mm512_mask_storeu_ps(o + ow, mo, v);
+    }
+}
+
+/* The gradient of one output row: every input of the two rows' windows is
+ * stored, g at the window's first maximum and 0 elsewhere. */
+static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *g, float *d0, float *d1,
+                                 int64_t wo)
+{
+    __m512i lo = _mm512_loadu_si512(pool_lo), hi = _mm512_loadu_si512(pool_hi);
+    for (int64_t ow = 0; ow < wo; ow += 16) {
+        __mmask16 mo, m0, m1;
+        pool_masks(wo - ow, &mo, &m0, &m1);
+        __m512 a, b, c, e;
+        pool_split(r0 + 2 * ow, m0, m1, &a, &b);
+        pool_split(r1 + 2 * ow, m0, m1, &c, &e);
+        __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+        __m512 v = _mm512_mask_blend_ps(kb, a, b);
+        __mmask16 kc = _mm512_cmp_ps_mask(c, v, _CMP_GT_OQ);
+        v = _mm512_mask_blend_ps(kc, v, c);
+        __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
+        kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
+        __mmask16 ka = (__mmask16)~(kb | kc | ke);
+        __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, g + ow));
+        __m512 ga = _mm512_maskz_mov_ps(ka, gv), gb = _mm512_maskz_mov_ps(kb, gv);
+        __m512 gc = _mm512_maskz_mov_ps(kc, gv), ge = _mm512_maskz_mov_ps(ke, gv);
+        _mm512_mask_storeu_ps(d0 + 2 * ow, m0, _mm512_permutex2var_ps(ga, lo, gb));
+        _mm512_mask_storeu_ps(d0 + 2 * ow + 16, m1, _mm512_permutex2var_ps(ga, hi, gb));
+        _mm512_mask_storeu_ps(d1 + 2 * ow, m0, _mm512_permutex2var_ps(gc, lo, ge));
+        _mm512_mask_storeu_ps(d1 + 2 * ow + 16, m1, _mm512_permutex2var_ps(gc, hi, ge));
+    }
+}
+#endif
+
+static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int64_t lo, int64_t hi)
+{
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         float *out = y + pl * p->ho * p->wo;
         for (int64_t oh = 0; oh < p->ho; oh++) {
-            if (two) {
-                const float *r0 = plane + 2 * oh * p->w, *r1 = r0 + p->w;
-                for (int64_t ow = 0; ow < p->wo; ow++) {
-                    float v = r0[2 * ow];
-                    v = r0[2 * ow + 1] > v ? r0[2 * ow + 1] : v;
-                    v = r1[2 * ow] > v ? r1[2 * ow] : v;
-                    v = r1[2 * ow + 1] > v ? r1[2 * ow + 1] : v;
-                    out[oh * p->wo + ow] = v;
-                }
+            const float *restrict r0 = plane + 2 * oh * p->w, *restrict r1 = r0 + p->w;
+            float *restrict o = out + oh * p->wo;
+#if defined(__AVX512F__)
+            if (p->wo >= POOL_SIMD_MIN_WO) {
+                maxpool_2x2_row(r0, r1, o, p->wo);
                 continue;
             }
+#endif
             for (int64_t ow = 0; ow < p->wo; ow++) {
-                int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
-                out[oh * p->wo + ow] = at < 0 ? 0 : plane[at];
+                float v = r0[2 * ow];
+                v = r0[2 * ow + 1] > v ? r0[2 * ow + 1] : v;
+                v = r1[2 * ow] > v ? r1[2 * ow] : v;
+                v = r1[2 * ow + 1] > v ? r1[2 * ow + 1] : v;
+                o[ow] = v;
             }
         }
     }
 }
 
-void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx)
+static void maxpool_planes(void *arg, int64_t lo, int64_t hi)
 {
-    int fast = pool_disjoint(p), two = pool_is_2x2(p);
-    /* The 2x2 path stores every input its windows cover. */
-    if (!two || p->h % 2 || p->w % 2)
-        memset(dx, 0, sizeof *dx * (size_t)(p->planes * p->h * p->w));
-    for (int64_t pl = 0; pl < p->planes; pl++) {
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    if (pool_is_2x2(p)) {
+        maxpool_2x2(p, j->x, j->y, lo, hi);
+        return;
+    }
+    int fast = pool_disjoint(p);
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *plane = j->x + pl * p->h * p->w;
+        float *out = j->y + pl * p->ho * p->wo;
+        for (int64_t oh = 0; oh < p->ho; oh++)
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
+                out[oh * p->wo + ow] = at < 0 ? 0 : plane[at];
+            }
+    }
+}
+
+void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
+{
+    struct pool_job j = {.p = p, .x = x, .y = y};
+    nrt_parallel_for(p->planes, pool_grain(p), maxpool_planes, &j);
+}
+
+/* The 2x2/s2 gradient of planes [lo, hi): each input lies in at most one
+ * window, so every input a window covers is stored (0 + g as accumulating into
+ * zeros gives, -0 included) and the rest, an odd last row or column, cleared.
+ * The first maximum wins, chosen without branches so the loop vectorizes. */
+static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx, int64_t lo,
+                             int64_t hi)
+{
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         const float *g = dy + pl * p->ho * p->wo;
         float *d = dx + pl * p->h * p->w;
         for (int64_t oh = 0; oh < p->ho; oh++) {
-            if (two) {
-                /* Each input in one window: store all four (0 + g as the
-                 * accumulation into zeros gives, -0 included). */
-                const float *r0 = plane + 2 * oh * p->w, *r1 = r0 + p->w;
-                float *d0 = d + 2 * oh * p->w, *d1 = d0 + p->w;
-                for (int64_t ow = 0; ow < p->wo; ow++) {
-                    int k = argmax4(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow], r1[2 * ow + 1]);
-                    float v = 0.0f + g[oh * p->wo + ow];
-                    d0[2 * ow] = k == 0 ? v : 0.0f;
-                    d0[2 * ow + 1] = k == 1 ? v : 0.0f;
-                    d1[2 * ow] = k == 2 ? v : 0.0f;
-                    d1[2 * ow + 1] = k == 3 ? v : 0.0f;
-                }
+            const float *restrict r0 = plane + 2 * oh * p->w, *restrict r1 = r0 + p->w;
+            const float *restrict gr = g + oh * p->wo;
+            float *restrict d0 = d + 2 * oh * p->w, *restrict d1 = d0 + p->w;
+#if defined(__AVX512F__)
+            if (p->wo >= POOL_SIMD_MIN_WO) {
+                maxpool_2x2_grad_row(r0, r1, gr, d0, d1, p->wo);
+                if (p->w % 2)
+                    d0[p->w - 1] = d1[p->w - 1] = 0.0f;
                 continue;
             }
+#endif
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
+                float v1 = b > a ? b : a, v2;
+                int k = b > a;
+                k = c > v1 ? 2 : k, v2 = c > v1 ? c : v1;
+                k = e > v2 ? 3 : k;
+                float v = 0.0f + gr[ow];
+                d0[2 * ow] = k == 0 ? v : 0.0f;
+                d0[2 * ow + 1] = k == 1 ? v : 0.0f;
+                d1[2 * ow] = k == 2 ? v : 0.0f;
+                d1[2 * ow + 1] = k == 3 ? v : 0.0f;
+            }
+            if (p->w % 2)
+                d0[p->w - 1] = d1[p->w - 1] = 0.0f;
+        }
+        if (p->h % 2)
+            memset(d + (p->h - 1) * p->w, 0, sizeof *d * (size_t)p->w);
+    }
+}
+
+static void maxpool_grad_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    if (pool_is_2x2(p) && p->h == 2 * p->ho + p->h % 2 && p->w == 2 * p->wo + p->w % 2) {
+        maxpool_2x2_grad(p, j->x, j->dy, j->dx, lo, hi);
+        return;
+    }
+    int fast = pool_disjoint(p);
+    memset(j->dx + lo * p->h * p->w, 0, sizeof *j->dx * (size_t)((hi - lo) * p->h * p->w));
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *plane = j->x + pl * p->h * p->w;
+        const float *g = j->dy + pl * p->ho * p->wo;
+        float *d = j->dx + pl * p->h * p->w;
+        for (int64_t oh = 0; oh < p->ho; oh++)
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
                 if (at >= 0)
                     d[at] += g[oh * p->wo + ow];
             }
-        }
     }
 }
 
-/* Average over the full window, padding counted (count_include_pad). */
-void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
+void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx)
 {
+    struct pool_job j = {.p = p, .x = x, .dy = dy, .dx = dx};
+    nrt_parallel_for(p->planes, pool_grain(p), maxpool_grad_planes, &j);
+}
+
+/* Average over the full window, padding counted (count_include_pad). */
+static void avgpool_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
     float inv = 1.0f / (float)(p->k[0] * p->k[1]);
-    for (int64_t pl = 0; pl < p->planes; pl++)
+    for (int64_t pl = lo; pl < hi; pl++)
         for (int64_t oh = 0; oh < p->ho; oh++)
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 float s = 0;
@@ -371,35 +1271,49 @@ void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
                     int64_t ih = oh * p->s[0] - p->p[0] + i;
                     if (ih < 0 || ih >= p->h)
                         continue;
-                    for (int64_t j = 0; j < p->k[1]; j++) {
-                        int64_t iw = ow * p->s[1] - p->p[1] + j;
+                    for (int64_t jj = 0; jj < p->k[1]; jj++) {
+                        int64_t iw = ow * p->s[1] - p->p[1] + jj;
                         if (iw >= 0 && iw < p->w)
-                            s += x[(pl * p->h + ih) * p->w + iw];
+                            s += j->x[(pl * p->h + ih) * p->w + iw];
                     }
                 }
-                y[(pl * p->ho + oh) * p->wo + ow] = s * inv;
+                j->y[(pl * p->ho + oh) * p->wo + ow] = s * inv;
+            }
+}
+
+void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
+{
+    struct pool_job j = {.p = p, .x = x, .y = y};
+    nrt_parallel_for(p->planes, pool_grain(p), avgpool_planes, &j);
+}
+
+static void avgpool_grad_planes(void *arg, int64_t lo, int64_t hi)
+{
+    const struct pool_job *j = arg;
+    const struct nrt_pool *p = j->p;
+    float inv = 1.0f / (float)(p->k[0] * p->k[1]);
+    memset(j->dx + lo * p->h * p->w, 0, sizeof *j->dx * (size_t)((hi - lo) * p->h * p->w));
+    for (int64_t pl = lo; pl < hi; pl++)
+        for (int64_t oh = 0; oh < p->ho; oh++)
+            for (int64_t ow = 0; ow < p->wo; ow++) {
+                float g = j->dy[(pl * p->ho + oh) * p->wo + ow] * inv;
+                for (int64_t i = 0; i < p->k[0]; i++) {
+                    int64_t ih = oh * p->s[0] - p->p[0] + i;
+                    if (ih < 0 || ih >= p->h)
+                        continue;
+                    for (int64_t jj = 0; jj < p->k[1]; jj++) {
+                        int64_t iw = ow * p->s[1] - p->p[1] + jj;
+                        if (iw >= 0 && iw < p->w)
+                            j->dx[(pl * p->h + ih) * p->w + iw] += g;
+                    }
+                }
             }
 }
 
 void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx)
 {
-    float inv = 1.0f / (float)(p->k[0] * p->k[1]);
-    memset(dx, 0, sizeof *dx * (size_t)(p->planes * p->h * p->w));
-    for (int64_t pl = 0; pl < p->planes; pl++)
-        for (int64_t oh = 0; oh < p->ho; oh++)
-            for (int64_t ow = 0; ow < p->wo; ow++) {
-                float g = dy[(pl * p->ho + oh) * p->wo + ow] * inv;
-                for (int64_t i = 0; i < p->k[0]; i++) {
-                    int64_t ih = oh * p->s[0] - p->p[0] + i;
-                    if (ih < 0 || ih >= p->h)
-                        continue;
-                    for (int64_t j = 0; j < p->k[1]; j++) {
-                        int64_t iw = ow * p->s[1] - p->p[1] + j;
-                        if (iw >= 0 && iw < p->w)
-                            dx[(pl * p->h + ih) * p->w + iw] += g;
-                    }
-                }
-            }
+    struct pool_job j = {.p = p, .dy = dy, .dx = dx};
+    nrt_parallel_for(p->planes, pool_grain(p), avgpool_grad_planes, &j);
 }
 
 void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *x, float *y)

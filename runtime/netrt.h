@@ -3,9 +3,10 @@
  * files: errors and allocation (alloc.c), dtypes and arrays (array.c), the Philox
  * random generator (rng.c), data loaders for IDX, CSV and .npy plus datasets and
  * batching (data.c), PGM and PNG images (image.c), safetensors checkpoints
- * (safetensors.c), compiled models (program.c), the heavy kernels (kernels.c),
- * the training driver (driver.c) and the OpenCL device layer (cl.c, in the
- * separate library libnetrt_cl.a so that C-target programs need no libOpenCL). */
+ * (safetensors.c), compiled models (program.c), the thread pool (threads.c), the
+ * heavy kernels (kernels.c), the training driver (driver.c) and the OpenCL device
+ * layer (cl.c, in the separate library libnetrt_cl.a so that C-target programs
+ * need no libOpenCL). */
 #ifndef NETRT_H
 #define NETRT_H
 
@@ -561,6 +562,22 @@ static inline int nrt_dropout_keep(uint64_t seed, uint64_t step, uint64_t index,
     return (uint32_t)(h >> 40) >= threshold;
 }
 
+/* ------------------------------------------------------ threads (threads.c) -- */
+/* A persistent pool of worker threads shared by the kernels and by generated
+ * code. Workers start on first use; between jobs they spin briefly, then sleep. */
+
+/* Runs fn(arg, lo, hi) over [0, n) cut into contiguous chunks of at least grain
+ * items, on the pool with the calling thread taking chunks too, and returns when
+ * every chunk is done. Chunks never overlap and cover [0, n) exactly once. Runs
+ * serially, as one call fn(arg, 0, n), when n < 2*grain, with one thread, or
+ * when called from inside a chunk (or while another thread's job runs). */
+void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg);
+/* Sets the pool's thread count, the caller included; <= 0 means one per online
+ * CPU (the default). Not to be called while a parallel_for runs. */
+void nrt_threads_set(int threads);
+/* The pool's thread count, the caller included. */
+int nrt_threads_get(void);
+
 /* ------------------------------------------------------ kernels (kernels.c) -- */
 /* The heavy ops that generated code calls instead of inlining loops: GEMM
  * through OpenBLAS, convolution by im2col + GEMM, pooling and upsampling.
@@ -635,7 +652,8 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
 void nrt_blas_setup(int argc, char **argv, int threads);
 /* The kernel family OpenBLAS chose ("SkylakeX", "Prescott", ...). */
 const char *nrt_blas_core(void);
-/* Sets the OpenBLAS thread count now. */
+/* Sets the thread count of both OpenBLAS and the runtime's pool
+ * (nrt_threads_set) now; <= 0 leaves both at their defaults. */
 void nrt_blas_threads(int threads);
 
 /* ---------------------------------------------- OpenCL device layer (cl.c) -- */

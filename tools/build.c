@@ -308,6 +308,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = (char *)o->olevel;
     if (strcmp(o->olevel, "-O0") != 0) argv[n++] = "-march=native";
     else argv[n++] = "-g";
+    argv[n++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
@@ -395,7 +396,15 @@ int build_cmd_build(int argc, char **argv, const char *version) {
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = compile_module(&o);
     if (!m) return EXIT_USER;
-    bool ok = build_to("build", &o, m, o.out ? o.out : model_file_name(m), version);
+    const char *out = o.out ? o.out : model_file_name(m);
+    bool ok = build_to("build", &o, m, out, version);
+    if (ok) { /* the memory plan: what the program allocates once, before training */
+        int64_t batch = m->train.batch > 0 ? m->train.batch : 32;
+        struct cgc_arena a;
+        cgc_arena_sizes(m, batch, &a);
+        printf("%s: workspace %.2f MB at batch %lld (%zu + %zu*N bytes), parameters and state %.2f MB\n", out,
+               (double)a.ws_bytes / 1e6, (long long)batch, a.ws_fixed, a.ws_per_n, (double)a.param_bytes / 1e6);
+    }
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
 }
