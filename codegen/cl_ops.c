@@ -1048,6 +1048,20 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
         else if (!ir_kernel_ewise_op(n->op)) return false;
         if (n->type.dtype != DT_F32 || !shape_equal(&n->type.shape, &f->nodes[root].type.shape)) return false;
     }
+    /* One stored value per kernel: a member other than the root read after the
+     * kernel (a later node, an assign, an output) makes it a multi-output kernel
+     * of the fuse pass, emitted node by node here. */
+    for (int id = 0; id < root; id++) {
+        if (f->nodes[id].kernel != kernel) continue;
+        for (int j = 0; j < ir_func_len(f); j++) {
+            const struct ir_node *u = &f->nodes[j];
+            if (u->kernel == kernel && u->op != OP_ASSIGN) continue;
+            for (int a = 0; a < u->nargs; a++)
+                if (u->args[a] == id) return false;
+        }
+        for (size_t o = 0; o < vec_len(f->outputs); o++)
+            if (f->outputs[o].value == id) return false;
+    }
     return heads <= 1;
 }
 
