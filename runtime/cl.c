@@ -20,7 +20,7 @@
 
 /* The runtime's kernels, in the order of their names below. */
 #define LIB_KERNELS(X)                                                                                  \
-    X(SGEMM, "nrt_sgemm") X(IM2COL, "nrt_im2col") X(COL2IM, "nrt_col2im") X(TO_CM, "nrt_to_cm")         \
+    X(SGEMM, "nrt_sgemm") X(SGEMM_DOT, "nrt_sgemm_dot") X(IM2COL, "nrt_im2col") X(COL2IM, "nrt_col2im") X(TO_CM, "nrt_to_cm")         \
     X(FROM_CM, "nrt_from_cm") X(MAXPOOL, "nrt_maxpool") X(MAXPOOL_GRAD, "nrt_maxpool_grad")             \
     X(AVGPOOL, "nrt_avgpool") X(AVGPOOL_GRAD, "nrt_avgpool_grad") X(UPSAMPLE, "nrt_upsample")           \
     X(UPSAMPLE_GRAD, "nrt_upsample_grad")
@@ -69,6 +69,7 @@ struct nrt_cl {
     int64_t arena_elems;         /* its size in 4-byte elements */
     struct gemm_tiles tiles;     /* SGEMM tiles for this device */
     size_t max_wg;               /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    cl_uint units;               /* CL_DEVICE_MAX_COMPUTE_UNITS */
     int built;                   /* a program was built from source at open */
     struct prof *prof;           /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
     int n_prof;                  /* kernels in prof */
@@ -522,6 +523,7 @@ int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
         if (!cl->max_wg)
             cl->max_wg = 1;
+        clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
         cl->tiles = tiles_choose(cl);
         cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
         if (!cl->context)
@@ -844,14 +846,24 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
         !fits_int(ctx, "sgemm C", m * ldc))
         return;
     const struct gemm_tiles *t = &ctx->cl->tiles;
+    int64_t tm = t->ry * t->wm, tn = t->rx * t->vw, groups = ((m + tm - 1) / tm) * ((n + tn - 1) / tn);
     cl_long ao = a, bo = b, co = c;
     cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
            ik = (cl_int)k, ita = ta != 0, itb = tb != 0;
     cl_float al = alpha, be = beta;
+    if (!ta && tb && k >= 256 && groups < 2 * (int64_t)ctx->cl->units) {
+        /* Too few tiles to fill the device: a dot product per output. */
+        if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
+                      ARG(in), ARG(ik), ARG(al), ARG(be)))
+            return;
+        size_t global[2] = {(size_t)n, (size_t)m}, local[2];
+        local_choose(2, global, ctx->cl->max_wg, local);
+        enqueue(ctx, ctx->cl->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
+        return;
+    }
     if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im), ARG(in),
                   ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
         return;
-    int64_t tm = t->ry * t->wm, tn = t->rx * t->vw;
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
     char name[96] = "nrt_sgemm";

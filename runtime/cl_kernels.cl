@@ -171,6 +171,31 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
     }
 }
 
+/* C = alpha A B^T + beta C as one dot product per work-item, both operands
+ * read along k in vectors: for the few-output, long-k GEMMs (weight gradients
+ * of small layers) whose tiled grid would leave most compute units idle.
+ * Global (n, m). */
+__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
+                            int n, int k, float alpha, float beta)
+{
+    const int j = get_global_id(0), i = get_global_id(1);
+    if (i >= m || j >= n)
+        return;
+    __global const float *a = A + aoff + (long)i * lda, *b = A + boff + (long)j * ldb;
+    floatv acc = (floatv)(0.0f);
+    int p = 0;
+    for (; p + VW <= k; p += VW)
+        acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
+    float t[VW], s = 0.0f;
+    vstorev(acc, 0, t);
+    for (int u = 0; u < VW; u++)
+        s += t[u];
+    for (; p < k; p++)
+        s = mad(a[p], b[p], s);
+    __global float *c = A + coff + (long)i * ldc + j;
+    *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+}
+
 /* ----------------------------------------------------------- convolution -- */
 /* The geometry travels as an int8 and an int4:
  *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1) and d = (d0, d1).
@@ -325,6 +350,17 @@ __kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, i
     const int pl = e / g.s2, oh = e % g.s2;
     __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
     __global float *y = A + yoff + (long)e * g.s3;
+    if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
+        /* 2x2 windows at stride 2: the first maximum, as argmax4 in kernels.c. */
+        __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
+        for (int ow = 0; ow < g.s3; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            float v = a.y > a.x ? a.y : a.x;
+            v = b.x > v ? b.x : v;
+            y[ow] = b.y > v ? b.y : v;
+        }
+        return;
+    }
     if (disjoint(g, p)) {
         for (int ow = 0; ow < g.s3; ow++)
             y[ow] = plane[inner_argmax(plane, g, oh, ow)];
@@ -347,6 +383,32 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
     __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
     __global const float *dy = A + dyoff + (long)pl * g.s2 * g.s3;
     __global float *dx = A + dxoff + (long)e * g.s1;
+    if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
+        /* 2x2 windows at stride 2: each input row lies in one row of windows. */
+        int oh = ih / 2, top = ih % 2 == 0;
+        for (int iw = 0; iw < g.s1; iw++)
+            dx[iw] = 0.0f;
+        if (oh >= g.s2)
+            return;
+        __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
+        for (int ow = 0; ow < g.s3; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            int best = 0;
+            float v = a.x;
+            if (a.y > v)
+                best = 1, v = a.y;
+            if (b.x > v)
+                best = 2, v = b.x;
+            if (b.y > v)
+                best = 3;
+            float d = 0.0f + dy[oh * g.s3 + ow];
+            if (top && best < 2)
+                dx[2 * ow + best] = d;
+            else if (!top && best >= 2)
+                dx[2 * ow + best - 2] = d;
+        }
+        return;
+    }
     if (disjoint(g, p)) {
         int oh = ih / g.s6, in_row = ih % g.s6 < g.s4 && oh < g.s2;
         for (int iw = 0; iw < g.s1; iw++) {
