@@ -189,7 +189,10 @@ static void emit_entry(struct clc *k) {
         const struct cgc_val *v = &c->vals[id];
         const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
         node_comment(c, id);
-        if (kn && kn->root != id) continue; /* computed by its kernel, at the root */
+        if (kn && kn->root != id) { /* computed by its kernel, at the root */
+            if (cgc_kernel_stores(kn, id)) declare(c, id, NULL); /* a member used after the kernel */
+            continue;
+        }
         declare(c, id, kn);
         if (kn) clc_kernel_emit(k, kn);
         else clc_op_emit(k, id);
@@ -256,18 +259,20 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    char **names = NULL;
+    char **names = NULL, **bodies = NULL;
     char *copy = strdup("netc_copy");
     if (!copy) netc_internal_error(__FILE__, __LINE__, "out of memory");
     vec_push(names, copy);
     for (size_t e = 0; e < nf; e++) {
         struct ir_func f = split_unsupported(m->funcs[e]);
-        struct clc k = {{out, 0, m, &f, NULL, 0, 0, NULL, NULL}, src, (int)e, names, false};
+        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL}, .src = src, .entry = (int)e, .names = names,
+                        .bodies = bodies};
         cgc_layout(&k.c);
         fprintf(out, "/* entry point %zu (%s) */\n", e, f.mode == MODE_TRAIN ? "train" : "eval");
         fprintf(src, "\n/* ---------------- entry point %zu */\n", e);
         emit_entry(&k);
         names = k.names;
+        bodies = k.bodies;
         ws_fixed[e] = k.c.fixed_total;
         ws_per_n[e] = k.c.per_n_total;
         cgc_layout_free(&k.c);
@@ -277,7 +282,9 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     put_program(out, src_text ? src_text : "", names);
     free(src_text);
     for (size_t i = 0; i < vec_len(names); i++) free(names[i]);
+    for (size_t i = 0; i < vec_len(bodies); i++) free(bodies[i]);
     vec_free(names);
+    vec_free(bodies);
     cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, "&cl_program,");
     free(ws_fixed);
     free(ws_per_n);

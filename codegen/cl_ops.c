@@ -11,6 +11,7 @@
 #include "codegen/codegen.h"
 #include "runtime/netrt.h" /* the conv geometry's image floats */
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -106,9 +107,15 @@ static struct kvals kv_node(const struct clc *k, int id) {
 
 /* Opens kernel `name` over values v (pointers v<id> of their element types);
  * `wg`: a work-group reduction kernel of CLC_WG work-items with local arrays
- * redf (float), redd (acc_t) and redi (int). Returns the launch index. */
+ * redf (float), redd (acc_t) and redi (int). The kernel's text goes to a buffer
+ * until kend. Returns -1: kend gives the launch index. */
 static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool wg, bool step) {
-    int idx = clc_kernel_name(k, "%s", name);
+    snprintf(k->kname, sizeof k->kname, "%s", name);
+    k->kv_n = v->n;
+    for (int i = 0; i < v->n; i++) k->kv_id[i] = v->id[i];
+    k->main_src = k->src;
+    k->src = open_memstream(&k->kbuf, &k->kbuf_len);
+    if (!k->src) netc_internal_error(__FILE__, __LINE__, "out of memory");
     char params[2048];
     size_t at = (size_t)snprintf(params, sizeof params, "__global float *A, long n");
     for (int i = 0; i < v->n && at < sizeof params; i++)
@@ -117,7 +124,7 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
     clc_src(k, "%s", "");
     if (wg) clc_src(k, "__kernel __attribute__((reqd_work_group_size(%d, 1, 1)))", CLC_WG);
     else clc_src(k, "__kernel");
-    clc_src(k, "void %s(%s)", name, params);
+    clc_src(k, "void @KERNEL@(%s)", params); /* the name goes in at kend */
     clc_src(k, "{");
     clc_src(k, "    (void)n;");
     for (int i = 0; i < v->n; i++) {
@@ -130,10 +137,79 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
         clc_src(k, "    __local int redi[%d];", CLC_WG);
         clc_src(k, "    (void)redf, (void)redd, (void)redi;");
     }
-    return idx;
+    return -1;
 }
 
-static void kend(struct clc *k) { clc_src(k, "}"); }
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+static void reserve(char **out, size_t *cap, size_t need) {
+    while (need >= *cap) {
+        char *grown = realloc(*out, *cap *= 2);
+        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        *out = grown;
+    }
+}
+
+/* The kernel's text with node ids renamed by position: o<id> and v<id> of its
+ * values become o<i>/v<i> (i: parameter position), the registers t<id> of a
+ * fused kernel t<j> in order of appearance, so that the same computation in
+ * several entry points reads alike. Returns a new string. */
+static char *canonical(const struct clc *k, const char *text) {
+    size_t cap = strlen(text) + 1, at = 0;
+    char *out = malloc(cap);
+    int tmap[256], nt = 0;
+    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (const char *p = text; *p;) {
+        bool start = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        if (start && (*p == 'o' || *p == 'v' || *p == 't') && isdigit((unsigned char)p[1])) {
+            const char *q = p + 1;
+            long id = 0;
+            while (isdigit((unsigned char)*q)) id = id * 10 + (*q++ - '0');
+            if (!isalnum((unsigned char)*q) && *q != '_') {
+                int pos = -1;
+                if (*p == 't') {
+                    for (int j = 0; j < nt && pos < 0; j++)
+                        if (tmap[j] == id) pos = j;
+                    if (pos < 0 && nt < 256) tmap[nt] = (int)id, pos = nt++;
+                } else {
+                    for (int j = 0; j < k->kv_n && pos < 0; j++)
+                        if (k->kv_id[j] == id) pos = j;
+                }
+                if (pos >= 0) {
+                    reserve(&out, &cap, at + 24);
+                    at += (size_t)snprintf(out + at, cap - at, "%c%d", *p, pos);
+                    p = q;
+                    continue;
+                }
+            }
+        }
+        reserve(&out, &cap, at + 2);
+        out[at++] = *p++;
+    }
+    out[at] = '\0';
+    return out;
+}
+
+/* Closes the kernel: the index of an identical kernel printed before, or the
+ * kernel goes into the program under its name. Returns its launch index. */
+static int kend(struct clc *k) {
+    clc_src(k, "}");
+    if (fclose(k->src) != 0 || !k->kbuf) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    k->src = k->main_src;
+    char *text = canonical(k, k->kbuf);
+    free(k->kbuf);
+    k->kbuf = NULL;
+    for (size_t i = 0; i < vec_len(k->bodies); i++)
+        if (k->bodies[i] && strcmp(k->bodies[i], text) == 0) {
+            free(text);
+            return (int)i;
+        }
+    const char *at = strstr(text, "@KERNEL@");
+    NETC_ASSERT(at != NULL);
+    fprintf(k->src, "%.*s%s%s", (int)(at - text), text, k->kname, at + 8);
+    while (vec_len(k->bodies) < vec_len(k->names)) vec_push(k->bodies, NULL);
+    vec_push(k->bodies, text);
+    return clc_kernel_name(k, "%s", k->kname);
+}
 
 /* Host: launch kernel idx over v with `items` work-items (one-dimensional), or
  * with `items` work-groups of CLC_WG when wg. */
@@ -272,7 +348,7 @@ static void ewise_bias(struct clc *k, int id, int bias_axis) {
     subst(expr, sizeof expr, tmpl, ops, nd->nargs);
     if (i32) clc_src(k, "    v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
     else clc_src(k, "    v%d[%s] = %s;", id, ns.idx[0], expr);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
 
@@ -385,7 +461,7 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
     clc_src(k, "    }");
     wg_combine(k, wg, "a", wgfn, wglocal);
     clc_src(k, "    if (t == 0) %s;", fin);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, p.rows, wg, false);
 }
 
@@ -427,7 +503,7 @@ void clc_op_CONST(struct clc *k, int id) {
     struct cgc_x cnt = cgc_count(&nd->type.shape);
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i < %s) v%d[i] = %s;", xs(cnt), id, lit);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
 }
 
@@ -511,7 +587,7 @@ void clc_op_VARIANCE(struct clc *k, int id) {
         if (pass == 0) clc_src(k, "    mu /= (float)(%s);", xs(p.count));
     }
     clc_src(k, "    if (t == 0) v%d[r] = a / (float)(%s);", id, xs(p.count));
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, p.rows, wg, false);
 }
 
@@ -537,7 +613,7 @@ void clc_op_ARGMAX(struct clc *k, int id) {
         clc_src(k, "    best = netc_wg_argmax(redf, redi);");
     }
     clc_src(k, "    if (t == 0) v%d[r] = (int)best;", id);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, p.rows, wg, false);
 }
 
@@ -582,7 +658,7 @@ void clc_op_TRANSPOSE(struct clc *k, int id) {
     strides(y, ns.st[0]);
     struct cgc_x total = nest_open(k, &ns);
     clc_src(k, "    v%d[%s] = v%d[%s];", id, ns.idx[0], arg(k, id, 0), ns.idx[1]);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
 
@@ -599,7 +675,7 @@ static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
             (long long)y->dim[axis], xs(inner), (long long)y->dim[axis]);
     clc_src(k, "    (void)o, (void)j, (void)in;");
     clc_src(k, "%s", body);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
 
@@ -682,7 +758,7 @@ static void softmax(struct clc *k, int id, bool log_out) {
     row_lse(k, wg, elem, kk);
     if (log_out) clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", xs(kk), id, elem);
     else clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);", xs(kk), id, elem);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, rows, wg, false);
 }
 
@@ -709,7 +785,7 @@ static void softmax_grad(struct clc *k, int id, bool log_in) {
         clc_src(k, "    for (long j = t; j < %s; j += L)", xs(kk));
         clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
     }
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, rows, wg, false);
 }
 
@@ -731,7 +807,7 @@ static void ewise_loss(struct clc *k, int id, const char *l) {
     clc_src(k, "    }");
     wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
     clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(cnt));
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
 
@@ -747,7 +823,7 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
     clc_src(k, "    acc_t d;");
     clc_src(k, "    %s", d);
     clc_src(k, "    v%d[i] = (float)(g * d);", id);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
 }
 
@@ -832,7 +908,7 @@ void clc_op_CROSS_ENTROPY(struct clc *k, int id) {
     clc_src(k, "    }");
     wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
     clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(rows));
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
 
@@ -860,7 +936,7 @@ void clc_op_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
         clc_src(k, "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * %lld + j]));",
                 cls, tg, cls);
     }
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, cgc_dim(x, 0), wg, false);
 }
 
@@ -890,7 +966,7 @@ void clc_op_ACCURACY(struct clc *k, int id) {
     clc_src(k, "    }");
     wg_combine(k, wg, "hits", "netc_wg_sumi", "redi");
     clc_src(k, "    if (t == 0) v%d[0] = (float)((acc_t)hits / (acc_t)(%s));", id, xs(rows));
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
 
@@ -1009,7 +1085,7 @@ static void dropout(struct clc *k, int id) {
     clc_src(k, "    v%d[i] = netc_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
             (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)cg_dropout_threshold(rate),
             arg(k, id, 0), fs(1.0 / (1.0 - rate)));
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, cnt, false, true);
     k->uses_step = true;
 }
@@ -1030,7 +1106,7 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     clc_src(k, "    const long c = (i / (%s)) %% %lld;", xs(inner), ch);
     clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, fs(ir_get_float(node(k, id), "eps")));
     clc_src(k, "    v%d[i] = sc * (v%d[i] - v%d[c]) + v%d[c];", id, xv, mu, b);
-    kend(k);
+    idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
 }
 
@@ -1047,20 +1123,6 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
         if (ir_kernel_head_op(n->op)) heads++;
         else if (!ir_kernel_ewise_op(n->op)) return false;
         if (n->type.dtype != DT_F32 || !shape_equal(&n->type.shape, &f->nodes[root].type.shape)) return false;
-    }
-    /* One stored value per kernel: a member other than the root read after the
-     * kernel (a later node, an assign, an output) makes it a multi-output kernel
-     * of the fuse pass, emitted node by node here. */
-    for (int id = 0; id < root; id++) {
-        if (f->nodes[id].kernel != kernel) continue;
-        for (int j = 0; j < ir_func_len(f); j++) {
-            const struct ir_node *u = &f->nodes[j];
-            if (u->kernel == kernel && u->op != OP_ASSIGN) continue;
-            for (int a = 0; a < u->nargs; a++)
-                if (u->args[a] == id) return false;
-        }
-        for (size_t o = 0; o < vec_len(f->outputs); o++)
-            if (f->outputs[o].value == id) return false;
     }
     return heads <= 1;
 }
@@ -1082,6 +1144,7 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     struct access acc[NEST_OPS];
     int nacc = 0;
     struct kvals v = {0, {0}};
+    for (size_t i = 0; i < vec_len(kn->outputs); i++) kv_add(&v, kn->outputs[i]); /* the root, and members used later */
     kv_add(&v, r);
     for (size_t i = 0; i < vec_len(kn->members); i++) {
         int m = kn->members[i];
@@ -1132,10 +1195,12 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
         }
         c_template(k, m, tmpl);
         subst(expr, sizeof expr, tmpl, ops, nd->nargs);
-        if (m == r) clc_src(k, "    v%d[%s] = %s;", r, ns.idx[0], expr);
-        else clc_src(k, "    const float t%d = %s;", m, expr);
+        clc_src(k, "    const float t%d = %s;", m, expr);
     }
-    kend(k);
+    /* The stores come last: an input may be the buffer an output is stored into
+     * in place (an optimizer update), read above before it is overwritten. */
+    for (int j = 0; j < v.n && cgc_kernel_stores(kn, v.id[j]); j++) clc_src(k, "    v%d[%s] = t%d;", v.id[j], ns.idx[0], v.id[j]);
+    idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
 

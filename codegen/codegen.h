@@ -280,7 +280,18 @@ struct clc {
     FILE *src;        /* the OpenCL C program of the whole module being built */
     int entry;        /* index of the function's entry point */
     char **names;     /* vec: kernel names (owned), in launch-index order */
+    char **bodies;    /* vec, parallel to names: each kernel's text with its name
+                         blanked (owned; NULL for netc_copy), so that identical
+                         kernels (the forward ops of several entry points) are
+                         emitted and compiled once */
     bool uses_step;   /* the function's kernels read the training step (dropout) */
+    FILE *main_src;   /* while a kernel is being printed: src, which then points
+                         to a buffer for the kernel's text */
+    char *kbuf;       /* that buffer (open_memstream) */
+    size_t kbuf_len;  /* its length */
+    char kname[64];   /* the name of the kernel being printed */
+    int kv_n;         /* its values (parameters o<id>, pointers v<id>) */
+    int kv_id[64];    /* their node ids, in parameter order */
 };
 
 /* Print one line of OpenCL C into k->src. */

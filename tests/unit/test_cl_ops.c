@@ -3,7 +3,9 @@
  * under test; unless it is marked nograd, the test adds loss = sum(y * wts) and
  * runs autodiff with input gradients, so the backward ops are checked too. The
  * cases become the entry points of two modules (one as is, one after the fuse
- * pass, for the fused-kernel path: matmul/conv2d heads and elementwise chains);
+ * pass, for the fused-kernel path: matmul/conv2d heads, elementwise chains, and
+ * kernels with several stored values: fused_chain's sigmoid, which the backward
+ * reads);
  * both are emitted for both targets, and one harness per target (C: OpenBLAS;
  * OpenCL: the first device, PoCL in CI) feeds the same random buffers, runs every
  * entry point at the same training step and writes every output and every
