@@ -81,7 +81,8 @@ static const char usage_train[] =
     "  --batch N         batch size (default: the model's)\n"
     "  --lr X            learning rate, replacing the optimizer's\n"
     "  --seed S          random seed for initialisation, shuffling and noise\n"
-    "  --threads T       OpenBLAS threads\n"
+    "  --threads T       threads (OpenBLAS and the runtime's; OpenCL builds: also\n"
+    "                    PoCL's CPU device, unless POCL_MAX_PTHREAD_COUNT is set)\n"
     "  --load F          start from checkpoint F\n"
     "  --save F          write a checkpoint to F after every epoch (atomically)\n"
     "  --metrics F       write one JSON object per epoch to F\n"
@@ -986,10 +987,18 @@ static int cmd_info(const struct nrt_model *m)
 
 int nrt_cl_device_list(void) NRT_CL_WEAK;
 
-/* --device: `list` prints the OpenCL devices (returns -1: exit 0), a spec
+/* The device options of an OpenCL build: --threads caps PoCL's threads;
+ * --device `list` prints the OpenCL devices (returns -1: exit 0), a spec
  * selects one for nrt_ctx_init. Returns 0 to go on, or an exit status. */
 static int use_device(const struct nrt_model *m, const struct opts *o)
 {
+    /* PoCL reads its thread count when the OpenCL platform first loads, which
+     * is later, in nrt_ctx_init; other drivers ignore the variable. */
+    if (m->cl && o->threads > 0 && !getenv("POCL_MAX_PTHREAD_COUNT")) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", o->threads);
+        setenv("POCL_MAX_PTHREAD_COUNT", t, 1);
+    }
     if (!o->device)
         return 0;
     if (!m->cl || !nrt_cl_device_list)
