@@ -1122,6 +1122,9 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
         if (n->kernel != kernel) continue;
         if (ir_kernel_head_op(n->op)) heads++;
         else if (!ir_kernel_ewise_op(n->op)) return false;
+        /* batchnorm reads its statistics, scale and shift per channel (axis 1), an
+         * access the fused OpenCL kernel does not make yet: node by node. */
+        if (n->op == OP_BATCHNORM) return false;
         if (n->type.dtype != DT_F32 || !shape_equal(&n->type.shape, &f->nodes[root].type.shape)) return false;
     }
     return heads <= 1;
