@@ -677,7 +677,7 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
     fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n", nb, nf,
             (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
             (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
-    if (extra) fprintf(out, "    %s\n", extra);
+    fprintf(out, "    %s\n", extra ? extra : "NULL /* cl: the C target */");
     fputs("};\n", out);
 }
 
@@ -749,7 +749,7 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
 const struct cg_target cg_target_c = {"c", ".c", emit_c};
 
 const struct cg_target *cg_target_find(const char *name) {
-    static const struct cg_target *const targets[] = {&cg_target_c};
+    static const struct cg_target *const targets[] = {&cg_target_c, &cg_target_opencl};
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
         if (strcmp(targets[i]->name, name) == 0) return targets[i];
     return NULL;

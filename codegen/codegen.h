@@ -1,7 +1,8 @@
 /* codegen/codegen.h -- the one internal header of codegen/: the formulas every
  * backend must reproduce bit for bit (the dropout mask), the reference interpreter's
- * API (interp.c), and the interpreter's internals shared with interp_nn.c.
- * Sections follow the files. */
+ * API (interp.c), the interpreter's internals shared with interp_nn.c, the C
+ * backend (c_emit.c, c_ops.c) and the OpenCL backend built on it (cl_emit.c,
+ * cl_ops.c). Sections follow the files. */
 #ifndef NETC_CODEGEN_H
 #define NETC_CODEGEN_H
 
@@ -255,6 +256,67 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
                          const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
+
+/* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
+
+/* --target=opencl: the memory plan, kernel formation and host frame of the C
+ * backend, with every value computed on the device. Each entry point becomes a
+ * host C function that uploads the inputs it reads and the state (when the host
+ * copy is newer), launches one OpenCL kernel per node or fused kernel (or a
+ * runtime library op: GEMM, convolution, pooling), copies assigned values into
+ * their buffers on the device, and downloads only its outputs. Every kernel
+ * takes the runtime's arena `__global float *A`, the batch size `long n` and one
+ * `long` element offset per value it touches (runtime/netrt.h, the contract). */
+extern const struct cg_target cg_target_opencl;
+
+/* Work-items of a work-group reduction (a power of two). */
+#define CLC_WG 256
+/* Rows at least this long are reduced by a work-group rather than one work-item. */
+#define CLC_WG_MIN 256
+
+/* The state of the OpenCL emitter while it prints one function. */
+struct clc {
+    struct cgc c;     /* memory plan of the function; c.out receives the host C */
+    FILE *src;        /* the OpenCL C program of the whole module being built */
+    int entry;        /* index of the function's entry point */
+    char **names;     /* vec: kernel names (owned), in launch-index order */
+    char **bodies;    /* vec, parallel to names: each kernel's text with its name
+                         blanked (owned; NULL for netc_copy), so that identical
+                         kernels (the forward ops of several entry points) are
+                         emitted and compiled once */
+    bool uses_step;   /* the function's kernels read the training step (dropout) */
+    FILE *main_src;   /* while a kernel is being printed: src, which then points
+                         to a buffer for the kernel's text */
+    char *kbuf;       /* that buffer (open_memstream) */
+    size_t kbuf_len;  /* its length */
+    char kname[64];   /* the name of the kernel being printed */
+    int kv_n;         /* its values (parameters o<id>, pointers v<id>) */
+    int kv_id[64];    /* their node ids, in parameter order */
+};
+
+/* Print one line of OpenCL C into k->src. */
+void clc_src(struct clc *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Register a kernel name (formatted); returns its launch index. */
+int clc_kernel_name(struct clc *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* cl_ops.c: the per-op column. clc_op_<NAME> prints, for node id, the OpenCL
+ * kernel that computes it into k->src and the host C that launches it (or the
+ * runtime library call) into k->c.out; host variable o<id> holds the element
+ * offset of value id in the arena. */
+#define OP(name, arity, kind, flags, attrs) void clc_op_##name(struct clc *k, int id);
+#include "ir/ops.def"
+#undef OP
+/* Emit node id by its op's column. */
+void clc_op_emit(struct clc *k, int id);
+/* Whether the members of IR kernel `kernel` of f form a kernel this backend fuses
+ * (elementwise members, at most one matmul/conv2d head of the root's shape);
+ * other kernels are emitted node by node. */
+bool clc_kernel_supported(const struct ir_func *f, int kernel);
+/* The host code (head call, then one launch) and OpenCL kernel of fused kernel kn. */
+void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn);
+/* The prologue of every program: types, helpers, and kernel 0, netc_copy(A, dst,
+ * src, count) which assignments use. */
+void clc_prologue(FILE *src);
 
 /* The memory a program of module m allocates once, before its first step: the
  * workspace shared by the entry points (the largest plan at batch `batch`), and

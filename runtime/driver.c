@@ -57,6 +57,7 @@ struct opts {
     int quiet;                    /* --quiet: no progress */
     int64_t patience;             /* --patience, when patience_set (0: off) */
     int patience_set;
+    const char *device;           /* --device: OpenCL device spec, or NULL */
 };
 
 static const char usage_main[] =
@@ -80,22 +81,26 @@ static const char usage_train[] =
     "  --batch N         batch size (default: the model's)\n"
     "  --lr X            learning rate, replacing the optimizer's\n"
     "  --seed S          random seed for initialisation, shuffling and noise\n"
-    "  --threads T       OpenBLAS threads\n"
+    "  --threads T       threads (OpenBLAS and the runtime's; OpenCL builds: also\n"
+    "                    PoCL's CPU device, unless POCL_MAX_PTHREAD_COUNT is set)\n"
     "  --load F          start from checkpoint F\n"
     "  --save F          write a checkpoint to F after every epoch (atomically)\n"
     "  --metrics F       write one JSON object per epoch to F\n"
     "  --patience N      early stopping: stop when the test loss has not improved\n"
     "                    for N epochs (default: the model's early_stopping; 0: off)\n"
+    "  --device D        OpenCL builds: the device, P:D or a name substring;\n"
+    "                    `--device list` prints them (default: $NETC_DEVICE, else\n"
+    "                    the first GPU, else the first device)\n"
     "  --quiet           no progress display\n";
 
 static const char usage_eval[] =
-    "usage: %s eval --load F [--test F[,F2]] [--batch N] [--threads T]\n"
+    "usage: %s eval --load F [--test F[,F2]] [--batch N] [--threads T] [--device D]\n"
     "\n"
     "Evaluate checkpoint F on the model's test data (or --test files) and print\n"
     "the loss and metrics.\n";
 
 static const char usage_predict[] =
-    "usage: %s predict --load F INPUT... [--threads T]\n"
+    "usage: %s predict --load F INPUT... [--threads T] [--device D]\n"
     "\n"
     "Run the forward entry point on each INPUT (IDX, .npy or CSV; one item or a batch,\n"
     "scaled like the training data; or an 8-bit PGM or PNG image of exactly the\n"
@@ -103,7 +108,7 @@ static const char usage_predict[] =
     "item's class and its probability, other models the output values; with\n"
     "several INPUTs, each file's lines follow a line `INPUT:`.\n";
 
-static const char usage_info[] = "usage: %s info\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
+static const char usage_info[] = "usage: %s info [--device list]\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
 
 static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out)
 {
@@ -173,6 +178,8 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
             o->load = val;
         else if (strcmp(flag, "--metrics") == 0)
             o->metrics = val;
+        else if (strcmp(flag, "--device") == 0)
+            o->device = val;
         else if (strcmp(flag, "--epochs") == 0)
             rc = parse_int(flag, val, 1, &o->epochs);
         else if (strcmp(flag, "--max-steps") == 0)
@@ -460,8 +467,9 @@ static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt
     for (int64_t start = 0; start < f->n; start += ctx->max_n) {
         int64_t count = f->n - start < ctx->max_n ? f->n - start : ctx->max_n;
         feed_batch(ctx, f, NULL, start, count, rng);
-        if (nrt_ctx_run(ctx, e, count))
-            return fail("%s data: %s", f->what, nrt_error());
+        int r = nrt_ctx_run(ctx, e, count);
+        if (r)
+            return r == NRT_ERR_RANGE ? fail("%s data: %s", f->what, nrt_error()) : fail_rt();
         if (li >= 0)
             sl += (double)*(float *)ctx->out[li] * (double)count;
         if (ai >= 0)
@@ -501,7 +509,9 @@ static void set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e)
             double t = source_kw(s, "t_max", 1);
             lr = base * (1 + cos(3.14159265358979323846 * (double)e / (t > 0 ? t : 1))) / 2;
         }
+        nrt_ctx_sync(ctx); /* OpenCL: the other state is newer on the device */
         *(float *)ctx->buf[b] = (float)lr;
+        ctx->host_dirty = 1;
     }
 }
 
@@ -607,8 +617,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             int64_t start = b * batch, count = tr.n - start < batch ? tr.n - start : batch;
             feed_batch(&ctx, &tr, perm, start, count, &noise);
             for (int k = 0; k < nt; k++) {
-                if (nrt_ctx_run(&ctx, train[k], count)) {
-                    rc = fail("training data: %s", nrt_error());
+                int r = nrt_ctx_run(&ctx, train[k], count);
+                if (r) {
+                    rc = r == NRT_ERR_RANGE ? fail("training data: %s", nrt_error()) : fail_rt();
                     goto done;
                 }
                 if (loss_out[k] >= 0)
@@ -676,7 +687,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, stop ? "false" : "true");
             fflush(mf);
         }
-        if (o->save && nrt_ckpt_save(&ctx, o->save)) {
+        if (o->save)
+            nrt_ctx_sync(&ctx);
+        if (o->save && (ctx.failed ? nrt_error_set(NRT_ERR_IO, "%s", ctx.err) : nrt_ckpt_save(&ctx, o->save))) {
             rc = fail_rt();
             goto done;
         }
@@ -926,8 +939,8 @@ static int cmd_info(const struct nrt_model *m)
     int64_t batch = m->batch ? m->batch : 32, nparams = 0, ptensors = 0, state = 0;
     char hash[17];
     nrt_model_hash(m, hash);
-    printf("model %s (netc %s, layout %s), target c, OpenBLAS core %s\n", m->name, m->netc_version, hash,
-           nrt_blas_core());
+    printf("model %s (netc %s, layout %s), target %s, OpenBLAS core %s\n", m->name, m->netc_version, hash,
+           m->cl ? "opencl" : "c", nrt_blas_core());
     printf("inputs:\n");
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
@@ -972,6 +985,32 @@ static int cmd_info(const struct nrt_model *m)
 
 /* ------------------------------------------------------------- nrt_main -- */
 
+int nrt_cl_device_list(void) NRT_CL_WEAK;
+
+/* The device options of an OpenCL build: --threads caps PoCL's threads;
+ * --device `list` prints the OpenCL devices (returns -1: exit 0), a spec
+ * selects one for nrt_ctx_init. Returns 0 to go on, or an exit status. */
+static int use_device(const struct nrt_model *m, const struct opts *o)
+{
+    /* PoCL reads its thread count when the OpenCL platform first loads, which
+     * is later, in nrt_ctx_init; other drivers ignore the variable. */
+    if (m->cl && o->threads > 0 && !getenv("POCL_MAX_PTHREAD_COUNT")) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", o->threads);
+        setenv("POCL_MAX_PTHREAD_COUNT", t, 1);
+    }
+    if (!o->device)
+        return 0;
+    if (!m->cl || !nrt_cl_device_list)
+        return fail("--device: '%s' was built for the C target (CPU); build it with --target=opencl to run "
+                    "it on an OpenCL device",
+                    m->name);
+    if (strcmp(o->device, "list") == 0)
+        return nrt_cl_device_list() ? fail_rt() : -1;
+    nrt_ctx_device_set(o->device);
+    return 0;
+}
+
 int nrt_main(int argc, char **argv, const struct nrt_model *model)
 {
     if (argc > 0 && argv[0]) {
@@ -999,30 +1038,38 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
     if (strcmp(cmd, "train") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_train,
                         "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
-                        "--patience --quiet ",
+                        "--patience --device --quiet ",
                         &o);
         if (rc)
+            return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o)))
             return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_train(model, &o);
     }
     if (strcmp(cmd, "eval") == 0) {
-        rc = parse_opts(argc - 2, argv + 2, usage_eval, "--load --test --batch --threads ", &o);
+        rc = parse_opts(argc - 2, argv + 2, usage_eval, "--load --test --batch --threads --device ", &o);
         if (rc)
+            return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o)))
             return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_eval(model, &o);
     }
     if (strcmp(cmd, "predict") == 0) {
-        rc = parse_opts(argc - 2, argv + 2, usage_predict, "--load --threads INPUT ", &o);
+        rc = parse_opts(argc - 2, argv + 2, usage_predict, "--load --threads --device INPUT ", &o);
         if (rc)
+            return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o)))
             return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_predict(model, &o);
     }
     if (strcmp(cmd, "info") == 0) {
-        rc = parse_opts(argc - 2, argv + 2, usage_info, "", &o);
+        rc = parse_opts(argc - 2, argv + 2, usage_info, "--device ", &o);
         if (rc)
+            return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o)))
             return rc < 0 ? 0 : rc;
         return cmd_info(model);
     }

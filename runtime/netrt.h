@@ -3,7 +3,10 @@
  * files: errors and allocation (alloc.c), dtypes and arrays (array.c), the Philox
  * random generator (rng.c), data loaders for IDX, CSV and .npy plus datasets and
  * batching (data.c), PGM and PNG images (image.c), safetensors checkpoints
- * (safetensors.c), the thread pool (threads.c) and the heavy kernels (kernels.c). */
+ * (safetensors.c), compiled models (program.c), the thread pool (threads.c), the
+ * heavy kernels (kernels.c), the training driver (driver.c) and the OpenCL device
+ * layer (cl.c, in the separate library libnetrt_cl.a so that C-target programs
+ * need no libOpenCL). */
 #ifndef NETRT_H
 #define NETRT_H
 
@@ -398,6 +401,15 @@ struct nrt_output_desc {
     int64_t dims[NRT_MAX_RANK];    /* extents; NRT_DIM_N for the batch dim */
 };
 
+/* The OpenCL kernels of a model built with --target=opencl: one OpenCL C 1.2
+ * program whose kernels the generated host code launches by index
+ * (nrt_cl_launch). The C target leaves struct nrt_model's cl NULL. */
+struct nrt_cl_program {
+    const char *source;               /* the program's OpenCL C source */
+    int n_kernels;                    /* kernels in it */
+    const char *const *kernel_names;  /* their names; nrt_cl_launch's kernel indexes this */
+};
+
 struct nrt_ctx;
 /* A generated entry point: runs the function for a batch of n (1 <= n <=
  * ctx->max_n) items, leaving its outputs in ctx->out[]. */
@@ -447,7 +459,10 @@ struct nrt_model {
     const struct nrt_layer_desc *layers;   /* the forward entry point's layers */
     double train_flops;                    /* first training entry point: FLOPs per item */
     double train_flops_fixed;              /* and per step, not scaling with the batch */
+    const struct nrt_cl_program *cl;       /* OpenCL kernels; NULL: C target */
 };
+
+struct nrt_cl; /* an open OpenCL device and its arena (opaque, runtime/cl.c) */
 
 /* The running state of a model: buffers, workspace, outputs of the last run. */
 struct nrt_ctx {
@@ -461,6 +476,14 @@ struct nrt_ctx {
     void *out[NRT_MAX_OUTPUTS];    /* outputs of the last run */
     int failed;                    /* the last run stopped on a data error */
     char err[256];                 /* its message */
+    /* OpenCL models only (model->cl set): the device holds one arena of f32/i32
+     * elements, every buffer (inputs for max_n items) and then the workspace. */
+    struct nrt_cl *cl;             /* the open device; NULL on the C target */
+    int64_t *buf_off;              /* per buffer: element offset in the arena */
+    int64_t ws_off;                /* element offset of the workspace in the arena */
+    int host_dirty;                /* host copies of params/state are newer (init, reset,
+                                      checkpoint load, learning-rate writes) */
+    int dev_dirty;                 /* device copies are newer (after a train-mode entry) */
 };
 
 /* Elements of a buffer or output with the batch dim set to n. */
@@ -476,9 +499,14 @@ int nrt_model_buffer(const struct nrt_model *m, const char *name);
 int nrt_entry_output(const struct nrt_entry_desc *e, const char *name);
 
 /* Allocates buffers for batches of up to max_n and the workspace, and
- * initialises parameters and state from seed. */
+ * initialises parameters and state from seed. On a model with ->cl it also
+ * opens the OpenCL device (nrt_ctx_device_set's spec, else the environment's
+ * NETC_DEVICE, else the first GPU, else the first device), builds the
+ * runtime's and the model's kernels (through the binary cache) and allocates
+ * the device arena; a missing OpenCL driver or device is an error whose
+ * message says how to install one. */
 int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed);
-/* Re-initialises parameters and state from seed. */
+/* Re-initialises parameters and state from seed (sets host_dirty). */
 void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed);
 void nrt_ctx_free(struct nrt_ctx *ctx);
 /* Runs entry point e for a batch of n; NRT_ERR_RANGE with the message set when
@@ -487,11 +515,22 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n);
 /* Called by generated code on bad data: records the message, sets failed. */
 void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...) NRT_PRINTF(2, 3);
 
+/* The device that later nrt_ctx_init calls open for OpenCL models: "P:D"
+ * (platform and device index as `--device list` prints them), or a substring
+ * of "platform / device" names (any case); NULL: NETC_DEVICE, else the
+ * default. The string is not copied. */
+void nrt_ctx_device_set(const char *spec);
+/* Downloads every parameter and state buffer from the device when it holds
+ * newer copies (dev_dirty), so the host buffers can be read or saved; a no-op
+ * on the C target. Sets ctx->failed on a device error. */
+void nrt_ctx_sync(struct nrt_ctx *ctx);
+
 /* Saves every parameter and state buffer plus metadata (model name, layout
  * hash, step, epoch) as safetensors, atomically. */
 int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path);
 /* Loads a checkpoint written by nrt_ckpt_save for the same model: the layout
- * hash, every tensor's dtype and shape are checked before anything is copied. */
+ * hash, every tensor's dtype and shape are checked before anything is copied.
+ * On an OpenCL model, call nrt_ctx_sync before saving; loading sets host_dirty. */
 int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path);
 
 /* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0. */
@@ -616,6 +655,76 @@ const char *nrt_blas_core(void);
 /* Sets the thread count of both OpenBLAS and the runtime's pool
  * (nrt_threads_set) now; <= 0 leaves both at their defaults. */
 void nrt_blas_threads(int threads);
+
+/* ---------------------------------------------- OpenCL device layer (cl.c) -- */
+/* In libnetrt_cl.a (link it before libnetrt.a, with -lOpenCL). Addresses on the
+ * device are ELEMENT offsets (4-byte units) into the context's arena; every
+ * kernel takes the arena as its first argument `__global float *A` and reads
+ * i32 data through `(__global int *)A`. An OpenCL failure records a message
+ * ("OpenCL: clEnqueueNDRangeKernel(k_3): CL_OUT_OF_RESOURCES") with
+ * nrt_ctx_fail and makes every later call a no-op that sets ctx->failed again.
+ * Environment: NETC_DEVICE (the default device), NETC_CL_CACHE=0 (no binary
+ * cache), NETC_CL_PROFILE=1 (time every kernel on the device, waiting for each,
+ * and print the totals per kernel name to stderr when the context is freed),
+ * NETC_CL_GEMM=vw,wm,rx,ry,tk (SGEMM tiles, for tuning). */
+
+/* Prints the OpenCL devices, one line each:
+ * `P:D  platform / device (type, N compute units, M MiB global memory)`.
+ * Returns NRT_OK, or an error (no OpenCL driver) with the message set. */
+int nrt_cl_device_list(void);
+/* Blocking copies between host memory and the arena at element offset off. */
+void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes);
+void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes);
+/* Uploads every parameter and state buffer when host_dirty, then clears it. */
+void nrt_cl_upload_state(struct nrt_ctx *ctx);
+
+/* One kernel argument for nrt_cl_launch. */
+enum nrt_cl_arg_kind {
+    NRT_CL_ARENA, /* the arena (__global float *) */
+    NRT_CL_LONG,  /* i as a cl_long (long in OpenCL C) */
+    NRT_CL_INT,   /* i as a cl_int */
+    NRT_CL_FLOAT  /* f as a cl_float */
+};
+struct nrt_cl_arg {
+    int kind;  /* an nrt_cl_arg_kind */
+    int64_t i; /* LONG and INT */
+    double f;  /* FLOAT */
+};
+/* Enqueues kernel `kernel` (an index into the model's kernel_names) over a
+ * dims-dimensional range; local NULL lets the runtime choose. Global sizes
+ * are rounded up to a multiple of local, so kernels guard their index. */
+void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
+                   int nargs, const struct nrt_cl_arg *args);
+
+/* The library kernels, on arena offsets, with the semantics of the CPU
+ * versions above (kernels.c is the reference). GEMM is tiled in local memory
+ * with tile sizes chosen from the device's limits; the convolutions use at
+ * most nrt_conv_scratch(c) floats of scratch. */
+void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t a,
+                  int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc);
+void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
+                   int64_t scratch);
+void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w, int64_t dx,
+                              int64_t scratch);
+void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy, int64_t dw,
+                               int64_t scratch);
+void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y);
+void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx);
+void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y);
+void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t dy, int64_t dx);
+void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
+                       int64_t x, int64_t y);
+void nrt_cl_upsample2d_grad(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
+                            int64_t dy, int64_t dx);
+
+/* Waits until the device has finished everything enqueued. */
+void nrt_cl_finish(struct nrt_ctx *ctx);
+/* 1 when the last nrt_ctx_init built a program from source, 0 when every
+ * program came from the binary cache ($XDG_CACHE_HOME/netc/cl or
+ * ~/.cache/netc/cl; NETC_CL_CACHE=0 turns it off). */
+int nrt_cl_built_from_source(const struct nrt_ctx *ctx);
+/* "platform / device" of the open device ("" on the C target). */
+const char *nrt_cl_device_name(const struct nrt_ctx *ctx);
 
 /* ------------------------------------------------------ the driver (driver.c) -- */
 

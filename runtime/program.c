@@ -2,7 +2,8 @@
  * look-ups and the layout hash, the context (every buffer and the workspace,
  * allocated once for the largest batch), parameter initialisation from the
  * seeded Philox generator, running an entry point, and checkpoints (safetensors
- * with the model's name, layout hash, step and epoch as metadata). */
+ * with the model's name, layout hash, step and epoch as metadata). OpenCL
+ * models also get the device arena's layout here and their device from cl.c. */
 #include "runtime/internal.h"
 
 #include <stdarg.h>
@@ -116,6 +117,58 @@ void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed)
         buffer_init(ctx, i, seed);
     ctx->step = 0;
     ctx->epoch = 0;
+    ctx->host_dirty = 1;
+    ctx->dev_dirty = 0;
+}
+
+/* The device of OpenCL models: set by the driver's --device, else NULL. */
+static const char *device_spec;
+
+void nrt_ctx_device_set(const char *spec) { device_spec = spec; }
+
+/* Element offsets in the device arena, 16 elements (64 bytes) apart at least:
+ * every buffer with inputs for max_n items, then the workspace. Returns the
+ * arena's size in elements, or -1 without memory. */
+static int64_t arena_layout(struct nrt_ctx *ctx)
+{
+    const struct nrt_model *m = ctx->model;
+    ctx->buf_off = nrt_alloc_zero(sizeof *ctx->buf_off * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
+    if (!ctx->buf_off)
+        return -1;
+    int64_t at = 0;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        ctx->buf_off[i] = at;
+        int64_t bytes = nrt_desc_count(b->rank, b->dims, ctx->max_n) * (int64_t)nrt_dtype_size(b->dtype);
+        at += ((bytes + 63) / 64) * 16;
+    }
+    ctx->ws_off = at;
+    return at + (((int64_t)ctx->ws_bytes + 63) / 64) * 16;
+}
+
+/* Opens the OpenCL device of an OpenCL model (libnetrt_cl.a, linked weakly). */
+int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) NRT_CL_WEAK;
+void nrt_cl_ctx_close(struct nrt_ctx *ctx) NRT_CL_WEAK;
+void nrt_cl_ctx_download_state(struct nrt_ctx *ctx) NRT_CL_WEAK;
+
+static int ctx_open_device(struct nrt_ctx *ctx)
+{
+    if (!nrt_cl_ctx_open)
+        return nrt_error_set(NRT_ERR_ARG, "model '%s' was built for OpenCL but linked without libnetrt_cl.a",
+                             ctx->model->name);
+    int64_t elems = arena_layout(ctx);
+    if (elems < 0)
+        return NRT_ERR_NOMEM;
+    const char *spec = device_spec ? device_spec : getenv("NETC_DEVICE");
+    return nrt_cl_ctx_open(ctx, spec && *spec ? spec : NULL, elems);
+}
+
+void nrt_ctx_sync(struct nrt_ctx *ctx)
+{
+    if (ctx->cl && ctx->dev_dirty && nrt_cl_ctx_download_state) {
+        nrt_cl_ctx_download_state(ctx);
+        ctx->dev_dirty = 0;
+    }
 }
 
 int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed)
@@ -147,11 +200,21 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
         return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the %zu-byte workspace", ctx->ws_bytes);
     }
     nrt_ctx_reset(ctx, seed);
+    if (m->cl) {
+        int rc = ctx_open_device(ctx);
+        if (rc) {
+            nrt_ctx_free(ctx);
+            return rc;
+        }
+    }
     return NRT_OK;
 }
 
 void nrt_ctx_free(struct nrt_ctx *ctx)
 {
+    if (ctx->cl && nrt_cl_ctx_close)
+        nrt_cl_ctx_close(ctx);
+    nrt_free(ctx->buf_off);
     if (ctx->buf)
         for (int i = 0; i < ctx->model->n_buffers; i++)
             nrt_free(ctx->buf[i]);
@@ -180,6 +243,8 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
     ctx->failed = 0;
     ctx->err[0] = '\0';
     ent->run(ctx, n);
+    if (ctx->failed && ctx->cl && strncmp(ctx->err, "OpenCL", 6) == 0)
+        return nrt_error_set(NRT_ERR_IO, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed)
         return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
     return NRT_OK;
@@ -283,6 +348,8 @@ int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path)
         const char *epoch = nrt_st_reader_meta_get(&r, "netc.epoch");
         ctx->step = step ? strtoull(step, NULL, 10) : 0;
         ctx->epoch = epoch ? strtoll(epoch, NULL, 10) : 0;
+        ctx->host_dirty = 1;
+        ctx->dev_dirty = 0;
     }
     nrt_st_reader_free(&r);
     return rc;

@@ -2,6 +2,8 @@
 # scripts/setup.sh -- install what netc needs on a Debian 12 machine, then configure
 # and build it into build/. Installs only the packages that are missing; safe to
 # run again. Usage: bash scripts/setup.sh [BUILD_TYPE]   (default RelWithDebInfo)
+# NETC_BENCH=1 also installs what only the benchmarks use: CLBlast, the
+# yardstick of bench/cl_gemm (built into build/bench/ when it is found).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,7 @@ packages=(
   graphviz                                  # renders `netc dump --format=dot` in tests
   dataset-fashion-mnist                     # the real data set of the examples
 )
+if [ "${NETC_BENCH:-0}" = 1 ]; then packages+=(libclblast-dev); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

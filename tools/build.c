@@ -27,6 +27,11 @@
 #ifndef NETC_RUNTIME_LDFLAGS
 #define NETC_RUNTIME_LDFLAGS ""
 #endif
+/* libnetrt_cl.a, the OpenCL device layer, for --target=opencl ("" when netc was
+ * built without OpenCL). */
+#ifndef NETC_RUNTIME_CL_LIB
+#define NETC_RUNTIME_CL_LIB ""
+#endif
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
@@ -42,7 +47,9 @@ static const char usage_build[] =
     "\n"
     "  -o PROGRAM        the program to write (default: the model's name)\n"
     "  -O0 -O1 -O2 -O3   optimisation level for the C compiler (default -O3 -march=native)\n"
-    "  --target=c        the backend (only c so far)\n"
+    "  --target=T        the backend: c (default; OpenBLAS on the CPU) or opencl\n"
+    "                    (OpenCL kernels run on a device chosen at run time with\n"
+    "                    `PROGRAM train --device ...`; links libnetrt_cl.a -lOpenCL)\n"
     "  --cc=CC           the C compiler (default: $CC, else cc)\n"
     "  --cflags=FLAGS    extra flags for the C compiler, space-separated\n"
     "  --keep            keep the generated C (its path is printed)\n"
@@ -50,14 +57,16 @@ static const char usage_build[] =
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_emit[] =
-    "usage: netc emit FILE.net --target=c -o DIR/\n"
+    "usage: netc emit FILE.net [--target=c|opencl] -o DIR/\n"
     "\n"
     "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
     "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
     "  cc -O3 DIR/MODEL.c -IDIR libnetrt.a -lopenblas -lpng -lz -lm -lpthread\n"
+    "With --target=opencl, MODEL.c embeds its OpenCL C kernels as a string; compile\n"
+    "  cc -O3 DIR/MODEL.c -IDIR libnetrt_cl.a libnetrt.a -lOpenCL -lopenblas -lpng -lz -lm -lpthread\n"
     "\n"
     "  -o DIR            output directory (default: .)\n"
-    "  --target=c        the backend (only c so far)\n"
+    "  --target=T        the backend: c (default) or opencl\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --verify          run the IR verifier after every pass\n";
 
@@ -68,7 +77,7 @@ static const char usage_run[] =
     "keyed by the file's contents, netc's version and the build flags) unless it is\n"
     "there already, then run it with ARGS (default: train).\n"
     "\n"
-    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=c, --no-fuse   as for `netc build`\n";
+    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=T, --no-fuse   as for `netc build`\n";
 
 struct build_opts {
     const char *file;    /* the .net file */
@@ -76,6 +85,7 @@ struct build_opts {
     const char *cc;      /* --cc */
     const char *cflags;  /* --cflags */
     const char *olevel;  /* "-O3" */
+    const struct cg_target *target; /* --target (default c) */
     bool keep;           /* --keep */
     bool verify;         /* --verify */
     bool no_fuse;        /* --no-fuse */
@@ -106,6 +116,7 @@ static void user_error(const char *cmd, const char *fmt, ...) {
 static int parse(const char *cmd, const char *usage, int argc, char **argv, struct build_opts *o) {
     memset(o, 0, sizeof *o);
     o->olevel = "-O3";
+    o->target = &cg_target_c;
     o->rest = argc;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -122,8 +133,9 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
             }
             o->out = argv[i];
         } else if (strncmp(a, "--target=", 9) == 0) {
-            if (!cg_target_find(a + 9)) {
-                usage_error(cmd, "unknown target '%s' (targets: c)", a + 9);
+            o->target = cg_target_find(a + 9);
+            if (!o->target) {
+                usage_error(cmd, "unknown target '%s' (targets: c, opencl)", a + 9);
                 return EXIT_USAGE;
             }
         } else if (strcmp(cmd, "emit") != 0 && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 ||
@@ -171,8 +183,9 @@ static struct ir_module *compile_module(const struct build_opts *o) {
     return m;
 }
 
-/* Writes the C of m to path atomically. */
-static bool write_c(const char *cmd, const struct ir_module *m, const char *path, const char *version) {
+/* Writes the C of m for target t to path atomically. */
+static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_module *m, const char *path,
+                    const char *version) {
     char tmp[2 * PATH_MAX_];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
@@ -181,7 +194,7 @@ static bool write_c(const char *cmd, const struct ir_module *m, const char *path
         return false;
     }
     struct cg_options copt = {version, true};
-    bool ok = cg_target_c.emit(m, f, &copt);
+    bool ok = t->emit(m, f, &copt);
     if (fclose(f) != 0) ok = false;
     if (ok && rename(tmp, path) != 0) {
         user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
@@ -280,6 +293,14 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     snprintf(inc, sizeof inc, "-I%s", NETC_RUNTIME_INCLUDE);
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
+    bool cl = o->target == &cg_target_opencl;
+    if (cl && (!*NETC_RUNTIME_CL_LIB || access(NETC_RUNTIME_CL_LIB, R_OK) != 0)) {
+        user_error(cmd, "--target=opencl needs libnetrt_cl.a%s%s, which this netc was built without: install the "
+                        "OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers) and "
+                        "rebuild netc",
+                   *NETC_RUNTIME_CL_LIB ? " at " : "", NETC_RUNTIME_CL_LIB);
+        return false;
+    }
     char *argv[160];
     int n = 0;
     argv[n++] = (char *)o->cc;
@@ -291,8 +312,10 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
+    if (cl) argv[n++] = NETC_RUNTIME_CL_LIB;
     argv[n++] = NETC_RUNTIME_LIB;
     n += split_flags(ldflags, argv + n, 16);
+    if (cl) argv[n++] = "-lOpenCL";
     argv[n++] = "-lopenblas";
     argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
     argv[n++] = "-lz";
@@ -321,7 +344,7 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
         return false;
     }
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
-    bool ok = write_c(cmd, m, csrc, version) && compile_c(cmd, o, csrc, out);
+    bool ok = write_c(cmd, o->target, m, csrc, version) && compile_c(cmd, o, csrc, out);
     if (o->keep) {
         fprintf(stderr, "netc %s: generated C kept in %s\n", cmd, csrc);
     } else {
@@ -333,6 +356,24 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
 
 /* ------------------------------------------------------------- commands */
 
+bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version) {
+    struct build_opts o;
+    memset(&o, 0, sizeof o);
+    o.file = file;
+    o.olevel = "-O2";
+    o.target = cg_target_find(target);
+    o.cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+    if (!o.target) {
+        user_error(cmd, "unknown target '%s' (targets: c, opencl)", target);
+        return false;
+    }
+    struct ir_module *m = compile_module(&o);
+    if (!m) return false;
+    bool ok = build_to(cmd, &o, m, out, version);
+    ir_module_free(m);
+    return ok;
+}
+
 int build_cmd_emit(int argc, char **argv, const char *version) {
     struct build_opts o;
     int st = parse("emit", usage_emit, argc, argv, &o);
@@ -343,7 +384,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
-    bool ok = make_dirs("emit", dir) && write_c("emit", m, csrc, version) &&
+    bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version) &&
               copy_file("emit", NETC_RUNTIME_INCLUDE "/netrt.h", hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
@@ -394,8 +435,11 @@ int build_cmd_run(int argc, char **argv, const char *version) {
      * programs an older one generated. */
     struct stat self;
     long long self_mtime = stat("/proc/self/exe", &self) == 0 ? (long long)self.st_mtime : 0;
-    snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d", version, o.cc, o.olevel, o.cflags ? o.cflags : "",
-             NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse);
+    struct stat cl_lib;
+    long long cl_mtime = *NETC_RUNTIME_CL_LIB && stat(NETC_RUNTIME_CL_LIB, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
+    snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d|%s|%lld", version, o.cc, o.olevel,
+             o.cflags ? o.cflags : "", NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
+             cl_mtime);
     fnv(&h, buf, strlen(buf));
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[PATH_MAX_], prog[PATH_MAX_ + 160];

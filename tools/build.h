@@ -5,11 +5,18 @@
 #ifndef NETC_TOOLS_BUILD_H
 #define NETC_TOOLS_BUILD_H
 
+#include <stdbool.h>
+
 /* Each takes the arguments after the command name and netc's version string;
  * returns the exit status (0, 1 user error, 2 usage error). build_cmd_run
  * returns only on failure: on success it execs the program. */
 int build_cmd_emit(int argc, char **argv, const char *version);
 int build_cmd_build(int argc, char **argv, const char *version);
 int build_cmd_run(int argc, char **argv, const char *version);
+
+/* Builds FILE.net for `target` ("c" or "opencl") into program `out` with the
+ * default pipeline and flags (-O2, $CC); errors are reported as `netc CMD: ...`.
+ * For netc check --backends. */
+bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version);
 
 #endif

@@ -5,6 +5,8 @@
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "codegen/codegen.h"
+#include "tools/backends.h"
 #include "tools/build.h"
 #include "tools/gradcheck.h"
 
@@ -66,6 +68,7 @@ static const char usage_opt[] =
 
 static const char usage_check[] =
     "usage: netc check FILE.net [--verify] [--gradcheck [--batch N] [--seed S] [--samples K]]\n"
+    "       netc check FILE.net --backends=c,opencl [--seed S] [--rtol=R] [--atol=A] [-- TRAIN ARGS...]\n"
     "\n"
     "Parse FILE.net, lower it to IR, run the pipeline and verify the result.\n"
     "Prints a one-line summary; exit status 1 on any error in the file.\n"
@@ -83,7 +86,23 @@ static const char usage_check[] =
     "                error per parameter; exit status 1 if any is over 1e-4\n"
     "  --batch N     batch size of the random data (default 4)\n"
     "  --seed S      seed of the random data and parameters (default 1)\n"
-    "  --samples K   elements checked per parameter (default 8)\n";
+    "  --samples K   elements checked per parameter (default 8)\n"
+    "  --backends=A,B  build the model for backends A (the reference) and B, run\n"
+    "                `PROGRAM train --max-steps 1 --epochs 1 --seed S` with each\n"
+    "                (same initial weights, same first batch; TRAIN ARGS after --\n"
+    "                are added, e.g. --data/--test files; the test set is evaluated\n"
+    "                after the step), and print for every parameter and state\n"
+    "                tensor of the two checkpoints and every metric of the step\n"
+    "                (loss, accuracy, test loss and accuracy) the largest absolute\n"
+    "                and relative difference. Exit status 1 when some element\n"
+    "                differs by more than A + R * max(|a|, |b|)\n"
+    "  --rtol=R --atol=A  the tolerance of --backends (default R 1e-3, A 1e-5). One\n"
+    "                step of f32 arithmetic in another summation order (GEMM tiles,\n"
+    "                tree reductions) moves most values by ~1e-6 relative, but long\n"
+    "                sums with cancellation (weight gradients of convolutions over\n"
+    "                large batches) move by up to ~1e-3, and Adam's first update\n"
+    "                (m / sqrt(v), about lr * sign(g)) turns gradients that are 0\n"
+    "                up to rounding (a bias before batch normalization) into +-lr\n";
 
 /* ------------------------------------------------------------- helpers */
 
@@ -386,8 +405,9 @@ static bool check_int(const char *flag, const char *val, int64_t max, int64_t *o
 }
 
 /* Take check's own flags (--gradcheck, --batch, --seed, --samples) out of argv,
- * leaving the rest for parse_flags. Returns 0, or an exit status. */
-static int check_flags(int *argc, char **argv, bool *gradcheck, struct gradcheck_options *gc) {
+ * leaving the rest for parse_flags; --seed also goes with --backends. Returns 0,
+ * or an exit status. */
+static int check_flags(int *argc, char **argv, bool backends, bool *gradcheck, struct gradcheck_options *gc) {
     static const char *const valued[] = {"--batch", "--seed", "--samples"};
     const char *given = NULL; /* the last of them given */
     int k = 0;
@@ -422,8 +442,61 @@ static int check_flags(int *argc, char **argv, bool *gradcheck, struct gradcheck
         given = valued[which];
     }
     *argc = k;
-    if (given && !*gradcheck) {
+    if (given && !*gradcheck && !(backends && strcmp(given, "--seed") == 0)) {
         usage_error("check", "%s is an option of --gradcheck", given);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Takes `--backends=A,B` out of argv and everything after `--` (the programs'
+ * arguments). Returns 0, or an exit status. */
+static int backends_flags(int *argc, char **argv, bool *on, struct backends_options *bo) {
+    static char list[256];
+    const char *tol_given = NULL;
+    int k = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            bo->args = argv + i + 1;
+            bo->nargs = *argc - i - 1;
+            break;
+        }
+        if (strncmp(argv[i], "--rtol=", 7) == 0 || strncmp(argv[i], "--atol=", 7) == 0) {
+            char *end;
+            errno = 0;
+            double v = strtod(argv[i] + 7, &end);
+            if (errno || end == argv[i] + 7 || *end || !(v >= 0) || v > 1e30) {
+                usage_error("check", "%.6s needs a non-negative number, got '%s'", argv[i], argv[i] + 7);
+                return EXIT_USAGE;
+            }
+            *(argv[i][2] == 'r' ? &bo->rtol : &bo->atol) = v;
+            tol_given = argv[i];
+            continue;
+        }
+        if (strncmp(argv[i], "--backends=", 11) != 0) {
+            argv[k++] = argv[i];
+            continue;
+        }
+        snprintf(list, sizeof list, "%s", argv[i] + 11);
+        char *comma = strchr(list, ',');
+        if (comma) *comma = '\0';
+        bo->targets[0] = list;
+        bo->targets[1] = comma ? comma + 1 : "";
+        for (int t = 0; t < 2; t++)
+            if (!cg_target_find(bo->targets[t])) {
+                usage_error("check", "unknown backend '%s' in --backends (backends: c, opencl)", bo->targets[t]);
+                return EXIT_USAGE;
+            }
+        if (strcmp(bo->targets[0], bo->targets[1]) == 0 || strchr(bo->targets[1], ',')) {
+            usage_error("check", "--backends takes two different backends, e.g. --backends=c,opencl");
+            return EXIT_USAGE;
+        }
+        *on = true;
+    }
+    *argc = k;
+    if ((bo->nargs || tol_given) && !*on) {
+        usage_error("check", "%s %s for --backends", tol_given ? tol_given : "arguments after --",
+                    tol_given ? "is an option" : "are");
         return EXIT_USAGE;
     }
     return 0;
@@ -431,9 +504,11 @@ static int check_flags(int *argc, char **argv, bool *gradcheck, struct gradcheck
 
 static int cmd_check(int argc, char **argv) {
     struct flags fl;
-    bool gradcheck = false;
+    bool gradcheck = false, backends = false;
     struct gradcheck_options gc = {4, 1, 8};
-    int st = check_flags(&argc, argv, &gradcheck, &gc);
+    struct backends_options bo = {{NULL, NULL}, 0, 1e-3, 1e-5, 0, NULL};
+    int st = backends_flags(&argc, argv, &backends, &bo);
+    if (!st) st = check_flags(&argc, argv, backends, &gradcheck, &gc);
     if (!st) st = parse_flags("check", usage_check, "--verify", argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = fe_load(fl.file);
@@ -461,6 +536,10 @@ static int cmd_check(int argc, char **argv) {
         m = fe_load(fl.file);
         ok = m && gradcheck_run(m, &gc, stdout);
         if (m) ir_module_free(m);
+    }
+    if (ok && backends) {
+        bo.seed = gc.seed;
+        ok = backends_check(fl.file, &bo, NETC_VERSION);
     }
     return ok ? 0 : EXIT_USER;
 }

@@ -1,0 +1,295 @@
+/* codegen/cl_emit.c -- the OpenCL backend's frame (--target=opencl). It reuses
+ * the C backend's memory plan (cgc_layout: the same slots, so the same workspace
+ * sizes in the descriptor) and kernel formation, and prints one host C function
+ * per entry point: upload the inputs it reads and the state, then per node one
+ * kernel launch or runtime library call (cl_ops.c), device copies for the
+ * assignments, downloads of the outputs into host staging (ctx->ws at the slot's
+ * own offset) and dev_dirty after a training step. The OpenCL C program of all
+ * entry points is embedded as a string literal with its kernel names
+ * (`cl_program`, the descriptor's last field). Kernels the backend does not fuse
+ * are emitted node by node. */
+#include "codegen/codegen.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------- checks */
+
+static bool check_module(const struct ir_module *m) {
+    bool ok = true;
+    for (size_t i = 0; i < vec_len(m->buffers); i++) {
+        const struct ir_buffer *b = &m->buffers[i];
+        if (b->type.dtype != DT_F32 && b->type.dtype != DT_I32) {
+            diag_error(b->loc, "the OpenCL backend supports f32 and i32 buffers, not %s", dtype_name(b->type.dtype));
+            ok = false;
+        }
+        if (b->kind != BUF_INPUT && shape_has_n(&b->type.shape)) {
+            diag_error(b->loc, "parameter or state buffer '%s' cannot have the batch dim N", b->name);
+            ok = false;
+        }
+    }
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        const struct ir_func *f = m->funcs[e];
+        if (vec_len(f->outputs) > 64) {
+            diag_error(f->loc, "entry point '%s' has %zu outputs; the runtime takes at most 64", f->name,
+                       vec_len(f->outputs));
+            ok = false;
+        }
+        for (int id = 0; id < ir_func_len(f); id++) {
+            const struct ir_node *n = &f->nodes[id];
+            if (n->type.dtype != DT_F32 && n->type.dtype != DT_I32) {
+                diag_error(n->loc, "the OpenCL backend supports f32 and i32 values, not %s", dtype_name(n->type.dtype));
+                ok = false;
+            }
+        }
+    }
+    return ok;
+}
+
+/* A copy of f whose kernels this backend does not fuse are split back into
+ * single nodes (the node array is copied; everything else is shared). */
+static struct ir_func split_unsupported(const struct ir_func *f) {
+    struct ir_func g = *f;
+    g.nodes = NULL;
+    int len = ir_func_len(f);
+    for (int id = 0; id < len; id++) vec_push(g.nodes, f->nodes[id]);
+    for (int id = 0; id < len; id++) {
+        int kn = f->nodes[id].kernel;
+        if (kn <= 0 || clc_kernel_supported(f, kn)) continue;
+        for (int j = 0; j < len; j++)
+            if (g.nodes[j].kernel == kn) g.nodes[j].kernel = 0;
+    }
+    return g;
+}
+
+/* -------------------------------------------------------------- entries */
+
+/* The node a value's storage belongs to (through aliases). */
+static int storage_of(const struct cgc *c, int id) {
+    while (c->vals[id].alias >= 0) id = c->vals[id].alias;
+    return id;
+}
+
+/* The host expression of a slot's element offset in the arena. */
+static void slot_off(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
+    if (per_n) snprintf(buf, len, "W + %zu + %zu * mn", c->fixed_total / 4, off / 4);
+    else snprintf(buf, len, "W + %zu", off / 4);
+}
+
+/* The host expression of a slot's byte offset in ctx->ws (output staging). */
+static void slot_bytes(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
+    if (per_n) snprintf(buf, len, "%zu + %zu * (size_t)mn", c->fixed_total, off);
+    else snprintf(buf, len, "%zu", off);
+}
+
+static void node_comment(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    char line[256], ty[TYPE_STR_MAX];
+    int at = snprintf(line, sizeof line, "%%%d = %s", id, op_info[n->op].name);
+    for (int a = 0; a < n->nargs && at < (int)sizeof line - 16; a++)
+        at += snprintf(line + at, sizeof line - (size_t)at, "%s%%%d", a ? ", " : "(", n->args[a]);
+    if (n->nargs && at < (int)sizeof line - 2) at += snprintf(line + at, sizeof line - (size_t)at, ")");
+    if (at < (int)sizeof line - 4) snprintf(line + at, sizeof line - (size_t)at, " : %s", type_str(&n->type, ty, sizeof ty));
+    cgc_emit(c, "/* %s */", line);
+}
+
+/* Declares o<id> (and the scratch s<sid>) for node id. */
+static void declare(struct cgc *c, int id, const struct cgc_kernel *kn) {
+    const struct cgc_val *v = &c->vals[id];
+    char where[128];
+    if (v->buffer >= 0) cgc_emit(c, "const int64_t o%d = ctx->buf_off[%d];", id, v->buffer);
+    else if (v->alias >= 0) cgc_emit(c, "const int64_t o%d = o%d;", id, v->alias);
+    else {
+        slot_off(c, v->per_n, v->off, where, sizeof where);
+        cgc_emit(c, "const int64_t o%d = %s;", id, where);
+    }
+    if (v->uses == 0) cgc_emit(c, "(void)o%d;", id);
+    int sid = kn ? kn->head : id;
+    if (kn && kn->head >= 0) cgc_emit(c, "const int64_t o%d = o%d; /* the head computes into the root */", kn->head, id);
+    if (sid >= 0 && c->vals[sid].scratch > 0) {
+        const struct ir_node *sn = cgc_node(c, sid);
+        bool conv = sn->op == OP_CONV2D || sn->op == OP_CONV2D_GRAD_INPUT || sn->op == OP_CONV2D_GRAD_WEIGHT ||
+                    sn->op == OP_CONV_TRANSPOSE2D;
+        if (conv) {
+            slot_off(c, c->vals[sid].scratch_n, c->vals[sid].scratch_off, where, sizeof where);
+            cgc_emit(c, "const int64_t s%d = %s;", sid, where);
+        }
+    }
+}
+
+/* Uploads the model inputs f reads, n items each. */
+static void upload_inputs(struct cgc *c) {
+    const struct ir_module *m = c->m;
+    for (size_t b = 0; b < vec_len(m->buffers); b++) {
+        const struct ir_buffer *buf = &m->buffers[b];
+        bool reads = false;
+        for (int id = 0; id < ir_func_len(c->f) && !reads && buf->kind == BUF_INPUT; id++)
+            reads = c->f->nodes[id].op == OP_INPUT && strcmp(c->f->nodes[id].sym, buf->name) == 0;
+        if (!reads) continue;
+        char cnt[CGC_XSTR_MAX];
+        cgc_emit(c, "nrt_cl_upload(ctx, ctx->buf_off[%zu], ctx->buf[%zu], sizeof(%s) * (size_t)(%s));", b, b,
+                 cgc_ctype(buf->type.dtype), cgc_xstr(cgc_count(&buf->type.shape), cnt, sizeof cnt));
+    }
+}
+
+/* Assigned values into their buffers (on the device, after every kernel), and
+ * the outputs down into host memory. */
+static void emit_epilogue(struct clc *k) {
+    struct cgc *c = &k->c;
+    const struct ir_func *f = c->f;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        const struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_ASSIGN) continue;
+        int b = cgc_buffer_index(c->m, n->sym);
+        char cnt[CGC_XSTR_MAX];
+        cgc_emit(c, "if (o%d != ctx->buf_off[%d]) {", id, b);
+        cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, ctx->buf_off[%d], 0}, "
+                    "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
+                 b, id, cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
+        cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
+        cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
+        cgc_emit(c, "}");
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++) {
+        int id = f->outputs[o].value, s = storage_of(c, id);
+        const struct ir_node *n = &f->nodes[id];
+        const struct cgc_val *v = &c->vals[s];
+        char cnt[CGC_XSTR_MAX], where[128];
+        cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
+        if (v->buffer >= 0 && c->m->buffers[v->buffer].kind == BUF_INPUT) {
+            cgc_emit(c, "ctx->out[%zu] = ctx->buf[%d];", o, v->buffer);
+            continue;
+        }
+        if (v->buffer >= 0) { /* a parameter or state buffer: its host copy becomes the device's */
+            cgc_emit(c, "nrt_cl_download(ctx, o%d, ctx->buf[%d], sizeof(%s) * (size_t)(%s));", id, v->buffer,
+                     cgc_ctype(n->type.dtype), cnt);
+            cgc_emit(c, "ctx->out[%zu] = ctx->buf[%d];", o, v->buffer);
+            continue;
+        }
+        slot_bytes(c, v->per_n, v->off, where, sizeof where);
+        cgc_emit(c, "nrt_cl_download(ctx, o%d, ws + %s, sizeof(%s) * (size_t)(%s));", id, where,
+                 cgc_ctype(n->type.dtype), cnt);
+        cgc_emit(c, "ctx->out[%zu] = ws + %s;", o, where);
+    }
+    if (f->mode == MODE_TRAIN) cgc_emit(c, "ctx->dev_dirty = 1;");
+}
+
+static void emit_entry(struct clc *k) {
+    struct cgc *c = &k->c;
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f);
+    cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", k->entry);
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const int64_t W = ctx->ws_off, mn = ctx->max_n;");
+    cgc_emit(c, "char *const ws = ctx->ws;");
+    cgc_emit(c, "(void)W, (void)mn, (void)ws, (void)n;");
+    upload_inputs(c);
+    cgc_emit(c, "nrt_cl_upload_state(ctx);");
+    for (int id = 0; id < len; id++) {
+        const struct cgc_val *v = &c->vals[id];
+        const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
+        node_comment(c, id);
+        if (kn && kn->root != id) { /* computed by its kernel, at the root */
+            if (cgc_kernel_stores(kn, id)) declare(c, id, NULL); /* a member used after the kernel */
+            continue;
+        }
+        declare(c, id, kn);
+        if (kn) clc_kernel_emit(k, kn);
+        else clc_op_emit(k, id);
+    }
+    emit_epilogue(k);
+    c->indent--;
+    cgc_emit(c, "}");
+    cgc_emit(c, "%s", "");
+}
+
+/* ------------------------------------------------------------- program */
+
+/* The OpenCL source as a C string literal, one source line per literal line
+ * ("...\n"); quotes, backslashes, '?' and other bytes escaped as cgc_put_str does. */
+static void put_source(FILE *out, const char *src) {
+    fputs("static const char cl_source[] =\n", out);
+    for (const unsigned char *p = (const unsigned char *)src; *p;) {
+        fputs("    \"", out);
+        for (; *p && *p != '\n'; p++) {
+            if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
+            else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
+            else fprintf(out, "\\%03o", *p);
+        }
+        fputs("\\n\"\n", out);
+        if (*p) p++;
+    }
+    fputs("    \"\";\n\n", out);
+}
+
+static void put_program(FILE *out, const char *src, char **names) {
+    put_source(out, src);
+    fputs("static const char *const cl_kernel_names[] = {\n", out);
+    for (size_t i = 0; i < vec_len(names); i++) {
+        fputs("    ", out);
+        cgc_put_str(out, names[i]);
+        fputs(",\n", out);
+    }
+    fputs("};\n\n", out);
+    fprintf(out, "static const struct nrt_cl_program cl_program = {cl_source, %zu, cl_kernel_names};\n\n",
+            vec_len(names));
+}
+
+static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
+    if (!check_module(m)) return false;
+    char *src_text = NULL;
+    size_t src_len = 0;
+    FILE *src = open_memstream(&src_text, &src_len);
+    if (!src) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    clc_prologue(src);
+    char name[128];
+    size_t at = 0;
+    for (const char *p = m->name; p && *p && at + 1 < sizeof name; p++)
+        name[at++] = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ? *p : '_';
+    name[at] = '\0';
+    fprintf(out, "/* %s.c -- model %s for OpenCL, generated by netc %s. Do not edit.\n", name, name,
+            opt->netc_version ? opt->netc_version : "");
+    fputs(" * One host function per entry point uploads the inputs, launches one OpenCL\n"
+          " * kernel per value or fused kernel (e<E>_n<id>, e<E>_k<K>) or a runtime\n"
+          " * library op on the device arena, and downloads the outputs; the OpenCL C\n"
+          " * program (cl_source) and the descriptor follow. Link with libnetrt_cl.a\n"
+          " * libnetrt.a -lOpenCL. */\n",
+          out);
+    fputs("#include \"netrt.h\"\n\n", out);
+    size_t nf = vec_len(m->funcs);
+    size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
+    if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    char **names = NULL, **bodies = NULL;
+    char *copy = strdup("netc_copy");
+    if (!copy) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    vec_push(names, copy);
+    for (size_t e = 0; e < nf; e++) {
+        struct ir_func f = split_unsupported(m->funcs[e]);
+        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL}, .src = src, .entry = (int)e, .names = names,
+                        .bodies = bodies};
+        cgc_layout(&k.c);
+        fprintf(out, "/* entry point %zu (%s) */\n", e, f.mode == MODE_TRAIN ? "train" : "eval");
+        fprintf(src, "\n/* ---------------- entry point %zu */\n", e);
+        emit_entry(&k);
+        names = k.names;
+        bodies = k.bodies;
+        ws_fixed[e] = k.c.fixed_total;
+        ws_per_n[e] = k.c.per_n_total;
+        cgc_layout_free(&k.c);
+        vec_free(f.nodes);
+    }
+    bool ok = fclose(src) == 0;
+    put_program(out, src_text ? src_text : "", names);
+    free(src_text);
+    for (size_t i = 0; i < vec_len(names); i++) free(names[i]);
+    for (size_t i = 0; i < vec_len(bodies); i++) free(bodies[i]);
+    vec_free(names);
+    vec_free(bodies);
+    cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, "&cl_program,");
+    free(ws_fixed);
+    free(ws_per_n);
+    if (opt->main) fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+    return ok && !ferror(out);
+}
+
+const struct cg_target cg_target_opencl = {"opencl", ".c", emit_opencl};

@@ -1,0 +1,1300 @@
+/* codegen/cl_ops.c -- the OpenCL backend's column of the op table: clc_op_<NAME>
+ * prints one OpenCL C kernel for a node into the program source and the host C
+ * that launches it. Elementwise ops take their formula from the C column (the
+ * template captured through struct cgc's `capture`) and run one work-item per
+ * element, decomposing the flat index over a merged loop nest; reductions,
+ * softmax rows and losses run one work-item per row, or one work-group per row
+ * (a tree in local memory) when rows are long; GEMM, convolution, pooling and
+ * upsampling call the runtime's device library. Semantics are the C backend's
+ * (c_ops.c), which in turn follows the reference interpreter. Sections follow
+ * ops.def; the last one builds fused kernels. */
+#include "codegen/codegen.h"
+#include "runtime/netrt.h" /* the conv geometry's image floats */
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* ------------------------------------------------------------- helpers */
+
+void clc_src(struct clc *k, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(k->src, fmt, ap);
+    va_end(ap);
+    fputc('\n', k->src);
+}
+
+int clc_kernel_name(struct clc *k, const char *fmt, ...) {
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    char *s = strdup(buf);
+    if (!s) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    vec_push(k->names, s);
+    return (int)vec_len(k->names) - 1;
+}
+
+/* Short-lived text of a size expression or a float literal (rings of buffers). */
+static const char *xs(struct cgc_x x) {
+    static char ring[16][CGC_XSTR_MAX];
+    static int next;
+    char *b = ring[next++ % 16];
+    return cgc_xstr(x, b, CGC_XSTR_MAX);
+}
+
+static const char *fs(double v) {
+    static char ring[8][CGC_FLOAT_MAX];
+    static int next;
+    char *b = ring[next++ % 8];
+    return cgc_float(v, b, CGC_FLOAT_MAX);
+}
+
+static const struct ir_node *node(const struct clc *k, int id) { return cgc_node(&k->c, id); }
+static const struct shape *shape_of(const struct clc *k, int id) { return &node(k, id)->type.shape; }
+static const struct shape *arg_shape(const struct clc *k, int id, int i) { return &cgc_arg(&k->c, id, i)->type.shape; }
+static int arg(const struct clc *k, int id, int i) { return node(k, id)->args[i]; }
+static bool is_i32(const struct clc *k, int id) { return node(k, id)->type.dtype == DT_I32; }
+static struct cgc_x xk(int64_t v) { return (struct cgc_x){v, false}; }
+
+static struct cgc_x dims_prod(const struct shape *s, int from, int to) {
+    struct cgc_x x = xk(1);
+    for (int i = from; i < to; i++) x = cgc_mul(x, cgc_dim(s, i));
+    return x;
+}
+
+static void strides(const struct shape *s, struct cgc_x *st) {
+    for (int i = 0; i < s->rank; i++) st[i] = dims_prod(s, i + 1, s->rank);
+}
+
+/* Strides of `small` read at the indices of `big` (numpy broadcasting). */
+static void strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st) {
+    struct cgc_x s[IR_MAX_RANK];
+    strides(small, s);
+    for (int i = 0; i < big->rank; i++) {
+        int j = small->rank - big->rank + i;
+        st[i] = j >= 0 && small->dim[j] != 1 ? s[j] : xk(0);
+    }
+}
+
+static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
+
+/* ------------------------------------------------------ kernels and launches */
+
+/* The values a kernel reads or writes, in parameter order, without repeats. */
+#define MAX_VALS 64
+struct kvals {
+    int n;             /* values */
+    int id[MAX_VALS];  /* their node ids */
+};
+
+static void kv_add(struct kvals *v, int id) {
+    for (int i = 0; i < v->n; i++)
+        if (v->id[i] == id) return;
+    NETC_ASSERT(v->n < MAX_VALS);
+    v->id[v->n++] = id;
+}
+
+/* The values of node id: itself, then its operands. */
+static struct kvals kv_node(const struct clc *k, int id) {
+    struct kvals v = {0, {0}};
+    kv_add(&v, id);
+    for (int a = 0; a < node(k, id)->nargs; a++) kv_add(&v, arg(k, id, a));
+    return v;
+}
+
+/* Opens kernel `name` over values v (pointers v<id> of their element types);
+ * `wg`: a work-group reduction kernel of CLC_WG work-items with local arrays
+ * redf (float), redd (acc_t) and redi (int). The kernel's text goes to a buffer
+ * until kend. Returns -1: kend gives the launch index. */
+static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool wg, bool step) {
+    snprintf(k->kname, sizeof k->kname, "%s", name);
+    k->kv_n = v->n;
+    for (int i = 0; i < v->n; i++) k->kv_id[i] = v->id[i];
+    k->main_src = k->src;
+    k->src = open_memstream(&k->kbuf, &k->kbuf_len);
+    if (!k->src) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    char params[2048];
+    size_t at = (size_t)snprintf(params, sizeof params, "__global float *A, long n");
+    for (int i = 0; i < v->n && at < sizeof params; i++)
+        at += (size_t)snprintf(params + at, sizeof params - at, ", long o%d", v->id[i]);
+    if (step && at < sizeof params) snprintf(params + at, sizeof params - at, ", long step");
+    clc_src(k, "%s", "");
+    if (wg) clc_src(k, "__kernel __attribute__((reqd_work_group_size(%d, 1, 1)))", CLC_WG);
+    else clc_src(k, "__kernel");
+    clc_src(k, "void @KERNEL@(%s)", params); /* the name goes in at kend */
+    clc_src(k, "{");
+    clc_src(k, "    (void)n;");
+    for (int i = 0; i < v->n; i++) {
+        const char *t = is_i32(k, v->id[i]) ? "int" : "float";
+        clc_src(k, "    __global %s *const v%d = (__global %s *)(A + o%d);", t, v->id[i], t, v->id[i]);
+    }
+    if (wg) {
+        clc_src(k, "    __local float redf[%d];", CLC_WG);
+        clc_src(k, "    __local acc_t redd[%d];", CLC_WG);
+        clc_src(k, "    __local int redi[%d];", CLC_WG);
+        clc_src(k, "    (void)redf, (void)redd, (void)redi;");
+    }
+    return -1;
+}
+
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+static void reserve(char **out, size_t *cap, size_t need) {
+    while (need >= *cap) {
+        char *grown = realloc(*out, *cap *= 2);
+        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        *out = grown;
+    }
+}
+
+/* The kernel's text with node ids renamed by position: o<id> and v<id> of its
+ * values become o<i>/v<i> (i: parameter position), the registers t<id> of a
+ * fused kernel t<j> in order of appearance, so that the same computation in
+ * several entry points reads alike. Returns a new string. */
+static char *canonical(const struct clc *k, const char *text) {
+    size_t cap = strlen(text) + 1, at = 0;
+    char *out = malloc(cap);
+    int tmap[256], nt = 0;
+    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (const char *p = text; *p;) {
+        bool start = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+        if (start && (*p == 'o' || *p == 'v' || *p == 't') && isdigit((unsigned char)p[1])) {
+            const char *q = p + 1;
+            long id = 0;
+            while (isdigit((unsigned char)*q)) id = id * 10 + (*q++ - '0');
+            if (!isalnum((unsigned char)*q) && *q != '_') {
+                int pos = -1;
+                if (*p == 't') {
+                    for (int j = 0; j < nt && pos < 0; j++)
+                        if (tmap[j] == id) pos = j;
+                    if (pos < 0 && nt < 256) tmap[nt] = (int)id, pos = nt++;
+                } else {
+                    for (int j = 0; j < k->kv_n && pos < 0; j++)
+                        if (k->kv_id[j] == id) pos = j;
+                }
+                if (pos >= 0) {
+                    reserve(&out, &cap, at + 24);
+                    at += (size_t)snprintf(out + at, cap - at, "%c%d", *p, pos);
+                    p = q;
+                    continue;
+                }
+            }
+        }
+        reserve(&out, &cap, at + 2);
+        out[at++] = *p++;
+    }
+    out[at] = '\0';
+    return out;
+}
+
+/* Closes the kernel: the index of an identical kernel printed before, or the
+ * kernel goes into the program under its name. Returns its launch index. */
+static int kend(struct clc *k) {
+    clc_src(k, "}");
+    if (fclose(k->src) != 0 || !k->kbuf) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    k->src = k->main_src;
+    char *text = canonical(k, k->kbuf);
+    free(k->kbuf);
+    k->kbuf = NULL;
+    for (size_t i = 0; i < vec_len(k->bodies); i++)
+        if (k->bodies[i] && strcmp(k->bodies[i], text) == 0) {
+            free(text);
+            return (int)i;
+        }
+    const char *at = strstr(text, "@KERNEL@");
+    NETC_ASSERT(at != NULL);
+    fprintf(k->src, "%.*s%s%s", (int)(at - text), text, k->kname, at + 8);
+    while (vec_len(k->bodies) < vec_len(k->names)) vec_push(k->bodies, NULL);
+    vec_push(k->bodies, text);
+    return clc_kernel_name(k, "%s", k->kname);
+}
+
+/* Host: launch kernel idx over v with `items` work-items (one-dimensional), or
+ * with `items` work-groups of CLC_WG when wg. */
+static void klaunch(struct clc *k, int idx, const struct kvals *v, struct cgc_x items, bool wg, bool step) {
+    struct cgc *c = &k->c;
+    char args[4096];
+    size_t at = (size_t)snprintf(args, sizeof args, "{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, n, 0}");
+    for (int i = 0; i < v->n && at < sizeof args; i++)
+        at += (size_t)snprintf(args + at, sizeof args - at, ", {NRT_CL_LONG, o%d, 0}", v->id[i]);
+    if (step && at < sizeof args) snprintf(args + at, sizeof args - at, ", {NRT_CL_LONG, (int64_t)ctx->step, 0}");
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const struct nrt_cl_arg a[] = {%s};", args);
+    if (wg) {
+        cgc_emit(c, "const size_t g[1] = {(size_t)(%s) * %d}, l[1] = {%d};", xs(items), CLC_WG, CLC_WG);
+        cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, l, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
+    } else {
+        cgc_emit(c, "const size_t g[1] = {(size_t)(%s)};", xs(items));
+        cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, NULL, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
+    }
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+/* The name of node id's kernel. */
+static const char *kname(const struct clc *k, int id) {
+    static char buf[64];
+    snprintf(buf, sizeof buf, "e%d_n%d", k->entry, id);
+    return buf;
+}
+
+/* A loop nest flattened onto work-items: extents and per-array strides. */
+#define NEST_OPS 16
+struct nest {
+    int rank;                               /* loops */
+    struct cgc_x dim[IR_MAX_RANK];          /* their extents */
+    int nops;                               /* arrays indexed */
+    struct cgc_x st[NEST_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
+    char idx[NEST_OPS][200];                /* after nest_open: each array's index */
+};
+
+/* Merge loops wherever every array walks them contiguously. */
+static void nest_merge(struct nest *ns) {
+    for (int i = ns->rank - 2; i >= 0; i--) {
+        bool ok = true;
+        for (int j = 0; j < ns->nops && ok; j++) ok = x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        if (!ok) continue;
+        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
+        for (int q = i; q < ns->rank - 1; q++) {
+            ns->dim[q] = ns->dim[q + 1];
+            for (int j = 0; j < ns->nops; j++) ns->st[j][q] = ns->st[j][q + 1];
+        }
+        ns->rank--;
+    }
+}
+
+/* In the kernel: the guarded work-item index i, its loop indices i0.., and each
+ * array's index in ns->idx. Returns the element count (the launch size). */
+static struct cgc_x nest_open(struct clc *k, struct nest *ns) {
+    nest_merge(ns);
+    struct cgc_x total = xk(1);
+    for (int d = 0; d < ns->rank; d++) total = cgc_mul(total, ns->dim[d]);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(total));
+    if (ns->rank == 1) clc_src(k, "    const long i0 = i;");
+    else if (ns->rank > 1) {
+        clc_src(k, "    long q = i;");
+        for (int d = ns->rank - 1; d > 0; d--) {
+            clc_src(k, "    const long i%d = q %% (%s);", d, xs(ns->dim[d]));
+            clc_src(k, "    q /= %s;", xs(ns->dim[d]));
+        }
+        clc_src(k, "    const long i0 = q;");
+    }
+    for (int j = 0; j < ns->nops; j++) {
+        char *p = ns->idx[j];
+        size_t len = sizeof ns->idx[j], at = 0;
+        p[0] = '\0';
+        for (int d = 0; d < ns->rank; d++) {
+            struct cgc_x s = ns->st[j][d];
+            if (s.k == 0) continue;
+            if (s.k == 1 && !s.n) at += (size_t)snprintf(p + at, len - at, "%si%d", at ? " + " : "", d);
+            else at += (size_t)snprintf(p + at, len - at, "%si%d * (%s)", at ? " + " : "", d, xs(s));
+            if (at >= len) at = len - 1;
+        }
+        if (!at) snprintf(p, len, "0");
+    }
+    return total;
+}
+
+/* Substitutes $0..$9 in tmpl by ops[]. */
+static void subst(char *out, size_t len, const char *tmpl, char ops[][240], int nops) {
+    size_t at = 0;
+    for (const char *p = tmpl; *p && at + 1 < len; p++) {
+        if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
+            at += (size_t)snprintf(out + at, len - at, "%s", ops[p[1] - '0']);
+            if (at >= len) at = len - 1;
+            p++;
+        } else {
+            out[at++] = *p;
+        }
+    }
+    out[at] = '\0';
+}
+
+/* The C column's formula of elementwise node id ($0, $1 for its operands). */
+static void c_template(struct clc *k, int id, char *tmpl) {
+    tmpl[0] = '\0';
+    k->c.capture = tmpl;
+    cgc_op_emit(&k->c, id);
+    k->c.capture = NULL;
+}
+
+/* y = formula($0, ...) elementwise with numpy broadcasting; a bias operand
+ * (bias_axis >= 0 for operand 1) is read along that axis. For i32 results the
+ * formula is evaluated in acc_t and converted as the IR converts. */
+static void ewise_bias(struct clc *k, int id, int bias_axis) {
+    char tmpl[CGC_TMPL_MAX];
+    c_template(k, id, tmpl);
+    const struct ir_node *nd = node(k, id);
+    bool i32 = nd->type.dtype == DT_I32;
+    const struct shape *y = &nd->type.shape;
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    struct nest ns = {.rank = y->rank, .nops = 1 + nd->nargs};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
+    strides(y, ns.st[0]);
+    for (int a = 0; a < nd->nargs; a++) {
+        if (a == 1 && bias_axis >= 0)
+            for (int d = 0; d < ns.rank; d++) ns.st[1 + a][d] = xk(d == bias_axis ? 1 : 0);
+        else strides_into(arg_shape(k, id, a), y, ns.st[1 + a]);
+    }
+    struct cgc_x total = nest_open(k, &ns);
+    char ops[NEST_OPS][240], expr[2048];
+    for (int a = 0; a < nd->nargs; a++)
+        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(acc_t)" : "", arg(k, id, a), ns.idx[1 + a]);
+    subst(expr, sizeof expr, tmpl, ops, nd->nargs);
+    if (i32) clc_src(k, "    v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
+    else clc_src(k, "    v%d[%s] = %s;", id, ns.idx[0], expr);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+static void ewise(struct clc *k, int id) { ewise_bias(k, id, -1); }
+
+/* ------------------------------------------------------------- reductions */
+
+/* A reduction of x over some of its dims: the kept dims enumerate the results
+ * (row-major, as the result is laid out), the reduced ones the elements each
+ * result combines. Both lists are merged where contiguous. */
+struct rplan {
+    int nk, nr;                                     /* kept and reduced dims */
+    struct cgc_x kd[IR_MAX_RANK], ks[IR_MAX_RANK];  /* kept extents and x strides */
+    struct cgc_x rd[IR_MAX_RANK], rs[IR_MAX_RANK];  /* reduced extents and x strides */
+    struct cgc_x rows, count;                       /* results, elements per result */
+};
+
+static void rgroup_add(int *nd, struct cgc_x *d, struct cgc_x *s, struct cgc_x dim, struct cgc_x st) {
+    if (dim.k == 1 && !dim.n) return;
+    if (*nd > 0 && x_equal(s[*nd - 1], cgc_mul(st, dim))) { /* merge with the outer one */
+        d[*nd - 1] = cgc_mul(d[*nd - 1], dim);
+        s[*nd - 1] = st;
+        return;
+    }
+    d[*nd] = dim;
+    s[*nd] = st;
+    (*nd)++;
+}
+
+static struct rplan rplan_make(const struct shape *x, const bool *reduced) {
+    struct rplan p;
+    memset(&p, 0, sizeof p);
+    struct cgc_x st[IR_MAX_RANK];
+    strides(x, st);
+    p.rows = p.count = xk(1);
+    for (int i = 0; i < x->rank; i++) {
+        struct cgc_x d = cgc_dim(x, i);
+        if (reduced[i]) rgroup_add(&p.nr, p.rd, p.rs, d, st[i]), p.count = cgc_mul(p.count, d);
+        else rgroup_add(&p.nk, p.kd, p.ks, d, st[i]), p.rows = cgc_mul(p.rows, d);
+    }
+    return p;
+}
+
+/* Prints `long var = <offset in x of flat index `from` over dims d/s>;`. */
+static void decompose(struct clc *k, const char *var, const char *from, int nd, const struct cgc_x *d,
+                      const struct cgc_x *s, const char *indent) {
+    if (nd == 0) {
+        clc_src(k, "%sconst long %s = 0;", indent, var);
+        return;
+    }
+    if (nd == 1) {
+        clc_src(k, "%sconst long %s = (%s) * (%s);", indent, var, from, xs(s[0]));
+        return;
+    }
+    clc_src(k, "%slong %s = 0;", indent, var);
+    clc_src(k, "%s{", indent);
+    clc_src(k, "%s    long q = %s;", indent, from);
+    for (int i = nd - 1; i > 0; i--) {
+        clc_src(k, "%s    %s += (q %% (%s)) * (%s);", indent, var, xs(d[i]), xs(s[i]));
+        clc_src(k, "%s    q /= %s;", indent, xs(d[i]));
+    }
+    clc_src(k, "%s    %s += q * (%s);", indent, var, xs(s[0]));
+    clc_src(k, "%s}", indent);
+}
+
+/* Opens a kernel body over `rows` rows of `count` elements: one work-item per
+ * row, or one work-group per row when rows are long. In scope after it: r (the
+ * row), t (the first element this work-item takes) and L (the step). Returns
+ * whether it is a work-group kernel. */
+static bool rows_open(struct clc *k, const char *name, const struct kvals *v, struct cgc_x count, struct cgc_x rows,
+                      int *idx) {
+    bool wg = count.n || count.k >= CLC_WG_MIN;
+    *idx = kbegin(k, name, v, wg, false);
+    if (wg) {
+        clc_src(k, "    const long r = get_group_id(0);");
+        clc_src(k, "    const long t = get_local_id(0), L = %d;", CLC_WG);
+    } else {
+        clc_src(k, "    const long r = get_global_id(0);");
+        clc_src(k, "    const long t = 0, L = 1;");
+    }
+    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    (void)t, (void)L;");
+    return wg;
+}
+
+/* In a rows kernel: combine var over the work-group (fn: netc_wg_sumf, ...). */
+static void wg_combine(struct clc *k, bool wg, const char *var, const char *fn, const char *local) {
+    if (wg) clc_src(k, "    %s = %s(%s, %s);", var, fn, local, var);
+}
+
+/* The reductions of ops.def: every result combines `count` elements of x with
+ * `init` and `combine` ($0 the accumulator, $1 the element) in type `acc`; `fin`
+ * writes the result from `a`. */
+static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, const char *init,
+                   const char *combine, const char *wgfn, const char *wglocal, const char *fin) {
+    int x = arg(k, id, 0);
+    struct rplan p = rplan_make(arg_shape(k, id, 0), reduced);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
+    decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
+    clc_src(k, "    %s a = %s;", acc, init);
+    clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+    decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
+    char ops[2][240], line[512];
+    snprintf(ops[0], sizeof ops[0], "a");
+    snprintf(ops[1], sizeof ops[1], "v%d[base + at]", x);
+    subst(line, sizeof line, combine, ops, 2);
+    clc_src(k, "        a = %s;", line);
+    clc_src(k, "    }");
+    wg_combine(k, wg, "a", wgfn, wglocal);
+    clc_src(k, "    if (t == 0) %s;", fin);
+    idx = kend(k);
+    klaunch(k, idx, &v, p.rows, wg, false);
+}
+
+/* The dims of node id's operand that it reduces (its `axes`, empty: all). */
+static void reduced_axes(const struct clc *k, int id, bool *red) {
+    int na;
+    const int64_t *axes = ir_get_ints(node(k, id), "axes", &na);
+    const struct shape *s = arg_shape(k, id, 0);
+    for (int i = 0; i < s->rank; i++) {
+        red[i] = na == 0;
+        for (int q = 0; q < na; q++) red[i] |= axes[q] == i;
+    }
+}
+
+/* ------------------------------------------------------------ the column */
+
+void clc_op_emit(struct clc *k, int id) {
+    static void (*const column[OP_COUNT])(struct clc *, int) = {
+#define OP(name, arity, kind, flags, attrs) [OP_##name] = clc_op_##name,
+#include "ir/ops.def"
+#undef OP
+    };
+    column[node(k, id)->op](k, id);
+}
+
+/* --------------------------------------------------------------- leaves */
+
+void clc_op_INPUT(struct clc *k, int id) { (void)k, (void)id; /* uploaded at the entry */ }
+void clc_op_PARAM(struct clc *k, int id) { (void)k, (void)id; /* in the arena */ }
+
+void clc_op_CONST(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    double val = ir_get_float(nd, "value");
+    char lit[64];
+    if (nd->type.dtype == DT_I32) snprintf(lit, sizeof lit, "%d", (int)nrt_to_i32(val));
+    else cgc_float(val, lit, sizeof lit);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    struct cgc_x cnt = cgc_count(&nd->type.shape);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i < %s) v%d[i] = %s;", xs(cnt), id, lit);
+    idx = kend(k);
+    klaunch(k, idx, &v, cnt, false, false);
+}
+
+void clc_op_ASSIGN(struct clc *k, int id) { (void)k, (void)id; /* copied into the buffer at the end */ }
+
+/* --------------------------------------------------------- elementwise */
+
+void clc_op_NEG(struct clc *k, int id) { ewise(k, id); }
+void clc_op_EXP(struct clc *k, int id) { ewise(k, id); }
+void clc_op_LOG(struct clc *k, int id) { ewise(k, id); }
+void clc_op_SQRT(struct clc *k, int id) { ewise(k, id); }
+void clc_op_ABS(struct clc *k, int id) { ewise(k, id); }
+void clc_op_RELU(struct clc *k, int id) { ewise(k, id); }
+void clc_op_LEAKY_RELU(struct clc *k, int id) { ewise(k, id); }
+void clc_op_SIGMOID(struct clc *k, int id) { ewise(k, id); }
+void clc_op_TANH(struct clc *k, int id) { ewise(k, id); }
+void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
+void clc_op_CAST(struct clc *k, int id) { ewise(k, id); }
+void clc_op_ADD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_SUB(struct clc *k, int id) { ewise(k, id); }
+void clc_op_MUL(struct clc *k, int id) { ewise(k, id); }
+void clc_op_DIV(struct clc *k, int id) { ewise(k, id); }
+void clc_op_MAXIMUM(struct clc *k, int id) { ewise(k, id); }
+void clc_op_POW(struct clc *k, int id) { ewise(k, id); }
+void clc_op_GREATER(struct clc *k, int id) { ewise(k, id); }
+void clc_op_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_LEAKY_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_SIGMOID_GRAD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_TANH_GRAD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_get_int(node(k, id), "axis")); }
+void clc_op_BROADCAST_TO(struct clc *k, int id) { ewise(k, id); }
+
+/* ----------------------------------------------------------- reductions */
+
+void clc_op_SUM(struct clc *k, int id) {
+    bool red[IR_MAX_RANK];
+    reduced_axes(k, id, red);
+    char fin[64];
+    snprintf(fin, sizeof fin, "v%d[r] = a", id);
+    if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
+    else reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+}
+
+void clc_op_MEAN(struct clc *k, int id) {
+    bool red[IR_MAX_RANK];
+    reduced_axes(k, id, red);
+    struct rplan p = rplan_make(arg_shape(k, id, 0), red);
+    char fin[96];
+    snprintf(fin, sizeof fin, "v%d[r] = a / (float)(%s)", id, xs(p.count));
+    reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+}
+
+void clc_op_MAX(struct clc *k, int id) {
+    bool red[IR_MAX_RANK];
+    reduced_axes(k, id, red);
+    char fin[64];
+    snprintf(fin, sizeof fin, "v%d[r] = a", id);
+    if (is_i32(k, id)) reduce(k, id, red, "int", "INT_MIN", "($1 > $0 ? $1 : $0)", "netc_wg_maxi", "redi", fin);
+    else reduce(k, id, red, "float", "-INFINITY", "($1 > $0 ? $1 : $0)", "netc_wg_maxf", "redf", fin);
+}
+
+/* Two passes over each row, as the C backend: the mean, then the mean squared
+ * deviation (no scratch: the mean stays in a register). */
+void clc_op_VARIANCE(struct clc *k, int id) {
+    bool red[IR_MAX_RANK];
+    reduced_axes(k, id, red);
+    int x = arg(k, id, 0);
+    struct rplan p = rplan_make(arg_shape(k, id, 0), red);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
+    decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
+    clc_src(k, "    float mu = 0.0f, a = 0.0f;");
+    for (int pass = 0; pass < 2; pass++) {
+        clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+        decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
+        if (pass == 0) clc_src(k, "        mu += v%d[base + at];", x);
+        else clc_src(k, "        const float d = v%d[base + at] - mu;\n        a += d * d;", x);
+        clc_src(k, "    }");
+        wg_combine(k, wg, pass ? "a" : "mu", "netc_wg_sumf", "redf");
+        if (pass == 0) clc_src(k, "    mu /= (float)(%s);", xs(p.count));
+    }
+    clc_src(k, "    if (t == 0) v%d[r] = a / (float)(%s);", id, xs(p.count));
+    idx = kend(k);
+    klaunch(k, idx, &v, p.rows, wg, false);
+}
+
+/* The first index of the largest element along `axis`. */
+void clc_op_ARGMAX(struct clc *k, int id) {
+    const struct shape *xsh = arg_shape(k, id, 0);
+    int axis = (int)ir_get_int(node(k, id), "axis");
+    bool red[IR_MAX_RANK] = {false};
+    red[axis] = true;
+    struct rplan p = rplan_make(xsh, red);
+    struct cgc_x inner = dims_prod(xsh, axis + 1, xsh->rank);
+    int x = arg(k, id, 0);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
+    decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
+    clc_src(k, "    long best = t < %s ? t : 0;", xs(p.count));
+    clc_src(k, "    for (long j = t + L; j < %s; j += L)", xs(p.count));
+    clc_src(k, "        if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, xs(inner), x, xs(inner));
+    if (wg) {
+        clc_src(k, "    redf[t] = v%d[base + best * (%s)];", x, xs(inner));
+        clc_src(k, "    redi[t] = t < %s ? (int)best : INT_MAX;", xs(p.count));
+        clc_src(k, "    best = netc_wg_argmax(redf, redi);");
+    }
+    clc_src(k, "    if (t == 0) v%d[r] = (int)best;", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, p.rows, wg, false);
+}
+
+/* Sums x over the dims where the result (numpy-aligned) has none or 1. */
+void clc_op_SUM_TO(struct clc *k, int id) {
+    const struct shape *xsh = arg_shape(k, id, 0), *y = shape_of(k, id);
+    bool red[IR_MAX_RANK];
+    for (int i = 0; i < xsh->rank; i++) {
+        int j = y->rank - xsh->rank + i;
+        red[i] = j < 0 || y->dim[j] == 1;
+    }
+    char fin[64];
+    snprintf(fin, sizeof fin, "v%d[r] = a", id);
+    if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
+    else reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+}
+
+/* --------------------------------------------------------------- matmul */
+
+void clc_op_MATMUL(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
+    bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
+    cgc_emit(&k->c, "nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", ta, tb,
+             xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(cgc_dim(a, ta ? 0 : 1)), arg(k, id, 0), xs(cgc_dim(a, 1)),
+             arg(k, id, 1), xs(cgc_dim(b, 1)), id, xs(cgc_dim(y, 1)));
+}
+
+/* ----------------------------------------------------------------- shape */
+
+void clc_op_RESHAPE(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
+
+void clc_op_TRANSPOSE(struct clc *k, int id) {
+    const struct shape *y = shape_of(k, id), *x = arg_shape(k, id, 0);
+    const int64_t *perm = ir_get_ints(node(k, id), "perm", NULL);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    struct nest ns = {.rank = y->rank, .nops = 2};
+    struct cgc_x sx[IR_MAX_RANK];
+    strides(x, sx);
+    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
+    strides(y, ns.st[0]);
+    struct cgc_x total = nest_open(k, &ns);
+    clc_src(k, "    v%d[%s] = v%d[%s];", id, ns.idx[0], arg(k, id, 0), ns.idx[1]);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+/* A kernel over the result of node id split at `axis` into (o, j, in): the
+ * statements `body` (which assign v<id>[i]) see o, j and in. */
+static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
+    const struct shape *y = shape_of(k, id);
+    struct cgc_x inner = dims_prod(y, (int)axis + 1, y->rank), total = cgc_count(y);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    const long in = i %% (%s), j = (i / (%s)) %% %lld, o = i / ((%s) * %lld);", xs(inner), xs(inner),
+            (long long)y->dim[axis], xs(inner), (long long)y->dim[axis]);
+    clc_src(k, "    (void)o, (void)j, (void)in;");
+    clc_src(k, "%s", body);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+void clc_op_SLICE(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    int64_t axis = ir_get_int(nd, "axis");
+    const struct shape *x = arg_shape(k, id, 0);
+    struct cgc_x inner = dims_prod(x, (int)axis + 1, x->rank);
+    char body[512];
+    snprintf(body, sizeof body, "    v%d[i] = v%d[(o * %lld + j + %lld) * (%s) + in];", id, arg(k, id, 0),
+             (long long)x->dim[axis], (long long)ir_get_int(nd, "start"), xs(inner));
+    along_axis(k, id, axis, body);
+}
+
+void clc_op_PAD(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    int64_t axis = ir_get_int(nd, "axis"), before = ir_get_int(nd, "before");
+    const struct shape *x = arg_shape(k, id, 0);
+    long long kx = (long long)x->dim[axis];
+    struct cgc_x inner = dims_prod(x, (int)axis + 1, x->rank);
+    char body[512];
+    snprintf(body, sizeof body,
+             "    const long jj = j - %lld;\n    v%d[i] = jj >= 0 && jj < %lld ? v%d[(o * %lld + jj) * (%s) + in] : 0;",
+             (long long)before, id, kx, arg(k, id, 0), kx, xs(inner));
+    along_axis(k, id, axis, body);
+}
+
+void clc_op_CONCAT(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    int64_t axis = ir_get_int(nd, "axis"), at = 0;
+    char body[4096];
+    size_t len = 0;
+    for (int a = 0; a < nd->nargs && len < sizeof body; a++) {
+        const struct shape *x = arg_shape(k, id, a);
+        long long kx = (long long)x->dim[axis];
+        len += (size_t)snprintf(body + len, sizeof body - len,
+                                "%s    %sif (j < %lld) v%d[i] = v%d[(o * %lld + j - %lld) * (%s) + in];", a ? "\n" : "",
+                                a ? "else " : "", (long long)(at + kx), id, arg(k, id, a), kx, (long long)at,
+                                xs(dims_prod(x, (int)axis + 1, x->rank)));
+        at += kx;
+    }
+    along_axis(k, id, axis, body);
+}
+
+/* --------------------------------------------------------------- softmax */
+
+/* The rows of node id's operand along `axis`: in scope after it, base and st
+ * (the row's first element and stride), plus rows_open's r, t, L. */
+static bool axis_rows_open(struct clc *k, int id, struct cgc_x *kk, int *idx, struct cgc_x *rows,
+                           const struct kvals *v) {
+    const struct shape *x = arg_shape(k, id, 0);
+    int axis = (int)ir_get_int(node(k, id), "axis");
+    struct cgc_x outer = dims_prod(x, 0, axis), inner = dims_prod(x, axis + 1, x->rank);
+    *kk = cgc_dim(x, axis);
+    *rows = cgc_mul(outer, inner);
+    bool wg = rows_open(k, kname(k, id), v, *kk, *rows, idx);
+    clc_src(k, "    const long base = (r / (%s)) * (%s) * (%s) + r %% (%s), st = %s;", xs(inner), xs(*kk), xs(inner),
+            xs(inner), xs(inner));
+    return wg;
+}
+
+/* The largest element and log-sum-exp of a row: mx, s and lse in scope. */
+static void row_lse(struct clc *k, bool wg, const char *elem, struct cgc_x kk) {
+    clc_src(k, "    float mx = -INFINITY;");
+    clc_src(k, "    for (long j = t; j < %s; j += L) mx = %s > mx ? %s : mx;", xs(kk), elem, elem);
+    wg_combine(k, wg, "mx", "netc_wg_maxf", "redf");
+    clc_src(k, "    acc_t s = 0;");
+    clc_src(k, "    for (long j = t; j < %s; j += L) s += exp((acc_t)%s - mx);", xs(kk), elem);
+    wg_combine(k, wg, "s", "netc_wg_sum", "redd");
+    clc_src(k, "    const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(s);");
+}
+
+static void softmax(struct clc *k, int id, bool log_out) {
+    struct kvals v = kv_node(k, id);
+    struct cgc_x kk, rows;
+    int idx, x = arg(k, id, 0);
+    bool wg = axis_rows_open(k, id, &kk, &idx, &rows, &v);
+    char elem[64];
+    snprintf(elem, sizeof elem, "v%d[base + j * st]", x);
+    row_lse(k, wg, elem, kk);
+    if (log_out) clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", xs(kk), id, elem);
+    else clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);", xs(kk), id, elem);
+    idx = kend(k);
+    klaunch(k, idx, &v, rows, wg, false);
+}
+
+void clc_op_SOFTMAX(struct clc *k, int id) { softmax(k, id, false); }
+void clc_op_LOG_SOFTMAX(struct clc *k, int id) { softmax(k, id, true); }
+
+/* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
+static void softmax_grad(struct clc *k, int id, bool log_in) {
+    struct kvals v = kv_node(k, id);
+    struct cgc_x kk, rows;
+    int idx, y = arg(k, id, 0), dy = arg(k, id, 1);
+    bool wg = axis_rows_open(k, id, &kk, &idx, &rows, &v);
+    clc_src(k, "    acc_t s = 0;");
+    if (log_in) {
+        clc_src(k, "    for (long j = t; j < %s; j += L) s += v%d[base + j * st];", xs(kk), dy);
+        wg_combine(k, wg, "s", "netc_wg_sum", "redd");
+        clc_src(k, "    for (long j = t; j < %s; j += L)", xs(kk));
+        clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] - exp((acc_t)v%d[base + j * st]) * s);", id,
+                dy, y);
+    } else {
+        clc_src(k, "    for (long j = t; j < %s; j += L) s += (acc_t)v%d[base + j * st] * v%d[base + j * st];", xs(kk),
+                dy, y);
+        wg_combine(k, wg, "s", "netc_wg_sum", "redd");
+        clc_src(k, "    for (long j = t; j < %s; j += L)", xs(kk));
+        clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
+    }
+    idx = kend(k);
+    klaunch(k, idx, &v, rows, wg, false);
+}
+
+void clc_op_SOFTMAX_GRAD(struct clc *k, int id) { softmax_grad(k, id, false); }
+void clc_op_LOG_SOFTMAX_GRAD(struct clc *k, int id) { softmax_grad(k, id, true); }
+
+/* ---------------------------------------------------------------- losses */
+
+/* Mean over every element of a per-element loss `l` (p and t in scope as acc_t). */
+static void ewise_loss(struct clc *k, int id, const char *l) {
+    struct cgc_x cnt = cgc_count(arg_shape(k, id, 0));
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, cnt, xk(1), &idx);
+    clc_src(k, "    acc_t sum = 0;");
+    clc_src(k, "    for (long i = t; i < %s; i += L) {", xs(cnt));
+    clc_src(k, "        const acc_t p = v%d[i], t = v%d[i];", arg(k, id, 0), arg(k, id, 1));
+    clc_src(k, "        sum += %s;", l);
+    clc_src(k, "    }");
+    wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
+    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(cnt));
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+/* dx = g / count * d(p, t); the statements in d set `d`. */
+static void ewise_loss_grad(struct clc *k, int id, const char *d) {
+    struct cgc_x cnt = cgc_count(arg_shape(k, id, 0));
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(cnt));
+    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), xs(cnt));
+    clc_src(k, "    const acc_t p = v%d[i], t = v%d[i];", arg(k, id, 0), arg(k, id, 1));
+    clc_src(k, "    acc_t d;");
+    clc_src(k, "    %s", d);
+    clc_src(k, "    v%d[i] = (float)(g * d);", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, cnt, false, false);
+}
+
+void clc_op_MSE(struct clc *k, int id) { ewise_loss(k, id, "(p - t) * (p - t)"); }
+
+void clc_op_BCE(struct clc *k, int id) {
+    ewise_loss(k, id, "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))");
+}
+
+void clc_op_BCE_LOGITS(struct clc *k, int id) { ewise_loss(k, id, "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"); }
+void clc_op_HINGE(struct clc *k, int id) { ewise_loss(k, id, "(1 - t * p > 0 ? 1 - t * p : 0)"); }
+void clc_op_MSE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, "d = 2 * (p - t);"); }
+
+void clc_op_BCE_GRAD(struct clc *k, int id) {
+    ewise_loss_grad(k, id, "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);");
+}
+
+void clc_op_BCE_LOGITS_GRAD(struct clc *k, int id) {
+    ewise_loss_grad(k, id, "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;");
+}
+
+void clc_op_HINGE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, "d = 1 - t * p > 0 ? -t : 0;"); }
+
+/* Host: the labels of a class op, when they are a model input, are checked
+ * before anything runs (the C backend's message); labels computed on the device
+ * are guarded in the kernels (a row with a bad label is skipped). */
+static void host_label_check(struct clc *k, int id) {
+    if (!is_i32(k, arg(k, id, 1))) return;
+    int l = arg(k, id, 1);
+    while (k->c.vals[l].alias >= 0) l = k->c.vals[l].alias;
+    if (node(k, l)->op != OP_INPUT) return;
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[1];
+    struct cgc *c = &k->c;
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(cgc_dim(x, 0)));
+    cgc_emit(c, "    const int32_t y = ((const int32_t *)ctx->buf[%d])[r];", k->c.vals[l].buffer);
+    cgc_emit(c, "    if (y < 0 || y >= %lld) {", cls);
+    cgc_emit(c, "        nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", (int)y, "
+                "(long long)r);",
+             cls);
+    cgc_emit(c, "        return;");
+    cgc_emit(c, "    }");
+    cgc_emit(c, "}");
+}
+
+/* In a rows kernel over the class rows of scores x: xr (the row) and, with
+ * need_lse, mx, s and lse; with i32 labels, y (the row's label). */
+static void class_row(struct clc *k, int id, bool wg, bool need_lse, const char *row, const char *pad) {
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[1];
+    clc_src(k, "%s__global const float *xr = v%d + %s * %lld;", pad, arg(k, id, 0), row, cls);
+    if (need_lse) row_lse(k, wg, "xr[j]", xk(cls));
+    if (is_i32(k, arg(k, id, 1))) clc_src(k, "%sconst int y = v%d[%s];", pad, arg(k, id, 1), row);
+}
+
+/* Mean over rows of -sum_c t_c log_softmax(x)_c; t one-hot from labels. One
+ * work-item (or work-group) walks the rows; each row's classes serially. */
+void clc_op_CROSS_ENTROPY(struct clc *k, int id) {
+    host_label_check(k, id);
+    bool labels = is_i32(k, arg(k, id, 1));
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[1];
+    struct cgc_x rows = cgc_dim(x, 0);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, rows, xk(1), &idx);
+    clc_src(k, "    acc_t sum = 0;");
+    clc_src(k, "    for (long row = t; row < %s; row += L) {", xs(rows));
+    clc_src(k, "        __global const float *xr = v%d + row * %lld;", arg(k, id, 0), cls);
+    clc_src(k, "        float mx = xr[0];");
+    clc_src(k, "        for (long j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
+    clc_src(k, "        acc_t se = 0;");
+    clc_src(k, "        for (long j = 0; j < %lld; j++) se += exp((acc_t)xr[j] - mx);", cls);
+    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+    if (labels) {
+        clc_src(k, "        const int y = v%d[row];", arg(k, id, 1));
+        clc_src(k, "        if (y >= 0 && y < %lld) sum += lse - xr[y];", cls);
+    } else {
+        clc_src(k, "        for (long j = 0; j < %lld; j++) sum -= v%d[row * %lld + j] * (xr[j] - lse);", cls,
+                arg(k, id, 1), cls);
+    }
+    clc_src(k, "    }");
+    wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
+    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(rows));
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+/* dx = (softmax(x) sum_c t_c - t) g / rows, one row per work-item (work-group
+ * for long rows). */
+void clc_op_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
+    host_label_check(k, id);
+    bool labels = is_i32(k, arg(k, id, 1));
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[1];
+    int tg = arg(k, id, 1);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, xk(cls), cgc_dim(x, 0), &idx);
+    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), xs(cgc_dim(x, 0)));
+    class_row(k, id, wg, true, "r", "    ");
+    clc_src(k, "    __global float *dr = v%d + r * %lld;", id, cls);
+    if (labels) {
+        clc_src(k, "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 : 0)));",
+                cls);
+    } else {
+        clc_src(k, "    acc_t ts = 0;");
+        clc_src(k, "    for (long j = t; j < %lld; j += L) ts += v%d[r * %lld + j];", cls, tg, cls);
+        wg_combine(k, wg, "ts", "netc_wg_sum", "redd");
+        clc_src(k, "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * %lld + j]));",
+                cls, tg, cls);
+    }
+    idx = kend(k);
+    klaunch(k, idx, &v, cgc_dim(x, 0), wg, false);
+}
+
+/* Fraction of rows whose first argmax equals the label (or the target's). */
+void clc_op_ACCURACY(struct clc *k, int id) {
+    host_label_check(k, id);
+    bool labels = is_i32(k, arg(k, id, 1));
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[1];
+    struct cgc_x rows = cgc_dim(x, 0);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, rows, xk(1), &idx);
+    clc_src(k, "    int hits = 0;");
+    clc_src(k, "    for (long row = t; row < %s; row += L) {", xs(rows));
+    clc_src(k, "        __global const float *xr = v%d + row * %lld;", arg(k, id, 0), cls);
+    clc_src(k, "        long best = 0;");
+    clc_src(k, "        for (long j = 1; j < %lld; j++) if (xr[j] > xr[best]) best = j;", cls);
+    if (labels) {
+        clc_src(k, "        const long y = v%d[row];", arg(k, id, 1));
+    } else {
+        clc_src(k, "        __global const float *tr = v%d + row * %lld;", arg(k, id, 1), cls);
+        clc_src(k, "        long y = 0;");
+        clc_src(k, "        for (long j = 1; j < %lld; j++) if (tr[j] > tr[y]) y = j;", cls);
+    }
+    clc_src(k, "        hits += best == y;");
+    clc_src(k, "    }");
+    wg_combine(k, wg, "hits", "netc_wg_sumi", "redi");
+    clc_src(k, "    if (t == 0) v%d[0] = (float)((acc_t)hits / (acc_t)(%s));", id, xs(rows));
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+/* ----------------------------------------------------------- convolution */
+
+/* The conv geometry's (input, weight, output) shapes of a conv-family node. */
+static void conv_roles(const struct clc *k, int id, const struct shape **x, const struct shape **w,
+                       const struct shape **y) {
+    const struct shape *a0 = arg_shape(k, id, 0), *a1 = arg_shape(k, id, 1), *me = shape_of(k, id);
+    switch (node(k, id)->op) {
+    case OP_CONV2D: *x = a0, *w = a1, *y = me; break;
+    case OP_CONV2D_GRAD_INPUT: *x = me, *w = a1, *y = a0; break;
+    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = me, *y = a1; break;
+    default: *x = me, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
+    }
+}
+
+/* Host: `geo` for node id and the library call; the chunk is the one the
+ * memory plan sized the scratch s<id> for (cgc_op_scratch). */
+static void conv_call(struct clc *k, int id, const char *fn) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *x, *w, *y;
+    conv_roles(k, id, &x, &w, &y);
+    const int64_t *s = ir_get_ints(nd, "stride", NULL), *p = ir_get_ints(nd, "pad", NULL);
+    const int64_t *d = ir_get_ints(nd, "dilation", NULL);
+    struct nrt_conv one = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
+                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(nd, "groups")};
+    bool per_n;
+    int64_t scratch = cgc_op_scratch(k->c.f, nd, &per_n), per = nrt_conv_image_floats(&one);
+    int64_t chunk = per > 0 && scratch / per > 0 ? scratch / per : 1;
+    struct cgc *c = &k->c;
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
+                "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
+             xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
+             (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
+             (long long)ir_get_int(nd, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
+             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
+    cgc_emit(c, "%s(ctx, &geo, o%d, o%d, o%d, s%d);", fn, arg(k, id, 0), arg(k, id, 1), id, id);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void clc_op_CONV2D(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d"); }
+void clc_op_CONV2D_GRAD_INPUT(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_input"); }
+void clc_op_CONV2D_GRAD_WEIGHT(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_weight"); }
+/* The adjoint of conv2d: conv2d_grad_input with the roles swapped. */
+void clc_op_CONV_TRANSPOSE2D(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_input"); }
+
+/* --------------------------------------------------------------- pooling */
+
+static void pool_call(struct clc *k, int id, const char *fn, bool grad, const char *args) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *x = arg_shape(k, id, 0), *y = grad ? arg_shape(k, id, 1) : shape_of(k, id);
+    const int64_t *kk = ir_get_ints(nd, "kernel", NULL), *s = ir_get_ints(nd, "stride", NULL);
+    const int64_t *p = ir_get_ints(nd, "pad", NULL);
+    struct cgc *c = &k->c;
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
+                "{%lld, %lld, %lld, %lld}};",
+             xs(dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
+             (long long)y->dim[3], (long long)kk[0], (long long)kk[1], (long long)s[0], (long long)s[1], (long long)p[0],
+             (long long)p[1], (long long)p[2], (long long)p[3]);
+    cgc_emit(c, "%s(ctx, &geo, %s);", fn, args);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void clc_op_MAXPOOL2D(struct clc *k, int id) {
+    char a[64];
+    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 0), id);
+    pool_call(k, id, "nrt_cl_maxpool2d", false, a);
+}
+
+void clc_op_AVGPOOL2D(struct clc *k, int id) {
+    char a[64];
+    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 0), id);
+    pool_call(k, id, "nrt_cl_avgpool2d", false, a);
+}
+
+void clc_op_MAXPOOL2D_GRAD(struct clc *k, int id) {
+    char a[64];
+    snprintf(a, sizeof a, "o%d, o%d, o%d", arg(k, id, 0), arg(k, id, 1), id);
+    pool_call(k, id, "nrt_cl_maxpool2d_grad", true, a);
+}
+
+void clc_op_AVGPOOL2D_GRAD(struct clc *k, int id) {
+    char a[64];
+    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 1), id);
+    pool_call(k, id, "nrt_cl_avgpool2d_grad", true, a);
+}
+
+static void upsample(struct clc *k, int id, const char *fn, const struct shape *small) {
+    const int64_t *s = ir_get_ints(node(k, id), "scale", NULL);
+    cgc_emit(&k->c, "%s(ctx, %s, %lld, %lld, %lld, %lld, o%d, o%d);", fn, xs(dims_prod(small, 0, 2)),
+             (long long)small->dim[2], (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(k, id, 0), id);
+}
+
+void clc_op_UPSAMPLE2D(struct clc *k, int id) { upsample(k, id, "nrt_cl_upsample2d", arg_shape(k, id, 0)); }
+void clc_op_UPSAMPLE2D_GRAD(struct clc *k, int id) { upsample(k, id, "nrt_cl_upsample2d_grad", shape_of(k, id)); }
+
+/* ---------------------------------------------------- dropout, batchnorm */
+
+/* The mask of codegen.h's cg_dropout_keep in 64-bit integer math (netc_keep in
+ * the prologue), so both backends keep exactly the same elements. */
+static void dropout(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    double rate = ir_get_float(nd, "rate");
+    struct cgc_x cnt = cgc_count(&nd->type.shape);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, true);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(cnt));
+    clc_src(k, "    v%d[i] = netc_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
+            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)cg_dropout_threshold(rate),
+            arg(k, id, 0), fs(1.0 / (1.0 - rate)));
+    idx = kend(k);
+    klaunch(k, idx, &v, cnt, false, true);
+    k->uses_step = true;
+}
+
+void clc_op_DROPOUT(struct clc *k, int id) { dropout(k, id); }
+void clc_op_DROPOUT_GRAD(struct clc *k, int id) { dropout(k, id); }
+
+/* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. */
+void clc_op_BATCHNORM(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    struct cgc_x inner = dims_prod(x, 2, x->rank), cnt = cgc_count(x);
+    long long ch = (long long)x->dim[1];
+    int xv = arg(k, id, 0), g = arg(k, id, 1), b = arg(k, id, 2), mu = arg(k, id, 3), var = arg(k, id, 4);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(cnt));
+    clc_src(k, "    const long c = (i / (%s)) %% %lld;", xs(inner), ch);
+    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, fs(ir_get_float(node(k, id), "eps")));
+    clc_src(k, "    v%d[i] = sc * (v%d[i] - v%d[c]) + v%d[c];", id, xv, mu, b);
+    idx = kend(k);
+    klaunch(k, idx, &v, cnt, false, false);
+}
+
+/* --------------------------------------------------------------- kernels */
+
+bool clc_kernel_supported(const struct ir_func *f, int kernel) {
+    int root = -1, heads = 0;
+    for (int id = 0; id < ir_func_len(f); id++)
+        if (f->nodes[id].kernel == kernel) root = id;
+    if (root < 0) return false;
+    for (int id = 0; id <= root; id++) {
+        const struct ir_node *n = &f->nodes[id];
+        if (n->kernel != kernel) continue;
+        if (ir_kernel_head_op(n->op)) heads++;
+        else if (!ir_kernel_ewise_op(n->op)) return false;
+        /* batchnorm reads its statistics, scale and shift per channel (axis 1), an
+         * access the fused OpenCL kernel does not make yet: node by node. */
+        if (n->op == OP_BATCHNORM) return false;
+        if (n->type.dtype != DT_F32 || !shape_equal(&n->type.shape, &f->nodes[root].type.shape)) return false;
+    }
+    return heads <= 1;
+}
+
+/* One array a fused kernel reads: a value, and its bias axis (-1: broadcast). */
+struct access {
+    int value; /* node id */
+    int bias;  /* bias axis, or -1 */
+};
+
+static bool member_of(const struct clc *k, const struct cgc_kernel *kn, int x) {
+    return x != kn->head && k->c.vals[x].kernel >= 0 && k->c.vals[x].kernel == k->c.vals[kn->root].kernel;
+}
+
+void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
+    int r = kn->root;
+    const struct shape *y = shape_of(k, r);
+    if (kn->head >= 0) clc_op_emit(k, kn->head); /* into the root's storage: o<head> = o<root> */
+    struct access acc[NEST_OPS];
+    int nacc = 0;
+    struct kvals v = {0, {0}};
+    for (size_t i = 0; i < vec_len(kn->outputs); i++) kv_add(&v, kn->outputs[i]); /* the root, and members used later */
+    kv_add(&v, r);
+    for (size_t i = 0; i < vec_len(kn->members); i++) {
+        int m = kn->members[i];
+        if (m == kn->head) continue;
+        const struct ir_node *nd = node(k, m);
+        for (int a = 0; a < nd->nargs; a++) {
+            int x = nd->args[a];
+            if (member_of(k, kn, x) || x == kn->head) continue;
+            struct access ac = {x, nd->op == OP_BIAS_ADD && a == 1 ? (int)ir_get_int(nd, "axis") : -1};
+            bool dup = false;
+            for (int q = 0; q < nacc && !dup; q++) dup = acc[q].value == ac.value && acc[q].bias == ac.bias;
+            if (dup) continue;
+            NETC_ASSERT(nacc < NEST_OPS - 1);
+            acc[nacc++] = ac;
+            kv_add(&v, x);
+        }
+    }
+    char name[64];
+    snprintf(name, sizeof name, "e%d_k%d", k->entry, node(k, r)->kernel);
+    int idx = kbegin(k, name, &v, false, false);
+    struct nest ns = {.rank = y->rank, .nops = 1 + nacc};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
+    strides(y, ns.st[0]);
+    for (int j = 0; j < nacc; j++) {
+        if (acc[j].bias < 0) strides_into(shape_of(k, acc[j].value), y, ns.st[1 + j]);
+        else
+            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
+    }
+    struct cgc_x total = nest_open(k, &ns);
+    for (size_t i = 0; i < vec_len(kn->members); i++) {
+        int m = kn->members[i];
+        if (m == kn->head) continue;
+        const struct ir_node *nd = node(k, m);
+        char ops[NEST_OPS][240], tmpl[CGC_TMPL_MAX], expr[2048];
+        for (int a = 0; a < nd->nargs && a < NEST_OPS; a++) {
+            int x = nd->args[a];
+            if (x == kn->head) {
+                snprintf(ops[a], sizeof ops[a], "v%d[%s]", r, ns.idx[0]);
+                continue;
+            }
+            if (member_of(k, kn, x)) {
+                snprintf(ops[a], sizeof ops[a], "t%d", x);
+                continue;
+            }
+            int bias = nd->op == OP_BIAS_ADD && a == 1 ? (int)ir_get_int(nd, "axis") : -1, j = 0;
+            while (acc[j].value != x || acc[j].bias != bias) j++;
+            snprintf(ops[a], sizeof ops[a], "v%d[%s]", x, ns.idx[1 + j]);
+        }
+        c_template(k, m, tmpl);
+        subst(expr, sizeof expr, tmpl, ops, nd->nargs);
+        clc_src(k, "    const float t%d = %s;", m, expr);
+    }
+    /* The stores come last: an input may be the buffer an output is stored into
+     * in place (an optimizer update), read above before it is overwritten. */
+    for (int j = 0; j < v.n && cgc_kernel_stores(kn, v.id[j]); j++) clc_src(k, "    v%d[%s] = t%d;", v.id[j], ns.idx[0], v.id[j]);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+/* --------------------------------------------------------------- prologue */
+
+void clc_prologue(FILE *src) {
+    fputs("/* OpenCL C 1.2. acc_t: the accumulator of losses and softmax rows (double\n"
+          " * where the device has it, as the C backend). */\n"
+          "#ifdef cl_khr_fp64\n"
+          "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+          "typedef double acc_t;\n"
+          "#else\n"
+          "typedef float acc_t;\n"
+          "#endif\n"
+          "/* The C column's formulas name the float functions of C. */\n"
+          "#define expf exp\n"
+          "#define logf log\n"
+          "#define sqrtf sqrt\n"
+          "#define tanhf tanh\n"
+          "#define powf pow\n"
+          "\n"
+          "/* The IR's conversion to i32: toward zero, saturating, NaN as 0. */\n"
+          "int nrt_to_i32(acc_t v)\n"
+          "{\n"
+          "    if (v != v) return 0;\n"
+          "    if (v >= (acc_t)2147483647.0) return INT_MAX;\n"
+          "    if (v <= (acc_t)-2147483648.0) return INT_MIN;\n"
+          "    return (int)v;\n"
+          "}\n"
+          "\n"
+          "/* The dropout mask, as codegen.h's cg_dropout_keep. */\n"
+          "ulong netc_mix64(ulong z)\n"
+          "{\n"
+          "    z += 0x9e3779b97f4a7c15UL;\n"
+          "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;\n"
+          "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;\n"
+          "    return z ^ (z >> 31);\n"
+          "}\n"
+          "\n"
+          "int netc_keep(ulong seed, ulong step, ulong index, uint threshold)\n"
+          "{\n"
+          "    const ulong h = netc_mix64(netc_mix64(netc_mix64(seed) ^ step) ^ index);\n"
+          "    return (uint)(h >> 40) >= threshold;\n"
+          "}\n"
+          "\n"
+          "/* Work-group reductions over a power-of-two group: every work-item gets the\n"
+          " * result. */\n"
+          "#define NETC_WG_REDUCE(T, name, combine)                        \\\n"
+          "    T name(__local T *r, T v)                                   \\\n"
+          "    {                                                           \\\n"
+          "        const int t = get_local_id(0);                          \\\n"
+          "        r[t] = v;                                               \\\n"
+          "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
+          "        for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {   \\\n"
+          "            if (t < s) { T a = r[t], b = r[t + s]; r[t] = combine; } \\\n"
+          "            barrier(CLK_LOCAL_MEM_FENCE);                       \\\n"
+          "        }                                                       \\\n"
+          "        v = r[0];                                               \\\n"
+          "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
+          "        return v;                                               \\\n"
+          "    }\n"
+          "NETC_WG_REDUCE(float, netc_wg_sumf, a + b)\n"
+          "NETC_WG_REDUCE(acc_t, netc_wg_sum, a + b)\n"
+          "NETC_WG_REDUCE(int, netc_wg_sumi, nrt_to_i32((acc_t)a + (acc_t)b))\n"
+          "NETC_WG_REDUCE(float, netc_wg_maxf, (b > a ? b : a))\n"
+          "NETC_WG_REDUCE(int, netc_wg_maxi, (b > a ? b : a))\n"
+          "\n"
+          "/* The first index of the largest value over a work-group: (rv, ri) hold each\n"
+          " * work-item's candidate (ri INT_MAX: none). */\n"
+          "long netc_wg_argmax(__local float *rv, __local int *ri)\n"
+          "{\n"
+          "    const int t = get_local_id(0);\n"
+          "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+          "    for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {\n"
+          "        if (t < s && ri[t + s] != INT_MAX &&\n"
+          "            (ri[t] == INT_MAX || rv[t + s] > rv[t] || (rv[t + s] == rv[t] && ri[t + s] < ri[t]))) {\n"
+          "            rv[t] = rv[t + s];\n"
+          "            ri[t] = ri[t + s];\n"
+          "        }\n"
+          "        barrier(CLK_LOCAL_MEM_FENCE);\n"
+          "    }\n"
+          "    const long best = ri[0];\n"
+          "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+          "    return best;\n"
+          "}\n"
+          "\n"
+          "/* Kernel 0: copy count elements (assignments into parameter buffers). */\n"
+          "__kernel void netc_copy(__global float *A, long dst, long src, long count)\n"
+          "{\n"
+          "    const long i = get_global_id(0);\n"
+          "    if (i < count) A[dst + i] = A[src + i];\n"
+          "}\n",
+          src);
+}

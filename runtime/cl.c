@@ -1,0 +1,1078 @@
+/* runtime/cl.c -- the OpenCL device layer (libnetrt_cl.a): device listing and
+ * choice, the context of an OpenCL model (queue, one arena holding every
+ * buffer and the workspace, the runtime's and the model's programs through a
+ * binary cache), host<->device copies, kernel launches, and the library ops
+ * (tiled SGEMM, convolution by im2col/col2im + SGEMM, pooling, upsampling) whose
+ * OpenCL C lives in cl_kernels.cl. Sections: errors, devices, binary cache,
+ * programs, context, copies and launches, library ops. */
+#include "runtime/internal.h"
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The runtime's kernels, in the order of their names below. */
+#define LIB_KERNELS(X)                                                                                  \
+    X(SGEMM, "nrt_sgemm") X(SGEMM_DOT, "nrt_sgemm_dot") X(IM2COL, "nrt_im2col") X(COL2IM, "nrt_col2im") X(TO_CM, "nrt_to_cm")         \
+    X(FROM_CM, "nrt_from_cm") X(MAXPOOL, "nrt_maxpool") X(MAXPOOL_GRAD, "nrt_maxpool_grad")             \
+    X(AVGPOOL, "nrt_avgpool") X(AVGPOOL_GRAD, "nrt_avgpool_grad") X(UPSAMPLE, "nrt_upsample")           \
+    X(UPSAMPLE_GRAD, "nrt_upsample_grad")
+
+enum lib_kernel {
+#define X_(id, name) LK_##id,
+    LIB_KERNELS(X_)
+#undef X_
+    LK_COUNT /* number of library kernels */
+};
+
+static const char *const lib_kernel_names[LK_COUNT] = {
+#define X_(id, name) name,
+    LIB_KERNELS(X_)
+#undef X_
+};
+
+/* SGEMM tiles (cl_kernels.cl): work-items own wm x vw blocks of C (vw the
+ * vector width), work-groups of rx x ry work-items own (ry*wm) x (rx*vw)
+ * tiles, stepping tk along k. */
+struct gemm_tiles {
+    int vw, wm, rx, ry, tk;
+};
+
+/* Device time of one kernel name (NETC_CL_PROFILE=1). */
+struct prof {
+    char name[96];    /* the kernel (SGEMM: with its shape) */
+    double ms;        /* total device milliseconds */
+    long calls;       /* launches */
+};
+
+#define PROF_MAX 512 /* kernel names profiled */
+
+struct nrt_cl {
+    cl_platform_id platform;     /* the chosen device's platform */
+    cl_device_id device;         /* the device */
+    cl_context context;          /* a context over it alone */
+    cl_command_queue queue;      /* in-order queue */
+    cl_program lib;              /* cl_kernels.cl */
+    cl_program prog;             /* the model's program */
+    cl_kernel lk[LK_COUNT];      /* library kernels */
+    cl_kernel *kernels;          /* the model's kernels, by index */
+    size_t *kernel_wg;           /* their CL_KERNEL_WORK_GROUP_SIZE */
+    int n_kernels;               /* how many */
+    cl_mem arena;                /* every buffer, then the workspace */
+    int64_t arena_elems;         /* its size in 4-byte elements */
+    struct gemm_tiles tiles;     /* SGEMM tiles for this device */
+    size_t max_wg;               /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    cl_uint units;               /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    int built;                   /* a program was built from source at open */
+    struct prof *prof;           /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
+    int n_prof;                  /* kernels in prof */
+    int dead;                    /* an OpenCL call failed: later calls are no-ops */
+    char err[256];               /* the message of that failure */
+    char name[256];              /* "platform / device" */
+};
+
+/* ----------------------------------------------------------------- errors -- */
+
+/* The name of an OpenCL error code. */
+static const char *cl_errname(cl_int e)
+{
+    switch (e) {
+#define E_(c) \
+    case c:   \
+        return #c;
+        E_(CL_DEVICE_NOT_FOUND) E_(CL_DEVICE_NOT_AVAILABLE) E_(CL_COMPILER_NOT_AVAILABLE)
+        E_(CL_MEM_OBJECT_ALLOCATION_FAILURE) E_(CL_OUT_OF_RESOURCES) E_(CL_OUT_OF_HOST_MEMORY)
+        E_(CL_BUILD_PROGRAM_FAILURE) E_(CL_INVALID_VALUE) E_(CL_INVALID_PLATFORM) E_(CL_INVALID_DEVICE)
+        E_(CL_INVALID_CONTEXT) E_(CL_INVALID_COMMAND_QUEUE) E_(CL_INVALID_MEM_OBJECT) E_(CL_INVALID_BINARY)
+        E_(CL_INVALID_BUILD_OPTIONS) E_(CL_INVALID_PROGRAM) E_(CL_INVALID_PROGRAM_EXECUTABLE)
+        E_(CL_INVALID_KERNEL_NAME) E_(CL_INVALID_KERNEL) E_(CL_INVALID_ARG_INDEX) E_(CL_INVALID_ARG_VALUE)
+        E_(CL_INVALID_ARG_SIZE) E_(CL_INVALID_KERNEL_ARGS) E_(CL_INVALID_WORK_DIMENSION)
+        E_(CL_INVALID_WORK_GROUP_SIZE) E_(CL_INVALID_WORK_ITEM_SIZE) E_(CL_INVALID_GLOBAL_OFFSET)
+        E_(CL_INVALID_EVENT_WAIT_LIST) E_(CL_INVALID_OPERATION) E_(CL_INVALID_BUFFER_SIZE)
+        E_(CL_INVALID_GLOBAL_WORK_SIZE) E_(CL_MISALIGNED_SUB_BUFFER_OFFSET)
+        E_(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+#undef E_
+    case -1001:
+        return "CL_PLATFORM_NOT_FOUND_KHR";
+    default:
+        return "unknown OpenCL error";
+    }
+}
+
+/* Marks the device dead with "OpenCL: what: CODE" and records it in ctx. */
+static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...) NRT_PRINTF(3, 4);
+static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...)
+{
+    struct nrt_cl *cl = ctx->cl;
+    if (cl->dead)
+        return;
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(cl->err, sizeof cl->err, "OpenCL: %s: %s (%d)", what, cl_errname(e), (int)e);
+    cl->dead = 1;
+    nrt_ctx_fail(ctx, "%s", cl->err);
+}
+
+/* Whether calls must be skipped: no device, or one that failed (whose message
+ * is recorded in ctx again, since nrt_ctx_run clears it before each run). */
+static int cl_dead(struct nrt_ctx *ctx)
+{
+    if (!ctx->cl) {
+        nrt_ctx_fail(ctx, "OpenCL: the context has no device (a C-target model)");
+        return 1;
+    }
+    if (ctx->cl->dead) {
+        nrt_ctx_fail(ctx, "%s", ctx->cl->err);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- devices -- */
+
+static const char install_hint[] =
+    "install an OpenCL driver, e.g. `apt-get install pocl-opencl-icd` for a CPU device";
+
+/* Every platform (up to 16), or an error that says how to install one. */
+static int platforms_get(cl_platform_id *ps, cl_uint *np)
+{
+    cl_int e = clGetPlatformIDs(16, ps, np);
+    if (e == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (e == CL_SUCCESS && *np == 0))
+        return nrt_error_set(NRT_ERR_NOTFOUND, "OpenCL: no platform found: %s", install_hint);
+    if (e != CL_SUCCESS)
+        return nrt_error_set(NRT_ERR_IO, "OpenCL: clGetPlatformIDs: %s (%d): %s", cl_errname(e), (int)e,
+                             install_hint);
+    if (*np > 16)
+        *np = 16;
+    return NRT_OK;
+}
+
+/* The devices of platform p (up to 64); none is not an error. */
+static cl_uint devices_get(cl_platform_id p, cl_device_id *ds)
+{
+    cl_uint n = 0;
+    if (clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 64, ds, &n) != CL_SUCCESS)
+        return 0;
+    return n > 64 ? 64 : n;
+}
+
+/* "platform / device" into buf. */
+static void device_label(cl_platform_id p, cl_device_id d, char *buf, size_t len)
+{
+    char pn[128] = "?", dn[128] = "?";
+    clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof pn, pn, NULL);
+    clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof dn, dn, NULL);
+    pn[sizeof pn - 1] = dn[sizeof dn - 1] = '\0';
+    snprintf(buf, len, "%s / %s", pn, dn);
+}
+
+static cl_device_type device_type(cl_device_id d)
+{
+    cl_device_type t = 0;
+    clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+    return t;
+}
+
+int nrt_cl_device_list(void)
+{
+    cl_platform_id ps[16];
+    cl_uint np = 0;
+    int rc = platforms_get(ps, &np);
+    if (rc)
+        return rc;
+    for (cl_uint p = 0; p < np; p++) {
+        cl_device_id ds[64];
+        cl_uint nd = devices_get(ps[p], ds);
+        for (cl_uint d = 0; d < nd; d++) {
+            char label[288];
+            cl_uint cu = 0;
+            cl_ulong mem = 0;
+            device_label(ps[p], ds[d], label, sizeof label);
+            clGetDeviceInfo(ds[d], CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+            clGetDeviceInfo(ds[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
+            cl_device_type t = device_type(ds[d]);
+            printf("%u:%u  %s (%s, %u compute units, %llu MiB global memory)\n", p, d, label,
+                   t & CL_DEVICE_TYPE_GPU ? "GPU" : t & CL_DEVICE_TYPE_CPU ? "CPU"
+                   : t & CL_DEVICE_TYPE_ACCELERATOR ? "accelerator" : "other",
+                   cu, (unsigned long long)(mem >> 20));
+        }
+    }
+    return NRT_OK;
+}
+
+/* Case-insensitive substring search. */
+static int contains_nocase(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return n == 0;
+}
+
+/* Picks the device for spec (see nrt_ctx_device_set) into *pp, *dp. */
+static int device_choose(const char *spec, cl_platform_id *pp, cl_device_id *dp)
+{
+    cl_platform_id ps[16];
+    cl_uint np = 0;
+    int rc = platforms_get(ps, &np);
+    if (rc)
+        return rc;
+    unsigned sp = 0, sd = 0;
+    int by_index = 0, consumed = 0;
+    if (spec && sscanf(spec, "%u:%u%n", &sp, &sd, &consumed) == 2 && spec[consumed] == '\0')
+        by_index = 1;
+    int found = 0;
+    for (int pass = 0; pass < 2 && !found; pass++) /* default: a GPU first, then anything */
+        for (cl_uint p = 0; p < np && !found; p++) {
+            cl_device_id ds[64];
+            cl_uint nd = devices_get(ps[p], ds);
+            for (cl_uint d = 0; d < nd && !found; d++) {
+                char label[288];
+                device_label(ps[p], ds[d], label, sizeof label);
+                if (by_index)
+                    found = p == sp && d == sd;
+                else if (spec)
+                    found = contains_nocase(label, spec);
+                else
+                    found = pass == 1 || (device_type(ds[d]) & CL_DEVICE_TYPE_GPU);
+                if (found) {
+                    *pp = ps[p];
+                    *dp = ds[d];
+                }
+            }
+        }
+    if (found)
+        return NRT_OK;
+    if (spec)
+        return nrt_error_set(NRT_ERR_NOTFOUND, "OpenCL: no device matches '%s' (`--device list` shows them)",
+                             spec);
+    return nrt_error_set(NRT_ERR_NOTFOUND, "OpenCL: the platforms have no device: %s", install_hint);
+}
+
+/* ----------------------------------------------------------- binary cache -- */
+/* A built program is kept as $XDG_CACHE_HOME/netc/cl/<key>.bin (or under
+ * ~/.cache), key = two FNV-1a hashes of platform and device name, driver and
+ * device version, build options and source. The file is "NETCCLB1", the
+ * binary's size and FNV-1a hash (8 bytes each), then the binary; it is written
+ * to a temporary file and renamed. Anything unreadable, short or not matching
+ * its hash is ignored and the program built from source. */
+
+#define CACHE_MAGIC "NETCCLB1"
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* The cache directory into buf (created); 0 when the cache is off or unusable. */
+static int cache_dir(char *buf, size_t len)
+{
+    const char *off = getenv("NETC_CL_CACHE");
+    if (off && strcmp(off, "0") == 0)
+        return 0;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int n;
+    if (xdg && *xdg)
+        n = snprintf(buf, len, "%s/netc/cl", xdg);
+    else if (home && *home)
+        n = snprintf(buf, len, "%s/.cache/netc/cl", home);
+    else
+        return 0;
+    if (n < 0 || (size_t)n >= len)
+        return 0;
+    /* mkdir -p */
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        mkdir(buf, 0755);
+        *s = '/';
+    }
+    return mkdir(buf, 0755) == 0 || errno == EEXIST;
+}
+
+/* The cache file of a program into path; 0 when the cache is off. */
+static int cache_path(struct nrt_cl *cl, const char *opts, const char *src, char *path, size_t len)
+{
+    char dir[1024];
+    if (!cache_dir(dir, sizeof dir))
+        return 0;
+    char info[4][256] = {{0}};
+    clGetPlatformInfo(cl->platform, CL_PLATFORM_VERSION, sizeof info[0], info[0], NULL);
+    clGetDeviceInfo(cl->device, CL_DRIVER_VERSION, sizeof info[1], info[1], NULL);
+    clGetDeviceInfo(cl->device, CL_DEVICE_VERSION, sizeof info[2], info[2], NULL);
+    snprintf(info[3], sizeof info[3], "%s", cl->name);
+    uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+    for (int i = 0; i < 4; i++) {
+        h1 = fnv_bytes(h1, info[i], strlen(info[i]) + 1);
+        h2 = fnv_bytes(h2, info[i], strlen(info[i]) + 1);
+    }
+    h1 = fnv_bytes(fnv_bytes(h1, opts, strlen(opts) + 1), src, strlen(src));
+    h2 = fnv_bytes(fnv_bytes(h2, opts, strlen(opts) + 1), src, strlen(src));
+    int n = snprintf(path, len, "%s/%016llx%016llx.bin", dir, (unsigned long long)h1, (unsigned long long)h2);
+    return n > 0 && (size_t)n < len;
+}
+
+/* The cached binary at path (nrt_alloc'd), or NULL. */
+static unsigned char *cache_read(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char magic[8];
+    uint64_t n = 0, h = 0;
+    unsigned char *bin = NULL;
+    if (fread(magic, 1, 8, f) == 8 && memcmp(magic, CACHE_MAGIC, 8) == 0 && fread(&n, 8, 1, f) == 1 &&
+        fread(&h, 8, 1, f) == 1 && n > 0 && n < ((uint64_t)1 << 32) && (bin = nrt_alloc((size_t)n, 0))) {
+        if (fread(bin, 1, (size_t)n, f) != n || fgetc(f) != EOF ||
+            fnv_bytes(0xcbf29ce484222325ull, bin, (size_t)n) != h) {
+            nrt_free(bin);
+            bin = NULL;
+        }
+    }
+    fclose(f);
+    *size = (size_t)n;
+    return bin;
+}
+
+/* Writes the program's binary to path, atomically; failures are ignored (the
+ * next run builds again). */
+static void cache_write(cl_program prog, const char *path)
+{
+    size_t size = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || !size)
+        return;
+    unsigned char *bin = nrt_alloc(size, 0);
+    if (!bin)
+        return;
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = NULL;
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS &&
+        (f = fopen(tmp, "wb"))) {
+        uint64_t n = size, h = fnv_bytes(0xcbf29ce484222325ull, bin, size);
+        int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&n, 8, 1, f) == 1 && fwrite(&h, 8, 1, f) == 1 &&
+                 fwrite(bin, 1, size, f) == size;
+        if (fclose(f) == 0 && ok && rename(tmp, path) == 0)
+            tmp[0] = '\0';
+        if (tmp[0])
+            remove(tmp);
+    }
+    nrt_free(bin);
+}
+
+/* --------------------------------------------------------------- programs -- */
+
+/* Builds src with opts for the device, from the cache when it can; what names
+ * the program in errors ("runtime kernels", "model kernels"). A build failure
+ * is an error carrying the first lines of the build log. */
+static int program_build(struct nrt_cl *cl, const char *what, const char *src, const char *opts, cl_program *out)
+{
+    char path[1100];
+    int cached = cache_path(cl, opts, src, path, sizeof path);
+    cl_int e;
+    if (cached) {
+        size_t size = 0;
+        unsigned char *bin = cache_read(path, &size);
+        if (bin) {
+            const unsigned char *bins[1] = {bin};
+            cl_int st;
+            cl_program p = clCreateProgramWithBinary(cl->context, 1, &cl->device, &size, bins, &st, &e);
+            nrt_free(bin);
+            if (p && e == CL_SUCCESS && st == CL_SUCCESS &&
+                clBuildProgram(p, 1, &cl->device, opts, NULL, NULL) == CL_SUCCESS) {
+                *out = p;
+                return NRT_OK;
+            }
+            if (p)
+                clReleaseProgram(p);
+        }
+    }
+    cl->built = 1;
+    size_t len = strlen(src);
+    cl_program p = clCreateProgramWithSource(cl->context, 1, &src, &len, &e);
+    if (!p)
+        return nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateProgramWithSource(%s): %s (%d)", what, cl_errname(e),
+                             (int)e);
+    e = clBuildProgram(p, 1, &cl->device, opts, NULL, NULL);
+    if (e != CL_SUCCESS) {
+        char log[4096] = "";
+        clGetProgramBuildInfo(p, cl->device, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
+        log[sizeof log - 1] = '\0';
+        clReleaseProgram(p);
+        /* The log on stderr in full (it is what the user needs), the error one line. */
+        fprintf(stderr, "OpenCL build log of the %s on %s:\n%s\n", what, cl->name, log);
+        return nrt_error_set(NRT_ERR_FORMAT, "OpenCL: building the %s failed: %s (%d); build log above", what,
+                             cl_errname(e), (int)e);
+    }
+    if (cached)
+        cache_write(p, path);
+    *out = p;
+    return NRT_OK;
+}
+
+/* Whether tiles t fit a device allowing wg work-items per group (items[0..1]
+ * per dim) and `local` bytes of local memory. */
+static int tiles_fit(const struct gemm_tiles *t, size_t wg, const size_t *items, cl_ulong local)
+{
+    cl_ulong bytes = (cl_ulong)t->tk * (cl_ulong)(t->ry * t->wm + t->rx * t->vw) * 4;
+    return t->vw > 0 && t->wm > 0 && t->rx > 0 && t->ry > 0 && t->tk > 0 && (size_t)(t->rx * t->ry) <= wg &&
+           (size_t)t->rx <= items[0] && (size_t)t->ry <= items[1] && bytes <= local;
+}
+
+/* SGEMM tiles from the device's limits. The vector width is the device's
+ * preferred float width (16 on AVX-512 CPUs, often 1 or 4 on GPUs, taken as
+ * 4 then). CPUs (PoCL) run a work-group as loops over its work-items, so
+ * there a few work-items with wide register blocks do best (measured with
+ * bench/cl_gemm); GPUs get 16x16 work-items with 4x4 blocks. The first
+ * candidate that fits the work-group and local memory limits wins.
+ * NETC_CL_GEMM="vw,wm,rx,ry,tk" overrides the choice (for tuning). */
+static struct gemm_tiles tiles_choose(struct nrt_cl *cl)
+{
+    cl_ulong local = 0;
+    size_t wg = 1, items[3] = {1, 1, 1};
+    cl_uint pref = 0;
+    clGetDeviceInfo(cl->device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local, &local, NULL);
+    clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items, NULL);
+    clGetDeviceInfo(cl->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
+    int vw = pref >= 16 ? 16 : pref >= 8 ? 8 : 4;
+    const char *env = getenv("NETC_CL_GEMM");
+    struct gemm_tiles t;
+    if (env && sscanf(env, "%d,%d,%d,%d,%d", &t.vw, &t.wm, &t.rx, &t.ry, &t.tk) == 5 &&
+        (t.vw == 1 || t.vw == 2 || t.vw == 4 || t.vw == 8 || t.vw == 16) && tiles_fit(&t, wg, items, local))
+        return t;
+    int cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
+    const struct gemm_tiles cand[] = {
+        cpu ? (struct gemm_tiles){vw, 8, 4, 4, 16} : (struct gemm_tiles){4, 4, 16, 16, 16},
+        {vw, 4, 4, 4, 16},
+        {4, 4, 8, 8, 16},
+        {4, 2, 4, 4, 8},
+        {1, 1, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cand / sizeof *cand; i++)
+        if (tiles_fit(&cand[i], wg, items, local))
+            return cand[i];
+    return cand[sizeof cand / sizeof *cand - 1];
+}
+
+/* ---------------------------------------------------------------- context -- */
+
+/* Builds both programs and creates every kernel. */
+static int kernels_create(struct nrt_ctx *ctx)
+{
+    struct nrt_cl *cl = ctx->cl;
+    const struct nrt_cl_program *mp = ctx->model->cl;
+    const struct gemm_tiles *t = &cl->tiles;
+    char opts[256];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d", t->vw, t->wm, t->rx,
+             t->ry, t->tk);
+    int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
+    if (!rc)
+        rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
+    if (rc)
+        return rc;
+    cl_int e;
+    for (int i = 0; i < LK_COUNT; i++)
+        if (!(cl->lk[i] = clCreateKernel(cl->lib, lib_kernel_names[i], &e)))
+            return nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateKernel(%s): %s (%d)", lib_kernel_names[i],
+                                 cl_errname(e), (int)e);
+    int n = mp->n_kernels > 0 ? mp->n_kernels : 0;
+    cl->kernels = nrt_alloc_zero(sizeof *cl->kernels * (size_t)(n + 1), 0);
+    cl->kernel_wg = nrt_alloc_zero(sizeof *cl->kernel_wg * (size_t)(n + 1), 0);
+    if (!cl->kernels || !cl->kernel_wg)
+        return NRT_ERR_NOMEM;
+    cl->n_kernels = n;
+    for (int i = 0; i < n; i++) {
+        if (!(cl->kernels[i] = clCreateKernel(cl->prog, mp->kernel_names[i], &e)))
+            return nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateKernel(%s): %s (%d)", mp->kernel_names[i],
+                                 cl_errname(e), (int)e);
+        size_t wg = 1;
+        clGetKernelWorkGroupInfo(cl->kernels[i], cl->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+        cl->kernel_wg[i] = wg ? wg : 1;
+    }
+    return NRT_OK;
+}
+
+int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
+{
+    struct nrt_cl *cl = nrt_alloc_zero(sizeof *cl, 0);
+    if (!cl)
+        return NRT_ERR_NOMEM;
+    ctx->cl = cl;
+    int rc = device_choose(spec, &cl->platform, &cl->device);
+    cl_int e = CL_SUCCESS;
+    if (!rc) {
+        device_label(cl->platform, cl->device, cl->name, sizeof cl->name);
+        clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
+        if (!cl->max_wg)
+            cl->max_wg = 1;
+        clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
+        cl->tiles = tiles_choose(cl);
+        cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
+        if (!cl->context)
+            rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e), (int)e);
+    }
+    const char *prof = getenv("NETC_CL_PROFILE");
+    if (!rc && prof && strcmp(prof, "1") == 0 && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)))
+        rc = NRT_ERR_NOMEM;
+    if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
+                                                  cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
+        rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
+    if (!rc)
+        rc = kernels_create(ctx);
+    if (!rc) {
+        cl_ulong maxalloc = 0;
+        clGetDeviceInfo(cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof maxalloc, &maxalloc, NULL);
+        cl->arena_elems = arena_elems > 0 ? arena_elems : 1;
+        size_t bytes = (size_t)cl->arena_elems * 4;
+        if (maxalloc && bytes > maxalloc)
+            rc = nrt_error_set(NRT_ERR_NOMEM,
+                               "OpenCL: the model needs a %.1f MiB arena, %s allows %.1f MiB per buffer "
+                               "(try a smaller --batch)",
+                               (double)bytes / 1048576.0, cl->name, (double)maxalloc / 1048576.0);
+        else if (!(cl->arena = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes, NULL, &e)))
+            rc = nrt_error_set(NRT_ERR_NOMEM, "OpenCL: clCreateBuffer(%zu bytes): %s (%d)", bytes, cl_errname(e),
+                               (int)e);
+    }
+    if (!rc) {
+        /* A cleared arena: reads of never-written workspace give 0, not noise. */
+        cl_float zero = 0;
+        e = clEnqueueFillBuffer(cl->queue, cl->arena, &zero, sizeof zero, 0, (size_t)cl->arena_elems * 4, 0, NULL,
+                                NULL);
+        if (e == CL_SUCCESS)
+            e = clFinish(cl->queue);
+        if (e != CL_SUCCESS)
+            rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clEnqueueFillBuffer: %s (%d)", cl_errname(e), (int)e);
+    }
+    if (rc) {
+        nrt_cl_ctx_close(ctx);
+        return rc;
+    }
+    ctx->host_dirty = 1;
+    return NRT_OK;
+}
+
+/* Prints the profile, the most expensive kernels first, and frees it. */
+static void prof_print(struct nrt_cl *cl)
+{
+    if (!cl->prof)
+        return;
+    double total = 0;
+    for (int i = 0; i < cl->n_prof; i++)
+        total += cl->prof[i].ms;
+    fprintf(stderr, "OpenCL profile on %s: %.1f ms of kernels\n", cl->name, total);
+    for (int done = 0; done < cl->n_prof && done < 40; done++) {
+        int best = -1;
+        for (int i = 0; i < cl->n_prof; i++)
+            if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms))
+                best = i;
+        struct prof *p = &cl->prof[best];
+        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0, p->calls,
+                p->name);
+        p->calls = -1;
+    }
+    nrt_free(cl->prof);
+    cl->prof = NULL;
+}
+
+/* Adds the device time of a finished launch to its kernel's entry. */
+static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev)
+{
+    cl_ulong t0 = 0, t1 = 0;
+    clWaitForEvents(1, &ev);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+    clReleaseEvent(ev);
+    int i = 0;
+    while (i < cl->n_prof && strcmp(cl->prof[i].name, name) != 0)
+        i++;
+    if (i == cl->n_prof) {
+        if (i == PROF_MAX)
+            return;
+        snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
+    }
+    cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cl->prof[i].calls++;
+}
+
+void nrt_cl_ctx_close(struct nrt_ctx *ctx)
+{
+    struct nrt_cl *cl = ctx->cl;
+    if (!cl)
+        return;
+    if (cl->queue)
+        clFinish(cl->queue);
+    prof_print(cl);
+    for (int i = 0; i < cl->n_kernels; i++)
+        if (cl->kernels[i])
+            clReleaseKernel(cl->kernels[i]);
+    for (int i = 0; i < LK_COUNT; i++)
+        if (cl->lk[i])
+            clReleaseKernel(cl->lk[i]);
+    nrt_free(cl->kernels);
+    nrt_free(cl->kernel_wg);
+    if (cl->arena)
+        clReleaseMemObject(cl->arena);
+    if (cl->prog)
+        clReleaseProgram(cl->prog);
+    if (cl->lib)
+        clReleaseProgram(cl->lib);
+    if (cl->queue)
+        clReleaseCommandQueue(cl->queue);
+    if (cl->context)
+        clReleaseContext(cl->context);
+    nrt_free(cl);
+    ctx->cl = NULL;
+}
+
+int nrt_cl_built_from_source(const struct nrt_ctx *ctx) { return ctx->cl ? ctx->cl->built : 0; }
+
+const char *nrt_cl_device_name(const struct nrt_ctx *ctx) { return ctx->cl ? ctx->cl->name : ""; }
+
+/* ------------------------------------------------------ copies, launches -- */
+
+/* Whether [off, off + bytes) lies in the arena; records an error if not. */
+static int in_arena(struct nrt_ctx *ctx, const char *what, int64_t off, size_t bytes)
+{
+    if (off >= 0 && (uint64_t)off * 4 + bytes <= (uint64_t)ctx->cl->arena_elems * 4)
+        return 1;
+    cl_fail(ctx, CL_INVALID_VALUE, "%s of %zu bytes at element %lld outside the %lld-element arena", what, bytes,
+            (long long)off, (long long)ctx->cl->arena_elems);
+    return 0;
+}
+
+void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes)
+{
+    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "upload", off, bytes))
+        return;
+    cl_int e = clEnqueueWriteBuffer(ctx->cl->queue, ctx->cl->arena, CL_TRUE, (size_t)off * 4, bytes, src, 0, NULL,
+                                    NULL);
+    if (e != CL_SUCCESS)
+        cl_fail(ctx, e, "clEnqueueWriteBuffer(%zu bytes)", bytes);
+}
+
+void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes)
+{
+    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "download", off, bytes))
+        return;
+    cl_int e = clEnqueueReadBuffer(ctx->cl->queue, ctx->cl->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0, NULL,
+                                   NULL);
+    if (e != CL_SUCCESS)
+        cl_fail(ctx, e, "clEnqueueReadBuffer(%zu bytes)", bytes);
+}
+
+/* Bytes of buffer i (batch-free: params and state). */
+static size_t state_bytes(const struct nrt_ctx *ctx, int i)
+{
+    const struct nrt_buffer_desc *b = &ctx->model->buffers[i];
+    return (size_t)nrt_desc_count(b->rank, b->dims, 1) * nrt_dtype_size(b->dtype);
+}
+
+void nrt_cl_upload_state(struct nrt_ctx *ctx)
+{
+    if (!ctx->host_dirty || cl_dead(ctx))
+        return;
+    const struct nrt_model *m = ctx->model;
+    for (int i = 0; i < m->n_buffers && !ctx->cl->dead; i++)
+        if (m->buffers[i].kind != NRT_BUF_INPUT)
+            nrt_cl_upload(ctx, ctx->buf_off[i], ctx->buf[i], state_bytes(ctx, i));
+    ctx->host_dirty = 0;
+}
+
+void nrt_cl_ctx_download_state(struct nrt_ctx *ctx)
+{
+    const struct nrt_model *m = ctx->model;
+    for (int i = 0; i < m->n_buffers && ctx->cl && !ctx->cl->dead; i++)
+        if (m->buffers[i].kind != NRT_BUF_INPUT)
+            nrt_cl_download(ctx, ctx->buf_off[i], ctx->buf[i], state_bytes(ctx, i));
+}
+
+void nrt_cl_finish(struct nrt_ctx *ctx)
+{
+    if (cl_dead(ctx))
+        return;
+    cl_int e = clFinish(ctx->cl->queue);
+    if (e != CL_SUCCESS)
+        cl_fail(ctx, e, "clFinish");
+}
+
+/* A local size for a launch that did not give one: up to 64 work-items (and
+ * the kernel's limit), split over the dims from the first, each a power of two
+ * no larger than needed. */
+static void local_choose(int dims, const size_t *global, size_t limit, size_t *local)
+{
+    size_t budget = limit < 64 ? limit : 64;
+    for (int d = 0; d < dims; d++) {
+        size_t l = 1;
+        while (l * 2 <= budget && l < global[d])
+            l *= 2;
+        local[d] = l;
+        budget /= l;
+    }
+}
+
+/* Enqueues k over global (rounded up to local), after setting its args. */
+static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
+                    const size_t *local)
+{
+    size_t g[3];
+    for (int d = 0; d < dims; d++) {
+        if (global[d] == 0)
+            return;
+        g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
+    }
+    cl_event ev = NULL;
+    cl_int e = clEnqueueNDRangeKernel(ctx->cl->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
+                                      ctx->cl->prof ? &ev : NULL);
+    if (e != CL_SUCCESS)
+        cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
+    else if (ev)
+        prof_add(ctx->cl, name, ev);
+}
+
+void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local, int nargs,
+                   const struct nrt_cl_arg *args)
+{
+    if (cl_dead(ctx))
+        return;
+    struct nrt_cl *cl = ctx->cl;
+    if (kernel < 0 || kernel >= cl->n_kernels || dims < 1 || dims > 3) {
+        cl_fail(ctx, CL_INVALID_KERNEL, "launch of kernel %d (of %d) over %d dims", kernel, cl->n_kernels, dims);
+        return;
+    }
+    const char *name = ctx->model->cl->kernel_names[kernel];
+    cl_kernel k = cl->kernels[kernel];
+    for (int i = 0; i < nargs; i++) {
+        cl_int e;
+        const struct nrt_cl_arg *a = &args[i];
+        cl_long l = (cl_long)a->i;
+        cl_int n = (cl_int)a->i;
+        cl_float f = (cl_float)a->f;
+        switch (a->kind) {
+        case NRT_CL_ARENA:
+            e = clSetKernelArg(k, (cl_uint)i, sizeof cl->arena, &cl->arena);
+            break;
+        case NRT_CL_LONG:
+            e = clSetKernelArg(k, (cl_uint)i, sizeof l, &l);
+            break;
+        case NRT_CL_INT:
+            e = clSetKernelArg(k, (cl_uint)i, sizeof n, &n);
+            break;
+        case NRT_CL_FLOAT:
+            e = clSetKernelArg(k, (cl_uint)i, sizeof f, &f);
+            break;
+        default:
+            e = CL_INVALID_ARG_VALUE;
+        }
+        if (e != CL_SUCCESS) {
+            cl_fail(ctx, e, "clSetKernelArg(%s, %d)", name, i);
+            return;
+        }
+    }
+    size_t l[3];
+    if (local)
+        memcpy(l, local, sizeof *l * (size_t)dims);
+    else
+        local_choose(dims, global, cl->kernel_wg[kernel], l);
+    enqueue(ctx, k, name, dims, global, l);
+}
+
+/* ------------------------------------------------------------ library ops -- */
+
+/* Sets the args of library kernel id from a list of (size, pointer) pairs
+ * after the arena; 0 on failure (recorded). */
+static int lib_args(struct nrt_ctx *ctx, int id, int n, ...)
+{
+    struct nrt_cl *cl = ctx->cl;
+    cl_kernel k = cl->lk[id];
+    cl_int e = clSetKernelArg(k, 0, sizeof cl->arena, &cl->arena);
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n && e == CL_SUCCESS; i++) {
+        size_t size = va_arg(ap, size_t);
+        const void *p = va_arg(ap, const void *);
+        e = clSetKernelArg(k, (cl_uint)(i + 1), size, p);
+    }
+    va_end(ap);
+    if (e != CL_SUCCESS)
+        cl_fail(ctx, e, "clSetKernelArg(%s)", lib_kernel_names[id]);
+    return e == CL_SUCCESS;
+}
+
+#define ARG(v) sizeof(v), (const void *)&(v)
+
+/* Launches library kernel id over a 1-D range of n. */
+static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n)
+{
+    size_t g = (size_t)n, l;
+    local_choose(1, &g, ctx->cl->max_wg, &l);
+    enqueue(ctx, ctx->cl->lk[id], lib_kernel_names[id], 1, &g, &l);
+}
+
+/* Whether every extent fits the kernels' int indices. */
+static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems)
+{
+    if (elems >= 0 && elems < INT32_MAX)
+        return 1;
+    cl_fail(ctx, CL_INVALID_VALUE, "%s: %lld elements exceed the kernels' 32-bit indices", what, (long long)elems);
+    return 0;
+}
+
+void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t a,
+                  int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc)
+{
+    if (cl_dead(ctx) || m <= 0 || n <= 0)
+        return;
+    if (k < 0)
+        k = 0;
+    if (!fits_int(ctx, "sgemm A", (ta ? k : m) * lda) || !fits_int(ctx, "sgemm B", (tb ? n : k) * ldb) ||
+        !fits_int(ctx, "sgemm C", m * ldc))
+        return;
+    const struct gemm_tiles *t = &ctx->cl->tiles;
+    int64_t tm = t->ry * t->wm, tn = t->rx * t->vw, groups = ((m + tm - 1) / tm) * ((n + tn - 1) / tn);
+    cl_long ao = a, bo = b, co = c;
+    cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
+           ik = (cl_int)k, ita = ta != 0, itb = tb != 0;
+    cl_float al = alpha, be = beta;
+    if (!ta && tb && k >= 256 && groups < 2 * (int64_t)ctx->cl->units) {
+        /* Too few tiles to fill the device: a dot product per output. */
+        if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
+                      ARG(in), ARG(ik), ARG(al), ARG(be)))
+            return;
+        size_t global[2] = {(size_t)n, (size_t)m}, local[2];
+        local_choose(2, global, ctx->cl->max_wg, local);
+        enqueue(ctx, ctx->cl->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
+        return;
+    }
+    if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im), ARG(in),
+                  ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
+        return;
+    size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
+    size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
+    char name[96] = "nrt_sgemm";
+    if (ctx->cl->prof)
+        snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
+                 ta ? " ta" : "", tb ? " tb" : "");
+    enqueue(ctx, ctx->cl->lk[LK_SGEMM], name, 2, global, local);
+}
+
+/* The conv geometry as the kernels take it. */
+struct conv_args {
+    cl_int8 g0; /* ci, h, w, kh, kw, ho, wo, cig */
+    cl_int4 g1; /* s0, s1, p0, p1 */
+    cl_int2 d;  /* d0, d1 */
+};
+
+static struct conv_args conv_args(const struct nrt_conv *c)
+{
+    struct conv_args a;
+    memset(&a, 0, sizeof a);
+    int64_t v[8] = {c->ci, c->h, c->w, c->kh, c->kw, c->ho, c->wo, c->ci / c->g};
+    for (int i = 0; i < 8; i++)
+        a.g0.s[i] = (cl_int)v[i];
+    a.g1.s[0] = (cl_int)c->s[0], a.g1.s[1] = (cl_int)c->s[1], a.g1.s[2] = (cl_int)c->p[0];
+    a.g1.s[3] = (cl_int)c->p[1];
+    a.d.s[0] = (cl_int)c->d[0], a.d.s[1] = (cl_int)c->d[1];
+    return a;
+}
+
+/* col [kk, nb*hw] at col from the nb images at x (group g). */
+static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
+                   int64_t nb, int64_t g, int64_t col)
+{
+    int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw;
+    cl_long xo = x + g * cig * c->h * c->w, co = col;
+    cl_int inb = (cl_int)nb;
+    if (!lib_args(ctx, LK_IM2COL, 6, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d)))
+        return;
+    size_t global[2] = {(size_t)(nb * c->ho), (size_t)kk}, local[2];
+    local_choose(2, global, ctx->cl->max_wg, local);
+    enqueue(ctx, ctx->cl->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
+}
+
+/* to_cm (id LK_TO_CM) or from_cm between y-like data at y and t. */
+static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int64_t nb, int64_t g, int64_t from,
+                      int64_t to)
+{
+    cl_long fo = from, tofs = to;
+    cl_int inb = (cl_int)nb, ico = (cl_int)c->co, icog = (cl_int)(c->co / c->g), ig = (cl_int)g,
+           ihw = (cl_int)(c->ho * c->wo);
+    if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(inb), ARG(ico), ARG(icog), ARG(ig), ARG(ihw)))
+        lib_run1(ctx, id, c->co / c->g * nb);
+}
+
+/* Checks a conv geometry against the kernels' int indices. */
+static int conv_ok(struct nrt_ctx *ctx, const struct nrt_conv *c)
+{
+    return c->g > 0 && fits_int(ctx, "conv input", c->n * c->ci * c->h * c->w) &&
+           fits_int(ctx, "conv output", c->n * c->co * c->ho * c->wo) && fits_int(ctx, "conv scratch", nrt_conv_scratch(c));
+}
+
+void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y, int64_t scratch)
+{
+    if (cl_dead(ctx) || !conv_ok(ctx, c))
+        return;
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t chunk = nrt_conv_chunk(c);
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
+        int64_t col = scratch, t = scratch + kk * ld;
+        for (int64_t g = 0; g < c->g; g++) {
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, col);
+            nrt_cl_sgemm(ctx, 0, 0, cog, ld, kk, 1.0f, w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
+            layout_cm(ctx, LK_FROM_CM, c, nb, g, t, y + b0 * c->co * hw);
+        }
+    }
+}
+
+void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w, int64_t dx,
+                              int64_t scratch)
+{
+    if (cl_dead(ctx) || !conv_ok(ctx, c))
+        return;
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t chunk = nrt_conv_chunk(c);
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
+        int64_t col = scratch, t = scratch + kk * ld;
+        for (int64_t g = 0; g < c->g; g++) {
+            layout_cm(ctx, LK_TO_CM, c, nb, g, dy + b0 * c->co * hw, t);
+            nrt_cl_sgemm(ctx, 1, 0, kk, ld, cog, 1.0f, w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
+            /* Each dx element of the chunk and group is written once. */
+            cl_long co = col, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
+            cl_int inb = (cl_int)nb;
+            if (lib_args(ctx, LK_COL2IM, 6, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d)))
+                lib_run1(ctx, LK_COL2IM, nb * cig * c->h);
+        }
+    }
+}
+
+void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy, int64_t dw,
+                               int64_t scratch)
+{
+    if (cl_dead(ctx) || !conv_ok(ctx, c))
+        return;
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t chunk = nrt_conv_chunk(c);
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
+        int64_t col = scratch, t = scratch + kk * ld;
+        for (int64_t g = 0; g < c->g; g++) {
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, col);
+            layout_cm(ctx, LK_TO_CM, c, nb, g, dy + b0 * c->co * hw, t);
+            nrt_cl_sgemm(ctx, 0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f, dw + g * cog * kk, kk);
+        }
+    }
+}
+
+/* The pooling geometry as the kernels take it. */
+static void pool_args(const struct nrt_pool *p, cl_int8 *g, cl_int2 *pad)
+{
+    int64_t v[8] = {p->h, p->w, p->ho, p->wo, p->k[0], p->k[1], p->s[0], p->s[1]};
+    for (int i = 0; i < 8; i++)
+        g->s[i] = (cl_int)v[i];
+    pad->s[0] = (cl_int)p->p[0];
+    pad->s[1] = (cl_int)p->p[1];
+}
+
+static int pool_ok(struct nrt_ctx *ctx, const struct nrt_pool *p)
+{
+    return !cl_dead(ctx) && p->s[0] > 0 && p->s[1] > 0 && fits_int(ctx, "pool input", p->planes * p->h * p->w) &&
+           fits_int(ctx, "pool output", p->planes * p->ho * p->wo);
+}
+
+void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y)
+{
+    if (!pool_ok(ctx, p))
+        return;
+    cl_int8 g;
+    cl_int2 pad;
+    pool_args(p, &g, &pad);
+    cl_long xo = x, yo = y;
+    cl_int pl = (cl_int)p->planes;
+    if (lib_args(ctx, LK_MAXPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho);
+}
+
+void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx)
+{
+    if (!pool_ok(ctx, p))
+        return;
+    cl_int8 g;
+    cl_int2 pad;
+    pool_args(p, &g, &pad);
+    cl_long xo = x, dyo = dy, dxo = dx;
+    cl_int pl = (cl_int)p->planes;
+    if (lib_args(ctx, LK_MAXPOOL_GRAD, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h);
+}
+
+void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y)
+{
+    if (!pool_ok(ctx, p))
+        return;
+    cl_int8 g;
+    cl_int2 pad;
+    pool_args(p, &g, &pad);
+    cl_long xo = x, yo = y;
+    cl_int pl = (cl_int)p->planes;
+    if (lib_args(ctx, LK_AVGPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, LK_AVGPOOL, p->planes * p->ho);
+}
+
+void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t dy, int64_t dx)
+{
+    if (!pool_ok(ctx, p))
+        return;
+    cl_int8 g;
+    cl_int2 pad;
+    pool_args(p, &g, &pad);
+    cl_long dyo = dy, dxo = dx;
+    cl_int pl = (cl_int)p->planes;
+    if (lib_args(ctx, LK_AVGPOOL_GRAD, 5, ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, LK_AVGPOOL_GRAD, p->planes * p->h);
+}
+
+/* upsample (LK_UPSAMPLE, over the output) or its gradient (over the input). */
+static void upsample(struct nrt_ctx *ctx, int id, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
+                     int64_t from, int64_t to)
+{
+    if (cl_dead(ctx) || !fits_int(ctx, "upsample", planes * h * s0 * w * s1) || s0 < 1 || s1 < 1)
+        return;
+    cl_long fo = from, tofs = to;
+    cl_int ip = (cl_int)planes, ih = (cl_int)h, iw = (cl_int)w, i0 = (cl_int)s0, i1 = (cl_int)s1;
+    if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(ip), ARG(ih), ARG(iw), ARG(i0), ARG(i1)))
+        lib_run1(ctx, id, id == LK_UPSAMPLE ? planes * h * s0 : planes * h);
+}
+
+void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, int64_t x,
+                       int64_t y)
+{
+    upsample(ctx, LK_UPSAMPLE, planes, h, w, s0, s1, x, y);
+}
+
+void nrt_cl_upsample2d_grad(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
+                            int64_t dy, int64_t dx)
+{
+    upsample(ctx, LK_UPSAMPLE_GRAD, planes, h, w, s0, s1, dy, dx);
+}

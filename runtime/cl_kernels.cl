@@ -1,0 +1,518 @@
+/* runtime/cl_kernels.cl -- the runtime's own OpenCL C 1.2 kernels, embedded in
+ * libnetrt_cl.a at build time (runtime/cl_embed.cmake) and built once per
+ * device by cl.c with the tile sizes as -D options: the tiled SGEMM, the
+ * im2col/col2im and layout kernels around it for convolution, pooling and
+ * upsampling. Every kernel takes the arena `A` first and element offsets into
+ * it; index relations are those of runtime/kernels.c, and where that code
+ * accumulates into an element, the gathers below add the same terms in the
+ * same order, so pooling, upsampling and col2im agree bit for bit. */
+
+/* No contraction of a * b + c into fma behind our back: the gathers must add
+ * exactly what the CPU code adds. The GEMM asks for fma where it wants one. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* ------------------------------------------------------------------ SGEMM -- */
+/* Set by cl.c from the device's limits (CL_DEVICE_MAX_WORK_GROUP_SIZE,
+ * CL_DEVICE_LOCAL_MEM_SIZE, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT):
+ *   VW       the vector width: a work-item owns VW adjacent columns of C;
+ *   WM       the rows of C a work-item owns (its register block is WM x VW);
+ *   RX, RY   the work-group, RX x RY work-items;
+ *   TK       the step along k.
+ * A work-group computes the C tile of TM = RY*WM rows and TN = RX*VW columns
+ * from tiles of op(A) [TM, TK] and op(B) [TK, TN] in local memory; work-item
+ * (lx, ly) owns rows ly*WM.. and columns lx*VW.., read from the B tile as one
+ * vector load per k step and stored to C as vectors where the tile is whole. */
+#ifndef VW
+#define VW 4
+#endif
+#ifndef WM
+#define WM 4
+#endif
+#ifndef RX
+#define RX 8
+#endif
+#ifndef RY
+#define RY 8
+#endif
+#ifndef TK
+#define TK 16
+#endif
+#define TM (RY * WM)
+#define TN (RX * VW)
+#define NT (RX * RY)
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+#define floatv CAT(float, VW)
+#define vloadv CAT(vload, VW)
+#define vstorev CAT(vstore, VW)
+
+/* Tiles of A and B into local memory: as[i][p] = op(A)[row0 + i][p0 + p] and
+ * bs[p][j] = op(B)[p0 + p][col0 + j], zero outside the matrices. They are
+ * read in vectors of VW words along memory (rows of A and B; columns of A^T
+ * and B^T, scattered into place): a vector wholly inside its matrix by one
+ * vector load, a vector past the end of its row word by word, a vector of a
+ * row past the end as zeros. */
+#define VEC_OK ((TK % VW) == 0 && (TM % VW) == 0)
+
+/* VW words from p[0..len) (len < VW) and zeros after them. */
+static floatv load_part(__global const float *p, int len)
+{
+    float t[VW];
+    for (int u = 0; u < VW; u++)
+        t[u] = u < len ? p[u] : 0.0f;
+    return vloadv(0, t);
+}
+
+/* Row `row` of a matrix, words [c, c + VW) of `len`; zeros if row >= rows. */
+static floatv load_vec(__global const float *a, int ld, int row, int rows, int c, int len)
+{
+    if (row >= rows || c >= len)
+        return (floatv)(0.0f);
+    __global const float *p = a + (long)row * ld + c;
+    return c + VW <= len ? vloadv(0, p) : load_part(p, len - c);
+}
+
+static void tile_a(__local float (*as)[TK], __global const float *a, int lda, int ta, int m, int k, int row0, int p0,
+                   int tid)
+{
+#if VEC_OK
+    if (!ta) {
+        for (int e = tid; e < TM * TK / VW; e += NT) {
+            int i = e / (TK / VW), q = e % (TK / VW);
+            vstorev(load_vec(a, lda, row0 + i, m, p0 + q * VW, k), 0, &as[i][q * VW]);
+        }
+    } else {
+        for (int e = tid; e < TM * TK / VW; e += NT) {
+            int p = e / (TM / VW), q = e % (TM / VW);
+            float t[VW];
+            vstorev(load_vec(a, lda, p0 + p, k, row0 + q * VW, m), 0, t);
+            for (int u = 0; u < VW; u++)
+                as[q * VW + u][p] = t[u];
+        }
+    }
+#else
+    for (int e = tid; e < TM * TK; e += NT) {
+        int i = ta ? e % TM : e / TK, p = ta ? e / TM : e % TK, r = row0 + i, c = p0 + p;
+        as[i][p] = r < m && c < k ? (ta ? a[c * lda + r] : a[r * lda + c]) : 0.0f;
+    }
+#endif
+}
+
+static void tile_b(__local float (*bs)[TN], __global const float *b, int ldb, int tb, int k, int n, int p0, int col0,
+                   int tid)
+{
+    if (!tb) {
+        for (int e = tid; e < TK * TN / VW; e += NT) {
+            int p = e / (TN / VW), q = e % (TN / VW);
+            vstorev(load_vec(b, ldb, p0 + p, k, col0 + q * VW, n), 0, &bs[p][q * VW]);
+        }
+        return;
+    }
+#if VEC_OK
+    for (int e = tid; e < TK * TN / VW; e += NT) {
+        int j = e / (TK / VW), q = e % (TK / VW);
+        float t[VW];
+        vstorev(load_vec(b, ldb, col0 + j, n, p0 + q * VW, k), 0, t);
+        for (int u = 0; u < VW; u++)
+            bs[q * VW + u][j] = t[u];
+    }
+#else
+    for (int e = tid; e < TK * TN; e += NT) {
+        int j = e / TK, p = e % TK, r = p0 + p, c = col0 + j;
+        bs[p][j] = r < k && c < n ? b[c * ldb + r] : 0.0f;
+    }
+#endif
+}
+
+/* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
+ * row-major at element offsets of the arena. Launched over
+ * (ceil(n/TN)*RX, ceil(m/TM)*RY) with local size (RX, RY). */
+__kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void
+nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m, int n, int k,
+          int ta, int tb, float alpha, float beta)
+{
+    __local float as[TM][TK];
+    __local float bs[TK][TN];
+    const int lx = get_local_id(0), ly = get_local_id(1), tid = ly * RX + lx;
+    const int row0 = get_group_id(1) * TM, col0 = get_group_id(0) * TN;
+    __global const float *a = A + aoff, *b = A + boff;
+    floatv acc[WM];
+    for (int i = 0; i < WM; i++)
+        acc[i] = (floatv)(0.0f);
+    for (int p0 = 0; p0 < k; p0 += TK) {
+        tile_a(as, a, lda, ta, m, k, row0, p0, tid);
+        tile_b(bs, b, ldb, tb, k, n, p0, col0, tid);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int p = 0; p < TK; p++) {
+            floatv bv = vloadv(0, &bs[p][lx * VW]);
+            for (int i = 0; i < WM; i++)
+                acc[i] = mad((floatv)(as[ly * WM + i][p]), bv, acc[i]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    __global float *c = A + coff;
+    const int col = col0 + lx * VW;
+    for (int i = 0; i < WM; i++) {
+        int r = row0 + ly * WM + i;
+        if (r >= m || col >= n)
+            continue;
+        __global float *cr = c + (long)r * ldc + col;
+        floatv v = alpha * acc[i];
+        if (col + VW <= n) {
+            if (beta != 0.0f)
+                v += beta * vloadv(0, cr);
+            vstorev(v, 0, cr);
+            continue;
+        }
+        float t[VW];
+        vstorev(v, 0, t);
+        for (int j = 0; j < VW && col + j < n; j++)
+            cr[j] = beta == 0.0f ? t[j] : t[j] + beta * cr[j];
+    }
+}
+
+/* C = alpha A B^T + beta C as one dot product per work-item, both operands
+ * read along k in vectors: for the few-output, long-k GEMMs (weight gradients
+ * of small layers) whose tiled grid would leave most compute units idle.
+ * Global (n, m). */
+__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
+                            int n, int k, float alpha, float beta)
+{
+    const int j = get_global_id(0), i = get_global_id(1);
+    if (i >= m || j >= n)
+        return;
+    __global const float *a = A + aoff + (long)i * lda, *b = A + boff + (long)j * ldb;
+    floatv acc = (floatv)(0.0f);
+    int p = 0;
+    for (; p + VW <= k; p += VW)
+        acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
+    float t[VW], s = 0.0f;
+    vstorev(acc, 0, t);
+    for (int u = 0; u < VW; u++)
+        s += t[u];
+    for (; p < k; p++)
+        s = mad(a[p], b[p], s);
+    __global float *c = A + coff + (long)i * ldc + j;
+    *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+}
+
+/* ----------------------------------------------------------- convolution -- */
+/* The geometry travels as an int8 and an int4:
+ *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1) and d = (d0, d1).
+ * A chunk of nb images and one group at a time, as kernels.c does: col is
+ * [cig*kh*kw, nb*ho*wo], t one group's output [cog, nb*ho*wo]. Every kernel
+ * below has a work-item per row (of an image, a plane or a matrix), looping
+ * along it: on CPU devices this measured several times faster than a
+ * work-item per element, whose index arithmetic dominates. */
+
+/* col[(ch*kh + i)*kw + j][b*hw + oh*wo + ow] = x[b, ch, ih, iw] (0 outside);
+ * x at the chunk's first image and the group's first channel, images ci*h*w
+ * apart. Global (nb*ho, cig*kh*kw): one output row per work-item. */
+__kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d)
+{
+    const int q = get_global_id(0), r = get_global_id(1);
+    if (q >= nb * g0.s5 || r >= g0.s7 * g0.s3 * g0.s4)
+        return;
+    const int bimg = q / g0.s5, oh = q % g0.s5, wo = g0.s6, ld = nb * g0.s5 * wo;
+    const int ch = r / (g0.s3 * g0.s4), i = r / g0.s4 % g0.s3, j = r % g0.s4;
+    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, off = j * d.s1 - g1.s3, w = g0.s2, s1 = g1.s1;
+    __global float *out = A + coloff + (long)r * ld + (long)q * wo;
+    if (ih < 0 || ih >= g0.s1) {
+        for (int ow = 0; ow < wo; ow++)
+            out[ow] = 0.0f;
+        return;
+    }
+    __global const float *line = A + xoff + ((long)bimg * g0.s0 + ch) * g0.s1 * w + (long)ih * w;
+    for (int ow = 0; ow < wo; ow++) {
+        int iw = ow * s1 + off;
+        out[ow] = iw >= 0 && iw < w ? line[iw] : 0.0f;
+    }
+}
+
+/* The adjoint of im2col as a gather: dx[b, ch, ih, iw] = the sum of the col
+ * entries that im2col took from it, taps (i, j) in ascending order, as
+ * kernels.c's col2im adds them into a cleared dx. Global (nb*cig*h): one
+ * input row per work-item. */
+__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d)
+{
+    const int e = get_global_id(0), h = g0.s1, w = g0.s2;
+    if (e >= nb * g0.s7 * h)
+        return;
+    const int bimg = e / (g0.s7 * h), ch = e / h % g0.s7, ih = e % h;
+    const int wo = g0.s6, hw = g0.s5 * wo, ld = nb * hw;
+    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w + (long)ih * w;
+    for (int iw = 0; iw < w; iw++) {
+        float s = 0.0f;
+        for (int i = 0; i < g0.s3; i++) {
+            int oy = ih + g1.s2 - i * d.s0;
+            if (oy < 0 || oy % g1.s0 || oy / g1.s0 >= g0.s5)
+                continue;
+            __global const float *row = A + coloff + (long)((ch * g0.s3 + i) * g0.s4) * ld + bimg * hw +
+                                        oy / g1.s0 * wo;
+            for (int j = 0; j < g0.s4; j++) {
+                int ox = iw + g1.s3 - j * d.s1;
+                if (ox >= 0 && ox % g1.s1 == 0 && ox / g1.s1 < wo)
+                    s += row[(long)j * ld + ox / g1.s1];
+            }
+        }
+        dx[iw] = s;
+    }
+}
+
+/* Between y-like [nb, co, hw] at yoff (the chunk's first image) and one
+ * group's channel-major t [cog, nb*hw]: to_cm copies y into t, from_cm t into
+ * y. Global (cog*nb): one row of hw per work-item. */
+__kernel void nrt_to_cm(__global float *A, long yoff, long toff, int nb, int co, int cog, int g, int hw)
+{
+    const int e = get_global_id(0);
+    if (e >= cog * nb)
+        return;
+    const int o = e / nb, bimg = e % nb;
+    __global float *t = A + toff + (long)e * hw;
+    __global const float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
+    for (int k = 0; k < hw; k++)
+        t[k] = y[k];
+}
+
+__kernel void nrt_from_cm(__global float *A, long toff, long yoff, int nb, int co, int cog, int g, int hw)
+{
+    const int e = get_global_id(0);
+    if (e >= cog * nb)
+        return;
+    const int o = e / nb, bimg = e % nb;
+    __global const float *t = A + toff + (long)e * hw;
+    __global float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
+    for (int k = 0; k < hw; k++)
+        y[k] = t[k];
+}
+
+/* --------------------------------------------------------------- pooling -- */
+/* The geometry: g = (h, w, ho, wo, k0, k1, s0, s1), p = (p0, p1). One row of
+ * a plane per work-item: global (planes*ho) for outputs, (planes*h) for input
+ * gradients. */
+
+/* The flat index within a plane of window (oh, ow)'s first maximum, -1 when
+ * it holds only padding (kernels.c's window_argmax). */
+static int window_argmax(__global const float *plane, int8 g, int2 p, int oh, int ow)
+{
+    int best = -1;
+    for (int i = 0; i < g.s4; i++) {
+        int ih = oh * g.s6 - p.s0 + i;
+        if (ih < 0 || ih >= g.s0)
+            continue;
+        for (int j = 0; j < g.s5; j++) {
+            int iw = ow * g.s7 - p.s1 + j;
+            if (iw < 0 || iw >= g.s1)
+                continue;
+            int at = ih * g.s1 + iw;
+            if (best < 0 || plane[at] > plane[best])
+                best = at;
+        }
+    }
+    return best;
+}
+
+/* The output windows that may hold input coordinate i along a dim of kernel
+ * k, stride s, padding p and no outputs: [*lo, *hi), from the inverse of
+ * i = o*s - p + t, 0 <= t < k. */
+static void windows_of(int i, int k, int s, int p, int no, int *lo, int *hi)
+{
+    int a = i + p - k + 1;
+    *lo = a <= 0 ? 0 : (a + s - 1) / s;
+    *hi = min((i + p) / s + 1, no);
+}
+
+/* Whether every window lies inside its plane and no two overlap (kernels.c's
+ * pool_disjoint): each input then has at most one window, found by division. */
+static int disjoint(int8 g, int2 p)
+{
+    return p.s0 == 0 && p.s1 == 0 && g.s6 >= g.s4 && g.s7 >= g.s5 && (g.s2 - 1) * g.s6 + g.s4 <= g.s0 &&
+           (g.s3 - 1) * g.s7 + g.s5 <= g.s1;
+}
+
+/* window_argmax for a window inside the plane. */
+static int inner_argmax(__global const float *plane, int8 g, int oh, int ow)
+{
+    int at0 = oh * g.s6 * g.s1 + ow * g.s7, best = at0;
+    for (int i = 0; i < g.s4; i++)
+        for (int j = 0; j < g.s5; j++)
+            if (plane[at0 + i * g.s1 + j] > plane[best])
+                best = at0 + i * g.s1 + j;
+    return best;
+}
+
+/* y = max over each window (0 for a window of padding only). */
+__kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, int8 g, int2 p)
+{
+    const int e = get_global_id(0);
+    if (e >= planes * g.s2)
+        return;
+    const int pl = e / g.s2, oh = e % g.s2;
+    __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
+    __global float *y = A + yoff + (long)e * g.s3;
+    if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
+        /* 2x2 windows at stride 2: the first maximum, as argmax4 in kernels.c. */
+        __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
+        for (int ow = 0; ow < g.s3; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            float v = a.y > a.x ? a.y : a.x;
+            v = b.x > v ? b.x : v;
+            y[ow] = b.y > v ? b.y : v;
+        }
+        return;
+    }
+    if (disjoint(g, p)) {
+        for (int ow = 0; ow < g.s3; ow++)
+            y[ow] = plane[inner_argmax(plane, g, oh, ow)];
+        return;
+    }
+    for (int ow = 0; ow < g.s3; ow++) {
+        int at = window_argmax(plane, g, p, oh, ow);
+        y[ow] = at < 0 ? 0.0f : plane[at];
+    }
+}
+
+/* dx[at] = the sum of dy over the windows whose first maximum is at, in
+ * window order. */
+__kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
+{
+    const int e = get_global_id(0);
+    if (e >= planes * g.s0)
+        return;
+    const int pl = e / g.s0, ih = e % g.s0;
+    __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
+    __global const float *dy = A + dyoff + (long)pl * g.s2 * g.s3;
+    __global float *dx = A + dxoff + (long)e * g.s1;
+    if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
+        /* 2x2 windows at stride 2: each input row lies in one row of windows. */
+        int oh = ih / 2, top = ih % 2 == 0;
+        for (int iw = 0; iw < g.s1; iw++)
+            dx[iw] = 0.0f;
+        if (oh >= g.s2)
+            return;
+        __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
+        for (int ow = 0; ow < g.s3; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            int best = 0;
+            float v = a.x;
+            if (a.y > v)
+                best = 1, v = a.y;
+            if (b.x > v)
+                best = 2, v = b.x;
+            if (b.y > v)
+                best = 3;
+            float d = 0.0f + dy[oh * g.s3 + ow];
+            if (top && best < 2)
+                dx[2 * ow + best] = d;
+            else if (!top && best >= 2)
+                dx[2 * ow + best - 2] = d;
+        }
+        return;
+    }
+    if (disjoint(g, p)) {
+        int oh = ih / g.s6, in_row = ih % g.s6 < g.s4 && oh < g.s2;
+        for (int iw = 0; iw < g.s1; iw++) {
+            int ow = iw / g.s7;
+            dx[iw] = in_row && iw % g.s7 < g.s5 && ow < g.s3 && inner_argmax(plane, g, oh, ow) == ih * g.s1 + iw
+                         ? 0.0f + dy[oh * g.s3 + ow]
+                         : 0.0f;
+        }
+        return;
+    }
+    int o0, o1;
+    windows_of(ih, g.s4, g.s6, p.s0, g.s2, &o0, &o1);
+    for (int iw = 0; iw < g.s1; iw++) {
+        int q0, q1, at = ih * g.s1 + iw;
+        windows_of(iw, g.s5, g.s7, p.s1, g.s3, &q0, &q1);
+        float s = 0.0f;
+        for (int oh = o0; oh < o1; oh++)
+            for (int ow = q0; ow < q1; ow++)
+                if (window_argmax(plane, g, p, oh, ow) == at)
+                    s += dy[oh * g.s3 + ow];
+        dx[iw] = s;
+    }
+}
+
+/* y = the mean over the whole window, padding counted. */
+__kernel void nrt_avgpool(__global float *A, long xoff, long yoff, int planes, int8 g, int2 p)
+{
+    const int e = get_global_id(0);
+    if (e >= planes * g.s2)
+        return;
+    const int pl = e / g.s2, oh = e % g.s2;
+    __global const float *plane = A + xoff + (long)pl * g.s0 * g.s1;
+    __global float *y = A + yoff + (long)e * g.s3;
+    const float inv = 1.0f / (float)(g.s4 * g.s5);
+    for (int ow = 0; ow < g.s3; ow++) {
+        float s = 0.0f;
+        for (int i = 0; i < g.s4; i++) {
+            int ih = oh * g.s6 - p.s0 + i;
+            if (ih < 0 || ih >= g.s0)
+                continue;
+            for (int j = 0; j < g.s5; j++) {
+                int iw = ow * g.s7 - p.s1 + j;
+                if (iw >= 0 && iw < g.s1)
+                    s += plane[ih * g.s1 + iw];
+            }
+        }
+        y[ow] = s * inv;
+    }
+}
+
+/* dx = the sum of dy/window over the windows holding it. */
+__kernel void nrt_avgpool_grad(__global float *A, long dyoff, long dxoff, int planes, int8 g, int2 p)
+{
+    const int e = get_global_id(0);
+    if (e >= planes * g.s0)
+        return;
+    const int pl = e / g.s0, ih = e % g.s0;
+    __global const float *dy = A + dyoff + (long)pl * g.s2 * g.s3;
+    __global float *dx = A + dxoff + (long)e * g.s1;
+    const float inv = 1.0f / (float)(g.s4 * g.s5);
+    int o0, o1;
+    windows_of(ih, g.s4, g.s6, p.s0, g.s2, &o0, &o1);
+    for (int iw = 0; iw < g.s1; iw++) {
+        int q0, q1;
+        windows_of(iw, g.s5, g.s7, p.s1, g.s3, &q0, &q1);
+        float s = 0.0f;
+        for (int oh = o0; oh < o1; oh++)
+            for (int ow = q0; ow < q1; ow++)
+                s += dy[oh * g.s3 + ow] * inv;
+        dx[iw] = s;
+    }
+}
+
+/* -------------------------------------------------------------- upsample -- */
+
+/* y[pl, i, j] = x[pl, i/s0, j/s1] on planes [h, w] -> [h*s0, w*s1]. Global
+ * (planes*h*s0): one output row per work-item. */
+__kernel void nrt_upsample(__global float *A, long xoff, long yoff, int planes, int h, int w, int s0, int s1)
+{
+    const int e = get_global_id(0), H = h * s0, W = w * s1;
+    if (e >= planes * H)
+        return;
+    const int pl = e / H, i = e % H;
+    __global const float *x = A + xoff + ((long)pl * h + i / s0) * w;
+    __global float *y = A + yoff + (long)e * W;
+    for (int j = 0; j < W; j++)
+        y[j] = x[j / s1];
+}
+
+/* dx[pl, i, j] = the sum of dy over its s0 x s1 block, row by row. Global
+ * (planes*h): one input row per work-item. */
+__kernel void nrt_upsample_grad(__global float *A, long dyoff, long dxoff, int planes, int h, int w, int s0, int s1)
+{
+    const int e = get_global_id(0), W = w * s1;
+    if (e >= planes * h)
+        return;
+    const int pl = e / h, i = e % h;
+    __global const float *dy = A + dyoff + ((long)pl * h * s0 + (long)i * s0) * W;
+    __global float *dx = A + dxoff + (long)e * w;
+    for (int j = 0; j < w; j++) {
+        float s = 0.0f;
+        for (int a = 0; a < s0; a++)
+            for (int b = 0; b < s1; b++)
+                s += dy[a * W + j * s1 + b];
+        dx[j] = s;
+    }
+}
