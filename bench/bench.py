@@ -213,10 +213,10 @@ def main():
     print(f"load before: {load()}  (uptime: {os.popen('uptime').read().strip()})")
     with tempfile.TemporaryDirectory() as tmp:
         exes, infer, peak_exe = build_netc(args, tmp)
-        peak = json.loads(subprocess.run([peak_exe, str(args.threads)], capture_output=True, text=True,
-                                         check=True).stdout)
-        if args.peak:
-            peak["measured"], peak["gflops"] = peak["gflops"], args.peak
+        def measure_peak():
+            return json.loads(subprocess.run([peak_exe, str(args.threads)], capture_output=True, text=True,
+                                             check=True).stdout)
+        peak = measure_peak()
         fl = {m: flops(e) for m, e in exes.items()}
         netc_runs = {r[0]: [] for r in rows}
         torch_runs = {r[0]: {t: [] for t in range(1, args.threads + 1)} for r in rows}
@@ -228,6 +228,12 @@ def main():
                     torch_runs[row[0]][t].append(run_torch(args, row, t))
                     line += f"  PyTorch/{t}t {torch_runs[row[0]][t][-1]['images_per_second']:9.1f}"
                 print(line + f"  (load {load()})", file=sys.stderr, flush=True)
+        # The peak is measured before and after the runs and the higher kept: a
+        # moment of load elsewhere on a shared machine halves one measurement.
+        again = measure_peak()
+        peak["gflops"], peak["gflops_1"] = max(peak["gflops"], again["gflops"]), max(peak["gflops_1"], again["gflops_1"])
+        if args.peak:
+            peak["measured"], peak["gflops"] = peak["gflops"], args.peak
     version = next(iter(next(iter(torch_runs.values())).values()))[0]["torch"]
     given = f" (given; measured now {peak['measured']:.0f})" if "measured" in peak else ""
     print(f"netc vs PyTorch {version}, {args.threads} threads, {args.repeats} interleaved runs, medians; "
