@@ -35,30 +35,6 @@ static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->arg
 
 static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
 
-/* Product of the dims of s in [from, to). */
-static struct cgc_x dims_prod(const struct shape *s, int from, int to) {
-    struct cgc_x x = xk(1);
-    for (int i = from; i < to; i++) x = cgc_mul(x, cgc_dim(s, i));
-    return x;
-}
-
-/* Row-major strides of s. */
-static void strides(const struct shape *s, struct cgc_x *st) {
-    for (int i = 0; i < s->rank; i++) st[i] = dims_prod(s, i + 1, s->rank);
-}
-
-/* Strides of `small` read at the indices of `big` (numpy broadcasting: a missing
- * or size-1 dim has stride 0). */
-static void strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st) {
-    struct cgc_x s[IR_MAX_RANK];
-    strides(small, s);
-    for (int i = 0; i < big->rank; i++) {
-        int j = small->rank - big->rank + i;
-        st[i] = j >= 0 && small->dim[j] != 1 ? s[j] : xk(0);
-    }
-}
-
-static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
 
 /* A loop nest over `dim`, indexing `nops` arrays through their strides. */
 #define NEST_OPS 16
@@ -76,7 +52,7 @@ struct nest {
 static void nest_merge(struct nest *ns) {
     for (int i = ns->rank - 2; i >= 0; i--) {
         bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
         if (!ok) continue;
         ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
         for (int k = i; k < ns->rank - 1; k++) {
@@ -145,8 +121,8 @@ static void ewise(struct cgc *c, int id, const char *tmpl) {
     bool i32 = n->type.dtype == DT_I32;
     struct nest ns = {.rank = n->type.shape.rank, .nops = 1 + n->nargs};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(&n->type.shape, d);
-    strides(&n->type.shape, ns.st[0]);
-    for (int a = 0; a < n->nargs; a++) strides_into(arg_shape(c, id, a), &n->type.shape, ns.st[1 + a]);
+    cgc_strides(&n->type.shape, ns.st[0]);
+    for (int a = 0; a < n->nargs; a++) cgc_strides_into(arg_shape(c, id, a), &n->type.shape, ns.st[1 + a]);
     nest_open(c, &ns);
     char ops[NEST_OPS][200], expr[1024];
     for (int a = 0; a < n->nargs; a++)
@@ -275,9 +251,9 @@ void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $
 /* Sizes before, along and after `axis` of s. */
 static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
                        struct cgc_x *inner) {
-    *outer = dims_prod(s, 0, (int)axis);
+    *outer = cgc_dims_prod(s, 0, (int)axis);
     *along = cgc_dim(s, (int)axis);
-    *inner = dims_prod(s, (int)axis + 1, s->rank);
+    *inner = cgc_dims_prod(s, (int)axis + 1, s->rank);
 }
 
 /* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
@@ -293,8 +269,8 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
         ns.dim[d] = cgc_dim(y, d);
         ns.st[2][d] = xk(d == axis ? 1 : 0);
     }
-    strides(y, ns.st[0]);
-    strides(y, ns.st[1]);
+    cgc_strides(y, ns.st[0]);
+    cgc_strides(y, ns.st[1]);
     nest_open(c, &ns);
     cgc_emit(c, "v%d[%s] = v%d[%s] + v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1], arg(c, id, 1), ns.idx[2]);
     nest_close(c, &ns);
@@ -329,7 +305,7 @@ static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count)
 static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst) {
     nest_merge(ns);
     int r = ns->rank;
-    if (r == 0 || ns->st[1][r - 1].k != 0 || !x_equal(ns->st[0][r - 1], xk(1))) return false;
+    if (r == 0 || ns->st[1][r - 1].k != 0 || !cgc_x_equal(ns->st[0][r - 1], xk(1))) return false;
     struct cgc_x len = ns->dim[r - 1];
     if (!len.n && len.k < SUM_LANES) return false;
     ns->rank = r - 1;
@@ -351,8 +327,8 @@ static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const c
     const struct shape *xs_ = arg_shape(c, id, 0);
     struct nest ns = {.rank = xs_->rank, .nops = 2};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(xs_, d);
-    strides(xs_, ns.st[0]);
-    strides_into(kept, xs_, ns.st[1]);
+    cgc_strides(xs_, ns.st[0]);
+    cgc_strides_into(kept, xs_, ns.st[1]);
     if (strcmp(body, "$0 += $1;") == 0 && sum_rows(c, &ns, arg(c, id, 0), dst)) return;
     nest_open(c, &ns);
     /* body: $0 the destination element, $1 the source element, $2 the
@@ -475,9 +451,9 @@ void cgc_op_TRANSPOSE(struct cgc *c, int id) {
     const int64_t *perm = ir_get_ints(cgc_node(c, id), "perm", NULL);
     struct nest ns = {.rank = y->rank, .nops = 2};
     struct cgc_x sx[IR_MAX_RANK];
-    strides(x, sx);
+    cgc_strides(x, sx);
     for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
-    strides(y, ns.st[0]);
+    cgc_strides(y, ns.st[0]);
     nest_open(c, &ns);
     cgc_emit(c, "v%d[%s] = v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1]);
     nest_close(c, &ns);
@@ -487,7 +463,7 @@ void cgc_op_TRANSPOSE(struct cgc *c, int id) {
  * `to`... of node id, along axis. */
 static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from, int64_t to, int64_t len) {
     const struct shape *x = arg_shape(c, id, a), *y = shape_of(c, id);
-    struct cgc_x outer = dims_prod(y, 0, (int)axis), inner = dims_prod(y, (int)axis + 1, y->rank);
+    struct cgc_x outer = cgc_dims_prod(y, 0, (int)axis), inner = cgc_dims_prod(y, (int)axis + 1, y->rank);
     int64_t kx = x->dim[axis], ky = y->dim[axis];
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
     cgc_emit(c, "    memcpy(v%d + (o * %lld + %lld) * (%s), v%d + (o * %lld + %lld) * (%s), sizeof *v%d * (size_t)(%s));",
@@ -773,7 +749,7 @@ static void pool_geo(struct cgc *c, int id, const struct shape *x, const struct 
     const int64_t *p = ir_get_ints(n, "pad", NULL);
     cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}};",
-             xs(dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
+             xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
              (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
              (long long)p[1], (long long)p[2], (long long)p[3]);
 }
@@ -813,7 +789,7 @@ void cgc_op_AVGPOOL2D_GRAD(struct cgc *c, int id) {
 
 static void upsample(struct cgc *c, int id, const char *fn, const struct shape *small) {
     const int64_t *s = ir_get_ints(cgc_node(c, id), "scale", NULL);
-    cgc_emit(c, "%s(%s, %lld, %lld, %lld, %lld, v%d, v%d);", fn, xs(dims_prod(small, 0, 2)), (long long)small->dim[2],
+    cgc_emit(c, "%s(%s, %lld, %lld, %lld, %lld, v%d, v%d);", fn, xs(cgc_dims_prod(small, 0, 2)), (long long)small->dim[2],
              (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(c, id, 0), id);
 }
 
@@ -845,7 +821,7 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
         return;
     }
     const struct shape *x = arg_shape(c, id, 0);
-    struct cgc_x outer = cgc_dim(x, 0), inner = dims_prod(x, 2, x->rank);
+    struct cgc_x outer = cgc_dim(x, 0), inner = cgc_dims_prod(x, 2, x->rank);
     long long ch = (long long)x->dim[1];
     int xv = arg(c, id, 0), g = arg(c, id, 1), b = arg(c, id, 2), mu = arg(c, id, 3), var = arg(c, id, 4);
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
@@ -974,9 +950,9 @@ static int kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct n
     NETC_ASSERT(nacc <= NEST_OPS - 1);
     *ns = (struct nest){.rank = y->rank, .nops = 1 + nacc};
     for (int d = 0; d < ns->rank; d++) ns->dim[d] = cgc_dim(y, d);
-    strides(y, ns->st[0]);
+    cgc_strides(y, ns->st[0]);
     for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) strides_into(shape_of(c, acc[j].value), y, ns->st[1 + j]);
+        if (acc[j].bias < 0) cgc_strides_into(shape_of(c, acc[j].value), y, ns->st[1 + j]);
         else
             for (int d = 0; d < ns->rank; d++) ns->st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }

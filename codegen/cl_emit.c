@@ -12,39 +12,6 @@
 
 #include <string.h>
 
-/* ------------------------------------------------------------- checks */
-
-static bool check_module(const struct ir_module *m) {
-    bool ok = true;
-    for (size_t i = 0; i < vec_len(m->buffers); i++) {
-        const struct ir_buffer *b = &m->buffers[i];
-        if (b->type.dtype != DT_F32 && b->type.dtype != DT_I32) {
-            diag_error(b->loc, "the OpenCL backend supports f32 and i32 buffers, not %s", dtype_name(b->type.dtype));
-            ok = false;
-        }
-        if (b->kind != BUF_INPUT && shape_has_n(&b->type.shape)) {
-            diag_error(b->loc, "parameter or state buffer '%s' cannot have the batch dim N", b->name);
-            ok = false;
-        }
-    }
-    for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        const struct ir_func *f = m->funcs[e];
-        if (vec_len(f->outputs) > 64) {
-            diag_error(f->loc, "entry point '%s' has %zu outputs; the runtime takes at most 64", f->name,
-                       vec_len(f->outputs));
-            ok = false;
-        }
-        for (int id = 0; id < ir_func_len(f); id++) {
-            const struct ir_node *n = &f->nodes[id];
-            if (n->type.dtype != DT_F32 && n->type.dtype != DT_I32) {
-                diag_error(n->loc, "the OpenCL backend supports f32 and i32 values, not %s", dtype_name(n->type.dtype));
-                ok = false;
-            }
-        }
-    }
-    return ok;
-}
-
 /* A copy of f whose kernels this backend does not fuse are split back into
  * single nodes (the node array is copied; everything else is shared). */
 static struct ir_func split_unsupported(const struct ir_func *f) {
@@ -236,7 +203,7 @@ static void put_program(FILE *out, const char *src, char **names) {
 }
 
 static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
-    if (!check_module(m)) return false;
+    if (!cgc_check_module(m, "OpenCL")) return false;
     char *src_text = NULL;
     size_t src_len = 0;
     FILE *src = open_memstream(&src_text, &src_len);

@@ -59,27 +59,6 @@ static int arg(const struct clc *k, int id, int i) { return node(k, id)->args[i]
 static bool is_i32(const struct clc *k, int id) { return node(k, id)->type.dtype == DT_I32; }
 static struct cgc_x xk(int64_t v) { return (struct cgc_x){v, false}; }
 
-static struct cgc_x dims_prod(const struct shape *s, int from, int to) {
-    struct cgc_x x = xk(1);
-    for (int i = from; i < to; i++) x = cgc_mul(x, cgc_dim(s, i));
-    return x;
-}
-
-static void strides(const struct shape *s, struct cgc_x *st) {
-    for (int i = 0; i < s->rank; i++) st[i] = dims_prod(s, i + 1, s->rank);
-}
-
-/* Strides of `small` read at the indices of `big` (numpy broadcasting). */
-static void strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st) {
-    struct cgc_x s[IR_MAX_RANK];
-    strides(small, s);
-    for (int i = 0; i < big->rank; i++) {
-        int j = small->rank - big->rank + i;
-        st[i] = j >= 0 && small->dim[j] != 1 ? s[j] : xk(0);
-    }
-}
-
-static bool x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
 
 /* ------------------------------------------------------ kernels and launches */
 
@@ -255,7 +234,7 @@ struct nest {
 static void nest_merge(struct nest *ns) {
     for (int i = ns->rank - 2; i >= 0; i--) {
         bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
         if (!ok) continue;
         ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
         for (int q = i; q < ns->rank - 1; q++) {
@@ -335,11 +314,11 @@ static void ewise_bias(struct clc *k, int id, int bias_axis) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct nest ns = {.rank = y->rank, .nops = 1 + nd->nargs};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    strides(y, ns.st[0]);
+    cgc_strides(y, ns.st[0]);
     for (int a = 0; a < nd->nargs; a++) {
         if (a == 1 && bias_axis >= 0)
             for (int d = 0; d < ns.rank; d++) ns.st[1 + a][d] = xk(d == bias_axis ? 1 : 0);
-        else strides_into(arg_shape(k, id, a), y, ns.st[1 + a]);
+        else cgc_strides_into(arg_shape(k, id, a), y, ns.st[1 + a]);
     }
     struct cgc_x total = nest_open(k, &ns);
     char ops[NEST_OPS][240], expr[2048];
@@ -368,7 +347,7 @@ struct rplan {
 
 static void rgroup_add(int *nd, struct cgc_x *d, struct cgc_x *s, struct cgc_x dim, struct cgc_x st) {
     if (dim.k == 1 && !dim.n) return;
-    if (*nd > 0 && x_equal(s[*nd - 1], cgc_mul(st, dim))) { /* merge with the outer one */
+    if (*nd > 0 && cgc_x_equal(s[*nd - 1], cgc_mul(st, dim))) { /* merge with the outer one */
         d[*nd - 1] = cgc_mul(d[*nd - 1], dim);
         s[*nd - 1] = st;
         return;
@@ -382,7 +361,7 @@ static struct rplan rplan_make(const struct shape *x, const bool *reduced) {
     struct rplan p;
     memset(&p, 0, sizeof p);
     struct cgc_x st[IR_MAX_RANK];
-    strides(x, st);
+    cgc_strides(x, st);
     p.rows = p.count = xk(1);
     for (int i = 0; i < x->rank; i++) {
         struct cgc_x d = cgc_dim(x, i);
@@ -598,7 +577,7 @@ void clc_op_ARGMAX(struct clc *k, int id) {
     bool red[IR_MAX_RANK] = {false};
     red[axis] = true;
     struct rplan p = rplan_make(xsh, red);
-    struct cgc_x inner = dims_prod(xsh, axis + 1, xsh->rank);
+    struct cgc_x inner = cgc_dims_prod(xsh, axis + 1, xsh->rank);
     int x = arg(k, id, 0);
     struct kvals v = kv_node(k, id);
     int idx;
@@ -653,9 +632,9 @@ void clc_op_TRANSPOSE(struct clc *k, int id) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct nest ns = {.rank = y->rank, .nops = 2};
     struct cgc_x sx[IR_MAX_RANK];
-    strides(x, sx);
+    cgc_strides(x, sx);
     for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
-    strides(y, ns.st[0]);
+    cgc_strides(y, ns.st[0]);
     struct cgc_x total = nest_open(k, &ns);
     clc_src(k, "    v%d[%s] = v%d[%s];", id, ns.idx[0], arg(k, id, 0), ns.idx[1]);
     idx = kend(k);
@@ -666,7 +645,7 @@ void clc_op_TRANSPOSE(struct clc *k, int id) {
  * statements `body` (which assign v<id>[i]) see o, j and in. */
 static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
     const struct shape *y = shape_of(k, id);
-    struct cgc_x inner = dims_prod(y, (int)axis + 1, y->rank), total = cgc_count(y);
+    struct cgc_x inner = cgc_dims_prod(y, (int)axis + 1, y->rank), total = cgc_count(y);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long i = get_global_id(0);");
@@ -683,7 +662,7 @@ void clc_op_SLICE(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
     int64_t axis = ir_get_int(nd, "axis");
     const struct shape *x = arg_shape(k, id, 0);
-    struct cgc_x inner = dims_prod(x, (int)axis + 1, x->rank);
+    struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
     char body[512];
     snprintf(body, sizeof body, "    v%d[i] = v%d[(o * %lld + j + %lld) * (%s) + in];", id, arg(k, id, 0),
              (long long)x->dim[axis], (long long)ir_get_int(nd, "start"), xs(inner));
@@ -695,7 +674,7 @@ void clc_op_PAD(struct clc *k, int id) {
     int64_t axis = ir_get_int(nd, "axis"), before = ir_get_int(nd, "before");
     const struct shape *x = arg_shape(k, id, 0);
     long long kx = (long long)x->dim[axis];
-    struct cgc_x inner = dims_prod(x, (int)axis + 1, x->rank);
+    struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
     char body[512];
     snprintf(body, sizeof body,
              "    const long jj = j - %lld;\n    v%d[i] = jj >= 0 && jj < %lld ? v%d[(o * %lld + jj) * (%s) + in] : 0;",
@@ -714,7 +693,7 @@ void clc_op_CONCAT(struct clc *k, int id) {
         len += (size_t)snprintf(body + len, sizeof body - len,
                                 "%s    %sif (j < %lld) v%d[i] = v%d[(o * %lld + j - %lld) * (%s) + in];", a ? "\n" : "",
                                 a ? "else " : "", (long long)(at + kx), id, arg(k, id, a), kx, (long long)at,
-                                xs(dims_prod(x, (int)axis + 1, x->rank)));
+                                xs(cgc_dims_prod(x, (int)axis + 1, x->rank)));
         at += kx;
     }
     along_axis(k, id, axis, body);
@@ -728,7 +707,7 @@ static bool axis_rows_open(struct clc *k, int id, struct cgc_x *kk, int *idx, st
                            const struct kvals *v) {
     const struct shape *x = arg_shape(k, id, 0);
     int axis = (int)ir_get_int(node(k, id), "axis");
-    struct cgc_x outer = dims_prod(x, 0, axis), inner = dims_prod(x, axis + 1, x->rank);
+    struct cgc_x outer = cgc_dims_prod(x, 0, axis), inner = cgc_dims_prod(x, axis + 1, x->rank);
     *kk = cgc_dim(x, axis);
     *rows = cgc_mul(outer, inner);
     bool wg = rows_open(k, kname(k, id), v, *kk, *rows, idx);
@@ -1029,7 +1008,7 @@ static void pool_call(struct clc *k, int id, const char *fn, bool grad, const ch
     c->indent++;
     cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}};",
-             xs(dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
+             xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
              (long long)y->dim[3], (long long)kk[0], (long long)kk[1], (long long)s[0], (long long)s[1], (long long)p[0],
              (long long)p[1], (long long)p[2], (long long)p[3]);
     cgc_emit(c, "%s(ctx, &geo, %s);", fn, args);
@@ -1063,7 +1042,7 @@ void clc_op_AVGPOOL2D_GRAD(struct clc *k, int id) {
 
 static void upsample(struct clc *k, int id, const char *fn, const struct shape *small) {
     const int64_t *s = ir_get_ints(node(k, id), "scale", NULL);
-    cgc_emit(&k->c, "%s(ctx, %s, %lld, %lld, %lld, %lld, o%d, o%d);", fn, xs(dims_prod(small, 0, 2)),
+    cgc_emit(&k->c, "%s(ctx, %s, %lld, %lld, %lld, %lld, o%d, o%d);", fn, xs(cgc_dims_prod(small, 0, 2)),
              (long long)small->dim[2], (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(k, id, 0), id);
 }
 
@@ -1096,7 +1075,7 @@ void clc_op_DROPOUT_GRAD(struct clc *k, int id) { dropout(k, id); }
 /* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. */
 void clc_op_BATCHNORM(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
-    struct cgc_x inner = dims_prod(x, 2, x->rank), cnt = cgc_count(x);
+    struct cgc_x inner = cgc_dims_prod(x, 2, x->rank), cnt = cgc_count(x);
     long long ch = (long long)x->dim[1];
     int xv = arg(k, id, 0), g = arg(k, id, 1), b = arg(k, id, 2), mu = arg(k, id, 3), var = arg(k, id, 4);
     struct kvals v = kv_node(k, id);
@@ -1170,9 +1149,9 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     int idx = kbegin(k, name, &v, false, false);
     struct nest ns = {.rank = y->rank, .nops = 1 + nacc};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    strides(y, ns.st[0]);
+    cgc_strides(y, ns.st[0]);
     for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) strides_into(shape_of(k, acc[j].value), y, ns.st[1 + j]);
+        if (acc[j].bias < 0) cgc_strides_into(shape_of(k, acc[j].value), y, ns.st[1 + j]);
         else
             for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }

@@ -200,6 +200,13 @@ void cgc_emit(struct cgc *c, const char *fmt, ...) __attribute__((format(printf,
 struct cgc_x cgc_dim(const struct shape *s, int i);
 struct cgc_x cgc_count(const struct shape *s);
 struct cgc_x cgc_mul(struct cgc_x a, struct cgc_x b);
+/* The product of the dims of s in [from, to); row-major strides of s; strides
+ * of `small` read at the indices of `big` (numpy broadcasting: a missing or
+ * size-1 dim has stride 0); equality of sizes (0 equals 0 with or without n). */
+struct cgc_x cgc_dims_prod(const struct shape *s, int from, int to);
+void cgc_strides(const struct shape *s, struct cgc_x *st);
+void cgc_strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st);
+bool cgc_x_equal(struct cgc_x a, struct cgc_x b);
 /* Prints x as C ("784", "784 * n", "n") into buf; returns buf. */
 char *cgc_xstr(struct cgc_x x, char *buf, size_t len);
 #define CGC_XSTR_MAX 48
@@ -250,6 +257,10 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
  * (buffers, entries `entry_<E>` with their workspace sizes, layer table) with
  * `extra` (or NULL) printed as the last fields of the netc_model initializer; the
  * index of a module buffer by name; a C string literal. */
+/* What every backend requires of a module: f32 and i32 buffers and values only,
+ * no batch dim in parameter or state buffers, at most 64 outputs per entry point;
+ * false after a diag_error naming `backend` ("C", "OpenCL"). */
+bool cgc_check_module(const struct ir_module *m, const char *backend);
 void cgc_layout(struct cgc *c);
 void cgc_layout_free(struct cgc *c);
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,

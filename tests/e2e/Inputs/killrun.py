@@ -17,8 +17,12 @@ ckpt, delay, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 
 
 def inode(path):
+    """The identity of the file at path: its inode and modification time (a file
+    renamed over CKPT can reuse the inode of the one it replaced two saves ago
+    when saves follow each other within milliseconds)."""
     try:
-        return os.stat(path).st_ino
+        st = os.stat(path)
+        return (st.st_ino, st.st_mtime_ns)
     except FileNotFoundError:
         return None
 
