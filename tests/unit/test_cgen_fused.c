@@ -19,13 +19,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#ifdef __SANITIZE_ADDRESS__
-#define SAN_FLAGS " -fsanitize=address,undefined"
-#else
-#define SAN_FLAGS ""
-#endif
 
 #define BATCH 3
+#include "tests/unit/test_cgen.h"
 #define STEPS 3
 #define TOL 1e-4
 #define MAX_BUFS 256
@@ -40,15 +36,6 @@ static const char *const fused[] = {"shape", "autodiff", "optim", "dce", "cse", 
 static const char *const unfused[] = {"shape", "autodiff", "optim", "dce", "cse", NULL};
 
 static struct ir_module *mods[NMODELS];
-static uint64_t rng_state = 0x5eed;
-
-static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53; }
-
-static size_t numel(const struct shape *s) {
-    size_t n = 1;
-    for (int i = 0; i < s->rank; i++) n *= (size_t)(s->dim[i] == IR_DIM_N ? BATCH : s->dim[i]);
-    return n;
-}
 
 static struct ir_module *load(const char *name, const char *const *passes) {
     char path[512];
@@ -276,6 +263,7 @@ static void driver_loop(void) {
 }
 
 int main(void) {
+    rng_state = 0x5eed;
     char dir[] = "/tmp/netc-cgen-fused-XXXXXX";
     if (!mkdtemp(dir) || chdir(dir) != 0) {
         perror("temporary directory");

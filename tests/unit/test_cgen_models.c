@@ -18,15 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The generated C links against libnetrt, built with sanitizers in
- * NETC_SANITIZE builds: compile it the same way. */
-#ifdef __SANITIZE_ADDRESS__
-#define SAN_FLAGS " -fsanitize=address,undefined"
-#else
-#define SAN_FLAGS ""
-#endif
 
 #define BATCH 2
+#include "tests/unit/test_cgen.h"
 #define STEP 3
 #define MAX_BUFS 256
 
@@ -45,15 +39,6 @@ static const char *const variant_names[] = {"", "fused", "pipeline"};
 #define NMODELS (NEXAMPLES * NVARIANTS)
 
 static struct ir_module *mods[NMODELS];
-static uint64_t rng_state = 0xfeed;
-
-static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53; }
-
-static size_t numel(const struct shape *s) {
-    size_t n = 1;
-    for (int i = 0; i < s->rank; i++) n *= (size_t)(s->dim[i] == IR_DIM_N ? BATCH : s->dim[i]);
-    return n;
-}
 
 static struct ir_module *load(const char *name, const char *const *passes) {
     char path[512];
@@ -202,6 +187,7 @@ static void compare(int k, int e, float **data) {
 }
 
 int main(void) {
+    rng_state = 0xfeed;
     char dir[] = "/tmp/netc-cgen-models-XXXXXX";
     if (!mkdtemp(dir) || chdir(dir) != 0) {
         perror("temporary directory");

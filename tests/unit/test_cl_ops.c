@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #define BATCH 3
+#include "tests/unit/test_cgen.h"
 #define STEP 7
 
 /* One case: the nodes of a function (inputs %0...); buffer names choose the test
@@ -177,34 +178,6 @@ static const struct ccase cases[] = {
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 
-static uint64_t rng_state;
-
-static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53; }
-
-static size_t numel(const struct shape *s) {
-    size_t n = 1;
-    for (int i = 0; i < s->rank; i++) n *= (size_t)(s->dim[i] == IR_DIM_N ? BATCH : s->dim[i]);
-    return n;
-}
-
-/* Random data for buffer b by its name's first letter. */
-static void fill(const struct ir_buffer *b, float *f, int32_t *iv, size_t count) {
-    char k = b->name[0];
-    int64_t last = b->type.shape.rank ? b->type.shape.dim[b->type.shape.rank - 1] : 1;
-    for (size_t i = 0; i < count; i++) {
-        if (k == 'l') iv[i] = (int32_t)(cg_mix64(rng_state++) % 5);
-        else if (k == 'p') f[i] = (float)urand(0.5, 2);
-        else if (k == 'q') f[i] = (float)urand(0.1, 0.9);
-        else if (k == 's') f[i] = urand(-1, 1) < 0 ? -1.0f : 1.0f;
-        else f[i] = (float)urand(-1, 1);
-    }
-    if (k == 'd')
-        for (size_t r = 0; r < count / (size_t)last; r++) {
-            float s = 0;
-            for (int64_t j = 0; j < last; j++) s += f[r * last + j] = (float)urand(0.1, 1);
-            for (int64_t j = 0; j < last; j++) f[r * last + j] /= s;
-        }
-}
 
 /* Appends text with every @name renamed @name_k (buffers of different cases
  * stay apart in one module). */
