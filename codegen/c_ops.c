@@ -581,26 +581,25 @@ static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
     cgc_emit(c, "}");
 }
 
-void cgc_op_MSE(struct cgc *c, int id) { ewise_loss(c, id, "(p - t) * (p - t)"); }
+void cgc_op_MSE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_MSE); }
 
-/* Each log clamped at -100 as PyTorch does. */
 void cgc_op_BCE(struct cgc *c, int id) {
-    ewise_loss(c, id, "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))");
+    ewise_loss(c, id, CG_LOSS_BCE);
 }
 
-void cgc_op_BCE_LOGITS(struct cgc *c, int id) { ewise_loss(c, id, "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"); }
-void cgc_op_HINGE(struct cgc *c, int id) { ewise_loss(c, id, "(1 - t * p > 0 ? 1 - t * p : 0)"); }
-void cgc_op_MSE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, "d = 2 * (p - t);"); }
+void cgc_op_BCE_LOGITS(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_BCE_LOGITS); }
+void cgc_op_HINGE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_HINGE); }
+void cgc_op_MSE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_MSE_GRAD); }
 
 void cgc_op_BCE_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);");
+    ewise_loss_grad(c, id, CG_LOSS_BCE_GRAD);
 }
 
 void cgc_op_BCE_LOGITS_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;");
+    ewise_loss_grad(c, id, CG_LOSS_BCE_LOGITS_GRAD);
 }
 
-void cgc_op_HINGE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, "d = 1 - t * p > 0 ? -t : 0;"); }
+void cgc_op_HINGE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_HINGE_GRAD); }
 
 /* Opens a loop over the rows of scores x [rows, classes]: xr, lse and, with i32
  * labels, the checked label `y` are in scope. */

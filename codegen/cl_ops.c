@@ -806,25 +806,25 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
-void clc_op_MSE(struct clc *k, int id) { ewise_loss(k, id, "(p - t) * (p - t)"); }
+void clc_op_MSE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_MSE); }
 
 void clc_op_BCE(struct clc *k, int id) {
-    ewise_loss(k, id, "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))");
+    ewise_loss(k, id, CG_LOSS_BCE);
 }
 
-void clc_op_BCE_LOGITS(struct clc *k, int id) { ewise_loss(k, id, "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"); }
-void clc_op_HINGE(struct clc *k, int id) { ewise_loss(k, id, "(1 - t * p > 0 ? 1 - t * p : 0)"); }
-void clc_op_MSE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, "d = 2 * (p - t);"); }
+void clc_op_BCE_LOGITS(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_BCE_LOGITS); }
+void clc_op_HINGE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_HINGE); }
+void clc_op_MSE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_MSE_GRAD); }
 
 void clc_op_BCE_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);");
+    ewise_loss_grad(k, id, CG_LOSS_BCE_GRAD);
 }
 
 void clc_op_BCE_LOGITS_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;");
+    ewise_loss_grad(k, id, CG_LOSS_BCE_LOGITS_GRAD);
 }
 
-void clc_op_HINGE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, "d = 1 - t * p > 0 ? -t : 0;"); }
+void clc_op_HINGE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_HINGE_GRAD); }
 
 /* Host: the labels of a class op, when they are a model input, are checked
  * before anything runs (the C backend's message); labels computed on the device

@@ -32,6 +32,19 @@ static inline int cg_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, 
     return (uint32_t)(h >> 40) >= threshold;
 }
 
+/* The elementwise losses per element (p the prediction, t the target, in double)
+ * and their gradients (assigning d), as expressions in the common subset of C and
+ * OpenCL C that both backends paste into their loops. BCE clamps each log at
+ * -100 as PyTorch does; BCE_LOGITS is the numerically stable form. */
+#define CG_LOSS_MSE "(p - t) * (p - t)"
+#define CG_LOSS_BCE "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))"
+#define CG_LOSS_BCE_LOGITS "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"
+#define CG_LOSS_HINGE "(1 - t * p > 0 ? 1 - t * p : 0)"
+#define CG_LOSS_MSE_GRAD "d = 2 * (p - t);"
+#define CG_LOSS_BCE_GRAD "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);"
+#define CG_LOSS_BCE_LOGITS_GRAD "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;"
+#define CG_LOSS_HINGE_GRAD "d = 1 - t * p > 0 ? -t : 0;"
+
 /* ------------------------------------------------------------- interp.c */
 
 /* The reference backend: evaluates one IR function node by node in plain C, every
