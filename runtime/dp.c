@@ -105,6 +105,15 @@ void nrt_dp_bcast_ctx(struct nrt_ctx *ctx)
     ctx->host_dirty = 1;
 }
 
+double nrt_dp_comm_seconds(void)
+{
+    if (!multi() || !nrt_dp_layer->comm_seconds)
+        return 0;
+    double s = nrt_dp_layer->comm_seconds();
+    nrt_dp_layer->sum(&s, 1);
+    return s / nrt_dp_layer->size;
+}
+
 void nrt_dp_info(const struct nrt_model *m)
 {
     if (!nrt_dp_layer)

@@ -633,7 +633,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             int64_t start = b * gbatch, first, count;
             nrt_dp_share(tr.n - start < gbatch ? tr.n - start : gbatch, &first, &count);
             /* A rank without items in the last step runs one with weight 0. */
-            feed_batch(&ctx, &tr, perm, start + first, count ? count : 1, &noise);
+            feed_batch(&ctx, &tr, perm, count ? start + first : start, count ? count : 1, &noise);
             uint64_t salt = (uint64_t)nrt_dp_rank() << 40; /* dropout masks differ per rank */
             for (int k = 0; k < nt; k++) {
                 ctx.step += salt;
@@ -673,6 +673,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         }
         double secs = now() - t0;
         ctx.epoch = epoch + 1;
+        double comm = nrt_dp_comm_seconds();
         if (ranks > 1) { /* the job's sums, and rank 0's state everywhere */
             double v[35] = {sl, sa, (double)items};
             for (int k = 0; k < nt; k++)
@@ -716,6 +717,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             json_num(mf, "images_per_second", (double)items / (secs + 1e-9));
             for (int k = 0; k < nt && nt > 1; k++)
                 json_num(mf, m->entries[train[k]].name, items ? entry_loss[k] / (double)items : NAN);
+            if (ranks > 1) /* waiting for gradient reductions, mean over the ranks */
+                json_num(mf, "allreduce_seconds", comm);
             fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, stop ? "false" : "true");
             fflush(mf);
         }

@@ -107,6 +107,9 @@ void nrt_dp_share(int64_t total, int64_t *first, int64_t *count);
 void nrt_dp_sum(double *v, int n);
 /* Rank 0's parameters, state, step and epoch to every rank (sets host_dirty). */
 void nrt_dp_bcast_ctx(struct nrt_ctx *ctx);
+/* Seconds the ranks waited for reductions since the last call, their mean (0
+ * in one process). A collective: every rank calls it. */
+double nrt_dp_comm_seconds(void);
 /* `info`: the gradient buckets of a --mpi build (nothing otherwise). */
 void nrt_dp_info(const struct nrt_model *m);
 

@@ -17,6 +17,7 @@ packages=(
   llvm-14-tools                             # lit and FileCheck for the compiler tests
   python3                                   # runs lit
   graphviz                                  # renders `netc dump --format=dot` in tests
+  libopenmpi-dev openmpi-bin                # MPI: `netc build --mpi` (libnetrt_mpi), mpirun in tests
   dataset-fashion-mnist                     # the real data set of the examples
 )
 if [ "${NETC_BENCH:-0}" = 1 ]; then packages+=(libclblast-dev); fi
