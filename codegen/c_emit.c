@@ -625,8 +625,8 @@ static void dp_after(struct cgc *c, struct dp_emit *d, int id) {
     if (flying) cgc_emit(c, "nrt_dp_progress(ctx);");
     for (int b = 0; b < d->n; b++)
         if (d->start_at[b] == id && !d->started[b]) {
-            cgc_emit(c, "nrt_dp_start(ctx, %d, (float *)(ws + %zu), %zu); /* gradient bucket %d: %d tensors */", b,
-                     d->off[b], d->bytes[b] / sizeof(float), b, d->tensors[b]);
+            cgc_emit(c, "nrt_dp_start(ctx, %d, (float *)(ws + %zu), %zu); /* gradient bucket %d: %d tensor%s */", b,
+                     d->off[b], d->bytes[b] / sizeof(float), b, d->tensors[b], d->tensors[b] == 1 ? "" : "s");
             d->started[b] = true;
         }
 }

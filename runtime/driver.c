@@ -93,7 +93,11 @@ static const char usage_train[] =
     "  --device D        OpenCL builds: the device, P:D or a name substring;\n"
     "                    `--device list` prints them (default: $NETC_DEVICE, else\n"
     "                    the first GPU, else the first device)\n"
-    "  --quiet           no progress display\n";
+    "  --quiet           no progress display\n"
+    "\n"
+    "Built with `netc build --mpi`, `mpirun -np K PROGRAM train ...` trains on K\n"
+    "ranks: --batch is per rank, rank 0 prints, saves and writes metrics, and\n"
+    "--device A,B,... gives the rank with local rank l entry l mod count.\n";
 
 static const char usage_eval[] =
     "usage: %s eval --load F [--test F[,F2]] [--batch N] [--threads T] [--device D]\n"

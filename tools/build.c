@@ -83,7 +83,8 @@ static const char usage_emit[] =
     "  -o DIR            output directory (default: .)\n"
     "  --target=T        the backend: c (default) or opencl\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
-    "  --mpi, --bucket-size=B, --sync-bn   data parallel, as for `netc build`\n"
+    "  --mpi, --bucket-size=B, --sync-bn   data parallel, as for `netc build`; link\n"
+    "                    libnetrt_mpi.a before libnetrt.a, and -lmpi\n"
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_run[] =

@@ -58,7 +58,7 @@ for ea, eb in zip(ma, mb):
             continue
         r = abs(a - b) / max(abs(a), 1e-12)
         # metrics are printed with 6 significant digits
-        if r > max(rtol, 2e-6):
+        if r > (max(rtol, 2e-6) if rtol else 0):
             bad.append(f"epoch {ea['epoch']} {key}: {a} vs {b} (relative {r:.2e})")
         worst = max(worst, (r, f"epoch {ea['epoch']} {key}"))
 ta, meta_a = tensors(ref_st)
