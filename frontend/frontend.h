@@ -175,6 +175,9 @@ struct val {
     double num;         /* V_NUM, V_BOOL */
     bool is_int;        /* V_NUM: an integer (literal or folded from integers) */
     const char *str;    /* V_STR */
+    int mask;           /* V_TENSOR: 1 + node id of the i32[N, T] token ids whose padding (id 0)
+                           masks this value's time axis (axis 1), set by embedding and kept
+                           through layers that keep [N, T]; 0: none (docs/language.md) */
 };
 
 /* Declared names that live across walks: inputs, explicit params and nets. */
@@ -268,6 +271,7 @@ struct lower {
     bool have_optim;             /* the train block named an optimizer */
     struct ir_optim optim;       /* the train block's optimizer (defaults filled) */
     struct fe_step *steps;       /* vec */
+    int cur_mask;                /* while a builtin layer runs: its input's val.mask (0: none) */
 };
 
 /* Report an error (counted). */
