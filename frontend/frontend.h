@@ -349,6 +349,25 @@ bool fe_opt_num(struct lower *L, const char *what, const char *name, const struc
 bool fe_opt_bool(struct lower *L, const char *what, const char *name, const struct fe_arg *a, bool def,
                  bool *out);
 
+/* The IR op of builtin b's table row; the next index of its kind in the scope
+ * (k of its parameter names <net>.<layer><k>.<what>). */
+enum op fe_builtin_op(const struct fe_builtin *b);
+int fe_layer_count(struct lower *L, const struct fe_builtin *b);
+
+/* ------------------------------------------------------------ lower_text.c */
+
+/* The token and sequence builtins (table rows in lower_layers.c). */
+struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_layer_one_hot(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                            struct loc loc);
+struct val fe_layer_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_func_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                             struct loc loc);
+struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              struct loc loc);
+
 /* ---------------------------------------------------------------- train.c */
 
 /* Read the train block into L (settings, optimizer, steps) and the module (batch,

@@ -824,11 +824,15 @@ static const struct fe_builtin builtins[] = {
     {"ones_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"zeros_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"mse", F_, {NULL}, NULL, func_pair, OP_MSE},
-    {"cross_entropy", F_, {NULL}, NULL, func_pair, OP_CROSS_ENTROPY},
+    {"cross_entropy", F_, {NULL}, NULL, fe_func_class_loss, OP_CROSS_ENTROPY},
     {"bce", F_, {NULL}, NULL, func_pair, OP_BCE},
     {"bce_logits", F_, {NULL}, NULL, func_pair, OP_BCE_LOGITS},
     {"hinge", F_, {NULL}, NULL, func_pair, OP_HINGE},
-    {"accuracy", F_, {NULL}, NULL, func_pair, OP_ACCURACY},
+    {"accuracy", F_, {NULL}, NULL, fe_func_class_loss, OP_ACCURACY},
+    {"embedding", L_ | F_, {"vocab", "dim"}, fe_layer_embedding, NULL, OP_EMBEDDING},
+    {"one_hot", L_ | F_, {"classes"}, fe_layer_one_hot, NULL, OP_ONE_HOT},
+    {"mean_over_time", L_ | F_, {NULL}, fe_layer_time_pool, fe_func_time_pool, OP_MASKED_MEAN},
+    {"max_over_time", L_ | F_, {NULL}, fe_layer_time_pool, fe_func_time_pool, OP_MASKED_MAX},
 };
 #undef L_
 #undef F_
@@ -843,6 +847,8 @@ const struct fe_builtin *fe_builtin_find(const char *name) {
 }
 
 unsigned fe_builtin_forms(const struct fe_builtin *b) { return b->forms; }
+enum op fe_builtin_op(const struct fe_builtin *b) { return b->op; }
+int fe_layer_count(struct lower *L, const struct fe_builtin *b) { return count_layer(L, b); }
 const char *fe_builtin_name(const struct fe_builtin *b) { return b->name; }
 
 const char *const *fe_builtin_names(unsigned form) {
