@@ -357,6 +357,10 @@ int fe_layer_count(struct lower *L, const struct fe_builtin *b);
 
 /* ------------------------------------------------------------ lower_text.c */
 
+/* The lengths f32[N] of the sequences of a padding mask (val.mask, L->cur_mask):
+ * the number of ids that are not 0 in each row of the ids [N, T]; -1 when mask
+ * is 0 (none) or after an error. For recurrent layers' lengths. */
+int fe_mask_lengths(struct lower *L, int mask, struct loc loc);
 /* The token and sequence builtins (table rows in lower_layers.c). */
 struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                               struct loc loc);

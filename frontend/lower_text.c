@@ -35,6 +35,21 @@ static bool need_ids(struct lower *L, const char *what, int x, struct loc loc) {
     return false;
 }
 
+int fe_mask_lengths(struct lower *L, int mask, struct loc loc) {
+    if (!mask) return -1;
+    int ids = mask - 1;
+    struct type f = *lw_type(L, ids);
+    f.dtype = DT_F32;
+    int c = lw_node(L, OP_CAST, &ids, 1, loc);
+    lw_n(L, c)->type = f;
+    int nz = lw_emit2(L, OP_GREATER, lw_fin(L, c), lw_const(L, 0.5, DT_F32, loc), loc);
+    if (nz < 0) return -1;
+    int id = lw_node(L, OP_SUM, &nz, 1, loc);
+    int64_t axis = 1;
+    ir_set_ints(lw_n(L, id), "axes", &axis, 1);
+    return lw_fin(L, id);
+}
+
 /* embedding(vocab, dim): ids i32[...] -> f32[..., dim]; table `w : [vocab, dim]`,
  * normal(0, 1) like PyTorch's nn.Embedding. */
 struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
