@@ -20,6 +20,7 @@ packages=(
   graphviz                                  # renders `netc dump --format=dot` in tests
   libopenmpi-dev openmpi-bin                # MPI: `netc build --mpi` (libnetrt_mpi), mpirun in tests
   dataset-fashion-mnist                     # the real data set of the examples
+  fortunes fortunes-zh                      # real text (English fortunes, Tang poems) of the text examples
 )
 if [ "${NETC_BENCH:-0}" = 1 ]; then packages+=(libclblast-dev); fi
 missing=()
