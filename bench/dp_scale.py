@@ -20,7 +20,7 @@
    10 Gb/s Ethernet with 25 us latency per message and 100 Gb/s with 5 us.
 
 usage: bench/dp_scale.py [--build build] [--steps 150] [--repeats 3] [--threads 2]
-                         [--model-steps 60] [--skip-throughput]
+                         [--model-steps 60] [--skip-throughput] [--ips mlp=N,mnist_cnn=N,lenet=N]
 Prints markdown tables. Needs mpirun (Open MPI; run as root it passes
 --allow-run-as-root)."""
 import argparse
@@ -40,6 +40,8 @@ ap.add_argument("--repeats", type=int, default=3)
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--model-steps", type=int, default=60)
 ap.add_argument("--skip-throughput", action="store_true")
+ap.add_argument("--ips", default="", help="EX=IMAGES_PER_S,...: the model's step times from these "
+                "throughputs (e.g. a quiet run of bench/bench.py) instead of measuring them")
 args = ap.parse_args()
 netc = os.path.join(args.build, "netc")
 tmp = tempfile.mkdtemp(prefix="netc-dp-")
@@ -98,7 +100,8 @@ rows = []
 for ex in ("mlp", "mnist_cnn", "lenet"):
     prog = build(ex, False)
     params, batch = info(prog)
-    ips, _ = train(prog, 0, args.threads, args.model_steps)
+    given = dict(kv.split("=") for kv in args.ips.split(",") if kv)
+    ips = float(given[ex]) if ex in given else train(prog, 0, args.threads, args.model_steps)[0]
     t_step = batch / ips
     rows.append((ex, params, batch, t_step))
 head = "| example | gradient MB | batch/node | step (ms) |"
