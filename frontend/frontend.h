@@ -268,6 +268,7 @@ struct lower {
     bool have_optim;             /* the train block named an optimizer */
     struct ir_optim optim;       /* the train block's optimizer (defaults filled) */
     struct fe_step *steps;       /* vec */
+    bool gen_step;               /* the generation walk: sequences of one step, recurrent states in buffers */
 };
 
 /* Report an error (counted). */

@@ -516,8 +516,8 @@ static struct val lower_call(struct lower *L, const struct ast_expr *e, struct v
                  forms & BI_FUNC ? ", or pass the tensor first" : "");
         return lw_err();
     }
-    for (int i = 0; i < e->nargs; i++)
-        if (args[i].v.kind == V_TENSOR) {
+    for (int i = 0; i < e->nargs; i++) /* tensors only as `lengths=` (recurrent layers) */
+        if (args[i].v.kind == V_TENSOR && !(args[i].kw && strcmp(args[i].kw, "lengths") == 0)) {
             lw_error(L, args[i].loc, "%s takes configuration arguments (numbers, strings), not a tensor; "
                      "apply it to a value with x -> %s(...)", e->str, e->str);
             return lw_err();

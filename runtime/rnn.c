@@ -1,0 +1,285 @@
+/* runtime/rnn.c -- the recurrent layers over whole sequences (LSTM, GRU, plain
+ * RNN), forward and backward through time. The input projection of every step
+ * is one GEMM into the value's gate columns; each step then runs one recurrent
+ * GEMM and one fused loop over the gates of every sequence, split over the
+ * thread pool. Layouts: docs/ir.md, "Recurrent ops"; the reference is the
+ * interpreter's codegen/interp_rnn.c. Sections: sizes, forward, BPTT, gradients. */
+#include "runtime/internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ sizes -- */
+
+enum { LSTM, GRU, TANH, RELU, SIGMOID };
+
+/* The sizes of one call, in floats. */
+struct dims {
+    int64_t n, t, f, h, gh; /* batch, steps, features, hidden, gates * hidden */
+    int64_t row, st, grow;  /* a row of ws, of s0, of dg */
+    int64_t goff;           /* ws: the gate columns the input projection lands in */
+    int64_t hoff, soff;     /* dg: the recurrent gate block, the state block */
+};
+
+static struct dims dims_of(const struct nrt_rnn *r)
+{
+    struct dims d;
+    int gates = r->cell == LSTM ? 4 : r->cell == GRU ? 3 : 1;
+    d.n = r->n, d.t = r->t, d.f = r->f, d.h = r->h, d.gh = gates * r->h;
+    d.row = (r->cell == LSTM ? 6 : r->cell == GRU ? 7 : 1) * r->h;
+    d.st = (r->cell == LSTM ? 2 : 1) * r->h;
+    d.grow = (r->cell == LSTM ? 6 : r->cell == GRU ? 7 : 2) * r->h;
+    d.goff = r->cell == LSTM ? 2 * r->h : r->cell == GRU ? r->h : 0;
+    d.hoff = r->cell == GRU ? d.gh : 0;
+    d.soff = r->cell == GRU ? 2 * d.gh : d.gh;
+    return d;
+}
+
+/* The step processed s-th, and the length of sequence b clamped to [0, t]. */
+static int64_t step_at(const struct nrt_rnn *r, int64_t s) { return r->reverse ? r->t - 1 - s : s; }
+
+static int64_t len_of(const int32_t *len, int64_t b, int64_t t)
+{
+    int64_t l = len[b];
+    return l < 0 ? 0 : l > t ? t : l;
+}
+
+static inline float sigf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* Sequences per chunk of a step's fused loop: enough gates to pay a hand-over. */
+static int64_t grain_of(const struct dims *d) { return 1 + 16384 / (d->gh > 0 ? d->gh : 1); }
+
+/* ---------------------------------------------------------------- forward -- */
+
+/* One step of every sequence in [lo, hi): the gate columns hold the input
+ * projection plus the recurrent GEMM (GRU: the recurrent part in its own
+ * columns); the loop adds the biases and writes states and activations. */
+struct fwd_step {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *bih, *bhh; /* biases */
+    const float *prev;      /* the previous state of sequence 0 */
+    int64_t ldp;            /* its stride between sequences */
+    const int32_t *len;     /* lengths */
+    float *ws;              /* the value */
+    int64_t t, s;           /* the step, and its position in processing order */
+};
+
+static void fwd_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const struct fwd_step *j = arg;
+    const struct dims *d = j->d;
+    const int64_t H = d->h;
+    for (int64_t b = lo; b < hi; b++) {
+        float *row = j->ws + (b * d->t + j->t) * d->row;
+        const float *prev = j->prev + b * j->ldp;
+        int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
+        if (pos >= len_of(j->len, b, d->t)) { /* padding: the state passes through, gates 0 */
+            memmove(row, prev, sizeof *row * (size_t)d->st);
+            memset(row + d->st, 0, sizeof *row * (size_t)(d->row - d->st));
+            continue;
+        }
+        switch (j->r->cell) {
+        case LSTM:
+            for (int64_t k = 0; k < H; k++) {
+                float *z = row + 2 * H;
+                float i = sigf(z[k] + j->bih[k] + j->bhh[k]);
+                float f = sigf(z[H + k] + j->bih[H + k] + j->bhh[H + k]);
+                float g = tanhf(z[2 * H + k] + j->bih[2 * H + k] + j->bhh[2 * H + k]);
+                float o = sigf(z[3 * H + k] + j->bih[3 * H + k] + j->bhh[3 * H + k]);
+                float c = f * prev[H + k] + i * g;
+                row[k] = o * tanhf(c), row[H + k] = c;
+                z[k] = i, z[H + k] = f, z[2 * H + k] = g, z[3 * H + k] = o;
+            }
+            break;
+        case GRU:
+            for (int64_t k = 0; k < H; k++) {
+                float *z = row + H, *gh = row + 4 * H;
+                gh[k] += j->bhh[k], gh[H + k] += j->bhh[H + k], gh[2 * H + k] += j->bhh[2 * H + k];
+                float rg = sigf(z[k] + j->bih[k] + gh[k]);
+                float zg = sigf(z[H + k] + j->bih[H + k] + gh[H + k]);
+                float nn = tanhf(z[2 * H + k] + j->bih[2 * H + k] + rg * gh[2 * H + k]);
+                row[k] = (1 - zg) * nn + zg * prev[k];
+                z[k] = rg, z[H + k] = zg, z[2 * H + k] = nn;
+            }
+            break;
+        default:
+            for (int64_t k = 0; k < H; k++) {
+                float v = row[k] + j->bih[k] + j->bhh[k];
+                row[k] = j->r->cell == RELU ? (v > 0 ? v : 0) : j->r->cell == SIGMOID ? sigf(v) : tanhf(v);
+            }
+            break;
+        }
+    }
+}
+
+void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
+                     const float *bhh, const float *s0, const int32_t *len, float *ws)
+{
+    struct dims d = dims_of(r);
+    if (d.n <= 0 || d.t <= 0)
+        return;
+    nrt_sgemm(0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
+    struct fwd_step j = {r, &d, bih, bhh, s0, d.st, len, ws, 0, 0};
+    for (int64_t s = 0; s < d.t; s++) {
+        j.s = s, j.t = step_at(r, s);
+        if (s > 0) {
+            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
+            j.ldp = d.t * d.row;
+        }
+        float *dst = ws + j.t * d.row + (r->cell == GRU ? 4 * d.h : d.goff);
+        nrt_sgemm(0, 1, d.n, d.gh, d.h, 1.0f, j.prev, j.ldp, whh, d.h, r->cell == GRU ? 0.0f : 1.0f, dst,
+                  d.t * d.row);
+        nrt_parallel_for(d.n, grain_of(&d), fwd_rows, &j);
+    }
+}
+
+/* ------------------------------------------------------------------- BPTT -- */
+
+/* One step back for the sequences in [lo, hi): gate gradients into dg's gate
+ * blocks, and the direct part of the incoming state's gradient into its state
+ * block (the recurrent GEMM adds the rest). */
+struct bwd_step {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *ws, *dws;  /* the forward value and its gradient */
+    const float *prev;      /* the previous state of sequence 0, and its stride */
+    int64_t ldp;
+    const float *carry;     /* dg's state block of the step after, sequence 0 (stride t*grow), or NULL */
+    const int32_t *len;     /* lengths */
+    float *dg;              /* the result */
+    int64_t t, s;           /* the step, and its position in processing order */
+};
+
+static void bwd_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const struct bwd_step *j = arg;
+    const struct dims *d = j->d;
+    const int64_t H = d->h;
+    for (int64_t b = lo; b < hi; b++) {
+        int64_t at = b * d->t + j->t;
+        const float *w = j->ws + at * d->row, *dw = j->dws + at * d->row, *prev = j->prev + b * j->ldp;
+        const float *carry = j->carry ? j->carry + b * d->t * d->grow : NULL;
+        float *g = j->dg + at * d->grow, *gh = g + d->hoff, *sp = g + d->soff;
+        int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
+        if (pos >= len_of(j->len, b, d->t)) {
+            memset(g, 0, sizeof *g * (size_t)d->soff);
+            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + (carry ? carry[k] : 0);
+            continue;
+        }
+        switch (j->r->cell) {
+        case LSTM:
+            for (int64_t k = 0; k < H; k++) {
+                float dh = dw[k] + (carry ? carry[k] : 0), dc = dw[H + k] + (carry ? carry[H + k] : 0);
+                float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
+                float tc = tanhf(c);
+                float dout = dh * tc + dw[5 * H + k];
+                dc += dh * o * (1 - tc * tc);
+                g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
+                g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
+                g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
+                g[3 * H + k] = dout * o * (1 - o);
+                sp[k] = 0, sp[H + k] = dc * f;
+            }
+            break;
+        case GRU:
+            for (int64_t k = 0; k < H; k++) {
+                float dh = dw[k] + (carry ? carry[k] : 0);
+                float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
+                float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
+                float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
+                float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+                g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
+                gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+                sp[k] = dh * z;
+            }
+            break;
+        default:
+            for (int64_t k = 0; k < H; k++) {
+                float dh = dw[k] + (carry ? carry[k] : 0), y = w[k];
+                float dy = j->r->cell == RELU ? (y > 0 ? 1.0f : 0.0f) : j->r->cell == SIGMOID ? y * (1 - y) : 1 - y * y;
+                g[k] = dh * dy;
+                sp[k] = 0;
+            }
+            break;
+        }
+    }
+}
+
+void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
+                  const int32_t *len, float *dg)
+{
+    struct dims d = dims_of(r);
+    if (d.n <= 0 || d.t <= 0)
+        return;
+    struct bwd_step j = {r, &d, ws, dws, s0, d.st, NULL, len, dg, 0, 0};
+    for (int64_t s = d.t - 1; s >= 0; s--) {
+        j.s = s, j.t = step_at(r, s);
+        if (s > 0) {
+            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
+            j.ldp = d.t * d.row;
+        } else {
+            j.prev = s0, j.ldp = d.st;
+        }
+        j.carry = s < d.t - 1 ? dg + step_at(r, s + 1) * d.grow + d.soff : NULL;
+        nrt_parallel_for(d.n, grain_of(&d), bwd_rows, &j);
+        /* the incoming state's gradient through the recurrent weights (0 on padding: its gates are 0) */
+        nrt_sgemm(0, 0, d.n, d.h, d.gh, 1.0f, dg + j.t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
+                  dg + j.t * d.grow + d.soff, d.t * d.grow);
+    }
+}
+
+/* -------------------------------------------------------------- gradients -- */
+
+/* dW_hh = sum over steps of dgh^T h_prev. The previous state of a step is the
+ * next (or, in reverse, the previous) row of ws, except at each sequence's
+ * first step, where it is s0: one GEMM over all rows shifted by one, minus the
+ * pairs across sequences, plus the first steps with s0. */
+static void grad_whh(const struct nrt_rnn *r, const struct dims *d, const float *dg, const float *ws,
+                     const float *s0, float *out)
+{
+    int64_t rows = d->n * d->t, gk = d->t * d->grow, wk = d->t * d->row;
+    memset(out, 0, sizeof *out * (size_t)(d->gh * d->h));
+    const float *gh = dg + d->hoff;
+    if (!r->reverse) {
+        nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh + d->grow, d->grow, ws, d->row, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + gk, gk, ws + (d->t - 1) * d->row, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh, gk, s0, d->st, 1.0f, out, d->h);
+    } else {
+        nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh, d->grow, ws + d->row, d->row, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + (d->t - 1) * d->grow, gk, ws + wk, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh + (d->t - 1) * d->grow, gk, s0, d->st, 1.0f, out, d->h);
+    }
+}
+
+void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
+                  const float *s0, float *out)
+{
+    struct dims d = dims_of(r);
+    int64_t rows = d.n * d.t;
+    switch (wrt) {
+    case 0: /* dx = dgx w_ih */
+        nrt_sgemm(0, 0, rows, d.f, d.gh, 1.0f, dg, d.grow, wih, d.f, 0.0f, out, d.f);
+        break;
+    case 1: /* dw_ih = dgx^T x */
+        nrt_sgemm(1, 0, d.gh, d.f, rows, 1.0f, dg, d.grow, x, d.f, 0.0f, out, d.f);
+        break;
+    case 2:
+        grad_whh(r, &d, dg, ws, s0, out);
+        break;
+    case 3:
+    case 4: { /* the biases: column sums of the gate blocks */
+        const float *g = dg + (wrt == 4 ? d.hoff : 0);
+        memset(out, 0, sizeof *out * (size_t)d.gh);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t k = 0; k < d.gh; k++) out[k] += g[i * d.grow + k];
+        break;
+    }
+    default: { /* s0: the state gradient of each sequence's first step */
+        int64_t first = step_at(r, 0);
+        for (int64_t b = 0; b < d.n; b++)
+            memcpy(out + b * d.st, dg + (b * d.t + first) * d.grow + d.soff, sizeof *out * (size_t)d.st);
+        break;
+    }
+    }
+}
