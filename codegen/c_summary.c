@@ -69,7 +69,8 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
         double per = n->op == OP_RNN ? 2 * t * gh * (fi + h) + 8 * t * gh
                    : n->op == OP_RNN_BPTT ? 2 * t * gh * h + 8 * t * gh
                    : wrt <= 1 ? 2 * t * gh * fi : wrt == 2 ? 2 * t * gh * h : wrt <= 4 ? t * gh : 0;
-        return (struct flops){per, ws->dim[0] == IR_DIM_N};
+        if (ws->dim[0] != IR_DIM_N) return (struct flops){per * (double)ws->dim[0], false};
+        return (struct flops){per, true};
     }
     default:
         if (op_info[n->op].kind == OK_REDUCE && n->op != OP_BROADCAST_TO)

@@ -269,6 +269,7 @@ struct lower {
     struct ir_optim optim;       /* the train block's optimizer (defaults filled) */
     struct fe_step *steps;       /* vec */
     bool gen_step;               /* the generation walk: sequences of one step, recurrent states in buffers */
+    int64_t gen_t;               /* its sequence length: inputs [N, gen_t, ...] are read as [N, 1, ...] */
 };
 
 /* Report an error (counted). */
