@@ -201,57 +201,75 @@ struct bwd_step {
     int64_t t, s;           /* the step, and its position in processing order */
 };
 
+/* One sequence's step back through an LSTM cell (ws row w, its gradient dw,
+ * the previous state prev): gate gradients into g, the incoming state's into
+ * sp (which holds this step's state gradient on entry). */
+static void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+                     float *restrict g, float *restrict sp)
+{
+    for (int64_t k = 0; k < H; k++) {
+        float dh = sp[k], dc = sp[H + k];
+        float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
+        float tc = ftanh(c);
+        float dout = dh * tc + dw[5 * H + k];
+        dc += dh * o * (1 - tc * tc);
+        g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
+        g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
+        g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
+        g[3 * H + k] = dout * o * (1 - o);
+        sp[k] = 0, sp[H + k] = dc * f;
+    }
+}
+
+/* The same for a GRU cell; gh: the recurrent-side gate gradients. */
+static void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+                    float *restrict g, float *restrict gh, float *restrict sp)
+{
+    for (int64_t k = 0; k < H; k++) {
+        float dh = sp[k];
+        float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
+        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
+        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
+        float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
+        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        sp[k] = dh * z;
+    }
+}
+
 static void bwd_rows(void *arg, int64_t lo, int64_t hi)
 {
     const struct bwd_step *j = arg;
     const struct dims *d = j->d;
     const int64_t H = d->h;
     const int cell = j->r->cell;
-    static const float zeros[1] = {0};
     for (int64_t b = lo; b < hi; b++) {
         int64_t at = b * d->t + j->t;
         const float *restrict w = j->ws + at * d->row, *restrict dw = j->dws + at * d->row;
         const float *restrict prev = j->prev + b * j->ldp;
-        /* the step after's state gradient, or zeros (stride 0) */
-        const float *restrict carry = j->carry ? j->carry + b * d->t * d->grow : zeros;
-        const int64_t cs = j->carry ? 1 : 0;
         float *restrict g = j->dg + at * d->grow, *restrict gh = g + d->hoff, *restrict sp = g + d->soff;
+        /* sp first holds the gradient of this step's state: dws plus the step after's */
+        if (j->carry) {
+            const float *restrict carry = j->carry + b * d->t * d->grow;
+            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + carry[k];
+        } else {
+            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k];
+        }
         int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
         if (pos >= len_of(j->len, b, d->t)) {
             memset(g, 0, sizeof *g * (size_t)d->soff);
-            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + carry[cs * k];
             continue;
         }
         switch (cell) {
         case LSTM:
-            for (int64_t k = 0; k < H; k++) {
-                float dh = dw[k] + carry[cs * k], dc = dw[H + k] + carry[cs * (H + k)];
-                float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
-                float tc = ftanh(c);
-                float dout = dh * tc + dw[5 * H + k];
-                dc += dh * o * (1 - tc * tc);
-                g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
-                g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
-                g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
-                g[3 * H + k] = dout * o * (1 - o);
-                sp[k] = 0, sp[H + k] = dc * f;
-            }
+            lstm_bwd(H, w, dw, prev, g, sp);
             break;
         case GRU:
-            for (int64_t k = 0; k < H; k++) {
-                float dh = dw[k] + carry[cs * k];
-                float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
-                float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
-                float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
-                float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
-                g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
-                gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
-                sp[k] = dh * z;
-            }
+            gru_bwd(H, w, dw, prev, g, gh, sp);
             break;
         default:
             for (int64_t k = 0; k < H; k++) {
-                float dh = dw[k] + carry[cs * k], y = w[k];
+                float dh = sp[k], y = w[k];
                 float dy = cell == RELU ? (y > 0 ? 1.0f : 0.0f) : cell == SIGMOID ? y * (1 - y) : 1 - y * y;
                 g[k] = dh * dy;
                 sp[k] = 0;
