@@ -563,7 +563,7 @@ enum rnn_kind { RK_LSTM, RK_GRU, RK_RNN };
  * initial state (in the generation walk: the state buffer `.state<sfx>`,
  * written back after the step) and the lengths. Returns the RNN node. */
 static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int x, int cell, bool rev, int64_t h,
-                         int len, const char *sfx, struct loc loc) {
+                         int len, bool forget1, const char *sfx, struct loc loc) {
     const struct type *t = lw_type(L, x);
     int64_t n = t->shape.dim[0], steps = t->shape.dim[1], f = t->shape.dim[2];
     int64_t gh = ir_rnn_gates(cell) * h, st = ir_rnn_state(cell) * h;
@@ -572,8 +572,11 @@ static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int
     int w[4];
     w[0] = lw_param(L, b->name, k, arena_printf(L->a, "weight_ih%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, f}), u, loc);
     w[1] = lw_param(L, b->name, k, arena_printf(L->a, "weight_hh%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, h}), u, loc);
-    w[2] = lw_param(L, b->name, k, arena_printf(L->a, "bias_ih%s", sfx), BUF_PARAM, f32_type(1, &gh), u, loc);
-    w[3] = lw_param(L, b->name, k, arena_printf(L->a, "bias_hh%s", sfx), BUF_PARAM, f32_type(1, &gh), u, loc);
+    /* unit_forget_bias (Keras): the biases start at 0, the forget gate's input bias at 1 */
+    struct ir_init bi = forget1 ? (struct ir_init){INIT_RANGE, (double)h, (double)(2 * h)} : u;
+    struct ir_init bh = forget1 ? (struct ir_init){INIT_ZEROS, 0, 0} : u;
+    w[2] = lw_param(L, b->name, k, arena_printf(L->a, "bias_ih%s", sfx), BUF_PARAM, f32_type(1, &gh), bi, loc);
+    w[3] = lw_param(L, b->name, k, arena_printf(L->a, "bias_hh%s", sfx), BUF_PARAM, f32_type(1, &gh), bh, loc);
     if (w[0] < 0 || w[1] < 0 || w[2] < 0 || w[3] < 0) return -1;
     struct type ts = f32_type(2, (int64_t[]){n, st});
     int s0, state = -1;
@@ -639,7 +642,7 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
                             struct loc loc, enum rnn_kind kind) {
     BIND(o); /* units, [activation,] return_sequences, bidirectional, layers, lengths */
     int64_t h, layers;
-    bool seq, bidi;
+    bool seq, bidi, forget1 = false;
     int cell = kind == RK_LSTM ? IR_RNN_LSTM : kind == RK_GRU ? IR_RNN_GRU : IR_RNN_TANH;
     if (!need(L, b->name, "units", o[0], loc) || !fe_opt_int(L, b->name, "units", o[0], 0, 1, MAX_UNITS, &h))
         return lw_err();
@@ -658,7 +661,8 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
     }
     if (!fe_opt_bool(L, b->name, "return_sequences", o[at], false, &seq) ||
         !fe_opt_bool(L, b->name, "bidirectional", o[at + 1], false, &bidi) ||
-        !fe_opt_int(L, b->name, "layers", o[at + 2], 1, 1, 64, &layers))
+        !fe_opt_int(L, b->name, "layers", o[at + 2], 1, 1, 64, &layers) ||
+        (kind == RK_LSTM && !fe_opt_bool(L, b->name, "unit_forget_bias", o[at + 4], false, &forget1)))
         return lw_err();
     if (!need_rank(L, b->name, x, 3, "[N, time, features]", "", loc)) return lw_err();
     const struct type *t = lw_type(L, x);
@@ -684,6 +688,15 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
         }
         if (L->gen_step) len = -1; /* one step at a time: every sequence is valid */
     }
+    if (len < 0 && L->cur_mask && !L->gen_step) { /* token ids padded with 0: each sequence's length */
+        len = fe_mask_lengths(L, L->cur_mask, loc);
+        if (len >= 0) {
+            len = lw_node(L, OP_CAST, &len, 1, loc);
+            lw_n(L, len)->type = (struct type){DT_I32, {1, {n}}};
+            len = lw_fin(L, len);
+        }
+        if (len < 0) return lw_err();
+    }
     if (bidi && L->gen_step) {
         lw_error(L, loc, "a bidirectional layer cannot run one step at a time");
         return lw_err();
@@ -692,10 +705,10 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
     for (int64_t l = 0; l < layers && y >= 0; l++) {
         bool last = l == layers - 1, want_seq = !last || seq;
         const char *sfx = arena_printf(L->a, "_l%lld", (long long)l);
-        int in = y, fw = rnn_direction(L, b, k, in, cell, false, h, len, sfx, loc);
+        int in = y, fw = rnn_direction(L, b, k, in, cell, false, h, len, forget1, sfx, loc);
         y = rnn_hidden(L, fw, h, false, want_seq, loc);
         if (bidi && y >= 0) {
-            int bw = rnn_direction(L, b, k, in, cell, true, h, len, arena_printf(L->a, "%s_reverse", sfx), loc);
+            int bw = rnn_direction(L, b, k, in, cell, true, h, len, forget1, arena_printf(L->a, "%s_reverse", sfx), loc);
             y = concat2(L, y, rnn_hidden(L, bw, h, true, want_seq, loc), want_seq ? 2 : 1, loc);
         }
     }
@@ -850,7 +863,8 @@ static const struct fe_builtin builtins[] = {
     {"tanh", L_ | F_, {NULL}, layer_unary, NULL, OP_TANH},
     {"softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_SOFTMAX},
     {"log_softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_LOG_SOFTMAX},
-    {"lstm", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths"}, layer_lstm, NULL, OP_RNN},
+    {"lstm", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths", "unit_forget_bias"}, layer_lstm, NULL,
+     OP_RNN},
     {"gru", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths"}, layer_gru, NULL, OP_RNN},
     {"rnn", L_, {"units", "activation", "return_sequences", "bidirectional", "layers", "lengths"}, layer_rnn, NULL,
      OP_RNN},

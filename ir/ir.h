@@ -210,6 +210,7 @@ enum init_kind {
     INIT_CONST,   /* all a */
     INIT_UNIFORM, /* uniform in [a, b) */
     INIT_NORMAL,  /* normal with mean a, stddev b */
+    INIT_RANGE,   /* 0, and 1 at the flat indices [a, b) (an LSTM's forget-gate bias) */
 };
 
 struct ir_init {

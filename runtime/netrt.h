@@ -453,7 +453,8 @@ enum nrt_init_kind {
     NRT_INIT_ZEROS,   /* all 0 */
     NRT_INIT_CONST,   /* all a */
     NRT_INIT_UNIFORM, /* uniform in [a, b) */
-    NRT_INIT_NORMAL   /* normal with mean a, stddev b */
+    NRT_INIT_NORMAL,  /* normal with mean a, stddev b */
+    NRT_INIT_RANGE    /* 0, and 1 at the flat indices [a, b) */
 };
 
 enum nrt_mode {
@@ -857,6 +858,11 @@ void nrt_cl_finish(struct nrt_ctx *ctx);
 int nrt_cl_built_from_source(const struct nrt_ctx *ctx);
 /* "platform / device" of the open device ("" on the C target). */
 const char *nrt_cl_device_name(const struct nrt_ctx *ctx);
+
+/* ------------------------------------------------ generation (generate.c) -- */
+/* `PROGRAM generate [options]` (argv after the command): samples text from a
+ * language model; returns the exit status. */
+int nrt_generate_main(int argc, char **argv, const struct nrt_model *m, const char *prog);
 
 /* ------------------------------------------------------ the driver (driver.c) -- */
 

@@ -132,10 +132,10 @@ static struct ir_module *build_all_ops(void) {
         {"k", BUF_PARAM, {INIT_NORMAL, 0, 0.1}},       {"kt", BUF_PARAM, {INIT_NORMAL, 0, 0.02}},
         {"gamma", BUF_PARAM, {INIT_CONST, 1, 0}},      {"beta", BUF_PARAM, {INIT_ZEROS, 0, 0}},
         {"bn.mean", BUF_STATE, {INIT_ZEROS, 0, 0}},    {"bn.var", BUF_STATE, {INIT_CONST, 1, 0}},
-        {"odd name-1", BUF_STATE, {INIT_ZEROS, 0, 0}},
+        {"odd name-1", BUF_STATE, {INIT_ZEROS, 0, 0}}, {"forget", BUF_PARAM, {INIT_RANGE, 1, 3}},
     };
     struct type pt[] = {ty(DT_F32, 2, 4, 3), ty(DT_F32, 1, 3), ty(DT_F32, 4, 4, 2, 3, 3), ty(DT_F32, 4, 4, 2, 3, 3),
-                        ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 0)};
+                        ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 0), ty(DT_F32, 1, 4)};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         b = ir_buffer_add(M, ps[i].kind, ps[i].name, pt[i], LOC_NONE);
         M->buffers[b].init = ps[i].init;
