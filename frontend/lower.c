@@ -606,7 +606,8 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
         const struct type *t = lw_type(L, args[i].id);
         if (!net->called) {
             net->first[i] = *t;
-        } else if (t->dtype != net->first[i].dtype || !shape_equal(&t->shape, &net->first[i].shape)) {
+        } else if (!L->gen_step && /* the generation walk reads sequences at one step; forward checked them */
+                   (t->dtype != net->first[i].dtype || !shape_equal(&t->shape, &net->first[i].shape))) {
             lw_error(L, locs[i], "net '%s' is called with %s here, but with %s at line %d; its calls share "
                      "parameters, so their inputs must have the same shape", net->name, lw_tstr(L, t),
                      lw_tstr(L, &net->first[i]), net->first_loc.line);
