@@ -6,8 +6,11 @@ Runtime on the same networks, data, batch and threads, interleaved, in one comma
                                                [--rows 1,5] [--baselines eager,compile,jax,ort]
 
 Rows: Keras CNN (examples/mnist_cnn.net) training at batch 64 and 256, LeNet
-and MLP training at batch 64 (Fashion-MNIST, the examples' optimizers), and the
-Keras CNN's inference at batch 1 (latency) and batch 256 (throughput).
+and MLP training at batch 64 (Fashion-MNIST, the examples' optimizers), the
+Keras CNN's inference at batch 1 (latency) and batch 256 (throughput), and the
+recurrent rows against PyTorch eager (bench/rnn_bench.py): the GRU over the 28
+rows of Fashion-MNIST images (examples/gru_rows.net) and the seeds' LSTM
+(examples/lstm.net, 10x3 -> 50 -> 3, on random sequences) training.
 Training rows are compared with PyTorch eager, torch.compile (Inductor) and
 JAX jit (XLA CPU); inference rows with PyTorch eager and ONNX Runtime (the
 model exported from PyTorch). bench/baselines.py holds those sides. Each
@@ -53,6 +56,8 @@ ROWS = [
     ("MLP train b64", "mlp", "train", 64, 32000),
     ("CNN infer b1", "mnist_cnn", "infer", 1, 2.0),
     ("CNN infer b256", "mnist_cnn", "infer", 256, 2.0),
+    ("GRU rows b64", "gru_rows", "rnn", 64, 6400),
+    ("LSTM seeds b10", "lstm", "rnn", 10, 3000),
 ]
 
 
@@ -63,7 +68,7 @@ def load():
 # ----------------------------------------------------------- baseline side --
 
 # The baselines of each kind of row (bench/baselines.py runs them).
-FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"]}
+FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"], "rnn": ["eager"]}
 FW_NAMES = {"eager": "PyTorch", "compile": "torch.compile", "jax": "JAX jit", "ort": "ONNX Runtime"}
 
 
@@ -126,7 +131,14 @@ def run_netc(args, row, exes, infer):
         metrics = os.path.join(tmp, "m.jsonl")
         cmd = [exes[model], "train", "--epochs", "1", "--batch", str(batch), "--threads", str(args.threads),
                "--max-steps", str(max(1, int(amount) // batch)), "--metrics", metrics]
-        out = subprocess.run(cmd, capture_output=True, text=True)
+        if model == "lstm":  # examples/lstm.net reads x.npy, y.npy: the PyTorch side's data
+            import numpy as np
+            import rnn_bench
+            xs, ys = rnn_bench.lstm_data(np)
+            np.save(os.path.join(tmp, "x.npy"), xs)
+            np.save(os.path.join(tmp, "y.npy"), ys)
+            cmd += ["--epochs", str(max(1, int(amount) // len(xs) + 1))]
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         if out.returncode != 0:
             raise SystemExit(f"netc run failed ({name}):\n{out.stdout}\n{out.stderr}")
         with open(metrics) as f:
@@ -158,6 +170,9 @@ def main():
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--amount", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child and args.kind == "rnn":
+        import rnn_bench
+        return rnn_bench.child(args)
     if args.child:
         import baselines
         args.framework = args.child

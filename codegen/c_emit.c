@@ -739,7 +739,8 @@ static void put_source(FILE *out, const struct ir_source *s) {
     fputs("}}", out);
 }
 
-static const char *const init_names[] = {"NRT_INIT_ZEROS", "NRT_INIT_CONST", "NRT_INIT_UNIFORM", "NRT_INIT_NORMAL"};
+static const char *const init_names[] = {"NRT_INIT_ZEROS", "NRT_INIT_CONST", "NRT_INIT_UNIFORM", "NRT_INIT_NORMAL",
+                                         "NRT_INIT_RANGE"};
 static const char *const kind_names[] = {"NRT_BUF_INPUT", "NRT_BUF_PARAM", "NRT_BUF_STATE"};
 
 static void put_optim(FILE *out, const struct ir_optim *o) {

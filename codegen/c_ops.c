@@ -844,6 +844,48 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "    }");
 }
 
+/* ------------------------------------------------------------- recurrent */
+
+/* Declares `geo`, the nrt_rnn of a recurrent node whose ws is operand `ws` (-1:
+ * the node itself) and w_hh operand `whh`. */
+static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *w = ws < 0 ? shape_of(c, id) : arg_shape(c, id, ws), *wh = arg_shape(c, id, whh);
+    long long f = x >= 0 ? (long long)arg_shape(c, id, x)->dim[2] : 0;
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
+             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"));
+}
+
+void cgc_op_RNN(struct cgc *c, int id) {
+    cgc_emit(c, "{");
+    c->indent++;
+    rnn_geo(c, id, -1, 2, 0);
+    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1),
+             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void cgc_op_RNN_BPTT(struct cgc *c, int id) {
+    cgc_emit(c, "{");
+    c->indent++;
+    rnn_geo(c, id, 1, 0, -1);
+    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
+             arg(c, id, 3), arg(c, id, 4), id);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void cgc_op_RNN_GRAD(struct cgc *c, int id) {
+    cgc_emit(c, "{");
+    c->indent++;
+    rnn_geo(c, id, 4, 3, 1);
+    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_get_int(cgc_node(c, id), "wrt"),
+             arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 4), arg(c, id, 5), id);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
 /* --------------------------------------------------------------- kernels */
 
 /* One array a kernel's loop nest reads: a value, and the axis along which it is a

@@ -60,6 +60,18 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
         const int64_t *k = ir_get_ints(n, "kernel", &cnt);
         return fmul(out, (double)(k[0] * k[1]));
     }
+    case OP_RNN: case OP_RNN_BPTT: case OP_RNN_GRAD: { /* 2 per MAC of the GEMMs, plus the gates */
+        const struct shape *whh = arg_shape(f, n, n->op == OP_RNN ? 2 : n->op == OP_RNN_BPTT ? 0 : 3);
+        const struct shape *ws = n->op == OP_RNN ? &n->type.shape : arg_shape(f, n, n->op == OP_RNN_BPTT ? 1 : 4);
+        double gh = (double)whh->dim[0], h = (double)whh->dim[1], t = (double)ws->dim[1];
+        double fi = n->op == OP_RNN_BPTT ? 0 : (double)arg_shape(f, n, n->op == OP_RNN ? 0 : 1)->dim[2];
+        int64_t wrt = n->op == OP_RNN_GRAD ? ir_get_int(n, "wrt") : -1;
+        double per = n->op == OP_RNN ? 2 * t * gh * (fi + h) + 8 * t * gh
+                   : n->op == OP_RNN_BPTT ? 2 * t * gh * h + 8 * t * gh
+                   : wrt <= 1 ? 2 * t * gh * fi : wrt == 2 ? 2 * t * gh * h : wrt <= 4 ? t * gh : 0;
+        if (ws->dim[0] != IR_DIM_N) return (struct flops){per * (double)ws->dim[0], false};
+        return (struct flops){per, true};
+    }
     default:
         if (op_info[n->op].kind == OK_REDUCE && n->op != OP_BROADCAST_TO)
             return x_of(cgc_count(arg_shape(f, n, 0)));

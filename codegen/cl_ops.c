@@ -1016,6 +1016,45 @@ void clc_op_CONV2D_GRAD_WEIGHT(struct clc *k, int id) { conv_call(k, id, "nrt_cl
 /* The adjoint of conv2d: conv2d_grad_input with the roles swapped. */
 void clc_op_CONV_TRANSPOSE2D(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_input"); }
 
+/* ------------------------------------------------------------- recurrent */
+
+/* Host: `geo` (as the C backend's) and the device library's call. */
+static void rnn_call(struct clc *k, int id, int ws, int whh, int x, const char *call) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *w = ws < 0 ? shape_of(k, id) : arg_shape(k, id, ws), *wh = arg_shape(k, id, whh);
+    long long f = x >= 0 ? (long long)arg_shape(k, id, x)->dim[2] : 0;
+    struct cgc *c = &k->c;
+    cgc_emit(c, "{");
+    c->indent++;
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
+             (long long)wh->dim[1], (int)ir_get_int(nd, "cell"), (int)ir_get_int(nd, "reverse"));
+    cgc_emit(c, "%s", call);
+    c->indent--;
+    cgc_emit(c, "}");
+}
+
+void clc_op_RNN(struct clc *k, int id) {
+    char call[256];
+    snprintf(call, sizeof call, "nrt_cl_rnn_forward(ctx, &geo, o%d, o%d, o%d, o%d, o%d, o%d, o%d, o%d);", arg(k, id, 0),
+             arg(k, id, 1), arg(k, id, 2), arg(k, id, 3), arg(k, id, 4), arg(k, id, 5), arg(k, id, 6), id);
+    rnn_call(k, id, -1, 2, 0, call);
+}
+
+void clc_op_RNN_BPTT(struct clc *k, int id) {
+    char call[256];
+    snprintf(call, sizeof call, "nrt_cl_rnn_bptt(ctx, &geo, o%d, o%d, o%d, o%d, o%d, o%d);", arg(k, id, 0),
+             arg(k, id, 1), arg(k, id, 2), arg(k, id, 3), arg(k, id, 4), id);
+    rnn_call(k, id, 1, 0, -1, call);
+}
+
+void clc_op_RNN_GRAD(struct clc *k, int id) {
+    char call[256];
+    snprintf(call, sizeof call, "nrt_cl_rnn_grad(ctx, &geo, %d, o%d, o%d, o%d, o%d, o%d, o%d);",
+             (int)ir_get_int(node(k, id), "wrt"), arg(k, id, 0), arg(k, id, 1), arg(k, id, 2), arg(k, id, 4),
+             arg(k, id, 5), id);
+    rnn_call(k, id, 4, 3, 1, call);
+}
+
 /* --------------------------------------------------------------- pooling */
 
 static void pool_call(struct clc *k, int id, const char *fn, bool grad, const char *args) {

@@ -272,6 +272,8 @@ struct lower {
     bool have_optim;             /* the train block named an optimizer */
     struct ir_optim optim;       /* the train block's optimizer (defaults filled) */
     struct fe_step *steps;       /* vec */
+    bool gen_step;               /* the generation walk: sequences of one step, recurrent states in buffers */
+    int64_t gen_t;               /* its sequence length: inputs [N, gen_t, ...] are read as [N, 1, ...] */
     int cur_mask;                /* while a builtin layer runs: its input's val.mask (0: none) */
 };
 

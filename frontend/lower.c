@@ -14,7 +14,7 @@
 void lw_error(struct lower *L, struct loc loc, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    diag_verror(loc, fmt, ap);
+    if (!L->gen_step) diag_verror(loc, fmt, ap); /* the generation walk is a try: it is dropped on errors */
     va_end(ap);
     L->nerrors++;
 }
@@ -107,8 +107,11 @@ int lw_buffer_node(struct lower *L, const char *name, enum buf_kind kind, struct
     int id = lw_node(L, kind == BUF_INPUT ? OP_INPUT : OP_PARAM, NULL, 0, loc);
     ir_set_sym(L->m, lw_n(L, id), name);
     id = lw_fin(L, id);
+    const char *sym = id >= 0 ? lw_n(L, id)->sym : NULL;
+    if (id >= 0 && L->gen_step && kind == BUF_INPUT && lw_type(L, id)->shape.rank >= 2 &&
+        lw_type(L, id)->shape.dim[1] == L->gen_t)
+        id = lw_slice(L, id, 1, 0, 1, loc); /* one step of the sequence */
     if (id >= 0) {
-        const char *sym = lw_n(L, id)->sym;
         vec_push(L->bufnodes, ((__typeof__(*L->bufnodes)){sym, id}));
     }
     return id;
@@ -516,8 +519,8 @@ static struct val lower_call(struct lower *L, const struct ast_expr *e, struct v
                  forms & BI_FUNC ? ", or pass the tensor first" : "");
         return lw_err();
     }
-    for (int i = 0; i < e->nargs; i++)
-        if (args[i].v.kind == V_TENSOR) {
+    for (int i = 0; i < e->nargs; i++) /* tensors only as `lengths=` (recurrent layers) */
+        if (args[i].v.kind == V_TENSOR && !(args[i].kw && strcmp(args[i].kw, "lengths") == 0)) {
             lw_error(L, args[i].loc, "%s takes configuration arguments (numbers, strings), not a tensor; "
                      "apply it to a value with x -> %s(...)", e->str, e->str);
             return lw_err();
@@ -603,7 +606,8 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
         const struct type *t = lw_type(L, args[i].id);
         if (!net->called) {
             net->first[i] = *t;
-        } else if (t->dtype != net->first[i].dtype || !shape_equal(&t->shape, &net->first[i].shape)) {
+        } else if (!L->gen_step && /* the generation walk reads sequences at one step; forward checked them */
+                   (t->dtype != net->first[i].dtype || !shape_equal(&t->shape, &net->first[i].shape))) {
             lw_error(L, locs[i], "net '%s' is called with %s here, but with %s at line %d; its calls share "
                      "parameters, so their inputs must have the same shape", net->name, lw_tstr(L, t),
                      lw_tstr(L, &net->first[i]), net->first_loc.line);
@@ -1163,6 +1167,60 @@ static bool lower_all(struct lower *L) {
     return L->nerrors == 0;
 }
 
+/* generate_step: when the model reads tokens i32[N, T] and its forward has
+ * recurrent layers (forward direction only) and a first output [N, T, ...],
+ * the whole program once more with every [N, T, ...] input read at one step
+ * and each recurrent layer's state kept in a state buffer `<layer>.state_l<k>`
+ * [1, S] (batch 1) from step to step: `PROGRAM generate` feeds it one token at
+ * a time without recomputing the prefix. Models where that walk fails (a
+ * layer that needs all T steps) simply have no generate_step. */
+static void lower_gen_step(struct lower *L) {
+    const struct ir_func *fw = ir_func_find(L->m, "forward");
+    int64_t t = 0;
+    for (size_t i = 0; i < vec_len(L->m->buffers); i++) {
+        const struct ir_buffer *b = &L->m->buffers[i];
+        if (b->kind == BUF_INPUT && b->type.dtype == DT_I32 && b->type.shape.rank == 2 && b->type.shape.dim[1] > 1 &&
+            b->type.shape.dim[0] == IR_DIM_N) {
+            t = b->type.shape.dim[1];
+            break;
+        }
+    }
+    if (!fw || !t || !vec_len(fw->outputs)) return;
+    bool rnn = false;
+    for (int i = 0; i < ir_func_len(fw); i++)
+        if (fw->nodes[i].op == OP_RNN) {
+            if (ir_get_int(&fw->nodes[i], "reverse")) return;
+            rnn = true;
+        }
+    const struct ir_output *o = &fw->outputs[0];
+    const struct type *ot = &fw->nodes[o->value].type;
+    if (!rnn || ot->shape.rank < 3 || ot->shape.dim[1] != t) return;
+    size_t nbuf = vec_len(L->m->buffers);
+    int errors = L->nerrors;
+    L->gen_step = true;
+    L->gen_t = t;
+    bool ok = walk(L, "generate_step", MODE_EVAL);
+    int id = -1;
+    for (size_t i = 0; i < vec_len(L->outputs) && id < 0; i++)
+        if (strcmp(L->outputs[i].name, o->name) == 0) id = L->outputs[i].id;
+    struct fe_var *v = id < 0 ? var_find(&L->top, o->name) : NULL;
+    if (v && v->v.kind == V_TENSOR) id = v->v.id;
+    if (ok && id >= 0 && lw_type(L, id)->shape.rank == ot->shape.rank && lw_type(L, id)->shape.dim[1] == 1) {
+        ir_output_add(L->m, L->f, o->name, id);
+        finish_func(L);
+    } else { /* drop the function and the buffers it made */
+        struct ir_func *f = L->f;
+        for (int i = 0; i < ir_func_len(f); i++) free(f->nodes[i].args);
+        vec_free(f->nodes);
+        vec_free(f->outputs);
+        vec_free(f->update);
+        vec_hdr_(L->m->funcs)->len--;
+        vec_hdr_(L->m->buffers)->len = nbuf;
+    }
+    L->gen_step = false;
+    L->nerrors = errors;
+}
+
 struct ir_module *fe_lower(struct parser *p) {
     struct lower L;
     memset(&L, 0, sizeof L);
@@ -1171,6 +1229,7 @@ struct ir_module *fe_lower(struct parser *p) {
     const struct ast_stmt *first = vec_len(p->stmts) ? p->stmts[0] : NULL;
     L.m = ir_module_new(first && first->kind == ST_MODEL ? first->name : "model");
     bool ok = lower_all(&L);
+    if (ok) lower_gen_step(&L);
     if (ok) sort_buffers(L.m);
     vec_free(L.syms);
     vec_free(L.top.vars);

@@ -1,9 +1,9 @@
 /* frontend/lower_layers.c -- the builtin layers and functions. One table row per
  * builtin names its forms (layer, function or both), its options in positional
  * order and the lowering routine. Layers make their parameters on first use,
- * named <net>.<layer><k>.<w|u|b|ub|gamma|beta|running_mean|running_var>. Recurrent
- * layers are unrolled over time into slices, matmuls and gates here: the IR has no
- * recurrent op. Sections: option binding; dense and convolutions; pooling and
+ * named <net>.<layer><k>.<w|b|gamma|beta|running_mean|running_var>; recurrent layers
+ * name theirs as PyTorch does (weight_ih_l0, ...) and become one RNN op per layer
+ * and direction. Sections: option binding; dense and convolutions; pooling and
  * shape layers; normalization and dropout; activations; recurrent layers;
  * functions; the table. */
 #include "frontend/frontend.h"
@@ -560,105 +560,160 @@ static struct val layer_softmax(struct lower *L, const struct fe_builtin *b, str
 
 enum rnn_kind { RK_LSTM, RK_GRU, RK_RNN };
 
-/* Slice gate g (of width h) from the last axis of z. */
-static int gate(struct lower *L, int z, int g, int64_t h, struct loc loc) {
-    if (z < 0) return -1;
-    return lw_slice(L, z, lw_type(L, z)->shape.rank - 1, g * h, h, loc);
+/* One direction of one layer: the RNN op over x with its four parameters
+ * (PyTorch's names and layout, `sfx` = "_l<k>" or "_l<k>_reverse"), a zero
+ * initial state (in the generation walk: the state buffer `.state<sfx>`,
+ * written back after the step) and the lengths. Returns the RNN node. */
+static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int x, int cell, bool rev, int64_t h,
+                         int len, bool forget1, const char *sfx, struct loc loc) {
+    const struct type *t = lw_type(L, x);
+    int64_t n = t->shape.dim[0], steps = t->shape.dim[1], f = t->shape.dim[2];
+    int64_t gh = ir_rnn_gates(cell) * h, st = ir_rnn_state(cell) * h;
+    double lim = 1 / sqrt((double)h); /* PyTorch's init of every recurrent tensor */
+    struct ir_init u = {INIT_UNIFORM, -lim, lim};
+    int w[4];
+    w[0] = lw_param(L, b->name, k, arena_printf(L->a, "weight_ih%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, f}), u, loc);
+    w[1] = lw_param(L, b->name, k, arena_printf(L->a, "weight_hh%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, h}), u, loc);
+    /* unit_forget_bias (Keras): the biases start at 0, the forget gate's input bias at 1 */
+    struct ir_init bi = forget1 ? (struct ir_init){INIT_RANGE, (double)h, (double)(2 * h)} : u;
+    struct ir_init bh = forget1 ? (struct ir_init){INIT_ZEROS, 0, 0} : u;
+    w[2] = lw_param(L, b->name, k, arena_printf(L->a, "bias_ih%s", sfx), BUF_PARAM, f32_type(1, &gh), bi, loc);
+    w[3] = lw_param(L, b->name, k, arena_printf(L->a, "bias_hh%s", sfx), BUF_PARAM, f32_type(1, &gh), bh, loc);
+    if (w[0] < 0 || w[1] < 0 || w[2] < 0 || w[3] < 0) return -1;
+    struct type ts = f32_type(2, (int64_t[]){n, st});
+    int s0, state = -1;
+    if (L->gen_step) { /* batch-1 state, broadcast to the walk's batch */
+        struct type one = f32_type(2, (int64_t[]){1, st});
+        state = lw_param(L, b->name, k, arena_printf(L->a, "state%s", sfx), BUF_STATE, one, (struct ir_init){0}, loc);
+        if (state < 0) return -1;
+        s0 = lw_node(L, OP_BROADCAST_TO, &state, 1, loc);
+        lw_n(L, s0)->type = ts;
+        s0 = lw_fin(L, s0);
+    } else {
+        s0 = lw_node(L, OP_CONST, NULL, 0, loc);
+        lw_n(L, s0)->type = ts;
+        s0 = lw_fin(L, s0);
+    }
+    if (len < 0) {
+        len = lw_node(L, OP_CONST, NULL, 0, loc);
+        ir_set_float(lw_n(L, len), "value", (double)steps);
+        lw_n(L, len)->type = (struct type){DT_I32, {1, {n}}};
+        len = lw_fin(L, len);
+    }
+    if (s0 < 0 || len < 0) return -1;
+    int y = lw_node(L, OP_RNN, (int[]){x, w[0], w[1], w[2], w[3], s0, len}, 7, loc);
+    ir_set_int(lw_n(L, y), "cell", cell);
+    ir_set_int(lw_n(L, y), "reverse", rev);
+    y = lw_fin(L, y);
+    if (y >= 0 && state >= 0) { /* the step's final state goes back into the buffer */
+        int fin = lw_slice(L, lw_slice(L, y, 1, steps - 1, 1, loc), 2, 0, st, loc);
+        fin = lw_reshape(L, fin, &ts.shape, loc);
+        int sum = lw_node(L, OP_SUM, &fin, 1, loc);
+        ir_set_ints(lw_n(L, sum), "axes", (int64_t[]){0}, 1);
+        ir_set_int(lw_n(L, sum), "keepdims", 1);
+        sum = lw_fin(L, sum);
+        int as = lw_node(L, OP_ASSIGN, &sum, 1, loc);
+        ir_set_sym(L->m, lw_n(L, as), lw_n(L, state)->sym);
+        if (lw_fin(L, as) < 0) return -1;
+    }
+    return y;
 }
 
+/* The state h of every step [N, T, H], or of the final step [N, H] (a reverse
+ * direction ends at step 0), of RNN node y. */
+static int rnn_hidden(struct lower *L, int y, int64_t h, bool rev, bool seq, struct loc loc) {
+    if (y < 0) return -1;
+    const struct type *t = lw_type(L, y);
+    int64_t n = t->shape.dim[0], steps = t->shape.dim[1];
+    if (seq) return lw_slice(L, y, 2, 0, h, loc);
+    int last = lw_slice(L, lw_slice(L, y, 1, rev ? 0 : steps - 1, 1, loc), 2, 0, h, loc);
+    struct shape s = {2, {n, h}};
+    return last < 0 ? -1 : lw_reshape(L, last, &s, loc);
+}
+
+static int concat2(struct lower *L, int a, int b, int axis, struct loc loc) {
+    if (a < 0 || b < 0) return -1;
+    int c = lw_node(L, OP_CONCAT, (int[]){a, b}, 2, loc);
+    ir_set_int(lw_n(L, c), "axis", axis);
+    return lw_fin(L, c);
+}
+
+/* lstm/gru/rnn(units, [activation,] return_sequences, bidirectional, layers, lengths):
+ * one RNN op per layer and direction (docs/language.md, "Recurrent layers"). */
 static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                             struct loc loc, enum rnn_kind kind) {
-    BIND(o); /* units, then return_sequences (lstm, gru) or activation, return_sequences (rnn) */
-    int64_t h;
-    bool seq;
-    enum op act = OP_TANH;
+    BIND(o); /* units, [activation,] return_sequences, bidirectional, layers, lengths */
+    int64_t h, layers;
+    bool seq, bidi, forget1 = false;
+    int cell = kind == RK_LSTM ? IR_RNN_LSTM : kind == RK_GRU ? IR_RNN_GRU : IR_RNN_TANH;
     if (!need(L, b->name, "units", o[0], loc) || !fe_opt_int(L, b->name, "units", o[0], 0, 1, MAX_UNITS, &h))
         return lw_err();
+    int at = 1;
     if (kind == RK_RNN) {
         if (o[1]) {
             const char *s = o[1]->v.kind == V_STR ? o[1]->v.str : "";
-            act = strcmp(s, "tanh") == 0 ? OP_TANH : strcmp(s, "relu") == 0 ? OP_RELU
-                : strcmp(s, "sigmoid") == 0 ? OP_SIGMOID : OP_COUNT;
-            if (act == OP_COUNT) {
+            cell = strcmp(s, "tanh") == 0 ? IR_RNN_TANH : strcmp(s, "relu") == 0 ? IR_RNN_RELU
+                 : strcmp(s, "sigmoid") == 0 ? IR_RNN_SIGMOID : -1;
+            if (cell < 0) {
                 lw_error(L, o[1]->loc, "rnn: activation must be \"tanh\", \"relu\" or \"sigmoid\"");
                 return lw_err();
             }
         }
-        if (!fe_opt_bool(L, b->name, "return_sequences", o[2], false, &seq)) return lw_err();
-    } else if (!fe_opt_bool(L, b->name, "return_sequences", o[1], false, &seq)) {
-        return lw_err();
+        at = 2;
     }
+    if (!fe_opt_bool(L, b->name, "return_sequences", o[at], false, &seq) ||
+        !fe_opt_bool(L, b->name, "bidirectional", o[at + 1], false, &bidi) ||
+        !fe_opt_int(L, b->name, "layers", o[at + 2], 1, 1, 64, &layers) ||
+        (kind == RK_LSTM && !fe_opt_bool(L, b->name, "unit_forget_bias", o[at + 4], false, &forget1)))
+        return lw_err();
     if (!need_rank(L, b->name, x, 3, "[N, time, features]", "", loc)) return lw_err();
     const struct type *t = lw_type(L, x);
     int64_t n = t->shape.dim[0], steps = t->shape.dim[1], f = t->shape.dim[2];
-    if (steps == IR_DIM_N || f == IR_DIM_N || steps > 4096) {
-        lw_error(L, loc, "%s needs a static number of time steps (at most 4096) and features, got %s", b->name,
-                 lw_tstr(L, t));
+    if (steps == IR_DIM_N || f == IR_DIM_N) {
+        lw_error(L, loc, "%s needs a static number of time steps and features, got %s", b->name, lw_tstr(L, t));
         return lw_err();
     }
-    int gates = kind == RK_LSTM ? 4 : kind == RK_GRU ? 3 : 1;
-    int64_t gh = gates * h;
-    int k = count_layer(L, b);
-    int w = lw_param(L, b->name, k, "w", BUF_PARAM, f32_type(2, (int64_t[]){f, gh}), lw_glorot(f, gh), loc);
-    int u = lw_param(L, b->name, k, "u", BUF_PARAM, f32_type(2, (int64_t[]){h, gh}), lw_glorot(h, gh), loc);
-    int bias = lw_param(L, b->name, k, "b", BUF_PARAM, f32_type(1, &gh), (struct ir_init){0}, loc);
-    int ub = kind == RK_GRU ? lw_param(L, b->name, k, "ub", BUF_PARAM, f32_type(1, &gh), (struct ir_init){0}, loc) : 0;
-    if (w < 0 || u < 0 || bias < 0 || ub < 0) return lw_err();
-    int hs = -1, cs = -1, one = kind == RK_GRU ? lw_const(L, 1, DT_F32, loc) : 0;
-    int *seqv = NULL;
-    struct shape xs = {2, {n, f}}, hs3 = {3, {n, 1, h}};
-    for (int64_t step = 0; step < steps; step++) {
-        int xt = lw_reshape(L, lw_slice(L, x, 1, step, 1, loc), &xs, loc);
-        int zx = bias_add(L, matmul(L, xt, w, loc), bias, 1, loc);
-        if (kind == RK_LSTM) {
-            int z = hs < 0 ? zx : lw_emit2(L, OP_ADD, zx, matmul(L, hs, u, loc), loc);
-            int i = lw_emit1(L, OP_SIGMOID, gate(L, z, 0, h, loc), loc);
-            int fg = lw_emit1(L, OP_SIGMOID, gate(L, z, 1, h, loc), loc);
-            int g = lw_emit1(L, OP_TANH, gate(L, z, 2, h, loc), loc);
-            int og = lw_emit1(L, OP_SIGMOID, gate(L, z, 3, h, loc), loc);
-            int ig = lw_emit2(L, OP_MUL, i, g, loc);
-            cs = cs < 0 ? ig : lw_emit2(L, OP_ADD, lw_emit2(L, OP_MUL, fg, cs, loc), ig, loc);
-            hs = lw_emit2(L, OP_MUL, og, lw_emit1(L, OP_TANH, cs, loc), loc);
-        } else if (kind == RK_GRU) {
-            /* Keras reset_after=True (= PyTorch): gates z, r, n; n uses r * (h U_n + b_n). */
-            int zh = hs < 0 ? ub : bias_add(L, matmul(L, hs, u, loc), ub, 1, loc);
-            int zg = lw_emit1(L, OP_SIGMOID, lw_emit2(L, OP_ADD, gate(L, zx, 0, h, loc), gate(L, zh, 0, h, loc), loc), loc);
-            int r = lw_emit1(L, OP_SIGMOID, lw_emit2(L, OP_ADD, gate(L, zx, 1, h, loc), gate(L, zh, 1, h, loc), loc), loc);
-            int nn = lw_emit1(L, OP_TANH,
-                              lw_emit2(L, OP_ADD, gate(L, zx, 2, h, loc), lw_emit2(L, OP_MUL, r, gate(L, zh, 2, h, loc), loc), loc),
-                              loc);
-            int keep = lw_emit2(L, OP_MUL, lw_emit2(L, OP_SUB, one, zg, loc), nn, loc);
-            hs = hs < 0 ? keep : lw_emit2(L, OP_ADD, keep, lw_emit2(L, OP_MUL, zg, hs, loc), loc);
-        } else {
-            int z = hs < 0 ? zx : lw_emit2(L, OP_ADD, zx, matmul(L, hs, u, loc), loc);
-            hs = lw_emit1(L, act, z, loc);
-        }
-        if (hs < 0) {
-            vec_free(seqv);
+    int len = -1;
+    if (o[at + 3]) { /* lengths: a tensor [N] of each sequence's valid steps */
+        const struct fe_arg *a = o[at + 3];
+        const struct type *lt = a->v.kind == V_TENSOR ? lw_type(L, a->v.id) : NULL;
+        if (!lt || lt->shape.rank != 1 || lt->shape.dim[0] != n) {
+            lw_error(L, a->loc, "%s: lengths must be a tensor [%s] of valid steps per sequence, got %s", b->name,
+                     n == IR_DIM_N ? "N" : "batch", lt ? lw_tstr(L, lt) : val_str(L, &a->v));
             return lw_err();
         }
-        if (seq) vec_push(seqv, lw_reshape(L, hs, &hs3, loc));
-    }
-    if (!seq) return lw_tensor(hs);
-    /* Concatenate along time, at most 8 operands per node. */
-    int *level = seqv;
-    while (vec_len(level) > 1) {
-        int *next = NULL;
-        for (size_t i = 0; i < vec_len(level); i += 8) {
-            int cnt = (int)(vec_len(level) - i < 8 ? vec_len(level) - i : 8);
-            if (cnt == 1) {
-                vec_push(next, level[i]);
-                continue;
-            }
-            int c = lw_node(L, OP_CONCAT, &level[i], cnt, loc);
-            ir_set_int(lw_n(L, c), "axis", 1);
-            vec_push(next, lw_fin(L, c));
+        len = a->v.id;
+        if (lt->dtype != DT_I32) {
+            len = lw_node(L, OP_CAST, &len, 1, a->loc);
+            lw_n(L, len)->type = (struct type){DT_I32, {1, {n}}};
+            len = lw_fin(L, len);
         }
-        vec_free(level);
-        level = next;
+        if (L->gen_step) len = -1; /* one step at a time: every sequence is valid */
     }
-    int y = level[0];
-    vec_free(level);
+    if (len < 0 && L->cur_mask && !L->gen_step) { /* token ids padded with 0: each sequence's length */
+        len = fe_mask_lengths(L, L->cur_mask, loc);
+        if (len >= 0) {
+            len = lw_node(L, OP_CAST, &len, 1, loc);
+            lw_n(L, len)->type = (struct type){DT_I32, {1, {n}}};
+            len = lw_fin(L, len);
+        }
+        if (len < 0) return lw_err();
+    }
+    if (bidi && L->gen_step) {
+        lw_error(L, loc, "a bidirectional layer cannot run one step at a time");
+        return lw_err();
+    }
+    int k = count_layer(L, b), y = x;
+    for (int64_t l = 0; l < layers && y >= 0; l++) {
+        bool last = l == layers - 1, want_seq = !last || seq;
+        const char *sfx = arena_printf(L->a, "_l%lld", (long long)l);
+        int in = y, fw = rnn_direction(L, b, k, in, cell, false, h, len, forget1, sfx, loc);
+        y = rnn_hidden(L, fw, h, false, want_seq, loc);
+        if (bidi && y >= 0) {
+            int bw = rnn_direction(L, b, k, in, cell, true, h, len, forget1, arena_printf(L->a, "%s_reverse", sfx), loc);
+            y = concat2(L, y, rnn_hidden(L, bw, h, true, want_seq, loc), want_seq ? 2 : 1, loc);
+        }
+    }
     return lw_tensor(y);
 }
 
@@ -810,9 +865,11 @@ static const struct fe_builtin builtins[] = {
     {"tanh", L_ | F_, {NULL}, layer_unary, NULL, OP_TANH},
     {"softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_SOFTMAX},
     {"log_softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_LOG_SOFTMAX},
-    {"lstm", L_, {"units", "return_sequences"}, layer_lstm, NULL, OP_MATMUL},
-    {"gru", L_, {"units", "return_sequences"}, layer_gru, NULL, OP_MATMUL},
-    {"rnn", L_, {"units", "activation", "return_sequences"}, layer_rnn, NULL, OP_MATMUL},
+    {"lstm", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths", "unit_forget_bias"}, layer_lstm, NULL,
+     OP_RNN},
+    {"gru", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths"}, layer_gru, NULL, OP_RNN},
+    {"rnn", L_, {"units", "activation", "return_sequences", "bidirectional", "layers", "lengths"}, layer_rnn, NULL,
+     OP_RNN},
     {"exp", F_, {NULL}, layer_unary, NULL, OP_EXP},
     {"log", F_, {NULL}, layer_unary, NULL, OP_LOG},
     {"sqrt", F_, {NULL}, layer_unary, NULL, OP_SQRT},

@@ -210,6 +210,7 @@ enum init_kind {
     INIT_CONST,   /* all a */
     INIT_UNIFORM, /* uniform in [a, b) */
     INIT_NORMAL,  /* normal with mean a, stddev b */
+    INIT_RANGE,   /* 0, and 1 at the flat indices [a, b) (an LSTM's forget-gate bias) */
 };
 
 struct ir_init {
@@ -336,6 +337,16 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
  * BROADCAST_TO keep the type already set on the node. On a user error (shapes that
  * disagree) it returns false and writes a message naming both shapes into err. */
 bool ir_infer(struct ir_module *m, struct ir_func *f, int id, char *err, size_t errlen);
+
+/* The recurrent ops' cells and layouts, in units of the hidden size H (docs/ir.md,
+ * "Recurrent ops"): gates per step, the width of a step's row of RNN's value
+ * (state, then gates), of the state s0 (h, and c for LSTM) and of a step's row
+ * of RNN_BPTT's value (gate gradients, then the gradient of the state before). */
+enum { IR_RNN_LSTM, IR_RNN_GRU, IR_RNN_TANH, IR_RNN_RELU, IR_RNN_SIGMOID, IR_RNN_CELLS };
+static inline int ir_rnn_gates(int cell) { return cell == IR_RNN_LSTM ? 4 : cell == IR_RNN_GRU ? 3 : 1; }
+static inline int ir_rnn_row(int cell) { return cell == IR_RNN_LSTM ? 6 : cell == IR_RNN_GRU ? 7 : 1; }
+static inline int ir_rnn_state(int cell) { return cell == IR_RNN_LSTM ? 2 : 1; }
+static inline int ir_rnn_grad_row(int cell) { return cell == IR_RNN_LSTM ? 6 : cell == IR_RNN_GRU ? 7 : 2; }
 
 /* --------------------------------------------------------------- print.c */
 

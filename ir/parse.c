@@ -429,17 +429,17 @@ static void parse_source(struct parser *p, struct ir_source *s) {
     next(p);
 }
 
-/* INIT := zeros | const(NUM) | uniform(NUM, NUM) | normal(NUM, NUM). */
+/* INIT := zeros | const(NUM) | uniform(NUM, NUM) | normal(NUM, NUM) | range(NUM, NUM). */
 static struct ir_init parse_init(struct parser *p) {
-    static const char *const names[] = {"zeros", "const", "uniform", "normal", NULL};
+    static const char *const names[] = {"zeros", "const", "uniform", "normal", "range", NULL};
     struct ir_init init = {INIT_ZEROS, 0, 0};
-    if (!avail(p) || p->tok.kind != TK_IDENT) expected(p, "an initializer (zeros, const, uniform, normal)");
+    if (!avail(p) || p->tok.kind != TK_IDENT) expected(p, "an initializer (zeros, const, uniform, normal, range)");
     int k = 0;
     while (names[k] && !is_word(p, names[k])) k++;
     if (!names[k]) {
         const char *near = diag_nearest(tok_dup(p), names);
         if (near) fail_at(p, tok_loc(p), "unknown initializer '%s' (did you mean '%s'?)", tok_dup(p), near);
-        fail_at(p, tok_loc(p), "unknown initializer '%s' (expected zeros, const, uniform or normal)",
+        fail_at(p, tok_loc(p), "unknown initializer '%s' (expected zeros, const, uniform, normal or range)",
                 tok_dup(p));
     }
     init.kind = (enum init_kind)k;

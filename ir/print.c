@@ -90,7 +90,9 @@ static void print_init(FILE *out, const struct ir_init *init) {
         break;
     case INIT_UNIFORM:
     case INIT_NORMAL:
-        fputs(init->kind == INIT_UNIFORM ? " init=uniform(" : " init=normal(", out);
+    case INIT_RANGE:
+        fputs(init->kind == INIT_UNIFORM ? " init=uniform(" : init->kind == INIT_NORMAL ? " init=normal(" : " init=range(",
+              out);
         print_num(out, init->a);
         fputs(", ", out);
         print_num(out, init->b);

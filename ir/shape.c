@@ -743,6 +743,121 @@ static bool shape_BATCHNORM(struct rule_ctx *c) {
     return true;
 }
 
+/* ------------------------------------------------------------- recurrent */
+
+/* Checks the attributes and the operands shared by the recurrent ops: x (when
+ * ix >= 0), w_ih, w_hh, ws, s0; fills the sizes. */
+struct rnn_dims {
+    int cell;                /* IR_RNN_* */
+    int64_t t, f, h, gh;     /* steps, features, hidden, gates * hidden */
+    struct shape batch;      /* [N] (or the static batch) of x */
+};
+
+static bool rnn_cell(struct rule_ctx *c, struct rnn_dims *d) {
+    int64_t cell = ir_get_int(c->n, "cell"), rev = ir_get_int(c->n, "reverse");
+    if (cell < 0 || cell >= IR_RNN_CELLS) return fail(c, "%s: cell must be 0 to %d, got %lld", opname(c), IR_RNN_CELLS - 1, (long long)cell);
+    if (rev != 0 && rev != 1) return fail(c, "%s: reverse must be 0 or 1, got %lld", opname(c), (long long)rev);
+    d->cell = (int)cell;
+    return true;
+}
+
+/* w_hh [G*H, H] at operand i: sets h and gh. */
+static bool rnn_whh(struct rule_ctx *c, int i, struct rnn_dims *d) {
+    const struct type *w = c->a[i];
+    int g = ir_rnn_gates(d->cell);
+    if (w->dtype != DT_F32 || w->shape.rank != 2 || w->shape.dim[1] < 1 || w->shape.dim[0] != g * w->shape.dim[1])
+        return fail(c, "%s: the recurrent weight must be f32[%d*H, H], got %s", opname(c), g, ts(w));
+    d->h = w->shape.dim[1];
+    d->gh = w->shape.dim[0];
+    return true;
+}
+
+/* An operand of type f32/i32 [batch, inner...] with the given static inner dims. */
+static bool rnn_operand(struct rule_ctx *c, int i, enum dtype dt, const struct rnn_dims *d, int rank,
+                        int64_t d1, int64_t d2, const char *what) {
+    const struct type *t = c->a[i];
+    bool ok = t->dtype == dt && t->shape.rank == rank && t->shape.dim[0] == d->batch.dim[0];
+    if (ok && rank > 1) ok = t->shape.dim[1] == d1;
+    if (ok && rank > 2) ok = t->shape.dim[2] == d2;
+    if (ok) return true;
+    char want[96];
+    if (rank == 1) snprintf(want, sizeof want, "%s[batch]", dtype_name(dt));
+    else if (rank == 2) snprintf(want, sizeof want, "%s[batch, %lld]", dtype_name(dt), (long long)d1);
+    else snprintf(want, sizeof want, "%s[batch, %lld, %lld]", dtype_name(dt), (long long)d1, (long long)d2);
+    return fail(c, "%s: %s must be %s with the batch of the sequence, got %s", opname(c), what, want, ts(t));
+}
+
+/* ws [batch, T, row*H] at operand i: sets t and the batch. */
+static bool rnn_ws(struct rule_ctx *c, int i, struct rnn_dims *d) {
+    const struct type *w = c->a[i];
+    if (w->dtype != DT_F32 || w->shape.rank != 3 || w->shape.dim[1] < 1 || w->shape.dim[1] == IR_DIM_N ||
+        w->shape.dim[2] != ir_rnn_row(d->cell) * d->h)
+        return fail(c, "%s: the recurrent value must be f32[batch, T, %lld], got %s", opname(c),
+                    (long long)(ir_rnn_row(d->cell) * d->h), ts(w));
+    d->t = w->shape.dim[1];
+    d->batch = (struct shape){1, {w->shape.dim[0]}};
+    return true;
+}
+
+static bool shape_RNN(struct rule_ctx *c) {
+    struct rnn_dims d;
+    if (c->n->nargs != 7) return fail(c, "rnn takes 7 operands (x, w_ih, w_hh, b_ih, b_hh, s0, lengths), got %d", c->n->nargs);
+    if (!rnn_cell(c, &d) || !rnn_whh(c, 2, &d)) return false;
+    const struct type *x = c->a[0];
+    if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[1] < 1 || x->shape.dim[1] == IR_DIM_N ||
+        x->shape.dim[2] < 1 || x->shape.dim[2] == IR_DIM_N)
+        return fail(c, "rnn expects a sequence f32[N, T, F] with static T and F, got %s", ts(x));
+    d.t = x->shape.dim[1], d.f = x->shape.dim[2];
+    d.batch = (struct shape){1, {x->shape.dim[0]}};
+    const struct type *wi = c->a[1];
+    if (wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh || wi->shape.dim[1] != d.f)
+        return fail(c, "rnn: the input weight must be f32[%lld, %lld] for %s, got %s", (long long)d.gh, (long long)d.f,
+                    ts(x), ts(wi));
+    for (int i = 3; i <= 4; i++)
+        if (c->a[i]->dtype != DT_F32 || c->a[i]->shape.rank != 1 || c->a[i]->shape.dim[0] != d.gh)
+            return fail(c, "rnn: the biases must be f32[%lld], got %s", (long long)d.gh, ts(c->a[i]));
+    if (!rnn_operand(c, 5, DT_F32, &d, 2, ir_rnn_state(d.cell) * d.h, 0, "the initial state") ||
+        !rnn_operand(c, 6, DT_I32, &d, 1, 0, 0, "the lengths"))
+        return false;
+    struct shape s = {3, {x->shape.dim[0], d.t, ir_rnn_row(d.cell) * d.h}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_RNN_BPTT(struct rule_ctx *c) {
+    struct rnn_dims d;
+    if (!rnn_cell(c, &d) || !rnn_whh(c, 0, &d) || !rnn_ws(c, 1, &d) || !same_shape(c, 1, 2) ||
+        !rnn_operand(c, 3, DT_F32, &d, 2, ir_rnn_state(d.cell) * d.h, 0, "the initial state") ||
+        !rnn_operand(c, 4, DT_I32, &d, 1, 0, 0, "the lengths"))
+        return false;
+    struct shape s = {3, {d.batch.dim[0], d.t, ir_rnn_grad_row(d.cell) * d.h}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_RNN_GRAD(struct rule_ctx *c) {
+    struct rnn_dims d;
+    if (c->n->nargs != 6) return fail(c, "rnn_grad takes 6 operands (dg, x, w_ih, w_hh, ws, s0), got %d", c->n->nargs);
+    if (!rnn_cell(c, &d) || !rnn_whh(c, 3, &d) || !rnn_ws(c, 4, &d) ||
+        !rnn_operand(c, 0, DT_F32, &d, 3, d.t, ir_rnn_grad_row(d.cell) * d.h, "the gate gradients") ||
+        !rnn_operand(c, 5, DT_F32, &d, 2, ir_rnn_state(d.cell) * d.h, 0, "the initial state"))
+        return false;
+    const struct type *x = c->a[1], *wi = c->a[2];
+    if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[0] != d.batch.dim[0] || x->shape.dim[1] != d.t ||
+        wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh || wi->shape.dim[1] != x->shape.dim[2])
+        return fail(c, "rnn_grad: sequence %s and input weight %s do not match", ts(x), ts(wi));
+    int64_t wrt = ir_get_int(c->n, "wrt");
+    struct shape bias = {1, {d.gh}};
+    switch (wrt) {
+    case 0: c->n->type = *x; return true;
+    case 1: c->n->type = *wi; return true;
+    case 2: c->n->type = *c->a[3]; return true;
+    case 3: case 4: set_type(c, DT_F32, &bias); return true;
+    case 5: c->n->type = *c->a[5]; return true;
+    default: return fail(c, "rnn_grad: wrt must be 0 to 5 (an operand of rnn), got %lld", (long long)wrt);
+    }
+}
+
 /* ------------------------------------------------------------- the rule */
 
 static const shape_fn shape_rule[OP_COUNT] = {

@@ -83,7 +83,7 @@ static void check_buffers(struct verifier *v) {
                    name, tstr(&b->type, t));
         }
         const struct ir_init *in = &b->init;
-        if ((unsigned)in->kind > INIT_NORMAL)
+        if ((unsigned)in->kind > INIT_RANGE)
             verror(v, b->loc, "%s @%s has an invalid initializer", kinds[b->kind], name);
         else if (!isfinite(in->a) || !isfinite(in->b))
             verror(v, b->loc, "%s @%s has a non-finite initializer", kinds[b->kind], name);
@@ -91,6 +91,8 @@ static void check_buffers(struct verifier *v) {
             verror(v, b->loc, "%s @%s: uniform(%g, %g) has its bounds reversed", kinds[b->kind], name, in->a, in->b);
         else if (in->kind == INIT_NORMAL && in->b < 0)
             verror(v, b->loc, "%s @%s: normal(%g, %g) has a negative stddev", kinds[b->kind], name, in->a, in->b);
+        else if (in->kind == INIT_RANGE && !(in->a >= 0 && in->a <= in->b && in->a == floor(in->a) && in->b == floor(in->b)))
+            verror(v, b->loc, "%s @%s: range(%g, %g) is not a range of indices", kinds[b->kind], name, in->a, in->b);
     }
 }
 

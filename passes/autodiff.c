@@ -683,6 +683,33 @@ static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     }
 }
 
+/* ------------------------------------------------------------- recurrent */
+
+/* A recurrent op with the cell and direction of RNN node `from`. */
+static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int from, int wrt) {
+    int64_t cell = ir_get_int(nd(ad, from), "cell"), rev = ir_get_int(nd(ad, from), "reverse");
+    int id = add(ad, op, args, nargs);
+    ir_set_int(nd(ad, id), "cell", cell);
+    ir_set_int(nd(ad, id), "reverse", rev);
+    if (wrt >= 0) ir_set_int(nd(ad, id), "wrt", wrt);
+    return fin(ad, id);
+}
+
+/* Backpropagation through time: RNN_BPTT turns the gradient of every step's
+ * row into the gradients of every step's gate pre-activations and incoming
+ * state, from which RNN_GRAD contracts each operand's gradient (x, the
+ * weights and biases over all steps at once, s0 from the first step). */
+static void grad_RNN(struct ad *ad, int id, int g) {
+    int a[7];
+    memcpy(a, nd(ad, id)->args, sizeof a);
+    int dg = rnn_like(ad, OP_RNN_BPTT, (int[]){a[2], id, g, a[5], a[6]}, 5, id, -1);
+    for (int i = 0; i < 6; i++)
+        if (want(ad, id, i)) acc_arg(ad, id, i, rnn_like(ad, OP_RNN_GRAD, (int[]){dg, a[0], a[1], a[2], id, a[5]}, 6, id, i));
+}
+
+#define grad_RNN_BPTT grad_none
+#define grad_RNN_GRAD grad_none
+
 /* ------------------------------------------------------------- the walk */
 
 static const grad_fn grad_rule[OP_COUNT] = {

@@ -23,7 +23,8 @@
     X(SGEMM, "nrt_sgemm") X(SGEMM_DOT, "nrt_sgemm_dot") X(IM2COL, "nrt_im2col") X(COL2IM, "nrt_col2im") X(TO_CM, "nrt_to_cm")         \
     X(FROM_CM, "nrt_from_cm") X(MAXPOOL, "nrt_maxpool") X(MAXPOOL_GRAD, "nrt_maxpool_grad")             \
     X(AVGPOOL, "nrt_avgpool") X(AVGPOOL_GRAD, "nrt_avgpool_grad") X(UPSAMPLE, "nrt_upsample")           \
-    X(UPSAMPLE_GRAD, "nrt_upsample_grad")
+    X(UPSAMPLE_GRAD, "nrt_upsample_grad") X(RNN_FWD, "nrt_rnn_fwd") X(RNN_BWD, "nrt_rnn_bwd")              \
+    X(RNN_COLSUM, "nrt_rnn_colsum") X(RNN_ROWS, "nrt_rnn_rows")
 
 enum lib_kernel {
 #define X_(id, name) LK_##id,
@@ -1075,4 +1076,122 @@ void nrt_cl_upsample2d_grad(struct nrt_ctx *ctx, int64_t planes, int64_t h, int6
                             int64_t dy, int64_t dx)
 {
     upsample(ctx, LK_UPSAMPLE_GRAD, planes, h, w, s0, s1, dy, dx);
+}
+
+/* ------------------------------------------------------- recurrent layers -- */
+/* runtime/rnn.c's steps on the device: the same GEMMs through nrt_cl_sgemm,
+ * the fused gate loops as nrt_rnn_fwd / nrt_rnn_bwd over (sequence, unit). */
+
+struct rnn_dims {
+    int64_t n, t, f, h, gh, row, st, grow, goff, hoff, soff;
+};
+
+static struct rnn_dims rnn_dims_of(const struct nrt_rnn *r)
+{
+    struct rnn_dims d;
+    int lstm = r->cell == 0, gru = r->cell == 1;
+    d.n = r->n, d.t = r->t, d.f = r->f, d.h = r->h, d.gh = (lstm ? 4 : gru ? 3 : 1) * r->h;
+    d.row = (lstm ? 6 : gru ? 7 : 1) * r->h, d.st = (lstm ? 2 : 1) * r->h, d.grow = (lstm || gru ? 6 + gru : 2) * r->h;
+    d.goff = lstm ? 2 * r->h : gru ? r->h : 0;
+    d.hoff = gru ? d.gh : 0, d.soff = gru ? 2 * d.gh : d.gh;
+    return d;
+}
+
+static int rnn_ok(struct nrt_ctx *ctx, const struct rnn_dims *d)
+{
+    return !cl_dead(ctx) && d->n > 0 && d->t > 0 && fits_int(ctx, "rnn value", d->n * d->t * d->row) &&
+           fits_int(ctx, "rnn gradients", d->n * d->t * d->grow);
+}
+
+static cl_int8 rnn_d8(const struct nrt_rnn *r, const struct rnn_dims *d, int64_t s)
+{
+    int64_t t = r->reverse ? d->t - 1 - s : s;
+    cl_int8 v = {{(cl_int)d->n, (cl_int)d->t, (cl_int)d->h, r->cell, r->reverse, (cl_int)s, (cl_int)t, (cl_int)d->row}};
+    return v;
+}
+
+void nrt_cl_rnn_forward(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t x, int64_t wih, int64_t whh,
+                        int64_t bih, int64_t bhh, int64_t s0, int64_t len, int64_t ws)
+{
+    struct rnn_dims d = rnn_dims_of(r);
+    if (!rnn_ok(ctx, &d))
+        return;
+    nrt_cl_sgemm(ctx, 0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
+    for (int64_t s = 0; s < d.t; s++) {
+        int64_t t = r->reverse ? d.t - 1 - s : s;
+        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row, ldp = s == 0 ? d.st : d.t * d.row;
+        nrt_cl_sgemm(ctx, 0, 1, d.n, d.gh, d.h, 1.0f, prev, ldp, whh, d.h, r->cell == 1 ? 0.0f : 1.0f,
+                     ws + t * d.row + (r->cell == 1 ? 4 * d.h : d.goff), d.t * d.row);
+        cl_int8 d8 = rnn_d8(r, &d, s);
+        cl_long wso = ws, po = prev, bio = bih, bho = bhh, lo = len;
+        cl_int lp = (cl_int)ldp, st = (cl_int)d.st;
+        if (lib_args(ctx, LK_RNN_FWD, 8, ARG(wso), ARG(po), ARG(lp), ARG(bio), ARG(bho), ARG(lo), ARG(d8), ARG(st)))
+            lib_run1(ctx, LK_RNN_FWD, d.n * d.h);
+    }
+}
+
+void nrt_cl_rnn_bptt(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t whh, int64_t ws, int64_t dws, int64_t s0,
+                     int64_t len, int64_t dg)
+{
+    struct rnn_dims d = rnn_dims_of(r);
+    if (!rnn_ok(ctx, &d))
+        return;
+    for (int64_t s = d.t - 1; s >= 0; s--) {
+        int64_t t = r->reverse ? d.t - 1 - s : s;
+        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row, ldp = s == 0 ? d.st : d.t * d.row;
+        int64_t carry = s < d.t - 1 ? dg + (r->reverse ? t - 1 : t + 1) * d.grow + d.soff : -1;
+        cl_int8 d8 = rnn_d8(r, &d, s);
+        cl_int4 e = {{(cl_int)d.st, (cl_int)d.grow, (cl_int)d.hoff, (cl_int)d.soff}};
+        cl_long wso = ws, dwo = dws, po = prev, co = carry, lo = len, go = dg;
+        cl_int lp = (cl_int)ldp;
+        if (lib_args(ctx, LK_RNN_BWD, 9, ARG(wso), ARG(dwo), ARG(po), ARG(lp), ARG(co), ARG(lo), ARG(go), ARG(d8),
+                     ARG(e)))
+            lib_run1(ctx, LK_RNN_BWD, d.n * d.h);
+        nrt_cl_sgemm(ctx, 0, 0, d.n, d.h, d.gh, 1.0f, dg + t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
+                     dg + t * d.grow + d.soff, d.t * d.grow);
+    }
+}
+
+void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int64_t dg, int64_t x, int64_t wih,
+                     int64_t ws, int64_t s0, int64_t out)
+{
+    struct rnn_dims d = rnn_dims_of(r);
+    if (!rnn_ok(ctx, &d))
+        return;
+    int64_t rows = d.n * d.t, gk = d.t * d.grow, wk = d.t * d.row, gh = dg + d.hoff;
+    switch (wrt) {
+    case 0:
+        nrt_cl_sgemm(ctx, 0, 0, rows, d.f, d.gh, 1.0f, dg, d.grow, wih, d.f, 0.0f, out, d.f);
+        break;
+    case 1:
+        nrt_cl_sgemm(ctx, 1, 0, d.gh, d.f, rows, 1.0f, dg, d.grow, x, d.f, 0.0f, out, d.f);
+        break;
+    case 2: /* as runtime/rnn.c's grad_whh: shifted rows, minus the pairs across sequences, plus s0 */
+        if (!r->reverse) {
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n, 1.0f, gh, gk, s0, d.st, 0.0f, out, d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh + d.grow, d.grow, ws, d.row, 1.0f, out, d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + gk, gk, ws + (d.t - 1) * d.row, wk, 1.0f, out, d.h);
+        } else {
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n, 1.0f, gh + (d.t - 1) * d.grow, gk, s0, d.st, 0.0f, out, d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh, d.grow, ws + d.row, d.row, 1.0f, out, d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + (d.t - 1) * d.grow, gk, ws + wk, wk, 1.0f, out,
+                         d.h);
+        }
+        break;
+    case 3:
+    case 4: {
+        cl_long ao = wrt == 4 ? gh : dg, oo = out;
+        cl_int ld = (cl_int)d.grow, nr = (cl_int)rows, nc = (cl_int)d.gh;
+        if (lib_args(ctx, LK_RNN_COLSUM, 5, ARG(ao), ARG(ld), ARG(nr), ARG(nc), ARG(oo)))
+            lib_run1(ctx, LK_RNN_COLSUM, d.gh);
+        break;
+    }
+    default: {
+        cl_long ao = dg + (r->reverse ? d.t - 1 : 0) * d.grow + d.soff, oo = out;
+        cl_int ld = (cl_int)gk, nb = (cl_int)d.n, w = (cl_int)d.st;
+        if (lib_args(ctx, LK_RNN_ROWS, 5, ARG(ao), ARG(ld), ARG(nb), ARG(w), ARG(oo)))
+            lib_run1(ctx, LK_RNN_ROWS, d.n * d.st);
+        break;
+    }
+    }
 }

@@ -516,3 +516,124 @@ __kernel void nrt_upsample_grad(__global float *A, long dyoff, long dxoff, int p
         dx[j] = s;
     }
 }
+
+/* ------------------------------------------------------- recurrent layers -- */
+/* One step of runtime/rnn.c's fused gate loops, one work-item per (sequence,
+ * hidden unit); the GEMMs around them are nrt_sgemm launches from cl.c. The
+ * sizes: d = (n, t, h, cell, reverse, s, step t, row), e = (st, grow, hoff, soff). */
+
+inline float rnn_sig(float v) { return 1.0f / (1.0f + exp(-v)); }
+
+inline int rnn_padded(__global float *A, long len, int b, int8 d)
+{
+    int l = ((__global int *)A)[len + b];
+    l = l < 0 ? 0 : l > d.s1 ? d.s1 : l;
+    int pos = d.s4 ? d.s1 - 1 - d.s5 : d.s5;
+    return pos >= l;
+}
+
+__kernel void nrt_rnn_fwd(__global float *A, long ws, long prev, int ldp, long bih, long bhh, long len, int8 d,
+                          int st)
+{
+    int i = get_global_id(0), H = d.s2;
+    if (i >= d.s0 * H)
+        return;
+    int b = i / H, k = i % H, cell = d.s3;
+    __global float *row = A + ws + ((long)b * d.s1 + d.s6) * d.s7;
+    __global const float *pv = A + prev + (long)b * ldp, *bi = A + bih, *bh = A + bhh;
+    if (rnn_padded(A, len, b, d)) {
+        for (int c = 0; c < d.s7 / H; c++)
+            row[c * H + k] = c * H < st ? pv[c * H + k] : 0.0f;
+        return;
+    }
+    if (cell == 0) {
+        __global float *z = row + 2 * H;
+        float ig = rnn_sig(z[k] + bi[k] + bh[k]);
+        float fg = rnn_sig(z[H + k] + bi[H + k] + bh[H + k]);
+        float gg = tanh(z[2 * H + k] + bi[2 * H + k] + bh[2 * H + k]);
+        float og = rnn_sig(z[3 * H + k] + bi[3 * H + k] + bh[3 * H + k]);
+        float c = fg * pv[H + k] + ig * gg;
+        row[k] = og * tanh(c), row[H + k] = c;
+        z[k] = ig, z[H + k] = fg, z[2 * H + k] = gg, z[3 * H + k] = og;
+    } else if (cell == 1) {
+        __global float *z = row + H, *gh = row + 4 * H;
+        gh[k] += bh[k], gh[H + k] += bh[H + k], gh[2 * H + k] += bh[2 * H + k];
+        float rg = rnn_sig(z[k] + bi[k] + gh[k]);
+        float zg = rnn_sig(z[H + k] + bi[H + k] + gh[H + k]);
+        float nn = tanh(z[2 * H + k] + bi[2 * H + k] + rg * gh[2 * H + k]);
+        row[k] = (1 - zg) * nn + zg * pv[k];
+        z[k] = rg, z[H + k] = zg, z[2 * H + k] = nn;
+    } else {
+        float v = row[k] + bi[k] + bh[k];
+        row[k] = cell == 3 ? (v > 0 ? v : 0.0f) : cell == 4 ? rnn_sig(v) : tanh(v);
+    }
+}
+
+__kernel void nrt_rnn_bwd(__global float *A, long ws, long dws, long prev, int ldp, long carry, long len, long dg,
+                          int8 d, int4 e)
+{
+    int i = get_global_id(0), H = d.s2;
+    if (i >= d.s0 * H)
+        return;
+    int b = i / H, k = i % H, cell = d.s3;
+    long at = (long)b * d.s1 + d.s6;
+    __global const float *w = A + ws + at * d.s7, *dw = A + dws + at * d.s7, *pv = A + prev + (long)b * ldp;
+    __global float *g = A + dg + at * e.s1, *gh = g + e.s2, *sp = g + e.s3;
+    float ch = carry >= 0 ? A[carry + (long)b * d.s1 * e.s1 + k] : 0.0f;
+    float cc = carry >= 0 && cell == 0 ? A[carry + (long)b * d.s1 * e.s1 + H + k] : 0.0f;
+    float dh = dw[k] + ch;
+    if (rnn_padded(A, len, b, d)) {
+        for (int c = 0; c < e.s3 / H; c++)
+            g[c * H + k] = 0.0f;
+        sp[k] = dh;
+        if (cell == 0)
+            sp[H + k] = dw[H + k] + cc;
+        return;
+    }
+    if (cell == 0) {
+        float dc = dw[H + k] + cc;
+        float c = w[H + k], ig = w[2 * H + k], fg = w[3 * H + k], gg = w[4 * H + k], og = w[5 * H + k];
+        float tc = tanh(c);
+        float dout = dh * tc + dw[5 * H + k];
+        dc += dh * og * (1 - tc * tc);
+        g[k] = (dc * gg + dw[2 * H + k]) * ig * (1 - ig);
+        g[H + k] = (dc * pv[H + k] + dw[3 * H + k]) * fg * (1 - fg);
+        g[2 * H + k] = (dc * ig + dw[4 * H + k]) * (1 - gg * gg);
+        g[3 * H + k] = dout * og * (1 - og);
+        sp[k] = 0.0f, sp[H + k] = dc * fg;
+    } else if (cell == 1) {
+        float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
+        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
+        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
+        float dz = (dh * (pv[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
+        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        sp[k] = dh * z;
+    } else {
+        float y = w[k];
+        float dy = cell == 3 ? (y > 0 ? 1.0f : 0.0f) : cell == 4 ? y * (1 - y) : 1 - y * y;
+        g[k] = dh * dy;
+        sp[k] = 0.0f;
+    }
+}
+
+/* out[k] = sum of rows of a [rows, ld] at column k, for k < cols (bias gradients). */
+__kernel void nrt_rnn_colsum(__global float *A, long a, int ld, int rows, int cols, long out)
+{
+    int k = get_global_id(0);
+    if (k >= cols)
+        return;
+    float s = 0.0f;
+    for (int i = 0; i < rows; i++)
+        s += A[a + (long)i * ld + k];
+    A[out + k] = s;
+}
+
+/* out[b, k] = a[b * ld + k] for k < w (the initial state's gradient). */
+__kernel void nrt_rnn_rows(__global float *A, long a, int ld, int n, int w, long out)
+{
+    int i = get_global_id(0);
+    if (i >= n * w)
+        return;
+    A[out + i] = A[a + (long)(i / w) * ld + i % w];
+}

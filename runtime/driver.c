@@ -70,6 +70,7 @@ static const char usage_main[] =
     "  eval      evaluate a checkpoint on the test data\n"
     "  predict   run the model on an input file (IDX, .npy, CSV, PGM or PNG)\n"
     "  info      entry points, inputs, parameter count, memory\n"
+    "  generate  sample text from a trained language model\n"
     "\n"
     "`%s <command> --help` documents each command's options.\n";
 
@@ -1255,6 +1256,8 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
             return rc < 0 ? 0 : rc;
         return cmd_info(model);
     }
-    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info)\n", prog, cmd);
+    if (strcmp(cmd, "generate") == 0)
+        return nrt_generate_main(argc - 2, argv + 2, model, prog);
+    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info, generate)\n", prog, cmd);
     return 2;
 }

@@ -453,7 +453,8 @@ enum nrt_init_kind {
     NRT_INIT_ZEROS,   /* all 0 */
     NRT_INIT_CONST,   /* all a */
     NRT_INIT_UNIFORM, /* uniform in [a, b) */
-    NRT_INIT_NORMAL   /* normal with mean a, stddev b */
+    NRT_INIT_NORMAL,  /* normal with mean a, stddev b */
+    NRT_INIT_RANGE    /* 0, and 1 at the flat indices [a, b) */
 };
 
 enum nrt_mode {
@@ -745,6 +746,29 @@ void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1
 void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *dy,
                          float *dx);
 
+/* ------------------------------------------------- recurrent layers (rnn.c) -- */
+/* The IR's RNN, RNN_BPTT and RNN_GRAD ops (docs/ir.md, "Recurrent ops", which
+ * gives the layouts of ws and dg): the input projection of every step is one
+ * GEMM, then per step one recurrent GEMM and one fused loop over the gates.
+ * cell: 0 LSTM, 1 GRU, 2 tanh, 3 relu, 4 sigmoid RNN. */
+struct nrt_rnn {
+    int64_t n, t, f, h; /* batch, steps, features, hidden units */
+    int cell, reverse;  /* the cell; 1: the steps run from the last one */
+};
+/* ws[n, t, :] = every step's state and gates for x [n, t, f] (weights in
+ * PyTorch's layout: w_ih [G*h, f], w_hh [G*h, h]), the initial state s0 and
+ * the lengths len (steps at or past a sequence's length pass the state on). */
+void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
+                     const float *bhh, const float *s0, const int32_t *len, float *ws);
+/* dg[n, t, :] = the gradients of every step's gates and incoming state, given
+ * dws, the gradient of ws. */
+void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
+                  const int32_t *len, float *dg);
+/* The gradient of forward's operand wrt (0 x, 1 w_ih, 2 w_hh, 3 b_ih, 4 b_hh,
+ * 5 s0) from dg. */
+void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
+                  const float *s0, float *out);
+
 /* At the start of main: when the CPU has AVX-512 (AVX2) but OpenBLAS chose a
  * core without it (Debian's 0.3.21 falls back to SSE3 kernels on CPUs it does
  * not know), sets OPENBLAS_CORETYPE=SkylakeX (Haswell) unless the user set it
@@ -818,6 +842,13 @@ void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w
                        int64_t x, int64_t y);
 void nrt_cl_upsample2d_grad(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
                             int64_t dy, int64_t dx);
+/* The recurrent ops (nrt_rnn_forward, nrt_rnn_bptt, nrt_rnn_grad) on arena offsets. */
+void nrt_cl_rnn_forward(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t x, int64_t wih, int64_t whh,
+                        int64_t bih, int64_t bhh, int64_t s0, int64_t len, int64_t ws);
+void nrt_cl_rnn_bptt(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t whh, int64_t ws, int64_t dws, int64_t s0,
+                     int64_t len, int64_t dg);
+void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int64_t dg, int64_t x, int64_t wih,
+                     int64_t ws, int64_t s0, int64_t out);
 
 /* Waits until the device has finished everything enqueued. */
 void nrt_cl_finish(struct nrt_ctx *ctx);
@@ -894,6 +925,11 @@ int nrt_dp_size(void);
  * command fails ends the whole job (MPI_Abort) so that no rank waits forever. */
 int nrt_mpi_main(int argc, char **argv, const struct nrt_model *model, const struct nrt_dp_bucket *buckets,
                  int n_buckets);
+
+/* ------------------------------------------------ generation (generate.c) -- */
+/* `PROGRAM generate [options]` (argv after the command): samples text from a
+ * language model; returns the exit status. */
+int nrt_generate_main(int argc, char **argv, const struct nrt_model *m, const char *prog);
 
 /* ------------------------------------------------------ the driver (driver.c) -- */
 

@@ -121,6 +121,10 @@ static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed)
     case NRT_INIT_NORMAL:
         nrt_rng_fill_normal(&r, p, (size_t)count, (float)b->init_a, (float)b->init_b);
         break;
+    case NRT_INIT_RANGE:
+        for (int64_t k = 0; k < count; k++)
+            p[k] = k >= (int64_t)b->init_a && k < (int64_t)b->init_b ? 1.0f : 0.0f;
+        break;
     }
 }
 

@@ -109,6 +109,9 @@ static void fill(const struct ir_module *m, const struct ir_buffer *b, double *v
             case INIT_NORMAL:
                 v[i] = in->a + in->b * rng_normal(r);
                 break;
+            case INIT_RANGE:
+                v[i] = (double)i >= in->a && (double)i < in->b ? 1 : 0;
+                break;
             }
         }
     }

@@ -173,14 +173,16 @@ static void test_lstm(void) {
     struct ir_module *m = load("lstm.net");
     CHECK(m != NULL);
     if (!m) return;
-    CHECK(has_buf(m, "lstm.lstm0.w", BUF_PARAM, SHAPE(3, 200)));
-    CHECK(has_buf(m, "lstm.lstm0.u", BUF_PARAM, SHAPE(50, 200)));
-    CHECK(has_buf(m, "lstm.lstm0.b", BUF_PARAM, SHAPE(200)));
+    CHECK(has_buf(m, "lstm.lstm0.weight_ih_l0", BUF_PARAM, SHAPE(200, 3)));
+    CHECK(has_buf(m, "lstm.lstm0.weight_hh_l0", BUF_PARAM, SHAPE(200, 50)));
+    CHECK(has_buf(m, "lstm.lstm0.bias_ih_l0", BUF_PARAM, SHAPE(200)));
+    CHECK(has_buf(m, "lstm.lstm0.bias_hh_l0", BUF_PARAM, SHAPE(200)));
     CHECK(has_buf(m, "lstm.dense0.w", BUF_PARAM, SHAPE(50, 3)));
-    ASSERT(5, count_kind(m, BUF_PARAM, "lstm"));
+    ASSERT(6, count_kind(m, BUF_PARAM, "lstm"));
     struct ir_func *f = ir_func_find(m, "forward");
-    /* Per step x_t and four gates, less the forget gate of step 0 (no cell yet). */
-    ASSERT(10 * 5 - 1, count_op(f, OP_SLICE));
+    /* One recurrent op over the 10 steps, then the last step's h: two slices. */
+    ASSERT(1, count_op(f, OP_RNN));
+    ASSERT(2, count_op(f, OP_SLICE));
     CHECK(ir_output_find(f, "probabilities") >= 0);
     struct ir_buffer *x = ir_buffer_find(m, "x"), *y = ir_buffer_find(m, "y");
     CHECK(strcmp(x->data.kind, "npy") == 0 && strcmp(x->data.path, "x.npy") == 0);
@@ -242,7 +244,7 @@ static void test_features(void) {
         "input img : f32[N, 3, 16, 16]\n"
         "input t : i32[N]\n"
         "h = seq -> gru(8, return_sequences=true) -> rnn(5, activation=\"relu\")\n"
-        "g = seq -> lstm(7, return_sequences=true)\n"
+        "g = seq -> lstm(7, return_sequences=true, unit_forget_bias=true)\n"
         "c = img -> conv2d(4, 3, padding=\"same\", stride=2) batchnorm dropout(0.5)\n"
         "c2 = c -> upsample(2) avgpool(2) -> maxpool(kernel=2, stride=1, padding=1) global_avgpool\n"
         "s = concat(1, h, c2) -> dense(3, bias=false)\n"
@@ -259,9 +261,14 @@ static void test_features(void) {
         "}\n");
     CHECK(m != NULL);
     if (!m) return;
-    CHECK(has_buf(m, "feats.gru0.w", BUF_PARAM, SHAPE(4, 24)));
-    CHECK(has_buf(m, "feats.gru0.ub", BUF_PARAM, SHAPE(24)));
-    CHECK(has_buf(m, "feats.rnn0.u", BUF_PARAM, SHAPE(5, 5)));
+    CHECK(has_buf(m, "feats.gru0.weight_ih_l0", BUF_PARAM, SHAPE(24, 4)));
+    /* lstm(7, unit_forget_bias=true): Keras' biases, 1 on the forget gate's slice. */
+    struct ir_buffer *fb = ir_buffer_find(m, "feats.lstm0.bias_ih_l0");
+    CHECK(fb && fb->init.kind == INIT_RANGE && fb->init.a == 7 && fb->init.b == 14);
+    CHECK(ir_buffer_find(m, "feats.lstm0.bias_hh_l0") && ir_buffer_find(m, "feats.lstm0.bias_hh_l0")->init.kind == INIT_ZEROS);
+    CHECK(ir_buffer_find(m, "feats.gru0.bias_ih_l0") && ir_buffer_find(m, "feats.gru0.bias_ih_l0")->init.kind == INIT_UNIFORM);
+    CHECK(has_buf(m, "feats.gru0.bias_hh_l0", BUF_PARAM, SHAPE(24)));
+    CHECK(has_buf(m, "feats.rnn0.weight_hh_l0", BUF_PARAM, SHAPE(5, 5)));
     CHECK(has_buf(m, "feats.conv2d0.w", BUF_PARAM, SHAPE(4, 3, 3, 3)));
     CHECK(ir_buffer_find(m, "feats.dense0.b") == NULL);
     ASSERT(2, m->train.patience);

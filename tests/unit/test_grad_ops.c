@@ -300,6 +300,41 @@ static int c_bn_eval(void) {
     return batchnorm(in("x", S(4, N, 3, 2, 3), G_UNIFORM), par("mean", S(1, 3), G_UNIFORM), par("var", S(1, 3), G_POS));
 }
 
+/* A recurrent layer over T steps of F features, H units, from a random initial
+ * state; lengths random in [0, T] (padding: the state passes through) or all T. */
+static int rnn_case(int cell, int rev, int t, int f, int h, bool lengths) {
+    int g = ir_rnn_gates(cell), st = ir_rnn_state(cell) * h;
+    int x = in("x", S(3, N, t, f), G_UNIFORM);
+    int wi = par("wi", S(2, g * h, f), G_UNIFORM), wh = par("wh", S(2, g * h, h), G_UNIFORM);
+    int bi = par("bi", S(1, g * h), G_UNIFORM), bh = par("bh", S(1, g * h), G_UNIFORM);
+    int s0 = in("s0", S(2, N, st), G_UNIFORM), len;
+    if (lengths) {
+        classes = t + 1;
+        len = leaf(OP_INPUT, "len", DT_I32, S(1, N), G_LABEL);
+    } else {
+        len = node(OP_CONST, 0);
+        at(len)->type = (struct type){DT_I32, S(1, N)};
+        ir_set_float(at(len), "value", t);
+        fin(len);
+    }
+    int id = node(OP_RNN, 7, x, wi, wh, bi, bh, s0, len);
+    ir_set_int(at(id), "cell", cell);
+    ir_set_int(at(id), "reverse", rev);
+    return fin(id);
+}
+
+static int c_lstm(void) { return rnn_case(IR_RNN_LSTM, 0, 4, 2, 3, false); }
+static int c_lstm_rev_len(void) { return rnn_case(IR_RNN_LSTM, 1, 5, 3, 2, true); }
+static int c_lstm_len(void) { return rnn_case(IR_RNN_LSTM, 0, 5, 2, 3, true); }
+static int c_gru(void) { return rnn_case(IR_RNN_GRU, 0, 4, 3, 3, false); }
+static int c_gru_rev_len(void) { return rnn_case(IR_RNN_GRU, 1, 5, 2, 3, true); }
+static int c_rnn_tanh_len(void) { return rnn_case(IR_RNN_TANH, 0, 5, 3, 4, true); }
+static int c_rnn_relu_rev(void) { return rnn_case(IR_RNN_RELU, 1, 4, 2, 3, false); }
+static int c_rnn_sigmoid(void) { return rnn_case(IR_RNN_SIGMOID, 0, 4, 2, 3, true); }
+/* Long sequences: 40 steps, padded. */
+static int c_lstm_long(void) { return rnn_case(IR_RNN_LSTM, 0, 40, 2, 2, true); }
+static int c_gru_long(void) { return rnn_case(IR_RNN_GRU, 1, 40, 2, 2, true); }
+
 /* A value used twice and a parameter read by two nodes: gradients accumulate. */
 static int c_shared(void) {
     int x = in("x", S(2, N, 3), G_UNIFORM);
@@ -391,6 +426,16 @@ static const struct gcase cases[] = {
     {"batchnorm train NCHW", c_bn_train, 0, 0, {OP_BATCHNORM, OP_MEAN, OP_VARIANCE}},
     {"batchnorm train NC", c_bn_train2, 0, 0, {OP_BATCHNORM, OP_MEAN, OP_VARIANCE}},
     {"batchnorm eval", c_bn_eval, 0, 0, {OP_BATCHNORM}},
+    {"lstm", c_lstm, 0, 0, {OP_RNN}},
+    {"lstm reverse, lengths", c_lstm_rev_len, 0, 0, {OP_RNN}},
+    {"lstm lengths", c_lstm_len, 0, 0, {OP_RNN}},
+    {"gru", c_gru, 0, 0, {OP_RNN}},
+    {"gru reverse, lengths", c_gru_rev_len, 0, 0, {OP_RNN}},
+    {"rnn tanh lengths", c_rnn_tanh_len, 0, 0, {OP_RNN}},
+    {"rnn relu reverse", c_rnn_relu_rev, 0, 0, {OP_RNN}},
+    {"rnn sigmoid lengths", c_rnn_sigmoid, 0, 0, {OP_RNN}},
+    {"lstm 40 steps, lengths", c_lstm_long, 0, 1e-5, {OP_RNN}},
+    {"gru reverse 40 steps, lengths", c_gru_long, 0, 1e-5, {OP_RNN}},
     {"shared value and param", c_shared, 0, 0, {OP_MUL, OP_ADD, OP_TANH}},
     {"mlp, hidden reused", c_mlp, 0, 0, {OP_MATMUL, OP_TANH}},
 };

@@ -132,10 +132,10 @@ static struct ir_module *build_all_ops(void) {
         {"k", BUF_PARAM, {INIT_NORMAL, 0, 0.1}},       {"kt", BUF_PARAM, {INIT_NORMAL, 0, 0.02}},
         {"gamma", BUF_PARAM, {INIT_CONST, 1, 0}},      {"beta", BUF_PARAM, {INIT_ZEROS, 0, 0}},
         {"bn.mean", BUF_STATE, {INIT_ZEROS, 0, 0}},    {"bn.var", BUF_STATE, {INIT_CONST, 1, 0}},
-        {"odd name-1", BUF_STATE, {INIT_ZEROS, 0, 0}},
+        {"odd name-1", BUF_STATE, {INIT_ZEROS, 0, 0}}, {"forget", BUF_PARAM, {INIT_RANGE, 1, 3}},
     };
     struct type pt[] = {ty(DT_F32, 2, 4, 3), ty(DT_F32, 1, 3), ty(DT_F32, 4, 4, 2, 3, 3), ty(DT_F32, 4, 4, 2, 3, 3),
-                        ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 0)};
+                        ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 0), ty(DT_F32, 1, 4)};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         b = ir_buffer_add(M, ps[i].kind, ps[i].name, pt[i], LOC_NONE);
         M->buffers[b].init = ps[i].init;
@@ -343,6 +343,29 @@ static struct ir_module *build_all_ops(void) {
     ir_set_sym(M, ND(as), "gamma");
     fin(as);
 
+    /* Recurrent: a tanh RNN of 4 units over x read as 2 steps of 2 features. */
+    int seq = hint(A1(RESHAPE, x), ty(DT_F32, 3, N, 2, 2));
+    int wih = A0(CONST), whh = A0(CONST);
+    ir_set_float(ND(wih), "value", 0.25);
+    hint(wih, ty(DT_F32, 2, 4, 2));
+    ir_set_float(ND(whh), "value", -0.125);
+    hint(whh, ty(DT_F32, 2, 4, 4));
+    int ra[7] = {seq, wih, whh, gamma, beta, x, label};
+    covered[OP_RNN] = covered[OP_RNN_BPTT] = covered[OP_RNN_GRAD] = true;
+    int rn = ir_node_add(M, F, OP_RNN, ra, 7, LOC_NONE);
+    ir_set_int(ND(rn), "cell", IR_RNN_TANH);
+    ir_set_int(ND(rn), "reverse", 1);
+    fin(rn);
+    int rb = ir_node_add(M, F, OP_RNN_BPTT, (int[]){whh, rn, rn, x, label}, 5, LOC_NONE);
+    ir_set_int(ND(rb), "cell", IR_RNN_TANH);
+    ir_set_int(ND(rb), "reverse", 1);
+    fin(rb);
+    int rg = ir_node_add(M, F, OP_RNN_GRAD, (int[]){rb, seq, wih, whh, rn, x}, 6, LOC_NONE);
+    ir_set_int(ND(rg), "cell", IR_RNN_TANH);
+    ir_set_int(ND(rg), "reverse", 1);
+    ir_set_int(ND(rg), "wrt", 1);
+    fin(rg);
+    ir_output_add(M, F, "rnn_grad", rg);
     ir_output_add(M, F, "loss", loss);
     ir_output_add(M, F, "accuracy", acc);
     ir_output_add(M, F, "out \"quoted\"", bn);

@@ -1,0 +1,358 @@
+/* runtime/rnn.c -- the recurrent layers over whole sequences (LSTM, GRU, plain
+ * RNN), forward and backward through time. The input projection of every step
+ * is one GEMM into the value's gate columns; each step then runs one recurrent
+ * GEMM and one fused loop over the gates of every sequence, split over the
+ * thread pool. Layouts: docs/ir.md, "Recurrent ops"; the reference is the
+ * interpreter's codegen/interp_rnn.c. Sections: sizes, forward, BPTT, gradients. */
+#include "runtime/internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ sizes -- */
+
+enum { LSTM, GRU, TANH, RELU, SIGMOID };
+
+/* The sizes of one call, in floats. */
+struct dims {
+    int64_t n, t, f, h, gh; /* batch, steps, features, hidden, gates * hidden */
+    int64_t row, st, grow;  /* a row of ws, of s0, of dg */
+    int64_t goff;           /* ws: the gate columns the input projection lands in */
+    int64_t hoff, soff;     /* dg: the recurrent gate block, the state block */
+};
+
+static struct dims dims_of(const struct nrt_rnn *r)
+{
+    struct dims d;
+    int gates = r->cell == LSTM ? 4 : r->cell == GRU ? 3 : 1;
+    d.n = r->n, d.t = r->t, d.f = r->f, d.h = r->h, d.gh = gates * r->h;
+    d.row = (r->cell == LSTM ? 6 : r->cell == GRU ? 7 : 1) * r->h;
+    d.st = (r->cell == LSTM ? 2 : 1) * r->h;
+    d.grow = (r->cell == LSTM ? 6 : r->cell == GRU ? 7 : 2) * r->h;
+    d.goff = r->cell == LSTM ? 2 * r->h : r->cell == GRU ? r->h : 0;
+    d.hoff = r->cell == GRU ? d.gh : 0;
+    d.soff = r->cell == GRU ? 2 * d.gh : d.gh;
+    return d;
+}
+
+/* The step processed s-th, and the length of sequence b clamped to [0, t]. */
+static int64_t step_at(const struct nrt_rnn *r, int64_t s) { return r->reverse ? r->t - 1 - s : s; }
+
+static int64_t len_of(const int32_t *len, int64_t b, int64_t t)
+{
+    int64_t l = len[b];
+    return l < 0 ? 0 : l > t ? t : l;
+}
+
+/* The activations, branch-free so that the gate loops vectorize (rnn.c is
+ * compiled with -O3 -march=native): Cephes' expf (range reduction by ln 2 in
+ * two parts, a degree-6 polynomial; within 2 ulp) and tanhf (an odd polynomial
+ * below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above); glibc's scalar tanhf took a
+ * third of a GRU's training step. */
+static inline float fexp(float x)
+{
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t e = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &e, sizeof s);
+    return p * s;
+}
+
+static inline float sigf(float v) { return 1.0f / (1.0f + fexp(-v)); }
+
+static inline float ftanh(float x)
+{
+    float a = fabsf(x), z = x * x;
+    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
+                   3.33332819422e-1f) * z * x + x;
+    float big = 1.0f - 2.0f / (fexp(2.0f * a) + 1.0f);
+    big = x < 0 ? -big : big;
+    return a < 0.625f ? small : big;
+}
+
+/* In place x = sigmoid(x), and y = tanh(x) (y may be x): loops that vectorize. */
+static void vsig(float *x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        x[k] = sigf(x[k]);
+}
+
+static void vtanh(float *y, const float *x, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        y[k] = ftanh(x[k]);
+}
+
+/* Sequences per chunk of a step's fused loop: enough gates to pay a hand-over. */
+static int64_t grain_of(const struct dims *d) { return 1 + 16384 / (d->gh > 0 ? d->gh : 1); }
+
+/* ---------------------------------------------------------------- forward -- */
+
+/* One step of every sequence in [lo, hi): the gate columns hold the input
+ * projection plus the recurrent GEMM (GRU: the recurrent part in its own
+ * columns); the loop adds the biases and writes states and activations. */
+struct fwd_step {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *bih, *bhh; /* biases */
+    const float *prev;      /* the previous state of sequence 0 */
+    int64_t ldp;            /* its stride between sequences */
+    const int32_t *len;     /* lengths */
+    float *ws;              /* the value */
+    int64_t t, s;           /* the step, and its position in processing order */
+};
+
+static void fwd_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const struct fwd_step *j = arg;
+    const struct dims *d = j->d;
+    const int64_t H = d->h;
+    const float *restrict bih = j->bih, *restrict bhh = j->bhh;
+    const int cell = j->r->cell;
+    for (int64_t b = lo; b < hi; b++) {
+        float *restrict row = j->ws + (b * d->t + j->t) * d->row;
+        const float *restrict prev = j->prev + b * j->ldp;
+        int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
+        if (pos >= len_of(j->len, b, d->t)) { /* padding: the state passes through, gates 0 */
+            memmove(row, prev, sizeof *row * (size_t)d->st);
+            memset(row + d->st, 0, sizeof *row * (size_t)(d->row - d->st));
+            continue;
+        }
+        switch (cell) {
+        case LSTM: { /* pre-activations, the four activations in place, then c and h */
+            float *restrict z = row + 2 * H, *restrict hr = row, *restrict cr = row + H;
+            const float *restrict cp = prev + H;
+            for (int64_t k = 0; k < 4 * H; k++) z[k] += bih[k] + bhh[k];
+            vsig(z, 2 * H);
+            vtanh(z + 2 * H, z + 2 * H, H);
+            vsig(z + 3 * H, H);
+            for (int64_t k = 0; k < H; k++) cr[k] = z[H + k] * cp[k] + z[k] * z[2 * H + k];
+            vtanh(hr, cr, H);
+            for (int64_t k = 0; k < H; k++) hr[k] *= z[3 * H + k];
+            break;
+        }
+        case GRU: { /* r, z, then n = tanh(xn + r (W_hn h + b_hn)), then h */
+            float *restrict z = row + H, *restrict gh = row + 4 * H, *restrict hr = row;
+            for (int64_t k = 0; k < 3 * H; k++) gh[k] += bhh[k];
+            for (int64_t k = 0; k < 2 * H; k++) z[k] += bih[k] + gh[k];
+            vsig(z, 2 * H);
+            for (int64_t k = 0; k < H; k++) z[2 * H + k] += bih[2 * H + k] + z[k] * gh[2 * H + k];
+            vtanh(z + 2 * H, z + 2 * H, H);
+            for (int64_t k = 0; k < H; k++) hr[k] = (1 - z[H + k]) * z[2 * H + k] + z[H + k] * prev[k];
+            break;
+        }
+        default:
+            for (int64_t k = 0; k < H; k++) row[k] += bih[k] + bhh[k];
+            if (cell == RELU)
+                for (int64_t k = 0; k < H; k++) row[k] = row[k] > 0 ? row[k] : 0;
+            else if (cell == SIGMOID)
+                vsig(row, H);
+            else
+                vtanh(row, row, H);
+            break;
+        }
+    }
+}
+
+void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
+                     const float *bhh, const float *s0, const int32_t *len, float *ws)
+{
+    struct dims d = dims_of(r);
+    if (d.n <= 0 || d.t <= 0)
+        return;
+    nrt_sgemm(0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
+    struct fwd_step j = {r, &d, bih, bhh, s0, d.st, len, ws, 0, 0};
+    for (int64_t s = 0; s < d.t; s++) {
+        j.s = s, j.t = step_at(r, s);
+        if (s > 0) {
+            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
+            j.ldp = d.t * d.row;
+        }
+        float *dst = ws + j.t * d.row + (r->cell == GRU ? 4 * d.h : d.goff);
+        nrt_sgemm(0, 1, d.n, d.gh, d.h, 1.0f, j.prev, j.ldp, whh, d.h, r->cell == GRU ? 0.0f : 1.0f, dst,
+                  d.t * d.row);
+        nrt_parallel_for(d.n, grain_of(&d), fwd_rows, &j);
+    }
+}
+
+/* ------------------------------------------------------------------- BPTT -- */
+
+/* One step back for the sequences in [lo, hi): gate gradients into dg's gate
+ * blocks, and the direct part of the incoming state's gradient into its state
+ * block (the recurrent GEMM adds the rest). */
+struct bwd_step {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *ws, *dws;  /* the forward value and its gradient */
+    const float *prev;      /* the previous state of sequence 0, and its stride */
+    int64_t ldp;
+    const float *carry;     /* dg's state block of the step after, sequence 0 (stride t*grow), or NULL */
+    const int32_t *len;     /* lengths */
+    float *dg;              /* the result */
+    int64_t t, s;           /* the step, and its position in processing order */
+};
+
+/* One sequence's step back through an LSTM cell (ws row w, its gradient dw,
+ * the previous state prev): gate gradients into g, the incoming state's into
+ * sp (which holds this step's state gradient on entry). */
+static void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+                     float *restrict g, float *restrict sp)
+{
+    for (int64_t k = 0; k < H; k++) {
+        float dh = sp[k], dc = sp[H + k];
+        float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
+        float tc = ftanh(c);
+        float dout = dh * tc + dw[5 * H + k];
+        dc += dh * o * (1 - tc * tc);
+        g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
+        g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
+        g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
+        g[3 * H + k] = dout * o * (1 - o);
+        sp[k] = 0, sp[H + k] = dc * f;
+    }
+}
+
+/* The same for a GRU cell; gh: the recurrent-side gate gradients. */
+static void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+                    float *restrict g, float *restrict gh, float *restrict sp)
+{
+    for (int64_t k = 0; k < H; k++) {
+        float dh = sp[k];
+        float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
+        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
+        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
+        float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
+        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        sp[k] = dh * z;
+    }
+}
+
+static void bwd_rows(void *arg, int64_t lo, int64_t hi)
+{
+    const struct bwd_step *j = arg;
+    const struct dims *d = j->d;
+    const int64_t H = d->h;
+    const int cell = j->r->cell;
+    for (int64_t b = lo; b < hi; b++) {
+        int64_t at = b * d->t + j->t;
+        const float *restrict w = j->ws + at * d->row, *restrict dw = j->dws + at * d->row;
+        const float *restrict prev = j->prev + b * j->ldp;
+        float *restrict g = j->dg + at * d->grow, *restrict gh = g + d->hoff, *restrict sp = g + d->soff;
+        /* sp first holds the gradient of this step's state: dws plus the step after's */
+        if (j->carry) {
+            const float *restrict carry = j->carry + b * d->t * d->grow;
+            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + carry[k];
+        } else {
+            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k];
+        }
+        int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
+        if (pos >= len_of(j->len, b, d->t)) {
+            memset(g, 0, sizeof *g * (size_t)d->soff);
+            continue;
+        }
+        switch (cell) {
+        case LSTM:
+            lstm_bwd(H, w, dw, prev, g, sp);
+            break;
+        case GRU:
+            gru_bwd(H, w, dw, prev, g, gh, sp);
+            break;
+        default:
+            for (int64_t k = 0; k < H; k++) {
+                float dh = sp[k], y = w[k];
+                float dy = cell == RELU ? (y > 0 ? 1.0f : 0.0f) : cell == SIGMOID ? y * (1 - y) : 1 - y * y;
+                g[k] = dh * dy;
+                sp[k] = 0;
+            }
+            break;
+        }
+    }
+}
+
+void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
+                  const int32_t *len, float *dg)
+{
+    struct dims d = dims_of(r);
+    if (d.n <= 0 || d.t <= 0)
+        return;
+    struct bwd_step j = {r, &d, ws, dws, s0, d.st, NULL, len, dg, 0, 0};
+    for (int64_t s = d.t - 1; s >= 0; s--) {
+        j.s = s, j.t = step_at(r, s);
+        if (s > 0) {
+            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
+            j.ldp = d.t * d.row;
+        } else {
+            j.prev = s0, j.ldp = d.st;
+        }
+        j.carry = s < d.t - 1 ? dg + step_at(r, s + 1) * d.grow + d.soff : NULL;
+        nrt_parallel_for(d.n, grain_of(&d), bwd_rows, &j);
+        /* the incoming state's gradient through the recurrent weights (0 on padding: its gates are 0) */
+        nrt_sgemm(0, 0, d.n, d.h, d.gh, 1.0f, dg + j.t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
+                  dg + j.t * d.grow + d.soff, d.t * d.grow);
+    }
+}
+
+/* -------------------------------------------------------------- gradients -- */
+
+/* dW_hh = sum over steps of dgh^T h_prev. The previous state of a step is the
+ * next (or, in reverse, the previous) row of ws, except at each sequence's
+ * first step, where it is s0: one GEMM over all rows shifted by one, minus the
+ * pairs across sequences, plus the first steps with s0. */
+static void grad_whh(const struct nrt_rnn *r, const struct dims *d, const float *dg, const float *ws,
+                     const float *s0, float *out)
+{
+    int64_t rows = d->n * d->t, gk = d->t * d->grow, wk = d->t * d->row;
+    memset(out, 0, sizeof *out * (size_t)(d->gh * d->h));
+    const float *gh = dg + d->hoff;
+    if (!r->reverse) {
+        nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh + d->grow, d->grow, ws, d->row, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + gk, gk, ws + (d->t - 1) * d->row, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh, gk, s0, d->st, 1.0f, out, d->h);
+    } else {
+        nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh, d->grow, ws + d->row, d->row, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + (d->t - 1) * d->grow, gk, ws + wk, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh + (d->t - 1) * d->grow, gk, s0, d->st, 1.0f, out, d->h);
+    }
+}
+
+void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
+                  const float *s0, float *out)
+{
+    struct dims d = dims_of(r);
+    int64_t rows = d.n * d.t;
+    switch (wrt) {
+    case 0: /* dx = dgx w_ih */
+        nrt_sgemm(0, 0, rows, d.f, d.gh, 1.0f, dg, d.grow, wih, d.f, 0.0f, out, d.f);
+        break;
+    case 1: /* dw_ih = dgx^T x */
+        nrt_sgemm(1, 0, d.gh, d.f, rows, 1.0f, dg, d.grow, x, d.f, 0.0f, out, d.f);
+        break;
+    case 2:
+        grad_whh(r, &d, dg, ws, s0, out);
+        break;
+    case 3:
+    case 4: { /* the biases: column sums of the gate blocks */
+        const float *g = dg + (wrt == 4 ? d.hoff : 0);
+        memset(out, 0, sizeof *out * (size_t)d.gh);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t k = 0; k < d.gh; k++) out[k] += g[i * d.grow + k];
+        break;
+    }
+    default: { /* s0: the state gradient of each sequence's first step */
+        int64_t first = step_at(r, 0);
+        for (int64_t b = 0; b < d.n; b++)
+            memcpy(out + b * d.st, dg + (b * d.t + first) * d.grow + d.soff, sizeof *out * (size_t)d.st);
+        break;
+    }
+    }
+}
