@@ -542,7 +542,11 @@ static struct val lower_bare(struct lower *L, const struct ast_expr *e, struct v
     const struct fe_builtin *b = s ? NULL : fe_builtin_find(e->str);
     if (!s && !b) {
         const char *nv = nearest(L, e->str, 0, true), *nl = nearest(L, e->str, BI_LAYER, false);
+        /* after a value, a bare name is in a layer's place: an unknown layer,
+         * unless it is near a variable's name and no layer's */
+        bool layer_place = cur.kind == V_TENSOR || cur.kind == V_ERR;
         if (nl && !nv) lw_error(L, e->loc, "unknown layer '%s' (did you mean '%s'?)", e->str, nl);
+        else if (layer_place && !nv) unknown_callee(L, e, true);
         else undefined(L, e->str, e->loc);
         return lw_err();
     }
@@ -629,6 +633,7 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
     bool returned = false;
     for (int i = 0; i < d->nbody && !returned; i++) {
         const struct ast_stmt *s = d->body[i];
+        if (s->kind == ST_INPUT || s->kind == ST_PARAM) continue; /* reported with the definition */
         struct val v = lower_items(L, s->items, s->nitems);
         if (s->kind == ST_RETURN) {
             result = v;
@@ -873,6 +878,12 @@ static void lower_decl(struct lower *L, const struct ast_stmt *s) {
                 if (strcmp(s->params[j]->str, pn) == 0) lw_error(L, s->params[i]->loc, "input '%s' is listed twice", pn);
         }
         if (s->nparams > FE_MAX_NET_ARGS) lw_error(L, s->name_loc, "a net takes at most %d inputs", FE_MAX_NET_ARGS);
+        for (int i = 0; i < s->nbody; i++)
+            if (s->body[i]->kind == ST_INPUT || s->body[i]->kind == ST_PARAM)
+                lw_error(L, s->body[i]->loc, "%s declarations belong at the top level, not inside net '%s'%s",
+                         s->body[i]->kind == ST_INPUT ? "input" : "param", s->name,
+                         s->body[i]->kind == ST_PARAM ? " (a net's layers make its parameters; a top-level param "
+                                                        "can be used inside it)" : "");
         for (int i = 0; i < s->nbody; i++)
             if (s->body[i]->kind == ST_RETURN && i + 1 < s->nbody) {
                 lw_error(L, s->body[i + 1]->loc, "statement after return");

@@ -16,6 +16,7 @@ packages=(
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
   llvm-14-tools                             # lit and FileCheck for the compiler tests
   python3                                   # runs lit
+  python3-venv                              # the PyTorch cross-check's environment (tests/torch/run.sh)
   graphviz                                  # renders `netc dump --format=dot` in tests
   dataset-fashion-mnist                     # the real data set of the examples
 )
