@@ -137,6 +137,7 @@ int lw_param(struct lower *L, const char *layer, int k, const char *what, enum b
         int i = ir_buffer_add(L->m, kind, name, type, loc);
         L->m->buffers[i].init = init;
         L->m->buffers[i].group = arena_strdup(L->m->arena, L->sc->prefix);
+        fe_init_record(L, name, layer, what, loc);
     }
     return lw_buffer_node(L, name, kind, loc);
 }
@@ -1171,7 +1172,7 @@ static bool lower_all(struct lower *L) {
         L->f->loc = L->train ? L->train->loc : L->losses[0].loc;
         finish_func(L);
     }
-    return L->nerrors == 0;
+    return fe_init_apply(L) && L->nerrors == 0;
 }
 
 struct ir_module *fe_lower(struct parser *p) {
@@ -1192,6 +1193,7 @@ struct ir_module *fe_lower(struct parser *p) {
     vec_free(L.bn);
     for (size_t i = 0; i < vec_len(L.steps); i++) vec_free(L.steps[i].update);
     vec_free(L.steps);
+    vec_free(L.lparams);
     if (!ok) {
         ir_module_free(L.m);
         return NULL;

@@ -35,8 +35,8 @@ STEPS = (1, 3)
 NOISE = 1e-2
 
 
-def load_models():
-    for path in sorted(glob.glob(os.path.join(HERE, "models*.py"))):
+def load_models(extra=()):
+    for path in sorted(glob.glob(os.path.join(HERE, "models*.py"))) + list(extra):
         spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
     return twin.MODELS
@@ -54,6 +54,8 @@ def make_data(model, work):
             a = rng.standard_normal(shape).astype(np.float32)
         elif kind == "uniform":
             a = rng.random(shape).astype(np.float32)
+        elif kind == "signs":
+            a = np.where(rng.random(shape) < 0.5, -1, 1).astype(np.float32)
         elif kind == "pixels":
             a = rng.integers(0, 256, shape).astype(np.float32)
         elif kind.startswith("labels:"):
@@ -153,10 +155,11 @@ def main():
     ap.add_argument("--work", help="keep the files here (default: a temporary directory)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("-v", "--verbose", action="store_true", help="every tensor's differences")
+    ap.add_argument("--models-file", action="append", default=[], help="also load the models of this file")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
     torch.set_num_threads(1)
-    models = load_models()
+    models = load_models(a.models_file)
     if a.models:
         unknown = set(a.models) - {m.name for m in models}
         if unknown:

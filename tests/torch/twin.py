@@ -22,7 +22,8 @@ class Input:
     """A data input of the model, in the .net file's declaration order.
     kind: "normal" (f32, standard normal), "pixels" (f32 integers 0..255, for
     inputs whose source scales them), "labels:C" (i32 class indices below C),
-    "onehot:C" (f32 one-hot rows of C classes), "uniform" (f32 in [0, 1)).
+    "onehot:C" (f32 one-hot rows of C classes), "uniform" (f32 in [0, 1)),
+    "signs" (f32 -1 or 1).
     scale/shift: what the model's data source applies (value*scale + shift)."""
 
     def __init__(self, name, shape, kind="normal", scale=1.0, shift=0.0):
