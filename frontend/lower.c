@@ -543,11 +543,7 @@ static struct val lower_bare(struct lower *L, const struct ast_expr *e, struct v
     const struct fe_builtin *b = s ? NULL : fe_builtin_find(e->str);
     if (!s && !b) {
         const char *nv = nearest(L, e->str, 0, true), *nl = nearest(L, e->str, BI_LAYER, false);
-        /* after a value, a bare name is in a layer's place: an unknown layer,
-         * unless it is near a variable's name and no layer's */
-        bool layer_place = cur.kind == V_TENSOR || cur.kind == V_ERR;
         if (nl && !nv) lw_error(L, e->loc, "unknown layer '%s' (did you mean '%s'?)", e->str, nl);
-        else if (layer_place && !nv) unknown_callee(L, e, true);
         else undefined(L, e->str, e->loc);
         return lw_err();
     }

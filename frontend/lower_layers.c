@@ -195,10 +195,6 @@ static struct val layer_dense(struct lower *L, const struct fe_builtin *b, struc
         !fe_opt_bool(L, "dense", "bias", o[1], true, &bias))
         return lw_err();
     const struct type *t = lw_type(L, x);
-    if (t->dtype != DT_F32) { /* the dtype first: an i32[N, 20] has the right rank */
-        lw_error(L, loc, "dense expects an f32 input, got %s", lw_tstr(L, t));
-        return lw_err();
-    }
     if (t->shape.rank < 2 || t->dtype != DT_F32) {
         lw_error(L, loc, "dense expects an f32 input of rank 2 or more [..., features], got %s", lw_tstr(L, t));
         return lw_err();
