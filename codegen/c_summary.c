@@ -118,11 +118,15 @@ static void put_row(FILE *out, const struct row *r) {
     fprintf(out, "}, %.0f, %.17g},\n", r->params, r->flops);
 }
 
-/* Adds the parameters node n reads that no earlier row counted. */
-static void count_params(const struct ir_func *f, const struct ir_node *n, struct row *r, const char ***seen) {
+/* Adds the parameters node n reads that no earlier row counted (trained
+ * parameters only: batch norm's running statistics are state, as in the header). */
+static void count_params(const struct ir_module *m, const struct ir_func *f, const struct ir_node *n, struct row *r,
+                         const char ***seen) {
     for (int a = 0; a < n->nargs; a++) {
         const struct ir_node *p = &f->nodes[n->args[a]];
         if (p->op != OP_PARAM) continue;
+        const struct ir_buffer *b = ir_buffer_find((struct ir_module *)m, p->sym);
+        if (b && b->kind != BUF_PARAM) continue;
         bool dup = false;
         for (size_t i = 0; i < vec_len(*seen) && !dup; i++) dup = strcmp((*seen)[i], p->sym) == 0;
         if (dup) continue;
@@ -159,7 +163,7 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
         if (joins) {
             last->out = n;
             last->flops += per_item;
-            count_params(fw, n, last, &seen);
+            count_params(m, fw, n, last, &seen);
             if (op_info[n->op].kind == OK_EWISE && n->op != OP_BIAS_ADD && n->op != OP_ADD) {
                 size_t l = strlen(last->op);
                 snprintf(last->op + l, sizeof last->op - l, "+%s", op_info[n->op].name);
@@ -170,7 +174,7 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
             struct row r = {{0}, {0}, n, 0, per_item + loose};
             loose = 0;
             snprintf(r.op, sizeof r.op, "%s", op_info[n->op].name);
-            count_params(fw, n, &r, &seen);
+            count_params(m, fw, n, &r, &seen);
             vec_push(rows, r);
             continue;
         }

@@ -444,6 +444,32 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
     klaunch(k, idx, &v, p.rows, wg, false);
 }
 
+/* A float sum of x over the reduced dims, accurate to float32 rounding at any
+ * size: each work-item sums its elements in acc_t (double where the device has
+ * it) with Kahan's compensation (which keeps a float-only device accurate too),
+ * the work-group combines the partial sums in a tree; `fin` writes the result
+ * from `a` (an acc_t). */
+static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *fin) {
+    int x = arg(k, id, 0);
+    struct rplan p = rplan_make(arg_shape(k, id, 0), reduced);
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
+    decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
+    clc_src(k, "    acc_t a = 0, c = 0;");
+    clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+    decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
+    clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = a + y;", x);
+    clc_src(k, "        c = (s - a) - y;");
+    clc_src(k, "        a = s;");
+    clc_src(k, "    }");
+    clc_src(k, "    a -= c;");
+    wg_combine(k, wg, "a", "netc_wg_sum", "redd");
+    clc_src(k, "    if (t == 0) %s;", fin);
+    idx = kend(k);
+    klaunch(k, idx, &v, p.rows, wg, false);
+}
+
 /* The dims of node id's operand that it reduces (its `axes`, empty: all). */
 static void reduced_axes(const struct clc *k, int id, bool *red) {
     int na;
@@ -541,9 +567,9 @@ void clc_op_SUM(struct clc *k, int id) {
     bool red[IR_MAX_RANK];
     reduced_axes(k, id, red);
     char fin[64];
-    snprintf(fin, sizeof fin, "v%d[r] = a", id);
+    snprintf(fin, sizeof fin, is_i32(k, id) ? "v%d[r] = a" : "v%d[r] = (float)a", id);
     if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
-    else reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+    else reduce_sum(k, id, red, fin);
 }
 
 void clc_op_MEAN(struct clc *k, int id) {
@@ -551,8 +577,8 @@ void clc_op_MEAN(struct clc *k, int id) {
     reduced_axes(k, id, red);
     struct rplan p = rplan_make(arg_shape(k, id, 0), red);
     char fin[96];
-    snprintf(fin, sizeof fin, "v%d[r] = a / (float)(%s)", id, xs(p.count));
-    reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+    snprintf(fin, sizeof fin, "v%d[r] = (float)(a / (acc_t)(%s))", id, xs(p.count));
+    reduce_sum(k, id, red, fin);
 }
 
 void clc_op_MAX(struct clc *k, int id) {
@@ -565,7 +591,8 @@ void clc_op_MAX(struct clc *k, int id) {
 }
 
 /* Two passes over each row, as the C backend: the mean, then the mean squared
- * deviation (no scratch: the mean stays in a register). */
+ * deviation (no scratch: the mean stays in a register), both compensated sums
+ * in acc_t as reduce_sum's. */
 void clc_op_VARIANCE(struct clc *k, int id) {
     bool red[IR_MAX_RANK];
     reduced_axes(k, id, red);
@@ -575,17 +602,22 @@ void clc_op_VARIANCE(struct clc *k, int id) {
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
-    clc_src(k, "    float mu = 0.0f, a = 0.0f;");
+    clc_src(k, "    acc_t mu = 0, a = 0, c = 0;");
     for (int pass = 0; pass < 2; pass++) {
+        const char *acc = pass ? "a" : "mu";
+        clc_src(k, "    c = 0;");
         clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
         decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
-        if (pass == 0) clc_src(k, "        mu += v%d[base + at];", x);
-        else clc_src(k, "        const float d = v%d[base + at] - mu;\n        a += d * d;", x);
+        if (pass == 0) clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = mu + y;", x);
+        else clc_src(k, "        const acc_t d = (acc_t)v%d[base + at] - mu, y = d * d - c, s = a + y;", x);
+        clc_src(k, "        c = (s - %s) - y;", acc);
+        clc_src(k, "        %s = s;", acc);
         clc_src(k, "    }");
-        wg_combine(k, wg, pass ? "a" : "mu", "netc_wg_sumf", "redf");
-        if (pass == 0) clc_src(k, "    mu /= (float)(%s);", xs(p.count));
+        clc_src(k, "    %s -= c;", acc);
+        wg_combine(k, wg, acc, "netc_wg_sum", "redd");
+        if (pass == 0) clc_src(k, "    mu /= (acc_t)(%s);", xs(p.count));
     }
-    clc_src(k, "    if (t == 0) v%d[r] = a / (float)(%s);", id, xs(p.count));
+    clc_src(k, "    if (t == 0) v%d[r] = (float)(a / (acc_t)(%s));", id, xs(p.count));
     idx = kend(k);
     klaunch(k, idx, &v, p.rows, wg, false);
 }
@@ -625,9 +657,9 @@ void clc_op_SUM_TO(struct clc *k, int id) {
         red[i] = j < 0 || y->dim[j] == 1;
     }
     char fin[64];
-    snprintf(fin, sizeof fin, "v%d[r] = a", id);
+    snprintf(fin, sizeof fin, is_i32(k, id) ? "v%d[r] = a" : "v%d[r] = (float)a", id);
     if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
-    else reduce(k, id, red, "float", "0.0f", "$0 + $1", "netc_wg_sumf", "redf", fin);
+    else reduce_sum(k, id, red, fin);
 }
 
 /* --------------------------------------------------------------- matmul */

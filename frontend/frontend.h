@@ -250,6 +250,13 @@ struct fe_step {
 };
 
 /* The lowering state of one compilation. */
+/* A parameter a layer made (init.c): its buffer, the layer and the parameter's
+ * role, as in `<prefix>.<layer><k>.<what>`. */
+struct fe_lparam {
+    const char *buf, *layer, *what;
+    struct loc loc; /* the layer */
+};
+
 struct lower {
     struct parser *p;            /* the parse: file, AST, arena */
     struct ir_module *m;         /* the module being built */
@@ -274,6 +281,9 @@ struct lower {
     struct fe_step *steps;       /* vec */
     bool gen_step;               /* the generation walk: sequences of one step, recurrent states in buffers */
     int64_t gen_t;               /* its sequence length: inputs [N, gen_t, ...] are read as [N, 1, ...] */
+
+    struct fe_lparam *lparams;   /* vec: the parameters layers made (init.c) */
+    bool init_pytorch;           /* `init pytorch` in the train block */
     int cur_mask;                /* while a builtin layer runs: its input's val.mask (0: none) */
 };
 
@@ -384,6 +394,11 @@ struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struc
 /* Read the train block into L (settings, optimizer, steps) and the module (batch,
  * epochs, seed, patience, data sources). False after errors. */
 bool fe_train_read(struct lower *L);
+
+/* init.c: `init pytorch`. lw_param records each layer parameter it creates;
+ * fe_init_apply gives them PyTorch's initial values when the train block asks. */
+void fe_init_record(struct lower *L, const char *buf, const char *layer, const char *what, struct loc loc);
+bool fe_init_apply(struct lower *L);
 /* An optimizer with all its options in canonical order, defaults filled: adam. */
 struct ir_optim fe_optim_default(struct lower *L);
 

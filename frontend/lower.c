@@ -140,6 +140,7 @@ int lw_param(struct lower *L, const char *layer, int k, const char *what, enum b
         int i = ir_buffer_add(L->m, kind, name, type, loc);
         L->m->buffers[i].init = init;
         L->m->buffers[i].group = arena_strdup(L->m->arena, L->sc->prefix);
+        fe_init_record(L, name, layer, what, loc);
     }
     return lw_buffer_node(L, name, kind, loc);
 }
@@ -633,6 +634,7 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
     bool returned = false;
     for (int i = 0; i < d->nbody && !returned; i++) {
         const struct ast_stmt *s = d->body[i];
+        if (s->kind == ST_INPUT || s->kind == ST_PARAM) continue; /* reported with the definition */
         struct val v = lower_items(L, s->items, s->nitems);
         if (s->kind == ST_RETURN) {
             result = v;
@@ -877,6 +879,12 @@ static void lower_decl(struct lower *L, const struct ast_stmt *s) {
                 if (strcmp(s->params[j]->str, pn) == 0) lw_error(L, s->params[i]->loc, "input '%s' is listed twice", pn);
         }
         if (s->nparams > FE_MAX_NET_ARGS) lw_error(L, s->name_loc, "a net takes at most %d inputs", FE_MAX_NET_ARGS);
+        for (int i = 0; i < s->nbody; i++)
+            if (s->body[i]->kind == ST_INPUT || s->body[i]->kind == ST_PARAM)
+                lw_error(L, s->body[i]->loc, "%s declarations belong at the top level, not inside net '%s'%s",
+                         s->body[i]->kind == ST_INPUT ? "input" : "param", s->name,
+                         s->body[i]->kind == ST_PARAM ? " (a net's layers make its parameters; a top-level param "
+                                                        "can be used inside it)" : "");
         for (int i = 0; i < s->nbody; i++)
             if (s->body[i]->kind == ST_RETURN && i + 1 < s->nbody) {
                 lw_error(L, s->body[i + 1]->loc, "statement after return");
@@ -1164,7 +1172,7 @@ static bool lower_all(struct lower *L) {
         L->f->loc = L->train ? L->train->loc : L->losses[0].loc;
         finish_func(L);
     }
-    return L->nerrors == 0;
+    return fe_init_apply(L) && L->nerrors == 0;
 }
 
 /* generate_step: when the model reads tokens i32[N, T] and its forward has
@@ -1240,6 +1248,7 @@ struct ir_module *fe_lower(struct parser *p) {
     vec_free(L.bn);
     for (size_t i = 0; i < vec_len(L.steps); i++) vec_free(L.steps[i].update);
     vec_free(L.steps);
+    vec_free(L.lparams);
     if (!ok) {
         ir_module_free(L.m);
         return NULL;

@@ -468,7 +468,29 @@ static struct val layer_dropout(struct lower *L, const struct fe_builtin *b, str
     return lw_tensor(lw_fin(L, y));
 }
 
-/* PyTorch's BatchNorm1d/2d: normalize over every axis but 1 (the channels). */
+/* The unbiased variance that PyTorch's running_var takes: var * n / max(n - 1, 1),
+ * n the values per channel (N*H*W; the batch N counted at run time, as the sum
+ * of a ones f32[N]). */
+static int unbiased_var(struct lower *L, int x, int var, struct loc loc) {
+    const struct shape *s = &lw_type(L, x)->shape;
+    double per = 1;
+    bool has_n = false;
+    for (int i = 0; i < s->rank; i++)
+        if (i != 1 && s->dim[i] == IR_DIM_N) has_n = true;
+        else if (i != 1) per *= (double)s->dim[i];
+    if (!has_n) return lw_emit2(L, OP_MUL, var, lw_const(L, per / (per > 1 ? per - 1 : 1), DT_F32, loc), loc);
+    int ones = lw_node(L, OP_CONST, NULL, 0, loc);
+    ir_set_float(lw_n(L, ones), "value", 1);
+    lw_n(L, ones)->type = (struct type){DT_F32, {1, {IR_DIM_N}}};
+    int n = reduce(L, OP_SUM, lw_fin(L, ones), (int64_t[]){0}, 1, false, loc);
+    if (per != 1) n = lw_emit2(L, OP_MUL, n, lw_const(L, per, DT_F32, loc), loc);
+    int one = lw_const(L, 1, DT_F32, loc);
+    int den = lw_emit2(L, OP_MAXIMUM, lw_emit2(L, OP_SUB, n, one, loc), one, loc);
+    return lw_emit2(L, OP_MUL, var, lw_emit2(L, OP_DIV, n, den, loc), loc);
+}
+
+/* PyTorch's BatchNorm1d/2d: normalize over every axis but 1 (the channels) with
+ * the biased batch variance; running_var takes the unbiased one. */
 static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                                   struct loc loc) {
     BIND(o);
@@ -511,7 +533,7 @@ static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, s
     y = lw_fin(L, y);
     if (y >= 0 && L->mode == MODE_TRAIN) {
         vec_push(L->bn, ((struct fe_bn_update){rm_name, mean, mom, y, loc}));
-        vec_push(L->bn, ((struct fe_bn_update){rv_name, var, mom, y, loc}));
+        vec_push(L->bn, ((struct fe_bn_update){rv_name, unbiased_var(L, x, var, loc), mom, y, loc}));
     }
     return lw_tensor(y);
 }

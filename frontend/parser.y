@@ -193,6 +193,14 @@ body
 body_stmt
     : stmt
     | RETURN items              { $$ = items_stmt(p, ST_RETURN, L(p, @1), NULL, L(p, @1), $2); }
+    | INPUT IDENT ':' type init_opt { /* parsed to say that it belongs at the top level */
+                                  $$ = ast_stmt_new(p, ST_INPUT, L(p, @1));
+                                  $$->name = $2; $$->name_loc = L(p, @2); $$->type = $4; $$->init = $5;
+                                }
+    | PARAM IDENT ':' type init_opt {
+                                  $$ = ast_stmt_new(p, ST_PARAM, L(p, @1));
+                                  $$->name = $2; $$->name_loc = L(p, @2); $$->type = $4; $$->init = $5;
+                                }
     ;
 
 train_def
@@ -258,7 +266,7 @@ primary
     | STRING                    { $$ = ast_expr_new(p, AST_STR, L(p, @1)); $$->str = $1; }
     | TRUE                      { $$ = ast_expr_new(p, AST_BOOL, L(p, @1)); $$->num = 1; }
     | FALSE                     { $$ = ast_expr_new(p, AST_BOOL, L(p, @1)); $$->num = 0; }
-    | '(' chain ')'             { $$ = ast_stack(p, $2); }
+    | '(' items ')'             { $$ = ast_stack(p, $2); } /* a stack as on a line of its own */
     | CALLEE '(' args_opt ')'   { $$ = ast_call(p, $1, $3, L(p, @1)); }
     ;
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static const char *const train_keys[] = {"optimizer", "schedule", "batch", "epochs", "seed",
-                                         "early_stopping", "data", "test", "step", NULL};
+                                         "early_stopping", "data", "test", "step", "init", NULL};
 static const char *const step_keys[] = {"loss", "optimizer", "schedule", "update", NULL};
 
 static const char *list(struct lower *L, const char *const *names) {
@@ -572,6 +572,12 @@ bool fe_train_read(struct lower *L) {
                 }
             } else if (strcmp(key, "data") == 0 || strcmp(key, "test") == 0) {
                 read_data(L, t, strcmp(key, "test") == 0);
+            } else if (strcmp(key, "init") == 0) { /* init.c: keras (the default) or pytorch */
+                const struct ast_expr *e = t->v[t->n > 1 ? 1 : 0];
+                bool name = t->n == 2 && e->kind == AST_NAME;
+                if (name && (strcmp(e->str, "pytorch") == 0 || strcmp(e->str, "keras") == 0))
+                    L->init_pytorch = strcmp(e->str, "pytorch") == 0;
+                else lw_error(L, e->loc, "init expects `pytorch` or `keras`");
             }
         }
     if (!L->have_optim) L->optim = fe_optim_default(L);

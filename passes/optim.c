@@ -47,6 +47,9 @@
  *       m = b1*m + (1-b1)*g
  *       v = b2*v + (1-b2)*g*g
  *       p = p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+ *     1 - b^t is accurate to float32 rounding (one_minus_pow), as PyTorch's
+ *     double bias corrections are once applied to float32 tensors; t counts in
+ *     f32, exactly up to 2^24 steps, as PyTorch's float32 `step` tensor.
  *     eps is added to sqrt(v_hat) = sqrt(v)/sqrt(1-b2^t), as PyTorch does
  *     (`denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)`), not to
  *     sqrt(v) as in the paper's "eps-hat" form that Keras and TensorFlow use.
@@ -59,6 +62,7 @@
  * on lr or t (1-b1 is one constant). */
 #include "passes/passes.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- options */
@@ -233,6 +237,18 @@ struct adam_scalars {
     int decay;     /* adamw: 1 - lr*wd, or -1 */
 };
 
+/* 1 - b^t to float32 rounding for every t. The plain f32 form 1 - powf(b, t)
+ * cancels: 0.999 rounds to 0.99900001287, so 1 - 0.999^1 came out 9.99987e-4
+ * and every first Adam update 6.4e-6 too large. Here b^t = exp(t ln b) with
+ * ln b folded in double, and 1 - exp(x) = -expm1(x) = -2 th / (1 - th),
+ * th = tanh(x / 2): no subtraction of nearby values (th <= 0, so 1 - th is in
+ * [1, 2]), exact at both ends (x = 0: 0; x -> -inf: th -> -1, 1; b = 0: ln b =
+ * -1e30 stands for -inf, 1). tanh is accurate to a few ulp relative (C and OpenCL). */
+static int one_minus_pow(struct lower *L, double b, int t) {
+    int th = op1(L, OP_TANH, op2(L, OP_MUL, t, cst(L, b > 0 ? 0.5 * log(b) : -1e30)));
+    return op2(L, OP_DIV, op2(L, OP_MUL, th, cst(L, -2)), op2(L, OP_SUB, cst(L, 1), th));
+}
+
 /* t = t + 1, stored, and the bias corrections of the incremented t. */
 static bool adam_prologue(struct lower *L, struct adam_scalars *s) {
     double b1 = L->opt[1], b2 = L->opt[2], wd = L->opt[4];
@@ -241,8 +257,7 @@ static bool adam_prologue(struct lower *L, struct adam_scalars *s) {
     if (!step) return false;
     int t = op2(L, OP_ADD, read_buf(L, step), cst(L, 1));
     assign(L, step, t);
-    int bc1 = op2(L, OP_SUB, cst(L, 1), op2(L, OP_POW, cst(L, b1), t));
-    int bc2 = op2(L, OP_SUB, cst(L, 1), op2(L, OP_POW, cst(L, b2), t));
+    int bc1 = one_minus_pow(L, b1, t), bc2 = one_minus_pow(L, b2, t);
     s->step_size = op2(L, OP_DIV, L->lr, bc1);
     s->bc2_sqrt = op1(L, OP_SQRT, bc2);
     s->decay =

@@ -594,6 +594,26 @@ int nrt_array_load(struct nrt_array *out, const char *path, const struct nrt_loa
     return load_with(NULL, out, path, opts);
 }
 
+int nrt_data_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts,
+                  const struct nrt_load_opts *csv_opts, int *csv)
+{
+    unsigned char *d;
+    size_t len;
+    memset(out, 0, sizeof *out);
+    *csv = 0;
+    int rc = nrt_file_read(path, &d, &len);
+    if (rc)
+        return rc;
+    if (len >= 6 && memcmp(d, "\x93NUMPY", 6) == 0)
+        rc = npy_parse(out, path, d, len, opts);
+    else if (idx_plausible(d, len))
+        rc = idx_parse(out, path, d, len, opts);
+    else
+        *csv = 1, rc = csv_to_array(out, path, d, len, csv_opts);
+    nrt_free(d);
+    return rc;
+}
+
 /* --------------------------------------------------- datasets, batching -- */
 
 /* Elements per sample: the product of dims[1..]. */

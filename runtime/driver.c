@@ -50,7 +50,7 @@ struct opts {
     const char *metrics;          /* --metrics: JSON lines */
     const char *inputs[64];       /* predict: the input files */
     int n_inputs;
-    int64_t epochs, max_steps;    /* 0: from the model / unlimited */
+    int64_t epochs, max_steps;    /* 0: from the model; max_steps -1: unlimited */
     int64_t batch;                /* 0: from the model */
     int64_t seed;                 /* -1: from the model */
     double lr;                    /* --lr, when lr_set */
@@ -80,9 +80,10 @@ static const char usage_train[] =
     "  --data F[,F2]     training files, replacing the model's data sources in order\n"
     "  --test F[,F2]     test files, evaluated at the end of every epoch\n"
     "  --epochs N        epochs to train (default: the model's train block)\n"
-    "  --max-steps N     stop after N training steps\n"
+    "  --max-steps N     stop after N training steps (0: none; with --save, the\n"
+    "                    initialised weights are saved)\n"
     "  --batch N         batch size (default: the model's)\n"
-    "  --lr X            learning rate, replacing the optimizer's\n"
+    "  --lr X            learning rate, replacing the optimizer's (0 allowed)\n"
     "  --seed S          random seed for initialisation, shuffling and noise\n"
     "  --threads T       threads (OpenBLAS and the runtime's; OpenCL builds: also\n"
     "                    PoCL's CPU device, unless POCL_MAX_PTHREAD_COUNT is set)\n"
@@ -134,6 +135,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
 {
     memset(o, 0, sizeof *o);
     o->seed = -1;
+    o->max_steps = -1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *val = NULL;
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -190,7 +192,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
         else if (strcmp(flag, "--epochs") == 0)
             rc = parse_int(flag, val, 1, &o->epochs);
         else if (strcmp(flag, "--max-steps") == 0)
-            rc = parse_int(flag, val, 1, &o->max_steps);
+            rc = parse_int(flag, val, 0, &o->max_steps);
         else if (strcmp(flag, "--patience") == 0) {
             rc = parse_int(flag, val, 0, &o->patience);
             o->patience_set = 1;
@@ -205,8 +207,8 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
         } else if (strcmp(flag, "--lr") == 0) {
             char *end;
             o->lr = strtod(val, &end);
-            if (end == val || *end || !(o->lr > 0) || o->lr > 1e6)
-                rc = fail("--lr expects a positive number, got '%s'", val);
+            if (end == val || *end || !(o->lr >= 0) || o->lr > 1e6)
+                rc = fail("--lr expects a number from 0 to 1e6, got '%s'", val);
             o->lr_set = 1;
         }
         if (rc)
@@ -223,6 +225,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
 struct feed {
     struct nrt_array *arr;  /* per buffer: loaded samples (data NULL: none or noise) */
     const struct nrt_source_desc **src; /* per buffer: its source, or NULL */
+    struct nrt_source_desc *own; /* per buffer: the source of a --data file for an input the model gives none */
     int64_t n;              /* samples (0: no file input) */
     const char *what;       /* "training" or "test", for messages */
 };
@@ -234,6 +237,7 @@ static void feed_free(const struct nrt_model *m, struct feed *f)
             nrt_array_free(&f->arr[i]);
     free(f->arr);
     free(f->src);
+    free(f->own);
     memset(f, 0, sizeof *f);
 }
 
@@ -282,49 +286,70 @@ static int64_t row_count(const struct nrt_buffer_desc *b)
     return k;
 }
 
-/* Loads one file-sourced input from path into *out, checked against buffer b. */
+/* Takes the `row` columns from `col` of CSV table t (raw values) into *out as
+ * buffer b's dtype: features value*scale + shift, labels checked. Frees t. */
+static int csv_columns(const struct nrt_buffer_desc *b, const char *path, struct nrt_array *t, int64_t col,
+                       double scale, double shift, int32_t classes, struct nrt_array *out)
+{
+    int64_t row = row_count(b), cols = t->dims[1];
+    if (col < 0 || col + row > cols) {
+        nrt_array_free(t);
+        return fail("%s: input '%s' needs columns %lld..%lld, the file has %lld", path, b->name, (long long)col,
+                    (long long)(col + row - 1), (long long)cols);
+    }
+    int64_t dims[2] = {t->dims[0], row};
+    if (nrt_array_init(out, b->dtype, 2, dims)) {
+        nrt_array_free(t);
+        return fail_rt();
+    }
+    const float *src = t->data;
+    for (int64_t r = 0; r < t->dims[0]; r++)
+        for (int64_t k = 0; k < row; k++) {
+            double v = src[r * cols + col + k];
+            if (b->dtype == NRT_DT_F32) {
+                ((float *)out->data)[r * row + k] = (float)(v * scale + shift);
+                continue;
+            }
+            if (v != (double)(int32_t)v || (classes > 0 && (v < 0 || v >= classes))) {
+                nrt_array_free(t);
+                nrt_array_free(out);
+                return fail("%s: line %lld: label %g of input '%s' is not %s", path, (long long)(r + 1), v, b->name,
+                            classes > 0 ? "a class index in range" : "an integer");
+            }
+            ((int32_t *)out->data)[r * row + k] = (int32_t)v;
+        }
+    nrt_array_free(t);
+    return 0;
+}
+
+/* Loads one file-sourced input from path into *out, checked against buffer b.
+ * A file of the model's own source is read as the source says; a file given by
+ * --data or --test (`given`) is read by its content: .npy, IDX (raw or gzip) or
+ * CSV (columns from the source's `column` when the source is CSV, else 0). */
 static int load_input(const struct nrt_buffer_desc *b, const struct nrt_source_desc *s, const char *path,
-                      struct nrt_array *out)
+                      int given, struct nrt_array *out)
 {
     double scale = source_kw(s, "scale", 1), shift = source_kw(s, "shift", 0);
     int32_t classes = (int32_t)source_kw(s, "classes", 0);
     struct nrt_load_opts o = b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(classes) : nrt_load_opts_features(scale, shift);
-    int64_t row = row_count(b);
-    int rc;
-    if (strcmp(s->kind, "csv") == 0) {
+    struct nrt_load_opts raw = nrt_load_opts_features(1, 0);
+    int64_t row = row_count(b), col = strcmp(s->kind, "csv") == 0 ? (int64_t)source_kw(s, "column", 0) : 0;
+    int rc, csv = strcmp(s->kind, "csv") == 0;
+    if (given) {
+        if ((rc = nrt_data_load(out, path, &o, &raw, &csv)))
+            return fail_rt();
+        if (csv) {
+            struct nrt_array t = *out;
+            memset(out, 0, sizeof *out);
+            if (csv_columns(b, path, &t, col, scale, shift, classes, out))
+                return 1;
+        }
+    } else if (csv) {
         struct nrt_array t = {0};
-        struct nrt_load_opts raw = nrt_load_opts_features(1, 0);
         if ((rc = nrt_csv_load(&t, path, &raw)))
             return fail_rt();
-        int64_t col = (int64_t)source_kw(s, "column", 0), cols = t.dims[1];
-        if (col < 0 || col + row > cols) {
-            nrt_array_free(&t);
-            return fail("%s: input '%s' needs columns %lld..%lld, the file has %lld", path, b->name, (long long)col,
-                        (long long)(col + row - 1), (long long)cols);
-        }
-        int64_t dims[2] = {t.dims[0], row};
-        if ((rc = nrt_array_init(out, b->dtype, 2, dims))) {
-            nrt_array_free(&t);
-            return fail_rt();
-        }
-        const float *src = t.data;
-        for (int64_t r = 0; r < t.dims[0]; r++)
-            for (int64_t k = 0; k < row; k++) {
-                double v = src[r * cols + col + k];
-                if (b->dtype == NRT_DT_F32) {
-                    ((float *)out->data)[r * row + k] = (float)(v * scale + shift);
-                    continue;
-                }
-                if (v != (double)(int32_t)v || (classes > 0 && (v < 0 || v >= classes))) {
-                    nrt_array_free(&t);
-                    nrt_array_free(out);
-                    return fail("%s: line %lld: label %g of input '%s' is not %s", path,
-                                (long long)(r + 1), v, b->name,
-                                classes > 0 ? "a class index in range" : "an integer");
-                }
-                ((int32_t *)out->data)[r * row + k] = (int32_t)v;
-            }
-        nrt_array_free(&t);
+        if (csv_columns(b, path, &t, col, scale, shift, classes, out))
+            return 1;
     } else {
         rc = strcmp(s->kind, "idx") == 0 ? nrt_idx_load(out, path, &o) : nrt_npy_load(out, path, &o);
         if (rc)
@@ -484,7 +509,8 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
     f->what = test ? "test" : "training";
     f->arr = calloc((size_t)m->n_buffers + 1, sizeof *f->arr);
     f->src = calloc((size_t)m->n_buffers + 1, sizeof *f->src);
-    if (!f->arr || !f->src)
+    f->own = calloc((size_t)m->n_buffers + 1, sizeof *f->own);
+    if (!f->arr || !f->src || !f->own)
         return fail("out of memory");
     const char *paths[MAX_FILES];
     int npaths = 0;
@@ -497,6 +523,10 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
             return -1; /* no test data: training goes on without evaluation */
         if (test && !s->kind)
             s = &b->data; /* --test files take the training sources' layout */
+        if (!s->kind && files) { /* one file per such input, in declaration order, read by content */
+            f->own[i] = (struct nrt_source_desc){.kind = "npy", .path = b->name};
+            s = &f->own[i];
+        }
         if (!s->kind)
             return fail("input '%s' has no %s data source; give files with --%s", b->name, f->what,
                         test ? "test" : "data");
@@ -544,7 +574,7 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
         for (int k = 0; k < npaths && files; k++)
             if (strcmp(paths[k], s->path) == 0)
                 path = repl[k];
-        if (load_input(b, s, path, &f->arr[i]))
+        if (load_input(b, s, path, files != NULL, &f->arr[i]))
             return 1;
         if (!first) {
             first = path;
@@ -662,7 +692,7 @@ static void set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e)
 static void json_num(FILE *f, const char *key, double v)
 {
     if (isfinite(v))
-        fprintf(f, ",\"%s\":%.6g", key, v);
+        fprintf(f, ",\"%s\":%.9g", key, v);
     else
         fprintf(f, ",\"%s\":null", key);
 }
@@ -751,7 +781,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     int64_t ranks = nrt_dp_size(), gbatch = batch * ranks;
     int64_t nb = nrt_dataset_batch_count(&(struct nrt_dataset){.n = tr.n}, gbatch);
     int64_t steps = 0, first_epoch = ctx.epoch;
-    int stop = 0;
+    int stop = o->max_steps == 0, cut = 0; /* stop: --max-steps reached; cut: inside an epoch */
     if (!o->quiet)
         printf("training %s: %lld items, batch %lld%s, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
                ranks > 1 ? " per rank" : "", (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
@@ -806,8 +836,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 printf("\n");
                 fflush(stdout);
             }
-            if (o->max_steps && steps >= o->max_steps) {
+            if (o->max_steps >= 0 && steps >= o->max_steps) {
                 stop = 1;
+                cut = b + 1 < nb;
                 break;
             }
         }
@@ -844,7 +875,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 if (isfinite(ts.accuracy))
                     printf(" acc %.4f", ts.accuracy);
             }
-            printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9), stop ? " (--max-steps)" : "");
+            printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9), cut ? " (--max-steps)" : "");
             fflush(stdout);
         }
         if (mf) {
@@ -859,7 +890,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 json_num(mf, m->entries[train[k]].name, items ? entry_loss[k] / (double)items : NAN);
             if (ranks > 1) /* waiting for gradient reductions, mean over the ranks */
                 json_num(mf, "allreduce_seconds", comm);
-            fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, stop ? "false" : "true");
+            fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, cut ? "false" : "true");
             fflush(mf);
         }
         if (o->save)
@@ -880,6 +911,13 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                            (long long)stale, stale == 1 ? "" : "s", best_loss, (long long)best_epoch);
                 break;
             }
+        }
+    }
+    if (o->max_steps == 0 && o->save) { /* no step: the initialised (or loaded) weights */
+        nrt_ctx_sync(&ctx);
+        if (ctx.failed ? nrt_error_set(NRT_ERR_IO, "%s", ctx.err) : nrt_ckpt_save(&ctx, o->save)) {
+            rc = fail_rt();
+            goto done;
         }
     }
     if (o->save && !o->quiet)

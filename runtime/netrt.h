@@ -224,6 +224,11 @@ int nrt_image_load(struct nrt_array *out, const char *path, const struct nrt_loa
 /* Any of these, chosen by content: .npy magic, PGM or PNG magic, then a
  * plausible IDX magic, otherwise CSV. */
 int nrt_array_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts);
+/* A data file of any of the loaders' formats, chosen by content (.npy magic, a
+ * plausible IDX magic, raw or gzip'd, otherwise CSV; no images): binary formats
+ * are converted with opts, CSV with csv_opts, and *csv tells which it was. */
+int nrt_data_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts,
+                  const struct nrt_load_opts *csv_opts, int *csv);
 
 /* ----------------------------------------------------- datasets, batching -- */
 /* A dataset is a features array and an optional labels (or targets) array whose

@@ -17,6 +17,7 @@ packages=(
   llvm-14-tools                             # lit and FileCheck for the compiler tests
   clang-14 libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang, libFuzzer, ASan/UBSan/LSan runtimes
   python3                                   # runs lit
+  python3-venv                              # the PyTorch cross-check's environment (tests/torch/run.sh)
   graphviz                                  # renders `netc dump --format=dot` in tests
   libopenmpi-dev openmpi-bin                # MPI: `netc build --mpi` (libnetrt_mpi), mpirun in tests
   dataset-fashion-mnist                     # the real data set of the examples

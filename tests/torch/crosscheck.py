@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""tests/torch/crosscheck.py -- netc against PyTorch from identical weights.
+
+For every registered model (models*.py next to this file): fixed random data
+(one batch, .npy or CSV) -> `netc build` -> `PROG train --max-steps 0 --save`
+gives the initial checkpoint -> netc trains 1 and 3 steps from it -> a PyTorch
+twin starts from the same checkpoint and trains in float64 (the reference) and
+float32 -> per tensor (loss, parameters, batch-norm statistics, optimizer state,
+which after one step holds the gradient) the largest difference from the
+reference relative to the reference's largest magnitude. A tensor passes when
+netc's difference is within max(tol, 10 x PyTorch float32's own difference);
+tol is 1e-4 unless the model says otherwise.
+
+usage: crosscheck.py [--netc build/netc] [--work DIR] [--jobs J] [-v] [MODEL...]
+Exit status 1 when a model fails, with its failing tensors listed."""
+import argparse
+import concurrent.futures
+import glob
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import twin  # noqa: E402
+
+STEPS = (1, 3)
+NOISE = 1e-2
+
+
+def load_models(extra=()):
+    for path in sorted(glob.glob(os.path.join(HERE, "models*.py"))) + list(extra):
+        spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    return twin.MODELS
+
+
+def make_data(model, work):
+    """The fixed data: the arrays as the program sees them (after scale and
+    shift), and the files given to --data."""
+    rng = np.random.default_rng(model.seed)
+    raw, seen = {}, {}
+    for inp in model.inputs:
+        shape = (model.batch,) + inp.shape
+        kind = inp.kind
+        if kind == "normal":
+            a = rng.standard_normal(shape).astype(np.float32)
+        elif kind == "uniform":
+            a = rng.random(shape).astype(np.float32)
+        elif kind == "signs":
+            a = np.where(rng.random(shape) < 0.5, -1, 1).astype(np.float32)
+        elif kind == "pixels":
+            a = rng.integers(0, 256, shape).astype(np.float32)
+        elif kind.startswith("labels:"):
+            a = rng.integers(0, int(kind[7:]), shape).astype(np.int32)
+        elif kind.startswith("onehot:"):
+            c = int(kind[7:])
+            a = np.eye(c, dtype=np.float32)[rng.integers(0, c, model.batch)]
+        else:
+            raise ValueError(f"{model.name}: unknown input kind {kind}")
+        raw[inp.name] = a
+        seen[inp.name] = ((a.astype(np.float64) * inp.scale + inp.shift).astype(np.float32)
+                          if a.dtype == np.float32 else a)
+    if model.csv:
+        path = os.path.join(work, "data.csv")
+        cols = [raw[i.name].reshape(model.batch, -1).astype(np.float64) for i in model.inputs]
+        np.savetxt(path, np.concatenate(cols, axis=1), fmt="%.9g", delimiter=",")
+        return seen, [path]
+    files = []
+    for inp in model.inputs:
+        path = os.path.join(work, inp.name + ".npy")
+        np.save(path, raw[inp.name])
+        files.append(path)
+    return seen, files
+
+
+def run(cmd, work):
+    r = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+def netc_side(model, netc, work):
+    """netc's initial tensors and, per step count, (losses, tensors)."""
+    if "\n" in model.net:
+        src = os.path.join(work, model.name + ".net")
+        with open(src, "w") as f:
+            f.write(model.net)
+    else:
+        src = os.path.join(ROOT, model.net)
+    prog = os.path.join(work, model.name)
+    run([netc, "build", src, "-o", prog], work)
+    seen, files = make_data(model, work)
+    common = ["--data", ",".join(files), "--batch", str(model.batch), "--seed", str(model.seed), "--quiet"]
+    init = os.path.join(work, "init.safetensors")
+    run([prog, "train", *common, "--max-steps", "0", "--save", init], work)
+    out = {}
+    for k in STEPS:
+        ck, mf = os.path.join(work, f"s{k}.safetensors"), os.path.join(work, f"m{k}.jsonl")
+        run([prog, "train", *common, "--load", init, "--epochs", str(k), "--max-steps", str(k),
+             "--save", ck, "--metrics", mf], work)
+        lines = [json.loads(line) for line in open(mf)]
+        last = lines[-1]
+        names = [s.name for s in model.steps]
+        losses = {n: last[n] for n in names} if len(names) > 1 else {names[0]: last["loss"]}
+        out[k] = (losses, twin.st_read(ck)[0])
+    return twin.st_read(init)[0], seen, out
+
+
+def rel(a, ref):
+    a, ref = np.asarray(a, np.float64), np.asarray(ref, np.float64)
+    scale = np.max(np.abs(ref)) if ref.size else 0.0
+    d = np.max(np.abs(a - ref)) if ref.size else 0.0
+    return d / scale if scale > 0 else d
+
+
+def check(model, netc, work):
+    torch.manual_seed(0)
+    init, X, got = netc_side(model, netc, work)
+    ref = twin.run_twin(model, init, X, max(STEPS), torch.float64)
+    f32 = twin.run_twin(model, init, X, max(STEPS), torch.float32)
+    rows, fails = [], []
+    for k in STEPS:
+        losses, tensors = got[k]
+        rl, rt = ref[k - 1]
+        fl, ft = f32[k - 1]
+        items = [(f"loss {n}", losses[n], rl[n], fl[n]) for n in rl]
+        for name in sorted(rt):
+            if name not in tensors:
+                fails.append(f"step {k}: {name}: missing in netc's checkpoint")
+                continue
+            items.append((name, tensors[name], rt[name], ft[name]))
+        for name, a, r, f in items:
+            dn, dt = rel(a, r), rel(f, r)
+            tol = max(model.tol, 10 * dt)
+            ok = dn <= tol
+            rows.append((k, name, dn, dt, tol, ok))
+            if not ok:
+                fails.append(f"step {k}: {name}: netc {dn:.2e}, PyTorch f32 {dt:.2e}, tolerance {tol:.2e}")
+    worst = {k: max((r for r in rows if r[0] == k), key=lambda r: r[2] / r[4]) for k in STEPS}
+    return rows, worst, fails
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--netc", default=os.path.join(ROOT, "build", "netc"))
+    ap.add_argument("--work", help="keep the files here (default: a temporary directory)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("-v", "--verbose", action="store_true", help="every tensor's differences")
+    ap.add_argument("--models-file", action="append", default=[], help="also load the models of this file")
+    ap.add_argument("models", nargs="*")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    models = load_models(a.models_file)
+    if a.models:
+        unknown = set(a.models) - {m.name for m in models}
+        if unknown:
+            sys.exit(f"crosscheck: unknown model(s) {', '.join(sorted(unknown))}; "
+                     f"known: {', '.join(m.name for m in models)}")
+        models = [m for m in models if m.name in a.models]
+    base = a.work or tempfile.mkdtemp(prefix="netc-torch-")
+    netc = os.path.abspath(a.netc)
+
+    def one(m):
+        work = os.path.join(base, m.name)
+        os.makedirs(work, exist_ok=True)
+        try:
+            return m, check(m, netc, work), None
+        except Exception as e:  # a failed build or run is a failure of that model
+            return m, None, f"{type(e).__name__}: {e}"
+
+    print(f"PyTorch {torch.__version__}; reference float64; a tensor passes when netc's max |diff| / max |ref| "
+          f"<= max(tol, 10 x PyTorch float32's)")
+    print(f"noise: tensors whose exact value is 0 up to rounding (PyTorch float32 differs from float64 by more "
+          f"than {NOISE:g} of their largest value,\ne.g. the gradient of a bias before batch norm): checked, not in "
+          f"the max columns")
+    print(f"{'model':18s} {'step':>4s} {'tensors':>7s} {'noise':>5s} {'netc max':>9s} {'torch32':>9s}  "
+          f"worst tensor (netc / tolerance)")
+    failed = []
+    with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as ex:
+        for m, res, err in ex.map(one, models):
+            if err:
+                print(f"{m.name:18s} error: {err}")
+                failed.append(m.name)
+                continue
+            rows, worst, fails = res
+            for k in STEPS:
+                rk = [r for r in rows if r[0] == k]
+                real = [r for r in rk if r[3] < NOISE] or [(0, "", 0.0, 0.0, 1, True)]
+                w = worst[k]
+                print(f"{m.name:18s} {k:4d} {len(rk):7d} {len(rk) - len(real):5d} {max(r[2] for r in real):9.2e} "
+                      f"{max(r[3] for r in real):9.2e}  {w[1]} ({w[2]:.1e} / {w[4]:.1e})")
+            if a.verbose:
+                for k, name, dn, dt, tol, ok in rows:
+                    print(f"    step {k} {name:60s} netc {dn:.2e} torch32 {dt:.2e} tol {tol:.1e}"
+                          f"{'' if ok else '  FAIL'}")
+            for f in fails:
+                print(f"  FAIL {m.name}: {f}")
+            if fails:
+                failed.append(m.name)
+    if failed:
+        print(f"crosscheck: {len(failed)} of {len(models)} models differ from PyTorch: {', '.join(failed)}"
+              + (f" (files in {base})" if a.work else ""))
+        return 1
+    print(f"crosscheck: all {len(models)} models agree with PyTorch")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
