@@ -40,8 +40,8 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_STOP_GRADIENT: case OP_CAST:
         return (struct flops){0, false};
     case OP_MATMUL: {
-        int ta = (int)ir_get_int(n, "transpose_a");
-        return fmul(fprod(out, dim_x(arg_shape(f, n, 0), ta ? 0 : 1)), 2);
+        int ta = (int)ir_get_int(n, "transpose_a"), ra = arg_shape(f, n, 0)->rank;
+        return fmul(fprod(out, dim_x(arg_shape(f, n, 0), ta ? ra - 2 : ra - 1)), 2);
     }
     case OP_CONV2D: /* (x, w[co, ci/g, kh, kw]) -> y */
         w = arg_shape(f, n, 1);

@@ -206,7 +206,7 @@ struct fe_var {
     struct val v;     /* its value in the function being lowered */
 };
 
-#define FE_MAX_LAYER_KINDS 64
+#define FE_MAX_LAYER_KINDS 96
 
 /* The top level or one call of a net. */
 struct fe_scope {
@@ -333,6 +333,9 @@ struct val fe_layer_apply(struct lower *L, const struct fe_builtin *b, struct fe
 /* Call builtin function b. */
 struct val fe_func_call(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
                         struct loc loc);
+/* The index of this use of layer kind b in the current net (0, 1, ...): names
+ * its parameters. */
+int fe_layer_count(struct lower *L, const struct fe_builtin *b);
 /* Bind positional and keyword arguments to the option names of `what`; out[i] is
  * the argument for names[i] or NULL. Reports unknown, repeated and surplus ones. */
 bool fe_bind(struct lower *L, const char *what, const char *const *names, struct fe_arg *args, int nargs,
@@ -344,6 +347,29 @@ bool fe_opt_num(struct lower *L, const char *what, const char *name, const struc
                 double lo, double hi, double *out);
 bool fe_opt_bool(struct lower *L, const char *what, const char *name, const struct fe_arg *a, bool def,
                  bool *out);
+
+/* ----------------------------------------------------------- lower_attn.c */
+
+/* a @ b (torch.matmul on rank >= 2, batch dims broadcast), errors at loc
+ * naming `what` ("'@'", "matmul"). In lower.c. */
+struct val lw_matmul(struct lower *L, int a, int b, const char *what, struct loc loc);
+/* The builtins of lower_attn.c (rows in lower_layers.c's table). */
+struct fe_builtin;
+struct fe_arg;
+struct val fe_func_matmul(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                          struct loc loc);
+struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_layer_gelu(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                         struct loc loc);
+struct val fe_layer_conv1d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                           struct loc loc);
+struct val fe_layer_pool1d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                           struct loc loc);
+struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_func_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                             struct loc loc);
 
 /* ---------------------------------------------------------------- train.c */
 

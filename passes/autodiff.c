@@ -202,6 +202,21 @@ static void grad_LEAKY_RELU(struct ad *ad, int id, int g) {
 static void grad_SIGMOID(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_SIGMOID_GRAD, id, g)); }
 static void grad_TANH(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_TANH_GRAD, id, g)); }
 
+/* d erf(x) = dy * 2/sqrt(pi) * exp(-x^2) */
+static void grad_ERF(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int e = op1(ad, OP_EXP, op1(ad, OP_NEG, op2(ad, OP_MUL, x, x)));
+    acc_arg(ad, id, 0, op2(ad, OP_MUL, g, op2(ad, OP_MUL, e, cst(ad, 1.1283791670955126))));
+}
+
+static void grad_GELU(struct ad *ad, int id, int g) {
+    int64_t approx = ir_get_int(nd(ad, id), "approximate");
+    int args[2] = {nd(ad, id)->args[0], g};
+    int d = add(ad, OP_GELU_GRAD, args, 2);
+    ir_set_int(nd(ad, d), "approximate", approx);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
 #define grad_STOP_GRADIENT grad_none
 #define grad_CAST grad_none
 
@@ -253,6 +268,7 @@ static void grad_POW(struct ad *ad, int id, int g) {
 #define grad_LEAKY_RELU_GRAD grad_none
 #define grad_SIGMOID_GRAD grad_none
 #define grad_TANH_GRAD grad_none
+#define grad_GELU_GRAD grad_none
 
 /* x[..., c, ...] + b[c]: db sums every axis but `axis`. */
 static void grad_BIAS_ADD(struct ad *ad, int id, int g) {
@@ -415,6 +431,14 @@ static void grad_SOFTMAX(struct ad *ad, int id, int g) {
 
 static void grad_LOG_SOFTMAX(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, with_axis(ad, OP_LOG_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+}
+
+/* y = softmax(scale * x + mask): dx = scale * softmax_grad(y, dy); left-out
+ * entries have y = 0 and so no gradient. */
+static void grad_ATTN_SOFTMAX(struct ad *ad, int id, int g) {
+    double scale = ir_get_float(nd(ad, id), "scale");
+    int d = with_axis(ad, OP_SOFTMAX_GRAD, id, g, ty(ad, id)->shape.rank - 1);
+    acc_arg(ad, id, 0, scale == 1.0 ? d : op2(ad, OP_MUL, d, cst(ad, scale)));
 }
 
 #define grad_SOFTMAX_GRAD grad_none
