@@ -587,6 +587,18 @@ int nrt_threads_get(void);
 void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Learning-rate schedules (schedule.c): the rate of epoch `epoch` (0-based) at
+ * training step `step` (0-based, steps taken before this one) from the base
+ * rate; whether the schedule moves every step (else once per epoch).
+ *   step(every=E, gamma=G)         base * G^floor(epoch / E)
+ *   cosine(t_max=T)                base * (1 + cos(pi epoch / T)) / 2
+ *   linear_warmup(warmup=W)        base * min(1, (step + 1) / W)
+ *   warmup_cosine(warmup=W, t_max=T)  base * (step + 1) / W while step < W, then
+ *                                  base * (1 + cos(pi min(1, (step - W) / (T - W)))) / 2
+ *   exponential(gamma=G)           base * G^step */
+double nrt_schedule_lr(const struct nrt_source_desc *s, double base, int64_t epoch, int64_t step);
+int nrt_schedule_per_step(const struct nrt_source_desc *s);
+
 /* A batched GEMM (bmm.c): for each item q of the batch dims dim[0..nd) of C,
  * C[q] = alpha op(A[q]) op(B[q]) + beta C[q], with A[q] at element offset
  * sum_d idx_d * sa[d] (0 for a broadcast dim), B[q] likewise by sb, and C
