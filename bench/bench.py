@@ -7,7 +7,10 @@ Runtime on the same networks, data, batch and threads, interleaved, in one comma
 
 Rows: Keras CNN (examples/mnist_cnn.net) training at batch 64 and 256, LeNet
 and MLP training at batch 64 (Fashion-MNIST, the examples' optimizers), and the
-Keras CNN's inference at batch 1 (latency) and batch 256 (throughput).
+Keras CNN's inference at batch 1 (latency) and batch 256 (throughput), and
+examples/tiny_gpt.net (a character-level transformer) training at batch 32,
+in tokens/s, against the same network in PyTorch (bench/lm_bench.py) on random
+windows of the same shape.
 Training rows are compared with PyTorch eager, torch.compile (Inductor) and
 JAX jit (XLA CPU); inference rows with PyTorch eager and ONNX Runtime (the
 model exported from PyTorch). bench/baselines.py holds those sides. Each
@@ -53,6 +56,7 @@ ROWS = [
     ("MLP train b64", "mlp", "train", 64, 32000),
     ("CNN infer b1", "mnist_cnn", "infer", 1, 2.0),
     ("CNN infer b256", "mnist_cnn", "infer", 256, 2.0),
+    ("tiny_gpt tr b32", "tiny_gpt", "lm", 32, 3200),
 ]
 
 
@@ -63,7 +67,7 @@ def load():
 # ----------------------------------------------------------- baseline side --
 
 # The baselines of each kind of row (bench/baselines.py runs them).
-FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"]}
+FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"], "lm": ["eager", "compile"]}
 FW_NAMES = {"eager": "PyTorch", "compile": "torch.compile", "jax": "JAX jit", "ort": "ONNX Runtime"}
 
 
@@ -130,7 +134,16 @@ def run_netc(args, row, exes, infer):
         if out.returncode != 0:
             raise SystemExit(f"netc run failed ({name}):\n{out.stdout}\n{out.stderr}")
         with open(metrics) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+            r = json.loads(f.read().strip().splitlines()[-1])
+        if kind == "lm":  # windows/s -> tokens/s, as lm_bench.py reports
+            r["windows_per_second"] = r["images_per_second"]
+            r["images_per_second"] *= lm_window()
+        return r
+
+
+def lm_window():
+    import lm_bench
+    return lm_bench.config()["window"]
 
 
 # ------------------------------------------------------------------- table --
@@ -214,12 +227,15 @@ def main():
         name, model, kind, batch, _ = row
         fwd, train, step = fl[model]
         per_item = fwd if kind == "infer" else train + step / batch
+        if kind == "lm":  # the rates are tokens/s; netc's FLOPs are per window
+            per_item /= lm_window()
         lat = kind == "infer" and batch == 1
         key = "latency_ms" if lat else "images_per_second"
         nv = med(netc_runs[name], key)
         n_gf = med(netc_runs[name], "images_per_second") * per_item / 1e9
         fmt = "9.3f" if lat else "9.0f"
-        line = f"{name:16} {'ms' if lat else 'img/s':>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
+        unit = "ms" if lat else "tok/s" if kind == "lm" else "img/s"
+        line = f"{name:16} {unit:>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
         for f in FW_NAMES:
             if f not in wanted:
                 continue

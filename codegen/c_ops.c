@@ -464,6 +464,27 @@ void cgc_op_MATMUL(struct cgc *c, int id) {
              xs(cgc_dim(y, 1)));
 }
 
+/* With ta and no tb the batch items stack along the contraction: one GEMM with
+ * k = items * rows; otherwise one GEMM per item, accumulating. */
+void cgc_op_MATMUL_BSUM(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
+    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    int ra = a->rank, rb = b->rank;
+    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
+    if (ta && !tb) {
+        cgc_emit(c, "nrt_sgemm(1, 0, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", xs(cgc_dim(y, 0)),
+                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, k)), arg(c, id, 0), xs(cgc_dim(a, ra - 1)), arg(c, id, 1),
+                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+        return;
+    }
+    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
+    cgc_emit(c, "for (int64_t q = 0; q < %s; q++)", xs(items));
+    cgc_emit(c, "    nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d + q * %s, %s, v%d + q * %s, %s, q ? 1.0f : 0.0f, v%d, %s);",
+             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
+             arg(c, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+}
+
 /* ----------------------------------------------------------------- shape */
 
 void cgc_op_RESHAPE(struct cgc *c, int id) { (void)c, (void)id; }

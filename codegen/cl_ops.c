@@ -630,6 +630,27 @@ void clc_op_MATMUL(struct clc *k, int id) {
              arg(k, id, 1), xs(cgc_dim(b, 1)), id, xs(cgc_dim(y, 1)));
 }
 
+/* As the C column: one GEMM when the items stack along k, else one per item. */
+void clc_op_MATMUL_BSUM(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
+    bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
+    int ra = a->rank, rb = b->rank;
+    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), kk = cgc_dim(a, ta ? ra - 2 : ra - 1);
+    if (ta && !tb) {
+        cgc_emit(&k->c, "nrt_cl_sgemm(ctx, 1, 0, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", xs(cgc_dim(y, 0)),
+                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, kk)), arg(k, id, 0), xs(cgc_dim(a, ra - 1)), arg(k, id, 1),
+                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+        return;
+    }
+    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
+    cgc_emit(&k->c, "for (int64_t q = 0; q < %s; q++)", xs(items));
+    cgc_emit(&k->c,
+             "    nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d + q * %s, %s, o%d + q * %s, %s, q ? 1.0f : 0.0f, o%d, %s);",
+             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(kk), arg(k, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
+             arg(k, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+}
+
 /* ----------------------------------------------------------------- shape */
 
 void clc_op_RESHAPE(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }

@@ -551,6 +551,28 @@ bool cg_eval_MATMUL(struct cg_interp *it, int id) {
     return true;
 }
 
+/* Sum over the (equal) batch dims of op(a[q]) op(b[q]). */
+bool cg_eval_MATMUL_BSUM(struct cg_interp *it, int id) {
+    struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
+    bool ta = ir_get_int(cg_node(it, id), "transpose_a") != 0, tb = ir_get_int(cg_node(it, id), "transpose_b") != 0;
+    int ra = a->shape.rank, rb = b->shape.rank;
+    size_t m = (size_t)y->shape.dim[0], n = (size_t)y->shape.dim[1];
+    size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
+    size_t lda = (size_t)a->shape.dim[ra - 1], ldb = (size_t)b->shape.dim[rb - 1];
+    size_t ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb, nb = a->numel / ma;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = 0; j < n; j++) {
+            double s = 0;
+            for (size_t q = 0; q < nb; q++) {
+                const double *pa = a->d + q * ma, *pb = b->d + q * mb;
+                for (size_t p = 0; p < k; p++)
+                    s += pa[ta ? p * lda + i : i * lda + p] * pb[tb ? j * ldb + p : p * ldb + j];
+            }
+            y->d[i * n + j] = s;
+        }
+    return true;
+}
+
 /* ----------------------------------------------------------------- shape */
 
 bool cg_eval_RESHAPE(struct cg_interp *it, int id) {

@@ -273,6 +273,25 @@ static bool shape_MATMUL(struct rule_ctx *c) {
     return true;
 }
 
+static bool shape_MATMUL_BSUM(struct rule_ctx *c) {
+    const struct shape *sa = &c->a[0]->shape, *sb = &c->a[1]->shape;
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    bool same = sa->rank == sb->rank && sa->rank >= 3;
+    for (int i = 0; same && i < sa->rank - 2; i++) same = sa->dim[i] == sb->dim[i];
+    if (!same) return fail(c, "matmul_bsum expects operands of rank 3 or more with the same batch dims, got %s and %s",
+                           ts(c->a[0]), ts(c->a[1]));
+    bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
+    const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
+    if ((ta ? a[0] : a[1]) != (tb ? b[1] : b[0]))
+        return fail(c, "matmul_bsum of %s%s and %s%s: inner dimensions differ", ts(c->a[0]), ta ? "^T" : "",
+                    ts(c->a[1]), tb ? "^T" : "");
+    struct shape s = {2, {ta ? a[1] : a[0], tb ? b[0] : b[1]}};
+    int nn = (s.dim[0] == IR_DIM_N) + (s.dim[1] == IR_DIM_N);
+    if (nn > 1) return fail(c, "matmul_bsum: the batch dim N would appear twice");
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
 /* ----------------------------------------------------------------- shape */
 
 static bool shape_RESHAPE(struct rule_ctx *c) {

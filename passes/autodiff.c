@@ -345,21 +345,40 @@ static int matmul(struct ad *ad, int a, int b, bool ta, bool tb) {
     return fin(ad, id);
 }
 
+/* A matrix product whose batch is summed away when the operand being
+ * differentiated (`own`) is a matrix shared by the whole batch (rank 2, the
+ * other operand carrying all of the result's batch dims): one matmul_bsum
+ * instead of a batch of products and a sum_to. */
+static int matmul_to(struct ad *ad, int own, int a, int b, bool ta, bool tb) {
+    bool shared = ty(ad, own)->shape.rank == 2 && ty(ad, a)->shape.rank >= 3 &&
+                  ty(ad, a)->shape.rank == ty(ad, b)->shape.rank;
+    for (int i = 0; shared && i < ty(ad, a)->shape.rank - 2; i++)
+        shared = ty(ad, a)->shape.dim[i] == ty(ad, b)->shape.dim[i];
+    if (!shared) return matmul(ad, a, b, ta, tb);
+    int args[2] = {a, b};
+    int id = add(ad, OP_MATMUL_BSUM, args, 2);
+    ir_set_int(nd(ad, id), "transpose_a", ta);
+    ir_set_int(nd(ad, id), "transpose_b", tb);
+    return fin(ad, id);
+}
+
 /* C = op(A) op(B) with op = identity or transpose; each case by the product rule. */
 static void grad_MATMUL(struct ad *ad, int id, int g) {
     int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
     bool ta = ir_get_int(nd(ad, id), "transpose_a") != 0, tb = ir_get_int(nd(ad, id), "transpose_b") != 0;
     if (want(ad, id, 0)) {
-        int da = !ta ? matmul(ad, g, b, false, !tb) /* g op(B)^T */
-                     : matmul(ad, b, g, tb, true);  /* op(B) g^T */
+        int da = !ta ? matmul_to(ad, a, g, b, false, !tb) /* g op(B)^T */
+                     : matmul_to(ad, a, b, g, tb, true);  /* op(B) g^T */
         acc_arg(ad, id, 0, da);
     }
     if (want(ad, id, 1)) {
-        int db = !tb ? matmul(ad, a, g, !ta, false) /* op(A)^T g */
-                     : matmul(ad, g, a, true, ta);  /* g^T op(A) */
+        int db = !tb ? matmul_to(ad, b, a, g, !ta, false) /* op(A)^T g */
+                     : matmul_to(ad, b, g, a, true, ta);  /* g^T op(A) */
         acc_arg(ad, id, 1, db);
     }
 }
+
+#define grad_MATMUL_BSUM grad_none
 
 /* ----------------------------------------------------------------- shape */
 

@@ -188,6 +188,12 @@ static const struct ccase cases[] = {
     {"bmm_broadcast_ta", "input @x : f32[2,5,4]\ninput @z : f32[N,1,5,3]\n",
      "%0 = input @x : f32[2,5,4]\n%1 = input @z : f32[N,1,5,3]\n%2 = matmul(%0, %1) {transpose_a=1, transpose_b=0} : f32[N,2,4,3]\n"
      "return y=%2\n", false, false},
+    {"matmul_bsum_ta", "input @x : f32[N,4,5]\ninput @z : f32[N,4,3]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = input @z : f32[N,4,3]\n%2 = matmul_bsum(%0, %1) {transpose_a=1, transpose_b=0} : f32[5,3]\n"
+     "return y=%2\n", false, false},
+    {"matmul_bsum_tb", "input @x : f32[N,2,4,5]\ninput @z : f32[N,2,3,5]\n",
+     "%0 = input @x : f32[N,2,4,5]\n%1 = input @z : f32[N,2,3,5]\n%2 = matmul_bsum(%0, %1) {transpose_a=0, transpose_b=1} : f32[4,3]\n"
+     "return y=%2\n", false, false},
     {"attn_softmax", "input @x : f32[N,2,3,4]\n",
      "%0 = input @x : f32[N,2,3,4]\n%1 = attn_softmax(%0) {scale=0.5, causal=0} : f32[N,2,3,4]\nreturn y=%1\n", false, false},
     {"attn_softmax_causal", "input @x : f32[N,2,3,5]\n",
