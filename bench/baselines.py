@@ -289,4 +289,8 @@ def child(args):
     if args.framework == "jax":
         os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'}"
                               f" intra_op_parallelism_threads={args.threads}")
+    if args.kind == "lm":
+        import lm_bench
+        print(json.dumps(lm_bench.run_torch_lm(args)))
+        return
     print(json.dumps(RUNNERS[args.framework](args)))

@@ -10,7 +10,10 @@ and MLP training at batch 64 (Fashion-MNIST, the examples' optimizers), the
 Keras CNN's inference at batch 1 (latency) and batch 256 (throughput), and the
 recurrent rows against PyTorch eager (bench/rnn_bench.py): the GRU over the 28
 rows of Fashion-MNIST images (examples/gru_rows.net) and the seeds' LSTM
-(examples/lstm.net, 10x3 -> 50 -> 3, on random sequences) training.
+(examples/lstm.net, 10x3 -> 50 -> 3, on random sequences) training,
+and examples/tiny_gpt.net (a character-level transformer) training at batch
+32, in tokens/s, against the same network in PyTorch (bench/lm_bench.py) on
+random windows of the same shape.
 Training rows are compared with PyTorch eager, torch.compile (Inductor) and
 JAX jit (XLA CPU); inference rows with PyTorch eager and ONNX Runtime (the
 model exported from PyTorch). bench/baselines.py holds those sides. Each
@@ -59,6 +62,9 @@ ROWS = [
     ("GRU rows b64", "gru_rows", "rnn", 64, 6400),
     ("LSTM seeds b10", "lstm", "rnn", 10, 3000),
 ]
+# The transformer row, once examples/tiny_gpt.net is there (it needs the text data layers).
+if os.path.exists(os.path.join(ROOT, "examples", "tiny_gpt.net")):
+    ROWS.append(("tiny_gpt tr b32", "tiny_gpt", "lm", 32, 3200))
 
 
 def load():
@@ -68,7 +74,8 @@ def load():
 # ----------------------------------------------------------- baseline side --
 
 # The baselines of each kind of row (bench/baselines.py runs them).
-FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"], "rnn": ["eager"]}
+FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"], "rnn": ["eager"],
+              "lm": ["eager", "compile"]}
 FW_NAMES = {"eager": "PyTorch", "compile": "torch.compile", "jax": "JAX jit", "ort": "ONNX Runtime"}
 
 
@@ -142,7 +149,16 @@ def run_netc(args, row, exes, infer):
         if out.returncode != 0:
             raise SystemExit(f"netc run failed ({name}):\n{out.stdout}\n{out.stderr}")
         with open(metrics) as f:
-            return json.loads(f.read().strip().splitlines()[-1])
+            r = json.loads(f.read().strip().splitlines()[-1])
+        if kind == "lm":  # windows/s -> tokens/s, as lm_bench.py reports
+            r["windows_per_second"] = r["images_per_second"]
+            r["images_per_second"] *= lm_window()
+        return r
+
+
+def lm_window():
+    import lm_bench
+    return lm_bench.config()["window"]
 
 
 # ------------------------------------------------------------------- table --
@@ -229,12 +245,15 @@ def main():
         name, model, kind, batch, _ = row
         fwd, train, step = fl[model]
         per_item = fwd if kind == "infer" else train + step / batch
+        if kind == "lm":  # the rates are tokens/s; netc's FLOPs are per window
+            per_item /= lm_window()
         lat = kind == "infer" and batch == 1
         key = "latency_ms" if lat else "images_per_second"
         nv = med(netc_runs[name], key)
         n_gf = med(netc_runs[name], "images_per_second") * per_item / 1e9
         fmt = "9.3f" if lat else "9.0f"
-        line = f"{name:16} {'ms' if lat else 'img/s':>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
+        unit = "ms" if lat else "tok/s" if kind == "lm" else "img/s"
+        line = f"{name:16} {unit:>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
         for f in FW_NAMES:
             if f not in wanted:
                 continue

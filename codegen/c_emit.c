@@ -57,6 +57,37 @@ void cgc_strides_into(const struct shape *small, const struct shape *big, struct
     }
 }
 
+char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb, char *buf,
+                size_t len) {
+    struct shape batch = *y, ba = *a, bb = *b;
+    batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
+    struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
+    cgc_strides_into(&ba, &batch, sa);
+    cgc_strides_into(&bb, &batch, sb);
+    struct cgc_x ma = cgc_dims_prod(a, a->rank - 2, a->rank), mb = cgc_dims_prod(b, b->rank - 2, b->rank);
+    char t[3][6][CGC_XSTR_MAX], lists[3][6 * CGC_XSTR_MAX + 16];
+    for (int d = 0; d < batch.rank; d++) {
+        cgc_xstr(cgc_dim(&batch, d), t[0][d], CGC_XSTR_MAX);
+        cgc_xstr(cgc_mul(sa[d], ma), t[1][d], CGC_XSTR_MAX);
+        cgc_xstr(cgc_mul(sb[d], mb), t[2][d], CGC_XSTR_MAX);
+    }
+    for (int l = 0; l < 3; l++) {
+        size_t at = (size_t)snprintf(lists[l], sizeof lists[l], "{");
+        for (int d = 0; d < batch.rank; d++)
+            at += (size_t)snprintf(lists[l] + at, sizeof lists[l] - at, "%s%s", d ? ", " : "", t[l][d]);
+        snprintf(lists[l] + at, sizeof lists[l] - at, "%s}", batch.rank ? "" : "0");
+    }
+    char m[CGC_XSTR_MAX], n[CGC_XSTR_MAX], k[CGC_XSTR_MAX], lda[CGC_XSTR_MAX], ldb[CGC_XSTR_MAX];
+    cgc_xstr(cgc_dim(y, y->rank - 2), m, sizeof m);
+    cgc_xstr(cgc_dim(y, y->rank - 1), n, sizeof n);
+    cgc_xstr(cgc_dim(a, ta ? a->rank - 2 : a->rank - 1), k, sizeof k);
+    cgc_xstr(cgc_dim(a, a->rank - 1), lda, sizeof lda);
+    cgc_xstr(cgc_dim(b, b->rank - 1), ldb, sizeof ldb);
+    snprintf(buf, len, "&(struct nrt_bgemm){%d, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s}", ta, tb, m, n, k, lda, ldb,
+             n, batch.rank, lists[0], lists[1], lists[2]);
+    return buf;
+}
+
 bool cgc_x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
 
 char *cgc_xstr(struct cgc_x x, char *buf, size_t len) {

@@ -225,6 +225,19 @@ void cgc_op_SIGMOID(struct cgc *c, int id) {
 }
 
 void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
+void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "erff($0)"); }
+
+/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation. */
+#define CG_GELU_ERF "(0.5f * $0 * (1.0f + erff($0 * 0.70710678f)))"
+#define CG_GELU_TANH "(0.5f * $0 * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
+#define CG_GELU_ERF_GRAD "$1 * (0.5f * (1.0f + erff($0 * 0.70710678f)) + $0 * 0.39894228f * expf(-0.5f * $0 * $0))"
+#define CG_GELU_TANH_GRAD                                                                                              \
+    "$1 * (0.5f * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) + 0.5f * $0 * "                       \
+    "(1.0f - tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0)) * tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) " \
+    "* 0.79788456f * (1.0f + 0.134145f * $0 * $0))"
+void cgc_op_GELU(struct cgc *c, int id) {
+    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
+}
 void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
 
 /* A gradient bucket's member is an alias whose bucket c_emit.c starts and waits
@@ -260,6 +273,9 @@ void cgc_op_LEAKY_RELU_GRAD(struct cgc *c, int id) {
 
 void cgc_op_SIGMOID_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * $0 * (1.0f - $0)"); }
 void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $0)"); }
+void cgc_op_GELU_GRAD(struct cgc *c, int id) {
+    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH_GRAD : CG_GELU_ERF_GRAD);
+}
 
 /* Sizes before, along and after `axis` of s. */
 static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
@@ -334,7 +350,8 @@ static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst) {
     cgc_emit(c, "int64_t j = 0;");
     cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, xs(len), SUM_LANES);
     cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
-    cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
+    if (len.n || len.k % SUM_LANES) /* no tail loop that never runs (GCC warns about it) */
+        cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
     cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
     cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
     nest_close(c, ns);
@@ -493,10 +510,37 @@ void cgc_op_MATMUL(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
     bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    if (y->rank > 2) {
+        char g[CGC_BGEMM_MAX];
+        cgc_emit(c, "nrt_sgemm_batch(%s, 1.0f, v%d, v%d, 0.0f, v%d);", cgc_bgemm(a, b, y, ta, tb, g, sizeof g),
+                 arg(c, id, 0), arg(c, id, 1), id);
+        return;
+    }
     struct cgc_x k = cgc_dim(a, ta ? 0 : 1);
     cgc_emit(c, "nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", ta, tb, xs(cgc_dim(y, 0)),
              xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(cgc_dim(a, 1)), arg(c, id, 1), xs(cgc_dim(b, 1)), id,
              xs(cgc_dim(y, 1)));
+}
+
+/* With ta and no tb the batch items stack along the contraction: one GEMM with
+ * k = items * rows; otherwise one GEMM per item, accumulating. */
+void cgc_op_MATMUL_BSUM(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
+    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    int ra = a->rank, rb = b->rank;
+    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
+    if (ta && !tb) {
+        cgc_emit(c, "nrt_sgemm(1, 0, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", xs(cgc_dim(y, 0)),
+                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, k)), arg(c, id, 0), xs(cgc_dim(a, ra - 1)), arg(c, id, 1),
+                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+        return;
+    }
+    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
+    cgc_emit(c, "for (int64_t q = 0; q < %s; q++)", xs(items));
+    cgc_emit(c, "    nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d + q * %s, %s, v%d + q * %s, %s, q ? 1.0f : 0.0f, v%d, %s);",
+             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
+             arg(c, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
 }
 
 /* ----------------------------------------------------------------- shape */
@@ -586,6 +630,33 @@ static void softmax(struct cgc *c, int id, bool log_out) {
 
 void cgc_op_SOFTMAX(struct cgc *c, int id) { softmax(c, id, false); }
 void cgc_op_LOG_SOFTMAX(struct cgc *c, int id) { softmax(c, id, true); }
+
+/* Rows of the last axis (contiguous); with causal, row i of each [Tq, Tk] block
+ * keeps its first i + Tk - Tq + 1 entries (clamped), the rest are 0. */
+void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *s = &n->type.shape;
+    int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
+    bool causal = ir_get_int(n, "causal") != 0;
+    struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(rows));
+    cgc_emit(c, "    const float *x = v%d + r * %lld;", arg(c, id, 0), (long long)tk);
+    cgc_emit(c, "    float *y = v%d + r * %lld;", id, (long long)tk);
+    if (causal)
+        cgc_emit(c, "    const int64_t lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", (long long)tq,
+                 (long long)(tk - tq + 1), (long long)tk, (long long)tk);
+    else cgc_emit(c, "    const int64_t kn = %lld;", (long long)tk);
+    cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
+    cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
+    cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
+    cgc_emit(c, "        y[j] = expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        s += y[j];");
+    cgc_emit(c, "    }");
+    cgc_emit(c, "    const float inv = 1.0f / s;");
+    cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) y[j] *= inv;");
+    cgc_emit(c, "    for (int64_t j = kn; j < %lld; j++) y[j] = 0.0f;", (long long)tk);
+    cgc_emit(c, "}");
+}
 
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static void softmax_grad(struct cgc *c, int id, bool log_in) {

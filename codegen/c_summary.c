@@ -40,8 +40,12 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_STOP_GRADIENT: case OP_CAST:
         return (struct flops){0, false};
     case OP_MATMUL: {
-        int ta = (int)ir_get_int(n, "transpose_a");
-        return fmul(fprod(out, dim_x(arg_shape(f, n, 0), ta ? 0 : 1)), 2);
+        int ta = (int)ir_get_int(n, "transpose_a"), ra = arg_shape(f, n, 0)->rank;
+        return fmul(fprod(out, dim_x(arg_shape(f, n, 0), ta ? ra - 2 : ra - 1)), 2);
+    }
+    case OP_MATMUL_BSUM: { /* every item of the batch contracts into the result */
+        int tb = (int)ir_get_int(n, "transpose_b"), rb = arg_shape(f, n, 1)->rank;
+        return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)arg_shape(f, n, 1)->dim[tb ? rb - 2 : rb - 1]);
     }
     case OP_CONV2D: /* (x, w[co, ci/g, kh, kw]) -> y */
         w = arg_shape(f, n, 1);

@@ -525,6 +525,8 @@ void clc_op_RELU(struct clc *k, int id) { ewise(k, id); }
 void clc_op_LEAKY_RELU(struct clc *k, int id) { ewise(k, id); }
 void clc_op_SIGMOID(struct clc *k, int id) { ewise(k, id); }
 void clc_op_TANH(struct clc *k, int id) { ewise(k, id); }
+void clc_op_ERF(struct clc *k, int id) { ewise(k, id); }
+void clc_op_GELU(struct clc *k, int id) { ewise(k, id); }
 void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
 
 /* Reduced over the ranks through host memory, blocking (nrt_cl_allreduce): a
@@ -558,6 +560,7 @@ void clc_op_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_LEAKY_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_SIGMOID_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_TANH_GRAD(struct clc *k, int id) { ewise(k, id); }
+void clc_op_GELU_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_get_int(node(k, id), "axis")); }
 void clc_op_BROADCAST_TO(struct clc *k, int id) { ewise(k, id); }
 
@@ -668,9 +671,36 @@ void clc_op_MATMUL(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
     const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
     bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
+    if (y->rank > 2) {
+        char g[CGC_BGEMM_MAX];
+        cgc_emit(&k->c, "nrt_cl_sgemm_batch(ctx, %s, 1.0f, o%d, o%d, 0.0f, o%d);", cgc_bgemm(a, b, y, ta, tb, g, sizeof g),
+                 arg(k, id, 0), arg(k, id, 1), id);
+        return;
+    }
     cgc_emit(&k->c, "nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", ta, tb,
              xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(cgc_dim(a, ta ? 0 : 1)), arg(k, id, 0), xs(cgc_dim(a, 1)),
              arg(k, id, 1), xs(cgc_dim(b, 1)), id, xs(cgc_dim(y, 1)));
+}
+
+/* As the C column: one GEMM when the items stack along k, else one per item. */
+void clc_op_MATMUL_BSUM(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
+    bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
+    int ra = a->rank, rb = b->rank;
+    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), kk = cgc_dim(a, ta ? ra - 2 : ra - 1);
+    if (ta && !tb) {
+        cgc_emit(&k->c, "nrt_cl_sgemm(ctx, 1, 0, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", xs(cgc_dim(y, 0)),
+                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, kk)), arg(k, id, 0), xs(cgc_dim(a, ra - 1)), arg(k, id, 1),
+                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
+        return;
+    }
+    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
+    cgc_emit(&k->c, "for (int64_t q = 0; q < %s; q++)", xs(items));
+    cgc_emit(&k->c,
+             "    nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d + q * %s, %s, o%d + q * %s, %s, q ? 1.0f : 0.0f, o%d, %s);",
+             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(kk), arg(k, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
+             arg(k, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
 }
 
 /* ----------------------------------------------------------------- shape */
@@ -795,6 +825,37 @@ static void softmax(struct clc *k, int id, bool log_out) {
 
 void clc_op_SOFTMAX(struct clc *k, int id) { softmax(k, id, false); }
 void clc_op_LOG_SOFTMAX(struct clc *k, int id) { softmax(k, id, true); }
+
+/* One work-item per row of the last axis, as the C column (c_ops.c). */
+void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *s = &nd->type.shape;
+    long long tk = (long long)s->dim[s->rank - 1], tq = (long long)s->dim[s->rank - 2];
+    struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long r = get_global_id(0);");
+    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), tk);
+    clc_src(k, "    __global float *y = v%d + r * %lld;", id, tk);
+    if (ir_get_int(nd, "causal"))
+        clc_src(k, "    const long lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", tq, tk - tq + 1, tk,
+                tk);
+    else clc_src(k, "    const long kn = %lld;", tk);
+    clc_src(k, "    float mx = -INFINITY;");
+    clc_src(k, "    acc_t s = 0;");
+    clc_src(k, "    for (long j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
+    clc_src(k, "    for (long j = 0; j < kn; j++) {");
+    clc_src(k, "        const float e = exp(%s * (x[j] - mx));", fs(ir_get_float(nd, "scale")));
+    clc_src(k, "        y[j] = e;");
+    clc_src(k, "        s += e;");
+    clc_src(k, "    }");
+    clc_src(k, "    const float inv = (float)(1 / s);");
+    clc_src(k, "    for (long j = 0; j < kn; j++) y[j] *= inv;");
+    clc_src(k, "    for (long j = kn; j < %lld; j++) y[j] = 0.0f;", tk);
+    idx = kend(k);
+    klaunch(k, idx, &v, rows, false, false);
+}
 
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static void softmax_grad(struct clc *k, int id, bool log_in) {
@@ -1512,6 +1573,7 @@ void clc_prologue(FILE *src) {
           "#define logf log\n"
           "#define sqrtf sqrt\n"
           "#define tanhf tanh\n"
+          "#define erff erf\n"
           "#define powf pow\n"
           "\n"
           "/* The IR's conversion to i32: toward zero, saturating, NaN as 0. */\n"

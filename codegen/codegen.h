@@ -222,6 +222,11 @@ struct cgc_x cgc_dims_prod(const struct shape *s, int from, int to);
 void cgc_strides(const struct shape *s, struct cgc_x *st);
 void cgc_strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st);
 bool cgc_x_equal(struct cgc_x a, struct cgc_x b);
+/* The C text of a pointer to a struct nrt_bgemm (runtime/netrt.h) for the
+ * batched product y = op(a) op(b) of rank >= 3 (torch.matmul broadcasting). */
+#define CGC_BGEMM_MAX 640
+char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb, char *buf,
+                size_t len);
 /* Prints x as C ("784", "784 * n", "n") into buf; returns buf. */
 char *cgc_xstr(struct cgc_x x, char *buf, size_t len);
 #define CGC_XSTR_MAX 48

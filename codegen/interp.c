@@ -326,6 +326,40 @@ bool cg_eval_RELU(struct cg_interp *it, int id) { return unary(it, id, f_relu); 
 bool cg_eval_LEAKY_RELU(struct cg_interp *it, int id) { return unary(it, id, f_leaky); }
 bool cg_eval_SIGMOID(struct cg_interp *it, int id) { return unary(it, id, f_sigmoid); }
 bool cg_eval_TANH(struct cg_interp *it, int id) { return unary(it, id, f_tanh); }
+static double f_erf(double x, double a) { return erf(x); }
+bool cg_eval_ERF(struct cg_interp *it, int id) { return unary(it, id, f_erf); }
+
+/* GELU and its derivative, exact (erf) or tanh-approximated (PyTorch's formulas). */
+static double gelu(double x, bool approx, double *deriv) {
+    if (!approx) {
+        double cdf = 0.5 * (1 + erf(x * 0.70710678118654752440));
+        *deriv = cdf + x * exp(-0.5 * x * x) * 0.39894228040143267794; /* 1/sqrt(2 pi) */
+        return x * cdf;
+    }
+    const double k = 0.79788456080286535588, c = 0.044715; /* sqrt(2/pi) */
+    double t = tanh(k * (x + c * x * x * x));
+    *deriv = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * c * x * x);
+    return 0.5 * x * (1 + t);
+}
+
+bool cg_eval_GELU(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
+    bool approx = ir_get_int(cg_node(it, id), "approximate") != 0;
+    double d;
+    for (size_t i = 0; i < y->numel; i++) y->d[i] = gelu(x->d[i], approx, &d);
+    return true;
+}
+
+bool cg_eval_GELU_GRAD(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
+    bool approx = ir_get_int(cg_node(it, id), "approximate") != 0;
+    double d;
+    for (size_t i = 0; i < dx->numel; i++) {
+        gelu(x->d[i], approx, &d);
+        dx->d[i] = dy->d[i] * d;
+    }
+    return true;
+}
 bool cg_eval_STOP_GRADIENT(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 /* One process: every rank's share is 1. */
 bool cg_eval_ALLREDUCE(struct cg_interp *it, int id) { return unary(it, id, f_id); }
@@ -491,17 +525,51 @@ bool cg_eval_BROADCAST_TO(struct cg_interp *it, int id) {
 
 /* --------------------------------------------------------------- matmul */
 
+/* torch.matmul: for each item of the broadcast batch dims of y, y[b] = op(a[b]) op(b[b]). */
 bool cg_eval_MATMUL(struct cg_interp *it, int id) {
     struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
     bool ta = ir_get_int(cg_node(it, id), "transpose_a") != 0, tb = ir_get_int(cg_node(it, id), "transpose_b") != 0;
+    int ry = y->shape.rank, ra = a->shape.rank, rb = b->shape.rank;
+    size_t m = (size_t)y->shape.dim[ry - 2], n = (size_t)y->shape.dim[ry - 1];
+    size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
+    size_t lda = (size_t)a->shape.dim[ra - 1], ldb = (size_t)b->shape.dim[rb - 1];
+    struct shape batch = y->shape, ba = a->shape, bb = b->shape;
+    batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
+    int64_t sa[IR_MAX_RANK], sb[IR_MAX_RANK];
+    strides_into(&ba, &batch, sa);
+    strides_into(&bb, &batch, sb);
+    size_t nb = numel(&batch), ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb;
+    for (size_t q = 0; q < nb; q++) {
+        const double *pa = a->d + map_index(&batch, sa, q) * ma, *pb = b->d + map_index(&batch, sb, q) * mb;
+        double *py = y->d + q * m * n;
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) {
+                double s = 0;
+                for (size_t p = 0; p < k; p++)
+                    s += pa[ta ? p * lda + i : i * lda + p] * pb[tb ? j * ldb + p : p * ldb + j];
+                py[i * n + j] = s;
+            }
+    }
+    return true;
+}
+
+/* Sum over the (equal) batch dims of op(a[q]) op(b[q]). */
+bool cg_eval_MATMUL_BSUM(struct cg_interp *it, int id) {
+    struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
+    bool ta = ir_get_int(cg_node(it, id), "transpose_a") != 0, tb = ir_get_int(cg_node(it, id), "transpose_b") != 0;
+    int ra = a->shape.rank, rb = b->shape.rank;
     size_t m = (size_t)y->shape.dim[0], n = (size_t)y->shape.dim[1];
-    size_t k = (size_t)(ta ? a->shape.dim[0] : a->shape.dim[1]);
-    size_t lda = (size_t)a->shape.dim[1], ldb = (size_t)b->shape.dim[1];
+    size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
+    size_t lda = (size_t)a->shape.dim[ra - 1], ldb = (size_t)b->shape.dim[rb - 1];
+    size_t ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb, nb = a->numel / ma;
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double s = 0;
-            for (size_t p = 0; p < k; p++)
-                s += a->d[ta ? p * lda + i : i * lda + p] * b->d[tb ? j * ldb + p : p * ldb + j];
+            for (size_t q = 0; q < nb; q++) {
+                const double *pa = a->d + q * ma, *pb = b->d + q * mb;
+                for (size_t p = 0; p < k; p++)
+                    s += pa[ta ? p * lda + i : i * lda + p] * pb[tb ? j * ldb + p : p * ldb + j];
+            }
             y->d[i * n + j] = s;
         }
     return true;

@@ -45,6 +45,25 @@ static bool softmax(struct cg_interp *it, int id, bool log_out) {
 bool cg_eval_SOFTMAX(struct cg_interp *it, int id) { return softmax(it, id, false); }
 bool cg_eval_LOG_SOFTMAX(struct cg_interp *it, int id) { return softmax(it, id, true); }
 
+/* Rows of the last axis: softmax of scale * x over j <= i + (Tk - Tq) when causal. */
+bool cg_eval_ATTN_SOFTMAX(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
+    double scale = ir_get_float(cg_node(it, id), "scale");
+    bool causal = ir_get_int(cg_node(it, id), "causal") != 0;
+    size_t tk = (size_t)x->shape.dim[x->shape.rank - 1], tq = (size_t)x->shape.dim[x->shape.rank - 2];
+    double row[4096];
+    if (tk > 4096) return cg_fail(it, id, "rows longer than 4096");
+    for (size_t r = 0; r < x->numel / tk; r++) {
+        size_t i = r % tq;
+        long long lim = causal ? (long long)i + (long long)tk - (long long)tq : (long long)tk - 1;
+        size_t n = lim < 0 ? 0 : lim + 1 > (long long)tk ? tk : (size_t)lim + 1;
+        for (size_t j = 0; j < n; j++) row[j] = scale * x->d[r * tk + j];
+        double lse = n ? logsumexp(row, n, 1) : 0;
+        for (size_t j = 0; j < tk; j++) y->d[r * tk + j] = j < n ? exp(row[j] - lse) : 0;
+    }
+    return true;
+}
+
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static bool softmax_grad(struct cg_interp *it, int id, bool log_in) {
     struct cg_val *y = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);

@@ -210,7 +210,7 @@ struct fe_var {
     struct val v;     /* its value in the function being lowered */
 };
 
-#define FE_MAX_LAYER_KINDS 64
+#define FE_MAX_LAYER_KINDS 96
 
 /* The top level or one call of a net. */
 struct fe_scope {
@@ -388,6 +388,29 @@ struct val fe_func_time_pool(struct lower *L, const struct fe_builtin *b, struct
                              struct loc loc);
 struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
                               struct loc loc);
+
+/* ----------------------------------------------------------- lower_attn.c */
+
+/* a @ b (torch.matmul on rank >= 2, batch dims broadcast), errors at loc
+ * naming `what` ("'@'", "matmul"). In lower.c. */
+struct val lw_matmul(struct lower *L, int a, int b, const char *what, struct loc loc);
+/* The builtins of lower_attn.c (rows in lower_layers.c's table). */
+struct fe_builtin;
+struct fe_arg;
+struct val fe_func_matmul(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                          struct loc loc);
+struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_layer_gelu(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                         struct loc loc);
+struct val fe_layer_conv1d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                           struct loc loc);
+struct val fe_layer_pool1d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                           struct loc loc);
+struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_func_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                             struct loc loc);
 
 /* ---------------------------------------------------------------- train.c */
 

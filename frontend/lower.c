@@ -291,6 +291,23 @@ static bool broadcasts(const struct shape *x, const struct shape *y) {
     return true;
 }
 
+/* a @ b with torch.matmul's rules on rank >= 2 (batch dims broadcast). */
+struct val lw_matmul(struct lower *L, int a, int b, const char *what, struct loc loc) {
+    const struct type *ta = lw_type(L, a), *tb = lw_type(L, b);
+    const struct shape *sa = &ta->shape, *sb = &tb->shape;
+    if (sa->rank < 2 || sb->rank < 2) {
+        lw_error(L, loc, "%s multiplies matrices or batches of them (rank 2 or more), got %s @ %s", what,
+                 lw_tstr(L, ta), lw_tstr(L, tb));
+        return lw_err();
+    }
+    if (sa->dim[sa->rank - 1] != sb->dim[sb->rank - 2]) {
+        lw_error(L, loc, "%s of %s and %s: the inner dims differ", what, lw_tstr(L, ta), lw_tstr(L, tb));
+        return lw_err();
+    }
+    int id = lw_node(L, OP_MATMUL, (int[]){a, b}, 2, loc);
+    return lw_tensor(lw_fin(L, id));
+}
+
 static struct val lower_binary(struct lower *L, const struct ast_expr *e) {
     struct val l = lower_expr(L, e->lhs);
     if (l.kind == V_ERR) return l;
@@ -327,16 +344,7 @@ static struct val lower_binary(struct lower *L, const struct ast_expr *e) {
     if (a < 0 || b < 0) return lw_err();
     const struct type *ta = lw_type(L, a), *tb = lw_type(L, b);
     if (e->op == '@') {
-        if (ta->shape.rank != 2 || tb->shape.rank != 2) {
-            lw_error(L, e->loc, "'@' multiplies rank-2 matrices, got %s @ %s", lw_tstr(L, ta), lw_tstr(L, tb));
-            return lw_err();
-        }
-        if (ta->shape.dim[1] != tb->shape.dim[0]) {
-            lw_error(L, e->loc, "'@' of %s and %s: the inner dims differ", lw_tstr(L, ta), lw_tstr(L, tb));
-            return lw_err();
-        }
-        int id = lw_node(L, OP_MATMUL, (int[]){a, b}, 2, e->loc);
-        return lw_tensor(lw_fin(L, id));
+        return lw_matmul(L, a, b, "'@'", e->loc);
     }
     static const char *const verb[] = {['+'] = "add", ['-'] = "subtract", ['*'] = "multiply", ['/'] = "divide"};
     if (!broadcasts(&ta->shape, &tb->shape)) {

@@ -814,6 +814,14 @@ static struct val func_transpose(struct lower *L, const struct fe_builtin *b, st
     int64_t perm[IR_MAX_RANK];
     if (nargs == 1) {
         for (int i = 0; i < rank; i++) perm[i] = rank - 1 - i;
+    } else if (nargs == 3 && rank != 2) { /* transpose(x, a, b): swap two axes (torch.transpose) */
+        int64_t ax[2];
+        for (int i = 0; i < 2; i++) {
+            if (!fe_opt_int(L, "transpose", "an axis", &args[i + 1], 0, -rank, rank - 1, &ax[i])) return lw_err();
+            if (ax[i] < 0) ax[i] += rank;
+        }
+        for (int i = 0; i < rank; i++) perm[i] = i;
+        perm[ax[0]] = ax[1], perm[ax[1]] = ax[0];
     } else if (nargs - 1 != rank) {
         lw_error(L, loc, "transpose of %s needs %d axes, got %d", lw_tstr(L, lw_type(L, x)), rank, nargs - 1);
         return lw_err();
@@ -901,6 +909,18 @@ static const struct fe_builtin builtins[] = {
     {"sum", F_, {NULL}, NULL, func_reduce, OP_SUM},
     {"max", F_, {NULL}, NULL, func_reduce, OP_MAX},
     {"transpose", F_, {NULL}, NULL, func_transpose, OP_TRANSPOSE},
+    /* lower_attn.c */
+    {"matmul", F_, {NULL}, NULL, fe_func_matmul, OP_MATMUL},
+    {"bmm", F_, {NULL}, NULL, fe_func_matmul, OP_MATMUL},
+    {"layernorm", L_, {"eps"}, fe_layer_layernorm, NULL, OP_MEAN},
+    {"gelu", L_ | F_, {"approximate"}, fe_layer_gelu, NULL, OP_GELU},
+    {"erf", F_, {NULL}, layer_unary, NULL, OP_ERF},
+    {"conv1d", L_, {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"}, fe_layer_conv1d, NULL,
+     OP_CONV2D},
+    {"maxpool1d", L_, {"kernel", "stride", "padding"}, fe_layer_pool1d, NULL, OP_MAXPOOL2D},
+    {"avgpool1d", L_, {"kernel", "stride", "padding"}, fe_layer_pool1d, NULL, OP_AVGPOOL2D},
+    {"attention", L_ | F_, {"heads", "causal", "dropout", "mask", "key_padding_mask"}, fe_layer_attention,
+     fe_func_attention, OP_ATTN_SOFTMAX},
     {"concat", F_, {NULL}, NULL, func_concat, OP_CONCAT},
     {"ones_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"zeros_like", F_, {NULL}, NULL, func_like, OP_CONST},

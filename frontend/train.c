@@ -76,11 +76,15 @@ struct optim_spec {
 };
 
 static const struct optim_spec optims[] = {
-    {"sgd", {"lr", "momentum", "nesterov", "weight_decay"}, {0.01, 0, 0, 0}},
-    {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0}},
-    {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0.01}},
-    {"rmsprop", {"lr", "rho", "eps", "momentum"}, {0.001, 0.9, 1e-7, 0}},
+    {"sgd", {"lr", "momentum", "nesterov", "weight_decay", "clipnorm", "clipvalue"}, {0.01, 0, 0, 0, 0, 0}},
+    {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"}, {0.001, 0.9, 0.999, 1e-7, 0, 0, 0}},
+    {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
+     {0.001, 0.9, 0.999, 1e-7, 0.01, 0, 0}},
+    {"rmsprop", {"lr", "rho", "eps", "momentum", "clipnorm", "clipvalue"}, {0.001, 0.9, 1e-7, 0, 0, 0}},
 };
+
+/* Gradient clipping, an option of every optimizer; 0 (off) is left out of the IR. */
+static bool is_clip(const char *opt) { return strcmp(opt, "clipnorm") == 0 || strcmp(opt, "clipvalue") == 0; }
 static const char *const optim_names[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
 
 static struct ir_optim optim_fill(struct lower *L, const struct optim_spec *s, const double *vals) {
@@ -88,9 +92,9 @@ static struct ir_optim optim_fill(struct lower *L, const struct optim_spec *s, c
     memset(&o, 0, sizeof o);
     o.kind = arena_strdup(L->m->arena, s->name);
     for (int i = 0; s->opts[i]; i++) {
-        o.kw[i] = arena_strdup(L->m->arena, s->opts[i]);
-        o.kwval[i] = vals[i];
-        o.nkw++;
+        if (is_clip(s->opts[i]) && vals[i] == 0) continue;
+        o.kw[o.nkw] = arena_strdup(L->m->arena, s->opts[i]);
+        o.kwval[o.nkw++] = vals[i];
     }
     return o;
 }
@@ -133,6 +137,8 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1e6, &vals[i]);
         } else if (strcmp(n, "eps") == 0) {
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1, &vals[i]);
+        } else if (is_clip(n)) {
+            ok = fe_opt_num(L, spec->name, n, o[i], 0, 0, 1e30, &vals[i]);
         } else if (strcmp(n, "weight_decay") == 0) {
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 1e6, &vals[i]);
         } else { /* momentum, beta1, beta2, rho: [0, 1) */
@@ -150,42 +156,67 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
     return true;
 }
 
-/* `schedule step(every=E, gamma=G)` or `schedule cosine(t_max=T)`. */
+/* `schedule KIND(options)`: the schedules of runtime/schedule.c. Options are
+ * integers (step counts) except gamma; required ones have no default. */
+struct sched_spec {
+    const char *name;          /* as written */
+    const char *opts[3];       /* option names, NULL-terminated */
+    bool required[2];          /* per option */
+    double defs[2];            /* defaults of optional ones */
+};
+
+static const struct sched_spec scheds[] = {
+    {"step", {"every", "gamma"}, {true, false}, {0, 0.1}},
+    {"cosine", {"t_max"}, {true}, {0}},
+    {"linear_warmup", {"warmup"}, {true}, {0}},
+    {"warmup_cosine", {"warmup", "t_max"}, {true, true}, {0, 0}},
+    {"exponential", {"gamma"}, {true}, {0}},
+};
+static const char *const sched_names[] = {"step", "cosine", "linear_warmup", "warmup_cosine", "exponential", NULL};
+#define SCHED_USAGE                                                                                                \
+    "step(every=E, gamma=G), cosine(t_max=T), linear_warmup(warmup=W), warmup_cosine(warmup=W, t_max=T) or "       \
+    "exponential(gamma=G)"
+
 static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_source *out) {
-    static const char *const kinds[] = {"step", "cosine", NULL};
-    static const char *const step_opts[] = {"every", "gamma", NULL}, *const cos_opts[] = {"t_max", NULL};
     const struct ast_expr *e = t->n == 2 ? t->v[1] : NULL;
     if (!e || e->kind != AST_CALL) {
-        lw_error(L, t->loc, "expected a schedule: step(every=E, gamma=G) or cosine(t_max=T)");
+        lw_error(L, t->loc, "expected a schedule: " SCHED_USAGE);
         return false;
     }
-    bool is_step = strcmp(e->str, "step") == 0;
-    if (!is_step && strcmp(e->str, "cosine") != 0) {
-        const char *near = fe_nearest(e->str, kinds);
-        if (near) lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: step, cosine", e->str, near);
-        else lw_error(L, e->loc, "unknown schedule '%s'; schedules: step, cosine", e->str);
+    const struct sched_spec *sp = NULL;
+    for (size_t i = 0; i < sizeof scheds / sizeof scheds[0]; i++)
+        if (strcmp(scheds[i].name, e->str) == 0) sp = &scheds[i];
+    if (!sp) {
+        const char *near = fe_nearest(e->str, sched_names);
+        if (near) lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: %s", e->str, near,
+                           list(L, sched_names));
+        else lw_error(L, e->loc, "unknown schedule '%s'; schedules: %s", e->str, list(L, sched_names));
         return false;
     }
     struct fe_arg args[8], *o[FE_MAX_OPTS];
-    if (!const_args(L, e, args, 8) || !fe_bind(L, e->str, is_step ? step_opts : cos_opts, args, e->nargs, o, e->loc))
-        return false;
+    if (!const_args(L, e, args, 8) || !fe_bind(L, e->str, sp->opts, args, e->nargs, o, e->loc)) return false;
     memset(out, 0, sizeof *out);
     out->kind = arena_strdup(L->m->arena, e->str);
-    int64_t n;
-    if (!o[0]) {
-        lw_error(L, e->loc, "%s needs '%s'", e->str, is_step ? "every" : "t_max");
-        return false;
+    for (int i = 0; sp->opts[i]; i++) {
+        const char *n = sp->opts[i];
+        if (!o[i] && sp->required[i]) {
+            lw_error(L, e->loc, "%s needs '%s'", e->str, n);
+            return false;
+        }
+        double v;
+        if (strcmp(n, "gamma") == 0) {
+            if (!fe_opt_num(L, e->str, n, o[i], sp->defs[i], 1e-12, 1, &v)) return false;
+        } else {
+            int64_t k;
+            if (!fe_opt_int(L, e->str, n, o[i], 1, 1, 1 << 30, &k)) return false;
+            v = (double)k;
+        }
+        out->kw[out->nkw] = n;
+        out->kwval[out->nkw++] = v;
     }
-    if (!fe_opt_int(L, e->str, is_step ? "every" : "t_max", o[0], 1, 1, 1 << 30, &n)) return false;
-    out->kw[0] = is_step ? "every" : "t_max";
-    out->kwval[0] = (double)n;
-    out->nkw = 1;
-    if (is_step) {
-        double g;
-        if (!fe_opt_num(L, "step", "gamma", o[1], 0.1, 1e-12, 1, &g)) return false;
-        out->kw[1] = "gamma";
-        out->kwval[1] = g;
-        out->nkw = 2;
+    if (strcmp(e->str, "warmup_cosine") == 0 && out->kwval[1] <= out->kwval[0]) {
+        lw_error(L, e->loc, "warmup_cosine: t_max (%g) must be larger than warmup (%g)", out->kwval[1], out->kwval[0]);
+        return false;
     }
     return true;
 }

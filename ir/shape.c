@@ -135,6 +135,8 @@ static bool shape_RELU(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_LEAKY_RELU(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_SIGMOID(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_TANH(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_ERF(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_GELU(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_STOP_GRADIENT(struct rule_ctx *c) { return shape_NEG(c); }
 static bool shape_ALLREDUCE(struct rule_ctx *c) { return unary_f32(c); }
 
@@ -173,6 +175,7 @@ static bool shape_RELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_LEAKY_RELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_SIGMOID_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_TANH_GRAD(struct rule_ctx *c) { return act_grad(c); }
+static bool shape_GELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
 
 static bool shape_BIAS_ADD(struct rule_ctx *c) {
     int64_t axis = ir_get_int(c->n, "axis");
@@ -243,18 +246,49 @@ static bool shape_BROADCAST_TO(struct rule_ctx *c) {
 
 /* --------------------------------------------------------------- matmul */
 
+/* torch.matmul on rank >= 2: the last two dims multiply (each optionally
+ * transposed), the dims before them are batch dims that broadcast. */
 static bool shape_MATMUL(struct rule_ctx *c) {
-    if (c->a[0]->shape.rank != 2 || c->a[1]->shape.rank != 2)
-        return fail(c, "matmul expects rank-2 operands, got %s and %s", ts(c->a[0]), ts(c->a[1]));
+    const struct shape *sa = &c->a[0]->shape, *sb = &c->a[1]->shape;
+    if (sa->rank < 2 || sb->rank < 2)
+        return fail(c, "matmul expects operands of rank 2 or more, got %s and %s", ts(c->a[0]), ts(c->a[1]));
     if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
     bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
-    const int64_t *a = c->a[0]->shape.dim, *b = c->a[1]->shape.dim;
+    const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
     int64_t m = ta ? a[1] : a[0], ka = ta ? a[0] : a[1];
     int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
     if (ka != kb)
         return fail(c, "matmul of %s%s and %s%s: inner dimensions differ", ts(c->a[0]), ta ? "^T" : "",
                     ts(c->a[1]), tb ? "^T" : "");
-    struct shape s = {2, {m, n}};
+    struct shape ba = *sa, bb = *sb, s;
+    ba.rank -= 2, bb.rank -= 2;
+    if (!broadcast(&ba, &bb, &s))
+        return fail(c, "matmul of %s and %s: the batch dims do not broadcast", ts(c->a[0]), ts(c->a[1]));
+    if (s.rank + 2 > IR_MAX_RANK) return fail(c, "matmul: the result has more than %d dims", IR_MAX_RANK);
+    s.dim[s.rank] = m, s.dim[s.rank + 1] = n;
+    s.rank += 2;
+    int nn = 0;
+    for (int i = 0; i < s.rank; i++) nn += s.dim[i] == IR_DIM_N;
+    if (nn > 1) return fail(c, "matmul of %s and %s: the batch dim N would appear twice", ts(c->a[0]), ts(c->a[1]));
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_MATMUL_BSUM(struct rule_ctx *c) {
+    const struct shape *sa = &c->a[0]->shape, *sb = &c->a[1]->shape;
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    bool same = sa->rank == sb->rank && sa->rank >= 3;
+    for (int i = 0; same && i < sa->rank - 2; i++) same = sa->dim[i] == sb->dim[i];
+    if (!same) return fail(c, "matmul_bsum expects operands of rank 3 or more with the same batch dims, got %s and %s",
+                           ts(c->a[0]), ts(c->a[1]));
+    bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
+    const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
+    if ((ta ? a[0] : a[1]) != (tb ? b[1] : b[0]))
+        return fail(c, "matmul_bsum of %s%s and %s%s: inner dimensions differ", ts(c->a[0]), ta ? "^T" : "",
+                    ts(c->a[1]), tb ? "^T" : "");
+    struct shape s = {2, {ta ? a[1] : a[0], tb ? b[0] : b[1]}};
+    int nn = (s.dim[0] == IR_DIM_N) + (s.dim[1] == IR_DIM_N);
+    if (nn > 1) return fail(c, "matmul_bsum: the batch dim N would appear twice");
     set_type(c, DT_F32, &s);
     return true;
 }
@@ -354,6 +388,18 @@ static bool shape_SOFTMAX(struct rule_ctx *c) { return softmax_like(c); }
 static bool shape_LOG_SOFTMAX(struct rule_ctx *c) { return softmax_like(c); }
 static bool shape_SOFTMAX_GRAD(struct rule_ctx *c) { return softmax_like(c) && act_grad(c); }
 static bool shape_LOG_SOFTMAX_GRAD(struct rule_ctx *c) { return softmax_like(c) && act_grad(c); }
+
+/* Scores [..., Tq, Tk]: rank 2 or more, static last two dims. */
+static bool shape_ATTN_SOFTMAX(struct rule_ctx *c) {
+    const struct shape *s = &c->a[0]->shape;
+    if (!need_f32(c, 0)) return false;
+    if (s->rank < 2) return fail(c, "attn_softmax expects scores [..., Tq, Tk], got %s", ts(c->a[0]));
+    if (!(ir_get_float(c->n, "scale") > 0)) return fail(c, "attn_softmax needs a positive scale");
+    int64_t d;
+    if (!static_dim(c, 0, s->rank - 1, &d) || !static_dim(c, 0, s->rank - 2, &d)) return false;
+    c->n->type = *c->a[0];
+    return true;
+}
 
 /* ---------------------------------------------------------------- losses */
 

@@ -202,6 +202,21 @@ static void grad_LEAKY_RELU(struct ad *ad, int id, int g) {
 static void grad_SIGMOID(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_SIGMOID_GRAD, id, g)); }
 static void grad_TANH(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_TANH_GRAD, id, g)); }
 
+/* d erf(x) = dy * 2/sqrt(pi) * exp(-x^2) */
+static void grad_ERF(struct ad *ad, int id, int g) {
+    int x = nd(ad, id)->args[0];
+    int e = op1(ad, OP_EXP, op1(ad, OP_NEG, op2(ad, OP_MUL, x, x)));
+    acc_arg(ad, id, 0, op2(ad, OP_MUL, g, op2(ad, OP_MUL, e, cst(ad, 1.1283791670955126))));
+}
+
+static void grad_GELU(struct ad *ad, int id, int g) {
+    int64_t approx = ir_get_int(nd(ad, id), "approximate");
+    int args[2] = {nd(ad, id)->args[0], g};
+    int d = add(ad, OP_GELU_GRAD, args, 2);
+    ir_set_int(nd(ad, d), "approximate", approx);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
 #define grad_STOP_GRADIENT grad_none
 #define grad_CAST grad_none
 
@@ -262,6 +277,7 @@ static void grad_POW(struct ad *ad, int id, int g) {
 #define grad_LEAKY_RELU_GRAD grad_none
 #define grad_SIGMOID_GRAD grad_none
 #define grad_TANH_GRAD grad_none
+#define grad_GELU_GRAD grad_none
 
 /* x[..., c, ...] + b[c]: db sums every axis but `axis`. */
 static void grad_BIAS_ADD(struct ad *ad, int id, int g) {
@@ -338,21 +354,40 @@ static int matmul(struct ad *ad, int a, int b, bool ta, bool tb) {
     return fin(ad, id);
 }
 
+/* A matrix product whose batch is summed away when the operand being
+ * differentiated (`own`) is a matrix shared by the whole batch (rank 2, the
+ * other operand carrying all of the result's batch dims): one matmul_bsum
+ * instead of a batch of products and a sum_to. */
+static int matmul_to(struct ad *ad, int own, int a, int b, bool ta, bool tb) {
+    bool shared = ty(ad, own)->shape.rank == 2 && ty(ad, a)->shape.rank >= 3 &&
+                  ty(ad, a)->shape.rank == ty(ad, b)->shape.rank;
+    for (int i = 0; shared && i < ty(ad, a)->shape.rank - 2; i++)
+        shared = ty(ad, a)->shape.dim[i] == ty(ad, b)->shape.dim[i];
+    if (!shared) return matmul(ad, a, b, ta, tb);
+    int args[2] = {a, b};
+    int id = add(ad, OP_MATMUL_BSUM, args, 2);
+    ir_set_int(nd(ad, id), "transpose_a", ta);
+    ir_set_int(nd(ad, id), "transpose_b", tb);
+    return fin(ad, id);
+}
+
 /* C = op(A) op(B) with op = identity or transpose; each case by the product rule. */
 static void grad_MATMUL(struct ad *ad, int id, int g) {
     int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
     bool ta = ir_get_int(nd(ad, id), "transpose_a") != 0, tb = ir_get_int(nd(ad, id), "transpose_b") != 0;
     if (want(ad, id, 0)) {
-        int da = !ta ? matmul(ad, g, b, false, !tb) /* g op(B)^T */
-                     : matmul(ad, b, g, tb, true);  /* op(B) g^T */
+        int da = !ta ? matmul_to(ad, a, g, b, false, !tb) /* g op(B)^T */
+                     : matmul_to(ad, a, b, g, tb, true);  /* op(B) g^T */
         acc_arg(ad, id, 0, da);
     }
     if (want(ad, id, 1)) {
-        int db = !tb ? matmul(ad, a, g, !ta, false) /* op(A)^T g */
-                     : matmul(ad, g, a, true, ta);  /* g^T op(A) */
+        int db = !tb ? matmul_to(ad, b, a, g, !ta, false) /* op(A)^T g */
+                     : matmul_to(ad, b, g, a, true, ta);  /* g^T op(A) */
         acc_arg(ad, id, 1, db);
     }
 }
+
+#define grad_MATMUL_BSUM grad_none
 
 /* ----------------------------------------------------------------- shape */
 
@@ -424,6 +459,14 @@ static void grad_SOFTMAX(struct ad *ad, int id, int g) {
 
 static void grad_LOG_SOFTMAX(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, with_axis(ad, OP_LOG_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+}
+
+/* y = softmax(scale * x + mask): dx = scale * softmax_grad(y, dy); left-out
+ * entries have y = 0 and so no gradient. */
+static void grad_ATTN_SOFTMAX(struct ad *ad, int id, int g) {
+    double scale = ir_get_float(nd(ad, id), "scale");
+    int d = with_axis(ad, OP_SOFTMAX_GRAD, id, g, ty(ad, id)->shape.rank - 1);
+    acc_arg(ad, id, 0, scale == 1.0 ? d : op2(ad, OP_MUL, d, cst(ad, scale)));
 }
 
 #define grad_SOFTMAX_GRAD grad_none

@@ -69,7 +69,7 @@
 
 enum optim_kind { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP };
 
-#define OPT_MAX 5 /* options of the longest optimizer */
+#define OPT_MAX 7 /* options of the longest optimizer */
 
 /* One optimizer: its options in canonical order with the language's defaults (the
  * front end's; used only when a hand-written .ir file leaves an option out). */
@@ -80,10 +80,14 @@ struct optim_desc {
 };
 
 static const struct optim_desc optim_descs[] = {
-    [OPT_SGD] = {"sgd", {"lr", "momentum", "nesterov", "weight_decay"}, {0.01, 0, 0, 0}},
-    [OPT_ADAM] = {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0}},
-    [OPT_ADAMW] = {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay"}, {0.001, 0.9, 0.999, 1e-7, 0.01}},
-    [OPT_RMSPROP] = {"rmsprop", {"lr", "rho", "eps", "momentum"}, {0.001, 0.9, 1e-7, 0}},
+    [OPT_SGD] = {"sgd", {"lr", "momentum", "nesterov", "weight_decay", "clipnorm", "clipvalue"}, {0.01, 0, 0, 0, 0, 0}},
+    [OPT_ADAM] = {"adam",
+                  {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
+                  {0.001, 0.9, 0.999, 1e-7, 0, 0, 0}},
+    [OPT_ADAMW] = {"adamw",
+                   {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
+                   {0.001, 0.9, 0.999, 1e-7, 0.01, 0, 0}},
+    [OPT_RMSPROP] = {"rmsprop", {"lr", "rho", "eps", "momentum", "clipnorm", "clipvalue"}, {0.001, 0.9, 1e-7, 0, 0, 0}},
 };
 #define OPTIM_COUNT ((int)(sizeof optim_descs / sizeof optim_descs[0]))
 
@@ -117,6 +121,12 @@ static bool read_optim(const struct ir_func *f, enum optim_kind *kind, double va
         diag_error(f->loc, "in @%s: %s: lr must be positive, got %g", f->name, d->name, val[0]);
         return false;
     }
+    for (int i = 0; d->opts[i]; i++)
+        if (strncmp(d->opts[i], "clip", 4) == 0 && !(val[i] >= 0)) {
+            diag_error(f->loc, "in @%s: %s: %s must be 0 (off) or positive, got %g", f->name, d->name, d->opts[i],
+                       val[i]);
+            return false;
+        }
     if (k == OPT_SGD && val[2] != 0 && val[1] == 0) {
         diag_error(f->loc, "in @%s: sgd: nesterov needs momentum > 0", f->name);
         return false;
@@ -327,6 +337,47 @@ static int param_node(struct lower *L, const struct ir_buffer *p) {
     return read_buf(L, p->name);
 }
 
+/* The value of option `name` of L's optimizer. */
+static double opt_named(const struct lower *L, const char *name) {
+    const struct optim_desc *d = &optim_descs[L->kind];
+    for (int i = 0; d->opts[i]; i++)
+        if (strcmp(d->opts[i], name) == 0) return L->opt[i];
+    return 0;
+}
+
+/* Gradient clipping before the updates, on the gradient outputs of f in place:
+ * clipvalue=c clamps every element to [-c, c]; then clipnorm=c scales all of
+ * them by min(1, c / (norm + 1e-6)), norm the global L2 norm over every
+ * gradient (torch.nn.utils.clip_grad_value_ and clip_grad_norm_). */
+static void clip_grads(struct lower *L, struct ir_module *m) {
+    struct ir_func *f = L->f;
+    double cv = opt_named(L, "clipvalue"), cn = opt_named(L, "clipnorm");
+    if (cv > 0)
+        for (size_t i = 0; i < vec_len(f->outputs); i++) {
+            if (!grad_param(m, &f->outputs[i])) continue;
+            int g = f->outputs[i].value;
+            int lo = op2(L, OP_MAXIMUM, g, cst(L, -cv));                       /* max(g, -c) */
+            int hi = op1(L, OP_NEG, op2(L, OP_MAXIMUM, op1(L, OP_NEG, lo), cst(L, -cv))); /* min(., c) */
+            f->outputs[i].value = hi;
+        }
+    if (!(cn > 0)) return;
+    int total = -1;
+    for (size_t i = 0; i < vec_len(f->outputs); i++) {
+        if (!grad_param(m, &f->outputs[i])) continue;
+        int g = f->outputs[i].value;
+        int sq = add(L, OP_SUM, (int[]){op2(L, OP_MUL, g, g)}, 1);
+        ir_set_ints(&L->f->nodes[sq], "axes", (int64_t[]){0}, 0);
+        ir_set_int(&L->f->nodes[sq], "keepdims", 0);
+        fin(L, sq);
+        total = total < 0 ? sq : op2(L, OP_ADD, total, sq);
+    }
+    int norm = op1(L, OP_SQRT, total);
+    int ratio = op2(L, OP_DIV, cst(L, cn), op2(L, OP_ADD, norm, cst(L, 1e-6)));
+    int coef = op1(L, OP_NEG, op2(L, OP_MAXIMUM, op1(L, OP_NEG, ratio), cst(L, -1.0))); /* min(ratio, 1) */
+    for (size_t i = 0; i < vec_len(f->outputs); i++)
+        if (grad_param(m, &f->outputs[i])) f->outputs[i].value = op2(L, OP_MUL, f->outputs[i].value, coef);
+}
+
 /* Lower f's optimizer. Returns the nodes added, or -1 after a reported error. */
 static int optim_func(struct ir_module *m, struct ir_func *f) {
     if (f->mode != MODE_TRAIN || !f->optim.kind) return 0;
@@ -341,6 +392,7 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
                                (struct ir_init){INIT_CONST, L.opt[0], 0}, NULL);
     if (!lr) return -1;
     L.lr = read_buf(&L, lr);
+    clip_grads(&L, m);
     struct adam_scalars as = {-1, -1, -1};
     if ((L.kind == OPT_ADAM || L.kind == OPT_ADAMW) && !adam_prologue(&L, &as)) return -1;
 

@@ -660,10 +660,13 @@ static int eval_entry(const struct nrt_model *m) { return nrt_model_entry(m, "ev
 
 /* ------------------------------------------------------------- training -- */
 
-/* Writes the learning rate of every training entry for epoch e (optim.c's
- * contract: state buffer "<entry>.lr", schedules stepped once per epoch). */
-static void set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e)
+/* Writes the learning rate of every training entry for epoch e at the context's
+ * step (optim.c's contract: state buffer "<entry>.lr"; schedule.c has the
+ * formulas); with only_per_step, only the entries whose schedule moves every
+ * step. Returns the main entry's rate. */
+static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int only_per_step)
 {
+    double first = NAN;
     const struct nrt_model *m = ctx->model;
     for (int k = 0; k < m->n_entries; k++) {
         const struct nrt_entry_desc *ent = &m->entries[k];
@@ -674,19 +677,19 @@ static void set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e)
         int b = nrt_model_buffer(m, name);
         if (b < 0 || m->buffers[b].dtype != NRT_DT_F32)
             continue;
-        double base = o->lr_set ? o->lr : m->buffers[b].init_a, lr = base;
-        const struct nrt_source_desc *s = &ent->schedule;
-        if (s->kind && strcmp(s->kind, "step") == 0) {
-            double every = source_kw(s, "every", 1), gamma = source_kw(s, "gamma", 0.1);
-            lr = base * pow(gamma, floor((double)e / (every > 0 ? every : 1)));
-        } else if (s->kind && strcmp(s->kind, "cosine") == 0) {
-            double t = source_kw(s, "t_max", 1);
-            lr = base * (1 + cos(3.14159265358979323846 * (double)e / (t > 0 ? t : 1))) / 2;
-        }
+        double base = o->lr_set ? o->lr : m->buffers[b].init_a;
+        if (only_per_step && !nrt_schedule_per_step(&ent->schedule))
+            continue;
+        double lr = nrt_schedule_lr(&ent->schedule, base, e, (int64_t)ctx->step);
+        if (isnan(first))
+            first = lr;
+        if (*(float *)ctx->buf[b] == (float)lr && !ctx->host_dirty)
+            continue;
         nrt_ctx_sync(ctx); /* OpenCL: the other state is newer on the device */
         *(float *)ctx->buf[b] = (float)lr;
         ctx->host_dirty = 1;
     }
+    return first;
 }
 
 static void json_num(FILE *f, const char *key, double v)
@@ -794,7 +797,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         printf("early stopping needs test data: it is off for this run\n");
     for (int64_t e = 0; e < epochs && !stop; e++) {
         int64_t epoch = first_epoch + e;
-        set_lr(&ctx, o, epoch);
+        double lr = set_lr(&ctx, o, epoch, 0);
+        int lr_steps = nrt_schedule_per_step(&main_ent->schedule);
         nrt_rng_perm(&shuffle, perm, tr.n);
         double t0 = now(), last_draw = 0, sl = 0, sa = 0;
         int64_t items = 0;
@@ -805,6 +809,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             /* A rank without items in the last step runs one with weight 0. */
             feed_batch(&ctx, &tr, perm, count ? start + first : start, count ? count : 1, &noise);
             uint64_t salt = (uint64_t)nrt_dp_rank() << 40; /* dropout masks differ per rank */
+            if (lr_steps)
+                lr = set_lr(&ctx, o, epoch, 1);
             for (int k = 0; k < nt; k++) {
                 ctx.step += salt;
                 int r = nrt_ctx_run(&ctx, train[k], count ? count : 1);
@@ -875,6 +881,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 if (isfinite(ts.accuracy))
                     printf(" acc %.4f", ts.accuracy);
             }
+            if (main_ent->schedule.kind && isfinite(lr))
+                printf(" | lr %.3g", lr);
             printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9), cut ? " (--max-steps)" : "");
             fflush(stdout);
         }
@@ -886,6 +894,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             json_num(mf, "test_loss", ts.loss);
             json_num(mf, "seconds", secs);
             json_num(mf, "images_per_second", (double)items / (secs + 1e-9));
+            json_num(mf, "lr", lr);
             for (int k = 0; k < nt && nt > 1; k++)
                 json_num(mf, m->entries[train[k]].name, items ? entry_loss[k] / (double)items : NAN);
             if (ranks > 1) /* waiting for gradient reductions, mean over the ranks */

@@ -695,6 +695,39 @@ int nrt_threads_get(void);
 void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Learning-rate schedules (schedule.c): the rate of epoch `epoch` (0-based) at
+ * training step `step` (0-based, steps taken before this one) from the base
+ * rate; whether the schedule moves every step (else once per epoch).
+ *   step(every=E, gamma=G)         base * G^floor(epoch / E)
+ *   cosine(t_max=T)                base * (1 + cos(pi epoch / T)) / 2
+ *   linear_warmup(warmup=W)        base * min(1, (step + 1) / W)
+ *   warmup_cosine(warmup=W, t_max=T)  base * (step + 1) / W while step < W, then
+ *                                  base * (1 + cos(pi min(1, (step - W) / (T - W)))) / 2
+ *   exponential(gamma=G)           base * G^step */
+double nrt_schedule_lr(const struct nrt_source_desc *s, double base, int64_t epoch, int64_t step);
+int nrt_schedule_per_step(const struct nrt_source_desc *s);
+
+/* A batched GEMM (bmm.c): for each item q of the batch dims dim[0..nd) of C,
+ * C[q] = alpha op(A[q]) op(B[q]) + beta C[q], with A[q] at element offset
+ * sum_d idx_d * sa[d] (0 for a broadcast dim), B[q] likewise by sb, and C
+ * contiguous (C[q] at q * m * ldc). */
+#define NRT_BGEMM_MAX_DIMS 4
+struct nrt_bgemm {
+    int ta, tb;                     /* transposes of the matrices */
+    int64_t m, n, k;                /* one item's sizes */
+    int64_t lda, ldb, ldc;          /* leading dims */
+    int nd;                         /* batch dims */
+    int64_t dim[NRT_BGEMM_MAX_DIMS]; /* their sizes */
+    int64_t sa[NRT_BGEMM_MAX_DIMS]; /* A's stride per batch dim */
+    int64_t sb[NRT_BGEMM_MAX_DIMS]; /* B's stride per batch dim */
+};
+void nrt_sgemm_batch(const struct nrt_bgemm *g, float alpha, const float *a, const float *b, float beta, float *c);
+/* The items of g; the element offsets of item q's A and B; whether the whole
+ * batch is one GEMM of count*m rows (B shared, A's items contiguous, no ta). */
+int64_t nrt_bgemm_count(const struct nrt_bgemm *g);
+void nrt_bgemm_offsets(const struct nrt_bgemm *g, int64_t q, int64_t *ao, int64_t *bo);
+int nrt_bgemm_rows(const struct nrt_bgemm *g);
+
 /* A conv2d geometry: input x [n, ci, h, w], weight [co, ci/g, kh, kw], output
  * y [n, co, ho, wo]. */
 struct nrt_conv {
@@ -833,6 +866,8 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
  * most nrt_conv_scratch(c) floats of scratch. */
 void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t a,
                   int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc);
+void nrt_cl_sgemm_batch(struct nrt_ctx *ctx, const struct nrt_bgemm *g, float alpha, int64_t a, int64_t b,
+                        float beta, int64_t c);
 void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
                    int64_t scratch);
 void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w, int64_t dx,

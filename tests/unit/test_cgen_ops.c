@@ -167,6 +167,29 @@ static const struct ccase cases[] = {
     {"assign", "input @x : f32[N,4]\nparam @w : f32[4] init=zeros\nstate @s : f32[4] init=zeros\n",
      "%0 = input @x : f32[N,4]\n%1 = param @w : f32[4]\n%2 = sum_to(%0) : f32[4]\n%3 = sub(%1, %2) : f32[4]\n"
      "%4 = assign @w(%3) : f32[4]\n%5 = add(%1, %1) : f32[4]\n%6 = assign @s(%5) : f32[4]\nreturn y=%5\n", true},
+    /* the transformer ops (last, so that the cases above keep their random data) */
+#define UN(op, attrs, buf) {op, "input @" buf " : f32[N,4]\n", "%0 = input @" buf " : f32[N,4]\n%1 = " op "(%0)" attrs " : f32[N,4]\nreturn y=%1\n", false}
+    UN("erf", "", "x"), UN("gelu", " {approximate=0}", "x"), UN("gelu", " {approximate=1}", "x"),
+#undef UN
+    {"bmm_shared_w", "input @x : f32[N,4,5]\ninput @w : f32[5,3]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = input @w : f32[5,3]\n%2 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,4,3]\n"
+     "return y=%2\n", false},
+    {"bmm_tb", "input @x : f32[N,2,4,5]\ninput @z : f32[N,2,3,5]\n",
+     "%0 = input @x : f32[N,2,4,5]\n%1 = input @z : f32[N,2,3,5]\n%2 = matmul(%0, %1) {transpose_a=0, transpose_b=1} : f32[N,2,4,3]\n"
+     "return y=%2\n", false},
+    {"bmm_broadcast_ta", "input @x : f32[2,5,4]\ninput @z : f32[N,1,5,3]\n",
+     "%0 = input @x : f32[2,5,4]\n%1 = input @z : f32[N,1,5,3]\n%2 = matmul(%0, %1) {transpose_a=1, transpose_b=0} : f32[N,2,4,3]\n"
+     "return y=%2\n", false},
+    {"matmul_bsum_ta", "input @x : f32[N,4,5]\ninput @z : f32[N,4,3]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = input @z : f32[N,4,3]\n%2 = matmul_bsum(%0, %1) {transpose_a=1, transpose_b=0} : f32[5,3]\n"
+     "return y=%2\n", false},
+    {"matmul_bsum_tb", "input @x : f32[N,2,4,5]\ninput @z : f32[N,2,3,5]\n",
+     "%0 = input @x : f32[N,2,4,5]\n%1 = input @z : f32[N,2,3,5]\n%2 = matmul_bsum(%0, %1) {transpose_a=0, transpose_b=1} : f32[4,3]\n"
+     "return y=%2\n", false},
+    {"attn_softmax", "input @x : f32[N,2,3,4]\n",
+     "%0 = input @x : f32[N,2,3,4]\n%1 = attn_softmax(%0) {scale=0.5, causal=0} : f32[N,2,3,4]\nreturn y=%1\n", false},
+    {"attn_softmax_causal", "input @x : f32[N,2,3,5]\n",
+     "%0 = input @x : f32[N,2,3,5]\n%1 = attn_softmax(%0) {scale=0.25, causal=1} : f32[N,2,3,5]\nreturn y=%1\n", false},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

@@ -87,6 +87,14 @@ static int c_abs(void) { return op1(OP_ABS, in("x", S(3, N, 2, 3), G_AWAY)); }
 static int c_relu(void) { return op1(OP_RELU, in("x", S(3, N, 2, 3), G_AWAY)); }
 static int c_sigmoid(void) { return op1(OP_SIGMOID, in("x", S(2, N, 5), G_UNIFORM)); }
 static int c_tanh(void) { return op1(OP_TANH, in("x", S(2, N, 5), G_UNIFORM)); }
+static int c_erf(void) { return op1(OP_ERF, in("x", S(2, N, 5), G_UNIFORM)); }
+static int c_gelu(int approx) {
+    int id = node(OP_GELU, 1, in("x", S(3, N, 2, 5), G_UNIFORM));
+    ir_set_int(at(id), "approximate", approx);
+    return fin(id);
+}
+static int c_gelu_erf(void) { return c_gelu(0); }
+static int c_gelu_tanh(void) { return c_gelu(1); }
 
 static int c_leaky_relu(void) {
     int id = node(OP_LEAKY_RELU, 1, in("x", S(2, N, 5), G_AWAY));
@@ -136,6 +144,14 @@ static int c_mm_tb(void) { return mm(in("x", S(2, N, 3), G_UNIFORM), par("w", S(
 static int c_mm_ta(void) { return mm(in("x", S(2, N, 3), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM), 1, 0); }
 static int c_mm_tab(void) { return mm(par("a", S(2, 4, 3), G_UNIFORM), par("b", S(2, 5, 4), G_UNIFORM), 1, 1); }
 
+/* Batched (torch.matmul): shared weight, both batched, broadcast batch dims, transposes. */
+static int c_bmm_w(void) { return mm(in("x", S(3, N, 2, 3), G_UNIFORM), par("w", S(2, 3, 4), G_UNIFORM), 0, 0); }
+static int c_bmm(void) { return mm(in("x", S(3, N, 2, 3), G_UNIFORM), in("y", S(3, N, 3, 4), G_UNIFORM), 0, 0); }
+static int c_bmm_tb(void) { return mm(in("x", S(4, N, 2, 2, 3), G_UNIFORM), in("y", S(4, N, 2, 4, 3), G_UNIFORM), 0, 1); }
+static int c_bmm_bc(void) { return mm(in("x", S(4, N, 1, 2, 3), G_UNIFORM), par("w", S(3, 2, 3, 4), G_UNIFORM), 0, 0); }
+static int c_bmm_ta(void) { return mm(par("a", S(3, 2, 3, 2), G_UNIFORM), in("y", S(4, N, 1, 3, 4), G_UNIFORM), 1, 0); }
+static int c_bmm_tab(void) { return mm(in("x", S(3, N, 3, 2), G_UNIFORM), par("w", S(2, 4, 3), G_UNIFORM), 1, 1); }
+
 static int c_reshape(void) { return typed(OP_RESHAPE, in("x", S(3, N, 3, 4), G_UNIFORM), S(3, N, 2, 6)); }
 
 static int c_transpose(void) {
@@ -164,6 +180,15 @@ static int c_concat(void) {
 }
 
 static int c_softmax(void) { return with_int(OP_SOFTMAX, in("x", S(3, N, 3, 4), G_UNIFORM), "axis", 1); }
+static int attn_softmax(int x, double scale, int causal) {
+    int id = node(OP_ATTN_SOFTMAX, 1, x);
+    ir_set_float(at(id), "scale", scale);
+    ir_set_int(at(id), "causal", causal);
+    return fin(id);
+}
+static int c_attn_sm(void) { return attn_softmax(in("x", S(4, N, 2, 3, 4), G_UNIFORM), 0.5, 0); }
+static int c_attn_sm_causal(void) { return attn_softmax(in("x", S(3, N, 4, 4), G_UNIFORM), 0.7, 1); }
+static int c_attn_sm_causal_kv(void) { return attn_softmax(in("x", S(3, N, 2, 5), G_UNIFORM), 1.0, 1); }
 static int c_log_softmax(void) { return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), "axis", 1); }
 
 static int c_mse(void) { return op2(OP_MSE, in("p", S(2, N, 4), G_UNIFORM), in("t", S(2, N, 4), G_UNIFORM)); }
@@ -368,6 +393,9 @@ static const struct gcase cases[] = {
     {"leaky_relu", c_leaky_relu, 0, 0, {OP_LEAKY_RELU}},
     {"sigmoid", c_sigmoid, 0, 0, {OP_SIGMOID}},
     {"tanh", c_tanh, 0, 0, {OP_TANH}},
+    {"erf", c_erf, 0, 0, {OP_ERF}},
+    {"gelu exact", c_gelu_erf, 0, 0, {OP_GELU}},
+    {"gelu tanh", c_gelu_tanh, 0, 0, {OP_GELU}},
     {"add [N,3]+[3]", c_add_row, 0, 0, {OP_ADD}},
     {"add [N,1]+[N,4]", c_add_col, 0, 0, {OP_ADD}},
     {"add []+[N,4]", c_add_scalar, 0, 0, {OP_ADD}},
@@ -395,12 +423,21 @@ static const struct gcase cases[] = {
     {"matmul b^T", c_mm_tb, 0, 0, {OP_MATMUL}},
     {"matmul a^T (over N)", c_mm_ta, 0, 0, {OP_MATMUL}},
     {"matmul a^T b^T", c_mm_tab, 0, 0, {OP_MATMUL}},
+    {"matmul [N,2,3]@[3,4]", c_bmm_w, 0, 0, {OP_MATMUL}},
+    {"matmul [N,2,3]@[N,3,4]", c_bmm, 0, 0, {OP_MATMUL}},
+    {"matmul [N,2,2,3]@[N,2,4,3]^T", c_bmm_tb, 0, 0, {OP_MATMUL}},
+    {"matmul [N,1,2,3]@[2,3,4] broadcast", c_bmm_bc, 0, 0, {OP_MATMUL}},
+    {"matmul [2,3,2]^T@[N,1,3,4] broadcast", c_bmm_ta, 0, 0, {OP_MATMUL}},
+    {"matmul [N,3,2]^T@[4,3]^T", c_bmm_tab, 0, 0, {OP_MATMUL}},
     {"reshape", c_reshape, 0, 0, {OP_RESHAPE}},
     {"transpose", c_transpose, 0, 0, {OP_TRANSPOSE}},
     {"slice", c_slice, 0, 0, {OP_SLICE}},
     {"pad", c_pad, 0, 0, {OP_PAD}},
     {"concat", c_concat, 0, 0, {OP_CONCAT}},
     {"softmax axis 1 of 3", c_softmax, 0, 0, {OP_SOFTMAX}},
+    {"attn_softmax", c_attn_sm, 0, 0, {OP_ATTN_SOFTMAX}},
+    {"attn_softmax causal", c_attn_sm_causal, 0, 0, {OP_ATTN_SOFTMAX}},
+    {"attn_softmax causal Tq<Tk", c_attn_sm_causal_kv, 0, 0, {OP_ATTN_SOFTMAX}},
     {"log_softmax", c_log_softmax, 0, 0, {OP_LOG_SOFTMAX}},
     {"mse", c_mse, 0, 0, {OP_MSE}},
     {"cross_entropy labels", c_ce_labels, 0, 0, {OP_CROSS_ENTROPY}},

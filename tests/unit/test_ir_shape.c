@@ -114,7 +114,22 @@ static void test_matmul_reduce(void) {
     ir_set_int(&f->nodes[ta], "transpose_a", 1);
     ASSERT_STR("f32[784,784]", infer(ta));
     ASSERT_STR("ERR", infer(node(OP_MATMUL, img, w)));
-    ASSERT_HAS("rank-2 operands, got f32[N,1,28,28] and f32[784,128]", err);
+    ASSERT_HAS("matmul of f32[N,1,28,28] and f32[784,128]: inner dimensions differ", err);
+    int v = val("v", ty(DT_F32, 1, 784));
+    ASSERT_STR("ERR", infer(node(OP_MATMUL, x, v)));
+    ASSERT_HAS("rank 2 or more, got f32[N,784] and f32[784]", err);
+    /* batched: broadcast batch dims (torch.matmul) */
+    int q = val("q", ty(DT_F32, 4, N, 4, 7, 16)), k = val("k", ty(DT_F32, 3, 4, 9, 16));
+    int qk = node(OP_MATMUL, q, k);
+    ir_set_int(&f->nodes[qk], "transpose_b", 1);
+    ASSERT_STR("f32[N,4,7,9]", infer(qk));
+    int k3 = val("k3", ty(DT_F32, 3, 3, 16, 9));
+    ASSERT_STR("ERR", infer(node(OP_MATMUL, q, k3)));
+    ASSERT_HAS("batch dims do not broadcast", err);
+    int xn = val("xn", ty(DT_F32, 3, N, 5, 784));
+    ASSERT_STR("f32[N,5,128]", infer(node(OP_MATMUL, xn, w)));
+    int aN = val("aN", ty(DT_F32, 3, 2, N, 3)), bN = val("bN", ty(DT_F32, 3, N, 3, 4));
+    ASSERT_STR("ERR", infer(node(OP_MATMUL, aN, bN)));
     ASSERT_STR("ERR", infer(node(OP_MATMUL, x, w2)));
     ASSERT_HAS("inner dimensions differ", err);
 

@@ -256,6 +256,23 @@ static struct ir_module *build_all_ops(void) {
     ir_set_int(ND(lsg), "axis", 1);
     fin(sm), fin(ls), fin(sg), fin(lsg);
 
+    /* The transformer ops: erf, gelu, attn_softmax, matmul_bsum. */
+    int ef = fin(A1(ERF, x));
+    int ge = A1(GELU, ef);
+    ir_set_int(ND(ge), "approximate", 1);
+    fin(ge);
+    int gg = A2(GELU_GRAD, ef, ge);
+    ir_set_int(ND(gg), "approximate", 0);
+    fin(gg);
+    int asm_ = A1(ATTN_SOFTMAX, tr);
+    ir_set_float(ND(asm_), "scale", 0.25);
+    ir_set_int(ND(asm_), "causal", 1);
+    fin(asm_);
+    int bs = A2(MATMUL_BSUM, tr, asm_);
+    ir_set_int(ND(bs), "transpose_a", 1);
+    ir_set_int(ND(bs), "transpose_b", 0);
+    fin(bs);
+
     /* Losses and metrics. */
     int one = A0(CONST);
     ir_set_float(ND(one), "value", 1);
