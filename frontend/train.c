@@ -266,7 +266,12 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
         struct ir_source src;
         memset(&src, 0, sizeof src);
         src.kind = arena_strdup(L->m->arena, e->str);
-        src.path = arena_strdup(L->m->arena, e->args[csv ? 0 : k]->str);
+        const char *path = e->args[csv ? 0 : k]->str;
+        if (L->p->base_dir && path[0] != '/' && path[0])
+            src.path = arena_printf(L->m->arena, "%s%s%s", L->p->base_dir,
+                                    L->p->base_dir[strlen(L->p->base_dir) - 1] == '/' ? "" : "/", path);
+        else
+            src.path = arena_strdup(L->m->arena, path);
         if (csv) {
             src.kw[src.nkw] = "column";
             src.kwval[src.nkw++] = (double)column;

@@ -46,7 +46,14 @@ static const char usage_dump[] =
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
     "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
-    "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz)\n"
+    "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz:\n"
+    "                    clusters per function, phase, net and layer; one box per\n"
+    "                    parameter's optimizer update)\n"
+    "  --only=PHASES     dot: draw only these phases of the training functions,\n"
+    "                    comma-separated: forward, backward, optimizer (values they\n"
+    "                    read from the others appear as dashed stubs)\n"
+    "  --func=NAME       dot: draw only the function NAME (forward, train_step, ...)\n"
+    "  --expand          dot: draw every optimizer node instead of one box per parameter\n"
     "  --print-loc       print each value's .net source location\n"
     "  --verify          run the verifier after every pass (always on in debug builds)\n"
     "  -o FILE           write to FILE instead of standard output\n";
@@ -213,6 +220,7 @@ struct flags {
     bool print_loc;         /* --print-loc */
     bool verify;            /* --verify */
     bool split;             /* --split-input-file */
+    struct ir_dot_options dot_opts; /* --only, --func, --expand */
 };
 
 /* Parse argv for a subcommand; `allowed` lists the flags it takes. Returns 0 to go
@@ -240,6 +248,24 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
                 usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
                 return EXIT_USAGE;
             }
+        } else if (VALFLAG("--only")) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", val);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                unsigned p = strcmp(t, "forward") == 0    ? PHASE_FORWARD
+                             : strcmp(t, "backward") == 0  ? PHASE_BACKWARD
+                             : strcmp(t, "optimizer") == 0 ? PHASE_OPTIMIZER
+                                                           : 0;
+                if (!p) {
+                    usage_error(cmd, "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
+                    return EXIT_USAGE;
+                }
+                fl->dot_opts.phases |= p;
+            }
+        } else if (VALFLAG("--func")) {
+            fl->dot_opts.func = val;
+        } else if (FLAG("--expand")) {
+            fl->dot_opts.expand = true;
         } else if (FLAG("--only-changed")) {
             fl->only_changed = true;
         } else if (FLAG("--no-fuse")) {
@@ -280,13 +306,18 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --no-fuse --print-loc --verify -o", argc, argv, &fl);
+                         "--after --format --only-changed --only --func --expand --no-fuse --print-loc --verify -o",
+                         argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if (fl.after && strcmp(fl.after, "all") != 0 && strcmp(fl.after, "lower") != 0 && !pass_find(fl.after)) {
         usage_error("dump", "unknown pass '%s' for --after", fl.after);
         fprintf(stderr, "passes: lower");
         for (int i = 0; i < pass_count; i++) fprintf(stderr, " %s", pass_table[i].name);
         fprintf(stderr, " (or all)\n");
+        return EXIT_USAGE;
+    }
+    if (!fl.dot && (fl.dot_opts.phases || fl.dot_opts.func || fl.dot_opts.expand)) {
+        usage_error("dump", "--only, --func and --expand go with --format=dot");
         return EXIT_USAGE;
     }
     struct ir_module *m = fe_load(fl.file);
@@ -302,8 +333,14 @@ static int cmd_dump(int argc, char **argv) {
     struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
     bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline_except(fl.no_fuse ? "fuse" : NULL), &opt);
     if (ok && !fl.after) {
-        if (fl.dot) ir_print_dot(o.f, m);
-        else ir_print(o.f, m);
+        if (fl.dot_opts.func && !ir_func_find(m, fl.dot_opts.func)) {
+            fprintf(stderr, "netc dump: error: model '%s' has no function '%s'\n", m->name, fl.dot_opts.func);
+            ok = false;
+        } else if (fl.dot) {
+            ir_print_dot_opts(o.f, m, &fl.dot_opts);
+        } else {
+            ir_print(o.f, m);
+        }
     }
     ok = output_close(&o, ok);
     ir_module_free(m);
