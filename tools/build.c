@@ -1,8 +1,9 @@
 /* tools/build.c -- `netc emit`, `netc build` and `netc run`: load a .net file,
  * run the pass pipeline, emit C through the target's struct (codegen.h), and for
  * build/run compile it with the system C compiler against libnetrt, whose header
- * directory and static library netc knows from CMake (NETC_RUNTIME_INCLUDE,
- * NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
+ * directory and static library: next to the netc executable when it is installed
+ * (PREFIX/include, PREFIX/lib), else the build tree's that CMake names
+ * (NETC_RUNTIME_INCLUDE, NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
  * into place, removed on failure. Sections: options, pipeline and emission,
  * compiling, the three commands. */
 #include "tools/build.h"
@@ -33,9 +34,47 @@
 #define NETC_RUNTIME_CL_LIB ""
 #endif
 
+#ifndef NETC_INSTALL_INCLUDEDIR
+#define NETC_INSTALL_INCLUDEDIR "include"
+#endif
+#ifndef NETC_INSTALL_LIBDIR
+#define NETC_INSTALL_LIBDIR "lib"
+#endif
+
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
 #define PATH_MAX_ 4096
+
+/* -------------------------------------------------------------- runtime */
+
+/* Where the runtime is: the installed tree around this netc (BIN/../include,
+ * BIN/../lib) when it holds netrt.h and libnetrt.a, else the build tree. */
+static struct runtime_paths rt;
+
+const struct runtime_paths *build_runtime(void) {
+    if (rt.include) return &rt;
+    rt.include = NETC_RUNTIME_INCLUDE;
+    rt.lib = NETC_RUNTIME_LIB;
+    rt.cl_lib = NETC_RUNTIME_CL_LIB;
+    rt.installed = false;
+    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], cl[PATH_MAX_ + 64], hdr[PATH_MAX_ + 80];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return &rt;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return &rt;
+    *slash = '\0';
+    snprintf(inc, sizeof inc, "%s/../%s", exe, NETC_INSTALL_INCLUDEDIR);
+    snprintf(lib, sizeof lib, "%s/../%s/libnetrt.a", exe, NETC_INSTALL_LIBDIR);
+    snprintf(cl, sizeof cl, "%s/../%s/libnetrt_cl.a", exe, NETC_INSTALL_LIBDIR);
+    snprintf(hdr, sizeof hdr, "%s/netrt.h", inc);
+    if (access(hdr, R_OK) != 0 || access(lib, R_OK) != 0) return &rt;
+    rt.include = inc;
+    rt.lib = lib;
+    rt.cl_lib = access(cl, R_OK) == 0 ? cl : "";
+    rt.installed = true;
+    return &rt;
+}
 
 /* ------------------------------------------------------------- options */
 
@@ -224,6 +263,13 @@ static bool copy_file(const char *cmd, const char *from, const char *to) {
     return ok;
 }
 
+/* The path of netrt.h. */
+static const char *runtime_header(void) {
+    static char path[PATH_MAX_ + 16];
+    snprintf(path, sizeof path, "%s/netrt.h", build_runtime()->include);
+    return path;
+}
+
 /* mkdir -p. */
 static bool make_dirs(const char *cmd, const char *dir) {
     char path[PATH_MAX_];
@@ -290,15 +336,16 @@ static int split_flags(char *buf, char **out, int max) {
 static bool compile_c(const char *cmd, const struct build_opts *o, const char *csrc, const char *out) {
     char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], ldflags[1024];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    snprintf(inc, sizeof inc, "-I%s", NETC_RUNTIME_INCLUDE);
+    const struct runtime_paths *r = build_runtime();
+    snprintf(inc, sizeof inc, "-I%s", r->include);
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     bool cl = o->target == &cg_target_opencl;
-    if (cl && (!*NETC_RUNTIME_CL_LIB || access(NETC_RUNTIME_CL_LIB, R_OK) != 0)) {
+    if (cl && (!*r->cl_lib || access(r->cl_lib, R_OK) != 0)) {
         user_error(cmd, "--target=opencl needs libnetrt_cl.a%s%s, which this netc was built without: install the "
                         "OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers) and "
                         "rebuild netc",
-                   *NETC_RUNTIME_CL_LIB ? " at " : "", NETC_RUNTIME_CL_LIB);
+                   *r->cl_lib ? " at " : "", r->cl_lib);
         return false;
     }
     char *argv[160];
@@ -312,8 +359,8 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
-    if (cl) argv[n++] = NETC_RUNTIME_CL_LIB;
-    argv[n++] = NETC_RUNTIME_LIB;
+    if (cl) argv[n++] = (char *)r->cl_lib;
+    argv[n++] = (char *)r->lib;
     n += split_flags(ldflags, argv + n, 16);
     if (cl) argv[n++] = "-lOpenCL";
     argv[n++] = "-lopenblas";
@@ -385,7 +432,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
     bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version) &&
-              copy_file("emit", NETC_RUNTIME_INCLUDE "/netrt.h", hdr);
+              copy_file("emit", runtime_header(), hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
 }
@@ -430,15 +477,16 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) fnv(&h, buf, n);
     fclose(f);
     struct stat lib;
-    long long lib_mtime = stat(NETC_RUNTIME_LIB, &lib) == 0 ? (long long)lib.st_mtime : 0;
+    const struct runtime_paths *r = build_runtime();
+    long long lib_mtime = stat(r->lib, &lib) == 0 ? (long long)lib.st_mtime : 0;
     /* netc itself: a rebuilt compiler with the same version string must not reuse
      * programs an older one generated. */
     struct stat self;
     long long self_mtime = stat("/proc/self/exe", &self) == 0 ? (long long)self.st_mtime : 0;
     struct stat cl_lib;
-    long long cl_mtime = *NETC_RUNTIME_CL_LIB && stat(NETC_RUNTIME_CL_LIB, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
+    long long cl_mtime = *r->cl_lib && stat(r->cl_lib, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
     snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d|%s|%lld", version, o.cc, o.olevel,
-             o.cflags ? o.cflags : "", NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
+             o.cflags ? o.cflags : "", r->lib, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
              cl_mtime);
     fnv(&h, buf, strlen(buf));
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
