@@ -1,29 +1,35 @@
 #!/usr/bin/env python3
-"""bench/bench.py -- netc against PyTorch on the same networks, data, batch and
-threads, interleaved, in one command:
+"""bench/bench.py -- netc against PyTorch eager, torch.compile, JAX jit and ONNX
+Runtime on the same networks, data, batch and threads, interleaved, in one command:
 
     /work/venv-torch/bin/python bench/bench.py [--threads 2] [--repeats 3] [--build build]
+                                               [--rows 1,5] [--baselines eager,compile,jax,ort]
 
 Rows: Keras CNN (examples/mnist_cnn.net) training at batch 64 and 256, LeNet
 and MLP training at batch 64 (Fashion-MNIST, the examples' optimizers), and the
-Keras CNN's inference at batch 1 (latency) and batch 256 (throughput). Each
-repeat runs every row once on each side, in separate processes, alternating;
-the table shows medians, the ratio netc/PyTorch (>1: netc is faster), and the
+Keras CNN's inference at batch 1 (latency) and batch 256 (throughput).
+Training rows are compared with PyTorch eager, torch.compile (Inductor) and
+JAX jit (XLA CPU); inference rows with PyTorch eager and ONNX Runtime (the
+model exported from PyTorch). bench/baselines.py holds those sides. Each
+repeat runs every row once on every side, in separate processes, alternating;
+the table shows medians, the ratio netc/baseline (>1: netc is faster), and the
 achieved GFLOP/s (netc's FLOP count of the network, `PROGRAM info`) as a
 fraction of the machine's peak FMA rate measured by bench/peak.c at the same
 thread count.
 
 Training is timed by each side over the training loop alone (batch gathering
 included, data loading and evaluation excluded) for a fixed number of images
-(PyTorch stops early after TRAIN_CAP_S seconds);
-inference is the median time of one forward call on random inputs after a warm
-up (bench/infer.c on the netc side, torch.inference_mode() on the other).
-PyTorch runs in its best configuration found here: OMP/OpenBLAS/MKL thread
-variables and torch.set_num_threads equal to its thread count,
+(a baseline stops early after 10 s); compilation and the first steps are
+timed apart (warm-up column). Inference is the median time of one forward
+call on random inputs after a warm up (bench/infer.c on the netc side).
+Baselines run in their best configuration found here: OMP/OpenBLAS/MKL thread
+variables and torch.set_num_threads equal to the thread count, the process
+pinned to that many CPUs (XLA and ONNX Runtime size their pools from it),
 ATEN_CPU_CAPABILITY=avx512 on AVX-512 CPUs, and every thread count from 1 to
---threads; its best median is the baseline (its column names the count).
+--threads; each baseline's best median is its column (thr names the count).
 The machine's load (uptime) is printed before and after: on a busy machine
-the numbers move, the ratios less so.
+the numbers move, the ratios less so. The Python given by --python needs
+torch, numpy, jax, onnx and onnxruntime (all from PyPI).
 """
 import argparse
 import json
@@ -38,10 +44,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train_bench  # noqa: E402  (the PyTorch models and data reader)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-# A PyTorch training run stops after this many seconds if its images are not
-# done (a thread count that collapses on a busy machine would take minutes).
-TRAIN_CAP_S = 10.0
 
 # name, model, kind, batch, images per training run (inference: seconds)
 ROWS = [
@@ -58,73 +60,20 @@ def load():
     return open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
 
 
-# ------------------------------------------------------------ PyTorch side --
+# ----------------------------------------------------------- baseline side --
 
-def torch_child(args):
-    """One PyTorch measurement in this process; prints a JSON line."""
-    import numpy as np
-    import torch
-    import torch.nn as nn
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = train_bench.torch_model(args.model, nn)
-    for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-    if args.kind == "infer":
-        model.eval()
-        x = torch.rand(args.batch, 1, 28, 28)
-        lat = []
-        with torch.inference_mode():
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < args.amount / 10:
-                model(x)
-            t0 = time.perf_counter()
-            while time.perf_counter() - t0 < args.amount or len(lat) < 5:
-                t = time.perf_counter()
-                model(x)
-                lat.append(time.perf_counter() - t)
-        med = statistics.median(lat)
-        print(json.dumps({"images_per_second": args.batch / med, "latency_ms": med * 1e3,
-                          "torch": torch.__version__}))
-        return
-    r = train_bench.RECIPES[args.model]
-    data = train_bench.DATA
-    x = torch.from_numpy(train_bench.read_idx(f"{data}/train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
-    x = x.unsqueeze(1)
-    y = torch.from_numpy(train_bench.read_idx(f"{data}/train-labels-idx1-ubyte.gz").astype(np.int64))
-    if r["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=r["lr"], eps=1e-7)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r.get("momentum", 0))
-    loss_fn = nn.CrossEntropyLoss()
-    b = args.batch
-    steps = max(1, int(args.amount) // b)
-    perm = torch.randperm(x.shape[0])
-    model.train()
-    t0 = time.perf_counter()
-    done = 0
-    for s in range(steps):
-        idx = perm[(s * b) % (x.shape[0] - b):][:b]
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x[idx]), y[idx])
-        loss.backward()
-        opt.step()
-        done += 1
-        if time.perf_counter() - t0 > TRAIN_CAP_S:
-            break
-    secs = time.perf_counter() - t0
-    print(json.dumps({"images_per_second": done * b / secs, "loss": loss.item(), "torch": torch.__version__}))
+# The baselines of each kind of row (bench/baselines.py runs them).
+FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"]}
+FW_NAMES = {"eager": "PyTorch", "compile": "torch.compile", "jax": "JAX jit", "ort": "ONNX Runtime"}
 
 
-def run_torch(args, row, threads):
+def run_baseline(args, row, fw, threads):
     name, model, kind, batch, amount = row
-    cmd = [args.python, os.path.abspath(__file__), "--torch-child", "--model", model, "--kind", kind,
+    cmd = [args.python, os.path.abspath(__file__), "--child", fw, "--model", model, "--kind", kind,
            "--batch", str(batch), "--amount", str(amount), "--threads", str(threads)]
     out = subprocess.run(cmd, env=train_bench.torch_env(threads), capture_output=True, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"PyTorch run failed ({name}):\n{out.stderr}")
+        raise SystemExit(f"{FW_NAMES[fw]} run failed ({name}, {threads} threads):\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -191,6 +140,9 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rows", default="", help="comma-separated row numbers (1-based) to run; default all")
+    ap.add_argument("--baselines", default="eager,compile,jax,ort",
+                    help="frameworks to compare with: eager (PyTorch), compile (torch.compile), jax, ort "
+                         "(ONNX Runtime, inference rows); default all")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="the CMake build directory")
     ap.add_argument("--netc", default="", help="netc (default: BUILD/netc)")
     ap.add_argument("--cc", default=os.environ.get("CC", "cc"))
@@ -199,17 +151,25 @@ def main():
                          "on a busy machine the measurement is low)")
     venv = "/work/venv-torch/bin/python"
     ap.add_argument("--python", default=venv if os.path.exists(venv) else "/usr/bin/python3",
-                    help="the Python that has torch")
-    ap.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
+                    help="the Python that has torch (and jax, onnxruntime, onnx for those baselines)")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--amount", type=float, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.torch_child:
-        return torch_child(args)
+    if args.child:
+        import baselines
+        args.framework = args.child
+        return baselines.child(args)
     args.netc = args.netc or os.path.join(args.build, "netc")
     rows = [ROWS[int(i) - 1] for i in args.rows.split(",")] if args.rows else ROWS
+    wanted = [f for f in args.baselines.split(",") if f]
+    for f in wanted:
+        if f not in FW_NAMES:
+            raise SystemExit(f"bench.py: unknown baseline '{f}' (known: {', '.join(FW_NAMES)})")
+    fws = {r[0]: [f for f in FRAMEWORKS[r[2]] if f in wanted] for r in rows}
+    threads = range(1, args.threads + 1)
     print(f"load before: {load()}  (uptime: {os.popen('uptime').read().strip()})")
     with tempfile.TemporaryDirectory() as tmp:
         exes, infer, peak_exe = build_netc(args, tmp)
@@ -219,14 +179,16 @@ def main():
         peak = measure_peak()
         fl = {m: flops(e) for m, e in exes.items()}
         netc_runs = {r[0]: [] for r in rows}
-        torch_runs = {r[0]: {t: [] for t in range(1, args.threads + 1)} for r in rows}
+        base_runs = {r[0]: {f: {t: [] for t in threads} for f in fws[r[0]]} for r in rows}
         for rep in range(args.repeats):
             for row in rows:
                 netc_runs[row[0]].append(run_netc(args, row, exes, infer))
                 line = f"run {rep + 1}/{args.repeats} {row[0]:16} netc {netc_runs[row[0]][-1]['images_per_second']:9.1f}"
-                for t in range(1, args.threads + 1):
-                    torch_runs[row[0]][t].append(run_torch(args, row, t))
-                    line += f"  PyTorch/{t}t {torch_runs[row[0]][t][-1]['images_per_second']:9.1f}"
+                for f in fws[row[0]]:
+                    for t in threads:
+                        r = run_baseline(args, row, f, t)
+                        base_runs[row[0]][f][t].append(r)
+                        line += f"  {f}/{t}t {r['images_per_second']:.1f} (warm-up {r['warmup_s']:.1f} s)"
                 print(line + f"  (load {load()})", file=sys.stderr, flush=True)
         # The peak is measured before and after the runs and the higher kept: a
         # moment of load elsewhere on a shared machine halves one measurement.
@@ -234,30 +196,43 @@ def main():
         peak["gflops"], peak["gflops_1"] = max(peak["gflops"], again["gflops"]), max(peak["gflops_1"], again["gflops_1"])
         if args.peak:
             peak["measured"], peak["gflops"] = peak["gflops"], args.peak
-    version = next(iter(next(iter(torch_runs.values())).values()))[0]["torch"]
+    versions = {}
+    for runs in base_runs.values():
+        for f, per_t in runs.items():
+            versions[f] = per_t[1][0]["version"]
     given = f" (given; measured now {peak['measured']:.0f})" if "measured" in peak else ""
-    print(f"netc vs PyTorch {version}, {args.threads} threads, {args.repeats} interleaved runs, medians; "
-          f"peak FMA {peak['gflops']:.0f} GFLOP/s on {args.threads} threads{given} ({peak['gflops_1']:.0f} "
-          f"measured on one, {peak['isa']})")
-    print(f"{'row':16} {'unit':>8} {'netc':>9} {'PyTorch':>9} {'(thr)':>5} {'ratio':>6} "
-          f"{'netc GF/s':>9} {'%peak':>6} {'torch GF/s':>10} {'%peak':>6}")
+    print(f"netc vs {', '.join(f'{FW_NAMES[f]} {v}' for f, v in versions.items())}; {args.threads} threads, "
+          f"{args.repeats} interleaved runs, medians; peak FMA {peak['gflops']:.0f} GFLOP/s on {args.threads} "
+          f"threads{given} ({peak['gflops_1']:.0f} measured on one, {peak['isa']})")
+    print("Each baseline at its best thread count (thr); ratio = netc / baseline (>1: netc faster; for "
+          "latency, baseline ms / netc ms); warm-up = compilation and first steps, excluded from the rates.")
     med = lambda runs, k: statistics.median(x[k] for x in runs)
+    hdr = f"{'row':16} {'unit':>6} {'netc':>9} {'GF/s':>6} {'%peak':>6}"
+    print(hdr + "".join(f" | {FW_NAMES[f]:>13} {'(thr)':>5} {'ratio':>6} {'warm-up':>7}" for f in FW_NAMES
+                        if f in wanted))
     for row in rows:
         name, model, kind, batch, _ = row
-        n_ips = med(netc_runs[name], "images_per_second")
-        best_t = max(torch_runs[name], key=lambda t: med(torch_runs[name][t], "images_per_second"))
-        t_ips = med(torch_runs[name][best_t], "images_per_second")
         fwd, train, step = fl[model]
         per_item = fwd if kind == "infer" else train + step / batch
-        n_gf, t_gf = n_ips * per_item / 1e9, t_ips * per_item / 1e9
-        if kind == "infer" and batch == 1:
-            unit, nv, tv = "ms", med(netc_runs[name], "latency_ms"), med(torch_runs[name][best_t], "latency_ms")
-            ratio = tv / nv
-        else:
-            unit, nv, tv, ratio = "img/s", n_ips, t_ips, n_ips / t_ips
-        fmt = "9.3f" if unit == "ms" else "9.0f"
-        print(f"{name:16} {unit:>8} {nv:{fmt}} {tv:{fmt}} {best_t:5d} {ratio:5.2f}x "
-              f"{n_gf:9.1f} {100 * n_gf / peak['gflops']:5.1f}% {t_gf:10.1f} {100 * t_gf / peak['gflops']:5.1f}%")
+        lat = kind == "infer" and batch == 1
+        key = "latency_ms" if lat else "images_per_second"
+        nv = med(netc_runs[name], key)
+        n_gf = med(netc_runs[name], "images_per_second") * per_item / 1e9
+        fmt = "9.3f" if lat else "9.0f"
+        line = f"{name:16} {'ms' if lat else 'img/s':>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
+        for f in FW_NAMES:
+            if f not in wanted:
+                continue
+            if f not in fws[name]:
+                line += f" | {'-':>13} {'':>5} {'':>6} {'':>7}"
+                continue
+            per_t = base_runs[name][f]
+            best = (min if lat else max)(per_t, key=lambda t: med(per_t[t], key))
+            bv = med(per_t[best], key)
+            ratio = bv / nv if lat else nv / bv
+            line += f" | {bv:13.3f} {best:5d} {ratio:5.2f}x {med(per_t[best], 'warmup_s'):6.1f}s" if lat else \
+                    f" | {bv:13.0f} {best:5d} {ratio:5.2f}x {med(per_t[best], 'warmup_s'):6.1f}s"
+        print(line)
     print(f"load after: {load()}")
 
 
