@@ -32,6 +32,7 @@ install(FILES ${CMAKE_BINARY_DIR}/netrtConfig.cmake ${CMAKE_BINARY_DIR}/netrtCon
 # pkg-config: libnetrt's own dependencies go on Libs, as it is a static library.
 set(NETC_PC_LIBDIR ${CMAKE_INSTALL_LIBDIR})
 set(NETC_PC_LIBS "${NETC_RUNTIME_EXTRA_LIBS} -lopenblas -lpng -lz -lm -lpthread")
+string(STRIP "${NETC_PC_LIBS}" NETC_PC_LIBS)
 configure_file(${CMAKE_SOURCE_DIR}/cmake/netrt.pc.in ${CMAKE_BINARY_DIR}/netrt.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/netrt.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 if(TARGET netrt_cl)

@@ -34,6 +34,10 @@
 #define NETC_RUNTIME_CL_LIB ""
 #endif
 
+/* Libraries libnetrt.a needs beyond the fixed ones ("-lcairo" with cairo). */
+#ifndef NETC_RUNTIME_EXTRA_LIBS
+#define NETC_RUNTIME_EXTRA_LIBS ""
+#endif
 #ifndef NETC_INSTALL_INCLUDEDIR
 #define NETC_INSTALL_INCLUDEDIR "include"
 #endif
@@ -96,7 +100,7 @@ static const char usage_build[] =
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_emit[] =
-    "usage: netc emit FILE.net [--target=c|opencl] -o DIR/\n"
+    "usage: netc emit FILE.net [--target=c|opencl|lib] -o DIR/\n"
     "\n"
     "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
     "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
@@ -104,8 +108,13 @@ static const char usage_emit[] =
     "With --target=opencl, MODEL.c embeds its OpenCL C kernels as a string; compile\n"
     "  cc -O3 DIR/MODEL.c -IDIR libnetrt_cl.a libnetrt.a -lOpenCL -lopenblas -lpng -lz -lm -lpthread\n"
     "\n"
+    "With --target=lib, DIR/MODEL.c and DIR/MODEL.h are the model as a library\n"
+    "to embed, with no main(): MODEL_open, MODEL_load, MODEL_input_NAME,\n"
+    "MODEL_forward, MODEL_train_step, ... (docs/embedding.md). Compile with\n"
+    "  cc -O3 -c DIR/MODEL.c $(pkg-config --cflags netrt)   and link with $(pkg-config --libs netrt)\n"
+    "\n"
     "  -o DIR            output directory (default: .)\n"
-    "  --target=T        the backend: c (default) or opencl\n"
+    "  --target=T        the backend: c (default), opencl, or lib\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --verify          run the IR verifier after every pass\n";
 
@@ -128,6 +137,7 @@ struct build_opts {
     bool keep;           /* --keep */
     bool verify;         /* --verify */
     bool no_fuse;        /* --no-fuse */
+    bool lib;            /* emit --target=lib: the model as a C library (.c and .h) */
     int rest;            /* run: index of the first program argument after "--", or argc */
 };
 
@@ -171,10 +181,13 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
                 return EXIT_USAGE;
             }
             o->out = argv[i];
+        } else if (strcmp(a, "--target=lib") == 0 && strcmp(cmd, "emit") == 0) {
+            o->lib = true;
         } else if (strncmp(a, "--target=", 9) == 0) {
             o->target = cg_target_find(a + 9);
             if (!o->target) {
-                usage_error(cmd, "unknown target '%s' (targets: c, opencl)", a + 9);
+                usage_error(cmd, "unknown target '%s' (targets: c, opencl%s)", a + 9,
+                            strcmp(cmd, "emit") == 0 ? ", lib" : "; lib is for `netc emit`");
                 return EXIT_USAGE;
             }
         } else if (strcmp(cmd, "emit") != 0 && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 ||
@@ -240,6 +253,41 @@ static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_
         ok = false;
     }
     if (!ok) remove(tmp);
+    return ok;
+}
+
+static const char *model_file_name(const struct ir_module *m);
+
+/* Writes DIR/MODEL.c and DIR/MODEL.h, the model as a library, each atomically;
+ * neither is left behind when the other fails. */
+static bool write_lib(const char *cmd, const struct ir_module *m, const char *dir, const char *version) {
+    const char *name = model_file_name(m);
+    char csrc[2 * PATH_MAX_], hdr[2 * PATH_MAX_], ctmp[3 * PATH_MAX_], htmp[3 * PATH_MAX_], hname[PATH_MAX_];
+    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, name);
+    snprintf(hdr, sizeof hdr, "%s/%s.h", dir, name);
+    snprintf(hname, sizeof hname, "%s.h", name);
+    snprintf(ctmp, sizeof ctmp, "%s.tmp.%ld", csrc, (long)getpid());
+    snprintf(htmp, sizeof htmp, "%s.tmp.%ld", hdr, (long)getpid());
+    FILE *c = fopen(ctmp, "w"), *h = c ? fopen(htmp, "w") : NULL;
+    if (!c || !h) {
+        user_error(cmd, "cannot write '%s': %s", c ? hdr : csrc, strerror(errno));
+        if (c) fclose(c);
+        remove(ctmp);
+        return false;
+    }
+    struct cg_options copt = {version, false};
+    bool ok = cg_emit_lib(m, c, h, name, hname, &copt);
+    if (fclose(c) != 0) ok = false;
+    if (fclose(h) != 0) ok = false;
+    if (ok && (rename(ctmp, csrc) != 0 || rename(htmp, hdr) != 0)) {
+        user_error(cmd, "cannot write '%s': %s", csrc, strerror(errno));
+        remove(csrc);
+        ok = false;
+    }
+    if (!ok) {
+        remove(ctmp);
+        remove(htmp);
+    }
     return ok;
 }
 
@@ -363,6 +411,9 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = (char *)r->lib;
     n += split_flags(ldflags, argv + n, 16);
     if (cl) argv[n++] = "-lOpenCL";
+    char extra[256];
+    snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
+    n += split_flags(extra, argv + n, 8);
     argv[n++] = "-lopenblas";
     argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
     argv[n++] = "-lz";
@@ -431,7 +482,8 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
-    bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version) &&
+    bool ok = make_dirs("emit", dir) &&
+              (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version)) &&
               copy_file("emit", runtime_header(), hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;

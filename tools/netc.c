@@ -9,6 +9,7 @@
 #include "tools/backends.h"
 #include "tools/build.h"
 #include "tools/gradcheck.h"
+#include "runtime/netrt.h"
 
 #include <errno.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const char usage_main[] =
     "  build   compile a .net file to a native program\n"
     "  emit    write the generated C sources\n"
     "  run     build into a cache and run the program\n"
+    "  plot    draw the curves of a training metrics file as a PNG\n"
     "\n"
     "`netc <command> --help` documents each command's flags.\n"
     "options: --help, --version\n";
@@ -581,6 +583,53 @@ static int cmd_check(int argc, char **argv) {
     return ok ? 0 : EXIT_USER;
 }
 
+/* ---------------------------------------------------------------- plot */
+
+static const char usage_plot[] =
+    "usage: netc plot METRICS.jsonl -o CURVES.png [--title T]\n"
+    "\n"
+    "Draw the training curves of a metrics file (`PROGRAM train --metrics F`, one\n"
+    "JSON object per line) as a PNG, with cairo: losses (train, test, and each\n"
+    "training step's own loss for models with several) and accuracies (train,\n"
+    "test) against the epoch; records written with --log-every N add the per-step\n"
+    "curve. `PROGRAM train --plot F` draws the same picture after every epoch.\n"
+    "\n"
+    "  -o FILE       the PNG to write (required)\n"
+    "  --title T     a title (default: the metrics file's name)\n";
+
+static int cmd_plot(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *title = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_plot, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if (strncmp(argv[i], "--title=", 8) == 0) {
+            title = argv[i] + 8;
+        } else if (strcmp(argv[i], "--title") == 0 && i + 1 < argc) {
+            title = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            usage_error("plot", "unknown option or missing value '%s'", argv[i]);
+            return EXIT_USAGE;
+        } else if (!in) {
+            in = argv[i];
+        } else {
+            usage_error("plot", "more than one input file ('%s' and '%s')", in, argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!in || !out) {
+        usage_error("plot", !in ? "no input file" : "no output file: give -o CURVES.png");
+        return EXIT_USAGE;
+    }
+    if (nrt_plot_metrics(in, out, title ? title : in)) {
+        fprintf(stderr, "netc plot: error: %s\n", nrt_error());
+        return EXIT_USER;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- passes */
 
 static int cmd_passes(int argc, char **argv) {
@@ -622,8 +671,10 @@ int main(int argc, char **argv) {
         rc = build_cmd_emit(argc - 2, argv + 2, NETC_VERSION);
     } else if (strcmp(cmd, "run") == 0) {
         rc = build_cmd_run(argc - 2, argv + 2, NETC_VERSION);
+    } else if (strcmp(cmd, "plot") == 0) {
+        rc = cmd_plot(argc - 2, argv + 2);
     } else {
-        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", NULL};
+        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", "plot", NULL};
         const char *near = diag_nearest(cmd, cmds);
         fprintf(stderr, "netc: error: unknown command '%s'%s%s%s\nrun `netc --help` for usage\n", cmd,
                 near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
