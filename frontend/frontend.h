@@ -24,6 +24,7 @@ struct ir_module *fe_load_text(const char *name, const char *text, size_t len);
 #define FE_MAX_EXPR_DEPTH 200 /* deepest expression tree accepted */
 #define FE_MAX_PARENS 100     /* deepest ( [ nesting accepted by the lexer */
 #define FE_MAX_ERRORS 20      /* the parser gives up after this many errors */
+#define FE_MAX_NAME 128       /* longest name (model, layer, value, net): it becomes C and file names */
 
 /* Expression kinds. */
 enum ast_kind {

@@ -27,10 +27,19 @@ static struct loc L(struct parser *p, NET_YYLTYPE l) {
 
 static void net_yyerror(NET_YYLTYPE *l, struct parser *p, const char *msg);
 
-/* Give up after too many errors: the rest would mostly be noise. */
+/* Give up after too many errors: the rest would mostly be noise. YYABORT does
+ * not run %destructor on the symbols of the rule whose action aborts, so the
+ * rules holding a vec ($1 of `body error NL`, `tlines error NL`) free it first. */
 #define CHECK_ERRORS()                                      \
     do {                                                    \
         if (p->nerrors >= FE_MAX_ERRORS) YYABORT;           \
+    } while (0)
+#define CHECK_ERRORS_FREE(v)                                \
+    do {                                                    \
+        if (p->nerrors >= FE_MAX_ERRORS) {                  \
+            vec_free(v);                                    \
+            YYABORT;                                        \
+        }                                                   \
     } while (0)
 
 static void add_stmt(struct parser *p, struct ast_stmt *s) {
@@ -178,7 +187,7 @@ body
     : %empty                    { $$ = NULL; }
     | body NL                   { $$ = $1; }
     | body body_stmt NL         { $$ = $1; if ($2) vec_push($$, $2); }
-    | body error NL             { $$ = $1; yyerrok; CHECK_ERRORS(); }
+    | body error NL             { yyerrok; CHECK_ERRORS_FREE($1); $$ = $1; }
     ;
 
 body_stmt
@@ -195,7 +204,7 @@ tlines
     : %empty                    { $$ = NULL; }
     | tlines NL                 { $$ = $1; }
     | tlines tline NL           { $$ = $1; vec_push($$, $2); }
-    | tlines error NL           { $$ = $1; yyerrok; CHECK_ERRORS(); }
+    | tlines error NL           { yyerrok; CHECK_ERRORS_FREE($1); $$ = $1; }
     ;
 
 tline

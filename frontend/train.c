@@ -126,9 +126,9 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
         const char *n = spec->opts[i];
         bool ok;
         if (strcmp(n, "nesterov") == 0) {
-            bool b;
+            bool b = false; /* unset when the option is not a bool */
             ok = fe_opt_bool(L, spec->name, n, o[i], false, &b);
-            vals[i] = b;
+            vals[i] = ok && b;
         } else if (strcmp(n, "lr") == 0) {
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1e6, &vals[i]);
         } else if (strcmp(n, "eps") == 0) {

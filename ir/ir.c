@@ -126,6 +126,17 @@ int64_t shape_static_numel(const struct shape *s) {
     return n;
 }
 
+bool shape_numel_ok(const struct shape *s) {
+    int64_t n = 1;
+    for (int i = 0; i < s->rank; i++) {
+        if (s->dim[i] == IR_DIM_N) continue;
+        if (s->dim[i] < 0 || s->dim[i] > IR_MAX_NUMEL) return false;
+        n *= s->dim[i]; /* both <= 2^31 */
+        if (n > IR_MAX_NUMEL) return false;
+    }
+    return true;
+}
+
 char *type_str(const struct type *t, char *buf, size_t len) {
     size_t o = (size_t)snprintf(buf, len, "%s[", dtype_name(t->dtype));
     for (int i = 0; i < t->shape.rank && o < len; i++) {

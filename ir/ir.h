@@ -161,6 +161,7 @@ size_t dtype_size(enum dtype t);
 
 #define IR_MAX_RANK 6
 #define IR_DIM_N (-1) /* the symbolic batch dim, printed N */
+#define IR_MAX_NUMEL ((int64_t)1 << 31) /* most elements of a tensor per batch item */
 
 /* A tensor shape: static dims plus at most one IR_DIM_N. Rank 0 is a scalar. */
 struct shape {
@@ -178,6 +179,9 @@ bool shape_equal(const struct shape *a, const struct shape *b);
 bool shape_has_n(const struct shape *s);
 /* Elements per batch item (product of the static dims). */
 int64_t shape_static_numel(const struct shape *s);
+/* Whether every dim is at most IR_MAX_NUMEL and so is their product (the batch
+ * dim N counted as 1): the limit on every tensor of the IR. */
+bool shape_numel_ok(const struct shape *s);
 /* "f32[N,1,28,28]" into buf; returns buf. */
 char *type_str(const struct type *t, char *buf, size_t len);
 #define TYPE_STR_MAX 128

@@ -395,6 +395,8 @@ static struct type parse_type(struct parser *p) {
         if (is_punct(p, ']')) break;
         expect_punct(p, ',', "',' or ']' in the type");
     }
+    if (!shape_numel_ok(&t.shape))
+        fail_at(p, tok_loc(p), "a type has at most 2^31 elements per batch item");
     next(p);
     return t;
 }

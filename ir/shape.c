@@ -294,9 +294,9 @@ static bool shape_SLICE(struct rule_ctx *c) {
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     int64_t dim;
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
-    if (start < 0 || size < 1 || start + size > dim)
-        return fail(c, "slice [%lld, %lld) of axis %lld is outside %s", (long long)start,
-                    (long long)(start + size), (long long)axis, ts(c->a[0]));
+    if (start < 0 || size < 1 || start > dim || size > dim - start)
+        return fail(c, "slice of %lld from %lld of axis %lld is outside %s", (long long)size, (long long)start,
+                    (long long)axis, ts(c->a[0]));
     struct shape s = c->a[0]->shape;
     s.dim[axis] = size;
     set_type(c, c->a[0]->dtype, &s);
@@ -310,7 +310,9 @@ static bool shape_PAD(struct rule_ctx *c) {
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
     if (before < 0 || after < 0) return fail(c, "pad amounts must not be negative");
     struct shape s = c->a[0]->shape;
-    s.dim[axis] = dim + before + after;
+    if (__builtin_add_overflow(dim, before, &s.dim[axis]) || __builtin_add_overflow(s.dim[axis], after, &s.dim[axis]))
+        return fail(c, "pad of %lld and %lld makes axis %lld of %s too large", (long long)before, (long long)after,
+                    (long long)axis, ts(c->a[0]));
     set_type(c, c->a[0]->dtype, &s);
     return true;
 }
@@ -432,9 +434,14 @@ static bool window_attrs(struct rule_ctx *c, const int64_t *k, const int64_t *s,
     return true;
 }
 
-/* Output spatial size of a strided window; <= 0 means the window does not fit. */
+/* Output spatial size of a strided window; <= 0 means the window does not fit
+ * (also when the window or the padding overflows 64 bits). */
 static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p0, int64_t p1, int64_t d) {
-    int64_t span = d * (k - 1) + 1, room = in + p0 + p1 - span;
+    int64_t span, room;
+    if (__builtin_mul_overflow(d, k - 1, &span) || __builtin_add_overflow(in, p0, &room) ||
+        __builtin_add_overflow(room, p1, &room))
+        return 0;
+    room = room - span - 1; /* room >= 0 and span >= 0: no overflow */
     return room < 0 ? 0 : room / s + 1;
 }
 
@@ -447,10 +454,10 @@ static bool conv_out(struct rule_ctx *c, const struct type *x, const struct type
         return fail(c, "%s expects a rank-4 weight [out, in/groups, kh, kw], got %s", opname(c), ts(w));
     if (g < 1) return fail(c, "%s: groups must be at least 1, got %lld", opname(c), (long long)g);
     if (!window_attrs(c, &w->shape.dim[2], st, pad, dil)) return false;
-    int64_t cin = x->shape.dim[1], cout = w->shape.dim[0];
-    if (w->shape.dim[1] * g != cin)
-        return fail(c, "%s: input %s has %lld channels but weight %s expects %lld (groups %lld)", opname(c),
-                    ts(x), (long long)cin, ts(w), (long long)(w->shape.dim[1] * g), (long long)g);
+    int64_t cin = x->shape.dim[1], cout = w->shape.dim[0], wcin;
+    if (__builtin_mul_overflow(w->shape.dim[1], g, &wcin) || wcin != cin)
+        return fail(c, "%s: input %s has %lld channels but weight %s expects %lld per group (groups %lld)",
+                    opname(c), ts(x), (long long)cin, ts(w), (long long)w->shape.dim[1], (long long)g);
     if (cout % g) return fail(c, "%s: %lld output channels do not split into %lld groups", opname(c),
                              (long long)cout, (long long)g);
     int64_t ho = window_out(x->shape.dim[2], w->shape.dim[2], st[0], pad[0], pad[2], dil[0]);
@@ -511,11 +518,20 @@ static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
         if (op[i] < 0 || (op[i] >= st[i] && op[i] >= dil[i]))
             return fail(c, "conv_transpose2d: output padding %lld must be smaller than the stride or dilation",
                         (long long)op[i]);
-        hw[i] = (x->shape.dim[2 + i] - 1) * st[i] - pad[i] - pad[i + 2] + dil[i] * (w->shape.dim[2 + i] - 1) +
-                op[i] + 1;
+        /* (in - 1) * stride - pads + dilation * (k - 1) + output_pad + 1, checked */
+        int64_t a, b;
+        bool over = __builtin_mul_overflow(x->shape.dim[2 + i] - 1, st[i], &a) ||
+                    __builtin_mul_overflow(dil[i], w->shape.dim[2 + i] - 1, &b) || __builtin_add_overflow(a, b, &a) ||
+                    __builtin_add_overflow(a, op[i] + 1, &a) || __builtin_sub_overflow(a, pad[i], &a) ||
+                    __builtin_sub_overflow(a, pad[i + 2], &a);
+        if (over) return fail(c, "conv_transpose2d: the output of %s would be too large", ts(x));
+        hw[i] = a;
         if (hw[i] < 1) return fail(c, "conv_transpose2d: the output of %s would be empty", ts(x));
     }
-    struct shape s = {4, {x->shape.dim[0], w->shape.dim[1] * g, hw[0], hw[1]}};
+    int64_t cout;
+    if (__builtin_mul_overflow(w->shape.dim[1], g, &cout))
+        return fail(c, "conv_transpose2d: the output of %s would be too large", ts(x));
+    struct shape s = {4, {x->shape.dim[0], cout, hw[0], hw[1]}};
     set_type(c, DT_F32, &s);
     return true;
 }
@@ -526,7 +542,7 @@ static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out)
     const int64_t *k = ir_get_ints(c->n, "kernel", NULL), *st = ir_get_ints(c->n, "stride", NULL);
     const int64_t *pad = ir_get_ints(c->n, "pad", NULL);
     if (!window_attrs(c, k, st, pad, NULL)) return false;
-    if (pad[0] * 2 > k[0] || pad[1] * 2 > k[1] || pad[2] * 2 > k[0] || pad[3] * 2 > k[1])
+    if (pad[0] > k[0] / 2 || pad[1] > k[1] / 2 || pad[2] > k[0] / 2 || pad[3] > k[1] / 2)
         return fail(c, "%s: padding must be at most half the window", opname(c));
     int64_t ho = window_out(x->shape.dim[2], k[0], st[0], pad[0], pad[2], 1);
     int64_t wo = window_out(x->shape.dim[3], k[1], st[1], pad[1], pad[3], 1);
@@ -566,8 +582,9 @@ static bool shape_UPSAMPLE2D(struct rule_ctx *c) {
     if (!nchw(c, 0)) return false;
     if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d: scale must be at least 1");
     struct shape s = c->a[0]->shape;
-    s.dim[2] *= sc[0];
-    s.dim[3] *= sc[1];
+    if (__builtin_mul_overflow(s.dim[2], sc[0], &s.dim[2]) || __builtin_mul_overflow(s.dim[3], sc[1], &s.dim[3]))
+        return fail(c, "upsample2d: scaling %s by %lldx%lld is too large", ts(c->a[0]), (long long)sc[0],
+                    (long long)sc[1]);
     set_type(c, DT_F32, &s);
     return true;
 }
@@ -639,5 +656,11 @@ bool ir_infer(struct ir_module *m, struct ir_func *f, int id, char *err, size_t 
     for (int i = 0; i < n->nargs && i < 8; i++)
         if (c.a[i]->shape.rank < 0 || c.a[i]->shape.rank > IR_MAX_RANK)
             return fail(&c, "%s: operand %d has no valid type", info->name, i + 1);
-    return shape_rule[n->op](&c);
+    if (!shape_rule[n->op](&c)) return false;
+    /* Every value stays within IR_MAX_NUMEL elements per batch item, so that
+     * sizes computed from shapes (memory plan, emitters, runtime) cannot wrap. */
+    if (!shape_numel_ok(&n->type.shape))
+        return fail(&c, "%s: the result %s is too large (more than 2^31 elements per batch item)", info->name,
+                    ts(&n->type));
+    return true;
 }

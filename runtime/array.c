@@ -113,23 +113,40 @@ size_t nrt_array_bytes(const struct nrt_array *a)
 
 #define READ_CHUNK (1u << 30) /* largest single gzread request */
 
+int nrt_file_open(const char *path, int64_t *size)
+{
+    /* O_NONBLOCK: opening a FIFO with no writer must not wait forever. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return nrt_error_set(NRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno)), -1;
+    struct stat st;
+    int rc = NRT_OK;
+    if (fstat(fd, &st) != 0)
+        rc = nrt_error_set(NRT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode))
+        rc = nrt_error_set(NRT_ERR_IO, "%s: is a directory, not a regular file", path);
+    else if (!S_ISREG(st.st_mode))
+        rc = nrt_error_set(NRT_ERR_IO, "%s: not a regular file (a FIFO, device or socket cannot be read as data)",
+                           path);
+    else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
+        rc = nrt_error_set(NRT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    if (rc) {
+        close(fd);
+        return -1;
+    }
+    if (size)
+        *size = (int64_t)st.st_size;
+    return fd;
+}
+
 int nrt_file_read(const char *path, unsigned char **data, size_t *len)
 {
     *data = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY);
+    int64_t size;
+    int fd = nrt_file_open(path, &size);
     if (fd < 0)
-        return nrt_error_set(NRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return nrt_error_set(NRT_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        return nrt_error_set(NRT_ERR_IO, "%s: is a directory", path);
-    }
+        return NRT_ERR_IO;
     gzFile gz = gzdopen(fd, "rb");
     if (!gz) {
         close(fd);
@@ -137,16 +154,24 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
     }
     gzbuffer(gz, 1u << 17);
 
-    /* A raw file fits exactly; compressed data grows the buffer by doubling. */
+    /* A raw file fits exactly; compressed data grows the buffer by doubling.
+     * Once an .npy or IDX header is in, reading stops one byte past the size
+     * it promises (that byte shows trailing data): a gzip stream that expands
+     * without end is cut there instead of filling memory. */
     struct nrt_buf b = {0};
-    size_t first = S_ISREG(st.st_mode) && st.st_size > 0 ? (size_t)st.st_size : 4096;
+    size_t first = size > 0 && (uint64_t)size < SIZE_MAX / 2 ? (size_t)size : 4096;
+    size_t limit = 0; /* 0: not known */
     int rc = nrt_buf_reserve(&b, first);
     if (rc)
         nrt_error_prefix(rc, path);
     while (rc == NRT_OK) {
+        if (limit && b.len >= limit)
+            break;
         /* When the buffer is full, probe one byte before growing it, so that a
          * raw file read into an exactly sized buffer never doubles at EOF. */
         size_t room = b.cap - b.len - 1;
+        if (limit && room > limit - b.len)
+            room = limit - b.len;
         unsigned char probe = 0;
         unsigned char *dst = room ? (unsigned char *)b.data + b.len : &probe;
         unsigned want = room ? (room > READ_CHUNK ? READ_CHUNK : (unsigned)room) : 1;
@@ -160,12 +185,18 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
         } else if (n <= 0) {
             break;
         } else if (!room) {
-            if ((rc = nrt_buf_reserve(&b, b.cap)) != NRT_OK)
+            size_t grow = limit && limit - b.len < b.cap ? limit - b.len : b.cap;
+            if ((rc = nrt_buf_reserve(&b, grow)) != NRT_OK)
                 nrt_error_prefix(rc, path);
             else
                 b.data[b.len++] = (char)probe;
         } else {
             b.len += (size_t)n;
+        }
+        if (!rc && !limit) {
+            size_t promised = nrt_data_size_hint((const unsigned char *)b.data, b.len);
+            if (promised)
+                limit = promised < SIZE_MAX ? promised + 1 : promised;
         }
     }
     gzclose(gz);

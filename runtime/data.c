@@ -338,6 +338,52 @@ static int npy_parse(struct nrt_array *out, const char *name, const unsigned cha
     return nrt_array_convert(out, name, dt, 0, d + at, rank, dims, opts);
 }
 
+/* ------------------------------------------------------------ size hints -- */
+
+size_t nrt_data_size_hint(const unsigned char *d, size_t len)
+{
+    size_t at;
+    int rank = 0;
+    int64_t dims[NRT_MAX_RANK], count;
+    enum nrt_dtype dt = NRT_DT_F32;
+    if (len >= 10 && memcmp(d, "\x93NUMPY", 6) == 0) {
+        size_t hlen;
+        if (d[6] == 1) {
+            hlen = (size_t)d[8] | (size_t)d[9] << 8;
+            at = 10;
+        } else if ((d[6] == 2 || d[6] == 3) && len >= 12) {
+            hlen = (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24;
+            at = 12;
+        } else {
+            return 0;
+        }
+        if (hlen > NPY_MAX_HEADER || len - at < hlen)
+            return 0;
+        struct pyparse p = {(const char *)d + at, (const char *)d + at + hlen, ""};
+        if (npy_header(&p, &dt, &rank, dims) != NRT_OK) {
+            nrt_error_clear();
+            return 0;
+        }
+        at += hlen;
+    } else if (idx_plausible(d, len)) {
+        rank = d[3];
+        dt = idx_dtype(d[2]);
+        at = 4 + 4 * (size_t)rank;
+        if (len < at)
+            return 0;
+        for (int i = 0; i < rank; i++)
+            dims[i] = be32(d + 4 + 4 * i);
+    } else {
+        return 0;
+    }
+    if (nrt_dims_count(rank, dims, nrt_dtype_size(dt), &count) != NRT_OK) {
+        nrt_error_clear();
+        return 0;
+    }
+    uint64_t bytes = (uint64_t)count * nrt_dtype_size(dt); /* < 2^63: checked above */
+    return bytes > SIZE_MAX - at ? SIZE_MAX : at + (size_t)bytes;
+}
+
 /* -------------------------------------------------------------------- CSV -- */
 
 /* One field of a line: [b, e) after trimming blanks and one pair of quotes. */

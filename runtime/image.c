@@ -10,7 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define IMAGE_MAX_SIDE 65536 /* larger sides are rejected before allocating */
+#define IMAGE_MAX_SIDE 65536          /* larger sides are rejected before allocating */
+#define IMAGE_MAX_PIXELS ((size_t)1 << 28) /* and so are more pixels than this (1 GiB of f32) */
+/* Deflate expands at most 1032:1 and a PNG row holds at least w/8 bytes and a
+ * filter byte, so a PNG of len bytes has at most len * 8 * 1032 pixels. */
+#define PNG_MAX_PIXELS_PER_BYTE (8 * 1032)
 
 static const unsigned char png_magic[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
@@ -68,9 +72,17 @@ static int pgm_parse(struct nrt_array *out, const char *name, const unsigned cha
         return nrt_error_set(NRT_ERR_FORMAT, "%s: PGM maxval %ld is not supported (8-bit images only: 1..255)",
                              name, maxval);
     size_t count = (size_t)w * (size_t)h;
+    if (count > IMAGE_MAX_PIXELS)
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: PGM size %ldx%ld is more than %zu pixels", name, w, h,
+                             IMAGE_MAX_PIXELS);
+    /* Check the size against the file before allocating: P5 has one byte per
+     * pixel after one whitespace byte, P2 at least a separator and a digit. */
     if (!ascii && (at >= len || len - at - 1 < count))
         return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated PGM: %ldx%ld needs %zu bytes of pixels, the file has %zu",
                              name, w, h, count, at < len ? len - at - 1 : 0);
+    if (ascii && (len - at) / 2 < count)
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated PGM: %ldx%ld needs %zu pixels, the file has room for %zu",
+                             name, w, h, count, (len - at) / 2);
     unsigned char *px = nrt_alloc(count, 0);
     if (!px)
         return nrt_error_prefix(NRT_ERR_NOMEM, name);
@@ -115,12 +127,17 @@ static int png_parse(struct nrt_array *out, const char *name, const unsigned cha
     img.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&img, d, len))
         return nrt_error_set(NRT_ERR_FORMAT, "%s: bad PNG: %s", name, img.message);
-    if (img.width > IMAGE_MAX_SIDE || img.height > IMAGE_MAX_SIDE) {
+    size_t count = (size_t)img.width * img.height;
+    if (img.width > IMAGE_MAX_SIDE || img.height > IMAGE_MAX_SIDE || count > IMAGE_MAX_PIXELS) {
         png_image_free(&img);
         return nrt_error_set(NRT_ERR_FORMAT, "%s: PNG size %ux%u is out of range", name, img.width, img.height);
     }
+    if (count / PNG_MAX_PIXELS_PER_BYTE > len) {
+        png_image_free(&img);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated PNG: %ux%u pixels cannot fit in %zu bytes", name,
+                             img.width, img.height, len);
+    }
     img.format = PNG_FORMAT_GRAY;
-    size_t count = (size_t)img.width * img.height;
     unsigned char *px = nrt_alloc(count, 0);
     if (!px) {
         png_image_free(&img);

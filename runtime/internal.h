@@ -65,6 +65,11 @@ void nrt_buf_free(struct nrt_buf *b);
 
 /* ---------------------------------------------------------------- array.c -- */
 
+/* Opens path for reading: never blocks (a FIFO without a writer), refuses
+ * directories, FIFOs, devices and sockets. Returns the descriptor and *size
+ * (when size is not NULL), or -1 with the error set. */
+int nrt_file_open(const char *path, int64_t *size);
+
 /* Reads a whole file into *data (nrt_alloc'd, NUL-terminated, *len bytes
  * without the NUL), decompressing it if it starts with the gzip magic 1f 8b.
  * Errors name the path. */
@@ -102,6 +107,10 @@ struct nrt_csv_table {
     int64_t rows;   /* data rows (header excluded) */
     int64_t cols;   /* fields per row */
 };
+
+/* The size of a whole .npy or IDX file as promised by the header at the start
+ * of d[0..len); 0 when d does not (yet) hold a complete valid header. */
+size_t nrt_data_size_hint(const unsigned char *d, size_t len);
 
 /* Parses a NUL-terminated CSV text; header: -1 detect, 0 none, 1 present. */
 int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,

@@ -495,7 +495,13 @@ struct nrt_ctx {
                                       buffers and the workspace (not freed); NULL otherwise */
 };
 
-/* Elements of a buffer or output with the batch dim set to n. */
+/* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS
+ * as 32-bit ints. Within it, nrt_ctx_init also refuses a batch whose buffers
+ * and workspace would together exceed PTRDIFF_MAX / 2 bytes, before allocating. */
+#define NRT_MAX_BATCH (((int64_t)1 << 31) - 1)
+
+/* Elements of a buffer or output with the batch dim set to n; -1 when a dim is
+ * negative or the product overflows int64. */
 int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n);
 /* FNV-1a hash of the buffer layout (kinds, names, dtypes, dims) as 16 hex digits
  * into buf (at least 17 bytes): checkpoints of another model differ. */

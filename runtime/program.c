@@ -15,9 +15,22 @@
 int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n)
 {
     int64_t c = 1;
-    for (int i = 0; i < rank; i++)
-        c *= dims[i] == NRT_DIM_N ? n : dims[i];
+    for (int i = 0; i < rank; i++) {
+        int64_t d = dims[i] == NRT_DIM_N ? n : dims[i];
+        if (d < 0 || (d && c > INT64_MAX / d))
+            return -1;
+        c *= d;
+    }
     return c;
+}
+
+/* Bytes of buffer b at batch n, or -1 when they would exceed PTRDIFF_MAX. */
+static int64_t desc_bytes(const struct nrt_buffer_desc *b, int64_t n)
+{
+    int64_t count = nrt_desc_count(b->rank, b->dims, n), size = (int64_t)nrt_dtype_size(b->dtype);
+    if (count < 0 || count > (int64_t)(PTRDIFF_MAX / 2) / size)
+        return -1;
+    return count * size;
 }
 
 static void fnv(uint64_t *h, const void *p, size_t n)
@@ -139,8 +152,7 @@ static int64_t arena_layout(struct nrt_ctx *ctx)
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
         ctx->buf_off[i] = at;
-        int64_t bytes = nrt_desc_count(b->rank, b->dims, ctx->max_n) * (int64_t)nrt_dtype_size(b->dtype);
-        at += ((bytes + 63) / 64) * 16;
+        at += ((desc_bytes(b, ctx->max_n) + 63) / 64) * 16; /* nrt_ctx_init checked the sizes */
     }
     ctx->ws_off = at;
     return at + (((int64_t)ctx->ws_bytes + 63) / 64) * 16;
@@ -174,26 +186,47 @@ void nrt_ctx_sync(struct nrt_ctx *ctx)
 int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed)
 {
     memset(ctx, 0, sizeof *ctx);
+    if (max_n > NRT_MAX_BATCH)
+        return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large (at most %lld)", (long long)max_n,
+                             (long long)NRT_MAX_BATCH);
+    /* Every size is checked before anything is allocated: all of them together
+     * must stay below PTRDIFF_MAX / 2 bytes, so no sum or product wraps. */
+    int64_t total = 0, limit = (int64_t)(PTRDIFF_MAX / 2);
+    int64_t n = max_n < 1 ? 1 : max_n;
+    for (int i = 0; i < m->n_buffers; i++) {
+        int64_t bytes = desc_bytes(&m->buffers[i], n);
+        if (bytes < 0 || bytes > limit - total)
+            return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large: buffer '%s' would not fit in memory",
+                                 (long long)n, m->buffers[i].name);
+        total += bytes + 64;
+    }
+    size_t ws_bytes = 0;
+    for (int e = 0; e < m->n_entries; e++) {
+        const struct nrt_entry_desc *ent = &m->entries[e];
+        if (ent->ws_fixed > (uint64_t)(limit - total) ||
+            (ent->ws_per_n && (uint64_t)n > (uint64_t)(limit - total - (int64_t)ent->ws_fixed) / ent->ws_per_n))
+            return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large: the workspace of '%s' would not fit "
+                                 "in memory", (long long)n, ent->name);
+        size_t need = ent->ws_fixed + ent->ws_per_n * (size_t)n;
+        if (need > ws_bytes)
+            ws_bytes = need;
+    }
     ctx->model = m;
-    ctx->max_n = max_n < 1 ? 1 : max_n;
+    ctx->max_n = n;
     ctx->buf = nrt_alloc_zero(sizeof *ctx->buf * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
     if (!ctx->buf)
         return NRT_ERR_NOMEM;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        int64_t count = nrt_desc_count(b->rank, b->dims, ctx->max_n);
-        ctx->buf[i] = nrt_alloc_zero((size_t)count * nrt_dtype_size(b->dtype), 0);
+        int64_t bytes = desc_bytes(b, ctx->max_n);
+        ctx->buf[i] = nrt_alloc_zero((size_t)bytes, 0);
         if (!ctx->buf[i]) {
             nrt_ctx_free(ctx);
-            return nrt_error_set(NRT_ERR_NOMEM, "out of memory for buffer '%s' (%lld elements)", b->name,
-                                 (long long)count);
+            return nrt_error_set(NRT_ERR_NOMEM, "out of memory for buffer '%s' (%lld bytes at batch %lld)", b->name,
+                                 (long long)bytes, (long long)n);
         }
     }
-    for (int e = 0; e < m->n_entries; e++) {
-        size_t need = m->entries[e].ws_fixed + m->entries[e].ws_per_n * (size_t)ctx->max_n;
-        if (need > ctx->ws_bytes)
-            ctx->ws_bytes = need;
-    }
+    ctx->ws_bytes = ws_bytes;
     ctx->ws = nrt_alloc_zero(ctx->ws_bytes, 0);
     if (!ctx->ws) {
         nrt_ctx_free(ctx);

@@ -529,9 +529,9 @@ static int reader_load(struct nrt_st_reader *r, int fd, const char *path)
 int nrt_st_reader_init(struct nrt_st_reader *r, const char *path)
 {
     memset(r, 0, sizeof *r);
-    int fd = open(path, O_RDONLY);
+    int fd = nrt_file_open(path, NULL);
     if (fd < 0)
-        return nrt_error_set(NRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return NRT_ERR_IO;
     int rc = NRT_OK;
     if (!(r->path = str_dup(path)))
         rc = nrt_error_prefix(NRT_ERR_NOMEM, path);
@@ -740,8 +740,12 @@ static int build_header(struct nrt_buf *b, const struct nrt_st_writer *w,
     return rc;
 }
 
-/* Writes header and data to f; returns 0 or sets an error naming tmp. */
-static int write_all(FILE *f, const char *tmp, const struct nrt_buf *hdr,
+/* Errors of a save name the file asked for, not the temporary file written
+ * first (which is removed), and say that an existing file was not touched. */
+#define KEPT " (nothing was saved; an existing file is unchanged)"
+
+/* Writes header and data to f; returns 0 or sets an error naming path. */
+static int write_all(FILE *f, const char *path, const struct nrt_buf *hdr,
                      const struct nrt_st_tensor *const *order, int n)
 {
     unsigned char len8[8];
@@ -752,9 +756,9 @@ static int write_all(FILE *f, const char *tmp, const struct nrt_buf *hdr,
         ok = order[i]->nbytes == 0 ||
              fwrite(order[i]->data, 1, order[i]->nbytes, f) == order[i]->nbytes;
     if (!ok || fflush(f) != 0)
-        return nrt_error_set(NRT_ERR_IO, "%s: write error: %s", tmp, strerror(errno));
+        return nrt_error_set(NRT_ERR_IO, "%s: write error: %s%s", path, strerror(errno), KEPT);
     if (fsync(fileno(f)) != 0)
-        return nrt_error_set(NRT_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
+        return nrt_error_set(NRT_ERR_IO, "%s: fsync failed: %s%s", path, strerror(errno), KEPT);
     return NRT_OK;
 }
 
@@ -841,16 +845,15 @@ int nrt_st_writer_save(const struct nrt_st_writer *w, const char *path)
         int fd = open(tmp.data, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
         if (!f) {
-            rc = nrt_error_set(NRT_ERR_IO, "%s: cannot create: %s", tmp.data, strerror(errno));
+            rc = nrt_error_set(NRT_ERR_IO, "%s: cannot write: %s%s", path, strerror(errno), KEPT);
             if (fd >= 0)
                 close(fd);
         } else {
-            rc = write_all(f, tmp.data, &hdr, order, w->n_tensors);
+            rc = write_all(f, path, &hdr, order, w->n_tensors);
             if (fclose(f) != 0 && !rc)
-                rc = nrt_error_set(NRT_ERR_IO, "%s: close failed: %s", tmp.data, strerror(errno));
+                rc = nrt_error_set(NRT_ERR_IO, "%s: write error: %s%s", path, strerror(errno), KEPT);
             if (!rc && rename(tmp.data, path) != 0)
-                rc = nrt_error_set(NRT_ERR_IO, "%s: cannot rename %s over it: %s", path, tmp.data,
-                                   strerror(errno));
+                rc = nrt_error_set(NRT_ERR_IO, "%s: cannot replace it: %s%s", path, strerror(errno), KEPT);
         }
         if (rc && (fd >= 0))
             unlink(tmp.data);

@@ -15,6 +15,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
   llvm-14-tools                             # lit and FileCheck for the compiler tests
+  clang-14 libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang, libFuzzer, ASan/UBSan/LSan runtimes
   python3                                   # runs lit
   graphviz                                  # renders `netc dump --format=dot` in tests
   dataset-fashion-mnist                     # the real data set of the examples

@@ -14,6 +14,7 @@
 #include "passes/passes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -340,7 +341,7 @@ static bool make_dirs(const char *cmd, const char *dir) {
 /* A file name for the model: its name where that is a plain identifier. */
 static const char *model_file_name(const struct ir_module *m) {
     const char *s = m->name;
-    if (!s || !*s) return "model";
+    if (!s || !*s || strlen(s) > 128) return "model"; /* the front end allows 128 (FE_MAX_NAME) */
     for (const char *p = s; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_'))
             return "model";
@@ -431,9 +432,31 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     return ok;
 }
 
+/* Whether the program can be written to out, checked before the C compiler
+ * runs: a missing or read-only directory, or a directory named out, is reported
+ * naming out, not the linker's temporary file after the whole compile. */
+static bool output_writable(const char *cmd, const char *out) {
+    struct stat st;
+    if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
+        user_error(cmd, "cannot write '%s': it is a directory", out);
+        return false;
+    }
+    char tmp[2 * PATH_MAX_];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0) {
+        user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
+        return false;
+    }
+    close(fd);
+    remove(tmp);
+    return true;
+}
+
 /* Emits m into a fresh temporary directory and compiles it to out. */
 static bool build_to(const char *cmd, const struct build_opts *o, const struct ir_module *m, const char *out,
                      const char *version) {
+    if (!output_writable(cmd, out)) return false;
     const char *tdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char dir[PATH_MAX_], csrc[PATH_MAX_ + 64];
     snprintf(dir, sizeof dir, "%s/netc-XXXXXX", tdir);

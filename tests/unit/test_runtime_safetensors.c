@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 
 #include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -199,14 +201,34 @@ static void test_atomic(void)
     CHECK(nrt_st_writer_save(&w, p) != 0);
     nrt_alloc_fail_after(-1);
     w.tensors[0].data = v1;
-    EXPECT_ERR(nrt_st_writer_save(&w, tmp_path("no/such/dir/x.safetensors")), "cannot create");
+    EXPECT_ERR(nrt_st_writer_save(&w, tmp_path("no/such/dir/x.safetensors")), "x.safetensors: cannot write");
     ASSERT(0, stray_files());
     /* rename() over a directory fails: the temp file is removed. */
     const char *sub = tmp_path("adir");
     CHECK(mkdir(sub, 0755) == 0);
-    EXPECT_ERR(nrt_st_writer_save(&w, sub), "cannot rename");
+    EXPECT_ERR(nrt_st_writer_save(&w, sub), "adir: cannot replace it");
     ASSERT(0, stray_files());
     rmdir(sub);
+    /* A full disk (here: a file size limit, EFBIG) names the file asked for, not
+     * the temporary file, and leaves the previous checkpoint as it was. */
+    {
+        unsigned char before[4096], after[4096];
+        size_t nb = read_file(p, before, sizeof before);
+        struct rlimit old;
+        CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+        struct rlimit small = {16, old.rlim_max};
+        void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+        CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+        int rc = nrt_st_writer_save(&w, p);
+        CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+        signal(SIGXFSZ, prev);
+        CHECK(rc == NRT_ERR_IO);
+        CHECK(strstr(nrt_error(), ".tmp.") == NULL);
+        CHECK(strncmp(nrt_error(), p, strlen(p)) == 0 && strstr(nrt_error(), "write error"));
+        ASSERT(0, stray_files());
+        ASSERT(nb, read_file(p, after, sizeof after));
+        CHECK(memcmp(before, after, nb) == 0);
+    }
     EXPECT_OK(nrt_st_reader_init(&r, p));
     EXPECT_OK(nrt_st_reader_copy(&r, "v", NRT_DT_F32, 1, d, got));
     ASSERT_NEAR(2, got[0], 0);
