@@ -18,6 +18,8 @@
 #include <cairo.h>
 #endif
 
+#ifdef NETC_HAVE_CAIRO
+
 /* ------------------------------------------------------ reading the metrics -- */
 
 #define PLOT_PI 3.14159265358979323846
@@ -204,8 +206,6 @@ static int plot_read(struct plot *p, const char *path)
 }
 
 /* ------------------------------------------------------------- drawing -- */
-
-#ifdef NETC_HAVE_CAIRO
 
 /* A "nice" tick step (1, 2 or 5 times a power of ten) for about n ticks. */
 static double nice_step(double span, int n)

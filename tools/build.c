@@ -6,6 +6,7 @@
  * (NETC_RUNTIME_INCLUDE, NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
  * into place, removed on failure. Sections: options, pipeline and emission,
  * compiling, the three commands. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "tools/build.h"
 
 #include "codegen/codegen.h"
@@ -551,6 +552,10 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) fnv(&h, buf, n);
     fclose(f);
+    /* Where the file is: its relative data paths resolve against its directory. */
+    char *real = realpath(o.file, NULL);
+    if (real) fnv(&h, real, strlen(real));
+    free(real);
     struct stat lib;
     const struct runtime_paths *r = build_runtime();
     long long lib_mtime = stat(r->lib, &lib) == 0 ? (long long)lib.st_mtime : 0;
