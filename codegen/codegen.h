@@ -153,6 +153,12 @@ struct cg_target {
 };
 
 extern const struct cg_target cg_target_c;
+/* c_lib.c: `netc emit --target=lib`: the C of the model (emit_c, the
+ * descriptor renamed PREFIX_netc_model) plus a small API named after `prefix` (PREFIX_open, _forward,
+ * _train_step, ...; docs/embedding.md) into c_out, and its header into h_out,
+ * which `header_name` names for the #include. */
+bool cg_emit_lib(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix, const char *header_name,
+                 const struct cg_options *opt);
 /* The target named name, or NULL. */
 const struct cg_target *cg_target_find(const char *name);
 

@@ -3,6 +3,7 @@
  * UTF-8 (and NUL bytes) before any scanning, parses (lexer.l, parser.y) and lowers
  * (lower.c). The rest are the AST constructors the grammar calls, with the
  * expression depth limit that keeps the recursive lowering on a bounded stack. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "frontend/frontend.h"
 
 #include <errno.h>
@@ -174,7 +175,9 @@ static bool check_utf8(const char *file, const unsigned char *s, size_t len) {
     return true;
 }
 
-struct ir_module *fe_load_text(const char *name, const char *text, size_t len) {
+/* fe_load_text with relative data paths resolved against base_dir (or kept as
+ * written when it is NULL). */
+static struct ir_module *load_text(const char *name, const char *text, size_t len, const char *base_dir) {
     const char *file = diag_source_add(name, text, len);
     if (!check_utf8(file, (const unsigned char *)text, len)) return NULL;
     if (len > (size_t)1 << 30) {
@@ -185,12 +188,17 @@ struct ir_module *fe_load_text(const char *name, const char *text, size_t len) {
     memset(&p, 0, sizeof p);
     p.arena = arena_new();
     p.file = file;
+    p.base_dir = base_dir;
     int status = fe_parse(&p, text, len);
     struct ir_module *m = NULL;
     if (status == 0 && p.nerrors == 0) m = fe_lower(&p);
     vec_free(p.stmts);
     arena_free(p.arena);
     return m;
+}
+
+struct ir_module *fe_load_text(const char *name, const char *text, size_t len) {
+    return load_text(name, text, len, NULL);
 }
 
 struct ir_module *fe_load(const char *path) {
@@ -224,7 +232,12 @@ struct ir_module *fe_load(const char *path) {
         free(buf);
         return NULL;
     }
-    struct ir_module *m = fe_load_text(path, buf, len);
+    /* Data paths in the file are relative to its directory, wherever netc runs
+     * and wherever the program it builds runs: resolve them to absolute paths. */
+    char *real = realpath(path, NULL), *slash = real ? strrchr(real, '/') : NULL;
+    if (slash) *(slash == real ? slash + 1 : slash) = '\0';
+    struct ir_module *m = load_text(path, buf, len, slash ? real : NULL);
+    free(real);
     free(buf);
     return m;
 }

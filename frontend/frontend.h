@@ -12,9 +12,11 @@
 /* ------------------------------------------------------------ entry points */
 
 /* Read a .net file, parse and lower it. Returns the module (to be checked with
- * ir_verify), or NULL after reporting every error with diag_error. */
+ * ir_verify), or NULL after reporting every error with diag_error. Relative
+ * paths of data sources become absolute, resolved against the file's directory. */
 struct ir_module *fe_load(const char *path);
-/* The same on text in memory; `name` is used in diagnostics. */
+/* The same on text in memory; `name` is used in diagnostics; data paths stay as
+ * written. */
 struct ir_module *fe_load_text(const char *name, const char *text, size_t len);
 
 /* ------------------------------------------------------------------- ast.c */
@@ -128,6 +130,8 @@ struct parser {
     int tok_len;               /* its length */
     int nerrors;               /* errors reported by lexer and parser */
     struct ast_stmt **stmts;   /* vec: top-level statements, in order */
+    const char *base_dir;      /* absolute directory of the .net file: relative data
+                                  paths resolve against it; NULL: kept as written */
 };
 
 /* Report an error during parsing (counts it in p->nerrors). */

@@ -221,6 +221,14 @@ static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_
     return true;
 }
 
+/* A data file path as the program reads it: relative paths are relative to the
+ * .net file's directory (made absolute here), others stay as written. */
+static const char *resolve_path(struct lower *L, const char *path) {
+    const char *dir = L->p->base_dir;
+    if (!dir || !path[0] || path[0] == '/') return arena_strdup(L->m->arena, path);
+    return arena_printf(L->m->arena, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", path);
+}
+
 /* --------------------------------------------------------------------- data */
 
 static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs, int ninputs);
@@ -309,7 +317,7 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
         struct ir_source src;
         memset(&src, 0, sizeof src);
         src.kind = arena_strdup(L->m->arena, e->str);
-        src.path = arena_strdup(L->m->arena, e->args[csv ? 0 : k]->str);
+        src.path = resolve_path(L, e->args[csv ? 0 : k]->str);
         if (csv) {
             src.kw[src.nkw] = "column";
             src.kwval[src.nkw++] = (double)column;
@@ -403,12 +411,12 @@ static bool read_text(struct lower *L, const struct ast_tline *t, bool test, con
             lw_error(L, e->args[i]->loc, "text file names must be non-empty and without ','");
             return false;
         }
-        len += strlen(f) + 1;
+        len += strlen(resolve_path(L, f)) + 1;
     }
     path = arena_alloc(L->m->arena, len + 1);
     for (int i = 0; i < e->nargs; i++) {
         if (i) strcat(path, ",");
-        strcat(path, e->args[i]->str);
+        strcat(path, resolve_path(L, e->args[i]->str));
     }
     for (int k = 0; k < ninputs; k++) {
         struct ir_buffer *b = k ? tgt : tok;

@@ -50,6 +50,12 @@ static const struct source *source_find(const char *file) {
     return NULL;
 }
 
+const char *diag_source_text(const char *file, size_t *len) {
+    const struct source *s = file ? source_find(file) : NULL;
+    if (s && len) *len = s->len;
+    return s ? s->text : NULL;
+}
+
 /* Print the line `loc` points into and a caret under its column. Tabs are kept in
  * the caret line so it lines up; bytes that are not printable ASCII show as '?'. */
 static void quote_line(struct loc loc) {

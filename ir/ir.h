@@ -35,6 +35,8 @@ void diag_note(struct loc loc, const char *fmt, ...) __attribute__((format(print
 /* Number of errors reported so far; reset between compilations. */
 int diag_error_count(void);
 void diag_reset(void);
+/* The registered text of `file` (NUL-terminated) and its length, or NULL. */
+const char *diag_source_text(const char *file, size_t *len);
 /* Free every registered source text. */
 void diag_free(void);
 /* Where diagnostics go (stderr by default). */
@@ -379,7 +381,29 @@ bool ir_kernel_ewise_op(enum op op);
 
 /* ----------------------------------------------------------------- dot.c */
 
-/* Graphviz DOT: one cluster per function, one box per node labelled with op and type. */
+/* Which parts of a training function a node belongs to (ir_dot_phases). */
+enum ir_phase {
+    PHASE_FORWARD = 1,   /* the forward pass: what the outputs and state updates read */
+    PHASE_BACKWARD = 2,  /* gradients */
+    PHASE_OPTIMIZER = 4, /* parameter and optimizer-state updates */
+};
+
+/* What the DOT printer shows. */
+struct ir_dot_options {
+    unsigned phases;   /* PHASE_* bits to draw; 0: all */
+    const char *func;  /* only the function of this name; NULL: all */
+    bool expand;       /* draw every optimizer node instead of one box per parameter */
+};
+
+/* Graphviz DOT: a cluster per function, per phase of a training function
+ * (forward, backward, optimizer), per net and per layer (the .net source line
+ * the nodes come from, labelled with its text); one box per node labelled with
+ * op, operands (scalar constants inlined), type and attributes; the optimizer
+ * updates of each parameter collapsed into one box. */
 void ir_print_dot(FILE *out, const struct ir_module *m);
+void ir_print_dot_opts(FILE *out, const struct ir_module *m, const struct ir_dot_options *o);
+/* The phase (PHASE_*) of every node of f into ph[ir_func_len(f)]: all forward
+ * in an eval function. */
+void ir_dot_phases(const struct ir_func *f, unsigned char *ph);
 
 #endif

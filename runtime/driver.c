@@ -60,6 +60,9 @@ struct opts {
     int64_t patience;             /* --patience, when patience_set (0: off) */
     int patience_set;
     const char *device;           /* --device: OpenCL device spec, or NULL */
+    const char *samples;          /* --samples DIR: a sample grid per epoch (samples.c) */
+    const char *plot;             /* --plot F: curves redrawn every epoch (plot.c) */
+    int64_t log_every;            /* --log-every N: a metrics record every N steps */
 };
 
 static const char usage_main[] =
@@ -71,6 +74,7 @@ static const char usage_main[] =
     "  predict   run the model on an input file (IDX, .npy, CSV, PGM or PNG)\n"
     "  info      entry points, inputs, parameter count, memory\n"
     "  generate  sample text from a trained language model\n"
+    "  sample    image generators: a PNG grid of generated images\n"
     "\n"
     "`%s <command> --help` documents each command's options.\n";
 
@@ -90,6 +94,12 @@ static const char usage_train[] =
     "  --load F          start from checkpoint F\n"
     "  --save F          write a checkpoint to F after every epoch (atomically)\n"
     "  --metrics F       write one JSON object per epoch to F\n"
+    "  --log-every N     also write a record every N steps (\"type\":\"step\", the mean\n"
+    "                    loss and accuracy of those steps) to the metrics\n"
+    "  --plot F          draw the loss and accuracy curves into PNG F after every\n"
+    "                    epoch (the metrics' records; see `netc plot`)\n"
+    "  --samples DIR     image generators: write DIR/epoch-NNN.png after every\n"
+    "                    epoch, a grid of generated images from the same noise\n"
     "  --patience N      early stopping: stop when the test loss has not improved\n"
     "                    for N epochs (default: the model's early_stopping; 0: off)\n"
     "  --device D        OpenCL builds: the device, P:D or a name substring;\n"
@@ -189,6 +199,12 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
             o->metrics = val;
         else if (strcmp(flag, "--device") == 0)
             o->device = val;
+        else if (strcmp(flag, "--samples") == 0)
+            o->samples = val;
+        else if (strcmp(flag, "--plot") == 0)
+            o->plot = val;
+        else if (strcmp(flag, "--log-every") == 0)
+            rc = parse_int(flag, val, 1, &o->log_every);
         else if (strcmp(flag, "--epochs") == 0)
             rc = parse_int(flag, val, 1, &o->epochs);
         else if (strcmp(flag, "--max-steps") == 0)
@@ -700,6 +716,18 @@ static void json_num(FILE *f, const char *key, double v)
         fprintf(f, ",\"%s\":null", key);
 }
 
+/* A --log-every record: the mean loss and accuracy of the steps since the last
+ * one (sums l, a over n items), at fractional epoch x; then the window restarts
+ * at the running sums. */
+static void log_steps(FILE *f, int64_t step, double x, double l, double a, int64_t n, double *wl, double *wa,
+                      int64_t *wn, double sl, double sa, int64_t items)
+{
+    fprintf(f, "{\"type\":\"step\",\"step\":%lld,\"epoch\":%.6g", (long long)step, x);
+    json_num(f, "loss", n ? l / (double)n : NAN);
+    json_num(f, "train_accuracy", n ? a / (double)n : NAN);
+    *wl = sl, *wa = sa, *wn = items;
+}
+
 /* The progress line of a terminal: rewritten in place. */
 static void progress(int64_t epoch, int64_t epochs, int64_t b, int64_t nb, double loss, double acc, double ips)
 {
@@ -748,6 +776,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     memset(&ctx, 0, sizeof ctx);
     FILE *mf = NULL;
     int64_t *perm = NULL;
+    char tmp_metrics[4096] = "";
     if (rc)
         goto done;
     if (nrt_ctx_init(&ctx, m, batch, seed)) {
@@ -760,8 +789,16 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     }
     nrt_dp_bcast_ctx(&ctx); /* mpirun: rank 0's start, initialised or loaded */
     ctx.vocab = text_vocab.size ? &text_vocab : NULL;
-    if (o->metrics && !(mf = fopen(o->metrics, "w"))) {
-        rc = fail("cannot write '%s': %s", o->metrics, strerror(errno));
+    /* --plot draws from the metrics: without --metrics they go to a temporary file. */
+    if (o->plot && !o->metrics)
+        snprintf(tmp_metrics, sizeof tmp_metrics, "%s.metrics.tmp.%ld", o->plot, (long)getpid());
+    const char *metrics = o->metrics ? o->metrics : tmp_metrics[0] ? tmp_metrics : NULL;
+    if (o->samples && nrt_samples_check(m)) {
+        rc = fail("--samples: %s", nrt_error());
+        goto done;
+    }
+    if (metrics && !(mf = fopen(metrics, "w"))) {
+        rc = fail("cannot write '%s': %s", metrics, strerror(errno));
         goto done;
     }
     perm = malloc(sizeof *perm * (size_t)(tr.n ? tr.n : 1));
@@ -802,7 +839,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         nrt_rng_perm(&shuffle, perm, tr.n);
         double t0 = now(), last_draw = 0, sl = 0, sa = 0;
         int64_t items = 0;
-        double entry_loss[32] = {0};
+        double entry_loss[32] = {0}, win_e[32] = {0}, win_l = 0, win_a = 0;
+        int64_t win_n = 0;
         for (int64_t b = 0; b < nb; b++) {
             int64_t start = b * gbatch, first, count;
             nrt_dp_share(tr.n - start < gbatch ? tr.n - start : gbatch, &first, &count);
@@ -841,6 +879,16 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                     printf(" acc %.4f", acc);
                 printf("\n");
                 fflush(stdout);
+            }
+            if (mf && o->log_every && steps % o->log_every == 0) {
+                int64_t wn = items - win_n;
+                log_steps(mf, steps, (double)epoch + (double)(b + 1) / (double)nb, sl - win_l,
+                          ai >= 0 ? sa - win_a : NAN, wn, &win_l, &win_a, &win_n, sl, sa, items);
+                for (int k = 0; k < nt && nt > 1; k++) { /* each training step's own loss */
+                    json_num(mf, m->entries[train[k]].name, wn ? (entry_loss[k] - win_e[k]) / (double)wn : NAN);
+                    win_e[k] = entry_loss[k];
+                }
+                fprintf(mf, "}\n");
             }
             if (o->max_steps >= 0 && steps >= o->max_steps) {
                 stop = 1;
@@ -902,6 +950,14 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, cut ? "false" : "true");
             fflush(mf);
         }
+        if (o->samples && nrt_samples_epoch(&ctx, o->samples, epoch + 1, seed)) {
+            rc = fail("--samples: %s", nrt_error());
+            goto done;
+        }
+        if (o->plot && nrt_plot_metrics(metrics, o->plot, m->name)) {
+            rc = fail("--plot: %s", nrt_error());
+            goto done;
+        }
         if (o->save)
             nrt_ctx_sync(&ctx);
         if (o->save && (ctx.failed ? nrt_error_set(NRT_ERR_IO, "%s", ctx.err) : nrt_ckpt_save(&ctx, o->save))) {
@@ -933,7 +989,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         printf("saved %s\n", o->save);
 done:
     if (mf && fclose(mf) && !rc)
-        rc = fail("cannot write '%s'", o->metrics);
+        rc = fail("cannot write '%s'", o->metrics ? o->metrics : tmp_metrics);
+    if (tmp_metrics[0])
+        remove(tmp_metrics);
     free(perm);
     if (ctx.model)
         nrt_ctx_free(&ctx);
@@ -1268,7 +1326,7 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
     if (strcmp(cmd, "train") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_train,
                         "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
-                        "--patience --device --quiet ",
+                        "--patience --device --quiet --samples --plot --log-every ",
                         &o);
         if (rc)
             return rc < 0 ? 0 : rc;
@@ -1295,6 +1353,8 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
         nrt_blas_threads(o.threads);
         return cmd_predict(model, &o);
     }
+    if (strcmp(cmd, "sample") == 0)
+        return nrt_sample_main(prog, argc - 2, argv + 2, model);
     if (strcmp(cmd, "info") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_info, "--device ", &o);
         if (rc)
@@ -1305,6 +1365,6 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
     }
     if (strcmp(cmd, "generate") == 0)
         return nrt_generate_main(argc - 2, argv + 2, model, prog);
-    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info, generate)\n", prog, cmd);
+    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info, generate, sample)\n", prog, cmd);
     return 2;
 }

@@ -30,6 +30,17 @@ int nrt_threads_inside(void);
 
 #endif
 
+/* -------------------------------------------------------------- samples.c -- */
+
+/* `PROGRAM sample ...` (argv after the command name); returns the exit status. */
+int nrt_sample_main(const char *prog, int argc, char **argv, const struct nrt_model *m);
+/* NRT_OK when the model can draw sample grids (forward reads only noise and has
+ * an image output), else an error saying why. */
+int nrt_samples_check(const struct nrt_model *m);
+/* train --samples DIR: writes DIR/epoch-NNN.png, a grid of min(64, max_n)
+ * images from the same seeded noise every epoch. */
+int nrt_samples_epoch(struct nrt_ctx *ctx, const char *dir, int64_t epoch, uint64_t seed);
+
 /* ---------------------------------------------------------------- alloc.c -- */
 
 /* Prepends "prefix: " to this thread's message, keeping the status. Used to

@@ -221,6 +221,13 @@ int nrt_npy_load(struct nrt_array *out, const char *path, const struct nrt_load_
  * 16-bit reduced to 8) as f32 [1, H, W] of x*scale+shift, x in 0..255. Not
  * for labels. */
 int nrt_image_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts);
+/* Writes an 8-bit PNG (samples.c): width x height pixels of `channels` bytes
+ * (1 gray, 3 RGB), row by row, atomically (a temporary file renamed). */
+int nrt_png_write(const char *path, const unsigned char *pixels, int width, int height, int channels);
+/* Draws the curves of a metrics file (train --metrics, JSON lines) as a PNG with
+ * cairo (plot.c): losses and accuracies per epoch and, from --log-every
+ * records, per step. title may be NULL. */
+int nrt_plot_metrics(const char *metrics, const char *png, const char *title);
 /* Any of these, chosen by content: .npy magic, PGM or PNG magic, then a
  * plausible IDX magic, otherwise CSV. */
 int nrt_array_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts);
@@ -586,6 +593,8 @@ struct nrt_ctx {
     int host_dirty;                /* host copies of params/state are newer (init, reset,
                                       checkpoint load, learning-rate writes) */
     int dev_dirty;                 /* device copies are newer (after a train-mode entry) */
+    void *mem;                     /* nrt_ctx_init_mem: the caller's block holding buf[], the
+                                      buffers and the workspace (not freed); NULL otherwise */
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS
@@ -614,6 +623,16 @@ int nrt_entry_output(const struct nrt_entry_desc *e, const char *name);
  * the device arena; a missing OpenCL driver or device is an error whose
  * message says how to install one. */
 int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed);
+/* Bytes nrt_ctx_init_mem needs for model m at batches up to max_n: the buffer
+ * table, every buffer and the workspace, each 64-byte aligned (plus 64 bytes
+ * of slack for aligning the block itself). C-target models only. */
+size_t nrt_ctx_mem_size(const struct nrt_model *m, int64_t max_n);
+/* nrt_ctx_init in caller memory: everything the context holds is carved out of
+ * mem (bytes >= nrt_ctx_mem_size), nothing is allocated, and nrt_ctx_free
+ * leaves mem to the caller. NRT_ERR_ARG when it is too small or the model is
+ * an OpenCL one. */
+int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed, void *mem,
+                     size_t bytes);
 /* Re-initialises parameters and state from seed (sets host_dirty). */
 void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed);
 void nrt_ctx_free(struct nrt_ctx *ctx);

@@ -247,8 +247,66 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
     return NRT_OK;
 }
 
+/* The workspace bytes of m at batch max_n: the largest entry point's. */
+static size_t ws_size(const struct nrt_model *m, int64_t max_n)
+{
+    size_t ws = 0;
+    for (int e = 0; e < m->n_entries; e++) {
+        size_t need = m->entries[e].ws_fixed + m->entries[e].ws_per_n * (size_t)max_n;
+        if (need > ws)
+            ws = need;
+    }
+    return ws;
+}
+
+#define MEM_ALIGN(x) (((x) + 63) & ~(size_t)63)
+
+size_t nrt_ctx_mem_size(const struct nrt_model *m, int64_t max_n)
+{
+    max_n = max_n < 1 ? 1 : max_n;
+    size_t total = 64 + MEM_ALIGN(sizeof(void *) * (size_t)(m->n_buffers ? m->n_buffers : 1));
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        total += MEM_ALIGN((size_t)nrt_desc_count(b->rank, b->dims, max_n) * nrt_dtype_size(b->dtype));
+    }
+    return total + MEM_ALIGN(ws_size(m, max_n));
+}
+
+int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed, void *mem,
+                     size_t bytes)
+{
+    memset(ctx, 0, sizeof *ctx);
+    max_n = max_n < 1 ? 1 : max_n;
+    size_t need = nrt_ctx_mem_size(m, max_n);
+    if (m->cl)
+        return nrt_error_set(NRT_ERR_ARG, "model '%s' runs on OpenCL: its buffers live on the device", m->name);
+    if (!mem || bytes < need)
+        return nrt_error_set(NRT_ERR_ARG, "model '%s' needs %zu bytes of memory at batch %lld, got %zu", m->name,
+                             need, (long long)max_n, mem ? bytes : 0);
+    char *p = (char *)MEM_ALIGN((uintptr_t)mem);
+    memset(p, 0, need - 64);
+    ctx->model = m;
+    ctx->max_n = max_n;
+    ctx->mem = mem;
+    ctx->buf = (void **)p;
+    p += MEM_ALIGN(sizeof(void *) * (size_t)(m->n_buffers ? m->n_buffers : 1));
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        ctx->buf[i] = p;
+        p += MEM_ALIGN((size_t)nrt_desc_count(b->rank, b->dims, max_n) * nrt_dtype_size(b->dtype));
+    }
+    ctx->ws = p;
+    ctx->ws_bytes = ws_size(m, max_n);
+    nrt_ctx_reset(ctx, seed);
+    return NRT_OK;
+}
+
 void nrt_ctx_free(struct nrt_ctx *ctx)
 {
+    if (ctx->mem) { /* the caller's block */
+        memset(ctx, 0, sizeof *ctx);
+        return;
+    }
     if (ctx->cl && nrt_cl_ctx_close)
         nrt_cl_ctx_close(ctx);
     nrt_free(ctx->buf_off);

@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake flex bison          # the compiler's own build
   zlib1g-dev                                # gzip'd IDX data and checkpoints
-  libpng-dev                                # PNG images for `./model predict` (runtime/image.c)
+  libpng-dev                                # PNG images for `./model predict` (runtime/image.c), sample grids
+  libcairo2-dev                             # training curves: `train --plot`, `netc plot` (runtime/plot.c)
+  pkg-config                                # the install tests build against netrt.pc
   libopenblas-dev                           # GEMMs of the C backend
   ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)

@@ -1,10 +1,12 @@
 /* tools/build.c -- `netc emit`, `netc build` and `netc run`: load a .net file,
  * run the pass pipeline, emit C through the target's struct (codegen.h), and for
  * build/run compile it with the system C compiler against libnetrt, whose header
- * directory and static library netc knows from CMake (NETC_RUNTIME_INCLUDE,
- * NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
+ * directory and static library: next to the netc executable when it is installed
+ * (PREFIX/include, PREFIX/lib), else the build tree's that CMake names
+ * (NETC_RUNTIME_INCLUDE, NETC_RUNTIME_LIB). Every output appears atomically: a temporary file renamed
  * into place, removed on failure. Sections: options, pipeline and emission,
  * compiling, the three commands. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "tools/build.h"
 
 #include "codegen/codegen.h"
@@ -42,9 +44,51 @@
 #define NETC_MPI_LIBS ""
 #endif
 
+/* Libraries libnetrt.a needs beyond the fixed ones ("-lcairo" with cairo). */
+#ifndef NETC_RUNTIME_EXTRA_LIBS
+#define NETC_RUNTIME_EXTRA_LIBS ""
+#endif
+#ifndef NETC_INSTALL_INCLUDEDIR
+#define NETC_INSTALL_INCLUDEDIR "include"
+#endif
+#ifndef NETC_INSTALL_LIBDIR
+#define NETC_INSTALL_LIBDIR "lib"
+#endif
+
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
 #define PATH_MAX_ 4096
+
+/* -------------------------------------------------------------- runtime */
+
+/* Where the runtime is: the installed tree around this netc (BIN/../include,
+ * BIN/../lib) when it holds netrt.h and libnetrt.a, else the build tree. */
+static struct runtime_paths rt;
+
+const struct runtime_paths *build_runtime(void) {
+    if (rt.include) return &rt;
+    rt.include = NETC_RUNTIME_INCLUDE;
+    rt.lib = NETC_RUNTIME_LIB;
+    rt.cl_lib = NETC_RUNTIME_CL_LIB;
+    rt.installed = false;
+    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], cl[PATH_MAX_ + 64], hdr[PATH_MAX_ + 80];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return &rt;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash) return &rt;
+    *slash = '\0';
+    snprintf(inc, sizeof inc, "%s/../%s", exe, NETC_INSTALL_INCLUDEDIR);
+    snprintf(lib, sizeof lib, "%s/../%s/libnetrt.a", exe, NETC_INSTALL_LIBDIR);
+    snprintf(cl, sizeof cl, "%s/../%s/libnetrt_cl.a", exe, NETC_INSTALL_LIBDIR);
+    snprintf(hdr, sizeof hdr, "%s/netrt.h", inc);
+    if (access(hdr, R_OK) != 0 || access(lib, R_OK) != 0) return &rt;
+    rt.include = inc;
+    rt.lib = lib;
+    rt.cl_lib = access(cl, R_OK) == 0 ? cl : "";
+    rt.installed = true;
+    return &rt;
+}
 
 /* ------------------------------------------------------------- options */
 
@@ -72,7 +116,7 @@ static const char usage_build[] =
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_emit[] =
-    "usage: netc emit FILE.net [--target=c|opencl] -o DIR/\n"
+    "usage: netc emit FILE.net [--target=c|opencl|lib] -o DIR/\n"
     "\n"
     "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
     "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
@@ -80,8 +124,13 @@ static const char usage_emit[] =
     "With --target=opencl, MODEL.c embeds its OpenCL C kernels as a string; compile\n"
     "  cc -O3 DIR/MODEL.c -IDIR libnetrt_cl.a libnetrt.a -lOpenCL -lopenblas -lpng -lz -lm -lpthread\n"
     "\n"
+    "With --target=lib, DIR/MODEL.c and DIR/MODEL.h are the model as a library\n"
+    "to embed, with no main(): MODEL_open, MODEL_load, MODEL_input_NAME,\n"
+    "MODEL_forward, MODEL_train_step, ... (docs/embedding.md). Compile with\n"
+    "  cc -O3 -c DIR/MODEL.c $(pkg-config --cflags netrt)   and link with $(pkg-config --libs netrt)\n"
+    "\n"
     "  -o DIR            output directory (default: .)\n"
-    "  --target=T        the backend: c (default) or opencl\n"
+    "  --target=T        the backend: c (default), opencl, or lib\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --mpi, --bucket-size=B, --sync-bn   data parallel, as for `netc build`; link\n"
     "                    libnetrt_mpi.a before libnetrt.a, and -lmpi\n"
@@ -107,6 +156,7 @@ struct build_opts {
     bool keep;           /* --keep */
     bool verify;         /* --verify */
     bool no_fuse;        /* --no-fuse */
+    bool lib;            /* emit --target=lib: the model as a C library (.c and .h) */
     bool mpi;            /* --mpi */
     bool sync_bn;        /* --sync-bn */
     long long bucket;    /* --bucket-size, 0: default */
@@ -153,10 +203,13 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
                 return EXIT_USAGE;
             }
             o->out = argv[i];
+        } else if (strcmp(a, "--target=lib") == 0 && strcmp(cmd, "emit") == 0) {
+            o->lib = true;
         } else if (strncmp(a, "--target=", 9) == 0) {
             o->target = cg_target_find(a + 9);
             if (!o->target) {
-                usage_error(cmd, "unknown target '%s' (targets: c, opencl)", a + 9);
+                usage_error(cmd, "unknown target '%s' (targets: c, opencl%s)", a + 9,
+                            strcmp(cmd, "emit") == 0 ? ", lib" : "; lib is for `netc emit`");
                 return EXIT_USAGE;
             }
         } else if (strcmp(cmd, "emit") != 0 && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 ||
@@ -244,6 +297,41 @@ static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_
     return ok;
 }
 
+static const char *model_file_name(const struct ir_module *m);
+
+/* Writes DIR/MODEL.c and DIR/MODEL.h, the model as a library, each atomically;
+ * neither is left behind when the other fails. */
+static bool write_lib(const char *cmd, const struct ir_module *m, const char *dir, const char *version) {
+    const char *name = model_file_name(m);
+    char csrc[2 * PATH_MAX_], hdr[2 * PATH_MAX_], ctmp[3 * PATH_MAX_], htmp[3 * PATH_MAX_], hname[PATH_MAX_];
+    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, name);
+    snprintf(hdr, sizeof hdr, "%s/%s.h", dir, name);
+    snprintf(hname, sizeof hname, "%s.h", name);
+    snprintf(ctmp, sizeof ctmp, "%s.tmp.%ld", csrc, (long)getpid());
+    snprintf(htmp, sizeof htmp, "%s.tmp.%ld", hdr, (long)getpid());
+    FILE *c = fopen(ctmp, "w"), *h = c ? fopen(htmp, "w") : NULL;
+    if (!c || !h) {
+        user_error(cmd, "cannot write '%s': %s", c ? hdr : csrc, strerror(errno));
+        if (c) fclose(c);
+        remove(ctmp);
+        return false;
+    }
+    struct cg_options copt = {version, false, false};
+    bool ok = cg_emit_lib(m, c, h, name, hname, &copt);
+    if (fclose(c) != 0) ok = false;
+    if (fclose(h) != 0) ok = false;
+    if (ok && (rename(ctmp, csrc) != 0 || rename(htmp, hdr) != 0)) {
+        user_error(cmd, "cannot write '%s': %s", csrc, strerror(errno));
+        remove(csrc);
+        ok = false;
+    }
+    if (!ok) {
+        remove(ctmp);
+        remove(htmp);
+    }
+    return ok;
+}
+
 /* Copies a file atomically. */
 static bool copy_file(const char *cmd, const char *from, const char *to) {
     char tmp[2 * PATH_MAX_];
@@ -262,6 +350,13 @@ static bool copy_file(const char *cmd, const char *from, const char *to) {
         user_error(cmd, "cannot copy '%s' to '%s': %s", from, to, strerror(errno));
     }
     return ok;
+}
+
+/* The path of netrt.h. */
+static const char *runtime_header(void) {
+    static char path[PATH_MAX_ + 16];
+    snprintf(path, sizeof path, "%s/netrt.h", build_runtime()->include);
+    return path;
 }
 
 /* mkdir -p. */
@@ -330,7 +425,8 @@ static int split_flags(char *buf, char **out, int max) {
 static bool compile_c(const char *cmd, const struct build_opts *o, const char *csrc, const char *out) {
     char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], ldflags[1024];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
-    snprintf(inc, sizeof inc, "-I%s", NETC_RUNTIME_INCLUDE);
+    const struct runtime_paths *r = build_runtime();
+    snprintf(inc, sizeof inc, "-I%s", r->include);
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     bool cl = o->target == &cg_target_opencl;
@@ -341,11 +437,11 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     }
     char mpilibs[2048];
     snprintf(mpilibs, sizeof mpilibs, "%s", NETC_MPI_LIBS);
-    if (cl && (!*NETC_RUNTIME_CL_LIB || access(NETC_RUNTIME_CL_LIB, R_OK) != 0)) {
+    if (cl && (!*r->cl_lib || access(r->cl_lib, R_OK) != 0)) {
         user_error(cmd, "--target=opencl needs libnetrt_cl.a%s%s, which this netc was built without: install the "
                         "OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers) and "
                         "rebuild netc",
-                   *NETC_RUNTIME_CL_LIB ? " at " : "", NETC_RUNTIME_CL_LIB);
+                   *r->cl_lib ? " at " : "", r->cl_lib);
         return false;
     }
     char *argv[160];
@@ -359,12 +455,15 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
-    if (cl) argv[n++] = NETC_RUNTIME_CL_LIB;
+    if (cl) argv[n++] = (char *)r->cl_lib;
     if (o->mpi) argv[n++] = NETC_RUNTIME_MPI_LIB;
-    argv[n++] = NETC_RUNTIME_LIB;
+    argv[n++] = (char *)r->lib;
     if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
     n += split_flags(ldflags, argv + n, 16);
     if (cl) argv[n++] = "-lOpenCL";
+    char extra[256];
+    snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
+    n += split_flags(extra, argv + n, 8);
     argv[n++] = "-lopenblas";
     argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
     argv[n++] = "-lz";
@@ -455,8 +554,9 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
-    bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version, o.mpi) &&
-              copy_file("emit", NETC_RUNTIME_INCLUDE "/netrt.h", hdr);
+    bool ok = make_dirs("emit", dir) &&
+              (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version, o.mpi)) &&
+              copy_file("emit", runtime_header(), hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
 }
@@ -500,16 +600,21 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) fnv(&h, buf, n);
     fclose(f);
+    /* Where the file is: its relative data paths resolve against its directory. */
+    char *real = realpath(o.file, NULL);
+    if (real) fnv(&h, real, strlen(real));
+    free(real);
     struct stat lib;
-    long long lib_mtime = stat(NETC_RUNTIME_LIB, &lib) == 0 ? (long long)lib.st_mtime : 0;
+    const struct runtime_paths *r = build_runtime();
+    long long lib_mtime = stat(r->lib, &lib) == 0 ? (long long)lib.st_mtime : 0;
     /* netc itself: a rebuilt compiler with the same version string must not reuse
      * programs an older one generated. */
     struct stat self;
     long long self_mtime = stat("/proc/self/exe", &self) == 0 ? (long long)self.st_mtime : 0;
     struct stat cl_lib;
-    long long cl_mtime = *NETC_RUNTIME_CL_LIB && stat(NETC_RUNTIME_CL_LIB, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
+    long long cl_mtime = *r->cl_lib && stat(r->cl_lib, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
     snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d|%s|%lld", version, o.cc, o.olevel,
-             o.cflags ? o.cflags : "", NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
+             o.cflags ? o.cflags : "", r->lib, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
              cl_mtime);
     fnv(&h, buf, strlen(buf));
     snprintf(buf, sizeof buf, "|mpi %d %d %lld", (int)o.mpi, (int)o.sync_bn, o.bucket);

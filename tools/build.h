@@ -19,4 +19,13 @@ int build_cmd_run(int argc, char **argv, const char *version);
  * For netc check --backends. */
 bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version);
 
+/* The runtime programs are compiled against. */
+struct runtime_paths {
+    const char *include; /* the directory of netrt.h */
+    const char *lib;     /* libnetrt.a */
+    const char *cl_lib;  /* libnetrt_cl.a, "" without OpenCL */
+    bool installed;      /* found next to the installed netc (PREFIX/bin/../lib) */
+};
+const struct runtime_paths *build_runtime(void);
+
 #endif

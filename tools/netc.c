@@ -9,6 +9,7 @@
 #include "tools/backends.h"
 #include "tools/build.h"
 #include "tools/gradcheck.h"
+#include "runtime/netrt.h"
 
 #include <errno.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const char usage_main[] =
     "  build   compile a .net file to a native program\n"
     "  emit    write the generated C sources\n"
     "  run     build into a cache and run the program\n"
+    "  plot    draw the curves of a training metrics file as a PNG\n"
     "\n"
     "`netc <command> --help` documents each command's flags.\n"
     "options: --help, --version\n";
@@ -46,6 +48,14 @@ static const char usage_dump[] =
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
     "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
+    "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz:\n"
+    "                    clusters per function, phase, net and layer; one box per\n"
+    "                    parameter's optimizer update)\n"
+    "  --only=PHASES     dot: draw only these phases of the training functions,\n"
+    "                    comma-separated: forward, backward, optimizer (values they\n"
+    "                    read from the others appear as dashed stubs)\n"
+    "  --func=NAME       dot: draw only the function NAME (forward, train_step, ...)\n"
+    "  --expand          dot: draw every optimizer node instead of one box per parameter\n"
     "  --mpi             data parallel, as `netc build --mpi`: gradients reduced over\n"
     "                    the ranks (allreduce ops, `buckets` pass); the memory plan's\n"
     "                    gradient buckets are listed after the IR\n"
@@ -218,6 +228,7 @@ struct flags {
     bool print_loc;         /* --print-loc */
     bool verify;            /* --verify */
     bool split;             /* --split-input-file */
+    struct ir_dot_options dot_opts; /* --only, --func, --expand */
     bool mpi;               /* --mpi */
     bool sync_bn;           /* --sync-bn */
     const char *bucket;     /* --bucket-size */
@@ -248,6 +259,24 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
                 usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
                 return EXIT_USAGE;
             }
+        } else if (VALFLAG("--only")) {
+            char buf[128];
+            snprintf(buf, sizeof buf, "%s", val);
+            for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+                unsigned p = strcmp(t, "forward") == 0    ? PHASE_FORWARD
+                             : strcmp(t, "backward") == 0  ? PHASE_BACKWARD
+                             : strcmp(t, "optimizer") == 0 ? PHASE_OPTIMIZER
+                                                           : 0;
+                if (!p) {
+                    usage_error(cmd, "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
+                    return EXIT_USAGE;
+                }
+                fl->dot_opts.phases |= p;
+            }
+        } else if (VALFLAG("--func")) {
+            fl->dot_opts.func = val;
+        } else if (FLAG("--expand")) {
+            fl->dot_opts.expand = true;
         } else if (FLAG("--only-changed")) {
             fl->only_changed = true;
         } else if (FLAG("--no-fuse")) {
@@ -313,7 +342,7 @@ static void print_buckets(FILE *out, const struct ir_module *m) {
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify -o",
+                         "--after --format --only-changed --only --func --expand --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify -o",
                          argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if ((fl.sync_bn || fl.bucket) && !fl.mpi) {
@@ -338,6 +367,10 @@ static int cmd_dump(int argc, char **argv) {
         fprintf(stderr, " (or all)\n");
         return EXIT_USAGE;
     }
+    if (!fl.dot && (fl.dot_opts.phases || fl.dot_opts.func || fl.dot_opts.expand)) {
+        usage_error("dump", "--only, --func and --expand go with --format=dot");
+        return EXIT_USAGE;
+    }
     struct ir_module *m = fe_load(fl.file);
     if (!m) return EXIT_USER;
     struct output o;
@@ -352,9 +385,15 @@ static int cmd_dump(int argc, char **argv) {
     bool ok = ir_verify(m) &&
               pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? "fuse" : NULL, fl.mpi, fl.sync_bn), &opt);
     if (ok && !fl.after) {
-        if (fl.dot) ir_print_dot(o.f, m);
-        else ir_print(o.f, m);
-        if (fl.mpi && !fl.dot) print_buckets(o.f, m);
+        if (fl.dot_opts.func && !ir_func_find(m, fl.dot_opts.func)) {
+            fprintf(stderr, "netc dump: error: model '%s' has no function '%s'\n", m->name, fl.dot_opts.func);
+            ok = false;
+        } else if (fl.dot) {
+            ir_print_dot_opts(o.f, m, &fl.dot_opts);
+        } else {
+            ir_print(o.f, m);
+        }
+        if (ok && fl.mpi && !fl.dot) print_buckets(o.f, m);
     }
     ok = output_close(&o, ok);
     ir_module_free(m);
@@ -595,6 +634,53 @@ static int cmd_check(int argc, char **argv) {
     return ok ? 0 : EXIT_USER;
 }
 
+/* ---------------------------------------------------------------- plot */
+
+static const char usage_plot[] =
+    "usage: netc plot METRICS.jsonl -o CURVES.png [--title T]\n"
+    "\n"
+    "Draw the training curves of a metrics file (`PROGRAM train --metrics F`, one\n"
+    "JSON object per line) as a PNG, with cairo: losses (train, test, and each\n"
+    "training step's own loss for models with several) and accuracies (train,\n"
+    "test) against the epoch; records written with --log-every N add the per-step\n"
+    "curve. `PROGRAM train --plot F` draws the same picture after every epoch.\n"
+    "\n"
+    "  -o FILE       the PNG to write (required)\n"
+    "  --title T     a title (default: the metrics file's name)\n";
+
+static int cmd_plot(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *title = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage_plot, stdout);
+            return 0;
+        } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if (strncmp(argv[i], "--title=", 8) == 0) {
+            title = argv[i] + 8;
+        } else if (strcmp(argv[i], "--title") == 0 && i + 1 < argc) {
+            title = argv[++i];
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            usage_error("plot", "unknown option or missing value '%s'", argv[i]);
+            return EXIT_USAGE;
+        } else if (!in) {
+            in = argv[i];
+        } else {
+            usage_error("plot", "more than one input file ('%s' and '%s')", in, argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!in || !out) {
+        usage_error("plot", !in ? "no input file" : "no output file: give -o CURVES.png");
+        return EXIT_USAGE;
+    }
+    if (nrt_plot_metrics(in, out, title ? title : in)) {
+        fprintf(stderr, "netc plot: error: %s\n", nrt_error());
+        return EXIT_USER;
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------- passes */
 
 static int cmd_passes(int argc, char **argv) {
@@ -617,7 +703,10 @@ int main(int argc, char **argv) {
         fputs(usage_main, stdout);
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
-        printf("netc %s\n", NETC_VERSION);
+        const struct runtime_paths *r = build_runtime();
+        printf("netc %s\nruntime (%s): %s, headers in %s%s%s\n", NETC_VERSION,
+               r->installed ? "installed" : "build tree", r->lib, r->include, *r->cl_lib ? ", OpenCL layer " : "",
+               r->cl_lib);
         return 0;
     } else if (strcmp(cmd, "dump") == 0) {
         rc = cmd_dump(argc - 2, argv + 2);
@@ -633,8 +722,10 @@ int main(int argc, char **argv) {
         rc = build_cmd_emit(argc - 2, argv + 2, NETC_VERSION);
     } else if (strcmp(cmd, "run") == 0) {
         rc = build_cmd_run(argc - 2, argv + 2, NETC_VERSION);
+    } else if (strcmp(cmd, "plot") == 0) {
+        rc = cmd_plot(argc - 2, argv + 2);
     } else {
-        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", NULL};
+        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", "plot", NULL};
         const char *near = diag_nearest(cmd, cmds);
         fprintf(stderr, "netc: error: unknown command '%s'%s%s%s\nrun `netc --help` for usage\n", cmd,
                 near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");

@@ -768,7 +768,7 @@ static void test_kernels(void) {
     CHECK(strcmp(t1, text) == 0);
     if (strcmp(t1, text) != 0) fprintf(stderr, "--- printed\n%s", t1);
     char *dot = print_str(m, ir_print_dot);
-    CHECK(strstr(dot, "%5 relu\\nf32[N,3]\\nkernel 7\", style=filled") != NULL);
+    CHECK(strstr(dot, "%5 relu(%4)\\nf32[N,3]\\nkernel 7\", style=filled") != NULL);
     free(dot);
     struct ir_func *c = ir_func_clone(m, m->funcs[0], "copy");
     ASSERT(7, c->nodes[5].kernel);
