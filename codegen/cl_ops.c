@@ -1089,6 +1089,225 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
+/* ------------------------------------------------------ tokens, sequences */
+
+/* Host: i32 ids read by node id (operand i), when they are a model input, are
+ * checked before anything runs: each in [0, limit), or equal to `skip` when
+ * has_skip (the C backend's message); ids computed on the device are guarded
+ * in the kernels. */
+static void host_ids_check(struct clc *k, int id, int i, long long limit, bool has_skip, long long skip,
+                           const char *msg) {
+    int l = arg(k, id, i);
+    while (k->c.vals[l].alias >= 0) l = k->c.vals[l].alias;
+    if (node(k, l)->op != OP_INPUT) return;
+    struct cgc *c = &k->c;
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(k, id, i))));
+    cgc_emit(c, "    const int32_t v = ((const int32_t *)ctx->buf[%d])[p];", k->c.vals[l].buffer);
+    char skipc[64] = "";
+    if (has_skip) snprintf(skipc, sizeof skipc, "v != %lld && ", skip);
+    cgc_emit(c, "    if (%s(v < 0 || v >= %lld)) {", skipc, limit);
+    cgc_emit(c, "        nrt_ctx_fail(ctx, \"%s %%d at position %%lld is out of range for %lld\", (int)v, (long long)p);",
+             msg, limit);
+    cgc_emit(c, "        return;");
+    cgc_emit(c, "    }");
+    cgc_emit(c, "}");
+}
+
+/* Rows of table w gathered by ids: one work-item per element of the result. */
+void clc_op_EMBEDDING(struct clc *k, int id) {
+    const struct shape *w = arg_shape(k, id, 0);
+    long long rows = (long long)w->dim[0], d = (long long)w->dim[1];
+    host_ids_check(k, id, 1, rows, false, 0, "token id");
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    struct cgc_x total = cgc_count(shape_of(k, id));
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    const int t = v%d[i / %lld];", arg(k, id, 1), d);
+    clc_src(k, "    v%d[i] = t >= 0 && t < %lld ? v%d[(long)t * %lld + i %% %lld] : 0.0f;", id, rows, arg(k, id, 0), d, d);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+/* One work-item per column: zero it, then add the rows in index order (the
+ * same sums in the same order on every run). */
+void clc_op_EMBEDDING_GRAD(struct clc *k, int id) {
+    const struct shape *dw = shape_of(k, id);
+    long long rows = (long long)dw->dim[0], d = (long long)dw->dim[1];
+    host_ids_check(k, id, 0, rows, false, 0, "token id");
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long j = get_global_id(0);");
+    clc_src(k, "    if (j >= %lld) return;", d);
+    clc_src(k, "    for (long r = 0; r < %lld; r++) v%d[r * %lld + j] = 0.0f;", rows, id, d);
+    clc_src(k, "    for (long p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(k, id, 0))));
+    clc_src(k, "        const int t = v%d[p];", arg(k, id, 0));
+    clc_src(k, "        if (t >= 0 && t < %lld) v%d[(long)t * %lld + j] += v%d[p * %lld + j];", rows, id, d, arg(k, id, 1), d);
+    clc_src(k, "    }");
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(d), false, false);
+}
+
+void clc_op_ONE_HOT(struct clc *k, int id) {
+    long long cls = (long long)ir_get_int(node(k, id), "classes");
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    struct cgc_x total = cgc_count(shape_of(k, id));
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    v%d[i] = v%d[i / %lld] == (int)(i %% %lld) ? 1.0f : 0.0f;", id, arg(k, id, 0), cls, cls);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+/* The masked losses run as one work-group (or one work-item for few rows):
+ * `kept` counted over every target first, then the rows strided over the
+ * work-items. In scope after it: rows, cls, ign, tg (the targets), kept. */
+static bool masked_open(struct clc *k, int id, const struct kvals *v, int *idx) {
+    const struct shape *x = arg_shape(k, id, 0);
+    long long cls = (long long)x->dim[x->rank - 1];
+    long long ign = (long long)ir_get_int(node(k, id), "ignore");
+    struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
+    host_ids_check(k, id, 1, cls, true, ign, "target");
+    bool wg = rows_open(k, kname(k, id), v, rows, xk(1), idx);
+    clc_src(k, "    const long rows = %s, cls = %lld;", xs(rows), cls);
+    clc_src(k, "    const int ign = %lld;", ign);
+    clc_src(k, "    __global const int *tg = v%d;", arg(k, id, 1));
+    clc_src(k, "    int kept = 0;");
+    clc_src(k, "    for (long q = t; q < rows; q += L) kept += tg[q] != ign && tg[q] >= 0 && tg[q] < cls;");
+    wg_combine(k, wg, "kept", "netc_wg_sumi", "redi");
+    return wg;
+}
+
+static void masked_lse(struct clc *k, int id) {
+    clc_src(k, "        __global const float *xr = v%d + q * cls;", arg(k, id, 0));
+    clc_src(k, "        float mx = xr[0];");
+    clc_src(k, "        for (long j = 1; j < cls; j++) mx = xr[j] > mx ? xr[j] : mx;");
+    clc_src(k, "        acc_t se = 0;");
+    clc_src(k, "        for (long j = 0; j < cls; j++) se += exp((acc_t)xr[j] - mx);");
+    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+}
+
+void clc_op_MASKED_CROSS_ENTROPY(struct clc *k, int id) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = masked_open(k, id, &v, &idx);
+    clc_src(k, "    acc_t sum = 0;");
+    clc_src(k, "    for (long q = t; q < rows; q += L) {");
+    clc_src(k, "        const int y = tg[q];");
+    clc_src(k, "        if (y == ign || y < 0 || y >= cls) continue;");
+    masked_lse(k, id);
+    clc_src(k, "        sum += lse - xr[y];");
+    clc_src(k, "    }");
+    wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
+    clc_src(k, "    if (t == 0) v%d[0] = kept ? (float)(sum / (acc_t)kept) : 0.0f;", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+void clc_op_MASKED_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = masked_open(k, id, &v, &idx);
+    clc_src(k, "    const acc_t g = kept ? (acc_t)v%d[0] / (acc_t)kept : 0;", arg(k, id, 2));
+    clc_src(k, "    for (long q = t; q < rows; q += L) {");
+    clc_src(k, "        __global float *dr = v%d + q * cls;", id);
+    clc_src(k, "        const int y = tg[q];");
+    clc_src(k, "        if (y == ign || y < 0 || y >= cls) {");
+    clc_src(k, "            for (long j = 0; j < cls; j++) dr[j] = 0.0f;");
+    clc_src(k, "            continue;");
+    clc_src(k, "        }");
+    masked_lse(k, id);
+    clc_src(k, "        for (long j = 0; j < cls; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 : 0)));");
+    clc_src(k, "    }");
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+void clc_op_MASKED_ACCURACY(struct clc *k, int id) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    bool wg = masked_open(k, id, &v, &idx);
+    clc_src(k, "    int hits = 0;");
+    clc_src(k, "    for (long q = t; q < rows; q += L) {");
+    clc_src(k, "        const int y = tg[q];");
+    clc_src(k, "        if (y == ign || y < 0 || y >= cls) continue;");
+    clc_src(k, "        __global const float *xr = v%d + q * cls;", arg(k, id, 0));
+    clc_src(k, "        long best = 0;");
+    clc_src(k, "        for (long j = 1; j < cls; j++) if (xr[j] > xr[best]) best = j;");
+    clc_src(k, "        hits += best == y;");
+    clc_src(k, "    }");
+    wg_combine(k, wg, "hits", "netc_wg_sumi", "redi");
+    clc_src(k, "    if (t == 0) v%d[0] = kept ? (float)((acc_t)hits / (acc_t)kept) : 0.0f;", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(1), wg, false);
+}
+
+/* Masked pooling: one work-item per (batch item, feature) of the pooled value;
+ * x is [B, T, R], ids [B, T]. `x` names the operand or result that is [B, T, R]. */
+static struct cgc_x pool_open(struct clc *k, int id, const struct shape *x, int ids, const struct kvals *v,
+                              int *idx) {
+    *idx = kbegin(k, kname(k, id), v, false, false);
+    struct cgc_x r = cgc_dims_prod(x, 2, x->rank), total = cgc_mul(cgc_dim(x, 0), r);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    const long T = %lld, R = %s, b = i / R, j = i %% R;", (long long)x->dim[1], xs(r));
+    clc_src(k, "    const int pad = %lld;", (long long)ir_get_int(node(k, id), "pad"));
+    clc_src(k, "    __global const int *ib = v%d + b * T;", ids);
+    return total;
+}
+
+static void masked_pool_fwd(struct clc *k, int id, bool max) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    struct cgc_x total = pool_open(k, id, arg_shape(k, id, 0), arg(k, id, 1), &v, &idx);
+    clc_src(k, "    __global const float *xb = v%d + b * T * R + j;", arg(k, id, 0));
+    clc_src(k, "    float a = 0.0f;");
+    clc_src(k, "    long kept = 0;");
+    clc_src(k, "    for (long s = 0; s < T; s++) {");
+    clc_src(k, "        if (ib[s] == pad) continue;");
+    if (max) clc_src(k, "        a = kept == 0 || xb[s * R] > a ? xb[s * R] : a;");
+    else clc_src(k, "        a += xb[s * R];");
+    clc_src(k, "        kept++;");
+    clc_src(k, "    }");
+    if (max) clc_src(k, "    v%d[i] = a;", id);
+    else clc_src(k, "    v%d[i] = kept ? a / (float)kept : 0.0f;", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+void clc_op_MASKED_MEAN(struct clc *k, int id) { masked_pool_fwd(k, id, false); }
+void clc_op_MASKED_MAX(struct clc *k, int id) { masked_pool_fwd(k, id, true); }
+
+void clc_op_MASKED_MEAN_GRAD(struct clc *k, int id) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    struct cgc_x total = pool_open(k, id, shape_of(k, id), arg(k, id, 0), &v, &idx);
+    clc_src(k, "    __global float *db = v%d + b * T * R + j;", id);
+    clc_src(k, "    long kept = 0;");
+    clc_src(k, "    for (long s = 0; s < T; s++) kept += ib[s] != pad;");
+    clc_src(k, "    const float g = kept ? v%d[i] / (float)kept : 0.0f;", arg(k, id, 1));
+    clc_src(k, "    for (long s = 0; s < T; s++) db[s * R] = ib[s] != pad ? g : 0.0f;");
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
+void clc_op_MASKED_MAX_GRAD(struct clc *k, int id) {
+    struct kvals v = kv_node(k, id);
+    int idx;
+    struct cgc_x total = pool_open(k, id, arg_shape(k, id, 0), arg(k, id, 1), &v, &idx);
+    clc_src(k, "    __global const float *xb = v%d + b * T * R + j;", arg(k, id, 0));
+    clc_src(k, "    __global float *db = v%d + b * T * R + j;", id);
+    clc_src(k, "    long best = -1;");
+    clc_src(k, "    for (long s = 0; s < T; s++) {");
+    clc_src(k, "        if (ib[s] != pad && (best < 0 || xb[s * R] > xb[best * R])) best = s;");
+    clc_src(k, "        db[s * R] = 0.0f;");
+    clc_src(k, "    }");
+    clc_src(k, "    if (best >= 0) db[best * R] = v%d[i];", arg(k, id, 2));
+    idx = kend(k);
+    klaunch(k, idx, &v, total, false, false);
+}
+
 /* --------------------------------------------------------------- kernels */
 
 bool clc_kernel_supported(const struct ir_func *f, int kernel) {

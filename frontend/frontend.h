@@ -176,6 +176,9 @@ struct val {
     double num;         /* V_NUM, V_BOOL */
     bool is_int;        /* V_NUM: an integer (literal or folded from integers) */
     const char *str;    /* V_STR */
+    int mask;           /* V_TENSOR: 1 + node id of the i32[N, T] token ids whose padding (id 0)
+                           masks this value's time axis (axis 1), set by embedding and kept
+                           through layers that keep [N, T]; 0: none (docs/language.md) */
 };
 
 /* Declared names that live across walks: inputs, explicit params and nets. */
@@ -269,6 +272,7 @@ struct lower {
     bool have_optim;             /* the train block named an optimizer */
     struct ir_optim optim;       /* the train block's optimizer (defaults filled) */
     struct fe_step *steps;       /* vec */
+    int cur_mask;                /* while a builtin layer runs: its input's val.mask (0: none) */
 };
 
 /* Report an error (counted). */
@@ -345,6 +349,29 @@ bool fe_opt_num(struct lower *L, const char *what, const char *name, const struc
                 double lo, double hi, double *out);
 bool fe_opt_bool(struct lower *L, const char *what, const char *name, const struct fe_arg *a, bool def,
                  bool *out);
+
+/* The IR op of builtin b's table row; the next index of its kind in the scope
+ * (k of its parameter names <net>.<layer><k>.<what>). */
+enum op fe_builtin_op(const struct fe_builtin *b);
+int fe_layer_count(struct lower *L, const struct fe_builtin *b);
+
+/* ------------------------------------------------------------ lower_text.c */
+
+/* The lengths f32[N] of the sequences of a padding mask (val.mask, L->cur_mask):
+ * the number of ids that are not 0 in each row of the ids [N, T]; -1 when mask
+ * is 0 (none) or after an error. For recurrent layers' lengths. */
+int fe_mask_lengths(struct lower *L, int mask, struct loc loc);
+/* The token and sequence builtins (table rows in lower_layers.c). */
+struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_layer_one_hot(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                            struct loc loc);
+struct val fe_layer_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
+                              struct loc loc);
+struct val fe_func_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                             struct loc loc);
+struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              struct loc loc);
 
 /* ---------------------------------------------------------------- train.c */
 

@@ -824,11 +824,15 @@ static const struct fe_builtin builtins[] = {
     {"ones_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"zeros_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"mse", F_, {NULL}, NULL, func_pair, OP_MSE},
-    {"cross_entropy", F_, {NULL}, NULL, func_pair, OP_CROSS_ENTROPY},
+    {"cross_entropy", F_, {NULL}, NULL, fe_func_class_loss, OP_CROSS_ENTROPY},
     {"bce", F_, {NULL}, NULL, func_pair, OP_BCE},
     {"bce_logits", F_, {NULL}, NULL, func_pair, OP_BCE_LOGITS},
     {"hinge", F_, {NULL}, NULL, func_pair, OP_HINGE},
-    {"accuracy", F_, {NULL}, NULL, func_pair, OP_ACCURACY},
+    {"accuracy", F_, {NULL}, NULL, fe_func_class_loss, OP_ACCURACY},
+    {"embedding", L_ | F_, {"vocab", "dim"}, fe_layer_embedding, NULL, OP_EMBEDDING},
+    {"one_hot", L_ | F_, {"classes"}, fe_layer_one_hot, NULL, OP_ONE_HOT},
+    {"mean_over_time", L_ | F_, {NULL}, fe_layer_time_pool, fe_func_time_pool, OP_MASKED_MEAN},
+    {"max_over_time", L_ | F_, {NULL}, fe_layer_time_pool, fe_func_time_pool, OP_MASKED_MAX},
 };
 #undef L_
 #undef F_
@@ -843,6 +847,8 @@ const struct fe_builtin *fe_builtin_find(const char *name) {
 }
 
 unsigned fe_builtin_forms(const struct fe_builtin *b) { return b->forms; }
+enum op fe_builtin_op(const struct fe_builtin *b) { return b->op; }
+int fe_layer_count(struct lower *L, const struct fe_builtin *b) { return count_layer(L, b); }
 const char *fe_builtin_name(const struct fe_builtin *b) { return b->name; }
 
 const char *const *fe_builtin_names(unsigned form) {
@@ -859,10 +865,25 @@ const char *const *fe_builtin_names(unsigned form) {
     return lists[form];
 }
 
+/* Runs a builtin layer with L->cur_mask set to its input's padding mask; the
+ * result keeps the mask when the layer kept the batch and time dims [N, T]. */
+static struct val layer_masked(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                               struct val cur, struct loc loc) {
+    int saved = L->cur_mask;
+    L->cur_mask = cur.mask;
+    struct val r = b->layer(L, b, args, nargs, cur.id, loc);
+    L->cur_mask = saved;
+    if (r.kind == V_TENSOR && !r.mask && cur.mask) {
+        const struct shape *m = &lw_type(L, cur.mask - 1)->shape, *s = &lw_type(L, r.id)->shape;
+        if (s->rank >= 2 && s->dim[0] == m->dim[0] && s->dim[1] == m->dim[1]) r.mask = cur.mask;
+    }
+    return r;
+}
+
 struct val fe_layer_apply(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct val cur,
                           struct loc loc) {
     if (cur.kind != V_TENSOR) return lw_err();
-    return b->layer(L, b, args, nargs, cur.id, loc);
+    return layer_masked(L, b, args, nargs, cur, loc);
 }
 
 struct val fe_func_call(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct loc loc) {
@@ -875,5 +896,7 @@ struct val fe_func_call(struct lower *L, const struct fe_builtin *b, struct fe_a
             lw_error(L, args[i].loc, "%s takes one tensor; argument %d is a tensor too", b->name, i + 1);
             return lw_err();
         }
-    return b->layer(L, b, args + 1, nargs - 1, x, loc);
+    struct val cur = lw_tensor(x);
+    cur.mask = args[0].v.kind == V_TENSOR ? args[0].v.mask : 0;
+    return layer_masked(L, b, args + 1, nargs - 1, cur, loc);
 }

@@ -192,23 +192,26 @@ static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_
 
 /* --------------------------------------------------------------------- data */
 
-/* `data idx("a.gz", "b.gz") scale 1/255 shift -1`, `data csv("f.csv")`, `data npy(...)`. */
+static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs, int ninputs);
+
+/* `data idx("a.gz", "b.gz") scale 1/255 shift -1`, `data csv("f.csv")`, `data npy(...)`,
+ * `data text("a.txt", "b.txt") vocab 96 holdout 0.1` (read_text). */
 static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
-    static const char *const formats[] = {"idx", "csv", "npy", NULL};
+    static const char *const formats[] = {"idx", "csv", "npy", "text", NULL};
     static const char *const mods[] = {"scale", "shift", NULL};
     const char *key = test ? "test" : "data";
     const struct ast_expr *e = t->n >= 2 ? t->v[1] : NULL;
     if (!e || e->kind != AST_CALL) {
         lw_error(L, e ? e->loc : t->loc, "expected files after '%s', as in `%s idx(\"images.gz\", \"labels.gz\")`; "
-                 "formats: idx, csv, npy", key, key);
+                 "formats: idx, csv, npy, text", key, key);
         return false;
     }
     bool known = false;
     for (const char *const *f = formats; *f; f++) known |= strcmp(*f, e->str) == 0;
     if (!known) {
         const char *near = fe_nearest(e->str, formats);
-        if (near) lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy", e->str, near);
-        else lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy", e->str);
+        if (near) lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy, text", e->str, near);
+        else lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy, text", e->str);
         return false;
     }
     for (int i = 0; i < e->nargs; i++)
@@ -219,6 +222,15 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     if (e->nargs == 0) {
         lw_error(L, e->loc, "%s needs at least one file", e->str);
         return false;
+    }
+    if (strcmp(e->str, "text") == 0) {
+        const char **inputs = NULL;
+        for (size_t i = 0; i < vec_len(L->syms); i++)
+            if (L->syms[i]->kind == SYM_INPUT && !L->syms[i]->noise && ir_buffer_find(L->m, L->syms[i]->name))
+                vec_push(inputs, L->syms[i]->name);
+        bool ok = read_text(L, t, test, inputs, (int)vec_len(inputs));
+        vec_free(inputs);
+        return ok;
     }
     double mod[2] = {1, 0};
     bool has[2] = {false, false};
@@ -283,6 +295,112 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     }
     vec_free(inputs);
     return ok;
+}
+
+/* `data text("a", "b", ...) [vocab V] [holdout H] [bytes 1]`: the first data input
+ * gets the tokens (role 0, i32[N, T]), the second, if any, the targets (role 1):
+ * i32[N, T] next tokens (language model) or i32[N] labels (one file per class).
+ * The files travel as one comma-separated path. With a holdout, the test source is
+ * the held-out part of the same files (part=1) unless a `test` line says otherwise;
+ * a `test text(...)` line reads its files whole (part=2). */
+static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs, int ninputs) {
+    static const char *const opts[] = {"vocab", "holdout", "bytes", NULL};
+    const struct ast_expr *e = t->v[1];
+    double val[3] = {256, 0, 0};
+    bool has[3] = {false, false, false};
+    for (int i = 2; i < t->n; i += 2) {
+        const struct ast_expr *m = t->v[i];
+        int k = -1;
+        for (int j = 0; m->kind == AST_NAME && opts[j]; j++)
+            if (strcmp(m->str, opts[j]) == 0) k = j;
+        if (k < 0) {
+            const char *near = m->kind == AST_NAME ? fe_nearest(m->str, opts) : NULL;
+            if (near) lw_error(L, m->loc, "unknown text option '%s' (did you mean '%s'?); options: vocab, holdout, bytes", m->str, near);
+            else lw_error(L, m->loc, "expected a text option (vocab, holdout, bytes) here, got %s", ast_describe(L->a, m));
+            return false;
+        }
+        if (i + 1 >= t->n) {
+            lw_error(L, m->loc, "'%s' needs a number after it", m->str);
+            return false;
+        }
+        if (has[k]) {
+            lw_error(L, m->loc, "'%s' is given twice", m->str);
+            return false;
+        }
+        if (!lw_fold(L, t->v[i + 1], &val[k], NULL)) return false;
+        has[k] = true;
+        static const double lo[] = {3, 0, 0}, hi[] = {1 << 22, 0.9, 1};
+        if (!(val[k] >= lo[k] && val[k] <= hi[k]) || (k != 1 && val[k] != (double)(int64_t)val[k])) {
+            lw_error(L, t->v[i + 1]->loc, "%s must be %s in [%.10g, %.10g], got %.10g", m->str, k == 1 ? "a number" : "an integer",
+                     lo[k], hi[k], val[k]);
+            return false;
+        }
+    }
+    if (test && (has[0] || has[1] || has[2])) {
+        lw_error(L, t->v[2]->loc, "a test text line takes no options: the vocabulary and token kind come from the "
+                 "data line");
+        return false;
+    }
+    if (ninputs < 1 || ninputs > 2) {
+        lw_error(L, e->loc, "text data feeds a token input i32[N, T] and optionally a target input (i32[N, T] next "
+                 "tokens or i32[N] labels); the model has %d data input%s", ninputs, ninputs == 1 ? "" : "s");
+        return false;
+    }
+    struct ir_buffer *tok = ir_buffer_find(L->m, inputs[0]), *tgt = ninputs > 1 ? ir_buffer_find(L->m, inputs[1]) : NULL;
+    char ts[TYPE_STR_MAX];
+    if (tok->type.dtype != DT_I32 || tok->type.shape.rank != 2 || tok->type.shape.dim[0] != IR_DIM_N) {
+        lw_error(L, e->loc, "text tokens go to an i32[N, T] input, but '%s' is %s", tok->name,
+                 type_str(&tok->type, ts, sizeof ts));
+        return false;
+    }
+    if (tgt && (tgt->type.dtype != DT_I32 || tgt->type.shape.dim[0] != IR_DIM_N ||
+                !(tgt->type.shape.rank == 1 ||
+                  (tgt->type.shape.rank == 2 && tgt->type.shape.dim[1] == tok->type.shape.dim[1])))) {
+        lw_error(L, e->loc, "text targets go to an i32[N, %lld] input (next tokens) or an i32[N] input (labels), but "
+                 "'%s' is %s", (long long)tok->type.shape.dim[1], tgt->name, type_str(&tgt->type, ts, sizeof ts));
+        return false;
+    }
+    if (tgt && tgt->type.shape.rank == 1 && e->nargs < 2) {
+        lw_error(L, e->loc, "text classification reads one file per class; give at least 2 files");
+        return false;
+    }
+    char *path = NULL;
+    size_t len = 0;
+    for (int i = 0; i < e->nargs; i++) {
+        const char *f = e->args[i]->str;
+        if (!*f || strchr(f, ',')) {
+            lw_error(L, e->args[i]->loc, "text file names must be non-empty and without ','");
+            return false;
+        }
+        len += strlen(f) + 1;
+    }
+    path = arena_alloc(L->m->arena, len + 1);
+    for (int i = 0; i < e->nargs; i++) {
+        if (i) strcat(path, ",");
+        strcat(path, e->args[i]->str);
+    }
+    for (int k = 0; k < ninputs; k++) {
+        struct ir_buffer *b = k ? tgt : tok;
+        struct ir_source src;
+        memset(&src, 0, sizeof src);
+        src.kind = "text";
+        src.path = path;
+        src.kw[src.nkw] = "role", src.kwval[src.nkw++] = k;
+        if (!test) {
+            src.kw[src.nkw] = "vocab", src.kwval[src.nkw++] = val[0];
+            if (val[1] > 0) src.kw[src.nkw] = "holdout", src.kwval[src.nkw++] = val[1];
+            if (val[2] > 0) src.kw[src.nkw] = "bytes", src.kwval[src.nkw++] = val[2];
+            b->data = src;
+            if (val[1] > 0 && !b->test.kind) { /* the held-out part, unless a test line gave files */
+                src.kw[src.nkw] = "part", src.kwval[src.nkw++] = 1;
+                b->test = src;
+            }
+        } else {
+            src.kw[src.nkw] = "part", src.kwval[src.nkw++] = 2;
+            b->test = src;
+        }
+    }
+    return true;
 }
 
 /* -------------------------------------------------------------------- steps */

@@ -217,7 +217,7 @@ struct ir_init {
     double a, b;         /* its parameters */
 };
 
-#define IR_MAX_KW 4
+#define IR_MAX_KW 6
 
 /* A data source call, e.g. idx("file.gz", scale=0.0039) or normal(0, 1). */
 struct ir_source {
@@ -226,7 +226,7 @@ struct ir_source {
     int nargs;                     /* positional numbers (normal(0, 1)) */
     double args[2];                /* their values */
     int nkw;                       /* keyword options */
-    const char *kw[IR_MAX_KW];     /* their names: scale, shift, column, classes */
+    const char *kw[IR_MAX_KW];     /* their names: scale, shift, column, classes; text: role, vocab, holdout, bytes, part */
     double kwval[IR_MAX_KW];       /* their values */
 };
 

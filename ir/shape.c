@@ -409,6 +409,25 @@ static bool shape_HINGE_GRAD(struct rule_ctx *c) { return loss_grad(c, same_shap
 
 static bool shape_ACCURACY(struct rule_ctx *c) { return class_target(c) && scalar_out(c); }
 
+/* logits f32[..., C] (rank >= 2) with i32 targets of the logits' shape without C. */
+static bool seq_target(struct rule_ctx *c) {
+    const struct type *x = c->a[0], *y = c->a[1];
+    if (x->dtype != DT_F32 || x->shape.rank < 2)
+        return fail(c, "%s expects f32 scores [..., classes] of rank 2 or more, got %s", opname(c), ts(x));
+    bool ok = y->dtype == DT_I32 && y->shape.rank == x->shape.rank - 1;
+    for (int i = 0; ok && i < y->shape.rank; i++) ok = y->shape.dim[i] == x->shape.dim[i];
+    if (!ok) {
+        struct type want = {DT_I32, x->shape};
+        want.shape.rank--;
+        return fail(c, "%s of scores %s needs i32 targets %s, got %s", opname(c), ts(x), ts(&want), ts(y));
+    }
+    return true;
+}
+
+static bool shape_MASKED_CROSS_ENTROPY(struct rule_ctx *c) { return seq_target(c) && scalar_out(c); }
+static bool shape_MASKED_CROSS_ENTROPY_GRAD(struct rule_ctx *c) { return loss_grad(c, seq_target); }
+static bool shape_MASKED_ACCURACY(struct rule_ctx *c) { return seq_target(c) && scalar_out(c); }
+
 /* ----------------------------------------------------------- convolution */
 
 /* Checks common to every 2-D window op over NCHW operand i. */
@@ -612,6 +631,99 @@ static bool dropout_like(struct rule_ctx *c) {
 
 static bool shape_DROPOUT(struct rule_ctx *c) { return dropout_like(c); }
 static bool shape_DROPOUT_GRAD(struct rule_ctx *c) { return dropout_like(c); }
+
+/* ----------------------------------------------------------------- tokens */
+
+static bool need_ids(struct rule_ctx *c, int i) {
+    if (c->a[i]->dtype == DT_I32) return true;
+    return fail(c, "%s expects i32 ids, got %s", opname(c), ts(c->a[i]));
+}
+
+/* ids [...] -> [..., last]. */
+static bool ids_plus(struct rule_ctx *c, const struct shape *ids, int64_t last) {
+    if (ids->rank + 1 > IR_MAX_RANK) return fail(c, "%s: the result would have more than %d dims", opname(c), IR_MAX_RANK);
+    struct shape s = *ids;
+    s.dim[s.rank++] = last;
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_EMBEDDING(struct rule_ctx *c) {
+    const struct type *w = c->a[0];
+    if (!need_f32(c, 0) || !need_ids(c, 1)) return false;
+    if (w->shape.rank != 2 || w->shape.dim[0] == IR_DIM_N || w->shape.dim[1] == IR_DIM_N)
+        return fail(c, "embedding expects a static table [rows, dim], got %s", ts(w));
+    return ids_plus(c, &c->a[1]->shape, w->shape.dim[1]);
+}
+
+static bool shape_EMBEDDING_GRAD(struct rule_ctx *c) {
+    const struct type *ids = c->a[0], *dy = c->a[1];
+    if (!need_ids(c, 0) || !need_f32(c, 1)) return false;
+    bool ok = dy->shape.rank == ids->shape.rank + 1;
+    for (int i = 0; ok && i < ids->shape.rank; i++) ok = dy->shape.dim[i] == ids->shape.dim[i];
+    if (!ok || dy->shape.dim[dy->shape.rank - 1] == IR_DIM_N)
+        return fail(c, "embedding_grad of ids %s needs a gradient of shape [ids..., dim], got %s", ts(ids), ts(dy));
+    int64_t rows = ir_get_int(c->n, "rows");
+    if (rows < 1) return fail(c, "embedding_grad: rows must be at least 1, got %lld", (long long)rows);
+    struct shape s = {2, {rows, dy->shape.dim[dy->shape.rank - 1]}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_ONE_HOT(struct rule_ctx *c) {
+    if (!need_ids(c, 0)) return false;
+    int64_t k = ir_get_int(c->n, "classes");
+    if (k < 1) return fail(c, "one_hot: classes must be at least 1, got %lld", (long long)k);
+    return ids_plus(c, &c->a[0]->shape, k);
+}
+
+/* x [N, T, ...] and ids i32[N, T]. */
+static bool masked_pool_args(struct rule_ctx *c, const struct type *x, const struct type *ids) {
+    if (x->dtype != DT_F32 || x->shape.rank < 2)
+        return fail(c, "%s expects f32 values [N, T, ...], got %s", opname(c), ts(x));
+    if (ids->dtype != DT_I32 || ids->shape.rank != 2 || ids->shape.dim[0] != x->shape.dim[0] ||
+        ids->shape.dim[1] != x->shape.dim[1])
+        return fail(c, "%s of %s needs i32 ids [%s, %s] for its mask, got %s", opname(c), ts(x),
+                    x->shape.dim[0] == IR_DIM_N ? "N" : "batch", "T", ts(ids));
+    if (x->shape.dim[1] == IR_DIM_N) return fail(c, "%s: the time dim of %s must be static", opname(c), ts(x));
+    return true;
+}
+
+static bool masked_pool(struct rule_ctx *c) {
+    const struct type *x = c->a[0];
+    if (!masked_pool_args(c, x, c->a[1])) return false;
+    struct shape s = x->shape;
+    for (int i = 1; i + 1 < s.rank; i++) s.dim[i] = s.dim[i + 1];
+    s.rank--;
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_MASKED_MEAN(struct rule_ctx *c) { return masked_pool(c); }
+static bool shape_MASKED_MAX(struct rule_ctx *c) { return masked_pool(c); }
+
+/* (ids [N, T], dy [N, ...]) -> [N, T, ...]. */
+static bool shape_MASKED_MEAN_GRAD(struct rule_ctx *c) {
+    const struct type *ids = c->a[0], *dy = c->a[1];
+    if (!need_ids(c, 0) || !need_f32(c, 1)) return false;
+    if (ids->shape.rank != 2 || dy->shape.rank < 1 || dy->shape.rank + 1 > IR_MAX_RANK ||
+        dy->shape.dim[0] != ids->shape.dim[0])
+        return fail(c, "masked_mean_grad of ids %s and gradient %s: shapes disagree", ts(ids), ts(dy));
+    struct shape s = dy->shape;
+    for (int i = s.rank; i > 1; i--) s.dim[i] = s.dim[i - 1];
+    s.dim[1] = ids->shape.dim[1];
+    s.rank++;
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+static bool shape_MASKED_MAX_GRAD(struct rule_ctx *c) {
+    if (!masked_pool(c)) return false; /* checks x and ids, then the pooled type */
+    if (!shape_equal(&c->n->type.shape, &c->a[2]->shape) || c->a[2]->dtype != DT_F32)
+        return fail(c, "masked_max_grad of %s needs a gradient %s, got %s", ts(c->a[0]), ts(&c->n->type), ts(c->a[2]));
+    c->n->type = *c->a[0];
+    return true;
+}
 
 static bool shape_BATCHNORM(struct rule_ctx *c) {
     const struct type *x = c->a[0];

@@ -490,6 +490,22 @@ static void grad_HINGE(struct ad *ad, int id, int g) {
 #define grad_HINGE_GRAD grad_none
 #define grad_ACCURACY grad_none
 
+static int with_ignore(struct ad *ad, int id, int d) {
+    int64_t v = ir_get_int(nd(ad, id), "ignore");
+    ir_set_int(nd(ad, d), "ignore", v);
+    return fin(ad, d);
+}
+
+/* Only d/dlogits: the targets are i32. */
+static void grad_MASKED_CROSS_ENTROPY(struct ad *ad, int id, int g) {
+    if (!want(ad, id, 0)) return;
+    int args[3] = {nd(ad, id)->args[0], nd(ad, id)->args[1], g};
+    acc_arg(ad, id, 0, with_ignore(ad, id, add(ad, OP_MASKED_CROSS_ENTROPY_GRAD, args, 3)));
+}
+
+#define grad_MASKED_CROSS_ENTROPY_GRAD grad_none
+#define grad_MASKED_ACCURACY grad_none
+
 /* ----------------------------------------------------------- convolution */
 
 /* A node of the conv2d family with the attributes of conv node `from`; `t`, when
@@ -574,6 +590,42 @@ static void grad_UPSAMPLE2D(struct ad *ad, int id, int g) {
 }
 
 #define grad_UPSAMPLE2D_GRAD grad_none
+
+/* ---------------------------------------------------------------- tokens */
+
+/* d table = the rows of dy added into their ids' rows; the ids (i32) get none. */
+static void grad_EMBEDDING(struct ad *ad, int id, int g) {
+    if (!want(ad, id, 0)) return;
+    int64_t rows = ty(ad, nd(ad, id)->args[0])->shape.dim[0];
+    int args[2] = {nd(ad, id)->args[1], g};
+    int d = add(ad, OP_EMBEDDING_GRAD, args, 2);
+    ir_set_int(nd(ad, d), "rows", rows);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+#define grad_EMBEDDING_GRAD grad_none
+#define grad_ONE_HOT grad_none
+
+static int with_pad(struct ad *ad, int id, int d) {
+    int64_t v = ir_get_int(nd(ad, id), "pad");
+    ir_set_int(nd(ad, d), "pad", v);
+    return fin(ad, d);
+}
+
+static void grad_MASKED_MEAN(struct ad *ad, int id, int g) {
+    if (!want(ad, id, 0)) return;
+    int args[2] = {nd(ad, id)->args[1], g};
+    acc_arg(ad, id, 0, with_pad(ad, id, add(ad, OP_MASKED_MEAN_GRAD, args, 2)));
+}
+
+static void grad_MASKED_MAX(struct ad *ad, int id, int g) {
+    if (!want(ad, id, 0)) return;
+    int args[3] = {nd(ad, id)->args[0], nd(ad, id)->args[1], g};
+    acc_arg(ad, id, 0, with_pad(ad, id, add(ad, OP_MASKED_MAX_GRAD, args, 3)));
+}
+
+#define grad_MASKED_MEAN_GRAD grad_none
+#define grad_MASKED_MAX_GRAD grad_none
 
 /* ---------------------------------------------------- dropout, batchnorm */
 

@@ -230,9 +230,12 @@ static void feed_free(const struct nrt_model *m, struct feed *f)
     memset(f, 0, sizeof *f);
 }
 
+static int is_text_source(const struct nrt_source_desc *s) { return s->kind && strcmp(s->kind, "text") == 0; }
+
 static int is_file_source(const struct nrt_source_desc *s)
 {
-    return s->kind && (strcmp(s->kind, "idx") == 0 || strcmp(s->kind, "csv") == 0 || strcmp(s->kind, "npy") == 0);
+    return s->kind && (strcmp(s->kind, "idx") == 0 || strcmp(s->kind, "csv") == 0 || strcmp(s->kind, "npy") == 0 ||
+                       is_text_source(s));
 }
 
 static int is_noise_source(const struct nrt_source_desc *s)
@@ -332,6 +335,125 @@ static int load_input(const struct nrt_buffer_desc *b, const struct nrt_source_d
     return 0;
 }
 
+/* The vocabulary of a text model (text sources), shared by the training and
+ * test feeds and saved in checkpoints: from --load's checkpoint, else built
+ * from the training files. */
+static struct nrt_vocab text_vocab;
+
+/* Loads the text inputs of a feed (sources `text`, runtime/text.c): role 0 is
+ * the tokens i32[N, T], role 1 the next-token targets i32[N, T] (a language
+ * model) or the class labels i32[N] (one file per class). `files` (--data or
+ * --test, comma-separated) replaces the source's file list. The vocabulary is
+ * built from the training files, so a test feed first reads those. */
+static int text_feed(const struct nrt_model *m, struct feed *f, int test, const char *files)
+{
+    int tok = -1, tgt = -1;
+    for (int i = 0; i < m->n_buffers; i++)
+        if (f->src[i] && is_text_source(f->src[i])) {
+            int role = (int)source_kw(f->src[i], "role", 0);
+            if (role == 0 && tok < 0)
+                tok = i;
+            else if (role == 1 && tgt < 0)
+                tgt = i;
+            else
+                return fail("input '%s': a text source feeds one token input and one target input",
+                            m->buffers[i].name);
+        }
+    if (tok < 0)
+        return fail("text data needs a token input i32[N, T]");
+    const struct nrt_buffer_desc *bt = &m->buffers[tok], *by = tgt >= 0 ? &m->buffers[tgt] : NULL;
+    if (bt->dtype != NRT_DT_I32 || bt->rank != 2)
+        return fail("input '%s': text tokens go to an i32[N, T] input", bt->name);
+    int classify = by && by->rank == 1;
+    if (by && (by->dtype != NRT_DT_I32 || (by->rank != 1 && (by->rank != 2 || by->dims[1] != bt->dims[1]))))
+        return fail("input '%s': text targets go to an i32[N, %lld] input (language model) or an i32[N] input "
+                    "(class labels)",
+                    by->name, (long long)bt->dims[1]);
+    const struct nrt_source_desc *s = f->src[tok];
+    struct nrt_text_opts o = {.t = bt->dims[1],
+                              .classify = classify,
+                              .bytes = source_kw(s, "bytes", 0) != 0,
+                              .vocab = (int32_t)source_kw(s, "vocab", 256),
+                              .holdout = source_kw(s, "holdout", 0),
+                              .part = (int)source_kw(s, "part", test ? NRT_TEXT_ALL : NRT_TEXT_TRAIN)};
+    char *buf = strdup(files ? files : s->path ? s->path : "");
+    const char **paths = malloc(sizeof *paths * (strlen(buf) + 2));
+    int rc = 0, n = 0;
+    if (!buf || !paths) {
+        rc = fail("out of memory");
+        goto out;
+    }
+    for (char *p = buf; p;) {
+        char *comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        if (*p)
+            paths[n++] = p;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (!n) {
+        rc = fail("text data: no files given");
+        goto out;
+    }
+    if (!text_vocab.size && test) { /* the vocabulary of the training files */
+        const struct nrt_source_desc *ts = &bt->data;
+        if (!is_text_source(ts)) {
+            rc = fail("input '%s': test text needs the training text's vocabulary (a checkpoint from --load)",
+                      bt->name);
+            goto out;
+        }
+        struct nrt_dataset tmp;
+        char *tb = strdup(ts->path ? ts->path : "");
+        const char **tp = malloc(sizeof *tp * (strlen(tb ? tb : "") + 2));
+        int tn = 0;
+        for (char *p = tb; p && tp;) {
+            char *comma = strchr(p, ',');
+            if (comma)
+                *comma = '\0';
+            if (*p)
+                tp[tn++] = p;
+            p = comma ? comma + 1 : NULL;
+        }
+        struct nrt_text_opts to = o;
+        to.part = NRT_TEXT_TRAIN;
+        to.holdout = source_kw(ts, "holdout", 0);
+        rc = tb && tp ? nrt_text_dataset_load(&tmp, &text_vocab, &to, tn, tp) : nrt_error_set(NRT_ERR_NOMEM, "out of memory");
+        nrt_dataset_free(&tmp);
+        free(tb);
+        free(tp);
+        if (rc) {
+            rc = fail_rt();
+            goto out;
+        }
+    }
+    struct nrt_dataset ds;
+    if (nrt_text_dataset_load(&ds, &text_vocab, &o, n, paths)) {
+        rc = fail_rt();
+        goto out;
+    }
+    f->arr[tok] = ds.x;
+    if (tgt >= 0)
+        f->arr[tgt] = ds.y;
+    else
+        nrt_array_free(&ds.y);
+    f->n = ds.n;
+out:
+    free(buf);
+    free(paths);
+    return rc;
+}
+
+/* For a text model resumed from a checkpoint: its vocabulary, before any text is read. */
+static int text_vocab_load(const struct nrt_model *m, const char *ckpt)
+{
+    int text = 0;
+    for (int i = 0; i < m->n_buffers; i++)
+        text |= is_text_source(&m->buffers[i].data) || is_text_source(&m->buffers[i].test);
+    if (!text || !ckpt || text_vocab.size)
+        return 0;
+    return nrt_vocab_ckpt_load(&text_vocab, ckpt) ? fail_rt() : 0;
+}
+
 /* Whether any of the listed entry points reads buffer i. */
 static int read_by(const struct nrt_model *m, const int *entries, int ne, int i)
 {
@@ -372,6 +494,8 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
             return fail("input '%s' has no %s data source; give files with --%s", b->name, f->what,
                         test ? "test" : "data");
         f->src[i] = s;
+        if (is_text_source(s))
+            continue; /* text_feed below */
         if (!is_file_source(s)) {
             if (!is_noise_source(s))
                 return fail("input '%s': unknown data source '%s'", b->name, s->kind);
@@ -382,6 +506,14 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
             k++;
         if (k == npaths && npaths < MAX_FILES)
             paths[npaths++] = s->path;
+    }
+    int texts = 0;
+    for (int i = 0; i < m->n_buffers; i++)
+        texts += f->src[i] && is_text_source(f->src[i]);
+    if (texts) {
+        if (npaths)
+            return fail("a model cannot read text data and other data files together");
+        return text_feed(m, f, test, files);
     }
     char buf[4096];
     const char *repl[MAX_FILES];
@@ -552,7 +684,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     int64_t epochs = o->epochs ? o->epochs : m->epochs ? m->epochs : 1;
     uint64_t seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)m->seed;
     struct feed tr, te;
-    int rc = feed_load(m, &tr, 0, o->data, train, nt);
+    int rc = text_vocab_load(m, o->load);
+    if (!rc)
+        rc = feed_load(m, &tr, 0, o->data, train, nt);
     int has_test = 0;
     memset(&te, 0, sizeof te);
     if (!rc && ev >= 0) {
@@ -575,6 +709,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         rc = fail_rt();
         goto done;
     }
+    ctx.vocab = text_vocab.size ? &text_vocab : NULL;
     if (o->metrics && !(mf = fopen(o->metrics, "w"))) {
         rc = fail("cannot write '%s': %s", o->metrics, strerror(errno));
         goto done;
@@ -717,6 +852,7 @@ done:
         nrt_ctx_free(&ctx);
     feed_free(m, &tr);
     feed_free(m, &te);
+    nrt_vocab_free(&text_vocab);
     return rc;
 }
 
@@ -728,6 +864,9 @@ static int cmd_eval(const struct nrt_model *m, const struct opts *o)
     if (!o->load)
         return fail("eval needs a checkpoint: --load F");
     struct feed te;
+    memset(&te, 0, sizeof te);
+    if (text_vocab_load(m, o->load))
+        return 1;
     int rc = feed_load(m, &te, 1, o->test, &ev, 1);
     if (rc < 0) {
         feed_free(m, &te);
@@ -755,6 +894,7 @@ done:
     if (ctx.model)
         nrt_ctx_free(&ctx);
     feed_free(m, &te);
+    nrt_vocab_free(&text_vocab);
     return rc;
 }
 

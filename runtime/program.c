@@ -310,6 +310,13 @@ int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path)
         rc = nrt_st_writer_meta_set(&w, "netc.epoch", num);
     if (!rc)
         rc = nrt_st_writer_meta_set(&w, "netc.version", m->netc_version);
+    if (!rc && ctx->vocab && ctx->vocab->size) {
+        char *voc = NULL;
+        rc = nrt_vocab_meta_format(ctx->vocab, &voc);
+        if (!rc)
+            rc = nrt_st_writer_meta_set(&w, NRT_VOCAB_META_KEY, voc);
+        nrt_free(voc);
+    }
     for (int i = 0; i < m->n_buffers && !rc; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
         if (b->kind == NRT_BUF_INPUT)

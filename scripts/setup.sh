@@ -19,6 +19,7 @@ packages=(
   python3                                   # runs lit
   graphviz                                  # renders `netc dump --format=dot` in tests
   dataset-fashion-mnist                     # the real data set of the examples
+  fortunes fortunes-zh                      # real text (English fortunes, Tang poems) of the text examples
 )
 if [ "${NETC_BENCH:-0}" = 1 ]; then packages+=(libclblast-dev); fi
 missing=()

@@ -42,7 +42,8 @@ static enum op target_of(const struct ir_module *m, const char *name, struct typ
         for (int id = 0; id < ir_func_len(f); id++) {
             const struct ir_node *n = &f->nodes[id];
             if (n->nargs != 2 || op_info[n->op].kind != OK_LOSS) continue;
-            if (n->op != OP_CROSS_ENTROPY && n->op != OP_MSE && n->op != OP_BCE && n->op != OP_BCE_LOGITS &&
+            if (n->op != OP_CROSS_ENTROPY && n->op != OP_MASKED_CROSS_ENTROPY && n->op != OP_MSE && n->op != OP_BCE &&
+                n->op != OP_BCE_LOGITS &&
                 n->op != OP_HINGE)
                 continue;
             const struct ir_node *t = &f->nodes[n->args[1]];
@@ -65,7 +66,7 @@ static void fill(const struct ir_module *m, const struct ir_buffer *b, double *v
     enum op use = b->kind == BUF_INPUT ? target_of(m, b->name, &pred) : OP_COUNT;
     int64_t width = pred.shape.rank > 0 ? pred.shape.dim[pred.shape.rank - 1] : 1;
     if (b->kind == BUF_INPUT && b->type.dtype == DT_I32) {
-        int64_t classes = use == OP_CROSS_ENTROPY && width > 1 ? width : 2;
+        int64_t classes = (use == OP_CROSS_ENTROPY || use == OP_MASKED_CROSS_ENTROPY) && width > 1 ? width : 2;
         for (size_t i = 0; i < count; i++)
             v[i] = (double)(cg_mix64(r->s++) % (uint64_t)classes);
     } else if (b->kind == BUF_INPUT && use == OP_CROSS_ENTROPY && width > 0 && count % (size_t)width == 0) {

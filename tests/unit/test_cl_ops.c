@@ -122,6 +122,26 @@ static const struct ccase cases[] = {
     {"accuracy", "input @x : f32[N,5]\ninput @lt : i32[N]\ninput @dt : f32[N,5]\n",
      "%0 = input @x : f32[N,5]\n%1 = input @lt : i32[N]\n%2 = accuracy(%0, %1) : f32[]\n%3 = input @dt : f32[N,5]\n"
      "%4 = accuracy(%0, %3) : f32[]\nreturn y=%2, z=%4\n", true, false},
+    /* Tokens and sequences: l* ids are in [0, 5), so id 0 (padding, ignored) appears. */
+    {"embedding", "input @w : f32[5,3]\ninput @lt : i32[N,4]\n",
+     "%0 = input @w : f32[5,3]\n%1 = input @lt : i32[N,4]\n%2 = embedding(%0, %1) : f32[N,4,3]\nreturn y=%2\n", false, false},
+    {"one_hot", "input @lt : i32[N,3]\n",
+     "%0 = input @lt : i32[N,3]\n%1 = one_hot(%0) {classes=4} : f32[N,3,4]\nreturn y=%1\n", true, false},
+    {"masked_cross_entropy", "input @x : f32[N,4,5]\ninput @lt : i32[N,4]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = input @lt : i32[N,4]\n%2 = masked_cross_entropy(%0, %1) {ignore=0} : f32[]\n"
+     "return y=%2\n", false, false},
+    {"masked_cross_entropy_long", "input @x : f32[N,100,7]\ninput @lt : i32[N,100]\n",
+     "%0 = input @x : f32[N,100,7]\n%1 = input @lt : i32[N,100]\n%2 = masked_cross_entropy(%0, %1) {ignore=3} : f32[]\n"
+     "return y=%2\n", false, false},
+    {"masked_accuracy", "input @x : f32[N,4,5]\ninput @lt : i32[N,4]\n",
+     "%0 = input @x : f32[N,4,5]\n%1 = input @lt : i32[N,4]\n%2 = masked_accuracy(%0, %1) {ignore=0} : f32[]\n"
+     "return y=%2\n", true, false},
+    {"masked_mean", "input @x : f32[N,5,2,3]\ninput @lt : i32[N,5]\n",
+     "%0 = input @x : f32[N,5,2,3]\n%1 = input @lt : i32[N,5]\n%2 = masked_mean(%0, %1) {pad=0} : f32[N,2,3]\n"
+     "return y=%2\n", false, false},
+    {"masked_max", "input @x : f32[N,5,3]\ninput @lt : i32[N,5]\n",
+     "%0 = input @x : f32[N,5,3]\n%1 = input @lt : i32[N,5]\n%2 = masked_max(%0, %1) {pad=1} : f32[N,3]\n"
+     "return y=%2\n", false, false},
     {"conv2d", "input @x : f32[N,2,5,5]\ninput @w : f32[4,2,3,3]\n",
      "%0 = input @x : f32[N,2,5,5]\n%1 = input @w : f32[4,2,3,3]\n"
      "%2 = conv2d(%0, %1) {stride=[1,1], pad=[1,1,1,1], dilation=[1,1], groups=1} : f32[N,4,5,5]\nreturn y=%2\n", false,

@@ -182,6 +182,35 @@ static int c_ce_probs(void) {
     return op2(OP_CROSS_ENTROPY, in("x", S(2, N, 5), G_UNIFORM), in("t", S(2, N, 5), G_DIST));
 }
 
+/* Tokens: 4 ids per item from 5 rows, so rows repeat (the scatter-add sums). */
+static int ids_in(const char *name, struct shape s, int64_t k) {
+    classes = k;
+    return leaf(OP_INPUT, name, DT_I32, s, G_LABEL);
+}
+
+static int c_embedding(void) { return op2(OP_EMBEDDING, par("w", S(2, 5, 3), G_UNIFORM), ids_in("ids", S(2, N, 4), 5)); }
+
+static int masked_ce(struct shape xs, struct shape ts, int ignore) {
+    int id = node(OP_MASKED_CROSS_ENTROPY, 2, in("x", xs, G_UNIFORM), ids_in("t", ts, xs.dim[xs.rank - 1]));
+    ir_set_int(at(id), "ignore", ignore);
+    return fin(id);
+}
+
+/* Target 0 (a fifth of the positions) is skipped; with ignore -100 none is. */
+static int c_mce_pad(void) { return masked_ce(S(3, N, 4, 5), S(2, N, 4), 0); }
+static int c_mce_rank2(void) { return masked_ce(S(2, N, 5), S(1, N), -100); }
+static int c_mce_rank4(void) { return masked_ce(S(4, N, 2, 3, 4), S(3, N, 2, 3), 2); }
+
+/* Pooling over 5 steps where id 0 (a third of the steps) is padding. */
+static int masked_pool(enum op op, enum gen g) {
+    int id = node(op, 2, in("x", S(4, N, 5, 2, 3), g), ids_in("ids", S(2, N, 5), 3));
+    ir_set_int(at(id), "pad", 0);
+    return fin(id);
+}
+
+static int c_masked_mean(void) { return masked_pool(OP_MASKED_MEAN, G_UNIFORM); }
+static int c_masked_max(void) { return masked_pool(OP_MASKED_MAX, G_DISTINCT); }
+
 static int conv(enum op op, int x, int w, int s0, int s1, int p0, int p1, int p2, int p3, int d0, int d1, int g) {
     int id = node(op, 2, x, w);
     ints(id, "stride", 2, s0, s1);
@@ -335,6 +364,12 @@ static const struct gcase cases[] = {
     {"mse", c_mse, 0, 0, {OP_MSE}},
     {"cross_entropy labels", c_ce_labels, 0, 0, {OP_CROSS_ENTROPY}},
     {"cross_entropy probs", c_ce_probs, 0, 0, {OP_CROSS_ENTROPY}},
+    {"masked_cross_entropy pad 0", c_mce_pad, 0, 0, {OP_MASKED_CROSS_ENTROPY}},
+    {"masked_cross_entropy rank 2", c_mce_rank2, 0, 0, {OP_MASKED_CROSS_ENTROPY}},
+    {"masked_cross_entropy rank 4", c_mce_rank4, 0, 0, {OP_MASKED_CROSS_ENTROPY}},
+    {"embedding, repeated ids", c_embedding, 0, 0, {OP_EMBEDDING}},
+    {"masked_mean over time", c_masked_mean, 0, 0, {OP_MASKED_MEAN}},
+    {"masked_max over time", c_masked_max, 0, 0, {OP_MASKED_MAX}},
     {"bce", c_bce, 0, 0, {OP_BCE}},
     {"bce_logits", c_bce_logits, 0, 0, {OP_BCE_LOGITS}},
     {"hinge", c_hinge, 0, 0, {OP_HINGE}},

@@ -313,6 +313,29 @@ static struct ir_module *build_all_ops(void) {
     int bn = add(OP_BATCHNORM, drg, gamma, beta, mean, var);
     ir_set_float(ND(bn), "eps", 1e-5);
     fin(bn);
+    /* Tokens and sequences: ci is i32[N, 4], w a [4, 3] table. */
+    int emb = fin(A2(EMBEDDING, w, ci));
+    int embg = A2(EMBEDDING_GRAD, ci, emb);
+    ir_set_int(ND(embg), "rows", 4);
+    fin(embg);
+    int oh = A1(ONE_HOT, ci);
+    ir_set_int(ND(oh), "classes", 3);
+    fin(oh);
+    int mce = A2(MASKED_CROSS_ENTROPY, emb, ci);
+    ir_set_int(ND(mce), "ignore", 0);
+    fin(mce);
+    int mceg = A3(MASKED_CROSS_ENTROPY_GRAD, emb, ci, mce);
+    ir_set_int(ND(mceg), "ignore", -100);
+    fin(mceg);
+    int macc = A2(MASKED_ACCURACY, emb, ci);
+    fin(macc);
+    int mmean = A2(MASKED_MEAN, emb, ci), mmax = A2(MASKED_MAX, oh, ci);
+    fin(mmean), fin(mmax);
+    int mmeang = A2(MASKED_MEAN_GRAD, ci, mmean), mmaxg = A3(MASKED_MAX_GRAD, oh, ci, mmax);
+    ir_set_int(ND(mmeang), "pad", 0);
+    ir_set_int(ND(mmaxg), "pad", 1);
+    fin(mmeang), fin(mmaxg);
+
     int as = A1(ASSIGN, gamma);
     ir_set_sym(M, ND(as), "gamma");
     fin(as);
