@@ -226,6 +226,51 @@ static void store_in_place(struct cgc *c) {
     }
 }
 
+/* The bucket of node n when it is an ALLREDUCE reduced in place, else -1. */
+static int bucket_of(const struct ir_node *n) {
+    return n->op == OP_ALLREDUCE ? (int)ir_get_int(n, "bucket") : -1;
+}
+
+/* Gradient buckets (passes/dp.c) before anything else: the operands of bucket
+ * b's ALLREDUCE nodes, in node order, one after the other from the start of the
+ * fixed region, bucket after bucket; their slots are never released, so each
+ * bucket is one block that MPI reduces in place. */
+static void place_buckets(struct cgc *c, struct region *fixed) {
+    const struct ir_func *f = c->f;
+    int len = ir_func_len(f), nb = 0;
+    for (int id = 0; id < len; id++)
+        if (bucket_of(&f->nodes[id]) + 1 > nb) nb = bucket_of(&f->nodes[id]) + 1;
+    for (int b = 0; b < nb; b++)
+        for (int id = 0; id < len; id++) {
+            const struct ir_node *n = &f->nodes[id];
+            if (bucket_of(n) != b) continue;
+            const struct ir_node *gn = &f->nodes[n->args[0]];
+            struct cgc_val *g = &c->vals[n->args[0]];
+            if (g->alias >= 0 || g->buffer >= 0 || gn->op == OP_CONST || gn->op == OP_INPUT || gn->op == OP_PARAM ||
+                shape_has_n(&gn->type.shape) || g->bucket >= 0)
+                netc_internal_error(__FILE__, __LINE__, "allreduce %%%d: operand %%%d cannot be in bucket %d", id,
+                                    n->args[0], b);
+            g->bucket = b;
+            g->size = round_up((size_t)shape_static_numel(&gn->type.shape) * dtype_size(gn->type.dtype));
+            g->off = fixed->top;
+            fixed->top += g->size;
+        }
+}
+
+int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *tensors) {
+    int nb = 0;
+    for (int id = 0; id < ir_func_len(c->f); id++) {
+        const struct cgc_val *v = &c->vals[id];
+        if (v->bucket < 0) continue;
+        if (v->bucket + 1 > nb) nb = v->bucket + 1;
+        if (v->bucket >= max) continue;
+        if (!tensors[v->bucket] || v->off < off[v->bucket]) off[v->bucket] = v->off;
+        bytes[v->bucket] += v->size;
+        tensors[v->bucket]++;
+    }
+    return nb;
+}
+
 /* Where each value of f lives: aliases, buffers, or slots reused by liveness. A
  * value's slot is released after its last reader (aliases extend their root's
  * life), so an op's output never overlaps its own operands. */
@@ -234,7 +279,8 @@ void cgc_layout(struct cgc *c) {
     int len = ir_func_len(f);
     c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
     if (!c->vals) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    for (int id = 0; id < len; id++) c->vals[id].kernel = -1, c->vals[id].alias = -1, c->vals[id].buffer = -1;
+    for (int id = 0; id < len; id++)
+        c->vals[id].kernel = -1, c->vals[id].alias = -1, c->vals[id].buffer = -1, c->vals[id].bucket = -1;
     form_kernels(c);
     store_in_place(c);
     for (int id = 0; id < len; id++) {
@@ -264,6 +310,7 @@ void cgc_layout(struct cgc *c) {
             c->vals[root].last_use = c->vals[id].last_use;
     }
     struct region fixed = {0}, per_n = {0};
+    place_buckets(c, &fixed);
     int **dies = calloc((size_t)(len ? len : 1), sizeof *dies); /* per node: slots to free after it */
     if (!dies) netc_internal_error(__FILE__, __LINE__, "out of memory");
     for (int id = 0; id < len; id++) {
@@ -273,7 +320,7 @@ void cgc_layout(struct cgc *c) {
          * also takes the scratch of the kernel's head. */
         const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
         bool stored = !kn || cgc_kernel_stores(kn, id);
-        if (stored && v->alias < 0 && v->buffer < 0) {
+        if (stored && v->alias < 0 && v->buffer < 0 && v->bucket < 0) {
             struct cgc_x cnt = cgc_count(&n->type.shape);
             v->per_n = cnt.n;
             v->size = round_up((size_t)cnt.k * dtype_size(n->type.dtype));
@@ -508,9 +555,87 @@ static void declare_value(struct cgc *c, int id, int sid) {
     if (v->uses == 0 || v->buffer >= 0) cgc_emit(c, "(void)v%d;", id); /* kernels may read a buffer in place */
 }
 
+/* The gradient buckets of the function being emitted (data parallelism): each
+ * starts right after the code that writes its last gradient, the reductions in
+ * flight are progressed after every later kernel, and each is waited for just
+ * before the first code that reads one of its reduced gradients. */
+struct dp_emit {
+    int n;          /* buckets */
+    int *start_at;  /* per bucket: the node after whose code it starts */
+    size_t *off;    /* its byte offset in the workspace */
+    size_t *bytes;  /* its bytes */
+    int *tensors;   /* its gradients */
+    bool *started;  /* start emitted */
+    bool *waited;   /* wait emitted */
+};
+
+/* The node at which value id's code runs (its kernel's root). */
+static int code_at(const struct cgc *c, int id) {
+    return c->vals[id].kernel >= 0 ? c->kernels[c->vals[id].kernel].root : id;
+}
+
+static void dp_init(const struct cgc *c, struct dp_emit *d) {
+    memset(d, 0, sizeof *d);
+    d->n = cgc_buckets(c, 0, NULL, NULL, NULL);
+    if (!d->n) return;
+    size_t n = (size_t)d->n;
+    d->start_at = calloc(n, sizeof *d->start_at), d->off = calloc(n, sizeof *d->off);
+    d->bytes = calloc(n, sizeof *d->bytes), d->tensors = calloc(n, sizeof *d->tensors);
+    d->started = calloc(n, sizeof *d->started), d->waited = calloc(n, sizeof *d->waited);
+    if (!d->start_at || !d->off || !d->bytes || !d->tensors || !d->started || !d->waited)
+        netc_internal_error(__FILE__, __LINE__, "out of memory");
+    cgc_buckets(c, d->n, d->off, d->bytes, d->tensors);
+    for (int id = 0; id < ir_func_len(c->f); id++)
+        if (c->vals[id].bucket >= 0 && code_at(c, id) > d->start_at[c->vals[id].bucket])
+            d->start_at[c->vals[id].bucket] = code_at(c, id);
+}
+
+static void dp_free(struct dp_emit *d) {
+    free(d->start_at), free(d->off), free(d->bytes), free(d->tensors), free(d->started), free(d->waited);
+}
+
+/* Before the code of node id (all members of a kernel at its root): waits for
+ * the buckets whose reduced gradients it reads (through aliases too). */
+static void dp_before(struct cgc *c, struct dp_emit *d, int id) {
+    if (!d->n) return;
+    const struct cgc_kernel *k = c->vals[id].kernel >= 0 ? &c->kernels[c->vals[id].kernel] : NULL;
+    if (k && id != k->root) return;
+    size_t nm = k ? vec_len(k->members) : 1;
+    for (size_t i = 0; i < nm; i++) {
+        const struct ir_node *n = cgc_node(c, k ? k->members[i] : id);
+        if (bucket_of(n) >= 0) continue;
+        for (int a = 0; a < n->nargs; a++)
+            for (int x = n->args[a]; x >= 0; x = c->vals[x].alias) {
+                int b = bucket_of(cgc_node(c, x));
+                if (b < 0 || d->waited[b]) continue;
+                cgc_emit(c, "nrt_dp_wait(ctx, %d);", b);
+                d->waited[b] = true;
+            }
+    }
+}
+
+/* After the code of node id: progress the reductions in flight, then start
+ * the buckets whose last gradient it wrote. */
+static void dp_after(struct cgc *c, struct dp_emit *d, int id) {
+    if (!d->n) return;
+    const struct ir_node *n = cgc_node(c, id);
+    if (code_at(c, id) != id || n->op == OP_INPUT || n->op == OP_PARAM || cgc_op_aliases(n)) return;
+    bool flying = false;
+    for (int b = 0; b < d->n; b++) flying |= d->started[b] && !d->waited[b];
+    if (flying) cgc_emit(c, "nrt_dp_progress(ctx);");
+    for (int b = 0; b < d->n; b++)
+        if (d->start_at[b] == id && !d->started[b]) {
+            cgc_emit(c, "nrt_dp_start(ctx, %d, (float *)(ws + %zu), %zu); /* gradient bucket %d: %d tensor%s */", b,
+                     d->off[b], d->bytes[b] / sizeof(float), b, d->tensors[b], d->tensors[b] == 1 ? "" : "s");
+            d->started[b] = true;
+        }
+}
+
 static void emit_function(struct cgc *c, int index) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
+    struct dp_emit dp;
+    dp_init(c, &dp);
     emit_kernels(c, index);
     cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", index);
     cgc_emit(c, "{");
@@ -524,16 +649,19 @@ static void emit_function(struct cgc *c, int index) {
         const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
         char args[2048], name[64];
         struct cgc_kernel lone;
+        dp_before(c, &dp, id);
         if (!k && lone_kernel(c, id, &lone)) {
             declare_value(c, id, id);
             kernel_args(c, &lone, KA_CALL, args, sizeof args);
             cgc_emit(c, "%s(%s);", kernel_name(c, index, &lone, name, sizeof name), args);
             kernel_free(&lone);
+            dp_after(c, &dp, id);
             continue;
         }
         if (!k) {
             declare_value(c, id, id);
             cgc_op_emit(c, id);
+            dp_after(c, &dp, id);
             continue;
         }
         /* A kernel's outputs are declared at its first member (an assign in
@@ -544,7 +672,11 @@ static void emit_function(struct cgc *c, int index) {
         if (id != k->root) continue;
         kernel_args(c, k, KA_CALL, args, sizeof args);
         cgc_emit(c, "%s(%s);", kernel_name(c, index, k, name, sizeof name), args);
+        dp_after(c, &dp, id);
     }
+    for (int b = 0; b < dp.n; b++)
+        if (dp.started[b] && !dp.waited[b]) cgc_emit(c, "nrt_dp_wait(ctx, %d);", b);
+    dp_free(&dp);
     /* ASSIGNs take effect at the end: every PARAM read saw the old values. */
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
@@ -765,8 +897,32 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL);
     free(ws_fixed);
     free(ws_per_n);
-    if (opt->main) fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+    cgc_emit_main(m, out, opt);
     return !ferror(out);
+}
+
+void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
+    if (!opt->main) return;
+    if (!opt->mpi) {
+        fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+        return;
+    }
+    fputs("\n/* Gradient buckets: entry point, bucket, workspace offset, bytes, tensors. */\n"
+          "static const struct nrt_dp_bucket dp_buckets[] = {\n", out);
+    int rows = 0;
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        cgc_layout(&c);
+        struct dp_emit d;
+        dp_init(&c, &d);
+        for (int b = 0; b < d.n; b++, rows++)
+            fprintf(out, "    {%zu, %d, %zu, %zu, %d},\n", e, b, d.off[b], d.bytes[b], d.tensors[b]);
+        dp_free(&d);
+        cgc_layout_free(&c);
+    }
+    if (!rows) fputs("    {0, 0, 0, 0, 0},\n", out);
+    fprintf(out, "};\n\nint main(int argc, char **argv)\n{\n    return nrt_mpi_main(argc, argv, &netc_model, "
+                 "dp_buckets, %d);\n}\n", rows);
 }
 
 const struct cg_target cg_target_c = {"c", ".c", emit_c};

@@ -140,6 +140,7 @@ bool cgc_op_aliases(const struct ir_node *n) {
     case OP_RESHAPE:
     case OP_STOP_GRADIENT:
     case OP_ASSIGN: return true;
+    case OP_ALLREDUCE: return ir_get_int(n, "bucket") >= 0; /* reduced in place (c_emit.c) */
     default: return false;
     }
 }
@@ -224,6 +225,17 @@ void cgc_op_SIGMOID(struct cgc *c, int id) {
 
 void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
 void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
+
+/* A gradient bucket's member is an alias whose bucket c_emit.c starts and waits
+ * for; otherwise a copy of the operand reduced over the ranks, blocking. */
+void cgc_op_ALLREDUCE(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    if (ir_get_int(n, "bucket") >= 0) return;
+    char cnt[CGC_XSTR_MAX];
+    cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
+    cgc_emit(c, "memcpy(v%d, v%d, sizeof(float) * (size_t)(%s));", id, n->args[0], cnt);
+    cgc_emit(c, "nrt_dp_allreduce(ctx, v%d, (int64_t)(%s));", id, cnt);
+}
 
 void cgc_op_CAST(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);

@@ -255,7 +255,7 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, "&cl_program,");
     free(ws_fixed);
     free(ws_per_n);
-    if (opt->main) fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+    cgc_emit_main(m, out, opt);
     return ok && !ferror(out);
 }
 

@@ -140,6 +140,7 @@ const struct ir_node *cg_node(struct cg_interp *it, int id);
 struct cg_options {
     const char *netc_version; /* recorded in the generated descriptor */
     bool main;                /* also emit main() calling nrt_main (a program, not a library) */
+    bool mpi;                 /* main() calls nrt_mpi_main with the gradient buckets (--mpi) */
 };
 
 /* A backend: a struct of function pointers (STYLE.md section 9). */
@@ -176,6 +177,7 @@ struct cgc_val {
     int last_use;  /* last node reading it (INT_MAX: an output or assigned) */
     int uses;      /* readers, outputs included */
     int kernel;    /* index into cgc.kernels of the fused kernel it belongs to, or -1 */
+    int bucket;    /* the gradient bucket its slot is in (an ALLREDUCE operand), or -1 */
 };
 
 /* A kernel of the IR (nodes with the same `kernel=K`) emitted as one C function:
@@ -276,6 +278,14 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
 bool cgc_check_module(const struct ir_module *m, const char *backend);
 void cgc_layout(struct cgc *c);
 void cgc_layout_free(struct cgc *c);
+/* Gradient buckets of c->f after cgc_layout (ALLREDUCE nodes with bucket >= 0,
+ * passes/dp.c): each bucket's operands are contiguous slots at the start of the
+ * fixed region, never reused. cgc_buckets gives the number of buckets and, per
+ * bucket b < max, its byte offset, bytes and tensor count. */
+int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *tensors);
+/* main() of a program: nrt_main, or with opt->mpi nrt_mpi_main and the table
+ * of every training entry point's buckets. */
+void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt);
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
                          const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);

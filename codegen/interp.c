@@ -327,6 +327,8 @@ bool cg_eval_LEAKY_RELU(struct cg_interp *it, int id) { return unary(it, id, f_l
 bool cg_eval_SIGMOID(struct cg_interp *it, int id) { return unary(it, id, f_sigmoid); }
 bool cg_eval_TANH(struct cg_interp *it, int id) { return unary(it, id, f_tanh); }
 bool cg_eval_STOP_GRADIENT(struct cg_interp *it, int id) { return unary(it, id, f_id); }
+/* One process: every rank's share is 1. */
+bool cg_eval_ALLREDUCE(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 /* CAST's target dtype is the node's; unary() truncates for i32. */
 bool cg_eval_CAST(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 

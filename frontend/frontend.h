@@ -361,6 +361,10 @@ int fe_layer_count(struct lower *L, const struct fe_builtin *b);
  * the number of ids that are not 0 in each row of the ids [N, T]; -1 when mask
  * is 0 (none) or after an error. For recurrent layers' lengths. */
 int fe_mask_lengths(struct lower *L, int mask, struct loc loc);
+/* x [N, ..., F] @ w [F, U] -> [N, ..., U] on the last axis (dense on rank > 2),
+ * from ops every backend has: the middle dims become the height of a 1x1
+ * convolution, [N, F, P, 1] * [U, F, 1, 1]. -1 after an error. */
+int fe_matmul_last(struct lower *L, int x, int w, struct loc loc);
 /* The token and sequence builtins (table rows in lower_layers.c). */
 struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                               struct loc loc);

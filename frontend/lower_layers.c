@@ -195,20 +195,22 @@ static struct val layer_dense(struct lower *L, const struct fe_builtin *b, struc
         !fe_opt_bool(L, "dense", "bias", o[1], true, &bias))
         return lw_err();
     const struct type *t = lw_type(L, x);
-    if (t->shape.rank != 2 || t->dtype != DT_F32) {
-        lw_error(L, loc, "dense expects a rank-2 input [N, features], got %s%s", lw_tstr(L, t),
-                 t->shape.rank > 2 ? "; add flatten before it" : "");
+    if (t->shape.rank < 2 || t->dtype != DT_F32) {
+        lw_error(L, loc, "dense expects an f32 input of rank 2 or more [..., features], got %s", lw_tstr(L, t));
         return lw_err();
     }
-    int64_t in = t->shape.dim[1];
+    int rank = t->shape.rank; /* dense acts on the last axis (PyTorch Linear, Keras Dense) */
+    int64_t in = t->shape.dim[rank - 1];
     if (in == IR_DIM_N) {
         lw_error(L, loc, "dense needs a static number of features, got %s", lw_tstr(L, t));
         return lw_err();
     }
     int k = count_layer(L, b);
     int w = lw_param(L, "dense", k, "w", BUF_PARAM, f32_type(2, (int64_t[]){in, units}), lw_glorot(in, units), loc);
-    int y = matmul(L, x, w, loc);
-    if (bias) y = bias_add(L, y, lw_param(L, "dense", k, "b", BUF_PARAM, f32_type(1, &units), (struct ir_init){0}, loc), 1, loc);
+    int y = rank == 2 ? matmul(L, x, w, loc) : fe_matmul_last(L, x, w, loc);
+    if (bias)
+        y = bias_add(L, y, lw_param(L, "dense", k, "b", BUF_PARAM, f32_type(1, &units), (struct ir_init){0}, loc),
+                     rank - 1, loc);
     return lw_tensor(y);
 }
 

@@ -50,6 +50,38 @@ int fe_mask_lengths(struct lower *L, int mask, struct loc loc) {
     return lw_fin(L, id);
 }
 
+static int transpose(struct lower *L, int x, const int64_t *perm, int rank, struct loc loc) {
+    if (x < 0) return -1;
+    int id = lw_node(L, OP_TRANSPOSE, &x, 1, loc);
+    ir_set_ints(lw_n(L, id), "perm", perm, rank);
+    return lw_fin(L, id);
+}
+
+static int reshape(struct lower *L, int x, int rank, const int64_t *dims, struct loc loc) {
+    struct shape s = {rank, {0}};
+    for (int i = 0; i < rank; i++) s.dim[i] = dims[i];
+    return x < 0 ? -1 : lw_reshape(L, x, &s, loc);
+}
+
+int fe_matmul_last(struct lower *L, int x, int w, struct loc loc) {
+    struct shape xs = lw_type(L, x)->shape;
+    int64_t n = xs.dim[0], f = xs.dim[xs.rank - 1], u = lw_type(L, w)->shape.dim[1], p = 1;
+    for (int i = 1; i + 1 < xs.rank; i++) p *= xs.dim[i];
+    int x4 = reshape(L, transpose(L, reshape(L, x, 3, (int64_t[]){n, p, f}, loc), (int64_t[]){0, 2, 1}, 3, loc), 4,
+                     (int64_t[]){n, f, p, 1}, loc);
+    int w4 = reshape(L, transpose(L, w, (int64_t[]){1, 0}, 2, loc), 4, (int64_t[]){u, f, 1, 1}, loc);
+    if (x4 < 0 || w4 < 0) return -1;
+    int y = lw_node(L, OP_CONV2D, (int[]){x4, w4}, 2, loc);
+    struct ir_node *c = lw_n(L, y);
+    ir_set_ints(c, "stride", (int64_t[]){1, 1}, 2);
+    ir_set_ints(c, "pad", (int64_t[]){0, 0, 0, 0}, 4);
+    ir_set_ints(c, "dilation", (int64_t[]){1, 1}, 2);
+    ir_set_int(c, "groups", 1);
+    y = transpose(L, reshape(L, lw_fin(L, y), 3, (int64_t[]){n, u, p}, loc), (int64_t[]){0, 2, 1}, 3, loc);
+    xs.dim[xs.rank - 1] = u;
+    return y < 0 ? -1 : lw_reshape(L, y, &xs, loc);
+}
+
 /* embedding(vocab, dim): ids i32[...] -> f32[..., dim]; table `w : [vocab, dim]`,
  * normal(0, 1) like PyTorch's nn.Embedding. */
 struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
@@ -172,6 +204,11 @@ struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struc
     enum op op = fe_builtin_op(b);
     if (!masked) return lw_tensor(lw_emit2(L, op, p, t, loc));
     const struct type *pt = lw_type(L, p), *tt = lw_type(L, t);
+    if (!ign && tt->shape.rank == 1 && pt->shape.rank > 2) {
+        lw_error(L, loc, "%s of scores %s and labels %s: scores [N, classes] take labels [N] (flatten before the "
+                 "last dense layer?), scores [..., classes] take targets [...]", what, lw_tstr(L, pt), lw_tstr(L, tt));
+        return lw_err();
+    }
     if (tt->dtype != DT_I32) {
         lw_error(L, args[1].loc, "%s of %s with ignore_index needs i32 class targets, got %s", what, lw_tstr(L, pt),
                  lw_tstr(L, tt));

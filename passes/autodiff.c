@@ -205,6 +205,15 @@ static void grad_TANH(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad,
 #define grad_STOP_GRADIENT grad_none
 #define grad_CAST grad_none
 
+/* y = sum_r w_r x_r over the ranks, and each rank's loss enters the job's loss
+ * with its weight w_r, so a rank's adjoint of x is sum_r w_r dy_r: the same
+ * reduction of dy (blocking, bucket -1). */
+static void grad_ALLREDUCE(struct ad *ad, int id, int g) {
+    int d = add(ad, OP_ALLREDUCE, &g, 1);
+    ir_set_int(nd(ad, d), "bucket", -1);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
 /* ----------------------------------------------------- elementwise binary */
 
 static void grad_ADD(struct ad *ad, int id, int g) {

@@ -79,4 +79,24 @@ int pass_fuse(struct ir_module *m);
  * outputs. The driver's contract (who writes `<func>.lr`) is at the top of optim.c. */
 int pass_optim(struct ir_module *m);
 
+/* ----------------------------------------------------------------- dp.c */
+
+/* Data parallelism over MPI (`netc build --mpi`): ALLREDUCE ops, the mean over
+ * the ranks weighted by each rank's share of the step's items. */
+struct pass_dp_options {
+    size_t bucket_bytes;       /* a gradient bucket closes before it would pass this */
+    size_t first_bucket_bytes; /* the same for the first bucket (started soonest) */
+};
+extern struct pass_dp_options pass_dp_options; /* 4 MiB, 1 MiB */
+/* Before autodiff: training batch norms normalise with the statistics of the
+ * global batch (mean and variance reduced over the ranks). */
+int pass_syncbn(struct ir_module *m);
+/* After autodiff, before optim: every grad.<param> output becomes
+ * ALLREDUCE(g) {bucket=B}, B numbering buckets in the order the backward pass
+ * fills them (-1: reduced alone, blocking, when g cannot be reduced in place). */
+int pass_buckets(struct ir_module *m);
+/* The default pipeline without `skip`, with syncbn before autodiff when sync_bn
+ * and buckets after it when mpi. */
+const char *const *pass_pipeline_dp(const char *skip, bool mpi, bool sync_bn);
+
 #endif

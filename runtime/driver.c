@@ -23,6 +23,8 @@ static int fail(const char *fmt, ...)
     va_list ap;
     fflush(stdout);
     fprintf(stderr, "%s: error: ", prog);
+    if (nrt_dp_size() > 1) /* mpirun: which rank */
+        fprintf(stderr, "rank %d: ", nrt_dp_rank());
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -91,7 +93,11 @@ static const char usage_train[] =
     "  --device D        OpenCL builds: the device, P:D or a name substring;\n"
     "                    `--device list` prints them (default: $NETC_DEVICE, else\n"
     "                    the first GPU, else the first device)\n"
-    "  --quiet           no progress display\n";
+    "  --quiet           no progress display\n"
+    "\n"
+    "Built with `netc build --mpi`, `mpirun -np K PROGRAM train ...` trains on K\n"
+    "ranks: --batch is per rank, rank 0 prints, saves and writes metrics, and\n"
+    "--device A,B,... gives the rank with local rank l entry l mod count.\n";
 
 static const char usage_eval[] =
     "usage: %s eval --load F [--test F[,F2]] [--batch N] [--threads T] [--device D]\n"
@@ -596,8 +602,10 @@ static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     int li = nrt_entry_output(ent, ent->loss ? ent->loss : "loss"), ai = nrt_entry_output(ent, "accuracy");
     double sl = 0, sa = 0;
-    for (int64_t start = 0; start < f->n; start += ctx->max_n) {
-        int64_t count = f->n - start < ctx->max_n ? f->n - start : ctx->max_n;
+    int64_t lo, mine; /* mpirun: this rank's part of the data, summed below */
+    nrt_dp_share(f->n, &lo, &mine);
+    for (int64_t start = lo; start < lo + mine; start += ctx->max_n) {
+        int64_t count = lo + mine - start < ctx->max_n ? lo + mine - start : ctx->max_n;
         feed_batch(ctx, f, NULL, start, count, rng);
         int r = nrt_ctx_run(ctx, e, count);
         if (r)
@@ -607,6 +615,9 @@ static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt
         if (ai >= 0)
             sa += (double)*(float *)ctx->out[ai] * (double)count;
     }
+    double sums[2] = {sl, sa};
+    nrt_dp_sum(sums, 2);
+    sl = sums[0], sa = sums[1];
     out->items = f->n;
     out->loss = li >= 0 && f->n ? sl / (double)f->n : NAN;
     out->accuracy = ai >= 0 && f->n ? sa / (double)f->n : NAN;
@@ -673,6 +684,10 @@ static void progress(int64_t epoch, int64_t epochs, int64_t b, int64_t nb, doubl
 
 static int cmd_train(const struct nrt_model *m, const struct opts *o)
 {
+    struct opts own = *o; /* mpirun: rank 0 alone prints, writes metrics and saves */
+    if (nrt_dp_rank() > 0)
+        own.quiet = 1, own.metrics = NULL, own.save = NULL;
+    o = &own;
     int train[32], nt = 0;
     for (int k = 0; k < m->n_entries && nt < 32; k++)
         if (m->entries[k].mode == NRT_MODE_TRAIN)
@@ -705,10 +720,11 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         rc = fail_rt();
         goto done;
     }
-    if (o->load && nrt_ckpt_load(&ctx, o->load)) {
+    if (o->load && nrt_dp_rank() == 0 && nrt_ckpt_load(&ctx, o->load)) {
         rc = fail_rt();
         goto done;
     }
+    nrt_dp_bcast_ctx(&ctx); /* mpirun: rank 0's start, initialised or loaded */
     ctx.vocab = text_vocab.size ? &text_vocab : NULL;
     if (o->metrics && !(mf = fopen(o->metrics, "w"))) {
         rc = fail("cannot write '%s': %s", o->metrics, strerror(errno));
@@ -721,7 +737,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     }
     struct nrt_rng shuffle, noise;
     nrt_rng_init(&shuffle, seed, 1);
-    nrt_rng_init(&noise, seed, 2);
+    nrt_rng_init(&noise, seed, nrt_dp_rank() ? (uint64_t)1 << 32 | (uint64_t)nrt_dp_rank() : 2);
     const struct nrt_entry_desc *main_ent = &m->entries[train[0]];
     int loss_out[32];
     for (int k = 0; k < nt; k++) {
@@ -729,13 +745,17 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         loss_out[k] = nrt_entry_output(ent, ent->loss ? ent->loss : "loss");
     }
     int ai = nrt_entry_output(main_ent, "accuracy");
-    int tty = isatty(STDOUT_FILENO) && !o->quiet;
-    int64_t nb = nrt_dataset_batch_count(&(struct nrt_dataset){.n = tr.n}, batch);
+    int tty = isatty(STDOUT_FILENO) && !o->quiet && nrt_dp_size() == 1; /* mpirun gives ranks a pty */
+    /* mpirun -np K: a step takes a global batch of K*batch items, shared out. */
+    int64_t ranks = nrt_dp_size(), gbatch = batch * ranks;
+    int64_t nb = nrt_dataset_batch_count(&(struct nrt_dataset){.n = tr.n}, gbatch);
     int64_t steps = 0, first_epoch = ctx.epoch;
     int stop = 0;
     if (!o->quiet)
-        printf("training %s: %lld items, batch %lld, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
-               (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
+        printf("training %s: %lld items, batch %lld%s, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
+               ranks > 1 ? " per rank" : "", (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
+    if (!o->quiet && ranks > 1)
+        printf("data parallel: %lld ranks, global batch %lld\n", (long long)ranks, (long long)gbatch);
     /* Early stopping watches the test loss at the end of each epoch. */
     int64_t patience = o->patience_set ? o->patience : m->patience, stale = 0, best_epoch = 0;
     double best_loss = INFINITY;
@@ -749,10 +769,15 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         int64_t items = 0;
         double entry_loss[32] = {0};
         for (int64_t b = 0; b < nb; b++) {
-            int64_t start = b * batch, count = tr.n - start < batch ? tr.n - start : batch;
-            feed_batch(&ctx, &tr, perm, start, count, &noise);
+            int64_t start = b * gbatch, first, count;
+            nrt_dp_share(tr.n - start < gbatch ? tr.n - start : gbatch, &first, &count);
+            /* A rank without items in the last step runs one with weight 0. */
+            feed_batch(&ctx, &tr, perm, count ? start + first : start, count ? count : 1, &noise);
+            uint64_t salt = (uint64_t)nrt_dp_rank() << 40; /* dropout masks differ per rank */
             for (int k = 0; k < nt; k++) {
-                int r = nrt_ctx_run(&ctx, train[k], count);
+                ctx.step += salt;
+                int r = nrt_ctx_run(&ctx, train[k], count ? count : 1);
+                ctx.step -= salt;
                 if (r) {
                     rc = r == NRT_ERR_RANGE ? fail("training data: %s", nrt_error()) : fail_rt();
                     goto done;
@@ -768,7 +793,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             items += count;
             double t = now(), loss = sl / (double)items, acc = ai >= 0 ? sa / (double)items : NAN;
             if (tty && (t - last_draw > 0.1 || b + 1 == nb)) {
-                progress(epoch + 1, first_epoch + epochs, b + 1, nb, loss, acc, (double)items / (t - t0 + 1e-9));
+                progress(epoch + 1, first_epoch + epochs, b + 1, nb, loss, acc,
+                         (double)(items * ranks) / (t - t0 + 1e-9));
                 last_draw = t;
             } else if (!tty && !o->quiet && t - last_draw >= 5 && b + 1 < nb) {
                 last_draw = t;
@@ -786,6 +812,17 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         }
         double secs = now() - t0;
         ctx.epoch = epoch + 1;
+        double comm = nrt_dp_comm_seconds();
+        if (ranks > 1) { /* the job's sums, and rank 0's state everywhere */
+            double v[35] = {sl, sa, (double)items};
+            for (int k = 0; k < nt; k++)
+                v[3 + k] = entry_loss[k];
+            nrt_dp_sum(v, 3 + nt);
+            sl = v[0], sa = v[1], items = (int64_t)v[2];
+            for (int k = 0; k < nt; k++)
+                entry_loss[k] = v[3 + k];
+            nrt_dp_bcast_ctx(&ctx);
+        }
         struct scores ts = {NAN, NAN, 0};
         if (has_test && evaluate(&ctx, ev, &te, &noise, &ts)) {
             rc = 1;
@@ -819,6 +856,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             json_num(mf, "images_per_second", (double)items / (secs + 1e-9));
             for (int k = 0; k < nt && nt > 1; k++)
                 json_num(mf, m->entries[train[k]].name, items ? entry_loss[k] / (double)items : NAN);
+            if (ranks > 1) /* waiting for gradient reductions, mean over the ranks */
+                json_num(mf, "allreduce_seconds", comm);
             fprintf(mf, ",\"steps\":%lld,\"complete\":%s}\n", (long long)steps, stop ? "false" : "true");
             fflush(mf);
         }
@@ -886,10 +925,12 @@ static int cmd_eval(const struct nrt_model *m, const struct opts *o)
     }
     if ((rc = evaluate(&ctx, ev, &te, &noise, &s)))
         goto done;
-    printf("test: %lld items, loss %.6f", (long long)s.items, s.loss);
-    if (isfinite(s.accuracy))
-        printf(", accuracy %.4f", s.accuracy);
-    printf("\n");
+    if (nrt_dp_rank() == 0) {
+        printf("test: %lld items, loss %.6f", (long long)s.items, s.loss);
+        if (isfinite(s.accuracy))
+            printf(", accuracy %.4f", s.accuracy);
+        printf("\n");
+    }
 done:
     if (ctx.model)
         nrt_ctx_free(&ctx);
@@ -1115,6 +1156,7 @@ static int cmd_info(const struct nrt_model *m)
         printf("  (workspace %zu + %zu*N bytes)\n", e->ws_fixed, e->ws_per_n);
     }
     print_layers(m);
+    nrt_dp_info(m);
     printf("memory at batch %lld: workspace %.2f MB, parameters and state %.2f MB\n", (long long)batch,
            (double)ws / 1e6, (double)(nparams + state) * 4 / 1e6);
     if (m->batch || m->epochs)

@@ -105,6 +105,23 @@ size_t nrt_data_size_hint(const unsigned char *d, size_t len);
 int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,
                   int header);
 
+/* ------------------------------------------------------------------- dp.c -- */
+/* The driver's side of data parallelism (the identity without nrt_dp_layer). */
+
+/* This rank's part [*first, *first + *count) of a global batch of total items,
+ * split as evenly as the ranks allow (the first total % K ranks take one more);
+ * sets the layer's weight to *count / total. */
+void nrt_dp_share(int64_t total, int64_t *first, int64_t *count);
+/* Sums v[0..n) over the ranks, in place. */
+void nrt_dp_sum(double *v, int n);
+/* Rank 0's parameters, state, step and epoch to every rank (sets host_dirty). */
+void nrt_dp_bcast_ctx(struct nrt_ctx *ctx);
+/* Seconds the ranks waited for reductions since the last call, their mean (0
+ * in one process). A collective: every rank calls it. */
+double nrt_dp_comm_seconds(void);
+/* `info`: the gradient buckets of a --mpi build (nothing otherwise). */
+void nrt_dp_info(const struct nrt_model *m);
+
 /* ------------------------------------------------------------------- cl.c -- */
 /* libnetrt_cl.a's side of nrt_ctx_init/free/sync. program.c and driver.c refer
  * to these (and nrt_cl_device_list) weakly, through NRT_CL_WEAK, so that

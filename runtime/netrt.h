@@ -828,6 +828,73 @@ int nrt_cl_built_from_source(const struct nrt_ctx *ctx);
 /* "platform / device" of the open device ("" on the C target). */
 const char *nrt_cl_device_name(const struct nrt_ctx *ctx);
 
+/* ------------------------------------- data parallelism (dp.c; mpi.c) -- */
+/* `mpirun -np K PROGRAM train` on a program built with `netc build --mpi`: K
+ * ranks train one model, each on its share of every global batch, and average
+ * their gradients before the optimizer update. The compiler (passes/dp.c) puts
+ * each parameter gradient into a bucket (contiguous in the workspace, in the
+ * order the backward pass produces them) and the generated code calls the
+ * functions below; they dispatch to nrt_dp_layer, which libnetrt_mpi.a's
+ * nrt_mpi_main installs. Without it (every program built without --mpi, which
+ * then needs no MPI library) they are the identity of one process. */
+
+/* One gradient bucket as the compiler laid it out (`PROGRAM info`). */
+struct nrt_dp_bucket {
+    int entry;          /* training entry point it belongs to */
+    int index;          /* bucket number in that entry point, first started first */
+    int64_t offset;     /* its byte offset in the workspace */
+    int64_t bytes;      /* its size (the tensors and their 64-byte padding) */
+    int tensors;        /* gradients in it */
+};
+
+/* The communication layer of a multi-process job (mpi.c fills it). */
+struct nrt_dp {
+    int rank;           /* this process, 0..size-1 */
+    int size;           /* processes in the job */
+    int local_rank;     /* among the processes on this host (--device by local rank) */
+    double weight;      /* this rank's share of the current step's items (0: a
+                           rank without items this step, running a stand-in) */
+    int n_buckets;      /* the program's gradient buckets */
+    const struct nrt_dp_bucket *buckets; /* their layout */
+    /* Starts the in-place nonblocking weighted sum of bucket b (p[0..count)). */
+    void (*start)(int b, float *p, int64_t count);
+    /* Waits until bucket b's sum is complete. */
+    void (*wait)(int b);
+    /* Lets the started reductions advance (MPI progresses only inside calls). */
+    void (*progress)(void);
+    /* The weighted sum of p over the ranks, in place, blocking. */
+    void (*allreduce)(float *p, int64_t count);
+    /* The plain sum of v[0..n) over the ranks, in place, blocking. */
+    void (*sum)(double *v, int n);
+    /* Rank 0's bytes to every rank. */
+    void (*bcast)(void *p, size_t bytes);
+    /* Ends the whole job now with the exit status (after a rank's error). */
+    void (*abort)(int status);
+    /* Seconds spent waiting for reductions since the last call (bench). */
+    double (*comm_seconds)(void);
+};
+
+/* The layer of this process; NULL in a single process. */
+extern struct nrt_dp *nrt_dp_layer;
+
+/* Called by generated code of --mpi builds. */
+void nrt_dp_start(struct nrt_ctx *ctx, int bucket, float *p, int64_t count);
+void nrt_dp_wait(struct nrt_ctx *ctx, int bucket);
+void nrt_dp_progress(struct nrt_ctx *ctx);
+/* A blocking weighted reduction of p (batch-norm statistics, their gradients). */
+void nrt_dp_allreduce(struct nrt_ctx *ctx, float *p, int64_t count);
+/* The same on the OpenCL device arena (through host memory). */
+void nrt_cl_allreduce(struct nrt_ctx *ctx, int64_t off, int64_t count);
+/* Rank and size (0 and 1 without a layer). */
+int nrt_dp_rank(void);
+int nrt_dp_size(void);
+
+/* The main() of a program built with --mpi (libnetrt_mpi.a, link with -lmpi):
+ * starts MPI, installs nrt_dp_layer, runs nrt_main and ends MPI; a rank whose
+ * command fails ends the whole job (MPI_Abort) so that no rank waits forever. */
+int nrt_mpi_main(int argc, char **argv, const struct nrt_model *model, const struct nrt_dp_bucket *buckets,
+                 int n_buckets);
+
 /* ------------------------------------------------------ the driver (driver.c) -- */
 
 /* The main() of every generated program: `train`, `eval`, `predict`, `info`.

@@ -18,6 +18,7 @@ packages=(
   clang-14 libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang, libFuzzer, ASan/UBSan/LSan runtimes
   python3                                   # runs lit
   graphviz                                  # renders `netc dump --format=dot` in tests
+  libopenmpi-dev openmpi-bin                # MPI: `netc build --mpi` (libnetrt_mpi), mpirun in tests
   dataset-fashion-mnist                     # the real data set of the examples
   fortunes fortunes-zh                      # real text (English fortunes, Tang poems) of the text examples
 )

@@ -33,6 +33,14 @@
 #ifndef NETC_RUNTIME_CL_LIB
 #define NETC_RUNTIME_CL_LIB ""
 #endif
+/* libnetrt_mpi.a and the MPI libraries, space-separated, for --mpi ("" when
+ * netc was built without MPI). */
+#ifndef NETC_RUNTIME_MPI_LIB
+#define NETC_RUNTIME_MPI_LIB ""
+#endif
+#ifndef NETC_MPI_LIBS
+#define NETC_MPI_LIBS ""
+#endif
 
 enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 
@@ -55,6 +63,12 @@ static const char usage_build[] =
     "  --cflags=FLAGS    extra flags for the C compiler, space-separated\n"
     "  --keep            keep the generated C (its path is printed)\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
+    "  --mpi             data parallel: `mpirun -np K PROGRAM train` trains on K ranks,\n"
+    "                    averaging gradients in buckets (links libnetrt_mpi.a -lmpi)\n"
+    "  --bucket-size=B   --mpi: gradient bucket size in bytes, K or M suffix (default 4M;\n"
+    "                    the first bucket at most 1M)\n"
+    "  --sync-bn         --mpi: batch norm uses the statistics of every rank's items\n"
+    "                    (default: each rank's own, as PyTorch's DDP)\n"
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_emit[] =
@@ -69,6 +83,8 @@ static const char usage_emit[] =
     "  -o DIR            output directory (default: .)\n"
     "  --target=T        the backend: c (default) or opencl\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
+    "  --mpi, --bucket-size=B, --sync-bn   data parallel, as for `netc build`; link\n"
+    "                    libnetrt_mpi.a before libnetrt.a, and -lmpi\n"
     "  --verify          run the IR verifier after every pass\n";
 
 static const char usage_run[] =
@@ -78,7 +94,8 @@ static const char usage_run[] =
     "keyed by the file's contents, netc's version and the build flags) unless it is\n"
     "there already, then run it with ARGS (default: train).\n"
     "\n"
-    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=T, --no-fuse   as for `netc build`\n";
+    "  -O0 -O1 -O2 -O3, --cc=CC, --cflags=FLAGS, --target=T, --no-fuse, --mpi,\n"
+    "  --bucket-size=B, --sync-bn   as for `netc build`\n";
 
 struct build_opts {
     const char *file;    /* the .net file */
@@ -90,6 +107,9 @@ struct build_opts {
     bool keep;           /* --keep */
     bool verify;         /* --verify */
     bool no_fuse;        /* --no-fuse */
+    bool mpi;            /* --mpi */
+    bool sync_bn;        /* --sync-bn */
+    long long bucket;    /* --bucket-size, 0: default */
     int rest;            /* run: index of the first program argument after "--", or argc */
 };
 
@@ -152,6 +172,19 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
             o->verify = true;
         } else if (strcmp(a, "--no-fuse") == 0) {
             o->no_fuse = true;
+        } else if (strcmp(a, "--mpi") == 0) {
+            o->mpi = true;
+        } else if (strcmp(a, "--sync-bn") == 0) {
+            o->sync_bn = true;
+        } else if (strncmp(a, "--bucket-size=", 14) == 0) {
+            char *end;
+            o->bucket = strtoll(a + 14, &end, 10);
+            if (*end == 'K' || *end == 'k') o->bucket <<= 10, end++;
+            else if (*end == 'M' || *end == 'm') o->bucket <<= 20, end++;
+            if (end == a + 14 || *end || o->bucket < 64 || o->bucket > (1ll << 40)) {
+                usage_error(cmd, "--bucket-size expects bytes from 64 to 1T (K or M suffix), got '%s'", a + 14);
+                return EXIT_USAGE;
+            }
         } else if (a[0] == '-' && a[1]) {
             usage_error(cmd, "unknown option '%s'", a);
             return EXIT_USAGE;
@@ -166,6 +199,10 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
         usage_error(cmd, "no input file");
         return EXIT_USAGE;
     }
+    if ((o->sync_bn || o->bucket) && !o->mpi) {
+        usage_error(cmd, "%s needs --mpi", o->sync_bn ? "--sync-bn" : "--bucket-size");
+        return EXIT_USAGE;
+    }
     if (!o->cc) o->cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
     return 0;
 }
@@ -177,7 +214,9 @@ static struct ir_module *compile_module(const struct build_opts *o) {
     struct ir_module *m = fe_load(o->file);
     if (!m) return NULL;
     struct pass_options popt = {o->verify, NULL, false, false, stdout};
-    if (!ir_verify(m) || !pass_run_list(m, pass_pipeline_except(o->no_fuse ? "fuse" : NULL), &popt)) {
+    if (o->bucket) pass_dp_options.bucket_bytes = (size_t)o->bucket;
+    if (!ir_verify(m) ||
+        !pass_run_list(m, pass_pipeline_dp(o->no_fuse ? "fuse" : NULL, o->mpi, o->sync_bn), &popt)) {
         ir_module_free(m);
         return NULL;
     }
@@ -186,7 +225,7 @@ static struct ir_module *compile_module(const struct build_opts *o) {
 
 /* Writes the C of m for target t to path atomically. */
 static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_module *m, const char *path,
-                    const char *version) {
+                    const char *version, bool mpi) {
     char tmp[2 * PATH_MAX_];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
@@ -194,7 +233,7 @@ static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_
         user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
         return false;
     }
-    struct cg_options copt = {version, true};
+    struct cg_options copt = {version, true, mpi};
     bool ok = t->emit(m, f, &copt);
     if (fclose(f) != 0) ok = false;
     if (ok && rename(tmp, path) != 0) {
@@ -295,6 +334,13 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     bool cl = o->target == &cg_target_opencl;
+    if (o->mpi && (!*NETC_RUNTIME_MPI_LIB || access(NETC_RUNTIME_MPI_LIB, R_OK) != 0)) {
+        user_error(cmd, "--mpi needs libnetrt_mpi.a, which this netc was built without: install MPI "
+                        "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc");
+        return false;
+    }
+    char mpilibs[2048];
+    snprintf(mpilibs, sizeof mpilibs, "%s", NETC_MPI_LIBS);
     if (cl && (!*NETC_RUNTIME_CL_LIB || access(NETC_RUNTIME_CL_LIB, R_OK) != 0)) {
         user_error(cmd, "--target=opencl needs libnetrt_cl.a%s%s, which this netc was built without: install the "
                         "OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers) and "
@@ -314,7 +360,9 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
     if (cl) argv[n++] = NETC_RUNTIME_CL_LIB;
+    if (o->mpi) argv[n++] = NETC_RUNTIME_MPI_LIB;
     argv[n++] = NETC_RUNTIME_LIB;
+    if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
     n += split_flags(ldflags, argv + n, 16);
     if (cl) argv[n++] = "-lOpenCL";
     argv[n++] = "-lopenblas";
@@ -367,7 +415,7 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
         return false;
     }
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
-    bool ok = write_c(cmd, o->target, m, csrc, version) && compile_c(cmd, o, csrc, out);
+    bool ok = write_c(cmd, o->target, m, csrc, version, o->mpi) && compile_c(cmd, o, csrc, out);
     if (o->keep) {
         fprintf(stderr, "netc %s: generated C kept in %s\n", cmd, csrc);
     } else {
@@ -407,7 +455,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
-    bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version) &&
+    bool ok = make_dirs("emit", dir) && write_c("emit", o.target, m, csrc, version, o.mpi) &&
               copy_file("emit", NETC_RUNTIME_INCLUDE "/netrt.h", hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;
@@ -463,6 +511,8 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d|%s|%lld", version, o.cc, o.olevel,
              o.cflags ? o.cflags : "", NETC_RUNTIME_LIB, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
              cl_mtime);
+    fnv(&h, buf, strlen(buf));
+    snprintf(buf, sizeof buf, "|mpi %d %d %lld", (int)o.mpi, (int)o.sync_bn, o.bucket);
     fnv(&h, buf, strlen(buf));
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[PATH_MAX_], prog[PATH_MAX_ + 160];

@@ -46,6 +46,11 @@ static const char usage_dump[] =
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
     "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
+    "  --mpi             data parallel, as `netc build --mpi`: gradients reduced over\n"
+    "                    the ranks (allreduce ops, `buckets` pass); the memory plan's\n"
+    "                    gradient buckets are listed after the IR\n"
+    "  --bucket-size=B   --mpi: gradient bucket size in bytes (K or M suffix)\n"
+    "  --sync-bn         --mpi: batch-norm statistics over every rank (`syncbn` pass)\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz)\n"
     "  --print-loc       print each value's .net source location\n"
     "  --verify          run the verifier after every pass (always on in debug builds)\n"
@@ -213,6 +218,9 @@ struct flags {
     bool print_loc;         /* --print-loc */
     bool verify;            /* --verify */
     bool split;             /* --split-input-file */
+    bool mpi;               /* --mpi */
+    bool sync_bn;           /* --sync-bn */
+    const char *bucket;     /* --bucket-size */
 };
 
 /* Parse argv for a subcommand; `allowed` lists the flags it takes. Returns 0 to go
@@ -250,6 +258,12 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
             fl->verify = true;
         } else if (FLAG("--split-input-file")) {
             fl->split = true;
+        } else if (FLAG("--mpi")) {
+            fl->mpi = true;
+        } else if (FLAG("--sync-bn")) {
+            fl->sync_bn = true;
+        } else if (VALFLAG("--bucket-size")) {
+            fl->bucket = val;
         } else if (strcmp(a, "-o") == 0 && strstr(allowed, "-o")) {
             if (++i == argc) {
                 usage_error(cmd, "-o needs a file name");
@@ -277,11 +291,46 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 
 /* ---------------------------------------------------------------- dump */
 
+/* The gradient buckets of the memory plan, as IR comments. */
+static void print_buckets(FILE *out, const struct ir_module *m) {
+    for (size_t e = 0; e < vec_len(m->funcs); e++) {
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        cgc_layout(&c);
+        int nb = cgc_buckets(&c, 0, NULL, NULL, NULL);
+        size_t *off = calloc((size_t)nb + 1, sizeof *off), *bytes = calloc((size_t)nb + 1, sizeof *bytes);
+        int *tensors = calloc((size_t)nb + 1, sizeof *tensors);
+        if (!off || !bytes || !tensors) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        cgc_buckets(&c, nb, off, bytes, tensors);
+        if (nb) fprintf(out, "// gradient buckets of @%s (workspace offset, bytes, tensors):\n", m->funcs[e]->name);
+        for (int b = 0; b < nb; b++)
+            fprintf(out, "//   bucket %d: +%zu, %zu bytes, %d tensor%s\n", b, off[b], bytes[b], tensors[b],
+                    tensors[b] == 1 ? "" : "s");
+        free(off), free(bytes), free(tensors);
+        cgc_layout_free(&c);
+    }
+}
+
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --no-fuse --print-loc --verify -o", argc, argv, &fl);
+                         "--after --format --only-changed --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify -o",
+                         argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
+    if ((fl.sync_bn || fl.bucket) && !fl.mpi) {
+        usage_error("dump", "%s needs --mpi", fl.sync_bn ? "--sync-bn" : "--bucket-size");
+        return EXIT_USAGE;
+    }
+    if (fl.bucket) {
+        char *end;
+        long long b = strtoll(fl.bucket, &end, 10);
+        if (*end == 'K' || *end == 'k') b <<= 10, end++;
+        else if (*end == 'M' || *end == 'm') b <<= 20, end++;
+        if (end == fl.bucket || *end || b < 64 || b > (1ll << 40)) {
+            usage_error("dump", "--bucket-size expects bytes from 64 to 1T (K or M suffix), got '%s'", fl.bucket);
+            return EXIT_USAGE;
+        }
+        pass_dp_options.bucket_bytes = (size_t)b;
+    }
     if (fl.after && strcmp(fl.after, "all") != 0 && strcmp(fl.after, "lower") != 0 && !pass_find(fl.after)) {
         usage_error("dump", "unknown pass '%s' for --after", fl.after);
         fprintf(stderr, "passes: lower");
@@ -300,10 +349,12 @@ static int cmd_dump(int argc, char **argv) {
     bool all = fl.after && strcmp(fl.after, "all") == 0;
     if (all || (fl.after && strcmp(fl.after, "lower") == 0)) pass_dump(o.f, m, "lower", fl.dot);
     struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
-    bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline_except(fl.no_fuse ? "fuse" : NULL), &opt);
+    bool ok = ir_verify(m) &&
+              pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? "fuse" : NULL, fl.mpi, fl.sync_bn), &opt);
     if (ok && !fl.after) {
         if (fl.dot) ir_print_dot(o.f, m);
         else ir_print(o.f, m);
+        if (fl.mpi && !fl.dot) print_buckets(o.f, m);
     }
     ok = output_close(&o, ok);
     ir_module_free(m);

@@ -6,3 +6,11 @@ config.name = "e2e"
 config.suffixes = ['.test']
 exec(open(os.path.join(os.path.dirname(__file__), "..", "lit.common.py")).read())
 config.substitutions.append(("%inputs", os.path.join(os.path.dirname(__file__), "Inputs")))
+# Data parallelism (tests dp_*.test, `REQUIRES: mpi`): netc built with
+# libnetrt_mpi.a and Open MPI's mpirun, run as root here (--allow-run-as-root)
+# with more ranks than cores (--oversubscribe).
+import shutil
+if shutil.which("mpirun") and os.path.exists(
+        os.path.join(site_vars["netc_binary_dir"], "runtime", "libnetrt_mpi.a")):
+    config.available_features.add("mpi")
+config.substitutions.append(("%mpirun", "mpirun --allow-run-as-root --oversubscribe"))

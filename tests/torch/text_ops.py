@@ -2,7 +2,7 @@
 """tests/torch/text_ops.py -- netc's token and sequence layers against PyTorch
 from identical weights: nn.Embedding (F.embedding), cross-entropy with
 ignore_index over [N, T, C] logits, masked mean/max pooling over time, one_hot,
-and the masked accuracy.
+the masked accuracy, and dense on [N, T, H] (the last axis, as nn.Linear).
 
 Self-contained (it predates the shared harness of tests/torch/crosscheck.py):
 for each model below, fixed random token data (id 0 = padding, anywhere in a
@@ -129,7 +129,25 @@ train {
     data npy("text.npy", "label.npy")
 }
 """, loss=lambda P, X: ce_ignore(pooled(P, X), X["label"], 2), acc=lambda P, X: acc_ignore(pooled(P, X), X["label"], 2)),
+    # dense on [N, T, H] acts on the last axis (PyTorch's Linear): a language model's
+    # output layer.
+    dict(name="seqdense", batch=8, inputs=[("text", (6,), 7), ("next", (6,), 7)], net="""model seqdense
+input text : i32[N, 6]
+input next : i32[N, 6]
+logits = text -> embedding(7, 5) tanh dense(7)
+loss cross_entropy(logits, next, ignore_index=0)
+metric accuracy(logits, next, ignore_index=0)
+train {
+    optimizer sgd(lr=1)
+    batch 8
+    data npy("text.npy", "next.npy")
+}
+""", loss=lambda P, X: ce_ignore(seqdense(P, X), X["next"], 0), acc=lambda P, X: acc_ignore(seqdense(P, X), X["next"], 0)),
 ]
+
+
+def seqdense(P, X):
+    return dense(P, "seqdense.dense0", torch.tanh(embedding(P, "seqdense.embedding0", X["text"])))
 
 
 def pooled(P, X):

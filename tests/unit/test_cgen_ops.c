@@ -139,6 +139,12 @@ static const struct ccase cases[] = {
      "return y=%1\n", false},
     {"upsample2d", "input @x : f32[N,2,2,3]\n",
      "%0 = input @x : f32[N,2,2,3]\n%1 = upsample2d(%0) {scale=[2,3]} : f32[N,2,4,9]\nreturn y=%1\n", false},
+    {"allreduce", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = allreduce(%0) {bucket=-1} : f32[N,4]\nreturn y=%1\n", false},
+    {"allreduce_bucket", "input @x : f32[3,4]\n",
+     "%0 = input @x : f32[3,4]\n%1 = tanh(%0) : f32[3,4]\n%2 = allreduce(%1) {bucket=0} : f32[3,4]\n"
+     "%3 = exp(%0) : f32[3,4]\n%4 = allreduce(%3) {bucket=0} : f32[3,4]\n%5 = add(%2, %4) : f32[3,4]\nreturn y=%5\n",
+     true},
     {"dropout", "input @x : f32[N,4,5]\n",
      "%0 = input @x : f32[N,4,5]\n%1 = dropout(%0) {rate=0.3, seed=5} : f32[N,4,5]\nreturn y=%1\n", false},
     {"batchnorm", "input @x : f32[N,3,2]\ninput @g : f32[3]\ninput @b : f32[3]\ninput @m : f32[3]\ninput @pv : f32[3]\n",
@@ -332,7 +338,7 @@ int main(void) {
         snprintf(path, sizeof path, "case_%d.c", k);
         f = fopen(path, "w");
         fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false};
+        struct cg_options opt = {"test", false, false};
         CHECK(cg_target_c.emit(m, f, &opt));
         fclose(f);
         k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " case_%d.c", k);

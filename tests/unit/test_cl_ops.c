@@ -169,6 +169,8 @@ static const struct ccase cases[] = {
      "return y=%1\n", false, false},
     {"upsample2d", "input @x : f32[N,2,2,3]\n",
      "%0 = input @x : f32[N,2,2,3]\n%1 = upsample2d(%0) {scale=[2,3]} : f32[N,2,4,9]\nreturn y=%1\n", false, false},
+    {"allreduce", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = allreduce(%0) {bucket=-1} : f32[N,4]\nreturn y=%1\n", false, false},
     {"dropout", "input @x : f32[N,4,5]\n",
      "%0 = input @x : f32[N,4,5]\n%1 = dropout(%0) {rate=0.3, seed=5} : f32[N,4,5]\nreturn y=%1\n", false, false},
     {"batchnorm", "input @x : f32[N,3,2]\ninput @g : f32[3]\ninput @b : f32[3]\ninput @m : f32[3]\ninput @pv : f32[3]\n",
@@ -379,7 +381,7 @@ static bool prepare(int mi, struct ir_module *m) {
         f = fopen(path, "w");
         if (!f) return false;
         fprintf(f, "#define netc_model netc_model_%d\n", mi);
-        struct cg_options opt = {"test", false};
+        struct cg_options opt = {"test", false, false};
         bool ok = targets[t]->emit(m, f, &opt);
         fclose(f);
         if (!ok) return false;
