@@ -408,9 +408,13 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
         /* A copy: adding state buffers moves m->buffers. */
         struct ir_buffer pbuf = *pp, *p = &pbuf;
         const struct type *gt = &f->nodes[o.value].type;
-        if (gt->dtype != p->type.dtype || !shape_equal(&gt->shape, &p->type.shape))
-            netc_internal_error(__FILE__, __LINE__, "output %s of @%s does not have the type of @%s", o.name,
-                                f->name, p->name);
+        if (gt->dtype != p->type.dtype || !shape_equal(&gt->shape, &p->type.shape)) {
+            /* IR text can say anything here (autodiff always matches the types). */
+            char a[TYPE_STR_MAX], b[TYPE_STR_MAX];
+            diag_error(f->nodes[o.value].loc, "in @%s, output %s is %s, but parameter @%s is %s", f->name, o.name,
+                       type_str(gt, a, sizeof a), p->name, type_str(&p->type, b, sizeof b));
+            return -1;
+        }
         L.loc = f->nodes[o.value].loc;
         int pv = param_node(&L, p), nv = -1;
         switch (L.kind) {

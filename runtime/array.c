@@ -112,6 +112,7 @@ size_t nrt_array_bytes(const struct nrt_array *a)
 /* ------------------------------------------------------------ file input -- */
 
 #define READ_CHUNK (1u << 30) /* largest single gzread request */
+#define READ_SLACK (1u << 16) /* bytes read past the size a header promises */
 
 int nrt_file_open(const char *path, int64_t *size)
 {
@@ -155,8 +156,9 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
     gzbuffer(gz, 1u << 17);
 
     /* A raw file fits exactly; compressed data grows the buffer by doubling.
-     * Once an .npy or IDX header is in, reading stops one byte past the size
-     * it promises (that byte shows trailing data): a gzip stream that expands
+     * Once the header of a gzip'd .npy or IDX file is in, reading stops
+     * READ_SLACK bytes past the size it promises (the parser names a few
+     * extra bytes exactly) and more is an error: a stream that expands
      * without end is cut there instead of filling memory. */
     struct nrt_buf b = {0};
     size_t first = size > 0 && (uint64_t)size < SIZE_MAX / 2 ? (size_t)size : 4096;
@@ -165,8 +167,11 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
     if (rc)
         nrt_error_prefix(rc, path);
     while (rc == NRT_OK) {
-        if (limit && b.len >= limit)
+        if (limit && b.len >= limit) {
+            rc = nrt_error_set(NRT_ERR_FORMAT, "%s: the gzip data goes on more than %u bytes past the %zu bytes "
+                               "its header describes", path, READ_SLACK, limit - READ_SLACK - 1);
             break;
+        }
         /* When the buffer is full, probe one byte before growing it, so that a
          * raw file read into an exactly sized buffer never doubles at EOF. */
         size_t room = b.cap - b.len - 1;
@@ -193,10 +198,10 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
         } else {
             b.len += (size_t)n;
         }
-        if (!rc && !limit) {
+        if (!rc && !limit && !gzdirect(gz)) {
             size_t promised = nrt_data_size_hint((const unsigned char *)b.data, b.len);
             if (promised)
-                limit = promised < SIZE_MAX ? promised + 1 : promised;
+                limit = promised < SIZE_MAX - READ_SLACK - 1 ? promised + READ_SLACK + 1 : SIZE_MAX;
         }
     }
     gzclose(gz);

@@ -16,7 +16,12 @@ if ! command -v "$cc" >/dev/null; then
   echo "fuzz: $cc not found: apt-get install clang-14 libclang-rt-14-dev (scripts/setup.sh installs them)" >&2
   exit 1
 fi
-cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="$cc" -DNETC_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target fuzz_all >/dev/null
+log=build-fuzz.log
+if ! { cmake -S . -B build-fuzz -DCMAKE_C_COMPILER="$cc" -DNETC_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo &&
+       cmake --build build-fuzz -j"$(nproc)" --target fuzz_all; } >"$log" 2>&1; then
+  tail -40 "$log" >&2
+  echo "fuzz: building the fuzz targets failed (whole log: $log)" >&2
+  exit 1
+fi
 echo "fuzz: built build-fuzz/fuzz/ ($cc, ASan+UBSan+LSan); $secs s per target"
 bash tests/fuzz/run.sh build-fuzz "$secs" "$@"

@@ -21,7 +21,7 @@ def out(target, name, data):
         f.write(data if isinstance(data, bytes) else data.encode())
 
 
-for t in ["net", "ir", "ckpt", "npy", "idx", "idx_gz", "csv", "image", "array"]:
+for t in ["net", "ir", "ckpt", "npy", "idx", "idx_gz", "csv", "image", "array", "text"]:
     shutil.rmtree(os.path.join(corpus, t), ignore_errors=True)
 
 # .net: every example and diagnostic test
@@ -119,6 +119,18 @@ out("image", "p2.pgm", "P2\n# a comment\n3 2\n15\n0 5 10\n15 7 1\n")
 out("image", "gray.png", png(4, 2, 0, 8, [bytes([0, 64, 128, 255]), bytes([1, 2, 3, 4])]))
 out("image", "rgb.png", png(2, 2, 2, 8, [bytes([255, 0, 0, 0, 255, 0]), bytes([0, 0, 255, 9, 9, 9])]))
 out("image", "gray16.png", png(2, 1, 0, 16, [bytes([0x12, 0x34, 0xff, 0xff])]))
+
+# text (fuzz_text): 4 option bytes (mode bits, T, vocabulary, holdout), then texts cut at NUL
+def opts(bytes_mode, classify, part, t, vocab, holdout):
+    return bytes([bytes_mode | classify << 1 | part << 2, t - 1, vocab - 2, holdout])
+
+
+out("text", "lm-chars.txt", opts(0, 0, 0, 8, 40, 1) + "To be, or not to be.\nThat is the question.\n".encode())
+out("text", "lm-bytes.txt", opts(1, 0, 2, 4, 200, 0) + b"\x1b[31mred\x1b[0m text\r\nline two\n")
+out("text", "classify.txt", opts(0, 1, 1, 6, 60, 5) + b"a fortune\n%\nanother one\n%\n\x00" +
+    "\u6625\u7720\u4e0d\u89c9\u6653\n%\n\u5904\u5904\u95fb\u557c\u9e1f\n".encode())
+out("text", "vocab-meta.txt", opts(0, 0, 0, 2, 10, 0) + b"char:10,32,97,98,99")
+out("text", "vocab-bytes.txt", opts(1, 0, 0, 2, 10, 0) + b"byte:0,1,2,255")
 
 # array: the content sniffing sees all of them
 for t in ["npy", "idx", "csv", "image"]:

@@ -12,7 +12,7 @@ set -u
 build="$1"; secs="$2"; shift 2
 here="$(cd "$(dirname "$0")" && pwd)"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(net ir ckpt npy idx idx_gz csv image array)
+[ ${#targets[@]} -eq 0 ] && targets=(net ir ckpt npy idx idx_gz csv image array text)
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 fails=0
