@@ -7,7 +7,9 @@ costs nothing: run the baseline's netc as A and the change's as B.
 
 usage: bench/ab.py NETC_A NETC_B [--models examples/mnist_cnn.net,...]
                    [--steps 60] [--repeats 5] [--threads 2] [--batch 64]
-Models whose data sources are missing get random data of their inputs' shapes."""
+Every model trains on random data of its inputs' shapes (npy files its train
+block is rewritten to read, so a baseline from before --data read files by
+content runs them too)."""
 import argparse
 import json
 import os
@@ -55,6 +57,12 @@ def main():
     for model in a.models.split(","):
         path = model if os.path.isabs(model) else os.path.join(ROOT, model)
         name = os.path.splitext(os.path.basename(path))[0]
+        # The model's own data lines are replaced by npy files of random data
+        # (a baseline whose --data keeps the declared loader reads them too).
+        src = re.sub(r"\n\s*(data|test)\s+\w+\([^)]*\)[^\n]*", "", open(path).read())
+        path = os.path.join(work, name + ".net")
+        with open(path, "w") as f:
+            f.write(src)
         progs = []
         for tag, netc in (("a", a.netc_a), ("b", a.netc_b)):
             prog = os.path.join(work, f"{name}_{tag}")
@@ -63,7 +71,15 @@ def main():
         rng = np.random.default_rng(0)
         files = []
         n = a.batch * a.steps
-        for inp, dt, shape in inputs_of(progs[0]):
+        ins = inputs_of(progs[0])
+        npy = ", ".join(f'"{name}_{i[0]}.npy"' for i in ins)
+        src = re.sub(r"\ntrain \{", "\ntrain {\n    data npy(" + npy + ")", src) if "\ntrain {" in src else \
+            src + "\ntrain {\n    data npy(" + npy + ")\n}\n"
+        with open(path, "w") as f:
+            f.write(src)
+        for tag, netc, prog in (("a", a.netc_a, progs[0]), ("b", a.netc_b, progs[1])):
+            subprocess.run([netc, "build", path, "-o", prog], check=True, capture_output=True)
+        for inp, dt, shape in ins:
             f = os.path.join(work, f"{name}_{inp}.npy")
             arr = (rng.integers(0, 10, (n,) + shape).astype(np.int32) if dt == "i32"
                    else rng.standard_normal((n,) + shape).astype(np.float32))
@@ -73,8 +89,8 @@ def main():
         for r in range(a.repeats):
             for k, prog in enumerate(progs):
                 mf = os.path.join(work, f"{name}_{k}.jsonl")
-                subprocess.run([prog, "train", "--data", ",".join(files), "--batch", str(a.batch), "--epochs", "1",
-                                "--threads", str(a.threads), "--quiet", "--metrics", mf], check=True)
+                subprocess.run([prog, "train", "--batch", str(a.batch), "--epochs", "1",
+                                "--threads", str(a.threads), "--quiet", "--metrics", mf], check=True, cwd=work)
                 speeds[k].append(json.loads(open(mf).readline())["images_per_second"])
         ma, mb = statistics.median(speeds[0]), statistics.median(speeds[1])
         per = " ".join(f"{b / x:.2f}" for x, b in zip(*speeds))
