@@ -36,9 +36,9 @@ static const struct pt_row {
     {"conv2d", "b", PT_FAN_COLS, "w"},
     {"conv2d_transpose", "w", PT_FAN_COLS, "w"},
     {"conv2d_transpose", "b", PT_FAN_COLS, "w"},
-    {"lstm", NULL, PT_HIDDEN, "u"},
-    {"gru", NULL, PT_HIDDEN, "u"},
-    {"rnn", NULL, PT_HIDDEN, "u"},
+    {"lstm", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
+    {"gru", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
+    {"rnn", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
     {"batchnorm", NULL, PT_KEEP, NULL},
 };
 

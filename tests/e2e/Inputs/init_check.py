@@ -21,7 +21,8 @@ bounds = {
     "initpt.conv2d0.w": 1 / np.sqrt(3 * 3 * 3), "initpt.conv2d0.b": 1 / np.sqrt(3 * 3 * 3),
     "initpt.conv2d_transpose0.w": 1 / np.sqrt(4 * 3 * 3), "initpt.conv2d_transpose0.b": 1 / np.sqrt(4 * 3 * 3),
     "initpt.dense0.w": 1 / np.sqrt(256), "initpt.dense0.b": 1 / np.sqrt(256),
-    "initpt.lstm0.w": 1 / np.sqrt(6), "initpt.lstm0.u": 1 / np.sqrt(6), "initpt.lstm0.b": 1 / np.sqrt(6),
+    "initpt.lstm0.weight_ih_l0": 1 / np.sqrt(6), "initpt.lstm0.weight_hh_l0": 1 / np.sqrt(6),
+    "initpt.lstm0.bias_ih_l0": 1 / np.sqrt(6), "initpt.lstm0.bias_hh_l0": 1 / np.sqrt(6),
 }
 bad = 0
 for name, b in bounds.items():
