@@ -148,12 +148,14 @@ train {
 
 
 def lstm(P, pre, x, units):
-    """netc's lstm: Keras gate order i, f, c, o; w [F, 4H], u [H, 4H], b [4H];
+    """netc's lstm: PyTorch's names, layouts and gate order i, f, g, o
+    (weight_ih_l0 [4H, F], weight_hh_l0 [4H, H], bias_ih_l0, bias_hh_l0 [4H]);
     the state starts at zero."""
     h = x.new_zeros(x.shape[0], units)
     c = x.new_zeros(x.shape[0], units)
     for t in range(x.shape[1]):
-        z = x[:, t] @ P[pre + ".w"] + h @ P[pre + ".u"] + P[pre + ".b"]
+        z = (x[:, t] @ P[pre + ".weight_ih_l0"].T + P[pre + ".bias_ih_l0"]
+             + h @ P[pre + ".weight_hh_l0"].T + P[pre + ".bias_hh_l0"])
         i, f, g, o = z.split(units, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
