@@ -33,6 +33,9 @@ import twin  # noqa: E402
 
 STEPS = (1, 3)
 NOISE = 1e-2
+KINK_ROUNDS = 3   # at most this many kink flips per model (explain_kinks)
+KINK_TRIES = 12   # the closest inputs to a kink tried per flip
+KINK_NOISE = 3    # an input this many times PyTorch float32's largest error on it from a kink may flip
 
 
 def load_models(extra=()):
@@ -122,31 +125,107 @@ def rel(a, ref):
     return d / scale if scale > 0 else d
 
 
-def check(model, netc, work):
-    torch.manual_seed(0)
-    init, X, got = netc_side(model, netc, work)
-    ref = twin.run_twin(model, init, X, max(STEPS), torch.float64)
-    f32 = twin.run_twin(model, init, X, max(STEPS), torch.float32)
+def compare(model, got, ref, noise, steps):
+    """Rows (step, name, netc's difference, PyTorch float32's, tolerance, ok)
+    and failure lines of netc's results `got` against the reference `ref`;
+    noise[k][name]: PyTorch float32's own difference at step k."""
     rows, fails = [], []
-    for k in STEPS:
+    for k in steps:
         losses, tensors = got[k]
         rl, rt = ref[k - 1]
-        fl, ft = f32[k - 1]
-        items = [(f"loss {n}", losses[n], rl[n], fl[n]) for n in rl]
+        items = [(f"loss {n}", losses[n], rl[n]) for n in rl]
         for name in sorted(rt):
             if name not in tensors:
-                fails.append(f"step {k}: {name}: missing in netc's checkpoint")
+                fails.append((k, f"step {k}: {name}: missing in netc's checkpoint"))
                 continue
-            items.append((name, tensors[name], rt[name], ft[name]))
-        for name, a, r, f in items:
-            dn, dt = rel(a, r), rel(f, r)
+            items.append((name, tensors[name], rt[name]))
+        for name, a, r in items:
+            dn, dt = rel(a, r), noise[k][name]
             tol = max(model.tol, 10 * dt)
             ok = dn <= tol
             rows.append((k, name, dn, dt, tol, ok))
             if not ok:
-                fails.append(f"step {k}: {name}: netc {dn:.2e}, PyTorch f32 {dt:.2e}, tolerance {tol:.2e}")
+                fails.append((k, f"step {k}: {name}: netc {dn:.2e}, PyTorch f32 {dt:.2e}, tolerance {tol:.2e}"))
+    return rows, fails
+
+
+def f32_noise(ref, f32):
+    """noise[k][name]: PyTorch float32's own difference from the reference."""
+    noise = {}
+    for k in range(1, len(ref) + 1):
+        (rl, rt), (fl, ft) = ref[k - 1], f32[k - 1]
+        noise[k] = {f"loss {n}": rel(fl[n], rl[n]) for n in rl}
+        noise[k].update({name: rel(ft[name], rt[name]) for name in rt})
+    return noise
+
+
+def badness(rows, k):
+    return max((r[2] / r[4] for r in rows if r[0] == k), default=0.0)
+
+
+def kink_candidates(x64, x32, flips):
+    """The inputs of the reference's kinked activations (x64: key -> input)
+    within KINK_NOISE x PyTorch float32's own largest error on that input (x32)
+    of the kink, closest first: (|x| / error, key, flat index, shape)."""
+    out = []
+    for key, a in x64.items():
+        if key not in x32:
+            continue
+        err = float(np.max(np.abs(x32[key] - a))) if a.size else 0.0
+        flat = np.abs(a).reshape(-1)
+        for i in np.nonzero(flat <= KINK_NOISE * err)[0].tolist():
+            if i not in flips.get(key, ()):
+                out.append((flat[i] / err, key, i, a.shape))
+    return sorted(out, key=lambda c: c[0])
+
+
+def explain_kinks(model, init, X, got, rows, fails, x64, x32):
+    """netc failing where the reference has an input within float32 noise of a
+    relu/leaky_relu kink: at the first failing step, re-run the reference with
+    the derivative at each of the closest such inputs (kink_candidates) taken
+    on the other side (in the float32 run too, whose difference sets the
+    tolerance), keep the flip that brings netc closest (when one does), and
+    repeat (at most KINK_ROUNDS flips). Returns the final rows, failures
+    and one note per flip kept."""
+    flips, notes = {}, []
+    for _ in range(KINK_ROUNDS):
+        if not fails:
+            break
+        k0 = min(k for k, _ in fails)
+        cands = [c for c in kink_candidates(x64, x32, flips) if c[1][0] <= k0][:KINK_TRIES]
+        base, best = badness(rows, k0), None
+        for c in cands:
+            trial = {key: set(v) for key, v in flips.items()}
+            trial.setdefault(c[1], set()).add(c[2])
+            t = twin.run_twin(model, init, X, k0, torch.float64, flips=trial)
+            t32 = twin.run_twin(model, init, X, k0, torch.float32, flips=trial)
+            b = badness(compare(model, got, t, f32_noise(t, t32), [k0])[0], k0)
+            if b < base and (best is None or b < best[0]):
+                best = (b, c, trial)
+        if best is None:
+            break
+        _, (r, key, i, shape), flips = best
+        notes.append(f"step {key[0]} {key[1]}: relu/leaky_relu call {key[2]}, input "
+                     f"{[int(j) for j in np.unravel_index(i, shape)]} of {list(shape)}, {r:.2f} x PyTorch float32's "
+                     f"largest error on that input from the kink: netc's derivative there is the other side's; "
+                     f"compared with the reference that takes it too")
+        x64, x32 = {}, {}
+        ref = twin.run_twin(model, init, X, max(STEPS), torch.float64, flips=flips, record=x64)
+        f32 = twin.run_twin(model, init, X, max(STEPS), torch.float32, flips=flips, record=x32)
+        rows, fails = compare(model, got, ref, f32_noise(ref, f32), STEPS)
+    return rows, fails, notes
+
+
+def check(model, netc, work):
+    torch.manual_seed(0)
+    init, X, got = netc_side(model, netc, work)
+    x64, x32 = {}, {}
+    ref = twin.run_twin(model, init, X, max(STEPS), torch.float64, record=x64)
+    f32 = twin.run_twin(model, init, X, max(STEPS), torch.float32, record=x32)
+    rows, fails = compare(model, got, ref, f32_noise(ref, f32), STEPS)
+    rows, fails, notes = explain_kinks(model, init, X, got, rows, fails, x64, x32)
     worst = {k: max((r for r in rows if r[0] == k), key=lambda r: (r[3] < NOISE, r[2] / r[4])) for k in STEPS}
-    return rows, worst, fails
+    return rows, worst, [f for _, f in fails], notes
 
 
 def main():
@@ -191,7 +270,7 @@ def main():
                 print(f"{m.name:18s} error: {err}")
                 failed.append(m.name)
                 continue
-            rows, worst, fails = res
+            rows, worst, fails, notes = res
             for k in STEPS:
                 rk = [r for r in rows if r[0] == k]
                 real = [r for r in rk if r[3] < NOISE] or [(0, "", 0.0, 0.0, 1, True)]
@@ -202,6 +281,8 @@ def main():
                 for k, name, dn, dt, tol, ok in rows:
                     print(f"    step {k} {name:60s} netc {dn:.2e} torch32 {dt:.2e} tol {tol:.1e}"
                           f"{'' if ok else '  FAIL'}")
+            for n in notes:
+                print(f"  kink {m.name}: {n}")
             for f in fails:
                 print(f"  FAIL {m.name}: {f}")
             if fails:

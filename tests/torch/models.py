@@ -3,7 +3,7 @@ the examples do not contain (batch norm after dense and conv layers, a VGG-style
 stack with SGD Nesterov, a depthwise-separable block). Each twin mirrors its
 .net file line by line; names are netc's parameter names."""
 from twin import (Input, Model, Step, batchnorm, bce, conv2d, conv2d_transpose, cross_entropy, dense, flatten,
-                  maxpool, mse, register)
+                  leaky_relu, maxpool, mse, register, relu)
 import os
 
 import torch
@@ -19,15 +19,15 @@ register(Model("linear_regression", "examples/linear_regression.net",
 register(Model("mlp_regression", "examples/mlp_regression.net",
                [Input("x", (3,)), Input("y", (1,))],
                [Step(lambda P, X: mse(dense(P, "mlp_regression.dense1",
-                                            F.relu(dense(P, "mlp_regression.dense0", X["x"]))), X["y"]),
+                                            relu(dense(P, "mlp_regression.dense0", X["x"]))), X["y"]),
                      ("adam", {"lr": 0.001}))],
                batch=32, csv=True))
 
 
 def mlp(P, X):
     h = flatten(X["image"])
-    h = F.relu(dense(P, "classifier.dense0", h))
-    h = F.relu(dense(P, "classifier.dense1", h))
+    h = relu(dense(P, "classifier.dense0", h))
+    h = relu(dense(P, "classifier.dense1", h))
     return cross_entropy(dense(P, "classifier.dense2", h), X["label"])
 
 
@@ -37,9 +37,9 @@ register(Model("mlp", "examples/mlp.net",
 
 
 def mnist_cnn(P, X):
-    h = maxpool(F.relu(conv2d(P, "classifier.conv2d0", X["image"])), 2)
-    h = maxpool(F.relu(conv2d(P, "classifier.conv2d1", h)), 2)
-    h = F.relu(dense(P, "classifier.dense0", flatten(h)))
+    h = maxpool(relu(conv2d(P, "classifier.conv2d0", X["image"])), 2)
+    h = maxpool(relu(conv2d(P, "classifier.conv2d1", h)), 2)
+    h = relu(dense(P, "classifier.dense0", flatten(h)))
     return cross_entropy(dense(P, "classifier.dense1", h), X["label"])
 
 
@@ -49,10 +49,10 @@ register(Model("mnist_cnn", "examples/mnist_cnn.net",
 
 
 def lenet(P, X):
-    h = maxpool(F.relu(conv2d(P, "lenet5.conv2d0", X["image"], padding=2)), 2)
-    h = maxpool(F.relu(conv2d(P, "lenet5.conv2d1", h)), 2)
-    h = F.relu(dense(P, "lenet5.dense0", flatten(h)))
-    h = F.relu(dense(P, "lenet5.dense1", h))
+    h = maxpool(relu(conv2d(P, "lenet5.conv2d0", X["image"], padding=2)), 2)
+    h = maxpool(relu(conv2d(P, "lenet5.conv2d1", h)), 2)
+    h = relu(dense(P, "lenet5.dense0", flatten(h)))
+    h = relu(dense(P, "lenet5.dense1", h))
     return cross_entropy(dense(P, "lenet5.dense2", h), X["label"])
 
 
@@ -71,8 +71,8 @@ train {
     optimizer adam(lr=0.01)
 }
 """, [Input("x", (20,)), Input("y", (), "labels:5")],
-    [Step(lambda P, X: cross_entropy(dense(P, "dense_bn.dense2", F.relu(batchnorm(
-        P, "dense_bn.batchnorm1", dense(P, "dense_bn.dense1", F.relu(batchnorm(
+    [Step(lambda P, X: cross_entropy(dense(P, "dense_bn.dense2", relu(batchnorm(
+        P, "dense_bn.batchnorm1", dense(P, "dense_bn.dense1", relu(batchnorm(
             P, "dense_bn.batchnorm0", dense(P, "dense_bn.dense0", X["x"])))), 0.3, 1e-3))), X["y"]),
         ("adam", {"lr": 0.01}))], batch=32))
 
@@ -80,7 +80,7 @@ train {
 def vgg(P, X):
     h = X["image"]
     for i in range(4):
-        h = F.relu(batchnorm(P, f"vgg.batchnorm{i}", conv2d(P, f"vgg.conv2d{i}", h, padding=1)))
+        h = relu(batchnorm(P, f"vgg.batchnorm{i}", conv2d(P, f"vgg.conv2d{i}", h, padding=1)))
         if i % 2 == 1:
             h = maxpool(h, 2)
     return cross_entropy(dense(P, "vgg.dense0", flatten(h)), X["label"])
@@ -102,7 +102,7 @@ train {
 def vgg32(P, X):
     h = X["image"]
     for i in range(4):
-        h = F.relu(batchnorm(P, f"vgg32.batchnorm{i}", conv2d(P, f"vgg32.conv2d{i}", h, padding=1)))
+        h = relu(batchnorm(P, f"vgg32.batchnorm{i}", conv2d(P, f"vgg32.conv2d{i}", h, padding=1)))
         if i % 2 == 1:
             h = maxpool(h, 2)
     return cross_entropy(dense(P, "vgg32.dense0", flatten(h)), X["label"])
@@ -123,11 +123,11 @@ train {
 
 
 def dwsep(P, X):
-    h = F.relu(batchnorm(P, "dwsep.batchnorm0", conv2d(P, "dwsep.conv2d0", X["image"], padding=1)))
+    h = relu(batchnorm(P, "dwsep.batchnorm0", conv2d(P, "dwsep.conv2d0", X["image"], padding=1)))
     h = conv2d(P, "dwsep.conv2d1", h, padding=1, groups=16, bias=False)  # depthwise
-    h = F.relu(batchnorm(P, "dwsep.batchnorm1", h))
+    h = relu(batchnorm(P, "dwsep.batchnorm1", h))
     h = conv2d(P, "dwsep.conv2d2", h, bias=False)  # pointwise
-    h = F.relu(batchnorm(P, "dwsep.batchnorm2", h))
+    h = relu(batchnorm(P, "dwsep.batchnorm2", h))
     return cross_entropy(dense(P, "dwsep.dense0", flatten(F.avg_pool2d(h, 4))), X["label"])
 
 
@@ -169,7 +169,7 @@ register(Model("lstm", "examples/lstm.net",
 
 
 def layers(P, X):
-    h = F.leaky_relu(conv2d(P, "layers.conv2d0", X["image"], padding=1), 0.1)
+    h = leaky_relu(conv2d(P, "layers.conv2d0", X["image"], padding=1), 0.1)
     h = torch.tanh(conv2d(P, "layers.conv2d1", F.interpolate(h, scale_factor=2, mode="nearest"), stride=2))
     h = torch.sigmoid(conv2d_transpose(P, "layers.conv2d_transpose0", h, 2, 1, 1))
     g = h.mean((2, 3))
@@ -209,3 +209,47 @@ train {
 """, [Input("x", (12,)), Input("t", (3,), "uniform")],
     [Step(lambda P, X: bce(torch.sigmoid(dense(P, "adamw_bce.dense1", torch.tanh(dense(P, "adamw_bce.dense0", X["x"])))),
                            X["t"]), ("adamw", {"lr": 0.01, "weight_decay": 0.1}))], batch=16))
+
+
+# ------------------------------------------------------------------ the DCGAN
+# Its noise is fed as data (the runtime draws it otherwise). About one of the
+# ~4.5M relu/leaky_relu inputs of its 3 steps lands within float32 rounding of
+# the kink (twin.KINKS; crosscheck.py's explain_kinks): with the data below,
+# one of D's batch-norm outputs in step 1's d_step (exactly -4.9e-8).
+
+
+def G(P, z):
+    h = dense(P, "G.dense0", z).reshape(-1, 128, 7, 7)
+    h = relu(batchnorm(P, "G.batchnorm0", h))
+    h = relu(batchnorm(P, "G.batchnorm1", conv2d_transpose(P, "G.conv2d_transpose0", h, 2, 1)))
+    return torch.tanh(conv2d_transpose(P, "G.conv2d_transpose1", h, 2, 1))
+
+
+def D(P, x):
+    h = leaky_relu(conv2d(P, "D.conv2d0", x, 2, 1), 0.2)
+    h = leaky_relu(batchnorm(P, "D.batchnorm0", conv2d(P, "D.conv2d1", h, 2, 1)), 0.2)
+    return torch.sigmoid(dense(P, "D.dense0", flatten(h)))
+
+
+def d_loss(P, X):
+    fake = G(P, X["z"])  # d_step computes G (its batch norms update) but trains D only
+    dr, df = D(P, X["real"]), D(P, fake.detach())
+    return bce(dr, torch.ones_like(dr)) + bce(df, torch.zeros_like(df))
+
+
+def g_loss(P, X):
+    dg = D(P, G(P, X["z"]))
+    return bce(dg, torch.ones_like(dg))
+
+
+_dcgan = open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                           "examples", "dcgan.net")).read()
+_dcgan = _dcgan.replace("input z    : f32[N, 100] = normal(0, 1)", "input z : f32[N, 100]")
+_dcgan = _dcgan.replace('data idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") scale 2/255 shift -1',
+                        'data npy("z.npy", "real.npy")')
+register(Model("dcgan", _dcgan,
+               [Input("z", (100,)), Input("real", (1, 28, 28), "uniform")],
+               [Step(d_loss, ("adam", {"lr": 2e-4, "beta1": 0.5}), "d_step", ["D"]),
+                Step(g_loss, ("adam", {"lr": 2e-4, "beta1": 0.5}), "g_step", ["G"])], batch=16))
+
+

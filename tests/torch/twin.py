@@ -10,6 +10,7 @@ take P and the layer's name prefix (`classifier.dense0`), so a twin reads like
 its .net file; see README.md."""
 import json
 import struct
+import threading
 
 import numpy as np
 import torch
@@ -101,6 +102,60 @@ def batchnorm(P, pre, x, momentum=0.1, eps=1e-5):
                         training=True, momentum=momentum, eps=eps)
 
 
+# relu and leaky_relu have a kink at 0. An input within float32 rounding of 0 can
+# land on either side in any float32 implementation (netc's C and OpenCL,
+# PyTorch float32), and the gradient through it then differs by (1 - slope)
+# times the upstream gradient: one element of D's batch norm in the DCGAN,
+# -4.9e-8 exactly, came out +7.0e-7 in netc's C and -6.7e-7 in PyTorch float32,
+# and changed a gradient by 3e-4. So the twin's kinked activations can keep
+# their inputs (KINKS.record), and crosscheck.py may re-run the reference with
+# the derivative at one such input taken on the other side (KINKS.flips).
+class _Kinks(threading.local):  # crosscheck.py runs two models at once, in threads
+    """The kink bookkeeping of the twin being run: `at` (step number, step
+    name) and `site` (the kinked activation's call index in that loss) name a
+    call, its key at + (site,); `record` (None: off) maps each key to the call's
+    input (float64 numpy); `flips` maps a key to the flat indices whose
+    derivative is taken on the other side."""
+
+    def __init__(self):
+        self.at, self.site, self.record, self.flips = None, 0, None, {}
+
+
+KINKS = _Kinks()
+
+
+class _Kinked(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, slope, flip):
+        d = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, slope))
+        if flip:
+            f = d.view(-1)[list(flip)]
+            d.view(-1)[list(flip)] = torch.where(f == 1, torch.full_like(f, slope), torch.ones_like(f))
+        ctx.save_for_backward(d)
+        return torch.where(x > 0, x, x * slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (d,) = ctx.saved_tensors
+        return g * d, None, None
+
+
+def _kinked(x, slope):
+    key = KINKS.at + (KINKS.site,)
+    KINKS.site += 1
+    if KINKS.record is not None:
+        KINKS.record[key] = x.detach().double().numpy().copy()
+    return _Kinked.apply(x, slope, KINKS.flips.get(key))
+
+
+def relu(x):
+    return _kinked(x, 0.0)
+
+
+def leaky_relu(x, slope=0.01):
+    return _kinked(x, slope)
+
+
 def maxpool(x, k, stride=None, padding=0):
     return F.max_pool2d(x, k, stride or k, padding)
 
@@ -150,10 +205,12 @@ def is_state(name):
     return name.endswith(".running_mean") or name.endswith(".running_var")
 
 
-def run_twin(model, init, X, nsteps, dtype):
+def run_twin(model, init, X, nsteps, dtype, flips=None, record=None):
     """Runs the twin from the initial tensors `init` (netc names) for nsteps
     steps in dtype. Returns [per step: (losses {step name: float}, tensors
-    {netc name: float64 array} after the step, optimizer state included)]."""
+    {netc name: float64 array} after the step, optimizer state included)].
+    flips, record: see _Kinks (the kinked activations' derivative choices)."""
+    KINKS.flips, KINKS.record = flips or {}, record
     step_names = {s.name for s in model.steps}
     P = {}
     for k, v in init.items():
@@ -169,11 +226,12 @@ def run_twin(model, init, X, nsteps, dtype):
         opt, slots = make_optimizer(s.optimizer, [P[k] for k in names])
         opts.append((s, opt, slots, names))
     out = []
-    for _ in range(nsteps):
+    for k in range(1, nsteps + 1):
         losses = {}
         for s, opt, slots, names in opts:
             for t in P.values():
                 t.grad = None
+            KINKS.at, KINKS.site = (k, s.name), 0
             loss = s.loss(P, Xt)
             loss.backward()
             opt.step()
@@ -186,4 +244,5 @@ def run_twin(model, init, X, nsteps, dtype):
                     if key in st:
                         tensors[f"{s.name}.{s.optimizer[0]}.{slot}.{k}"] = st[key].detach().double().numpy().copy()
         out.append((losses, tensors))
+    KINKS.flips, KINKS.record = {}, None
     return out
