@@ -546,15 +546,20 @@ static struct val lower_call(struct lower *L, const struct ast_expr *e, struct v
 /* -------------------------------------------------------------------- items */
 
 /* One element of a stack given as a bare name: a value, a layer without
- * arguments, or a net applied to the current value. */
-static struct val lower_bare(struct lower *L, const struct ast_expr *e, struct val cur) {
+ * arguments, or a net applied to the current value. `first`: the stack's first
+ * element (at the top level, a value's place even when a value flows on). */
+static struct val lower_bare(struct lower *L, const struct ast_expr *e, struct val cur, bool first) {
     if (var_find(L->sc, e->str)) return lower_name(L, e);
     struct fe_sym *s = lw_sym(L, e->str);
     if (s && s->kind != SYM_NET) return lower_name(L, e);
     const struct fe_builtin *b = s ? NULL : fe_builtin_find(e->str);
     if (!s && !b) {
         const char *nv = nearest(L, e->str, 0, true), *nl = nearest(L, e->str, BI_LAYER, false);
+        /* after a value (`x -> foo`, or a net's line), a bare name is in a
+         * layer's place: an unknown layer, unless it is near a variable's name */
+        bool layer_place = (cur.kind == V_TENSOR || cur.kind == V_ERR) && (!first || L->sc->net);
         if (nl && !nv) lw_error(L, e->loc, "unknown layer '%s' (did you mean '%s'?)", e->str, nl);
+        else if (layer_place && !nv) unknown_callee(L, e, true);
         else undefined(L, e->str, e->loc);
         return lw_err();
     }
@@ -575,7 +580,7 @@ static struct val lower_items(struct lower *L, struct ast_expr *const *items, in
     struct val cur = L->sc->cur;
     for (int i = 0; i < n; i++) {
         const struct ast_expr *e = items[i];
-        if (e->kind == AST_NAME) cur = lower_bare(L, e, cur);
+        if (e->kind == AST_NAME) cur = lower_bare(L, e, cur, i == 0);
         else if (e->kind == AST_CALL) cur = lower_call(L, e, &cur);
         else cur = lower_expr(L, e);
         if (cur.kind == V_ERR) return cur;
