@@ -134,7 +134,7 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
             ok = fe_opt_bool(L, spec->name, n, o[i], false, &b);
             vals[i] = ok && b;
         } else if (strcmp(n, "lr") == 0) {
-            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1e6, &vals[i]);
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 1e6, &vals[i]); /* 0: frozen, as --lr 0 */
         } else if (strcmp(n, "eps") == 0) {
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1, &vals[i]);
         } else if (is_clip(n)) {

@@ -117,8 +117,8 @@ static bool read_optim(const struct ir_func *f, enum optim_kind *kind, double va
         val[i] = o->kwval[j];
     }
     *kind = (enum optim_kind)k;
-    if (!(val[0] > 0)) {
-        diag_error(f->loc, "in @%s: %s: lr must be positive, got %g", f->name, d->name, val[0]);
+    if (!(val[0] >= 0)) { /* 0 is a frozen run, as `train --lr 0` */
+        diag_error(f->loc, "in @%s: %s: lr must be 0 or positive, got %g", f->name, d->name, val[0]);
         return false;
     }
     for (int i = 0; d->opts[i]; i++)
