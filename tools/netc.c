@@ -704,9 +704,9 @@ int main(int argc, char **argv) {
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
         const struct runtime_paths *r = build_runtime();
-        printf("netc %s\nruntime (%s): %s, headers in %s%s%s\n", NETC_VERSION,
+        printf("netc %s\nruntime (%s): %s, headers in %s%s%s%s%s\n", NETC_VERSION,
                r->installed ? "installed" : "build tree", r->lib, r->include, *r->cl_lib ? ", OpenCL layer " : "",
-               r->cl_lib);
+               r->cl_lib, *r->mpi_lib ? ", MPI layer " : "", r->mpi_lib);
         return 0;
     } else if (strcmp(cmd, "dump") == 0) {
         rc = cmd_dump(argc - 2, argv + 2);
