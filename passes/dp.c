@@ -14,7 +14,7 @@
 
 #include <string.h>
 
-struct pass_dp_options pass_dp_options = {4u << 20, 1u << 20};
+struct pass_dp_options pass_dp_options = {0, 1u << 20};
 
 /* ------------------------------------------------------------- helpers */
 
@@ -175,6 +175,16 @@ static size_t padded_bytes(const struct ir_node *n) {
     return (b + 63) / 64 * 64;
 }
 
+/* The default bucket size for gradients of `total` bytes: a quarter of them,
+ * so that a model of a few MB still gets several buckets and the first ones
+ * are reduced during the rest of the backward pass (DDP's fixed 4 MiB would
+ * put every example's gradients into one bucket, started only at the end);
+ * at least 64 KiB (fewer, larger messages for tiny models), at most 4 MiB. */
+static size_t default_bucket_bytes(size_t total) {
+    size_t b = total / 4;
+    return b < (64u << 10) ? 64u << 10 : b > (4u << 20) ? 4u << 20 : b;
+}
+
 static int buckets_func(struct ir_module *m, struct ir_func *f) {
     size_t no = vec_len(f->outputs);
     int *grads = NULL; /* output indices of grad.*, by producing node */
@@ -186,6 +196,10 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
             int t = grads[j];
             grads[j] = grads[j - 1], grads[j - 1] = t;
         }
+    size_t total = 0, size = pass_dp_options.bucket_bytes;
+    for (size_t i = 0; i < ng; i++)
+        if (bucketable(f, f->outputs[grads[i]].value)) total += padded_bytes(&f->nodes[f->outputs[grads[i]].value]);
+    if (!size) size = default_bucket_bytes(total);
     int64_t bucket = -1;
     size_t fill = 0, cap = 0;
     for (size_t i = 0; i < ng; i++) {
@@ -196,7 +210,7 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
             if (bucket < 0 || fill + sz > cap) {
                 bucket++;
                 fill = 0;
-                cap = pass_dp_options.bucket_bytes;
+                cap = size;
                 if (bucket == 0 && pass_dp_options.first_bucket_bytes < cap) cap = pass_dp_options.first_bucket_bytes;
             }
             fill += sz;

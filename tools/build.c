@@ -114,8 +114,8 @@ static const char usage_build[] =
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --mpi             data parallel: `mpirun -np K PROGRAM train` trains on K ranks,\n"
     "                    averaging gradients in buckets (links libnetrt_mpi.a -lmpi)\n"
-    "  --bucket-size=B   --mpi: gradient bucket size in bytes, K or M suffix (default 4M;\n"
-    "                    the first bucket at most 1M)\n"
+    "  --bucket-size=B   --mpi: gradient bucket size in bytes, K or M suffix (default a\n"
+    "                    quarter of the gradients, 64K to 4M; the first bucket at most 1M)\n"
     "  --sync-bn         --mpi: batch norm uses the statistics of every rank's items\n"
     "                    (default: each rank's own, as PyTorch's DDP)\n"
     "  --verify          run the IR verifier after every pass\n";
