@@ -117,10 +117,12 @@ def build_netc(args, tmp):
     obj = os.path.join(tmp, "mnist_cnn.o")
     subprocess.run([args.cc, "-O3", "-march=native", "-std=c11", "-Dmain=netc_generated_main", "-c",
                     os.path.join(src, "mnist_cnn.c"), "-I" + src, "-o", obj], check=True)
+    lib = os.path.join(args.build, "runtime", "libnetrt.a")
+    with open(lib, "rb") as f:  # a runtime built with cairo (plots) needs it linked, as `netc build` does
+        extra = ["-lcairo"] if b"cairo_create" in f.read() else []
     subprocess.run([args.cc, "-O3", "-march=native", "-std=c11", "-D_POSIX_C_SOURCE=200809L", obj,
-                    os.path.join(ROOT, "bench", "infer.c"), "-I" + ROOT,
-                    os.path.join(args.build, "runtime", "libnetrt.a"), "-lopenblas", "-lpng", "-lz", "-lm",
-                    "-lpthread", "-o", infer], check=True)
+                    os.path.join(ROOT, "bench", "infer.c"), "-I" + ROOT, lib] + extra +
+                   ["-lopenblas", "-lpng", "-lz", "-lm", "-lpthread", "-o", infer], check=True)
     peak = os.path.join(tmp, "peak")
     subprocess.run([args.cc, "-O2", "-march=native", "-pthread", os.path.join(ROOT, "bench", "peak.c"), "-o", peak],
                    check=True)

@@ -225,16 +225,15 @@ void cgc_op_SIGMOID(struct cgc *c, int id) {
 }
 
 void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
-void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "erff($0)"); }
+void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "nrt_erff($0)"); }
 
-/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation. */
-#define CG_GELU_ERF "(0.5f * $0 * (1.0f + erff($0 * 0.70710678f)))"
-#define CG_GELU_TANH "(0.5f * $0 * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
-#define CG_GELU_ERF_GRAD "$1 * (0.5f * (1.0f + erff($0 * 0.70710678f)) + $0 * 0.39894228f * expf(-0.5f * $0 * $0))"
-#define CG_GELU_TANH_GRAD                                                                                              \
-    "$1 * (0.5f * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) + 0.5f * $0 * "                       \
-    "(1.0f - tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0)) * tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) " \
-    "* 0.79788456f * (1.0f + 0.134145f * $0 * $0))"
+/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation; erf, tanh
+ * and the exact derivative by netrt.h's branch-free functions, so the loops
+ * vectorize (libm's erff is scalar). */
+#define CG_GELU_ERF "(0.5f * $0 * (1.0f + nrt_erff($0 * 0.70710678f)))"
+#define CG_GELU_TANH "(0.5f * $0 * (1.0f + nrt_tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
+#define CG_GELU_ERF_GRAD "$1 * nrt_gelu_grad($0)"
+#define CG_GELU_TANH_GRAD "$1 * nrt_gelu_tanh_grad($0)"
 void cgc_op_GELU(struct cgc *c, int id) {
     ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
 }
@@ -649,7 +648,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
-    cgc_emit(c, "        y[j] = expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
     cgc_emit(c, "        s += y[j];");
     cgc_emit(c, "    }");
     cgc_emit(c, "    const float inv = 1.0f / s;");
