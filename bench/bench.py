@@ -96,12 +96,23 @@ def flops(exe):
     info = subprocess.run([exe, "info"], capture_output=True, text=True, check=True).stdout
     fwd = train = step = None
     for line in info.splitlines():
-        if "forward" in line and "MFLOPs per item (" in line:
+        if "forward" in line and "FLOPs per item (" in line:
             fwd = float(line.rsplit("(", 1)[1].rstrip(")"))
         if line.startswith("training step"):
+            # "660.91 KFLOPs per item + 145.00 KFLOPs per step": the unit is K, M or G
             words = line.split(":", 1)[1].split()
-            train, step = float(words[0]) * 1e6, float(words[5]) * 1e6 if len(words) > 5 else 0.0
+            scale = {"FLOPs": 1.0, "KFLOPs": 1e3, "MFLOPs": 1e6, "GFLOPs": 1e9, "TFLOPs": 1e12}
+            train = float(words[0]) * scale[words[1]]
+            step = float(words[5]) * scale[words[6]] if len(words) > 6 else 0.0
     return fwd, train, step
+
+
+def runtime_libs(build):
+    """The libraries libnetrt.a needs, as the build's netrt.pc lists them (cairo
+    only when it was found, ...), without the library itself."""
+    with open(os.path.join(build, "netrt.pc")) as f:
+        libs = next(line for line in f if line.startswith("Libs:")).split()[1:]
+    return [w for w in libs if not w.startswith("-L") and w != "-lnetrt"]
 
 
 def build_netc(args, tmp):
@@ -117,12 +128,10 @@ def build_netc(args, tmp):
     obj = os.path.join(tmp, "mnist_cnn.o")
     subprocess.run([args.cc, "-O3", "-march=native", "-std=c11", "-Dmain=netc_generated_main", "-c",
                     os.path.join(src, "mnist_cnn.c"), "-I" + src, "-o", obj], check=True)
-    lib = os.path.join(args.build, "runtime", "libnetrt.a")
-    with open(lib, "rb") as f:  # a runtime built with cairo (plots) needs it linked, as `netc build` does
-        extra = ["-lcairo"] if b"cairo_create" in f.read() else []
     subprocess.run([args.cc, "-O3", "-march=native", "-std=c11", "-D_POSIX_C_SOURCE=200809L", obj,
-                    os.path.join(ROOT, "bench", "infer.c"), "-I" + ROOT, lib] + extra +
-                   ["-lopenblas", "-lpng", "-lz", "-lm", "-lpthread", "-o", infer], check=True)
+                    os.path.join(ROOT, "bench", "infer.c"), "-I" + ROOT,
+                    os.path.join(args.build, "runtime", "libnetrt.a")] + runtime_libs(args.build) + ["-o", infer],
+                   check=True)
     peak = os.path.join(tmp, "peak")
     subprocess.run([args.cc, "-O2", "-march=native", "-pthread", os.path.join(ROOT, "bench", "peak.c"), "-o", peak],
                    check=True)

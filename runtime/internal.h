@@ -7,12 +7,6 @@
 
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
-/* -------------------------------------------------------------- threads.c -- */
-
-/* Whether the calling thread is running a chunk of a parallel_for (where a
- * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
-int nrt_threads_inside(void);
-
 #endif
 
 #include <stddef.h>
@@ -22,12 +16,6 @@ int nrt_threads_inside(void);
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
-/* -------------------------------------------------------------- threads.c -- */
-
-/* Whether the calling thread is running a chunk of a parallel_for (where a
- * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
-int nrt_threads_inside(void);
-
 #endif
 
 /* -------------------------------------------------------------- samples.c -- */
