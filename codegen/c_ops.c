@@ -959,6 +959,22 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "    }");
 }
 
+/* Rows of the last axis, by libnetrt (runtime/norm.c). */
+static void layernorm(struct cgc *c, int id, bool grad) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x = arg_shape(c, id, 0);
+    long long d = (long long)x->dim[x->rank - 1];
+    struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
+    double eps = ir_get_float(n, "eps");
+    if (grad)
+        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
+                 id);
+    else cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), id);
+}
+
+void cgc_op_LAYERNORM(struct cgc *c, int id) { layernorm(c, id, false); }
+void cgc_op_LAYERNORM_GRAD(struct cgc *c, int id) { layernorm(c, id, true); }
+
 /* ------------------------------------------------------------- recurrent */
 
 /* Declares `geo`, the nrt_rnn of a recurrent node whose ws is operand `ws` (-1:

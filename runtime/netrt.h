@@ -923,6 +923,15 @@ void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, co
 void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
                   const float *s0, float *out);
 
+/* ----------------------------------------------- layer normalization (norm.c) -- */
+/* The IR's LAYERNORM and LAYERNORM_GRAD on `rows` contiguous rows of d floats:
+ * y = (x - mean) / sqrt(var + eps) with each row's mean and biased variance in
+ * double (two passes over the row, in cache), and its gradient
+ * dx = (dy - mean(dy) - y mean(dy y)) / sqrt(var + eps), the statistics
+ * recomputed from x. Rows split over the thread pool. */
+void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y);
+void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx);
+
 /* At the start of main: when the CPU has AVX-512 (AVX2) but OpenBLAS chose a
  * core without it (Debian's 0.3.21 falls back to SSE3 kernels on CPUs it does
  * not know), sets OPENBLAS_CORETYPE=SkylakeX (Haswell) unless the user set it
