@@ -1,8 +1,8 @@
 # cmake/install.cmake -- `cmake --install build --prefix P`: bin/netc, lib/libnetrt.a
-# (and libnetrt_cl.a), include/netrt.h, pkg-config files (netrt.pc,
-# netrt-opencl.pc) and a CMake package (lib/cmake/netrt). The installed netc finds
-# the runtime next to itself (tools/build.c), so the tree is relocatable and needs
-# no build directory.
+# (and libnetrt_cl.a, libnetrt_mpi.a), include/netrt.h, pkg-config files (netrt.pc,
+# netrt-opencl.pc, netrt-mpi.pc) and a CMake package (lib/cmake/netrt). The
+# installed netc finds the runtime next to itself (tools/build.c), so the tree is
+# relocatable and needs no build directory.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 # The version, from its one definition in tools/netc.c.
@@ -16,6 +16,12 @@ if(TARGET netrt_cl)
   set(NETC_HAVE_OPENCL 1)
 else()
   set(NETC_HAVE_OPENCL 0)
+endif()
+if(TARGET netrt_mpi)
+  list(APPEND netc_rt_targets netrt_mpi)
+  set(NETC_HAVE_MPI 1)
+else()
+  set(NETC_HAVE_MPI 0)
 endif()
 install(TARGETS ${netc_rt_targets} EXPORT netrtTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -38,4 +44,10 @@ install(FILES ${CMAKE_BINARY_DIR}/netrt.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/p
 if(TARGET netrt_cl)
   configure_file(${CMAKE_SOURCE_DIR}/cmake/netrt-opencl.pc.in ${CMAKE_BINARY_DIR}/netrt-opencl.pc @ONLY)
   install(FILES ${CMAKE_BINARY_DIR}/netrt-opencl.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endif()
+if(TARGET netrt_mpi)
+  # The MPI libraries CMake found (absolute paths), as `netc build --mpi` links them.
+  string(REPLACE ";" " " NETC_PC_MPI_LIBS "${NETC_MPI_C_LIBRARIES}")
+  configure_file(${CMAKE_SOURCE_DIR}/cmake/netrt-mpi.pc.in ${CMAKE_BINARY_DIR}/netrt-mpi.pc @ONLY)
+  install(FILES ${CMAKE_BINARY_DIR}/netrt-mpi.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endif()

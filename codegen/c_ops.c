@@ -250,6 +250,15 @@ void cgc_op_ALLREDUCE(struct cgc *c, int id) {
     cgc_emit(c, "nrt_dp_allreduce(ctx, v%d, (int64_t)(%s));", id, cnt);
 }
 
+/* A copy of the operand summed over the ranks that hold items, blocking. */
+void cgc_op_ALLREDUCE_SUM(struct cgc *c, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    char cnt[CGC_XSTR_MAX];
+    cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
+    cgc_emit(c, "memcpy(v%d, v%d, sizeof(float) * (size_t)(%s));", id, n->args[0], cnt);
+    cgc_emit(c, "nrt_dp_allsum(ctx, v%d, (int64_t)(%s));", id, cnt);
+}
+
 void cgc_op_CAST(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     ewise(c, id, n->type.dtype == DT_F32 ? "(float)$0" : "$0");

@@ -548,6 +548,23 @@ void clc_op_ALLREDUCE(struct clc *k, int id) {
     }
     cgc_emit(c, "nrt_cl_allreduce(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
+
+/* A copy of the operand (kernel 0) summed over the ranks that hold items,
+ * through host memory (nrt_cl_allsum). */
+void clc_op_ALLREDUCE_SUM(struct clc *k, int id) {
+    struct cgc *c = &k->c;
+    const struct ir_node *n = node(k, id);
+    char cnt[CGC_XSTR_MAX];
+    cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
+    cgc_emit(c, "{");
+    cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
+                "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
+             id, n->args[0], cnt);
+    cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
+    cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
+    cgc_emit(c, "}");
+    cgc_emit(c, "nrt_cl_allsum(ctx, o%d, (int64_t)(%s));", id, cnt);
+}
 void clc_op_CAST(struct clc *k, int id) { ewise(k, id); }
 void clc_op_ADD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_SUB(struct clc *k, int id) { ewise(k, id); }

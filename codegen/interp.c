@@ -363,6 +363,7 @@ bool cg_eval_GELU_GRAD(struct cg_interp *it, int id) {
 bool cg_eval_STOP_GRADIENT(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 /* One process: every rank's share is 1. */
 bool cg_eval_ALLREDUCE(struct cg_interp *it, int id) { return unary(it, id, f_id); }
+bool cg_eval_ALLREDUCE_SUM(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 /* CAST's target dtype is the node's; unary() truncates for i32. */
 bool cg_eval_CAST(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 

@@ -139,6 +139,7 @@ static bool shape_ERF(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_GELU(struct rule_ctx *c) { return unary_f32(c); }
 static bool shape_STOP_GRADIENT(struct rule_ctx *c) { return shape_NEG(c); }
 static bool shape_ALLREDUCE(struct rule_ctx *c) { return unary_f32(c); }
+static bool shape_ALLREDUCE_SUM(struct rule_ctx *c) { return unary_f32(c); }
 
 static bool shape_CAST(struct rule_ctx *c) {
     /* The target dtype is the one already on the node. */

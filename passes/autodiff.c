@@ -229,6 +229,10 @@ static void grad_ALLREDUCE(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
+/* y = sum of x_r over the ranks holding items; a rank's adjoint of x is again
+ * sum_r w_r dy_r (zero weight for a stand-in, which adds nothing to y). */
+static void grad_ALLREDUCE_SUM(struct ad *ad, int id, int g) { grad_ALLREDUCE(ad, id, g); }
+
 /* ----------------------------------------------------- elementwise binary */
 
 static void grad_ADD(struct ad *ad, int id, int g) {

@@ -2,7 +2,8 @@
  * ALLREDUCE ops (the mean over the ranks of an MPI job, each weighted by its
  * share of the step's items; the identity in one process) into training
  * functions. `syncbn` (before autodiff, with --sync-bn) makes batch norm use the
- * statistics of the whole global batch, as PyTorch's SyncBatchNorm; autodiff
+ * statistics of the whole global batch and its item count, as PyTorch's
+ * SyncBatchNorm (ALLREDUCE_SUM: the job's count for running_var); autodiff
  * then differentiates through the reductions. `buckets` (after autodiff, before
  * optim) reduces every `grad.<param>` output, grouping the gradients into
  * buckets in the order the backward pass produces them; the memory plan
@@ -13,7 +14,7 @@
 
 #include <string.h>
 
-struct pass_dp_options pass_dp_options = {4u << 20, 1u << 20};
+struct pass_dp_options pass_dp_options = {0, 1u << 20};
 
 /* ------------------------------------------------------------- helpers */
 
@@ -51,26 +52,61 @@ static bool is_train_bn(const struct ir_func *f, const struct ir_node *n) {
            var->args[0] == n->args[0];
 }
 
+static bool is_scalar(const struct ir_node *n) {
+    return n->type.dtype == DT_F32 && !shape_has_n(&n->type.shape) && shape_static_numel(&n->type.shape) == 1;
+}
+
+/* Whether x is the frontend's count of the batch's items: the SUM of a
+ * constant f32[N] (frontend/lower_layers.c, unbiased_var). */
+static bool is_batch_count(const struct ir_func *f, int x) {
+    const struct ir_node *n = &f->nodes[x];
+    if (n->op != OP_SUM || !is_scalar(n)) return false;
+    const struct ir_node *c = &f->nodes[n->args[0]];
+    return c->op == OP_CONST && c->type.shape.rank == 1 && c->type.shape.dim[0] == IR_DIM_N;
+}
+
+/* Marks the batch counts in the scalar expression x (running_var's unbiased
+ * factor n/max(n-1, 1), n = count * values per channel). */
+static void mark_counts(const struct ir_func *f, int x, int depth, bool *counts) {
+    const struct ir_node *n = &f->nodes[x];
+    if (depth > 8 || !is_scalar(n)) return;
+    if (is_batch_count(f, x)) {
+        counts[x] = true;
+        return;
+    }
+    for (int a = 0; a < n->nargs; a++) mark_counts(f, n->args[a], depth + 1, counts);
+}
+
 /* Rebuilds f with, after the later of each training batch norm's mean m and
  * variance v, the job's statistics (exact for any split of the items):
  *     gm = allreduce(m)    gv = allreduce(v + (m - gm)^2)
  * and every later use of m and v (the normalisation, the running statistics)
- * reading gm and gv instead. Returns the batch norms rewritten. */
+ * reading gm and gv instead; and the item count n of the unbiased factor that
+ * scales v into running_var (a product v * factor) the job's count,
+ * allreduce_sum(n), as SyncBatchNorm. Returns the batch norms rewritten. */
 static int syncbn_func(struct ir_module *m, struct ir_func *f) {
     int len = ir_func_len(f), count = 0;
     int *after = malloc(sizeof *after * (size_t)(len + 1)); /* per node: a bn whose stats end here, or -1 */
     int *map = malloc(sizeof *map * (size_t)(len + 1));
-    if (!after || !map) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    bool *counts = calloc((size_t)(len + 1), sizeof *counts); /* per node: a batch count to make global */
+    if (!after || !map || !counts) netc_internal_error(__FILE__, __LINE__, "out of memory");
     for (int i = 0; i < len; i++) after[i] = -1;
     for (int i = 0; i < len; i++) {
         const struct ir_node *n = &f->nodes[i];
         if (!is_train_bn(f, n)) continue;
         int at = n->args[3] > n->args[4] ? n->args[3] : n->args[4];
         if (after[at] < 0) after[at] = i, count++;
+        for (int u = 0; u < len; u++) { /* the products v * factor */
+            const struct ir_node *p = &f->nodes[u];
+            if (p->op != OP_MUL) continue;
+            for (int a = 0; a < 2; a++)
+                if (p->args[a] == n->args[4]) mark_counts(f, p->args[1 - a], 0, counts);
+        }
     }
     if (!count) {
         free(after);
         free(map);
+        free(counts);
         return 0;
     }
     struct ir_node *old = f->nodes;
@@ -87,6 +123,11 @@ static int syncbn_func(struct ir_module *m, struct ir_func *f) {
         n->kernel = o->kernel;
         free(o->args);
         map[i] = id;
+        if (counts[i]) {
+            int all = ir_node_add(m, f, OP_ALLREDUCE_SUM, &id, 1, o->loc);
+            f->nodes[all].type = f->nodes[id].type;
+            map[i] = all;
+        }
         if (after[i] < 0) continue;
         const struct ir_node *bn = &old[after[i]];
         int mean = map[bn->args[3]], var = map[bn->args[4]];
@@ -101,6 +142,7 @@ static int syncbn_func(struct ir_module *m, struct ir_func *f) {
     vec_free(old);
     free(after);
     free(map);
+    free(counts);
     return count;
 }
 
@@ -133,6 +175,16 @@ static size_t padded_bytes(const struct ir_node *n) {
     return (b + 63) / 64 * 64;
 }
 
+/* The default bucket size for gradients of `total` bytes: a quarter of them,
+ * so that a model of a few MB still gets several buckets and the first ones
+ * are reduced during the rest of the backward pass (DDP's fixed 4 MiB would
+ * put every example's gradients into one bucket, started only at the end);
+ * at least 64 KiB (fewer, larger messages for tiny models), at most 4 MiB. */
+static size_t default_bucket_bytes(size_t total) {
+    size_t b = total / 4;
+    return b < (64u << 10) ? 64u << 10 : b > (4u << 20) ? 4u << 20 : b;
+}
+
 static int buckets_func(struct ir_module *m, struct ir_func *f) {
     size_t no = vec_len(f->outputs);
     int *grads = NULL; /* output indices of grad.*, by producing node */
@@ -144,6 +196,10 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
             int t = grads[j];
             grads[j] = grads[j - 1], grads[j - 1] = t;
         }
+    size_t total = 0, size = pass_dp_options.bucket_bytes;
+    for (size_t i = 0; i < ng; i++)
+        if (bucketable(f, f->outputs[grads[i]].value)) total += padded_bytes(&f->nodes[f->outputs[grads[i]].value]);
+    if (!size) size = default_bucket_bytes(total);
     int64_t bucket = -1;
     size_t fill = 0, cap = 0;
     for (size_t i = 0; i < ng; i++) {
@@ -154,7 +210,7 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
             if (bucket < 0 || fill + sz > cap) {
                 bucket++;
                 fill = 0;
-                cap = pass_dp_options.bucket_bytes;
+                cap = size;
                 if (bucket == 0 && pass_dp_options.first_bucket_bytes < cap) cap = pass_dp_options.first_bucket_bytes;
             }
             fill += sz;

@@ -84,10 +84,12 @@ int pass_optim(struct ir_module *m);
 /* Data parallelism over MPI (`netc build --mpi`): ALLREDUCE ops, the mean over
  * the ranks weighted by each rank's share of the step's items. */
 struct pass_dp_options {
-    size_t bucket_bytes;       /* a gradient bucket closes before it would pass this */
+    size_t bucket_bytes;       /* a gradient bucket closes before it would pass this;
+                                  0: a quarter of the function's gradient bytes,
+                                  clamped to 64 KiB .. 4 MiB */
     size_t first_bucket_bytes; /* the same for the first bucket (started soonest) */
 };
-extern struct pass_dp_options pass_dp_options; /* 4 MiB, 1 MiB */
+extern struct pass_dp_options pass_dp_options; /* 0 (by the model), 1 MiB */
 /* Before autodiff: training batch norms normalise with the statistics of the
  * global batch (mean and variance reduced over the ranks). */
 int pass_syncbn(struct ir_module *m);

@@ -45,11 +45,35 @@ void nrt_dp_allreduce(struct nrt_ctx *ctx, float *p, int64_t count)
         nrt_dp_layer->allreduce(p, count);
 }
 
+/* The plain sum of p over the ranks holding items (weight > 0), blocking:
+ * through the layer's sum of doubles, in pieces of a fixed buffer. */
+static void allsum(float *p, int64_t count)
+{
+    double v[256];
+    int held = nrt_dp_layer->weight > 0;
+    for (int64_t at = 0; at < count; at += 256) {
+        int k = count - at < 256 ? (int)(count - at) : 256;
+        for (int i = 0; i < k; i++)
+            v[i] = held ? (double)p[at + i] : 0.0;
+        nrt_dp_layer->sum(v, k);
+        for (int i = 0; i < k; i++)
+            p[at + i] = (float)v[i];
+    }
+}
+
+void nrt_dp_allsum(struct nrt_ctx *ctx, float *p, int64_t count)
+{
+    (void)ctx;
+    if (multi())
+        allsum(p, count);
+}
+
 /* libnetrt_cl.a's copies, referred to weakly as program.c does. */
 void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes) NRT_CL_WEAK;
 void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes) NRT_CL_WEAK;
 
-void nrt_cl_allreduce(struct nrt_ctx *ctx, int64_t off, int64_t count)
+/* The device values at off reduced by fn through host memory. */
+static void cl_reduce(struct nrt_ctx *ctx, int64_t off, int64_t count, void (*fn)(float *, int64_t))
 {
     static float *host;     /* grows to the largest value reduced, kept */
     static int64_t host_cap;
@@ -65,9 +89,14 @@ void nrt_cl_allreduce(struct nrt_ctx *ctx, int64_t off, int64_t count)
         host_cap = count;
     }
     nrt_cl_download(ctx, off, host, sizeof *host * (size_t)count);
-    nrt_dp_layer->allreduce(host, count);
+    fn(host, count);
     nrt_cl_upload(ctx, off, host, sizeof *host * (size_t)count);
 }
+
+static void weighted(float *p, int64_t count) { nrt_dp_layer->allreduce(p, count); }
+
+void nrt_cl_allreduce(struct nrt_ctx *ctx, int64_t off, int64_t count) { cl_reduce(ctx, off, count, weighted); }
+void nrt_cl_allsum(struct nrt_ctx *ctx, int64_t off, int64_t count) { cl_reduce(ctx, off, count, allsum); }
 
 /* ------------------------------------------------------ driver's helpers */
 

@@ -2,7 +2,8 @@
  * nrt_dp_layer of a program built with `netc build --mpi` (gradient buckets
  * summed in place by nonblocking MPI_Iallreduce, tested between kernels so that
  * Open MPI progresses them; blocking reductions; broadcasts from rank 0) and
- * nrt_mpi_main, which starts MPI around nrt_main and ends the whole job with
+ * nrt_mpi_main, which starts MPI around nrt_main (on every rank for train and
+ * eval, on rank 0 alone for the other commands) and ends the whole job with
  * MPI_Abort when a rank's command fails, so that no rank waits forever. Every
  * reduction is a sum of values each rank has scaled by its weight (its share of
  * the step's items): the mean gradient of the global batch. */
@@ -168,7 +169,10 @@ int nrt_mpi_main(int argc, char **argv, const struct nrt_model *model, const str
         reqs[i] = MPI_REQUEST_NULL;
     device_per_rank(argc, argv, layer.local_rank);
     nrt_dp_layer = &layer;
-    int rc = nrt_main(argc, argv, model);
+    /* train and eval split the data between the ranks; any other command
+     * (predict, info, sample, generate) is rank 0's alone, so it prints once. */
+    int split = argc > 1 && (strcmp(argv[1], "train") == 0 || strcmp(argv[1], "eval") == 0);
+    int rc = split || layer.rank == 0 ? nrt_main(argc, argv, model) : 0;
     if (rc != 0 && layer.size > 1)
         mpi_abort(rc); /* the other ranks may be waiting in a reduction */
     MPI_Finalize();

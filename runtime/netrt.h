@@ -1079,8 +1079,12 @@ void nrt_dp_wait(struct nrt_ctx *ctx, int bucket);
 void nrt_dp_progress(struct nrt_ctx *ctx);
 /* A blocking weighted reduction of p (batch-norm statistics, their gradients). */
 void nrt_dp_allreduce(struct nrt_ctx *ctx, float *p, int64_t count);
-/* The same on the OpenCL device arena (through host memory). */
+/* The plain sum of p over the ranks holding items this step (a rank running a
+ * stand-in adds 0), blocking (the job's batch-norm item count, --sync-bn). */
+void nrt_dp_allsum(struct nrt_ctx *ctx, float *p, int64_t count);
+/* The same two on the OpenCL device arena (through host memory). */
 void nrt_cl_allreduce(struct nrt_ctx *ctx, int64_t off, int64_t count);
+void nrt_cl_allsum(struct nrt_ctx *ctx, int64_t off, int64_t count);
 /* Rank and size (0 and 1 without a layer). */
 int nrt_dp_rank(void);
 int nrt_dp_size(void);

@@ -62,7 +62,8 @@ enum { EXIT_USER = 1, EXIT_USAGE = 2 };
 /* -------------------------------------------------------------- runtime */
 
 /* Where the runtime is: the installed tree around this netc (BIN/../include,
- * BIN/../lib) when it holds netrt.h and libnetrt.a, else the build tree. */
+ * BIN/../lib) when it holds netrt.h and libnetrt.a, else the build tree; the
+ * OpenCL and MPI layers from the same place. */
 static struct runtime_paths rt;
 
 const struct runtime_paths *build_runtime(void) {
@@ -70,8 +71,10 @@ const struct runtime_paths *build_runtime(void) {
     rt.include = NETC_RUNTIME_INCLUDE;
     rt.lib = NETC_RUNTIME_LIB;
     rt.cl_lib = NETC_RUNTIME_CL_LIB;
+    rt.mpi_lib = NETC_RUNTIME_MPI_LIB;
     rt.installed = false;
-    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], cl[PATH_MAX_ + 64], hdr[PATH_MAX_ + 80];
+    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], cl[PATH_MAX_ + 64], mpi[PATH_MAX_ + 64],
+        hdr[PATH_MAX_ + 80];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return &rt;
     exe[n] = '\0';
@@ -81,11 +84,13 @@ const struct runtime_paths *build_runtime(void) {
     snprintf(inc, sizeof inc, "%s/../%s", exe, NETC_INSTALL_INCLUDEDIR);
     snprintf(lib, sizeof lib, "%s/../%s/libnetrt.a", exe, NETC_INSTALL_LIBDIR);
     snprintf(cl, sizeof cl, "%s/../%s/libnetrt_cl.a", exe, NETC_INSTALL_LIBDIR);
+    snprintf(mpi, sizeof mpi, "%s/../%s/libnetrt_mpi.a", exe, NETC_INSTALL_LIBDIR);
     snprintf(hdr, sizeof hdr, "%s/netrt.h", inc);
     if (access(hdr, R_OK) != 0 || access(lib, R_OK) != 0) return &rt;
     rt.include = inc;
     rt.lib = lib;
     rt.cl_lib = access(cl, R_OK) == 0 ? cl : "";
+    rt.mpi_lib = access(mpi, R_OK) == 0 ? mpi : "";
     rt.installed = true;
     return &rt;
 }
@@ -109,8 +114,8 @@ static const char usage_build[] =
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --mpi             data parallel: `mpirun -np K PROGRAM train` trains on K ranks,\n"
     "                    averaging gradients in buckets (links libnetrt_mpi.a -lmpi)\n"
-    "  --bucket-size=B   --mpi: gradient bucket size in bytes, K or M suffix (default 4M;\n"
-    "                    the first bucket at most 1M)\n"
+    "  --bucket-size=B   --mpi: gradient bucket size in bytes, K or M suffix (default a\n"
+    "                    quarter of the gradients, 64K to 4M; the first bucket at most 1M)\n"
     "  --sync-bn         --mpi: batch norm uses the statistics of every rank's items\n"
     "                    (default: each rank's own, as PyTorch's DDP)\n"
     "  --verify          run the IR verifier after every pass\n";
@@ -430,9 +435,10 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     bool cl = o->target == &cg_target_opencl;
-    if (o->mpi && (!*NETC_RUNTIME_MPI_LIB || access(NETC_RUNTIME_MPI_LIB, R_OK) != 0)) {
-        user_error(cmd, "--mpi needs libnetrt_mpi.a, which this netc was built without: install MPI "
-                        "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc");
+    if (o->mpi && (!*r->mpi_lib || access(r->mpi_lib, R_OK) != 0)) {
+        user_error(cmd, "--mpi needs libnetrt_mpi.a%s%s, which this netc was built without: install MPI "
+                        "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc",
+                   *r->mpi_lib ? " at " : "", r->mpi_lib);
         return false;
     }
     char mpilibs[2048];
@@ -457,7 +463,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     argv[n++] = inc;
     argv[n++] = (char *)csrc;
     if (cl) argv[n++] = (char *)r->cl_lib;
-    if (o->mpi) argv[n++] = NETC_RUNTIME_MPI_LIB;
+    if (o->mpi) argv[n++] = (char *)r->mpi_lib;
     argv[n++] = (char *)r->lib;
     if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
     n += split_flags(ldflags, argv + n, 16);

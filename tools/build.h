@@ -24,6 +24,7 @@ struct runtime_paths {
     const char *include; /* the directory of netrt.h */
     const char *lib;     /* libnetrt.a */
     const char *cl_lib;  /* libnetrt_cl.a, "" without OpenCL */
+    const char *mpi_lib; /* libnetrt_mpi.a, "" without MPI */
     bool installed;      /* found next to the installed netc (PREFIX/bin/../lib) */
 };
 const struct runtime_paths *build_runtime(void);

@@ -59,7 +59,8 @@ static const char usage_dump[] =
     "  --mpi             data parallel, as `netc build --mpi`: gradients reduced over\n"
     "                    the ranks (allreduce ops, `buckets` pass); the memory plan's\n"
     "                    gradient buckets are listed after the IR\n"
-    "  --bucket-size=B   --mpi: gradient bucket size in bytes (K or M suffix)\n"
+    "  --bucket-size=B   --mpi: gradient bucket size in bytes (K or M suffix; default a\n"
+    "                    quarter of the gradients, 64K to 4M)\n"
     "  --sync-bn         --mpi: batch-norm statistics over every rank (`syncbn` pass)\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz)\n"
     "  --print-loc       print each value's .net source location\n"
@@ -704,9 +705,9 @@ int main(int argc, char **argv) {
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
         const struct runtime_paths *r = build_runtime();
-        printf("netc %s\nruntime (%s): %s, headers in %s%s%s\n", NETC_VERSION,
+        printf("netc %s\nruntime (%s): %s, headers in %s%s%s%s%s\n", NETC_VERSION,
                r->installed ? "installed" : "build tree", r->lib, r->include, *r->cl_lib ? ", OpenCL layer " : "",
-               r->cl_lib);
+               r->cl_lib, *r->mpi_lib ? ", MPI layer " : "", r->mpi_lib);
         return 0;
     } else if (strcmp(cmd, "dump") == 0) {
         rc = cmd_dump(argc - 2, argv + 2);

@@ -141,6 +141,8 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,2,2,3]\n%1 = upsample2d(%0) {scale=[2,3]} : f32[N,2,4,9]\nreturn y=%1\n", false},
     {"allreduce", "input @x : f32[N,4]\n",
      "%0 = input @x : f32[N,4]\n%1 = allreduce(%0) {bucket=-1} : f32[N,4]\nreturn y=%1\n", false},
+    {"allreduce_sum", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = allreduce_sum(%0) : f32[N,4]\nreturn y=%1\n", false},
     {"allreduce_bucket", "input @x : f32[3,4]\n",
      "%0 = input @x : f32[3,4]\n%1 = tanh(%0) : f32[3,4]\n%2 = allreduce(%1) {bucket=0} : f32[3,4]\n"
      "%3 = exp(%0) : f32[3,4]\n%4 = allreduce(%3) {bucket=0} : f32[3,4]\n%5 = add(%2, %4) : f32[3,4]\nreturn y=%5\n",

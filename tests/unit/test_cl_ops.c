@@ -171,6 +171,8 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,2,2,3]\n%1 = upsample2d(%0) {scale=[2,3]} : f32[N,2,4,9]\nreturn y=%1\n", false, false},
     {"allreduce", "input @x : f32[N,4]\n",
      "%0 = input @x : f32[N,4]\n%1 = allreduce(%0) {bucket=-1} : f32[N,4]\nreturn y=%1\n", false, false},
+    {"allreduce_sum", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = allreduce_sum(%0) : f32[N,4]\nreturn y=%1\n", false, false},
     {"dropout", "input @x : f32[N,4,5]\n",
      "%0 = input @x : f32[N,4,5]\n%1 = dropout(%0) {rate=0.3, seed=5} : f32[N,4,5]\nreturn y=%1\n", false, false},
     {"lstm lengths", "input @x : f32[N,4,3]\ninput @wi : f32[8,3]\ninput @wh : f32[8,2]\ninput @bi : f32[8]\ninput @bh : f32[8]\ninput @s0 : f32[N,4]\ninput @lens : i32[N]\n",

@@ -303,6 +303,8 @@ static int c_allreduce(void) {
     return fin(id);
 }
 
+static int c_allreduce_sum(void) { return fin(node(OP_ALLREDUCE_SUM, 1, op1(OP_TANH, in("x", S(2, N, 4), G_UNIFORM)))); }
+
 static int c_dropout(void) {
     int id = node(OP_DROPOUT, 1, in("x", S(3, N, 4, 5), G_UNIFORM));
     ir_set_float(at(id), "rate", 0.3);
@@ -469,6 +471,7 @@ static const struct gcase cases[] = {
     {"avgpool2d k3,2 s2,3 pad", c_avgpool, 0, 0, {OP_AVGPOOL2D}},
     {"upsample2d 2,3", c_upsample, 0, 0, {OP_UPSAMPLE2D}},
     {"allreduce (one process)", c_allreduce, 0, 0, {OP_ALLREDUCE}},
+    {"allreduce_sum (one process)", c_allreduce_sum, 0, 0, {OP_ALLREDUCE_SUM}},
     {"dropout 0.3", c_dropout, 0, 0, {OP_DROPOUT}},
     {"batchnorm train NCHW", c_bn_train, 0, 0, {OP_BATCHNORM, OP_MEAN, OP_VARIANCE}},
     {"batchnorm train NC", c_bn_train2, 0, 0, {OP_BATCHNORM, OP_MEAN, OP_VARIANCE}},

@@ -186,6 +186,7 @@ static struct ir_module *build_all_ops(void) {
     int ar = A1(ALLREDUCE, e);
     ir_set_int(ND(ar), "bucket", 2);
     e = fin(ar);
+    e = fin(A1(ALLREDUCE_SUM, e));
     int ci = hint(A1(CAST, e), ty(DT_I32, 2, N, 4));
     e = fin(A2(ADD, e, c));
     e = fin(A2(SUB, e, x));
