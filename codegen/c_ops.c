@@ -225,16 +225,15 @@ void cgc_op_SIGMOID(struct cgc *c, int id) {
 }
 
 void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
-void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "erff($0)"); }
+void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "nrt_erff($0)"); }
 
-/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation. */
-#define CG_GELU_ERF "(0.5f * $0 * (1.0f + erff($0 * 0.70710678f)))"
-#define CG_GELU_TANH "(0.5f * $0 * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
-#define CG_GELU_ERF_GRAD "$1 * (0.5f * (1.0f + erff($0 * 0.70710678f)) + $0 * 0.39894228f * expf(-0.5f * $0 * $0))"
-#define CG_GELU_TANH_GRAD                                                                                              \
-    "$1 * (0.5f * (1.0f + tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) + 0.5f * $0 * "                       \
-    "(1.0f - tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0)) * tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))) " \
-    "* 0.79788456f * (1.0f + 0.134145f * $0 * $0))"
+/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation; erf, tanh
+ * and the exact derivative by netrt.h's branch-free functions, so the loops
+ * vectorize (libm's erff is scalar). */
+#define CG_GELU_ERF "(0.5f * $0 * (1.0f + nrt_erff($0 * 0.70710678f)))"
+#define CG_GELU_TANH "(0.5f * $0 * (1.0f + nrt_tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
+#define CG_GELU_ERF_GRAD "$1 * nrt_gelu_grad($0)"
+#define CG_GELU_TANH_GRAD "$1 * nrt_gelu_tanh_grad($0)"
 void cgc_op_GELU(struct cgc *c, int id) {
     ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
 }
@@ -658,7 +657,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
-    cgc_emit(c, "        y[j] = expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
     cgc_emit(c, "        s += y[j];");
     cgc_emit(c, "    }");
     cgc_emit(c, "    const float inv = 1.0f / s;");
@@ -968,6 +967,22 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", xs(inner), id, xv);
     cgc_emit(c, "    }");
 }
+
+/* Rows of the last axis, by libnetrt (runtime/norm.c). */
+static void layernorm(struct cgc *c, int id, bool grad) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x = arg_shape(c, id, 0);
+    long long d = (long long)x->dim[x->rank - 1];
+    struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
+    double eps = ir_get_float(n, "eps");
+    if (grad)
+        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
+                 id);
+    else cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), id);
+}
+
+void cgc_op_LAYERNORM(struct cgc *c, int id) { layernorm(c, id, false); }
+void cgc_op_LAYERNORM_GRAD(struct cgc *c, int id) { layernorm(c, id, true); }
 
 /* ------------------------------------------------------------- recurrent */
 

@@ -1258,6 +1258,43 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
+/* One work-item per row of the last axis, as runtime/norm.c: the row's mean and
+ * 1 / sqrt(var + eps) in acc_t (two passes), then the row (LAYERNORM) or, from
+ * the sums of dy and dy (x - mean), its gradient (LAYERNORM_GRAD). */
+static void layernorm(struct clc *k, int id, bool grad) {
+    const struct shape *s = arg_shape(k, id, 0);
+    long long d = (long long)s->dim[s->rank - 1];
+    struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long r = get_global_id(0);");
+    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), d);
+    clc_src(k, "    __global float *y = v%d + r * %lld;", id, d);
+    clc_src(k, "    acc_t m = 0, q = 0;");
+    clc_src(k, "    for (long j = 0; j < %lld; j++) m += x[j];", d);
+    clc_src(k, "    m /= %lld;", d);
+    clc_src(k, "    for (long j = 0; j < %lld; j++) q += (x[j] - m) * (x[j] - m);", d);
+    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, fs(ir_get_float(node(k, id), "eps")));
+    if (grad) {
+        clc_src(k, "    __global const float *g = v%d + r * %lld;", arg(k, id, 1), d);
+        clc_src(k, "    acc_t sg = 0, sgc = 0;");
+        clc_src(k, "    for (long j = 0; j < %lld; j++) {", d);
+        clc_src(k, "        sg += g[j];");
+        clc_src(k, "        sgc += g[j] * (x[j] - m);");
+        clc_src(k, "    }");
+        clc_src(k, "    const acc_t mg = sg / %lld, c2 = sgc * rs * rs / %lld;", d, d);
+        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (g[j] - mg - (x[j] - m) * c2));", d);
+    } else {
+        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)((x[j] - m) * rs);", d);
+    }
+    idx = kend(k);
+    klaunch(k, idx, &v, rows, false, false);
+}
+
+void clc_op_LAYERNORM(struct clc *k, int id) { layernorm(k, id, false); }
+void clc_op_LAYERNORM_GRAD(struct clc *k, int id) { layernorm(k, id, true); }
+
 /* ------------------------------------------------------ tokens, sequences */
 
 /* Host: i32 ids read by node id (operand i), when they are a model input, are
@@ -1592,6 +1629,20 @@ void clc_prologue(FILE *src) {
           "#define tanhf tanh\n"
           "#define erff erf\n"
           "#define powf pow\n"
+          "/* ... and the runtime's vector math (netrt.h) by the builtins. */\n"
+          "#define nrt_expf exp\n"
+          "#define nrt_tanhf tanh\n"
+          "#define nrt_erff erf\n"
+          "float nrt_gelu_grad(float x)\n"
+          "{\n"
+          "    return 0.5f * (1.0f + erf(x * 0.70710678f)) + x * 0.39894228f * exp(-0.5f * x * x);\n"
+          "}\n"
+          "\n"
+          "float nrt_gelu_tanh_grad(float x)\n"
+          "{\n"
+          "    const float th = tanh(0.79788456f * (x + 0.044715f * x * x * x));\n"
+          "    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.79788456f * (1.0f + 0.134145f * x * x);\n"
+          "}\n"
           "\n"
           "/* The IR's conversion to i32: toward zero, saturating, NaN as 0. */\n"
           "int nrt_to_i32(acc_t v)\n"

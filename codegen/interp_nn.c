@@ -498,3 +498,44 @@ bool cg_eval_BATCHNORM(struct cg_interp *it, int id) {
     }
     return true;
 }
+
+/* Rows of the last axis: the mean and 1 / sqrt(var + eps) of row r of x. */
+static void row_stats(const struct cg_val *x, size_t d, size_t r, double eps, double *mean, double *rstd) {
+    double s = 0, v = 0;
+    for (size_t j = 0; j < d; j++) s += x->d[r * d + j];
+    *mean = s / (double)d;
+    for (size_t j = 0; j < d; j++) v += (x->d[r * d + j] - *mean) * (x->d[r * d + j] - *mean);
+    *rstd = 1 / sqrt(v / (double)d + eps);
+}
+
+/* (x - mean) / sqrt(var + eps) over the last axis. */
+bool cg_eval_LAYERNORM(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
+    double eps = ir_get_float(cg_node(it, id), "eps"), mean, rstd;
+    size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
+    for (size_t r = 0; d && r < x->numel / d; r++) {
+        row_stats(x, d, r, eps, &mean, &rstd);
+        for (size_t j = 0; j < d; j++) y->d[r * d + j] = (x->d[r * d + j] - mean) * rstd;
+    }
+    return true;
+}
+
+/* (x, dy): dx = rstd (dy - mean(dy) - y mean(dy y)), y the normalized x. */
+bool cg_eval_LAYERNORM_GRAD(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
+    double eps = ir_get_float(cg_node(it, id), "eps"), mean, rstd;
+    size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
+    for (size_t r = 0; d && r < x->numel / d; r++) {
+        row_stats(x, d, r, eps, &mean, &rstd);
+        double sg = 0, sgy = 0;
+        for (size_t j = 0; j < d; j++) {
+            sg += dy->d[r * d + j];
+            sgy += dy->d[r * d + j] * (x->d[r * d + j] - mean) * rstd;
+        }
+        for (size_t j = 0; j < d; j++) {
+            double yj = (x->d[r * d + j] - mean) * rstd;
+            dx->d[r * d + j] = rstd * (dy->d[r * d + j] - sg / (double)d - yj * sgy / (double)d);
+        }
+    }
+    return true;
+}

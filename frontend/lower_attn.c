@@ -48,15 +48,6 @@ static int transpose(struct lower *L, int x, const int64_t *perm, int rank, stru
     return lw_fin(L, id);
 }
 
-static int mean_last(struct lower *L, int x, struct loc loc) {
-    if (x < 0) return -1;
-    int id = lw_node(L, OP_MEAN, &x, 1, loc);
-    int64_t axis = lw_type(L, x)->shape.rank - 1;
-    ir_set_ints(lw_n(L, id), "axes", &axis, 1);
-    ir_set_int(lw_n(L, id), "keepdims", 1);
-    return lw_fin(L, id);
-}
-
 /* The tensor of argument k (a number becomes a scalar constant). */
 static int tensor_of(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k, struct loc loc) {
     if (k < nargs && !args[k].kw && args[k].v.kind == V_TENSOR) return args[k].v.id;
@@ -114,10 +105,9 @@ struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struc
     int gamma = lw_param(L, "layernorm", k, "gamma", BUF_PARAM, pt, (struct ir_init){INIT_CONST, 1, 0}, loc);
     int beta = lw_param(L, "layernorm", k, "beta", BUF_PARAM, pt, (struct ir_init){INIT_ZEROS, 0, 0}, loc);
     if (gamma < 0 || beta < 0) return lw_err();
-    int c = x < 0 ? -1 : lw_emit2(L, OP_SUB, x, mean_last(L, x, loc), loc);
-    int var = mean_last(L, mul(L, c, c, loc), loc);
-    int den = var < 0 ? -1 : lw_emit1(L, OP_SQRT, add(L, var, lw_const(L, eps, DT_F32, loc), loc), loc);
-    int y = den < 0 ? -1 : lw_emit2(L, OP_DIV, c, den, loc);
+    int y = lw_node(L, OP_LAYERNORM, &x, 1, loc);
+    ir_set_float(lw_n(L, y), "eps", eps);
+    y = lw_fin(L, y);
     return lw_tensor(add(L, mul(L, y, gamma, loc), beta, loc));
 }
 

@@ -790,6 +790,23 @@ static bool shape_BATCHNORM(struct rule_ctx *c) {
     return true;
 }
 
+/* Rows of the last axis, which is static; LAYERNORM_GRAD's dy has x's shape. */
+static bool layernorm_like(struct rule_ctx *c) {
+    const struct type *x = c->a[0];
+    int64_t d;
+    if (!need_f32(c, 0)) return false;
+    if (x->shape.rank < 1) return fail(c, "%s expects an input of rank 1 or more [..., D], got %s", opname(c), ts(x));
+    if (!static_dim(c, 0, x->shape.rank - 1, &d)) return false;
+    if (!(ir_get_float(c->n, "eps") > 0)) return fail(c, "%s: eps must be positive", opname(c));
+    c->n->type = *x;
+    return true;
+}
+
+static bool shape_LAYERNORM(struct rule_ctx *c) { return layernorm_like(c); }
+static bool shape_LAYERNORM_GRAD(struct rule_ctx *c) {
+    return layernorm_like(c) && need_f32(c, 1) && same_shape(c, 0, 1);
+}
+
 /* ------------------------------------------------------------- recurrent */
 
 /* Checks the attributes and the operands shared by the recurrent ops: x (when

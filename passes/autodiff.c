@@ -730,6 +730,16 @@ static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     }
 }
 
+/* y = LAYERNORM(x): dx = LAYERNORM_GRAD(x, dy), which recomputes the row statistics. */
+static void grad_LAYERNORM(struct ad *ad, int id, int g) {
+    double eps = ir_get_float(nd(ad, id), "eps");
+    int d = add(ad, OP_LAYERNORM_GRAD, (int[]){nd(ad, id)->args[0], g}, 2);
+    ir_set_float(nd(ad, d), "eps", eps);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+#define grad_LAYERNORM_GRAD grad_none
+
 /* ------------------------------------------------------------- recurrent */
 
 /* A recurrent op with the cell and direction of RNN node `from`. */

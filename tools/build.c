@@ -458,6 +458,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
     if (strcmp(o->olevel, "-O0") != 0) argv[n++] = "-march=native";
     else argv[n++] = "-g";
     argv[n++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
+    argv[n++] = "-fno-trapping-math"; /* GCC if-converts the selects of netrt.h's vector math (erf, GELU) */
     n += split_flags(flags, argv + n, 64);
     argv[n++] = inc;
     argv[n++] = (char *)csrc;

@@ -10,7 +10,8 @@ w0 - w1 = lr * grad) with the same computation in PyTorch, in float32.
 
     /work/venv-torch/bin/python tests/torch/test_attn_layers.py [--build build] [--keep]
 
-Cases: layernorm, gelu (exact and tanh), erf; multi-head attention (plain,
+Cases: layernorm (of an input, and of a computed value: its input
+gradient), gelu (exact and tanh), erf; multi-head attention (plain,
 causal, with an additive mask, with a key padding mask) against
 nn.MultiheadAttention(batch_first=True); conv1d + maxpool1d + avgpool1d
 against nn.Conv1d / F.max_pool1d / F.avg_pool1d; clipnorm / clipvalue against
@@ -216,6 +217,50 @@ train {{
             lambda mm, x, y: F.mse_loss(mm(x), y), [x, y], names)
 
 
+def case_layernorm_input(nc):
+    """layernorm's input gradient (the case above normalizes an input): a
+    residual h + layernorm(h) after a product, on rows with an offset mean.
+    Its own random generator, so the later cases keep their data."""
+    n, t, d = 4, 3, 12
+    rng = np.random.default_rng(12)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w0 = torch.nn.Parameter(torch.randn(d, d) * 0.5)
+            self.b0 = torch.nn.Parameter(torch.randn(d) + 2.0)
+            self.ln = torch.nn.LayerNorm(d, eps=1e-3)
+
+        def forward(self, x):
+            h = x @ self.w0 + self.b0
+            return h + self.ln(h)
+
+    torch.manual_seed(2)
+    m = M()
+    with torch.no_grad():
+        m.ln.weight.uniform_(0.5, 1.5)
+        m.ln.bias.uniform_(-0.5, 0.5)
+    src = f"""model li
+input x : f32[N, {t}, {d}]
+input y : f32[N, {t}, {d}]
+param w0 : f32[{d}, {d}]
+param b0 : f32[{d}]
+h = x @ w0 + b0
+loss mse(h + (h -> layernorm(eps=0.001)), y)
+train {{
+    optimizer sgd(lr=1)
+    batch {n}
+    epochs 1
+}}
+"""
+    names = {"w0": "w0", "b0": "b0", "ln.weight": "li.layernorm0.gamma", "ln.bias": "li.layernorm0.beta"}
+    x = rng.standard_normal((n, t, d)).astype(np.float32)
+    y = rng.standard_normal((n, t, d)).astype(np.float32)
+    out = nc.run("li", src, weights_of(m, names), [x, y])
+    compare("layernorm(eps=0.001) of a computed value (its input gradient) vs nn.LayerNorm", out, m,
+            lambda mm, x, y: F.mse_loss(mm(x), y), [x, y], names)
+
+
 def case_attention(nc, rng, causal, mask_kind):
     n, t, e, h = 3, 5, 8, 2
 
@@ -371,6 +416,7 @@ def main():
     nc = Netc(os.path.abspath(a.build), work)
     rng = np.random.default_rng(7)
     case_layernorm_gelu(nc, rng)
+    case_layernorm_input(nc)
     for causal, mk in ((False, None), (True, None), (False, "additive"), (True, "padding")):
         case_attention(nc, rng, causal, mk)
     case_conv1d(nc, rng)

@@ -236,6 +236,11 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,2,3,4]\n%1 = attn_softmax(%0) {scale=0.5, causal=0} : f32[N,2,3,4]\nreturn y=%1\n", false, false},
     {"attn_softmax_causal", "input @x : f32[N,2,3,5]\n",
      "%0 = input @x : f32[N,2,3,5]\n%1 = attn_softmax(%0) {scale=0.25, causal=1} : f32[N,2,3,5]\nreturn y=%1\n", false, false},
+    /* layernorm: rows shorter than the runtime's 8 lanes, and 2 lanes plus a tail */
+    {"layernorm", "input @x : f32[N,3,7]\n",
+     "%0 = input @x : f32[N,3,7]\n%1 = layernorm(%0) {eps=1e-05} : f32[N,3,7]\nreturn y=%1\n", false, false},
+    {"layernorm_wide", "input @x : f32[N,21]\n",
+     "%0 = input @x : f32[N,21]\n%1 = layernorm(%0) {eps=0.001} : f32[N,21]\nreturn y=%1\n", false, false},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

@@ -189,6 +189,14 @@ static int attn_softmax(int x, double scale, int causal) {
 static int c_attn_sm(void) { return attn_softmax(in("x", S(4, N, 2, 3, 4), G_UNIFORM), 0.5, 0); }
 static int c_attn_sm_causal(void) { return attn_softmax(in("x", S(3, N, 4, 4), G_UNIFORM), 0.7, 1); }
 static int c_attn_sm_causal_kv(void) { return attn_softmax(in("x", S(3, N, 2, 5), G_UNIFORM), 1.0, 1); }
+static int layernorm(int x, double eps) {
+    int id = node(OP_LAYERNORM, 1, x);
+    ir_set_float(at(id), "eps", eps);
+    return fin(id);
+}
+static int c_layernorm(void) { return layernorm(in("x", S(3, N, 2, 5), G_UNIFORM), 1e-5); }
+/* A row of 9 in a rank-2 value, eps large enough to matter. */
+static int c_layernorm_eps(void) { return layernorm(in("x", S(2, N, 9), G_UNIFORM), 0.1); }
 static int c_log_softmax(void) { return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), "axis", 1); }
 
 static int c_mse(void) { return op2(OP_MSE, in("p", S(2, N, 4), G_UNIFORM), in("t", S(2, N, 4), G_UNIFORM)); }
@@ -441,6 +449,8 @@ static const struct gcase cases[] = {
     {"attn_softmax causal", c_attn_sm_causal, 0, 0, {OP_ATTN_SOFTMAX}},
     {"attn_softmax causal Tq<Tk", c_attn_sm_causal_kv, 0, 0, {OP_ATTN_SOFTMAX}},
     {"log_softmax", c_log_softmax, 0, 0, {OP_LOG_SOFTMAX}},
+    {"layernorm", c_layernorm, 0, 0, {OP_LAYERNORM}},
+    {"layernorm eps 0.1", c_layernorm_eps, 0, 0, {OP_LAYERNORM}},
     {"mse", c_mse, 0, 0, {OP_MSE}},
     {"cross_entropy labels", c_ce_labels, 0, 0, {OP_CROSS_ENTROPY}},
     {"cross_entropy probs", c_ce_probs, 0, 0, {OP_CROSS_ENTROPY}},

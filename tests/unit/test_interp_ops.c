@@ -525,6 +525,30 @@ static void test_batchnorm(void) {
     end(it);
 }
 
+/* Rows [1, 2, 3, 4] and [5, 5, 5, 5]: mean 2.5, var 1.25; a constant row is 0,
+ * and its gradient rstd (dy - mean(dy)) (y = 0). */
+static void test_layernorm(void) {
+    begin(MODE_EVAL);
+    int x = in("x", S(2, N, 4));
+    int id = node(OP_LAYERNORM, 1, x);
+    ir_set_float(at(id), "eps", 1e-5);
+    out("y", fin(id));
+    int g = node(OP_LAYERNORM_GRAD, 2, x, in("dy", S(2, N, 4)));
+    ir_set_float(at(g), "eps", 1e-5);
+    out("dx", fin(g));
+    struct cg_interp *it = interp(2);
+    set(it, "x", 8, (float[]){1, 2, 3, 4, 5, 5, 5, 5});
+    set(it, "dy", 8, (float[]){1, 0, 0, 0, 1, 2, 3, 6});
+    run(it);
+    double r = 1 / sqrt(1.25 + 1e-5), r0 = 1 / sqrt(1e-5);
+    EXPECT(it, "y", 1e-12, -1.5 * r, -0.5 * r, 0.5 * r, 1.5 * r, 0, 0, 0, 0);
+    /* row 1: y_j = (j - 1.5) r, mean(dy) = 0.25, mean(dy y) = -1.5 r / 4 */
+    double c = -1.5 * r / 4;
+    EXPECT(it, "dx", 1e-9, r * (1 - 0.25 + 1.5 * r * c), r * (-0.25 + 0.5 * r * c), r * (-0.25 - 0.5 * r * c),
+           r * (-0.25 - 1.5 * r * c), r0 * (1 - 3), r0 * (2 - 3), r0 * (3 - 3), r0 * (6 - 3));
+    end(it);
+}
+
 /* ----------------------------------------------------- effects, errors */
 
 static void test_assign_commit(void) {
@@ -593,6 +617,7 @@ int main(void) {
     test_pool();
     test_dropout();
     test_batchnorm();
+    test_layernorm();
     test_assign_commit();
     test_errors();
     TEST_DONE();

@@ -273,6 +273,12 @@ static struct ir_module *build_all_ops(void) {
     ir_set_int(ND(bs), "transpose_a", 1);
     ir_set_int(ND(bs), "transpose_b", 0);
     fin(bs);
+    int lnm = A1(LAYERNORM, asm_);
+    ir_set_float(ND(lnm), "eps", 1e-5);
+    fin(lnm);
+    int lng = A2(LAYERNORM_GRAD, asm_, lnm);
+    ir_set_float(ND(lng), "eps", 1e-5);
+    fin(lng);
 
     /* Losses and metrics. */
     int one = A0(CONST);
