@@ -529,6 +529,17 @@ void clc_op_ERF(struct clc *k, int id) { ewise(k, id); }
 void clc_op_GELU(struct clc *k, int id) { ewise(k, id); }
 void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
 
+/* Copies cnt elements of value src into value id (kernel 0, a copy). */
+static void copy_operand(struct cgc *c, int id, int src, const char *cnt) {
+    cgc_emit(c, "{");
+    cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
+                "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
+             id, src, cnt);
+    cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
+    cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
+    cgc_emit(c, "}");
+}
+
 /* Reduced over the ranks through host memory, blocking (nrt_cl_allreduce): a
  * gradient bucket's member in place (an alias), other values after a copy of
  * the operand (netc_copy, kernel 0). */
@@ -537,15 +548,8 @@ void clc_op_ALLREDUCE(struct clc *k, int id) {
     const struct ir_node *n = node(k, id);
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
-    if (ir_get_int(n, "bucket") < 0) {
-        cgc_emit(c, "{");
-        cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
-                    "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
-                 id, n->args[0], cnt);
-        cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
-        cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
-        cgc_emit(c, "}");
-    }
+    if (ir_get_int(n, "bucket") < 0)
+        copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allreduce(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
 
@@ -556,13 +560,7 @@ void clc_op_ALLREDUCE_SUM(struct clc *k, int id) {
     const struct ir_node *n = node(k, id);
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
-    cgc_emit(c, "{");
-    cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
-                "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
-             id, n->args[0], cnt);
-    cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
-    cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
-    cgc_emit(c, "}");
+    copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allsum(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
 void clc_op_CAST(struct clc *k, int id) { ewise(k, id); }
