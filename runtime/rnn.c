@@ -45,39 +45,9 @@ static int64_t len_of(const int32_t *len, int64_t b, int64_t t)
 }
 
 /* The activations, branch-free so that the gate loops vectorize (rnn.c is
- * compiled with -O3 -march=native): Cephes' expf (range reduction by ln 2 in
- * two parts, a degree-6 polynomial; within 2 ulp) and tanhf (an odd polynomial
- * below |x| = 0.625, 1 - 2 / (e^2|x| + 1) above); glibc's scalar tanhf took a
- * third of a GRU's training step. */
-static inline float fexp(float x)
-{
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &e, sizeof s);
-    return p * s;
-}
-
-static inline float sigf(float v) { return 1.0f / (1.0f + fexp(-v)); }
-
-static inline float ftanh(float x)
-{
-    float a = fabsf(x), z = x * x;
-    float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z + 1.33314422036e-1f) * z -
-                   3.33332819422e-1f) * z * x + x;
-    float big = 1.0f - 2.0f / (fexp(2.0f * a) + 1.0f);
-    big = x < 0 ? -big : big;
-    return a < 0.625f ? small : big;
-}
+ * compiled with -O3 -march=native): netrt.h's nrt_expf and nrt_tanhf (within 2
+ * ulp); glibc's scalar tanhf took a third of a GRU's training step. */
+static inline float sigf(float v) { return 1.0f / (1.0f + nrt_expf(-v)); }
 
 /* In place x = sigmoid(x), and y = tanh(x) (y may be x): loops that vectorize. */
 static void vsig(float *x, int64_t n)
@@ -89,7 +59,7 @@ static void vsig(float *x, int64_t n)
 static void vtanh(float *y, const float *x, int64_t n)
 {
     for (int64_t k = 0; k < n; k++)
-        y[k] = ftanh(x[k]);
+        y[k] = nrt_tanhf(x[k]);
 }
 
 /* Sequences per chunk of a step's fused loop: enough gates to pay a hand-over. */
@@ -210,7 +180,7 @@ static void lstm_bwd(int64_t H, const float *restrict w, const float *restrict d
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k], dc = sp[H + k];
         float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
-        float tc = ftanh(c);
+        float tc = nrt_tanhf(c);
         float dout = dh * tc + dw[5 * H + k];
         dc += dh * o * (1 - tc * tc);
         g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
