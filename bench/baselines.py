@@ -25,13 +25,22 @@ import train_bench
 TRAIN_CAP_S = 10.0
 
 # Layers of each model for the JAX side, in the order of train_bench.torch_model:
-# ("conv", in, out, kernel, padding), ("pool",), ("relu",), ("flatten",), ("dense", in, out)
+# ("conv", in, out, kernel, padding[, groups, bias]), ("bn", channels) (batch
+# statistics, as in training; the running averages are not kept), ("pool",),
+# ("relu",), ("flatten",), ("dense", in, out)
 JAX_SPECS = {
     "mlp": [("flatten",), ("dense", 784, 256), ("relu",), ("dense", 256, 128), ("relu",), ("dense", 128, 10)],
     "mnist_cnn": [("conv", 1, 32, 3, 0), ("relu",), ("pool",), ("conv", 32, 64, 3, 0), ("relu",), ("pool",),
                   ("flatten",), ("dense", 1600, 128), ("relu",), ("dense", 128, 10)],
     "lenet": [("conv", 1, 6, 5, 2), ("relu",), ("pool",), ("conv", 6, 16, 5, 0), ("relu",), ("pool",),
               ("flatten",), ("dense", 400, 120), ("relu",), ("dense", 120, 84), ("relu",), ("dense", 84, 10)],
+    "dwsep": [("conv", 1, 32, 3, 1), ("bn", 32), ("relu",), ("conv", 32, 32, 3, 1, 32, False), ("bn", 32), ("relu",),
+              ("conv", 32, 64, 1, 0, 1, False), ("bn", 64), ("relu",), ("pool",),
+              ("conv", 64, 64, 3, 1, 64, False), ("bn", 64), ("relu",), ("conv", 64, 128, 1, 0, 1, False),
+              ("bn", 128), ("relu",), ("pool",), ("flatten",), ("dense", 6272, 10)],
+    "vgg_bn": [("conv", 1, 32, 3, 1), ("bn", 32), ("relu",), ("conv", 32, 32, 3, 1), ("bn", 32), ("relu",), ("pool",),
+               ("conv", 32, 64, 3, 1), ("bn", 64), ("relu",), ("conv", 64, 64, 3, 1), ("bn", 64), ("relu",),
+               ("pool",), ("flatten",), ("dense", 3136, 10)],
 }
 
 
@@ -63,7 +72,8 @@ def torch_model(args):
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return model
 
 
@@ -109,10 +119,7 @@ def run_torch(args):
     r = train_bench.RECIPES[args.model]
     xs, ys = fashion(np)
     x, y = torch.from_numpy(xs), torch.from_numpy(ys)
-    if r["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=r["lr"], eps=1e-7)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r.get("momentum", 0))
+    opt = train_bench.torch_optimizer(torch, model, r)
     fwd = torch.compile(model) if args.framework == "compile" else model
     loss_fn = torch.nn.CrossEntropyLoss()
     b = args.batch
@@ -149,10 +156,12 @@ def jax_init(spec, rng, np):
     params = []
     for layer in spec:
         if layer[0] == "conv":
-            _, cin, cout, k, _ = layer
-            lim = np.sqrt(6.0 / (cin * k * k + cout * k * k))
-            params.append((rng.uniform(-lim, lim, (cout, cin, k, k)).astype(np.float32),
+            cin, cout, k, groups = layer[1], layer[2], layer[3], layer[5] if len(layer) > 5 else 1
+            lim = np.sqrt(6.0 / (cin // groups * k * k + cout // groups * k * k))
+            params.append((rng.uniform(-lim, lim, (cout, cin // groups, k, k)).astype(np.float32),
                            np.zeros(cout, np.float32)))
+        elif layer[0] == "bn":
+            params.append((np.ones(layer[1], np.float32), np.zeros(layer[1], np.float32)))
         elif layer[0] == "dense":
             _, fin, fout = layer
             lim = np.sqrt(6.0 / (fin + fout))
@@ -168,10 +177,16 @@ def jax_forward(spec, params, x):
         kind = layer[0]
         if kind == "conv":
             w, b = next(p)
-            pad = layer[4]
+            pad, groups, bias = layer[4], layer[5] if len(layer) > 5 else 1, layer[6] if len(layer) > 6 else True
             x = lax.conv_general_dilated(x, w, (1, 1), [(pad, pad), (pad, pad)],
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
-            x = x + b[None, :, None, None]
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"), feature_group_count=groups)
+            if bias:
+                x = x + b[None, :, None, None]
+        elif kind == "bn":
+            gamma, beta = next(p)
+            mean = jnp.mean(x, axis=(0, 2, 3), keepdims=True)
+            var = jnp.mean(jnp.square(x - mean), axis=(0, 2, 3), keepdims=True)
+            x = (x - mean) / jnp.sqrt(var + 1e-5) * gamma[None, :, None, None] + beta[None, :, None, None]
         elif kind == "relu":
             x = jnp.maximum(x, 0)
         elif kind == "pool":
@@ -220,11 +235,13 @@ def run_jax(args):
             p = jax.tree_util.tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps), p, m, v)
             return p, (m, v, t)
     else:
-        mom = r.get("momentum", 0.0)
+        mom, nesterov = r.get("momentum", 0.0), r.get("nesterov", False)
         state = jax.tree_util.tree_map(jnp.zeros_like, params)
 
         def update(p, g, s):
             s = jax.tree_util.tree_map(lambda b, g: mom * b + g, s, g)
+            if nesterov:  # PyTorch's form: p -= lr * (g + mom * b)
+                return jax.tree_util.tree_map(lambda p, g, b: p - lr * (g + mom * b), p, g, s), s
             return jax.tree_util.tree_map(lambda p, b: p - lr * b, p, s), s
 
     @jax.jit
@@ -292,5 +309,9 @@ def child(args):
     if args.kind == "lm":
         import lm_bench
         print(json.dumps(lm_bench.run_torch_lm(args)))
+        return
+    if args.kind == "gan":
+        import gan_bench
+        print(json.dumps(gan_bench.run_torch_gan(args)))
         return
     print(json.dumps(RUNNERS[args.framework](args)))

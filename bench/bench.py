@@ -13,7 +13,12 @@ rows of Fashion-MNIST images (examples/gru_rows.net) and the seeds' LSTM
 (examples/lstm.net, 10x3 -> 50 -> 3, on random sequences) training,
 and examples/tiny_gpt.net (a character-level transformer) training at batch
 32, in tokens/s, against the same network in PyTorch (bench/lm_bench.py) on
-random windows of the same shape.
+random windows of the same shape; then a depthwise-separable CNN
+(bench/nets/dwsep.net) and a VGG-style CNN with batch norm
+(bench/nets/vgg_bn.net) training at batch 64, and the DCGAN
+(examples/dcgan.net, one D and one G step per batch of 64 real images; the
+PyTorch side in bench/gan_bench.py; no FLOP rate: `info` counts only the
+first training step).
 Training rows are compared with PyTorch eager, torch.compile (Inductor) and
 JAX jit (XLA CPU); inference rows with PyTorch eager and ONNX Runtime (the
 model exported from PyTorch). bench/baselines.py holds those sides. Each
@@ -65,6 +70,13 @@ ROWS = [
 # The transformer row, once examples/tiny_gpt.net is there (it needs the text data layers).
 if os.path.exists(os.path.join(ROOT, "examples", "tiny_gpt.net")):
     ROWS.append(("tiny_gpt tr b32", "tiny_gpt", "lm", 32, 3200))
+# Rows 10-12: the depthwise-separable CNN and the batch-norm VGG-style CNN
+# (bench/nets/), and the DCGAN (both steps per batch, bench/gan_bench.py).
+ROWS += [
+    ("dwsep train b64", "dwsep", "train", 64, 6400),
+    ("VGG-bn train b64", "vgg_bn", "train", 64, 3200),
+    ("DCGAN train b64", "dcgan", "gan", 64, 3200),
+]
 
 
 def load():
@@ -75,7 +87,7 @@ def load():
 
 # The baselines of each kind of row (bench/baselines.py runs them).
 FRAMEWORKS = {"train": ["eager", "compile", "jax"], "infer": ["eager", "ort"], "rnn": ["eager"],
-              "lm": ["eager", "compile"]}
+              "lm": ["eager", "compile"], "gan": ["eager", "compile"]}
 FW_NAMES = {"eager": "PyTorch", "compile": "torch.compile", "jax": "JAX jit", "ort": "ONNX Runtime"}
 
 
@@ -120,7 +132,7 @@ def build_netc(args, tmp):
     exes = {}
     for model in sorted({r[1] for r in ROWS}):
         exe = os.path.join(tmp, model)
-        subprocess.run([args.netc, "build", os.path.join(ROOT, "examples", model + ".net"), "-o", exe], check=True)
+        subprocess.run([args.netc, "build", train_bench.net_path(model), "-o", exe], check=True)
         exes[model] = exe
     src = os.path.join(tmp, "cnn_src")
     subprocess.run([args.netc, "emit", os.path.join(ROOT, "examples", "mnist_cnn.net"), "-o", src + "/"], check=True)
@@ -264,7 +276,10 @@ def main():
         n_gf = med(netc_runs[name], "images_per_second") * per_item / 1e9
         fmt = "9.3f" if lat else "9.0f"
         unit = "ms" if lat else "tok/s" if kind == "lm" else "img/s"
-        line = f"{name:16} {unit:>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
+        if kind == "gan":  # `info` counts the first training step only (d_step): no FLOP rate
+            line = f"{name:16} {unit:>6} {nv:{fmt}} {'-':>6} {'-':>6}"
+        else:
+            line = f"{name:16} {unit:>6} {nv:{fmt}} {n_gf:6.1f} {100 * n_gf / peak['gflops']:5.1f}%"
         for f in FW_NAMES:
             if f not in wanted:
                 continue

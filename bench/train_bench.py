@@ -36,7 +36,15 @@ RECIPES = {
     "mlp": dict(batch=64, optimizer="adam", lr=1e-3),
     "mnist_cnn": dict(batch=64, optimizer="adam", lr=1e-3),
     "lenet": dict(batch=64, optimizer="sgd", lr=0.01, momentum=0.9),
+    "dwsep": dict(batch=64, optimizer="adam", lr=1e-3),
+    "vgg_bn": dict(batch=64, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True),
 }
+
+
+def net_path(model):
+    """examples/MODEL.net, or bench/nets/MODEL.net for the bench-only networks."""
+    path = os.path.join(ROOT, "examples", model + ".net")
+    return path if os.path.exists(path) else os.path.join(ROOT, "bench", "nets", model + ".net")
 
 
 def has_avx512():
@@ -77,7 +85,26 @@ def torch_model(name, nn):
         return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5),
                              nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
                              nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    if name == "dwsep":  # bench/nets/dwsep.net
+        def cbr(ci, co, k, groups=1, bias=False):
+            return [nn.Conv2d(ci, co, k, padding=k // 2, groups=groups, bias=bias), nn.BatchNorm2d(co), nn.ReLU()]
+        return nn.Sequential(*cbr(1, 32, 3, bias=True), *cbr(32, 32, 3, groups=32), *cbr(32, 64, 1),
+                             nn.MaxPool2d(2), *cbr(64, 64, 3, groups=64), *cbr(64, 128, 1), nn.MaxPool2d(2),
+                             nn.Flatten(), nn.Linear(128 * 7 * 7, 10))
+    if name == "vgg_bn":  # bench/nets/vgg_bn.net
+        def cbr(ci, co):
+            return [nn.Conv2d(ci, co, 3, padding=1), nn.BatchNorm2d(co), nn.ReLU()]
+        return nn.Sequential(*cbr(1, 32), *cbr(32, 32), nn.MaxPool2d(2), *cbr(32, 64), *cbr(64, 64),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
     raise SystemExit(f"no PyTorch recipe for model '{name}'")
+
+
+def torch_optimizer(torch, model, r):
+    """The recipe's optimizer (netc's Adam eps is Keras' 1e-7)."""
+    if r["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=r["lr"], eps=1e-7)
+    return torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r.get("momentum", 0),
+                           nesterov=r.get("nesterov", False))
 
 
 def run_torch_child(args):
@@ -96,11 +123,9 @@ def run_torch_child(args):
     for m in model.modules():
         if isinstance(m, (nn.Linear, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-    if r["optimizer"] == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=r["lr"], eps=1e-7)
-    else:
-        opt = torch.optim.SGD(model.parameters(), lr=r["lr"], momentum=r.get("momentum", 0))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    opt = torch_optimizer(torch, model, r)
     loss_fn = nn.CrossEntropyLoss()
     n, b = x.shape[0], r["batch"]
     perm = torch.randperm(n)
@@ -169,7 +194,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, args.model)
-        subprocess.run([args.netc, "build", os.path.join(ROOT, "examples", args.model + ".net"), "-o", exe],
+        subprocess.run([args.netc, "build", net_path(args.model), "-o", exe],
                        check=True)
         netc_runs = []
         torch_runs = {t: [] for t in range(1, args.threads + 1)}

@@ -342,10 +342,13 @@ static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count)
 
 /* A sum whose innermost loop runs along contiguous source elements into one
  * destination element (bias gradients: sums over the batch and the pixels of
- * each channel): that loop accumulates SUM_LANES independent partial sums, which
- * the compiler keeps in vector registers, instead of one serial chain through
- * memory. False (nothing printed) when the nest has another form. */
-static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst) {
+ * each channel; batch norm's statistics): that loop accumulates SUM_LANES
+ * independent partial sums, which the compiler keeps in vector registers,
+ * instead of one serial chain through memory. With `center` (an array of
+ * doubles indexed like dst) it sums squared deviations from center instead:
+ * the variance's second pass. False (nothing printed) when the nest has
+ * another form. */
+static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst, const char *center) {
     nest_merge(ns);
     int r = ns->rank;
     if (r == 0 || ns->st[1][r - 1].k != 0 || !cgc_x_equal(ns->st[0][r - 1], xk(1))) return false;
@@ -355,25 +358,37 @@ static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst) {
     nest_open(c, ns);
     cgc_emit(c, "const float *const row = v%d + %s;", src, ns->idx[0]);
     cgc_emit(c, "double acc[%d] = {0}, sum = 0;", SUM_LANES);
+    if (center) cgc_emit(c, "const double mu = %s[%s];", center, ns->idx[1]);
     cgc_emit(c, "int64_t j = 0;");
     cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, xs(len), SUM_LANES);
-    cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
-    if (len.n || len.k % SUM_LANES) /* no tail loop that never runs (GCC warns about it) */
-        cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
+    if (center)
+        cgc_emit(c, "    for (int l = 0; l < %d; l++) { const double d = (double)row[j + l] - mu; acc[l] += d * d; }",
+                 SUM_LANES);
+    else cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
+    if (len.n || len.k % SUM_LANES) { /* no tail loop that never runs (GCC warns about it) */
+        if (center) cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }", xs(len));
+        else cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
+    }
     cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
     cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
     nest_close(c, ns);
     return true;
 }
 
+/* The loop nest over x (node id's operand) and its index into kept. */
+static void reduce_nest(struct cgc *c, int id, const struct shape *kept, struct nest *ns) {
+    const struct shape *xs_ = arg_shape(c, id, 0);
+    *ns = (struct nest){.rank = xs_->rank, .nops = 2};
+    for (int d = 0; d < ns->rank; d++) ns->dim[d] = cgc_dim(xs_, d);
+    cgc_strides(xs_, ns->st[0]);
+    cgc_strides_into(kept, xs_, ns->st[1]);
+}
+
 /* Loops over x (node id's operand) with dst[kept index] OP= body. */
 static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const char *dst, const char *body) {
-    const struct shape *xs_ = arg_shape(c, id, 0);
-    struct nest ns = {.rank = xs_->rank, .nops = 2};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(xs_, d);
-    cgc_strides(xs_, ns.st[0]);
-    cgc_strides_into(kept, xs_, ns.st[1]);
-    if (strcmp(body, "$0 += $1;") == 0 && sum_rows(c, &ns, arg(c, id, 0), dst)) return;
+    struct nest ns;
+    reduce_nest(c, id, kept, &ns);
+    if (strcmp(body, "$0 += $1;") == 0 && sum_rows(c, &ns, arg(c, id, 0), dst, NULL)) return;
     nest_open(c, &ns);
     /* body: $0 the destination element, $1 the source element, $2 the
      * destination index. */
@@ -477,8 +492,14 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
         cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] /= (double)(%s);", xs(ny), id, xs(count));
     }
     /* The deviation pass writes d<id> at the same index as m<id>. */
-    snprintf(body, sizeof body, "{ const double d = (double)$1 - $0; d%d[$2] += d * d; }", id);
-    reduce_loop(c, id, &kept, dst, body);
+    struct nest ns;
+    reduce_nest(c, id, &kept, &ns);
+    char squares[16];
+    snprintf(squares, sizeof squares, "d%d", id);
+    if (!sum_rows(c, &ns, arg(c, id, 0), squares, dst)) { /* into d<id>, centred on m<id> */
+        snprintf(body, sizeof body, "{ const double d = (double)$1 - $0; d%d[$2] += d * d; }", id);
+        reduce_loop(c, id, &kept, dst, body);
+    }
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", xs(ny), id, id, xs(count));
     c->indent--;
     cgc_emit(c, "}");

@@ -18,6 +18,16 @@
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
 #endif
 
+/* --------------------------------------------------------------- dwconv.c -- */
+
+/* Depthwise convolution (c->g > 1 groups of one input channel each): each
+ * computes what nrt_conv2d, nrt_conv2d_grad_input or nrt_conv2d_grad_weight
+ * (netrt.h) would and returns 1, or returns 0 without writing when c is not
+ * depthwise (or NETC_CONV_IM2COL is set, or the scratch is too small). */
+int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch);
+int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch);
+int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch);
+
 /* -------------------------------------------------------------- samples.c -- */
 
 /* `PROGRAM sample ...` (argv after the command name); returns the exit status. */

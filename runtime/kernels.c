@@ -891,6 +891,8 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
 
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
+    if (nrt_dwconv2d(c, x, w, y, scratch))
+        return;
     if (direct_conv2d(c, x, w, y, scratch))
         return;
     struct conv_job j = conv_job_init(c, scratch);
@@ -924,6 +926,8 @@ static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch)
 {
+    if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch))
+        return;
     if (direct_grad_input(c, dy, w, dx, scratch))
         return;
     struct conv_job j = conv_job_init(c, scratch);
@@ -971,6 +975,8 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi)
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch)
 {
+    if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch))
+        return;
     if (direct_grad_weight(c, x, dy, dw, scratch))
         return;
     struct conv_job j = conv_job_init(c, scratch);

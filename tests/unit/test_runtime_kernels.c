@@ -150,6 +150,13 @@ static void test_conv(void)
         {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0},  /* strided: dx by im2col */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0},  /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},    /* pad beyond the window */
+        /* Depthwise (one input channel per group): its own kernels, whole-plane
+         * loops at stride 1, row by row otherwise. */
+        {4, 8, 9, 10, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},     /* 3x3, padded */
+        {3, 6, 11, 9, 12, 3, 3, 0, 0, 6, {2, 2}, {1, 0, 1, 1}, {1, 1}, 0},    /* 2 outputs per channel, strided */
+        {2, 5, 12, 13, 5, 5, 3, 0, 0, 5, {1, 2}, {2, 1, 3, 0}, {2, 1}, 0},    /* dilated, uneven pad */
+        {3, 16, 14, 14, 16, 3, 3, 0, 0, 16, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* unpadded */
+        {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0},     /* stride 1, dilated, 2 per channel */
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
