@@ -82,7 +82,7 @@ static void nest_open(struct cgc *c, struct nest *ns) {
             if (s.k == 0) continue;
             if (s.k == 1 && !s.n) k += (size_t)snprintf(p + k, len - k, "%si%d", k ? " + " : "", d);
             else k += (size_t)snprintf(p + k, len - k, "%si%d * (%s)", k ? " + " : "", d, xs(s));
-            if (k >= len) k = len - 1;
+            if (k >= len) NETC_INTERNAL("the index of array %d is longer than %zu characters", j, len - 1);
         }
         if (!k) snprintf(p, len, "0");
     }
@@ -95,17 +95,20 @@ static void nest_close(struct cgc *c, const struct nest *ns) {
     }
 }
 
-/* Substitutes $0..$9 in tmpl by the operands' element expressions. */
+/* Substitutes $0..$9 in tmpl by the operands' element expressions. A result
+ * that does not fit is an internal error, never C cut short. */
 static void subst(char *out, size_t len, const char *tmpl, char ops[][200], int nops) {
     size_t k = 0;
-    for (const char *p = tmpl; *p && k + 1 < len; p++) {
+    for (const char *p = tmpl; *p; p++) {
         if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
             k += (size_t)snprintf(out + k, len - k, "%s", ops[p[1] - '0']);
-            if (k >= len) k = len - 1;
             p++;
-        } else {
+        } else if (k + 1 < len) {
             out[k++] = *p;
+        } else {
+            k = len;
         }
+        if (k >= len) NETC_INTERNAL("a fused expression is longer than %zu characters", len - 1);
     }
     out[k] = '\0';
 }
@@ -114,7 +117,8 @@ static void subst(char *out, size_t len, const char *tmpl, char ops[][200], int 
  * template is evaluated in double and converted as the IR converts. */
 static void ewise(struct cgc *c, int id, const char *tmpl) {
     if (c->capture) {
-        snprintf(c->capture, CGC_TMPL_MAX, "%s", tmpl);
+        if (snprintf(c->capture, CGC_TMPL_MAX, "%s", tmpl) >= CGC_TMPL_MAX)
+            NETC_INTERNAL("the formula of node %d is longer than %d characters", id, CGC_TMPL_MAX - 1);
         return;
     }
     const struct ir_node *n = cgc_node(c, id);

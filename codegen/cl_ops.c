@@ -281,14 +281,16 @@ static struct cgc_x nest_open(struct clc *k, struct nest *ns) {
 /* Substitutes $0..$9 in tmpl by ops[]. */
 static void subst(char *out, size_t len, const char *tmpl, char ops[][240], int nops) {
     size_t at = 0;
-    for (const char *p = tmpl; *p && at + 1 < len; p++) {
+    for (const char *p = tmpl; *p; p++) {
         if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
             at += (size_t)snprintf(out + at, len - at, "%s", ops[p[1] - '0']);
-            if (at >= len) at = len - 1;
             p++;
-        } else {
+        } else if (at + 1 < len) {
             out[at++] = *p;
+        } else {
+            at = len;
         }
+        if (at >= len) NETC_INTERNAL("a fused expression is longer than %zu characters", len - 1);
     }
     out[at] = '\0';
 }

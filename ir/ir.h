@@ -49,6 +49,7 @@ const char *diag_nearest(const char *name, const char *const *cands);
 _Noreturn void netc_internal_error(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define NETC_UNREACHABLE() netc_internal_error(__FILE__, __LINE__, "unreachable")
+#define NETC_INTERNAL(...) netc_internal_error(__FILE__, __LINE__, __VA_ARGS__)
 #define NETC_ASSERT(c)                                                              \
     do {                                                                            \
         if (!(c)) netc_internal_error(__FILE__, __LINE__, "assertion failed: %s", #c); \
