@@ -1041,20 +1041,6 @@ static inline int64_t inner_argmax(const struct nrt_pool *p, const float *plane,
     return best;
 }
 
-/* 2x2 windows at stride 2: the first maximum of a, b (row 0), c, d (row 1). */
-static inline int argmax4(float a, float b, float c, float d)
-{
-    int best = 0;
-    float v = a;
-    if (b > v)
-        best = 1, v = b;
-    if (c > v)
-        best = 2, v = c;
-    if (d > v)
-        best = 3;
-    return best;
-}
-
 static int pool_is_2x2(const struct nrt_pool *p)
 {
     return p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && pool_disjoint(p);
