@@ -473,7 +473,7 @@ static char *kernel_name(const struct cgc *c, int index, const struct cgc_kernel
 /* One kernel: NAME(...) runs the head, then the loop nest, split over the
  * thread pool by its first loop (NAME_range over [lo, hi), called through
  * NAME_chunk with the arguments in a struct) when the nest is big enough. */
-static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
+static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     char name[64], params[2048], buf[2048], cnt[CGC_XSTR_MAX], inner_s[CGC_XSTR_MAX];
     kernel_name(c, index, k, name, sizeof name);
     struct cgc_x outer, inner;
@@ -522,6 +522,90 @@ static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
+}
+
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+static void reserve(char **out, size_t *cap, size_t need) {
+    while (need >= *cap) {
+        char *grown = realloc(*out, *cap *= 2);
+        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        *out = grown;
+    }
+}
+
+static bool ident_char(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
+
+/* A kernel's text as its computation: its name (and the names built on it)
+ * blanked, and the node ids in v<id>, t<id>, s<id> and the comments' %<id>
+ * numbered by first appearance, so that two kernels compare equal exactly when
+ * they are the same function of their parameters in the same order. Returns a
+ * new string. */
+static char *canonical(const char *text, const char *name) {
+    size_t cap = strlen(text) + 1, at = 0, nlen = strlen(name);
+    char *out = malloc(cap);
+    long *ids = NULL; /* vec: the ids in order of first appearance */
+    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (const char *p = text; *p;) {
+        bool start = p == text || !ident_char(p[-1]);
+        if (start && strncmp(p, name, nlen) == 0) {
+            reserve(&out, &cap, at + 2);
+            out[at++] = '@';
+            p += nlen;
+            continue;
+        }
+        if ((*p == '%' || (start && (*p == 'v' || *p == 't' || *p == 's'))) && p[1] >= '0' && p[1] <= '9') {
+            const char *q = p + 1;
+            long id = 0;
+            while (*q >= '0' && *q <= '9') id = id * 10 + (*q++ - '0');
+            if (!ident_char(*q)) {
+                size_t pos = 0;
+                while (pos < vec_len(ids) && ids[pos] != id) pos++;
+                if (pos == vec_len(ids)) vec_push(ids, id);
+                reserve(&out, &cap, at + 24);
+                at += (size_t)snprintf(out + at, cap - at, "%c%zu", *p, pos);
+                p = q;
+                continue;
+            }
+        }
+        reserve(&out, &cap, at + 2);
+        out[at++] = *p++;
+    }
+    out[at] = '\0';
+    vec_free(ids);
+    return out;
+}
+
+/* Prints kernel k unless an identical one was printed before in the module;
+ * either way c->kname[k->root] names the function to call. */
+static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
+    char name[64];
+    kernel_name(c, index, k, name, sizeof name);
+    if (!c->seen) {
+        print_kernel(c, index, k);
+        c->kname[k->root] = strdup(name);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = c->out;
+    c->out = open_memstream(&text, &len);
+    if (!c->out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    print_kernel(c, index, k);
+    if (fclose(c->out) != 0 || !text) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    c->out = out;
+    char *canon = canonical(text, name);
+    for (size_t i = 0; i < vec_len(c->seen->text); i++)
+        if (strcmp(c->seen->text[i], canon) == 0) {
+            c->kname[k->root] = strdup(c->seen->name[i]);
+            free(canon);
+            free(text);
+            return;
+        }
+    fputs(text, out);
+    free(text);
+    vec_push(c->seen->text, canon);
+    vec_push(c->seen->name, strdup(name));
+    c->kname[k->root] = strdup(name);
 }
 
 /* Whether node id, in no kernel, is an f32 elementwise op big enough to be
@@ -667,6 +751,8 @@ static void emit_function(struct cgc *c, int index) {
     int len = ir_func_len(f);
     struct dp_emit dp;
     dp_init(c, &dp);
+    c->kname = calloc((size_t)len, sizeof *c->kname);
+    if (!c->kname && len) netc_internal_error(__FILE__, __LINE__, "out of memory");
     emit_kernels(c, index);
     cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", index);
     cgc_emit(c, "{");
@@ -678,13 +764,13 @@ static void emit_function(struct cgc *c, int index) {
         const struct cgc_val *v = &c->vals[id];
         node_comment(c, id);
         const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        char args[2048], name[64];
+        char args[2048];
         struct cgc_kernel lone;
         dp_before(c, &dp, id);
         if (!k && lone_kernel(c, id, &lone)) {
             declare_value(c, id, id);
             kernel_args(c, &lone, KA_CALL, args, sizeof args);
-            cgc_emit(c, "%s(%s);", kernel_name(c, index, &lone, name, sizeof name), args);
+            cgc_emit(c, "%s(%s);", c->kname[id], args);
             kernel_free(&lone);
             dp_after(c, &dp, id);
             continue;
@@ -702,7 +788,7 @@ static void emit_function(struct cgc *c, int index) {
                 declare_value(c, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
         if (id != k->root) continue;
         kernel_args(c, k, KA_CALL, args, sizeof args);
-        cgc_emit(c, "%s(%s);", kernel_name(c, index, k, name, sizeof name), args);
+        cgc_emit(c, "%s(%s);", c->kname[k->root], args);
         dp_after(c, &dp, id);
     }
     for (int b = 0; b < dp.n; b++)
@@ -718,6 +804,9 @@ static void emit_function(struct cgc *c, int index) {
                  b, id, cgc_ctype(n->type.dtype), cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
+    for (int id = 0; id < len; id++) free(c->kname[id]);
+    free(c->kname);
+    c->kname = NULL;
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
@@ -726,7 +815,7 @@ static void emit_function(struct cgc *c, int index) {
 void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
     *a = (struct cgc_arena){0, 0, 0, 0};
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
         cgc_layout(&c);
         size_t need = c.fixed_total + c.per_n_total * (size_t)(batch > 0 ? batch : 1);
         if (need > a->ws_bytes) *a = (struct cgc_arena){c.fixed_total, c.per_n_total, need, 0};
@@ -915,8 +1004,9 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    struct cgc_seen seen = {NULL, NULL};
     for (size_t e = 0; e < nf; e++) {
-        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, &seen, NULL};
         char fname[128];
         cgc_layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
@@ -926,6 +1016,9 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
         ws_per_n[e] = c.per_n_total;
         cgc_layout_free(&c);
     }
+    for (size_t i = 0; i < vec_len(seen.text); i++) free(seen.text[i]), free(seen.name[i]);
+    vec_free(seen.text);
+    vec_free(seen.name);
     cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL);
     free(ws_fixed);
     free(ws_per_n);
@@ -943,7 +1036,7 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
           "static const struct nrt_dp_bucket dp_buckets[] = {\n", out);
     int rows = 0;
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
         cgc_layout(&c);
         struct dp_emit d;
         dp_init(&c, &d);

@@ -213,6 +213,16 @@ struct cgc {
     struct cgc_kernel *kernels; /* vec: the kernels emitted fused */
     char *capture;              /* when set, elementwise emitters copy their template
                                    ($0, $1 for the operands) here instead of printing */
+    struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
+    char **kname;               /* per node: the C name of the kernel rooted there, once printed */
+};
+
+/* The kernels printed so far in a module, so that an identical kernel (the
+ * forward kernels of several entry points, the layers of repeated blocks) is
+ * printed once and called by every entry point that needs it. */
+struct cgc_seen {
+    char **text; /* vec: each kernel's text with node ids renamed by first appearance (owned) */
+    char **name; /* vec, parallel: its C name (owned) */
 };
 
 /* Print one line of C at the current indentation (chibicc's println). */
