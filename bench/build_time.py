@@ -2,7 +2,7 @@
 """bench/build_time.py -- how long `netc build` takes for every example.
 
     python3 bench/build_time.py [--netc build/netc] [--repeats 3] [--examples mlp,tiny_gpt]
-                                [--cflags ...]
+                                [--cflags ...] [--baseline OTHER_NETC]
 
 For each example, each repeat builds it twice in a row with a fresh, empty
 object cache (NETC_CACHE_DIR in a temporary directory): the first build is
@@ -11,7 +11,9 @@ cache: netc's passes, the emission and the link only). Examples alternate
 within a repeat, so a change of the machine's load spreads over all of them.
 The table shows medians of wall-clock seconds and of CPU seconds (netc and the
 C compilers it runs, user + system), the generated C's size (`netc emit`) and
-the translation units compiled cold. The load (uptime) is printed before and
+the translation units compiled cold. With --baseline, another netc (an older
+one, say) builds each example too, in the same alternation, with its own empty
+cache (a netc without one ignores it). The load (uptime) is printed before and
 after: on a busy machine wall times move, CPU times less so. The target the
 issue sets: every example's build within 1 s of wall-clock time."""
 import argparse
@@ -58,12 +60,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--examples", default="", help="comma-separated names (default: every examples/*.net)")
     ap.add_argument("--cflags", default="", help="passed to netc build as --cflags")
+    ap.add_argument("--baseline", default="", help="another netc to time alongside (cold builds)")
     args = ap.parse_args()
     names = args.examples.split(",") if args.examples else sorted(
         os.path.basename(p)[:-4] for p in glob.glob(os.path.join(ROOT, "examples", "*.net")))
     print(f"netc build, {args.repeats} alternating repeats, medians; load before: {load()}")
     cold = {n: [] for n in names}
     warm = {n: [] for n in names}
+    base = {n: [] for n in names}
     units = {}
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {n: c_size(args.netc, os.path.join(ROOT, "examples", n + ".net"), tmp) for n in names}
@@ -78,8 +82,11 @@ def main():
                 cold[n].append(timed(cmd, env))
                 units[n] = len(glob.glob(os.path.join(cache, "*.o")))
                 warm[n].append(timed(cmd, env))
+                if args.baseline:
+                    env["NETC_CACHE_DIR"] = cache + "-baseline"
+                    base[n].append(timed([args.baseline] + cmd[1:], env))
     print(f"{'example':20} {'C bytes':>8} {'units':>5}  {'cold wall':>9} {'cold cpu':>8}  {'warm wall':>9} "
-          f"{'warm cpu':>8}")
+          f"{'warm cpu':>8}" + (f"  {'base wall':>9} {'base cpu':>8}" if args.baseline else ""))
     worst = 0.0
     for n in names:
         cw = statistics.median(w for w, _ in cold[n])
@@ -87,7 +94,11 @@ def main():
         ww = statistics.median(w for w, _ in warm[n])
         wc = statistics.median(c for _, c in warm[n])
         worst = max(worst, cw)
-        print(f"{n:20} {sizes[n]:8d} {units[n]:5d}  {cw:9.2f} {cc:8.2f}  {ww:9.2f} {wc:8.2f}")
+        line = f"{n:20} {sizes[n]:8d} {units[n]:5d}  {cw:9.2f} {cc:8.2f}  {ww:9.2f} {wc:8.2f}"
+        if args.baseline:
+            line += (f"  {statistics.median(w for w, _ in base[n]):9.2f}"
+                     f" {statistics.median(c for _, c in base[n]):8.2f}")
+        print(line)
     print(f"slowest cold build: {worst:.2f} s wall; load after: {load()}")
 
 

@@ -14,12 +14,15 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #ifndef NETC_RUNTIME_INCLUDE
 #error "NETC_RUNTIME_INCLUDE must name the directory of netrt.h (set by tools/CMakeLists.txt)"
@@ -118,7 +121,13 @@ static const char usage_build[] =
     "                    quarter of the gradients, 64K to 4M; the first bucket at most 1M)\n"
     "  --sync-bn         --mpi: batch norm uses the statistics of every rank's items\n"
     "                    (default: each rank's own, as PyTorch's DDP)\n"
-    "  --verify          run the IR verifier after every pass\n";
+    "  --verify          run the IR verifier after every pass\n"
+    "\n"
+    "The C goes to several translation units (the entry points; the kernels' and\n"
+    "ops' functions in units of about 24 KB) compiled in parallel, each object\n"
+    "cached by content (the source, netrt.h, the compiler and the flags) in\n"
+    "$NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc/obj or ~/.cache/netc/obj, so\n"
+    "that an unchanged unit is never compiled twice; NETC_CACHE=0: no cache.\n";
 
 static const char usage_emit[] =
     "usage: netc emit FILE.net [--target=c|opencl|lib] -o DIR/\n"
@@ -539,6 +548,52 @@ static const char *object_cache(void) {
     return access(dir, W_OK) == 0 ? dir : NULL;
 }
 
+/* The object cache's bound: past it, the least recently used objects go
+ * (an object's modification time is refreshed, at most daily, when a build
+ * uses it). */
+#define CACHE_MAX_BYTES (512ll << 20)
+
+struct cached {
+    time_t mtime;   /* last used (to a day) */
+    long long size; /* bytes */
+    char name[80];  /* file name in the cache */
+};
+
+static int cached_older(const void *a, const void *b) {
+    const struct cached *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime ? 1 : strcmp(x->name, y->name);
+}
+
+/* Removes the least recently used objects while the cache holds more than
+ * CACHE_MAX_BYTES, down to three quarters of it. */
+static void cache_trim(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct cached *all = NULL;
+    long long total = 0;
+    char path[PATH_MAX_ + 96];
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        if (len < 3 || len >= sizeof all->name || strcmp(e->d_name + len - 2, ".o") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) != 0) continue;
+        struct cached c = {st.st_mtime, (long long)st.st_size, ""};
+        snprintf(c.name, sizeof c.name, "%s", e->d_name);
+        vec_push(all, c);
+        total += c.size;
+    }
+    closedir(d);
+    if (total > CACHE_MAX_BYTES) {
+        qsort(all, vec_len(all), sizeof *all, cached_older);
+        for (size_t i = 0; i < vec_len(all) && total > CACHE_MAX_BYTES / 4 * 3; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, all[i].name);
+            if (remove(path) == 0) total -= all[i].size;
+        }
+    }
+    vec_free(all);
+}
+
 /* Runs the commands argvs[0..n) with at most `jobs` at once; true when each
  * exits with status 0 (a failure is reported once, after all have ended). */
 static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
@@ -660,7 +715,11 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
         if (cache && key_file(&k, srcs[i])) {
             snprintf(objs[i], sizeof objs[i], "%s/%016llx%016llx.o", cache, (unsigned long long)k.h[0],
                      (unsigned long long)k.h[1]);
-            if (access(objs[i], R_OK) == 0) continue; /* compiled before */
+            struct stat st;
+            if (stat(objs[i], &st) == 0 && access(objs[i], R_OK) == 0) { /* compiled before */
+                if (st.st_mtime < time(NULL) - 86400) utime(objs[i], NULL); /* used: keep it */
+                continue;
+            }
             snprintf(tmps[i], sizeof tmps[i], "%s.tmp.%ld", objs[i], (long)getpid());
         } else {
             snprintf(objs[i], sizeof objs[i], "%s.o", srcs[i]);
@@ -682,34 +741,40 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
             remove(tmps[i]);
         }
     /* Link. */
-    char *argv[256];
-    int n = 0;
-    argv[n++] = (char *)o->cc;
-    n += split_flags(lflags, argv + n, 64);
-    for (int i = 0; ok && i < nsrc && n < 128; i++) argv[n++] = objs[i];
-    if (cl) argv[n++] = (char *)r->cl_lib;
-    if (o->mpi) argv[n++] = (char *)r->mpi_lib;
-    argv[n++] = (char *)r->lib;
-    if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
-    n += split_flags(ldflags, argv + n, 16);
-    if (cl) argv[n++] = "-lOpenCL";
-    char extra[256];
-    snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
-    n += split_flags(extra, argv + n, 8);
-    argv[n++] = "-lopenblas";
-    argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
-    argv[n++] = "-lz";
-    argv[n++] = "-lm";
-    argv[n++] = "-lpthread";
-    argv[n++] = "-o";
-    argv[n++] = tmp;
-    argv[n] = NULL;
-    if (ok) ok = run_wait(cmd, argv);
+    char **argv = calloc((size_t)nsrc + 192, sizeof *argv);
+    if (ok && argv) {
+        int n = 0;
+        argv[n++] = (char *)o->cc;
+        n += split_flags(lflags, argv + n, 64);
+        for (int i = 0; i < nsrc; i++) argv[n++] = objs[i];
+        if (cl) argv[n++] = (char *)r->cl_lib;
+        if (o->mpi) argv[n++] = (char *)r->mpi_lib;
+        argv[n++] = (char *)r->lib;
+        if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
+        n += split_flags(ldflags, argv + n, 16);
+        if (cl) argv[n++] = "-lOpenCL";
+        char extra[256];
+        snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
+        n += split_flags(extra, argv + n, 8);
+        argv[n++] = "-lopenblas";
+        argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
+        argv[n++] = "-lz";
+        argv[n++] = "-lm";
+        argv[n++] = "-lpthread";
+        argv[n++] = "-o";
+        argv[n++] = tmp;
+        argv[n] = NULL;
+        ok = run_wait(cmd, argv);
+    } else {
+        ok = false;
+    }
+    free(argv);
     if (ok && rename(tmp, out) != 0) {
         user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
         ok = false;
     }
     if (!ok) remove(tmp);
+    if (ok && cache && njobs > 0) cache_trim(cache);
     for (int i = 0; objs && tmps && i < nsrc; i++) /* not cached: beside the source */
         if (strcmp(tmps[i], objs[i]) == 0) remove(objs[i]);
     free(objs), free(tmps), free(argvs), free(store);
