@@ -3,10 +3,14 @@
  * layout of a function (liveness-based reuse of slots in two regions: fixed-size
  * values, and values that scale with the batch; a fused kernel's members other
  * than its root get no slot), one C function per entry point preceded by one per
- * fused kernel (the IR's `kernel=K`, bodies in c_ops.c), and the static model
- * descriptor (buffers, inputs' sources, train settings, entry points) that the
- * runtime driver reads. Names from the .net file appear only as escaped string
- * literals; C identifiers are built from indices. */
+ * fused kernel (the IR's `kernel=K`, bodies in c_ops.c) and one per other op
+ * with a loop nest (node_E_ID), each noinline so that the C compiler optimises
+ * them one at a time, and each printed once per module when identical (compared
+ * with node ids renamed), optionally into further translation units
+ * (cg_options.part), and the static model descriptor (buffers, inputs' sources,
+ * train settings, entry points) that the runtime driver reads. Names from the
+ * .net file appear only as escaped string literals; C identifiers are built
+ * from indices. */
 #include "codegen/codegen.h"
 
 #include <limits.h>
