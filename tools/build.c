@@ -125,7 +125,7 @@ static const char usage_build[] =
     "\n"
     "The C goes to several translation units (the entry points; the kernels' and\n"
     "ops' functions in units of about 24 KB) compiled in parallel, each object\n"
-    "cached by content (the source, netrt.h, the compiler and the flags) in\n"
+    "cached by content (the source, netrt.h, the compiler, flags and CPU) in\n"
     "$NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc/obj or ~/.cache/netc/obj, so\n"
     "that an unchanged unit is never compiled twice; NETC_CACHE=0: no cache.\n";
 
@@ -526,6 +526,22 @@ static bool key_compiler(struct key *k, const char *cc) {
     return true;
 }
 
+/* Adds this machine's processor (the first one's model and feature flags in
+ * /proc/cpuinfo), which -march=native compiles for: a cache shared by several
+ * machines (a home directory on NFS) must not give one another's objects. */
+static void key_cpu(struct key *k) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '\n') break; /* the first processor's block ends */
+        if (strncmp(line, "model", 5) == 0 || strncmp(line, "vendor_id", 9) == 0 || strncmp(line, "flags", 5) == 0 ||
+            strncmp(line, "Features", 8) == 0 || strncmp(line, "CPU part", 8) == 0)
+            key_str(k, line);
+    }
+    fclose(f);
+}
+
 /* The object cache: $NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc/obj, else
  * ~/.cache/netc/obj; NULL when NETC_CACHE=0 or it cannot be created. */
 static const char *object_cache(void) {
@@ -651,7 +667,7 @@ static int compile_jobs(void) {
 
 /* Compiles the translation units srcs[0..nsrc) (srcs[0] the one with main)
  * each to an object, in parallel, taking the object from the cache (keyed by
- * the source's text, netrt.h's, the compiler and the flags) when it is there
+ * the source's text, netrt.h's, the compiler, the flags and the processor) when it is there
  * and putting it there otherwise (atomically), then links them into program
  * `out`, atomically. Without a cache the objects go beside the sources. */
 static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, int nsrc, const char *out) {
@@ -691,7 +707,8 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     nf += split_flags(flags, cflags + nf, 64);
     cflags[nf++] = inc;
     cflags[nf++] = "-c";
-    /* What every unit's key shares: the flags, netrt.h and the compiler. */
+    /* What every unit's key shares: the flags, netrt.h, the compiler and the
+     * processor. */
     const char *cache = object_cache();
     struct key base = {{0xcbf29ce484222325ull, 0x84222325cbf29ce4ull}};
     key_str(&base, "netc object 1");
@@ -699,6 +716,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     char hdr[PATH_MAX_ + 16];
     snprintf(hdr, sizeof hdr, "%s/netrt.h", r->include);
     if (cache && (!key_file(&base, hdr) || !key_compiler(&base, o->cc))) cache = NULL;
+    if (cache) key_cpu(&base);
     char (*objs)[PATH_MAX_ + 160] = calloc((size_t)nsrc, sizeof *objs);
     char (*tmps)[PATH_MAX_ + 192] = calloc((size_t)nsrc, sizeof *tmps);
     char ***argvs = calloc((size_t)nsrc, sizeof *argvs);
