@@ -3,10 +3,14 @@
  * layout of a function (liveness-based reuse of slots in two regions: fixed-size
  * values, and values that scale with the batch; a fused kernel's members other
  * than its root get no slot), one C function per entry point preceded by one per
- * fused kernel (the IR's `kernel=K`, bodies in c_ops.c), and the static model
- * descriptor (buffers, inputs' sources, train settings, entry points) that the
- * runtime driver reads. Names from the .net file appear only as escaped string
- * literals; C identifiers are built from indices. */
+ * fused kernel (the IR's `kernel=K`, bodies in c_ops.c) and one per other op
+ * with a loop nest (node_E_ID), each noinline so that the C compiler optimises
+ * them one at a time, and each printed once per module when identical (compared
+ * with node ids renamed), optionally into further translation units
+ * (cg_options.part), and the static model descriptor (buffers, inputs' sources,
+ * train settings, entry points) that the runtime driver reads. Names from the
+ * .net file appear only as escaped string literals; C identifiers are built
+ * from indices. */
 #include "codegen/codegen.h"
 
 #include <limits.h>
@@ -473,7 +477,7 @@ static char *kernel_name(const struct cgc *c, int index, const struct cgc_kernel
 /* One kernel: NAME(...) runs the head, then the loop nest, split over the
  * thread pool by its first loop (NAME_range over [lo, hi), called through
  * NAME_chunk with the arguments in a struct) when the nest is big enough. */
-static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
+static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     char name[64], params[2048], buf[2048], cnt[CGC_XSTR_MAX], inner_s[CGC_XSTR_MAX];
     kernel_name(c, index, k, name, sizeof name);
     struct cgc_x outer, inner;
@@ -503,7 +507,7 @@ static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
         cgc_emit(c, "    %s_range(lo, hi, %s);", name, buf);
         cgc_emit(c, "}");
     }
-    cgc_emit(c, "static void %s(%s)", name, params);
+    cgc_emit(c, "static NRT_NOINLINE void %s(%s)", name, params);
     cgc_emit(c, "{");
     c->indent++;
     cgc_emit(c, "(void)n;");
@@ -522,6 +526,238 @@ static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
+}
+
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+static void reserve(char **out, size_t *cap, size_t need) {
+    while (need >= *cap) {
+        char *grown = realloc(*out, *cap *= 2);
+        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        *out = grown;
+    }
+}
+
+static bool ident_char(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
+
+/* A kernel's text as its computation: its name (and the names built on it)
+ * blanked, and the node ids in the emitters' names v<id>, t<id>, s<id>, d<id>,
+ * m<id> and the comments' %<id> numbered by first appearance, so that two kernels compare equal exactly when
+ * they are the same function of their parameters in the same order. Returns a
+ * new string. */
+static char *canonical(const char *text, const char *name) {
+    size_t cap = strlen(text) + 1, at = 0, nlen = strlen(name);
+    char *out = malloc(cap);
+    long *ids = NULL; /* vec: the ids in order of first appearance */
+    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (const char *p = text; *p;) {
+        bool start = p == text || !ident_char(p[-1]);
+        if (start && strncmp(p, name, nlen) == 0) {
+            reserve(&out, &cap, at + 2);
+            out[at++] = '@';
+            p += nlen;
+            continue;
+        }
+        if ((*p == '%' || (start && strchr("vtsdm", *p))) && p[1] >= '0' && p[1] <= '9') {
+            const char *q = p + 1;
+            long id = 0;
+            while (*q >= '0' && *q <= '9') id = id * 10 + (*q++ - '0');
+            if (!ident_char(*q)) {
+                size_t pos = 0;
+                while (pos < vec_len(ids) && ids[pos] != id) pos++;
+                if (pos == vec_len(ids)) vec_push(ids, id);
+                reserve(&out, &cap, at + 24);
+                at += (size_t)snprintf(out + at, cap - at, "%c%zu", *p, pos);
+                p = q;
+                continue;
+            }
+        }
+        reserve(&out, &cap, at + 2);
+        out[at++] = *p++;
+    }
+    out[at] = '\0';
+    vec_free(ids);
+    return out;
+}
+
+static char *dup_str(const char *s) {
+    char *d = strdup(s);
+    if (!d) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    return d;
+}
+
+/* Starts capturing what the emitters print (at indentation `indent`) into a
+ * string; end_capture returns it and restores the output. */
+struct capture {
+    FILE *out;   /* the output before */
+    int indent;  /* the indentation before */
+    char *text;  /* the captured text */
+    size_t len;  /* its length */
+};
+
+static void begin_capture(struct cgc *c, struct capture *cap, int indent) {
+    *cap = (struct capture){c->out, c->indent, NULL, 0};
+    c->out = open_memstream(&cap->text, &cap->len);
+    if (!c->out) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    c->indent = indent;
+}
+
+static char *end_capture(struct cgc *c, struct capture *cap) {
+    if (fclose(c->out) != 0 || !cap->text) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    c->out = cap->out;
+    c->indent = cap->indent;
+    return cap->text;
+}
+
+/* Prints function `text` to out, or with opt->part, to a further translation
+ * unit with its function `name` made extern and declared in out. */
+static void put_function(struct cgc *c, FILE *out, const char *text, const char *name) {
+    struct cgc_seen *s = c->seen;
+    if (!s || !s->opt || !s->opt->part || s->failed) {
+        fputs(text, out);
+        return;
+    }
+    if (!s->part || s->part_len >= s->opt->part_bytes) {
+        if (s->part && fclose(s->part) != 0) s->failed = true;
+        s->part = s->failed ? NULL : s->opt->part(s->opt->part_ctx, ++s->parts);
+        if (!s->part) {
+            s->failed = true;
+            fputs(text, out);
+            return;
+        }
+        fputs("/* Functions of the model's kernels and ops, generated by netc. Do not edit. */\n"
+              "#include \"netrt.h\"\n\n", s->part);
+        s->part_len = 0;
+    }
+    char head[128];
+    snprintf(head, sizeof head, "static NRT_NOINLINE void %s(", name);
+    const char *at = strstr(text, head), *end = at ? strchr(at, '\n') : NULL;
+    NETC_ASSERT(at && end && (at == text || at[-1] == '\n'));
+    fprintf(out, "%.*s;\n", (int)(end - at - 7), at + 7); /* the prototype, without "static " */
+    fprintf(s->part, "%.*s%s", (int)(at - text), text, at + 7);
+    s->part_len += strlen(text);
+}
+
+/* Prints function `text` (named `name`) to out unless an identical one was
+ * printed before in the module (c->seen). Frees text; returns the name to call
+ * (a new string). */
+static char *share_function(struct cgc *c, FILE *out, char *text, const char *name) {
+    char *canon = c->seen ? canonical(text, name) : NULL;
+    for (size_t i = 0; canon && i < vec_len(c->seen->text); i++)
+        if (strcmp(c->seen->text[i], canon) == 0) {
+            free(canon);
+            free(text);
+            return dup_str(c->seen->name[i]);
+        }
+    put_function(c, out, text, name);
+    free(text);
+    if (canon) {
+        vec_push(c->seen->text, canon);
+        vec_push(c->seen->name, dup_str(name));
+    }
+    return dup_str(name);
+}
+
+/* Prints kernel k unless an identical one was printed before in the module;
+ * either way c->kname[k->root] names the function to call. */
+static void emit_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
+    char name[64];
+    struct capture cap;
+    kernel_name(c, index, k, name, sizeof name);
+    begin_capture(c, &cap, 0);
+    print_kernel(c, index, k);
+    char *text = end_capture(c, &cap);
+    c->kname[k->root] = share_function(c, c->out, text, name);
+}
+
+/* Whether identifier `word` occurs in text as a whole identifier. */
+static bool mentions(const char *text, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = strstr(text, word); p; p = strstr(p + 1, word))
+        if ((p == text || !ident_char(p[-1])) && !ident_char(p[n])) return true;
+    return false;
+}
+
+/* The values v<id>/s<id> that node id's code `text` names, in order of first
+ * appearance, into ids (value ids; scratch as -1 - id); false when it names
+ * the workspace itself or a value not declared before it, so that it cannot be
+ * moved into a function of its own. */
+static bool outline_params(const struct cgc *c, int id, const char *text, int **ids) {
+    if (mentions(text, "ws") || mentions(text, "mn")) return false;
+    for (const char *p = text; *p;) {
+        if (!ident_char(*p)) {
+            p++;
+            continue;
+        }
+        const char *q = p;
+        while (ident_char(*q)) q++;
+        if ((*p == 'v' || *p == 's') && q - p > 1 && p[1] >= '0' && p[1] <= '9') {
+            long x = 0;
+            bool digits = true;
+            for (const char *d = p + 1; d < q; d++) {
+                digits &= *d >= '0' && *d <= '9';
+                if (digits) x = x * 10 + (*d - '0');
+            }
+            if (digits) {
+                /* Declared before: the node's operands, or values some ops read
+                 * beside them (variance reads its mean). */
+                if (x > id || (*p == 's' && c->vals[x].scratch <= 0)) return false;
+                int key = *p == 'v' ? (int)x : -1 - (int)x;
+                bool dup = false;
+                for (size_t i = 0; i < vec_len(*ids); i++) dup |= (*ids)[i] == key;
+                if (!dup) vec_push(*ids, key);
+            }
+        }
+        p = q;
+    }
+    return true;
+}
+
+/* Node id's code, outside any kernel, as a function of its own,
+ * node_E_ID(ctx, n, the values it names), printed to defs before the entry
+ * point (once per module when identical), so that the C compiler optimises
+ * each op's loops alone and the forward ops of several entry points, or of
+ * repeated blocks, are compiled once. Code without a loop stays inline, and
+ * so does a loop of one line (a constant's fill). */
+static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
+    struct capture cap;
+    begin_capture(c, &cap, 1);
+    cgc_op_emit(c, id);
+    char *text = end_capture(c, &cap);
+    int *ids = NULL;
+    bool one_line = strchr(text, '\n') == text + strlen(text) - 1;
+    if (!strstr(text, "for (") || one_line || !outline_params(c, id, text, &ids)) {
+        fputs(text, c->out);
+        free(text);
+        vec_free(ids);
+        return;
+    }
+    char name[64], params[4096], args[4096];
+    snprintf(name, sizeof name, "node_%d_%d", index, id);
+    size_t pa = (size_t)snprintf(params, sizeof params, "struct nrt_ctx *ctx, int64_t n");
+    size_t aa = (size_t)snprintf(args, sizeof args, "ctx, n");
+    for (size_t i = 0; i < vec_len(ids) && pa < sizeof params && aa < sizeof args; i++) {
+        int x = ids[i] >= 0 ? ids[i] : -1 - ids[i];
+        const char *ct = ids[i] >= 0 ? cgc_ctype(cgc_node(c, x)->type.dtype) : "float";
+        pa += (size_t)snprintf(params + pa, sizeof params - pa, ", %s *const %c%d", ct, ids[i] >= 0 ? 'v' : 's', x);
+        aa += (size_t)snprintf(args + aa, sizeof args - aa, ", %c%d", ids[i] >= 0 ? 'v' : 's', x);
+    }
+    vec_free(ids);
+    begin_capture(c, &cap, 1);
+    node_comment(c, id);
+    char *comment = end_capture(c, &cap);
+    char *fn = NULL;
+    size_t fn_len = 0;
+    FILE *f = open_memstream(&fn, &fn_len);
+    if (!f) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    fprintf(f, "static NRT_NOINLINE void %s(%s)\n{\n%s    (void)ctx, (void)n;\n%s}\n\n", name, params, comment, text);
+    free(comment);
+    if (fclose(f) != 0 || !fn) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    bool fails = mentions(text, "return");
+    free(text);
+    char *call = share_function(c, defs, fn, name);
+    cgc_emit(c, "%s(%s);", call, args);
+    if (fails) cgc_emit(c, "if (ctx->failed) return;");
+    free(call);
 }
 
 /* Whether node id, in no kernel, is an f32 elementwise op big enough to be
@@ -667,7 +903,12 @@ static void emit_function(struct cgc *c, int index) {
     int len = ir_func_len(f);
     struct dp_emit dp;
     dp_init(c, &dp);
+    c->kname = calloc((size_t)len, sizeof *c->kname);
+    if (!c->kname && len) netc_internal_error(__FILE__, __LINE__, "out of memory");
     emit_kernels(c, index);
+    FILE *defs = c->out; /* the functions of outlined nodes go before the entry point */
+    struct capture entry;
+    begin_capture(c, &entry, 0);
     cgc_emit(c, "static void entry_%d(struct nrt_ctx *ctx, int64_t n)", index);
     cgc_emit(c, "{");
     c->indent++;
@@ -678,20 +919,20 @@ static void emit_function(struct cgc *c, int index) {
         const struct cgc_val *v = &c->vals[id];
         node_comment(c, id);
         const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        char args[2048], name[64];
+        char args[2048];
         struct cgc_kernel lone;
         dp_before(c, &dp, id);
         if (!k && lone_kernel(c, id, &lone)) {
             declare_value(c, id, id);
             kernel_args(c, &lone, KA_CALL, args, sizeof args);
-            cgc_emit(c, "%s(%s);", kernel_name(c, index, &lone, name, sizeof name), args);
+            cgc_emit(c, "%s(%s);", c->kname[id], args);
             kernel_free(&lone);
             dp_after(c, &dp, id);
             continue;
         }
         if (!k) {
             declare_value(c, id, id);
-            cgc_op_emit(c, id);
+            emit_node(c, defs, index, id);
             dp_after(c, &dp, id);
             continue;
         }
@@ -702,7 +943,7 @@ static void emit_function(struct cgc *c, int index) {
                 declare_value(c, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
         if (id != k->root) continue;
         kernel_args(c, k, KA_CALL, args, sizeof args);
-        cgc_emit(c, "%s(%s);", kernel_name(c, index, k, name, sizeof name), args);
+        cgc_emit(c, "%s(%s);", c->kname[k->root], args);
         dp_after(c, &dp, id);
     }
     for (int b = 0; b < dp.n; b++)
@@ -718,15 +959,21 @@ static void emit_function(struct cgc *c, int index) {
                  b, id, cgc_ctype(n->type.dtype), cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
+    for (int id = 0; id < len; id++) free(c->kname[id]);
+    free(c->kname);
+    c->kname = NULL;
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
+    char *text = end_capture(c, &entry);
+    fputs(text, c->out);
+    free(text);
 }
 
 void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
     *a = (struct cgc_arena){0, 0, 0, 0};
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
         cgc_layout(&c);
         size_t need = c.fixed_total + c.per_n_total * (size_t)(batch > 0 ? batch : 1);
         if (need > a->ws_bytes) *a = (struct cgc_arena){c.fixed_total, c.per_n_total, need, 0};
@@ -915,8 +1162,9 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    struct cgc_seen seen = {NULL, NULL, opt, NULL, 0, 0, false};
     for (size_t e = 0; e < nf; e++) {
-        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, &seen, NULL};
         char fname[128];
         cgc_layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
@@ -926,11 +1174,15 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
         ws_per_n[e] = c.per_n_total;
         cgc_layout_free(&c);
     }
+    if (seen.part && fclose(seen.part) != 0) seen.failed = true;
+    for (size_t i = 0; i < vec_len(seen.text); i++) free(seen.text[i]), free(seen.name[i]);
+    vec_free(seen.text);
+    vec_free(seen.name);
     cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL);
     free(ws_fixed);
     free(ws_per_n);
     cgc_emit_main(m, out, opt);
-    return !ferror(out);
+    return !ferror(out) && !seen.failed;
 }
 
 void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
@@ -943,7 +1195,7 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
           "static const struct nrt_dp_bucket dp_buckets[] = {\n", out);
     int rows = 0;
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
         cgc_layout(&c);
         struct dp_emit d;
         dp_init(&c, &d);

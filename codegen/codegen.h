@@ -141,6 +141,14 @@ struct cg_options {
     const char *netc_version; /* recorded in the generated descriptor */
     bool main;                /* also emit main() calling nrt_main (a program, not a library) */
     bool mpi;                 /* main() calls nrt_mpi_main with the gradient buckets (--mpi) */
+    /* The C target, when part is set: the functions of kernels and ops go to
+     * further translation units of about part_bytes each, part(part_ctx, i)
+     * opening the i-th (1, 2, ...; NULL: fail, reported by part), so that they
+     * compile in parallel and are cached one by one; out keeps the entry points
+     * (with the functions' prototypes), the descriptor and main. */
+    FILE *(*part)(void *part_ctx, int i);
+    void *part_ctx;
+    size_t part_bytes;
 };
 
 /* A backend: a struct of function pointers (STYLE.md section 9). */
@@ -213,6 +221,21 @@ struct cgc {
     struct cgc_kernel *kernels; /* vec: the kernels emitted fused */
     char *capture;              /* when set, elementwise emitters copy their template
                                    ($0, $1 for the operands) here instead of printing */
+    struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
+    char **kname;               /* per node: the C name of the kernel rooted there, once printed */
+};
+
+/* The kernels printed so far in a module, so that an identical kernel (the
+ * forward kernels of several entry points, the layers of repeated blocks) is
+ * printed once and called by every entry point that needs it. */
+struct cgc_seen {
+    char **text; /* vec: each kernel's text with node ids renamed by first appearance (owned) */
+    char **name; /* vec, parallel: its C name (owned) */
+    const struct cg_options *opt; /* opt->part: functions go to further translation units */
+    FILE *part;     /* the translation unit being filled, or NULL */
+    int parts;      /* translation units opened */
+    size_t part_len; /* bytes in part */
+    bool failed;    /* opening one failed */
 };
 
 /* Print one line of C at the current indentation (chibicc's println). */

@@ -19,8 +19,10 @@ extern "C" {
 
 #if defined(__GNUC__) || defined(__clang__)
 #define NRT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define NRT_NOINLINE __attribute__((noinline)) /* generated code: each op compiled alone */
 #else
 #define NRT_PRINTF(f, a)
+#define NRT_NOINLINE
 #endif
 
 /* ------------------------------------------------------------------ errors -- */

@@ -14,12 +14,15 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
+#include <utime.h>
 
 #ifndef NETC_RUNTIME_INCLUDE
 #error "NETC_RUNTIME_INCLUDE must name the directory of netrt.h (set by tools/CMakeLists.txt)"
@@ -118,7 +121,13 @@ static const char usage_build[] =
     "                    quarter of the gradients, 64K to 4M; the first bucket at most 1M)\n"
     "  --sync-bn         --mpi: batch norm uses the statistics of every rank's items\n"
     "                    (default: each rank's own, as PyTorch's DDP)\n"
-    "  --verify          run the IR verifier after every pass\n";
+    "  --verify          run the IR verifier after every pass\n"
+    "\n"
+    "The C goes to several translation units (the entry points; the kernels' and\n"
+    "ops' functions in units of about 24 KB) compiled in parallel, each object\n"
+    "cached by content (the source, netrt.h, the compiler, flags and CPU) in\n"
+    "$NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc/obj or ~/.cache/netc/obj, so\n"
+    "that an unchanged unit is never compiled twice; NETC_CACHE=0: no cache.\n";
 
 static const char usage_emit[] =
     "usage: netc emit FILE.net [--target=c|opencl|lib] -o DIR/\n"
@@ -282,8 +291,42 @@ static struct ir_module *compile_module(const struct build_opts *o) {
 }
 
 /* Writes the C of m for target t to path atomically. */
+/* The further translation units of a build (cg_options.part): DIR/MODEL.I.c. */
+struct parts {
+    const char *cmd;  /* for errors */
+    const char *stem; /* "DIR/MODEL" */
+    char **paths;     /* vec: the files written (owned) */
+};
+
+/* Bytes of C per further translation unit: a few dozen functions, so that the
+ * units of a big model keep both cores busy, and a changed function recompiles
+ * only its unit. */
+#define PART_BYTES 24000
+
+static FILE *open_part(void *ctx, int i) {
+    struct parts *p = ctx;
+    char path[PATH_MAX_ + 96];
+    snprintf(path, sizeof path, "%s.%d.c", p->stem, i);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        user_error(p->cmd, "cannot write '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    char *copy = strdup(path);
+    if (!copy) {
+        fclose(f);
+        remove(path);
+        user_error(p->cmd, "out of memory");
+        return NULL;
+    }
+    vec_push(p->paths, copy);
+    return f;
+}
+
+/* Writes the C of m for target t to path atomically; with parts (the C target),
+ * the functions of kernels and ops go to further files beside it. */
 static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_module *m, const char *path,
-                    const char *version, bool mpi) {
+                    const char *version, bool mpi, struct parts *parts) {
     char tmp[2 * PATH_MAX_];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "w");
@@ -291,7 +334,8 @@ static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_
         user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
         return false;
     }
-    struct cg_options copt = {version, true, mpi};
+    struct cg_options copt = {version, true, mpi, NULL, NULL, 0};
+    if (parts && t == &cg_target_c) copt = (struct cg_options){version, true, mpi, open_part, parts, PART_BYTES};
     bool ok = t->emit(m, f, &copt);
     if (fclose(f) != 0) ok = false;
     if (ok && rename(tmp, path) != 0) {
@@ -321,7 +365,7 @@ static bool write_lib(const char *cmd, const struct ir_module *m, const char *di
         remove(ctmp);
         return false;
     }
-    struct cg_options copt = {version, false, false};
+    struct cg_options copt = {version, false, false, NULL, NULL, 0};
     bool ok = cg_emit_lib(m, c, h, name, hname, &copt);
     if (fclose(c) != 0) ok = false;
     if (fclose(h) != 0) ok = false;
@@ -426,13 +470,213 @@ static int split_flags(char *buf, char **out, int max) {
     return n;
 }
 
-/* Compiles csrc into program `out`, atomically. */
-static bool compile_c(const char *cmd, const struct build_opts *o, const char *csrc, const char *out) {
-    char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], ldflags[1024];
+/* 64-bit FNV-1a, twice with different starts: a 128-bit content key. */
+struct key {
+    uint64_t h[2];
+};
+
+static void key_add(struct key *k, const void *p, size_t n) {
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        k->h[0] = (k->h[0] ^ s[i]) * 0x100000001b3ull;
+        k->h[1] = (k->h[1] ^ s[i]) * 0x100000001b3ull;
+    }
+}
+
+static void key_str(struct key *k, const char *s) { key_add(k, s, strlen(s) + 1); }
+
+/* Adds a file's bytes; false when it cannot be read. */
+static bool key_file(struct key *k, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char buf[1 << 14];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) key_add(k, buf, n);
+    bool ok = !ferror(f);
+    fclose(f);
+    return ok;
+}
+
+/* Adds the C compiler's identity: the file `cc` runs (through PATH and
+ * symbolic links), its size and modification time; false when not found. */
+static bool key_compiler(struct key *k, const char *cc) {
+    char path[PATH_MAX_];
+    bool found = false;
+    if (strchr(cc, '/')) {
+        snprintf(path, sizeof path, "%s", cc);
+        found = true;
+    } else if (getenv("PATH")) {
+        char dirs[PATH_MAX_];
+        snprintf(dirs, sizeof dirs, "%s", getenv("PATH"));
+        for (char *save, *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+            snprintf(path, sizeof path, "%s/%s", *d ? d : ".", cc);
+            found = access(path, X_OK) == 0;
+        }
+    }
+    char *real = found ? realpath(path, NULL) : NULL;
+    struct stat st;
+    if (!real || stat(real, &st) != 0) {
+        free(real);
+        return false;
+    }
+    key_str(k, real);
+    long long id[3] = {(long long)st.st_size, (long long)st.st_mtime, (long long)st.st_ino};
+    key_add(k, id, sizeof id);
+    free(real);
+    return true;
+}
+
+/* Adds this machine's processor (the first one's model and feature flags in
+ * /proc/cpuinfo), which -march=native compiles for: a cache shared by several
+ * machines (a home directory on NFS) must not give one another's objects. */
+static void key_cpu(struct key *k) {
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[8192];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '\n') break; /* the first processor's block ends */
+        if (strncmp(line, "model", 5) == 0 || strncmp(line, "vendor_id", 9) == 0 || strncmp(line, "flags", 5) == 0 ||
+            strncmp(line, "Features", 8) == 0 || strncmp(line, "CPU part", 8) == 0)
+            key_str(k, line);
+    }
+    fclose(f);
+}
+
+/* The object cache: $NETC_CACHE_DIR, else $XDG_CACHE_HOME/netc/obj, else
+ * ~/.cache/netc/obj; NULL when NETC_CACHE=0 or it cannot be created. */
+static const char *object_cache(void) {
+    static char dir[PATH_MAX_];
+    const char *off = getenv("NETC_CACHE"), *set = getenv("NETC_CACHE_DIR");
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (off && strcmp(off, "0") == 0) return NULL;
+    if (set && *set) snprintf(dir, sizeof dir, "%s", set);
+    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/netc/obj", xdg);
+    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/netc/obj", home);
+    else return NULL;
+    for (char *p = dir + 1;; p++) { /* mkdir -p, quietly: no cache is no error */
+        if (*p != '/' && *p) continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return NULL;
+        *p = saved;
+        if (!saved) break;
+    }
+    return access(dir, W_OK) == 0 ? dir : NULL;
+}
+
+/* The object cache's bound: past it, the least recently used objects go
+ * (an object's modification time is refreshed, at most daily, when a build
+ * uses it). */
+#define CACHE_MAX_BYTES (512ll << 20)
+
+struct cached {
+    time_t mtime;   /* last used (to a day) */
+    long long size; /* bytes */
+    char name[80];  /* file name in the cache */
+};
+
+static int cached_older(const void *a, const void *b) {
+    const struct cached *x = a, *y = b;
+    return x->mtime < y->mtime ? -1 : x->mtime > y->mtime ? 1 : strcmp(x->name, y->name);
+}
+
+/* Removes the least recently used objects while the cache holds more than
+ * CACHE_MAX_BYTES, down to three quarters of it. */
+static void cache_trim(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct cached *all = NULL;
+    long long total = 0;
+    char path[PATH_MAX_ + 96];
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        struct stat st;
+        if (len < 3 || len >= sizeof all->name || strcmp(e->d_name + len - 2, ".o") != 0) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st) != 0) continue;
+        struct cached c = {st.st_mtime, (long long)st.st_size, ""};
+        snprintf(c.name, sizeof c.name, "%s", e->d_name);
+        vec_push(all, c);
+        total += c.size;
+    }
+    closedir(d);
+    if (total > CACHE_MAX_BYTES) {
+        qsort(all, vec_len(all), sizeof *all, cached_older);
+        for (size_t i = 0; i < vec_len(all) && total > CACHE_MAX_BYTES / 4 * 3; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, all[i].name);
+            if (remove(path) == 0) total -= all[i].size;
+        }
+    }
+    vec_free(all);
+}
+
+/* Runs the commands argvs[0..n) with at most `jobs` at once; true when each
+ * exits with status 0 (a failure is reported once, after all have ended). */
+static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
+    pid_t *pids = calloc((size_t)n + 1, sizeof *pids);
+    if (!pids) return false;
+    int started = 0, running = 0;
+    bool ok = true;
+    int bad_status = 0;
+    fflush(NULL);
+    while (started < n || running > 0) {
+        if (started < n && running < jobs && ok) {
+            pid_t pid = fork();
+            if (pid < 0) {
+                user_error(cmd, "cannot start '%s': %s", argvs[started][0], strerror(errno));
+                ok = false;
+                continue;
+            }
+            if (pid == 0) {
+                execvp(argvs[started][0], argvs[started]);
+                fprintf(stderr, "netc %s: error: cannot run '%s': %s\n", cmd, argvs[started][0], strerror(errno));
+                _exit(127);
+            }
+            pids[started++] = pid;
+            running++;
+            continue;
+        }
+        if (running == 0) break; /* a fork failed: nothing left to wait for */
+        int st;
+        pid_t pid = wait(&st);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        bool ours = false;
+        for (int i = 0; i < started; i++) ours |= pids[i] == pid;
+        if (!ours) continue;
+        running--;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
+        if (ok && !(WIFEXITED(st) && WEXITSTATUS(st) == 127))
+            bad_status = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+        ok = false;
+    }
+    if (bad_status)
+        user_error(cmd, "the C compiler '%s' failed (%s %d)", argvs[0][0], bad_status > 0 ? "exit status" : "signal",
+                   bad_status > 0 ? bad_status : -bad_status);
+    free(pids);
+    return ok;
+}
+
+/* Parallel compiles: the online cores, at most 16. */
+static int compile_jobs(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 16 ? 16 : (int)n;
+}
+
+/* Compiles the translation units srcs[0..nsrc) (srcs[0] the one with main)
+ * each to an object, in parallel, taking the object from the cache (keyed by
+ * the source's text, netrt.h's, the compiler, the flags and the processor) when it is there
+ * and putting it there otherwise (atomically), then links them into program
+ * `out`, atomically. Without a cache the objects go beside the sources. */
+static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, int nsrc, const char *out) {
+    char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], lflags[4096], ldflags[1024];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
     const struct runtime_paths *r = build_runtime();
     snprintf(inc, sizeof inc, "-I%s", r->include);
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
+    snprintf(lflags, sizeof lflags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     bool cl = o->target == &cg_target_opencl;
     if (o->mpi && (!*r->mpi_lib || access(r->mpi_lib, R_OK) != 0)) {
@@ -450,41 +694,108 @@ static bool compile_c(const char *cmd, const struct build_opts *o, const char *c
                    *r->cl_lib ? " at " : "", r->cl_lib);
         return false;
     }
-    char *argv[160];
-    int n = 0;
-    argv[n++] = (char *)o->cc;
-    argv[n++] = "-std=c11";
-    argv[n++] = (char *)o->olevel;
-    if (strcmp(o->olevel, "-O0") != 0) argv[n++] = "-march=native";
-    else argv[n++] = "-g";
-    argv[n++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
-    argv[n++] = "-fno-trapping-math"; /* GCC if-converts the selects of netrt.h's vector math (erf, GELU) */
-    n += split_flags(flags, argv + n, 64);
-    argv[n++] = inc;
-    argv[n++] = (char *)csrc;
-    if (cl) argv[n++] = (char *)r->cl_lib;
-    if (o->mpi) argv[n++] = (char *)r->mpi_lib;
-    argv[n++] = (char *)r->lib;
-    if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
-    n += split_flags(ldflags, argv + n, 16);
-    if (cl) argv[n++] = "-lOpenCL";
-    char extra[256];
-    snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
-    n += split_flags(extra, argv + n, 8);
-    argv[n++] = "-lopenblas";
-    argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
-    argv[n++] = "-lz";
-    argv[n++] = "-lm";
-    argv[n++] = "-lpthread";
-    argv[n++] = "-o";
-    argv[n++] = tmp;
-    argv[n] = NULL;
-    bool ok = run_wait(cmd, argv);
+    /* The compile flags, shared by every unit. */
+    char *cflags[96];
+    int nf = 0;
+    cflags[nf++] = (char *)o->cc;
+    cflags[nf++] = "-std=c11";
+    cflags[nf++] = (char *)o->olevel;
+    if (strcmp(o->olevel, "-O0") != 0) cflags[nf++] = "-march=native";
+    else cflags[nf++] = "-g";
+    cflags[nf++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
+    cflags[nf++] = "-fno-trapping-math"; /* GCC if-converts the selects of netrt.h's vector math (erf, GELU) */
+    nf += split_flags(flags, cflags + nf, 64);
+    cflags[nf++] = inc;
+    cflags[nf++] = "-c";
+    /* What every unit's key shares: the flags, netrt.h, the compiler and the
+     * processor. */
+    const char *cache = object_cache();
+    struct key base = {{0xcbf29ce484222325ull, 0x84222325cbf29ce4ull}};
+    key_str(&base, "netc object 1");
+    for (int i = 0; i < nf; i++) key_str(&base, cflags[i]);
+    char hdr[PATH_MAX_ + 16];
+    snprintf(hdr, sizeof hdr, "%s/netrt.h", r->include);
+    if (cache && (!key_file(&base, hdr) || !key_compiler(&base, o->cc))) cache = NULL;
+    if (cache) key_cpu(&base);
+    char (*objs)[PATH_MAX_ + 160] = calloc((size_t)nsrc, sizeof *objs);
+    char (*tmps)[PATH_MAX_ + 192] = calloc((size_t)nsrc, sizeof *tmps);
+    char ***argvs = calloc((size_t)nsrc, sizeof *argvs);
+    char **store = calloc((size_t)nsrc * (size_t)(nf + 4), sizeof *store);
+    bool ok = objs && tmps && argvs && store;
+    int njobs = 0;
+    /* With further units, the first holds only the entry points' calls, the
+     * descriptor and main: -O1 compiles it in half the time of -O3, and the
+     * training speed is the same (bench/ab.py). */
+    bool olevel_cold = strcmp(o->olevel, "-O2") == 0 || strcmp(o->olevel, "-O3") == 0;
+    for (int i = 0; ok && i < nsrc; i++) {
+        struct key k = base;
+        if (i == 0 && nsrc > 1 && olevel_cold) key_str(&k, "-O1");
+        if (cache && key_file(&k, srcs[i])) {
+            snprintf(objs[i], sizeof objs[i], "%s/%016llx%016llx.o", cache, (unsigned long long)k.h[0],
+                     (unsigned long long)k.h[1]);
+            struct stat st;
+            if (stat(objs[i], &st) == 0 && access(objs[i], R_OK) == 0) { /* compiled before */
+                if (st.st_mtime < time(NULL) - 86400) utime(objs[i], NULL); /* used: keep it */
+                continue;
+            }
+            snprintf(tmps[i], sizeof tmps[i], "%s.tmp.%ld", objs[i], (long)getpid());
+        } else {
+            snprintf(objs[i], sizeof objs[i], "%s.o", srcs[i]);
+            snprintf(tmps[i], sizeof tmps[i], "%s.o", srcs[i]);
+        }
+        char **argv = store + (size_t)njobs * (size_t)(nf + 4);
+        memcpy(argv, cflags, (size_t)nf * sizeof *argv);
+        if (i == 0 && nsrc > 1 && olevel_cold) argv[2] = "-O1"; /* the entry points: calls, no loops */
+        argv[nf] = srcs[i];
+        argv[nf + 1] = "-o";
+        argv[nf + 2] = tmps[i];
+        argv[nf + 3] = NULL;
+        argvs[njobs++] = argv;
+    }
+    if (ok) ok = run_parallel(cmd, argvs, njobs, compile_jobs());
+    for (int i = 0; i < nsrc && objs && tmps; i++) /* into the cache, atomically */
+        if (tmps[i][0] && strcmp(tmps[i], objs[i]) != 0) {
+            if (ok && rename(tmps[i], objs[i]) != 0) ok = false;
+            remove(tmps[i]);
+        }
+    /* Link. */
+    char **argv = calloc((size_t)nsrc + 192, sizeof *argv);
+    if (ok && argv) {
+        int n = 0;
+        argv[n++] = (char *)o->cc;
+        n += split_flags(lflags, argv + n, 64);
+        for (int i = 0; i < nsrc; i++) argv[n++] = objs[i];
+        if (cl) argv[n++] = (char *)r->cl_lib;
+        if (o->mpi) argv[n++] = (char *)r->mpi_lib;
+        argv[n++] = (char *)r->lib;
+        if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
+        n += split_flags(ldflags, argv + n, 16);
+        if (cl) argv[n++] = "-lOpenCL";
+        char extra[256];
+        snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
+        n += split_flags(extra, argv + n, 8);
+        argv[n++] = "-lopenblas";
+        argv[n++] = "-lpng"; /* PNG inputs of predict (runtime/image.c); before -lz, which it uses */
+        argv[n++] = "-lz";
+        argv[n++] = "-lm";
+        argv[n++] = "-lpthread";
+        argv[n++] = "-o";
+        argv[n++] = tmp;
+        argv[n] = NULL;
+        ok = run_wait(cmd, argv);
+    } else {
+        ok = false;
+    }
+    free(argv);
     if (ok && rename(tmp, out) != 0) {
         user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
         ok = false;
     }
     if (!ok) remove(tmp);
+    if (ok && cache && njobs > 0) cache_trim(cache);
+    for (int i = 0; objs && tmps && i < nsrc; i++) /* not cached: beside the source */
+        if (strcmp(tmps[i], objs[i]) == 0) remove(objs[i]);
+    free(objs), free(tmps), free(argvs), free(store);
     return ok;
 }
 
@@ -514,20 +825,31 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
                      const char *version) {
     if (!output_writable(cmd, out)) return false;
     const char *tdir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    char dir[PATH_MAX_], csrc[PATH_MAX_ + 64];
+    char dir[PATH_MAX_], csrc[PATH_MAX_ + 128];
     snprintf(dir, sizeof dir, "%s/netc-XXXXXX", tdir);
     if (!mkdtemp(dir)) {
         user_error(cmd, "cannot create a temporary directory in %s: %s", tdir, strerror(errno));
         return false;
     }
-    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
-    bool ok = write_c(cmd, o->target, m, csrc, version, o->mpi) && compile_c(cmd, o, csrc, out);
+    char stem[PATH_MAX_ + 64];
+    snprintf(stem, sizeof stem, "%s/%s", dir, model_file_name(m));
+    snprintf(csrc, sizeof csrc, "%s.c", stem);
+    struct parts parts = {cmd, stem, NULL};
+    bool ok = write_c(cmd, o->target, m, csrc, version, o->mpi, &parts);
+    char **srcs = NULL;
+    vec_push(srcs, csrc);
+    for (size_t i = 0; i < vec_len(parts.paths); i++) vec_push(srcs, parts.paths[i]);
+    ok = ok && compile_c(cmd, o, srcs, (int)vec_len(srcs), out);
     if (o->keep) {
-        fprintf(stderr, "netc %s: generated C kept in %s\n", cmd, csrc);
+        fprintf(stderr, "netc %s: generated C kept in %s%s\n", cmd, csrc,
+                vec_len(parts.paths) ? " (its kernels and ops in the numbered files beside it)" : "");
     } else {
-        remove(csrc);
+        for (size_t i = 0; i < vec_len(srcs); i++) remove(srcs[i]);
         rmdir(dir);
     }
+    for (size_t i = 0; i < vec_len(parts.paths); i++) free(parts.paths[i]);
+    vec_free(parts.paths);
+    vec_free(srcs);
     return ok;
 }
 
@@ -562,7 +884,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
     bool ok = make_dirs("emit", dir) &&
-              (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version, o.mpi)) &&
+              (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version, o.mpi, NULL)) &&
               copy_file("emit", runtime_header(), hdr);
     ir_module_free(m);
     return ok ? 0 : EXIT_USER;

@@ -324,7 +324,7 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 /* The gradient buckets of the memory plan, as IR comments. */
 static void print_buckets(FILE *out, const struct ir_module *m) {
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL};
+        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
         cgc_layout(&c);
         int nb = cgc_buckets(&c, 0, NULL, NULL, NULL);
         size_t *off = calloc((size_t)nb + 1, sizeof *off), *bytes = calloc((size_t)nb + 1, sizeof *bytes);

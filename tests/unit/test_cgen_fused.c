@@ -280,7 +280,7 @@ int main(void) {
         snprintf(path, sizeof path, "model_%d.c", k);
         FILE *f = fopen(path, "w");
         fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false, false};
+        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
         CHECK(cg_target_c.emit(mods[k], f, &opt));
         fclose(f);
         k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " model_%d.c", k);

@@ -425,7 +425,7 @@ static bool prepare(int mi, struct ir_module *m) {
         f = fopen(path, "w");
         if (!f) return false;
         fprintf(f, "#define netc_model netc_model_%d\n", mi);
-        struct cg_options opt = {"test", false, false};
+        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
         bool ok = targets[t]->emit(m, f, &opt);
         fclose(f);
         if (!ok) return false;
