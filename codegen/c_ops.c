@@ -180,6 +180,11 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
         int64_t per, chunk = conv_chunk(f, n, &per);
         return chunk * per;
     }
+    if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
+        const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
+        struct nrt_rnn geo = {.h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
+        return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
+    }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);
     if (fsum || n->op == OP_VARIANCE) { /* double accumulators (reductions below): 2 floats per double */
         struct cgc_x cnt = cgc_count(&n->type.shape);
@@ -1000,8 +1005,8 @@ void cgc_op_RNN(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     rnn_geo(c, id, -1, 2, 0);
-    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1),
-             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id);
+    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
+             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -1010,8 +1015,8 @@ void cgc_op_RNN_BPTT(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     rnn_geo(c, id, 1, 0, -1);
-    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
-             arg(c, id, 3), arg(c, id, 4), id);
+    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
+             arg(c, id, 3), arg(c, id, 4), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }

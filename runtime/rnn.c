@@ -1,9 +1,10 @@
 /* runtime/rnn.c -- the recurrent layers over whole sequences (LSTM, GRU, plain
  * RNN), forward and backward through time. The input projection of every step
- * is one GEMM into the value's gate columns; each step then runs one recurrent
- * GEMM and one fused loop over the gates of every sequence, split over the
- * thread pool. Layouts: docs/ir.md, "Recurrent ops"; the reference is the
- * interpreter's codegen/interp_rnn.c. Sections: sizes, forward, BPTT, gradients. */
+ * is one GEMM into the value's gate columns; then each pool thread takes its
+ * own sequences through every step: one recurrent GEMM on w_hh packed once per
+ * call (register tiles below) and one fused loop over the gates. Layouts:
+ * docs/ir.md, "Recurrent ops"; the reference is the interpreter's
+ * codegen/interp_rnn.c. Sections: sizes, recurrent GEMM, forward, BPTT, gradients. */
 #include "runtime/internal.h"
 
 #include <math.h>
@@ -62,8 +63,115 @@ static void vtanh(float *y, const float *x, int64_t n)
         y[k] = nrt_tanhf(x[k]);
 }
 
-/* Sequences per chunk of a step's fused loop: enough gates to pay a hand-over. */
-static int64_t grain_of(const struct dims *d) { return 1 + 16384 / (d->gh > 0 ? d->gh : 1); }
+/* Sequences per pool chunk: each chunk runs its sequences through every
+ * step, so a chunk only needs enough work to pay one hand-over. */
+static int64_t grain_of(const struct dims *d)
+{
+    double flops = 2.0 * (double)d->t * (double)d->gh * (double)d->h; /* per sequence */
+    return 1 + (int64_t)(2e5 / (flops > 1 ? flops : 1));
+}
+
+/* ---------------------------------------------------------- recurrent GEMM -- */
+
+/* C[i, j] (+)= sum over k of A[i, k] B(k, j), for the rows of one thread's
+ * sequences, with B packed once per call into panels of PANEL columns
+ * (k-major, zero past the last column; nrt_rnn_scratch_floats sizes them). A
+ * tile keeps RM rows by NV vectors of accumulators in registers, broadcasts
+ * one A value per row and loads NV vectors of B per k, so the sum over k runs
+ * in the same order whatever the tile: each row's result is the same however
+ * the rows are split over threads. */
+#define PANEL 16
+#define RM 4
+#if defined(__AVX512F__)
+#define VL 16 /* floats per vector */
+#define NV 4  /* vectors per tile row: 16 accumulators of the 32 registers */
+#else
+#define VL 8
+#define NV 2  /* AVX2 or less: 8 accumulators of 16 registers */
+#endif
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+/* Packs B(k, j) = w[j * ldj + k * ldk], j < n, k < kd, into p (64-byte aligned). */
+static void pack_b(const float *w, int64_t n, int64_t kd, int64_t ldj, int64_t ldk, float *p)
+{
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL)
+        for (int64_t k = 0; k < kd; k++, p += PANEL)
+            for (int64_t l = 0; l < PANEL; l++)
+                p[l] = j0 + l < n ? w[(j0 + l) * ldj + k * ldk] : 0.0f;
+}
+
+/* One tile: rm rows of A (lda apart) by nv vectors of columns from the packed
+ * group p; ncols of them are C's (ldc apart). add: C += A B, else C = A B. */
+static inline __attribute__((always_inline)) void gemm_tile(const int rm, const int nv, int64_t kd, const float *a,
+                                                            int64_t lda, const float *p, float *c, int64_t ldc,
+                                                            int64_t ncols, int add)
+{
+    vf acc[RM][4], b[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < rm; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++)
+            acc[i][q] = (vf){0};
+    for (int64_t k = 0; k < kd; k++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++)
+            b[q] = *(const vf *)(p + (q * VL / PANEL) * PANEL * kd + k * PANEL + q * VL % PANEL);
+#pragma GCC unroll 4
+        for (int i = 0; i < rm; i++) {
+            float x = a[i * lda + k];
+#pragma GCC unroll 4
+            for (int q = 0; q < nv; q++)
+                acc[i][q] += x * b[q];
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < rm; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++) {
+            float *dst = c + i * ldc + q * VL;
+            if ((q + 1) * VL <= ncols) { /* C's rows need not be aligned: memcpy */
+                vf v = acc[i][q], old;
+                if (add) {
+                    memcpy(&old, dst, sizeof old);
+                    v += old;
+                }
+                memcpy(dst, &v, sizeof v);
+            } else if (q * VL < ncols) {
+                float t[VL];
+                memcpy(t, &acc[i][q], sizeof t);
+                for (int64_t l = 0; l < ncols - q * VL; l++)
+                    dst[l] = add ? dst[l] + t[l] : t[l];
+            }
+        }
+}
+
+#define TILE(R, V)                                                                                                 \
+    case (R) * 8 + (V):                                                                                            \
+        gemm_tile(R, V, kd, a + i0 * lda, lda, pj, c + i0 * ldc + j0, ldc, n - j0, add);                           \
+        break;
+
+/* C [m, n] (+)= A [m, kd] B [kd, n], B packed by pack_b. */
+static void rec_gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *p, float *c,
+                     int64_t ldc, int add)
+{
+    for (int64_t j0 = 0; j0 < n; j0 += NV * VL) {
+        int nv = (int)((n - j0 + VL - 1) / VL < NV ? (n - j0 + VL - 1) / VL : NV);
+        const float *pj = p + j0 / PANEL * PANEL * kd;
+        for (int64_t i0 = 0; i0 < m; i0 += RM) {
+            int rm = (int)(m - i0 < RM ? m - i0 : RM);
+            switch (rm * 8 + nv) {
+                TILE(1, 1) TILE(1, 2) TILE(2, 1) TILE(2, 2) TILE(3, 1) TILE(3, 2) TILE(4, 1) TILE(4, 2)
+#if NV > 2
+                TILE(1, 3) TILE(1, 4) TILE(2, 3) TILE(2, 4) TILE(3, 3) TILE(3, 4) TILE(4, 3) TILE(4, 4)
+#endif
+            default: /* rm and nv are in range */
+                break;
+            }
+        }
+    }
+}
+#undef TILE
 
 /* ---------------------------------------------------------------- forward -- */
 
@@ -133,25 +241,45 @@ static void fwd_rows(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+/* Every step of the sequences in [lo, hi): the recurrent GEMM into the gate
+ * columns (GRU: into its own columns), then the gate loop. */
+struct fwd_job {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *bih, *bhh, *s0; /* biases, initial states */
+    const int32_t *len;          /* lengths */
+    const float *pk;             /* w_hh packed (pack_b) */
+    float *ws;                   /* the value */
+};
+
+static void fwd_seqs(void *arg, int64_t lo, int64_t hi)
+{
+    const struct fwd_job *j = arg;
+    const struct dims *d = j->d;
+    const int gru = j->r->cell == GRU;
+    struct fwd_step st = {j->r, d, j->bih, j->bhh, j->s0, d->st, j->len, j->ws, 0, 0};
+    for (int64_t s = 0; s < d->t; s++) {
+        st.s = s, st.t = step_at(j->r, s);
+        if (s > 0) {
+            st.prev = j->ws + (j->r->reverse ? st.t + 1 : st.t - 1) * d->row;
+            st.ldp = d->t * d->row;
+        }
+        float *dst = j->ws + (lo * d->t + st.t) * d->row + (gru ? 4 * d->h : d->goff);
+        rec_gemm(hi - lo, d->gh, d->h, st.prev + lo * st.ldp, st.ldp, j->pk, dst, d->t * d->row, !gru);
+        fwd_rows(&st, lo, hi);
+    }
+}
+
 void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
-                     const float *bhh, const float *s0, const int32_t *len, float *ws)
+                     const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch)
 {
     struct dims d = dims_of(r);
     if (d.n <= 0 || d.t <= 0)
         return;
     nrt_sgemm(0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
-    struct fwd_step j = {r, &d, bih, bhh, s0, d.st, len, ws, 0, 0};
-    for (int64_t s = 0; s < d.t; s++) {
-        j.s = s, j.t = step_at(r, s);
-        if (s > 0) {
-            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
-            j.ldp = d.t * d.row;
-        }
-        float *dst = ws + j.t * d.row + (r->cell == GRU ? 4 * d.h : d.goff);
-        nrt_sgemm(0, 1, d.n, d.gh, d.h, 1.0f, j.prev, j.ldp, whh, d.h, r->cell == GRU ? 0.0f : 1.0f, dst,
-                  d.t * d.row);
-        nrt_parallel_for(d.n, grain_of(&d), fwd_rows, &j);
-    }
+    pack_b(whh, d.gh, d.h, d.h, 1, scratch);
+    struct fwd_job j = {r, &d, bih, bhh, s0, len, scratch, ws};
+    nrt_parallel_for(d.n, grain_of(&d), fwd_seqs, &j);
 }
 
 /* ------------------------------------------------------------------- BPTT -- */
@@ -249,27 +377,47 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+/* Every step back of the sequences in [lo, hi): the gate loop, then the
+ * incoming state's gradient through the recurrent weights (0 on padding: its
+ * gates are 0). */
+struct bwd_job {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *ws, *dws, *s0; /* the forward value, its gradient, the initial states */
+    const int32_t *len;         /* lengths */
+    const float *pk;            /* w_hh packed (pack_b), transposed */
+    float *dg;                  /* the result */
+};
+
+static void bwd_seqs(void *arg, int64_t lo, int64_t hi)
+{
+    const struct bwd_job *j = arg;
+    const struct dims *d = j->d;
+    struct bwd_step st = {j->r, d, j->ws, j->dws, j->s0, d->st, NULL, j->len, j->dg, 0, 0};
+    for (int64_t s = d->t - 1; s >= 0; s--) {
+        st.s = s, st.t = step_at(j->r, s);
+        if (s > 0) {
+            st.prev = j->ws + (j->r->reverse ? st.t + 1 : st.t - 1) * d->row;
+            st.ldp = d->t * d->row;
+        } else {
+            st.prev = j->s0, st.ldp = d->st;
+        }
+        st.carry = s < d->t - 1 ? j->dg + step_at(j->r, s + 1) * d->grow + d->soff : NULL;
+        bwd_rows(&st, lo, hi);
+        float *g = j->dg + (lo * d->t + st.t) * d->grow;
+        rec_gemm(hi - lo, d->h, d->gh, g + d->hoff, d->t * d->grow, j->pk, g + d->soff, d->t * d->grow, 1);
+    }
+}
+
 void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
-                  const int32_t *len, float *dg)
+                  const int32_t *len, float *dg, float *scratch)
 {
     struct dims d = dims_of(r);
     if (d.n <= 0 || d.t <= 0)
         return;
-    struct bwd_step j = {r, &d, ws, dws, s0, d.st, NULL, len, dg, 0, 0};
-    for (int64_t s = d.t - 1; s >= 0; s--) {
-        j.s = s, j.t = step_at(r, s);
-        if (s > 0) {
-            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
-            j.ldp = d.t * d.row;
-        } else {
-            j.prev = s0, j.ldp = d.st;
-        }
-        j.carry = s < d.t - 1 ? dg + step_at(r, s + 1) * d.grow + d.soff : NULL;
-        nrt_parallel_for(d.n, grain_of(&d), bwd_rows, &j);
-        /* the incoming state's gradient through the recurrent weights (0 on padding: its gates are 0) */
-        nrt_sgemm(0, 0, d.n, d.h, d.gh, 1.0f, dg + j.t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
-                  dg + j.t * d.grow + d.soff, d.t * d.grow);
-    }
+    pack_b(whh, d.h, d.gh, 1, d.h, scratch);
+    struct bwd_job j = {r, &d, ws, dws, s0, len, scratch, dg};
+    nrt_parallel_for(d.n, grain_of(&d), bwd_seqs, &j);
 }
 
 /* -------------------------------------------------------------- gradients -- */
