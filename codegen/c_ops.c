@@ -997,8 +997,11 @@ static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *w = ws < 0 ? shape_of(c, id) : arg_shape(c, id, ws), *wh = arg_shape(c, id, whh);
     long long f = x >= 0 ? (long long)arg_shape(c, id, x)->dim[2] : 0;
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"));
+    char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
+    if (n->op == OP_RNN_BPTT)
+        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1], (long long)arg_shape(c, id, 2)->dim[2]);
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
+             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
 }
 
 void cgc_op_RNN(struct cgc *c, int id) {

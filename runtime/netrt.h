@@ -911,6 +911,8 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
 struct nrt_rnn {
     int64_t n, t, f, h; /* batch, steps, features, hidden units */
     int cell, reverse;  /* the cell; 1: the steps run from the last one */
+    int64_t dt, dc;     /* nrt_rnn_bptt's dws [n, dt, dc]: dt = t, or 1 for the final step
+                         * only; dc = the row, or at most the state's width (0, 0: the whole ws) */
 };
 /* The scratch floats of nrt_rnn_forward (bptt 0) or nrt_rnn_bptt (bptt 1):
  * w_hh packed in panels of 16 output columns, the columns rounded up. */
@@ -927,7 +929,7 @@ static inline int64_t nrt_rnn_scratch_floats(const struct nrt_rnn *r, int bptt)
 void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
                      const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch);
 /* dg[n, t, :] = the gradients of every step's gates and incoming state, given
- * dws, the gradient of ws; scratch: nrt_rnn_scratch_floats(r, 1) floats. */
+ * dws, the gradient of ws (or of its part r->dt, r->dc: zero elsewhere); scratch: nrt_rnn_scratch_floats(r, 1) floats. */
 void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
                   const int32_t *len, float *dg, float *scratch);
 /* The gradient of forward's operand wrt (0 x, 1 w_ih, 2 w_hh, 3 b_ih, 4 b_hh,

@@ -20,6 +20,7 @@ struct dims {
     int64_t row, st, grow;  /* a row of ws, of s0, of dg */
     int64_t goff;           /* ws: the gate columns the input projection lands in */
     int64_t hoff, soff;     /* dg: the recurrent gate block, the state block */
+    int64_t dt, dc;         /* dws: steps (t, or 1: the final step only), columns */
 };
 
 static struct dims dims_of(const struct nrt_rnn *r)
@@ -33,6 +34,8 @@ static struct dims dims_of(const struct nrt_rnn *r)
     d.goff = r->cell == LSTM ? 2 * r->h : r->cell == GRU ? r->h : 0;
     d.hoff = r->cell == GRU ? d.gh : 0;
     d.soff = r->cell == GRU ? 2 * d.gh : d.gh;
+    d.dt = r->dt > 0 ? r->dt : r->t;
+    d.dc = r->dc > 0 ? r->dc : d.row;
     return d;
 }
 
@@ -299,41 +302,45 @@ struct bwd_step {
     int64_t t, s;           /* the step, and its position in processing order */
 };
 
-/* One sequence's step back through an LSTM cell (ws row w, its gradient dw,
- * the previous state prev): gate gradients into g, the incoming state's into
- * sp (which holds this step's state gradient on entry). */
-static void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+/* One sequence's step back through an LSTM cell (ws row w, its gradient dw --
+ * NULL: zero outside the state columns --, the previous state prev): gate
+ * gradients into g, the incoming state's into sp (which holds this step's
+ * state gradient on entry). Inlined, so that a NULL dw folds away. */
+#define DW(i) (dw ? dw[i] : 0.0f)
+
+static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
                      float *restrict g, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k], dc = sp[H + k];
         float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
         float tc = nrt_tanhf(c);
-        float dout = dh * tc + dw[5 * H + k];
+        float dout = dh * tc + DW(5 * H + k);
         dc += dh * o * (1 - tc * tc);
-        g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
-        g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
-        g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
+        g[k] = (dc * gg + DW(2 * H + k)) * i * (1 - i);
+        g[H + k] = (dc * prev[H + k] + DW(3 * H + k)) * f * (1 - f);
+        g[2 * H + k] = (dc * i + DW(4 * H + k)) * (1 - gg * gg);
         g[3 * H + k] = dout * o * (1 - o);
         sp[k] = 0, sp[H + k] = dc * f;
     }
 }
 
 /* The same for a GRU cell; gh: the recurrent-side gate gradients. */
-static void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
+static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
                     float *restrict g, float *restrict gh, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k];
         float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
-        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
-        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
-        float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        float dn = (dh * (1 - z) + DW(3 * H + k)) * (1 - nn * nn);
+        float dr = (dn * ghn + DW(H + k)) * rg * (1 - rg);
+        float dz = (dh * (prev[k] - nn) + DW(2 * H + k)) * z * (1 - z);
         g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
-        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        gh[k] = dr + DW(4 * H + k), gh[H + k] = dz + DW(5 * H + k), gh[2 * H + k] = dn * rg + DW(6 * H + k);
         sp[k] = dh * z;
     }
 }
+#undef DW
 
 static void bwd_rows(void *arg, int64_t lo, int64_t hi)
 {
@@ -343,16 +350,22 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
     const int cell = j->r->cell;
     for (int64_t b = lo; b < hi; b++) {
         int64_t at = b * d->t + j->t;
-        const float *restrict w = j->ws + at * d->row, *restrict dw = j->dws + at * d->row;
+        const float *restrict w = j->ws + at * d->row;
         const float *restrict prev = j->prev + b * j->ldp;
         float *restrict g = j->dg + at * d->grow, *restrict gh = g + d->hoff, *restrict sp = g + d->soff;
-        /* sp first holds the gradient of this step's state: dws plus the step after's */
+        /* this step's row of dws (NULL: none, the final step's only), its state columns */
+        const float *restrict dw = d->dt == d->t ? j->dws + at * d->dc : j->s == d->t - 1 ? j->dws + b * d->dc : NULL;
+        int64_t ns = !dw ? 0 : d->dc < d->st ? d->dc : d->st;
+        /* sp first holds the gradient of this step's state: the step after's plus dws */
         if (j->carry) {
             const float *restrict carry = j->carry + b * d->t * d->grow;
-            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + carry[k];
+            for (int64_t k = 0; k < d->st; k++) sp[k] = carry[k];
         } else {
-            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k];
+            memset(sp, 0, sizeof *sp * (size_t)d->st);
         }
+        for (int64_t k = 0; k < ns; k++) sp[k] += dw[k];
+        if (d->dc != d->row) /* no gate columns */
+            dw = NULL;
         int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
         if (pos >= len_of(j->len, b, d->t)) {
             memset(g, 0, sizeof *g * (size_t)d->soff);
@@ -360,10 +373,16 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
         }
         switch (cell) {
         case LSTM:
-            lstm_bwd(H, w, dw, prev, g, sp);
+            if (dw)
+                lstm_bwd(H, w, dw, prev, g, sp);
+            else
+                lstm_bwd(H, w, NULL, prev, g, sp);
             break;
         case GRU:
-            gru_bwd(H, w, dw, prev, g, gh, sp);
+            if (dw)
+                gru_bwd(H, w, dw, prev, g, gh, sp);
+            else
+                gru_bwd(H, w, NULL, prev, g, gh, sp);
             break;
         default:
             for (int64_t k = 0; k < H; k++) {
@@ -443,6 +462,27 @@ static void grad_whh(const struct nrt_rnn *r, const struct dims *d, const float 
     }
 }
 
+/* out[k] = sum over rows i of g[i * ld + k], for the column blocks [lo, hi):
+ * each column summed by one thread in row order, whatever the split. */
+#define COLSUM_BLOCK 16
+struct colsum_job {
+    const float *g;
+    int64_t rows, cols, ld;
+    float *out;
+};
+
+static void colsum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct colsum_job *j = arg;
+    int64_t c0 = lo * COLSUM_BLOCK, c1 = hi * COLSUM_BLOCK < j->cols ? hi * COLSUM_BLOCK : j->cols;
+    float *restrict out = j->out;
+    memset(out + c0, 0, sizeof *out * (size_t)(c1 - c0));
+    for (int64_t i = 0; i < j->rows; i++) {
+        const float *restrict g = j->g + i * j->ld;
+        for (int64_t k = c0; k < c1; k++) out[k] += g[k];
+    }
+}
+
 void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
                   const float *s0, float *out)
 {
@@ -460,10 +500,9 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
         break;
     case 3:
     case 4: { /* the biases: column sums of the gate blocks */
-        const float *g = dg + (wrt == 4 ? d.hoff : 0);
-        memset(out, 0, sizeof *out * (size_t)d.gh);
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t k = 0; k < d.gh; k++) out[k] += g[i * d.grow + k];
+        struct colsum_job j = {dg + (wrt == 4 ? d.hoff : 0), rows, d.gh, d.grow, out};
+        nrt_parallel_for((d.gh + COLSUM_BLOCK - 1) / COLSUM_BLOCK, 1 + 65536 / (rows * COLSUM_BLOCK + 1), colsum,
+                         &j);
         break;
     }
     default: { /* s0: the state gradient of each sequence's first step */
