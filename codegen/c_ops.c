@@ -182,7 +182,8 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
     }
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
         const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
-        struct nrt_rnn geo = {.h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
+        int64_t feat = n->op == OP_RNN ? f->nodes[n->args[0]].type.shape.dim[2] : 0;
+        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
         return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
     }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);

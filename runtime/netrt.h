@@ -902,11 +902,11 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
 
 /* ------------------------------------------------- recurrent layers (rnn.c) -- */
 /* The IR's RNN, RNN_BPTT and RNN_GRAD ops (docs/ir.md, "Recurrent ops", which
- * gives the layouts of ws and dg): the input projection of every step is one
- * GEMM; then each pool thread takes its own sequences through every step (one
- * recurrent GEMM on w_hh packed once per call into scratch, and one fused loop
- * over the gates), so the steps need no synchronisation and each sequence's
- * result does not depend on the thread count.
+ * gives the layouts of ws and dg): each pool thread takes its own sequences,
+ * the input projection of all their steps as one GEMM, then every step (one
+ * recurrent GEMM, weights packed once per call into scratch, and one fused
+ * loop over the gates), so the steps need no synchronisation and each
+ * sequence's result does not depend on the thread count.
  * cell: 0 LSTM, 1 GRU, 2 tanh, 3 relu, 4 sigmoid RNN. */
 struct nrt_rnn {
     int64_t n, t, f, h; /* batch, steps, features, hidden units */
@@ -914,13 +914,13 @@ struct nrt_rnn {
     int64_t dt, dc;     /* nrt_rnn_bptt's dws [n, dt, dc]: dt = t, or 1 for the final step
                          * only; dc = the row, or at most the state's width (0, 0: the whole ws) */
 };
-/* The scratch floats of nrt_rnn_forward (bptt 0) or nrt_rnn_bptt (bptt 1):
- * w_hh packed in panels of 16 output columns, the columns rounded up. */
+/* The scratch floats of nrt_rnn_forward (bptt 0: w_hh and w_ih) or
+ * nrt_rnn_bptt (bptt 1: w_hh transposed), packed in panels of 16 output
+ * columns, the columns rounded up. */
 static inline int64_t nrt_rnn_scratch_floats(const struct nrt_rnn *r, int bptt)
 {
     int64_t gh = (r->cell == 0 ? 4 : r->cell == 1 ? 3 : 1) * r->h;
-    int64_t cols = bptt ? r->h : gh, k = bptt ? gh : r->h;
-    return (cols + 15) / 16 * 16 * k;
+    return bptt ? (r->h + 15) / 16 * 16 * gh : (gh + 15) / 16 * 16 * (r->h + r->f);
 }
 /* ws[n, t, :] = every step's state and gates for x [n, t, f] (weights in
  * PyTorch's layout: w_ih [G*h, f], w_hh [G*h, h]), the initial state s0 and

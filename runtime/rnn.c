@@ -1,9 +1,9 @@
 /* runtime/rnn.c -- the recurrent layers over whole sequences (LSTM, GRU, plain
- * RNN), forward and backward through time. The input projection of every step
- * is one GEMM into the value's gate columns; then each pool thread takes its
- * own sequences through every step: one recurrent GEMM on w_hh packed once per
- * call (register tiles below) and one fused loop over the gates. Layouts:
- * docs/ir.md, "Recurrent ops"; the reference is the interpreter's
+ * RNN), forward and backward through time. Each pool thread takes its own
+ * sequences: the input projection of all their steps as one GEMM into the
+ * value's gate columns, then every step: one recurrent GEMM (register tiles
+ * below, on weights packed once per call) and one fused loop over the gates.
+ * Layouts: docs/ir.md, "Recurrent ops"; the reference is the interpreter's
  * codegen/interp_rnn.c. Sections: sizes, recurrent GEMM, forward, BPTT, gradients. */
 #include "runtime/internal.h"
 
@@ -70,7 +70,7 @@ static void vtanh(float *y, const float *x, int64_t n)
  * step, so a chunk only needs enough work to pay one hand-over. */
 static int64_t grain_of(const struct dims *d)
 {
-    double flops = 2.0 * (double)d->t * (double)d->gh * (double)d->h; /* per sequence */
+    double flops = 2.0 * (double)d->t * (double)d->gh * (double)(d->h + d->f); /* per sequence */
     return 1 + (int64_t)(2e5 / (flops > 1 ? flops : 1));
 }
 
@@ -244,14 +244,16 @@ static void fwd_rows(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-/* Every step of the sequences in [lo, hi): the recurrent GEMM into the gate
- * columns (GRU: into its own columns), then the gate loop. */
+/* The input projection of every step of the sequences in [lo, hi) (one GEMM
+ * into the gate columns), then every step: the recurrent GEMM into the gate
+ * columns (GRU: into its own columns) and the gate loop. */
 struct fwd_job {
     const struct nrt_rnn *r;
     const struct dims *d;
     const float *bih, *bhh, *s0; /* biases, initial states */
     const int32_t *len;          /* lengths */
-    const float *pk;             /* w_hh packed (pack_b) */
+    const float *x;              /* the input */
+    const float *pk, *pi;        /* w_hh and w_ih packed (pack_b) */
     float *ws;                   /* the value */
 };
 
@@ -261,6 +263,8 @@ static void fwd_seqs(void *arg, int64_t lo, int64_t hi)
     const struct dims *d = j->d;
     const int gru = j->r->cell == GRU;
     struct fwd_step st = {j->r, d, j->bih, j->bhh, j->s0, d->st, j->len, j->ws, 0, 0};
+    rec_gemm((hi - lo) * d->t, d->gh, d->f, j->x + lo * d->t * d->f, d->f, j->pi, j->ws + lo * d->t * d->row + d->goff,
+             d->row, 0);
     for (int64_t s = 0; s < d->t; s++) {
         st.s = s, st.t = step_at(j->r, s);
         if (s > 0) {
@@ -279,9 +283,10 @@ void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, 
     struct dims d = dims_of(r);
     if (d.n <= 0 || d.t <= 0)
         return;
-    nrt_sgemm(0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
+    float *pi = scratch + (d.gh + PANEL - 1) / PANEL * PANEL * d.h;
     pack_b(whh, d.gh, d.h, d.h, 1, scratch);
-    struct fwd_job j = {r, &d, bih, bhh, s0, len, scratch, ws};
+    pack_b(wih, d.gh, d.f, d.f, 1, pi);
+    struct fwd_job j = {r, &d, bih, bhh, s0, len, x, scratch, pi, ws};
     nrt_parallel_for(d.n, grain_of(&d), fwd_seqs, &j);
 }
 
