@@ -1000,7 +1000,8 @@ static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
     long long f = x >= 0 ? (long long)arg_shape(c, id, x)->dim[2] : 0;
     char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
     if (n->op == OP_RNN_BPTT)
-        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1], (long long)arg_shape(c, id, 2)->dim[2]);
+        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
+                 (long long)arg_shape(c, id, 2)->dim[2]);
     cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
              (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
 }

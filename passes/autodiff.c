@@ -759,7 +759,8 @@ static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int f
  * of [N, T, R*H] mostly zeros (docs/ir.md, "Recurrent ops"). */
 static int rnn_dws(struct ad *ad, int id, int g) {
     int64_t rev = ir_get_int(nd(ad, id), "reverse"), steps = ty(ad, id)->shape.dim[1];
-    int64_t st = ir_rnn_state((int)ir_get_int(nd(ad, id), "cell")) * ty(ad, nd(ad, id)->args[2])->shape.dim[1];
+    int64_t h = ty(ad, nd(ad, id)->args[2])->shape.dim[1]; /* w_hh [G*H, H] */
+    int64_t st = ir_rnn_state((int)ir_get_int(nd(ad, id), "cell")) * h;
     for (;;) {
         const struct ir_node *p = nd(ad, g);
         if (p->op != OP_PAD) return g;

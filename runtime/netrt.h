@@ -929,7 +929,8 @@ static inline int64_t nrt_rnn_scratch_floats(const struct nrt_rnn *r, int bptt)
 void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
                      const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch);
 /* dg[n, t, :] = the gradients of every step's gates and incoming state, given
- * dws, the gradient of ws (or of its part r->dt, r->dc: zero elsewhere); scratch: nrt_rnn_scratch_floats(r, 1) floats. */
+ * dws, the gradient of ws (or of its part r->dt, r->dc: zero elsewhere);
+ * scratch: nrt_rnn_scratch_floats(r, 1) floats. */
 void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
                   const int32_t *len, float *dg, float *scratch);
 /* The gradient of forward's operand wrt (0 x, 1 w_ih, 2 w_hh, 3 b_ih, 4 b_hh,

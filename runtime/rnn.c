@@ -313,8 +313,9 @@ struct bwd_step {
  * state gradient on entry). Inlined, so that a NULL dw folds away. */
 #define DW(i) (dw ? dw[i] : 0.0f)
 
-static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
-                     float *restrict g, float *restrict sp)
+static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const float *restrict w,
+                                                           const float *restrict dw, const float *restrict prev,
+                                                           float *restrict g, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k], dc = sp[H + k];
@@ -331,8 +332,9 @@ static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const floa
 }
 
 /* The same for a GRU cell; gh: the recurrent-side gate gradients. */
-static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
-                    float *restrict g, float *restrict gh, float *restrict sp)
+static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float *restrict w,
+                                                          const float *restrict dw, const float *restrict prev,
+                                                          float *restrict g, float *restrict gh, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k];
