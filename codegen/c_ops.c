@@ -184,6 +184,12 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
         int64_t per, chunk = conv_chunk(f, n, &per);
         return chunk * per;
     }
+    if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
+        const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
+        int64_t feat = n->op == OP_RNN ? f->nodes[n->args[0]].type.shape.dim[2] : 0;
+        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
+        return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
+    }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);
     if (fsum || n->op == OP_VARIANCE) { /* double accumulators (reductions below): 2 floats per double */
         struct cgc_x cnt = cgc_count(&n->type.shape);
@@ -1017,16 +1023,20 @@ static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *w = ws < 0 ? shape_of(c, id) : arg_shape(c, id, ws), *wh = arg_shape(c, id, whh);
     long long f = x >= 0 ? (long long)arg_shape(c, id, x)->dim[2] : 0;
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"));
+    char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
+    if (n->op == OP_RNN_BPTT)
+        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
+                 (long long)arg_shape(c, id, 2)->dim[2]);
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
+             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
 }
 
 void cgc_op_RNN(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     rnn_geo(c, id, -1, 2, 0);
-    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1),
-             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id);
+    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
+             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -1035,8 +1045,8 @@ void cgc_op_RNN_BPTT(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     rnn_geo(c, id, 1, 0, -1);
-    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
-             arg(c, id, 3), arg(c, id, 4), id);
+    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
+             arg(c, id, 3), arg(c, id, 4), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }

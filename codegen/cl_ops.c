@@ -1136,8 +1136,12 @@ static void rnn_call(struct clc *k, int id, int ws, int whh, int x, const char *
     struct cgc *c = &k->c;
     cgc_emit(c, "{");
     c->indent++;
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(nd, "cell"), (int)ir_get_int(nd, "reverse"));
+    char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
+    if (nd->op == OP_RNN_BPTT)
+        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(k, id, 2)->dim[1],
+                 (long long)arg_shape(k, id, 2)->dim[2]);
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
+             (long long)wh->dim[1], (int)ir_get_int(nd, "cell"), (int)ir_get_int(nd, "reverse"), dws);
     cgc_emit(c, "%s", call);
     c->indent--;
     cgc_emit(c, "}");

@@ -5,6 +5,7 @@
 #include "codegen/codegen.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The sizes of a recurrent node, read from its operands. */
@@ -120,10 +121,22 @@ bool cg_eval_RNN(struct cg_interp *it, int id) {
     return true;
 }
 
+/* Element c of step t's row of ws's gradient, sequence b, from dws [n, dt, dc]:
+ * every step's first dc columns, or (dt = 1 < t) the final step's; 0 elsewhere. */
+static double dws_at(const struct rnn *r, const struct cg_val *dws, size_t b, size_t t, size_t c) {
+    size_t dt = (size_t)dws->shape.dim[1], dc = (size_t)dws->shape.dim[2];
+    size_t last = r->rev ? 0 : r->t - 1;
+    if (c >= dc || (dt != r->t && t != last)) return 0;
+    return dws->d[(b * dt + (dt == r->t ? t : 0)) * dc + c];
+}
+
 /* (w_hh, ws, dws, s0, lengths): per step, from the last one processed back. */
 bool cg_eval_RNN_BPTT(struct cg_interp *it, int id) {
     struct rnn r = rnn_sizes(it, id, 0, 1);
-    const double *wh = cg_arg(it, id, 0)->d, *ws = cg_arg(it, id, 1)->d, *dws = cg_arg(it, id, 2)->d;
+    const double *wh = cg_arg(it, id, 0)->d, *ws = cg_arg(it, id, 1)->d;
+    const struct cg_val *dws = cg_arg(it, id, 2);
+    double *d = calloc(r.row ? r.row : 1, sizeof *d); /* one step's row of ws's gradient */
+    if (!d) return cg_fail(it, id, "out of memory");
     const double *s0 = cg_arg(it, id, 3)->d;
     const struct cg_val *len = cg_arg(it, id, 4);
     double *dg = cg_out(it, id)->d;
@@ -134,7 +147,7 @@ bool cg_eval_RNN_BPTT(struct cg_interp *it, int id) {
         for (size_t s = r.t; s-- > 0;) {
             size_t t = step_at(&r, s);
             const double *prev = prev_state(&r, ws, s0, b, s), *w = ws + (b * r.t + t) * r.row;
-            const double *d = dws + (b * r.t + t) * r.row;
+            for (size_t c = 0; c < r.row; c++) d[c] = dws_at(&r, dws, b, t, c);
             double *g = dg + (b * r.t + t) * r.grow, *gx = g, *gh = g + r.hoff, *sp = g + r.soff;
             bool pad = r.rev ? r.t - 1 - s >= valid : s >= valid;
             for (size_t j = 0; j < H; j++) {
@@ -175,6 +188,7 @@ bool cg_eval_RNN_BPTT(struct cg_interp *it, int id) {
             carry = sp;
         }
     }
+    free(d);
     return true;
 }
 

@@ -888,9 +888,22 @@ static bool shape_RNN(struct rule_ctx *c) {
     return true;
 }
 
+/* dws at operand i: the gradient of ws [batch, T, R*H], or of its first C <= S
+ * (state) columns [batch, T, C], or of those of the final step only [batch, 1, C]. */
+static bool rnn_dws(struct rule_ctx *c, int i, const struct rnn_dims *d) {
+    const struct type *t = c->a[i];
+    int64_t row = ir_rnn_row(d->cell) * d->h, st = ir_rnn_state(d->cell) * d->h;
+    if (t->dtype == DT_F32 && t->shape.rank == 3 && t->shape.dim[0] == d->batch.dim[0] &&
+        (t->shape.dim[1] == d->t || t->shape.dim[1] == 1) &&
+        (t->shape.dim[2] == row || (t->shape.dim[2] >= 1 && t->shape.dim[2] <= st)))
+        return true;
+    return fail(c, "%s: the gradient of the recurrent value must be f32[batch, %lld or 1, %lld or at most %lld], got %s",
+                opname(c), (long long)d->t, (long long)row, (long long)st, ts(t));
+}
+
 static bool shape_RNN_BPTT(struct rule_ctx *c) {
     struct rnn_dims d;
-    if (!rnn_cell(c, &d) || !rnn_whh(c, 0, &d) || !rnn_ws(c, 1, &d) || !same_shape(c, 1, 2) ||
+    if (!rnn_cell(c, &d) || !rnn_whh(c, 0, &d) || !rnn_ws(c, 1, &d) || !rnn_dws(c, 2, &d) ||
         !rnn_operand(c, 3, DT_F32, &d, 2, ir_rnn_state(d.cell) * d.h, 0, "the initial state") ||
         !rnn_operand(c, 4, DT_I32, &d, 1, 0, 0, "the lengths"))
         return false;

@@ -752,6 +752,27 @@ static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int f
     return fin(ad, id);
 }
 
+/* The gradient g of RNN node id as RNN_BPTT takes it: without the zero
+ * padding that the gradients of slicing the final step (forward: T-1, reverse:
+ * 0) and the state columns put around it, so a layer that returns its last
+ * state passes [N, 1, H] and one that returns every state [N, T, H] instead
+ * of [N, T, R*H] mostly zeros (docs/ir.md, "Recurrent ops"). */
+static int rnn_dws(struct ad *ad, int id, int g) {
+    int64_t rev = ir_get_int(nd(ad, id), "reverse"), steps = ty(ad, id)->shape.dim[1];
+    int64_t h = ty(ad, nd(ad, id)->args[2])->shape.dim[1]; /* w_hh [G*H, H] */
+    int64_t st = ir_rnn_state((int)ir_get_int(nd(ad, id), "cell")) * h;
+    for (;;) {
+        const struct ir_node *p = nd(ad, g);
+        if (p->op != OP_PAD) return g;
+        const struct shape *in = &ty(ad, p->args[0])->shape;
+        int64_t axis = ir_get_int(p, "axis"), before = ir_get_int(p, "before");
+        bool cols = axis == 2 && before == 0 && in->dim[2] <= st;
+        bool last = axis == 1 && in->dim[1] == 1 && before == (rev ? 0 : steps - 1);
+        if (!cols && !last) return g;
+        g = p->args[0];
+    }
+}
+
 /* Backpropagation through time: RNN_BPTT turns the gradient of every step's
  * row into the gradients of every step's gate pre-activations and incoming
  * state, from which RNN_GRAD contracts each operand's gradient (x, the
@@ -759,7 +780,7 @@ static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int f
 static void grad_RNN(struct ad *ad, int id, int g) {
     int a[7];
     memcpy(a, nd(ad, id)->args, sizeof a);
-    int dg = rnn_like(ad, OP_RNN_BPTT, (int[]){a[2], id, g, a[5], a[6]}, 5, id, -1);
+    int dg = rnn_like(ad, OP_RNN_BPTT, (int[]){a[2], id, rnn_dws(ad, id, g), a[5], a[6]}, 5, id, -1);
     for (int i = 0; i < 6; i++)
         if (want(ad, id, i)) acc_arg(ad, id, i, rnn_like(ad, OP_RNN_GRAD, (int[]){dg, a[0], a[1], a[2], id, a[5]}, 6, id, i));
 }

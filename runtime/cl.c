@@ -1144,8 +1144,9 @@ void nrt_cl_rnn_bptt(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t whh, 
         cl_int4 e = {{(cl_int)d.st, (cl_int)d.grow, (cl_int)d.hoff, (cl_int)d.soff}};
         cl_long wso = ws, dwo = dws, po = prev, co = carry, lo = len, go = dg;
         cl_int lp = (cl_int)ldp;
-        if (lib_args(ctx, LK_RNN_BWD, 9, ARG(wso), ARG(dwo), ARG(po), ARG(lp), ARG(co), ARG(lo), ARG(go), ARG(d8),
-                     ARG(e)))
+        cl_int2 dd = {{(cl_int)(r->dt > 0 ? r->dt : d.t), (cl_int)(r->dc > 0 ? r->dc : d.row)}};
+        if (lib_args(ctx, LK_RNN_BWD, 10, ARG(wso), ARG(dwo), ARG(po), ARG(lp), ARG(co), ARG(lo), ARG(go), ARG(d8),
+                     ARG(e), ARG(dd)))
             lib_run1(ctx, LK_RNN_BWD, d.n * d.h);
         nrt_cl_sgemm(ctx, 0, 0, d.n, d.h, d.gh, 1.0f, dg + t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
                      dg + t * d.grow + d.soff, d.t * d.grow);

@@ -569,45 +569,57 @@ __kernel void nrt_rnn_fwd(__global float *A, long ws, long prev, int ldp, long b
     }
 }
 
+/* Element c of this step's row of ws's gradient, sequence b, from dws
+ * [n, dd.s0, dd.s1]: every step's first dd.s1 columns, or (dd.s0 = 1 < t) the
+ * final step's only; 0 elsewhere. */
+float rnn_dw(__global const float *A, long dws, int8 d, int2 dd, int b, int c)
+{
+    if (c >= dd.s1 || (dd.s0 != d.s1 && d.s5 != d.s1 - 1))
+        return 0.0f;
+    return A[dws + ((long)b * dd.s0 + (dd.s0 == d.s1 ? d.s6 : 0)) * dd.s1 + c];
+}
+
+#define DW(c) rnn_dw(A, dws, d, dd, b, (c))
+
 __kernel void nrt_rnn_bwd(__global float *A, long ws, long dws, long prev, int ldp, long carry, long len, long dg,
-                          int8 d, int4 e)
+                          int8 d, int4 e, int2 dd)
 {
     int i = get_global_id(0), H = d.s2;
     if (i >= d.s0 * H)
         return;
     int b = i / H, k = i % H, cell = d.s3;
     long at = (long)b * d.s1 + d.s6;
-    __global const float *w = A + ws + at * d.s7, *dw = A + dws + at * d.s7, *pv = A + prev + (long)b * ldp;
+    __global const float *w = A + ws + at * d.s7, *pv = A + prev + (long)b * ldp;
     __global float *g = A + dg + at * e.s1, *gh = g + e.s2, *sp = g + e.s3;
     float ch = carry >= 0 ? A[carry + (long)b * d.s1 * e.s1 + k] : 0.0f;
     float cc = carry >= 0 && cell == 0 ? A[carry + (long)b * d.s1 * e.s1 + H + k] : 0.0f;
-    float dh = dw[k] + ch;
+    float dh = DW(k) + ch;
     if (rnn_padded(A, len, b, d)) {
         for (int c = 0; c < e.s3 / H; c++)
             g[c * H + k] = 0.0f;
         sp[k] = dh;
         if (cell == 0)
-            sp[H + k] = dw[H + k] + cc;
+            sp[H + k] = DW(H + k) + cc;
         return;
     }
     if (cell == 0) {
-        float dc = dw[H + k] + cc;
+        float dc = DW(H + k) + cc;
         float c = w[H + k], ig = w[2 * H + k], fg = w[3 * H + k], gg = w[4 * H + k], og = w[5 * H + k];
         float tc = tanh(c);
-        float dout = dh * tc + dw[5 * H + k];
+        float dout = dh * tc + DW(5 * H + k);
         dc += dh * og * (1 - tc * tc);
-        g[k] = (dc * gg + dw[2 * H + k]) * ig * (1 - ig);
-        g[H + k] = (dc * pv[H + k] + dw[3 * H + k]) * fg * (1 - fg);
-        g[2 * H + k] = (dc * ig + dw[4 * H + k]) * (1 - gg * gg);
+        g[k] = (dc * gg + DW(2 * H + k)) * ig * (1 - ig);
+        g[H + k] = (dc * pv[H + k] + DW(3 * H + k)) * fg * (1 - fg);
+        g[2 * H + k] = (dc * ig + DW(4 * H + k)) * (1 - gg * gg);
         g[3 * H + k] = dout * og * (1 - og);
         sp[k] = 0.0f, sp[H + k] = dc * fg;
     } else if (cell == 1) {
         float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
-        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
-        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
-        float dz = (dh * (pv[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        float dn = (dh * (1 - z) + DW(3 * H + k)) * (1 - nn * nn);
+        float dr = (dn * ghn + DW(H + k)) * rg * (1 - rg);
+        float dz = (dh * (pv[k] - nn) + DW(2 * H + k)) * z * (1 - z);
         g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
-        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        gh[k] = dr + DW(4 * H + k), gh[H + k] = dz + DW(5 * H + k), gh[2 * H + k] = dn * rg + DW(6 * H + k);
         sp[k] = dh * z;
     } else {
         float y = w[k];
@@ -616,6 +628,8 @@ __kernel void nrt_rnn_bwd(__global float *A, long ws, long dws, long prev, int l
         sp[k] = 0.0f;
     }
 }
+
+#undef DW
 
 /* out[k] = sum of rows of a [rows, ld] at column k, for k < cols (bias gradients). */
 __kernel void nrt_rnn_colsum(__global float *A, long a, int ld, int rows, int cols, long out)

@@ -904,22 +904,37 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
 
 /* ------------------------------------------------- recurrent layers (rnn.c) -- */
 /* The IR's RNN, RNN_BPTT and RNN_GRAD ops (docs/ir.md, "Recurrent ops", which
- * gives the layouts of ws and dg): the input projection of every step is one
- * GEMM, then per step one recurrent GEMM and one fused loop over the gates.
+ * gives the layouts of ws and dg): each pool thread takes its own sequences,
+ * the input projection of all their steps as one GEMM, then every step (one
+ * recurrent GEMM, weights packed once per call into scratch, and one fused
+ * loop over the gates), so the steps need no synchronisation and each
+ * sequence's result does not depend on the thread count.
  * cell: 0 LSTM, 1 GRU, 2 tanh, 3 relu, 4 sigmoid RNN. */
 struct nrt_rnn {
     int64_t n, t, f, h; /* batch, steps, features, hidden units */
     int cell, reverse;  /* the cell; 1: the steps run from the last one */
+    int64_t dt, dc;     /* nrt_rnn_bptt's dws [n, dt, dc]: dt = t, or 1 for the final step
+                         * only; dc = the row, or at most the state's width (0, 0: the whole ws) */
 };
+/* The scratch floats of nrt_rnn_forward (bptt 0: w_hh and w_ih) or
+ * nrt_rnn_bptt (bptt 1: w_hh transposed), packed in panels of 16 output
+ * columns, the columns rounded up. */
+static inline int64_t nrt_rnn_scratch_floats(const struct nrt_rnn *r, int bptt)
+{
+    int64_t gh = (r->cell == 0 ? 4 : r->cell == 1 ? 3 : 1) * r->h;
+    return bptt ? (r->h + 15) / 16 * 16 * gh : (gh + 15) / 16 * 16 * (r->h + r->f);
+}
 /* ws[n, t, :] = every step's state and gates for x [n, t, f] (weights in
  * PyTorch's layout: w_ih [G*h, f], w_hh [G*h, h]), the initial state s0 and
- * the lengths len (steps at or past a sequence's length pass the state on). */
+ * the lengths len (steps at or past a sequence's length pass the state on);
+ * scratch: nrt_rnn_scratch_floats(r, 0) floats. */
 void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
-                     const float *bhh, const float *s0, const int32_t *len, float *ws);
+                     const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch);
 /* dg[n, t, :] = the gradients of every step's gates and incoming state, given
- * dws, the gradient of ws. */
+ * dws, the gradient of ws (or of its part r->dt, r->dc: zero elsewhere);
+ * scratch: nrt_rnn_scratch_floats(r, 1) floats. */
 void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
-                  const int32_t *len, float *dg);
+                  const int32_t *len, float *dg, float *scratch);
 /* The gradient of forward's operand wrt (0 x, 1 w_ih, 2 w_hh, 3 b_ih, 4 b_hh,
  * 5 s0) from dg. */
 void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,

@@ -1,9 +1,10 @@
 /* runtime/rnn.c -- the recurrent layers over whole sequences (LSTM, GRU, plain
- * RNN), forward and backward through time. The input projection of every step
- * is one GEMM into the value's gate columns; each step then runs one recurrent
- * GEMM and one fused loop over the gates of every sequence, split over the
- * thread pool. Layouts: docs/ir.md, "Recurrent ops"; the reference is the
- * interpreter's codegen/interp_rnn.c. Sections: sizes, forward, BPTT, gradients. */
+ * RNN), forward and backward through time. Each pool thread takes its own
+ * sequences: the input projection of all their steps as one GEMM into the
+ * value's gate columns, then every step: one recurrent GEMM (register tiles
+ * below, on weights packed once per call) and one fused loop over the gates.
+ * Layouts: docs/ir.md, "Recurrent ops"; the reference is the interpreter's
+ * codegen/interp_rnn.c. Sections: sizes, recurrent GEMM, forward, BPTT, gradients. */
 #include "runtime/internal.h"
 
 #include <math.h>
@@ -19,6 +20,7 @@ struct dims {
     int64_t row, st, grow;  /* a row of ws, of s0, of dg */
     int64_t goff;           /* ws: the gate columns the input projection lands in */
     int64_t hoff, soff;     /* dg: the recurrent gate block, the state block */
+    int64_t dt, dc;         /* dws: steps (t, or 1: the final step only), columns */
 };
 
 static struct dims dims_of(const struct nrt_rnn *r)
@@ -32,6 +34,8 @@ static struct dims dims_of(const struct nrt_rnn *r)
     d.goff = r->cell == LSTM ? 2 * r->h : r->cell == GRU ? r->h : 0;
     d.hoff = r->cell == GRU ? d.gh : 0;
     d.soff = r->cell == GRU ? 2 * d.gh : d.gh;
+    d.dt = r->dt > 0 ? r->dt : r->t;
+    d.dc = r->dc > 0 ? r->dc : d.row;
     return d;
 }
 
@@ -62,8 +66,115 @@ static void vtanh(float *y, const float *x, int64_t n)
         y[k] = nrt_tanhf(x[k]);
 }
 
-/* Sequences per chunk of a step's fused loop: enough gates to pay a hand-over. */
-static int64_t grain_of(const struct dims *d) { return 1 + 16384 / (d->gh > 0 ? d->gh : 1); }
+/* Sequences per pool chunk: each chunk runs its sequences through every
+ * step, so a chunk only needs enough work to pay one hand-over. */
+static int64_t grain_of(const struct dims *d)
+{
+    double flops = 2.0 * (double)d->t * (double)d->gh * (double)(d->h + d->f); /* per sequence */
+    return 1 + (int64_t)(2e5 / (flops > 1 ? flops : 1));
+}
+
+/* ---------------------------------------------------------- recurrent GEMM -- */
+
+/* C[i, j] (+)= sum over k of A[i, k] B(k, j), for the rows of one thread's
+ * sequences, with B packed once per call into panels of PANEL columns
+ * (k-major, zero past the last column; nrt_rnn_scratch_floats sizes them). A
+ * tile keeps RM rows by NV vectors of accumulators in registers, broadcasts
+ * one A value per row and loads NV vectors of B per k, so the sum over k runs
+ * in the same order whatever the tile: each row's result is the same however
+ * the rows are split over threads. */
+#define PANEL 16
+#define RM 4
+#if defined(__AVX512F__)
+#define VL 16 /* floats per vector */
+#define NV 4  /* vectors per tile row: 16 accumulators of the 32 registers */
+#else
+#define VL 8
+#define NV 2  /* AVX2 or less: 8 accumulators of 16 registers */
+#endif
+
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+
+/* Packs B(k, j) = w[j * ldj + k * ldk], j < n, k < kd, into p (64-byte aligned). */
+static void pack_b(const float *w, int64_t n, int64_t kd, int64_t ldj, int64_t ldk, float *p)
+{
+    for (int64_t j0 = 0; j0 < n; j0 += PANEL)
+        for (int64_t k = 0; k < kd; k++, p += PANEL)
+            for (int64_t l = 0; l < PANEL; l++)
+                p[l] = j0 + l < n ? w[(j0 + l) * ldj + k * ldk] : 0.0f;
+}
+
+/* One tile: rm rows of A (lda apart) by nv vectors of columns from the packed
+ * group p; ncols of them are C's (ldc apart). add: C += A B, else C = A B. */
+static inline __attribute__((always_inline)) void gemm_tile(const int rm, const int nv, int64_t kd, const float *a,
+                                                            int64_t lda, const float *p, float *c, int64_t ldc,
+                                                            int64_t ncols, int add)
+{
+    vf acc[RM][4], b[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < rm; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++)
+            acc[i][q] = (vf){0};
+    for (int64_t k = 0; k < kd; k++) {
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++)
+            b[q] = *(const vf *)(p + (q * VL / PANEL) * PANEL * kd + k * PANEL + q * VL % PANEL);
+#pragma GCC unroll 4
+        for (int i = 0; i < rm; i++) {
+            float x = a[i * lda + k];
+#pragma GCC unroll 4
+            for (int q = 0; q < nv; q++)
+                acc[i][q] += x * b[q];
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < rm; i++)
+#pragma GCC unroll 4
+        for (int q = 0; q < nv; q++) {
+            float *dst = c + i * ldc + q * VL;
+            if ((q + 1) * VL <= ncols) { /* C's rows need not be aligned: memcpy */
+                vf v = acc[i][q], old;
+                if (add) {
+                    memcpy(&old, dst, sizeof old);
+                    v += old;
+                }
+                memcpy(dst, &v, sizeof v);
+            } else if (q * VL < ncols) {
+                float t[VL];
+                memcpy(t, &acc[i][q], sizeof t);
+                for (int64_t l = 0; l < ncols - q * VL; l++)
+                    dst[l] = add ? dst[l] + t[l] : t[l];
+            }
+        }
+}
+
+#define TILE(R, V)                                                                                                 \
+    case (R) * 8 + (V):                                                                                            \
+        gemm_tile(R, V, kd, a + i0 * lda, lda, pj, c + i0 * ldc + j0, ldc, n - j0, add);                           \
+        break;
+
+/* C [m, n] (+)= A [m, kd] B [kd, n], B packed by pack_b. */
+static void rec_gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *p, float *c,
+                     int64_t ldc, int add)
+{
+    for (int64_t j0 = 0; j0 < n; j0 += NV * VL) {
+        int nv = (int)((n - j0 + VL - 1) / VL < NV ? (n - j0 + VL - 1) / VL : NV);
+        const float *pj = p + j0 / PANEL * PANEL * kd;
+        for (int64_t i0 = 0; i0 < m; i0 += RM) {
+            int rm = (int)(m - i0 < RM ? m - i0 : RM);
+            switch (rm * 8 + nv) {
+                TILE(1, 1) TILE(1, 2) TILE(2, 1) TILE(2, 2) TILE(3, 1) TILE(3, 2) TILE(4, 1) TILE(4, 2)
+#if NV > 2
+                TILE(1, 3) TILE(1, 4) TILE(2, 3) TILE(2, 4) TILE(3, 3) TILE(3, 4) TILE(4, 3) TILE(4, 4)
+#endif
+            default: /* rm and nv are in range */
+                break;
+            }
+        }
+    }
+}
+#undef TILE
 
 /* ---------------------------------------------------------------- forward -- */
 
@@ -133,25 +244,50 @@ static void fwd_rows(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+/* The input projection of every step of the sequences in [lo, hi) (one GEMM
+ * into the gate columns), then every step: the recurrent GEMM into the gate
+ * columns (GRU: into its own columns) and the gate loop. */
+struct fwd_job {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *bih, *bhh, *s0; /* biases, initial states */
+    const int32_t *len;          /* lengths */
+    const float *x;              /* the input */
+    const float *pk, *pi;        /* w_hh and w_ih packed (pack_b) */
+    float *ws;                   /* the value */
+};
+
+static void fwd_seqs(void *arg, int64_t lo, int64_t hi)
+{
+    const struct fwd_job *j = arg;
+    const struct dims *d = j->d;
+    const int gru = j->r->cell == GRU;
+    struct fwd_step st = {j->r, d, j->bih, j->bhh, j->s0, d->st, j->len, j->ws, 0, 0};
+    rec_gemm((hi - lo) * d->t, d->gh, d->f, j->x + lo * d->t * d->f, d->f, j->pi, j->ws + lo * d->t * d->row + d->goff,
+             d->row, 0);
+    for (int64_t s = 0; s < d->t; s++) {
+        st.s = s, st.t = step_at(j->r, s);
+        if (s > 0) {
+            st.prev = j->ws + (j->r->reverse ? st.t + 1 : st.t - 1) * d->row;
+            st.ldp = d->t * d->row;
+        }
+        float *dst = j->ws + (lo * d->t + st.t) * d->row + (gru ? 4 * d->h : d->goff);
+        rec_gemm(hi - lo, d->gh, d->h, st.prev + lo * st.ldp, st.ldp, j->pk, dst, d->t * d->row, !gru);
+        fwd_rows(&st, lo, hi);
+    }
+}
+
 void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
-                     const float *bhh, const float *s0, const int32_t *len, float *ws)
+                     const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch)
 {
     struct dims d = dims_of(r);
     if (d.n <= 0 || d.t <= 0)
         return;
-    nrt_sgemm(0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
-    struct fwd_step j = {r, &d, bih, bhh, s0, d.st, len, ws, 0, 0};
-    for (int64_t s = 0; s < d.t; s++) {
-        j.s = s, j.t = step_at(r, s);
-        if (s > 0) {
-            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
-            j.ldp = d.t * d.row;
-        }
-        float *dst = ws + j.t * d.row + (r->cell == GRU ? 4 * d.h : d.goff);
-        nrt_sgemm(0, 1, d.n, d.gh, d.h, 1.0f, j.prev, j.ldp, whh, d.h, r->cell == GRU ? 0.0f : 1.0f, dst,
-                  d.t * d.row);
-        nrt_parallel_for(d.n, grain_of(&d), fwd_rows, &j);
-    }
+    float *pi = scratch + (d.gh + PANEL - 1) / PANEL * PANEL * d.h;
+    pack_b(whh, d.gh, d.h, d.h, 1, scratch);
+    pack_b(wih, d.gh, d.f, d.f, 1, pi);
+    struct fwd_job j = {r, &d, bih, bhh, s0, len, x, scratch, pi, ws};
+    nrt_parallel_for(d.n, grain_of(&d), fwd_seqs, &j);
 }
 
 /* ------------------------------------------------------------------- BPTT -- */
@@ -171,41 +307,47 @@ struct bwd_step {
     int64_t t, s;           /* the step, and its position in processing order */
 };
 
-/* One sequence's step back through an LSTM cell (ws row w, its gradient dw,
- * the previous state prev): gate gradients into g, the incoming state's into
- * sp (which holds this step's state gradient on entry). */
-static void lstm_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
-                     float *restrict g, float *restrict sp)
+/* One sequence's step back through an LSTM cell (ws row w, its gradient dw --
+ * NULL: zero outside the state columns --, the previous state prev): gate
+ * gradients into g, the incoming state's into sp (which holds this step's
+ * state gradient on entry). Inlined, so that a NULL dw folds away. */
+#define DW(i) (dw ? dw[i] : 0.0f)
+
+static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const float *restrict w,
+                                                           const float *restrict dw, const float *restrict prev,
+                                                           float *restrict g, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k], dc = sp[H + k];
         float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
         float tc = nrt_tanhf(c);
-        float dout = dh * tc + dw[5 * H + k];
+        float dout = dh * tc + DW(5 * H + k);
         dc += dh * o * (1 - tc * tc);
-        g[k] = (dc * gg + dw[2 * H + k]) * i * (1 - i);
-        g[H + k] = (dc * prev[H + k] + dw[3 * H + k]) * f * (1 - f);
-        g[2 * H + k] = (dc * i + dw[4 * H + k]) * (1 - gg * gg);
+        g[k] = (dc * gg + DW(2 * H + k)) * i * (1 - i);
+        g[H + k] = (dc * prev[H + k] + DW(3 * H + k)) * f * (1 - f);
+        g[2 * H + k] = (dc * i + DW(4 * H + k)) * (1 - gg * gg);
         g[3 * H + k] = dout * o * (1 - o);
         sp[k] = 0, sp[H + k] = dc * f;
     }
 }
 
 /* The same for a GRU cell; gh: the recurrent-side gate gradients. */
-static void gru_bwd(int64_t H, const float *restrict w, const float *restrict dw, const float *restrict prev,
-                    float *restrict g, float *restrict gh, float *restrict sp)
+static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float *restrict w,
+                                                          const float *restrict dw, const float *restrict prev,
+                                                          float *restrict g, float *restrict gh, float *restrict sp)
 {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k];
         float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
-        float dn = (dh * (1 - z) + dw[3 * H + k]) * (1 - nn * nn);
-        float dr = (dn * ghn + dw[H + k]) * rg * (1 - rg);
-        float dz = (dh * (prev[k] - nn) + dw[2 * H + k]) * z * (1 - z);
+        float dn = (dh * (1 - z) + DW(3 * H + k)) * (1 - nn * nn);
+        float dr = (dn * ghn + DW(H + k)) * rg * (1 - rg);
+        float dz = (dh * (prev[k] - nn) + DW(2 * H + k)) * z * (1 - z);
         g[k] = dr, g[H + k] = dz, g[2 * H + k] = dn;
-        gh[k] = dr + dw[4 * H + k], gh[H + k] = dz + dw[5 * H + k], gh[2 * H + k] = dn * rg + dw[6 * H + k];
+        gh[k] = dr + DW(4 * H + k), gh[H + k] = dz + DW(5 * H + k), gh[2 * H + k] = dn * rg + DW(6 * H + k);
         sp[k] = dh * z;
     }
 }
+#undef DW
 
 static void bwd_rows(void *arg, int64_t lo, int64_t hi)
 {
@@ -215,16 +357,22 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
     const int cell = j->r->cell;
     for (int64_t b = lo; b < hi; b++) {
         int64_t at = b * d->t + j->t;
-        const float *restrict w = j->ws + at * d->row, *restrict dw = j->dws + at * d->row;
+        const float *restrict w = j->ws + at * d->row;
         const float *restrict prev = j->prev + b * j->ldp;
         float *restrict g = j->dg + at * d->grow, *restrict gh = g + d->hoff, *restrict sp = g + d->soff;
-        /* sp first holds the gradient of this step's state: dws plus the step after's */
+        /* this step's row of dws (NULL: none, the final step's only), its state columns */
+        const float *restrict dw = d->dt == d->t ? j->dws + at * d->dc : j->s == d->t - 1 ? j->dws + b * d->dc : NULL;
+        int64_t ns = !dw ? 0 : d->dc < d->st ? d->dc : d->st;
+        /* sp first holds the gradient of this step's state: the step after's plus dws */
         if (j->carry) {
             const float *restrict carry = j->carry + b * d->t * d->grow;
-            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k] + carry[k];
+            for (int64_t k = 0; k < d->st; k++) sp[k] = carry[k];
         } else {
-            for (int64_t k = 0; k < d->st; k++) sp[k] = dw[k];
+            memset(sp, 0, sizeof *sp * (size_t)d->st);
         }
+        for (int64_t k = 0; k < ns; k++) sp[k] += dw[k];
+        if (d->dc != d->row) /* no gate columns */
+            dw = NULL;
         int64_t pos = j->r->reverse ? d->t - 1 - j->s : j->s;
         if (pos >= len_of(j->len, b, d->t)) {
             memset(g, 0, sizeof *g * (size_t)d->soff);
@@ -232,10 +380,16 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
         }
         switch (cell) {
         case LSTM:
-            lstm_bwd(H, w, dw, prev, g, sp);
+            if (dw)
+                lstm_bwd(H, w, dw, prev, g, sp);
+            else
+                lstm_bwd(H, w, NULL, prev, g, sp);
             break;
         case GRU:
-            gru_bwd(H, w, dw, prev, g, gh, sp);
+            if (dw)
+                gru_bwd(H, w, dw, prev, g, gh, sp);
+            else
+                gru_bwd(H, w, NULL, prev, g, gh, sp);
             break;
         default:
             for (int64_t k = 0; k < H; k++) {
@@ -249,27 +403,47 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
     }
 }
 
+/* Every step back of the sequences in [lo, hi): the gate loop, then the
+ * incoming state's gradient through the recurrent weights (0 on padding: its
+ * gates are 0). */
+struct bwd_job {
+    const struct nrt_rnn *r;
+    const struct dims *d;
+    const float *ws, *dws, *s0; /* the forward value, its gradient, the initial states */
+    const int32_t *len;         /* lengths */
+    const float *pk;            /* w_hh packed (pack_b), transposed */
+    float *dg;                  /* the result */
+};
+
+static void bwd_seqs(void *arg, int64_t lo, int64_t hi)
+{
+    const struct bwd_job *j = arg;
+    const struct dims *d = j->d;
+    struct bwd_step st = {j->r, d, j->ws, j->dws, j->s0, d->st, NULL, j->len, j->dg, 0, 0};
+    for (int64_t s = d->t - 1; s >= 0; s--) {
+        st.s = s, st.t = step_at(j->r, s);
+        if (s > 0) {
+            st.prev = j->ws + (j->r->reverse ? st.t + 1 : st.t - 1) * d->row;
+            st.ldp = d->t * d->row;
+        } else {
+            st.prev = j->s0, st.ldp = d->st;
+        }
+        st.carry = s < d->t - 1 ? j->dg + step_at(j->r, s + 1) * d->grow + d->soff : NULL;
+        bwd_rows(&st, lo, hi);
+        float *g = j->dg + (lo * d->t + st.t) * d->grow;
+        rec_gemm(hi - lo, d->h, d->gh, g + d->hoff, d->t * d->grow, j->pk, g + d->soff, d->t * d->grow, 1);
+    }
+}
+
 void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
-                  const int32_t *len, float *dg)
+                  const int32_t *len, float *dg, float *scratch)
 {
     struct dims d = dims_of(r);
     if (d.n <= 0 || d.t <= 0)
         return;
-    struct bwd_step j = {r, &d, ws, dws, s0, d.st, NULL, len, dg, 0, 0};
-    for (int64_t s = d.t - 1; s >= 0; s--) {
-        j.s = s, j.t = step_at(r, s);
-        if (s > 0) {
-            j.prev = ws + (r->reverse ? j.t + 1 : j.t - 1) * d.row;
-            j.ldp = d.t * d.row;
-        } else {
-            j.prev = s0, j.ldp = d.st;
-        }
-        j.carry = s < d.t - 1 ? dg + step_at(r, s + 1) * d.grow + d.soff : NULL;
-        nrt_parallel_for(d.n, grain_of(&d), bwd_rows, &j);
-        /* the incoming state's gradient through the recurrent weights (0 on padding: its gates are 0) */
-        nrt_sgemm(0, 0, d.n, d.h, d.gh, 1.0f, dg + j.t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
-                  dg + j.t * d.grow + d.soff, d.t * d.grow);
-    }
+    pack_b(whh, d.h, d.gh, 1, d.h, scratch);
+    struct bwd_job j = {r, &d, ws, dws, s0, len, scratch, dg};
+    nrt_parallel_for(d.n, grain_of(&d), bwd_seqs, &j);
 }
 
 /* -------------------------------------------------------------- gradients -- */
@@ -295,6 +469,27 @@ static void grad_whh(const struct nrt_rnn *r, const struct dims *d, const float 
     }
 }
 
+/* out[k] = sum over rows i of g[i * ld + k], for the column blocks [lo, hi):
+ * each column summed by one thread in row order, whatever the split. */
+#define COLSUM_BLOCK 16
+struct colsum_job {
+    const float *g;
+    int64_t rows, cols, ld;
+    float *out;
+};
+
+static void colsum(void *arg, int64_t lo, int64_t hi)
+{
+    const struct colsum_job *j = arg;
+    int64_t c0 = lo * COLSUM_BLOCK, c1 = hi * COLSUM_BLOCK < j->cols ? hi * COLSUM_BLOCK : j->cols;
+    float *restrict out = j->out;
+    memset(out + c0, 0, sizeof *out * (size_t)(c1 - c0));
+    for (int64_t i = 0; i < j->rows; i++) {
+        const float *restrict g = j->g + i * j->ld;
+        for (int64_t k = c0; k < c1; k++) out[k] += g[k];
+    }
+}
+
 void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
                   const float *s0, float *out)
 {
@@ -312,10 +507,9 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
         break;
     case 3:
     case 4: { /* the biases: column sums of the gate blocks */
-        const float *g = dg + (wrt == 4 ? d.hoff : 0);
-        memset(out, 0, sizeof *out * (size_t)d.gh);
-        for (int64_t i = 0; i < rows; i++)
-            for (int64_t k = 0; k < d.gh; k++) out[k] += g[i * d.grow + k];
+        struct colsum_job j = {dg + (wrt == 4 ? d.hoff : 0), rows, d.gh, d.grow, out};
+        nrt_parallel_for((d.gh + COLSUM_BLOCK - 1) / COLSUM_BLOCK, 1 + 65536 / (rows * COLSUM_BLOCK + 1), colsum,
+                         &j);
         break;
     }
     default: { /* s0: the state gradient of each sequence's first step */

@@ -370,6 +370,25 @@ static int c_rnn_sigmoid(void) { return rnn_case(IR_RNN_SIGMOID, 0, 4, 2, 3, tru
 static int c_lstm_long(void) { return rnn_case(IR_RNN_LSTM, 0, 40, 2, 2, true); }
 static int c_gru_long(void) { return rnn_case(IR_RNN_GRU, 1, 40, 2, 2, true); }
 
+/* A slice of a recurrent case's value along axis at [start, start + size). */
+static int rnn_slice(int y, int axis, int start, int size) {
+    int id = node(OP_SLICE, 1, y);
+    ir_set_int(at(id), "axis", axis), ir_set_int(at(id), "start", start), ir_set_int(at(id), "size", size);
+    return fin(id);
+}
+
+/* The final state h [N, 1, H] (step T-1, reverse: 0), or every state h
+ * [N, T, H]: autodiff hands rnn_bptt the narrow gradient [N, 1, H] or [N, T, H]. */
+static int rnn_last(int cell, int rev, int t, int f, int h, bool lengths, bool every) {
+    int y = rnn_case(cell, rev, t, f, h, lengths);
+    if (!every) y = rnn_slice(y, 1, rev ? 0 : t - 1, 1);
+    return rnn_slice(y, 2, 0, h);
+}
+static int c_gru_last(void) { return rnn_last(IR_RNN_GRU, 0, 5, 3, 3, true, false); }
+static int c_lstm_rev_last(void) { return rnn_last(IR_RNN_LSTM, 1, 4, 2, 3, true, false); }
+static int c_lstm_states(void) { return rnn_last(IR_RNN_LSTM, 0, 4, 3, 2, true, true); }
+static int c_rnn_tanh_rev_last(void) { return rnn_last(IR_RNN_TANH, 1, 5, 2, 3, false, false); }
+
 /* A value used twice and a parameter read by two nodes: gradients accumulate. */
 static int c_shared(void) {
     int x = in("x", S(2, N, 3), G_UNIFORM);
@@ -486,6 +505,10 @@ static const struct gcase cases[] = {
     {"rnn sigmoid lengths", c_rnn_sigmoid, 0, 0, {OP_RNN}},
     {"lstm 40 steps, lengths", c_lstm_long, 0, 1e-5, {OP_RNN}},
     {"gru reverse 40 steps, lengths", c_gru_long, 0, 1e-5, {OP_RNN}},
+    {"gru final state, lengths", c_gru_last, 0, 0, {OP_RNN}},
+    {"lstm reverse final state, lengths", c_lstm_rev_last, 0, 0, {OP_RNN}},
+    {"lstm every h, lengths", c_lstm_states, 0, 0, {OP_RNN}},
+    {"rnn tanh reverse final state", c_rnn_tanh_rev_last, 0, 0, {OP_RNN}},
     {"shared value and param", c_shared, 0, 0, {OP_MUL, OP_ADD, OP_TANH}},
     {"mlp, hidden reused", c_mlp, 0, 0, {OP_MATMUL, OP_TANH}},
 };
