@@ -190,6 +190,13 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
         struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
         return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
     }
+    if (n->op == OP_ATTENTION || n->op == OP_ATTENTION_GRAD) { /* per (item, head): runtime/attn.c */
+        const struct shape *x = &f->nodes[n->args[0]].type.shape;
+        int64_t h = ir_get_int(n, "heads"), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
+                                                                               n->op == OP_ATTENTION_GRAD);
+        *per_n = x->dim[0] == IR_DIM_N;
+        return *per_n ? per : per * x->dim[0];
+    }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);
     if (fsum || n->op == OP_VARIANCE) { /* double accumulators (reductions below): 2 floats per double */
         struct cgc_x cnt = cgc_count(&n->type.shape);
@@ -696,6 +703,25 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    for (int64_t j = kn; j < %lld; j++) y[j] = 0.0f;", (long long)tk);
     cgc_emit(c, "}");
 }
+
+/* The fused self-attention core, by libnetrt (runtime/attn.c) in the node's scratch. */
+static void attention(struct cgc *c, int id, bool grad) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x = arg_shape(c, id, 0);
+    char scale[64];
+    cgc_float(ir_get_float(n, "scale"), scale, sizeof scale);
+    cgc_emit(c, "{");
+    cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", xs(cgc_dim(x, 0)), (long long)x->dim[1],
+             (long long)(x->dim[2] / 3), (long long)ir_get_int(n, "heads"), scale, (int)ir_get_int(n, "causal"));
+    if (grad)
+        cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id,
+                 id);
+    else cgc_emit(c, "    nrt_attention(&geo, v%d, v%d, s%d);", arg(c, id, 0), id, id);
+    cgc_emit(c, "}");
+}
+
+void cgc_op_ATTENTION(struct cgc *c, int id) { attention(c, id, false); }
+void cgc_op_ATTENTION_GRAD(struct cgc *c, int id) { attention(c, id, true); }
 
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static void softmax_grad(struct cgc *c, int id, bool log_in) {

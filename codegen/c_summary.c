@@ -59,6 +59,12 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_CONV_TRANSPOSE2D: /* (x, w[ci, co/g, kh, kw]): every input meets co/g*kh*kw taps */
         w = arg_shape(f, n, 1);
         return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));
+    case OP_ATTENTION: case OP_ATTENTION_GRAD: { /* as the unfused core: the full T x T scores */
+        const struct shape *x = arg_shape(f, n, 0);
+        double t = (double)x->dim[1], e = (double)x->dim[2] / 3, h = (double)ir_get_int(n, "heads");
+        double per = n->op == OP_ATTENTION ? 4 * t * t * e + 2 * t * t * h : 10 * t * t * e + 4 * t * t * h;
+        return fprod((struct flops){per, false}, dim_x(x, 0));
+    }
     case OP_MAXPOOL2D: case OP_AVGPOOL2D: {
         int cnt;
         const int64_t *k = ir_get_ints(n, "kernel", &cnt);

@@ -874,6 +874,143 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     klaunch(k, idx, &v, rows, false, false);
 }
 
+/* The fused self-attention core: one work-item per (item, head, row); the
+ * kernel's prelude names the row's head base, q_i, and kn, the keys it sees. */
+static void attn_prelude(struct clc *k, int id, const char *row) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *x = arg_shape(k, id, 0);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, h = (long long)ir_get_int(nd, "heads");
+    clc_src(k, "    const long r = get_global_id(0);");
+    clc_src(k, "    if (r >= %s * %lld) return;", xs(cgc_dim(x, 0)), h * t);
+    clc_src(k, "    const long %s = r %% %lld, h = (r / %lld) %% %lld, b = r / %lld;", row, t, t, h, h * t);
+    clc_src(k, "    __global const float *base = v%d + b * %lld + h * %lld;", arg(k, id, 0), t * 3 * e, e / h);
+    clc_src(k, "    const float sc = %s;", fs(ir_get_float(nd, "scale")));
+}
+
+/* Work-items of the attention kernels: items * heads * steps. */
+static struct cgc_x attn_rows(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    struct cgc_x b = cgc_dim(x, 0);
+    b.k *= ir_get_int(node(k, id), "heads") * x->dim[1];
+    return b;
+}
+
+/* Row i's score with key j: sc q_i.k_j (the operand's q and k of the head). */
+static void attn_score(struct clc *k, long long d, long long e, const char *i, const char *j) {
+    clc_src(k, "        float s = 0.0f;");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) s += base[%s * %lld + c] * base[%s * %lld + %lld + c];", d, i, 3 * e, j,
+            3 * e, e);
+    clc_src(k, "        s *= sc;");
+}
+
+/* y_i = sum_j p_ij v_j with the softmax computed online (running maximum m
+ * and sum l, the accumulator rescaled when m grows). */
+void clc_op_ATTENTION(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_get_int(node(k, id), "heads");
+    bool causal = ir_get_int(node(k, id), "causal") != 0;
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    attn_prelude(k, id, "i");
+    if (causal) clc_src(k, "    const long kn = i + 1;");
+    else clc_src(k, "    const long kn = %lld;", t);
+    clc_src(k, "    float acc[%lld], m = -INFINITY, l = 0.0f;", d);
+    clc_src(k, "    for (long c = 0; c < %lld; c++) acc[c] = 0.0f;", d);
+    clc_src(k, "    for (long j = 0; j < kn; j++) {");
+    attn_score(k, d, e, "i", "j");
+    clc_src(k, "        const float mn = fmax(m, s), a = exp(m - mn), p = exp(s - mn);");
+    clc_src(k, "        l = l * a + p;");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] = acc[c] * a + p * base[j * %lld + %lld + c];", d, 3 * e, 2 * e);
+    clc_src(k, "        m = mn;");
+    clc_src(k, "    }");
+    clc_src(k, "    __global float *y = v%d + (b * %lld + i) * %lld + h * %lld;", id, t, e, d);
+    clc_src(k, "    for (long c = 0; c < %lld; c++) y[c] = acc[c] / l;", d);
+    idx = kend(k);
+    klaunch(k, idx, &v, attn_rows(k, id), false, false);
+}
+
+/* ATTENTION_GRAD (qkv, y, dy) -> dqkv in three kernels over rows: (a) row i's
+ * log-sum-exp of scores into dq_i[0], a stash; (b) per key j, dk_j and dv_j
+ * from the rows that see it, their weights exp(s_ij - lse_i); (c) dq_i, read
+ * after the row's own stash. sum_j p_ij dp_ij is dy_i . y_i. */
+void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_get_int(node(k, id), "heads");
+    bool causal = ir_get_int(node(k, id), "causal") != 0;
+    int yv = arg(k, id, 1), dyv = arg(k, id, 2);
+    struct kvals v = kv_node(k, id);
+    char name[80];
+    /* (a) */
+    snprintf(name, sizeof name, "%s_lse", kname(k, id));
+    int idx = kbegin(k, name, &v, false, false);
+    attn_prelude(k, id, "i");
+    if (causal) clc_src(k, "    const long kn = i + 1;");
+    else clc_src(k, "    const long kn = %lld;", t);
+    clc_src(k, "    float m = -INFINITY, l = 0.0f;");
+    clc_src(k, "    for (long j = 0; j < kn; j++) {");
+    attn_score(k, d, e, "i", "j");
+    clc_src(k, "        const float mn = fmax(m, s);");
+    clc_src(k, "        l = l * exp(m - mn) + exp(s - mn);");
+    clc_src(k, "        m = mn;");
+    clc_src(k, "    }");
+    clc_src(k, "    v%d[(b * %lld + i) * %lld + h * %lld] = m + log(l);", id, t, 3 * e, d);
+    idx = kend(k);
+    klaunch(k, idx, &v, attn_rows(k, id), false, false);
+    /* (b) */
+    snprintf(name, sizeof name, "%s_kv", kname(k, id));
+    idx = kbegin(k, name, &v, false, false);
+    attn_prelude(k, id, "j");
+    clc_src(k, "    float dk[%lld], dv[%lld];", d, d);
+    clc_src(k, "    for (long c = 0; c < %lld; c++) dk[c] = dv[c] = 0.0f;", d);
+    clc_src(k, "    for (long i = %s; i < %lld; i++) {", causal ? "j" : "0", t);
+    attn_score(k, d, e, "i", "j");
+    clc_src(k, "        __global const float *dyi = v%d + (b * %lld + i) * %lld + h * %lld;", dyv, t, e, d);
+    clc_src(k, "        __global const float *yi = v%d + (b * %lld + i) * %lld + h * %lld;", yv, t, e, d);
+    clc_src(k, "        const float p = exp(s - v%d[(b * %lld + i) * %lld + h * %lld]);", id, t, 3 * e, d);
+    clc_src(k, "        float dp = 0.0f, dd = 0.0f;");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) {", d);
+    clc_src(k, "            dp += dyi[c] * base[j * %lld + %lld + c];", 3 * e, 2 * e);
+    clc_src(k, "            dd += dyi[c] * yi[c];");
+    clc_src(k, "        }");
+    clc_src(k, "        const float ds = sc * p * (dp - dd);");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) {", d);
+    clc_src(k, "            dk[c] += ds * base[i * %lld + c];", 3 * e);
+    clc_src(k, "            dv[c] += p * dyi[c];");
+    clc_src(k, "        }");
+    clc_src(k, "    }");
+    clc_src(k, "    __global float *o = v%d + (b * %lld + j) * %lld + h * %lld;", id, t, 3 * e, d);
+    clc_src(k, "    for (long c = 0; c < %lld; c++) {", d);
+    clc_src(k, "        o[%lld + c] = dk[c];", e);
+    clc_src(k, "        o[%lld + c] = dv[c];", 2 * e);
+    clc_src(k, "    }");
+    idx = kend(k);
+    klaunch(k, idx, &v, attn_rows(k, id), false, false);
+    /* (c) */
+    snprintf(name, sizeof name, "%s_q", kname(k, id));
+    idx = kbegin(k, name, &v, false, false);
+    attn_prelude(k, id, "i");
+    if (causal) clc_src(k, "    const long kn = i + 1;");
+    else clc_src(k, "    const long kn = %lld;", t);
+    clc_src(k, "    __global const float *dyi = v%d + (b * %lld + i) * %lld + h * %lld;", dyv, t, e, d);
+    clc_src(k, "    __global const float *yi = v%d + (b * %lld + i) * %lld + h * %lld;", yv, t, e, d);
+    clc_src(k, "    __global float *dq = v%d + (b * %lld + i) * %lld + h * %lld;", id, t, 3 * e, d);
+    clc_src(k, "    const float lse = dq[0];");
+    clc_src(k, "    float acc[%lld], dd = 0.0f;", d);
+    clc_src(k, "    for (long c = 0; c < %lld; c++) {", d);
+    clc_src(k, "        acc[c] = 0.0f;");
+    clc_src(k, "        dd += dyi[c] * yi[c];");
+    clc_src(k, "    }");
+    clc_src(k, "    for (long j = 0; j < kn; j++) {");
+    attn_score(k, d, e, "i", "j");
+    clc_src(k, "        float dp = 0.0f;");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) dp += dyi[c] * base[j * %lld + %lld + c];", d, 3 * e, 2 * e);
+    clc_src(k, "        const float ds = sc * exp(s - lse) * (dp - dd);");
+    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] += ds * base[j * %lld + %lld + c];", d, 3 * e, e);
+    clc_src(k, "    }");
+    clc_src(k, "    for (long c = 0; c < %lld; c++) dq[c] = acc[c];", d);
+    idx = kend(k);
+    klaunch(k, idx, &v, attn_rows(k, id), false, false);
+}
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static void softmax_grad(struct clc *k, int id, bool log_in) {
     struct kvals v = kv_node(k, id);

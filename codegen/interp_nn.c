@@ -64,6 +64,90 @@ bool cg_eval_ATTN_SOFTMAX(struct cg_interp *it, int id) {
     return true;
 }
 
+/* ATTENTION's geometry: items b, steps t, width e (qkv has 3e columns), heads h of d. */
+struct attn_geo {
+    size_t b, t, e, h, d; /* sizes */
+    double scale;         /* of q.k */
+    bool causal;          /* row i sees j <= i */
+};
+
+static struct attn_geo attn_geo(struct cg_interp *it, int id) {
+    const struct cg_val *qkv = cg_arg(it, id, 0);
+    const struct ir_node *n = cg_node(it, id);
+    struct attn_geo g = {(size_t)qkv->shape.dim[0], (size_t)qkv->shape.dim[1], (size_t)qkv->shape.dim[2] / 3,
+                         (size_t)ir_get_int(n, "heads"), 0, ir_get_float(n, "scale"), ir_get_int(n, "causal") != 0};
+    g.d = g.e / g.h;
+    return g;
+}
+
+/* Element c of head h of q (part 0), k (1) or v (2) at step j of item b. */
+static double attn_at(const struct attn_geo *g, const double *qkv, size_t b, size_t part, size_t j, size_t h, size_t c) {
+    return qkv[(b * g->t + j) * 3 * g->e + part * g->e + h * g->d + c];
+}
+
+/* The attention weights p[0..t) of row i of head h of item b (0 past the causal limit). */
+static void attn_row(const struct attn_geo *g, const double *qkv, size_t b, size_t h, size_t i, double *p) {
+    size_t kn = g->causal ? i + 1 : g->t;
+    for (size_t j = 0; j < kn; j++) {
+        double s = 0;
+        for (size_t c = 0; c < g->d; c++) s += attn_at(g, qkv, b, 0, i, h, c) * attn_at(g, qkv, b, 1, j, h, c);
+        p[j] = g->scale * s;
+    }
+    double lse = logsumexp(p, kn, 1);
+    for (size_t j = 0; j < g->t; j++) p[j] = j < kn ? exp(p[j] - lse) : 0;
+}
+
+/* y[b, i, h*d + c] = sum_j p_ij v[b, j, h*d + c]. */
+bool cg_eval_ATTENTION(struct cg_interp *it, int id) {
+    struct attn_geo g = attn_geo(it, id);
+    const double *qkv = cg_arg(it, id, 0)->d;
+    struct cg_val *y = cg_out(it, id);
+    double p[4096];
+    if (g.t > 4096) return cg_fail(it, id, "sequences longer than 4096");
+    for (size_t b = 0; b < g.b; b++)
+        for (size_t h = 0; h < g.h; h++)
+            for (size_t i = 0; i < g.t; i++) {
+                attn_row(&g, qkv, b, h, i, p);
+                for (size_t c = 0; c < g.d; c++) {
+                    double s = 0;
+                    for (size_t j = 0; j < g.t; j++) s += p[j] * attn_at(&g, qkv, b, 2, j, h, c);
+                    y->d[(b * g.t + i) * g.e + h * g.d + c] = s;
+                }
+            }
+    return true;
+}
+
+/* (qkv, y, dy) -> dqkv: per row i, dp_ij = dy_i.v_j, ds_ij = p_ij (dp_ij - dy_i.y_i);
+ * dq_i = scale sum_j ds_ij k_j, dk_j += scale ds_ij q_i, dv_j += p_ij dy_i. */
+bool cg_eval_ATTENTION_GRAD(struct cg_interp *it, int id) {
+    struct attn_geo g = attn_geo(it, id);
+    const double *qkv = cg_arg(it, id, 0)->d, *y = cg_arg(it, id, 1)->d, *dy = cg_arg(it, id, 2)->d;
+    struct cg_val *dx = cg_out(it, id);
+    double p[4096];
+    if (g.t > 4096) return cg_fail(it, id, "sequences longer than 4096");
+    memset(dx->d, 0, sizeof *dx->d * dx->numel);
+    for (size_t b = 0; b < g.b; b++)
+        for (size_t h = 0; h < g.h; h++)
+            for (size_t i = 0; i < g.t; i++) {
+                attn_row(&g, qkv, b, h, i, p);
+                const double *dyi = dy + (b * g.t + i) * g.e + h * g.d, *yi = y + (b * g.t + i) * g.e + h * g.d;
+                double dd = 0;
+                for (size_t c = 0; c < g.d; c++) dd += dyi[c] * yi[c];
+                for (size_t j = 0; j < g.t; j++) {
+                    double dp = 0;
+                    for (size_t c = 0; c < g.d; c++) dp += dyi[c] * attn_at(&g, qkv, b, 2, j, h, c);
+                    double ds = g.scale * p[j] * (dp - dd);
+                    double *dq = dx->d + (b * g.t + i) * 3 * g.e + h * g.d, *dk = dx->d + (b * g.t + j) * 3 * g.e + g.e + h * g.d;
+                    for (size_t c = 0; c < g.d; c++) {
+                        dq[c] += ds * attn_at(&g, qkv, b, 1, j, h, c);
+                        dk[c] += ds * attn_at(&g, qkv, b, 0, i, h, c);
+                        dk[g.e + c] += p[j] * dyi[c];
+                    }
+                }
+            }
+    return true;
+}
+
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static bool softmax_grad(struct cg_interp *it, int id, bool log_in) {
     struct cg_val *y = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);

@@ -309,7 +309,9 @@ static int padding_mask(struct lower *L, const struct fe_arg *a, int64_t t, stru
 
 /* attention(heads, causal=false, dropout=0, mask=, key_padding_mask=) on
  * x [N, T, E]: nn.MultiheadAttention(E, heads, batch_first=True) applied as
- * self-attention, attn(x, x, x). */
+ * self-attention, attn(x, x, x). Without masks and training dropout the core
+ * is one fused ATTENTION op on the in-projection's output; otherwise batched
+ * matmuls over heads split out of it, ATTN_SOFTMAX and the masks' additions. */
 struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                               struct loc loc) {
     static const char *const opts[] = {"heads", "causal", "dropout", "mask", "key_padding_mask", NULL};
@@ -353,9 +355,19 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
     if (w_in < 0 || b_in < 0 || w_out < 0 || b_out < 0) return lw_err();
     int qkv = add(L, mm(L, x, w_in, true, loc), b_in, loc);
     if (qkv < 0) return lw_err();
+    double scale = 1 / sqrt((double)(e / h));
+    struct shape merged = shape_of(3, (int64_t[]){IR_DIM_N, t, e});
+    if (mask < 0 && kpm < 0 && !(L->mode == MODE_TRAIN && rate > 0)) { /* the fused core (runtime/attn.c) */
+        int a = lw_node(L, OP_ATTENTION, &qkv, 1, loc);
+        ir_set_int(lw_n(L, a), "heads", h);
+        ir_set_float(lw_n(L, a), "scale", scale);
+        ir_set_int(lw_n(L, a), "causal", causal);
+        a = lw_fin(L, a);
+        if (a < 0) return lw_err();
+        return lw_tensor(add(L, mm(L, a, w_out, true, loc), b_out, loc));
+    }
     int q = heads_of(L, qkv, 0, e, h, loc), kh = heads_of(L, qkv, e, e, h, loc), v = heads_of(L, qkv, 2 * e, e, h, loc);
     int s = mm(L, q, kh, true, loc); /* [N, H, T, T] */
-    double scale = 1 / sqrt((double)(e / h));
     /* softmax(scale * s + m) = softmax(scale * (s + m / scale)) */
     if (mask >= 0) s = add(L, s, mul(L, mask, lw_const(L, 1 / scale, DT_F32, loc), loc), loc);
     if (kpm >= 0) s = add(L, s, kpm, loc);
@@ -371,7 +383,6 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
         p = lw_fin(L, p);
     }
     int ctx = transpose(L, mm(L, p, v, false, loc), (int64_t[]){0, 2, 1, 3}, 4, loc); /* [N, T, H, d] */
-    struct shape merged = shape_of(3, (int64_t[]){IR_DIM_N, t, e});
     int y = add(L, mm(L, lw_reshape(L, ctx, &merged, loc), w_out, true, loc), b_out, loc);
     return lw_tensor(y);
 }

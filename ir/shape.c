@@ -402,6 +402,40 @@ static bool shape_ATTN_SOFTMAX(struct rule_ctx *c) {
     return true;
 }
 
+/* qkv [B, T, 3E] with T and E static, E divisible by heads; the result [B, T, E]
+ * (ATTENTION) or qkv's shape (ATTENTION_GRAD, whose y and dy are [B, T, E]). */
+static bool attention_like(struct rule_ctx *c, struct shape *y) {
+    const struct shape *s = &c->a[0]->shape;
+    int64_t t, e3, h = ir_get_int(c->n, "heads"), causal = ir_get_int(c->n, "causal");
+    if (!need_f32(c, 0)) return false;
+    if (s->rank != 3) return fail(c, "%s expects qkv [N, T, 3E], got %s", opname(c), ts(c->a[0]));
+    if (!static_dim(c, 0, 1, &t) || !static_dim(c, 0, 2, &e3)) return false;
+    if (h < 1 || e3 % (3 * h))
+        return fail(c, "%s: qkv's last dim %lld is not a multiple of 3 * heads (%lld heads)", opname(c), (long long)e3,
+                    (long long)h);
+    if (!(ir_get_float(c->n, "scale") > 0)) return fail(c, "%s needs a positive scale", opname(c));
+    if (causal != 0 && causal != 1) return fail(c, "%s: causal must be 0 or 1, got %lld", opname(c), (long long)causal);
+    *y = *s;
+    y->dim[2] = e3 / 3;
+    return true;
+}
+
+static bool shape_ATTENTION(struct rule_ctx *c) {
+    struct shape y;
+    if (!attention_like(c, &y)) return false;
+    set_type(c, DT_F32, &y);
+    return true;
+}
+
+static bool shape_ATTENTION_GRAD(struct rule_ctx *c) {
+    struct shape y;
+    if (!attention_like(c, &y) || !need_f32(c, 1) || !need_f32(c, 2) || !same_shape(c, 1, 2)) return false;
+    if (!shape_equal(&c->a[1]->shape, &y))
+        return fail(c, "%s: y and dy must be [N, T, E] for qkv %s, got %s", opname(c), ts(c->a[0]), ts(c->a[1]));
+    c->n->type = *c->a[0];
+    return true;
+}
+
 /* ---------------------------------------------------------------- losses */
 
 static bool scalar_out(struct rule_ctx *c) {

@@ -473,6 +473,20 @@ static void grad_ATTN_SOFTMAX(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, scale == 1.0 ? d : op2(ad, OP_MUL, d, cst(ad, scale)));
 }
 
+/* y = ATTENTION(qkv): dqkv = ATTENTION_GRAD(qkv, y, dy), which recomputes the
+ * attention weights from q and k (y gives each row's sum(dy y)). */
+static void grad_ATTENTION(struct ad *ad, int id, int g) {
+    const struct ir_node *n = nd(ad, id);
+    int64_t heads = ir_get_int(n, "heads"), causal = ir_get_int(n, "causal");
+    double scale = ir_get_float(n, "scale");
+    int d = add(ad, OP_ATTENTION_GRAD, (int[]){n->args[0], id, g}, 3);
+    ir_set_int(nd(ad, d), "heads", heads);
+    ir_set_float(nd(ad, d), "scale", scale);
+    ir_set_int(nd(ad, d), "causal", causal);
+    acc_arg(ad, id, 0, fin(ad, d));
+}
+
+#define grad_ATTENTION_GRAD grad_none
 #define grad_SOFTMAX_GRAD grad_none
 #define grad_LOG_SOFTMAX_GRAD grad_none
 

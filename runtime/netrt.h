@@ -949,6 +949,26 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
 void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y);
 void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx);
 
+/* ------------------------------------------------ fused attention (attn.c) -- */
+/* The IR's ATTENTION and ATTENTION_GRAD (ir/ops.def) on qkv [n, t, 3e] (q, k and
+ * v side by side, head h in columns h*d..h*d+d of each, d = e / h): y [n, t, e];
+ * the gradient (qkv, y, dy) -> dqkv [n, t, 3e], with sum_j p_ij dp_ij taken as
+ * dy_i . y_i. One task per (item, head) over the thread pool; scratch holds
+ * n * h * nrt_attn_scratch_floats(t, d, grad) floats. */
+struct nrt_attn {
+    int64_t n, t, e, h; /* items, steps, width, heads */
+    float scale;        /* of the scores q.k */
+    int causal;         /* row i sees keys j <= i */
+};
+static inline int64_t nrt_attn_scratch_floats(int64_t t, int64_t d, int grad)
+{
+    const int64_t tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16; /* padded to blocks of 16 */
+    return grad ? 5 * tp * dp + 2 * tp * tp : 2 * tp * dp + tp + dp;
+}
+void nrt_attention(const struct nrt_attn *g, const float *qkv, float *y, float *scratch);
+void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float *y, const float *dy, float *dqkv,
+                        float *scratch);
+
 /* At the start of main: when the CPU has AVX-512 (AVX2) but OpenBLAS chose a
  * core without it (Debian's 0.3.21 falls back to SSE3 kernels on CPUs it does
  * not know), sets OPENBLAS_CORETYPE=SkylakeX (Haswell) unless the user set it

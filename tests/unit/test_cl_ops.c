@@ -246,6 +246,14 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,2,3,4]\n%1 = attn_softmax(%0) {scale=0.5, causal=0} : f32[N,2,3,4]\nreturn y=%1\n", false, false},
     {"attn_softmax_causal", "input @x : f32[N,2,3,5]\n",
      "%0 = input @x : f32[N,2,3,5]\n%1 = attn_softmax(%0) {scale=0.25, causal=1} : f32[N,2,3,5]\nreturn y=%1\n", false, false},
+    /* the fused attention core: d = 3 and d = 17 (padding of the runtime's blocks
+     * of 16, a second block), T = 19 (two blocks of keys), causal and not */
+    {"attention_causal", "input @x : f32[N,5,18]\n",
+     "%0 = input @x : f32[N,5,18]\n%1 = attention(%0) {heads=2, scale=0.6, causal=1} : f32[N,5,6]\nreturn y=%1\n", false, false},
+    {"attention_long", "input @x : f32[N,19,12]\n",
+     "%0 = input @x : f32[N,19,12]\n%1 = attention(%0) {heads=1, scale=0.5, causal=0} : f32[N,19,4]\nreturn y=%1\n", false, false},
+    {"attention_wide", "input @x : f32[N,18,102]\n",
+     "%0 = input @x : f32[N,18,102]\n%1 = attention(%0) {heads=2, scale=0.25, causal=1} : f32[N,18,34]\nreturn y=%1\n", false, false},
     /* layernorm: rows shorter than the runtime's 8 lanes, and 2 lanes plus a tail */
     {"layernorm", "input @x : f32[N,3,7]\n",
      "%0 = input @x : f32[N,3,7]\n%1 = layernorm(%0) {eps=1e-05} : f32[N,3,7]\nreturn y=%1\n", false, false},

@@ -189,6 +189,15 @@ static int attn_softmax(int x, double scale, int causal) {
 static int c_attn_sm(void) { return attn_softmax(in("x", S(4, N, 2, 3, 4), G_UNIFORM), 0.5, 0); }
 static int c_attn_sm_causal(void) { return attn_softmax(in("x", S(3, N, 4, 4), G_UNIFORM), 0.7, 1); }
 static int c_attn_sm_causal_kv(void) { return attn_softmax(in("x", S(3, N, 2, 5), G_UNIFORM), 1.0, 1); }
+static int attention(int qkv, int64_t heads, double scale, int causal) {
+    int id = node(OP_ATTENTION, 1, qkv);
+    ir_set_int(at(id), "heads", heads);
+    ir_set_float(at(id), "scale", scale);
+    ir_set_int(at(id), "causal", causal);
+    return fin(id);
+}
+static int c_attention_causal(void) { return attention(in("qkv", S(3, N, 4, 12), G_UNIFORM), 2, 0.7, 1); }
+static int c_attention_full(void) { return attention(in("qkv", S(3, N, 3, 9), G_UNIFORM), 1, 0.5, 0); }
 static int layernorm(int x, double eps) {
     int id = node(OP_LAYERNORM, 1, x);
     ir_set_float(at(id), "eps", eps);
@@ -467,6 +476,8 @@ static const struct gcase cases[] = {
     {"attn_softmax", c_attn_sm, 0, 0, {OP_ATTN_SOFTMAX}},
     {"attn_softmax causal", c_attn_sm_causal, 0, 0, {OP_ATTN_SOFTMAX}},
     {"attn_softmax causal Tq<Tk", c_attn_sm_causal_kv, 0, 0, {OP_ATTN_SOFTMAX}},
+    {"attention causal, 2 heads", c_attention_causal, 0, 0, {OP_ATTENTION}},
+    {"attention full, 1 head", c_attention_full, 0, 0, {OP_ATTENTION}},
     {"log_softmax", c_log_softmax, 0, 0, {OP_LOG_SOFTMAX}},
     {"layernorm", c_layernorm, 0, 0, {OP_LAYERNORM}},
     {"layernorm eps 0.1", c_layernorm_eps, 0, 0, {OP_LAYERNORM}},

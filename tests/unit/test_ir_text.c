@@ -257,7 +257,7 @@ static struct ir_module *build_all_ops(void) {
     ir_set_int(ND(lsg), "axis", 1);
     fin(sm), fin(ls), fin(sg), fin(lsg);
 
-    /* The transformer ops: erf, gelu, attn_softmax, matmul_bsum. */
+    /* The transformer ops: erf, gelu, attn_softmax, attention, matmul_bsum. */
     int ef = fin(A1(ERF, x));
     int ge = A1(GELU, ef);
     ir_set_int(ND(ge), "approximate", 1);
@@ -273,6 +273,16 @@ static struct ir_module *build_all_ops(void) {
     ir_set_int(ND(bs), "transpose_a", 1);
     ir_set_int(ND(bs), "transpose_b", 0);
     fin(bs);
+    int at = A1(ATTENTION, rs);
+    ir_set_int(ND(at), "heads", 1);
+    ir_set_float(ND(at), "scale", 0.5);
+    ir_set_int(ND(at), "causal", 1);
+    fin(at);
+    int atg = A3(ATTENTION_GRAD, rs, at, at);
+    ir_set_int(ND(atg), "heads", 1);
+    ir_set_float(ND(atg), "scale", 0.5);
+    ir_set_int(ND(atg), "causal", 1);
+    fin(atg);
     int lnm = A1(LAYERNORM, asm_);
     ir_set_float(ND(lnm), "eps", 1e-5);
     fin(lnm);
