@@ -91,6 +91,25 @@ def time_latency(fn, seconds):
     return statistics.median(lat)
 
 
+def timed_steps(step, order, sync=lambda r: r):
+    """Runs step(order[0..2]) as warm-up (compilation, first touches), then the
+    rest until done or TRAIN_CAP_S; (last result, steps timed, their seconds,
+    warm-up seconds). sync(result) waits for asynchronous work (JAX)."""
+    t = time.perf_counter()
+    for idx in order[:3]:
+        r = step(idx)
+    sync(r)
+    warm = time.perf_counter() - t
+    t0, done = time.perf_counter(), 0
+    for idx in order[3:]:
+        r = step(idx)
+        done += 1
+        if time.perf_counter() - t0 > TRAIN_CAP_S:
+            break
+    sync(r)
+    return r, done, time.perf_counter() - t0, warm
+
+
 def infer_result(args, med, version, warmup=0.0):
     return {"images_per_second": args.batch / med, "latency_ms": med * 1e3, "version": version,
             "warmup_s": warmup}
@@ -134,18 +153,7 @@ def run_torch(args):
         opt.step()
         return loss
 
-    t = time.perf_counter()
-    for idx in order[:3]:  # compilation (torch.compile) and first-touch warm-up
-        step(idx)
-    warm = time.perf_counter() - t
-    t0 = time.perf_counter()
-    done = 0
-    for idx in order[3:]:
-        loss = step(idx)
-        done += 1
-        if time.perf_counter() - t0 > TRAIN_CAP_S:
-            break
-    secs = time.perf_counter() - t0
+    loss, done, secs, warm = timed_steps(step, order)
     return {"images_per_second": done * b / secs, "loss": float(loss.item()), "version": torch.__version__,
             "warmup_s": warm}
 
@@ -255,20 +263,13 @@ def run_jax(args):
     b = args.batch
     steps = max(1, int(args.amount) // b)
     order = batches(xs.shape[0], b, steps + 3)
-    t = time.perf_counter()
-    for idx in order[:3]:
-        params, state, loss = step(params, state, xs[idx], ys[idx])
-    loss.block_until_ready()
-    warm = time.perf_counter() - t
-    t0 = time.perf_counter()
-    done = 0
-    for idx in order[3:]:
-        params, state, loss = step(params, state, xs[idx], ys[idx])
-        done += 1
-        if time.perf_counter() - t0 > TRAIN_CAP_S:
-            break
-    loss.block_until_ready()
-    secs = time.perf_counter() - t0
+    carry = [params, state]
+
+    def one(idx):
+        carry[0], carry[1], loss = step(carry[0], carry[1], xs[idx], ys[idx])
+        return loss
+
+    loss, done, secs, warm = timed_steps(one, order, lambda r: r.block_until_ready())
     return {"images_per_second": done * b / secs, "loss": float(loss), "version": jax.__version__,
             "warmup_s": warm}
 

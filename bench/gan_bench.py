@@ -12,11 +12,7 @@ states the two steps apart, so it runs G forward in each (two G forwards per
 batch): the comparison is with what a PyTorch user writes, not with an
 identical operation count. bench.py calls run_torch_gan() in a child process;
 the rate is real images per second."""
-import time
-
 import baselines
-
-TRAIN_CAP_S = 10.0
 
 
 def torch_dcgan():
@@ -65,16 +61,6 @@ def run_torch_gan(args):
         return d_loss
 
     G.train(), D.train()
-    t = time.perf_counter()
-    for idx in order[:3]:
-        step(idx)
-    warm = time.perf_counter() - t
-    t0, done = time.perf_counter(), 0
-    for idx in order[3:]:
-        loss = step(idx)
-        done += 1
-        if time.perf_counter() - t0 > TRAIN_CAP_S:
-            break
-    secs = time.perf_counter() - t0
+    loss, done, secs, warm = baselines.timed_steps(step, order)
     return {"images_per_second": done * b / secs, "loss": float(loss.item()), "version": torch.__version__,
             "warmup_s": warm}

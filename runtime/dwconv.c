@@ -254,15 +254,16 @@ static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-/* Sets up the depthwise kernel for c when it applies (one input channel per
- * group, several groups, and a task's buffers fit the scratch the memory plan
- * gave the layer, nrt_conv_scratch); 0 otherwise. grad_weight: the weight
- * gradient's partial sums too. */
-static int dw_init(struct dw_job *j, const struct nrt_conv *c, float *scratch, int64_t units, int grad_weight)
+/* Runs fn over the pool when the depthwise kernels apply to c (one input
+ * channel per group, several groups, and a task's buffers fit the scratch the
+ * memory plan gave the layer, nrt_conv_scratch), with j's pointers set by the
+ * caller; 0 otherwise. grad_weight: the tasks need the weight gradient's
+ * partial sums too. */
+static int dw_run(struct dw_job *j, const struct nrt_conv *c, float *scratch, int64_t units, int grad_weight,
+                  void (*fn)(void *arg, int64_t lo, int64_t hi))
 {
     if (c->g < 2 || c->ci != c->g || getenv("NETC_CONV_IM2COL"))
         return 0;
-    memset(j, 0, sizeof *j);
     j->c = c, j->scratch = scratch, j->units = units;
     j->hp = c->h + c->p[0] + c->p[2], j->wp = c->w + c->p[1] + c->p[3];
     j->wide = c->s[0] == 1 && c->s[1] == 1;
@@ -278,41 +279,32 @@ static int dw_init(struct dw_job *j, const struct nrt_conv *c, float *scratch, i
     }
     j->xfloats = (j->xfloats + 15) / 16 * 16;
     j->per_task = (j->per_task + 31) / 16 * 16;
+    if (j->per_task > nrt_conv_scratch(c))
+        return 0;
     int64_t t = nrt_threads_get();
     j->tasks = t < units ? t : units;
     if (j->tasks < 1)
         j->tasks = 1;
     while (j->tasks > 1 && j->tasks * j->per_task > nrt_conv_scratch(c))
         j->tasks--;
-    return j->per_task <= nrt_conv_scratch(c);
+    nrt_parallel_for(j->tasks, 1, fn, j);
+    return 1;
 }
 
 int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
 {
-    struct dw_job j;
-    if (!dw_init(&j, c, scratch, c->n * c->ci, 0))
-        return 0;
-    j.x = x, j.w = w, j.y = y;
-    nrt_parallel_for(j.tasks, 1, dw_fwd_tasks, &j);
-    return 1;
+    struct dw_job j = {.x = x, .w = w, .y = y};
+    return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_fwd_tasks);
 }
 
 int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
 {
-    struct dw_job j;
-    if (!dw_init(&j, c, scratch, c->n * c->ci, 0))
-        return 0;
-    j.dy = dy, j.w = w, j.dx = dx;
-    nrt_parallel_for(j.tasks, 1, dw_dx_tasks, &j);
-    return 1;
+    struct dw_job j = {.dy = dy, .w = w, .dx = dx};
+    return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_dx_tasks);
 }
 
 int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
 {
-    struct dw_job j;
-    if (!dw_init(&j, c, scratch, c->ci, 1))
-        return 0;
-    j.x = x, j.dy = dy, j.dw = dw;
-    nrt_parallel_for(j.tasks, 1, dw_dw_tasks, &j);
-    return 1;
+    struct dw_job j = {.x = x, .dy = dy, .dw = dw};
+    return dw_run(&j, c, scratch, c->ci, 1, dw_dw_tasks);
 }
