@@ -5,7 +5,9 @@
 # then fuzzes for SECONDS (0: replay only) from a scratch copy of it, so the
 # repository's seeds stay as they are. Prints one line per target: executions,
 # coverage (cov: edges, ft: features) and corpus size. A crash, sanitizer
-# report, leak, timeout (> 10 s per input) or an allocation over 1 GiB stops
+# report, leak, timeout (> 10 s per input; NETC_FUZZ_TIMEOUT=S changes it, for
+# long runs at low priority on a busy machine, where a 0.5 s input can wait
+# longer than 10 s for a core) or an allocation over 1 GiB stops
 # that target; the input is saved as BUILD_DIR/fuzz/findings/T/crash-... and the
 # run exits 1 at the end. NETC_FUZZ_KEEP=DIR keeps the grown corpora in DIR/T.
 set -u
@@ -25,7 +27,7 @@ for t in "${targets[@]}"; do
   case "$t" in net|ir) max_len=16384 ;; *) max_len=4096 ;; esac
   if [ "$secs" -gt 0 ]; then mode=(-max_total_time="$secs"); else mode=(-runs=0); fi
   log="$findings/log"
-  "$bin" "${mode[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 \
+  "$bin" "${mode[@]}" -max_len="$max_len" -timeout="${NETC_FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
     -print_final_stats=1 -artifact_prefix="$findings/" "$work" >"$log" 2>&1
   rc=$?
   stats=$(grep -E '^#[0-9]+' "$log" | tail -1)
