@@ -1209,11 +1209,10 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
                  "dp_buckets, %d);\n}\n", rows);
 }
 
-const struct cg_target cg_target_c = {"c", ".c", emit_c};
-
-const struct cg_target *cg_target_find(const char *name) {
-    static const struct cg_target *const targets[] = {&cg_target_c, &cg_target_opencl};
-    for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
-        if (strcmp(targets[i]->name, name) == 0) return targets[i];
-    return NULL;
-}
+const struct cg_target cg_target_c = {
+    .name = "c",
+    .ext = ".c",
+    .help = "C11 for the system C compiler, OpenBLAS on the CPU",
+    .emit = emit_c,
+    .parts = true,
+};

@@ -198,3 +198,10 @@ bool cg_emit_lib(const struct ir_module *m, FILE *c_out, FILE *h_out, const char
     emit_header(m, h_out, P, PU);
     return !ferror(c_out) && !ferror(h_out);
 }
+
+const struct cg_target cg_target_lib = {
+    .name = "lib",
+    .ext = ".c",
+    .help = "the model as a C library to embed, MODEL.c and MODEL.h (`netc emit` only)",
+    .emit_lib = cg_emit_lib,
+};

@@ -259,4 +259,12 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     return ok && !ferror(out);
 }
 
-const struct cg_target cg_target_opencl = {"opencl", ".c", emit_opencl};
+const struct cg_target cg_target_opencl = {
+    .name = "opencl",
+    .ext = ".c",
+    .help = "OpenCL kernels on a device chosen at run time (`PROGRAM train --device`)",
+    .emit = emit_opencl,
+    .runtime_lib = "libnetrt_cl.a",
+    .link_flags = "-lOpenCL",
+    .needs = "the OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers)",
+};

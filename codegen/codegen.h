@@ -151,24 +151,51 @@ struct cg_options {
     size_t part_bytes;
 };
 
-/* A backend: a struct of function pointers (STYLE.md section 9). */
+/* The fusion limits and capabilities of a target, which kernel formation asks
+ * (passes/ fills this in; NULL in a target: no limits beyond the IR's). */
+struct cg_fusion_limits;
+
+/* A backend: a struct of data and function pointers (STYLE.md section 9),
+ * registered once in targets.c's table. tools/ reads every field from here and
+ * names no backend: --target, usage texts, link lines and errors come from the table. */
 struct cg_target {
     const char *name; /* as given to --target */
     const char *ext;  /* extension of the emitted source, ".c" */
-    /* Emit the whole module to out. False (with a diag_error) on a module the
-     * backend cannot handle. */
+    const char *help; /* one line for --help: what the target makes */
+    /* Emit the whole module to out as one program's source (with main() when
+     * opt->main). False (with a diag_error) on a module the backend cannot
+     * handle. NULL: a target for `netc emit` only (emit_lib). */
     bool (*emit)(const struct ir_module *m, FILE *out, const struct cg_options *opt);
+    /* Emit the module as a library to embed: c_out, and h_out (the header
+     * c_out includes as header_name), its API named after prefix. NULL: none. */
+    bool (*emit_lib)(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix,
+                     const char *header_name, const struct cg_options *opt);
+    bool parts;              /* emit honours cg_options.part (several translation units) */
+    const char *runtime_lib; /* a runtime library linked before libnetrt.a, found beside it ("libnetrt_cl.a"), or NULL */
+    const char *link_flags;  /* libraries linked after the runtime's, space-separated ("-lOpenCL"), or NULL */
+    const char *needs;       /* when runtime_lib is missing: what to install and rebuild, or NULL */
+    const struct cg_fusion_limits *fusion; /* what kernel formation may fuse for this target, or NULL */
 };
 
 extern const struct cg_target cg_target_c;
+extern const struct cg_target cg_target_lib; /* c_lib.c: the C target as a library (emit_lib) */
 /* c_lib.c: `netc emit --target=lib`: the C of the model (emit_c, the
  * descriptor renamed PREFIX_netc_model) plus a small API named after `prefix` (PREFIX_open, _forward,
  * _train_step, ...; docs/embedding.md) into c_out, and its header into h_out,
  * which `header_name` names for the #include. */
 bool cg_emit_lib(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix, const char *header_name,
                  const struct cg_options *opt);
+
+/* ---------------------------------------------------- targets.c: the registry */
+
+/* Every target, in the order --help lists them (the first is the default),
+ * ending with NULL. */
+extern const struct cg_target *const cg_targets[];
 /* The target named name, or NULL. */
 const struct cg_target *cg_target_find(const char *name);
+/* The names of the targets that build programs (emit set) or, with lib, of
+ * every target, as "a, b, c" into buf; returns buf. */
+const char *cg_target_names(char *buf, size_t size, bool lib);
 
 /* A size expression of generated code: k, times the batch size n when `n`. The
  * IR has at most one batch dim, so products of dims stay of this form. */

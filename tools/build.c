@@ -10,6 +10,7 @@
 #include "tools/build.h"
 
 #include "codegen/codegen.h"
+#include "tools/cli.h"
 #include "frontend/frontend.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
@@ -33,11 +34,6 @@
 #ifndef NETC_RUNTIME_LDFLAGS
 #define NETC_RUNTIME_LDFLAGS ""
 #endif
-/* libnetrt_cl.a, the OpenCL device layer, for --target=opencl ("" when netc was
- * built without OpenCL). */
-#ifndef NETC_RUNTIME_CL_LIB
-#define NETC_RUNTIME_CL_LIB ""
-#endif
 /* libnetrt_mpi.a and the MPI libraries, space-separated, for --mpi ("" when
  * netc was built without MPI). */
 #ifndef NETC_RUNTIME_MPI_LIB
@@ -58,25 +54,22 @@
 #define NETC_INSTALL_LIBDIR "lib"
 #endif
 
-enum { EXIT_USER = 1, EXIT_USAGE = 2 };
-
 #define PATH_MAX_ 4096
 
 /* -------------------------------------------------------------- runtime */
 
 /* Where the runtime is: the installed tree around this netc (BIN/../include,
  * BIN/../lib) when it holds netrt.h and libnetrt.a, else the build tree; the
- * OpenCL and MPI layers from the same place. */
+ * MPI layer and the targets' runtime libraries from the same place. */
 static struct runtime_paths rt;
 
 const struct runtime_paths *build_runtime(void) {
     if (rt.include) return &rt;
     rt.include = NETC_RUNTIME_INCLUDE;
     rt.lib = NETC_RUNTIME_LIB;
-    rt.cl_lib = NETC_RUNTIME_CL_LIB;
     rt.mpi_lib = NETC_RUNTIME_MPI_LIB;
     rt.installed = false;
-    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], cl[PATH_MAX_ + 64], mpi[PATH_MAX_ + 64],
+    static char exe[PATH_MAX_], inc[PATH_MAX_ + 64], lib[PATH_MAX_ + 64], mpi[PATH_MAX_ + 64],
         hdr[PATH_MAX_ + 80];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) return &rt;
@@ -86,16 +79,22 @@ const struct runtime_paths *build_runtime(void) {
     *slash = '\0';
     snprintf(inc, sizeof inc, "%s/../%s", exe, NETC_INSTALL_INCLUDEDIR);
     snprintf(lib, sizeof lib, "%s/../%s/libnetrt.a", exe, NETC_INSTALL_LIBDIR);
-    snprintf(cl, sizeof cl, "%s/../%s/libnetrt_cl.a", exe, NETC_INSTALL_LIBDIR);
     snprintf(mpi, sizeof mpi, "%s/../%s/libnetrt_mpi.a", exe, NETC_INSTALL_LIBDIR);
     snprintf(hdr, sizeof hdr, "%s/netrt.h", inc);
     if (access(hdr, R_OK) != 0 || access(lib, R_OK) != 0) return &rt;
     rt.include = inc;
     rt.lib = lib;
-    rt.cl_lib = access(cl, R_OK) == 0 ? cl : "";
     rt.mpi_lib = access(mpi, R_OK) == 0 ? mpi : "";
     rt.installed = true;
     return &rt;
+}
+
+const char *build_target_lib(const struct cg_target *t) {
+    static char path[PATH_MAX_ + 128];
+    if (!t->runtime_lib) return "";
+    const char *lib = build_runtime()->lib, *slash = strrchr(lib, '/');
+    snprintf(path, sizeof path, "%.*s%s", slash ? (int)(slash - lib + 1) : 0, lib, t->runtime_lib);
+    return access(path, R_OK) == 0 ? path : "";
 }
 
 /* ------------------------------------------------------------- options */
@@ -108,9 +107,8 @@ static const char usage_build[] =
     "\n"
     "  -o PROGRAM        the program to write (default: the model's name)\n"
     "  -O0 -O1 -O2 -O3   optimisation level for the C compiler (default -O3 -march=native)\n"
-    "  --target=T        the backend: c (default; OpenBLAS on the CPU) or opencl\n"
-    "                    (OpenCL kernels run on a device chosen at run time with\n"
-    "                    `PROGRAM train --device ...`; links libnetrt_cl.a -lOpenCL)\n"
+    "  --target=T        the backend, one of\n"
+    "@TARGETS@\n"
     "  --cc=CC           the C compiler (default: $CC, else cc)\n"
     "  --cflags=FLAGS    extra flags for the C compiler, space-separated\n"
     "  --keep            keep the generated C (its path is printed)\n"
@@ -130,21 +128,21 @@ static const char usage_build[] =
     "that an unchanged unit is never compiled twice; NETC_CACHE=0: no cache.\n";
 
 static const char usage_emit[] =
-    "usage: netc emit FILE.net [--target=c|opencl|lib] -o DIR/\n"
+    "usage: netc emit FILE.net [--target=T] -o DIR/\n"
     "\n"
     "Write the generated sources to DIR (created if missing): DIR/MODEL.c, one\n"
-    "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile with\n"
-    "  cc -O3 DIR/MODEL.c -IDIR libnetrt.a -lopenblas -lpng -lz -lm -lpthread\n"
-    "With --target=opencl, MODEL.c embeds its OpenCL C kernels as a string; compile\n"
-    "  cc -O3 DIR/MODEL.c -IDIR libnetrt_cl.a libnetrt.a -lOpenCL -lopenblas -lpng -lz -lm -lpthread\n"
+    "C11 file including only netrt.h, and a copy of DIR/netrt.h. Compile it, for\n"
+    "each target, with\n"
+    "@LINK_LINES@\n"
     "\n"
-    "With --target=lib, DIR/MODEL.c and DIR/MODEL.h are the model as a library\n"
-    "to embed, with no main(): MODEL_open, MODEL_load, MODEL_input_NAME,\n"
+    "A library target (lib) writes DIR/MODEL.c and DIR/MODEL.h, the model as a\n"
+    "library to embed, with no main(): MODEL_open, MODEL_load, MODEL_input_NAME,\n"
     "MODEL_forward, MODEL_train_step, ... (docs/embedding.md). Compile with\n"
     "  cc -O3 -c DIR/MODEL.c $(pkg-config --cflags netrt)   and link with $(pkg-config --libs netrt)\n"
     "\n"
     "  -o DIR            output directory (default: .)\n"
-    "  --target=T        the backend: c (default), opencl, or lib\n"
+    "  --target=T        the backend, one of\n"
+    "@ALL_TARGETS@\n"
     "  --no-fuse         skip kernel formation: one loop nest per IR value\n"
     "  --mpi, --bucket-size=B, --sync-bn   data parallel, as for `netc build`; link\n"
     "                    libnetrt_mpi.a before libnetrt.a, and -lmpi\n"
@@ -166,65 +164,42 @@ struct build_opts {
     const char *cc;      /* --cc */
     const char *cflags;  /* --cflags */
     const char *olevel;  /* "-O3" */
-    const struct cg_target *target; /* --target (default c) */
+    const struct cg_target *target; /* --target (default the registry's first) */
     bool keep;           /* --keep */
     bool verify;         /* --verify */
     bool no_fuse;        /* --no-fuse */
-    bool lib;            /* emit --target=lib: the model as a C library (.c and .h) */
     bool mpi;            /* --mpi */
     bool sync_bn;        /* --sync-bn */
     long long bucket;    /* --bucket-size, 0: default */
     int rest;            /* run: index of the first program argument after "--", or argc */
 };
 
-static void usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void usage_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "netc %s: error: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nrun `netc %s --help` for usage\n", cmd);
-}
-
-static void user_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void user_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "netc %s: error: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
-
 /* Returns 0 to go on, -1 after --help, else an exit status. */
 static int parse(const char *cmd, const char *usage, int argc, char **argv, struct build_opts *o) {
     memset(o, 0, sizeof *o);
     o->olevel = "-O3";
-    o->target = &cg_target_c;
+    o->target = cg_targets[0];
     o->rest = argc;
+    bool emit = strcmp(cmd, "emit") == 0;
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
+        const char *a = argv[i], *val;
+        if (cli_is_help(a)) {
+            cli_print_usage(stdout, usage);
             return -1;
         } else if (strcmp(a, "--") == 0 && strcmp(cmd, "run") == 0) {
             o->rest = i + 1;
             break;
         } else if (strcmp(a, "-o") == 0 && strcmp(cmd, "run") != 0) {
             if (++i == argc) {
-                usage_error(cmd, "-o needs a file name");
-                return EXIT_USAGE;
+                cli_usage_error(cmd, "-o needs a file name");
+                return CLI_EXIT_USAGE;
             }
             o->out = argv[i];
-        } else if (strcmp(a, "--target=lib") == 0 && strcmp(cmd, "emit") == 0) {
-            o->lib = true;
-        } else if (strncmp(a, "--target=", 9) == 0) {
-            o->target = cg_target_find(a + 9);
-            if (!o->target) {
-                usage_error(cmd, "unknown target '%s' (targets: c, opencl%s)", a + 9,
-                            strcmp(cmd, "emit") == 0 ? ", lib" : "; lib is for `netc emit`");
-                return EXIT_USAGE;
+        } else if ((val = cli_value(a, "--target"))) {
+            o->target = cg_target_find(val);
+            if (!o->target || (!o->target->emit && !emit)) {
+                cli_unknown_target(cmd, "target", val, emit);
+                return CLI_EXIT_USAGE;
             }
         } else if (strcmp(cmd, "emit") != 0 && (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 ||
                                                 strcmp(a, "-O2") == 0 || strcmp(a, "-O3") == 0)) {
@@ -243,32 +218,18 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
             o->mpi = true;
         } else if (strcmp(a, "--sync-bn") == 0) {
             o->sync_bn = true;
-        } else if (strncmp(a, "--bucket-size=", 14) == 0) {
-            char *end;
-            o->bucket = strtoll(a + 14, &end, 10);
-            if (*end == 'K' || *end == 'k') o->bucket <<= 10, end++;
-            else if (*end == 'M' || *end == 'm') o->bucket <<= 20, end++;
-            if (end == a + 14 || *end || o->bucket < 64 || o->bucket > (1ll << 40)) {
-                usage_error(cmd, "--bucket-size expects bytes from 64 to 1T (K or M suffix), got '%s'", a + 14);
-                return EXIT_USAGE;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            usage_error(cmd, "unknown option '%s'", a);
-            return EXIT_USAGE;
-        } else if (!o->file) {
-            o->file = a;
+        } else if ((val = cli_value(a, "--bucket-size"))) {
+            if (!cli_bytes(cmd, "--bucket-size", val, &o->bucket)) return CLI_EXIT_USAGE;
         } else {
-            usage_error(cmd, "more than one input file ('%s' and '%s')", o->file, a);
-            return EXIT_USAGE;
+            int st = cli_positional(cmd, a, &o->file);
+            if (st) return st;
         }
     }
-    if (!o->file) {
-        usage_error(cmd, "no input file");
-        return EXIT_USAGE;
-    }
+    int st = cli_need_file(cmd, o->file);
+    if (st) return st;
     if ((o->sync_bn || o->bucket) && !o->mpi) {
-        usage_error(cmd, "%s needs --mpi", o->sync_bn ? "--sync-bn" : "--bucket-size");
-        return EXIT_USAGE;
+        cli_usage_error(cmd, "%s needs --mpi", o->sync_bn ? "--sync-bn" : "--bucket-size");
+        return CLI_EXIT_USAGE;
     }
     if (!o->cc) o->cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
     return 0;
@@ -309,14 +270,14 @@ static FILE *open_part(void *ctx, int i) {
     snprintf(path, sizeof path, "%s.%d.c", p->stem, i);
     FILE *f = fopen(path, "w");
     if (!f) {
-        user_error(p->cmd, "cannot write '%s': %s", path, strerror(errno));
+        cli_user_error(p->cmd, "cannot write '%s': %s", path, strerror(errno));
         return NULL;
     }
     char *copy = strdup(path);
     if (!copy) {
         fclose(f);
         remove(path);
-        user_error(p->cmd, "out of memory");
+        cli_user_error(p->cmd, "out of memory");
         return NULL;
     }
     vec_push(p->paths, copy);
@@ -327,50 +288,39 @@ static FILE *open_part(void *ctx, int i) {
  * the functions of kernels and ops go to further files beside it. */
 static bool write_c(const char *cmd, const struct cg_target *t, const struct ir_module *m, const char *path,
                     const char *version, bool mpi, struct parts *parts) {
-    char tmp[2 * PATH_MAX_];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
-        return false;
-    }
+    struct cli_output out;
+    if (!cli_output_open(&out, cmd, path)) return false;
     struct cg_options copt = {version, true, mpi, NULL, NULL, 0};
-    if (parts && t == &cg_target_c) copt = (struct cg_options){version, true, mpi, open_part, parts, PART_BYTES};
-    bool ok = t->emit(m, f, &copt);
-    if (fclose(f) != 0) ok = false;
-    if (ok && rename(tmp, path) != 0) {
-        user_error(cmd, "cannot write '%s': %s", path, strerror(errno));
-        ok = false;
-    }
-    if (!ok) remove(tmp);
-    return ok;
+    if (parts && t->parts) copt = (struct cg_options){version, true, mpi, open_part, parts, PART_BYTES};
+    return cli_output_close(&out, cmd, t->emit(m, out.f, &copt));
 }
 
 static const char *model_file_name(const struct ir_module *m);
 
-/* Writes DIR/MODEL.c and DIR/MODEL.h, the model as a library, each atomically;
- * neither is left behind when the other fails. */
-static bool write_lib(const char *cmd, const struct ir_module *m, const char *dir, const char *version) {
+/* Writes DIR/MODEL.c and DIR/MODEL.h, the model as a library (t->emit_lib),
+ * each atomically; neither is left behind when the other fails. */
+static bool write_lib(const char *cmd, const struct cg_target *t, const struct ir_module *m, const char *dir,
+                      const char *version) {
     const char *name = model_file_name(m);
     char csrc[2 * PATH_MAX_], hdr[2 * PATH_MAX_], ctmp[3 * PATH_MAX_], htmp[3 * PATH_MAX_], hname[PATH_MAX_];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, name);
     snprintf(hdr, sizeof hdr, "%s/%s.h", dir, name);
     snprintf(hname, sizeof hname, "%s.h", name);
-    snprintf(ctmp, sizeof ctmp, "%s.tmp.%ld", csrc, (long)getpid());
-    snprintf(htmp, sizeof htmp, "%s.tmp.%ld", hdr, (long)getpid());
+    cli_tmp_path(ctmp, sizeof ctmp, csrc);
+    cli_tmp_path(htmp, sizeof htmp, hdr);
     FILE *c = fopen(ctmp, "w"), *h = c ? fopen(htmp, "w") : NULL;
     if (!c || !h) {
-        user_error(cmd, "cannot write '%s': %s", c ? hdr : csrc, strerror(errno));
+        cli_user_error(cmd, "cannot write '%s': %s", c ? hdr : csrc, strerror(errno));
         if (c) fclose(c);
         remove(ctmp);
         return false;
     }
     struct cg_options copt = {version, false, false, NULL, NULL, 0};
-    bool ok = cg_emit_lib(m, c, h, name, hname, &copt);
+    bool ok = t->emit_lib(m, c, h, name, hname, &copt);
     if (fclose(c) != 0) ok = false;
     if (fclose(h) != 0) ok = false;
     if (ok && (rename(ctmp, csrc) != 0 || rename(htmp, hdr) != 0)) {
-        user_error(cmd, "cannot write '%s': %s", csrc, strerror(errno));
+        cli_user_error(cmd, "cannot write '%s': %s", csrc, strerror(errno));
         remove(csrc);
         ok = false;
     }
@@ -384,7 +334,7 @@ static bool write_lib(const char *cmd, const struct ir_module *m, const char *di
 /* Copies a file atomically. */
 static bool copy_file(const char *cmd, const char *from, const char *to) {
     char tmp[2 * PATH_MAX_];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", to, (long)getpid());
+    cli_tmp_path(tmp, sizeof tmp, to);
     FILE *in = fopen(from, "rb"), *out = in ? fopen(tmp, "wb") : NULL;
     bool ok = in && out;
     char buf[1 << 14];
@@ -396,7 +346,7 @@ static bool copy_file(const char *cmd, const char *from, const char *to) {
     if (ok && rename(tmp, to) != 0) ok = false;
     if (!ok) {
         remove(tmp);
-        user_error(cmd, "cannot copy '%s' to '%s': %s", from, to, strerror(errno));
+        cli_user_error(cmd, "cannot copy '%s' to '%s': %s", from, to, strerror(errno));
     }
     return ok;
 }
@@ -417,7 +367,7 @@ static bool make_dirs(const char *cmd, const char *dir) {
             char saved = *p;
             *p = '\0';
             if (mkdir(path, 0777) != 0 && errno != EEXIST) {
-                user_error(cmd, "cannot create directory '%s': %s", path, strerror(errno));
+                cli_user_error(cmd, "cannot create directory '%s': %s", path, strerror(errno));
                 return false;
             }
             *p = saved;
@@ -445,7 +395,7 @@ static bool run_wait(const char *cmd, char **argv) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
-        user_error(cmd, "cannot start '%s': %s", argv[0], strerror(errno));
+        cli_user_error(cmd, "cannot start '%s': %s", argv[0], strerror(errno));
         return false;
     }
     if (pid == 0) {
@@ -458,7 +408,7 @@ static bool run_wait(const char *cmd, char **argv) {
         if (errno != EINTR) return false;
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return true;
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return false;
-    user_error(cmd, "the C compiler '%s' failed (%s %d)", argv[0], WIFEXITED(st) ? "exit status" : "signal",
+    cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argv[0], WIFEXITED(st) ? "exit status" : "signal",
                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     return false;
 }
@@ -623,7 +573,7 @@ static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
         if (started < n && running < jobs && ok) {
             pid_t pid = fork();
             if (pid < 0) {
-                user_error(cmd, "cannot start '%s': %s", argvs[started][0], strerror(errno));
+                cli_user_error(cmd, "cannot start '%s': %s", argvs[started][0], strerror(errno));
                 ok = false;
                 continue;
             }
@@ -653,7 +603,7 @@ static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
         ok = false;
     }
     if (bad_status)
-        user_error(cmd, "the C compiler '%s' failed (%s %d)", argvs[0][0], bad_status > 0 ? "exit status" : "signal",
+        cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argvs[0][0], bad_status > 0 ? "exit status" : "signal",
                    bad_status > 0 ? bad_status : -bad_status);
     free(pids);
     return ok;
@@ -672,28 +622,30 @@ static int compile_jobs(void) {
  * `out`, atomically. Without a cache the objects go beside the sources. */
 static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, int nsrc, const char *out) {
     char tmp[2 * PATH_MAX_], inc[PATH_MAX_ + 4], flags[4096], lflags[4096], ldflags[1024];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    cli_tmp_path(tmp, sizeof tmp, out);
     const struct runtime_paths *r = build_runtime();
     snprintf(inc, sizeof inc, "-I%s", r->include);
     snprintf(flags, sizeof flags, "%s", o->cflags ? o->cflags : "");
     snprintf(lflags, sizeof lflags, "%s", o->cflags ? o->cflags : "");
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
-    bool cl = o->target == &cg_target_opencl;
+    const char *tlib = build_target_lib(o->target); /* the target's runtime library */
     if (o->mpi && (!*r->mpi_lib || access(r->mpi_lib, R_OK) != 0)) {
-        user_error(cmd, "--mpi needs libnetrt_mpi.a%s%s, which this netc was built without: install MPI "
+        cli_user_error(cmd, "--mpi needs libnetrt_mpi.a%s%s, which this netc was built without: install MPI "
                         "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc",
                    *r->mpi_lib ? " at " : "", r->mpi_lib);
         return false;
     }
     char mpilibs[2048];
     snprintf(mpilibs, sizeof mpilibs, "%s", NETC_MPI_LIBS);
-    if (cl && (!*r->cl_lib || access(r->cl_lib, R_OK) != 0)) {
-        user_error(cmd, "--target=opencl needs libnetrt_cl.a%s%s, which this netc was built without: install the "
-                        "OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers) and "
-                        "rebuild netc",
-                   *r->cl_lib ? " at " : "", r->cl_lib);
+    if (o->target->runtime_lib && !*tlib) {
+        cli_user_error(cmd, "--target=%s needs %s beside %s, which this netc was built without: install %s and "
+                            "rebuild netc",
+                       o->target->name, o->target->runtime_lib, r->lib,
+                       o->target->needs ? o->target->needs : "what it needs");
         return false;
     }
+    char tflags[512];
+    snprintf(tflags, sizeof tflags, "%s", o->target->link_flags ? o->target->link_flags : "");
     /* The compile flags, shared by every unit. */
     char *cflags[96];
     int nf = 0;
@@ -765,12 +717,12 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
         argv[n++] = (char *)o->cc;
         n += split_flags(lflags, argv + n, 64);
         for (int i = 0; i < nsrc; i++) argv[n++] = objs[i];
-        if (cl) argv[n++] = (char *)r->cl_lib;
+        if (*tlib) argv[n++] = (char *)tlib;
         if (o->mpi) argv[n++] = (char *)r->mpi_lib;
         argv[n++] = (char *)r->lib;
         if (o->mpi) n += split_flags(mpilibs, argv + n, 16);
         n += split_flags(ldflags, argv + n, 16);
-        if (cl) argv[n++] = "-lOpenCL";
+        n += split_flags(tflags, argv + n, 16);
         char extra[256];
         snprintf(extra, sizeof extra, "%s", NETC_RUNTIME_EXTRA_LIBS);
         n += split_flags(extra, argv + n, 8);
@@ -788,7 +740,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     }
     free(argv);
     if (ok && rename(tmp, out) != 0) {
-        user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
+        cli_user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
         ok = false;
     }
     if (!ok) remove(tmp);
@@ -805,14 +757,14 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
 static bool output_writable(const char *cmd, const char *out) {
     struct stat st;
     if (stat(out, &st) == 0 && S_ISDIR(st.st_mode)) {
-        user_error(cmd, "cannot write '%s': it is a directory", out);
+        cli_user_error(cmd, "cannot write '%s': it is a directory", out);
         return false;
     }
     char tmp[2 * PATH_MAX_];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", out, (long)getpid());
+    cli_tmp_path(tmp, sizeof tmp, out);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     if (fd < 0) {
-        user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
+        cli_user_error(cmd, "cannot write '%s': %s", out, strerror(errno));
         return false;
     }
     close(fd);
@@ -828,7 +780,7 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
     char dir[PATH_MAX_], csrc[PATH_MAX_ + 128];
     snprintf(dir, sizeof dir, "%s/netc-XXXXXX", tdir);
     if (!mkdtemp(dir)) {
-        user_error(cmd, "cannot create a temporary directory in %s: %s", tdir, strerror(errno));
+        cli_user_error(cmd, "cannot create a temporary directory in %s: %s", tdir, strerror(errno));
         return false;
     }
     char stem[PATH_MAX_ + 64];
@@ -862,8 +814,9 @@ bool build_program(const char *cmd, const char *file, const char *target, const 
     o.olevel = "-O2";
     o.target = cg_target_find(target);
     o.cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
-    if (!o.target) {
-        user_error(cmd, "unknown target '%s' (targets: c, opencl)", target);
+    if (!o.target || !o.target->emit) {
+        char names[512];
+        cli_user_error(cmd, "unknown target '%s' (targets: %s)", target, cg_target_names(names, sizeof names, false));
         return false;
     }
     struct ir_module *m = compile_module(&o);
@@ -878,16 +831,17 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     int st = parse("emit", usage_emit, argc, argv, &o);
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = compile_module(&o);
-    if (!m) return EXIT_USER;
+    if (!m) return CLI_EXIT_USER;
     const char *dir = o.out ? o.out : ".";
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
     snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
     bool ok = make_dirs("emit", dir) &&
-              (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version, o.mpi, NULL)) &&
+              (o.target->emit_lib ? write_lib("emit", o.target, m, dir, version)
+                                  : write_c("emit", o.target, m, csrc, version, o.mpi, NULL)) &&
               copy_file("emit", runtime_header(), hdr);
     ir_module_free(m);
-    return ok ? 0 : EXIT_USER;
+    return ok ? 0 : CLI_EXIT_USER;
 }
 
 int build_cmd_build(int argc, char **argv, const char *version) {
@@ -895,7 +849,7 @@ int build_cmd_build(int argc, char **argv, const char *version) {
     int st = parse("build", usage_build, argc, argv, &o);
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = compile_module(&o);
-    if (!m) return EXIT_USER;
+    if (!m) return CLI_EXIT_USER;
     const char *out = o.out ? o.out : model_file_name(m);
     bool ok = build_to("build", &o, m, out, version);
     if (ok) { /* the memory plan: what the program allocates once, before training */
@@ -906,7 +860,7 @@ int build_cmd_build(int argc, char **argv, const char *version) {
                (double)a.ws_bytes / 1e6, (long long)batch, a.ws_fixed, a.ws_per_n, (double)a.param_bytes / 1e6);
     }
     ir_module_free(m);
-    return ok ? 0 : EXIT_USER;
+    return ok ? 0 : CLI_EXIT_USER;
 }
 
 static void fnv(uint64_t *h, const void *p, size_t n) {
@@ -921,8 +875,8 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     /* The key: the file's text, netc's version, the flags and the runtime library. */
     FILE *f = fopen(o.file, "rb");
     if (!f) {
-        user_error("run", "cannot open '%s': %s", o.file, strerror(errno));
-        return EXIT_USER;
+        cli_user_error("run", "cannot open '%s': %s", o.file, strerror(errno));
+        return CLI_EXIT_USER;
     }
     uint64_t h = 0xcbf29ce484222325ull;
     char buf[1 << 14];
@@ -940,11 +894,12 @@ int build_cmd_run(int argc, char **argv, const char *version) {
      * programs an older one generated. */
     struct stat self;
     long long self_mtime = stat("/proc/self/exe", &self) == 0 ? (long long)self.st_mtime : 0;
-    struct stat cl_lib;
-    long long cl_mtime = *r->cl_lib && stat(r->cl_lib, &cl_lib) == 0 ? (long long)cl_lib.st_mtime : 0;
+    struct stat tlib;
+    const char *tlib_path = build_target_lib(o.target);
+    long long tlib_mtime = *tlib_path && stat(tlib_path, &tlib) == 0 ? (long long)tlib.st_mtime : 0;
     snprintf(buf, sizeof buf, "|%s|%s|%s|%s|%s|%lld|%lld|%d|%s|%lld", version, o.cc, o.olevel,
              o.cflags ? o.cflags : "", r->lib, lib_mtime, self_mtime, (int)o.no_fuse, o.target->name,
-             cl_mtime);
+             tlib_mtime);
     fnv(&h, buf, strlen(buf));
     snprintf(buf, sizeof buf, "|mpi %d %d %lld", (int)o.mpi, (int)o.sync_bn, o.bucket);
     fnv(&h, buf, strlen(buf));
@@ -965,14 +920,14 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     snprintf(prog, sizeof prog, "%s/%s", dir, k ? stem : "model");
     if (access(prog, X_OK) != 0) {
         struct ir_module *m = compile_module(&o);
-        if (!m) return EXIT_USER;
+        if (!m) return CLI_EXIT_USER;
         bool ok = make_dirs("run", dir) && build_to("run", &o, m, prog, version);
         ir_module_free(m);
-        if (!ok) return EXIT_USER;
+        if (!ok) return CLI_EXIT_USER;
     }
     int nargs = argc - o.rest;
     char **pargv = calloc((size_t)nargs + 3, sizeof *pargv);
-    if (!pargv) return EXIT_USER;
+    if (!pargv) return CLI_EXIT_USER;
     pargv[0] = prog;
     k = 1;
     if (nargs == 0) pargv[k++] = "train";
@@ -980,7 +935,7 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     pargv[k] = NULL;
     fflush(NULL);
     execv(prog, pargv);
-    user_error("run", "cannot run '%s': %s", prog, strerror(errno));
+    cli_user_error("run", "cannot run '%s': %s", prog, strerror(errno));
     free(pargv);
-    return EXIT_USER;
+    return CLI_EXIT_USER;
 }

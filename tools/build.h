@@ -14,7 +14,7 @@ int build_cmd_emit(int argc, char **argv, const char *version);
 int build_cmd_build(int argc, char **argv, const char *version);
 int build_cmd_run(int argc, char **argv, const char *version);
 
-/* Builds FILE.net for `target` ("c" or "opencl") into program `out` with the
+/* Builds FILE.net for `target` (a name in codegen/targets.c's registry) into program `out` with the
  * default pipeline and flags (-O2, $CC); errors are reported as `netc CMD: ...`.
  * For netc check --backends. */
 bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version);
@@ -23,10 +23,13 @@ bool build_program(const char *cmd, const char *file, const char *target, const 
 struct runtime_paths {
     const char *include; /* the directory of netrt.h */
     const char *lib;     /* libnetrt.a */
-    const char *cl_lib;  /* libnetrt_cl.a, "" without OpenCL */
     const char *mpi_lib; /* libnetrt_mpi.a, "" without MPI */
     bool installed;      /* found next to the installed netc (PREFIX/bin/../lib) */
 };
 const struct runtime_paths *build_runtime(void);
+struct cg_target;
+/* The path of target t's runtime library (cg_target.runtime_lib) beside
+ * libnetrt.a, or "" when t has none or it is missing. */
+const char *build_target_lib(const struct cg_target *t);
 
 #endif

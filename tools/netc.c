@@ -8,6 +8,7 @@
 #include "codegen/codegen.h"
 #include "tools/backends.h"
 #include "tools/build.h"
+#include "tools/cli.h"
 #include "tools/gradcheck.h"
 #include "runtime/netrt.h"
 
@@ -84,7 +85,7 @@ static const char usage_opt[] =
 
 static const char usage_check[] =
     "usage: netc check FILE.net [--verify] [--gradcheck [--batch N] [--seed S] [--samples K]]\n"
-    "       netc check FILE.net --backends=c,opencl [--seed S] [--rtol=R] [--atol=A] [-- TRAIN ARGS...]\n"
+    "       netc check FILE.net --backends=A,B [--seed S] [--rtol=R] [--atol=A] [-- TRAIN ARGS...]\n"
     "\n"
     "Parse FILE.net, lower it to IR, run the pipeline and verify the result.\n"
     "Prints a one-line summary; exit status 1 on any error in the file.\n"
@@ -103,7 +104,8 @@ static const char usage_check[] =
     "  --batch N     batch size of the random data (default 4)\n"
     "  --seed S      seed of the random data and parameters (default 1)\n"
     "  --samples K   elements checked per parameter (default 8)\n"
-    "  --backends=A,B  build the model for backends A (the reference) and B, run\n"
+    "  --backends=A,B  build the model for backends A (the reference) and B (targets\n"
+    "                of `netc build --target`: see `netc build --help`), run\n"
     "                `PROGRAM train --max-steps 1 --epochs 1 --seed S` with each\n"
     "                (same initial weights, same first batch; TRAIN ARGS after --\n"
     "                are added, e.g. --data/--test files; the test set is evaluated\n"
@@ -573,13 +575,16 @@ static int backends_flags(int *argc, char **argv, bool *on, struct backends_opti
         if (comma) *comma = '\0';
         bo->targets[0] = list;
         bo->targets[1] = comma ? comma + 1 : "";
-        for (int t = 0; t < 2; t++)
-            if (!cg_target_find(bo->targets[t])) {
-                usage_error("check", "unknown backend '%s' in --backends (backends: c, opencl)", bo->targets[t]);
+        for (int t = 0; t < 2; t++) {
+            const struct cg_target *target = cg_target_find(bo->targets[t]);
+            if (!target || !target->emit) {
+                cli_unknown_target("check", "backend", bo->targets[t], false);
                 return EXIT_USAGE;
             }
+        }
         if (strcmp(bo->targets[0], bo->targets[1]) == 0 || strchr(bo->targets[1], ',')) {
-            usage_error("check", "--backends takes two different backends, e.g. --backends=c,opencl");
+            usage_error("check", "--backends takes two different backends, e.g. --backends=%s,%s", cg_targets[0]->name,
+                        cg_targets[1] && cg_targets[1]->emit ? cg_targets[1]->name : "B");
             return EXIT_USAGE;
         }
         *on = true;
@@ -705,9 +710,11 @@ int main(int argc, char **argv) {
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
         const struct runtime_paths *r = build_runtime();
-        printf("netc %s\nruntime (%s): %s, headers in %s%s%s%s%s\n", NETC_VERSION,
-               r->installed ? "installed" : "build tree", r->lib, r->include, *r->cl_lib ? ", OpenCL layer " : "",
-               r->cl_lib, *r->mpi_lib ? ", MPI layer " : "", r->mpi_lib);
+        printf("netc %s\nruntime (%s): %s, headers in %s", NETC_VERSION, r->installed ? "installed" : "build tree",
+               r->lib, r->include);
+        for (const struct cg_target *const *t = cg_targets; *t; t++)
+            if (*build_target_lib(*t)) printf(", %s layer %s", (*t)->name, build_target_lib(*t));
+        printf("%s%s\n", *r->mpi_lib ? ", MPI layer " : "", r->mpi_lib);
         return 0;
     } else if (strcmp(cmd, "dump") == 0) {
         rc = cmd_dump(argc - 2, argv + 2);
