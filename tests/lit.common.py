@@ -26,3 +26,7 @@ if "HOME" in os.environ:
 # A sanitizer report aborts the process, so `not netc-asan ...` fails on it.
 config.environment["ASAN_OPTIONS"] = "abort_on_error=1:detect_leaks=1"
 config.environment["UBSAN_OPTIONS"] = "halt_on_error=1:abort_on_error=1:print_stacktrace=1"
+# strace: tests that watch what netc does (no-verify.test counts the verifier's tmpfiles).
+import shutil
+if shutil.which("strace"):
+    config.available_features.add("strace")

@@ -18,9 +18,6 @@
 
 #define NETC_VERSION "0.1.0"
 
-/* Exit statuses: 0 success, 1 user error, 2 usage error, 70 internal error. */
-enum { EXIT_USER = 1, EXIT_USAGE = 2 };
-
 static const char usage_main[] =
     "usage: netc <command> [options] FILE\n"
     "\n"
@@ -124,21 +121,11 @@ static const char usage_check[] =
 
 /* ------------------------------------------------------------- helpers */
 
-static void usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void usage_error(const char *cmd, const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "netc%s%s: error: ", cmd ? " " : "", cmd ? cmd : "");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nrun `netc %s%s--help` for usage\n", cmd ? cmd : "", cmd ? " " : "");
-}
-
 /* Read a whole file (or standard input for "-"). NULL after reporting an error. */
 static char *read_file(const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "netc: error: cannot open '%s': %s\n", path, strerror(errno));
+        cli_user_error(NULL, "cannot open '%s': %s", path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
@@ -155,47 +142,12 @@ static char *read_file(const char *path, size_t *len) {
     bool err = ferror(f);
     if (f != stdin) fclose(f);
     if (!buf || err) {
-        fprintf(stderr, "netc: error: cannot read '%s'%s\n", path, buf ? "" : ": out of memory");
+        cli_user_error(NULL, "cannot read '%s'%s", path, buf ? "" : ": out of memory");
         free(buf);
         return NULL;
     }
     *len = n;
     return buf;
-}
-
-/* Output that appears only when complete: written to a temporary file beside the
- * target and renamed over it on success, removed on failure. */
-struct output {
-    FILE *f;          /* where to write */
-    const char *path; /* final path, or NULL for stdout */
-    char tmp[4096];   /* temporary path */
-};
-
-static bool output_open(struct output *o, const char *path) {
-    o->path = path;
-    if (!path || strcmp(path, "-") == 0) {
-        o->path = NULL;
-        o->f = stdout;
-        return true;
-    }
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%ld", path, (long)getpid());
-    o->f = fopen(o->tmp, "w");
-    if (!o->f) fprintf(stderr, "netc: error: cannot write '%s': %s\n", path, strerror(errno));
-    return o->f != NULL;
-}
-
-static bool output_close(struct output *o, bool ok) {
-    if (!o->path) {
-        fflush(stdout);
-        return ok;
-    }
-    if (fclose(o->f) != 0) ok = false;
-    if (ok && rename(o->tmp, o->path) != 0) {
-        fprintf(stderr, "netc: error: cannot write '%s': %s\n", o->path, strerror(errno));
-        ok = false;
-    }
-    if (!ok) remove(o->tmp);
-    return ok;
 }
 
 /* Split "a,b,c" into a NULL-terminated list of pass names, checking each. */
@@ -207,7 +159,7 @@ static const char **pass_list(const char *cmd, char *spec) {
     size_t k = 0;
     for (char *tok = strtok(spec, ","); tok; tok = strtok(NULL, ",")) {
         if (!pass_find(tok)) {
-            usage_error(cmd, "unknown pass '%s'", tok);
+            cli_usage_error(cmd, "unknown pass '%s'", tok);
             fprintf(stderr, "passes:");
             for (int i = 0; i < pass_count; i++) fprintf(stderr, " %s", pass_table[i].name);
             fputc('\n', stderr);
@@ -249,8 +201,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 #define VALFLAG(name)                                                                          \
     (strncmp(a, name "=", strlen(name) + 1) == 0 && strstr(allowed, name) &&                   \
      (val = a + strlen(name) + 1, true))
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
+        if (cli_is_help(a)) {
+            cli_print_usage(stdout, usage);
             return -1;
         } else if (VALFLAG("--after")) {
             fl->after = val;
@@ -259,8 +211,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
         } else if (VALFLAG("--format")) {
             if (strcmp(val, "dot") == 0) fl->dot = true;
             else if (strcmp(val, "text") != 0) {
-                usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
-                return EXIT_USAGE;
+                cli_usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
+                return CLI_EXIT_USAGE;
             }
         } else if (VALFLAG("--only")) {
             char buf[128];
@@ -271,8 +223,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
                              : strcmp(t, "optimizer") == 0 ? PHASE_OPTIMIZER
                                                            : 0;
                 if (!p) {
-                    usage_error(cmd, "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
-                    return EXIT_USAGE;
+                    cli_usage_error(cmd, "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
+                    return CLI_EXIT_USAGE;
                 }
                 fl->dot_opts.phases |= p;
             }
@@ -298,27 +250,18 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
             fl->bucket = val;
         } else if (strcmp(a, "-o") == 0 && strstr(allowed, "-o")) {
             if (++i == argc) {
-                usage_error(cmd, "-o needs a file name");
-                return EXIT_USAGE;
+                cli_usage_error(cmd, "-o needs a file name");
+                return CLI_EXIT_USAGE;
             }
             fl->out = argv[i];
-        } else if (a[0] == '-' && a[1] != '\0') {
-            usage_error(cmd, "unknown option '%s'", a);
-            return EXIT_USAGE;
-        } else if (!fl->file) {
-            fl->file = a;
         } else {
-            usage_error(cmd, "more than one input file ('%s' and '%s')", fl->file, a);
-            return EXIT_USAGE;
+            int st = cli_positional(cmd, a, &fl->file);
+            if (st) return st;
         }
 #undef FLAG
 #undef VALFLAG
     }
-    if (!fl->file) {
-        usage_error(cmd, "no input file");
-        return EXIT_USAGE;
-    }
-    return 0;
+    return cli_need_file(cmd, fl->file);
 }
 
 /* ---------------------------------------------------------------- dump */
@@ -349,37 +292,31 @@ static int cmd_dump(int argc, char **argv) {
                          argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if ((fl.sync_bn || fl.bucket) && !fl.mpi) {
-        usage_error("dump", "%s needs --mpi", fl.sync_bn ? "--sync-bn" : "--bucket-size");
-        return EXIT_USAGE;
+        cli_usage_error("dump", "%s needs --mpi", fl.sync_bn ? "--sync-bn" : "--bucket-size");
+        return CLI_EXIT_USAGE;
     }
     if (fl.bucket) {
-        char *end;
-        long long b = strtoll(fl.bucket, &end, 10);
-        if (*end == 'K' || *end == 'k') b <<= 10, end++;
-        else if (*end == 'M' || *end == 'm') b <<= 20, end++;
-        if (end == fl.bucket || *end || b < 64 || b > (1ll << 40)) {
-            usage_error("dump", "--bucket-size expects bytes from 64 to 1T (K or M suffix), got '%s'", fl.bucket);
-            return EXIT_USAGE;
-        }
+        long long b;
+        if (!cli_bytes("dump", "--bucket-size", fl.bucket, &b)) return CLI_EXIT_USAGE;
         pass_dp_options.bucket_bytes = (size_t)b;
     }
     if (fl.after && strcmp(fl.after, "all") != 0 && strcmp(fl.after, "lower") != 0 && !pass_find(fl.after)) {
-        usage_error("dump", "unknown pass '%s' for --after", fl.after);
+        cli_usage_error("dump", "unknown pass '%s' for --after", fl.after);
         fprintf(stderr, "passes: lower");
         for (int i = 0; i < pass_count; i++) fprintf(stderr, " %s", pass_table[i].name);
         fprintf(stderr, " (or all)\n");
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     if (!fl.dot && (fl.dot_opts.phases || fl.dot_opts.func || fl.dot_opts.expand)) {
-        usage_error("dump", "--only, --func and --expand go with --format=dot");
-        return EXIT_USAGE;
+        cli_usage_error("dump", "--only, --func and --expand go with --format=dot");
+        return CLI_EXIT_USAGE;
     }
     struct ir_module *m = fe_load(fl.file);
-    if (!m) return EXIT_USER;
-    struct output o;
-    if (!output_open(&o, fl.out)) {
+    if (!m) return CLI_EXIT_USER;
+    struct cli_output o;
+    if (!cli_output_open(&o, NULL, fl.out)) {
         ir_module_free(m);
-        return EXIT_USER;
+        return CLI_EXIT_USER;
     }
     ir_print_set_locs(fl.print_loc);
     bool all = fl.after && strcmp(fl.after, "all") == 0;
@@ -389,7 +326,7 @@ static int cmd_dump(int argc, char **argv) {
               pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? "fuse" : NULL, fl.mpi, fl.sync_bn), &opt);
     if (ok && !fl.after) {
         if (fl.dot_opts.func && !ir_func_find(m, fl.dot_opts.func)) {
-            fprintf(stderr, "netc dump: error: model '%s' has no function '%s'\n", m->name, fl.dot_opts.func);
+            cli_user_error("dump", "model '%s' has no function '%s'", m->name, fl.dot_opts.func);
             ok = false;
         } else if (fl.dot) {
             ir_print_dot_opts(o.f, m, &fl.dot_opts);
@@ -398,9 +335,9 @@ static int cmd_dump(int argc, char **argv) {
         }
         if (ok && fl.mpi && !fl.dot) print_buckets(o.f, m);
     }
-    ok = output_close(&o, ok);
+    ok = cli_output_close(&o, NULL, ok);
     ir_module_free(m);
-    return ok ? 0 : EXIT_USER;
+    return ok ? 0 : CLI_EXIT_USER;
 }
 
 /* ----------------------------------------------------------------- opt */
@@ -429,18 +366,18 @@ static int cmd_opt(int argc, char **argv) {
                          argv, &fl);
     if (st) return st < 0 ? 0 : st;
     const char **passes = NULL;
-    if (fl.passes && !(passes = pass_list("opt", fl.passes))) return EXIT_USAGE;
+    if (fl.passes && !(passes = pass_list("opt", fl.passes))) return CLI_EXIT_USAGE;
     size_t len;
     char *text = read_file(fl.file, &len);
     if (!text) {
         free(passes);
-        return EXIT_USER;
+        return CLI_EXIT_USER;
     }
-    struct output o;
-    if (!output_open(&o, fl.out)) {
+    struct cli_output o;
+    if (!cli_output_open(&o, NULL, fl.out)) {
         free(text);
         free(passes);
-        return EXIT_USER;
+        return CLI_EXIT_USER;
     }
     ir_print_set_locs(fl.print_loc);
     const char *name = strcmp(fl.file, "-") == 0 ? "<stdin>" : fl.file;
@@ -474,10 +411,10 @@ static int cmd_opt(int argc, char **argv) {
         if (!chunk) ok = false;
         free(chunk);
     }
-    ok = output_close(&o, ok);
+    ok = cli_output_close(&o, NULL, ok);
     free(text);
     free(passes);
-    return ok ? 0 : EXIT_USER;
+    return ok ? 0 : CLI_EXIT_USER;
 }
 
 /* --------------------------------------------------------------- check */
@@ -489,7 +426,7 @@ static bool check_int(const char *flag, const char *val, int64_t max, int64_t *o
     errno = 0;
     long long v = val ? strtoll(val, &end, 10) : 0;
     if (!val || errno || end == val || *end || v < 0 || v > max || (v == 0 && strcmp(flag, "--seed") != 0)) {
-        usage_error("check", "%s needs %s integer, got '%s'", flag,
+        cli_usage_error("check", "%s needs %s integer, got '%s'", flag,
                     strcmp(flag, "--seed") == 0 ? "a non-negative" : "a positive", val ? val : "nothing");
         return false;
     }
@@ -528,7 +465,7 @@ static int check_flags(int *argc, char **argv, bool backends, bool *gradcheck, s
             continue;
         }
         int64_t v;
-        if (!check_int(valued[which], val, which == 1 ? INT64_MAX : 1 << 20, &v)) return EXIT_USAGE;
+        if (!check_int(valued[which], val, which == 1 ? INT64_MAX : 1 << 20, &v)) return CLI_EXIT_USAGE;
         if (which == 0) gc->batch = v;
         else if (which == 1) gc->seed = (uint64_t)v;
         else gc->samples = (int)v;
@@ -536,8 +473,8 @@ static int check_flags(int *argc, char **argv, bool backends, bool *gradcheck, s
     }
     *argc = k;
     if (given && !*gradcheck && !(backends && strcmp(given, "--seed") == 0)) {
-        usage_error("check", "%s is an option of --gradcheck", given);
-        return EXIT_USAGE;
+        cli_usage_error("check", "%s is an option of --gradcheck", given);
+        return CLI_EXIT_USAGE;
     }
     return 0;
 }
@@ -559,8 +496,8 @@ static int backends_flags(int *argc, char **argv, bool *on, struct backends_opti
             errno = 0;
             double v = strtod(argv[i] + 7, &end);
             if (errno || end == argv[i] + 7 || *end || !(v >= 0) || v > 1e30) {
-                usage_error("check", "%.6s needs a non-negative number, got '%s'", argv[i], argv[i] + 7);
-                return EXIT_USAGE;
+                cli_usage_error("check", "%.6s needs a non-negative number, got '%s'", argv[i], argv[i] + 7);
+                return CLI_EXIT_USAGE;
             }
             *(argv[i][2] == 'r' ? &bo->rtol : &bo->atol) = v;
             tol_given = argv[i];
@@ -579,21 +516,21 @@ static int backends_flags(int *argc, char **argv, bool *on, struct backends_opti
             const struct cg_target *target = cg_target_find(bo->targets[t]);
             if (!target || !target->emit) {
                 cli_unknown_target("check", "backend", bo->targets[t], false);
-                return EXIT_USAGE;
+                return CLI_EXIT_USAGE;
             }
         }
         if (strcmp(bo->targets[0], bo->targets[1]) == 0 || strchr(bo->targets[1], ',')) {
-            usage_error("check", "--backends takes two different backends, e.g. --backends=%s,%s", cg_targets[0]->name,
+            cli_usage_error("check", "--backends takes two different backends, e.g. --backends=%s,%s", cg_targets[0]->name,
                         cg_targets[1] && cg_targets[1]->emit ? cg_targets[1]->name : "B");
-            return EXIT_USAGE;
+            return CLI_EXIT_USAGE;
         }
         *on = true;
     }
     *argc = k;
     if ((bo->nargs || tol_given) && !*on) {
-        usage_error("check", "%s %s for --backends", tol_given ? tol_given : "arguments after --",
+        cli_usage_error("check", "%s %s for --backends", tol_given ? tol_given : "arguments after --",
                     tol_given ? "is an option" : "are");
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     return 0;
 }
@@ -608,7 +545,7 @@ static int cmd_check(int argc, char **argv) {
     if (!st) st = parse_flags("check", usage_check, "--verify", argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     struct ir_module *m = fe_load(fl.file);
-    if (!m) return EXIT_USER;
+    if (!m) return CLI_EXIT_USER;
     struct pass_options opt = {true, NULL, false, false, stdout};
     bool ok = ir_verify(m) && pass_run_list(m, pass_pipeline(), &opt);
     if (ok) {
@@ -637,7 +574,7 @@ static int cmd_check(int argc, char **argv) {
         bo.seed = gc.seed;
         ok = backends_check(fl.file, &bo, NETC_VERSION);
     }
-    return ok ? 0 : EXIT_USER;
+    return ok ? 0 : CLI_EXIT_USER;
 }
 
 /* ---------------------------------------------------------------- plot */
@@ -657,8 +594,8 @@ static const char usage_plot[] =
 static int cmd_plot(int argc, char **argv) {
     const char *in = NULL, *out = NULL, *title = NULL;
     for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_plot, stdout);
+        if (cli_is_help(argv[i])) {
+            cli_print_usage(stdout, usage_plot);
             return 0;
         } else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
             out = argv[++i];
@@ -667,22 +604,20 @@ static int cmd_plot(int argc, char **argv) {
         } else if (strcmp(argv[i], "--title") == 0 && i + 1 < argc) {
             title = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            usage_error("plot", "unknown option or missing value '%s'", argv[i]);
-            return EXIT_USAGE;
-        } else if (!in) {
-            in = argv[i];
+            cli_usage_error("plot", "unknown option or missing value '%s'", argv[i]);
+            return CLI_EXIT_USAGE;
         } else {
-            usage_error("plot", "more than one input file ('%s' and '%s')", in, argv[i]);
-            return EXIT_USAGE;
+            int st = cli_positional("plot", argv[i], &in);
+            if (st) return st;
         }
     }
     if (!in || !out) {
-        usage_error("plot", !in ? "no input file" : "no output file: give -o CURVES.png");
-        return EXIT_USAGE;
+        cli_usage_error("plot", !in ? "no input file" : "no output file: give -o CURVES.png");
+        return CLI_EXIT_USAGE;
     }
     if (nrt_plot_metrics(in, out, title ? title : in)) {
-        fprintf(stderr, "netc plot: error: %s\n", nrt_error());
-        return EXIT_USER;
+        cli_user_error("plot", "%s", nrt_error());
+        return CLI_EXIT_USER;
     }
     return 0;
 }
@@ -701,11 +636,11 @@ static int cmd_passes(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
-        return EXIT_USAGE;
+        return CLI_EXIT_USAGE;
     }
     const char *cmd = argv[1];
     int rc;
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+    if (cli_is_help(cmd) || strcmp(cmd, "help") == 0) {
         fputs(usage_main, stdout);
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
@@ -735,9 +670,9 @@ int main(int argc, char **argv) {
     } else {
         static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", "plot", NULL};
         const char *near = diag_nearest(cmd, cmds);
-        fprintf(stderr, "netc: error: unknown command '%s'%s%s%s\nrun `netc --help` for usage\n", cmd,
-                near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
-        return EXIT_USAGE;
+        cli_usage_error(NULL, "unknown command '%s'%s%s%s", cmd, near ? " (did you mean '" : "", near ? near : "",
+                        near ? "'?)" : "");
+        return CLI_EXIT_USAGE;
     }
     diag_free();
     return rc;
