@@ -30,7 +30,8 @@ static const char *const names[] = {"nop"};
 static const struct nrt_cl_program prog = {src, 1, names};
 static const struct nrt_entry_desc entry = {.name = "none", .ws_fixed = (size_t)12 << 22};
 static const struct nrt_model model = {.name = "cl_gemm", .netc_version = "bench", .n_entries = 1,
-                                       .entries = &entry, .cl = &prog};
+                                       .entries = &entry, .device = &nrt_cl_device_ops,
+                                       .device_program = &prog};
 
 /* One GEMM shape. */
 struct shape {

@@ -1042,6 +1042,30 @@ static bool reads_input(const struct ir_func *f, const struct ir_buffer *b) {
     return false;
 }
 
+/* The index of f's output named name, or -1. */
+static int output_named(const struct ir_func *f, const char *name) {
+    for (size_t o = 0; name && o < vec_len(f->outputs); o++)
+        if (strcmp(f->outputs[o].name, name) == 0) return (int)o;
+    return -1;
+}
+
+/* The first output of f that an accuracy metric computes (a scalar f32), or -1. */
+static int accuracy_output(const struct ir_func *f) {
+    for (size_t o = 0; o < vec_len(f->outputs); o++) {
+        const struct ir_node *n = &f->nodes[f->outputs[o].value];
+        if ((n->op == OP_ACCURACY || n->op == OP_MASKED_ACCURACY) && n->type.dtype == DT_F32 && n->type.shape.rank == 0)
+            return (int)o;
+    }
+    return -1;
+}
+
+/* The index of the function named name, or -1. */
+static int func_named(const struct ir_module *m, const char *name) {
+    for (size_t e = 0; e < vec_len(m->funcs); e++)
+        if (strcmp(m->funcs[e]->name, name) == 0) return (int)e;
+    return -1;
+}
+
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
                          const size_t *ws_per_n, const char *extra) {
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
@@ -1095,8 +1119,15 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
         put_optim(out, &f->optim);
         fputs(",\n     ", out);
         put_source(out, &f->optim.schedule);
-        fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu},\n", vec_len(f->outputs), e, nin[e], e,
+        fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu,\n", vec_len(f->outputs), e, nin[e], e,
                 e, ws_fixed[e], ws_per_n[e]);
+        /* The indices the driver reads: the loss (train: the one minimised;
+         * eval: the output the front end names loss), the accuracy metric, and
+         * the learning rate (optim.c's state buffer "<entry>.lr"). */
+        char lr[300];
+        snprintf(lr, sizeof lr, "%s.lr", f->name);
+        fprintf(out, "     %d, %d, %d},\n", output_named(f, f->loss ? f->loss : "loss"), accuracy_output(f),
+                f->mode == MODE_TRAIN ? cgc_buffer_index(m, lr) : -1);
     }
     fputs("};\n\n", out);
     free(nin);
@@ -1109,7 +1140,9 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
     fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n", nb, nf,
             (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
             (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
-    fprintf(out, "    %s\n", extra ? extra : "NULL /* cl: the C target */");
+    /* The entry points the driver runs by role: the front end's names. */
+    fprintf(out, "    %d, %d, %d,\n", func_named(m, "forward"), func_named(m, "evaluate"), func_named(m, "generate_step"));
+    fprintf(out, "    %s\n", extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
     fputs("};\n", out);
 }
 

@@ -252,7 +252,7 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     for (size_t i = 0; i < vec_len(bodies); i++) free(bodies[i]);
     vec_free(names);
     vec_free(bodies);
-    cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, "&cl_program,");
+    cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, "\"opencl\", &nrt_cl_device_ops, &cl_program");
     free(ws_fixed);
     free(ws_per_n);
     cgc_emit_main(m, out, opt);

@@ -347,6 +347,11 @@ int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *t
 /* main() of a program: nrt_main, or with opt->mpi nrt_mpi_main and the table
  * of every training entry point's buckets. */
 void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt);
+/* The model descriptor `netc_model` (struct nrt_model), with the indices the
+ * runtime reads (loss, accuracy and learning-rate of each entry point; the
+ * forward, evaluate and generate entries). extra initialises its last fields,
+ * target, device and device_program (OpenCL: "\"opencl\", &nrt_cl_device_ops,
+ * &cl_program"); NULL: the C target's ("c", no device). */
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
                          const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);

@@ -79,6 +79,11 @@ struct nrt_cl {
     char name[256];              /* "platform / device" */
 };
 
+/* The open device of ctx (struct nrt_ctx's dev). */
+#define CL(ctx) ((struct nrt_cl *)(ctx)->dev)
+/* The model's program (struct nrt_model's device_program). */
+#define PROGRAM(ctx) ((const struct nrt_cl_program *)(ctx)->model->device_program)
+
 /* ----------------------------------------------------------------- errors -- */
 
 /* The name of an OpenCL error code. */
@@ -111,7 +116,7 @@ static const char *cl_errname(cl_int e)
 static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...) NRT_PRINTF(3, 4);
 static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...)
 {
-    struct nrt_cl *cl = ctx->cl;
+    struct nrt_cl *cl = ctx->dev;
     if (cl->dead)
         return;
     char what[160];
@@ -121,19 +126,19 @@ static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...)
     va_end(ap);
     snprintf(cl->err, sizeof cl->err, "OpenCL: %s: %s (%d)", what, cl_errname(e), (int)e);
     cl->dead = 1;
-    nrt_ctx_fail(ctx, "%s", cl->err);
+    nrt_ctx_fail_code(ctx, NRT_ERR_DEVICE, "%s", cl->err);
 }
 
 /* Whether calls must be skipped: no device, or one that failed (whose message
  * is recorded in ctx again, since nrt_ctx_run clears it before each run). */
 static int cl_dead(struct nrt_ctx *ctx)
 {
-    if (!ctx->cl) {
-        nrt_ctx_fail(ctx, "OpenCL: the context has no device (a C-target model)");
+    if (!ctx->dev) {
+        nrt_ctx_fail_code(ctx, NRT_ERR_DEVICE, "OpenCL: the context has no device (a host model)");
         return 1;
     }
-    if (ctx->cl->dead) {
-        nrt_ctx_fail(ctx, "%s", ctx->cl->err);
+    if (CL(ctx)->dead) {
+        nrt_ctx_fail_code(ctx, NRT_ERR_DEVICE, "%s", CL(ctx)->err);
         return 1;
     }
     return 0;
@@ -478,8 +483,8 @@ static struct gemm_tiles tiles_choose(struct nrt_cl *cl)
 /* Builds both programs and creates every kernel. */
 static int kernels_create(struct nrt_ctx *ctx)
 {
-    struct nrt_cl *cl = ctx->cl;
-    const struct nrt_cl_program *mp = ctx->model->cl;
+    struct nrt_cl *cl = ctx->dev;
+    const struct nrt_cl_program *mp = PROGRAM(ctx);
     const struct gemm_tiles *t = &cl->tiles;
     char opts[256];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d", t->vw, t->wm, t->rx,
@@ -511,12 +516,16 @@ static int kernels_create(struct nrt_ctx *ctx)
     return NRT_OK;
 }
 
-int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
+static void cl_close(struct nrt_ctx *ctx);
+
+/* The device layer's open (struct nrt_device_ops): chooses the device, builds
+ * the programs and allocates the arena; on failure ctx->dev stays NULL. */
+static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
 {
     struct nrt_cl *cl = nrt_alloc_zero(sizeof *cl, 0);
     if (!cl)
         return NRT_ERR_NOMEM;
-    ctx->cl = cl;
+    ctx->dev = cl;
     int rc = device_choose(spec, &cl->platform, &cl->device);
     cl_int e = CL_SUCCESS;
     if (!rc) {
@@ -563,7 +572,7 @@ int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
             rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clEnqueueFillBuffer: %s (%d)", cl_errname(e), (int)e);
     }
     if (rc) {
-        nrt_cl_ctx_close(ctx);
+        cl_close(ctx);
         return rc;
     }
     ctx->host_dirty = 1;
@@ -613,9 +622,9 @@ static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev)
     cl->prof[i].calls++;
 }
 
-void nrt_cl_ctx_close(struct nrt_ctx *ctx)
+static void cl_close(struct nrt_ctx *ctx)
 {
-    struct nrt_cl *cl = ctx->cl;
+    struct nrt_cl *cl = ctx->dev;
     if (!cl)
         return;
     if (cl->queue)
@@ -640,22 +649,22 @@ void nrt_cl_ctx_close(struct nrt_ctx *ctx)
     if (cl->context)
         clReleaseContext(cl->context);
     nrt_free(cl);
-    ctx->cl = NULL;
+    ctx->dev = NULL;
 }
 
-int nrt_cl_built_from_source(const struct nrt_ctx *ctx) { return ctx->cl ? ctx->cl->built : 0; }
+int nrt_cl_built_from_source(const struct nrt_ctx *ctx) { return ctx->dev ? CL(ctx)->built : 0; }
 
-const char *nrt_cl_device_name(const struct nrt_ctx *ctx) { return ctx->cl ? ctx->cl->name : ""; }
+const char *nrt_cl_device_name(const struct nrt_ctx *ctx) { return ctx->dev ? CL(ctx)->name : ""; }
 
 /* ------------------------------------------------------ copies, launches -- */
 
 /* Whether [off, off + bytes) lies in the arena; records an error if not. */
 static int in_arena(struct nrt_ctx *ctx, const char *what, int64_t off, size_t bytes)
 {
-    if (off >= 0 && (uint64_t)off * 4 + bytes <= (uint64_t)ctx->cl->arena_elems * 4)
+    if (off >= 0 && (uint64_t)off * 4 + bytes <= (uint64_t)CL(ctx)->arena_elems * 4)
         return 1;
     cl_fail(ctx, CL_INVALID_VALUE, "%s of %zu bytes at element %lld outside the %lld-element arena", what, bytes,
-            (long long)off, (long long)ctx->cl->arena_elems);
+            (long long)off, (long long)CL(ctx)->arena_elems);
     return 0;
 }
 
@@ -663,7 +672,7 @@ void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t byt
 {
     if (cl_dead(ctx) || !bytes || !in_arena(ctx, "upload", off, bytes))
         return;
-    cl_int e = clEnqueueWriteBuffer(ctx->cl->queue, ctx->cl->arena, CL_TRUE, (size_t)off * 4, bytes, src, 0, NULL,
+    cl_int e = clEnqueueWriteBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, src, 0, NULL,
                                     NULL);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueWriteBuffer(%zu bytes)", bytes);
@@ -673,7 +682,7 @@ void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes)
 {
     if (cl_dead(ctx) || !bytes || !in_arena(ctx, "download", off, bytes))
         return;
-    cl_int e = clEnqueueReadBuffer(ctx->cl->queue, ctx->cl->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0, NULL,
+    cl_int e = clEnqueueReadBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0, NULL,
                                    NULL);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueReadBuffer(%zu bytes)", bytes);
@@ -691,16 +700,16 @@ void nrt_cl_upload_state(struct nrt_ctx *ctx)
     if (!ctx->host_dirty || cl_dead(ctx))
         return;
     const struct nrt_model *m = ctx->model;
-    for (int i = 0; i < m->n_buffers && !ctx->cl->dead; i++)
+    for (int i = 0; i < m->n_buffers && !CL(ctx)->dead; i++)
         if (m->buffers[i].kind != NRT_BUF_INPUT)
             nrt_cl_upload(ctx, ctx->buf_off[i], ctx->buf[i], state_bytes(ctx, i));
     ctx->host_dirty = 0;
 }
 
-void nrt_cl_ctx_download_state(struct nrt_ctx *ctx)
+static void cl_download_state(struct nrt_ctx *ctx)
 {
     const struct nrt_model *m = ctx->model;
-    for (int i = 0; i < m->n_buffers && ctx->cl && !ctx->cl->dead; i++)
+    for (int i = 0; i < m->n_buffers && ctx->dev && !CL(ctx)->dead; i++)
         if (m->buffers[i].kind != NRT_BUF_INPUT)
             nrt_cl_download(ctx, ctx->buf_off[i], ctx->buf[i], state_bytes(ctx, i));
 }
@@ -709,7 +718,7 @@ void nrt_cl_finish(struct nrt_ctx *ctx)
 {
     if (cl_dead(ctx))
         return;
-    cl_int e = clFinish(ctx->cl->queue);
+    cl_int e = clFinish(CL(ctx)->queue);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clFinish");
 }
@@ -740,12 +749,12 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
         g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     }
     cl_event ev = NULL;
-    cl_int e = clEnqueueNDRangeKernel(ctx->cl->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
-                                      ctx->cl->prof ? &ev : NULL);
+    cl_int e = clEnqueueNDRangeKernel(CL(ctx)->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
+                                      CL(ctx)->prof ? &ev : NULL);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
     else if (ev)
-        prof_add(ctx->cl, name, ev);
+        prof_add(ctx->dev, name, ev);
 }
 
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local, int nargs,
@@ -753,12 +762,12 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
 {
     if (cl_dead(ctx))
         return;
-    struct nrt_cl *cl = ctx->cl;
+    struct nrt_cl *cl = ctx->dev;
     if (kernel < 0 || kernel >= cl->n_kernels || dims < 1 || dims > 3) {
         cl_fail(ctx, CL_INVALID_KERNEL, "launch of kernel %d (of %d) over %d dims", kernel, cl->n_kernels, dims);
         return;
     }
-    const char *name = ctx->model->cl->kernel_names[kernel];
+    const char *name = PROGRAM(ctx)->kernel_names[kernel];
     cl_kernel k = cl->kernels[kernel];
     for (int i = 0; i < nargs; i++) {
         cl_int e;
@@ -801,7 +810,7 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
  * after the arena; 0 on failure (recorded). */
 static int lib_args(struct nrt_ctx *ctx, int id, int n, ...)
 {
-    struct nrt_cl *cl = ctx->cl;
+    struct nrt_cl *cl = ctx->dev;
     cl_kernel k = cl->lk[id];
     cl_int e = clSetKernelArg(k, 0, sizeof cl->arena, &cl->arena);
     va_list ap;
@@ -823,8 +832,8 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...)
 static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n)
 {
     size_t g = (size_t)n, l;
-    local_choose(1, &g, ctx->cl->max_wg, &l);
-    enqueue(ctx, ctx->cl->lk[id], lib_kernel_names[id], 1, &g, &l);
+    local_choose(1, &g, CL(ctx)->max_wg, &l);
+    enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
 }
 
 /* Whether every extent fits the kernels' int indices. */
@@ -846,20 +855,20 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
     if (!fits_int(ctx, "sgemm A", (ta ? k : m) * lda) || !fits_int(ctx, "sgemm B", (tb ? n : k) * ldb) ||
         !fits_int(ctx, "sgemm C", m * ldc))
         return;
-    const struct gemm_tiles *t = &ctx->cl->tiles;
+    const struct gemm_tiles *t = &CL(ctx)->tiles;
     int64_t tm = t->ry * t->wm, tn = t->rx * t->vw, groups = ((m + tm - 1) / tm) * ((n + tn - 1) / tn);
     cl_long ao = a, bo = b, co = c;
     cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
            ik = (cl_int)k, ita = ta != 0, itb = tb != 0;
     cl_float al = alpha, be = beta;
-    if (!ta && tb && k >= 256 && groups < 2 * (int64_t)ctx->cl->units) {
+    if (!ta && tb && k >= 256 && groups < 2 * (int64_t)CL(ctx)->units) {
         /* Too few tiles to fill the device: a dot product per output. */
         if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
                       ARG(in), ARG(ik), ARG(al), ARG(be)))
             return;
         size_t global[2] = {(size_t)n, (size_t)m}, local[2];
-        local_choose(2, global, ctx->cl->max_wg, local);
-        enqueue(ctx, ctx->cl->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
+        local_choose(2, global, CL(ctx)->max_wg, local);
+        enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
         return;
     }
     if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im), ARG(in),
@@ -868,10 +877,10 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
     char name[96] = "nrt_sgemm";
-    if (ctx->cl->prof)
+    if (CL(ctx)->prof)
         snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
                  ta ? " ta" : "", tb ? " tb" : "");
-    enqueue(ctx, ctx->cl->lk[LK_SGEMM], name, 2, global, local);
+    enqueue(ctx, CL(ctx)->lk[LK_SGEMM], name, 2, global, local);
 }
 
 /* The conv geometry as the kernels take it. */
@@ -904,8 +913,8 @@ static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct c
     if (!lib_args(ctx, LK_IM2COL, 6, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d)))
         return;
     size_t global[2] = {(size_t)(nb * c->ho), (size_t)kk}, local[2];
-    local_choose(2, global, ctx->cl->max_wg, local);
-    enqueue(ctx, ctx->cl->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
+    local_choose(2, global, CL(ctx)->max_wg, local);
+    enqueue(ctx, CL(ctx)->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
 }
 
 /* to_cm (id LK_TO_CM) or from_cm between y-like data at y and t. */
@@ -1196,3 +1205,27 @@ void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int6
     }
     }
 }
+
+/* --------------------------------------------------------- device layer -- */
+
+/* PoCL reads its thread count when the OpenCL platform first loads, which is
+ * later, in nrt_ctx_init; other drivers ignore the variable. */
+static void cl_threads(int threads)
+{
+    if (threads > 0 && !getenv("POCL_MAX_PTHREAD_COUNT")) {
+        char t[16];
+        snprintf(t, sizeof t, "%d", threads);
+        setenv("POCL_MAX_PTHREAD_COUNT", t, 1);
+    }
+}
+
+const struct nrt_device_ops nrt_cl_device_ops = {
+    .name = "OpenCL",
+    .open = cl_open,
+    .close = cl_close,
+    .download_state = cl_download_state,
+    .upload = nrt_cl_upload,
+    .download = nrt_cl_download,
+    .list = nrt_cl_device_list,
+    .threads = cl_threads,
+};

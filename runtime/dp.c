@@ -68,29 +68,28 @@ void nrt_dp_allsum(struct nrt_ctx *ctx, float *p, int64_t count)
         allsum(p, count);
 }
 
-/* libnetrt_cl.a's copies, referred to weakly as program.c does. */
-void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes) NRT_CL_WEAK;
-void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes) NRT_CL_WEAK;
-
-/* The device values at off reduced by fn through host memory. */
+/* The device values at off reduced by fn through host memory (the copies of
+ * the model's device layer). */
 static void cl_reduce(struct nrt_ctx *ctx, int64_t off, int64_t count, void (*fn)(float *, int64_t))
 {
     static float *host;     /* grows to the largest value reduced, kept */
     static int64_t host_cap;
-    if (!multi() || count <= 0 || !nrt_cl_download || ctx->failed)
+    const struct nrt_device_ops *dev = ctx->model->device;
+    if (!multi() || count <= 0 || !dev || ctx->failed)
         return;
     if (count > host_cap) {
         float *p = nrt_realloc(host, sizeof *host * (size_t)count);
         if (!p) {
-            nrt_ctx_fail(ctx, "OpenCL: out of memory for a %lld-value reduction", (long long)count);
+            nrt_ctx_fail_code(ctx, NRT_ERR_DEVICE, "%s: out of memory for a %lld-value reduction", dev->name,
+                              (long long)count);
             return;
         }
         host = p;
         host_cap = count;
     }
-    nrt_cl_download(ctx, off, host, sizeof *host * (size_t)count);
+    dev->download(ctx, off, host, sizeof *host * (size_t)count);
     fn(host, count);
-    nrt_cl_upload(ctx, off, host, sizeof *host * (size_t)count);
+    dev->upload(ctx, off, host, sizeof *host * (size_t)count);
 }
 
 static void weighted(float *p, int64_t count) { nrt_dp_layer->allreduce(p, count); }

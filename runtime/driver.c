@@ -59,7 +59,7 @@ struct opts {
     int quiet;                    /* --quiet: no progress */
     int64_t patience;             /* --patience, when patience_set (0: off) */
     int patience_set;
-    const char *device;           /* --device: OpenCL device spec, or NULL */
+    const char *device;           /* --device: the device layer's spec, or NULL */
     const char *samples;          /* --samples DIR: a sample grid per epoch (samples.c) */
     const char *plot;             /* --plot F: curves redrawn every epoch (plot.c) */
     int64_t log_every;            /* --log-every N: a metrics record every N steps */
@@ -647,7 +647,7 @@ struct scores {
 static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt_rng *rng, struct scores *out)
 {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
-    int li = nrt_entry_output(ent, ent->loss ? ent->loss : "loss"), ai = nrt_entry_output(ent, "accuracy");
+    int li = ent->loss_output, ai = ent->accuracy_output;
     double sl = 0, sa = 0;
     int64_t lo, mine; /* mpirun: this rank's part of the data, summed below */
     nrt_dp_share(f->n, &lo, &mine);
@@ -671,13 +671,13 @@ static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt
     return 0;
 }
 
-/* The entry point that evaluates the loss on test data: "evaluate", else none. */
-static int eval_entry(const struct nrt_model *m) { return nrt_model_entry(m, "evaluate"); }
+/* The entry point that evaluates the loss on test data, or -1. */
+static int eval_entry(const struct nrt_model *m) { return m->evaluate_entry; }
 
 /* ------------------------------------------------------------- training -- */
 
 /* Writes the learning rate of every training entry for epoch e at the context's
- * step (optim.c's contract: state buffer "<entry>.lr"; schedule.c has the
+ * step (the buffer the descriptor names, lr_buffer; schedule.c has the
  * formulas); with only_per_step, only the entries whose schedule moves every
  * step. Returns the main entry's rate. */
 static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int only_per_step)
@@ -688,10 +688,8 @@ static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int o
         const struct nrt_entry_desc *ent = &m->entries[k];
         if (ent->mode != NRT_MODE_TRAIN)
             continue;
-        char name[256];
-        snprintf(name, sizeof name, "%s.lr", ent->name);
-        int b = nrt_model_buffer(m, name);
-        if (b < 0 || m->buffers[b].dtype != NRT_DT_F32)
+        int b = ent->lr_buffer;
+        if (b < 0 || b >= m->n_buffers || m->buffers[b].dtype != NRT_DT_F32)
             continue;
         double base = o->lr_set ? o->lr : m->buffers[b].init_a;
         if (only_per_step && !nrt_schedule_per_step(&ent->schedule))
@@ -701,7 +699,7 @@ static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int o
             first = lr;
         if (*(float *)ctx->buf[b] == (float)lr && !ctx->host_dirty)
             continue;
-        nrt_ctx_sync(ctx); /* OpenCL: the other state is newer on the device */
+        nrt_ctx_sync(ctx); /* a device model: the other state is newer on the device */
         *(float *)ctx->buf[b] = (float)lr;
         ctx->host_dirty = 1;
     }
@@ -813,9 +811,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     int loss_out[32];
     for (int k = 0; k < nt; k++) {
         const struct nrt_entry_desc *ent = &m->entries[train[k]];
-        loss_out[k] = nrt_entry_output(ent, ent->loss ? ent->loss : "loss");
+        loss_out[k] = ent->loss_output;
     }
-    int ai = nrt_entry_output(main_ent, "accuracy");
+    int ai = main_ent->accuracy_output;
     int tty = isatty(STDOUT_FILENO) && !o->quiet && nrt_dp_size() == 1; /* mpirun gives ranks a pty */
     /* mpirun -np K: a step takes a global batch of K*batch items, shared out. */
     int64_t ranks = nrt_dp_size(), gbatch = batch * ranks;
@@ -1062,7 +1060,7 @@ static int is_image(const char *path)
 /* Runs the forward entry point on the items of one input file. */
 static int predict_file(const struct nrt_model *m, const struct opts *o, const char *input)
 {
-    int fw = nrt_model_entry(m, "forward");
+    int fw = m->forward_entry;
     if (fw < 0)
         return fail("model '%s' has no forward entry point", m->name);
     if (!o->load)
@@ -1106,7 +1104,7 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
         goto done;
     }
     int classifier = 0, ev = eval_entry(m);
-    if (ev >= 0 && nrt_entry_output(&m->entries[ev], "accuracy") >= 0)
+    if (ev >= 0 && m->entries[ev].accuracy_output >= 0)
         classifier = 1;
     for (int64_t start = 0; start < items; start += cap) {
         int64_t count = items - start < cap ? items - start : cap;
@@ -1227,7 +1225,7 @@ static int cmd_info(const struct nrt_model *m)
     char hash[17];
     nrt_model_hash(m, hash);
     printf("model %s (netc %s, layout %s), target %s, OpenBLAS core %s\n", m->name, m->netc_version, hash,
-           m->cl ? "opencl" : "c", nrt_blas_core());
+           m->target ? m->target : "?", nrt_blas_core());
     printf("inputs:\n");
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
@@ -1273,28 +1271,22 @@ static int cmd_info(const struct nrt_model *m)
 
 /* ------------------------------------------------------------- nrt_main -- */
 
-int nrt_cl_device_list(void) NRT_CL_WEAK;
-
-/* The device options of an OpenCL build: --threads caps PoCL's threads;
- * --device `list` prints the OpenCL devices (returns -1: exit 0), a spec
- * selects one for nrt_ctx_init. Returns 0 to go on, or an exit status. */
+/* The device options of a device model (its layer, struct nrt_device_ops):
+ * --threads goes to the layer too; --device `list` prints the devices
+ * (returns -1: exit 0), a spec selects one for nrt_ctx_init. Returns 0 to go
+ * on, or an exit status. */
 static int use_device(const struct nrt_model *m, const struct opts *o)
 {
-    /* PoCL reads its thread count when the OpenCL platform first loads, which
-     * is later, in nrt_ctx_init; other drivers ignore the variable. */
-    if (m->cl && o->threads > 0 && !getenv("POCL_MAX_PTHREAD_COUNT")) {
-        char t[16];
-        snprintf(t, sizeof t, "%d", o->threads);
-        setenv("POCL_MAX_PTHREAD_COUNT", t, 1);
-    }
+    if (m->device && o->threads > 0)
+        m->device->threads(o->threads);
     if (!o->device)
         return 0;
-    if (!m->cl || !nrt_cl_device_list)
-        return fail("--device: '%s' was built for the C target (CPU); build it with --target=opencl to run "
-                    "it on an OpenCL device",
-                    m->name);
+    if (!m->device)
+        return fail("--device: '%s' was built for the %s target, which runs on the host (CPU); build it for a "
+                    "device target (`netc build --help` lists them) to run it on a device",
+                    m->name, m->target ? m->target : "?");
     if (strcmp(o->device, "list") == 0)
-        return nrt_cl_device_list() ? fail_rt() : -1;
+        return m->device->list() ? fail_rt() : -1;
     nrt_ctx_device_set(o->device);
     return 0;
 }

@@ -188,7 +188,7 @@ int nrt_generate_main(int argc, char **argv, const struct nrt_model *m, const ch
         if (b->kind == NRT_BUF_INPUT && b->dtype == NRT_DT_I32 && b->rank == 2 && b->dims[0] == NRT_DIM_N)
             tok = i;
     }
-    int step = nrt_model_entry(m, "generate_step"), fwd = nrt_model_entry(m, "forward");
+    int step = m->generate_entry, fwd = m->forward_entry;
     int e = step >= 0 ? step : fwd;
     const struct nrt_output_desc *out = e >= 0 && m->entries[e].n_outputs > 0 ? &m->entries[e].outputs[0] : NULL;
     if (tok < 0 || !out || out->rank != 3 || out->dtype != NRT_DT_F32)

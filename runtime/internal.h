@@ -132,25 +132,7 @@ double nrt_dp_comm_seconds(void);
 void nrt_dp_info(const struct nrt_model *m);
 
 /* ------------------------------------------------------------------- cl.c -- */
-/* libnetrt_cl.a's side of nrt_ctx_init/free/sync. program.c and driver.c refer
- * to these (and nrt_cl_device_list) weakly, through NRT_CL_WEAK, so that
- * libnetrt.a links without libnetrt_cl.a: a C-target program leaves them NULL,
- * an OpenCL program pulls cl.o in through the nrt_cl_* calls of its host code. */
-#if defined(__GNUC__) || defined(__clang__)
-#define NRT_CL_WEAK __attribute__((weak))
-#else
-#define NRT_CL_WEAK
-#endif
 
-/* Opens the device for ctx->model->cl (spec as nrt_ctx_device_set's, NULL for
- * the default), builds the programs and allocates the arena at the offsets
- * ctx->buf_off/ws_off already hold (arena_elems elements in all). Returns
- * NRT_OK or an error with the message set; ctx->cl stays NULL on failure. */
-int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems);
-/* Releases everything nrt_cl_ctx_open made; ctx->cl NULL is ignored. */
-void nrt_cl_ctx_close(struct nrt_ctx *ctx);
-/* Downloads every parameter and state buffer into the host buffers. */
-void nrt_cl_ctx_download_state(struct nrt_ctx *ctx);
 /* The text of runtime/cl_kernels.cl (embedded by cl_embed.cmake). */
 extern const char nrt_cl_kernels_source[];
 

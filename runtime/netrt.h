@@ -39,7 +39,8 @@ enum nrt_status {
     NRT_ERR_NOMEM = 3,   /* an allocation failed */
     NRT_ERR_RANGE = 4,   /* a value is out of its allowed range (labels, indices) */
     NRT_ERR_ARG = 5,     /* the caller passed an invalid argument */
-    NRT_ERR_NOTFOUND = 6 /* a named item (tensor, metadata key) does not exist */
+    NRT_ERR_NOTFOUND = 6, /* a named item (tensor, metadata key) does not exist */
+    NRT_ERR_DEVICE = 7    /* a device (struct nrt_device_ops) failed: its context is unusable */
 };
 
 /* The message of the last failure on this thread ("" if none): a thread-local
@@ -512,7 +513,7 @@ struct nrt_output_desc {
 
 /* The OpenCL kernels of a model built with --target=opencl: one OpenCL C 1.2
  * program whose kernels the generated host code launches by index
- * (nrt_cl_launch). The C target leaves struct nrt_model's cl NULL. */
+ * (nrt_cl_launch); struct nrt_model's device_program points to it. */
 struct nrt_cl_program {
     const char *source;               /* the program's OpenCL C source */
     int n_kernels;                    /* kernels in it */
@@ -538,6 +539,13 @@ struct nrt_entry_desc {
     const int *inputs;                    /* their buffer indices */
     nrt_entry_fn run;                     /* the generated function */
     size_t ws_fixed, ws_per_n;            /* workspace bytes: ws_fixed + ws_per_n * max_n */
+    /* What the driver reads, as indices the compiler found (-1: none), so
+     * that the runtime never searches for a name: */
+    int loss_output;                      /* outputs[]: the loss (train: the one minimised;
+                                             eval: the output named loss) */
+    int accuracy_output;                  /* outputs[]: the first accuracy metric */
+    int lr_buffer;                        /* train: buffers[]: the f32[] learning rate the
+                                             update reads (optim.c's "<name>.lr") */
 };
 
 /* One row of `info`'s layer table, computed by the compiler from the forward
@@ -555,6 +563,32 @@ struct nrt_layer_desc {
     double flops;               /* FLOPs per batch item */
 };
 
+/* A device layer: how a model whose buffers and kernels live on a device
+ * opens, copies to and from, and closes it. The model's descriptor names its
+ * layer (struct nrt_model's device; libnetrt_cl.a defines nrt_cl_device_ops);
+ * a model that runs in host memory (the C target) names none. The runtime
+ * reaches a device only through this table. */
+struct nrt_device_ops {
+    const char *name; /* "OpenCL", for messages */
+    /* Opens the device (spec as nrt_ctx_device_set's, NULL: the default) for
+     * ctx->model's device_program and allocates its arena of arena_elems
+     * elements, at the offsets ctx->buf_off/ws_off hold. NRT_OK, or an error
+     * with the message set and ctx->dev left NULL. */
+    int (*open)(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems);
+    /* Releases everything open made; ctx->dev NULL is ignored. */
+    void (*close)(struct nrt_ctx *ctx);
+    /* Downloads every parameter and state buffer into the host buffers. */
+    void (*download_state)(struct nrt_ctx *ctx);
+    /* Blocking copies between host memory and the arena at element offset off. */
+    void (*upload)(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes);
+    void (*download)(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes);
+    /* `--device list`: prints the devices; NRT_OK or an error with the message set. */
+    int (*list)(void);
+    /* `--threads T`, before open: caps the threads of a device that runs on the
+     * host's cores (PoCL), or does nothing. */
+    void (*threads)(int threads);
+};
+
 /* A whole compiled model. */
 struct nrt_model {
     const char *name;                      /* from `model NAME` */
@@ -568,10 +602,14 @@ struct nrt_model {
     const struct nrt_layer_desc *layers;   /* the forward entry point's layers */
     double train_flops;                    /* first training entry point: FLOPs per item */
     double train_flops_fixed;              /* and per step, not scaling with the batch */
-    const struct nrt_cl_program *cl;       /* OpenCL kernels; NULL: C target */
+    int forward_entry;                     /* entries[]: inference (`predict`, `sample`), or -1 */
+    int evaluate_entry;                    /* entries[]: loss and metrics on test data, or -1 */
+    int generate_entry;                    /* entries[]: one step of `generate`, or -1 */
+    const char *target;                    /* the netc target it was built for ("c", "opencl") */
+    const struct nrt_device_ops *device;   /* its device layer; NULL: host memory */
+    const void *device_program;            /* what the device layer runs (OpenCL: struct
+                                              nrt_cl_program), or NULL */
 };
-
-struct nrt_cl; /* an open OpenCL device and its arena (opaque, runtime/cl.c) */
 
 /* The running state of a model: buffers, workspace, outputs of the last run. */
 struct nrt_ctx {
@@ -583,13 +621,14 @@ struct nrt_ctx {
     uint64_t step;                 /* training steps taken (feeds dropout masks) */
     int64_t epoch;                 /* epochs completed */
     void *out[NRT_MAX_OUTPUTS];    /* outputs of the last run */
-    int failed;                    /* the last run stopped on a data error */
+    int failed;                    /* the last run stopped on an error */
+    int fail_code;                 /* its code: NRT_ERR_RANGE (bad data) or NRT_ERR_DEVICE */
     char err[256];                 /* its message */
     const struct nrt_vocab *vocab; /* text models: the vocabulary that nrt_ckpt_save writes
                                       into the metadata (borrowed; NULL: none) */
-    /* OpenCL models only (model->cl set): the device holds one arena of f32/i32
-     * elements, every buffer (inputs for max_n items) and then the workspace. */
-    struct nrt_cl *cl;             /* the open device; NULL on the C target */
+    /* Device models only (model->device set): the device holds one arena of
+     * f32/i32 elements, every buffer (inputs for max_n items) and then the workspace. */
+    void *dev;                     /* the open device (the device layer's own struct); NULL: host */
     int64_t *buf_off;              /* per buffer: element offset in the arena */
     int64_t ws_off;                /* element offset of the workspace in the arena */
     int host_dirty;                /* host copies of params/state are newer (init, reset,
@@ -618,9 +657,9 @@ int nrt_model_buffer(const struct nrt_model *m, const char *name);
 int nrt_entry_output(const struct nrt_entry_desc *e, const char *name);
 
 /* Allocates buffers for batches of up to max_n and the workspace, and
- * initialises parameters and state from seed. On a model with ->cl it also
- * opens the OpenCL device (nrt_ctx_device_set's spec, else the environment's
- * NETC_DEVICE, else the first GPU, else the first device), builds the
+ * initialises parameters and state from seed. On a model with a device layer
+ * (->device) it also opens the device (nrt_ctx_device_set's spec, else the
+ * environment's NETC_DEVICE; OpenCL: else the first GPU, else the first device), builds the
  * runtime's and the model's kernels (through the binary cache) and allocates
  * the device arena; a missing OpenCL driver or device is an error whose
  * message says how to install one. */
@@ -639,12 +678,16 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
 void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed);
 void nrt_ctx_free(struct nrt_ctx *ctx);
 /* Runs entry point e for a batch of n; NRT_ERR_RANGE with the message set when
- * the generated code met bad data (a label out of range). */
+ * the generated code met bad data (a label out of range), NRT_ERR_DEVICE when
+ * the device failed. */
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n);
 /* Called by generated code on bad data: records the message, sets failed. */
 void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...) NRT_PRINTF(2, 3);
+/* The same with a code: NRT_ERR_DEVICE when a device failed (nrt_ctx_run then
+ * reports the message as it is), NRT_ERR_RANGE for bad data (nrt_ctx_fail's). */
+void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...) NRT_PRINTF(3, 4);
 
-/* The device that later nrt_ctx_init calls open for OpenCL models: "P:D"
+/* The device that later nrt_ctx_init calls open for device models (OpenCL: "P:D"
  * (platform and device index as `--device list` prints them), or a substring
  * of "platform / device" names (any case); NULL: NETC_DEVICE, else the
  * default. The string is not copied. */
@@ -994,6 +1037,8 @@ void nrt_blas_threads(int threads);
  * and print the totals per kernel name to stderr when the context is freed),
  * NETC_CL_GEMM=vw,wm,rx,ry,tk (SGEMM tiles, for tuning). */
 
+/* The OpenCL device layer, which a generated OpenCL model's descriptor names. */
+extern const struct nrt_device_ops nrt_cl_device_ops;
 /* Prints the OpenCL devices, one line each:
  * `P:D  platform / device (type, N compute units, M MiB global memory)`.
  * Returns NRT_OK, or an error (no OpenCL driver) with the message set. */

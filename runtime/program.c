@@ -2,8 +2,9 @@
  * look-ups and the layout hash, the context (every buffer and the workspace,
  * allocated once for the largest batch), parameter initialisation from the
  * seeded Philox generator, running an entry point, and checkpoints (safetensors
- * with the model's name, layout hash, step and epoch as metadata). OpenCL
- * models also get the device arena's layout here and their device from cl.c. */
+ * with the model's name, layout hash, step and epoch as metadata). Device
+ * models also get the device arena's layout here, and their device through
+ * the layer their descriptor names (struct nrt_device_ops). */
 #include "runtime/internal.h"
 
 #include <stdarg.h>
@@ -138,7 +139,7 @@ void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed)
     ctx->dev_dirty = 0;
 }
 
-/* The device of OpenCL models: set by the driver's --device, else NULL. */
+/* The device of device models: set by the driver's --device, else NULL. */
 static const char *device_spec;
 
 void nrt_ctx_device_set(const char *spec) { device_spec = spec; }
@@ -162,27 +163,20 @@ static int64_t arena_layout(struct nrt_ctx *ctx)
     return at + (((int64_t)ctx->ws_bytes + 63) / 64) * 16;
 }
 
-/* Opens the OpenCL device of an OpenCL model (libnetrt_cl.a, linked weakly). */
-int nrt_cl_ctx_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) NRT_CL_WEAK;
-void nrt_cl_ctx_close(struct nrt_ctx *ctx) NRT_CL_WEAK;
-void nrt_cl_ctx_download_state(struct nrt_ctx *ctx) NRT_CL_WEAK;
-
+/* Opens the device of a device model through its layer (struct nrt_device_ops). */
 static int ctx_open_device(struct nrt_ctx *ctx)
 {
-    if (!nrt_cl_ctx_open)
-        return nrt_error_set(NRT_ERR_ARG, "model '%s' was built for OpenCL but linked without libnetrt_cl.a",
-                             ctx->model->name);
     int64_t elems = arena_layout(ctx);
     if (elems < 0)
         return NRT_ERR_NOMEM;
     const char *spec = device_spec ? device_spec : getenv("NETC_DEVICE");
-    return nrt_cl_ctx_open(ctx, spec && *spec ? spec : NULL, elems);
+    return ctx->model->device->open(ctx, spec && *spec ? spec : NULL, elems);
 }
 
 void nrt_ctx_sync(struct nrt_ctx *ctx)
 {
-    if (ctx->cl && ctx->dev_dirty && nrt_cl_ctx_download_state) {
-        nrt_cl_ctx_download_state(ctx);
+    if (ctx->dev && ctx->dev_dirty) {
+        ctx->model->device->download_state(ctx);
         ctx->dev_dirty = 0;
     }
 }
@@ -237,7 +231,7 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
         return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the %zu-byte workspace", ctx->ws_bytes);
     }
     nrt_ctx_reset(ctx, seed);
-    if (m->cl) {
+    if (m->device) {
         int rc = ctx_open_device(ctx);
         if (rc) {
             nrt_ctx_free(ctx);
@@ -278,8 +272,9 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
     memset(ctx, 0, sizeof *ctx);
     max_n = max_n < 1 ? 1 : max_n;
     size_t need = nrt_ctx_mem_size(m, max_n);
-    if (m->cl)
-        return nrt_error_set(NRT_ERR_ARG, "model '%s' runs on OpenCL: its buffers live on the device", m->name);
+    if (m->device)
+        return nrt_error_set(NRT_ERR_ARG, "model '%s' runs on %s: its buffers live on the device", m->name,
+                             m->device->name);
     if (!mem || bytes < need)
         return nrt_error_set(NRT_ERR_ARG, "model '%s' needs %zu bytes of memory at batch %lld, got %zu", m->name,
                              need, (long long)max_n, mem ? bytes : 0);
@@ -307,8 +302,8 @@ void nrt_ctx_free(struct nrt_ctx *ctx)
         memset(ctx, 0, sizeof *ctx);
         return;
     }
-    if (ctx->cl && nrt_cl_ctx_close)
-        nrt_cl_ctx_close(ctx);
+    if (ctx->dev)
+        ctx->model->device->close(ctx);
     nrt_free(ctx->buf_off);
     if (ctx->buf)
         for (int i = 0; i < ctx->model->n_buffers; i++)
@@ -318,15 +313,29 @@ void nrt_ctx_free(struct nrt_ctx *ctx)
     memset(ctx, 0, sizeof *ctx);
 }
 
-void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...)
+static void ctx_vfail(struct nrt_ctx *ctx, int code, const char *fmt, va_list ap)
 {
     if (ctx->failed)
         return;
+    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    ctx->failed = 1;
+    ctx->fail_code = code;
+}
+
+void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
+    ctx_vfail(ctx, NRT_ERR_RANGE, fmt, ap);
     va_end(ap);
-    ctx->failed = 1;
+}
+
+void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    ctx_vfail(ctx, code, fmt, ap);
+    va_end(ap);
 }
 
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
@@ -338,8 +347,8 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
     ctx->failed = 0;
     ctx->err[0] = '\0';
     ent->run(ctx, n);
-    if (ctx->failed && ctx->cl && strncmp(ctx->err, "OpenCL", 6) == 0)
-        return nrt_error_set(NRT_ERR_IO, "%s", ctx->err); /* a device error, not bad data */
+    if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
+        return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed)
         return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
     return NRT_OK;

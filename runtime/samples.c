@@ -61,7 +61,7 @@ struct sampler {
 static int sampler_init(const struct nrt_model *m, const char *name, struct sampler *s)
 {
     memset(s, 0, sizeof *s);
-    s->entry = nrt_model_entry(m, "forward");
+    s->entry = m->forward_entry;
     if (s->entry < 0)
         return nrt_error_set(NRT_ERR_ARG, "model '%s' has no forward entry point", m->name);
     const struct nrt_entry_desc *e = &m->entries[s->entry];

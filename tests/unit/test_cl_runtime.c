@@ -60,7 +60,8 @@ static const struct nrt_entry_desc entries[] = {{.name = "forward", .mode = NRT_
                                                  .outputs = outs, .n_inputs = 1, .inputs = entry_inputs,
                                                  .run = run_twice, .ws_fixed = (size_t)WS_FLOATS * 4}};
 static const struct nrt_model model = {.name = "cltest", .netc_version = "test", .n_buffers = 3, .buffers = bufs,
-                                       .n_entries = 1, .entries = entries, .seed = 1, .cl = &model_cl};
+                                       .n_entries = 1, .entries = entries, .seed = 1, .target = "opencl",
+                                       .device = &nrt_cl_device_ops, .device_program = &model_cl};
 
 static struct nrt_ctx ctx; /* the context the op tests share */
 
@@ -131,7 +132,7 @@ static void test_device_errors(void)
     struct nrt_ctx c;
     nrt_ctx_device_set("no-such-device-xyz");
     EXPECT_ERR(nrt_ctx_init(&c, &model, 4, 1), "no device matches 'no-such-device-xyz'");
-    CHECK(c.cl == NULL && c.buf == NULL);
+    CHECK(c.dev == NULL && c.buf == NULL);
     nrt_ctx_device_set("9:9");
     EXPECT_ERR(nrt_ctx_init(&c, &model, 4, 1), "--device list");
     nrt_ctx_device_set("0:0");
@@ -143,7 +144,7 @@ static void test_device_errors(void)
     static const struct nrt_cl_program broken = {"__kernel void twice(__global float *A) { oops; }", 1,
                                                  model_kernels};
     struct nrt_model bad = model;
-    bad.cl = &broken;
+    bad.device_program = &broken;
     EXPECT_ERR(nrt_ctx_init(&c, &bad, 4, 1), "building the model kernels failed");
     EXPECT_OK(nrt_cl_device_list());
 }
@@ -213,7 +214,7 @@ static void test_launch_and_state(void)
 {
     struct nrt_ctx c;
     EXPECT_OK(nrt_ctx_init(&c, &model, 5, 3));
-    if (!c.cl)
+    if (!c.dev)
         return;
     CHECK(c.host_dirty == 1 && c.dev_dirty == 0);
     float *x = c.buf[0], *w = c.buf[1];
