@@ -21,6 +21,7 @@ packages=(
   python3                                   # runs lit
   python3-venv                              # the PyTorch cross-check's environment (tests/torch/run.sh)
   graphviz                                  # renders `netc dump --format=dot` in tests
+  strace                                    # tests/ir/no-verify.test watches the verifier's tmpfiles
   libopenmpi-dev openmpi-bin                # MPI: `netc build --mpi` (libnetrt_mpi), mpirun in tests
   dataset-fashion-mnist                     # the real data set of the examples
   fortunes fortunes-zh                      # real text (English fortunes, Tang poems) of the text examples
