@@ -7,6 +7,7 @@
 #define NETC_CODEGEN_H
 
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 /* ------------------------------------------------- formulas of every backend */
 
@@ -158,6 +159,10 @@ struct cg_target {
     /* Emit the whole module to out. False (with a diag_error) on a module the
      * backend cannot handle. */
     bool (*emit)(const struct ir_module *m, FILE *out, const struct cg_options *opt);
+    /* What the fuse and memplan passes plan for: the kernels it emits whole,
+     * the scratch of its ops. The driver sets pass_target to it before the
+     * pipeline, and emit reads the plan from the IR. */
+    const struct pass_target *plan;
 };
 
 extern const struct cg_target cg_target_c;
@@ -293,16 +298,13 @@ void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
 bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner);
 #define CGC_TMPL_MAX 256
-/* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
- * same-type cast, assign) instead of computing into a slot of its own. */
-bool cgc_op_aliases(const struct ir_node *n);
 /* Scratch floats node n needs besides its value; *per_n tells whether the
  * count is per batch item. */
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
 
-/* c_emit.c, shared with other backends: the memory plan of c->f (fills c->vals,
- * c->kernels, c->fixed_total, c->per_n_total: liveness-based slot reuse in a fixed
- * region and a per-batch-item region) and its release; the module descriptor
+/* c_emit.c, shared with other backends: the memory plan of c->f as the IR has it
+ * (passes/memplan.c; fills c->vals, c->kernels, c->fixed_total, c->per_n_total)
+ * and its release; the module descriptor
  * (buffers, entries `entry_<E>` with their workspace sizes, layer table) with
  * `extra` (or NULL) printed as the last fields of the netc_model initializer; the
  * index of a module buffer by name; a C string literal. */
@@ -312,6 +314,10 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
 bool cgc_check_module(const struct ir_module *m, const char *backend);
 void cgc_layout(struct cgc *c);
 void cgc_layout_free(struct cgc *c);
+/* Before the call of fused kernel k: a C comment `kernel=K fuses %a %b ...` naming
+ * the IR's kernel and the members emitted in it (what tests compare with
+ * `netc dump`). */
+void cgc_kernel_comment(struct cgc *c, const struct cgc_kernel *k);
 /* Gradient buckets of c->f after cgc_layout (ALLREDUCE nodes with bucket >= 0,
  * passes/dp.c): each bucket's operands are contiguous slots at the start of the
  * fixed region, never reused. cgc_buckets gives the number of buckets and, per
