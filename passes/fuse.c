@@ -181,11 +181,34 @@ static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
     return formed;
 }
 
+/* Kernels already in the IR (IR text) that the target cannot emit whole, or
+ * that are no kernel at all (one member, or a head as root), go back to single
+ * nodes, so that every kernel left is one the target emits. Returns how many. */
+static int dissolve(struct ir_func *f, const struct pass_target *t) {
+    int len = ir_func_len(f), undone = 0, *group = NULL;
+    for (int root = len - 1; root >= 0; root--) {
+        int k = f->nodes[root].kernel;
+        if (k <= 0) continue;
+        bool seen = false;
+        for (int j = root + 1; j < len && !seen; j++) seen = f->nodes[j].kernel == k;
+        if (seen) continue; /* not the root */
+        vec_clear(group);
+        for (int j = 0; j <= root; j++)
+            if (f->nodes[j].kernel == k) vec_push(group, j);
+        if (vec_len(group) >= 2 && !ir_kernel_head_op(f->nodes[root].op) && target_fuses(f, group, k, t)) continue;
+        for (size_t g = 0; g < vec_len(group); g++) f->nodes[group[g]].kernel = 0;
+        undone++;
+    }
+    vec_free(group);
+    return undone;
+}
+
 int pass_fuse(struct ir_module *m) {
     const struct pass_target *t = pass_target_get();
     int formed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
         struct ir_func *f = m->funcs[i];
+        formed += dissolve(f, t);
         int next = 1;
         for (int id = 0; id < ir_func_len(f); id++)
             if (f->nodes[id].kernel >= next) next = f->nodes[id].kernel + 1;
