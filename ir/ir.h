@@ -399,7 +399,8 @@ struct ir_module *ir_parse(const char *file, const char *text, size_t len);
 /* Check every invariant of the module: operand ids in range and before their user,
  * arity, attribute values, types equal to what the shape rules give, symbols that
  * name existing buffers of the right type, unique names, kernels that can be fused
- * (docs/ir.md, "Kernels"). Reports each problem with
+ * (docs/ir.md, "Kernels"), a memory plan inside its workspace (docs/ir.md,
+ * "Memory plan"). Reports each problem with
  * diag_error at the node's loc, prefixed by the function and value. Returns true
  * when the module is valid. */
 bool ir_verify(struct ir_module *m);
