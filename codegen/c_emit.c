@@ -1,8 +1,8 @@
 /* codegen/c_emit.c -- the C backend's frame: the target struct, the one emit()
  * helper and the small printing helpers the op emitters share, the workspace
- * layout of a function (liveness-based reuse of slots in two regions: fixed-size
- * values, and values that scale with the batch; a fused kernel's members other
- * than its root get no slot), one C function per entry point preceded by one per
+ * layout of a function as the IR's memory plan gives it (passes/memplan.c: slots
+ * in two regions, fixed-size values and values that scale with the batch), one
+ * C function per entry point preceded by one per
  * fused kernel (the IR's `kernel=K`, bodies in c_ops.c) and one per other op
  * with a loop nest (node_E_ID), each noinline so that the C compiler optimises
  * them one at a time, and each printed once per module when identical (compared

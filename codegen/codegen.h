@@ -281,7 +281,9 @@ const char *cgc_ctype(enum dtype t);
 /* Emit node id by its op's column (c_emit.c). */
 void cgc_op_emit(struct cgc *c, int id);
 /* Fill k->head, k->inputs and k->outputs from k->members; false when the kernel
- * is beyond what one loop nest handles (it is then emitted node by node). */
+ * is beyond what one loop nest handles (fuse, planning for this target through
+ * struct pass_target, never forms one: the emitter then stops with an internal
+ * error). */
 bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k);
 /* Whether member m of k is one of its outputs; whether input x of k is read
  * through an output's pointer (the same buffer), and that output. */
@@ -333,8 +335,8 @@ void cgc_put_str(FILE *out, const char *s);
 
 /* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
 
-/* --target=opencl: the memory plan, kernel formation and host frame of the C
- * backend, with every value computed on the device. Each entry point becomes a
+/* --target=opencl: the memory plan and kernels of the IR and the host frame of
+ * the C backend, with every value computed on the device. Each entry point becomes a
  * host C function that uploads the inputs it reads and the state (when the host
  * copy is newer), launches one OpenCL kernel per node or fused kernel (or a
  * runtime library op: GEMM, convolution, pooling), copies assigned values into
@@ -383,8 +385,8 @@ int clc_kernel_name(struct clc *k, const char *fmt, ...) __attribute__((format(p
 /* Emit node id by its op's column. */
 void clc_op_emit(struct clc *k, int id);
 /* Whether the members of IR kernel `kernel` of f form a kernel this backend fuses
- * (elementwise members, at most one matmul/conv2d head of the root's shape);
- * other kernels are emitted node by node. */
+ * (elementwise members, at most one matmul/conv2d head of the root's shape, no
+ * batchnorm): what fuse ensures for --target=opencl, checked by the emitter. */
 bool clc_kernel_supported(const struct ir_func *f, int kernel);
 /* The host code (head call, then one launch) and OpenCL kernel of fused kernel kn. */
 void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn);
