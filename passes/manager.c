@@ -18,12 +18,19 @@ const struct pass_info *pass_find(const char *name) {
     return NULL;
 }
 
+/* Whether `name` is one of the comma-separated names of `list`. */
+static bool in_list(const char *list, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) return true;
+    return false;
+}
+
 const char *const *pass_pipeline_except(const char *skip) {
     static const char *names[sizeof pass_table / sizeof pass_table[0] + 1];
     int k = 0;
     for (int i = 0; i < pass_count; i++)
-        if (pass_table[i].in_pipeline && !(skip && strcmp(skip, pass_table[i].name) == 0))
-            names[k++] = pass_table[i].name;
+        if (pass_table[i].in_pipeline && !in_list(skip, pass_table[i].name)) names[k++] = pass_table[i].name;
     names[k] = NULL;
     return names;
 }

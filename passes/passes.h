@@ -40,9 +40,12 @@ struct pass_options {
 bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt);
 /* The default pipeline, NULL-terminated. */
 const char *const *pass_pipeline(void);
-/* The default pipeline without the pass named `skip` (NULL: nothing skipped);
- * used for --no-fuse. */
+/* The default pipeline without the passes named in `skip`, comma-separated
+ * (NULL: nothing skipped); used for --no-fuse (PASS_NO_FUSE). */
 const char *const *pass_pipeline_except(const char *skip);
+/* What --no-fuse skips: kernel formation and the rewrites that serve it (the
+ * masks that read activations pay off when a kernel holds the activation). */
+#define PASS_NO_FUSE "simplify,fuse"
 /* Print the banner and the IR (or DOT) for pass `name`. */
 void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot);
 
@@ -147,8 +150,8 @@ int pass_syncbn(struct ir_module *m);
  * ALLREDUCE(g) {bucket=B}, B numbering buckets in the order the backward pass
  * fills them (-1: reduced alone, blocking, when g cannot be reduced in place). */
 int pass_buckets(struct ir_module *m);
-/* The default pipeline without `skip`, with syncbn before autodiff when sync_bn
- * and buckets after it when mpi. */
+/* The default pipeline without the passes in `skip` (as pass_pipeline_except),
+ * with syncbn before autodiff when sync_bn and buckets after it when mpi. */
 const char *const *pass_pipeline_dp(const char *skip, bool mpi, bool sync_bn);
 
 #endif

@@ -47,7 +47,7 @@ static const char usage_dump[] =
     "  --after=PASS      print the IR after PASS only; `lower` is the IR straight\n"
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
-    "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
+    "  --no-fuse         skip kernel formation (the `simplify` and `fuse` passes)\n"
     "  --target=T        the backend that kernels and the memory plan are made for:\n"
     "                    c (default) or opencl, as `netc build --target`\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz:\n"
@@ -395,7 +395,7 @@ static int cmd_dump(int argc, char **argv) {
     if (all || (fl.after && strcmp(fl.after, "lower") == 0)) pass_dump(o.f, m, "lower", fl.dot);
     struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
     bool ok = ir_verify(m) &&
-              pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? "fuse" : NULL, fl.mpi, fl.sync_bn), &opt);
+              pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? PASS_NO_FUSE : NULL, fl.mpi, fl.sync_bn), &opt);
     if (ok && !fl.after) {
         if (fl.dot_opts.func && !ir_func_find(m, fl.dot_opts.func)) {
             fprintf(stderr, "netc dump: error: model '%s' has no function '%s'\n", m->name, fl.dot_opts.func);
