@@ -35,6 +35,7 @@ struct pass_options {
 };
 
 /* Run the passes (NULL-terminated list of names, already checked with pass_find).
+ * A pass that changes a planned module drops its memory plan (docs/ir.md).
  * Returns false after a user error or a verifier failure (reported). A verifier
  * failure after a pass is a compiler bug: it prints the pass and the IR and exits 70. */
 bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt);
