@@ -1077,7 +1077,8 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
 
 /* Kernels whose loop nest reads at most 15 arrays (c_ops.c's NEST_OPS - 1), of
  * at most 12 values from outside, storing at most 4. */
-static const struct pass_target plan_c = {"c", 12, 4, 15, true, cgc_op_scratch};
+static const struct pass_target plan_c = {.name = "c", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
+                                          .fuse_max_arrays = 15, .fuse_batchnorm = true, .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_c = {"c", ".c", emit_c, &plan_c};
 

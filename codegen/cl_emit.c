@@ -253,6 +253,7 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
 
 /* The C backend's kernels but those with a batchnorm, whose per-channel reads
  * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. */
-static const struct pass_target plan_opencl = {"opencl", 12, 4, 15, false, cgc_op_scratch};
+static const struct pass_target plan_opencl = {.name = "opencl", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
+                                               .fuse_max_arrays = 15, .fuse_batchnorm = false, .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_opencl = {"opencl", ".c", emit_opencl, &plan_opencl};

@@ -12,7 +12,8 @@
 
 /* --------------------------------------------------------------- target */
 
-const struct pass_target pass_target_default = {"default", 12, 4, 15, true, NULL};
+const struct pass_target pass_target_default = {.name = "default", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
+                                                .fuse_max_arrays = 15, .fuse_batchnorm = true, .scratch = NULL};
 const struct pass_target *pass_target;
 
 const struct pass_target *pass_target_get(void) { return pass_target ? pass_target : &pass_target_default; }
