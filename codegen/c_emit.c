@@ -1,8 +1,8 @@
 /* codegen/c_emit.c -- the C backend's frame: the target struct, the one emit()
  * helper and the small printing helpers the op emitters share, the workspace
- * layout of a function (liveness-based reuse of slots in two regions: fixed-size
- * values, and values that scale with the batch; a fused kernel's members other
- * than its root get no slot), one C function per entry point preceded by one per
+ * layout of a function as the IR's memory plan gives it (passes/memplan.c: slots
+ * in two regions, fixed-size values and values that scale with the batch), one
+ * C function per entry point preceded by one per
  * fused kernel (the IR's `kernel=K`, bodies in c_ops.c) and one per other op
  * with a loop nest (node_E_ID), each noinline so that the C compiler optimises
  * them one at a time, and each printed once per module when identical (compared
@@ -16,8 +16,6 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
-
-#define SLOT_ALIGN 64 /* every workspace slot starts on a cache line */
 
 /* ------------------------------------------------------------- helpers */
 
@@ -158,138 +156,28 @@ int cgc_buffer_index(const struct ir_module *m, const char *name) {
 
 /* -------------------------------------------------------------- layout */
 
-/* Free blocks of one region, for first-fit reuse. */
-struct region {
-    size_t top;        /* bytes in use up to here */
-    size_t *free_off;  /* vec: offsets of free blocks */
-    size_t *free_size; /* vec: their sizes */
-};
-
-static size_t region_alloc(struct region *r, size_t size) {
-    size_t best = (size_t)-1;
-    for (size_t i = 0; i < vec_len(r->free_off); i++)
-        if (r->free_size[i] >= size && (best == (size_t)-1 || r->free_size[i] < r->free_size[best])) best = i;
-    if (best == (size_t)-1) {
-        size_t off = r->top;
-        r->top += size;
-        return off;
-    }
-    size_t off = r->free_off[best];
-    size_t last = vec_len(r->free_off) - 1;
-    r->free_off[best] = r->free_off[last];
-    r->free_size[best] = r->free_size[last];
-    vec_hdr_(r->free_off)->len--;
-    vec_hdr_(r->free_size)->len--;
-    return off;
-}
-
-static void region_release(struct region *r, size_t off, size_t size) {
-    vec_push(r->free_off, off);
-    vec_push(r->free_size, size);
-}
-
-static size_t round_up(size_t v) { return (v + SLOT_ALIGN - 1) / SLOT_ALIGN * SLOT_ALIGN; }
-
-/* The IR's kernels that are emitted fused (c->kernels, vals[].kernel). */
+/* The IR's kernels (c->kernels, vals[].kernel), formed by the fuse pass for this
+ * target: every one is emitted fused. */
 static void form_kernels(struct cgc *c) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
     for (int id = len - 1; id >= 0; id--) { /* a kernel's root is its last member */
         int kn = f->nodes[id].kernel;
         if (kn <= 0 || c->vals[id].kernel >= 0) continue;
-        bool seen = false;
-        for (int j = id + 1; j < len && !seen; j++) seen = f->nodes[j].kernel == kn;
-        if (seen) continue;
         struct cgc_kernel k = {id, -1, NULL, NULL, NULL};
         int q = (int)vec_len(c->kernels);
         for (int j = 0; j <= id; j++)
             if (f->nodes[j].kernel == kn) vec_push(k.members, j), c->vals[j].kernel = q;
-        if (cgc_kernel_plan(c, &k)) {
-            vec_push(c->kernels, k);
-            continue;
-        }
-        for (size_t j = 0; j < vec_len(k.members); j++) c->vals[k.members[j]].kernel = -1;
-        vec_free(k.members);
-        vec_free(k.inputs);
-        vec_free(k.outputs);
-    }
-}
-
-/* Whether value x is read only by members of kernel q (directly, not through an
- * alias) or by nodes that run before `before`, and is no output: then q may
- * overwrite its storage element by element. A member of another kernel runs at
- * that kernel's root. */
-static bool read_before(const struct cgc *c, int x, int q, int before, int depth) {
-    const struct ir_func *f = c->f;
-    for (size_t o = 0; o < vec_len(f->outputs); o++)
-        if (f->outputs[o].value == x) return false;
-    for (int u = x + 1; u < ir_func_len(f); u++) {
-        const struct ir_node *un = &f->nodes[u];
-        bool reads = false;
-        for (int a = 0; a < un->nargs; a++) reads |= un->args[a] == x;
-        if (!reads || (depth == 0 && c->vals[u].kernel == q)) continue;
-        int at = c->vals[u].kernel >= 0 ? c->kernels[c->vals[u].kernel].root : u;
-        if (at >= before || un->op == OP_ASSIGN) return false;
-        if (cgc_op_aliases(un) && (depth > 8 || !read_before(c, u, -1, before, depth + 1))) return false;
-    }
-    return true;
-}
-
-/* Kernel outputs assigned to a buffer are stored straight into it when that is
- * safe: the function assigns the buffer once, and every read of the buffer's
- * old value happens before the kernel or inside it at the same element (a
- * member reading it has the root's shape, so the same index). That saves a
- * slot and the copy at the end of the function (Adam's m, v and parameter). */
-static void store_in_place(struct cgc *c) {
-    const struct ir_func *f = c->f;
-    int len = ir_func_len(f);
-    for (int a = 0; a < len; a++) {
-        const struct ir_node *an = &f->nodes[a];
-        int x = an->nargs ? an->args[0] : -1;
-        if (an->op != OP_ASSIGN || c->vals[x].kernel < 0) continue;
-        int q = c->vals[x].kernel;
-        const struct cgc_kernel *k = &c->kernels[q];
-        /* A head computes into the root's storage before the loop reads anything. */
-        if (!cgc_kernel_stores(k, x) || c->vals[x].buffer >= 0 || (x == k->root && k->head >= 0)) continue;
-        bool ok = shape_equal(&an->type.shape, &f->nodes[k->root].type.shape);
-        for (int j = 0; j < len && ok; j++) {
-            const struct ir_node *n = &f->nodes[j];
-            if (n->op == OP_ASSIGN && j != a && strcmp(n->sym, an->sym) == 0) ok = false;
-            if (n->op == OP_PARAM && strcmp(n->sym, an->sym) == 0) ok = read_before(c, j, q, k->root, 0);
-        }
-        if (ok) c->vals[x].buffer = cgc_buffer_index(c->m, an->sym);
+        if (!cgc_kernel_plan(c, &k))
+            NETC_INTERNAL("kernel %d of @%s is beyond what one loop nest handles: fuse formed it for another target",
+                          kn, f->name);
+        vec_push(c->kernels, k);
     }
 }
 
 /* The bucket of node n when it is an ALLREDUCE reduced in place, else -1. */
 static int bucket_of(const struct ir_node *n) {
     return n->op == OP_ALLREDUCE ? (int)ir_get_int(n, "bucket") : -1;
-}
-
-/* Gradient buckets (passes/dp.c) before anything else: the operands of bucket
- * b's ALLREDUCE nodes, in node order, one after the other from the start of the
- * fixed region, bucket after bucket; their slots are never released, so each
- * bucket is one block that MPI reduces in place. */
-static void place_buckets(struct cgc *c, struct region *fixed) {
-    const struct ir_func *f = c->f;
-    int len = ir_func_len(f), nb = 0;
-    for (int id = 0; id < len; id++)
-        if (bucket_of(&f->nodes[id]) + 1 > nb) nb = bucket_of(&f->nodes[id]) + 1;
-    for (int b = 0; b < nb; b++)
-        for (int id = 0; id < len; id++) {
-            const struct ir_node *n = &f->nodes[id];
-            if (bucket_of(n) != b) continue;
-            const struct ir_node *gn = &f->nodes[n->args[0]];
-            struct cgc_val *g = &c->vals[n->args[0]];
-            if (g->alias >= 0 || g->buffer >= 0 || gn->op == OP_CONST || gn->op == OP_INPUT || gn->op == OP_PARAM ||
-                shape_has_n(&gn->type.shape) || g->bucket >= 0)
-                netc_internal_error(__FILE__, __LINE__, "allreduce %%%d: operand %%%d cannot be in bucket %d", id,
-                                    n->args[0], b);
-            g->bucket = b;
-            g->size = round_up((size_t)shape_static_numel(&gn->type.shape) * dtype_size(gn->type.dtype));
-            g->off = fixed->top;
-            fixed->top += g->size;
-        }
 }
 
 int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *tensors) {
@@ -306,82 +194,51 @@ int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *t
     return nb;
 }
 
-/* Where each value of f lives: aliases, buffers, or slots reused by liveness. A
- * value's slot is released after its last reader (aliases extend their root's
- * life), so an op's output never overlaps its own operands. */
+static size_t round_up(size_t v) { return (v + IR_SLOT_ALIGN - 1) / IR_SLOT_ALIGN * IR_SLOT_ALIGN; }
+
+/* Where each value of f lives, as the memory plan (passes/memplan.c) in the IR
+ * says: buffers, aliases, slots, scratch; its liveness and kernels besides. */
 void cgc_layout(struct cgc *c) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
+    if (!f->planned) NETC_INTERNAL("@%s has no memory plan: the memplan pass has not run", f->name);
     c->vals = calloc((size_t)(len ? len : 1), sizeof *c->vals);
-    if (!c->vals) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    int *last_use = malloc(sizeof *last_use * (size_t)(len ? len : 1));
+    int *uses = malloc(sizeof *uses * (size_t)(len ? len : 1));
+    if (!c->vals || !last_use || !uses) netc_internal_error(__FILE__, __LINE__, "out of memory");
     for (int id = 0; id < len; id++)
         c->vals[id].kernel = -1, c->vals[id].alias = -1, c->vals[id].buffer = -1, c->vals[id].bucket = -1;
     form_kernels(c);
-    store_in_place(c);
+    pass_memplan_live(f, last_use, uses);
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
+        const struct ir_mem *mem = &n->mem;
         struct cgc_val *v = &c->vals[id];
-        v->last_use = id;
+        v->last_use = last_use[id];
+        v->uses = uses[id];
         if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = cgc_buffer_index(c->m, n->sym);
-        else if (cgc_op_aliases(n)) v->alias = n->args[0];
-        /* A fused member reads its operands when its kernel runs, at the root. */
-        int at = v->kernel >= 0 ? c->kernels[v->kernel].root : id;
-        for (int a = 0; a < n->nargs; a++) {
-            c->vals[n->args[a]].uses++;
-            if (c->vals[n->args[a]].last_use < at) c->vals[n->args[a]].last_use = at;
+        else if (pass_memplan_aliases(n)) v->alias = n->args[0];
+        if (mem->where == MEM_BUFFER) v->buffer = (int)mem->off;
+        if (mem->where == MEM_FIXED || mem->where == MEM_BATCH) {
+            v->per_n = mem->where == MEM_BATCH;
+            v->off = (size_t)mem->off;
+            v->size = round_up((size_t)shape_static_numel(&n->type.shape) * dtype_size(n->type.dtype));
         }
-        if (n->op == OP_ASSIGN) c->vals[n->args[0]].last_use = INT_MAX;
-        v->scratch = cgc_op_scratch(f, n, &v->scratch_n);
+        v->scratch = mem->scratch;
+        v->scratch_n = mem->scratch_where == MEM_BATCH;
+        v->scratch_off = (size_t)mem->scratch_off;
+        if (bucket_of(n) >= 0) c->vals[n->args[0]].bucket = bucket_of(n);
+        /* A plan made for no target has no scratch: a bug of the driver. */
+        bool per_n;
+        if (v->kernel < 0 || ir_kernel_head_op(n->op))
+            if (cgc_op_scratch(f, n, &per_n) != v->scratch)
+                NETC_INTERNAL("%%%d of @%s: the memory plan gives %lld scratch floats, the C ops need %lld", id,
+                              f->name, (long long)v->scratch, (long long)cgc_op_scratch(f, n, &per_n));
     }
-    for (size_t o = 0; o < vec_len(f->outputs); o++) {
-        c->vals[f->outputs[o].value].uses++;
-        c->vals[f->outputs[o].value].last_use = INT_MAX;
-    }
-    /* An alias keeps its root alive as long as itself (walk from the end so
-     * chains propagate). */
-    for (int id = len - 1; id >= 0; id--) {
-        int root = c->vals[id].alias;
-        if (root >= 0 && c->vals[root].last_use < c->vals[id].last_use)
-            c->vals[root].last_use = c->vals[id].last_use;
-    }
-    struct region fixed = {0}, per_n = {0};
-    place_buckets(c, &fixed);
-    int **dies = calloc((size_t)(len ? len : 1), sizeof *dies); /* per node: slots to free after it */
-    if (!dies) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    for (int id = 0; id < len; id++) {
-        const struct ir_node *n = &f->nodes[id];
-        struct cgc_val *v = &c->vals[id];
-        /* A kernel's members other than its root live in registers; the root
-         * also takes the scratch of the kernel's head. */
-        const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        bool stored = !kn || cgc_kernel_stores(kn, id);
-        if (stored && v->alias < 0 && v->buffer < 0 && v->bucket < 0) {
-            struct cgc_x cnt = cgc_count(&n->type.shape);
-            v->per_n = cnt.n;
-            v->size = round_up((size_t)cnt.k * dtype_size(n->type.dtype));
-            v->off = region_alloc(v->per_n ? &per_n : &fixed, v->size);
-            if (v->last_use != INT_MAX) vec_push(dies[v->last_use], id);
-        }
-        struct cgc_val *sv = !kn ? v : id == kn->root && kn->head >= 0 ? &c->vals[kn->head] : NULL;
-        if (sv && sv->scratch > 0) {
-            size_t sz = round_up((size_t)sv->scratch * sizeof(float));
-            struct region *r = sv->scratch_n ? &per_n : &fixed;
-            sv->scratch_off = region_alloc(r, sz);
-            region_release(r, sv->scratch_off, sz);
-        }
-        for (size_t k = 0; k < vec_len(dies[id]); k++) {
-            struct cgc_val *d = &c->vals[dies[id][k]];
-            region_release(d->per_n ? &per_n : &fixed, d->off, d->size);
-        }
-        vec_free(dies[id]);
-    }
-    free(dies);
-    c->fixed_total = round_up(fixed.top);
-    c->per_n_total = round_up(per_n.top);
-    vec_free(fixed.free_off);
-    vec_free(fixed.free_size);
-    vec_free(per_n.free_off);
-    vec_free(per_n.free_size);
+    free(last_use);
+    free(uses);
+    c->fixed_total = (size_t)f->ws_fixed;
+    c->per_n_total = (size_t)f->ws_batch;
 }
 
 void cgc_layout_free(struct cgc *c) {
@@ -451,6 +308,14 @@ static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, enum ka
             at += (size_t)snprintf(buf + at, len - at, in[how], k->inputs[i]);
     if (k->head >= 0 && c->vals[k->head].scratch > 0 && at < len && how <= KA_CALL)
         snprintf(buf + at, len - at, how == KA_PARAMS ? ", float *restrict s%d" : ", s%d", k->head);
+}
+
+void cgc_kernel_comment(struct cgc *c, const struct cgc_kernel *k) {
+    char line[1024];
+    int at = snprintf(line, sizeof line, "/* kernel=%d fuses", c->f->nodes[k->root].kernel);
+    for (size_t i = 0; i < vec_len(k->members) && at < (int)sizeof line - 16; i++)
+        at += snprintf(line + at, sizeof line - (size_t)at, " %%%d", k->members[i]);
+    cgc_emit(c, "%s */", line);
 }
 
 /* Elements per chunk of a kernel's loop split over the thread pool: smaller
@@ -886,7 +751,7 @@ static void dp_before(struct cgc *c, struct dp_emit *d, int id) {
 static void dp_after(struct cgc *c, struct dp_emit *d, int id) {
     if (!d->n) return;
     const struct ir_node *n = cgc_node(c, id);
-    if (code_at(c, id) != id || n->op == OP_INPUT || n->op == OP_PARAM || cgc_op_aliases(n)) return;
+    if (code_at(c, id) != id || n->op == OP_INPUT || n->op == OP_PARAM || pass_memplan_aliases(n)) return;
     bool flying = false;
     for (int b = 0; b < d->n; b++) flying |= d->started[b] && !d->waited[b];
     if (flying) cgc_emit(c, "nrt_dp_progress(ctx);");
@@ -942,6 +807,7 @@ static void emit_function(struct cgc *c, int index) {
             for (size_t i = 0; i < vec_len(k->outputs); i++)
                 declare_value(c, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
         if (id != k->root) continue;
+        cgc_kernel_comment(c, k);
         kernel_args(c, k, KA_CALL, args, sizeof args);
         cgc_emit(c, "%s(%s);", c->kname[k->root], args);
         dp_after(c, &dp, id);
@@ -972,12 +838,12 @@ static void emit_function(struct cgc *c, int index) {
 
 void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
     *a = (struct cgc_arena){0, 0, 0, 0};
-    for (size_t e = 0; e < vec_len(m->funcs); e++) {
-        struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
-        cgc_layout(&c);
-        size_t need = c.fixed_total + c.per_n_total * (size_t)(batch > 0 ? batch : 1);
-        if (need > a->ws_bytes) *a = (struct cgc_arena){c.fixed_total, c.per_n_total, need, 0};
-        cgc_layout_free(&c);
+    for (size_t e = 0; e < vec_len(m->funcs); e++) { /* the workspaces of the memory plan */
+        const struct ir_func *f = m->funcs[e];
+        if (!f->planned) NETC_INTERNAL("@%s has no memory plan: the memplan pass has not run", f->name);
+        size_t fixed = (size_t)f->ws_fixed, per_n = (size_t)f->ws_batch;
+        size_t need = fixed + per_n * (size_t)(batch > 0 ? batch : 1);
+        if (need > a->ws_bytes) *a = (struct cgc_arena){fixed, per_n, need, 0};
     }
     for (size_t i = 0; i < vec_len(m->buffers); i++) {
         const struct ir_buffer *b = &m->buffers[i];
@@ -1242,10 +1108,17 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
                  "dp_buckets, %d);\n}\n", rows);
 }
 
+/* Kernels whose loop nest reads at most 15 arrays (c_ops.c's NEST_OPS - 1), of
+ * at most 12 values from outside, storing at most 4. The lib target (c_lib.c)
+ * emits the same C and plans the same. */
+const struct pass_target cgc_plan_c = {.name = "c", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
+                                       .fuse_max_arrays = 15, .fuse_batchnorm = true, .scratch = cgc_op_scratch};
+
 const struct cg_target cg_target_c = {
     .name = "c",
     .ext = ".c",
     .help = "C11 for the system C compiler, OpenBLAS on the CPU",
     .emit = emit_c,
     .parts = true,
+    .plan = &cgc_plan_c,
 };

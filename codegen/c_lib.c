@@ -204,4 +204,5 @@ const struct cg_target cg_target_lib = {
     .ext = ".c",
     .help = "the model as a C library to embed, MODEL.c and MODEL.h (`netc emit` only)",
     .emit_lib = cg_emit_lib,
+    .plan = &cgc_plan_c,
 };

@@ -137,17 +137,7 @@ static void ewise(struct cgc *c, int id, const char *tmpl) {
     nest_close(c, &ns);
 }
 
-/* ---------------------------------------------------------- aliases, scratch */
-
-bool cgc_op_aliases(const struct ir_node *n) {
-    switch (n->op) {
-    case OP_RESHAPE:
-    case OP_STOP_GRADIENT:
-    case OP_ASSIGN: return true;
-    case OP_ALLREDUCE: return ir_get_int(n, "bucket") >= 0; /* reduced in place (c_emit.c) */
-    default: return false;
-    }
-}
+/* ----------------------------------------------------------------- scratch */
 
 /* The conv geometry's (input, weight, output) node shapes of a conv-family node. */
 static void conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,

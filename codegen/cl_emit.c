@@ -1,31 +1,22 @@
-/* codegen/cl_emit.c -- the OpenCL backend's frame (--target=opencl). It reuses
- * the C backend's memory plan (cgc_layout: the same slots, so the same workspace
- * sizes in the descriptor) and kernel formation, and prints one host C function
+/* codegen/cl_emit.c -- the OpenCL backend's frame (--target=opencl). It reads
+ * the memory plan and the kernels of the IR (made by memplan and fuse for this
+ * target; cgc_layout) as the C backend does, and prints one host C function
  * per entry point: upload the inputs it reads and the state, then per node one
  * kernel launch or runtime library call (cl_ops.c), device copies for the
  * assignments, downloads of the outputs into host staging (ctx->ws at the slot's
  * own offset) and dev_dirty after a training step. The OpenCL C program of all
  * entry points is embedded as a string literal with its kernel names
- * (`cl_program`, the descriptor's last field). Kernels the backend does not fuse
- * are emitted node by node. */
+ * (`cl_program`, the descriptor's last field). */
 #include "codegen/codegen.h"
 
 #include <string.h>
 
-/* A copy of f whose kernels this backend does not fuse are split back into
- * single nodes (the node array is copied; everything else is shared). */
-static struct ir_func split_unsupported(const struct ir_func *f) {
-    struct ir_func g = *f;
-    g.nodes = NULL;
-    int len = ir_func_len(f);
-    for (int id = 0; id < len; id++) vec_push(g.nodes, f->nodes[id]);
-    for (int id = 0; id < len; id++) {
-        int kn = f->nodes[id].kernel;
-        if (kn <= 0 || clc_kernel_supported(f, kn)) continue;
-        for (int j = 0; j < len; j++)
-            if (g.nodes[j].kernel == kn) g.nodes[j].kernel = 0;
-    }
-    return g;
+/* Every kernel of f is one this backend fuses: fuse planned for it. */
+static void check_kernels(const struct ir_func *f) {
+    for (int id = 0; id < ir_func_len(f); id++)
+        if (f->nodes[id].kernel > 0 && !clc_kernel_supported(f, f->nodes[id].kernel))
+            NETC_INTERNAL("kernel %d of @%s is not one the OpenCL backend fuses: fuse formed it for another target",
+                          f->nodes[id].kernel, f->name);
 }
 
 /* -------------------------------------------------------------- entries */
@@ -161,6 +152,7 @@ static void emit_entry(struct clc *k) {
             continue;
         }
         declare(c, id, kn);
+        if (kn) cgc_kernel_comment(c, kn);
         if (kn) clc_kernel_emit(k, kn);
         else clc_op_emit(k, id);
     }
@@ -231,11 +223,12 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     if (!copy) netc_internal_error(__FILE__, __LINE__, "out of memory");
     vec_push(names, copy);
     for (size_t e = 0; e < nf; e++) {
-        struct ir_func f = split_unsupported(m->funcs[e]);
-        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL}, .src = src, .entry = (int)e, .names = names,
+        const struct ir_func *f = m->funcs[e];
+        check_kernels(f);
+        struct clc k = {.c = {out, 0, m, f, NULL, 0, 0, NULL, NULL}, .src = src, .entry = (int)e, .names = names,
                         .bodies = bodies};
         cgc_layout(&k.c);
-        fprintf(out, "/* entry point %zu (%s) */\n", e, f.mode == MODE_TRAIN ? "train" : "eval");
+        fprintf(out, "/* entry point %zu (%s) */\n", e, f->mode == MODE_TRAIN ? "train" : "eval");
         fprintf(src, "\n/* ---------------- entry point %zu */\n", e);
         emit_entry(&k);
         names = k.names;
@@ -243,7 +236,6 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
         ws_fixed[e] = k.c.fixed_total;
         ws_per_n[e] = k.c.per_n_total;
         cgc_layout_free(&k.c);
-        vec_free(f.nodes);
     }
     bool ok = fclose(src) == 0;
     put_program(out, src_text ? src_text : "", names);
@@ -259,6 +251,11 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     return ok && !ferror(out);
 }
 
+/* The C backend's kernels but those with a batchnorm, whose per-channel reads
+ * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. */
+static const struct pass_target plan_opencl = {.name = "opencl", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
+                                               .fuse_max_arrays = 15, .fuse_batchnorm = false, .scratch = cgc_op_scratch};
+
 const struct cg_target cg_target_opencl = {
     .name = "opencl",
     .ext = ".c",
@@ -267,4 +264,5 @@ const struct cg_target cg_target_opencl = {
     .runtime_lib = "libnetrt_cl.a",
     .link_flags = "-lOpenCL",
     .needs = "the OpenCL headers and ICD loader (apt-get install ocl-icd-opencl-dev opencl-headers)",
+    .plan = &plan_opencl,
 };

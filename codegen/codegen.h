@@ -7,6 +7,7 @@
 #define NETC_CODEGEN_H
 
 #include "ir/ir.h"
+#include "passes/passes.h"
 
 /* ------------------------------------------------- formulas of every backend */
 
@@ -151,10 +152,6 @@ struct cg_options {
     size_t part_bytes;
 };
 
-/* The fusion limits and capabilities of a target, which kernel formation asks
- * (passes/ fills this in; NULL in a target: no limits beyond the IR's). */
-struct cg_fusion_limits;
-
 /* A backend: a struct of data and function pointers (STYLE.md section 9),
  * registered once in targets.c's table. tools/ reads every field from here and
  * names no backend: --target, usage texts, link lines and errors come from the table. */
@@ -174,10 +171,14 @@ struct cg_target {
     const char *runtime_lib; /* a runtime library linked before libnetrt.a, found beside it ("libnetrt_cl.a"), or NULL */
     const char *link_flags;  /* libraries linked after the runtime's, space-separated ("-lOpenCL"), or NULL */
     const char *needs;       /* when runtime_lib is missing: what to install and rebuild, or NULL */
-    const struct cg_fusion_limits *fusion; /* what kernel formation may fuse for this target, or NULL */
+    /* What the fuse and memplan passes plan for: the kernels it emits whole,
+     * the scratch of its ops. The driver sets pass_target to it before the
+     * pipeline, and emit reads the plan from the IR. */
+    const struct pass_target *plan;
 };
 
 extern const struct cg_target cg_target_c;
+extern const struct pass_target cgc_plan_c; /* the C target's kernel and scratch planning (c_emit.c) */
 extern const struct cg_target cg_target_lib; /* c_lib.c: the C target as a library (emit_lib) */
 /* c_lib.c: `netc emit --target=lib`: the C of the model (emit_c, the
  * descriptor renamed PREFIX_netc_model) plus a small API named after `prefix` (PREFIX_open, _forward,
@@ -303,7 +304,9 @@ const char *cgc_ctype(enum dtype t);
 /* Emit node id by its op's column (c_emit.c). */
 void cgc_op_emit(struct cgc *c, int id);
 /* Fill k->head, k->inputs and k->outputs from k->members; false when the kernel
- * is beyond what one loop nest handles (it is then emitted node by node). */
+ * is beyond what one loop nest handles (fuse, planning for this target through
+ * struct pass_target, never forms one: the emitter then stops with an internal
+ * error). */
 bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k);
 /* Whether member m of k is one of its outputs; whether input x of k is read
  * through an output's pointer (the same buffer), and that output. */
@@ -320,16 +323,13 @@ void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
 bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner);
 #define CGC_TMPL_MAX 256
-/* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
- * same-type cast, assign) instead of computing into a slot of its own. */
-bool cgc_op_aliases(const struct ir_node *n);
 /* Scratch floats node n needs besides its value; *per_n tells whether the
  * count is per batch item. */
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
 
-/* c_emit.c, shared with other backends: the memory plan of c->f (fills c->vals,
- * c->kernels, c->fixed_total, c->per_n_total: liveness-based slot reuse in a fixed
- * region and a per-batch-item region) and its release; the module descriptor
+/* c_emit.c, shared with other backends: the memory plan of c->f as the IR has it
+ * (passes/memplan.c; fills c->vals, c->kernels, c->fixed_total, c->per_n_total)
+ * and its release; the module descriptor
  * (buffers, entries `entry_<E>` with their workspace sizes, layer table) with
  * `extra` (or NULL) printed as the last fields of the netc_model initializer; the
  * index of a module buffer by name; a C string literal. */
@@ -339,6 +339,10 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
 bool cgc_check_module(const struct ir_module *m, const char *backend);
 void cgc_layout(struct cgc *c);
 void cgc_layout_free(struct cgc *c);
+/* Before the call of fused kernel k: a C comment `kernel=K fuses %a %b ...` naming
+ * the IR's kernel and the members emitted in it (what tests compare with
+ * `netc dump`). */
+void cgc_kernel_comment(struct cgc *c, const struct cgc_kernel *k);
 /* Gradient buckets of c->f after cgc_layout (ALLREDUCE nodes with bucket >= 0,
  * passes/dp.c): each bucket's operands are contiguous slots at the start of the
  * fixed region, never reused. cgc_buckets gives the number of buckets and, per
@@ -359,8 +363,8 @@ void cgc_put_str(FILE *out, const char *s);
 
 /* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
 
-/* --target=opencl: the memory plan, kernel formation and host frame of the C
- * backend, with every value computed on the device. Each entry point becomes a
+/* --target=opencl: the memory plan and kernels of the IR and the host frame of
+ * the C backend, with every value computed on the device. Each entry point becomes a
  * host C function that uploads the inputs it reads and the state (when the host
  * copy is newer), launches one OpenCL kernel per node or fused kernel (or a
  * runtime library op: GEMM, convolution, pooling), copies assigned values into
@@ -409,8 +413,8 @@ int clc_kernel_name(struct clc *k, const char *fmt, ...) __attribute__((format(p
 /* Emit node id by its op's column. */
 void clc_op_emit(struct clc *k, int id);
 /* Whether the members of IR kernel `kernel` of f form a kernel this backend fuses
- * (elementwise members, at most one matmul/conv2d head of the root's shape);
- * other kernels are emitted node by node. */
+ * (elementwise members, at most one matmul/conv2d head of the root's shape, no
+ * batchnorm): what fuse ensures for --target=opencl, checked by the emitter. */
 bool clc_kernel_supported(const struct ir_func *f, int kernel);
 /* The host code (head call, then one launch) and OpenCL kernel of fused kernel kn. */
 void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn);

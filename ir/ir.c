@@ -342,7 +342,9 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
         memcpy(dst->fa, src->fa, sizeof dst->fa);
         dst->sym = src->sym;
         dst->kernel = src->kernel;
+        dst->mem = src->mem;
     }
+    c->planned = f->planned, c->ws_fixed = f->ws_fixed, c->ws_batch = f->ws_batch;
     for (size_t i = 0; i < vec_len(f->outputs); i++) vec_push(c->outputs, f->outputs[i]);
     return c;
 }

@@ -187,6 +187,31 @@ bool shape_numel_ok(const struct shape *s);
 char *type_str(const struct type *t, char *buf, size_t len);
 #define TYPE_STR_MAX 128
 
+/* Where the memory plan (passes/memplan.c) puts a value or a node's scratch. */
+enum mem_where {
+    MEM_NONE,   /* not planned: no storage of its own (a buffer leaf, an alias, a
+                   fused member kept in registers), or no plan yet */
+    MEM_FIXED,  /* a slot of the workspace's fixed region, at `off` bytes */
+    MEM_BATCH,  /* a slot of the per-item region (after the fixed one), at `off`
+                   bytes per batch item: fixed + off * max_n */
+    MEM_BUFFER, /* stored in place into module buffer `off` (a kernel output that
+                   its assign writes) */
+};
+
+/* The memory plan of one node (docs/ir.md, "Memory plan"); printed after the
+ * node's kernel as `mem=fixed[OFF]`, `mem=batch[OFF]`, `mem=@buffer` and
+ * `scratch=fixed[OFF,FLOATS]`. Slot sizes follow from the type (rounded up to
+ * IR_SLOT_ALIGN). */
+struct ir_mem {
+    enum mem_where where;         /* where the value lives */
+    int64_t off;                  /* byte offset in its region, or the buffer index */
+    enum mem_where scratch_where; /* MEM_NONE, MEM_FIXED or MEM_BATCH */
+    int64_t scratch_off;          /* byte offset of the scratch in its region */
+    int64_t scratch;              /* scratch floats (per batch item in MEM_BATCH) */
+};
+
+#define IR_SLOT_ALIGN 64 /* every workspace slot starts on a cache line */
+
 /* An SSA node. Its id is its index in the function; it defines one value. */
 struct ir_node {
     enum op op;               /* what it computes */
@@ -198,6 +223,7 @@ struct ir_node {
     const char *sym;          /* the `s` attribute (buffer name), arena-owned, or NULL */
     struct loc loc;           /* where in the source it came from */
     int kernel;               /* 0: on its own; k > 0: member of kernel k of its function (fusion) */
+    struct ir_mem mem;        /* its storage in the memory plan (all zero before memplan) */
 };
 
 /* What a named buffer of the module holds. */
@@ -279,6 +305,9 @@ struct ir_func {
     struct ir_node *nodes;       /* vec of nodes, in topological order */
     struct ir_output *outputs;   /* vec of named results */
     struct loc loc;              /* where it was declared (for diagnostics) */
+    bool planned;                /* memplan ran: nodes' mem and the workspace below are set */
+    int64_t ws_fixed;            /* planned workspace: bytes that do not scale with the batch */
+    int64_t ws_batch;            /* and bytes per batch item */
 };
 
 /* Training settings of the module (from the `train {}` block). */
@@ -370,7 +399,8 @@ struct ir_module *ir_parse(const char *file, const char *text, size_t len);
 /* Check every invariant of the module: operand ids in range and before their user,
  * arity, attribute values, types equal to what the shape rules give, symbols that
  * name existing buffers of the right type, unique names, kernels that can be fused
- * (docs/ir.md, "Kernels"). Reports each problem with
+ * (docs/ir.md, "Kernels"), a memory plan inside its workspace (docs/ir.md,
+ * "Memory plan"). Reports each problem with
  * diag_error at the node's loc, prefixed by the function and value. Returns true
  * when the module is valid. */
 bool ir_verify(struct ir_module *m);

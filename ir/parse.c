@@ -611,8 +611,63 @@ static void parse_attrs(struct parser *p, enum op op, int64_t *ia, double *fa) {
     }
 }
 
+/* A non-negative byte count or offset of the memory plan. */
+static int64_t parse_bytes(struct parser *p, const char *what) {
+    struct loc at = tok_loc(p);
+    int64_t v = parse_int(p, what);
+    if (v < 0 || v > ((int64_t)1 << 56))
+        fail_at(p, at, "%s %lld is out of range", what + (strncmp(what, "a ", 2) == 0 ? 2 : 0), (long long)v);
+    return v;
+}
+
+/* REGION '[' INT [',' INT] ']', REGION := 'fixed' | 'batch': a slot of the
+ * workspace; with `floats`, the second number is the scratch's float count. */
+static enum mem_where parse_slot(struct parser *p, int64_t *off, int64_t *floats) {
+    enum mem_where w = MEM_NONE;
+    if (is_word(p, "fixed")) w = MEM_FIXED;
+    else if (is_word(p, "batch")) w = MEM_BATCH;
+    else expected(p, floats ? "'fixed[OFF,FLOATS]' or 'batch[OFF,FLOATS]'" : "'fixed[OFF]', 'batch[OFF]' or '@buffer'");
+    next(p);
+    expect_punct(p, '[', "'[' and the slot's offset");
+    struct loc at = tok_loc(p);
+    *off = parse_bytes(p, "a slot offset");
+    if (*off % IR_SLOT_ALIGN) fail_at(p, at, "slot offset %lld is not a multiple of %d", (long long)*off, IR_SLOT_ALIGN);
+    if (floats) {
+        expect_punct(p, ',', "',' and the scratch's float count");
+        *floats = parse_bytes(p, "a float count");
+    }
+    expect_punct(p, ']', "']' closing the slot");
+    return w;
+}
+
+/* The memory plan of a node: ['mem=' (SLOT | SYM)] ['scratch=' SLOT]. */
+static struct ir_mem parse_mem(struct parser *p) {
+    struct ir_mem mem = {MEM_NONE, 0, MEM_NONE, 0, 0};
+    if (is_word(p, "mem")) {
+        next(p);
+        expect_punct(p, '=', "'=' after 'mem'");
+        if (avail(p) && p->tok.kind == TK_SYM) {
+            struct loc at = tok_loc(p);
+            int b = -1;
+            for (size_t i = 0; i < vec_len(p->m->buffers) && b < 0; i++)
+                if (strcmp(p->m->buffers[i].name, p->tok.str) == 0) b = (int)i;
+            if (b < 0) fail_at(p, at, "unknown buffer '@%s'", p->tok.str);
+            next(p);
+            mem.where = MEM_BUFFER, mem.off = b;
+        } else {
+            mem.where = parse_slot(p, &mem.off, NULL);
+        }
+    }
+    if (is_word(p, "scratch")) {
+        next(p);
+        expect_punct(p, '=', "'=' after 'scratch'");
+        mem.scratch_where = parse_slot(p, &mem.scratch_off, &mem.scratch);
+    }
+    return mem;
+}
+
 /* node := VALUE '=' OPNAME [SYM] ['(' VALUE {',' VALUE} ')'] ['{' ATTRS '}'] ':' TYPE
- *         ['kernel=' INT] [LOC]. */
+ *         ['kernel=' INT] [MEM] [LOC]. */
 static void parse_node(struct parser *p, struct ir_func *f) {
     struct loc loc = tok_loc(p);
     int64_t num = p->tok.ival;
@@ -673,6 +728,7 @@ static void parse_node(struct parser *p, struct ir_func *f) {
             fail_at(p, at, "kernel number %lld is out of range (1 or more)", (long long)k);
         kernel = (int)k;
     }
+    struct ir_mem mem = parse_mem(p);
     if (is_word(p, "loc")) {
         next(p);
         expect_punct(p, '(', "'(' after 'loc'");
@@ -696,6 +752,7 @@ static void parse_node(struct parser *p, struct ir_func *f) {
     memcpy(n->fa, fa, sizeof fa);
     n->sym = sym;
     n->kernel = kernel;
+    n->mem = mem;
     vec_push(p->vals, (int)num);
 }
 
@@ -736,7 +793,7 @@ static void parse_optim(struct parser *p, struct ir_optim *o) {
     }
 }
 
-/* func := 'func' SYM mode [loss=] [optimizer=] [update=] '{' node* return '}'. */
+/* func := 'func' SYM mode [loss=] [optimizer=] [update=] [workspace=] '{' node* return '}'. */
 static void parse_func(struct parser *p) {
     struct loc loc = tok_loc(p);
     stmt_begin(p);
@@ -776,8 +833,17 @@ static void parse_func(struct parser *p) {
                 expect_punct(p, ',', "',' or ']' in the list of groups");
             }
             next(p);
+        } else if (is_word(p, "workspace") && !f->planned) {
+            f->planned = true;
+            next(p);
+            expect_punct(p, '=', "'=' after 'workspace'");
+            expect_punct(p, '[', "'[' and the workspace's fixed bytes");
+            f->ws_fixed = parse_bytes(p, "a byte count");
+            expect_punct(p, ',', "',' and the workspace's bytes per batch item");
+            f->ws_batch = parse_bytes(p, "a byte count");
+            expect_punct(p, ']', "']' closing the workspace");
         } else {
-            expected(p, "'loss=', 'optimizer=', 'update=' or '{'");
+            expected(p, "'loss=', 'optimizer=', 'update=', 'workspace=' or '{'");
         }
     }
     next(p);

@@ -1,7 +1,8 @@
 /* ir/print.c -- the IR text printer, in the form docs/ir.md defines and ir_parse
  * reads back: the module header, buffers, then each function's nodes and outputs.
  * Names that are not plain identifiers print as quoted strings; floats print with
- * %.9g; a node's kernel prints after its type when it has one; locations print only
+ * %.9g; a node's kernel and its place in the memory plan print after its type when
+ * it has them (a planned function's workspace in its header); locations print only
  * after ir_print_set_locs(true). */
 #include "ir/ir.h"
 
@@ -152,7 +153,23 @@ static void print_attrs(FILE *out, const struct ir_node *n) {
     if (!first) fputc('}', out);
 }
 
-static void print_node(FILE *out, const struct ir_func *f, int id) {
+/* A node's place in the memory plan: ` mem=fixed[64]`, ` mem=batch[0]`,
+ * ` mem=@buffer`, then ` scratch=fixed[128,4096]` (offset, floats). */
+static void print_mem(FILE *out, const struct ir_module *m, const struct ir_mem *mem) {
+    static const char *const region[] = {"none", "fixed", "batch", "buffer"};
+    if (mem->where == MEM_BUFFER) {
+        fputs(" mem=@", out);
+        bool ok = m && mem->off >= 0 && (size_t)mem->off < vec_len(m->buffers);
+        print_name(out, ok ? m->buffers[mem->off].name : "?");
+    } else if (mem->where == MEM_FIXED || mem->where == MEM_BATCH) {
+        fprintf(out, " mem=%s[%lld]", region[mem->where], (long long)mem->off);
+    }
+    if (mem->scratch_where == MEM_FIXED || mem->scratch_where == MEM_BATCH)
+        fprintf(out, " scratch=%s[%lld,%lld]", region[mem->scratch_where], (long long)mem->scratch_off,
+                (long long)mem->scratch);
+}
+
+static void print_node(FILE *out, const struct ir_module *m, const struct ir_func *f, int id) {
     const struct ir_node *n = &f->nodes[id];
     fprintf(out, "  %%%d = ", id);
     if ((unsigned)n->op >= OP_COUNT) {
@@ -175,6 +192,7 @@ static void print_node(FILE *out, const struct ir_func *f, int id) {
     fputs(" : ", out);
     print_type(out, &n->type);
     if (n->kernel) fprintf(out, " kernel=%d", n->kernel);
+    print_mem(out, m, &n->mem);
     if (print_locs && n->loc.file) {
         fputs(" loc(", out);
         print_string(out, n->loc.file);
@@ -184,7 +202,6 @@ static void print_node(FILE *out, const struct ir_func *f, int id) {
 }
 
 void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f) {
-    (void)m;
     fputs("func @", out);
     print_name(out, f->name);
     fputs(f->mode == MODE_TRAIN ? " train" : " eval", out);
@@ -209,8 +226,9 @@ void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f
         }
         fputc(']', out);
     }
+    if (f->planned) fprintf(out, " workspace=[%lld,%lld]", (long long)f->ws_fixed, (long long)f->ws_batch);
     fputs(" {\n", out);
-    for (int i = 0; i < ir_func_len(f); i++) print_node(out, f, i);
+    for (int i = 0; i < ir_func_len(f); i++) print_node(out, m, f, i);
     fputs("  return", out);
     for (size_t i = 0; i < vec_len(f->outputs); i++) {
         fputs(i ? ", " : " ", out);

@@ -2,8 +2,8 @@
  * each problem at the offending buffer, function or node. Buffers first (names,
  * types, initializers), then each function: per node the op, operands, symbol,
  * attribute ranges (a small table keyed by attribute name, so a new op with a
- * `stride` or an `axis` is checked for free) and the type against ir_infer; then
- * outputs, loss, optimizer and update groups. */
+ * `stride` or an `axis` is checked for free) and the type against ir_infer; its
+ * kernels and memory plan; then outputs, loss, optimizer and update groups. */
 #include "ir/ir.h"
 
 #include <math.h>
@@ -290,6 +290,64 @@ static void check_node(struct verifier *v, int id, char *bad) {
         node_error(v, id, "has type %s but its operands give %s", tstr(&saved, t1), tstr(&got, t2));
 }
 
+/* ---------------------------------------------------------- memory plan */
+
+/* Whether a slot of `bytes` at `off` of region `where` fits the function's
+ * workspace; both a multiple of IR_SLOT_ALIGN. */
+static bool slot_fits(const struct ir_func *f, enum mem_where where, int64_t off, int64_t bytes) {
+    int64_t size = where == MEM_BATCH ? f->ws_batch : f->ws_fixed;
+    bytes = (bytes + IR_SLOT_ALIGN - 1) / IR_SLOT_ALIGN * IR_SLOT_ALIGN;
+    return off >= 0 && off % IR_SLOT_ALIGN == 0 && bytes <= size && off <= size - bytes;
+}
+
+/* The memory plan's form (docs/ir.md, "Memory plan"): slots inside the
+ * workspace, in the region the type asks for (per item with N); leaves and
+ * assigns without storage of their own; a value stored in place only into an
+ * assigned buffer of its type; nothing planned in an unplanned function. */
+static void check_plan(struct verifier *v) {
+    struct ir_func *f = v->f;
+    char t1[TYPE_STR_MAX], t2[TYPE_STR_MAX];
+    for (int i = 0; i < ir_func_len(f); i++) {
+        const struct ir_node *n = &f->nodes[i];
+        const struct ir_mem *mem = &n->mem;
+        if (!f->planned) {
+            if (mem->where != MEM_NONE || mem->scratch_where != MEM_NONE)
+                node_error(v, i, "has a place in a memory plan, but @%s has no workspace", f->name);
+            continue;
+        }
+        bool leaf = n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_ASSIGN;
+        if (mem->where != MEM_NONE && leaf) node_error(v, i, "is a buffer's: it takes no storage of its own");
+        if (mem->where == MEM_FIXED || mem->where == MEM_BATCH) {
+            if ((mem->where == MEM_BATCH) != shape_has_n(&n->type.shape))
+                node_error(v, i, "of type %s is planned in the %s region", tstr(&n->type, t1),
+                           mem->where == MEM_BATCH ? "per-item" : "fixed");
+            else if (!slot_fits(f, mem->where, mem->off,
+                                shape_static_numel(&n->type.shape) * (int64_t)dtype_size(n->type.dtype)))
+                node_error(v, i, "slot at %lld does not fit the workspace of @%s", (long long)mem->off, f->name);
+        } else if (mem->where == MEM_BUFFER) {
+            const struct ir_buffer *b =
+                mem->off >= 0 && (size_t)mem->off < vec_len(v->m->buffers) ? &v->m->buffers[mem->off] : NULL;
+            bool assigned = false;
+            for (int j = i + 1; b && j < ir_func_len(f); j++)
+                assigned |= f->nodes[j].op == OP_ASSIGN && f->nodes[j].args[0] == i && strcmp(f->nodes[j].sym, b->name) == 0;
+            if (!b || !assigned)
+                node_error(v, i, "is stored in place into a buffer that no assign of it writes");
+            else if (b->type.dtype != n->type.dtype || !shape_equal(&b->type.shape, &n->type.shape))
+                node_error(v, i, "of type %s is stored in place into @%s of type %s", tstr(&n->type, t1), b->name,
+                           tstr(&b->type, t2));
+        } else if (mem->where != MEM_NONE) {
+            node_error(v, i, "has an invalid memory plan");
+        }
+        if (mem->scratch_where == MEM_FIXED || mem->scratch_where == MEM_BATCH) {
+            if (mem->scratch <= 0 || !slot_fits(f, mem->scratch_where, mem->scratch_off, mem->scratch * 4))
+                node_error(v, i, "scratch of %lld floats at %lld does not fit the workspace of @%s",
+                           (long long)mem->scratch, (long long)mem->scratch_off, f->name);
+        } else if (mem->scratch_where != MEM_NONE || mem->scratch) {
+            node_error(v, i, "has an invalid scratch plan");
+        }
+    }
+}
+
 /* -------------------------------------------------------------- kernels */
 
 bool ir_kernel_head_op(enum op op) { return op == OP_MATMUL || op == OP_CONV2D; }
@@ -403,6 +461,7 @@ static void check_func(struct verifier *v, struct ir_func *f) {
     for (int i = 0; i < len; i++) check_node(v, i, bad);
     free(bad);
     if (v->ok) check_kernels(v);
+    if (v->ok) check_plan(v);
     v->ok = v->ok && nodes_ok;
     /* Outputs. */
     for (size_t i = 0; i < vec_len(f->outputs); i++) {

@@ -7,19 +7,13 @@
  * too when those users run after the kernel (later nodes, assigns, outputs): the
  * kernel then stores it as one more result (a multi-output kernel, e.g. Adam's
  * m, v and parameter updates in one loop, or a pre-activation that the backward
- * pass reads next to the activation). Before that, backward masks are pointed
- * at the activation instead of its input (relu_grad(x, dy) reads relu(x)), so
- * that the pre-activation need not be stored at all, and a mask after a max
- * pooling gradient moves before it, onto the pooled tensor. */
+ * pass reads next to the activation). The target (pass_target) bounds a kernel's
+ * inputs and outputs as it grows, and a kernel it cannot emit whole (too many
+ * arrays, or a member it does not fuse) is not formed: its nodes stay on their
+ * own, so what the IR says is what every backend emits. */
 #include "passes/passes.h"
 
 #include <string.h>
-
-/* External values one kernel may read: keeps the generated signatures and loop
- * nests small (the C backend emits larger kernels node by node). */
-#define FUSE_MAX_INPUTS 12
-/* Values one kernel may store, its root included. */
-#define FUSE_MAX_OUTPUTS 4
 
 /* Whether node id is f32 and reads only f32 values. */
 static bool all_f32(const struct ir_func *f, int id) {
@@ -31,8 +25,9 @@ static bool all_f32(const struct ir_func *f, int id) {
 }
 
 /* Distinct values read from outside kernel k by its members. */
-static int count_inputs(const struct ir_func *f, const int *group, int k) {
-    int seen[4 * FUSE_MAX_INPUTS], nseen = 0;
+static int count_inputs(const struct ir_func *f, const int *group, int k, int max) {
+    int seen[64], nseen = 0;
+    NETC_ASSERT(max < 64);
     for (size_t g = 0; g < vec_len(group); g++) {
         const struct ir_node *n = &f->nodes[group[g]];
         for (int a = 0; a < n->nargs; a++) {
@@ -73,8 +68,41 @@ static bool joins_after(const struct ir_func *f, int *const *users, int x, int k
     return true;
 }
 
+/* The arrays the loop nest of kernel k (members `group`) reads: every value from
+ * outside and its head, once per way of reading it (whole with broadcasting, or
+ * per channel of a bias axis). */
+static int count_arrays(const struct ir_func *f, const int *group, int k) {
+    struct {
+        int value, axis;
+    } seen[64];
+    int nseen = 0;
+    for (size_t g = 0; g < vec_len(group); g++) {
+        const struct ir_node *n = &f->nodes[group[g]];
+        if (ir_kernel_head_op(n->op)) continue;
+        for (int a = 0; a < n->nargs; a++) {
+            int x = n->args[a], axis = -1;
+            if (f->nodes[x].kernel == k && !ir_kernel_head_op(f->nodes[x].op)) continue; /* in a register */
+            if (n->op == OP_BIAS_ADD && a == 1) axis = (int)ir_get_int(n, "axis");
+            if (n->op == OP_BATCHNORM && a >= 1) axis = 1; /* gamma, beta, mean, var: per channel */
+            bool dup = false;
+            for (int s = 0; s < nseen && !dup; s++) dup = seen[s].value == x && seen[s].axis == axis;
+            if (dup) continue;
+            if (nseen == (int)(sizeof seen / sizeof *seen)) return nseen + 1;
+            seen[nseen].value = x, seen[nseen].axis = axis, nseen++;
+        }
+    }
+    return nseen;
+}
+
+/* Whether target t emits the group as one kernel. */
+static bool target_fuses(const struct ir_func *f, const int *group, int k, const struct pass_target *t) {
+    for (size_t g = 0; g < vec_len(group); g++)
+        if (f->nodes[group[g]].op == OP_BATCHNORM && !t->fuse_batchnorm) return false;
+    return count_arrays(f, group, k) <= t->fuse_max_arrays;
+}
+
 /* Groups the nodes of f into kernels numbered from `next`; returns how many. */
-static int fuse_func(struct ir_func *f, int next) {
+static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
     /* next counts up as kernels form; they are renumbered at the end */
     int len = ir_func_len(f);
     if (len == 0) return 0;
@@ -85,6 +113,7 @@ static int fuse_func(struct ir_func *f, int next) {
     for (size_t o = 0; o < vec_len(f->outputs); o++) uses[f->outputs[o].value]++;
     int **users = users_of(f);
     int formed = 0, *group = NULL;
+    bool *rejected = NULL; /* vec: per kernel formed, from `next` on */
     for (int root = len - 1; root >= 0; root--) {
         struct ir_node *r = &f->nodes[root];
         if (r->kernel || !ir_kernel_ewise_op(r->op) || !all_f32(f, root)) continue;
@@ -110,12 +139,12 @@ static int fuse_func(struct ir_func *f, int next) {
                     xn->kernel = 0;
                     continue;
                 }
-                if (escapes && stored == FUSE_MAX_OUTPUTS) {
+                if (escapes && stored == t->fuse_max_outputs) {
                     xn->kernel = 0;
                     continue;
                 }
                 vec_push(group, x);
-                if (count_inputs(f, group, k) > FUSE_MAX_INPUTS) {
+                if (count_inputs(f, group, k, t->fuse_max_inputs) > t->fuse_max_inputs) {
                     xn->kernel = 0;
                     vec_hdr_(group)->len--;
                     continue;
@@ -128,14 +157,23 @@ static int fuse_func(struct ir_func *f, int next) {
             r->kernel = 0;
             continue;
         }
+        /* A kernel the target cannot emit keeps its nodes (so that they join
+         * no other kernel) until the end, when they go back on their own. */
+        vec_push(rejected, !target_fuses(f, group, k, t));
         next++;
-        formed++;
     }
-    /* Number the kernels in the order of their roots. */
+    /* Number the kernels in the order of their roots (the first formed has
+     * the last root). */
+    int first = next - (int)vec_len(rejected), *number = calloc(vec_len(rejected) + 1, sizeof *number);
+    if (!number) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int k = next - 1; k >= first; k--)
+        if (!rejected[k - first]) number[k - first] = first + formed++;
     for (int i = 0; i < len; i++) {
         int k = f->nodes[i].kernel;
-        if (k >= next - formed && k < next) f->nodes[i].kernel = 2 * (next - formed) + formed - 1 - k;
+        if (k >= first && k < next) f->nodes[i].kernel = number[k - first];
     }
+    free(number);
+    vec_free(rejected);
     vec_free(group);
     for (int i = 0; i < len; i++) vec_free(users[i]);
     free(users);
@@ -143,98 +181,38 @@ static int fuse_func(struct ir_func *f, int next) {
     return formed;
 }
 
-/* The activation of x that a mask can read instead of x: y = relu(x) (or a
- * leaky relu with a positive slope, for leaky_relu_grad of the same slope)
- * computed before node `before`, or -1. y > 0 exactly where x > 0 (a NaN x gives
- * y = 0 and both masks 0), so the gradient is unchanged. */
-static int activation_of(const struct ir_func *f, int x, int before, const struct ir_node *mask) {
-    for (int y = x + 1; y < before; y++) {
-        const struct ir_node *n = &f->nodes[y];
-        if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape)) continue;
-        if (mask->op == OP_RELU_GRAD && n->op == OP_RELU) return y;
-        if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_get_float(n, "alpha") > 0 &&
-            ir_get_float(n, "alpha") == ir_get_float(mask, "alpha"))
-            return y;
+/* Kernels already in the IR (IR text) that the target cannot emit whole, or
+ * that are no kernel at all (one member, or a head as root), go back to single
+ * nodes, so that every kernel left is one the target emits. Returns how many. */
+static int dissolve(struct ir_func *f, const struct pass_target *t) {
+    int len = ir_func_len(f), undone = 0, *group = NULL;
+    for (int root = len - 1; root >= 0; root--) {
+        int k = f->nodes[root].kernel;
+        if (k <= 0) continue;
+        bool seen = false;
+        for (int j = root + 1; j < len && !seen; j++) seen = f->nodes[j].kernel == k;
+        if (seen) continue; /* not the root */
+        vec_clear(group);
+        for (int j = 0; j <= root; j++)
+            if (f->nodes[j].kernel == k) vec_push(group, j);
+        if (vec_len(group) >= 2 && !ir_kernel_head_op(f->nodes[root].op) && target_fuses(f, group, k, t)) continue;
+        for (size_t g = 0; g < vec_len(group); g++) f->nodes[group[g]].kernel = 0;
+        undone++;
     }
-    return -1;
-}
-
-/* Backward masks read the activation rather than its input: relu_grad(x, dy)
- * becomes relu_grad(relu(x), dy) where relu(x) is computed anyway. The forward
- * kernel then need not store the pre-activation for the backward pass (one
- * store of the whole activation less per layer, and a smaller workspace). */
-static void masks_read_activations(struct ir_func *f) {
-    for (int id = 0; id < ir_func_len(f); id++) {
-        struct ir_node *n = &f->nodes[id];
-        if ((n->op != OP_RELU_GRAD && n->op != OP_LEAKY_RELU_GRAD) || n->kernel) continue;
-        int y = activation_of(f, n->args[0], id, n);
-        if (y >= 0 && !f->nodes[y].kernel) n->args[0] = y; /* (kernels formed before stay valid) */
-    }
-}
-
-/* Whether nodes a and b have the same int attributes (pooling geometry). */
-static bool same_ints(const struct ir_node *a, const struct ir_node *b) {
-    for (int i = 0; i < IR_MAX_IATTR; i++)
-        if (a->ia[i] != b->ia[i]) return false;
-    return true;
-}
-
-/* The mask before the pooling gradient: r = relu_grad(y, maxpool2d_grad(y, dy))
- * with y = relu(x) and p = maxpool2d(y) computed, becomes
- * maxpool2d_grad(y, relu_grad(p, dy)): each window passes dy to its (first)
- * maximum, whose y is the window's max p, so masking by p > 0 on the pooled
- * tensor before the scatter is the same as masking by y > 0 after it, on a
- * quarter of the elements for 2x2 pooling. Done in place: the pooling gradient's
- * node becomes the mask (of the pooled shape), the mask's the pooling gradient. */
-static void masks_before_pooling(struct ir_module *m, struct ir_func *f, int **users) {
-    for (int r = 0; r < ir_func_len(f); r++) {
-        struct ir_node *rn = &f->nodes[r];
-        if (rn->op != OP_RELU_GRAD) continue;
-        int y = rn->args[0], g = rn->args[1];
-        struct ir_node *gn = &f->nodes[g];
-        if (f->nodes[y].op != OP_RELU || gn->op != OP_MAXPOOL2D_GRAD || gn->args[0] != y || vec_len(users[g]) != 1)
-            continue;
-        if (rn->kernel || gn->kernel) continue;
-        bool out = false;
-        for (size_t o = 0; o < vec_len(f->outputs); o++) out |= f->outputs[o].value == g;
-        int p = -1;
-        for (size_t u = 0; u < vec_len(users[y]) && p < 0; u++) {
-            const struct ir_node *un = &f->nodes[users[y][u]];
-            if (un->op == OP_MAXPOOL2D && users[y][u] < g && same_ints(un, gn)) p = users[y][u];
-        }
-        if (out || p < 0) continue;
-        int dy = gn->args[1];
-        struct ir_node pool = *gn;
-        gn->op = OP_RELU_GRAD;
-        gn->args[0] = p;
-        gn->args[1] = dy;
-        memset(gn->ia, 0, sizeof gn->ia);
-        memset(gn->fa, 0, sizeof gn->fa);
-        gn->type = f->nodes[dy].type;
-        rn->op = OP_MAXPOOL2D_GRAD;
-        rn->args[0] = y;
-        rn->args[1] = g;
-        memcpy(rn->ia, pool.ia, sizeof rn->ia);
-        memcpy(rn->fa, pool.fa, sizeof rn->fa);
-        char err[256];
-        if (!ir_infer(m, f, g, err, sizeof err) || !ir_infer(m, f, r, err, sizeof err))
-            netc_internal_error(__FILE__, __LINE__, "mask before pooling: %s", err);
-    }
+    vec_free(group);
+    return undone;
 }
 
 int pass_fuse(struct ir_module *m) {
+    const struct pass_target *t = pass_target_get();
     int formed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
         struct ir_func *f = m->funcs[i];
-        masks_read_activations(f);
-        int **users = users_of(f);
-        masks_before_pooling(m, f, users);
-        for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
-        free(users);
+        formed += dissolve(f, t);
         int next = 1;
         for (int id = 0; id < ir_func_len(f); id++)
             if (f->nodes[id].kernel >= next) next = f->nodes[id].kernel + 1;
-        formed += fuse_func(f, next);
+        formed += fuse_func(f, next, t);
     }
     return formed;
 }

@@ -18,12 +18,19 @@ const struct pass_info *pass_find(const char *name) {
     return NULL;
 }
 
+/* Whether `name` is one of the comma-separated names of `list`. */
+static bool in_list(const char *list, const char *name) {
+    size_t len = strlen(name);
+    for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        if (strncmp(p, name, len) == 0 && (p[len] == ',' || p[len] == '\0')) return true;
+    return false;
+}
+
 const char *const *pass_pipeline_except(const char *skip) {
     static const char *names[sizeof pass_table / sizeof pass_table[0] + 1];
     int k = 0;
     for (int i = 0; i < pass_count; i++)
-        if (pass_table[i].in_pipeline && !(skip && strcmp(skip, pass_table[i].name) == 0))
-            names[k++] = pass_table[i].name;
+        if (pass_table[i].in_pipeline && !in_list(skip, pass_table[i].name)) names[k++] = pass_table[i].name;
     names[k] = NULL;
     return names;
 }
@@ -40,6 +47,17 @@ void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot)
     }
 }
 
+/* A memory plan describes the IR it was made for: a pass that changes the IR
+ * after memplan drops it (memplan must run again before emission). */
+static void drop_plans(struct ir_module *m) {
+    for (size_t i = 0; i < vec_len(m->funcs); i++) {
+        struct ir_func *f = m->funcs[i];
+        if (!f->planned) continue;
+        f->planned = false, f->ws_fixed = 0, f->ws_batch = 0;
+        for (int id = 0; id < ir_func_len(f); id++) f->nodes[id].mem = (struct ir_mem){MEM_NONE, 0, MEM_NONE, 0, 0};
+    }
+}
+
 bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt) {
     FILE *out = opt->out ? opt->out : stdout;
     for (int i = 0; names[i]; i++) {
@@ -47,6 +65,7 @@ bool pass_run_list(struct ir_module *m, const char *const *names, const struct p
         NETC_ASSERT(p);
         int changed = p->run(m);
         if (changed < 0 || diag_error_count() > 0) return false;
+        if (changed > 0 && p->run != pass_memplan) drop_plans(m);
         bool verify = opt->verify;
 #ifndef NDEBUG
         verify = true;

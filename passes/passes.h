@@ -35,22 +35,76 @@ struct pass_options {
 };
 
 /* Run the passes (NULL-terminated list of names, already checked with pass_find).
+ * A pass that changes a planned module drops its memory plan (docs/ir.md).
  * Returns false after a user error or a verifier failure (reported). A verifier
  * failure after a pass is a compiler bug: it prints the pass and the IR and exits 70. */
 bool pass_run_list(struct ir_module *m, const char *const *names, const struct pass_options *opt);
 /* The default pipeline, NULL-terminated. */
 const char *const *pass_pipeline(void);
-/* The default pipeline without the pass named `skip` (NULL: nothing skipped);
- * used for --no-fuse. */
+/* The default pipeline without the passes named in `skip`, comma-separated
+ * (NULL: nothing skipped); used for --no-fuse (PASS_NO_FUSE). */
 const char *const *pass_pipeline_except(const char *skip);
+/* What --no-fuse skips: kernel formation and the rewrites that serve it (the
+ * masks that read activations pay off when a kernel holds the activation). */
+#define PASS_NO_FUSE "simplify,fuse"
 /* Print the banner and the IR (or DOT) for pass `name`. */
 void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot);
 
-/* -------------------------------------------------------------- passes */
+/* What the passes that plan for a backend (fuse, memplan) ask of it: one value
+ * per backend, which codegen/ defines and its struct cg_target points to. */
+struct pass_target {
+    const char *name;      /* the backend, as given to --target */
+    int fuse_max_inputs;   /* distinct values from outside a kernel its members read */
+    int fuse_max_outputs;  /* values one kernel stores, its root included */
+    int fuse_max_arrays;   /* arrays one kernel's loop nest reads: values from
+                              outside and its head, counted once per way of
+                              reading them (whole, or per channel of an axis) */
+    bool fuse_batchnorm;   /* whether batchnorm may be a member of a kernel */
+    /* Scratch floats node n needs besides its value; *per_n tells whether the
+     * count is per batch item. */
+    int64_t (*scratch)(const struct ir_func *f, const struct ir_node *n, bool *per_n);
+};
+
+/* The backend fuse and memplan plan for (set by the driver from --target;
+ * NULL: pass_target_default). */
+extern const struct pass_target *pass_target;
+/* Fusion limits of the C backend and no scratch: for planning IR that no
+ * backend will emit (unit tests of the passes). */
+extern const struct pass_target pass_target_default;
+/* pass_target, or the default when it is unset. */
+const struct pass_target *pass_target_get(void);
+
+/* ------------------------------------------------ shape.c, dce.c, cse.c */
 
 int pass_shape(struct ir_module *m);
 int pass_dce(struct ir_module *m);
 int pass_cse(struct ir_module *m);
+
+/* ----------------------------------------------------------- simplify.c */
+
+/* Algebraic rewrites that keep every value's meaning (docs/ir.md, "Passes"):
+ * backward masks read the activation instead of its input, and a mask after a
+ * max pooling gradient moves before it, onto the pooled tensor. Returns the
+ * rewrites made. */
+int pass_simplify(struct ir_module *m);
+
+/* ------------------------------------------------------------ memplan.c */
+
+/* The memory plan of every function (docs/ir.md, "Memory plan"): where each
+ * value lives (ir_node.mem) and the workspace it needs (ir_func.ws_fixed,
+ * ws_batch). Values that need storage get slots in two regions of one
+ * workspace, fixed-size and per batch item, reused first-fit by liveness; a
+ * kernel's members other than its outputs live in registers; kernel outputs
+ * assigned to a buffer are stored straight into it when that is safe; gradient
+ * buckets come first. Runs after fuse; returns the functions planned. */
+int pass_memplan(struct ir_module *m);
+/* Whether node n shares the storage of its operand 0 (reshape, stop_gradient,
+ * assign, an allreduce in a bucket) instead of having storage of its own. */
+bool pass_memplan_aliases(const struct ir_node *n);
+/* Liveness as the plan sees it: per node, the last node that reads it (a fused
+ * member reads at its kernel's root; INT_MAX: an output or assigned, or read
+ * through an alias that is) and its readers, outputs included. */
+void pass_memplan_live(const struct ir_func *f, int *last_use, int *uses);
 
 /* ----------------------------------------------------------- autodiff.c */
 
@@ -97,8 +151,8 @@ int pass_syncbn(struct ir_module *m);
  * ALLREDUCE(g) {bucket=B}, B numbering buckets in the order the backward pass
  * fills them (-1: reduced alone, blocking, when g cannot be reduced in place). */
 int pass_buckets(struct ir_module *m);
-/* The default pipeline without `skip`, with syncbn before autodiff when sync_bn
- * and buckets after it when mpi. */
+/* The default pipeline without the passes in `skip` (as pass_pipeline_except),
+ * with syncbn before autodiff when sync_bn and buckets after it when mpi. */
 const char *const *pass_pipeline_dp(const char *skip, bool mpi, bool sync_bn);
 
 #endif

@@ -1,87 +1,116 @@
-/* passes/simplify.c -- the small clean-up passes: `shape` re-infers every type
- * and checks it, `dce` removes dead values, `cse` merges identical computations.
- * Each walks every function of the module in node order. */
+/* passes/simplify.c -- algebraic rewrites that keep every value the same and
+ * make later passes cheaper. Backward masks read the activation rather than its
+ * input (relu_grad(x, dy) reads relu(x)), so that the pre-activation need not be
+ * stored for the backward pass, and a mask after a max pooling gradient moves
+ * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling).
+ * Nodes already in a kernel are left alone. */
 #include "passes/passes.h"
 
 #include <string.h>
 
-int pass_shape(struct ir_module *m) {
+/* Users of each node: users[x] is a vec of node ids (one per operand slot). */
+static int **users_of(const struct ir_func *f) {
+    int len = ir_func_len(f);
+    int **users = calloc((size_t)(len ? len : 1), sizeof *users);
+    if (!users) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    for (int i = 0; i < len; i++)
+        for (int a = 0; a < f->nodes[i].nargs; a++) vec_push(users[f->nodes[i].args[a]], i);
+    return users;
+}
+
+/* The activation of x that a mask can read instead of x: y = relu(x) (or a
+ * leaky relu with a positive slope, for leaky_relu_grad of the same slope)
+ * computed before node `before`, or -1. y > 0 exactly where x > 0 (a NaN x gives
+ * y = 0 and both masks 0), so the gradient is unchanged. */
+static int activation_of(const struct ir_func *f, int x, int before, const struct ir_node *mask) {
+    for (int y = x + 1; y < before; y++) {
+        const struct ir_node *n = &f->nodes[y];
+        if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape)) continue;
+        if (mask->op == OP_RELU_GRAD && n->op == OP_RELU) return y;
+        if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_get_float(n, "alpha") > 0 &&
+            ir_get_float(n, "alpha") == ir_get_float(mask, "alpha"))
+            return y;
+    }
+    return -1;
+}
+
+/* Backward masks read the activation rather than its input: relu_grad(x, dy)
+ * becomes relu_grad(relu(x), dy) where relu(x) is computed anyway. The forward
+ * kernel then need not store the pre-activation for the backward pass (one
+ * store of the whole activation less per layer, and a smaller workspace). */
+static int masks_read_activations(struct ir_func *f) {
     int changed = 0;
-    char err[256];
-    for (size_t fi = 0; fi < vec_len(m->funcs); fi++) {
-        struct ir_func *f = m->funcs[fi];
-        for (int i = 0; i < ir_func_len(f); i++) {
-            struct type before = f->nodes[i].type;
-            if (!ir_infer(m, f, i, err, sizeof err)) {
-                diag_error(f->nodes[i].loc, "%s", err);
-                return -1;
-            }
-            const struct type *after = &f->nodes[i].type;
-            if (before.dtype != after->dtype || !shape_equal(&before.shape, &after->shape)) changed++;
-        }
+    for (int id = 0; id < ir_func_len(f); id++) {
+        struct ir_node *n = &f->nodes[id];
+        if ((n->op != OP_RELU_GRAD && n->op != OP_LEAKY_RELU_GRAD) || n->kernel) continue;
+        int y = activation_of(f, n->args[0], id, n);
+        if (y >= 0 && !f->nodes[y].kernel) n->args[0] = y, changed++; /* (kernels formed before stay valid) */
     }
     return changed;
 }
 
-int pass_dce(struct ir_module *m) {
-    int removed = 0;
-    for (size_t fi = 0; fi < vec_len(m->funcs); fi++) removed += ir_func_dce(m->funcs[fi]);
-    return removed;
+/* Whether nodes a and b have the same int attributes (pooling geometry). */
+static bool same_ints(const struct ir_node *a, const struct ir_node *b) {
+    for (int i = 0; i < IR_MAX_IATTR; i++)
+        if (a->ia[i] != b->ia[i]) return false;
+    return true;
 }
 
-/* Two nodes compute the same value when op, operands, attributes and type agree
- * and the op has no side effect. Leaves read the same buffer. */
-static bool same_node(const struct ir_node *a, const struct ir_node *b) {
-    if (a->op != b->op || a->nargs != b->nargs || a->kernel != b->kernel) return false;
-    if (op_info[a->op].flags & OF_EFFECT) return false;
-    if (a->type.dtype != b->type.dtype || !shape_equal(&a->type.shape, &b->type.shape)) return false;
-    if (a->nargs && memcmp(a->args, b->args, sizeof *a->args * (size_t)a->nargs) != 0) return false;
-    if (memcmp(a->ia, b->ia, sizeof a->ia) != 0 || memcmp(a->fa, b->fa, sizeof a->fa) != 0) return false;
-    if ((a->sym == NULL) != (b->sym == NULL)) return false;
-    return !a->sym || strcmp(a->sym, b->sym) == 0;
-}
-
-static unsigned long node_hash(const struct ir_node *n) {
-    unsigned long h = (unsigned long)n->op * 2654435761u;
-    for (int i = 0; i < n->nargs; i++) h = h * 31 + (unsigned long)n->args[i];
-    for (int i = 0; i < IR_MAX_IATTR; i++) h = h * 31 + (unsigned long)n->ia[i];
-    if (n->sym)
-        for (const char *p = n->sym; *p; p++) h = h * 31 + (unsigned char)*p;
-    return h;
-}
-
-static int cse_func(struct ir_func *f) {
-    int n = ir_func_len(f), merged = 0;
-    if (n == 0) return 0;
-    size_t cap = 1;
-    while (cap < (size_t)n * 2) cap <<= 1;
-    int *table = malloc(sizeof *table * cap);
-    int *repl = malloc(sizeof *repl * (size_t)n);
-    if (!table || !repl) exit(1);
-    for (size_t i = 0; i < cap; i++) table[i] = -1;
-    for (int i = 0; i < n; i++) {
-        struct ir_node *node = &f->nodes[i];
-        for (int a = 0; a < node->nargs; a++) node->args[a] = repl[node->args[a]];
-        repl[i] = i;
-        size_t slot = node_hash(node) & (cap - 1);
-        for (; table[slot] >= 0; slot = (slot + 1) & (cap - 1)) {
-            if (same_node(&f->nodes[table[slot]], node)) {
-                repl[i] = table[slot];
-                merged++;
-                break;
-            }
+/* The mask before the pooling gradient: r = relu_grad(y, maxpool2d_grad(y, dy))
+ * with y = relu(x) and p = maxpool2d(y) computed, becomes
+ * maxpool2d_grad(y, relu_grad(p, dy)): each window passes dy to its (first)
+ * maximum, whose y is the window's max p, so masking by p > 0 on the pooled
+ * tensor before the scatter is the same as masking by y > 0 after it, on a
+ * quarter of the elements for 2x2 pooling. Done in place: the pooling gradient's
+ * node becomes the mask (of the pooled shape), the mask's the pooling gradient. */
+static int masks_before_pooling(struct ir_module *m, struct ir_func *f, int **users) {
+    int changed = 0;
+    for (int r = 0; r < ir_func_len(f); r++) {
+        struct ir_node *rn = &f->nodes[r];
+        if (rn->op != OP_RELU_GRAD) continue;
+        int y = rn->args[0], g = rn->args[1];
+        struct ir_node *gn = &f->nodes[g];
+        if (f->nodes[y].op != OP_RELU || gn->op != OP_MAXPOOL2D_GRAD || gn->args[0] != y || vec_len(users[g]) != 1)
+            continue;
+        if (rn->kernel || gn->kernel) continue;
+        bool out = false;
+        for (size_t o = 0; o < vec_len(f->outputs); o++) out |= f->outputs[o].value == g;
+        int p = -1;
+        for (size_t u = 0; u < vec_len(users[y]) && p < 0; u++) {
+            const struct ir_node *un = &f->nodes[users[y][u]];
+            if (un->op == OP_MAXPOOL2D && users[y][u] < g && same_ints(un, gn)) p = users[y][u];
         }
-        if (repl[i] == i) table[slot] = i;
+        if (out || p < 0) continue;
+        int dy = gn->args[1];
+        struct ir_node pool = *gn;
+        gn->op = OP_RELU_GRAD;
+        gn->args[0] = p;
+        gn->args[1] = dy;
+        memset(gn->ia, 0, sizeof gn->ia);
+        memset(gn->fa, 0, sizeof gn->fa);
+        gn->type = f->nodes[dy].type;
+        rn->op = OP_MAXPOOL2D_GRAD;
+        rn->args[0] = y;
+        rn->args[1] = g;
+        memcpy(rn->ia, pool.ia, sizeof rn->ia);
+        memcpy(rn->fa, pool.fa, sizeof rn->fa);
+        char err[256];
+        if (!ir_infer(m, f, g, err, sizeof err) || !ir_infer(m, f, r, err, sizeof err))
+            netc_internal_error(__FILE__, __LINE__, "mask before pooling: %s", err);
+        changed++;
     }
-    for (size_t i = 0; i < vec_len(f->outputs); i++) f->outputs[i].value = repl[f->outputs[i].value];
-    free(table);
-    free(repl);
-    if (merged) ir_func_dce(f);
-    return merged;
+    return changed;
 }
 
-int pass_cse(struct ir_module *m) {
-    int merged = 0;
-    for (size_t fi = 0; fi < vec_len(m->funcs); fi++) merged += cse_func(m->funcs[fi]);
-    return merged;
+int pass_simplify(struct ir_module *m) {
+    int changed = 0;
+    for (size_t i = 0; i < vec_len(m->funcs); i++) {
+        struct ir_func *f = m->funcs[i];
+        changed += masks_read_activations(f);
+        int **users = users_of(f);
+        changed += masks_before_pooling(m, f, users);
+        for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
+        free(users);
+    }
+    return changed;
 }

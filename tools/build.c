@@ -245,8 +245,9 @@ static struct ir_module *compile_module(const struct build_opts *o) {
     if (!m) return NULL;
     struct pass_options popt = {o->verify, NULL, false, false, stdout};
     if (o->bucket) pass_dp_options.bucket_bytes = (size_t)o->bucket;
+    pass_target = o->target->plan; /* kernels and memory plan for the backend that emits */
     if (!ir_verify(m) ||
-        !pass_run_list(m, pass_pipeline_dp(o->no_fuse ? "fuse" : NULL, o->mpi, o->sync_bn), &popt)) {
+        !pass_run_list(m, pass_pipeline_dp(o->no_fuse ? PASS_NO_FUSE : NULL, o->mpi, o->sync_bn), &popt)) {
         ir_module_free(m);
         return NULL;
     }

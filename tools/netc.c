@@ -45,7 +45,9 @@ static const char usage_dump[] =
     "  --after=PASS      print the IR after PASS only; `lower` is the IR straight\n"
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
-    "  --no-fuse         skip kernel formation (the `fuse` pass)\n"
+    "  --no-fuse         skip kernel formation (the `simplify` and `fuse` passes)\n"
+    "  --target=T        the backend that kernels and the memory plan are made for:\n"
+    "                    c (default) or opencl, as `netc build --target`\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz:\n"
     "                    clusters per function, phase, net and layer; one box per\n"
     "                    parameter's optimizer update)\n"
@@ -73,6 +75,7 @@ static const char usage_opt[] =
     "unchanged (the round trip).\n"
     "\n"
     "  --pass=LIST           comma-separated passes (see `netc passes`)\n"
+    "  --target=T            the backend fuse and memplan plan for: c (default), opencl\n"
     "  --split-input-file    treat `// -----` lines as separators between independent\n"
     "                        inputs; errors keep their real line numbers\n"
     "  --format=FMT          text (default) or dot\n"
@@ -187,6 +190,7 @@ struct flags {
     bool mpi;               /* --mpi */
     bool sync_bn;           /* --sync-bn */
     const char *bucket;     /* --bucket-size */
+    const char *target;     /* --target: the backend fuse and memplan plan for */
 };
 
 /* Parse argv for a subcommand; `allowed` lists the flags it takes. Returns 0 to go
@@ -248,6 +252,12 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
             fl->sync_bn = true;
         } else if (VALFLAG("--bucket-size")) {
             fl->bucket = val;
+        } else if (VALFLAG("--target")) {
+            if (!cg_target_find(val)) {
+                cli_unknown_target(cmd, "target", val, false);
+                return CLI_EXIT_USAGE;
+            }
+            fl->target = val;
         } else if (strcmp(a, "-o") == 0 && strstr(allowed, "-o")) {
             if (++i == argc) {
                 cli_usage_error(cmd, "-o needs a file name");
@@ -261,7 +271,10 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
 #undef FLAG
 #undef VALFLAG
     }
-    return cli_need_file(cmd, fl->file);
+    int st = cli_need_file(cmd, fl->file);
+    if (st) return st;
+    pass_target = cg_target_find(fl->target ? fl->target : "c")->plan;
+    return 0;
 }
 
 /* ---------------------------------------------------------------- dump */
@@ -288,7 +301,7 @@ static void print_buckets(FILE *out, const struct ir_module *m) {
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --only --func --expand --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify -o",
+                         "--after --format --only-changed --only --func --expand --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify --target -o",
                          argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if ((fl.sync_bn || fl.bucket) && !fl.mpi) {
@@ -323,7 +336,7 @@ static int cmd_dump(int argc, char **argv) {
     if (all || (fl.after && strcmp(fl.after, "lower") == 0)) pass_dump(o.f, m, "lower", fl.dot);
     struct pass_options opt = {fl.verify, fl.after, fl.only_changed, fl.dot, o.f};
     bool ok = ir_verify(m) &&
-              pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? "fuse" : NULL, fl.mpi, fl.sync_bn), &opt);
+              pass_run_list(m, pass_pipeline_dp(fl.no_fuse ? PASS_NO_FUSE : NULL, fl.mpi, fl.sync_bn), &opt);
     if (ok && !fl.after) {
         if (fl.dot_opts.func && !ir_func_find(m, fl.dot_opts.func)) {
             cli_user_error("dump", "model '%s' has no function '%s'", m->name, fl.dot_opts.func);
@@ -362,7 +375,7 @@ static bool opt_one(const char *file, const char *text, size_t len, const char *
 
 static int cmd_opt(int argc, char **argv) {
     struct flags fl;
-    int st = parse_flags("opt", usage_opt, "--pass --format --print-loc --verify --split-input-file -o", argc,
+    int st = parse_flags("opt", usage_opt, "--pass --format --print-loc --verify --split-input-file --target -o", argc,
                          argv, &fl);
     if (st) return st < 0 ? 0 : st;
     const char **passes = NULL;

@@ -43,6 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(t2);
         ir_module_free(m2);
         struct pass_options opt = {true, NULL, false, false, null};
+        pass_target = cg_target_c.plan;
         if (pass_run_list(m, pass_pipeline(), &opt)) {
             struct cg_options copt = {"fuzz", true};
             cg_target_c.emit(m, null, &copt);

@@ -32,8 +32,8 @@ static const char *const examples[] = {"mlp", "mnist_cnn", "lenet", "lstm", "lin
 /* Model 2e is example e fused, 2e+1 unfused. */
 #define NMODELS (2 * NEXAMPLES)
 
-static const char *const fused[] = {"shape", "autodiff", "optim", "dce", "cse", "fuse", NULL};
-static const char *const unfused[] = {"shape", "autodiff", "optim", "dce", "cse", NULL};
+static const char *const fused[] = {"shape", "autodiff", "optim", "dce", "cse", "simplify", "fuse", "memplan", NULL};
+static const char *const unfused[] = {"shape", "autodiff", "optim", "dce", "cse", "memplan", NULL};
 
 static struct ir_module *mods[NMODELS];
 
@@ -42,6 +42,7 @@ static struct ir_module *load(const char *name, const char *const *passes) {
     snprintf(path, sizeof path, "%s/examples/%s.net", NETC_SOURCE_DIR, name);
     struct ir_module *m = fe_load(path);
     struct pass_options opt = {true, NULL, false, false, stdout};
+    pass_target = cg_target_c.plan;
     if (!m || !ir_verify(m) || !pass_run_list(m, passes, &opt)) {
         TEST_FAIL_("%s: does not compile", name);
         if (m) ir_module_free(m);

@@ -30,9 +30,9 @@ static const char *const examples[] = {"mlp", "mnist_cnn", "lenet", "lstm", "lin
 
 /* How each example is built: model k is example k % NEXAMPLES, variant k / NEXAMPLES. */
 static const char *const *const variants[] = {
-    (const char *const[]){"shape", "autodiff", "dce", NULL},
-    (const char *const[]){"shape", "autodiff", "dce", "fuse", NULL},
-    (const char *const[]){"shape", "autodiff", "optim", "dce", "cse", "fuse", NULL},
+    (const char *const[]){"shape", "autodiff", "dce", "memplan", NULL},
+    (const char *const[]){"shape", "autodiff", "dce", "fuse", "memplan", NULL},
+    (const char *const[]){"shape", "autodiff", "optim", "dce", "cse", "simplify", "fuse", "memplan", NULL},
 };
 static const char *const variant_names[] = {"", "fused", "pipeline"};
 #define NVARIANTS ((int)(sizeof variants / sizeof *variants))
@@ -45,6 +45,7 @@ static struct ir_module *load(const char *name, const char *const *passes) {
     snprintf(path, sizeof path, "%s/examples/%s.net", NETC_SOURCE_DIR, name);
     struct ir_module *m = fe_load(path);
     struct pass_options opt = {true, NULL, false, false, stdout};
+    pass_target = cg_target_c.plan;
     if (!m || !ir_verify(m) || !pass_run_list(m, passes, &opt)) {
         TEST_FAIL_("%s: does not compile", name);
         if (m) ir_module_free(m);

@@ -249,6 +249,8 @@ static struct ir_module *build(const struct ccase *c) {
         pass_autodiff_func(m, f, true);
         if (!ir_verify(m)) TEST_FAIL_("%s: invalid IR after autodiff", c->name);
     }
+    pass_target = cg_target_c.plan;
+    pass_memplan(m);
     return m;
 }
 

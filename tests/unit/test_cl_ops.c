@@ -318,6 +318,7 @@ static struct ir_module *build(bool fused, int *entry_case) {
         f->loss = arena_strdup(m->arena, "loss");
         pass_autodiff_func(m, f, true);
     }
+    pass_target = cg_target_opencl.plan; /* kernels both backends emit */
     if (fused) CHECK(pass_fuse(m) >= 3);
     if (!ir_verify(m)) TEST_FAIL_("invalid IR after autodiff%s", fused ? " and fusion" : "");
     return m;
@@ -444,6 +445,8 @@ static bool prepare(int mi, struct ir_module *m) {
         if (!f) return false;
         fprintf(f, "#define netc_model netc_model_%d\n", mi);
         struct cg_options opt = {"test", false, false, NULL, NULL, 0};
+        pass_target = targets[t]->plan;
+        pass_memplan(m);
         bool ok = targets[t]->emit(m, f, &opt);
         fclose(f);
         if (!ok) return false;

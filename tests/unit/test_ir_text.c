@@ -1,9 +1,11 @@
 /* tests/unit/test_ir_text.c -- the IR text form: a module that uses every op of the
  * table, built through the API, must print -> parse -> print byte-identically (with
- * and without locations) and verify; malformed texts must fail with a precise
+ * and without locations, before and after the memory plan) and verify; malformed texts must fail with a precise
  * file:line:col message; and random mutations of valid text must never crash the
  * parser, the printer or the verifier (run it under ASan/UBSan). */
+#include "codegen/codegen.h"
 #include "ir/ir.h"
+#include "passes/passes.h"
 #include "tests/unit/test.h"
 
 #include <string.h>
@@ -567,7 +569,7 @@ static void test_parse_errors(void) {
         {"module m\ninput @x : f32[3] data=idx(\"\\x00\")\n", "e.ir:2:29: error: string contains a NUL byte"},
         {"module m\ninput @x : f32[3] data=idx(a=1, 2)\n", "e.ir:2:33: error: expected an option 'name=value' (numbers come before options), got '2'"},
         {"module m\nfunc @f {\n}\n", "e.ir:2:9: error: expected 'eval' or 'train', got '{'"},
-        {"module m\nfunc @f eval\n", "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=' or '{', got end of line"},
+        {"module m\nfunc @f eval\n", "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=', 'workspace=' or '{', got end of line"},
         {"module m\nfunc @f eval { %0 = const {value=1} : f32[]\n",
          "e.ir:2:16: error: expected end of line after '{', got '%0'"},
         {"module m\nfunc @f eval {\n  return\n", "e.ir:3:9: error: expected '}' closing the function, got end of file"},
@@ -608,6 +610,17 @@ static void test_parse_errors(void) {
         {"module m\n$\n", "e.ir:2:1: error: unexpected character '$'"},
         {"module m\n\x01\n", "e.ir:2:1: error: unexpected character '\\x01'"},
         {"module m\n@\n", "e.ir:2:1: error: expected a name after '@'"},
+        {"module m\ninput @x : f32[3]\nfunc @f eval {\n  %0 = exp : f32[3] mem=fixed[32]\n",
+         "e.ir:4:31: error: slot offset 32 is not a multiple of 64"},
+        {"module m\ninput @x : f32[3]\nfunc @f eval {\n  %0 = exp : f32[3] mem=@y\n",
+         "e.ir:4:25: error: unknown buffer '@y'"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] mem=heap[0]\n",
+         "e.ir:3:36: error: expected 'fixed[OFF]', 'batch[OFF]' or '@buffer', got 'heap'"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] scratch=fixed[0]\n",
+         "e.ir:3:47: error: expected ',' and the scratch's float count, got ']'"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] mem=batch[-64]\n",
+         "e.ir:3:42: error: slot offset -64 is out of range"},
+        {"module m\nfunc @f eval workspace=[64] {\n", "e.ir:2:27: error: expected ',' and the workspace's bytes per batch item, got ']'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         capture_begin();
@@ -811,8 +824,80 @@ static void test_kernels(void) {
     ir_module_free(m);
 }
 
+/* The memory plan of every op's module (the C target's scratch) prints, parses
+ * back to the same plan and prints again byte-identically; a plan in the text
+ * sets every field, and ir_func_clone keeps it. */
+static void test_memplan(void) {
+    struct ir_module *m = build_all_ops();
+    for (size_t e = 0; e < vec_len(m->funcs); e++) /* the allreduce of N-shaped %21: reduced alone (no bucket) */
+        for (int id = 0; id < ir_func_len(m->funcs[e]); id++)
+            if (m->funcs[e]->nodes[id].op == OP_ALLREDUCE) ir_set_int(&m->funcs[e]->nodes[id], "bucket", -1);
+    pass_target = cg_target_c.plan;
+    ASSERT((int)vec_len(m->funcs), pass_memplan(m));
+    char *t1 = print_str(m, ir_print);
+    CHECK(strstr(t1, " workspace=[") != NULL && strstr(t1, " mem=fixed[") != NULL);
+    CHECK(strstr(t1, " mem=batch[") != NULL && strstr(t1, " scratch=") != NULL);
+    capture_begin();
+    struct ir_module *m2 = ir_parse("plan.ir", t1, strlen(t1));
+    const char *d = capture_end();
+    CHECK(m2 != NULL);
+    if (m2) {
+        char *t2 = print_str(m2, ir_print);
+        CHECK(strcmp(t1, t2) == 0);
+        if (strcmp(t1, t2) != 0) fprintf(stderr, "--- printed\n%s--- reprinted\n%s", t1, t2);
+        for (size_t e = 0; e < vec_len(m->funcs); e++) {
+            const struct ir_func *f = m->funcs[e], *g = m2->funcs[e];
+            CHECK(g->planned && g->ws_fixed == f->ws_fixed && g->ws_batch == f->ws_batch);
+            for (int id = 0; id < ir_func_len(f); id++)
+                CHECK(memcmp(&f->nodes[id].mem, &g->nodes[id].mem, sizeof f->nodes[id].mem) == 0);
+        }
+        free(t2);
+        ir_module_free(m2);
+    } else {
+        fprintf(stderr, "%s", d);
+    }
+    free(t1);
+    ir_module_free(m);
+    pass_target = NULL;
+
+    static const char text[] = "module p\n"
+                               "\n"
+                               "param @w : f32[3] init=zeros\n"
+                               "\n"
+                               "func @f train workspace=[128,64] {\n"
+                               "  %0 = param @w : f32[3]\n"
+                               "  %1 = exp(%0) : f32[3] kernel=1\n"
+                               "  %2 = neg(%1) : f32[3] kernel=1 mem=@w\n"
+                               "  %3 = assign @w(%2) : f32[3]\n"
+                               "  %4 = sum(%0) {axes=[0], keepdims=0} : f32[] mem=fixed[64] scratch=batch[0,2]\n"
+                               "  return s=%4\n"
+                               "}\n";
+    struct ir_module *p = ir_parse("p.ir", text, strlen(text));
+    CHECK(p != NULL);
+    if (!p) return;
+    const struct ir_func *f = p->funcs[0];
+    CHECK(f->planned);
+    ASSERT(128, (int)f->ws_fixed);
+    ASSERT(64, (int)f->ws_batch);
+    ASSERT(MEM_NONE, (int)f->nodes[1].mem.where);
+    ASSERT(MEM_BUFFER, (int)f->nodes[2].mem.where);
+    ASSERT(0, (int)f->nodes[2].mem.off);
+    ASSERT(MEM_FIXED, (int)f->nodes[4].mem.where);
+    ASSERT(64, (int)f->nodes[4].mem.off);
+    ASSERT(MEM_BATCH, (int)f->nodes[4].mem.scratch_where);
+    ASSERT(2, (int)f->nodes[4].mem.scratch);
+    char *t = print_str(p, ir_print);
+    CHECK(strcmp(t, text) == 0);
+    if (strcmp(t, text) != 0) fprintf(stderr, "--- printed\n%s", t);
+    free(t);
+    struct ir_func *c = ir_func_clone(p, p->funcs[0], "copy");
+    CHECK(c->planned && c->ws_fixed == 128 && c->nodes[4].mem.scratch_off == 0 && c->nodes[2].mem.where == MEM_BUFFER);
+    ir_module_free(p);
+}
+
 int main(void) {
     test_roundtrip();
+    test_memplan();
     test_kernels();
     test_doc_example();
     test_parse_errors();
