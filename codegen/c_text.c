@@ -5,12 +5,6 @@
  * over time. Semantics: interp_text.c. Each op is a short loop nest in a block. */
 #include "codegen/codegen.h"
 
-static const char *xs(struct cgc_x x) {
-    static char ring[8][CGC_XSTR_MAX];
-    static int next;
-    return cgc_xstr(x, ring[next++ % 8], CGC_XSTR_MAX);
-}
-
 static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
 static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
 static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
@@ -41,7 +35,7 @@ void cgc_op_EMBEDDING(struct cgc *c, int id) {
     const struct shape *w = arg_shape(c, id, 0);
     long long rows = (long long)w->dim[0], d = (long long)w->dim[1];
     open_block(c);
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 1))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 1))));
     c->indent++;
     cgc_emit(c, "const int32_t v = v%d[p];", arg(c, id, 1));
     check_id(c, "token id", rows);
@@ -55,7 +49,7 @@ void cgc_op_EMBEDDING_GRAD(struct cgc *c, int id) {
     long long rows = (long long)dw->dim[0], d = (long long)dw->dim[1];
     open_block(c);
     cgc_emit(c, "memset(v%d, 0, %lld * sizeof(float));", id, rows * d);
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 0))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 0))));
     c->indent++;
     cgc_emit(c, "const int32_t v = v%d[p];", arg(c, id, 0));
     check_id(c, "token id", rows);
@@ -69,8 +63,8 @@ void cgc_op_EMBEDDING_GRAD(struct cgc *c, int id) {
 void cgc_op_ONE_HOT(struct cgc *c, int id) {
     long long k = (long long)ir_get_int(cgc_node(c, id), "classes");
     open_block(c);
-    cgc_emit(c, "memset(v%d, 0, (size_t)(%s) * sizeof(float));", id, xs(cgc_count(shape_of(c, id))));
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 0))));
+    cgc_emit(c, "memset(v%d, 0, (size_t)(%s) * sizeof(float));", id, cg_xs(cgc_count(shape_of(c, id))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 0))));
     cgc_emit(c, "    const int32_t v = v%d[p];", arg(c, id, 0));
     cgc_emit(c, "    if (v >= 0 && v < %lld) v%d[p * %lld + v] = 1.0f;", k, id, k);
     cgc_emit(c, "}");
@@ -85,7 +79,7 @@ static void masked_open(struct cgc *c, int id) {
     const struct shape *x = arg_shape(c, id, 0);
     long long ignore = (long long)ir_get_int(cgc_node(c, id), "ignore");
     open_block(c);
-    cgc_emit(c, "const int64_t rows = %s, cls = %lld;", xs(cgc_dims_prod(x, 0, x->rank - 1)),
+    cgc_emit(c, "const int64_t rows = %s, cls = %lld;", cg_xs(cgc_dims_prod(x, 0, x->rank - 1)),
              (long long)x->dim[x->rank - 1]);
     cgc_emit(c, "const int32_t *restrict t = v%d;", arg(c, id, 1));
     cgc_emit(c, "int64_t kept = 0;");
@@ -160,9 +154,9 @@ void cgc_op_MASKED_ACCURACY(struct cgc *c, int id) {
  * [B, T]: `b`, `T`, `R` and the pad id in scope. */
 static void pool_open(struct cgc *c, int id, const struct shape *x, int ids) {
     open_block(c);
-    cgc_emit(c, "const int64_t T = %lld, R = %s;", (long long)x->dim[1], xs(cgc_dims_prod(x, 2, x->rank)));
+    cgc_emit(c, "const int64_t T = %lld, R = %s;", (long long)x->dim[1], cg_xs(cgc_dims_prod(x, 2, x->rank)));
     cgc_emit(c, "const int32_t *restrict ids = v%d;", ids);
-    cgc_emit(c, "for (int64_t b = 0; b < %s; b++) {", xs(cgc_dim(x, 0)));
+    cgc_emit(c, "for (int64_t b = 0; b < %s; b++) {", cg_xs(cgc_dim(x, 0)));
     c->indent++;
     cgc_emit(c, "const int32_t *restrict ib = ids + b * T;");
     cgc_emit(c, "const int32_t pad = %lld;", (long long)ir_get_int(cgc_node(c, id), "pad"));

@@ -48,17 +48,6 @@ static void slot_bytes(const struct cgc *c, bool per_n, size_t off, char *buf, s
     else snprintf(buf, len, "%zu", off);
 }
 
-static void node_comment(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    char line[256], ty[TYPE_STR_MAX];
-    int at = snprintf(line, sizeof line, "%%%d = %s", id, op_info[n->op].name);
-    for (int a = 0; a < n->nargs && at < (int)sizeof line - 16; a++)
-        at += snprintf(line + at, sizeof line - (size_t)at, "%s%%%d", a ? ", " : "(", n->args[a]);
-    if (n->nargs && at < (int)sizeof line - 2) at += snprintf(line + at, sizeof line - (size_t)at, ")");
-    if (at < (int)sizeof line - 4) snprintf(line + at, sizeof line - (size_t)at, " : %s", type_str(&n->type, ty, sizeof ty));
-    cgc_emit(c, "/* %s */", line);
-}
-
 /* Declares o<id> (and the scratch s<sid>) for node id. */
 static void declare(struct cgc *c, int id, const struct cgc_kernel *kn) {
     const struct cgc_val *v = &c->vals[id];
@@ -155,7 +144,7 @@ static void emit_entry(struct clc *k) {
     for (int id = 0; id < len; id++) {
         const struct cgc_val *v = &c->vals[id];
         const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
-        node_comment(c, id);
+        cg_node_comment(c, id);
         if (kn && kn->root != id) { /* computed by its kernel, at the root */
             if (cgc_kernel_stores(kn, id)) declare(c, id, NULL); /* a member used after the kernel */
             continue;
@@ -232,7 +221,7 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     vec_push(names, copy);
     for (size_t e = 0; e < nf; e++) {
         struct ir_func f = split_unsupported(m->funcs[e]);
-        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL}, .src = src, .entry = (int)e, .names = names,
+        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL, NULL, NULL, &cg_lang_opencl}, .src = src, .entry = (int)e, .names = names,
                         .bodies = bodies};
         cgc_layout(&k.c);
         fprintf(out, "/* entry point %zu (%s) */\n", e, f.mode == MODE_TRAIN ? "train" : "eval");

@@ -136,6 +136,8 @@ const struct ir_node *cg_node(struct cg_interp *it, int id);
 
 /* ------------------------------------------------- c_emit.c, c_ops.c: the C backend */
 
+struct cg_lang;
+
 /* How a module is emitted. */
 struct cg_options {
     const char *netc_version; /* recorded in the generated descriptor */
@@ -223,6 +225,8 @@ struct cgc {
                                    ($0, $1 for the operands) here instead of printing */
     struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
     char **kname;               /* per node: the C name of the kernel rooted there, once printed */
+    const struct cg_lang *lang; /* the target's spelling (cg_core.c); NULL where
+                                   nothing is printed (sizes only) */
 };
 
 /* The kernels printed so far in a module, so that an identical kernel (the
@@ -324,6 +328,114 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
                          const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
+
+/* ------------------------------------ cg_core.c: the core of the C-like backends */
+
+/* What the C and OpenCL backends share (tinygrad's CStyleLanguage): loop nests and
+ * the index arithmetic over them, substitution of operands into formulas, the
+ * arrays and expressions of a fused kernel, the roles of a convolution's operands,
+ * the geometry of runtime library calls and the calls themselves, node comments
+ * and the renaming that finds identical functions. Each backend prints a nest its
+ * own way (C: for loops; OpenCL: a work-item's index decomposed) and supplies its
+ * spelling in a struct cg_lang. */
+
+/* How a C-like target spells what the shared emitters print. */
+struct cg_lang {
+    const char *name; /* "C", "OpenCL" */
+    int dialect;      /* its column of codegen/formulas.def's math names (CG_DIALECT_*) */
+    const char *lib;  /* prefix of the runtime library's calls: "nrt_", "nrt_cl_" */
+    const char *ctx;  /* their leading arguments: "", "ctx, " */
+    char val;         /* a value passed to them: 'v' (v<id>, a pointer), 'o' (o<id>, an arena offset) */
+};
+#define CG_DIALECT_C 0
+#define CG_DIALECT_OPENCL 1
+extern const struct cg_lang cg_lang_c, cg_lang_opencl;
+
+/* Short-lived text of a size expression and of a float literal (rings of 16 and
+ * 8 buffers: valid until that many later calls). */
+const char *cg_xs(struct cgc_x x);
+const char *cg_fs(double v);
+
+/* A loop nest over `dim` indexing `nops` arrays through their strides. */
+#define CG_NEST_OPS 16     /* arrays of one nest at most */
+#define CG_IDX_MAX 200     /* characters of one array's index */
+#define CG_OPERAND_MAX 240 /* characters of one operand's element expression */
+struct cg_nest {
+    int rank;                                  /* loops */
+    struct cgc_x dim[IR_MAX_RANK];             /* their extents */
+    int nops;                                  /* arrays indexed */
+    struct cgc_x st[CG_NEST_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
+    char idx[CG_NEST_OPS][CG_IDX_MAX];         /* after cg_nest_index: each array's index */
+    bool range;                                /* C: the first loop runs over [lo, hi) */
+};
+/* A nest over shape y for nops arrays; array 0 is y itself (row-major). */
+void cg_nest_init(struct cg_nest *ns, const struct shape *y, int nops);
+/* Array j reads x broadcast into y (numpy), or with axis >= 0 a vector along that axis of y. */
+void cg_nest_read(struct cg_nest *ns, int j, const struct shape *x, const struct shape *y, int axis);
+/* Merges loop i into loop i+1 wherever every array walks them contiguously, so
+ * that same-shape elementwise ops become one flat loop. */
+void cg_nest_merge(struct cg_nest *ns);
+/* Fills ns->idx: each array's index over the loop variables i0, i1, ... */
+void cg_nest_index(struct cg_nest *ns);
+/* The elements the nest visits. */
+struct cgc_x cg_nest_total(const struct cg_nest *ns);
+/* Substitutes $0..$9 in tmpl by ops[]; a result that does not fit is an
+ * internal error, never code cut short. */
+void cg_subst(char *out, size_t len, const char *tmpl, char ops[][CG_OPERAND_MAX], int nops);
+
+/* One array a fused kernel's nest reads: a value, and the axis along which it is
+ * a per-channel vector (-1: numpy broadcasting into the root's shape). */
+struct cg_access {
+    int value; /* node id */
+    int bias;  /* bias axis, or -1 */
+};
+/* How member m reads its operand a; whether that operand is computed in a
+ * register of kernel k (an earlier member, not the head). */
+struct cg_access cg_access_of(const struct cgc *c, int m, int a);
+bool cg_in_register(const struct cgc *c, const struct cgc_kernel *k, int m, int a);
+/* The arrays of k's nest after the root's: every distinct access in order of
+ * use, at most max (max + 1: more). */
+int cg_kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct cg_access *acc, int max);
+/* k's nest, merged (the outputs, all of the root's shape, share array 0), and its
+ * accesses; returns their count. */
+int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns, struct cg_access *acc);
+/* Member m's element expression in k's nest (indices filled): its formula with
+ * registers t<id> and array elements v<id>[index] for operands. */
+void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, const struct cg_nest *ns,
+                    const struct cg_access *acc, const char *tmpl, char *expr, size_t len);
+
+/* The (input, weight, output) shapes of a conv-family node's geometry; the
+ * images per GEMM its kernels take (struct nrt_conv's chunk) and the scratch
+ * floats per image. */
+void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x, const struct shape **w,
+                   const struct shape **y);
+int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per);
+
+/* Runtime library ops in the target's spelling (c->lang), in a block where they
+ * need a geometry: matmul, matmul_bsum; conv2d and its gradients and
+ * conv_transpose2d (scratch s<id>); max/avg pooling and their gradients;
+ * upsampling and its gradient. cg_rnn_geo declares `geo`, the nrt_rnn of a
+ * recurrent node whose ws is operand `ws` (-1: the node) and w_hh operand `whh`,
+ * x operand `x` (-1: none). */
+void cg_lib_matmul(struct cgc *c, int id);
+void cg_lib_matmul_bsum(struct cgc *c, int id);
+void cg_lib_conv(struct cgc *c, int id);
+void cg_lib_pool(struct cgc *c, int id);
+void cg_lib_upsample(struct cgc *c, int id);
+void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x);
+
+/* Prints node id's one-line IR as a comment; a name made safe for a comment
+ * (identifier characters, '.' and '-'). */
+void cg_node_comment(struct cgc *c, int id);
+const char *cg_comment_safe(const char *s, char *buf, size_t len);
+/* A function's text as its computation: `name` (where an identifier starts)
+ * replaced by '@', and the ids after the one-letter prefixes in `prefixes`
+ * (and '%' when it is among them) numbered by first appearance, so that two
+ * functions compare equal exactly when they compute the same from their
+ * parameters in the same order. Returns a new string. */
+char *cg_canonical(const char *text, const char *name, const char *prefixes);
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+void cg_reserve(char **out, size_t *cap, size_t need);
 
 /* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
 
