@@ -1089,7 +1089,7 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
     struct cgc_seen seen = {NULL, NULL, opt, NULL, 0, 0, false};
     for (size_t e = 0; e < nf; e++) {
-        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, &seen, NULL, &cg_lang_c};
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, &cg_lang_c, &seen, NULL};
         char fname[128];
         cgc_layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", cg_comment_safe(m->funcs[e]->name, fname, sizeof fname),

@@ -1,12 +1,12 @@
 /* codegen/c_ops.c -- the C backend's column of the op table: cgc_op_<NAME> prints
  * the C that computes one node. Elementwise ops, reductions and data movement
- * become loop nests (one shared nest builder merges contiguous dims, so most
+ * become loop nests (cg_core.c's nests merge contiguous dims, so most
  * become one flat loop); softmax, losses and metrics become short row loops;
  * GEMM, convolution and pooling become calls into libnetrt's kernels. The
  * semantics are the reference interpreter's (interp.c, interp_nn.c); sections
  * follow ops.def. The last section builds the body of a fused kernel: its head's
- * call, then one nest computing every elementwise member in registers, whose
- * templates come from the same column (struct cgc's `capture`). */
+ * call, then one nest computing every elementwise member in registers by its
+ * formula (codegen/formulas.def, rendered by cg_core.c). */
 #include "codegen/codegen.h"
 #include "runtime/netrt.h" /* the conv kernels' chunk and scratch sizes */
 
@@ -41,15 +41,13 @@ static void nest_close(struct cgc *c, const struct cg_nest *ns) {
     }
 }
 
-/* y = tmpl($0, $1, ...) elementwise with numpy broadcasting. For i32 results the
- * template is evaluated in double and converted as the IR converts. */
-static void ewise(struct cgc *c, int id, const char *tmpl) {
-    if (c->capture) {
-        if (snprintf(c->capture, CGC_TMPL_MAX, "%s", tmpl) >= CGC_TMPL_MAX)
-            NETC_INTERNAL("the formula of node %d is longer than %d characters", id, CGC_TMPL_MAX - 1);
-        return;
-    }
+/* y = formula($0, $1, ...) elementwise with numpy broadcasting (the formula of
+ * codegen/formulas.def). For i32 results the formula is evaluated in double and
+ * converted as the IR converts. */
+static void ewise(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
+    char tmpl[CGC_TMPL_MAX];
+    if (!cg_formula(n, &cg_lang_c, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[n->op].name);
     bool i32 = n->type.dtype == DT_I32;
     struct cg_nest ns;
     cg_nest_init(&ns, &n->type.shape, 1 + n->nargs);
@@ -123,36 +121,11 @@ void cgc_op_ASSIGN(struct cgc *c, int id) { (void)c, (void)id; /* copied into th
 
 /* --------------------------------------------------------- elementwise */
 
-void cgc_op_NEG(struct cgc *c, int id) { ewise(c, id, "-$0"); }
-void cgc_op_EXP(struct cgc *c, int id) { ewise(c, id, "expf($0)"); }
-void cgc_op_LOG(struct cgc *c, int id) { ewise(c, id, "logf($0)"); }
-void cgc_op_SQRT(struct cgc *c, int id) { ewise(c, id, "sqrtf($0)"); }
-void cgc_op_ABS(struct cgc *c, int id) { ewise(c, id, "($0 < 0 ? -$0 : $0)"); }
-void cgc_op_RELU(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $0 : 0.0f)"); }
+/* The ops of codegen/formulas.def: their formula in a nest. */
+#define FORMULA(op, ...) \
+    void cgc_op_##op(struct cgc *c, int id) { ewise(c, id); }
+#include "codegen/formulas.def"
 
-void cgc_op_LEAKY_RELU(struct cgc *c, int id) {
-    char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $0 : %s * $0)", cg_fs(ir_get_float(cgc_node(c, id), "alpha")));
-    ewise(c, id, t);
-}
-
-void cgc_op_SIGMOID(struct cgc *c, int id) {
-    ewise(c, id, "($0 >= 0.0f ? 1.0f / (1.0f + expf(-$0)) : expf($0) / (1.0f + expf($0)))");
-}
-
-void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
-void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "nrt_erff($0)"); }
-
-/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation; erf, tanh
- * and the exact derivative by netrt.h's branch-free functions, so the loops
- * vectorize (libm's erff is scalar). */
-#define CG_GELU_ERF "(0.5f * $0 * (1.0f + nrt_erff($0 * 0.70710678f)))"
-#define CG_GELU_TANH "(0.5f * $0 * (1.0f + nrt_tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
-#define CG_GELU_ERF_GRAD "$1 * nrt_gelu_grad($0)"
-#define CG_GELU_TANH_GRAD "$1 * nrt_gelu_tanh_grad($0)"
-void cgc_op_GELU(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
-}
 void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
 
 /* A gradient bucket's member is an alias whose bucket c_emit.c starts and waits
@@ -175,31 +148,6 @@ void cgc_op_ALLREDUCE_SUM(struct cgc *c, int id) {
     cgc_emit(c, "nrt_dp_allsum(ctx, v%d, (int64_t)(%s));", id, cnt);
 }
 
-void cgc_op_CAST(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    ewise(c, id, n->type.dtype == DT_F32 ? "(float)$0" : "$0");
-}
-
-void cgc_op_ADD(struct cgc *c, int id) { ewise(c, id, "$0 + $1"); }
-void cgc_op_SUB(struct cgc *c, int id) { ewise(c, id, "$0 - $1"); }
-void cgc_op_MUL(struct cgc *c, int id) { ewise(c, id, "$0 * $1"); }
-void cgc_op_DIV(struct cgc *c, int id) { ewise(c, id, "$0 / $1"); }
-void cgc_op_MAXIMUM(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? $0 : $1)"); }
-void cgc_op_POW(struct cgc *c, int id) { ewise(c, id, "powf($0, $1)"); }
-void cgc_op_GREATER(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? 1.0f : 0.0f)"); }
-void cgc_op_RELU_GRAD(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $1 : 0.0f)"); }
-
-void cgc_op_LEAKY_RELU_GRAD(struct cgc *c, int id) {
-    char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $1 : %s * $1)", cg_fs(ir_get_float(cgc_node(c, id), "alpha")));
-    ewise(c, id, t);
-}
-
-void cgc_op_SIGMOID_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * $0 * (1.0f - $0)"); }
-void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $0)"); }
-void cgc_op_GELU_GRAD(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH_GRAD : CG_GELU_ERF_GRAD);
-}
 
 /* Sizes before, along and after `axis` of s. */
 static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
@@ -211,10 +159,6 @@ static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer,
 
 /* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
 void cgc_op_BIAS_ADD(struct cgc *c, int id) {
-    if (c->capture) { /* the kernel's nest gives the bias its stride */
-        snprintf(c->capture, CGC_TMPL_MAX, "$0 + $1");
-        return;
-    }
     const struct shape *y = shape_of(c, id);
     int64_t axis = ir_get_int(cgc_node(c, id), "axis");
     struct cg_nest ns;
@@ -442,7 +386,6 @@ void cgc_op_SUM_TO(struct cgc *c, int id) {
     reduce_loop(c, id, y, dst, "$0 = nrt_to_i32((double)$0 + (double)$1);");
 }
 
-void cgc_op_BROADCAST_TO(struct cgc *c, int id) { ewise(c, id, "$0"); }
 
 /* --------------------------------------------------------------- matmul */
 
@@ -634,25 +577,11 @@ static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
     cgc_emit(c, "}");
 }
 
-void cgc_op_MSE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_MSE); }
-
-void cgc_op_BCE(struct cgc *c, int id) {
-    ewise_loss(c, id, CG_LOSS_BCE);
-}
-
-void cgc_op_BCE_LOGITS(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_BCE_LOGITS); }
-void cgc_op_HINGE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_HINGE); }
-void cgc_op_MSE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_MSE_GRAD); }
-
-void cgc_op_BCE_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, CG_LOSS_BCE_GRAD);
-}
-
-void cgc_op_BCE_LOGITS_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, CG_LOSS_BCE_LOGITS_GRAD);
-}
-
-void cgc_op_HINGE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_HINGE_GRAD); }
+/* The losses of codegen/formulas.def and their gradients. */
+#define LOSS(op, loss, grad) \
+    void cgc_op_##op(struct cgc *c, int id) { ewise_loss(c, id, loss); } \
+    void cgc_op_##op##_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, grad); }
+#include "codegen/formulas.def"
 
 /* Opens a loop over the rows of scores x [rows, classes]: xr, lse and, with i32
  * labels, the checked label `y` are in scope. */
@@ -782,14 +711,9 @@ void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }
 void cgc_op_DROPOUT_GRAD(struct cgc *c, int id) { dropout(c, id); }
 
 /* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. In a
- * kernel the same float operations per element, the statistics read along
- * axis 1 (access_of). */
+ * kernel its formula (the same float operations per element), the statistics
+ * read along axis 1 (cg_access_of). */
 void cgc_op_BATCHNORM(struct cgc *c, int id) {
-    if (c->capture) {
-        snprintf(c->capture, CGC_TMPL_MAX, "($1 / sqrtf($4 + %s)) * ($0 - $3) + $2",
-                 cg_fs(ir_get_float(cgc_node(c, id), "eps")));
-        return;
-    }
     const struct shape *x = arg_shape(c, id, 0);
     struct cgc_x outer = cgc_dim(x, 0), inner = cgc_dims_prod(x, 2, x->rank);
     long long ch = (long long)x->dim[1];
@@ -942,11 +866,8 @@ static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) 
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
         if (m == k->head) continue;
-        char tmpl[CGC_TMPL_MAX], expr[1024];
-        c->capture = tmpl;
-        cgc_op_emit(c, m);
-        c->capture = NULL;
-        cg_kernel_expr(c, k, m, &ns, acc, tmpl, expr, sizeof expr);
+        char expr[1024];
+        cg_kernel_expr(c, k, m, &ns, acc, expr, sizeof expr);
         cgc_emit(c, "const float t%d = %s;", m, expr);
         bool used = cgc_kernel_stores(k, m);
         for (size_t u = i + 1; u < vec_len(k->members) && !used; u++) {

@@ -105,6 +105,66 @@ void cg_subst(char *out, size_t len, const char *tmpl, char ops[][CG_OPERAND_MAX
     out[k] = '\0';
 }
 
+/* ------------------------------------------------------------ formulas */
+
+/* codegen/formulas.def as tables: per op its templates, per math function its
+ * spelling per dialect. */
+struct formula {
+    const char *select; /* NULL, an int attribute, or "i32" */
+    const char *t[2];   /* the templates (t[1] NULL without select) */
+};
+
+static const struct formula formulas[OP_COUNT] = {
+#define FORMULA(op, select, t0, t1) [OP_##op] = {select, {t0, t1}},
+#define KFORMULA(op, t) [OP_##op] = {NULL, {t, NULL}},
+#include "codegen/formulas.def"
+};
+
+static const struct {
+    const char *name;     /* as written after '@' */
+    const char *spell[2]; /* per dialect (CG_DIALECT_*) */
+} maths[] = {
+#define MATH(name, c, opencl) {#name, {c, opencl}},
+#include "codegen/formulas.def"
+};
+
+bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len) {
+    const struct formula *fm = &formulas[n->op];
+    if (!fm->t[0]) return false;
+    bool alt = fm->select && (strcmp(fm->select, "i32") == 0 ? n->type.dtype == DT_I32 : ir_get_int(n, fm->select) != 0);
+    const char *p = fm->t[alt];
+    size_t k = 0;
+    while (*p) {
+        char word[32];
+        size_t w = 0;
+        const char *text = NULL;
+        if (*p == '@' || *p == '{') { /* a math function or a float attribute */
+            char open = *p++;
+            while ((*p >= 'a' && *p <= 'z') || *p == '_') {
+                if (w + 1 < sizeof word) word[w++] = *p;
+                p++;
+            }
+            word[w] = '\0';
+            if (open == '{') {
+                NETC_ASSERT(*p == '}');
+                p++;
+                text = cg_fs(ir_get_float(n, word));
+            } else {
+                for (size_t i = 0; i < sizeof maths / sizeof maths[0] && !text; i++)
+                    if (strcmp(maths[i].name, word) == 0) text = maths[i].spell[l->dialect];
+                if (!text) NETC_INTERNAL("formula of %s calls @%s, which formulas.def does not spell", op_info[n->op].name, word);
+            }
+        }
+        size_t tl = text ? strlen(text) : 1;
+        if (k + tl >= len) NETC_INTERNAL("the formula of %s is longer than %zu characters", op_info[n->op].name, len - 1);
+        if (text) memcpy(out + k, text, tl);
+        else out[k] = *p++;
+        k += tl;
+    }
+    out[k] = '\0';
+    return true;
+}
+
 /* ------------------------------------------------------------- kernels */
 
 struct cg_access cg_access_of(const struct cgc *c, int m, int a) {
@@ -149,9 +209,10 @@ int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_ne
 }
 
 void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, const struct cg_nest *ns,
-                    const struct cg_access *acc, const char *tmpl, char *expr, size_t len) {
+                    const struct cg_access *acc, char *expr, size_t len) {
     const struct ir_node *n = cgc_node(c, m);
-    char ops[CG_NEST_OPS][CG_OPERAND_MAX];
+    char ops[CG_NEST_OPS][CG_OPERAND_MAX], tmpl[CGC_TMPL_MAX];
+    if (!cg_formula(n, lang(c), tmpl, sizeof tmpl)) NETC_INTERNAL("kernel member %d (%s) has no formula", m, op_info[n->op].name);
     for (int a = 0; a < n->nargs && a < CG_NEST_OPS; a++) {
         if (cg_in_register(c, k, m, a)) {
             snprintf(ops[a], sizeof ops[a], "t%d", n->args[a]);

@@ -221,7 +221,7 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     vec_push(names, copy);
     for (size_t e = 0; e < nf; e++) {
         struct ir_func f = split_unsupported(m->funcs[e]);
-        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, NULL, NULL, NULL, &cg_lang_opencl}, .src = src, .entry = (int)e, .names = names,
+        struct clc k = {.c = {out, 0, m, &f, NULL, 0, 0, NULL, &cg_lang_opencl}, .src = src, .entry = (int)e, .names = names,
                         .bodies = bodies};
         cgc_layout(&k.c);
         fprintf(out, "/* entry point %zu (%s) */\n", e, f.mode == MODE_TRAIN ? "train" : "eval");

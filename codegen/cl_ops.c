@@ -1,15 +1,16 @@
 /* codegen/cl_ops.c -- the OpenCL backend's column of the op table: clc_op_<NAME>
  * prints one OpenCL C kernel for a node into the program source and the host C
- * that launches it. Elementwise ops take their formula from the C column (the
- * template captured through struct cgc's `capture`) and run one work-item per
- * element, decomposing the flat index over a merged loop nest; reductions,
+ * that launches it. Elementwise ops take their formula from codegen/formulas.def
+ * in OpenCL's spelling and run one work-item per element, decomposing the flat
+ * index over a merged loop nest (cg_core.c); reductions,
  * softmax rows and losses run one work-item per row, or one work-group per row
  * (a tree in local memory) when rows are long; GEMM, convolution, pooling and
- * upsampling call the runtime's device library. Semantics are the C backend's
+ * upsampling call the runtime's device library (cg_core.c's calls with
+ * OpenCL's spelling). Semantics are the C backend's
  * (c_ops.c), which in turn follows the reference interpreter. Sections follow
  * ops.def; the last one builds fused kernels. */
 #include "codegen/codegen.h"
-#include "runtime/netrt.h" /* the conv geometry's image floats */
+#include "runtime/netrt.h" /* nrt_to_i32 of constants */
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -176,21 +177,13 @@ static struct cgc_x nest_open(struct clc *k, struct cg_nest *ns) {
     return total;
 }
 
-/* The C column's formula of elementwise node id ($0, $1 for its operands). */
-static void c_template(struct clc *k, int id, char *tmpl) {
-    tmpl[0] = '\0';
-    k->c.capture = tmpl;
-    cgc_op_emit(&k->c, id);
-    k->c.capture = NULL;
-}
-
 /* y = formula($0, ...) elementwise with numpy broadcasting; a bias operand
  * (bias_axis >= 0 for operand 1) is read along that axis. For i32 results the
  * formula is evaluated in acc_t and converted as the IR converts. */
 static void ewise_bias(struct clc *k, int id, int bias_axis) {
-    char tmpl[CGC_TMPL_MAX];
-    c_template(k, id, tmpl);
     const struct ir_node *nd = node(k, id);
+    char tmpl[CGC_TMPL_MAX];
+    if (!cg_formula(nd, &cg_lang_opencl, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[nd->op].name);
     bool i32 = nd->type.dtype == DT_I32;
     const struct shape *y = &nd->type.shape;
     struct kvals v = kv_node(k, id);
@@ -394,17 +387,11 @@ void clc_op_ASSIGN(struct clc *k, int id) { (void)k, (void)id; /* copied into th
 
 /* --------------------------------------------------------- elementwise */
 
-void clc_op_NEG(struct clc *k, int id) { ewise(k, id); }
-void clc_op_EXP(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LOG(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SQRT(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ABS(struct clc *k, int id) { ewise(k, id); }
-void clc_op_RELU(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LEAKY_RELU(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SIGMOID(struct clc *k, int id) { ewise(k, id); }
-void clc_op_TANH(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ERF(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GELU(struct clc *k, int id) { ewise(k, id); }
+/* The ops of codegen/formulas.def: one work-item per element. */
+#define FORMULA(op, ...) \
+    void clc_op_##op(struct clc *k, int id) { ewise(k, id); }
+#include "codegen/formulas.def"
+
 void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
 
 /* Copies cnt elements of value src into value id (kernel 0, a copy). */
@@ -441,21 +428,7 @@ void clc_op_ALLREDUCE_SUM(struct clc *k, int id) {
     copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allsum(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
-void clc_op_CAST(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ADD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SUB(struct clc *k, int id) { ewise(k, id); }
-void clc_op_MUL(struct clc *k, int id) { ewise(k, id); }
-void clc_op_DIV(struct clc *k, int id) { ewise(k, id); }
-void clc_op_MAXIMUM(struct clc *k, int id) { ewise(k, id); }
-void clc_op_POW(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GREATER(struct clc *k, int id) { ewise(k, id); }
-void clc_op_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LEAKY_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SIGMOID_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_TANH_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GELU_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_get_int(node(k, id), "axis")); }
-void clc_op_BROADCAST_TO(struct clc *k, int id) { ewise(k, id); }
 
 /* ----------------------------------------------------------- reductions */
 
@@ -916,25 +889,11 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
-void clc_op_MSE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_MSE); }
-
-void clc_op_BCE(struct clc *k, int id) {
-    ewise_loss(k, id, CG_LOSS_BCE);
-}
-
-void clc_op_BCE_LOGITS(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_BCE_LOGITS); }
-void clc_op_HINGE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_HINGE); }
-void clc_op_MSE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_MSE_GRAD); }
-
-void clc_op_BCE_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, CG_LOSS_BCE_GRAD);
-}
-
-void clc_op_BCE_LOGITS_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, CG_LOSS_BCE_LOGITS_GRAD);
-}
-
-void clc_op_HINGE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_HINGE_GRAD); }
+/* The losses of codegen/formulas.def and their gradients. */
+#define LOSS(op, loss, grad) \
+    void clc_op_##op(struct clc *k, int id) { ewise_loss(k, id, loss); } \
+    void clc_op_##op##_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, grad); }
+#include "codegen/formulas.def"
 
 /* Host: the labels of a class op, when they are a model input, are checked
  * before anything runs (the C backend's message); labels computed on the device
@@ -1445,9 +1404,8 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     for (size_t i = 0; i < vec_len(kn->members); i++) {
         int m = kn->members[i];
         if (m == kn->head) continue;
-        char tmpl[CGC_TMPL_MAX], expr[2048];
-        c_template(k, m, tmpl);
-        cg_kernel_expr(c, kn, m, &ns, acc, tmpl, expr, sizeof expr);
+        char expr[2048];
+        cg_kernel_expr(c, kn, m, &ns, acc, expr, sizeof expr);
         clc_src(k, "    const float t%d = %s;", m, expr);
     }
     /* The stores come last: an input may be the buffer an output is stored into
@@ -1468,17 +1426,8 @@ void clc_prologue(FILE *src) {
           "#else\n"
           "typedef float acc_t;\n"
           "#endif\n"
-          "/* The C column's formulas name the float functions of C. */\n"
-          "#define expf exp\n"
-          "#define logf log\n"
-          "#define sqrtf sqrt\n"
-          "#define tanhf tanh\n"
-          "#define erff erf\n"
-          "#define powf pow\n"
-          "/* ... and the runtime's vector math (netrt.h) by the builtins. */\n"
-          "#define nrt_expf exp\n"
-          "#define nrt_tanhf tanh\n"
-          "#define nrt_erff erf\n"
+          "/* The runtime's GELU derivatives (netrt.h) by the builtins, for the\n"
+          " * formulas of codegen/formulas.def. */\n"
           "float nrt_gelu_grad(float x)\n"
           "{\n"
           "    return 0.5f * (1.0f + erf(x * 0.70710678f)) + x * 0.39894228f * exp(-0.5f * x * x);\n"

@@ -1,5 +1,4 @@
-/* codegen/codegen.h -- the one internal header of codegen/: the formulas every
- * backend must reproduce bit for bit (the dropout mask), the reference interpreter's
+/* codegen/codegen.h -- the one internal header of codegen/: the reference interpreter's
  * API (interp.c), the interpreter's internals shared with interp_nn.c, the C
  * backend (c_emit.c, c_ops.c) and the OpenCL backend built on it (cl_emit.c,
  * cl_ops.c). Sections follow the files. */
@@ -31,19 +30,6 @@ static inline int cg_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, 
     uint64_t h = cg_mix64(cg_mix64(cg_mix64(seed) ^ step) ^ index);
     return (uint32_t)(h >> 40) >= threshold;
 }
-
-/* The elementwise losses per element (p the prediction, t the target, in double)
- * and their gradients (assigning d), as expressions in the common subset of C and
- * OpenCL C that both backends paste into their loops. BCE clamps each log at
- * -100 as PyTorch does; BCE_LOGITS is the numerically stable form. */
-#define CG_LOSS_MSE "(p - t) * (p - t)"
-#define CG_LOSS_BCE "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))"
-#define CG_LOSS_BCE_LOGITS "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"
-#define CG_LOSS_HINGE "(1 - t * p > 0 ? 1 - t * p : 0)"
-#define CG_LOSS_MSE_GRAD "d = 2 * (p - t);"
-#define CG_LOSS_BCE_GRAD "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);"
-#define CG_LOSS_BCE_LOGITS_GRAD "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;"
-#define CG_LOSS_HINGE_GRAD "d = 1 - t * p > 0 ? -t : 0;"
 
 /* ------------------------------------------------------------- interp.c */
 
@@ -221,12 +207,10 @@ struct cgc {
     size_t fixed_total;         /* bytes of the fixed region (per-n slots follow it) */
     size_t per_n_total;         /* bytes per batch item of the per-n region */
     struct cgc_kernel *kernels; /* vec: the kernels emitted fused */
-    char *capture;              /* when set, elementwise emitters copy their template
-                                   ($0, $1 for the operands) here instead of printing */
-    struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
-    char **kname;               /* per node: the C name of the kernel rooted there, once printed */
     const struct cg_lang *lang; /* the target's spelling (cg_core.c); NULL where
                                    nothing is printed (sizes only) */
+    struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
+    char **kname;               /* per node: the C name of the kernel rooted there, once printed */
 };
 
 /* The kernels printed so far in a module, so that an identical kernel (the
@@ -399,10 +383,14 @@ int cg_kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct c
 /* k's nest, merged (the outputs, all of the root's shape, share array 0), and its
  * accesses; returns their count. */
 int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns, struct cg_access *acc);
-/* Member m's element expression in k's nest (indices filled): its formula with
- * registers t<id> and array elements v<id>[index] for operands. */
+/* Member m's element expression in k's nest (indices filled): its formula in
+ * c->lang's spelling with registers t<id> and array elements v<id>[index] for
+ * operands. */
 void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, const struct cg_nest *ns,
-                    const struct cg_access *acc, const char *tmpl, char *expr, size_t len);
+                    const struct cg_access *acc, char *expr, size_t len);
+/* The formula of node n's op (codegen/formulas.def) in l's spelling, with $0,
+ * $1, ... for its operands, into out; false when the op has none. */
+bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len);
 
 /* The (input, weight, output) shapes of a conv-family node's geometry; the
  * images per GEMM its kernels take (struct nrt_conv's chunk) and the scratch
