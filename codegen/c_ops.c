@@ -697,14 +697,14 @@ void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { cg_lib_upsample(c, id); }
 
 /* ---------------------------------------------------- dropout, batchnorm */
 
-/* The mask of codegen.h's cg_dropout_keep, regenerated alike by the gradient. */
+/* The mask of netrt.h's nrt_dropout_keep, regenerated alike by the gradient. */
 static void dropout(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     double rate = ir_get_float(n, "rate");
     uint64_t seed = (uint64_t)ir_get_int(n, "seed");
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", cg_xs(cgc_count(&n->type.shape)));
     cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
-             (unsigned long long)seed, (unsigned long)cg_dropout_threshold(rate), arg(c, id, 0), cg_fs(1.0 / (1.0 - rate)));
+             (unsigned long long)seed, (unsigned long)nrt_dropout_threshold(rate), arg(c, id, 0), cg_fs(1.0 / (1.0 - rate)));
 }
 
 void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }

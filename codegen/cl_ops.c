@@ -1071,8 +1071,8 @@ void clc_op_UPSAMPLE2D_GRAD(struct clc *k, int id) { cg_lib_upsample(&k->c, id);
 
 /* ---------------------------------------------------- dropout, batchnorm */
 
-/* The mask of codegen.h's cg_dropout_keep in 64-bit integer math (netc_keep in
- * the prologue), so both backends keep exactly the same elements. */
+/* The mask of netrt.h's nrt_dropout_keep, whose text the prologue embeds, so
+ * both backends keep exactly the same elements. */
 static void dropout(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
     double rate = ir_get_float(nd, "rate");
@@ -1081,8 +1081,8 @@ static void dropout(struct clc *k, int id) {
     int idx = kbegin(k, kname(k, id), &v, false, true);
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
-    clc_src(k, "    v%d[i] = netc_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
-            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)cg_dropout_threshold(rate),
+    clc_src(k, "    v%d[i] = nrt_dropout_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
+            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)nrt_dropout_threshold(rate),
             arg(k, id, 0), cg_fs(1.0 / (1.0 - rate)));
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, true);
@@ -1417,6 +1417,10 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
 
 /* --------------------------------------------------------------- prologue */
 
+/* The text of a macro's expansion. */
+#define CL_STR_(...) #__VA_ARGS__
+#define CL_STR(...) CL_STR_(__VA_ARGS__)
+
 void clc_prologue(FILE *src) {
     fputs("/* OpenCL C 1.2. acc_t: the accumulator of losses and softmax rows (double\n"
           " * where the device has it, as the C backend). */\n"
@@ -1448,20 +1452,8 @@ void clc_prologue(FILE *src) {
           "    return (int)v;\n"
           "}\n"
           "\n"
-          "/* The dropout mask, as codegen.h's cg_dropout_keep. */\n"
-          "ulong netc_mix64(ulong z)\n"
-          "{\n"
-          "    z += 0x9e3779b97f4a7c15UL;\n"
-          "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;\n"
-          "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;\n"
-          "    return z ^ (z >> 31);\n"
-          "}\n"
-          "\n"
-          "int netc_keep(ulong seed, ulong step, ulong index, uint threshold)\n"
-          "{\n"
-          "    const ulong h = netc_mix64(netc_mix64(netc_mix64(seed) ^ step) ^ index);\n"
-          "    return (uint)(h >> 40) >= threshold;\n"
-          "}\n"
+          "/* The dropout mask: the text of runtime/netrt.h's, over OpenCL's types. */\n"
+          CL_STR(NRT_DROPOUT_DEFS(, ulong, uint)) "\n"
           "\n"
           "/* Work-group reductions over a power-of-two group: every work-item gets the\n"
           " * result. */\n"

@@ -1,35 +1,15 @@
-/* codegen/codegen.h -- the one internal header of codegen/: the reference interpreter's
- * API (interp.c), the interpreter's internals shared with interp_nn.c, the C
- * backend (c_emit.c, c_ops.c) and the OpenCL backend built on it (cl_emit.c,
- * cl_ops.c). Sections follow the files. */
+/* codegen/codegen.h -- the one internal header of codegen/: the reference
+ * interpreter's API (interp.c), the interpreter's internals shared with
+ * interp_nn.c, the C backend (c_emit.c, c_ops.c), the core the C-like backends
+ * share (cg_core.c, with the formulas of codegen/formulas.def) and the OpenCL
+ * backend built on them (cl_emit.c, cl_ops.c). Formulas that generated code also
+ * needs (the dropout mask) are defined once, in runtime/netrt.h. Sections follow
+ * the files. */
 #ifndef NETC_CODEGEN_H
 #define NETC_CODEGEN_H
 
 #include "ir/ir.h"
-
-/* ------------------------------------------------- formulas of every backend */
-
-/* splitmix64's finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mix. */
-static inline uint64_t cg_mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The dropout mask: element `index` (flat row-major index into the dropout's value,
- * batch included) of a DROPOUT node with attribute `seed`, at training step `step`,
- * is kept iff the top 24 bits of
- *     h = mix64(mix64(mix64(seed) ^ step) ^ index)
- * are >= floor(rate * 2^24). A kept element is scaled by 1 / (1 - rate). The
- * threshold is an integer so that every backend (C, OpenCL, float or double)
- * decides exactly alike; DROPOUT_GRAD regenerates the same mask. */
-static inline uint32_t cg_dropout_threshold(double rate) { return (uint32_t)(rate * 16777216.0); }
-
-static inline int cg_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, uint32_t threshold) {
-    uint64_t h = cg_mix64(cg_mix64(cg_mix64(seed) ^ step) ^ index);
-    return (uint32_t)(h >> 40) >= threshold;
-}
+#include "runtime/netrt.h" /* the formulas generated code shares (dropout mask), library geometry */
 
 /* ------------------------------------------------------------- interp.c */
 
