@@ -45,20 +45,12 @@ static void nest_close(struct cgc *c, const struct cg_nest *ns) {
  * codegen/formulas.def). For i32 results the formula is evaluated in double and
  * converted as the IR converts. */
 static void ewise(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    char tmpl[CGC_TMPL_MAX];
-    if (!cg_formula(n, &cg_lang_c, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[n->op].name);
-    bool i32 = n->type.dtype == DT_I32;
     struct cg_nest ns;
-    cg_nest_init(&ns, &n->type.shape, 1 + n->nargs);
-    for (int a = 0; a < n->nargs; a++) cg_nest_read(&ns, 1 + a, arg_shape(c, id, a), &n->type.shape, -1);
+    char line[2304];
+    cg_ewise_nest(c, id, -1, &ns);
     nest_open(c, &ns);
-    char ops[CG_NEST_OPS][CG_OPERAND_MAX], expr[1024];
-    for (int a = 0; a < n->nargs; a++)
-        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(double)" : "", arg(c, id, a), ns.idx[1 + a]);
-    cg_subst(expr, sizeof expr, tmpl, ops, n->nargs);
-    if (i32) cgc_emit(c, "v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
-    else cgc_emit(c, "v%d[%s] = %s;", id, ns.idx[0], expr);
+    cg_ewise_store(c, id, &ns, line, sizeof line);
+    cgc_emit(c, "%s", line);
     nest_close(c, &ns);
 }
 
@@ -593,11 +585,10 @@ static void class_rows_open(struct cgc *c, int id, bool need_lse) {
     c->indent++;
     cgc_emit(c, "const float *xr = v%d + r * %lld;", arg(c, id, 0), cls);
     if (need_lse) {
-        cgc_emit(c, "float mx = xr[0];");
-        cgc_emit(c, "for (int64_t j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
-        cgc_emit(c, "double se = 0;");
-        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) se += exp((double)xr[j] - mx);", cls);
-        cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(se);");
+        char pad[64], n[24];
+        snprintf(pad, sizeof pad, "%*s", 4 * c->indent, "");
+        snprintf(n, sizeof n, "%lld", cls);
+        cg_row_lse(c->out, pad, &cg_lang_c, n);
     }
     if (labels) {
         cgc_emit(c, "const int32_t y = v%d[r];", arg(c, id, 1));
@@ -864,11 +855,10 @@ static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) 
     ns.range = range && ns.rank > 0;
     nest_open(c, &ns);
     for (size_t i = 0; i < vec_len(k->members); i++) {
-        int m = k->members[i];
-        if (m == k->head) continue;
-        char expr[1024];
-        cg_kernel_expr(c, k, m, &ns, acc, expr, sizeof expr);
-        cgc_emit(c, "const float t%d = %s;", m, expr);
+        char line[2304];
+        int m = cg_kernel_line(c, k, i, &ns, acc, line, sizeof line);
+        if (m < 0) continue;
+        cgc_emit(c, "%s", line);
         bool used = cgc_kernel_stores(k, m);
         for (size_t u = i + 1; u < vec_len(k->members) && !used; u++) {
             const struct ir_node *un = cgc_node(c, k->members[u]);

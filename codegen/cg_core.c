@@ -10,8 +10,8 @@
 
 #include <string.h>
 
-const struct cg_lang cg_lang_c = {"C", CG_DIALECT_C, "nrt_", "", 'v'};
-const struct cg_lang cg_lang_opencl = {"OpenCL", CG_DIALECT_OPENCL, "nrt_cl_", "ctx, ", 'o'};
+const struct cg_lang cg_lang_c = {"C", CG_DIALECT_C, "nrt_", "", 'v', "double", "int64_t"};
+const struct cg_lang cg_lang_opencl = {"OpenCL", CG_DIALECT_OPENCL, "nrt_cl_", "ctx, ", 'o', "acc_t", "long"};
 
 /* ------------------------------------------------------------- helpers */
 
@@ -165,6 +165,34 @@ bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, siz
     return true;
 }
 
+void cg_ewise_nest(const struct cgc *c, int id, int bias_axis, struct cg_nest *ns) {
+    const struct ir_node *n = cgc_node(c, id);
+    cg_nest_init(ns, &n->type.shape, 1 + n->nargs);
+    for (int a = 0; a < n->nargs; a++) cg_nest_read(ns, 1 + a, arg_shape(c, id, a), &n->type.shape, a == 1 ? bias_axis : -1);
+}
+
+void cg_ewise_store(const struct cgc *c, int id, const struct cg_nest *ns, char *line, size_t len) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct cg_lang *l = lang(c);
+    bool i32 = n->type.dtype == DT_I32;
+    char tmpl[CGC_TMPL_MAX], ops[CG_NEST_OPS][CG_OPERAND_MAX], expr[2048];
+    if (!cg_formula(n, l, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[n->op].name);
+    for (int a = 0; a < n->nargs; a++)
+        snprintf(ops[a], sizeof ops[a], "%s%s%sv%d[%s]", i32 ? "(" : "", i32 ? l->acc : "", i32 ? ")" : "", n->args[a],
+                 ns->idx[1 + a]);
+    cg_subst(expr, sizeof expr, tmpl, ops, n->nargs);
+    if (i32) snprintf(line, len, "v%d[%s] = nrt_to_i32(%s);", id, ns->idx[0], expr);
+    else snprintf(line, len, "v%d[%s] = %s;", id, ns->idx[0], expr);
+}
+
+void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char *cls) {
+    fprintf(out, "%sfloat mx = xr[0];\n", pad);
+    fprintf(out, "%sfor (%s j = 1; j < %s; j++) mx = xr[j] > mx ? xr[j] : mx;\n", pad, l->idx, cls);
+    fprintf(out, "%s%s se = 0;\n", pad, l->acc);
+    fprintf(out, "%sfor (%s j = 0; j < %s; j++) se += exp((%s)xr[j] - mx);\n", pad, l->idx, cls, l->acc);
+    fprintf(out, "%sconst %s lse = isinf(mx) ? mx : mx + log(se);\n", pad, l->acc);
+}
+
 /* ------------------------------------------------------------- kernels */
 
 struct cg_access cg_access_of(const struct cgc *c, int m, int a) {
@@ -224,6 +252,16 @@ void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, cons
         snprintf(ops[a], sizeof ops[a], "v%d[%s]", x.value, ns->idx[1 + j]);
     }
     cg_subst(expr, len, tmpl, ops, n->nargs);
+}
+
+int cg_kernel_line(const struct cgc *c, const struct cgc_kernel *k, size_t i, const struct cg_nest *ns,
+                   const struct cg_access *acc, char *line, size_t len) {
+    int m = k->members[i];
+    if (m == k->head) return -1;
+    char expr[2048];
+    cg_kernel_expr(c, k, m, ns, acc, expr, sizeof expr);
+    snprintf(line, len, "const float t%d = %s;", m, expr);
+    return m;
 }
 
 /* ---------------------------------------------------------- library ops */
@@ -294,13 +332,12 @@ void cg_lib_matmul_bsum(struct cgc *c, int id) {
              cg_xs(cgc_dim(y, 1)));
 }
 
-/* The block of a library call on `geo`: { geo; call }. */
-static void geo_open(struct cgc *c) {
+void cg_block_open(struct cgc *c) {
     cgc_emit(c, "{");
     c->indent++;
 }
 
-static void geo_close(struct cgc *c) {
+void cg_block_close(struct cgc *c) {
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -318,7 +355,7 @@ void cg_lib_conv(struct cgc *c, int id) {
     int64_t per, chunk = cg_conv_chunk(c->f, n, &per);
     const char *fn = n->op == OP_CONV2D ? "conv2d" : n->op == OP_CONV2D_GRAD_WEIGHT ? "conv2d_grad_weight"
                                                                                    : "conv2d_grad_input";
-    geo_open(c);
+    cg_block_open(c);
     cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
              cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
@@ -327,7 +364,7 @@ void cg_lib_conv(struct cgc *c, int id) {
              (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
     cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val, arg(c, id, 1),
              l->val, id, id);
-    geo_close(c);
+    cg_block_close(c);
 }
 
 /* max/avg pooling from x (operand 0) to y (the node, or the gradient's dy). */
@@ -343,14 +380,14 @@ void cg_lib_pool(struct cgc *c, int id) {
     else snprintf(args, sizeof args, "%c%d, %c%d", v, arg(c, id, n->op == OP_AVGPOOL2D_GRAD ? 1 : 0), v, id);
     const char *fn = n->op == OP_MAXPOOL2D ? "maxpool2d" : n->op == OP_AVGPOOL2D ? "avgpool2d"
                      : n->op == OP_MAXPOOL2D_GRAD ? "maxpool2d_grad" : "avgpool2d_grad";
-    geo_open(c);
+    cg_block_open(c);
     cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}};",
              cg_xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
              (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
              (long long)p[1], (long long)p[2], (long long)p[3]);
     cgc_emit(c, "%s%s(%s&geo, %s);", l->lib, fn, l->ctx, args);
-    geo_close(c);
+    cg_block_close(c);
 }
 
 /* Nearest-neighbour upsampling (operand 0 the small image) and its gradient
@@ -379,6 +416,14 @@ void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
 }
 
 /* ---------------------------------------------------------------- text */
+
+void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what, const char *about) {
+    char name[128];
+    fprintf(out, "/* %s.c -- model %s%s, generated by netc %s. Do not edit.\n", cg_comment_safe(m->name, name, sizeof name),
+            name, what, opt->netc_version ? opt->netc_version : "");
+    fputs(about, out);
+    fputs("#include \"netrt.h\"\n\n", out);
+}
 
 const char *cg_comment_safe(const char *s, char *buf, size_t len) {
     size_t i = 0;

@@ -181,23 +181,14 @@ static struct cgc_x nest_open(struct clc *k, struct cg_nest *ns) {
  * (bias_axis >= 0 for operand 1) is read along that axis. For i32 results the
  * formula is evaluated in acc_t and converted as the IR converts. */
 static void ewise_bias(struct clc *k, int id, int bias_axis) {
-    const struct ir_node *nd = node(k, id);
-    char tmpl[CGC_TMPL_MAX];
-    if (!cg_formula(nd, &cg_lang_opencl, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[nd->op].name);
-    bool i32 = nd->type.dtype == DT_I32;
-    const struct shape *y = &nd->type.shape;
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cg_nest ns;
-    cg_nest_init(&ns, y, 1 + nd->nargs);
-    for (int a = 0; a < nd->nargs; a++) cg_nest_read(&ns, 1 + a, arg_shape(k, id, a), y, a == 1 ? bias_axis : -1);
+    char line[2304];
+    cg_ewise_nest(&k->c, id, bias_axis, &ns);
     struct cgc_x total = nest_open(k, &ns);
-    char ops[CG_NEST_OPS][CG_OPERAND_MAX], expr[2048];
-    for (int a = 0; a < nd->nargs; a++)
-        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(acc_t)" : "", arg(k, id, a), ns.idx[1 + a]);
-    cg_subst(expr, sizeof expr, tmpl, ops, nd->nargs);
-    if (i32) clc_src(k, "    v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
-    else clc_src(k, "    v%d[%s] = %s;", id, ns.idx[0], expr);
+    cg_ewise_store(&k->c, id, &ns, line, sizeof line);
+    clc_src(k, "    %s", line);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
@@ -941,11 +932,9 @@ void clc_op_CROSS_ENTROPY(struct clc *k, int id) {
     clc_src(k, "    acc_t sum = 0;");
     clc_src(k, "    for (long row = t; row < %s; row += L) {", cg_xs(rows));
     clc_src(k, "        __global const float *xr = v%d + row * %lld;", arg(k, id, 0), cls);
-    clc_src(k, "        float mx = xr[0];");
-    clc_src(k, "        for (long j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
-    clc_src(k, "        acc_t se = 0;");
-    clc_src(k, "        for (long j = 0; j < %lld; j++) se += exp((acc_t)xr[j] - mx);", cls);
-    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+    char n[24];
+    snprintf(n, sizeof n, "%lld", cls);
+    cg_row_lse(k->src, "        ", &cg_lang_opencl, n);
     if (labels) {
         clc_src(k, "        const int y = v%d[row];", arg(k, id, 1));
         clc_src(k, "        if (y >= 0 && y < %lld) sum += lse - xr[y];", cls);
@@ -1238,11 +1227,7 @@ static bool masked_open(struct clc *k, int id, const struct kvals *v, int *idx) 
 
 static void masked_lse(struct clc *k, int id) {
     clc_src(k, "        __global const float *xr = v%d + q * cls;", arg(k, id, 0));
-    clc_src(k, "        float mx = xr[0];");
-    clc_src(k, "        for (long j = 1; j < cls; j++) mx = xr[j] > mx ? xr[j] : mx;");
-    clc_src(k, "        acc_t se = 0;");
-    clc_src(k, "        for (long j = 0; j < cls; j++) se += exp((acc_t)xr[j] - mx);");
-    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+    cg_row_lse(k->src, "        ", &cg_lang_opencl, "cls");
 }
 
 void clc_op_MASKED_CROSS_ENTROPY(struct clc *k, int id) {
@@ -1402,11 +1387,8 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     int idx = kbegin(k, name, &v, false, false);
     struct cgc_x total = nest_open(k, &ns);
     for (size_t i = 0; i < vec_len(kn->members); i++) {
-        int m = kn->members[i];
-        if (m == kn->head) continue;
-        char expr[2048];
-        cg_kernel_expr(c, kn, m, &ns, acc, expr, sizeof expr);
-        clc_src(k, "    const float t%d = %s;", m, expr);
+        char line[2304];
+        if (cg_kernel_line(c, kn, i, &ns, acc, line, sizeof line) >= 0) clc_src(k, "    %s", line);
     }
     /* The stores come last: an input may be the buffer an output is stored into
      * in place (an optimizer update), read above before it is overwritten. */
@@ -1443,14 +1425,9 @@ void clc_prologue(FILE *src) {
           "    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.79788456f * (1.0f + 0.134145f * x * x);\n"
           "}\n"
           "\n"
-          "/* The IR's conversion to i32: toward zero, saturating, NaN as 0. */\n"
-          "int nrt_to_i32(acc_t v)\n"
-          "{\n"
-          "    if (v != v) return 0;\n"
-          "    if (v >= (acc_t)2147483647.0) return INT_MAX;\n"
-          "    if (v <= (acc_t)-2147483648.0) return INT_MIN;\n"
-          "    return (int)v;\n"
-          "}\n"
+          "/* The IR's conversion to i32 (toward zero, saturating, NaN as 0): the text of\n"
+          " * runtime/netrt.h's, over acc_t. */\n"
+          CL_STR(NRT_TO_I32_DEFS(, acc_t, int)) "\n"
           "\n"
           "/* The dropout mask: the text of runtime/netrt.h's, over OpenCL's types. */\n"
           CL_STR(NRT_DROPOUT_DEFS(, ulong, uint)) "\n"

@@ -310,10 +310,17 @@ struct cg_lang {
     const char *lib;  /* prefix of the runtime library's calls: "nrt_", "nrt_cl_" */
     const char *ctx;  /* their leading arguments: "", "ctx, " */
     char val;         /* a value passed to them: 'v' (v<id>, a pointer), 'o' (o<id>, an arena offset) */
+    const char *acc;  /* the accumulator type of sums and of i32 formulas: "double", "acc_t" */
+    const char *idx;  /* the type of loop indices: "int64_t", "long" */
 };
 #define CG_DIALECT_C 0
 #define CG_DIALECT_OPENCL 1
 extern const struct cg_lang cg_lang_c, cg_lang_opencl;
+
+/* Prints "{" and indents, unindents and prints "}" (a block around a library
+ * call on `geo`, or an op's locals). */
+void cg_block_open(struct cgc *c);
+void cg_block_close(struct cgc *c);
 
 /* Short-lived text of a size expression and of a float literal (rings of 16 and
  * 8 buffers: valid until that many later calls). */
@@ -371,6 +378,24 @@ void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, cons
 /* The formula of node n's op (codegen/formulas.def) in l's spelling, with $0,
  * $1, ... for its operands, into out; false when the op has none. */
 bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len);
+
+/* Elementwise node id as one nest: array 0 the node, array 1 + a its operand a
+ * broadcast (or, for a == 1 with bias_axis >= 0, a vector along that axis); and,
+ * once the indices are filled, the statement computing one element by the op's
+ * formula (i32 results in the accumulator type, converted as the IR converts). */
+void cg_ewise_nest(const struct cgc *c, int id, int bias_axis, struct cg_nest *ns);
+void cg_ewise_store(const struct cgc *c, int id, const struct cg_nest *ns, char *line, size_t len);
+/* Member i of kernel k as the statement computing its register t<id> ("const
+ * float t7 = ...;"); -1 for the head (computed before the nest), else its id. */
+int cg_kernel_line(const struct cgc *c, const struct cgc_kernel *k, size_t i, const struct cg_nest *ns,
+                   const struct cg_access *acc, char *line, size_t len);
+/* Prints, each line after `pad`, the largest element mx and the log-sum-exp lse
+ * (in the accumulator type) of the row xr of `cls` (an expression) elements. */
+void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char *cls);
+/* The head of a generated C file of module m: a comment naming it ("model NAME"
+ * then `what`, the netc version, then the lines of `about`), and the runtime
+ * header. */
+void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what, const char *about);
 
 /* The (input, weight, output) shapes of a conv-family node's geometry; the
  * images per GEMM its kernels take (struct nrt_conv's chunk) and the scratch

@@ -662,17 +662,21 @@ int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path);
  * On an OpenCL model, call nrt_ctx_sync before saving; loading sets host_dirty. */
 int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path);
 
-/* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0. */
-static inline int32_t nrt_to_i32(double v)
-{
-    if (v != v)
-        return 0;
-    if (v >= 2147483647.0)
-        return 2147483647;
-    if (v <= -2147483648.0)
-        return (int32_t)-2147483647 - 1;
-    return (int32_t)v;
-}
+/* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0.
+ * NRT_TO_I32_DEFS(fn, real, i32) is its text over the given storage class and
+ * types, which OpenCL programs embed too (over their accumulator type). */
+#define NRT_TO_I32_DEFS(fn, real, i32)                                                       \
+    fn i32 nrt_to_i32(real v)                                                                \
+    {                                                                                        \
+        if (v != v)                                                                          \
+            return 0;                                                                        \
+        if (v >= (real)2147483647.0)                                                         \
+            return 2147483647;                                                               \
+        if (v <= (real)-2147483648.0)                                                        \
+            return (i32)-2147483647 - 1;                                                     \
+        return (i32)v;                                                                       \
+    }
+NRT_TO_I32_DEFS(static inline, double, int32_t)
 
 /* The dropout mask, defined here once for every backend and the reference
  * interpreter: element `index` (flat row-major index into the dropout's value,
