@@ -1,12 +1,12 @@
 /* codegen/cg_core.c -- the core the C-like backends (C, OpenCL) share, so that each
  * keeps only what it spells differently: loop nests and their index arithmetic,
- * $-operand substitution, the arrays and element expressions of a fused kernel,
- * convolution operand roles, runtime library calls (GEMM, convolution, pooling,
- * upsampling, recurrent geometry) in the target's spelling (struct cg_lang), node
- * comments and the canonical text that finds identical functions. Sections:
- * helpers, nests, kernels, library ops, text. */
+ * $-operand substitution, the elementwise formulas of codegen/formulas.def
+ * rendered in a target's spelling (struct cg_lang), the arrays and element
+ * expressions of a fused kernel, convolution operand roles, runtime library calls
+ * (GEMM, convolution, pooling, upsampling, recurrent geometry), node comments and
+ * the canonical text that finds identical functions. Sections: helpers, nests,
+ * formulas, kernels, library ops, text. */
 #include "codegen/codegen.h"
-#include "runtime/netrt.h" /* the conv kernels' chunk and scratch sizes */
 
 #include <string.h>
 
