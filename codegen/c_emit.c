@@ -17,6 +17,13 @@
 #include <math.h>
 #include <string.h>
 
+/* The body of the comment atop a generated C file. */
+static const char c_about[] =
+    " * One function per entry point computes every value of the IR into the\n"
+    " * runtime's workspace, calling one function per fused kernel (kernel_E_K:\n"
+    " * entry point E, the IR's kernel=K); the descriptor at the end tells the\n"
+    " * runtime driver about buffers, data sources and entry points. */\n";
+
 /* ------------------------------------------------------------- helpers */
 
 void cgc_emit(struct cgc *c, const char *fmt, ...) {
@@ -133,19 +140,6 @@ void cgc_put_str(FILE *out, const char *s) {
     fputc('"', out);
 }
 
-/* A name for a comment: identifier characters only, so no "*" "/" can end it. */
-static const char *comment_safe(const char *s, char *buf, size_t len) {
-    size_t i = 0;
-    for (; s && s[i] && i + 1 < len; i++) {
-        char ch = s[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-                  ch == '.' || ch == '-';
-        buf[i] = ok ? ch : '_';
-    }
-    buf[i] = '\0';
-    return buf;
-}
-
 static const char *dtype_enum(enum dtype t) { return t == DT_I32 ? "NRT_DT_I32" : "NRT_DT_F32"; }
 
 int cgc_buffer_index(const struct ir_module *m, const char *name) {
@@ -260,19 +254,6 @@ static void slot_expr(const struct cgc *c, bool per_n, size_t off, char *buf, si
 
 /* ----------------------------------------------------------- functions */
 
-/* The one-line IR of node id as a comment. */
-static void node_comment(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    char line[512], ty[TYPE_STR_MAX], sym[128];
-    int k = snprintf(line, sizeof line, "%%%d = %s", id, op_info[n->op].name);
-    if (n->sym) k += snprintf(line + k, sizeof line - (size_t)k, " @%s", comment_safe(n->sym, sym, sizeof sym));
-    for (int a = 0; a < n->nargs && k < (int)sizeof line - 16; a++)
-        k += snprintf(line + k, sizeof line - (size_t)k, "%s%%%d", a ? ", " : "(", n->args[a]);
-    if (n->nargs && k < (int)sizeof line - 2) k += snprintf(line + k, sizeof line - (size_t)k, ")");
-    if (k < (int)sizeof line - 4) snprintf(line + k, sizeof line - (size_t)k, " : %s", type_str(&n->type, ty, sizeof ty));
-    cgc_emit(c, "/* %s */", line);
-}
-
 void cgc_op_emit(struct cgc *c, int id) {
     static void (*const column[OP_COUNT])(struct cgc *, int) = {
 #define OP(name, arity, kind, flags, attrs) [OP_##name] = cgc_op_##name,
@@ -355,7 +336,7 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
         cgc_emit(c, "{");
         c->indent++;
         cgc_emit(c, "(void)n;");
-        for (size_t i = 0; i < vec_len(k->members); i++) node_comment(c, k->members[i]);
+        for (size_t i = 0; i < vec_len(k->members); i++) cg_node_comment(c, k->members[i]);
         for (size_t i = 0; i < vec_len(k->inputs); i++) /* the head's operands are read before */
             if (cgc_kernel_inplace(c, k, k->inputs[i]) < 0) cgc_emit(c, "(void)v%d;", k->inputs[i]);
         if (k->head >= 0) cgc_emit(c, "const float *const v%d = v%d; /* the head's result */", k->head, k->root);
@@ -377,7 +358,7 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     c->indent++;
     cgc_emit(c, "(void)n;");
     if (!split) {
-        for (size_t i = 0; i < vec_len(k->members); i++) node_comment(c, k->members[i]);
+        for (size_t i = 0; i < vec_len(k->members); i++) cg_node_comment(c, k->members[i]);
         inplace_locals(c, k);
         cgc_kernel_body(c, k);
     } else {
@@ -393,56 +374,7 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     cgc_emit(c, "%s", "");
 }
 
-/* Grows *out (of *cap bytes) to hold at least need bytes. */
-static void reserve(char **out, size_t *cap, size_t need) {
-    while (need >= *cap) {
-        char *grown = realloc(*out, *cap *= 2);
-        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
-        *out = grown;
-    }
-}
-
 static bool ident_char(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
-
-/* A kernel's text as its computation: its name (and the names built on it)
- * blanked, and the node ids in the emitters' names v<id>, t<id>, s<id>, d<id>,
- * m<id> and the comments' %<id> numbered by first appearance, so that two kernels compare equal exactly when
- * they are the same function of their parameters in the same order. Returns a
- * new string. */
-static char *canonical(const char *text, const char *name) {
-    size_t cap = strlen(text) + 1, at = 0, nlen = strlen(name);
-    char *out = malloc(cap);
-    long *ids = NULL; /* vec: the ids in order of first appearance */
-    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    for (const char *p = text; *p;) {
-        bool start = p == text || !ident_char(p[-1]);
-        if (start && strncmp(p, name, nlen) == 0) {
-            reserve(&out, &cap, at + 2);
-            out[at++] = '@';
-            p += nlen;
-            continue;
-        }
-        if ((*p == '%' || (start && strchr("vtsdm", *p))) && p[1] >= '0' && p[1] <= '9') {
-            const char *q = p + 1;
-            long id = 0;
-            while (*q >= '0' && *q <= '9') id = id * 10 + (*q++ - '0');
-            if (!ident_char(*q)) {
-                size_t pos = 0;
-                while (pos < vec_len(ids) && ids[pos] != id) pos++;
-                if (pos == vec_len(ids)) vec_push(ids, id);
-                reserve(&out, &cap, at + 24);
-                at += (size_t)snprintf(out + at, cap - at, "%c%zu", *p, pos);
-                p = q;
-                continue;
-            }
-        }
-        reserve(&out, &cap, at + 2);
-        out[at++] = *p++;
-    }
-    out[at] = '\0';
-    vec_free(ids);
-    return out;
-}
 
 static char *dup_str(const char *s) {
     char *d = strdup(s);
@@ -506,7 +438,7 @@ static void put_function(struct cgc *c, FILE *out, const char *text, const char 
  * printed before in the module (c->seen). Frees text; returns the name to call
  * (a new string). */
 static char *share_function(struct cgc *c, FILE *out, char *text, const char *name) {
-    char *canon = c->seen ? canonical(text, name) : NULL;
+    char *canon = c->seen ? cg_canonical(text, name, "%vtsdm") : NULL;
     for (size_t i = 0; canon && i < vec_len(c->seen->text); i++)
         if (strcmp(c->seen->text[i], canon) == 0) {
             free(canon);
@@ -608,7 +540,7 @@ static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
     }
     vec_free(ids);
     begin_capture(c, &cap, 1);
-    node_comment(c, id);
+    cg_node_comment(c, id);
     char *comment = end_capture(c, &cap);
     char *fn = NULL;
     size_t fn_len = 0;
@@ -782,7 +714,7 @@ static void emit_function(struct cgc *c, int index) {
     cgc_emit(c, "(void)ws, (void)mn, (void)n;");
     for (int id = 0; id < len; id++) {
         const struct cgc_val *v = &c->vals[id];
-        node_comment(c, id);
+        cg_node_comment(c, id);
         const struct cgc_kernel *k = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
         char args[2048];
         struct cgc_kernel lone;
@@ -1049,24 +981,16 @@ bool cgc_check_module(const struct ir_module *m, const char *backend) {
 
 static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
     if (!cgc_check_module(m, "C")) return false;
-    char name[128];
-    fprintf(out, "/* %s.c -- model %s, generated by netc %s. Do not edit.\n", comment_safe(m->name, name, sizeof name),
-            name, opt->netc_version ? opt->netc_version : "");
-    fputs(" * One function per entry point computes every value of the IR into the\n"
-          " * runtime's workspace, calling one function per fused kernel (kernel_E_K:\n"
-          " * entry point E, the IR's kernel=K); the descriptor at the end tells the\n"
-          " * runtime driver about buffers, data sources and entry points. */\n",
-          out);
-    fputs("#include \"netrt.h\"\n\n", out);
+    cg_file_head(out, m, opt, "", c_about);
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
     struct cgc_seen seen = {NULL, NULL, opt, NULL, 0, 0, false};
     for (size_t e = 0; e < nf; e++) {
-        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, &seen, NULL};
+        struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, &cg_lang_c, &seen, NULL};
         char fname[128];
         cgc_layout(&c);
-        fprintf(out, "/* entry point %s (%s) */\n", comment_safe(m->funcs[e]->name, fname, sizeof fname),
+        fprintf(out, "/* entry point %s (%s) */\n", cg_comment_safe(m->funcs[e]->name, fname, sizeof fname),
                 m->funcs[e]->mode == MODE_TRAIN ? "train" : "eval");
         emit_function(&c, (int)e);
         ws_fixed[e] = c.fixed_total;

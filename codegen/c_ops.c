@@ -1,33 +1,18 @@
 /* codegen/c_ops.c -- the C backend's column of the op table: cgc_op_<NAME> prints
  * the C that computes one node. Elementwise ops, reductions and data movement
- * become loop nests (one shared nest builder merges contiguous dims, so most
+ * become loop nests (cg_core.c's nests merge contiguous dims, so most
  * become one flat loop); softmax, losses and metrics become short row loops;
  * GEMM, convolution and pooling become calls into libnetrt's kernels. The
  * semantics are the reference interpreter's (interp.c, interp_nn.c); sections
  * follow ops.def. The last section builds the body of a fused kernel: its head's
- * call, then one nest computing every elementwise member in registers, whose
- * templates come from the same column (struct cgc's `capture`). */
+ * call, then one nest computing every elementwise member in registers by its
+ * formula (codegen/formulas.def, rendered by cg_core.c). */
 #include "codegen/codegen.h"
 #include "runtime/netrt.h" /* the conv kernels' chunk and scratch sizes */
 
 #include <string.h>
 
 /* ------------------------------------------------------------- helpers */
-
-/* Short-lived C text of a size expression (a ring of buffers). */
-static const char *xs(struct cgc_x x) {
-    static char ring[16][CGC_XSTR_MAX];
-    static int next;
-    char *b = ring[next++ % 16];
-    return cgc_xstr(x, b, CGC_XSTR_MAX);
-}
-
-static const char *fs(double v) {
-    static char ring[8][CGC_FLOAT_MAX];
-    static int next;
-    char *b = ring[next++ % 8];
-    return cgc_float(v, b, CGC_FLOAT_MAX);
-}
 
 static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
 static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
@@ -36,142 +21,46 @@ static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->arg
 static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
 
 
-/* A loop nest over `dim`, indexing `nops` arrays through their strides. */
-#define NEST_OPS 16
-struct nest {
-    int rank;                                /* loops */
-    struct cgc_x dim[IR_MAX_RANK];           /* their extents */
-    int nops;                                /* arrays indexed */
-    struct cgc_x st[NEST_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
-    char idx[NEST_OPS][160];                 /* after nest_open: each array's index */
-    bool range;                              /* the first loop runs over [lo, hi) */
-};
-
-/* Merge loop i into loop i+1 wherever every array walks them contiguously, so
- * that same-shape elementwise ops become one flat loop. */
-static void nest_merge(struct nest *ns) {
-    for (int i = ns->rank - 2; i >= 0; i--) {
-        bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
-        if (!ok) continue;
-        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
-        for (int k = i; k < ns->rank - 1; k++) {
-            ns->dim[k] = ns->dim[k + 1];
-            for (int j = 0; j < ns->nops; j++) ns->st[j][k] = ns->st[j][k + 1];
-        }
-        ns->rank--;
-    }
-}
-
 /* Opens the loops (a block even for rank 0) and fills ns->idx. */
-static void nest_open(struct cgc *c, struct nest *ns) {
-    nest_merge(ns);
+static void nest_open(struct cgc *c, struct cg_nest *ns) {
+    cg_nest_merge(ns);
     cgc_emit(c, "{");
     c->indent++;
     for (int d = 0; d < ns->rank; d++) {
         if (d == 0 && ns->range) cgc_emit(c, "for (int64_t i0 = lo; i0 < hi; i0++) {");
-        else cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, xs(ns->dim[d]), d);
+        else cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, cg_xs(ns->dim[d]), d);
         c->indent++;
     }
-    for (int j = 0; j < ns->nops; j++) {
-        char *p = ns->idx[j];
-        size_t len = sizeof ns->idx[j], k = 0;
-        p[0] = '\0';
-        for (int d = 0; d < ns->rank; d++) {
-            struct cgc_x s = ns->st[j][d];
-            if (s.k == 0) continue;
-            if (s.k == 1 && !s.n) k += (size_t)snprintf(p + k, len - k, "%si%d", k ? " + " : "", d);
-            else k += (size_t)snprintf(p + k, len - k, "%si%d * (%s)", k ? " + " : "", d, xs(s));
-            if (k >= len) NETC_INTERNAL("the index of array %d is longer than %zu characters", j, len - 1);
-        }
-        if (!k) snprintf(p, len, "0");
-    }
+    cg_nest_index(ns);
 }
 
-static void nest_close(struct cgc *c, const struct nest *ns) {
+static void nest_close(struct cgc *c, const struct cg_nest *ns) {
     for (int d = 0; d <= ns->rank; d++) {
         c->indent--;
         cgc_emit(c, "}");
     }
 }
 
-/* Substitutes $0..$9 in tmpl by the operands' element expressions. A result
- * that does not fit is an internal error, never C cut short. */
-static void subst(char *out, size_t len, const char *tmpl, char ops[][200], int nops) {
-    size_t k = 0;
-    for (const char *p = tmpl; *p; p++) {
-        if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
-            k += (size_t)snprintf(out + k, len - k, "%s", ops[p[1] - '0']);
-            p++;
-        } else if (k + 1 < len) {
-            out[k++] = *p;
-        } else {
-            k = len;
-        }
-        if (k >= len) NETC_INTERNAL("a fused expression is longer than %zu characters", len - 1);
-    }
-    out[k] = '\0';
-}
-
-/* y = tmpl($0, $1, ...) elementwise with numpy broadcasting. For i32 results the
- * template is evaluated in double and converted as the IR converts. */
-static void ewise(struct cgc *c, int id, const char *tmpl) {
-    if (c->capture) {
-        if (snprintf(c->capture, CGC_TMPL_MAX, "%s", tmpl) >= CGC_TMPL_MAX)
-            NETC_INTERNAL("the formula of node %d is longer than %d characters", id, CGC_TMPL_MAX - 1);
-        return;
-    }
-    const struct ir_node *n = cgc_node(c, id);
-    bool i32 = n->type.dtype == DT_I32;
-    struct nest ns = {.rank = n->type.shape.rank, .nops = 1 + n->nargs};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(&n->type.shape, d);
-    cgc_strides(&n->type.shape, ns.st[0]);
-    for (int a = 0; a < n->nargs; a++) cgc_strides_into(arg_shape(c, id, a), &n->type.shape, ns.st[1 + a]);
+/* y = formula($0, $1, ...) elementwise with numpy broadcasting (the formula of
+ * codegen/formulas.def). For i32 results the formula is evaluated in double and
+ * converted as the IR converts. */
+static void ewise(struct cgc *c, int id) {
+    struct cg_nest ns;
+    char line[2304];
+    cg_ewise_nest(c, id, -1, &ns);
     nest_open(c, &ns);
-    char ops[NEST_OPS][200], expr[1024];
-    for (int a = 0; a < n->nargs; a++)
-        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(double)" : "", arg(c, id, a), ns.idx[1 + a]);
-    subst(expr, sizeof expr, tmpl, ops, n->nargs);
-    if (i32) cgc_emit(c, "v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
-    else cgc_emit(c, "v%d[%s] = %s;", id, ns.idx[0], expr);
+    cg_ewise_store(c, id, &ns, line, sizeof line);
+    cgc_emit(c, "%s", line);
     nest_close(c, &ns);
 }
 
 /* ----------------------------------------------------------------- scratch */
 
-/* The conv geometry's (input, weight, output) node shapes of a conv-family node. */
-static void conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,
-                       const struct shape **w, const struct shape **y) {
-    const struct shape *a0 = &f->nodes[n->args[0]].type.shape, *a1 = &f->nodes[n->args[1]].type.shape;
-    switch (n->op) {
-    case OP_CONV2D: *x = a0, *w = a1, *y = &n->type.shape; break;
-    case OP_CONV2D_GRAD_INPUT: *x = &n->type.shape, *w = a1, *y = a0; break;
-    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = &n->type.shape, *y = a1; break;
-    default: *x = &n->type.shape, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
-    }
-}
-
-/* The images per GEMM that the conv kernels take for node n (struct nrt_conv's
- * chunk): the runtime's default, or the batch when it is static and smaller,
- * so the fixed scratch never exceeds NRT_CONV_CHUNK_FLOATS by much. Sets *per
- * to the scratch floats per image. */
-static int64_t conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per) {
-    const struct shape *x, *w, *y;
-    conv_roles(f, n, &x, &w, &y);
-    struct nrt_conv geo = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
-                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(n, "groups")};
-    *per = nrt_conv_image_floats(&geo);
-    int64_t chunk = nrt_conv_chunk(&geo);
-    struct cgc_x batch = cgc_dim(x, 0);
-    if (!batch.n && batch.k >= 1 && batch.k < chunk) chunk = batch.k;
-    return chunk;
-}
-
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n) {
     *per_n = false;
     if (n->op == OP_CONV2D || n->op == OP_CONV2D_GRAD_INPUT || n->op == OP_CONV2D_GRAD_WEIGHT ||
         n->op == OP_CONV_TRANSPOSE2D) {
-        int64_t per, chunk = conv_chunk(f, n, &per);
+        int64_t per, chunk = cg_conv_chunk(f, n, &per);
         return chunk * per;
     }
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
@@ -207,43 +96,18 @@ void cgc_op_CONST(struct cgc *c, int id) {
     char lit[64];
     if (n->type.dtype == DT_I32) snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
     else cgc_float(v, lit, sizeof lit);
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", xs(cgc_count(&n->type.shape)), id, lit);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", cg_xs(cgc_count(&n->type.shape)), id, lit);
 }
 
 void cgc_op_ASSIGN(struct cgc *c, int id) { (void)c, (void)id; /* copied into the buffer at the end */ }
 
 /* --------------------------------------------------------- elementwise */
 
-void cgc_op_NEG(struct cgc *c, int id) { ewise(c, id, "-$0"); }
-void cgc_op_EXP(struct cgc *c, int id) { ewise(c, id, "expf($0)"); }
-void cgc_op_LOG(struct cgc *c, int id) { ewise(c, id, "logf($0)"); }
-void cgc_op_SQRT(struct cgc *c, int id) { ewise(c, id, "sqrtf($0)"); }
-void cgc_op_ABS(struct cgc *c, int id) { ewise(c, id, "($0 < 0 ? -$0 : $0)"); }
-void cgc_op_RELU(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $0 : 0.0f)"); }
+/* The ops of codegen/formulas.def: their formula in a nest. */
+#define FORMULA(op, ...) \
+    void cgc_op_##op(struct cgc *c, int id) { ewise(c, id); }
+#include "codegen/formulas.def"
 
-void cgc_op_LEAKY_RELU(struct cgc *c, int id) {
-    char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $0 : %s * $0)", fs(ir_get_float(cgc_node(c, id), "alpha")));
-    ewise(c, id, t);
-}
-
-void cgc_op_SIGMOID(struct cgc *c, int id) {
-    ewise(c, id, "($0 >= 0.0f ? 1.0f / (1.0f + expf(-$0)) : expf($0) / (1.0f + expf($0)))");
-}
-
-void cgc_op_TANH(struct cgc *c, int id) { ewise(c, id, "tanhf($0)"); }
-void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "nrt_erff($0)"); }
-
-/* GELU: x Phi(x) with Phi by erf, or PyTorch's tanh approximation; erf, tanh
- * and the exact derivative by netrt.h's branch-free functions, so the loops
- * vectorize (libm's erff is scalar). */
-#define CG_GELU_ERF "(0.5f * $0 * (1.0f + nrt_erff($0 * 0.70710678f)))"
-#define CG_GELU_TANH "(0.5f * $0 * (1.0f + nrt_tanhf(0.79788456f * ($0 + 0.044715f * $0 * $0 * $0))))"
-#define CG_GELU_ERF_GRAD "$1 * nrt_gelu_grad($0)"
-#define CG_GELU_TANH_GRAD "$1 * nrt_gelu_tanh_grad($0)"
-void cgc_op_GELU(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
-}
 void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
 
 /* A gradient bucket's member is an alias whose bucket c_emit.c starts and waits
@@ -266,31 +130,6 @@ void cgc_op_ALLREDUCE_SUM(struct cgc *c, int id) {
     cgc_emit(c, "nrt_dp_allsum(ctx, v%d, (int64_t)(%s));", id, cnt);
 }
 
-void cgc_op_CAST(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    ewise(c, id, n->type.dtype == DT_F32 ? "(float)$0" : "$0");
-}
-
-void cgc_op_ADD(struct cgc *c, int id) { ewise(c, id, "$0 + $1"); }
-void cgc_op_SUB(struct cgc *c, int id) { ewise(c, id, "$0 - $1"); }
-void cgc_op_MUL(struct cgc *c, int id) { ewise(c, id, "$0 * $1"); }
-void cgc_op_DIV(struct cgc *c, int id) { ewise(c, id, "$0 / $1"); }
-void cgc_op_MAXIMUM(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? $0 : $1)"); }
-void cgc_op_POW(struct cgc *c, int id) { ewise(c, id, "powf($0, $1)"); }
-void cgc_op_GREATER(struct cgc *c, int id) { ewise(c, id, "($0 > $1 ? 1.0f : 0.0f)"); }
-void cgc_op_RELU_GRAD(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $1 : 0.0f)"); }
-
-void cgc_op_LEAKY_RELU_GRAD(struct cgc *c, int id) {
-    char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $1 : %s * $1)", fs(ir_get_float(cgc_node(c, id), "alpha")));
-    ewise(c, id, t);
-}
-
-void cgc_op_SIGMOID_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * $0 * (1.0f - $0)"); }
-void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $0)"); }
-void cgc_op_GELU_GRAD(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH_GRAD : CG_GELU_ERF_GRAD);
-}
 
 /* Sizes before, along and after `axis` of s. */
 static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
@@ -302,19 +141,12 @@ static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer,
 
 /* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
 void cgc_op_BIAS_ADD(struct cgc *c, int id) {
-    if (c->capture) { /* the kernel's nest gives the bias its stride */
-        snprintf(c->capture, CGC_TMPL_MAX, "$0 + $1");
-        return;
-    }
     const struct shape *y = shape_of(c, id);
     int64_t axis = ir_get_int(cgc_node(c, id), "axis");
-    struct nest ns = {.rank = y->rank, .nops = 3};
-    for (int d = 0; d < ns.rank; d++) {
-        ns.dim[d] = cgc_dim(y, d);
-        ns.st[2][d] = xk(d == axis ? 1 : 0);
-    }
-    cgc_strides(y, ns.st[0]);
+    struct cg_nest ns;
+    cg_nest_init(&ns, y, 3);
     cgc_strides(y, ns.st[1]);
+    cg_nest_read(&ns, 2, y, y, (int)axis);
     nest_open(c, &ns);
     cgc_emit(c, "v%d[%s] = v%d[%s] + v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1], arg(c, id, 1), ns.idx[2]);
     nest_close(c, &ns);
@@ -355,8 +187,8 @@ static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count)
  * doubles indexed like dst) it sums squared deviations from center instead:
  * the variance's second pass. False (nothing printed) when the nest has
  * another form. */
-static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst, const char *center) {
-    nest_merge(ns);
+static bool sum_rows(struct cgc *c, struct cg_nest *ns, int src, const char *dst, const char *center) {
+    cg_nest_merge(ns);
     int r = ns->rank;
     if (r == 0 || ns->st[1][r - 1].k != 0 || !cgc_x_equal(ns->st[0][r - 1], xk(1))) return false;
     struct cgc_x len = ns->dim[r - 1];
@@ -367,14 +199,14 @@ static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst, c
     cgc_emit(c, "double acc[%d] = {0}, sum = 0;", SUM_LANES);
     if (center) cgc_emit(c, "const double mu = %s[%s];", center, ns->idx[1]);
     cgc_emit(c, "int64_t j = 0;");
-    cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, xs(len), SUM_LANES);
+    cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, cg_xs(len), SUM_LANES);
     if (center)
         cgc_emit(c, "    for (int l = 0; l < %d; l++) { const double d = (double)row[j + l] - mu; acc[l] += d * d; }",
                  SUM_LANES);
     else cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
     if (len.n || len.k % SUM_LANES) { /* no tail loop that never runs (GCC warns about it) */
-        if (center) cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }", xs(len));
-        else cgc_emit(c, "for (; j < %s; j++) sum += row[j];", xs(len));
+        if (center) cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }", cg_xs(len));
+        else cgc_emit(c, "for (; j < %s; j++) sum += row[j];", cg_xs(len));
     }
     cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
     cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
@@ -383,27 +215,25 @@ static bool sum_rows(struct cgc *c, struct nest *ns, int src, const char *dst, c
 }
 
 /* The loop nest over x (node id's operand) and its index into kept. */
-static void reduce_nest(struct cgc *c, int id, const struct shape *kept, struct nest *ns) {
-    const struct shape *xs_ = arg_shape(c, id, 0);
-    *ns = (struct nest){.rank = xs_->rank, .nops = 2};
-    for (int d = 0; d < ns->rank; d++) ns->dim[d] = cgc_dim(xs_, d);
-    cgc_strides(xs_, ns->st[0]);
-    cgc_strides_into(kept, xs_, ns->st[1]);
+static void reduce_nest(struct cgc *c, int id, const struct shape *kept, struct cg_nest *ns) {
+    const struct shape *x = arg_shape(c, id, 0);
+    cg_nest_init(ns, x, 2);
+    cg_nest_read(ns, 1, kept, x, -1);
 }
 
 /* Loops over x (node id's operand) with dst[kept index] OP= body. */
 static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const char *dst, const char *body) {
-    struct nest ns;
+    struct cg_nest ns;
     reduce_nest(c, id, kept, &ns);
     if (strcmp(body, "$0 += $1;") == 0 && sum_rows(c, &ns, arg(c, id, 0), dst, NULL)) return;
     nest_open(c, &ns);
     /* body: $0 the destination element, $1 the source element, $2 the
      * destination index. */
-    char line[1024], ops[3][200];
+    char line[1024], ops[3][CG_OPERAND_MAX];
     snprintf(ops[0], sizeof ops[0], "%s[%s]", dst, ns.idx[1]);
     snprintf(ops[1], sizeof ops[1], "v%d[%s]", arg(c, id, 0), ns.idx[0]);
     snprintf(ops[2], sizeof ops[2], "%s", ns.idx[1]);
-    subst(line, sizeof line, body, ops, 3);
+    cg_subst(line, sizeof line, body, ops, 3);
     cgc_emit(c, "%s", line);
     nest_close(c, &ns);
 }
@@ -414,9 +244,9 @@ static void reduce(struct cgc *c, int id, const char *init, const char *body, bo
     struct cgc_x ny = cgc_count(shape_of(c, id));
     char dst[16];
     snprintf(dst, sizeof dst, "v%d", id);
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", xs(ny), id, init);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", cg_xs(ny), id, init);
     reduce_loop(c, id, &kept, dst, body);
-    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", xs(ny), id, xs(count));
+    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", cg_xs(ny), id, cg_xs(count));
 }
 
 /* A float sum over `kept` (the destination's layout) in double: d<id>, then
@@ -428,11 +258,11 @@ static void reduce_f32(struct cgc *c, int id, const struct shape *kept, struct c
     cgc_emit(c, "{");
     c->indent++;
     cgc_emit(c, "double *const d%d = (double *)(void *)s%d;", id, id);
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) d%d[i] = 0;", xs(ny), id);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) d%d[i] = 0;", cg_xs(ny), id);
     reduce_loop(c, id, kept, dst, "$0 += $1;");
-    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", xs(ny), id, id,
-                       xs(count));
-    else cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)d%d[i];", xs(ny), id, id);
+    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny), id, id,
+                       cg_xs(count));
+    else cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)d%d[i];", cg_xs(ny), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -489,17 +319,17 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
     snprintf(dst, sizeof dst, "m%d", id);
     cgc_emit(c, "{");
     c->indent++;
-    cgc_emit(c, "double *const m%d = (double *)(void *)s%d, *const d%d = m%d + %s;", id, id, id, id, xs(ny));
+    cgc_emit(c, "double *const m%d = (double *)(void *)s%d, *const d%d = m%d + %s;", id, id, id, id, cg_xs(ny));
     int mean = c->vals ? same_mean(c, id) : -1;
     if (mean >= 0) {
-        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = v%d[i], d%d[i] = 0;", xs(ny), id, mean, id);
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = v%d[i], d%d[i] = 0;", cg_xs(ny), id, mean, id);
     } else {
-        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = 0, d%d[i] = 0;", xs(ny), id, id);
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = 0, d%d[i] = 0;", cg_xs(ny), id, id);
         reduce_loop(c, id, &kept, dst, "$0 += $1;");
-        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] /= (double)(%s);", xs(ny), id, xs(count));
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] /= (double)(%s);", cg_xs(ny), id, cg_xs(count));
     }
     /* The deviation pass writes d<id> at the same index as m<id>. */
-    struct nest ns;
+    struct cg_nest ns;
     reduce_nest(c, id, &kept, &ns);
     char squares[16];
     snprintf(squares, sizeof squares, "d%d", id);
@@ -507,7 +337,7 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
         snprintf(body, sizeof body, "{ const double d = (double)$1 - $0; d%d[$2] += d * d; }", id);
         reduce_loop(c, id, &kept, dst, body);
     }
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", xs(ny), id, id, xs(count));
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny), id, id, cg_xs(count));
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -516,13 +346,13 @@ void cgc_op_ARGMAX(struct cgc *c, int id) {
     struct cgc_x outer, k, inner;
     split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, &k, &inner);
     int x = arg(c, id, 0);
-    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
-    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(inner));
-    cgc_emit(c, "        const int64_t base = o * (%s) * (%s) + in;", xs(k), xs(inner));
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
+    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", cg_xs(inner));
+    cgc_emit(c, "        const int64_t base = o * (%s) * (%s) + in;", cg_xs(k), cg_xs(inner));
     cgc_emit(c, "        int64_t best = 0;");
-    cgc_emit(c, "        for (int64_t j = 1; j < %s; j++)", xs(k));
-    cgc_emit(c, "            if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, xs(inner), x, xs(inner));
-    cgc_emit(c, "        v%d[o * (%s) + in] = (int32_t)best;", id, xs(inner));
+    cgc_emit(c, "        for (int64_t j = 1; j < %s; j++)", cg_xs(k));
+    cgc_emit(c, "            if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner), x, cg_xs(inner));
+    cgc_emit(c, "        v%d[o * (%s) + in] = (int32_t)best;", id, cg_xs(inner));
     cgc_emit(c, "    }");
 }
 
@@ -534,50 +364,15 @@ void cgc_op_SUM_TO(struct cgc *c, int id) {
         reduce_f32(c, id, y, xk(1), false);
         return;
     }
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = 0;", xs(cgc_count(y)), id);
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = 0;", cg_xs(cgc_count(y)), id);
     reduce_loop(c, id, y, dst, "$0 = nrt_to_i32((double)$0 + (double)$1);");
 }
 
-void cgc_op_BROADCAST_TO(struct cgc *c, int id) { ewise(c, id, "$0"); }
 
 /* --------------------------------------------------------------- matmul */
 
-void cgc_op_MATMUL(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
-    if (y->rank > 2) {
-        char g[CGC_BGEMM_MAX];
-        cgc_emit(c, "nrt_sgemm_batch(%s, 1.0f, v%d, v%d, 0.0f, v%d);", cgc_bgemm(a, b, y, ta, tb, g, sizeof g),
-                 arg(c, id, 0), arg(c, id, 1), id);
-        return;
-    }
-    struct cgc_x k = cgc_dim(a, ta ? 0 : 1);
-    cgc_emit(c, "nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", ta, tb, xs(cgc_dim(y, 0)),
-             xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(cgc_dim(a, 1)), arg(c, id, 1), xs(cgc_dim(b, 1)), id,
-             xs(cgc_dim(y, 1)));
-}
-
-/* With ta and no tb the batch items stack along the contraction: one GEMM with
- * k = items * rows; otherwise one GEMM per item, accumulating. */
-void cgc_op_MATMUL_BSUM(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
-    int ra = a->rank, rb = b->rank;
-    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
-    if (ta && !tb) {
-        cgc_emit(c, "nrt_sgemm(1, 0, %s, %s, %s, 1.0f, v%d, %s, v%d, %s, 0.0f, v%d, %s);", xs(cgc_dim(y, 0)),
-                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, k)), arg(c, id, 0), xs(cgc_dim(a, ra - 1)), arg(c, id, 1),
-                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
-        return;
-    }
-    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
-    cgc_emit(c, "for (int64_t q = 0; q < %s; q++)", xs(items));
-    cgc_emit(c, "    nrt_sgemm(%d, %d, %s, %s, %s, 1.0f, v%d + q * %s, %s, v%d + q * %s, %s, q ? 1.0f : 0.0f, v%d, %s);",
-             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(k), arg(c, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
-             arg(c, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
-}
+void cgc_op_MATMUL(struct cgc *c, int id) { cg_lib_matmul(c, id); }
+void cgc_op_MATMUL_BSUM(struct cgc *c, int id) { cg_lib_matmul_bsum(c, id); }
 
 /* ----------------------------------------------------------------- shape */
 
@@ -586,11 +381,11 @@ void cgc_op_RESHAPE(struct cgc *c, int id) { (void)c, (void)id; }
 void cgc_op_TRANSPOSE(struct cgc *c, int id) {
     const struct shape *y = shape_of(c, id), *x = arg_shape(c, id, 0);
     const int64_t *perm = ir_get_ints(cgc_node(c, id), "perm", NULL);
-    struct nest ns = {.rank = y->rank, .nops = 2};
+    struct cg_nest ns;
+    cg_nest_init(&ns, y, 2);
     struct cgc_x sx[IR_MAX_RANK];
     cgc_strides(x, sx);
-    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
-    cgc_strides(y, ns.st[0]);
+    for (int d = 0; d < y->rank; d++) ns.st[1][d] = sx[perm[d]];
     nest_open(c, &ns);
     cgc_emit(c, "v%d[%s] = v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1]);
     nest_close(c, &ns);
@@ -602,10 +397,10 @@ static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from,
     const struct shape *x = arg_shape(c, id, a), *y = shape_of(c, id);
     struct cgc_x outer = cgc_dims_prod(y, 0, (int)axis), inner = cgc_dims_prod(y, (int)axis + 1, y->rank);
     int64_t kx = x->dim[axis], ky = y->dim[axis];
-    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
     cgc_emit(c, "    memcpy(v%d + (o * %lld + %lld) * (%s), v%d + (o * %lld + %lld) * (%s), sizeof *v%d * (size_t)(%s));",
-             id, (long long)ky, (long long)to, xs(inner), arg(c, id, a), (long long)kx, (long long)from, xs(inner), id,
-             xs(cgc_mul(xk(len), inner)));
+             id, (long long)ky, (long long)to, cg_xs(inner), arg(c, id, a), (long long)kx, (long long)from, cg_xs(inner), id,
+             cg_xs(cgc_mul(xk(len), inner)));
 }
 
 void cgc_op_SLICE(struct cgc *c, int id) {
@@ -616,7 +411,7 @@ void cgc_op_SLICE(struct cgc *c, int id) {
 void cgc_op_PAD(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     int64_t axis = ir_get_int(n, "axis");
-    cgc_emit(c, "memset(v%d, 0, sizeof *v%d * (size_t)(%s));", id, id, xs(cgc_count(&n->type.shape)));
+    cgc_emit(c, "memset(v%d, 0, sizeof *v%d * (size_t)(%s));", id, id, cg_xs(cgc_count(&n->type.shape)));
     copy_along(c, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(c, id, 0)->dim[axis]);
 }
 
@@ -636,10 +431,10 @@ void cgc_op_CONCAT(struct cgc *c, int id) {
 static void axis_rows_open(struct cgc *c, int id, struct cgc_x *k, struct cgc_x *inner) {
     struct cgc_x outer;
     split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, k, inner);
-    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
-    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(*inner));
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
+    cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", cg_xs(*inner));
     c->indent += 2;
-    cgc_emit(c, "const int64_t base = o * (%s) * (%s) + in, st = %s;", xs(*k), xs(*inner), xs(*inner));
+    cgc_emit(c, "const int64_t base = o * (%s) * (%s) + in, st = %s;", cg_xs(*k), cg_xs(*inner), cg_xs(*inner));
 }
 
 static void axis_rows_close(struct cgc *c) {
@@ -652,14 +447,14 @@ static void softmax(struct cgc *c, int id, bool log_out) {
     int x = arg(c, id, 0);
     axis_rows_open(c, id, &k, &inner);
     cgc_emit(c, "float mx = -INFINITY;");
-    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) mx = v%d[base + j * st] > mx ? v%d[base + j * st] : mx;", xs(k), x, x);
+    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) mx = v%d[base + j * st] > mx ? v%d[base + j * st] : mx;", cg_xs(k), x, x);
     cgc_emit(c, "double s = 0;");
-    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += exp((double)v%d[base + j * st] - mx);", xs(k), x);
+    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += exp((double)v%d[base + j * st] - mx);", cg_xs(k), x);
     cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(s);");
     if (log_out)
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)(v%d[base + j * st] - lse);", xs(k), id, x);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)(v%d[base + j * st] - lse);", cg_xs(k), id, x);
     else
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)exp(v%d[base + j * st] - lse);", xs(k), id,
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)exp(v%d[base + j * st] - lse);", cg_xs(k), id,
                  x);
     axis_rows_close(c);
 }
@@ -675,7 +470,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
     bool causal = ir_get_int(n, "causal") != 0;
     struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
-    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(rows));
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", cg_xs(rows));
     cgc_emit(c, "    const float *x = v%d + r * %lld;", arg(c, id, 0), (long long)tk);
     cgc_emit(c, "    float *y = v%d + r * %lld;", id, (long long)tk);
     if (causal)
@@ -685,7 +480,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
-    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", cg_fs(ir_get_float(n, "scale")));
     cgc_emit(c, "        s += y[j];");
     cgc_emit(c, "    }");
     cgc_emit(c, "    const float inv = 1.0f / s;");
@@ -701,7 +496,7 @@ static void attention(struct cgc *c, int id, bool grad) {
     char scale[64];
     cgc_float(ir_get_float(n, "scale"), scale, sizeof scale);
     cgc_emit(c, "{");
-    cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", xs(cgc_dim(x, 0)), (long long)x->dim[1],
+    cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", cg_xs(cgc_dim(x, 0)), (long long)x->dim[1],
              (long long)(x->dim[2] / 3), (long long)ir_get_int(n, "heads"), scale, (int)ir_get_int(n, "causal"));
     if (grad)
         cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id,
@@ -720,12 +515,12 @@ static void softmax_grad(struct cgc *c, int id, bool log_in) {
     axis_rows_open(c, id, &k, &inner);
     cgc_emit(c, "double s = 0;");
     if (log_in) {
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += v%d[base + j * st];", xs(k), dy);
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", xs(k));
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += v%d[base + j * st];", cg_xs(k), dy);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", cg_xs(k));
         cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] - exp((double)v%d[base + j * st]) * s);", id, dy, y);
     } else {
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += (double)v%d[base + j * st] * v%d[base + j * st];", xs(k), dy, y);
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", xs(k));
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += (double)v%d[base + j * st] * v%d[base + j * st];", cg_xs(k), dy, y);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", cg_xs(k));
         cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
     }
     axis_rows_close(c);
@@ -742,11 +537,11 @@ static void ewise_loss(struct cgc *c, int id, const char *l) {
     struct cgc_x cnt = cgc_count(arg_shape(c, id, 0));
     cgc_emit(c, "{");
     cgc_emit(c, "    double sum = 0;");
-    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", xs(cnt));
+    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", cg_xs(cnt));
     cgc_emit(c, "        const double p = v%d[i], t = v%d[i];", arg(c, id, 0), arg(c, id, 1));
     cgc_emit(c, "        sum += %s;", l);
     cgc_emit(c, "    }");
-    cgc_emit(c, "    v%d[0] = (float)(sum / (double)(%s));", id, xs(cnt));
+    cgc_emit(c, "    v%d[0] = (float)(sum / (double)(%s));", id, cg_xs(cnt));
     cgc_emit(c, "}");
 }
 
@@ -754,8 +549,8 @@ static void ewise_loss(struct cgc *c, int id, const char *l) {
 static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
     struct cgc_x cnt = cgc_count(arg_shape(c, id, 0));
     cgc_emit(c, "{");
-    cgc_emit(c, "    const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), xs(cnt));
-    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", xs(cnt));
+    cgc_emit(c, "    const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), cg_xs(cnt));
+    cgc_emit(c, "    for (int64_t i = 0; i < %s; i++) {", cg_xs(cnt));
     cgc_emit(c, "        const double p = v%d[i], t = v%d[i];", arg(c, id, 0), arg(c, id, 1));
     cgc_emit(c, "        double d;");
     cgc_emit(c, "        %s", d);
@@ -764,25 +559,11 @@ static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
     cgc_emit(c, "}");
 }
 
-void cgc_op_MSE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_MSE); }
-
-void cgc_op_BCE(struct cgc *c, int id) {
-    ewise_loss(c, id, CG_LOSS_BCE);
-}
-
-void cgc_op_BCE_LOGITS(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_BCE_LOGITS); }
-void cgc_op_HINGE(struct cgc *c, int id) { ewise_loss(c, id, CG_LOSS_HINGE); }
-void cgc_op_MSE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_MSE_GRAD); }
-
-void cgc_op_BCE_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, CG_LOSS_BCE_GRAD);
-}
-
-void cgc_op_BCE_LOGITS_GRAD(struct cgc *c, int id) {
-    ewise_loss_grad(c, id, CG_LOSS_BCE_LOGITS_GRAD);
-}
-
-void cgc_op_HINGE_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, CG_LOSS_HINGE_GRAD); }
+/* The losses of codegen/formulas.def and their gradients. */
+#define LOSS(op, loss, grad) \
+    void cgc_op_##op(struct cgc *c, int id) { ewise_loss(c, id, loss); } \
+    void cgc_op_##op##_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, grad); }
+#include "codegen/formulas.def"
 
 /* Opens a loop over the rows of scores x [rows, classes]: xr, lse and, with i32
  * labels, the checked label `y` are in scope. */
@@ -790,15 +571,14 @@ static void class_rows_open(struct cgc *c, int id, bool need_lse) {
     const struct shape *xs_ = arg_shape(c, id, 0);
     bool labels = cgc_arg(c, id, 1)->type.dtype == DT_I32;
     long long cls = (long long)xs_->dim[1];
-    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(cgc_dim(xs_, 0)));
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", cg_xs(cgc_dim(xs_, 0)));
     c->indent++;
     cgc_emit(c, "const float *xr = v%d + r * %lld;", arg(c, id, 0), cls);
     if (need_lse) {
-        cgc_emit(c, "float mx = xr[0];");
-        cgc_emit(c, "for (int64_t j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
-        cgc_emit(c, "double se = 0;");
-        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) se += exp((double)xr[j] - mx);", cls);
-        cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(se);");
+        char pad[64], n[24];
+        snprintf(pad, sizeof pad, "%*s", 4 * c->indent, "");
+        snprintf(n, sizeof n, "%lld", cls);
+        cg_row_lse(c->out, pad, &cg_lang_c, n);
     }
     if (labels) {
         cgc_emit(c, "const int32_t y = v%d[r];", arg(c, id, 1));
@@ -828,7 +608,7 @@ void cgc_op_CROSS_ENTROPY(struct cgc *c, int id) {
     if (labels) cgc_emit(c, "sum += lse - xr[y];");
     else cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) sum -= v%d[r * %lld + j] * (xr[j] - lse);", cls, arg(c, id, 1), cls);
     class_rows_close(c);
-    cgc_emit(c, "v%d[0] = (float)(sum / (double)(%s));", id, xs(cgc_dim(x, 0)));
+    cgc_emit(c, "v%d[0] = (float)(sum / (double)(%s));", id, cg_xs(cgc_dim(x, 0)));
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -841,7 +621,7 @@ void cgc_op_CROSS_ENTROPY_GRAD(struct cgc *c, int id) {
     int t = arg(c, id, 1);
     cgc_emit(c, "{");
     c->indent++;
-    cgc_emit(c, "const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), xs(cgc_dim(x, 0)));
+    cgc_emit(c, "const double g = (double)v%d[0] / (double)(%s);", arg(c, id, 2), cg_xs(cgc_dim(x, 0)));
     class_rows_open(c, id, true);
     cgc_emit(c, "float *dr = v%d + r * %lld;", id, cls);
     if (labels) {
@@ -875,143 +655,56 @@ void cgc_op_ACCURACY(struct cgc *c, int id) {
     }
     cgc_emit(c, "hits += best == y;");
     class_rows_close(c);
-    cgc_emit(c, "v%d[0] = (float)((double)hits / (double)(%s));", id, xs(cgc_dim(x, 0)));
+    cgc_emit(c, "v%d[0] = (float)((double)hits / (double)(%s));", id, cg_xs(cgc_dim(x, 0)));
     c->indent--;
     cgc_emit(c, "}");
 }
 
 /* ----------------------------------------------------------- convolution */
 
-/* Declares `geo`, the nrt_conv of node id, inside an opened block. */
-static void conv_geo(struct cgc *c, int id) {
-    const struct ir_node *n = cgc_node(c, id);
-    const struct shape *x, *w, *y;
-    conv_roles(c->f, n, &x, &w, &y);
-    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
-    const int64_t *d = ir_get_ints(n, "dilation", NULL);
-    int64_t per, chunk = conv_chunk(c->f, n, &per);
-    cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
-             xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
-             (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
-             (long long)ir_get_int(n, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
-             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
-}
-
-static void conv_call(struct cgc *c, int id, const char *fn, int a, int b) {
-    cgc_emit(c, "{");
-    c->indent++;
-    conv_geo(c, id);
-    cgc_emit(c, "%s(&geo, v%d, v%d, v%d, s%d);", fn, a, b, id, id);
-    c->indent--;
-    cgc_emit(c, "}");
-}
-
-void cgc_op_CONV2D(struct cgc *c, int id) { conv_call(c, id, "nrt_conv2d", arg(c, id, 0), arg(c, id, 1)); }
-
-void cgc_op_CONV2D_GRAD_INPUT(struct cgc *c, int id) {
-    conv_call(c, id, "nrt_conv2d_grad_input", arg(c, id, 0), arg(c, id, 1));
-}
-
-void cgc_op_CONV2D_GRAD_WEIGHT(struct cgc *c, int id) {
-    conv_call(c, id, "nrt_conv2d_grad_weight", arg(c, id, 0), arg(c, id, 1));
-}
-
-/* The adjoint of conv2d: y = conv2d_grad_input(x, w) with the roles swapped. */
-void cgc_op_CONV_TRANSPOSE2D(struct cgc *c, int id) {
-    conv_call(c, id, "nrt_conv2d_grad_input", arg(c, id, 0), arg(c, id, 1));
-}
+void cgc_op_CONV2D(struct cgc *c, int id) { cg_lib_conv(c, id); }
+void cgc_op_CONV2D_GRAD_INPUT(struct cgc *c, int id) { cg_lib_conv(c, id); }
+void cgc_op_CONV2D_GRAD_WEIGHT(struct cgc *c, int id) { cg_lib_conv(c, id); }
+void cgc_op_CONV_TRANSPOSE2D(struct cgc *c, int id) { cg_lib_conv(c, id); }
 
 /* --------------------------------------------------------------- pooling */
 
-/* Declares `geo`, the nrt_pool from input shape x to output shape y. */
-static void pool_geo(struct cgc *c, int id, const struct shape *x, const struct shape *y) {
-    const struct ir_node *n = cgc_node(c, id);
-    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
-    const int64_t *p = ir_get_ints(n, "pad", NULL);
-    cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}};",
-             xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
-             (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
-             (long long)p[1], (long long)p[2], (long long)p[3]);
-}
-
-static void pool_call(struct cgc *c, int id, const char *call, bool grad) {
-    cgc_emit(c, "{");
-    c->indent++;
-    pool_geo(c, id, arg_shape(c, id, 0), grad ? arg_shape(c, id, 1) : shape_of(c, id));
-    cgc_emit(c, "%s", call);
-    c->indent--;
-    cgc_emit(c, "}");
-}
-
-void cgc_op_MAXPOOL2D(struct cgc *c, int id) {
-    char call[128];
-    snprintf(call, sizeof call, "nrt_maxpool2d(&geo, v%d, v%d);", arg(c, id, 0), id);
-    pool_call(c, id, call, false);
-}
-
-void cgc_op_AVGPOOL2D(struct cgc *c, int id) {
-    char call[128];
-    snprintf(call, sizeof call, "nrt_avgpool2d(&geo, v%d, v%d);", arg(c, id, 0), id);
-    pool_call(c, id, call, false);
-}
-
-void cgc_op_MAXPOOL2D_GRAD(struct cgc *c, int id) {
-    char call[128];
-    snprintf(call, sizeof call, "nrt_maxpool2d_grad(&geo, v%d, v%d, v%d);", arg(c, id, 0), arg(c, id, 1), id);
-    pool_call(c, id, call, true);
-}
-
-void cgc_op_AVGPOOL2D_GRAD(struct cgc *c, int id) {
-    char call[128];
-    snprintf(call, sizeof call, "nrt_avgpool2d_grad(&geo, v%d, v%d);", arg(c, id, 1), id);
-    pool_call(c, id, call, true);
-}
-
-static void upsample(struct cgc *c, int id, const char *fn, const struct shape *small) {
-    const int64_t *s = ir_get_ints(cgc_node(c, id), "scale", NULL);
-    cgc_emit(c, "%s(%s, %lld, %lld, %lld, %lld, v%d, v%d);", fn, xs(cgc_dims_prod(small, 0, 2)), (long long)small->dim[2],
-             (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(c, id, 0), id);
-}
-
-void cgc_op_UPSAMPLE2D(struct cgc *c, int id) { upsample(c, id, "nrt_upsample2d", arg_shape(c, id, 0)); }
-void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { upsample(c, id, "nrt_upsample2d_grad", shape_of(c, id)); }
+void cgc_op_MAXPOOL2D(struct cgc *c, int id) { cg_lib_pool(c, id); }
+void cgc_op_AVGPOOL2D(struct cgc *c, int id) { cg_lib_pool(c, id); }
+void cgc_op_MAXPOOL2D_GRAD(struct cgc *c, int id) { cg_lib_pool(c, id); }
+void cgc_op_AVGPOOL2D_GRAD(struct cgc *c, int id) { cg_lib_pool(c, id); }
+void cgc_op_UPSAMPLE2D(struct cgc *c, int id) { cg_lib_upsample(c, id); }
+void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { cg_lib_upsample(c, id); }
 
 /* ---------------------------------------------------- dropout, batchnorm */
 
-/* The mask of codegen.h's cg_dropout_keep, regenerated alike by the gradient. */
+/* The mask of netrt.h's nrt_dropout_keep, regenerated alike by the gradient. */
 static void dropout(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     double rate = ir_get_float(n, "rate");
     uint64_t seed = (uint64_t)ir_get_int(n, "seed");
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", xs(cgc_count(&n->type.shape)));
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", cg_xs(cgc_count(&n->type.shape)));
     cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
-             (unsigned long long)seed, (unsigned long)cg_dropout_threshold(rate), arg(c, id, 0), fs(1.0 / (1.0 - rate)));
+             (unsigned long long)seed, (unsigned long)nrt_dropout_threshold(rate), arg(c, id, 0), cg_fs(1.0 / (1.0 - rate)));
 }
 
 void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }
 void cgc_op_DROPOUT_GRAD(struct cgc *c, int id) { dropout(c, id); }
 
 /* gamma (x - mean) / sqrt(var + eps) + beta, per channel of axis 1. In a
- * kernel the same float operations per element, the statistics read along
- * axis 1 (access_of). */
+ * kernel its formula (the same float operations per element), the statistics
+ * read along axis 1 (cg_access_of). */
 void cgc_op_BATCHNORM(struct cgc *c, int id) {
-    if (c->capture) {
-        snprintf(c->capture, CGC_TMPL_MAX, "($1 / sqrtf($4 + %s)) * ($0 - $3) + $2",
-                 fs(ir_get_float(cgc_node(c, id), "eps")));
-        return;
-    }
     const struct shape *x = arg_shape(c, id, 0);
     struct cgc_x outer = cgc_dim(x, 0), inner = cgc_dims_prod(x, 2, x->rank);
     long long ch = (long long)x->dim[1];
     int xv = arg(c, id, 0), g = arg(c, id, 1), b = arg(c, id, 2), mu = arg(c, id, 3), var = arg(c, id, 4);
-    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
+    cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
     cgc_emit(c, "    for (int64_t k = 0; k < %lld; k++) {", ch);
-    cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, xs(inner));
+    cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, cg_xs(inner));
     cgc_emit(c, "        const float sc = v%d[k] / sqrtf(v%d[k] + %s), mk = v%d[k], bk = v%d[k];", g, var,
-             fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
-    cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", xs(inner), id, xv);
+             cg_fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
+    cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", cg_xs(inner), id, xv);
     cgc_emit(c, "    }");
 }
 
@@ -1023,9 +716,9 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     double eps = ir_get_float(n, "eps");
     if (grad)
-        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
+        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
                  id);
-    else cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), id);
+    else cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), id);
 }
 
 void cgc_op_LAYERNORM(struct cgc *c, int id) { layernorm(c, id, false); }
@@ -1033,24 +726,10 @@ void cgc_op_LAYERNORM_GRAD(struct cgc *c, int id) { layernorm(c, id, true); }
 
 /* ------------------------------------------------------------- recurrent */
 
-/* Declares `geo`, the nrt_rnn of a recurrent node whose ws is operand `ws` (-1:
- * the node itself) and w_hh operand `whh`. */
-static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
-    const struct ir_node *n = cgc_node(c, id);
-    const struct shape *w = ws < 0 ? shape_of(c, id) : arg_shape(c, id, ws), *wh = arg_shape(c, id, whh);
-    long long f = x >= 0 ? (long long)arg_shape(c, id, x)->dim[2] : 0;
-    char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
-    if (n->op == OP_RNN_BPTT)
-        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
-                 (long long)arg_shape(c, id, 2)->dim[2]);
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
-}
-
 void cgc_op_RNN(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
-    rnn_geo(c, id, -1, 2, 0);
+    cg_rnn_geo(c, id, -1, 2, 0);
     cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
              arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id, id);
     c->indent--;
@@ -1060,7 +739,7 @@ void cgc_op_RNN(struct cgc *c, int id) {
 void cgc_op_RNN_BPTT(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
-    rnn_geo(c, id, 1, 0, -1);
+    cg_rnn_geo(c, id, 1, 0, -1);
     cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
              arg(c, id, 3), arg(c, id, 4), id, id);
     c->indent--;
@@ -1070,7 +749,7 @@ void cgc_op_RNN_BPTT(struct cgc *c, int id) {
 void cgc_op_RNN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
-    rnn_geo(c, id, 4, 3, 1);
+    cg_rnn_geo(c, id, 4, 3, 1);
     cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_get_int(cgc_node(c, id), "wrt"),
              arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 4), arg(c, id, 5), id);
     c->indent--;
@@ -1078,47 +757,6 @@ void cgc_op_RNN_GRAD(struct cgc *c, int id) {
 }
 
 /* --------------------------------------------------------------- kernels */
-
-/* One array a kernel's loop nest reads: a value, and the axis along which it is a
- * bias (-1: numpy broadcasting into the root's shape). */
-struct access {
-    int value; /* node id */
-    int bias;  /* bias axis, or -1 */
-};
-
-/* How member m reads its operand a (an outside value or the head). */
-static struct access access_of(const struct cgc *c, int m, int a) {
-    const struct ir_node *n = cgc_node(c, m);
-    struct access x = {n->args[a], -1};
-    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
-    if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
-    return x;
-}
-
-/* Whether member m's operand a is computed in a register of the kernel. */
-static bool in_register(const struct cgc *c, const struct cgc_kernel *k, int m, int a) {
-    int x = cgc_node(c, m)->args[a];
-    return x != k->head && c->vals[x].kernel >= 0 && c->vals[x].kernel == c->vals[k->root].kernel;
-}
-
-/* The nest's arrays after the root's: every distinct access, in order of use. */
-static int kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct access *acc, int max) {
-    int nacc = 0;
-    for (size_t i = 0; i < vec_len(k->members); i++) {
-        int m = k->members[i];
-        if (m == k->head) continue;
-        for (int a = 0; a < cgc_node(c, m)->nargs; a++) {
-            if (in_register(c, k, m, a)) continue;
-            struct access x = access_of(c, m, a);
-            bool dup = false;
-            for (int j = 0; j < nacc && !dup; j++) dup = acc[j].value == x.value && acc[j].bias == x.bias;
-            if (dup) continue;
-            if (nacc == max) return max + 1;
-            acc[nacc++] = x;
-        }
-    }
-    return nacc;
-}
 
 /* Whether node x is a member of k. */
 static bool kernel_member(const struct cgc *c, const struct cgc_kernel *k, int x) {
@@ -1175,10 +813,11 @@ bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
             k->inputs[j] = k->inputs[j - 1];
             k->inputs[j - 1] = t;
         }
-    struct access acc[NEST_OPS];
+    struct cg_access acc[CG_NEST_OPS];
     /* The head's value may not escape: it is computed into the root's storage. */
     if (k->head >= 0 && k->head != k->root && escapes(c, k, k->head)) return false;
-    return vec_len(k->members) >= 2 && k->head != k->root && kernel_accesses(c, k, acc, NEST_OPS - 1) <= NEST_OPS - 1;
+    return vec_len(k->members) >= 2 && k->head != k->root &&
+           cg_kernel_accesses(c, k, acc, CG_NEST_OPS - 1) <= CG_NEST_OPS - 1;
 }
 
 void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k) {
@@ -1187,27 +826,10 @@ void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k) {
     cgc_op_emit(c, k->head);
 }
 
-/* The kernel's loop nest: the outputs (all of the root's shape) share array 0. */
-static int kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct nest *ns, struct access *acc) {
-    const struct shape *y = shape_of(c, k->root);
-    int nacc = kernel_accesses(c, k, acc, NEST_OPS - 1);
-    NETC_ASSERT(nacc <= NEST_OPS - 1);
-    *ns = (struct nest){.rank = y->rank, .nops = 1 + nacc};
-    for (int d = 0; d < ns->rank; d++) ns->dim[d] = cgc_dim(y, d);
-    cgc_strides(y, ns->st[0]);
-    for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) cgc_strides_into(shape_of(c, acc[j].value), y, ns->st[1 + j]);
-        else
-            for (int d = 0; d < ns->rank; d++) ns->st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
-    }
-    nest_merge(ns);
-    return nacc;
-}
-
 bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner) {
-    struct nest ns;
-    struct access acc[NEST_OPS];
-    kernel_nest(c, k, &ns, acc);
+    struct cg_nest ns;
+    struct cg_access acc[CG_NEST_OPS];
+    cg_kernel_nest(c, k, &ns, acc);
     if (ns.rank == 0) return false;
     *outer = ns.dim[0];
     *inner = xk(1);
@@ -1217,31 +839,16 @@ bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cg
 
 /* The nest of kernel k; with `range`, its first loop runs over [lo, hi). */
 static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) {
-    struct nest ns;
-    struct access acc[NEST_OPS];
-    kernel_nest(c, k, &ns, acc);
+    struct cg_nest ns;
+    struct cg_access acc[CG_NEST_OPS];
+    cg_kernel_nest(c, k, &ns, acc);
     ns.range = range && ns.rank > 0;
     nest_open(c, &ns);
     for (size_t i = 0; i < vec_len(k->members); i++) {
-        int m = k->members[i];
-        if (m == k->head) continue;
-        const struct ir_node *n = cgc_node(c, m);
-        char ops[NEST_OPS][200], tmpl[CGC_TMPL_MAX], expr[1024];
-        for (int a = 0; a < n->nargs && a < NEST_OPS; a++) {
-            if (in_register(c, k, m, a)) {
-                snprintf(ops[a], sizeof ops[a], "t%d", n->args[a]);
-                continue;
-            }
-            struct access x = access_of(c, m, a);
-            int j = 0;
-            while (acc[j].value != x.value || acc[j].bias != x.bias) j++;
-            snprintf(ops[a], sizeof ops[a], "v%d[%s]", x.value, ns.idx[1 + j]);
-        }
-        c->capture = tmpl;
-        cgc_op_emit(c, m);
-        c->capture = NULL;
-        subst(expr, sizeof expr, tmpl, ops, n->nargs);
-        cgc_emit(c, "const float t%d = %s;", m, expr);
+        char line[2304];
+        int m = cg_kernel_line(c, k, i, &ns, acc, line, sizeof line);
+        if (m < 0) continue;
+        cgc_emit(c, "%s", line);
         bool used = cgc_kernel_stores(k, m);
         for (size_t u = i + 1; u < vec_len(k->members) && !used; u++) {
             const struct ir_node *un = cgc_node(c, k->members[u]);

@@ -5,25 +5,9 @@
  * over time. Semantics: interp_text.c. Each op is a short loop nest in a block. */
 #include "codegen/codegen.h"
 
-static const char *xs(struct cgc_x x) {
-    static char ring[8][CGC_XSTR_MAX];
-    static int next;
-    return cgc_xstr(x, ring[next++ % 8], CGC_XSTR_MAX);
-}
-
 static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
 static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
 static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
-
-static void open_block(struct cgc *c) {
-    cgc_emit(c, "{");
-    c->indent++;
-}
-
-static void close_block(struct cgc *c) {
-    c->indent--;
-    cgc_emit(c, "}");
-}
 
 /* ---------------------------------------------------------------- tokens */
 
@@ -40,41 +24,41 @@ static void check_id(struct cgc *c, const char *what, long long rows) {
 void cgc_op_EMBEDDING(struct cgc *c, int id) {
     const struct shape *w = arg_shape(c, id, 0);
     long long rows = (long long)w->dim[0], d = (long long)w->dim[1];
-    open_block(c);
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 1))));
+    cg_block_open(c);
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 1))));
     c->indent++;
     cgc_emit(c, "const int32_t v = v%d[p];", arg(c, id, 1));
     check_id(c, "token id", rows);
     cgc_emit(c, "memcpy(v%d + p * %lld, v%d + (int64_t)v * %lld, %lld * sizeof(float));", id, d, arg(c, id, 0), d, d);
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_EMBEDDING_GRAD(struct cgc *c, int id) {
     const struct shape *dw = shape_of(c, id);
     long long rows = (long long)dw->dim[0], d = (long long)dw->dim[1];
-    open_block(c);
+    cg_block_open(c);
     cgc_emit(c, "memset(v%d, 0, %lld * sizeof(float));", id, rows * d);
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 0))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 0))));
     c->indent++;
     cgc_emit(c, "const int32_t v = v%d[p];", arg(c, id, 0));
     check_id(c, "token id", rows);
     cgc_emit(c, "float *restrict dr = v%d + (int64_t)v * %lld;", id, d);
     cgc_emit(c, "const float *restrict gr = v%d + p * %lld;", arg(c, id, 1), d);
     cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) dr[j] += gr[j];", d);
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_ONE_HOT(struct cgc *c, int id) {
     long long k = (long long)ir_get_int(cgc_node(c, id), "classes");
-    open_block(c);
-    cgc_emit(c, "memset(v%d, 0, (size_t)(%s) * sizeof(float));", id, xs(cgc_count(shape_of(c, id))));
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(c, id, 0))));
+    cg_block_open(c);
+    cgc_emit(c, "memset(v%d, 0, (size_t)(%s) * sizeof(float));", id, cg_xs(cgc_count(shape_of(c, id))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 0))));
     cgc_emit(c, "    const int32_t v = v%d[p];", arg(c, id, 0));
     cgc_emit(c, "    if (v >= 0 && v < %lld) v%d[p * %lld + v] = 1.0f;", k, id, k);
     cgc_emit(c, "}");
-    close_block(c);
+    cg_block_close(c);
 }
 
 /* -------------------------------------------------- masked losses, metric */
@@ -84,8 +68,8 @@ void cgc_op_ONE_HOT(struct cgc *c, int id) {
 static void masked_open(struct cgc *c, int id) {
     const struct shape *x = arg_shape(c, id, 0);
     long long ignore = (long long)ir_get_int(cgc_node(c, id), "ignore");
-    open_block(c);
-    cgc_emit(c, "const int64_t rows = %s, cls = %lld;", xs(cgc_dims_prod(x, 0, x->rank - 1)),
+    cg_block_open(c);
+    cgc_emit(c, "const int64_t rows = %s, cls = %lld;", cg_xs(cgc_dims_prod(x, 0, x->rank - 1)),
              (long long)x->dim[x->rank - 1]);
     cgc_emit(c, "const int32_t *restrict t = v%d;", arg(c, id, 1));
     cgc_emit(c, "int64_t kept = 0;");
@@ -125,9 +109,9 @@ void cgc_op_MASKED_CROSS_ENTROPY(struct cgc *c, int id) {
     cgc_emit(c, "double sum = 0;");
     masked_rows(c, id, true);
     cgc_emit(c, "sum += lse - xr[t[r]];");
-    close_block(c);
+    cg_block_close(c);
     cgc_emit(c, "v%d[0] = kept ? (float)(sum / (double)kept) : 0.0f;", id);
-    close_block(c);
+    cg_block_close(c);
 }
 
 void cgc_op_MASKED_CROSS_ENTROPY_GRAD(struct cgc *c, int id) {
@@ -138,8 +122,8 @@ void cgc_op_MASKED_CROSS_ENTROPY_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "float *restrict dr = v%d + r * cls;", id);
     cgc_emit(c, "for (int64_t k = 0; k < cls; k++) dr[k] = (float)g * nrt_expf((float)(xr[k] - lse));");
     cgc_emit(c, "dr[t[r]] -= (float)g;");
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_MASKED_ACCURACY(struct cgc *c, int id) {
@@ -149,9 +133,9 @@ void cgc_op_MASKED_ACCURACY(struct cgc *c, int id) {
     cgc_emit(c, "int64_t best = 0;");
     cgc_emit(c, "for (int64_t j = 1; j < cls; j++) if (xr[j] > xr[best]) best = j;");
     cgc_emit(c, "hits += best == t[r];");
-    close_block(c);
+    cg_block_close(c);
     cgc_emit(c, "v%d[0] = kept ? (float)((double)hits / (double)kept) : 0.0f;", id);
-    close_block(c);
+    cg_block_close(c);
 }
 
 /* ---------------------------------------------------------- masked pooling */
@@ -159,10 +143,10 @@ void cgc_op_MASKED_ACCURACY(struct cgc *c, int id) {
 /* Opens a block over batch items b and features j of x [B, T, R] with ids
  * [B, T]: `b`, `T`, `R` and the pad id in scope. */
 static void pool_open(struct cgc *c, int id, const struct shape *x, int ids) {
-    open_block(c);
-    cgc_emit(c, "const int64_t T = %lld, R = %s;", (long long)x->dim[1], xs(cgc_dims_prod(x, 2, x->rank)));
+    cg_block_open(c);
+    cgc_emit(c, "const int64_t T = %lld, R = %s;", (long long)x->dim[1], cg_xs(cgc_dims_prod(x, 2, x->rank)));
     cgc_emit(c, "const int32_t *restrict ids = v%d;", ids);
-    cgc_emit(c, "for (int64_t b = 0; b < %s; b++) {", xs(cgc_dim(x, 0)));
+    cgc_emit(c, "for (int64_t b = 0; b < %s; b++) {", cg_xs(cgc_dim(x, 0)));
     c->indent++;
     cgc_emit(c, "const int32_t *restrict ib = ids + b * T;");
     cgc_emit(c, "const int32_t pad = %lld;", (long long)ir_get_int(cgc_node(c, id), "pad"));
@@ -180,8 +164,8 @@ void cgc_op_MASKED_MEAN(struct cgc *c, int id) {
     cgc_emit(c, "    for (int64_t j = 0; j < R; j++) yb[j] += xb[s * R + j];");
     cgc_emit(c, "}");
     cgc_emit(c, "if (kept) for (int64_t j = 0; j < R; j++) yb[j] /= (float)kept;");
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_MASKED_MAX(struct cgc *c, int id) {
@@ -195,8 +179,8 @@ void cgc_op_MASKED_MAX(struct cgc *c, int id) {
     cgc_emit(c, "    for (int64_t j = 0; j < R; j++) yb[j] = kept == 0 || xb[s * R + j] > yb[j] ? xb[s * R + j] : yb[j];");
     cgc_emit(c, "    kept++;");
     cgc_emit(c, "}");
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_MASKED_MEAN_GRAD(struct cgc *c, int id) {
@@ -207,8 +191,8 @@ void cgc_op_MASKED_MEAN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "for (int64_t s = 0; s < T; s++) kept += ib[s] != pad;");
     cgc_emit(c, "for (int64_t s = 0; s < T; s++)");
     cgc_emit(c, "    for (int64_t j = 0; j < R; j++) xb[s * R + j] = ib[s] != pad ? gb[j] / (float)kept : 0.0f;");
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }
 
 void cgc_op_MASKED_MAX_GRAD(struct cgc *c, int id) {
@@ -223,6 +207,6 @@ void cgc_op_MASKED_MAX_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "        if (ib[s] != pad && (best < 0 || xb[s * R + j] > xb[best * R + j])) best = s;");
     cgc_emit(c, "    if (best >= 0) db[best * R + j] = gb[j];");
     cgc_emit(c, "}");
-    close_block(c);
-    close_block(c);
+    cg_block_close(c);
+    cg_block_close(c);
 }

@@ -1,15 +1,16 @@
 /* codegen/cl_ops.c -- the OpenCL backend's column of the op table: clc_op_<NAME>
  * prints one OpenCL C kernel for a node into the program source and the host C
- * that launches it. Elementwise ops take their formula from the C column (the
- * template captured through struct cgc's `capture`) and run one work-item per
- * element, decomposing the flat index over a merged loop nest; reductions,
+ * that launches it. Elementwise ops take their formula from codegen/formulas.def
+ * in OpenCL's spelling and run one work-item per element, decomposing the flat
+ * index over a merged loop nest (cg_core.c); reductions,
  * softmax rows and losses run one work-item per row, or one work-group per row
  * (a tree in local memory) when rows are long; GEMM, convolution, pooling and
- * upsampling call the runtime's device library. Semantics are the C backend's
+ * upsampling call the runtime's device library (cg_core.c's calls with
+ * OpenCL's spelling). Semantics are the C backend's
  * (c_ops.c), which in turn follows the reference interpreter. Sections follow
  * ops.def; the last one builds fused kernels. */
 #include "codegen/codegen.h"
-#include "runtime/netrt.h" /* the conv geometry's image floats */
+#include "runtime/netrt.h" /* nrt_to_i32 of constants */
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -35,21 +36,6 @@ int clc_kernel_name(struct clc *k, const char *fmt, ...) {
     if (!s) netc_internal_error(__FILE__, __LINE__, "out of memory");
     vec_push(k->names, s);
     return (int)vec_len(k->names) - 1;
-}
-
-/* Short-lived text of a size expression or a float literal (rings of buffers). */
-static const char *xs(struct cgc_x x) {
-    static char ring[16][CGC_XSTR_MAX];
-    static int next;
-    char *b = ring[next++ % 16];
-    return cgc_xstr(x, b, CGC_XSTR_MAX);
-}
-
-static const char *fs(double v) {
-    static char ring[8][CGC_FLOAT_MAX];
-    static int next;
-    char *b = ring[next++ % 8];
-    return cgc_float(v, b, CGC_FLOAT_MAX);
 }
 
 static const struct ir_node *node(const struct clc *k, int id) { return cgc_node(&k->c, id); }
@@ -119,62 +105,13 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
     return -1;
 }
 
-/* Grows *out (of *cap bytes) to hold at least need bytes. */
-static void reserve(char **out, size_t *cap, size_t need) {
-    while (need >= *cap) {
-        char *grown = realloc(*out, *cap *= 2);
-        if (!grown) netc_internal_error(__FILE__, __LINE__, "out of memory");
-        *out = grown;
-    }
-}
-
-/* The kernel's text with node ids renamed by position: o<id> and v<id> of its
- * values become o<i>/v<i> (i: parameter position), the registers t<id> of a
- * fused kernel t<j> in order of appearance, so that the same computation in
- * several entry points reads alike. Returns a new string. */
-static char *canonical(const struct clc *k, const char *text) {
-    size_t cap = strlen(text) + 1, at = 0;
-    char *out = malloc(cap);
-    int tmap[256], nt = 0;
-    if (!out) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    for (const char *p = text; *p;) {
-        bool start = p == text || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
-        if (start && (*p == 'o' || *p == 'v' || *p == 't') && isdigit((unsigned char)p[1])) {
-            const char *q = p + 1;
-            long id = 0;
-            while (isdigit((unsigned char)*q)) id = id * 10 + (*q++ - '0');
-            if (!isalnum((unsigned char)*q) && *q != '_') {
-                int pos = -1;
-                if (*p == 't') {
-                    for (int j = 0; j < nt && pos < 0; j++)
-                        if (tmap[j] == id) pos = j;
-                    if (pos < 0 && nt < 256) tmap[nt] = (int)id, pos = nt++;
-                } else {
-                    for (int j = 0; j < k->kv_n && pos < 0; j++)
-                        if (k->kv_id[j] == id) pos = j;
-                }
-                if (pos >= 0) {
-                    reserve(&out, &cap, at + 24);
-                    at += (size_t)snprintf(out + at, cap - at, "%c%d", *p, pos);
-                    p = q;
-                    continue;
-                }
-            }
-        }
-        reserve(&out, &cap, at + 2);
-        out[at++] = *p++;
-    }
-    out[at] = '\0';
-    return out;
-}
-
 /* Closes the kernel: the index of an identical kernel printed before, or the
  * kernel goes into the program under its name. Returns its launch index. */
 static int kend(struct clc *k) {
     clc_src(k, "}");
     if (fclose(k->src) != 0 || !k->kbuf) netc_internal_error(__FILE__, __LINE__, "out of memory");
     k->src = k->main_src;
-    char *text = canonical(k, k->kbuf);
+    char *text = cg_canonical(k->kbuf, "@KERNEL@", "ovt"); /* the name becomes "@" */
     free(k->kbuf);
     k->kbuf = NULL;
     for (size_t i = 0; i < vec_len(k->bodies); i++)
@@ -182,9 +119,9 @@ static int kend(struct clc *k) {
             free(text);
             return (int)i;
         }
-    const char *at = strstr(text, "@KERNEL@");
+    const char *at = strchr(text, '@');
     NETC_ASSERT(at != NULL);
-    fprintf(k->src, "%.*s%s%s", (int)(at - text), text, k->kname, at + 8);
+    fprintf(k->src, "%.*s%s%s", (int)(at - text), text, k->kname, at + 1);
     while (vec_len(k->bodies) < vec_len(k->names)) vec_push(k->bodies, NULL);
     vec_push(k->bodies, text);
     return clc_kernel_name(k, "%s", k->kname);
@@ -203,10 +140,10 @@ static void klaunch(struct clc *k, int idx, const struct kvals *v, struct cgc_x 
     c->indent++;
     cgc_emit(c, "const struct nrt_cl_arg a[] = {%s};", args);
     if (wg) {
-        cgc_emit(c, "const size_t g[1] = {(size_t)(%s) * %d}, l[1] = {%d};", xs(items), CLC_WG, CLC_WG);
+        cgc_emit(c, "const size_t g[1] = {(size_t)(%s) * %d}, l[1] = {%d};", cg_xs(items), CLC_WG, CLC_WG);
         cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, l, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
     } else {
-        cgc_emit(c, "const size_t g[1] = {(size_t)(%s)};", xs(items));
+        cgc_emit(c, "const size_t g[1] = {(size_t)(%s)};", cg_xs(items));
         cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, NULL, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
     }
     c->indent--;
@@ -220,115 +157,38 @@ static const char *kname(const struct clc *k, int id) {
     return buf;
 }
 
-/* A loop nest flattened onto work-items: extents and per-array strides. */
-#define NEST_OPS 16
-struct nest {
-    int rank;                               /* loops */
-    struct cgc_x dim[IR_MAX_RANK];          /* their extents */
-    int nops;                               /* arrays indexed */
-    struct cgc_x st[NEST_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
-    char idx[NEST_OPS][200];                /* after nest_open: each array's index */
-};
-
-/* Merge loops wherever every array walks them contiguously. */
-static void nest_merge(struct nest *ns) {
-    for (int i = ns->rank - 2; i >= 0; i--) {
-        bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
-        if (!ok) continue;
-        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
-        for (int q = i; q < ns->rank - 1; q++) {
-            ns->dim[q] = ns->dim[q + 1];
-            for (int j = 0; j < ns->nops; j++) ns->st[j][q] = ns->st[j][q + 1];
-        }
-        ns->rank--;
-    }
-}
-
 /* In the kernel: the guarded work-item index i, its loop indices i0.., and each
  * array's index in ns->idx. Returns the element count (the launch size). */
-static struct cgc_x nest_open(struct clc *k, struct nest *ns) {
-    nest_merge(ns);
-    struct cgc_x total = xk(1);
-    for (int d = 0; d < ns->rank; d++) total = cgc_mul(total, ns->dim[d]);
+static struct cgc_x nest_open(struct clc *k, struct cg_nest *ns) {
+    cg_nest_merge(ns);
+    struct cgc_x total = cg_nest_total(ns);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(total));
     if (ns->rank == 1) clc_src(k, "    const long i0 = i;");
     else if (ns->rank > 1) {
         clc_src(k, "    long q = i;");
         for (int d = ns->rank - 1; d > 0; d--) {
-            clc_src(k, "    const long i%d = q %% (%s);", d, xs(ns->dim[d]));
-            clc_src(k, "    q /= %s;", xs(ns->dim[d]));
+            clc_src(k, "    const long i%d = q %% (%s);", d, cg_xs(ns->dim[d]));
+            clc_src(k, "    q /= %s;", cg_xs(ns->dim[d]));
         }
         clc_src(k, "    const long i0 = q;");
     }
-    for (int j = 0; j < ns->nops; j++) {
-        char *p = ns->idx[j];
-        size_t len = sizeof ns->idx[j], at = 0;
-        p[0] = '\0';
-        for (int d = 0; d < ns->rank; d++) {
-            struct cgc_x s = ns->st[j][d];
-            if (s.k == 0) continue;
-            if (s.k == 1 && !s.n) at += (size_t)snprintf(p + at, len - at, "%si%d", at ? " + " : "", d);
-            else at += (size_t)snprintf(p + at, len - at, "%si%d * (%s)", at ? " + " : "", d, xs(s));
-            if (at >= len) at = len - 1;
-        }
-        if (!at) snprintf(p, len, "0");
-    }
+    cg_nest_index(ns);
     return total;
-}
-
-/* Substitutes $0..$9 in tmpl by ops[]. */
-static void subst(char *out, size_t len, const char *tmpl, char ops[][240], int nops) {
-    size_t at = 0;
-    for (const char *p = tmpl; *p; p++) {
-        if (*p == '$' && p[1] >= '0' && p[1] - '0' < nops) {
-            at += (size_t)snprintf(out + at, len - at, "%s", ops[p[1] - '0']);
-            p++;
-        } else if (at + 1 < len) {
-            out[at++] = *p;
-        } else {
-            at = len;
-        }
-        if (at >= len) NETC_INTERNAL("a fused expression is longer than %zu characters", len - 1);
-    }
-    out[at] = '\0';
-}
-
-/* The C column's formula of elementwise node id ($0, $1 for its operands). */
-static void c_template(struct clc *k, int id, char *tmpl) {
-    tmpl[0] = '\0';
-    k->c.capture = tmpl;
-    cgc_op_emit(&k->c, id);
-    k->c.capture = NULL;
 }
 
 /* y = formula($0, ...) elementwise with numpy broadcasting; a bias operand
  * (bias_axis >= 0 for operand 1) is read along that axis. For i32 results the
  * formula is evaluated in acc_t and converted as the IR converts. */
 static void ewise_bias(struct clc *k, int id, int bias_axis) {
-    char tmpl[CGC_TMPL_MAX];
-    c_template(k, id, tmpl);
-    const struct ir_node *nd = node(k, id);
-    bool i32 = nd->type.dtype == DT_I32;
-    const struct shape *y = &nd->type.shape;
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
-    struct nest ns = {.rank = y->rank, .nops = 1 + nd->nargs};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    cgc_strides(y, ns.st[0]);
-    for (int a = 0; a < nd->nargs; a++) {
-        if (a == 1 && bias_axis >= 0)
-            for (int d = 0; d < ns.rank; d++) ns.st[1 + a][d] = xk(d == bias_axis ? 1 : 0);
-        else cgc_strides_into(arg_shape(k, id, a), y, ns.st[1 + a]);
-    }
+    struct cg_nest ns;
+    char line[2304];
+    cg_ewise_nest(&k->c, id, bias_axis, &ns);
     struct cgc_x total = nest_open(k, &ns);
-    char ops[NEST_OPS][240], expr[2048];
-    for (int a = 0; a < nd->nargs; a++)
-        snprintf(ops[a], sizeof ops[a], "%sv%d[%s]", i32 ? "(acc_t)" : "", arg(k, id, a), ns.idx[1 + a]);
-    subst(expr, sizeof expr, tmpl, ops, nd->nargs);
-    if (i32) clc_src(k, "    v%d[%s] = nrt_to_i32(%s);", id, ns.idx[0], expr);
-    else clc_src(k, "    v%d[%s] = %s;", id, ns.idx[0], expr);
+    cg_ewise_store(&k->c, id, &ns, line, sizeof line);
+    clc_src(k, "    %s", line);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
@@ -381,17 +241,17 @@ static void decompose(struct clc *k, const char *var, const char *from, int nd, 
         return;
     }
     if (nd == 1) {
-        clc_src(k, "%sconst long %s = (%s) * (%s);", indent, var, from, xs(s[0]));
+        clc_src(k, "%sconst long %s = (%s) * (%s);", indent, var, from, cg_xs(s[0]));
         return;
     }
     clc_src(k, "%slong %s = 0;", indent, var);
     clc_src(k, "%s{", indent);
     clc_src(k, "%s    long q = %s;", indent, from);
     for (int i = nd - 1; i > 0; i--) {
-        clc_src(k, "%s    %s += (q %% (%s)) * (%s);", indent, var, xs(d[i]), xs(s[i]));
-        clc_src(k, "%s    q /= %s;", indent, xs(d[i]));
+        clc_src(k, "%s    %s += (q %% (%s)) * (%s);", indent, var, cg_xs(d[i]), cg_xs(s[i]));
+        clc_src(k, "%s    q /= %s;", indent, cg_xs(d[i]));
     }
-    clc_src(k, "%s    %s += q * (%s);", indent, var, xs(s[0]));
+    clc_src(k, "%s    %s += q * (%s);", indent, var, cg_xs(s[0]));
     clc_src(k, "%s}", indent);
 }
 
@@ -410,7 +270,7 @@ static bool rows_open(struct clc *k, const char *name, const struct kvals *v, st
         clc_src(k, "    const long r = get_global_id(0);");
         clc_src(k, "    const long t = 0, L = 1;");
     }
-    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    if (r >= %s) return;", cg_xs(rows));
     clc_src(k, "    (void)t, (void)L;");
     return wg;
 }
@@ -432,12 +292,12 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
     bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
     clc_src(k, "    %s a = %s;", acc, init);
-    clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+    clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
     decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
-    char ops[2][240], line[512];
+    char ops[2][CG_OPERAND_MAX], line[512];
     snprintf(ops[0], sizeof ops[0], "a");
     snprintf(ops[1], sizeof ops[1], "v%d[base + at]", x);
-    subst(line, sizeof line, combine, ops, 2);
+    cg_subst(line, sizeof line, combine, ops, 2);
     clc_src(k, "        a = %s;", line);
     clc_src(k, "    }");
     wg_combine(k, wg, "a", wgfn, wglocal);
@@ -459,7 +319,7 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
     bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
     clc_src(k, "    acc_t a = 0, c = 0;");
-    clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+    clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
     decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
     clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = a + y;", x);
     clc_src(k, "        c = (s - a) - y;");
@@ -509,7 +369,7 @@ void clc_op_CONST(struct clc *k, int id) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cgc_x cnt = cgc_count(&nd->type.shape);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i < %s) v%d[i] = %s;", xs(cnt), id, lit);
+    clc_src(k, "    if (i < %s) v%d[i] = %s;", cg_xs(cnt), id, lit);
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
 }
@@ -518,17 +378,11 @@ void clc_op_ASSIGN(struct clc *k, int id) { (void)k, (void)id; /* copied into th
 
 /* --------------------------------------------------------- elementwise */
 
-void clc_op_NEG(struct clc *k, int id) { ewise(k, id); }
-void clc_op_EXP(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LOG(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SQRT(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ABS(struct clc *k, int id) { ewise(k, id); }
-void clc_op_RELU(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LEAKY_RELU(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SIGMOID(struct clc *k, int id) { ewise(k, id); }
-void clc_op_TANH(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ERF(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GELU(struct clc *k, int id) { ewise(k, id); }
+/* The ops of codegen/formulas.def: one work-item per element. */
+#define FORMULA(op, ...) \
+    void clc_op_##op(struct clc *k, int id) { ewise(k, id); }
+#include "codegen/formulas.def"
+
 void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
 
 /* Copies cnt elements of value src into value id (kernel 0, a copy). */
@@ -565,21 +419,7 @@ void clc_op_ALLREDUCE_SUM(struct clc *k, int id) {
     copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allsum(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
-void clc_op_CAST(struct clc *k, int id) { ewise(k, id); }
-void clc_op_ADD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SUB(struct clc *k, int id) { ewise(k, id); }
-void clc_op_MUL(struct clc *k, int id) { ewise(k, id); }
-void clc_op_DIV(struct clc *k, int id) { ewise(k, id); }
-void clc_op_MAXIMUM(struct clc *k, int id) { ewise(k, id); }
-void clc_op_POW(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GREATER(struct clc *k, int id) { ewise(k, id); }
-void clc_op_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_LEAKY_RELU_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_SIGMOID_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_TANH_GRAD(struct clc *k, int id) { ewise(k, id); }
-void clc_op_GELU_GRAD(struct clc *k, int id) { ewise(k, id); }
 void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_get_int(node(k, id), "axis")); }
-void clc_op_BROADCAST_TO(struct clc *k, int id) { ewise(k, id); }
 
 /* ----------------------------------------------------------- reductions */
 
@@ -597,7 +437,7 @@ void clc_op_MEAN(struct clc *k, int id) {
     reduced_axes(k, id, red);
     struct rplan p = rplan_make(arg_shape(k, id, 0), red);
     char fin[96];
-    snprintf(fin, sizeof fin, "v%d[r] = (float)(a / (acc_t)(%s))", id, xs(p.count));
+    snprintf(fin, sizeof fin, "v%d[r] = (float)(a / (acc_t)(%s))", id, cg_xs(p.count));
     reduce_sum(k, id, red, fin);
 }
 
@@ -626,7 +466,7 @@ void clc_op_VARIANCE(struct clc *k, int id) {
     for (int pass = 0; pass < 2; pass++) {
         const char *acc = pass ? "a" : "mu";
         clc_src(k, "    c = 0;");
-        clc_src(k, "    for (long j = t; j < %s; j += L) {", xs(p.count));
+        clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
         decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
         if (pass == 0) clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = mu + y;", x);
         else clc_src(k, "        const acc_t d = (acc_t)v%d[base + at] - mu, y = d * d - c, s = a + y;", x);
@@ -635,9 +475,9 @@ void clc_op_VARIANCE(struct clc *k, int id) {
         clc_src(k, "    }");
         clc_src(k, "    %s -= c;", acc);
         wg_combine(k, wg, acc, "netc_wg_sum", "redd");
-        if (pass == 0) clc_src(k, "    mu /= (acc_t)(%s);", xs(p.count));
+        if (pass == 0) clc_src(k, "    mu /= (acc_t)(%s);", cg_xs(p.count));
     }
-    clc_src(k, "    if (t == 0) v%d[r] = (float)(a / (acc_t)(%s));", id, xs(p.count));
+    clc_src(k, "    if (t == 0) v%d[r] = (float)(a / (acc_t)(%s));", id, cg_xs(p.count));
     idx = kend(k);
     klaunch(k, idx, &v, p.rows, wg, false);
 }
@@ -655,12 +495,12 @@ void clc_op_ARGMAX(struct clc *k, int id) {
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
-    clc_src(k, "    long best = t < %s ? t : 0;", xs(p.count));
-    clc_src(k, "    for (long j = t + L; j < %s; j += L)", xs(p.count));
-    clc_src(k, "        if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, xs(inner), x, xs(inner));
+    clc_src(k, "    long best = t < %s ? t : 0;", cg_xs(p.count));
+    clc_src(k, "    for (long j = t + L; j < %s; j += L)", cg_xs(p.count));
+    clc_src(k, "        if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner), x, cg_xs(inner));
     if (wg) {
-        clc_src(k, "    redf[t] = v%d[base + best * (%s)];", x, xs(inner));
-        clc_src(k, "    redi[t] = t < %s ? (int)best : INT_MAX;", xs(p.count));
+        clc_src(k, "    redf[t] = v%d[base + best * (%s)];", x, cg_xs(inner));
+        clc_src(k, "    redi[t] = t < %s ? (int)best : INT_MAX;", cg_xs(p.count));
         clc_src(k, "    best = netc_wg_argmax(redf, redi);");
     }
     clc_src(k, "    if (t == 0) v%d[r] = (int)best;", id);
@@ -684,41 +524,8 @@ void clc_op_SUM_TO(struct clc *k, int id) {
 
 /* --------------------------------------------------------------- matmul */
 
-void clc_op_MATMUL(struct clc *k, int id) {
-    const struct ir_node *nd = node(k, id);
-    const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
-    bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
-    if (y->rank > 2) {
-        char g[CGC_BGEMM_MAX];
-        cgc_emit(&k->c, "nrt_cl_sgemm_batch(ctx, %s, 1.0f, o%d, o%d, 0.0f, o%d);", cgc_bgemm(a, b, y, ta, tb, g, sizeof g),
-                 arg(k, id, 0), arg(k, id, 1), id);
-        return;
-    }
-    cgc_emit(&k->c, "nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", ta, tb,
-             xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(cgc_dim(a, ta ? 0 : 1)), arg(k, id, 0), xs(cgc_dim(a, 1)),
-             arg(k, id, 1), xs(cgc_dim(b, 1)), id, xs(cgc_dim(y, 1)));
-}
-
-/* As the C column: one GEMM when the items stack along k, else one per item. */
-void clc_op_MATMUL_BSUM(struct clc *k, int id) {
-    const struct ir_node *nd = node(k, id);
-    const struct shape *a = arg_shape(k, id, 0), *b = arg_shape(k, id, 1), *y = &nd->type.shape;
-    bool ta = ir_get_int(nd, "transpose_a") != 0, tb = ir_get_int(nd, "transpose_b") != 0;
-    int ra = a->rank, rb = b->rank;
-    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), kk = cgc_dim(a, ta ? ra - 2 : ra - 1);
-    if (ta && !tb) {
-        cgc_emit(&k->c, "nrt_cl_sgemm(ctx, 1, 0, %s, %s, %s, 1.0f, o%d, %s, o%d, %s, 0.0f, o%d, %s);", xs(cgc_dim(y, 0)),
-                 xs(cgc_dim(y, 1)), xs(cgc_mul(items, kk)), arg(k, id, 0), xs(cgc_dim(a, ra - 1)), arg(k, id, 1),
-                 xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
-        return;
-    }
-    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
-    cgc_emit(&k->c, "for (int64_t q = 0; q < %s; q++)", xs(items));
-    cgc_emit(&k->c,
-             "    nrt_cl_sgemm(ctx, %d, %d, %s, %s, %s, 1.0f, o%d + q * %s, %s, o%d + q * %s, %s, q ? 1.0f : 0.0f, o%d, %s);",
-             ta, tb, xs(cgc_dim(y, 0)), xs(cgc_dim(y, 1)), xs(kk), arg(k, id, 0), xs(ma), xs(cgc_dim(a, ra - 1)),
-             arg(k, id, 1), xs(mb), xs(cgc_dim(b, rb - 1)), id, xs(cgc_dim(y, 1)));
-}
+void clc_op_MATMUL(struct clc *k, int id) { cg_lib_matmul(&k->c, id); }
+void clc_op_MATMUL_BSUM(struct clc *k, int id) { cg_lib_matmul_bsum(&k->c, id); }
 
 /* ----------------------------------------------------------------- shape */
 
@@ -729,11 +536,11 @@ void clc_op_TRANSPOSE(struct clc *k, int id) {
     const int64_t *perm = ir_get_ints(node(k, id), "perm", NULL);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
-    struct nest ns = {.rank = y->rank, .nops = 2};
+    struct cg_nest ns;
+    cg_nest_init(&ns, y, 2);
     struct cgc_x sx[IR_MAX_RANK];
     cgc_strides(x, sx);
-    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
-    cgc_strides(y, ns.st[0]);
+    for (int d = 0; d < y->rank; d++) ns.st[1][d] = sx[perm[d]];
     struct cgc_x total = nest_open(k, &ns);
     clc_src(k, "    v%d[%s] = v%d[%s];", id, ns.idx[0], arg(k, id, 0), ns.idx[1]);
     idx = kend(k);
@@ -748,9 +555,9 @@ static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(total));
-    clc_src(k, "    const long in = i %% (%s), j = (i / (%s)) %% %lld, o = i / ((%s) * %lld);", xs(inner), xs(inner),
-            (long long)y->dim[axis], xs(inner), (long long)y->dim[axis]);
+    clc_src(k, "    if (i >= %s) return;", cg_xs(total));
+    clc_src(k, "    const long in = i %% (%s), j = (i / (%s)) %% %lld, o = i / ((%s) * %lld);", cg_xs(inner), cg_xs(inner),
+            (long long)y->dim[axis], cg_xs(inner), (long long)y->dim[axis]);
     clc_src(k, "    (void)o, (void)j, (void)in;");
     clc_src(k, "%s", body);
     idx = kend(k);
@@ -764,7 +571,7 @@ void clc_op_SLICE(struct clc *k, int id) {
     struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
     char body[512];
     snprintf(body, sizeof body, "    v%d[i] = v%d[(o * %lld + j + %lld) * (%s) + in];", id, arg(k, id, 0),
-             (long long)x->dim[axis], (long long)ir_get_int(nd, "start"), xs(inner));
+             (long long)x->dim[axis], (long long)ir_get_int(nd, "start"), cg_xs(inner));
     along_axis(k, id, axis, body);
 }
 
@@ -777,7 +584,7 @@ void clc_op_PAD(struct clc *k, int id) {
     char body[512];
     snprintf(body, sizeof body,
              "    const long jj = j - %lld;\n    v%d[i] = jj >= 0 && jj < %lld ? v%d[(o * %lld + jj) * (%s) + in] : 0;",
-             (long long)before, id, kx, arg(k, id, 0), kx, xs(inner));
+             (long long)before, id, kx, arg(k, id, 0), kx, cg_xs(inner));
     along_axis(k, id, axis, body);
 }
 
@@ -792,7 +599,7 @@ void clc_op_CONCAT(struct clc *k, int id) {
         len += (size_t)snprintf(body + len, sizeof body - len,
                                 "%s    %sif (j < %lld) v%d[i] = v%d[(o * %lld + j - %lld) * (%s) + in];", a ? "\n" : "",
                                 a ? "else " : "", (long long)(at + kx), id, arg(k, id, a), kx, (long long)at,
-                                xs(cgc_dims_prod(x, (int)axis + 1, x->rank)));
+                                cg_xs(cgc_dims_prod(x, (int)axis + 1, x->rank)));
         at += kx;
     }
     along_axis(k, id, axis, body);
@@ -810,18 +617,18 @@ static bool axis_rows_open(struct clc *k, int id, struct cgc_x *kk, int *idx, st
     *kk = cgc_dim(x, axis);
     *rows = cgc_mul(outer, inner);
     bool wg = rows_open(k, kname(k, id), v, *kk, *rows, idx);
-    clc_src(k, "    const long base = (r / (%s)) * (%s) * (%s) + r %% (%s), st = %s;", xs(inner), xs(*kk), xs(inner),
-            xs(inner), xs(inner));
+    clc_src(k, "    const long base = (r / (%s)) * (%s) * (%s) + r %% (%s), st = %s;", cg_xs(inner), cg_xs(*kk), cg_xs(inner),
+            cg_xs(inner), cg_xs(inner));
     return wg;
 }
 
 /* The largest element and log-sum-exp of a row: mx, s and lse in scope. */
 static void row_lse(struct clc *k, bool wg, const char *elem, struct cgc_x kk) {
     clc_src(k, "    float mx = -INFINITY;");
-    clc_src(k, "    for (long j = t; j < %s; j += L) mx = %s > mx ? %s : mx;", xs(kk), elem, elem);
+    clc_src(k, "    for (long j = t; j < %s; j += L) mx = %s > mx ? %s : mx;", cg_xs(kk), elem, elem);
     wg_combine(k, wg, "mx", "netc_wg_maxf", "redf");
     clc_src(k, "    acc_t s = 0;");
-    clc_src(k, "    for (long j = t; j < %s; j += L) s += exp((acc_t)%s - mx);", xs(kk), elem);
+    clc_src(k, "    for (long j = t; j < %s; j += L) s += exp((acc_t)%s - mx);", cg_xs(kk), elem);
     wg_combine(k, wg, "s", "netc_wg_sum", "redd");
     clc_src(k, "    const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(s);");
 }
@@ -834,8 +641,8 @@ static void softmax(struct clc *k, int id, bool log_out) {
     char elem[64];
     snprintf(elem, sizeof elem, "v%d[base + j * st]", x);
     row_lse(k, wg, elem, kk);
-    if (log_out) clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", xs(kk), id, elem);
-    else clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);", xs(kk), id, elem);
+    if (log_out) clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", cg_xs(kk), id, elem);
+    else clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);", cg_xs(kk), id, elem);
     idx = kend(k);
     klaunch(k, idx, &v, rows, wg, false);
 }
@@ -852,7 +659,7 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long r = get_global_id(0);");
-    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    if (r >= %s) return;", cg_xs(rows));
     clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), tk);
     clc_src(k, "    __global float *y = v%d + r * %lld;", id, tk);
     if (ir_get_int(nd, "causal"))
@@ -863,7 +670,7 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     clc_src(k, "    acc_t s = 0;");
     clc_src(k, "    for (long j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     clc_src(k, "    for (long j = 0; j < kn; j++) {");
-    clc_src(k, "        const float e = exp(%s * (x[j] - mx));", fs(ir_get_float(nd, "scale")));
+    clc_src(k, "        const float e = exp(%s * (x[j] - mx));", cg_fs(ir_get_float(nd, "scale")));
     clc_src(k, "        y[j] = e;");
     clc_src(k, "        s += e;");
     clc_src(k, "    }");
@@ -881,10 +688,10 @@ static void attn_prelude(struct clc *k, int id, const char *row) {
     const struct shape *x = arg_shape(k, id, 0);
     long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, h = (long long)ir_get_int(nd, "heads");
     clc_src(k, "    const long r = get_global_id(0);");
-    clc_src(k, "    if (r >= %s * %lld) return;", xs(cgc_dim(x, 0)), h * t);
+    clc_src(k, "    if (r >= %s * %lld) return;", cg_xs(cgc_dim(x, 0)), h * t);
     clc_src(k, "    const long %s = r %% %lld, h = (r / %lld) %% %lld, b = r / %lld;", row, t, t, h, h * t);
     clc_src(k, "    __global const float *base = v%d + b * %lld + h * %lld;", arg(k, id, 0), t * 3 * e, e / h);
-    clc_src(k, "    const float sc = %s;", fs(ir_get_float(nd, "scale")));
+    clc_src(k, "    const float sc = %s;", cg_fs(ir_get_float(nd, "scale")));
 }
 
 /* Work-items of the attention kernels: items * heads * steps. */
@@ -1019,16 +826,16 @@ static void softmax_grad(struct clc *k, int id, bool log_in) {
     bool wg = axis_rows_open(k, id, &kk, &idx, &rows, &v);
     clc_src(k, "    acc_t s = 0;");
     if (log_in) {
-        clc_src(k, "    for (long j = t; j < %s; j += L) s += v%d[base + j * st];", xs(kk), dy);
+        clc_src(k, "    for (long j = t; j < %s; j += L) s += v%d[base + j * st];", cg_xs(kk), dy);
         wg_combine(k, wg, "s", "netc_wg_sum", "redd");
-        clc_src(k, "    for (long j = t; j < %s; j += L)", xs(kk));
+        clc_src(k, "    for (long j = t; j < %s; j += L)", cg_xs(kk));
         clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] - exp((acc_t)v%d[base + j * st]) * s);", id,
                 dy, y);
     } else {
-        clc_src(k, "    for (long j = t; j < %s; j += L) s += (acc_t)v%d[base + j * st] * v%d[base + j * st];", xs(kk),
+        clc_src(k, "    for (long j = t; j < %s; j += L) s += (acc_t)v%d[base + j * st] * v%d[base + j * st];", cg_xs(kk),
                 dy, y);
         wg_combine(k, wg, "s", "netc_wg_sum", "redd");
-        clc_src(k, "    for (long j = t; j < %s; j += L)", xs(kk));
+        clc_src(k, "    for (long j = t; j < %s; j += L)", cg_xs(kk));
         clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
     }
     idx = kend(k);
@@ -1047,12 +854,12 @@ static void ewise_loss(struct clc *k, int id, const char *l) {
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, cnt, xk(1), &idx);
     clc_src(k, "    acc_t sum = 0;");
-    clc_src(k, "    for (long i = t; i < %s; i += L) {", xs(cnt));
+    clc_src(k, "    for (long i = t; i < %s; i += L) {", cg_xs(cnt));
     clc_src(k, "        const acc_t p = v%d[i], t = v%d[i];", arg(k, id, 0), arg(k, id, 1));
     clc_src(k, "        sum += %s;", l);
     clc_src(k, "    }");
     wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
-    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(cnt));
+    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, cg_xs(cnt));
     idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
@@ -1063,8 +870,8 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(cnt));
-    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), xs(cnt));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
+    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), cg_xs(cnt));
     clc_src(k, "    const acc_t p = v%d[i], t = v%d[i];", arg(k, id, 0), arg(k, id, 1));
     clc_src(k, "    acc_t d;");
     clc_src(k, "    %s", d);
@@ -1073,25 +880,11 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
-void clc_op_MSE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_MSE); }
-
-void clc_op_BCE(struct clc *k, int id) {
-    ewise_loss(k, id, CG_LOSS_BCE);
-}
-
-void clc_op_BCE_LOGITS(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_BCE_LOGITS); }
-void clc_op_HINGE(struct clc *k, int id) { ewise_loss(k, id, CG_LOSS_HINGE); }
-void clc_op_MSE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_MSE_GRAD); }
-
-void clc_op_BCE_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, CG_LOSS_BCE_GRAD);
-}
-
-void clc_op_BCE_LOGITS_GRAD(struct clc *k, int id) {
-    ewise_loss_grad(k, id, CG_LOSS_BCE_LOGITS_GRAD);
-}
-
-void clc_op_HINGE_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, CG_LOSS_HINGE_GRAD); }
+/* The losses of codegen/formulas.def and their gradients. */
+#define LOSS(op, loss, grad) \
+    void clc_op_##op(struct clc *k, int id) { ewise_loss(k, id, loss); } \
+    void clc_op_##op##_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, grad); }
+#include "codegen/formulas.def"
 
 /* Host: the labels of a class op, when they are a model input, are checked
  * before anything runs (the C backend's message); labels computed on the device
@@ -1104,7 +897,7 @@ static void host_label_check(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
     long long cls = (long long)x->dim[1];
     struct cgc *c = &k->c;
-    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(cgc_dim(x, 0)));
+    cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", cg_xs(cgc_dim(x, 0)));
     cgc_emit(c, "    const int32_t y = ((const int32_t *)ctx->buf[%d])[r];", k->c.vals[l].buffer);
     cgc_emit(c, "    if (y < 0 || y >= %lld) {", cls);
     cgc_emit(c, "        nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", (int)y, "
@@ -1137,13 +930,11 @@ void clc_op_CROSS_ENTROPY(struct clc *k, int id) {
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, rows, xk(1), &idx);
     clc_src(k, "    acc_t sum = 0;");
-    clc_src(k, "    for (long row = t; row < %s; row += L) {", xs(rows));
+    clc_src(k, "    for (long row = t; row < %s; row += L) {", cg_xs(rows));
     clc_src(k, "        __global const float *xr = v%d + row * %lld;", arg(k, id, 0), cls);
-    clc_src(k, "        float mx = xr[0];");
-    clc_src(k, "        for (long j = 1; j < %lld; j++) mx = xr[j] > mx ? xr[j] : mx;", cls);
-    clc_src(k, "        acc_t se = 0;");
-    clc_src(k, "        for (long j = 0; j < %lld; j++) se += exp((acc_t)xr[j] - mx);", cls);
-    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+    char n[24];
+    snprintf(n, sizeof n, "%lld", cls);
+    cg_row_lse(k->src, "        ", &cg_lang_opencl, n);
     if (labels) {
         clc_src(k, "        const int y = v%d[row];", arg(k, id, 1));
         clc_src(k, "        if (y >= 0 && y < %lld) sum += lse - xr[y];", cls);
@@ -1153,7 +944,7 @@ void clc_op_CROSS_ENTROPY(struct clc *k, int id) {
     }
     clc_src(k, "    }");
     wg_combine(k, wg, "sum", "netc_wg_sum", "redd");
-    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, xs(rows));
+    clc_src(k, "    if (t == 0) v%d[0] = (float)(sum / (acc_t)(%s));", id, cg_xs(rows));
     idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
@@ -1169,7 +960,7 @@ void clc_op_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
     struct kvals v = kv_node(k, id);
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, xk(cls), cgc_dim(x, 0), &idx);
-    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), xs(cgc_dim(x, 0)));
+    clc_src(k, "    const acc_t g = (acc_t)v%d[0] / (acc_t)(%s);", arg(k, id, 2), cg_xs(cgc_dim(x, 0)));
     class_row(k, id, wg, true, "r", "    ");
     clc_src(k, "    __global float *dr = v%d + r * %lld;", id, cls);
     if (labels) {
@@ -1197,7 +988,7 @@ void clc_op_ACCURACY(struct clc *k, int id) {
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, rows, xk(1), &idx);
     clc_src(k, "    int hits = 0;");
-    clc_src(k, "    for (long row = t; row < %s; row += L) {", xs(rows));
+    clc_src(k, "    for (long row = t; row < %s; row += L) {", cg_xs(rows));
     clc_src(k, "        __global const float *xr = v%d + row * %lld;", arg(k, id, 0), cls);
     clc_src(k, "        long best = 0;");
     clc_src(k, "        for (long j = 1; j < %lld; j++) if (xr[j] > xr[best]) best = j;", cls);
@@ -1211,74 +1002,26 @@ void clc_op_ACCURACY(struct clc *k, int id) {
     clc_src(k, "        hits += best == y;");
     clc_src(k, "    }");
     wg_combine(k, wg, "hits", "netc_wg_sumi", "redi");
-    clc_src(k, "    if (t == 0) v%d[0] = (float)((acc_t)hits / (acc_t)(%s));", id, xs(rows));
+    clc_src(k, "    if (t == 0) v%d[0] = (float)((acc_t)hits / (acc_t)(%s));", id, cg_xs(rows));
     idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
 }
 
 /* ----------------------------------------------------------- convolution */
 
-/* The conv geometry's (input, weight, output) shapes of a conv-family node. */
-static void conv_roles(const struct clc *k, int id, const struct shape **x, const struct shape **w,
-                       const struct shape **y) {
-    const struct shape *a0 = arg_shape(k, id, 0), *a1 = arg_shape(k, id, 1), *me = shape_of(k, id);
-    switch (node(k, id)->op) {
-    case OP_CONV2D: *x = a0, *w = a1, *y = me; break;
-    case OP_CONV2D_GRAD_INPUT: *x = me, *w = a1, *y = a0; break;
-    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = me, *y = a1; break;
-    default: *x = me, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
-    }
-}
-
-/* Host: `geo` for node id and the library call; the chunk is the one the
- * memory plan sized the scratch s<id> for (cgc_op_scratch). */
-static void conv_call(struct clc *k, int id, const char *fn) {
-    const struct ir_node *nd = node(k, id);
-    const struct shape *x, *w, *y;
-    conv_roles(k, id, &x, &w, &y);
-    const int64_t *s = ir_get_ints(nd, "stride", NULL), *p = ir_get_ints(nd, "pad", NULL);
-    const int64_t *d = ir_get_ints(nd, "dilation", NULL);
-    struct nrt_conv one = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
-                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(nd, "groups")};
-    bool per_n;
-    int64_t scratch = cgc_op_scratch(k->c.f, nd, &per_n), per = nrt_conv_image_floats(&one);
-    int64_t chunk = per > 0 && scratch / per > 0 ? scratch / per : 1;
-    struct cgc *c = &k->c;
-    cgc_emit(c, "{");
-    c->indent++;
-    cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
-             xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
-             (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
-             (long long)ir_get_int(nd, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
-             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
-    cgc_emit(c, "%s(ctx, &geo, o%d, o%d, o%d, s%d);", fn, arg(k, id, 0), arg(k, id, 1), id, id);
-    c->indent--;
-    cgc_emit(c, "}");
-}
-
-void clc_op_CONV2D(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d"); }
-void clc_op_CONV2D_GRAD_INPUT(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_input"); }
-void clc_op_CONV2D_GRAD_WEIGHT(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_weight"); }
-/* The adjoint of conv2d: conv2d_grad_input with the roles swapped. */
-void clc_op_CONV_TRANSPOSE2D(struct clc *k, int id) { conv_call(k, id, "nrt_cl_conv2d_grad_input"); }
+void clc_op_CONV2D(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
+void clc_op_CONV2D_GRAD_INPUT(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
+void clc_op_CONV2D_GRAD_WEIGHT(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
+void clc_op_CONV_TRANSPOSE2D(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
 
 /* ------------------------------------------------------------- recurrent */
 
 /* Host: `geo` (as the C backend's) and the device library's call. */
 static void rnn_call(struct clc *k, int id, int ws, int whh, int x, const char *call) {
-    const struct ir_node *nd = node(k, id);
-    const struct shape *w = ws < 0 ? shape_of(k, id) : arg_shape(k, id, ws), *wh = arg_shape(k, id, whh);
-    long long f = x >= 0 ? (long long)arg_shape(k, id, x)->dim[2] : 0;
     struct cgc *c = &k->c;
     cgc_emit(c, "{");
     c->indent++;
-    char dws[64] = ", 0, 0"; /* rnn_bptt: the extent of dws (operand 2) */
-    if (nd->op == OP_RNN_BPTT)
-        snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(k, id, 2)->dim[1],
-                 (long long)arg_shape(k, id, 2)->dim[2]);
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(nd, "cell"), (int)ir_get_int(nd, "reverse"), dws);
+    cg_rnn_geo(c, id, ws, whh, x);
     cgc_emit(c, "%s", call);
     c->indent--;
     cgc_emit(c, "}");
@@ -1308,61 +1051,17 @@ void clc_op_RNN_GRAD(struct clc *k, int id) {
 
 /* --------------------------------------------------------------- pooling */
 
-static void pool_call(struct clc *k, int id, const char *fn, bool grad, const char *args) {
-    const struct ir_node *nd = node(k, id);
-    const struct shape *x = arg_shape(k, id, 0), *y = grad ? arg_shape(k, id, 1) : shape_of(k, id);
-    const int64_t *kk = ir_get_ints(nd, "kernel", NULL), *s = ir_get_ints(nd, "stride", NULL);
-    const int64_t *p = ir_get_ints(nd, "pad", NULL);
-    struct cgc *c = &k->c;
-    cgc_emit(c, "{");
-    c->indent++;
-    cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}};",
-             xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
-             (long long)y->dim[3], (long long)kk[0], (long long)kk[1], (long long)s[0], (long long)s[1], (long long)p[0],
-             (long long)p[1], (long long)p[2], (long long)p[3]);
-    cgc_emit(c, "%s(ctx, &geo, %s);", fn, args);
-    c->indent--;
-    cgc_emit(c, "}");
-}
-
-void clc_op_MAXPOOL2D(struct clc *k, int id) {
-    char a[64];
-    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 0), id);
-    pool_call(k, id, "nrt_cl_maxpool2d", false, a);
-}
-
-void clc_op_AVGPOOL2D(struct clc *k, int id) {
-    char a[64];
-    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 0), id);
-    pool_call(k, id, "nrt_cl_avgpool2d", false, a);
-}
-
-void clc_op_MAXPOOL2D_GRAD(struct clc *k, int id) {
-    char a[64];
-    snprintf(a, sizeof a, "o%d, o%d, o%d", arg(k, id, 0), arg(k, id, 1), id);
-    pool_call(k, id, "nrt_cl_maxpool2d_grad", true, a);
-}
-
-void clc_op_AVGPOOL2D_GRAD(struct clc *k, int id) {
-    char a[64];
-    snprintf(a, sizeof a, "o%d, o%d", arg(k, id, 1), id);
-    pool_call(k, id, "nrt_cl_avgpool2d_grad", true, a);
-}
-
-static void upsample(struct clc *k, int id, const char *fn, const struct shape *small) {
-    const int64_t *s = ir_get_ints(node(k, id), "scale", NULL);
-    cgc_emit(&k->c, "%s(ctx, %s, %lld, %lld, %lld, %lld, o%d, o%d);", fn, xs(cgc_dims_prod(small, 0, 2)),
-             (long long)small->dim[2], (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(k, id, 0), id);
-}
-
-void clc_op_UPSAMPLE2D(struct clc *k, int id) { upsample(k, id, "nrt_cl_upsample2d", arg_shape(k, id, 0)); }
-void clc_op_UPSAMPLE2D_GRAD(struct clc *k, int id) { upsample(k, id, "nrt_cl_upsample2d_grad", shape_of(k, id)); }
+void clc_op_MAXPOOL2D(struct clc *k, int id) { cg_lib_pool(&k->c, id); }
+void clc_op_AVGPOOL2D(struct clc *k, int id) { cg_lib_pool(&k->c, id); }
+void clc_op_MAXPOOL2D_GRAD(struct clc *k, int id) { cg_lib_pool(&k->c, id); }
+void clc_op_AVGPOOL2D_GRAD(struct clc *k, int id) { cg_lib_pool(&k->c, id); }
+void clc_op_UPSAMPLE2D(struct clc *k, int id) { cg_lib_upsample(&k->c, id); }
+void clc_op_UPSAMPLE2D_GRAD(struct clc *k, int id) { cg_lib_upsample(&k->c, id); }
 
 /* ---------------------------------------------------- dropout, batchnorm */
 
-/* The mask of codegen.h's cg_dropout_keep in 64-bit integer math (netc_keep in
- * the prologue), so both backends keep exactly the same elements. */
+/* The mask of netrt.h's nrt_dropout_keep, whose text the prologue embeds, so
+ * both backends keep exactly the same elements. */
 static void dropout(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
     double rate = ir_get_float(nd, "rate");
@@ -1370,10 +1069,10 @@ static void dropout(struct clc *k, int id) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, true);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(cnt));
-    clc_src(k, "    v%d[i] = netc_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
-            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)cg_dropout_threshold(rate),
-            arg(k, id, 0), fs(1.0 / (1.0 - rate)));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
+    clc_src(k, "    v%d[i] = nrt_dropout_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
+            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)nrt_dropout_threshold(rate),
+            arg(k, id, 0), cg_fs(1.0 / (1.0 - rate)));
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, true);
     k->uses_step = true;
@@ -1391,9 +1090,9 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(cnt));
-    clc_src(k, "    const long c = (i / (%s)) %% %lld;", xs(inner), ch);
-    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, fs(ir_get_float(node(k, id), "eps")));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
+    clc_src(k, "    const long c = (i / (%s)) %% %lld;", cg_xs(inner), ch);
+    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, cg_fs(ir_get_float(node(k, id), "eps")));
     clc_src(k, "    v%d[i] = sc * (v%d[i] - v%d[c]) + v%d[c];", id, xv, mu, b);
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
@@ -1409,14 +1108,14 @@ static void layernorm(struct clc *k, int id, bool grad) {
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long r = get_global_id(0);");
-    clc_src(k, "    if (r >= %s) return;", xs(rows));
+    clc_src(k, "    if (r >= %s) return;", cg_xs(rows));
     clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), d);
     clc_src(k, "    __global float *y = v%d + r * %lld;", id, d);
     clc_src(k, "    acc_t m = 0, q = 0;");
     clc_src(k, "    for (long j = 0; j < %lld; j++) m += x[j];", d);
     clc_src(k, "    m /= %lld;", d);
     clc_src(k, "    for (long j = 0; j < %lld; j++) q += (x[j] - m) * (x[j] - m);", d);
-    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, fs(ir_get_float(node(k, id), "eps")));
+    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, cg_fs(ir_get_float(node(k, id), "eps")));
     if (grad) {
         clc_src(k, "    __global const float *g = v%d + r * %lld;", arg(k, id, 1), d);
         clc_src(k, "    acc_t sg = 0, sgc = 0;");
@@ -1448,7 +1147,7 @@ static void host_ids_check(struct clc *k, int id, int i, long long limit, bool h
     while (k->c.vals[l].alias >= 0) l = k->c.vals[l].alias;
     if (node(k, l)->op != OP_INPUT) return;
     struct cgc *c = &k->c;
-    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(k, id, i))));
+    cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(k, id, i))));
     cgc_emit(c, "    const int32_t v = ((const int32_t *)ctx->buf[%d])[p];", k->c.vals[l].buffer);
     char skipc[64] = "";
     if (has_skip) snprintf(skipc, sizeof skipc, "v != %lld && ", skip);
@@ -1469,7 +1168,7 @@ void clc_op_EMBEDDING(struct clc *k, int id) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cgc_x total = cgc_count(shape_of(k, id));
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(total));
     clc_src(k, "    const int t = v%d[i / %lld];", arg(k, id, 1), d);
     clc_src(k, "    v%d[i] = t >= 0 && t < %lld ? v%d[(long)t * %lld + i %% %lld] : 0.0f;", id, rows, arg(k, id, 0), d, d);
     idx = kend(k);
@@ -1487,7 +1186,7 @@ void clc_op_EMBEDDING_GRAD(struct clc *k, int id) {
     clc_src(k, "    const long j = get_global_id(0);");
     clc_src(k, "    if (j >= %lld) return;", d);
     clc_src(k, "    for (long r = 0; r < %lld; r++) v%d[r * %lld + j] = 0.0f;", rows, id, d);
-    clc_src(k, "    for (long p = 0; p < %s; p++) {", xs(cgc_count(arg_shape(k, id, 0))));
+    clc_src(k, "    for (long p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(k, id, 0))));
     clc_src(k, "        const int t = v%d[p];", arg(k, id, 0));
     clc_src(k, "        if (t >= 0 && t < %lld) v%d[(long)t * %lld + j] += v%d[p * %lld + j];", rows, id, d, arg(k, id, 1), d);
     clc_src(k, "    }");
@@ -1501,7 +1200,7 @@ void clc_op_ONE_HOT(struct clc *k, int id) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cgc_x total = cgc_count(shape_of(k, id));
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(total));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(total));
     clc_src(k, "    v%d[i] = v%d[i / %lld] == (int)(i %% %lld) ? 1.0f : 0.0f;", id, arg(k, id, 0), cls, cls);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
@@ -1517,7 +1216,7 @@ static bool masked_open(struct clc *k, int id, const struct kvals *v, int *idx) 
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     host_ids_check(k, id, 1, cls, true, ign, "target");
     bool wg = rows_open(k, kname(k, id), v, rows, xk(1), idx);
-    clc_src(k, "    const long rows = %s, cls = %lld;", xs(rows), cls);
+    clc_src(k, "    const long rows = %s, cls = %lld;", cg_xs(rows), cls);
     clc_src(k, "    const int ign = %lld;", ign);
     clc_src(k, "    __global const int *tg = v%d;", arg(k, id, 1));
     clc_src(k, "    int kept = 0;");
@@ -1528,11 +1227,7 @@ static bool masked_open(struct clc *k, int id, const struct kvals *v, int *idx) 
 
 static void masked_lse(struct clc *k, int id) {
     clc_src(k, "        __global const float *xr = v%d + q * cls;", arg(k, id, 0));
-    clc_src(k, "        float mx = xr[0];");
-    clc_src(k, "        for (long j = 1; j < cls; j++) mx = xr[j] > mx ? xr[j] : mx;");
-    clc_src(k, "        acc_t se = 0;");
-    clc_src(k, "        for (long j = 0; j < cls; j++) se += exp((acc_t)xr[j] - mx);");
-    clc_src(k, "        const acc_t lse = isinf(mx) ? (acc_t)mx : mx + log(se);");
+    cg_row_lse(k->src, "        ", &cg_lang_opencl, "cls");
 }
 
 void clc_op_MASKED_CROSS_ENTROPY(struct clc *k, int id) {
@@ -1597,8 +1292,8 @@ static struct cgc_x pool_open(struct clc *k, int id, const struct shape *x, int 
     *idx = kbegin(k, kname(k, id), v, false, false);
     struct cgc_x r = cgc_dims_prod(x, 2, x->rank), total = cgc_mul(cgc_dim(x, 0), r);
     clc_src(k, "    const long i = get_global_id(0);");
-    clc_src(k, "    if (i >= %s) return;", xs(total));
-    clc_src(k, "    const long T = %lld, R = %s, b = i / R, j = i %% R;", (long long)x->dim[1], xs(r));
+    clc_src(k, "    if (i >= %s) return;", cg_xs(total));
+    clc_src(k, "    const long T = %lld, R = %s, b = i / R, j = i %% R;", (long long)x->dim[1], cg_xs(r));
     clc_src(k, "    const int pad = %lld;", (long long)ir_get_int(node(k, id), "pad"));
     clc_src(k, "    __global const int *ib = v%d + b * T;", ids);
     return total;
@@ -1675,75 +1370,25 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
     return heads <= 1;
 }
 
-/* One array a fused kernel reads: a value, and its bias axis (-1: broadcast). */
-struct access {
-    int value; /* node id */
-    int bias;  /* bias axis, or -1 */
-};
-
-static bool member_of(const struct clc *k, const struct cgc_kernel *kn, int x) {
-    return x != kn->head && k->c.vals[x].kernel >= 0 && k->c.vals[x].kernel == k->c.vals[kn->root].kernel;
-}
-
+/* The nest of kernel kn on work-items (the arrays, the head's among them, as
+ * the C backend's: cg_kernel_nest), its members in registers, the outputs
+ * stored last. */
 void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
-    int r = kn->root;
-    const struct shape *y = shape_of(k, r);
+    struct cgc *c = &k->c;
     if (kn->head >= 0) clc_op_emit(k, kn->head); /* into the root's storage: o<head> = o<root> */
-    struct access acc[NEST_OPS];
-    int nacc = 0;
+    struct cg_nest ns;
+    struct cg_access acc[CG_NEST_OPS];
+    int nacc = cg_kernel_nest(c, kn, &ns, acc);
     struct kvals v = {0, {0}};
     for (size_t i = 0; i < vec_len(kn->outputs); i++) kv_add(&v, kn->outputs[i]); /* the root, and members used later */
-    kv_add(&v, r);
-    for (size_t i = 0; i < vec_len(kn->members); i++) {
-        int m = kn->members[i];
-        if (m == kn->head) continue;
-        const struct ir_node *nd = node(k, m);
-        for (int a = 0; a < nd->nargs; a++) {
-            int x = nd->args[a];
-            if (member_of(k, kn, x) || x == kn->head) continue;
-            struct access ac = {x, nd->op == OP_BIAS_ADD && a == 1 ? (int)ir_get_int(nd, "axis") : -1};
-            bool dup = false;
-            for (int q = 0; q < nacc && !dup; q++) dup = acc[q].value == ac.value && acc[q].bias == ac.bias;
-            if (dup) continue;
-            NETC_ASSERT(nacc < NEST_OPS - 1);
-            acc[nacc++] = ac;
-            kv_add(&v, x);
-        }
-    }
+    for (int j = 0; j < nacc; j++) kv_add(&v, acc[j].value);
     char name[64];
-    snprintf(name, sizeof name, "e%d_k%d", k->entry, node(k, r)->kernel);
+    snprintf(name, sizeof name, "e%d_k%d", k->entry, node(k, kn->root)->kernel);
     int idx = kbegin(k, name, &v, false, false);
-    struct nest ns = {.rank = y->rank, .nops = 1 + nacc};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    cgc_strides(y, ns.st[0]);
-    for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) cgc_strides_into(shape_of(k, acc[j].value), y, ns.st[1 + j]);
-        else
-            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
-    }
     struct cgc_x total = nest_open(k, &ns);
     for (size_t i = 0; i < vec_len(kn->members); i++) {
-        int m = kn->members[i];
-        if (m == kn->head) continue;
-        const struct ir_node *nd = node(k, m);
-        char ops[NEST_OPS][240], tmpl[CGC_TMPL_MAX], expr[2048];
-        for (int a = 0; a < nd->nargs && a < NEST_OPS; a++) {
-            int x = nd->args[a];
-            if (x == kn->head) {
-                snprintf(ops[a], sizeof ops[a], "v%d[%s]", r, ns.idx[0]);
-                continue;
-            }
-            if (member_of(k, kn, x)) {
-                snprintf(ops[a], sizeof ops[a], "t%d", x);
-                continue;
-            }
-            int bias = nd->op == OP_BIAS_ADD && a == 1 ? (int)ir_get_int(nd, "axis") : -1, j = 0;
-            while (acc[j].value != x || acc[j].bias != bias) j++;
-            snprintf(ops[a], sizeof ops[a], "v%d[%s]", x, ns.idx[1 + j]);
-        }
-        c_template(k, m, tmpl);
-        subst(expr, sizeof expr, tmpl, ops, nd->nargs);
-        clc_src(k, "    const float t%d = %s;", m, expr);
+        char line[2304];
+        if (cg_kernel_line(c, kn, i, &ns, acc, line, sizeof line) >= 0) clc_src(k, "    %s", line);
     }
     /* The stores come last: an input may be the buffer an output is stored into
      * in place (an optimizer update), read above before it is overwritten. */
@@ -1754,6 +1399,10 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
 
 /* --------------------------------------------------------------- prologue */
 
+/* The text of a macro's expansion. */
+#define CL_STR_(...) #__VA_ARGS__
+#define CL_STR(...) CL_STR_(__VA_ARGS__)
+
 void clc_prologue(FILE *src) {
     fputs("/* OpenCL C 1.2. acc_t: the accumulator of losses and softmax rows (double\n"
           " * where the device has it, as the C backend). */\n"
@@ -1763,17 +1412,8 @@ void clc_prologue(FILE *src) {
           "#else\n"
           "typedef float acc_t;\n"
           "#endif\n"
-          "/* The C column's formulas name the float functions of C. */\n"
-          "#define expf exp\n"
-          "#define logf log\n"
-          "#define sqrtf sqrt\n"
-          "#define tanhf tanh\n"
-          "#define erff erf\n"
-          "#define powf pow\n"
-          "/* ... and the runtime's vector math (netrt.h) by the builtins. */\n"
-          "#define nrt_expf exp\n"
-          "#define nrt_tanhf tanh\n"
-          "#define nrt_erff erf\n"
+          "/* The runtime's GELU derivatives (netrt.h) by the builtins, for the\n"
+          " * formulas of codegen/formulas.def. */\n"
           "float nrt_gelu_grad(float x)\n"
           "{\n"
           "    return 0.5f * (1.0f + erf(x * 0.70710678f)) + x * 0.39894228f * exp(-0.5f * x * x);\n"
@@ -1785,29 +1425,12 @@ void clc_prologue(FILE *src) {
           "    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.79788456f * (1.0f + 0.134145f * x * x);\n"
           "}\n"
           "\n"
-          "/* The IR's conversion to i32: toward zero, saturating, NaN as 0. */\n"
-          "int nrt_to_i32(acc_t v)\n"
-          "{\n"
-          "    if (v != v) return 0;\n"
-          "    if (v >= (acc_t)2147483647.0) return INT_MAX;\n"
-          "    if (v <= (acc_t)-2147483648.0) return INT_MIN;\n"
-          "    return (int)v;\n"
-          "}\n"
+          "/* The IR's conversion to i32 (toward zero, saturating, NaN as 0): the text of\n"
+          " * runtime/netrt.h's, over acc_t. */\n"
+          CL_STR(NRT_TO_I32_DEFS(, acc_t, int)) "\n"
           "\n"
-          "/* The dropout mask, as codegen.h's cg_dropout_keep. */\n"
-          "ulong netc_mix64(ulong z)\n"
-          "{\n"
-          "    z += 0x9e3779b97f4a7c15UL;\n"
-          "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9UL;\n"
-          "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebUL;\n"
-          "    return z ^ (z >> 31);\n"
-          "}\n"
-          "\n"
-          "int netc_keep(ulong seed, ulong step, ulong index, uint threshold)\n"
-          "{\n"
-          "    const ulong h = netc_mix64(netc_mix64(netc_mix64(seed) ^ step) ^ index);\n"
-          "    return (uint)(h >> 40) >= threshold;\n"
-          "}\n"
+          "/* The dropout mask: the text of runtime/netrt.h's, over OpenCL's types. */\n"
+          CL_STR(NRT_DROPOUT_DEFS(, ulong, uint)) "\n"
           "\n"
           "/* Work-group reductions over a power-of-two group: every work-item gets the\n"
           " * result. */\n"

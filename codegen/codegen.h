@@ -1,50 +1,16 @@
-/* codegen/codegen.h -- the one internal header of codegen/: the formulas every
- * backend must reproduce bit for bit (the dropout mask), the reference interpreter's
- * API (interp.c), the interpreter's internals shared with interp_nn.c, the C
- * backend (c_emit.c, c_ops.c) and the OpenCL backend built on it (cl_emit.c,
- * cl_ops.c). Sections follow the files. */
+/* codegen/codegen.h -- the one internal header of codegen/: the reference
+ * interpreter's API (interp.c), the interpreter's internals shared with
+ * interp_nn.c, the C backend (c_emit.c, c_ops.c), the core the C-like backends
+ * share (cg_core.c, with the formulas of codegen/formulas.def) and the OpenCL
+ * backend built on them (cl_emit.c, cl_ops.c). Formulas that generated code also
+ * needs (the dropout mask) are defined once, in runtime/netrt.h. Sections follow
+ * the files. */
 #ifndef NETC_CODEGEN_H
 #define NETC_CODEGEN_H
 
 #include "ir/ir.h"
 #include "passes/passes.h"
-
-/* ------------------------------------------------- formulas of every backend */
-
-/* splitmix64's finalizer (Steele, Lea, Flood 2014): a bijective 64-bit mix. */
-static inline uint64_t cg_mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* The dropout mask: element `index` (flat row-major index into the dropout's value,
- * batch included) of a DROPOUT node with attribute `seed`, at training step `step`,
- * is kept iff the top 24 bits of
- *     h = mix64(mix64(mix64(seed) ^ step) ^ index)
- * are >= floor(rate * 2^24). A kept element is scaled by 1 / (1 - rate). The
- * threshold is an integer so that every backend (C, OpenCL, float or double)
- * decides exactly alike; DROPOUT_GRAD regenerates the same mask. */
-static inline uint32_t cg_dropout_threshold(double rate) { return (uint32_t)(rate * 16777216.0); }
-
-static inline int cg_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, uint32_t threshold) {
-    uint64_t h = cg_mix64(cg_mix64(cg_mix64(seed) ^ step) ^ index);
-    return (uint32_t)(h >> 40) >= threshold;
-}
-
-/* The elementwise losses per element (p the prediction, t the target, in double)
- * and their gradients (assigning d), as expressions in the common subset of C and
- * OpenCL C that both backends paste into their loops. BCE clamps each log at
- * -100 as PyTorch does; BCE_LOGITS is the numerically stable form. */
-#define CG_LOSS_MSE "(p - t) * (p - t)"
-#define CG_LOSS_BCE "-(t * (log(p) > -100 ? log(p) : -100) + (1 - t) * (log(1 - p) > -100 ? log(1 - p) : -100))"
-#define CG_LOSS_BCE_LOGITS "(p > 0 ? p : 0) - p * t + log1p(exp(-fabs(p)))"
-#define CG_LOSS_HINGE "(1 - t * p > 0 ? 1 - t * p : 0)"
-#define CG_LOSS_MSE_GRAD "d = 2 * (p - t);"
-#define CG_LOSS_BCE_GRAD "d = (log(p) > -100 ? -t / p : 0) + (log(1 - p) > -100 ? (1 - t) / (1 - p) : 0);"
-#define CG_LOSS_BCE_LOGITS_GRAD "d = (p >= 0 ? 1 / (1 + exp(-p)) : exp(p) / (1 + exp(p))) - t;"
-#define CG_LOSS_HINGE_GRAD "d = 1 - t * p > 0 ? -t : 0;"
+#include "runtime/netrt.h" /* the formulas generated code shares (dropout mask), library geometry */
 
 /* ------------------------------------------------------------- interp.c */
 
@@ -136,6 +102,8 @@ struct cg_val *cg_out(struct cg_interp *it, int id);
 const struct ir_node *cg_node(struct cg_interp *it, int id);
 
 /* ------------------------------------------------- c_emit.c, c_ops.c: the C backend */
+
+struct cg_lang;
 
 /* How a module is emitted. */
 struct cg_options {
@@ -247,8 +215,8 @@ struct cgc {
     size_t fixed_total;         /* bytes of the fixed region (per-n slots follow it) */
     size_t per_n_total;         /* bytes per batch item of the per-n region */
     struct cgc_kernel *kernels; /* vec: the kernels emitted fused */
-    char *capture;              /* when set, elementwise emitters copy their template
-                                   ($0, $1 for the operands) here instead of printing */
+    const struct cg_lang *lang; /* the target's spelling (cg_core.c); NULL where
+                                   nothing is printed (sizes only) */
     struct cgc_seen *seen;      /* the kernels printed so far in the module, or NULL */
     char **kname;               /* per node: the C name of the kernel rooted there, once printed */
 };
@@ -360,6 +328,143 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
                          const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
+
+/* ------------------------------------ cg_core.c: the core of the C-like backends */
+
+/* What the C and OpenCL backends share (tinygrad's CStyleLanguage): loop nests and
+ * the index arithmetic over them, substitution of operands into formulas, the
+ * arrays and expressions of a fused kernel, the roles of a convolution's operands,
+ * the geometry of runtime library calls and the calls themselves, node comments
+ * and the renaming that finds identical functions. Each backend prints a nest its
+ * own way (C: for loops; OpenCL: a work-item's index decomposed) and supplies its
+ * spelling in a struct cg_lang. */
+
+/* How a C-like target spells what the shared emitters print. */
+struct cg_lang {
+    const char *name; /* "C", "OpenCL" */
+    int dialect;      /* its column of codegen/formulas.def's math names (CG_DIALECT_*) */
+    const char *lib;  /* prefix of the runtime library's calls: "nrt_", "nrt_cl_" */
+    const char *ctx;  /* their leading arguments: "", "ctx, " */
+    char val;         /* a value passed to them: 'v' (v<id>, a pointer), 'o' (o<id>, an arena offset) */
+    const char *acc;  /* the accumulator type of sums and of i32 formulas: "double", "acc_t" */
+    const char *idx;  /* the type of loop indices: "int64_t", "long" */
+};
+#define CG_DIALECT_C 0
+#define CG_DIALECT_OPENCL 1
+extern const struct cg_lang cg_lang_c, cg_lang_opencl;
+
+/* Prints "{" and indents, unindents and prints "}" (a block around a library
+ * call on `geo`, or an op's locals). */
+void cg_block_open(struct cgc *c);
+void cg_block_close(struct cgc *c);
+
+/* Short-lived text of a size expression and of a float literal (rings of 16 and
+ * 8 buffers: valid until that many later calls). */
+const char *cg_xs(struct cgc_x x);
+const char *cg_fs(double v);
+
+/* A loop nest over `dim` indexing `nops` arrays through their strides. */
+#define CG_NEST_OPS 16     /* arrays of one nest at most */
+#define CG_IDX_MAX 200     /* characters of one array's index */
+#define CG_OPERAND_MAX 240 /* characters of one operand's element expression */
+struct cg_nest {
+    int rank;                                  /* loops */
+    struct cgc_x dim[IR_MAX_RANK];             /* their extents */
+    int nops;                                  /* arrays indexed */
+    struct cgc_x st[CG_NEST_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
+    char idx[CG_NEST_OPS][CG_IDX_MAX];         /* after cg_nest_index: each array's index */
+    bool range;                                /* C: the first loop runs over [lo, hi) */
+};
+/* A nest over shape y for nops arrays; array 0 is y itself (row-major). */
+void cg_nest_init(struct cg_nest *ns, const struct shape *y, int nops);
+/* Array j reads x broadcast into y (numpy), or with axis >= 0 a vector along that axis of y. */
+void cg_nest_read(struct cg_nest *ns, int j, const struct shape *x, const struct shape *y, int axis);
+/* Merges loop i into loop i+1 wherever every array walks them contiguously, so
+ * that same-shape elementwise ops become one flat loop. */
+void cg_nest_merge(struct cg_nest *ns);
+/* Fills ns->idx: each array's index over the loop variables i0, i1, ... */
+void cg_nest_index(struct cg_nest *ns);
+/* The elements the nest visits. */
+struct cgc_x cg_nest_total(const struct cg_nest *ns);
+/* Substitutes $0..$9 in tmpl by ops[]; a result that does not fit is an
+ * internal error, never code cut short. */
+void cg_subst(char *out, size_t len, const char *tmpl, char ops[][CG_OPERAND_MAX], int nops);
+
+/* One array a fused kernel's nest reads: a value, and the axis along which it is
+ * a per-channel vector (-1: numpy broadcasting into the root's shape). */
+struct cg_access {
+    int value; /* node id */
+    int bias;  /* bias axis, or -1 */
+};
+/* How member m reads its operand a; whether that operand is computed in a
+ * register of kernel k (an earlier member, not the head). */
+struct cg_access cg_access_of(const struct cgc *c, int m, int a);
+bool cg_in_register(const struct cgc *c, const struct cgc_kernel *k, int m, int a);
+/* The arrays of k's nest after the root's: every distinct access in order of
+ * use, at most max (max + 1: more). */
+int cg_kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct cg_access *acc, int max);
+/* k's nest, merged (the outputs, all of the root's shape, share array 0), and its
+ * accesses; returns their count. */
+int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns, struct cg_access *acc);
+/* Member m's element expression in k's nest (indices filled): its formula in
+ * c->lang's spelling with registers t<id> and array elements v<id>[index] for
+ * operands. */
+void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, const struct cg_nest *ns,
+                    const struct cg_access *acc, char *expr, size_t len);
+/* The formula of node n's op (codegen/formulas.def) in l's spelling, with $0,
+ * $1, ... for its operands, into out; false when the op has none. */
+bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len);
+
+/* Elementwise node id as one nest: array 0 the node, array 1 + a its operand a
+ * broadcast (or, for a == 1 with bias_axis >= 0, a vector along that axis); and,
+ * once the indices are filled, the statement computing one element by the op's
+ * formula (i32 results in the accumulator type, converted as the IR converts). */
+void cg_ewise_nest(const struct cgc *c, int id, int bias_axis, struct cg_nest *ns);
+void cg_ewise_store(const struct cgc *c, int id, const struct cg_nest *ns, char *line, size_t len);
+/* Member i of kernel k as the statement computing its register t<id> ("const
+ * float t7 = ...;"); -1 for the head (computed before the nest), else its id. */
+int cg_kernel_line(const struct cgc *c, const struct cgc_kernel *k, size_t i, const struct cg_nest *ns,
+                   const struct cg_access *acc, char *line, size_t len);
+/* Prints, each line after `pad`, the largest element mx and the log-sum-exp lse
+ * (in the accumulator type) of the row xr of `cls` (an expression) elements. */
+void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char *cls);
+/* The head of a generated C file of module m: a comment naming it ("model NAME"
+ * then `what`, the netc version, then the lines of `about`), and the runtime
+ * header. */
+void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what, const char *about);
+
+/* The (input, weight, output) shapes of a conv-family node's geometry; the
+ * images per GEMM its kernels take (struct nrt_conv's chunk) and the scratch
+ * floats per image. */
+void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x, const struct shape **w,
+                   const struct shape **y);
+int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per);
+
+/* Runtime library ops in the target's spelling (c->lang), in a block where they
+ * need a geometry: matmul, matmul_bsum; conv2d and its gradients and
+ * conv_transpose2d (scratch s<id>); max/avg pooling and their gradients;
+ * upsampling and its gradient. cg_rnn_geo declares `geo`, the nrt_rnn of a
+ * recurrent node whose ws is operand `ws` (-1: the node) and w_hh operand `whh`,
+ * x operand `x` (-1: none). */
+void cg_lib_matmul(struct cgc *c, int id);
+void cg_lib_matmul_bsum(struct cgc *c, int id);
+void cg_lib_conv(struct cgc *c, int id);
+void cg_lib_pool(struct cgc *c, int id);
+void cg_lib_upsample(struct cgc *c, int id);
+void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x);
+
+/* Prints node id's one-line IR as a comment; a name made safe for a comment
+ * (identifier characters, '.' and '-'). */
+void cg_node_comment(struct cgc *c, int id);
+const char *cg_comment_safe(const char *s, char *buf, size_t len);
+/* A function's text as its computation: `name` (where an identifier starts)
+ * replaced by '@', and the ids after the one-letter prefixes in `prefixes`
+ * (and '%' when it is among them) numbered by first appearance, so that two
+ * functions compare equal exactly when they compute the same from their
+ * parameters in the same order. Returns a new string. */
+char *cg_canonical(const char *text, const char *name, const char *prefixes);
+/* Grows *out (of *cap bytes) to hold at least need bytes. */
+void cg_reserve(char **out, size_t *cap, size_t need);
 
 /* ------------------------------------------ cl_emit.c, cl_ops.c: the OpenCL backend */
 

@@ -552,16 +552,16 @@ bool cg_eval_UPSAMPLE2D_GRAD(struct cg_interp *it, int id) {
 
 /* ---------------------------------------------------- dropout, batchnorm */
 
-/* The mask of codegen.h's cg_dropout_keep; DROPOUT and DROPOUT_GRAD are the same map. */
+/* The mask of netrt.h's nrt_dropout_keep; DROPOUT and DROPOUT_GRAD are the same map. */
 static bool dropout(struct cg_interp *it, int id) {
     const struct ir_node *n = cg_node(it, id);
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
     double rate = ir_get_float(n, "rate");
     uint64_t seed = (uint64_t)ir_get_int(n, "seed");
-    uint32_t thr = cg_dropout_threshold(rate);
+    uint32_t thr = nrt_dropout_threshold(rate);
     double scale = 1.0 / (1.0 - rate);
     for (size_t i = 0; i < y->numel; i++)
-        y->d[i] = cg_dropout_keep(seed, it->step, i, thr) ? x->d[i] * scale : 0;
+        y->d[i] = nrt_dropout_keep(seed, it->step, i, thr) ? x->d[i] * scale : 0;
     return true;
 }
 

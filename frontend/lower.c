@@ -31,9 +31,6 @@ const char *lw_tstr(struct lower *L, const struct type *t) {
     return arena_strdup(L->a, type_str(t, buf, sizeof buf));
 }
 
-int lw_node(struct lower *L, enum op op, const int *args, int nargs, struct loc loc) {
-    return ir_node_add(L->m, L->f, op, args, nargs, loc);
-}
 
 /* Static elements of a shape, saturating at INT64_MAX. */
 static int64_t numel_sat(const struct shape *s) {
@@ -48,13 +45,21 @@ static int64_t numel_sat(const struct shape *s) {
 
 #define FE_MAX_NUMEL ((int64_t)1 << 31)
 
-int lw_fin(struct lower *L, int id) {
-    char err[512];
-    if (!ir_infer(L->m, L->f, id, err, sizeof err)) {
-        lw_error(L, lw_n(L, id)->loc, "%s", err);
-        return -1;
-    }
-    if (numel_sat(&lw_type(L, id)->shape) > FE_MAX_NUMEL) {
+/* A node its shape rule rejects is a user error at the node. */
+static int lw_reject(struct ir_build *b, int id, const char *err) {
+    struct lower *L = b->ctx;
+    lw_error(L, lw_n(L, id)->loc, "%s", err);
+    return -1;
+}
+
+/* The IR builder (ir/build.c) appending to L's function at loc. */
+static struct ir_build lw_builder(struct lower *L, struct loc loc) {
+    return (struct ir_build){L->m, L->f, loc, 0, "lowering", lw_reject, L};
+}
+
+/* id, or -1 after an error when its value would be too large. */
+static int lw_sized(struct lower *L, int id) {
+    if (id >= 0 && numel_sat(&lw_type(L, id)->shape) > FE_MAX_NUMEL) {
         lw_error(L, lw_n(L, id)->loc, "%s would make a tensor %s, which is too large",
                  op_info[lw_n(L, id)->op].name, lw_tstr(L, lw_type(L, id)));
         return -1;
@@ -62,10 +67,19 @@ int lw_fin(struct lower *L, int id) {
     return id;
 }
 
+int lw_node(struct lower *L, enum op op, const int *args, int nargs, struct loc loc) {
+    struct ir_build b = lw_builder(L, loc);
+    return ir_build_add(&b, op, args, nargs);
+}
+
+int lw_fin(struct lower *L, int id) {
+    struct ir_build b = lw_builder(L, LOC_NONE);
+    return lw_sized(L, ir_build_fin(&b, id));
+}
+
 int lw_emit(struct lower *L, enum op op, const int *args, int nargs, struct loc loc) {
-    for (int i = 0; i < nargs; i++)
-        if (args[i] < 0) return -1;
-    return lw_fin(L, lw_node(L, op, args, nargs, loc));
+    struct ir_build b = lw_builder(L, loc);
+    return lw_sized(L, ir_build_op(&b, op, args, nargs));
 }
 
 int lw_emit1(struct lower *L, enum op op, int a, struct loc loc) { return lw_emit(L, op, &a, 1, loc); }
@@ -76,29 +90,19 @@ int lw_emit2(struct lower *L, enum op op, int a, int b, struct loc loc) {
 }
 
 int lw_const(struct lower *L, double v, enum dtype dt, struct loc loc) {
-    int id = lw_node(L, OP_CONST, NULL, 0, loc);
-    struct ir_node *n = lw_n(L, id);
-    ir_set_float(n, "value", v);
-    n->type.dtype = dt;
-    n->type.shape.rank = 0;
-    return lw_fin(L, id);
+    struct ir_build b = lw_builder(L, loc);
+    return lw_sized(L, ir_build_const(&b, v, dt));
 }
 
 int lw_reshape(struct lower *L, int x, const struct shape *shape, struct loc loc) {
     if (x < 0) return -1;
-    int id = lw_node(L, OP_RESHAPE, &x, 1, loc);
-    lw_n(L, id)->type.dtype = lw_type(L, x)->dtype;
-    lw_n(L, id)->type.shape = *shape;
-    return lw_fin(L, id);
+    struct ir_build b = lw_builder(L, loc);
+    return lw_sized(L, ir_build_typed(&b, OP_RESHAPE, x, (struct type){lw_type(L, x)->dtype, *shape}));
 }
 
 int lw_slice(struct lower *L, int x, int axis, int64_t start, int64_t size, struct loc loc) {
-    if (x < 0) return -1;
-    int id = lw_node(L, OP_SLICE, &x, 1, loc);
-    ir_set_int(lw_n(L, id), "axis", axis);
-    ir_set_int(lw_n(L, id), "start", start);
-    ir_set_int(lw_n(L, id), "size", size);
-    return lw_fin(L, id);
+    struct ir_build b = lw_builder(L, loc);
+    return lw_sized(L, ir_build_slice(&b, x, axis, start, size));
 }
 
 int lw_buffer_node(struct lower *L, const char *name, enum buf_kind kind, struct loc loc) {

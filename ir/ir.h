@@ -380,6 +380,38 @@ static inline int ir_rnn_row(int cell) { return cell == IR_RNN_LSTM ? 6 : cell =
 static inline int ir_rnn_state(int cell) { return cell == IR_RNN_LSTM ? 2 : 1; }
 static inline int ir_rnn_grad_row(int cell) { return cell == IR_RNN_LSTM ? 6 : cell == IR_RNN_GRU ? 7 : 2; }
 
+/* --------------------------------------------------------------- build.c */
+
+/* A builder appends typed nodes to function f of module m (autodiff, the
+ * optimizer lowering and the frontend's lowering build through it). Every node
+ * gets `loc`. A node its shape rule rejects is reported through `fail` (whose
+ * result is returned: -1 for a user error) or, without one, is an internal error
+ * naming `who`, since a pass builds only well-typed nodes. */
+struct ir_build {
+    struct ir_module *m; /* the module (buffers, arena) */
+    struct ir_func *f;   /* the function extended */
+    struct loc loc;      /* given to new nodes */
+    int added;           /* nodes appended */
+    const char *who;     /* the builder, in internal errors ("autodiff") */
+    int (*fail)(struct ir_build *b, int id, const char *err); /* user errors, or NULL */
+    void *ctx;           /* for fail */
+};
+/* Append a node (attributes zero, type unset); set its attributes or a preset
+ * type, then ir_build_fin types it by its shape rule: id, or fail's result. */
+int ir_build_add(struct ir_build *b, enum op op, const int *args, int nargs);
+int ir_build_fin(struct ir_build *b, int id);
+/* A typed node of op over args (-1 when an operand is -1). */
+int ir_build_op(struct ir_build *b, enum op op, const int *args, int nargs);
+int ir_build_op1(struct ir_build *b, enum op op, int a);
+int ir_build_op2(struct ir_build *b, enum op op, int a, int c);
+int ir_build_op3(struct ir_build *b, enum op op, int a, int c, int d);
+/* A scalar constant. */
+int ir_build_const(struct ir_build *b, double v, enum dtype dt);
+/* A unary op whose type is given (RESHAPE, BROADCAST_TO, SUM_TO), always a new node. */
+int ir_build_typed(struct ir_build *b, enum op op, int a, struct type t);
+/* `size` rows of a from `start` along axis. */
+int ir_build_slice(struct ir_build *b, int a, int64_t axis, int64_t start, int64_t size);
+
 /* --------------------------------------------------------------- print.c */
 
 /* Print the module in the IR text form (parseable by ir_parse). */

@@ -9,66 +9,37 @@
 
 /* The state of one differentiation. */
 struct ad {
-    struct ir_module *m; /* the module (buffers, arena) */
-    struct ir_func *f;   /* the function being extended */
+    struct ir_build b;   /* appends to the function being extended, with the loc
+                            of the node being differentiated (ir/build.c) */
     int *grad;           /* per forward node: the node holding d(loss)/d(node), or -1 */
     char *needs;         /* per forward node: whether the loss gradient must reach it */
     int nfwd;            /* forward nodes (those before the walk started) */
-    struct loc loc;      /* loc given to new nodes: that of the node being differentiated */
-    int added;           /* nodes appended */
 };
 
 typedef void (*grad_fn)(struct ad *ad, int id, int g);
 
 /* ------------------------------------------------------------- builders */
 
-static struct ir_node *nd(struct ad *ad, int id) { return &ad->f->nodes[id]; }
-static const struct type *ty(struct ad *ad, int id) { return &ad->f->nodes[id].type; }
+static struct ir_node *nd(struct ad *ad, int id) { return &ad->b.f->nodes[id]; }
+static const struct type *ty(struct ad *ad, int id) { return &ad->b.f->nodes[id].type; }
 
-/* Append a node; attributes and preset types are set by the caller, then fin(). */
-static int add(struct ad *ad, enum op op, const int *args, int nargs) {
-    ad->added++;
-    return ir_node_add(ad->m, ad->f, op, args, nargs, ad->loc);
-}
-
-/* Type the node by its shape rule. Rules only build well-typed nodes, so a failure
- * here is a bug in this file. */
-static int fin(struct ad *ad, int id) {
-    char err[256];
-    if (!ir_infer(ad->m, ad->f, id, err, sizeof err))
-        netc_internal_error(__FILE__, __LINE__, "autodiff built an ill-typed %s: %s",
-                            op_info[nd(ad, id)->op].name, err);
-    return id;
-}
-
-static int op1(struct ad *ad, enum op op, int a) { return fin(ad, add(ad, op, &a, 1)); }
-
-static int op2(struct ad *ad, enum op op, int a, int b) {
-    int args[2] = {a, b};
-    return fin(ad, add(ad, op, args, 2));
-}
-
-static int op3(struct ad *ad, enum op op, int a, int b, int c) {
-    int args[3] = {a, b, c};
-    return fin(ad, add(ad, op, args, 3));
-}
-
+/* The builder's calls (ir/build.c): append a node (attributes and preset types
+ * set by the caller, then fin() types it by its shape rule: rules only build
+ * well-typed nodes, so a failure is an internal error), or a typed node. */
+static int add(struct ad *ad, enum op op, const int *args, int nargs) { return ir_build_add(&ad->b, op, args, nargs); }
+static int fin(struct ad *ad, int id) { return ir_build_fin(&ad->b, id); }
+static int op1(struct ad *ad, enum op op, int a) { return ir_build_op1(&ad->b, op, a); }
+static int op2(struct ad *ad, enum op op, int a, int b) { return ir_build_op2(&ad->b, op, a, b); }
+static int op3(struct ad *ad, enum op op, int a, int b, int c) { return ir_build_op3(&ad->b, op, a, b, c); }
 /* A scalar f32 constant. */
-static int cst(struct ad *ad, double v) {
-    int id = add(ad, OP_CONST, NULL, 0);
-    nd(ad, id)->type = (struct type){DT_F32, {0, {0}}};
-    ir_set_float(nd(ad, id), "value", v);
-    return fin(ad, id);
-}
+static int cst(struct ad *ad, double v) { return ir_build_const(&ad->b, v, DT_F32); }
 
 /* Unary ops whose target type is the node's own: RESHAPE, BROADCAST_TO, SUM_TO. */
 /* Types pass by value, and callers read *ty() only in an argument list that adds no
  * node: a pointer into the nodes dangles once add() moves them. */
 static int to_type(struct ad *ad, enum op op, int a, struct type t) {
     if (ty(ad, a)->dtype == t.dtype && shape_equal(&ty(ad, a)->shape, &t.shape)) return a;
-    int id = add(ad, op, &a, 1);
-    nd(ad, id)->type = t;
-    return fin(ad, id);
+    return ir_build_typed(&ad->b, op, a, t);
 }
 
 /* A reduction over `axes` (count 0: all). */
@@ -420,11 +391,7 @@ static int pad(struct ad *ad, int a, int64_t axis, int64_t before, int64_t after
 
 static int slice(struct ad *ad, int a, int64_t axis, int64_t start, int64_t size) {
     if (start == 0 && size == ty(ad, a)->shape.dim[axis]) return a;
-    int id = add(ad, OP_SLICE, &a, 1);
-    ir_set_int(nd(ad, id), "axis", axis);
-    ir_set_int(nd(ad, id), "start", start);
-    ir_set_int(nd(ad, id), "size", size);
-    return fin(ad, id);
+    return ir_build_slice(&ad->b, a, axis, start, size);
 }
 
 static void grad_SLICE(struct ad *ad, int id, int g) {
@@ -831,20 +798,20 @@ static bool is_grad_target(struct ir_module *m, const struct ir_func *f, const s
 /* Add `grad.<buffer>` outputs for the targets that the loss reaches, summing over
  * every node that reads the same buffer. */
 static void add_outputs(struct ad *ad, bool inputs) {
-    struct ir_module *m = ad->m;
+    struct ir_module *m = ad->b.m;
     for (size_t bi = 0; bi < vec_len(m->buffers); bi++) {
         const char *name = m->buffers[bi].name;
         int sum = -1;
         for (int i = 0; i < ad->nfwd; i++) {
             const struct ir_node *n = nd(ad, i);
             if (ad->grad[i] < 0 || !n->sym || strcmp(n->sym, name) != 0) continue;
-            if (!is_grad_target(m, ad->f, n, inputs)) continue;
-            ad->loc = n->loc;
+            if (!is_grad_target(m, ad->b.f, n, inputs)) continue;
+            ad->b.loc = n->loc;
             sum = sum < 0 ? ad->grad[i] : op2(ad, OP_ADD, sum, ad->grad[i]);
         }
         if (sum < 0) continue;
         char *out = arena_printf(m->arena, "grad.%s", name);
-        ir_output_add(m, ad->f, out, sum);
+        ir_output_add(m, ad->b.f, out, sum);
     }
 }
 
@@ -862,7 +829,7 @@ int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs) {
     int k = ir_output_find(f, f->loss);
     NETC_ASSERT(k >= 0);
     int loss = f->outputs[k].value, n = ir_func_len(f);
-    struct ad ad = {m, f, malloc(sizeof(int) * (size_t)n), calloc((size_t)n, 1), n, LOC_NONE, 0};
+    struct ad ad = {{m, f, LOC_NONE, 0, "autodiff", NULL, NULL}, malloc(sizeof(int) * (size_t)n), calloc((size_t)n, 1), n};
     if (!ad.grad || !ad.needs) {
         fputs("netc: out of memory\n", stderr);
         exit(1);
@@ -876,11 +843,11 @@ int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs) {
             if (ad.needs[node->args[a]]) ad.needs[i] = 1;
     }
     if (ad.needs[loss]) {
-        ad.loc = f->nodes[loss].loc;
+        ad.b.loc = f->nodes[loss].loc;
         ad.grad[loss] = cst(&ad, 1.0);
         for (int i = loss; i >= 0; i--) {
             if (ad.grad[i] < 0 || !ad.needs[i]) continue;
-            ad.loc = f->nodes[i].loc;
+            ad.b.loc = f->nodes[i].loc;
             grad_rule[f->nodes[i].op](&ad, i, ad.grad[i]);
         }
         add_outputs(&ad, inputs);
@@ -888,7 +855,7 @@ int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs) {
     free(ad.grad);
     free(ad.needs);
     ir_func_dce(f);
-    return ad.added;
+    return ad.b.added;
 }
 
 int pass_autodiff(struct ir_module *m) {

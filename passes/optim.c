@@ -140,48 +140,28 @@ static bool read_optim(const struct ir_func *f, enum optim_kind *kind, double va
 
 /* The state of one function's lowering. */
 struct lower {
-    struct ir_module *m;      /* the module (buffers, arena) */
-    struct ir_func *f;        /* the training function */
+    struct ir_build b;        /* appends to the training function, with the loc of
+                                 the update being built (ir/build.c) */
     enum optim_kind kind;     /* its optimizer */
     double opt[OPT_MAX];      /* its options, canonical order */
-    struct loc loc;           /* loc given to new nodes */
     int lr;                   /* node reading @F.lr */
-    int added;                /* nodes appended */
     int nconst;               /* constants cached */
     double cval[CONST_CACHE]; /* their values */
     int cid[CONST_CACHE];     /* their nodes */
 };
 
-/* Type node `id` by its shape rule; update rules build only well-typed nodes, so
- * a failure is a bug in this file. */
-static int fin(struct lower *L, int id) {
-    char err[256];
-    if (!ir_infer(L->m, L->f, id, err, sizeof err))
-        netc_internal_error(__FILE__, __LINE__, "optimizer lowering built an ill-typed %s: %s",
-                            op_info[L->f->nodes[id].op].name, err);
-    return id;
-}
-
-static int add(struct lower *L, enum op op, const int *args, int nargs) {
-    L->added++;
-    return ir_node_add(L->m, L->f, op, args, nargs, L->loc);
-}
-
-static int op1(struct lower *L, enum op op, int a) { return fin(L, add(L, op, &a, 1)); }
-
-static int op2(struct lower *L, enum op op, int a, int b) {
-    int args[2] = {a, b};
-    return fin(L, add(L, op, args, 2));
-}
+/* The builder's calls (ir/build.c): update rules build only well-typed nodes,
+ * so a node its shape rule rejects is an internal error. */
+static int fin(struct lower *L, int id) { return ir_build_fin(&L->b, id); }
+static int add(struct lower *L, enum op op, const int *args, int nargs) { return ir_build_add(&L->b, op, args, nargs); }
+static int op1(struct lower *L, enum op op, int a) { return ir_build_op1(&L->b, op, a); }
+static int op2(struct lower *L, enum op op, int a, int b) { return ir_build_op2(&L->b, op, a, b); }
 
 /* A scalar f32[] constant, one node per value. */
 static int cst(struct lower *L, double v) {
     for (int i = 0; i < L->nconst; i++)
         if (L->cval[i] == v) return L->cid[i];
-    int id = add(L, OP_CONST, NULL, 0);
-    L->f->nodes[id].type = (struct type){DT_F32, {0, {0}}};
-    ir_set_float(&L->f->nodes[id], "value", v);
-    fin(L, id);
+    int id = ir_build_const(&L->b, v, DT_F32);
     if (L->nconst < CONST_CACHE) {
         L->cval[L->nconst] = v;
         L->cid[L->nconst++] = id;
@@ -192,13 +172,13 @@ static int cst(struct lower *L, double v) {
 /* Read a parameter or state buffer. */
 static int read_buf(struct lower *L, const char *name) {
     int id = add(L, OP_PARAM, NULL, 0);
-    ir_set_sym(L->m, &L->f->nodes[id], name);
+    ir_set_sym(L->b.m, &L->b.f->nodes[id], name);
     return fin(L, id);
 }
 
 static void assign(struct lower *L, const char *name, int value) {
     int id = add(L, OP_ASSIGN, &value, 1);
-    ir_set_sym(L->m, &L->f->nodes[id], name);
+    ir_set_sym(L->b.m, &L->b.f->nodes[id], name);
     fin(L, id);
 }
 
@@ -207,21 +187,21 @@ static void assign(struct lower *L, const char *name, int value) {
  * Returns its interned name, or NULL after reporting. */
 static const char *state_buf(struct lower *L, const char *name, struct type t, struct ir_init init,
                              const char *group) {
-    struct ir_buffer *b = ir_buffer_find(L->m, name);
+    struct ir_buffer *b = ir_buffer_find(L->b.m, name);
     if (b) {
         if (b->kind == BUF_STATE && b->type.dtype == t.dtype && shape_equal(&b->type.shape, &t.shape))
             return b->name;
         char ts[TYPE_STR_MAX];
-        diag_error(L->f->loc,
+        diag_error(L->b.f->loc,
                    "in @%s: the optimizer needs a state buffer @%s of type %s, but that name is taken",
-                   L->f->name, name, type_str(&t, ts, sizeof ts));
+                   L->b.f->name, name, type_str(&t, ts, sizeof ts));
         if (b->loc.file) diag_note(b->loc, "@%s is declared here", name);
         return NULL;
     }
-    int i = ir_buffer_add(L->m, BUF_STATE, name, t, L->f->loc);
-    L->m->buffers[i].init = init;
-    L->m->buffers[i].group = group;
-    return L->m->buffers[i].name;
+    int i = ir_buffer_add(L->b.m, BUF_STATE, name, t, L->b.f->loc);
+    L->b.m->buffers[i].init = init;
+    L->b.m->buffers[i].group = group;
+    return L->b.m->buffers[i].name;
 }
 
 static const struct ir_init zeros = {INIT_ZEROS, 0, 0};
@@ -229,7 +209,7 @@ static const struct ir_init zeros = {INIT_ZEROS, 0, 0};
 /* A zero-initialized state buffer shaped like parameter p: `<F>.<opt>.<slot>.<p>`. */
 static const char *slot_buf(struct lower *L, const struct ir_buffer *p, const char *slot) {
     char *name =
-        arena_printf(L->m->arena, "%s.%s.%s.%s", L->f->name, optim_descs[L->kind].name, slot, p->name);
+        arena_printf(L->b.m->arena, "%s.%s.%s.%s", L->b.f->name, optim_descs[L->kind].name, slot, p->name);
     return state_buf(L, name, p->type, zeros, p->group);
 }
 
@@ -262,7 +242,7 @@ static int one_minus_pow(struct lower *L, double b, int t) {
 /* t = t + 1, stored, and the bias corrections of the incremented t. */
 static bool adam_prologue(struct lower *L, struct adam_scalars *s) {
     double b1 = L->opt[1], b2 = L->opt[2], wd = L->opt[4];
-    const char *step = state_buf(L, arena_printf(L->m->arena, "%s.step", L->f->name),
+    const char *step = state_buf(L, arena_printf(L->b.m->arena, "%s.step", L->b.f->name),
                                  (struct type){DT_F32, {0, {0}}}, zeros, NULL);
     if (!step) return false;
     int t = op2(L, OP_ADD, read_buf(L, step), cst(L, 1));
@@ -332,8 +312,8 @@ static const struct ir_buffer *grad_param(struct ir_module *m, const struct ir_o
 
 /* The node reading parameter p already in f (forward pass), or a new one. */
 static int param_node(struct lower *L, const struct ir_buffer *p) {
-    for (int i = 0; i < ir_func_len(L->f); i++)
-        if (L->f->nodes[i].op == OP_PARAM && strcmp(L->f->nodes[i].sym, p->name) == 0) return i;
+    for (int i = 0; i < ir_func_len(L->b.f); i++)
+        if (L->b.f->nodes[i].op == OP_PARAM && strcmp(L->b.f->nodes[i].sym, p->name) == 0) return i;
     return read_buf(L, p->name);
 }
 
@@ -350,7 +330,7 @@ static double opt_named(const struct lower *L, const char *name) {
  * them by min(1, c / (norm + 1e-6)), norm the global L2 norm over every
  * gradient (torch.nn.utils.clip_grad_value_ and clip_grad_norm_). */
 static void clip_grads(struct lower *L, struct ir_module *m) {
-    struct ir_func *f = L->f;
+    struct ir_func *f = L->b.f;
     double cv = opt_named(L, "clipvalue"), cn = opt_named(L, "clipnorm");
     if (cv > 0)
         for (size_t i = 0; i < vec_len(f->outputs); i++) {
@@ -366,8 +346,8 @@ static void clip_grads(struct lower *L, struct ir_module *m) {
         if (!grad_param(m, &f->outputs[i])) continue;
         int g = f->outputs[i].value;
         int sq = add(L, OP_SUM, (int[]){op2(L, OP_MUL, g, g)}, 1);
-        ir_set_ints(&L->f->nodes[sq], "axes", (int64_t[]){0}, 0);
-        ir_set_int(&L->f->nodes[sq], "keepdims", 0);
+        ir_set_ints(&L->b.f->nodes[sq], "axes", (int64_t[]){0}, 0);
+        ir_set_int(&L->b.f->nodes[sq], "keepdims", 0);
         fin(L, sq);
         total = total < 0 ? sq : op2(L, OP_ADD, total, sq);
     }
@@ -386,7 +366,7 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
         if (grad_param(m, &f->outputs[i])) ngrads++;
     if (ngrads == 0) return 0;
 
-    struct lower L = {.m = m, .f = f, .loc = f->loc};
+    struct lower L = {.b = {m, f, f->loc, 0, "optimizer lowering", NULL, NULL}};
     if (!read_optim(f, &L.kind, L.opt)) return -1;
     const char *lr = state_buf(&L, arena_printf(m->arena, "%s.lr", f->name), (struct type){DT_F32, {0, {0}}},
                                (struct ir_init){INIT_CONST, L.opt[0], 0}, NULL);
@@ -415,7 +395,7 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
                        type_str(gt, a, sizeof a), p->name, type_str(&p->type, b, sizeof b));
             return -1;
         }
-        L.loc = f->nodes[o.value].loc;
+        L.b.loc = f->nodes[o.value].loc;
         int pv = param_node(&L, p), nv = -1;
         switch (L.kind) {
         case OPT_SGD:
@@ -434,7 +414,7 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
     }
     vec_hdr_(f->outputs)->len = kept;
     ir_func_dce(f);
-    return L.added;
+    return L.b.added;
 }
 
 int pass_optim(struct ir_module *m) {

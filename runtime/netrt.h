@@ -705,33 +705,53 @@ int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path);
  * On an OpenCL model, call nrt_ctx_sync before saving; loading sets host_dirty. */
 int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path);
 
-/* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0. */
-static inline int32_t nrt_to_i32(double v)
-{
-    if (v != v)
-        return 0;
-    if (v >= 2147483647.0)
-        return 2147483647;
-    if (v <= -2147483648.0)
-        return (int32_t)-2147483647 - 1;
-    return (int32_t)v;
-}
+/* Converts a double to i32 as the IR does: toward zero, saturating, NaN as 0.
+ * NRT_TO_I32_DEFS(fn, real, i32) is its text over the given storage class and
+ * types, which OpenCL programs embed too (over their accumulator type). */
+#define NRT_TO_I32_DEFS(fn, real, i32)                                                       \
+    fn i32 nrt_to_i32(real v)                                                                \
+    {                                                                                        \
+        if (v != v)                                                                          \
+            return 0;                                                                        \
+        if (v >= (real)2147483647.0)                                                         \
+            return 2147483647;                                                               \
+        if (v <= (real)-2147483648.0)                                                        \
+            return (i32)-2147483647 - 1;                                                     \
+        return (i32)v;                                                                       \
+    }
+NRT_TO_I32_DEFS(static inline, double, int32_t)
 
-/* The dropout mask (codegen/codegen.h, cg_dropout_keep): element index of a
- * dropout with attribute seed at training step step is kept iff the top 24 bits
- * of mix64(mix64(mix64(seed) ^ step) ^ index) are >= threshold. */
-static inline uint64_t nrt_mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* The dropout mask, defined here once for every backend and the reference
+ * interpreter: element `index` (flat row-major index into the dropout's value,
+ * batch included) of a DROPOUT node with attribute `seed`, at training step
+ * `step`, is kept iff the top 24 bits of
+ *     h = mix64(mix64(mix64(seed) ^ step) ^ index)
+ * are >= threshold = floor(rate * 2^24) (nrt_dropout_threshold). A kept element
+ * is scaled by 1 / (1 - rate). The threshold is an integer so that every backend
+ * (C, OpenCL, float or double) decides exactly alike; DROPOUT_GRAD regenerates
+ * the same mask. mix64 is splitmix64's finalizer (Steele, Lea, Flood 2014), a
+ * bijective 64-bit mix. NRT_DROPOUT_DEFS(fn, u64, u32) is the text of both
+ * functions over the given storage class and integer types, so that OpenCL
+ * programs embed the very same text (NRT_DROPOUT_DEFS(, ulong, uint), codegen's
+ * prologue) as C gets below. */
+#define NRT_DROPOUT_DEFS(fn, u64, u32)                                                       \
+    fn u64 nrt_mix64(u64 z)                                                                  \
+    {                                                                                        \
+        z += (u64)0x9e3779b97f4a7c15;                                                        \
+        z = (z ^ (z >> 30)) * (u64)0xbf58476d1ce4e5b9;                                       \
+        z = (z ^ (z >> 27)) * (u64)0x94d049bb133111eb;                                       \
+        return z ^ (z >> 31);                                                                \
+    }                                                                                        \
+    fn int nrt_dropout_keep(u64 seed, u64 step, u64 index, u32 threshold)                    \
+    {                                                                                        \
+        const u64 h = nrt_mix64(nrt_mix64(nrt_mix64(seed) ^ step) ^ index);                  \
+        return (u32)(h >> 40) >= threshold;                                                  \
+    }
+NRT_DROPOUT_DEFS(static inline, uint64_t, uint32_t)
 
-static inline int nrt_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, uint32_t threshold)
+static inline uint32_t nrt_dropout_threshold(double rate)
 {
-    uint64_t h = nrt_mix64(nrt_mix64(nrt_mix64(seed) ^ step) ^ index);
-    return (uint32_t)(h >> 40) >= threshold;
+    return (uint32_t)(rate * 16777216.0);
 }
 
 /* ------------------------------------------------------------ vector math -- */

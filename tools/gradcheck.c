@@ -20,7 +20,7 @@ struct rng {
     uint64_t s; /* state */
 };
 
-static double rng_unit(struct rng *r) { return (double)(cg_mix64(r->s++) >> 11) * 0x1p-53; }
+static double rng_unit(struct rng *r) { return (double)(nrt_mix64(r->s++) >> 11) * 0x1p-53; }
 
 static double rng_normal(struct rng *r) {
     double u = rng_unit(r), v = rng_unit(r);
@@ -68,7 +68,7 @@ static void fill(const struct ir_module *m, const struct ir_buffer *b, double *v
     if (b->kind == BUF_INPUT && b->type.dtype == DT_I32) {
         int64_t classes = (use == OP_CROSS_ENTROPY || use == OP_MASKED_CROSS_ENTROPY) && width > 1 ? width : 2;
         for (size_t i = 0; i < count; i++)
-            v[i] = (double)(cg_mix64(r->s++) % (uint64_t)classes);
+            v[i] = (double)(nrt_mix64(r->s++) % (uint64_t)classes);
     } else if (b->kind == BUF_INPUT && use == OP_CROSS_ENTROPY && width > 0 && count % (size_t)width == 0) {
         for (size_t row = 0; row < count; row += (size_t)width) {
             double sum = 0;
@@ -182,7 +182,7 @@ static bool check_func(struct ir_module *m, struct ir_func *f, struct ir_func *f
         int retried = 0;
         size_t samples = count < (size_t)opt->samples ? count : (size_t)opt->samples;
         for (size_t s = 0; ok && s < samples; s++) {
-            size_t i = samples == count ? s : (size_t)(cg_mix64(r->s++) % count);
+            size_t i = samples == count ? s : (size_t)(nrt_mix64(r->s++) % count);
             double v = data[b][i], best = INFINITY;
             for (int shrink = 0; ok && shrink < 4 && !(best <= GRADCHECK_RETRY); shrink++) {
                 double h = GRADCHECK_EPS * pow(10, -shrink) * fmax(1, fabs(v)), l[2];

@@ -23,9 +23,9 @@
 /* The state of urand and fill (tests seed it as they need). */
 static uint64_t rng_state;
 
-/* Uniform in [lo, hi), from cg_mix64 of a counter. */
+/* Uniform in [lo, hi), from nrt_mix64 of a counter. */
 static inline double urand(double lo, double hi) {
-    return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53;
+    return lo + (hi - lo) * (double)(nrt_mix64(rng_state++) >> 11) * 0x1p-53;
 }
 
 /* Elements of s with the batch dim N set to BATCH. */
@@ -42,7 +42,7 @@ static inline void fill(const struct ir_buffer *b, float *f, int32_t *iv, size_t
     char k = b->name[0];
     int64_t last = b->type.shape.rank ? b->type.shape.dim[b->type.shape.rank - 1] : 1;
     for (size_t i = 0; i < count; i++) {
-        if (k == 'l') iv[i] = (int32_t)(cg_mix64(rng_state++) % 5);
+        if (k == 'l') iv[i] = (int32_t)(nrt_mix64(rng_state++) % 5);
         else if (k == 'p') f[i] = (float)urand(0.5, 2);
         else if (k == 'q') f[i] = (float)urand(0.1, 0.9);
         else if (k == 's') f[i] = urand(-1, 1) < 0 ? -1.0f : 1.0f;

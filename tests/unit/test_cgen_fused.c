@@ -214,7 +214,7 @@ static void write_inputs(int x, const struct ir_module *m) {
         for (size_t i = 0; i < count; i++) {
             float v;
             if (buf->type.dtype == DT_I32) {
-                int32_t l = (int32_t)(cg_mix64(rng_state++) % 10);
+                int32_t l = (int32_t)(nrt_mix64(rng_state++) % 10);
                 memcpy(&v, &l, 4);
             } else if (buf->kind == BUF_INPUT) v = (float)urand(0, 1);
             else if (buf->kind == BUF_STATE) v = (float)urand(0.5, 1); /* variances, lr */

@@ -215,7 +215,7 @@ int main(void) {
             size_t count = numel(&buf->type.shape);
             data[k][b] = calloc(count, 4);
             for (size_t i = 0; i < count; i++) {
-                if (buf->type.dtype == DT_I32) ((int32_t *)data[k][b])[i] = (int32_t)(cg_mix64(rng_state++) % 10);
+                if (buf->type.dtype == DT_I32) ((int32_t *)data[k][b])[i] = (int32_t)(nrt_mix64(rng_state++) % 10);
                 else if (buf->kind == BUF_INPUT) data[k][b][i] = (float)urand(0, 1);
                 else if (buf->kind == BUF_STATE) data[k][b][i] = (float)urand(0.5, 1); /* variances, lr */
                 else data[k][b][i] = (float)urand(-0.3, 0.3);

@@ -21,7 +21,7 @@
 
 static uint64_t rng_state = 99; /* test data RNG */
 static double urand(double lo, double hi) {
-    return lo + (hi - lo) * (double)(cg_mix64(rng_state++) >> 11) * 0x1p-53;
+    return lo + (hi - lo) * (double)(nrt_mix64(rng_state++) >> 11) * 0x1p-53;
 }
 
 static size_t numel(const struct ir_buffer *b) {
@@ -84,7 +84,7 @@ static void check_func(struct ir_module *m, struct ir_func *f, double **data, co
         size_t count = numel(buf);
         grads++;
         for (int s = 0; s < SAMPLES; s++) {
-            size_t i = (size_t)(cg_mix64(rng_state++) % count);
+            size_t i = (size_t)(nrt_mix64(rng_state++) % count);
             double v = data[b][i], l[2];
             for (int k = 0; k < 2; k++) {
                 data[b][i] = v + (k ? -EPS : EPS);

@@ -37,7 +37,7 @@ static enum gen gen_of[MAX_BUFS]; /* per buffer */
 static int64_t classes;           /* for G_LABEL */
 static uint64_t rng_state;        /* test data RNG */
 
-static uint64_t rng_next(void) { return cg_mix64(rng_state++); }
+static uint64_t rng_next(void) { return nrt_mix64(rng_state++); }
 static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(rng_next() >> 11) * 0x1p-53; }
 
 static int leaf(enum op op, const char *name, enum dtype dt, struct shape s, enum gen g) {

@@ -492,7 +492,7 @@ static void test_dropout(void) {
     for (int i = 0; i < 3000; i++) {
         kept += y[i] != 0;
         agree &= y[i] == gv[i];
-        formula &= (y[i] != 0) == cg_dropout_keep(42, 5, (uint64_t)i, cg_dropout_threshold(0.25));
+        formula &= (y[i] != 0) == nrt_dropout_keep(42, 5, (uint64_t)i, nrt_dropout_threshold(0.25));
         formula &= y[i] == 0 || fabs(y[i] - 1 / 0.75) < 1e-12;
         zero_ok &= zv[i] == 1;
     }
