@@ -1212,7 +1212,7 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
 const struct cg_target cg_target_c = {"c", ".c", emit_c};
 
 const struct cg_target *cg_target_find(const char *name) {
-    static const struct cg_target *const targets[] = {&cg_target_c, &cg_target_opencl};
+    static const struct cg_target *const targets[] = {&cg_target_c, &cg_target_opencl, &cg_target_llvm};
     for (size_t i = 0; i < sizeof targets / sizeof *targets; i++)
         if (strcmp(targets[i]->name, name) == 0) return targets[i];
     return NULL;

@@ -407,4 +407,18 @@ struct cgc_layers {
 /* Prints `static const struct nrt_layer_desc layers[]` and fills *sum. */
 void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *sum);
 
+/* ------------------------------------------ llvm_*.c: the LLVM backend */
+
+/* --target=llvm (llvm_emit.c, llvm_ops.c, llvm_desc.c, llvm_jit.c; llvm_none.c
+ * when netc is built without LLVM 14, where all three report that): the C
+ * backend's memory plan and kernels emitted as LLVM IR through the LLVM-C API,
+ * the runtime's kernels called, the descriptor as data. cg_target_llvm.emit
+ * prints the IR text; cg_llvm_object writes an optimised object file for the
+ * host processor (with main() when opt->main); cg_llvm_run JIT-compiles the
+ * module in process and runs nrt_main(argc, argv) on it, returning its exit
+ * status, or -1 after an error was reported. */
+extern const struct cg_target cg_target_llvm;
+bool cg_llvm_object(const struct ir_module *m, const struct cg_options *opt, const char *path);
+int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int argc, char **argv);
+
 #endif

@@ -1,0 +1,797 @@
+/* codegen/llvm_ops.c -- the LLVM backend's column of the op table: the IR of one
+ * node, with the semantics of the C backend (c_ops.c) and the reference
+ * interpreter. Elementwise ops are formulas (lg_formula) evaluated inside one
+ * loop nest per fused kernel (lg_kernel_emit, the C backend's kernels); float
+ * sums accumulate in double in the node's scratch, as in C; GEMM, convolution
+ * and pooling call libnetrt. Ops not listed in `column` are reported by
+ * lg_op_supported as not supported yet. Sections: nests, formulas, kernels,
+ * reductions, contractions, losses, NN ops, the column. */
+#include "codegen/llvm.h"
+
+#include "runtime/netrt.h"
+
+#include <stddef.h>
+#include <string.h>
+
+static const struct ir_node *node(const struct lg *g, int id) { return &g->c.f->nodes[id]; }
+static const struct shape *shape_of(const struct lg *g, int id) { return &node(g, id)->type.shape; }
+static int arg(const struct lg *g, int id, int i) { return node(g, id)->args[i]; }
+static const struct shape *arg_shape(const struct lg *g, int id, int i) { return shape_of(g, arg(g, id, i)); }
+static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
+
+/* ---------------------------------------------------------------- nests */
+
+/* A loop nest over `dim`, indexing `nops` arrays through their strides (the C
+ * backend's struct nest, c_ops.c). */
+#define LN_OPS 16
+struct lnest {
+    int rank;                              /* loops */
+    struct cgc_x dim[IR_MAX_RANK];         /* their extents */
+    int nops;                              /* arrays indexed */
+    struct cgc_x st[LN_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
+    LLVMValueRef idx[LN_OPS];              /* after nest_open: each array's index */
+    struct lg_loop loop[IR_MAX_RANK];      /* the loops */
+};
+
+/* Merge loop i into loop i+1 wherever every array walks them contiguously. */
+static void nest_merge(struct lnest *ns) {
+    for (int i = ns->rank - 2; i >= 0; i--) {
+        bool ok = true;
+        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        if (!ok) continue;
+        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
+        for (int k = i; k < ns->rank - 1; k++) {
+            ns->dim[k] = ns->dim[k + 1];
+            for (int j = 0; j < ns->nops; j++) ns->st[j][k] = ns->st[j][k + 1];
+        }
+        ns->rank--;
+    }
+}
+
+static void nest_open(struct lg *g, struct lnest *ns) {
+    nest_merge(ns);
+    LLVMValueRef i[IR_MAX_RANK];
+    for (int d = 0; d < ns->rank; d++) i[d] = lg_loop_open(g, &ns->loop[d], lg_i64(g, 0), lg_x(g, ns->dim[d]));
+    for (int j = 0; j < ns->nops; j++) {
+        LLVMValueRef at = lg_i64(g, 0);
+        for (int d = 0; d < ns->rank; d++) {
+            struct cgc_x s = ns->st[j][d];
+            if (s.k == 0) continue;
+            LLVMValueRef term = s.k == 1 && !s.n ? i[d] : LLVMBuildNSWMul(g->b, i[d], lg_x(g, s), "");
+            at = LLVMIsConstant(at) && LLVMConstIntGetSExtValue(at) == 0 ? term : LLVMBuildNSWAdd(g->b, at, term, "");
+        }
+        ns->idx[j] = at;
+    }
+}
+
+static void nest_close(struct lg *g, struct lnest *ns) {
+    for (int d = ns->rank - 1; d >= 0; d--) lg_loop_close(g, &ns->loop[d]);
+}
+
+/* ------------------------------------------------------------- formulas */
+
+static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
+static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
+static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
+static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(g->b, a, b, ""); }
+
+/* Converts v to type t (float, double or i32 as the IR converts). */
+static LLVMValueRef conv(struct lg *g, LLVMValueRef v, LLVMTypeRef t) {
+    LLVMTypeRef f = LLVMTypeOf(v);
+    if (f == t) return v;
+    if (f == g->i32) return LLVMBuildSIToFP(g->b, v, t, "");
+    if (t == g->i32) return lg_to_i32(g, f == g->f64 ? v : LLVMBuildFPExt(g->b, v, g->f64, ""));
+    return f == g->f32 ? LLVMBuildFPExt(g->b, v, t, "") : LLVMBuildFPTrunc(g->b, v, t, "");
+}
+
+LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, LLVMTypeRef t) {
+    bool f = t == g->f32;
+    LLVMValueRef zero = LLVMConstReal(t, 0), one = LLVMConstReal(t, 1);
+    LLVMValueRef x = a[0], y = n->nargs > 1 ? a[1] : NULL;
+#define K(v) LLVMConstReal(t, f ? (double)(float)(v) : (v))
+    switch (n->op) {
+    case OP_NEG: return LLVMBuildFNeg(g->b, x, "");
+    case OP_EXP: return f ? lg_expf(g, x) : lg_exp(g, x);
+    case OP_LOG: return f ? lg_logf(g, x) : lg_log(g, x);
+    case OP_SQRT: return lg_sqrt(g, x);
+    case OP_ABS: return lg_sel(g, LLVMRealOLT, x, zero, LLVMBuildFNeg(g->b, x, ""), x);
+    case OP_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, zero);
+    case OP_LEAKY_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_get_float(n, "alpha")), x));
+    case OP_SIGMOID: {
+        LLVMValueRef e = f ? lg_expf(g, x) : lg_exp(g, x), en = f ? lg_expf(g, LLVMBuildFNeg(g->b, x, "")) : lg_exp(g, LLVMBuildFNeg(g->b, x, ""));
+        return lg_sel(g, LLVMRealOGE, x, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, e, fadd(g, one, e)));
+    }
+    case OP_TANH: return f ? lg_tanhf(g, x) : conv(g, lg_tanhf(g, conv(g, x, g->f32)), t);
+    case OP_ERF: return f ? lg_erff(g, x) : conv(g, lg_erff(g, conv(g, x, g->f32)), t);
+    case OP_GELU:
+        if (ir_get_int(n, "approximate")) { /* 0.5 x (1 + tanh(0.79788456 (x + 0.044715 x^3))) */
+            LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
+            return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_tanhf(g, u)));
+        }
+        return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_erff(g, fmul(g, x, K(0.70710678)))));
+    case OP_GELU_GRAD:
+        if (ir_get_int(n, "approximate")) {
+            LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
+            LLVMValueRef th = lg_tanhf(g, u);
+            LLVMValueRef l = fmul(g, K(0.5), fadd(g, one, th));
+            LLVMValueRef r = fmul(g, fmul(g, fmul(g, K(0.5), x), fsub(g, one, fmul(g, th, th))), K(0.79788456));
+            r = fmul(g, r, fadd(g, one, fmul(g, fmul(g, K(0.134145), x), x)));
+            return fmul(g, y, fadd(g, l, r));
+        } else {
+            LLVMValueRef z = fmul(g, x, K(0.70710678118654752));
+            LLVMValueRef er = lg_erff(g, z), e = lg_expf(g, LLVMBuildFNeg(g->b, fmul(g, z, z), ""));
+            LLVMValueRef phi2 = fadd(g, one, er), xphi = fmul(g, fmul(g, x, K(0.39894228040143268)), e);
+            LLVMValueRef d = fadd(g, fmul(g, K(0.5), phi2), lg_sel(g, LLVMRealOGT, e, zero, xphi, zero));
+            return fmul(g, y, lg_sel(g, LLVMRealOEQ, x, x, d, x));
+        }
+    case OP_CAST:
+    case OP_BROADCAST_TO:
+    case OP_STOP_GRADIENT: return x;
+    case OP_ADD:
+    case OP_BIAS_ADD: return fadd(g, x, y);
+    case OP_SUB: return fsub(g, x, y);
+    case OP_MUL: return fmul(g, x, y);
+    case OP_DIV: return fdiv(g, x, y);
+    case OP_MAXIMUM: return lg_sel(g, LLVMRealOGT, x, y, x, y);
+    case OP_POW: {
+        LLVMTypeRef p[2] = {t, t};
+        LLVMValueRef args[2] = {x, y};
+        return lg_call(g, f ? "powf" : "pow", t, p, 2, args);
+    }
+    case OP_GREATER: return lg_sel(g, LLVMRealOGT, x, y, one, zero);
+    case OP_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, zero);
+    case OP_LEAKY_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_get_float(n, "alpha")), y));
+    case OP_SIGMOID_GRAD: return fmul(g, fmul(g, y, x), fsub(g, one, x));
+    case OP_TANH_GRAD: return fmul(g, y, fsub(g, one, fmul(g, x, x)));
+    default: NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
+    }
+#undef K
+}
+
+static bool has_formula(enum op op) {
+    switch (op) {
+    case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_RELU: case OP_LEAKY_RELU:
+    case OP_SIGMOID: case OP_TANH: case OP_ERF: case OP_GELU: case OP_GELU_GRAD: case OP_CAST: case OP_BROADCAST_TO:
+    case OP_ADD: case OP_BIAS_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_POW:
+    case OP_GREATER: case OP_RELU_GRAD: case OP_LEAKY_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+        return true;
+    default: return false;
+    }
+}
+
+/* -------------------------------------------------------------- kernels */
+
+/* One array a kernel's nest reads: a value, and its bias axis or -1 (c_ops.c). */
+struct access {
+    int value; /* node id */
+    int bias;  /* bias axis, or -1: numpy broadcasting into the root's shape */
+};
+
+static struct access access_of(const struct lg *g, int m, int a) {
+    const struct ir_node *n = node(g, m);
+    struct access x = {n->args[a], -1};
+    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    return x;
+}
+
+static bool member(const struct lg *g, const struct cgc_kernel *k, int x) {
+    for (size_t i = 0; i < vec_len(k->members); i++)
+        if (k->members[i] == x) return true;
+    return false;
+}
+
+/* Whether member m's operand a is computed in a register of the kernel. */
+static bool in_register(const struct lg *g, const struct cgc_kernel *k, int m, int a) {
+    int x = node(g, m)->args[a];
+    return x != k->head && member(g, k, x);
+}
+
+void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
+    if (k->head >= 0) lg_op_emit(g, k->head);
+    const struct shape *y = shape_of(g, k->root);
+    struct access acc[LN_OPS];
+    int nacc = 0;
+    for (size_t i = 0; i < vec_len(k->members); i++) {
+        int m = k->members[i];
+        if (m == k->head) continue;
+        for (int a = 0; a < node(g, m)->nargs; a++) {
+            if (in_register(g, k, m, a)) continue;
+            struct access x = access_of(g, m, a);
+            bool dup = false;
+            for (int j = 0; j < nacc && !dup; j++) dup = acc[j].value == x.value && acc[j].bias == x.bias;
+            if (dup) continue;
+            if (nacc == LN_OPS - 1) NETC_INTERNAL("kernel %%%d reads more than %d arrays", k->root, LN_OPS - 1);
+            acc[nacc++] = x;
+        }
+    }
+    struct lnest ns = {.rank = y->rank, .nops = 1 + nacc};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
+    cgc_strides(y, ns.st[0]);
+    for (int j = 0; j < nacc; j++) {
+        if (acc[j].bias < 0) cgc_strides_into(shape_of(g, acc[j].value), y, ns.st[1 + j]);
+        else
+            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
+    }
+    LLVMValueRef ptrs[LN_OPS];
+    for (int j = 0; j < nacc; j++) ptrs[j] = lg_ptr(g, acc[j].value);
+    LLVMValueRef *t = calloc((size_t)k->root + 1, sizeof *t);
+    if (!t) NETC_INTERNAL("out of memory");
+    nest_open(g, &ns);
+    for (size_t i = 0; i < vec_len(k->members); i++) {
+        int m = k->members[i];
+        if (m == k->head) continue;
+        const struct ir_node *n = node(g, m);
+        LLVMTypeRef ty = n->type.dtype == DT_I32 ? g->f64 : g->f32; /* i32 results: computed in double */
+        LLVMValueRef ops[8];
+        for (int a = 0; a < n->nargs && a < 8; a++) {
+            if (in_register(g, k, m, a)) {
+                ops[a] = conv(g, t[n->args[a]], ty);
+                continue;
+            }
+            struct access x = access_of(g, m, a);
+            int j = 0;
+            while (acc[j].value != x.value || acc[j].bias != x.bias) j++;
+            ops[a] = conv(g, lg_load(g, ptrs[j], ns.idx[1 + j]), ty);
+        }
+        t[m] = lg_formula(g, n, ops, ty);
+    }
+    /* Stores last: an output stored in place into a buffer the kernel also
+     * reads has been read, at this element, by then. */
+    for (size_t i = 0; i < vec_len(k->outputs); i++) {
+        int o = k->outputs[i];
+        LLVMValueRef p = lg_ptr(g, o);
+        lg_store(g, conv(g, t[o], node(g, o)->type.dtype == DT_I32 ? g->i32 : g->f32), p, ns.idx[0]);
+    }
+    nest_close(g, &ns);
+    free(t);
+}
+
+/* ----------------------------------------------------------- reductions */
+
+/* The input's shape with the reduced dims set to 1; *count: elements per result. */
+static struct shape kept_shape(const struct lg *g, int id, struct cgc_x *count) {
+    int na;
+    const int64_t *axes = ir_get_ints(node(g, id), "axes", &na);
+    struct shape s = *arg_shape(g, id, 0);
+    *count = xk(1);
+    for (int i = 0; i < s.rank; i++) {
+        bool drop = na == 0;
+        for (int k = 0; k < na; k++) drop |= axes[k] == i;
+        if (drop) *count = cgc_mul(*count, cgc_dim(&s, i)), s.dim[i] = 1;
+    }
+    return s;
+}
+
+/* for i < count: p[i] = v. */
+static void fill(struct lg *g, LLVMValueRef p, struct cgc_x count, LLVMValueRef v) {
+    struct lg_loop l;
+    LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, count));
+    lg_store(g, v, p, i);
+    lg_loop_close(g, &l);
+}
+
+#define SUM_LANES 16
+
+/* dst[kept index] += src element, in double (dst: double *), over the operand
+ * of node id; the C backend's sum_rows (SUM_LANES partial sums along a
+ * contiguous innermost row) where it applies, so the sums are the same. */
+static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRef dst) {
+    const struct shape *x = arg_shape(g, id, 0);
+    struct lnest ns = {.rank = x->rank, .nops = 2};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(x, d);
+    cgc_strides(x, ns.st[0]);
+    cgc_strides_into(kept, x, ns.st[1]);
+    LLVMValueRef src = lg_ptr(g, arg(g, id, 0));
+    nest_merge(&ns);
+    int r = ns.rank;
+    struct cgc_x len = r ? ns.dim[r - 1] : xk(0);
+    if (r > 0 && ns.st[1][r - 1].k == 0 && cgc_x_equal(ns.st[0][r - 1], xk(1)) && (len.n || len.k >= SUM_LANES)) {
+        ns.rank = r - 1;
+        nest_open(g, &ns);
+        LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, SUM_LANES), NULL), sum = lg_var(g, g->f64, lg_f64(g, 0));
+        LLVMValueRef accp = LLVMBuildBitCast(g->b, acc, g->pf64, "");
+        for (int l = 0; l < SUM_LANES; l++) lg_store(g, lg_f64(g, 0), accp, lg_i64(g, l));
+        LLVMValueRef rowat = ns.idx[0];
+        LLVMValueRef lenv = lg_x(g, len);
+        LLVMValueRef blocks = LLVMBuildSDiv(g->b, lenv, lg_i64(g, SUM_LANES), "");
+        struct lg_loop lb;
+        LLVMValueRef q = lg_loop_open(g, &lb, lg_i64(g, 0), blocks);
+        LLVMValueRef j0 = LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, SUM_LANES), ""), "");
+        for (int l = 0; l < SUM_LANES; l++) {
+            LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
+            lg_store(g, fadd(g, lg_load(g, accp, lg_i64(g, l)), v), accp, lg_i64(g, l));
+        }
+        lg_loop_close(g, &lb);
+        struct lg_loop lt;
+        LLVMValueRef j = lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, SUM_LANES), ""), lenv);
+        LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
+        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
+        lg_loop_close(g, &lt);
+        LLVMValueRef s = LLVMBuildLoad2(g->b, g->f64, sum, "");
+        for (int l = 0; l < SUM_LANES; l++) s = fadd(g, s, lg_load(g, accp, lg_i64(g, l)));
+        lg_store(g, fadd(g, lg_load(g, dst, ns.idx[1]), s), dst, ns.idx[1]);
+        nest_close(g, &ns);
+        return;
+    }
+    nest_open(g, &ns);
+    LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, ns.idx[0]), g->f64, "");
+    lg_store(g, fadd(g, lg_load(g, dst, ns.idx[1]), v), dst, ns.idx[1]);
+    nest_close(g, &ns);
+}
+
+/* A float sum (or mean) over `kept` in double in the node's scratch, then rounded. */
+static void reduce_f32(struct lg *g, int id, const struct shape *kept, struct cgc_x count, bool mean) {
+    struct cgc_x ny = cgc_count(shape_of(g, id));
+    LLVMValueRef d = LLVMBuildBitCast(g->b, g->sptr[id], g->pf64, "");
+    fill(g, d, ny, lg_f64(g, 0));
+    sum_into(g, id, kept, d);
+    LLVMValueRef y = lg_ptr(g, id);
+    struct lg_loop l;
+    LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
+    LLVMValueRef v = lg_load(g, d, i);
+    if (mean) v = fdiv(g, v, LLVMBuildSIToFP(g->b, lg_x(g, count), g->f64, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, v, g->f32, ""), y, i);
+    lg_loop_close(g, &l);
+}
+
+static void op_sum(struct lg *g, int id) {
+    struct cgc_x count;
+    struct shape kept = kept_shape(g, id, &count);
+    reduce_f32(g, id, &kept, count, node(g, id)->op == OP_MEAN);
+}
+
+static void op_sum_to(struct lg *g, int id) { reduce_f32(g, id, shape_of(g, id), xk(1), false); }
+
+/* MAX over axes: -inf, then y = x > y ? x : y over the operand. */
+static void op_max(struct lg *g, int id) {
+    struct cgc_x count;
+    struct shape kept = kept_shape(g, id, &count);
+    LLVMValueRef y = lg_ptr(g, id), src = lg_ptr(g, arg(g, id, 0));
+    fill(g, y, cgc_count(shape_of(g, id)), lg_f32(g, -1.0 / 0.0));
+    const struct shape *x = arg_shape(g, id, 0);
+    struct lnest ns = {.rank = x->rank, .nops = 2};
+    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(x, d);
+    cgc_strides(x, ns.st[0]);
+    cgc_strides_into(&kept, x, ns.st[1]);
+    nest_open(g, &ns);
+    LLVMValueRef v = lg_load(g, src, ns.idx[0]), cur = lg_load(g, y, ns.idx[1]);
+    lg_store(g, lg_sel(g, LLVMRealOGT, v, cur, v, cur), y, ns.idx[1]);
+    nest_close(g, &ns);
+}
+
+/* ---------------------------------------------------------- contractions */
+
+static LLVMValueRef sgemm(struct lg *g, int ta, int tb, LLVMValueRef m, LLVMValueRef n, LLVMValueRef k, LLVMValueRef a,
+                          LLVMValueRef lda, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef beta, LLVMValueRef c,
+                          LLVMValueRef ldc) {
+    LLVMTypeRef p[13] = {g->i32, g->i32, g->i64, g->i64, g->i64, g->f32, g->pf32, g->i64, g->pf32, g->i64, g->f32,
+                         g->pf32, g->i64};
+    LLVMValueRef args[13] = {lg_i32(g, ta), lg_i32(g, tb), m, n, k, lg_f32(g, 1), a, lda, b, ldb, beta, c, ldc};
+    return lg_call(g, "nrt_sgemm", g->v, p, 13, args);
+}
+
+static void op_matmul(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *a = arg_shape(g, id, 0), *b = arg_shape(g, id, 1), *y = &n->type.shape;
+    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    if (y->rank > 2) { /* nrt_sgemm_batch with netrt.h's struct nrt_bgemm */
+        struct nrt_bgemm geo;
+        memset(&geo, 0, sizeof geo);
+        struct shape batch = *y, ba = *a, bb = *b;
+        batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
+        struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
+        cgc_strides_into(&ba, &batch, sa);
+        cgc_strides_into(&bb, &batch, sb);
+        struct cgc_x ma = cgc_dims_prod(a, a->rank - 2, a->rank), mb = cgc_dims_prod(b, b->rank - 2, b->rank);
+        size_t off[3 * NRT_BGEMM_MAX_DIMS];
+        LLVMValueRef vals[3 * NRT_BGEMM_MAX_DIMS];
+        int nv = 0;
+        geo.ta = ta, geo.tb = tb;
+        geo.m = y->dim[y->rank - 2], geo.n = y->dim[y->rank - 1];
+        geo.k = a->dim[ta ? a->rank - 2 : a->rank - 1], geo.lda = a->dim[a->rank - 1], geo.ldb = b->dim[b->rank - 1];
+        geo.ldc = geo.n;
+        geo.nd = batch.rank;
+        for (int d = 0; d < batch.rank; d++) {
+            struct cgc_x xs[3] = {cgc_dim(&batch, d), cgc_mul(sa[d], ma), cgc_mul(sb[d], mb)};
+            int64_t *f[3] = {&geo.dim[d], &geo.sa[d], &geo.sb[d]};
+            size_t fo[3] = {offsetof(struct nrt_bgemm, dim) + 8 * (size_t)d, offsetof(struct nrt_bgemm, sa) + 8 * (size_t)d,
+                            offsetof(struct nrt_bgemm, sb) + 8 * (size_t)d};
+            for (int q = 0; q < 3; q++) {
+                *f[q] = xs[q].k;
+                if (xs[q].n) off[nv] = fo[q], vals[nv++] = lg_x(g, xs[q]);
+            }
+        }
+        LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, off, vals, nv);
+        LLVMTypeRef p[6] = {g->p8, g->f32, g->pf32, g->pf32, g->f32, g->pf32};
+        LLVMValueRef args[6] = {gp, lg_f32(g, 1), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_f32(g, 0),
+                                lg_ptr(g, id)};
+        lg_call(g, "nrt_sgemm_batch", g->v, p, 6, args);
+        return;
+    }
+    sgemm(g, ta, tb, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, cgc_dim(a, ta ? 0 : 1)),
+          lg_ptr(g, arg(g, id, 0)), lg_x(g, cgc_dim(a, 1)), lg_ptr(g, arg(g, id, 1)), lg_x(g, cgc_dim(b, 1)),
+          lg_f32(g, 0), lg_ptr(g, id), lg_x(g, cgc_dim(y, 1)));
+}
+
+static LLVMValueRef gep(struct lg *g, LLVMValueRef p, LLVMValueRef i) {
+    return LLVMBuildGEP2(g->b, LLVMGetElementType(LLVMTypeOf(p)), p, &i, 1, "");
+}
+
+static void op_matmul_bsum(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *a = arg_shape(g, id, 0), *b = arg_shape(g, id, 1), *y = &n->type.shape;
+    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    int ra = a->rank, rb = b->rank;
+    struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
+    LLVMValueRef pa = lg_ptr(g, arg(g, id, 0)), pb = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
+    if (ta && !tb) {
+        sgemm(g, 1, 0, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, cgc_mul(items, k)), pa,
+              lg_x(g, cgc_dim(a, ra - 1)), pb, lg_x(g, cgc_dim(b, rb - 1)), lg_f32(g, 0), py, lg_x(g, cgc_dim(y, 1)));
+        return;
+    }
+    struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
+    struct lg_loop l;
+    LLVMValueRef q = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, items));
+    LLVMValueRef beta = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntNE, q, lg_i64(g, 0), ""), lg_f32(g, 1),
+                                        lg_f32(g, 0), "");
+    sgemm(g, ta, tb, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, k),
+          gep(g, pa, LLVMBuildNSWMul(g->b, q, lg_x(g, ma), "")), lg_x(g, cgc_dim(a, ra - 1)),
+          gep(g, pb, LLVMBuildNSWMul(g->b, q, lg_x(g, mb), "")), lg_x(g, cgc_dim(b, rb - 1)), beta, py,
+          lg_x(g, cgc_dim(y, 1)));
+    lg_loop_close(g, &l);
+}
+
+/* ---------------------------------------------------------------- losses */
+
+/* The elementwise losses of codegen.h (CG_LOSS_*), in double, per element. */
+static LLVMValueRef loss_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueRef t) {
+    LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
+    switch (op) {
+    case OP_MSE: return fmul(g, fsub(g, p, t), fsub(g, p, t));
+    case OP_HINGE: {
+        LLVMValueRef h = fsub(g, one, fmul(g, t, p));
+        return lg_sel(g, LLVMRealOGT, h, zero, h, zero);
+    }
+    case OP_BCE_LOGITS: {
+        LLVMValueRef ap = lg_sel(g, LLVMRealOLT, p, zero, LLVMBuildFNeg(g->b, p, ""), p); /* fabs */
+        LLVMValueRef lp = LLVMBuildFNeg(g->b, ap, "");
+        LLVMValueRef l1 = lg_call(g, "log1p", g->f64, &g->f64, 1, (LLVMValueRef[]){lg_exp(g, lp)});
+        return fadd(g, fsub(g, lg_sel(g, LLVMRealOGT, p, zero, p, zero), fmul(g, p, t)), l1);
+    }
+    case OP_BCE: {
+        LLVMValueRef lp = lg_log(g, p), lq = lg_log(g, fsub(g, one, p)), c = lg_f64(g, -100);
+        lp = lg_sel(g, LLVMRealOGT, lp, c, lp, c);
+        lq = lg_sel(g, LLVMRealOGT, lq, c, lq, c);
+        return LLVMBuildFNeg(g->b, fadd(g, fmul(g, t, lp), fmul(g, fsub(g, one, t), lq)), "");
+    }
+    default: NETC_UNREACHABLE();
+    }
+}
+
+/* Their gradients d(p, t). */
+static LLVMValueRef loss_grad_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueRef t) {
+    LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
+    switch (op) {
+    case OP_MSE_GRAD: return fmul(g, lg_f64(g, 2), fsub(g, p, t));
+    case OP_HINGE_GRAD:
+        return lg_sel(g, LLVMRealOGT, fsub(g, one, fmul(g, t, p)), zero, LLVMBuildFNeg(g->b, t, ""), zero);
+    case OP_BCE_LOGITS_GRAD: {
+        LLVMValueRef en = lg_exp(g, LLVMBuildFNeg(g->b, p, "")), ep = lg_exp(g, p);
+        LLVMValueRef s = lg_sel(g, LLVMRealOGE, p, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, ep, fadd(g, one, ep)));
+        return fsub(g, s, t);
+    }
+    case OP_BCE_GRAD: {
+        LLVMValueRef c = lg_f64(g, -100);
+        LLVMValueRef a = lg_sel(g, LLVMRealOGT, lg_log(g, p), c, fdiv(g, LLVMBuildFNeg(g->b, t, ""), p), zero);
+        LLVMValueRef q = fsub(g, one, p);
+        LLVMValueRef b = lg_sel(g, LLVMRealOGT, lg_log(g, q), c, fdiv(g, fsub(g, one, t), q), zero);
+        return fadd(g, a, b);
+    }
+    default: NETC_UNREACHABLE();
+    }
+}
+
+static void op_ewise_loss(struct lg *g, int id) {
+    struct cgc_x cnt = cgc_count(arg_shape(g, id, 0));
+    LLVMValueRef pp = lg_ptr(g, arg(g, id, 0)), pt = lg_ptr(g, arg(g, id, 1));
+    LLVMValueRef sum = lg_var(g, g->f64, lg_f64(g, 0));
+    struct lg_loop l;
+    LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
+    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""), t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
+    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), loss_of(g, node(g, id)->op, p, t)), sum);
+    lg_loop_close(g, &l);
+    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
+}
+
+static void op_ewise_loss_grad(struct lg *g, int id) {
+    struct cgc_x cnt = cgc_count(arg_shape(g, id, 0));
+    LLVMValueRef pp = lg_ptr(g, arg(g, id, 0)), pt = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
+    LLVMValueRef gv = LLVMBuildFPExt(g->b, lg_load(g, lg_ptr(g, arg(g, id, 2)), lg_i64(g, 0)), g->f64, "");
+    gv = fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
+    struct lg_loop l;
+    LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
+    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""), t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
+    LLVMValueRef d = loss_grad_of(g, node(g, id)->op, p, t);
+    lg_store(g, LLVMBuildFPTrunc(g->b, fmul(g, gv, d), g->f32, ""), py, i);
+    lg_loop_close(g, &l);
+}
+
+/* The row loop of scores x [rows, classes] (c_ops.c's class_rows_open): r, the
+ * row pointer, and with need_lse the row's log-sum-exp (double); with i32
+ * labels, the label y (i64), checked: out of range fails the context and
+ * returns from the entry point. */
+struct rows {
+    struct lg_loop l;  /* over rows */
+    LLVMValueRef r;    /* the row */
+    LLVMValueRef xr;   /* float * to its scores */
+    LLVMValueRef lse;  /* double, or NULL */
+    LLVMValueRef y;    /* i64 label, or NULL */
+    int64_t cls;       /* classes */
+};
+
+static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
+    const struct shape *xs = arg_shape(g, id, 0);
+    bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
+    w->cls = xs->dim[1];
+    LLVMValueRef x = lg_ptr(g, arg(g, id, 0));
+    w->r = lg_loop_open(g, &w->l, lg_i64(g, 0), lg_x(g, cgc_dim(xs, 0)));
+    w->xr = gep(g, x, LLVMBuildNSWMul(g->b, w->r, lg_i64(g, w->cls), ""));
+    w->lse = w->y = NULL;
+    if (need_lse) {
+        LLVMValueRef mx = lg_var(g, g->f32, lg_load(g, w->xr, lg_i64(g, 0)));
+        struct lg_loop l;
+        LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, w->cls));
+        LLVMValueRef v = lg_load(g, w->xr, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
+        LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
+        lg_loop_close(g, &l);
+        LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
+        LLVMValueRef md = LLVMBuildFPExt(g->b, m, g->f64, "");
+        LLVMValueRef se = lg_var(g, g->f64, lg_f64(g, 0));
+        j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w->cls));
+        LLVMValueRef e = lg_exp(g, fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w->xr, j), g->f64, ""), md));
+        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, se, ""), e), se);
+        lg_loop_close(g, &l);
+        LLVMValueRef lse = fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, se, "")));
+        LLVMValueRef inf = LLVMBuildFCmp(g->b, LLVMRealOEQ, lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0),
+                                                                   LLVMBuildFNeg(g->b, md, ""), md),
+                                         lg_f64(g, 1.0 / 0.0), "");
+        w->lse = LLVMBuildSelect(g->b, inf, md, lse, "");
+    }
+    if (labels) {
+        LLVMValueRef y32 = lg_load(g, lg_ptr(g, arg(g, id, 1)), w->r);
+        LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, y32, lg_i32(g, 0), ""),
+                                       LLVMBuildICmp(g->b, LLVMIntSGE, y32, lg_i32(g, (int32_t)w->cls), ""), "");
+        LLVMBasicBlockRef after = lg_if(g, bad);
+        char fmt[128];
+        snprintf(fmt, sizeof fmt, "label %%d of batch item %%lld is out of range for %lld classes", (long long)w->cls);
+        LLVMValueRef s = LLVMBuildGlobalStringPtr(g->b, fmt, "");
+        LLVMTypeRef p[2] = {g->p8, g->p8};
+        LLVMTypeRef ft = LLVMFunctionType(g->v, p, 2, 1);
+        LLVMValueRef fn = LLVMGetNamedFunction(g->mod, "nrt_ctx_fail");
+        if (!fn) fn = LLVMAddFunction(g->mod, "nrt_ctx_fail", ft);
+        LLVMValueRef args[4] = {g->ctx, s, y32, w->r};
+        LLVMBuildCall2(g->b, ft, fn, args, 4, "");
+        LLVMBuildBr(g->b, g->ret);
+        LLVMPositionBuilderAtEnd(g->b, after);
+        w->y = LLVMBuildSExt(g->b, y32, g->i64, "");
+    }
+}
+
+static void op_cross_entropy(struct lg *g, int id) {
+    bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(g, id, 0);
+    LLVMValueRef sum = lg_var(g, g->f64, lg_f64(g, 0));
+    struct rows w;
+    rows_open(g, id, &w, true);
+    if (labels) {
+        LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, w.xr, w.y), g->f64, "");
+        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), fsub(g, w.lse, v)), sum);
+    } else {
+        LLVMValueRef tr = gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+        struct lg_loop l;
+        LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
+        LLVMValueRef tv = LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "");
+        LLVMValueRef d = fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse);
+        LLVMBuildStore(g->b, fsub(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), fmul(g, tv, d)), sum);
+        lg_loop_close(g, &l);
+    }
+    lg_loop_close(g, &w.l);
+    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
+}
+
+static void op_cross_entropy_grad(struct lg *g, int id) {
+    bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(g, id, 0);
+    LLVMValueRef gv = LLVMBuildFPExt(g->b, lg_load(g, lg_ptr(g, arg(g, id, 2)), lg_i64(g, 0)), g->f64, "");
+    gv = fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    struct rows w;
+    rows_open(g, id, &w, true);
+    LLVMValueRef dr = gep(g, lg_ptr(g, id), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+    LLVMValueRef tr = labels ? NULL : gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+    LLVMValueRef ts = NULL;
+    struct lg_loop l;
+    if (!labels) {
+        LLVMValueRef tsv = lg_var(g, g->f64, lg_f64(g, 0));
+        LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
+        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, tsv, ""), LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "")), tsv);
+        lg_loop_close(g, &l);
+        ts = LLVMBuildLoad2(g->b, g->f64, tsv, "");
+    }
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
+    /* exp(xr[j] - lse): float xr[j] promoted to double, as C's usual conversions. */
+    LLVMValueRef e = lg_exp(g, fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse));
+    LLVMValueRef d;
+    if (labels) {
+        LLVMValueRef hit = LLVMBuildICmp(g->b, LLVMIntEQ, j, w.y, "");
+        d = fsub(g, e, LLVMBuildSelect(g->b, hit, lg_f64(g, 1), lg_f64(g, 0), ""));
+    } else {
+        d = fsub(g, fmul(g, e, ts), LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, ""));
+    }
+    lg_store(g, LLVMBuildFPTrunc(g->b, fmul(g, gv, d), g->f32, ""), dr, j);
+    lg_loop_close(g, &l);
+    lg_loop_close(g, &w.l);
+}
+
+/* The index of the first maximum of row p[0..cls). */
+static LLVMValueRef row_argmax(struct lg *g, LLVMValueRef p, int64_t cls) {
+    LLVMValueRef best = lg_var(g, g->i64, lg_i64(g, 0));
+    struct lg_loop l;
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, cls));
+    LLVMValueRef b = LLVMBuildLoad2(g->b, g->i64, best, "");
+    LLVMValueRef gt = LLVMBuildFCmp(g->b, LLVMRealOGT, lg_load(g, p, j), lg_load(g, p, b), "");
+    LLVMBuildStore(g->b, LLVMBuildSelect(g->b, gt, j, b, ""), best);
+    lg_loop_close(g, &l);
+    return LLVMBuildLoad2(g->b, g->i64, best, "");
+}
+
+static void op_accuracy(struct lg *g, int id) {
+    bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
+    const struct shape *x = arg_shape(g, id, 0);
+    LLVMValueRef hits = lg_var(g, g->i64, lg_i64(g, 0));
+    struct rows w;
+    rows_open(g, id, &w, false);
+    LLVMValueRef best = row_argmax(g, w.xr, w.cls);
+    LLVMValueRef y = w.y;
+    if (!labels) y = row_argmax(g, gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), "")), w.cls);
+    LLVMValueRef hit = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, best, y, ""), g->i64, "");
+    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), hit, ""), hits);
+    lg_loop_close(g, &w.l);
+    LLVMValueRef r = fdiv(g, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""),
+                          LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
+}
+
+/* --------------------------------------------------------------- NN ops */
+
+/* The conv geometry's (input, weight, output) shapes of a conv-family node. */
+static void conv_roles(const struct lg *g, const struct ir_node *n, const struct shape **x, const struct shape **w,
+                       const struct shape **y) {
+    const struct shape *a0 = &g->c.f->nodes[n->args[0]].type.shape, *a1 = &g->c.f->nodes[n->args[1]].type.shape;
+    switch (n->op) {
+    case OP_CONV2D: *x = a0, *w = a1, *y = &n->type.shape; break;
+    case OP_CONV2D_GRAD_INPUT: *x = &n->type.shape, *w = a1, *y = a0; break;
+    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = &n->type.shape, *y = a1; break;
+    default: *x = &n->type.shape, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
+    }
+}
+
+static void op_conv(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *x, *w, *y;
+    conv_roles(g, n, &x, &w, &y);
+    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
+    const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    struct nrt_conv geo = {1, x->dim[1], x->dim[2], x->dim[3], w->dim[0], w->dim[2], w->dim[3], y->dim[2], y->dim[3],
+                           ir_get_int(n, "groups"), {s[0], s[1]}, {p[0], p[1], p[2], p[3]}, {d[0], d[1]}, 0};
+    /* c_ops.c's conv_chunk: the runtime's default, or a smaller static batch. */
+    int64_t chunk = nrt_conv_chunk(&geo);
+    struct cgc_x batch = cgc_dim(x, 0);
+    if (!batch.n && batch.k >= 1 && batch.k < chunk) chunk = batch.k;
+    geo.chunk = chunk;
+    geo.n = batch.k;
+    size_t off = offsetof(struct nrt_conv, n);
+    LLVMValueRef nv = lg_x(g, batch);
+    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+    const char *fn = n->op == OP_CONV2D ? "nrt_conv2d" : n->op == OP_CONV2D_GRAD_WEIGHT ? "nrt_conv2d_grad_weight"
+                                                                                          : "nrt_conv2d_grad_input";
+    LLVMTypeRef pt[5] = {g->p8, g->pf32, g->pf32, g->pf32, g->pf32};
+    LLVMValueRef args[5] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id), g->sptr[id]};
+    if (!args[4]) NETC_INTERNAL("conv %%%d has no scratch", id);
+    lg_call(g, fn, g->v, pt, 5, args);
+}
+
+static void op_pool(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    bool grad = n->op == OP_MAXPOOL2D_GRAD || n->op == OP_AVGPOOL2D_GRAD;
+    const struct shape *x = arg_shape(g, id, 0), *y = grad ? arg_shape(g, id, 1) : shape_of(g, id);
+    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
+    const int64_t *p = ir_get_ints(n, "pad", NULL);
+    struct cgc_x planes = cgc_dims_prod(x, 0, 2);
+    struct nrt_pool geo = {planes.k, x->dim[2], x->dim[3], y->dim[2], y->dim[3], {k[0], k[1]}, {s[0], s[1]},
+                           {p[0], p[1], p[2], p[3]}};
+    size_t off = offsetof(struct nrt_pool, planes);
+    LLVMValueRef pv = lg_x(g, planes);
+    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &pv, planes.n ? 1 : 0);
+    LLVMTypeRef pt[4] = {g->p8, g->pf32, g->pf32, g->pf32};
+    LLVMValueRef args[4] = {gp, NULL, NULL, NULL};
+    const char *fn;
+    int na;
+    switch (n->op) {
+    case OP_MAXPOOL2D: fn = "nrt_maxpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id); break;
+    case OP_AVGPOOL2D: fn = "nrt_avgpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id); break;
+    case OP_MAXPOOL2D_GRAD:
+        fn = "nrt_maxpool2d_grad", na = 4;
+        args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, arg(g, id, 1)), args[3] = lg_ptr(g, id);
+        break;
+    default: fn = "nrt_avgpool2d_grad", na = 3, args[1] = lg_ptr(g, arg(g, id, 1)), args[2] = lg_ptr(g, id); break;
+    }
+    lg_call(g, fn, g->v, pt, na, args);
+}
+
+/* ---------------------------------------------------------------- column */
+
+static void op_none(struct lg *g, int id) { (void)g, (void)id; }
+
+static void op_const(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    double v = ir_get_float(n, "value");
+    LLVMValueRef k;
+    if (n->type.dtype == DT_I32) k = lg_to_i32(g, lg_f64(g, v));
+    else k = lg_f32(g, v);
+    fill(g, lg_ptr(g, id), cgc_count(&n->type.shape), k);
+}
+
+/* An elementwise node outside any kernel: a kernel of one member. */
+static void op_ewise(struct lg *g, int id) {
+    struct cgc_kernel one = {id, -1, NULL, NULL, NULL};
+    vec_push(one.members, id);
+    vec_push(one.outputs, id);
+    lg_kernel_emit(g, &one);
+    vec_free(one.members);
+    vec_free(one.outputs);
+}
+
+typedef void (*lg_op_fn)(struct lg *g, int id);
+
+static lg_op_fn column(enum op op) {
+    if (has_formula(op)) return op_ewise;
+    switch (op) {
+    case OP_INPUT: case OP_PARAM: case OP_ASSIGN: case OP_RESHAPE: case OP_STOP_GRADIENT: return op_none;
+    case OP_CONST: return op_const;
+    case OP_SUM: case OP_MEAN: return op_sum;
+    case OP_SUM_TO: return op_sum_to;
+    case OP_MAX: return op_max;
+    case OP_MATMUL: return op_matmul;
+    case OP_MATMUL_BSUM: return op_matmul_bsum;
+    case OP_MSE: case OP_BCE: case OP_BCE_LOGITS: case OP_HINGE: return op_ewise_loss;
+    case OP_MSE_GRAD: case OP_BCE_GRAD: case OP_BCE_LOGITS_GRAD: case OP_HINGE_GRAD: return op_ewise_loss_grad;
+    case OP_CROSS_ENTROPY: return op_cross_entropy;
+    case OP_CROSS_ENTROPY_GRAD: return op_cross_entropy_grad;
+    case OP_ACCURACY: return op_accuracy;
+    case OP_CONV2D: case OP_CONV2D_GRAD_INPUT: case OP_CONV2D_GRAD_WEIGHT: case OP_CONV_TRANSPOSE2D: return op_conv;
+    case OP_MAXPOOL2D: case OP_AVGPOOL2D: case OP_MAXPOOL2D_GRAD: case OP_AVGPOOL2D_GRAD: return op_pool;
+    default: return NULL;
+    }
+}
+
+bool lg_op_supported(struct lg *g, int id, const char **why) {
+    const struct ir_node *n = node(g, id);
+    *why = NULL;
+    if (!column(n->op)) return false;
+    static char buf[96];
+    bool i32 = n->type.dtype == DT_I32;
+    for (int a = 0; a < n->nargs; a++) i32 |= node(g, n->args[a])->type.dtype == DT_I32;
+    bool labels_ok = n->op == OP_CROSS_ENTROPY || n->op == OP_CROSS_ENTROPY_GRAD || n->op == OP_ACCURACY ||
+                     has_formula(n->op) || n->op == OP_CONST || column(n->op) == op_none;
+    if (i32 && !labels_ok) {
+        snprintf(buf, sizeof buf, "%s on i32 values", op_info[n->op].name);
+        *why = buf;
+        return false;
+    }
+    if (n->op == OP_MATMUL && n->type.shape.rank > 2 + NRT_BGEMM_MAX_DIMS) return false;
+    return true;
+}
+
+void lg_op_emit(struct lg *g, int id) { column(node(g, id)->op)(g, id); }
