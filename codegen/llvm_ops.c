@@ -730,6 +730,417 @@ static void op_pool(struct lg *g, int id) {
     lg_call(g, fn, g->v, pt, na, args);
 }
 
+/* ------------------------------------------------ calls, copies, failures */
+
+/* void name(args...): pointers pass as i8 * (the runtime's prototypes take
+ * float * or int32_t *, the same in the ABI). */
+static void rtcall(struct lg *g, const char *name, int n, LLVMValueRef *args) {
+    LLVMTypeRef p[16];
+    for (int i = 0; i < n; i++) {
+        if (LLVMGetTypeKind(LLVMTypeOf(args[i])) == LLVMPointerTypeKind) args[i] = LLVMBuildBitCast(g->b, args[i], g->p8, "");
+        p[i] = LLVMTypeOf(args[i]);
+    }
+    lg_call(g, name, g->v, p, n, args);
+}
+
+/* if (cond) { nrt_ctx_fail(ctx, fmt, args...); return; } */
+static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLVMValueRef *args) {
+    LLVMBasicBlockRef after = lg_if(g, cond);
+    LLVMTypeRef p[2] = {g->p8, g->p8};
+    LLVMTypeRef ft = LLVMFunctionType(g->v, p, 2, 1);
+    LLVMValueRef fn = LLVMGetNamedFunction(g->mod, "nrt_ctx_fail");
+    if (!fn) fn = LLVMAddFunction(g->mod, "nrt_ctx_fail", ft);
+    LLVMValueRef all[8] = {g->ctx, LLVMBuildGlobalStringPtr(g->b, fmt, "")};
+    for (int i = 0; i < n && i < 6; i++) all[2 + i] = args[i];
+    LLVMBuildCall2(g->b, ft, fn, all, (unsigned)(2 + n), "");
+    LLVMBuildBr(g->b, g->ret);
+    LLVMPositionBuilderAtEnd(g->b, after);
+}
+
+static LLVMValueRef bytes(struct lg *g, LLVMValueRef elems) { return LLVMBuildNSWMul(g->b, elems, lg_i64(g, 4), ""); }
+
+/* Copies `len` rows of every outer block of operand a (rows from...) into rows
+ * to... of node id along axis (c_ops.c's copy_along). */
+static void copy_along(struct lg *g, int id, int a, int64_t axis, int64_t from, int64_t to, int64_t len) {
+    const struct shape *x = arg_shape(g, id, a), *y = shape_of(g, id);
+    struct cgc_x outer = cgc_dims_prod(y, 0, (int)axis), inner = cgc_dims_prod(y, (int)axis + 1, y->rank);
+    int64_t kx = x->dim[axis], ky = y->dim[axis];
+    LLVMValueRef px = lg_ptr(g, arg(g, id, a)), py = lg_ptr(g, id), in = lg_x(g, inner);
+    struct lg_loop l;
+    LLVMValueRef o = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, outer));
+    LLVMValueRef dy = LLVMBuildNSWMul(g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, ky), ""), lg_i64(g, to), ""), in, "");
+    LLVMValueRef dx = LLVMBuildNSWMul(g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, kx), ""), lg_i64(g, from), ""), in, "");
+    LLVMBuildMemCpy(g->b, gep(g, py, dy), 4, gep(g, px, dx), 4, bytes(g, LLVMBuildNSWMul(g->b, lg_i64(g, len), in, "")));
+    lg_loop_close(g, &l);
+}
+
+static void op_slice(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    copy_along(g, id, 0, ir_get_int(n, "axis"), ir_get_int(n, "start"), 0, ir_get_int(n, "size"));
+}
+
+static void op_pad(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    int64_t axis = ir_get_int(n, "axis");
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(&n->type.shape))), 4);
+    copy_along(g, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(g, id, 0)->dim[axis]);
+}
+
+static void op_concat(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    int64_t axis = ir_get_int(n, "axis"), at = 0;
+    for (int a = 0; a < n->nargs; a++) {
+        int64_t k = arg_shape(g, id, a)->dim[axis];
+        copy_along(g, id, a, axis, 0, at, k);
+        at += k;
+    }
+}
+
+static void op_transpose(struct lg *g, int id) {
+    const struct shape *y = shape_of(g, id), *x = arg_shape(g, id, 0);
+    const int64_t *perm = ir_get_ints(node(g, id), "perm", NULL);
+    struct lnest ns = {.rank = y->rank, .nops = 2};
+    struct cgc_x sx[IR_MAX_RANK];
+    cgc_strides(x, sx);
+    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
+    cgc_strides(y, ns.st[0]);
+    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id);
+    nest_open(g, &ns);
+    lg_store(g, lg_load(g, px, ns.idx[1]), py, ns.idx[0]);
+    nest_close(g, &ns);
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+/* Rows along `axis` of operand 0 (c_ops.c's axis_rows_open): base and stride. */
+struct axrows {
+    struct lg_loop lo, li; /* outer blocks, inner positions */
+    LLVMValueRef base, st; /* the row's first element and its stride */
+    LLVMValueRef k;        /* its length */
+};
+
+static void axrows_open(struct lg *g, int id, struct axrows *w) {
+    const struct shape *s = arg_shape(g, id, 0);
+    int axis = (int)ir_get_int(node(g, id), "axis");
+    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
+    w->k = lg_x(g, k);
+    w->st = lg_x(g, inner);
+    LLVMValueRef o = lg_loop_open(g, &w->lo, lg_i64(g, 0), lg_x(g, outer));
+    LLVMValueRef in = lg_loop_open(g, &w->li, lg_i64(g, 0), w->st);
+    w->base = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, w->k, ""), w->st, ""), in, "");
+}
+
+static void axrows_close(struct lg *g, struct axrows *w) {
+    lg_loop_close(g, &w->li);
+    lg_loop_close(g, &w->lo);
+}
+
+static LLVMValueRef at_row(struct lg *g, struct axrows *w, LLVMValueRef j) {
+    return LLVMBuildNSWAdd(g->b, w->base, LLVMBuildNSWMul(g->b, j, w->st, ""), "");
+}
+
+static LLVMValueRef ld64(struct lg *g, LLVMValueRef p, LLVMValueRef i) { return LLVMBuildFPExt(g->b, lg_load(g, p, i), g->f64, ""); }
+
+static void accumulate(struct lg *g, LLVMValueRef var, LLVMValueRef v) {
+    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, LLVMTypeOf(v), var, ""), v), var);
+}
+
+static void op_softmax(struct lg *g, int id) {
+    bool log_out = node(g, id)->op == OP_LOG_SOFTMAX;
+    LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
+    struct axrows w;
+    axrows_open(g, id, &w);
+    LLVMValueRef mx = lg_var(g, g->f32, lg_f32(g, -1.0 / 0.0)), s = lg_var(g, g->f64, lg_f64(g, 0));
+    struct lg_loop l;
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
+    LLVMValueRef v = lg_load(g, x, at_row(g, &w, j)), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
+    lg_loop_close(g, &l);
+    LLVMValueRef md = LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, mx, ""), g->f64, "");
+    j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
+    accumulate(g, s, lg_exp(g, fsub(g, ld64(g, x, at_row(g, &w, j)), md)));
+    lg_loop_close(g, &l);
+    LLVMValueRef amd = lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md);
+    LLVMValueRef lse = lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md,
+                              fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, s, ""))));
+    j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
+    LLVMValueRef d = fsub(g, ld64(g, x, at_row(g, &w, j)), lse);
+    lg_store(g, LLVMBuildFPTrunc(g->b, log_out ? d : lg_exp(g, d), g->f32, ""), y, at_row(g, &w, j));
+    lg_loop_close(g, &l);
+    axrows_close(g, &w);
+}
+
+/* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
+static void op_softmax_grad(struct lg *g, int id) {
+    bool log_in = node(g, id)->op == OP_LOG_SOFTMAX_GRAD;
+    LLVMValueRef y = lg_ptr(g, arg(g, id, 0)), dy = lg_ptr(g, arg(g, id, 1)), dx = lg_ptr(g, id);
+    struct axrows w;
+    axrows_open(g, id, &w);
+    LLVMValueRef s = lg_var(g, g->f64, lg_f64(g, 0));
+    struct lg_loop l;
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), w.k), at = at_row(g, &w, j);
+    accumulate(g, s, log_in ? ld64(g, dy, at) : fmul(g, ld64(g, dy, at), ld64(g, y, at)));
+    lg_loop_close(g, &l);
+    LLVMValueRef sv = LLVMBuildLoad2(g->b, g->f64, s, "");
+    j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
+    at = at_row(g, &w, j);
+    LLVMValueRef r = log_in ? fsub(g, ld64(g, dy, at), fmul(g, lg_exp(g, ld64(g, y, at)), sv))
+                            : fmul(g, ld64(g, y, at), fsub(g, ld64(g, dy, at), sv));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), dx, at);
+    lg_loop_close(g, &l);
+    axrows_close(g, &w);
+}
+
+/* ------------------------------------------------- norms, attention, rnn */
+
+static void op_layernorm(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *x = arg_shape(g, id, 0);
+    LLVMValueRef args[6] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)), lg_i64(g, x->dim[x->rank - 1]),
+                            lg_f64(g, ir_get_float(n, "eps")), lg_ptr(g, arg(g, id, 0)), NULL, NULL};
+    if (n->op == OP_LAYERNORM_GRAD) {
+        args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, id);
+        rtcall(g, "nrt_layernorm_grad", 6, args);
+    } else {
+        args[4] = lg_ptr(g, id);
+        rtcall(g, "nrt_layernorm", 5, args);
+    }
+}
+
+static LLVMValueRef scratch(struct lg *g, int id) {
+    if (!g->sptr[id]) NETC_INTERNAL("node %%%d has no scratch", id);
+    return g->sptr[id];
+}
+
+static void op_attention(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *x = arg_shape(g, id, 0);
+    struct nrt_attn geo;
+    memset(&geo, 0, sizeof geo);
+    struct cgc_x items = cgc_dim(x, 0);
+    geo.n = items.k, geo.t = x->dim[1], geo.e = x->dim[2] / 3, geo.h = ir_get_int(n, "heads");
+    geo.scale = (float)ir_get_float(n, "scale");
+    geo.causal = (int)ir_get_int(n, "causal");
+    size_t off = offsetof(struct nrt_attn, n);
+    LLVMValueRef nv = lg_x(g, items);
+    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, items.n ? 1 : 0);
+    if (n->op == OP_ATTENTION_GRAD) {
+        LLVMValueRef args[6] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)),
+                                lg_ptr(g, id), scratch(g, id)};
+        rtcall(g, "nrt_attention_grad", 6, args);
+    } else {
+        LLVMValueRef args[4] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, id), scratch(g, id)};
+        rtcall(g, "nrt_attention", 4, args);
+    }
+}
+
+/* struct nrt_rnn of a recurrent node whose ws is operand `ws` (-1: the node)
+ * and w_hh operand `whh`, x operand `x` (-1: none), c_ops.c's rnn_geo. */
+static LLVMValueRef rnn_geo(struct lg *g, int id, int ws, int whh, int x) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *w = ws < 0 ? shape_of(g, id) : arg_shape(g, id, ws), *wh = arg_shape(g, id, whh);
+    struct nrt_rnn geo;
+    memset(&geo, 0, sizeof geo);
+    struct cgc_x items = cgc_dim(w, 0);
+    geo.n = items.k, geo.t = w->dim[1], geo.f = x >= 0 ? arg_shape(g, id, x)->dim[2] : 0, geo.h = wh->dim[1];
+    geo.cell = (int)ir_get_int(n, "cell"), geo.reverse = (int)ir_get_int(n, "reverse");
+    if (n->op == OP_RNN_BPTT) geo.dt = arg_shape(g, id, 2)->dim[1], geo.dc = arg_shape(g, id, 2)->dim[2];
+    size_t off = offsetof(struct nrt_rnn, n);
+    LLVMValueRef nv = lg_x(g, items);
+    return lg_struct(g, &geo, sizeof geo, &off, &nv, items.n ? 1 : 0);
+}
+
+static void op_rnn(struct lg *g, int id) {
+    LLVMValueRef args[10] = {rnn_geo(g, id, -1, 2, 0)};
+    for (int a = 0; a < 7; a++) args[1 + a] = lg_ptr(g, arg(g, id, a));
+    args[8] = lg_ptr(g, id), args[9] = scratch(g, id);
+    rtcall(g, "nrt_rnn_forward", 10, args);
+}
+
+static void op_rnn_bptt(struct lg *g, int id) {
+    LLVMValueRef args[8] = {rnn_geo(g, id, 1, 0, -1)};
+    for (int a = 0; a < 5; a++) args[1 + a] = lg_ptr(g, arg(g, id, a));
+    args[6] = lg_ptr(g, id), args[7] = scratch(g, id);
+    rtcall(g, "nrt_rnn_bptt", 8, args);
+}
+
+static void op_rnn_grad(struct lg *g, int id) {
+    LLVMValueRef args[8] = {rnn_geo(g, id, 4, 3, 1), lg_i32(g, (int32_t)ir_get_int(node(g, id), "wrt")),
+                            lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)),
+                            lg_ptr(g, arg(g, id, 4)), lg_ptr(g, arg(g, id, 5)), lg_ptr(g, id)};
+    rtcall(g, "nrt_rnn_grad", 8, args);
+}
+
+/* ----------------------------------------------------------------- tokens */
+
+/* The i32 id at p[i], failing the step when outside [0, rows). */
+static LLVMValueRef checked_id(struct lg *g, LLVMValueRef ids, LLVMValueRef i, int64_t rows) {
+    LLVMValueRef v = lg_load(g, ids, i);
+    LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, v, lg_i32(g, 0), ""),
+                                   LLVMBuildICmp(g->b, LLVMIntSGE, v, lg_i32(g, (int32_t)rows), ""), "");
+    char fmt[128];
+    snprintf(fmt, sizeof fmt, "token id %%d at position %%lld is out of range for an embedding of %lld rows", (long long)rows);
+    LLVMValueRef fa[2] = {v, i};
+    fail_if(g, bad, fmt, 2, fa);
+    return LLVMBuildSExt(g->b, v, g->i64, "");
+}
+
+static void op_embedding(struct lg *g, int id) {
+    const struct shape *w = arg_shape(g, id, 0);
+    int64_t rows = w->dim[0], d = w->dim[1];
+    LLVMValueRef pw = lg_ptr(g, arg(g, id, 0)), ids = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
+    struct lg_loop l;
+    LLVMValueRef p = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(arg_shape(g, id, 1))));
+    LLVMValueRef v = checked_id(g, ids, p, rows);
+    LLVMBuildMemCpy(g->b, gep(g, py, LLVMBuildNSWMul(g->b, p, lg_i64(g, d), "")), 4,
+                    gep(g, pw, LLVMBuildNSWMul(g->b, v, lg_i64(g, d), "")), 4, lg_i64(g, 4 * d));
+    lg_loop_close(g, &l);
+}
+
+static void op_embedding_grad(struct lg *g, int id) {
+    const struct shape *dw = shape_of(g, id);
+    int64_t rows = dw->dim[0], d = dw->dim[1];
+    LLVMValueRef ids = lg_ptr(g, arg(g, id, 0)), pg = lg_ptr(g, arg(g, id, 1)), pd = lg_ptr(g, id);
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), lg_i64(g, 4 * rows * d), 4);
+    struct lg_loop l, lj;
+    LLVMValueRef p = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(arg_shape(g, id, 0))));
+    LLVMValueRef v = checked_id(g, ids, p, rows);
+    LLVMValueRef dr = gep(g, pd, LLVMBuildNSWMul(g->b, v, lg_i64(g, d), "")), gr = gep(g, pg, LLVMBuildNSWMul(g->b, p, lg_i64(g, d), ""));
+    LLVMValueRef j = lg_loop_open(g, &lj, lg_i64(g, 0), lg_i64(g, d));
+    lg_store(g, fadd(g, lg_load(g, dr, j), lg_load(g, gr, j)), dr, j);
+    lg_loop_close(g, &lj);
+    lg_loop_close(g, &l);
+}
+
+/* Masked sequence losses (c_text.c): rows of logits [..., cls] with i32 targets;
+ * a target equal to `ignore` skips its row; others must be in [0, cls). */
+struct masked {
+    LLVMValueRef rows, t, kept; /* rows (i64), targets (i32 *), kept rows (i64 var) */
+    int64_t cls, ignore;        /* classes, the ignored target */
+    struct lg_loop l;           /* over rows (after masked_rows) */
+    LLVMValueRef r, tr, xr;     /* the row, its target (i64), its logits */
+    LLVMBasicBlockRef skip;     /* the end of the row's body */
+};
+
+static void masked_open(struct lg *g, int id, struct masked *w) {
+    const struct shape *x = arg_shape(g, id, 0);
+    w->ignore = ir_get_int(node(g, id), "ignore");
+    w->cls = x->dim[x->rank - 1];
+    w->rows = lg_x(g, cgc_dims_prod(x, 0, x->rank - 1));
+    w->t = lg_ptr(g, arg(g, id, 1));
+    w->kept = lg_var(g, g->i64, lg_i64(g, 0));
+    struct lg_loop l;
+    LLVMValueRef r = lg_loop_open(g, &l, lg_i64(g, 0), w->rows);
+    LLVMValueRef t = lg_load(g, w->t, r);
+    LLVMBasicBlockRef after = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, t, lg_i32(g, (int32_t)w->ignore), ""));
+    LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, t, lg_i32(g, 0), ""),
+                                   LLVMBuildICmp(g->b, LLVMIntSGE, t, lg_i32(g, (int32_t)w->cls), ""), "");
+    LLVMValueRef fa[3] = {t, r, lg_i64(g, w->cls)};
+    fail_if(g, bad, "target %d at position %lld is out of range for %lld classes", 3, fa);
+    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, w->kept, ""), lg_i64(g, 1), ""), w->kept);
+    lg_endif(g, after);
+    lg_loop_close(g, &l);
+}
+
+/* Opens the loop over kept rows: r, tr and xr are set. */
+static void masked_rows(struct lg *g, int id, struct masked *w) {
+    w->r = lg_loop_open(g, &w->l, lg_i64(g, 0), w->rows);
+    LLVMValueRef t = lg_load(g, w->t, w->r);
+    w->skip = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, t, lg_i32(g, (int32_t)w->ignore), ""));
+    w->tr = LLVMBuildSExt(g->b, t, g->i64, "");
+    w->xr = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, w->r, lg_i64(g, w->cls), ""));
+}
+
+static void masked_rows_close(struct lg *g, struct masked *w) {
+    lg_endif(g, w->skip);
+    lg_loop_close(g, &w->l);
+}
+
+/* The row's log-sum-exp as c_text.c computes it: nrt_expf, 8 double lanes. */
+static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
+    LLVMValueRef mx = lg_var(g, g->f32, lg_load(g, w->xr, lg_i64(g, 0)));
+    struct lg_loop l;
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, w->cls));
+    LLVMValueRef v = lg_load(g, w->xr, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
+    lg_loop_close(g, &l);
+    LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    double part[8];
+    (void)part;
+    LLVMValueRef acc[8], se = lg_f64(g, 0);
+    int64_t full = w->cls / 8 * 8;
+    for (int q = 0; q < 8; q++) acc[q] = lg_var(g, g->f64, lg_f64(g, 0));
+    if (full > 0) {
+        LLVMValueRef b = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, full / 8));
+        for (int q = 0; q < 8; q++) {
+            LLVMValueRef at = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 8), ""), lg_i64(g, q), "");
+            accumulate(g, acc[q], LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
+        }
+        lg_loop_close(g, &l);
+    }
+    LLVMValueRef tail = lg_var(g, g->f64, lg_f64(g, 0));
+    j = lg_loop_open(g, &l, lg_i64(g, full), lg_i64(g, w->cls));
+    accumulate(g, tail, LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, j), m)), g->f64, ""));
+    lg_loop_close(g, &l);
+    se = LLVMBuildLoad2(g->b, g->f64, tail, "");
+    for (int q = 0; q < 8; q++) se = fadd(g, se, LLVMBuildLoad2(g->b, g->f64, acc[q], ""));
+    LLVMValueRef md = LLVMBuildFPExt(g->b, m, g->f64, "");
+    LLVMValueRef amd = lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md);
+    return lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md, fadd(g, md, lg_log(g, se)));
+}
+
+/* kept ? v / kept : 0, as float. */
+static LLVMValueRef per_kept(struct lg *g, struct masked *w, LLVMValueRef v) {
+    LLVMValueRef k = LLVMBuildLoad2(g->b, g->i64, w->kept, "");
+    LLVMValueRef r = fdiv(g, v, LLVMBuildSIToFP(g->b, k, g->f64, ""));
+    return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntNE, k, lg_i64(g, 0), ""), r, lg_f64(g, 0), "");
+}
+
+static void op_masked_ce(struct lg *g, int id) {
+    struct masked w;
+    masked_open(g, id, &w);
+    LLVMValueRef sum = lg_var(g, g->f64, lg_f64(g, 0));
+    masked_rows(g, id, &w);
+    LLVMValueRef lse = masked_lse(g, &w);
+    accumulate(g, sum, fsub(g, lse, ld64(g, w.xr, w.tr)));
+    masked_rows_close(g, &w);
+    LLVMValueRef r = per_kept(g, &w, LLVMBuildLoad2(g->b, g->f64, sum, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
+}
+
+static void op_masked_ce_grad(struct lg *g, int id) {
+    struct masked w;
+    masked_open(g, id, &w);
+    LLVMValueRef gv = per_kept(g, &w, ld64(g, lg_ptr(g, arg(g, id, 2)), lg_i64(g, 0)));
+    LLVMValueRef gf = LLVMBuildFPTrunc(g->b, gv, g->f32, "");
+    LLVMValueRef py = lg_ptr(g, id);
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0),
+                    bytes(g, LLVMBuildNSWMul(g->b, w.rows, lg_i64(g, w.cls), "")), 4);
+    masked_rows(g, id, &w);
+    LLVMValueRef lse = masked_lse(g, &w);
+    LLVMValueRef dr = gep(g, py, LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+    struct lg_loop l;
+    LLVMValueRef k = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
+    LLVMValueRef e = lg_expf(g, LLVMBuildFPTrunc(g->b, fsub(g, ld64(g, w.xr, k), lse), g->f32, ""));
+    lg_store(g, fmul(g, gf, e), dr, k);
+    lg_loop_close(g, &l);
+    lg_store(g, fsub(g, lg_load(g, dr, w.tr), gf), dr, w.tr);
+    masked_rows_close(g, &w);
+}
+
+static void op_masked_accuracy(struct lg *g, int id) {
+    struct masked w;
+    masked_open(g, id, &w);
+    LLVMValueRef hits = lg_var(g, g->i64, lg_i64(g, 0));
+    masked_rows(g, id, &w);
+    LLVMValueRef best = row_argmax(g, w.xr, w.cls);
+    LLVMValueRef hit = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, best, w.tr, ""), g->i64, "");
+    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), hit, ""), hits);
+    masked_rows_close(g, &w);
+    LLVMValueRef r = per_kept(g, &w, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""));
+    lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
+}
+
 /* ---------------------------------------------------------------- column */
 
 static void op_none(struct lg *g, int id) { (void)g, (void)id; }
@@ -772,6 +1183,22 @@ static lg_op_fn column(enum op op) {
     case OP_ACCURACY: return op_accuracy;
     case OP_CONV2D: case OP_CONV2D_GRAD_INPUT: case OP_CONV2D_GRAD_WEIGHT: case OP_CONV_TRANSPOSE2D: return op_conv;
     case OP_MAXPOOL2D: case OP_AVGPOOL2D: case OP_MAXPOOL2D_GRAD: case OP_AVGPOOL2D_GRAD: return op_pool;
+    case OP_SLICE: return op_slice;
+    case OP_PAD: return op_pad;
+    case OP_CONCAT: return op_concat;
+    case OP_TRANSPOSE: return op_transpose;
+    case OP_SOFTMAX: case OP_LOG_SOFTMAX: return op_softmax;
+    case OP_SOFTMAX_GRAD: case OP_LOG_SOFTMAX_GRAD: return op_softmax_grad;
+    case OP_LAYERNORM: case OP_LAYERNORM_GRAD: return op_layernorm;
+    case OP_ATTENTION: case OP_ATTENTION_GRAD: return op_attention;
+    case OP_RNN: return op_rnn;
+    case OP_RNN_BPTT: return op_rnn_bptt;
+    case OP_RNN_GRAD: return op_rnn_grad;
+    case OP_EMBEDDING: return op_embedding;
+    case OP_EMBEDDING_GRAD: return op_embedding_grad;
+    case OP_MASKED_CROSS_ENTROPY: return op_masked_ce;
+    case OP_MASKED_CROSS_ENTROPY_GRAD: return op_masked_ce_grad;
+    case OP_MASKED_ACCURACY: return op_masked_accuracy;
     default: return NULL;
     }
 }
@@ -784,7 +1211,11 @@ bool lg_op_supported(struct lg *g, int id, const char **why) {
     bool i32 = n->type.dtype == DT_I32;
     for (int a = 0; a < n->nargs; a++) i32 |= node(g, n->args[a])->type.dtype == DT_I32;
     bool labels_ok = n->op == OP_CROSS_ENTROPY || n->op == OP_CROSS_ENTROPY_GRAD || n->op == OP_ACCURACY ||
-                     has_formula(n->op) || n->op == OP_CONST || column(n->op) == op_none;
+                     has_formula(n->op) || n->op == OP_CONST || column(n->op) == op_none || n->op == OP_RNN ||
+                     n->op == OP_RNN_BPTT || n->op == OP_RNN_GRAD ||
+                     n->op == OP_EMBEDDING || n->op == OP_EMBEDDING_GRAD || n->op == OP_MASKED_CROSS_ENTROPY ||
+                     n->op == OP_MASKED_CROSS_ENTROPY_GRAD || n->op == OP_MASKED_ACCURACY || n->op == OP_SLICE ||
+                     n->op == OP_PAD || n->op == OP_CONCAT || n->op == OP_TRANSPOSE;
     if (i32 && !labels_ok) {
         snprintf(buf, sizeof buf, "%s on i32 values", op_info[n->op].name);
         *why = buf;
