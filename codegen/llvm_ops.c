@@ -31,6 +31,7 @@ struct lnest {
     struct cgc_x st[LN_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
     LLVMValueRef idx[LN_OPS];              /* after nest_open: each array's index */
     struct lg_loop loop[IR_MAX_RANK];      /* the loops */
+    LLVMValueRef lo, hi;                   /* when set: the first loop's range */
 };
 
 /* Merge loop i into loop i+1 wherever every array walks them contiguously. */
@@ -51,7 +52,9 @@ static void nest_merge(struct lnest *ns) {
 static void nest_open(struct lg *g, struct lnest *ns) {
     nest_merge(ns);
     LLVMValueRef i[IR_MAX_RANK];
-    for (int d = 0; d < ns->rank; d++) i[d] = lg_loop_open(g, &ns->loop[d], lg_i64(g, 0), lg_x(g, ns->dim[d]));
+    for (int d = 0; d < ns->rank; d++)
+        i[d] = d == 0 && ns->lo ? lg_loop_open(g, &ns->loop[d], ns->lo, ns->hi)
+                                : lg_loop_open(g, &ns->loop[d], lg_i64(g, 0), lg_x(g, ns->dim[d]));
     for (int j = 0; j < ns->nops; j++) {
         LLVMValueRef at = lg_i64(g, 0);
         for (int d = 0; d < ns->rank; d++) {
@@ -186,10 +189,16 @@ static bool in_register(const struct lg *g, const struct cgc_kernel *k, int m, i
     return x != k->head && member(g, k, x);
 }
 
-void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
-    if (k->head >= 0) lg_op_emit(g, k->head);
-    const struct shape *y = shape_of(g, k->root);
-    struct access acc[LN_OPS];
+/* Elements per chunk of a kernel's loop split over the thread pool (c_emit.c's
+ * KERNEL_GRAIN): smaller kernels run on the calling thread alone. */
+#define KERNEL_GRAIN 32768
+
+/* The loop nest of kernel k (its head already computed): over the root's shape,
+ * every member per element in registers, the outputs stored. */
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc, int nacc);
+
+/* The kernel's arrays: every distinct access of its members, in order of use. */
+static int kernel_accesses(struct lg *g, const struct cgc_kernel *k, struct access *acc) {
     int nacc = 0;
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
@@ -204,6 +213,14 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
             acc[nacc++] = x;
         }
     }
+    return nacc;
+}
+
+void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
+    if (k->head >= 0) lg_op_emit(g, k->head);
+    const struct shape *y = shape_of(g, k->root);
+    struct access acc[LN_OPS];
+    int nacc = kernel_accesses(g, k, acc);
     struct lnest ns = {.rank = y->rank, .nops = 1 + nacc};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
     cgc_strides(y, ns.st[0]);
@@ -212,11 +229,64 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
         else
             for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }
+    nest_merge(&ns);
+    struct cgc_x total = cgc_count(y);
+    if (ns.rank == 0 || !(total.n || total.k >= 2 * KERNEL_GRAIN)) {
+        kernel_nest(g, k, &ns, acc, nacc);
+        return;
+    }
+    /* Split over the thread pool by the first loop, as the C backend does:
+     * chunk(args, lo, hi) runs the nest over [lo, hi); args holds n and the
+     * pointers of every value the nest touches. */
+    int *vals = NULL;
+    for (int j = 0; j < nacc; j++) vec_push(vals, acc[j].value);
+    for (size_t i = 0; i < vec_len(k->outputs); i++) vec_push(vals, k->outputs[i]);
+    int nv = (int)vec_len(vals);
+    LLVMTypeRef at = LLVMArrayType(g->p8, (unsigned)nv + 1);
+    LLVMValueRef args = lg_var(g, at, NULL);
+    LLVMValueRef argp = LLVMBuildBitCast(g->b, args, LLVMPointerType(g->p8, 0), "");
+    lg_store(g, LLVMBuildIntToPtr(g->b, g->n, g->p8, ""), argp, lg_i64(g, 0));
+    for (int i = 0; i < nv; i++) lg_store(g, lg_ptr8(g, vals[i]), argp, lg_i64(g, i + 1));
+    struct cgc_x inner = xk(1);
+    for (int d = 1; d < ns.rank; d++) inner = cgc_mul(inner, ns.dim[d]);
+    LLVMValueRef outer = lg_x(g, ns.dim[0]), in = lg_x(g, inner);
+    LLVMValueRef grain = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, lg_i64(g, KERNEL_GRAIN - 1), in, ""), in, "");
+    /* The chunk function. */
+    LLVMTypeRef cp[3] = {g->p8, g->i64, g->i64};
+    LLVMTypeRef ct = LLVMFunctionType(g->v, cp, 3, 0);
+    char name[64];
+    snprintf(name, sizeof name, "kernel_n%d_chunk", k->root);
+    LLVMValueRef fn = LLVMAddFunction(g->mod, name, ct);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    LLVMValueRef saved_fn = g->fn, saved_n = g->n, *saved_ptr = g->ptr;
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(g->b);
+    int len = ir_func_len(g->c.f);
+    g->ptr = calloc((size_t)len + 1, sizeof *g->ptr);
+    if (!g->ptr) NETC_INTERNAL("out of memory");
+    g->fn = fn;
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, fn, "entry"));
+    LLVMValueRef ap = LLVMBuildBitCast(g->b, LLVMGetParam(fn, 0), LLVMPointerType(g->p8, 0), "");
+    g->n = LLVMBuildPtrToInt(g->b, lg_load(g, ap, lg_i64(g, 0)), g->i64, "");
+    for (int i = 0; i < nv; i++) g->ptr[vals[i]] = lg_load(g, ap, lg_i64(g, i + 1));
+    ns.lo = LLVMGetParam(fn, 1);
+    ns.hi = LLVMGetParam(fn, 2);
+    kernel_nest(g, k, &ns, acc, nacc);
+    LLVMBuildRetVoid(g->b);
+    free(g->ptr);
+    g->ptr = saved_ptr, g->fn = saved_fn, g->n = saved_n;
+    LLVMPositionBuilderAtEnd(g->b, saved_bb);
+    vec_free(vals);
+    LLVMTypeRef pp[4] = {g->i64, g->i64, LLVMPointerType(ct, 0), g->p8};
+    LLVMValueRef pa[4] = {outer, grain, fn, LLVMBuildBitCast(g->b, args, g->p8, "")};
+    lg_call(g, "nrt_parallel_for", g->v, pp, 4, pa);
+}
+
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc, int nacc) {
     LLVMValueRef ptrs[LN_OPS];
     for (int j = 0; j < nacc; j++) ptrs[j] = lg_ptr(g, acc[j].value);
     LLVMValueRef *t = calloc((size_t)k->root + 1, sizeof *t);
     if (!t) NETC_INTERNAL("out of memory");
-    nest_open(g, &ns);
+    nest_open(g, ns);
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
         if (m == k->head) continue;
@@ -231,7 +301,7 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
             struct access x = access_of(g, m, a);
             int j = 0;
             while (acc[j].value != x.value || acc[j].bias != x.bias) j++;
-            ops[a] = conv(g, lg_load(g, ptrs[j], ns.idx[1 + j]), ty);
+            ops[a] = conv(g, lg_load(g, ptrs[j], ns->idx[1 + j]), ty);
         }
         t[m] = lg_formula(g, n, ops, ty);
     }
@@ -240,9 +310,9 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     for (size_t i = 0; i < vec_len(k->outputs); i++) {
         int o = k->outputs[i];
         LLVMValueRef p = lg_ptr(g, o);
-        lg_store(g, conv(g, t[o], node(g, o)->type.dtype == DT_I32 ? g->i32 : g->f32), p, ns.idx[0]);
+        lg_store(g, conv(g, t[o], node(g, o)->type.dtype == DT_I32 ? g->i32 : g->f32), p, ns->idx[0]);
     }
-    nest_close(g, &ns);
+    nest_close(g, ns);
     free(t);
 }
 
