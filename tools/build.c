@@ -893,7 +893,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     if (!m) return EXIT_USER;
     const char *dir = o.out ? o.out : ".";
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
-    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
+    snprintf(csrc, sizeof csrc, "%s/%s%s", dir, model_file_name(m), o.lib ? ".c" : o.target->ext);
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
     bool ok = make_dirs("emit", dir) &&
               (o.lib ? write_lib("emit", m, dir, version) : write_c("emit", o.target, m, csrc, version, o.mpi, NULL)) &&
