@@ -131,6 +131,10 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
         return -1;
     }
     double t1 = now();
+    const char *dump = getenv("NETC_LLVM_DUMP"); /* the optimised module, for people */
+    char *msg = NULL;
+    if (dump && *dump && LLVMPrintModuleToFile(g.mod, dump, &msg)) fprintf(stderr, "netc: cannot write '%s': %s\n", dump, msg);
+    LLVMDisposeMessage(msg);
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
     LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
     LLVMOrcLLJITRef jit;

@@ -146,6 +146,8 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     case OP_LEAKY_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_get_float(n, "alpha")), y));
     case OP_SIGMOID_GRAD: return fmul(g, fmul(g, y, x), fsub(g, one, x));
     case OP_TANH_GRAD: return fmul(g, y, fsub(g, one, fmul(g, x, x)));
+    case OP_BATCHNORM: /* (gamma / sqrt(var + eps)) * (x - mean) + beta, per channel */
+        return fadd(g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_get_float(n, "eps"))))), fsub(g, x, a[3])), a[2]);
     default: NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
     }
 #undef K
@@ -157,6 +159,7 @@ static bool has_formula(enum op op) {
     case OP_SIGMOID: case OP_TANH: case OP_ERF: case OP_GELU: case OP_GELU_GRAD: case OP_CAST: case OP_BROADCAST_TO:
     case OP_ADD: case OP_BIAS_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_POW:
     case OP_GREATER: case OP_RELU_GRAD: case OP_LEAKY_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+    case OP_BATCHNORM:
         return true;
     default: return false;
     }
@@ -174,6 +177,7 @@ static struct access access_of(const struct lg *g, int m, int a) {
     const struct ir_node *n = node(g, m);
     struct access x = {n->args[a], -1};
     if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
     return x;
 }
 
@@ -230,18 +234,61 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
             for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }
     nest_merge(&ns);
+    /* The pointers the nest takes, each storage once (C's kernel parameters):
+     * the outputs, then the inputs but the head's result (the root's storage)
+     * and those read through an output's pointer (the same buffer). They are
+     * noalias parameters of the range function, as C's restrict ones. */
+    int *vals = NULL, *same = calloc((size_t)k->root + 1, sizeof *same);
+    if (!same) NETC_INTERNAL("out of memory");
+    for (size_t i = 0; i < vec_len(k->outputs); i++) vec_push(vals, k->outputs[i]);
+    for (int j = 0; j < nacc; j++) {
+        int x = acc[j].value, o = x == k->head ? k->root : cgc_kernel_inplace(&g->c, k, x);
+        bool dup = false;
+        for (size_t i = 0; i < vec_len(vals); i++) dup |= vals[i] == x;
+        if (o >= 0) same[x] = o + 1;
+        else if (!dup) vec_push(vals, x);
+    }
+    int nv = (int)vec_len(vals);
+    LLVMTypeRef rp[3 + 2 * LN_OPS];
+    rp[0] = rp[1] = rp[2] = g->i64;
+    for (int i = 0; i < nv; i++) rp[3 + i] = g->p8;
+    LLVMTypeRef rt = LLVMFunctionType(g->v, rp, (unsigned)(3 + nv), 0);
+    char name[64];
+    snprintf(name, sizeof name, "kernel_n%d_range", k->root);
+    LLVMValueRef range = LLVMAddFunction(g->mod, name, rt);
+    LLVMSetLinkage(range, LLVMInternalLinkage);
+    unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
+    for (int i = 0; i < nv; i++)
+        LLVMAddAttributeAtIndex(range, (unsigned)(4 + i), LLVMCreateEnumAttribute(g->cx, noalias, 0));
+    /* Its body. */
+    LLVMValueRef saved_fn = g->fn, saved_n = g->n, *saved_ptr = g->ptr;
+    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(g->b);
+    g->ptr = calloc((size_t)ir_func_len(g->c.f) + 1, sizeof *g->ptr);
+    if (!g->ptr) NETC_INTERNAL("out of memory");
+    g->fn = range;
+    LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, range, "entry"));
+    g->n = LLVMGetParam(range, 2);
+    for (int i = 0; i < nv; i++) g->ptr[vals[i]] = LLVMGetParam(range, (unsigned)(3 + i));
+    for (int j = 0; j < nacc; j++)
+        if (same[acc[j].value]) g->ptr[acc[j].value] = g->ptr[same[acc[j].value] - 1];
+    if (ns.rank > 0) ns.lo = LLVMGetParam(range, 0), ns.hi = LLVMGetParam(range, 1);
+    kernel_nest(g, k, &ns, acc, nacc);
+    LLVMBuildRetVoid(g->b);
+    free(g->ptr);
+    free(same);
+    g->ptr = saved_ptr, g->fn = saved_fn, g->n = saved_n;
+    LLVMPositionBuilderAtEnd(g->b, saved_bb);
+    LLVMValueRef outer = ns.rank > 0 ? lg_x(g, ns.dim[0]) : lg_i64(g, 1);
     struct cgc_x total = cgc_count(y);
-    if (ns.rank == 0 || !(total.n || total.k >= 2 * KERNEL_GRAIN)) {
-        kernel_nest(g, k, &ns, acc, nacc);
+    if (ns.rank == 0 || !(total.n || total.k >= 2 * KERNEL_GRAIN)) { /* on this thread */
+        LLVMValueRef ra[3 + 2 * LN_OPS] = {lg_i64(g, 0), outer, g->n};
+        for (int i = 0; i < nv; i++) ra[3 + i] = lg_ptr8(g, vals[i]);
+        LLVMBuildCall2(g->b, rt, range, ra, (unsigned)(3 + nv), "");
+        vec_free(vals);
         return;
     }
     /* Split over the thread pool by the first loop, as the C backend does:
-     * chunk(args, lo, hi) runs the nest over [lo, hi); args holds n and the
-     * pointers of every value the nest touches. */
-    int *vals = NULL;
-    for (int j = 0; j < nacc; j++) vec_push(vals, acc[j].value);
-    for (size_t i = 0; i < vec_len(k->outputs); i++) vec_push(vals, k->outputs[i]);
-    int nv = (int)vec_len(vals);
+     * chunk(args, lo, hi) calls range(lo, hi, n, pointers...) from args. */
     LLVMTypeRef at = LLVMArrayType(g->p8, (unsigned)nv + 1);
     LLVMValueRef args = lg_var(g, at, NULL);
     LLVMValueRef argp = LLVMBuildBitCast(g->b, args, LLVMPointerType(g->p8, 0), "");
@@ -249,31 +296,20 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     for (int i = 0; i < nv; i++) lg_store(g, lg_ptr8(g, vals[i]), argp, lg_i64(g, i + 1));
     struct cgc_x inner = xk(1);
     for (int d = 1; d < ns.rank; d++) inner = cgc_mul(inner, ns.dim[d]);
-    LLVMValueRef outer = lg_x(g, ns.dim[0]), in = lg_x(g, inner);
+    LLVMValueRef in = lg_x(g, inner);
     LLVMValueRef grain = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, lg_i64(g, KERNEL_GRAIN - 1), in, ""), in, "");
-    /* The chunk function. */
     LLVMTypeRef cp[3] = {g->p8, g->i64, g->i64};
     LLVMTypeRef ct = LLVMFunctionType(g->v, cp, 3, 0);
-    char name[64];
     snprintf(name, sizeof name, "kernel_n%d_chunk", k->root);
     LLVMValueRef fn = LLVMAddFunction(g->mod, name, ct);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    LLVMValueRef saved_fn = g->fn, saved_n = g->n, *saved_ptr = g->ptr;
-    LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(g->b);
-    int len = ir_func_len(g->c.f);
-    g->ptr = calloc((size_t)len + 1, sizeof *g->ptr);
-    if (!g->ptr) NETC_INTERNAL("out of memory");
-    g->fn = fn;
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, fn, "entry"));
     LLVMValueRef ap = LLVMBuildBitCast(g->b, LLVMGetParam(fn, 0), LLVMPointerType(g->p8, 0), "");
-    g->n = LLVMBuildPtrToInt(g->b, lg_load(g, ap, lg_i64(g, 0)), g->i64, "");
-    for (int i = 0; i < nv; i++) g->ptr[vals[i]] = lg_load(g, ap, lg_i64(g, i + 1));
-    ns.lo = LLVMGetParam(fn, 1);
-    ns.hi = LLVMGetParam(fn, 2);
-    kernel_nest(g, k, &ns, acc, nacc);
+    LLVMValueRef ra[3 + 2 * LN_OPS] = {LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
+                                       LLVMBuildPtrToInt(g->b, lg_load(g, ap, lg_i64(g, 0)), g->i64, "")};
+    for (int i = 0; i < nv; i++) ra[3 + i] = lg_load(g, ap, lg_i64(g, i + 1));
+    LLVMBuildCall2(g->b, rt, range, ra, (unsigned)(3 + nv), "");
     LLVMBuildRetVoid(g->b);
-    free(g->ptr);
-    g->ptr = saved_ptr, g->fn = saved_fn, g->n = saved_n;
     LLVMPositionBuilderAtEnd(g->b, saved_bb);
     vec_free(vals);
     LLVMTypeRef pp[4] = {g->i64, g->i64, LLVMPointerType(ct, 0), g->p8};
@@ -345,7 +381,7 @@ static void fill(struct lg *g, LLVMValueRef p, struct cgc_x count, LLVMValueRef 
 /* dst[kept index] += src element, in double (dst: double *), over the operand
  * of node id; the C backend's sum_rows (SUM_LANES partial sums along a
  * contiguous innermost row) where it applies, so the sums are the same. */
-static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRef dst) {
+static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRef dst, LLVMValueRef center) {
     const struct shape *x = arg_shape(g, id, 0);
     struct lnest ns = {.rank = x->rank, .nops = 2};
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(x, d);
@@ -362,6 +398,7 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
         LLVMValueRef accp = LLVMBuildBitCast(g->b, acc, g->pf64, "");
         for (int l = 0; l < SUM_LANES; l++) lg_store(g, lg_f64(g, 0), accp, lg_i64(g, l));
         LLVMValueRef rowat = ns.idx[0];
+        LLVMValueRef mu = center ? lg_load(g, center, ns.idx[1]) : NULL;
         LLVMValueRef lenv = lg_x(g, len);
         LLVMValueRef blocks = LLVMBuildSDiv(g->b, lenv, lg_i64(g, SUM_LANES), "");
         struct lg_loop lb;
@@ -369,12 +406,14 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
         LLVMValueRef j0 = LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, SUM_LANES), ""), "");
         for (int l = 0; l < SUM_LANES; l++) {
             LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
+            if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
             lg_store(g, fadd(g, lg_load(g, accp, lg_i64(g, l)), v), accp, lg_i64(g, l));
         }
         lg_loop_close(g, &lb);
         struct lg_loop lt;
         LLVMValueRef j = lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, SUM_LANES), ""), lenv);
         LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
+        if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
         LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
         lg_loop_close(g, &lt);
         LLVMValueRef s = LLVMBuildLoad2(g->b, g->f64, sum, "");
@@ -385,6 +424,7 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
     }
     nest_open(g, &ns);
     LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, ns.idx[0]), g->f64, "");
+    if (center) v = fsub(g, v, lg_load(g, center, ns.idx[1])), v = fmul(g, v, v);
     lg_store(g, fadd(g, lg_load(g, dst, ns.idx[1]), v), dst, ns.idx[1]);
     nest_close(g, &ns);
 }
@@ -394,7 +434,7 @@ static void reduce_f32(struct lg *g, int id, const struct shape *kept, struct cg
     struct cgc_x ny = cgc_count(shape_of(g, id));
     LLVMValueRef d = LLVMBuildBitCast(g->b, g->sptr[id], g->pf64, "");
     fill(g, d, ny, lg_f64(g, 0));
-    sum_into(g, id, kept, d);
+    sum_into(g, id, kept, d, NULL);
     LLVMValueRef y = lg_ptr(g, id);
     struct lg_loop l;
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
@@ -1211,6 +1251,263 @@ static void op_masked_accuracy(struct lg *g, int id) {
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
+/* An earlier MEAN of the same value over the same axes still in memory at node
+ * id (batch norm's statistics), or -1 (c_ops.c's same_mean). */
+static int same_mean(const struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    int na, nb;
+    const int64_t *axes = ir_get_ints(n, "axes", &na);
+    for (int j = id - 1; j >= 0; j--) {
+        const struct ir_node *m = node(g, j);
+        if (m->op != OP_MEAN || m->args[0] != n->args[0] || g->c.vals[j].kernel >= 0 || g->c.vals[j].last_use < id)
+            continue;
+        const int64_t *mx = ir_get_ints(m, "axes", &nb);
+        if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
+        if (ir_get_int(m, "keepdims") != ir_get_int(n, "keepdims") || !shape_equal(&m->type.shape, &n->type.shape))
+            continue;
+        return j;
+    }
+    return -1;
+}
+
+/* Two passes in double, as C: the mean (or the MEAN node's), then the mean
+ * squared deviation from it. */
+static void op_variance(struct lg *g, int id) {
+    struct cgc_x count;
+    struct shape kept = kept_shape(g, id, &count);
+    struct cgc_x ny = cgc_count(shape_of(g, id));
+    LLVMValueRef m = LLVMBuildBitCast(g->b, scratch(g, id), g->pf64, "");
+    LLVMValueRef d = gep(g, m, lg_x(g, ny));
+    LLVMValueRef cnt = LLVMBuildSIToFP(g->b, lg_x(g, count), g->f64, "");
+    int mean = same_mean(g, id);
+    struct lg_loop l;
+    LLVMValueRef i;
+    if (mean >= 0) {
+        LLVMValueRef pm = lg_ptr(g, mean);
+        i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
+        lg_store(g, ld64(g, pm, i), m, i);
+        lg_store(g, lg_f64(g, 0), d, i);
+        lg_loop_close(g, &l);
+    } else {
+        i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
+        lg_store(g, lg_f64(g, 0), m, i);
+        lg_store(g, lg_f64(g, 0), d, i);
+        lg_loop_close(g, &l);
+        sum_into(g, id, &kept, m, NULL);
+        i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
+        lg_store(g, fdiv(g, lg_load(g, m, i), cnt), m, i);
+        lg_loop_close(g, &l);
+    }
+    sum_into(g, id, &kept, d, m);
+    LLVMValueRef y = lg_ptr(g, id);
+    i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
+    lg_store(g, LLVMBuildFPTrunc(g->b, fdiv(g, lg_load(g, d, i), cnt), g->f32, ""), y, i);
+    lg_loop_close(g, &l);
+}
+
+/* splitmix64's finalizer (codegen.h's cg_mix64) on an i64. */
+static LLVMValueRef mix64(struct lg *g, LLVMValueRef z) {
+    z = LLVMBuildAdd(g->b, z, LLVMConstInt(g->i64, 0x9e3779b97f4a7c15ull, 0), "");
+    z = LLVMBuildMul(g->b, LLVMBuildXor(g->b, z, LLVMBuildLShr(g->b, z, lg_i64(g, 30), ""), ""),
+                     LLVMConstInt(g->i64, 0xbf58476d1ce4e5b9ull, 0), "");
+    z = LLVMBuildMul(g->b, LLVMBuildXor(g->b, z, LLVMBuildLShr(g->b, z, lg_i64(g, 27), ""), ""),
+                     LLVMConstInt(g->i64, 0x94d049bb133111ebull, 0), "");
+    return LLVMBuildXor(g->b, z, LLVMBuildLShr(g->b, z, lg_i64(g, 31), ""), "");
+}
+
+/* y = keep(i) ? x * 1/(1-rate) : 0 with codegen.h's mask (cg_dropout_keep). */
+static void op_dropout(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    double rate = ir_get_float(n, "rate");
+    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    LLVMValueRef sp = LLVMBuildGEP2(g->b, g->i8, g->ctx, (LLVMValueRef[]){lg_i64(g, (int64_t)offsetof(struct nrt_ctx, step))}, 1, "");
+    LLVMValueRef step = LLVMBuildLoad2(g->b, g->i64, LLVMBuildBitCast(g->b, sp, g->p64, ""), "");
+    LLVMValueRef a = mix64(g, LLVMBuildXor(g->b, LLVMConstInt(g->i64, cg_mix64(seed), 0), step, ""));
+    LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
+    struct lg_loop l;
+    LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(&n->type.shape)));
+    LLVMValueRef h = LLVMBuildLShr(g->b, mix64(g, LLVMBuildXor(g->b, a, i, "")), lg_i64(g, 40), "");
+    LLVMValueRef keep = LLVMBuildICmp(g->b, LLVMIntUGE, h, lg_i64(g, cg_dropout_threshold(rate)), "");
+    LLVMValueRef v = fmul(g, lg_load(g, x, i), lg_f32(g, 1.0 / (1.0 - rate)));
+    lg_store(g, LLVMBuildSelect(g->b, keep, v, lg_f32(g, 0), ""), y, i);
+    lg_loop_close(g, &l);
+}
+
+static void op_argmax(struct lg *g, int id) {
+    const struct shape *s = arg_shape(g, id, 0);
+    int axis = (int)ir_get_int(node(g, id), "axis");
+    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
+    LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id), kv = lg_x(g, k), in = lg_x(g, inner);
+    struct lg_loop lo, li, lj;
+    LLVMValueRef o = lg_loop_open(g, &lo, lg_i64(g, 0), lg_x(g, outer));
+    LLVMValueRef q = lg_loop_open(g, &li, lg_i64(g, 0), in);
+    LLVMValueRef base = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, kv, ""), in, ""), q, "");
+    LLVMValueRef best = lg_var(g, g->i64, lg_i64(g, 0));
+    LLVMValueRef j = lg_loop_open(g, &lj, lg_i64(g, 1), kv);
+    LLVMValueRef b = LLVMBuildLoad2(g->b, g->i64, best, "");
+    LLVMValueRef xj = lg_load(g, x, LLVMBuildNSWAdd(g->b, base, LLVMBuildNSWMul(g->b, j, in, ""), ""));
+    LLVMValueRef xb = lg_load(g, x, LLVMBuildNSWAdd(g->b, base, LLVMBuildNSWMul(g->b, b, in, ""), ""));
+    LLVMBuildStore(g->b, LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, LLVMRealOGT, xj, xb, ""), j, b, ""), best);
+    lg_loop_close(g, &lj);
+    LLVMValueRef r = LLVMBuildTrunc(g->b, LLVMBuildLoad2(g->b, g->i64, best, ""), g->i32, "");
+    lg_store(g, r, y, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, in, ""), q, ""));
+    lg_loop_close(g, &li);
+    lg_loop_close(g, &lo);
+}
+
+static void op_one_hot(struct lg *g, int id) {
+    int64_t k = ir_get_int(node(g, id), "classes");
+    LLVMValueRef ids = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(shape_of(g, id)))), 4);
+    struct lg_loop l;
+    LLVMValueRef p = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(arg_shape(g, id, 0))));
+    LLVMValueRef v = lg_load(g, ids, p);
+    LLVMValueRef ok = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntSGE, v, lg_i32(g, 0), ""),
+                                   LLVMBuildICmp(g->b, LLVMIntSLT, v, lg_i32(g, (int32_t)k), ""), "");
+    LLVMBasicBlockRef after = lg_if(g, ok);
+    lg_store(g, lg_f32(g, 1), y, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, p, lg_i64(g, k), ""), LLVMBuildSExt(g->b, v, g->i64, ""), ""));
+    lg_endif(g, after);
+    lg_loop_close(g, &l);
+}
+
+static void op_upsample(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const int64_t *sc = ir_get_ints(n, "scale", NULL);
+    const struct shape *small = n->op == OP_UPSAMPLE2D ? arg_shape(g, id, 0) : shape_of(g, id);
+    LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(small, 0, 2)), lg_i64(g, small->dim[2]), lg_i64(g, small->dim[3]),
+                            lg_i64(g, sc[0]), lg_i64(g, sc[1]), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, id)};
+    rtcall(g, n->op == OP_UPSAMPLE2D ? "nrt_upsample2d" : "nrt_upsample2d_grad", 7, args);
+}
+
+/* Masked pooling over time (c_text.c): x [N, T, R...] with ids i32 [N, T]. */
+static void op_masked_pool(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    bool grad = n->op == OP_MASKED_MEAN_GRAD || n->op == OP_MASKED_MAX_GRAD;
+    const struct shape *x = grad ? shape_of(g, id) : arg_shape(g, id, 0);
+    int ids_arg = n->op == OP_MASKED_MEAN_GRAD ? 0 : 1;
+    int64_t T = x->dim[1];
+    LLVMValueRef R = lg_x(g, cgc_dims_prod(x, 2, x->rank)), pad = lg_i32(g, (int32_t)ir_get_int(n, "pad"));
+    LLVMValueRef ids = lg_ptr(g, arg(g, id, ids_arg)), out = lg_ptr(g, id);
+    LLVMValueRef TR = LLVMBuildNSWMul(g->b, lg_i64(g, T), R, "");
+    struct lg_loop lb, ls, lj;
+    LLVMValueRef b = lg_loop_open(g, &lb, lg_i64(g, 0), lg_x(g, cgc_dim(x, 0)));
+    LLVMValueRef ib = gep(g, ids, LLVMBuildNSWMul(g->b, b, lg_i64(g, T), ""));
+    LLVMValueRef kept = lg_var(g, g->i64, lg_i64(g, 0)), s, j;
+    switch (n->op) {
+    case OP_MASKED_MEAN:
+    case OP_MASKED_MAX: {
+        bool mx = n->op == OP_MASKED_MAX;
+        LLVMValueRef yb = gep(g, out, LLVMBuildNSWMul(g->b, b, R, "")), xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
+        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, yb, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, R), 4);
+        s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
+        LLVMBasicBlockRef after = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""));
+        LLVMValueRef k0 = LLVMBuildLoad2(g->b, g->i64, kept, "");
+        if (!mx) LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k0, lg_i64(g, 1), ""), kept);
+        j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
+        LLVMValueRef xv = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, "")), yv = lg_load(g, yb, j);
+        if (mx) {
+            LLVMValueRef take = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, k0, lg_i64(g, 0), ""),
+                                            LLVMBuildFCmp(g->b, LLVMRealOGT, xv, yv, ""), "");
+            lg_store(g, LLVMBuildSelect(g->b, take, xv, yv, ""), yb, j);
+        } else {
+            lg_store(g, fadd(g, yv, xv), yb, j);
+        }
+        lg_loop_close(g, &lj);
+        if (mx) LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k0, lg_i64(g, 1), ""), kept);
+        lg_endif(g, after);
+        lg_loop_close(g, &ls);
+        if (!mx) {
+            LLVMValueRef k = LLVMBuildLoad2(g->b, g->i64, kept, "");
+            LLVMBasicBlockRef a2 = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, k, lg_i64(g, 0), ""));
+            LLVMValueRef kf = LLVMBuildSIToFP(g->b, k, g->f32, "");
+            j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
+            lg_store(g, fdiv(g, lg_load(g, yb, j), kf), yb, j);
+            lg_loop_close(g, &lj);
+            lg_endif(g, a2);
+        }
+        break;
+    }
+    case OP_MASKED_MEAN_GRAD: {
+        LLVMValueRef xb = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")), gb = gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, b, R, ""));
+        s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
+        LLVMValueRef in = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), g->i64, "");
+        LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, kept, ""), in, ""), kept);
+        lg_loop_close(g, &ls);
+        LLVMValueRef kf = LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, kept, ""), g->f32, "");
+        s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
+        LLVMValueRef on = LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, "");
+        j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
+        LLVMValueRef v = LLVMBuildSelect(g->b, on, fdiv(g, lg_load(g, gb, j), kf), lg_f32(g, 0), "");
+        lg_store(g, v, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, ""));
+        lg_loop_close(g, &lj);
+        lg_loop_close(g, &ls);
+        break;
+    }
+    default: { /* MASKED_MAX_GRAD (x, ids, dy) */
+        LLVMValueRef db = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")), xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
+        LLVMValueRef gb = gep(g, lg_ptr(g, arg(g, id, 2)), LLVMBuildNSWMul(g->b, b, R, ""));
+        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, db, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, TR), 4);
+        LLVMValueRef best = lg_var(g, g->i64, NULL);
+        j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
+        LLVMBuildStore(g->b, lg_i64(g, -1), best);
+        s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
+        LLVMValueRef bv = LLVMBuildLoad2(g->b, g->i64, best, "");
+        LLVMValueRef bi = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, bv, lg_i64(g, 0), ""), lg_i64(g, 0), bv, "");
+        LLVMValueRef xs = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, ""));
+        LLVMValueRef xbest = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, bi, R, ""), j, ""));
+        LLVMValueRef better = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, bv, lg_i64(g, 0), ""),
+                                          LLVMBuildFCmp(g->b, LLVMRealOGT, xs, xbest, ""), "");
+        LLVMValueRef take = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), better, "");
+        LLVMBuildStore(g->b, LLVMBuildSelect(g->b, take, s, bv, ""), best);
+        lg_loop_close(g, &ls);
+        LLVMValueRef fb = LLVMBuildLoad2(g->b, g->i64, best, "");
+        LLVMBasicBlockRef after = lg_if(g, LLVMBuildICmp(g->b, LLVMIntSGE, fb, lg_i64(g, 0), ""));
+        lg_store(g, lg_load(g, gb, j), db, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, fb, R, ""), j, ""));
+        lg_endif(g, after);
+        lg_loop_close(g, &lj);
+        break;
+    }
+    }
+    lg_loop_close(g, &lb);
+}
+
+/* Softmax over the last axis of scale * x, causal rows cut (c_ops.c). */
+static void op_attn_softmax(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *s = &n->type.shape;
+    int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
+    bool causal = ir_get_int(n, "causal") != 0;
+    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id), scale = lg_f32(g, ir_get_float(n, "scale"));
+    struct lg_loop lr, l;
+    LLVMValueRef r = lg_loop_open(g, &lr, lg_i64(g, 0), lg_x(g, cgc_dims_prod(s, 0, s->rank - 1)));
+    LLVMValueRef x = gep(g, px, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), "")), y = gep(g, py, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), ""));
+    LLVMValueRef kn = lg_i64(g, tk);
+    if (causal) {
+        LLVMValueRef lim = LLVMBuildAdd(g->b, LLVMBuildSRem(g->b, r, lg_i64(g, tq), ""), lg_i64(g, tk - tq + 1), "");
+        lim = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, lim, lg_i64(g, 0), ""), lg_i64(g, 0), lim, "");
+        kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, lim, lg_i64(g, tk), ""), lg_i64(g, tk), lim, "");
+    }
+    LLVMValueRef mx = lg_var(g, g->f32, lg_f32(g, -1.0 / 0.0)), sum = lg_var(g, g->f32, lg_f32(g, 0));
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
+    LLVMValueRef v = lg_load(g, x, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
+    lg_loop_close(g, &l);
+    LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
+    LLVMValueRef e = lg_expf(g, fmul(g, scale, fsub(g, lg_load(g, x, j), m)));
+    lg_store(g, e, y, j);
+    accumulate(g, sum, e);
+    lg_loop_close(g, &l);
+    LLVMValueRef inv = fdiv(g, lg_f32(g, 1), LLVMBuildLoad2(g->b, g->f32, sum, ""));
+    j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
+    lg_store(g, fmul(g, lg_load(g, y, j), inv), y, j);
+    lg_loop_close(g, &l);
+    j = lg_loop_open(g, &l, kn, lg_i64(g, tk));
+    lg_store(g, lg_f32(g, 0), y, j);
+    lg_loop_close(g, &l);
+    lg_loop_close(g, &lr);
+}
+
 /* ---------------------------------------------------------------- column */
 
 static void op_none(struct lg *g, int id) { (void)g, (void)id; }
@@ -1269,6 +1566,13 @@ static lg_op_fn column(enum op op) {
     case OP_MASKED_CROSS_ENTROPY: return op_masked_ce;
     case OP_MASKED_CROSS_ENTROPY_GRAD: return op_masked_ce_grad;
     case OP_MASKED_ACCURACY: return op_masked_accuracy;
+    case OP_VARIANCE: return op_variance;
+    case OP_DROPOUT: case OP_DROPOUT_GRAD: return op_dropout;
+    case OP_ARGMAX: return op_argmax;
+    case OP_ONE_HOT: return op_one_hot;
+    case OP_UPSAMPLE2D: case OP_UPSAMPLE2D_GRAD: return op_upsample;
+    case OP_MASKED_MEAN: case OP_MASKED_MAX: case OP_MASKED_MEAN_GRAD: case OP_MASKED_MAX_GRAD: return op_masked_pool;
+    case OP_ATTN_SOFTMAX: return op_attn_softmax;
     default: return NULL;
     }
 }
@@ -1285,7 +1589,9 @@ bool lg_op_supported(struct lg *g, int id, const char **why) {
                      n->op == OP_RNN_BPTT || n->op == OP_RNN_GRAD ||
                      n->op == OP_EMBEDDING || n->op == OP_EMBEDDING_GRAD || n->op == OP_MASKED_CROSS_ENTROPY ||
                      n->op == OP_MASKED_CROSS_ENTROPY_GRAD || n->op == OP_MASKED_ACCURACY || n->op == OP_SLICE ||
-                     n->op == OP_PAD || n->op == OP_CONCAT || n->op == OP_TRANSPOSE;
+                     n->op == OP_PAD || n->op == OP_CONCAT || n->op == OP_TRANSPOSE || n->op == OP_ARGMAX ||
+                     n->op == OP_ONE_HOT || n->op == OP_MASKED_MEAN || n->op == OP_MASKED_MAX ||
+                     n->op == OP_MASKED_MEAN_GRAD || n->op == OP_MASKED_MAX_GRAD;
     if (i32 && !labels_ok) {
         snprintf(buf, sizeof buf, "%s on i32 values", op_info[n->op].name);
         *why = buf;
