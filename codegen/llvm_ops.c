@@ -640,6 +640,8 @@ struct rows {
     int64_t cls;       /* classes */
 };
 
+static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLVMValueRef *args);
+
 static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
     const struct shape *xs = arg_shape(g, id, 0);
     bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
@@ -672,18 +674,10 @@ static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
         LLVMValueRef y32 = lg_load(g, lg_ptr(g, arg(g, id, 1)), w->r);
         LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, y32, lg_i32(g, 0), ""),
                                        LLVMBuildICmp(g->b, LLVMIntSGE, y32, lg_i32(g, (int32_t)w->cls), ""), "");
-        LLVMBasicBlockRef after = lg_if(g, bad);
         char fmt[128];
         snprintf(fmt, sizeof fmt, "label %%d of batch item %%lld is out of range for %lld classes", (long long)w->cls);
-        LLVMValueRef s = LLVMBuildGlobalStringPtr(g->b, fmt, "");
-        LLVMTypeRef p[2] = {g->p8, g->p8};
-        LLVMTypeRef ft = LLVMFunctionType(g->v, p, 2, 1);
-        LLVMValueRef fn = LLVMGetNamedFunction(g->mod, "nrt_ctx_fail");
-        if (!fn) fn = LLVMAddFunction(g->mod, "nrt_ctx_fail", ft);
-        LLVMValueRef args[4] = {g->ctx, s, y32, w->r};
-        LLVMBuildCall2(g->b, ft, fn, args, 4, "");
-        LLVMBuildBr(g->b, g->ret);
-        LLVMPositionBuilderAtEnd(g->b, after);
+        LLVMValueRef fa[2] = {y32, w->r};
+        fail_if(g, bad, fmt, 2, fa);
         w->y = LLVMBuildSExt(g->b, y32, g->i64, "");
     }
 }
@@ -1175,8 +1169,6 @@ static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
     LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
     lg_loop_close(g, &l);
     LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
-    double part[8];
-    (void)part;
     LLVMValueRef acc[8], se = lg_f64(g, 0);
     int64_t full = w->cls / 8 * 8;
     for (int q = 0; q < 8; q++) acc[q] = lg_var(g, g->f64, lg_f64(g, 0));
@@ -1577,6 +1569,21 @@ static lg_op_fn column(enum op op) {
     }
 }
 
+/* Whether the column handles op with i32 operands or results (labels, token
+ * ids, lengths, data movement); the others are written for f32. */
+static bool takes_i32(enum op op) {
+    if (has_formula(op) || column(op) == op_none) return true;
+    switch (op) {
+    case OP_CONST: case OP_CROSS_ENTROPY: case OP_CROSS_ENTROPY_GRAD: case OP_ACCURACY: case OP_RNN:
+    case OP_RNN_BPTT: case OP_RNN_GRAD: case OP_EMBEDDING: case OP_EMBEDDING_GRAD: case OP_MASKED_CROSS_ENTROPY:
+    case OP_MASKED_CROSS_ENTROPY_GRAD: case OP_MASKED_ACCURACY: case OP_SLICE: case OP_PAD: case OP_CONCAT:
+    case OP_TRANSPOSE: case OP_ARGMAX: case OP_ONE_HOT: case OP_MASKED_MEAN: case OP_MASKED_MAX:
+    case OP_MASKED_MEAN_GRAD: case OP_MASKED_MAX_GRAD:
+        return true;
+    default: return false;
+    }
+}
+
 bool lg_op_supported(struct lg *g, int id, const char **why) {
     const struct ir_node *n = node(g, id);
     *why = NULL;
@@ -1584,15 +1591,7 @@ bool lg_op_supported(struct lg *g, int id, const char **why) {
     static char buf[96];
     bool i32 = n->type.dtype == DT_I32;
     for (int a = 0; a < n->nargs; a++) i32 |= node(g, n->args[a])->type.dtype == DT_I32;
-    bool labels_ok = n->op == OP_CROSS_ENTROPY || n->op == OP_CROSS_ENTROPY_GRAD || n->op == OP_ACCURACY ||
-                     has_formula(n->op) || n->op == OP_CONST || column(n->op) == op_none || n->op == OP_RNN ||
-                     n->op == OP_RNN_BPTT || n->op == OP_RNN_GRAD ||
-                     n->op == OP_EMBEDDING || n->op == OP_EMBEDDING_GRAD || n->op == OP_MASKED_CROSS_ENTROPY ||
-                     n->op == OP_MASKED_CROSS_ENTROPY_GRAD || n->op == OP_MASKED_ACCURACY || n->op == OP_SLICE ||
-                     n->op == OP_PAD || n->op == OP_CONCAT || n->op == OP_TRANSPOSE || n->op == OP_ARGMAX ||
-                     n->op == OP_ONE_HOT || n->op == OP_MASKED_MEAN || n->op == OP_MASKED_MAX ||
-                     n->op == OP_MASKED_MEAN_GRAD || n->op == OP_MASKED_MAX_GRAD;
-    if (i32 && !labels_ok) {
+    if (i32 && !takes_i32(n->op)) {
         snprintf(buf, sizeof buf, "%s on i32 values", op_info[n->op].name);
         *why = buf;
         return false;
