@@ -85,7 +85,9 @@ static bool optimise(struct lg *g, LLVMTargetMachineRef tm) {
     LLVMPassBuilderOptionsSetSLPVectorization(po, 1);
     LLVMPassBuilderOptionsSetLoopInterleaving(po, 1);
     LLVMPassBuilderOptionsSetLoopUnrolling(po, 1);
-    LLVMErrorRef err = LLVMRunPasses(g->mod, "default<O3>", tm, po);
+    /* mergefunc first: the forward kernels repeated by every entry point are
+     * optimised and compiled once. */
+    LLVMErrorRef err = LLVMRunPasses(g->mod, "mergefunc,default<O3>", tm, po);
     LLVMDisposePassBuilderOptions(po);
     if (err) return llvm_failed("optimisation", err);
     return true;

@@ -257,6 +257,10 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     snprintf(name, sizeof name, "kernel_n%d_range", k->root);
     LLVMValueRef range = LLVMAddFunction(g->mod, name, rt);
     LLVMSetLinkage(range, LLVMInternalLinkage);
+    /* noinline, as C's kernels (NRT_NOINLINE): entry points stay small, and the
+     * identical kernels of several entry points are merged (mergefunc). */
+    LLVMAddAttributeAtIndex(range, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     for (int i = 0; i < nv; i++)
         LLVMAddAttributeAtIndex(range, (unsigned)(4 + i), LLVMCreateEnumAttribute(g->cx, noalias, 0));
