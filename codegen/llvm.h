@@ -27,7 +27,8 @@ struct lg {
     LLVMValueRef ws, mn;       /* ctx->ws (i8 *) and ctx->max_n (i64) */
     LLVMValueRef *ptr;         /* per node: its storage (i8 *), or NULL */
     LLVMValueRef *sptr;        /* per node: its scratch (float *), or NULL */
-    LLVMBasicBlockRef ret;     /* the block returning from the entry point */
+    LLVMBasicBlockRef ret;     /* the block returning from the function being emitted */
+    bool may_fail;             /* code since this was cleared can fail the step (nrt_ctx_fail) */
 };
 
 /* llvm_emit.c: values and types. */

@@ -269,6 +269,71 @@ LLVMValueRef lg_erff(struct lg *g, LLVMValueRef x) {
 
 /* --------------------------------------------------------- entry points */
 
+/* Node id's code as a function of its own, node_<id>(ctx, n, its operands'
+ * and its own storage, its scratch), noinline as C's outlined nodes: entry
+ * points stay small for the optimiser, and the identical ops of several entry
+ * points are merged (mergefunc) and compiled once. A step the op fails returns
+ * from the entry point too. */
+static void emit_outlined(struct lg *g, int id) {
+    const struct ir_node *nd = &g->c.f->nodes[id];
+    int *vals = calloc((size_t)nd->nargs + 1, sizeof *vals), nv = 0;
+    LLVMTypeRef *pt = calloc((size_t)nd->nargs + 4, sizeof *pt);
+    LLVMValueRef *args = calloc((size_t)nd->nargs + 4, sizeof *args);
+    if (!vals || !pt || !args) NETC_INTERNAL("out of memory");
+    for (int a = 0; a <= nd->nargs; a++) {
+        int x = a < nd->nargs ? nd->args[a] : id;
+        bool dup = false;
+        for (int i = 0; i < nv; i++) dup |= vals[i] == x;
+        if (!dup) vals[nv++] = x;
+    }
+    bool scr = g->sptr[id] != NULL;
+    pt[0] = g->p8, pt[1] = g->i64;
+    for (int i = 0; i < nv; i++) pt[2 + i] = g->p8;
+    if (scr) pt[2 + nv] = g->pf32;
+    int np = 2 + nv + (scr ? 1 : 0);
+    LLVMTypeRef ft = LLVMFunctionType(g->v, pt, (unsigned)np, 0);
+    char name[64];
+    snprintf(name, sizeof name, "node_%d", id);
+    LLVMValueRef fn = LLVMAddFunction(g->mod, name, ft);
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    args[0] = g->ctx, args[1] = g->n;
+    for (int i = 0; i < nv; i++) args[2 + i] = lg_ptr8(g, vals[i]);
+    if (scr) args[2 + nv] = g->sptr[id];
+    struct lg saved = *g;
+    LLVMBasicBlockRef at = LLVMGetInsertBlock(g->b);
+    int len = ir_func_len(g->c.f);
+    g->ptr = calloc((size_t)len + 1, sizeof *g->ptr);
+    g->sptr = calloc((size_t)len + 1, sizeof *g->sptr);
+    if (!g->ptr || !g->sptr) NETC_INTERNAL("out of memory");
+    g->fn = fn;
+    g->ctx = LLVMGetParam(fn, 0);
+    g->n = LLVMGetParam(fn, 1);
+    LLVMPositionBuilderAtEnd(g->b, block(g, "entry"));
+    g->ws = g->mn = NULL; /* an op reaches its storage through its parameters only */
+    for (int i = 0; i < nv; i++) g->ptr[vals[i]] = LLVMGetParam(fn, (unsigned)(2 + i));
+    if (scr) g->sptr[id] = LLVMGetParam(fn, (unsigned)(2 + nv));
+    g->ret = block(g, "return");
+    g->may_fail = false;
+    lg_op_emit(g, id);
+    LLVMBuildBr(g->b, g->ret);
+    LLVMPositionBuilderAtEnd(g->b, g->ret);
+    LLVMBuildRetVoid(g->b);
+    bool fails = g->may_fail;
+    free(g->ptr);
+    free(g->sptr);
+    *g = saved;
+    LLVMPositionBuilderAtEnd(g->b, at);
+    LLVMBuildCall2(g->b, ft, fn, args, (unsigned)np, "");
+    free(vals), free(pt), free(args);
+    if (!fails) return;
+    LLVMValueRef failed = ctx_field(g, offsetof(struct nrt_ctx, failed), g->i32);
+    LLVMBasicBlockRef next = block(g, "next");
+    LLVMBuildCondBr(g->b, LLVMBuildICmp(g->b, LLVMIntNE, failed, lg_i32(g, 0), ""), g->ret, next);
+    LLVMPositionBuilderAtEnd(g->b, next);
+}
+
 /* Emits entry point `index` (the plan is in g->c) as `entry_<index>`. */
 static LLVMValueRef emit_entry(struct lg *g, int index) {
     const struct ir_func *f = g->c.f;
@@ -294,7 +359,12 @@ static LLVMValueRef emit_entry(struct lg *g, int index) {
         const struct cgc_kernel *k = v->kernel >= 0 ? &g->c.kernels[v->kernel] : NULL;
         if (!k) {
             declare(g, id, id);
-            lg_op_emit(g, id);
+            /* Leaves and aliases have no code; a variance may read an earlier mean. */
+            enum op op = f->nodes[id].op;
+            if (op == OP_INPUT || op == OP_PARAM || op == OP_ASSIGN || op == OP_VARIANCE || cgc_op_aliases(&f->nodes[id]))
+                lg_op_emit(g, id);
+            else
+                emit_outlined(g, id);
             continue;
         }
         if (id == k->members[0])

@@ -853,6 +853,7 @@ static void rtcall(struct lg *g, const char *name, int n, LLVMValueRef *args) {
 
 /* if (cond) { nrt_ctx_fail(ctx, fmt, args...); return; } */
 static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLVMValueRef *args) {
+    g->may_fail = true;
     LLVMBasicBlockRef after = lg_if(g, cond);
     LLVMTypeRef p[2] = {g->p8, g->p8};
     LLVMTypeRef ft = LLVMFunctionType(g->v, p, 2, 1);
