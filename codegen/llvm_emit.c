@@ -442,7 +442,11 @@ bool lg_module(const struct ir_module *m, const struct cg_options *opt, struct l
     g->p64 = LLVMPointerType(g->i64, 0);
     g->pf32 = LLVMPointerType(g->f32, 0);
     g->pf64 = LLVMPointerType(g->f64, 0);
-    if (!cgc_check_module(m, "LLVM") || !check_ops(g)) return false;
+    if (!cgc_check_module(m, "LLVM") || !check_ops(g)) {
+        LLVMDisposeBuilder(g->b);
+        g->b = NULL;
+        return false;
+    }
     size_t nf = vec_len(m->funcs);
     LLVMValueRef *entry = calloc(nf + 1, sizeof *entry);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);

@@ -146,16 +146,28 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
         return llvm_failed("JIT", err), -1;
     }
     LLVMOrcDefinitionGeneratorRef gen;
-    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
-    if (err) return llvm_failed("JIT", err), -1;
-    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(g.mod, tsc);
     LLVMOrcDisposeThreadSafeContext(tsc); /* the module holds it now */
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+    if (err) {
+        LLVMOrcDisposeThreadSafeModule(tsm);
+        LLVMOrcDisposeLLJIT(jit);
+        return llvm_failed("JIT", err), -1;
+    }
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), gen);
     err = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), tsm);
-    if (err) return llvm_failed("JIT", err), -1;
+    if (err) {
+        LLVMOrcDisposeThreadSafeModule(tsm);
+        LLVMOrcDisposeLLJIT(jit);
+        return llvm_failed("JIT", err), -1;
+    }
     LLVMOrcExecutorAddress addr = 0;
     err = LLVMOrcLLJITLookup(jit, &addr, "netc_model");
-    if (err) return llvm_failed("JIT", err), -1;
+    if (err) {
+        llvm_failed("JIT", err);
+        LLVMOrcDisposeLLJIT(jit);
+        return -1;
+    }
     double t2 = now();
     if (getenv("NETC_LLVM_TIMES"))
         fprintf(stderr, "netc run: LLVM IR and default<O3> %.3f s, JIT code generation %.3f s\n", t1 - t0, t2 - t1);
