@@ -864,6 +864,23 @@ static int func_named(const struct ir_module *m, const char *name) {
     return -1;
 }
 
+/* The indices the driver reads of entry f: the loss (train: the one minimised;
+ * eval: the output the front end names loss), the accuracy metric, and the
+ * learning rate (optim.c's state buffer "<entry>.lr"). */
+struct cgc_roles cgc_entry_roles(const struct ir_module *m, const struct ir_func *f) {
+    char lr[300];
+    snprintf(lr, sizeof lr, "%s.lr", f->name);
+    return (struct cgc_roles){output_named(f, f->loss ? f->loss : "loss"), accuracy_output(f),
+                              f->mode == MODE_TRAIN ? cgc_buffer_index(m, lr) : -1};
+}
+
+/* The entry points the driver runs by role: the front end's names. */
+void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate) {
+    *forward = func_named(m, "forward");
+    *evaluate = func_named(m, "evaluate");
+    *generate = func_named(m, "generate_step");
+}
+
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
                          const size_t *ws_per_n, const char *extra) {
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
@@ -919,13 +936,8 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
         put_source(out, &f->optim.schedule);
         fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu,\n", vec_len(f->outputs), e, nin[e], e,
                 e, ws_fixed[e], ws_per_n[e]);
-        /* The indices the driver reads: the loss (train: the one minimised;
-         * eval: the output the front end names loss), the accuracy metric, and
-         * the learning rate (optim.c's state buffer "<entry>.lr"). */
-        char lr[300];
-        snprintf(lr, sizeof lr, "%s.lr", f->name);
-        fprintf(out, "     %d, %d, %d},\n", output_named(f, f->loss ? f->loss : "loss"), accuracy_output(f),
-                f->mode == MODE_TRAIN ? cgc_buffer_index(m, lr) : -1);
+        struct cgc_roles r = cgc_entry_roles(m, f);
+        fprintf(out, "     %d, %d, %d},\n", r.loss_output, r.accuracy_output, r.lr_buffer);
     }
     fputs("};\n\n", out);
     free(nin);
@@ -938,8 +950,9 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
     fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n", nb, nf,
             (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
             (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
-    /* The entry points the driver runs by role: the front end's names. */
-    fprintf(out, "    %d, %d, %d,\n", func_named(m, "forward"), func_named(m, "evaluate"), func_named(m, "generate_step"));
+    int fwd, eval, gen;
+    cgc_model_roles(m, &fwd, &eval, &gen);
+    fprintf(out, "    %d, %d, %d,\n", fwd, eval, gen);
     fprintf(out, "    %s\n", extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
     fputs("};\n", out);
 }

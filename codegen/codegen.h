@@ -143,6 +143,15 @@ struct cg_target {
      * the scratch of its ops. The driver sets pass_target to it before the
      * pipeline, and emit reads the plan from the IR. */
     const struct pass_target *plan;
+    /* A target that compiles itself: write an object file for the host (with
+     * main() when opt->main), linked with the runtime like the C build's
+     * sources; NULL: emit is C source for the C compiler. */
+    bool (*emit_object)(const struct ir_module *m, const struct cg_options *opt, const char *path);
+    /* `netc run` in process (a JIT): run the module's program with argv and
+     * return its exit status, or -1 after an error was reported; NULL: build
+     * the program into the cache and execute it. */
+    int (*run)(const struct ir_module *m, const struct cg_options *opt, int argc, char **argv);
+    bool no_mpi; /* --mpi (data parallelism) is not supported yet */
 };
 
 extern const struct cg_target cg_target_c;
@@ -319,6 +328,14 @@ int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *t
 /* main() of a program: nrt_main, or with opt->mpi nrt_mpi_main and the table
  * of every training entry point's buckets. */
 void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt);
+/* What the runtime driver reads of an entry, as indices (-1: none): its loss
+ * and first accuracy output, and (train) the learning-rate buffer. */
+struct cgc_roles {
+    int loss_output, accuracy_output, lr_buffer;
+};
+struct cgc_roles cgc_entry_roles(const struct ir_module *m, const struct ir_func *f);
+/* The forward, evaluate and generate_step entries, or -1. */
+void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate);
 /* The model descriptor `netc_model` (struct nrt_model), with the indices the
  * runtime reads (loss, accuracy and learning-rate of each entry point; the
  * forward, evaluate and generate entries). extra initialises its last fields,
@@ -547,5 +564,19 @@ struct cgc_layers {
 };
 /* Prints `static const struct nrt_layer_desc layers[]` and fills *sum. */
 void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *sum);
+
+/* ------------------------------------------ llvm_*.c: the LLVM backend */
+
+/* --target=llvm (llvm_emit.c, llvm_ops.c, llvm_desc.c, llvm_jit.c; llvm_none.c
+ * when netc is built without LLVM 14, where all three report that): the C
+ * backend's memory plan and kernels emitted as LLVM IR through the LLVM-C API,
+ * the runtime's kernels called, the descriptor as data. cg_target_llvm.emit
+ * prints the IR text; cg_llvm_object writes an optimised object file for the
+ * host processor (with main() when opt->main); cg_llvm_run JIT-compiles the
+ * module in process and runs nrt_main(argc, argv) on it, returning its exit
+ * status, or -1 after an error was reported. */
+extern const struct cg_target cg_target_llvm;
+bool cg_llvm_object(const struct ir_module *m, const struct cg_options *opt, const char *path);
+int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 const struct cg_target *const cg_targets[] = {
     &cg_target_c,      /* c_emit.c (the default) */
     &cg_target_opencl, /* cl_emit.c */
+    &cg_target_llvm,   /* llvm_*.c (llvm_none.c without LLVM) */
     &cg_target_lib,    /* c_lib.c */
     NULL,
 };

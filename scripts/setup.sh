@@ -17,6 +17,7 @@ packages=(
   ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
   llvm-14-tools                             # lit and FileCheck for the compiler tests
+  llvm-14-dev                               # the LLVM backend (--target=llvm): LLVM-C API, ORC JIT (libLLVM-14)
   clang-14 libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang, libFuzzer, ASan/UBSan/LSan runtimes
   python3                                   # runs lit
   python3-venv                              # the PyTorch cross-check's environment (tests/torch/run.sh)

@@ -233,6 +233,10 @@ static int parse(const char *cmd, const char *usage, int argc, char **argv, stru
         cli_usage_error(cmd, "%s needs --mpi", o->sync_bn ? "--sync-bn" : "--bucket-size");
         return CLI_EXIT_USAGE;
     }
+    if (o->mpi && o->target && o->target->no_mpi) {
+        cli_user_error(cmd, "--target=%s does not support --mpi yet", o->target->name);
+        return CLI_EXIT_USER;
+    }
     if (!o->cc) o->cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
     return 0;
 }
@@ -683,6 +687,11 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
      * training speed is the same (bench/ab.py). */
     bool olevel_cold = strcmp(o->olevel, "-O2") == 0 || strcmp(o->olevel, "-O3") == 0;
     for (int i = 0; ok && i < nsrc; i++) {
+        size_t sl = strlen(srcs[i]);
+        if (sl > 2 && strcmp(srcs[i] + sl - 2, ".o") == 0) { /* an object (--target=llvm): linked as it is */
+            snprintf(objs[i], sizeof objs[i], "%s", srcs[i]);
+            continue;
+        }
         struct key k = base;
         if (i == 0 && nsrc > 1 && olevel_cold) key_str(&k, "-O1");
         if (cache && key_file(&k, srcs[i])) {
@@ -790,7 +799,14 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
     snprintf(stem, sizeof stem, "%s/%s", dir, model_file_name(m));
     snprintf(csrc, sizeof csrc, "%s.c", stem);
     struct parts parts = {cmd, stem, NULL};
-    bool ok = write_c(cmd, o->target, m, csrc, version, o->mpi, &parts);
+    bool ok;
+    if (o->target->emit_object) { /* an object file, linked like the C build's */
+        struct cg_options copt = {version, true, o->mpi, NULL, NULL, 0};
+        snprintf(csrc, sizeof csrc, "%s.o", stem);
+        ok = o->target->emit_object(m, &copt, csrc);
+    } else {
+        ok = write_c(cmd, o->target, m, csrc, version, o->mpi, &parts);
+    }
     char **srcs = NULL;
     vec_push(srcs, csrc);
     for (size_t i = 0; i < vec_len(parts.paths); i++) vec_push(srcs, parts.paths[i]);
@@ -838,7 +854,7 @@ int build_cmd_emit(int argc, char **argv, const char *version) {
     if (!m) return CLI_EXIT_USER;
     const char *dir = o.out ? o.out : ".";
     char csrc[PATH_MAX_ + 64], hdr[PATH_MAX_ + 64];
-    snprintf(csrc, sizeof csrc, "%s/%s.c", dir, model_file_name(m));
+    snprintf(csrc, sizeof csrc, "%s/%s%s", dir, model_file_name(m), o.target->ext);
     snprintf(hdr, sizeof hdr, "%s/netrt.h", dir);
     bool ok = make_dirs("emit", dir) &&
               (o.target->emit_lib ? write_lib("emit", o.target, m, dir, version)
@@ -922,6 +938,21 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     }
     stem[k] = '\0';
     snprintf(prog, sizeof prog, "%s/%s", dir, k ? stem : "model");
+    if (o.target->run) { /* compiled in process (a JIT): no C compiler, no cache */
+        struct ir_module *m = compile_module(&o);
+        int nargs = argc - o.rest;
+        char **pargv = calloc((size_t)nargs + 3, sizeof *pargv);
+        if (!m || !pargv) return free(pargv), ir_module_free(m), CLI_EXIT_USER;
+        pargv[0] = k ? stem : "model";
+        int n = 1;
+        if (nargs == 0) pargv[n++] = "train";
+        for (int i = o.rest; i < argc; i++) pargv[n++] = argv[i];
+        struct cg_options copt = {version, false, false, NULL, NULL, 0};
+        int rc = o.target->run(m, &copt, n, pargv);
+        ir_module_free(m);
+        free(pargv);
+        return rc < 0 ? CLI_EXIT_USER : rc;
+    }
     if (access(prog, X_OK) != 0) {
         struct ir_module *m = compile_module(&o);
         if (!m) return CLI_EXIT_USER;

@@ -50,8 +50,10 @@ static void print_targets(FILE *out, bool lib) {
 static void print_link_lines(FILE *out) {
     for (const struct cg_target *const *t = cg_targets; *t; t++) {
         if (!(*t)->emit) continue;
-        fprintf(out, "  %-7s cc -O3 DIR/MODEL%s -IDIR %s%slibnetrt.a %s%s-lopenblas -lpng -lz -lm -lpthread\n",
-                (*t)->name, (*t)->ext, (*t)->runtime_lib ? (*t)->runtime_lib : "", (*t)->runtime_lib ? " " : "",
+        /* A target that compiles itself emits compiler IR, which clang reads. */
+        bool ir = (*t)->emit_object != NULL;
+        fprintf(out, "  %-7s %s -O3 DIR/MODEL%s%s %s%slibnetrt.a %s%s-lopenblas -lpng -lz -lm -lpthread\n",
+                (*t)->name, ir ? "clang" : "cc", (*t)->ext, ir ? "" : " -IDIR", (*t)->runtime_lib ? (*t)->runtime_lib : "", (*t)->runtime_lib ? " " : "",
                 (*t)->link_flags ? (*t)->link_flags : "", (*t)->link_flags ? " " : "");
     }
 }

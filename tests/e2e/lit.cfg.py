@@ -14,3 +14,6 @@ if shutil.which("mpirun") and os.path.exists(
         os.path.join(site_vars["netc_binary_dir"], "runtime", "libnetrt_mpi.a")):
     config.available_features.add("mpi")
 config.substitutions.append(("%mpirun", "mpirun --allow-run-as-root --oversubscribe"))
+# The LLVM backend (tests llvm_*.test, `REQUIRES: llvm`): netc built with LLVM 14.
+if site_vars.get("netc_llvm") == "ON":
+    config.available_features.add("llvm")
