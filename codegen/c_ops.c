@@ -144,7 +144,7 @@ bool cgc_op_aliases(const struct ir_node *n) {
     case OP_RESHAPE:
     case OP_STOP_GRADIENT:
     case OP_ASSIGN: return true;
-    case OP_ALLREDUCE: return ir_get_int(n, "bucket") >= 0; /* reduced in place (c_emit.c) */
+    case OP_ALLREDUCE: return ir_attr_i(n, ATTR_BUCKET) >= 0; /* reduced in place (c_emit.c) */
     default: return false;
     }
 }
@@ -169,7 +169,7 @@ static int64_t conv_chunk(const struct ir_func *f, const struct ir_node *n, int6
     const struct shape *x, *w, *y;
     conv_roles(f, n, &x, &w, &y);
     struct nrt_conv geo = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
-                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(n, "groups")};
+                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_attr_i(n, ATTR_GROUPS)};
     *per = nrt_conv_image_floats(&geo);
     int64_t chunk = nrt_conv_chunk(&geo);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -187,12 +187,12 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
         const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
         int64_t feat = n->op == OP_RNN ? f->nodes[n->args[0]].type.shape.dim[2] : 0;
-        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
+        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_attr_i(n, ATTR_CELL)};
         return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
     }
     if (n->op == OP_ATTENTION || n->op == OP_ATTENTION_GRAD) { /* per (item, head): runtime/attn.c */
         const struct shape *x = &f->nodes[n->args[0]].type.shape;
-        int64_t h = ir_get_int(n, "heads"), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
+        int64_t h = ir_attr_i(n, ATTR_HEADS), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
                                                                                n->op == OP_ATTENTION_GRAD);
         *per_n = x->dim[0] == IR_DIM_N;
         return *per_n ? per : per * x->dim[0];
@@ -213,7 +213,7 @@ void cgc_op_PARAM(struct cgc *c, int id) { (void)c, (void)id; }
 
 void cgc_op_CONST(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    double v = ir_get_float(n, "value");
+    double v = ir_attr_f(n, ATTR_VALUE);
     char lit[64];
     if (n->type.dtype == DT_I32) snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
     else cgc_float(v, lit, sizeof lit);
@@ -233,7 +233,7 @@ void cgc_op_RELU(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $0 : 0.0f)"
 
 void cgc_op_LEAKY_RELU(struct cgc *c, int id) {
     char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $0 : %s * $0)", fs(ir_get_float(cgc_node(c, id), "alpha")));
+    snprintf(t, sizeof t, "($0 > 0.0f ? $0 : %s * $0)", fs(ir_attr_f(cgc_node(c, id), ATTR_ALPHA)));
     ewise(c, id, t);
 }
 
@@ -252,7 +252,7 @@ void cgc_op_ERF(struct cgc *c, int id) { ewise(c, id, "nrt_erff($0)"); }
 #define CG_GELU_ERF_GRAD "$1 * nrt_gelu_grad($0)"
 #define CG_GELU_TANH_GRAD "$1 * nrt_gelu_tanh_grad($0)"
 void cgc_op_GELU(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH : CG_GELU_ERF);
+    ewise(c, id, ir_attr_i(cgc_node(c, id), ATTR_APPROXIMATE) ? CG_GELU_TANH : CG_GELU_ERF);
 }
 void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
 
@@ -260,7 +260,7 @@ void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
  * for; otherwise a copy of the operand reduced over the ranks, blocking. */
 void cgc_op_ALLREDUCE(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    if (ir_get_int(n, "bucket") >= 0) return;
+    if (ir_attr_i(n, ATTR_BUCKET) >= 0) return;
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
     cgc_emit(c, "memcpy(v%d, v%d, sizeof(float) * (size_t)(%s));", id, n->args[0], cnt);
@@ -292,14 +292,14 @@ void cgc_op_RELU_GRAD(struct cgc *c, int id) { ewise(c, id, "($0 > 0.0f ? $1 : 0
 
 void cgc_op_LEAKY_RELU_GRAD(struct cgc *c, int id) {
     char t[128];
-    snprintf(t, sizeof t, "($0 > 0.0f ? $1 : %s * $1)", fs(ir_get_float(cgc_node(c, id), "alpha")));
+    snprintf(t, sizeof t, "($0 > 0.0f ? $1 : %s * $1)", fs(ir_attr_f(cgc_node(c, id), ATTR_ALPHA)));
     ewise(c, id, t);
 }
 
 void cgc_op_SIGMOID_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * $0 * (1.0f - $0)"); }
 void cgc_op_TANH_GRAD(struct cgc *c, int id) { ewise(c, id, "$1 * (1.0f - $0 * $0)"); }
 void cgc_op_GELU_GRAD(struct cgc *c, int id) {
-    ewise(c, id, ir_get_int(cgc_node(c, id), "approximate") ? CG_GELU_TANH_GRAD : CG_GELU_ERF_GRAD);
+    ewise(c, id, ir_attr_i(cgc_node(c, id), ATTR_APPROXIMATE) ? CG_GELU_TANH_GRAD : CG_GELU_ERF_GRAD);
 }
 
 /* Sizes before, along and after `axis` of s. */
@@ -317,7 +317,7 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
         return;
     }
     const struct shape *y = shape_of(c, id);
-    int64_t axis = ir_get_int(cgc_node(c, id), "axis");
+    int64_t axis = ir_attr_i(cgc_node(c, id), ATTR_AXIS);
     struct nest ns = {.rank = y->rank, .nops = 3};
     for (int d = 0; d < ns.rank; d++) {
         ns.dim[d] = cgc_dim(y, d);
@@ -337,7 +337,7 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
  * elements each result element reduces. */
 static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
     int na;
-    const int64_t *axes = ir_get_ints(cgc_node(c, id), "axes", &na);
+    const int64_t *axes = ir_attr_v(cgc_node(c, id), ATTR_AXES, &na);
     struct shape s = *arg_shape(c, id, 0);
     *count = xk(1);
     for (int i = 0; i < s.rank; i++) {
@@ -475,13 +475,13 @@ void cgc_op_MAX(struct cgc *c, int id) {
 static int same_mean(const struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     int na, nb;
-    const int64_t *axes = ir_get_ints(n, "axes", &na);
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
     for (int j = id - 1; j >= 0; j--) {
         const struct ir_node *m = cgc_node(c, j);
         if (m->op != OP_MEAN || m->args[0] != n->args[0] || c->vals[j].kernel >= 0 || c->vals[j].last_use < id) continue;
-        const int64_t *mx = ir_get_ints(m, "axes", &nb);
+        const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
         if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_get_int(m, "keepdims") != ir_get_int(n, "keepdims") || !shape_equal(&m->type.shape, &n->type.shape))
+        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) || !shape_equal(&m->type.shape, &n->type.shape))
             continue;
         return j;
     }
@@ -524,7 +524,7 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
 
 void cgc_op_ARGMAX(struct cgc *c, int id) {
     struct cgc_x outer, k, inner;
-    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, &k, &inner);
+    split_axis(arg_shape(c, id, 0), ir_attr_i(cgc_node(c, id), ATTR_AXIS), &outer, &k, &inner);
     int x = arg(c, id, 0);
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
     cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(inner));
@@ -555,7 +555,7 @@ void cgc_op_BROADCAST_TO(struct cgc *c, int id) { ewise(c, id, "$0"); }
 void cgc_op_MATMUL(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     if (y->rank > 2) {
         char g[CGC_BGEMM_MAX];
         cgc_emit(c, "nrt_sgemm_batch(%s, 1.0f, v%d, v%d, 0.0f, v%d);", cgc_bgemm(a, b, y, ta, tb, g, sizeof g),
@@ -573,7 +573,7 @@ void cgc_op_MATMUL(struct cgc *c, int id) {
 void cgc_op_MATMUL_BSUM(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     int ra = a->rank, rb = b->rank;
     struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
     if (ta && !tb) {
@@ -595,7 +595,7 @@ void cgc_op_RESHAPE(struct cgc *c, int id) { (void)c, (void)id; }
 
 void cgc_op_TRANSPOSE(struct cgc *c, int id) {
     const struct shape *y = shape_of(c, id), *x = arg_shape(c, id, 0);
-    const int64_t *perm = ir_get_ints(cgc_node(c, id), "perm", NULL);
+    const int64_t *perm = ir_attr_v(cgc_node(c, id), ATTR_PERM, NULL);
     struct nest ns = {.rank = y->rank, .nops = 2};
     struct cgc_x sx[IR_MAX_RANK];
     cgc_strides(x, sx);
@@ -620,19 +620,19 @@ static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from,
 
 void cgc_op_SLICE(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    copy_along(c, id, 0, ir_get_int(n, "axis"), ir_get_int(n, "start"), 0, ir_get_int(n, "size"));
+    copy_along(c, id, 0, ir_attr_i(n, ATTR_AXIS), ir_attr_i(n, ATTR_START), 0, ir_attr_i(n, ATTR_SIZE));
 }
 
 void cgc_op_PAD(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    int64_t axis = ir_get_int(n, "axis");
+    int64_t axis = ir_attr_i(n, ATTR_AXIS);
     cgc_emit(c, "memset(v%d, 0, sizeof *v%d * (size_t)(%s));", id, id, xs(cgc_count(&n->type.shape)));
-    copy_along(c, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(c, id, 0)->dim[axis]);
+    copy_along(c, id, 0, axis, 0, ir_attr_i(n, ATTR_BEFORE), arg_shape(c, id, 0)->dim[axis]);
 }
 
 void cgc_op_CONCAT(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    int64_t axis = ir_get_int(n, "axis"), at = 0;
+    int64_t axis = ir_attr_i(n, ATTR_AXIS), at = 0;
     for (int a = 0; a < n->nargs; a++) {
         int64_t k = arg_shape(c, id, a)->dim[axis];
         copy_along(c, id, a, axis, 0, at, k);
@@ -645,7 +645,7 @@ void cgc_op_CONCAT(struct cgc *c, int id) {
 /* Loops over every row along `axis` of the operand: base and stride in scope. */
 static void axis_rows_open(struct cgc *c, int id, struct cgc_x *k, struct cgc_x *inner) {
     struct cgc_x outer;
-    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, k, inner);
+    split_axis(arg_shape(c, id, 0), ir_attr_i(cgc_node(c, id), ATTR_AXIS), &outer, k, inner);
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", xs(outer));
     cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", xs(*inner));
     c->indent += 2;
@@ -683,7 +683,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *s = &n->type.shape;
     int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
-    bool causal = ir_get_int(n, "causal") != 0;
+    bool causal = ir_attr_i(n, ATTR_CAUSAL) != 0;
     struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
     cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", xs(rows));
     cgc_emit(c, "    const float *x = v%d + r * %lld;", arg(c, id, 0), (long long)tk);
@@ -695,7 +695,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
-    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", fs(ir_attr_f(n, ATTR_SCALE)));
     cgc_emit(c, "        s += y[j];");
     cgc_emit(c, "    }");
     cgc_emit(c, "    const float inv = 1.0f / s;");
@@ -709,10 +709,10 @@ static void attention(struct cgc *c, int id, bool grad) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x = arg_shape(c, id, 0);
     char scale[64];
-    cgc_float(ir_get_float(n, "scale"), scale, sizeof scale);
+    cgc_float(ir_attr_f(n, ATTR_SCALE), scale, sizeof scale);
     cgc_emit(c, "{");
     cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", xs(cgc_dim(x, 0)), (long long)x->dim[1],
-             (long long)(x->dim[2] / 3), (long long)ir_get_int(n, "heads"), scale, (int)ir_get_int(n, "causal"));
+             (long long)(x->dim[2] / 3), (long long)ir_attr_i(n, ATTR_HEADS), scale, (int)ir_attr_i(n, ATTR_CAUSAL));
     if (grad)
         cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id,
                  id);
@@ -897,14 +897,14 @@ static void conv_geo(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
     conv_roles(c->f, n, &x, &w, &y);
-    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
-    const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     int64_t per, chunk = conv_chunk(c->f, n, &per);
     cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
              xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
              (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
-             (long long)ir_get_int(n, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
+             (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
              (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
 }
 
@@ -937,8 +937,8 @@ void cgc_op_CONV_TRANSPOSE2D(struct cgc *c, int id) {
 /* Declares `geo`, the nrt_pool from input shape x to output shape y. */
 static void pool_geo(struct cgc *c, int id, const struct shape *x, const struct shape *y) {
     const struct ir_node *n = cgc_node(c, id);
-    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
-    const int64_t *p = ir_get_ints(n, "pad", NULL);
+    const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
+    const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
     cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
                 "{%lld, %lld, %lld, %lld}};",
              xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
@@ -980,7 +980,7 @@ void cgc_op_AVGPOOL2D_GRAD(struct cgc *c, int id) {
 }
 
 static void upsample(struct cgc *c, int id, const char *fn, const struct shape *small) {
-    const int64_t *s = ir_get_ints(cgc_node(c, id), "scale", NULL);
+    const int64_t *s = ir_attr_v(cgc_node(c, id), ATTR_FACTOR, NULL);
     cgc_emit(c, "%s(%s, %lld, %lld, %lld, %lld, v%d, v%d);", fn, xs(cgc_dims_prod(small, 0, 2)), (long long)small->dim[2],
              (long long)small->dim[3], (long long)s[0], (long long)s[1], arg(c, id, 0), id);
 }
@@ -993,8 +993,8 @@ void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { upsample(c, id, "nrt_upsamp
 /* The mask of codegen.h's cg_dropout_keep, regenerated alike by the gradient. */
 static void dropout(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    double rate = ir_get_float(n, "rate");
-    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    double rate = ir_attr_f(n, ATTR_RATE);
+    uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", xs(cgc_count(&n->type.shape)));
     cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
              (unsigned long long)seed, (unsigned long)cg_dropout_threshold(rate), arg(c, id, 0), fs(1.0 / (1.0 - rate)));
@@ -1009,7 +1009,7 @@ void cgc_op_DROPOUT_GRAD(struct cgc *c, int id) { dropout(c, id); }
 void cgc_op_BATCHNORM(struct cgc *c, int id) {
     if (c->capture) {
         snprintf(c->capture, CGC_TMPL_MAX, "($1 / sqrtf($4 + %s)) * ($0 - $3) + $2",
-                 fs(ir_get_float(cgc_node(c, id), "eps")));
+                 fs(ir_attr_f(cgc_node(c, id), ATTR_EPS)));
         return;
     }
     const struct shape *x = arg_shape(c, id, 0);
@@ -1020,7 +1020,7 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "    for (int64_t k = 0; k < %lld; k++) {", ch);
     cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, xs(inner));
     cgc_emit(c, "        const float sc = v%d[k] / sqrtf(v%d[k] + %s), mk = v%d[k], bk = v%d[k];", g, var,
-             fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
+             fs(ir_attr_f(cgc_node(c, id), ATTR_EPS)), mu, b);
     cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", xs(inner), id, xv);
     cgc_emit(c, "    }");
 }
@@ -1031,7 +1031,7 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     const struct shape *x = arg_shape(c, id, 0);
     long long d = (long long)x->dim[x->rank - 1];
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
-    double eps = ir_get_float(n, "eps");
+    double eps = ir_attr_f(n, ATTR_EPS);
     if (grad)
         cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
                  id);
@@ -1054,7 +1054,7 @@ static void rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
         snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
                  (long long)arg_shape(c, id, 2)->dim[2]);
     cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", xs(cgc_dim(w, 0)), (long long)w->dim[1], f,
-             (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
+             (long long)wh->dim[1], (int)ir_attr_i(n, ATTR_CELL), (int)ir_attr_i(n, ATTR_REVERSE), dws);
 }
 
 void cgc_op_RNN(struct cgc *c, int id) {
@@ -1081,7 +1081,7 @@ void cgc_op_RNN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     rnn_geo(c, id, 4, 3, 1);
-    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_get_int(cgc_node(c, id), "wrt"),
+    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_attr_i(cgc_node(c, id), ATTR_WRT),
              arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 4), arg(c, id, 5), id);
     c->indent--;
     cgc_emit(c, "}");
@@ -1100,7 +1100,7 @@ struct access {
 static struct access access_of(const struct cgc *c, int m, int a) {
     const struct ir_node *n = cgc_node(c, m);
     struct access x = {n->args[a], -1};
-    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_attr_i(n, ATTR_AXIS);
     if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
     return x;
 }

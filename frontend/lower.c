@@ -78,7 +78,7 @@ int lw_emit2(struct lower *L, enum op op, int a, int b, struct loc loc) {
 int lw_const(struct lower *L, double v, enum dtype dt, struct loc loc) {
     int id = lw_node(L, OP_CONST, NULL, 0, loc);
     struct ir_node *n = lw_n(L, id);
-    ir_set_float(n, "value", v);
+    ir_attr_set_f(n, ATTR_VALUE, v);
     n->type.dtype = dt;
     n->type.shape.rank = 0;
     return lw_fin(L, id);
@@ -95,9 +95,9 @@ int lw_reshape(struct lower *L, int x, const struct shape *shape, struct loc loc
 int lw_slice(struct lower *L, int x, int axis, int64_t start, int64_t size, struct loc loc) {
     if (x < 0) return -1;
     int id = lw_node(L, OP_SLICE, &x, 1, loc);
-    ir_set_int(lw_n(L, id), "axis", axis);
-    ir_set_int(lw_n(L, id), "start", start);
-    ir_set_int(lw_n(L, id), "size", size);
+    ir_attr_set_i(lw_n(L, id), ATTR_AXIS, axis);
+    ir_attr_set_i(lw_n(L, id), ATTR_START, start);
+    ir_attr_set_i(lw_n(L, id), ATTR_SIZE, size);
     return lw_fin(L, id);
 }
 
@@ -1210,7 +1210,7 @@ static void lower_gen_step(struct lower *L) {
     bool rnn = false;
     for (int i = 0; i < ir_func_len(fw); i++)
         if (fw->nodes[i].op == OP_RNN) {
-            if (ir_get_int(&fw->nodes[i], "reverse")) return;
+            if (ir_attr_i(&fw->nodes[i], ATTR_REVERSE)) return;
             rnn = true;
         }
     const struct ir_output *o = &fw->outputs[0];

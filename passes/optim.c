@@ -180,7 +180,7 @@ static int cst(struct lower *L, double v) {
         if (L->cval[i] == v) return L->cid[i];
     int id = add(L, OP_CONST, NULL, 0);
     L->f->nodes[id].type = (struct type){DT_F32, {0, {0}}};
-    ir_set_float(&L->f->nodes[id], "value", v);
+    ir_attr_set_f(&L->f->nodes[id], ATTR_VALUE, v);
     fin(L, id);
     if (L->nconst < CONST_CACHE) {
         L->cval[L->nconst] = v;
@@ -366,8 +366,8 @@ static void clip_grads(struct lower *L, struct ir_module *m) {
         if (!grad_param(m, &f->outputs[i])) continue;
         int g = f->outputs[i].value;
         int sq = add(L, OP_SUM, (int[]){op2(L, OP_MUL, g, g)}, 1);
-        ir_set_ints(&L->f->nodes[sq], "axes", (int64_t[]){0}, 0);
-        ir_set_int(&L->f->nodes[sq], "keepdims", 0);
+        ir_attr_set_v(&L->f->nodes[sq], ATTR_AXES, (int64_t[]){0}, 0);
+        ir_attr_set_i(&L->f->nodes[sq], ATTR_KEEPDIMS, 0);
         fin(L, sq);
         total = total < 0 ? sq : op2(L, OP_ADD, total, sq);
     }
