@@ -171,7 +171,7 @@ static void form_kernels(struct cgc *c) {
 
 /* The bucket of node n when it is an ALLREDUCE reduced in place, else -1. */
 static int bucket_of(const struct ir_node *n) {
-    return n->op == OP_ALLREDUCE ? (int)ir_get_int(n, "bucket") : -1;
+    return n->op == OP_ALLREDUCE ? (int)ir_attr_i(n, ATTR_BUCKET) : -1;
 }
 
 int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *tensors) {

@@ -66,12 +66,12 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
         const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
         int64_t feat = n->op == OP_RNN ? f->nodes[n->args[0]].type.shape.dim[2] : 0;
-        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_get_int(n, "cell")};
+        struct nrt_rnn geo = {.f = feat, .h = whh->dim[1], .cell = (int)ir_attr_i(n, ATTR_CELL)};
         return nrt_rnn_scratch_floats(&geo, n->op == OP_RNN_BPTT);
     }
     if (n->op == OP_ATTENTION || n->op == OP_ATTENTION_GRAD) { /* per (item, head): runtime/attn.c */
         const struct shape *x = &f->nodes[n->args[0]].type.shape;
-        int64_t h = ir_get_int(n, "heads"), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
+        int64_t h = ir_attr_i(n, ATTR_HEADS), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
                                                                                n->op == OP_ATTENTION_GRAD);
         *per_n = x->dim[0] == IR_DIM_N;
         return *per_n ? per : per * x->dim[0];
@@ -92,7 +92,7 @@ void cgc_op_PARAM(struct cgc *c, int id) { (void)c, (void)id; }
 
 void cgc_op_CONST(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    double v = ir_get_float(n, "value");
+    double v = ir_attr_f(n, ATTR_VALUE);
     char lit[64];
     if (n->type.dtype == DT_I32) snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
     else cgc_float(v, lit, sizeof lit);
@@ -114,7 +114,7 @@ void cgc_op_STOP_GRADIENT(struct cgc *c, int id) { (void)c, (void)id; }
  * for; otherwise a copy of the operand reduced over the ranks, blocking. */
 void cgc_op_ALLREDUCE(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    if (ir_get_int(n, "bucket") >= 0) return;
+    if (ir_attr_i(n, ATTR_BUCKET) >= 0) return;
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
     cgc_emit(c, "memcpy(v%d, v%d, sizeof(float) * (size_t)(%s));", id, n->args[0], cnt);
@@ -142,7 +142,7 @@ static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer,
 /* x + b broadcast along `axis`: a nest whose bias stride is 1 on the axis. */
 void cgc_op_BIAS_ADD(struct cgc *c, int id) {
     const struct shape *y = shape_of(c, id);
-    int64_t axis = ir_get_int(cgc_node(c, id), "axis");
+    int64_t axis = ir_attr_i(cgc_node(c, id), ATTR_AXIS);
     struct cg_nest ns;
     cg_nest_init(&ns, y, 3);
     cgc_strides(y, ns.st[1]);
@@ -159,7 +159,7 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
  * elements each result element reduces. */
 static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
     int na;
-    const int64_t *axes = ir_get_ints(cgc_node(c, id), "axes", &na);
+    const int64_t *axes = ir_attr_v(cgc_node(c, id), ATTR_AXES, &na);
     struct shape s = *arg_shape(c, id, 0);
     *count = xk(1);
     for (int i = 0; i < s.rank; i++) {
@@ -295,13 +295,13 @@ void cgc_op_MAX(struct cgc *c, int id) {
 static int same_mean(const struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     int na, nb;
-    const int64_t *axes = ir_get_ints(n, "axes", &na);
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
     for (int j = id - 1; j >= 0; j--) {
         const struct ir_node *m = cgc_node(c, j);
         if (m->op != OP_MEAN || m->args[0] != n->args[0] || c->vals[j].kernel >= 0 || c->vals[j].last_use < id) continue;
-        const int64_t *mx = ir_get_ints(m, "axes", &nb);
+        const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
         if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_get_int(m, "keepdims") != ir_get_int(n, "keepdims") || !shape_equal(&m->type.shape, &n->type.shape))
+        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) || !shape_equal(&m->type.shape, &n->type.shape))
             continue;
         return j;
     }
@@ -344,7 +344,7 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
 
 void cgc_op_ARGMAX(struct cgc *c, int id) {
     struct cgc_x outer, k, inner;
-    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, &k, &inner);
+    split_axis(arg_shape(c, id, 0), ir_attr_i(cgc_node(c, id), ATTR_AXIS), &outer, &k, &inner);
     int x = arg(c, id, 0);
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
     cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", cg_xs(inner));
@@ -380,7 +380,7 @@ void cgc_op_RESHAPE(struct cgc *c, int id) { (void)c, (void)id; }
 
 void cgc_op_TRANSPOSE(struct cgc *c, int id) {
     const struct shape *y = shape_of(c, id), *x = arg_shape(c, id, 0);
-    const int64_t *perm = ir_get_ints(cgc_node(c, id), "perm", NULL);
+    const int64_t *perm = ir_attr_v(cgc_node(c, id), ATTR_PERM, NULL);
     struct cg_nest ns;
     cg_nest_init(&ns, y, 2);
     struct cgc_x sx[IR_MAX_RANK];
@@ -405,19 +405,19 @@ static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from,
 
 void cgc_op_SLICE(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    copy_along(c, id, 0, ir_get_int(n, "axis"), ir_get_int(n, "start"), 0, ir_get_int(n, "size"));
+    copy_along(c, id, 0, ir_attr_i(n, ATTR_AXIS), ir_attr_i(n, ATTR_START), 0, ir_attr_i(n, ATTR_SIZE));
 }
 
 void cgc_op_PAD(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    int64_t axis = ir_get_int(n, "axis");
+    int64_t axis = ir_attr_i(n, ATTR_AXIS);
     cgc_emit(c, "memset(v%d, 0, sizeof *v%d * (size_t)(%s));", id, id, cg_xs(cgc_count(&n->type.shape)));
-    copy_along(c, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(c, id, 0)->dim[axis]);
+    copy_along(c, id, 0, axis, 0, ir_attr_i(n, ATTR_BEFORE), arg_shape(c, id, 0)->dim[axis]);
 }
 
 void cgc_op_CONCAT(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    int64_t axis = ir_get_int(n, "axis"), at = 0;
+    int64_t axis = ir_attr_i(n, ATTR_AXIS), at = 0;
     for (int a = 0; a < n->nargs; a++) {
         int64_t k = arg_shape(c, id, a)->dim[axis];
         copy_along(c, id, a, axis, 0, at, k);
@@ -430,7 +430,7 @@ void cgc_op_CONCAT(struct cgc *c, int id) {
 /* Loops over every row along `axis` of the operand: base and stride in scope. */
 static void axis_rows_open(struct cgc *c, int id, struct cgc_x *k, struct cgc_x *inner) {
     struct cgc_x outer;
-    split_axis(arg_shape(c, id, 0), ir_get_int(cgc_node(c, id), "axis"), &outer, k, inner);
+    split_axis(arg_shape(c, id, 0), ir_attr_i(cgc_node(c, id), ATTR_AXIS), &outer, k, inner);
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
     cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", cg_xs(*inner));
     c->indent += 2;
@@ -468,7 +468,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *s = &n->type.shape;
     int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
-    bool causal = ir_get_int(n, "causal") != 0;
+    bool causal = ir_attr_i(n, ATTR_CAUSAL) != 0;
     struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
     cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", cg_xs(rows));
     cgc_emit(c, "    const float *x = v%d + r * %lld;", arg(c, id, 0), (long long)tk);
@@ -480,7 +480,7 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
-    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", cg_fs(ir_get_float(n, "scale")));
+    cgc_emit(c, "        y[j] = nrt_expf(%s * (x[j] - mx));", cg_fs(ir_attr_f(n, ATTR_SCALE)));
     cgc_emit(c, "        s += y[j];");
     cgc_emit(c, "    }");
     cgc_emit(c, "    const float inv = 1.0f / s;");
@@ -494,10 +494,10 @@ static void attention(struct cgc *c, int id, bool grad) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x = arg_shape(c, id, 0);
     char scale[64];
-    cgc_float(ir_get_float(n, "scale"), scale, sizeof scale);
+    cgc_float(ir_attr_f(n, ATTR_SCALE), scale, sizeof scale);
     cgc_emit(c, "{");
     cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", cg_xs(cgc_dim(x, 0)), (long long)x->dim[1],
-             (long long)(x->dim[2] / 3), (long long)ir_get_int(n, "heads"), scale, (int)ir_get_int(n, "causal"));
+             (long long)(x->dim[2] / 3), (long long)ir_attr_i(n, ATTR_HEADS), scale, (int)ir_attr_i(n, ATTR_CAUSAL));
     if (grad)
         cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id,
                  id);
@@ -681,8 +681,8 @@ void cgc_op_UPSAMPLE2D_GRAD(struct cgc *c, int id) { cg_lib_upsample(c, id); }
 /* The mask of netrt.h's nrt_dropout_keep, regenerated alike by the gradient. */
 static void dropout(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
-    double rate = ir_get_float(n, "rate");
-    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    double rate = ir_attr_f(n, ATTR_RATE);
+    uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", cg_xs(cgc_count(&n->type.shape)));
     cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
              (unsigned long long)seed, (unsigned long)nrt_dropout_threshold(rate), arg(c, id, 0), cg_fs(1.0 / (1.0 - rate)));
@@ -703,7 +703,7 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "    for (int64_t k = 0; k < %lld; k++) {", ch);
     cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, cg_xs(inner));
     cgc_emit(c, "        const float sc = v%d[k] / sqrtf(v%d[k] + %s), mk = v%d[k], bk = v%d[k];", g, var,
-             cg_fs(ir_get_float(cgc_node(c, id), "eps")), mu, b);
+             cg_fs(ir_attr_f(cgc_node(c, id), ATTR_EPS)), mu, b);
     cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", cg_xs(inner), id, xv);
     cgc_emit(c, "    }");
 }
@@ -714,7 +714,7 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     const struct shape *x = arg_shape(c, id, 0);
     long long d = (long long)x->dim[x->rank - 1];
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
-    double eps = ir_get_float(n, "eps");
+    double eps = ir_attr_f(n, ATTR_EPS);
     if (grad)
         cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
                  id);
@@ -750,7 +750,7 @@ void cgc_op_RNN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     cg_rnn_geo(c, id, 4, 3, 1);
-    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_get_int(cgc_node(c, id), "wrt"),
+    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_attr_i(cgc_node(c, id), ATTR_WRT),
              arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 4), arg(c, id, 5), id);
     c->indent--;
     cgc_emit(c, "}");

@@ -40,11 +40,11 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_STOP_GRADIENT: case OP_CAST:
         return (struct flops){0, false};
     case OP_MATMUL: {
-        int ta = (int)ir_get_int(n, "transpose_a"), ra = arg_shape(f, n, 0)->rank;
+        int ta = (int)ir_attr_i(n, ATTR_TRANSPOSE_A), ra = arg_shape(f, n, 0)->rank;
         return fmul(fprod(out, dim_x(arg_shape(f, n, 0), ta ? ra - 2 : ra - 1)), 2);
     }
     case OP_MATMUL_BSUM: { /* every item of the batch contracts into the result */
-        int tb = (int)ir_get_int(n, "transpose_b"), rb = arg_shape(f, n, 1)->rank;
+        int tb = (int)ir_attr_i(n, ATTR_TRANSPOSE_B), rb = arg_shape(f, n, 1)->rank;
         return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)arg_shape(f, n, 1)->dim[tb ? rb - 2 : rb - 1]);
     }
     case OP_CONV2D: /* (x, w[co, ci/g, kh, kw]) -> y */
@@ -61,13 +61,13 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
         return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));
     case OP_ATTENTION: case OP_ATTENTION_GRAD: { /* as the unfused core: the full T x T scores */
         const struct shape *x = arg_shape(f, n, 0);
-        double t = (double)x->dim[1], e = (double)x->dim[2] / 3, h = (double)ir_get_int(n, "heads");
+        double t = (double)x->dim[1], e = (double)x->dim[2] / 3, h = (double)ir_attr_i(n, ATTR_HEADS);
         double per = n->op == OP_ATTENTION ? 4 * t * t * e + 2 * t * t * h : 10 * t * t * e + 4 * t * t * h;
         return fprod((struct flops){per, false}, dim_x(x, 0));
     }
     case OP_MAXPOOL2D: case OP_AVGPOOL2D: {
         int cnt;
-        const int64_t *k = ir_get_ints(n, "kernel", &cnt);
+        const int64_t *k = ir_attr_v(n, ATTR_KERNEL, &cnt);
         return fmul(out, (double)(k[0] * k[1]));
     }
     case OP_RNN: case OP_RNN_BPTT: case OP_RNN_GRAD: { /* 2 per MAC of the GEMMs, plus the gates */
@@ -75,7 +75,7 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
         const struct shape *ws = n->op == OP_RNN ? &n->type.shape : arg_shape(f, n, n->op == OP_RNN_BPTT ? 1 : 4);
         double gh = (double)whh->dim[0], h = (double)whh->dim[1], t = (double)ws->dim[1];
         double fi = n->op == OP_RNN_BPTT ? 0 : (double)arg_shape(f, n, n->op == OP_RNN ? 0 : 1)->dim[2];
-        int64_t wrt = n->op == OP_RNN_GRAD ? ir_get_int(n, "wrt") : -1;
+        int64_t wrt = n->op == OP_RNN_GRAD ? ir_attr_i(n, ATTR_WRT) : -1;
         double per = n->op == OP_RNN ? 2 * t * gh * (fi + h) + 8 * t * gh
                    : n->op == OP_RNN_BPTT ? 2 * t * gh * h + 8 * t * gh
                    : wrt <= 1 ? 2 * t * gh * fi : wrt == 2 ? 2 * t * gh * h : wrt <= 4 ? t * gh : 0;

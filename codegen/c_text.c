@@ -51,7 +51,7 @@ void cgc_op_EMBEDDING_GRAD(struct cgc *c, int id) {
 }
 
 void cgc_op_ONE_HOT(struct cgc *c, int id) {
-    long long k = (long long)ir_get_int(cgc_node(c, id), "classes");
+    long long k = (long long)ir_attr_i(cgc_node(c, id), ATTR_CLASSES);
     cg_block_open(c);
     cgc_emit(c, "memset(v%d, 0, (size_t)(%s) * sizeof(float));", id, cg_xs(cgc_count(shape_of(c, id))));
     cgc_emit(c, "for (int64_t p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(c, id, 0))));
@@ -67,7 +67,7 @@ void cgc_op_ONE_HOT(struct cgc *c, int id) {
  * target out of [0, C) fails the run), and `rows`, `cls` of logits operand 0. */
 static void masked_open(struct cgc *c, int id) {
     const struct shape *x = arg_shape(c, id, 0);
-    long long ignore = (long long)ir_get_int(cgc_node(c, id), "ignore");
+    long long ignore = (long long)ir_attr_i(cgc_node(c, id), ATTR_IGNORE);
     cg_block_open(c);
     cgc_emit(c, "const int64_t rows = %s, cls = %lld;", cg_xs(cgc_dims_prod(x, 0, x->rank - 1)),
              (long long)x->dim[x->rank - 1]);
@@ -88,7 +88,7 @@ static void masked_open(struct cgc *c, int id) {
 static void masked_rows(struct cgc *c, int id, bool lse) {
     cgc_emit(c, "for (int64_t r = 0; r < rows; r++) {");
     c->indent++;
-    cgc_emit(c, "if (t[r] == %lld) continue;", (long long)ir_get_int(cgc_node(c, id), "ignore"));
+    cgc_emit(c, "if (t[r] == %lld) continue;", (long long)ir_attr_i(cgc_node(c, id), ATTR_IGNORE));
     cgc_emit(c, "const float *restrict xr = v%d + r * cls;", arg(c, id, 0));
     if (!lse) return;
     cgc_emit(c, "float mx = xr[0];");
@@ -149,7 +149,7 @@ static void pool_open(struct cgc *c, int id, const struct shape *x, int ids) {
     cgc_emit(c, "for (int64_t b = 0; b < %s; b++) {", cg_xs(cgc_dim(x, 0)));
     c->indent++;
     cgc_emit(c, "const int32_t *restrict ib = ids + b * T;");
-    cgc_emit(c, "const int32_t pad = %lld;", (long long)ir_get_int(cgc_node(c, id), "pad"));
+    cgc_emit(c, "const int32_t pad = %lld;", (long long)ir_attr_i(cgc_node(c, id), ATTR_PAD_ID));
 }
 
 void cgc_op_MASKED_MEAN(struct cgc *c, int id) {

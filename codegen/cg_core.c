@@ -128,10 +128,19 @@ static const struct {
 #include "codegen/formulas.def"
 };
 
+/* The attribute a formula names in text (its select, a {attr}); one attrs.def
+ * does not declare is a bug in formulas.def. */
+static enum attr_id formula_attr(const struct ir_node *n, const char *text, char kind) {
+    int id = attr_id_lookup(text, kind);
+    if (id < 0) NETC_INTERNAL("the formula of %s names '%s', which attrs.def does not declare", op_info[n->op].name, text);
+    return (enum attr_id)id;
+}
+
 bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len) {
     const struct formula *fm = &formulas[n->op];
     if (!fm->t[0]) return false;
-    bool alt = fm->select && (strcmp(fm->select, "i32") == 0 ? n->type.dtype == DT_I32 : ir_get_int(n, fm->select) != 0);
+    bool alt = fm->select && (strcmp(fm->select, "i32") == 0 ? n->type.dtype == DT_I32
+                                                             : ir_attr_i(n, (struct attr_i){formula_attr(n, fm->select, 'i')}) != 0);
     const char *p = fm->t[alt];
     size_t k = 0;
     while (*p) {
@@ -148,7 +157,7 @@ bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, siz
             if (open == '{') {
                 NETC_ASSERT(*p == '}');
                 p++;
-                text = cg_fs(ir_get_float(n, word));
+                text = cg_fs(ir_attr_f(n, (struct attr_f){formula_attr(n, word, 'f')}));
             } else {
                 for (size_t i = 0; i < sizeof maths / sizeof maths[0] && !text; i++)
                     if (strcmp(maths[i].name, word) == 0) text = maths[i].spell[l->dialect];
@@ -198,7 +207,7 @@ void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char 
 struct cg_access cg_access_of(const struct cgc *c, int m, int a) {
     const struct ir_node *n = cgc_node(c, m);
     struct cg_access x = {n->args[a], -1};
-    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_attr_i(n, ATTR_AXIS);
     if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
     return x;
 }
@@ -283,7 +292,7 @@ int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t 
     const struct shape *x, *w, *y;
     cg_conv_roles(f, n, &x, &w, &y);
     struct nrt_conv geo = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
-                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_get_int(n, "groups")};
+                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_attr_i(n, ATTR_GROUPS)};
     *per = nrt_conv_image_floats(&geo);
     int64_t chunk = nrt_conv_chunk(&geo);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -295,7 +304,7 @@ void cg_lib_matmul(struct cgc *c, int id) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     char v = l->val;
     if (y->rank > 2) {
         char g[CGC_BGEMM_MAX];
@@ -314,7 +323,7 @@ void cg_lib_matmul_bsum(struct cgc *c, int id) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *a = arg_shape(c, id, 0), *b = arg_shape(c, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     int ra = a->rank, rb = b->rank;
     struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
     char v = l->val;
@@ -350,8 +359,8 @@ void cg_lib_conv(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
     cg_conv_roles(c->f, n, &x, &w, &y);
-    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
-    const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     int64_t per, chunk = cg_conv_chunk(c->f, n, &per);
     const char *fn = n->op == OP_CONV2D ? "conv2d" : n->op == OP_CONV2D_GRAD_WEIGHT ? "conv2d_grad_weight"
                                                                                    : "conv2d_grad_input";
@@ -360,7 +369,7 @@ void cg_lib_conv(struct cgc *c, int id) {
                 "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
              cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
              (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
-             (long long)ir_get_int(n, "groups"), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
+             (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
              (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
     cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val, arg(c, id, 1),
              l->val, id, id);
@@ -373,8 +382,8 @@ void cg_lib_pool(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     bool grad = n->op == OP_MAXPOOL2D_GRAD || n->op == OP_AVGPOOL2D_GRAD;
     const struct shape *x = arg_shape(c, id, 0), *y = grad ? arg_shape(c, id, 1) : &n->type.shape;
-    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
-    const int64_t *p = ir_get_ints(n, "pad", NULL);
+    const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
+    const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
     char args[64], v = l->val;
     if (n->op == OP_MAXPOOL2D_GRAD) snprintf(args, sizeof args, "%c%d, %c%d, %c%d", v, arg(c, id, 0), v, arg(c, id, 1), v, id);
     else snprintf(args, sizeof args, "%c%d, %c%d", v, arg(c, id, n->op == OP_AVGPOOL2D_GRAD ? 1 : 0), v, id);
@@ -397,7 +406,7 @@ void cg_lib_upsample(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     bool grad = n->op == OP_UPSAMPLE2D_GRAD;
     const struct shape *small = grad ? &n->type.shape : arg_shape(c, id, 0);
-    const int64_t *s = ir_get_ints(n, "scale", NULL);
+    const int64_t *s = ir_attr_v(n, ATTR_FACTOR, NULL);
     cgc_emit(c, "%s%s(%s%s, %lld, %lld, %lld, %lld, %c%d, %c%d);", l->lib, grad ? "upsample2d_grad" : "upsample2d", l->ctx,
              cg_xs(cgc_dims_prod(small, 0, 2)), (long long)small->dim[2], (long long)small->dim[3], (long long)s[0],
              (long long)s[1], l->val, arg(c, id, 0), l->val, id);
@@ -412,7 +421,7 @@ void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
         snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
                  (long long)arg_shape(c, id, 2)->dim[2]);
     cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", cg_xs(cgc_dim(w, 0)), (long long)w->dim[1],
-             f, (long long)wh->dim[1], (int)ir_get_int(n, "cell"), (int)ir_get_int(n, "reverse"), dws);
+             f, (long long)wh->dim[1], (int)ir_attr_i(n, ATTR_CELL), (int)ir_attr_i(n, ATTR_REVERSE), dws);
 }
 
 /* ---------------------------------------------------------------- text */

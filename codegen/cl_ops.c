@@ -335,7 +335,7 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
 /* The dims of node id's operand that it reduces (its `axes`, empty: all). */
 static void reduced_axes(const struct clc *k, int id, bool *red) {
     int na;
-    const int64_t *axes = ir_get_ints(node(k, id), "axes", &na);
+    const int64_t *axes = ir_attr_v(node(k, id), ATTR_AXES, &na);
     const struct shape *s = arg_shape(k, id, 0);
     for (int i = 0; i < s->rank; i++) {
         red[i] = na == 0;
@@ -361,7 +361,7 @@ void clc_op_PARAM(struct clc *k, int id) { (void)k, (void)id; /* in the arena */
 
 void clc_op_CONST(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
-    double val = ir_get_float(nd, "value");
+    double val = ir_attr_f(nd, ATTR_VALUE);
     char lit[64];
     if (nd->type.dtype == DT_I32) snprintf(lit, sizeof lit, "%d", (int)nrt_to_i32(val));
     else cgc_float(val, lit, sizeof lit);
@@ -404,7 +404,7 @@ void clc_op_ALLREDUCE(struct clc *k, int id) {
     const struct ir_node *n = node(k, id);
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
-    if (ir_get_int(n, "bucket") < 0)
+    if (ir_attr_i(n, ATTR_BUCKET) < 0)
         copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allreduce(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
@@ -419,7 +419,7 @@ void clc_op_ALLREDUCE_SUM(struct clc *k, int id) {
     copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allsum(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
-void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_get_int(node(k, id), "axis")); }
+void clc_op_BIAS_ADD(struct clc *k, int id) { ewise_bias(k, id, (int)ir_attr_i(node(k, id), ATTR_AXIS)); }
 
 /* ----------------------------------------------------------- reductions */
 
@@ -485,7 +485,7 @@ void clc_op_VARIANCE(struct clc *k, int id) {
 /* The first index of the largest element along `axis`. */
 void clc_op_ARGMAX(struct clc *k, int id) {
     const struct shape *xsh = arg_shape(k, id, 0);
-    int axis = (int)ir_get_int(node(k, id), "axis");
+    int axis = (int)ir_attr_i(node(k, id), ATTR_AXIS);
     bool red[IR_MAX_RANK] = {false};
     red[axis] = true;
     struct rplan p = rplan_make(xsh, red);
@@ -533,7 +533,7 @@ void clc_op_RESHAPE(struct clc *k, int id) { (void)k, (void)id; /* an alias */ }
 
 void clc_op_TRANSPOSE(struct clc *k, int id) {
     const struct shape *y = shape_of(k, id), *x = arg_shape(k, id, 0);
-    const int64_t *perm = ir_get_ints(node(k, id), "perm", NULL);
+    const int64_t *perm = ir_attr_v(node(k, id), ATTR_PERM, NULL);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cg_nest ns;
@@ -566,18 +566,18 @@ static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
 
 void clc_op_SLICE(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
-    int64_t axis = ir_get_int(nd, "axis");
+    int64_t axis = ir_attr_i(nd, ATTR_AXIS);
     const struct shape *x = arg_shape(k, id, 0);
     struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
     char body[512];
     snprintf(body, sizeof body, "    v%d[i] = v%d[(o * %lld + j + %lld) * (%s) + in];", id, arg(k, id, 0),
-             (long long)x->dim[axis], (long long)ir_get_int(nd, "start"), cg_xs(inner));
+             (long long)x->dim[axis], (long long)ir_attr_i(nd, ATTR_START), cg_xs(inner));
     along_axis(k, id, axis, body);
 }
 
 void clc_op_PAD(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
-    int64_t axis = ir_get_int(nd, "axis"), before = ir_get_int(nd, "before");
+    int64_t axis = ir_attr_i(nd, ATTR_AXIS), before = ir_attr_i(nd, ATTR_BEFORE);
     const struct shape *x = arg_shape(k, id, 0);
     long long kx = (long long)x->dim[axis];
     struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
@@ -590,7 +590,7 @@ void clc_op_PAD(struct clc *k, int id) {
 
 void clc_op_CONCAT(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
-    int64_t axis = ir_get_int(nd, "axis"), at = 0;
+    int64_t axis = ir_attr_i(nd, ATTR_AXIS), at = 0;
     char body[4096];
     size_t len = 0;
     for (int a = 0; a < nd->nargs && len < sizeof body; a++) {
@@ -612,7 +612,7 @@ void clc_op_CONCAT(struct clc *k, int id) {
 static bool axis_rows_open(struct clc *k, int id, struct cgc_x *kk, int *idx, struct cgc_x *rows,
                            const struct kvals *v) {
     const struct shape *x = arg_shape(k, id, 0);
-    int axis = (int)ir_get_int(node(k, id), "axis");
+    int axis = (int)ir_attr_i(node(k, id), ATTR_AXIS);
     struct cgc_x outer = cgc_dims_prod(x, 0, axis), inner = cgc_dims_prod(x, axis + 1, x->rank);
     *kk = cgc_dim(x, axis);
     *rows = cgc_mul(outer, inner);
@@ -662,7 +662,7 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     clc_src(k, "    if (r >= %s) return;", cg_xs(rows));
     clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), tk);
     clc_src(k, "    __global float *y = v%d + r * %lld;", id, tk);
-    if (ir_get_int(nd, "causal"))
+    if (ir_attr_i(nd, ATTR_CAUSAL))
         clc_src(k, "    const long lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", tq, tk - tq + 1, tk,
                 tk);
     else clc_src(k, "    const long kn = %lld;", tk);
@@ -670,7 +670,7 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     clc_src(k, "    acc_t s = 0;");
     clc_src(k, "    for (long j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     clc_src(k, "    for (long j = 0; j < kn; j++) {");
-    clc_src(k, "        const float e = exp(%s * (x[j] - mx));", cg_fs(ir_get_float(nd, "scale")));
+    clc_src(k, "        const float e = exp(%s * (x[j] - mx));", cg_fs(ir_attr_f(nd, ATTR_SCALE)));
     clc_src(k, "        y[j] = e;");
     clc_src(k, "        s += e;");
     clc_src(k, "    }");
@@ -686,19 +686,19 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
 static void attn_prelude(struct clc *k, int id, const char *row) {
     const struct ir_node *nd = node(k, id);
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, h = (long long)ir_get_int(nd, "heads");
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, h = (long long)ir_attr_i(nd, ATTR_HEADS);
     clc_src(k, "    const long r = get_global_id(0);");
     clc_src(k, "    if (r >= %s * %lld) return;", cg_xs(cgc_dim(x, 0)), h * t);
     clc_src(k, "    const long %s = r %% %lld, h = (r / %lld) %% %lld, b = r / %lld;", row, t, t, h, h * t);
     clc_src(k, "    __global const float *base = v%d + b * %lld + h * %lld;", arg(k, id, 0), t * 3 * e, e / h);
-    clc_src(k, "    const float sc = %s;", cg_fs(ir_get_float(nd, "scale")));
+    clc_src(k, "    const float sc = %s;", cg_fs(ir_attr_f(nd, ATTR_SCALE)));
 }
 
 /* Work-items of the attention kernels: items * heads * steps. */
 static struct cgc_x attn_rows(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
     struct cgc_x b = cgc_dim(x, 0);
-    b.k *= ir_get_int(node(k, id), "heads") * x->dim[1];
+    b.k *= ir_attr_i(node(k, id), ATTR_HEADS) * x->dim[1];
     return b;
 }
 
@@ -714,8 +714,8 @@ static void attn_score(struct clc *k, long long d, long long e, const char *i, c
  * and sum l, the accumulator rescaled when m grows). */
 void clc_op_ATTENTION(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_get_int(node(k, id), "heads");
-    bool causal = ir_get_int(node(k, id), "causal") != 0;
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_attr_i(node(k, id), ATTR_HEADS);
+    bool causal = ir_attr_i(node(k, id), ATTR_CAUSAL) != 0;
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     attn_prelude(k, id, "i");
@@ -742,8 +742,8 @@ void clc_op_ATTENTION(struct clc *k, int id) {
  * after the row's own stash. sum_j p_ij dp_ij is dy_i . y_i. */
 void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_get_int(node(k, id), "heads");
-    bool causal = ir_get_int(node(k, id), "causal") != 0;
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_attr_i(node(k, id), ATTR_HEADS);
+    bool causal = ir_attr_i(node(k, id), ATTR_CAUSAL) != 0;
     int yv = arg(k, id, 1), dyv = arg(k, id, 2);
     struct kvals v = kv_node(k, id);
     char name[80];
@@ -1044,7 +1044,7 @@ void clc_op_RNN_BPTT(struct clc *k, int id) {
 void clc_op_RNN_GRAD(struct clc *k, int id) {
     char call[256];
     snprintf(call, sizeof call, "nrt_cl_rnn_grad(ctx, &geo, %d, o%d, o%d, o%d, o%d, o%d, o%d);",
-             (int)ir_get_int(node(k, id), "wrt"), arg(k, id, 0), arg(k, id, 1), arg(k, id, 2), arg(k, id, 4),
+             (int)ir_attr_i(node(k, id), ATTR_WRT), arg(k, id, 0), arg(k, id, 1), arg(k, id, 2), arg(k, id, 4),
              arg(k, id, 5), id);
     rnn_call(k, id, 4, 3, 1, call);
 }
@@ -1064,14 +1064,14 @@ void clc_op_UPSAMPLE2D_GRAD(struct clc *k, int id) { cg_lib_upsample(&k->c, id);
  * both backends keep exactly the same elements. */
 static void dropout(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
-    double rate = ir_get_float(nd, "rate");
+    double rate = ir_attr_f(nd, ATTR_RATE);
     struct cgc_x cnt = cgc_count(&nd->type.shape);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, true);
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
     clc_src(k, "    v%d[i] = nrt_dropout_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
-            (unsigned long long)(uint64_t)ir_get_int(nd, "seed"), (unsigned long)nrt_dropout_threshold(rate),
+            (unsigned long long)(uint64_t)ir_attr_i(nd, ATTR_SEED), (unsigned long)nrt_dropout_threshold(rate),
             arg(k, id, 0), cg_fs(1.0 / (1.0 - rate)));
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, true);
@@ -1092,7 +1092,7 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
     clc_src(k, "    const long c = (i / (%s)) %% %lld;", cg_xs(inner), ch);
-    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, cg_fs(ir_get_float(node(k, id), "eps")));
+    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     clc_src(k, "    v%d[i] = sc * (v%d[i] - v%d[c]) + v%d[c];", id, xv, mu, b);
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
@@ -1115,7 +1115,7 @@ static void layernorm(struct clc *k, int id, bool grad) {
     clc_src(k, "    for (long j = 0; j < %lld; j++) m += x[j];", d);
     clc_src(k, "    m /= %lld;", d);
     clc_src(k, "    for (long j = 0; j < %lld; j++) q += (x[j] - m) * (x[j] - m);", d);
-    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, cg_fs(ir_get_float(node(k, id), "eps")));
+    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     if (grad) {
         clc_src(k, "    __global const float *g = v%d + r * %lld;", arg(k, id, 1), d);
         clc_src(k, "    acc_t sg = 0, sgc = 0;");
@@ -1195,7 +1195,7 @@ void clc_op_EMBEDDING_GRAD(struct clc *k, int id) {
 }
 
 void clc_op_ONE_HOT(struct clc *k, int id) {
-    long long cls = (long long)ir_get_int(node(k, id), "classes");
+    long long cls = (long long)ir_attr_i(node(k, id), ATTR_CLASSES);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cgc_x total = cgc_count(shape_of(k, id));
@@ -1212,7 +1212,7 @@ void clc_op_ONE_HOT(struct clc *k, int id) {
 static bool masked_open(struct clc *k, int id, const struct kvals *v, int *idx) {
     const struct shape *x = arg_shape(k, id, 0);
     long long cls = (long long)x->dim[x->rank - 1];
-    long long ign = (long long)ir_get_int(node(k, id), "ignore");
+    long long ign = (long long)ir_attr_i(node(k, id), ATTR_IGNORE);
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     host_ids_check(k, id, 1, cls, true, ign, "target");
     bool wg = rows_open(k, kname(k, id), v, rows, xk(1), idx);
@@ -1294,7 +1294,7 @@ static struct cgc_x pool_open(struct clc *k, int id, const struct shape *x, int 
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(total));
     clc_src(k, "    const long T = %lld, R = %s, b = i / R, j = i %% R;", (long long)x->dim[1], cg_xs(r));
-    clc_src(k, "    const int pad = %lld;", (long long)ir_get_int(node(k, id), "pad"));
+    clc_src(k, "    const int pad = %lld;", (long long)ir_attr_i(node(k, id), ATTR_PAD_ID));
     clc_src(k, "    __global const int *ib = v%d + b * T;", ids);
     return total;
 }

@@ -270,7 +270,7 @@ bool cg_eval_PARAM(struct cg_interp *it, int id) { return eval_buffer(it, id); }
 
 bool cg_eval_CONST(struct cg_interp *it, int id) {
     struct cg_val *y = cg_out(it, id);
-    double v = ir_get_float(cg_node(it, id), "value");
+    double v = ir_attr_f(cg_node(it, id), ATTR_VALUE);
     if (cg_node(it, id)->type.dtype == DT_I32) v = to_i32(v);
     for (size_t i = 0; i < y->numel; i++) y->d[i] = v;
     return true;
@@ -344,7 +344,7 @@ static double gelu(double x, bool approx, double *deriv) {
 
 bool cg_eval_GELU(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    bool approx = ir_get_int(cg_node(it, id), "approximate") != 0;
+    bool approx = ir_attr_i(cg_node(it, id), ATTR_APPROXIMATE) != 0;
     double d;
     for (size_t i = 0; i < y->numel; i++) y->d[i] = gelu(x->d[i], approx, &d);
     return true;
@@ -352,7 +352,7 @@ bool cg_eval_GELU(struct cg_interp *it, int id) {
 
 bool cg_eval_GELU_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    bool approx = ir_get_int(cg_node(it, id), "approximate") != 0;
+    bool approx = ir_attr_i(cg_node(it, id), ATTR_APPROXIMATE) != 0;
     double d;
     for (size_t i = 0; i < dx->numel; i++) {
         gelu(x->d[i], approx, &d);
@@ -412,7 +412,7 @@ bool cg_eval_TANH_GRAD(struct cg_interp *it, int id) { return binary(it, id, f_t
 
 bool cg_eval_BIAS_ADD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
-    int64_t axis = ir_get_int(cg_node(it, id), "axis"), st[IR_MAX_RANK];
+    int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS), st[IR_MAX_RANK];
     strides(&x->shape, st);
     for (size_t i = 0; i < y->numel; i++) y->d[i] = x->d[i] + b->d[(i / (size_t)st[axis]) % (size_t)x->shape.dim[axis]];
     return true;
@@ -425,7 +425,7 @@ bool cg_eval_BIAS_ADD(struct cg_interp *it, int id) {
 static struct shape kept_shape(struct cg_interp *it, int id, size_t *count) {
     const struct cg_val *x = cg_arg(it, id, 0);
     int n;
-    const int64_t *axes = ir_get_ints(cg_node(it, id), "axes", &n);
+    const int64_t *axes = ir_attr_v(cg_node(it, id), ATTR_AXES, &n);
     struct shape s = x->shape;
     *count = 1;
     for (int i = 0; i < s.rank; i++) {
@@ -496,7 +496,7 @@ bool cg_eval_VARIANCE(struct cg_interp *it, int id) {
 /* The first index of the maximum along `axis`. */
 bool cg_eval_ARGMAX(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    int64_t axis = ir_get_int(cg_node(it, id), "axis");
+    int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS);
     size_t inner = 1, k = (size_t)x->shape.dim[axis];
     for (int i = (int)axis + 1; i < x->shape.rank; i++) inner *= (size_t)x->shape.dim[i];
     for (size_t o = 0; o < y->numel; o++) {
@@ -529,7 +529,7 @@ bool cg_eval_BROADCAST_TO(struct cg_interp *it, int id) {
 /* torch.matmul: for each item of the broadcast batch dims of y, y[b] = op(a[b]) op(b[b]). */
 bool cg_eval_MATMUL(struct cg_interp *it, int id) {
     struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
-    bool ta = ir_get_int(cg_node(it, id), "transpose_a") != 0, tb = ir_get_int(cg_node(it, id), "transpose_b") != 0;
+    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
     int ry = y->shape.rank, ra = a->shape.rank, rb = b->shape.rank;
     size_t m = (size_t)y->shape.dim[ry - 2], n = (size_t)y->shape.dim[ry - 1];
     size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
@@ -557,7 +557,7 @@ bool cg_eval_MATMUL(struct cg_interp *it, int id) {
 /* Sum over the (equal) batch dims of op(a[q]) op(b[q]). */
 bool cg_eval_MATMUL_BSUM(struct cg_interp *it, int id) {
     struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
-    bool ta = ir_get_int(cg_node(it, id), "transpose_a") != 0, tb = ir_get_int(cg_node(it, id), "transpose_b") != 0;
+    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
     int ra = a->shape.rank, rb = b->shape.rank;
     size_t m = (size_t)y->shape.dim[0], n = (size_t)y->shape.dim[1];
     size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
@@ -587,7 +587,7 @@ bool cg_eval_RESHAPE(struct cg_interp *it, int id) {
 
 bool cg_eval_TRANSPOSE(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    const int64_t *perm = ir_get_ints(cg_node(it, id), "perm", NULL);
+    const int64_t *perm = ir_attr_v(cg_node(it, id), ATTR_PERM, NULL);
     int64_t sx[IR_MAX_RANK], st[IR_MAX_RANK];
     strides(&x->shape, sx);
     for (int i = 0; i < y->shape.rank; i++) st[i] = sx[perm[i]];
@@ -613,22 +613,22 @@ static void copy_along(const struct cg_val *x, struct cg_val *y, int64_t axis, s
 
 bool cg_eval_SLICE(struct cg_interp *it, int id) {
     const struct ir_node *n = cg_node(it, id);
-    int64_t axis = ir_get_int(n, "axis");
-    copy_along(cg_arg(it, id, 0), cg_out(it, id), axis, (size_t)ir_get_int(n, "start"), 0,
-               (size_t)ir_get_int(n, "size"));
+    int64_t axis = ir_attr_i(n, ATTR_AXIS);
+    copy_along(cg_arg(it, id, 0), cg_out(it, id), axis, (size_t)ir_attr_i(n, ATTR_START), 0,
+               (size_t)ir_attr_i(n, ATTR_SIZE));
     return true;
 }
 
 bool cg_eval_PAD(struct cg_interp *it, int id) {
     const struct ir_node *n = cg_node(it, id);
-    int64_t axis = ir_get_int(n, "axis");
+    int64_t axis = ir_attr_i(n, ATTR_AXIS);
     struct cg_val *x = cg_arg(it, id, 0);
-    copy_along(x, cg_out(it, id), axis, 0, (size_t)ir_get_int(n, "before"), (size_t)x->shape.dim[axis]);
+    copy_along(x, cg_out(it, id), axis, 0, (size_t)ir_attr_i(n, ATTR_BEFORE), (size_t)x->shape.dim[axis]);
     return true;
 }
 
 bool cg_eval_CONCAT(struct cg_interp *it, int id) {
-    int64_t axis = ir_get_int(cg_node(it, id), "axis");
+    int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS);
     size_t at = 0;
     for (int i = 0; i < cg_node(it, id)->nargs; i++) {
         struct cg_val *x = cg_arg(it, id, i);

@@ -27,7 +27,7 @@ static double logsumexp(const double *x, size_t k, size_t st) {
 
 static bool softmax(struct cg_interp *it, int id, bool log_out) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    int64_t axis = ir_get_int(cg_node(it, id), "axis");
+    int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS);
     size_t outer, inner, k = (size_t)x->shape.dim[axis];
     split_axis(&x->shape, axis, &outer, &inner);
     for (size_t o = 0; o < outer; o++)
@@ -48,8 +48,8 @@ bool cg_eval_LOG_SOFTMAX(struct cg_interp *it, int id) { return softmax(it, id, 
 /* Rows of the last axis: softmax of scale * x over j <= i + (Tk - Tq) when causal. */
 bool cg_eval_ATTN_SOFTMAX(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    double scale = ir_get_float(cg_node(it, id), "scale");
-    bool causal = ir_get_int(cg_node(it, id), "causal") != 0;
+    double scale = ir_attr_f(cg_node(it, id), ATTR_SCALE);
+    bool causal = ir_attr_i(cg_node(it, id), ATTR_CAUSAL) != 0;
     size_t tk = (size_t)x->shape.dim[x->shape.rank - 1], tq = (size_t)x->shape.dim[x->shape.rank - 2];
     double row[4096];
     if (tk > 4096) return cg_fail(it, id, "rows longer than 4096");
@@ -75,7 +75,7 @@ static struct attn_geo attn_geo(struct cg_interp *it, int id) {
     const struct cg_val *qkv = cg_arg(it, id, 0);
     const struct ir_node *n = cg_node(it, id);
     struct attn_geo g = {(size_t)qkv->shape.dim[0], (size_t)qkv->shape.dim[1], (size_t)qkv->shape.dim[2] / 3,
-                         (size_t)ir_get_int(n, "heads"), 0, ir_get_float(n, "scale"), ir_get_int(n, "causal") != 0};
+                         (size_t)ir_attr_i(n, ATTR_HEADS), 0, ir_attr_f(n, ATTR_SCALE), ir_attr_i(n, ATTR_CAUSAL) != 0};
     g.d = g.e / g.h;
     return g;
 }
@@ -151,7 +151,7 @@ bool cg_eval_ATTENTION_GRAD(struct cg_interp *it, int id) {
 /* (y, dy): softmax dx = y (dy - sum(dy y)); log-softmax dx = dy - exp(y) sum(dy). */
 static bool softmax_grad(struct cg_interp *it, int id, bool log_in) {
     struct cg_val *y = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    int64_t axis = ir_get_int(cg_node(it, id), "axis");
+    int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS);
     size_t outer, inner, k = (size_t)y->shape.dim[axis];
     split_axis(&y->shape, axis, &outer, &inner);
     for (size_t o = 0; o < outer; o++)
@@ -318,10 +318,10 @@ struct conv {
 };
 
 static void conv_attrs(const struct ir_node *n, struct conv *c) {
-    memcpy(c->s, ir_get_ints(n, "stride", NULL), sizeof c->s);
-    memcpy(c->p, ir_get_ints(n, "pad", NULL), sizeof c->p);
-    memcpy(c->d, ir_get_ints(n, "dilation", NULL), sizeof c->d);
-    c->g = (size_t)ir_get_int(n, "groups");
+    memcpy(c->s, ir_attr_v(n, ATTR_STRIDE, NULL), sizeof c->s);
+    memcpy(c->p, ir_attr_v(n, ATTR_PAD, NULL), sizeof c->p);
+    memcpy(c->d, ir_attr_v(n, ATTR_DILATION, NULL), sizeof c->d);
+    c->g = (size_t)ir_attr_i(n, ATTR_GROUPS);
 }
 
 static void conv_shapes(struct conv *c, const struct shape *x, const struct shape *w, const struct shape *y) {
@@ -432,9 +432,9 @@ struct pool {
 
 static void pool_geo(struct cg_interp *it, int id, const struct shape *x, const struct shape *y, struct pool *p) {
     const struct ir_node *n = cg_node(it, id);
-    memcpy(p->k, ir_get_ints(n, "kernel", NULL), sizeof p->k);
-    memcpy(p->s, ir_get_ints(n, "stride", NULL), sizeof p->s);
-    memcpy(p->p, ir_get_ints(n, "pad", NULL), sizeof p->p);
+    memcpy(p->k, ir_attr_v(n, ATTR_KERNEL, NULL), sizeof p->k);
+    memcpy(p->s, ir_attr_v(n, ATTR_STRIDE, NULL), sizeof p->s);
+    memcpy(p->p, ir_attr_v(n, ATTR_PAD, NULL), sizeof p->p);
     p->planes = (size_t)(x->dim[0] * x->dim[1]);
     p->h = (size_t)x->dim[2], p->w = (size_t)x->dim[3], p->ho = (size_t)y->dim[2], p->wo = (size_t)y->dim[3];
 }
@@ -526,7 +526,7 @@ bool cg_eval_AVGPOOL2D_GRAD(struct cg_interp *it, int id) {
 /* Nearest neighbour: y[.., h, w] = x[.., h / s0, w / s1]; the gradient sums each
  * s0 x s1 block. `small` is x's shape (the gradient's output). */
 static void upsample(struct cg_interp *it, int id, const struct shape *small, double *x, double *y, bool grad) {
-    const int64_t *sc = ir_get_ints(cg_node(it, id), "scale", NULL);
+    const int64_t *sc = ir_attr_v(cg_node(it, id), ATTR_FACTOR, NULL);
     size_t planes = (size_t)(small->dim[0] * small->dim[1]), h = (size_t)small->dim[2], w = (size_t)small->dim[3];
     size_t s0 = (size_t)sc[0], s1 = (size_t)sc[1], H = h * s0, W = w * s1;
     for (size_t pl = 0; pl < planes; pl++)
@@ -556,8 +556,8 @@ bool cg_eval_UPSAMPLE2D_GRAD(struct cg_interp *it, int id) {
 static bool dropout(struct cg_interp *it, int id) {
     const struct ir_node *n = cg_node(it, id);
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    double rate = ir_get_float(n, "rate");
-    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    double rate = ir_attr_f(n, ATTR_RATE);
+    uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
     uint32_t thr = nrt_dropout_threshold(rate);
     double scale = 1.0 / (1.0 - rate);
     for (size_t i = 0; i < y->numel; i++)
@@ -573,7 +573,7 @@ bool cg_eval_BATCHNORM(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
     const double *gamma = cg_arg(it, id, 1)->d, *beta = cg_arg(it, id, 2)->d;
     const double *mean = cg_arg(it, id, 3)->d, *var = cg_arg(it, id, 4)->d;
-    double eps = ir_get_float(cg_node(it, id), "eps");
+    double eps = ir_attr_f(cg_node(it, id), ATTR_EPS);
     size_t outer, inner, ch = (size_t)x->shape.dim[1];
     split_axis(&x->shape, 1, &outer, &inner);
     for (size_t i = 0; i < x->numel; i++) {
@@ -595,7 +595,7 @@ static void row_stats(const struct cg_val *x, size_t d, size_t r, double eps, do
 /* (x - mean) / sqrt(var + eps) over the last axis. */
 bool cg_eval_LAYERNORM(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
-    double eps = ir_get_float(cg_node(it, id), "eps"), mean, rstd;
+    double eps = ir_attr_f(cg_node(it, id), ATTR_EPS), mean, rstd;
     size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
     for (size_t r = 0; d && r < x->numel / d; r++) {
         row_stats(x, d, r, eps, &mean, &rstd);
@@ -607,7 +607,7 @@ bool cg_eval_LAYERNORM(struct cg_interp *it, int id) {
 /* (x, dy): dx = rstd (dy - mean(dy) - y mean(dy y)), y the normalized x. */
 bool cg_eval_LAYERNORM_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    double eps = ir_get_float(cg_node(it, id), "eps"), mean, rstd;
+    double eps = ir_attr_f(cg_node(it, id), ATTR_EPS), mean, rstd;
     size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
     for (size_t r = 0; d && r < x->numel / d; r++) {
         row_stats(x, d, r, eps, &mean, &rstd);

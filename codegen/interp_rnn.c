@@ -19,8 +19,8 @@ struct rnn {
 static struct rnn rnn_sizes(struct cg_interp *it, int id, int whh, int ws) {
     const struct ir_node *nd = cg_node(it, id);
     struct rnn r;
-    r.cell = (int)ir_get_int(nd, "cell");
-    r.rev = (int)ir_get_int(nd, "reverse") != 0;
+    r.cell = (int)ir_attr_i(nd, ATTR_CELL);
+    r.rev = (int)ir_attr_i(nd, ATTR_REVERSE) != 0;
     const struct cg_val *w = cg_arg(it, id, whh), *v = cg_arg(it, id, ws);
     r.h = (size_t)w->shape.dim[1];
     r.gh = (size_t)w->shape.dim[0];
@@ -199,7 +199,7 @@ bool cg_eval_RNN_GRAD(struct cg_interp *it, int id) {
     const double *ws = cg_arg(it, id, 4)->d, *s0 = cg_arg(it, id, 5)->d;
     double *y = cg_out(it, id)->d;
     r.f = (size_t)cg_arg(it, id, 1)->shape.dim[2];
-    int64_t wrt = ir_get_int(cg_node(it, id), "wrt");
+    int64_t wrt = ir_attr_i(cg_node(it, id), ATTR_WRT);
     size_t H = r.h;
     for (size_t b = 0; b < r.n; b++)
         for (size_t s = 0; s < r.t; s++) {

@@ -44,7 +44,7 @@ bool cg_eval_EMBEDDING_GRAD(struct cg_interp *it, int id) {
 
 bool cg_eval_ONE_HOT(struct cg_interp *it, int id) {
     struct cg_val *ids = cg_arg(it, id, 0), *y = cg_out(it, id);
-    size_t k = (size_t)ir_get_int(cg_node(it, id), "classes");
+    size_t k = (size_t)ir_attr_i(cg_node(it, id), ATTR_CLASSES);
     for (size_t p = 0; p < ids->numel; p++)
         if (ids->d[p] >= 0 && ids->d[p] < (double)k) y->d[p * k + (size_t)ids->d[p]] = 1;
     return true;
@@ -63,7 +63,7 @@ static double logsumexp(const double *x, size_t k) {
 /* Positions whose target is not `ignore`; a target outside [0, C) is an error. */
 static bool count_kept(struct cg_interp *it, int id, size_t *kept) {
     struct cg_val *x = cg_arg(it, id, 0), *t = cg_arg(it, id, 1);
-    double ignore = (double)ir_get_int(cg_node(it, id), "ignore");
+    double ignore = (double)ir_attr_i(cg_node(it, id), ATTR_IGNORE);
     size_t c = (size_t)x->shape.dim[x->shape.rank - 1];
     *kept = 0;
     for (size_t r = 0; r < t->numel; r++) {
@@ -77,7 +77,7 @@ static bool count_kept(struct cg_interp *it, int id, size_t *kept) {
 
 bool cg_eval_MASKED_CROSS_ENTROPY(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *t = cg_arg(it, id, 1);
-    double ignore = (double)ir_get_int(cg_node(it, id), "ignore");
+    double ignore = (double)ir_attr_i(cg_node(it, id), ATTR_IGNORE);
     size_t c = (size_t)x->shape.dim[x->shape.rank - 1], kept;
     if (!count_kept(it, id, &kept)) return false;
     double s = 0;
@@ -89,7 +89,7 @@ bool cg_eval_MASKED_CROSS_ENTROPY(struct cg_interp *it, int id) {
 
 bool cg_eval_MASKED_CROSS_ENTROPY_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *t = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    double ignore = (double)ir_get_int(cg_node(it, id), "ignore");
+    double ignore = (double)ir_attr_i(cg_node(it, id), ATTR_IGNORE);
     size_t c = (size_t)x->shape.dim[x->shape.rank - 1], kept;
     if (!count_kept(it, id, &kept)) return false;
     double k = kept ? cg_arg(it, id, 2)->d[0] / (double)kept : 0;
@@ -104,7 +104,7 @@ bool cg_eval_MASKED_CROSS_ENTROPY_GRAD(struct cg_interp *it, int id) {
 
 bool cg_eval_MASKED_ACCURACY(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *t = cg_arg(it, id, 1);
-    double ignore = (double)ir_get_int(cg_node(it, id), "ignore");
+    double ignore = (double)ir_attr_i(cg_node(it, id), ATTR_IGNORE);
     size_t c = (size_t)x->shape.dim[x->shape.rank - 1], kept, hits = 0;
     if (!count_kept(it, id, &kept)) return false;
     for (size_t r = 0; r < t->numel; r++) {
@@ -123,7 +123,7 @@ bool cg_eval_MASKED_ACCURACY(struct cg_interp *it, int id) {
 /* x [B, T, R...] pooled over T where ids [B, T] != pad: the mean, or the max. */
 static bool masked_pool(struct cg_interp *it, int id, bool max) {
     struct cg_val *x = cg_arg(it, id, 0), *ids = cg_arg(it, id, 1), *y = cg_out(it, id);
-    double pad = (double)ir_get_int(cg_node(it, id), "pad");
+    double pad = (double)ir_attr_i(cg_node(it, id), ATTR_PAD_ID);
     size_t b = (size_t)x->shape.dim[0], t = (size_t)x->shape.dim[1], r = tail(&x->shape, 2);
     for (size_t n = 0; n < b; n++) {
         size_t kept = 0;
@@ -147,7 +147,7 @@ bool cg_eval_MASKED_MAX(struct cg_interp *it, int id) { return masked_pool(it, i
 
 bool cg_eval_MASKED_MEAN_GRAD(struct cg_interp *it, int id) {
     struct cg_val *ids = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    double pad = (double)ir_get_int(cg_node(it, id), "pad");
+    double pad = (double)ir_attr_i(cg_node(it, id), ATTR_PAD_ID);
     size_t b = (size_t)dx->shape.dim[0], t = (size_t)dx->shape.dim[1], r = tail(&dx->shape, 2);
     for (size_t n = 0; n < b; n++) {
         size_t kept = 0;
@@ -161,7 +161,7 @@ bool cg_eval_MASKED_MEAN_GRAD(struct cg_interp *it, int id) {
 
 bool cg_eval_MASKED_MAX_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *ids = cg_arg(it, id, 1), *dy = cg_arg(it, id, 2), *dx = cg_out(it, id);
-    double pad = (double)ir_get_int(cg_node(it, id), "pad");
+    double pad = (double)ir_attr_i(cg_node(it, id), ATTR_PAD_ID);
     size_t b = (size_t)x->shape.dim[0], t = (size_t)x->shape.dim[1], r = tail(&x->shape, 2);
     for (size_t n = 0; n < b; n++)
         for (size_t j = 0; j < r; j++) {

@@ -99,7 +99,7 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     case OP_SQRT: return lg_sqrt(g, x);
     case OP_ABS: return lg_sel(g, LLVMRealOLT, x, zero, LLVMBuildFNeg(g->b, x, ""), x);
     case OP_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, zero);
-    case OP_LEAKY_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_get_float(n, "alpha")), x));
+    case OP_LEAKY_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), x));
     case OP_SIGMOID: {
         LLVMValueRef e = f ? lg_expf(g, x) : lg_exp(g, x), en = f ? lg_expf(g, LLVMBuildFNeg(g->b, x, "")) : lg_exp(g, LLVMBuildFNeg(g->b, x, ""));
         return lg_sel(g, LLVMRealOGE, x, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, e, fadd(g, one, e)));
@@ -107,13 +107,13 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     case OP_TANH: return f ? lg_tanhf(g, x) : conv(g, lg_tanhf(g, conv(g, x, g->f32)), t);
     case OP_ERF: return f ? lg_erff(g, x) : conv(g, lg_erff(g, conv(g, x, g->f32)), t);
     case OP_GELU:
-        if (ir_get_int(n, "approximate")) { /* 0.5 x (1 + tanh(0.79788456 (x + 0.044715 x^3))) */
+        if (ir_attr_i(n, ATTR_APPROXIMATE)) { /* 0.5 x (1 + tanh(0.79788456 (x + 0.044715 x^3))) */
             LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
             return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_tanhf(g, u)));
         }
         return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_erff(g, fmul(g, x, K(0.70710678)))));
     case OP_GELU_GRAD:
-        if (ir_get_int(n, "approximate")) {
+        if (ir_attr_i(n, ATTR_APPROXIMATE)) {
             LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
             LLVMValueRef th = lg_tanhf(g, u);
             LLVMValueRef l = fmul(g, K(0.5), fadd(g, one, th));
@@ -143,11 +143,11 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     }
     case OP_GREATER: return lg_sel(g, LLVMRealOGT, x, y, one, zero);
     case OP_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, zero);
-    case OP_LEAKY_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_get_float(n, "alpha")), y));
+    case OP_LEAKY_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), y));
     case OP_SIGMOID_GRAD: return fmul(g, fmul(g, y, x), fsub(g, one, x));
     case OP_TANH_GRAD: return fmul(g, y, fsub(g, one, fmul(g, x, x)));
     case OP_BATCHNORM: /* (gamma / sqrt(var + eps)) * (x - mean) + beta, per channel */
-        return fadd(g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_get_float(n, "eps"))))), fsub(g, x, a[3])), a[2]);
+        return fadd(g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_attr_f(n, ATTR_EPS))))), fsub(g, x, a[3])), a[2]);
     default: NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
     }
 #undef K
@@ -176,7 +176,7 @@ struct access {
 static struct access access_of(const struct lg *g, int m, int a) {
     const struct ir_node *n = node(g, m);
     struct access x = {n->args[a], -1};
-    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_get_int(n, "axis");
+    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_attr_i(n, ATTR_AXIS);
     if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
     return x;
 }
@@ -361,7 +361,7 @@ static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *
 /* The input's shape with the reduced dims set to 1; *count: elements per result. */
 static struct shape kept_shape(const struct lg *g, int id, struct cgc_x *count) {
     int na;
-    const int64_t *axes = ir_get_ints(node(g, id), "axes", &na);
+    const int64_t *axes = ir_attr_v(node(g, id), ATTR_AXES, &na);
     struct shape s = *arg_shape(g, id, 0);
     *count = xk(1);
     for (int i = 0; i < s.rank; i++) {
@@ -487,7 +487,7 @@ static LLVMValueRef sgemm(struct lg *g, int ta, int tb, LLVMValueRef m, LLVMValu
 static void op_matmul(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *a = arg_shape(g, id, 0), *b = arg_shape(g, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     if (y->rank > 2) { /* nrt_sgemm_batch with netrt.h's struct nrt_bgemm */
         struct nrt_bgemm geo;
         memset(&geo, 0, sizeof geo);
@@ -534,7 +534,7 @@ static LLVMValueRef gep(struct lg *g, LLVMValueRef p, LLVMValueRef i) {
 static void op_matmul_bsum(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *a = arg_shape(g, id, 0), *b = arg_shape(g, id, 1), *y = &n->type.shape;
-    bool ta = ir_get_int(n, "transpose_a") != 0, tb = ir_get_int(n, "transpose_b") != 0;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
     int ra = a->rank, rb = b->rank;
     struct cgc_x items = cgc_dims_prod(a, 0, ra - 2), k = cgc_dim(a, ta ? ra - 2 : ra - 1);
     LLVMValueRef pa = lg_ptr(g, arg(g, id, 0)), pb = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
@@ -789,10 +789,10 @@ static void op_conv(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x, *w, *y;
     conv_roles(g, n, &x, &w, &y);
-    const int64_t *s = ir_get_ints(n, "stride", NULL), *p = ir_get_ints(n, "pad", NULL);
-    const int64_t *d = ir_get_ints(n, "dilation", NULL);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     struct nrt_conv geo = {1, x->dim[1], x->dim[2], x->dim[3], w->dim[0], w->dim[2], w->dim[3], y->dim[2], y->dim[3],
-                           ir_get_int(n, "groups"), {s[0], s[1]}, {p[0], p[1], p[2], p[3]}, {d[0], d[1]}, 0};
+                           ir_attr_i(n, ATTR_GROUPS), {s[0], s[1]}, {p[0], p[1], p[2], p[3]}, {d[0], d[1]}, 0};
     /* c_ops.c's conv_chunk: the runtime's default, or a smaller static batch. */
     int64_t chunk = nrt_conv_chunk(&geo);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -814,8 +814,8 @@ static void op_pool(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     bool grad = n->op == OP_MAXPOOL2D_GRAD || n->op == OP_AVGPOOL2D_GRAD;
     const struct shape *x = arg_shape(g, id, 0), *y = grad ? arg_shape(g, id, 1) : shape_of(g, id);
-    const int64_t *k = ir_get_ints(n, "kernel", NULL), *s = ir_get_ints(n, "stride", NULL);
-    const int64_t *p = ir_get_ints(n, "pad", NULL);
+    const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
+    const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
     struct cgc_x planes = cgc_dims_prod(x, 0, 2);
     struct nrt_pool geo = {planes.k, x->dim[2], x->dim[3], y->dim[2], y->dim[3], {k[0], k[1]}, {s[0], s[1]},
                            {p[0], p[1], p[2], p[3]}};
@@ -885,19 +885,19 @@ static void copy_along(struct lg *g, int id, int a, int64_t axis, int64_t from, 
 
 static void op_slice(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    copy_along(g, id, 0, ir_get_int(n, "axis"), ir_get_int(n, "start"), 0, ir_get_int(n, "size"));
+    copy_along(g, id, 0, ir_attr_i(n, ATTR_AXIS), ir_attr_i(n, ATTR_START), 0, ir_attr_i(n, ATTR_SIZE));
 }
 
 static void op_pad(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    int64_t axis = ir_get_int(n, "axis");
+    int64_t axis = ir_attr_i(n, ATTR_AXIS);
     LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(&n->type.shape))), 4);
-    copy_along(g, id, 0, axis, 0, ir_get_int(n, "before"), arg_shape(g, id, 0)->dim[axis]);
+    copy_along(g, id, 0, axis, 0, ir_attr_i(n, ATTR_BEFORE), arg_shape(g, id, 0)->dim[axis]);
 }
 
 static void op_concat(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    int64_t axis = ir_get_int(n, "axis"), at = 0;
+    int64_t axis = ir_attr_i(n, ATTR_AXIS), at = 0;
     for (int a = 0; a < n->nargs; a++) {
         int64_t k = arg_shape(g, id, a)->dim[axis];
         copy_along(g, id, a, axis, 0, at, k);
@@ -907,7 +907,7 @@ static void op_concat(struct lg *g, int id) {
 
 static void op_transpose(struct lg *g, int id) {
     const struct shape *y = shape_of(g, id), *x = arg_shape(g, id, 0);
-    const int64_t *perm = ir_get_ints(node(g, id), "perm", NULL);
+    const int64_t *perm = ir_attr_v(node(g, id), ATTR_PERM, NULL);
     struct lnest ns = {.rank = y->rank, .nops = 2};
     struct cgc_x sx[IR_MAX_RANK];
     cgc_strides(x, sx);
@@ -930,7 +930,7 @@ struct axrows {
 
 static void axrows_open(struct lg *g, int id, struct axrows *w) {
     const struct shape *s = arg_shape(g, id, 0);
-    int axis = (int)ir_get_int(node(g, id), "axis");
+    int axis = (int)ir_attr_i(node(g, id), ATTR_AXIS);
     struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
     w->k = lg_x(g, k);
     w->st = lg_x(g, inner);
@@ -1006,7 +1006,7 @@ static void op_layernorm(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x = arg_shape(g, id, 0);
     LLVMValueRef args[6] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)), lg_i64(g, x->dim[x->rank - 1]),
-                            lg_f64(g, ir_get_float(n, "eps")), lg_ptr(g, arg(g, id, 0)), NULL, NULL};
+                            lg_f64(g, ir_attr_f(n, ATTR_EPS)), lg_ptr(g, arg(g, id, 0)), NULL, NULL};
     if (n->op == OP_LAYERNORM_GRAD) {
         args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, id);
         rtcall(g, "nrt_layernorm_grad", 6, args);
@@ -1027,9 +1027,9 @@ static void op_attention(struct lg *g, int id) {
     struct nrt_attn geo;
     memset(&geo, 0, sizeof geo);
     struct cgc_x items = cgc_dim(x, 0);
-    geo.n = items.k, geo.t = x->dim[1], geo.e = x->dim[2] / 3, geo.h = ir_get_int(n, "heads");
-    geo.scale = (float)ir_get_float(n, "scale");
-    geo.causal = (int)ir_get_int(n, "causal");
+    geo.n = items.k, geo.t = x->dim[1], geo.e = x->dim[2] / 3, geo.h = ir_attr_i(n, ATTR_HEADS);
+    geo.scale = (float)ir_attr_f(n, ATTR_SCALE);
+    geo.causal = (int)ir_attr_i(n, ATTR_CAUSAL);
     size_t off = offsetof(struct nrt_attn, n);
     LLVMValueRef nv = lg_x(g, items);
     LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, items.n ? 1 : 0);
@@ -1052,7 +1052,7 @@ static LLVMValueRef rnn_geo(struct lg *g, int id, int ws, int whh, int x) {
     memset(&geo, 0, sizeof geo);
     struct cgc_x items = cgc_dim(w, 0);
     geo.n = items.k, geo.t = w->dim[1], geo.f = x >= 0 ? arg_shape(g, id, x)->dim[2] : 0, geo.h = wh->dim[1];
-    geo.cell = (int)ir_get_int(n, "cell"), geo.reverse = (int)ir_get_int(n, "reverse");
+    geo.cell = (int)ir_attr_i(n, ATTR_CELL), geo.reverse = (int)ir_attr_i(n, ATTR_REVERSE);
     if (n->op == OP_RNN_BPTT) geo.dt = arg_shape(g, id, 2)->dim[1], geo.dc = arg_shape(g, id, 2)->dim[2];
     size_t off = offsetof(struct nrt_rnn, n);
     LLVMValueRef nv = lg_x(g, items);
@@ -1074,7 +1074,7 @@ static void op_rnn_bptt(struct lg *g, int id) {
 }
 
 static void op_rnn_grad(struct lg *g, int id) {
-    LLVMValueRef args[8] = {rnn_geo(g, id, 4, 3, 1), lg_i32(g, (int32_t)ir_get_int(node(g, id), "wrt")),
+    LLVMValueRef args[8] = {rnn_geo(g, id, 4, 3, 1), lg_i32(g, (int32_t)ir_attr_i(node(g, id), ATTR_WRT)),
                             lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)),
                             lg_ptr(g, arg(g, id, 4)), lg_ptr(g, arg(g, id, 5)), lg_ptr(g, id)};
     rtcall(g, "nrt_rnn_grad", 8, args);
@@ -1133,7 +1133,7 @@ struct masked {
 
 static void masked_open(struct lg *g, int id, struct masked *w) {
     const struct shape *x = arg_shape(g, id, 0);
-    w->ignore = ir_get_int(node(g, id), "ignore");
+    w->ignore = ir_attr_i(node(g, id), ATTR_IGNORE);
     w->cls = x->dim[x->rank - 1];
     w->rows = lg_x(g, cgc_dims_prod(x, 0, x->rank - 1));
     w->t = lg_ptr(g, arg(g, id, 1));
@@ -1253,14 +1253,14 @@ static void op_masked_accuracy(struct lg *g, int id) {
 static int same_mean(const struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     int na, nb;
-    const int64_t *axes = ir_get_ints(n, "axes", &na);
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
     for (int j = id - 1; j >= 0; j--) {
         const struct ir_node *m = node(g, j);
         if (m->op != OP_MEAN || m->args[0] != n->args[0] || g->c.vals[j].kernel >= 0 || g->c.vals[j].last_use < id)
             continue;
-        const int64_t *mx = ir_get_ints(m, "axes", &nb);
+        const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
         if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_get_int(m, "keepdims") != ir_get_int(n, "keepdims") || !shape_equal(&m->type.shape, &n->type.shape))
+        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) || !shape_equal(&m->type.shape, &n->type.shape))
             continue;
         return j;
     }
@@ -1315,8 +1315,8 @@ static LLVMValueRef mix64(struct lg *g, LLVMValueRef z) {
 /* y = keep(i) ? x * 1/(1-rate) : 0 with codegen.h's mask (nrt_dropout_keep). */
 static void op_dropout(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    double rate = ir_get_float(n, "rate");
-    uint64_t seed = (uint64_t)ir_get_int(n, "seed");
+    double rate = ir_attr_f(n, ATTR_RATE);
+    uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
     LLVMValueRef sp = LLVMBuildGEP2(g->b, g->i8, g->ctx, (LLVMValueRef[]){lg_i64(g, (int64_t)offsetof(struct nrt_ctx, step))}, 1, "");
     LLVMValueRef step = LLVMBuildLoad2(g->b, g->i64, LLVMBuildBitCast(g->b, sp, g->p64, ""), "");
     LLVMValueRef a = mix64(g, LLVMBuildXor(g->b, LLVMConstInt(g->i64, nrt_mix64(seed), 0), step, ""));
@@ -1332,7 +1332,7 @@ static void op_dropout(struct lg *g, int id) {
 
 static void op_argmax(struct lg *g, int id) {
     const struct shape *s = arg_shape(g, id, 0);
-    int axis = (int)ir_get_int(node(g, id), "axis");
+    int axis = (int)ir_attr_i(node(g, id), ATTR_AXIS);
     struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
     LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id), kv = lg_x(g, k), in = lg_x(g, inner);
     struct lg_loop lo, li, lj;
@@ -1353,7 +1353,7 @@ static void op_argmax(struct lg *g, int id) {
 }
 
 static void op_one_hot(struct lg *g, int id) {
-    int64_t k = ir_get_int(node(g, id), "classes");
+    int64_t k = ir_attr_i(node(g, id), ATTR_CLASSES);
     LLVMValueRef ids = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
     LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(shape_of(g, id)))), 4);
     struct lg_loop l;
@@ -1369,7 +1369,7 @@ static void op_one_hot(struct lg *g, int id) {
 
 static void op_upsample(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    const int64_t *sc = ir_get_ints(n, "scale", NULL);
+    const int64_t *sc = ir_attr_v(n, ATTR_FACTOR, NULL);
     const struct shape *small = n->op == OP_UPSAMPLE2D ? arg_shape(g, id, 0) : shape_of(g, id);
     LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(small, 0, 2)), lg_i64(g, small->dim[2]), lg_i64(g, small->dim[3]),
                             lg_i64(g, sc[0]), lg_i64(g, sc[1]), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, id)};
@@ -1383,7 +1383,7 @@ static void op_masked_pool(struct lg *g, int id) {
     const struct shape *x = grad ? shape_of(g, id) : arg_shape(g, id, 0);
     int ids_arg = n->op == OP_MASKED_MEAN_GRAD ? 0 : 1;
     int64_t T = x->dim[1];
-    LLVMValueRef R = lg_x(g, cgc_dims_prod(x, 2, x->rank)), pad = lg_i32(g, (int32_t)ir_get_int(n, "pad"));
+    LLVMValueRef R = lg_x(g, cgc_dims_prod(x, 2, x->rank)), pad = lg_i32(g, (int32_t)ir_attr_i(n, ATTR_PAD_ID));
     LLVMValueRef ids = lg_ptr(g, arg(g, id, ids_arg)), out = lg_ptr(g, id);
     LLVMValueRef TR = LLVMBuildNSWMul(g->b, lg_i64(g, T), R, "");
     struct lg_loop lb, ls, lj;
@@ -1473,8 +1473,8 @@ static void op_attn_softmax(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *s = &n->type.shape;
     int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
-    bool causal = ir_get_int(n, "causal") != 0;
-    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id), scale = lg_f32(g, ir_get_float(n, "scale"));
+    bool causal = ir_attr_i(n, ATTR_CAUSAL) != 0;
+    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id), scale = lg_f32(g, ir_attr_f(n, ATTR_SCALE));
     struct lg_loop lr, l;
     LLVMValueRef r = lg_loop_open(g, &lr, lg_i64(g, 0), lg_x(g, cgc_dims_prod(s, 0, s->rank - 1)));
     LLVMValueRef x = gep(g, px, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), "")), y = gep(g, py, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), ""));
@@ -1511,7 +1511,7 @@ static void op_none(struct lg *g, int id) { (void)g, (void)id; }
 
 static void op_const(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
-    double v = ir_get_float(n, "value");
+    double v = ir_attr_f(n, ATTR_VALUE);
     LLVMValueRef k;
     if (n->type.dtype == DT_I32) k = lg_to_i32(g, lg_f64(g, v));
     else k = lg_f32(g, v);

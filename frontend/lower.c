@@ -1214,7 +1214,7 @@ static void lower_gen_step(struct lower *L) {
     bool rnn = false;
     for (int i = 0; i < ir_func_len(fw); i++)
         if (fw->nodes[i].op == OP_RNN) {
-            if (ir_get_int(&fw->nodes[i], "reverse")) return;
+            if (ir_attr_i(&fw->nodes[i], ATTR_REVERSE)) return;
             rnn = true;
         }
     const struct ir_output *o = &fw->outputs[0];

@@ -29,7 +29,7 @@ static struct shape shape_of(int rank, const int64_t *dims) { return f32_of(rank
 static int mm(struct lower *L, int a, int b, bool tb, struct loc loc) {
     if (a < 0 || b < 0) return -1;
     int id = lw_node(L, OP_MATMUL, (int[]){a, b}, 2, loc);
-    ir_set_int(lw_n(L, id), "transpose_b", tb);
+    ir_attr_set_i(lw_n(L, id), ATTR_TRANSPOSE_B, tb);
     return lw_fin(L, id);
 }
 
@@ -44,7 +44,7 @@ static int mul(struct lower *L, int a, int b, struct loc loc) {
 static int transpose(struct lower *L, int x, const int64_t *perm, int rank, struct loc loc) {
     if (x < 0) return -1;
     int id = lw_node(L, OP_TRANSPOSE, &x, 1, loc);
-    ir_set_ints(lw_n(L, id), "perm", perm, rank);
+    ir_attr_set_v(lw_n(L, id), ATTR_PERM, perm, rank);
     return lw_fin(L, id);
 }
 
@@ -106,7 +106,7 @@ struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struc
     int beta = lw_param(L, "layernorm", k, "beta", BUF_PARAM, pt, (struct ir_init){INIT_ZEROS, 0, 0}, loc);
     if (gamma < 0 || beta < 0) return lw_err();
     int y = lw_node(L, OP_LAYERNORM, &x, 1, loc);
-    ir_set_float(lw_n(L, y), "eps", eps);
+    ir_attr_set_f(lw_n(L, y), ATTR_EPS, eps);
     y = lw_fin(L, y);
     return lw_tensor(add(L, mul(L, y, gamma, loc), beta, loc));
 }
@@ -130,7 +130,7 @@ struct val fe_layer_gelu(struct lower *L, const struct fe_builtin *b, struct fe_
         return lw_err();
     }
     int y = lw_node(L, OP_GELU, &x, 1, loc);
-    ir_set_int(lw_n(L, y), "approximate", approx);
+    ir_attr_set_i(lw_n(L, y), ATTR_APPROXIMATE, approx);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -220,16 +220,16 @@ struct val fe_layer_conv1d(struct lower *L, const struct fe_builtin *b, struct f
     if (x4 < 0 || ww < 0) return lw_err();
     int y = lw_node(L, OP_CONV2D, (int[]){x4, ww}, 2, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "stride", (int64_t[]){1, s}, 2);
-    ir_set_ints(n, "pad", (int64_t[]){0, pad[0], 0, pad[1]}, 4);
-    ir_set_ints(n, "dilation", (int64_t[]){1, d}, 2);
-    ir_set_int(n, "groups", g);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){1, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, (int64_t[]){0, pad[0], 0, pad[1]}, 4);
+    ir_attr_set_v(n, ATTR_DILATION, (int64_t[]){1, d}, 2);
+    ir_attr_set_i(n, ATTR_GROUPS, g);
     y = from_2d(L, lw_fin(L, y), loc);
     if (bias && y >= 0) {
         int bb = lw_param(L, "conv1d", kk, "b", BUF_PARAM, f32_of(1, &filters), (struct ir_init){0}, loc);
         if (bb < 0) return lw_err();
         int id = lw_node(L, OP_BIAS_ADD, (int[]){y, bb}, 2, loc);
-        ir_set_int(lw_n(L, id), "axis", 1);
+        ir_attr_set_i(lw_n(L, id), ATTR_AXIS, 1);
         y = lw_fin(L, id);
     }
     return lw_tensor(y);
@@ -259,9 +259,9 @@ struct val fe_layer_pool1d(struct lower *L, const struct fe_builtin *b, struct f
     if (x4 < 0) return lw_err();
     int y = lw_node(L, strcmp(what, "maxpool1d") == 0 ? OP_MAXPOOL2D : OP_AVGPOOL2D, &x4, 1, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "kernel", (int64_t[]){1, k}, 2);
-    ir_set_ints(n, "stride", (int64_t[]){1, s}, 2);
-    ir_set_ints(n, "pad", (int64_t[]){0, pad[0], 0, pad[1]}, 4);
+    ir_attr_set_v(n, ATTR_KERNEL, (int64_t[]){1, k}, 2);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){1, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, (int64_t[]){0, pad[0], 0, pad[1]}, 4);
     return lw_tensor(from_2d(L, lw_fin(L, y), loc));
 }
 
@@ -359,9 +359,9 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
     struct shape merged = shape_of(3, (int64_t[]){IR_DIM_N, t, e});
     if (mask < 0 && kpm < 0 && !(L->mode == MODE_TRAIN && rate > 0)) { /* the fused core (runtime/attn.c) */
         int a = lw_node(L, OP_ATTENTION, &qkv, 1, loc);
-        ir_set_int(lw_n(L, a), "heads", h);
-        ir_set_float(lw_n(L, a), "scale", scale);
-        ir_set_int(lw_n(L, a), "causal", causal);
+        ir_attr_set_i(lw_n(L, a), ATTR_HEADS, h);
+        ir_attr_set_f(lw_n(L, a), ATTR_SCALE, scale);
+        ir_attr_set_i(lw_n(L, a), ATTR_CAUSAL, causal);
         a = lw_fin(L, a);
         if (a < 0) return lw_err();
         return lw_tensor(add(L, mm(L, a, w_out, true, loc), b_out, loc));
@@ -373,13 +373,13 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
     if (kpm >= 0) s = add(L, s, kpm, loc);
     if (s < 0) return lw_err();
     int p = lw_node(L, OP_ATTN_SOFTMAX, &s, 1, loc);
-    ir_set_float(lw_n(L, p), "scale", scale);
-    ir_set_int(lw_n(L, p), "causal", causal);
+    ir_attr_set_f(lw_n(L, p), ATTR_SCALE, scale);
+    ir_attr_set_i(lw_n(L, p), ATTR_CAUSAL, causal);
     p = lw_fin(L, p);
     if (p >= 0 && L->mode == MODE_TRAIN && rate > 0) {
         p = lw_node(L, OP_DROPOUT, &p, 1, loc);
-        ir_set_float(lw_n(L, p), "rate", rate);
-        ir_set_int(lw_n(L, p), "seed", ++L->dropout_seq);
+        ir_attr_set_f(lw_n(L, p), ATTR_RATE, rate);
+        ir_attr_set_i(lw_n(L, p), ATTR_SEED, ++L->dropout_seq);
         p = lw_fin(L, p);
     }
     int ctx = transpose(L, mm(L, p, v, false, loc), (int64_t[]){0, 2, 1, 3}, 4, loc); /* [N, T, H, d] */

@@ -175,7 +175,7 @@ static struct type f32_type(int rank, const int64_t *dims) {
 static int bias_add(struct lower *L, int y, int bias, int axis, struct loc loc) {
     if (y < 0 || bias < 0) return -1;
     int id = lw_node(L, OP_BIAS_ADD, (int[]){y, bias}, 2, loc);
-    ir_set_int(lw_n(L, id), "axis", axis);
+    ir_attr_set_i(lw_n(L, id), ATTR_AXIS, axis);
     return lw_fin(L, id);
 }
 
@@ -271,10 +271,10 @@ static struct val layer_conv2d(struct lower *L, const struct fe_builtin *b, stru
     if (w < 0) return lw_err();
     int y = lw_node(L, OP_CONV2D, (int[]){x, w}, 2, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "stride", (int64_t[]){s, s}, 2);
-    ir_set_ints(n, "pad", pad, 4);
-    ir_set_ints(n, "dilation", (int64_t[]){d, d}, 2);
-    ir_set_int(n, "groups", g);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){s, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, pad, 4);
+    ir_attr_set_v(n, ATTR_DILATION, (int64_t[]){d, d}, 2);
+    ir_attr_set_i(n, ATTR_GROUPS, g);
     y = lw_fin(L, y);
     if (bias && y >= 0)
         y = bias_add(L, y, lw_param(L, "conv2d", kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc), 1, loc);
@@ -308,11 +308,11 @@ static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, st
     if (w < 0) return lw_err();
     int y = lw_node(L, OP_CONV_TRANSPOSE2D, (int[]){x, w}, 2, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "stride", (int64_t[]){s, s}, 2);
-    ir_set_ints(n, "pad", pad, 4);
-    ir_set_ints(n, "dilation", (int64_t[]){1, 1}, 2);
-    ir_set_int(n, "groups", 1);
-    ir_set_ints(n, "output_pad", (int64_t[]){op, op}, 2);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){s, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, pad, 4);
+    ir_attr_set_v(n, ATTR_DILATION, (int64_t[]){1, 1}, 2);
+    ir_attr_set_i(n, ATTR_GROUPS, 1);
+    ir_attr_set_v(n, ATTR_OUTPUT_PAD, (int64_t[]){op, op}, 2);
     y = lw_fin(L, y);
     if (bias && y >= 0)
         y = bias_add(L, y, lw_param(L, what, kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc), 1, loc);
@@ -347,10 +347,10 @@ static struct val func_conv2d(struct lower *L, const struct fe_builtin *b, struc
     if (!padding(L, "conv2d", o[1], tx, tw->shape.dim[2], s, d, true, pad)) return lw_err();
     int y = lw_node(L, OP_CONV2D, (int[]){x, w}, 2, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "stride", (int64_t[]){s, s}, 2);
-    ir_set_ints(n, "pad", pad, 4);
-    ir_set_ints(n, "dilation", (int64_t[]){d, d}, 2);
-    ir_set_int(n, "groups", g);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){s, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, pad, 4);
+    ir_attr_set_v(n, ATTR_DILATION, (int64_t[]){d, d}, 2);
+    ir_attr_set_i(n, ATTR_GROUPS, g);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -367,16 +367,16 @@ static struct val layer_pool(struct lower *L, const struct fe_builtin *b, struct
     if (!padding(L, b->name, o[2], lw_type(L, x), k, s, 1, false, pad)) return lw_err();
     int y = lw_node(L, b->op, &x, 1, loc);
     struct ir_node *n = lw_n(L, y);
-    ir_set_ints(n, "kernel", (int64_t[]){k, k}, 2);
-    ir_set_ints(n, "stride", (int64_t[]){s, s}, 2);
-    ir_set_ints(n, "pad", pad, 4);
+    ir_attr_set_v(n, ATTR_KERNEL, (int64_t[]){k, k}, 2);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){s, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, pad, 4);
     return lw_tensor(lw_fin(L, y));
 }
 
 static int reduce(struct lower *L, enum op op, int x, const int64_t *axes, int naxes, bool keep, struct loc loc) {
     int y = lw_node(L, op, &x, 1, loc);
-    ir_set_ints(lw_n(L, y), "axes", axes, naxes);
-    ir_set_int(lw_n(L, y), "keepdims", keep);
+    ir_attr_set_v(lw_n(L, y), ATTR_AXES, axes, naxes);
+    ir_attr_set_i(lw_n(L, y), ATTR_KEEPDIMS, keep);
     return lw_fin(L, y);
 }
 
@@ -449,7 +449,7 @@ static struct val layer_upsample(struct lower *L, const struct fe_builtin *b, st
     if (!fe_opt_int(L, "upsample", "scale", o[0], 2, 1, MAX_WINDOW, &s)) return lw_err();
     if (!need_rank(L, "upsample", x, 4, "[N, C, H, W]", "", loc)) return lw_err();
     int y = lw_node(L, OP_UPSAMPLE2D, &x, 1, loc);
-    ir_set_ints(lw_n(L, y), "scale", (int64_t[]){s, s}, 2);
+    ir_attr_set_v(lw_n(L, y), ATTR_FACTOR, (int64_t[]){s, s}, 2);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -463,8 +463,8 @@ static struct val layer_dropout(struct lower *L, const struct fe_builtin *b, str
         return lw_err();
     if (L->mode != MODE_TRAIN || rate == 0) return lw_tensor(x);
     int y = lw_node(L, OP_DROPOUT, &x, 1, loc);
-    ir_set_float(lw_n(L, y), "rate", rate);
-    ir_set_int(lw_n(L, y), "seed", ++L->dropout_seq);
+    ir_attr_set_f(lw_n(L, y), ATTR_RATE, rate);
+    ir_attr_set_i(lw_n(L, y), ATTR_SEED, ++L->dropout_seq);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -480,7 +480,7 @@ static int unbiased_var(struct lower *L, int x, int var, struct loc loc) {
         else if (i != 1) per *= (double)s->dim[i];
     if (!has_n) return lw_emit2(L, OP_MUL, var, lw_const(L, per / (per > 1 ? per - 1 : 1), DT_F32, loc), loc);
     int ones = lw_node(L, OP_CONST, NULL, 0, loc);
-    ir_set_float(lw_n(L, ones), "value", 1);
+    ir_attr_set_f(lw_n(L, ones), ATTR_VALUE, 1);
     lw_n(L, ones)->type = (struct type){DT_F32, {1, {IR_DIM_N}}};
     int n = reduce(L, OP_SUM, lw_fin(L, ones), (int64_t[]){0}, 1, false, loc);
     if (per != 1) n = lw_emit2(L, OP_MUL, n, lw_const(L, per, DT_F32, loc), loc);
@@ -529,7 +529,7 @@ static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, s
     }
     if (gamma < 0 || beta < 0 || mean < 0 || var < 0) return lw_err();
     int y = lw_node(L, OP_BATCHNORM, (int[]){x, gamma, beta, mean, var}, 5, loc);
-    ir_set_float(lw_n(L, y), "eps", eps);
+    ir_attr_set_f(lw_n(L, y), ATTR_EPS, eps);
     y = lw_fin(L, y);
     if (y >= 0 && L->mode == MODE_TRAIN) {
         vec_push(L->bn, ((struct fe_bn_update){rm_name, mean, mom, y, loc}));
@@ -564,7 +564,7 @@ static struct val layer_leaky_relu(struct lower *L, const struct fe_builtin *b, 
     double alpha;
     if (!fe_opt_num(L, "leaky_relu", "alpha", o[0], 0.01, 0, 1e6, &alpha)) return lw_err();
     int y = lw_node(L, OP_LEAKY_RELU, &x, 1, loc);
-    ir_set_float(lw_n(L, y), "alpha", alpha);
+    ir_attr_set_f(lw_n(L, y), ATTR_ALPHA, alpha);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -574,7 +574,7 @@ static struct val layer_softmax(struct lower *L, const struct fe_builtin *b, str
     int64_t axis;
     if (!norm_axis(L, b->name, o[0], lw_type(L, x)->shape.rank, &axis)) return lw_err();
     int y = lw_node(L, b->op, &x, 1, loc);
-    ir_set_int(lw_n(L, y), "axis", axis);
+    ir_attr_set_i(lw_n(L, y), ATTR_AXIS, axis);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -618,21 +618,21 @@ static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int
     }
     if (len < 0) {
         len = lw_node(L, OP_CONST, NULL, 0, loc);
-        ir_set_float(lw_n(L, len), "value", (double)steps);
+        ir_attr_set_f(lw_n(L, len), ATTR_VALUE, (double)steps);
         lw_n(L, len)->type = (struct type){DT_I32, {1, {n}}};
         len = lw_fin(L, len);
     }
     if (s0 < 0 || len < 0) return -1;
     int y = lw_node(L, OP_RNN, (int[]){x, w[0], w[1], w[2], w[3], s0, len}, 7, loc);
-    ir_set_int(lw_n(L, y), "cell", cell);
-    ir_set_int(lw_n(L, y), "reverse", rev);
+    ir_attr_set_i(lw_n(L, y), ATTR_CELL, cell);
+    ir_attr_set_i(lw_n(L, y), ATTR_REVERSE, rev);
     y = lw_fin(L, y);
     if (y >= 0 && state >= 0) { /* the step's final state goes back into the buffer */
         int fin = lw_slice(L, lw_slice(L, y, 1, steps - 1, 1, loc), 2, 0, st, loc);
         fin = lw_reshape(L, fin, &ts.shape, loc);
         int sum = lw_node(L, OP_SUM, &fin, 1, loc);
-        ir_set_ints(lw_n(L, sum), "axes", (int64_t[]){0}, 1);
-        ir_set_int(lw_n(L, sum), "keepdims", 1);
+        ir_attr_set_v(lw_n(L, sum), ATTR_AXES, (int64_t[]){0}, 1);
+        ir_attr_set_i(lw_n(L, sum), ATTR_KEEPDIMS, 1);
         sum = lw_fin(L, sum);
         int as = lw_node(L, OP_ASSIGN, &sum, 1, loc);
         ir_set_sym(L->m, lw_n(L, as), lw_n(L, state)->sym);
@@ -656,7 +656,7 @@ static int rnn_hidden(struct lower *L, int y, int64_t h, bool rev, bool seq, str
 static int concat2(struct lower *L, int a, int b, int axis, struct loc loc) {
     if (a < 0 || b < 0) return -1;
     int c = lw_node(L, OP_CONCAT, (int[]){a, b}, 2, loc);
-    ir_set_int(lw_n(L, c), "axis", axis);
+    ir_attr_set_i(lw_n(L, c), ATTR_AXIS, axis);
     return lw_fin(L, c);
 }
 
@@ -837,7 +837,7 @@ static struct val func_transpose(struct lower *L, const struct fe_builtin *b, st
         }
     }
     int y = lw_node(L, OP_TRANSPOSE, &x, 1, loc);
-    ir_set_ints(lw_n(L, y), "perm", perm, rank);
+    ir_attr_set_v(lw_n(L, y), ATTR_PERM, perm, rank);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -854,7 +854,7 @@ static struct val func_concat(struct lower *L, const struct fe_builtin *b, struc
     int64_t axis;
     if (!norm_axis(L, "concat", &args[0], lw_type(L, ids[0])->shape.rank, &axis)) return lw_err();
     int y = lw_node(L, OP_CONCAT, ids, nargs - 1, loc);
-    ir_set_int(lw_n(L, y), "axis", axis);
+    ir_attr_set_i(lw_n(L, y), ATTR_AXIS, axis);
     return lw_tensor(lw_fin(L, y));
 }
 
@@ -866,7 +866,7 @@ static struct val func_like(struct lower *L, const struct fe_builtin *b, struct 
     int x = tensor_arg(L, b->name, args, nargs, 0, loc);
     if (x < 0) return lw_err();
     int y = lw_node(L, OP_CONST, NULL, 0, loc);
-    ir_set_float(lw_n(L, y), "value", strcmp(b->name, "ones_like") == 0 ? 1 : 0);
+    ir_attr_set_f(lw_n(L, y), ATTR_VALUE, strcmp(b->name, "ones_like") == 0 ? 1 : 0);
     lw_n(L, y)->type = *lw_type(L, x);
     return lw_tensor(lw_fin(L, y));
 }

@@ -46,14 +46,14 @@ int fe_mask_lengths(struct lower *L, int mask, struct loc loc) {
     if (nz < 0) return -1;
     int id = lw_node(L, OP_SUM, &nz, 1, loc);
     int64_t axis = 1;
-    ir_set_ints(lw_n(L, id), "axes", &axis, 1);
+    ir_attr_set_v(lw_n(L, id), ATTR_AXES, &axis, 1);
     return lw_fin(L, id);
 }
 
 static int transpose(struct lower *L, int x, const int64_t *perm, int rank, struct loc loc) {
     if (x < 0) return -1;
     int id = lw_node(L, OP_TRANSPOSE, &x, 1, loc);
-    ir_set_ints(lw_n(L, id), "perm", perm, rank);
+    ir_attr_set_v(lw_n(L, id), ATTR_PERM, perm, rank);
     return lw_fin(L, id);
 }
 
@@ -73,10 +73,10 @@ int fe_matmul_last(struct lower *L, int x, int w, struct loc loc) {
     if (x4 < 0 || w4 < 0) return -1;
     int y = lw_node(L, OP_CONV2D, (int[]){x4, w4}, 2, loc);
     struct ir_node *c = lw_n(L, y);
-    ir_set_ints(c, "stride", (int64_t[]){1, 1}, 2);
-    ir_set_ints(c, "pad", (int64_t[]){0, 0, 0, 0}, 4);
-    ir_set_ints(c, "dilation", (int64_t[]){1, 1}, 2);
-    ir_set_int(c, "groups", 1);
+    ir_attr_set_v(c, ATTR_STRIDE, (int64_t[]){1, 1}, 2);
+    ir_attr_set_v(c, ATTR_PAD, (int64_t[]){0, 0, 0, 0}, 4);
+    ir_attr_set_v(c, ATTR_DILATION, (int64_t[]){1, 1}, 2);
+    ir_attr_set_i(c, ATTR_GROUPS, 1);
     y = transpose(L, reshape(L, lw_fin(L, y), 3, (int64_t[]){n, u, p}, loc), (int64_t[]){0, 2, 1}, 3, loc);
     xs.dim[xs.rank - 1] = u;
     return y < 0 ? -1 : lw_reshape(L, y, &xs, loc);
@@ -109,7 +109,7 @@ struct val fe_layer_one_hot(struct lower *L, const struct fe_builtin *b, struct 
         !fe_opt_int(L, "one_hot", "classes", o[0], 0, 1, MAX_ROWS, &k) || !need_ids(L, "one_hot", x, loc))
         return lw_err();
     int id = lw_node(L, OP_ONE_HOT, &x, 1, loc);
-    ir_set_int(lw_n(L, id), "classes", k);
+    ir_attr_set_i(lw_n(L, id), ATTR_CLASSES, k);
     return masked_by(L, lw_fin(L, id), x);
 }
 
@@ -125,12 +125,12 @@ static struct val time_pool(struct lower *L, const struct fe_builtin *b, int x, 
     if (!mask) {
         int id = lw_node(L, max ? OP_MAX : OP_MEAN, &x, 1, loc);
         int64_t axis = 1;
-        ir_set_ints(lw_n(L, id), "axes", &axis, 1);
+        ir_attr_set_v(lw_n(L, id), ATTR_AXES, &axis, 1);
         return lw_tensor(lw_fin(L, id));
     }
     int args[2] = {x, mask - 1};
     int id = lw_node(L, max ? OP_MASKED_MAX : OP_MASKED_MEAN, args, 2, loc);
-    ir_set_int(lw_n(L, id), "pad", 0);
+    ir_attr_set_i(lw_n(L, id), ATTR_PAD_ID, 0);
     return lw_tensor(lw_fin(L, id));
 }
 
@@ -216,6 +216,6 @@ struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struc
     }
     int args2[2] = {p, t};
     int id = lw_node(L, op == OP_ACCURACY ? OP_MASKED_ACCURACY : OP_MASKED_CROSS_ENTROPY, args2, 2, loc);
-    ir_set_int(lw_n(L, id), "ignore", k);
+    ir_attr_set_i(lw_n(L, id), ATTR_IGNORE, k);
     return lw_tensor(lw_fin(L, id));
 }

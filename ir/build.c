@@ -38,7 +38,7 @@ int ir_build_op3(struct ir_build *b, enum op op, int a, int c, int d) {
 int ir_build_const(struct ir_build *b, double v, enum dtype dt) {
     int id = ir_build_add(b, OP_CONST, NULL, 0);
     struct ir_node *n = &b->f->nodes[id];
-    ir_set_float(n, "value", v);
+    ir_attr_set_f(n, ATTR_VALUE, v);
     n->type.dtype = dt;
     n->type.shape.rank = 0;
     return ir_build_fin(b, id);
@@ -55,8 +55,8 @@ int ir_build_slice(struct ir_build *b, int a, int64_t axis, int64_t start, int64
     if (a < 0) return -1;
     int id = ir_build_add(b, OP_SLICE, &a, 1);
     struct ir_node *n = &b->f->nodes[id];
-    ir_set_int(n, "axis", axis);
-    ir_set_int(n, "start", start);
-    ir_set_int(n, "size", size);
+    ir_attr_set_i(n, ATTR_AXIS, axis);
+    ir_attr_set_i(n, ATTR_START, start);
+    ir_attr_set_i(n, ATTR_SIZE, size);
     return ir_build_fin(b, id);
 }

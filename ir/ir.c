@@ -23,6 +23,39 @@ static const struct {
 struct op_info op_info[OP_COUNT];
 static char op_names[OP_COUNT][32];
 
+/* attrs.def: each id's text name and kind letter. */
+static const struct {
+    const char *text;
+    char kind; /* 'i', 'v' or 'f' */
+} attr_rows[AID_COUNT] = {
+#define ATTR(id, text, kind) [AID_##id] = {text, #kind[0]},
+#include "ir/attrs.def"
+#undef ATTR
+};
+
+/* The kind letter of attrs.def that a schema kind is read through. */
+static char attr_kind_letter(enum attr_kind k) {
+    return k == AK_INT ? 'i' : k == AK_FLOAT ? 'f' : k == AK_STR ? 's' : 'v';
+}
+
+/* Map each attribute of the op's schema onto its attrs.def id. */
+static void schema_ids(enum op op) {
+    struct op_info *info = &op_info[op];
+    memset(info->attr_of, -1, sizeof info->attr_of);
+    for (int i = 0; i < info->nattrs; i++) {
+        const struct attr_desc *a = &info->attrs[i];
+        if (a->kind == AK_STR) continue; /* the symbol, n->sym */
+        int id = 0;
+        while (id < AID_COUNT &&
+               !(strcmp(attr_rows[id].text, a->name) == 0 && attr_rows[id].kind == attr_kind_letter(a->kind)))
+            id++;
+        if (id == AID_COUNT)
+            netc_internal_error(__FILE__, __LINE__, "attribute '%s' of op %s is not in attrs.def", a->name,
+                                op_rows[op].upper);
+        info->attr_of[id] = (signed char)i;
+    }
+}
+
 /* Parse one schema string into descriptors with slots. A malformed schema is a
  * bug in ops.def, caught the first time any netc binary starts. */
 static void schema_parse(enum op op, const char *s) {
@@ -76,6 +109,7 @@ __attribute__((constructor)) static void op_table_init(void) {
         op_info[op].kind = op_rows[op].kind;
         op_info[op].flags = op_rows[op].flags;
         schema_parse((enum op)op, op_rows[op].schema);
+        schema_ids((enum op)op);
     }
 }
 
@@ -241,56 +275,53 @@ int ir_output_find(const struct ir_func *f, const char *name) {
 
 /* ---------------------------------------------------------- attributes */
 
-static const struct attr_desc *attr_need(const struct ir_node *n, const char *name, enum attr_kind k1,
-                                         enum attr_kind k2) {
-    const struct attr_desc *a = op_attr(n->op, name);
-    if (!a) netc_internal_error(__FILE__, __LINE__, "op %s has no attribute '%s'", op_info[n->op].name, name);
-    if (a->kind != k1 && a->kind != k2)
-        netc_internal_error(__FILE__, __LINE__, "attribute '%s' of op %s has another kind", name,
-                            op_info[n->op].name);
-    return a;
+int attr_id_lookup(const char *text, char kind) {
+    for (int id = 0; id < AID_COUNT; id++)
+        if (attr_rows[id].kind == kind && strcmp(attr_rows[id].text, text) == 0) return id;
+    return -1;
 }
 
-void ir_set_int(struct ir_node *n, const char *name, int64_t v) {
-    n->ia[attr_need(n, name, AK_INT, AK_INT)->slot] = v;
+/* The schema entry of attribute `id` of the node's op; an op without it is a bug. */
+static const struct attr_desc *attr_need(const struct ir_node *n, enum attr_id id) {
+    int i = op_info[n->op].attr_of[id];
+    if (i < 0)
+        netc_internal_error(__FILE__, __LINE__, "op %s has no attribute '%s' (%c)", op_info[n->op].name,
+                            attr_rows[id].text, attr_rows[id].kind);
+    return &op_info[n->op].attrs[i];
 }
 
-void ir_set_ints(struct ir_node *n, const char *name, const int64_t *v, int count) {
-    const struct attr_desc *a = attr_need(n, name, AK_INTS, AK_LIST);
-    if (a->kind == AK_INTS) {
-        NETC_ASSERT(count == a->count);
-        memcpy(&n->ia[a->slot], v, sizeof *v * (size_t)count);
+int64_t ir_attr_i(const struct ir_node *n, struct attr_i a) { return n->ia[attr_need(n, a.id)->slot]; }
+
+double ir_attr_f(const struct ir_node *n, struct attr_f a) { return n->fa[attr_need(n, a.id)->slot]; }
+
+const int64_t *ir_attr_v(const struct ir_node *n, struct attr_v a, int *count) {
+    const struct attr_desc *d = attr_need(n, a.id);
+    if (d->kind == AK_INTS) {
+        if (count) *count = d->count;
+        return &n->ia[d->slot];
+    }
+    if (count) *count = (int)n->ia[d->slot];
+    return &n->ia[d->slot + 1];
+}
+
+void ir_attr_set_i(struct ir_node *n, struct attr_i a, int64_t v) { n->ia[attr_need(n, a.id)->slot] = v; }
+
+void ir_attr_set_f(struct ir_node *n, struct attr_f a, double v) { n->fa[attr_need(n, a.id)->slot] = v; }
+
+void ir_attr_set_v(struct ir_node *n, struct attr_v a, const int64_t *v, int count) {
+    const struct attr_desc *d = attr_need(n, a.id);
+    if (d->kind == AK_INTS) {
+        NETC_ASSERT(count == d->count);
+        memcpy(&n->ia[d->slot], v, sizeof *v * (size_t)count);
     } else {
         NETC_ASSERT(count >= 0 && count <= IR_MAX_LIST);
-        n->ia[a->slot] = count;
-        if (count) memcpy(&n->ia[a->slot + 1], v, sizeof *v * (size_t)count);
+        n->ia[d->slot] = count;
+        if (count) memcpy(&n->ia[d->slot + 1], v, sizeof *v * (size_t)count);
     }
-}
-
-void ir_set_float(struct ir_node *n, const char *name, double v) {
-    n->fa[attr_need(n, name, AK_FLOAT, AK_FLOAT)->slot] = v;
 }
 
 void ir_set_sym(struct ir_module *m, struct ir_node *n, const char *sym) {
     n->sym = arena_strdup(m->arena, sym);
-}
-
-int64_t ir_get_int(const struct ir_node *n, const char *name) {
-    return n->ia[attr_need(n, name, AK_INT, AK_INT)->slot];
-}
-
-const int64_t *ir_get_ints(const struct ir_node *n, const char *name, int *count) {
-    const struct attr_desc *a = attr_need(n, name, AK_INTS, AK_LIST);
-    if (a->kind == AK_INTS) {
-        if (count) *count = a->count;
-        return &n->ia[a->slot];
-    }
-    if (count) *count = (int)n->ia[a->slot];
-    return &n->ia[a->slot + 1];
-}
-
-double ir_get_float(const struct ir_node *n, const char *name) {
-    return n->fa[attr_need(n, name, AK_FLOAT, AK_FLOAT)->slot];
 }
 
 /* ------------------------------------------------------- whole-function */

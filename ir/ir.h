@@ -131,6 +131,24 @@ struct attr_desc {
     int slot;            /* first slot in the node's ia[] (count first for AK_LIST) or fa[] */
 };
 
+/* Attribute ids, one per row of attrs.def. */
+enum attr_id {
+#define ATTR(id, text, kind) AID_##id,
+#include "ir/attrs.def"
+#undef ATTR
+    AID_COUNT
+};
+
+/* Typed attribute handles: ATTR_AXIS is a `struct attr_i`, ATTR_STRIDE a
+ * `struct attr_v`, ATTR_EPS a `struct attr_f`; the accessors below take the
+ * matching one, so the kind is checked by the C compiler. */
+struct attr_i { enum attr_id id; }; /* one int */
+struct attr_v { enum attr_id id; }; /* a fixed count or a list of ints */
+struct attr_f { enum attr_id id; }; /* one float */
+#define ATTR(id, text, kind) static const struct attr_##kind ATTR_##id = {AID_##id};
+#include "ir/attrs.def"
+#undef ATTR
+
 /* One row of the op table. */
 struct op_info {
     const char *name;   /* lower-case name used in the IR text, e.g. "conv2d" */
@@ -139,6 +157,7 @@ struct op_info {
     unsigned flags;     /* OF_* */
     int nattrs;         /* attributes in the schema */
     struct attr_desc attrs[IR_MAX_ATTRS]; /* the schema, in print order */
+    signed char attr_of[AID_COUNT];       /* index into attrs[] of each attribute id, or -1 */
 };
 
 extern struct op_info op_info[OP_COUNT]; /* filled at startup from ops.def */
@@ -346,15 +365,21 @@ void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int
 /* The output named `name`, or -1. */
 int ir_output_find(const struct ir_func *f, const char *name);
 
-/* Attribute access by name (the name must be in the op's schema, else internal error). */
-void ir_set_int(struct ir_node *n, const char *name, int64_t v);
-void ir_set_ints(struct ir_node *n, const char *name, const int64_t *v, int count);
-void ir_set_float(struct ir_node *n, const char *name, double v);
+/* Attribute access by typed id (the op must have the attribute, else internal error). */
+int64_t ir_attr_i(const struct ir_node *n, struct attr_i a);
+double ir_attr_f(const struct ir_node *n, struct attr_f a);
+/* Pointer to the ints of a fixed-count or list attribute; *count (if not NULL)
+ * receives their number. */
+const int64_t *ir_attr_v(const struct ir_node *n, struct attr_v a, int *count);
+void ir_attr_set_i(struct ir_node *n, struct attr_i a, int64_t v);
+void ir_attr_set_f(struct ir_node *n, struct attr_f a, double v);
+/* Set a fixed-count attribute (count must be its size) or a list (count <= IR_MAX_LIST). */
+void ir_attr_set_v(struct ir_node *n, struct attr_v a, const int64_t *v, int count);
+/* The id of the attribute written `text` of kind 'i', 'v' or 'f' (attrs.def), or
+ * -1: for tables that name attributes in text (codegen/formulas.def). */
+int attr_id_lookup(const char *text, char kind);
+/* Set the node's symbol (the `s` attribute, a buffer name; copied into the arena). */
 void ir_set_sym(struct ir_module *m, struct ir_node *n, const char *sym);
-int64_t ir_get_int(const struct ir_node *n, const char *name);
-/* Pointer to the ints of an AK_INTS/AK_LIST attribute; *count receives their number. */
-const int64_t *ir_get_ints(const struct ir_node *n, const char *name, int *count);
-double ir_get_float(const struct ir_node *n, const char *name);
 
 /* Remove nodes not reachable from outputs or effects, renumbering the rest in order.
  * Returns the number of nodes removed. */

@@ -179,7 +179,7 @@ static bool shape_TANH_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_GELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
 
 static bool shape_BIAS_ADD(struct rule_ctx *c) {
-    int64_t axis = ir_get_int(c->n, "axis");
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS);
     if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     if (c->a[1]->shape.rank != 1 || c->a[1]->shape.dim[0] != c->a[0]->shape.dim[axis])
@@ -193,8 +193,8 @@ static bool shape_BIAS_ADD(struct rule_ctx *c) {
 
 static bool reduce(struct rule_ctx *c, enum dtype out) {
     int count;
-    const int64_t *axes = ir_get_ints(c->n, "axes", &count);
-    int64_t keep = ir_get_int(c->n, "keepdims");
+    const int64_t *axes = ir_attr_v(c->n, ATTR_AXES, &count);
+    int64_t keep = ir_attr_i(c->n, ATTR_KEEPDIMS);
     const struct shape *in = &c->a[0]->shape;
     bool drop[IR_MAX_RANK] = {false};
     for (int i = 0; i < count; i++) {
@@ -219,7 +219,7 @@ static bool shape_MAX(struct rule_ctx *c) { return reduce(c, c->a[0]->dtype); }
 static bool shape_VARIANCE(struct rule_ctx *c) { return need_f32(c, 0) && reduce(c, DT_F32); }
 
 static bool shape_ARGMAX(struct rule_ctx *c) {
-    int64_t axis = ir_get_int(c->n, "axis");
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS);
     const struct shape *in = &c->a[0]->shape;
     if (!axis_ok(c, axis, in->rank)) return false;
     struct shape s = scalar_shape();
@@ -254,7 +254,7 @@ static bool shape_MATMUL(struct rule_ctx *c) {
     if (sa->rank < 2 || sb->rank < 2)
         return fail(c, "matmul expects operands of rank 2 or more, got %s and %s", ts(c->a[0]), ts(c->a[1]));
     if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
-    bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
+    bool ta = ir_attr_i(c->n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(c->n, ATTR_TRANSPOSE_B) != 0;
     const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
     int64_t m = ta ? a[1] : a[0], ka = ta ? a[0] : a[1];
     int64_t kb = tb ? b[1] : b[0], n = tb ? b[0] : b[1];
@@ -282,7 +282,7 @@ static bool shape_MATMUL_BSUM(struct rule_ctx *c) {
     for (int i = 0; same && i < sa->rank - 2; i++) same = sa->dim[i] == sb->dim[i];
     if (!same) return fail(c, "matmul_bsum expects operands of rank 3 or more with the same batch dims, got %s and %s",
                            ts(c->a[0]), ts(c->a[1]));
-    bool ta = ir_get_int(c->n, "transpose_a") != 0, tb = ir_get_int(c->n, "transpose_b") != 0;
+    bool ta = ir_attr_i(c->n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(c->n, ATTR_TRANSPOSE_B) != 0;
     const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
     if ((ta ? a[0] : a[1]) != (tb ? b[1] : b[0]))
         return fail(c, "matmul_bsum of %s%s and %s%s: inner dimensions differ", ts(c->a[0]), ta ? "^T" : "",
@@ -308,7 +308,7 @@ static bool shape_RESHAPE(struct rule_ctx *c) {
 
 static bool shape_TRANSPOSE(struct rule_ctx *c) {
     int count;
-    const int64_t *perm = ir_get_ints(c->n, "perm", &count);
+    const int64_t *perm = ir_attr_v(c->n, ATTR_PERM, &count);
     const struct shape *in = &c->a[0]->shape;
     if (count != in->rank)
         return fail(c, "transpose of %s needs a permutation of %d axes, got %d", ts(c->a[0]), in->rank, count);
@@ -326,7 +326,7 @@ static bool shape_TRANSPOSE(struct rule_ctx *c) {
 }
 
 static bool shape_SLICE(struct rule_ctx *c) {
-    int64_t axis = ir_get_int(c->n, "axis"), start = ir_get_int(c->n, "start"), size = ir_get_int(c->n, "size");
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), start = ir_attr_i(c->n, ATTR_START), size = ir_attr_i(c->n, ATTR_SIZE);
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     int64_t dim;
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
@@ -340,7 +340,7 @@ static bool shape_SLICE(struct rule_ctx *c) {
 }
 
 static bool shape_PAD(struct rule_ctx *c) {
-    int64_t axis = ir_get_int(c->n, "axis"), before = ir_get_int(c->n, "before"), after = ir_get_int(c->n, "after");
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), before = ir_attr_i(c->n, ATTR_BEFORE), after = ir_attr_i(c->n, ATTR_AFTER);
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     int64_t dim;
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
@@ -354,7 +354,7 @@ static bool shape_PAD(struct rule_ctx *c) {
 }
 
 static bool shape_CONCAT(struct rule_ctx *c) {
-    int64_t axis = ir_get_int(c->n, "axis");
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS);
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     struct shape s = c->a[0]->shape;
     int64_t total = 0;
@@ -380,7 +380,7 @@ static bool shape_CONCAT(struct rule_ctx *c) {
 /* --------------------------------------------------------------- softmax */
 
 static bool softmax_like(struct rule_ctx *c) {
-    if (!need_f32(c, 0) || !axis_ok(c, ir_get_int(c->n, "axis"), c->a[0]->shape.rank)) return false;
+    if (!need_f32(c, 0) || !axis_ok(c, ir_attr_i(c->n, ATTR_AXIS), c->a[0]->shape.rank)) return false;
     c->n->type = *c->a[0];
     return true;
 }
@@ -395,7 +395,7 @@ static bool shape_ATTN_SOFTMAX(struct rule_ctx *c) {
     const struct shape *s = &c->a[0]->shape;
     if (!need_f32(c, 0)) return false;
     if (s->rank < 2) return fail(c, "attn_softmax expects scores [..., Tq, Tk], got %s", ts(c->a[0]));
-    if (!(ir_get_float(c->n, "scale") > 0)) return fail(c, "attn_softmax needs a positive scale");
+    if (!(ir_attr_f(c->n, ATTR_SCALE) > 0)) return fail(c, "attn_softmax needs a positive scale");
     int64_t d;
     if (!static_dim(c, 0, s->rank - 1, &d) || !static_dim(c, 0, s->rank - 2, &d)) return false;
     c->n->type = *c->a[0];
@@ -406,14 +406,14 @@ static bool shape_ATTN_SOFTMAX(struct rule_ctx *c) {
  * (ATTENTION) or qkv's shape (ATTENTION_GRAD, whose y and dy are [B, T, E]). */
 static bool attention_like(struct rule_ctx *c, struct shape *y) {
     const struct shape *s = &c->a[0]->shape;
-    int64_t t, e3, h = ir_get_int(c->n, "heads"), causal = ir_get_int(c->n, "causal");
+    int64_t t, e3, h = ir_attr_i(c->n, ATTR_HEADS), causal = ir_attr_i(c->n, ATTR_CAUSAL);
     if (!need_f32(c, 0)) return false;
     if (s->rank != 3) return fail(c, "%s expects qkv [N, T, 3E], got %s", opname(c), ts(c->a[0]));
     if (!static_dim(c, 0, 1, &t) || !static_dim(c, 0, 2, &e3)) return false;
     if (h < 1 || e3 % (3 * h))
         return fail(c, "%s: qkv's last dim %lld is not a multiple of 3 * heads (%lld heads)", opname(c), (long long)e3,
                     (long long)h);
-    if (!(ir_get_float(c->n, "scale") > 0)) return fail(c, "%s needs a positive scale", opname(c));
+    if (!(ir_attr_f(c->n, ATTR_SCALE) > 0)) return fail(c, "%s needs a positive scale", opname(c));
     if (causal != 0 && causal != 1) return fail(c, "%s: causal must be 0 or 1, got %lld", opname(c), (long long)causal);
     *y = *s;
     y->dim[2] = e3 / 3;
@@ -548,9 +548,9 @@ static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p0, int64_t 
 
 /* The conv2d output for input x and weight w (both 4-D), into *out. */
 static bool conv_out(struct rule_ctx *c, const struct type *x, const struct type *w, struct type *out) {
-    const int64_t *st = ir_get_ints(c->n, "stride", NULL), *pad = ir_get_ints(c->n, "pad", NULL);
-    const int64_t *dil = ir_get_ints(c->n, "dilation", NULL);
-    int64_t g = ir_get_int(c->n, "groups");
+    const int64_t *st = ir_attr_v(c->n, ATTR_STRIDE, NULL), *pad = ir_attr_v(c->n, ATTR_PAD, NULL);
+    const int64_t *dil = ir_attr_v(c->n, ATTR_DILATION, NULL);
+    int64_t g = ir_attr_i(c->n, ATTR_GROUPS);
     if (w->shape.rank != 4 || shape_has_n(&w->shape))
         return fail(c, "%s expects a rank-4 weight [out, in/groups, kh, kw], got %s", opname(c), ts(w));
     if (g < 1) return fail(c, "%s: groups must be at least 1, got %lld", opname(c), (long long)g);
@@ -604,9 +604,9 @@ static bool shape_CONV2D_GRAD_WEIGHT(struct rule_ctx *c) {
 static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
     const struct type *x = c->a[0], *w = c->a[1];
     if (!nchw(c, 0)) return false;
-    const int64_t *st = ir_get_ints(c->n, "stride", NULL), *pad = ir_get_ints(c->n, "pad", NULL);
-    const int64_t *dil = ir_get_ints(c->n, "dilation", NULL), *op = ir_get_ints(c->n, "output_pad", NULL);
-    int64_t g = ir_get_int(c->n, "groups");
+    const int64_t *st = ir_attr_v(c->n, ATTR_STRIDE, NULL), *pad = ir_attr_v(c->n, ATTR_PAD, NULL);
+    const int64_t *dil = ir_attr_v(c->n, ATTR_DILATION, NULL), *op = ir_attr_v(c->n, ATTR_OUTPUT_PAD, NULL);
+    int64_t g = ir_attr_i(c->n, ATTR_GROUPS);
     if (w->shape.rank != 4 || shape_has_n(&w->shape))
         return fail(c, "conv_transpose2d expects a rank-4 weight [in, out/groups, kh, kw], got %s", ts(w));
     if (g < 1) return fail(c, "conv_transpose2d: groups must be at least 1, got %lld", (long long)g);
@@ -640,8 +640,8 @@ static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
 /* --------------------------------------------------------------- pooling */
 
 static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out) {
-    const int64_t *k = ir_get_ints(c->n, "kernel", NULL), *st = ir_get_ints(c->n, "stride", NULL);
-    const int64_t *pad = ir_get_ints(c->n, "pad", NULL);
+    const int64_t *k = ir_attr_v(c->n, ATTR_KERNEL, NULL), *st = ir_attr_v(c->n, ATTR_STRIDE, NULL);
+    const int64_t *pad = ir_attr_v(c->n, ATTR_PAD, NULL);
     if (!window_attrs(c, k, st, pad, NULL)) return false;
     if (pad[0] > k[0] / 2 || pad[1] > k[1] / 2 || pad[2] > k[0] / 2 || pad[3] > k[1] / 2)
         return fail(c, "%s: padding must be at most half the window", opname(c));
@@ -679,7 +679,7 @@ static bool shape_MAXPOOL2D_GRAD(struct rule_ctx *c) { return pool_grad(c); }
 static bool shape_AVGPOOL2D_GRAD(struct rule_ctx *c) { return pool_grad(c); }
 
 static bool shape_UPSAMPLE2D(struct rule_ctx *c) {
-    const int64_t *sc = ir_get_ints(c->n, "scale", NULL);
+    const int64_t *sc = ir_attr_v(c->n, ATTR_FACTOR, NULL);
     if (!nchw(c, 0)) return false;
     if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d: scale must be at least 1");
     struct shape s = c->a[0]->shape;
@@ -691,7 +691,7 @@ static bool shape_UPSAMPLE2D(struct rule_ctx *c) {
 }
 
 static bool shape_UPSAMPLE2D_GRAD(struct rule_ctx *c) {
-    const int64_t *sc = ir_get_ints(c->n, "scale", NULL);
+    const int64_t *sc = ir_attr_v(c->n, ATTR_FACTOR, NULL);
     if (!nchw(c, 0)) return false;
     if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d_grad: scale must be at least 1");
     struct shape s = c->a[0]->shape;
@@ -706,7 +706,7 @@ static bool shape_UPSAMPLE2D_GRAD(struct rule_ctx *c) {
 /* ---------------------------------------------------- dropout, batchnorm */
 
 static bool dropout_like(struct rule_ctx *c) {
-    double rate = ir_get_float(c->n, "rate");
+    double rate = ir_attr_f(c->n, ATTR_RATE);
     if (!(rate >= 0 && rate < 1)) return fail(c, "%s: rate must be in [0, 1), got %g", opname(c), rate);
     return unary_f32(c);
 }
@@ -745,7 +745,7 @@ static bool shape_EMBEDDING_GRAD(struct rule_ctx *c) {
     for (int i = 0; ok && i < ids->shape.rank; i++) ok = dy->shape.dim[i] == ids->shape.dim[i];
     if (!ok || dy->shape.dim[dy->shape.rank - 1] == IR_DIM_N)
         return fail(c, "embedding_grad of ids %s needs a gradient of shape [ids..., dim], got %s", ts(ids), ts(dy));
-    int64_t rows = ir_get_int(c->n, "rows");
+    int64_t rows = ir_attr_i(c->n, ATTR_ROWS);
     if (rows < 1) return fail(c, "embedding_grad: rows must be at least 1, got %lld", (long long)rows);
     struct shape s = {2, {rows, dy->shape.dim[dy->shape.rank - 1]}};
     set_type(c, DT_F32, &s);
@@ -754,7 +754,7 @@ static bool shape_EMBEDDING_GRAD(struct rule_ctx *c) {
 
 static bool shape_ONE_HOT(struct rule_ctx *c) {
     if (!need_ids(c, 0)) return false;
-    int64_t k = ir_get_int(c->n, "classes");
+    int64_t k = ir_attr_i(c->n, ATTR_CLASSES);
     if (k < 1) return fail(c, "one_hot: classes must be at least 1, got %lld", (long long)k);
     return ids_plus(c, &c->a[0]->shape, k);
 }
@@ -819,7 +819,7 @@ static bool shape_BATCHNORM(struct rule_ctx *c) {
             return fail(c, "batchnorm of %s needs per-channel f32[%lld] operands, operand %d is %s", ts(x),
                         (long long)ch, i + 1, ts(t));
     }
-    if (!(ir_get_float(c->n, "eps") > 0)) return fail(c, "batchnorm: eps must be positive");
+    if (!(ir_attr_f(c->n, ATTR_EPS) > 0)) return fail(c, "batchnorm: eps must be positive");
     c->n->type = *x;
     return true;
 }
@@ -831,7 +831,7 @@ static bool layernorm_like(struct rule_ctx *c) {
     if (!need_f32(c, 0)) return false;
     if (x->shape.rank < 1) return fail(c, "%s expects an input of rank 1 or more [..., D], got %s", opname(c), ts(x));
     if (!static_dim(c, 0, x->shape.rank - 1, &d)) return false;
-    if (!(ir_get_float(c->n, "eps") > 0)) return fail(c, "%s: eps must be positive", opname(c));
+    if (!(ir_attr_f(c->n, ATTR_EPS) > 0)) return fail(c, "%s: eps must be positive", opname(c));
     c->n->type = *x;
     return true;
 }
@@ -852,7 +852,7 @@ struct rnn_dims {
 };
 
 static bool rnn_cell(struct rule_ctx *c, struct rnn_dims *d) {
-    int64_t cell = ir_get_int(c->n, "cell"), rev = ir_get_int(c->n, "reverse");
+    int64_t cell = ir_attr_i(c->n, ATTR_CELL), rev = ir_attr_i(c->n, ATTR_REVERSE);
     if (cell < 0 || cell >= IR_RNN_CELLS) return fail(c, "%s: cell must be 0 to %d, got %lld", opname(c), IR_RNN_CELLS - 1, (long long)cell);
     if (rev != 0 && rev != 1) return fail(c, "%s: reverse must be 0 or 1, got %lld", opname(c), (long long)rev);
     d->cell = (int)cell;
@@ -957,7 +957,7 @@ static bool shape_RNN_GRAD(struct rule_ctx *c) {
     if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[0] != d.batch.dim[0] || x->shape.dim[1] != d.t ||
         wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh || wi->shape.dim[1] != x->shape.dim[2])
         return fail(c, "rnn_grad: sequence %s and input weight %s do not match", ts(x), ts(wi));
-    int64_t wrt = ir_get_int(c->n, "wrt");
+    int64_t wrt = ir_attr_i(c->n, ATTR_WRT);
     struct shape bias = {1, {d.gh}};
     switch (wrt) {
     case 0: c->n->type = *x; return true;

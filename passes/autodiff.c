@@ -46,15 +46,15 @@ static int to_type(struct ad *ad, enum op op, int a, struct type t) {
 static int reduce(struct ad *ad, enum op op, int a, const int64_t *axes, int count, bool keep) {
     static const int64_t none[1];
     int id = add(ad, op, &a, 1);
-    ir_set_ints(nd(ad, id), "axes", count ? axes : none, count); /* never memcpy from NULL */
-    ir_set_int(nd(ad, id), "keepdims", keep);
+    ir_attr_set_v(nd(ad, id), ATTR_AXES, count ? axes : none, count); /* never memcpy from NULL */
+    ir_attr_set_i(nd(ad, id), ATTR_KEEPDIMS, keep);
     return fin(ad, id);
 }
 
 /* The reduced axes of a SUM/MEAN/MAX/VARIANCE node, as a mask over its input's dims. */
 static void reduced_axes(struct ad *ad, int id, bool drop[IR_MAX_RANK]) {
     int count;
-    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    const int64_t *axes = ir_attr_v(nd(ad, id), ATTR_AXES, &count);
     int rank = ty(ad, nd(ad, id)->args[0])->shape.rank;
     for (int i = 0; i < IR_MAX_RANK; i++) drop[i] = count == 0 && i < rank;
     for (int i = 0; i < count; i++) drop[axes[i]] = true;
@@ -163,10 +163,10 @@ static void grad_RELU(struct ad *ad, int id, int g) {
 }
 
 static void grad_LEAKY_RELU(struct ad *ad, int id, int g) {
-    double alpha = ir_get_float(nd(ad, id), "alpha");
+    double alpha = ir_attr_f(nd(ad, id), ATTR_ALPHA);
     int args[2] = {nd(ad, id)->args[0], g};
     int d = add(ad, OP_LEAKY_RELU_GRAD, args, 2);
-    ir_set_float(nd(ad, d), "alpha", alpha);
+    ir_attr_set_f(nd(ad, d), ATTR_ALPHA, alpha);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -181,10 +181,10 @@ static void grad_ERF(struct ad *ad, int id, int g) {
 }
 
 static void grad_GELU(struct ad *ad, int id, int g) {
-    int64_t approx = ir_get_int(nd(ad, id), "approximate");
+    int64_t approx = ir_attr_i(nd(ad, id), ATTR_APPROXIMATE);
     int args[2] = {nd(ad, id)->args[0], g};
     int d = add(ad, OP_GELU_GRAD, args, 2);
-    ir_set_int(nd(ad, d), "approximate", approx);
+    ir_attr_set_i(nd(ad, d), ATTR_APPROXIMATE, approx);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -196,7 +196,7 @@ static void grad_GELU(struct ad *ad, int id, int g) {
  * reduction of dy (blocking, bucket -1). */
 static void grad_ALLREDUCE(struct ad *ad, int id, int g) {
     int d = add(ad, OP_ALLREDUCE, &g, 1);
-    ir_set_int(nd(ad, d), "bucket", -1);
+    ir_attr_set_i(nd(ad, d), ATTR_BUCKET, -1);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -258,7 +258,7 @@ static void grad_POW(struct ad *ad, int id, int g) {
 static void grad_BIAS_ADD(struct ad *ad, int id, int g) {
     if (want(ad, id, 0)) acc_arg(ad, id, 0, g);
     if (want(ad, id, 1)) {
-        int64_t axis = ir_get_int(nd(ad, id), "axis"), axes[IR_MAX_RANK];
+        int64_t axis = ir_attr_i(nd(ad, id), ATTR_AXIS), axes[IR_MAX_RANK];
         int count = 0;
         for (int i = 0; i < ty(ad, id)->shape.rank; i++)
             if (i != axis) axes[count++] = i;
@@ -287,7 +287,7 @@ static void grad_MEAN(struct ad *ad, int id, int g) {
 static void grad_MAX(struct ad *ad, int id, int g) {
     int x = nd(ad, id)->args[0];
     int count;
-    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    const int64_t *axes = ir_attr_v(nd(ad, id), ATTR_AXES, &count);
     int64_t ax[IR_MAX_LIST];
     memcpy(ax, axes, sizeof *ax * (size_t)count);
     int mx = keepdims_of(ad, id, id);
@@ -302,7 +302,7 @@ static void grad_MAX(struct ad *ad, int id, int g) {
 static void grad_VARIANCE(struct ad *ad, int id, int g) {
     int x = nd(ad, id)->args[0];
     int count;
-    const int64_t *axes = ir_get_ints(nd(ad, id), "axes", &count);
+    const int64_t *axes = ir_attr_v(nd(ad, id), ATTR_AXES, &count);
     int64_t ax[IR_MAX_LIST];
     memcpy(ax, axes, sizeof *ax * (size_t)count);
     int d = op2(ad, OP_SUB, x, reduce(ad, OP_MEAN, x, ax, count, true));
@@ -324,8 +324,8 @@ static void grad_BROADCAST_TO(struct ad *ad, int id, int g) { acc_arg(ad, id, 0,
 static int matmul(struct ad *ad, int a, int b, bool ta, bool tb) {
     int args[2] = {a, b};
     int id = add(ad, OP_MATMUL, args, 2);
-    ir_set_int(nd(ad, id), "transpose_a", ta);
-    ir_set_int(nd(ad, id), "transpose_b", tb);
+    ir_attr_set_i(nd(ad, id), ATTR_TRANSPOSE_A, ta);
+    ir_attr_set_i(nd(ad, id), ATTR_TRANSPOSE_B, tb);
     return fin(ad, id);
 }
 
@@ -341,15 +341,15 @@ static int matmul_to(struct ad *ad, int own, int a, int b, bool ta, bool tb) {
     if (!shared) return matmul(ad, a, b, ta, tb);
     int args[2] = {a, b};
     int id = add(ad, OP_MATMUL_BSUM, args, 2);
-    ir_set_int(nd(ad, id), "transpose_a", ta);
-    ir_set_int(nd(ad, id), "transpose_b", tb);
+    ir_attr_set_i(nd(ad, id), ATTR_TRANSPOSE_A, ta);
+    ir_attr_set_i(nd(ad, id), ATTR_TRANSPOSE_B, tb);
     return fin(ad, id);
 }
 
 /* C = op(A) op(B) with op = identity or transpose; each case by the product rule. */
 static void grad_MATMUL(struct ad *ad, int id, int g) {
     int a = nd(ad, id)->args[0], b = nd(ad, id)->args[1];
-    bool ta = ir_get_int(nd(ad, id), "transpose_a") != 0, tb = ir_get_int(nd(ad, id), "transpose_b") != 0;
+    bool ta = ir_attr_i(nd(ad, id), ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(nd(ad, id), ATTR_TRANSPOSE_B) != 0;
     if (want(ad, id, 0)) {
         int da = !ta ? matmul_to(ad, a, g, b, false, !tb) /* g op(B)^T */
                      : matmul_to(ad, a, b, g, tb, true);  /* op(B) g^T */
@@ -372,20 +372,20 @@ static void grad_RESHAPE(struct ad *ad, int id, int g) {
 
 static void grad_TRANSPOSE(struct ad *ad, int id, int g) {
     int count;
-    const int64_t *perm = ir_get_ints(nd(ad, id), "perm", &count);
+    const int64_t *perm = ir_attr_v(nd(ad, id), ATTR_PERM, &count);
     int64_t inv[IR_MAX_LIST];
     for (int i = 0; i < count; i++) inv[perm[i]] = i;
     int t = add(ad, OP_TRANSPOSE, &g, 1);
-    ir_set_ints(nd(ad, t), "perm", inv, count);
+    ir_attr_set_v(nd(ad, t), ATTR_PERM, inv, count);
     acc_arg(ad, id, 0, fin(ad, t));
 }
 
 static int pad(struct ad *ad, int a, int64_t axis, int64_t before, int64_t after) {
     if (before == 0 && after == 0) return a;
     int id = add(ad, OP_PAD, &a, 1);
-    ir_set_int(nd(ad, id), "axis", axis);
-    ir_set_int(nd(ad, id), "before", before);
-    ir_set_int(nd(ad, id), "after", after);
+    ir_attr_set_i(nd(ad, id), ATTR_AXIS, axis);
+    ir_attr_set_i(nd(ad, id), ATTR_BEFORE, before);
+    ir_attr_set_i(nd(ad, id), ATTR_AFTER, after);
     return fin(ad, id);
 }
 
@@ -395,19 +395,19 @@ static int slice(struct ad *ad, int a, int64_t axis, int64_t start, int64_t size
 }
 
 static void grad_SLICE(struct ad *ad, int id, int g) {
-    int64_t axis = ir_get_int(nd(ad, id), "axis"), start = ir_get_int(nd(ad, id), "start");
-    int64_t size = ir_get_int(nd(ad, id), "size");
+    int64_t axis = ir_attr_i(nd(ad, id), ATTR_AXIS), start = ir_attr_i(nd(ad, id), ATTR_START);
+    int64_t size = ir_attr_i(nd(ad, id), ATTR_SIZE);
     int64_t dim = ty(ad, nd(ad, id)->args[0])->shape.dim[axis];
     acc_arg(ad, id, 0, pad(ad, g, axis, start, dim - start - size));
 }
 
 static void grad_PAD(struct ad *ad, int id, int g) {
-    int64_t axis = ir_get_int(nd(ad, id), "axis"), before = ir_get_int(nd(ad, id), "before");
+    int64_t axis = ir_attr_i(nd(ad, id), ATTR_AXIS), before = ir_attr_i(nd(ad, id), ATTR_BEFORE);
     acc_arg(ad, id, 0, slice(ad, g, axis, before, ty(ad, nd(ad, id)->args[0])->shape.dim[axis]));
 }
 
 static void grad_CONCAT(struct ad *ad, int id, int g) {
-    int64_t axis = ir_get_int(nd(ad, id), "axis"), start = 0;
+    int64_t axis = ir_attr_i(nd(ad, id), ATTR_AXIS), start = 0;
     for (int i = 0; i < nd(ad, id)->nargs; i++) {
         int64_t size = ty(ad, nd(ad, id)->args[i])->shape.dim[axis];
         if (want(ad, id, i)) acc_arg(ad, id, i, slice(ad, g, axis, start, size));
@@ -420,22 +420,22 @@ static void grad_CONCAT(struct ad *ad, int id, int g) {
 static int with_axis(struct ad *ad, enum op op, int a, int b, int64_t axis) {
     int args[2] = {a, b};
     int id = add(ad, op, args, 2);
-    ir_set_int(nd(ad, id), "axis", axis);
+    ir_attr_set_i(nd(ad, id), ATTR_AXIS, axis);
     return fin(ad, id);
 }
 
 static void grad_SOFTMAX(struct ad *ad, int id, int g) {
-    acc_arg(ad, id, 0, with_axis(ad, OP_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+    acc_arg(ad, id, 0, with_axis(ad, OP_SOFTMAX_GRAD, id, g, ir_attr_i(nd(ad, id), ATTR_AXIS)));
 }
 
 static void grad_LOG_SOFTMAX(struct ad *ad, int id, int g) {
-    acc_arg(ad, id, 0, with_axis(ad, OP_LOG_SOFTMAX_GRAD, id, g, ir_get_int(nd(ad, id), "axis")));
+    acc_arg(ad, id, 0, with_axis(ad, OP_LOG_SOFTMAX_GRAD, id, g, ir_attr_i(nd(ad, id), ATTR_AXIS)));
 }
 
 /* y = softmax(scale * x + mask): dx = scale * softmax_grad(y, dy); left-out
  * entries have y = 0 and so no gradient. */
 static void grad_ATTN_SOFTMAX(struct ad *ad, int id, int g) {
-    double scale = ir_get_float(nd(ad, id), "scale");
+    double scale = ir_attr_f(nd(ad, id), ATTR_SCALE);
     int d = with_axis(ad, OP_SOFTMAX_GRAD, id, g, ty(ad, id)->shape.rank - 1);
     acc_arg(ad, id, 0, scale == 1.0 ? d : op2(ad, OP_MUL, d, cst(ad, scale)));
 }
@@ -444,12 +444,12 @@ static void grad_ATTN_SOFTMAX(struct ad *ad, int id, int g) {
  * attention weights from q and k (y gives each row's sum(dy y)). */
 static void grad_ATTENTION(struct ad *ad, int id, int g) {
     const struct ir_node *n = nd(ad, id);
-    int64_t heads = ir_get_int(n, "heads"), causal = ir_get_int(n, "causal");
-    double scale = ir_get_float(n, "scale");
+    int64_t heads = ir_attr_i(n, ATTR_HEADS), causal = ir_attr_i(n, ATTR_CAUSAL);
+    double scale = ir_attr_f(n, ATTR_SCALE);
     int d = add(ad, OP_ATTENTION_GRAD, (int[]){n->args[0], id, g}, 3);
-    ir_set_int(nd(ad, d), "heads", heads);
-    ir_set_float(nd(ad, d), "scale", scale);
-    ir_set_int(nd(ad, d), "causal", causal);
+    ir_attr_set_i(nd(ad, d), ATTR_HEADS, heads);
+    ir_attr_set_f(nd(ad, d), ATTR_SCALE, scale);
+    ir_attr_set_i(nd(ad, d), ATTR_CAUSAL, causal);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -485,7 +485,7 @@ static void grad_CROSS_ENTROPY(struct ad *ad, int id, int g) {
     loss_pred(ad, id, g, OP_CROSS_ENTROPY_GRAD);
     if (want(ad, id, 1) && ty(ad, nd(ad, id)->args[1])->dtype == DT_F32) {
         int ls = add(ad, OP_LOG_SOFTMAX, &nd(ad, id)->args[0], 1);
-        ir_set_int(nd(ad, ls), "axis", 1);
+        ir_attr_set_i(nd(ad, ls), ATTR_AXIS, 1);
         fin(ad, ls);
         acc_arg(ad, id, 1, op2(ad, OP_MUL, op1(ad, OP_NEG, ls), loss_scale(ad, id, g, true)));
     }
@@ -528,8 +528,8 @@ static void grad_HINGE(struct ad *ad, int id, int g) {
 #define grad_ACCURACY grad_none
 
 static int with_ignore(struct ad *ad, int id, int d) {
-    int64_t v = ir_get_int(nd(ad, id), "ignore");
-    ir_set_int(nd(ad, d), "ignore", v);
+    int64_t v = ir_attr_i(nd(ad, id), ATTR_IGNORE);
+    ir_attr_set_i(nd(ad, d), ATTR_IGNORE, v);
     return fin(ad, d);
 }
 
@@ -551,15 +551,15 @@ static int conv_like(struct ad *ad, enum op op, int a, int b, int from, const st
     int args[2] = {a, b};
     struct type copy = t ? *t : (struct type){DT_F32, {0, {0}}}; /* before add() moves the nodes */
     int id = add(ad, op, args, 2);
-    static const char *const names[] = {"stride", "pad", "dilation"};
+    const struct attr_v names[] = {ATTR_STRIDE, ATTR_PAD, ATTR_DILATION};
     for (int i = 0; i < 3; i++) {
         int count;
-        const int64_t *v = ir_get_ints(nd(ad, from), names[i], &count);
+        const int64_t *v = ir_attr_v(nd(ad, from), names[i], &count);
         int64_t copy[4];
         memcpy(copy, v, sizeof *v * (size_t)count);
-        ir_set_ints(nd(ad, id), names[i], copy, count);
+        ir_attr_set_v(nd(ad, id), names[i], copy, count);
     }
-    ir_set_int(nd(ad, id), "groups", ir_get_int(nd(ad, from), "groups"));
+    ir_attr_set_i(nd(ad, id), ATTR_GROUPS, ir_attr_i(nd(ad, from), ATTR_GROUPS));
     if (t) nd(ad, id)->type = copy;
     return fin(ad, id);
 }
@@ -601,13 +601,13 @@ static void grad_CONV_TRANSPOSE2D(struct ad *ad, int id, int g) {
 static int pool_grad(struct ad *ad, enum op op, int id, int g) {
     int args[2] = {nd(ad, id)->args[0], g};
     int d = add(ad, op, args, 2);
-    static const char *const names[] = {"kernel", "stride", "pad"};
+    const struct attr_v names[] = {ATTR_KERNEL, ATTR_STRIDE, ATTR_PAD};
     for (int i = 0; i < 3; i++) {
         int count;
-        const int64_t *v = ir_get_ints(nd(ad, id), names[i], &count);
+        const int64_t *v = ir_attr_v(nd(ad, id), names[i], &count);
         int64_t copy[4];
         memcpy(copy, v, sizeof *v * (size_t)count);
-        ir_set_ints(nd(ad, d), names[i], copy, count);
+        ir_attr_set_v(nd(ad, d), names[i], copy, count);
     }
     return fin(ad, d);
 }
@@ -621,8 +621,8 @@ static void grad_AVGPOOL2D(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, po
 static void grad_UPSAMPLE2D(struct ad *ad, int id, int g) {
     int d = add(ad, OP_UPSAMPLE2D_GRAD, &g, 1);
     int64_t scale[2];
-    memcpy(scale, ir_get_ints(nd(ad, id), "scale", NULL), sizeof scale);
-    ir_set_ints(nd(ad, d), "scale", scale, 2);
+    memcpy(scale, ir_attr_v(nd(ad, id), ATTR_FACTOR, NULL), sizeof scale);
+    ir_attr_set_v(nd(ad, d), ATTR_FACTOR, scale, 2);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -636,7 +636,7 @@ static void grad_EMBEDDING(struct ad *ad, int id, int g) {
     int64_t rows = ty(ad, nd(ad, id)->args[0])->shape.dim[0];
     int args[2] = {nd(ad, id)->args[1], g};
     int d = add(ad, OP_EMBEDDING_GRAD, args, 2);
-    ir_set_int(nd(ad, d), "rows", rows);
+    ir_attr_set_i(nd(ad, d), ATTR_ROWS, rows);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -644,8 +644,8 @@ static void grad_EMBEDDING(struct ad *ad, int id, int g) {
 #define grad_ONE_HOT grad_none
 
 static int with_pad(struct ad *ad, int id, int d) {
-    int64_t v = ir_get_int(nd(ad, id), "pad");
-    ir_set_int(nd(ad, d), "pad", v);
+    int64_t v = ir_attr_i(nd(ad, id), ATTR_PAD_ID);
+    ir_attr_set_i(nd(ad, d), ATTR_PAD_ID, v);
     return fin(ad, d);
 }
 
@@ -668,11 +668,11 @@ static void grad_MASKED_MAX(struct ad *ad, int id, int g) {
 
 /* The same (rate, seed) regenerate the same mask. */
 static void grad_DROPOUT(struct ad *ad, int id, int g) {
-    double rate = ir_get_float(nd(ad, id), "rate");
-    int64_t seed = ir_get_int(nd(ad, id), "seed");
+    double rate = ir_attr_f(nd(ad, id), ATTR_RATE);
+    int64_t seed = ir_attr_i(nd(ad, id), ATTR_SEED);
     int d = add(ad, OP_DROPOUT_GRAD, &g, 1);
-    ir_set_float(nd(ad, d), "rate", rate);
-    ir_set_int(nd(ad, d), "seed", seed);
+    ir_attr_set_f(nd(ad, d), ATTR_RATE, rate);
+    ir_attr_set_i(nd(ad, d), ATTR_SEED, seed);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -688,7 +688,7 @@ static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     const int *a = nd(ad, id)->args;
     int x = a[0], gamma = a[1], mean = a[3], var = a[4];
     struct type tx = *ty(ad, x);
-    double eps = ir_get_float(nd(ad, id), "eps");
+    double eps = ir_attr_f(nd(ad, id), ATTR_EPS);
     int64_t axes[IR_MAX_RANK];
     int count = 0;
     for (int i = 0; i < tx.shape.rank; i++)
@@ -713,9 +713,9 @@ static void grad_BATCHNORM(struct ad *ad, int id, int g) {
 
 /* y = LAYERNORM(x): dx = LAYERNORM_GRAD(x, dy), which recomputes the row statistics. */
 static void grad_LAYERNORM(struct ad *ad, int id, int g) {
-    double eps = ir_get_float(nd(ad, id), "eps");
+    double eps = ir_attr_f(nd(ad, id), ATTR_EPS);
     int d = add(ad, OP_LAYERNORM_GRAD, (int[]){nd(ad, id)->args[0], g}, 2);
-    ir_set_float(nd(ad, d), "eps", eps);
+    ir_attr_set_f(nd(ad, d), ATTR_EPS, eps);
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
@@ -725,11 +725,11 @@ static void grad_LAYERNORM(struct ad *ad, int id, int g) {
 
 /* A recurrent op with the cell and direction of RNN node `from`. */
 static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int from, int wrt) {
-    int64_t cell = ir_get_int(nd(ad, from), "cell"), rev = ir_get_int(nd(ad, from), "reverse");
+    int64_t cell = ir_attr_i(nd(ad, from), ATTR_CELL), rev = ir_attr_i(nd(ad, from), ATTR_REVERSE);
     int id = add(ad, op, args, nargs);
-    ir_set_int(nd(ad, id), "cell", cell);
-    ir_set_int(nd(ad, id), "reverse", rev);
-    if (wrt >= 0) ir_set_int(nd(ad, id), "wrt", wrt);
+    ir_attr_set_i(nd(ad, id), ATTR_CELL, cell);
+    ir_attr_set_i(nd(ad, id), ATTR_REVERSE, rev);
+    if (wrt >= 0) ir_attr_set_i(nd(ad, id), ATTR_WRT, wrt);
     return fin(ad, id);
 }
 
@@ -739,14 +739,14 @@ static int rnn_like(struct ad *ad, enum op op, const int *args, int nargs, int f
  * state passes [N, 1, H] and one that returns every state [N, T, H] instead
  * of [N, T, R*H] mostly zeros (docs/ir.md, "Recurrent ops"). */
 static int rnn_dws(struct ad *ad, int id, int g) {
-    int64_t rev = ir_get_int(nd(ad, id), "reverse"), steps = ty(ad, id)->shape.dim[1];
+    int64_t rev = ir_attr_i(nd(ad, id), ATTR_REVERSE), steps = ty(ad, id)->shape.dim[1];
     int64_t h = ty(ad, nd(ad, id)->args[2])->shape.dim[1]; /* w_hh [G*H, H] */
-    int64_t st = ir_rnn_state((int)ir_get_int(nd(ad, id), "cell")) * h;
+    int64_t st = ir_rnn_state((int)ir_attr_i(nd(ad, id), ATTR_CELL)) * h;
     for (;;) {
         const struct ir_node *p = nd(ad, g);
         if (p->op != OP_PAD) return g;
         const struct shape *in = &ty(ad, p->args[0])->shape;
-        int64_t axis = ir_get_int(p, "axis"), before = ir_get_int(p, "before");
+        int64_t axis = ir_attr_i(p, ATTR_AXIS), before = ir_attr_i(p, ATTR_BEFORE);
         bool cols = axis == 2 && before == 0 && in->dim[2] <= st;
         bool last = axis == 1 && in->dim[1] == 1 && before == (rev ? 0 : steps - 1);
         if (!cols && !last) return g;

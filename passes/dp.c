@@ -21,7 +21,7 @@ struct pass_dp_options pass_dp_options = {0, 1u << 20};
 /* Appends ALLREDUCE(x) {bucket=b} to f; returns its id. */
 static int allreduce(struct ir_module *m, struct ir_func *f, int x, int64_t b) {
     int id = ir_node_add(m, f, OP_ALLREDUCE, &x, 1, f->nodes[x].loc);
-    ir_set_int(&f->nodes[id], "bucket", b);
+    ir_attr_set_i(&f->nodes[id], ATTR_BUCKET, b);
     f->nodes[id].type = f->nodes[x].type;
     return id;
 }

@@ -82,7 +82,7 @@ static int count_arrays(const struct ir_func *f, const int *group, int k) {
         for (int a = 0; a < n->nargs; a++) {
             int x = n->args[a], axis = -1;
             if (f->nodes[x].kernel == k && !ir_kernel_head_op(f->nodes[x].op)) continue; /* in a register */
-            if (n->op == OP_BIAS_ADD && a == 1) axis = (int)ir_get_int(n, "axis");
+            if (n->op == OP_BIAS_ADD && a == 1) axis = (int)ir_attr_i(n, ATTR_AXIS);
             if (n->op == OP_BATCHNORM && a >= 1) axis = 1; /* gamma, beta, mean, var: per channel */
             bool dup = false;
             for (int s = 0; s < nseen && !dup; s++) dup = seen[s].value == x && seen[s].axis == axis;

@@ -25,7 +25,7 @@ bool pass_memplan_aliases(const struct ir_node *n) {
     case OP_RESHAPE:
     case OP_STOP_GRADIENT:
     case OP_ASSIGN: return true;
-    case OP_ALLREDUCE: return ir_get_int(n, "bucket") >= 0; /* reduced in place */
+    case OP_ALLREDUCE: return ir_attr_i(n, ATTR_BUCKET) >= 0; /* reduced in place */
     default: return false;
     }
 }
@@ -182,7 +182,7 @@ static int64_t slot_bytes(const struct ir_node *n) {
 
 /* The bucket of node n when it is an ALLREDUCE reduced in place, else -1. */
 static int bucket_of(const struct ir_node *n) {
-    return n->op == OP_ALLREDUCE ? (int)ir_get_int(n, "bucket") : -1;
+    return n->op == OP_ALLREDUCE ? (int)ir_attr_i(n, ATTR_BUCKET) : -1;
 }
 
 /* Gradient buckets (passes/dp.c) before anything else: the operands of bucket

@@ -346,8 +346,8 @@ static void clip_grads(struct lower *L, struct ir_module *m) {
         if (!grad_param(m, &f->outputs[i])) continue;
         int g = f->outputs[i].value;
         int sq = add(L, OP_SUM, (int[]){op2(L, OP_MUL, g, g)}, 1);
-        ir_set_ints(&L->b.f->nodes[sq], "axes", (int64_t[]){0}, 0);
-        ir_set_int(&L->b.f->nodes[sq], "keepdims", 0);
+        ir_attr_set_v(&L->b.f->nodes[sq], ATTR_AXES, (int64_t[]){0}, 0);
+        ir_attr_set_i(&L->b.f->nodes[sq], ATTR_KEEPDIMS, 0);
         fin(L, sq);
         total = total < 0 ? sq : op2(L, OP_ADD, total, sq);
     }

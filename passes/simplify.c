@@ -27,8 +27,8 @@ static int activation_of(const struct ir_func *f, int x, int before, const struc
         const struct ir_node *n = &f->nodes[y];
         if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape)) continue;
         if (mask->op == OP_RELU_GRAD && n->op == OP_RELU) return y;
-        if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_get_float(n, "alpha") > 0 &&
-            ir_get_float(n, "alpha") == ir_get_float(mask, "alpha"))
+        if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_attr_f(n, ATTR_ALPHA) > 0 &&
+            ir_attr_f(n, ATTR_ALPHA) == ir_attr_f(mask, ATTR_ALPHA))
             return y;
     }
     return -1;

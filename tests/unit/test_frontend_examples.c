@@ -288,7 +288,7 @@ static void test_features(void) {
     struct ir_func *f = ir_func_find(m, "forward");
     for (int i = 0; f && i < ir_func_len(f); i++)
         if (f->nodes[i].op == OP_CONV2D) {
-            const int64_t *pad = ir_get_ints(&f->nodes[i], "pad", NULL);
+            const int64_t *pad = ir_attr_v(&f->nodes[i], ATTR_PAD, NULL);
             CHECK(pad[0] == 0 && pad[1] == 0 && pad[2] == 1 && pad[3] == 1);
         }
     ir_module_free(m);

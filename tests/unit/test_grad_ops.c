@@ -60,8 +60,8 @@ static int reduce(enum op op, int x, int keep, int count, ...) {
     va_start(ap, count);
     for (int i = 0; i < count; i++) v[i] = va_arg(ap, int);
     va_end(ap);
-    ir_set_ints(at(id), "axes", v, count);
-    ir_set_int(at(id), "keepdims", keep);
+    ir_attr_set_v(at(id), ATTR_AXES, v, count);
+    ir_attr_set_i(at(id), ATTR_KEEPDIMS, keep);
     return fin(id);
 }
 
@@ -71,9 +71,9 @@ static int typed(enum op op, int x, struct shape s) {
     return fin(id);
 }
 
-static int with_int(enum op op, int x, const char *name, int v) {
+static int with_int(enum op op, int x, struct attr_i name, int v) {
     int id = node(op, 1, x);
-    ir_set_int(at(id), name, v);
+    ir_attr_set_i(at(id), name, v);
     return fin(id);
 }
 
@@ -90,7 +90,7 @@ static int c_tanh(void) { return op1(OP_TANH, in("x", S(2, N, 5), G_UNIFORM)); }
 static int c_erf(void) { return op1(OP_ERF, in("x", S(2, N, 5), G_UNIFORM)); }
 static int c_gelu(int approx) {
     int id = node(OP_GELU, 1, in("x", S(3, N, 2, 5), G_UNIFORM));
-    ir_set_int(at(id), "approximate", approx);
+    ir_attr_set_i(at(id), ATTR_APPROXIMATE, approx);
     return fin(id);
 }
 static int c_gelu_erf(void) { return c_gelu(0); }
@@ -98,7 +98,7 @@ static int c_gelu_tanh(void) { return c_gelu(1); }
 
 static int c_leaky_relu(void) {
     int id = node(OP_LEAKY_RELU, 1, in("x", S(2, N, 5), G_AWAY));
-    ir_set_float(at(id), "alpha", 0.1);
+    ir_attr_set_f(at(id), ATTR_ALPHA, 0.1);
     return fin(id);
 }
 
@@ -115,7 +115,7 @@ static int c_pow(void) { return op2(OP_POW, in("x", S(2, N, 3), G_POS), par("e",
 
 static int c_bias_add(void) {
     int id = node(OP_BIAS_ADD, 2, in("x", S(3, N, 4, 3), G_UNIFORM), par("b", S(1, 4), G_UNIFORM));
-    ir_set_int(at(id), "axis", 1);
+    ir_attr_set_i(at(id), ATTR_AXIS, 1);
     return fin(id);
 }
 
@@ -134,8 +134,8 @@ static int c_broadcast_to(void) { return typed(OP_BROADCAST_TO, par("b", S(2, 3,
 
 static int mm(int a, int b, int ta, int tb) {
     int id = node(OP_MATMUL, 2, a, b);
-    ir_set_int(at(id), "transpose_a", ta);
-    ir_set_int(at(id), "transpose_b", tb);
+    ir_attr_set_i(at(id), ATTR_TRANSPOSE_A, ta);
+    ir_attr_set_i(at(id), ATTR_TRANSPOSE_B, tb);
     return fin(id);
 }
 
@@ -156,34 +156,34 @@ static int c_reshape(void) { return typed(OP_RESHAPE, in("x", S(3, N, 3, 4), G_U
 
 static int c_transpose(void) {
     int id = node(OP_TRANSPOSE, 1, in("x", S(3, N, 3, 4), G_UNIFORM));
-    ints(id, "perm", 3, 2, 0, 1);
+    ints(id, ATTR_PERM, 3, 2, 0, 1);
     return fin(id);
 }
 
 static int c_slice(void) {
     int id = node(OP_SLICE, 1, in("x", S(3, N, 5, 2), G_UNIFORM));
-    ir_set_int(at(id), "axis", 1), ir_set_int(at(id), "start", 1), ir_set_int(at(id), "size", 3);
+    ir_attr_set_i(at(id), ATTR_AXIS, 1), ir_attr_set_i(at(id), ATTR_START, 1), ir_attr_set_i(at(id), ATTR_SIZE, 3);
     return fin(id);
 }
 
 static int c_pad(void) {
     int id = node(OP_PAD, 1, in("x", S(3, N, 3, 2), G_UNIFORM));
-    ir_set_int(at(id), "axis", 2), ir_set_int(at(id), "before", 1), ir_set_int(at(id), "after", 2);
+    ir_attr_set_i(at(id), ATTR_AXIS, 2), ir_attr_set_i(at(id), ATTR_BEFORE, 1), ir_attr_set_i(at(id), ATTR_AFTER, 2);
     return fin(id);
 }
 
 static int c_concat(void) {
     int id = node(OP_CONCAT, 3, in("x", S(2, N, 2), G_UNIFORM), in("y", S(2, N, 3), G_UNIFORM),
                   in("z", S(2, N, 1), G_UNIFORM));
-    ir_set_int(at(id), "axis", 1);
+    ir_attr_set_i(at(id), ATTR_AXIS, 1);
     return fin(id);
 }
 
-static int c_softmax(void) { return with_int(OP_SOFTMAX, in("x", S(3, N, 3, 4), G_UNIFORM), "axis", 1); }
+static int c_softmax(void) { return with_int(OP_SOFTMAX, in("x", S(3, N, 3, 4), G_UNIFORM), ATTR_AXIS, 1); }
 static int attn_softmax(int x, double scale, int causal) {
     int id = node(OP_ATTN_SOFTMAX, 1, x);
-    ir_set_float(at(id), "scale", scale);
-    ir_set_int(at(id), "causal", causal);
+    ir_attr_set_f(at(id), ATTR_SCALE, scale);
+    ir_attr_set_i(at(id), ATTR_CAUSAL, causal);
     return fin(id);
 }
 static int c_attn_sm(void) { return attn_softmax(in("x", S(4, N, 2, 3, 4), G_UNIFORM), 0.5, 0); }
@@ -191,22 +191,22 @@ static int c_attn_sm_causal(void) { return attn_softmax(in("x", S(3, N, 4, 4), G
 static int c_attn_sm_causal_kv(void) { return attn_softmax(in("x", S(3, N, 2, 5), G_UNIFORM), 1.0, 1); }
 static int attention(int qkv, int64_t heads, double scale, int causal) {
     int id = node(OP_ATTENTION, 1, qkv);
-    ir_set_int(at(id), "heads", heads);
-    ir_set_float(at(id), "scale", scale);
-    ir_set_int(at(id), "causal", causal);
+    ir_attr_set_i(at(id), ATTR_HEADS, heads);
+    ir_attr_set_f(at(id), ATTR_SCALE, scale);
+    ir_attr_set_i(at(id), ATTR_CAUSAL, causal);
     return fin(id);
 }
 static int c_attention_causal(void) { return attention(in("qkv", S(3, N, 4, 12), G_UNIFORM), 2, 0.7, 1); }
 static int c_attention_full(void) { return attention(in("qkv", S(3, N, 3, 9), G_UNIFORM), 1, 0.5, 0); }
 static int layernorm(int x, double eps) {
     int id = node(OP_LAYERNORM, 1, x);
-    ir_set_float(at(id), "eps", eps);
+    ir_attr_set_f(at(id), ATTR_EPS, eps);
     return fin(id);
 }
 static int c_layernorm(void) { return layernorm(in("x", S(3, N, 2, 5), G_UNIFORM), 1e-5); }
 /* A row of 9 in a rank-2 value, eps large enough to matter. */
 static int c_layernorm_eps(void) { return layernorm(in("x", S(2, N, 9), G_UNIFORM), 0.1); }
-static int c_log_softmax(void) { return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), "axis", 1); }
+static int c_log_softmax(void) { return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), ATTR_AXIS, 1); }
 
 static int c_mse(void) { return op2(OP_MSE, in("p", S(2, N, 4), G_UNIFORM), in("t", S(2, N, 4), G_UNIFORM)); }
 static int c_bce(void) { return op2(OP_BCE, in("p", S(2, N, 4), G_PROB), in("t", S(2, N, 4), G_PROB)); }
@@ -234,7 +234,7 @@ static int c_embedding(void) { return op2(OP_EMBEDDING, par("w", S(2, 5, 3), G_U
 
 static int masked_ce(struct shape xs, struct shape ts, int ignore) {
     int id = node(OP_MASKED_CROSS_ENTROPY, 2, in("x", xs, G_UNIFORM), ids_in("t", ts, xs.dim[xs.rank - 1]));
-    ir_set_int(at(id), "ignore", ignore);
+    ir_attr_set_i(at(id), ATTR_IGNORE, ignore);
     return fin(id);
 }
 
@@ -246,7 +246,7 @@ static int c_mce_rank4(void) { return masked_ce(S(4, N, 2, 3, 4), S(3, N, 2, 3),
 /* Pooling over 5 steps where id 0 (a third of the steps) is padding. */
 static int masked_pool(enum op op, enum gen g) {
     int id = node(op, 2, in("x", S(4, N, 5, 2, 3), g), ids_in("ids", S(2, N, 5), 3));
-    ir_set_int(at(id), "pad", 0);
+    ir_attr_set_i(at(id), ATTR_PAD_ID, 0);
     return fin(id);
 }
 
@@ -255,10 +255,10 @@ static int c_masked_max(void) { return masked_pool(OP_MASKED_MAX, G_DISTINCT); }
 
 static int conv(enum op op, int x, int w, int s0, int s1, int p0, int p1, int p2, int p3, int d0, int d1, int g) {
     int id = node(op, 2, x, w);
-    ints(id, "stride", 2, s0, s1);
-    ints(id, "pad", 4, p0, p1, p2, p3);
-    ints(id, "dilation", 2, d0, d1);
-    ir_set_int(at(id), "groups", g);
+    ints(id, ATTR_STRIDE, 2, s0, s1);
+    ints(id, ATTR_PAD, 4, p0, p1, p2, p3);
+    ints(id, ATTR_DILATION, 2, d0, d1);
+    ir_attr_set_i(at(id), ATTR_GROUPS, g);
     return id;
 }
 
@@ -277,7 +277,7 @@ static int c_conv_b(void) {
 static int c_convt_a(void) {
     int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 4, 3, 4), G_UNIFORM), par("w", S(4, 4, 3, 3, 3), G_UNIFORM),
                   2, 2, 1, 1, 1, 1, 1, 1, 2);
-    ints(id, "output_pad", 2, 1, 1);
+    ints(id, ATTR_OUTPUT_PAD, 2, 1, 1);
     return fin(id);
 }
 
@@ -285,15 +285,15 @@ static int c_convt_a(void) {
 static int c_convt_b(void) {
     int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 2, 4, 3), G_UNIFORM), par("w", S(4, 2, 3, 2, 3), G_UNIFORM),
                   1, 2, 1, 0, 0, 1, 2, 1, 1);
-    ints(id, "output_pad", 2, 1, 1);
+    ints(id, ATTR_OUTPUT_PAD, 2, 1, 1);
     return fin(id);
 }
 
 static int pool(enum op op, int x) {
     int id = node(op, 1, x);
-    ints(id, "kernel", 2, 3, 2);
-    ints(id, "stride", 2, 2, 3);
-    ints(id, "pad", 4, 1, 1, 1, 0);
+    ints(id, ATTR_KERNEL, 2, 3, 2);
+    ints(id, ATTR_STRIDE, 2, 2, 3);
+    ints(id, ATTR_PAD, 4, 1, 1, 1, 0);
     return fin(id);
 }
 
@@ -302,13 +302,13 @@ static int c_avgpool(void) { return pool(OP_AVGPOOL2D, in("x", S(4, N, 2, 7, 8),
 
 static int c_upsample(void) {
     int id = node(OP_UPSAMPLE2D, 1, in("x", S(4, N, 2, 3, 2), G_UNIFORM));
-    ints(id, "scale", 2, 2, 3);
+    ints(id, ATTR_FACTOR, 2, 2, 3);
     return fin(id);
 }
 
 static int c_allreduce(void) {
     int id = node(OP_ALLREDUCE, 1, op1(OP_TANH, in("x", S(2, N, 4), G_UNIFORM)));
-    ir_set_int(at(id), "bucket", -1);
+    ir_attr_set_i(at(id), ATTR_BUCKET, -1);
     return fin(id);
 }
 
@@ -316,15 +316,15 @@ static int c_allreduce_sum(void) { return fin(node(OP_ALLREDUCE_SUM, 1, op1(OP_T
 
 static int c_dropout(void) {
     int id = node(OP_DROPOUT, 1, in("x", S(3, N, 4, 5), G_UNIFORM));
-    ir_set_float(at(id), "rate", 0.3);
-    ir_set_int(at(id), "seed", 7);
+    ir_attr_set_f(at(id), ATTR_RATE, 0.3);
+    ir_attr_set_i(at(id), ATTR_SEED, 7);
     return fin(id);
 }
 
 static int batchnorm(int x, int mean, int var) {
     int c = (int)F->nodes[x].type.shape.dim[1];
     int id = node(OP_BATCHNORM, 5, x, par("gamma", S(1, c), G_UNIFORM), par("beta", S(1, c), G_UNIFORM), mean, var);
-    ir_set_float(at(id), "eps", 1e-5);
+    ir_attr_set_f(at(id), ATTR_EPS, 1e-5);
     return fin(id);
 }
 
@@ -358,12 +358,12 @@ static int rnn_case(int cell, int rev, int t, int f, int h, bool lengths) {
     } else {
         len = node(OP_CONST, 0);
         at(len)->type = (struct type){DT_I32, S(1, N)};
-        ir_set_float(at(len), "value", t);
+        ir_attr_set_f(at(len), ATTR_VALUE, t);
         fin(len);
     }
     int id = node(OP_RNN, 7, x, wi, wh, bi, bh, s0, len);
-    ir_set_int(at(id), "cell", cell);
-    ir_set_int(at(id), "reverse", rev);
+    ir_attr_set_i(at(id), ATTR_CELL, cell);
+    ir_attr_set_i(at(id), ATTR_REVERSE, rev);
     return fin(id);
 }
 
@@ -382,7 +382,7 @@ static int c_gru_long(void) { return rnn_case(IR_RNN_GRU, 1, 40, 2, 2, true); }
 /* A slice of a recurrent case's value along axis at [start, start + size). */
 static int rnn_slice(int y, int axis, int start, int size) {
     int id = node(OP_SLICE, 1, y);
-    ir_set_int(at(id), "axis", axis), ir_set_int(at(id), "start", start), ir_set_int(at(id), "size", size);
+    ir_attr_set_i(at(id), ATTR_AXIS, axis), ir_attr_set_i(at(id), ATTR_START, start), ir_attr_set_i(at(id), ATTR_SIZE, size);
     return fin(id);
 }
 

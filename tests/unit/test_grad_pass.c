@@ -28,13 +28,13 @@ static int par(const char *name, struct shape s, const char *g) { return buf(OP_
 
 static int mean_all(int x) {
     int id = ir_node_add(M, F, OP_MEAN, &x, 1, LOC_NONE);
-    ir_set_ints(&F->nodes[id], "axes", (int64_t[]){0}, 0);
+    ir_attr_set_v(&F->nodes[id], ATTR_AXES, (int64_t[]){0}, 0);
     return fin(id);
 }
 
 static int sum_all(int x) {
     int id = ir_node_add(M, F, OP_SUM, &x, 1, LOC_NONE);
-    ir_set_ints(&F->nodes[id], "axes", (int64_t[]){0}, 0);
+    ir_attr_set_v(&F->nodes[id], ATTR_AXES, (int64_t[]){0}, 0);
     return fin(id);
 }
 
@@ -151,10 +151,10 @@ static void test_effects_and_text(void) {
     train("step", NULL);
     int x = in("x", S(2, N, 3));
     int mean = ir_node_add(M, F, OP_MEAN, &x, 1, LOC_NONE);
-    ir_set_ints(&F->nodes[mean], "axes", (int64_t[]){0}, 1);
+    ir_attr_set_v(&F->nodes[mean], ATTR_AXES, (int64_t[]){0}, 1);
     fin(mean);
     int var = ir_node_add(M, F, OP_VARIANCE, &x, 1, LOC_NONE);
-    ir_set_ints(&F->nodes[var], "axes", (int64_t[]){0}, 1);
+    ir_attr_set_v(&F->nodes[var], ATTR_AXES, (int64_t[]){0}, 1);
     fin(var);
     int rm = buf(OP_PARAM, BUF_STATE, "rm", S(1, 3), NULL);
     int a = ir_node_add(M, F, OP_ASSIGN, (int[]){op2(OP_ADD, rm, mean)}, 1, LOC_NONE);
@@ -163,7 +163,7 @@ static void test_effects_and_text(void) {
     int bn = ir_node_add(M, F, OP_BATCHNORM,
                          (int[]){x, par("gamma", S(1, 3), NULL), par("beta", S(1, 3), NULL), mean, var}, 5,
                          LOC_NONE);
-    ir_set_float(&F->nodes[bn], "eps", 1e-5);
+    ir_attr_set_f(&F->nodes[bn], ATTR_EPS, 1e-5);
     fin(bn);
     ir_output_add(M, F, "loss", mean_all(op1(OP_TANH, bn)));
     pass_autodiff(M);

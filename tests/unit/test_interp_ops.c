@@ -25,9 +25,9 @@ static int leaf(enum op op, enum buf_kind kind, const char *name, enum dtype dt,
 
 static int in(const char *name, struct shape s) { return leaf(OP_INPUT, BUF_INPUT, name, DT_F32, s); }
 
-static int with_int(enum op op, int x, const char *name, int v) {
+static int with_int(enum op op, int x, struct attr_i name, int v) {
     int id = node(op, 1, x);
-    ir_set_int(at(id), name, v);
+    ir_attr_set_i(at(id), name, v);
     return fin(id);
 }
 
@@ -38,8 +38,8 @@ static int reduce(enum op op, int x, int keep, int count, ...) {
     va_start(ap, count);
     for (int i = 0; i < count; i++) v[i] = va_arg(ap, int);
     va_end(ap);
-    ir_set_ints(at(id), "axes", v, count);
-    ir_set_int(at(id), "keepdims", keep);
+    ir_attr_set_v(at(id), ATTR_AXES, v, count);
+    ir_attr_set_i(at(id), ATTR_KEEPDIMS, keep);
     return fin(id);
 }
 
@@ -89,7 +89,7 @@ static void test_unary(void) {
     out("abs", op1(OP_ABS, x));
     out("relu", op1(OP_RELU, x));
     int l = node(OP_LEAKY_RELU, 1, x);
-    ir_set_float(at(l), "alpha", 0.1);
+    ir_attr_set_f(at(l), ATTR_ALPHA, 0.1);
     out("leaky", fin(l));
     out("sigmoid", op1(OP_SIGMOID, x));
     out("tanh", op1(OP_TANH, x));
@@ -124,7 +124,7 @@ static void test_binary(void) {
     out("pow", op2(OP_POW, b, b));
     out("gt", op2(OP_GREATER, x, b));
     int bias = node(OP_BIAS_ADD, 2, x, b);
-    ir_set_int(at(bias), "axis", 1);
+    ir_attr_set_i(at(bias), ATTR_AXIS, 1);
     out("bias", fin(bias));
     struct cg_interp *it = interp(2);
     set(it, "x", 6, (float[]){1, 2, 3, 4, 5, 6});
@@ -151,7 +151,7 @@ static void test_cast_const(void) {
     out("i", c);
     int k = ir_node_add(M, F, OP_CONST, NULL, 0, LOC_NONE);
     at(k)->type = (struct type){DT_F32, S(2, 2, 2)};
-    ir_set_float(at(k), "value", 2.5);
+    ir_attr_set_f(at(k), ATTR_VALUE, 2.5);
     out("k", fin(k));
     struct cg_interp *it = interp(1);
     set(it, "x", 4, (float[]){1.7f, -1.7f, 3e10f, -0.5f});
@@ -177,7 +177,7 @@ static void test_reductions(void) {
     out("meanall", reduce(OP_MEAN, x, 0, 0));
     out("max1", reduce(OP_MAX, x, 0, 1, 1));
     out("var1", reduce(OP_VARIANCE, x, 0, 1, 1));
-    out("argmax", with_int(OP_ARGMAX, in("t", S(2, N, 3)), "axis", 1));
+    out("argmax", with_int(OP_ARGMAX, in("t", S(2, N, 3)), ATTR_AXIS, 1));
     int st = node(OP_SUM_TO, 1, x);
     at(st)->type = (struct type){DT_F32, S(1, 4)};
     out("sum_to", fin(st));
@@ -212,8 +212,8 @@ static void test_matmul(void) {
     const char *names[4] = {"ab", "atb", "abt", "atbt"};
     for (int k = 0; k < 4; k++) {
         int id = node(OP_MATMUL, 2, a, b);
-        ir_set_int(at(id), "transpose_a", k & 1);
-        ir_set_int(at(id), "transpose_b", k >> 1);
+        ir_attr_set_i(at(id), ATTR_TRANSPOSE_A, k & 1);
+        ir_attr_set_i(at(id), ATTR_TRANSPOSE_B, k >> 1);
         out(names[k], fin(id));
     }
     struct cg_interp *it = interp(1);
@@ -231,16 +231,16 @@ static void test_shape_ops(void) {
     begin(MODE_EVAL);
     int x = in("x", S(2, N, 3)); /* [[1,2,3],[4,5,6]] */
     int t = node(OP_TRANSPOSE, 1, x);
-    ints(t, "perm", 2, 1, 0);
+    ints(t, ATTR_PERM, 2, 1, 0);
     out("t", fin(t));
     int s = node(OP_SLICE, 1, x);
-    ir_set_int(at(s), "axis", 1), ir_set_int(at(s), "start", 1), ir_set_int(at(s), "size", 2);
+    ir_attr_set_i(at(s), ATTR_AXIS, 1), ir_attr_set_i(at(s), ATTR_START, 1), ir_attr_set_i(at(s), ATTR_SIZE, 2);
     out("slice", fin(s));
     int p = node(OP_PAD, 1, x);
-    ir_set_int(at(p), "axis", 1), ir_set_int(at(p), "before", 1), ir_set_int(at(p), "after", 0);
+    ir_attr_set_i(at(p), ATTR_AXIS, 1), ir_attr_set_i(at(p), ATTR_BEFORE, 1), ir_attr_set_i(at(p), ATTR_AFTER, 0);
     out("pad", fin(p));
     int c = node(OP_CONCAT, 2, x, s);
-    ir_set_int(at(c), "axis", 1);
+    ir_attr_set_i(at(c), ATTR_AXIS, 1);
     out("concat", fin(c));
     int r = node(OP_RESHAPE, 1, x);
     at(r)->type = (struct type){DT_F32, S(3, N, 1, 3)};
@@ -261,17 +261,17 @@ static void test_shape_ops(void) {
 static void test_softmax(void) {
     begin(MODE_EVAL);
     int x = in("x", S(2, N, 3));
-    int y = with_int(OP_SOFTMAX, x, "axis", 1);
+    int y = with_int(OP_SOFTMAX, x, ATTR_AXIS, 1);
     out("sm", y);
-    int ly = with_int(OP_LOG_SOFTMAX, x, "axis", 1);
+    int ly = with_int(OP_LOG_SOFTMAX, x, ATTR_AXIS, 1);
     out("lsm", ly);
-    out("sm0", with_int(OP_SOFTMAX, x, "axis", 0));
+    out("sm0", with_int(OP_SOFTMAX, x, ATTR_AXIS, 0));
     int dy = in("dy", S(2, N, 3));
     int g = node(OP_SOFTMAX_GRAD, 2, y, dy);
-    ir_set_int(at(g), "axis", 1);
+    ir_attr_set_i(at(g), ATTR_AXIS, 1);
     out("smg", fin(g));
     int lg = node(OP_LOG_SOFTMAX_GRAD, 2, ly, dy);
-    ir_set_int(at(lg), "axis", 1);
+    ir_attr_set_i(at(lg), ATTR_AXIS, 1);
     out("lsmg", fin(lg));
     struct cg_interp *it = interp(1);
     set(it, "x", 3, (float[]){1, 2, 3});
@@ -301,7 +301,7 @@ static void test_losses(void) {
     out("accp", op2(OP_ACCURACY, x, in("d", S(2, N, 3))));
     int k = ir_node_add(M, F, OP_CONST, NULL, 0, LOC_NONE);
     at(k)->type = (struct type){DT_F32, S(0)};
-    ir_set_float(at(k), "value", 2.0);
+    ir_attr_set_f(at(k), ATTR_VALUE, 2.0);
     fin(k);
     out("mseg", fin(node(OP_MSE_GRAD, 3, p, t, k)));
     out("ceg", fin(node(OP_CROSS_ENTROPY_GRAD, 3, x, lab, k)));
@@ -355,10 +355,10 @@ static void test_label_range(void) {
 
 static int conv(enum op op, int x, int w, int s, int pad, int d, int g) {
     int id = node(op, 2, x, w);
-    ints(id, "stride", 2, s, s);
-    ints(id, "pad", 4, pad, pad, pad, pad);
-    ints(id, "dilation", 2, d, d);
-    ir_set_int(at(id), "groups", g);
+    ints(id, ATTR_STRIDE, 2, s, s);
+    ints(id, ATTR_PAD, 4, pad, pad, pad, pad);
+    ints(id, ATTR_DILATION, 2, d, d);
+    ir_attr_set_i(at(id), ATTR_GROUPS, g);
     return id;
 }
 
@@ -397,16 +397,16 @@ static void test_conv_transpose2d(void) {
     begin(MODE_EVAL);
     int x = in("x", S(4, N, 1, 2, 2)), w = in("w", S(4, 1, 1, 2, 2));
     int a = conv(OP_CONV_TRANSPOSE2D, x, w, 2, 0, 1, 1);
-    ints(a, "output_pad", 2, 0, 0);
+    ints(a, ATTR_OUTPUT_PAD, 2, 0, 0);
     out("s2", fin(a));
     int b = conv(OP_CONV_TRANSPOSE2D, x, w, 1, 0, 1, 1);
-    ints(b, "output_pad", 2, 0, 0);
+    ints(b, ATTR_OUTPUT_PAD, 2, 0, 0);
     out("s1", fin(b));
     int c = conv(OP_CONV_TRANSPOSE2D, x, w, 1, 1, 1, 1);
-    ints(c, "output_pad", 2, 0, 0);
+    ints(c, ATTR_OUTPUT_PAD, 2, 0, 0);
     out("s1p1", fin(c));
     int d = conv(OP_CONV_TRANSPOSE2D, x, w, 2, 0, 1, 1);
-    ints(d, "output_pad", 2, 1, 1);
+    ints(d, ATTR_OUTPUT_PAD, 2, 1, 1);
     out("op1", fin(d));
     struct cg_interp *it = interp(1);
     set(it, "x", 4, (float[]){1, 2, 3, 4});
@@ -423,9 +423,9 @@ static void test_conv_transpose2d(void) {
 
 static int pool(enum op op, int x, int k, int s, int p) {
     int id = node(op, 1, x);
-    ints(id, "kernel", 2, k, k);
-    ints(id, "stride", 2, s, s);
-    ints(id, "pad", 4, p, p, p, p);
+    ints(id, ATTR_KERNEL, 2, k, k);
+    ints(id, ATTR_STRIDE, 2, s, s);
+    ints(id, ATTR_PAD, 4, p, p, p, p);
     return fin(id);
 }
 
@@ -436,16 +436,16 @@ static void test_pool(void) {
     out("avg", pool(OP_AVGPOOL2D, x, 2, 2, 1));
     int dy = in("dy", S(4, N, 1, 2, 2));
     int mg = node(OP_MAXPOOL2D_GRAD, 2, in("e", S(4, N, 1, 3, 3)), dy);
-    ints(mg, "kernel", 2, 2, 2), ints(mg, "stride", 2, 1, 1), ints(mg, "pad", 4, 0, 0, 0, 0);
+    ints(mg, ATTR_KERNEL, 2, 2, 2), ints(mg, ATTR_STRIDE, 2, 1, 1), ints(mg, ATTR_PAD, 4, 0, 0, 0, 0);
     out("maxg", fin(mg));
     int ag = node(OP_AVGPOOL2D_GRAD, 2, x, dy);
-    ints(ag, "kernel", 2, 2, 2), ints(ag, "stride", 2, 2, 2), ints(ag, "pad", 4, 1, 1, 1, 1);
+    ints(ag, ATTR_KERNEL, 2, 2, 2), ints(ag, ATTR_STRIDE, 2, 2, 2), ints(ag, ATTR_PAD, 4, 1, 1, 1, 1);
     out("avgg", fin(ag));
     int u = node(OP_UPSAMPLE2D, 1, in("u", S(4, N, 1, 1, 2)));
-    ints(u, "scale", 2, 2, 2);
+    ints(u, ATTR_FACTOR, 2, 2, 2);
     out("up", fin(u));
     int ug = node(OP_UPSAMPLE2D_GRAD, 1, in("ud", S(4, N, 1, 2, 4)));
-    ints(ug, "scale", 2, 2, 2);
+    ints(ug, ATTR_FACTOR, 2, 2, 2);
     out("upg", fin(ug));
     struct cg_interp *it = interp(1);
     set(it, "x", 9, (float[]){1, 2, 3, 4, 5, 6, 7, 8, 9});
@@ -470,13 +470,13 @@ static void test_dropout(void) {
     begin(MODE_TRAIN);
     int x = in("x", S(2, N, 1000));
     int d = node(OP_DROPOUT, 1, x);
-    ir_set_float(at(d), "rate", 0.25), ir_set_int(at(d), "seed", 42);
+    ir_attr_set_f(at(d), ATTR_RATE, 0.25), ir_attr_set_i(at(d), ATTR_SEED, 42);
     out("y", fin(d));
     int g = node(OP_DROPOUT_GRAD, 1, x);
-    ir_set_float(at(g), "rate", 0.25), ir_set_int(at(g), "seed", 42);
+    ir_attr_set_f(at(g), ATTR_RATE, 0.25), ir_attr_set_i(at(g), ATTR_SEED, 42);
     out("g", fin(g));
     int z = node(OP_DROPOUT, 1, x);
-    ir_set_float(at(z), "rate", 0.0), ir_set_int(at(z), "seed", 42);
+    ir_attr_set_f(at(z), ATTR_RATE, 0.0), ir_attr_set_i(at(z), ATTR_SEED, 42);
     out("z", fin(z));
     struct cg_interp *it = interp(3);
     static float ones[3000];
@@ -511,7 +511,7 @@ static void test_batchnorm(void) {
     begin(MODE_EVAL);
     int x = in("x", S(4, N, 2, 1, 2));
     int id = node(OP_BATCHNORM, 5, x, in("g", S(1, 2)), in("b", S(1, 2)), in("m", S(1, 2)), in("v", S(1, 2)));
-    ir_set_float(at(id), "eps", 1e-5);
+    ir_attr_set_f(at(id), ATTR_EPS, 1e-5);
     out("y", fin(id));
     struct cg_interp *it = interp(1);
     set(it, "x", 4, (float[]){1, 3, 2, 6});
@@ -531,10 +531,10 @@ static void test_layernorm(void) {
     begin(MODE_EVAL);
     int x = in("x", S(2, N, 4));
     int id = node(OP_LAYERNORM, 1, x);
-    ir_set_float(at(id), "eps", 1e-5);
+    ir_attr_set_f(at(id), ATTR_EPS, 1e-5);
     out("y", fin(id));
     int g = node(OP_LAYERNORM_GRAD, 2, x, in("dy", S(2, N, 4)));
-    ir_set_float(at(g), "eps", 1e-5);
+    ir_attr_set_f(at(g), ATTR_EPS, 1e-5);
     out("dx", fin(g));
     struct cg_interp *it = interp(2);
     set(it, "x", 8, (float[]){1, 2, 3, 4, 5, 5, 5, 5});
@@ -556,7 +556,7 @@ static void test_assign_commit(void) {
     int s = leaf(OP_PARAM, BUF_STATE, "s", DT_F32, S(1, 2));
     int k = ir_node_add(M, F, OP_CONST, NULL, 0, LOC_NONE);
     at(k)->type = (struct type){DT_F32, S(0)};
-    ir_set_float(at(k), "value", 1.0);
+    ir_attr_set_f(at(k), ATTR_VALUE, 1.0);
     fin(k);
     int a = node(OP_ASSIGN, 1, op2(OP_ADD, s, k));
     ir_set_sym(M, at(a), "s");

@@ -49,13 +49,13 @@ static inline int op1(enum op op, int a) { return fin(node(op, 1, a)); }
 static inline int op2(enum op op, int a, int b) { return fin(node(op, 2, a, b)); }
 
 /* Set an int-list attribute from count ints. */
-static inline void ints(int id, const char *name, int count, ...) {
+static inline void ints(int id, struct attr_v name, int count, ...) {
     int64_t v[IR_MAX_LIST];
     va_list ap;
     va_start(ap, count);
     for (int i = 0; i < count; i++) v[i] = va_arg(ap, int);
     va_end(ap);
-    ir_set_ints(at(id), name, v, count);
+    ir_attr_set_v(at(id), name, v, count);
 }
 
 #endif

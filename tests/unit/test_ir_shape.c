@@ -96,7 +96,7 @@ static void test_elementwise(void) {
     ASSERT_STR("ERR", infer(node(OP_SIGMOID, l, 0)));
     ASSERT_HAS("expects an f32 operand, got i32[N]", err);
     int ba = node(OP_BIAS_ADD, y, b);
-    ir_set_int(&f->nodes[ba], "axis", 1);
+    ir_attr_set_i(&f->nodes[ba], ATTR_AXIS, 1);
     ASSERT_STR("ERR", infer(ba));
     ASSERT_HAS("f32[3]", err);
     ASSERT_HAS("f32[N,4]", err);
@@ -108,10 +108,10 @@ static void test_matmul_reduce(void) {
     int w2 = val("w2", ty(DT_F32, 2, 10, 784)), img = val("img", ty(DT_F32, 4, N, 1, 28, 28));
     ASSERT_STR("f32[N,128]", infer(node(OP_MATMUL, x, w)));
     int t = node(OP_MATMUL, x, w2);
-    ir_set_int(&f->nodes[t], "transpose_b", 1);
+    ir_attr_set_i(&f->nodes[t], ATTR_TRANSPOSE_B, 1);
     ASSERT_STR("f32[N,10]", infer(t));
     int ta = node(OP_MATMUL, x, x);
-    ir_set_int(&f->nodes[ta], "transpose_a", 1);
+    ir_attr_set_i(&f->nodes[ta], ATTR_TRANSPOSE_A, 1);
     ASSERT_STR("f32[784,784]", infer(ta));
     ASSERT_STR("ERR", infer(node(OP_MATMUL, img, w)));
     ASSERT_HAS("matmul of f32[N,1,28,28] and f32[784,128]: inner dimensions differ", err);
@@ -121,7 +121,7 @@ static void test_matmul_reduce(void) {
     /* batched: broadcast batch dims (torch.matmul) */
     int q = val("q", ty(DT_F32, 4, N, 4, 7, 16)), k = val("k", ty(DT_F32, 3, 4, 9, 16));
     int qk = node(OP_MATMUL, q, k);
-    ir_set_int(&f->nodes[qk], "transpose_b", 1);
+    ir_attr_set_i(&f->nodes[qk], ATTR_TRANSPOSE_B, 1);
     ASSERT_STR("f32[N,4,7,9]", infer(qk));
     int k3 = val("k3", ty(DT_F32, 3, 3, 16, 9));
     ASSERT_STR("ERR", infer(node(OP_MATMUL, q, k3)));
@@ -134,18 +134,18 @@ static void test_matmul_reduce(void) {
     ASSERT_HAS("inner dimensions differ", err);
 
     int s = node(OP_SUM, img, 0);
-    ir_set_ints(&f->nodes[s], "axes", (int64_t[]){0, 2, 3}, 3);
+    ir_attr_set_v(&f->nodes[s], ATTR_AXES, (int64_t[]){0, 2, 3}, 3);
     ASSERT_STR("f32[1]", infer(s));
     int mk = node(OP_MEAN, img, 0);
-    ir_set_ints(&f->nodes[mk], "axes", (int64_t[]){1}, 1);
-    ir_set_int(&f->nodes[mk], "keepdims", 1);
+    ir_attr_set_v(&f->nodes[mk], ATTR_AXES, (int64_t[]){1}, 1);
+    ir_attr_set_i(&f->nodes[mk], ATTR_KEEPDIMS, 1);
     ASSERT_STR("f32[N,1,28,28]", infer(mk));
     ASSERT_STR("f32[]", infer(node(OP_SUM, x, 0)));
     int am = node(OP_ARGMAX, x, 0);
-    ir_set_int(&f->nodes[am], "axis", 1);
+    ir_attr_set_i(&f->nodes[am], ATTR_AXIS, 1);
     ASSERT_STR("i32[N]", infer(am));
     int bad = node(OP_SUM, x, 0);
-    ir_set_ints(&f->nodes[bad], "axes", (int64_t[]){2}, 1);
+    ir_attr_set_v(&f->nodes[bad], ATTR_AXES, (int64_t[]){2}, 1);
     ASSERT_STR("ERR", infer(bad));
     ASSERT_HAS("axis 2 is out of range", err);
 }
@@ -161,32 +161,32 @@ static void test_shape_ops(void) {
     ASSERT_STR("ERR", infer(r2));
     ASSERT_HAS("cannot reshape f32[N,64,5,5] to f32[N,1601]", err);
     int sl = node(OP_SLICE, seq, 0);
-    ir_set_int(&f->nodes[sl], "axis", 1);
-    ir_set_int(&f->nodes[sl], "start", 9);
-    ir_set_int(&f->nodes[sl], "size", 1);
+    ir_attr_set_i(&f->nodes[sl], ATTR_AXIS, 1);
+    ir_attr_set_i(&f->nodes[sl], ATTR_START, 9);
+    ir_attr_set_i(&f->nodes[sl], ATTR_SIZE, 1);
     ASSERT_STR("f32[N,1,3]", infer(sl));
-    ir_set_int(&f->nodes[sl], "start", 10);
+    ir_attr_set_i(&f->nodes[sl], ATTR_START, 10);
     ASSERT_STR("ERR", infer(sl));
     int tr = node(OP_TRANSPOSE, seq, 0);
-    ir_set_ints(&f->nodes[tr], "perm", (int64_t[]){1, 0, 2}, 3);
+    ir_attr_set_v(&f->nodes[tr], ATTR_PERM, (int64_t[]){1, 0, 2}, 3);
     ASSERT_STR("f32[10,N,3]", infer(tr));
-    ir_set_ints(&f->nodes[tr], "perm", (int64_t[]){1, 1, 2}, 3);
+    ir_attr_set_v(&f->nodes[tr], ATTR_PERM, (int64_t[]){1, 1, 2}, 3);
     ASSERT_STR("ERR", infer(tr));
     int args[3] = {seq, seq, seq};
     int cc = ir_node_add(m, f, OP_CONCAT, args, 3, LOC_NONE);
-    ir_set_int(&f->nodes[cc], "axis", 2);
+    ir_attr_set_i(&f->nodes[cc], ATTR_AXIS, 2);
     ASSERT_STR("f32[N,10,9]", infer(cc));
-    ir_set_int(&f->nodes[cc], "axis", 0);
+    ir_attr_set_i(&f->nodes[cc], ATTR_AXIS, 0);
     ASSERT_STR("ERR", infer(cc));
     ASSERT_HAS("batch dim N", err);
 }
 
 static void conv_attrs(int id, int s, int p, int d, int g) {
     struct ir_node *n = &f->nodes[id];
-    ir_set_ints(n, "stride", (int64_t[]){s, s}, 2);
-    ir_set_ints(n, "pad", (int64_t[]){p, p, p, p}, 4);
-    ir_set_ints(n, "dilation", (int64_t[]){d, d}, 2);
-    ir_set_int(n, "groups", g);
+    ir_attr_set_v(n, ATTR_STRIDE, (int64_t[]){s, s}, 2);
+    ir_attr_set_v(n, ATTR_PAD, (int64_t[]){p, p, p, p}, 4);
+    ir_attr_set_v(n, ATTR_DILATION, (int64_t[]){d, d}, 2);
+    ir_attr_set_i(n, ATTR_GROUPS, g);
 }
 
 static void test_conv_pool(void) {
@@ -223,20 +223,20 @@ static void test_conv_pool(void) {
     int z = val("z", ty(DT_F32, 4, N, 128, 7, 7)), wt = val("wt", ty(DT_F32, 4, 128, 64, 4, 4));
     int t = node(OP_CONV_TRANSPOSE2D, z, wt);
     conv_attrs(t, 2, 1, 1, 1);
-    ir_set_ints(&f->nodes[t], "output_pad", (int64_t[]){0, 0}, 2);
+    ir_attr_set_v(&f->nodes[t], ATTR_OUTPUT_PAD, (int64_t[]){0, 0}, 2);
     ASSERT_STR("f32[N,64,14,14]", infer(t));
 
     int p = node(OP_MAXPOOL2D, c, 0);
-    ir_set_ints(&f->nodes[p], "kernel", (int64_t[]){2, 2}, 2);
-    ir_set_ints(&f->nodes[p], "stride", (int64_t[]){2, 2}, 2);
+    ir_attr_set_v(&f->nodes[p], ATTR_KERNEL, (int64_t[]){2, 2}, 2);
+    ir_attr_set_v(&f->nodes[p], ATTR_STRIDE, (int64_t[]){2, 2}, 2);
     ASSERT_STR("f32[N,32,13,13]", infer(p));
     int pg = node(OP_MAXPOOL2D_GRAD, c, p);
-    ir_set_ints(&f->nodes[pg], "kernel", (int64_t[]){2, 2}, 2);
-    ir_set_ints(&f->nodes[pg], "stride", (int64_t[]){2, 2}, 2);
+    ir_attr_set_v(&f->nodes[pg], ATTR_KERNEL, (int64_t[]){2, 2}, 2);
+    ir_attr_set_v(&f->nodes[pg], ATTR_STRIDE, (int64_t[]){2, 2}, 2);
     ASSERT_STR("f32[N,32,26,26]", infer(pg));
     int big = node(OP_MAXPOOL2D, x, 0);
-    ir_set_ints(&f->nodes[big], "kernel", (int64_t[]){30, 30}, 2);
-    ir_set_ints(&f->nodes[big], "stride", (int64_t[]){1, 1}, 2);
+    ir_attr_set_v(&f->nodes[big], ATTR_KERNEL, (int64_t[]){30, 30}, 2);
+    ir_attr_set_v(&f->nodes[big], ATTR_STRIDE, (int64_t[]){1, 1}, 2);
     ASSERT_STR("ERR", infer(big));
     ASSERT_HAS("does not fit the input f32[N,1,28,28]", err);
 }

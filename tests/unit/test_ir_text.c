@@ -90,27 +90,27 @@ static int hint(int id, struct type t) {
     return fin(id);
 }
 
-static void set2(int id, const char *name, int64_t a, int64_t b) {
+static void set2(int id, struct attr_v name, int64_t a, int64_t b) {
     int64_t v[2] = {a, b};
-    ir_set_ints(ND(id), name, v, 2);
+    ir_attr_set_v(ND(id), name, v, 2);
 }
 
-static void set4(int id, const char *name, int64_t a, int64_t b, int64_t c, int64_t d) {
+static void set4(int id, struct attr_v name, int64_t a, int64_t b, int64_t c, int64_t d) {
     int64_t v[4] = {a, b, c, d};
-    ir_set_ints(ND(id), name, v, 4);
+    ir_attr_set_v(ND(id), name, v, 4);
 }
 
 static void conv_attrs(int id, int pad) {
-    set2(id, "stride", 1, 1);
-    set4(id, "pad", pad, pad, pad, pad);
-    set2(id, "dilation", 1, 1);
-    ir_set_int(ND(id), "groups", 1);
+    set2(id, ATTR_STRIDE, 1, 1);
+    set4(id, ATTR_PAD, pad, pad, pad, pad);
+    set2(id, ATTR_DILATION, 1, 1);
+    ir_attr_set_i(ND(id), ATTR_GROUPS, 1);
 }
 
 static void pool_attrs(int id) {
-    set2(id, "kernel", 2, 2);
-    set2(id, "stride", 2, 2);
-    set4(id, "pad", 0, 0, 0, 0);
+    set2(id, ATTR_KERNEL, 2, 2);
+    set2(id, ATTR_STRIDE, 2, 2);
+    set4(id, ATTR_PAD, 0, 0, 0, 0);
 }
 
 /* A module with every op of the table, each with a type its rule accepts. */
@@ -169,7 +169,7 @@ static struct ir_module *build_all_ops(void) {
     ir_set_sym(M, ND(var), "bn.var");
     for (int i = 0; i <= var; i++) fin(i);
     int c = A0(CONST);
-    ir_set_float(ND(c), "value", 0.5);
+    ir_attr_set_f(ND(c), ATTR_VALUE, 0.5);
     hint(c, ty(DT_F32, 0));
 
     /* Elementwise. */
@@ -180,13 +180,13 @@ static struct ir_module *build_all_ops(void) {
     e = fin(A1(ABS, e));
     e = fin(A1(RELU, e));
     int lr = A1(LEAKY_RELU, e);
-    ir_set_float(ND(lr), "alpha", 0.01);
+    ir_attr_set_f(ND(lr), ATTR_ALPHA, 0.01);
     fin(lr);
     e = fin(A1(SIGMOID, lr));
     e = fin(A1(TANH, e));
     e = fin(A1(STOP_GRADIENT, e));
     int ar = A1(ALLREDUCE, e);
-    ir_set_int(ND(ar), "bucket", 2);
+    ir_attr_set_i(ND(ar), ATTR_BUCKET, 2);
     e = fin(ar);
     e = fin(A1(ALLREDUCE_SUM, e));
     int ci = hint(A1(CAST, e), ty(DT_I32, 2, N, 4));
@@ -199,7 +199,7 @@ static struct ir_module *build_all_ops(void) {
     e = fin(A2(GREATER, e, x));
     e = fin(A2(RELU_GRAD, x, e));
     int lg = A2(LEAKY_RELU_GRAD, x, e);
-    ir_set_float(ND(lg), "alpha", -0.25);
+    ir_attr_set_f(ND(lg), ATTR_ALPHA, -0.25);
     e = fin(lg);
     e = fin(A2(SIGMOID_GRAD, x, e));
     e = fin(A2(TANH_GRAD, x, e));
@@ -209,92 +209,92 @@ static struct ir_module *build_all_ops(void) {
     int mm = A2(MATMUL, e, w);
     fin(mm);
     int ba = A2(BIAS_ADD, mm, bias);
-    ir_set_int(ND(ba), "axis", 1);
+    ir_attr_set_i(ND(ba), ATTR_AXIS, 1);
     fin(ba);
     int64_t ax1[] = {1}, none[1] = {0};
     int r = A1(SUM, ba);
-    ir_set_ints(ND(r), "axes", ax1, 1);
-    ir_set_int(ND(r), "keepdims", 1);
+    ir_attr_set_v(ND(r), ATTR_AXES, ax1, 1);
+    ir_attr_set_i(ND(r), ATTR_KEEPDIMS, 1);
     fin(r);
     r = A1(MEAN, ba);
-    ir_set_ints(ND(r), "axes", none, 0);
+    ir_attr_set_v(ND(r), ATTR_AXES, none, 0);
     fin(r);
     r = A1(MAX, ba);
-    ir_set_ints(ND(r), "axes", ax1, 1);
+    ir_attr_set_v(ND(r), ATTR_AXES, ax1, 1);
     fin(r);
     r = A1(VARIANCE, ba);
-    ir_set_ints(ND(r), "axes", ax1, 1);
-    ir_set_int(ND(r), "keepdims", 1);
+    ir_attr_set_v(ND(r), ATTR_AXES, ax1, 1);
+    ir_attr_set_i(ND(r), ATTR_KEEPDIMS, 1);
     fin(r);
     int am = A1(ARGMAX, ba);
-    ir_set_int(ND(am), "axis", 1);
+    ir_attr_set_i(ND(am), ATTR_AXIS, 1);
     fin(am);
     int st = hint(A1(SUM_TO, ba), ty(DT_F32, 1, 3));
     int bt = hint(A1(BROADCAST_TO, st), ty(DT_F32, 2, N, 3));
     int rs = hint(A1(RESHAPE, bt), ty(DT_F32, 3, N, 1, 3));
     int64_t perm[] = {0, 2, 1};
     int tr = A1(TRANSPOSE, rs);
-    ir_set_ints(ND(tr), "perm", perm, 3);
+    ir_attr_set_v(ND(tr), ATTR_PERM, perm, 3);
     fin(tr);
     int sl = A1(SLICE, ba);
-    ir_set_int(ND(sl), "axis", 1);
-    ir_set_int(ND(sl), "start", 1);
-    ir_set_int(ND(sl), "size", 2);
+    ir_attr_set_i(ND(sl), ATTR_AXIS, 1);
+    ir_attr_set_i(ND(sl), ATTR_START, 1);
+    ir_attr_set_i(ND(sl), ATTR_SIZE, 2);
     fin(sl);
     int pd = A1(PAD, sl);
-    ir_set_int(ND(pd), "axis", 1);
-    ir_set_int(ND(pd), "before", 0);
-    ir_set_int(ND(pd), "after", 1);
+    ir_attr_set_i(ND(pd), ATTR_AXIS, 1);
+    ir_attr_set_i(ND(pd), ATTR_BEFORE, 0);
+    ir_attr_set_i(ND(pd), ATTR_AFTER, 1);
     fin(pd);
     int cc = A3(CONCAT, ba, pd, ba);
-    ir_set_int(ND(cc), "axis", 1);
+    ir_attr_set_i(ND(cc), ATTR_AXIS, 1);
     fin(cc);
     int sm = A1(SOFTMAX, cc);
     int ls = A1(LOG_SOFTMAX, cc);
     int sg = A2(SOFTMAX_GRAD, sm, cc);
     int lsg = A2(LOG_SOFTMAX_GRAD, ls, cc);
-    ir_set_int(ND(sm), "axis", 1);
-    ir_set_int(ND(ls), "axis", 1);
-    ir_set_int(ND(sg), "axis", 1);
-    ir_set_int(ND(lsg), "axis", 1);
+    ir_attr_set_i(ND(sm), ATTR_AXIS, 1);
+    ir_attr_set_i(ND(ls), ATTR_AXIS, 1);
+    ir_attr_set_i(ND(sg), ATTR_AXIS, 1);
+    ir_attr_set_i(ND(lsg), ATTR_AXIS, 1);
     fin(sm), fin(ls), fin(sg), fin(lsg);
 
     /* The transformer ops: erf, gelu, attn_softmax, attention, matmul_bsum. */
     int ef = fin(A1(ERF, x));
     int ge = A1(GELU, ef);
-    ir_set_int(ND(ge), "approximate", 1);
+    ir_attr_set_i(ND(ge), ATTR_APPROXIMATE, 1);
     fin(ge);
     int gg = A2(GELU_GRAD, ef, ge);
-    ir_set_int(ND(gg), "approximate", 0);
+    ir_attr_set_i(ND(gg), ATTR_APPROXIMATE, 0);
     fin(gg);
     int asm_ = A1(ATTN_SOFTMAX, tr);
-    ir_set_float(ND(asm_), "scale", 0.25);
-    ir_set_int(ND(asm_), "causal", 1);
+    ir_attr_set_f(ND(asm_), ATTR_SCALE, 0.25);
+    ir_attr_set_i(ND(asm_), ATTR_CAUSAL, 1);
     fin(asm_);
     int bs = A2(MATMUL_BSUM, tr, asm_);
-    ir_set_int(ND(bs), "transpose_a", 1);
-    ir_set_int(ND(bs), "transpose_b", 0);
+    ir_attr_set_i(ND(bs), ATTR_TRANSPOSE_A, 1);
+    ir_attr_set_i(ND(bs), ATTR_TRANSPOSE_B, 0);
     fin(bs);
     int at = A1(ATTENTION, rs);
-    ir_set_int(ND(at), "heads", 1);
-    ir_set_float(ND(at), "scale", 0.5);
-    ir_set_int(ND(at), "causal", 1);
+    ir_attr_set_i(ND(at), ATTR_HEADS, 1);
+    ir_attr_set_f(ND(at), ATTR_SCALE, 0.5);
+    ir_attr_set_i(ND(at), ATTR_CAUSAL, 1);
     fin(at);
     int atg = A3(ATTENTION_GRAD, rs, at, at);
-    ir_set_int(ND(atg), "heads", 1);
-    ir_set_float(ND(atg), "scale", 0.5);
-    ir_set_int(ND(atg), "causal", 1);
+    ir_attr_set_i(ND(atg), ATTR_HEADS, 1);
+    ir_attr_set_f(ND(atg), ATTR_SCALE, 0.5);
+    ir_attr_set_i(ND(atg), ATTR_CAUSAL, 1);
     fin(atg);
     int lnm = A1(LAYERNORM, asm_);
-    ir_set_float(ND(lnm), "eps", 1e-5);
+    ir_attr_set_f(ND(lnm), ATTR_EPS, 1e-5);
     fin(lnm);
     int lng = A2(LAYERNORM_GRAD, asm_, lnm);
-    ir_set_float(ND(lng), "eps", 1e-5);
+    ir_attr_set_f(ND(lng), ATTR_EPS, 1e-5);
     fin(lng);
 
     /* Losses and metrics. */
     int one = A0(CONST);
-    ir_set_float(ND(one), "value", 1);
+    ir_attr_set_f(ND(one), ATTR_VALUE, 1);
     hint(one, ty(DT_F32, 0));
     int loss = fin(A2(CROSS_ENTROPY, ls, label));
     fin(A2(MSE, sm, lsg));
@@ -320,8 +320,8 @@ static struct ir_module *build_all_ops(void) {
     hint(gw, ty(DT_F32, 4, 4, 2, 3, 3));
     int ct = A2(CONV_TRANSPOSE2D, cv, kt);
     conv_attrs(ct, 0);
-    set2(ct, "stride", 2, 2);
-    set2(ct, "output_pad", 1, 0);
+    set2(ct, ATTR_STRIDE, 2, 2);
+    set2(ct, ATTR_OUTPUT_PAD, 1, 0);
     fin(ct);
     int mp = A1(MAXPOOL2D, cv);
     pool_attrs(mp);
@@ -336,43 +336,43 @@ static struct ir_module *build_all_ops(void) {
     pool_attrs(apg);
     fin(apg);
     int up = A1(UPSAMPLE2D, mp);
-    set2(up, "scale", 2, 2);
+    set2(up, ATTR_FACTOR, 2, 2);
     fin(up);
     int upg = A1(UPSAMPLE2D_GRAD, up);
-    set2(upg, "scale", 2, 2);
+    set2(upg, ATTR_FACTOR, 2, 2);
     fin(upg);
     int dr = A1(DROPOUT, up);
-    ir_set_float(ND(dr), "rate", 0.25);
-    ir_set_int(ND(dr), "seed", 42);
+    ir_attr_set_f(ND(dr), ATTR_RATE, 0.25);
+    ir_attr_set_i(ND(dr), ATTR_SEED, 42);
     fin(dr);
     int drg = A1(DROPOUT_GRAD, dr);
-    ir_set_float(ND(drg), "rate", 0.25);
-    ir_set_int(ND(drg), "seed", 42);
+    ir_attr_set_f(ND(drg), ATTR_RATE, 0.25);
+    ir_attr_set_i(ND(drg), ATTR_SEED, 42);
     fin(drg);
     int bn = add(OP_BATCHNORM, drg, gamma, beta, mean, var);
-    ir_set_float(ND(bn), "eps", 1e-5);
+    ir_attr_set_f(ND(bn), ATTR_EPS, 1e-5);
     fin(bn);
     /* Tokens and sequences: ci is i32[N, 4], w a [4, 3] table. */
     int emb = fin(A2(EMBEDDING, w, ci));
     int embg = A2(EMBEDDING_GRAD, ci, emb);
-    ir_set_int(ND(embg), "rows", 4);
+    ir_attr_set_i(ND(embg), ATTR_ROWS, 4);
     fin(embg);
     int oh = A1(ONE_HOT, ci);
-    ir_set_int(ND(oh), "classes", 3);
+    ir_attr_set_i(ND(oh), ATTR_CLASSES, 3);
     fin(oh);
     int mce = A2(MASKED_CROSS_ENTROPY, emb, ci);
-    ir_set_int(ND(mce), "ignore", 0);
+    ir_attr_set_i(ND(mce), ATTR_IGNORE, 0);
     fin(mce);
     int mceg = A3(MASKED_CROSS_ENTROPY_GRAD, emb, ci, mce);
-    ir_set_int(ND(mceg), "ignore", -100);
+    ir_attr_set_i(ND(mceg), ATTR_IGNORE, -100);
     fin(mceg);
     int macc = A2(MASKED_ACCURACY, emb, ci);
     fin(macc);
     int mmean = A2(MASKED_MEAN, emb, ci), mmax = A2(MASKED_MAX, oh, ci);
     fin(mmean), fin(mmax);
     int mmeang = A2(MASKED_MEAN_GRAD, ci, mmean), mmaxg = A3(MASKED_MAX_GRAD, oh, ci, mmax);
-    ir_set_int(ND(mmeang), "pad", 0);
-    ir_set_int(ND(mmaxg), "pad", 1);
+    ir_attr_set_i(ND(mmeang), ATTR_PAD_ID, 0);
+    ir_attr_set_i(ND(mmaxg), ATTR_PAD_ID, 1);
     fin(mmeang), fin(mmaxg);
 
     int as = A1(ASSIGN, gamma);
@@ -382,24 +382,24 @@ static struct ir_module *build_all_ops(void) {
     /* Recurrent: a tanh RNN of 4 units over x read as 2 steps of 2 features. */
     int seq = hint(A1(RESHAPE, x), ty(DT_F32, 3, N, 2, 2));
     int wih = A0(CONST), whh = A0(CONST);
-    ir_set_float(ND(wih), "value", 0.25);
+    ir_attr_set_f(ND(wih), ATTR_VALUE, 0.25);
     hint(wih, ty(DT_F32, 2, 4, 2));
-    ir_set_float(ND(whh), "value", -0.125);
+    ir_attr_set_f(ND(whh), ATTR_VALUE, -0.125);
     hint(whh, ty(DT_F32, 2, 4, 4));
     int ra[7] = {seq, wih, whh, gamma, beta, x, label};
     covered[OP_RNN] = covered[OP_RNN_BPTT] = covered[OP_RNN_GRAD] = true;
     int rn = ir_node_add(M, F, OP_RNN, ra, 7, LOC_NONE);
-    ir_set_int(ND(rn), "cell", IR_RNN_TANH);
-    ir_set_int(ND(rn), "reverse", 1);
+    ir_attr_set_i(ND(rn), ATTR_CELL, IR_RNN_TANH);
+    ir_attr_set_i(ND(rn), ATTR_REVERSE, 1);
     fin(rn);
     int rb = ir_node_add(M, F, OP_RNN_BPTT, (int[]){whh, rn, rn, x, label}, 5, LOC_NONE);
-    ir_set_int(ND(rb), "cell", IR_RNN_TANH);
-    ir_set_int(ND(rb), "reverse", 1);
+    ir_attr_set_i(ND(rb), ATTR_CELL, IR_RNN_TANH);
+    ir_attr_set_i(ND(rb), ATTR_REVERSE, 1);
     fin(rb);
     int rg = ir_node_add(M, F, OP_RNN_GRAD, (int[]){rb, seq, wih, whh, rn, x}, 6, LOC_NONE);
-    ir_set_int(ND(rg), "cell", IR_RNN_TANH);
-    ir_set_int(ND(rg), "reverse", 1);
-    ir_set_int(ND(rg), "wrt", 1);
+    ir_attr_set_i(ND(rg), ATTR_CELL, IR_RNN_TANH);
+    ir_attr_set_i(ND(rg), ATTR_REVERSE, 1);
+    ir_attr_set_i(ND(rg), ATTR_WRT, 1);
     fin(rg);
     ir_output_add(M, F, "rnn_grad", rg);
     ir_output_add(M, F, "loss", loss);
@@ -410,10 +410,10 @@ static struct ir_module *build_all_ops(void) {
     /* A second, small function with no options and no outputs. */
     F = ir_func_add(M, "forward", MODE_EVAL);
     int z = A0(CONST);
-    ir_set_float(ND(z), "value", -0.0);
+    ir_attr_set_f(ND(z), ATTR_VALUE, -0.0);
     hint(z, ty(DT_F32, 1, 2));
     int inf = A0(CONST);
-    ir_set_float(ND(inf), "value", 1e30);
+    ir_attr_set_f(ND(inf), ATTR_VALUE, 1e30);
     hint(inf, ty(DT_F32, 0));
     return M;
 }
@@ -831,7 +831,7 @@ static void test_memplan(void) {
     struct ir_module *m = build_all_ops();
     for (size_t e = 0; e < vec_len(m->funcs); e++) /* the allreduce of N-shaped %21: reduced alone (no bucket) */
         for (int id = 0; id < ir_func_len(m->funcs[e]); id++)
-            if (m->funcs[e]->nodes[id].op == OP_ALLREDUCE) ir_set_int(&m->funcs[e]->nodes[id], "bucket", -1);
+            if (m->funcs[e]->nodes[id].op == OP_ALLREDUCE) ir_attr_set_i(&m->funcs[e]->nodes[id], ATTR_BUCKET, -1);
     pass_target = cg_target_c.plan;
     ASSERT((int)vec_len(m->funcs), pass_memplan(m));
     char *t1 = print_str(m, ir_print);

@@ -74,11 +74,11 @@ static struct ir_func *add_train(struct ir_module *m, const char *name, const ch
     int xp = node(m, f, OP_MUL, x, p);
     int loss = ir_node_add(m, f, OP_SUM, &xp, 1, LOC_NONE);
     int64_t none[1] = {0};
-    ir_set_ints(&f->nodes[loss], "axes", none, 0);
+    ir_attr_set_v(&f->nodes[loss], ATTR_AXES, none, 0);
     if (!ir_infer(m, f, loss, err, sizeof err)) exit(2);
     int c = ir_node_add(m, f, OP_CONST, NULL, 0, LOC_NONE);
     f->nodes[c].type = scalar_t();
-    ir_set_float(&f->nodes[c], "value", GRAD_C);
+    ir_attr_set_f(&f->nodes[c], ATTR_VALUE, GRAD_C);
     int g = node(m, f, OP_ADD, xp, c);
     ir_output_add(m, f, "loss", loss);
     f->loss = arena_strdup(m->arena, "loss");
