@@ -16,21 +16,18 @@
 
 extern const struct nrt_model netc_model;
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s BATCH [THREADS] [SECONDS]\n", argv[0]);
         return 2;
@@ -44,7 +41,8 @@ int main(int argc, char **argv)
     int fw = nrt_model_entry(m, "forward");
     struct nrt_ctx ctx;
     if (batch < 1 || fw < 0 || nrt_ctx_init(&ctx, m, batch, 1)) {
-        fprintf(stderr, "%s: cannot set up the forward pass: %s\n", argv[0], fw < 0 ? "no forward" : nrt_error());
+        fprintf(stderr, "%s: cannot set up the forward pass: %s\n", argv[0],
+                fw < 0 ? "no forward" : nrt_error());
         return 1;
     }
     const struct nrt_entry_desc *e = &m->entries[fw];
@@ -53,13 +51,11 @@ int main(int argc, char **argv)
     for (int i = 0; i < e->n_inputs; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[e->inputs[i]];
         int64_t count = nrt_desc_count(b->rank, b->dims, batch);
-        if (b->dtype == NRT_DT_F32)
-            nrt_rng_fill_uniform(&rng, ctx.buf[e->inputs[i]], (size_t)count, 0, 1);
+        if (b->dtype == NRT_DT_F32) nrt_rng_fill_uniform(&rng, ctx.buf[e->inputs[i]], (size_t)count, 0, 1);
     }
     /* Warm up for a tenth of the time, then time every run. */
     double t0 = now();
-    while (now() - t0 < seconds / 10)
-        nrt_ctx_run(&ctx, fw, batch);
+    while (now() - t0 < seconds / 10) nrt_ctx_run(&ctx, fw, batch);
     size_t cap = 1 << 20, n = 0;
     double *lat = malloc(cap * sizeof *lat);
     t0 = now();

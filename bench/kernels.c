@@ -15,15 +15,13 @@
  * else wall time. */
 static int cpu_clock;
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
+static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
@@ -37,41 +35,47 @@ struct call {
     int64_t m, n, k, ta, tb; /* sgemm */
 };
 
-static float *buf(int64_t n)
-{
+static float *buf(int64_t n) {
     float *p = nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof *p, 0);
-    for (int64_t i = 0; i < n; i++)
-        p[i] = (float)((i * 7919) % 101) / 50.0f - 1.0f;
+    for (int64_t i = 0; i < n; i++) p[i] = (float)((i * 7919) % 101) / 50.0f - 1.0f;
     return p;
 }
 
-static void run(const struct call *k)
-{
+static void run(const struct call *k) {
     const struct nrt_conv *c = &k->c;
     const struct nrt_pool *p = &k->p;
-    int64_t nx = c->n * c->ci * c->h * c->w, ny = c->n * c->co * c->ho * c->wo, nw = c->co * c->ci / (c->g ? c->g : 1) * c->kh * c->kw;
-    if (k->op >= 3 && k->op <= 4)
-        nx = p->planes * p->h * p->w, ny = p->planes * p->ho * p->wo;
-    if (k->op == 5)
-        nx = k->m * k->k, nw = k->k * k->n, ny = k->m * k->n;
-    float *x = buf(nx), *w = buf(nw), *y = buf(ny), *s = buf(k->op < 3 ? nrt_conv_scratch(c) : 0), *dx = buf(nx);
+    int64_t nx = c->n * c->ci * c->h * c->w, ny = c->n * c->co * c->ho * c->wo,
+            nw = c->co * c->ci / (c->g ? c->g : 1) * c->kh * c->kw;
+    if (k->op >= 3 && k->op <= 4) nx = p->planes * p->h * p->w, ny = p->planes * p->ho * p->wo;
+    if (k->op == 5) nx = k->m * k->k, nw = k->k * k->n, ny = k->m * k->n;
+    float *x = buf(nx), *w = buf(nw), *y = buf(ny), *s = buf(k->op < 3 ? nrt_conv_scratch(c) : 0),
+          *dx = buf(nx);
     double lat[200], flops = 0;
     int n = 0;
     double t0 = now();
     for (int i = -3; i < 200 && (now() - t0 < 1.0 || n < 5); i++) {
         double t = now();
         switch (k->op) {
-        case 0: nrt_conv2d(c, x, w, y, s); break;
-        case 1: nrt_conv2d_grad_input(c, y, w, dx, s); break;
-        case 2: nrt_conv2d_grad_weight(c, x, y, w, s); break;
-        case 3: nrt_maxpool2d(p, x, y); break;
-        case 4: nrt_maxpool2d_grad(p, x, y, dx); break;
+        case 0:
+            nrt_conv2d(c, x, w, y, s);
+            break;
+        case 1:
+            nrt_conv2d_grad_input(c, y, w, dx, s);
+            break;
+        case 2:
+            nrt_conv2d_grad_weight(c, x, y, w, s);
+            break;
+        case 3:
+            nrt_maxpool2d(p, x, y);
+            break;
+        case 4:
+            nrt_maxpool2d_grad(p, x, y, dx);
+            break;
         default:
-            nrt_sgemm((int)k->ta, (int)k->tb, k->m, k->n, k->k, 1, x, k->ta ? k->m : k->k, w, k->tb ? k->k : k->n,
-                      0, y, k->n);
+            nrt_sgemm((int)k->ta, (int)k->tb, k->m, k->n, k->k, 1, x, k->ta ? k->m : k->k, w,
+                      k->tb ? k->k : k->n, 0, y, k->n);
         }
-        if (i >= 0)
-            lat[n++] = now() - t;
+        if (i >= 0) lat[n++] = now() - t;
     }
     qsort(lat, (size_t)n, sizeof *lat, cmp_double);
     if (k->op < 3)
@@ -82,8 +86,7 @@ static void run(const struct call *k)
     nrt_free(x), nrt_free(w), nrt_free(y), nrt_free(s), nrt_free(dx);
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int64_t b = argc > 1 ? atoll(argv[1]) : 64;
     int threads = argc > 2 ? atoi(argv[2]) : 0;
     nrt_blas_setup(argc, argv, threads);
@@ -96,18 +99,25 @@ int main(int argc, char **argv)
     struct nrt_pool p1 = {32 * b, 26, 26, 13, 13, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     struct nrt_pool p2 = {64 * b, 11, 11, 5, 5, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     const struct call calls[] = {
-        {"cnn conv1 fwd", 0, c1, {0}, 0, 0, 0, 0, 0},   {"cnn conv1 dw", 2, c1, {0}, 0, 0, 0, 0, 0},
-        {"cnn conv2 fwd", 0, c2, {0}, 0, 0, 0, 0, 0},   {"cnn conv2 dx", 1, c2, {0}, 0, 0, 0, 0, 0},
-        {"cnn conv2 dw", 2, c2, {0}, 0, 0, 0, 0, 0},    {"cnn pool1 fwd", 3, {0}, p1, 0, 0, 0, 0, 0},
-        {"cnn pool1 grad", 4, {0}, p1, 0, 0, 0, 0, 0},  {"cnn pool2 fwd", 3, {0}, p2, 0, 0, 0, 0, 0},
-        {"cnn pool2 grad", 4, {0}, p2, 0, 0, 0, 0, 0},  {"cnn dense1 fwd", 5, {0}, {0}, b, 128, 1600, 0, 0},
-        {"cnn dense1 dx", 5, {0}, {0}, b, 1600, 128, 0, 1}, {"cnn dense1 dw", 5, {0}, {0}, 1600, 128, b, 1, 0},
-        {"lenet conv1 fwd", 0, l1, {0}, 0, 0, 0, 0, 0}, {"lenet conv1 dw", 2, l1, {0}, 0, 0, 0, 0, 0},
-        {"lenet conv2 fwd", 0, l2, {0}, 0, 0, 0, 0, 0}, {"lenet conv2 dx", 1, l2, {0}, 0, 0, 0, 0, 0},
+        {"cnn conv1 fwd", 0, c1, {0}, 0, 0, 0, 0, 0},
+        {"cnn conv1 dw", 2, c1, {0}, 0, 0, 0, 0, 0},
+        {"cnn conv2 fwd", 0, c2, {0}, 0, 0, 0, 0, 0},
+        {"cnn conv2 dx", 1, c2, {0}, 0, 0, 0, 0, 0},
+        {"cnn conv2 dw", 2, c2, {0}, 0, 0, 0, 0, 0},
+        {"cnn pool1 fwd", 3, {0}, p1, 0, 0, 0, 0, 0},
+        {"cnn pool1 grad", 4, {0}, p1, 0, 0, 0, 0, 0},
+        {"cnn pool2 fwd", 3, {0}, p2, 0, 0, 0, 0, 0},
+        {"cnn pool2 grad", 4, {0}, p2, 0, 0, 0, 0, 0},
+        {"cnn dense1 fwd", 5, {0}, {0}, b, 128, 1600, 0, 0},
+        {"cnn dense1 dx", 5, {0}, {0}, b, 1600, 128, 0, 1},
+        {"cnn dense1 dw", 5, {0}, {0}, 1600, 128, b, 1, 0},
+        {"lenet conv1 fwd", 0, l1, {0}, 0, 0, 0, 0, 0},
+        {"lenet conv1 dw", 2, l1, {0}, 0, 0, 0, 0, 0},
+        {"lenet conv2 fwd", 0, l2, {0}, 0, 0, 0, 0, 0},
+        {"lenet conv2 dx", 1, l2, {0}, 0, 0, 0, 0, 0},
         {"lenet conv2 dw", 2, l2, {0}, 0, 0, 0, 0, 0},
     };
     printf("batch %lld, %d threads, OpenBLAS core %s\n", (long long)b, nrt_threads_get(), nrt_blas_core());
-    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++)
-        run(&calls[i]);
+    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) run(&calls[i]);
     return 0;
 }

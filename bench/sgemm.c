@@ -14,22 +14,18 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* GFLOP/s of C[m,n] = A[m,k] B[k,n], repeated for about 0.5 s. */
-static double bench(int64_t m, int64_t n, int64_t k)
-{
+static double bench(int64_t m, int64_t n, int64_t k) {
     float *a = nrt_alloc((size_t)(m * k) * 4, 0), *b = nrt_alloc((size_t)(k * n) * 4, 0);
     float *c = nrt_alloc((size_t)(m * n) * 4, 0);
-    for (int64_t i = 0; i < m * k; i++)
-        a[i] = (float)(i % 13) * 0.1f;
-    for (int64_t i = 0; i < k * n; i++)
-        b[i] = (float)(i % 7) * 0.1f;
+    for (int64_t i = 0; i < m * k; i++) a[i] = (float)(i % 13) * 0.1f;
+    for (int64_t i = 0; i < k * n; i++) b[i] = (float)(i % 7) * 0.1f;
     nrt_sgemm(0, 0, m, n, k, 1, a, k, b, n, 0, c, n);
     int reps = 0;
     double t0 = now(), t;
@@ -43,20 +39,19 @@ static double bench(int64_t m, int64_t n, int64_t k)
     return 2.0 * (double)m * (double)n * (double)k * reps / t / 1e9;
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
-    if (argc > 2 && strcmp(argv[2], "setenv") == 0)
-        setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+    if (argc > 2 && strcmp(argv[2], "setenv") == 0) setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
     nrt_blas_setup(argc, argv, threads);
     nrt_blas_threads(threads);
     const char *core = getenv("OPENBLAS_CORETYPE");
     printf("OPENBLAS_CORETYPE=%s, OpenBLAS core %s, threads=%s\n", core ? core : "(unset)", nrt_blas_core(),
            threads ? argv[1] : "default");
     static const int64_t shapes[][3] = {{256, 256, 256}, {512, 512, 512}, {1024, 1024, 1024},
-                                        {64, 256, 784}, {784, 256, 64}, {64, 784, 256}};
+                                        {64, 256, 784},  {784, 256, 64},  {64, 784, 256}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-        printf("  m=%-5lld n=%-5lld k=%-5lld %7.1f GFLOP/s\n", (long long)shapes[i][0], (long long)shapes[i][1],
-               (long long)shapes[i][2], bench(shapes[i][0], shapes[i][1], shapes[i][2]));
+        printf("  m=%-5lld n=%-5lld k=%-5lld %7.1f GFLOP/s\n", (long long)shapes[i][0],
+               (long long)shapes[i][1], (long long)shapes[i][2],
+               bench(shapes[i][0], shapes[i][1], shapes[i][2]));
     return 0;
 }

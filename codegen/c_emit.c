@@ -18,11 +18,10 @@
 #include <string.h>
 
 /* The body of the comment atop a generated C file. */
-static const char c_about[] =
-    " * One function per entry point computes every value of the IR into the\n"
-    " * runtime's workspace, calling one function per fused kernel (kernel_E_K:\n"
-    " * entry point E, the IR's kernel=K); the descriptor at the end tells the\n"
-    " * runtime driver about buffers, data sources and entry points. */\n";
+static const char c_about[] = " * One function per entry point computes every value of the IR into the\n"
+                              " * runtime's workspace, calling one function per fused kernel (kernel_E_K:\n"
+                              " * entry point E, the IR's kernel=K); the descriptor at the end tells the\n"
+                              " * runtime driver about buffers, data sources and entry points. */\n";
 
 /* ------------------------------------------------------------- helpers */
 
@@ -39,7 +38,9 @@ struct cgc_x cgc_dim(const struct shape *s, int i) {
     return s->dim[i] == IR_DIM_N ? (struct cgc_x){1, true} : (struct cgc_x){s->dim[i], false};
 }
 
-struct cgc_x cgc_mul(struct cgc_x a, struct cgc_x b) { return (struct cgc_x){a.k * b.k, a.n || b.n}; }
+struct cgc_x cgc_mul(struct cgc_x a, struct cgc_x b) {
+    return (struct cgc_x){a.k * b.k, a.n || b.n};
+}
 
 struct cgc_x cgc_count(const struct shape *s) {
     struct cgc_x x = {1, false};
@@ -66,8 +67,8 @@ void cgc_strides_into(const struct shape *small, const struct shape *big, struct
     }
 }
 
-char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb, char *buf,
-                size_t len) {
+char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb,
+                char *buf, size_t len) {
     struct shape batch = *y, ba = *a, bb = *b;
     batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
     struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
@@ -92,36 +93,45 @@ char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape
     cgc_xstr(cgc_dim(a, ta ? a->rank - 2 : a->rank - 1), k, sizeof k);
     cgc_xstr(cgc_dim(a, a->rank - 1), lda, sizeof lda);
     cgc_xstr(cgc_dim(b, b->rank - 1), ldb, sizeof ldb);
-    snprintf(buf, len, "&(struct nrt_bgemm){%d, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s}", ta, tb, m, n, k, lda, ldb,
-             n, batch.rank, lists[0], lists[1], lists[2]);
+    snprintf(buf, len, "&(struct nrt_bgemm){%d, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s}", ta, tb, m, n, k,
+             lda, ldb, n, batch.rank, lists[0], lists[1], lists[2]);
     return buf;
 }
 
 bool cgc_x_equal(struct cgc_x a, struct cgc_x b) { return a.k == b.k && (a.k == 0 || a.n == b.n); }
 
 char *cgc_xstr(struct cgc_x x, char *buf, size_t len) {
-    if (x.n && x.k == 1) snprintf(buf, len, "n");
-    else if (x.n) snprintf(buf, len, "%lld * n", (long long)x.k);
-    else snprintf(buf, len, "%lld", (long long)x.k);
+    if (x.n && x.k == 1)
+        snprintf(buf, len, "n");
+    else if (x.n)
+        snprintf(buf, len, "%lld * n", (long long)x.k);
+    else
+        snprintf(buf, len, "%lld", (long long)x.k);
     return buf;
 }
 
 char *cgc_float(double v, char *buf, size_t len) {
-    if (isnan(v)) snprintf(buf, len, "NAN");
-    else if (isinf(v)) snprintf(buf, len, "%sINFINITY", v < 0 ? "-" : "");
+    if (isnan(v))
+        snprintf(buf, len, "NAN");
+    else if (isinf(v))
+        snprintf(buf, len, "%sINFINITY", v < 0 ? "-" : "");
     else {
         char tmp[40];
         snprintf(tmp, sizeof tmp, "%.9g", v);
         bool dot = strpbrk(tmp, ".e") != NULL;
         /* A float literal out of float range would warn; go through double. */
-        if (fabs(v) > 3.4e38 || (v != 0 && fabs(v) < 1.2e-38)) snprintf(buf, len, "(float)%s%s", tmp, dot ? "" : ".0");
-        else snprintf(buf, len, "%s%sf", tmp, dot ? "" : ".0");
+        if (fabs(v) > 3.4e38 || (v != 0 && fabs(v) < 1.2e-38))
+            snprintf(buf, len, "(float)%s%s", tmp, dot ? "" : ".0");
+        else
+            snprintf(buf, len, "%s%sf", tmp, dot ? "" : ".0");
     }
     return buf;
 }
 
 const struct ir_node *cgc_node(const struct cgc *c, int id) { return &c->f->nodes[id]; }
-const struct ir_node *cgc_arg(const struct cgc *c, int id, int i) { return &c->f->nodes[c->f->nodes[id].args[i]]; }
+const struct ir_node *cgc_arg(const struct cgc *c, int id, int i) {
+    return &c->f->nodes[c->f->nodes[id].args[i]];
+}
 const char *cgc_ctype(enum dtype t) { return t == DT_I32 ? "int32_t" : "float"; }
 
 /* A string literal for s: printable ASCII as is, everything else (quotes,
@@ -133,9 +143,12 @@ void cgc_put_str(FILE *out, const char *s) {
     }
     fputc('"', out);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
-        else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
-        else fprintf(out, "\\%03o", *p);
+        if (*p == '"' || *p == '\\' || *p == '?')
+            fprintf(out, "\\%c", *p);
+        else if (*p >= 0x20 && *p < 0x7f)
+            fputc(*p, out);
+        else
+            fprintf(out, "\\%03o", *p);
     }
     fputc('"', out);
 }
@@ -163,8 +176,9 @@ static void form_kernels(struct cgc *c) {
         for (int j = 0; j <= id; j++)
             if (f->nodes[j].kernel == kn) vec_push(k.members, j), c->vals[j].kernel = q;
         if (!cgc_kernel_plan(c, &k))
-            NETC_INTERNAL("kernel %d of @%s is beyond what one loop nest handles: fuse formed it for another target",
-                          kn, f->name);
+            NETC_INTERNAL(
+                "kernel %d of @%s is beyond what one loop nest handles: fuse formed it for another target",
+                kn, f->name);
         vec_push(c->kernels, k);
     }
 }
@@ -210,8 +224,10 @@ void cgc_layout(struct cgc *c) {
         struct cgc_val *v = &c->vals[id];
         v->last_use = last_use[id];
         v->uses = uses[id];
-        if (n->op == OP_INPUT || n->op == OP_PARAM) v->buffer = cgc_buffer_index(c->m, n->sym);
-        else if (pass_memplan_aliases(n)) v->alias = n->args[0];
+        if (n->op == OP_INPUT || n->op == OP_PARAM)
+            v->buffer = cgc_buffer_index(c->m, n->sym);
+        else if (pass_memplan_aliases(n))
+            v->alias = n->args[0];
         if (mem->where == MEM_BUFFER) v->buffer = (int)mem->off;
         if (mem->where == MEM_FIXED || mem->where == MEM_BATCH) {
             v->per_n = mem->where == MEM_BATCH;
@@ -226,8 +242,8 @@ void cgc_layout(struct cgc *c) {
         bool per_n;
         if (v->kernel < 0 || ir_kernel_head_op(n->op))
             if (cgc_op_scratch(f, n, &per_n) != v->scratch)
-                NETC_INTERNAL("%%%d of @%s: the memory plan gives %lld scratch floats, the C ops need %lld", id,
-                              f->name, (long long)v->scratch, (long long)cgc_op_scratch(f, n, &per_n));
+                NETC_INTERNAL("%%%d of @%s: the memory plan gives %lld scratch floats, the C ops need %lld",
+                              id, f->name, (long long)v->scratch, (long long)cgc_op_scratch(f, n, &per_n));
     }
     free(last_use);
     free(uses);
@@ -248,8 +264,10 @@ void cgc_layout_free(struct cgc *c) {
 
 /* "ws + 1024 + 4096 * mn" for a slot. */
 static void slot_expr(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
-    if (per_n) snprintf(buf, len, "ws + %zu + %zu * mn", c->fixed_total, off);
-    else snprintf(buf, len, "ws + %zu", off);
+    if (per_n)
+        snprintf(buf, len, "ws + %zu + %zu * mn", c->fixed_total, off);
+    else
+        snprintf(buf, len, "ws + %zu", off);
 }
 
 /* ----------------------------------------------------------- functions */
@@ -275,7 +293,8 @@ enum kargs {
 
 /* The values kernel k's function takes: n, its outputs, its inputs (but those
  * read through an output's pointer), and its head's scratch. */
-static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, enum kargs how, char *buf, size_t len) {
+static void kernel_args(const struct cgc *c, const struct cgc_kernel *k, enum kargs how, char *buf,
+                        size_t len) {
     static const char *const first[] = {"int64_t n", "n", "int64_t n;", "a->n", "int64_t n", "n"};
     static const char *const out[] = {", float *restrict v%d", ", v%d", " float *v%d;", ", a->v%d",
                                       ", float *restrict v%d", ", v%d"};
@@ -307,7 +326,9 @@ void cgc_kernel_comment(struct cgc *c, const struct cgc_kernel *k) {
 static void inplace_locals(struct cgc *c, const struct cgc_kernel *k) {
     for (size_t i = 0; i < vec_len(k->inputs); i++) {
         int o = cgc_kernel_inplace(c, k, k->inputs[i]);
-        if (o >= 0) cgc_emit(c, "const float *const v%d = v%d; /* the same buffer, updated in place */", k->inputs[i], o);
+        if (o >= 0)
+            cgc_emit(c, "const float *const v%d = v%d; /* the same buffer, updated in place */", k->inputs[i],
+                     o);
     }
 }
 
@@ -315,8 +336,10 @@ static void inplace_locals(struct cgc *c, const struct cgc_kernel *k) {
  * kernel=K, kernel_E_nID for a lone elementwise node ID emitted as a kernel. */
 static char *kernel_name(const struct cgc *c, int index, const struct cgc_kernel *k, char *buf, size_t len) {
     int kn = c->f->nodes[k->root].kernel;
-    if (kn > 0) snprintf(buf, len, "kernel_%d_%d", index, kn);
-    else snprintf(buf, len, "kernel_%d_n%d", index, k->root);
+    if (kn > 0)
+        snprintf(buf, len, "kernel_%d_%d", index, kn);
+    else
+        snprintf(buf, len, "kernel_%d_n%d", index, k->root);
     return buf;
 }
 
@@ -339,7 +362,8 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
         for (size_t i = 0; i < vec_len(k->members); i++) cg_node_comment(c, k->members[i]);
         for (size_t i = 0; i < vec_len(k->inputs); i++) /* the head's operands are read before */
             if (cgc_kernel_inplace(c, k, k->inputs[i]) < 0) cgc_emit(c, "(void)v%d;", k->inputs[i]);
-        if (k->head >= 0) cgc_emit(c, "const float *const v%d = v%d; /* the head's result */", k->head, k->root);
+        if (k->head >= 0)
+            cgc_emit(c, "const float *const v%d = v%d; /* the head's result */", k->head, k->root);
         inplace_locals(c, k);
         cgc_kernel_range(c, k);
         c->indent--;
@@ -366,15 +390,17 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
         kernel_args(c, k, KA_INIT, buf, sizeof buf);
         cgc_emit(c, "struct %s_args a = {%s};", name, buf);
         cgc_xstr(inner, inner_s, sizeof inner_s);
-        cgc_emit(c, "nrt_parallel_for(%s, (%d + (%s) - 1) / (%s), %s_chunk, &a);", cgc_xstr(outer, cnt, sizeof cnt),
-                 KERNEL_GRAIN, inner_s, inner_s, name);
+        cgc_emit(c, "nrt_parallel_for(%s, (%d + (%s) - 1) / (%s), %s_chunk, &a);",
+                 cgc_xstr(outer, cnt, sizeof cnt), KERNEL_GRAIN, inner_s, inner_s, name);
     }
     c->indent--;
     cgc_emit(c, "}");
     cgc_emit(c, "%s", "");
 }
 
-static bool ident_char(char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'; }
+static bool ident_char(char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
 
 static char *dup_str(const char *s) {
     char *d = strdup(s);
@@ -385,10 +411,10 @@ static char *dup_str(const char *s) {
 /* Starts capturing what the emitters print (at indentation `indent`) into a
  * string; end_capture returns it and restores the output. */
 struct capture {
-    FILE *out;   /* the output before */
-    int indent;  /* the indentation before */
-    char *text;  /* the captured text */
-    size_t len;  /* its length */
+    FILE *out;  /* the output before */
+    int indent; /* the indentation before */
+    char *text; /* the captured text */
+    size_t len; /* its length */
 };
 
 static void begin_capture(struct cgc *c, struct capture *cap, int indent) {
@@ -422,7 +448,8 @@ static void put_function(struct cgc *c, FILE *out, const char *text, const char 
             return;
         }
         fputs("/* Functions of the model's kernels and ops, generated by netc. Do not edit. */\n"
-              "#include \"netrt.h\"\n\n", s->part);
+              "#include \"netrt.h\"\n\n",
+              s->part);
         s->part_len = 0;
     }
     char head[128];
@@ -535,7 +562,8 @@ static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
     for (size_t i = 0; i < vec_len(ids) && pa < sizeof params && aa < sizeof args; i++) {
         int x = ids[i] >= 0 ? ids[i] : -1 - ids[i];
         const char *ct = ids[i] >= 0 ? cgc_ctype(cgc_node(c, x)->type.dtype) : "float";
-        pa += (size_t)snprintf(params + pa, sizeof params - pa, ", %s *const %c%d", ct, ids[i] >= 0 ? 'v' : 's', x);
+        pa += (size_t)snprintf(params + pa, sizeof params - pa, ", %s *const %c%d", ct,
+                               ids[i] >= 0 ? 'v' : 's', x);
         aa += (size_t)snprintf(args + aa, sizeof args - aa, ", %c%d", ids[i] >= 0 ? 'v' : 's', x);
     }
     vec_free(ids);
@@ -546,7 +574,8 @@ static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
     size_t fn_len = 0;
     FILE *f = open_memstream(&fn, &fn_len);
     if (!f) netc_internal_error(__FILE__, __LINE__, "out of memory");
-    fprintf(f, "static NRT_NOINLINE void %s(%s)\n{\n%s    (void)ctx, (void)n;\n%s}\n\n", name, params, comment, text);
+    fprintf(f, "static NRT_NOINLINE void %s(%s)\n{\n%s    (void)ctx, (void)n;\n%s}\n\n", name, params,
+            comment, text);
     free(comment);
     if (fclose(f) != 0 || !fn) netc_internal_error(__FILE__, __LINE__, "out of memory");
     bool fails = mentions(text, "return");
@@ -605,8 +634,10 @@ static void declare_value(struct cgc *c, int id, int sid) {
     const struct cgc_val *v = &c->vals[id];
     const char *ct = cgc_ctype(n->type.dtype);
     char where[128];
-    if (v->buffer >= 0) cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
-    else if (v->alias >= 0) cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
+    if (v->buffer >= 0)
+        cgc_emit(c, "%s *const v%d = (%s *)ctx->buf[%d];", ct, id, ct, v->buffer);
+    else if (v->alias >= 0)
+        cgc_emit(c, "%s *const v%d = (%s *)v%d;", ct, id, ct, v->alias);
     else {
         slot_expr(c, v->per_n, v->off, where, sizeof where);
         cgc_emit(c, "%s *const v%d = (%s *)(%s);", ct, id, ct, where);
@@ -616,7 +647,8 @@ static void declare_value(struct cgc *c, int id, int sid) {
         slot_expr(c, sv->scratch_n, sv->scratch_off, where, sizeof where);
         cgc_emit(c, "float *const s%d = (float *)(%s);", sid, where);
     }
-    if (v->uses == 0 || v->buffer >= 0) cgc_emit(c, "(void)v%d;", id); /* kernels may read a buffer in place */
+    if (v->uses == 0 || v->buffer >= 0)
+        cgc_emit(c, "(void)v%d;", id); /* kernels may read a buffer in place */
 }
 
 /* The gradient buckets of the function being emitted (data parallelism): each
@@ -624,13 +656,13 @@ static void declare_value(struct cgc *c, int id, int sid) {
  * flight are progressed after every later kernel, and each is waited for just
  * before the first code that reads one of its reduced gradients. */
 struct dp_emit {
-    int n;          /* buckets */
-    int *start_at;  /* per bucket: the node after whose code it starts */
-    size_t *off;    /* its byte offset in the workspace */
-    size_t *bytes;  /* its bytes */
-    int *tensors;   /* its gradients */
-    bool *started;  /* start emitted */
-    bool *waited;   /* wait emitted */
+    int n;         /* buckets */
+    int *start_at; /* per bucket: the node after whose code it starts */
+    size_t *off;   /* its byte offset in the workspace */
+    size_t *bytes; /* its bytes */
+    int *tensors;  /* its gradients */
+    bool *started; /* start emitted */
+    bool *waited;  /* wait emitted */
 };
 
 /* The node at which value id's code runs (its kernel's root). */
@@ -689,8 +721,9 @@ static void dp_after(struct cgc *c, struct dp_emit *d, int id) {
     if (flying) cgc_emit(c, "nrt_dp_progress(ctx);");
     for (int b = 0; b < d->n; b++)
         if (d->start_at[b] == id && !d->started[b]) {
-            cgc_emit(c, "nrt_dp_start(ctx, %d, (float *)(ws + %zu), %zu); /* gradient bucket %d: %d tensor%s */", b,
-                     d->off[b], d->bytes[b] / sizeof(float), b, d->tensors[b], d->tensors[b] == 1 ? "" : "s");
+            cgc_emit(
+                c, "nrt_dp_start(ctx, %d, (float *)(ws + %zu), %zu); /* gradient bucket %d: %d tensor%s */",
+                b, d->off[b], d->bytes[b] / sizeof(float), b, d->tensors[b], d->tensors[b] == 1 ? "" : "s");
             d->started[b] = true;
         }
 }
@@ -753,10 +786,12 @@ static void emit_function(struct cgc *c, int index) {
         if (n->op != OP_ASSIGN) continue;
         int b = cgc_buffer_index(c->m, n->sym);
         char cnt[CGC_XSTR_MAX];
-        cgc_emit(c, "if ((void *)v%d != ctx->buf[%d]) memcpy(ctx->buf[%d], v%d, sizeof(%s) * (size_t)(%s));", id, b,
-                 b, id, cgc_ctype(n->type.dtype), cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
+        cgc_emit(c, "if ((void *)v%d != ctx->buf[%d]) memcpy(ctx->buf[%d], v%d, sizeof(%s) * (size_t)(%s));",
+                 id, b, b, id, cgc_ctype(n->type.dtype),
+                 cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
     }
-    for (size_t o = 0; o < vec_len(f->outputs); o++) cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
     for (int id = 0; id < len; id++) free(c->kname[id]);
     free(c->kname);
     c->kname = NULL;
@@ -815,8 +850,8 @@ static void put_source(FILE *out, const struct ir_source *s) {
     fputs("}}", out);
 }
 
-static const char *const init_names[] = {"NRT_INIT_ZEROS", "NRT_INIT_CONST", "NRT_INIT_UNIFORM", "NRT_INIT_NORMAL",
-                                         "NRT_INIT_RANGE"};
+static const char *const init_names[] = {"NRT_INIT_ZEROS", "NRT_INIT_CONST", "NRT_INIT_UNIFORM",
+                                         "NRT_INIT_NORMAL", "NRT_INIT_RANGE"};
 static const char *const kind_names[] = {"NRT_BUF_INPUT", "NRT_BUF_PARAM", "NRT_BUF_STATE"};
 
 static void put_optim(FILE *out, const struct ir_optim *o) {
@@ -851,7 +886,8 @@ static int output_named(const struct ir_func *f, const char *name) {
 static int accuracy_output(const struct ir_func *f) {
     for (size_t o = 0; o < vec_len(f->outputs); o++) {
         const struct ir_node *n = &f->nodes[f->outputs[o].value];
-        if ((n->op == OP_ACCURACY || n->op == OP_MASKED_ACCURACY) && n->type.dtype == DT_F32 && n->type.shape.rank == 0)
+        if ((n->op == OP_ACCURACY || n->op == OP_MASKED_ACCURACY) && n->type.dtype == DT_F32 &&
+            n->type.shape.rank == 0)
             return (int)o;
     }
     return -1;
@@ -881,8 +917,8 @@ void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int
     *generate = func_named(m, "generate_step");
 }
 
-void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
-                         const size_t *ws_per_n, const char *extra) {
+void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
+                         const size_t *ws_fixed, const size_t *ws_per_n, const char *extra) {
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
     int *nin = calloc(nf + 1, sizeof *nin);
     if (!nin) netc_internal_error(__FILE__, __LINE__, "out of memory");
@@ -901,7 +937,8 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
         put_source(out, &b->test);
         fputs("},\n", out);
     }
-    if (!nb) fputs("    {NULL, NRT_BUF_INPUT, NRT_DT_F32, 0, {0}, NRT_INIT_ZEROS, 0, 0, NULL, {0}, {0}},\n", out);
+    if (!nb)
+        fputs("    {NULL, NRT_BUF_INPUT, NRT_DT_F32, 0, {0}, NRT_INIT_ZEROS, 0, 0, NULL, {0}, {0}},\n", out);
     fputs("};\n\n", out);
     for (size_t e = 0; e < nf; e++) {
         const struct ir_func *f = m->funcs[e];
@@ -934,8 +971,8 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
         put_optim(out, &f->optim);
         fputs(",\n     ", out);
         put_source(out, &f->optim.schedule);
-        fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu,\n", vec_len(f->outputs), e, nin[e], e,
-                e, ws_fixed[e], ws_per_n[e]);
+        fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu,\n", vec_len(f->outputs),
+                e, nin[e], e, e, ws_fixed[e], ws_per_n[e]);
         struct cgc_roles r = cgc_entry_roles(m, f);
         fprintf(out, "     %d, %d, %d},\n", r.loss_output, r.accuracy_output, r.lr_buffer);
     }
@@ -947,13 +984,16 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
     cgc_put_str(out, m->name);
     fputs(", ", out);
     cgc_put_str(out, opt->netc_version ? opt->netc_version : "unknown");
-    fprintf(out, ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n", nb, nf,
-            (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
-            (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
+    fprintf(
+        out,
+        ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n",
+        nb, nf, (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
+        (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
     int fwd, eval, gen;
     cgc_model_roles(m, &fwd, &eval, &gen);
     fprintf(out, "    %d, %d, %d,\n", fwd, eval, gen);
-    fprintf(out, "    %s\n", extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
+    fprintf(out, "    %s\n",
+            extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
     fputs("};\n", out);
 }
 
@@ -1024,11 +1064,13 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
 void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
     if (!opt->main) return;
     if (!opt->mpi) {
-        fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n", out);
+        fputs("\nint main(int argc, char **argv)\n{\n    return nrt_main(argc, argv, &netc_model);\n}\n",
+              out);
         return;
     }
     fputs("\n/* Gradient buckets: entry point, bucket, workspace offset, bytes, tensors. */\n"
-          "static const struct nrt_dp_bucket dp_buckets[] = {\n", out);
+          "static const struct nrt_dp_bucket dp_buckets[] = {\n",
+          out);
     int rows = 0;
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
         struct cgc c = {NULL, 0, m, m->funcs[e], NULL, 0, 0, NULL, NULL, NULL, NULL};
@@ -1041,15 +1083,21 @@ void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options
         cgc_layout_free(&c);
     }
     if (!rows) fputs("    {0, 0, 0, 0, 0},\n", out);
-    fprintf(out, "};\n\nint main(int argc, char **argv)\n{\n    return nrt_mpi_main(argc, argv, &netc_model, "
-                 "dp_buckets, %d);\n}\n", rows);
+    fprintf(out,
+            "};\n\nint main(int argc, char **argv)\n{\n    return nrt_mpi_main(argc, argv, &netc_model, "
+            "dp_buckets, %d);\n}\n",
+            rows);
 }
 
 /* Kernels whose loop nest reads at most 15 arrays (c_ops.c's NEST_OPS - 1), of
  * at most 12 values from outside, storing at most 4. The lib target (c_lib.c)
  * emits the same C and plans the same. */
-const struct pass_target cgc_plan_c = {.name = "c", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
-                                       .fuse_max_arrays = 15, .fuse_batchnorm = true, .scratch = cgc_op_scratch};
+const struct pass_target cgc_plan_c = {.name = "c",
+                                       .fuse_max_inputs = 12,
+                                       .fuse_max_outputs = 4,
+                                       .fuse_max_arrays = 15,
+                                       .fuse_batchnorm = true,
+                                       .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_c = {
     .name = "c",

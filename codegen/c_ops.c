@@ -15,11 +15,12 @@
 /* ------------------------------------------------------------- helpers */
 
 static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
-static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
+static const struct shape *arg_shape(const struct cgc *c, int id, int i) {
+    return &cgc_arg(c, id, i)->type.shape;
+}
 static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
 
 static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
-
 
 /* Opens the loops (a block even for rank 0) and fills ns->idx. */
 static void nest_open(struct cgc *c, struct cg_nest *ns) {
@@ -27,8 +28,10 @@ static void nest_open(struct cgc *c, struct cg_nest *ns) {
     cgc_emit(c, "{");
     c->indent++;
     for (int d = 0; d < ns->rank; d++) {
-        if (d == 0 && ns->range) cgc_emit(c, "for (int64_t i0 = lo; i0 < hi; i0++) {");
-        else cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, cg_xs(ns->dim[d]), d);
+        if (d == 0 && ns->range)
+            cgc_emit(c, "for (int64_t i0 = lo; i0 < hi; i0++) {");
+        else
+            cgc_emit(c, "for (int64_t i%d = 0; i%d < %s; i%d++) {", d, d, cg_xs(ns->dim[d]), d);
         c->indent++;
     }
     cg_nest_index(ns);
@@ -71,8 +74,8 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
     }
     if (n->op == OP_ATTENTION || n->op == OP_ATTENTION_GRAD) { /* per (item, head): runtime/attn.c */
         const struct shape *x = &f->nodes[n->args[0]].type.shape;
-        int64_t h = ir_attr_i(n, ATTR_HEADS), per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h,
-                                                                               n->op == OP_ATTENTION_GRAD);
+        int64_t h = ir_attr_i(n, ATTR_HEADS),
+                per = h * nrt_attn_scratch_floats(x->dim[1], x->dim[2] / 3 / h, n->op == OP_ATTENTION_GRAD);
         *per_n = x->dim[0] == IR_DIM_N;
         return *per_n ? per : per * x->dim[0];
     }
@@ -94,8 +97,10 @@ void cgc_op_CONST(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     double v = ir_attr_f(n, ATTR_VALUE);
     char lit[64];
-    if (n->type.dtype == DT_I32) snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
-    else cgc_float(v, lit, sizeof lit);
+    if (n->type.dtype == DT_I32)
+        snprintf(lit, sizeof lit, "nrt_to_i32(%.17g)", v);
+    else
+        cgc_float(v, lit, sizeof lit);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", cg_xs(cgc_count(&n->type.shape)), id, lit);
 }
 
@@ -130,7 +135,6 @@ void cgc_op_ALLREDUCE_SUM(struct cgc *c, int id) {
     cgc_emit(c, "nrt_dp_allsum(ctx, v%d, (int64_t)(%s));", id, cnt);
 }
 
-
 /* Sizes before, along and after `axis` of s. */
 static void split_axis(const struct shape *s, int64_t axis, struct cgc_x *outer, struct cgc_x *along,
                        struct cgc_x *inner) {
@@ -148,7 +152,8 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
     cgc_strides(y, ns.st[1]);
     cg_nest_read(&ns, 2, y, y, (int)axis);
     nest_open(c, &ns);
-    cgc_emit(c, "v%d[%s] = v%d[%s] + v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1], arg(c, id, 1), ns.idx[2]);
+    cgc_emit(c, "v%d[%s] = v%d[%s] + v%d[%s];", id, ns.idx[0], arg(c, id, 0), ns.idx[1], arg(c, id, 1),
+             ns.idx[2]);
     nest_close(c, &ns);
 }
 
@@ -201,12 +206,18 @@ static bool sum_rows(struct cgc *c, struct cg_nest *ns, int src, const char *dst
     cgc_emit(c, "int64_t j = 0;");
     cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, cg_xs(len), SUM_LANES);
     if (center)
-        cgc_emit(c, "    for (int l = 0; l < %d; l++) { const double d = (double)row[j + l] - mu; acc[l] += d * d; }",
-                 SUM_LANES);
-    else cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
+        cgc_emit(
+            c,
+            "    for (int l = 0; l < %d; l++) { const double d = (double)row[j + l] - mu; acc[l] += d * d; }",
+            SUM_LANES);
+    else
+        cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
     if (len.n || len.k % SUM_LANES) { /* no tail loop that never runs (GCC warns about it) */
-        if (center) cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }", cg_xs(len));
-        else cgc_emit(c, "for (; j < %s; j++) sum += row[j];", cg_xs(len));
+        if (center)
+            cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }",
+                     cg_xs(len));
+        else
+            cgc_emit(c, "for (; j < %s; j++) sum += row[j];", cg_xs(len));
     }
     cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
     cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
@@ -246,7 +257,8 @@ static void reduce(struct cgc *c, int id, const char *init, const char *body, bo
     snprintf(dst, sizeof dst, "v%d", id);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = %s;", cg_xs(ny), id, init);
     reduce_loop(c, id, &kept, dst, body);
-    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", cg_xs(ny), id, cg_xs(count));
+    if (mean)
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] /= (float)(%s);", cg_xs(ny), id, cg_xs(count));
 }
 
 /* A float sum over `kept` (the destination's layout) in double: d<id>, then
@@ -260,9 +272,11 @@ static void reduce_f32(struct cgc *c, int id, const struct shape *kept, struct c
     cgc_emit(c, "double *const d%d = (double *)(void *)s%d;", id, id);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++) d%d[i] = 0;", cg_xs(ny), id);
     reduce_loop(c, id, kept, dst, "$0 += $1;");
-    if (mean) cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny), id, id,
-                       cg_xs(count));
-    else cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)d%d[i];", cg_xs(ny), id, id);
+    if (mean)
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny),
+                 id, id, cg_xs(count));
+    else
+        cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)d%d[i];", cg_xs(ny), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -298,10 +312,13 @@ static int same_mean(const struct cgc *c, int id) {
     const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
     for (int j = id - 1; j >= 0; j--) {
         const struct ir_node *m = cgc_node(c, j);
-        if (m->op != OP_MEAN || m->args[0] != n->args[0] || c->vals[j].kernel >= 0 || c->vals[j].last_use < id) continue;
+        if (m->op != OP_MEAN || m->args[0] != n->args[0] || c->vals[j].kernel >= 0 ||
+            c->vals[j].last_use < id)
+            continue;
         const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
         if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) || !shape_equal(&m->type.shape, &n->type.shape))
+        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) ||
+            !shape_equal(&m->type.shape, &n->type.shape))
             continue;
         return j;
     }
@@ -319,7 +336,8 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
     snprintf(dst, sizeof dst, "m%d", id);
     cgc_emit(c, "{");
     c->indent++;
-    cgc_emit(c, "double *const m%d = (double *)(void *)s%d, *const d%d = m%d + %s;", id, id, id, id, cg_xs(ny));
+    cgc_emit(c, "double *const m%d = (double *)(void *)s%d, *const d%d = m%d + %s;", id, id, id, id,
+             cg_xs(ny));
     int mean = c->vals ? same_mean(c, id) : -1;
     if (mean >= 0) {
         cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = v%d[i], d%d[i] = 0;", cg_xs(ny), id, mean, id);
@@ -337,7 +355,8 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
         snprintf(body, sizeof body, "{ const double d = (double)$1 - $0; d%d[$2] += d * d; }", id);
         reduce_loop(c, id, &kept, dst, body);
     }
-    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny), id, id, cg_xs(count));
+    cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = (float)(d%d[i] / (double)(%s));", cg_xs(ny), id,
+             id, cg_xs(count));
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -351,7 +370,8 @@ void cgc_op_ARGMAX(struct cgc *c, int id) {
     cgc_emit(c, "        const int64_t base = o * (%s) * (%s) + in;", cg_xs(k), cg_xs(inner));
     cgc_emit(c, "        int64_t best = 0;");
     cgc_emit(c, "        for (int64_t j = 1; j < %s; j++)", cg_xs(k));
-    cgc_emit(c, "            if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner), x, cg_xs(inner));
+    cgc_emit(c, "            if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner),
+             x, cg_xs(inner));
     cgc_emit(c, "        v%d[o * (%s) + in] = (int32_t)best;", id, cg_xs(inner));
     cgc_emit(c, "    }");
 }
@@ -367,7 +387,6 @@ void cgc_op_SUM_TO(struct cgc *c, int id) {
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++) v%d[i] = 0;", cg_xs(cgc_count(y)), id);
     reduce_loop(c, id, y, dst, "$0 = nrt_to_i32((double)$0 + (double)$1);");
 }
-
 
 /* --------------------------------------------------------------- matmul */
 
@@ -398,9 +417,11 @@ static void copy_along(struct cgc *c, int id, int a, int64_t axis, int64_t from,
     struct cgc_x outer = cgc_dims_prod(y, 0, (int)axis), inner = cgc_dims_prod(y, (int)axis + 1, y->rank);
     int64_t kx = x->dim[axis], ky = y->dim[axis];
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
-    cgc_emit(c, "    memcpy(v%d + (o * %lld + %lld) * (%s), v%d + (o * %lld + %lld) * (%s), sizeof *v%d * (size_t)(%s));",
-             id, (long long)ky, (long long)to, cg_xs(inner), arg(c, id, a), (long long)kx, (long long)from, cg_xs(inner), id,
-             cg_xs(cgc_mul(xk(len), inner)));
+    cgc_emit(c,
+             "    memcpy(v%d + (o * %lld + %lld) * (%s), v%d + (o * %lld + %lld) * (%s), sizeof *v%d * "
+             "(size_t)(%s));",
+             id, (long long)ky, (long long)to, cg_xs(inner), arg(c, id, a), (long long)kx, (long long)from,
+             cg_xs(inner), id, cg_xs(cgc_mul(xk(len), inner)));
 }
 
 void cgc_op_SLICE(struct cgc *c, int id) {
@@ -434,7 +455,8 @@ static void axis_rows_open(struct cgc *c, int id, struct cgc_x *k, struct cgc_x 
     cgc_emit(c, "for (int64_t o = 0; o < %s; o++)", cg_xs(outer));
     cgc_emit(c, "    for (int64_t in = 0; in < %s; in++) {", cg_xs(*inner));
     c->indent += 2;
-    cgc_emit(c, "const int64_t base = o * (%s) * (%s) + in, st = %s;", cg_xs(*k), cg_xs(*inner), cg_xs(*inner));
+    cgc_emit(c, "const int64_t base = o * (%s) * (%s) + in, st = %s;", cg_xs(*k), cg_xs(*inner),
+             cg_xs(*inner));
 }
 
 static void axis_rows_close(struct cgc *c) {
@@ -447,15 +469,19 @@ static void softmax(struct cgc *c, int id, bool log_out) {
     int x = arg(c, id, 0);
     axis_rows_open(c, id, &k, &inner);
     cgc_emit(c, "float mx = -INFINITY;");
-    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) mx = v%d[base + j * st] > mx ? v%d[base + j * st] : mx;", cg_xs(k), x, x);
+    cgc_emit(c, "for (int64_t j = 0; j < %s; j++) mx = v%d[base + j * st] > mx ? v%d[base + j * st] : mx;",
+             cg_xs(k), x, x);
     cgc_emit(c, "double s = 0;");
     cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += exp((double)v%d[base + j * st] - mx);", cg_xs(k), x);
     cgc_emit(c, "const double lse = isinf(mx) ? mx : mx + log(s);");
     if (log_out)
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)(v%d[base + j * st] - lse);", cg_xs(k), id, x);
+        cgc_emit(c,
+                 "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)(v%d[base + j * st] - lse);",
+                 cg_xs(k), id, x);
     else
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)exp(v%d[base + j * st] - lse);", cg_xs(k), id,
-                 x);
+        cgc_emit(
+            c, "for (int64_t j = 0; j < %s; j++) v%d[base + j * st] = (float)exp(v%d[base + j * st] - lse);",
+            cg_xs(k), id, x);
     axis_rows_close(c);
 }
 
@@ -474,9 +500,10 @@ void cgc_op_ATTN_SOFTMAX(struct cgc *c, int id) {
     cgc_emit(c, "    const float *x = v%d + r * %lld;", arg(c, id, 0), (long long)tk);
     cgc_emit(c, "    float *y = v%d + r * %lld;", id, (long long)tk);
     if (causal)
-        cgc_emit(c, "    const int64_t lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", (long long)tq,
-                 (long long)(tk - tq + 1), (long long)tk, (long long)tk);
-    else cgc_emit(c, "    const int64_t kn = %lld;", (long long)tk);
+        cgc_emit(c, "    const int64_t lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;",
+                 (long long)tq, (long long)(tk - tq + 1), (long long)tk, (long long)tk);
+    else
+        cgc_emit(c, "    const int64_t kn = %lld;", (long long)tk);
     cgc_emit(c, "    float mx = -INFINITY, s = 0.0f;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
     cgc_emit(c, "    for (int64_t j = 0; j < kn; j++) {");
@@ -496,12 +523,14 @@ static void attention(struct cgc *c, int id, bool grad) {
     char scale[64];
     cgc_float(ir_attr_f(n, ATTR_SCALE), scale, sizeof scale);
     cgc_emit(c, "{");
-    cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", cg_xs(cgc_dim(x, 0)), (long long)x->dim[1],
-             (long long)(x->dim[2] / 3), (long long)ir_attr_i(n, ATTR_HEADS), scale, (int)ir_attr_i(n, ATTR_CAUSAL));
+    cgc_emit(c, "    const struct nrt_attn geo = {%s, %lld, %lld, %lld, %s, %d};", cg_xs(cgc_dim(x, 0)),
+             (long long)x->dim[1], (long long)(x->dim[2] / 3), (long long)ir_attr_i(n, ATTR_HEADS), scale,
+             (int)ir_attr_i(n, ATTR_CAUSAL));
     if (grad)
-        cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id,
-                 id);
-    else cgc_emit(c, "    nrt_attention(&geo, v%d, v%d, s%d);", arg(c, id, 0), id, id);
+        cgc_emit(c, "    nrt_attention_grad(&geo, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
+                 arg(c, id, 2), id, id);
+    else
+        cgc_emit(c, "    nrt_attention(&geo, v%d, v%d, s%d);", arg(c, id, 0), id, id);
     cgc_emit(c, "}");
 }
 
@@ -517,11 +546,15 @@ static void softmax_grad(struct cgc *c, int id, bool log_in) {
     if (log_in) {
         cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += v%d[base + j * st];", cg_xs(k), dy);
         cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", cg_xs(k));
-        cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] - exp((double)v%d[base + j * st]) * s);", id, dy, y);
+        cgc_emit(
+            c, "    v%d[base + j * st] = (float)(v%d[base + j * st] - exp((double)v%d[base + j * st]) * s);",
+            id, dy, y);
     } else {
-        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += (double)v%d[base + j * st] * v%d[base + j * st];", cg_xs(k), dy, y);
+        cgc_emit(c, "for (int64_t j = 0; j < %s; j++) s += (double)v%d[base + j * st] * v%d[base + j * st];",
+                 cg_xs(k), dy, y);
         cgc_emit(c, "for (int64_t j = 0; j < %s; j++)", cg_xs(k));
-        cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
+        cgc_emit(c, "    v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y,
+                 dy);
     }
     axis_rows_close(c);
 }
@@ -560,7 +593,7 @@ static void ewise_loss_grad(struct cgc *c, int id, const char *d) {
 }
 
 /* The losses of codegen/formulas.def and their gradients. */
-#define LOSS(op, loss, grad) \
+#define LOSS(op, loss, grad)                                             \
     void cgc_op_##op(struct cgc *c, int id) { ewise_loss(c, id, loss); } \
     void cgc_op_##op##_GRAD(struct cgc *c, int id) { ewise_loss_grad(c, id, grad); }
 #include "codegen/formulas.def"
@@ -583,8 +616,10 @@ static void class_rows_open(struct cgc *c, int id, bool need_lse) {
     if (labels) {
         cgc_emit(c, "const int32_t y = v%d[r];", arg(c, id, 1));
         cgc_emit(c, "if (y < 0 || y >= %lld) {", cls);
-        cgc_emit(c, "    nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", (int)y, "
-                    "(long long)r);",
+        cgc_emit(c,
+                 "    nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", "
+                 "(int)y, "
+                 "(long long)r);",
                  cls);
         cgc_emit(c, "    return;");
         cgc_emit(c, "}");
@@ -605,8 +640,11 @@ void cgc_op_CROSS_ENTROPY(struct cgc *c, int id) {
     c->indent++;
     cgc_emit(c, "double sum = 0;");
     class_rows_open(c, id, true);
-    if (labels) cgc_emit(c, "sum += lse - xr[y];");
-    else cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) sum -= v%d[r * %lld + j] * (xr[j] - lse);", cls, arg(c, id, 1), cls);
+    if (labels)
+        cgc_emit(c, "sum += lse - xr[y];");
+    else
+        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) sum -= v%d[r * %lld + j] * (xr[j] - lse);", cls,
+                 arg(c, id, 1), cls);
     class_rows_close(c);
     cgc_emit(c, "v%d[0] = (float)(sum / (double)(%s));", id, cg_xs(cgc_dim(x, 0)));
     c->indent--;
@@ -625,11 +663,16 @@ void cgc_op_CROSS_ENTROPY_GRAD(struct cgc *c, int id) {
     class_rows_open(c, id, true);
     cgc_emit(c, "float *dr = v%d + r * %lld;", id, cls);
     if (labels) {
-        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1.0 : 0.0)));", cls);
+        cgc_emit(c,
+                 "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1.0 : "
+                 "0.0)));",
+                 cls);
     } else {
         cgc_emit(c, "double ts = 0;");
         cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) ts += v%d[r * %lld + j];", cls, t, cls);
-        cgc_emit(c, "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * %lld + j]));",
+        cgc_emit(c,
+                 "for (int64_t j = 0; j < %lld; j++) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * "
+                 "%lld + j]));",
                  cls, t, cls);
     }
     class_rows_close(c);
@@ -684,8 +727,9 @@ static void dropout(struct cgc *c, int id) {
     double rate = ir_attr_f(n, ATTR_RATE);
     uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
     cgc_emit(c, "for (int64_t i = 0; i < %s; i++)", cg_xs(cgc_count(&n->type.shape)));
-    cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;", id,
-             (unsigned long long)seed, (unsigned long)nrt_dropout_threshold(rate), arg(c, id, 0), cg_fs(1.0 / (1.0 - rate)));
+    cgc_emit(c, "    v%d[i] = nrt_dropout_keep(%lluull, ctx->step, (uint64_t)i, %luu) ? v%d[i] * %s : 0.0f;",
+             id, (unsigned long long)seed, (unsigned long)nrt_dropout_threshold(rate), arg(c, id, 0),
+             cg_fs(1.0 / (1.0 - rate)));
 }
 
 void cgc_op_DROPOUT(struct cgc *c, int id) { dropout(c, id); }
@@ -704,7 +748,8 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "        const int64_t at = (o * %lld + k) * (%s);", ch, cg_xs(inner));
     cgc_emit(c, "        const float sc = v%d[k] / sqrtf(v%d[k] + %s), mk = v%d[k], bk = v%d[k];", g, var,
              cg_fs(ir_attr_f(cgc_node(c, id), ATTR_EPS)), mu, b);
-    cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;", cg_xs(inner), id, xv);
+    cgc_emit(c, "        for (int64_t i = 0; i < %s; i++) v%d[at + i] = sc * (v%d[at + i] - mk) + bk;",
+             cg_xs(inner), id, xv);
     cgc_emit(c, "    }");
 }
 
@@ -716,9 +761,10 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     double eps = ir_attr_f(n, ATTR_EPS);
     if (grad)
-        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), arg(c, id, 1),
-                 id);
-    else cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), id);
+        cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0),
+                 arg(c, id, 1), id);
+    else
+        cgc_emit(c, "nrt_layernorm(%s, %lld, %.17g, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0), id);
 }
 
 void cgc_op_LAYERNORM(struct cgc *c, int id) { layernorm(c, id, false); }
@@ -730,8 +776,9 @@ void cgc_op_RNN(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     cg_rnn_geo(c, id, -1, 2, 0);
-    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
-             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id, id);
+    cgc_emit(c, "nrt_rnn_forward(&geo, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0),
+             arg(c, id, 1), arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), arg(c, id, 6), id,
+             id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -740,8 +787,8 @@ void cgc_op_RNN_BPTT(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     cg_rnn_geo(c, id, 1, 0, -1);
-    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
-             arg(c, id, 3), arg(c, id, 4), id, id);
+    cgc_emit(c, "nrt_rnn_bptt(&geo, v%d, v%d, v%d, v%d, v%d, v%d, s%d);", arg(c, id, 0), arg(c, id, 1),
+             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), id, id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -750,8 +797,9 @@ void cgc_op_RNN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "{");
     c->indent++;
     cg_rnn_geo(c, id, 4, 3, 1);
-    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);", (int)ir_attr_i(cgc_node(c, id), ATTR_WRT),
-             arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 4), arg(c, id, 5), id);
+    cgc_emit(c, "nrt_rnn_grad(&geo, %d, v%d, v%d, v%d, v%d, v%d, v%d);",
+             (int)ir_attr_i(cgc_node(c, id), ATTR_WRT), arg(c, id, 0), arg(c, id, 1), arg(c, id, 2),
+             arg(c, id, 4), arg(c, id, 5), id);
     c->indent--;
     cgc_emit(c, "}");
 }
@@ -797,8 +845,10 @@ bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
     for (size_t i = 0; i < vec_len(k->members); i++) {
         int m = k->members[i];
         const struct ir_node *n = cgc_node(c, m);
-        if (ir_kernel_head_op(n->op)) k->head = m;
-        else if (m == k->root || escapes(c, k, m)) vec_push(k->outputs, m);
+        if (ir_kernel_head_op(n->op))
+            k->head = m;
+        else if (m == k->root || escapes(c, k, m))
+            vec_push(k->outputs, m);
         for (int a = 0; a < n->nargs; a++) {
             int x = n->args[a];
             if (c->f->nodes[x].kernel == n->kernel) continue;
@@ -826,7 +876,8 @@ void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k) {
     cgc_op_emit(c, k->head);
 }
 
-bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner) {
+bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer,
+                      struct cgc_x *inner) {
     struct cg_nest ns;
     struct cg_access acc[CG_NEST_OPS];
     cg_kernel_nest(c, k, &ns, acc);

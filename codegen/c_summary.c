@@ -35,9 +35,18 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     struct flops out = x_of(cgc_count(&n->type.shape));
     const struct shape *w;
     switch (n->op) {
-    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_ASSIGN:
-    case OP_RESHAPE: case OP_TRANSPOSE: case OP_SLICE: case OP_PAD: case OP_CONCAT: case OP_BROADCAST_TO:
-    case OP_STOP_GRADIENT: case OP_CAST:
+    case OP_INPUT:
+    case OP_PARAM:
+    case OP_CONST:
+    case OP_ASSIGN:
+    case OP_RESHAPE:
+    case OP_TRANSPOSE:
+    case OP_SLICE:
+    case OP_PAD:
+    case OP_CONCAT:
+    case OP_BROADCAST_TO:
+    case OP_STOP_GRADIENT:
+    case OP_CAST:
         return (struct flops){0, false};
     case OP_MATMUL: {
         int ta = (int)ir_attr_i(n, ATTR_TRANSPOSE_A), ra = arg_shape(f, n, 0)->rank;
@@ -45,7 +54,8 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     }
     case OP_MATMUL_BSUM: { /* every item of the batch contracts into the result */
         int tb = (int)ir_attr_i(n, ATTR_TRANSPOSE_B), rb = arg_shape(f, n, 1)->rank;
-        return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)arg_shape(f, n, 1)->dim[tb ? rb - 2 : rb - 1]);
+        return fmul(x_of(cgc_count(arg_shape(f, n, 0))),
+                    2.0 * (double)arg_shape(f, n, 1)->dim[tb ? rb - 2 : rb - 1]);
     }
     case OP_CONV2D: /* (x, w[co, ci/g, kh, kw]) -> y */
         w = arg_shape(f, n, 1);
@@ -59,26 +69,34 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_CONV_TRANSPOSE2D: /* (x, w[ci, co/g, kh, kw]): every input meets co/g*kh*kw taps */
         w = arg_shape(f, n, 1);
         return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));
-    case OP_ATTENTION: case OP_ATTENTION_GRAD: { /* as the unfused core: the full T x T scores */
+    case OP_ATTENTION:
+    case OP_ATTENTION_GRAD: { /* as the unfused core: the full T x T scores */
         const struct shape *x = arg_shape(f, n, 0);
         double t = (double)x->dim[1], e = (double)x->dim[2] / 3, h = (double)ir_attr_i(n, ATTR_HEADS);
         double per = n->op == OP_ATTENTION ? 4 * t * t * e + 2 * t * t * h : 10 * t * t * e + 4 * t * t * h;
         return fprod((struct flops){per, false}, dim_x(x, 0));
     }
-    case OP_MAXPOOL2D: case OP_AVGPOOL2D: {
+    case OP_MAXPOOL2D:
+    case OP_AVGPOOL2D: {
         int cnt;
         const int64_t *k = ir_attr_v(n, ATTR_KERNEL, &cnt);
         return fmul(out, (double)(k[0] * k[1]));
     }
-    case OP_RNN: case OP_RNN_BPTT: case OP_RNN_GRAD: { /* 2 per MAC of the GEMMs, plus the gates */
+    case OP_RNN:
+    case OP_RNN_BPTT:
+    case OP_RNN_GRAD: { /* 2 per MAC of the GEMMs, plus the gates */
         const struct shape *whh = arg_shape(f, n, n->op == OP_RNN ? 2 : n->op == OP_RNN_BPTT ? 0 : 3);
-        const struct shape *ws = n->op == OP_RNN ? &n->type.shape : arg_shape(f, n, n->op == OP_RNN_BPTT ? 1 : 4);
+        const struct shape *ws =
+            n->op == OP_RNN ? &n->type.shape : arg_shape(f, n, n->op == OP_RNN_BPTT ? 1 : 4);
         double gh = (double)whh->dim[0], h = (double)whh->dim[1], t = (double)ws->dim[1];
         double fi = n->op == OP_RNN_BPTT ? 0 : (double)arg_shape(f, n, n->op == OP_RNN ? 0 : 1)->dim[2];
         int64_t wrt = n->op == OP_RNN_GRAD ? ir_attr_i(n, ATTR_WRT) : -1;
-        double per = n->op == OP_RNN ? 2 * t * gh * (fi + h) + 8 * t * gh
-                   : n->op == OP_RNN_BPTT ? 2 * t * gh * h + 8 * t * gh
-                   : wrt <= 1 ? 2 * t * gh * fi : wrt == 2 ? 2 * t * gh * h : wrt <= 4 ? t * gh : 0;
+        double per = n->op == OP_RNN        ? 2 * t * gh * (fi + h) + 8 * t * gh
+                     : n->op == OP_RNN_BPTT ? 2 * t * gh * h + 8 * t * gh
+                     : wrt <= 1             ? 2 * t * gh * fi
+                     : wrt == 2             ? 2 * t * gh * h
+                     : wrt <= 4             ? t * gh
+                                            : 0;
         if (ws->dim[0] != IR_DIM_N) return (struct flops){per * (double)ws->dim[0], false};
         return (struct flops){per, true};
     }
@@ -109,11 +127,11 @@ static void prefix_of(const char *sym, char *buf, size_t len) {
 
 /* One row while it is being built. */
 struct row {
-    char op[64];            /* "conv2d+relu" */
-    char name[128];         /* parameter prefix, or "" */
+    char op[64];               /* "conv2d+relu" */
+    char name[128];            /* parameter prefix, or "" */
     const struct ir_node *out; /* the node whose type is the row's output */
-    double params;          /* parameter elements read for the first time */
-    double flops;           /* FLOPs per item */
+    double params;             /* parameter elements read for the first time */
+    double flops;              /* FLOPs per item */
 };
 
 static void put_row(FILE *out, const struct row *r) {
@@ -130,8 +148,8 @@ static void put_row(FILE *out, const struct row *r) {
 
 /* Adds the parameters node n reads that no earlier row counted (trained
  * parameters only: batch norm's running statistics are state, as in the header). */
-static void count_params(const struct ir_module *m, const struct ir_func *f, const struct ir_node *n, struct row *r,
-                         const char ***seen) {
+static void count_params(const struct ir_module *m, const struct ir_func *f, const struct ir_node *n,
+                         struct row *r, const char ***seen) {
     for (int a = 0; a < n->nargs; a++) {
         const struct ir_node *p = &f->nodes[n->args[a]];
         if (p->op != OP_PARAM) continue;
@@ -188,8 +206,10 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
             vec_push(rows, r);
             continue;
         }
-        if (last) last->flops += per_item;
-        else loose += per_item;
+        if (last)
+            last->flops += per_item;
+        else
+            loose += per_item;
     }
     fputs("static const struct nrt_layer_desc layers[] = {\n", out);
     for (size_t i = 0; i < vec_len(rows); i++) {
@@ -207,8 +227,10 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
         if (f->mode != MODE_TRAIN) continue;
         for (int id = 0; id < ir_func_len(f); id++) {
             struct flops fl = node_flops(f, &f->nodes[id]);
-            if (fl.n) sum->train_flops += fl.k;
-            else sum->train_fixed += fl.k;
+            if (fl.n)
+                sum->train_flops += fl.k;
+            else
+                sum->train_fixed += fl.k;
         }
         break;
     }

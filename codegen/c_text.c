@@ -6,7 +6,9 @@
 #include "codegen/codegen.h"
 
 static const struct shape *shape_of(const struct cgc *c, int id) { return &cgc_node(c, id)->type.shape; }
-static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
+static const struct shape *arg_shape(const struct cgc *c, int id, int i) {
+    return &cgc_arg(c, id, i)->type.shape;
+}
 static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
 
 /* ---------------------------------------------------------------- tokens */
@@ -14,9 +16,11 @@ static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->arg
 /* Checks id `v` (an int32_t in scope) against rows, failing the run. */
 static void check_id(struct cgc *c, const char *what, long long rows) {
     cgc_emit(c, "if (v < 0 || v >= %lld) {", rows);
-    cgc_emit(c, "    nrt_ctx_fail(ctx, \"%s %%d at position %%lld is out of range for an embedding of %lld rows\", "
-                "(int)v, (long long)p);",
-             what, rows);
+    cgc_emit(
+        c,
+        "    nrt_ctx_fail(ctx, \"%s %%d at position %%lld is out of range for an embedding of %lld rows\", "
+        "(int)v, (long long)p);",
+        what, rows);
     cgc_emit(c, "    return;");
     cgc_emit(c, "}");
 }
@@ -29,7 +33,8 @@ void cgc_op_EMBEDDING(struct cgc *c, int id) {
     c->indent++;
     cgc_emit(c, "const int32_t v = v%d[p];", arg(c, id, 1));
     check_id(c, "token id", rows);
-    cgc_emit(c, "memcpy(v%d + p * %lld, v%d + (int64_t)v * %lld, %lld * sizeof(float));", id, d, arg(c, id, 0), d, d);
+    cgc_emit(c, "memcpy(v%d + p * %lld, v%d + (int64_t)v * %lld, %lld * sizeof(float));", id, d,
+             arg(c, id, 0), d, d);
     cg_block_close(c);
     cg_block_close(c);
 }
@@ -76,7 +81,8 @@ static void masked_open(struct cgc *c, int id) {
     cgc_emit(c, "for (int64_t r = 0; r < rows; r++) {");
     cgc_emit(c, "    if (t[r] == %lld) continue;", ignore);
     cgc_emit(c, "    if (t[r] < 0 || t[r] >= cls) {");
-    cgc_emit(c, "        nrt_ctx_fail(ctx, \"target %%d at position %%lld is out of range for %%lld classes\", (int)t[r], "
+    cgc_emit(c, "        nrt_ctx_fail(ctx, \"target %%d at position %%lld is out of range for %%lld "
+                "classes\", (int)t[r], "
                 "(long long)r, (long long)cls);");
     cgc_emit(c, "        return;");
     cgc_emit(c, "    }");
@@ -176,7 +182,8 @@ void cgc_op_MASKED_MAX(struct cgc *c, int id) {
     cgc_emit(c, "for (int64_t j = 0; j < R; j++) yb[j] = 0;");
     cgc_emit(c, "for (int64_t s = 0; s < T; s++) {");
     cgc_emit(c, "    if (ib[s] == pad) continue;");
-    cgc_emit(c, "    for (int64_t j = 0; j < R; j++) yb[j] = kept == 0 || xb[s * R + j] > yb[j] ? xb[s * R + j] : yb[j];");
+    cgc_emit(c, "    for (int64_t j = 0; j < R; j++) yb[j] = kept == 0 || xb[s * R + j] > yb[j] ? xb[s * R + "
+                "j] : yb[j];");
     cgc_emit(c, "    kept++;");
     cgc_emit(c, "}");
     cg_block_close(c);
@@ -190,7 +197,8 @@ void cgc_op_MASKED_MEAN_GRAD(struct cgc *c, int id) {
     cgc_emit(c, "int64_t kept = 0;");
     cgc_emit(c, "for (int64_t s = 0; s < T; s++) kept += ib[s] != pad;");
     cgc_emit(c, "for (int64_t s = 0; s < T; s++)");
-    cgc_emit(c, "    for (int64_t j = 0; j < R; j++) xb[s * R + j] = ib[s] != pad ? gb[j] / (float)kept : 0.0f;");
+    cgc_emit(
+        c, "    for (int64_t j = 0; j < R; j++) xb[s * R + j] = ib[s] != pad ? gb[j] / (float)kept : 0.0f;");
     cg_block_close(c);
     cg_block_close(c);
 }

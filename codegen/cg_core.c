@@ -30,7 +30,9 @@ const char *cg_fs(double v) {
 }
 
 static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
-static const struct shape *arg_shape(const struct cgc *c, int id, int i) { return &cgc_arg(c, id, i)->type.shape; }
+static const struct shape *arg_shape(const struct cgc *c, int id, int i) {
+    return &cgc_arg(c, id, i)->type.shape;
+}
 static int arg(const struct cgc *c, int id, int i) { return cgc_node(c, id)->args[i]; }
 
 static const struct cg_lang *lang(const struct cgc *c) {
@@ -48,7 +50,8 @@ void cg_nest_init(struct cg_nest *ns, const struct shape *y, int nops) {
 }
 
 void cg_nest_read(struct cg_nest *ns, int j, const struct shape *x, const struct shape *y, int axis) {
-    if (axis < 0) cgc_strides_into(x, y, ns->st[j]);
+    if (axis < 0)
+        cgc_strides_into(x, y, ns->st[j]);
     else
         for (int d = 0; d < ns->rank; d++) ns->st[j][d] = xk(d == axis ? 1 : 0);
 }
@@ -56,7 +59,8 @@ void cg_nest_read(struct cg_nest *ns, int j, const struct shape *x, const struct
 void cg_nest_merge(struct cg_nest *ns) {
     for (int i = ns->rank - 2; i >= 0; i--) {
         bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        for (int j = 0; j < ns->nops && ok; j++)
+            ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
         if (!ok) continue;
         ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
         for (int k = i; k < ns->rank - 1; k++) {
@@ -75,8 +79,10 @@ void cg_nest_index(struct cg_nest *ns) {
         for (int d = 0; d < ns->rank; d++) {
             struct cgc_x s = ns->st[j][d];
             if (s.k == 0) continue;
-            if (s.k == 1 && !s.n) k += (size_t)snprintf(p + k, len - k, "%si%d", k ? " + " : "", d);
-            else k += (size_t)snprintf(p + k, len - k, "%si%d * (%s)", k ? " + " : "", d, cg_xs(s));
+            if (s.k == 1 && !s.n)
+                k += (size_t)snprintf(p + k, len - k, "%si%d", k ? " + " : "", d);
+            else
+                k += (size_t)snprintf(p + k, len - k, "%si%d * (%s)", k ? " + " : "", d, cg_xs(s));
             if (k >= len) NETC_INTERNAL("the index of array %d is longer than %zu characters", j, len - 1);
         }
         if (!k) snprintf(p, len, "0");
@@ -132,15 +138,18 @@ static const struct {
  * does not declare is a bug in formulas.def. */
 static enum attr_id formula_attr(const struct ir_node *n, const char *text, char kind) {
     int id = attr_id_lookup(text, kind);
-    if (id < 0) NETC_INTERNAL("the formula of %s names '%s', which attrs.def does not declare", op_info[n->op].name, text);
+    if (id < 0)
+        NETC_INTERNAL("the formula of %s names '%s', which attrs.def does not declare", op_info[n->op].name,
+                      text);
     return (enum attr_id)id;
 }
 
 bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, size_t len) {
     const struct formula *fm = &formulas[n->op];
     if (!fm->t[0]) return false;
-    bool alt = fm->select && (strcmp(fm->select, "i32") == 0 ? n->type.dtype == DT_I32
-                                                             : ir_attr_i(n, (struct attr_i){formula_attr(n, fm->select, 'i')}) != 0);
+    bool alt = fm->select && (strcmp(fm->select, "i32") == 0
+                                  ? n->type.dtype == DT_I32
+                                  : ir_attr_i(n, (struct attr_i){formula_attr(n, fm->select, 'i')}) != 0);
     const char *p = fm->t[alt];
     size_t k = 0;
     while (*p) {
@@ -161,13 +170,18 @@ bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, siz
             } else {
                 for (size_t i = 0; i < sizeof maths / sizeof maths[0] && !text; i++)
                     if (strcmp(maths[i].name, word) == 0) text = maths[i].spell[l->dialect];
-                if (!text) NETC_INTERNAL("formula of %s calls @%s, which formulas.def does not spell", op_info[n->op].name, word);
+                if (!text)
+                    NETC_INTERNAL("formula of %s calls @%s, which formulas.def does not spell",
+                                  op_info[n->op].name, word);
             }
         }
         size_t tl = text ? strlen(text) : 1;
-        if (k + tl >= len) NETC_INTERNAL("the formula of %s is longer than %zu characters", op_info[n->op].name, len - 1);
-        if (text) memcpy(out + k, text, tl);
-        else out[k] = *p++;
+        if (k + tl >= len)
+            NETC_INTERNAL("the formula of %s is longer than %zu characters", op_info[n->op].name, len - 1);
+        if (text)
+            memcpy(out + k, text, tl);
+        else
+            out[k] = *p++;
         k += tl;
     }
     out[k] = '\0';
@@ -177,7 +191,8 @@ bool cg_formula(const struct ir_node *n, const struct cg_lang *l, char *out, siz
 void cg_ewise_nest(const struct cgc *c, int id, int bias_axis, struct cg_nest *ns) {
     const struct ir_node *n = cgc_node(c, id);
     cg_nest_init(ns, &n->type.shape, 1 + n->nargs);
-    for (int a = 0; a < n->nargs; a++) cg_nest_read(ns, 1 + a, arg_shape(c, id, a), &n->type.shape, a == 1 ? bias_axis : -1);
+    for (int a = 0; a < n->nargs; a++)
+        cg_nest_read(ns, 1 + a, arg_shape(c, id, a), &n->type.shape, a == 1 ? bias_axis : -1);
 }
 
 void cg_ewise_store(const struct cgc *c, int id, const struct cg_nest *ns, char *line, size_t len) {
@@ -187,11 +202,13 @@ void cg_ewise_store(const struct cgc *c, int id, const struct cg_nest *ns, char 
     char tmpl[CGC_TMPL_MAX], ops[CG_NEST_OPS][CG_OPERAND_MAX], expr[2048];
     if (!cg_formula(n, l, tmpl, sizeof tmpl)) NETC_INTERNAL("%s has no formula", op_info[n->op].name);
     for (int a = 0; a < n->nargs; a++)
-        snprintf(ops[a], sizeof ops[a], "%s%s%sv%d[%s]", i32 ? "(" : "", i32 ? l->acc : "", i32 ? ")" : "", n->args[a],
-                 ns->idx[1 + a]);
+        snprintf(ops[a], sizeof ops[a], "%s%s%sv%d[%s]", i32 ? "(" : "", i32 ? l->acc : "", i32 ? ")" : "",
+                 n->args[a], ns->idx[1 + a]);
     cg_subst(expr, sizeof expr, tmpl, ops, n->nargs);
-    if (i32) snprintf(line, len, "v%d[%s] = nrt_to_i32(%s);", id, ns->idx[0], expr);
-    else snprintf(line, len, "v%d[%s] = %s;", id, ns->idx[0], expr);
+    if (i32)
+        snprintf(line, len, "v%d[%s] = nrt_to_i32(%s);", id, ns->idx[0], expr);
+    else
+        snprintf(line, len, "v%d[%s] = %s;", id, ns->idx[0], expr);
 }
 
 void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char *cls) {
@@ -235,12 +252,14 @@ int cg_kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct c
     return nacc;
 }
 
-int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns, struct cg_access *acc) {
+int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns,
+                   struct cg_access *acc) {
     const struct shape *y = &cgc_node(c, k->root)->type.shape;
     int nacc = cg_kernel_accesses(c, k, acc, CG_NEST_OPS - 1);
     NETC_ASSERT(nacc <= CG_NEST_OPS - 1);
     cg_nest_init(ns, y, 1 + nacc);
-    for (int j = 0; j < nacc; j++) cg_nest_read(ns, 1 + j, &cgc_node(c, acc[j].value)->type.shape, y, acc[j].bias);
+    for (int j = 0; j < nacc; j++)
+        cg_nest_read(ns, 1 + j, &cgc_node(c, acc[j].value)->type.shape, y, acc[j].bias);
     cg_nest_merge(ns);
     return nacc;
 }
@@ -249,7 +268,8 @@ void cg_kernel_expr(const struct cgc *c, const struct cgc_kernel *k, int m, cons
                     const struct cg_access *acc, char *expr, size_t len) {
     const struct ir_node *n = cgc_node(c, m);
     char ops[CG_NEST_OPS][CG_OPERAND_MAX], tmpl[CGC_TMPL_MAX];
-    if (!cg_formula(n, lang(c), tmpl, sizeof tmpl)) NETC_INTERNAL("kernel member %d (%s) has no formula", m, op_info[n->op].name);
+    if (!cg_formula(n, lang(c), tmpl, sizeof tmpl))
+        NETC_INTERNAL("kernel member %d (%s) has no formula", m, op_info[n->op].name);
     for (int a = 0; a < n->nargs && a < CG_NEST_OPS; a++) {
         if (cg_in_register(c, k, m, a)) {
             snprintf(ops[a], sizeof ops[a], "t%d", n->args[a]);
@@ -275,14 +295,22 @@ int cg_kernel_line(const struct cgc *c, const struct cgc_kernel *k, size_t i, co
 
 /* ---------------------------------------------------------- library ops */
 
-void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x, const struct shape **w,
-                   const struct shape **y) {
+void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,
+                   const struct shape **w, const struct shape **y) {
     const struct shape *a0 = &f->nodes[n->args[0]].type.shape, *a1 = &f->nodes[n->args[1]].type.shape;
     switch (n->op) {
-    case OP_CONV2D: *x = a0, *w = a1, *y = &n->type.shape; break;
-    case OP_CONV2D_GRAD_INPUT: *x = &n->type.shape, *w = a1, *y = a0; break;
-    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = &n->type.shape, *y = a1; break;
-    default: *x = &n->type.shape, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
+    case OP_CONV2D:
+        *x = a0, *w = a1, *y = &n->type.shape;
+        break;
+    case OP_CONV2D_GRAD_INPUT:
+        *x = &n->type.shape, *w = a1, *y = a0;
+        break;
+    case OP_CONV2D_GRAD_WEIGHT:
+        *x = a0, *w = &n->type.shape, *y = a1;
+        break;
+    default:
+        *x = &n->type.shape, *w = a1, *y = a0;
+        break; /* CONV_TRANSPOSE2D */
     }
 }
 
@@ -291,8 +319,14 @@ void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struc
 int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per) {
     const struct shape *x, *w, *y;
     cg_conv_roles(f, n, &x, &w, &y);
-    struct nrt_conv geo = {.n = 1, .ci = x->dim[1], .co = w->dim[0], .kh = w->dim[2], .kw = w->dim[3],
-                           .ho = y->dim[2], .wo = y->dim[3], .g = ir_attr_i(n, ATTR_GROUPS)};
+    struct nrt_conv geo = {.n = 1,
+                           .ci = x->dim[1],
+                           .co = w->dim[0],
+                           .kh = w->dim[2],
+                           .kw = w->dim[3],
+                           .ho = y->dim[2],
+                           .wo = y->dim[3],
+                           .g = ir_attr_i(n, ATTR_GROUPS)};
     *per = nrt_conv_image_floats(&geo);
     int64_t chunk = nrt_conv_chunk(&geo);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -312,9 +346,10 @@ void cg_lib_matmul(struct cgc *c, int id) {
                  cgc_bgemm(a, b, y, ta, tb, g, sizeof g), v, arg(c, id, 0), v, arg(c, id, 1), v, id);
         return;
     }
-    cgc_emit(c, "%ssgemm(%s%d, %d, %s, %s, %s, 1.0f, %c%d, %s, %c%d, %s, 0.0f, %c%d, %s);", l->lib, l->ctx, ta, tb,
-             cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(cgc_dim(a, ta ? 0 : 1)), v, arg(c, id, 0),
-             cg_xs(cgc_dim(a, 1)), v, arg(c, id, 1), cg_xs(cgc_dim(b, 1)), v, id, cg_xs(cgc_dim(y, 1)));
+    cgc_emit(c, "%ssgemm(%s%d, %d, %s, %s, %s, 1.0f, %c%d, %s, %c%d, %s, 0.0f, %c%d, %s);", l->lib, l->ctx,
+             ta, tb, cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(cgc_dim(a, ta ? 0 : 1)), v,
+             arg(c, id, 0), cg_xs(cgc_dim(a, 1)), v, arg(c, id, 1), cg_xs(cgc_dim(b, 1)), v, id,
+             cg_xs(cgc_dim(y, 1)));
 }
 
 /* With ta and no tb the batch items stack along the contraction: one GEMM with
@@ -330,15 +365,18 @@ void cg_lib_matmul_bsum(struct cgc *c, int id) {
     if (ta && !tb) {
         cgc_emit(c, "%ssgemm(%s1, 0, %s, %s, %s, 1.0f, %c%d, %s, %c%d, %s, 0.0f, %c%d, %s);", l->lib, l->ctx,
                  cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(cgc_mul(items, k)), v, arg(c, id, 0),
-                 cg_xs(cgc_dim(a, ra - 1)), v, arg(c, id, 1), cg_xs(cgc_dim(b, rb - 1)), v, id, cg_xs(cgc_dim(y, 1)));
+                 cg_xs(cgc_dim(a, ra - 1)), v, arg(c, id, 1), cg_xs(cgc_dim(b, rb - 1)), v, id,
+                 cg_xs(cgc_dim(y, 1)));
         return;
     }
     struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
     cgc_emit(c, "for (int64_t q = 0; q < %s; q++)", cg_xs(items));
-    cgc_emit(c, "    %ssgemm(%s%d, %d, %s, %s, %s, 1.0f, %c%d + q * %s, %s, %c%d + q * %s, %s, q ? 1.0f : 0.0f, %c%d, %s);",
-             l->lib, l->ctx, ta, tb, cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(k), v, arg(c, id, 0), cg_xs(ma),
-             cg_xs(cgc_dim(a, ra - 1)), v, arg(c, id, 1), cg_xs(mb), cg_xs(cgc_dim(b, rb - 1)), v, id,
-             cg_xs(cgc_dim(y, 1)));
+    cgc_emit(c,
+             "    %ssgemm(%s%d, %d, %s, %s, %s, 1.0f, %c%d + q * %s, %s, %c%d + q * %s, %s, q ? 1.0f : 0.0f, "
+             "%c%d, %s);",
+             l->lib, l->ctx, ta, tb, cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(k), v, arg(c, id, 0),
+             cg_xs(ma), cg_xs(cgc_dim(a, ra - 1)), v, arg(c, id, 1), cg_xs(mb), cg_xs(cgc_dim(b, rb - 1)), v,
+             id, cg_xs(cgc_dim(y, 1)));
 }
 
 void cg_block_open(struct cgc *c) {
@@ -362,17 +400,21 @@ void cg_lib_conv(struct cgc *c, int id) {
     const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
     const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     int64_t per, chunk = cg_conv_chunk(c->f, n, &per);
-    const char *fn = n->op == OP_CONV2D ? "conv2d" : n->op == OP_CONV2D_GRAD_WEIGHT ? "conv2d_grad_weight"
-                                                                                   : "conv2d_grad_input";
+    const char *fn = n->op == OP_CONV2D               ? "conv2d"
+                     : n->op == OP_CONV2D_GRAD_WEIGHT ? "conv2d_grad_weight"
+                                                      : "conv2d_grad_input";
     cg_block_open(c);
-    cgc_emit(c, "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
-             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3], (long long)w->dim[0],
-             (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2], (long long)y->dim[3],
-             (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1], (long long)p[0], (long long)p[1],
-             (long long)p[2], (long long)p[3], (long long)d[0], (long long)d[1], (long long)chunk);
-    cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val, arg(c, id, 1),
-             l->val, id, id);
+    cgc_emit(c,
+             "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, "
+             "%lld}, "
+             "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
+             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3],
+             (long long)w->dim[0], (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2],
+             (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
+             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
+             (long long)d[1], (long long)chunk);
+    cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val,
+             arg(c, id, 1), l->val, id, id);
     cg_block_close(c);
 }
 
@@ -385,16 +427,21 @@ void cg_lib_pool(struct cgc *c, int id) {
     const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
     const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
     char args[64], v = l->val;
-    if (n->op == OP_MAXPOOL2D_GRAD) snprintf(args, sizeof args, "%c%d, %c%d, %c%d", v, arg(c, id, 0), v, arg(c, id, 1), v, id);
-    else snprintf(args, sizeof args, "%c%d, %c%d", v, arg(c, id, n->op == OP_AVGPOOL2D_GRAD ? 1 : 0), v, id);
-    const char *fn = n->op == OP_MAXPOOL2D ? "maxpool2d" : n->op == OP_AVGPOOL2D ? "avgpool2d"
-                     : n->op == OP_MAXPOOL2D_GRAD ? "maxpool2d_grad" : "avgpool2d_grad";
+    if (n->op == OP_MAXPOOL2D_GRAD)
+        snprintf(args, sizeof args, "%c%d, %c%d, %c%d", v, arg(c, id, 0), v, arg(c, id, 1), v, id);
+    else
+        snprintf(args, sizeof args, "%c%d, %c%d", v, arg(c, id, n->op == OP_AVGPOOL2D_GRAD ? 1 : 0), v, id);
+    const char *fn = n->op == OP_MAXPOOL2D        ? "maxpool2d"
+                     : n->op == OP_AVGPOOL2D      ? "avgpool2d"
+                     : n->op == OP_MAXPOOL2D_GRAD ? "maxpool2d_grad"
+                                                  : "avgpool2d_grad";
     cg_block_open(c);
-    cgc_emit(c, "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
-                "{%lld, %lld, %lld, %lld}};",
+    cgc_emit(c,
+             "const struct nrt_pool geo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
+             "{%lld, %lld, %lld, %lld}};",
              cg_xs(cgc_dims_prod(x, 0, 2)), (long long)x->dim[2], (long long)x->dim[3], (long long)y->dim[2],
-             (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1], (long long)p[0],
-             (long long)p[1], (long long)p[2], (long long)p[3]);
+             (long long)y->dim[3], (long long)k[0], (long long)k[1], (long long)s[0], (long long)s[1],
+             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3]);
     cgc_emit(c, "%s%s(%s&geo, %s);", l->lib, fn, l->ctx, args);
     cg_block_close(c);
 }
@@ -407,9 +454,10 @@ void cg_lib_upsample(struct cgc *c, int id) {
     bool grad = n->op == OP_UPSAMPLE2D_GRAD;
     const struct shape *small = grad ? &n->type.shape : arg_shape(c, id, 0);
     const int64_t *s = ir_attr_v(n, ATTR_FACTOR, NULL);
-    cgc_emit(c, "%s%s(%s%s, %lld, %lld, %lld, %lld, %c%d, %c%d);", l->lib, grad ? "upsample2d_grad" : "upsample2d", l->ctx,
-             cg_xs(cgc_dims_prod(small, 0, 2)), (long long)small->dim[2], (long long)small->dim[3], (long long)s[0],
-             (long long)s[1], l->val, arg(c, id, 0), l->val, id);
+    cgc_emit(c, "%s%s(%s%s, %lld, %lld, %lld, %lld, %c%d, %c%d);", l->lib,
+             grad ? "upsample2d_grad" : "upsample2d", l->ctx, cg_xs(cgc_dims_prod(small, 0, 2)),
+             (long long)small->dim[2], (long long)small->dim[3], (long long)s[0], (long long)s[1], l->val,
+             arg(c, id, 0), l->val, id);
 }
 
 void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
@@ -420,16 +468,19 @@ void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x) {
     if (n->op == OP_RNN_BPTT)
         snprintf(dws, sizeof dws, ", %lld, %lld", (long long)arg_shape(c, id, 2)->dim[1],
                  (long long)arg_shape(c, id, 2)->dim[2]);
-    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", cg_xs(cgc_dim(w, 0)), (long long)w->dim[1],
-             f, (long long)wh->dim[1], (int)ir_attr_i(n, ATTR_CELL), (int)ir_attr_i(n, ATTR_REVERSE), dws);
+    cgc_emit(c, "const struct nrt_rnn geo = {%s, %lld, %lld, %lld, %d, %d%s};", cg_xs(cgc_dim(w, 0)),
+             (long long)w->dim[1], f, (long long)wh->dim[1], (int)ir_attr_i(n, ATTR_CELL),
+             (int)ir_attr_i(n, ATTR_REVERSE), dws);
 }
 
 /* ---------------------------------------------------------------- text */
 
-void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what, const char *about) {
+void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what,
+                  const char *about) {
     char name[128];
-    fprintf(out, "/* %s.c -- model %s%s, generated by netc %s. Do not edit.\n", cg_comment_safe(m->name, name, sizeof name),
-            name, what, opt->netc_version ? opt->netc_version : "");
+    fprintf(out, "/* %s.c -- model %s%s, generated by netc %s. Do not edit.\n",
+            cg_comment_safe(m->name, name, sizeof name), name, what,
+            opt->netc_version ? opt->netc_version : "");
     fputs(about, out);
     fputs("#include \"netrt.h\"\n\n", out);
 }
@@ -438,8 +489,8 @@ const char *cg_comment_safe(const char *s, char *buf, size_t len) {
     size_t i = 0;
     for (; s && s[i] && i + 1 < len; i++) {
         char ch = s[i];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-                  ch == '.' || ch == '-';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_' || ch == '.' || ch == '-';
         buf[i] = ok ? ch : '_';
     }
     buf[i] = '\0';
@@ -450,11 +501,13 @@ void cg_node_comment(struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     char line[512], ty[TYPE_STR_MAX], sym[128];
     int k = snprintf(line, sizeof line, "%%%d = %s", id, op_info[n->op].name);
-    if (n->sym) k += snprintf(line + k, sizeof line - (size_t)k, " @%s", cg_comment_safe(n->sym, sym, sizeof sym));
+    if (n->sym)
+        k += snprintf(line + k, sizeof line - (size_t)k, " @%s", cg_comment_safe(n->sym, sym, sizeof sym));
     for (int a = 0; a < n->nargs && k < (int)sizeof line - 16; a++)
         k += snprintf(line + k, sizeof line - (size_t)k, "%s%%%d", a ? ", " : "(", n->args[a]);
     if (n->nargs && k < (int)sizeof line - 2) k += snprintf(line + k, sizeof line - (size_t)k, ")");
-    if (k < (int)sizeof line - 4) snprintf(line + k, sizeof line - (size_t)k, " : %s", type_str(&n->type, ty, sizeof ty));
+    if (k < (int)sizeof line - 4)
+        snprintf(line + k, sizeof line - (size_t)k, " : %s", type_str(&n->type, ty, sizeof ty));
     cgc_emit(c, "/* %s */", line);
 }
 

@@ -23,8 +23,9 @@ static const char cl_about[] =
 static void check_kernels(const struct ir_func *f) {
     for (int id = 0; id < ir_func_len(f); id++)
         if (f->nodes[id].kernel > 0 && !clc_kernel_supported(f, f->nodes[id].kernel))
-            NETC_INTERNAL("kernel %d of @%s is not one the OpenCL backend fuses: fuse formed it for another target",
-                          f->nodes[id].kernel, f->name);
+            NETC_INTERNAL(
+                "kernel %d of @%s is not one the OpenCL backend fuses: fuse formed it for another target",
+                f->nodes[id].kernel, f->name);
 }
 
 /* -------------------------------------------------------------- entries */
@@ -37,33 +38,40 @@ static int storage_of(const struct cgc *c, int id) {
 
 /* The host expression of a slot's element offset in the arena. */
 static void slot_off(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
-    if (per_n) snprintf(buf, len, "W + %zu + %zu * mn", c->fixed_total / 4, off / 4);
-    else snprintf(buf, len, "W + %zu", off / 4);
+    if (per_n)
+        snprintf(buf, len, "W + %zu + %zu * mn", c->fixed_total / 4, off / 4);
+    else
+        snprintf(buf, len, "W + %zu", off / 4);
 }
 
 /* The host expression of a slot's byte offset in ctx->ws (output staging). */
 static void slot_bytes(const struct cgc *c, bool per_n, size_t off, char *buf, size_t len) {
-    if (per_n) snprintf(buf, len, "%zu + %zu * (size_t)mn", c->fixed_total, off);
-    else snprintf(buf, len, "%zu", off);
+    if (per_n)
+        snprintf(buf, len, "%zu + %zu * (size_t)mn", c->fixed_total, off);
+    else
+        snprintf(buf, len, "%zu", off);
 }
 
 /* Declares o<id> (and the scratch s<sid>) for node id. */
 static void declare(struct cgc *c, int id, const struct cgc_kernel *kn) {
     const struct cgc_val *v = &c->vals[id];
     char where[128];
-    if (v->buffer >= 0) cgc_emit(c, "const int64_t o%d = ctx->buf_off[%d];", id, v->buffer);
-    else if (v->alias >= 0) cgc_emit(c, "const int64_t o%d = o%d;", id, v->alias);
+    if (v->buffer >= 0)
+        cgc_emit(c, "const int64_t o%d = ctx->buf_off[%d];", id, v->buffer);
+    else if (v->alias >= 0)
+        cgc_emit(c, "const int64_t o%d = o%d;", id, v->alias);
     else {
         slot_off(c, v->per_n, v->off, where, sizeof where);
         cgc_emit(c, "const int64_t o%d = %s;", id, where);
     }
     if (v->uses == 0) cgc_emit(c, "(void)o%d;", id);
     int sid = kn ? kn->head : id;
-    if (kn && kn->head >= 0) cgc_emit(c, "const int64_t o%d = o%d; /* the head computes into the root */", kn->head, id);
+    if (kn && kn->head >= 0)
+        cgc_emit(c, "const int64_t o%d = o%d; /* the head computes into the root */", kn->head, id);
     if (sid >= 0 && c->vals[sid].scratch > 0) {
         const struct ir_node *sn = cgc_node(c, sid);
-        bool conv = sn->op == OP_CONV2D || sn->op == OP_CONV2D_GRAD_INPUT || sn->op == OP_CONV2D_GRAD_WEIGHT ||
-                    sn->op == OP_CONV_TRANSPOSE2D;
+        bool conv = sn->op == OP_CONV2D || sn->op == OP_CONV2D_GRAD_INPUT ||
+                    sn->op == OP_CONV2D_GRAD_WEIGHT || sn->op == OP_CONV_TRANSPOSE2D;
         if (conv) {
             slot_off(c, c->vals[sid].scratch_n, c->vals[sid].scratch_off, where, sizeof where);
             cgc_emit(c, "const int64_t s%d = %s;", sid, where);
@@ -97,9 +105,11 @@ static void emit_epilogue(struct clc *k) {
         int b = cgc_buffer_index(c->m, n->sym);
         char cnt[CGC_XSTR_MAX];
         cgc_emit(c, "if (o%d != ctx->buf_off[%d]) {", id, b);
-        cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, ctx->buf_off[%d], 0}, "
-                    "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
-                 b, id, cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
+        cgc_emit(
+            c,
+            "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, ctx->buf_off[%d], 0}, "
+            "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
+            b, id, cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
         cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
         cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
         cgc_emit(c, "}");
@@ -144,14 +154,16 @@ static void emit_entry(struct clc *k) {
         const struct cgc_val *v = &c->vals[id];
         const struct cgc_kernel *kn = v->kernel >= 0 ? &c->kernels[v->kernel] : NULL;
         cg_node_comment(c, id);
-        if (kn && kn->root != id) { /* computed by its kernel, at the root */
+        if (kn && kn->root != id) {                              /* computed by its kernel, at the root */
             if (cgc_kernel_stores(kn, id)) declare(c, id, NULL); /* a member used after the kernel */
             continue;
         }
         declare(c, id, kn);
         if (kn) cgc_kernel_comment(c, kn);
-        if (kn) clc_kernel_emit(k, kn);
-        else clc_op_emit(k, id);
+        if (kn)
+            clc_kernel_emit(k, kn);
+        else
+            clc_op_emit(k, id);
     }
     emit_epilogue(k);
     c->indent--;
@@ -168,9 +180,12 @@ static void put_source(FILE *out, const char *src) {
     for (const unsigned char *p = (const unsigned char *)src; *p;) {
         fputs("    \"", out);
         for (; *p && *p != '\n'; p++) {
-            if (*p == '"' || *p == '\\' || *p == '?') fprintf(out, "\\%c", *p);
-            else if (*p >= 0x20 && *p < 0x7f) fputc(*p, out);
-            else fprintf(out, "\\%03o", *p);
+            if (*p == '"' || *p == '\\' || *p == '?')
+                fprintf(out, "\\%c", *p);
+            else if (*p >= 0x20 && *p < 0x7f)
+                fputc(*p, out);
+            else
+                fprintf(out, "\\%03o", *p);
         }
         fputs("\\n\"\n", out);
         if (*p) p++;
@@ -209,7 +224,10 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
     for (size_t e = 0; e < nf; e++) {
         const struct ir_func *f = m->funcs[e];
         check_kernels(f);
-        struct clc k = {.c = {out, 0, m, f, NULL, 0, 0, NULL, &cg_lang_opencl}, .src = src, .entry = (int)e, .names = names,
+        struct clc k = {.c = {out, 0, m, f, NULL, 0, 0, NULL, &cg_lang_opencl},
+                        .src = src,
+                        .entry = (int)e,
+                        .names = names,
                         .bodies = bodies};
         cgc_layout(&k.c);
         fprintf(out, "/* entry point %zu (%s) */\n", e, f->mode == MODE_TRAIN ? "train" : "eval");
@@ -237,8 +255,12 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
 
 /* The C backend's kernels but those with a batchnorm, whose per-channel reads
  * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. */
-static const struct pass_target plan_opencl = {.name = "opencl", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
-                                               .fuse_max_arrays = 15, .fuse_batchnorm = false, .scratch = cgc_op_scratch};
+static const struct pass_target plan_opencl = {.name = "opencl",
+                                               .fuse_max_inputs = 12,
+                                               .fuse_max_outputs = 4,
+                                               .fuse_max_arrays = 15,
+                                               .fuse_batchnorm = false,
+                                               .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_opencl = {
     .name = "opencl",

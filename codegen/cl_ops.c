@@ -40,19 +40,20 @@ int clc_kernel_name(struct clc *k, const char *fmt, ...) {
 
 static const struct ir_node *node(const struct clc *k, int id) { return cgc_node(&k->c, id); }
 static const struct shape *shape_of(const struct clc *k, int id) { return &node(k, id)->type.shape; }
-static const struct shape *arg_shape(const struct clc *k, int id, int i) { return &cgc_arg(&k->c, id, i)->type.shape; }
+static const struct shape *arg_shape(const struct clc *k, int id, int i) {
+    return &cgc_arg(&k->c, id, i)->type.shape;
+}
 static int arg(const struct clc *k, int id, int i) { return node(k, id)->args[i]; }
 static bool is_i32(const struct clc *k, int id) { return node(k, id)->type.dtype == DT_I32; }
 static struct cgc_x xk(int64_t v) { return (struct cgc_x){v, false}; }
-
 
 /* ------------------------------------------------------ kernels and launches */
 
 /* The values a kernel reads or writes, in parameter order, without repeats. */
 #define MAX_VALS 64
 struct kvals {
-    int n;             /* values */
-    int id[MAX_VALS];  /* their node ids */
+    int n;            /* values */
+    int id[MAX_VALS]; /* their node ids */
 };
 
 static void kv_add(struct kvals *v, int id) {
@@ -87,8 +88,10 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
         at += (size_t)snprintf(params + at, sizeof params - at, ", long o%d", v->id[i]);
     if (step && at < sizeof params) snprintf(params + at, sizeof params - at, ", long step");
     clc_src(k, "%s", "");
-    if (wg) clc_src(k, "__kernel __attribute__((reqd_work_group_size(%d, 1, 1)))", CLC_WG);
-    else clc_src(k, "__kernel");
+    if (wg)
+        clc_src(k, "__kernel __attribute__((reqd_work_group_size(%d, 1, 1)))", CLC_WG);
+    else
+        clc_src(k, "__kernel");
     clc_src(k, "void @KERNEL@(%s)", params); /* the name goes in at kend */
     clc_src(k, "{");
     clc_src(k, "    (void)n;");
@@ -135,7 +138,8 @@ static void klaunch(struct clc *k, int idx, const struct kvals *v, struct cgc_x 
     size_t at = (size_t)snprintf(args, sizeof args, "{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, n, 0}");
     for (int i = 0; i < v->n && at < sizeof args; i++)
         at += (size_t)snprintf(args + at, sizeof args - at, ", {NRT_CL_LONG, o%d, 0}", v->id[i]);
-    if (step && at < sizeof args) snprintf(args + at, sizeof args - at, ", {NRT_CL_LONG, (int64_t)ctx->step, 0}");
+    if (step && at < sizeof args)
+        snprintf(args + at, sizeof args - at, ", {NRT_CL_LONG, (int64_t)ctx->step, 0}");
     cgc_emit(c, "{");
     c->indent++;
     cgc_emit(c, "const struct nrt_cl_arg a[] = {%s};", args);
@@ -164,7 +168,8 @@ static struct cgc_x nest_open(struct clc *k, struct cg_nest *ns) {
     struct cgc_x total = cg_nest_total(ns);
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(total));
-    if (ns->rank == 1) clc_src(k, "    const long i0 = i;");
+    if (ns->rank == 1)
+        clc_src(k, "    const long i0 = i;");
     else if (ns->rank > 1) {
         clc_src(k, "    long q = i;");
         for (int d = ns->rank - 1; d > 0; d--) {
@@ -201,10 +206,10 @@ static void ewise(struct clc *k, int id) { ewise_bias(k, id, -1); }
  * (row-major, as the result is laid out), the reduced ones the elements each
  * result combines. Both lists are merged where contiguous. */
 struct rplan {
-    int nk, nr;                                     /* kept and reduced dims */
-    struct cgc_x kd[IR_MAX_RANK], ks[IR_MAX_RANK];  /* kept extents and x strides */
-    struct cgc_x rd[IR_MAX_RANK], rs[IR_MAX_RANK];  /* reduced extents and x strides */
-    struct cgc_x rows, count;                       /* results, elements per result */
+    int nk, nr;                                    /* kept and reduced dims */
+    struct cgc_x kd[IR_MAX_RANK], ks[IR_MAX_RANK]; /* kept extents and x strides */
+    struct cgc_x rd[IR_MAX_RANK], rs[IR_MAX_RANK]; /* reduced extents and x strides */
+    struct cgc_x rows, count;                      /* results, elements per result */
 };
 
 static void rgroup_add(int *nd, struct cgc_x *d, struct cgc_x *s, struct cgc_x dim, struct cgc_x st) {
@@ -227,8 +232,10 @@ static struct rplan rplan_make(const struct shape *x, const bool *reduced) {
     p.rows = p.count = xk(1);
     for (int i = 0; i < x->rank; i++) {
         struct cgc_x d = cgc_dim(x, i);
-        if (reduced[i]) rgroup_add(&p.nr, p.rd, p.rs, d, st[i]), p.count = cgc_mul(p.count, d);
-        else rgroup_add(&p.nk, p.kd, p.ks, d, st[i]), p.rows = cgc_mul(p.rows, d);
+        if (reduced[i])
+            rgroup_add(&p.nr, p.rd, p.rs, d, st[i]), p.count = cgc_mul(p.count, d);
+        else
+            rgroup_add(&p.nk, p.kd, p.ks, d, st[i]), p.rows = cgc_mul(p.rows, d);
     }
     return p;
 }
@@ -259,8 +266,8 @@ static void decompose(struct clc *k, const char *var, const char *from, int nd, 
  * row, or one work-group per row when rows are long. In scope after it: r (the
  * row), t (the first element this work-item takes) and L (the step). Returns
  * whether it is a work-group kernel. */
-static bool rows_open(struct clc *k, const char *name, const struct kvals *v, struct cgc_x count, struct cgc_x rows,
-                      int *idx) {
+static bool rows_open(struct clc *k, const char *name, const struct kvals *v, struct cgc_x count,
+                      struct cgc_x rows, int *idx) {
     bool wg = count.n || count.k >= CLC_WG_MIN;
     *idx = kbegin(k, name, v, wg, false);
     if (wg) {
@@ -363,8 +370,10 @@ void clc_op_CONST(struct clc *k, int id) {
     const struct ir_node *nd = node(k, id);
     double val = ir_attr_f(nd, ATTR_VALUE);
     char lit[64];
-    if (nd->type.dtype == DT_I32) snprintf(lit, sizeof lit, "%d", (int)nrt_to_i32(val));
-    else cgc_float(val, lit, sizeof lit);
+    if (nd->type.dtype == DT_I32)
+        snprintf(lit, sizeof lit, "%d", (int)nrt_to_i32(val));
+    else
+        cgc_float(val, lit, sizeof lit);
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     struct cgc_x cnt = cgc_count(&nd->type.shape);
@@ -388,8 +397,9 @@ void clc_op_STOP_GRADIENT(struct clc *k, int id) { (void)k, (void)id; /* an alia
 /* Copies cnt elements of value src into value id (kernel 0, a copy). */
 static void copy_operand(struct cgc *c, int id, int src, const char *cnt) {
     cgc_emit(c, "{");
-    cgc_emit(c, "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
-                "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
+    cgc_emit(c,
+             "    const struct nrt_cl_arg a[] = {{NRT_CL_ARENA, 0, 0}, {NRT_CL_LONG, o%d, 0}, "
+             "{NRT_CL_LONG, o%d, 0}, {NRT_CL_LONG, %s, 0}};",
              id, src, cnt);
     cgc_emit(c, "    const size_t g[1] = {(size_t)(%s)};", cnt);
     cgc_emit(c, "    nrt_cl_launch(ctx, 0, 1, g, NULL, 4, a);");
@@ -404,8 +414,7 @@ void clc_op_ALLREDUCE(struct clc *k, int id) {
     const struct ir_node *n = node(k, id);
     char cnt[CGC_XSTR_MAX];
     cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt);
-    if (ir_attr_i(n, ATTR_BUCKET) < 0)
-        copy_operand(c, id, n->args[0], cnt);
+    if (ir_attr_i(n, ATTR_BUCKET) < 0) copy_operand(c, id, n->args[0], cnt);
     cgc_emit(c, "nrt_cl_allreduce(ctx, o%d, (int64_t)(%s));", id, cnt);
 }
 
@@ -428,8 +437,10 @@ void clc_op_SUM(struct clc *k, int id) {
     reduced_axes(k, id, red);
     char fin[64];
     snprintf(fin, sizeof fin, is_i32(k, id) ? "v%d[r] = a" : "v%d[r] = (float)a", id);
-    if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
-    else reduce_sum(k, id, red, fin);
+    if (is_i32(k, id))
+        reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
+    else
+        reduce_sum(k, id, red, fin);
 }
 
 void clc_op_MEAN(struct clc *k, int id) {
@@ -446,8 +457,10 @@ void clc_op_MAX(struct clc *k, int id) {
     reduced_axes(k, id, red);
     char fin[64];
     snprintf(fin, sizeof fin, "v%d[r] = a", id);
-    if (is_i32(k, id)) reduce(k, id, red, "int", "INT_MIN", "($1 > $0 ? $1 : $0)", "netc_wg_maxi", "redi", fin);
-    else reduce(k, id, red, "float", "-INFINITY", "($1 > $0 ? $1 : $0)", "netc_wg_maxf", "redf", fin);
+    if (is_i32(k, id))
+        reduce(k, id, red, "int", "INT_MIN", "($1 > $0 ? $1 : $0)", "netc_wg_maxi", "redi", fin);
+    else
+        reduce(k, id, red, "float", "-INFINITY", "($1 > $0 ? $1 : $0)", "netc_wg_maxf", "redf", fin);
 }
 
 /* Two passes over each row, as the C backend: the mean, then the mean squared
@@ -468,8 +481,10 @@ void clc_op_VARIANCE(struct clc *k, int id) {
         clc_src(k, "    c = 0;");
         clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
         decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
-        if (pass == 0) clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = mu + y;", x);
-        else clc_src(k, "        const acc_t d = (acc_t)v%d[base + at] - mu, y = d * d - c, s = a + y;", x);
+        if (pass == 0)
+            clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = mu + y;", x);
+        else
+            clc_src(k, "        const acc_t d = (acc_t)v%d[base + at] - mu, y = d * d - c, s = a + y;", x);
         clc_src(k, "        c = (s - %s) - y;", acc);
         clc_src(k, "        %s = s;", acc);
         clc_src(k, "    }");
@@ -497,7 +512,8 @@ void clc_op_ARGMAX(struct clc *k, int id) {
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
     clc_src(k, "    long best = t < %s ? t : 0;", cg_xs(p.count));
     clc_src(k, "    for (long j = t + L; j < %s; j += L)", cg_xs(p.count));
-    clc_src(k, "        if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner), x, cg_xs(inner));
+    clc_src(k, "        if (v%d[base + j * (%s)] > v%d[base + best * (%s)]) best = j;", x, cg_xs(inner), x,
+            cg_xs(inner));
     if (wg) {
         clc_src(k, "    redf[t] = v%d[base + best * (%s)];", x, cg_xs(inner));
         clc_src(k, "    redi[t] = t < %s ? (int)best : INT_MAX;", cg_xs(p.count));
@@ -518,8 +534,10 @@ void clc_op_SUM_TO(struct clc *k, int id) {
     }
     char fin[64];
     snprintf(fin, sizeof fin, is_i32(k, id) ? "v%d[r] = a" : "v%d[r] = (float)a", id);
-    if (is_i32(k, id)) reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
-    else reduce_sum(k, id, red, fin);
+    if (is_i32(k, id))
+        reduce(k, id, red, "int", "0", "nrt_to_i32((acc_t)$0 + (acc_t)$1)", "netc_wg_sumi", "redi", fin);
+    else
+        reduce_sum(k, id, red, fin);
 }
 
 /* --------------------------------------------------------------- matmul */
@@ -556,8 +574,8 @@ static void along_axis(struct clc *k, int id, int64_t axis, const char *body) {
     int idx = kbegin(k, kname(k, id), &v, false, false);
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(total));
-    clc_src(k, "    const long in = i %% (%s), j = (i / (%s)) %% %lld, o = i / ((%s) * %lld);", cg_xs(inner), cg_xs(inner),
-            (long long)y->dim[axis], cg_xs(inner), (long long)y->dim[axis]);
+    clc_src(k, "    const long in = i %% (%s), j = (i / (%s)) %% %lld, o = i / ((%s) * %lld);", cg_xs(inner),
+            cg_xs(inner), (long long)y->dim[axis], cg_xs(inner), (long long)y->dim[axis]);
     clc_src(k, "    (void)o, (void)j, (void)in;");
     clc_src(k, "%s", body);
     idx = kend(k);
@@ -583,7 +601,8 @@ void clc_op_PAD(struct clc *k, int id) {
     struct cgc_x inner = cgc_dims_prod(x, (int)axis + 1, x->rank);
     char body[512];
     snprintf(body, sizeof body,
-             "    const long jj = j - %lld;\n    v%d[i] = jj >= 0 && jj < %lld ? v%d[(o * %lld + jj) * (%s) + in] : 0;",
+             "    const long jj = j - %lld;\n    v%d[i] = jj >= 0 && jj < %lld ? v%d[(o * %lld + jj) * (%s) "
+             "+ in] : 0;",
              (long long)before, id, kx, arg(k, id, 0), kx, cg_xs(inner));
     along_axis(k, id, axis, body);
 }
@@ -597,9 +616,9 @@ void clc_op_CONCAT(struct clc *k, int id) {
         const struct shape *x = arg_shape(k, id, a);
         long long kx = (long long)x->dim[axis];
         len += (size_t)snprintf(body + len, sizeof body - len,
-                                "%s    %sif (j < %lld) v%d[i] = v%d[(o * %lld + j - %lld) * (%s) + in];", a ? "\n" : "",
-                                a ? "else " : "", (long long)(at + kx), id, arg(k, id, a), kx, (long long)at,
-                                cg_xs(cgc_dims_prod(x, (int)axis + 1, x->rank)));
+                                "%s    %sif (j < %lld) v%d[i] = v%d[(o * %lld + j - %lld) * (%s) + in];",
+                                a ? "\n" : "", a ? "else " : "", (long long)(at + kx), id, arg(k, id, a), kx,
+                                (long long)at, cg_xs(cgc_dims_prod(x, (int)axis + 1, x->rank)));
         at += kx;
     }
     along_axis(k, id, axis, body);
@@ -617,8 +636,8 @@ static bool axis_rows_open(struct clc *k, int id, struct cgc_x *kk, int *idx, st
     *kk = cgc_dim(x, axis);
     *rows = cgc_mul(outer, inner);
     bool wg = rows_open(k, kname(k, id), v, *kk, *rows, idx);
-    clc_src(k, "    const long base = (r / (%s)) * (%s) * (%s) + r %% (%s), st = %s;", cg_xs(inner), cg_xs(*kk), cg_xs(inner),
-            cg_xs(inner), cg_xs(inner));
+    clc_src(k, "    const long base = (r / (%s)) * (%s) * (%s) + r %% (%s), st = %s;", cg_xs(inner),
+            cg_xs(*kk), cg_xs(inner), cg_xs(inner), cg_xs(inner));
     return wg;
 }
 
@@ -641,8 +660,12 @@ static void softmax(struct clc *k, int id, bool log_out) {
     char elem[64];
     snprintf(elem, sizeof elem, "v%d[base + j * st]", x);
     row_lse(k, wg, elem, kk);
-    if (log_out) clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", cg_xs(kk), id, elem);
-    else clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);", cg_xs(kk), id, elem);
+    if (log_out)
+        clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)(%s - lse);", cg_xs(kk),
+                id, elem);
+    else
+        clc_src(k, "    for (long j = t; j < %s; j += L) v%d[base + j * st] = (float)exp(%s - lse);",
+                cg_xs(kk), id, elem);
     idx = kend(k);
     klaunch(k, idx, &v, rows, wg, false);
 }
@@ -663,9 +686,10 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
     clc_src(k, "    __global const float *x = v%d + r * %lld;", arg(k, id, 0), tk);
     clc_src(k, "    __global float *y = v%d + r * %lld;", id, tk);
     if (ir_attr_i(nd, ATTR_CAUSAL))
-        clc_src(k, "    const long lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", tq, tk - tq + 1, tk,
-                tk);
-    else clc_src(k, "    const long kn = %lld;", tk);
+        clc_src(k, "    const long lim = r %% %lld + %lld, kn = lim < 0 ? 0 : lim > %lld ? %lld : lim;", tq,
+                tk - tq + 1, tk, tk);
+    else
+        clc_src(k, "    const long kn = %lld;", tk);
     clc_src(k, "    float mx = -INFINITY;");
     clc_src(k, "    acc_t s = 0;");
     clc_src(k, "    for (long j = 0; j < kn; j++) mx = x[j] > mx ? x[j] : mx;");
@@ -686,11 +710,13 @@ void clc_op_ATTN_SOFTMAX(struct clc *k, int id) {
 static void attn_prelude(struct clc *k, int id, const char *row) {
     const struct ir_node *nd = node(k, id);
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, h = (long long)ir_attr_i(nd, ATTR_HEADS);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3,
+              h = (long long)ir_attr_i(nd, ATTR_HEADS);
     clc_src(k, "    const long r = get_global_id(0);");
     clc_src(k, "    if (r >= %s * %lld) return;", cg_xs(cgc_dim(x, 0)), h * t);
     clc_src(k, "    const long %s = r %% %lld, h = (r / %lld) %% %lld, b = r / %lld;", row, t, t, h, h * t);
-    clc_src(k, "    __global const float *base = v%d + b * %lld + h * %lld;", arg(k, id, 0), t * 3 * e, e / h);
+    clc_src(k, "    __global const float *base = v%d + b * %lld + h * %lld;", arg(k, id, 0), t * 3 * e,
+            e / h);
     clc_src(k, "    const float sc = %s;", cg_fs(ir_attr_f(nd, ATTR_SCALE)));
 }
 
@@ -705,8 +731,9 @@ static struct cgc_x attn_rows(struct clc *k, int id) {
 /* Row i's score with key j: sc q_i.k_j (the operand's q and k of the head). */
 static void attn_score(struct clc *k, long long d, long long e, const char *i, const char *j) {
     clc_src(k, "        float s = 0.0f;");
-    clc_src(k, "        for (long c = 0; c < %lld; c++) s += base[%s * %lld + c] * base[%s * %lld + %lld + c];", d, i, 3 * e, j,
-            3 * e, e);
+    clc_src(k,
+            "        for (long c = 0; c < %lld; c++) s += base[%s * %lld + c] * base[%s * %lld + %lld + c];",
+            d, i, 3 * e, j, 3 * e, e);
     clc_src(k, "        s *= sc;");
 }
 
@@ -714,20 +741,24 @@ static void attn_score(struct clc *k, long long d, long long e, const char *i, c
  * and sum l, the accumulator rescaled when m grows). */
 void clc_op_ATTENTION(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_attr_i(node(k, id), ATTR_HEADS);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3,
+              d = e / ir_attr_i(node(k, id), ATTR_HEADS);
     bool causal = ir_attr_i(node(k, id), ATTR_CAUSAL) != 0;
     struct kvals v = kv_node(k, id);
     int idx = kbegin(k, kname(k, id), &v, false, false);
     attn_prelude(k, id, "i");
-    if (causal) clc_src(k, "    const long kn = i + 1;");
-    else clc_src(k, "    const long kn = %lld;", t);
+    if (causal)
+        clc_src(k, "    const long kn = i + 1;");
+    else
+        clc_src(k, "    const long kn = %lld;", t);
     clc_src(k, "    float acc[%lld], m = -INFINITY, l = 0.0f;", d);
     clc_src(k, "    for (long c = 0; c < %lld; c++) acc[c] = 0.0f;", d);
     clc_src(k, "    for (long j = 0; j < kn; j++) {");
     attn_score(k, d, e, "i", "j");
     clc_src(k, "        const float mn = fmax(m, s), a = exp(m - mn), p = exp(s - mn);");
     clc_src(k, "        l = l * a + p;");
-    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] = acc[c] * a + p * base[j * %lld + %lld + c];", d, 3 * e, 2 * e);
+    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] = acc[c] * a + p * base[j * %lld + %lld + c];",
+            d, 3 * e, 2 * e);
     clc_src(k, "        m = mn;");
     clc_src(k, "    }");
     clc_src(k, "    __global float *y = v%d + (b * %lld + i) * %lld + h * %lld;", id, t, e, d);
@@ -742,7 +773,8 @@ void clc_op_ATTENTION(struct clc *k, int id) {
  * after the row's own stash. sum_j p_ij dp_ij is dy_i . y_i. */
 void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
     const struct shape *x = arg_shape(k, id, 0);
-    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3, d = e / ir_attr_i(node(k, id), ATTR_HEADS);
+    long long t = (long long)x->dim[1], e = (long long)x->dim[2] / 3,
+              d = e / ir_attr_i(node(k, id), ATTR_HEADS);
     bool causal = ir_attr_i(node(k, id), ATTR_CAUSAL) != 0;
     int yv = arg(k, id, 1), dyv = arg(k, id, 2);
     struct kvals v = kv_node(k, id);
@@ -751,8 +783,10 @@ void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
     snprintf(name, sizeof name, "%s_lse", kname(k, id));
     int idx = kbegin(k, name, &v, false, false);
     attn_prelude(k, id, "i");
-    if (causal) clc_src(k, "    const long kn = i + 1;");
-    else clc_src(k, "    const long kn = %lld;", t);
+    if (causal)
+        clc_src(k, "    const long kn = i + 1;");
+    else
+        clc_src(k, "    const long kn = %lld;", t);
     clc_src(k, "    float m = -INFINITY, l = 0.0f;");
     clc_src(k, "    for (long j = 0; j < kn; j++) {");
     attn_score(k, d, e, "i", "j");
@@ -796,8 +830,10 @@ void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
     snprintf(name, sizeof name, "%s_q", kname(k, id));
     idx = kbegin(k, name, &v, false, false);
     attn_prelude(k, id, "i");
-    if (causal) clc_src(k, "    const long kn = i + 1;");
-    else clc_src(k, "    const long kn = %lld;", t);
+    if (causal)
+        clc_src(k, "    const long kn = i + 1;");
+    else
+        clc_src(k, "    const long kn = %lld;", t);
     clc_src(k, "    __global const float *dyi = v%d + (b * %lld + i) * %lld + h * %lld;", dyv, t, e, d);
     clc_src(k, "    __global const float *yi = v%d + (b * %lld + i) * %lld + h * %lld;", yv, t, e, d);
     clc_src(k, "    __global float *dq = v%d + (b * %lld + i) * %lld + h * %lld;", id, t, 3 * e, d);
@@ -810,9 +846,11 @@ void clc_op_ATTENTION_GRAD(struct clc *k, int id) {
     clc_src(k, "    for (long j = 0; j < kn; j++) {");
     attn_score(k, d, e, "i", "j");
     clc_src(k, "        float dp = 0.0f;");
-    clc_src(k, "        for (long c = 0; c < %lld; c++) dp += dyi[c] * base[j * %lld + %lld + c];", d, 3 * e, 2 * e);
+    clc_src(k, "        for (long c = 0; c < %lld; c++) dp += dyi[c] * base[j * %lld + %lld + c];", d, 3 * e,
+            2 * e);
     clc_src(k, "        const float ds = sc * exp(s - lse) * (dp - dd);");
-    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] += ds * base[j * %lld + %lld + c];", d, 3 * e, e);
+    clc_src(k, "        for (long c = 0; c < %lld; c++) acc[c] += ds * base[j * %lld + %lld + c];", d, 3 * e,
+            e);
     clc_src(k, "    }");
     clc_src(k, "    for (long c = 0; c < %lld; c++) dq[c] = acc[c];", d);
     idx = kend(k);
@@ -829,14 +867,18 @@ static void softmax_grad(struct clc *k, int id, bool log_in) {
         clc_src(k, "    for (long j = t; j < %s; j += L) s += v%d[base + j * st];", cg_xs(kk), dy);
         wg_combine(k, wg, "s", "netc_wg_sum", "redd");
         clc_src(k, "    for (long j = t; j < %s; j += L)", cg_xs(kk));
-        clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] - exp((acc_t)v%d[base + j * st]) * s);", id,
-                dy, y);
+        clc_src(
+            k,
+            "        v%d[base + j * st] = (float)(v%d[base + j * st] - exp((acc_t)v%d[base + j * st]) * s);",
+            id, dy, y);
     } else {
-        clc_src(k, "    for (long j = t; j < %s; j += L) s += (acc_t)v%d[base + j * st] * v%d[base + j * st];", cg_xs(kk),
-                dy, y);
+        clc_src(k,
+                "    for (long j = t; j < %s; j += L) s += (acc_t)v%d[base + j * st] * v%d[base + j * st];",
+                cg_xs(kk), dy, y);
         wg_combine(k, wg, "s", "netc_wg_sum", "redd");
         clc_src(k, "    for (long j = t; j < %s; j += L)", cg_xs(kk));
-        clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id, y, dy);
+        clc_src(k, "        v%d[base + j * st] = (float)(v%d[base + j * st] * (v%d[base + j * st] - s));", id,
+                y, dy);
     }
     idx = kend(k);
     klaunch(k, idx, &v, rows, wg, false);
@@ -881,7 +923,7 @@ static void ewise_loss_grad(struct clc *k, int id, const char *d) {
 }
 
 /* The losses of codegen/formulas.def and their gradients. */
-#define LOSS(op, loss, grad) \
+#define LOSS(op, loss, grad)                                             \
     void clc_op_##op(struct clc *k, int id) { ewise_loss(k, id, loss); } \
     void clc_op_##op##_GRAD(struct clc *k, int id) { ewise_loss_grad(k, id, grad); }
 #include "codegen/formulas.def"
@@ -900,8 +942,10 @@ static void host_label_check(struct clc *k, int id) {
     cgc_emit(c, "for (int64_t r = 0; r < %s; r++) {", cg_xs(cgc_dim(x, 0)));
     cgc_emit(c, "    const int32_t y = ((const int32_t *)ctx->buf[%d])[r];", k->c.vals[l].buffer);
     cgc_emit(c, "    if (y < 0 || y >= %lld) {", cls);
-    cgc_emit(c, "        nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", (int)y, "
-                "(long long)r);",
+    cgc_emit(c,
+             "        nrt_ctx_fail(ctx, \"label %%d of batch item %%lld is out of range for %lld classes\", "
+             "(int)y, "
+             "(long long)r);",
              cls);
     cgc_emit(c, "        return;");
     cgc_emit(c, "    }");
@@ -964,13 +1008,17 @@ void clc_op_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
     class_row(k, id, wg, true, "r", "    ");
     clc_src(k, "    __global float *dr = v%d + r * %lld;", id, cls);
     if (labels) {
-        clc_src(k, "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 : 0)));",
+        clc_src(k,
+                "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 "
+                ": 0)));",
                 cls);
     } else {
         clc_src(k, "    acc_t ts = 0;");
         clc_src(k, "    for (long j = t; j < %lld; j += L) ts += v%d[r * %lld + j];", cls, tg, cls);
         wg_combine(k, wg, "ts", "netc_wg_sum", "redd");
-        clc_src(k, "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * %lld + j]));",
+        clc_src(k,
+                "    for (long j = t; j < %lld; j += L) dr[j] = (float)(g * (exp(xr[j] - lse) * ts - v%d[r * "
+                "%lld + j]));",
                 cls, tg, cls);
     }
     idx = kend(k);
@@ -1029,8 +1077,9 @@ static void rnn_call(struct clc *k, int id, int ws, int whh, int x, const char *
 
 void clc_op_RNN(struct clc *k, int id) {
     char call[256];
-    snprintf(call, sizeof call, "nrt_cl_rnn_forward(ctx, &geo, o%d, o%d, o%d, o%d, o%d, o%d, o%d, o%d);", arg(k, id, 0),
-             arg(k, id, 1), arg(k, id, 2), arg(k, id, 3), arg(k, id, 4), arg(k, id, 5), arg(k, id, 6), id);
+    snprintf(call, sizeof call, "nrt_cl_rnn_forward(ctx, &geo, o%d, o%d, o%d, o%d, o%d, o%d, o%d, o%d);",
+             arg(k, id, 0), arg(k, id, 1), arg(k, id, 2), arg(k, id, 3), arg(k, id, 4), arg(k, id, 5),
+             arg(k, id, 6), id);
     rnn_call(k, id, -1, 2, 0, call);
 }
 
@@ -1044,8 +1093,8 @@ void clc_op_RNN_BPTT(struct clc *k, int id) {
 void clc_op_RNN_GRAD(struct clc *k, int id) {
     char call[256];
     snprintf(call, sizeof call, "nrt_cl_rnn_grad(ctx, &geo, %d, o%d, o%d, o%d, o%d, o%d, o%d);",
-             (int)ir_attr_i(node(k, id), ATTR_WRT), arg(k, id, 0), arg(k, id, 1), arg(k, id, 2), arg(k, id, 4),
-             arg(k, id, 5), id);
+             (int)ir_attr_i(node(k, id), ATTR_WRT), arg(k, id, 0), arg(k, id, 1), arg(k, id, 2),
+             arg(k, id, 4), arg(k, id, 5), id);
     rnn_call(k, id, 4, 3, 1, call);
 }
 
@@ -1071,8 +1120,8 @@ static void dropout(struct clc *k, int id) {
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
     clc_src(k, "    v%d[i] = nrt_dropout_keep(%lluUL, (ulong)step, (ulong)i, %luU) ? v%d[i] * %s : 0.0f;", id,
-            (unsigned long long)(uint64_t)ir_attr_i(nd, ATTR_SEED), (unsigned long)nrt_dropout_threshold(rate),
-            arg(k, id, 0), cg_fs(1.0 / (1.0 - rate)));
+            (unsigned long long)(uint64_t)ir_attr_i(nd, ATTR_SEED),
+            (unsigned long)nrt_dropout_threshold(rate), arg(k, id, 0), cg_fs(1.0 / (1.0 - rate)));
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, true);
     k->uses_step = true;
@@ -1092,7 +1141,8 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
     clc_src(k, "    const long c = (i / (%s)) %% %lld;", cg_xs(inner), ch);
-    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var, cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
+    clc_src(k, "    const float sc = v%d[c] / sqrt(v%d[c] + %s);", g, var,
+            cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     clc_src(k, "    v%d[i] = sc * (v%d[i] - v%d[c]) + v%d[c];", id, xv, mu, b);
     idx = kend(k);
     klaunch(k, idx, &v, cnt, false, false);
@@ -1115,7 +1165,8 @@ static void layernorm(struct clc *k, int id, bool grad) {
     clc_src(k, "    for (long j = 0; j < %lld; j++) m += x[j];", d);
     clc_src(k, "    m /= %lld;", d);
     clc_src(k, "    for (long j = 0; j < %lld; j++) q += (x[j] - m) * (x[j] - m);", d);
-    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d, cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
+    clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d,
+            cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     if (grad) {
         clc_src(k, "    __global const float *g = v%d + r * %lld;", arg(k, id, 1), d);
         clc_src(k, "    acc_t sg = 0, sgc = 0;");
@@ -1124,7 +1175,8 @@ static void layernorm(struct clc *k, int id, bool grad) {
         clc_src(k, "        sgc += g[j] * (x[j] - m);");
         clc_src(k, "    }");
         clc_src(k, "    const acc_t mg = sg / %lld, c2 = sgc * rs * rs / %lld;", d, d);
-        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (g[j] - mg - (x[j] - m) * c2));", d);
+        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (g[j] - mg - (x[j] - m) * c2));",
+                d);
     } else {
         clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)((x[j] - m) * rs);", d);
     }
@@ -1152,7 +1204,9 @@ static void host_ids_check(struct clc *k, int id, int i, long long limit, bool h
     char skipc[64] = "";
     if (has_skip) snprintf(skipc, sizeof skipc, "v != %lld && ", skip);
     cgc_emit(c, "    if (%s(v < 0 || v >= %lld)) {", skipc, limit);
-    cgc_emit(c, "        nrt_ctx_fail(ctx, \"%s %%d at position %%lld is out of range for %lld\", (int)v, (long long)p);",
+    cgc_emit(c,
+             "        nrt_ctx_fail(ctx, \"%s %%d at position %%lld is out of range for %lld\", (int)v, (long "
+             "long)p);",
              msg, limit);
     cgc_emit(c, "        return;");
     cgc_emit(c, "    }");
@@ -1170,7 +1224,8 @@ void clc_op_EMBEDDING(struct clc *k, int id) {
     clc_src(k, "    const long i = get_global_id(0);");
     clc_src(k, "    if (i >= %s) return;", cg_xs(total));
     clc_src(k, "    const int t = v%d[i / %lld];", arg(k, id, 1), d);
-    clc_src(k, "    v%d[i] = t >= 0 && t < %lld ? v%d[(long)t * %lld + i %% %lld] : 0.0f;", id, rows, arg(k, id, 0), d, d);
+    clc_src(k, "    v%d[i] = t >= 0 && t < %lld ? v%d[(long)t * %lld + i %% %lld] : 0.0f;", id, rows,
+            arg(k, id, 0), d, d);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
@@ -1188,7 +1243,8 @@ void clc_op_EMBEDDING_GRAD(struct clc *k, int id) {
     clc_src(k, "    for (long r = 0; r < %lld; r++) v%d[r * %lld + j] = 0.0f;", rows, id, d);
     clc_src(k, "    for (long p = 0; p < %s; p++) {", cg_xs(cgc_count(arg_shape(k, id, 0))));
     clc_src(k, "        const int t = v%d[p];", arg(k, id, 0));
-    clc_src(k, "        if (t >= 0 && t < %lld) v%d[(long)t * %lld + j] += v%d[p * %lld + j];", rows, id, d, arg(k, id, 1), d);
+    clc_src(k, "        if (t >= 0 && t < %lld) v%d[(long)t * %lld + j] += v%d[p * %lld + j];", rows, id, d,
+            arg(k, id, 1), d);
     clc_src(k, "    }");
     idx = kend(k);
     klaunch(k, idx, &v, xk(d), false, false);
@@ -1260,7 +1316,9 @@ void clc_op_MASKED_CROSS_ENTROPY_GRAD(struct clc *k, int id) {
     clc_src(k, "            continue;");
     clc_src(k, "        }");
     masked_lse(k, id);
-    clc_src(k, "        for (long j = 0; j < cls; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 : 0)));");
+    clc_src(
+        k,
+        "        for (long j = 0; j < cls; j++) dr[j] = (float)(g * (exp(xr[j] - lse) - (j == y ? 1 : 0)));");
     clc_src(k, "    }");
     idx = kend(k);
     klaunch(k, idx, &v, xk(1), wg, false);
@@ -1308,12 +1366,16 @@ static void masked_pool_fwd(struct clc *k, int id, bool max) {
     clc_src(k, "    long kept = 0;");
     clc_src(k, "    for (long s = 0; s < T; s++) {");
     clc_src(k, "        if (ib[s] == pad) continue;");
-    if (max) clc_src(k, "        a = kept == 0 || xb[s * R] > a ? xb[s * R] : a;");
-    else clc_src(k, "        a += xb[s * R];");
+    if (max)
+        clc_src(k, "        a = kept == 0 || xb[s * R] > a ? xb[s * R] : a;");
+    else
+        clc_src(k, "        a += xb[s * R];");
     clc_src(k, "        kept++;");
     clc_src(k, "    }");
-    if (max) clc_src(k, "    v%d[i] = a;", id);
-    else clc_src(k, "    v%d[i] = kept ? a / (float)kept : 0.0f;", id);
+    if (max)
+        clc_src(k, "    v%d[i] = a;", id);
+    else
+        clc_src(k, "    v%d[i] = kept ? a / (float)kept : 0.0f;", id);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
@@ -1360,8 +1422,10 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
     for (int id = 0; id <= root; id++) {
         const struct ir_node *n = &f->nodes[id];
         if (n->kernel != kernel) continue;
-        if (ir_kernel_head_op(n->op)) heads++;
-        else if (!ir_kernel_ewise_op(n->op)) return false;
+        if (ir_kernel_head_op(n->op))
+            heads++;
+        else if (!ir_kernel_ewise_op(n->op))
+            return false;
         /* batchnorm reads its statistics, scale and shift per channel (axis 1), an
          * access the fused OpenCL kernel does not make yet: node by node. */
         if (n->op == OP_BATCHNORM) return false;
@@ -1380,7 +1444,8 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     struct cg_access acc[CG_NEST_OPS];
     int nacc = cg_kernel_nest(c, kn, &ns, acc);
     struct kvals v = {0, {0}};
-    for (size_t i = 0; i < vec_len(kn->outputs); i++) kv_add(&v, kn->outputs[i]); /* the root, and members used later */
+    for (size_t i = 0; i < vec_len(kn->outputs); i++)
+        kv_add(&v, kn->outputs[i]); /* the root, and members used later */
     for (int j = 0; j < nacc; j++) kv_add(&v, acc[j].value);
     char name[64];
     snprintf(name, sizeof name, "e%d_k%d", k->entry, node(k, kn->root)->kernel);
@@ -1392,7 +1457,8 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     }
     /* The stores come last: an input may be the buffer an output is stored into
      * in place (an optimizer update), read above before it is overwritten. */
-    for (int j = 0; j < v.n && cgc_kernel_stores(kn, v.id[j]); j++) clc_src(k, "    v%d[%s] = t%d;", v.id[j], ns.idx[0], v.id[j]);
+    for (int j = 0; j < v.n && cgc_kernel_stores(kn, v.id[j]); j++)
+        clc_src(k, "    v%d[%s] = t%d;", v.id[j], ns.idx[0], v.id[j]);
     idx = kend(k);
     klaunch(k, idx, &v, total, false, false);
 }
@@ -1404,80 +1470,89 @@ void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
 #define CL_STR(...) CL_STR_(__VA_ARGS__)
 
 void clc_prologue(FILE *src) {
-    fputs("/* OpenCL C 1.2. acc_t: the accumulator of losses and softmax rows (double\n"
-          " * where the device has it, as the C backend). */\n"
-          "#ifdef cl_khr_fp64\n"
-          "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
-          "typedef double acc_t;\n"
-          "#else\n"
-          "typedef float acc_t;\n"
-          "#endif\n"
-          "/* The runtime's GELU derivatives (netrt.h) by the builtins, for the\n"
-          " * formulas of codegen/formulas.def. */\n"
-          "float nrt_gelu_grad(float x)\n"
-          "{\n"
-          "    return 0.5f * (1.0f + erf(x * 0.70710678f)) + x * 0.39894228f * exp(-0.5f * x * x);\n"
-          "}\n"
-          "\n"
-          "float nrt_gelu_tanh_grad(float x)\n"
-          "{\n"
-          "    const float th = tanh(0.79788456f * (x + 0.044715f * x * x * x));\n"
-          "    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.79788456f * (1.0f + 0.134145f * x * x);\n"
-          "}\n"
-          "\n"
-          "/* The IR's conversion to i32 (toward zero, saturating, NaN as 0): the text of\n"
-          " * runtime/netrt.h's, over acc_t. */\n"
-          CL_STR(NRT_TO_I32_DEFS(, acc_t, int)) "\n"
-          "\n"
-          "/* The dropout mask: the text of runtime/netrt.h's, over OpenCL's types. */\n"
-          CL_STR(NRT_DROPOUT_DEFS(, ulong, uint)) "\n"
-          "\n"
-          "/* Work-group reductions over a power-of-two group: every work-item gets the\n"
-          " * result. */\n"
-          "#define NETC_WG_REDUCE(T, name, combine)                        \\\n"
-          "    T name(__local T *r, T v)                                   \\\n"
-          "    {                                                           \\\n"
-          "        const int t = get_local_id(0);                          \\\n"
-          "        r[t] = v;                                               \\\n"
-          "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
-          "        for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {   \\\n"
-          "            if (t < s) { T a = r[t], b = r[t + s]; r[t] = combine; } \\\n"
-          "            barrier(CLK_LOCAL_MEM_FENCE);                       \\\n"
-          "        }                                                       \\\n"
-          "        v = r[0];                                               \\\n"
-          "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
-          "        return v;                                               \\\n"
-          "    }\n"
-          "NETC_WG_REDUCE(float, netc_wg_sumf, a + b)\n"
-          "NETC_WG_REDUCE(acc_t, netc_wg_sum, a + b)\n"
-          "NETC_WG_REDUCE(int, netc_wg_sumi, nrt_to_i32((acc_t)a + (acc_t)b))\n"
-          "NETC_WG_REDUCE(float, netc_wg_maxf, (b > a ? b : a))\n"
-          "NETC_WG_REDUCE(int, netc_wg_maxi, (b > a ? b : a))\n"
-          "\n"
-          "/* The first index of the largest value over a work-group: (rv, ri) hold each\n"
-          " * work-item's candidate (ri INT_MAX: none). */\n"
-          "long netc_wg_argmax(__local float *rv, __local int *ri)\n"
-          "{\n"
-          "    const int t = get_local_id(0);\n"
-          "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-          "    for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {\n"
-          "        if (t < s && ri[t + s] != INT_MAX &&\n"
-          "            (ri[t] == INT_MAX || rv[t + s] > rv[t] || (rv[t + s] == rv[t] && ri[t + s] < ri[t]))) {\n"
-          "            rv[t] = rv[t + s];\n"
-          "            ri[t] = ri[t + s];\n"
-          "        }\n"
-          "        barrier(CLK_LOCAL_MEM_FENCE);\n"
-          "    }\n"
-          "    const long best = ri[0];\n"
-          "    barrier(CLK_LOCAL_MEM_FENCE);\n"
-          "    return best;\n"
-          "}\n"
-          "\n"
-          "/* Kernel 0: copy count elements (assignments into parameter buffers). */\n"
-          "__kernel void netc_copy(__global float *A, long dst, long src, long count)\n"
-          "{\n"
-          "    const long i = get_global_id(0);\n"
-          "    if (i < count) A[dst + i] = A[src + i];\n"
-          "}\n",
-          src);
+    fputs(
+        "/* OpenCL C 1.2. acc_t: the accumulator of losses and softmax rows (double\n"
+        " * where the device has it, as the C backend). */\n"
+        "#ifdef cl_khr_fp64\n"
+        "#pragma OPENCL EXTENSION cl_khr_fp64 : enable\n"
+        "typedef double acc_t;\n"
+        "#else\n"
+        "typedef float acc_t;\n"
+        "#endif\n"
+        "/* The runtime's GELU derivatives (netrt.h) by the builtins, for the\n"
+        " * formulas of codegen/formulas.def. */\n"
+        "float nrt_gelu_grad(float x)\n"
+        "{\n"
+        "    return 0.5f * (1.0f + erf(x * 0.70710678f)) + x * 0.39894228f * exp(-0.5f * x * x);\n"
+        "}\n"
+        "\n"
+        "float nrt_gelu_tanh_grad(float x)\n"
+        "{\n"
+        "    const float th = tanh(0.79788456f * (x + 0.044715f * x * x * x));\n"
+        "    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.79788456f * (1.0f + 0.134145f * x * "
+        "x);\n"
+        "}\n"
+        "\n"
+        "/* The IR's conversion to i32 (toward zero, saturating, NaN as 0): the text of\n"
+        " * runtime/netrt.h's, over acc_t. */\n" CL_STR(NRT_TO_I32_DEFS(
+            , acc_t,
+            int)) "\n"
+                  "\n"
+                  "/* The dropout mask: the text of runtime/netrt.h's, over OpenCL's types. */\n" CL_STR(
+                      NRT_DROPOUT_DEFS(
+                          , ulong,
+                          uint)) "\n"
+                                 "\n"
+                                 "/* Work-group reductions over a power-of-two group: every work-item gets "
+                                 "the\n"
+                                 " * result. */\n"
+                                 "#define NETC_WG_REDUCE(T, name, combine)                        \\\n"
+                                 "    T name(__local T *r, T v)                                   \\\n"
+                                 "    {                                                           \\\n"
+                                 "        const int t = get_local_id(0);                          \\\n"
+                                 "        r[t] = v;                                               \\\n"
+                                 "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
+                                 "        for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {   \\\n"
+                                 "            if (t < s) { T a = r[t], b = r[t + s]; r[t] = combine; } \\\n"
+                                 "            barrier(CLK_LOCAL_MEM_FENCE);                       \\\n"
+                                 "        }                                                       \\\n"
+                                 "        v = r[0];                                               \\\n"
+                                 "        barrier(CLK_LOCAL_MEM_FENCE);                           \\\n"
+                                 "        return v;                                               \\\n"
+                                 "    }\n"
+                                 "NETC_WG_REDUCE(float, netc_wg_sumf, a + b)\n"
+                                 "NETC_WG_REDUCE(acc_t, netc_wg_sum, a + b)\n"
+                                 "NETC_WG_REDUCE(int, netc_wg_sumi, nrt_to_i32((acc_t)a + (acc_t)b))\n"
+                                 "NETC_WG_REDUCE(float, netc_wg_maxf, (b > a ? b : a))\n"
+                                 "NETC_WG_REDUCE(int, netc_wg_maxi, (b > a ? b : a))\n"
+                                 "\n"
+                                 "/* The first index of the largest value over a work-group: (rv, ri) hold "
+                                 "each\n"
+                                 " * work-item's candidate (ri INT_MAX: none). */\n"
+                                 "long netc_wg_argmax(__local float *rv, __local int *ri)\n"
+                                 "{\n"
+                                 "    const int t = get_local_id(0);\n"
+                                 "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+                                 "    for (int s = get_local_size(0) / 2; s > 0; s >>= 1) {\n"
+                                 "        if (t < s && ri[t + s] != INT_MAX &&\n"
+                                 "            (ri[t] == INT_MAX || rv[t + s] > rv[t] || (rv[t + s] == rv[t] "
+                                 "&& ri[t + s] < ri[t]))) {\n"
+                                 "            rv[t] = rv[t + s];\n"
+                                 "            ri[t] = ri[t + s];\n"
+                                 "        }\n"
+                                 "        barrier(CLK_LOCAL_MEM_FENCE);\n"
+                                 "    }\n"
+                                 "    const long best = ri[0];\n"
+                                 "    barrier(CLK_LOCAL_MEM_FENCE);\n"
+                                 "    return best;\n"
+                                 "}\n"
+                                 "\n"
+                                 "/* Kernel 0: copy count elements (assignments into parameter buffers). */\n"
+                                 "__kernel void netc_copy(__global float *A, long dst, long src, long "
+                                 "count)\n"
+                                 "{\n"
+                                 "    const long i = get_global_id(0);\n"
+                                 "    if (i < count) A[dst + i] = A[src + i];\n"
+                                 "}\n",
+        src);
 }

@@ -136,7 +136,8 @@ struct cg_target {
     bool (*emit_lib)(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix,
                      const char *header_name, const struct cg_options *opt);
     bool parts;              /* emit honours cg_options.part (several translation units) */
-    const char *runtime_lib; /* a runtime library linked before libnetrt.a, found beside it ("libnetrt_cl.a"), or NULL */
+    const char *runtime_lib; /* a runtime library linked before libnetrt.a, found beside it ("libnetrt_cl.a"),
+                                or NULL */
     const char *link_flags;  /* libraries linked after the runtime's, space-separated ("-lOpenCL"), or NULL */
     const char *needs;       /* when runtime_lib is missing: what to install and rebuild, or NULL */
     /* What the fuse and memplan passes plan for: the kernels it emits whole,
@@ -155,14 +156,14 @@ struct cg_target {
 };
 
 extern const struct cg_target cg_target_c;
-extern const struct pass_target cgc_plan_c; /* the C target's kernel and scratch planning (c_emit.c) */
+extern const struct pass_target cgc_plan_c;  /* the C target's kernel and scratch planning (c_emit.c) */
 extern const struct cg_target cg_target_lib; /* c_lib.c: the C target as a library (emit_lib) */
 /* c_lib.c: `netc emit --target=lib`: the C of the model (emit_c, the
  * descriptor renamed PREFIX_netc_model) plus a small API named after `prefix` (PREFIX_open, _forward,
  * _train_step, ...; docs/embedding.md) into c_out, and its header into h_out,
  * which `header_name` names for the #include. */
-bool cg_emit_lib(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix, const char *header_name,
-                 const struct cg_options *opt);
+bool cg_emit_lib(const struct ir_module *m, FILE *c_out, FILE *h_out, const char *prefix,
+                 const char *header_name, const struct cg_options *opt);
 
 /* ---------------------------------------------------- targets.c: the registry */
 
@@ -184,19 +185,19 @@ struct cgc_x {
 
 /* Where a value of the function being emitted lives. */
 struct cgc_val {
-    int alias;     /* node id whose storage it shares, or -1 */
-    int buffer;    /* module buffer it is (input/param leaves, and kernel outputs
-                      stored in place into the buffer they are assigned to), or -1 */
-    bool per_n;    /* its slot is in the per-batch region */
-    size_t off;    /* slot offset in its region (bytes; per-n slots: per batch item) */
-    size_t size;   /* slot bytes (per batch item for per-n slots) */
-    int64_t scratch; /* scratch floats the op needs (per batch item if scratch_n) */
-    bool scratch_n;  /* scratch scales with n */
+    int alias;          /* node id whose storage it shares, or -1 */
+    int buffer;         /* module buffer it is (input/param leaves, and kernel outputs
+                           stored in place into the buffer they are assigned to), or -1 */
+    bool per_n;         /* its slot is in the per-batch region */
+    size_t off;         /* slot offset in its region (bytes; per-n slots: per batch item) */
+    size_t size;        /* slot bytes (per batch item for per-n slots) */
+    int64_t scratch;    /* scratch floats the op needs (per batch item if scratch_n) */
+    bool scratch_n;     /* scratch scales with n */
     size_t scratch_off; /* scratch slot offset in its region */
-    int last_use;  /* last node reading it (INT_MAX: an output or assigned) */
-    int uses;      /* readers, outputs included */
-    int kernel;    /* index into cgc.kernels of the fused kernel it belongs to, or -1 */
-    int bucket;    /* the gradient bucket its slot is in (an ALLREDUCE operand), or -1 */
+    int last_use;       /* last node reading it (INT_MAX: an output or assigned) */
+    int uses;           /* readers, outputs included */
+    int kernel;         /* index into cgc.kernels of the fused kernel it belongs to, or -1 */
+    int bucket;         /* the gradient bucket its slot is in (an ALLREDUCE operand), or -1 */
 };
 
 /* A kernel of the IR (nodes with the same `kernel=K`) emitted as one C function:
@@ -237,10 +238,10 @@ struct cgc_seen {
     char **text; /* vec: each kernel's text with node ids renamed by first appearance (owned) */
     char **name; /* vec, parallel: its C name (owned) */
     const struct cg_options *opt; /* opt->part: functions go to further translation units */
-    FILE *part;     /* the translation unit being filled, or NULL */
-    int parts;      /* translation units opened */
-    size_t part_len; /* bytes in part */
-    bool failed;    /* opening one failed */
+    FILE *part;                   /* the translation unit being filled, or NULL */
+    int parts;                    /* translation units opened */
+    size_t part_len;              /* bytes in part */
+    bool failed;                  /* opening one failed */
 };
 
 /* Print one line of C at the current indentation (chibicc's println). */
@@ -259,8 +260,8 @@ bool cgc_x_equal(struct cgc_x a, struct cgc_x b);
 /* The C text of a pointer to a struct nrt_bgemm (runtime/netrt.h) for the
  * batched product y = op(a) op(b) of rank >= 3 (torch.matmul broadcasting). */
 #define CGC_BGEMM_MAX 640
-char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb, char *buf,
-                size_t len);
+char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb,
+                char *buf, size_t len);
 /* Prints x as C ("784", "784 * n", "n") into buf; returns buf. */
 char *cgc_xstr(struct cgc_x x, char *buf, size_t len);
 #define CGC_XSTR_MAX 48
@@ -298,7 +299,8 @@ int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x);
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
-bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer, struct cgc_x *inner);
+bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer,
+                      struct cgc_x *inner);
 #define CGC_TMPL_MAX 256
 /* Scratch floats node n needs besides its value; *per_n tells whether the
  * count is per batch item. */
@@ -341,8 +343,8 @@ void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int
  * forward, evaluate and generate entries). extra initialises its last fields,
  * target, device and device_program (OpenCL: "\"opencl\", &nrt_cl_device_ops,
  * &cl_program"); NULL: the C target's ("c", no device). */
-void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt, const size_t *ws_fixed,
-                         const size_t *ws_per_n, const char *extra);
+void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
+                         const size_t *ws_fixed, const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);
 void cgc_put_str(FILE *out, const char *s);
 
@@ -422,7 +424,8 @@ bool cg_in_register(const struct cgc *c, const struct cgc_kernel *k, int m, int 
 int cg_kernel_accesses(const struct cgc *c, const struct cgc_kernel *k, struct cg_access *acc, int max);
 /* k's nest, merged (the outputs, all of the root's shape, share array 0), and its
  * accesses; returns their count. */
-int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns, struct cg_access *acc);
+int cg_kernel_nest(const struct cgc *c, const struct cgc_kernel *k, struct cg_nest *ns,
+                   struct cg_access *acc);
 /* Member m's element expression in k's nest (indices filled): its formula in
  * c->lang's spelling with registers t<id> and array elements v<id>[index] for
  * operands. */
@@ -448,13 +451,14 @@ void cg_row_lse(FILE *out, const char *pad, const struct cg_lang *l, const char 
 /* The head of a generated C file of module m: a comment naming it ("model NAME"
  * then `what`, the netc version, then the lines of `about`), and the runtime
  * header. */
-void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what, const char *about);
+void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options *opt, const char *what,
+                  const char *about);
 
 /* The (input, weight, output) shapes of a conv-family node's geometry; the
  * images per GEMM its kernels take (struct nrt_conv's chunk) and the scratch
  * floats per image. */
-void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x, const struct shape **w,
-                   const struct shape **y);
+void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,
+                   const struct shape **w, const struct shape **y);
 int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per);
 
 /* Runtime library ops in the target's spelling (c->lang), in a block where they
@@ -502,22 +506,22 @@ extern const struct cg_target cg_target_opencl;
 
 /* The state of the OpenCL emitter while it prints one function. */
 struct clc {
-    struct cgc c;     /* memory plan of the function; c.out receives the host C */
-    FILE *src;        /* the OpenCL C program of the whole module being built */
-    int entry;        /* index of the function's entry point */
-    char **names;     /* vec: kernel names (owned), in launch-index order */
-    char **bodies;    /* vec, parallel to names: each kernel's text with its name
-                         blanked (owned; NULL for netc_copy), so that identical
-                         kernels (the forward ops of several entry points) are
-                         emitted and compiled once */
-    bool uses_step;   /* the function's kernels read the training step (dropout) */
-    FILE *main_src;   /* while a kernel is being printed: src, which then points
-                         to a buffer for the kernel's text */
-    char *kbuf;       /* that buffer (open_memstream) */
-    size_t kbuf_len;  /* its length */
-    char kname[64];   /* the name of the kernel being printed */
-    int kv_n;         /* its values (parameters o<id>, pointers v<id>) */
-    int kv_id[64];    /* their node ids, in parameter order */
+    struct cgc c;    /* memory plan of the function; c.out receives the host C */
+    FILE *src;       /* the OpenCL C program of the whole module being built */
+    int entry;       /* index of the function's entry point */
+    char **names;    /* vec: kernel names (owned), in launch-index order */
+    char **bodies;   /* vec, parallel to names: each kernel's text with its name
+                        blanked (owned; NULL for netc_copy), so that identical
+                        kernels (the forward ops of several entry points) are
+                        emitted and compiled once */
+    bool uses_step;  /* the function's kernels read the training step (dropout) */
+    FILE *main_src;  /* while a kernel is being printed: src, which then points
+                        to a buffer for the kernel's text */
+    char *kbuf;      /* that buffer (open_memstream) */
+    size_t kbuf_len; /* its length */
+    char kname[64];  /* the name of the kernel being printed */
+    int kv_n;        /* its values (parameters o<id>, pointers v<id>) */
+    int kv_id[64];   /* their node ids, in parameter order */
 };
 
 /* Print one line of OpenCL C into k->src. */

@@ -87,8 +87,12 @@ static size_t map_index(const struct shape *s, const int64_t *st, size_t flat) {
 /* ------------------------------------------------------------ accessors */
 
 const struct ir_node *cg_node(struct cg_interp *it, int id) { return &it->f->nodes[id]; }
-struct cg_val *cg_out(struct cg_interp *it, int id) { return &it->vals[id]; }
-struct cg_val *cg_arg(struct cg_interp *it, int id, int i) { return &it->vals[it->f->nodes[id].args[i]]; }
+struct cg_val *cg_out(struct cg_interp *it, int id) {
+    return &it->vals[id];
+}
+struct cg_val *cg_arg(struct cg_interp *it, int id, int i) {
+    return &it->vals[it->f->nodes[id].args[i]];
+}
 
 static struct cg_buf *buf_find(struct cg_interp *it, const char *name) {
     for (size_t i = 0; i < vec_len(it->m->buffers); i++)
@@ -147,7 +151,8 @@ static struct cg_buf *buf_for_set(struct cg_interp *it, const char *name, enum d
     struct cg_buf *b = buf_find(it, name);
     if (!b) return cg_fail(it, -1, "no buffer named '%s'", name), NULL;
     if (b->b->type.dtype != dt)
-        return cg_fail(it, -1, "buffer '%s' is %s, not %s", name, dtype_name(b->b->type.dtype), dtype_name(dt)),
+        return cg_fail(it, -1, "buffer '%s' is %s, not %s", name, dtype_name(b->b->type.dtype),
+                       dtype_name(dt)),
                NULL;
     if (count != b->numel)
         return cg_fail(it, -1, "buffer '%s' holds %zu elements, got %zu", name, b->numel, count), NULL;
@@ -414,7 +419,8 @@ bool cg_eval_BIAS_ADD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
     int64_t axis = ir_attr_i(cg_node(it, id), ATTR_AXIS), st[IR_MAX_RANK];
     strides(&x->shape, st);
-    for (size_t i = 0; i < y->numel; i++) y->d[i] = x->d[i] + b->d[(i / (size_t)st[axis]) % (size_t)x->shape.dim[axis]];
+    for (size_t i = 0; i < y->numel; i++)
+        y->d[i] = x->d[i] + b->d[(i / (size_t)st[axis]) % (size_t)x->shape.dim[axis]];
     return true;
 }
 
@@ -448,8 +454,10 @@ static void reduce_into(struct cg_interp *it, int id, const double *x, double *y
         for (size_t i = 0; i < ny; i++) y[i] = -INFINITY;
     for (size_t i = 0; i < xv->numel; i++) {
         size_t o = map_index(&xv->shape, st, i);
-        if (max) y[o] = x[i] > y[o] ? x[i] : y[o];
-        else y[o] += x[i];
+        if (max)
+            y[o] = x[i] > y[o] ? x[i] : y[o];
+        else
+            y[o] += x[i];
     }
 }
 
@@ -529,7 +537,8 @@ bool cg_eval_BROADCAST_TO(struct cg_interp *it, int id) {
 /* torch.matmul: for each item of the broadcast batch dims of y, y[b] = op(a[b]) op(b[b]). */
 bool cg_eval_MATMUL(struct cg_interp *it, int id) {
     struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
-    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
+    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0,
+         tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
     int ry = y->shape.rank, ra = a->shape.rank, rb = b->shape.rank;
     size_t m = (size_t)y->shape.dim[ry - 2], n = (size_t)y->shape.dim[ry - 1];
     size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
@@ -539,7 +548,8 @@ bool cg_eval_MATMUL(struct cg_interp *it, int id) {
     int64_t sa[IR_MAX_RANK], sb[IR_MAX_RANK];
     strides_into(&ba, &batch, sa);
     strides_into(&bb, &batch, sb);
-    size_t nb = numel(&batch), ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb;
+    size_t nb = numel(&batch), ma = (size_t)a->shape.dim[ra - 2] * lda,
+           mb = (size_t)b->shape.dim[rb - 2] * ldb;
     for (size_t q = 0; q < nb; q++) {
         const double *pa = a->d + map_index(&batch, sa, q) * ma, *pb = b->d + map_index(&batch, sb, q) * mb;
         double *py = y->d + q * m * n;
@@ -557,12 +567,14 @@ bool cg_eval_MATMUL(struct cg_interp *it, int id) {
 /* Sum over the (equal) batch dims of op(a[q]) op(b[q]). */
 bool cg_eval_MATMUL_BSUM(struct cg_interp *it, int id) {
     struct cg_val *a = cg_arg(it, id, 0), *b = cg_arg(it, id, 1), *y = cg_out(it, id);
-    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
+    bool ta = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_A) != 0,
+         tb = ir_attr_i(cg_node(it, id), ATTR_TRANSPOSE_B) != 0;
     int ra = a->shape.rank, rb = b->shape.rank;
     size_t m = (size_t)y->shape.dim[0], n = (size_t)y->shape.dim[1];
     size_t k = (size_t)(ta ? a->shape.dim[ra - 2] : a->shape.dim[ra - 1]);
     size_t lda = (size_t)a->shape.dim[ra - 1], ldb = (size_t)b->shape.dim[rb - 1];
-    size_t ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb, nb = a->numel / ma;
+    size_t ma = (size_t)a->shape.dim[ra - 2] * lda, mb = (size_t)b->shape.dim[rb - 2] * ldb,
+           nb = a->numel / ma;
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             double s = 0;
@@ -603,7 +615,8 @@ static void split_axis(const struct shape *s, int64_t axis, size_t *outer, size_
 }
 
 /* Copy rows [from, from + len) of axis blocks of x into rows [to, ...) of y. */
-static void copy_along(const struct cg_val *x, struct cg_val *y, int64_t axis, size_t from, size_t to, size_t len) {
+static void copy_along(const struct cg_val *x, struct cg_val *y, int64_t axis, size_t from, size_t to,
+                       size_t len) {
     size_t outer, inner;
     split_axis(&x->shape, axis, &outer, &inner);
     size_t kx = (size_t)x->shape.dim[axis], ky = (size_t)y->shape.dim[axis];

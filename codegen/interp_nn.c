@@ -74,14 +74,20 @@ struct attn_geo {
 static struct attn_geo attn_geo(struct cg_interp *it, int id) {
     const struct cg_val *qkv = cg_arg(it, id, 0);
     const struct ir_node *n = cg_node(it, id);
-    struct attn_geo g = {(size_t)qkv->shape.dim[0], (size_t)qkv->shape.dim[1], (size_t)qkv->shape.dim[2] / 3,
-                         (size_t)ir_attr_i(n, ATTR_HEADS), 0, ir_attr_f(n, ATTR_SCALE), ir_attr_i(n, ATTR_CAUSAL) != 0};
+    struct attn_geo g = {(size_t)qkv->shape.dim[0],
+                         (size_t)qkv->shape.dim[1],
+                         (size_t)qkv->shape.dim[2] / 3,
+                         (size_t)ir_attr_i(n, ATTR_HEADS),
+                         0,
+                         ir_attr_f(n, ATTR_SCALE),
+                         ir_attr_i(n, ATTR_CAUSAL) != 0};
     g.d = g.e / g.h;
     return g;
 }
 
 /* Element c of head h of q (part 0), k (1) or v (2) at step j of item b. */
-static double attn_at(const struct attn_geo *g, const double *qkv, size_t b, size_t part, size_t j, size_t h, size_t c) {
+static double attn_at(const struct attn_geo *g, const double *qkv, size_t b, size_t part, size_t j, size_t h,
+                      size_t c) {
     return qkv[(b * g->t + j) * 3 * g->e + part * g->e + h * g->d + c];
 }
 
@@ -90,7 +96,8 @@ static void attn_row(const struct attn_geo *g, const double *qkv, size_t b, size
     size_t kn = g->causal ? i + 1 : g->t;
     for (size_t j = 0; j < kn; j++) {
         double s = 0;
-        for (size_t c = 0; c < g->d; c++) s += attn_at(g, qkv, b, 0, i, h, c) * attn_at(g, qkv, b, 1, j, h, c);
+        for (size_t c = 0; c < g->d; c++)
+            s += attn_at(g, qkv, b, 0, i, h, c) * attn_at(g, qkv, b, 1, j, h, c);
         p[j] = g->scale * s;
     }
     double lse = logsumexp(p, kn, 1);
@@ -130,14 +137,16 @@ bool cg_eval_ATTENTION_GRAD(struct cg_interp *it, int id) {
         for (size_t h = 0; h < g.h; h++)
             for (size_t i = 0; i < g.t; i++) {
                 attn_row(&g, qkv, b, h, i, p);
-                const double *dyi = dy + (b * g.t + i) * g.e + h * g.d, *yi = y + (b * g.t + i) * g.e + h * g.d;
+                const double *dyi = dy + (b * g.t + i) * g.e + h * g.d,
+                             *yi = y + (b * g.t + i) * g.e + h * g.d;
                 double dd = 0;
                 for (size_t c = 0; c < g.d; c++) dd += dyi[c] * yi[c];
                 for (size_t j = 0; j < g.t; j++) {
                     double dp = 0;
                     for (size_t c = 0; c < g.d; c++) dp += dyi[c] * attn_at(&g, qkv, b, 2, j, h, c);
                     double ds = g.scale * p[j] * (dp - dd);
-                    double *dq = dx->d + (b * g.t + i) * 3 * g.e + h * g.d, *dk = dx->d + (b * g.t + j) * 3 * g.e + g.e + h * g.d;
+                    double *dq = dx->d + (b * g.t + i) * 3 * g.e + h * g.d,
+                           *dk = dx->d + (b * g.t + j) * 3 * g.e + g.e + h * g.d;
                     for (size_t c = 0; c < g.d; c++) {
                         dq[c] += ds * attn_at(&g, qkv, b, 1, j, h, c);
                         dk[c] += ds * attn_at(&g, qkv, b, 0, i, h, c);
@@ -310,10 +319,10 @@ bool cg_eval_ACCURACY(struct cg_interp *it, int id) {
 /* The geometry of a conv2d: input x [n, ci, h, w], weight [co, ci/g, kh, kw],
  * output y [n, co, ho, wo]. */
 struct conv {
-    size_t n, ci, h, w;     /* input */
-    size_t co, kh, kw;      /* weight */
-    size_t ho, wo;          /* output */
-    size_t g;               /* groups */
+    size_t n, ci, h, w;       /* input */
+    size_t co, kh, kw;        /* weight */
+    size_t ho, wo;            /* output */
+    size_t g;                 /* groups */
     int64_t s[2], p[4], d[2]; /* stride, pad [top, left, bottom, right], dilation */
 };
 
@@ -332,9 +341,9 @@ static void conv_shapes(struct conv *c, const struct shape *x, const struct shap
 
 /* What conv_loop computes from the three arrays (x, w, y in conv2d's roles). */
 enum conv_mode {
-    CONV_FWD,    /* y = conv(x, w) */
-    CONV_DX,     /* x += conv^T(y, w): the input gradient, and conv_transpose2d */
-    CONV_DW,     /* w += correlation of x with y: the weight gradient */
+    CONV_FWD, /* y = conv(x, w) */
+    CONV_DX,  /* x += conv^T(y, w): the input gradient, and conv_transpose2d */
+    CONV_DW,  /* w += correlation of x with y: the weight gradient */
 };
 
 /* The outputs o in [0, out) whose tap o * s - p + k lands inside [0, in): [*lo, *hi). */
@@ -358,10 +367,12 @@ static void conv_loop(const struct conv *c, double *x, double *w, double *y, enu
                 size_t plane = (b * c->ci + (o / cog) * cig + ch) * c->h * c->w;
                 for (size_t i = 0; i < c->kh; i++) {
                     int64_t oh0, oh1;
-                    tap_range((int64_t)c->ho, (int64_t)c->h, c->s[0], c->p[0], (int64_t)i * c->d[0], &oh0, &oh1);
+                    tap_range((int64_t)c->ho, (int64_t)c->h, c->s[0], c->p[0], (int64_t)i * c->d[0], &oh0,
+                              &oh1);
                     for (size_t j = 0; j < c->kw; j++) {
                         int64_t ow0, ow1;
-                        tap_range((int64_t)c->wo, (int64_t)c->w, c->s[1], c->p[1], (int64_t)j * c->d[1], &ow0, &ow1);
+                        tap_range((int64_t)c->wo, (int64_t)c->w, c->s[1], c->p[1], (int64_t)j * c->d[1], &ow0,
+                                  &ow1);
                         double *wp = &w[((o * cig + ch) * c->kh + i) * c->kw + j], acc = 0;
                         for (int64_t oh = oh0; oh < oh1; oh++) {
                             int64_t ih = oh * c->s[0] - c->p[0] + (int64_t)i * c->d[0];
@@ -369,9 +380,12 @@ static void conv_loop(const struct conv *c, double *x, double *w, double *y, enu
                             double *yr = &y[((b * c->co + o) * c->ho + (size_t)oh) * c->wo];
                             int64_t iw = ow0 * c->s[1] - c->p[1] + (int64_t)j * c->d[1];
                             for (int64_t ow = ow0; ow < ow1; ow++, iw += c->s[1]) {
-                                if (mode == CONV_FWD) yr[ow] += xr[iw] * *wp;
-                                else if (mode == CONV_DX) xr[iw] += yr[ow] * *wp;
-                                else acc += yr[ow] * xr[iw];
+                                if (mode == CONV_FWD)
+                                    yr[ow] += xr[iw] * *wp;
+                                else if (mode == CONV_DX)
+                                    xr[iw] += yr[ow] * *wp;
+                                else
+                                    acc += yr[ow] * xr[iw];
                             }
                         }
                         if (mode == CONV_DW) *wp += acc;
@@ -430,7 +444,8 @@ struct pool {
     int64_t k[2], s[2], p[4];    /* kernel, stride, pad */
 };
 
-static void pool_geo(struct cg_interp *it, int id, const struct shape *x, const struct shape *y, struct pool *p) {
+static void pool_geo(struct cg_interp *it, int id, const struct shape *x, const struct shape *y,
+                     struct pool *p) {
     const struct ir_node *n = cg_node(it, id);
     memcpy(p->k, ir_attr_v(n, ATTR_KERNEL, NULL), sizeof p->k);
     memcpy(p->s, ir_attr_v(n, ATTR_STRIDE, NULL), sizeof p->s);
@@ -499,8 +514,10 @@ static void avgpool(const struct pool *p, const double *x, double *y, double *dx
                         int64_t iw = (int64_t)ow * p->s[1] - p->p[1] + j;
                         if (iw < 0 || iw >= (int64_t)p->w) continue;
                         size_t at = (pl * p->h + (size_t)ih) * p->w + (size_t)iw;
-                        if (dx) dx[at] += *yp * inv;
-                        else s += x[at];
+                        if (dx)
+                            dx[at] += *yp * inv;
+                        else
+                            s += x[at];
                     }
                 }
                 if (!dx) *yp = s * inv;
@@ -525,16 +542,20 @@ bool cg_eval_AVGPOOL2D_GRAD(struct cg_interp *it, int id) {
 
 /* Nearest neighbour: y[.., h, w] = x[.., h / s0, w / s1]; the gradient sums each
  * s0 x s1 block. `small` is x's shape (the gradient's output). */
-static void upsample(struct cg_interp *it, int id, const struct shape *small, double *x, double *y, bool grad) {
+static void upsample(struct cg_interp *it, int id, const struct shape *small, double *x, double *y,
+                     bool grad) {
     const int64_t *sc = ir_attr_v(cg_node(it, id), ATTR_FACTOR, NULL);
-    size_t planes = (size_t)(small->dim[0] * small->dim[1]), h = (size_t)small->dim[2], w = (size_t)small->dim[3];
+    size_t planes = (size_t)(small->dim[0] * small->dim[1]), h = (size_t)small->dim[2],
+           w = (size_t)small->dim[3];
     size_t s0 = (size_t)sc[0], s1 = (size_t)sc[1], H = h * s0, W = w * s1;
     for (size_t pl = 0; pl < planes; pl++)
         for (size_t i = 0; i < H; i++)
             for (size_t j = 0; j < W; j++) {
                 size_t big = (pl * H + i) * W + j, at = (pl * h + i / s0) * w + j / s1;
-                if (grad) x[at] += y[big];
-                else y[big] = x[at];
+                if (grad)
+                    x[at] += y[big];
+                else
+                    y[big] = x[at];
             }
 }
 

@@ -10,10 +10,10 @@
 
 /* The sizes of a recurrent node, read from its operands. */
 struct rnn {
-    int cell, rev;          /* IR_RNN_*, direction */
-    size_t n, t, f, h, gh;  /* batch, steps, features, hidden, gates*hidden */
-    size_t row, st, grow;   /* widths of a ws row, of s0, of a BPTT row */
-    size_t hoff, soff;      /* BPTT row: the recurrent gate block and the state block */
+    int cell, rev;         /* IR_RNN_*, direction */
+    size_t n, t, f, h, gh; /* batch, steps, features, hidden, gates*hidden */
+    size_t row, st, grow;  /* widths of a ws row, of s0, of a BPTT row */
+    size_t hoff, soff;     /* BPTT row: the recurrent gate block and the state block */
 };
 
 static struct rnn rnn_sizes(struct cg_interp *it, int id, int whh, int ws) {
@@ -54,18 +54,24 @@ static double sigm(double v) { return 1 / (1 + exp(-v)); }
 
 static double act(int cell, double v) {
     switch (cell) {
-    case IR_RNN_RELU: return v > 0 ? v : 0;
-    case IR_RNN_SIGMOID: return sigm(v);
-    default: return tanh(v);
+    case IR_RNN_RELU:
+        return v > 0 ? v : 0;
+    case IR_RNN_SIGMOID:
+        return sigm(v);
+    default:
+        return tanh(v);
     }
 }
 
 /* d act / d pre, from the activation's output y. */
 static double act_grad(int cell, double y) {
     switch (cell) {
-    case IR_RNN_RELU: return y > 0 ? 1 : 0;
-    case IR_RNN_SIGMOID: return y * (1 - y);
-    default: return 1 - y * y;
+    case IR_RNN_RELU:
+        return y > 0 ? 1 : 0;
+    case IR_RNN_SIGMOID:
+        return y * (1 - y);
+    default:
+        return 1 - y * y;
     }
 }
 
@@ -159,7 +165,8 @@ bool cg_eval_RNN_BPTT(struct cg_interp *it, int id) {
                     continue;
                 }
                 if (r.cell == IR_RNN_LSTM) {
-                    double c = w[H + j], i = w[2 * H + j], f = w[3 * H + j], gg = w[4 * H + j], o = w[5 * H + j];
+                    double c = w[H + j], i = w[2 * H + j], f = w[3 * H + j], gg = w[4 * H + j],
+                           o = w[5 * H + j];
                     double tc = tanh(c);
                     double dout = dh * tc + d[5 * H + j];
                     dc += dh * o * (1 - tc * tc);
@@ -175,7 +182,8 @@ bool cg_eval_RNN_BPTT(struct cg_interp *it, int id) {
                     double dr = (dn * ghn + d[H + j]) * rg * (1 - rg);
                     double dz = (dh * (prev[j] - nn) + d[2 * H + j]) * z * (1 - z);
                     gx[j] = dr, gx[H + j] = dz, gx[2 * H + j] = dn;
-                    gh[j] = dr + d[4 * H + j], gh[H + j] = dz + d[5 * H + j], gh[2 * H + j] = dn * rg + d[6 * H + j];
+                    gh[j] = dr + d[4 * H + j], gh[H + j] = dz + d[5 * H + j],
+                    gh[2 * H + j] = dn * rg + d[6 * H + j];
                     sp[j] = dh * z;
                 } else {
                     gx[j] = dh * act_grad(r.cell, w[j]);
@@ -220,8 +228,12 @@ bool cg_eval_RNN_GRAD(struct cg_interp *it, int id) {
                     for (size_t j = 0; j < H; j++) y[k * H + j] += gh[k] * prev[j];
                 break;
             }
-            case 3: for (size_t k = 0; k < r.gh; k++) y[k] += gx[k]; break;
-            case 4: for (size_t k = 0; k < r.gh; k++) y[k] += gh[k]; break;
+            case 3:
+                for (size_t k = 0; k < r.gh; k++) y[k] += gx[k];
+                break;
+            case 4:
+                for (size_t k = 0; k < r.gh; k++) y[k] += gh[k];
+                break;
             default:
                 if (s == 0) memcpy(y + b * r.st, g + r.soff, sizeof *y * r.st);
                 break;

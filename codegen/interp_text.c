@@ -22,7 +22,8 @@ bool cg_eval_EMBEDDING(struct cg_interp *it, int id) {
     for (size_t p = 0; p < ids->numel; p++) {
         double v = ids->d[p];
         if (v < 0 || v >= (double)rows)
-            return cg_fail(it, id, "token id %.0f at position %zu is out of range for an embedding of %zu rows", v, p,
+            return cg_fail(it, id,
+                           "token id %.0f at position %zu is out of range for an embedding of %zu rows", v, p,
                            rows);
         for (size_t j = 0; j < d; j++) y->d[p * d + j] = w->d[(size_t)v * d + j];
     }
@@ -35,7 +36,8 @@ bool cg_eval_EMBEDDING_GRAD(struct cg_interp *it, int id) {
     for (size_t p = 0; p < ids->numel; p++) {
         double v = ids->d[p];
         if (v < 0 || v >= (double)rows)
-            return cg_fail(it, id, "token id %.0f at position %zu is out of range for an embedding of %zu rows", v, p,
+            return cg_fail(it, id,
+                           "token id %.0f at position %zu is out of range for an embedding of %zu rows", v, p,
                            rows);
         for (size_t j = 0; j < d; j++) dw->d[(size_t)v * d + j] += dy->d[p * d + j];
     }
@@ -69,7 +71,8 @@ static bool count_kept(struct cg_interp *it, int id, size_t *kept) {
     for (size_t r = 0; r < t->numel; r++) {
         if (t->d[r] == ignore) continue;
         if (t->d[r] < 0 || t->d[r] >= (double)c)
-            return cg_fail(it, id, "target %.0f at position %zu is out of range for %zu classes", t->d[r], r, c);
+            return cg_fail(it, id, "target %.0f at position %zu is out of range for %zu classes", t->d[r], r,
+                           c);
         (*kept)++;
     }
     return true;
@@ -97,7 +100,8 @@ bool cg_eval_MASKED_CROSS_ENTROPY_GRAD(struct cg_interp *it, int id) {
         if (t->d[r] == ignore) continue; /* dx stays 0 */
         const double *xr = &x->d[r * c];
         double lse = logsumexp(xr, c);
-        for (size_t j = 0; j < c; j++) dx->d[r * c + j] = k * (exp(xr[j] - lse) - (j == (size_t)t->d[r] ? 1 : 0));
+        for (size_t j = 0; j < c; j++)
+            dx->d[r * c + j] = k * (exp(xr[j] - lse) - (j == (size_t)t->d[r] ? 1 : 0));
     }
     return true;
 }
@@ -160,14 +164,16 @@ bool cg_eval_MASKED_MEAN_GRAD(struct cg_interp *it, int id) {
 }
 
 bool cg_eval_MASKED_MAX_GRAD(struct cg_interp *it, int id) {
-    struct cg_val *x = cg_arg(it, id, 0), *ids = cg_arg(it, id, 1), *dy = cg_arg(it, id, 2), *dx = cg_out(it, id);
+    struct cg_val *x = cg_arg(it, id, 0), *ids = cg_arg(it, id, 1), *dy = cg_arg(it, id, 2),
+                  *dx = cg_out(it, id);
     double pad = (double)ir_attr_i(cg_node(it, id), ATTR_PAD_ID);
     size_t b = (size_t)x->shape.dim[0], t = (size_t)x->shape.dim[1], r = tail(&x->shape, 2);
     for (size_t n = 0; n < b; n++)
         for (size_t j = 0; j < r; j++) {
             size_t best = t;
             for (size_t s = 0; s < t; s++)
-                if (ids->d[n * t + s] != pad && (best == t || x->d[(n * t + s) * r + j] > x->d[(n * t + best) * r + j]))
+                if (ids->d[n * t + s] != pad &&
+                    (best == t || x->d[(n * t + s) * r + j] > x->d[(n * t + best) * r + j]))
                     best = s;
             if (best < t) dx->d[(n * t + best) * r + j] = dy->d[n * r + j];
         }

@@ -14,21 +14,21 @@
  * emitted, the C backend's memory plan of its function (struct cgc: slots,
  * aliases, fused kernels) and the LLVM values of its frame. */
 struct lg {
-    LLVMContextRef cx;         /* the context owning everything below */
-    LLVMModuleRef mod;         /* the module being built */
-    LLVMBuilderRef b;          /* where instructions go */
+    LLVMContextRef cx;                         /* the context owning everything below */
+    LLVMModuleRef mod;                         /* the module being built */
+    LLVMBuilderRef b;                          /* where instructions go */
     LLVMTypeRef v, i1, i8, i32, i64, f32, f64; /* void and the scalar types */
     LLVMTypeRef p8, p32, p64, pf32, pf64;      /* pointers to them */
-    const struct ir_module *m; /* the netc module */
-    struct cgc c;              /* memory plan of the function being emitted */
-    LLVMValueRef fn;           /* the LLVM function being emitted */
-    LLVMValueRef ctx;          /* its struct nrt_ctx * (as i8 *) */
-    LLVMValueRef n;            /* its batch size (i64) */
-    LLVMValueRef ws, mn;       /* ctx->ws (i8 *) and ctx->max_n (i64) */
-    LLVMValueRef *ptr;         /* per node: its storage (i8 *), or NULL */
-    LLVMValueRef *sptr;        /* per node: its scratch (float *), or NULL */
-    LLVMBasicBlockRef ret;     /* the block returning from the function being emitted */
-    bool may_fail;             /* code since this was cleared can fail the step (nrt_ctx_fail) */
+    const struct ir_module *m;                 /* the netc module */
+    struct cgc c;                              /* memory plan of the function being emitted */
+    LLVMValueRef fn;                           /* the LLVM function being emitted */
+    LLVMValueRef ctx;                          /* its struct nrt_ctx * (as i8 *) */
+    LLVMValueRef n;                            /* its batch size (i64) */
+    LLVMValueRef ws, mn;                       /* ctx->ws (i8 *) and ctx->max_n (i64) */
+    LLVMValueRef *ptr;                         /* per node: its storage (i8 *), or NULL */
+    LLVMValueRef *sptr;                        /* per node: its scratch (float *), or NULL */
+    LLVMBasicBlockRef ret;                     /* the block returning from the function being emitted */
+    bool may_fail; /* code since this was cleared can fail the step (nrt_ctx_fail) */
 };
 
 /* llvm_emit.c: values and types. */
@@ -47,11 +47,13 @@ void lg_store(struct lg *g, LLVMValueRef v, LLVMValueRef p, LLVMValueRef i);
 /* A local variable (an alloca in the entry block; promoted to a register). */
 LLVMValueRef lg_var(struct lg *g, LLVMTypeRef t, LLVMValueRef init);
 /* A call of runtime (or libm) function `name`: ret (name)(params...). */
-LLVMValueRef lg_call(struct lg *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int np, LLVMValueRef *args);
+LLVMValueRef lg_call(struct lg *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int np,
+                     LLVMValueRef *args);
 /* A constant block of bytes (a geometry struct of netrt.h built by the
  * compiler) copied to the stack, with the i64 fields at byte offsets off[i]
  * set to vals[i] (batch-dependent sizes); returns its i8 *. */
-LLVMValueRef lg_struct(struct lg *g, const void *bytes, size_t size, const size_t *off, LLVMValueRef *vals, int nv);
+LLVMValueRef lg_struct(struct lg *g, const void *bytes, size_t size, const size_t *off, LLVMValueRef *vals,
+                       int nv);
 /* Counted loops: i from lo while i < hi, step 1. */
 struct lg_loop {
     LLVMBasicBlockRef head, body, exit; /* its blocks */
@@ -72,7 +74,8 @@ LLVMValueRef lg_sqrt(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_exp(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_log(struct lg *g, LLVMValueRef x);
 /* a > b ? x : y and friends on floats. */
-LLVMValueRef lg_sel(struct lg *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef x, LLVMValueRef y);
+LLVMValueRef lg_sel(struct lg *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef x,
+                    LLVMValueRef y);
 /* netrt.h's nrt_to_i32 of a double. */
 LLVMValueRef lg_to_i32(struct lg *g, LLVMValueRef d);
 

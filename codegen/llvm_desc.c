@@ -54,7 +54,8 @@ static LLVMValueRef blob_global(struct lg *g, struct blob *b, const char *name) 
     size_t at = 0, k = 0;
     for (size_t i = 0; i <= n; i++) {
         size_t end = i < n ? b->roff[i] : b->size;
-        if (end > at) el[k++] = LLVMConstStringInContext(g->cx, (const char *)b->data + at, (unsigned)(end - at), 1);
+        if (end > at)
+            el[k++] = LLVMConstStringInContext(g->cx, (const char *)b->data + at, (unsigned)(end - at), 1);
         if (i < n) {
             for (size_t q = 0; q < sizeof(void *); q++)
                 if (b->data[end + q]) NETC_INTERNAL("descriptor pointer field at %zu set in memory", end);
@@ -179,7 +180,8 @@ static LLVMValueRef layers(struct lg *g, struct cgc_layers *sum) {
             if (i < rank && i < NRT_MAX_RANK) d->dims[i] = v;
         }
         double params = 0, flops = 0;
-        if (sscanf(p, ", %lf, %lf", &params, &flops) < 2) NETC_INTERNAL("unexpected layer row: %.60s", line + 1);
+        if (sscanf(p, ", %lf, %lf", &params, &flops) < 2)
+            NETC_INTERNAL("unexpected layer row: %.60s", line + 1);
         d->params = (int64_t)params;
         d->flops = flops;
     }
@@ -193,8 +195,8 @@ void lg_descriptor(struct lg *g, LLVMValueRef *entry, const size_t *ws_fixed, co
     const struct ir_module *m = g->m;
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
     static const enum nrt_buf_kind kinds[] = {NRT_BUF_INPUT, NRT_BUF_PARAM, NRT_BUF_STATE};
-    static const enum nrt_init_kind inits[] = {NRT_INIT_ZEROS, NRT_INIT_CONST, NRT_INIT_UNIFORM, NRT_INIT_NORMAL,
-                                               NRT_INIT_RANGE};
+    static const enum nrt_init_kind inits[] = {NRT_INIT_ZEROS, NRT_INIT_CONST, NRT_INIT_UNIFORM,
+                                               NRT_INIT_NORMAL, NRT_INIT_RANGE};
     struct blob bb;
     struct nrt_buffer_desc *bufs = blob_init(&bb, sizeof *bufs * (nb ? nb : 1));
     for (size_t i = 0; i < nb; i++) {

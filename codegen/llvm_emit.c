@@ -15,7 +15,9 @@
 /* ------------------------------------------------------------- helpers */
 
 LLVMValueRef lg_i64(struct lg *g, int64_t v) { return LLVMConstInt(g->i64, (unsigned long long)v, 1); }
-LLVMValueRef lg_i32(struct lg *g, int32_t v) { return LLVMConstInt(g->i32, (unsigned long long)(int64_t)v, 1); }
+LLVMValueRef lg_i32(struct lg *g, int32_t v) {
+    return LLVMConstInt(g->i32, (unsigned long long)(int64_t)v, 1);
+}
 LLVMValueRef lg_f32(struct lg *g, double v) { return LLVMConstReal(g->f32, (double)(float)v); }
 LLVMValueRef lg_f64(struct lg *g, double v) { return LLVMConstReal(g->f64, v); }
 
@@ -70,7 +72,8 @@ LLVMValueRef lg_ptr8(struct lg *g, int id) {
 }
 
 LLVMValueRef lg_ptr(struct lg *g, int id) {
-    return LLVMBuildBitCast(g->b, lg_ptr8(g, id), g->c.f->nodes[id].type.dtype == DT_I32 ? g->p32 : g->pf32, "");
+    return LLVMBuildBitCast(g->b, lg_ptr8(g, id), g->c.f->nodes[id].type.dtype == DT_I32 ? g->p32 : g->pf32,
+                            "");
 }
 
 LLVMValueRef lg_load(struct lg *g, LLVMValueRef p, LLVMValueRef i) {
@@ -87,22 +90,26 @@ LLVMValueRef lg_var(struct lg *g, LLVMTypeRef t, LLVMValueRef init) {
     LLVMBuilderRef eb = LLVMCreateBuilderInContext(g->cx);
     LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(g->fn);
     LLVMValueRef first = LLVMGetFirstInstruction(entry);
-    if (first) LLVMPositionBuilderBefore(eb, first);
-    else LLVMPositionBuilderAtEnd(eb, entry);
+    if (first)
+        LLVMPositionBuilderBefore(eb, first);
+    else
+        LLVMPositionBuilderAtEnd(eb, entry);
     LLVMValueRef a = LLVMBuildAlloca(eb, t, "");
     LLVMDisposeBuilder(eb);
     if (init) LLVMBuildStore(g->b, init, a);
     return a;
 }
 
-LLVMValueRef lg_call(struct lg *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int np, LLVMValueRef *args) {
+LLVMValueRef lg_call(struct lg *g, const char *name, LLVMTypeRef ret, LLVMTypeRef *params, int np,
+                     LLVMValueRef *args) {
     LLVMTypeRef ft = LLVMFunctionType(ret, params, (unsigned)np, 0);
     LLVMValueRef fn = LLVMGetNamedFunction(g->mod, name);
     if (!fn) fn = LLVMAddFunction(g->mod, name, ft);
     return LLVMBuildCall2(g->b, ft, fn, args, (unsigned)np, "");
 }
 
-LLVMValueRef lg_struct(struct lg *g, const void *bytes, size_t size, const size_t *off, LLVMValueRef *vals, int nv) {
+LLVMValueRef lg_struct(struct lg *g, const void *bytes, size_t size, const size_t *off, LLVMValueRef *vals,
+                       int nv) {
     LLVMValueRef init = LLVMConstStringInContext(g->cx, bytes, (unsigned)size, 1);
     LLVMValueRef gv = LLVMAddGlobal(g->mod, LLVMTypeOf(init), "geo");
     LLVMSetInitializer(gv, init);
@@ -121,7 +128,9 @@ LLVMValueRef lg_struct(struct lg *g, const void *bytes, size_t size, const size_
     return p;
 }
 
-static LLVMBasicBlockRef block(struct lg *g, const char *name) { return LLVMAppendBasicBlockInContext(g->cx, g->fn, name); }
+static LLVMBasicBlockRef block(struct lg *g, const char *name) {
+    return LLVMAppendBasicBlockInContext(g->cx, g->fn, name);
+}
 
 LLVMValueRef lg_loop_open(struct lg *g, struct lg_loop *l, LLVMValueRef lo, LLVMValueRef hi) {
     LLVMBasicBlockRef pre = LLVMGetInsertBlock(g->b);
@@ -157,7 +166,8 @@ void lg_endif(struct lg *g, LLVMBasicBlockRef after) {
     LLVMPositionBuilderAtEnd(g->b, after);
 }
 
-LLVMValueRef lg_sel(struct lg *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef x, LLVMValueRef y) {
+LLVMValueRef lg_sel(struct lg *g, LLVMRealPredicate p, LLVMValueRef a, LLVMValueRef b, LLVMValueRef x,
+                    LLVMValueRef y) {
     return LLVMBuildSelect(g->b, LLVMBuildFCmp(g->b, p, a, b, ""), x, y, "");
 }
 
@@ -173,10 +183,18 @@ LLVMValueRef lg_to_i32(struct lg *g, LLVMValueRef d) {
 /* Float arithmetic shorthands (no fast-math flags: the results are IEEE's, as
  * the C backend's, which compiles without -ffast-math and, being ISO C11,
  * without contraction into FMAs). */
-static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
-static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
-static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
-static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(g->b, a, b, ""); }
+static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFAdd(g->b, a, b, "");
+}
+static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFSub(g->b, a, b, "");
+}
+static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFMul(g->b, a, b, "");
+}
+static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFDiv(g->b, a, b, "");
+}
 static LLVMValueRef fk(struct lg *g, double v) { return lg_f32(g, v); }
 
 static LLVMValueRef intrinsic1(struct lg *g, const char *name, LLVMValueRef x) {
@@ -192,10 +210,13 @@ LLVMValueRef lg_log(struct lg *g, LLVMValueRef x) { return intrinsic1(g, "log", 
 
 /* netrt.h's nrt_expf, operation for operation (so the two agree bit for bit). */
 LLVMValueRef lg_expf(struct lg *g, LLVMValueRef x) {
-    x = lg_sel(g, LLVMRealOLT, x, fk(g, -88.0), fk(g, -88.0), lg_sel(g, LLVMRealOGT, x, fk(g, 88.7), fk(g, 88.7), x));
-    LLVMValueRef n = fsub(g, fadd(g, fmul(g, x, fk(g, 1.44269504088896341)), fk(g, 12582912.0)), fk(g, 12582912.0));
+    x = lg_sel(g, LLVMRealOLT, x, fk(g, -88.0), fk(g, -88.0),
+               lg_sel(g, LLVMRealOGT, x, fk(g, 88.7), fk(g, 88.7), x));
+    LLVMValueRef n =
+        fsub(g, fadd(g, fmul(g, x, fk(g, 1.44269504088896341)), fk(g, 12582912.0)), fk(g, 12582912.0));
     LLVMValueRef r = fadd(g, fsub(g, x, fmul(g, n, fk(g, 0.693359375))), fmul(g, n, fk(g, 2.12194440e-4)));
-    static const double c[] = {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1};
+    static const double c[] = {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                               5.0000001201e-1};
     LLVMValueRef p = fk(g, 1.9875691500e-4);
     for (int i = 0; i < 5; i++) p = fadd(g, fmul(g, p, r), fk(g, c[i]));
     p = fadd(g, fadd(g, fmul(g, fmul(g, p, r), r), r), fk(g, 1.0));
@@ -211,7 +232,8 @@ LLVMValueRef lg_tanhf(struct lg *g, LLVMValueRef x) {
     static const double c[] = {2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1};
     for (int i = 0; i < 4; i++) s = fadd(g, fmul(g, s, z), fk(g, c[i]));
     LLVMValueRef small = fadd(g, fmul(g, fmul(g, s, z), x), x);
-    LLVMValueRef big = fsub(g, fk(g, 1.0), fdiv(g, fk(g, 2.0), fadd(g, lg_expf(g, fmul(g, fk(g, 2.0), a)), fk(g, 1.0))));
+    LLVMValueRef big =
+        fsub(g, fk(g, 1.0), fdiv(g, fk(g, 2.0), fadd(g, lg_expf(g, fmul(g, fk(g, 2.0), a)), fk(g, 1.0))));
     big = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, big, ""), big);
     LLVMValueRef r = lg_sel(g, LLVMRealOLT, a, fk(g, 0.625), small, big);
     return lg_sel(g, LLVMRealOEQ, x, fk(g, 0), x, r);
@@ -226,11 +248,13 @@ LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x0) {
     LLVMValueRef bits = LLVMBuildBitCast(g->b, x, g->i32, "");
     LLVMValueRef e = LLVMBuildSub(g->b, LLVMBuildLShr(g->b, bits, lg_i32(g, 23), ""), lg_i32(g, 126), "");
     e = LLVMBuildSub(g->b, e, LLVMBuildSelect(g->b, sub, lg_i32(g, 23), lg_i32(g, 0), ""), "");
-    LLVMValueRef mb = LLVMBuildOr(g->b, LLVMBuildAnd(g->b, bits, lg_i32(g, 0x7fffff), ""), lg_i32(g, 0x3f000000), "");
+    LLVMValueRef mb =
+        LLVMBuildOr(g->b, LLVMBuildAnd(g->b, bits, lg_i32(g, 0x7fffff), ""), lg_i32(g, 0x3f000000), "");
     LLVMValueRef m = LLVMBuildBitCast(g->b, mb, g->f32, ""); /* [0.5, 1) */
     LLVMValueRef lo = LLVMBuildFCmp(g->b, LLVMRealOLT, m, fk(g, 0.707106781186547524), "");
     e = LLVMBuildSub(g->b, e, LLVMBuildZExt(g->b, lo, g->i32, ""), "");
-    LLVMValueRef t = LLVMBuildSelect(g->b, lo, fsub(g, fadd(g, m, m), fk(g, 1.0)), fsub(g, m, fk(g, 1.0)), "");
+    LLVMValueRef t =
+        LLVMBuildSelect(g->b, lo, fsub(g, fadd(g, m, m), fk(g, 1.0)), fsub(g, m, fk(g, 1.0)), "");
     LLVMValueRef fe = LLVMBuildSIToFP(g->b, e, g->f32, "");
     LLVMValueRef z = fmul(g, t, t);
     static const double c[] = {-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
@@ -250,14 +274,14 @@ LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x0) {
 LLVMValueRef lg_erff(struct lg *g, LLVMValueRef x) {
     LLVMValueRef a = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x), t = fmul(g, a, a);
     LLVMValueRef e = lg_expf(g, LLVMBuildFNeg(g->b, t, ""));
-    static const double sc[] = {-8.304049842990935e-4, 5.213505122810602e-3, -2.6863837614655495e-2,
+    static const double sc[] = {-8.304049842990935e-4, 5.213505122810602e-3,   -2.6863837614655495e-2,
                                 1.1283766478300095e-1, -3.7612637877464294e-1, 1.28379225730896e-1};
     LLVMValueRef s = fk(g, 9.152904385700822e-5);
     for (int i = 0; i < 6; i++) s = fadd(g, fmul(g, s, t), fk(g, sc[i]));
     LLVMValueRef small = fadd(g, a, fmul(g, a, s));
     LLVMValueRef u = fdiv(g, fk(g, 1.0), lg_sel(g, LLVMRealOLT, a, fk(g, 4.0), a, fk(g, 4.0)));
-    static const double rc[] = {7.60529413819313e-2, -2.4560166895389557e-1, 4.3153390288352966e-1,
-                                -3.930654525756836e-1, -9.632775909267366e-4, 5.707781910896301e-1,
+    static const double rc[] = {7.60529413819313e-2,   -2.4560166895389557e-1, 4.3153390288352966e-1,
+                                -3.930654525756836e-1, -9.632775909267366e-4,  5.707781910896301e-1,
                                 -1.0242083808407187e-3};
     LLVMValueRef r = fk(g, -1.0126852430403233e-2);
     for (int i = 0; i < 7; i++) r = fadd(g, fmul(g, r, u), fk(g, rc[i]));
@@ -296,8 +320,9 @@ static void emit_outlined(struct lg *g, int id) {
     snprintf(name, sizeof name, "node_%d", id);
     LLVMValueRef fn = LLVMAddFunction(g->mod, name, ft);
     LLVMSetLinkage(fn, LLVMInternalLinkage);
-    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    LLVMAddAttributeAtIndex(
+        fn, LLVMAttributeFunctionIndex,
+        LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
     args[0] = g->ctx, args[1] = g->n;
     for (int i = 0; i < nv; i++) args[2 + i] = lg_ptr8(g, vals[i]);
     if (scr) args[2 + nv] = g->sptr[id];
@@ -361,14 +386,16 @@ static LLVMValueRef emit_entry(struct lg *g, int index) {
             declare(g, id, id);
             /* Leaves and aliases have no code; a variance may read an earlier mean. */
             enum op op = f->nodes[id].op;
-            if (op == OP_INPUT || op == OP_PARAM || op == OP_ASSIGN || op == OP_VARIANCE || pass_memplan_aliases(&f->nodes[id]))
+            if (op == OP_INPUT || op == OP_PARAM || op == OP_ASSIGN || op == OP_VARIANCE ||
+                pass_memplan_aliases(&f->nodes[id]))
                 lg_op_emit(g, id);
             else
                 emit_outlined(g, id);
             continue;
         }
         if (id == k->members[0])
-            for (size_t i = 0; i < vec_len(k->outputs); i++) declare(g, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
+            for (size_t i = 0; i < vec_len(k->outputs); i++)
+                declare(g, k->outputs[i], k->outputs[i] == k->root ? k->head : -1);
         if (id == k->root) {
             if (k->head >= 0) g->ptr[k->head] = g->ptr[k->root]; /* the head computes into the result */
             lg_kernel_emit(g, k);
@@ -389,7 +416,8 @@ static LLVMValueRef emit_entry(struct lg *g, int index) {
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) {
         LLVMValueRef at = lg_i64(g, (int64_t)(offsetof(struct nrt_ctx, out) + o * sizeof(void *)));
-        LLVMValueRef p = LLVMBuildBitCast(g->b, LLVMBuildGEP2(g->b, g->i8, g->ctx, &at, 1, ""), LLVMPointerType(g->p8, 0), "");
+        LLVMValueRef p = LLVMBuildBitCast(g->b, LLVMBuildGEP2(g->b, g->i8, g->ctx, &at, 1, ""),
+                                          LLVMPointerType(g->p8, 0), "");
         LLVMBuildStore(g->b, lg_ptr8(g, f->outputs[o].value), p);
     }
     LLVMBuildBr(g->b, ret);
@@ -415,7 +443,8 @@ static bool check_ops(struct lg *g) {
             const struct ir_node *n = &f->nodes[id];
             if (lg_op_supported(g, id, &why) || seen[n->op]) continue;
             seen[n->op] = true;
-            diag_error(n->loc, "--target=llvm does not support %s yet (use --target=c)", why ? why : op_info[n->op].name);
+            diag_error(n->loc, "--target=llvm does not support %s yet (use --target=c)",
+                       why ? why : op_info[n->op].name);
             ok = false;
         }
         cgc_layout_free(&g->c);

@@ -44,7 +44,8 @@ static LLVMTargetMachineRef host_machine(LLVMRelocMode reloc, LLVMCodeModel mode
         return NULL;
     }
     char *cpu = LLVMGetHostCPUName(), *features = LLVMGetHostCPUFeatures();
-    LLVMTargetMachineRef tm = LLVMCreateTargetMachine(t, triple, cpu, features, LLVMCodeGenLevelAggressive, reloc, model);
+    LLVMTargetMachineRef tm =
+        LLVMCreateTargetMachine(t, triple, cpu, features, LLVMCodeGenLevelAggressive, reloc, model);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
     LLVMDisposeMessage(features);
@@ -62,7 +63,8 @@ static bool optimise(struct lg *g, LLVMTargetMachineRef tm) {
     LLVMDisposeTargetData(dl);
     for (LLVMValueRef f = LLVMGetFirstFunction(g->mod); f; f = LLVMGetNextFunction(f)) {
         if (LLVMIsDeclaration(f)) continue;
-        static const char *const keys[] = {"target-cpu", "target-features", "prefer-vector-width", "no-trapping-math"};
+        static const char *const keys[] = {"target-cpu", "target-features", "prefer-vector-width",
+                                           "no-trapping-math"};
         const char *vals[] = {cpu, features, "512", "true"};
         for (int i = 0; i < 4; i++) {
             LLVMAttributeRef a = LLVMCreateStringAttribute(g->cx, keys[i], (unsigned)strlen(keys[i]), vals[i],
@@ -135,10 +137,12 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
     double t1 = now();
     const char *dump = getenv("NETC_LLVM_DUMP"); /* the optimised module, for people */
     char *msg = NULL;
-    if (dump && *dump && LLVMPrintModuleToFile(g.mod, dump, &msg)) fprintf(stderr, "netc: cannot write '%s': %s\n", dump, msg);
+    if (dump && *dump && LLVMPrintModuleToFile(g.mod, dump, &msg))
+        fprintf(stderr, "netc: cannot write '%s': %s\n", dump, msg);
     LLVMDisposeMessage(msg);
     LLVMOrcLLJITBuilderRef jb = LLVMOrcCreateLLJITBuilder();
-    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(jb,
+                                                  LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm));
     LLVMOrcLLJITRef jit;
     LLVMErrorRef err = LLVMOrcCreateLLJIT(&jit, jb);
     if (err) {
@@ -148,7 +152,8 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
     LLVMOrcDefinitionGeneratorRef gen;
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(g.mod, tsc);
     LLVMOrcDisposeThreadSafeContext(tsc); /* the module holds it now */
-    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL, NULL);
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&gen, LLVMOrcLLJITGetGlobalPrefix(jit), NULL,
+                                                               NULL);
     if (err) {
         LLVMOrcDisposeThreadSafeModule(tsm);
         LLVMOrcDisposeLLJIT(jit);
@@ -170,7 +175,8 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
     }
     double t2 = now();
     if (getenv("NETC_LLVM_TIMES"))
-        fprintf(stderr, "netc run: LLVM IR and default<O3> %.3f s, JIT code generation %.3f s\n", t1 - t0, t2 - t1);
+        fprintf(stderr, "netc run: LLVM IR and default<O3> %.3f s, JIT code generation %.3f s\n", t1 - t0,
+                t2 - t1);
     int rc = nrt_main(argc, argv, (const struct nrt_model *)(uintptr_t)addr);
     fflush(NULL);
     LLVMOrcDisposeLLJIT(jit);
@@ -211,7 +217,8 @@ static bool emit_llvm(const struct ir_module *m, FILE *out, const struct cg_opti
 const struct cg_target cg_target_llvm = {
     .name = "llvm",
     .ext = ".ll",
-    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc build`",
+    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc "
+            "build`",
     .emit = emit_llvm,
     .plan = &cgc_plan_c, /* the C backend's kernels and memory plan */
     .emit_object = cg_llvm_object,

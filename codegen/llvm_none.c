@@ -30,7 +30,8 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
 const struct cg_target cg_target_llvm = {
     .name = "llvm",
     .ext = ".ll",
-    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc build`",
+    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc "
+            "build`",
     .emit = emit_llvm,
     .plan = &cgc_plan_c, /* the C backend's kernels and memory plan */
     .emit_object = cg_llvm_object,

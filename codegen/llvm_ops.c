@@ -25,20 +25,21 @@ static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
  * backend's struct nest, c_ops.c). */
 #define LN_OPS 16
 struct lnest {
-    int rank;                              /* loops */
-    struct cgc_x dim[IR_MAX_RANK];         /* their extents */
-    int nops;                              /* arrays indexed */
-    struct cgc_x st[LN_OPS][IR_MAX_RANK];  /* per array, per loop: its stride */
-    LLVMValueRef idx[LN_OPS];              /* after nest_open: each array's index */
-    struct lg_loop loop[IR_MAX_RANK];      /* the loops */
-    LLVMValueRef lo, hi;                   /* when set: the first loop's range */
+    int rank;                             /* loops */
+    struct cgc_x dim[IR_MAX_RANK];        /* their extents */
+    int nops;                             /* arrays indexed */
+    struct cgc_x st[LN_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
+    LLVMValueRef idx[LN_OPS];             /* after nest_open: each array's index */
+    struct lg_loop loop[IR_MAX_RANK];     /* the loops */
+    LLVMValueRef lo, hi;                  /* when set: the first loop's range */
 };
 
 /* Merge loop i into loop i+1 wherever every array walks them contiguously. */
 static void nest_merge(struct lnest *ns) {
     for (int i = ns->rank - 2; i >= 0; i--) {
         bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++) ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
+        for (int j = 0; j < ns->nops && ok; j++)
+            ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
         if (!ok) continue;
         ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
         for (int k = i; k < ns->rank - 1; k++) {
@@ -61,7 +62,9 @@ static void nest_open(struct lg *g, struct lnest *ns) {
             struct cgc_x s = ns->st[j][d];
             if (s.k == 0) continue;
             LLVMValueRef term = s.k == 1 && !s.n ? i[d] : LLVMBuildNSWMul(g->b, i[d], lg_x(g, s), "");
-            at = LLVMIsConstant(at) && LLVMConstIntGetSExtValue(at) == 0 ? term : LLVMBuildNSWAdd(g->b, at, term, "");
+            at = LLVMIsConstant(at) && LLVMConstIntGetSExtValue(at) == 0
+                     ? term
+                     : LLVMBuildNSWAdd(g->b, at, term, "");
         }
         ns->idx[j] = at;
     }
@@ -73,10 +76,18 @@ static void nest_close(struct lg *g, struct lnest *ns) {
 
 /* ------------------------------------------------------------- formulas */
 
-static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
-static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
-static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
-static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(g->b, a, b, ""); }
+static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFAdd(g->b, a, b, "");
+}
+static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFSub(g->b, a, b, "");
+}
+static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFMul(g->b, a, b, "");
+}
+static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
+    return LLVMBuildFDiv(g->b, a, b, "");
+}
 
 /* Converts v to type t (float, double or i32 as the IR converts). */
 static LLVMValueRef conv(struct lg *g, LLVMValueRef v, LLVMTypeRef t) {
@@ -93,31 +104,44 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     LLVMValueRef x = a[0], y = n->nargs > 1 ? a[1] : NULL;
 #define K(v) LLVMConstReal(t, f ? (double)(float)(v) : (v))
     switch (n->op) {
-    case OP_NEG: return LLVMBuildFNeg(g->b, x, "");
-    case OP_EXP: return f ? lg_expf(g, x) : lg_exp(g, x);
-    case OP_LOG: return f ? lg_logf(g, x) : lg_log(g, x);
-    case OP_SQRT: return lg_sqrt(g, x);
-    case OP_ABS: return lg_sel(g, LLVMRealOLT, x, zero, LLVMBuildFNeg(g->b, x, ""), x);
-    case OP_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, zero);
-    case OP_LEAKY_RELU: return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), x));
+    case OP_NEG:
+        return LLVMBuildFNeg(g->b, x, "");
+    case OP_EXP:
+        return f ? lg_expf(g, x) : lg_exp(g, x);
+    case OP_LOG:
+        return f ? lg_logf(g, x) : lg_log(g, x);
+    case OP_SQRT:
+        return lg_sqrt(g, x);
+    case OP_ABS:
+        return lg_sel(g, LLVMRealOLT, x, zero, LLVMBuildFNeg(g->b, x, ""), x);
+    case OP_RELU:
+        return lg_sel(g, LLVMRealOGT, x, zero, x, zero);
+    case OP_LEAKY_RELU:
+        return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), x));
     case OP_SIGMOID: {
-        LLVMValueRef e = f ? lg_expf(g, x) : lg_exp(g, x), en = f ? lg_expf(g, LLVMBuildFNeg(g->b, x, "")) : lg_exp(g, LLVMBuildFNeg(g->b, x, ""));
+        LLVMValueRef e = f ? lg_expf(g, x) : lg_exp(g, x),
+                     en = f ? lg_expf(g, LLVMBuildFNeg(g->b, x, "")) : lg_exp(g, LLVMBuildFNeg(g->b, x, ""));
         return lg_sel(g, LLVMRealOGE, x, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, e, fadd(g, one, e)));
     }
-    case OP_TANH: return f ? lg_tanhf(g, x) : conv(g, lg_tanhf(g, conv(g, x, g->f32)), t);
-    case OP_ERF: return f ? lg_erff(g, x) : conv(g, lg_erff(g, conv(g, x, g->f32)), t);
+    case OP_TANH:
+        return f ? lg_tanhf(g, x) : conv(g, lg_tanhf(g, conv(g, x, g->f32)), t);
+    case OP_ERF:
+        return f ? lg_erff(g, x) : conv(g, lg_erff(g, conv(g, x, g->f32)), t);
     case OP_GELU:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) { /* 0.5 x (1 + tanh(0.79788456 (x + 0.044715 x^3))) */
-            LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
+            LLVMValueRef u =
+                fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
             return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_tanhf(g, u)));
         }
         return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_erff(g, fmul(g, x, K(0.70710678)))));
     case OP_GELU_GRAD:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) {
-            LLVMValueRef u = fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
+            LLVMValueRef u =
+                fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
             LLVMValueRef th = lg_tanhf(g, u);
             LLVMValueRef l = fmul(g, K(0.5), fadd(g, one, th));
-            LLVMValueRef r = fmul(g, fmul(g, fmul(g, K(0.5), x), fsub(g, one, fmul(g, th, th))), K(0.79788456));
+            LLVMValueRef r =
+                fmul(g, fmul(g, fmul(g, K(0.5), x), fsub(g, one, fmul(g, th, th))), K(0.79788456));
             r = fmul(g, r, fadd(g, one, fmul(g, fmul(g, K(0.134145), x), x)));
             return fmul(g, y, fadd(g, l, r));
         } else {
@@ -129,39 +153,76 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
         }
     case OP_CAST:
     case OP_BROADCAST_TO:
-    case OP_STOP_GRADIENT: return x;
+    case OP_STOP_GRADIENT:
+        return x;
     case OP_ADD:
-    case OP_BIAS_ADD: return fadd(g, x, y);
-    case OP_SUB: return fsub(g, x, y);
-    case OP_MUL: return fmul(g, x, y);
-    case OP_DIV: return fdiv(g, x, y);
-    case OP_MAXIMUM: return lg_sel(g, LLVMRealOGT, x, y, x, y);
+    case OP_BIAS_ADD:
+        return fadd(g, x, y);
+    case OP_SUB:
+        return fsub(g, x, y);
+    case OP_MUL:
+        return fmul(g, x, y);
+    case OP_DIV:
+        return fdiv(g, x, y);
+    case OP_MAXIMUM:
+        return lg_sel(g, LLVMRealOGT, x, y, x, y);
     case OP_POW: {
         LLVMTypeRef p[2] = {t, t};
         LLVMValueRef args[2] = {x, y};
         return lg_call(g, f ? "powf" : "pow", t, p, 2, args);
     }
-    case OP_GREATER: return lg_sel(g, LLVMRealOGT, x, y, one, zero);
-    case OP_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, zero);
-    case OP_LEAKY_RELU_GRAD: return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), y));
-    case OP_SIGMOID_GRAD: return fmul(g, fmul(g, y, x), fsub(g, one, x));
-    case OP_TANH_GRAD: return fmul(g, y, fsub(g, one, fmul(g, x, x)));
+    case OP_GREATER:
+        return lg_sel(g, LLVMRealOGT, x, y, one, zero);
+    case OP_RELU_GRAD:
+        return lg_sel(g, LLVMRealOGT, x, zero, y, zero);
+    case OP_LEAKY_RELU_GRAD:
+        return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), y));
+    case OP_SIGMOID_GRAD:
+        return fmul(g, fmul(g, y, x), fsub(g, one, x));
+    case OP_TANH_GRAD:
+        return fmul(g, y, fsub(g, one, fmul(g, x, x)));
     case OP_BATCHNORM: /* (gamma / sqrt(var + eps)) * (x - mean) + beta, per channel */
-        return fadd(g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_attr_f(n, ATTR_EPS))))), fsub(g, x, a[3])), a[2]);
-    default: NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
+        return fadd(
+            g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_attr_f(n, ATTR_EPS))))), fsub(g, x, a[3])),
+            a[2]);
+    default:
+        NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
     }
 #undef K
 }
 
 static bool has_formula(enum op op) {
     switch (op) {
-    case OP_NEG: case OP_EXP: case OP_LOG: case OP_SQRT: case OP_ABS: case OP_RELU: case OP_LEAKY_RELU:
-    case OP_SIGMOID: case OP_TANH: case OP_ERF: case OP_GELU: case OP_GELU_GRAD: case OP_CAST: case OP_BROADCAST_TO:
-    case OP_ADD: case OP_BIAS_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_MAXIMUM: case OP_POW:
-    case OP_GREATER: case OP_RELU_GRAD: case OP_LEAKY_RELU_GRAD: case OP_SIGMOID_GRAD: case OP_TANH_GRAD:
+    case OP_NEG:
+    case OP_EXP:
+    case OP_LOG:
+    case OP_SQRT:
+    case OP_ABS:
+    case OP_RELU:
+    case OP_LEAKY_RELU:
+    case OP_SIGMOID:
+    case OP_TANH:
+    case OP_ERF:
+    case OP_GELU:
+    case OP_GELU_GRAD:
+    case OP_CAST:
+    case OP_BROADCAST_TO:
+    case OP_ADD:
+    case OP_BIAS_ADD:
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV:
+    case OP_MAXIMUM:
+    case OP_POW:
+    case OP_GREATER:
+    case OP_RELU_GRAD:
+    case OP_LEAKY_RELU_GRAD:
+    case OP_SIGMOID_GRAD:
+    case OP_TANH_GRAD:
     case OP_BATCHNORM:
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -199,7 +260,8 @@ static bool in_register(const struct lg *g, const struct cgc_kernel *k, int m, i
 
 /* The loop nest of kernel k (its head already computed): over the root's shape,
  * every member per element in registers, the outputs stored. */
-static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc, int nacc);
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc,
+                        int nacc);
 
 /* The kernel's arrays: every distinct access of its members, in order of use. */
 static int kernel_accesses(struct lg *g, const struct cgc_kernel *k, struct access *acc) {
@@ -213,7 +275,8 @@ static int kernel_accesses(struct lg *g, const struct cgc_kernel *k, struct acce
             bool dup = false;
             for (int j = 0; j < nacc && !dup; j++) dup = acc[j].value == x.value && acc[j].bias == x.bias;
             if (dup) continue;
-            if (nacc == LN_OPS - 1) NETC_INTERNAL("kernel %%%d reads more than %d arrays", k->root, LN_OPS - 1);
+            if (nacc == LN_OPS - 1)
+                NETC_INTERNAL("kernel %%%d reads more than %d arrays", k->root, LN_OPS - 1);
             acc[nacc++] = x;
         }
     }
@@ -229,7 +292,8 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
     cgc_strides(y, ns.st[0]);
     for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0) cgc_strides_into(shape_of(g, acc[j].value), y, ns.st[1 + j]);
+        if (acc[j].bias < 0)
+            cgc_strides_into(shape_of(g, acc[j].value), y, ns.st[1 + j]);
         else
             for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
     }
@@ -245,8 +309,10 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
         int x = acc[j].value, o = x == k->head ? k->root : cgc_kernel_inplace(&g->c, k, x);
         bool dup = false;
         for (size_t i = 0; i < vec_len(vals); i++) dup |= vals[i] == x;
-        if (o >= 0) same[x] = o + 1;
-        else if (!dup) vec_push(vals, x);
+        if (o >= 0)
+            same[x] = o + 1;
+        else if (!dup)
+            vec_push(vals, x);
     }
     int nv = (int)vec_len(vals);
     LLVMTypeRef rp[3 + 2 * LN_OPS];
@@ -259,8 +325,9 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     LLVMSetLinkage(range, LLVMInternalLinkage);
     /* noinline, as C's kernels (NRT_NOINLINE): entry points stay small, and the
      * identical kernels of several entry points are merged (mergefunc). */
-    LLVMAddAttributeAtIndex(range, LLVMAttributeFunctionIndex,
-                            LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
+    LLVMAddAttributeAtIndex(
+        range, LLVMAttributeFunctionIndex,
+        LLVMCreateEnumAttribute(g->cx, LLVMGetEnumAttributeKindForName("noinline", 8), 0));
     unsigned noalias = LLVMGetEnumAttributeKindForName("noalias", 7);
     for (int i = 0; i < nv; i++)
         LLVMAddAttributeAtIndex(range, (unsigned)(4 + i), LLVMCreateEnumAttribute(g->cx, noalias, 0));
@@ -321,7 +388,8 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     lg_call(g, "nrt_parallel_for", g->v, pp, 4, pa);
 }
 
-static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc, int nacc) {
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc,
+                        int nacc) {
     LLVMValueRef ptrs[LN_OPS];
     for (int j = 0; j < nacc; j++) ptrs[j] = lg_ptr(g, acc[j].value);
     LLVMValueRef *t = calloc((size_t)k->root + 1, sizeof *t);
@@ -395,10 +463,12 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
     nest_merge(&ns);
     int r = ns.rank;
     struct cgc_x len = r ? ns.dim[r - 1] : xk(0);
-    if (r > 0 && ns.st[1][r - 1].k == 0 && cgc_x_equal(ns.st[0][r - 1], xk(1)) && (len.n || len.k >= SUM_LANES)) {
+    if (r > 0 && ns.st[1][r - 1].k == 0 && cgc_x_equal(ns.st[0][r - 1], xk(1)) &&
+        (len.n || len.k >= SUM_LANES)) {
         ns.rank = r - 1;
         nest_open(g, &ns);
-        LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, SUM_LANES), NULL), sum = lg_var(g, g->f64, lg_f64(g, 0));
+        LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, SUM_LANES), NULL),
+                     sum = lg_var(g, g->f64, lg_f64(g, 0));
         LLVMValueRef accp = LLVMBuildBitCast(g->b, acc, g->pf64, "");
         for (int l = 0; l < SUM_LANES; l++) lg_store(g, lg_f64(g, 0), accp, lg_i64(g, l));
         LLVMValueRef rowat = ns.idx[0];
@@ -407,16 +477,19 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
         LLVMValueRef blocks = LLVMBuildSDiv(g->b, lenv, lg_i64(g, SUM_LANES), "");
         struct lg_loop lb;
         LLVMValueRef q = lg_loop_open(g, &lb, lg_i64(g, 0), blocks);
-        LLVMValueRef j0 = LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, SUM_LANES), ""), "");
+        LLVMValueRef j0 =
+            LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, SUM_LANES), ""), "");
         for (int l = 0; l < SUM_LANES; l++) {
-            LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
+            LLVMValueRef v = LLVMBuildFPExt(
+                g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
             if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
             lg_store(g, fadd(g, lg_load(g, accp, lg_i64(g, l)), v), accp, lg_i64(g, l));
         }
         lg_loop_close(g, &lb);
         struct lg_loop lt;
         LLVMValueRef j = lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, SUM_LANES), ""), lenv);
-        LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
+        LLVMValueRef v =
+            LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
         if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
         LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
         lg_loop_close(g, &lt);
@@ -475,12 +548,13 @@ static void op_max(struct lg *g, int id) {
 
 /* ---------------------------------------------------------- contractions */
 
-static LLVMValueRef sgemm(struct lg *g, int ta, int tb, LLVMValueRef m, LLVMValueRef n, LLVMValueRef k, LLVMValueRef a,
-                          LLVMValueRef lda, LLVMValueRef b, LLVMValueRef ldb, LLVMValueRef beta, LLVMValueRef c,
-                          LLVMValueRef ldc) {
-    LLVMTypeRef p[13] = {g->i32, g->i32, g->i64, g->i64, g->i64, g->f32, g->pf32, g->i64, g->pf32, g->i64, g->f32,
-                         g->pf32, g->i64};
-    LLVMValueRef args[13] = {lg_i32(g, ta), lg_i32(g, tb), m, n, k, lg_f32(g, 1), a, lda, b, ldb, beta, c, ldc};
+static LLVMValueRef sgemm(struct lg *g, int ta, int tb, LLVMValueRef m, LLVMValueRef n, LLVMValueRef k,
+                          LLVMValueRef a, LLVMValueRef lda, LLVMValueRef b, LLVMValueRef ldb,
+                          LLVMValueRef beta, LLVMValueRef c, LLVMValueRef ldc) {
+    LLVMTypeRef p[13] = {g->i32, g->i32,  g->i64, g->i64, g->i64,  g->f32, g->pf32,
+                         g->i64, g->pf32, g->i64, g->f32, g->pf32, g->i64};
+    LLVMValueRef args[13] = {lg_i32(g, ta), lg_i32(g, tb), m, n,  k, lg_f32(g, 1), a, lda, b,
+                             ldb,           beta,          c, ldc};
     return lg_call(g, "nrt_sgemm", g->v, p, 13, args);
 }
 
@@ -502,13 +576,15 @@ static void op_matmul(struct lg *g, int id) {
         int nv = 0;
         geo.ta = ta, geo.tb = tb;
         geo.m = y->dim[y->rank - 2], geo.n = y->dim[y->rank - 1];
-        geo.k = a->dim[ta ? a->rank - 2 : a->rank - 1], geo.lda = a->dim[a->rank - 1], geo.ldb = b->dim[b->rank - 1];
+        geo.k = a->dim[ta ? a->rank - 2 : a->rank - 1], geo.lda = a->dim[a->rank - 1],
+        geo.ldb = b->dim[b->rank - 1];
         geo.ldc = geo.n;
         geo.nd = batch.rank;
         for (int d = 0; d < batch.rank; d++) {
             struct cgc_x xs[3] = {cgc_dim(&batch, d), cgc_mul(sa[d], ma), cgc_mul(sb[d], mb)};
             int64_t *f[3] = {&geo.dim[d], &geo.sa[d], &geo.sb[d]};
-            size_t fo[3] = {offsetof(struct nrt_bgemm, dim) + 8 * (size_t)d, offsetof(struct nrt_bgemm, sa) + 8 * (size_t)d,
+            size_t fo[3] = {offsetof(struct nrt_bgemm, dim) + 8 * (size_t)d,
+                            offsetof(struct nrt_bgemm, sa) + 8 * (size_t)d,
                             offsetof(struct nrt_bgemm, sb) + 8 * (size_t)d};
             for (int q = 0; q < 3; q++) {
                 *f[q] = xs[q].k;
@@ -517,8 +593,9 @@ static void op_matmul(struct lg *g, int id) {
         }
         LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, off, vals, nv);
         LLVMTypeRef p[6] = {g->p8, g->f32, g->pf32, g->pf32, g->f32, g->pf32};
-        LLVMValueRef args[6] = {gp, lg_f32(g, 1), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_f32(g, 0),
-                                lg_ptr(g, id)};
+        LLVMValueRef args[6] = {
+            gp,           lg_f32(g, 1), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)),
+            lg_f32(g, 0), lg_ptr(g, id)};
         lg_call(g, "nrt_sgemm_batch", g->v, p, 6, args);
         return;
     }
@@ -540,14 +617,15 @@ static void op_matmul_bsum(struct lg *g, int id) {
     LLVMValueRef pa = lg_ptr(g, arg(g, id, 0)), pb = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
     if (ta && !tb) {
         sgemm(g, 1, 0, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, cgc_mul(items, k)), pa,
-              lg_x(g, cgc_dim(a, ra - 1)), pb, lg_x(g, cgc_dim(b, rb - 1)), lg_f32(g, 0), py, lg_x(g, cgc_dim(y, 1)));
+              lg_x(g, cgc_dim(a, ra - 1)), pb, lg_x(g, cgc_dim(b, rb - 1)), lg_f32(g, 0), py,
+              lg_x(g, cgc_dim(y, 1)));
         return;
     }
     struct cgc_x ma = cgc_dims_prod(a, ra - 2, ra), mb = cgc_dims_prod(b, rb - 2, rb);
     struct lg_loop l;
     LLVMValueRef q = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, items));
-    LLVMValueRef beta = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntNE, q, lg_i64(g, 0), ""), lg_f32(g, 1),
-                                        lg_f32(g, 0), "");
+    LLVMValueRef beta = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntNE, q, lg_i64(g, 0), ""),
+                                        lg_f32(g, 1), lg_f32(g, 0), "");
     sgemm(g, ta, tb, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, k),
           gep(g, pa, LLVMBuildNSWMul(g->b, q, lg_x(g, ma), "")), lg_x(g, cgc_dim(a, ra - 1)),
           gep(g, pb, LLVMBuildNSWMul(g->b, q, lg_x(g, mb), "")), lg_x(g, cgc_dim(b, rb - 1)), beta, py,
@@ -561,7 +639,8 @@ static void op_matmul_bsum(struct lg *g, int id) {
 static LLVMValueRef loss_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueRef t) {
     LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
     switch (op) {
-    case OP_MSE: return fmul(g, fsub(g, p, t), fsub(g, p, t));
+    case OP_MSE:
+        return fmul(g, fsub(g, p, t), fsub(g, p, t));
     case OP_HINGE: {
         LLVMValueRef h = fsub(g, one, fmul(g, t, p));
         return lg_sel(g, LLVMRealOGT, h, zero, h, zero);
@@ -578,7 +657,8 @@ static LLVMValueRef loss_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueR
         lq = lg_sel(g, LLVMRealOGT, lq, c, lq, c);
         return LLVMBuildFNeg(g->b, fadd(g, fmul(g, t, lp), fmul(g, fsub(g, one, t), lq)), "");
     }
-    default: NETC_UNREACHABLE();
+    default:
+        NETC_UNREACHABLE();
     }
 }
 
@@ -586,22 +666,26 @@ static LLVMValueRef loss_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueR
 static LLVMValueRef loss_grad_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueRef t) {
     LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
     switch (op) {
-    case OP_MSE_GRAD: return fmul(g, lg_f64(g, 2), fsub(g, p, t));
+    case OP_MSE_GRAD:
+        return fmul(g, lg_f64(g, 2), fsub(g, p, t));
     case OP_HINGE_GRAD:
         return lg_sel(g, LLVMRealOGT, fsub(g, one, fmul(g, t, p)), zero, LLVMBuildFNeg(g->b, t, ""), zero);
     case OP_BCE_LOGITS_GRAD: {
         LLVMValueRef en = lg_exp(g, LLVMBuildFNeg(g->b, p, "")), ep = lg_exp(g, p);
-        LLVMValueRef s = lg_sel(g, LLVMRealOGE, p, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, ep, fadd(g, one, ep)));
+        LLVMValueRef s =
+            lg_sel(g, LLVMRealOGE, p, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, ep, fadd(g, one, ep)));
         return fsub(g, s, t);
     }
     case OP_BCE_GRAD: {
         LLVMValueRef c = lg_f64(g, -100);
-        LLVMValueRef a = lg_sel(g, LLVMRealOGT, lg_log(g, p), c, fdiv(g, LLVMBuildFNeg(g->b, t, ""), p), zero);
+        LLVMValueRef a =
+            lg_sel(g, LLVMRealOGT, lg_log(g, p), c, fdiv(g, LLVMBuildFNeg(g->b, t, ""), p), zero);
         LLVMValueRef q = fsub(g, one, p);
         LLVMValueRef b = lg_sel(g, LLVMRealOGT, lg_log(g, q), c, fdiv(g, fsub(g, one, t), q), zero);
         return fadd(g, a, b);
     }
-    default: NETC_UNREACHABLE();
+    default:
+        NETC_UNREACHABLE();
     }
 }
 
@@ -611,10 +695,13 @@ static void op_ewise_loss(struct lg *g, int id) {
     LLVMValueRef sum = lg_var(g, g->f64, lg_f64(g, 0));
     struct lg_loop l;
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
-    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""), t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
-    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), loss_of(g, node(g, id)->op, p, t)), sum);
+    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""),
+                 t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
+    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), loss_of(g, node(g, id)->op, p, t)),
+                   sum);
     lg_loop_close(g, &l);
-    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
+    LLVMValueRef r =
+        fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
@@ -625,7 +712,8 @@ static void op_ewise_loss_grad(struct lg *g, int id) {
     gv = fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
     struct lg_loop l;
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
-    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""), t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
+    LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""),
+                 t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
     LLVMValueRef d = loss_grad_of(g, node(g, id)->op, p, t);
     lg_store(g, LLVMBuildFPTrunc(g->b, fmul(g, gv, d), g->f32, ""), py, i);
     lg_loop_close(g, &l);
@@ -636,12 +724,12 @@ static void op_ewise_loss_grad(struct lg *g, int id) {
  * labels, the label y (i64), checked: out of range fails the context and
  * returns from the entry point. */
 struct rows {
-    struct lg_loop l;  /* over rows */
-    LLVMValueRef r;    /* the row */
-    LLVMValueRef xr;   /* float * to its scores */
-    LLVMValueRef lse;  /* double, or NULL */
-    LLVMValueRef y;    /* i64 label, or NULL */
-    int64_t cls;       /* classes */
+    struct lg_loop l; /* over rows */
+    LLVMValueRef r;   /* the row */
+    LLVMValueRef xr;  /* float * to its scores */
+    LLVMValueRef lse; /* double, or NULL */
+    LLVMValueRef y;   /* i64 label, or NULL */
+    int64_t cls;      /* classes */
 };
 
 static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLVMValueRef *args);
@@ -669,17 +757,19 @@ static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
         LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, se, ""), e), se);
         lg_loop_close(g, &l);
         LLVMValueRef lse = fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, se, "")));
-        LLVMValueRef inf = LLVMBuildFCmp(g->b, LLVMRealOEQ, lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0),
-                                                                   LLVMBuildFNeg(g->b, md, ""), md),
-                                         lg_f64(g, 1.0 / 0.0), "");
+        LLVMValueRef inf = LLVMBuildFCmp(
+            g->b, LLVMRealOEQ, lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md),
+            lg_f64(g, 1.0 / 0.0), "");
         w->lse = LLVMBuildSelect(g->b, inf, md, lse, "");
     }
     if (labels) {
         LLVMValueRef y32 = lg_load(g, lg_ptr(g, arg(g, id, 1)), w->r);
-        LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, y32, lg_i32(g, 0), ""),
-                                       LLVMBuildICmp(g->b, LLVMIntSGE, y32, lg_i32(g, (int32_t)w->cls), ""), "");
+        LLVMValueRef bad =
+            LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, y32, lg_i32(g, 0), ""),
+                        LLVMBuildICmp(g->b, LLVMIntSGE, y32, lg_i32(g, (int32_t)w->cls), ""), "");
         char fmt[128];
-        snprintf(fmt, sizeof fmt, "label %%d of batch item %%lld is out of range for %lld classes", (long long)w->cls);
+        snprintf(fmt, sizeof fmt, "label %%d of batch item %%lld is out of range for %lld classes",
+                 (long long)w->cls);
         LLVMValueRef fa[2] = {y32, w->r};
         fail_if(g, bad, fmt, 2, fa);
         w->y = LLVMBuildSExt(g->b, y32, g->i64, "");
@@ -705,7 +795,8 @@ static void op_cross_entropy(struct lg *g, int id) {
         lg_loop_close(g, &l);
     }
     lg_loop_close(g, &w.l);
-    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""),
+                          LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
@@ -717,13 +808,17 @@ static void op_cross_entropy_grad(struct lg *g, int id) {
     struct rows w;
     rows_open(g, id, &w, true);
     LLVMValueRef dr = gep(g, lg_ptr(g, id), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
-    LLVMValueRef tr = labels ? NULL : gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+    LLVMValueRef tr =
+        labels ? NULL : gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
     LLVMValueRef ts = NULL;
     struct lg_loop l;
     if (!labels) {
         LLVMValueRef tsv = lg_var(g, g->f64, lg_f64(g, 0));
         LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
-        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, tsv, ""), LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "")), tsv);
+        LLVMBuildStore(g->b,
+                       fadd(g, LLVMBuildLoad2(g->b, g->f64, tsv, ""),
+                            LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "")),
+                       tsv);
         lg_loop_close(g, &l);
         ts = LLVMBuildLoad2(g->b, g->f64, tsv, "");
     }
@@ -762,7 +857,9 @@ static void op_accuracy(struct lg *g, int id) {
     rows_open(g, id, &w, false);
     LLVMValueRef best = row_argmax(g, w.xr, w.cls);
     LLVMValueRef y = w.y;
-    if (!labels) y = row_argmax(g, gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), "")), w.cls);
+    if (!labels)
+        y = row_argmax(g, gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), "")),
+                       w.cls);
     LLVMValueRef hit = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, best, y, ""), g->i64, "");
     LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), hit, ""), hits);
     lg_loop_close(g, &w.l);
@@ -774,14 +871,23 @@ static void op_accuracy(struct lg *g, int id) {
 /* --------------------------------------------------------------- NN ops */
 
 /* The conv geometry's (input, weight, output) shapes of a conv-family node. */
-static void conv_roles(const struct lg *g, const struct ir_node *n, const struct shape **x, const struct shape **w,
-                       const struct shape **y) {
-    const struct shape *a0 = &g->c.f->nodes[n->args[0]].type.shape, *a1 = &g->c.f->nodes[n->args[1]].type.shape;
+static void conv_roles(const struct lg *g, const struct ir_node *n, const struct shape **x,
+                       const struct shape **w, const struct shape **y) {
+    const struct shape *a0 = &g->c.f->nodes[n->args[0]].type.shape,
+                       *a1 = &g->c.f->nodes[n->args[1]].type.shape;
     switch (n->op) {
-    case OP_CONV2D: *x = a0, *w = a1, *y = &n->type.shape; break;
-    case OP_CONV2D_GRAD_INPUT: *x = &n->type.shape, *w = a1, *y = a0; break;
-    case OP_CONV2D_GRAD_WEIGHT: *x = a0, *w = &n->type.shape, *y = a1; break;
-    default: *x = &n->type.shape, *w = a1, *y = a0; break; /* CONV_TRANSPOSE2D */
+    case OP_CONV2D:
+        *x = a0, *w = a1, *y = &n->type.shape;
+        break;
+    case OP_CONV2D_GRAD_INPUT:
+        *x = &n->type.shape, *w = a1, *y = a0;
+        break;
+    case OP_CONV2D_GRAD_WEIGHT:
+        *x = a0, *w = &n->type.shape, *y = a1;
+        break;
+    default:
+        *x = &n->type.shape, *w = a1, *y = a0;
+        break; /* CONV_TRANSPOSE2D */
     }
 }
 
@@ -791,8 +897,20 @@ static void op_conv(struct lg *g, int id) {
     conv_roles(g, n, &x, &w, &y);
     const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
     const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
-    struct nrt_conv geo = {1, x->dim[1], x->dim[2], x->dim[3], w->dim[0], w->dim[2], w->dim[3], y->dim[2], y->dim[3],
-                           ir_attr_i(n, ATTR_GROUPS), {s[0], s[1]}, {p[0], p[1], p[2], p[3]}, {d[0], d[1]}, 0};
+    struct nrt_conv geo = {1,
+                           x->dim[1],
+                           x->dim[2],
+                           x->dim[3],
+                           w->dim[0],
+                           w->dim[2],
+                           w->dim[3],
+                           y->dim[2],
+                           y->dim[3],
+                           ir_attr_i(n, ATTR_GROUPS),
+                           {s[0], s[1]},
+                           {p[0], p[1], p[2], p[3]},
+                           {d[0], d[1]},
+                           0};
     /* c_ops.c's conv_chunk: the runtime's default, or a smaller static batch. */
     int64_t chunk = nrt_conv_chunk(&geo);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -802,10 +920,12 @@ static void op_conv(struct lg *g, int id) {
     size_t off = offsetof(struct nrt_conv, n);
     LLVMValueRef nv = lg_x(g, batch);
     LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
-    const char *fn = n->op == OP_CONV2D ? "nrt_conv2d" : n->op == OP_CONV2D_GRAD_WEIGHT ? "nrt_conv2d_grad_weight"
-                                                                                          : "nrt_conv2d_grad_input";
+    const char *fn = n->op == OP_CONV2D               ? "nrt_conv2d"
+                     : n->op == OP_CONV2D_GRAD_WEIGHT ? "nrt_conv2d_grad_weight"
+                                                      : "nrt_conv2d_grad_input";
     LLVMTypeRef pt[5] = {g->p8, g->pf32, g->pf32, g->pf32, g->pf32};
-    LLVMValueRef args[5] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id), g->sptr[id]};
+    LLVMValueRef args[5] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id),
+                            g->sptr[id]};
     if (!args[4]) NETC_INTERNAL("conv %%%d has no scratch", id);
     lg_call(g, fn, g->v, pt, 5, args);
 }
@@ -817,8 +937,8 @@ static void op_pool(struct lg *g, int id) {
     const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
     const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
     struct cgc_x planes = cgc_dims_prod(x, 0, 2);
-    struct nrt_pool geo = {planes.k, x->dim[2], x->dim[3], y->dim[2], y->dim[3], {k[0], k[1]}, {s[0], s[1]},
-                           {p[0], p[1], p[2], p[3]}};
+    struct nrt_pool geo = {planes.k,  x->dim[2],    x->dim[3],    y->dim[2],
+                           y->dim[3], {k[0], k[1]}, {s[0], s[1]}, {p[0], p[1], p[2], p[3]}};
     size_t off = offsetof(struct nrt_pool, planes);
     LLVMValueRef pv = lg_x(g, planes);
     LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &pv, planes.n ? 1 : 0);
@@ -827,13 +947,19 @@ static void op_pool(struct lg *g, int id) {
     const char *fn;
     int na;
     switch (n->op) {
-    case OP_MAXPOOL2D: fn = "nrt_maxpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id); break;
-    case OP_AVGPOOL2D: fn = "nrt_avgpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id); break;
+    case OP_MAXPOOL2D:
+        fn = "nrt_maxpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id);
+        break;
+    case OP_AVGPOOL2D:
+        fn = "nrt_avgpool2d", na = 3, args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, id);
+        break;
     case OP_MAXPOOL2D_GRAD:
         fn = "nrt_maxpool2d_grad", na = 4;
         args[1] = lg_ptr(g, arg(g, id, 0)), args[2] = lg_ptr(g, arg(g, id, 1)), args[3] = lg_ptr(g, id);
         break;
-    default: fn = "nrt_avgpool2d_grad", na = 3, args[1] = lg_ptr(g, arg(g, id, 1)), args[2] = lg_ptr(g, id); break;
+    default:
+        fn = "nrt_avgpool2d_grad", na = 3, args[1] = lg_ptr(g, arg(g, id, 1)), args[2] = lg_ptr(g, id);
+        break;
     }
     lg_call(g, fn, g->v, pt, na, args);
 }
@@ -845,7 +971,8 @@ static void op_pool(struct lg *g, int id) {
 static void rtcall(struct lg *g, const char *name, int n, LLVMValueRef *args) {
     LLVMTypeRef p[16];
     for (int i = 0; i < n; i++) {
-        if (LLVMGetTypeKind(LLVMTypeOf(args[i])) == LLVMPointerTypeKind) args[i] = LLVMBuildBitCast(g->b, args[i], g->p8, "");
+        if (LLVMGetTypeKind(LLVMTypeOf(args[i])) == LLVMPointerTypeKind)
+            args[i] = LLVMBuildBitCast(g->b, args[i], g->p8, "");
         p[i] = LLVMTypeOf(args[i]);
     }
     lg_call(g, name, g->v, p, n, args);
@@ -866,7 +993,9 @@ static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLV
     LLVMPositionBuilderAtEnd(g->b, after);
 }
 
-static LLVMValueRef bytes(struct lg *g, LLVMValueRef elems) { return LLVMBuildNSWMul(g->b, elems, lg_i64(g, 4), ""); }
+static LLVMValueRef bytes(struct lg *g, LLVMValueRef elems) {
+    return LLVMBuildNSWMul(g->b, elems, lg_i64(g, 4), "");
+}
 
 /* Copies `len` rows of every outer block of operand a (rows from...) into rows
  * to... of node id along axis (c_ops.c's copy_along). */
@@ -877,9 +1006,13 @@ static void copy_along(struct lg *g, int id, int a, int64_t axis, int64_t from, 
     LLVMValueRef px = lg_ptr(g, arg(g, id, a)), py = lg_ptr(g, id), in = lg_x(g, inner);
     struct lg_loop l;
     LLVMValueRef o = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, outer));
-    LLVMValueRef dy = LLVMBuildNSWMul(g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, ky), ""), lg_i64(g, to), ""), in, "");
-    LLVMValueRef dx = LLVMBuildNSWMul(g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, kx), ""), lg_i64(g, from), ""), in, "");
-    LLVMBuildMemCpy(g->b, gep(g, py, dy), 4, gep(g, px, dx), 4, bytes(g, LLVMBuildNSWMul(g->b, lg_i64(g, len), in, "")));
+    LLVMValueRef dy = LLVMBuildNSWMul(
+        g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, ky), ""), lg_i64(g, to), ""), in, "");
+    LLVMValueRef dx = LLVMBuildNSWMul(
+        g->b, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, o, lg_i64(g, kx), ""), lg_i64(g, from), ""), in,
+        "");
+    LLVMBuildMemCpy(g->b, gep(g, py, dy), 4, gep(g, px, dx), 4,
+                    bytes(g, LLVMBuildNSWMul(g->b, lg_i64(g, len), in, "")));
     lg_loop_close(g, &l);
 }
 
@@ -891,7 +1024,8 @@ static void op_slice(struct lg *g, int id) {
 static void op_pad(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     int64_t axis = ir_attr_i(n, ATTR_AXIS);
-    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(&n->type.shape))), 4);
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0),
+                    bytes(g, lg_x(g, cgc_count(&n->type.shape))), 4);
     copy_along(g, id, 0, axis, 0, ir_attr_i(n, ATTR_BEFORE), arg_shape(g, id, 0)->dim[axis]);
 }
 
@@ -931,12 +1065,14 @@ struct axrows {
 static void axrows_open(struct lg *g, int id, struct axrows *w) {
     const struct shape *s = arg_shape(g, id, 0);
     int axis = (int)ir_attr_i(node(g, id), ATTR_AXIS);
-    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
+    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis),
+                 inner = cgc_dims_prod(s, axis + 1, s->rank);
     w->k = lg_x(g, k);
     w->st = lg_x(g, inner);
     LLVMValueRef o = lg_loop_open(g, &w->lo, lg_i64(g, 0), lg_x(g, outer));
     LLVMValueRef in = lg_loop_open(g, &w->li, lg_i64(g, 0), w->st);
-    w->base = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, w->k, ""), w->st, ""), in, "");
+    w->base =
+        LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, w->k, ""), w->st, ""), in, "");
 }
 
 static void axrows_close(struct lg *g, struct axrows *w) {
@@ -948,7 +1084,9 @@ static LLVMValueRef at_row(struct lg *g, struct axrows *w, LLVMValueRef j) {
     return LLVMBuildNSWAdd(g->b, w->base, LLVMBuildNSWMul(g->b, j, w->st, ""), "");
 }
 
-static LLVMValueRef ld64(struct lg *g, LLVMValueRef p, LLVMValueRef i) { return LLVMBuildFPExt(g->b, lg_load(g, p, i), g->f64, ""); }
+static LLVMValueRef ld64(struct lg *g, LLVMValueRef p, LLVMValueRef i) {
+    return LLVMBuildFPExt(g->b, lg_load(g, p, i), g->f64, "");
+}
 
 static void accumulate(struct lg *g, LLVMValueRef var, LLVMValueRef v) {
     LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, LLVMTypeOf(v), var, ""), v), var);
@@ -1005,8 +1143,12 @@ static void op_softmax_grad(struct lg *g, int id) {
 static void op_layernorm(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x = arg_shape(g, id, 0);
-    LLVMValueRef args[6] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)), lg_i64(g, x->dim[x->rank - 1]),
-                            lg_f64(g, ir_attr_f(n, ATTR_EPS)), lg_ptr(g, arg(g, id, 0)), NULL, NULL};
+    LLVMValueRef args[6] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
+                            lg_i64(g, x->dim[x->rank - 1]),
+                            lg_f64(g, ir_attr_f(n, ATTR_EPS)),
+                            lg_ptr(g, arg(g, id, 0)),
+                            NULL,
+                            NULL};
     if (n->op == OP_LAYERNORM_GRAD) {
         args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, id);
         rtcall(g, "nrt_layernorm_grad", 6, args);
@@ -1034,8 +1176,12 @@ static void op_attention(struct lg *g, int id) {
     LLVMValueRef nv = lg_x(g, items);
     LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, items.n ? 1 : 0);
     if (n->op == OP_ATTENTION_GRAD) {
-        LLVMValueRef args[6] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)),
-                                lg_ptr(g, id), scratch(g, id)};
+        LLVMValueRef args[6] = {gp,
+                                lg_ptr(g, arg(g, id, 0)),
+                                lg_ptr(g, arg(g, id, 1)),
+                                lg_ptr(g, arg(g, id, 2)),
+                                lg_ptr(g, id),
+                                scratch(g, id)};
         rtcall(g, "nrt_attention_grad", 6, args);
     } else {
         LLVMValueRef args[4] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, id), scratch(g, id)};
@@ -1074,9 +1220,10 @@ static void op_rnn_bptt(struct lg *g, int id) {
 }
 
 static void op_rnn_grad(struct lg *g, int id) {
-    LLVMValueRef args[8] = {rnn_geo(g, id, 4, 3, 1), lg_i32(g, (int32_t)ir_attr_i(node(g, id), ATTR_WRT)),
-                            lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)),
-                            lg_ptr(g, arg(g, id, 4)), lg_ptr(g, arg(g, id, 5)), lg_ptr(g, id)};
+    LLVMValueRef args[8] = {rnn_geo(g, id, 4, 3, 1),  lg_i32(g, (int32_t)ir_attr_i(node(g, id), ATTR_WRT)),
+                            lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)),
+                            lg_ptr(g, arg(g, id, 2)), lg_ptr(g, arg(g, id, 4)),
+                            lg_ptr(g, arg(g, id, 5)), lg_ptr(g, id)};
     rtcall(g, "nrt_rnn_grad", 8, args);
 }
 
@@ -1088,7 +1235,8 @@ static LLVMValueRef checked_id(struct lg *g, LLVMValueRef ids, LLVMValueRef i, i
     LLVMValueRef bad = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, v, lg_i32(g, 0), ""),
                                    LLVMBuildICmp(g->b, LLVMIntSGE, v, lg_i32(g, (int32_t)rows), ""), "");
     char fmt[128];
-    snprintf(fmt, sizeof fmt, "token id %%d at position %%lld is out of range for an embedding of %lld rows", (long long)rows);
+    snprintf(fmt, sizeof fmt, "token id %%d at position %%lld is out of range for an embedding of %lld rows",
+             (long long)rows);
     LLVMValueRef fa[2] = {v, i};
     fail_if(g, bad, fmt, 2, fa);
     return LLVMBuildSExt(g->b, v, g->i64, "");
@@ -1114,7 +1262,8 @@ static void op_embedding_grad(struct lg *g, int id) {
     struct lg_loop l, lj;
     LLVMValueRef p = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(arg_shape(g, id, 0))));
     LLVMValueRef v = checked_id(g, ids, p, rows);
-    LLVMValueRef dr = gep(g, pd, LLVMBuildNSWMul(g->b, v, lg_i64(g, d), "")), gr = gep(g, pg, LLVMBuildNSWMul(g->b, p, lg_i64(g, d), ""));
+    LLVMValueRef dr = gep(g, pd, LLVMBuildNSWMul(g->b, v, lg_i64(g, d), "")),
+                 gr = gep(g, pg, LLVMBuildNSWMul(g->b, p, lg_i64(g, d), ""));
     LLVMValueRef j = lg_loop_open(g, &lj, lg_i64(g, 0), lg_i64(g, d));
     lg_store(g, fadd(g, lg_load(g, dr, j), lg_load(g, gr, j)), dr, j);
     lg_loop_close(g, &lj);
@@ -1146,7 +1295,8 @@ static void masked_open(struct lg *g, int id, struct masked *w) {
                                    LLVMBuildICmp(g->b, LLVMIntSGE, t, lg_i32(g, (int32_t)w->cls), ""), "");
     LLVMValueRef fa[3] = {t, r, lg_i64(g, w->cls)};
     fail_if(g, bad, "target %d at position %lld is out of range for %lld classes", 3, fa);
-    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, w->kept, ""), lg_i64(g, 1), ""), w->kept);
+    LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, w->kept, ""), lg_i64(g, 1), ""),
+                   w->kept);
     lg_endif(g, after);
     lg_loop_close(g, &l);
 }
@@ -1180,8 +1330,10 @@ static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
     if (full > 0) {
         LLVMValueRef b = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, full / 8));
         for (int q = 0; q < 8; q++) {
-            LLVMValueRef at = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 8), ""), lg_i64(g, q), "");
-            accumulate(g, acc[q], LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
+            LLVMValueRef at =
+                LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 8), ""), lg_i64(g, q), "");
+            accumulate(g, acc[q],
+                       LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
         }
         lg_loop_close(g, &l);
     }
@@ -1244,7 +1396,8 @@ static void op_masked_accuracy(struct lg *g, int id) {
     LLVMValueRef hit = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, best, w.tr, ""), g->i64, "");
     LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), hit, ""), hits);
     masked_rows_close(g, &w);
-    LLVMValueRef r = per_kept(g, &w, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""));
+    LLVMValueRef r =
+        per_kept(g, &w, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
@@ -1256,11 +1409,13 @@ static int same_mean(const struct lg *g, int id) {
     const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
     for (int j = id - 1; j >= 0; j--) {
         const struct ir_node *m = node(g, j);
-        if (m->op != OP_MEAN || m->args[0] != n->args[0] || g->c.vals[j].kernel >= 0 || g->c.vals[j].last_use < id)
+        if (m->op != OP_MEAN || m->args[0] != n->args[0] || g->c.vals[j].kernel >= 0 ||
+            g->c.vals[j].last_use < id)
             continue;
         const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
         if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) || !shape_equal(&m->type.shape, &n->type.shape))
+        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) ||
+            !shape_equal(&m->type.shape, &n->type.shape))
             continue;
         return j;
     }
@@ -1317,7 +1472,8 @@ static void op_dropout(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     double rate = ir_attr_f(n, ATTR_RATE);
     uint64_t seed = (uint64_t)ir_attr_i(n, ATTR_SEED);
-    LLVMValueRef sp = LLVMBuildGEP2(g->b, g->i8, g->ctx, (LLVMValueRef[]){lg_i64(g, (int64_t)offsetof(struct nrt_ctx, step))}, 1, "");
+    LLVMValueRef sp = LLVMBuildGEP2(
+        g->b, g->i8, g->ctx, (LLVMValueRef[]){lg_i64(g, (int64_t)offsetof(struct nrt_ctx, step))}, 1, "");
     LLVMValueRef step = LLVMBuildLoad2(g->b, g->i64, LLVMBuildBitCast(g->b, sp, g->p64, ""), "");
     LLVMValueRef a = mix64(g, LLVMBuildXor(g->b, LLVMConstInt(g->i64, nrt_mix64(seed), 0), step, ""));
     LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
@@ -1333,12 +1489,14 @@ static void op_dropout(struct lg *g, int id) {
 static void op_argmax(struct lg *g, int id) {
     const struct shape *s = arg_shape(g, id, 0);
     int axis = (int)ir_attr_i(node(g, id), ATTR_AXIS);
-    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis), inner = cgc_dims_prod(s, axis + 1, s->rank);
+    struct cgc_x outer = cgc_dims_prod(s, 0, axis), k = cgc_dim(s, axis),
+                 inner = cgc_dims_prod(s, axis + 1, s->rank);
     LLVMValueRef x = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id), kv = lg_x(g, k), in = lg_x(g, inner);
     struct lg_loop lo, li, lj;
     LLVMValueRef o = lg_loop_open(g, &lo, lg_i64(g, 0), lg_x(g, outer));
     LLVMValueRef q = lg_loop_open(g, &li, lg_i64(g, 0), in);
-    LLVMValueRef base = LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, kv, ""), in, ""), q, "");
+    LLVMValueRef base =
+        LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, LLVMBuildNSWMul(g->b, o, kv, ""), in, ""), q, "");
     LLVMValueRef best = lg_var(g, g->i64, lg_i64(g, 0));
     LLVMValueRef j = lg_loop_open(g, &lj, lg_i64(g, 1), kv);
     LLVMValueRef b = LLVMBuildLoad2(g->b, g->i64, best, "");
@@ -1355,14 +1513,17 @@ static void op_argmax(struct lg *g, int id) {
 static void op_one_hot(struct lg *g, int id) {
     int64_t k = ir_attr_i(node(g, id), ATTR_CLASSES);
     LLVMValueRef ids = lg_ptr(g, arg(g, id, 0)), y = lg_ptr(g, id);
-    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0), bytes(g, lg_x(g, cgc_count(shape_of(g, id)))), 4);
+    LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0),
+                    bytes(g, lg_x(g, cgc_count(shape_of(g, id)))), 4);
     struct lg_loop l;
     LLVMValueRef p = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(arg_shape(g, id, 0))));
     LLVMValueRef v = lg_load(g, ids, p);
     LLVMValueRef ok = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntSGE, v, lg_i32(g, 0), ""),
                                    LLVMBuildICmp(g->b, LLVMIntSLT, v, lg_i32(g, (int32_t)k), ""), "");
     LLVMBasicBlockRef after = lg_if(g, ok);
-    lg_store(g, lg_f32(g, 1), y, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, p, lg_i64(g, k), ""), LLVMBuildSExt(g->b, v, g->i64, ""), ""));
+    lg_store(g, lg_f32(g, 1), y,
+             LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, p, lg_i64(g, k), ""),
+                             LLVMBuildSExt(g->b, v, g->i64, ""), ""));
     lg_endif(g, after);
     lg_loop_close(g, &l);
 }
@@ -1371,8 +1532,13 @@ static void op_upsample(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const int64_t *sc = ir_attr_v(n, ATTR_FACTOR, NULL);
     const struct shape *small = n->op == OP_UPSAMPLE2D ? arg_shape(g, id, 0) : shape_of(g, id);
-    LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(small, 0, 2)), lg_i64(g, small->dim[2]), lg_i64(g, small->dim[3]),
-                            lg_i64(g, sc[0]), lg_i64(g, sc[1]), lg_ptr(g, arg(g, id, 0)), lg_ptr(g, id)};
+    LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(small, 0, 2)),
+                            lg_i64(g, small->dim[2]),
+                            lg_i64(g, small->dim[3]),
+                            lg_i64(g, sc[0]),
+                            lg_i64(g, sc[1]),
+                            lg_ptr(g, arg(g, id, 0)),
+                            lg_ptr(g, id)};
     rtcall(g, n->op == OP_UPSAMPLE2D ? "nrt_upsample2d" : "nrt_upsample2d_grad", 7, args);
 }
 
@@ -1383,7 +1549,8 @@ static void op_masked_pool(struct lg *g, int id) {
     const struct shape *x = grad ? shape_of(g, id) : arg_shape(g, id, 0);
     int ids_arg = n->op == OP_MASKED_MEAN_GRAD ? 0 : 1;
     int64_t T = x->dim[1];
-    LLVMValueRef R = lg_x(g, cgc_dims_prod(x, 2, x->rank)), pad = lg_i32(g, (int32_t)ir_attr_i(n, ATTR_PAD_ID));
+    LLVMValueRef R = lg_x(g, cgc_dims_prod(x, 2, x->rank)),
+                 pad = lg_i32(g, (int32_t)ir_attr_i(n, ATTR_PAD_ID));
     LLVMValueRef ids = lg_ptr(g, arg(g, id, ids_arg)), out = lg_ptr(g, id);
     LLVMValueRef TR = LLVMBuildNSWMul(g->b, lg_i64(g, T), R, "");
     struct lg_loop lb, ls, lj;
@@ -1394,14 +1561,17 @@ static void op_masked_pool(struct lg *g, int id) {
     case OP_MASKED_MEAN:
     case OP_MASKED_MAX: {
         bool mx = n->op == OP_MASKED_MAX;
-        LLVMValueRef yb = gep(g, out, LLVMBuildNSWMul(g->b, b, R, "")), xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
-        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, yb, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, R), 4);
+        LLVMValueRef yb = gep(g, out, LLVMBuildNSWMul(g->b, b, R, "")),
+                     xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
+        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, yb, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, R),
+                        4);
         s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
         LLVMBasicBlockRef after = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""));
         LLVMValueRef k0 = LLVMBuildLoad2(g->b, g->i64, kept, "");
         if (!mx) LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k0, lg_i64(g, 1), ""), kept);
         j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
-        LLVMValueRef xv = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, "")), yv = lg_load(g, yb, j);
+        LLVMValueRef xv = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, "")),
+                     yv = lg_load(g, yb, j);
         if (mx) {
             LLVMValueRef take = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, k0, lg_i64(g, 0), ""),
                                             LLVMBuildFCmp(g->b, LLVMRealOGT, xv, yv, ""), "");
@@ -1425,9 +1595,11 @@ static void op_masked_pool(struct lg *g, int id) {
         break;
     }
     case OP_MASKED_MEAN_GRAD: {
-        LLVMValueRef xb = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")), gb = gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, b, R, ""));
+        LLVMValueRef xb = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")),
+                     gb = gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, b, R, ""));
         s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
-        LLVMValueRef in = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), g->i64, "");
+        LLVMValueRef in =
+            LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), g->i64, "");
         LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, kept, ""), in, ""), kept);
         lg_loop_close(g, &ls);
         LLVMValueRef kf = LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, kept, ""), g->f32, "");
@@ -1441,20 +1613,24 @@ static void op_masked_pool(struct lg *g, int id) {
         break;
     }
     default: { /* MASKED_MAX_GRAD (x, ids, dy) */
-        LLVMValueRef db = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")), xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
+        LLVMValueRef db = gep(g, out, LLVMBuildNSWMul(g->b, b, TR, "")),
+                     xb = gep(g, lg_ptr(g, arg(g, id, 0)), LLVMBuildNSWMul(g->b, b, TR, ""));
         LLVMValueRef gb = gep(g, lg_ptr(g, arg(g, id, 2)), LLVMBuildNSWMul(g->b, b, R, ""));
-        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, db, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, TR), 4);
+        LLVMBuildMemSet(g->b, LLVMBuildBitCast(g->b, db, g->p8, ""), LLVMConstInt(g->i8, 0, 0), bytes(g, TR),
+                        4);
         LLVMValueRef best = lg_var(g, g->i64, NULL);
         j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
         LLVMBuildStore(g->b, lg_i64(g, -1), best);
         s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
         LLVMValueRef bv = LLVMBuildLoad2(g->b, g->i64, best, "");
-        LLVMValueRef bi = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, bv, lg_i64(g, 0), ""), lg_i64(g, 0), bv, "");
+        LLVMValueRef bi = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, bv, lg_i64(g, 0), ""),
+                                          lg_i64(g, 0), bv, "");
         LLVMValueRef xs = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, ""));
         LLVMValueRef xbest = lg_load(g, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, bi, R, ""), j, ""));
         LLVMValueRef better = LLVMBuildOr(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, bv, lg_i64(g, 0), ""),
                                           LLVMBuildFCmp(g->b, LLVMRealOGT, xs, xbest, ""), "");
-        LLVMValueRef take = LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), better, "");
+        LLVMValueRef take =
+            LLVMBuildAnd(g->b, LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, ""), better, "");
         LLVMBuildStore(g->b, LLVMBuildSelect(g->b, take, s, bv, ""), best);
         lg_loop_close(g, &ls);
         LLVMValueRef fb = LLVMBuildLoad2(g->b, g->i64, best, "");
@@ -1474,15 +1650,20 @@ static void op_attn_softmax(struct lg *g, int id) {
     const struct shape *s = &n->type.shape;
     int64_t tk = s->dim[s->rank - 1], tq = s->dim[s->rank - 2];
     bool causal = ir_attr_i(n, ATTR_CAUSAL) != 0;
-    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id), scale = lg_f32(g, ir_attr_f(n, ATTR_SCALE));
+    LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id),
+                 scale = lg_f32(g, ir_attr_f(n, ATTR_SCALE));
     struct lg_loop lr, l;
     LLVMValueRef r = lg_loop_open(g, &lr, lg_i64(g, 0), lg_x(g, cgc_dims_prod(s, 0, s->rank - 1)));
-    LLVMValueRef x = gep(g, px, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), "")), y = gep(g, py, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), ""));
+    LLVMValueRef x = gep(g, px, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), "")),
+                 y = gep(g, py, LLVMBuildNSWMul(g->b, r, lg_i64(g, tk), ""));
     LLVMValueRef kn = lg_i64(g, tk);
     if (causal) {
-        LLVMValueRef lim = LLVMBuildAdd(g->b, LLVMBuildSRem(g->b, r, lg_i64(g, tq), ""), lg_i64(g, tk - tq + 1), "");
-        lim = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, lim, lg_i64(g, 0), ""), lg_i64(g, 0), lim, "");
-        kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, lim, lg_i64(g, tk), ""), lg_i64(g, tk), lim, "");
+        LLVMValueRef lim =
+            LLVMBuildAdd(g->b, LLVMBuildSRem(g->b, r, lg_i64(g, tq), ""), lg_i64(g, tk - tq + 1), "");
+        lim = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSLT, lim, lg_i64(g, 0), ""), lg_i64(g, 0), lim,
+                              "");
+        kn = LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntSGT, lim, lg_i64(g, tk), ""), lg_i64(g, tk),
+                             lim, "");
     }
     LLVMValueRef mx = lg_var(g, g->f32, lg_f32(g, -1.0 / 0.0)), sum = lg_var(g, g->f32, lg_f32(g, 0));
     LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
@@ -1513,8 +1694,10 @@ static void op_const(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     double v = ir_attr_f(n, ATTR_VALUE);
     LLVMValueRef k;
-    if (n->type.dtype == DT_I32) k = lg_to_i32(g, lg_f64(g, v));
-    else k = lg_f32(g, v);
+    if (n->type.dtype == DT_I32)
+        k = lg_to_i32(g, lg_f64(g, v));
+    else
+        k = lg_f32(g, v);
     fill(g, lg_ptr(g, id), cgc_count(&n->type.shape), k);
 }
 
@@ -1533,44 +1716,108 @@ typedef void (*lg_op_fn)(struct lg *g, int id);
 static lg_op_fn column(enum op op) {
     if (has_formula(op)) return op_ewise;
     switch (op) {
-    case OP_INPUT: case OP_PARAM: case OP_ASSIGN: case OP_RESHAPE: case OP_STOP_GRADIENT: return op_none;
-    case OP_CONST: return op_const;
-    case OP_SUM: case OP_MEAN: return op_sum;
-    case OP_SUM_TO: return op_sum_to;
-    case OP_MAX: return op_max;
-    case OP_MATMUL: return op_matmul;
-    case OP_MATMUL_BSUM: return op_matmul_bsum;
-    case OP_MSE: case OP_BCE: case OP_BCE_LOGITS: case OP_HINGE: return op_ewise_loss;
-    case OP_MSE_GRAD: case OP_BCE_GRAD: case OP_BCE_LOGITS_GRAD: case OP_HINGE_GRAD: return op_ewise_loss_grad;
-    case OP_CROSS_ENTROPY: return op_cross_entropy;
-    case OP_CROSS_ENTROPY_GRAD: return op_cross_entropy_grad;
-    case OP_ACCURACY: return op_accuracy;
-    case OP_CONV2D: case OP_CONV2D_GRAD_INPUT: case OP_CONV2D_GRAD_WEIGHT: case OP_CONV_TRANSPOSE2D: return op_conv;
-    case OP_MAXPOOL2D: case OP_AVGPOOL2D: case OP_MAXPOOL2D_GRAD: case OP_AVGPOOL2D_GRAD: return op_pool;
-    case OP_SLICE: return op_slice;
-    case OP_PAD: return op_pad;
-    case OP_CONCAT: return op_concat;
-    case OP_TRANSPOSE: return op_transpose;
-    case OP_SOFTMAX: case OP_LOG_SOFTMAX: return op_softmax;
-    case OP_SOFTMAX_GRAD: case OP_LOG_SOFTMAX_GRAD: return op_softmax_grad;
-    case OP_LAYERNORM: case OP_LAYERNORM_GRAD: return op_layernorm;
-    case OP_ATTENTION: case OP_ATTENTION_GRAD: return op_attention;
-    case OP_RNN: return op_rnn;
-    case OP_RNN_BPTT: return op_rnn_bptt;
-    case OP_RNN_GRAD: return op_rnn_grad;
-    case OP_EMBEDDING: return op_embedding;
-    case OP_EMBEDDING_GRAD: return op_embedding_grad;
-    case OP_MASKED_CROSS_ENTROPY: return op_masked_ce;
-    case OP_MASKED_CROSS_ENTROPY_GRAD: return op_masked_ce_grad;
-    case OP_MASKED_ACCURACY: return op_masked_accuracy;
-    case OP_VARIANCE: return op_variance;
-    case OP_DROPOUT: case OP_DROPOUT_GRAD: return op_dropout;
-    case OP_ARGMAX: return op_argmax;
-    case OP_ONE_HOT: return op_one_hot;
-    case OP_UPSAMPLE2D: case OP_UPSAMPLE2D_GRAD: return op_upsample;
-    case OP_MASKED_MEAN: case OP_MASKED_MAX: case OP_MASKED_MEAN_GRAD: case OP_MASKED_MAX_GRAD: return op_masked_pool;
-    case OP_ATTN_SOFTMAX: return op_attn_softmax;
-    default: return NULL;
+    case OP_INPUT:
+    case OP_PARAM:
+    case OP_ASSIGN:
+    case OP_RESHAPE:
+    case OP_STOP_GRADIENT:
+        return op_none;
+    case OP_CONST:
+        return op_const;
+    case OP_SUM:
+    case OP_MEAN:
+        return op_sum;
+    case OP_SUM_TO:
+        return op_sum_to;
+    case OP_MAX:
+        return op_max;
+    case OP_MATMUL:
+        return op_matmul;
+    case OP_MATMUL_BSUM:
+        return op_matmul_bsum;
+    case OP_MSE:
+    case OP_BCE:
+    case OP_BCE_LOGITS:
+    case OP_HINGE:
+        return op_ewise_loss;
+    case OP_MSE_GRAD:
+    case OP_BCE_GRAD:
+    case OP_BCE_LOGITS_GRAD:
+    case OP_HINGE_GRAD:
+        return op_ewise_loss_grad;
+    case OP_CROSS_ENTROPY:
+        return op_cross_entropy;
+    case OP_CROSS_ENTROPY_GRAD:
+        return op_cross_entropy_grad;
+    case OP_ACCURACY:
+        return op_accuracy;
+    case OP_CONV2D:
+    case OP_CONV2D_GRAD_INPUT:
+    case OP_CONV2D_GRAD_WEIGHT:
+    case OP_CONV_TRANSPOSE2D:
+        return op_conv;
+    case OP_MAXPOOL2D:
+    case OP_AVGPOOL2D:
+    case OP_MAXPOOL2D_GRAD:
+    case OP_AVGPOOL2D_GRAD:
+        return op_pool;
+    case OP_SLICE:
+        return op_slice;
+    case OP_PAD:
+        return op_pad;
+    case OP_CONCAT:
+        return op_concat;
+    case OP_TRANSPOSE:
+        return op_transpose;
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:
+        return op_softmax;
+    case OP_SOFTMAX_GRAD:
+    case OP_LOG_SOFTMAX_GRAD:
+        return op_softmax_grad;
+    case OP_LAYERNORM:
+    case OP_LAYERNORM_GRAD:
+        return op_layernorm;
+    case OP_ATTENTION:
+    case OP_ATTENTION_GRAD:
+        return op_attention;
+    case OP_RNN:
+        return op_rnn;
+    case OP_RNN_BPTT:
+        return op_rnn_bptt;
+    case OP_RNN_GRAD:
+        return op_rnn_grad;
+    case OP_EMBEDDING:
+        return op_embedding;
+    case OP_EMBEDDING_GRAD:
+        return op_embedding_grad;
+    case OP_MASKED_CROSS_ENTROPY:
+        return op_masked_ce;
+    case OP_MASKED_CROSS_ENTROPY_GRAD:
+        return op_masked_ce_grad;
+    case OP_MASKED_ACCURACY:
+        return op_masked_accuracy;
+    case OP_VARIANCE:
+        return op_variance;
+    case OP_DROPOUT:
+    case OP_DROPOUT_GRAD:
+        return op_dropout;
+    case OP_ARGMAX:
+        return op_argmax;
+    case OP_ONE_HOT:
+        return op_one_hot;
+    case OP_UPSAMPLE2D:
+    case OP_UPSAMPLE2D_GRAD:
+        return op_upsample;
+    case OP_MASKED_MEAN:
+    case OP_MASKED_MAX:
+    case OP_MASKED_MEAN_GRAD:
+    case OP_MASKED_MAX_GRAD:
+        return op_masked_pool;
+    case OP_ATTN_SOFTMAX:
+        return op_attn_softmax;
+    default:
+        return NULL;
     }
 }
 
@@ -1579,13 +1826,31 @@ static lg_op_fn column(enum op op) {
 static bool takes_i32(enum op op) {
     if (has_formula(op) || column(op) == op_none) return true;
     switch (op) {
-    case OP_CONST: case OP_CROSS_ENTROPY: case OP_CROSS_ENTROPY_GRAD: case OP_ACCURACY: case OP_RNN:
-    case OP_RNN_BPTT: case OP_RNN_GRAD: case OP_EMBEDDING: case OP_EMBEDDING_GRAD: case OP_MASKED_CROSS_ENTROPY:
-    case OP_MASKED_CROSS_ENTROPY_GRAD: case OP_MASKED_ACCURACY: case OP_SLICE: case OP_PAD: case OP_CONCAT:
-    case OP_TRANSPOSE: case OP_ARGMAX: case OP_ONE_HOT: case OP_MASKED_MEAN: case OP_MASKED_MAX:
-    case OP_MASKED_MEAN_GRAD: case OP_MASKED_MAX_GRAD:
+    case OP_CONST:
+    case OP_CROSS_ENTROPY:
+    case OP_CROSS_ENTROPY_GRAD:
+    case OP_ACCURACY:
+    case OP_RNN:
+    case OP_RNN_BPTT:
+    case OP_RNN_GRAD:
+    case OP_EMBEDDING:
+    case OP_EMBEDDING_GRAD:
+    case OP_MASKED_CROSS_ENTROPY:
+    case OP_MASKED_CROSS_ENTROPY_GRAD:
+    case OP_MASKED_ACCURACY:
+    case OP_SLICE:
+    case OP_PAD:
+    case OP_CONCAT:
+    case OP_TRANSPOSE:
+    case OP_ARGMAX:
+    case OP_ONE_HOT:
+    case OP_MASKED_MEAN:
+    case OP_MASKED_MAX:
+    case OP_MASKED_MEAN_GRAD:
+    case OP_MASKED_MAX_GRAD:
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 

@@ -39,7 +39,8 @@ static void set_depth(struct parser *p, struct ast_expr *e, int child) {
     }
 }
 
-struct ast_expr *ast_binary(struct parser *p, int op, struct ast_expr *l, struct ast_expr *r, struct loc loc) {
+struct ast_expr *ast_binary(struct parser *p, int op, struct ast_expr *l, struct ast_expr *r,
+                            struct loc loc) {
     struct ast_expr *e = ast_expr_new(p, AST_BINARY, loc);
     e->op = op;
     e->lhs = l;
@@ -84,16 +85,16 @@ struct ast_stmt *ast_stmt_new(struct parser *p, enum stmt_kind kind, struct loc 
     return s;
 }
 
-#define TAKE(T, name)                                                    \
-    T **name(struct parser *p, T **vec, int *n) {                        \
-        *n = (int)vec_len(vec);                                          \
-        T **out = NULL;                                                  \
-        if (*n) {                                                        \
-            out = arena_alloc(p->arena, sizeof *out * (size_t)*n);       \
-            memcpy(out, vec, sizeof *out * (size_t)*n);                  \
-        }                                                                \
-        vec_free(vec);                                                   \
-        return out;                                                      \
+#define TAKE(T, name)                                              \
+    T **name(struct parser *p, T **vec, int *n) {                  \
+        *n = (int)vec_len(vec);                                    \
+        T **out = NULL;                                            \
+        if (*n) {                                                  \
+            out = arena_alloc(p->arena, sizeof *out * (size_t)*n); \
+            memcpy(out, vec, sizeof *out *(size_t)*n);             \
+        }                                                          \
+        vec_free(vec);                                             \
+        return out;                                                \
     }
 
 TAKE(struct ast_expr, ast_exprs_take)
@@ -125,13 +126,20 @@ const char *fe_nearest(const char *name, const char *const *cands) {
 
 const char *ast_describe(struct arena *a, const struct ast_expr *e) {
     switch (e->kind) {
-    case AST_NUM: return arena_printf(a, "%g", e->num);
-    case AST_STR: return "a string";
-    case AST_BOOL: return e->num != 0 ? "true" : "false";
-    case AST_NAME: return arena_printf(a, "'%s'", e->str);
-    case AST_CALL: return arena_printf(a, "%s(...)", e->str);
-    case AST_KWARG: return arena_printf(a, "%s=...", e->str);
-    default: return "an expression";
+    case AST_NUM:
+        return arena_printf(a, "%g", e->num);
+    case AST_STR:
+        return "a string";
+    case AST_BOOL:
+        return e->num != 0 ? "true" : "false";
+    case AST_NAME:
+        return arena_printf(a, "'%s'", e->str);
+    case AST_CALL:
+        return arena_printf(a, "%s(...)", e->str);
+    case AST_KWARG:
+        return arena_printf(a, "%s=...", e->str);
+    default:
+        return "an expression";
     }
 }
 
@@ -149,8 +157,10 @@ static bool check_utf8(const char *file, const unsigned char *s, size_t len) {
             return false;
         }
         if (c < 0x80) {
-            if (c == '\n') line++, col = 1;
-            else col++;
+            if (c == '\n')
+                line++, col = 1;
+            else
+                col++;
             i++;
             continue;
         }

@@ -37,14 +37,15 @@ static const struct pt_row {
     {"conv2d_transpose", "w", PT_FAN_COLS, "w"},
     {"conv2d_transpose", "b", PT_FAN_COLS, "w"},
     {"lstm", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
-    {"gru", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
-    {"rnn", NULL, PT_KEEP, NULL}, /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
+    {"gru", NULL, PT_KEEP, NULL},  /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
+    {"rnn", NULL, PT_KEEP, NULL},  /* already U(+-1/sqrt(units)) in every init (lower_layers.c) */
     {"batchnorm", NULL, PT_KEEP, NULL},
 };
 
 static const struct pt_row *row_of(const char *layer, const char *what) {
     for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
-        if (strcmp(rows[i].layer, layer) == 0 && (!rows[i].what || strcmp(rows[i].what, what) == 0)) return &rows[i];
+        if (strcmp(rows[i].layer, layer) == 0 && (!rows[i].what || strcmp(rows[i].what, what) == 0))
+            return &rows[i];
     return NULL;
 }
 
@@ -68,7 +69,8 @@ bool fe_init_apply(struct lower *L) {
         if (!b || b->kind != BUF_PARAM) continue;
         const struct pt_row *r = row_of(p->layer, p->what);
         if (!r) {
-            lw_error(L, p->loc, "init pytorch: no PyTorch initialisation is known for %s's parameter '%s' (%s)",
+            lw_error(L, p->loc,
+                     "init pytorch: no PyTorch initialisation is known for %s's parameter '%s' (%s)",
                      p->layer, p->what, p->buf);
             continue;
         }
@@ -80,12 +82,19 @@ bool fe_init_apply(struct lower *L) {
             for (int d = 1; d < ref->type.shape.rank; d++) fan *= (double)ref->type.shape.dim[d];
         double bound = 1 / sqrt(fan > 0 ? fan : 1);
         switch (r->rule) {
-        case PT_KEEP: break;
+        case PT_KEEP:
+            break;
         case PT_FAN_ROWS:
         case PT_FAN_COLS:
-        case PT_HIDDEN: b->init = (struct ir_init){INIT_UNIFORM, -bound, bound}; break;
-        case PT_NORMAL: b->init = (struct ir_init){INIT_NORMAL, 0, 1}; break;
-        case PT_ZEROS: b->init = (struct ir_init){INIT_ZEROS, 0, 0}; break;
+        case PT_HIDDEN:
+            b->init = (struct ir_init){INIT_UNIFORM, -bound, bound};
+            break;
+        case PT_NORMAL:
+            b->init = (struct ir_init){INIT_NORMAL, 0, 1};
+            break;
+        case PT_ZEROS:
+            b->init = (struct ir_init){INIT_ZEROS, 0, 0};
+            break;
         }
     }
     return L->nerrors == 0;

@@ -19,18 +19,25 @@ void lw_error(struct lower *L, struct loc loc, const char *fmt, ...) {
     L->nerrors++;
 }
 
-struct val lw_err(void) { return (struct val){.kind = V_ERR}; }
-struct val lw_tensor(int id) { return id < 0 ? lw_err() : (struct val){.kind = V_TENSOR, .id = id}; }
-struct val lw_num(double v, bool is_int) { return (struct val){.kind = V_NUM, .num = v, .is_int = is_int}; }
+struct val lw_err(void) {
+    return (struct val){.kind = V_ERR};
+}
+struct val lw_tensor(int id) {
+    return id < 0 ? lw_err() : (struct val){.kind = V_TENSOR, .id = id};
+}
+struct val lw_num(double v, bool is_int) {
+    return (struct val){.kind = V_NUM, .num = v, .is_int = is_int};
+}
 
-struct ir_node *lw_n(struct lower *L, int id) { return &L->f->nodes[id]; }
+struct ir_node *lw_n(struct lower *L, int id) {
+    return &L->f->nodes[id];
+}
 const struct type *lw_type(struct lower *L, int id) { return &L->f->nodes[id].type; }
 
 const char *lw_tstr(struct lower *L, const struct type *t) {
     char buf[TYPE_STR_MAX];
     return arena_strdup(L->a, type_str(t, buf, sizeof buf));
 }
-
 
 /* Static elements of a shape, saturating at INT64_MAX. */
 static int64_t numel_sat(const struct shape *s) {
@@ -126,14 +133,14 @@ struct ir_init lw_glorot(int64_t fan_in, int64_t fan_out) {
     return (struct ir_init){INIT_UNIFORM, -limit, limit};
 }
 
-int lw_param(struct lower *L, const char *layer, int k, const char *what, enum buf_kind kind, struct type type,
-             struct ir_init init, struct loc loc) {
+int lw_param(struct lower *L, const char *layer, int k, const char *what, enum buf_kind kind,
+             struct type type, struct ir_init init, struct loc loc) {
     const char *name = arena_printf(L->a, "%s.%s%d.%s", L->sc->prefix, layer, k, what);
     struct ir_buffer *b = ir_buffer_find(L->m, name);
     if (b) {
         if (b->kind != kind || b->type.dtype != type.dtype || !shape_equal(&b->type.shape, &type.shape)) {
-            lw_error(L, loc, "%s needs its parameter '%s' to be %s, but an earlier use made it %s", layer, name,
-                     lw_tstr(L, &type), lw_tstr(L, &b->type));
+            lw_error(L, loc, "%s needs its parameter '%s' to be %s, but an earlier use made it %s", layer,
+                     name, lw_tstr(L, &type), lw_tstr(L, &b->type));
             return -1;
         }
     } else {
@@ -175,7 +182,8 @@ static bool name_free(struct lower *L, const char *name, struct loc loc, bool is
     }
     struct fe_sym *s = lw_sym(L, name);
     if (s) {
-        lw_error(L, loc, "'%s' is already %s (declared at line %d)", name, sym_kind_names[s->kind], s->loc.line);
+        lw_error(L, loc, "'%s' is already %s (declared at line %d)", name, sym_kind_names[s->kind],
+                 s->loc.line);
         return false;
     }
     if (!is_var && var_find(&L->top, name)) {
@@ -191,8 +199,10 @@ static bool name_free(struct lower *L, const char *name, struct loc loc, bool is
 
 static void var_set(struct fe_scope *sc, const char *name, struct val v) {
     struct fe_var *x = var_find(sc, name);
-    if (x) x->v = v;
-    else vec_push(sc->vars, ((struct fe_var){name, v}));
+    if (x)
+        x->v = v;
+    else
+        vec_push(sc->vars, ((struct fe_var){name, v}));
 }
 
 /* Every name visible here (variables, syms) plus the builtins of `forms`, for
@@ -202,7 +212,8 @@ static const char **visible_names(struct lower *L, unsigned forms, bool with_var
     if (with_vars)
         for (size_t i = 0; i < vec_len(L->sc->vars); i++) vec_push(v, L->sc->vars[i].name);
     for (size_t i = 0; i < vec_len(L->syms); i++)
-        if (L->syms[i]->walk == L->walk && (with_vars || L->syms[i]->kind == SYM_NET)) vec_push(v, L->syms[i]->name);
+        if (L->syms[i]->walk == L->walk && (with_vars || L->syms[i]->kind == SYM_NET))
+            vec_push(v, L->syms[i]->name);
     for (const char *const *b = fe_builtin_names(forms); forms && *b; b++) vec_push(v, *b);
     vec_push(v, NULL);
     return v;
@@ -226,8 +237,10 @@ static const char *name_list(struct lower *L, const char *const *names) {
 
 static void undefined(struct lower *L, const char *name, struct loc loc) {
     const char *n = nearest(L, name, BI_LAYER | BI_FUNC, true);
-    if (n) lw_error(L, loc, "undefined name '%s' (did you mean '%s'?)", name, n);
-    else lw_error(L, loc, "undefined name '%s'", name);
+    if (n)
+        lw_error(L, loc, "undefined name '%s' (did you mean '%s'?)", name, n);
+    else
+        lw_error(L, loc, "undefined name '%s'", name);
 }
 
 /* ------------------------------------------------------------- expressions */
@@ -253,9 +266,15 @@ bool lw_fold(struct lower *L, const struct ast_expr *e, double *out, bool *is_in
     case AST_BINARY:
         if (!lw_fold(L, e->lhs, &a, &i1) || !lw_fold(L, e->rhs, &b, &i2)) return false;
         switch (e->op) {
-        case '+': *out = a + b; break;
-        case '-': *out = a - b; break;
-        case '*': *out = a * b; break;
+        case '+':
+            *out = a + b;
+            break;
+        case '-':
+            *out = a - b;
+            break;
+        case '*':
+            *out = a * b;
+            break;
         case '/':
             if (b == 0) {
                 lw_error(L, e->loc, "division by zero");
@@ -264,7 +283,9 @@ bool lw_fold(struct lower *L, const struct ast_expr *e, double *out, bool *is_in
             *out = a / b;
             i1 = false;
             break;
-        default: lw_error(L, e->loc, "'@' needs tensors, not numbers"); return false;
+        default:
+            lw_error(L, e->loc, "'@' needs tensors, not numbers");
+            return false;
         }
         if (!isfinite(*out)) {
             lw_error(L, e->loc, "the result of this arithmetic is out of range");
@@ -272,7 +293,9 @@ bool lw_fold(struct lower *L, const struct ast_expr *e, double *out, bool *is_in
         }
         if (is_int) *is_int = i1 && i2 && fabs(*out) <= 9007199254740992.0;
         return true;
-    default: lw_error(L, e->loc, "expected a number here, got %s", ast_describe(L->a, e)); return false;
+    default:
+        lw_error(L, e->loc, "expected a number here, got %s", ast_describe(L->a, e));
+        return false;
     }
 }
 
@@ -321,9 +344,15 @@ static struct val lower_binary(struct lower *L, const struct ast_expr *e) {
     if (lnum && rnum) {
         double v;
         switch (e->op) {
-        case '+': v = l.num + r.num; break;
-        case '-': v = l.num - r.num; break;
-        case '*': v = l.num * r.num; break;
+        case '+':
+            v = l.num + r.num;
+            break;
+        case '-':
+            v = l.num - r.num;
+            break;
+        case '*':
+            v = l.num * r.num;
+            break;
         case '/':
             if (r.num == 0) {
                 lw_error(L, e->loc, "division by zero");
@@ -331,7 +360,9 @@ static struct val lower_binary(struct lower *L, const struct ast_expr *e) {
             }
             v = l.num / r.num;
             break;
-        default: lw_error(L, e->loc, "'@' needs tensors, not numbers"); return lw_err();
+        default:
+            lw_error(L, e->loc, "'@' needs tensors, not numbers");
+            return lw_err();
         }
         if (!isfinite(v)) {
             lw_error(L, e->loc, "the result of this arithmetic is out of range");
@@ -350,7 +381,8 @@ static struct val lower_binary(struct lower *L, const struct ast_expr *e) {
     if (e->op == '@') {
         return lw_matmul(L, a, b, "'@'", e->loc);
     }
-    static const char *const verb[] = {['+'] = "add", ['-'] = "subtract", ['*'] = "multiply", ['/'] = "divide"};
+    static const char *const verb[] = {
+        ['+'] = "add", ['-'] = "subtract", ['*'] = "multiply", ['/'] = "divide"};
     if (!broadcasts(&ta->shape, &tb->shape)) {
         lw_error(L, e->loc, "cannot %s %s and %s: the shapes do not broadcast", verb[e->op], lw_tstr(L, ta),
                  lw_tstr(L, tb));
@@ -383,7 +415,8 @@ static struct val lower_index(struct lower *L, const struct ast_expr *e) {
     if (!lw_fold(L, e->rhs, &iv, &is_int)) return lw_err();
     const struct type *t = lw_type(L, x.id);
     if (!is_int || iv < -t->shape.rank || iv >= t->shape.rank) {
-        lw_error(L, e->rhs->loc, "index %g is out of range for %s (rank %d)", iv, lw_tstr(L, t), t->shape.rank);
+        lw_error(L, e->rhs->loc, "index %g is out of range for %s (rank %d)", iv, lw_tstr(L, t),
+                 t->shape.rank);
         return lw_err();
     }
     int i = (int)iv < 0 ? (int)iv + t->shape.rank : (int)iv;
@@ -404,15 +437,17 @@ static struct val lower_name(struct lower *L, const struct ast_expr *e) {
         return lw_tensor(lw_buffer_node(L, s->name, s->kind == SYM_INPUT ? BUF_INPUT : BUF_PARAM, e->loc));
     }
     if (s) {
-        lw_error(L, e->loc, "'%s' is a net: call it, %s(x), or use it in a stack, x -> %s", e->str, e->str, e->str);
+        lw_error(L, e->loc, "'%s' is a net: call it, %s(x), or use it in a stack, x -> %s", e->str, e->str,
+                 e->str);
         return lw_err();
     }
     const struct fe_builtin *b = fe_builtin_find(e->str);
     if (b) {
         if (fe_builtin_forms(b) & BI_LAYER)
-            lw_error(L, e->loc, "'%s' is a layer: apply it to a value, x -> %s, or call %s(x)", e->str, e->str,
-                     e->str);
-        else lw_error(L, e->loc, "'%s' is a function: call it with arguments, %s(...)", e->str, e->str);
+            lw_error(L, e->loc, "'%s' is a layer: apply it to a value, x -> %s, or call %s(x)", e->str,
+                     e->str, e->str);
+        else
+            lw_error(L, e->loc, "'%s' is a function: call it with arguments, %s(...)", e->str, e->str);
         return lw_err();
     }
     undefined(L, e->str, e->loc);
@@ -421,13 +456,20 @@ static struct val lower_name(struct lower *L, const struct ast_expr *e) {
 
 static struct val lower_expr(struct lower *L, const struct ast_expr *e) {
     switch (e->kind) {
-    case AST_NUM: return lw_num(e->num, e->is_int);
-    case AST_STR: return (struct val){.kind = V_STR, .str = e->str};
-    case AST_BOOL: return (struct val){.kind = V_BOOL, .num = e->num};
-    case AST_NAME: return lower_name(L, e);
-    case AST_CALL: return lower_call(L, e, NULL);
-    case AST_BINARY: return lower_binary(L, e);
-    case AST_INDEX: return lower_index(L, e);
+    case AST_NUM:
+        return lw_num(e->num, e->is_int);
+    case AST_STR:
+        return (struct val){.kind = V_STR, .str = e->str};
+    case AST_BOOL:
+        return (struct val){.kind = V_BOOL, .num = e->num};
+    case AST_NAME:
+        return lower_name(L, e);
+    case AST_CALL:
+        return lower_call(L, e, NULL);
+    case AST_BINARY:
+        return lower_binary(L, e);
+    case AST_INDEX:
+        return lower_index(L, e);
     case AST_NEG: {
         struct val x = lower_expr(L, e->lhs);
         if (x.kind == V_NUM) return lw_num(-x.num, x.is_int);
@@ -438,10 +480,14 @@ static struct val lower_expr(struct lower *L, const struct ast_expr *e) {
         return lw_tensor(lw_emit1(L, OP_NEG, x.id, e->loc));
     }
     case AST_MEMBER:
-        if (strcmp(e->str, "shape") == 0) lw_error(L, e->loc, "x.shape is not a value; index it, as in x.shape[1]");
-        else lw_error(L, e->loc, "unknown member '%s' (only x.shape[i] exists)", e->str);
+        if (strcmp(e->str, "shape") == 0)
+            lw_error(L, e->loc, "x.shape is not a value; index it, as in x.shape[1]");
+        else
+            lw_error(L, e->loc, "unknown member '%s' (only x.shape[i] exists)", e->str);
         return lw_err();
-    case AST_KWARG: lw_error(L, e->loc, "'%s=' is allowed only in call arguments", e->str); return lw_err();
+    case AST_KWARG:
+        lw_error(L, e->loc, "'%s=' is allowed only in call arguments", e->str);
+        return lw_err();
     case AST_STACK: {
         /* A stack inside an expression starts afresh: its first element is the value. */
         struct val saved = L->sc->cur, v;
@@ -526,7 +572,8 @@ static struct val lower_call(struct lower *L, const struct ast_expr *e, struct v
         return call_net(L, s, vals, locs, e->nargs, e->loc);
     }
     unsigned forms = fe_builtin_forms(b);
-    if ((forms & BI_FUNC) && (ntensor > 0 || !(forms & BI_LAYER))) return fe_func_call(L, b, args, e->nargs, e->loc);
+    if ((forms & BI_FUNC) && (ntensor > 0 || !(forms & BI_LAYER)))
+        return fe_func_call(L, b, args, e->nargs, e->loc);
     if (!cur) {
         lw_error(L, e->loc, "%s(...) is a layer: apply it to a value, as in x -> %s(...)%s", e->str, e->str,
                  forms & BI_FUNC ? ", or pass the tensor first" : "");
@@ -534,8 +581,10 @@ static struct val lower_call(struct lower *L, const struct ast_expr *e, struct v
     }
     for (int i = 0; i < e->nargs; i++) /* tensors only as `lengths=` (recurrent layers) */
         if (args[i].v.kind == V_TENSOR && !(args[i].kw && strcmp(args[i].kw, "lengths") == 0)) {
-            lw_error(L, args[i].loc, "%s takes configuration arguments (numbers, strings), not a tensor; "
-                     "apply it to a value with x -> %s(...)", e->str, e->str);
+            lw_error(L, args[i].loc,
+                     "%s takes configuration arguments (numbers, strings), not a tensor; "
+                     "apply it to a value with x -> %s(...)",
+                     e->str, e->str);
             return lw_err();
         }
     if (cur->kind == V_ERR) return *cur;
@@ -562,16 +611,19 @@ static struct val lower_bare(struct lower *L, const struct ast_expr *e, struct v
         /* after a value (`x -> foo`, or a net's line), a bare name is in a
          * layer's place: an unknown layer, unless it is near a variable's name */
         bool layer_place = (cur.kind == V_TENSOR || cur.kind == V_ERR) && (!first || L->sc->net);
-        if (nl && !nv) lw_error(L, e->loc, "unknown layer '%s' (did you mean '%s'?)", e->str, nl);
-        else if (layer_place && !nv) unknown_callee(L, e, true);
-        else undefined(L, e->str, e->loc);
+        if (nl && !nv)
+            lw_error(L, e->loc, "unknown layer '%s' (did you mean '%s'?)", e->str, nl);
+        else if (layer_place && !nv)
+            unknown_callee(L, e, true);
+        else
+            undefined(L, e->str, e->loc);
         return lw_err();
     }
     if (b && !(fe_builtin_forms(b) & BI_LAYER)) return lower_name(L, e);
     if (cur.kind == V_ERR) return cur;
     if (cur.kind != V_TENSOR) {
-        lw_error(L, e->loc, "%s '%s' has no input: start the line with a value, as in x -> %s", s ? "net" : "layer",
-                 e->str, e->str);
+        lw_error(L, e->loc, "%s '%s' has no input: start the line with a value, as in x -> %s",
+                 s ? "net" : "layer", e->str, e->str);
         return lw_err();
     }
     if (s) return call_net(L, s, &cur, &e->loc, 1, e->loc);
@@ -584,9 +636,12 @@ static struct val lower_items(struct lower *L, struct ast_expr *const *items, in
     struct val cur = L->sc->cur;
     for (int i = 0; i < n; i++) {
         const struct ast_expr *e = items[i];
-        if (e->kind == AST_NAME) cur = lower_bare(L, e, cur, i == 0);
-        else if (e->kind == AST_CALL) cur = lower_call(L, e, &cur);
-        else cur = lower_expr(L, e);
+        if (e->kind == AST_NAME)
+            cur = lower_bare(L, e, cur, i == 0);
+        else if (e->kind == AST_CALL)
+            cur = lower_call(L, e, &cur);
+        else
+            cur = lower_expr(L, e);
         if (cur.kind == V_ERR) return cur;
     }
     return cur;
@@ -601,8 +656,8 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
     const struct ast_stmt *d = net->decl;
     if (net->broken) return lw_err();
     if (nargs != d->nparams) {
-        lw_error(L, loc, "net '%s' takes %d input%s, got %d", net->name, d->nparams, d->nparams == 1 ? "" : "s",
-                 nargs);
+        lw_error(L, loc, "net '%s' takes %d input%s, got %d", net->name, d->nparams,
+                 d->nparams == 1 ? "" : "s", nargs);
         return lw_err();
     }
     for (int i = 0; i < nargs; i++) {
@@ -626,9 +681,10 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
             net->first[i] = *t;
         } else if (!L->gen_step && /* the generation walk reads sequences at one step; forward checked them */
                    (t->dtype != net->first[i].dtype || !shape_equal(&t->shape, &net->first[i].shape))) {
-            lw_error(L, locs[i], "net '%s' is called with %s here, but with %s at line %d; its calls share "
-                     "parameters, so their inputs must have the same shape", net->name, lw_tstr(L, t),
-                     lw_tstr(L, &net->first[i]), net->first_loc.line);
+            lw_error(L, locs[i],
+                     "net '%s' is called with %s here, but with %s at line %d; its calls share "
+                     "parameters, so their inputs must have the same shape",
+                     net->name, lw_tstr(L, t), lw_tstr(L, &net->first[i]), net->first_loc.line);
             diag_note(net->first_loc, "the first call of '%s'", net->name);
             return lw_err();
         }
@@ -686,12 +742,16 @@ static struct val call_net(struct lower *L, struct fe_sym *net, struct val *args
 /* Check a written type and make the IR type. */
 static bool lower_type(struct lower *L, const struct ast_type *at, bool allow_n, struct type *out) {
     memset(out, 0, sizeof *out);
-    if (strcmp(at->dtype, "f32") == 0) out->dtype = DT_F32;
-    else if (strcmp(at->dtype, "i32") == 0) out->dtype = DT_I32;
+    if (strcmp(at->dtype, "f32") == 0)
+        out->dtype = DT_F32;
+    else if (strcmp(at->dtype, "i32") == 0)
+        out->dtype = DT_I32;
     else {
         int dt = dtype_lookup(at->dtype);
-        if (dt >= 0) lw_error(L, at->loc, "dtype '%s' is not supported yet; use f32 or i32", at->dtype);
-        else lw_error(L, at->loc, "unknown dtype '%s'; use f32 or i32", at->dtype);
+        if (dt >= 0)
+            lw_error(L, at->loc, "dtype '%s' is not supported yet; use f32 or i32", at->dtype);
+        else
+            lw_error(L, at->loc, "unknown dtype '%s'; use f32 or i32", at->dtype);
         return false;
     }
     if (at->rank > IR_MAX_RANK) {
@@ -769,14 +829,18 @@ static bool init_call(struct lower *L, const struct ast_expr *e, const char **na
     return true;
 }
 
-static const char *const param_inits[] = {"zeros", "ones", "const", "normal", "uniform", "glorot_uniform",
-                                          "glorot_normal", "he_normal", "he_uniform", NULL};
+static const char *const param_inits[] = {
+    "zeros",          "ones",          "const",     "normal",     "uniform",
+    "glorot_uniform", "glorot_normal", "he_normal", "he_uniform", NULL};
 
 /* Keras fans of a param shape: [in, out] matrices, OIHW kernels. */
 static void fans(const struct shape *s, int64_t *fi, int64_t *fo) {
-    if (s->rank == 0) *fi = *fo = 1;
-    else if (s->rank == 1) *fi = *fo = s->dim[0];
-    else if (s->rank == 2) *fi = s->dim[0], *fo = s->dim[1];
+    if (s->rank == 0)
+        *fi = *fo = 1;
+    else if (s->rank == 1)
+        *fi = *fo = s->dim[0];
+    else if (s->rank == 2)
+        *fi = s->dim[0], *fo = s->dim[1];
     else {
         int64_t rf = 1;
         for (int i = 2; i < s->rank; i++) rf *= s->dim[i];
@@ -800,15 +864,22 @@ static bool lower_param_init(struct lower *L, const struct ast_expr *e, const st
         return false;
     int64_t fi, fo;
     fans(shape, &fi, &fo);
-    if (strcmp(name, "zeros") == 0 && n == 0) *out = (struct ir_init){INIT_ZEROS, 0, 0};
-    else if (strcmp(name, "ones") == 0 && n == 0) *out = (struct ir_init){INIT_CONST, 1, 0};
-    else if (strcmp(name, "const") == 0 && n == 1) *out = (struct ir_init){INIT_CONST, a[0], 0};
-    else if (strcmp(name, "normal") == 0 && n == 2 && a[1] >= 0) *out = (struct ir_init){INIT_NORMAL, a[0], a[1]};
-    else if (strcmp(name, "uniform") == 0 && n == 2 && a[0] <= a[1]) *out = (struct ir_init){INIT_UNIFORM, a[0], a[1]};
-    else if (strcmp(name, "glorot_uniform") == 0 && n == 0) *out = lw_glorot(fi, fo);
+    if (strcmp(name, "zeros") == 0 && n == 0)
+        *out = (struct ir_init){INIT_ZEROS, 0, 0};
+    else if (strcmp(name, "ones") == 0 && n == 0)
+        *out = (struct ir_init){INIT_CONST, 1, 0};
+    else if (strcmp(name, "const") == 0 && n == 1)
+        *out = (struct ir_init){INIT_CONST, a[0], 0};
+    else if (strcmp(name, "normal") == 0 && n == 2 && a[1] >= 0)
+        *out = (struct ir_init){INIT_NORMAL, a[0], a[1]};
+    else if (strcmp(name, "uniform") == 0 && n == 2 && a[0] <= a[1])
+        *out = (struct ir_init){INIT_UNIFORM, a[0], a[1]};
+    else if (strcmp(name, "glorot_uniform") == 0 && n == 0)
+        *out = lw_glorot(fi, fo);
     else if (strcmp(name, "glorot_normal") == 0 && n == 0)
         *out = (struct ir_init){INIT_NORMAL, 0, sqrt(2.0 / (double)(fi + fo))};
-    else if (strcmp(name, "he_normal") == 0 && n == 0) *out = (struct ir_init){INIT_NORMAL, 0, sqrt(2.0 / (double)fi)};
+    else if (strcmp(name, "he_normal") == 0 && n == 0)
+        *out = (struct ir_init){INIT_NORMAL, 0, sqrt(2.0 / (double)fi)};
     else if (strcmp(name, "he_uniform") == 0 && n == 0)
         *out = (struct ir_init){INIT_UNIFORM, -sqrt(6.0 / (double)fi), sqrt(6.0 / (double)fi)};
     else {
@@ -816,10 +887,15 @@ static bool lower_param_init(struct lower *L, const struct ast_expr *e, const st
         for (const char *const *k = param_inits; *k; k++) known |= strcmp(*k, name) == 0;
         const char *near = fe_nearest(name, param_inits);
         if (known)
-            lw_error(L, e->loc, "bad arguments for %s: write zeros, ones, const(v), normal(mean, std) with std >= 0, "
-                     "uniform(lo, hi) with lo <= hi, or glorot_uniform, glorot_normal, he_normal, he_uniform", name);
-        else if (near) lw_error(L, e->loc, "unknown initializer '%s' (did you mean '%s'?)", name, near);
-        else lw_error(L, e->loc, "unknown initializer '%s'; initializers: %s", name, name_list(L, param_inits));
+            lw_error(L, e->loc,
+                     "bad arguments for %s: write zeros, ones, const(v), normal(mean, std) with std >= 0, "
+                     "uniform(lo, hi) with lo <= hi, or glorot_uniform, glorot_normal, he_normal, he_uniform",
+                     name);
+        else if (near)
+            lw_error(L, e->loc, "unknown initializer '%s' (did you mean '%s'?)", name, near);
+        else
+            lw_error(L, e->loc, "unknown initializer '%s'; initializers: %s", name,
+                     name_list(L, param_inits));
         return false;
     }
     return true;
@@ -830,7 +906,8 @@ static void lower_input_decl(struct lower *L, const struct ast_stmt *s, struct f
     struct type t;
     if (!lower_type(L, s->type, true, &t)) return;
     if (t.shape.rank == 0 || t.shape.dim[0] != IR_DIM_N) {
-        lw_error(L, s->type->loc, "input '%s' needs the batch dim N first, as in %s[N, ...]", s->name, s->type->dtype);
+        lw_error(L, s->type->loc, "input '%s' needs the batch dim N first, as in %s[N, ...]", s->name,
+                 s->type->dtype);
         return;
     }
     int bi = ir_buffer_add(L->m, BUF_INPUT, s->name, t, s->name_loc);
@@ -879,7 +956,8 @@ static void lower_decl(struct lower *L, const struct ast_stmt *s) {
         struct type t;
         struct ir_init init;
         if (lower_type(L, s->type, false, &t) && lower_param_init(L, s->init, &t.shape, &init)) {
-            if (t.dtype != DT_F32) lw_error(L, s->type->loc, "a param must be f32 (it is trained)");
+            if (t.dtype != DT_F32)
+                lw_error(L, s->type->loc, "a param must be f32 (it is trained)");
             else {
                 int bi = ir_buffer_add(L->m, BUF_PARAM, s->name, t, s->name_loc);
                 L->m->buffers[bi].init = init;
@@ -891,17 +969,22 @@ static void lower_decl(struct lower *L, const struct ast_stmt *s) {
         for (int i = 0; i < s->nparams; i++) {
             const char *pn = s->params[i]->str;
             /* Inputs of a net may shadow declarations (net G(z) with input z). */
-            if (fe_builtin_find(pn)) lw_error(L, s->params[i]->loc, "'%s' is the name of a builtin; choose another name", pn);
+            if (fe_builtin_find(pn))
+                lw_error(L, s->params[i]->loc, "'%s' is the name of a builtin; choose another name", pn);
             for (int j = 0; j < i; j++)
-                if (strcmp(s->params[j]->str, pn) == 0) lw_error(L, s->params[i]->loc, "input '%s' is listed twice", pn);
+                if (strcmp(s->params[j]->str, pn) == 0)
+                    lw_error(L, s->params[i]->loc, "input '%s' is listed twice", pn);
         }
-        if (s->nparams > FE_MAX_NET_ARGS) lw_error(L, s->name_loc, "a net takes at most %d inputs", FE_MAX_NET_ARGS);
+        if (s->nparams > FE_MAX_NET_ARGS)
+            lw_error(L, s->name_loc, "a net takes at most %d inputs", FE_MAX_NET_ARGS);
         for (int i = 0; i < s->nbody; i++)
             if (s->body[i]->kind == ST_INPUT || s->body[i]->kind == ST_PARAM)
                 lw_error(L, s->body[i]->loc, "%s declarations belong at the top level, not inside net '%s'%s",
                          s->body[i]->kind == ST_INPUT ? "input" : "param", s->name,
-                         s->body[i]->kind == ST_PARAM ? " (a net's layers make its parameters; a top-level param "
-                                                        "can be used inside it)" : "");
+                         s->body[i]->kind == ST_PARAM
+                             ? " (a net's layers make its parameters; a top-level param "
+                               "can be used inside it)"
+                             : "");
         for (int i = 0; i < s->nbody; i++)
             if (s->body[i]->kind == ST_RETURN && i + 1 < s->nbody) {
                 lw_error(L, s->body[i + 1]->loc, "statement after return");
@@ -923,22 +1006,30 @@ static const char *pred_name(const struct ast_stmt *s) {
 static void lower_top(struct lower *L, const struct ast_stmt *s) {
     struct val v;
     switch (s->kind) {
-    case ST_MODEL: return;
+    case ST_MODEL:
+        return;
     case ST_TRAIN:
         if (L->walk == 1) {
-            if (L->train) lw_error(L, s->loc, "a second train block (the first is at line %d)", L->train->loc.line);
-            else L->train = s;
+            if (L->train)
+                lw_error(L, s->loc, "a second train block (the first is at line %d)", L->train->loc.line);
+            else
+                L->train = s;
         }
         return;
     case ST_INPUT:
     case ST_PARAM:
-    case ST_NET: lower_decl(L, s); return;
-    case ST_RETURN: lw_error(L, s->loc, "return outside a net"); return;
+    case ST_NET:
+        lower_decl(L, s);
+        return;
+    case ST_RETURN:
+        lw_error(L, s->loc, "return outside a net");
+        return;
     case ST_ASSIGN:
     case ST_ITEMS:
     case ST_LOSS:
     case ST_METRIC:
-    case ST_OUTPUT: break;
+    case ST_OUTPUT:
+        break;
     }
     v = lower_items(L, s->items, s->nitems);
     if (v.kind == V_ERR) {
@@ -946,7 +1037,10 @@ static void lower_top(struct lower *L, const struct ast_stmt *s) {
         return;
     }
     if (v.kind != V_TENSOR && s->kind != ST_ASSIGN && s->kind != ST_ITEMS) {
-        lw_error(L, s->items[0]->loc, "this %s must be a tensor", s->kind == ST_LOSS ? "loss" : s->kind == ST_METRIC ? "metric" : "output");
+        lw_error(L, s->items[0]->loc, "this %s must be a tensor",
+                 s->kind == ST_LOSS     ? "loss"
+                 : s->kind == ST_METRIC ? "metric"
+                                        : "output");
         return;
     }
     if (s->name && !var_find(L->sc, s->name) && !name_free(L, s->name, s->name_loc, true)) return;
@@ -957,8 +1051,9 @@ static void lower_top(struct lower *L, const struct ast_stmt *s) {
     }
     const struct type *t = lw_type(L, v.id);
     if ((s->kind == ST_LOSS || s->kind == ST_METRIC) && (t->shape.rank != 0 || t->dtype != DT_F32)) {
-        lw_error(L, s->items[0]->loc, "a %s must be a scalar f32[], got %s%s", s->kind == ST_LOSS ? "loss" : "metric",
-                 lw_tstr(L, t), t->dtype == DT_F32 ? "; take mean(...) of it" : "");
+        lw_error(L, s->items[0]->loc, "a %s must be a scalar f32[], got %s%s",
+                 s->kind == ST_LOSS ? "loss" : "metric", lw_tstr(L, t),
+                 t->dtype == DT_F32 ? "; take mean(...) of it" : "");
         return;
     }
     struct fe_record r = {s->name, v.id, s->loc, NULL, NULL};
@@ -1082,8 +1177,9 @@ static int step_loss(struct lower *L, const struct fe_step *st, bool report) {
     if (v && v->v.kind == V_TENSOR) {
         const struct type *t = lw_type(L, v->v.id);
         if (t->shape.rank == 0 && t->dtype == DT_F32) return v->v.id;
-        if (report) lw_error(L, st->loss_loc, "step '%s' minimizes '%s', which is %s, not a scalar f32[]", st->name,
-                             st->loss, lw_tstr(L, t));
+        if (report)
+            lw_error(L, st->loss_loc, "step '%s' minimizes '%s', which is %s, not a scalar f32[]", st->name,
+                     st->loss, lw_tstr(L, t));
         return -1;
     }
     if (report) {
@@ -1092,9 +1188,13 @@ static int step_loss(struct lower *L, const struct fe_step *st, bool report) {
             if (L->losses[i].name) vec_push(names, L->losses[i].name);
         vec_push(names, NULL);
         const char *near = fe_nearest(st->loss, names);
-        if (near) lw_error(L, st->loss_loc, "unknown loss '%s' (did you mean '%s'?)", st->loss, near);
-        else if (vec_len(names) > 1) lw_error(L, st->loss_loc, "unknown loss '%s'; losses: %s", st->loss, name_list(L, names));
-        else lw_error(L, st->loss_loc, "unknown loss '%s'; name a loss, as in `loss %s = ...`", st->loss, st->loss);
+        if (near)
+            lw_error(L, st->loss_loc, "unknown loss '%s' (did you mean '%s'?)", st->loss, near);
+        else if (vec_len(names) > 1)
+            lw_error(L, st->loss_loc, "unknown loss '%s'; losses: %s", st->loss, name_list(L, names));
+        else
+            lw_error(L, st->loss_loc, "unknown loss '%s'; name a loss, as in `loss %s = ...`", st->loss,
+                     st->loss);
         vec_free(names);
     }
     return -1;
@@ -1109,7 +1209,8 @@ static bool lower_all(struct lower *L) {
     }
     for (size_t i = 1; i < vec_len(L->p->stmts); i++)
         if (L->p->stmts[i]->kind == ST_MODEL) {
-            lw_error(L, L->p->stmts[i]->loc, "a second model line (the first is at line %d)", first->loc.line);
+            lw_error(L, L->p->stmts[i]->loc, "a second model line (the first is at line %d)",
+                     first->loc.line);
             return false;
         }
 
@@ -1123,11 +1224,14 @@ static bool lower_all(struct lower *L) {
             const char *n = L->losses[i].pred;
             if (!n) continue;
             struct fe_var *v = var_find(&L->top, n);
-            if (v && v->v.kind == V_TENSOR && ir_output_find(L->f, n) < 0) ir_output_add(L->m, L->f, n, v->v.id);
+            if (v && v->v.kind == V_TENSOR && ir_output_find(L->f, n) < 0)
+                ir_output_add(L->m, L->f, n, v->v.id);
             else if (!v) {
                 struct fe_sym *s = lw_sym(L, n);
                 if (s && s->kind != SYM_NET && ir_output_find(L->f, n) < 0)
-                    ir_output_add(L->m, L->f, n, lw_buffer_node(L, n, s->kind == SYM_INPUT ? BUF_INPUT : BUF_PARAM, first->loc));
+                    ir_output_add(
+                        L->m, L->f, n,
+                        lw_buffer_node(L, n, s->kind == SYM_INPUT ? BUF_INPUT : BUF_PARAM, first->loc));
             }
         }
     /* Neither: the value of the last top-level assignment. */
@@ -1137,13 +1241,15 @@ static bool lower_all(struct lower *L) {
         if (v && v->v.kind == V_TENSOR) ir_output_add(L->m, L->f, s->name, v->v.id);
     }
     if (!vec_len(L->f->outputs)) {
-        lw_error(L, first->loc, "model '%s' computes nothing: add `output NAME = ...` or a `loss`", L->m->name);
+        lw_error(L, first->loc, "model '%s' computes nothing: add `output NAME = ...` or a `loss`",
+                 L->m->name);
         return false;
     }
     size_t nloss = vec_len(L->losses);
     for (size_t i = 0; i < vec_len(L->steps); i++) step_loss(L, &L->steps[i], true);
     if (nloss > 1 && !vec_len(L->steps)) {
-        lw_error(L, L->losses[1].loc, "a second loss: with several losses, give the train block one `step` per "
+        lw_error(L, L->losses[1].loc,
+                 "a second loss: with several losses, give the train block one `step` per "
                  "loss, as in `step d_step { loss d_loss  update D }`");
         return false;
     }
@@ -1204,8 +1310,8 @@ static void lower_gen_step(struct lower *L) {
     int64_t t = 0;
     for (size_t i = 0; i < vec_len(L->m->buffers); i++) {
         const struct ir_buffer *b = &L->m->buffers[i];
-        if (b->kind == BUF_INPUT && b->type.dtype == DT_I32 && b->type.shape.rank == 2 && b->type.shape.dim[1] > 1 &&
-            b->type.shape.dim[0] == IR_DIM_N) {
+        if (b->kind == BUF_INPUT && b->type.dtype == DT_I32 && b->type.shape.rank == 2 &&
+            b->type.shape.dim[1] > 1 && b->type.shape.dim[0] == IR_DIM_N) {
             t = b->type.shape.dim[1];
             break;
         }

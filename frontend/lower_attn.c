@@ -49,9 +49,11 @@ static int transpose(struct lower *L, int x, const int64_t *perm, int rank, stru
 }
 
 /* The tensor of argument k (a number becomes a scalar constant). */
-static int tensor_of(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k, struct loc loc) {
+static int tensor_of(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k,
+                     struct loc loc) {
     if (k < nargs && !args[k].kw && args[k].v.kind == V_TENSOR) return args[k].v.id;
-    if (k < nargs && !args[k].kw && args[k].v.kind == V_NUM) return lw_const(L, args[k].v.num, DT_F32, args[k].loc);
+    if (k < nargs && !args[k].kw && args[k].v.kind == V_NUM)
+        return lw_const(L, args[k].v.num, DT_F32, args[k].loc);
     lw_error(L, k < nargs ? args[k].loc : loc, "%s needs a tensor as argument %d", what, k + 1);
     return -1;
 }
@@ -63,7 +65,8 @@ static bool last_dim(struct lower *L, const char *what, int x, int64_t *out, str
         *out = t->shape.dim[t->shape.rank - 1];
         return true;
     }
-    lw_error(L, loc, "%s expects an f32 input with static features in its last dim, got %s", what, lw_tstr(L, t));
+    lw_error(L, loc, "%s expects an f32 input with static features in its last dim, got %s", what,
+             lw_tstr(L, t));
     return false;
 }
 
@@ -91,14 +94,15 @@ struct val fe_func_matmul(struct lower *L, const struct fe_builtin *b, struct fe
 
 /* layernorm(eps=1e-5) over the last axis, with gamma (ones) and beta (zeros)
  * of the last dim's size: PyTorch's nn.LayerNorm(D) (weight, bias). */
-struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+struct val fe_layer_layernorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     static const char *const opts[] = {"eps", NULL};
     struct fe_arg *o[FE_MAX_OPTS];
     double eps;
     int64_t d;
     if (!fe_bind(L, "layernorm", opts, args, nargs, o, loc) ||
-        !fe_opt_num(L, "layernorm", "eps", o[0], 1e-5, 1e-30, 1, &eps) || !last_dim(L, "layernorm", x, &d, loc))
+        !fe_opt_num(L, "layernorm", "eps", o[0], 1e-5, 1e-30, 1, &eps) ||
+        !last_dim(L, "layernorm", x, &d, loc))
         return lw_err();
     int k = fe_layer_count(L, b);
     struct type pt = f32_of(1, &d);
@@ -152,7 +156,8 @@ static int from_2d(struct lower *L, int y, struct loc loc) {
 
 static bool need_ncl(struct lower *L, const char *what, int x, struct loc loc) {
     const struct type *t = lw_type(L, x);
-    if (t->shape.rank == 3 && t->dtype == DT_F32 && t->shape.dim[1] != IR_DIM_N && t->shape.dim[2] != IR_DIM_N)
+    if (t->shape.rank == 3 && t->dtype == DT_F32 && t->shape.dim[1] != IR_DIM_N &&
+        t->shape.dim[2] != IR_DIM_N)
         return true;
     lw_error(L, loc, "%s expects a rank-3 f32 input [N, C, L], got %s", what, lw_tstr(L, t));
     return false;
@@ -188,7 +193,8 @@ static bool pad_1d(struct lower *L, const char *what, const struct fe_arg *a, in
  * on [N, C, L]; weight [filters, C/groups, kernel] (nn.Conv1d's), bias [filters]. */
 struct val fe_layer_conv1d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
                            struct loc loc) {
-    static const char *const opts[] = {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias", NULL};
+    static const char *const opts[] = {"filters",  "kernel", "stride", "padding",
+                                       "dilation", "groups", "bias",   NULL};
     struct fe_arg *o[FE_MAX_OPTS];
     int64_t filters, k, s, d, g, pad[2];
     bool bias;
@@ -207,8 +213,10 @@ struct val fe_layer_conv1d(struct lower *L, const struct fe_builtin *b, struct f
         return lw_err();
     int64_t cin = lw_type(L, x)->shape.dim[1];
     if (cin % g || filters % g) {
-        lw_error(L, loc, "conv1d with groups=%lld expects input channels and filters divisible by %lld, got %s and "
-                 "%lld filters", (long long)g, (long long)g, lw_tstr(L, lw_type(L, x)), (long long)filters);
+        lw_error(L, loc,
+                 "conv1d with groups=%lld expects input channels and filters divisible by %lld, got %s and "
+                 "%lld filters",
+                 (long long)g, (long long)g, lw_tstr(L, lw_type(L, x)), (long long)filters);
         return lw_err();
     }
     int kk = fe_layer_count(L, b);
@@ -294,7 +302,8 @@ static int padding_mask(struct lower *L, const struct fe_arg *a, int64_t t, stru
     int m = a->v.kind == V_TENSOR ? a->v.id : -1;
     const struct type *mt = m >= 0 ? lw_type(L, m) : NULL;
     if (!mt || mt->shape.rank != 2 || mt->shape.dim[0] != IR_DIM_N || mt->shape.dim[1] != t) {
-        lw_error(L, a->loc, "attention: key_padding_mask must be a tensor [N, %lld] (nonzero: padding)", (long long)t);
+        lw_error(L, a->loc, "attention: key_padding_mask must be a tensor [N, %lld] (nonzero: padding)",
+                 (long long)t);
         return -1;
     }
     if (mt->dtype != DT_F32) {
@@ -312,8 +321,8 @@ static int padding_mask(struct lower *L, const struct fe_arg *a, int64_t t, stru
  * self-attention, attn(x, x, x). Without masks and training dropout the core
  * is one fused ATTENTION op on the in-projection's output; otherwise batched
  * matmuls over heads split out of it, ATTN_SOFTMAX and the masks' additions. */
-struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     static const char *const opts[] = {"heads", "causal", "dropout", "mask", "key_padding_mask", NULL};
     struct fe_arg *o[FE_MAX_OPTS];
     int64_t h, e;
@@ -329,15 +338,16 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
         !fe_opt_num(L, "attention", "dropout", o[2], 0, 0, 0.999999, &rate))
         return lw_err();
     const struct type *xt = lw_type(L, x);
-    if (xt->shape.rank != 3 || xt->dtype != DT_F32 || xt->shape.dim[0] != IR_DIM_N || xt->shape.dim[1] == IR_DIM_N ||
-        xt->shape.dim[2] == IR_DIM_N) {
+    if (xt->shape.rank != 3 || xt->dtype != DT_F32 || xt->shape.dim[0] != IR_DIM_N ||
+        xt->shape.dim[1] == IR_DIM_N || xt->shape.dim[2] == IR_DIM_N) {
         lw_error(L, loc, "attention expects an f32 input [N, T, E], got %s", lw_tstr(L, xt));
         return lw_err();
     }
     int64_t t = xt->shape.dim[1];
     e = xt->shape.dim[2];
     if (e % h) {
-        lw_error(L, loc, "attention: the embedding size %lld is not divisible by %lld heads", (long long)e, (long long)h);
+        lw_error(L, loc, "attention: the embedding size %lld is not divisible by %lld heads", (long long)e,
+                 (long long)h);
         return lw_err();
     }
     int mask = mask_arg(L, o[3], loc), kpm = padding_mask(L, o[4], t, loc);
@@ -366,7 +376,8 @@ struct val fe_layer_attention(struct lower *L, const struct fe_builtin *b, struc
         if (a < 0) return lw_err();
         return lw_tensor(add(L, mm(L, a, w_out, true, loc), b_out, loc));
     }
-    int q = heads_of(L, qkv, 0, e, h, loc), kh = heads_of(L, qkv, e, e, h, loc), v = heads_of(L, qkv, 2 * e, e, h, loc);
+    int q = heads_of(L, qkv, 0, e, h, loc), kh = heads_of(L, qkv, e, e, h, loc),
+        v = heads_of(L, qkv, 2 * e, e, h, loc);
     int s = mm(L, q, kh, true, loc); /* [N, H, T, T] */
     /* softmax(scale * s + m) = softmax(scale * (s + m / scale)) */
     if (mask >= 0) s = add(L, s, mul(L, mask, lw_const(L, 1 / scale, DT_F32, loc), loc), loc);

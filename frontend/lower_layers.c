@@ -26,7 +26,8 @@ struct fe_builtin {
 };
 
 static const struct fe_builtin builtins[];
-static int tensor_arg(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k, struct loc loc);
+static int tensor_arg(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k,
+                      struct loc loc);
 static int builtin_index(const struct fe_builtin *b) { return (int)(b - builtins); }
 
 /* ------------------------------------------------------------ option binding */
@@ -49,9 +50,11 @@ bool fe_bind(struct lower *L, const char *what, const char *const *names, struct
         int k = -1;
         if (!a->kw) {
             if (pos >= nn) {
-                if (nn) lw_error(L, a->loc, "%s takes at most %d argument%s (%s), got %d", what, nn, nn == 1 ? "" : "s",
-                                 opt_list(L, names), nargs);
-                else lw_error(L, a->loc, "%s takes no arguments", what);
+                if (nn)
+                    lw_error(L, a->loc, "%s takes at most %d argument%s (%s), got %d", what, nn,
+                             nn == 1 ? "" : "s", opt_list(L, names), nargs);
+                else
+                    lw_error(L, a->loc, "%s takes no arguments", what);
                 return false;
             }
             k = pos++;
@@ -60,11 +63,14 @@ bool fe_bind(struct lower *L, const char *what, const char *const *names, struct
                 if (strcmp(names[j], a->kw) == 0) k = j;
             if (k < 0) {
                 const char *near = fe_nearest(a->kw, names);
-                if (!nn) lw_error(L, a->loc, "%s has no options", what);
+                if (!nn)
+                    lw_error(L, a->loc, "%s has no options", what);
                 else if (near)
-                    lw_error(L, a->loc, "%s has no option '%s' (did you mean '%s'?); options: %s", what, a->kw, near,
+                    lw_error(L, a->loc, "%s has no option '%s' (did you mean '%s'?); options: %s", what,
+                             a->kw, near, opt_list(L, names));
+                else
+                    lw_error(L, a->loc, "%s has no option '%s'; options: %s", what, a->kw,
                              opt_list(L, names));
-                else lw_error(L, a->loc, "%s has no option '%s'; options: %s", what, a->kw, opt_list(L, names));
                 return false;
             }
         }
@@ -80,11 +86,16 @@ bool fe_bind(struct lower *L, const char *what, const char *const *names, struct
 
 static const char *val_str(struct lower *L, const struct val *v) {
     switch (v->kind) {
-    case V_NUM: return arena_printf(L->a, "%g", v->num);
-    case V_STR: return arena_printf(L->a, "\"%s\"", v->str);
-    case V_BOOL: return v->num != 0 ? "true" : "false";
-    case V_TENSOR: return lw_tstr(L, lw_type(L, v->id));
-    default: return "nothing";
+    case V_NUM:
+        return arena_printf(L->a, "%g", v->num);
+    case V_STR:
+        return arena_printf(L->a, "\"%s\"", v->str);
+    case V_BOOL:
+        return v->num != 0 ? "true" : "false";
+    case V_TENSOR:
+        return lw_tstr(L, lw_type(L, v->id));
+    default:
+        return "nothing";
     }
 }
 
@@ -99,16 +110,16 @@ bool fe_opt_int(struct lower *L, const char *what, const char *name, const struc
         return false;
     }
     if (a->v.num < (double)lo || a->v.num > (double)hi) {
-        lw_error(L, a->loc, "%s: %s must be from %lld to %lld, got %s", what, name, (long long)lo, (long long)hi,
-                 val_str(L, &a->v));
+        lw_error(L, a->loc, "%s: %s must be from %lld to %lld, got %s", what, name, (long long)lo,
+                 (long long)hi, val_str(L, &a->v));
         return false;
     }
     *out = (int64_t)a->v.num;
     return true;
 }
 
-bool fe_opt_num(struct lower *L, const char *what, const char *name, const struct fe_arg *a, double def, double lo,
-                double hi, double *out) {
+bool fe_opt_num(struct lower *L, const char *what, const char *name, const struct fe_arg *a, double def,
+                double lo, double hi, double *out) {
     if (!a) {
         *out = def;
         return true;
@@ -125,7 +136,8 @@ bool fe_opt_num(struct lower *L, const char *what, const char *name, const struc
     return true;
 }
 
-bool fe_opt_bool(struct lower *L, const char *what, const char *name, const struct fe_arg *a, bool def, bool *out) {
+bool fe_opt_bool(struct lower *L, const char *what, const char *name, const struct fe_arg *a, bool def,
+                 bool *out) {
     if (!a) {
         *out = def;
         return true;
@@ -139,7 +151,8 @@ bool fe_opt_bool(struct lower *L, const char *what, const char *name, const stru
 }
 
 /* A required option. */
-static bool need(struct lower *L, const char *what, const char *name, const struct fe_arg *a, struct loc loc) {
+static bool need(struct lower *L, const char *what, const char *name, const struct fe_arg *a,
+                 struct loc loc) {
     if (a) return true;
     lw_error(L, loc, "%s needs '%s'", what, name);
     return false;
@@ -149,11 +162,13 @@ static bool need(struct lower *L, const char *what, const char *name, const stru
 #define MAX_WINDOW 4096
 
 /* Bind b's options; `o` receives them in table order. */
-#define BIND(o)                                                                       \
-    struct fe_arg *o[FE_MAX_OPTS];                                                    \
+#define BIND(o)                    \
+    struct fe_arg *o[FE_MAX_OPTS]; \
     if (!fe_bind(L, b->name, b->opts, args, nargs, o, loc)) return lw_err()
 
-static int count_layer(struct lower *L, const struct fe_builtin *b) { return L->sc->count[builtin_index(b)]++; }
+static int count_layer(struct lower *L, const struct fe_builtin *b) {
+    return L->sc->count[builtin_index(b)]++;
+}
 
 static bool need_rank(struct lower *L, const char *what, int x, int rank, const char *shape, const char *hint,
                       struct loc loc) {
@@ -186,17 +201,19 @@ static int matmul(struct lower *L, int a, int b, struct loc loc) {
 
 /* ------------------------------------------------------ dense, convolutions */
 
-static struct val layer_dense(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+static struct val layer_dense(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     BIND(o);
     int64_t units;
     bool bias;
-    if (!need(L, "dense", "units", o[0], loc) || !fe_opt_int(L, "dense", "units", o[0], 0, 1, MAX_UNITS, &units) ||
+    if (!need(L, "dense", "units", o[0], loc) ||
+        !fe_opt_int(L, "dense", "units", o[0], 0, 1, MAX_UNITS, &units) ||
         !fe_opt_bool(L, "dense", "bias", o[1], true, &bias))
         return lw_err();
     const struct type *t = lw_type(L, x);
     if (t->shape.rank < 2 || t->dtype != DT_F32) {
-        lw_error(L, loc, "dense expects an f32 input of rank 2 or more [..., features], got %s", lw_tstr(L, t));
+        lw_error(L, loc, "dense expects an f32 input of rank 2 or more [..., features], got %s",
+                 lw_tstr(L, t));
         return lw_err();
     }
     int rank = t->shape.rank; /* dense acts on the last axis (PyTorch Linear, Keras Dense) */
@@ -206,18 +223,20 @@ static struct val layer_dense(struct lower *L, const struct fe_builtin *b, struc
         return lw_err();
     }
     int k = count_layer(L, b);
-    int w = lw_param(L, "dense", k, "w", BUF_PARAM, f32_type(2, (int64_t[]){in, units}), lw_glorot(in, units), loc);
+    int w = lw_param(L, "dense", k, "w", BUF_PARAM, f32_type(2, (int64_t[]){in, units}), lw_glorot(in, units),
+                     loc);
     int y = rank == 2 ? matmul(L, x, w, loc) : fe_matmul_last(L, x, w, loc);
     if (bias)
-        y = bias_add(L, y, lw_param(L, "dense", k, "b", BUF_PARAM, f32_type(1, &units), (struct ir_init){0}, loc),
+        y = bias_add(L, y,
+                     lw_param(L, "dense", k, "b", BUF_PARAM, f32_type(1, &units), (struct ir_init){0}, loc),
                      rank - 1, loc);
     return lw_tensor(y);
 }
 
 /* padding=0 | int | "valid" | "same": [top, left, bottom, right]. "same" follows
  * TensorFlow: out = ceil(in / stride), the odd pixel going bottom/right. */
-static bool padding(struct lower *L, const char *what, const struct fe_arg *a, const struct type *t, int64_t k,
-                    int64_t s, int64_t d, bool allow_same, int64_t pad[4]) {
+static bool padding(struct lower *L, const char *what, const struct fe_arg *a, const struct type *t,
+                    int64_t k, int64_t s, int64_t d, bool allow_same, int64_t pad[4]) {
     memset(pad, 0, sizeof(int64_t) * 4);
     if (!a) return true;
     if (a->v.kind == V_STR) {
@@ -242,8 +261,8 @@ static bool padding(struct lower *L, const char *what, const struct fe_arg *a, c
     return true;
 }
 
-static struct val layer_conv2d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                               struct loc loc) {
+static struct val layer_conv2d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                               int x, struct loc loc) {
     BIND(o); /* filters, kernel, stride, padding, dilation, groups, bias */
     int64_t filters, k, s, d, g, pad[4];
     bool bias;
@@ -259,8 +278,10 @@ static struct val layer_conv2d(struct lower *L, const struct fe_builtin *b, stru
     const struct type *t = lw_type(L, x);
     int64_t cin = t->shape.dim[1];
     if (cin % g || filters % g) {
-        lw_error(L, loc, "conv2d with groups=%lld expects input channels and filters divisible by %lld, got %s and "
-                 "%lld filters", (long long)g, (long long)g, lw_tstr(L, t), (long long)filters);
+        lw_error(L, loc,
+                 "conv2d with groups=%lld expects input channels and filters divisible by %lld, got %s and "
+                 "%lld filters",
+                 (long long)g, (long long)g, lw_tstr(L, t), (long long)filters);
         return lw_err();
     }
     if (!padding(L, "conv2d", o[3], t, k, s, d, true, pad)) return lw_err();
@@ -277,12 +298,14 @@ static struct val layer_conv2d(struct lower *L, const struct fe_builtin *b, stru
     ir_attr_set_i(n, ATTR_GROUPS, g);
     y = lw_fin(L, y);
     if (bias && y >= 0)
-        y = bias_add(L, y, lw_param(L, "conv2d", kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc), 1, loc);
+        y = bias_add(
+            L, y, lw_param(L, "conv2d", kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc),
+            1, loc);
     return lw_tensor(y);
 }
 
-static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                 struct loc loc) {
+static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                 int x, struct loc loc) {
     BIND(o); /* filters, kernel, stride, padding, output_padding, bias */
     const char *what = "conv2d_transpose";
     int64_t filters, k, s, op, pad[4];
@@ -298,7 +321,8 @@ static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, st
     const struct type *t = lw_type(L, x);
     if (!padding(L, what, o[3], t, k, s, 1, false, pad)) return lw_err();
     if (op >= s) {
-        lw_error(L, o[4]->loc, "%s: output_padding must be smaller than the stride (%lld)", what, (long long)s);
+        lw_error(L, o[4]->loc, "%s: output_padding must be smaller than the stride (%lld)", what,
+                 (long long)s);
         return lw_err();
     }
     int64_t cin = t->shape.dim[1];
@@ -315,7 +339,9 @@ static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, st
     ir_attr_set_v(n, ATTR_OUTPUT_PAD, (int64_t[]){op, op}, 2);
     y = lw_fin(L, y);
     if (bias && y >= 0)
-        y = bias_add(L, y, lw_param(L, what, kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc), 1, loc);
+        y = bias_add(L, y,
+                     lw_param(L, what, kk, "b", BUF_PARAM, f32_type(1, &filters), (struct ir_init){0}, loc),
+                     1, loc);
     return lw_tensor(y);
 }
 
@@ -324,7 +350,8 @@ static struct val layer_conv2d_t(struct lower *L, const struct fe_builtin *b, st
 static struct val func_conv2d(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
                               struct loc loc) {
     static const char *const opts[] = {"stride", "padding", "dilation", "groups", NULL};
-    int x = tensor_arg(L, "conv2d", args, nargs, 0, loc), w = x < 0 ? -1 : tensor_arg(L, "conv2d", args, nargs, 1, loc);
+    int x = tensor_arg(L, "conv2d", args, nargs, 0, loc),
+        w = x < 0 ? -1 : tensor_arg(L, "conv2d", args, nargs, 1, loc);
     if (w < 0) return lw_err();
     struct fe_arg *o[FE_MAX_OPTS];
     if (!fe_bind(L, "conv2d", opts, args + 2, nargs - 2, o, loc)) return lw_err();
@@ -356,11 +383,12 @@ static struct val func_conv2d(struct lower *L, const struct fe_builtin *b, struc
 
 /* ----------------------------------------------------- pooling, shape layers */
 
-static struct val layer_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                             struct loc loc) {
+static struct val layer_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                             int x, struct loc loc) {
     BIND(o); /* kernel, stride, padding */
     int64_t k, s, pad[4];
-    if (!need(L, b->name, "kernel", o[0], loc) || !fe_opt_int(L, b->name, "kernel", o[0], 0, 1, MAX_WINDOW, &k) ||
+    if (!need(L, b->name, "kernel", o[0], loc) ||
+        !fe_opt_int(L, b->name, "kernel", o[0], 0, 1, MAX_WINDOW, &k) ||
         !fe_opt_int(L, b->name, "stride", o[1], k, 1, MAX_WINDOW, &s))
         return lw_err();
     if (!need_rank(L, b->name, x, 4, "[N, C, H, W]", "", loc)) return lw_err();
@@ -373,23 +401,24 @@ static struct val layer_pool(struct lower *L, const struct fe_builtin *b, struct
     return lw_tensor(lw_fin(L, y));
 }
 
-static int reduce(struct lower *L, enum op op, int x, const int64_t *axes, int naxes, bool keep, struct loc loc) {
+static int reduce(struct lower *L, enum op op, int x, const int64_t *axes, int naxes, bool keep,
+                  struct loc loc) {
     int y = lw_node(L, op, &x, 1, loc);
     ir_attr_set_v(lw_n(L, y), ATTR_AXES, axes, naxes);
     ir_attr_set_i(lw_n(L, y), ATTR_KEEPDIMS, keep);
     return lw_fin(L, y);
 }
 
-static struct val layer_global_avgpool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
-                                       int x, struct loc loc) {
+static struct val layer_global_avgpool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args,
+                                       int nargs, int x, struct loc loc) {
     BIND(o);
     (void)o;
     if (!need_rank(L, "global_avgpool", x, 4, "[N, C, H, W]", "", loc)) return lw_err();
     return lw_tensor(reduce(L, OP_MEAN, x, (int64_t[]){2, 3}, 2, false, loc));
 }
 
-static struct val layer_flatten(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                struct loc loc) {
+static struct val layer_flatten(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                int x, struct loc loc) {
     BIND(o);
     (void)o;
     const struct type *t = lw_type(L, x);
@@ -404,8 +433,8 @@ static struct val layer_flatten(struct lower *L, const struct fe_builtin *b, str
 }
 
 /* reshape(d1, d2, ...): the batch dim is kept (when x has one); one dim may be -1. */
-static struct val layer_reshape(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                struct loc loc) {
+static struct val layer_reshape(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                int x, struct loc loc) {
     const struct type *t = lw_type(L, x);
     bool batch = t->shape.rank > 0 && t->shape.dim[0] == IR_DIM_N;
     int lead = batch ? 1 : 0;
@@ -427,8 +456,10 @@ static struct val layer_reshape(struct lower *L, const struct fe_builtin *b, str
             lw_error(L, args[i].loc, "reshape: dims are positive, and at most one may be -1");
             return lw_err();
         }
-        if (d == -1) infer = lead + i;
-        else known *= d;
+        if (d == -1)
+            infer = lead + i;
+        else
+            known *= d;
         s.dim[lead + i] = d;
     }
     int64_t have = 1;
@@ -436,14 +467,15 @@ static struct val layer_reshape(struct lower *L, const struct fe_builtin *b, str
     if (infer >= 0 && have % known == 0) s.dim[infer] = have / known, known = have;
     if (known != have) {
         lw_error(L, loc, "reshape to %lld values%s does not fit %s (%lld values%s)", (long long)known,
-                 batch ? " per batch item" : "", lw_tstr(L, t), (long long)have, batch ? " per batch item" : "");
+                 batch ? " per batch item" : "", lw_tstr(L, t), (long long)have,
+                 batch ? " per batch item" : "");
         return lw_err();
     }
     return lw_tensor(lw_reshape(L, x, &s, loc));
 }
 
-static struct val layer_upsample(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                 struct loc loc) {
+static struct val layer_upsample(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                 int x, struct loc loc) {
     BIND(o);
     int64_t s;
     if (!fe_opt_int(L, "upsample", "scale", o[0], 2, 1, MAX_WINDOW, &s)) return lw_err();
@@ -455,11 +487,12 @@ static struct val layer_upsample(struct lower *L, const struct fe_builtin *b, st
 
 /* ------------------------------------------------- normalization, dropout */
 
-static struct val layer_dropout(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                struct loc loc) {
+static struct val layer_dropout(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                int x, struct loc loc) {
     BIND(o);
     double rate;
-    if (!need(L, "dropout", "rate", o[0], loc) || !fe_opt_num(L, "dropout", "rate", o[0], 0, 0, 0.999999, &rate))
+    if (!need(L, "dropout", "rate", o[0], loc) ||
+        !fe_opt_num(L, "dropout", "rate", o[0], 0, 0, 0.999999, &rate))
         return lw_err();
     if (L->mode != MODE_TRAIN || rate == 0) return lw_tensor(x);
     int y = lw_node(L, OP_DROPOUT, &x, 1, loc);
@@ -476,8 +509,10 @@ static int unbiased_var(struct lower *L, int x, int var, struct loc loc) {
     double per = 1;
     bool has_n = false;
     for (int i = 0; i < s->rank; i++)
-        if (i != 1 && s->dim[i] == IR_DIM_N) has_n = true;
-        else if (i != 1) per *= (double)s->dim[i];
+        if (i != 1 && s->dim[i] == IR_DIM_N)
+            has_n = true;
+        else if (i != 1)
+            per *= (double)s->dim[i];
     if (!has_n) return lw_emit2(L, OP_MUL, var, lw_const(L, per / (per > 1 ? per - 1 : 1), DT_F32, loc), loc);
     int ones = lw_node(L, OP_CONST, NULL, 0, loc);
     ir_attr_set_f(lw_n(L, ones), ATTR_VALUE, 1);
@@ -491,8 +526,8 @@ static int unbiased_var(struct lower *L, int x, int var, struct loc loc) {
 
 /* PyTorch's BatchNorm1d/2d: normalize over every axis but 1 (the channels) with
  * the biased batch variance; running_var takes the unbiased one. */
-static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                  struct loc loc) {
+static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                  int x, struct loc loc) {
     BIND(o);
     double mom, eps;
     if (!fe_opt_num(L, "batchnorm", "momentum", o[0], 0.1, 0, 1, &mom) ||
@@ -524,8 +559,10 @@ static struct val layer_batchnorm(struct lower *L, const struct fe_builtin *b, s
         mean = reduce(L, OP_MEAN, x, axes, na, false, loc);
         var = reduce(L, OP_VARIANCE, x, axes, na, false, loc);
     } else {
-        mean = lw_param(L, "batchnorm", k, "running_mean", BUF_STATE, ct, (struct ir_init){INIT_ZEROS, 0, 0}, loc);
-        var = lw_param(L, "batchnorm", k, "running_var", BUF_STATE, ct, (struct ir_init){INIT_CONST, 1, 0}, loc);
+        mean = lw_param(L, "batchnorm", k, "running_mean", BUF_STATE, ct, (struct ir_init){INIT_ZEROS, 0, 0},
+                        loc);
+        var = lw_param(L, "batchnorm", k, "running_var", BUF_STATE, ct, (struct ir_init){INIT_CONST, 1, 0},
+                       loc);
     }
     if (gamma < 0 || beta < 0 || mean < 0 || var < 0) return lw_err();
     int y = lw_node(L, OP_BATCHNORM, (int[]){x, gamma, beta, mean, var}, 5, loc);
@@ -551,15 +588,15 @@ static int norm_axis(struct lower *L, const char *what, const struct fe_arg *a, 
     return true;
 }
 
-static struct val layer_unary(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+static struct val layer_unary(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     BIND(o);
     (void)o;
     return lw_tensor(lw_emit1(L, b->op, x, loc));
 }
 
-static struct val layer_leaky_relu(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                   struct loc loc) {
+static struct val layer_leaky_relu(struct lower *L, const struct fe_builtin *b, struct fe_arg *args,
+                                   int nargs, int x, struct loc loc) {
     BIND(o);
     double alpha;
     if (!fe_opt_num(L, "leaky_relu", "alpha", o[0], 0.01, 0, 1e6, &alpha)) return lw_err();
@@ -568,8 +605,8 @@ static struct val layer_leaky_relu(struct lower *L, const struct fe_builtin *b, 
     return lw_tensor(lw_fin(L, y));
 }
 
-static struct val layer_softmax(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                                struct loc loc) {
+static struct val layer_softmax(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                                int x, struct loc loc) {
     BIND(o);
     int64_t axis;
     if (!norm_axis(L, b->name, o[0], lw_type(L, x)->shape.rank, &axis)) return lw_err();
@@ -586,27 +623,32 @@ enum rnn_kind { RK_LSTM, RK_GRU, RK_RNN };
  * (PyTorch's names and layout, `sfx` = "_l<k>" or "_l<k>_reverse"), a zero
  * initial state (in the generation walk: the state buffer `.state<sfx>`,
  * written back after the step) and the lengths. Returns the RNN node. */
-static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int x, int cell, bool rev, int64_t h,
-                         int len, bool forget1, const char *sfx, struct loc loc) {
+static int rnn_direction(struct lower *L, const struct fe_builtin *b, int k, int x, int cell, bool rev,
+                         int64_t h, int len, bool forget1, const char *sfx, struct loc loc) {
     const struct type *t = lw_type(L, x);
     int64_t n = t->shape.dim[0], steps = t->shape.dim[1], f = t->shape.dim[2];
     int64_t gh = ir_rnn_gates(cell) * h, st = ir_rnn_state(cell) * h;
     double lim = 1 / sqrt((double)h); /* PyTorch's init of every recurrent tensor */
     struct ir_init u = {INIT_UNIFORM, -lim, lim};
     int w[4];
-    w[0] = lw_param(L, b->name, k, arena_printf(L->a, "weight_ih%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, f}), u, loc);
-    w[1] = lw_param(L, b->name, k, arena_printf(L->a, "weight_hh%s", sfx), BUF_PARAM, f32_type(2, (int64_t[]){gh, h}), u, loc);
+    w[0] = lw_param(L, b->name, k, arena_printf(L->a, "weight_ih%s", sfx), BUF_PARAM,
+                    f32_type(2, (int64_t[]){gh, f}), u, loc);
+    w[1] = lw_param(L, b->name, k, arena_printf(L->a, "weight_hh%s", sfx), BUF_PARAM,
+                    f32_type(2, (int64_t[]){gh, h}), u, loc);
     /* unit_forget_bias (Keras): the biases start at 0, the forget gate's input bias at 1 */
     struct ir_init bi = forget1 ? (struct ir_init){INIT_RANGE, (double)h, (double)(2 * h)} : u;
     struct ir_init bh = forget1 ? (struct ir_init){INIT_ZEROS, 0, 0} : u;
-    w[2] = lw_param(L, b->name, k, arena_printf(L->a, "bias_ih%s", sfx), BUF_PARAM, f32_type(1, &gh), bi, loc);
-    w[3] = lw_param(L, b->name, k, arena_printf(L->a, "bias_hh%s", sfx), BUF_PARAM, f32_type(1, &gh), bh, loc);
+    w[2] =
+        lw_param(L, b->name, k, arena_printf(L->a, "bias_ih%s", sfx), BUF_PARAM, f32_type(1, &gh), bi, loc);
+    w[3] =
+        lw_param(L, b->name, k, arena_printf(L->a, "bias_hh%s", sfx), BUF_PARAM, f32_type(1, &gh), bh, loc);
     if (w[0] < 0 || w[1] < 0 || w[2] < 0 || w[3] < 0) return -1;
     struct type ts = f32_type(2, (int64_t[]){n, st});
     int s0, state = -1;
     if (L->gen_step) { /* batch-1 state, broadcast to the walk's batch */
         struct type one = f32_type(2, (int64_t[]){1, st});
-        state = lw_param(L, b->name, k, arena_printf(L->a, "state%s", sfx), BUF_STATE, one, (struct ir_init){0}, loc);
+        state = lw_param(L, b->name, k, arena_printf(L->a, "state%s", sfx), BUF_STATE, one,
+                         (struct ir_init){0}, loc);
         if (state < 0) return -1;
         s0 = lw_node(L, OP_BROADCAST_TO, &state, 1, loc);
         lw_n(L, s0)->type = ts;
@@ -662,8 +704,8 @@ static int concat2(struct lower *L, int a, int b, int axis, struct loc loc) {
 
 /* lstm/gru/rnn(units, [activation,] return_sequences, bidirectional, layers, lengths):
  * one RNN op per layer and direction (docs/language.md, "Recurrent layers"). */
-static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                            struct loc loc, enum rnn_kind kind) {
+static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                            int x, struct loc loc, enum rnn_kind kind) {
     BIND(o); /* units, [activation,] return_sequences, bidirectional, layers, lengths */
     int64_t h, layers;
     bool seq, bidi, forget1 = false;
@@ -674,8 +716,10 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
     if (kind == RK_RNN) {
         if (o[1]) {
             const char *s = o[1]->v.kind == V_STR ? o[1]->v.str : "";
-            cell = strcmp(s, "tanh") == 0 ? IR_RNN_TANH : strcmp(s, "relu") == 0 ? IR_RNN_RELU
-                 : strcmp(s, "sigmoid") == 0 ? IR_RNN_SIGMOID : -1;
+            cell = strcmp(s, "tanh") == 0      ? IR_RNN_TANH
+                   : strcmp(s, "relu") == 0    ? IR_RNN_RELU
+                   : strcmp(s, "sigmoid") == 0 ? IR_RNN_SIGMOID
+                                               : -1;
             if (cell < 0) {
                 lw_error(L, o[1]->loc, "rnn: activation must be \"tanh\", \"relu\" or \"sigmoid\"");
                 return lw_err();
@@ -692,7 +736,8 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
     const struct type *t = lw_type(L, x);
     int64_t n = t->shape.dim[0], steps = t->shape.dim[1], f = t->shape.dim[2];
     if (steps == IR_DIM_N || f == IR_DIM_N) {
-        lw_error(L, loc, "%s needs a static number of time steps and features, got %s", b->name, lw_tstr(L, t));
+        lw_error(L, loc, "%s needs a static number of time steps and features, got %s", b->name,
+                 lw_tstr(L, t));
         return lw_err();
     }
     int len = -1;
@@ -700,8 +745,8 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
         const struct fe_arg *a = o[at + 3];
         const struct type *lt = a->v.kind == V_TENSOR ? lw_type(L, a->v.id) : NULL;
         if (!lt || lt->shape.rank != 1 || lt->shape.dim[0] != n) {
-            lw_error(L, a->loc, "%s: lengths must be a tensor [%s] of valid steps per sequence, got %s", b->name,
-                     n == IR_DIM_N ? "N" : "batch", lt ? lw_tstr(L, lt) : val_str(L, &a->v));
+            lw_error(L, a->loc, "%s: lengths must be a tensor [%s] of valid steps per sequence, got %s",
+                     b->name, n == IR_DIM_N ? "N" : "batch", lt ? lw_tstr(L, lt) : val_str(L, &a->v));
             return lw_err();
         }
         len = a->v.id;
@@ -732,27 +777,32 @@ static struct val recurrent(struct lower *L, const struct fe_builtin *b, struct 
         int in = y, fw = rnn_direction(L, b, k, in, cell, false, h, len, forget1, sfx, loc);
         y = rnn_hidden(L, fw, h, false, want_seq, loc);
         if (bidi && y >= 0) {
-            int bw = rnn_direction(L, b, k, in, cell, true, h, len, forget1, arena_printf(L->a, "%s_reverse", sfx), loc);
+            int bw = rnn_direction(L, b, k, in, cell, true, h, len, forget1,
+                                   arena_printf(L->a, "%s_reverse", sfx), loc);
             y = concat2(L, y, rnn_hidden(L, bw, h, true, want_seq, loc), want_seq ? 2 : 1, loc);
         }
     }
     return lw_tensor(y);
 }
 
-static struct val layer_lstm(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x, struct loc loc) {
+static struct val layer_lstm(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x,
+                             struct loc loc) {
     return recurrent(L, b, a, n, x, loc, RK_LSTM);
 }
-static struct val layer_gru(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x, struct loc loc) {
+static struct val layer_gru(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x,
+                            struct loc loc) {
     return recurrent(L, b, a, n, x, loc, RK_GRU);
 }
-static struct val layer_rnn(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x, struct loc loc) {
+static struct val layer_rnn(struct lower *L, const struct fe_builtin *b, struct fe_arg *a, int n, int x,
+                            struct loc loc) {
     return recurrent(L, b, a, n, x, loc, RK_RNN);
 }
 
 /* ---------------------------------------------------------------- functions */
 
 /* The k-th argument as a tensor (positional), or an error. */
-static int tensor_arg(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k, struct loc loc) {
+static int tensor_arg(struct lower *L, const char *what, struct fe_arg *args, int nargs, int k,
+                      struct loc loc) {
     if (k >= nargs || args[k].kw) {
         lw_error(L, k < nargs ? args[k].loc : loc, "%s needs a tensor as argument %d", what, k + 1);
         return -1;
@@ -764,9 +814,11 @@ static int tensor_arg(struct lower *L, const char *what, struct fe_arg *args, in
 }
 
 /* (prediction, target) losses and metrics. */
-static struct val func_pair(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct loc loc) {
+static struct val func_pair(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                            struct loc loc) {
     if (nargs != 2) {
-        lw_error(L, loc, "%s takes 2 tensors (prediction, target), got %d argument%s", b->name, nargs, nargs == 1 ? "" : "s");
+        lw_error(L, loc, "%s takes 2 tensors (prediction, target), got %d argument%s", b->name, nargs,
+                 nargs == 1 ? "" : "s");
         return lw_err();
     }
     int p = tensor_arg(L, b->name, args, nargs, 0, loc), t = tensor_arg(L, b->name, args, nargs, 1, loc);
@@ -775,7 +827,8 @@ static struct val func_pair(struct lower *L, const struct fe_builtin *b, struct 
 }
 
 /* mean/sum/max(x, axes..., keepdims=false) */
-static struct val func_reduce(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct loc loc) {
+static struct val func_reduce(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              struct loc loc) {
     int x = tensor_arg(L, b->name, args, nargs, 0, loc);
     if (x < 0) return lw_err();
     int rank = lw_type(L, x)->shape.rank;
@@ -817,7 +870,8 @@ static struct val func_transpose(struct lower *L, const struct fe_builtin *b, st
     } else if (nargs == 3 && rank != 2) { /* transpose(x, a, b): swap two axes (torch.transpose) */
         int64_t ax[2];
         for (int i = 0; i < 2; i++) {
-            if (!fe_opt_int(L, "transpose", "an axis", &args[i + 1], 0, -rank, rank - 1, &ax[i])) return lw_err();
+            if (!fe_opt_int(L, "transpose", "an axis", &args[i + 1], 0, -rank, rank - 1, &ax[i]))
+                return lw_err();
             if (ax[i] < 0) ax[i] += rank;
         }
         for (int i = 0; i < rank; i++) perm[i] = i;
@@ -828,7 +882,8 @@ static struct val func_transpose(struct lower *L, const struct fe_builtin *b, st
     } else {
         bool seen[IR_MAX_RANK] = {false};
         for (int i = 1; i < nargs; i++) {
-            if (!fe_opt_int(L, "transpose", "an axis", &args[i], 0, 0, rank - 1, &perm[i - 1])) return lw_err();
+            if (!fe_opt_int(L, "transpose", "an axis", &args[i], 0, 0, rank - 1, &perm[i - 1]))
+                return lw_err();
             if (seen[perm[i - 1]]) {
                 lw_error(L, args[i].loc, "transpose: axis %lld is listed twice", (long long)perm[i - 1]);
                 return lw_err();
@@ -858,7 +913,8 @@ static struct val func_concat(struct lower *L, const struct fe_builtin *b, struc
     return lw_tensor(lw_fin(L, y));
 }
 
-static struct val func_like(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct loc loc) {
+static struct val func_like(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                            struct loc loc) {
     if (nargs != 1) {
         lw_error(L, loc, "%s takes one tensor", b->name);
         return lw_err();
@@ -877,9 +933,17 @@ static struct val func_like(struct lower *L, const struct fe_builtin *b, struct 
 #define F_ BI_FUNC
 static const struct fe_builtin builtins[] = {
     {"dense", L_, {"units", "bias"}, layer_dense, NULL, OP_MATMUL},
-    {"conv2d", L_ | F_, {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"}, layer_conv2d,
-     func_conv2d, OP_CONV2D},
-    {"conv2d_transpose", L_, {"filters", "kernel", "stride", "padding", "output_padding", "bias"}, layer_conv2d_t, NULL,
+    {"conv2d",
+     L_ | F_,
+     {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"},
+     layer_conv2d,
+     func_conv2d,
+     OP_CONV2D},
+    {"conv2d_transpose",
+     L_,
+     {"filters", "kernel", "stride", "padding", "output_padding", "bias"},
+     layer_conv2d_t,
+     NULL,
      OP_CONV_TRANSPOSE2D},
     {"maxpool", L_, {"kernel", "stride", "padding"}, layer_pool, NULL, OP_MAXPOOL2D},
     {"avgpool", L_, {"kernel", "stride", "padding"}, layer_pool, NULL, OP_AVGPOOL2D},
@@ -895,10 +959,18 @@ static const struct fe_builtin builtins[] = {
     {"tanh", L_ | F_, {NULL}, layer_unary, NULL, OP_TANH},
     {"softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_SOFTMAX},
     {"log_softmax", L_ | F_, {"axis"}, layer_softmax, NULL, OP_LOG_SOFTMAX},
-    {"lstm", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths", "unit_forget_bias"}, layer_lstm, NULL,
+    {"lstm",
+     L_,
+     {"units", "return_sequences", "bidirectional", "layers", "lengths", "unit_forget_bias"},
+     layer_lstm,
+     NULL,
      OP_RNN},
     {"gru", L_, {"units", "return_sequences", "bidirectional", "layers", "lengths"}, layer_gru, NULL, OP_RNN},
-    {"rnn", L_, {"units", "activation", "return_sequences", "bidirectional", "layers", "lengths"}, layer_rnn, NULL,
+    {"rnn",
+     L_,
+     {"units", "activation", "return_sequences", "bidirectional", "layers", "lengths"},
+     layer_rnn,
+     NULL,
      OP_RNN},
     {"exp", F_, {NULL}, layer_unary, NULL, OP_EXP},
     {"log", F_, {NULL}, layer_unary, NULL, OP_LOG},
@@ -915,12 +987,20 @@ static const struct fe_builtin builtins[] = {
     {"layernorm", L_, {"eps"}, fe_layer_layernorm, NULL, OP_MEAN},
     {"gelu", L_ | F_, {"approximate"}, fe_layer_gelu, NULL, OP_GELU},
     {"erf", F_, {NULL}, layer_unary, NULL, OP_ERF},
-    {"conv1d", L_, {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"}, fe_layer_conv1d, NULL,
+    {"conv1d",
+     L_,
+     {"filters", "kernel", "stride", "padding", "dilation", "groups", "bias"},
+     fe_layer_conv1d,
+     NULL,
      OP_CONV2D},
     {"maxpool1d", L_, {"kernel", "stride", "padding"}, fe_layer_pool1d, NULL, OP_MAXPOOL2D},
     {"avgpool1d", L_, {"kernel", "stride", "padding"}, fe_layer_pool1d, NULL, OP_AVGPOOL2D},
-    {"attention", L_ | F_, {"heads", "causal", "dropout", "mask", "key_padding_mask"}, fe_layer_attention,
-     fe_func_attention, OP_ATTN_SOFTMAX},
+    {"attention",
+     L_ | F_,
+     {"heads", "causal", "dropout", "mask", "key_padding_mask"},
+     fe_layer_attention,
+     fe_func_attention,
+     OP_ATTN_SOFTMAX},
     {"concat", F_, {NULL}, NULL, func_concat, OP_CONCAT},
     {"ones_like", F_, {NULL}, NULL, func_like, OP_CONST},
     {"zeros_like", F_, {NULL}, NULL, func_like, OP_CONST},
@@ -981,13 +1061,14 @@ static struct val layer_masked(struct lower *L, const struct fe_builtin *b, stru
     return r;
 }
 
-struct val fe_layer_apply(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct val cur,
-                          struct loc loc) {
+struct val fe_layer_apply(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                          struct val cur, struct loc loc) {
     if (cur.kind != V_TENSOR) return lw_err();
     return layer_masked(L, b, args, nargs, cur, loc);
 }
 
-struct val fe_func_call(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, struct loc loc) {
+struct val fe_func_call(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                        struct loc loc) {
     if (b->func) return b->func(L, b, args, nargs, loc);
     /* Functions that are layers with the input first: relu(x), softmax(x, axis=1). */
     int x = tensor_arg(L, b->name, args, nargs, 0, loc);

@@ -10,12 +10,13 @@
 
 #define MAX_ROWS ((int64_t)1 << 24)
 
-static bool bind(struct lower *L, const struct fe_builtin *b, const char *const *names, struct fe_arg *args, int nargs,
-                 struct fe_arg **o, struct loc loc) {
+static bool bind(struct lower *L, const struct fe_builtin *b, const char *const *names, struct fe_arg *args,
+                 int nargs, struct fe_arg **o, struct loc loc) {
     return fe_bind(L, fe_builtin_name(b), names, args, nargs, o, loc);
 }
 
-static bool need(struct lower *L, const char *what, const char *name, const struct fe_arg *a, struct loc loc) {
+static bool need(struct lower *L, const char *what, const char *name, const struct fe_arg *a,
+                 struct loc loc) {
     if (a) return true;
     lw_error(L, loc, "%s needs '%s'", what, name);
     return false;
@@ -67,8 +68,9 @@ int fe_matmul_last(struct lower *L, int x, int w, struct loc loc) {
     struct shape xs = lw_type(L, x)->shape;
     int64_t n = xs.dim[0], f = xs.dim[xs.rank - 1], u = lw_type(L, w)->shape.dim[1], p = 1;
     for (int i = 1; i + 1 < xs.rank; i++) p *= xs.dim[i];
-    int x4 = reshape(L, transpose(L, reshape(L, x, 3, (int64_t[]){n, p, f}, loc), (int64_t[]){0, 2, 1}, 3, loc), 4,
-                     (int64_t[]){n, f, p, 1}, loc);
+    int x4 =
+        reshape(L, transpose(L, reshape(L, x, 3, (int64_t[]){n, p, f}, loc), (int64_t[]){0, 2, 1}, 3, loc), 4,
+                (int64_t[]){n, f, p, 1}, loc);
     int w4 = reshape(L, transpose(L, w, (int64_t[]){1, 0}, 2, loc), 4, (int64_t[]){u, f, 1, 1}, loc);
     if (x4 < 0 || w4 < 0) return -1;
     int y = lw_node(L, OP_CONV2D, (int[]){x4, w4}, 2, loc);
@@ -84,24 +86,26 @@ int fe_matmul_last(struct lower *L, int x, int w, struct loc loc) {
 
 /* embedding(vocab, dim): ids i32[...] -> f32[..., dim]; table `w : [vocab, dim]`,
  * normal(0, 1) like PyTorch's nn.Embedding. */
-struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+struct val fe_layer_embedding(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     static const char *const names[] = {"vocab", "dim", NULL};
     struct fe_arg *o[FE_MAX_OPTS];
     int64_t vocab, dim;
     if (!bind(L, b, names, args, nargs, o, loc) || !need(L, "embedding", "vocab", o[0], loc) ||
-        !need(L, "embedding", "dim", o[1], loc) || !fe_opt_int(L, "embedding", "vocab", o[0], 0, 1, MAX_ROWS, &vocab) ||
+        !need(L, "embedding", "dim", o[1], loc) ||
+        !fe_opt_int(L, "embedding", "vocab", o[0], 0, 1, MAX_ROWS, &vocab) ||
         !fe_opt_int(L, "embedding", "dim", o[1], 0, 1, MAX_ROWS, &dim) || !need_ids(L, "embedding", x, loc))
         return lw_err();
     struct type t = {DT_F32, {2, {vocab, dim}}};
-    int w = lw_param(L, "embedding", fe_layer_count(L, b), "w", BUF_PARAM, t, (struct ir_init){INIT_NORMAL, 0, 1}, loc);
+    int w = lw_param(L, "embedding", fe_layer_count(L, b), "w", BUF_PARAM, t,
+                     (struct ir_init){INIT_NORMAL, 0, 1}, loc);
     if (w < 0) return lw_err();
     return masked_by(L, lw_emit2(L, OP_EMBEDDING, w, x, loc), x);
 }
 
 /* one_hot(classes): ids i32[...] -> f32[..., classes]. */
-struct val fe_layer_one_hot(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                            struct loc loc) {
+struct val fe_layer_one_hot(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                            int x, struct loc loc) {
     static const char *const names[] = {"classes", NULL};
     struct fe_arg *o[FE_MAX_OPTS];
     int64_t k;
@@ -135,8 +139,8 @@ static struct val time_pool(struct lower *L, const struct fe_builtin *b, int x, 
 }
 
 /* As a layer: masked by the input's padding mask, if it carries one. */
-struct val fe_layer_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs, int x,
-                              struct loc loc) {
+struct val fe_layer_time_pool(struct lower *L, const struct fe_builtin *b, struct fe_arg *args, int nargs,
+                              int x, struct loc loc) {
     struct fe_arg *o[FE_MAX_OPTS];
     static const char *const names[] = {NULL};
     if (!bind(L, b, names, args, nargs, o, loc)) return lw_err();
@@ -149,17 +153,18 @@ struct val fe_func_time_pool(struct lower *L, const struct fe_builtin *b, struct
     const char *what = fe_builtin_name(b);
     if (nargs < 1 || nargs > 2 || args[0].kw || (nargs == 2 && args[1].kw) || args[0].v.kind != V_TENSOR ||
         (nargs == 2 && args[1].v.kind != V_TENSOR)) {
-        lw_error(L, loc, "%s takes the values [N, T, ...] and optionally the token ids [N, T] that mask them", what);
+        lw_error(L, loc, "%s takes the values [N, T, ...] and optionally the token ids [N, T] that mask them",
+                 what);
         return lw_err();
     }
     int mask = args[0].v.mask;
     if (nargs == 2) {
         int ids = args[1].v.id;
         const struct type *t = lw_type(L, ids), *xt = lw_type(L, args[0].v.id);
-        if (t->dtype != DT_I32 || t->shape.rank != 2 || xt->shape.rank < 2 || t->shape.dim[0] != xt->shape.dim[0] ||
-            t->shape.dim[1] != xt->shape.dim[1]) {
-            lw_error(L, args[1].loc, "%s of %s is masked by i32 ids [N, T] of its first two dims, got %s", what,
-                     lw_tstr(L, xt), lw_tstr(L, t));
+        if (t->dtype != DT_I32 || t->shape.rank != 2 || xt->shape.rank < 2 ||
+            t->shape.dim[0] != xt->shape.dim[0] || t->shape.dim[1] != xt->shape.dim[1]) {
+            lw_error(L, args[1].loc, "%s of %s is masked by i32 ids [N, T] of its first two dims, got %s",
+                     what, lw_tstr(L, xt), lw_tstr(L, t));
             return lw_err();
         }
         mask = ids + 1;
@@ -182,18 +187,20 @@ struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struc
             continue;
         }
         if (strcmp(args[i].kw, "ignore_index") != 0 || ign) {
-            lw_error(L, args[i].loc, "%s has %s option '%s'; options: ignore_index", what, ign ? "a repeated" : "no",
-                     args[i].kw);
+            lw_error(L, args[i].loc, "%s has %s option '%s'; options: ignore_index", what,
+                     ign ? "a repeated" : "no", args[i].kw);
             return lw_err();
         }
         ign = &args[i];
     }
     if (pos != 2 || args[0].kw || args[1].kw) {
-        lw_error(L, loc, "%s takes 2 tensors (prediction, target) and optionally ignore_index=K, got %d argument%s",
+        lw_error(L, loc,
+                 "%s takes 2 tensors (prediction, target) and optionally ignore_index=K, got %d argument%s",
                  what, nargs, nargs == 1 ? "" : "s");
         return lw_err();
     }
-    int p = args[0].v.kind == V_TENSOR ? args[0].v.id : -1, t = args[1].v.kind == V_TENSOR ? args[1].v.id : -1;
+    int p = args[0].v.kind == V_TENSOR ? args[0].v.id : -1,
+        t = args[1].v.kind == V_TENSOR ? args[1].v.id : -1;
     if (p < 0 || t < 0) {
         lw_error(L, args[p < 0 ? 0 : 1].loc, "%s needs a tensor as argument %d", what, p < 0 ? 1 : 2);
         return lw_err();
@@ -205,13 +212,15 @@ struct val fe_func_class_loss(struct lower *L, const struct fe_builtin *b, struc
     if (!masked) return lw_tensor(lw_emit2(L, op, p, t, loc));
     const struct type *pt = lw_type(L, p), *tt = lw_type(L, t);
     if (!ign && tt->shape.rank == 1 && pt->shape.rank > 2) {
-        lw_error(L, loc, "%s of scores %s and labels %s: scores [N, classes] take labels [N] (flatten before the "
-                 "last dense layer?), scores [..., classes] take targets [...]", what, lw_tstr(L, pt), lw_tstr(L, tt));
+        lw_error(L, loc,
+                 "%s of scores %s and labels %s: scores [N, classes] take labels [N] (flatten before the "
+                 "last dense layer?), scores [..., classes] take targets [...]",
+                 what, lw_tstr(L, pt), lw_tstr(L, tt));
         return lw_err();
     }
     if (tt->dtype != DT_I32) {
-        lw_error(L, args[1].loc, "%s of %s with ignore_index needs i32 class targets, got %s", what, lw_tstr(L, pt),
-                 lw_tstr(L, tt));
+        lw_error(L, args[1].loc, "%s of %s with ignore_index needs i32 class targets, got %s", what,
+                 lw_tstr(L, pt), lw_tstr(L, tt));
         return lw_err();
     }
     int args2[2] = {p, t};

@@ -8,8 +8,8 @@
 
 #include <string.h>
 
-static const char *const train_keys[] = {"optimizer", "schedule", "batch", "epochs", "seed",
-                                         "early_stopping", "data", "test", "step", "init", NULL};
+static const char *const train_keys[] = {"optimizer", "schedule", "batch", "epochs", "seed", "early_stopping",
+                                         "data",      "test",     "step",  "init",   NULL};
 static const char *const step_keys[] = {"loss", "optimizer", "schedule", "update", NULL};
 
 static const char *list(struct lower *L, const char *const *names) {
@@ -70,15 +70,18 @@ static bool line_int(struct lower *L, const struct ast_tline *t, const char *key
 /* ------------------------------------------------------ optimizers, schedules */
 
 struct optim_spec {
-    const char *name;        /* as written */
-    const char *opts[8];     /* canonical order, NULL-terminated */
-    double defs[8];          /* defaults */
+    const char *name;    /* as written */
+    const char *opts[8]; /* canonical order, NULL-terminated */
+    double defs[8];      /* defaults */
 };
 
 static const struct optim_spec optims[] = {
     {"sgd", {"lr", "momentum", "nesterov", "weight_decay", "clipnorm", "clipvalue"}, {0.01, 0, 0, 0, 0, 0}},
-    {"adam", {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"}, {0.001, 0.9, 0.999, 1e-7, 0, 0, 0}},
-    {"adamw", {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
+    {"adam",
+     {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
+     {0.001, 0.9, 0.999, 1e-7, 0, 0, 0}},
+    {"adamw",
+     {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
      {0.001, 0.9, 0.999, 1e-7, 0.01, 0, 0}},
     {"rmsprop", {"lr", "rho", "eps", "momentum", "clipnorm", "clipvalue"}, {0.001, 0.9, 1e-7, 0, 0, 0}},
 };
@@ -107,8 +110,10 @@ struct ir_optim fe_optim_default(struct lower *L) {
 /* `optimizer adam(lr=0.001, ...)` or `optimizer sgd`. */
 static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_optim *out) {
     if (t->n != 2 || (t->v[1]->kind != AST_CALL && t->v[1]->kind != AST_NAME)) {
-        lw_error(L, t->loc, "expected an optimizer after 'optimizer', as in `optimizer adam(lr=0.001)`; "
-                 "optimizers: %s", list(L, optim_names));
+        lw_error(L, t->loc,
+                 "expected an optimizer after 'optimizer', as in `optimizer adam(lr=0.001)`; "
+                 "optimizers: %s",
+                 list(L, optim_names));
         return false;
     }
     const struct ast_expr *e = t->v[1];
@@ -117,14 +122,17 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
         if (strcmp(optims[i].name, e->str) == 0) spec = &optims[i];
     if (!spec) {
         const char *near = fe_nearest(e->str, optim_names);
-        if (near) lw_error(L, e->loc, "unknown optimizer '%s' (did you mean '%s'?); optimizers: %s", e->str, near,
-                           list(L, optim_names));
-        else lw_error(L, e->loc, "unknown optimizer '%s'; optimizers: %s", e->str, list(L, optim_names));
+        if (near)
+            lw_error(L, e->loc, "unknown optimizer '%s' (did you mean '%s'?); optimizers: %s", e->str, near,
+                     list(L, optim_names));
+        else
+            lw_error(L, e->loc, "unknown optimizer '%s'; optimizers: %s", e->str, list(L, optim_names));
         return false;
     }
     struct fe_arg args[16], *o[FE_MAX_OPTS];
     if (!const_args(L, e, args, 16)) return false;
-    if (!fe_bind(L, spec->name, spec->opts, args, e->kind == AST_CALL ? e->nargs : 0, o, e->loc)) return false;
+    if (!fe_bind(L, spec->name, spec->opts, args, e->kind == AST_CALL ? e->nargs : 0, o, e->loc))
+        return false;
     double vals[8];
     for (int i = 0; spec->opts[i]; i++) {
         const char *n = spec->opts[i];
@@ -134,7 +142,8 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
             ok = fe_opt_bool(L, spec->name, n, o[i], false, &b);
             vals[i] = ok && b;
         } else if (strcmp(n, "lr") == 0) {
-            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 1e6, &vals[i]); /* 0: frozen, as --lr 0 */
+            ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 0, 1e6,
+                            &vals[i]); /* 0: frozen, as --lr 0 */
         } else if (strcmp(n, "eps") == 0) {
             ok = fe_opt_num(L, spec->name, n, o[i], spec->defs[i], 1e-30, 1, &vals[i]);
         } else if (is_clip(n)) {
@@ -159,10 +168,10 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
 /* `schedule KIND(options)`: the schedules of runtime/schedule.c. Options are
  * integers (step counts) except gamma; required ones have no default. */
 struct sched_spec {
-    const char *name;          /* as written */
-    const char *opts[3];       /* option names, NULL-terminated */
-    bool required[2];          /* per option */
-    double defs[2];            /* defaults of optional ones */
+    const char *name;    /* as written */
+    const char *opts[3]; /* option names, NULL-terminated */
+    bool required[2];    /* per option */
+    double defs[2];      /* defaults of optional ones */
 };
 
 static const struct sched_spec scheds[] = {
@@ -172,9 +181,10 @@ static const struct sched_spec scheds[] = {
     {"warmup_cosine", {"warmup", "t_max"}, {true, true}, {0, 0}},
     {"exponential", {"gamma"}, {true}, {0}},
 };
-static const char *const sched_names[] = {"step", "cosine", "linear_warmup", "warmup_cosine", "exponential", NULL};
-#define SCHED_USAGE                                                                                                \
-    "step(every=E, gamma=G), cosine(t_max=T), linear_warmup(warmup=W), warmup_cosine(warmup=W, t_max=T) or "       \
+static const char *const sched_names[] = {"step",          "cosine",      "linear_warmup",
+                                          "warmup_cosine", "exponential", NULL};
+#define SCHED_USAGE                                                                                          \
+    "step(every=E, gamma=G), cosine(t_max=T), linear_warmup(warmup=W), warmup_cosine(warmup=W, t_max=T) or " \
     "exponential(gamma=G)"
 
 static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_source *out) {
@@ -188,9 +198,11 @@ static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_
         if (strcmp(scheds[i].name, e->str) == 0) sp = &scheds[i];
     if (!sp) {
         const char *near = fe_nearest(e->str, sched_names);
-        if (near) lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: %s", e->str, near,
-                           list(L, sched_names));
-        else lw_error(L, e->loc, "unknown schedule '%s'; schedules: %s", e->str, list(L, sched_names));
+        if (near)
+            lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: %s", e->str, near,
+                     list(L, sched_names));
+        else
+            lw_error(L, e->loc, "unknown schedule '%s'; schedules: %s", e->str, list(L, sched_names));
         return false;
     }
     struct fe_arg args[8], *o[FE_MAX_OPTS];
@@ -215,7 +227,8 @@ static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_
         out->kwval[out->nkw++] = v;
     }
     if (strcmp(e->str, "warmup_cosine") == 0 && out->kwval[1] <= out->kwval[0]) {
-        lw_error(L, e->loc, "warmup_cosine: t_max (%g) must be larger than warmup (%g)", out->kwval[1], out->kwval[0]);
+        lw_error(L, e->loc, "warmup_cosine: t_max (%g) must be larger than warmup (%g)", out->kwval[1],
+                 out->kwval[0]);
         return false;
     }
     return true;
@@ -231,7 +244,8 @@ static const char *resolve_path(struct lower *L, const char *path) {
 
 /* --------------------------------------------------------------------- data */
 
-static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs, int ninputs);
+static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs,
+                      int ninputs);
 
 /* `data idx("a.gz", "b.gz") scale 1/255 shift -1`, `data csv("f.csv")`, `data npy(...)`,
  * `data text("a.txt", "b.txt") vocab 96 holdout 0.1` (read_text). */
@@ -241,16 +255,21 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     const char *key = test ? "test" : "data";
     const struct ast_expr *e = t->n >= 2 ? t->v[1] : NULL;
     if (!e || e->kind != AST_CALL) {
-        lw_error(L, e ? e->loc : t->loc, "expected files after '%s', as in `%s idx(\"images.gz\", \"labels.gz\")`; "
-                 "formats: idx, csv, npy, text", key, key);
+        lw_error(L, e ? e->loc : t->loc,
+                 "expected files after '%s', as in `%s idx(\"images.gz\", \"labels.gz\")`; "
+                 "formats: idx, csv, npy, text",
+                 key, key);
         return false;
     }
     bool known = false;
     for (const char *const *f = formats; *f; f++) known |= strcmp(*f, e->str) == 0;
     if (!known) {
         const char *near = fe_nearest(e->str, formats);
-        if (near) lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy, text", e->str, near);
-        else lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy, text", e->str);
+        if (near)
+            lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy, text",
+                     e->str, near);
+        else
+            lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy, text", e->str);
         return false;
     }
     for (int i = 0; i < e->nargs; i++)
@@ -275,11 +294,17 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     bool has[2] = {false, false};
     for (int i = 2; i < t->n; i += 2) {
         const struct ast_expr *m = t->v[i];
-        int k = m->kind == AST_NAME ? (strcmp(m->str, "scale") == 0 ? 0 : strcmp(m->str, "shift") == 0 ? 1 : -1) : -1;
+        int k = m->kind == AST_NAME ? (strcmp(m->str, "scale") == 0   ? 0
+                                       : strcmp(m->str, "shift") == 0 ? 1
+                                                                      : -1)
+                                    : -1;
         if (k < 0) {
             const char *near = m->kind == AST_NAME ? fe_nearest(m->str, mods) : NULL;
-            if (near) lw_error(L, m->loc, "unknown data option '%s' (did you mean '%s'?); options: scale, shift", m->str, near);
-            else lw_error(L, m->loc, "expected 'scale' or 'shift' here, got %s", ast_describe(L->a, m));
+            if (near)
+                lw_error(L, m->loc, "unknown data option '%s' (did you mean '%s'?); options: scale, shift",
+                         m->str, near);
+            else
+                lw_error(L, m->loc, "expected 'scale' or 'shift' here, got %s", ast_describe(L->a, m));
             return false;
         }
         if (i + 1 >= t->n) {
@@ -306,8 +331,8 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
         ok = false;
     } else if (!csv && e->nargs != ninputs) {
         vec_push(inputs, NULL);
-        lw_error(L, e->loc, "%s(...) gives %d file%s, but the model has %d data input%s%s%s%s", e->str, e->nargs,
-                 e->nargs == 1 ? "" : "s", ninputs, ninputs == 1 ? "" : "s", ninputs ? " (" : "",
+        lw_error(L, e->loc, "%s(...) gives %d file%s, but the model has %d data input%s%s%s%s", e->str,
+                 e->nargs, e->nargs == 1 ? "" : "s", ninputs, ninputs == 1 ? "" : "s", ninputs ? " (" : "",
                  ninputs ? list(L, inputs) : "", ninputs ? ")" : "");
         ok = false;
     }
@@ -329,8 +354,10 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
                     src.kw[src.nkw] = mods[m];
                     src.kwval[src.nkw++] = mod[m];
                 }
-        if (test) b->test = src;
-        else b->data = src;
+        if (test)
+            b->test = src;
+        else
+            b->data = src;
     }
     vec_free(inputs);
     return ok;
@@ -342,7 +369,8 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
  * The files travel as one comma-separated path. With a holdout, the test source is
  * the held-out part of the same files (part=1) unless a `test` line says otherwise;
  * a `test text(...)` line reads its files whole (part=2). */
-static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs, int ninputs) {
+static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs,
+                      int ninputs) {
     static const char *const opts[] = {"vocab", "holdout", "bytes", NULL};
     const struct ast_expr *e = t->v[1];
     double val[3] = {256, 0, 0};
@@ -354,8 +382,13 @@ static bool read_text(struct lower *L, const struct ast_tline *t, bool test, con
             if (strcmp(m->str, opts[j]) == 0) k = j;
         if (k < 0) {
             const char *near = m->kind == AST_NAME ? fe_nearest(m->str, opts) : NULL;
-            if (near) lw_error(L, m->loc, "unknown text option '%s' (did you mean '%s'?); options: vocab, holdout, bytes", m->str, near);
-            else lw_error(L, m->loc, "expected a text option (vocab, holdout, bytes) here, got %s", ast_describe(L->a, m));
+            if (near)
+                lw_error(L, m->loc,
+                         "unknown text option '%s' (did you mean '%s'?); options: vocab, holdout, bytes",
+                         m->str, near);
+            else
+                lw_error(L, m->loc, "expected a text option (vocab, holdout, bytes) here, got %s",
+                         ast_describe(L->a, m));
             return false;
         }
         if (i + 1 >= t->n) {
@@ -370,22 +403,26 @@ static bool read_text(struct lower *L, const struct ast_tline *t, bool test, con
         has[k] = true;
         static const double lo[] = {3, 0, 0}, hi[] = {1 << 22, 0.9, 1};
         if (!(val[k] >= lo[k] && val[k] <= hi[k]) || (k != 1 && val[k] != (double)(int64_t)val[k])) {
-            lw_error(L, t->v[i + 1]->loc, "%s must be %s in [%.10g, %.10g], got %.10g", m->str, k == 1 ? "a number" : "an integer",
-                     lo[k], hi[k], val[k]);
+            lw_error(L, t->v[i + 1]->loc, "%s must be %s in [%.10g, %.10g], got %.10g", m->str,
+                     k == 1 ? "a number" : "an integer", lo[k], hi[k], val[k]);
             return false;
         }
     }
     if (test && (has[0] || has[1] || has[2])) {
-        lw_error(L, t->v[2]->loc, "a test text line takes no options: the vocabulary and token kind come from the "
+        lw_error(L, t->v[2]->loc,
+                 "a test text line takes no options: the vocabulary and token kind come from the "
                  "data line");
         return false;
     }
     if (ninputs < 1 || ninputs > 2) {
-        lw_error(L, e->loc, "text data feeds a token input i32[N, T] and optionally a target input (i32[N, T] next "
-                 "tokens or i32[N] labels); the model has %d data input%s", ninputs, ninputs == 1 ? "" : "s");
+        lw_error(L, e->loc,
+                 "text data feeds a token input i32[N, T] and optionally a target input (i32[N, T] next "
+                 "tokens or i32[N] labels); the model has %d data input%s",
+                 ninputs, ninputs == 1 ? "" : "s");
         return false;
     }
-    struct ir_buffer *tok = ir_buffer_find(L->m, inputs[0]), *tgt = ninputs > 1 ? ir_buffer_find(L->m, inputs[1]) : NULL;
+    struct ir_buffer *tok = ir_buffer_find(L->m, inputs[0]),
+                     *tgt = ninputs > 1 ? ir_buffer_find(L->m, inputs[1]) : NULL;
     char ts[TYPE_STR_MAX];
     if (tok->type.dtype != DT_I32 || tok->type.shape.rank != 2 || tok->type.shape.dim[0] != IR_DIM_N) {
         lw_error(L, e->loc, "text tokens go to an i32[N, T] input, but '%s' is %s", tok->name,
@@ -395,8 +432,10 @@ static bool read_text(struct lower *L, const struct ast_tline *t, bool test, con
     if (tgt && (tgt->type.dtype != DT_I32 || tgt->type.shape.dim[0] != IR_DIM_N ||
                 !(tgt->type.shape.rank == 1 ||
                   (tgt->type.shape.rank == 2 && tgt->type.shape.dim[1] == tok->type.shape.dim[1])))) {
-        lw_error(L, e->loc, "text targets go to an i32[N, %lld] input (next tokens) or an i32[N] input (labels), but "
-                 "'%s' is %s", (long long)tok->type.shape.dim[1], tgt->name, type_str(&tgt->type, ts, sizeof ts));
+        lw_error(L, e->loc,
+                 "text targets go to an i32[N, %lld] input (next tokens) or an i32[N] input (labels), but "
+                 "'%s' is %s",
+                 (long long)tok->type.shape.dim[1], tgt->name, type_str(&tgt->type, ts, sizeof ts));
         return false;
     }
     if (tgt && tgt->type.shape.rank == 1 && e->nargs < 2) {
@@ -451,11 +490,14 @@ static const char *key_of(struct lower *L, const struct ast_tline *t) {
     return NULL;
 }
 
-static void unknown_key(struct lower *L, const struct ast_expr *k, const char *const *keys, const char *where) {
+static void unknown_key(struct lower *L, const struct ast_expr *k, const char *const *keys,
+                        const char *where) {
     const char *near = fe_nearest(k->str, keys);
-    if (near) lw_error(L, k->loc, "unknown %s setting '%s' (did you mean '%s'?); settings: %s", where, k->str, near,
-                       list(L, keys));
-    else lw_error(L, k->loc, "unknown %s setting '%s'; settings: %s", where, k->str, list(L, keys));
+    if (near)
+        lw_error(L, k->loc, "unknown %s setting '%s' (did you mean '%s'?); settings: %s", where, k->str, near,
+                 list(L, keys));
+    else
+        lw_error(L, k->loc, "unknown %s setting '%s'; settings: %s", where, k->str, list(L, keys));
 }
 
 static bool read_step(struct lower *L, const struct ast_tline *t) {
@@ -467,7 +509,8 @@ static bool read_step(struct lower *L, const struct ast_tline *t) {
     static const char *const taken[] = {"forward", "evaluate", "train_step", NULL};
     for (const char *const *k = taken; *k; k++)
         if (strcmp(*k, name) == 0) {
-            lw_error(L, t->v[1]->loc, "'%s' is the name of a function netc makes; choose another step name", name);
+            lw_error(L, t->v[1]->loc, "'%s' is the name of a function netc makes; choose another step name",
+                     name);
             return false;
         }
     for (size_t i = 0; i < vec_len(L->steps); i++)
@@ -519,9 +562,11 @@ static bool read_step(struct lower *L, const struct ast_tline *t) {
                     if (L->syms[j]->kind == SYM_NET) vec_push(nets, L->syms[j]->name);
                 vec_push(nets, NULL);
                 const char *near = g->kind == AST_NAME ? fe_nearest(g->str, nets) : NULL;
-                if (near) lw_error(L, g->loc, "update: '%s' is not a net (did you mean '%s'?)", g->str, near);
-                else lw_error(L, g->loc, "update names nets whose parameters this step trains; nets: %s",
-                              vec_len(nets) > 1 ? list(L, nets) : "none");
+                if (near)
+                    lw_error(L, g->loc, "update: '%s' is not a net (did you mean '%s'?)", g->str, near);
+                else
+                    lw_error(L, g->loc, "update names nets whose parameters this step trains; nets: %s",
+                             vec_len(nets) > 1 ? list(L, nets) : "none");
                 vec_free(nets);
                 ok = false;
             }
@@ -573,8 +618,10 @@ bool fe_train_read(struct lower *L) {
                 continue;
             }
             if (is_step) {
-                if (!t->has_body) lw_error(L, t->loc, "expected `step NAME { ... }`");
-                else read_step(L, t);
+                if (!t->has_body)
+                    lw_error(L, t->loc, "expected `step NAME { ... }`");
+                else
+                    read_step(L, t);
                 continue;
             }
             if (seen[k] && strcmp(key, "step") != 0) {
@@ -602,10 +649,12 @@ bool fe_train_read(struct lower *L) {
                 if (e->kind == AST_CALL) {
                     static const char *const opts[] = {"patience", NULL};
                     struct fe_arg args[4], *o[FE_MAX_OPTS];
-                    if (t->n == 1 && const_args(L, e, args, 4) && fe_bind(L, key, opts, args, e->nargs, o, e->loc) &&
+                    if (t->n == 1 && const_args(L, e, args, 4) &&
+                        fe_bind(L, key, opts, args, e->nargs, o, e->loc) &&
                         fe_opt_int(L, key, "patience", o[0], 3, 1, 1 << 20, &v))
                         L->m->train.patience = v;
-                    else if (t->n != 1) lw_error(L, t->v[1]->loc, "unexpected value after early_stopping(...)");
+                    else if (t->n != 1)
+                        lw_error(L, t->v[1]->loc, "unexpected value after early_stopping(...)");
                 } else if (line_int(L, t, key, 1, 1 << 20, &v)) {
                     L->m->train.patience = v;
                 }
@@ -616,7 +665,8 @@ bool fe_train_read(struct lower *L) {
                 bool name = t->n == 2 && e->kind == AST_NAME;
                 if (name && (strcmp(e->str, "pytorch") == 0 || strcmp(e->str, "keras") == 0))
                     L->init_pytorch = strcmp(e->str, "pytorch") == 0;
-                else lw_error(L, e->loc, "init expects `pytorch` or `keras`");
+                else
+                    lw_error(L, e->loc, "init expects `pytorch` or `keras`");
             }
         }
     if (!L->have_optim) L->optim = fe_optim_default(L);

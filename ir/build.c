@@ -14,7 +14,8 @@ int ir_build_fin(struct ir_build *b, int id) {
     char err[512];
     if (id < 0 || ir_infer(b->m, b->f, id, err, sizeof err)) return id;
     if (b->fail) return b->fail(b, id, err);
-    netc_internal_error(__FILE__, __LINE__, "%s built an ill-typed %s: %s", b->who, op_info[b->f->nodes[id].op].name, err);
+    netc_internal_error(__FILE__, __LINE__, "%s built an ill-typed %s: %s", b->who,
+                        op_info[b->f->nodes[id].op].name, err);
 }
 
 int ir_build_op(struct ir_build *b, enum op op, const int *args, int nargs) {

@@ -107,7 +107,8 @@ void ir_dot_phases(const struct ir_func *f, unsigned char *ph) {
         if (fwd[i] != 2) continue;
         const struct ir_node *x = &f->nodes[i];
         for (int k = 0; k < x->nargs; k++)
-            if (x->args[k] >= 0 && x->args[k] < i && !opt[x->args[k]] && !fwd[x->args[k]]) fwd[x->args[k]] = 2;
+            if (x->args[k] >= 0 && x->args[k] < i && !opt[x->args[k]] && !fwd[x->args[k]])
+                fwd[x->args[k]] = 2;
     }
     /* Optimizer lowering appends its nodes after the backward pass, starting
      * with a read of its state: past that point, a value only the optimizer
@@ -123,7 +124,7 @@ void ir_dot_phases(const struct ir_func *f, unsigned char *ph) {
     }
     for (int i = 0; i < n; i++) last_user[i] = -1, only_opt[i] = true;
     for (int i = n - 1; i >= 0; i--) {
-        ph[i] = fwd[i] ? PHASE_FORWARD
+        ph[i] = fwd[i]                                                       ? PHASE_FORWARD
                 : opt[i] || (i >= start && last_user[i] >= 0 && only_opt[i]) ? PHASE_OPTIMIZER
                                                                              : PHASE_BACKWARD;
         const struct ir_node *x = &f->nodes[i];
@@ -159,7 +160,7 @@ struct src_line {
 };
 
 struct src_map {
-    const char *file;      /* the file (interned name, as in locs) */
+    const char *file;       /* the file (interned name, as in locs) */
     struct src_line *lines; /* lines[0] is line 1 */
     int nlines;
 };
@@ -253,10 +254,10 @@ struct item {
 };
 
 struct box {
-    int param;     /* the parameter's buffer index in the module; -1: shared values */
-    int count;     /* member nodes */
-    int kernel;    /* a kernel of one of them, 0: none */
-    int first;     /* the first member */
+    int param;  /* the parameter's buffer index in the module; -1: shared values */
+    int count;  /* member nodes */
+    int kernel; /* a kernel of one of them, 0: none */
+    int first;  /* the first member */
 };
 
 static const char *phase_name(unsigned p) {
@@ -278,8 +279,10 @@ static void node_label(FILE *out, const struct ir_func *f, int i) {
         for (int k = 0; k < n->nargs; k++) {
             int a = n->args[k];
             if (k) fputs(", ", out);
-            if (a >= 0 && a < i && inlined(&f->nodes[a])) fprintf(out, "%g", f->nodes[a].fa[0]);
-            else fprintf(out, "%%%d", a);
+            if (a >= 0 && a < i && inlined(&f->nodes[a]))
+                fprintf(out, "%g", f->nodes[a].fa[0]);
+            else
+                fprintf(out, "%%%d", a);
         }
         fputc(')', out);
     }
@@ -315,9 +318,12 @@ static void item_draw(FILE *out, const struct ir_module *m, const struct ir_func
     fprintf(out, "%sf%zu_n%d [label=\"", indent, fi, it->node);
     node_label(out, f, it->node);
     fputs("\"", out);
-    if (n->kernel) fprintf(out, ", style=filled, fillcolor=\"/pastel19/%d\"", n->kernel % 9 + 1);
-    else if (valid_op(n) && (op_info[n->op].flags & OF_EFFECT)) fputs(", style=bold", out);
-    else if (valid_op(n) && op_info[n->op].kind == OK_LEAF) fputs(", style=rounded", out);
+    if (n->kernel)
+        fprintf(out, ", style=filled, fillcolor=\"/pastel19/%d\"", n->kernel % 9 + 1);
+    else if (valid_op(n) && (op_info[n->op].flags & OF_EFFECT))
+        fputs(", style=bold", out);
+    else if (valid_op(n) && op_info[n->op].kind == OK_LEAF)
+        fputs(", style=rounded", out);
     fputs("];\n", out);
 }
 
@@ -389,9 +395,12 @@ static int cmp_edge(const void *a, const void *b) {
 
 /* A node, box or stub reference (see dot_func's edges). */
 static void ref_print(FILE *out, size_t fi, int r, int n, int nbox) {
-    if (r < n) fprintf(out, "f%zu_n%d", fi, r);
-    else if (r < n + nbox) fprintf(out, "f%zu_b%d", fi, r - n);
-    else fprintf(out, "f%zu_s%d", fi, r - n - nbox);
+    if (r < n)
+        fprintf(out, "f%zu_n%d", fi, r);
+    else if (r < n + nbox)
+        fprintf(out, "f%zu_b%d", fi, r - n);
+    else
+        fprintf(out, "f%zu_s%d", fi, r - n - nbox);
 }
 
 static void dot_func(FILE *out, const struct ir_module *m, const struct ir_func *f, size_t fi,
@@ -399,7 +408,8 @@ static void dot_func(FILE *out, const struct ir_module *m, const struct ir_func 
     int n = ir_func_len(f);
     unsigned want = o->phases ? o->phases : PHASE_FORWARD | PHASE_BACKWARD | PHASE_OPTIMIZER;
     unsigned char *ph = malloc((size_t)n + 1);
-    int *uoff = calloc((size_t)n + 2, sizeof *uoff), *users = NULL, *box_of = malloc(sizeof(int) * ((size_t)n + 1));
+    int *uoff = calloc((size_t)n + 2, sizeof *uoff), *users = NULL,
+        *box_of = malloc(sizeof(int) * ((size_t)n + 1));
     int *rep = malloc(sizeof(int) * ((size_t)n + 1)); /* what stands for node i: node id, or -2-box */
     struct item *items = calloc((size_t)n + 1, sizeof *items);
     struct box *boxes = NULL;
@@ -485,7 +495,8 @@ static void dot_func(FILE *out, const struct ir_module *m, const struct ir_func 
         if (!any) continue;
         bool phased = f->mode == MODE_TRAIN;
         if (phased) {
-            fprintf(out, "    subgraph cluster_f%zu_p%u {\n      label=\"%s\"; style=dashed;\n", fi, p, phase_name(p));
+            fprintf(out, "    subgraph cluster_f%zu_p%u {\n      label=\"%s\"; style=dashed;\n", fi, p,
+                    phase_name(p));
             if (p == PHASE_OPTIMIZER && f->optim.kind) {
                 fputs("      label=\"optimizer: ", out);
                 dot_text(out, f->optim.kind);
@@ -545,7 +556,10 @@ static void dot_func(FILE *out, const struct ir_module *m, const struct ir_func 
         /* Edges into the optimizer (the gradients) do not rank the layout. */
         int na = ra < n ? ra : ra < n + nbox ? boxes[ra - n].first : ra - n - nbox;
         int nb = rb < n ? rb : boxes[rb - n].first;
-        fputs(ph[nb] == PHASE_OPTIMIZER && ph[na] != PHASE_OPTIMIZER && ra < n + nbox ? " [constraint=false, color=gray];\n" : ";\n", out);
+        fputs(ph[nb] == PHASE_OPTIMIZER && ph[na] != PHASE_OPTIMIZER && ra < n + nbox
+                  ? " [constraint=false, color=gray];\n"
+                  : ";\n",
+              out);
     }
     vec_free(edges);
     free(stub);
@@ -556,8 +570,10 @@ static void dot_func(FILE *out, const struct ir_module *m, const struct ir_func 
         dot_text(out, f->outputs[q].name);
         if (f->loss && f->outputs[q].name && strcmp(f->loss, f->outputs[q].name) == 0) fputs(" (loss)", out);
         fputs("\"];\n", out);
-        if (rep[v] >= 0) fprintf(out, "    f%zu_n%d -> f%zu_out%zu;\n", fi, rep[v], fi, q);
-        else fprintf(out, "    f%zu_b%d -> f%zu_out%zu;\n", fi, -2 - rep[v], fi, q);
+        if (rep[v] >= 0)
+            fprintf(out, "    f%zu_n%d -> f%zu_out%zu;\n", fi, rep[v], fi, q);
+        else
+            fprintf(out, "    f%zu_b%d -> f%zu_out%zu;\n", fi, -2 - rep[v], fi, q);
     }
     fputs("  }\n", out);
     free(ph);

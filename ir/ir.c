@@ -88,13 +88,17 @@ static void schema_parse(enum op op, const char *s) {
                 a->kind = AK_INT, a->count = 1, a->slot = islot++;
             }
             break;
-        case 'f': a->kind = AK_FLOAT, a->count = 1, a->slot = fslot++; break;
-        case 's': a->kind = AK_STR, a->count = 1, a->slot = 0; break;
-        default: netc_internal_error(__FILE__, __LINE__, "bad schema for op %s", op_rows[op].upper);
+        case 'f':
+            a->kind = AK_FLOAT, a->count = 1, a->slot = fslot++;
+            break;
+        case 's':
+            a->kind = AK_STR, a->count = 1, a->slot = 0;
+            break;
+        default:
+            netc_internal_error(__FILE__, __LINE__, "bad schema for op %s", op_rows[op].upper);
         }
         if (islot > IR_MAX_IATTR || fslot > IR_MAX_FATTR)
-            netc_internal_error(__FILE__, __LINE__, "too many attribute slots for op %s",
-                                op_rows[op].upper);
+            netc_internal_error(__FILE__, __LINE__, "too many attribute slots for op %s", op_rows[op].upper);
     }
 }
 

@@ -50,8 +50,8 @@ _Noreturn void netc_internal_error(const char *file, int line, const char *fmt, 
     __attribute__((format(printf, 3, 4)));
 #define NETC_UNREACHABLE() netc_internal_error(__FILE__, __LINE__, "unreachable")
 #define NETC_INTERNAL(...) netc_internal_error(__FILE__, __LINE__, __VA_ARGS__)
-#define NETC_ASSERT(c)                                                              \
-    do {                                                                            \
+#define NETC_ASSERT(c)                                                                 \
+    do {                                                                               \
         if (!(c)) netc_internal_error(__FILE__, __LINE__, "assertion failed: %s", #c); \
     } while (0)
 
@@ -72,7 +72,7 @@ struct vec_hdr {
     size_t len; /* elements in use */
     size_t cap; /* elements allocated */
 };
-#define vec_hdr_(v) ((struct vec_hdr *)(v) - 1)
+#define vec_hdr_(v) ((struct vec_hdr *)(v)-1)
 #define vec_len(v) ((v) ? vec_hdr_(v)->len : 0)
 #define vec_push(v, x) (vec_grow_((void **)&(v), sizeof *(v)), (v)[vec_hdr_(v)->len++] = (x))
 #define vec_free(v) ((v) ? (free(vec_hdr_(v)), (v) = NULL) : NULL)
@@ -142,20 +142,26 @@ enum attr_id {
 /* Typed attribute handles: ATTR_AXIS is a `struct attr_i`, ATTR_STRIDE a
  * `struct attr_v`, ATTR_EPS a `struct attr_f`; the accessors below take the
  * matching one, so the kind is checked by the C compiler. */
-struct attr_i { enum attr_id id; }; /* one int */
-struct attr_v { enum attr_id id; }; /* a fixed count or a list of ints */
-struct attr_f { enum attr_id id; }; /* one float */
+struct attr_i {
+    enum attr_id id;
+}; /* one int */
+struct attr_v {
+    enum attr_id id;
+}; /* a fixed count or a list of ints */
+struct attr_f {
+    enum attr_id id;
+}; /* one float */
 #define ATTR(id, text, kind) static const struct attr_##kind ATTR_##id = {AID_##id};
 #include "ir/attrs.def"
 #undef ATTR
 
 /* One row of the op table. */
 struct op_info {
-    const char *name;   /* lower-case name used in the IR text, e.g. "conv2d" */
-    int arity;          /* operands, -1 for variadic */
-    enum op_kind kind;  /* family */
-    unsigned flags;     /* OF_* */
-    int nattrs;         /* attributes in the schema */
+    const char *name;                     /* lower-case name used in the IR text, e.g. "conv2d" */
+    int arity;                            /* operands, -1 for variadic */
+    enum op_kind kind;                    /* family */
+    unsigned flags;                       /* OF_* */
+    int nattrs;                           /* attributes in the schema */
     struct attr_desc attrs[IR_MAX_ATTRS]; /* the schema, in print order */
     signed char attr_of[AID_COUNT];       /* index into attrs[] of each attribute id, or -1 */
 };
@@ -180,13 +186,13 @@ int dtype_lookup(const char *name);   /* DT_* or -1 */
 size_t dtype_size(enum dtype t);
 
 #define IR_MAX_RANK 6
-#define IR_DIM_N (-1) /* the symbolic batch dim, printed N */
+#define IR_DIM_N (-1)                   /* the symbolic batch dim, printed N */
 #define IR_MAX_NUMEL ((int64_t)1 << 31) /* most elements of a tensor per batch item */
 
 /* A tensor shape: static dims plus at most one IR_DIM_N. Rank 0 is a scalar. */
 struct shape {
-    int rank;                   /* number of dims */
-    int64_t dim[IR_MAX_RANK];   /* sizes, or IR_DIM_N */
+    int rank;                 /* number of dims */
+    int64_t dim[IR_MAX_RANK]; /* sizes, or IR_DIM_N */
 };
 
 /* A tensor type. */
@@ -270,36 +276,37 @@ struct ir_init {
 
 /* A data source call, e.g. idx("file.gz", scale=0.0039) or normal(0, 1). */
 struct ir_source {
-    const char *kind;              /* "idx", "csv", "npy", "normal", "uniform"; NULL: none */
-    const char *path;              /* file, for file sources */
-    int nargs;                     /* positional numbers (normal(0, 1)) */
-    double args[2];                /* their values */
-    int nkw;                       /* keyword options */
-    const char *kw[IR_MAX_KW];     /* their names: scale, shift, column, classes; text: role, vocab, holdout, bytes, part */
-    double kwval[IR_MAX_KW];       /* their values */
+    const char *kind;          /* "idx", "csv", "npy", "normal", "uniform"; NULL: none */
+    const char *path;          /* file, for file sources */
+    int nargs;                 /* positional numbers (normal(0, 1)) */
+    double args[2];            /* their values */
+    int nkw;                   /* keyword options */
+    const char *kw[IR_MAX_KW]; /* their names: scale, shift, column, classes; text: role, vocab, holdout,
+                                  bytes, part */
+    double kwval[IR_MAX_KW];   /* their values */
 };
 
 /* A named buffer: model input, parameter or state. */
 struct ir_buffer {
-    const char *name;        /* unique in the module, e.g. "classifier.dense0.w" */
-    enum buf_kind kind;      /* input, param or state */
-    struct type type;        /* dtype and shape (inputs may have N) */
-    struct ir_init init;     /* params and state: initial value */
-    const char *group;       /* params: the net that owns it (for `update G`), or NULL */
-    struct ir_source data;   /* inputs: default training source */
-    struct ir_source test;   /* inputs: default test source */
-    struct loc loc;          /* declaration */
+    const char *name;      /* unique in the module, e.g. "classifier.dense0.w" */
+    enum buf_kind kind;    /* input, param or state */
+    struct type type;      /* dtype and shape (inputs may have N) */
+    struct ir_init init;   /* params and state: initial value */
+    const char *group;     /* params: the net that owns it (for `update G`), or NULL */
+    struct ir_source data; /* inputs: default training source */
+    struct ir_source test; /* inputs: default test source */
+    struct loc loc;        /* declaration */
 };
 
 /* An optimizer and its hyper-parameters, e.g. adam(lr=0.001, beta1=0.9). */
 #define IR_MAX_OPT_KW 8
 struct ir_optim {
-    const char *kind;               /* "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"; NULL: none */
-    int nkw;                        /* options in use */
-    const char *kw[IR_MAX_OPT_KW];  /* option names, in canonical order */
-    double kwval[IR_MAX_OPT_KW];    /* option values */
-    struct ir_source schedule;      /* learning-rate schedule: step(every=E, gamma=G) or
-                                       cosine(t_max=T); kind NULL: constant rate */
+    const char *kind;              /* "sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop"; NULL: none */
+    int nkw;                       /* options in use */
+    const char *kw[IR_MAX_OPT_KW]; /* option names, in canonical order */
+    double kwval[IR_MAX_OPT_KW];   /* option values */
+    struct ir_source schedule;     /* learning-rate schedule: step(every=E, gamma=G) or
+                                      cosine(t_max=T); kind NULL: constant rate */
 };
 
 /* A named result of a function. */
@@ -316,41 +323,41 @@ enum func_mode {
 
 /* An entry point: forward (inference), train_step, or one per loss. */
 struct ir_func {
-    const char *name;            /* "forward", "train_step", "d_step", ... */
-    enum func_mode mode;         /* eval or train */
-    const char *loss;            /* train: the output that is minimized, or NULL */
-    struct ir_optim optim;       /* train: the optimizer */
-    const char **update;         /* train: vec of groups whose params it updates; empty: all */
-    struct ir_node *nodes;       /* vec of nodes, in topological order */
-    struct ir_output *outputs;   /* vec of named results */
-    struct loc loc;              /* where it was declared (for diagnostics) */
-    bool planned;                /* memplan ran: nodes' mem and the workspace below are set */
-    int64_t ws_fixed;            /* planned workspace: bytes that do not scale with the batch */
-    int64_t ws_batch;            /* and bytes per batch item */
+    const char *name;          /* "forward", "train_step", "d_step", ... */
+    enum func_mode mode;       /* eval or train */
+    const char *loss;          /* train: the output that is minimized, or NULL */
+    struct ir_optim optim;     /* train: the optimizer */
+    const char **update;       /* train: vec of groups whose params it updates; empty: all */
+    struct ir_node *nodes;     /* vec of nodes, in topological order */
+    struct ir_output *outputs; /* vec of named results */
+    struct loc loc;            /* where it was declared (for diagnostics) */
+    bool planned;              /* memplan ran: nodes' mem and the workspace below are set */
+    int64_t ws_fixed;          /* planned workspace: bytes that do not scale with the batch */
+    int64_t ws_batch;          /* and bytes per batch item */
 };
 
 /* Training settings of the module (from the `train {}` block). */
 struct ir_train {
-    int64_t batch;  /* batch size, 0: unset */
-    int64_t epochs; /* epochs, 0: unset */
-    int64_t seed;   /* RNG seed */
+    int64_t batch;    /* batch size, 0: unset */
+    int64_t epochs;   /* epochs, 0: unset */
+    int64_t seed;     /* RNG seed */
     int64_t patience; /* early stopping: epochs without test-loss improvement, 0: off */
 };
 
 /* A whole compiled model. */
 struct ir_module {
-    const char *name;            /* from `model NAME` */
-    struct ir_train train;       /* training settings */
-    struct ir_buffer *buffers;   /* vec: inputs, then params, then state, in declaration order */
-    struct ir_func **funcs;      /* vec of entry points */
-    struct arena *arena;         /* owns every string and the module's small allocations */
+    const char *name;          /* from `model NAME` */
+    struct ir_train train;     /* training settings */
+    struct ir_buffer *buffers; /* vec: inputs, then params, then state, in declaration order */
+    struct ir_func **funcs;    /* vec of entry points */
+    struct arena *arena;       /* owns every string and the module's small allocations */
 };
 
 struct ir_module *ir_module_new(const char *name);
 void ir_module_free(struct ir_module *m);
 /* Add a buffer (name copied). Returns its index. */
-int ir_buffer_add(struct ir_module *m, enum buf_kind kind, const char *name,
-                  struct type type, struct loc loc);
+int ir_buffer_add(struct ir_module *m, enum buf_kind kind, const char *name, struct type type,
+                  struct loc loc);
 /* The buffer named `name`, or NULL. */
 struct ir_buffer *ir_buffer_find(struct ir_module *m, const char *name);
 /* Add an empty function (name copied). */
@@ -359,8 +366,8 @@ struct ir_func *ir_func_find(struct ir_module *m, const char *name);
 int ir_func_len(const struct ir_func *f);
 /* Append a node with the given operands and all attributes zero; its type is
  * unset (call ir_infer). Returns its id. Pointers into f->nodes are invalidated. */
-int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *args,
-                int nargs, struct loc loc);
+int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *args, int nargs,
+                struct loc loc);
 void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int value);
 /* The output named `name`, or -1. */
 int ir_output_find(const struct ir_func *f, const char *name);
@@ -419,7 +426,7 @@ struct ir_build {
     int added;           /* nodes appended */
     const char *who;     /* the builder, in internal errors ("autodiff") */
     int (*fail)(struct ir_build *b, int id, const char *err); /* user errors, or NULL */
-    void *ctx;           /* for fail */
+    void *ctx;                                                /* for fail */
 };
 /* Append a node (attributes zero, type unset); set its attributes or a preset
  * type, then ir_build_fin types it by its shape rule: id, or fail's result. */
@@ -478,9 +485,9 @@ enum ir_phase {
 
 /* What the DOT printer shows. */
 struct ir_dot_options {
-    unsigned phases;   /* PHASE_* bits to draw; 0: all */
-    const char *func;  /* only the function of this name; NULL: all */
-    bool expand;       /* draw every optimizer node instead of one box per parameter */
+    unsigned phases;  /* PHASE_* bits to draw; 0: all */
+    const char *func; /* only the function of this name; NULL: all */
+    bool expand;      /* draw every optimizer node instead of one box per parameter */
 };
 
 /* Graphviz DOT: a cluster per function, per phase of a training function

@@ -38,29 +38,27 @@ struct token {
 };
 
 struct parser {
-    const char *file;       /* interned name used in locs */
-    const char *src;        /* the text */
-    size_t len;             /* its length */
-    size_t pos;             /* lexer: next byte */
-    int line, col;          /* lexer: position of src[pos] */
-    bool bol;               /* lexer: no token yet on the current line */
-    struct token tok;       /* the current token */
-    int end_line, end_col;  /* just after the previous token */
-    bool in_stmt;           /* inside a one-line statement: a new line ends it */
-    struct ir_module *m;    /* the module being built */
-    int *vals;              /* vec: the written number of each node of the current function */
-    int *args;              /* vec: operands of the node being parsed */
-    jmp_buf fail;           /* where an error unwinds to */
+    const char *file;      /* interned name used in locs */
+    const char *src;       /* the text */
+    size_t len;            /* its length */
+    size_t pos;            /* lexer: next byte */
+    int line, col;         /* lexer: position of src[pos] */
+    bool bol;              /* lexer: no token yet on the current line */
+    struct token tok;      /* the current token */
+    int end_line, end_col; /* just after the previous token */
+    bool in_stmt;          /* inside a one-line statement: a new line ends it */
+    struct ir_module *m;   /* the module being built */
+    int *vals;             /* vec: the written number of each node of the current function */
+    int *args;             /* vec: operands of the node being parsed */
+    jmp_buf fail;          /* where an error unwinds to */
 };
 
-static struct loc loc_at(struct parser *p, int line, int col) {
-    return (struct loc){p->file, line, col};
-}
+static struct loc loc_at(struct parser *p, int line, int col) { return (struct loc){p->file, line, col}; }
 
 static struct loc tok_loc(struct parser *p) { return loc_at(p, p->tok.line, p->tok.col); }
 
 static _Noreturn __attribute__((format(printf, 3, 4))) void fail_at(struct parser *p, struct loc loc,
-                                                                     const char *fmt, ...) {
+                                                                    const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     diag_verror(loc, fmt, ap);
@@ -115,17 +113,29 @@ static void lex_string(struct parser *p, struct token *t) {
         int e = peek_at(p, 1), line = p->line, col = p->col;
         char b[8];
         switch (e) {
-        case '"': s[n++] = '"'; break;
-        case '\\': s[n++] = '\\'; break;
-        case 'n': s[n++] = '\n'; break;
-        case 't': s[n++] = '\t'; break;
-        case 'r': s[n++] = '\r'; break;
+        case '"':
+            s[n++] = '"';
+            break;
+        case '\\':
+            s[n++] = '\\';
+            break;
+        case 'n':
+            s[n++] = '\n';
+            break;
+        case 't':
+            s[n++] = '\t';
+            break;
+        case 'r':
+            s[n++] = '\r';
+            break;
         case 'x': {
             int v = 0;
             for (int k = 2; k < 4; k++) {
                 int h = peek_at(p, (size_t)k);
-                int d = is_digit(h) ? h - '0' : (h >= 'a' && h <= 'f') ? h - 'a' + 10
-                                              : (h >= 'A' && h <= 'F') ? h - 'A' + 10 : -1;
+                int d = is_digit(h)              ? h - '0'
+                        : (h >= 'a' && h <= 'f') ? h - 'a' + 10
+                        : (h >= 'A' && h <= 'F') ? h - 'A' + 10
+                                                 : -1;
                 if (d < 0) fail_at(p, loc_at(p, line, col), "expected two hex digits after '\\x' in string");
                 v = v * 16 + d;
             }
@@ -153,20 +163,24 @@ static void lex_number(struct parser *p, struct token *t) {
     bool overflow = false;
     for (; is_digit(peek_at(p, i)); i++) {
         int d = peek_at(p, i) - '0';
-        if (v > (INT64_MAX - d) / 10) overflow = true;
-        else v = v * 10 + d;
+        if (v > (INT64_MAX - d) / 10)
+            overflow = true;
+        else
+            v = v * 10 + d;
     }
     t->kind = TK_INT;
     if (peek_at(p, i) == '.' && is_digit(peek_at(p, i + 1))) {
         t->kind = TK_NUM;
-        for (i++; is_digit(peek_at(p, i)); i++) {}
+        for (i++; is_digit(peek_at(p, i)); i++) {
+        }
     }
     if (peek_at(p, i) == 'e' || peek_at(p, i) == 'E') {
         size_t j = i + 1;
         if (peek_at(p, j) == '+' || peek_at(p, j) == '-') j++;
         if (is_digit(peek_at(p, j))) {
             t->kind = TK_NUM;
-            for (i = j; is_digit(peek_at(p, i)); i++) {}
+            for (i = j; is_digit(peek_at(p, i)); i++) {
+            }
         }
     }
     char buf[64];
@@ -255,9 +269,7 @@ static void next(struct parser *p) {
 /* ----------------------------------------------------------- token tests */
 
 /* Whether the current token belongs to the statement being parsed. */
-static bool avail(struct parser *p) {
-    return p->tok.kind != TK_EOF && !(p->in_stmt && p->tok.bol);
-}
+static bool avail(struct parser *p) { return p->tok.kind != TK_EOF && !(p->in_stmt && p->tok.bol); }
 
 static bool is_punct(struct parser *p, char c) {
     return avail(p) && p->tok.kind == TK_PUNCT && p->tok.text[0] == c;
@@ -368,8 +380,7 @@ static struct type parse_type(struct parser *p) {
         for (int i = 0; i < DT_COUNT; i++) cands[i] = dtype_name((enum dtype)i);
         cands[DT_COUNT] = NULL;
         const char *near = diag_nearest(tok_dup(p), cands);
-        if (near)
-            fail_at(p, tok_loc(p), "unknown dtype '%s' (did you mean '%s'?)", tok_dup(p), near);
+        if (near) fail_at(p, tok_loc(p), "unknown dtype '%s' (did you mean '%s'?)", tok_dup(p), near);
         fail_at(p, tok_loc(p), "unknown dtype '%s' (expected f32, i32, f16, bf16 or i8)", tok_dup(p));
     }
     t.dtype = (enum dtype)dt;
@@ -380,8 +391,7 @@ static struct type parse_type(struct parser *p) {
         return t;
     }
     for (;;) {
-        if (t.shape.rank == IR_MAX_RANK)
-            fail_at(p, tok_loc(p), "a type has at most %d dims", IR_MAX_RANK);
+        if (t.shape.rank == IR_MAX_RANK) fail_at(p, tok_loc(p), "a type has at most %d dims", IR_MAX_RANK);
         if (is_word(p, "N")) {
             t.shape.dim[t.shape.rank++] = IR_DIM_N;
             next(p);
@@ -395,8 +405,7 @@ static struct type parse_type(struct parser *p) {
         if (is_punct(p, ']')) break;
         expect_punct(p, ',', "',' or ']' in the type");
     }
-    if (!shape_numel_ok(&t.shape))
-        fail_at(p, tok_loc(p), "a type has at most 2^31 elements per batch item");
+    if (!shape_numel_ok(&t.shape)) fail_at(p, tok_loc(p), "a type has at most 2^31 elements per batch item");
     next(p);
     return t;
 }
@@ -433,7 +442,8 @@ static void parse_source(struct parser *p, struct ir_source *s) {
 static struct ir_init parse_init(struct parser *p) {
     static const char *const names[] = {"zeros", "const", "uniform", "normal", "range", NULL};
     struct ir_init init = {INIT_ZEROS, 0, 0};
-    if (!avail(p) || p->tok.kind != TK_IDENT) expected(p, "an initializer (zeros, const, uniform, normal, range)");
+    if (!avail(p) || p->tok.kind != TK_IDENT)
+        expected(p, "an initializer (zeros, const, uniform, normal, range)");
     int k = 0;
     while (names[k] && !is_word(p, names[k])) k++;
     if (!names[k]) {
@@ -475,13 +485,16 @@ static void parse_buffer(struct parser *p) {
         static const char *const param_keys[] = {"init", "group", NULL};
         const char *const *keys = kind == BUF_INPUT ? input_keys : param_keys;
         if (p->tok.kind != TK_IDENT)
-            expected(p, kind == BUF_INPUT ? "'data=', 'test=' or end of line" : "'init=', 'group=' or end of line");
+            expected(p, kind == BUF_INPUT ? "'data=', 'test=' or end of line"
+                                          : "'init=', 'group=' or end of line");
         int k = 0;
         while (keys[k] && !is_word(p, keys[k])) k++;
         if (!keys[k]) {
             const char *near = diag_nearest(tok_dup(p), keys);
             fail_at(p, tok_loc(p), "unknown attribute '%s' of %s buffer%s%s%s", tok_dup(p),
-                    kind == BUF_INPUT ? "an input" : kind == BUF_PARAM ? "a param" : "a state",
+                    kind == BUF_INPUT   ? "an input"
+                    : kind == BUF_PARAM ? "a param"
+                                        : "a state",
                     near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
         if (seen[k]) fail_at(p, tok_loc(p), "'%s' given twice", keys[k]);
@@ -510,8 +523,10 @@ static int value_find(struct parser *p, int64_t num) {
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
         if (p->vals[mid] == num) return mid;
-        if (p->vals[mid] < num) lo = mid + 1;
-        else hi = mid - 1;
+        if (p->vals[mid] < num)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
     }
     return -1;
 }
@@ -528,8 +543,8 @@ static int parse_value_ref(struct parser *p, const char *what) {
 }
 
 /* One attribute value of kind `a` into the slot arrays. */
-static void parse_attr_value(struct parser *p, const struct attr_desc *a, const char *opname,
-                             int64_t *ia, double *fa) {
+static void parse_attr_value(struct parser *p, const struct attr_desc *a, const char *opname, int64_t *ia,
+                             double *fa) {
     char what[96];
     if (a->kind == AK_FLOAT) {
         fa[a->slot] = parse_num(p, "a number");
@@ -624,14 +639,19 @@ static int64_t parse_bytes(struct parser *p, const char *what) {
  * workspace; with `floats`, the second number is the scratch's float count. */
 static enum mem_where parse_slot(struct parser *p, int64_t *off, int64_t *floats) {
     enum mem_where w = MEM_NONE;
-    if (is_word(p, "fixed")) w = MEM_FIXED;
-    else if (is_word(p, "batch")) w = MEM_BATCH;
-    else expected(p, floats ? "'fixed[OFF,FLOATS]' or 'batch[OFF,FLOATS]'" : "'fixed[OFF]', 'batch[OFF]' or '@buffer'");
+    if (is_word(p, "fixed"))
+        w = MEM_FIXED;
+    else if (is_word(p, "batch"))
+        w = MEM_BATCH;
+    else
+        expected(p, floats ? "'fixed[OFF,FLOATS]' or 'batch[OFF,FLOATS]'"
+                           : "'fixed[OFF]', 'batch[OFF]' or '@buffer'");
     next(p);
     expect_punct(p, '[', "'[' and the slot's offset");
     struct loc at = tok_loc(p);
     *off = parse_bytes(p, "a slot offset");
-    if (*off % IR_SLOT_ALIGN) fail_at(p, at, "slot offset %lld is not a multiple of %d", (long long)*off, IR_SLOT_ALIGN);
+    if (*off % IR_SLOT_ALIGN)
+        fail_at(p, at, "slot offset %lld is not a multiple of %d", (long long)*off, IR_SLOT_ALIGN);
     if (floats) {
         expect_punct(p, ',', "',' and the scratch's float count");
         *floats = parse_bytes(p, "a float count");
@@ -673,8 +693,9 @@ static void parse_node(struct parser *p, struct ir_func *f) {
     int64_t num = p->tok.ival;
     size_t nvals = vec_len(p->vals);
     if (nvals > 0 && num <= p->vals[nvals - 1])
-        fail_at(p, loc, value_find(p, num) >= 0 ? "value %%%lld is defined twice"
-                                                : "value %%%lld is out of order: numbers must increase",
+        fail_at(p, loc,
+                value_find(p, num) >= 0 ? "value %%%lld is defined twice"
+                                        : "value %%%lld is out of order: numbers must increase",
                 (long long)num);
     stmt_begin(p);
     expect_punct(p, '=', "'=' after the value");
@@ -883,10 +904,14 @@ static void parse_module(struct parser *p) {
             next(p);
             expect_punct(p, '=', "'=' after the setting");
             int64_t v = parse_int(p, "an integer");
-            if (k == 0) p->m->train.batch = v;
-            else if (k == 1) p->m->train.epochs = v;
-            else if (k == 2) p->m->train.seed = v;
-            else p->m->train.patience = v;
+            if (k == 0)
+                p->m->train.batch = v;
+            else if (k == 1)
+                p->m->train.epochs = v;
+            else if (k == 2)
+                p->m->train.seed = v;
+            else
+                p->m->train.patience = v;
         }
         stmt_end(p, "the training settings");
     }

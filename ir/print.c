@@ -16,8 +16,8 @@ void ir_print_set_locs(bool on) { print_locs = on; }
 static bool is_ident(const char *s) {
     if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_')) return false;
     for (s++; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '.'))
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '.'))
             return false;
     return true;
 }
@@ -83,7 +83,9 @@ static void print_source(FILE *out, const char *key, const struct ir_source *s) 
 
 static void print_init(FILE *out, const struct ir_init *init) {
     switch (init->kind) {
-    case INIT_ZEROS: fputs(" init=zeros", out); break;
+    case INIT_ZEROS:
+        fputs(" init=zeros", out);
+        break;
     case INIT_CONST:
         fputs(" init=const(", out);
         print_num(out, init->a);
@@ -92,14 +94,18 @@ static void print_init(FILE *out, const struct ir_init *init) {
     case INIT_UNIFORM:
     case INIT_NORMAL:
     case INIT_RANGE:
-        fputs(init->kind == INIT_UNIFORM ? " init=uniform(" : init->kind == INIT_NORMAL ? " init=normal(" : " init=range(",
+        fputs(init->kind == INIT_UNIFORM  ? " init=uniform("
+              : init->kind == INIT_NORMAL ? " init=normal("
+                                          : " init=range(",
               out);
         print_num(out, init->a);
         fputs(", ", out);
         print_num(out, init->b);
         fputc(')', out);
         break;
-    default: fputs(" init=?", out); break;
+    default:
+        fputs(" init=?", out);
+        break;
     }
 }
 
@@ -136,8 +142,12 @@ static void print_attrs(FILE *out, const struct ir_node *n) {
         const int64_t *v = &n->ia[a->slot];
         int count = a->count;
         switch (a->kind) {
-        case AK_INT: fprintf(out, "%lld", (long long)v[0]); break;
-        case AK_FLOAT: print_num(out, n->fa[a->slot]); break;
+        case AK_INT:
+            fprintf(out, "%lld", (long long)v[0]);
+            break;
+        case AK_FLOAT:
+            print_num(out, n->fa[a->slot]);
+            break;
         case AK_LIST:
             count = v[0] < 0 ? 0 : v[0] > IR_MAX_LIST ? IR_MAX_LIST : (int)v[0];
             v++;
@@ -147,7 +157,8 @@ static void print_attrs(FILE *out, const struct ir_node *n) {
             for (int k = 0; k < count; k++) fprintf(out, "%s%lld", k ? "," : "", (long long)v[k]);
             fputc(']', out);
             break;
-        case AK_STR: break;
+        case AK_STR:
+            break;
         }
     }
     if (!first) fputc('}', out);

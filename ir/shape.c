@@ -66,10 +66,14 @@ static bool broadcast(const struct shape *x, const struct shape *y, struct shape
     for (int i = 0; i < r; i++) {
         int xi = x->rank - r + i, yi = y->rank - r + i;
         int64_t dx = xi >= 0 ? x->dim[xi] : 1, dy = yi >= 0 ? y->dim[yi] : 1;
-        if (dx == dy) out->dim[i] = dx;
-        else if (dx == 1) out->dim[i] = dy;
-        else if (dy == 1) out->dim[i] = dx;
-        else return false;
+        if (dx == dy)
+            out->dim[i] = dx;
+        else if (dx == 1)
+            out->dim[i] = dy;
+        else if (dy == 1)
+            out->dim[i] = dx;
+        else
+            return false;
     }
     return true;
 }
@@ -94,8 +98,9 @@ static bool shape_buffer(struct rule_ctx *c, enum buf_kind kind) {
     struct ir_buffer *b = ir_buffer_find(c->m, c->n->sym);
     if (!b) return fail(c, "%s refers to unknown buffer @%s", opname(c), c->n->sym);
     bool ok = kind == BUF_INPUT ? b->kind == BUF_INPUT : b->kind != BUF_INPUT;
-    if (!ok) return fail(c, "%s refers to @%s, which is a%s %s", opname(c), b->name,
-                         b->kind == BUF_INPUT ? "n" : "", kinds[b->kind]);
+    if (!ok)
+        return fail(c, "%s refers to @%s, which is a%s %s", opname(c), b->name,
+                    b->kind == BUF_INPUT ? "n" : "", kinds[b->kind]);
     c->n->type = b->type;
     return true;
 }
@@ -183,8 +188,8 @@ static bool shape_BIAS_ADD(struct rule_ctx *c) {
     if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     if (c->a[1]->shape.rank != 1 || c->a[1]->shape.dim[0] != c->a[0]->shape.dim[axis])
-        return fail(c, "bias_add of %s to %s: the bias must be [%lld], the size of axis %lld",
-                    ts(c->a[1]), ts(c->a[0]), (long long)c->a[0]->shape.dim[axis], (long long)axis);
+        return fail(c, "bias_add of %s to %s: the bias must be [%lld], the size of axis %lld", ts(c->a[1]),
+                    ts(c->a[0]), (long long)c->a[0]->shape.dim[axis], (long long)axis);
     c->n->type = *c->a[0];
     return true;
 }
@@ -206,8 +211,10 @@ static bool reduce(struct rule_ctx *c, enum dtype out) {
         for (int i = 0; i < in->rank; i++) drop[i] = true;
     struct shape s = scalar_shape();
     for (int i = 0; i < in->rank; i++) {
-        if (!drop[i]) s.dim[s.rank++] = in->dim[i];
-        else if (keep) s.dim[s.rank++] = 1;
+        if (!drop[i])
+            s.dim[s.rank++] = in->dim[i];
+        else if (keep)
+            s.dim[s.rank++] = 1;
     }
     set_type(c, out, &s);
     return true;
@@ -270,7 +277,8 @@ static bool shape_MATMUL(struct rule_ctx *c) {
     s.rank += 2;
     int nn = 0;
     for (int i = 0; i < s.rank; i++) nn += s.dim[i] == IR_DIM_N;
-    if (nn > 1) return fail(c, "matmul of %s and %s: the batch dim N would appear twice", ts(c->a[0]), ts(c->a[1]));
+    if (nn > 1)
+        return fail(c, "matmul of %s and %s: the batch dim N would appear twice", ts(c->a[0]), ts(c->a[1]));
     set_type(c, DT_F32, &s);
     return true;
 }
@@ -280,8 +288,10 @@ static bool shape_MATMUL_BSUM(struct rule_ctx *c) {
     if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
     bool same = sa->rank == sb->rank && sa->rank >= 3;
     for (int i = 0; same && i < sa->rank - 2; i++) same = sa->dim[i] == sb->dim[i];
-    if (!same) return fail(c, "matmul_bsum expects operands of rank 3 or more with the same batch dims, got %s and %s",
-                           ts(c->a[0]), ts(c->a[1]));
+    if (!same)
+        return fail(c,
+                    "matmul_bsum expects operands of rank 3 or more with the same batch dims, got %s and %s",
+                    ts(c->a[0]), ts(c->a[1]));
     bool ta = ir_attr_i(c->n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(c->n, ATTR_TRANSPOSE_B) != 0;
     const int64_t *a = sa->dim + sa->rank - 2, *b = sb->dim + sb->rank - 2;
     if ((ta ? a[0] : a[1]) != (tb ? b[1] : b[0]))
@@ -311,7 +321,8 @@ static bool shape_TRANSPOSE(struct rule_ctx *c) {
     const int64_t *perm = ir_attr_v(c->n, ATTR_PERM, &count);
     const struct shape *in = &c->a[0]->shape;
     if (count != in->rank)
-        return fail(c, "transpose of %s needs a permutation of %d axes, got %d", ts(c->a[0]), in->rank, count);
+        return fail(c, "transpose of %s needs a permutation of %d axes, got %d", ts(c->a[0]), in->rank,
+                    count);
     bool seen[IR_MAX_RANK] = {false};
     struct shape s = scalar_shape();
     s.rank = in->rank;
@@ -326,13 +337,14 @@ static bool shape_TRANSPOSE(struct rule_ctx *c) {
 }
 
 static bool shape_SLICE(struct rule_ctx *c) {
-    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), start = ir_attr_i(c->n, ATTR_START), size = ir_attr_i(c->n, ATTR_SIZE);
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), start = ir_attr_i(c->n, ATTR_START),
+            size = ir_attr_i(c->n, ATTR_SIZE);
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     int64_t dim;
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
     if (start < 0 || size < 1 || start > dim || size > dim - start)
-        return fail(c, "slice of %lld from %lld of axis %lld is outside %s", (long long)size, (long long)start,
-                    (long long)axis, ts(c->a[0]));
+        return fail(c, "slice of %lld from %lld of axis %lld is outside %s", (long long)size,
+                    (long long)start, (long long)axis, ts(c->a[0]));
     struct shape s = c->a[0]->shape;
     s.dim[axis] = size;
     set_type(c, c->a[0]->dtype, &s);
@@ -340,15 +352,17 @@ static bool shape_SLICE(struct rule_ctx *c) {
 }
 
 static bool shape_PAD(struct rule_ctx *c) {
-    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), before = ir_attr_i(c->n, ATTR_BEFORE), after = ir_attr_i(c->n, ATTR_AFTER);
+    int64_t axis = ir_attr_i(c->n, ATTR_AXIS), before = ir_attr_i(c->n, ATTR_BEFORE),
+            after = ir_attr_i(c->n, ATTR_AFTER);
     if (!axis_ok(c, axis, c->a[0]->shape.rank)) return false;
     int64_t dim;
     if (!static_dim(c, 0, (int)axis, &dim)) return false;
     if (before < 0 || after < 0) return fail(c, "pad amounts must not be negative");
     struct shape s = c->a[0]->shape;
-    if (__builtin_add_overflow(dim, before, &s.dim[axis]) || __builtin_add_overflow(s.dim[axis], after, &s.dim[axis]))
-        return fail(c, "pad of %lld and %lld makes axis %lld of %s too large", (long long)before, (long long)after,
-                    (long long)axis, ts(c->a[0]));
+    if (__builtin_add_overflow(dim, before, &s.dim[axis]) ||
+        __builtin_add_overflow(s.dim[axis], after, &s.dim[axis]))
+        return fail(c, "pad of %lld and %lld makes axis %lld of %s too large", (long long)before,
+                    (long long)after, (long long)axis, ts(c->a[0]));
     set_type(c, c->a[0]->dtype, &s);
     return true;
 }
@@ -411,10 +425,11 @@ static bool attention_like(struct rule_ctx *c, struct shape *y) {
     if (s->rank != 3) return fail(c, "%s expects qkv [N, T, 3E], got %s", opname(c), ts(c->a[0]));
     if (!static_dim(c, 0, 1, &t) || !static_dim(c, 0, 2, &e3)) return false;
     if (h < 1 || e3 % (3 * h))
-        return fail(c, "%s: qkv's last dim %lld is not a multiple of 3 * heads (%lld heads)", opname(c), (long long)e3,
-                    (long long)h);
+        return fail(c, "%s: qkv's last dim %lld is not a multiple of 3 * heads (%lld heads)", opname(c),
+                    (long long)e3, (long long)h);
     if (!(ir_attr_f(c->n, ATTR_SCALE) > 0)) return fail(c, "%s needs a positive scale", opname(c));
-    if (causal != 0 && causal != 1) return fail(c, "%s: causal must be 0 or 1, got %lld", opname(c), (long long)causal);
+    if (causal != 0 && causal != 1)
+        return fail(c, "%s: causal must be 0 or 1, got %lld", opname(c), (long long)causal);
     *y = *s;
     y->dim[2] = e3 / 3;
     return true;
@@ -431,7 +446,8 @@ static bool shape_ATTENTION_GRAD(struct rule_ctx *c) {
     struct shape y;
     if (!attention_like(c, &y) || !need_f32(c, 1) || !need_f32(c, 2) || !same_shape(c, 1, 2)) return false;
     if (!shape_equal(&c->a[1]->shape, &y))
-        return fail(c, "%s: y and dy must be [N, T, E] for qkv %s, got %s", opname(c), ts(c->a[0]), ts(c->a[1]));
+        return fail(c, "%s: y and dy must be [N, T, E] for qkv %s, got %s", opname(c), ts(c->a[0]),
+                    ts(c->a[1]));
     c->n->type = *c->a[0];
     return true;
 }
@@ -526,12 +542,15 @@ static bool nchw(struct rule_ctx *c, int i) {
 static bool window_attrs(struct rule_ctx *c, const int64_t *k, const int64_t *s, const int64_t *p,
                          const int64_t *d) {
     for (int i = 0; i < 2; i++) {
-        if (k[i] < 1) return fail(c, "%s: window size must be at least 1, got %lld", opname(c), (long long)k[i]);
+        if (k[i] < 1)
+            return fail(c, "%s: window size must be at least 1, got %lld", opname(c), (long long)k[i]);
         if (s[i] < 1) return fail(c, "%s: stride must be at least 1, got %lld", opname(c), (long long)s[i]);
-        if (d && d[i] < 1) return fail(c, "%s: dilation must be at least 1, got %lld", opname(c), (long long)d[i]);
+        if (d && d[i] < 1)
+            return fail(c, "%s: dilation must be at least 1, got %lld", opname(c), (long long)d[i]);
     }
     for (int i = 0; i < 4; i++)
-        if (p[i] < 0) return fail(c, "%s: padding must not be negative, got %lld", opname(c), (long long)p[i]);
+        if (p[i] < 0)
+            return fail(c, "%s: padding must not be negative, got %lld", opname(c), (long long)p[i]);
     return true;
 }
 
@@ -559,8 +578,9 @@ static bool conv_out(struct rule_ctx *c, const struct type *x, const struct type
     if (__builtin_mul_overflow(w->shape.dim[1], g, &wcin) || wcin != cin)
         return fail(c, "%s: input %s has %lld channels but weight %s expects %lld per group (groups %lld)",
                     opname(c), ts(x), (long long)cin, ts(w), (long long)w->shape.dim[1], (long long)g);
-    if (cout % g) return fail(c, "%s: %lld output channels do not split into %lld groups", opname(c),
-                             (long long)cout, (long long)g);
+    if (cout % g)
+        return fail(c, "%s: %lld output channels do not split into %lld groups", opname(c), (long long)cout,
+                    (long long)g);
     int64_t ho = window_out(x->shape.dim[2], w->shape.dim[2], st[0], pad[0], pad[2], dil[0]);
     int64_t wo = window_out(x->shape.dim[3], w->shape.dim[3], st[1], pad[1], pad[3], dil[1]);
     if (ho < 1 || wo < 1)
@@ -617,14 +637,15 @@ static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
     int64_t hw[2];
     for (int i = 0; i < 2; i++) {
         if (op[i] < 0 || (op[i] >= st[i] && op[i] >= dil[i]))
-            return fail(c, "conv_transpose2d: output padding %lld must be smaller than the stride or dilation",
+            return fail(c,
+                        "conv_transpose2d: output padding %lld must be smaller than the stride or dilation",
                         (long long)op[i]);
         /* (in - 1) * stride - pads + dilation * (k - 1) + output_pad + 1, checked */
         int64_t a, b;
         bool over = __builtin_mul_overflow(x->shape.dim[2 + i] - 1, st[i], &a) ||
-                    __builtin_mul_overflow(dil[i], w->shape.dim[2 + i] - 1, &b) || __builtin_add_overflow(a, b, &a) ||
-                    __builtin_add_overflow(a, op[i] + 1, &a) || __builtin_sub_overflow(a, pad[i], &a) ||
-                    __builtin_sub_overflow(a, pad[i + 2], &a);
+                    __builtin_mul_overflow(dil[i], w->shape.dim[2 + i] - 1, &b) ||
+                    __builtin_add_overflow(a, b, &a) || __builtin_add_overflow(a, op[i] + 1, &a) ||
+                    __builtin_sub_overflow(a, pad[i], &a) || __builtin_sub_overflow(a, pad[i + 2], &a);
         if (over) return fail(c, "conv_transpose2d: the output of %s would be too large", ts(x));
         hw[i] = a;
         if (hw[i] < 1) return fail(c, "conv_transpose2d: the output of %s would be empty", ts(x));
@@ -683,7 +704,8 @@ static bool shape_UPSAMPLE2D(struct rule_ctx *c) {
     if (!nchw(c, 0)) return false;
     if (sc[0] < 1 || sc[1] < 1) return fail(c, "upsample2d: scale must be at least 1");
     struct shape s = c->a[0]->shape;
-    if (__builtin_mul_overflow(s.dim[2], sc[0], &s.dim[2]) || __builtin_mul_overflow(s.dim[3], sc[1], &s.dim[3]))
+    if (__builtin_mul_overflow(s.dim[2], sc[0], &s.dim[2]) ||
+        __builtin_mul_overflow(s.dim[3], sc[1], &s.dim[3]))
         return fail(c, "upsample2d: scaling %s by %lldx%lld is too large", ts(c->a[0]), (long long)sc[0],
                     (long long)sc[1]);
     set_type(c, DT_F32, &s);
@@ -723,7 +745,8 @@ static bool need_ids(struct rule_ctx *c, int i) {
 
 /* ids [...] -> [..., last]. */
 static bool ids_plus(struct rule_ctx *c, const struct shape *ids, int64_t last) {
-    if (ids->rank + 1 > IR_MAX_RANK) return fail(c, "%s: the result would have more than %d dims", opname(c), IR_MAX_RANK);
+    if (ids->rank + 1 > IR_MAX_RANK)
+        return fail(c, "%s: the result would have more than %d dims", opname(c), IR_MAX_RANK);
     struct shape s = *ids;
     s.dim[s.rank++] = last;
     set_type(c, DT_F32, &s);
@@ -744,7 +767,8 @@ static bool shape_EMBEDDING_GRAD(struct rule_ctx *c) {
     bool ok = dy->shape.rank == ids->shape.rank + 1;
     for (int i = 0; ok && i < ids->shape.rank; i++) ok = dy->shape.dim[i] == ids->shape.dim[i];
     if (!ok || dy->shape.dim[dy->shape.rank - 1] == IR_DIM_N)
-        return fail(c, "embedding_grad of ids %s needs a gradient of shape [ids..., dim], got %s", ts(ids), ts(dy));
+        return fail(c, "embedding_grad of ids %s needs a gradient of shape [ids..., dim], got %s", ts(ids),
+                    ts(dy));
     int64_t rows = ir_attr_i(c->n, ATTR_ROWS);
     if (rows < 1) return fail(c, "embedding_grad: rows must be at least 1, got %lld", (long long)rows);
     struct shape s = {2, {rows, dy->shape.dim[dy->shape.rank - 1]}};
@@ -767,7 +791,8 @@ static bool masked_pool_args(struct rule_ctx *c, const struct type *x, const str
         ids->shape.dim[1] != x->shape.dim[1])
         return fail(c, "%s of %s needs i32 ids [%s, %s] for its mask, got %s", opname(c), ts(x),
                     x->shape.dim[0] == IR_DIM_N ? "N" : "batch", "T", ts(ids));
-    if (x->shape.dim[1] == IR_DIM_N) return fail(c, "%s: the time dim of %s must be static", opname(c), ts(x));
+    if (x->shape.dim[1] == IR_DIM_N)
+        return fail(c, "%s: the time dim of %s must be static", opname(c), ts(x));
     return true;
 }
 
@@ -802,7 +827,8 @@ static bool shape_MASKED_MEAN_GRAD(struct rule_ctx *c) {
 static bool shape_MASKED_MAX_GRAD(struct rule_ctx *c) {
     if (!masked_pool(c)) return false; /* checks x and ids, then the pooled type */
     if (!shape_equal(&c->n->type.shape, &c->a[2]->shape) || c->a[2]->dtype != DT_F32)
-        return fail(c, "masked_max_grad of %s needs a gradient %s, got %s", ts(c->a[0]), ts(&c->n->type), ts(c->a[2]));
+        return fail(c, "masked_max_grad of %s needs a gradient %s, got %s", ts(c->a[0]), ts(&c->n->type),
+                    ts(c->a[2]));
     c->n->type = *c->a[0];
     return true;
 }
@@ -829,7 +855,8 @@ static bool layernorm_like(struct rule_ctx *c) {
     const struct type *x = c->a[0];
     int64_t d;
     if (!need_f32(c, 0)) return false;
-    if (x->shape.rank < 1) return fail(c, "%s expects an input of rank 1 or more [..., D], got %s", opname(c), ts(x));
+    if (x->shape.rank < 1)
+        return fail(c, "%s expects an input of rank 1 or more [..., D], got %s", opname(c), ts(x));
     if (!static_dim(c, 0, x->shape.rank - 1, &d)) return false;
     if (!(ir_attr_f(c->n, ATTR_EPS) > 0)) return fail(c, "%s: eps must be positive", opname(c));
     c->n->type = *x;
@@ -846,15 +873,17 @@ static bool shape_LAYERNORM_GRAD(struct rule_ctx *c) {
 /* Checks the attributes and the operands shared by the recurrent ops: x (when
  * ix >= 0), w_ih, w_hh, ws, s0; fills the sizes. */
 struct rnn_dims {
-    int cell;                /* IR_RNN_* */
-    int64_t t, f, h, gh;     /* steps, features, hidden, gates * hidden */
-    struct shape batch;      /* [N] (or the static batch) of x */
+    int cell;            /* IR_RNN_* */
+    int64_t t, f, h, gh; /* steps, features, hidden, gates * hidden */
+    struct shape batch;  /* [N] (or the static batch) of x */
 };
 
 static bool rnn_cell(struct rule_ctx *c, struct rnn_dims *d) {
     int64_t cell = ir_attr_i(c->n, ATTR_CELL), rev = ir_attr_i(c->n, ATTR_REVERSE);
-    if (cell < 0 || cell >= IR_RNN_CELLS) return fail(c, "%s: cell must be 0 to %d, got %lld", opname(c), IR_RNN_CELLS - 1, (long long)cell);
-    if (rev != 0 && rev != 1) return fail(c, "%s: reverse must be 0 or 1, got %lld", opname(c), (long long)rev);
+    if (cell < 0 || cell >= IR_RNN_CELLS)
+        return fail(c, "%s: cell must be 0 to %d, got %lld", opname(c), IR_RNN_CELLS - 1, (long long)cell);
+    if (rev != 0 && rev != 1)
+        return fail(c, "%s: reverse must be 0 or 1, got %lld", opname(c), (long long)rev);
     d->cell = (int)cell;
     return true;
 }
@@ -863,7 +892,8 @@ static bool rnn_cell(struct rule_ctx *c, struct rnn_dims *d) {
 static bool rnn_whh(struct rule_ctx *c, int i, struct rnn_dims *d) {
     const struct type *w = c->a[i];
     int g = ir_rnn_gates(d->cell);
-    if (w->dtype != DT_F32 || w->shape.rank != 2 || w->shape.dim[1] < 1 || w->shape.dim[0] != g * w->shape.dim[1])
+    if (w->dtype != DT_F32 || w->shape.rank != 2 || w->shape.dim[1] < 1 ||
+        w->shape.dim[0] != g * w->shape.dim[1])
         return fail(c, "%s: the recurrent weight must be f32[%d*H, H], got %s", opname(c), g, ts(w));
     d->h = w->shape.dim[1];
     d->gh = w->shape.dim[0];
@@ -879,9 +909,12 @@ static bool rnn_operand(struct rule_ctx *c, int i, enum dtype dt, const struct r
     if (ok && rank > 2) ok = t->shape.dim[2] == d2;
     if (ok) return true;
     char want[96];
-    if (rank == 1) snprintf(want, sizeof want, "%s[batch]", dtype_name(dt));
-    else if (rank == 2) snprintf(want, sizeof want, "%s[batch, %lld]", dtype_name(dt), (long long)d1);
-    else snprintf(want, sizeof want, "%s[batch, %lld, %lld]", dtype_name(dt), (long long)d1, (long long)d2);
+    if (rank == 1)
+        snprintf(want, sizeof want, "%s[batch]", dtype_name(dt));
+    else if (rank == 2)
+        snprintf(want, sizeof want, "%s[batch, %lld]", dtype_name(dt), (long long)d1);
+    else
+        snprintf(want, sizeof want, "%s[batch, %lld, %lld]", dtype_name(dt), (long long)d1, (long long)d2);
     return fail(c, "%s: %s must be %s with the batch of the sequence, got %s", opname(c), what, want, ts(t));
 }
 
@@ -899,7 +932,8 @@ static bool rnn_ws(struct rule_ctx *c, int i, struct rnn_dims *d) {
 
 static bool shape_RNN(struct rule_ctx *c) {
     struct rnn_dims d;
-    if (c->n->nargs != 7) return fail(c, "rnn takes 7 operands (x, w_ih, w_hh, b_ih, b_hh, s0, lengths), got %d", c->n->nargs);
+    if (c->n->nargs != 7)
+        return fail(c, "rnn takes 7 operands (x, w_ih, w_hh, b_ih, b_hh, s0, lengths), got %d", c->n->nargs);
     if (!rnn_cell(c, &d) || !rnn_whh(c, 2, &d)) return false;
     const struct type *x = c->a[0];
     if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[1] < 1 || x->shape.dim[1] == IR_DIM_N ||
@@ -909,8 +943,8 @@ static bool shape_RNN(struct rule_ctx *c) {
     d.batch = (struct shape){1, {x->shape.dim[0]}};
     const struct type *wi = c->a[1];
     if (wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh || wi->shape.dim[1] != d.f)
-        return fail(c, "rnn: the input weight must be f32[%lld, %lld] for %s, got %s", (long long)d.gh, (long long)d.f,
-                    ts(x), ts(wi));
+        return fail(c, "rnn: the input weight must be f32[%lld, %lld] for %s, got %s", (long long)d.gh,
+                    (long long)d.f, ts(x), ts(wi));
     for (int i = 3; i <= 4; i++)
         if (c->a[i]->dtype != DT_F32 || c->a[i]->shape.rank != 1 || c->a[i]->shape.dim[0] != d.gh)
             return fail(c, "rnn: the biases must be f32[%lld], got %s", (long long)d.gh, ts(c->a[i]));
@@ -931,8 +965,10 @@ static bool rnn_dws(struct rule_ctx *c, int i, const struct rnn_dims *d) {
         (t->shape.dim[1] == d->t || t->shape.dim[1] == 1) &&
         (t->shape.dim[2] == row || (t->shape.dim[2] >= 1 && t->shape.dim[2] <= st)))
         return true;
-    return fail(c, "%s: the gradient of the recurrent value must be f32[batch, %lld or 1, %lld or at most %lld], got %s",
-                opname(c), (long long)d->t, (long long)row, (long long)st, ts(t));
+    return fail(
+        c,
+        "%s: the gradient of the recurrent value must be f32[batch, %lld or 1, %lld or at most %lld], got %s",
+        opname(c), (long long)d->t, (long long)row, (long long)st, ts(t));
 }
 
 static bool shape_RNN_BPTT(struct rule_ctx *c) {
@@ -948,24 +984,38 @@ static bool shape_RNN_BPTT(struct rule_ctx *c) {
 
 static bool shape_RNN_GRAD(struct rule_ctx *c) {
     struct rnn_dims d;
-    if (c->n->nargs != 6) return fail(c, "rnn_grad takes 6 operands (dg, x, w_ih, w_hh, ws, s0), got %d", c->n->nargs);
+    if (c->n->nargs != 6)
+        return fail(c, "rnn_grad takes 6 operands (dg, x, w_ih, w_hh, ws, s0), got %d", c->n->nargs);
     if (!rnn_cell(c, &d) || !rnn_whh(c, 3, &d) || !rnn_ws(c, 4, &d) ||
         !rnn_operand(c, 0, DT_F32, &d, 3, d.t, ir_rnn_grad_row(d.cell) * d.h, "the gate gradients") ||
         !rnn_operand(c, 5, DT_F32, &d, 2, ir_rnn_state(d.cell) * d.h, 0, "the initial state"))
         return false;
     const struct type *x = c->a[1], *wi = c->a[2];
-    if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[0] != d.batch.dim[0] || x->shape.dim[1] != d.t ||
-        wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh || wi->shape.dim[1] != x->shape.dim[2])
+    if (x->dtype != DT_F32 || x->shape.rank != 3 || x->shape.dim[0] != d.batch.dim[0] ||
+        x->shape.dim[1] != d.t || wi->dtype != DT_F32 || wi->shape.rank != 2 || wi->shape.dim[0] != d.gh ||
+        wi->shape.dim[1] != x->shape.dim[2])
         return fail(c, "rnn_grad: sequence %s and input weight %s do not match", ts(x), ts(wi));
     int64_t wrt = ir_attr_i(c->n, ATTR_WRT);
     struct shape bias = {1, {d.gh}};
     switch (wrt) {
-    case 0: c->n->type = *x; return true;
-    case 1: c->n->type = *wi; return true;
-    case 2: c->n->type = *c->a[3]; return true;
-    case 3: case 4: set_type(c, DT_F32, &bias); return true;
-    case 5: c->n->type = *c->a[5]; return true;
-    default: return fail(c, "rnn_grad: wrt must be 0 to 5 (an operand of rnn), got %lld", (long long)wrt);
+    case 0:
+        c->n->type = *x;
+        return true;
+    case 1:
+        c->n->type = *wi;
+        return true;
+    case 2:
+        c->n->type = *c->a[3];
+        return true;
+    case 3:
+    case 4:
+        set_type(c, DT_F32, &bias);
+        return true;
+    case 5:
+        c->n->type = *c->a[5];
+        return true;
+    default:
+        return fail(c, "rnn_grad: wrt must be 0 to 5 (an operand of rnn), got %lld", (long long)wrt);
     }
 }
 
@@ -988,8 +1038,9 @@ bool ir_infer(struct ir_module *m, struct ir_func *f, int id, char *err, size_t 
                     n->nargs);
     for (int i = 0; i < n->nargs && i < 8; i++) {
         int a = n->args[i];
-        if (a < 0 || a >= id) return fail(&c, "%s: operand %d refers to %%%d, which is not defined before it",
-                                          info->name, i + 1, a);
+        if (a < 0 || a >= id)
+            return fail(&c, "%s: operand %d refers to %%%d, which is not defined before it", info->name,
+                        i + 1, a);
         c.a[i] = &f->nodes[a].type;
     }
     for (int i = 0; i < n->nargs && i < 8; i++)

@@ -10,9 +10,9 @@
 #include <string.h>
 
 struct verifier {
-    struct ir_module *m;  /* the module being checked */
-    struct ir_func *f;    /* the function being checked, or NULL */
-    bool ok;              /* no problem found so far */
+    struct ir_module *m; /* the module being checked */
+    struct ir_func *f;   /* the function being checked, or NULL */
+    bool ok;             /* no problem found so far */
 };
 
 static void verror(struct verifier *v, struct loc loc, const char *fmt, ...)
@@ -26,7 +26,8 @@ static void verror(struct verifier *v, struct loc loc, const char *fmt, ...) {
 }
 
 /* An error about node `id`: "in @func, %id (op): message". */
-static void node_error(struct verifier *v, int id, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void node_error(struct verifier *v, int id, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void node_error(struct verifier *v, int id, const char *fmt, ...) {
     char msg[512];
     va_list ap;
@@ -49,8 +50,10 @@ static const char *type_problem(const struct type *t) {
     if (t->shape.rank < 0 || t->shape.rank > IR_MAX_RANK) return "has an invalid rank";
     int nn = 0;
     for (int i = 0; i < t->shape.rank; i++) {
-        if (t->shape.dim[i] == IR_DIM_N) nn++;
-        else if (t->shape.dim[i] < 0) return "has a negative dimension";
+        if (t->shape.dim[i] == IR_DIM_N)
+            nn++;
+        else if (t->shape.dim[i] < 0)
+            return "has a negative dimension";
     }
     return nn > 1 ? "has more than one batch dim N" : NULL;
 }
@@ -88,11 +91,15 @@ static void check_buffers(struct verifier *v) {
         else if (!isfinite(in->a) || !isfinite(in->b))
             verror(v, b->loc, "%s @%s has a non-finite initializer", kinds[b->kind], name);
         else if (in->kind == INIT_UNIFORM && in->a > in->b)
-            verror(v, b->loc, "%s @%s: uniform(%g, %g) has its bounds reversed", kinds[b->kind], name, in->a, in->b);
+            verror(v, b->loc, "%s @%s: uniform(%g, %g) has its bounds reversed", kinds[b->kind], name, in->a,
+                   in->b);
         else if (in->kind == INIT_NORMAL && in->b < 0)
-            verror(v, b->loc, "%s @%s: normal(%g, %g) has a negative stddev", kinds[b->kind], name, in->a, in->b);
-        else if (in->kind == INIT_RANGE && !(in->a >= 0 && in->a <= in->b && in->a == floor(in->a) && in->b == floor(in->b)))
-            verror(v, b->loc, "%s @%s: range(%g, %g) is not a range of indices", kinds[b->kind], name, in->a, in->b);
+            verror(v, b->loc, "%s @%s: normal(%g, %g) has a negative stddev", kinds[b->kind], name, in->a,
+                   in->b);
+        else if (in->kind == INIT_RANGE &&
+                 !(in->a >= 0 && in->a <= in->b && in->a == floor(in->a) && in->b == floor(in->b)))
+            verror(v, b->loc, "%s @%s: range(%g, %g) is not a range of indices", kinds[b->kind], name, in->a,
+                   in->b);
     }
 }
 
@@ -117,13 +124,12 @@ static const struct {
     const char *name;    /* as in ops.def */
     enum attr_rule rule; /* the check */
 } attr_rules[] = {
-    {"stride", AR_POS},        {"dilation", AR_POS},       {"groups", AR_POS},
-    {"kernel", AR_POS},        {"scale", AR_POS},          {"size", AR_POS},
-    {"pad", AR_NONNEG},        {"output_pad", AR_NONNEG},  {"before", AR_NONNEG},
-    {"after", AR_NONNEG},      {"start", AR_NONNEG},       {"keepdims", AR_BOOL},
-    {"transpose_a", AR_BOOL},  {"transpose_b", AR_BOOL},   {"axis", AR_AXIS},
-    {"axes", AR_AXES},         {"perm", AR_PERM},          {"rate", AR_RATE},
-    {"alpha", AR_FINITE},      {"value", AR_NOTNAN},       {"eps", AR_EPS},
+    {"stride", AR_POS},       {"dilation", AR_POS},     {"groups", AR_POS},   {"kernel", AR_POS},
+    {"scale", AR_POS},        {"size", AR_POS},         {"pad", AR_NONNEG},   {"output_pad", AR_NONNEG},
+    {"before", AR_NONNEG},    {"after", AR_NONNEG},     {"start", AR_NONNEG}, {"keepdims", AR_BOOL},
+    {"transpose_a", AR_BOOL}, {"transpose_b", AR_BOOL}, {"axis", AR_AXIS},    {"axes", AR_AXES},
+    {"perm", AR_PERM},        {"rate", AR_RATE},        {"alpha", AR_FINITE}, {"value", AR_NOTNAN},
+    {"eps", AR_EPS},
 };
 
 /* Check one attribute of node `id`; `rank` is operand 0's rank or -1 if unknown. */
@@ -149,7 +155,8 @@ static bool check_attr(struct verifier *v, int id, const struct attr_desc *a, in
     if (a->kind == AK_LIST) {
         if (x[0] < 0 || x[0] > IR_MAX_LIST)
             return node_error(v, id, "%s has %lld ints, at most %d allowed", a->name, (long long)x[0],
-                              IR_MAX_LIST), false;
+                              IR_MAX_LIST),
+                   false;
         count = (int)x[0];
         x++;
     }
@@ -160,11 +167,14 @@ static bool check_attr(struct verifier *v, int id, const struct attr_desc *a, in
         switch (r) {
         case AR_POS:
             if (x[i] < 1)
-                return node_error(v, id, "%s%s must be at least 1, got %lld", which, a->name, (long long)x[i]), false;
+                return node_error(v, id, "%s%s must be at least 1, got %lld", which, a->name,
+                                  (long long)x[i]),
+                       false;
             break;
         case AR_NONNEG:
             if (x[i] < 0)
-                return node_error(v, id, "%s%s must not be negative, got %lld", which, a->name, (long long)x[i]),
+                return node_error(v, id, "%s%s must not be negative, got %lld", which, a->name,
+                                  (long long)x[i]),
                        false;
             break;
         case AR_BOOL:
@@ -175,14 +185,17 @@ static bool check_attr(struct verifier *v, int id, const struct attr_desc *a, in
         case AR_AXES:
         case AR_PERM:
             if (rank >= 0 && (x[i] < 0 || x[i] >= rank))
-                return node_error(v, id, "%s%s %lld is out of range for an operand of rank %d", which, a->name,
-                                  (long long)x[i], rank), false;
+                return node_error(v, id, "%s%s %lld is out of range for an operand of rank %d", which,
+                                  a->name, (long long)x[i], rank),
+                       false;
             for (int k = 0; k < i; k++)
                 if (x[k] == x[i])
                     return node_error(v, id, "%s lists axis %lld twice%s", a->name, (long long)x[i],
-                                      r == AR_PERM ? ": not a permutation" : ""), false;
+                                      r == AR_PERM ? ": not a permutation" : ""),
+                           false;
             break;
-        default: break;
+        default:
+            break;
         }
     }
     return true;
@@ -210,26 +223,30 @@ static bool check_sym(struct verifier *v, int id, bool args_ok) {
             if (v->m->buffers[i].name) vec_push(cands, v->m->buffers[i].name);
         vec_push(cands, (const char *)NULL);
         const char *near = diag_nearest(n->sym, cands);
-        node_error(v, id, "unknown buffer @%s%s%s%s", n->sym, near ? " (did you mean @" : "", near ? near : "",
-                   near ? "?)" : "");
+        node_error(v, id, "unknown buffer @%s%s%s%s", n->sym, near ? " (did you mean @" : "",
+                   near ? near : "", near ? "?)" : "");
         vec_free(cands);
         return false;
     }
     if ((unsigned)b->kind > BUF_STATE || type_problem(&b->type)) return false; /* reported with the buffer */
     bool want_input = n->op == OP_INPUT;
     if (want_input != (b->kind == BUF_INPUT))
-        return node_error(v, id, "@%s is a%s %s buffer, expected %s", b->name, b->kind == BUF_INPUT ? "n" : "",
-                          kinds[b->kind], want_input ? "an input" : "a param or state buffer"), false;
+        return node_error(v, id, "@%s is a%s %s buffer, expected %s", b->name,
+                          b->kind == BUF_INPUT ? "n" : "", kinds[b->kind],
+                          want_input ? "an input" : "a param or state buffer"),
+               false;
     char t1[TYPE_STR_MAX], t2[TYPE_STR_MAX];
     if (n->op == OP_ASSIGN) {
         if (!args_ok) return true;
         const struct type *t = &v->f->nodes[n->args[0]].type;
         if (t->dtype != b->type.dtype || !shape_equal(&t->shape, &b->type.shape))
-            return node_error(v, id, "assigns %s to @%s of type %s", tstr(t, t1), b->name, tstr(&b->type, t2)),
+            return node_error(v, id, "assigns %s to @%s of type %s", tstr(t, t1), b->name,
+                              tstr(&b->type, t2)),
                    false;
     } else if (n->type.dtype != b->type.dtype || !shape_equal(&n->type.shape, &b->type.shape)) {
         return node_error(v, id, "has type %s but buffer @%s is %s", tstr(&n->type, t1), b->name,
-                          tstr(&b->type, t2)), false;
+                          tstr(&b->type, t2)),
+               false;
     }
     return true;
 }
@@ -255,7 +272,8 @@ static void check_node(struct verifier *v, int id, char *bad) {
     }
     if (info->arity >= 0 ? n->nargs != info->arity : n->nargs < 1) {
         if (info->arity >= 0)
-            node_error(v, id, "takes %d operand%s, got %d", info->arity, info->arity == 1 ? "" : "s", n->nargs);
+            node_error(v, id, "takes %d operand%s, got %d", info->arity, info->arity == 1 ? "" : "s",
+                       n->nargs);
         else
             node_error(v, id, "takes at least 1 operand, got %d", n->nargs);
         args_ok = false;
@@ -323,18 +341,20 @@ static void check_plan(struct verifier *v) {
                            mem->where == MEM_BATCH ? "per-item" : "fixed");
             else if (!slot_fits(f, mem->where, mem->off,
                                 shape_static_numel(&n->type.shape) * (int64_t)dtype_size(n->type.dtype)))
-                node_error(v, i, "slot at %lld does not fit the workspace of @%s", (long long)mem->off, f->name);
+                node_error(v, i, "slot at %lld does not fit the workspace of @%s", (long long)mem->off,
+                           f->name);
         } else if (mem->where == MEM_BUFFER) {
             const struct ir_buffer *b =
                 mem->off >= 0 && (size_t)mem->off < vec_len(v->m->buffers) ? &v->m->buffers[mem->off] : NULL;
             bool assigned = false;
             for (int j = i + 1; b && j < ir_func_len(f); j++)
-                assigned |= f->nodes[j].op == OP_ASSIGN && f->nodes[j].args[0] == i && strcmp(f->nodes[j].sym, b->name) == 0;
+                assigned |= f->nodes[j].op == OP_ASSIGN && f->nodes[j].args[0] == i &&
+                            strcmp(f->nodes[j].sym, b->name) == 0;
             if (!b || !assigned)
                 node_error(v, i, "is stored in place into a buffer that no assign of it writes");
             else if (b->type.dtype != n->type.dtype || !shape_equal(&b->type.shape, &n->type.shape))
-                node_error(v, i, "of type %s is stored in place into @%s of type %s", tstr(&n->type, t1), b->name,
-                           tstr(&b->type, t2));
+                node_error(v, i, "of type %s is stored in place into @%s of type %s", tstr(&n->type, t1),
+                           b->name, tstr(&b->type, t2));
         } else if (mem->where != MEM_NONE) {
             node_error(v, i, "has an invalid memory plan");
         }
@@ -392,11 +412,15 @@ static void check_kernels(struct verifier *v) {
         if (k <= 0) continue;
         root[k] = i;
         if (ir_kernel_head_op(n->op)) {
-            if (head[k] >= 0) node_error(v, i, "kernel %d already has a head, %%%d", k, head[k]);
-            else head[k] = i;
+            if (head[k] >= 0)
+                node_error(v, i, "kernel %d already has a head, %%%d", k, head[k]);
+            else
+                head[k] = i;
         } else if (!ir_kernel_ewise_op(n->op)) {
-            node_error(v, i, "cannot be part of kernel %d: a kernel holds elementwise ops and at most one "
-                             "matmul or conv2d head", k);
+            node_error(v, i,
+                       "cannot be part of kernel %d: a kernel holds elementwise ops and at most one "
+                       "matmul or conv2d head",
+                       k);
         }
         if (n->type.dtype != DT_F32)
             node_error(v, i, "member of kernel %d must be f32, got %s", k, tstr(&n->type, t1));
@@ -406,8 +430,10 @@ static void check_kernels(struct verifier *v) {
                 node_error(v, i, "member of kernel %d reads %%%d of type %s, not f32", k, n->args[a],
                            tstr(&x->type, t1));
             if (ir_kernel_head_op(n->op) && x->kernel == k)
-                node_error(v, i, "head of kernel %d reads %%%d of the same kernel; a head's operands must "
-                                 "come from outside", k, n->args[a]);
+                node_error(v, i,
+                           "head of kernel %d reads %%%d of the same kernel; a head's operands must "
+                           "come from outside",
+                           k, n->args[a]);
         }
     }
     for (int i = 0; i < len; i++) {
@@ -430,14 +456,15 @@ static void check_kernels(struct verifier *v) {
             if (i == head[k] && i != root[k])
                 node_error(v, i, "head of kernel %d is used by %%%d outside the kernel", k, j);
             else if (j < root[k] && u->op != OP_ASSIGN)
-                node_error(v, i, "member of kernel %d is used by %%%d, before the kernel's last node %%%d", k, j,
-                           root[k]);
+                node_error(v, i, "member of kernel %d is used by %%%d, before the kernel's last node %%%d", k,
+                           j, root[k]);
         }
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) {
         int i = f->outputs[o].value, k = i >= 0 && i < len ? f->nodes[i].kernel : 0;
         if (k > 0 && i == head[k] && i != root[k])
-            node_error(v, i, "head of kernel %d is returned as '%s'", k, f->outputs[o].name ? f->outputs[o].name : "");
+            node_error(v, i, "head of kernel %d is returned as '%s'", k,
+                       f->outputs[o].name ? f->outputs[o].name : "");
     }
     free(root);
     free(head);
@@ -474,7 +501,8 @@ static void check_func(struct verifier *v, struct ir_func *f) {
                 break;
             }
         if (o->value < 0 || o->value >= len)
-            verror(v, f->loc, "in @%s: output '%s' refers to %%%d, which does not exist", fname, oname, o->value);
+            verror(v, f->loc, "in @%s: output '%s' refers to %%%d, which does not exist", fname, oname,
+                   o->value);
     }
     /* Loss. */
     if (f->loss) {
@@ -494,7 +522,8 @@ static void check_func(struct verifier *v, struct ir_func *f) {
     if (o->nkw < 0 || o->nkw > IR_MAX_OPT_KW) {
         verror(v, f->loc, "in @%s: the optimizer has an invalid option count", fname);
     } else {
-        if (o->nkw > 0 && !o->kind) verror(v, f->loc, "in @%s: optimizer options without an optimizer", fname);
+        if (o->nkw > 0 && !o->kind)
+            verror(v, f->loc, "in @%s: optimizer options without an optimizer", fname);
         for (int i = 0; i < o->nkw; i++) {
             if (!o->kw[i] || !*o->kw[i])
                 verror(v, f->loc, "in @%s: optimizer option %d has no name", fname, i + 1);

@@ -9,11 +9,11 @@
 
 /* The state of one differentiation. */
 struct ad {
-    struct ir_build b;   /* appends to the function being extended, with the loc
-                            of the node being differentiated (ir/build.c) */
-    int *grad;           /* per forward node: the node holding d(loss)/d(node), or -1 */
-    char *needs;         /* per forward node: whether the loss gradient must reach it */
-    int nfwd;            /* forward nodes (those before the walk started) */
+    struct ir_build b; /* appends to the function being extended, with the loc
+                          of the node being differentiated (ir/build.c) */
+    int *grad;         /* per forward node: the node holding d(loss)/d(node), or -1 */
+    char *needs;       /* per forward node: whether the loss gradient must reach it */
+    int nfwd;          /* forward nodes (those before the walk started) */
 };
 
 typedef void (*grad_fn)(struct ad *ad, int id, int g);
@@ -26,7 +26,9 @@ static const struct type *ty(struct ad *ad, int id) { return &ad->b.f->nodes[id]
 /* The builder's calls (ir/build.c): append a node (attributes and preset types
  * set by the caller, then fin() types it by its shape rule: rules only build
  * well-typed nodes, so a failure is an internal error), or a typed node. */
-static int add(struct ad *ad, enum op op, const int *args, int nargs) { return ir_build_add(&ad->b, op, args, nargs); }
+static int add(struct ad *ad, enum op op, const int *args, int nargs) {
+    return ir_build_add(&ad->b, op, args, nargs);
+}
 static int fin(struct ad *ad, int id) { return ir_build_fin(&ad->b, id); }
 static int op1(struct ad *ad, enum op op, int a) { return ir_build_op1(&ad->b, op, a); }
 static int op2(struct ad *ad, enum op op, int a, int b) { return ir_build_op2(&ad->b, op, a, b); }
@@ -80,8 +82,10 @@ static int count_of(struct ad *ad, const struct shape *s, const bool drop[IR_MAX
     bool has_n = false;
     for (int i = 0; i < s->rank; i++) { /* before any add(): s may point into the nodes */
         if (!drop[i]) continue;
-        if (s->dim[i] == IR_DIM_N) has_n = true;
-        else n *= (double)s->dim[i];
+        if (s->dim[i] == IR_DIM_N)
+            has_n = true;
+        else
+            n *= (double)s->dim[i];
     }
     int c = cst(ad, n);
     if (!has_n) return c;
@@ -170,7 +174,9 @@ static void grad_LEAKY_RELU(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
-static void grad_SIGMOID(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_SIGMOID_GRAD, id, g)); }
+static void grad_SIGMOID(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, op2(ad, OP_SIGMOID_GRAD, id, g));
+}
 static void grad_TANH(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, op2(ad, OP_TANH_GRAD, id, g)); }
 
 /* d erf(x) = dy * 2/sqrt(pi) * exp(-x^2) */
@@ -477,7 +483,8 @@ static void loss_pred(struct ad *ad, int id, int g, enum op grad_op) {
 static void grad_MSE(struct ad *ad, int id, int g) {
     loss_pred(ad, id, g, OP_MSE_GRAD);
     if (want(ad, id, 1))
-        acc_arg(ad, id, 1, op1(ad, OP_NEG, op3(ad, OP_MSE_GRAD, nd(ad, id)->args[0], nd(ad, id)->args[1], g)));
+        acc_arg(ad, id, 1,
+                op1(ad, OP_NEG, op3(ad, OP_MSE_GRAD, nd(ad, id)->args[0], nd(ad, id)->args[1], g)));
 }
 
 /* Probability targets: d/dt of -sum_c t_c log_softmax(x)_c, averaged over the batch. */
@@ -505,7 +512,8 @@ static void grad_BCE(struct ad *ad, int id, int g) {
 static void grad_BCE_LOGITS(struct ad *ad, int id, int g) {
     loss_pred(ad, id, g, OP_BCE_LOGITS_GRAD);
     if (want(ad, id, 1))
-        acc_arg(ad, id, 1, op2(ad, OP_MUL, op1(ad, OP_NEG, nd(ad, id)->args[0]), loss_scale(ad, id, g, false)));
+        acc_arg(ad, id, 1,
+                op2(ad, OP_MUL, op1(ad, OP_NEG, nd(ad, id)->args[0]), loss_scale(ad, id, g, false)));
 }
 
 /* d/dt of max(0, 1 - t s) = -s where 1 - t s > 0. */
@@ -612,8 +620,12 @@ static int pool_grad(struct ad *ad, enum op op, int id, int g) {
     return fin(ad, d);
 }
 
-static void grad_MAXPOOL2D(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, pool_grad(ad, OP_MAXPOOL2D_GRAD, id, g)); }
-static void grad_AVGPOOL2D(struct ad *ad, int id, int g) { acc_arg(ad, id, 0, pool_grad(ad, OP_AVGPOOL2D_GRAD, id, g)); }
+static void grad_MAXPOOL2D(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, pool_grad(ad, OP_MAXPOOL2D_GRAD, id, g));
+}
+static void grad_AVGPOOL2D(struct ad *ad, int id, int g) {
+    acc_arg(ad, id, 0, pool_grad(ad, OP_AVGPOOL2D_GRAD, id, g));
+}
 
 #define grad_MAXPOOL2D_GRAD grad_none
 #define grad_AVGPOOL2D_GRAD grad_none
@@ -763,7 +775,8 @@ static void grad_RNN(struct ad *ad, int id, int g) {
     memcpy(a, nd(ad, id)->args, sizeof a);
     int dg = rnn_like(ad, OP_RNN_BPTT, (int[]){a[2], id, rnn_dws(ad, id, g), a[5], a[6]}, 5, id, -1);
     for (int i = 0; i < 6; i++)
-        if (want(ad, id, i)) acc_arg(ad, id, i, rnn_like(ad, OP_RNN_GRAD, (int[]){dg, a[0], a[1], a[2], id, a[5]}, 6, id, i));
+        if (want(ad, id, i))
+            acc_arg(ad, id, i, rnn_like(ad, OP_RNN_GRAD, (int[]){dg, a[0], a[1], a[2], id, a[5]}, 6, id, i));
 }
 
 #define grad_RNN_BPTT grad_none
@@ -829,7 +842,10 @@ int pass_autodiff_func(struct ir_module *m, struct ir_func *f, bool inputs) {
     int k = ir_output_find(f, f->loss);
     NETC_ASSERT(k >= 0);
     int loss = f->outputs[k].value, n = ir_func_len(f);
-    struct ad ad = {{m, f, LOC_NONE, 0, "autodiff", NULL, NULL}, malloc(sizeof(int) * (size_t)n), calloc((size_t)n, 1), n};
+    struct ad ad = {{m, f, LOC_NONE, 0, "autodiff", NULL, NULL},
+                    malloc(sizeof(int) * (size_t)n),
+                    calloc((size_t)n, 1),
+                    n};
     if (!ad.grad || !ad.needs) {
         fputs("netc: out of memory\n", stderr);
         exit(1);

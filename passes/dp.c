@@ -161,7 +161,12 @@ int pass_syncbn(struct ir_module *m) {
 static bool bucketable(const struct ir_func *f, int g) {
     const struct ir_node *n = &f->nodes[g];
     switch (n->op) {
-    case OP_INPUT: case OP_PARAM: case OP_CONST: case OP_ASSIGN: case OP_RESHAPE: case OP_STOP_GRADIENT:
+    case OP_INPUT:
+    case OP_PARAM:
+    case OP_CONST:
+    case OP_ASSIGN:
+    case OP_RESHAPE:
+    case OP_STOP_GRADIENT:
     case OP_ALLREDUCE:
         return false;
     default:
@@ -198,7 +203,8 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
         }
     size_t total = 0, size = pass_dp_options.bucket_bytes;
     for (size_t i = 0; i < ng; i++)
-        if (bucketable(f, f->outputs[grads[i]].value)) total += padded_bytes(&f->nodes[f->outputs[grads[i]].value]);
+        if (bucketable(f, f->outputs[grads[i]].value))
+            total += padded_bytes(&f->nodes[f->outputs[grads[i]].value]);
     if (!size) size = default_bucket_bytes(total);
     int64_t bucket = -1;
     size_t fill = 0, cap = 0;
@@ -211,7 +217,8 @@ static int buckets_func(struct ir_module *m, struct ir_func *f) {
                 bucket++;
                 fill = 0;
                 cap = size;
-                if (bucket == 0 && pass_dp_options.first_bucket_bytes < cap) cap = pass_dp_options.first_bucket_bytes;
+                if (bucket == 0 && pass_dp_options.first_bucket_bytes < cap)
+                    cap = pass_dp_options.first_bucket_bytes;
             }
             fill += sz;
             b = bucket;

@@ -195,7 +195,8 @@ static int dissolve(struct ir_func *f, const struct pass_target *t) {
         vec_clear(group);
         for (int j = 0; j <= root; j++)
             if (f->nodes[j].kernel == k) vec_push(group, j);
-        if (vec_len(group) >= 2 && !ir_kernel_head_op(f->nodes[root].op) && target_fuses(f, group, k, t)) continue;
+        if (vec_len(group) >= 2 && !ir_kernel_head_op(f->nodes[root].op) && target_fuses(f, group, k, t))
+            continue;
         for (size_t g = 0; g < vec_len(group); g++) f->nodes[group[g]].kernel = 0;
         undone++;
     }

@@ -54,7 +54,8 @@ static void drop_plans(struct ir_module *m) {
         struct ir_func *f = m->funcs[i];
         if (!f->planned) continue;
         f->planned = false, f->ws_fixed = 0, f->ws_batch = 0;
-        for (int id = 0; id < ir_func_len(f); id++) f->nodes[id].mem = (struct ir_mem){MEM_NONE, 0, MEM_NONE, 0, 0};
+        for (int id = 0; id < ir_func_len(f); id++)
+            f->nodes[id].mem = (struct ir_mem){MEM_NONE, 0, MEM_NONE, 0, 0};
     }
 }
 

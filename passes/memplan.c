@@ -12,8 +12,12 @@
 
 /* --------------------------------------------------------------- target */
 
-const struct pass_target pass_target_default = {.name = "default", .fuse_max_inputs = 12, .fuse_max_outputs = 4,
-                                                .fuse_max_arrays = 15, .fuse_batchnorm = true, .scratch = NULL};
+const struct pass_target pass_target_default = {.name = "default",
+                                                .fuse_max_inputs = 12,
+                                                .fuse_max_outputs = 4,
+                                                .fuse_max_arrays = 15,
+                                                .fuse_batchnorm = true,
+                                                .scratch = NULL};
 const struct pass_target *pass_target;
 
 const struct pass_target *pass_target_get(void) { return pass_target ? pass_target : &pass_target_default; }
@@ -24,9 +28,12 @@ bool pass_memplan_aliases(const struct ir_node *n) {
     switch (n->op) {
     case OP_RESHAPE:
     case OP_STOP_GRADIENT:
-    case OP_ASSIGN: return true;
-    case OP_ALLREDUCE: return ir_attr_i(n, ATTR_BUCKET) >= 0; /* reduced in place */
-    default: return false;
+    case OP_ASSIGN:
+        return true;
+    case OP_ALLREDUCE:
+        return ir_attr_i(n, ATTR_BUCKET) >= 0; /* reduced in place */
+    default:
+        return false;
     }
 }
 
@@ -102,7 +109,8 @@ static bool read_before(const struct ir_func *f, const int *root, int x, int k, 
         for (int a = 0; a < un->nargs; a++) reads |= un->args[a] == x;
         if (!reads || (depth == 0 && k > 0 && un->kernel == k)) continue;
         if (root[u] >= before || un->op == OP_ASSIGN) return false;
-        if (pass_memplan_aliases(un) && (depth > 8 || !read_before(f, root, u, 0, before, depth + 1))) return false;
+        if (pass_memplan_aliases(un) && (depth > 8 || !read_before(f, root, u, 0, before, depth + 1)))
+            return false;
     }
     return true;
 }
@@ -227,7 +235,8 @@ static void plan_func(const struct ir_module *m, struct ir_func *f, const struct
     for (int id = 0; id < len; id++) {
         struct ir_node *n = &f->nodes[id];
         bool leaf = n->op == OP_INPUT || n->op == OP_PARAM;
-        if (!leaf && !pass_memplan_aliases(n) && n->mem.where == MEM_NONE && !in_bucket[id] && kernel_stores(f, id)) {
+        if (!leaf && !pass_memplan_aliases(n) && n->mem.where == MEM_NONE && !in_bucket[id] &&
+            kernel_stores(f, id)) {
             n->mem.where = shape_has_n(&n->type.shape) ? MEM_BATCH : MEM_FIXED;
             n->mem.off = region_alloc(n->mem.where == MEM_BATCH ? &per_n : &fixed, slot_bytes(n));
             if (last_use[id] != INT_MAX) vec_push(dies[last_use[id]], id);

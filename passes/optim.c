@@ -80,14 +80,18 @@ struct optim_desc {
 };
 
 static const struct optim_desc optim_descs[] = {
-    [OPT_SGD] = {"sgd", {"lr", "momentum", "nesterov", "weight_decay", "clipnorm", "clipvalue"}, {0.01, 0, 0, 0, 0, 0}},
+    [OPT_SGD] = {"sgd",
+                 {"lr", "momentum", "nesterov", "weight_decay", "clipnorm", "clipvalue"},
+                 {0.01, 0, 0, 0, 0, 0}},
     [OPT_ADAM] = {"adam",
                   {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
                   {0.001, 0.9, 0.999, 1e-7, 0, 0, 0}},
     [OPT_ADAMW] = {"adamw",
                    {"lr", "beta1", "beta2", "eps", "weight_decay", "clipnorm", "clipvalue"},
                    {0.001, 0.9, 0.999, 1e-7, 0.01, 0, 0}},
-    [OPT_RMSPROP] = {"rmsprop", {"lr", "rho", "eps", "momentum", "clipnorm", "clipvalue"}, {0.001, 0.9, 1e-7, 0, 0, 0}},
+    [OPT_RMSPROP] = {"rmsprop",
+                     {"lr", "rho", "eps", "momentum", "clipnorm", "clipvalue"},
+                     {0.001, 0.9, 1e-7, 0, 0, 0}},
 };
 #define OPTIM_COUNT ((int)(sizeof optim_descs / sizeof optim_descs[0]))
 
@@ -96,20 +100,17 @@ static const struct optim_desc optim_descs[] = {
 static bool read_optim(const struct ir_func *f, enum optim_kind *kind, double val[OPT_MAX]) {
     const struct ir_optim *o = &f->optim;
     int k = 0;
-    while (k < OPTIM_COUNT && strcmp(optim_descs[k].name, o->kind) != 0)
-        k++;
+    while (k < OPTIM_COUNT && strcmp(optim_descs[k].name, o->kind) != 0) k++;
     if (k == OPTIM_COUNT) {
         diag_error(f->loc, "in @%s: unknown optimizer '%s'; optimizers: sgd, adam, adamw, rmsprop", f->name,
                    o->kind);
         return false;
     }
     const struct optim_desc *d = &optim_descs[k];
-    for (int i = 0; d->opts[i]; i++)
-        val[i] = d->defs[i];
+    for (int i = 0; d->opts[i]; i++) val[i] = d->defs[i];
     for (int j = 0; j < o->nkw; j++) {
         int i = 0;
-        while (d->opts[i] && strcmp(d->opts[i], o->kw[j]) != 0)
-            i++;
+        while (d->opts[i] && strcmp(d->opts[i], o->kw[j]) != 0) i++;
         if (!d->opts[i]) {
             diag_error(f->loc, "in @%s: %s has no option '%s'", f->name, d->name, o->kw[j]);
             return false;
@@ -123,8 +124,8 @@ static bool read_optim(const struct ir_func *f, enum optim_kind *kind, double va
     }
     for (int i = 0; d->opts[i]; i++)
         if (strncmp(d->opts[i], "clip", 4) == 0 && !(val[i] >= 0)) {
-            diag_error(f->loc, "in @%s: %s: %s must be 0 (off) or positive, got %g", f->name, d->name, d->opts[i],
-                       val[i]);
+            diag_error(f->loc, "in @%s: %s: %s must be 0 (off) or positive, got %g", f->name, d->name,
+                       d->opts[i], val[i]);
             return false;
         }
     if (k == OPT_SGD && val[2] != 0 && val[1] == 0) {
@@ -153,7 +154,9 @@ struct lower {
 /* The builder's calls (ir/build.c): update rules build only well-typed nodes,
  * so a node its shape rule rejects is an internal error. */
 static int fin(struct lower *L, int id) { return ir_build_fin(&L->b, id); }
-static int add(struct lower *L, enum op op, const int *args, int nargs) { return ir_build_add(&L->b, op, args, nargs); }
+static int add(struct lower *L, enum op op, const int *args, int nargs) {
+    return ir_build_add(&L->b, op, args, nargs);
+}
 static int op1(struct lower *L, enum op op, int a) { return ir_build_op1(&L->b, op, a); }
 static int op2(struct lower *L, enum op op, int a, int b) { return ir_build_op2(&L->b, op, a, b); }
 
@@ -336,7 +339,7 @@ static void clip_grads(struct lower *L, struct ir_module *m) {
         for (size_t i = 0; i < vec_len(f->outputs); i++) {
             if (!grad_param(m, &f->outputs[i])) continue;
             int g = f->outputs[i].value;
-            int lo = op2(L, OP_MAXIMUM, g, cst(L, -cv));                       /* max(g, -c) */
+            int lo = op2(L, OP_MAXIMUM, g, cst(L, -cv));                                  /* max(g, -c) */
             int hi = op1(L, OP_NEG, op2(L, OP_MAXIMUM, op1(L, OP_NEG, lo), cst(L, -cv))); /* min(., c) */
             f->outputs[i].value = hi;
         }
@@ -391,8 +394,8 @@ static int optim_func(struct ir_module *m, struct ir_func *f) {
         if (gt->dtype != p->type.dtype || !shape_equal(&gt->shape, &p->type.shape)) {
             /* IR text can say anything here (autodiff always matches the types). */
             char a[TYPE_STR_MAX], b[TYPE_STR_MAX];
-            diag_error(f->nodes[o.value].loc, "in @%s, output %s is %s, but parameter @%s is %s", f->name, o.name,
-                       type_str(gt, a, sizeof a), p->name, type_str(&p->type, b, sizeof b));
+            diag_error(f->nodes[o.value].loc, "in @%s, output %s is %s, but parameter @%s is %s", f->name,
+                       o.name, type_str(gt, a, sizeof a), p->name, type_str(&p->type, b, sizeof b));
             return -1;
         }
         L.b.loc = f->nodes[o.value].loc;

@@ -14,10 +14,10 @@ typedef int (*pass_fn)(struct ir_module *m);
 
 /* One row of the registry. */
 struct pass_info {
-    const char *name;  /* as given to --pass and --after */
-    pass_fn run;       /* entry point */
-    int in_pipeline;   /* part of the default pipeline */
-    const char *help;  /* one line for --help */
+    const char *name; /* as given to --pass and --after */
+    pass_fn run;      /* entry point */
+    int in_pipeline;  /* part of the default pipeline */
+    const char *help; /* one line for --help */
 };
 
 extern const struct pass_info pass_table[];
@@ -27,11 +27,11 @@ const struct pass_info *pass_find(const char *name);
 
 /* How the manager runs a list of passes. */
 struct pass_options {
-    bool verify;          /* run ir_verify after every pass (always on in debug builds) */
-    const char *after;    /* print the IR after this pass, "all" for every pass, or NULL */
-    bool only_changed;    /* with `after`: print only when the pass changed something */
-    bool dot;             /* print Graphviz DOT instead of IR text */
-    FILE *out;            /* where dumps go */
+    bool verify;       /* run ir_verify after every pass (always on in debug builds) */
+    const char *after; /* print the IR after this pass, "all" for every pass, or NULL */
+    bool only_changed; /* with `after`: print only when the pass changed something */
+    bool dot;          /* print Graphviz DOT instead of IR text */
+    FILE *out;         /* where dumps go */
 };
 
 /* Run the passes (NULL-terminated list of names, already checked with pass_find).
@@ -53,13 +53,13 @@ void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot)
 /* What the passes that plan for a backend (fuse, memplan) ask of it: one value
  * per backend, which codegen/ defines and its struct cg_target points to. */
 struct pass_target {
-    const char *name;      /* the backend, as given to --target */
-    int fuse_max_inputs;   /* distinct values from outside a kernel its members read */
-    int fuse_max_outputs;  /* values one kernel stores, its root included */
-    int fuse_max_arrays;   /* arrays one kernel's loop nest reads: values from
-                              outside and its head, counted once per way of
-                              reading them (whole, or per channel of an axis) */
-    bool fuse_batchnorm;   /* whether batchnorm may be a member of a kernel */
+    const char *name;     /* the backend, as given to --target */
+    int fuse_max_inputs;  /* distinct values from outside a kernel its members read */
+    int fuse_max_outputs; /* values one kernel stores, its root included */
+    int fuse_max_arrays;  /* arrays one kernel's loop nest reads: values from
+                             outside and its head, counted once per way of
+                             reading them (whole, or per channel of an axis) */
+    bool fuse_batchnorm;  /* whether batchnorm may be a member of a kernel */
     /* Scratch floats node n needs besides its value; *per_n tells whether the
      * count is per batch item. */
     int64_t (*scratch)(const struct ir_func *f, const struct ir_node *n, bool *per_n);

@@ -25,7 +25,8 @@ static int **users_of(const struct ir_func *f) {
 static int activation_of(const struct ir_func *f, int x, int before, const struct ir_node *mask) {
     for (int y = x + 1; y < before; y++) {
         const struct ir_node *n = &f->nodes[y];
-        if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape)) continue;
+        if (n->nargs != 1 || n->args[0] != x || !shape_equal(&n->type.shape, &f->nodes[x].type.shape))
+            continue;
         if (mask->op == OP_RELU_GRAD && n->op == OP_RELU) return y;
         if (mask->op == OP_LEAKY_RELU_GRAD && n->op == OP_LEAKY_RELU && ir_attr_f(n, ATTR_ALPHA) > 0 &&
             ir_attr_f(n, ATTR_ALPHA) == ir_attr_f(mask, ATTR_ALPHA))
@@ -70,7 +71,8 @@ static int masks_before_pooling(struct ir_module *m, struct ir_func *f, int **us
         if (rn->op != OP_RELU_GRAD) continue;
         int y = rn->args[0], g = rn->args[1];
         struct ir_node *gn = &f->nodes[g];
-        if (f->nodes[y].op != OP_RELU || gn->op != OP_MAXPOOL2D_GRAD || gn->args[0] != y || vec_len(users[g]) != 1)
+        if (f->nodes[y].op != OP_RELU || gn->op != OP_MAXPOOL2D_GRAD || gn->args[0] != y ||
+            vec_len(users[g]) != 1)
             continue;
         if (rn->kernel || gn->kernel) continue;
         bool out = false;

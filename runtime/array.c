@@ -27,27 +27,19 @@ static const char *const dtype_name[NRT_DT_COUNT] = {
 #undef NRT_X_
 };
 
-size_t nrt_dtype_size(enum nrt_dtype dt)
-{
-    return (unsigned)dt < NRT_DT_COUNT ? dtype_size[dt] : 0;
-}
+size_t nrt_dtype_size(enum nrt_dtype dt) { return (unsigned)dt < NRT_DT_COUNT ? dtype_size[dt] : 0; }
 
-const char *nrt_dtype_name(enum nrt_dtype dt)
-{
-    return (unsigned)dt < NRT_DT_COUNT ? dtype_name[dt] : "?";
-}
+const char *nrt_dtype_name(enum nrt_dtype dt) { return (unsigned)dt < NRT_DT_COUNT ? dtype_name[dt] : "?"; }
 
 /* ----------------------------------------------------------------- arrays -- */
 
-int nrt_dims_count(int rank, const int64_t *dims, size_t elem_size, int64_t *count)
-{
+int nrt_dims_count(int rank, const int64_t *dims, size_t elem_size, int64_t *count) {
     int64_t n = 1;
     if (rank < 0 || rank > NRT_MAX_RANK)
         return nrt_error_set(NRT_ERR_FORMAT, "rank %d is not in 0..%d", rank, NRT_MAX_RANK);
     for (int i = 0; i < rank; i++) {
         if (dims[i] < 0)
-            return nrt_error_set(NRT_ERR_FORMAT, "dim %d is negative (%lld)", i,
-                                 (long long)dims[i]);
+            return nrt_error_set(NRT_ERR_FORMAT, "dim %d is negative (%lld)", i, (long long)dims[i]);
         if (dims[i] != 0 && n > INT64_MAX / dims[i])
             return nrt_error_set(NRT_ERR_FORMAT, "dims overflow 64 bits");
         n *= dims[i];
@@ -60,14 +52,12 @@ int nrt_dims_count(int rank, const int64_t *dims, size_t elem_size, int64_t *cou
     return NRT_OK;
 }
 
-void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const int64_t *dims)
-{
+void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const int64_t *dims) {
     size_t at = 0;
     int n = snprintf(buf, size, "%s[", nrt_dtype_name(dt));
     for (int i = 0; n >= 0 && i <= rank; i++) {
         at += (size_t)n;
-        if (at >= size)
-            return;
+        if (at >= size) return;
         if (i == rank)
             n = snprintf(buf + at, size - at, "]");
         else if (dims[i] == NRT_DIM_N)
@@ -77,49 +67,38 @@ void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const
     }
 }
 
-int nrt_array_init(struct nrt_array *a, enum nrt_dtype dt, int rank, const int64_t *dims)
-{
+int nrt_array_init(struct nrt_array *a, enum nrt_dtype dt, int rank, const int64_t *dims) {
     memset(a, 0, sizeof *a);
-    if ((unsigned)dt >= NRT_DT_COUNT)
-        return nrt_error_set(NRT_ERR_ARG, "invalid dtype %d", (int)dt);
+    if ((unsigned)dt >= NRT_DT_COUNT) return nrt_error_set(NRT_ERR_ARG, "invalid dtype %d", (int)dt);
     int64_t count;
     int rc = nrt_dims_count(rank, dims, dtype_size[dt], &count);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     void *data = nrt_alloc_zero((size_t)count * dtype_size[dt], 0);
-    if (!data)
-        return NRT_ERR_NOMEM;
+    if (!data) return NRT_ERR_NOMEM;
     a->dtype = dt;
     a->rank = rank;
-    for (int i = 0; i < rank; i++)
-        a->dims[i] = dims[i];
+    for (int i = 0; i < rank; i++) a->dims[i] = dims[i];
     a->count = count;
     a->data = data;
     return NRT_OK;
 }
 
-void nrt_array_free(struct nrt_array *a)
-{
+void nrt_array_free(struct nrt_array *a) {
     nrt_free(a->data);
     memset(a, 0, sizeof *a);
 }
 
-size_t nrt_array_bytes(const struct nrt_array *a)
-{
-    return (size_t)a->count * nrt_dtype_size(a->dtype);
-}
+size_t nrt_array_bytes(const struct nrt_array *a) { return (size_t)a->count * nrt_dtype_size(a->dtype); }
 
 /* ------------------------------------------------------------ file input -- */
 
 #define READ_CHUNK (1u << 30) /* largest single gzread request */
 #define READ_SLACK (1u << 16) /* bytes read past the size a header promises */
 
-int nrt_file_open(const char *path, int64_t *size)
-{
+int nrt_file_open(const char *path, int64_t *size) {
     /* O_NONBLOCK: opening a FIFO with no writer must not wait forever. */
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return nrt_error_set(NRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno)), -1;
+    if (fd < 0) return nrt_error_set(NRT_ERR_IO, "%s: cannot open: %s", path, strerror(errno)), -1;
     struct stat st;
     int rc = NRT_OK;
     if (fstat(fd, &st) != 0)
@@ -127,27 +106,24 @@ int nrt_file_open(const char *path, int64_t *size)
     else if (S_ISDIR(st.st_mode))
         rc = nrt_error_set(NRT_ERR_IO, "%s: is a directory, not a regular file", path);
     else if (!S_ISREG(st.st_mode))
-        rc = nrt_error_set(NRT_ERR_IO, "%s: not a regular file (a FIFO, device or socket cannot be read as data)",
-                           path);
+        rc = nrt_error_set(NRT_ERR_IO,
+                           "%s: not a regular file (a FIFO, device or socket cannot be read as data)", path);
     else if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0)
         rc = nrt_error_set(NRT_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
     if (rc) {
         close(fd);
         return -1;
     }
-    if (size)
-        *size = (int64_t)st.st_size;
+    if (size) *size = (int64_t)st.st_size;
     return fd;
 }
 
-int nrt_file_read(const char *path, unsigned char **data, size_t *len)
-{
+int nrt_file_read(const char *path, unsigned char **data, size_t *len) {
     *data = NULL;
     *len = 0;
     int64_t size;
     int fd = nrt_file_open(path, &size);
-    if (fd < 0)
-        return NRT_ERR_IO;
+    if (fd < 0) return NRT_ERR_IO;
     gzFile gz = gzdopen(fd, "rb");
     if (!gz) {
         close(fd);
@@ -164,19 +140,19 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
     size_t first = size > 0 && (uint64_t)size < SIZE_MAX / 2 ? (size_t)size : 4096;
     size_t limit = 0; /* 0: not known */
     int rc = nrt_buf_reserve(&b, first);
-    if (rc)
-        nrt_error_prefix(rc, path);
+    if (rc) nrt_error_prefix(rc, path);
     while (rc == NRT_OK) {
         if (limit && b.len >= limit) {
-            rc = nrt_error_set(NRT_ERR_FORMAT, "%s: the gzip data goes on more than %u bytes past the %zu bytes "
-                               "its header describes", path, READ_SLACK, limit - READ_SLACK - 1);
+            rc = nrt_error_set(NRT_ERR_FORMAT,
+                               "%s: the gzip data goes on more than %u bytes past the %zu bytes "
+                               "its header describes",
+                               path, READ_SLACK, limit - READ_SLACK - 1);
             break;
         }
         /* When the buffer is full, probe one byte before growing it, so that a
          * raw file read into an exactly sized buffer never doubles at EOF. */
         size_t room = b.cap - b.len - 1;
-        if (limit && room > limit - b.len)
-            room = limit - b.len;
+        if (limit && room > limit - b.len) room = limit - b.len;
         unsigned char probe = 0;
         unsigned char *dst = room ? (unsigned char *)b.data + b.len : &probe;
         unsigned want = room ? (room > READ_CHUNK ? READ_CHUNK : (unsigned)room) : 1;
@@ -200,8 +176,7 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
         }
         if (!rc && !limit && !gzdirect(gz)) {
             size_t promised = nrt_data_size_hint((const unsigned char *)b.data, b.len);
-            if (promised)
-                limit = promised < SIZE_MAX - READ_SLACK - 1 ? promised + READ_SLACK + 1 : SIZE_MAX;
+            if (promised) limit = promised < SIZE_MAX - READ_SLACK - 1 ? promised + READ_SLACK + 1 : SIZE_MAX;
         }
     }
     gzclose(gz);
@@ -218,30 +193,40 @@ int nrt_file_read(const char *path, unsigned char **data, size_t *len)
 /* ------------------------------------------------------------- conversion -- */
 
 /* Reads element i of an integer source as int64. */
-static int64_t load_int(enum nrt_dtype dt, int be, const unsigned char *src, int64_t i)
-{
+static int64_t load_int(enum nrt_dtype dt, int be, const unsigned char *src, int64_t i) {
     unsigned char b[8];
     size_t size = dtype_size[dt];
     const unsigned char *p = src + (size_t)i * size;
-    for (size_t k = 0; k < size; k++)
-        b[k] = be ? p[size - 1 - k] : p[k];
+    for (size_t k = 0; k < size; k++) b[k] = be ? p[size - 1 - k] : p[k];
     switch (dt) {
-    case NRT_DT_U8: return b[0];
-    case NRT_DT_I8: return (int8_t)b[0];
-    case NRT_DT_I16: { int16_t v; memcpy(&v, b, 2); return v; }
-    case NRT_DT_I32: { int32_t v; memcpy(&v, b, 4); return v; }
-    default: { int64_t v; memcpy(&v, b, 8); return v; } /* NRT_DT_I64 */
+    case NRT_DT_U8:
+        return b[0];
+    case NRT_DT_I8:
+        return (int8_t)b[0];
+    case NRT_DT_I16: {
+        int16_t v;
+        memcpy(&v, b, 2);
+        return v;
+    }
+    case NRT_DT_I32: {
+        int32_t v;
+        memcpy(&v, b, 4);
+        return v;
+    }
+    default: {
+        int64_t v;
+        memcpy(&v, b, 8);
+        return v;
+    } /* NRT_DT_I64 */
     }
 }
 
 /* Reads element i of a float source as double. */
-static double load_float(enum nrt_dtype dt, int be, const unsigned char *src, int64_t i)
-{
+static double load_float(enum nrt_dtype dt, int be, const unsigned char *src, int64_t i) {
     unsigned char b[8];
     size_t size = dtype_size[dt];
     const unsigned char *p = src + (size_t)i * size;
-    for (size_t k = 0; k < size; k++)
-        b[k] = be ? p[size - 1 - k] : p[k];
+    for (size_t k = 0; k < size; k++) b[k] = be ? p[size - 1 - k] : p[k];
     if (dt == NRT_DT_F32) {
         float v;
         memcpy(&v, b, 4);
@@ -254,45 +239,39 @@ static double load_float(enum nrt_dtype dt, int be, const unsigned char *src, in
 
 static int is_float_src(enum nrt_dtype dt) { return dt == NRT_DT_F32 || dt == NRT_DT_F64; }
 
-static int to_f32(float *out, const char *name, enum nrt_dtype dt, int be,
-                  const unsigned char *src, int64_t n, double scale, double shift)
-{
+static int to_f32(float *out, const char *name, enum nrt_dtype dt, int be, const unsigned char *src,
+                  int64_t n, double scale, double shift) {
     if (dt == NRT_DT_U8) {
         /* The same formula as below, tabulated: the common image case. */
         float lut[256];
-        for (int v = 0; v < 256; v++)
-            lut[v] = (float)((double)v * scale + shift);
-        for (int64_t i = 0; i < n; i++)
-            out[i] = lut[src[i]];
+        for (int v = 0; v < 256; v++) lut[v] = (float)((double)v * scale + shift);
+        for (int64_t i = 0; i < n; i++) out[i] = lut[src[i]];
         return NRT_OK;
     }
     if (is_float_src(dt)) {
         for (int64_t i = 0; i < n; i++) {
             double v = load_float(dt, be, src, i);
             if (!isfinite(v))
-                return nrt_error_set(NRT_ERR_FORMAT, "%s: value %g at index %lld is not finite",
-                                     name, v, (long long)i);
+                return nrt_error_set(NRT_ERR_FORMAT, "%s: value %g at index %lld is not finite", name, v,
+                                     (long long)i);
             out[i] = (float)(v * scale + shift);
         }
         return NRT_OK;
     }
-    for (int64_t i = 0; i < n; i++)
-        out[i] = (float)((double)load_int(dt, be, src, i) * scale + shift);
+    for (int64_t i = 0; i < n; i++) out[i] = (float)((double)load_int(dt, be, src, i) * scale + shift);
     return NRT_OK;
 }
 
-static int label_range_error(const char *name, const char *value, int64_t i, int32_t classes)
-{
+static int label_range_error(const char *name, const char *value, int64_t i, int32_t classes) {
     if (classes > 0)
-        return nrt_error_set(NRT_ERR_RANGE, "%s: label %s at index %lld is out of range [0, %d)",
-                             name, value, (long long)i, (int)classes);
-    return nrt_error_set(NRT_ERR_RANGE, "%s: label %s at index %lld does not fit in i32", name,
-                         value, (long long)i);
+        return nrt_error_set(NRT_ERR_RANGE, "%s: label %s at index %lld is out of range [0, %d)", name, value,
+                             (long long)i, (int)classes);
+    return nrt_error_set(NRT_ERR_RANGE, "%s: label %s at index %lld does not fit in i32", name, value,
+                         (long long)i);
 }
 
-static int to_i32(int32_t *out, const char *name, enum nrt_dtype dt, int be,
-                  const unsigned char *src, int64_t n, int32_t classes)
-{
+static int to_i32(int32_t *out, const char *name, enum nrt_dtype dt, int be, const unsigned char *src,
+                  int64_t n, int32_t classes) {
     int64_t lo = classes > 0 ? 0 : INT32_MIN, hi = classes > 0 ? classes - 1 : INT32_MAX;
     char text[64];
     for (int64_t i = 0; i < n; i++) {
@@ -301,8 +280,8 @@ static int to_i32(int32_t *out, const char *name, enum nrt_dtype dt, int be,
             double d = load_float(dt, be, src, i);
             if (!isfinite(d) || d != floor(d)) {
                 snprintf(text, sizeof text, "%.9g", d);
-                return nrt_error_set(NRT_ERR_FORMAT, "%s: label %s at index %lld is not an integer",
-                                     name, text, (long long)i);
+                return nrt_error_set(NRT_ERR_FORMAT, "%s: label %s at index %lld is not an integer", name,
+                                     text, (long long)i);
             }
             if (d < (double)lo || d > (double)hi) {
                 snprintf(text, sizeof text, "%.9g", d);
@@ -321,21 +300,17 @@ static int to_i32(int32_t *out, const char *name, enum nrt_dtype dt, int be,
     return NRT_OK;
 }
 
-int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt,
-                      int big_endian, const void *src, int rank, const int64_t *dims,
-                      const struct nrt_load_opts *opts)
-{
+int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt, int big_endian,
+                      const void *src, int rank, const int64_t *dims, const struct nrt_load_opts *opts) {
     struct nrt_load_opts def = nrt_load_opts_features(1.0, 0.0);
-    if (!opts)
-        opts = &def;
+    if (!opts) opts = &def;
     memset(out, 0, sizeof *out);
     if (opts->dtype != NRT_DT_F32 && opts->dtype != NRT_DT_I32)
         return nrt_error_set(NRT_ERR_ARG, "%s: loaders convert to f32 or i32, not %s", name,
                              nrt_dtype_name(opts->dtype));
     struct nrt_array a;
     int rc = nrt_array_init(&a, opts->dtype, rank, dims);
-    if (rc)
-        return nrt_error_prefix(rc, name);
+    if (rc) return nrt_error_prefix(rc, name);
     if (opts->dtype == NRT_DT_F32)
         rc = to_f32(a.data, name, src_dt, big_endian, src, a.count, opts->scale, opts->shift);
     else
@@ -350,8 +325,7 @@ int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype sr
 
 /* ------------------------------------------------------------------ UTF-8 -- */
 
-int nrt_utf8_valid(const char *str, size_t n)
-{
+int nrt_utf8_valid(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < n) {
@@ -362,19 +336,26 @@ int nrt_utf8_valid(const char *str, size_t n)
         }
         size_t extra;
         uint32_t cp, min;
-        if ((c & 0xE0) == 0xC0) { extra = 1; cp = c & 0x1F; min = 0x80; }
-        else if ((c & 0xF0) == 0xE0) { extra = 2; cp = c & 0x0F; min = 0x800; }
-        else if ((c & 0xF8) == 0xF0) { extra = 3; cp = c & 0x07; min = 0x10000; }
-        else return 0;
-        if (n - i <= extra)
+        if ((c & 0xE0) == 0xC0) {
+            extra = 1;
+            cp = c & 0x1F;
+            min = 0x80;
+        } else if ((c & 0xF0) == 0xE0) {
+            extra = 2;
+            cp = c & 0x0F;
+            min = 0x800;
+        } else if ((c & 0xF8) == 0xF0) {
+            extra = 3;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else
             return 0;
+        if (n - i <= extra) return 0;
         for (size_t k = 1; k <= extra; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
             cp = (cp << 6) | (s[i + k] & 0x3F);
         }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
         i += extra + 1;
     }
     return 1;

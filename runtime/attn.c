@@ -33,8 +33,7 @@ struct attn_job {
 
 /* p[0..kp) = sum_c x[c] t[c * tp + j]: each block of 16 keys in registers over c. */
 static void scores(int64_t d, int64_t tp, int64_t kp, const float *restrict x, const float *restrict t,
-                   float *restrict p)
-{
+                   float *restrict p) {
     int64_t j = 0;
     for (; j + 4 * BLK <= kp; j += 4 * BLK) { /* four independent sums */
         v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
@@ -57,53 +56,44 @@ static void scores(int64_t d, int64_t tp, int64_t kp, const float *restrict x, c
             a0 += x[c] * vload(t + c * tp + j);
             a1 += x[c + 1] * vload(t + (c + 1) * tp + j);
         }
-        if (c < d)
-            a0 += x[c] * vload(t + c * tp + j);
+        if (c < d) a0 += x[c] * vload(t + c * tp + j);
         vstore(p + j, a0 + a1);
     }
 }
 
 /* Part `part` (0: q, 1: k, 2: v) of the head at base: rows [t][dp] (rows != 0) or
  * transposed [dp][tp], zero-padded. */
-static void head_copy(const struct nrt_attn *g, const float *base, int part, float *restrict dst, int rows)
-{
+static void head_copy(const struct nrt_attn *g, const float *base, int part, float *restrict dst, int rows) {
     const int64_t d = g->e / g->h, dp = up(d), t = g->t, tp = up(t), ld = 3 * g->e;
     const float *src = base + part * g->e;
     if (rows) { /* rows t.. are never read */
         for (int64_t j = 0; j < t; j++)
-            for (int64_t c = 0; c < dp; c++)
-                dst[j * dp + c] = c < d ? src[j * ld + c] : 0.0f;
+            for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = c < d ? src[j * ld + c] : 0.0f;
         return;
     }
     for (int64_t c = 0; c < d; c++) { /* rows d.. are never read */
-        for (int64_t j = 0; j < t; j++)
-            dst[c * tp + j] = src[j * ld + c];
-        for (int64_t j = t; j < tp; j++)
-            dst[c * tp + j] = 0.0f;
+        for (int64_t j = 0; j < t; j++) dst[c * tp + j] = src[j * ld + c];
+        for (int64_t j = t; j < tp; j++) dst[c * tp + j] = 0.0f;
     }
 }
 
 /* Row i's attention weights p[0..up(kn)) (0 from kn on) from q_i and the
  * transposed keys kt; returns kn, the keys the row sees. */
 static int64_t attn_weights(const struct nrt_attn *g, const float *restrict qi, const float *restrict kt,
-                            float *restrict p, int64_t i)
-{
+                            float *restrict p, int64_t i) {
     const int64_t d = g->e / g->h, tp = up(g->t), kn = g->causal ? i + 1 : g->t, kp = up(kn);
     scores(d, tp, kp, qi, kt, p);
     for (int64_t j = 0; j < kp; j += BLK)
-        for (int l = 0; l < BLK; l++)
-            p[j + l] *= g->scale;
+        for (int l = 0; l < BLK; l++) p[j + l] *= g->scale;
     float m[BLK], s[BLK];
     for (int l = 0; l < BLK; l++) {
         m[l] = -INFINITY;
         s[l] = 0.0f;
     }
     for (int64_t j = 0; j < kp; j += BLK)
-        for (int l = 0; l < BLK; l++)
-            m[l] = j + l < kn && p[j + l] > m[l] ? p[j + l] : m[l];
+        for (int l = 0; l < BLK; l++) m[l] = j + l < kn && p[j + l] > m[l] ? p[j + l] : m[l];
     float mx = m[0];
-    for (int l = 1; l < BLK; l++)
-        mx = m[l] > mx ? m[l] : mx;
+    for (int l = 1; l < BLK; l++) mx = m[l] > mx ? m[l] : mx;
     for (int64_t j = 0; j < kp; j += BLK)
         for (int l = 0; l < BLK; l++) {
             const float e = j + l < kn ? nrt_expf(p[j + l] - mx) : 0.0f;
@@ -111,17 +101,14 @@ static int64_t attn_weights(const struct nrt_attn *g, const float *restrict qi, 
             s[l] += e;
         }
     float sum = 0.0f;
-    for (int l = 0; l < BLK; l++)
-        sum += s[l];
+    for (int l = 0; l < BLK; l++) sum += s[l];
     const float inv = 1.0f / sum;
     for (int64_t j = 0; j < kp; j += BLK)
-        for (int l = 0; l < BLK; l++)
-            p[j + l] *= inv;
+        for (int l = 0; l < BLK; l++) p[j + l] *= inv;
     return kn;
 }
 
-static void attn_fwd(void *arg, int64_t lo, int64_t hi)
-{
+static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
     const int64_t d = g->e / g->h, dp = up(d), t = g->t, tp = up(t), ld = 3 * g->e;
@@ -143,30 +130,25 @@ static void attn_fwd(void *arg, int64_t lo, int64_t hi)
                     a2 += p[j + 2] * vload(v + (j + 2) * dp + c);
                     a3 += p[j + 3] * vload(v + (j + 3) * dp + c);
                 }
-                for (; j < kn; j++)
-                    a0 += p[j] * vload(v + j * dp + c);
+                for (; j < kn; j++) a0 += p[j] * vload(v + j * dp + c);
                 vstore(acc + c, (a0 + a1) + (a2 + a3));
             }
             float *restrict yi = jb->out + (b * t + i) * g->e + h * d;
-            for (int64_t c = 0; c < d; c++)
-                yi[c] = acc[c];
+            for (int64_t c = 0; c < d; c++) yi[c] = acc[c];
         }
     }
 }
 
 /* Writes the first min(BLK, d - c) floats of x to o + c. */
-static void store_part(float *restrict o, int64_t c, int64_t d, v16 x)
-{
+static void store_part(float *restrict o, int64_t c, int64_t d, v16 x) {
     float tmp[BLK];
     vstore(tmp, x);
-    for (int64_t l = 0; l < BLK && c + l < d; l++)
-        o[c + l] = tmp[l];
+    for (int64_t l = 0; l < BLK && c + l < d; l++) o[c + l] = tmp[l];
 }
 
 /* Two passes per head: by rows, the weights p_i and ds_i (kept, [t][tp] each)
  * and dq_i; then by keys, dk_j and dv_j, each in registers over the rows. */
-static void attn_bwd(void *arg, int64_t lo, int64_t hi)
-{
+static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
     const int64_t d = g->e / g->h, dp = up(d), t = g->t, tp = up(t), ld = 3 * g->e;
@@ -191,8 +173,7 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi)
             const int64_t kn = attn_weights(g, base + i * ld, kt, p, i), kp = up(kn);
             scores(d, tp, kp, gi, vt, ds); /* dy_i . v_j */
             for (int64_t j = 0; j < kp; j += BLK)
-                for (int l = 0; l < BLK; l++)
-                    ds[j + l] = g->scale * p[j + l] * (ds[j + l] - dd);
+                for (int l = 0; l < BLK; l++) ds[j + l] = g->scale * p[j + l] * (ds[j + l] - dd);
             float *restrict o = jb->out + (b * t + i) * ld + h * d;
             for (int64_t c = 0; c < dp; c += BLK) { /* dq_i: sums over even and odd keys */
                 v16 a0 = {0}, a1 = {0};
@@ -201,8 +182,7 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi)
                     a0 += ds[j] * vload(kr + j * dp + c);
                     a1 += ds[j + 1] * vload(kr + (j + 1) * dp + c);
                 }
-                if (j < kn)
-                    a0 += ds[j] * vload(kr + j * dp + c);
+                if (j < kn) a0 += ds[j] * vload(kr + j * dp + c);
                 store_part(o, c, d, a0 + a1);
             }
         }
@@ -228,17 +208,13 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_attention(const struct nrt_attn *g, const float *qkv, float *y, float *scratch)
-{
+void nrt_attention(const struct nrt_attn *g, const float *qkv, float *y, float *scratch) {
     struct attn_job jb = {g, qkv, NULL, NULL, y, scratch};
-    if (g->n > 0 && g->t > 0)
-        nrt_parallel_for(g->n * g->h, 1, attn_fwd, &jb);
+    if (g->n > 0 && g->t > 0) nrt_parallel_for(g->n * g->h, 1, attn_fwd, &jb);
 }
 
-void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float *y, const float *dy, float *dqkv,
-                        float *scratch)
-{
+void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float *y, const float *dy,
+                        float *dqkv, float *scratch) {
     struct attn_job jb = {g, qkv, y, dy, dqkv, scratch};
-    if (g->n > 0 && g->t > 0)
-        nrt_parallel_for(g->n * g->h, 1, attn_bwd, &jb);
+    if (g->n > 0 && g->t > 0) nrt_parallel_for(g->n * g->h, 1, attn_bwd, &jb);
 }

@@ -6,16 +6,13 @@
  * split over the thread pool. The OpenCL version is in cl_bmm.c. */
 #include "runtime/netrt.h"
 
-int64_t nrt_bgemm_count(const struct nrt_bgemm *g)
-{
+int64_t nrt_bgemm_count(const struct nrt_bgemm *g) {
     int64_t n = 1;
-    for (int d = 0; d < g->nd; d++)
-        n *= g->dim[d];
+    for (int d = 0; d < g->nd; d++) n *= g->dim[d];
     return n;
 }
 
-void nrt_bgemm_offsets(const struct nrt_bgemm *g, int64_t q, int64_t *ao, int64_t *bo)
-{
+void nrt_bgemm_offsets(const struct nrt_bgemm *g, int64_t q, int64_t *ao, int64_t *bo) {
     *ao = *bo = 0;
     for (int d = g->nd - 1; d >= 0; d--) {
         int64_t c = q % g->dim[d];
@@ -25,14 +22,11 @@ void nrt_bgemm_offsets(const struct nrt_bgemm *g, int64_t q, int64_t *ao, int64_
     }
 }
 
-int nrt_bgemm_rows(const struct nrt_bgemm *g)
-{
-    if (g->ta)
-        return 0;
+int nrt_bgemm_rows(const struct nrt_bgemm *g) {
+    if (g->ta) return 0;
     int64_t want = (g->ta ? g->k : g->m) * g->lda;
     for (int d = g->nd - 1; d >= 0; d--) {
-        if (g->sb[d] != 0 || g->sa[d] != want)
-            return 0;
+        if (g->sb[d] != 0 || g->sa[d] != want) return 0;
         want *= g->dim[d];
     }
     return 1;
@@ -45,8 +39,7 @@ struct bgemm_job {
     float *c;
 };
 
-static void bgemm_items(void *arg, int64_t lo, int64_t hi)
-{
+static void bgemm_items(void *arg, int64_t lo, int64_t hi) {
     const struct bgemm_job *j = arg;
     const struct nrt_bgemm *g = j->g;
     for (int64_t q = lo; q < hi; q++) {
@@ -57,11 +50,10 @@ static void bgemm_items(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_sgemm_batch(const struct nrt_bgemm *g, float alpha, const float *a, const float *b, float beta, float *c)
-{
+void nrt_sgemm_batch(const struct nrt_bgemm *g, float alpha, const float *a, const float *b, float beta,
+                     float *c) {
     int64_t nb = nrt_bgemm_count(g);
-    if (nb <= 0)
-        return;
+    if (nb <= 0) return;
     if (nrt_bgemm_rows(g)) { /* B shared, A's items stacked: one GEMM of nb*m rows */
         nrt_sgemm(0, g->tb, nb * g->m, g->n, g->k, alpha, a, g->lda, b, g->ldb, beta, c, g->ldc);
         return;

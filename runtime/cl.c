@@ -19,18 +19,29 @@
 #include <unistd.h>
 
 /* The runtime's kernels, in the order of their names below. */
-#define LIB_KERNELS(X)                                                                                  \
-    X(SGEMM, "nrt_sgemm") X(SGEMM_DOT, "nrt_sgemm_dot") X(IM2COL, "nrt_im2col") X(COL2IM, "nrt_col2im") X(TO_CM, "nrt_to_cm")         \
-    X(FROM_CM, "nrt_from_cm") X(MAXPOOL, "nrt_maxpool") X(MAXPOOL_GRAD, "nrt_maxpool_grad")             \
-    X(AVGPOOL, "nrt_avgpool") X(AVGPOOL_GRAD, "nrt_avgpool_grad") X(UPSAMPLE, "nrt_upsample")           \
-    X(UPSAMPLE_GRAD, "nrt_upsample_grad") X(RNN_FWD, "nrt_rnn_fwd") X(RNN_BWD, "nrt_rnn_bwd")              \
-    X(RNN_COLSUM, "nrt_rnn_colsum") X(RNN_ROWS, "nrt_rnn_rows")
+#define LIB_KERNELS(X)                    \
+    X(SGEMM, "nrt_sgemm")                 \
+    X(SGEMM_DOT, "nrt_sgemm_dot")         \
+    X(IM2COL, "nrt_im2col")               \
+    X(COL2IM, "nrt_col2im")               \
+    X(TO_CM, "nrt_to_cm")                 \
+    X(FROM_CM, "nrt_from_cm")             \
+    X(MAXPOOL, "nrt_maxpool")             \
+    X(MAXPOOL_GRAD, "nrt_maxpool_grad")   \
+    X(AVGPOOL, "nrt_avgpool")             \
+    X(AVGPOOL_GRAD, "nrt_avgpool_grad")   \
+    X(UPSAMPLE, "nrt_upsample")           \
+    X(UPSAMPLE_GRAD, "nrt_upsample_grad") \
+    X(RNN_FWD, "nrt_rnn_fwd")             \
+    X(RNN_BWD, "nrt_rnn_bwd")             \
+    X(RNN_COLSUM, "nrt_rnn_colsum")       \
+    X(RNN_ROWS, "nrt_rnn_rows")
 
 enum lib_kernel {
 #define X_(id, name) LK_##id,
     LIB_KERNELS(X_)
 #undef X_
-    LK_COUNT /* number of library kernels */
+        LK_COUNT /* number of library kernels */
 };
 
 static const char *const lib_kernel_names[LK_COUNT] = {
@@ -48,35 +59,35 @@ struct gemm_tiles {
 
 /* Device time of one kernel name (NETC_CL_PROFILE=1). */
 struct prof {
-    char name[96];    /* the kernel (SGEMM: with its shape) */
-    double ms;        /* total device milliseconds */
-    long calls;       /* launches */
+    char name[96]; /* the kernel (SGEMM: with its shape) */
+    double ms;     /* total device milliseconds */
+    long calls;    /* launches */
 };
 
 #define PROF_MAX 512 /* kernel names profiled */
 
 struct nrt_cl {
-    cl_platform_id platform;     /* the chosen device's platform */
-    cl_device_id device;         /* the device */
-    cl_context context;          /* a context over it alone */
-    cl_command_queue queue;      /* in-order queue */
-    cl_program lib;              /* cl_kernels.cl */
-    cl_program prog;             /* the model's program */
-    cl_kernel lk[LK_COUNT];      /* library kernels */
-    cl_kernel *kernels;          /* the model's kernels, by index */
-    size_t *kernel_wg;           /* their CL_KERNEL_WORK_GROUP_SIZE */
-    int n_kernels;               /* how many */
-    cl_mem arena;                /* every buffer, then the workspace */
-    int64_t arena_elems;         /* its size in 4-byte elements */
-    struct gemm_tiles tiles;     /* SGEMM tiles for this device */
-    size_t max_wg;               /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
-    cl_uint units;               /* CL_DEVICE_MAX_COMPUTE_UNITS */
-    int built;                   /* a program was built from source at open */
-    struct prof *prof;           /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
-    int n_prof;                  /* kernels in prof */
-    int dead;                    /* an OpenCL call failed: later calls are no-ops */
-    char err[256];               /* the message of that failure */
-    char name[256];              /* "platform / device" */
+    cl_platform_id platform; /* the chosen device's platform */
+    cl_device_id device;     /* the device */
+    cl_context context;      /* a context over it alone */
+    cl_command_queue queue;  /* in-order queue */
+    cl_program lib;          /* cl_kernels.cl */
+    cl_program prog;         /* the model's program */
+    cl_kernel lk[LK_COUNT];  /* library kernels */
+    cl_kernel *kernels;      /* the model's kernels, by index */
+    size_t *kernel_wg;       /* their CL_KERNEL_WORK_GROUP_SIZE */
+    int n_kernels;           /* how many */
+    cl_mem arena;            /* every buffer, then the workspace */
+    int64_t arena_elems;     /* its size in 4-byte elements */
+    struct gemm_tiles tiles; /* SGEMM tiles for this device */
+    size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    int built;               /* a program was built from source at open */
+    struct prof *prof;       /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
+    int n_prof;              /* kernels in prof */
+    int dead;                /* an OpenCL call failed: later calls are no-ops */
+    char err[256];           /* the message of that failure */
+    char name[256];          /* "platform / device" */
 };
 
 /* The open device of ctx (struct nrt_ctx's dev). */
@@ -87,6 +98,7 @@ struct nrt_cl {
 /* ----------------------------------------------------------------- errors -- */
 
 /* The name of an OpenCL error code. */
+/* clang-format off */
 static const char *cl_errname(cl_int e)
 {
     switch (e) {
@@ -111,14 +123,13 @@ static const char *cl_errname(cl_int e)
         return "unknown OpenCL error";
     }
 }
+/* clang-format on */
 
 /* Marks the device dead with "OpenCL: what: CODE" and records it in ctx. */
 static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...) NRT_PRINTF(3, 4);
-static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...)
-{
+static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...) {
     struct nrt_cl *cl = ctx->dev;
-    if (cl->dead)
-        return;
+    if (cl->dead) return;
     char what[160];
     va_list ap;
     va_start(ap, fmt);
@@ -131,8 +142,7 @@ static void cl_fail(struct nrt_ctx *ctx, cl_int e, const char *fmt, ...)
 
 /* Whether calls must be skipped: no device, or one that failed (whose message
  * is recorded in ctx again, since nrt_ctx_run clears it before each run). */
-static int cl_dead(struct nrt_ctx *ctx)
-{
+static int cl_dead(struct nrt_ctx *ctx) {
     if (!ctx->dev) {
         nrt_ctx_fail_code(ctx, NRT_ERR_DEVICE, "OpenCL: the context has no device (a host model)");
         return 1;
@@ -150,31 +160,26 @@ static const char install_hint[] =
     "install an OpenCL driver, e.g. `apt-get install pocl-opencl-icd` for a CPU device";
 
 /* Every platform (up to 16), or an error that says how to install one. */
-static int platforms_get(cl_platform_id *ps, cl_uint *np)
-{
+static int platforms_get(cl_platform_id *ps, cl_uint *np) {
     cl_int e = clGetPlatformIDs(16, ps, np);
     if (e == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (e == CL_SUCCESS && *np == 0))
         return nrt_error_set(NRT_ERR_NOTFOUND, "OpenCL: no platform found: %s", install_hint);
     if (e != CL_SUCCESS)
         return nrt_error_set(NRT_ERR_IO, "OpenCL: clGetPlatformIDs: %s (%d): %s", cl_errname(e), (int)e,
                              install_hint);
-    if (*np > 16)
-        *np = 16;
+    if (*np > 16) *np = 16;
     return NRT_OK;
 }
 
 /* The devices of platform p (up to 64); none is not an error. */
-static cl_uint devices_get(cl_platform_id p, cl_device_id *ds)
-{
+static cl_uint devices_get(cl_platform_id p, cl_device_id *ds) {
     cl_uint n = 0;
-    if (clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 64, ds, &n) != CL_SUCCESS)
-        return 0;
+    if (clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 64, ds, &n) != CL_SUCCESS) return 0;
     return n > 64 ? 64 : n;
 }
 
 /* "platform / device" into buf. */
-static void device_label(cl_platform_id p, cl_device_id d, char *buf, size_t len)
-{
+static void device_label(cl_platform_id p, cl_device_id d, char *buf, size_t len) {
     char pn[128] = "?", dn[128] = "?";
     clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof pn, pn, NULL);
     clGetDeviceInfo(d, CL_DEVICE_NAME, sizeof dn, dn, NULL);
@@ -182,20 +187,17 @@ static void device_label(cl_platform_id p, cl_device_id d, char *buf, size_t len
     snprintf(buf, len, "%s / %s", pn, dn);
 }
 
-static cl_device_type device_type(cl_device_id d)
-{
+static cl_device_type device_type(cl_device_id d) {
     cl_device_type t = 0;
     clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof t, &t, NULL);
     return t;
 }
 
-int nrt_cl_device_list(void)
-{
+int nrt_cl_device_list(void) {
     cl_platform_id ps[16];
     cl_uint np = 0;
     int rc = platforms_get(ps, &np);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     for (cl_uint p = 0; p < np; p++) {
         cl_device_id ds[64];
         cl_uint nd = devices_get(ps[p], ds);
@@ -208,8 +210,10 @@ int nrt_cl_device_list(void)
             clGetDeviceInfo(ds[d], CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL);
             cl_device_type t = device_type(ds[d]);
             printf("%u:%u  %s (%s, %u compute units, %llu MiB global memory)\n", p, d, label,
-                   t & CL_DEVICE_TYPE_GPU ? "GPU" : t & CL_DEVICE_TYPE_CPU ? "CPU"
-                   : t & CL_DEVICE_TYPE_ACCELERATOR ? "accelerator" : "other",
+                   t & CL_DEVICE_TYPE_GPU           ? "GPU"
+                   : t & CL_DEVICE_TYPE_CPU         ? "CPU"
+                   : t & CL_DEVICE_TYPE_ACCELERATOR ? "accelerator"
+                                                    : "other",
                    cu, (unsigned long long)(mem >> 20));
         }
     }
@@ -217,27 +221,22 @@ int nrt_cl_device_list(void)
 }
 
 /* Case-insensitive substring search. */
-static int contains_nocase(const char *hay, const char *needle)
-{
+static int contains_nocase(const char *hay, const char *needle) {
     size_t n = strlen(needle);
     for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return 1;
+        if (strncasecmp(hay, needle, n) == 0) return 1;
     return n == 0;
 }
 
 /* Picks the device for spec (see nrt_ctx_device_set) into *pp, *dp. */
-static int device_choose(const char *spec, cl_platform_id *pp, cl_device_id *dp)
-{
+static int device_choose(const char *spec, cl_platform_id *pp, cl_device_id *dp) {
     cl_platform_id ps[16];
     cl_uint np = 0;
     int rc = platforms_get(ps, &np);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     unsigned sp = 0, sd = 0;
     int by_index = 0, consumed = 0;
-    if (spec && sscanf(spec, "%u:%u%n", &sp, &sd, &consumed) == 2 && spec[consumed] == '\0')
-        by_index = 1;
+    if (spec && sscanf(spec, "%u:%u%n", &sp, &sd, &consumed) == 2 && spec[consumed] == '\0') by_index = 1;
     int found = 0;
     for (int pass = 0; pass < 2 && !found; pass++) /* default: a GPU first, then anything */
         for (cl_uint p = 0; p < np && !found; p++) {
@@ -258,8 +257,7 @@ static int device_choose(const char *spec, cl_platform_id *pp, cl_device_id *dp)
                 }
             }
         }
-    if (found)
-        return NRT_OK;
+    if (found) return NRT_OK;
     if (spec)
         return nrt_error_set(NRT_ERR_NOTFOUND, "OpenCL: no device matches '%s' (`--device list` shows them)",
                              spec);
@@ -276,8 +274,7 @@ static int device_choose(const char *spec, cl_platform_id *pp, cl_device_id *dp)
 
 #define CACHE_MAGIC "NETCCLB1"
 
-static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
-{
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
     const unsigned char *s = p;
     for (size_t i = 0; i < n; i++) {
         h ^= s[i];
@@ -287,11 +284,9 @@ static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
 }
 
 /* The cache directory into buf (created); 0 when the cache is off or unusable. */
-static int cache_dir(char *buf, size_t len)
-{
+static int cache_dir(char *buf, size_t len) {
     const char *off = getenv("NETC_CL_CACHE");
-    if (off && strcmp(off, "0") == 0)
-        return 0;
+    if (off && strcmp(off, "0") == 0) return 0;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     int n;
     if (xdg && *xdg)
@@ -300,12 +295,10 @@ static int cache_dir(char *buf, size_t len)
         n = snprintf(buf, len, "%s/.cache/netc/cl", home);
     else
         return 0;
-    if (n < 0 || (size_t)n >= len)
-        return 0;
+    if (n < 0 || (size_t)n >= len) return 0;
     /* mkdir -p */
     for (char *s = buf + 1; *s; s++) {
-        if (*s != '/')
-            continue;
+        if (*s != '/') continue;
         *s = '\0';
         mkdir(buf, 0755);
         *s = '/';
@@ -314,11 +307,9 @@ static int cache_dir(char *buf, size_t len)
 }
 
 /* The cache file of a program into path; 0 when the cache is off. */
-static int cache_path(struct nrt_cl *cl, const char *opts, const char *src, char *path, size_t len)
-{
+static int cache_path(struct nrt_cl *cl, const char *opts, const char *src, char *path, size_t len) {
     char dir[1024];
-    if (!cache_dir(dir, sizeof dir))
-        return 0;
+    if (!cache_dir(dir, sizeof dir)) return 0;
     char info[4][256] = {{0}};
     clGetPlatformInfo(cl->platform, CL_PLATFORM_VERSION, sizeof info[0], info[0], NULL);
     clGetDeviceInfo(cl->device, CL_DRIVER_VERSION, sizeof info[1], info[1], NULL);
@@ -336,11 +327,9 @@ static int cache_path(struct nrt_cl *cl, const char *opts, const char *src, char
 }
 
 /* The cached binary at path (nrt_alloc'd), or NULL. */
-static unsigned char *cache_read(const char *path, size_t *size)
-{
+static unsigned char *cache_read(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     char magic[8];
     uint64_t n = 0, h = 0;
     unsigned char *bin = NULL;
@@ -359,14 +348,12 @@ static unsigned char *cache_read(const char *path, size_t *size)
 
 /* Writes the program's binary to path, atomically; failures are ignored (the
  * next run builds again). */
-static void cache_write(cl_program prog, const char *path)
-{
+static void cache_write(cl_program prog, const char *path) {
     size_t size = 0;
     if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || !size)
         return;
     unsigned char *bin = nrt_alloc(size, 0);
-    if (!bin)
-        return;
+    if (!bin) return;
     char tmp[1200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = NULL;
@@ -375,10 +362,8 @@ static void cache_write(cl_program prog, const char *path)
         uint64_t n = size, h = fnv_bytes(0xcbf29ce484222325ull, bin, size);
         int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(&n, 8, 1, f) == 1 && fwrite(&h, 8, 1, f) == 1 &&
                  fwrite(bin, 1, size, f) == size;
-        if (fclose(f) == 0 && ok && rename(tmp, path) == 0)
-            tmp[0] = '\0';
-        if (tmp[0])
-            remove(tmp);
+        if (fclose(f) == 0 && ok && rename(tmp, path) == 0) tmp[0] = '\0';
+        if (tmp[0]) remove(tmp);
     }
     nrt_free(bin);
 }
@@ -388,8 +373,8 @@ static void cache_write(cl_program prog, const char *path)
 /* Builds src with opts for the device, from the cache when it can; what names
  * the program in errors ("runtime kernels", "model kernels"). A build failure
  * is an error carrying the first lines of the build log. */
-static int program_build(struct nrt_cl *cl, const char *what, const char *src, const char *opts, cl_program *out)
-{
+static int program_build(struct nrt_cl *cl, const char *what, const char *src, const char *opts,
+                         cl_program *out) {
     char path[1100];
     int cached = cache_path(cl, opts, src, path, sizeof path);
     cl_int e;
@@ -406,16 +391,15 @@ static int program_build(struct nrt_cl *cl, const char *what, const char *src, c
                 *out = p;
                 return NRT_OK;
             }
-            if (p)
-                clReleaseProgram(p);
+            if (p) clReleaseProgram(p);
         }
     }
     cl->built = 1;
     size_t len = strlen(src);
     cl_program p = clCreateProgramWithSource(cl->context, 1, &src, &len, &e);
     if (!p)
-        return nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateProgramWithSource(%s): %s (%d)", what, cl_errname(e),
-                             (int)e);
+        return nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateProgramWithSource(%s): %s (%d)", what,
+                             cl_errname(e), (int)e);
     e = clBuildProgram(p, 1, &cl->device, opts, NULL, NULL);
     if (e != CL_SUCCESS) {
         char log[4096] = "";
@@ -427,16 +411,14 @@ static int program_build(struct nrt_cl *cl, const char *what, const char *src, c
         return nrt_error_set(NRT_ERR_FORMAT, "OpenCL: building the %s failed: %s (%d); build log above", what,
                              cl_errname(e), (int)e);
     }
-    if (cached)
-        cache_write(p, path);
+    if (cached) cache_write(p, path);
     *out = p;
     return NRT_OK;
 }
 
 /* Whether tiles t fit a device allowing wg work-items per group (items[0..1]
  * per dim) and `local` bytes of local memory. */
-static int tiles_fit(const struct gemm_tiles *t, size_t wg, const size_t *items, cl_ulong local)
-{
+static int tiles_fit(const struct gemm_tiles *t, size_t wg, const size_t *items, cl_ulong local) {
     cl_ulong bytes = (cl_ulong)t->tk * (cl_ulong)(t->ry * t->wm + t->rx * t->vw) * 4;
     return t->vw > 0 && t->wm > 0 && t->rx > 0 && t->ry > 0 && t->tk > 0 && (size_t)(t->rx * t->ry) <= wg &&
            (size_t)t->rx <= items[0] && (size_t)t->ry <= items[1] && bytes <= local;
@@ -449,8 +431,7 @@ static int tiles_fit(const struct gemm_tiles *t, size_t wg, const size_t *items,
  * bench/cl_gemm); GPUs get 16x16 work-items with 4x4 blocks. The first
  * candidate that fits the work-group and local memory limits wins.
  * NETC_CL_GEMM="vw,wm,rx,ry,tk" overrides the choice (for tuning). */
-static struct gemm_tiles tiles_choose(struct nrt_cl *cl)
-{
+static struct gemm_tiles tiles_choose(struct nrt_cl *cl) {
     cl_ulong local = 0;
     size_t wg = 1, items[3] = {1, 1, 1};
     cl_uint pref = 0;
@@ -473,16 +454,14 @@ static struct gemm_tiles tiles_choose(struct nrt_cl *cl)
         {1, 1, 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof cand / sizeof *cand; i++)
-        if (tiles_fit(&cand[i], wg, items, local))
-            return cand[i];
+        if (tiles_fit(&cand[i], wg, items, local)) return cand[i];
     return cand[sizeof cand / sizeof *cand - 1];
 }
 
 /* ---------------------------------------------------------------- context -- */
 
 /* Builds both programs and creates every kernel. */
-static int kernels_create(struct nrt_ctx *ctx)
-{
+static int kernels_create(struct nrt_ctx *ctx) {
     struct nrt_cl *cl = ctx->dev;
     const struct nrt_cl_program *mp = PROGRAM(ctx);
     const struct gemm_tiles *t = &cl->tiles;
@@ -492,8 +471,7 @@ static int kernels_create(struct nrt_ctx *ctx)
     int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
     if (!rc)
         rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     cl_int e;
     for (int i = 0; i < LK_COUNT; i++)
         if (!(cl->lk[i] = clCreateKernel(cl->lib, lib_kernel_names[i], &e)))
@@ -502,8 +480,7 @@ static int kernels_create(struct nrt_ctx *ctx)
     int n = mp->n_kernels > 0 ? mp->n_kernels : 0;
     cl->kernels = nrt_alloc_zero(sizeof *cl->kernels * (size_t)(n + 1), 0);
     cl->kernel_wg = nrt_alloc_zero(sizeof *cl->kernel_wg * (size_t)(n + 1), 0);
-    if (!cl->kernels || !cl->kernel_wg)
-        return NRT_ERR_NOMEM;
+    if (!cl->kernels || !cl->kernel_wg) return NRT_ERR_NOMEM;
     cl->n_kernels = n;
     for (int i = 0; i < n; i++) {
         if (!(cl->kernels[i] = clCreateKernel(cl->prog, mp->kernel_names[i], &e)))
@@ -520,24 +497,22 @@ static void cl_close(struct nrt_ctx *ctx);
 
 /* The device layer's open (struct nrt_device_ops): chooses the device, builds
  * the programs and allocates the arena; on failure ctx->dev stays NULL. */
-static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
-{
+static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
     struct nrt_cl *cl = nrt_alloc_zero(sizeof *cl, 0);
-    if (!cl)
-        return NRT_ERR_NOMEM;
+    if (!cl) return NRT_ERR_NOMEM;
     ctx->dev = cl;
     int rc = device_choose(spec, &cl->platform, &cl->device);
     cl_int e = CL_SUCCESS;
     if (!rc) {
         device_label(cl->platform, cl->device, cl->name, sizeof cl->name);
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
-        if (!cl->max_wg)
-            cl->max_wg = 1;
+        if (!cl->max_wg) cl->max_wg = 1;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
         cl->tiles = tiles_choose(cl);
         cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
         if (!cl->context)
-            rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e), (int)e);
+            rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e),
+                               (int)e);
     }
     const char *prof = getenv("NETC_CL_PROFILE");
     if (!rc && prof && strcmp(prof, "1") == 0 && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)))
@@ -545,8 +520,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
     if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
                                                   cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
         rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
-    if (!rc)
-        rc = kernels_create(ctx);
+    if (!rc) rc = kernels_create(ctx);
     if (!rc) {
         cl_ulong maxalloc = 0;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof maxalloc, &maxalloc, NULL);
@@ -558,16 +532,15 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
                                "(try a smaller --batch)",
                                (double)bytes / 1048576.0, cl->name, (double)maxalloc / 1048576.0);
         else if (!(cl->arena = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, bytes, NULL, &e)))
-            rc = nrt_error_set(NRT_ERR_NOMEM, "OpenCL: clCreateBuffer(%zu bytes): %s (%d)", bytes, cl_errname(e),
-                               (int)e);
+            rc = nrt_error_set(NRT_ERR_NOMEM, "OpenCL: clCreateBuffer(%zu bytes): %s (%d)", bytes,
+                               cl_errname(e), (int)e);
     }
     if (!rc) {
         /* A cleared arena: reads of never-written workspace give 0, not noise. */
         cl_float zero = 0;
-        e = clEnqueueFillBuffer(cl->queue, cl->arena, &zero, sizeof zero, 0, (size_t)cl->arena_elems * 4, 0, NULL,
-                                NULL);
-        if (e == CL_SUCCESS)
-            e = clFinish(cl->queue);
+        e = clEnqueueFillBuffer(cl->queue, cl->arena, &zero, sizeof zero, 0, (size_t)cl->arena_elems * 4, 0,
+                                NULL, NULL);
+        if (e == CL_SUCCESS) e = clFinish(cl->queue);
         if (e != CL_SUCCESS)
             rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clEnqueueFillBuffer: %s (%d)", cl_errname(e), (int)e);
     }
@@ -580,22 +553,18 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems)
 }
 
 /* Prints the profile, the most expensive kernels first, and frees it. */
-static void prof_print(struct nrt_cl *cl)
-{
-    if (!cl->prof)
-        return;
+static void prof_print(struct nrt_cl *cl) {
+    if (!cl->prof) return;
     double total = 0;
-    for (int i = 0; i < cl->n_prof; i++)
-        total += cl->prof[i].ms;
+    for (int i = 0; i < cl->n_prof; i++) total += cl->prof[i].ms;
     fprintf(stderr, "OpenCL profile on %s: %.1f ms of kernels\n", cl->name, total);
     for (int done = 0; done < cl->n_prof && done < 40; done++) {
         int best = -1;
         for (int i = 0; i < cl->n_prof; i++)
-            if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms))
-                best = i;
+            if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms)) best = i;
         struct prof *p = &cl->prof[best];
-        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0, p->calls,
-                p->name);
+        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0,
+                p->calls, p->name);
         p->calls = -1;
     }
     nrt_free(cl->prof);
@@ -603,51 +572,38 @@ static void prof_print(struct nrt_cl *cl)
 }
 
 /* Adds the device time of a finished launch to its kernel's entry. */
-static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev)
-{
+static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev) {
     cl_ulong t0 = 0, t1 = 0;
     clWaitForEvents(1, &ev);
     clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
     clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
     clReleaseEvent(ev);
     int i = 0;
-    while (i < cl->n_prof && strcmp(cl->prof[i].name, name) != 0)
-        i++;
+    while (i < cl->n_prof && strcmp(cl->prof[i].name, name) != 0) i++;
     if (i == cl->n_prof) {
-        if (i == PROF_MAX)
-            return;
+        if (i == PROF_MAX) return;
         snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
     }
     cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
     cl->prof[i].calls++;
 }
 
-static void cl_close(struct nrt_ctx *ctx)
-{
+static void cl_close(struct nrt_ctx *ctx) {
     struct nrt_cl *cl = ctx->dev;
-    if (!cl)
-        return;
-    if (cl->queue)
-        clFinish(cl->queue);
+    if (!cl) return;
+    if (cl->queue) clFinish(cl->queue);
     prof_print(cl);
     for (int i = 0; i < cl->n_kernels; i++)
-        if (cl->kernels[i])
-            clReleaseKernel(cl->kernels[i]);
+        if (cl->kernels[i]) clReleaseKernel(cl->kernels[i]);
     for (int i = 0; i < LK_COUNT; i++)
-        if (cl->lk[i])
-            clReleaseKernel(cl->lk[i]);
+        if (cl->lk[i]) clReleaseKernel(cl->lk[i]);
     nrt_free(cl->kernels);
     nrt_free(cl->kernel_wg);
-    if (cl->arena)
-        clReleaseMemObject(cl->arena);
-    if (cl->prog)
-        clReleaseProgram(cl->prog);
-    if (cl->lib)
-        clReleaseProgram(cl->lib);
-    if (cl->queue)
-        clReleaseCommandQueue(cl->queue);
-    if (cl->context)
-        clReleaseContext(cl->context);
+    if (cl->arena) clReleaseMemObject(cl->arena);
+    if (cl->prog) clReleaseProgram(cl->prog);
+    if (cl->lib) clReleaseProgram(cl->lib);
+    if (cl->queue) clReleaseCommandQueue(cl->queue);
+    if (cl->context) clReleaseContext(cl->context);
     nrt_free(cl);
     ctx->dev = NULL;
 }
@@ -659,46 +615,35 @@ const char *nrt_cl_device_name(const struct nrt_ctx *ctx) { return ctx->dev ? CL
 /* ------------------------------------------------------ copies, launches -- */
 
 /* Whether [off, off + bytes) lies in the arena; records an error if not. */
-static int in_arena(struct nrt_ctx *ctx, const char *what, int64_t off, size_t bytes)
-{
-    if (off >= 0 && (uint64_t)off * 4 + bytes <= (uint64_t)CL(ctx)->arena_elems * 4)
-        return 1;
-    cl_fail(ctx, CL_INVALID_VALUE, "%s of %zu bytes at element %lld outside the %lld-element arena", what, bytes,
-            (long long)off, (long long)CL(ctx)->arena_elems);
+static int in_arena(struct nrt_ctx *ctx, const char *what, int64_t off, size_t bytes) {
+    if (off >= 0 && (uint64_t)off * 4 + bytes <= (uint64_t)CL(ctx)->arena_elems * 4) return 1;
+    cl_fail(ctx, CL_INVALID_VALUE, "%s of %zu bytes at element %lld outside the %lld-element arena", what,
+            bytes, (long long)off, (long long)CL(ctx)->arena_elems);
     return 0;
 }
 
-void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes)
-{
-    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "upload", off, bytes))
-        return;
-    cl_int e = clEnqueueWriteBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, src, 0, NULL,
-                                    NULL);
-    if (e != CL_SUCCESS)
-        cl_fail(ctx, e, "clEnqueueWriteBuffer(%zu bytes)", bytes);
+void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t bytes) {
+    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "upload", off, bytes)) return;
+    cl_int e = clEnqueueWriteBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, src, 0,
+                                    NULL, NULL);
+    if (e != CL_SUCCESS) cl_fail(ctx, e, "clEnqueueWriteBuffer(%zu bytes)", bytes);
 }
 
-void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes)
-{
-    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "download", off, bytes))
-        return;
-    cl_int e = clEnqueueReadBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0, NULL,
-                                   NULL);
-    if (e != CL_SUCCESS)
-        cl_fail(ctx, e, "clEnqueueReadBuffer(%zu bytes)", bytes);
+void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes) {
+    if (cl_dead(ctx) || !bytes || !in_arena(ctx, "download", off, bytes)) return;
+    cl_int e = clEnqueueReadBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0,
+                                   NULL, NULL);
+    if (e != CL_SUCCESS) cl_fail(ctx, e, "clEnqueueReadBuffer(%zu bytes)", bytes);
 }
 
 /* Bytes of buffer i (batch-free: params and state). */
-static size_t state_bytes(const struct nrt_ctx *ctx, int i)
-{
+static size_t state_bytes(const struct nrt_ctx *ctx, int i) {
     const struct nrt_buffer_desc *b = &ctx->model->buffers[i];
     return (size_t)nrt_desc_count(b->rank, b->dims, 1) * nrt_dtype_size(b->dtype);
 }
 
-void nrt_cl_upload_state(struct nrt_ctx *ctx)
-{
-    if (!ctx->host_dirty || cl_dead(ctx))
-        return;
+void nrt_cl_upload_state(struct nrt_ctx *ctx) {
+    if (!ctx->host_dirty || cl_dead(ctx)) return;
     const struct nrt_model *m = ctx->model;
     for (int i = 0; i < m->n_buffers && !CL(ctx)->dead; i++)
         if (m->buffers[i].kind != NRT_BUF_INPUT)
@@ -706,33 +651,27 @@ void nrt_cl_upload_state(struct nrt_ctx *ctx)
     ctx->host_dirty = 0;
 }
 
-static void cl_download_state(struct nrt_ctx *ctx)
-{
+static void cl_download_state(struct nrt_ctx *ctx) {
     const struct nrt_model *m = ctx->model;
     for (int i = 0; i < m->n_buffers && ctx->dev && !CL(ctx)->dead; i++)
         if (m->buffers[i].kind != NRT_BUF_INPUT)
             nrt_cl_download(ctx, ctx->buf_off[i], ctx->buf[i], state_bytes(ctx, i));
 }
 
-void nrt_cl_finish(struct nrt_ctx *ctx)
-{
-    if (cl_dead(ctx))
-        return;
+void nrt_cl_finish(struct nrt_ctx *ctx) {
+    if (cl_dead(ctx)) return;
     cl_int e = clFinish(CL(ctx)->queue);
-    if (e != CL_SUCCESS)
-        cl_fail(ctx, e, "clFinish");
+    if (e != CL_SUCCESS) cl_fail(ctx, e, "clFinish");
 }
 
 /* A local size for a launch that did not give one: up to 64 work-items (and
  * the kernel's limit), split over the dims from the first, each a power of two
  * no larger than needed. */
-static void local_choose(int dims, const size_t *global, size_t limit, size_t *local)
-{
+static void local_choose(int dims, const size_t *global, size_t limit, size_t *local) {
     size_t budget = limit < 64 ? limit : 64;
     for (int d = 0; d < dims; d++) {
         size_t l = 1;
-        while (l * 2 <= budget && l < global[d])
-            l *= 2;
+        while (l * 2 <= budget && l < global[d]) l *= 2;
         local[d] = l;
         budget /= l;
     }
@@ -740,12 +679,10 @@ static void local_choose(int dims, const size_t *global, size_t limit, size_t *l
 
 /* Enqueues k over global (rounded up to local), after setting its args. */
 static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
-                    const size_t *local)
-{
+                    const size_t *local) {
     size_t g[3];
     for (int d = 0; d < dims; d++) {
-        if (global[d] == 0)
-            return;
+        if (global[d] == 0) return;
         g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     }
     cl_event ev = NULL;
@@ -757,14 +694,13 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
         prof_add(ctx->dev, name, ev);
 }
 
-void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local, int nargs,
-                   const struct nrt_cl_arg *args)
-{
-    if (cl_dead(ctx))
-        return;
+void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
+                   int nargs, const struct nrt_cl_arg *args) {
+    if (cl_dead(ctx)) return;
     struct nrt_cl *cl = ctx->dev;
     if (kernel < 0 || kernel >= cl->n_kernels || dims < 1 || dims > 3) {
-        cl_fail(ctx, CL_INVALID_KERNEL, "launch of kernel %d (of %d) over %d dims", kernel, cl->n_kernels, dims);
+        cl_fail(ctx, CL_INVALID_KERNEL, "launch of kernel %d (of %d) over %d dims", kernel, cl->n_kernels,
+                dims);
         return;
     }
     const char *name = PROGRAM(ctx)->kernel_names[kernel];
@@ -808,8 +744,7 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
 
 /* Sets the args of library kernel id from a list of (size, pointer) pairs
  * after the arena; 0 on failure (recorded). */
-static int lib_args(struct nrt_ctx *ctx, int id, int n, ...)
-{
+static int lib_args(struct nrt_ctx *ctx, int id, int n, ...) {
     struct nrt_cl *cl = ctx->dev;
     cl_kernel k = cl->lk[id];
     cl_int e = clSetKernelArg(k, 0, sizeof cl->arena, &cl->arena);
@@ -821,37 +756,31 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...)
         e = clSetKernelArg(k, (cl_uint)(i + 1), size, p);
     }
     va_end(ap);
-    if (e != CL_SUCCESS)
-        cl_fail(ctx, e, "clSetKernelArg(%s)", lib_kernel_names[id]);
+    if (e != CL_SUCCESS) cl_fail(ctx, e, "clSetKernelArg(%s)", lib_kernel_names[id]);
     return e == CL_SUCCESS;
 }
 
 #define ARG(v) sizeof(v), (const void *)&(v)
 
 /* Launches library kernel id over a 1-D range of n. */
-static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n)
-{
+static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) {
     size_t g = (size_t)n, l;
     local_choose(1, &g, CL(ctx)->max_wg, &l);
     enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
 }
 
 /* Whether every extent fits the kernels' int indices. */
-static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems)
-{
-    if (elems >= 0 && elems < INT32_MAX)
-        return 1;
-    cl_fail(ctx, CL_INVALID_VALUE, "%s: %lld elements exceed the kernels' 32-bit indices", what, (long long)elems);
+static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems) {
+    if (elems >= 0 && elems < INT32_MAX) return 1;
+    cl_fail(ctx, CL_INVALID_VALUE, "%s: %lld elements exceed the kernels' 32-bit indices", what,
+            (long long)elems);
     return 0;
 }
 
-void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, int64_t a,
-                  int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc)
-{
-    if (cl_dead(ctx) || m <= 0 || n <= 0)
-        return;
-    if (k < 0)
-        k = 0;
+void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                  int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc) {
+    if (cl_dead(ctx) || m <= 0 || n <= 0) return;
+    if (k < 0) k = 0;
     if (!fits_int(ctx, "sgemm A", (ta ? k : m) * lda) || !fits_int(ctx, "sgemm B", (tb ? n : k) * ldb) ||
         !fits_int(ctx, "sgemm C", m * ldc))
         return;
@@ -863,16 +792,16 @@ void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int
     cl_float al = alpha, be = beta;
     if (!ta && tb && k >= 256 && groups < 2 * (int64_t)CL(ctx)->units) {
         /* Too few tiles to fill the device: a dot product per output. */
-        if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
-                      ARG(in), ARG(ik), ARG(al), ARG(be)))
+        if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc),
+                      ARG(im), ARG(in), ARG(ik), ARG(al), ARG(be)))
             return;
         size_t global[2] = {(size_t)n, (size_t)m}, local[2];
         local_choose(2, global, CL(ctx)->max_wg, local);
         enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
         return;
     }
-    if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im), ARG(in),
-                  ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
+    if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
+                  ARG(in), ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
         return;
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
@@ -890,13 +819,11 @@ struct conv_args {
     cl_int2 d;  /* d0, d1 */
 };
 
-static struct conv_args conv_args(const struct nrt_conv *c)
-{
+static struct conv_args conv_args(const struct nrt_conv *c) {
     struct conv_args a;
     memset(&a, 0, sizeof a);
     int64_t v[8] = {c->ci, c->h, c->w, c->kh, c->kw, c->ho, c->wo, c->ci / c->g};
-    for (int i = 0; i < 8; i++)
-        a.g0.s[i] = (cl_int)v[i];
+    for (int i = 0; i < 8; i++) a.g0.s[i] = (cl_int)v[i];
     a.g1.s[0] = (cl_int)c->s[0], a.g1.s[1] = (cl_int)c->s[1], a.g1.s[2] = (cl_int)c->p[0];
     a.g1.s[3] = (cl_int)c->p[1];
     a.d.s[0] = (cl_int)c->d[0], a.d.s[1] = (cl_int)c->d[1];
@@ -905,8 +832,7 @@ static struct conv_args conv_args(const struct nrt_conv *c)
 
 /* col [kk, nb*hw] at col from the nb images at x (group g). */
 static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
-                   int64_t nb, int64_t g, int64_t col)
-{
+                   int64_t nb, int64_t g, int64_t col) {
     int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw;
     cl_long xo = x + g * cig * c->h * c->w, co = col;
     cl_int inb = (cl_int)nb;
@@ -918,9 +844,8 @@ static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct c
 }
 
 /* to_cm (id LK_TO_CM) or from_cm between y-like data at y and t. */
-static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int64_t nb, int64_t g, int64_t from,
-                      int64_t to)
-{
+static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int64_t nb, int64_t g,
+                      int64_t from, int64_t to) {
     cl_long fo = from, tofs = to;
     cl_int inb = (cl_int)nb, ico = (cl_int)c->co, icog = (cl_int)(c->co / c->g), ig = (cl_int)g,
            ihw = (cl_int)(c->ho * c->wo);
@@ -929,16 +854,15 @@ static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int
 }
 
 /* Checks a conv geometry against the kernels' int indices. */
-static int conv_ok(struct nrt_ctx *ctx, const struct nrt_conv *c)
-{
+static int conv_ok(struct nrt_ctx *ctx, const struct nrt_conv *c) {
     return c->g > 0 && fits_int(ctx, "conv input", c->n * c->ci * c->h * c->w) &&
-           fits_int(ctx, "conv output", c->n * c->co * c->ho * c->wo) && fits_int(ctx, "conv scratch", nrt_conv_scratch(c));
+           fits_int(ctx, "conv output", c->n * c->co * c->ho * c->wo) &&
+           fits_int(ctx, "conv scratch", nrt_conv_scratch(c));
 }
 
-void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y, int64_t scratch)
-{
-    if (cl_dead(ctx) || !conv_ok(ctx, c))
-        return;
+void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
+                   int64_t scratch) {
+    if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = nrt_conv_chunk(c);
@@ -953,11 +877,9 @@ void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int
     }
 }
 
-void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w, int64_t dx,
-                              int64_t scratch)
-{
-    if (cl_dead(ctx) || !conv_ok(ctx, c))
-        return;
+void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
+                              int64_t dx, int64_t scratch) {
+    if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = nrt_conv_chunk(c);
@@ -976,11 +898,9 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
     }
 }
 
-void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy, int64_t dw,
-                               int64_t scratch)
-{
-    if (cl_dead(ctx) || !conv_ok(ctx, c))
-        return;
+void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
+                               int64_t dw, int64_t scratch) {
+    if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = nrt_conv_chunk(c);
@@ -990,31 +910,28 @@ void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, in
         for (int64_t g = 0; g < c->g; g++) {
             im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, col);
             layout_cm(ctx, LK_TO_CM, c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_cl_sgemm(ctx, 0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f, dw + g * cog * kk, kk);
+            nrt_cl_sgemm(ctx, 0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f,
+                         dw + g * cog * kk, kk);
         }
     }
 }
 
 /* The pooling geometry as the kernels take it. */
-static void pool_args(const struct nrt_pool *p, cl_int8 *g, cl_int2 *pad)
-{
+static void pool_args(const struct nrt_pool *p, cl_int8 *g, cl_int2 *pad) {
     int64_t v[8] = {p->h, p->w, p->ho, p->wo, p->k[0], p->k[1], p->s[0], p->s[1]};
-    for (int i = 0; i < 8; i++)
-        g->s[i] = (cl_int)v[i];
+    for (int i = 0; i < 8; i++) g->s[i] = (cl_int)v[i];
     pad->s[0] = (cl_int)p->p[0];
     pad->s[1] = (cl_int)p->p[1];
 }
 
-static int pool_ok(struct nrt_ctx *ctx, const struct nrt_pool *p)
-{
-    return !cl_dead(ctx) && p->s[0] > 0 && p->s[1] > 0 && fits_int(ctx, "pool input", p->planes * p->h * p->w) &&
+static int pool_ok(struct nrt_ctx *ctx, const struct nrt_pool *p) {
+    return !cl_dead(ctx) && p->s[0] > 0 && p->s[1] > 0 &&
+           fits_int(ctx, "pool input", p->planes * p->h * p->w) &&
            fits_int(ctx, "pool output", p->planes * p->ho * p->wo);
 }
 
-void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y)
-{
-    if (!pool_ok(ctx, p))
-        return;
+void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {
+    if (!pool_ok(ctx, p)) return;
     cl_int8 g;
     cl_int2 pad;
     pool_args(p, &g, &pad);
@@ -1024,10 +941,8 @@ void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
         lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho);
 }
 
-void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx)
-{
-    if (!pool_ok(ctx, p))
-        return;
+void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx) {
+    if (!pool_ok(ctx, p)) return;
     cl_int8 g;
     cl_int2 pad;
     pool_args(p, &g, &pad);
@@ -1037,10 +952,8 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
         lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h);
 }
 
-void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y)
-{
-    if (!pool_ok(ctx, p))
-        return;
+void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {
+    if (!pool_ok(ctx, p)) return;
     cl_int8 g;
     cl_int2 pad;
     pool_args(p, &g, &pad);
@@ -1050,10 +963,8 @@ void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
         lib_run1(ctx, LK_AVGPOOL, p->planes * p->ho);
 }
 
-void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t dy, int64_t dx)
-{
-    if (!pool_ok(ctx, p))
-        return;
+void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t dy, int64_t dx) {
+    if (!pool_ok(ctx, p)) return;
     cl_int8 g;
     cl_int2 pad;
     pool_args(p, &g, &pad);
@@ -1064,26 +975,22 @@ void nrt_cl_avgpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
 }
 
 /* upsample (LK_UPSAMPLE, over the output) or its gradient (over the input). */
-static void upsample(struct nrt_ctx *ctx, int id, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
-                     int64_t from, int64_t to)
-{
-    if (cl_dead(ctx) || !fits_int(ctx, "upsample", planes * h * s0 * w * s1) || s0 < 1 || s1 < 1)
-        return;
+static void upsample(struct nrt_ctx *ctx, int id, int64_t planes, int64_t h, int64_t w, int64_t s0,
+                     int64_t s1, int64_t from, int64_t to) {
+    if (cl_dead(ctx) || !fits_int(ctx, "upsample", planes * h * s0 * w * s1) || s0 < 1 || s1 < 1) return;
     cl_long fo = from, tofs = to;
     cl_int ip = (cl_int)planes, ih = (cl_int)h, iw = (cl_int)w, i0 = (cl_int)s0, i1 = (cl_int)s1;
     if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(ip), ARG(ih), ARG(iw), ARG(i0), ARG(i1)))
         lib_run1(ctx, id, id == LK_UPSAMPLE ? planes * h * s0 : planes * h);
 }
 
-void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, int64_t x,
-                       int64_t y)
-{
+void nrt_cl_upsample2d(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
+                       int64_t x, int64_t y) {
     upsample(ctx, LK_UPSAMPLE, planes, h, w, s0, s1, x, y);
 }
 
 void nrt_cl_upsample2d_grad(struct nrt_ctx *ctx, int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1,
-                            int64_t dy, int64_t dx)
-{
+                            int64_t dy, int64_t dx) {
     upsample(ctx, LK_UPSAMPLE_GRAD, planes, h, w, s0, s1, dy, dx);
 }
 
@@ -1095,79 +1002,78 @@ struct rnn_dims {
     int64_t n, t, f, h, gh, row, st, grow, goff, hoff, soff;
 };
 
-static struct rnn_dims rnn_dims_of(const struct nrt_rnn *r)
-{
+static struct rnn_dims rnn_dims_of(const struct nrt_rnn *r) {
     struct rnn_dims d;
     int lstm = r->cell == 0, gru = r->cell == 1;
     d.n = r->n, d.t = r->t, d.f = r->f, d.h = r->h, d.gh = (lstm ? 4 : gru ? 3 : 1) * r->h;
-    d.row = (lstm ? 6 : gru ? 7 : 1) * r->h, d.st = (lstm ? 2 : 1) * r->h, d.grow = (lstm || gru ? 6 + gru : 2) * r->h;
+    d.row = (lstm  ? 6
+             : gru ? 7
+                   : 1) *
+            r->h,
+    d.st = (lstm ? 2 : 1) * r->h, d.grow = (lstm || gru ? 6 + gru : 2) * r->h;
     d.goff = lstm ? 2 * r->h : gru ? r->h : 0;
     d.hoff = gru ? d.gh : 0, d.soff = gru ? 2 * d.gh : d.gh;
     return d;
 }
 
-static int rnn_ok(struct nrt_ctx *ctx, const struct rnn_dims *d)
-{
+static int rnn_ok(struct nrt_ctx *ctx, const struct rnn_dims *d) {
     return !cl_dead(ctx) && d->n > 0 && d->t > 0 && fits_int(ctx, "rnn value", d->n * d->t * d->row) &&
            fits_int(ctx, "rnn gradients", d->n * d->t * d->grow);
 }
 
-static cl_int8 rnn_d8(const struct nrt_rnn *r, const struct rnn_dims *d, int64_t s)
-{
+static cl_int8 rnn_d8(const struct nrt_rnn *r, const struct rnn_dims *d, int64_t s) {
     int64_t t = r->reverse ? d->t - 1 - s : s;
-    cl_int8 v = {{(cl_int)d->n, (cl_int)d->t, (cl_int)d->h, r->cell, r->reverse, (cl_int)s, (cl_int)t, (cl_int)d->row}};
+    cl_int8 v = {{(cl_int)d->n, (cl_int)d->t, (cl_int)d->h, r->cell, r->reverse, (cl_int)s, (cl_int)t,
+                  (cl_int)d->row}};
     return v;
 }
 
 void nrt_cl_rnn_forward(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t x, int64_t wih, int64_t whh,
-                        int64_t bih, int64_t bhh, int64_t s0, int64_t len, int64_t ws)
-{
+                        int64_t bih, int64_t bhh, int64_t s0, int64_t len, int64_t ws) {
     struct rnn_dims d = rnn_dims_of(r);
-    if (!rnn_ok(ctx, &d))
-        return;
+    if (!rnn_ok(ctx, &d)) return;
     nrt_cl_sgemm(ctx, 0, 1, d.n * d.t, d.gh, d.f, 1.0f, x, d.f, wih, d.f, 0.0f, ws + d.goff, d.row);
     for (int64_t s = 0; s < d.t; s++) {
         int64_t t = r->reverse ? d.t - 1 - s : s;
-        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row, ldp = s == 0 ? d.st : d.t * d.row;
+        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row,
+                ldp = s == 0 ? d.st : d.t * d.row;
         nrt_cl_sgemm(ctx, 0, 1, d.n, d.gh, d.h, 1.0f, prev, ldp, whh, d.h, r->cell == 1 ? 0.0f : 1.0f,
                      ws + t * d.row + (r->cell == 1 ? 4 * d.h : d.goff), d.t * d.row);
         cl_int8 d8 = rnn_d8(r, &d, s);
         cl_long wso = ws, po = prev, bio = bih, bho = bhh, lo = len;
         cl_int lp = (cl_int)ldp, st = (cl_int)d.st;
-        if (lib_args(ctx, LK_RNN_FWD, 8, ARG(wso), ARG(po), ARG(lp), ARG(bio), ARG(bho), ARG(lo), ARG(d8), ARG(st)))
+        if (lib_args(ctx, LK_RNN_FWD, 8, ARG(wso), ARG(po), ARG(lp), ARG(bio), ARG(bho), ARG(lo), ARG(d8),
+                     ARG(st)))
             lib_run1(ctx, LK_RNN_FWD, d.n * d.h);
     }
 }
 
-void nrt_cl_rnn_bptt(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t whh, int64_t ws, int64_t dws, int64_t s0,
-                     int64_t len, int64_t dg)
-{
+void nrt_cl_rnn_bptt(struct nrt_ctx *ctx, const struct nrt_rnn *r, int64_t whh, int64_t ws, int64_t dws,
+                     int64_t s0, int64_t len, int64_t dg) {
     struct rnn_dims d = rnn_dims_of(r);
-    if (!rnn_ok(ctx, &d))
-        return;
+    if (!rnn_ok(ctx, &d)) return;
     for (int64_t s = d.t - 1; s >= 0; s--) {
         int64_t t = r->reverse ? d.t - 1 - s : s;
-        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row, ldp = s == 0 ? d.st : d.t * d.row;
+        int64_t prev = s == 0 ? s0 : ws + (r->reverse ? t + 1 : t - 1) * d.row,
+                ldp = s == 0 ? d.st : d.t * d.row;
         int64_t carry = s < d.t - 1 ? dg + (r->reverse ? t - 1 : t + 1) * d.grow + d.soff : -1;
         cl_int8 d8 = rnn_d8(r, &d, s);
         cl_int4 e = {{(cl_int)d.st, (cl_int)d.grow, (cl_int)d.hoff, (cl_int)d.soff}};
         cl_long wso = ws, dwo = dws, po = prev, co = carry, lo = len, go = dg;
         cl_int lp = (cl_int)ldp;
         cl_int2 dd = {{(cl_int)(r->dt > 0 ? r->dt : d.t), (cl_int)(r->dc > 0 ? r->dc : d.row)}};
-        if (lib_args(ctx, LK_RNN_BWD, 10, ARG(wso), ARG(dwo), ARG(po), ARG(lp), ARG(co), ARG(lo), ARG(go), ARG(d8),
-                     ARG(e), ARG(dd)))
+        if (lib_args(ctx, LK_RNN_BWD, 10, ARG(wso), ARG(dwo), ARG(po), ARG(lp), ARG(co), ARG(lo), ARG(go),
+                     ARG(d8), ARG(e), ARG(dd)))
             lib_run1(ctx, LK_RNN_BWD, d.n * d.h);
         nrt_cl_sgemm(ctx, 0, 0, d.n, d.h, d.gh, 1.0f, dg + t * d.grow + d.hoff, d.t * d.grow, whh, d.h, 1.0f,
                      dg + t * d.grow + d.soff, d.t * d.grow);
     }
 }
 
-void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int64_t dg, int64_t x, int64_t wih,
-                     int64_t ws, int64_t s0, int64_t out)
-{
+void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int64_t dg, int64_t x,
+                     int64_t wih, int64_t ws, int64_t s0, int64_t out) {
     struct rnn_dims d = rnn_dims_of(r);
-    if (!rnn_ok(ctx, &d))
-        return;
+    if (!rnn_ok(ctx, &d)) return;
     int64_t rows = d.n * d.t, gk = d.t * d.grow, wk = d.t * d.row, gh = dg + d.hoff;
     switch (wrt) {
     case 0:
@@ -1179,13 +1085,16 @@ void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int6
     case 2: /* as runtime/rnn.c's grad_whh: shifted rows, minus the pairs across sequences, plus s0 */
         if (!r->reverse) {
             nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n, 1.0f, gh, gk, s0, d.st, 0.0f, out, d.h);
-            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh + d.grow, d.grow, ws, d.row, 1.0f, out, d.h);
-            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + gk, gk, ws + (d.t - 1) * d.row, wk, 1.0f, out, d.h);
-        } else {
-            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n, 1.0f, gh + (d.t - 1) * d.grow, gk, s0, d.st, 0.0f, out, d.h);
-            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh, d.grow, ws + d.row, d.row, 1.0f, out, d.h);
-            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + (d.t - 1) * d.grow, gk, ws + wk, wk, 1.0f, out,
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh + d.grow, d.grow, ws, d.row, 1.0f, out,
                          d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + gk, gk, ws + (d.t - 1) * d.row, wk, 1.0f,
+                         out, d.h);
+        } else {
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n, 1.0f, gh + (d.t - 1) * d.grow, gk, s0, d.st, 0.0f, out,
+                         d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, rows - 1, 1.0f, gh, d.grow, ws + d.row, d.row, 1.0f, out, d.h);
+            nrt_cl_sgemm(ctx, 1, 0, d.gh, d.h, d.n - 1, -1.0f, gh + (d.t - 1) * d.grow, gk, ws + wk, wk, 1.0f,
+                         out, d.h);
         }
         break;
     case 3:
@@ -1210,8 +1119,7 @@ void nrt_cl_rnn_grad(struct nrt_ctx *ctx, const struct nrt_rnn *r, int wrt, int6
 
 /* PoCL reads its thread count when the OpenCL platform first loads, which is
  * later, in nrt_ctx_init; other drivers ignore the variable. */
-static void cl_threads(int threads)
-{
+static void cl_threads(int threads) {
     if (threads > 0 && !getenv("POCL_MAX_PTHREAD_COUNT")) {
         char t[16];
         snprintf(t, sizeof t, "%d", threads);

@@ -4,11 +4,9 @@
 #include "runtime/netrt.h"
 
 void nrt_cl_sgemm_batch(struct nrt_ctx *ctx, const struct nrt_bgemm *g, float alpha, int64_t a, int64_t b,
-                        float beta, int64_t c)
-{
+                        float beta, int64_t c) {
     int64_t nb = nrt_bgemm_count(g);
-    if (nb <= 0)
-        return;
+    if (nb <= 0) return;
     if (nrt_bgemm_rows(g)) {
         nrt_cl_sgemm(ctx, 0, g->tb, nb * g->m, g->n, g->k, alpha, a, g->lda, b, g->ldb, beta, c, g->ldc);
         return;

@@ -13,84 +13,79 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct nrt_load_opts nrt_load_opts_features(double scale, double shift)
-{
+struct nrt_load_opts nrt_load_opts_features(double scale, double shift) {
     struct nrt_load_opts o = {NRT_DT_F32, scale, shift, 0, -1};
     return o;
 }
 
-struct nrt_load_opts nrt_load_opts_labels(int32_t num_classes)
-{
+struct nrt_load_opts nrt_load_opts_labels(int32_t num_classes) {
     struct nrt_load_opts o = {NRT_DT_I32, 1.0, 0.0, num_classes, -1};
     return o;
 }
 
 /* "60000x28x28" for messages. */
-static void dims_format(char *buf, size_t size, int rank, const int64_t *dims)
-{
+static void dims_format(char *buf, size_t size, int rank, const int64_t *dims) {
     size_t at = 0;
     buf[0] = '\0';
     for (int i = 0; i < rank && at < size; i++) {
         int n = snprintf(buf + at, size - at, "%s%lld", i ? "x" : "", (long long)dims[i]);
-        if (n < 0)
-            return;
+        if (n < 0) return;
         at += (size_t)n;
     }
 }
 
 /* Checks that the data after the header is exactly count elements of elem bytes. */
-static int check_data_size(const char *name, const char *fmt, size_t have, int64_t count,
-                           size_t elem, enum nrt_dtype dt, int rank, const int64_t *dims)
-{
+static int check_data_size(const char *name, const char *fmt, size_t have, int64_t count, size_t elem,
+                           enum nrt_dtype dt, int rank, const int64_t *dims) {
     uint64_t want = (uint64_t)count * elem;
-    if (have == want)
-        return NRT_OK;
+    if (have == want) return NRT_OK;
     char shape[160];
     dims_format(shape, sizeof shape, rank, dims);
     if (have < want)
         return nrt_error_set(NRT_ERR_FORMAT,
-                             "%s: truncated %s data: dims %s of %s need %llu bytes, file has %zu",
-                             name, fmt, shape, nrt_dtype_name(dt), (unsigned long long)want, have);
-    return nrt_error_set(NRT_ERR_FORMAT,
-                         "%s: %llu extra bytes after the %s data (dims %s of %s need %llu bytes)",
-                         name, (unsigned long long)(have - want), fmt, shape, nrt_dtype_name(dt),
-                         (unsigned long long)want);
+                             "%s: truncated %s data: dims %s of %s need %llu bytes, file has %zu", name, fmt,
+                             shape, nrt_dtype_name(dt), (unsigned long long)want, have);
+    return nrt_error_set(
+        NRT_ERR_FORMAT, "%s: %llu extra bytes after the %s data (dims %s of %s need %llu bytes)", name,
+        (unsigned long long)(have - want), fmt, shape, nrt_dtype_name(dt), (unsigned long long)want);
 }
 
 /* -------------------------------------------------------------------- IDX -- */
 
-static uint32_t be32(const unsigned char *p)
-{
+static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* The dtype of an IDX type code, or NRT_DT_COUNT if the code is unknown. */
-static enum nrt_dtype idx_dtype(unsigned code)
-{
+static enum nrt_dtype idx_dtype(unsigned code) {
     switch (code) {
-    case 0x08: return NRT_DT_U8;
-    case 0x09: return NRT_DT_I8;
-    case 0x0B: return NRT_DT_I16;
-    case 0x0C: return NRT_DT_I32;
-    case 0x0D: return NRT_DT_F32;
-    case 0x0E: return NRT_DT_F64;
-    default: return NRT_DT_COUNT;
+    case 0x08:
+        return NRT_DT_U8;
+    case 0x09:
+        return NRT_DT_I8;
+    case 0x0B:
+        return NRT_DT_I16;
+    case 0x0C:
+        return NRT_DT_I32;
+    case 0x0D:
+        return NRT_DT_F32;
+    case 0x0E:
+        return NRT_DT_F64;
+    default:
+        return NRT_DT_COUNT;
     }
 }
 
 /* Whether the first bytes look like an IDX header (used for detection). */
-static int idx_plausible(const unsigned char *d, size_t len)
-{
+static int idx_plausible(const unsigned char *d, size_t len) {
     return len >= 4 && d[0] == 0 && d[1] == 0 && idx_dtype(d[2]) != NRT_DT_COUNT && d[3] >= 1 &&
            d[3] <= NRT_MAX_RANK;
 }
 
-static int idx_parse(struct nrt_array *out, const char *name, const unsigned char *d,
-                     size_t len, const struct nrt_load_opts *opts)
-{
+static int idx_parse(struct nrt_array *out, const char *name, const unsigned char *d, size_t len,
+                     const struct nrt_load_opts *opts) {
     if (len < 4)
-        return nrt_error_set(NRT_ERR_FORMAT, "%s: file too short for an IDX header (%zu bytes)",
-                             name, len);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: file too short for an IDX header (%zu bytes)", name, len);
     uint32_t magic = be32(d);
     enum nrt_dtype dt = idx_dtype(d[2]);
     if (d[0] != 0 || d[1] != 0 || dt == NRT_DT_COUNT)
@@ -100,21 +95,18 @@ static int idx_parse(struct nrt_array *out, const char *name, const unsigned cha
                              name, (unsigned)magic);
     int rank = d[3];
     if (rank < 1 || rank > NRT_MAX_RANK)
-        return nrt_error_set(NRT_ERR_FORMAT, "%s: IDX magic 0x%08x gives rank %d, expected 1..%d",
-                             name, (unsigned)magic, rank, NRT_MAX_RANK);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: IDX magic 0x%08x gives rank %d, expected 1..%d", name,
+                             (unsigned)magic, rank, NRT_MAX_RANK);
     size_t hdr = 4 + 4 * (size_t)rank;
     if (len < hdr)
         return nrt_error_set(NRT_ERR_FORMAT,
-                             "%s: truncated IDX header: rank %d needs %zu header bytes, file has %zu",
-                             name, rank, hdr, len);
+                             "%s: truncated IDX header: rank %d needs %zu header bytes, file has %zu", name,
+                             rank, hdr, len);
     int64_t dims[NRT_MAX_RANK], count;
-    for (int i = 0; i < rank; i++)
-        dims[i] = be32(d + 4 + 4 * i);
-    if (nrt_dims_count(rank, dims, nrt_dtype_size(dt), &count))
-        return nrt_error_prefix(NRT_ERR_FORMAT, name);
+    for (int i = 0; i < rank; i++) dims[i] = be32(d + 4 + 4 * i);
+    if (nrt_dims_count(rank, dims, nrt_dtype_size(dt), &count)) return nrt_error_prefix(NRT_ERR_FORMAT, name);
     int rc = check_data_size(name, "IDX", len - hdr, count, nrt_dtype_size(dt), dt, rank, dims);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return nrt_array_convert(out, name, dt, 1, d + hdr, rank, dims, opts);
 }
 
@@ -123,24 +115,20 @@ static int idx_parse(struct nrt_array *out, const char *name, const unsigned cha
 /* A cursor over the header text, a Python dict literal such as
  * {'descr': '<f4', 'fortran_order': False, 'shape': (60000, 28, 28), } */
 struct pyparse {
-    const char *s;   /* next character */
-    const char *end; /* end of the header text */
+    const char *s;    /* next character */
+    const char *end;  /* end of the header text */
     const char *name; /* file name for messages */
 };
 
-static void py_ws(struct pyparse *p)
-{
-    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r'))
-        p->s++;
+static void py_ws(struct pyparse *p) {
+    while (p->s < p->end && (*p->s == ' ' || *p->s == '\t' || *p->s == '\n' || *p->s == '\r')) p->s++;
 }
 
-static int py_fail(struct pyparse *p, const char *what)
-{
+static int py_fail(struct pyparse *p, const char *what) {
     return nrt_error_set(NRT_ERR_FORMAT, "%s: bad .npy header: %s", p->name, what);
 }
 
-static int py_expect(struct pyparse *p, char c)
-{
+static int py_expect(struct pyparse *p, char c) {
     py_ws(p);
     if (p->s >= p->end || *p->s != c) {
         char what[48];
@@ -152,11 +140,9 @@ static int py_expect(struct pyparse *p, char c)
 }
 
 /* A quoted string without escapes (npy headers never need them) into buf. */
-static int py_string(struct pyparse *p, char *buf, size_t size)
-{
+static int py_string(struct pyparse *p, char *buf, size_t size) {
     py_ws(p);
-    if (p->s >= p->end || (*p->s != '\'' && *p->s != '"'))
-        return py_fail(p, "expected a quoted string");
+    if (p->s >= p->end || (*p->s != '\'' && *p->s != '"')) return py_fail(p, "expected a quoted string");
     char q = *p->s++;
     size_t n = 0;
     while (p->s < p->end && *p->s != q) {
@@ -164,23 +150,20 @@ static int py_string(struct pyparse *p, char *buf, size_t size)
             return py_fail(p, "unsupported or overlong string");
         buf[n++] = *p->s++;
     }
-    if (p->s >= p->end)
-        return py_fail(p, "unterminated string");
+    if (p->s >= p->end) return py_fail(p, "unterminated string");
     p->s++;
     buf[n] = '\0';
     return NRT_OK;
 }
 
-static int py_int(struct pyparse *p, int64_t *v)
-{
+static int py_int(struct pyparse *p, int64_t *v) {
     py_ws(p);
     if (p->s >= p->end || !isdigit((unsigned char)*p->s))
         return py_fail(p, "expected a non-negative integer in the shape");
     int64_t x = 0;
     while (p->s < p->end && isdigit((unsigned char)*p->s)) {
         int dgt = *p->s++ - '0';
-        if (x > (INT64_MAX - dgt) / 10)
-            return py_fail(p, "shape dim overflows 64 bits");
+        if (x > (INT64_MAX - dgt) / 10) return py_fail(p, "shape dim overflows 64 bits");
         x = x * 10 + dgt;
     }
     if (p->s < p->end && *p->s == 'L') /* Python 2 long suffix */
@@ -190,11 +173,9 @@ static int py_int(struct pyparse *p, int64_t *v)
 }
 
 /* (d0, d1, ...) with an optional trailing comma; () is a scalar. */
-static int py_shape(struct pyparse *p, int *rank, int64_t *dims)
-{
+static int py_shape(struct pyparse *p, int *rank, int64_t *dims) {
     int rc = py_expect(p, '(');
-    if (rc)
-        return rc;
+    if (rc) return rc;
     *rank = 0;
     for (;;) {
         py_ws(p);
@@ -202,10 +183,8 @@ static int py_shape(struct pyparse *p, int *rank, int64_t *dims)
             p->s++;
             return NRT_OK;
         }
-        if (*rank == NRT_MAX_RANK)
-            return py_fail(p, "shape has more than 8 dims");
-        if ((rc = py_int(p, &dims[(*rank)++])) != NRT_OK)
-            return rc;
+        if (*rank == NRT_MAX_RANK) return py_fail(p, "shape has more than 8 dims");
+        if ((rc = py_int(p, &dims[(*rank)++])) != NRT_OK) return rc;
         py_ws(p);
         if (p->s < p->end && *p->s == ',')
             p->s++;
@@ -214,8 +193,7 @@ static int py_shape(struct pyparse *p, int *rank, int64_t *dims)
     }
 }
 
-static int py_bool(struct pyparse *p, int *v)
-{
+static int py_bool(struct pyparse *p, int *v) {
     py_ws(p);
     size_t left = (size_t)(p->end - p->s);
     if (left >= 4 && memcmp(p->s, "True", 4) == 0) {
@@ -231,28 +209,25 @@ static int py_bool(struct pyparse *p, int *v)
 }
 
 static const struct {
-    const char *descr;  /* numpy type string */
-    enum nrt_dtype dt;  /* its dtype */
+    const char *descr; /* numpy type string */
+    enum nrt_dtype dt; /* its dtype */
 } npy_types[] = {
     {"<f4", NRT_DT_F32}, {"<f8", NRT_DT_F64}, {"<i4", NRT_DT_I32},
     {"<i8", NRT_DT_I64}, {"|u1", NRT_DT_U8},  {"|i1", NRT_DT_I8},
 };
 
 /* Parses the header dict: descr, fortran_order and shape, each exactly once. */
-static int npy_header(struct pyparse *p, enum nrt_dtype *dt, int *rank, int64_t *dims)
-{
+static int npy_header(struct pyparse *p, enum nrt_dtype *dt, int *rank, int64_t *dims) {
     int seen[3] = {0, 0, 0}, fortran = 0, rc;
     char key[32], descr[32];
-    if ((rc = py_expect(p, '{')) != NRT_OK)
-        return rc;
+    if ((rc = py_expect(p, '{')) != NRT_OK) return rc;
     for (;;) {
         py_ws(p);
         if (p->s < p->end && *p->s == '}') {
             p->s++;
             break;
         }
-        if ((rc = py_string(p, key, sizeof key)) || (rc = py_expect(p, ':')))
-            return rc;
+        if ((rc = py_string(p, key, sizeof key)) || (rc = py_expect(p, ':'))) return rc;
         int k = strcmp(key, "descr") == 0           ? 0
                 : strcmp(key, "fortran_order") == 0 ? 1
                 : strcmp(key, "shape") == 0         ? 2
@@ -263,11 +238,10 @@ static int npy_header(struct pyparse *p, enum nrt_dtype *dt, int *rank, int64_t 
             return py_fail(p, what);
         }
         seen[k] = 1;
-        rc = k == 0 ? py_string(p, descr, sizeof descr)
+        rc = k == 0   ? py_string(p, descr, sizeof descr)
              : k == 1 ? py_bool(p, &fortran)
                       : py_shape(p, rank, dims);
-        if (rc)
-            return rc;
+        if (rc) return rc;
         py_ws(p);
         if (p->s < p->end && *p->s == ',')
             p->s++;
@@ -275,30 +249,28 @@ static int npy_header(struct pyparse *p, enum nrt_dtype *dt, int *rank, int64_t 
             return py_fail(p, "expected ',' or '}' after a value");
     }
     py_ws(p);
-    if (p->s != p->end)
-        return py_fail(p, "text after the dict");
+    if (p->s != p->end) return py_fail(p, "text after the dict");
     if (!seen[0] || !seen[1] || !seen[2])
-        return py_fail(p, !seen[0] ? "no 'descr' key" : !seen[1] ? "no 'fortran_order' key"
-                                                                : "no 'shape' key");
+        return py_fail(p, !seen[0]   ? "no 'descr' key"
+                          : !seen[1] ? "no 'fortran_order' key"
+                                     : "no 'shape' key");
     if (fortran)
         return nrt_error_set(NRT_ERR_FORMAT,
-                             "%s: fortran_order True is not supported (save a C-ordered array)",
-                             p->name);
+                             "%s: fortran_order True is not supported (save a C-ordered array)", p->name);
     for (size_t i = 0; i < sizeof npy_types / sizeof npy_types[0]; i++)
         if (strcmp(descr, npy_types[i].descr) == 0) {
             *dt = npy_types[i].dt;
             return NRT_OK;
         }
     return nrt_error_set(NRT_ERR_FORMAT,
-                         "%s: unsupported .npy dtype '%s' (supported: <f4 <f8 <i4 <i8 |u1 |i1)",
-                         p->name, descr);
+                         "%s: unsupported .npy dtype '%s' (supported: <f4 <f8 <i4 <i8 |u1 |i1)", p->name,
+                         descr);
 }
 
 #define NPY_MAX_HEADER (1u << 20) /* longest header accepted; numpy writes < 1 KB */
 
-static int npy_parse(struct nrt_array *out, const char *name, const unsigned char *d,
-                     size_t len, const struct nrt_load_opts *opts)
-{
+static int npy_parse(struct nrt_array *out, const char *name, const unsigned char *d, size_t len,
+                     const struct nrt_load_opts *opts) {
     if (len < 10 || memcmp(d, "\x93NUMPY", 6) != 0)
         return nrt_error_set(NRT_ERR_FORMAT, "%s: bad .npy magic (expected \\x93NUMPY)", name);
     int major = d[6], minor = d[7];
@@ -307,41 +279,34 @@ static int npy_parse(struct nrt_array *out, const char *name, const unsigned cha
         hlen = (size_t)d[8] | (size_t)d[9] << 8;
         at = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12)
-            return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated .npy header", name);
+        if (len < 12) return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated .npy header", name);
         hlen = (size_t)d[8] | (size_t)d[9] << 8 | (size_t)d[10] << 16 | (size_t)d[11] << 24;
         at = 12;
     } else {
-        return nrt_error_set(NRT_ERR_FORMAT, "%s: unsupported .npy version %d.%d", name, major,
-                             minor);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: unsupported .npy version %d.%d", name, major, minor);
     }
     if (hlen > NPY_MAX_HEADER)
-        return nrt_error_set(NRT_ERR_FORMAT, "%s: .npy header length %zu exceeds %u bytes", name,
-                             hlen, NPY_MAX_HEADER);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: .npy header length %zu exceeds %u bytes", name, hlen,
+                             NPY_MAX_HEADER);
     if (len - at < hlen)
-        return nrt_error_set(NRT_ERR_FORMAT,
-                             "%s: truncated .npy header: %zu bytes promised, %zu present", name,
-                             hlen, len - at);
+        return nrt_error_set(NRT_ERR_FORMAT, "%s: truncated .npy header: %zu bytes promised, %zu present",
+                             name, hlen, len - at);
     struct pyparse p = {(const char *)d + at, (const char *)d + at + hlen, name};
     enum nrt_dtype dt = NRT_DT_F32;
     int rank = 0;
     int64_t dims[NRT_MAX_RANK], count;
     int rc = npy_header(&p, &dt, &rank, dims);
-    if (rc)
-        return rc;
-    if (nrt_dims_count(rank, dims, nrt_dtype_size(dt), &count))
-        return nrt_error_prefix(NRT_ERR_FORMAT, name);
+    if (rc) return rc;
+    if (nrt_dims_count(rank, dims, nrt_dtype_size(dt), &count)) return nrt_error_prefix(NRT_ERR_FORMAT, name);
     at += hlen;
     rc = check_data_size(name, ".npy", len - at, count, nrt_dtype_size(dt), dt, rank, dims);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return nrt_array_convert(out, name, dt, 0, d + at, rank, dims, opts);
 }
 
 /* ------------------------------------------------------------ size hints -- */
 
-size_t nrt_data_size_hint(const unsigned char *d, size_t len)
-{
+size_t nrt_data_size_hint(const unsigned char *d, size_t len) {
     size_t at;
     int rank = 0;
     int64_t dims[NRT_MAX_RANK], count;
@@ -357,8 +322,7 @@ size_t nrt_data_size_hint(const unsigned char *d, size_t len)
         } else {
             return 0;
         }
-        if (hlen > NPY_MAX_HEADER || len - at < hlen)
-            return 0;
+        if (hlen > NPY_MAX_HEADER || len - at < hlen) return 0;
         struct pyparse p = {(const char *)d + at, (const char *)d + at + hlen, ""};
         if (npy_header(&p, &dt, &rank, dims) != NRT_OK) {
             nrt_error_clear();
@@ -369,10 +333,8 @@ size_t nrt_data_size_hint(const unsigned char *d, size_t len)
         rank = d[3];
         dt = idx_dtype(d[2]);
         at = 4 + 4 * (size_t)rank;
-        if (len < at)
-            return 0;
-        for (int i = 0; i < rank; i++)
-            dims[i] = be32(d + 4 + 4 * i);
+        if (len < at) return 0;
+        for (int i = 0; i < rank; i++) dims[i] = be32(d + 4 + 4 * i);
     } else {
         return 0;
     }
@@ -396,47 +358,37 @@ static int is_blank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 /* Splits [s, end) at commas outside double quotes; returns the field count or
  * -1 on an unterminated quote. Fields beyond max are counted, not stored. */
-static int64_t csv_split(const char *s, const char *end, struct csv_field *f, int64_t max)
-{
+static int64_t csv_split(const char *s, const char *end, struct csv_field *f, int64_t max) {
     int64_t n = 0;
     for (;;) {
         const char *b = s;
         int quoted = 0;
         while (s < end && (*s != ',' || quoted)) {
-            if (*s == '"')
-                quoted = !quoted;
+            if (*s == '"') quoted = !quoted;
             s++;
         }
-        if (quoted)
-            return -1;
+        if (quoted) return -1;
         const char *e = s;
-        while (b < e && is_blank(*b))
-            b++;
-        while (e > b && is_blank(e[-1]))
-            e--;
+        while (b < e && is_blank(*b)) b++;
+        while (e > b && is_blank(e[-1])) e--;
         if (e - b >= 2 && *b == '"' && e[-1] == '"') {
             b++;
             e--;
         }
-        if (n < max)
-            f[n] = (struct csv_field){b, e};
+        if (n < max) f[n] = (struct csv_field){b, e};
         n++;
-        if (s >= end)
-            return n;
+        if (s >= end) return n;
         s++; /* the comma */
     }
 }
 
 /* A decimal number filling the whole field; no hex, inf or nan. */
-static int csv_number(struct csv_field f, double *v)
-{
+static int csv_number(struct csv_field f, double *v) {
     char tmp[128];
     size_t n = (size_t)(f.e - f.b);
-    if (n == 0 || n >= sizeof tmp)
-        return 0;
+    if (n == 0 || n >= sizeof tmp) return 0;
     for (size_t i = 0; i < n; i++)
-        if (!f.b[i] || !strchr("0123456789+-.eE", f.b[i]))
-            return 0;
+        if (!f.b[i] || !strchr("0123456789+-.eE", f.b[i])) return 0;
     memcpy(tmp, f.b, n);
     tmp[n] = '\0';
     char *endp;
@@ -444,9 +396,7 @@ static int csv_number(struct csv_field f, double *v)
     return endp == tmp + n && isfinite(*v);
 }
 
-int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,
-                  int header)
-{
+int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len, int header) {
     struct nrt_buf vals = {0};
     struct csv_field *fields = NULL;
     int64_t cols = -1, rows = 0, cap = 0;
@@ -460,15 +410,14 @@ int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, s
         const char *next = nl ? nl + 1 : end;
         line_no++;
         const char *q = s;
-        while (q < e && is_blank(*q))
-            q++;
+        while (q < e && is_blank(*q)) q++;
         if (q == e) { /* blank line */
             s = next;
             continue;
         }
         if (memchr(s, '\0', (size_t)(e - s))) {
-            rc = nrt_error_set(NRT_ERR_FORMAT, "%s:%ld: NUL byte in a CSV line (binary file?)",
-                               name, line_no);
+            rc =
+                nrt_error_set(NRT_ERR_FORMAT, "%s:%ld: NUL byte in a CSV line (binary file?)", name, line_no);
             break;
         }
         int64_t n = csv_split(s, e, fields, cap);
@@ -492,15 +441,14 @@ int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, s
             first_line = line_no;
             double v;
             int numeric = 1;
-            for (int64_t i = 0; i < n && numeric; i++)
-                numeric = csv_number(fields[i], &v);
+            for (int64_t i = 0; i < n && numeric; i++) numeric = csv_number(fields[i], &v);
             if (header == 1 || (header < 0 && !numeric)) {
                 s = next;
                 continue;
             }
         } else if (n != cols) {
-            rc = nrt_error_set(NRT_ERR_FORMAT, "%s:%ld: %lld fields, expected %lld as on line %ld",
-                               name, line_no, (long long)n, (long long)cols, first_line);
+            rc = nrt_error_set(NRT_ERR_FORMAT, "%s:%ld: %lld fields, expected %lld as on line %ld", name,
+                               line_no, (long long)n, (long long)cols, first_line);
             break;
         }
         if ((rc = nrt_buf_reserve(&vals, (size_t)n * sizeof(double))) != NRT_OK) {
@@ -511,15 +459,13 @@ int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, s
         for (int64_t i = 0; i < n; i++) {
             if (!csv_number(fields[i], &row[i])) {
                 int w = (int)(fields[i].e - fields[i].b);
-                rc = nrt_error_set(NRT_ERR_FORMAT,
-                                   "%s:%ld: field %lld is not a number: '%.*s'%s", name, line_no,
-                                   (long long)i + 1, w > 40 ? 40 : w, fields[i].b,
+                rc = nrt_error_set(NRT_ERR_FORMAT, "%s:%ld: field %lld is not a number: '%.*s'%s", name,
+                                   line_no, (long long)i + 1, w > 40 ? 40 : w, fields[i].b,
                                    w > 40 ? "..." : "");
                 break;
             }
         }
-        if (rc)
-            break;
+        if (rc) break;
         vals.len += (size_t)n * sizeof(double);
         rows++;
         s = next;
@@ -537,13 +483,11 @@ int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, s
     return NRT_OK;
 }
 
-static int csv_to_array(struct nrt_array *out, const char *name, const unsigned char *d,
-                        size_t len, const struct nrt_load_opts *opts)
-{
+static int csv_to_array(struct nrt_array *out, const char *name, const unsigned char *d, size_t len,
+                        const struct nrt_load_opts *opts) {
     struct nrt_csv_table t;
     int rc = nrt_csv_parse(&t, name, (const char *)d, len, opts ? opts->csv_header : -1);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     int64_t dims[2] = {t.rows, t.cols};
     rc = nrt_array_convert(out, name, NRT_DT_F64, 0, t.values, 2, dims, opts);
     nrt_free(t.values);
@@ -556,54 +500,46 @@ typedef int parse_fn(struct nrt_array *, const char *, const unsigned char *, si
                      const struct nrt_load_opts *);
 
 static int load_with(parse_fn *parse, struct nrt_array *out, const char *path,
-                     const struct nrt_load_opts *opts)
-{
+                     const struct nrt_load_opts *opts) {
     unsigned char *d;
     size_t len;
     memset(out, 0, sizeof *out);
     int rc = nrt_file_read(path, &d, &len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (!parse)
         parse = len >= 6 && memcmp(d, "\x93NUMPY", 6) == 0 ? npy_parse
-                : nrt_image_kind(d, len)                    ? nrt_image_parse
-                : idx_plausible(d, len)                     ? idx_parse
-                                                            : csv_to_array;
+                : nrt_image_kind(d, len)                   ? nrt_image_parse
+                : idx_plausible(d, len)                    ? idx_parse
+                                                           : csv_to_array;
     rc = parse(out, path, d, len, opts);
     nrt_free(d);
     return rc;
 }
 
-int nrt_idx_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts)
-{
+int nrt_idx_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts) {
     return load_with(idx_parse, out, path, opts);
 }
 
-int nrt_npy_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts)
-{
+int nrt_npy_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts) {
     return load_with(npy_parse, out, path, opts);
 }
 
-int nrt_csv_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts)
-{
+int nrt_csv_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts) {
     return load_with(csv_to_array, out, path, opts);
 }
 
-int nrt_array_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts)
-{
+int nrt_array_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts) {
     return load_with(NULL, out, path, opts);
 }
 
 int nrt_data_load(struct nrt_array *out, const char *path, const struct nrt_load_opts *opts,
-                  const struct nrt_load_opts *csv_opts, int *csv)
-{
+                  const struct nrt_load_opts *csv_opts, int *csv) {
     unsigned char *d;
     size_t len;
     memset(out, 0, sizeof *out);
     *csv = 0;
     int rc = nrt_file_read(path, &d, &len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (len >= 6 && memcmp(d, "\x93NUMPY", 6) == 0)
         rc = npy_parse(out, path, d, len, opts);
     else if (idx_plausible(d, len))
@@ -617,17 +553,14 @@ int nrt_data_load(struct nrt_array *out, const char *path, const struct nrt_load
 /* --------------------------------------------------- datasets, batching -- */
 
 /* Elements per sample: the product of dims[1..]. */
-static int64_t row_elems(const struct nrt_array *a)
-{
+static int64_t row_elems(const struct nrt_array *a) {
     int64_t n = 1;
-    for (int i = 1; i < a->rank; i++)
-        n *= a->dims[i];
+    for (int i = 1; i < a->rank; i++) n *= a->dims[i];
     return n;
 }
 
-int nrt_dataset_init(struct nrt_dataset *ds, struct nrt_array *x, const char *x_name,
-                     struct nrt_array *y, const char *y_name)
-{
+int nrt_dataset_init(struct nrt_dataset *ds, struct nrt_array *x, const char *x_name, struct nrt_array *y,
+                     const char *y_name) {
     struct nrt_array xa = *x, ya = {0};
     memset(x, 0, sizeof *x);
     if (y) {
@@ -639,11 +572,10 @@ int nrt_dataset_init(struct nrt_dataset *ds, struct nrt_array *x, const char *x_
     y_name = y_name ? y_name : "labels";
     int rc = NRT_OK;
     if (!xa.data || xa.rank < 1)
-        rc = nrt_error_set(NRT_ERR_ARG, "%s: features need at least one dim (samples), got rank %d",
-                           x_name, xa.data ? xa.rank : 0);
+        rc = nrt_error_set(NRT_ERR_ARG, "%s: features need at least one dim (samples), got rank %d", x_name,
+                           xa.data ? xa.rank : 0);
     else if (ya.data && ya.rank < 1)
-        rc = nrt_error_set(NRT_ERR_ARG, "%s: labels need at least one dim (samples), got rank 0",
-                           y_name);
+        rc = nrt_error_set(NRT_ERR_ARG, "%s: labels need at least one dim (samples), got rank 0", y_name);
     else if (ya.data && ya.dims[0] != xa.dims[0])
         rc = nrt_error_set(NRT_ERR_FORMAT, "%s has %lld samples but %s has %lld", x_name,
                            (long long)xa.dims[0], y_name, (long long)ya.dims[0]);
@@ -660,21 +592,18 @@ int nrt_dataset_init(struct nrt_dataset *ds, struct nrt_array *x, const char *x_
     return NRT_OK;
 }
 
-void nrt_dataset_free(struct nrt_dataset *ds)
-{
+void nrt_dataset_free(struct nrt_dataset *ds) {
     nrt_array_free(&ds->x);
     nrt_array_free(&ds->y);
     memset(ds, 0, sizeof *ds);
 }
 
 int nrt_dataset_load(struct nrt_dataset *ds, const char *x_path, const struct nrt_load_opts *x_opts,
-                     const char *y_path, const struct nrt_load_opts *y_opts)
-{
+                     const char *y_path, const struct nrt_load_opts *y_opts) {
     struct nrt_array x, y = {0};
     memset(ds, 0, sizeof *ds);
     int rc = nrt_array_load(&x, x_path, x_opts);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (y_path && (rc = nrt_array_load(&y, y_path, y_opts)) != NRT_OK) {
         nrt_array_free(&x);
         return rc;
@@ -682,21 +611,17 @@ int nrt_dataset_load(struct nrt_dataset *ds, const char *x_path, const struct nr
     return nrt_dataset_init(ds, &x, x_path, &y, y_path);
 }
 
-int nrt_dataset_load_csv(struct nrt_dataset *ds, const char *path, int64_t y_first,
-                         int64_t y_count, const struct nrt_load_opts *x_opts,
-                         const struct nrt_load_opts *y_opts)
-{
+int nrt_dataset_load_csv(struct nrt_dataset *ds, const char *path, int64_t y_first, int64_t y_count,
+                         const struct nrt_load_opts *x_opts, const struct nrt_load_opts *y_opts) {
     unsigned char *text;
     size_t len;
     struct nrt_csv_table t;
     memset(ds, 0, sizeof *ds);
     int rc = nrt_file_read(path, &text, &len);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = nrt_csv_parse(&t, path, (const char *)text, len, x_opts ? x_opts->csv_header : -1);
     nrt_free(text);
-    if (rc)
-        return rc;
+    if (rc) return rc;
 
     int64_t first = y_first < 0 ? t.cols + y_first : y_first;
     if (y_count < 1 || first < 0 || first > t.cols - y_count || t.cols - y_count < 1) {
@@ -731,18 +656,15 @@ int nrt_dataset_load_csv(struct nrt_dataset *ds, const char *path, int64_t y_fir
     rc = nrt_array_convert(&x, path, NRT_DT_F64, 0, xs, 2, xdims, x_opts);
     if (rc == NRT_OK) {
         rc = nrt_array_convert(&y, path, NRT_DT_F64, 0, ys, y_count == 1 ? 1 : 2, ydims, y_opts);
-        if (rc)
-            nrt_array_free(&x);
+        if (rc) nrt_array_free(&x);
     }
     nrt_free(xs);
     nrt_free(ys);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     return nrt_dataset_init(ds, &x, path, &y, path);
 }
 
-int64_t nrt_dataset_batch_count(const struct nrt_dataset *ds, int64_t batch_size)
-{
+int64_t nrt_dataset_batch_count(const struct nrt_dataset *ds, int64_t batch_size) {
     if (batch_size < 1) {
         nrt_error_set(NRT_ERR_ARG, "batch size %lld is not positive", (long long)batch_size);
         return -1;
@@ -750,15 +672,13 @@ int64_t nrt_dataset_batch_count(const struct nrt_dataset *ds, int64_t batch_size
     return ds->n / batch_size + (ds->n % batch_size != 0);
 }
 
-int64_t nrt_dataset_batch_get(const struct nrt_dataset *ds, const int64_t *perm,
-                              int64_t batch_size, int64_t b, void *x_out, void *y_out)
-{
+int64_t nrt_dataset_batch_get(const struct nrt_dataset *ds, const int64_t *perm, int64_t batch_size,
+                              int64_t b, void *x_out, void *y_out) {
     int64_t batches = nrt_dataset_batch_count(ds, batch_size);
-    if (batches < 0)
-        return -1;
+    if (batches < 0) return -1;
     if (b < 0 || b >= batches) {
-        nrt_error_set(NRT_ERR_RANGE, "batch %lld is out of range [0, %lld) for %lld samples",
-                      (long long)b, (long long)batches, (long long)ds->n);
+        nrt_error_set(NRT_ERR_RANGE, "batch %lld is out of range [0, %lld) for %lld samples", (long long)b,
+                      (long long)batches, (long long)ds->n);
         return -1;
     }
     if (y_out && !ds->y.data) {
@@ -777,10 +697,8 @@ int64_t nrt_dataset_batch_get(const struct nrt_dataset *ds, const int64_t *perm,
                           (long long)(start + i), (long long)s, (long long)ds->n);
             return -1;
         }
-        if (x_out)
-            memcpy((char *)x_out + (size_t)i * xbytes, xs + (size_t)s * xbytes, xbytes);
-        if (y_out)
-            memcpy((char *)y_out + (size_t)i * ybytes, ys + (size_t)s * ybytes, ybytes);
+        if (x_out) memcpy((char *)x_out + (size_t)i * xbytes, xs + (size_t)s * xbytes, xbytes);
+        if (y_out) memcpy((char *)y_out + (size_t)i * ybytes, ys + (size_t)s * ybytes, ybytes);
     }
     return n;
 }

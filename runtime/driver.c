@@ -18,8 +18,7 @@
 static const char *prog = "model"; /* the program's name in messages */
 
 static int fail(const char *fmt, ...) NRT_PRINTF(1, 2);
-static int fail(const char *fmt, ...)
-{
+static int fail(const char *fmt, ...) {
     va_list ap;
     fflush(stdout);
     fprintf(stderr, "%s: error: ", prog);
@@ -35,8 +34,7 @@ static int fail(const char *fmt, ...)
 /* Reports the runtime's last error. */
 static int fail_rt(void) { return fail("%s", nrt_error()); }
 
-static double now(void)
-{
+static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -45,38 +43,37 @@ static double now(void)
 /* ------------------------------------------------------------- options -- */
 
 struct opts {
-    const char *data, *test;      /* --data, --test: comma-separated files */
-    const char *save, *load;      /* checkpoints */
-    const char *metrics;          /* --metrics: JSON lines */
-    const char *inputs[64];       /* predict: the input files */
+    const char *data, *test; /* --data, --test: comma-separated files */
+    const char *save, *load; /* checkpoints */
+    const char *metrics;     /* --metrics: JSON lines */
+    const char *inputs[64];  /* predict: the input files */
     int n_inputs;
-    int64_t epochs, max_steps;    /* 0: from the model; max_steps -1: unlimited */
-    int64_t batch;                /* 0: from the model */
-    int64_t seed;                 /* -1: from the model */
-    double lr;                    /* --lr, when lr_set */
+    int64_t epochs, max_steps; /* 0: from the model; max_steps -1: unlimited */
+    int64_t batch;             /* 0: from the model */
+    int64_t seed;              /* -1: from the model */
+    double lr;                 /* --lr, when lr_set */
     int lr_set;
-    int threads;                  /* 0: OpenBLAS's default */
-    int quiet;                    /* --quiet: no progress */
-    int64_t patience;             /* --patience, when patience_set (0: off) */
+    int threads;      /* 0: OpenBLAS's default */
+    int quiet;        /* --quiet: no progress */
+    int64_t patience; /* --patience, when patience_set (0: off) */
     int patience_set;
-    const char *device;           /* --device: the device layer's spec, or NULL */
-    const char *samples;          /* --samples DIR: a sample grid per epoch (samples.c) */
-    const char *plot;             /* --plot F: curves redrawn every epoch (plot.c) */
-    int64_t log_every;            /* --log-every N: a metrics record every N steps */
+    const char *device;  /* --device: the device layer's spec, or NULL */
+    const char *samples; /* --samples DIR: a sample grid per epoch (samples.c) */
+    const char *plot;    /* --plot F: curves redrawn every epoch (plot.c) */
+    int64_t log_every;   /* --log-every N: a metrics record every N steps */
 };
 
-static const char usage_main[] =
-    "usage: %s <command> [options]\n"
-    "\n"
-    "commands:\n"
-    "  train     train the model (data sources from the model, or --data)\n"
-    "  eval      evaluate a checkpoint on the test data\n"
-    "  predict   run the model on an input file (IDX, .npy, CSV, PGM or PNG)\n"
-    "  info      entry points, inputs, parameter count, memory\n"
-    "  generate  sample text from a trained language model\n"
-    "  sample    image generators: a PNG grid of generated images\n"
-    "\n"
-    "`%s <command> --help` documents each command's options.\n";
+static const char usage_main[] = "usage: %s <command> [options]\n"
+                                 "\n"
+                                 "commands:\n"
+                                 "  train     train the model (data sources from the model, or --data)\n"
+                                 "  eval      evaluate a checkpoint on the test data\n"
+                                 "  predict   run the model on an input file (IDX, .npy, CSV, PGM or PNG)\n"
+                                 "  info      entry points, inputs, parameter count, memory\n"
+                                 "  generate  sample text from a trained language model\n"
+                                 "  sample    image generators: a PNG grid of generated images\n"
+                                 "\n"
+                                 "`%s <command> --help` documents each command's options.\n";
 
 static const char usage_train[] =
     "usage: %s train [options]\n"
@@ -126,10 +123,10 @@ static const char usage_predict[] =
     "item's class and its probability, other models the output values; with\n"
     "several INPUTs, each file's lines follow a line `INPUT:`.\n";
 
-static const char usage_info[] = "usage: %s info [--device list]\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
+static const char usage_info[] =
+    "usage: %s info [--device list]\n\nDescribe the model: entry points, inputs, parameters, memory.\n";
 
-static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out)
-{
+static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out) {
     char *end;
     errno = 0;
     long long x = strtoll(v, &end, 10);
@@ -141,8 +138,7 @@ static int parse_int(const char *flag, const char *v, int64_t lo, int64_t *out)
 
 /* Parses the options of a command; `allowed` lists its flags. Returns 0 to go
  * on, -1 after --help, else an exit status. */
-static int parse_opts(int argc, char **argv, const char *usage, const char *allowed, struct opts *o)
-{
+static int parse_opts(int argc, char **argv, const char *usage, const char *allowed, struct opts *o) {
     memset(o, 0, sizeof *o);
     o->seed = -1;
     o->max_steps = -1;
@@ -163,8 +159,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
         char flag[64];
         const char *eq = strchr(a, '=');
         size_t flen = eq ? (size_t)(eq - a) : strlen(a);
-        if (flen >= sizeof flag)
-            flen = sizeof flag - 1;
+        if (flen >= sizeof flag) flen = sizeof flag - 1;
         memcpy(flag, a, flen);
         flag[flen] = '\0';
         char key[72];
@@ -212,8 +207,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
         else if (strcmp(flag, "--patience") == 0) {
             rc = parse_int(flag, val, 0, &o->patience);
             o->patience_set = 1;
-        }
-        else if (strcmp(flag, "--batch") == 0)
+        } else if (strcmp(flag, "--batch") == 0)
             rc = parse_int(flag, val, 1, &o->batch);
         else if (strcmp(flag, "--seed") == 0)
             rc = parse_int(flag, val, 0, &o->seed);
@@ -227,8 +221,7 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
                 rc = fail("--lr expects a number from 0 to 1e6, got '%s'", val);
             o->lr_set = 1;
         }
-        if (rc)
-            return 1;
+        if (rc) return 1;
     }
     return 0;
 }
@@ -239,18 +232,17 @@ static int parse_opts(int argc, char **argv, const char *usage, const char *allo
 
 /* The data of the model's inputs for one purpose (training or test). */
 struct feed {
-    struct nrt_array *arr;  /* per buffer: loaded samples (data NULL: none or noise) */
+    struct nrt_array *arr;              /* per buffer: loaded samples (data NULL: none or noise) */
     const struct nrt_source_desc **src; /* per buffer: its source, or NULL */
-    struct nrt_source_desc *own; /* per buffer: the source of a --data file for an input the model gives none */
-    int64_t n;              /* samples (0: no file input) */
-    const char *what;       /* "training" or "test", for messages */
+    struct nrt_source_desc
+        *own;         /* per buffer: the source of a --data file for an input the model gives none */
+    int64_t n;        /* samples (0: no file input) */
+    const char *what; /* "training" or "test", for messages */
 };
 
-static void feed_free(const struct nrt_model *m, struct feed *f)
-{
+static void feed_free(const struct nrt_model *m, struct feed *f) {
     if (f->arr)
-        for (int i = 0; i < m->n_buffers; i++)
-            nrt_array_free(&f->arr[i]);
+        for (int i = 0; i < m->n_buffers; i++) nrt_array_free(&f->arr[i]);
     free(f->arr);
     free(f->src);
     free(f->own);
@@ -259,33 +251,27 @@ static void feed_free(const struct nrt_model *m, struct feed *f)
 
 static int is_text_source(const struct nrt_source_desc *s) { return s->kind && strcmp(s->kind, "text") == 0; }
 
-static int is_file_source(const struct nrt_source_desc *s)
-{
-    return s->kind && (strcmp(s->kind, "idx") == 0 || strcmp(s->kind, "csv") == 0 || strcmp(s->kind, "npy") == 0 ||
-                       is_text_source(s));
+static int is_file_source(const struct nrt_source_desc *s) {
+    return s->kind && (strcmp(s->kind, "idx") == 0 || strcmp(s->kind, "csv") == 0 ||
+                       strcmp(s->kind, "npy") == 0 || is_text_source(s));
 }
 
-static int is_noise_source(const struct nrt_source_desc *s)
-{
+static int is_noise_source(const struct nrt_source_desc *s) {
     return s->kind && (strcmp(s->kind, "normal") == 0 || strcmp(s->kind, "uniform") == 0);
 }
 
-static double source_kw(const struct nrt_source_desc *s, const char *key, double def)
-{
+static double source_kw(const struct nrt_source_desc *s, const char *key, double def) {
     for (int i = 0; i < s->nkw; i++)
-        if (strcmp(s->kw[i], key) == 0)
-            return s->kwval[i];
+        if (strcmp(s->kw[i], key) == 0) return s->kwval[i];
     return def;
 }
 
 /* Splits "a,b" into at most MAX_FILES paths (pointers into buf). */
-static int split_files(char *buf, const char **out)
-{
+static int split_files(char *buf, const char **out) {
     int n = 0;
     for (char *p = buf; p && n < MAX_FILES;) {
         char *comma = strchr(p, ',');
-        if (comma)
-            *comma = '\0';
+        if (comma) *comma = '\0';
         out[n++] = p;
         p = comma ? comma + 1 : NULL;
     }
@@ -293,25 +279,22 @@ static int split_files(char *buf, const char **out)
 }
 
 /* Items (product of the static dims) of one sample of buffer b. */
-static int64_t row_count(const struct nrt_buffer_desc *b)
-{
+static int64_t row_count(const struct nrt_buffer_desc *b) {
     int64_t k = 1;
     for (int d = 0; d < b->rank; d++)
-        if (b->dims[d] != NRT_DIM_N)
-            k *= b->dims[d];
+        if (b->dims[d] != NRT_DIM_N) k *= b->dims[d];
     return k;
 }
 
 /* Takes the `row` columns from `col` of CSV table t (raw values) into *out as
  * buffer b's dtype: features value*scale + shift, labels checked. Frees t. */
 static int csv_columns(const struct nrt_buffer_desc *b, const char *path, struct nrt_array *t, int64_t col,
-                       double scale, double shift, int32_t classes, struct nrt_array *out)
-{
+                       double scale, double shift, int32_t classes, struct nrt_array *out) {
     int64_t row = row_count(b), cols = t->dims[1];
     if (col < 0 || col + row > cols) {
         nrt_array_free(t);
-        return fail("%s: input '%s' needs columns %lld..%lld, the file has %lld", path, b->name, (long long)col,
-                    (long long)(col + row - 1), (long long)cols);
+        return fail("%s: input '%s' needs columns %lld..%lld, the file has %lld", path, b->name,
+                    (long long)col, (long long)(col + row - 1), (long long)cols);
     }
     int64_t dims[2] = {t->dims[0], row};
     if (nrt_array_init(out, b->dtype, 2, dims)) {
@@ -329,8 +312,8 @@ static int csv_columns(const struct nrt_buffer_desc *b, const char *path, struct
             if (v != (double)(int32_t)v || (classes > 0 && (v < 0 || v >= classes))) {
                 nrt_array_free(t);
                 nrt_array_free(out);
-                return fail("%s: line %lld: label %g of input '%s' is not %s", path, (long long)(r + 1), v, b->name,
-                            classes > 0 ? "a class index in range" : "an integer");
+                return fail("%s: line %lld: label %g of input '%s' is not %s", path, (long long)(r + 1), v,
+                            b->name, classes > 0 ? "a class index in range" : "an integer");
             }
             ((int32_t *)out->data)[r * row + k] = (int32_t)v;
         }
@@ -343,33 +326,28 @@ static int csv_columns(const struct nrt_buffer_desc *b, const char *path, struct
  * --data or --test (`given`) is read by its content: .npy, IDX (raw or gzip) or
  * CSV (columns from the source's `column` when the source is CSV, else 0). */
 static int load_input(const struct nrt_buffer_desc *b, const struct nrt_source_desc *s, const char *path,
-                      int given, struct nrt_array *out)
-{
+                      int given, struct nrt_array *out) {
     double scale = source_kw(s, "scale", 1), shift = source_kw(s, "shift", 0);
     int32_t classes = (int32_t)source_kw(s, "classes", 0);
-    struct nrt_load_opts o = b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(classes) : nrt_load_opts_features(scale, shift);
+    struct nrt_load_opts o =
+        b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(classes) : nrt_load_opts_features(scale, shift);
     struct nrt_load_opts raw = nrt_load_opts_features(1, 0);
     int64_t row = row_count(b), col = strcmp(s->kind, "csv") == 0 ? (int64_t)source_kw(s, "column", 0) : 0;
     int rc, csv = strcmp(s->kind, "csv") == 0;
     if (given) {
-        if ((rc = nrt_data_load(out, path, &o, &raw, &csv)))
-            return fail_rt();
+        if ((rc = nrt_data_load(out, path, &o, &raw, &csv))) return fail_rt();
         if (csv) {
             struct nrt_array t = *out;
             memset(out, 0, sizeof *out);
-            if (csv_columns(b, path, &t, col, scale, shift, classes, out))
-                return 1;
+            if (csv_columns(b, path, &t, col, scale, shift, classes, out)) return 1;
         }
     } else if (csv) {
         struct nrt_array t = {0};
-        if ((rc = nrt_csv_load(&t, path, &raw)))
-            return fail_rt();
-        if (csv_columns(b, path, &t, col, scale, shift, classes, out))
-            return 1;
+        if ((rc = nrt_csv_load(&t, path, &raw))) return fail_rt();
+        if (csv_columns(b, path, &t, col, scale, shift, classes, out)) return 1;
     } else {
         rc = strcmp(s->kind, "idx") == 0 ? nrt_idx_load(out, path, &o) : nrt_npy_load(out, path, &o);
-        if (rc)
-            return fail_rt();
+        if (rc) return fail_rt();
     }
     int64_t per = out->rank > 0 && out->dims[0] > 0 ? out->count / out->dims[0] : 0;
     if (out->rank < 1 || per != row) {
@@ -393,8 +371,7 @@ static struct nrt_vocab text_vocab;
  * model) or the class labels i32[N] (one file per class). `files` (--data or
  * --test, comma-separated) replaces the source's file list. The vocabulary is
  * built from the training files, so a test feed first reads those. */
-static int text_feed(const struct nrt_model *m, struct feed *f, int test, const char *files)
-{
+static int text_feed(const struct nrt_model *m, struct feed *f, int test, const char *files) {
     int tok = -1, tgt = -1;
     for (int i = 0; i < m->n_buffers; i++)
         if (f->src[i] && is_text_source(f->src[i])) {
@@ -407,16 +384,16 @@ static int text_feed(const struct nrt_model *m, struct feed *f, int test, const 
                 return fail("input '%s': a text source feeds one token input and one target input",
                             m->buffers[i].name);
         }
-    if (tok < 0)
-        return fail("text data needs a token input i32[N, T]");
+    if (tok < 0) return fail("text data needs a token input i32[N, T]");
     const struct nrt_buffer_desc *bt = &m->buffers[tok], *by = tgt >= 0 ? &m->buffers[tgt] : NULL;
     if (bt->dtype != NRT_DT_I32 || bt->rank != 2)
         return fail("input '%s': text tokens go to an i32[N, T] input", bt->name);
     int classify = by && by->rank == 1;
     if (by && (by->dtype != NRT_DT_I32 || (by->rank != 1 && (by->rank != 2 || by->dims[1] != bt->dims[1]))))
-        return fail("input '%s': text targets go to an i32[N, %lld] input (language model) or an i32[N] input "
-                    "(class labels)",
-                    by->name, (long long)bt->dims[1]);
+        return fail(
+            "input '%s': text targets go to an i32[N, %lld] input (language model) or an i32[N] input "
+            "(class labels)",
+            by->name, (long long)bt->dims[1]);
     const struct nrt_source_desc *s = f->src[tok];
     struct nrt_text_opts o = {.t = bt->dims[1],
                               .classify = classify,
@@ -433,10 +410,8 @@ static int text_feed(const struct nrt_model *m, struct feed *f, int test, const 
     }
     for (char *p = buf; p;) {
         char *comma = strchr(p, ',');
-        if (comma)
-            *comma = '\0';
-        if (*p)
-            paths[n++] = p;
+        if (comma) *comma = '\0';
+        if (*p) paths[n++] = p;
         p = comma ? comma + 1 : NULL;
     }
     if (!n) {
@@ -456,16 +431,15 @@ static int text_feed(const struct nrt_model *m, struct feed *f, int test, const 
         int tn = 0;
         for (char *p = tb; p && tp;) {
             char *comma = strchr(p, ',');
-            if (comma)
-                *comma = '\0';
-            if (*p)
-                tp[tn++] = p;
+            if (comma) *comma = '\0';
+            if (*p) tp[tn++] = p;
             p = comma ? comma + 1 : NULL;
         }
         struct nrt_text_opts to = o;
         to.part = NRT_TEXT_TRAIN;
         to.holdout = source_kw(ts, "holdout", 0);
-        rc = tb && tp ? nrt_text_dataset_load(&tmp, &text_vocab, &to, tn, tp) : nrt_error_set(NRT_ERR_NOMEM, "out of memory");
+        rc = tb && tp ? nrt_text_dataset_load(&tmp, &text_vocab, &to, tn, tp)
+                      : nrt_error_set(NRT_ERR_NOMEM, "out of memory");
         nrt_dataset_free(&tmp);
         free(tb);
         free(tp);
@@ -492,24 +466,20 @@ out:
 }
 
 /* For a text model resumed from a checkpoint: its vocabulary, before any text is read. */
-static int text_vocab_load(const struct nrt_model *m, const char *ckpt)
-{
+static int text_vocab_load(const struct nrt_model *m, const char *ckpt) {
     int text = 0;
     for (int i = 0; i < m->n_buffers; i++)
         text |= is_text_source(&m->buffers[i].data) || is_text_source(&m->buffers[i].test);
-    if (!text || !ckpt || text_vocab.size)
-        return 0;
+    if (!text || !ckpt || text_vocab.size) return 0;
     return nrt_vocab_ckpt_load(&text_vocab, ckpt) ? fail_rt() : 0;
 }
 
 /* Whether any of the listed entry points reads buffer i. */
-static int read_by(const struct nrt_model *m, const int *entries, int ne, int i)
-{
+static int read_by(const struct nrt_model *m, const int *entries, int ne, int i) {
     for (int k = 0; k < ne; k++) {
         const struct nrt_entry_desc *e = &m->entries[entries[k]];
         for (int j = 0; j < e->n_inputs; j++)
-            if (e->inputs[j] == i)
-                return 1;
+            if (e->inputs[j] == i) return 1;
     }
     return 0;
 }
@@ -518,27 +488,22 @@ static int read_by(const struct nrt_model *m, const int *entries, int ne, int i)
  * (or its data sources' layout with the --test files); files replace the
  * sources' paths in order of first appearance. Returns 0, 1 after an error, or
  * -1 when there is no test data at all. */
-static int feed_load(const struct nrt_model *m, struct feed *f, int test, const char *files, const int *entries,
-                     int ne)
-{
+static int feed_load(const struct nrt_model *m, struct feed *f, int test, const char *files,
+                     const int *entries, int ne) {
     memset(f, 0, sizeof *f);
     f->what = test ? "test" : "training";
     f->arr = calloc((size_t)m->n_buffers + 1, sizeof *f->arr);
     f->src = calloc((size_t)m->n_buffers + 1, sizeof *f->src);
     f->own = calloc((size_t)m->n_buffers + 1, sizeof *f->own);
-    if (!f->arr || !f->src || !f->own)
-        return fail("out of memory");
+    if (!f->arr || !f->src || !f->own) return fail("out of memory");
     const char *paths[MAX_FILES];
     int npaths = 0;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        if (b->kind != NRT_BUF_INPUT || !read_by(m, entries, ne, i))
-            continue;
+        if (b->kind != NRT_BUF_INPUT || !read_by(m, entries, ne, i)) continue;
         const struct nrt_source_desc *s = test ? &b->test : &b->data;
-        if (test && !s->kind && !files)
-            return -1; /* no test data: training goes on without evaluation */
-        if (test && !s->kind)
-            s = &b->data; /* --test files take the training sources' layout */
+        if (test && !s->kind && !files) return -1; /* no test data: training goes on without evaluation */
+        if (test && !s->kind) s = &b->data;        /* --test files take the training sources' layout */
         if (!s->kind && files) { /* one file per such input, in declaration order, read by content */
             f->own[i] = (struct nrt_source_desc){.kind = "npy", .path = b->name};
             s = &f->own[i];
@@ -547,25 +512,19 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
             return fail("input '%s' has no %s data source; give files with --%s", b->name, f->what,
                         test ? "test" : "data");
         f->src[i] = s;
-        if (is_text_source(s))
-            continue; /* text_feed below */
+        if (is_text_source(s)) continue; /* text_feed below */
         if (!is_file_source(s)) {
-            if (!is_noise_source(s))
-                return fail("input '%s': unknown data source '%s'", b->name, s->kind);
+            if (!is_noise_source(s)) return fail("input '%s': unknown data source '%s'", b->name, s->kind);
             continue;
         }
         int k = 0;
-        while (k < npaths && strcmp(paths[k], s->path) != 0)
-            k++;
-        if (k == npaths && npaths < MAX_FILES)
-            paths[npaths++] = s->path;
+        while (k < npaths && strcmp(paths[k], s->path) != 0) k++;
+        if (k == npaths && npaths < MAX_FILES) paths[npaths++] = s->path;
     }
     int texts = 0;
-    for (int i = 0; i < m->n_buffers; i++)
-        texts += f->src[i] && is_text_source(f->src[i]);
+    for (int i = 0; i < m->n_buffers; i++) texts += f->src[i] && is_text_source(f->src[i]);
     if (texts) {
-        if (npaths)
-            return fail("a model cannot read text data and other data files together");
+        if (npaths) return fail("a model cannot read text data and other data files together");
         return text_feed(m, f, test, files);
     }
     char buf[4096];
@@ -575,23 +534,20 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
         snprintf(buf, sizeof buf, "%s", files);
         nrepl = split_files(buf, repl);
         if (nrepl != npaths)
-            return fail("--%s gives %d file%s, but the model reads %d %s file%s", test ? "test" : "data", nrepl,
-                        nrepl == 1 ? "" : "s", npaths, f->what, npaths == 1 ? "" : "s");
+            return fail("--%s gives %d file%s, but the model reads %d %s file%s", test ? "test" : "data",
+                        nrepl, nrepl == 1 ? "" : "s", npaths, f->what, npaths == 1 ? "" : "s");
     }
     const char *first = NULL;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_source_desc *s = f->src[i];
-        if (!s || !is_file_source(s))
-            continue;
+        if (!s || !is_file_source(s)) continue;
         const struct nrt_buffer_desc *b = &m->buffers[i];
         if (b->rank < 1 || b->dims[0] != NRT_DIM_N)
             return fail("input '%s' must have the batch dim N first to be fed from a file", b->name);
         const char *path = s->path;
         for (int k = 0; k < npaths && files; k++)
-            if (strcmp(paths[k], s->path) == 0)
-                path = repl[k];
-        if (load_input(b, s, path, files != NULL, &f->arr[i]))
-            return 1;
+            if (strcmp(paths[k], s->path) == 0) path = repl[k];
+        if (load_input(b, s, path, files != NULL, &f->arr[i])) return 1;
         if (!first) {
             first = path;
             f->n = f->arr[i].dims[0];
@@ -600,21 +556,18 @@ static int feed_load(const struct nrt_model *m, struct feed *f, int test, const 
                         (long long)f->n);
         }
     }
-    if (!first && !test)
-        return fail("the model reads no data file; give --data");
+    if (!first && !test) return fail("the model reads no data file; give --data");
     return 0;
 }
 
 /* Fills the inputs of a batch: items perm[start..start+count) (or start... when
  * perm is NULL), and noise drawn from rng. */
-static void feed_batch(struct nrt_ctx *ctx, const struct feed *f, const int64_t *perm, int64_t start, int64_t count,
-                       struct nrt_rng *rng)
-{
+static void feed_batch(struct nrt_ctx *ctx, const struct feed *f, const int64_t *perm, int64_t start,
+                       int64_t count, struct nrt_rng *rng) {
     const struct nrt_model *m = ctx->model;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_source_desc *s = f->src[i];
-        if (!s)
-            continue;
+        if (!s) continue;
         const struct nrt_buffer_desc *b = &m->buffers[i];
         int64_t row = row_count(b);
         if (is_noise_source(s)) {
@@ -644,8 +597,8 @@ struct scores {
     int64_t items;
 };
 
-static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt_rng *rng, struct scores *out)
-{
+static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt_rng *rng,
+                    struct scores *out) {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     int li = ent->loss_output, ai = ent->accuracy_output;
     double sl = 0, sa = 0;
@@ -655,12 +608,9 @@ static int evaluate(struct nrt_ctx *ctx, int e, const struct feed *f, struct nrt
         int64_t count = lo + mine - start < ctx->max_n ? lo + mine - start : ctx->max_n;
         feed_batch(ctx, f, NULL, start, count, rng);
         int r = nrt_ctx_run(ctx, e, count);
-        if (r)
-            return r == NRT_ERR_RANGE ? fail("%s data: %s", f->what, nrt_error()) : fail_rt();
-        if (li >= 0)
-            sl += (double)*(float *)ctx->out[li] * (double)count;
-        if (ai >= 0)
-            sa += (double)*(float *)ctx->out[ai] * (double)count;
+        if (r) return r == NRT_ERR_RANGE ? fail("%s data: %s", f->what, nrt_error()) : fail_rt();
+        if (li >= 0) sl += (double)*(float *)ctx->out[li] * (double)count;
+        if (ai >= 0) sa += (double)*(float *)ctx->out[ai] * (double)count;
     }
     double sums[2] = {sl, sa};
     nrt_dp_sum(sums, 2);
@@ -680,25 +630,19 @@ static int eval_entry(const struct nrt_model *m) { return m->evaluate_entry; }
  * step (the buffer the descriptor names, lr_buffer; schedule.c has the
  * formulas); with only_per_step, only the entries whose schedule moves every
  * step. Returns the main entry's rate. */
-static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int only_per_step)
-{
+static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int only_per_step) {
     double first = NAN;
     const struct nrt_model *m = ctx->model;
     for (int k = 0; k < m->n_entries; k++) {
         const struct nrt_entry_desc *ent = &m->entries[k];
-        if (ent->mode != NRT_MODE_TRAIN)
-            continue;
+        if (ent->mode != NRT_MODE_TRAIN) continue;
         int b = ent->lr_buffer;
-        if (b < 0 || b >= m->n_buffers || m->buffers[b].dtype != NRT_DT_F32)
-            continue;
+        if (b < 0 || b >= m->n_buffers || m->buffers[b].dtype != NRT_DT_F32) continue;
         double base = o->lr_set ? o->lr : m->buffers[b].init_a;
-        if (only_per_step && !nrt_schedule_per_step(&ent->schedule))
-            continue;
+        if (only_per_step && !nrt_schedule_per_step(&ent->schedule)) continue;
         double lr = nrt_schedule_lr(&ent->schedule, base, e, (int64_t)ctx->step);
-        if (isnan(first))
-            first = lr;
-        if (*(float *)ctx->buf[b] == (float)lr && !ctx->host_dirty)
-            continue;
+        if (isnan(first)) first = lr;
+        if (*(float *)ctx->buf[b] == (float)lr && !ctx->host_dirty) continue;
         nrt_ctx_sync(ctx); /* a device model: the other state is newer on the device */
         *(float *)ctx->buf[b] = (float)lr;
         ctx->host_dirty = 1;
@@ -706,8 +650,7 @@ static double set_lr(struct nrt_ctx *ctx, const struct opts *o, int64_t e, int o
     return first;
 }
 
-static void json_num(FILE *f, const char *key, double v)
-{
+static void json_num(FILE *f, const char *key, double v) {
     if (isfinite(v))
         fprintf(f, ",\"%s\":%.9g", key, v);
     else
@@ -718,8 +661,7 @@ static void json_num(FILE *f, const char *key, double v)
  * one (sums l, a over n items), at fractional epoch x; then the window restarts
  * at the running sums. */
 static void log_steps(FILE *f, int64_t step, double x, double l, double a, int64_t n, double *wl, double *wa,
-                      int64_t *wn, double sl, double sa, int64_t items)
-{
+                      int64_t *wn, double sl, double sa, int64_t items) {
     fprintf(f, "{\"type\":\"step\",\"step\":%lld,\"epoch\":%.6g", (long long)step, x);
     json_num(f, "loss", n ? l / (double)n : NAN);
     json_num(f, "train_accuracy", n ? a / (double)n : NAN);
@@ -727,47 +669,39 @@ static void log_steps(FILE *f, int64_t step, double x, double l, double a, int64
 }
 
 /* The progress line of a terminal: rewritten in place. */
-static void progress(int64_t epoch, int64_t epochs, int64_t b, int64_t nb, double loss, double acc, double ips)
-{
+static void progress(int64_t epoch, int64_t epochs, int64_t b, int64_t nb, double loss, double acc,
+                     double ips) {
     int width = 24, done = nb ? (int)(width * b / nb) : width;
     char bar[32];
-    for (int i = 0; i < width; i++)
-        bar[i] = i < done ? '=' : i == done ? '>' : ' ';
+    for (int i = 0; i < width; i++) bar[i] = i < done ? '=' : i == done ? '>' : ' ';
     bar[width] = '\0';
     printf("\repoch %lld/%lld [%s] %3d%% loss %.4f", (long long)epoch, (long long)epochs, bar,
            nb ? (int)(100 * b / nb) : 100, loss);
-    if (isfinite(acc))
-        printf(" acc %.4f", acc);
+    if (isfinite(acc)) printf(" acc %.4f", acc);
     printf(" %.0f items/s\033[K", ips);
     fflush(stdout);
 }
 
-static int cmd_train(const struct nrt_model *m, const struct opts *o)
-{
+static int cmd_train(const struct nrt_model *m, const struct opts *o) {
     struct opts own = *o; /* mpirun: rank 0 alone prints, writes metrics and saves */
-    if (nrt_dp_rank() > 0)
-        own.quiet = 1, own.metrics = NULL, own.save = NULL;
+    if (nrt_dp_rank() > 0) own.quiet = 1, own.metrics = NULL, own.save = NULL;
     o = &own;
     int train[32], nt = 0;
     for (int k = 0; k < m->n_entries && nt < 32; k++)
-        if (m->entries[k].mode == NRT_MODE_TRAIN)
-            train[nt++] = k;
-    if (!nt)
-        return fail("model '%s' has no training step (no loss?)", m->name);
+        if (m->entries[k].mode == NRT_MODE_TRAIN) train[nt++] = k;
+    if (!nt) return fail("model '%s' has no training step (no loss?)", m->name);
     int ev = eval_entry(m);
     int64_t batch = o->batch ? o->batch : m->batch ? m->batch : 32;
     int64_t epochs = o->epochs ? o->epochs : m->epochs ? m->epochs : 1;
     uint64_t seed = o->seed >= 0 ? (uint64_t)o->seed : (uint64_t)m->seed;
     struct feed tr, te;
     int rc = text_vocab_load(m, o->load);
-    if (!rc)
-        rc = feed_load(m, &tr, 0, o->data, train, nt);
+    if (!rc) rc = feed_load(m, &tr, 0, o->data, train, nt);
     int has_test = 0;
     memset(&te, 0, sizeof te);
     if (!rc && ev >= 0) {
         int t = feed_load(m, &te, 1, o->test, &ev, 1);
-        if (t > 0)
-            rc = 1;
+        if (t > 0) rc = 1;
         has_test = t == 0 && te.n > 0;
     }
     struct nrt_ctx ctx;
@@ -775,8 +709,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     FILE *mf = NULL;
     int64_t *perm = NULL;
     char tmp_metrics[4096] = "";
-    if (rc)
-        goto done;
+    if (rc) goto done;
     if (nrt_ctx_init(&ctx, m, batch, seed)) {
         rc = fail_rt();
         goto done;
@@ -821,8 +754,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
     int64_t steps = 0, first_epoch = ctx.epoch;
     int stop = o->max_steps == 0, cut = 0; /* stop: --max-steps reached; cut: inside an epoch */
     if (!o->quiet)
-        printf("training %s: %lld items, batch %lld%s, %lld epoch%s%s\n", m->name, (long long)tr.n, (long long)batch,
-               ranks > 1 ? " per rank" : "", (long long)epochs, epochs == 1 ? "" : "s", has_test ? "" : ", no test data");
+        printf("training %s: %lld items, batch %lld%s, %lld epoch%s%s\n", m->name, (long long)tr.n,
+               (long long)batch, ranks > 1 ? " per rank" : "", (long long)epochs, epochs == 1 ? "" : "s",
+               has_test ? "" : ", no test data");
     if (!o->quiet && ranks > 1)
         printf("data parallel: %lld ranks, global batch %lld\n", (long long)ranks, (long long)gbatch);
     /* Early stopping watches the test loss at the end of each epoch. */
@@ -845,8 +779,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             /* A rank without items in the last step runs one with weight 0. */
             feed_batch(&ctx, &tr, perm, count ? start + first : start, count ? count : 1, &noise);
             uint64_t salt = (uint64_t)nrt_dp_rank() << 40; /* dropout masks differ per rank */
-            if (lr_steps)
-                lr = set_lr(&ctx, o, epoch, 1);
+            if (lr_steps) lr = set_lr(&ctx, o, epoch, 1);
             for (int k = 0; k < nt; k++) {
                 ctx.step += salt;
                 int r = nrt_ctx_run(&ctx, train[k], count ? count : 1);
@@ -855,10 +788,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                     rc = r == NRT_ERR_RANGE ? fail("training data: %s", nrt_error()) : fail_rt();
                     goto done;
                 }
-                if (loss_out[k] >= 0)
-                    entry_loss[k] += (double)*(float *)ctx.out[loss_out[k]] * (double)count;
-                if (k == 0 && ai >= 0)
-                    sa += (double)*(float *)ctx.out[ai] * (double)count;
+                if (loss_out[k] >= 0) entry_loss[k] += (double)*(float *)ctx.out[loss_out[k]] * (double)count;
+                if (k == 0 && ai >= 0) sa += (double)*(float *)ctx.out[ai] * (double)count;
             }
             sl = entry_loss[0];
             ctx.step++;
@@ -873,8 +804,7 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 last_draw = t;
                 printf("epoch %lld step %lld/%lld loss %.4f", (long long)(epoch + 1), (long long)(b + 1),
                        (long long)nb, loss);
-                if (ai >= 0)
-                    printf(" acc %.4f", acc);
+                if (ai >= 0) printf(" acc %.4f", acc);
                 printf("\n");
                 fflush(stdout);
             }
@@ -883,7 +813,8 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 log_steps(mf, steps, (double)epoch + (double)(b + 1) / (double)nb, sl - win_l,
                           ai >= 0 ? sa - win_a : NAN, wn, &win_l, &win_a, &win_n, sl, sa, items);
                 for (int k = 0; k < nt && nt > 1; k++) { /* each training step's own loss */
-                    json_num(mf, m->entries[train[k]].name, wn ? (entry_loss[k] - win_e[k]) / (double)wn : NAN);
+                    json_num(mf, m->entries[train[k]].name,
+                             wn ? (entry_loss[k] - win_e[k]) / (double)wn : NAN);
                     win_e[k] = entry_loss[k];
                 }
                 fprintf(mf, "}\n");
@@ -899,12 +830,10 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
         double comm = nrt_dp_comm_seconds();
         if (ranks > 1) { /* the job's sums, and rank 0's state everywhere */
             double v[35] = {sl, sa, (double)items};
-            for (int k = 0; k < nt; k++)
-                v[3 + k] = entry_loss[k];
+            for (int k = 0; k < nt; k++) v[3 + k] = entry_loss[k];
             nrt_dp_sum(v, 3 + nt);
             sl = v[0], sa = v[1], items = (int64_t)v[2];
-            for (int k = 0; k < nt; k++)
-                entry_loss[k] = v[3 + k];
+            for (int k = 0; k < nt; k++) entry_loss[k] = v[3 + k];
             nrt_dp_bcast_ctx(&ctx);
         }
         struct scores ts = {NAN, NAN, 0};
@@ -913,23 +842,22 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             goto done;
         }
         double loss = items ? sl / (double)items : NAN, acc = ai >= 0 && items ? sa / (double)items : NAN;
-        if (tty)
-            printf("\r\033[K");
+        if (tty) printf("\r\033[K");
         if (!o->quiet) {
-            printf("epoch %lld/%lld: loss %.4f", (long long)(epoch + 1), (long long)(first_epoch + epochs), loss);
+            printf("epoch %lld/%lld: loss %.4f", (long long)(epoch + 1), (long long)(first_epoch + epochs),
+                   loss);
             for (int k = 1; k < nt && items; k++)
-                printf(" %s %.4f", m->entries[train[k]].loss ? m->entries[train[k]].loss : m->entries[train[k]].name,
+                printf(" %s %.4f",
+                       m->entries[train[k]].loss ? m->entries[train[k]].loss : m->entries[train[k]].name,
                        entry_loss[k] / (double)items);
-            if (ai >= 0)
-                printf(" acc %.4f", acc);
+            if (ai >= 0) printf(" acc %.4f", acc);
             if (has_test) {
                 printf(" | test loss %.4f", ts.loss);
-                if (isfinite(ts.accuracy))
-                    printf(" acc %.4f", ts.accuracy);
+                if (isfinite(ts.accuracy)) printf(" acc %.4f", ts.accuracy);
             }
-            if (main_ent->schedule.kind && isfinite(lr))
-                printf(" | lr %.3g", lr);
-            printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9), cut ? " (--max-steps)" : "");
+            if (main_ent->schedule.kind && isfinite(lr)) printf(" | lr %.3g", lr);
+            printf(" | %.1fs, %.0f items/s%s\n", secs, (double)items / (secs + 1e-9),
+                   cut ? " (--max-steps)" : "");
             fflush(stdout);
         }
         if (mf) {
@@ -956,9 +884,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             rc = fail("--plot: %s", nrt_error());
             goto done;
         }
-        if (o->save)
-            nrt_ctx_sync(&ctx);
-        if (o->save && (ctx.failed ? nrt_error_set(NRT_ERR_IO, "%s", ctx.err) : nrt_ckpt_save(&ctx, o->save))) {
+        if (o->save) nrt_ctx_sync(&ctx);
+        if (o->save &&
+            (ctx.failed ? nrt_error_set(NRT_ERR_IO, "%s", ctx.err) : nrt_ckpt_save(&ctx, o->save))) {
             rc = fail_rt();
             goto done;
         }
@@ -969,9 +897,10 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
                 stale = 0;
             } else if (++stale >= patience) {
                 if (!o->quiet)
-                    printf("early stopping: the test loss has not improved for %lld epoch%s (best %.4f at epoch "
-                           "%lld)\n",
-                           (long long)stale, stale == 1 ? "" : "s", best_loss, (long long)best_epoch);
+                    printf(
+                        "early stopping: the test loss has not improved for %lld epoch%s (best %.4f at epoch "
+                        "%lld)\n",
+                        (long long)stale, stale == 1 ? "" : "s", best_loss, (long long)best_epoch);
                 break;
             }
         }
@@ -983,33 +912,25 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o)
             goto done;
         }
     }
-    if (o->save && !o->quiet)
-        printf("saved %s\n", o->save);
+    if (o->save && !o->quiet) printf("saved %s\n", o->save);
 done:
-    if (mf && fclose(mf) && !rc)
-        rc = fail("cannot write '%s'", o->metrics ? o->metrics : tmp_metrics);
-    if (tmp_metrics[0])
-        remove(tmp_metrics);
+    if (mf && fclose(mf) && !rc) rc = fail("cannot write '%s'", o->metrics ? o->metrics : tmp_metrics);
+    if (tmp_metrics[0]) remove(tmp_metrics);
     free(perm);
-    if (ctx.model)
-        nrt_ctx_free(&ctx);
+    if (ctx.model) nrt_ctx_free(&ctx);
     feed_free(m, &tr);
     feed_free(m, &te);
     nrt_vocab_free(&text_vocab);
     return rc;
 }
 
-static int cmd_eval(const struct nrt_model *m, const struct opts *o)
-{
+static int cmd_eval(const struct nrt_model *m, const struct opts *o) {
     int ev = eval_entry(m);
-    if (ev < 0)
-        return fail("model '%s' has no evaluate entry point (no loss?)", m->name);
-    if (!o->load)
-        return fail("eval needs a checkpoint: --load F");
+    if (ev < 0) return fail("model '%s' has no evaluate entry point (no loss?)", m->name);
+    if (!o->load) return fail("eval needs a checkpoint: --load F");
     struct feed te;
     memset(&te, 0, sizeof te);
-    if (text_vocab_load(m, o->load))
-        return 1;
+    if (text_vocab_load(m, o->load)) return 1;
     int rc = feed_load(m, &te, 1, o->test, &ev, 1);
     if (rc < 0) {
         feed_free(m, &te);
@@ -1021,23 +942,19 @@ static int cmd_eval(const struct nrt_model *m, const struct opts *o)
     struct scores s;
     struct nrt_rng noise;
     nrt_rng_init(&noise, (uint64_t)m->seed, 3);
-    if (rc)
-        goto done;
+    if (rc) goto done;
     if (nrt_ctx_init(&ctx, m, batch, (uint64_t)m->seed) || nrt_ckpt_load(&ctx, o->load)) {
         rc = fail_rt();
         goto done;
     }
-    if ((rc = evaluate(&ctx, ev, &te, &noise, &s)))
-        goto done;
+    if ((rc = evaluate(&ctx, ev, &te, &noise, &s))) goto done;
     if (nrt_dp_rank() == 0) {
         printf("test: %lld items, loss %.6f", (long long)s.items, s.loss);
-        if (isfinite(s.accuracy))
-            printf(", accuracy %.4f", s.accuracy);
+        if (isfinite(s.accuracy)) printf(", accuracy %.4f", s.accuracy);
         printf("\n");
     }
 done:
-    if (ctx.model)
-        nrt_ctx_free(&ctx);
+    if (ctx.model) nrt_ctx_free(&ctx);
     feed_free(m, &te);
     nrt_vocab_free(&text_vocab);
     return rc;
@@ -1046,25 +963,20 @@ done:
 /* -------------------------------------------------------------- predict -- */
 
 /* Whether path starts like a PGM or PNG image (the loader checks the rest). */
-static int is_image(const char *path)
-{
+static int is_image(const char *path) {
     unsigned char head[8];
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     size_t n = fread(head, 1, sizeof head, f);
     fclose(f);
     return nrt_image_kind(head, n) != 0;
 }
 
 /* Runs the forward entry point on the items of one input file. */
-static int predict_file(const struct nrt_model *m, const struct opts *o, const char *input)
-{
+static int predict_file(const struct nrt_model *m, const struct opts *o, const char *input) {
     int fw = m->forward_entry;
-    if (fw < 0)
-        return fail("model '%s' has no forward entry point", m->name);
-    if (!o->load)
-        return fail("predict needs a checkpoint: --load F");
+    if (fw < 0) return fail("model '%s' has no forward entry point", m->name);
+    if (!o->load) return fail("predict needs a checkpoint: --load F");
     const struct nrt_entry_desc *ent = &m->entries[fw];
     if (ent->n_inputs != 1)
         return fail("predict handles models whose forward pass reads one input; '%s' reads %d", m->name,
@@ -1072,15 +984,14 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
     int bi = ent->inputs[0];
     const struct nrt_buffer_desc *b = &m->buffers[bi];
     const struct nrt_source_desc *s = b->data.kind ? &b->data : &b->test;
-    struct nrt_load_opts lo = b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(0)
-                                                     : nrt_load_opts_features(source_kw(s, "scale", 1),
-                                                                              source_kw(s, "shift", 0));
+    struct nrt_load_opts lo =
+        b->dtype == NRT_DT_I32 ? nrt_load_opts_labels(0)
+                               : nrt_load_opts_features(source_kw(s, "scale", 1), source_kw(s, "shift", 0));
     struct nrt_array in = {0};
-    if (nrt_array_load(&in, input, &lo))
-        return fail_rt();
+    if (nrt_array_load(&in, input, &lo)) return fail_rt();
     int64_t row = row_count(b), items = row ? in.count / row : 0;
     if (is_image(input) && (b->rank < 2 || b->dims[b->rank - 1] != in.dims[2] ||
-                               b->dims[b->rank - 2] != in.dims[1] || row != in.count)) {
+                            b->dims[b->rank - 2] != in.dims[1] || row != in.count)) {
         char want[96];
         long long w = in.dims[2], h = in.dims[1];
         nrt_shape_format(want, sizeof want, b->dtype, b->rank, b->dims);
@@ -1089,8 +1000,8 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
     }
     if (items < 1 || items * row != in.count) {
         nrt_array_free(&in);
-        return fail("%s: %lld values do not make items of %lld values for input '%s'", input, (long long)in.count,
-                    (long long)row, b->name);
+        return fail("%s: %lld values do not make items of %lld values for input '%s'", input,
+                    (long long)in.count, (long long)row, b->name);
     }
     struct nrt_ctx ctx;
     int64_t cap = items < 256 ? items : 256;
@@ -1104,8 +1015,7 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
         goto done;
     }
     int classifier = 0, ev = eval_entry(m);
-    if (ev >= 0 && m->entries[ev].accuracy_output >= 0)
-        classifier = 1;
+    if (ev >= 0 && m->entries[ev].accuracy_output >= 0) classifier = 1;
     for (int64_t start = 0; start < items; start += cap) {
         int64_t count = items - start < cap ? items - start : cap;
         memcpy(ctx.buf[bi], (char *)in.data + (size_t)(start * row) * 4, (size_t)(count * row) * 4);
@@ -1118,8 +1028,7 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
             int64_t total = nrt_desc_count(od->rank, od->dims, count);
             int64_t per = od->rank > 0 && od->dims[0] == NRT_DIM_N ? total / count : 0;
             for (int64_t i = 0; i < count; i++) {
-                if (!per && i > 0)
-                    break;
+                if (!per && i > 0) break;
                 const float *y = (const float *)ctx.out[k] + (per ? i * per : 0);
                 int64_t len = per ? per : total;
                 printf("%lld %s:", (long long)(start + i), od->name);
@@ -1127,11 +1036,9 @@ static int predict_file(const struct nrt_model *m, const struct opts *o, const c
                     int64_t best = 0;
                     double mx = y[0], se = 0;
                     for (int64_t j = 1; j < len; j++)
-                        if (y[j] > y[best])
-                            best = j;
+                        if (y[j] > y[best]) best = j;
                     mx = y[best];
-                    for (int64_t j = 0; j < len; j++)
-                        se += exp((double)y[j] - mx);
+                    for (int64_t j = 0; j < len; j++) se += exp((double)y[j] - mx);
                     printf(" class %lld probability %.4f\n", (long long)best, 1.0 / se);
                     continue;
                 }
@@ -1151,24 +1058,19 @@ done:
     return rc;
 }
 
-static int cmd_predict(const struct nrt_model *m, const struct opts *o)
-{
-    if (!o->n_inputs)
-        return fail("predict needs an input file");
+static int cmd_predict(const struct nrt_model *m, const struct opts *o) {
+    if (!o->n_inputs) return fail("predict needs an input file");
     for (int i = 0; i < o->n_inputs; i++) {
-        if (o->n_inputs > 1)
-            printf("%s:\n", o->inputs[i]);
+        if (o->n_inputs > 1) printf("%s:\n", o->inputs[i]);
         int rc = predict_file(m, o, o->inputs[i]);
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     return 0;
 }
 
 /* ----------------------------------------------------------------- info -- */
 
-static void print_dims(const struct nrt_buffer_desc *b)
-{
+static void print_dims(const struct nrt_buffer_desc *b) {
     printf("%s[", nrt_dtype_name(b->dtype));
     for (int d = 0; d < b->rank; d++) {
         if (b->dims[d] == NRT_DIM_N)
@@ -1180,8 +1082,7 @@ static void print_dims(const struct nrt_buffer_desc *b)
 }
 
 /* FLOPs as "12.3 MFLOPs". */
-static const char *flops_str(double f, char *buf, size_t len)
-{
+static const char *flops_str(double f, char *buf, size_t len) {
     const char *unit[] = {"", "K", "M", "G", "T"};
     int u = 0;
     while (f >= 1000 && u < 4) {
@@ -1193,10 +1094,8 @@ static const char *flops_str(double f, char *buf, size_t len)
 }
 
 /* The layer table of the forward entry point (computed by the compiler). */
-static void print_layers(const struct nrt_model *m)
-{
-    if (m->n_layers <= 0 || !m->layers)
-        return;
+static void print_layers(const struct nrt_model *m) {
+    if (m->n_layers <= 0 || !m->layers) return;
     printf("layers of forward (FLOPs per item: 2 per multiply-add in conv and matmul, the window per pooled\n"
            "output, 0 for reshapes, 1 per element otherwise; elementwise ops join the layer before them):\n");
     printf("  %-44s %-20s %10s %12s\n", "layer", "output shape", "params", "FLOPs");
@@ -1212,15 +1111,14 @@ static void print_layers(const struct nrt_model *m)
         flops += l->flops;
     }
     char a[32], b[32];
-    printf("total: %lld parameters; forward %s per item (%.0f)\n", (long long)params, flops_str(flops, a, sizeof a),
-           flops);
+    printf("total: %lld parameters; forward %s per item (%.0f)\n", (long long)params,
+           flops_str(flops, a, sizeof a), flops);
     if (m->train_flops > 0)
         printf("training step (all ops of the first training entry point): %s per item + %s per step\n",
                flops_str(m->train_flops, a, sizeof a), flops_str(m->train_flops_fixed, b, sizeof b));
 }
 
-static int cmd_info(const struct nrt_model *m)
-{
+static int cmd_info(const struct nrt_model *m) {
     int64_t batch = m->batch ? m->batch : 32, nparams = 0, ptensors = 0, state = 0;
     char hash[17];
     nrt_model_hash(m, hash);
@@ -1232,8 +1130,7 @@ static int cmd_info(const struct nrt_model *m)
         if (b->kind == NRT_BUF_INPUT) {
             printf("  %-24s ", b->name);
             print_dims(b);
-            if (b->data.kind)
-                printf("  data %s(%s)", b->data.kind, b->data.path ? b->data.path : "");
+            if (b->data.kind) printf("  data %s(%s)", b->data.kind, b->data.path ? b->data.path : "");
             printf("\n");
         } else if (b->kind == NRT_BUF_PARAM) {
             nparams += nrt_desc_count(b->rank, b->dims, 1);
@@ -1249,14 +1146,11 @@ static int cmd_info(const struct nrt_model *m)
     for (int k = 0; k < m->n_entries; k++) {
         const struct nrt_entry_desc *e = &m->entries[k];
         size_t need = e->ws_fixed + e->ws_per_n * (size_t)batch;
-        if (need > ws)
-            ws = need;
+        if (need > ws) ws = need;
         printf("  %-12s %s", e->name, e->mode == NRT_MODE_TRAIN ? "train" : "eval ");
-        if (e->optimizer)
-            printf("  %s", e->optimizer);
+        if (e->optimizer) printf("  %s", e->optimizer);
         printf("  ->");
-        for (int j = 0; j < e->n_outputs; j++)
-            printf(" %s", e->outputs[j].name);
+        for (int j = 0; j < e->n_outputs; j++) printf(" %s", e->outputs[j].name);
         printf("  (workspace %zu + %zu*N bytes)\n", e->ws_fixed, e->ws_per_n);
     }
     print_layers(m);
@@ -1275,24 +1169,20 @@ static int cmd_info(const struct nrt_model *m)
  * --threads goes to the layer too; --device `list` prints the devices
  * (returns -1: exit 0), a spec selects one for nrt_ctx_init. Returns 0 to go
  * on, or an exit status. */
-static int use_device(const struct nrt_model *m, const struct opts *o)
-{
-    if (m->device && o->threads > 0)
-        m->device->threads(o->threads);
-    if (!o->device)
-        return 0;
+static int use_device(const struct nrt_model *m, const struct opts *o) {
+    if (m->device && o->threads > 0) m->device->threads(o->threads);
+    if (!o->device) return 0;
     if (!m->device)
-        return fail("--device: '%s' was built for the %s target, which runs on the host (CPU); build it for a "
-                    "device target (`netc build --help` lists them) to run it on a device",
-                    m->name, m->target ? m->target : "?");
-    if (strcmp(o->device, "list") == 0)
-        return m->device->list() ? fail_rt() : -1;
+        return fail(
+            "--device: '%s' was built for the %s target, which runs on the host (CPU); build it for a "
+            "device target (`netc build --help` lists them) to run it on a device",
+            m->name, m->target ? m->target : "?");
+    if (strcmp(o->device, "list") == 0) return m->device->list() ? fail_rt() : -1;
     nrt_ctx_device_set(o->device);
     return 0;
 }
 
-int nrt_main(int argc, char **argv, const struct nrt_model *model)
-{
+int nrt_main(int argc, char **argv, const struct nrt_model *model) {
     if (argc > 0 && argv[0]) {
         const char *slash = strrchr(argv[0], '/');
         prog = slash ? slash + 1 : argv[0];
@@ -1316,47 +1206,40 @@ int nrt_main(int argc, char **argv, const struct nrt_model *model)
         return 0;
     }
     if (strcmp(cmd, "train") == 0) {
-        rc = parse_opts(argc - 2, argv + 2, usage_train,
-                        "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
-                        "--patience --device --quiet --samples --plot --log-every ",
-                        &o);
-        if (rc)
-            return rc < 0 ? 0 : rc;
-        if ((rc = use_device(model, &o)))
-            return rc < 0 ? 0 : rc;
+        rc = parse_opts(
+            argc - 2, argv + 2, usage_train,
+            "--data --test --epochs --max-steps --batch --lr --seed --threads --save --load --metrics "
+            "--patience --device --quiet --samples --plot --log-every ",
+            &o);
+        if (rc) return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o))) return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_train(model, &o);
     }
     if (strcmp(cmd, "eval") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_eval, "--load --test --batch --threads --device ", &o);
-        if (rc)
-            return rc < 0 ? 0 : rc;
-        if ((rc = use_device(model, &o)))
-            return rc < 0 ? 0 : rc;
+        if (rc) return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o))) return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_eval(model, &o);
     }
     if (strcmp(cmd, "predict") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_predict, "--load --threads --device INPUT ", &o);
-        if (rc)
-            return rc < 0 ? 0 : rc;
-        if ((rc = use_device(model, &o)))
-            return rc < 0 ? 0 : rc;
+        if (rc) return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o))) return rc < 0 ? 0 : rc;
         nrt_blas_threads(o.threads);
         return cmd_predict(model, &o);
     }
-    if (strcmp(cmd, "sample") == 0)
-        return nrt_sample_main(prog, argc - 2, argv + 2, model);
+    if (strcmp(cmd, "sample") == 0) return nrt_sample_main(prog, argc - 2, argv + 2, model);
     if (strcmp(cmd, "info") == 0) {
         rc = parse_opts(argc - 2, argv + 2, usage_info, "--device ", &o);
-        if (rc)
-            return rc < 0 ? 0 : rc;
-        if ((rc = use_device(model, &o)))
-            return rc < 0 ? 0 : rc;
+        if (rc) return rc < 0 ? 0 : rc;
+        if ((rc = use_device(model, &o))) return rc < 0 ? 0 : rc;
         return cmd_info(model);
     }
-    if (strcmp(cmd, "generate") == 0)
-        return nrt_generate_main(argc - 2, argv + 2, model, prog);
-    fprintf(stderr, "%s: error: unknown command '%s' (commands: train, eval, predict, info, generate, sample)\n", prog, cmd);
+    if (strcmp(cmd, "generate") == 0) return nrt_generate_main(argc - 2, argv + 2, model, prog);
+    fprintf(stderr,
+            "%s: error: unknown command '%s' (commands: train, eval, predict, info, generate, sample)\n",
+            prog, cmd);
     return 2;
 }

@@ -41,14 +41,12 @@ struct dw_job {
 #define DW_LANES 16
 
 /* The offset of tap (i, j) in the padded plane. */
-static inline int64_t dw_off(const struct nrt_conv *c, int64_t wp, int64_t i, int64_t jj)
-{
+static inline int64_t dw_off(const struct nrt_conv *c, int64_t wp, int64_t i, int64_t jj) {
     return i * c->d[0] * wp + jj * c->d[1];
 }
 
 /* Copies one input plane into buf's zero-bordered padded plane. */
-static const float *dw_pad_plane(const struct dw_job *j, const float *plane, float *buf)
-{
+static const float *dw_pad_plane(const struct dw_job *j, const float *plane, float *buf) {
     const struct nrt_conv *c = j->c;
     memset(buf, 0, sizeof *buf * (size_t)j->xfloats);
     for (int64_t ih = 0; ih < c->h; ih++)
@@ -57,8 +55,7 @@ static const float *dw_pad_plane(const struct dw_job *j, const float *plane, flo
 }
 
 /* dyw = one dy plane at the padded width: zeros in the extra columns and past ho rows. */
-static void dw_spread(const struct dw_job *j, const float *dy, float *dyw)
-{
+static void dw_spread(const struct dw_job *j, const float *dy, float *dyw) {
     const struct nrt_conv *c = j->c;
     memset(dyw, 0, sizeof *dyw * (size_t)j->q);
     for (int64_t oh = 0; oh < c->ho; oh++)
@@ -67,75 +64,63 @@ static void dw_spread(const struct dw_job *j, const float *dy, float *dyw)
 
 /* Wide forward: y (one plane) from xp, via yw (q floats). */
 static void dw_wide_fwd(const struct dw_job *j, const float *restrict xp, const float *restrict w,
-                        float *restrict yw, float *restrict y)
-{
+                        float *restrict yw, float *restrict y) {
     const struct nrt_conv *c = j->c;
     int64_t q = j->q, wp = j->wp;
-    for (int64_t p = 0; p < q; p++)
-        yw[p] = 0;
+    for (int64_t p = 0; p < q; p++) yw[p] = 0;
     for (int64_t i = 0; i < c->kh; i++)
         for (int64_t jj = 0; jj < c->kw; jj++) {
             const float wv = w[i * c->kw + jj];
             const float *restrict src = xp + dw_off(c, wp, i, jj);
-            for (int64_t p = 0; p < q; p++)
-                yw[p] += wv * src[p];
+            for (int64_t p = 0; p < q; p++) yw[p] += wv * src[p];
         }
-    for (int64_t oh = 0; oh < c->ho; oh++)
-        memcpy(y + oh * c->wo, yw + oh * wp, sizeof *y * (size_t)c->wo);
+    for (int64_t oh = 0; oh < c->ho; oh++) memcpy(y + oh * c->wo, yw + oh * wp, sizeof *y * (size_t)c->wo);
 }
 
 /* Wide input gradient: dxp (the padded plane) += the adjoint for dyw. */
 static void dw_wide_dx(const struct dw_job *j, const float *restrict dyw, const float *restrict w,
-                       float *restrict dxp)
-{
+                       float *restrict dxp) {
     const struct nrt_conv *c = j->c;
     for (int64_t i = 0; i < c->kh; i++)
         for (int64_t jj = 0; jj < c->kw; jj++) {
             const float wv = w[i * c->kw + jj];
             float *restrict dst = dxp + dw_off(c, j->wp, i, jj);
-            for (int64_t p = 0; p < j->q; p++)
-                dst[p] += wv * dyw[p];
+            for (int64_t p = 0; p < j->q; p++) dst[p] += wv * dyw[p];
         }
 }
 
 /* Wide weight gradient: acc[tap][lane] += the products of dyw and xp. */
 static void dw_wide_dw(const struct dw_job *j, const float *restrict xp, const float *restrict dyw,
-                       float *restrict acc)
-{
+                       float *restrict acc) {
     const struct nrt_conv *c = j->c;
     for (int64_t i = 0; i < c->kh; i++)
         for (int64_t jj = 0; jj < c->kw; jj++) {
             const float *restrict src = xp + dw_off(c, j->wp, i, jj);
             float *restrict a = acc + (i * c->kw + jj) * DW_LANES;
             for (int64_t p = 0; p < j->q; p += DW_LANES)
-                for (int l = 0; l < DW_LANES; l++)
-                    a[l] += dyw[p + l] * src[p + l];
+                for (int l = 0; l < DW_LANES; l++) a[l] += dyw[p + l] * src[p + l];
         }
 }
 
 /* Row by row (any stride): y (one plane) = the correlation of xp with w. */
 static void dw_plane_fwd(const struct nrt_conv *c, int64_t wp, const float *restrict xp,
-                         const float *restrict w, float *restrict y)
-{
+                         const float *restrict w, float *restrict y) {
     int64_t wo = c->wo, s1 = c->s[1];
     for (int64_t oh = 0; oh < c->ho; oh++) {
         float *restrict yr = y + oh * wo;
-        for (int64_t ow = 0; ow < wo; ow++)
-            yr[ow] = 0;
+        for (int64_t ow = 0; ow < wo; ow++) yr[ow] = 0;
         for (int64_t i = 0; i < c->kh; i++)
             for (int64_t jj = 0; jj < c->kw; jj++) {
                 const float wv = w[i * c->kw + jj];
                 const float *restrict src = xp + oh * c->s[0] * wp + dw_off(c, wp, i, jj);
-                for (int64_t ow = 0; ow < wo; ow++)
-                    yr[ow] += wv * src[ow * s1];
+                for (int64_t ow = 0; ow < wo; ow++) yr[ow] += wv * src[ow * s1];
             }
     }
 }
 
 /* Row by row: dxp (the padded plane, accumulated) += the adjoint for dy. */
 static void dw_plane_dx(const struct nrt_conv *c, int64_t wp, const float *restrict dy,
-                        const float *restrict w, float *restrict dxp)
-{
+                        const float *restrict w, float *restrict dxp) {
     int64_t wo = c->wo, s1 = c->s[1];
     for (int64_t oh = 0; oh < c->ho; oh++) {
         const float *restrict g = dy + oh * wo;
@@ -143,8 +128,7 @@ static void dw_plane_dx(const struct nrt_conv *c, int64_t wp, const float *restr
             for (int64_t jj = 0; jj < c->kw; jj++) {
                 const float wv = w[i * c->kw + jj];
                 float *restrict dst = dxp + oh * c->s[0] * wp + dw_off(c, wp, i, jj);
-                for (int64_t ow = 0; ow < wo; ow++)
-                    dst[ow * s1] += wv * g[ow];
+                for (int64_t ow = 0; ow < wo; ow++) dst[ow * s1] += wv * g[ow];
             }
     }
 }
@@ -152,8 +136,7 @@ static void dw_plane_dx(const struct nrt_conv *c, int64_t wp, const float *restr
 /* Row by row: acc[tap][ow] += dy[oh][ow] * xp[tap at (oh, ow)] over every oh,
  * summed over rows but not yet along them, so the inner loop is elementwise. */
 static void dw_plane_dw(const struct nrt_conv *c, int64_t wp, const float *restrict xp,
-                        const float *restrict dy, float *restrict acc)
-{
+                        const float *restrict dy, float *restrict acc) {
     int64_t wo = c->wo, s1 = c->s[1];
     for (int64_t oh = 0; oh < c->ho; oh++) {
         const float *restrict g = dy + oh * wo;
@@ -161,15 +144,13 @@ static void dw_plane_dw(const struct nrt_conv *c, int64_t wp, const float *restr
             for (int64_t jj = 0; jj < c->kw; jj++) {
                 const float *restrict src = xp + oh * c->s[0] * wp + dw_off(c, wp, i, jj);
                 float *restrict a = acc + (i * c->kw + jj) * wo;
-                for (int64_t ow = 0; ow < wo; ow++)
-                    a[ow] += g[ow] * src[ow * s1];
+                for (int64_t ow = 0; ow < wo; ow++) a[ow] += g[ow] * src[ow * s1];
             }
     }
 }
 
 /* Forward: units are (image, input channel) pairs, each producing its m outputs. */
-static void dw_fwd_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void dw_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct dw_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t m = c->co / c->g, taps = c->kh * c->kw, plane = c->h * c->w, oplane = c->ho * c->wo;
@@ -191,8 +172,7 @@ static void dw_fwd_tasks(void *arg, int64_t lo, int64_t hi)
 }
 
 /* Input gradient: units as in the forward pass. */
-static void dw_dx_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void dw_dx_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct dw_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t m = c->co / c->g, taps = c->kh * c->kw, oplane = c->ho * c->wo;
@@ -222,8 +202,7 @@ static void dw_dx_tasks(void *arg, int64_t lo, int64_t hi)
  * so no task shares an output); the batch is summed inside, in float partial
  * sums (DW_LANES per tap when wide, wo per tap otherwise) added in double at
  * the end. */
-static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct dw_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t m = c->co / c->g, taps = c->kh * c->kw, plane = c->h * c->w, oplane = c->ho * c->wo;
@@ -246,8 +225,7 @@ static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi)
                 }
                 for (int64_t tap = 0; tap < taps; tap++) {
                     double s = 0;
-                    for (int64_t l = 0; l < lanes; l++)
-                        s += acc[tap * lanes + l];
+                    for (int64_t l = 0; l < lanes; l++) s += acc[tap * lanes + l];
                     j->dw[o * taps + tap] = (float)s;
                 }
             }
@@ -260,10 +238,8 @@ static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi)
  * caller; 0 otherwise. grad_weight: the tasks need the weight gradient's
  * partial sums too. */
 static int dw_run(struct dw_job *j, const struct nrt_conv *c, float *scratch, int64_t units, int grad_weight,
-                  void (*fn)(void *arg, int64_t lo, int64_t hi))
-{
-    if (c->g < 2 || c->ci != c->g || getenv("NETC_CONV_IM2COL"))
-        return 0;
+                  void (*fn)(void *arg, int64_t lo, int64_t hi)) {
+    if (c->g < 2 || c->ci != c->g || getenv("NETC_CONV_IM2COL")) return 0;
     j->c = c, j->scratch = scratch, j->units = units;
     j->hp = c->h + c->p[0] + c->p[2], j->wp = c->w + c->p[1] + c->p[3];
     j->wide = c->s[0] == 1 && c->s[1] == 1;
@@ -279,32 +255,28 @@ static int dw_run(struct dw_job *j, const struct nrt_conv *c, float *scratch, in
     }
     j->xfloats = (j->xfloats + 15) / 16 * 16;
     j->per_task = (j->per_task + 31) / 16 * 16;
-    if (j->per_task > nrt_conv_scratch(c))
-        return 0;
+    if (j->per_task > nrt_conv_scratch(c)) return 0;
     int64_t t = nrt_threads_get();
     j->tasks = t < units ? t : units;
-    if (j->tasks < 1)
-        j->tasks = 1;
-    while (j->tasks > 1 && j->tasks * j->per_task > nrt_conv_scratch(c))
-        j->tasks--;
+    if (j->tasks < 1) j->tasks = 1;
+    while (j->tasks > 1 && j->tasks * j->per_task > nrt_conv_scratch(c)) j->tasks--;
     nrt_parallel_for(j->tasks, 1, fn, j);
     return 1;
 }
 
-int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
-{
+int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     struct dw_job j = {.x = x, .w = w, .y = y};
     return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_fwd_tasks);
 }
 
-int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
-{
+int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                            float *scratch) {
     struct dw_job j = {.dy = dy, .w = w, .dx = dx};
     return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_dx_tasks);
 }
 
-int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
-{
+int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                             float *scratch) {
     struct dw_job j = {.x = x, .dy = dy, .dw = dw};
     return dw_run(&j, c, scratch, c->ci, 1, dw_dw_tasks);
 }

@@ -25,8 +25,10 @@
  * (netrt.h) would and returns 1, or returns 0 without writing when c is not
  * depthwise (or NETC_CONV_IM2COL is set, or the scratch is too small). */
 int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch);
-int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch);
-int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch);
+int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                            float *scratch);
+int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                             float *scratch);
 
 /* -------------------------------------------------------------- samples.c -- */
 
@@ -84,9 +86,8 @@ void nrt_shape_format(char *buf, size_t size, enum nrt_dtype dt, int rank, const
  * integer or float dtype among u8 i8 i16 i32 i64 f32 f64) to out, a fresh array
  * of shape dims and dtype opts->dtype, applying scale/shift or the label checks.
  * name is the file for error messages. src needs no alignment. */
-int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt,
-                      int big_endian, const void *src, int rank, const int64_t *dims,
-                      const struct nrt_load_opts *opts);
+int nrt_array_convert(struct nrt_array *out, const char *name, enum nrt_dtype src_dt, int big_endian,
+                      const void *src, int rank, const int64_t *dims, const struct nrt_load_opts *opts);
 
 /* image.c: 1 for a PGM (P5/P2), 2 for a PNG by the first bytes, else 0. */
 int nrt_image_kind(const unsigned char *d, size_t len);
@@ -111,8 +112,7 @@ struct nrt_csv_table {
 size_t nrt_data_size_hint(const unsigned char *d, size_t len);
 
 /* Parses a NUL-terminated CSV text; header: -1 detect, 0 none, 1 present. */
-int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len,
-                  int header);
+int nrt_csv_parse(struct nrt_csv_table *t, const char *name, const char *text, size_t len, int header);
 
 /* ------------------------------------------------------------------- dp.c -- */
 /* The driver's side of data parallelism (the identity without nrt_dp_layer). */

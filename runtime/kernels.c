@@ -20,8 +20,7 @@
 /* OpenBLAS runs single-threaded: the pool does the threading (large GEMMs
  * are split below, the conv kernels give each thread its own images), so
  * OpenBLAS's own threads never spin in sched_yield next to ours. */
-static void blas_single(void)
-{
+static void blas_single(void) {
     static _Atomic int done;
     if (!atomic_load_explicit(&done, memory_order_acquire)) {
         openblas_set_num_threads(1);
@@ -37,29 +36,25 @@ static void blas_single(void)
 
 /* One GEMM split over the pool by blocks of C's columns (by_cols) or rows. */
 struct sgemm_job {
-    int ta, tb, by_cols;        /* transposes; which dim of C is split */
-    int64_t m, n, k;            /* sizes */
-    float alpha, beta;          /* scales */
-    const float *a, *b;         /* operands */
-    int64_t lda, ldb, ldc;      /* leading dims */
-    float *c;                   /* the result */
+    int ta, tb, by_cols;   /* transposes; which dim of C is split */
+    int64_t m, n, k;       /* sizes */
+    float alpha, beta;     /* scales */
+    const float *a, *b;    /* operands */
+    int64_t lda, ldb, ldc; /* leading dims */
+    float *c;              /* the result */
 };
 
 static void sgemm_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
-{
+                       int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (beta == 0.0f) { /* OpenBLAS's beta = 0 pass (sgemm_beta) is slow on strided C: clear it here */
-        for (int64_t i = 0; i < m; i++)
-            memset(c + i * ldc, 0, sizeof *c * (size_t)n);
+        for (int64_t i = 0; i < m; i++) memset(c + i * ldc, 0, sizeof *c * (size_t)n);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (blasint)m, (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c,
-                (blasint)ldc);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+                (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
-static void sgemm_blocks(void *arg, int64_t lo, int64_t hi)
-{
+static void sgemm_blocks(void *arg, int64_t lo, int64_t hi) {
     const struct sgemm_job *g = arg;
     int64_t extent = g->by_cols ? g->n : g->m, i0 = lo * SGEMM_BLOCK;
     int64_t i1 = hi * SGEMM_BLOCK < extent ? hi * SGEMM_BLOCK : extent;
@@ -71,15 +66,12 @@ static void sgemm_blocks(void *arg, int64_t lo, int64_t hi)
                    g->b, g->ldb, g->beta, g->c + i0 * g->ldc, g->ldc);
 }
 
-void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
-               int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
-{
-    if (m <= 0 || n <= 0)
-        return;
+void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+               const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    if (m <= 0 || n <= 0) return;
     if (k <= 0) {
         for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
     blas_single();
@@ -96,19 +88,15 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
 
 const char *nrt_blas_core(void) { return openblas_get_corename(); }
 
-void nrt_blas_threads(int threads)
-{
-    if (threads > 0)
-        nrt_threads_set(threads);
+void nrt_blas_threads(int threads) {
+    if (threads > 0) nrt_threads_set(threads);
     blas_single();
 }
 
 /* Whether OpenBLAS's core name is one of names (NULL-terminated), any case. */
-static int core_is(const char *core, const char *const *names)
-{
+static int core_is(const char *core, const char *const *names) {
     for (; *names; names++)
-        if (strcasecmp(core, *names) == 0)
-            return 1;
+        if (strcasecmp(core, *names) == 0) return 1;
     return 0;
 }
 
@@ -119,12 +107,10 @@ static int core_is(const char *core, const char *const *names)
  * (AVX2) but OpenBLAS chose a core without it, the variable is set and the
  * program started again, once (NETC_BLAS_SETUP marks the second run). The
  * thread count needs no restart: nrt_blas_threads sets it at any time. */
-void nrt_blas_setup(int argc, char **argv, int threads)
-{
+void nrt_blas_setup(int argc, char **argv, int threads) {
     (void)argc;
     (void)threads;
-    if (getenv("NETC_BLAS_SETUP") || getenv("OPENBLAS_CORETYPE"))
-        return;
+    if (getenv("NETC_BLAS_SETUP") || getenv("OPENBLAS_CORETYPE")) return;
     static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
     static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids", NULL};
     const char *core = openblas_get_corename(), *want = NULL;
@@ -135,8 +121,7 @@ void nrt_blas_setup(int argc, char **argv, int threads)
     else if (__builtin_cpu_supports("avx2") && !core_is(core, avx2))
         want = "Haswell";
 #endif
-    if (!want)
-        return;
+    if (!want) return;
     setenv("OPENBLAS_CORETYPE", want, 1);
     setenv("NETC_BLAS_SETUP", "1", 1);
     fflush(NULL);
@@ -152,26 +137,19 @@ void nrt_blas_setup(int argc, char **argv, int threads)
  * one small one per image). y and dy are [n, co, hw] in memory; the scratch
  * t [cog, nb*hw] after col holds one group of them channel-major. */
 
-int64_t nrt_conv_scratch(const struct nrt_conv *c)
-{
-    return nrt_conv_chunk(c) * nrt_conv_image_floats(c);
-}
+int64_t nrt_conv_scratch(const struct nrt_conv *c) { return nrt_conv_chunk(c) * nrt_conv_image_floats(c); }
 
 /* The output columns ow in [*lo, *hi) whose tap j reads inside a row. */
-static void tap_range(const struct nrt_conv *c, int64_t j, int64_t *lo, int64_t *hi)
-{
+static void tap_range(const struct nrt_conv *c, int64_t j, int64_t *lo, int64_t *hi) {
     int64_t off = j * c->d[1] - c->p[1];
     *lo = 0, *hi = c->wo;
-    while (*lo < *hi && *lo * c->s[1] + off < 0)
-        ++*lo;
-    while (*hi > *lo && (*hi - 1) * c->s[1] + off >= c->w)
-        --*hi;
+    while (*lo < *hi && *lo * c->s[1] + off < 0) ++*lo;
+    while (*hi > *lo && (*hi - 1) * c->s[1] + off >= c->w) --*hi;
 }
 
 /* col[(ch*kh + i)*kw + j][oh*wo + ow] = x[ch, ih, iw] (0 outside), for one
  * image and one group's cig channels starting at x; rows are ld floats apart. */
-static void im2col(const struct nrt_conv *c, const float *x, int64_t cig, float *col, int64_t ld)
-{
+static void im2col(const struct nrt_conv *c, const float *x, int64_t cig, float *col, int64_t ld) {
     for (int64_t ch = 0; ch < cig; ch++)
         for (int64_t i = 0; i < c->kh; i++)
             for (int64_t j = 0; j < c->kw; j++) {
@@ -183,29 +161,23 @@ static void im2col(const struct nrt_conv *c, const float *x, int64_t cig, float 
                     int64_t ih = oh * c->s[0] - c->p[0] + i * c->d[0];
                     float *r = row + oh * c->wo;
                     if (ih < 0 || ih >= c->h) {
-                        for (int64_t ow = 0; ow < c->wo; ow++)
-                            r[ow] = 0;
+                        for (int64_t ow = 0; ow < c->wo; ow++) r[ow] = 0;
                         continue;
                     }
                     /* Rows are short (tens of floats): loops, not memcpy calls. */
                     const float *line = plane + ih * c->w;
-                    for (int64_t ow = 0; ow < lo; ow++)
-                        r[ow] = 0;
+                    for (int64_t ow = 0; ow < lo; ow++) r[ow] = 0;
                     if (c->s[1] == 1)
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            r[ow] = line[ow + off];
+                        for (int64_t ow = lo; ow < hi; ow++) r[ow] = line[ow + off];
                     else
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            r[ow] = line[ow * c->s[1] + off];
-                    for (int64_t ow = hi; ow < c->wo; ow++)
-                        r[ow] = 0;
+                        for (int64_t ow = lo; ow < hi; ow++) r[ow] = line[ow * c->s[1] + off];
+                    for (int64_t ow = hi; ow < c->wo; ow++) r[ow] = 0;
                 }
             }
 }
 
 /* The adjoint of im2col: x[ch, ih, iw] += col[...] (x is not cleared). */
-static void col2im(const struct nrt_conv *c, const float *col, int64_t ld, int64_t cig, float *x)
-{
+static void col2im(const struct nrt_conv *c, const float *col, int64_t ld, int64_t cig, float *x) {
     for (int64_t ch = 0; ch < cig; ch++)
         for (int64_t i = 0; i < c->kh; i++)
             for (int64_t j = 0; j < c->kw; j++) {
@@ -215,24 +187,20 @@ static void col2im(const struct nrt_conv *c, const float *col, int64_t ld, int64
                 tap_range(c, j, &lo, &hi);
                 for (int64_t oh = 0; oh < c->ho; oh++) {
                     int64_t ih = oh * c->s[0] - c->p[0] + i * c->d[0];
-                    if (ih < 0 || ih >= c->h)
-                        continue;
+                    if (ih < 0 || ih >= c->h) continue;
                     float *line = plane + ih * c->w;
                     const float *r = row + oh * c->wo;
                     if (c->s[1] == 1) {
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            line[ow + off] += r[ow];
+                        for (int64_t ow = lo; ow < hi; ow++) line[ow + off] += r[ow];
                     } else {
-                        for (int64_t ow = lo; ow < hi; ow++)
-                            line[ow * c->s[1] + off] += r[ow];
+                        for (int64_t ow = lo; ow < hi; ow++) line[ow * c->s[1] + off] += r[ow];
                     }
                 }
             }
 }
 
 /* t[o][b*hw + k] = a[b, g*cog + o, k] for the nb images of a ([nb, co, hw]). */
-static void to_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, const float *a, float *t)
-{
+static void to_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, const float *a, float *t) {
     int64_t cog = c->co / c->g, hw = c->ho * c->wo;
     for (int64_t b = 0; b < nb; b++)
         for (int64_t o = 0; o < cog; o++)
@@ -240,8 +208,7 @@ static void to_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, co
 }
 
 /* The inverse of to_channel_major. */
-static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, const float *t, float *a)
-{
+static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, const float *t, float *a) {
     int64_t cog = c->co / c->g, hw = c->ho * c->wo;
     for (int64_t b = 0; b < nb; b++)
         for (int64_t o = 0; o < cog; o++)
@@ -278,14 +245,12 @@ struct dconv {
  * for P pixels (wp and out already offset by c0); rows of out are cout apart. */
 static inline __attribute__((always_inline)) void dconv_tile(const struct dconv *g, const int V, const int P,
                                                              const float *x, const int64_t *base,
-                                                             const float *wp, float *out)
-{
+                                                             const float *wp, float *out) {
     __m512 acc[4][DIRECT_ACC];
 #pragma GCC unroll 4
     for (int v = 0; v < V; v++)
 #pragma GCC unroll 24
-        for (int p = 0; p < P; p++)
-            acc[v][p] = _mm512_setzero_ps();
+        for (int p = 0; p < P; p++) acc[v][p] = _mm512_setzero_ps();
     const float *wt = wp;
     for (int64_t ci = 0; ci < g->cin; ci++)
         for (int64_t i = 0; i < g->kh; i++)
@@ -293,27 +258,23 @@ static inline __attribute__((always_inline)) void dconv_tile(const struct dconv 
                 const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
                 __m512 w[4];
 #pragma GCC unroll 4
-                for (int v = 0; v < V; v++)
-                    w[v] = _mm512_loadu_ps(wt + 16 * v);
+                for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wt + 16 * v);
 #pragma GCC unroll 24
                 for (int p = 0; p < P; p++) {
                     __m512 xb = _mm512_set1_ps(xt[base[p]]);
 #pragma GCC unroll 4
-                    for (int v = 0; v < V; v++)
-                        acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
+                    for (int v = 0; v < V; v++) acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
                 }
             }
 #pragma GCC unroll 24
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
-        for (int v = 0; v < V; v++)
-            _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
 }
 
 /* The output pixels [p0, p0 + n) of one image as input offsets, the last one
  * repeated up to DIRECT_ACC entries. */
-static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *base)
-{
+static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *base) {
     int64_t hw = g->ho * g->wo;
     for (int64_t k = 0; k < n; k++) {
         int64_t q = p0 + k < hw ? p0 + k : hw - 1;
@@ -323,8 +284,7 @@ static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *b
 
 /* y[co][p] = the conv of one padded image x by packed weights wp; tmp holds
  * the pixel-major tiles (dconv_tmp floats). */
-static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y)
-{
+static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y) {
     int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
@@ -342,13 +302,11 @@ static void dconv_image(const struct dconv *g, const float *x, const float *wp, 
         c0 += 16 * V;
     }
     for (int64_t o = 0; o < g->cout; o++)
-        for (int64_t p = 0; p < hw; p++)
-            y[o * hw + p] = tmp[p * g->cout + o];
+        for (int64_t p = 0; p < hw; p++) y[o * hw + p] = tmp[p * g->cout + o];
 }
 
 /* Floats of dconv_image's tmp: whole tiles of the smallest V. */
-static int64_t dconv_tmp(const struct dconv *g)
-{
+static int64_t dconv_tmp(const struct dconv *g) {
     int64_t hw = g->ho * g->wo;
     return (hw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * g->cout;
 }
@@ -356,41 +314,35 @@ static int64_t dconv_tmp(const struct dconv *g)
 /* dwt[t][c0 + 16v + l] += sum over pixels of dyt[p][c0 + 16v + l] * x[base(p) + toff[t]]
  * for T taps (dyt and dwt already offset by c0; rows cout apart). */
 static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g, const int V, const int T,
-                                                          const float *x, const float *dyt, const int64_t *toff,
-                                                          float *dwt)
-{
+                                                          const float *x, const float *dyt,
+                                                          const int64_t *toff, float *dwt) {
     __m512 acc[4][DIRECT_ACC];
 #pragma GCC unroll 4
     for (int v = 0; v < V; v++)
 #pragma GCC unroll 24
-        for (int t = 0; t < T; t++)
-            acc[v][t] = _mm512_loadu_ps(dwt + t * g->cout + 16 * v);
+        for (int t = 0; t < T; t++) acc[v][t] = _mm512_loadu_ps(dwt + t * g->cout + 16 * v);
     for (int64_t oh = 0; oh < g->ho; oh++)
         for (int64_t ow = 0; ow < g->wo; ow++) {
             const float *xp = x + oh * g->s0 * g->wp + ow * g->s1, *d = dyt + (oh * g->wo + ow) * g->cout;
             __m512 dv[4];
 #pragma GCC unroll 4
-            for (int v = 0; v < V; v++)
-                dv[v] = _mm512_loadu_ps(d + 16 * v);
+            for (int v = 0; v < V; v++) dv[v] = _mm512_loadu_ps(d + 16 * v);
 #pragma GCC unroll 24
             for (int t = 0; t < T; t++) {
                 __m512 xb = _mm512_set1_ps(xp[toff[t]]);
 #pragma GCC unroll 4
-                for (int v = 0; v < V; v++)
-                    acc[v][t] = _mm512_fmadd_ps(dv[v], xb, acc[v][t]);
+                for (int v = 0; v < V; v++) acc[v][t] = _mm512_fmadd_ps(dv[v], xb, acc[v][t]);
             }
         }
 #pragma GCC unroll 24
     for (int t = 0; t < T; t++)
 #pragma GCC unroll 4
-        for (int v = 0; v < V; v++)
-            _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
 }
 
 /* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout].
  * dwt has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
-static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt)
-{
+static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt) {
     int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
@@ -416,8 +368,7 @@ static void dw_image(const struct dconv *g, const float *x, const float *dyt, fl
 /* dst [ch][hp][wp] = src [ch][h][w] placed at (top, left), zeros elsewhere;
  * rows or columns that fall outside dst are dropped. */
 static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64_t top, int64_t left,
-                       float *dst, int64_t hp, int64_t wp)
-{
+                       float *dst, int64_t hp, int64_t wp) {
     memset(dst, 0, sizeof *dst * (size_t)(ch * hp * wp));
     int64_t c0 = left < 0 ? -left : 0, c1 = w + left > wp ? wp - left : w;
     for (int64_t c = 0; c < ch; c++)
@@ -436,22 +387,21 @@ static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64
  * and broadcasts R weights per tap; lanes with ow >= wo are computed and
  * dropped by masked stores. The weight gradient runs the same walk with dy
  * spread to the padded width (zeros at ow >= wo) and R x T sums per tile. */
-#define ROWS_R 6 /* forward: channels per tile */
-#define ROWS_Q 4 /* forward: vectors of positions per tile */
+#define ROWS_R 6  /* forward: channels per tile */
+#define ROWS_Q 4  /* forward: vectors of positions per tile */
 #define ROWS_DR 3 /* weight gradient: channels per tile */
 #define ROWS_DT 8 /* weight gradient: taps per tile */
 
 /* Where the real outputs among positions qs..qs+15 of the padded-width
  * output go in y [ho][wo]: up to `n` pieces, each a masked store at an offset. */
 struct rows_dst {
-    int n;                /* pieces */
-    int64_t off[18];      /* y offset of lane 0 for piece i */
-    uint32_t mask[18];    /* its lanes (not __mmask16: GCC 12 at -O1/-O3 drops the
-                             stores when the masks sit in a __mmask16 array) */
+    int n;             /* pieces */
+    int64_t off[18];   /* y offset of lane 0 for piece i */
+    uint32_t mask[18]; /* its lanes (not __mmask16: GCC 12 at -O1/-O3 drops the
+                          stores when the masks sit in a __mmask16 array) */
 };
 
-static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
-{
+static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d) {
     d->n = 0;
     for (int64_t r = qs / g->wp; r < g->ho && r * g->wp < qs + 16; r++) {
         int64_t l0 = r * g->wp - qs, l1 = l0 + g->wo;
@@ -466,24 +416,20 @@ static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
 /* One forward tile: channels wr[0..ROWS_R) (weights, rows kk apart) into
  * y planes yr[], positions q0.. of one padded image x. */
 static void rows_tile(const struct dconv *g, const float *x, const float *const *wr, float *const *yr, int nr,
-                      int64_t q0)
-{
+                      int64_t q0) {
     __m512 acc[ROWS_R][ROWS_Q];
     for (int r = 0; r < ROWS_R; r++)
-        for (int u = 0; u < ROWS_Q; u++)
-            acc[r][u] = _mm512_setzero_ps();
+        for (int u = 0; u < ROWS_Q; u++) acc[r][u] = _mm512_setzero_ps();
     int64_t t = 0;
     for (int64_t ci = 0; ci < g->cin; ci++)
         for (int64_t i = 0; i < g->kh; i++)
             for (int64_t j = 0; j < g->kw; j++, t++) {
                 const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1 + q0;
                 __m512 xv[ROWS_Q];
-                for (int u = 0; u < ROWS_Q; u++)
-                    xv[u] = _mm512_loadu_ps(xt + 16 * u);
+                for (int u = 0; u < ROWS_Q; u++) xv[u] = _mm512_loadu_ps(xt + 16 * u);
                 for (int r = 0; r < ROWS_R; r++) {
                     __m512 wb = _mm512_set1_ps(wr[r][t]);
-                    for (int u = 0; u < ROWS_Q; u++)
-                        acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+                    for (int u = 0; u < ROWS_Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
                 }
             }
     for (int u = 0; u < ROWS_Q; u++) {
@@ -497,16 +443,14 @@ static void rows_tile(const struct dconv *g, const float *x, const float *const 
 
 /* Floats a padded image needs for the wide-row kernels: the planes plus the
  * overrun of the last tile and the last tap (kept zero). */
-static int64_t rows_in_floats(const struct dconv *g)
-{
+static int64_t rows_in_floats(const struct dconv *g) {
     return g->cin * g->hp * g->wp + 16 * ROWS_Q + g->wp * g->d0 * g->kh + g->kw * g->d1 + 16;
 }
 
 /* Positions of the padded-width output, rounded up to whole vectors. */
 static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
 
-static void rows_image(const struct dconv *g, const float *x, const float *w, float *y)
-{
+static void rows_image(const struct dconv *g, const float *x, const float *w, float *y) {
     int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
     for (int64_t o0 = 0; o0 < g->cout; o0 += ROWS_R) {
         const float *wr[ROWS_R];
@@ -516,35 +460,31 @@ static void rows_image(const struct dconv *g, const float *x, const float *w, fl
             int64_t o = o0 + (r < nr ? r : nr - 1);
             wr[r] = w + o * kk, yr[r] = y + o * hw;
         }
-        for (int64_t q0 = 0; q0 < nq; q0 += 16 * ROWS_Q)
-            rows_tile(g, x, wr, yr, nr, q0);
+        for (int64_t q0 = 0; q0 < nq; q0 += 16 * ROWS_Q) rows_tile(g, x, wr, yr, nr, q0);
     }
 }
 
 /* One weight-gradient tile: R channels (dy rows dr[]) by T taps (input
  * pointers xt[]) summed over the padded-width positions, the 16 lane sums
  * added to part[(o0 + r) * kk + t0 + k][16]. */
-static inline __attribute__((always_inline)) void rows_dw_tile(const struct dconv *g, const int R, const int T,
-                                                               const float *const *dr, const float *const *xt,
-                                                               int nr, int nt, float *part, int64_t kk)
-{
+static inline __attribute__((always_inline)) void rows_dw_tile(const struct dconv *g, const int R,
+                                                               const int T, const float *const *dr,
+                                                               const float *const *xt, int nr, int nt,
+                                                               float *part, int64_t kk) {
     __m512 acc[3][9];
 #pragma GCC unroll 3
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 9
-        for (int k = 0; k < T; k++)
-            acc[r][k] = _mm512_setzero_ps();
+        for (int k = 0; k < T; k++) acc[r][k] = _mm512_setzero_ps();
     for (int64_t q = 0, nq = rows_q(g); q < nq; q += 16) {
         __m512 d[3];
 #pragma GCC unroll 3
-        for (int r = 0; r < R; r++)
-            d[r] = _mm512_loadu_ps(dr[r] + q);
+        for (int r = 0; r < R; r++) d[r] = _mm512_loadu_ps(dr[r] + q);
 #pragma GCC unroll 9
         for (int k = 0; k < T; k++) {
             __m512 xv = _mm512_loadu_ps(xt[k] + q);
 #pragma GCC unroll 3
-            for (int r = 0; r < R; r++)
-                acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+            for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
         }
     }
     for (int r = 0; r < nr && r < R; r++)
@@ -557,15 +497,13 @@ static inline __attribute__((always_inline)) void rows_dw_tile(const struct dcon
 /* The weight gradient of one padded image x: part[o][t][16] += lane sums over
  * positions of dyw[o][q] * x[q + tap t], dyw being dy at the padded width.
  * Tiles are 2 channels x 9 taps for 3x3 windows, else 3 x 8. */
-static void rows_dw_image(const struct dconv *g, const float *x, const float *dyw, float *part)
-{
+static void rows_dw_image(const struct dconv *g, const float *x, const float *dyw, float *part) {
     int64_t kk = g->cin * g->kh * g->kw, nq = rows_q(g);
     int R = kk % 9 == 0 ? 2 : 3, T = kk % 9 == 0 ? 9 : 8;
     for (int64_t o0 = 0; o0 < g->cout; o0 += R) {
         int nr = g->cout - o0 < R ? (int)(g->cout - o0) : R;
         const float *dr[3];
-        for (int r = 0; r < R; r++)
-            dr[r] = dyw + (o0 + (r < nr ? r : nr - 1)) * nq;
+        for (int r = 0; r < R; r++) dr[r] = dyw + (o0 + (r < nr ? r : nr - 1)) * nq;
         for (int64_t t0 = 0; t0 < kk; t0 += T) {
             int nt = kk - t0 < T ? (int)(kk - t0) : T;
             const float *xt[9];
@@ -584,8 +522,7 @@ static void rows_dw_image(const struct dconv *g, const float *x, const float *dy
 }
 
 /* dy [cout][ho][wo] spread to dyw [cout][nq] at the padded width, zeros elsewhere. */
-static void rows_spread(const struct dconv *g, const float *dy, float *dyw)
-{
+static void rows_spread(const struct dconv *g, const float *dy, float *dyw) {
     int64_t nq = rows_q(g);
     memset(dyw, 0, sizeof *dyw * (size_t)(g->cout * nq));
     for (int64_t o = 0; o < g->cout; o++)
@@ -614,15 +551,13 @@ struct direct_job {
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
-static int64_t dw_rows(const struct dconv *g)
-{
+static int64_t dw_rows(const struct dconv *g) {
     return (g->cin * g->kh * g->kw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC;
 }
 
 /* Splits the scratch: packed weights (wfloats), then per task a padded image
  * and its work floats. Returns 0 when that does not fit in the conv's scratch. */
-static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats)
-{
+static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     const struct nrt_conv *c = j->c;
     int64_t hw = j->g.ho * j->g.wo;
     int64_t kk = j->g.cin * j->g.kh * j->g.kw;
@@ -641,18 +576,15 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats)
     return c->n > 0 && wfloats + j->tasks * j->region <= nrt_conv_scratch(c);
 }
 
-static void direct_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
     const struct dconv *g = &j->g;
     int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
         float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
-        if (j->kind == 2)
-            memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
-        if (j->kind == 4)
-            memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
+        if (j->kind == 2) memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
         if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
             memset(part, 0, sizeof *part * (size_t)j->padf);
         for (int64_t b = n * i / j->tasks; b < n * (i + 1) / j->tasks; b++) {
@@ -676,16 +608,14 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi)
             }
             const float *d = j->dy + b * g->cout * hw;
             for (int64_t p = 0; p < hw; p++)
-                for (int64_t o = 0; o < g->cout; o++)
-                    dyt[p * g->cout + o] = d[o * hw + p];
+                for (int64_t o = 0; o < g->cout; o++) dyt[p * g->cout + o] = d[o * hw + p];
             dw_image(g, x, dyt, dwt);
         }
     }
 }
 
 /* dw[o][t] for taps [lo, hi): the sum of the tasks' transposed partials. */
-static void direct_dw_sum(void *arg, int64_t lo, int64_t hi)
-{
+static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
     int64_t co = j->g.cout, kk = j->g.cin * j->g.kh * j->g.kw, hw = j->g.ho * j->g.wo;
     for (int64_t t = lo; t < hi; t++)
@@ -698,66 +628,66 @@ static void direct_dw_sum(void *arg, int64_t lo, int64_t hi)
 }
 
 /* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
-static void rows_dw_sum(void *arg, int64_t lo, int64_t hi)
-{
+static void rows_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
     int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + j->g.cout * rows_q(&j->g);
     for (int64_t k = lo * kk; k < hi * kk; k++) {
         float s = 0;
         for (int64_t i = 0; i < j->tasks; i++)
-            for (int l = 0; l < 16; l++)
-                s += j->scratch[i * j->region + off + k * 16 + l];
+            for (int l = 0; l < 16; l++) s += j->scratch[i * j->region + off + k * 16 + l];
         j->out[k] = s;
     }
 }
 
 /* Whether the wide-row kernels take c (forward, weight gradient): one group,
  * stride 1, and not a case for the channel-vector kernels. */
-static int rows_ok(const struct nrt_conv *c)
-{
+static int rows_ok(const struct nrt_conv *c) {
     return c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && !getenv("NETC_CONV_IM2COL") &&
            (c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || c->co % 16 != 0);
 }
 
 /* Whether the direct kernels take c: one group, 16k output channels (input
  * channels for dx), enough taps, and (dx) stride 1. */
-static int direct_ok(const struct nrt_conv *c, int kind)
-{
-    if (c->g != 1 || c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || getenv("NETC_CONV_IM2COL"))
-        return 0;
+static int direct_ok(const struct nrt_conv *c, int kind) {
+    if (c->g != 1 || c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || getenv("NETC_CONV_IM2COL")) return 0;
     if (kind == 1)
         return c->ci % 16 == 0 && c->co * c->kh * c->kw >= DIRECT_MIN_TAPS && c->s[0] == 1 && c->s[1] == 1;
     return c->co % 16 == 0;
 }
 
 /* The forward or weight-gradient problem of c: x padded as the layer says. */
-static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind)
-{
+static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind) {
     memset(j, 0, sizeof *j);
     j->c = c, j->kind = kind;
     j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
-    j->g = (struct dconv){c->ci, c->h + c->p[0] + c->p[2], c->w + c->p[1] + c->p[3], c->co, c->kh, c->kw,
-                          c->s[0], c->s[1], c->d[0], c->d[1], c->ho, c->wo};
+    j->g = (struct dconv){c->ci,
+                          c->h + c->p[0] + c->p[2],
+                          c->w + c->p[1] + c->p[3],
+                          c->co,
+                          c->kh,
+                          c->kw,
+                          c->s[0],
+                          c->s[1],
+                          c->d[0],
+                          c->d[1],
+                          c->ho,
+                          c->wo};
 }
 
-static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
-{
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     struct direct_job j;
     if (!direct_ok(c, 0)) {
         direct_init(&j, c, 3);
-        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
-            return 0;
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0)) return 0;
         j.in = x, j.w = w, j.out = y;
         nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
         return 1;
     }
     direct_init(&j, c, 0);
     int64_t kk = c->ci * c->kh * c->kw;
-    if (!direct_plan(&j, scratch, kk * c->co))
-        return 0;
+    if (!direct_plan(&j, scratch, kk * c->co)) return 0;
     for (int64_t o = 0; o < c->co; o++)
-        for (int64_t t = 0; t < kk; t++)
-            j.wp[t * c->co + o] = w[o * kk + t];
+        for (int64_t t = 0; t < kk; t++) j.wp[t * c->co + o] = w[o * kk + t];
     j.in = x, j.out = y;
     nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
     return 1;
@@ -765,20 +695,28 @@ static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *
 
 /* dx = the stride-1 conv of dy, padded by dilation*(k-1) - pad on each side,
  * with the weights flipped in space and their channel dims swapped. */
-static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
-{
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
     struct direct_job j;
-    if (!direct_ok(c, 1))
-        return 0;
+    if (!direct_ok(c, 1)) return 0;
     memset(&j, 0, sizeof j);
     j.c = c, j.kind = 1;
     j.src_h = c->ho, j.src_w = c->wo;
     j.top = c->d[0] * (c->kh - 1) - c->p[0], j.left = c->d[1] * (c->kw - 1) - c->p[1];
-    j.g = (struct dconv){c->co, c->h + c->d[0] * (c->kh - 1), c->w + c->d[1] * (c->kw - 1), c->ci, c->kh, c->kw,
-                         1, 1, c->d[0], c->d[1], c->h, c->w};
+    j.g = (struct dconv){c->co,
+                         c->h + c->d[0] * (c->kh - 1),
+                         c->w + c->d[1] * (c->kw - 1),
+                         c->ci,
+                         c->kh,
+                         c->kw,
+                         1,
+                         1,
+                         c->d[0],
+                         c->d[1],
+                         c->h,
+                         c->w};
     int64_t kk = c->ci * c->kh * c->kw, area = c->kh * c->kw;
-    if (!direct_plan(&j, scratch, kk * c->co))
-        return 0;
+    if (!direct_plan(&j, scratch, kk * c->co)) return 0;
     /* wp[(o, i', j')][ci] = w[o][ci][kh-1-i'][kw-1-j'] */
     for (int64_t o = 0; o < c->co; o++)
         for (int64_t ci = 0; ci < c->ci; ci++)
@@ -789,39 +727,36 @@ static int direct_grad_input(const struct nrt_conv *c, const float *dy, const fl
     return 1;
 }
 
-static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
-{
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                              float *scratch) {
     struct direct_job j;
     if (!direct_ok(c, 2)) {
         direct_init(&j, c, 4);
-        if (!rows_ok(c) || !direct_plan(&j, scratch, 0))
-            return 0;
+        if (!rows_ok(c) || !direct_plan(&j, scratch, 0)) return 0;
         j.in = x, j.dy = dy, j.out = dw;
         nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
         nrt_parallel_for(c->co, 4, rows_dw_sum, &j);
         return 1;
     }
     direct_init(&j, c, 2);
-    if (!direct_plan(&j, scratch, 0))
-        return 0;
+    if (!direct_plan(&j, scratch, 0)) return 0;
     j.in = x, j.dy = dy, j.out = dw;
     nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
     nrt_parallel_for(c->ci * c->kh * c->kw, 64, direct_dw_sum, &j);
     return 1;
 }
 #else
-static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
-{
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)y, (void)scratch;
     return 0;
 }
-static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx, float *scratch)
-{
+static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
     (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
     return 0;
 }
-static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw, float *scratch)
-{
+static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                              float *scratch) {
     (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
     return 0;
 }
@@ -845,16 +780,14 @@ struct conv_job {
 
 /* The number of tasks for c: pool threads, at most one per chunk image and
  * one per batch image. */
-static int64_t conv_tasks(const struct nrt_conv *c)
-{
+static int64_t conv_tasks(const struct nrt_conv *c) {
     int64_t t = nrt_threads_get(), chunk = nrt_conv_chunk(c);
     t = t < chunk ? t : chunk;
     t = t < c->n ? t : c->n;
     return t < 1 ? 1 : t;
 }
 
-static struct conv_job conv_job_init(const struct nrt_conv *c, float *scratch)
-{
+static struct conv_job conv_job_init(const struct nrt_conv *c, float *scratch) {
     struct conv_job j = {.c = c, .scratch = scratch, .tasks = conv_tasks(c)};
     j.sub = nrt_conv_chunk(c) / j.tasks;
     j.region = j.sub * nrt_conv_image_floats(c);
@@ -862,14 +795,12 @@ static struct conv_job conv_job_init(const struct nrt_conv *c, float *scratch)
 }
 
 /* Task i's images [*b0, *b1) and scratch. */
-static float *conv_task(const struct conv_job *j, int64_t i, int64_t *b0, int64_t *b1)
-{
+static float *conv_task(const struct conv_job *j, int64_t i, int64_t *b0, int64_t *b1) {
     *b0 = j->c->n * i / j->tasks, *b1 = j->c->n * (i + 1) / j->tasks;
     return j->scratch + i * j->region;
 }
 
-static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct conv_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
@@ -889,19 +820,15 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch)
-{
-    if (nrt_dwconv2d(c, x, w, y, scratch))
-        return;
-    if (direct_conv2d(c, x, w, y, scratch))
-        return;
+void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
+    if (nrt_dwconv2d(c, x, w, y, scratch)) return;
+    if (direct_conv2d(c, x, w, y, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
     nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
 }
 
-static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct conv_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
@@ -924,12 +851,9 @@ static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi)
 }
 
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                           float *scratch)
-{
-    if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch))
-        return;
-    if (direct_grad_input(c, dy, w, dx, scratch))
-        return;
+                           float *scratch) {
+    if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
+    if (direct_grad_input(c, dy, w, dx, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.dy = dy, j.w = w, j.dx = dx;
     nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
@@ -937,16 +861,14 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
 
 /* Task i > 0 sums its images' weight gradient into a partial dw at the start
  * of its scratch (task 0 into dw itself); the partials are added at the end. */
-static void conv_dw_tasks(void *arg, int64_t lo, int64_t hi)
-{
+static void conv_dw_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct conv_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     for (int64_t i = lo; i < hi; i++) {
         int64_t b1, b0;
         float *col = conv_task(j, i, &b0, &b1), *dw = j->dw;
-        if (i > 0)
-            dw = col, col += j->part;
+        if (i > 0) dw = col, col += j->part;
         for (int64_t first = b0; b0 < b1; b0 += j->sub) {
             int64_t nb = b1 - b0 < j->sub ? b1 - b0 : j->sub, ld = nb * hw;
             float *t = col + kk * ld;
@@ -962,23 +884,18 @@ static void conv_dw_tasks(void *arg, int64_t lo, int64_t hi)
 }
 
 /* dw[lo, hi) += the partials of tasks 1.. */
-static void conv_dw_sum(void *arg, int64_t lo, int64_t hi)
-{
+static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct conv_job *j = arg;
     for (int64_t i = 1; i < j->tasks; i++) {
         const float *part = j->scratch + i * j->region;
-        for (int64_t k = lo; k < hi; k++)
-            j->dw[k] += part[k];
+        for (int64_t k = lo; k < hi; k++) j->dw[k] += part[k];
     }
 }
 
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
-                            float *scratch)
-{
-    if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch))
-        return;
-    if (direct_grad_weight(c, x, dy, dw, scratch))
-        return;
+                            float *scratch) {
+    if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
+    if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.dy = dy, j.dw = dw;
     int64_t per = nrt_conv_image_floats(c), wsize = c->co * (c->ci / c->g) * c->kh * c->kw;
@@ -987,32 +904,26 @@ void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const floa
          * one task when a partial leaves no room for an image. */
         j.part = (wsize + 15) / 16 * 16;
         j.sub = (j.region - j.part) / per;
-        if (j.sub < 1)
-            j.tasks = 1, j.part = 0, j.sub = nrt_conv_chunk(c), j.region = j.sub * per;
+        if (j.sub < 1) j.tasks = 1, j.part = 0, j.sub = nrt_conv_chunk(c), j.region = j.sub * per;
     }
     nrt_parallel_for(j.tasks, 1, conv_dw_tasks, &j);
-    if (j.tasks > 1)
-        nrt_parallel_for(wsize, 4096, conv_dw_sum, &j);
+    if (j.tasks > 1) nrt_parallel_for(wsize, 4096, conv_dw_sum, &j);
 }
 
 /* --------------------------------------------------------------- pooling -- */
 
 /* The flat index within a plane of the first maximum of window (oh, ow), or -1
  * when the window holds only padding. */
-static int64_t window_argmax(const struct nrt_pool *p, const float *plane, int64_t oh, int64_t ow)
-{
+static int64_t window_argmax(const struct nrt_pool *p, const float *plane, int64_t oh, int64_t ow) {
     int64_t best = -1;
     for (int64_t i = 0; i < p->k[0]; i++) {
         int64_t ih = oh * p->s[0] - p->p[0] + i;
-        if (ih < 0 || ih >= p->h)
-            continue;
+        if (ih < 0 || ih >= p->h) continue;
         for (int64_t j = 0; j < p->k[1]; j++) {
             int64_t iw = ow * p->s[1] - p->p[1] + j;
-            if (iw < 0 || iw >= p->w)
-                continue;
+            if (iw < 0 || iw >= p->w) continue;
             int64_t at = ih * p->w + iw;
-            if (best < 0 || plane[at] > plane[best])
-                best = at;
+            if (best < 0 || plane[at] > plane[best]) best = at;
         }
     }
     return best;
@@ -1020,8 +931,7 @@ static int64_t window_argmax(const struct nrt_pool *p, const float *plane, int64
 
 /* Whether every window lies inside its plane (no padding) and no two windows
  * overlap, so each input has at most one window: the fast paths below. */
-static int pool_disjoint(const struct nrt_pool *p)
-{
+static int pool_disjoint(const struct nrt_pool *p) {
     return p->p[0] == 0 && p->p[1] == 0 && p->p[2] == 0 && p->p[3] == 0 && p->s[0] >= p->k[0] &&
            p->s[1] >= p->k[1] && (p->ho - 1) * p->s[0] + p->k[0] <= p->h &&
            (p->wo - 1) * p->s[1] + p->k[1] <= p->w;
@@ -1029,20 +939,17 @@ static int pool_disjoint(const struct nrt_pool *p)
 
 /* The flat index within a plane of window (oh, ow)'s first maximum, for a
  * window inside the plane (window_argmax without the bounds checks). */
-static inline int64_t inner_argmax(const struct nrt_pool *p, const float *plane, int64_t oh, int64_t ow)
-{
+static inline int64_t inner_argmax(const struct nrt_pool *p, const float *plane, int64_t oh, int64_t ow) {
     int64_t at0 = oh * p->s[0] * p->w + ow * p->s[1], best = at0;
     for (int64_t i = 0; i < p->k[0]; i++)
         for (int64_t j = 0; j < p->k[1]; j++) {
             int64_t at = at0 + i * p->w + j;
-            if (plane[at] > plane[best])
-                best = at;
+            if (plane[at] > plane[best]) best = at;
         }
     return best;
 }
 
-static int pool_is_2x2(const struct nrt_pool *p)
-{
+static int pool_is_2x2(const struct nrt_pool *p) {
     return p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && pool_disjoint(p);
 }
 
@@ -1054,8 +961,7 @@ struct pool_job {
 };
 
 /* Planes per chunk: about 16K input floats' worth (several microseconds). */
-static int64_t pool_grain(const struct nrt_pool *p)
-{
+static int64_t pool_grain(const struct nrt_pool *p) {
     int64_t per = p->h * p->w > p->ho * p->wo ? p->h * p->w : p->ho * p->wo;
     return per >= 16384 ? 1 : 16384 / (per > 0 ? per : 1);
 }
@@ -1073,23 +979,20 @@ static const int32_t pool_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6,
 static const int32_t pool_hi[16] = {8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
 
 /* Lanes of `n` outputs (n <= 16) and of their 2n inputs as two masks. */
-static inline void pool_masks(int64_t n, __mmask16 *out, __mmask16 *in0, __mmask16 *in1)
-{
+static inline void pool_masks(int64_t n, __mmask16 *out, __mmask16 *in0, __mmask16 *in1) {
     uint32_t o = n >= 16 ? 0xffffu : (1u << n) - 1, i = n >= 8 ? 0xffffu : (1u << 2 * n) - 1;
     uint32_t i1 = n >= 16 ? 0xffffu : n > 8 ? (1u << 2 * (n - 8)) - 1 : 0;
     *out = (__mmask16)o, *in0 = (__mmask16)i, *in1 = (__mmask16)i1;
 }
 
 /* Loads 2n floats of a row as even and odd columns. */
-static inline void pool_split(const float *r, __mmask16 m0, __mmask16 m1, __m512 *even, __m512 *odd)
-{
+static inline void pool_split(const float *r, __mmask16 m0, __mmask16 m1, __m512 *even, __m512 *odd) {
     __m512 a = _mm512_maskz_loadu_ps(m0, r), b = _mm512_maskz_loadu_ps(m1, r + 16);
     *even = _mm512_permutex2var_ps(a, _mm512_loadu_si512(pool_even), b);
     *odd = _mm512_permutex2var_ps(a, _mm512_loadu_si512(pool_odd), b);
 }
 
-static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t wo)
-{
+static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t wo) {
     for (int64_t ow = 0; ow < wo; ow += 16) {
         __mmask16 mo, m0, m1;
         pool_masks(wo - ow, &mo, &m0, &m1);
@@ -1106,8 +1009,7 @@ static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t 
 /* The gradient of one output row: every input of the two rows' windows is
  * stored, g at the window's first maximum and 0 elsewhere. */
 static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *g, float *d0, float *d1,
-                                 int64_t wo)
-{
+                                 int64_t wo) {
     __m512i lo = _mm512_loadu_si512(pool_lo), hi = _mm512_loadu_si512(pool_hi);
     for (int64_t ow = 0; ow < wo; ow += 16) {
         __mmask16 mo, m0, m1;
@@ -1121,7 +1023,7 @@ static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *
         v = _mm512_mask_blend_ps(kc, v, c);
         __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
         kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
-        __mmask16 ka = (__mmask16)~(kb | kc | ke);
+        __mmask16 ka = (__mmask16) ~(kb | kc | ke);
         __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, g + ow));
         __m512 ga = _mm512_maskz_mov_ps(ka, gv), gb = _mm512_maskz_mov_ps(kb, gv);
         __m512 gc = _mm512_maskz_mov_ps(kc, gv), ge = _mm512_maskz_mov_ps(ke, gv);
@@ -1133,8 +1035,7 @@ static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *
 }
 #endif
 
-static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int64_t lo, int64_t hi)
-{
+static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int64_t lo, int64_t hi) {
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         float *out = y + pl * p->ho * p->wo;
@@ -1158,8 +1059,7 @@ static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int6
     }
 }
 
-static void maxpool_planes(void *arg, int64_t lo, int64_t hi)
-{
+static void maxpool_planes(void *arg, int64_t lo, int64_t hi) {
     const struct pool_job *j = arg;
     const struct nrt_pool *p = j->p;
     if (pool_is_2x2(p)) {
@@ -1178,8 +1078,7 @@ static void maxpool_planes(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
-{
+void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y) {
     struct pool_job j = {.p = p, .x = x, .y = y};
     nrt_parallel_for(p->planes, pool_grain(p), maxpool_planes, &j);
 }
@@ -1189,8 +1088,7 @@ void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y)
  * zeros gives, -0 included) and the rest, an odd last row or column, cleared.
  * The first maximum wins, chosen without branches so the loop vectorizes. */
 static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx, int64_t lo,
-                             int64_t hi)
-{
+                             int64_t hi) {
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *plane = x + pl * p->h * p->w;
         const float *g = dy + pl * p->ho * p->wo;
@@ -1202,8 +1100,7 @@ static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const flo
 #if defined(__AVX512F__)
             if (p->wo >= POOL_SIMD_MIN_WO) {
                 maxpool_2x2_grad_row(r0, r1, gr, d0, d1, p->wo);
-                if (p->w % 2)
-                    d0[p->w - 1] = d1[p->w - 1] = 0.0f;
+                if (p->w % 2) d0[p->w - 1] = d1[p->w - 1] = 0.0f;
                 continue;
             }
 #endif
@@ -1219,16 +1116,13 @@ static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const flo
                 d1[2 * ow] = k == 2 ? v : 0.0f;
                 d1[2 * ow + 1] = k == 3 ? v : 0.0f;
             }
-            if (p->w % 2)
-                d0[p->w - 1] = d1[p->w - 1] = 0.0f;
+            if (p->w % 2) d0[p->w - 1] = d1[p->w - 1] = 0.0f;
         }
-        if (p->h % 2)
-            memset(d + (p->h - 1) * p->w, 0, sizeof *d * (size_t)p->w);
+        if (p->h % 2) memset(d + (p->h - 1) * p->w, 0, sizeof *d * (size_t)p->w);
     }
 }
 
-static void maxpool_grad_planes(void *arg, int64_t lo, int64_t hi)
-{
+static void maxpool_grad_planes(void *arg, int64_t lo, int64_t hi) {
     const struct pool_job *j = arg;
     const struct nrt_pool *p = j->p;
     if (pool_is_2x2(p) && p->h == 2 * p->ho + p->h % 2 && p->w == 2 * p->wo + p->w % 2) {
@@ -1244,21 +1138,18 @@ static void maxpool_grad_planes(void *arg, int64_t lo, int64_t hi)
         for (int64_t oh = 0; oh < p->ho; oh++)
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 int64_t at = fast ? inner_argmax(p, plane, oh, ow) : window_argmax(p, plane, oh, ow);
-                if (at >= 0)
-                    d[at] += g[oh * p->wo + ow];
+                if (at >= 0) d[at] += g[oh * p->wo + ow];
             }
     }
 }
 
-void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx)
-{
+void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx) {
     struct pool_job j = {.p = p, .x = x, .dy = dy, .dx = dx};
     nrt_parallel_for(p->planes, pool_grain(p), maxpool_grad_planes, &j);
 }
 
 /* Average over the full window, padding counted (count_include_pad). */
-static void avgpool_planes(void *arg, int64_t lo, int64_t hi)
-{
+static void avgpool_planes(void *arg, int64_t lo, int64_t hi) {
     const struct pool_job *j = arg;
     const struct nrt_pool *p = j->p;
     float inv = 1.0f / (float)(p->k[0] * p->k[1]);
@@ -1268,26 +1159,22 @@ static void avgpool_planes(void *arg, int64_t lo, int64_t hi)
                 float s = 0;
                 for (int64_t i = 0; i < p->k[0]; i++) {
                     int64_t ih = oh * p->s[0] - p->p[0] + i;
-                    if (ih < 0 || ih >= p->h)
-                        continue;
+                    if (ih < 0 || ih >= p->h) continue;
                     for (int64_t jj = 0; jj < p->k[1]; jj++) {
                         int64_t iw = ow * p->s[1] - p->p[1] + jj;
-                        if (iw >= 0 && iw < p->w)
-                            s += j->x[(pl * p->h + ih) * p->w + iw];
+                        if (iw >= 0 && iw < p->w) s += j->x[(pl * p->h + ih) * p->w + iw];
                     }
                 }
                 j->y[(pl * p->ho + oh) * p->wo + ow] = s * inv;
             }
 }
 
-void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y)
-{
+void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y) {
     struct pool_job j = {.p = p, .x = x, .y = y};
     nrt_parallel_for(p->planes, pool_grain(p), avgpool_planes, &j);
 }
 
-static void avgpool_grad_planes(void *arg, int64_t lo, int64_t hi)
-{
+static void avgpool_grad_planes(void *arg, int64_t lo, int64_t hi) {
     const struct pool_job *j = arg;
     const struct nrt_pool *p = j->p;
     float inv = 1.0f / (float)(p->k[0] * p->k[1]);
@@ -1298,45 +1185,38 @@ static void avgpool_grad_planes(void *arg, int64_t lo, int64_t hi)
                 float g = j->dy[(pl * p->ho + oh) * p->wo + ow] * inv;
                 for (int64_t i = 0; i < p->k[0]; i++) {
                     int64_t ih = oh * p->s[0] - p->p[0] + i;
-                    if (ih < 0 || ih >= p->h)
-                        continue;
+                    if (ih < 0 || ih >= p->h) continue;
                     for (int64_t jj = 0; jj < p->k[1]; jj++) {
                         int64_t iw = ow * p->s[1] - p->p[1] + jj;
-                        if (iw >= 0 && iw < p->w)
-                            j->dx[(pl * p->h + ih) * p->w + iw] += g;
+                        if (iw >= 0 && iw < p->w) j->dx[(pl * p->h + ih) * p->w + iw] += g;
                     }
                 }
             }
 }
 
-void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx)
-{
+void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx) {
     struct pool_job j = {.p = p, .dy = dy, .dx = dx};
     nrt_parallel_for(p->planes, pool_grain(p), avgpool_grad_planes, &j);
 }
 
-void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *x, float *y)
-{
+void nrt_upsample2d(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *x, float *y) {
     int64_t H = h * s0, W = w * s1;
     for (int64_t pl = 0; pl < planes; pl++)
         for (int64_t i = 0; i < H; i++) {
             const float *src = x + (pl * h + i / s0) * w;
             float *dst = y + (pl * H + i) * W;
-            for (int64_t j = 0; j < W; j++)
-                dst[j] = src[j / s1];
+            for (int64_t j = 0; j < W; j++) dst[j] = src[j / s1];
         }
 }
 
 void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1, const float *dy,
-                         float *dx)
-{
+                         float *dx) {
     int64_t H = h * s0, W = w * s1;
     memset(dx, 0, sizeof *dx * (size_t)(planes * h * w));
     for (int64_t pl = 0; pl < planes; pl++)
         for (int64_t i = 0; i < H; i++) {
             const float *src = dy + (pl * H + i) * W;
             float *dst = dx + (pl * h + i / s0) * w;
-            for (int64_t j = 0; j < W; j++)
-                dst[j / s1] += src[j];
+            for (int64_t j = 0; j < W; j++) dst[j / s1] += src[j];
         }
 }

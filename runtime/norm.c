@@ -11,23 +11,18 @@
 #define NORM_GRAIN_FLOATS 16384 /* floats per task at least */
 
 /* The sum of x[0..d) in double. */
-static double row_sum(const float *restrict x, int64_t d)
-{
+static double row_sum(const float *restrict x, int64_t d) {
     double acc[NORM_LANES] = {0}, s = 0;
     int64_t j = 0;
     for (; j + NORM_LANES <= d; j += NORM_LANES)
-        for (int l = 0; l < NORM_LANES; l++)
-            acc[l] += x[j + l];
-    for (; j < d; j++)
-        s += x[j];
-    for (int l = 0; l < NORM_LANES; l++)
-        s += acc[l];
+        for (int l = 0; l < NORM_LANES; l++) acc[l] += x[j + l];
+    for (; j < d; j++) s += x[j];
+    for (int l = 0; l < NORM_LANES; l++) s += acc[l];
     return s;
 }
 
 /* The sum of (x - m)^2 over the row, in double. */
-static double row_dev2(const float *restrict x, int64_t d, double m)
-{
+static double row_dev2(const float *restrict x, int64_t d, double m) {
     double acc[NORM_LANES] = {0}, s = 0;
     int64_t j = 0;
     for (; j + NORM_LANES <= d; j += NORM_LANES)
@@ -35,16 +30,13 @@ static double row_dev2(const float *restrict x, int64_t d, double m)
             const double c = (double)x[j + l] - m;
             acc[l] += c * c;
         }
-    for (; j < d; j++)
-        s += ((double)x[j] - m) * ((double)x[j] - m);
-    for (int l = 0; l < NORM_LANES; l++)
-        s += acc[l];
+    for (; j < d; j++) s += ((double)x[j] - m) * ((double)x[j] - m);
+    for (int l = 0; l < NORM_LANES; l++) s += acc[l];
     return s;
 }
 
 /* A row's mean and 1 / sqrt(var + eps). */
-static void row_stats(const float *restrict x, int64_t d, double eps, double *mean, double *rstd)
-{
+static void row_stats(const float *restrict x, int64_t d, double eps, double *mean, double *rstd) {
     *mean = row_sum(x, d) / (double)d;
     *rstd = 1 / sqrt(row_dev2(x, d, *mean) / (double)d + eps);
 }
@@ -56,8 +48,7 @@ struct norm_job {
     float *out;
 };
 
-static void norm_rows(void *arg, int64_t lo, int64_t hi)
-{
+static void norm_rows(void *arg, int64_t lo, int64_t hi) {
     const struct norm_job *j = arg;
     const int64_t d = j->d;
     for (int64_t r = lo; r < hi; r++) {
@@ -65,13 +56,11 @@ static void norm_rows(void *arg, int64_t lo, int64_t hi)
         float *restrict y = j->out + r * d;
         double m, rs;
         row_stats(x, d, j->eps, &m, &rs);
-        for (int64_t k = 0; k < d; k++)
-            y[k] = (float)(((double)x[k] - m) * rs);
+        for (int64_t k = 0; k < d; k++) y[k] = (float)(((double)x[k] - m) * rs);
     }
 }
 
-static void norm_grad_rows(void *arg, int64_t lo, int64_t hi)
-{
+static void norm_grad_rows(void *arg, int64_t lo, int64_t hi) {
     const struct norm_job *j = arg;
     const int64_t d = j->d;
     for (int64_t r = lo; r < hi; r++) {
@@ -91,29 +80,23 @@ static void norm_grad_rows(void *arg, int64_t lo, int64_t hi)
             sg += g[k];
             sgc += (double)g[k] * ((double)x[k] - m);
         }
-        for (int l = 0; l < NORM_LANES; l++)
-            sg += ag[l], sgc += agc[l];
+        for (int l = 0; l < NORM_LANES; l++) sg += ag[l], sgc += agc[l];
         /* dx = rs (g - sg/d - (x - m) rs * sgc rs / d) */
         const double mg = sg / (double)d, c2 = sgc * rs * rs / (double)d;
-        for (k = 0; k < d; k++)
-            dx[k] = (float)(rs * ((double)g[k] - mg - ((double)x[k] - m) * c2));
+        for (k = 0; k < d; k++) dx[k] = (float)(rs * ((double)g[k] - mg - ((double)x[k] - m) * c2));
     }
 }
 
 static int64_t norm_grain(int64_t d) { return d >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / d; }
 
-void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y)
-{
-    if (rows <= 0 || d <= 0)
-        return;
+void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y) {
+    if (rows <= 0 || d <= 0) return;
     struct norm_job j = {d, eps, x, NULL, y};
     nrt_parallel_for(rows, norm_grain(d), norm_rows, &j);
 }
 
-void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx)
-{
-    if (rows <= 0 || d <= 0)
-        return;
+void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx) {
+    if (rows <= 0 || d <= 0) return;
     struct norm_job j = {d, eps, x, dy, dx};
     nrt_parallel_for(rows, norm_grain(d), norm_grad_rows, &j);
 }

@@ -13,29 +13,24 @@
 
 /* ------------------------------------------------------------ descriptors -- */
 
-int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n)
-{
+int64_t nrt_desc_count(int rank, const int64_t *dims, int64_t n) {
     int64_t c = 1;
     for (int i = 0; i < rank; i++) {
         int64_t d = dims[i] == NRT_DIM_N ? n : dims[i];
-        if (d < 0 || (d && c > INT64_MAX / d))
-            return -1;
+        if (d < 0 || (d && c > INT64_MAX / d)) return -1;
         c *= d;
     }
     return c;
 }
 
 /* Bytes of buffer b at batch n, or -1 when they would exceed PTRDIFF_MAX. */
-static int64_t desc_bytes(const struct nrt_buffer_desc *b, int64_t n)
-{
+static int64_t desc_bytes(const struct nrt_buffer_desc *b, int64_t n) {
     int64_t count = nrt_desc_count(b->rank, b->dims, n), size = (int64_t)nrt_dtype_size(b->dtype);
-    if (count < 0 || count > (int64_t)(PTRDIFF_MAX / 2) / size)
-        return -1;
+    if (count < 0 || count > (int64_t)(PTRDIFF_MAX / 2) / size) return -1;
     return count * size;
 }
 
-static void fnv(uint64_t *h, const void *p, size_t n)
-{
+static void fnv(uint64_t *h, const void *p, size_t n) {
     const unsigned char *s = p;
     for (size_t i = 0; i < n; i++) {
         *h ^= s[i];
@@ -43,13 +38,11 @@ static void fnv(uint64_t *h, const void *p, size_t n)
     }
 }
 
-void nrt_model_hash(const struct nrt_model *m, char *buf)
-{
+void nrt_model_hash(const struct nrt_model *m, char *buf) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        if (b->kind == NRT_BUF_INPUT)
-            continue;
+        if (b->kind == NRT_BUF_INPUT) continue;
         char line[64];
         fnv(&h, b->name, strlen(b->name) + 1);
         int len = snprintf(line, sizeof line, "%d:%d:%d", (int)b->kind, (int)b->dtype, b->rank);
@@ -62,27 +55,21 @@ void nrt_model_hash(const struct nrt_model *m, char *buf)
     snprintf(buf, 17, "%016llx", (unsigned long long)h);
 }
 
-int nrt_model_entry(const struct nrt_model *m, const char *name)
-{
+int nrt_model_entry(const struct nrt_model *m, const char *name) {
     for (int i = 0; i < m->n_entries; i++)
-        if (strcmp(m->entries[i].name, name) == 0)
-            return i;
+        if (strcmp(m->entries[i].name, name) == 0) return i;
     return -1;
 }
 
-int nrt_model_buffer(const struct nrt_model *m, const char *name)
-{
+int nrt_model_buffer(const struct nrt_model *m, const char *name) {
     for (int i = 0; i < m->n_buffers; i++)
-        if (strcmp(m->buffers[i].name, name) == 0)
-            return i;
+        if (strcmp(m->buffers[i].name, name) == 0) return i;
     return -1;
 }
 
-int nrt_entry_output(const struct nrt_entry_desc *e, const char *name)
-{
+int nrt_entry_output(const struct nrt_entry_desc *e, const char *name) {
     for (int i = 0; i < e->n_outputs; i++)
-        if (strcmp(e->outputs[i].name, name) == 0)
-            return i;
+        if (strcmp(e->outputs[i].name, name) == 0) return i;
     return -1;
 }
 
@@ -92,17 +79,14 @@ int nrt_entry_output(const struct nrt_entry_desc *e, const char *name)
  * and of the shuffling and noise streams the driver uses (0..15). */
 #define INIT_STREAM_BASE 1000
 
-static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed)
-{
+static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed) {
     const struct nrt_buffer_desc *b = &ctx->model->buffers[i];
-    if (b->kind == NRT_BUF_INPUT)
-        return;
+    if (b->kind == NRT_BUF_INPUT) return;
     int64_t count = nrt_desc_count(b->rank, b->dims, 1);
     if (b->dtype == NRT_DT_I32) {
         int32_t *p = ctx->buf[i];
         int32_t v = b->init == NRT_INIT_CONST ? nrt_to_i32(b->init_a) : 0;
-        for (int64_t k = 0; k < count; k++)
-            p[k] = v;
+        for (int64_t k = 0; k < count; k++) p[k] = v;
         return;
     }
     float *p = ctx->buf[i];
@@ -113,8 +97,7 @@ static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed)
         memset(p, 0, sizeof *p * (size_t)count);
         break;
     case NRT_INIT_CONST:
-        for (int64_t k = 0; k < count; k++)
-            p[k] = (float)b->init_a;
+        for (int64_t k = 0; k < count; k++) p[k] = (float)b->init_a;
         break;
     case NRT_INIT_UNIFORM:
         nrt_rng_fill_uniform(&r, p, (size_t)count, (float)b->init_a, (float)b->init_b);
@@ -129,10 +112,8 @@ static void buffer_init(struct nrt_ctx *ctx, int i, uint64_t seed)
     }
 }
 
-void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed)
-{
-    for (int i = 0; i < ctx->model->n_buffers; i++)
-        buffer_init(ctx, i, seed);
+void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed) {
+    for (int i = 0; i < ctx->model->n_buffers; i++) buffer_init(ctx, i, seed);
     ctx->step = 0;
     ctx->epoch = 0;
     ctx->host_dirty = 1;
@@ -147,12 +128,10 @@ void nrt_ctx_device_set(const char *spec) { device_spec = spec; }
 /* Element offsets in the device arena, 16 elements (64 bytes) apart at least:
  * every buffer with inputs for max_n items, then the workspace. Returns the
  * arena's size in elements, or -1 without memory. */
-static int64_t arena_layout(struct nrt_ctx *ctx)
-{
+static int64_t arena_layout(struct nrt_ctx *ctx) {
     const struct nrt_model *m = ctx->model;
     ctx->buf_off = nrt_alloc_zero(sizeof *ctx->buf_off * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
-    if (!ctx->buf_off)
-        return -1;
+    if (!ctx->buf_off) return -1;
     int64_t at = 0;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
@@ -164,25 +143,21 @@ static int64_t arena_layout(struct nrt_ctx *ctx)
 }
 
 /* Opens the device of a device model through its layer (struct nrt_device_ops). */
-static int ctx_open_device(struct nrt_ctx *ctx)
-{
+static int ctx_open_device(struct nrt_ctx *ctx) {
     int64_t elems = arena_layout(ctx);
-    if (elems < 0)
-        return NRT_ERR_NOMEM;
+    if (elems < 0) return NRT_ERR_NOMEM;
     const char *spec = device_spec ? device_spec : getenv("NETC_DEVICE");
     return ctx->model->device->open(ctx, spec && *spec ? spec : NULL, elems);
 }
 
-void nrt_ctx_sync(struct nrt_ctx *ctx)
-{
+void nrt_ctx_sync(struct nrt_ctx *ctx) {
     if (ctx->dev && ctx->dev_dirty) {
         ctx->model->device->download_state(ctx);
         ctx->dev_dirty = 0;
     }
 }
 
-int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed)
-{
+int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed) {
     memset(ctx, 0, sizeof *ctx);
     if (max_n > NRT_MAX_BATCH)
         return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large (at most %lld)", (long long)max_n,
@@ -194,7 +169,8 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
     for (int i = 0; i < m->n_buffers; i++) {
         int64_t bytes = desc_bytes(&m->buffers[i], n);
         if (bytes < 0 || bytes > limit - total)
-            return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large: buffer '%s' would not fit in memory",
+            return nrt_error_set(NRT_ERR_RANGE,
+                                 "batch size %lld is too large: buffer '%s' would not fit in memory",
                                  (long long)n, m->buffers[i].name);
         total += bytes + 64;
     }
@@ -202,26 +178,27 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
     for (int e = 0; e < m->n_entries; e++) {
         const struct nrt_entry_desc *ent = &m->entries[e];
         if (ent->ws_fixed > (uint64_t)(limit - total) ||
-            (ent->ws_per_n && (uint64_t)n > (uint64_t)(limit - total - (int64_t)ent->ws_fixed) / ent->ws_per_n))
-            return nrt_error_set(NRT_ERR_RANGE, "batch size %lld is too large: the workspace of '%s' would not fit "
-                                 "in memory", (long long)n, ent->name);
+            (ent->ws_per_n &&
+             (uint64_t)n > (uint64_t)(limit - total - (int64_t)ent->ws_fixed) / ent->ws_per_n))
+            return nrt_error_set(NRT_ERR_RANGE,
+                                 "batch size %lld is too large: the workspace of '%s' would not fit "
+                                 "in memory",
+                                 (long long)n, ent->name);
         size_t need = ent->ws_fixed + ent->ws_per_n * (size_t)n;
-        if (need > ws_bytes)
-            ws_bytes = need;
+        if (need > ws_bytes) ws_bytes = need;
     }
     ctx->model = m;
     ctx->max_n = n;
     ctx->buf = nrt_alloc_zero(sizeof *ctx->buf * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
-    if (!ctx->buf)
-        return NRT_ERR_NOMEM;
+    if (!ctx->buf) return NRT_ERR_NOMEM;
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
         int64_t bytes = desc_bytes(b, ctx->max_n);
         ctx->buf[i] = nrt_alloc_zero((size_t)bytes, 0);
         if (!ctx->buf[i]) {
             nrt_ctx_free(ctx);
-            return nrt_error_set(NRT_ERR_NOMEM, "out of memory for buffer '%s' (%lld bytes at batch %lld)", b->name,
-                                 (long long)bytes, (long long)n);
+            return nrt_error_set(NRT_ERR_NOMEM, "out of memory for buffer '%s' (%lld bytes at batch %lld)",
+                                 b->name, (long long)bytes, (long long)n);
         }
     }
     ctx->ws_bytes = ws_bytes;
@@ -242,21 +219,18 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
 }
 
 /* The workspace bytes of m at batch max_n: the largest entry point's. */
-static size_t ws_size(const struct nrt_model *m, int64_t max_n)
-{
+static size_t ws_size(const struct nrt_model *m, int64_t max_n) {
     size_t ws = 0;
     for (int e = 0; e < m->n_entries; e++) {
         size_t need = m->entries[e].ws_fixed + m->entries[e].ws_per_n * (size_t)max_n;
-        if (need > ws)
-            ws = need;
+        if (need > ws) ws = need;
     }
     return ws;
 }
 
 #define MEM_ALIGN(x) (((x) + 63) & ~(size_t)63)
 
-size_t nrt_ctx_mem_size(const struct nrt_model *m, int64_t max_n)
-{
+size_t nrt_ctx_mem_size(const struct nrt_model *m, int64_t max_n) {
     max_n = max_n < 1 ? 1 : max_n;
     size_t total = 64 + MEM_ALIGN(sizeof(void *) * (size_t)(m->n_buffers ? m->n_buffers : 1));
     for (int i = 0; i < m->n_buffers; i++) {
@@ -267,8 +241,7 @@ size_t nrt_ctx_mem_size(const struct nrt_model *m, int64_t max_n)
 }
 
 int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed, void *mem,
-                     size_t bytes)
-{
+                     size_t bytes) {
     memset(ctx, 0, sizeof *ctx);
     max_n = max_n < 1 ? 1 : max_n;
     size_t need = nrt_ctx_mem_size(m, max_n);
@@ -276,8 +249,8 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
         return nrt_error_set(NRT_ERR_ARG, "model '%s' runs on %s: its buffers live on the device", m->name,
                              m->device->name);
     if (!mem || bytes < need)
-        return nrt_error_set(NRT_ERR_ARG, "model '%s' needs %zu bytes of memory at batch %lld, got %zu", m->name,
-                             need, (long long)max_n, mem ? bytes : 0);
+        return nrt_error_set(NRT_ERR_ARG, "model '%s' needs %zu bytes of memory at batch %lld, got %zu",
+                             m->name, need, (long long)max_n, mem ? bytes : 0);
     char *p = (char *)MEM_ALIGN((uintptr_t)mem);
     memset(p, 0, need - 64);
     ctx->model = m;
@@ -296,50 +269,42 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
     return NRT_OK;
 }
 
-void nrt_ctx_free(struct nrt_ctx *ctx)
-{
+void nrt_ctx_free(struct nrt_ctx *ctx) {
     if (ctx->mem) { /* the caller's block */
         memset(ctx, 0, sizeof *ctx);
         return;
     }
-    if (ctx->dev)
-        ctx->model->device->close(ctx);
+    if (ctx->dev) ctx->model->device->close(ctx);
     nrt_free(ctx->buf_off);
     if (ctx->buf)
-        for (int i = 0; i < ctx->model->n_buffers; i++)
-            nrt_free(ctx->buf[i]);
+        for (int i = 0; i < ctx->model->n_buffers; i++) nrt_free(ctx->buf[i]);
     nrt_free(ctx->buf);
     nrt_free(ctx->ws);
     memset(ctx, 0, sizeof *ctx);
 }
 
-static void ctx_vfail(struct nrt_ctx *ctx, int code, const char *fmt, va_list ap)
-{
-    if (ctx->failed)
-        return;
+static void ctx_vfail(struct nrt_ctx *ctx, int code, const char *fmt, va_list ap) {
+    if (ctx->failed) return;
     vsnprintf(ctx->err, sizeof ctx->err, fmt, ap);
     ctx->failed = 1;
     ctx->fail_code = code;
 }
 
-void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...)
-{
+void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     ctx_vfail(ctx, NRT_ERR_RANGE, fmt, ap);
     va_end(ap);
 }
 
-void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...)
-{
+void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     ctx_vfail(ctx, code, fmt, ap);
     va_end(ap);
 }
 
-int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
-{
+int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     if (n < 1 || n > ctx->max_n)
         return nrt_error_set(NRT_ERR_ARG, "batch of %lld items outside [1, %lld]", (long long)n,
@@ -349,66 +314,53 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n)
     ent->run(ctx, n);
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
-    if (ctx->failed)
-        return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
+    if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
     return NRT_OK;
 }
 
 /* ------------------------------------------------------------ checkpoints -- */
 
-static enum nrt_dtype ckpt_dims(const struct nrt_buffer_desc *b, int64_t *dims)
-{
-    for (int d = 0; d < b->rank; d++)
-        dims[d] = b->dims[d] == NRT_DIM_N ? 1 : b->dims[d];
+static enum nrt_dtype ckpt_dims(const struct nrt_buffer_desc *b, int64_t *dims) {
+    for (int d = 0; d < b->rank; d++) dims[d] = b->dims[d] == NRT_DIM_N ? 1 : b->dims[d];
     return b->dtype;
 }
 
-int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path)
-{
+int nrt_ckpt_save(const struct nrt_ctx *ctx, const char *path) {
     const struct nrt_model *m = ctx->model;
     struct nrt_st_writer w;
     nrt_st_writer_init(&w);
     char hash[17], num[32];
     nrt_model_hash(m, hash);
     int rc = nrt_st_writer_meta_set(&w, "netc.model", m->name);
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&w, "netc.layout", hash);
+    if (!rc) rc = nrt_st_writer_meta_set(&w, "netc.layout", hash);
     snprintf(num, sizeof num, "%llu", (unsigned long long)ctx->step);
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&w, "netc.step", num);
+    if (!rc) rc = nrt_st_writer_meta_set(&w, "netc.step", num);
     snprintf(num, sizeof num, "%lld", (long long)ctx->epoch);
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&w, "netc.epoch", num);
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&w, "netc.version", m->netc_version);
+    if (!rc) rc = nrt_st_writer_meta_set(&w, "netc.epoch", num);
+    if (!rc) rc = nrt_st_writer_meta_set(&w, "netc.version", m->netc_version);
     if (!rc && ctx->vocab && ctx->vocab->size) {
         char *voc = NULL;
         rc = nrt_vocab_meta_format(ctx->vocab, &voc);
-        if (!rc)
-            rc = nrt_st_writer_meta_set(&w, NRT_VOCAB_META_KEY, voc);
+        if (!rc) rc = nrt_st_writer_meta_set(&w, NRT_VOCAB_META_KEY, voc);
         nrt_free(voc);
     }
     for (int i = 0; i < m->n_buffers && !rc; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        if (b->kind == NRT_BUF_INPUT)
-            continue;
+        if (b->kind == NRT_BUF_INPUT) continue;
         int64_t dims[NRT_MAX_RANK];
         enum nrt_dtype dt = ckpt_dims(b, dims);
         rc = nrt_st_writer_add(&w, b->name, dt, b->rank, dims, ctx->buf[i]);
     }
-    if (!rc)
-        rc = nrt_st_writer_save(&w, path);
+    if (!rc) rc = nrt_st_writer_save(&w, path);
     nrt_st_writer_free(&w);
     return rc;
 }
 
-int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path)
-{
+int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path) {
     const struct nrt_model *m = ctx->model;
     struct nrt_st_reader r;
     int rc = nrt_st_reader_init(&r, path);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     char hash[17];
     nrt_model_hash(m, hash);
     const char *name = nrt_st_reader_meta_get(&r, "netc.model");
@@ -427,8 +379,7 @@ int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path)
     /* Check every tensor before copying any, so a failure leaves ctx as it was. */
     for (int i = 0; i < m->n_buffers && !rc; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        if (b->kind == NRT_BUF_INPUT)
-            continue;
+        if (b->kind == NRT_BUF_INPUT) continue;
         const struct nrt_st_tensor *t = nrt_st_reader_find(&r, b->name);
         int64_t dims[NRT_MAX_RANK];
         enum nrt_dtype dt = ckpt_dims(b, dims);
@@ -437,19 +388,18 @@ int nrt_ckpt_load(struct nrt_ctx *ctx, const char *path)
             break;
         }
         int same = t->dtype == dt && t->rank == b->rank;
-        for (int d = 0; same && d < b->rank; d++)
-            same = t->dims[d] == dims[d];
+        for (int d = 0; same && d < b->rank; d++) same = t->dims[d] == dims[d];
         if (!same) {
             char want[96], got[96];
             nrt_shape_format(want, sizeof want, dt, b->rank, dims);
             nrt_shape_format(got, sizeof got, t->dtype, t->rank, t->dims);
-            rc = nrt_error_set(NRT_ERR_FORMAT, "%s: tensor '%s' is %s, expected %s", path, b->name, got, want);
+            rc =
+                nrt_error_set(NRT_ERR_FORMAT, "%s: tensor '%s' is %s, expected %s", path, b->name, got, want);
         }
     }
     for (int i = 0; i < m->n_buffers && !rc; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
-        if (b->kind == NRT_BUF_INPUT)
-            continue;
+        if (b->kind == NRT_BUF_INPUT) continue;
         int64_t dims[NRT_MAX_RANK];
         enum nrt_dtype dt = ckpt_dims(b, dims);
         rc = nrt_st_reader_copy(&r, b->name, dt, b->rank, dims, ctx->buf[i]);

@@ -23,8 +23,7 @@ struct dims {
     int64_t dt, dc;         /* dws: steps (t, or 1: the final step only), columns */
 };
 
-static struct dims dims_of(const struct nrt_rnn *r)
-{
+static struct dims dims_of(const struct nrt_rnn *r) {
     struct dims d;
     int gates = r->cell == LSTM ? 4 : r->cell == GRU ? 3 : 1;
     d.n = r->n, d.t = r->t, d.f = r->f, d.h = r->h, d.gh = gates * r->h;
@@ -42,8 +41,7 @@ static struct dims dims_of(const struct nrt_rnn *r)
 /* The step processed s-th, and the length of sequence b clamped to [0, t]. */
 static int64_t step_at(const struct nrt_rnn *r, int64_t s) { return r->reverse ? r->t - 1 - s : s; }
 
-static int64_t len_of(const int32_t *len, int64_t b, int64_t t)
-{
+static int64_t len_of(const int32_t *len, int64_t b, int64_t t) {
     int64_t l = len[b];
     return l < 0 ? 0 : l > t ? t : l;
 }
@@ -54,22 +52,17 @@ static int64_t len_of(const int32_t *len, int64_t b, int64_t t)
 static inline float sigf(float v) { return 1.0f / (1.0f + nrt_expf(-v)); }
 
 /* In place x = sigmoid(x), and y = tanh(x) (y may be x): loops that vectorize. */
-static void vsig(float *x, int64_t n)
-{
-    for (int64_t k = 0; k < n; k++)
-        x[k] = sigf(x[k]);
+static void vsig(float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) x[k] = sigf(x[k]);
 }
 
-static void vtanh(float *y, const float *x, int64_t n)
-{
-    for (int64_t k = 0; k < n; k++)
-        y[k] = nrt_tanhf(x[k]);
+static void vtanh(float *y, const float *x, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] = nrt_tanhf(x[k]);
 }
 
 /* Sequences per pool chunk: each chunk runs its sequences through every
  * step, so a chunk only needs enough work to pay one hand-over. */
-static int64_t grain_of(const struct dims *d)
-{
+static int64_t grain_of(const struct dims *d) {
     double flops = 2.0 * (double)d->t * (double)d->gh * (double)(d->h + d->f); /* per sequence */
     return 1 + (int64_t)(2e5 / (flops > 1 ? flops : 1));
 }
@@ -90,32 +83,28 @@ static int64_t grain_of(const struct dims *d)
 #define NV 4  /* vectors per tile row: 16 accumulators of the 32 registers */
 #else
 #define VL 8
-#define NV 2  /* AVX2 or less: 8 accumulators of 16 registers */
+#define NV 2 /* AVX2 or less: 8 accumulators of 16 registers */
 #endif
 
 typedef float vf __attribute__((vector_size(VL * sizeof(float))));
 
 /* Packs B(k, j) = w[j * ldj + k * ldk], j < n, k < kd, into p (64-byte aligned). */
-static void pack_b(const float *w, int64_t n, int64_t kd, int64_t ldj, int64_t ldk, float *p)
-{
+static void pack_b(const float *w, int64_t n, int64_t kd, int64_t ldj, int64_t ldk, float *p) {
     for (int64_t j0 = 0; j0 < n; j0 += PANEL)
         for (int64_t k = 0; k < kd; k++, p += PANEL)
-            for (int64_t l = 0; l < PANEL; l++)
-                p[l] = j0 + l < n ? w[(j0 + l) * ldj + k * ldk] : 0.0f;
+            for (int64_t l = 0; l < PANEL; l++) p[l] = j0 + l < n ? w[(j0 + l) * ldj + k * ldk] : 0.0f;
 }
 
 /* One tile: rm rows of A (lda apart) by nv vectors of columns from the packed
  * group p; ncols of them are C's (ldc apart). add: C += A B, else C = A B. */
-static inline __attribute__((always_inline)) void gemm_tile(const int rm, const int nv, int64_t kd, const float *a,
-                                                            int64_t lda, const float *p, float *c, int64_t ldc,
-                                                            int64_t ncols, int add)
-{
+static inline __attribute__((always_inline)) void gemm_tile(const int rm, const int nv, int64_t kd,
+                                                            const float *a, int64_t lda, const float *p,
+                                                            float *c, int64_t ldc, int64_t ncols, int add) {
     vf acc[RM][4], b[4];
 #pragma GCC unroll 4
     for (int i = 0; i < rm; i++)
 #pragma GCC unroll 4
-        for (int q = 0; q < nv; q++)
-            acc[i][q] = (vf){0};
+        for (int q = 0; q < nv; q++) acc[i][q] = (vf){0};
     for (int64_t k = 0; k < kd; k++) {
 #pragma GCC unroll 4
         for (int q = 0; q < nv; q++)
@@ -124,8 +113,7 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rm, const 
         for (int i = 0; i < rm; i++) {
             float x = a[i * lda + k];
 #pragma GCC unroll 4
-            for (int q = 0; q < nv; q++)
-                acc[i][q] += x * b[q];
+            for (int q = 0; q < nv; q++) acc[i][q] += x * b[q];
         }
     }
 #pragma GCC unroll 4
@@ -143,26 +131,25 @@ static inline __attribute__((always_inline)) void gemm_tile(const int rm, const 
             } else if (q * VL < ncols) {
                 float t[VL];
                 memcpy(t, &acc[i][q], sizeof t);
-                for (int64_t l = 0; l < ncols - q * VL; l++)
-                    dst[l] = add ? dst[l] + t[l] : t[l];
+                for (int64_t l = 0; l < ncols - q * VL; l++) dst[l] = add ? dst[l] + t[l] : t[l];
             }
         }
 }
 
-#define TILE(R, V)                                                                                                 \
-    case (R) * 8 + (V):                                                                                            \
-        gemm_tile(R, V, kd, a + i0 * lda, lda, pj, c + i0 * ldc + j0, ldc, n - j0, add);                           \
+#define TILE(R, V)                                                                       \
+    case (R)*8 + (V):                                                                    \
+        gemm_tile(R, V, kd, a + i0 * lda, lda, pj, c + i0 * ldc + j0, ldc, n - j0, add); \
         break;
 
 /* C [m, n] (+)= A [m, kd] B [kd, n], B packed by pack_b. */
 static void rec_gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t lda, const float *p, float *c,
-                     int64_t ldc, int add)
-{
+                     int64_t ldc, int add) {
     for (int64_t j0 = 0; j0 < n; j0 += NV * VL) {
         int nv = (int)((n - j0 + VL - 1) / VL < NV ? (n - j0 + VL - 1) / VL : NV);
         const float *pj = p + j0 / PANEL * PANEL * kd;
         for (int64_t i0 = 0; i0 < m; i0 += RM) {
             int rm = (int)(m - i0 < RM ? m - i0 : RM);
+            /* clang-format off */
             switch (rm * 8 + nv) {
                 TILE(1, 1) TILE(1, 2) TILE(2, 1) TILE(2, 2) TILE(3, 1) TILE(3, 2) TILE(4, 1) TILE(4, 2)
 #if NV > 2
@@ -171,6 +158,7 @@ static void rec_gemm(int64_t m, int64_t n, int64_t kd, const float *a, int64_t l
             default: /* rm and nv are in range */
                 break;
             }
+            /* clang-format on */
         }
     }
 }
@@ -192,8 +180,7 @@ struct fwd_step {
     int64_t t, s;           /* the step, and its position in processing order */
 };
 
-static void fwd_rows(void *arg, int64_t lo, int64_t hi)
-{
+static void fwd_rows(void *arg, int64_t lo, int64_t hi) {
     const struct fwd_step *j = arg;
     const struct dims *d = j->d;
     const int64_t H = d->h;
@@ -257,14 +244,13 @@ struct fwd_job {
     float *ws;                   /* the value */
 };
 
-static void fwd_seqs(void *arg, int64_t lo, int64_t hi)
-{
+static void fwd_seqs(void *arg, int64_t lo, int64_t hi) {
     const struct fwd_job *j = arg;
     const struct dims *d = j->d;
     const int gru = j->r->cell == GRU;
     struct fwd_step st = {j->r, d, j->bih, j->bhh, j->s0, d->st, j->len, j->ws, 0, 0};
-    rec_gemm((hi - lo) * d->t, d->gh, d->f, j->x + lo * d->t * d->f, d->f, j->pi, j->ws + lo * d->t * d->row + d->goff,
-             d->row, 0);
+    rec_gemm((hi - lo) * d->t, d->gh, d->f, j->x + lo * d->t * d->f, d->f, j->pi,
+             j->ws + lo * d->t * d->row + d->goff, d->row, 0);
     for (int64_t s = 0; s < d->t; s++) {
         st.s = s, st.t = step_at(j->r, s);
         if (s > 0) {
@@ -277,12 +263,11 @@ static void fwd_seqs(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh, const float *bih,
-                     const float *bhh, const float *s0, const int32_t *len, float *ws, float *scratch)
-{
+void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, const float *whh,
+                     const float *bih, const float *bhh, const float *s0, const int32_t *len, float *ws,
+                     float *scratch) {
     struct dims d = dims_of(r);
-    if (d.n <= 0 || d.t <= 0)
-        return;
+    if (d.n <= 0 || d.t <= 0) return;
     float *pi = scratch + (d.gh + PANEL - 1) / PANEL * PANEL * d.h;
     pack_b(whh, d.gh, d.h, d.h, 1, scratch);
     pack_b(wih, d.gh, d.f, d.f, 1, pi);
@@ -298,13 +283,13 @@ void nrt_rnn_forward(const struct nrt_rnn *r, const float *x, const float *wih, 
 struct bwd_step {
     const struct nrt_rnn *r;
     const struct dims *d;
-    const float *ws, *dws;  /* the forward value and its gradient */
-    const float *prev;      /* the previous state of sequence 0, and its stride */
+    const float *ws, *dws; /* the forward value and its gradient */
+    const float *prev;     /* the previous state of sequence 0, and its stride */
     int64_t ldp;
-    const float *carry;     /* dg's state block of the step after, sequence 0 (stride t*grow), or NULL */
-    const int32_t *len;     /* lengths */
-    float *dg;              /* the result */
-    int64_t t, s;           /* the step, and its position in processing order */
+    const float *carry; /* dg's state block of the step after, sequence 0 (stride t*grow), or NULL */
+    const int32_t *len; /* lengths */
+    float *dg;          /* the result */
+    int64_t t, s;       /* the step, and its position in processing order */
 };
 
 /* One sequence's step back through an LSTM cell (ws row w, its gradient dw --
@@ -314,9 +299,9 @@ struct bwd_step {
 #define DW(i) (dw ? dw[i] : 0.0f)
 
 static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const float *restrict w,
-                                                           const float *restrict dw, const float *restrict prev,
-                                                           float *restrict g, float *restrict sp)
-{
+                                                           const float *restrict dw,
+                                                           const float *restrict prev, float *restrict g,
+                                                           float *restrict sp) {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k], dc = sp[H + k];
         float c = w[H + k], i = w[2 * H + k], f = w[3 * H + k], gg = w[4 * H + k], o = w[5 * H + k];
@@ -333,9 +318,9 @@ static inline __attribute__((always_inline)) void lstm_bwd(int64_t H, const floa
 
 /* The same for a GRU cell; gh: the recurrent-side gate gradients. */
 static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float *restrict w,
-                                                          const float *restrict dw, const float *restrict prev,
-                                                          float *restrict g, float *restrict gh, float *restrict sp)
-{
+                                                          const float *restrict dw,
+                                                          const float *restrict prev, float *restrict g,
+                                                          float *restrict gh, float *restrict sp) {
     for (int64_t k = 0; k < H; k++) {
         float dh = sp[k];
         float rg = w[H + k], z = w[2 * H + k], nn = w[3 * H + k], ghn = w[6 * H + k];
@@ -349,8 +334,7 @@ static inline __attribute__((always_inline)) void gru_bwd(int64_t H, const float
 }
 #undef DW
 
-static void bwd_rows(void *arg, int64_t lo, int64_t hi)
-{
+static void bwd_rows(void *arg, int64_t lo, int64_t hi) {
     const struct bwd_step *j = arg;
     const struct dims *d = j->d;
     const int64_t H = d->h;
@@ -361,7 +345,9 @@ static void bwd_rows(void *arg, int64_t lo, int64_t hi)
         const float *restrict prev = j->prev + b * j->ldp;
         float *restrict g = j->dg + at * d->grow, *restrict gh = g + d->hoff, *restrict sp = g + d->soff;
         /* this step's row of dws (NULL: none, the final step's only), its state columns */
-        const float *restrict dw = d->dt == d->t ? j->dws + at * d->dc : j->s == d->t - 1 ? j->dws + b * d->dc : NULL;
+        const float *restrict dw = d->dt == d->t      ? j->dws + at * d->dc
+                                   : j->s == d->t - 1 ? j->dws + b * d->dc
+                                                      : NULL;
         int64_t ns = !dw ? 0 : d->dc < d->st ? d->dc : d->st;
         /* sp first holds the gradient of this step's state: the step after's plus dws */
         if (j->carry) {
@@ -415,8 +401,7 @@ struct bwd_job {
     float *dg;                  /* the result */
 };
 
-static void bwd_seqs(void *arg, int64_t lo, int64_t hi)
-{
+static void bwd_seqs(void *arg, int64_t lo, int64_t hi) {
     const struct bwd_job *j = arg;
     const struct dims *d = j->d;
     struct bwd_step st = {j->r, d, j->ws, j->dws, j->s0, d->st, NULL, j->len, j->dg, 0, 0};
@@ -435,12 +420,10 @@ static void bwd_seqs(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws, const float *s0,
-                  const int32_t *len, float *dg, float *scratch)
-{
+void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, const float *dws,
+                  const float *s0, const int32_t *len, float *dg, float *scratch) {
     struct dims d = dims_of(r);
-    if (d.n <= 0 || d.t <= 0)
-        return;
+    if (d.n <= 0 || d.t <= 0) return;
     pack_b(whh, d.h, d.gh, 1, d.h, scratch);
     struct bwd_job j = {r, &d, ws, dws, s0, len, scratch, dg};
     nrt_parallel_for(d.n, grain_of(&d), bwd_seqs, &j);
@@ -453,18 +436,19 @@ void nrt_rnn_bptt(const struct nrt_rnn *r, const float *whh, const float *ws, co
  * first step, where it is s0: one GEMM over all rows shifted by one, minus the
  * pairs across sequences, plus the first steps with s0. */
 static void grad_whh(const struct nrt_rnn *r, const struct dims *d, const float *dg, const float *ws,
-                     const float *s0, float *out)
-{
+                     const float *s0, float *out) {
     int64_t rows = d->n * d->t, gk = d->t * d->grow, wk = d->t * d->row;
     memset(out, 0, sizeof *out * (size_t)(d->gh * d->h));
     const float *gh = dg + d->hoff;
     if (!r->reverse) {
         nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh + d->grow, d->grow, ws, d->row, 1.0f, out, d->h);
-        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + gk, gk, ws + (d->t - 1) * d->row, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + gk, gk, ws + (d->t - 1) * d->row, wk, 1.0f, out,
+                  d->h);
         nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh, gk, s0, d->st, 1.0f, out, d->h);
     } else {
         nrt_sgemm(1, 0, d->gh, d->h, rows - 1, 1.0f, gh, d->grow, ws + d->row, d->row, 1.0f, out, d->h);
-        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + (d->t - 1) * d->grow, gk, ws + wk, wk, 1.0f, out, d->h);
+        nrt_sgemm(1, 0, d->gh, d->h, d->n - 1, -1.0f, gh + (d->t - 1) * d->grow, gk, ws + wk, wk, 1.0f, out,
+                  d->h);
         nrt_sgemm(1, 0, d->gh, d->h, d->n, 1.0f, gh + (d->t - 1) * d->grow, gk, s0, d->st, 1.0f, out, d->h);
     }
 }
@@ -478,8 +462,7 @@ struct colsum_job {
     float *out;
 };
 
-static void colsum(void *arg, int64_t lo, int64_t hi)
-{
+static void colsum(void *arg, int64_t lo, int64_t hi) {
     const struct colsum_job *j = arg;
     int64_t c0 = lo * COLSUM_BLOCK, c1 = hi * COLSUM_BLOCK < j->cols ? hi * COLSUM_BLOCK : j->cols;
     float *restrict out = j->out;
@@ -490,9 +473,8 @@ static void colsum(void *arg, int64_t lo, int64_t hi)
     }
 }
 
-void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih, const float *ws,
-                  const float *s0, float *out)
-{
+void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float *x, const float *wih,
+                  const float *ws, const float *s0, float *out) {
     struct dims d = dims_of(r);
     int64_t rows = d.n * d.t;
     switch (wrt) {
@@ -508,8 +490,8 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
     case 3:
     case 4: { /* the biases: column sums of the gate blocks */
         struct colsum_job j = {dg + (wrt == 4 ? d.hoff : 0), rows, d.gh, d.grow, out};
-        nrt_parallel_for((d.gh + COLSUM_BLOCK - 1) / COLSUM_BLOCK, 1 + 65536 / (rows * COLSUM_BLOCK + 1), colsum,
-                         &j);
+        nrt_parallel_for((d.gh + COLSUM_BLOCK - 1) / COLSUM_BLOCK, 1 + 65536 / (rows * COLSUM_BLOCK + 1),
+                         colsum, &j);
         break;
     }
     default: { /* s0: the state gradient of each sequence's first step */

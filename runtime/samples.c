@@ -17,11 +17,10 @@
 
 /* ------------------------------------------------------------ PNG writing -- */
 
-int nrt_png_write(const char *path, const unsigned char *pixels, int width, int height, int channels)
-{
+int nrt_png_write(const char *path, const unsigned char *pixels, int width, int height, int channels) {
     if (width < 1 || height < 1 || (channels != 1 && channels != 3))
-        return nrt_error_set(NRT_ERR_ARG, "%s: cannot write a %dx%d image of %d channels", path, width, height,
-                             channels);
+        return nrt_error_set(NRT_ERR_ARG, "%s: cannot write a %dx%d image of %d channels", path, width,
+                             height, channels);
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     png_image img;
@@ -31,7 +30,8 @@ int nrt_png_write(const char *path, const unsigned char *pixels, int width, int 
     img.height = (png_uint_32)height;
     img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
     if (!png_image_write_to_file(&img, tmp, 0, pixels, 0, NULL)) {
-        int rc = nrt_error_set(NRT_ERR_IO, "cannot write '%s': %s", path, img.message[0] ? img.message : strerror(errno));
+        int rc = nrt_error_set(NRT_ERR_IO, "cannot write '%s': %s", path,
+                               img.message[0] ? img.message : strerror(errno));
         png_image_free(&img);
         remove(tmp);
         return rc;
@@ -58,12 +58,10 @@ struct sampler {
 
 /* Finds the forward entry point, checks that it reads only noise, and picks the
  * image output (`name`, else "sample", else the first image-shaped one). */
-static int sampler_init(const struct nrt_model *m, const char *name, struct sampler *s)
-{
+static int sampler_init(const struct nrt_model *m, const char *name, struct sampler *s) {
     memset(s, 0, sizeof *s);
     s->entry = m->forward_entry;
-    if (s->entry < 0)
-        return nrt_error_set(NRT_ERR_ARG, "model '%s' has no forward entry point", m->name);
+    if (s->entry < 0) return nrt_error_set(NRT_ERR_ARG, "model '%s' has no forward entry point", m->name);
     const struct nrt_entry_desc *e = &m->entries[s->entry];
     for (int j = 0; j < e->n_inputs; j++) {
         const struct nrt_buffer_desc *b = &m->buffers[e->inputs[j]];
@@ -79,22 +77,23 @@ static int sampler_init(const struct nrt_model *m, const char *name, struct samp
         for (int k = 0; k < e->n_outputs && s->out < 0; k++) {
             const struct nrt_output_desc *o = &e->outputs[k];
             const char *want = name ? name : pass == 0 ? "sample" : NULL;
-            if (want && strcmp(o->name, want) != 0)
-                continue;
+            if (want && strcmp(o->name, want) != 0) continue;
             int img = o->dtype == NRT_DT_F32 && o->rank >= 3 && o->rank <= 4 && o->dims[0] == NRT_DIM_N &&
                       (o->rank == 3 || o->dims[1] == 1 || o->dims[1] == 3);
             if (!img && (name || pass == 0)) {
                 if (name)
-                    return nrt_error_set(NRT_ERR_ARG, "output '%s' is not an image batch [N, C, H, W] (C 1 or 3) "
-                                         "or [N, H, W]", name);
+                    return nrt_error_set(NRT_ERR_ARG,
+                                         "output '%s' is not an image batch [N, C, H, W] (C 1 or 3) "
+                                         "or [N, H, W]",
+                                         name);
                 continue;
             }
-            if (img)
-                s->out = k;
+            if (img) s->out = k;
         }
     if (s->out < 0)
-        return nrt_error_set(NRT_ERR_ARG, name ? "model '%s' has no output '%s'"
-                                               : "model '%s' has no image output [N, C, H, W] or [N, H, W]%s",
+        return nrt_error_set(NRT_ERR_ARG,
+                             name ? "model '%s' has no output '%s'"
+                                  : "model '%s' has no image output [N, C, H, W] or [N, H, W]%s",
                              m->name, name ? name : "");
     const struct nrt_output_desc *o = &e->outputs[s->out];
     s->c = o->rank == 4 ? o->dims[1] : 1;
@@ -108,10 +107,8 @@ static int sampler_init(const struct nrt_model *m, const char *name, struct samp
         if (b->kind != NRT_BUF_INPUT || !b->data.kind || b->rank != o->rank || b->dtype != NRT_DT_F32)
             continue;
         int same = 1;
-        for (int d = 1; d < b->rank && same; d++)
-            same = b->dims[d] == o->dims[d];
-        if (!same)
-            continue;
+        for (int d = 1; d < b->rank && same; d++) same = b->dims[d] == o->dims[d];
+        if (!same) continue;
         s->scale = 1, s->shift = 0;
         for (int k = 0; k < b->data.nkw; k++) {
             if (strcmp(b->data.kw[k], "scale") == 0)
@@ -123,7 +120,8 @@ static int sampler_init(const struct nrt_model *m, const char *name, struct samp
         break;
     }
     if (s->scale == 0)
-        return nrt_error_set(NRT_ERR_ARG, "input '%s' is scaled by 0: its images cannot be recovered", s->from);
+        return nrt_error_set(NRT_ERR_ARG, "input '%s' is scaled by 0: its images cannot be recovered",
+                             s->from);
     return NRT_OK;
 }
 
@@ -135,22 +133,18 @@ static int sampler_init(const struct nrt_model *m, const char *name, struct samp
 /* Runs forward on n images of seeded noise and writes them as a PNG grid of
  * `cols` columns (0: ceil(sqrt(n))), each pixel zoom x zoom. */
 static int sample_grid(struct nrt_ctx *ctx, const struct sampler *s, int64_t n, uint64_t seed, int64_t cols,
-                       int64_t zoom, const char *path)
-{
+                       int64_t zoom, const char *path) {
     const struct nrt_model *m = ctx->model;
     const struct nrt_entry_desc *e = &m->entries[s->entry];
-    if (cols <= 0)
-        cols = (int64_t)ceil(sqrt((double)n));
-    if (cols > n)
-        cols = n;
+    if (cols <= 0) cols = (int64_t)ceil(sqrt((double)n));
+    if (cols > n) cols = n;
     int64_t rows = (n + cols - 1) / cols, cw = s->w * zoom + GRID_PAD, ch = s->h * zoom + GRID_PAD;
     int64_t width = cols * cw + GRID_PAD, height = rows * ch + GRID_PAD;
     if (width > 32768 || height > 32768)
         return nrt_error_set(NRT_ERR_ARG, "a grid of %lldx%lld pixels is too large (at most 32768 a side)",
                              (long long)width, (long long)height);
     unsigned char *px = nrt_alloc((size_t)(width * height * s->c), 0);
-    if (!px)
-        return NRT_ERR_NOMEM;
+    if (!px) return NRT_ERR_NOMEM;
     memset(px, GRID_PAD_VALUE, (size_t)(width * height * s->c));
     struct nrt_rng rng;
     nrt_rng_init(&rng, seed, 7); /* a stream of its own: the same seed gives the same images */
@@ -167,8 +161,7 @@ static int sample_grid(struct nrt_ctx *ctx, const struct sampler *s, int64_t n, 
             else
                 nrt_rng_fill_uniform(&rng, ctx->buf[e->inputs[j]], k, (float)a, (float)c);
         }
-        if ((rc = nrt_ctx_run(ctx, s->entry, count)))
-            break;
+        if ((rc = nrt_ctx_run(ctx, s->entry, count))) break;
         const float *y = ctx->out[s->out];
         for (int64_t i = 0; i < count; i++) {
             int64_t g = start + i, x0 = GRID_PAD + (g % cols) * cw, y0 = GRID_PAD + (g / cols) * ch;
@@ -182,20 +175,17 @@ static int sample_grid(struct nrt_ctx *ctx, const struct sampler *s, int64_t n, 
                     }
         }
     }
-    if (!rc)
-        rc = nrt_png_write(path, px, (int)width, (int)height, (int)s->c);
+    if (!rc) rc = nrt_png_write(path, px, (int)width, (int)height, (int)s->c);
     nrt_free(px);
     return rc;
 }
 
 /* ----------------------------------------------------------- the commands -- */
 
-int nrt_samples_epoch(struct nrt_ctx *ctx, const char *dir, int64_t epoch, uint64_t seed)
-{
+int nrt_samples_epoch(struct nrt_ctx *ctx, const char *dir, int64_t epoch, uint64_t seed) {
     struct sampler s;
     int rc = sampler_init(ctx->model, NULL, &s);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return nrt_error_set(NRT_ERR_IO, "cannot create directory '%s': %s", dir, strerror(errno));
     char path[4096];
@@ -204,8 +194,7 @@ int nrt_samples_epoch(struct nrt_ctx *ctx, const char *dir, int64_t epoch, uint6
     return sample_grid(ctx, &s, ctx->max_n < 64 ? ctx->max_n : 64, seed, 0, 2, path);
 }
 
-int nrt_samples_check(const struct nrt_model *m)
-{
+int nrt_samples_check(const struct nrt_model *m) {
     struct sampler s;
     return sampler_init(m, NULL, &s);
 }
@@ -229,22 +218,21 @@ static const char usage_sample[] =
     "  --threads T   threads\n";
 
 /* An integer option value in [lo, hi]. */
-static int sample_int(const char *prog, const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out)
-{
+static int sample_int(const char *prog, const char *flag, const char *v, int64_t lo, int64_t hi,
+                      int64_t *out) {
     char *end;
     errno = 0;
     long long x = v ? strtoll(v, &end, 10) : 0;
     if (!v || errno || end == v || *end || x < lo || x > hi) {
-        fprintf(stderr, "%s: error: %s expects an integer in [%lld, %lld], got '%s'\n", prog, flag, (long long)lo,
-                (long long)hi, v ? v : "nothing");
+        fprintf(stderr, "%s: error: %s expects an integer in [%lld, %lld], got '%s'\n", prog, flag,
+                (long long)lo, (long long)hi, v ? v : "nothing");
         return 2;
     }
     *out = x;
     return 0;
 }
 
-int nrt_sample_main(const char *prog, int argc, char **argv, const struct nrt_model *m)
-{
+int nrt_sample_main(const char *prog, int argc, char **argv, const struct nrt_model *m) {
     const char *load = NULL, *out = "samples.png", *output = NULL;
     int64_t n = 64, seed = m->seed, cols = 0, zoom = 2, threads = 0;
     for (int i = 0; i < argc; i++) {
@@ -274,8 +262,7 @@ int nrt_sample_main(const char *prog, int argc, char **argv, const struct nrt_mo
                     a[0] == '-' && !v ? "missing value or unknown option" : "unexpected argument", a, prog);
             return 2;
         }
-        if (rc)
-            return rc;
+        if (rc) return rc;
     }
     if (!load) {
         fprintf(stderr, "%s: error: sample needs a checkpoint: --load F\n", prog);
@@ -286,14 +273,10 @@ int nrt_sample_main(const char *prog, int argc, char **argv, const struct nrt_mo
     struct nrt_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     int rc = sampler_init(m, output, &s);
-    if (!rc)
-        rc = nrt_ctx_init(&ctx, m, n < 256 ? n : 256, (uint64_t)m->seed);
-    if (!rc)
-        rc = nrt_ckpt_load(&ctx, load);
-    if (!rc)
-        rc = sample_grid(&ctx, &s, n, (uint64_t)seed, cols, zoom, out);
-    if (ctx.model)
-        nrt_ctx_free(&ctx);
+    if (!rc) rc = nrt_ctx_init(&ctx, m, n < 256 ? n : 256, (uint64_t)m->seed);
+    if (!rc) rc = nrt_ckpt_load(&ctx, load);
+    if (!rc) rc = sample_grid(&ctx, &s, n, (uint64_t)seed, cols, zoom, out);
+    if (ctx.model) nrt_ctx_free(&ctx);
     if (rc) {
         fprintf(stderr, "%s: error: %s\n", prog, nrt_error());
         return 1;

@@ -17,8 +17,8 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#define MAX_THREADS 256       /* most threads a pool runs, the caller included */
-#define SPIN_NS 200000        /* how long an idle thread spins before sleeping */
+#define MAX_THREADS 256 /* most threads a pool runs, the caller included */
+#define SPIN_NS 200000  /* how long an idle thread spins before sleeping */
 
 typedef void (*range_fn)(void *arg, int64_t lo, int64_t hi);
 
@@ -27,23 +27,23 @@ typedef void (*range_fn)(void *arg, int64_t lo, int64_t hi);
  * still carries that job's generation, which proves the fields it read belong
  * to it (the caller rewrites them only after every chunk has finished). */
 static struct {
-    pthread_mutex_t lock;     /* guards the two condition variables' waits */
-    pthread_cond_t wake;      /* idle workers sleep here */
-    pthread_cond_t finished;  /* the caller sleeps here for the last chunk */
+    pthread_mutex_t lock;       /* guards the two condition variables' waits */
+    pthread_cond_t wake;        /* idle workers sleep here */
+    pthread_cond_t finished;    /* the caller sleeps here for the last chunk */
     pthread_t tid[MAX_THREADS]; /* the workers */
-    int nworkers;             /* workers running */
-    int threads;              /* threads wanted, the caller included; 0: not set */
-    _Atomic int busy;         /* a job is running (a second caller runs serially) */
-    _Atomic int stop;         /* tells the workers to exit */
-    _Atomic int sleepers;     /* workers waiting on `wake` */
-    _Atomic int caller_waits; /* the caller waits on `finished` */
-    _Atomic uint32_t gen;     /* generation of the current job; bumped to publish one */
-    _Atomic uint64_t ticket;  /* gen << 32 | index of the next chunk to take */
-    _Atomic int64_t done;     /* chunks of the current job finished */
-    _Atomic(range_fn) fn;     /* the job: fn(arg, lo, hi) per chunk */
-    _Atomic(void *) arg;      /* its argument */
-    _Atomic int64_t n;        /* its range [0, n) */
-    _Atomic int64_t nchunks;  /* the number of chunks it is cut into */
+    int nworkers;               /* workers running */
+    int threads;                /* threads wanted, the caller included; 0: not set */
+    _Atomic int busy;           /* a job is running (a second caller runs serially) */
+    _Atomic int stop;           /* tells the workers to exit */
+    _Atomic int sleepers;       /* workers waiting on `wake` */
+    _Atomic int caller_waits;   /* the caller waits on `finished` */
+    _Atomic uint32_t gen;       /* generation of the current job; bumped to publish one */
+    _Atomic uint64_t ticket;    /* gen << 32 | index of the next chunk to take */
+    _Atomic int64_t done;       /* chunks of the current job finished */
+    _Atomic(range_fn) fn;       /* the job: fn(arg, lo, hi) per chunk */
+    _Atomic(void *) arg;        /* its argument */
+    _Atomic int64_t n;          /* its range [0, n) */
+    _Atomic int64_t nchunks;    /* the number of chunks it is cut into */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
           .wake = PTHREAD_COND_INITIALIZER,
           .finished = PTHREAD_COND_INITIALIZER};
@@ -51,23 +51,19 @@ static struct {
 /* Set in workers and in a caller while its job runs: nested calls run serially. */
 static _Thread_local int in_pool;
 
-static int64_t now_ns(void)
-{
+static int64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 /* Takes and runs chunks of job generation gen until none are left. */
-static void run_chunks(uint32_t gen, range_fn fn, void *arg, int64_t n, int64_t nchunks)
-{
+static void run_chunks(uint32_t gen, range_fn fn, void *arg, int64_t n, int64_t nchunks) {
     for (;;) {
         uint64_t t = atomic_load(&pool.ticket);
         int64_t i = (int64_t)(uint32_t)t;
-        if ((uint32_t)(t >> 32) != gen || i >= nchunks)
-            return;
-        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1))
-            continue;
+        if ((uint32_t)(t >> 32) != gen || i >= nchunks) return;
+        if (!atomic_compare_exchange_weak(&pool.ticket, &t, t + 1)) continue;
         fn(arg, n * i / nchunks, n * (i + 1) / nchunks);
         if (atomic_fetch_add(&pool.done, 1) + 1 == nchunks && atomic_load(&pool.caller_waits)) {
             pthread_mutex_lock(&pool.lock);
@@ -79,16 +75,13 @@ static void run_chunks(uint32_t gen, range_fn fn, void *arg, int64_t n, int64_t 
 
 /* Waits until the generation differs from seen or the pool stops: spins for
  * SPIN_NS, then sleeps. Returns the new generation. */
-static uint32_t wait_job(uint32_t seen)
-{
+static uint32_t wait_job(uint32_t seen) {
     int64_t start = now_ns();
     for (int spins = 0;; spins++) {
         uint32_t g = atomic_load(&pool.gen);
-        if (g != seen || atomic_load(&pool.stop))
-            return g;
+        if (g != seen || atomic_load(&pool.stop)) return g;
         cpu_relax();
-        if ((spins & 63) == 63 && now_ns() - start > SPIN_NS)
-            break;
+        if ((spins & 63) == 63 && now_ns() - start > SPIN_NS) break;
     }
     pthread_mutex_lock(&pool.lock);
     atomic_fetch_add(&pool.sleepers, 1);
@@ -99,81 +92,66 @@ static uint32_t wait_job(uint32_t seen)
     return atomic_load(&pool.gen);
 }
 
-static void *worker_main(void *unused)
-{
+static void *worker_main(void *unused) {
     (void)unused;
     in_pool = 1;
     uint32_t seen = atomic_load(&pool.gen);
     for (;;) {
         seen = wait_job(seen);
-        if (atomic_load(&pool.stop))
-            return NULL;
+        if (atomic_load(&pool.stop)) return NULL;
         run_chunks(seen, atomic_load(&pool.fn), atomic_load(&pool.arg), atomic_load(&pool.n),
                    atomic_load(&pool.nchunks));
     }
 }
 
 /* The number of online CPUs, at least 1 and at most MAX_THREADS. */
-static int cpu_count(void)
-{
+static int cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
 
 /* Stops and joins the workers (none may be running a job). */
-static void workers_stop(void)
-{
+static void workers_stop(void) {
     pthread_mutex_lock(&pool.lock);
     atomic_store(&pool.stop, 1);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
-    for (int i = 0; i < pool.nworkers; i++)
-        pthread_join(pool.tid[i], NULL);
+    for (int i = 0; i < pool.nworkers; i++) pthread_join(pool.tid[i], NULL);
     pool.nworkers = 0;
     atomic_store(&pool.stop, 0);
 }
 
 /* Starts the workers the thread count asks for; fewer if the system refuses. */
-static void workers_start(void)
-{
+static void workers_start(void) {
     while (pool.nworkers < nrt_threads_get() - 1 &&
            pthread_create(&pool.tid[pool.nworkers], NULL, worker_main, NULL) == 0)
         pool.nworkers++;
 }
 
-void nrt_threads_set(int threads)
-{
+void nrt_threads_set(int threads) {
     int t = threads <= 0 ? cpu_count() : threads > MAX_THREADS ? MAX_THREADS : threads;
-    if (t == pool.threads)
-        return;
-    if (pool.nworkers > t - 1)
-        workers_stop();
+    if (t == pool.threads) return;
+    if (pool.nworkers > t - 1) workers_stop();
     pool.threads = t;
 }
 
-int nrt_threads_get(void)
-{
-    if (pool.threads == 0)
-        pool.threads = cpu_count();
+int nrt_threads_get(void) {
+    if (pool.threads == 0) pool.threads = cpu_count();
     return pool.threads;
 }
 
 int nrt_threads_inside(void) { return in_pool; }
 
-void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg)
-{
-    if (n <= 0)
-        return;
-    if (grain < 1)
-        grain = 1;
+void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
     int64_t threads = nrt_threads_get(), nchunks = n / grain < threads ? n / grain : threads;
     if (nchunks < 2 || in_pool || atomic_exchange(&pool.busy, 1)) {
         fn(arg, 0, n);
         return;
     }
     in_pool = 1;
-    if (pool.nworkers < threads - 1)
-        workers_start();
+    if (pool.nworkers < threads - 1) workers_start();
     if (pool.nworkers == 0) {
         fn(arg, 0, n);
     } else {
@@ -199,8 +177,7 @@ void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo
             if ((spins & 63) == 63 && now_ns() - start > SPIN_NS) {
                 pthread_mutex_lock(&pool.lock);
                 atomic_store(&pool.caller_waits, 1);
-                while (atomic_load(&pool.done) < nchunks)
-                    pthread_cond_wait(&pool.finished, &pool.lock);
+                while (atomic_load(&pool.done) < nchunks) pthread_cond_wait(&pool.finished, &pool.lock);
                 atomic_store(&pool.caller_waits, 0);
                 pthread_mutex_unlock(&pool.lock);
             }

@@ -18,6 +18,7 @@ packages=(
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
   llvm-14-tools                             # lit and FileCheck for the compiler tests
   llvm-14-dev                               # the LLVM backend (--target=llvm): LLVM-C API, ORC JIT (libLLVM-14)
+  clang-format-14                           # the format check (scripts/format.sh, CTest format/clang_format)
   clang-14 libclang-rt-14-dev               # the libFuzzer targets (tests/fuzz, scripts/fuzz.sh): clang, libFuzzer, ASan/UBSan/LSan runtimes
   python3                                   # runs lit
   python3-venv                              # the PyTorch cross-check's environment (tests/torch/run.sh)

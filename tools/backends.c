@@ -34,11 +34,12 @@ static void check_error(const char *fmt, ...) {
 
 /* Runs `prog train` for one step, saving the checkpoint and the metrics line;
  * true on exit status 0. The program's output goes to ours. */
-static bool run_step(const char *prog, const struct backends_options *o, const char *ckpt, const char *metrics) {
+static bool run_step(const char *prog, const struct backends_options *o, const char *ckpt,
+                     const char *metrics) {
     char seed[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
-    const char *fixed[] = {prog, "train", "--max-steps", "1", "--epochs", "1", "--seed", seed, "--quiet", "--save", ckpt,
-                           "--metrics", metrics};
+    const char *fixed[] = {prog, "train",   "--max-steps", "1",  "--epochs",  "1",    "--seed",
+                           seed, "--quiet", "--save",      ckpt, "--metrics", metrics};
     int nfixed = (int)(sizeof fixed / sizeof *fixed);
     char **argv = calloc((size_t)(nfixed + o->nargs + 1), sizeof *argv);
     if (!argv) return false;
@@ -56,9 +57,11 @@ static bool run_step(const char *prog, const struct backends_options *o, const c
     while (pid > 0 && waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) return false;
     if (pid > 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) return true;
-    if (pid < 0) check_error("cannot start '%s': %s", prog, strerror(errno));
-    else check_error("the %s program failed its training step (%s %d)", strrchr(prog, '/') + 1,
-                     WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    if (pid < 0)
+        check_error("cannot start '%s': %s", prog, strerror(errno));
+    else
+        check_error("the %s program failed its training step (%s %d)", strrchr(prog, '/') + 1,
+                    WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     return false;
 }
 
@@ -66,9 +69,9 @@ static bool run_step(const char *prog, const struct backends_options *o, const c
 
 /* The numbers of a metrics line: `"key":value` pairs (null values skipped). */
 struct metrics {
-    int n;              /* pairs */
-    char key[32][48];   /* their keys */
-    double val[32];     /* their values */
+    int n;            /* pairs */
+    char key[32][48]; /* their keys */
+    double val[32];   /* their values */
 };
 
 static bool read_metrics(const char *path, struct metrics *m) {
@@ -150,7 +153,8 @@ static bool compare_ckpts(const char *pa, const char *pb, const struct backends_
         char shape[64];
         int at = snprintf(shape, sizeof shape, "[");
         for (int d = 0; d < ta->rank && at < (int)sizeof shape - 12; d++)
-            at += snprintf(shape + at, sizeof shape - (size_t)at, "%s%lld", d ? "," : "", (long long)ta->dims[d]);
+            at += snprintf(shape + at, sizeof shape - (size_t)at, "%s%lld", d ? "," : "",
+                           (long long)ta->dims[d]);
         snprintf(shape + at, sizeof shape - (size_t)at, "]");
         if (!tb || tb->count != ta->count || tb->dtype != ta->dtype) {
             printf("  tensor %-36s %-14s missing or of another shape in the %s checkpoint\n", ta->name, shape,
@@ -162,8 +166,10 @@ static bool compare_ckpts(const char *pa, const char *pb, const struct backends_
         double scale = 0;
         for (int pass = 0; pass < 2; pass++)
             for (int64_t k = 0; k < ta->count; k++) {
-                double x = ta->dtype == NRT_DT_I32 ? ((const int32_t *)ta->data)[k] : ((const float *)ta->data)[k];
-                double y = tb->dtype == NRT_DT_I32 ? ((const int32_t *)tb->data)[k] : ((const float *)tb->data)[k];
+                double x =
+                    ta->dtype == NRT_DT_I32 ? ((const int32_t *)ta->data)[k] : ((const float *)ta->data)[k];
+                double y =
+                    tb->dtype == NRT_DT_I32 ? ((const int32_t *)tb->data)[k] : ((const float *)tb->data)[k];
                 if (pass == 0)
                     scale = fmax(scale, fmax(fabs(x), fabs(y)));
                 else
@@ -216,13 +222,15 @@ bool backends_check(const char *file, const struct backends_options *o, const ch
         snprintf(prog[t], sizeof prog[t], "%s/model_%s", dir, o->targets[t]);
         snprintf(ckpt[t], sizeof ckpt[t], "%s/step_%s.safetensors", dir, o->targets[t]);
         snprintf(met[t], sizeof met[t], "%s/step_%s.jsonl", dir, o->targets[t]);
-        ok = build_program("check", file, o->targets[t], prog[t], version) && run_step(prog[t], o, ckpt[t], met[t]);
+        ok = build_program("check", file, o->targets[t], prog[t], version) &&
+             run_step(prog[t], o, ckpt[t], met[t]);
     }
     if (ok) {
-        printf("%s: one training step (seed %llu) on %s and %s; tolerance |%s - %s| <= %g + %g * (the tensor's "
-               "largest |value|)\n",
-               file, (unsigned long long)o->seed, o->targets[0], o->targets[1], o->targets[1], o->targets[0], o->atol,
-               o->rtol);
+        printf(
+            "%s: one training step (seed %llu) on %s and %s; tolerance |%s - %s| <= %g + %g * (the tensor's "
+            "largest |value|)\n",
+            file, (unsigned long long)o->seed, o->targets[0], o->targets[1], o->targets[1], o->targets[0],
+            o->atol, o->rtol);
         bool same = compare_ckpts(ckpt[0], ckpt[1], o);
         same &= compare_metrics(met[0], met[1], o);
         printf("%s: %s\n", file, same ? "the backends agree" : "the backends DIFFER beyond the tolerance");

@@ -10,9 +10,9 @@
 struct backends_options {
     const char *targets[2]; /* the reference backend, then the one checked */
     uint64_t seed;          /* the programs' --seed */
-    double rtol, atol;      /* an element passes when |b - a| <= atol + rtol * (its tensor's largest |value|) */
-    int nargs;              /* extra arguments for `PROGRAM train` (--data, --test, ...) */
-    char **args;            /* them */
+    double rtol, atol; /* an element passes when |b - a| <= atol + rtol * (its tensor's largest |value|) */
+    int nargs;         /* extra arguments for `PROGRAM train` (--data, --test, ...) */
+    char **args;       /* them */
 };
 
 /* Builds FILE.net for both targets into a temporary directory, runs

@@ -160,19 +160,19 @@ static const char usage_run[] =
     "  --bucket-size=B, --sync-bn, --no-verify   as for `netc build`\n";
 
 struct build_opts {
-    const char *file;    /* the .net file */
-    const char *out;     /* -o */
-    const char *cc;      /* --cc */
-    const char *cflags;  /* --cflags */
-    const char *olevel;  /* "-O3" */
+    const char *file;               /* the .net file */
+    const char *out;                /* -o */
+    const char *cc;                 /* --cc */
+    const char *cflags;             /* --cflags */
+    const char *olevel;             /* "-O3" */
     const struct cg_target *target; /* --target (default the registry's first) */
-    bool keep;           /* --keep */
-    bool verify;         /* the verifier after every pass (default; --no-verify: off) */
-    bool no_fuse;        /* --no-fuse */
-    bool mpi;            /* --mpi */
-    bool sync_bn;        /* --sync-bn */
-    long long bucket;    /* --bucket-size, 0: default */
-    int rest;            /* run: index of the first program argument after "--", or argc */
+    bool keep;                      /* --keep */
+    bool verify;                    /* the verifier after every pass (default; --no-verify: off) */
+    bool no_fuse;                   /* --no-fuse */
+    bool mpi;                       /* --mpi */
+    bool sync_bn;                   /* --sync-bn */
+    long long bucket;               /* --bucket-size, 0: default */
+    int rest;                       /* run: index of the first program argument after "--", or argc */
 };
 
 /* Returns 0 to go on, -1 after --help, else an exit status. */
@@ -415,8 +415,8 @@ static bool run_wait(const char *cmd, char **argv) {
         if (errno != EINTR) return false;
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return true;
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return false;
-    cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argv[0], WIFEXITED(st) ? "exit status" : "signal",
-               WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+    cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argv[0],
+                   WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
     return false;
 }
 
@@ -492,8 +492,9 @@ static void key_cpu(struct key *k) {
     char line[8192];
     while (fgets(line, sizeof line, f)) {
         if (line[0] == '\n') break; /* the first processor's block ends */
-        if (strncmp(line, "model", 5) == 0 || strncmp(line, "vendor_id", 9) == 0 || strncmp(line, "flags", 5) == 0 ||
-            strncmp(line, "Features", 8) == 0 || strncmp(line, "CPU part", 8) == 0)
+        if (strncmp(line, "model", 5) == 0 || strncmp(line, "vendor_id", 9) == 0 ||
+            strncmp(line, "flags", 5) == 0 || strncmp(line, "Features", 8) == 0 ||
+            strncmp(line, "CPU part", 8) == 0)
             key_str(k, line);
     }
     fclose(f);
@@ -506,10 +507,14 @@ static const char *object_cache(void) {
     const char *off = getenv("NETC_CACHE"), *set = getenv("NETC_CACHE_DIR");
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (off && strcmp(off, "0") == 0) return NULL;
-    if (set && *set) snprintf(dir, sizeof dir, "%s", set);
-    else if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/netc/obj", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/netc/obj", home);
-    else return NULL;
+    if (set && *set)
+        snprintf(dir, sizeof dir, "%s", set);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/netc/obj", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/netc/obj", home);
+    else
+        return NULL;
     for (char *p = dir + 1;; p++) { /* mkdir -p, quietly: no cache is no error */
         if (*p != '/' && *p) continue;
         char saved = *p;
@@ -586,7 +591,8 @@ static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
             }
             if (pid == 0) {
                 execvp(argvs[started][0], argvs[started]);
-                fprintf(stderr, "netc %s: error: cannot run '%s': %s\n", cmd, argvs[started][0], strerror(errno));
+                fprintf(stderr, "netc %s: error: cannot run '%s': %s\n", cmd, argvs[started][0],
+                        strerror(errno));
                 _exit(127);
             }
             pids[started++] = pid;
@@ -610,8 +616,8 @@ static bool run_parallel(const char *cmd, char ***argvs, int n, int jobs) {
         ok = false;
     }
     if (bad_status)
-        cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argvs[0][0], bad_status > 0 ? "exit status" : "signal",
-                   bad_status > 0 ? bad_status : -bad_status);
+        cli_user_error(cmd, "the C compiler '%s' failed (%s %d)", argvs[0][0],
+                       bad_status > 0 ? "exit status" : "signal", bad_status > 0 ? bad_status : -bad_status);
     free(pids);
     return ok;
 }
@@ -637,16 +643,18 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     snprintf(ldflags, sizeof ldflags, "%s", NETC_RUNTIME_LDFLAGS);
     const char *tlib = build_target_lib(o->target); /* the target's runtime library */
     if (o->mpi && (!*r->mpi_lib || access(r->mpi_lib, R_OK) != 0)) {
-        cli_user_error(cmd, "--mpi needs libnetrt_mpi.a%s%s, which this netc was built without: install MPI "
-                        "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc",
-                   *r->mpi_lib ? " at " : "", r->mpi_lib);
+        cli_user_error(cmd,
+                       "--mpi needs libnetrt_mpi.a%s%s, which this netc was built without: install MPI "
+                       "(apt-get install libopenmpi-dev openmpi-bin) and rebuild netc",
+                       *r->mpi_lib ? " at " : "", r->mpi_lib);
         return false;
     }
     char mpilibs[2048];
     snprintf(mpilibs, sizeof mpilibs, "%s", NETC_MPI_LIBS);
     if (o->target->runtime_lib && !*tlib) {
-        cli_user_error(cmd, "--target=%s needs %s beside %s, which this netc was built without: install %s and "
-                            "rebuild netc",
+        cli_user_error(cmd,
+                       "--target=%s needs %s beside %s, which this netc was built without: install %s and "
+                       "rebuild netc",
                        o->target->name, o->target->runtime_lib, r->lib,
                        o->target->needs ? o->target->needs : "what it needs");
         return false;
@@ -659,10 +667,13 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     cflags[nf++] = (char *)o->cc;
     cflags[nf++] = "-std=c11";
     cflags[nf++] = (char *)o->olevel;
-    if (strcmp(o->olevel, "-O0") != 0) cflags[nf++] = "-march=native";
-    else cflags[nf++] = "-g";
+    if (strcmp(o->olevel, "-O0") != 0)
+        cflags[nf++] = "-march=native";
+    else
+        cflags[nf++] = "-g";
     cflags[nf++] = "-fno-math-errno"; /* no errno check after sqrtf: GCC vectorizes such loops */
-    cflags[nf++] = "-fno-trapping-math"; /* GCC if-converts the selects of netrt.h's vector math (erf, GELU) */
+    cflags[nf++] =
+        "-fno-trapping-math"; /* GCC if-converts the selects of netrt.h's vector math (erf, GELU) */
     nf += split_flags(flags, cflags + nf, 64);
     cflags[nf++] = inc;
     cflags[nf++] = "-c";
@@ -676,8 +687,8 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
     snprintf(hdr, sizeof hdr, "%s/netrt.h", r->include);
     if (cache && (!key_file(&base, hdr) || !key_compiler(&base, o->cc))) cache = NULL;
     if (cache) key_cpu(&base);
-    char (*objs)[PATH_MAX_ + 160] = calloc((size_t)nsrc, sizeof *objs);
-    char (*tmps)[PATH_MAX_ + 192] = calloc((size_t)nsrc, sizeof *tmps);
+    char(*objs)[PATH_MAX_ + 160] = calloc((size_t)nsrc, sizeof *objs);
+    char(*tmps)[PATH_MAX_ + 192] = calloc((size_t)nsrc, sizeof *tmps);
     char ***argvs = calloc((size_t)nsrc, sizeof *argvs);
     char **store = calloc((size_t)nsrc * (size_t)(nf + 4), sizeof *store);
     bool ok = objs && tmps && argvs && store;
@@ -698,7 +709,7 @@ static bool compile_c(const char *cmd, const struct build_opts *o, char **srcs, 
             snprintf(objs[i], sizeof objs[i], "%s/%016llx%016llx.o", cache, (unsigned long long)k.h[0],
                      (unsigned long long)k.h[1]);
             struct stat st;
-            if (stat(objs[i], &st) == 0 && access(objs[i], R_OK) == 0) { /* compiled before */
+            if (stat(objs[i], &st) == 0 && access(objs[i], R_OK) == 0) {    /* compiled before */
                 if (st.st_mtime < time(NULL) - 86400) utime(objs[i], NULL); /* used: keep it */
                 continue;
             }
@@ -826,7 +837,8 @@ static bool build_to(const char *cmd, const struct build_opts *o, const struct i
 
 /* ------------------------------------------------------------- commands */
 
-bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version) {
+bool build_program(const char *cmd, const char *file, const char *target, const char *out,
+                   const char *version) {
     struct build_opts o;
     memset(&o, 0, sizeof o);
     o.file = file;
@@ -836,7 +848,8 @@ bool build_program(const char *cmd, const char *file, const char *target, const 
     o.cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
     if (!o.target || !o.target->emit) {
         char names[512];
-        cli_user_error(cmd, "unknown target '%s' (targets: %s)", target, cg_target_names(names, sizeof names, false));
+        cli_user_error(cmd, "unknown target '%s' (targets: %s)", target,
+                       cg_target_names(names, sizeof names, false));
         return false;
     }
     struct ir_module *m = compile_module(&o);
@@ -877,7 +890,8 @@ int build_cmd_build(int argc, char **argv, const char *version) {
         struct cgc_arena a;
         cgc_arena_sizes(m, batch, &a);
         printf("%s: workspace %.2f MB at batch %lld (%zu + %zu*N bytes), parameters and state %.2f MB\n", out,
-               (double)a.ws_bytes / 1e6, (long long)batch, a.ws_fixed, a.ws_per_n, (double)a.param_bytes / 1e6);
+               (double)a.ws_bytes / 1e6, (long long)batch, a.ws_fixed, a.ws_per_n,
+               (double)a.param_bytes / 1e6);
     }
     ir_module_free(m);
     return ok ? 0 : CLI_EXIT_USER;
@@ -925,15 +939,19 @@ int build_cmd_run(int argc, char **argv, const char *version) {
     fnv(&h, buf, strlen(buf));
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char dir[PATH_MAX_], prog[PATH_MAX_ + 160];
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s/netc/%016llx", xdg, (unsigned long long)h);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache/netc/%016llx", home, (unsigned long long)h);
-    else snprintf(dir, sizeof dir, "/tmp/netc-cache-%ld/%016llx", (long)getuid(), (unsigned long long)h);
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/netc/%016llx", xdg, (unsigned long long)h);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.cache/netc/%016llx", home, (unsigned long long)h);
+    else
+        snprintf(dir, sizeof dir, "/tmp/netc-cache-%ld/%016llx", (long)getuid(), (unsigned long long)h);
     const char *base = strrchr(o.file, '/') ? strrchr(o.file, '/') + 1 : o.file;
     char stem[128];
     size_t k = 0;
     for (; base[k] && base[k] != '.' && k + 1 < sizeof stem; k++) {
         char ch = base[k];
-        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+        bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                  ch == '_' || ch == '-';
         stem[k] = ok ? ch : '_';
     }
     stem[k] = '\0';

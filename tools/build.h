@@ -17,7 +17,8 @@ int build_cmd_run(int argc, char **argv, const char *version);
 /* Builds FILE.net for `target` (a name in codegen/targets.c's registry) into program `out` with the
  * default pipeline and flags (-O2, $CC); errors are reported as `netc CMD: ...`.
  * For netc check --backends. */
-bool build_program(const char *cmd, const char *file, const char *target, const char *out, const char *version);
+bool build_program(const char *cmd, const char *file, const char *target, const char *out,
+                   const char *version);
 
 /* The runtime programs are compiled against. */
 struct runtime_paths {

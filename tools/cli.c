@@ -41,7 +41,8 @@ void cli_user_error(const char *cmd, const char *fmt, ...) {
 static void print_targets(FILE *out, bool lib) {
     for (const struct cg_target *const *t = cg_targets; *t; t++) {
         if (!(*t)->emit && !lib) continue;
-        fprintf(out, "                      %-8s %s%s\n", (*t)->name, (*t)->help, t == cg_targets ? " (default)" : "");
+        fprintf(out, "                      %-8s %s%s\n", (*t)->name, (*t)->help,
+                t == cg_targets ? " (default)" : "");
     }
 }
 
@@ -53,7 +54,8 @@ static void print_link_lines(FILE *out) {
         /* A target that compiles itself emits compiler IR, which clang reads. */
         bool ir = (*t)->emit_object != NULL;
         fprintf(out, "  %-7s %s -O3 DIR/MODEL%s%s %s%slibnetrt.a %s%s-lopenblas -lpng -lz -lm -lpthread\n",
-                (*t)->name, ir ? "clang" : "cc", (*t)->ext, ir ? "" : " -IDIR", (*t)->runtime_lib ? (*t)->runtime_lib : "", (*t)->runtime_lib ? " " : "",
+                (*t)->name, ir ? "clang" : "cc", (*t)->ext, ir ? "" : " -IDIR",
+                (*t)->runtime_lib ? (*t)->runtime_lib : "", (*t)->runtime_lib ? " " : "",
                 (*t)->link_flags ? (*t)->link_flags : "", (*t)->link_flags ? " " : "");
     }
 }
@@ -125,8 +127,10 @@ int cli_need_file(const char *cmd, const char *file) {
 bool cli_bytes(const char *cmd, const char *flag, const char *val, long long *out) {
     char *end;
     long long b = strtoll(val, &end, 10);
-    if (*end == 'K' || *end == 'k') b <<= 10, end++;
-    else if (*end == 'M' || *end == 'm') b <<= 20, end++;
+    if (*end == 'K' || *end == 'k')
+        b <<= 10, end++;
+    else if (*end == 'M' || *end == 'm')
+        b <<= 20, end++;
     if (end == val || *end || b < 64 || b > (1ll << 40)) {
         cli_usage_error(cmd, "%s expects bytes from 64 to 1T (K or M suffix), got '%s'", flag, val);
         return false;

@@ -42,9 +42,8 @@ static enum op target_of(const struct ir_module *m, const char *name, struct typ
         for (int id = 0; id < ir_func_len(f); id++) {
             const struct ir_node *n = &f->nodes[id];
             if (n->nargs != 2 || op_info[n->op].kind != OK_LOSS) continue;
-            if (n->op != OP_CROSS_ENTROPY && n->op != OP_MASKED_CROSS_ENTROPY && n->op != OP_MSE && n->op != OP_BCE &&
-                n->op != OP_BCE_LOGITS &&
-                n->op != OP_HINGE)
+            if (n->op != OP_CROSS_ENTROPY && n->op != OP_MASKED_CROSS_ENTROPY && n->op != OP_MSE &&
+                n->op != OP_BCE && n->op != OP_BCE_LOGITS && n->op != OP_HINGE)
                 continue;
             const struct ir_node *t = &f->nodes[n->args[1]];
             if (t->op == OP_INPUT && t->sym && strcmp(t->sym, name) == 0) {
@@ -66,16 +65,14 @@ static void fill(const struct ir_module *m, const struct ir_buffer *b, double *v
     enum op use = b->kind == BUF_INPUT ? target_of(m, b->name, &pred) : OP_COUNT;
     int64_t width = pred.shape.rank > 0 ? pred.shape.dim[pred.shape.rank - 1] : 1;
     if (b->kind == BUF_INPUT && b->type.dtype == DT_I32) {
-        int64_t classes = (use == OP_CROSS_ENTROPY || use == OP_MASKED_CROSS_ENTROPY) && width > 1 ? width : 2;
-        for (size_t i = 0; i < count; i++)
-            v[i] = (double)(nrt_mix64(r->s++) % (uint64_t)classes);
+        int64_t classes =
+            (use == OP_CROSS_ENTROPY || use == OP_MASKED_CROSS_ENTROPY) && width > 1 ? width : 2;
+        for (size_t i = 0; i < count; i++) v[i] = (double)(nrt_mix64(r->s++) % (uint64_t)classes);
     } else if (b->kind == BUF_INPUT && use == OP_CROSS_ENTROPY && width > 0 && count % (size_t)width == 0) {
         for (size_t row = 0; row < count; row += (size_t)width) {
             double sum = 0;
-            for (int64_t k = 0; k < width; k++)
-                sum += v[row + k] = exp(rng_normal(r));
-            for (int64_t k = 0; k < width; k++)
-                v[row + k] /= sum;
+            for (int64_t k = 0; k < width; k++) sum += v[row + k] = exp(rng_normal(r));
+            for (int64_t k = 0; k < width; k++) v[row + k] /= sum;
         }
     } else if (b->kind == BUF_INPUT) {
         const struct ir_source *s = &b->data;
@@ -123,8 +120,7 @@ static bool set_buf(struct cg_interp *it, const struct ir_buffer *b, const doubl
     if (b->type.dtype != DT_I32) return cg_interp_set_f64(it, b->name, v, count);
     int32_t *iv = malloc(sizeof *iv * (count ? count : 1));
     if (!iv) return false;
-    for (size_t i = 0; i < count; i++)
-        iv[i] = (int32_t)v[i];
+    for (size_t i = 0; i < count; i++) iv[i] = (int32_t)v[i];
     bool ok = cg_interp_set_i32(it, b->name, iv, count);
     free(iv);
     return ok;
@@ -262,14 +258,12 @@ bool gradcheck_run(struct ir_module *m, const struct gradcheck_options *opt, FIL
             (long long)opt->batch, (unsigned long long)opt->seed, opt->samples, GRADCHECK_EPS, GRADCHECK_TOL);
     double worst = 0;
     bool ok = true, failed = false;
-    for (size_t b = 0; b < nb; b++)
-        ok = ok && data[b];
+    for (size_t b = 0; b < nb; b++) ok = ok && data[b];
     if (nt == 0) fprintf(out, "gradcheck: no training function with a loss\n");
     for (size_t i = 0; ok && i < nt; i++)
         ok = check_func(m, train[i], loss_only(m, train[i]), data, opt, &r, &w, out, &worst, &failed);
     if (ok) fprintf(out, "gradcheck: %s (worst %.1e)\n", failed ? "FAILED" : "ok", worst);
-    for (size_t b = 0; b < nb; b++)
-        free(data[b]);
+    for (size_t b = 0; b < nb; b++) free(data[b]);
     free(data);
     free(train);
     return ok && !failed;

@@ -46,8 +46,9 @@ static const char usage_dump[] =
     "                    from the front end; `all` prints it after every pass\n"
     "  --only-changed    with --after=all: skip passes that changed nothing\n"
     "  --no-fuse         skip kernel formation (the `simplify` and `fuse` passes)\n"
-    "  --target=T        the backend that kernels and the memory plan are made for:\n"
-    "                    c (default) or opencl, as `netc build --target`\n"
+    "  --target=T        the backend that kernels and the memory plan are made for,\n"
+    "                    as `netc build --target`, one of\n"
+    "@TARGETS@\n"
     "  --format=FMT      text (default; parses back with `netc opt`) or dot (Graphviz:\n"
     "                    clusters per function, phase, net and layer; one box per\n"
     "                    parameter's optimizer update)\n"
@@ -75,7 +76,8 @@ static const char usage_opt[] =
     "unchanged (the round trip).\n"
     "\n"
     "  --pass=LIST           comma-separated passes (see `netc passes`)\n"
-    "  --target=T            the backend fuse and memplan plan for: c (default), opencl\n"
+    "  --target=T            the backend fuse and memplan plan for, one of\n"
+    "@TARGETS@\n"
     "  --split-input-file    treat `// -----` lines as separators between independent\n"
     "                        inputs; errors keep their real line numbers\n"
     "  --format=FMT          text (default) or dot\n"
@@ -176,21 +178,21 @@ static const char **pass_list(const char *cmd, char *spec) {
 
 /* Common flags of dump and opt. */
 struct flags {
-    const char *file;       /* the input */
-    const char *out;        /* -o */
-    const char *after;      /* --after */
-    char *passes;           /* --pass (opt) */
-    bool dot;               /* --format=dot */
-    bool only_changed;      /* --only-changed */
-    bool no_fuse;           /* --no-fuse */
-    bool print_loc;         /* --print-loc */
-    bool verify;            /* --verify */
-    bool split;             /* --split-input-file */
+    const char *file;               /* the input */
+    const char *out;                /* -o */
+    const char *after;              /* --after */
+    char *passes;                   /* --pass (opt) */
+    bool dot;                       /* --format=dot */
+    bool only_changed;              /* --only-changed */
+    bool no_fuse;                   /* --no-fuse */
+    bool print_loc;                 /* --print-loc */
+    bool verify;                    /* --verify */
+    bool split;                     /* --split-input-file */
     struct ir_dot_options dot_opts; /* --only, --func, --expand */
-    bool mpi;               /* --mpi */
-    bool sync_bn;           /* --sync-bn */
-    const char *bucket;     /* --bucket-size */
-    const char *target;     /* --target: the backend fuse and memplan plan for */
+    bool mpi;                       /* --mpi */
+    bool sync_bn;                   /* --sync-bn */
+    const char *bucket;             /* --bucket-size */
+    const char *target;             /* --target: the backend fuse and memplan plan for */
 };
 
 /* Parse argv for a subcommand; `allowed` lists the flags it takes. Returns 0 to go
@@ -202,8 +204,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
         const char *a = argv[i];
         const char *val = NULL;
 #define FLAG(name) (strcmp(a, name) == 0 && strstr(allowed, name))
-#define VALFLAG(name)                                                                          \
-    (strncmp(a, name "=", strlen(name) + 1) == 0 && strstr(allowed, name) &&                   \
+#define VALFLAG(name)                                                        \
+    (strncmp(a, name "=", strlen(name) + 1) == 0 && strstr(allowed, name) && \
      (val = a + strlen(name) + 1, true))
         if (cli_is_help(a)) {
             cli_print_usage(stdout, usage);
@@ -213,7 +215,8 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
         } else if (VALFLAG("--pass")) {
             fl->passes = (char *)val;
         } else if (VALFLAG("--format")) {
-            if (strcmp(val, "dot") == 0) fl->dot = true;
+            if (strcmp(val, "dot") == 0)
+                fl->dot = true;
             else if (strcmp(val, "text") != 0) {
                 cli_usage_error(cmd, "unknown format '%s' (expected text or dot)", val);
                 return CLI_EXIT_USAGE;
@@ -222,12 +225,13 @@ static int parse_flags(const char *cmd, const char *usage, const char *allowed, 
             char buf[128];
             snprintf(buf, sizeof buf, "%s", val);
             for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
-                unsigned p = strcmp(t, "forward") == 0    ? PHASE_FORWARD
+                unsigned p = strcmp(t, "forward") == 0     ? PHASE_FORWARD
                              : strcmp(t, "backward") == 0  ? PHASE_BACKWARD
                              : strcmp(t, "optimizer") == 0 ? PHASE_OPTIMIZER
                                                            : 0;
                 if (!p) {
-                    cli_usage_error(cmd, "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
+                    cli_usage_error(cmd,
+                                    "unknown phase '%s' in --only (phases: forward, backward, optimizer)", t);
                     return CLI_EXIT_USAGE;
                 }
                 fl->dot_opts.phases |= p;
@@ -289,7 +293,9 @@ static void print_buckets(FILE *out, const struct ir_module *m) {
         int *tensors = calloc((size_t)nb + 1, sizeof *tensors);
         if (!off || !bytes || !tensors) netc_internal_error(__FILE__, __LINE__, "out of memory");
         cgc_buckets(&c, nb, off, bytes, tensors);
-        if (nb) fprintf(out, "// gradient buckets of @%s (workspace offset, bytes, tensors):\n", m->funcs[e]->name);
+        if (nb)
+            fprintf(out, "// gradient buckets of @%s (workspace offset, bytes, tensors):\n",
+                    m->funcs[e]->name);
         for (int b = 0; b < nb; b++)
             fprintf(out, "//   bucket %d: +%zu, %zu bytes, %d tensor%s\n", b, off[b], bytes[b], tensors[b],
                     tensors[b] == 1 ? "" : "s");
@@ -301,7 +307,8 @@ static void print_buckets(FILE *out, const struct ir_module *m) {
 static int cmd_dump(int argc, char **argv) {
     struct flags fl;
     int st = parse_flags("dump", usage_dump,
-                         "--after --format --only-changed --only --func --expand --no-fuse --mpi --sync-bn --bucket-size --print-loc --verify --target -o",
+                         "--after --format --only-changed --only --func --expand --no-fuse --mpi --sync-bn "
+                         "--bucket-size --print-loc --verify --target -o",
                          argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     if ((fl.sync_bn || fl.bucket) && !fl.mpi) {
@@ -366,8 +373,10 @@ static bool opt_one(const char *file, const char *text, size_t len, const char *
         ok = pass_run_list(m, passes, &opt);
     }
     if (ok) {
-        if (fl->dot) ir_print_dot(out, m);
-        else ir_print(out, m);
+        if (fl->dot)
+            ir_print_dot(out, m);
+        else
+            ir_print(out, m);
     }
     ir_module_free(m);
     return ok;
@@ -375,8 +384,9 @@ static bool opt_one(const char *file, const char *text, size_t len, const char *
 
 static int cmd_opt(int argc, char **argv) {
     struct flags fl;
-    int st = parse_flags("opt", usage_opt, "--pass --format --print-loc --verify --split-input-file --target -o", argc,
-                         argv, &fl);
+    int st =
+        parse_flags("opt", usage_opt, "--pass --format --print-loc --verify --split-input-file --target -o",
+                    argc, argv, &fl);
     if (st) return st < 0 ? 0 : st;
     const char **passes = NULL;
     if (fl.passes && !(passes = pass_list("opt", fl.passes))) return CLI_EXIT_USAGE;
@@ -440,7 +450,7 @@ static bool check_int(const char *flag, const char *val, int64_t max, int64_t *o
     long long v = val ? strtoll(val, &end, 10) : 0;
     if (!val || errno || end == val || *end || v < 0 || v > max || (v == 0 && strcmp(flag, "--seed") != 0)) {
         cli_usage_error("check", "%s needs %s integer, got '%s'", flag,
-                    strcmp(flag, "--seed") == 0 ? "a non-negative" : "a positive", val ? val : "nothing");
+                        strcmp(flag, "--seed") == 0 ? "a non-negative" : "a positive", val ? val : "nothing");
         return false;
     }
     *out = v;
@@ -479,9 +489,12 @@ static int check_flags(int *argc, char **argv, bool backends, bool *gradcheck, s
         }
         int64_t v;
         if (!check_int(valued[which], val, which == 1 ? INT64_MAX : 1 << 20, &v)) return CLI_EXIT_USAGE;
-        if (which == 0) gc->batch = v;
-        else if (which == 1) gc->seed = (uint64_t)v;
-        else gc->samples = (int)v;
+        if (which == 0)
+            gc->batch = v;
+        else if (which == 1)
+            gc->seed = (uint64_t)v;
+        else
+            gc->samples = (int)v;
         given = valued[which];
     }
     *argc = k;
@@ -533,8 +546,9 @@ static int backends_flags(int *argc, char **argv, bool *on, struct backends_opti
             }
         }
         if (strcmp(bo->targets[0], bo->targets[1]) == 0 || strchr(bo->targets[1], ',')) {
-            cli_usage_error("check", "--backends takes two different backends, e.g. --backends=%s,%s", cg_targets[0]->name,
-                        cg_targets[1] && cg_targets[1]->emit ? cg_targets[1]->name : "B");
+            cli_usage_error("check", "--backends takes two different backends, e.g. --backends=%s,%s",
+                            cg_targets[0]->name,
+                            cg_targets[1] && cg_targets[1]->emit ? cg_targets[1]->name : "B");
             return CLI_EXIT_USAGE;
         }
         *on = true;
@@ -542,7 +556,7 @@ static int backends_flags(int *argc, char **argv, bool *on, struct backends_opti
     *argc = k;
     if ((bo->nargs || tol_given) && !*on) {
         cli_usage_error("check", "%s %s for --backends", tol_given ? tol_given : "arguments after --",
-                    tol_given ? "is an option" : "are");
+                        tol_given ? "is an option" : "are");
         return CLI_EXIT_USAGE;
     }
     return 0;
@@ -570,9 +584,10 @@ static int cmd_check(int argc, char **argv) {
             nparams++;
             nvalues += shape_static_numel(&b->type.shape);
         }
-        printf("%s: ok: model %s, %lld input%s, %lld parameter tensor%s (%lld values), %zu function%s:",
-               fl.file, m->name, (long long)ninputs, ninputs == 1 ? "" : "s", (long long)nparams,
-               nparams == 1 ? "" : "s", (long long)nvalues, vec_len(m->funcs), vec_len(m->funcs) == 1 ? "" : "s");
+        printf(
+            "%s: ok: model %s, %lld input%s, %lld parameter tensor%s (%lld values), %zu function%s:", fl.file,
+            m->name, (long long)ninputs, ninputs == 1 ? "" : "s", (long long)nparams, nparams == 1 ? "" : "s",
+            (long long)nvalues, vec_len(m->funcs), vec_len(m->funcs) == 1 ? "" : "s");
         for (size_t i = 0; i < vec_len(m->funcs); i++) printf(" %s", m->funcs[i]->name);
         putchar('\n');
     }
@@ -642,7 +657,8 @@ static int cmd_passes(int argc, char **argv) {
     printf("passes (those marked * run in the default pipeline, in this order):\n");
     printf("   lower      the IR as the front end produces it (for --after)\n");
     for (int i = 0; i < pass_count; i++)
-        printf(" %c %-10s %s\n", pass_table[i].in_pipeline ? '*' : ' ', pass_table[i].name, pass_table[i].help);
+        printf(" %c %-10s %s\n", pass_table[i].in_pipeline ? '*' : ' ', pass_table[i].name,
+               pass_table[i].help);
     return 0;
 }
 
@@ -658,8 +674,8 @@ int main(int argc, char **argv) {
         return 0;
     } else if (strcmp(cmd, "--version") == 0) {
         const struct runtime_paths *r = build_runtime();
-        printf("netc %s\nruntime (%s): %s, headers in %s", NETC_VERSION, r->installed ? "installed" : "build tree",
-               r->lib, r->include);
+        printf("netc %s\nruntime (%s): %s, headers in %s", NETC_VERSION,
+               r->installed ? "installed" : "build tree", r->lib, r->include);
         for (const struct cg_target *const *t = cg_targets; *t; t++)
             if (*build_target_lib(*t)) printf(", %s layer %s", (*t)->name, build_target_lib(*t));
         printf("%s%s\n", *r->mpi_lib ? ", MPI layer " : "", r->mpi_lib);
@@ -681,10 +697,11 @@ int main(int argc, char **argv) {
     } else if (strcmp(cmd, "plot") == 0) {
         rc = cmd_plot(argc - 2, argv + 2);
     } else {
-        static const char *const cmds[] = {"check", "dump", "opt", "passes", "build", "emit", "run", "plot", NULL};
+        static const char *const cmds[] = {"check", "dump", "opt",  "passes", "build",
+                                           "emit",  "run",  "plot", NULL};
         const char *near = diag_nearest(cmd, cmds);
-        cli_usage_error(NULL, "unknown command '%s'%s%s%s", cmd, near ? " (did you mean '" : "", near ? near : "",
-                        near ? "'?)" : "");
+        cli_usage_error(NULL, "unknown command '%s'%s%s%s", cmd, near ? " (did you mean '" : "",
+                        near ? near : "", near ? "'?)" : "");
         return CLI_EXIT_USAGE;
     }
     diag_free();

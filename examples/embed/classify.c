@@ -19,8 +19,7 @@
 static const char *const names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                       "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc < 3) {
         fprintf(stderr, "usage: %s CHECKPOINT IMAGE...\n", argv[0]);
         return 2;
@@ -62,11 +61,9 @@ int main(int argc, char **argv)
             const float *y = logits + 10 * k;
             int best = 0;
             for (int j = 1; j < 10; j++)
-                if (y[j] > y[best])
-                    best = j;
+                if (y[j] > y[best]) best = j;
             double sum = 0;
-            for (int j = 0; j < 10; j++)
-                sum += exp((double)y[j] - y[best]);
+            for (int j = 0; j < 10; j++) sum += exp((double)y[j] - y[best]);
             printf("%s: class %d (%s) probability %.4f\n", argv[first + k], best, names[best], 1.0 / sum);
         }
     }

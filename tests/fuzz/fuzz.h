@@ -17,8 +17,7 @@
 
 /* Replaces the contents of the one memfd with data[0..size) and returns its
  * path; aborts when the memfd cannot be made (not a finding of the target). */
-static inline const char *fuzz_file(const uint8_t *data, size_t size)
-{
+static inline const char *fuzz_file(const uint8_t *data, size_t size) {
     static int fd = -1;
     static char path[64];
     if (fd < 0) {
@@ -37,23 +36,21 @@ static inline const char *fuzz_file(const uint8_t *data, size_t size)
 }
 
 /* /dev/null, opened once: diagnostics and emitted code go there. */
-static inline FILE *fuzz_null(void)
-{
+static inline FILE *fuzz_null(void) {
     static FILE *f;
-    if (!f && !(f = fopen("/dev/null", "w")))
-        abort();
+    if (!f && !(f = fopen("/dev/null", "w"))) abort();
     return f;
 }
 
 /* A private directory (on /dev/shm when there is one), made once. */
-static inline const char *fuzz_dir(void)
-{
+static inline const char *fuzz_dir(void) {
     static char dir[256];
     if (!dir[0]) {
-        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+        const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                           : getenv("TMPDIR")            ? getenv("TMPDIR")
+                                                         : "/tmp";
         snprintf(dir, sizeof dir, "%s/netc-fuzz-XXXXXX", base);
-        if (!mkdtemp(dir))
-            abort();
+        if (!mkdtemp(dir)) abort();
     }
     return dir;
 }

@@ -9,10 +9,8 @@
 
 #include "runtime/netrt.h"
 
-static void same_or_abort(const struct nrt_st_reader *a, const struct nrt_st_reader *b)
-{
-    if (a->n_tensors != b->n_tensors || a->n_meta != b->n_meta)
-        abort();
+static void same_or_abort(const struct nrt_st_reader *a, const struct nrt_st_reader *b) {
+    if (a->n_tensors != b->n_tensors || a->n_meta != b->n_meta) abort();
     for (int i = 0; i < a->n_tensors; i++) {
         const struct nrt_st_tensor *x = &a->tensors[i];
         const struct nrt_st_tensor *y = nrt_st_reader_find(b, x->name);
@@ -23,17 +21,14 @@ static void same_or_abort(const struct nrt_st_reader *a, const struct nrt_st_rea
     }
     for (int i = 0; i < a->n_meta; i++) {
         const char *v = nrt_st_reader_meta_get(b, a->meta[i].key);
-        if (!v || strcmp(v, nrt_st_reader_meta_get(a, a->meta[i].key)) != 0)
-            abort();
+        if (!v || strcmp(v, nrt_st_reader_meta_get(a, a->meta[i].key)) != 0) abort();
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct nrt_st_reader r;
     if (nrt_st_reader_init(&r, fuzz_file(data, size)) != NRT_OK) {
-        if (!nrt_error()[0])
-            abort();
+        if (!nrt_error()[0]) abort();
         return 0;
     }
     struct nrt_st_writer w;
@@ -43,13 +38,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const struct nrt_st_tensor *t = &r.tensors[i];
         rc = nrt_st_writer_add(&w, t->name, t->dtype, t->rank, t->dims, t->data);
     }
-    for (int i = 0; i < r.n_meta && !rc; i++)
-        rc = nrt_st_writer_meta_set(&w, r.meta[i].key, r.meta[i].value);
+    for (int i = 0; i < r.n_meta && !rc; i++) rc = nrt_st_writer_meta_set(&w, r.meta[i].key, r.meta[i].value);
     if (rc == NRT_OK) {
         char path[300];
         snprintf(path, sizeof path, "%s/ck.safetensors", fuzz_dir());
-        if (nrt_st_writer_save(&w, path) != NRT_OK)
-            abort();
+        if (nrt_st_writer_save(&w, path) != NRT_OK) abort();
         struct nrt_st_reader back;
         if (nrt_st_reader_init(&back, path) != NRT_OK) {
             fprintf(stderr, "the writer's file does not read back: %s\n", nrt_error());

@@ -9,19 +9,16 @@
 #include "passes/passes.h"
 
 /* The IR text of m, malloc'd, *len bytes. */
-static char *print(const struct ir_module *m, size_t *len)
-{
+static char *print(const struct ir_module *m, size_t *len) {
     char *text = NULL;
     FILE *f = open_memstream(&text, len);
-    if (!f)
-        abort();
+    if (!f) abort();
     ir_print(f, m);
     fclose(f);
     return text;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FILE *null = fuzz_null();
     diag_set_stream(null);
     diag_reset();
@@ -49,8 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             cg_target_c.emit(m, null, &copt);
         }
     }
-    if (m)
-        ir_module_free(m);
+    if (m) ir_module_free(m);
     diag_free();
     return 0;
 }

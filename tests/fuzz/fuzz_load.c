@@ -30,21 +30,17 @@
 #define FORMAT CAT(FMT_, FUZZ_FORMAT)
 
 /* An array a loader returned: its count must be the product of its dims. */
-static void check_array(const struct nrt_array *a)
-{
+static void check_array(const struct nrt_array *a) {
     int64_t n = 1;
-    for (int i = 0; i < a->rank; i++)
-        n *= a->dims[i];
-    if (a->rank < 0 || a->rank > NRT_MAX_RANK || n != a->count || (a->count && !a->data))
-        abort();
+    for (int i = 0; i < a->rank; i++) n *= a->dims[i];
+    if (a->rank < 0 || a->rank > NRT_MAX_RANK || n != a->count || (a->count && !a->data)) abort();
     if (a->dtype == NRT_DT_I32)
         for (int64_t i = 0; i < a->count; i++)
             if (((const int32_t *)a->data)[i] < 0 || ((const int32_t *)a->data)[i] >= 10)
                 abort(); /* labels must have been range-checked */
 }
 
-static void load(const char *path, const struct nrt_load_opts *o)
-{
+static void load(const char *path, const struct nrt_load_opts *o) {
     struct nrt_array a = {0};
     int rc;
 #if FORMAT == FMT_npy
@@ -65,24 +61,20 @@ static void load(const char *path, const struct nrt_load_opts *o)
     nrt_array_free(&a);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #if FORMAT == FMT_idx_gz
     static unsigned char *gz;
     static size_t gz_cap;
     uLongf n = compressBound(size) + 32;
-    if (n > gz_cap && !(gz = realloc(gz, gz_cap = n)))
-        abort();
+    if (n > gz_cap && !(gz = realloc(gz, gz_cap = n))) abort();
     /* A gzip stream: deflateInit2 with windowBits 16+15 writes the gzip wrapper. */
     z_stream z = {0};
-    if (deflateInit2(&z, 1, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-        abort();
+    if (deflateInit2(&z, 1, Z_DEFLATED, 16 + 15, 8, Z_DEFAULT_STRATEGY) != Z_OK) abort();
     z.next_in = (Bytef *)data;
     z.avail_in = (uInt)size;
     z.next_out = gz;
     z.avail_out = (uInt)gz_cap;
-    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
-        abort();
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END) abort();
     const char *path = fuzz_file(gz, z.total_out);
     deflateEnd(&z);
 #else
@@ -96,8 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct nrt_dataset ds;
     for (int last = 0; last < 2; last++) {
         if (nrt_dataset_load_csv(&ds, path, last ? -1 : 0, 1, &f, &l) == NRT_OK) {
-            if (ds.x.count != ds.n * ds.x_row || ds.y.count != ds.n)
-                abort();
+            if (ds.x.count != ds.n * ds.x_row || ds.y.count != ds.n) abort();
             nrt_dataset_free(&ds);
         }
     }

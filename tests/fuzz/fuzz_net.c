@@ -10,8 +10,7 @@
 #include "ir/ir.h"
 #include "passes/passes.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FILE *null = fuzz_null();
     diag_set_stream(null);
     diag_reset();

@@ -11,25 +11,21 @@
 
 #include "runtime/netrt.h"
 
-static void check_dataset(const struct nrt_dataset *ds, const struct nrt_vocab *v, const struct nrt_text_opts *o)
-{
+static void check_dataset(const struct nrt_dataset *ds, const struct nrt_vocab *v,
+                          const struct nrt_text_opts *o) {
     if (ds->x.dtype != NRT_DT_I32 || ds->x.rank != 2 || ds->x.dims[1] != o->t || ds->x.dims[0] != ds->n)
         abort();
     const int32_t *x = ds->x.data, *y = ds->y.data;
     for (int64_t i = 0; i < ds->x.count; i++)
-        if (x[i] < 0 || x[i] >= v->size)
-            abort();
+        if (x[i] < 0 || x[i] >= v->size) abort();
     if (!o->classify)
         for (int64_t i = 0; i < ds->y.count; i++)
-            if (y[i] < 0 || y[i] >= v->size)
-                abort();
+            if (y[i] < 0 || y[i] >= v->size) abort();
 }
 
-static void check_vocab(const struct nrt_vocab *v)
-{
+static void check_vocab(const struct nrt_vocab *v) {
     char *meta = NULL;
-    if (nrt_vocab_meta_format(v, &meta) != NRT_OK)
-        abort();
+    if (nrt_vocab_meta_format(v, &meta) != NRT_OK) abort();
     struct nrt_vocab back = {0};
     if (nrt_vocab_meta_parse(&back, meta) != NRT_OK || back.size != v->size || back.bytes != v->bytes ||
         memcmp(back.sym, v->sym, sizeof *v->sym * (size_t)v->size) != 0) {
@@ -40,10 +36,8 @@ static void check_vocab(const struct nrt_vocab *v)
     nrt_free(meta);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-    if (size < 4)
-        return 0;
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 4) return 0;
     struct nrt_text_opts o = {0};
     o.bytes = data[0] & 1;
     o.classify = data[0] >> 1 & 1;
@@ -82,11 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              * must end with a NUL; the text itself may hold U+0000. */
             size_t cap = 1 + data[1] % 48;
             char *out = malloc(cap);
-            if (!out)
-                abort();
+            if (!out) abort();
             size_t need = nrt_text_decode(&v, ids, k < 64 ? k : 64, out, cap);
-            if (out[need < cap ? need : cap - 1] != '\0')
-                abort();
+            if (out[need < cap ? need : cap - 1] != '\0') abort();
             free(out);
         }
     }
@@ -103,13 +95,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* The strict metadata parser on the raw input. */
     char *s = malloc(len + 1);
-    if (!s)
-        abort();
+    if (!s) abort();
     memcpy(s, body, len);
     s[len] = '\0';
     struct nrt_vocab v3 = {0};
-    if (nrt_vocab_meta_parse(&v3, s) == NRT_OK)
-        check_vocab(&v3);
+    if (nrt_vocab_meta_parse(&v3, s) == NRT_OK) check_vocab(&v3);
     nrt_vocab_free(&v3);
     free(s);
     return 0;

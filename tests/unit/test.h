@@ -10,39 +10,44 @@
 
 static int test_passed, test_failed;
 
-#define TEST_FAIL_(...)                                                       \
-    do {                                                                      \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                       \
-        fprintf(stderr, __VA_ARGS__);                                         \
-        fputc('\n', stderr);                                                  \
-        test_failed++;                                                        \
+#define TEST_FAIL_(...)                                 \
+    do {                                                \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
+        fprintf(stderr, __VA_ARGS__);                   \
+        fputc('\n', stderr);                            \
+        test_failed++;                                  \
     } while (0)
 
-#define ASSERT(expected, actual)                                              \
-    do {                                                                      \
-        long long e_ = (long long)(expected), a_ = (long long)(actual);       \
-        if (e_ == a_) test_passed++;                                          \
-        else TEST_FAIL_("%s => %lld, expected %lld", #actual, a_, e_);        \
+#define ASSERT(expected, actual)                                        \
+    do {                                                                \
+        long long e_ = (long long)(expected), a_ = (long long)(actual); \
+        if (e_ == a_)                                                   \
+            test_passed++;                                              \
+        else                                                            \
+            TEST_FAIL_("%s => %lld, expected %lld", #actual, a_, e_);   \
     } while (0)
 
-#define ASSERT_NEAR(expected, actual, tol)                                    \
-    do {                                                                      \
-        double e_ = (double)(expected), a_ = (double)(actual);                \
-        if (fabs(e_ - a_) <= (tol)) test_passed++;                            \
-        else TEST_FAIL_("%s => %.9g, expected %.9g (tol %g)", #actual, a_, e_, \
-                        (double)(tol));                                       \
+#define ASSERT_NEAR(expected, actual, tol)                                                    \
+    do {                                                                                      \
+        double e_ = (double)(expected), a_ = (double)(actual);                                \
+        if (fabs(e_ - a_) <= (tol))                                                           \
+            test_passed++;                                                                    \
+        else                                                                                  \
+            TEST_FAIL_("%s => %.9g, expected %.9g (tol %g)", #actual, a_, e_, (double)(tol)); \
     } while (0)
 
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (cond) test_passed++;                                              \
-        else TEST_FAIL_("check failed: %s", #cond);                           \
+#define CHECK(cond)                                \
+    do {                                           \
+        if (cond)                                  \
+            test_passed++;                         \
+        else                                       \
+            TEST_FAIL_("check failed: %s", #cond); \
     } while (0)
 
-#define TEST_DONE()                                                           \
-    do {                                                                      \
-        printf("%d passed, %d failed\n", test_passed, test_failed);           \
-        return test_failed ? 1 : 0;                                           \
+#define TEST_DONE()                                                 \
+    do {                                                            \
+        printf("%d passed, %d failed\n", test_passed, test_failed); \
+        return test_failed ? 1 : 0;                                 \
     } while (0)
 
 #endif

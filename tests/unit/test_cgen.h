@@ -42,11 +42,16 @@ static inline void fill(const struct ir_buffer *b, float *f, int32_t *iv, size_t
     char k = b->name[0];
     int64_t last = b->type.shape.rank ? b->type.shape.dim[b->type.shape.rank - 1] : 1;
     for (size_t i = 0; i < count; i++) {
-        if (k == 'l') iv[i] = (int32_t)(nrt_mix64(rng_state++) % 5);
-        else if (k == 'p') f[i] = (float)urand(0.5, 2);
-        else if (k == 'q') f[i] = (float)urand(0.1, 0.9);
-        else if (k == 's') f[i] = urand(-1, 1) < 0 ? -1.0f : 1.0f;
-        else f[i] = (float)urand(-1, 1);
+        if (k == 'l')
+            iv[i] = (int32_t)(nrt_mix64(rng_state++) % 5);
+        else if (k == 'p')
+            f[i] = (float)urand(0.5, 2);
+        else if (k == 'q')
+            f[i] = (float)urand(0.1, 0.9);
+        else if (k == 's')
+            f[i] = urand(-1, 1) < 0 ? -1.0f : 1.0f;
+        else
+            f[i] = (float)urand(-1, 1);
     }
     if (k == 'd')
         for (size_t r = 0; r < count / (size_t)last; r++) {

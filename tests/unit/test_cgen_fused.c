@@ -19,20 +19,20 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #define BATCH 3
 #include "tests/unit/test_cgen.h"
 #define STEPS 3
 #define TOL 1e-4
 #define MAX_BUFS 256
 
-static const char *const examples[] = {"mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression",
-                                       "dcgan"};
+static const char *const examples[] = {
+    "mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression", "dcgan"};
 #define NEXAMPLES ((int)(sizeof examples / sizeof *examples))
 /* Model 2e is example e fused, 2e+1 unfused. */
 #define NMODELS (2 * NEXAMPLES)
 
-static const char *const fused[] = {"shape", "autodiff", "optim", "dce", "cse", "simplify", "fuse", "memplan", NULL};
+static const char *const fused[] = {"shape",    "autodiff", "optim",   "dce", "cse",
+                                    "simplify", "fuse",     "memplan", NULL};
 static const char *const unfused[] = {"shape", "autodiff", "optim", "dce", "cse", "memplan", NULL};
 
 static struct ir_module *mods[NMODELS];
@@ -65,8 +65,10 @@ static void write_harness(FILE *out) {
           "void *__wrap_malloc(size_t n) { raw_calls++; return __real_malloc(n); }\n"
           "void *__wrap_calloc(size_t k, size_t n) { raw_calls++; return __real_calloc(k, n); }\n"
           "void *__wrap_realloc(void *p, size_t n) { raw_calls++; return __real_realloc(p, n); }\n"
-          "int __wrap_posix_memalign(void **p, size_t a, size_t n) { raw_calls++; return __real_posix_memalign(p, a, n); }\n"
-          "void *__wrap_aligned_alloc(size_t a, size_t n) { raw_calls++; return __real_aligned_alloc(a, n); }\n\n",
+          "int __wrap_posix_memalign(void **p, size_t a, size_t n) { raw_calls++; return "
+          "__real_posix_memalign(p, a, n); }\n"
+          "void *__wrap_aligned_alloc(size_t a, size_t n) { raw_calls++; return __real_aligned_alloc(a, n); "
+          "}\n\n",
           out);
     for (int k = 0; k < NMODELS; k++) fprintf(out, "extern const struct nrt_model netc_model_%d;\n", k);
     fputs("static const struct nrt_model *const models[] = {", out);
@@ -106,20 +108,24 @@ static void write_harness(FILE *out) {
             "                    fprintf(stderr, \"model %%d entry %%d: %%s\\n\", k, e, nrt_error());\n"
             "                    return 1;\n"
             "                }\n"
-            "                if (s > 1) calls += raw_calls - before, nrt_calls += nrt_alloc_count() - nrt_before;\n"
+            "                if (s > 1) calls += raw_calls - before, nrt_calls += nrt_alloc_count() - "
+            "nrt_before;\n"
             "                snprintf(path, sizeof path, \"out_%%d_%%d_%%d.bin\", k, e, s);\n"
             "                FILE *f = fopen(path, \"wb\");\n"
             "                if (!f) return 1;\n"
             "                for (int o = 0; o < d->n_outputs; o++)\n"
-            "                    fwrite(ctx.out[o], 4, (size_t)nrt_desc_count(d->outputs[o].rank, d->outputs[o].dims, %d), f);\n"
+            "                    fwrite(ctx.out[o], 4, (size_t)nrt_desc_count(d->outputs[o].rank, "
+            "d->outputs[o].dims, %d), f);\n"
             "                if (fclose(f)) return 1;\n"
             "            }\n"
-            "            printf(\"allocations %%d %%d %%ld %%llu\\n\", k, e, calls, (unsigned long long)nrt_calls);\n"
+            "            printf(\"allocations %%d %%d %%ld %%llu\\n\", k, e, calls, (unsigned long "
+            "long)nrt_calls);\n"
             "            snprintf(path, sizeof path, \"buf_%%d_%%d.bin\", k, e);\n"
             "            FILE *f = fopen(path, \"wb\");\n"
             "            if (!f) return 1;\n"
             "            for (int i = 0; i < m->n_buffers; i++)\n"
-            "                fwrite(ctx.buf[i], 4, (size_t)nrt_desc_count(m->buffers[i].rank, m->buffers[i].dims, %d), f);\n"
+            "                fwrite(ctx.buf[i], 4, (size_t)nrt_desc_count(m->buffers[i].rank, "
+            "m->buffers[i].dims, %d), f);\n"
             "            if (fclose(f)) return 1;\n"
             "            nrt_ctx_free(&ctx);\n"
             "        }\n"
@@ -148,7 +154,8 @@ static int compare_tensor(const char *name, const char *what, const float *a, co
         double err = fabs((double)a[i] - b[i]) / fmax(scale, 1e-3);
         *worst = fmax(*worst, err);
         if (!(err <= TOL) && bad++ < 3)
-            TEST_FAIL_("%s: %s[%zu] = %.8g fused, %.8g unfused (max |value| %.3g)", name, what, i, a[i], b[i], scale);
+            TEST_FAIL_("%s: %s[%zu] = %.8g fused, %.8g unfused (max |value| %.3g)", name, what, i, a[i], b[i],
+                       scale);
     }
     return bad;
 }
@@ -175,8 +182,10 @@ static void compare(int x, int e) {
             if (!va || !vb) {
                 TEST_FAIL_("%s: %s missing", name, what);
                 bad++;
-            } else if (t->dtype == DT_F32) bad += compare_tensor(name, what, va, vb, count, &worst);
-            else bad += memcmp(va, vb, count * 4) != 0;
+            } else if (t->dtype == DT_F32)
+                bad += compare_tensor(name, what, va, vb, count, &worst);
+            else
+                bad += memcmp(va, vb, count * 4) != 0;
             free(va);
             free(vb);
             at += count;
@@ -216,9 +225,12 @@ static void write_inputs(int x, const struct ir_module *m) {
             if (buf->type.dtype == DT_I32) {
                 int32_t l = (int32_t)(nrt_mix64(rng_state++) % 10);
                 memcpy(&v, &l, 4);
-            } else if (buf->kind == BUF_INPUT) v = (float)urand(0, 1);
-            else if (buf->kind == BUF_STATE) v = (float)urand(0.5, 1); /* variances, lr */
-            else v = (float)urand(-0.3, 0.3);
+            } else if (buf->kind == BUF_INPUT)
+                v = (float)urand(0, 1);
+            else if (buf->kind == BUF_STATE)
+                v = (float)urand(0.5, 1); /* variances, lr */
+            else
+                v = (float)urand(-0.3, 0.3);
             fwrite(&v, 4, 1, f);
         }
     }
@@ -246,11 +258,12 @@ static void driver_loop(void) {
           f);
     fclose(f);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "cc -O1 -shared -fPIC count.c -o count.so && %s/netc build %s/examples/mlp.net -o mlp && "
-             "for s in 3 30; do COUNT_FILE=calls_$s LD_PRELOAD=./count.so ./mlp train --max-steps $s --threads 2 "
-             "--quiet > /dev/null || exit 1; done",
-             NETC_BINARY_DIR, NETC_SOURCE_DIR);
+    snprintf(
+        cmd, sizeof cmd,
+        "cc -O1 -shared -fPIC count.c -o count.so && %s/netc build %s/examples/mlp.net -o mlp && "
+        "for s in 3 30; do COUNT_FILE=calls_$s LD_PRELOAD=./count.so ./mlp train --max-steps $s --threads 2 "
+        "--quiet > /dev/null || exit 1; done",
+        NETC_BINARY_DIR, NETC_SOURCE_DIR);
     ASSERT(0, system(cmd));
     long a = -1, b = -2;
     FILE *fa = fopen("calls_3", "r"), *fb = fopen("calls_30", "r");
@@ -271,7 +284,8 @@ int main(void) {
         return 1;
     }
     char cmd[8192];
-    int k0 = snprintf(cmd, sizeof cmd, "cc -std=c11 -O2 -march=native -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime",
+    int k0 = snprintf(cmd, sizeof cmd,
+                      "cc -std=c11 -O2 -march=native -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime",
                       NETC_SOURCE_DIR);
     for (int k = 0; k < NMODELS; k++) {
         mods[k] = load(examples[k / 2], k % 2 ? unfused : fused);
@@ -305,7 +319,8 @@ int main(void) {
         if (calls || nrt_calls)
             TEST_FAIL_("%s%s/%d: %ld malloc-family and %llu nrt_alloc calls in steps 2..%d", examples[k / 2],
                        k % 2 ? " (unfused)" : "", e, calls, nrt_calls, STEPS);
-        else test_passed++;
+        else
+            test_passed++;
     }
     if (al) fclose(al);
     printf("%d training entry points: no allocation in steps 2..%d\n", lines, STEPS);
@@ -316,8 +331,10 @@ int main(void) {
     driver_loop();
     for (int m = 0; m < NMODELS; m++)
         if (mods[m]) ir_module_free(mods[m]);
-    if (!test_failed && system("rm -f *.bin *.c *.so *.txt calls_* harness mlp") == 0 && chdir("/") == 0) rmdir(dir);
-    else printf("files kept in %s\n", dir);
+    if (!test_failed && system("rm -f *.bin *.c *.so *.txt calls_* harness mlp") == 0 && chdir("/") == 0)
+        rmdir(dir);
+    else
+        printf("files kept in %s\n", dir);
     diag_free();
     TEST_DONE();
 }

@@ -18,14 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
-
 #define BATCH 2
 #include "tests/unit/test_cgen.h"
 #define STEP 3
 #define MAX_BUFS 256
 
-static const char *const examples[] = {"mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression",
-                                       "dcgan"};
+static const char *const examples[] = {
+    "mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression", "dcgan"};
 #define NEXAMPLES ((int)(sizeof examples / sizeof *examples))
 
 /* How each example is built: model k is example k % NEXAMPLES, variant k / NEXAMPLES. */
@@ -88,7 +87,8 @@ static void write_harness(FILE *out) {
             "            if (!f) return 1;\n"
             "            const struct nrt_entry_desc *d = &m->entries[e];\n"
             "            for (int o = 0; o < d->n_outputs && !rc; o++)\n"
-            "                fwrite(ctx.out[o], 4, (size_t)nrt_desc_count(d->outputs[o].rank, d->outputs[o].dims, %d), f);\n"
+            "                fwrite(ctx.out[o], 4, (size_t)nrt_desc_count(d->outputs[o].rank, "
+            "d->outputs[o].dims, %d), f);\n"
             "            fclose(f);\n"
             "            snprintf(path, sizeof path, \"buf_%%d_%%d.bin\", k, e);\n"
             "            f = fopen(path, \"wb\");\n"
@@ -131,8 +131,10 @@ static void compare(int k, int e, float **data) {
     for (size_t b = 0; b < vec_len(m->buffers); b++) {
         const struct ir_buffer *buf = &m->buffers[b];
         size_t count = numel(&buf->type.shape);
-        if (buf->type.dtype == DT_I32) cg_interp_set_i32(it, buf->name, (int32_t *)data[b], count);
-        else cg_interp_set_f32(it, buf->name, data[b], count);
+        if (buf->type.dtype == DT_I32)
+            cg_interp_set_i32(it, buf->name, (int32_t *)data[b], count);
+        else
+            cg_interp_set_f32(it, buf->name, data[b], count);
     }
     if (!cg_interp_run(it)) {
         TEST_FAIL_("%s: interpreter: %s", name, cg_interp_error(it));
@@ -159,8 +161,10 @@ static void compare(int k, int e, float **data) {
         free(ref);
         free(got);
     }
-    if (!in) TEST_FAIL_("%s: the C program wrote no results", name);
-    else fclose(in);
+    if (!in)
+        TEST_FAIL_("%s: the C program wrote no results", name);
+    else
+        fclose(in);
     /* The buffers a training step wrote. */
     snprintf(path, sizeof path, "buf_%d_%d.bin", k, e);
     in = fopen(path, "rb");
@@ -179,11 +183,13 @@ static void compare(int k, int e, float **data) {
         free(ref);
         free(got);
     }
-    if (!in) TEST_FAIL_("%s: the C program wrote no buffers", name);
-    else fclose(in);
+    if (!in)
+        TEST_FAIL_("%s: the C program wrote no buffers", name);
+    else
+        fclose(in);
     if (!bad) test_passed++;
-    printf("%-28s %zu outputs, %d buffers written, worst error %.2e %s\n", name, vec_len(f->outputs), assigned,
-           worst, bad ? "MISMATCH" : "ok");
+    printf("%-28s %zu outputs, %d buffers written, worst error %.2e %s\n", name, vec_len(f->outputs),
+           assigned, worst, bad ? "MISMATCH" : "ok");
     cg_interp_free(it);
 }
 
@@ -196,7 +202,8 @@ int main(void) {
     }
     static float *data[NMODELS][MAX_BUFS];
     char cmd[8192];
-    int k0 = snprintf(cmd, sizeof cmd, "cc -std=c11 -O1 -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime", NETC_SOURCE_DIR);
+    int k0 = snprintf(cmd, sizeof cmd, "cc -std=c11 -O1 -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime",
+                      NETC_SOURCE_DIR);
     for (int k = 0; k < NMODELS; k++) {
         mods[k] = load(examples[k % NEXAMPLES], variants[k / NEXAMPLES]);
         if (!mods[k]) continue;
@@ -215,10 +222,14 @@ int main(void) {
             size_t count = numel(&buf->type.shape);
             data[k][b] = calloc(count, 4);
             for (size_t i = 0; i < count; i++) {
-                if (buf->type.dtype == DT_I32) ((int32_t *)data[k][b])[i] = (int32_t)(nrt_mix64(rng_state++) % 10);
-                else if (buf->kind == BUF_INPUT) data[k][b][i] = (float)urand(0, 1);
-                else if (buf->kind == BUF_STATE) data[k][b][i] = (float)urand(0.5, 1); /* variances, lr */
-                else data[k][b][i] = (float)urand(-0.3, 0.3);
+                if (buf->type.dtype == DT_I32)
+                    ((int32_t *)data[k][b])[i] = (int32_t)(nrt_mix64(rng_state++) % 10);
+                else if (buf->kind == BUF_INPUT)
+                    data[k][b][i] = (float)urand(0, 1);
+                else if (buf->kind == BUF_STATE)
+                    data[k][b][i] = (float)urand(0.5, 1); /* variances, lr */
+                else
+                    data[k][b][i] = (float)urand(-0.3, 0.3);
             }
             fwrite(data[k][b], 4, count, f);
         }
@@ -235,7 +246,8 @@ int main(void) {
     write_harness(h);
     fclose(h);
     snprintf(cmd + k0, sizeof cmd - (size_t)k0,
-             " harness.c %s/runtime/libnetrt.a -lopenblas -lpng -lz -lm -lpthread -o harness && ./harness", NETC_BINARY_DIR);
+             " harness.c %s/runtime/libnetrt.a -lopenblas -lpng -lz -lm -lpthread -o harness && ./harness",
+             NETC_BINARY_DIR);
     int rc = system(cmd);
     ASSERT(0, rc);
     for (int k = 0; k < NMODELS && rc == 0; k++)
@@ -244,8 +256,10 @@ int main(void) {
         for (int b = 0; b < MAX_BUFS; b++) free(data[k][b]);
         if (mods[k]) ir_module_free(mods[k]);
     }
-    if (!test_failed && system("rm -f *.bin *.c harness") == 0 && chdir("/") == 0) rmdir(dir);
-    else printf("files kept in %s\n", dir);
+    if (!test_failed && system("rm -f *.bin *.c harness") == 0 && chdir("/") == 0)
+        rmdir(dir);
+    else
+        printf("files kept in %s\n", dir);
     diag_free();
     TEST_DONE();
 }

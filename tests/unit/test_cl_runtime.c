@@ -19,11 +19,10 @@
 
 /* A model with one OpenCL kernel (y = 2 x + w), one input, one parameter,
  * one state buffer and a workspace big enough for every op below. */
-static const char model_src[] =
-    "__kernel void twice(__global float *A, long x, long w, long y, int n) {\n"
-    "    int i = get_global_id(0);\n"
-    "    if (i < n) A[y + i] = 2.0f * A[x + i] + A[w + i % 4];\n"
-    "}\n";
+static const char model_src[] = "__kernel void twice(__global float *A, long x, long w, long y, int n) {\n"
+                                "    int i = get_global_id(0);\n"
+                                "    if (i < n) A[y + i] = 2.0f * A[x + i] + A[w + i % 4];\n"
+                                "}\n";
 static const char *const model_kernels[] = {"twice"};
 static const struct nrt_cl_program model_cl = {model_src, 1, model_kernels};
 
@@ -31,15 +30,25 @@ static const struct nrt_cl_program model_cl = {model_src, 1, model_kernels};
 
 static const struct nrt_buffer_desc bufs[] = {
     {.name = "x", .kind = NRT_BUF_INPUT, .dtype = NRT_DT_F32, .rank = 2, .dims = {NRT_DIM_N, 3}},
-    {.name = "w", .kind = NRT_BUF_PARAM, .dtype = NRT_DT_F32, .rank = 1, .dims = {4}, .init = NRT_INIT_UNIFORM,
-     .init_a = -1, .init_b = 1},
-    {.name = "count", .kind = NRT_BUF_STATE, .dtype = NRT_DT_I32, .rank = 1, .dims = {1}, .init = NRT_INIT_CONST,
+    {.name = "w",
+     .kind = NRT_BUF_PARAM,
+     .dtype = NRT_DT_F32,
+     .rank = 1,
+     .dims = {4},
+     .init = NRT_INIT_UNIFORM,
+     .init_a = -1,
+     .init_b = 1},
+    {.name = "count",
+     .kind = NRT_BUF_STATE,
+     .dtype = NRT_DT_I32,
+     .rank = 1,
+     .dims = {1},
+     .init = NRT_INIT_CONST,
      .init_a = 7},
 };
 
 /* The entry point: y (workspace) = twice(x) for n items, downloaded to ctx->ws. */
-static void run_twice(struct nrt_ctx *ctx, int64_t n)
-{
+static void run_twice(struct nrt_ctx *ctx, int64_t n) {
     int64_t y = ctx->ws_off, cnt = n * 3;
     nrt_cl_upload(ctx, ctx->buf_off[0], ctx->buf[0], (size_t)cnt * 4);
     nrt_cl_upload_state(ctx);
@@ -54,20 +63,32 @@ static void run_twice(struct nrt_ctx *ctx, int64_t n)
     ctx->out[0] = ctx->ws;
 }
 
-static const struct nrt_output_desc outs[] = {{.name = "y", .dtype = NRT_DT_F32, .rank = 2, .dims = {NRT_DIM_N, 3}}};
+static const struct nrt_output_desc outs[] = {
+    {.name = "y", .dtype = NRT_DT_F32, .rank = 2, .dims = {NRT_DIM_N, 3}}};
 static const int entry_inputs[] = {0};
-static const struct nrt_entry_desc entries[] = {{.name = "forward", .mode = NRT_MODE_EVAL, .n_outputs = 1,
-                                                 .outputs = outs, .n_inputs = 1, .inputs = entry_inputs,
-                                                 .run = run_twice, .ws_fixed = (size_t)WS_FLOATS * 4}};
-static const struct nrt_model model = {.name = "cltest", .netc_version = "test", .n_buffers = 3, .buffers = bufs,
-                                       .n_entries = 1, .entries = entries, .seed = 1, .target = "opencl",
-                                       .device = &nrt_cl_device_ops, .device_program = &model_cl};
+static const struct nrt_entry_desc entries[] = {{.name = "forward",
+                                                 .mode = NRT_MODE_EVAL,
+                                                 .n_outputs = 1,
+                                                 .outputs = outs,
+                                                 .n_inputs = 1,
+                                                 .inputs = entry_inputs,
+                                                 .run = run_twice,
+                                                 .ws_fixed = (size_t)WS_FLOATS * 4}};
+static const struct nrt_model model = {.name = "cltest",
+                                       .netc_version = "test",
+                                       .n_buffers = 3,
+                                       .buffers = bufs,
+                                       .n_entries = 1,
+                                       .entries = entries,
+                                       .seed = 1,
+                                       .target = "opencl",
+                                       .device = &nrt_cl_device_ops,
+                                       .device_program = &model_cl};
 
 static struct nrt_ctx ctx; /* the context the op tests share */
 
 /* Fills n floats with values in [-1, 1) from seed. */
-static float *randv(int64_t n, uint64_t seed)
-{
+static float *randv(int64_t n, uint64_t seed) {
     float *p = malloc(sizeof *p * (size_t)(n ? n : 1));
     struct nrt_rng r;
     nrt_rng_init(&r, seed, 0);
@@ -77,8 +98,7 @@ static float *randv(int64_t n, uint64_t seed)
 
 /* Bump allocation of workspace element offsets for one test. */
 static int64_t ws_next;
-static int64_t ws_take(int64_t n)
-{
+static int64_t ws_take(int64_t n) {
     int64_t at = ctx.ws_off + ws_next;
     ws_next += (n + 15) / 16 * 16;
     if (ws_next > WS_FLOATS) {
@@ -88,15 +108,13 @@ static int64_t ws_take(int64_t n)
     return at;
 }
 
-static int64_t put(const float *p, int64_t n)
-{
+static int64_t put(const float *p, int64_t n) {
     int64_t at = ws_take(n);
     nrt_cl_upload(&ctx, at, p, (size_t)n * 4);
     return at;
 }
 
-static float *get(int64_t at, int64_t n)
-{
+static float *get(int64_t at, int64_t n) {
     float *p = malloc(sizeof *p * (size_t)(n ? n : 1));
     nrt_cl_download(&ctx, at, p, (size_t)n * 4);
     return p;
@@ -105,8 +123,7 @@ static float *get(int64_t at, int64_t n)
 /* Every element within rel of the reference (relative to max(1e-3, |ref|)
  * unless scale gives each element's magnitude); reports the worst one. */
 static void expect_close(const char *what, const float *got, const float *ref, const double *scale, int64_t n,
-                         double rel)
-{
+                         double rel) {
     int64_t bad = -1;
     double worst = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -114,8 +131,7 @@ static void expect_close(const char *what, const float *got, const float *ref, c
         double err = fabs((double)got[i] - (double)ref[i]) / (mag > 1e-3 ? mag : 1e-3);
         if (!(err <= worst) || got[i] != got[i]) {
             worst = err;
-            if (!(err <= rel))
-                bad = i;
+            if (!(err <= rel)) bad = i;
         }
     }
     if (bad >= 0)
@@ -127,8 +143,7 @@ static void expect_close(const char *what, const float *got, const float *ref, c
 
 /* ------------------------------------------------------------------ tests -- */
 
-static void test_device_errors(void)
-{
+static void test_device_errors(void) {
     struct nrt_ctx c;
     nrt_ctx_device_set("no-such-device-xyz");
     EXPECT_ERR(nrt_ctx_init(&c, &model, 4, 1), "no device matches 'no-such-device-xyz'");
@@ -150,27 +165,21 @@ static void test_device_errors(void)
 }
 
 /* Counts the cache's files. */
-static int cache_files(const char *d)
-{
+static int cache_files(const char *d) {
     DIR *dp = opendir(d);
     int n = 0;
-    if (!dp)
-        return 0;
-    for (struct dirent *e; (e = readdir(dp));)
-        n += e->d_name[0] != '.';
+    if (!dp) return 0;
+    for (struct dirent *e; (e = readdir(dp));) n += e->d_name[0] != '.';
     closedir(dp);
     return n;
 }
 
 /* Truncates every cache file to a few bytes, or fills it with junk. */
-static void cache_damage(const char *d, int junk)
-{
+static void cache_damage(const char *d, int junk) {
     DIR *dp = opendir(d);
-    if (!dp)
-        return;
+    if (!dp) return;
     for (struct dirent *e; (e = readdir(dp));) {
-        if (e->d_name[0] == '.')
-            continue;
+        if (e->d_name[0] == '.') continue;
         char p[600];
         snprintf(p, sizeof p, "%s/%s", d, e->d_name);
         write_file(p, junk ? "NETCCLB1\x10\0\0\0\0\0\0\0garbagegarbagegarbage!!" : "NETC", junk ? 40 : 4);
@@ -178,8 +187,7 @@ static void cache_damage(const char *d, int junk)
     closedir(dp);
 }
 
-static void test_cache(void)
-{
+static void test_cache(void) {
     struct nrt_ctx c;
     char home[100], cdir[300];
     snprintf(home, sizeof home, "%s/cache2", dir); /* empty: the tests before filled the first */
@@ -210,22 +218,18 @@ static void test_cache(void)
 }
 
 /* Launch, copies, state upload and sync, and failure handling. */
-static void test_launch_and_state(void)
-{
+static void test_launch_and_state(void) {
     struct nrt_ctx c;
     EXPECT_OK(nrt_ctx_init(&c, &model, 5, 3));
-    if (!c.dev)
-        return;
+    if (!c.dev) return;
     CHECK(c.host_dirty == 1 && c.dev_dirty == 0);
     float *x = c.buf[0], *w = c.buf[1];
-    for (int i = 0; i < 15; i++)
-        x[i] = (float)i - 4.5f;
+    for (int i = 0; i < 15; i++) x[i] = (float)i - 4.5f;
     EXPECT_OK(nrt_ctx_run(&c, 0, 5));
     CHECK(c.host_dirty == 0);
     const float *y = c.out[0];
     int ok = 1;
-    for (int i = 0; i < 15; i++)
-        ok &= y[i] == 2.0f * x[i] + w[i % 4];
+    for (int i = 0; i < 15; i++) ok &= y[i] == 2.0f * x[i] + w[i % 4];
     CHECK(ok);
     /* The device's state is newer: sync brings it back. */
     float wdev[4] = {10, 20, 30, 40};
@@ -263,8 +267,7 @@ static void test_launch_and_state(void)
 }
 
 /* One GEMM against nrt_sgemm. */
-static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta, int64_t pad)
-{
+static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta, int64_t pad) {
     int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
     int64_t na = (ta ? k : m) * lda, nb = (tb ? n : k) * ldb, nc = m * ldc;
     float *a = randv(na, 1 + (uint64_t)m), *b = randv(nb, 2 + (uint64_t)n), *c = randv(nc, 3 + (uint64_t)k);
@@ -273,7 +276,8 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
         for (int64_t j = 0; j < n; j++) {
             double s = 0;
             for (int64_t p = 0; p < k; p++)
-                s += fabs((double)a[ta ? p * lda + i : i * lda + p] * (double)b[tb ? j * ldb + p : p * ldb + j]);
+                s += fabs((double)a[ta ? p * lda + i : i * lda + p] *
+                          (double)b[tb ? j * ldb + p : p * ldb + j]);
             scale[i * ldc + j] = fabs((double)alpha) * s + fabs((double)beta * c[i * ldc + j]);
         }
     ws_next = 0;
@@ -288,12 +292,11 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
     free(a), free(b), free(c), free(got), free(scale);
 }
 
-static void test_sgemm(void)
-{
-    static const int64_t shapes[][3] = {{1, 1, 1},    {1, 1, 300},   {1, 100, 7},  {100, 1, 7},  {3, 5, 2},
-                                        {16, 16, 16}, {64, 64, 64},  {65, 63, 17}, {33, 129, 5}, {128, 10, 1600},
-                                        {10, 128, 64}, {200, 150, 99}, {32, 6084, 9}, {32, 9, 6084},
-                                        {3, 5, 1001}};
+static void test_sgemm(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1},     {1, 1, 300},     {1, 100, 7},   {100, 1, 7},
+                                        {3, 5, 2},     {16, 16, 16},    {64, 64, 64},  {65, 63, 17},
+                                        {33, 129, 5},  {128, 10, 1600}, {10, 128, 64}, {200, 150, 99},
+                                        {32, 6084, 9}, {32, 9, 6084},   {3, 5, 1001}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int t = 0; t < 4; t++)
             gemm_case(t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 0);
@@ -305,14 +308,25 @@ static void test_sgemm(void)
 }
 
 /* One convolution geometry: forward, input and weight gradients. */
-static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t kh, int64_t kw, int64_t g,
-                      int64_t s0, int64_t s1, const int64_t p[4], int64_t d0, int64_t d1, int64_t chunk)
-{
-    struct nrt_conv c = {.n = n, .ci = ci, .h = h, .w = w, .co = co, .kh = kh, .kw = kw, .g = g,
-                         .s = {s0, s1}, .p = {p[0], p[1], p[2], p[3]}, .d = {d0, d1}, .chunk = chunk};
+static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t kh, int64_t kw,
+                      int64_t g, int64_t s0, int64_t s1, const int64_t p[4], int64_t d0, int64_t d1,
+                      int64_t chunk) {
+    struct nrt_conv c = {.n = n,
+                         .ci = ci,
+                         .h = h,
+                         .w = w,
+                         .co = co,
+                         .kh = kh,
+                         .kw = kw,
+                         .g = g,
+                         .s = {s0, s1},
+                         .p = {p[0], p[1], p[2], p[3]},
+                         .d = {d0, d1},
+                         .chunk = chunk};
     c.ho = (h + p[0] + p[2] - d0 * (kh - 1) - 1) / s0 + 1;
     c.wo = (w + p[1] + p[3] - d1 * (kw - 1) - 1) / s1 + 1;
-    int64_t nx = n * ci * h * w, nw = co * (ci / g) * kh * kw, ny = n * co * c.ho * c.wo, ns = nrt_conv_scratch(&c);
+    int64_t nx = n * ci * h * w, nw = co * (ci / g) * kh * kw, ny = n * co * c.ho * c.wo,
+            ns = nrt_conv_scratch(&c);
     float *x = randv(nx, 11), *wt = randv(nw, 12), *dy = randv(ny, 13);
     float *y = malloc(sizeof *y * (size_t)ny), *dx = malloc(sizeof *dx * (size_t)nx);
     float *dw = malloc(sizeof *dw * (size_t)nw), *scr = malloc(sizeof *scr * (size_t)ns);
@@ -325,8 +339,7 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     /* Scratch exactly nrt_conv_scratch floats, with a guard after it. */
     int64_t dS = ws_take(ns + 16);
     float guard[16];
-    for (int i = 0; i < 16; i++)
-        guard[i] = 12345.0f + (float)i;
+    for (int i = 0; i < 16; i++) guard[i] = 12345.0f + (float)i;
     nrt_cl_upload(&ctx, dS + ns, guard, sizeof guard);
     nrt_cl_conv2d(&ctx, &c, dX, dW, dY, dS);
     nrt_cl_conv2d_grad_input(&ctx, &c, dDY, dW, dDX, dS);
@@ -337,28 +350,24 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     float *ax = malloc(sizeof *ax * (size_t)nx), *aw = malloc(sizeof *aw * (size_t)nw),
           *ady = malloc(sizeof *ady * (size_t)ny), *fy = malloc(sizeof *fy * (size_t)ny),
           *fx = malloc(sizeof *fx * (size_t)nx), *fw = malloc(sizeof *fw * (size_t)nw);
-    for (int64_t i = 0; i < nx; i++)
-        ax[i] = fabsf(x[i]);
-    for (int64_t i = 0; i < nw; i++)
-        aw[i] = fabsf(wt[i]);
-    for (int64_t i = 0; i < ny; i++)
-        ady[i] = fabsf(dy[i]);
+    for (int64_t i = 0; i < nx; i++) ax[i] = fabsf(x[i]);
+    for (int64_t i = 0; i < nw; i++) aw[i] = fabsf(wt[i]);
+    for (int64_t i = 0; i < ny; i++) ady[i] = fabsf(dy[i]);
     nrt_conv2d(&c, ax, aw, fy, scr);
     nrt_conv2d_grad_input(&c, ady, aw, fx, scr);
     nrt_conv2d_grad_weight(&c, ax, ady, fw, scr);
     double *sy = malloc(sizeof *sy * (size_t)ny), *sx = malloc(sizeof *sx * (size_t)nx),
            *sw = malloc(sizeof *sw * (size_t)nw);
-    for (int64_t i = 0; i < ny; i++)
-        sy[i] = fy[i];
-    for (int64_t i = 0; i < nx; i++)
-        sx[i] = fx[i];
-    for (int64_t i = 0; i < nw; i++)
-        sw[i] = fw[i];
+    for (int64_t i = 0; i < ny; i++) sy[i] = fy[i];
+    for (int64_t i = 0; i < nx; i++) sx[i] = fx[i];
+    for (int64_t i = 0; i < nw; i++) sw[i] = fw[i];
     free(ax), free(aw), free(ady), free(fy), free(fx), free(fw);
     char what[160];
-    snprintf(what, sizeof what, "conv n%lld ci%lld %lldx%lld co%lld k%lldx%lld g%lld s%lld,%lld d%lld,%lld chunk%lld",
-             (long long)n, (long long)ci, (long long)h, (long long)w, (long long)co, (long long)kh, (long long)kw,
-             (long long)g, (long long)s0, (long long)s1, (long long)d0, (long long)d1, (long long)chunk);
+    snprintf(what, sizeof what,
+             "conv n%lld ci%lld %lldx%lld co%lld k%lldx%lld g%lld s%lld,%lld d%lld,%lld chunk%lld",
+             (long long)n, (long long)ci, (long long)h, (long long)w, (long long)co, (long long)kh,
+             (long long)kw, (long long)g, (long long)s0, (long long)s1, (long long)d0, (long long)d1,
+             (long long)chunk);
     char w2[200];
     snprintf(w2, sizeof w2, "%s forward", what);
     expect_close(w2, gy, y, sy, ny, 1e-4);
@@ -371,8 +380,7 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     free(gy), free(gdx), free(gdw), free(gg), free(sy), free(sx), free(sw);
 }
 
-static void test_conv(void)
-{
+static void test_conv(void) {
     static const int64_t p0[4] = {0, 0, 0, 0}, p1[4] = {1, 1, 1, 1}, pa[4] = {2, 0, 1, 3};
     conv_case(2, 1, 28, 28, 32, 3, 3, 1, 1, 1, p0, 1, 1, 0);  /* mnist_cnn's first layer */
     conv_case(3, 32, 13, 13, 64, 3, 3, 1, 1, 1, p0, 1, 1, 0); /* and its second */
@@ -384,16 +392,14 @@ static void test_conv(void)
 }
 
 static void pool_case(int64_t planes, int64_t h, int64_t w, int64_t k0, int64_t k1, int64_t s0, int64_t s1,
-                      const int64_t p[4])
-{
-    struct nrt_pool pp = {.planes = planes, .h = h, .w = w, .k = {k0, k1}, .s = {s0, s1},
-                          .p = {p[0], p[1], p[2], p[3]}};
+                      const int64_t p[4]) {
+    struct nrt_pool pp = {
+        .planes = planes, .h = h, .w = w, .k = {k0, k1}, .s = {s0, s1}, .p = {p[0], p[1], p[2], p[3]}};
     pp.ho = (h + p[0] + p[2] - k0) / s0 + 1;
     pp.wo = (w + p[1] + p[3] - k1) / s1 + 1;
     int64_t nx = planes * h * w, ny = planes * pp.ho * pp.wo;
     float *x = randv(nx, 21), *dy = randv(ny, 22);
-    for (int64_t i = 0; i < nx; i += 7)
-        x[i] = x[i / 2]; /* ties */
+    for (int64_t i = 0; i < nx; i += 7) x[i] = x[i / 2]; /* ties */
     float *y = malloc(sizeof *y * (size_t)ny), *dx = malloc(sizeof *dx * (size_t)nx);
     ws_next = 0;
     int64_t dX = put(x, nx), dDY = put(dy, ny), dY = ws_take(ny), dDX = ws_take(nx);
@@ -411,9 +417,9 @@ static void pool_case(int64_t planes, int64_t h, int64_t w, int64_t k0, int64_t 
             nrt_cl_maxpool2d_grad(&ctx, &pp, dX, dDY, dDX);
         }
         float *gy = get(dY, ny), *gdx = get(dDX, nx);
-        snprintf(what, sizeof what, "%s %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld", avg ? "avgpool" : "maxpool",
-                 (long long)h, (long long)w, (long long)k0, (long long)k1, (long long)s0, (long long)s1,
-                 (long long)p[0], (long long)p[1]);
+        snprintf(what, sizeof what, "%s %lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld",
+                 avg ? "avgpool" : "maxpool", (long long)h, (long long)w, (long long)k0, (long long)k1,
+                 (long long)s0, (long long)s1, (long long)p[0], (long long)p[1]);
         expect_close(what, gy, y, NULL, ny, 1e-6);
         strcat(what, " grad");
         expect_close(what, gdx, dx, NULL, nx, 1e-6);
@@ -422,8 +428,7 @@ static void pool_case(int64_t planes, int64_t h, int64_t w, int64_t k0, int64_t 
     free(x), free(dy), free(y), free(dx);
 }
 
-static void upsample_case(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1)
-{
+static void upsample_case(int64_t planes, int64_t h, int64_t w, int64_t s0, int64_t s1) {
     int64_t nx = planes * h * w, ny = nx * s0 * s1;
     float *x = randv(nx, 31), *dy = randv(ny, 32), *y = malloc(sizeof *y * (size_t)ny),
           *dx = malloc(sizeof *dx * (size_t)nx);
@@ -439,8 +444,7 @@ static void upsample_case(int64_t planes, int64_t h, int64_t w, int64_t s0, int6
     free(x), free(dy), free(y), free(dx), free(gy), free(gdx);
 }
 
-static void test_pool_upsample(void)
-{
+static void test_pool_upsample(void) {
     static const int64_t p0[4] = {0, 0, 0, 0}, p1[4] = {1, 1, 1, 1}, pa[4] = {1, 0, 0, 1};
     pool_case(6, 26, 26, 2, 2, 2, 2, p0); /* mnist_cnn */
     pool_case(5, 11, 11, 2, 2, 2, 2, p0); /* odd sizes: the last row and column unused */
@@ -451,10 +455,8 @@ static void test_pool_upsample(void)
     ASSERT(0, ctx.failed);
 }
 
-int main(void)
-{
-    if (!test_dir_make("netc_cl"))
-        return 1;
+int main(void) {
+    if (!test_dir_make("netc_cl")) return 1;
     setenv("XDG_CACHE_HOME", dir, 1);
     unsetenv("NETC_DEVICE");
     unsetenv("NETC_CL_CACHE");
@@ -472,7 +474,6 @@ int main(void)
     ASSERT(0, live_blocks());
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
     TEST_DONE();
 }

@@ -42,7 +42,8 @@ static struct ir_module *load_text(const char *text) {
 static int count_kind(const struct ir_module *m, enum buf_kind kind, const char *group) {
     int n = 0;
     for (size_t i = 0; i < vec_len(m->buffers); i++)
-        if (m->buffers[i].kind == kind && (!group || (m->buffers[i].group && strcmp(m->buffers[i].group, group) == 0)))
+        if (m->buffers[i].kind == kind &&
+            (!group || (m->buffers[i].group && strcmp(m->buffers[i].group, group) == 0)))
             n++;
     return n;
 }
@@ -193,7 +194,8 @@ static void test_lstm(void) {
     /* Relative data paths resolve against the .net file's directory. */
     CHECK(strcmp(x->data.kind, "npy") == 0 && x->data.path[0] == '/' &&
           ends_with(x->data.path, "/examples/data/sequences_x.npy"));
-    CHECK(ends_with(y->data.path, "/examples/data/sequences_y.npy") && ends_with(y->test.path, "/sequences_test_y.npy"));
+    CHECK(ends_with(y->data.path, "/examples/data/sequences_y.npy") &&
+          ends_with(y->test.path, "/sequences_test_y.npy"));
     ASSERT(10, m->train.batch);
     ir_module_free(m);
 }
@@ -272,8 +274,10 @@ static void test_features(void) {
     /* lstm(7, unit_forget_bias=true): Keras' biases, 1 on the forget gate's slice. */
     struct ir_buffer *fb = ir_buffer_find(m, "feats.lstm0.bias_ih_l0");
     CHECK(fb && fb->init.kind == INIT_RANGE && fb->init.a == 7 && fb->init.b == 14);
-    CHECK(ir_buffer_find(m, "feats.lstm0.bias_hh_l0") && ir_buffer_find(m, "feats.lstm0.bias_hh_l0")->init.kind == INIT_ZEROS);
-    CHECK(ir_buffer_find(m, "feats.gru0.bias_ih_l0") && ir_buffer_find(m, "feats.gru0.bias_ih_l0")->init.kind == INIT_UNIFORM);
+    CHECK(ir_buffer_find(m, "feats.lstm0.bias_hh_l0") &&
+          ir_buffer_find(m, "feats.lstm0.bias_hh_l0")->init.kind == INIT_ZEROS);
+    CHECK(ir_buffer_find(m, "feats.gru0.bias_ih_l0") &&
+          ir_buffer_find(m, "feats.gru0.bias_ih_l0")->init.kind == INIT_UNIFORM);
     CHECK(has_buf(m, "feats.gru0.bias_hh_l0", BUF_PARAM, SHAPE(24)));
     CHECK(has_buf(m, "feats.rnn0.weight_hh_l0", BUF_PARAM, SHAPE(5, 5)));
     CHECK(has_buf(m, "feats.conv2d0.w", BUF_PARAM, SHAPE(4, 3, 3, 3)));
@@ -283,7 +287,8 @@ static void test_features(void) {
     struct ir_func *t = ir_func_find(m, "train_step");
     CHECK(t && strcmp(t->optim.kind, "rmsprop") == 0 && strcmp(t->optim.schedule.kind, "step") == 0);
     CHECK(t && count_op(t, OP_DROPOUT) == 1 && count_op(ir_func_find(m, "forward"), OP_DROPOUT) == 0);
-    CHECK(t && ir_output_find(t, "l") >= 0 && ir_output_find(t, "accuracy") >= 0 && ir_output_find(t, "m2") >= 0);
+    CHECK(t && ir_output_find(t, "l") >= 0 && ir_output_find(t, "accuracy") >= 0 &&
+          ir_output_find(t, "m2") >= 0);
     /* "same" with stride 2 on 16: out 8, total pad 1 -> [0, 0, 1, 1]. */
     struct ir_func *f = ir_func_find(m, "forward");
     for (int i = 0; f && i < ir_func_len(f); i++)

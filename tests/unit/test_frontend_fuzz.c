@@ -34,18 +34,22 @@ static char *read_all(const char *path, size_t *len) {
 }
 
 /* Interesting bytes to insert. */
-static const char hostile[] = {'(', ')', '[', ']', '{', '}', '-', '>', '=', ',', '\n', '#', '"', '\\', '.', ':',
-                               '@', '0', '9', 'N', '\0', '\t', (char)0xff, (char)0xc3, (char)0xa9, (char)0x80};
-static const char *const words[] = {"net ", "model ", "loss ", "return ", "train {", "step s {", "dense(", "->",
-                                    "1e999", "99999999999999999999", "f32[N,", "= normal(0, 1)", "x.shape[9]",
-                                    "D(", "relu", "batchnorm", "lstm(5)", "reshape(-1)", "update D", "0.0/0"};
+static const char hostile[] = {'(', ')',  '[',  ']',  '{',        '}',        '-',        '>',       '=',
+                               ',', '\n', '#',  '"',  '\\',       '.',        ':',        '@',       '0',
+                               '9', 'N',  '\0', '\t', (char)0xff, (char)0xc3, (char)0xa9, (char)0x80};
+static const char *const words[] = {
+    "net ",      "model ",         "loss ",       "return ",  "train {",
+    "step s {",  "dense(",         "->",          "1e999",    "99999999999999999999",
+    "f32[N,",    "= normal(0, 1)", "x.shape[9]",  "D(",       "relu",
+    "batchnorm", "lstm(5)",        "reshape(-1)", "update D", "0.0/0"};
 
 /* Apply one random mutation to buf (capacity cap) and return the new length. */
 static size_t mutate(char *buf, size_t len, size_t cap) {
     size_t at = below(len + 1);
     switch (below(8)) {
-    case 0: return at; /* truncate */
-    case 1: {          /* delete a range */
+    case 0:
+        return at; /* truncate */
+    case 1: {      /* delete a range */
         size_t n = below(32) + 1;
         if (at + n > len) n = len - at;
         memmove(buf + at, buf + at + n, len - at - n);
@@ -115,8 +119,8 @@ static void fuzz_file(const char *path) {
             modules++;
             bool ok = ir_verify(m);
             if (!ok) {
-                fprintf(stderr, "case %d of %s lowered to a module that does not verify:\n%.*s\n", c, path, (int)n,
-                        buf);
+                fprintf(stderr, "case %d of %s lowered to a module that does not verify:\n%.*s\n", c, path,
+                        (int)n, buf);
             }
             CHECK(ok);
             ir_module_free(m);

@@ -36,10 +36,14 @@ static size_t numel(const struct ir_buffer *b) {
 static void fill(const struct ir_buffer *b, double *v, size_t count) {
     size_t fan = b->type.shape.rank > 1 ? count / (size_t)b->type.shape.dim[0] : 1;
     for (size_t i = 0; i < count; i++) {
-        if (b->type.dtype == DT_I32) v[i] = (double)(i % 2);
-        else if (b->kind == BUF_INPUT) v[i] = urand(-1, 1);
-        else if (b->kind == BUF_PARAM) v[i] = urand(-1, 1) / sqrt((double)fan);
-        else v[i] = b->init.kind == INIT_CONST ? b->init.a : 0;
+        if (b->type.dtype == DT_I32)
+            v[i] = (double)(i % 2);
+        else if (b->kind == BUF_INPUT)
+            v[i] = urand(-1, 1);
+        else if (b->kind == BUF_PARAM)
+            v[i] = urand(-1, 1) / sqrt((double)fan);
+        else
+            v[i] = b->init.kind == INIT_CONST ? b->init.a : 0;
     }
 }
 
@@ -97,15 +101,19 @@ static void check_func(struct ir_module *m, struct ir_func *f, double **data, co
             double err = fabs(g - num) / fmax(fmax(fabs(g), fabs(num)), 1e-3);
             worst = fmax(worst, err);
             checked++;
-            if (err <= TOL) test_passed++;
-            else TEST_FAIL_("%s @%s: d %s / d %s[%zu]: autodiff %.10g, finite differences %.10g (rel err %.2e)",
-                            model, f->name, f->loss, buf->name, i, g, num, err);
+            if (err <= TOL)
+                test_passed++;
+            else
+                TEST_FAIL_(
+                    "%s @%s: d %s / d %s[%zu]: autodiff %.10g, finite differences %.10g (rel err %.2e)",
+                    model, f->name, f->loss, buf->name, i, g, num, err);
         }
         free(grad[b]);
     }
     free(grad);
     CHECK(grads > 0);
-    printf("%-22s @%-11s %2d params, %2d elements, worst rel err %.2e\n", model, f->name, grads, checked, worst);
+    printf("%-22s @%-11s %2d params, %2d elements, worst rel err %.2e\n", model, f->name, grads, checked,
+           worst);
     cg_interp_free(it);
 }
 
@@ -136,8 +144,13 @@ static void check_model(const char *file) {
 }
 
 int main(void) {
-    static const char *const models[] = {"linear_regression.net", "mlp_regression.net", "mlp.net",
-                                         "mnist_cnn.net", "lenet.net", "lstm.net", "dcgan.net"};
+    static const char *const models[] = {"linear_regression.net",
+                                         "mlp_regression.net",
+                                         "mlp.net",
+                                         "mnist_cnn.net",
+                                         "lenet.net",
+                                         "lstm.net",
+                                         "dcgan.net"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i]);
     TEST_DONE();
 }

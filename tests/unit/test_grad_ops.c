@@ -20,17 +20,17 @@
 
 /* How a buffer's test data are drawn (all deterministic). */
 enum gen {
-    G_UNIFORM, /* uniform in [-1, 1) */
-    G_POS,     /* uniform in [0.5, 2) */
-    G_AWAY,    /* |v| in [0.2, 1), random sign: away from kinks at 0 */
-    G_DISTINCT,/* a shuffled grid with step 0.07: no ties (max, maxpool) */
-    G_GRID,    /* multiples of 0.1 in [-1, 1] */
-    G_GRID5,   /* multiples of 0.1 plus 0.05: never equal to G_GRID values */
-    G_PROB,    /* uniform in [0.1, 0.9) */
-    G_SIGN,    /* +1 or -1 */
-    G_HINGE,   /* |v| in [0.2, 0.8) or [1.2, 2): t s never near 1 for t = +-1 */
-    G_DIST,    /* positive rows (last dim) that sum to 1 */
-    G_LABEL,   /* i32 class labels in [0, last dim of the case's "logits") */
+    G_UNIFORM,  /* uniform in [-1, 1) */
+    G_POS,      /* uniform in [0.5, 2) */
+    G_AWAY,     /* |v| in [0.2, 1), random sign: away from kinks at 0 */
+    G_DISTINCT, /* a shuffled grid with step 0.07: no ties (max, maxpool) */
+    G_GRID,     /* multiples of 0.1 in [-1, 1] */
+    G_GRID5,    /* multiples of 0.1 plus 0.05: never equal to G_GRID values */
+    G_PROB,     /* uniform in [0.1, 0.9) */
+    G_SIGN,     /* +1 or -1 */
+    G_HINGE,    /* |v| in [0.2, 0.8) or [1.2, 2): t s never near 1 for t = +-1 */
+    G_DIST,     /* positive rows (last dim) that sum to 1 */
+    G_LABEL,    /* i32 class labels in [0, last dim of the case's "logits") */
 };
 
 static enum gen gen_of[MAX_BUFS]; /* per buffer */
@@ -42,7 +42,8 @@ static double urand(double lo, double hi) { return lo + (hi - lo) * (double)(rng
 
 static int leaf(enum op op, const char *name, enum dtype dt, struct shape s, enum gen g) {
     if (!ir_buffer_find(M, name)) {
-        int b = ir_buffer_add(M, op == OP_INPUT ? BUF_INPUT : BUF_PARAM, name, (struct type){dt, s}, LOC_NONE);
+        int b =
+            ir_buffer_add(M, op == OP_INPUT ? BUF_INPUT : BUF_PARAM, name, (struct type){dt, s}, LOC_NONE);
         gen_of[b] = g;
     }
     int id = ir_node_add(M, F, op, NULL, 0, LOC_NONE);
@@ -102,15 +103,29 @@ static int c_leaky_relu(void) {
     return fin(id);
 }
 
-static int c_add_row(void) { return op2(OP_ADD, in("x", S(2, N, 3), G_UNIFORM), par("b", S(1, 3), G_UNIFORM)); }
-static int c_add_col(void) { return op2(OP_ADD, in("x", S(2, N, 1), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM)); }
-static int c_add_scalar(void) { return op2(OP_ADD, par("s", S(0), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM)); }
-static int c_sub(void) { return op2(OP_SUB, in("x", S(3, N, 1, 4), G_UNIFORM), par("y", S(2, 3, 1), G_UNIFORM)); }
-static int c_mul_row(void) { return op2(OP_MUL, in("x", S(2, N, 3), G_UNIFORM), par("b", S(1, 3), G_UNIFORM)); }
-static int c_mul_col(void) { return op2(OP_MUL, in("x", S(2, N, 1), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM)); }
+static int c_add_row(void) {
+    return op2(OP_ADD, in("x", S(2, N, 3), G_UNIFORM), par("b", S(1, 3), G_UNIFORM));
+}
+static int c_add_col(void) {
+    return op2(OP_ADD, in("x", S(2, N, 1), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM));
+}
+static int c_add_scalar(void) {
+    return op2(OP_ADD, par("s", S(0), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM));
+}
+static int c_sub(void) {
+    return op2(OP_SUB, in("x", S(3, N, 1, 4), G_UNIFORM), par("y", S(2, 3, 1), G_UNIFORM));
+}
+static int c_mul_row(void) {
+    return op2(OP_MUL, in("x", S(2, N, 3), G_UNIFORM), par("b", S(1, 3), G_UNIFORM));
+}
+static int c_mul_col(void) {
+    return op2(OP_MUL, in("x", S(2, N, 1), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM));
+}
 static int c_div(void) { return op2(OP_DIV, in("x", S(2, N, 3), G_UNIFORM), par("b", S(1, 3), G_POS)); }
 static int c_div_col(void) { return op2(OP_DIV, par("a", S(1, 4), G_UNIFORM), in("y", S(2, N, 1), G_POS)); }
-static int c_maximum(void) { return op2(OP_MAXIMUM, in("x", S(2, N, 3), G_GRID), par("b", S(1, 3), G_GRID5)); }
+static int c_maximum(void) {
+    return op2(OP_MAXIMUM, in("x", S(2, N, 3), G_GRID), par("b", S(1, 3), G_GRID5));
+}
 static int c_pow(void) { return op2(OP_POW, in("x", S(2, N, 3), G_POS), par("e", S(1, 3), G_UNIFORM)); }
 
 static int c_bias_add(void) {
@@ -130,7 +145,9 @@ static int c_max_all(void) { return reduce(OP_MAX, in("x", S(2, N, 5), G_DISTINC
 static int c_variance(void) { return reduce(OP_VARIANCE, in("x", S(3, N, 3, 4), G_UNIFORM), 0, 2, 0, 2); }
 static int c_variance_k(void) { return reduce(OP_VARIANCE, in("x", S(3, N, 3, 4), G_UNIFORM), 1, 1, 1); }
 static int c_sum_to(void) { return typed(OP_SUM_TO, in("x", S(3, N, 3, 4), G_UNIFORM), S(2, 3, 1)); }
-static int c_broadcast_to(void) { return typed(OP_BROADCAST_TO, par("b", S(2, 3, 1), G_UNIFORM), S(3, N, 3, 4)); }
+static int c_broadcast_to(void) {
+    return typed(OP_BROADCAST_TO, par("b", S(2, 3, 1), G_UNIFORM), S(3, N, 3, 4));
+}
 
 static int mm(int a, int b, int ta, int tb) {
     int id = node(OP_MATMUL, 2, a, b);
@@ -142,15 +159,29 @@ static int mm(int a, int b, int ta, int tb) {
 static int c_mm(void) { return mm(in("x", S(2, N, 3), G_UNIFORM), par("w", S(2, 3, 4), G_UNIFORM), 0, 0); }
 static int c_mm_tb(void) { return mm(in("x", S(2, N, 3), G_UNIFORM), par("w", S(2, 4, 3), G_UNIFORM), 0, 1); }
 static int c_mm_ta(void) { return mm(in("x", S(2, N, 3), G_UNIFORM), in("y", S(2, N, 4), G_UNIFORM), 1, 0); }
-static int c_mm_tab(void) { return mm(par("a", S(2, 4, 3), G_UNIFORM), par("b", S(2, 5, 4), G_UNIFORM), 1, 1); }
+static int c_mm_tab(void) {
+    return mm(par("a", S(2, 4, 3), G_UNIFORM), par("b", S(2, 5, 4), G_UNIFORM), 1, 1);
+}
 
 /* Batched (torch.matmul): shared weight, both batched, broadcast batch dims, transposes. */
-static int c_bmm_w(void) { return mm(in("x", S(3, N, 2, 3), G_UNIFORM), par("w", S(2, 3, 4), G_UNIFORM), 0, 0); }
-static int c_bmm(void) { return mm(in("x", S(3, N, 2, 3), G_UNIFORM), in("y", S(3, N, 3, 4), G_UNIFORM), 0, 0); }
-static int c_bmm_tb(void) { return mm(in("x", S(4, N, 2, 2, 3), G_UNIFORM), in("y", S(4, N, 2, 4, 3), G_UNIFORM), 0, 1); }
-static int c_bmm_bc(void) { return mm(in("x", S(4, N, 1, 2, 3), G_UNIFORM), par("w", S(3, 2, 3, 4), G_UNIFORM), 0, 0); }
-static int c_bmm_ta(void) { return mm(par("a", S(3, 2, 3, 2), G_UNIFORM), in("y", S(4, N, 1, 3, 4), G_UNIFORM), 1, 0); }
-static int c_bmm_tab(void) { return mm(in("x", S(3, N, 3, 2), G_UNIFORM), par("w", S(2, 4, 3), G_UNIFORM), 1, 1); }
+static int c_bmm_w(void) {
+    return mm(in("x", S(3, N, 2, 3), G_UNIFORM), par("w", S(2, 3, 4), G_UNIFORM), 0, 0);
+}
+static int c_bmm(void) {
+    return mm(in("x", S(3, N, 2, 3), G_UNIFORM), in("y", S(3, N, 3, 4), G_UNIFORM), 0, 0);
+}
+static int c_bmm_tb(void) {
+    return mm(in("x", S(4, N, 2, 2, 3), G_UNIFORM), in("y", S(4, N, 2, 4, 3), G_UNIFORM), 0, 1);
+}
+static int c_bmm_bc(void) {
+    return mm(in("x", S(4, N, 1, 2, 3), G_UNIFORM), par("w", S(3, 2, 3, 4), G_UNIFORM), 0, 0);
+}
+static int c_bmm_ta(void) {
+    return mm(par("a", S(3, 2, 3, 2), G_UNIFORM), in("y", S(4, N, 1, 3, 4), G_UNIFORM), 1, 0);
+}
+static int c_bmm_tab(void) {
+    return mm(in("x", S(3, N, 3, 2), G_UNIFORM), par("w", S(2, 4, 3), G_UNIFORM), 1, 1);
+}
 
 static int c_reshape(void) { return typed(OP_RESHAPE, in("x", S(3, N, 3, 4), G_UNIFORM), S(3, N, 2, 6)); }
 
@@ -162,13 +193,15 @@ static int c_transpose(void) {
 
 static int c_slice(void) {
     int id = node(OP_SLICE, 1, in("x", S(3, N, 5, 2), G_UNIFORM));
-    ir_attr_set_i(at(id), ATTR_AXIS, 1), ir_attr_set_i(at(id), ATTR_START, 1), ir_attr_set_i(at(id), ATTR_SIZE, 3);
+    ir_attr_set_i(at(id), ATTR_AXIS, 1), ir_attr_set_i(at(id), ATTR_START, 1),
+        ir_attr_set_i(at(id), ATTR_SIZE, 3);
     return fin(id);
 }
 
 static int c_pad(void) {
     int id = node(OP_PAD, 1, in("x", S(3, N, 3, 2), G_UNIFORM));
-    ir_attr_set_i(at(id), ATTR_AXIS, 2), ir_attr_set_i(at(id), ATTR_BEFORE, 1), ir_attr_set_i(at(id), ATTR_AFTER, 2);
+    ir_attr_set_i(at(id), ATTR_AXIS, 2), ir_attr_set_i(at(id), ATTR_BEFORE, 1),
+        ir_attr_set_i(at(id), ATTR_AFTER, 2);
     return fin(id);
 }
 
@@ -206,7 +239,9 @@ static int layernorm(int x, double eps) {
 static int c_layernorm(void) { return layernorm(in("x", S(3, N, 2, 5), G_UNIFORM), 1e-5); }
 /* A row of 9 in a rank-2 value, eps large enough to matter. */
 static int c_layernorm_eps(void) { return layernorm(in("x", S(2, N, 9), G_UNIFORM), 0.1); }
-static int c_log_softmax(void) { return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), ATTR_AXIS, 1); }
+static int c_log_softmax(void) {
+    return with_int(OP_LOG_SOFTMAX, in("x", S(2, N, 5), G_UNIFORM), ATTR_AXIS, 1);
+}
 
 static int c_mse(void) { return op2(OP_MSE, in("p", S(2, N, 4), G_UNIFORM), in("t", S(2, N, 4), G_UNIFORM)); }
 static int c_bce(void) { return op2(OP_BCE, in("p", S(2, N, 4), G_PROB), in("t", S(2, N, 4), G_PROB)); }
@@ -217,7 +252,8 @@ static int c_hinge(void) { return op2(OP_HINGE, in("s", S(2, N, 4), G_HINGE), in
 
 static int c_ce_labels(void) {
     classes = 5;
-    return op2(OP_CROSS_ENTROPY, in("x", S(2, N, 5), G_UNIFORM), leaf(OP_INPUT, "y", DT_I32, S(1, N), G_LABEL));
+    return op2(OP_CROSS_ENTROPY, in("x", S(2, N, 5), G_UNIFORM),
+               leaf(OP_INPUT, "y", DT_I32, S(1, N), G_LABEL));
 }
 
 static int c_ce_probs(void) {
@@ -230,7 +266,9 @@ static int ids_in(const char *name, struct shape s, int64_t k) {
     return leaf(OP_INPUT, name, DT_I32, s, G_LABEL);
 }
 
-static int c_embedding(void) { return op2(OP_EMBEDDING, par("w", S(2, 5, 3), G_UNIFORM), ids_in("ids", S(2, N, 4), 5)); }
+static int c_embedding(void) {
+    return op2(OP_EMBEDDING, par("w", S(2, 5, 3), G_UNIFORM), ids_in("ids", S(2, N, 4), 5));
+}
 
 static int masked_ce(struct shape xs, struct shape ts, int ignore) {
     int id = node(OP_MASKED_CROSS_ENTROPY, 2, in("x", xs, G_UNIFORM), ids_in("t", ts, xs.dim[xs.rank - 1]));
@@ -253,7 +291,8 @@ static int masked_pool(enum op op, enum gen g) {
 static int c_masked_mean(void) { return masked_pool(OP_MASKED_MEAN, G_UNIFORM); }
 static int c_masked_max(void) { return masked_pool(OP_MASKED_MAX, G_DISTINCT); }
 
-static int conv(enum op op, int x, int w, int s0, int s1, int p0, int p1, int p2, int p3, int d0, int d1, int g) {
+static int conv(enum op op, int x, int w, int s0, int s1, int p0, int p1, int p2, int p3, int d0, int d1,
+                int g) {
     int id = node(op, 2, x, w);
     ints(id, ATTR_STRIDE, 2, s0, s1);
     ints(id, ATTR_PAD, 4, p0, p1, p2, p3);
@@ -264,27 +303,27 @@ static int conv(enum op op, int x, int w, int s0, int s1, int p0, int p1, int p2
 
 /* stride 2, padding 1, dilation 2, groups 2, odd sizes. */
 static int c_conv_a(void) {
-    return fin(conv(OP_CONV2D, in("x", S(4, N, 4, 9, 7), G_UNIFORM), par("w", S(4, 6, 2, 3, 3), G_UNIFORM), 2, 2,
-                    1, 1, 1, 1, 2, 2, 2));
+    return fin(conv(OP_CONV2D, in("x", S(4, N, 4, 9, 7), G_UNIFORM), par("w", S(4, 6, 2, 3, 3), G_UNIFORM), 2,
+                    2, 1, 1, 1, 1, 2, 2, 2));
 }
 
 /* Uneven stride and padding, a window that leaves input rows unread. */
 static int c_conv_b(void) {
-    return fin(conv(OP_CONV2D, in("x", S(4, N, 3, 6, 6), G_UNIFORM), par("w", S(4, 4, 3, 2, 3), G_UNIFORM), 3, 2,
-                    0, 1, 2, 0, 1, 1, 1));
+    return fin(conv(OP_CONV2D, in("x", S(4, N, 3, 6, 6), G_UNIFORM), par("w", S(4, 4, 3, 2, 3), G_UNIFORM), 3,
+                    2, 0, 1, 2, 0, 1, 1, 1));
 }
 
 static int c_convt_a(void) {
-    int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 4, 3, 4), G_UNIFORM), par("w", S(4, 4, 3, 3, 3), G_UNIFORM),
-                  2, 2, 1, 1, 1, 1, 1, 1, 2);
+    int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 4, 3, 4), G_UNIFORM),
+                  par("w", S(4, 4, 3, 3, 3), G_UNIFORM), 2, 2, 1, 1, 1, 1, 1, 1, 2);
     ints(id, ATTR_OUTPUT_PAD, 2, 1, 1);
     return fin(id);
 }
 
 /* output_pad >= stride (allowed by dilation): conv2d(dy, w) overhangs dx. */
 static int c_convt_b(void) {
-    int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 2, 4, 3), G_UNIFORM), par("w", S(4, 2, 3, 2, 3), G_UNIFORM),
-                  1, 2, 1, 0, 0, 1, 2, 1, 1);
+    int id = conv(OP_CONV_TRANSPOSE2D, in("x", S(4, N, 2, 4, 3), G_UNIFORM),
+                  par("w", S(4, 2, 3, 2, 3), G_UNIFORM), 1, 2, 1, 0, 0, 1, 2, 1, 1);
     ints(id, ATTR_OUTPUT_PAD, 2, 1, 1);
     return fin(id);
 }
@@ -312,7 +351,9 @@ static int c_allreduce(void) {
     return fin(id);
 }
 
-static int c_allreduce_sum(void) { return fin(node(OP_ALLREDUCE_SUM, 1, op1(OP_TANH, in("x", S(2, N, 4), G_UNIFORM)))); }
+static int c_allreduce_sum(void) {
+    return fin(node(OP_ALLREDUCE_SUM, 1, op1(OP_TANH, in("x", S(2, N, 4), G_UNIFORM))));
+}
 
 static int c_dropout(void) {
     int id = node(OP_DROPOUT, 1, in("x", S(3, N, 4, 5), G_UNIFORM));
@@ -323,7 +364,8 @@ static int c_dropout(void) {
 
 static int batchnorm(int x, int mean, int var) {
     int c = (int)F->nodes[x].type.shape.dim[1];
-    int id = node(OP_BATCHNORM, 5, x, par("gamma", S(1, c), G_UNIFORM), par("beta", S(1, c), G_UNIFORM), mean, var);
+    int id = node(OP_BATCHNORM, 5, x, par("gamma", S(1, c), G_UNIFORM), par("beta", S(1, c), G_UNIFORM), mean,
+                  var);
     ir_attr_set_f(at(id), ATTR_EPS, 1e-5);
     return fin(id);
 }
@@ -341,7 +383,8 @@ static int c_bn_train2(void) {
 
 /* Eval mode: running statistics as parameters (differentiated too). */
 static int c_bn_eval(void) {
-    return batchnorm(in("x", S(4, N, 3, 2, 3), G_UNIFORM), par("mean", S(1, 3), G_UNIFORM), par("var", S(1, 3), G_POS));
+    return batchnorm(in("x", S(4, N, 3, 2, 3), G_UNIFORM), par("mean", S(1, 3), G_UNIFORM),
+                     par("var", S(1, 3), G_POS));
 }
 
 /* A recurrent layer over T steps of F features, H units, from a random initial
@@ -382,7 +425,8 @@ static int c_gru_long(void) { return rnn_case(IR_RNN_GRU, 1, 40, 2, 2, true); }
 /* A slice of a recurrent case's value along axis at [start, start + size). */
 static int rnn_slice(int y, int axis, int start, int size) {
     int id = node(OP_SLICE, 1, y);
-    ir_attr_set_i(at(id), ATTR_AXIS, axis), ir_attr_set_i(at(id), ATTR_START, start), ir_attr_set_i(at(id), ATTR_SIZE, size);
+    ir_attr_set_i(at(id), ATTR_AXIS, axis), ir_attr_set_i(at(id), ATTR_START, start),
+        ir_attr_set_i(at(id), ATTR_SIZE, size);
     return fin(id);
 }
 
@@ -415,10 +459,10 @@ static int c_mlp(void) {
 }
 
 struct gcase {
-    const char *name;      /* for messages */
-    int (*build)(void);    /* builds the forward graph, returns the value checked */
-    double eps, tol;       /* 0: the defaults */
-    enum op ops[3];        /* the ops it checks (OP_INPUT ends the list early) */
+    const char *name;   /* for messages */
+    int (*build)(void); /* builds the forward graph, returns the value checked */
+    double eps, tol;    /* 0: the defaults */
+    enum op ops[3];     /* the ops it checks (OP_INPUT ends the list early) */
 };
 
 static const struct gcase cases[] = {
@@ -533,17 +577,39 @@ static void fill(const struct ir_buffer *b, enum gen g, double *v, size_t count)
     for (size_t i = 0; i < count; i++) {
         double s = rng_next() & 1 ? 1 : -1;
         switch (g) {
-        case G_UNIFORM: v[i] = urand(-1, 1); break;
-        case G_POS: v[i] = urand(0.5, 2); break;
-        case G_AWAY: v[i] = s * urand(0.2, 1); break;
-        case G_DISTINCT: v[i] = ((double)i - (double)count / 2) * 0.07; break;
-        case G_GRID: v[i] = (double)((int)(rng_next() % 21) - 10) * 0.1; break;
-        case G_GRID5: v[i] = (double)((int)(rng_next() % 20) - 10) * 0.1 + 0.05; break;
-        case G_PROB: v[i] = urand(0.1, 0.9); break;
-        case G_SIGN: v[i] = s; break;
-        case G_HINGE: v[i] = s * (rng_next() & 2 ? urand(0.2, 0.8) : urand(1.2, 2)); break;
-        case G_DIST: v[i] = urand(0.1, 1); break;
-        case G_LABEL: v[i] = (double)(rng_next() % (uint64_t)classes); break;
+        case G_UNIFORM:
+            v[i] = urand(-1, 1);
+            break;
+        case G_POS:
+            v[i] = urand(0.5, 2);
+            break;
+        case G_AWAY:
+            v[i] = s * urand(0.2, 1);
+            break;
+        case G_DISTINCT:
+            v[i] = ((double)i - (double)count / 2) * 0.07;
+            break;
+        case G_GRID:
+            v[i] = (double)((int)(rng_next() % 21) - 10) * 0.1;
+            break;
+        case G_GRID5:
+            v[i] = (double)((int)(rng_next() % 20) - 10) * 0.1 + 0.05;
+            break;
+        case G_PROB:
+            v[i] = urand(0.1, 0.9);
+            break;
+        case G_SIGN:
+            v[i] = s;
+            break;
+        case G_HINGE:
+            v[i] = s * (rng_next() & 2 ? urand(0.2, 0.8) : urand(1.2, 2));
+            break;
+        case G_DIST:
+            v[i] = urand(0.1, 1);
+            break;
+        case G_LABEL:
+            v[i] = (double)(rng_next() % (uint64_t)classes);
+            break;
         }
     }
     if (g == G_DISTINCT) /* shuffle */
@@ -665,8 +731,10 @@ static void test_coverage(void) {
             if (cases[c].ops[k] != OP_INPUT) covered[cases[c].ops[k]] = true;
     for (int op = 0; op < OP_COUNT; op++) {
         if ((op_info[op].flags & OF_NOGRAD) || op_info[op].kind == OK_LEAF) continue;
-        if (covered[op]) test_passed++;
-        else TEST_FAIL_("differentiable op %s has no gradient check case", op_info[op].name);
+        if (covered[op])
+            test_passed++;
+        else
+            TEST_FAIL_("differentiable op %s has no gradient check case", op_info[op].name);
     }
 }
 

@@ -24,7 +24,9 @@ static int buf(enum op op, enum buf_kind kind, const char *name, struct shape s,
 }
 
 static int in(const char *name, struct shape s) { return buf(OP_INPUT, BUF_INPUT, name, s, NULL); }
-static int par(const char *name, struct shape s, const char *g) { return buf(OP_PARAM, BUF_PARAM, name, s, g); }
+static int par(const char *name, struct shape s, const char *g) {
+    return buf(OP_PARAM, BUF_PARAM, name, s, g);
+}
 
 static int mean_all(int x) {
     int id = ir_node_add(M, F, OP_MEAN, &x, 1, LOC_NONE);
@@ -123,7 +125,8 @@ static void test_stop_gradient_and_sharing(void) {
 static void test_mean_over_batch(void) {
     M = ir_module_new("mean");
     train("step", NULL);
-    int mmid = ir_node_add(M, F, OP_MATMUL, (int[]){in("x", S(2, N, 2)), par("w", S(2, 2, 1), NULL)}, 2, LOC_NONE);
+    int mmid =
+        ir_node_add(M, F, OP_MATMUL, (int[]){in("x", S(2, N, 2)), par("w", S(2, 2, 1), NULL)}, 2, LOC_NONE);
     ir_output_add(M, F, "loss", mean_all(fin(mmid)));
     pass_autodiff(M);
     for (int n = 2; n <= 5; n += 3) {

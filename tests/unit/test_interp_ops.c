@@ -64,15 +64,17 @@ static void expect(struct cg_interp *it, const char *name, size_t count, const d
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (fabs(got[i] - want[i]) <= tol) test_passed++;
-        else TEST_FAIL_("output %s[%zu] = %.9g, expected %.9g", name, i, got[i], want[i]);
+        if (fabs(got[i] - want[i]) <= tol)
+            test_passed++;
+        else
+            TEST_FAIL_("output %s[%zu] = %.9g, expected %.9g", name, i, got[i], want[i]);
     }
 }
 
-#define EXPECT(it, name, tol, ...)                                                           \
-    do {                                                                                     \
-        const double w_[] = {__VA_ARGS__};                                                   \
-        expect(it, name, sizeof w_ / sizeof w_[0], w_, tol);                                 \
+#define EXPECT(it, name, tol, ...)                           \
+    do {                                                     \
+        const double w_[] = {__VA_ARGS__};                   \
+        expect(it, name, sizeof w_ / sizeof w_[0], w_, tol); \
     } while (0)
 
 static void end(struct cg_interp *it) {
@@ -234,10 +236,12 @@ static void test_shape_ops(void) {
     ints(t, ATTR_PERM, 2, 1, 0);
     out("t", fin(t));
     int s = node(OP_SLICE, 1, x);
-    ir_attr_set_i(at(s), ATTR_AXIS, 1), ir_attr_set_i(at(s), ATTR_START, 1), ir_attr_set_i(at(s), ATTR_SIZE, 2);
+    ir_attr_set_i(at(s), ATTR_AXIS, 1), ir_attr_set_i(at(s), ATTR_START, 1),
+        ir_attr_set_i(at(s), ATTR_SIZE, 2);
     out("slice", fin(s));
     int p = node(OP_PAD, 1, x);
-    ir_attr_set_i(at(p), ATTR_AXIS, 1), ir_attr_set_i(at(p), ATTR_BEFORE, 1), ir_attr_set_i(at(p), ATTR_AFTER, 0);
+    ir_attr_set_i(at(p), ATTR_AXIS, 1), ir_attr_set_i(at(p), ATTR_BEFORE, 1),
+        ir_attr_set_i(at(p), ATTR_AFTER, 0);
     out("pad", fin(p));
     int c = node(OP_CONCAT, 2, x, s);
     ir_attr_set_i(at(c), ATTR_AXIS, 1);
@@ -327,7 +331,7 @@ static void test_losses(void) {
     double lse1 = 3.40760596; /* log(e + e^3 + e^2) */
     EXPECT(it, "ce", 1e-8, (1.09861229 + lse1 - 2) / 2);
     EXPECT(it, "cep", 1e-8, (1.09861229 + lse1 - 3) / 2);
-    EXPECT(it, "acc", 0, 0.0); /* row 0: argmax 0 (ties: first) vs 1; row 1: 1 vs 2 */
+    EXPECT(it, "acc", 0, 0.0);  /* row 0: argmax 0 (ties: first) vs 1; row 1: 1 vs 2 */
     EXPECT(it, "accp", 0, 0.5); /* row 0: 0 vs argmax(d) 1; row 1: 1 vs 1 */
     EXPECT(it, "mseg", 1e-12, 2 * 2 * 1.0 / 4, 2 * 2 * 2.0 / 4, 2 * 2 * -1.0 / 4, 2 * 2 * 99.0 / 4);
     double s0 = 1.0 / 3, e1 = 0.0900305732, e3 = 0.665240956, e2 = 0.244728471;

@@ -25,7 +25,8 @@ static inline struct shape S(int rank, ...) {
 }
 
 /* Infer node id's type; an ill-typed node is a bug in the test case. */
-static inline int fin(int id) {
+static inline int
+fin(int id) {
     char err[256];
     if (!ir_infer(M, F, id, err, sizeof err)) {
         fprintf(stderr, "test builds an ill-typed node: %s\n", err);

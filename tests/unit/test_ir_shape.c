@@ -54,17 +54,21 @@ static void fresh(void) {
     f = ir_func_add(m, "forward", MODE_EVAL);
 }
 
-#define ASSERT_STR(expected, actual)                                                   \
-    do {                                                                               \
-        const char *e_ = (expected), *a_ = (actual);                                   \
-        if (strcmp(e_, a_) == 0) test_passed++;                                        \
-        else TEST_FAIL_("%s => \"%s\", expected \"%s\" (%s)", #actual, a_, e_, err);   \
+#define ASSERT_STR(expected, actual)                                                \
+    do {                                                                            \
+        const char *e_ = (expected), *a_ = (actual);                                \
+        if (strcmp(e_, a_) == 0)                                                    \
+            test_passed++;                                                          \
+        else                                                                        \
+            TEST_FAIL_("%s => \"%s\", expected \"%s\" (%s)", #actual, a_, e_, err); \
     } while (0)
 
-#define ASSERT_HAS(needle, hay)                                                        \
-    do {                                                                               \
-        if (strstr((hay), (needle))) test_passed++;                                    \
-        else TEST_FAIL_("\"%s\" does not contain \"%s\"", (hay), (needle));            \
+#define ASSERT_HAS(needle, hay)                                            \
+    do {                                                                   \
+        if (strstr((hay), (needle)))                                       \
+            test_passed++;                                                 \
+        else                                                               \
+            TEST_FAIL_("\"%s\" does not contain \"%s\"", (hay), (needle)); \
     } while (0)
 
 static void test_table(void) {

@@ -1,8 +1,8 @@
 /* tests/unit/test_ir_text.c -- the IR text form: a module that uses every op of the
  * table, built through the API, must print -> parse -> print byte-identically (with
- * and without locations, before and after the memory plan) and verify; malformed texts must fail with a precise
- * file:line:col message; and random mutations of valid text must never crash the
- * parser, the printer or the verifier (run it under ASan/UBSan). */
+ * and without locations, before and after the memory plan) and verify; malformed texts must fail with a
+ * precise file:line:col message; and random mutations of valid text must never crash the parser, the printer
+ * or the verifier (run it under ASan/UBSan). */
 #include "codegen/codegen.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
@@ -22,9 +22,9 @@ static char *print_str(const struct ir_module *m, void (*fn)(FILE *, const struc
     return buf;
 }
 
-static char *diag_buf;      /* diagnostics captured since capture_begin */
-static size_t diag_len;     /* their length */
-static FILE *diag_stream;   /* the memstream behind diag_buf */
+static char *diag_buf;    /* diagnostics captured since capture_begin */
+static size_t diag_len;   /* their length */
+static FILE *diag_stream; /* the memstream behind diag_buf */
 
 static void capture_begin(void) {
     diag_stream = open_memstream(&diag_buf, &diag_len);
@@ -120,8 +120,8 @@ static struct ir_module *build_all_ops(void) {
     int b;
     ir_buffer_add(M, BUF_INPUT, "x", ty(DT_F32, 2, N, 4), LOC_NONE);
     b = ir_buffer_add(M, BUF_INPUT, "img", ty(DT_F32, 4, N, 2, 8, 8), LOC_NONE);
-    M->buffers[b].data = (struct ir_source){"idx", "dir with \"quotes\"\\and\ttab/\xc3\xa9.gz", 0, {0, 0}, 1,
-                                            {"scale"}, {1 / 255.0}};
+    M->buffers[b].data = (struct ir_source){
+        "idx", "dir with \"quotes\"\\and\ttab/\xc3\xa9.gz", 0, {0, 0}, 1, {"scale"}, {1 / 255.0}};
     M->buffers[b].test = (struct ir_source){"normal", NULL, 2, {0, 1}, 0, {NULL}, {0}};
     b = ir_buffer_add(M, BUF_INPUT, "label", ty(DT_I32, 1, N), LOC_NONE);
     M->buffers[b].data = (struct ir_source){"csv", "l.csv", 0, {0, 0}, 2, {"column", "classes"}, {3, 10}};
@@ -136,8 +136,10 @@ static struct ir_module *build_all_ops(void) {
         {"bn.mean", BUF_STATE, {INIT_ZEROS, 0, 0}},    {"bn.var", BUF_STATE, {INIT_CONST, 1, 0}},
         {"odd name-1", BUF_STATE, {INIT_ZEROS, 0, 0}}, {"forget", BUF_PARAM, {INIT_RANGE, 1, 3}},
     };
-    struct type pt[] = {ty(DT_F32, 2, 4, 3), ty(DT_F32, 1, 3), ty(DT_F32, 4, 4, 2, 3, 3), ty(DT_F32, 4, 4, 2, 3, 3),
-                        ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4), ty(DT_F32, 0), ty(DT_F32, 1, 4)};
+    struct type pt[] = {ty(DT_F32, 2, 4, 3),       ty(DT_F32, 1, 3), ty(DT_F32, 4, 4, 2, 3, 3),
+                        ty(DT_F32, 4, 4, 2, 3, 3), ty(DT_F32, 1, 4), ty(DT_F32, 1, 4),
+                        ty(DT_F32, 1, 4),          ty(DT_F32, 1, 4), ty(DT_F32, 0),
+                        ty(DT_F32, 1, 4)};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) {
         b = ir_buffer_add(M, ps[i].kind, ps[i].name, pt[i], LOC_NONE);
         M->buffers[b].init = ps[i].init;
@@ -547,7 +549,8 @@ static void test_parse_errors(void) {
         {"module m extra\n", "e.ir:1:10: error: expected end of line after the module name, got 'extra'"},
         {"module m\ntrain batch=x\n", "e.ir:2:13: error: expected an integer, got 'x'"},
         {"module m\ntrain batch=1 batch=2\n", "e.ir:2:15: error: 'batch' given twice"},
-        {"module m\nbogus\n", "e.ir:2:1: error: expected 'input', 'param', 'state', 'func' or end of file, got 'bogus'"},
+        {"module m\nbogus\n",
+         "e.ir:2:1: error: expected 'input', 'param', 'state', 'func' or end of file, got 'bogus'"},
         {"module m\ninput x : f32[3]\n", "e.ir:2:7: error: expected a buffer name '@name', got 'x'"},
         {"module m\ninput @x f32[3]\n", "e.ir:2:10: error: expected ':' before the buffer's type, got 'f32'"},
         {"module m\ninput @x : f33[3]\n", "e.ir:2:12: error: unknown dtype 'f33' (did you mean 'f32'?)"},
@@ -556,57 +559,90 @@ static void test_parse_errors(void) {
          "e.ir:4:33: error: expected a kernel number, got 'x'"},
         {"module m\ninput @x : f32[3]\nfunc @f eval {\n  %0 = input @x : f32[3] kernel 1\n",
          "e.ir:4:33: error: expected '=' after 'kernel', got '1'"},
-        {"module m\ninput @x : f32[3\n", "e.ir:2:17: error: expected ',' or ']' in the type, got end of line"},
+        {"module m\ninput @x : f32[3\n",
+         "e.ir:2:17: error: expected ',' or ']' in the type, got end of line"},
         {"module m\ninput @x : f32[1,2,3,4,5,6,7]\n", "e.ir:2:28: error: a type has at most 6 dims"},
-        {"module m\ninput @x : f32[M]\n", "e.ir:2:16: error: expected a dimension (an integer or N), got 'M'"},
-        {"module m\ninput @x : f32[3] init=zeros\n", "e.ir:2:19: error: unknown attribute 'init' of an input buffer"},
-        {"module m\nparam @w : f32[3] init=zero\n", "e.ir:2:24: error: unknown initializer 'zero' (did you mean 'zeros'?)"},
-        {"module m\nparam @w : f32[3] init=uniform(1)\n", "e.ir:2:33: error: expected ',' and a second number, got ')'"},
-        {"module m\nparam @w : f32[3] grop=a\n", "e.ir:2:19: error: unknown attribute 'grop' of a param buffer (did you mean 'group'?)"},
-        {"module m\ninput @x : f32[3] data=idx(\"a\" 1)\n", "e.ir:2:32: error: expected ',' or ')' in the source arguments, got '1'"},
+        {"module m\ninput @x : f32[M]\n",
+         "e.ir:2:16: error: expected a dimension (an integer or N), got 'M'"},
+        {"module m\ninput @x : f32[3] init=zeros\n",
+         "e.ir:2:19: error: unknown attribute 'init' of an input buffer"},
+        {"module m\nparam @w : f32[3] init=zero\n",
+         "e.ir:2:24: error: unknown initializer 'zero' (did you mean 'zeros'?)"},
+        {"module m\nparam @w : f32[3] init=uniform(1)\n",
+         "e.ir:2:33: error: expected ',' and a second number, got ')'"},
+        {"module m\nparam @w : f32[3] grop=a\n",
+         "e.ir:2:19: error: unknown attribute 'grop' of a param buffer (did you mean 'group'?)"},
+        {"module m\ninput @x : f32[3] data=idx(\"a\" 1)\n",
+         "e.ir:2:32: error: expected ',' or ')' in the source arguments, got '1'"},
         {"module m\ninput @x : f32[3] data=idx(\"a\n", "e.ir:2:28: error: unterminated string"},
-        {"module m\ninput @x : f32[3] data=idx(\"a\\q\")\n", "e.ir:2:30: error: unknown escape '\\q' in string"},
+        {"module m\ninput @x : f32[3] data=idx(\"a\\q\")\n",
+         "e.ir:2:30: error: unknown escape '\\q' in string"},
         {"module m\ninput @x : f32[3] data=idx(\"\\x00\")\n", "e.ir:2:29: error: string contains a NUL byte"},
-        {"module m\ninput @x : f32[3] data=idx(a=1, 2)\n", "e.ir:2:33: error: expected an option 'name=value' (numbers come before options), got '2'"},
+        {"module m\ninput @x : f32[3] data=idx(a=1, 2)\n",
+         "e.ir:2:33: error: expected an option 'name=value' (numbers come before options), got '2'"},
         {"module m\nfunc @f {\n}\n", "e.ir:2:9: error: expected 'eval' or 'train', got '{'"},
-        {"module m\nfunc @f eval\n", "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=', 'workspace=' or '{', got end of line"},
+        {"module m\nfunc @f eval\n",
+         "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=', 'workspace=' or '{', got end of line"},
         {"module m\nfunc @f eval { %0 = const {value=1} : f32[]\n",
          "e.ir:2:16: error: expected end of line after '{', got '%0'"},
-        {"module m\nfunc @f eval {\n  return\n", "e.ir:3:9: error: expected '}' closing the function, got end of file"},
-        {"module m\nfunc @f eval {\n  %0 = conv2 : f32[]\n", "e.ir:3:8: error: unknown op 'conv2' (did you mean 'conv2d'?)"},
-        {"module m\nfunc @f eval {\n  %0 = frobnicate : f32[]\n", "e.ir:3:8: error: unknown op 'frobnicate'\n"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1}\n", "e.ir:3:23: error: expected ':' and the node's type, got end of line"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1} f32[]\n", "e.ir:3:24: error: expected ':' and the node's type, got 'f32'"},
-        {"module m\nfunc @f eval {\n  %0 = const : f32[]\n", "e.ir:3:14: error: missing attribute 'value' of op 'const'"},
-        {"module m\nfunc @f eval {\n  %0 = const {valu=1} : f32[]\n", "e.ir:3:15: error: unknown attribute 'valu' of op 'const' (did you mean 'value'?)"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1, value=2} : f32[]\n", "e.ir:3:24: error: attribute 'value' given twice"},
-        {"module m\nfunc @f eval {\n  %0 = relu {x=1} : f32[]\n", "e.ir:3:13: error: op 'relu' takes no attributes"},
+        {"module m\nfunc @f eval {\n  return\n",
+         "e.ir:3:9: error: expected '}' closing the function, got end of file"},
+        {"module m\nfunc @f eval {\n  %0 = conv2 : f32[]\n",
+         "e.ir:3:8: error: unknown op 'conv2' (did you mean 'conv2d'?)"},
+        {"module m\nfunc @f eval {\n  %0 = frobnicate : f32[]\n",
+         "e.ir:3:8: error: unknown op 'frobnicate'\n"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1}\n",
+         "e.ir:3:23: error: expected ':' and the node's type, got end of line"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1} f32[]\n",
+         "e.ir:3:24: error: expected ':' and the node's type, got 'f32'"},
+        {"module m\nfunc @f eval {\n  %0 = const : f32[]\n",
+         "e.ir:3:14: error: missing attribute 'value' of op 'const'"},
+        {"module m\nfunc @f eval {\n  %0 = const {valu=1} : f32[]\n",
+         "e.ir:3:15: error: unknown attribute 'valu' of op 'const' (did you mean 'value'?)"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1, value=2} : f32[]\n",
+         "e.ir:3:24: error: attribute 'value' given twice"},
+        {"module m\nfunc @f eval {\n  %0 = relu {x=1} : f32[]\n",
+         "e.ir:3:13: error: op 'relu' takes no attributes"},
         {"module m\nfunc @f eval {\n  %0 = relu @x : f32[]\n", "e.ir:3:13: error: op 'relu' takes no symbol"},
-        {"module m\nfunc @f eval {\n  %0 = input : f32[]\n", "e.ir:3:14: error: expected a buffer name '@name' after 'input', got ':'"},
-        {"module m\nfunc @f eval {\n  %0 = relu(%1) : f32[]\n", "e.ir:3:13: error: use of undefined value %1"},
-        {"module m\nfunc @f eval {\n  %0 = relu(%0) : f32[]\n", "e.ir:3:13: error: use of undefined value %0"},
+        {"module m\nfunc @f eval {\n  %0 = input : f32[]\n",
+         "e.ir:3:14: error: expected a buffer name '@name' after 'input', got ':'"},
+        {"module m\nfunc @f eval {\n  %0 = relu(%1) : f32[]\n",
+         "e.ir:3:13: error: use of undefined value %1"},
+        {"module m\nfunc @f eval {\n  %0 = relu(%0) : f32[]\n",
+         "e.ir:3:13: error: use of undefined value %0"},
         {"module m\nfunc @f eval {\n  %0 = relu(%0 : f32[]\n", "e.ir:3:13: error: use of undefined value %0"},
         {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[]\n  %0 = relu(%0) : f32[]\n",
          "e.ir:4:3: error: value %0 is defined twice"},
         {"module m\nfunc @f eval {\n  %5 = const {value=1} : f32[]\n  %2 = relu(%5) : f32[]\n",
          "e.ir:4:3: error: value %2 is out of order: numbers must increase"},
-        {"module m\nfunc @f eval {\n  %0 = conv2d {stride=[1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[]\n",
+        {"module m\nfunc @f eval {\n  %0 = conv2d {stride=[1], pad=[0,0,0,0], dilation=[1,1], groups=1} : "
+         "f32[]\n",
          "e.ir:3:23: error: attribute 'stride' of conv2d takes 2 ints, got 1"},
-        {"module m\nfunc @f eval {\n  %0 = conv2d {stride=[1,1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[]\n",
+        {"module m\nfunc @f eval {\n  %0 = conv2d {stride=[1,1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} "
+         ": f32[]\n",
          "e.ir:3:28: error: attribute 'stride' of conv2d takes 2 ints"},
         {"module m\nfunc @f eval {\n  %0 = sum {axes=[0,1,2,3,4,5,6,7,8], keepdims=0} : f32[]\n",
          "e.ir:3:35: error: attribute 'axes' of sum takes at most 8 ints"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1.5.} : f32[]\n", "e.ir:3:24: error: unexpected character '.'"},
-        {"module m\nfunc @f eval {\n  %0 = argmax {axis=1.5} : f32[]\n", "e.ir:3:21: error: expected an integer, got '1.5'"},
-        {"module m\nfunc @f eval {\n  %0 = argmax {axis=99999999999999999999} : f32[]\n", "e.ir:3:21: error: integer '99999999999999999999' is out of range"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1e999} : f32[]\n", "e.ir:3:21: error: number '1e999' is out of range"},
-        {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] loc(\"a\":1)\n", "e.ir:3:41: error: expected ':' after the line number, got ')'"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1.5.} : f32[]\n",
+         "e.ir:3:24: error: unexpected character '.'"},
+        {"module m\nfunc @f eval {\n  %0 = argmax {axis=1.5} : f32[]\n",
+         "e.ir:3:21: error: expected an integer, got '1.5'"},
+        {"module m\nfunc @f eval {\n  %0 = argmax {axis=99999999999999999999} : f32[]\n",
+         "e.ir:3:21: error: integer '99999999999999999999' is out of range"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1e999} : f32[]\n",
+         "e.ir:3:21: error: number '1e999' is out of range"},
+        {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] loc(\"a\":1)\n",
+         "e.ir:3:41: error: expected ':' after the line number, got ')'"},
         {"module m\nfunc @f eval {\n  % = const\n", "e.ir:3:3: error: expected a value number after '%'"},
         {"module m\nfunc @f eval {\n  return y=%0\n", "e.ir:3:12: error: use of undefined value %0"},
-        {"module m\nfunc @f eval {\n  return y\n", "e.ir:3:11: error: expected '=' after the output name, got end of line"},
-        {"module m\nfunc @f eval {\n  return\n} x\n", "e.ir:4:3: error: expected end of line after '}', got 'x'"},
-        {"module m\nfunc @f train optimizer=adam(lr) {\n", "e.ir:2:32: error: expected '=' after the option name, got ')'"},
-        {"module m\nfunc @f train update=[a b] {\n", "e.ir:2:25: error: expected ',' or ']' in the list of groups, got 'b'"},
+        {"module m\nfunc @f eval {\n  return y\n",
+         "e.ir:3:11: error: expected '=' after the output name, got end of line"},
+        {"module m\nfunc @f eval {\n  return\n} x\n",
+         "e.ir:4:3: error: expected end of line after '}', got 'x'"},
+        {"module m\nfunc @f train optimizer=adam(lr) {\n",
+         "e.ir:2:32: error: expected '=' after the option name, got ')'"},
+        {"module m\nfunc @f train update=[a b] {\n",
+         "e.ir:2:25: error: expected ',' or ']' in the list of groups, got 'b'"},
         {"module m\n$\n", "e.ir:2:1: error: unexpected character '$'"},
         {"module m\n\x01\n", "e.ir:2:1: error: unexpected character '\\x01'"},
         {"module m\n@\n", "e.ir:2:1: error: expected a name after '@'"},
@@ -620,7 +656,8 @@ static void test_parse_errors(void) {
          "e.ir:3:47: error: expected ',' and the scratch's float count, got ']'"},
         {"module m\nfunc @f eval {\n  %0 = const {value=1} : f32[] mem=batch[-64]\n",
          "e.ir:3:42: error: slot offset -64 is out of range"},
-        {"module m\nfunc @f eval workspace=[64] {\n", "e.ir:2:27: error: expected ',' and the workspace's bytes per batch item, got ']'"},
+        {"module m\nfunc @f eval workspace=[64] {\n",
+         "e.ir:2:27: error: expected ',' and the workspace's bytes per batch item, got ']'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         capture_begin();
@@ -629,7 +666,8 @@ static void test_parse_errors(void) {
         CHECK(m == NULL);
         ir_module_free(m);
         if (strncmp(d, cases[i].diag, strlen(cases[i].diag)) != 0) {
-            fprintf(stderr, "case %zu: %s\n  expected: %s\n  got:      %s", i, cases[i].text, cases[i].diag, d);
+            fprintf(stderr, "case %zu: %s\n  expected: %s\n  got:      %s", i, cases[i].text, cases[i].diag,
+                    d);
             test_failed++;
         } else {
             test_passed++;
@@ -685,10 +723,41 @@ static void test_fuzz(void) {
     char *seed = print_str(m, ir_print);
     ir_module_free(m);
     size_t slen = strlen(seed);
-    static const char *const dict[] = {"%", "@", "\"", "{", "}", "[", "]", "(", ")", ",", "=", ":", "\n", " ",
-                                       "N", "-", "1e999", "inf", "nan", "-inf", "%0", "%999", "\\x", "//",
-                                       "f32[", "i32[N]", "conv2d", "input @x", "9999999999999999999999",
-                                       "loc(\"a\":1:2)", "return", "func @g eval {\n", "\xff", "0.5e", "\\"};
+    static const char *const dict[] = {"%",
+                                       "@",
+                                       "\"",
+                                       "{",
+                                       "}",
+                                       "[",
+                                       "]",
+                                       "(",
+                                       ")",
+                                       ",",
+                                       "=",
+                                       ":",
+                                       "\n",
+                                       " ",
+                                       "N",
+                                       "-",
+                                       "1e999",
+                                       "inf",
+                                       "nan",
+                                       "-inf",
+                                       "%0",
+                                       "%999",
+                                       "\\x",
+                                       "//",
+                                       "f32[",
+                                       "i32[N]",
+                                       "conv2d",
+                                       "input @x",
+                                       "9999999999999999999999",
+                                       "loc(\"a\":1:2)",
+                                       "return",
+                                       "func @g eval {\n",
+                                       "\xff",
+                                       "0.5e",
+                                       "\\"};
     FILE *null = fopen("/dev/null", "w");
     diag_set_stream(null);
     int fails_before = test_failed;
@@ -829,9 +898,11 @@ static void test_kernels(void) {
  * sets every field, and ir_func_clone keeps it. */
 static void test_memplan(void) {
     struct ir_module *m = build_all_ops();
-    for (size_t e = 0; e < vec_len(m->funcs); e++) /* the allreduce of N-shaped %21: reduced alone (no bucket) */
+    for (size_t e = 0; e < vec_len(m->funcs);
+         e++) /* the allreduce of N-shaped %21: reduced alone (no bucket) */
         for (int id = 0; id < ir_func_len(m->funcs[e]); id++)
-            if (m->funcs[e]->nodes[id].op == OP_ALLREDUCE) ir_attr_set_i(&m->funcs[e]->nodes[id], ATTR_BUCKET, -1);
+            if (m->funcs[e]->nodes[id].op == OP_ALLREDUCE)
+                ir_attr_set_i(&m->funcs[e]->nodes[id], ATTR_BUCKET, -1);
     pass_target = cg_target_c.plan;
     ASSERT((int)vec_len(m->funcs), pass_memplan(m));
     char *t1 = print_str(m, ir_print);
@@ -860,18 +931,19 @@ static void test_memplan(void) {
     ir_module_free(m);
     pass_target = NULL;
 
-    static const char text[] = "module p\n"
-                               "\n"
-                               "param @w : f32[3] init=zeros\n"
-                               "\n"
-                               "func @f train workspace=[128,64] {\n"
-                               "  %0 = param @w : f32[3]\n"
-                               "  %1 = exp(%0) : f32[3] kernel=1\n"
-                               "  %2 = neg(%1) : f32[3] kernel=1 mem=@w\n"
-                               "  %3 = assign @w(%2) : f32[3]\n"
-                               "  %4 = sum(%0) {axes=[0], keepdims=0} : f32[] mem=fixed[64] scratch=batch[0,2]\n"
-                               "  return s=%4\n"
-                               "}\n";
+    static const char text[] =
+        "module p\n"
+        "\n"
+        "param @w : f32[3] init=zeros\n"
+        "\n"
+        "func @f train workspace=[128,64] {\n"
+        "  %0 = param @w : f32[3]\n"
+        "  %1 = exp(%0) : f32[3] kernel=1\n"
+        "  %2 = neg(%1) : f32[3] kernel=1 mem=@w\n"
+        "  %3 = assign @w(%2) : f32[3]\n"
+        "  %4 = sum(%0) {axes=[0], keepdims=0} : f32[] mem=fixed[64] scratch=batch[0,2]\n"
+        "  return s=%4\n"
+        "}\n";
     struct ir_module *p = ir_parse("p.ir", text, strlen(text));
     CHECK(p != NULL);
     if (!p) return;
@@ -891,7 +963,8 @@ static void test_memplan(void) {
     if (strcmp(t, text) != 0) fprintf(stderr, "--- printed\n%s", t);
     free(t);
     struct ir_func *c = ir_func_clone(p, p->funcs[0], "copy");
-    CHECK(c->planned && c->ws_fixed == 128 && c->nodes[4].mem.scratch_off == 0 && c->nodes[2].mem.where == MEM_BUFFER);
+    CHECK(c->planned && c->ws_fixed == 128 && c->nodes[4].mem.scratch_off == 0 &&
+          c->nodes[2].mem.where == MEM_BUFFER);
     ir_module_free(p);
 }
 

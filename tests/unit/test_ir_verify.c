@@ -7,8 +7,8 @@
 
 #include <string.h>
 
-static char *diag_text;    /* what the last verify_text printed */
-static size_t diag_len;    /* its length */
+static char *diag_text; /* what the last verify_text printed */
+static size_t diag_len; /* its length */
 
 /* Parse `body` (appended to a standard header) and verify it. Returns the verifier's
  * answer; the diagnostics land in diag_text. A parse failure counts as a test failure. */
@@ -48,15 +48,14 @@ static bool verify_text(const char *body) {
 }
 
 /* The verifier rejects `body` and says `msg` (a substring of its output). */
-#define REJECTS(body, msg)                                                                   \
-    do {                                                                                     \
-        bool ok_ = verify_text(body);                                                        \
-        if (!ok_ && strstr(diag_text, msg)) {                                                \
-            test_passed++;                                                                   \
-        } else {                                                                             \
-            TEST_FAIL_("verifier %s; expected \"%s\", got:\n%s", ok_ ? "accepted" : "said", msg, \
-                       diag_text);                                                           \
-        }                                                                                    \
+#define REJECTS(body, msg)                                                                                   \
+    do {                                                                                                     \
+        bool ok_ = verify_text(body);                                                                        \
+        if (!ok_ && strstr(diag_text, msg)) {                                                                \
+            test_passed++;                                                                                   \
+        } else {                                                                                             \
+            TEST_FAIL_("verifier %s; expected \"%s\", got:\n%s", ok_ ? "accepted" : "said", msg, diag_text); \
+        }                                                                                                    \
     } while (0)
 
 static void test_valid(void) {
@@ -149,7 +148,8 @@ static void test_operands(void) {
     fclose(s);
     diag_set_stream(NULL);
     CHECK(!ok);
-    CHECK(strstr(diag_text, "netc: error: in @f, %0 (relu): operand 1 refers to %1, which is not defined before it"));
+    CHECK(strstr(diag_text,
+                 "netc: error: in @f, %0 (relu): operand 1 refers to %1, which is not defined before it"));
     CHECK(strstr(diag_text, "in @f, %2: invalid op"));
     CHECK(strstr(diag_text, "in @f: output 'y' refers to %7, which does not exist"));
     ir_module_free(m);
@@ -231,8 +231,8 @@ static void test_attributes(void) {
                  "}\n",
                  cases[i].node);
         char msg[256];
-        snprintf(msg, sizeof msg, "v.ir:11:3: error: in @f, %%2 (%.*s): %s",
-                 (int)strcspn(cases[i].node, "("), cases[i].node, cases[i].msg);
+        snprintf(msg, sizeof msg, "v.ir:11:3: error: in @f, %%2 (%.*s): %s", (int)strcspn(cases[i].node, "("),
+                 cases[i].node, cases[i].msg);
         REJECTS(body, msg);
         /* One problem, one message: the shape rule is not run on bad attributes. */
         ASSERT(1, errors_seen);
@@ -251,7 +251,8 @@ static void test_attributes(void) {
 
 static void test_module_level(void) {
     REJECTS("param @w : f32[2] init=zeros\n", "v.ir:8:1: error: buffer @w is declared twice");
-    REJECTS("param @p : f32[N,2] init=zeros\n", "param @p has type f32[N,2]: only inputs may have the batch dim N");
+    REJECTS("param @p : f32[N,2] init=zeros\n",
+            "param @p has type f32[N,2]: only inputs may have the batch dim N");
     REJECTS("param @p : f32[2] init=uniform(1, -1)\n", "param @p: uniform(1, -1) has its bounds reversed");
     REJECTS("state @p : f32[2] init=normal(0, -1)\n", "state @p: normal(0, -1) has a negative stddev");
     REJECTS("state @p : f32[2] init=const(inf)\n", "state @p has a non-finite initializer");

@@ -13,8 +13,9 @@
 #include <limits.h>
 #include <string.h>
 
-static const char *const examples[] = {"linear_regression", "mlp_regression", "mlp", "mnist_cnn", "lenet", "lstm",
-                                       "dcgan", "char_lstm", "gru_rows", "text_classifier", "tiny_gpt", "tang_poems"};
+static const char *const examples[] = {
+    "linear_regression", "mlp_regression",  "mlp",      "mnist_cnn", "lenet", "lstm", "dcgan", "char_lstm",
+    "gru_rows",          "text_classifier", "tiny_gpt", "tang_poems"};
 
 /* One block of a region that something occupies from node `from` to `to`. */
 struct block {
@@ -68,18 +69,20 @@ static void check_func(const char *what, const struct ir_func *f) {
             int at = id; /* a head's scratch is taken when its kernel runs, at the root */
             for (int j = id + 1; n->kernel && j < len; j++)
                 if (f->nodes[j].kernel == n->kernel) at = j;
-            vec_push(b, ((struct block){id, true, mem->scratch_where, mem->scratch_off, lines(mem->scratch * 4), at, at}));
+            vec_push(b, ((struct block){id, true, mem->scratch_where, mem->scratch_off,
+                                        lines(mem->scratch * 4), at, at}));
         }
     }
     for (size_t i = 0; i < vec_len(b); i++) {
         int64_t region = b[i].r == MEM_BATCH ? f->ws_batch : f->ws_fixed;
         if (b[i].off % IR_SLOT_ALIGN || b[i].off + b[i].size > region) {
-            fprintf(stderr, "%s @%s %%%d: block [%lld, +%lld) outside the region of %lld bytes\n", what, f->name,
-                    b[i].id, (long long)b[i].off, (long long)b[i].size, (long long)region);
+            fprintf(stderr, "%s @%s %%%d: block [%lld, +%lld) outside the region of %lld bytes\n", what,
+                    f->name, b[i].id, (long long)b[i].off, (long long)b[i].size, (long long)region);
             test_failed++;
         }
         for (size_t j = i + 1; j < vec_len(b); j++) {
-            if (b[i].r != b[j].r || b[i].off >= b[j].off + b[j].size || b[j].off >= b[i].off + b[i].size) continue;
+            if (b[i].r != b[j].r || b[i].off >= b[j].off + b[j].size || b[j].off >= b[i].off + b[i].size)
+                continue;
             if (b[i].to < b[j].from || b[j].to < b[i].from) continue;
             fprintf(stderr, "%s @%s: %%%d%s and %%%d%s share bytes while both live\n", what, f->name, b[i].id,
                     b[i].scratch ? " (scratch)" : "", b[j].id, b[j].scratch ? " (scratch)" : "");

@@ -206,16 +206,14 @@ static void ref_rmsprop(struct ref *r, const double *g0, double lr, double alpha
 }
 
 static void grad_of(const struct ref *r, const double x[NW], double g[NW]) {
-    for (int k = 0; k < NW; k++)
-        g[k] = x[k] * r->p[k] + GRAD_C;
+    for (int k = 0; k < NW; k++) g[k] = x[k] * r->p[k] + GRAD_C;
 }
 
 /* --------------------------------------------------------------- helpers */
 
 static int count_assigns(const struct ir_func *f) {
     int n = 0;
-    for (int i = 0; i < ir_func_len(f); i++)
-        n += f->nodes[i].op == OP_ASSIGN;
+    for (int i = 0; i < ir_func_len(f); i++) n += f->nodes[i].op == OP_ASSIGN;
     return n;
 }
 
@@ -485,8 +483,7 @@ static void test_two_funcs(void) {
     g = ir_func_find(m, "g_step");
     const char *names[] = {"train_step.lr", "train_step.step", "train_step.adam.m.w", "train_step.adam.v.w",
                            "g_step.lr",     "g_step.step",     "g_step.adam.m.w",     "g_step.adam.v.w"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        CHECK(ir_buffer_find(m, names[i]) != NULL);
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) CHECK(ir_buffer_find(m, names[i]) != NULL);
     /* Each function writes only its own state (and w). */
     for (int fi = 0; fi < 2; fi++) {
         struct ir_func *f = fi ? g : d;
@@ -661,8 +658,7 @@ static void test_errors(void) {
 }
 
 int main(void) {
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        test_case(&cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(&cases[i]);
     /* sgd momentum under step(every=2, gamma=0.5) with the optimizer's lr; adam
      * under cosine(t_max=4) with an --lr override of 0.03 (past t_max too). */
     test_schedule(&cases[1], "step", 2, 0.5, cases[1].val[0]);

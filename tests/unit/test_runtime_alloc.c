@@ -16,8 +16,7 @@
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
-static void test_alignment(void)
-{
+static void test_alignment(void) {
     void *p = nrt_alloc(100, 0);
     CHECK(p != NULL);
     ASSERT(0, (uintptr_t)p % NRT_ALIGN);
@@ -56,8 +55,7 @@ static void test_alignment(void)
     CHECK(strstr(nrt_error(), "out of memory allocating 1125899906842624 bytes") != NULL);
 }
 
-static void test_counters(void)
-{
+static void test_counters(void) {
     struct nrt_alloc_stats s0, s1, s2;
     nrt_alloc_stats_get(&s0);
     uint64_t c0 = nrt_alloc_count();
@@ -68,8 +66,7 @@ static void test_counters(void)
     ASSERT(s0.live + 2, s1.live);
     ASSERT(s0.live_bytes + 1024, s1.live_bytes);
     CHECK(s1.peak_bytes >= s1.live_bytes);
-    for (int i = 0; i < 24; i++)
-        ASSERT(0, ((unsigned char *)q)[i]);
+    for (int i = 0; i < 24; i++) ASSERT(0, ((unsigned char *)q)[i]);
     nrt_free(p);
     nrt_free(q);
     nrt_alloc_stats_get(&s2);
@@ -78,16 +75,13 @@ static void test_counters(void)
     ASSERT(s1.frees + 2, s2.frees);
 }
 
-static void test_realloc(void)
-{
+static void test_realloc(void) {
     unsigned char *p = nrt_alloc(16, 256);
-    for (int i = 0; i < 16; i++)
-        p[i] = (unsigned char)i;
+    for (int i = 0; i < 16; i++) p[i] = (unsigned char)i;
     p = nrt_realloc(p, 100000);
     CHECK(p != NULL);
     ASSERT(0, (uintptr_t)p % 256);
-    for (int i = 0; i < 16; i++)
-        ASSERT(i, p[i]);
+    for (int i = 0; i < 16; i++) ASSERT(i, p[i]);
     p = nrt_realloc(p, 4);
     ASSERT(3, p[3]);
     /* A failed realloc keeps the old block. */
@@ -102,8 +96,7 @@ static void test_realloc(void)
     nrt_free(n);
 }
 
-static void test_fail_after(void)
-{
+static void test_fail_after(void) {
     struct nrt_alloc_stats s0, s1;
     nrt_alloc_stats_get(&s0);
     nrt_alloc_fail_after(2);
@@ -130,8 +123,7 @@ static void test_fail_after(void)
     nrt_array_free(&arr);
 }
 
-static void test_errors(void)
-{
+static void test_errors(void) {
     ASSERT(NRT_ERR_ARG, nrt_error_set(NRT_ERR_ARG, "bad %s %d\nsecond line", "thing", 7));
     CHECK(strcmp(nrt_error(), "bad thing 7 second line") == 0);
     nrt_error_clear();
@@ -149,8 +141,7 @@ typedef int op_fn(void);
 
 static const char *p_idx, *p_lbl, *p_csv, *p_npy, *p_st, *p_st_out;
 
-static int op_idx(void)
-{
+static int op_idx(void) {
     struct nrt_array a;
     struct nrt_load_opts o = nrt_load_opts_features(1.0 / 255, 0);
     int rc = nrt_idx_load(&a, p_idx, &o);
@@ -161,8 +152,7 @@ static int op_idx(void)
     return rc;
 }
 
-static int op_csv(void)
-{
+static int op_csv(void) {
     struct nrt_array a;
     int rc = nrt_csv_load(&a, p_csv, NULL);
     if (!rc) {
@@ -172,8 +162,7 @@ static int op_csv(void)
     return rc;
 }
 
-static int op_npy(void)
-{
+static int op_npy(void) {
     struct nrt_array a;
     int rc = nrt_array_load(&a, p_npy, NULL);
     if (!rc) {
@@ -183,8 +172,7 @@ static int op_npy(void)
     return rc;
 }
 
-static int op_dataset(void)
-{
+static int op_dataset(void) {
     struct nrt_dataset ds;
     struct nrt_load_opts l = nrt_load_opts_labels(10);
     int rc = nrt_dataset_load(&ds, p_idx, NULL, p_lbl, &l);
@@ -195,8 +183,7 @@ static int op_dataset(void)
     return rc;
 }
 
-static int op_dataset_csv(void)
-{
+static int op_dataset_csv(void) {
     struct nrt_dataset ds;
     struct nrt_load_opts l = nrt_load_opts_labels(0);
     int rc = nrt_dataset_load_csv(&ds, p_csv, -1, 1, NULL, &l);
@@ -207,28 +194,22 @@ static int op_dataset_csv(void)
     return rc;
 }
 
-static int op_st_write(void)
-{
+static int op_st_write(void) {
     float w[6] = {1, 2, 3, 4, 5, 6};
     int32_t s[1] = {7};
     int64_t dw[2] = {2, 3}, ds[1] = {1};
     struct nrt_st_writer wr;
     nrt_st_writer_init(&wr);
     int rc = nrt_st_writer_add(&wr, "w", NRT_DT_F32, 2, dw, w);
-    if (!rc)
-        rc = nrt_st_writer_add(&wr, "step", NRT_DT_I32, 1, ds, s);
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&wr, "model", "oom");
-    if (!rc)
-        rc = nrt_st_writer_meta_set(&wr, "model", "oom2");
-    if (!rc)
-        rc = nrt_st_writer_save(&wr, p_st_out);
+    if (!rc) rc = nrt_st_writer_add(&wr, "step", NRT_DT_I32, 1, ds, s);
+    if (!rc) rc = nrt_st_writer_meta_set(&wr, "model", "oom");
+    if (!rc) rc = nrt_st_writer_meta_set(&wr, "model", "oom2");
+    if (!rc) rc = nrt_st_writer_save(&wr, p_st_out);
     nrt_st_writer_free(&wr);
     return rc;
 }
 
-static int op_st_read(void)
-{
+static int op_st_read(void) {
     struct nrt_st_reader r;
     int rc = nrt_st_reader_init(&r, p_st);
     if (!rc) {
@@ -240,8 +221,7 @@ static int op_st_read(void)
 }
 
 /* Runs op with the n-th allocation failing for n = 0, 1, ... until it succeeds. */
-static void sweep(const char *what, op_fn *op)
-{
+static void sweep(const char *what, op_fn *op) {
     int64_t base = live_blocks();
     int failures = 0, n;
     for (n = 0; n < 500; n++) {
@@ -250,8 +230,7 @@ static void sweep(const char *what, op_fn *op)
         int rc = op();
         nrt_alloc_fail_after(-1);
         ASSERT(base, live_blocks());
-        if (rc == 0)
-            break;
+        if (rc == 0) break;
         failures++;
         if (rc != NRT_ERR_NOMEM || !strstr(nrt_error(), "out of memory"))
             fprintf(stderr, "%s: allocation %d failed as: [%d] %s\n", what, n, rc, nrt_error());
@@ -263,12 +242,10 @@ static void sweep(const char *what, op_fn *op)
     printf("oom sweep %-12s %d failing points, then success\n", what, failures);
 }
 
-static void test_oom(void)
-{
+static void test_oom(void) {
     /* IDX: 2 images of 3x4 u8, gzip-compressed; labels 2 x u8. */
     unsigned char idx[16 + 24] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4};
-    for (int i = 0; i < 24; i++)
-        idx[16 + i] = (unsigned char)(i * 10);
+    for (int i = 0; i < 24; i++) idx[16 + i] = (unsigned char)(i * 10);
     unsigned char lbl[8 + 2] = {0, 0, 8, 1, 0, 0, 0, 2, 3, 9};
     p_idx = tmp_path("img.idx.gz");
     write_gz(p_idx, idx, sizeof idx);
@@ -321,14 +298,11 @@ static void test_oom(void)
     CHECK(access(tmpname, F_OK) != 0);
 
     const char *files[] = {p_idx, p_lbl, p_csv, p_npy, p_st, p_st_out};
-    for (int i = 0; i < 6; i++)
-        unlink(files[i]);
+    for (int i = 0; i < 6; i++) unlink(files[i]);
 }
 
-int main(void)
-{
-    if (!test_dir_make("netrt_alloc"))
-        return 1;
+int main(void) {
+    if (!test_dir_make("netrt_alloc")) return 1;
     test_alignment();
     test_counters();
     test_realloc();

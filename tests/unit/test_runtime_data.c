@@ -17,44 +17,36 @@
 
 static void write_text(const char *path, const char *text) { write_file(path, text, strlen(text)); }
 
-static size_t file_bytes(const char *path, unsigned char *buf, size_t cap)
-{
+static size_t file_bytes(const char *path, unsigned char *buf, size_t cap) {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     size_t n = fread(buf, 1, cap, f);
     fclose(f);
     return n;
 }
 
 /* An IDX header for type code and dims, then raw (already big-endian) data. */
-static size_t idx_build(unsigned char *buf, int type, int rank, const uint32_t *dims,
-                        const void *data, size_t data_bytes)
-{
+static size_t idx_build(unsigned char *buf, int type, int rank, const uint32_t *dims, const void *data,
+                        size_t data_bytes) {
     buf[0] = buf[1] = 0;
     buf[2] = (unsigned char)type;
     buf[3] = (unsigned char)rank;
     for (int i = 0; i < rank; i++)
-        for (int k = 0; k < 4; k++)
-            buf[4 + 4 * i + k] = (unsigned char)(dims[i] >> (24 - 8 * k));
+        for (int k = 0; k < 4; k++) buf[4 + 4 * i + k] = (unsigned char)(dims[i] >> (24 - 8 * k));
     memcpy(buf + 4 + 4 * rank, data, data_bytes);
     return 4 + 4 * (size_t)rank + data_bytes;
 }
 
 /* Stores v big-endian in n bytes. */
-static void put_be(unsigned char *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (unsigned char)(v >> (8 * (n - 1 - i)));
+static void put_be(unsigned char *p, uint64_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * (n - 1 - i)));
 }
 
 /* ------------------------------------------------------------------- IDX -- */
 
-static void test_idx_good(void)
-{
+static void test_idx_good(void) {
     unsigned char pix[24], buf[256];
-    for (int i = 0; i < 24; i++)
-        pix[i] = (unsigned char)(i * 11);
+    for (int i = 0; i < 24; i++) pix[i] = (unsigned char)(i * 11);
     uint32_t dims[3] = {2, 3, 4};
     size_t n = idx_build(buf, 0x08, 3, dims, pix, 24);
     const char *raw = tmp_path("img-idx3-ubyte"), *gz = tmp_path("img-idx3-ubyte.gz");
@@ -74,8 +66,7 @@ static void test_idx_good(void)
         ASSERT(24, a.count);
         ASSERT(0, (uintptr_t)a.data % NRT_ALIGN);
         const float *f = a.data;
-        for (int i = 0; i < 24; i++)
-            ASSERT_NEAR(i * 11 / 255.0 - 0.5, f[i], 1e-6);
+        for (int i = 0; i < 24; i++) ASSERT_NEAR(i * 11 / 255.0 - 0.5, f[i], 1e-6);
         nrt_array_free(&a);
         /* Detection picks IDX too, gzip or not. */
         EXPECT_OK(nrt_array_load(&a, paths[p], NULL));
@@ -96,8 +87,7 @@ static void test_idx_good(void)
     ASSERT(NRT_DT_I32, l.dtype);
     ASSERT(1, l.rank);
     ASSERT(5, l.count);
-    for (int i = 0; i < 5; i++)
-        ASSERT(lab[i], ((int32_t *)l.data)[i]);
+    for (int i = 0; i < 5; i++) ASSERT(lab[i], ((int32_t *)l.data)[i]);
     nrt_array_free(&l);
 
     /* Wider big-endian types: i8, i16, i32, f32, f64. */
@@ -113,8 +103,7 @@ static void test_idx_good(void)
     nrt_array_free(&a);
 
     int16_t i16v[3] = {-30000, 2, 258};
-    for (int i = 0; i < 3; i++)
-        put_be(d + 2 * i, (uint16_t)i16v[i], 2);
+    for (int i = 0; i < 3; i++) put_be(d + 2 * i, (uint16_t)i16v[i], 2);
     n = idx_build(buf, 0x0B, 1, d3, d, 6);
     write_file(tmp_path("i16.idx"), buf, n);
     EXPECT_OK(nrt_idx_load(&a, tmp_path("i16.idx"), NULL));
@@ -123,14 +112,12 @@ static void test_idx_good(void)
     nrt_array_free(&a);
 
     int32_t i32v[3] = {-5, 0, 100000};
-    for (int i = 0; i < 3; i++)
-        put_be(d + 4 * i, (uint32_t)i32v[i], 4);
+    for (int i = 0; i < 3; i++) put_be(d + 4 * i, (uint32_t)i32v[i], 4);
     n = idx_build(buf, 0x0C, 1, d3, d, 12);
     write_file(tmp_path("i32.idx"), buf, n);
     struct nrt_load_opts any = nrt_load_opts_labels(0);
     EXPECT_OK(nrt_idx_load(&a, tmp_path("i32.idx"), &any));
-    for (int i = 0; i < 3; i++)
-        ASSERT(i32v[i], ((int32_t *)a.data)[i]);
+    for (int i = 0; i < 3; i++) ASSERT(i32v[i], ((int32_t *)a.data)[i]);
     nrt_array_free(&a);
 
     float f32v[3] = {1.5f, -2.25f, 1e-3f};
@@ -143,8 +130,7 @@ static void test_idx_good(void)
     write_file(tmp_path("f32.idx"), buf, n);
     struct nrt_load_opts x2 = nrt_load_opts_features(2.0, 1.0);
     EXPECT_OK(nrt_idx_load(&a, tmp_path("f32.idx"), &x2));
-    for (int i = 0; i < 3; i++)
-        ASSERT_NEAR(f32v[i] * 2.0 + 1.0, ((float *)a.data)[i], 1e-6);
+    for (int i = 0; i < 3; i++) ASSERT_NEAR(f32v[i] * 2.0 + 1.0, ((float *)a.data)[i], 1e-6);
     nrt_array_free(&a);
 
     double f64v[3] = {3.0, -1e10, 0.125};
@@ -156,8 +142,7 @@ static void test_idx_good(void)
     n = idx_build(buf, 0x0E, 1, d3, d, 24);
     write_file(tmp_path("f64.idx"), buf, n);
     EXPECT_OK(nrt_idx_load(&a, tmp_path("f64.idx"), NULL));
-    for (int i = 0; i < 3; i++)
-        ASSERT_NEAR(f64v[i], ((float *)a.data)[i], fabs(f64v[i]) * 1e-7);
+    for (int i = 0; i < 3; i++) ASSERT_NEAR(f64v[i], ((float *)a.data)[i], fabs(f64v[i]) * 1e-7);
     nrt_array_free(&a);
     /* f64 labels must be integral. */
     EXPECT_ERR(nrt_idx_load(&a, tmp_path("f64.idx"), &any), "index 1 does not fit in i32");
@@ -173,8 +158,7 @@ static void test_idx_good(void)
     nrt_array_free(&a);
 }
 
-static void test_idx_bad(void)
-{
+static void test_idx_bad(void) {
     unsigned char buf[256], pix[24] = {0};
     uint32_t dims[3] = {2, 3, 4};
     struct nrt_array a;
@@ -211,8 +195,7 @@ static void test_idx_bad(void)
     write_file(p, buf, 10);
     EXPECT_ERR(nrt_idx_load(&a, p, NULL), "truncated IDX header");
     write_gz(p, buf, n - 1);
-    EXPECT_ERR(nrt_idx_load(&a, p, NULL),
-               "truncated IDX data: dims 2x3x4 of u8 need 24 bytes, file has 23");
+    EXPECT_ERR(nrt_idx_load(&a, p, NULL), "truncated IDX data: dims 2x3x4 of u8 need 24 bytes, file has 23");
     memcpy(bad, buf, n);
     bad[n] = 7;
     write_gz(p, bad, n + 1);
@@ -270,8 +253,7 @@ static void test_idx_bad(void)
 
 /* ------------------------------------------------------------------- CSV -- */
 
-static void test_csv(void)
-{
+static void test_csv(void) {
     struct nrt_array a;
     const char *p = tmp_path("t.csv");
 
@@ -281,8 +263,7 @@ static void test_csv(void)
     ASSERT(3, a.dims[0]);
     ASSERT(3, a.dims[1]);
     static const float want[9] = {1, 2.5f, 0, -300, 4, 1, 5, 0.5f, 2};
-    for (int i = 0; i < 9; i++)
-        ASSERT_NEAR(want[i], ((float *)a.data)[i], 1e-6);
+    for (int i = 0; i < 9; i++) ASSERT_NEAR(want[i], ((float *)a.data)[i], 1e-6);
     nrt_array_free(&a);
 
     /* No header, scaled, and detected by content. */
@@ -349,17 +330,14 @@ static void test_csv(void)
 /* ------------------------------------------------------------------- npy -- */
 
 /* A .npy file: magic, version, header dict padded to 64 bytes, then data. */
-static size_t npy_build(unsigned char *buf, int major, const char *dict, const void *data,
-                        size_t n)
-{
+static size_t npy_build(unsigned char *buf, int major, const char *dict, const void *data, size_t n) {
     size_t pre = major == 1 ? 10 : 12, dl = strlen(dict);
     size_t total = (pre + dl + 1 + 63) / 64 * 64;
     size_t hlen = total - pre;
     memcpy(buf, "\x93NUMPY", 6);
     buf[6] = (unsigned char)major;
     buf[7] = 0;
-    for (size_t i = 0; i < pre - 8; i++)
-        buf[8 + i] = (unsigned char)(hlen >> (8 * i));
+    for (size_t i = 0; i < pre - 8; i++) buf[8 + i] = (unsigned char)(hlen >> (8 * i));
     memcpy(buf + pre, dict, dl);
     memset(buf + pre + dl, ' ', hlen - dl - 1);
     buf[total - 1] = '\n';
@@ -367,15 +345,14 @@ static size_t npy_build(unsigned char *buf, int major, const char *dict, const v
     return total + n;
 }
 
-static void test_npy(void)
-{
+static void test_npy(void) {
     unsigned char buf[1024];
     struct nrt_array a;
     const char *p = tmp_path("a.npy");
 
     float f4[6] = {0, 1, 2, 3, 4.5f, -5};
-    size_t n = npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4,
-                         sizeof f4);
+    size_t n =
+        npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4, sizeof f4);
     write_file(p, buf, n);
     EXPECT_OK(nrt_npy_load(&a, p, NULL));
     ASSERT(2, a.rank);
@@ -386,8 +363,7 @@ static void test_npy(void)
 
     /* Version 2, double quotes, other key order, and detection. */
     double f8[3] = {0.5, 1.5, -2};
-    n = npy_build(buf, 2, "{\"shape\": (3,), \"fortran_order\": False, \"descr\": \"<f8\"}", f8,
-                  sizeof f8);
+    n = npy_build(buf, 2, "{\"shape\": (3,), \"fortran_order\": False, \"descr\": \"<f8\"}", f8, sizeof f8);
     write_file(p, buf, n);
     EXPECT_OK(nrt_array_load(&a, p, NULL));
     ASSERT(1, a.rank);
@@ -397,17 +373,14 @@ static void test_npy(void)
 
     struct nrt_load_opts lo = nrt_load_opts_labels(10);
     int32_t i4[4] = {1, 9, 0, 5};
-    n = npy_build(buf, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4,), }", i4,
-                  sizeof i4);
+    n = npy_build(buf, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (4,), }", i4, sizeof i4);
     write_file(p, buf, n);
     EXPECT_OK(nrt_npy_load(&a, p, &lo));
-    for (int i = 0; i < 4; i++)
-        ASSERT(i4[i], ((int32_t *)a.data)[i]);
+    for (int i = 0; i < 4; i++) ASSERT(i4[i], ((int32_t *)a.data)[i]);
     nrt_array_free(&a);
 
     int64_t i8[2] = {7, 10};
-    n = npy_build(buf, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", i8,
-                  sizeof i8);
+    n = npy_build(buf, 1, "{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", i8, sizeof i8);
     write_file(p, buf, n);
     EXPECT_ERR(nrt_npy_load(&a, p, &lo), "label 10 at index 1 is out of range [0, 10)");
     EXPECT_OK(nrt_npy_load(&a, p, NULL));
@@ -459,7 +432,8 @@ static void test_npy(void)
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", "overflows"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}", "more than 8 dims"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), ", "expected a quoted string"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", "truncated .npy data: dims 4x3 of f32 need 48 bytes, file has 24"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }",
+         "truncated .npy data: dims 4x3 of f32 need 48 bytes, file has 24"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }", "4 extra bytes after the .npy data"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -468,8 +442,7 @@ static void test_npy(void)
         EXPECT_ERR(nrt_npy_load(&a, p, NULL), bad[i].msg);
         CHECK(strstr(nrt_error(), "a.npy") != NULL);
     }
-    n = npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4,
-                  sizeof f4);
+    n = npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4, sizeof f4);
     unsigned char copy[1024];
     memcpy(copy, buf, n);
     copy[0] = 0x92;
@@ -495,11 +468,9 @@ static void test_npy(void)
 
 /* ------------------------------------------------------ datasets, batches -- */
 
-static void test_dataset(void)
-{
+static void test_dataset(void) {
     unsigned char buf[256], pix[36];
-    for (int i = 0; i < 36; i++)
-        pix[i] = (unsigned char)i;
+    for (int i = 0; i < 36; i++) pix[i] = (unsigned char)i;
     uint32_t dims[3] = {3, 3, 4}, ld[1] = {3}, ld2[1] = {2};
     unsigned char lab[3] = {2, 0, 1};
     const char *xp = tmp_path("x-idx3.gz"), *yp = tmp_path("y-idx1.gz");
@@ -539,8 +510,7 @@ static void test_dataset(void)
     ASSERT(1, ds.y.rank);
     ASSERT(NRT_DT_I32, ds.y.dtype);
     static const float xw[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
-    for (int i = 0; i < 9; i++)
-        ASSERT_NEAR(xw[i], ((float *)ds.x.data)[i], 0);
+    for (int i = 0; i < 9; i++) ASSERT_NEAR(xw[i], ((float *)ds.x.data)[i], 0);
     ASSERT(2, ((int32_t *)ds.y.data)[2]);
     nrt_dataset_free(&ds);
     struct nrt_load_opts t = nrt_load_opts_features(1, 0);
@@ -569,16 +539,13 @@ static void test_dataset(void)
     EXPECT_ERR(nrt_dataset_init(&ds, &x, "scalar", NULL, NULL), "at least one dim");
 }
 
-static void test_batching(void)
-{
+static void test_batching(void) {
     struct nrt_array x, y;
     int64_t xd[2] = {10, 3}, yd[1] = {10};
     nrt_array_init(&x, NRT_DT_F32, 2, xd);
     nrt_array_init(&y, NRT_DT_I32, 1, yd);
-    for (int i = 0; i < 30; i++)
-        ((float *)x.data)[i] = (float)i;
-    for (int i = 0; i < 10; i++)
-        ((int32_t *)y.data)[i] = 100 + i;
+    for (int i = 0; i < 30; i++) ((float *)x.data)[i] = (float)i;
+    for (int i = 0; i < 10; i++) ((int32_t *)y.data)[i] = 100 + i;
     struct nrt_dataset ds;
     EXPECT_OK(nrt_dataset_init(&ds, &x, "x", &y, "y"));
     ASSERT(3, nrt_dataset_batch_count(&ds, 4));
@@ -601,8 +568,7 @@ static void test_batching(void)
         for (int64_t i = 0; i < n; i++) {
             int64_t s = perm[b * 4 + i];
             ASSERT(100 + s, yb[i]);
-            for (int k = 0; k < 3; k++)
-                ASSERT_NEAR(s * 3 + k, xb[i * 3 + k], 0);
+            for (int k = 0; k < 3; k++) ASSERT_NEAR(s * 3 + k, xb[i * 3 + k], 0);
             seen |= (int64_t)1 << s;
         }
         total += n;
@@ -631,14 +597,12 @@ static void test_batching(void)
 
 #define FMNIST "/usr/share/datasets/fashion-mnist/"
 
-static void check_fmnist(const char *images, const char *labels, int64_t n)
-{
+static void check_fmnist(const char *images, const char *labels, int64_t n) {
     struct nrt_dataset ds;
     struct nrt_load_opts xo = nrt_load_opts_features(1.0 / 255, 0);
     struct nrt_load_opts yo = nrt_load_opts_labels(10);
     EXPECT_OK(nrt_dataset_load(&ds, images, &xo, labels, &yo));
-    if (!ds.x.data)
-        return;
+    if (!ds.x.data) return;
     ASSERT(n, ds.n);
     ASSERT(3, ds.x.rank);
     ASSERT(28, ds.x.dims[1]);
@@ -658,8 +622,7 @@ static void check_fmnist(const char *images, const char *labels, int64_t n)
     ASSERT_NEAR(0.286, sum / (double)ds.x.count, 0.01); /* Fashion-MNIST's mean pixel */
     int64_t hist[10] = {0}, total = 0;
     const int32_t *lab = ds.y.data;
-    for (int64_t i = 0; i < ds.n; i++)
-        hist[lab[i]]++;
+    for (int64_t i = 0; i < ds.n; i++) hist[lab[i]]++;
     for (int c = 0; c < 10; c++) {
         ASSERT(n / 10, hist[c]); /* balanced: 6000 or 1000 per class */
         total += hist[c];
@@ -679,23 +642,20 @@ static void check_fmnist(const char *images, const char *labels, int64_t n)
     uint64_t calls = nrt_alloc_count();
     for (int64_t b = 0; b < batches; b++) {
         last = nrt_dataset_batch_get(&ds, perm, 64, b, xb, yb);
-        for (int64_t i = 0; i < last; i++)
-            hist2[yb[i]]++;
+        for (int64_t i = 0; i < last; i++) hist2[yb[i]]++;
         seen += last;
     }
     ASSERT(calls, nrt_alloc_count());
     ASSERT(n, seen);
     ASSERT(n % 64, last);
-    for (int c = 0; c < 10; c++)
-        ASSERT(hist[c], hist2[c]);
+    for (int c = 0; c < 10; c++) ASSERT(hist[c], hist2[c]);
     nrt_free(perm);
     nrt_free(xb);
     nrt_free(yb);
     nrt_dataset_free(&ds);
 }
 
-static void test_fashion_mnist(void)
-{
+static void test_fashion_mnist(void) {
     if (access(FMNIST "train-images-idx3-ubyte.gz", R_OK) != 0) {
         TEST_FAIL_(FMNIST " is not installed: run scripts/setup.sh (apt-get install dataset-fashion-mnist)");
         return;
@@ -713,21 +673,17 @@ static void test_fashion_mnist(void)
 /* ------------------------------------------------------------------ fuzz -- */
 
 /* Mutates good[0..n) into out: byte flips, a truncation, appended garbage. */
-static size_t mutate(struct nrt_rng *r, const unsigned char *good, size_t n, unsigned char *out)
-{
+static size_t mutate(struct nrt_rng *r, const unsigned char *good, size_t n, unsigned char *out) {
     memcpy(out, good, n);
     uint32_t how = nrt_rng_u32(r) % 4;
     if (how == 0 || how == 2) {
         int flips = 1 + (int)nrt_rng_below(r, 4);
-        for (int i = 0; i < flips; i++)
-            out[nrt_rng_below(r, n)] = (unsigned char)nrt_rng_u32(r);
+        for (int i = 0; i < flips; i++) out[nrt_rng_below(r, n)] = (unsigned char)nrt_rng_u32(r);
     }
-    if (how == 1 || how == 2)
-        n = (size_t)nrt_rng_below(r, n + 1);
+    if (how == 1 || how == 2) n = (size_t)nrt_rng_below(r, n + 1);
     if (how == 3) {
         size_t extra = 1 + (size_t)nrt_rng_below(r, 16);
-        for (size_t i = 0; i < extra; i++)
-            out[n + i] = (unsigned char)nrt_rng_u32(r);
+        for (size_t i = 0; i < extra; i++) out[n + i] = (unsigned char)nrt_rng_u32(r);
         n += extra;
     }
     return n;
@@ -735,8 +691,7 @@ static size_t mutate(struct nrt_rng *r, const unsigned char *good, size_t n, uns
 
 typedef int loader_fn(struct nrt_array *, const char *, const struct nrt_load_opts *);
 
-static void fuzz(const char *what, const unsigned char *good, size_t n, loader_fn *load, int iters)
-{
+static void fuzz(const char *what, const unsigned char *good, size_t n, loader_fn *load, int iters) {
     struct nrt_rng r;
     nrt_rng_init(&r, 12345, (uint64_t)n);
     unsigned char out[2048];
@@ -769,23 +724,24 @@ static void fuzz(const char *what, const unsigned char *good, size_t n, loader_f
 /* ---------------------------------------------------------------- images -- */
 
 /* A minimal 8-bit PNG of w x h pixels (colour type 0 gray or 2 RGB) into buf. */
-static size_t png_build(unsigned char *buf, int w, int h, int rgb, const unsigned char *px)
-{
+static size_t png_build(unsigned char *buf, int w, int h, int rgb, const unsigned char *px) {
     unsigned char raw[1024], z[1200];
     size_t at = 0, ch = rgb ? 3 : 1;
     for (int y = 0; y < h; y++) {
         raw[at++] = 0; /* filter: none */
         for (int x = 0; x < w; x++)
-            for (size_t c = 0; c < ch; c++)
-                raw[at++] = px[y * w + x];
+            for (size_t c = 0; c < ch; c++) raw[at++] = px[y * w + x];
     }
     uLongf zn = sizeof z;
     compress(z, &zn, raw, at);
     size_t n = 0;
     memcpy(buf, "\x89PNG\r\n\x1a\n", 8);
     n = 8;
-    const struct { const char *kind; const unsigned char *data; size_t len; } chunks[3] = {
-        {"IHDR", NULL, 13}, {"IDAT", z, zn}, {"IEND", NULL, 0}};
+    const struct {
+        const char *kind;
+        const unsigned char *data;
+        size_t len;
+    } chunks[3] = {{"IHDR", NULL, 13}, {"IDAT", z, zn}, {"IEND", NULL, 0}};
     unsigned char ihdr[13] = {0};
     put_be(ihdr, (uint64_t)w, 4);
     put_be(ihdr + 4, (uint64_t)h, 4);
@@ -795,8 +751,7 @@ static size_t png_build(unsigned char *buf, int w, int h, int rgb, const unsigne
         const unsigned char *d = k == 0 ? ihdr : chunks[k].data;
         put_be(buf + n, chunks[k].len, 4);
         memcpy(buf + n + 4, chunks[k].kind, 4);
-        if (chunks[k].len)
-            memcpy(buf + n + 8, d, chunks[k].len);
+        if (chunks[k].len) memcpy(buf + n + 8, d, chunks[k].len);
         uLong crc = crc32(0, buf + n + 4, (uInt)(4 + chunks[k].len));
         put_be(buf + n + 8 + chunks[k].len, crc, 4);
         n += 12 + chunks[k].len;
@@ -804,8 +759,7 @@ static size_t png_build(unsigned char *buf, int w, int h, int rgb, const unsigne
     return n;
 }
 
-static void test_images(void)
-{
+static void test_images(void) {
     const char *p = tmp_path("img.pgm");
     struct nrt_array a;
     struct nrt_load_opts o = nrt_load_opts_features(1.0 / 255, 0);
@@ -864,11 +818,9 @@ static void test_images(void)
     fuzz("pgm-p2", buf, n, nrt_image_load, 800);
 }
 
-static void test_fuzz(void)
-{
+static void test_fuzz(void) {
     unsigned char buf[512], pix[60];
-    for (int i = 0; i < 60; i++)
-        pix[i] = (unsigned char)(i % 10);
+    for (int i = 0; i < 60; i++) pix[i] = (unsigned char)(i % 10);
     uint32_t dims[3] = {3, 4, 5};
     size_t n = idx_build(buf, 0x08, 3, dims, pix, 60);
     fuzz("idx", buf, n, nrt_idx_load, 1500);
@@ -881,18 +833,15 @@ static void test_fuzz(void)
     fuzz("idx.gz", z, zn, nrt_idx_load, 1500);
 
     float f4[6] = {0, 1, 2, 3, 4, 5};
-    n = npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4,
-                  sizeof f4);
+    n = npy_build(buf, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f4, sizeof f4);
     fuzz("npy", buf, n, nrt_npy_load, 1500);
 
     const char *csv = "a,b,label\n1,2,3\n4.5,-6e1,7\n\"8\",9,0\n";
     fuzz("csv", (const unsigned char *)csv, strlen(csv), nrt_csv_load, 1500);
 }
 
-int main(void)
-{
-    if (!test_dir_make("netrt_data"))
-        return 1;
+int main(void) {
+    if (!test_dir_make("netrt_data")) return 1;
     int64_t base = live_blocks();
     test_idx_good();
     test_idx_bad();
@@ -905,15 +854,29 @@ int main(void)
     test_images();
     ASSERT(base, live_blocks());
 
-    static const char *names[] = {"img-idx3-ubyte", "img-idx3-ubyte.gz", "lbl-idx1-ubyte.gz",
-                                  "i8.idx", "i16.idx", "i32.idx", "f32.idx", "f64.idx",
-                                  "empty.idx", "train-images-idx3-ubyte.gz",
-                                  "t10k-labels-idx1-ubyte.gz", "t.csv", "t.csv.gz", "a.npy",
-                                  "x-idx3.gz", "y-idx1.gz", "y2-idx1.gz", "d.csv", "fuzz.bin",
-                                  "fz.gz", "img.pgm", "img.png"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        unlink(tmp_path(names[i]));
-    if (rmdir(dir) != 0)
-        TEST_FAIL_("temp dir %s not empty after the tests", dir);
+    static const char *names[] = {"img-idx3-ubyte",
+                                  "img-idx3-ubyte.gz",
+                                  "lbl-idx1-ubyte.gz",
+                                  "i8.idx",
+                                  "i16.idx",
+                                  "i32.idx",
+                                  "f32.idx",
+                                  "f64.idx",
+                                  "empty.idx",
+                                  "train-images-idx3-ubyte.gz",
+                                  "t10k-labels-idx1-ubyte.gz",
+                                  "t.csv",
+                                  "t.csv.gz",
+                                  "a.npy",
+                                  "x-idx3.gz",
+                                  "y-idx1.gz",
+                                  "y2-idx1.gz",
+                                  "d.csv",
+                                  "fuzz.bin",
+                                  "fz.gz",
+                                  "img.pgm",
+                                  "img.png"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) unlink(tmp_path(names[i]));
+    if (rmdir(dir) != 0) TEST_FAIL_("temp dir %s not empty after the tests", dir);
     TEST_DONE();
 }

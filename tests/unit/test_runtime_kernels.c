@@ -9,8 +9,7 @@
 #include <string.h>
 
 /* A deterministic fill in [-1, 1) (with repeats, so pooling sees ties). */
-static void fill(float *v, int64_t n, uint32_t seed)
-{
+static void fill(float *v, int64_t n, uint32_t seed) {
     uint32_t s = seed * 2654435761u + 1;
     for (int64_t i = 0; i < n; i++) {
         s = s * 1664525u + 1013904223u;
@@ -19,8 +18,7 @@ static void fill(float *v, int64_t n, uint32_t seed)
 }
 
 /* Largest |a - b| relative to max(1, |b|). */
-static double max_err(const float *a, const double *b, int64_t n)
-{
+static double max_err(const float *a, const double *b, int64_t n) {
     double e = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) > 1 ? fabs(b[i]) : 1);
@@ -35,8 +33,7 @@ static double *dalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * si
 
 /* ------------------------------------------------------------------ sgemm -- */
 
-static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta)
-{
+static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
     int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
     float *a = xalloc((ta ? k : m) * lda), *b = xalloc((tb ? n : k) * ldb), *c = xalloc(m * ldc);
     double *ref = dalloc(m * ldc);
@@ -46,22 +43,23 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
             double s = 0;
             for (int64_t p = 0; p < k && j < n; p++)
                 s += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
-            ref[i * ldc + j] = j < n ? alpha * s + (beta == 0 ? 0 : beta * (double)c[i * ldc + j]) : c[i * ldc + j];
+            ref[i * ldc + j] =
+                j < n ? alpha * s + (beta == 0 ? 0 : beta * (double)c[i * ldc + j]) : c[i * ldc + j];
         }
     nrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     double e = max_err(c, ref, m * ldc);
     if (e > 1e-4)
-        TEST_FAIL_("sgemm ta=%d tb=%d %lldx%lldx%lld: error %g", ta, tb, (long long)m, (long long)n, (long long)k, e);
+        TEST_FAIL_("sgemm ta=%d tb=%d %lldx%lldx%lld: error %g", ta, tb, (long long)m, (long long)n,
+                   (long long)k, e);
     else
         test_passed++;
     nrt_free(a), nrt_free(b), nrt_free(c), nrt_free(ref);
 }
 
-static void test_sgemm(void)
-{
+static void test_sgemm(void) {
     /* Small (one call), and large enough to split by rows and by columns,
      * with sizes that are not multiples of the 16-wide blocks. */
-    static const int64_t sizes[][3] = {{3, 5, 7}, {64, 10, 128}, {200, 37, 150}, {37, 200, 150},
+    static const int64_t sizes[][3] = {{3, 5, 7},      {64, 10, 128},  {200, 37, 150}, {37, 200, 150},
                                        {131, 129, 67}, {1, 300, 4000}, {300, 1, 4000}, {33, 17, 0}};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 4; t++)
@@ -72,36 +70,35 @@ static void test_sgemm(void)
 /* ------------------------------------------------------------ convolution -- */
 
 /* x[b, ch, ih, iw] or 0 outside; the reference's index relation. */
-static double ref_x(const struct nrt_conv *c, const float *x, int64_t b, int64_t ch, int64_t ih, int64_t iw)
-{
-    if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w)
-        return 0;
+static double ref_x(const struct nrt_conv *c, const float *x, int64_t b, int64_t ch, int64_t ih, int64_t iw) {
+    if (ih < 0 || ih >= c->h || iw < 0 || iw >= c->w) return 0;
     return x[((b * c->ci + ch) * c->h + ih) * c->w + iw];
 }
 
 /* Calls fn(b, o, oh, ow, ch, i, j, ih, iw) for every multiply of the conv. */
-#define FOR_TAPS(c, body)                                                                              \
-    for (int64_t b = 0; b < (c)->n; b++)                                                               \
-        for (int64_t o = 0; o < (c)->co; o++)                                                          \
-            for (int64_t oh = 0; oh < (c)->ho; oh++)                                                   \
-                for (int64_t ow = 0; ow < (c)->wo; ow++)                                               \
-                    for (int64_t ci_ = 0; ci_ < (c)->ci / (c)->g; ci_++)                               \
-                        for (int64_t i = 0; i < (c)->kh; i++)                                          \
-                            for (int64_t j = 0; j < (c)->kw; j++) {                                    \
-                                int64_t ch = o / ((c)->co / (c)->g) * ((c)->ci / (c)->g) + ci_;        \
-                                int64_t ih = oh * (c)->s[0] - (c)->p[0] + i * (c)->d[0];               \
-                                int64_t iw = ow * (c)->s[1] - (c)->p[1] + j * (c)->d[1];               \
+#define FOR_TAPS(c, body)                                                                                  \
+    for (int64_t b = 0; b < (c)->n; b++)                                                                   \
+        for (int64_t o = 0; o < (c)->co; o++)                                                              \
+            for (int64_t oh = 0; oh < (c)->ho; oh++)                                                       \
+                for (int64_t ow = 0; ow < (c)->wo; ow++)                                                   \
+                    for (int64_t ci_ = 0; ci_ < (c)->ci / (c)->g; ci_++)                                   \
+                        for (int64_t i = 0; i < (c)->kh; i++)                                              \
+                            for (int64_t j = 0; j < (c)->kw; j++) {                                        \
+                                int64_t ch = o / ((c)->co / (c)->g) * ((c)->ci / (c)->g) + ci_;            \
+                                int64_t ih = oh * (c)->s[0] - (c)->p[0] + i * (c)->d[0];                   \
+                                int64_t iw = ow * (c)->s[1] - (c)->p[1] + j * (c)->d[1];                   \
                                 int64_t wi = ((o * ((c)->ci / (c)->g) + ci_) * (c)->kh + i) * (c)->kw + j; \
-                                int64_t yi = ((b * (c)->co + o) * (c)->ho + oh) * (c)->wo + ow;        \
-                                body;                                                                  \
+                                int64_t yi = ((b * (c)->co + o) * (c)->ho + oh) * (c)->wo + ow;            \
+                                body;                                                                      \
                             }
 
-static void check_conv(struct nrt_conv c, const char *what)
-{
+static void check_conv(struct nrt_conv c, const char *what) {
     c.ho = (c.h + c.p[0] + c.p[2] - c.d[0] * (c.kh - 1) - 1) / c.s[0] + 1;
     c.wo = (c.w + c.p[1] + c.p[3] - c.d[1] * (c.kw - 1) - 1) / c.s[1] + 1;
-    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * (c.ci / c.g) * c.kh * c.kw, ny = c.n * c.co * c.ho * c.wo;
-    float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *y = xalloc(ny), *dx = xalloc(nx), *dw = xalloc(nw);
+    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * (c.ci / c.g) * c.kh * c.kw,
+            ny = c.n * c.co * c.ho * c.wo;
+    float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *y = xalloc(ny), *dx = xalloc(nx),
+          *dw = xalloc(nw);
     float *scratch = xalloc(nrt_conv_scratch(&c));
     double *ry = dalloc(ny), *rdx = dalloc(nx), *rdw = dalloc(nw);
     fill(x, nx, 4), fill(w, nw, 5), fill(dy, ny, 6);
@@ -115,12 +112,9 @@ static void check_conv(struct nrt_conv c, const char *what)
             rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
     });
     /* Garbage in the outputs: every kernel must write all of its output. */
-    for (int64_t i = 0; i < ny; i++)
-        y[i] = 1e30f;
-    for (int64_t i = 0; i < nx; i++)
-        dx[i] = 1e30f;
-    for (int64_t i = 0; i < nw; i++)
-        dw[i] = 1e30f;
+    for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
+    for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
+    for (int64_t i = 0; i < nw; i++) dw[i] = 1e30f;
     nrt_conv2d(&c, x, w, y, scratch);
     nrt_conv2d_grad_input(&c, dy, w, dx, scratch);
     nrt_conv2d_grad_weight(&c, x, dy, dw, scratch);
@@ -134,29 +128,30 @@ static void check_conv(struct nrt_conv c, const char *what)
     nrt_free(ry), nrt_free(rdx), nrt_free(rdw);
 }
 
-static void test_conv(void)
-{
+static void test_conv(void) {
     /*                       n  ci  h   w  co kh kw ho wo g  s       p             d */
     const struct nrt_conv base[] = {
-        {5, 1, 12, 11, 8, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},   /* mnist_cnn's first layer */
-        {7, 6, 9, 9, 10, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},    /* a second layer, odd sizes */
-        {4, 1, 10, 10, 6, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},   /* LeNet's padded 5x5 */
-        {3, 4, 11, 8, 6, 3, 2, 0, 0, 2, {2, 3}, {1, 0, 2, 1}, {1, 2}, 0},    /* groups, stride, pad, dilation */
-        {6, 3, 7, 5, 4, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},     /* 1x1 */
-        {2, 64, 3, 3, 96, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},   /* tiny image, big weight */
+        {5, 1, 12, 11, 8, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's first layer */
+        {7, 6, 9, 9, 10, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},  /* a second layer, odd sizes */
+        {4, 1, 10, 10, 6, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0}, /* LeNet's padded 5x5 */
+        {3, 4, 11, 8, 6, 3, 2, 0, 0, 2, {2, 3}, {1, 0, 2, 1}, {1, 2}, 0},  /* groups, stride, pad, dilation */
+        {6, 3, 7, 5, 4, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},   /* 1x1 */
+        {2, 64, 3, 3, 96, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0}, /* tiny image, big weight */
         /* The direct (AVX-512) kernels: 16k channels, >= 64 taps. */
-        {5, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},  /* mnist_cnn's second layer */
-        {3, 16, 9, 8, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},    /* padded */
-        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0},  /* strided: dx by im2col */
-        {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0},  /* dilated, 3 vectors */
-        {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},    /* pad beyond the window */
+        {5, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's second layer */
+        {3, 16, 9, 8, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},   /* padded */
+        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0}, /* strided: dx by im2col */
+        {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
+        {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
         /* Depthwise (one input channel per group): its own kernels, whole-plane
          * loops at stride 1, row by row otherwise. */
-        {4, 8, 9, 10, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},     /* 3x3, padded */
-        {3, 6, 11, 9, 12, 3, 3, 0, 0, 6, {2, 2}, {1, 0, 1, 1}, {1, 1}, 0},    /* 2 outputs per channel, strided */
-        {2, 5, 12, 13, 5, 5, 3, 0, 0, 5, {1, 2}, {2, 1, 3, 0}, {2, 1}, 0},    /* dilated, uneven pad */
+        {4, 8, 9, 10, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* 3x3, padded */
+        {3, 6, 11, 9, 12, 3, 3, 0, 0, 6, {2, 2}, {1, 0, 1, 1}, {1, 1}, 0}, /* 2 outputs per channel, strided
+                                                                            */
+        {2, 5, 12, 13, 5, 5, 3, 0, 0, 5, {1, 2}, {2, 1, 3, 0}, {2, 1}, 0}, /* dilated, uneven pad */
         {3, 16, 14, 14, 16, 3, 3, 0, 0, 16, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* unpadded */
-        {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0},     /* stride 1, dilated, 2 per channel */
+        {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0}, /* stride 1, dilated, 2 per channel
+                                                                           */
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
@@ -174,8 +169,7 @@ static void test_conv(void)
 
 /* ---------------------------------------------------------------- pooling -- */
 
-static void check_pool(struct nrt_pool p, int avg)
-{
+static void check_pool(struct nrt_pool p, int avg) {
     p.ho = (p.h + p.p[0] + p.p[2] - p.k[0]) / p.s[0] + 1;
     p.wo = (p.w + p.p[1] + p.p[3] - p.k[1]) / p.s[1] + 1;
     int64_t nx = p.planes * p.h * p.w, ny = p.planes * p.ho * p.wo;
@@ -191,12 +185,10 @@ static void check_pool(struct nrt_pool p, int avg)
                 for (int64_t i = 0; i < p.k[0]; i++)
                     for (int64_t j = 0; j < p.k[1]; j++) {
                         int64_t ih = oh * p.s[0] - p.p[0] + i, iw = ow * p.s[1] - p.p[1] + j;
-                        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w)
-                            continue;
+                        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
                         int64_t at = (pl * p.h + ih) * p.w + iw;
                         s += x[at];
-                        if (best < 0 || x[at] > x[best])
-                            best = at;
+                        if (best < 0 || x[at] > x[best]) best = at;
                     }
                 if (avg) {
                     double inv = 1.0 / (double)(p.k[0] * p.k[1]);
@@ -209,12 +201,10 @@ static void check_pool(struct nrt_pool p, int avg)
                         }
                 } else {
                     ry[yi] = best < 0 ? 0 : x[best];
-                    if (best >= 0)
-                        rdx[best] += dy[yi];
+                    if (best >= 0) rdx[best] += dy[yi];
                 }
             }
-    for (int64_t i = 0; i < nx; i++)
-        dx[i] = 1e30f;
+    for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
     if (avg) {
         nrt_avgpool2d(&p, x, y);
         nrt_avgpool2d_grad(&p, dy, dx);
@@ -224,34 +214,34 @@ static void check_pool(struct nrt_pool p, int avg)
     }
     double ey = max_err(y, ry, ny), edx = max_err(dx, rdx, nx);
     if (ey > 1e-5 || edx > 1e-5)
-        TEST_FAIL_("%s pool %lldx%lld k %lldx%lld s %lldx%lld (threads %d): errors y %g dx %g", avg ? "avg" : "max",
-                   (long long)p.h, (long long)p.w, (long long)p.k[0], (long long)p.k[1], (long long)p.s[0],
-                   (long long)p.s[1], nrt_threads_get(), ey, edx);
+        TEST_FAIL_("%s pool %lldx%lld k %lldx%lld s %lldx%lld (threads %d): errors y %g dx %g",
+                   avg ? "avg" : "max", (long long)p.h, (long long)p.w, (long long)p.k[0], (long long)p.k[1],
+                   (long long)p.s[0], (long long)p.s[1], nrt_threads_get(), ey, edx);
     else
         test_passed++;
     nrt_free(x), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(ry), nrt_free(rdx);
 }
 
-static void test_pool(void)
-{
+static void test_pool(void) {
     static const int64_t hw[][2] = {{26, 26}, {11, 11}, {11, 10}, {10, 11}, {2, 2}, {3, 3}, {1, 7}, {64, 63}};
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
         for (size_t i = 0; i < sizeof hw / sizeof *hw; i++)
             for (int avg = 0; avg < 2; avg++) {
-                if (hw[i][0] < 2 || hw[i][1] < 2)
-                    continue;
+                if (hw[i][0] < 2 || hw[i][1] < 2) continue;
                 /* 2x2/s2 (the fast paths), with many planes so they split. */
-                check_pool((struct nrt_pool){300, hw[i][0], hw[i][1], 0, 0, {2, 2}, {2, 2}, {0, 0, 0, 0}}, avg);
+                check_pool((struct nrt_pool){300, hw[i][0], hw[i][1], 0, 0, {2, 2}, {2, 2}, {0, 0, 0, 0}},
+                           avg);
                 /* Overlapping 3x3/s2 windows and padded ones. */
-                check_pool((struct nrt_pool){5, hw[i][0] + 1, hw[i][1] + 2, 0, 0, {3, 3}, {2, 2}, {0, 0, 0, 0}}, avg);
+                check_pool(
+                    (struct nrt_pool){5, hw[i][0] + 1, hw[i][1] + 2, 0, 0, {3, 3}, {2, 2}, {0, 0, 0, 0}},
+                    avg);
                 check_pool((struct nrt_pool){7, hw[i][0], hw[i][1], 0, 0, {2, 3}, {2, 1}, {1, 1, 1, 0}}, avg);
             }
     }
 }
 
-int main(void)
-{
+int main(void) {
     test_sgemm();
     nrt_threads_set(2);
     test_sgemm();

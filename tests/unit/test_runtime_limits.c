@@ -14,24 +14,21 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-static size_t peak_bytes(void)
-{
+static size_t peak_bytes(void) {
     struct nrt_alloc_stats s;
     nrt_alloc_stats_get(&s);
     return s.peak_bytes;
 }
 
 /* An alarm turns a blocking open or an endless read into a failure. */
-static void on_alarm(int sig)
-{
+static void on_alarm(int sig) {
     (void)sig;
     static const char msg[] = "FAIL: a load blocked or read for more than 10 s\n";
     (void)!write(2, msg, sizeof msg - 1);
     _exit(1);
 }
 
-static void test_files(void)
-{
+static void test_files(void) {
     const size_t peak0 = peak_bytes();
     struct nrt_array a;
     struct nrt_load_opts f = nrt_load_opts_features(1, 0);
@@ -59,15 +56,17 @@ static void test_files(void)
         const char *gz = tmp_path("bomb-idx1-ubyte.gz");
         write_gz(gz, bomb, n);
         free(bomb);
-        EXPECT_ERR(nrt_idx_load(&a, gz, &f), "bomb-idx1-ubyte.gz: the gzip data goes on more than 65536 bytes past the 12 bytes");
-        EXPECT_ERR(nrt_array_load(&a, gz, &f), "bomb-idx1-ubyte.gz: the gzip data goes on more than 65536 bytes past the 12 bytes");
+        EXPECT_ERR(nrt_idx_load(&a, gz, &f),
+                   "bomb-idx1-ubyte.gz: the gzip data goes on more than 65536 bytes past the 12 bytes");
+        EXPECT_ERR(nrt_array_load(&a, gz, &f),
+                   "bomb-idx1-ubyte.gz: the gzip data goes on more than 65536 bytes past the 12 bytes");
     }
     /* The same for .npy: a v1 header for f4 (2,) then 32 MiB of zeros. */
     {
         char hdr[128];
-        int len = snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }");
-        while ((len + 10) % 64 != 63)
-            hdr[10 + len++] = ' ';
+        int len =
+            snprintf(hdr + 10, sizeof hdr - 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }");
+        while ((len + 10) % 64 != 63) hdr[10 + len++] = ' ';
         hdr[10 + len++] = '\n';
         memcpy(hdr, "\x93NUMPY\x01\x00", 8);
         hdr[8] = (char)len;
@@ -79,7 +78,8 @@ static void test_files(void)
             const char *gz = tmp_path("bomb.npy.gz");
             write_gz(gz, big, n);
             free(big);
-            EXPECT_ERR(nrt_npy_load(&a, gz, &f), "bomb.npy.gz: the gzip data goes on more than 65536 bytes past the 136 bytes");
+            EXPECT_ERR(nrt_npy_load(&a, gz, &f),
+                       "bomb.npy.gz: the gzip data goes on more than 65536 bytes past the 136 bytes");
         }
     }
     alarm(0);
@@ -87,8 +87,7 @@ static void test_files(void)
     CHECK(peak_bytes() - peak0 < ((size_t)1 << 20));
 }
 
-static void test_images(void)
-{
+static void test_images(void) {
     const size_t peak0 = peak_bytes();
     struct nrt_array a;
     struct nrt_load_opts f = nrt_load_opts_features(1, 0);
@@ -100,10 +99,10 @@ static void test_images(void)
     EXPECT_ERR(nrt_image_load(&a, p5, &f), "big5.pgm");
     /* A PNG whose IHDR says 65536x65536 gray, with a tiny IDAT. */
     static const unsigned char png_bytes[] = {
-        0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n',
-        0, 0, 0, 13, 'I', 'H', 'D', 'R', 0, 1, 0, 0, 0, 1, 0, 0, 8, 0, 0, 0, 0, 0x49, 0xef, 0x6f, 0x3f,
-        0, 0, 0, 10, 'I', 'D', 'A', 'T', 0x78, 0x9c, 0x63, 0x60, 0, 0, 0, 0x02, 0, 0x01, 0x48, 0xaf, 0xa4, 0x71,
-        0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+        0x89, 'P',  'N',  'G',  '\r', '\n', 0x1a, '\n', 0,    0,    0,    13,  'I',  'H',  'D',  'R',  0,
+        1,    0,    0,    0,    1,    0,    0,    8,    0,    0,    0,    0,   0x49, 0xef, 0x6f, 0x3f, 0,
+        0,    0,    10,   'I',  'D',  'A',  'T',  0x78, 0x9c, 0x63, 0x60, 0,   0,    0,    0x02, 0,    0x01,
+        0x48, 0xaf, 0xa4, 0x71, 0,    0,    0,    0,    'I',  'E',  'N',  'D', 0xae, 0x42, 0x60, 0x82};
     write_file(png, png_bytes, sizeof png_bytes);
     EXPECT_ERR(nrt_image_load(&a, png, &f), "big.png");
     printf("peak allocation over the image tests: %zu bytes\n", peak_bytes() - peak0);
@@ -113,15 +112,18 @@ static void test_images(void)
 /* A model of one input [N, per] and one entry point, for nrt_ctx_init. */
 static void noop(struct nrt_ctx *ctx, int64_t n) { (void)ctx, (void)n; }
 
-static void test_batch(void)
-{
+static void test_batch(void) {
     struct nrt_buffer_desc bufs[2] = {
         {.name = "image", .kind = NRT_BUF_INPUT, .dtype = NRT_DT_F32, .rank = 2, .dims = {NRT_DIM_N, 784}},
         {.name = "w", .kind = NRT_BUF_PARAM, .dtype = NRT_DT_F32, .rank = 2, .dims = {784, 10}},
     };
-    struct nrt_entry_desc ent = {.name = "forward", .mode = NRT_MODE_EVAL, .run = noop, .ws_fixed = 64,
-                                 .ws_per_n = 40};
-    struct nrt_model m = {.name = "m", .netc_version = "test", .n_buffers = 2, .buffers = bufs, .n_entries = 1,
+    struct nrt_entry_desc ent = {
+        .name = "forward", .mode = NRT_MODE_EVAL, .run = noop, .ws_fixed = 64, .ws_per_n = 40};
+    struct nrt_model m = {.name = "m",
+                          .netc_version = "test",
+                          .n_buffers = 2,
+                          .buffers = bufs,
+                          .n_entries = 1,
                           .entries = &ent};
     struct nrt_ctx ctx;
     uint64_t calls = nrt_alloc_count();
@@ -150,10 +152,8 @@ static void test_batch(void)
     ASSERT((int64_t)-1, nrt_desc_count(2, dims, 1));
 }
 
-int main(void)
-{
-    if (!test_dir_make("netrt_limits"))
-        return 1;
+int main(void) {
+    if (!test_dir_make("netrt_limits")) return 1;
     signal(SIGALRM, on_alarm);
     test_files();
     test_images();

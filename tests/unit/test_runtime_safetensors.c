@@ -19,38 +19,31 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static size_t read_file(const char *path, unsigned char *buf, size_t cap)
-{
+static size_t read_file(const char *path, unsigned char *buf, size_t cap) {
     FILE *f = fopen(path, "rb");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     size_t n = fread(buf, 1, cap, f);
     fclose(f);
     return n;
 }
 
 /* A safetensors file from header text (not padded) and data bytes. */
-static void write_st(const char *path, const char *json, const void *data, size_t n)
-{
+static void write_st(const char *path, const char *json, const void *data, size_t n) {
     unsigned char buf[4096];
     size_t h = strlen(json);
-    for (int i = 0; i < 8; i++)
-        buf[i] = (unsigned char)((uint64_t)h >> (8 * i));
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)h >> (8 * i));
     memcpy(buf + 8, json, h);
     memcpy(buf + 8 + h, data, n);
     write_file(path, buf, 8 + h + n);
 }
 
 /* Names in dir other than the ones the tests keep. */
-static int stray_files(void)
-{
+static int stray_files(void) {
     DIR *d = opendir(dir);
     int n = 0;
     struct dirent *e;
-    while (d && (e = readdir(d)))
-        n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d)
-        closedir(d);
+    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
+    if (d) closedir(d);
     return n;
 }
 
@@ -63,8 +56,7 @@ static uint8_t mask[5] = {1, 0, 1, 1, 0};
 static int32_t ids[4] = {-7, 8, 2147483647, -2147483647 - 1};
 static double dbl[2] = {3.141592653589793, -2.5};
 
-static int write_reference(const char *path)
-{
+static int write_reference(const char *path) {
     struct nrt_st_writer w;
     int64_t dw[2] = {3, 4}, db[1] = {4}, dm[1] = {5}, di[2] = {2, 2}, de[2] = {0, 3}, dd[1] = {2};
     nrt_st_writer_init(&w);
@@ -86,8 +78,7 @@ static int write_reference(const char *path)
     return rc;
 }
 
-static void test_roundtrip(void)
-{
+static void test_roundtrip(void) {
     const char *p = tmp_path("model.safetensors");
     EXPECT_OK(write_reference(p));
     struct nrt_st_reader r;
@@ -133,8 +124,7 @@ static void test_roundtrip(void)
     t = nrt_st_reader_find(&r, "double");
     CHECK(t && t->dtype == NRT_DT_F64 && memcmp(t->data, dbl, 16) == 0);
     /* Every tensor is aligned to its element size within the data section. */
-    for (int i = 0; i < r.n_tensors; i++)
-        ASSERT(0, r.tensors[i].offset % nrt_dtype_size(r.tensors[i].dtype));
+    for (int i = 0; i < r.n_tensors; i++) ASSERT(0, r.tensors[i].offset % nrt_dtype_size(r.tensors[i].dtype));
     nrt_st_reader_free(&r);
     CHECK(r.tensors == NULL && r.data == NULL);
 
@@ -142,8 +132,7 @@ static void test_roundtrip(void)
     unsigned char buf[4096];
     size_t n = read_file(p, buf, sizeof buf);
     uint64_t h = 0;
-    for (int i = 7; i >= 0; i--)
-        h = h << 8 | buf[i];
+    for (int i = 7; i >= 0; i--) h = h << 8 | buf[i];
     ASSERT(0, h % 8);
     ASSERT(8 + h + 48 + 16 + 8 + 5 + 16 + 16, n);
     ASSERT('{', buf[8]);
@@ -177,8 +166,7 @@ static void test_roundtrip(void)
 
 /* ----------------------------------------------------------- atomic saves -- */
 
-static void test_atomic(void)
-{
+static void test_atomic(void) {
     const char *p = tmp_path("ckpt.safetensors");
     float v1[2] = {1, 1}, v2[2] = {2, 2};
     int64_t d[1] = {2};
@@ -242,8 +230,7 @@ static void test_atomic(void)
     /* Temp files of dead processes are removed by the next save; those of live
      * processes (our parent) and other names are kept. */
     pid_t child = fork();
-    if (child == 0)
-        _exit(0);
+    if (child == 0) _exit(0);
     waitpid(child, NULL, 0);
     char dead[300], live[300], other[300];
     snprintf(dead, sizeof dead, "%s.tmp.%ld", p, (long)child);
@@ -264,8 +251,7 @@ static void test_atomic(void)
 
 /* --------------------------------------------------------- writer checks -- */
 
-static void test_writer_args(void)
-{
+static void test_writer_args(void) {
     struct nrt_st_writer w;
     float v[4] = {0};
     int64_t d[1] = {4}, neg[1] = {-1}, nine[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
@@ -280,9 +266,9 @@ static void test_writer_args(void)
     EXPECT_ERR(nrt_st_writer_add(&w, "b", NRT_DT_F32, 9, nine, v), "rank 9");
     EXPECT_ERR(nrt_st_writer_add(&w, "b", NRT_DT_F32, 1, d, NULL), "has no data");
     EXPECT_ERR(nrt_st_writer_add(&w, "b", (enum nrt_dtype)99, 1, d, v), "invalid dtype");
-    EXPECT_ERR(nrt_st_writer_meta_set(&w, "k", "\xc0\x80"), "not valid UTF-8"); /* overlong NUL */
+    EXPECT_ERR(nrt_st_writer_meta_set(&w, "k", "\xc0\x80"), "not valid UTF-8");     /* overlong NUL */
     EXPECT_ERR(nrt_st_writer_meta_set(&w, "k", "\xed\xa0\x80"), "not valid UTF-8"); /* surrogate */
-    EXPECT_OK(nrt_st_writer_meta_set(&w, "k", "\xf0\x9f\x98\x80")); /* U+1F600 */
+    EXPECT_OK(nrt_st_writer_meta_set(&w, "k", "\xf0\x9f\x98\x80"));                 /* U+1F600 */
     ASSERT(1, w.n_tensors);
     /* Many tensors: the arrays grow. */
     for (int i = 0; i < 100; i++) {
@@ -304,13 +290,11 @@ static void test_writer_args(void)
 
 /* ---------------------------------------------------------- corrupt files -- */
 
-static void test_corrupt(void)
-{
+static void test_corrupt(void) {
     const char *p = tmp_path("bad.safetensors");
     struct nrt_st_reader r;
     unsigned char d[64];
-    for (int i = 0; i < 64; i++)
-        d[i] = (unsigned char)i;
+    for (int i = 0; i < 64; i++) d[i] = (unsigned char)i;
 
     write_file(p, "\x10\0\0\0\0", 5);
     EXPECT_ERR(nrt_st_reader_init(&r, p), "bad.safetensors: file of 5 bytes is too short");
@@ -408,10 +392,11 @@ static void test_corrupt(void)
     EXPECT_ERR(nrt_st_reader_init(&r, p), "bad safetensors header at byte 61: expected '}'");
 
     /* Valid oddities: escapes, blanks, key order, zero-size tensors sharing an offset. */
-    write_st(p, "{ \"a\\u00e9\\ud83d\\ude00\\n\" : { \"shape\" : [ 2 ] , \"data_offsets\" : [ 0 , 8 ] ,"
-                " \"dtype\" : \"I32\" } , \"z\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[8,8]},"
-                "\"y\":{\"dtype\":\"BOOL\",\"shape\":[0, 5],\"data_offsets\":[0,0]},"
-                "\"__metadata__\":{\"format\":\"pt\"}}\n\t  ",
+    write_st(p,
+             "{ \"a\\u00e9\\ud83d\\ude00\\n\" : { \"shape\" : [ 2 ] , \"data_offsets\" : [ 0 , 8 ] ,"
+             " \"dtype\" : \"I32\" } , \"z\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[8,8]},"
+             "\"y\":{\"dtype\":\"BOOL\",\"shape\":[0, 5],\"data_offsets\":[0,0]},"
+             "\"__metadata__\":{\"format\":\"pt\"}}\n\t  ",
              d, 8);
     EXPECT_OK(nrt_st_reader_init(&r, p));
     ASSERT(3, r.n_tensors);
@@ -437,8 +422,7 @@ static void test_corrupt(void)
 
 /* ------------------------------------------------------------------ fuzz -- */
 
-static void test_fuzz(void)
-{
+static void test_fuzz(void) {
     const char *good = tmp_path("fgood.safetensors"), *p = tmp_path("fuzz.safetensors");
     EXPECT_OK(write_reference(good));
     unsigned char buf[4096], out[4096 + 32];
@@ -455,17 +439,15 @@ static void test_fuzz(void)
             int flips = 1 + (int)nrt_rng_below(&rng, 4);
             for (int i = 0; i < flips; i++) {
                 /* Aim most flips at the 8-byte length and the JSON header. */
-                size_t at = nrt_rng_below(&rng, 4) ? nrt_rng_below(&rng, n < 400 ? n : 400)
-                                                   : nrt_rng_below(&rng, n);
+                size_t at =
+                    nrt_rng_below(&rng, 4) ? nrt_rng_below(&rng, n < 400 ? n : 400) : nrt_rng_below(&rng, n);
                 out[at] = (unsigned char)nrt_rng_u32(&rng);
             }
         }
-        if (how == 1 || how == 2)
-            m = (size_t)nrt_rng_below(&rng, n + 1);
+        if (how == 1 || how == 2) m = (size_t)nrt_rng_below(&rng, n + 1);
         if (how == 3) {
             size_t extra = 1 + (size_t)nrt_rng_below(&rng, 32);
-            for (size_t i = 0; i < extra; i++)
-                out[m + i] = (unsigned char)nrt_rng_u32(&rng);
+            for (size_t i = 0; i < extra; i++) out[m + i] = (unsigned char)nrt_rng_u32(&rng);
             m += extra;
         }
         write_file(p, out, m);
@@ -496,17 +478,14 @@ static void test_fuzz(void)
 /* ------------------------------------------- the C side of the Python check -- */
 
 /* Checks the file safetensors_compat.py wrote with safetensors.numpy.save_file. */
-static int check_python_file(const char *path)
-{
+static int check_python_file(const char *path) {
     struct nrt_st_reader r;
     EXPECT_OK(nrt_st_reader_init(&r, path));
-    if (r.path == NULL)
-        TEST_DONE();
+    if (r.path == NULL) TEST_DONE();
     float w[12];
     int64_t dw[2] = {3, 4}, dl[1] = {5}, db[1] = {7};
     EXPECT_OK(nrt_st_reader_copy(&r, "weight", NRT_DT_F32, 2, dw, w));
-    for (int i = 0; i < 12; i++)
-        ASSERT_NEAR(i * 0.5, w[i], 0);
+    for (int i = 0; i < 12; i++) ASSERT_NEAR(i * 0.5, w[i], 0);
     int32_t l[5];
     EXPECT_OK(nrt_st_reader_copy(&r, "labels", NRT_DT_I32, 1, dl, l));
     ASSERT(4, l[2]);
@@ -532,8 +511,7 @@ static int check_python_file(const char *path)
     TEST_DONE();
 }
 
-int main(int argc, char **argv)
-{
+int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--write") == 0) {
         if (write_reference(argv[2]) != 0) {
             fprintf(stderr, "%s\n", nrt_error());
@@ -541,11 +519,9 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    if (argc == 3 && strcmp(argv[1], "--check") == 0)
-        return check_python_file(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "--check") == 0) return check_python_file(argv[2]);
 
-    if (!test_dir_make("netrt_st"))
-        return 1;
+    if (!test_dir_make("netrt_st")) return 1;
     int64_t base = live_blocks();
     test_roundtrip();
     test_atomic();
@@ -553,7 +529,6 @@ int main(int argc, char **argv)
     test_corrupt();
     test_fuzz();
     ASSERT(base, live_blocks());
-    if (rmdir(dir) != 0)
-        TEST_FAIL_("temp dir %s not empty after the tests", dir);
+    if (rmdir(dir) != 0) TEST_FAIL_("temp dir %s not empty after the tests", dir);
     TEST_DONE();
 }

@@ -12,16 +12,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int ids_equal(const int32_t *a, const int32_t *b, int64_t n)
-{
+static int ids_equal(const int32_t *a, const int32_t *b, int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return 0;
+        if (a[i] != b[i]) return 0;
     return 1;
 }
 
-static void test_vocab(void)
-{
+static void test_vocab(void) {
     const char *texts[] = {"abca\n", "ba"};
     size_t lens[] = {5, 2};
     struct nrt_vocab v;
@@ -43,9 +40,9 @@ static void test_vocab(void)
     EXPECT_ERR(nrt_vocab_build(&v, 0, 2, 2, NULL, texts, lens), "vocabulary size 2");
 }
 
-static void test_encode_decode(void)
-{
-    const char *zh = "\xe5\xba\x8a\xe5\x89\x8d\xe6\x98\x8e\xe6\x9c\x88\xe5\x85\x89\xef\xbc\x8c\n"; /* 床前明月光， */
+static void test_encode_decode(void) {
+    const char *zh =
+        "\xe5\xba\x8a\xe5\x89\x8d\xe6\x98\x8e\xe6\x9c\x88\xe5\x85\x89\xef\xbc\x8c\n"; /* 床前明月光， */
     size_t len = strlen(zh);
     struct nrt_vocab v;
     EXPECT_OK(nrt_vocab_build(&v, 0, 100, 1, NULL, &zh, &len));
@@ -100,8 +97,7 @@ static void test_encode_decode(void)
     nrt_vocab_free(&v);
 }
 
-static void test_lm(void)
-{
+static void test_lm(void) {
     /* "abcdefg" with T = 3: windows abc/bcd, def/efg, g../... padded. */
     const char *text = "\x1b[32mabc\x1b[mdefg";
     size_t len = strlen(text);
@@ -110,7 +106,7 @@ static void test_lm(void)
     struct nrt_text_opts o = {.t = 3, .vocab = 50};
     EXPECT_OK(nrt_text_dataset_mem(&ds, &v, &o, 1, NULL, &text, &len));
     ASSERT(9, v.size); /* a..g: the colour codes are gone */
-    ASSERT(2, ds.n); /* 6 next-token pairs */
+    ASSERT(2, ds.n);   /* 6 next-token pairs */
     int32_t a = nrt_vocab_id(&v, 'a');
     int32_t want_x[] = {a, a + 1, a + 2, a + 3, a + 4, a + 5};
     int32_t want_y[] = {a + 1, a + 2, a + 3, a + 4, a + 5, a + 6};
@@ -144,8 +140,7 @@ static void test_lm(void)
     nrt_vocab_free(&v);
 }
 
-static void test_classes(void)
-{
+static void test_classes(void) {
     const char *a = "one\n%\ntwo\nlines\n%\n  \n%\nthree\n%\n", *b = "\xe4\xb8\x80\r\n";
     const char *texts[] = {a, b};
     size_t lens[] = {strlen(a), strlen(b)};
@@ -181,15 +176,15 @@ static void test_classes(void)
     nrt_vocab_free(&v);
 }
 
-static void test_errors(void)
-{
+static void test_errors(void) {
     struct nrt_vocab v = {0};
     struct nrt_dataset ds;
     struct nrt_text_opts o = {.t = 8, .vocab = 64};
     const char *bad = "ok\nfine\nbad \xc3\x28 here\n";
     size_t bl = strlen(bad);
     const char *name = "poems.txt";
-    EXPECT_ERR(nrt_text_dataset_mem(&ds, &v, &o, 1, &name, &bad, &bl), "poems.txt:3: invalid UTF-8 (byte 0xc3");
+    EXPECT_ERR(nrt_text_dataset_mem(&ds, &v, &o, 1, &name, &bad, &bl),
+               "poems.txt:3: invalid UTF-8 (byte 0xc3");
     ASSERT(0, v.size);
     o.bytes = 1;
     EXPECT_OK(nrt_text_dataset_mem(&ds, &v, &o, 1, &name, &bad, &bl));
@@ -226,8 +221,7 @@ static void test_errors(void)
 }
 
 /* A checkpoint keeps the vocabulary in its metadata. */
-static void test_ckpt_meta(void)
-{
+static void test_ckpt_meta(void) {
     const char *text = "hello";
     size_t len = 5;
     struct nrt_vocab v, w;
@@ -258,8 +252,7 @@ static void test_ckpt_meta(void)
 }
 
 /* The Debian fortune files, when installed: Chinese poems, English classes. */
-static void test_fortunes(void)
-{
+static void test_fortunes(void) {
     const char *tang = "/usr/share/games/fortunes/tang300";
     struct stat st;
     if (stat(tang, &st) != 0) {
@@ -271,13 +264,14 @@ static void test_fortunes(void)
     struct nrt_text_opts o = {.t = 64, .vocab = 4000, .holdout = 0.1};
     EXPECT_OK(nrt_text_dataset_load(&ds, &v, &o, 1, &tang));
     CHECK(v.size > 1000 && v.size <= 4000);
-    CHECK(nrt_vocab_id(&v, 0x6708) >= 2); /* 月 */
+    CHECK(nrt_vocab_id(&v, 0x6708) >= 2);           /* 月 */
     CHECK(nrt_vocab_id(&v, 0x1b) == NRT_TOKEN_UNK); /* no escape characters left */
     CHECK(ds.n > 300);
     nrt_dataset_free(&ds);
     nrt_vocab_free(&v);
     const char *files[] = {"/usr/share/games/fortunes/computers", "/usr/share/games/fortunes/love"};
-    o = (struct nrt_text_opts){.t = 32, .classify = 1, .vocab = 128, .holdout = 0.2, .part = NRT_TEXT_HELDOUT};
+    o = (struct nrt_text_opts){
+        .t = 32, .classify = 1, .vocab = 128, .holdout = 0.2, .part = NRT_TEXT_HELDOUT};
     EXPECT_OK(nrt_text_dataset_load(&ds, &v, &o, 2, files));
     CHECK(ds.n > 200 && ds.n < 300); /* ~1,200 records, every 5th */
     nrt_dataset_free(&ds);
@@ -285,8 +279,7 @@ static void test_fortunes(void)
 }
 
 /* Byte flips and truncations of a small corpus never crash. */
-static void test_fuzz(void)
-{
+static void test_fuzz(void) {
     const char *seed = "\xe5\xba\x8a\xe5\x89\x8d\n%\n\x1b[32mab\x1b[m\r\n%\nxyz\n%\n";
     size_t n = strlen(seed);
     char buf[64];
@@ -295,17 +288,18 @@ static void test_fuzz(void)
     for (int it = 0; it < 3000; it++) {
         memcpy(buf, seed, n);
         size_t len = n - nrt_rng_below(&r, 4);
-        for (int k = 0; k < 3; k++)
-            buf[nrt_rng_below(&r, len)] = (char)nrt_rng_u32(&r);
+        for (int k = 0; k < 3; k++) buf[nrt_rng_below(&r, len)] = (char)nrt_rng_u32(&r);
         const char *texts[] = {buf, seed};
         size_t lens[] = {len, n};
         struct nrt_vocab v = {0};
         struct nrt_dataset ds;
-        struct nrt_text_opts o = {.t = 1 + (int64_t)nrt_rng_below(&r, 6), .classify = it & 1, .bytes = (it >> 1) & 1,
-                                  .vocab = 3 + (int32_t)nrt_rng_below(&r, 20), .holdout = 0.5 * (double)(it % 3 == 0),
+        struct nrt_text_opts o = {.t = 1 + (int64_t)nrt_rng_below(&r, 6),
+                                  .classify = it & 1,
+                                  .bytes = (it >> 1) & 1,
+                                  .vocab = 3 + (int32_t)nrt_rng_below(&r, 20),
+                                  .holdout = 0.5 * (double)(it % 3 == 0),
                                   .part = (int)nrt_rng_below(&r, 3)};
-        if (o.part == NRT_TEXT_HELDOUT && o.holdout == 0)
-            o.part = NRT_TEXT_ALL;
+        if (o.part == NRT_TEXT_HELDOUT && o.holdout == 0) o.part = NRT_TEXT_ALL;
         if (nrt_text_dataset_mem(&ds, &v, &o, 2, NULL, texts, lens) == NRT_OK) {
             int32_t *x = ds.x.data;
             for (int64_t i = 0; i < ds.n * o.t; i++)
@@ -320,16 +314,13 @@ static void test_fuzz(void)
         nrt_vocab_free(&v);
         struct nrt_vocab w;
         buf[len < 63 ? len : 63] = '\0';
-        if (nrt_vocab_meta_parse(&w, buf) == NRT_OK)
-            nrt_vocab_free(&w);
+        if (nrt_vocab_meta_parse(&w, buf) == NRT_OK) nrt_vocab_free(&w);
     }
     test_passed++;
 }
 
-int main(void)
-{
-    if (!test_dir_make("netrt_text"))
-        return 1;
+int main(void) {
+    if (!test_dir_make("netrt_text")) return 1;
     int64_t base = live_blocks();
     test_vocab();
     test_encode_decode();
@@ -340,7 +331,6 @@ int main(void)
     test_fortunes();
     test_fuzz();
     ASSERT(base, live_blocks());
-    if (rmdir(dir) != 0)
-        TEST_FAIL_("temp dir %s not empty after the tests", dir);
+    if (rmdir(dir) != 0) TEST_FAIL_("temp dir %s not empty after the tests", dir);
     TEST_DONE();
 }

@@ -16,59 +16,48 @@
 
 /* What a job records: how often each index ran, the chunks and their sizes. */
 struct rec {
-    _Atomic int hits[MAXN]; /* runs per index */
-    _Atomic int calls;      /* fn calls (chunks) */
+    _Atomic int hits[MAXN];  /* runs per index */
+    _Atomic int calls;       /* fn calls (chunks) */
     _Atomic int64_t min_len; /* smallest chunk */
-    _Atomic int nested;     /* nested parallel_for calls that ran serially */
-    int nest;               /* whether fn calls parallel_for inside itself */
+    _Atomic int nested;      /* nested parallel_for calls that ran serially */
+    int nest;                /* whether fn calls parallel_for inside itself */
 };
 
 static struct rec rec;
 
-static void rec_reset(int nest)
-{
-    for (int i = 0; i < MAXN; i++)
-        atomic_store(&rec.hits[i], 0);
+static void rec_reset(int nest) {
+    for (int i = 0; i < MAXN; i++) atomic_store(&rec.hits[i], 0);
     atomic_store(&rec.calls, 0);
     atomic_store(&rec.min_len, INT64_MAX);
     atomic_store(&rec.nested, 0);
     rec.nest = nest;
 }
 
-static void count_inner(void *arg, int64_t lo, int64_t hi)
-{
+static void count_inner(void *arg, int64_t lo, int64_t hi) {
     (void)arg;
-    if (lo == 0 && hi == 10)
-        atomic_fetch_add(&rec.nested, 1);
+    if (lo == 0 && hi == 10) atomic_fetch_add(&rec.nested, 1);
 }
 
-static void mark(void *arg, int64_t lo, int64_t hi)
-{
+static void mark(void *arg, int64_t lo, int64_t hi) {
     (void)arg;
     atomic_fetch_add(&rec.calls, 1);
     int64_t len = hi - lo, m = atomic_load(&rec.min_len);
     while (len < m && !atomic_compare_exchange_weak(&rec.min_len, &m, len))
         ;
-    for (int64_t i = lo; i < hi; i++)
-        atomic_fetch_add(&rec.hits[i], 1);
-    if (rec.nest)
-        nrt_parallel_for(10, 1, count_inner, NULL);
+    for (int64_t i = lo; i < hi; i++) atomic_fetch_add(&rec.hits[i], 1);
+    if (rec.nest) nrt_parallel_for(10, 1, count_inner, NULL);
 }
 
 /* Every index in [0, n) ran exactly once. */
-static int covered_once(int64_t n)
-{
+static int covered_once(int64_t n) {
     for (int64_t i = 0; i < n; i++)
-        if (atomic_load(&rec.hits[i]) != 1)
-            return 0;
+        if (atomic_load(&rec.hits[i]) != 1) return 0;
     for (int64_t i = n; i < MAXN; i++)
-        if (atomic_load(&rec.hits[i]) != 0)
-            return 0;
+        if (atomic_load(&rec.hits[i]) != 0) return 0;
     return 1;
 }
 
-static void test_cover(void)
-{
+static void test_cover(void) {
     static const int64_t ns[] = {1, 2, 3, 7, 64, 1000, 99991, MAXN};
     static const int64_t grains[] = {1, 2, 5, 100, 50000};
     for (int t = 1; t <= 4; t++) {
@@ -90,8 +79,7 @@ static void test_cover(void)
     }
 }
 
-static void test_serial_cases(void)
-{
+static void test_serial_cases(void) {
     nrt_threads_set(2);
     rec_reset(0);
     nrt_parallel_for(0, 1, mark, NULL); /* empty: no call */
@@ -115,15 +103,12 @@ static void test_serial_cases(void)
 /* Sums of many short jobs, with pauses long enough for the workers to fall
  * asleep between some of them. */
 static double sums[4];
-static void add_sums(void *arg, int64_t lo, int64_t hi)
-{
+static void add_sums(void *arg, int64_t lo, int64_t hi) {
     double *s = arg;
-    for (int64_t i = lo; i < hi; i++)
-        s[i] += (double)i;
+    for (int64_t i = lo; i < hi; i++) s[i] += (double)i;
 }
 
-static void test_many_jobs(void)
-{
+static void test_many_jobs(void) {
     nrt_threads_set(0);
     CHECK(nrt_threads_get() >= 1);
     nrt_threads_set(3);
@@ -133,8 +118,7 @@ static void test_many_jobs(void)
         if (r % 5000 == 0) /* longer than the spin: workers sleep */
             nanosleep(&(struct timespec){.tv_nsec = 2000000}, NULL);
     }
-    for (int i = 0; i < 4; i++)
-        ASSERT_NEAR(20000.0 * i, sums[i], 0);
+    for (int i = 0; i < 4; i++) ASSERT_NEAR(20000.0 * i, sums[i], 0);
 }
 
 /* Two threads calling at once: one gets the pool, the other runs serially;
@@ -143,22 +127,17 @@ struct caller {
     double v[1000]; /* per-index counts of this caller's job */
 };
 
-static void add_one(void *arg, int64_t lo, int64_t hi)
-{
+static void add_one(void *arg, int64_t lo, int64_t hi) {
     struct caller *c = arg;
-    for (int64_t i = lo; i < hi; i++)
-        c->v[i] += 1;
+    for (int64_t i = lo; i < hi; i++) c->v[i] += 1;
 }
 
-static void *caller_main(void *arg)
-{
-    for (int r = 0; r < 2000; r++)
-        nrt_parallel_for(1000, 10, add_one, arg);
+static void *caller_main(void *arg) {
+    for (int r = 0; r < 2000; r++) nrt_parallel_for(1000, 10, add_one, arg);
     return NULL;
 }
 
-static void test_two_callers(void)
-{
+static void test_two_callers(void) {
     nrt_threads_set(2);
     static struct caller c[2];
     pthread_t t;
@@ -167,13 +146,11 @@ static void test_two_callers(void)
     pthread_join(t, NULL);
     int ok = 1;
     for (int k = 0; k < 2; k++)
-        for (int i = 0; i < 1000; i++)
-            ok &= c[k].v[i] == 2000;
+        for (int i = 0; i < 1000; i++) ok &= c[k].v[i] == 2000;
     CHECK(ok);
 }
 
-int main(void)
-{
+int main(void) {
     test_cover();
     test_serial_cases();
     test_many_jobs();

@@ -11,39 +11,33 @@
 
 /* |y - ref| in units of the spacing of floats at ref (the spacing of the
  * smallest normal below it). */
-static double ulps(float y, double ref)
-{
+static double ulps(float y, double ref) {
     float r = fabsf((float)ref);
-    if (r < FLT_MIN)
-        r = FLT_MIN;
+    if (r < FLT_MIN) r = FLT_MIN;
     double sp = (double)nextafterf(r, INFINITY) - (double)r;
     return fabs((double)y - ref) / sp;
 }
 
 /* The worst ulp error of f against ref over [lo, hi] in steps of h, and over
  * +-[1e-38, lo_tiny] geometrically; *at receives its argument. */
-static double sweep(float (*f)(float), double (*ref)(double), double lo, double hi, double h, double *at)
-{
+static double sweep(float (*f)(float), double (*ref)(double), double lo, double hi, double h, double *at) {
     double worst = 0;
     for (double x = lo; x <= hi; x += h) {
         float xf = (float)x;
         double e = ulps(f(xf), ref(xf));
-        if (e > worst)
-            worst = e, *at = xf;
+        if (e > worst) worst = e, *at = xf;
     }
     for (double x = 1e-38; x < 1e-2; x *= 1.0001) {
         for (int s = -1; s <= 1; s += 2) {
             float xf = (float)(s * x);
             double e = ulps(f(xf), ref(xf));
-            if (e > worst)
-                worst = e, *at = xf;
+            if (e > worst) worst = e, *at = xf;
         }
     }
     return worst;
 }
 
-static void test_expf(void)
-{
+static void test_expf(void) {
     double at = 0, w = sweep(nrt_expf, exp, -87.0, 88.0, 1.0 / 4096, &at);
     printf("nrt_expf: %.3f ulp at %.9g\n", w, at);
     CHECK(w <= 2.0);
@@ -57,8 +51,7 @@ static void test_expf(void)
 static double ref_tanh(double x) { return tanh(x); }
 static double ref_erf(double x) { return erf(x); }
 
-static void test_tanhf(void)
-{
+static void test_tanhf(void) {
     double at = 0, w = sweep(nrt_tanhf, ref_tanh, -12.0, 12.0, 1.0 / 65536, &at);
     printf("nrt_tanhf: %.3f ulp at %.9g\n", w, at);
     CHECK(w <= 2.0);
@@ -68,8 +61,7 @@ static void test_tanhf(void)
     CHECK(isnan(nrt_tanhf(NAN)));
 }
 
-static void test_erff(void)
-{
+static void test_erff(void) {
     double at = 0, w = sweep(nrt_erff, ref_erf, -7.0, 7.0, 1.0 / 131072, &at);
     printf("nrt_erff: %.3f ulp at %.9g\n", w, at);
     CHECK(w <= 2.0);
@@ -85,23 +77,21 @@ static void test_erff(void)
     CHECK(isnan(nrt_erff(NAN)));
     /* Odd: erf(-x) = -erf(x) exactly. */
     int odd = 1;
-    for (float x = 0; x < 5; x += 0.001f)
-        odd &= nrt_erff(-x) == -nrt_erff(x);
+    for (float x = 0; x < 5; x += 0.001f) odd &= nrt_erff(-x) == -nrt_erff(x);
     CHECK(odd);
 }
 
 /* GELU's derivative Phi(x) + x phi(x): within 2 ulp of 1 (it lies in about
  * [-0.17, 1.13], and 0.5 (1 + erf) is exact only to that) and within 2 ulp of
  * itself where larger. */
-static void test_gelu_grad(void)
-{
+static void test_gelu_grad(void) {
     double worst = 0, at = 0;
     for (double x = -20.0; x <= 20.0; x += 1.0 / 65536) {
         float xf = (float)x;
-        double xd = xf, ref = 0.5 * (1 + erf(xd / sqrt(2.0))) + xd * exp(-0.5 * xd * xd) * 0.398942280401432678;
+        double xd = xf,
+               ref = 0.5 * (1 + erf(xd / sqrt(2.0))) + xd * exp(-0.5 * xd * xd) * 0.398942280401432678;
         double e = fabs(nrt_gelu_grad(xf) - ref) / (FLT_EPSILON * (fabs(ref) > 1 ? fabs(ref) : 1));
-        if (e > worst)
-            worst = e, at = xf;
+        if (e > worst) worst = e, at = xf;
     }
     printf("nrt_gelu_grad: %.3f eps at %.9g\n", worst, at);
     CHECK(worst <= 2.0);
@@ -115,25 +105,23 @@ static void test_gelu_grad(void)
  * larger of 1, the result and |dg/dtanh| (the formula's own amplification of an
  * error in tanh, up to 8 near |x| = 5 by 1 - tanh^2: glibc's tanhf in the same
  * float formula is 4.7 eps off there relative to max(1, result) alone). */
-static void test_gelu_tanh_grad(void)
-{
+static void test_gelu_tanh_grad(void) {
     double worst = 0, at = 0;
     for (double x = -20.0; x <= 20.0; x += 1.0 / 65536) {
         float xf = (float)x;
         double xd = xf, th = tanh(0.7978845608028654 * (xd + 0.044715 * xd * xd * xd));
-        double ref = 0.5 * (1 + th) + 0.5 * xd * (1 - th * th) * 0.7978845608028654 * (1 + 0.134145 * xd * xd);
+        double ref =
+            0.5 * (1 + th) + 0.5 * xd * (1 - th * th) * 0.7978845608028654 * (1 + 0.134145 * xd * xd);
         double amp = fabs(0.5 - xd * th * 0.7978845608028654 * (1 + 0.134145 * xd * xd)), scale = fabs(ref);
         scale = scale > amp ? scale : amp;
         double e = fabs(nrt_gelu_tanh_grad(xf) - ref) / (FLT_EPSILON * (scale > 1 ? scale : 1));
-        if (e > worst)
-            worst = e, at = xf;
+        if (e > worst) worst = e, at = xf;
     }
     printf("nrt_gelu_tanh_grad: %.3f eps at %.9g\n", worst, at);
     CHECK(worst <= 2.0);
 }
 
-int main(void)
-{
+int main(void) {
     test_expf();
     test_tanhf();
     test_erff();
