@@ -67,25 +67,31 @@ void cgc_strides_into(const struct shape *small, const struct shape *big, struct
     }
 }
 
+int cgc_bgemm_batch(const struct shape *a, const struct shape *b, const struct shape *y,
+                    struct cgc_x batch[3][IR_MAX_RANK]) {
+    struct shape dims = *y, ba = *a, bb = *b;
+    dims.rank -= 2, ba.rank -= 2, bb.rank -= 2;
+    struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
+    cgc_strides_into(&ba, &dims, sa);
+    cgc_strides_into(&bb, &dims, sb);
+    struct cgc_x ma = cgc_dims_prod(a, a->rank - 2, a->rank), mb = cgc_dims_prod(b, b->rank - 2, b->rank);
+    for (int d = 0; d < dims.rank; d++)
+        batch[0][d] = cgc_dim(&dims, d), batch[1][d] = cgc_mul(sa[d], ma), batch[2][d] = cgc_mul(sb[d], mb);
+    return dims.rank;
+}
+
 char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape *y, bool ta, bool tb,
                 char *buf, size_t len) {
-    struct shape batch = *y, ba = *a, bb = *b;
-    batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
-    struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
-    cgc_strides_into(&ba, &batch, sa);
-    cgc_strides_into(&bb, &batch, sb);
-    struct cgc_x ma = cgc_dims_prod(a, a->rank - 2, a->rank), mb = cgc_dims_prod(b, b->rank - 2, b->rank);
+    struct cgc_x bx[3][IR_MAX_RANK];
+    int nd = cgc_bgemm_batch(a, b, y, bx);
     char t[3][6][CGC_XSTR_MAX], lists[3][6 * CGC_XSTR_MAX + 16];
-    for (int d = 0; d < batch.rank; d++) {
-        cgc_xstr(cgc_dim(&batch, d), t[0][d], CGC_XSTR_MAX);
-        cgc_xstr(cgc_mul(sa[d], ma), t[1][d], CGC_XSTR_MAX);
-        cgc_xstr(cgc_mul(sb[d], mb), t[2][d], CGC_XSTR_MAX);
-    }
+    for (int d = 0; d < nd; d++)
+        for (int l = 0; l < 3; l++) cgc_xstr(bx[l][d], t[l][d], CGC_XSTR_MAX);
     for (int l = 0; l < 3; l++) {
         size_t at = (size_t)snprintf(lists[l], sizeof lists[l], "{");
-        for (int d = 0; d < batch.rank; d++)
+        for (int d = 0; d < nd; d++)
             at += (size_t)snprintf(lists[l] + at, sizeof lists[l] - at, "%s%s", d ? ", " : "", t[l][d]);
-        snprintf(lists[l] + at, sizeof lists[l] - at, "%s}", batch.rank ? "" : "0");
+        snprintf(lists[l] + at, sizeof lists[l] - at, "%s}", nd ? "" : "0");
     }
     char m[CGC_XSTR_MAX], n[CGC_XSTR_MAX], k[CGC_XSTR_MAX], lda[CGC_XSTR_MAX], ldb[CGC_XSTR_MAX];
     cgc_xstr(cgc_dim(y, y->rank - 2), m, sizeof m);
@@ -94,7 +100,7 @@ char *cgc_bgemm(const struct shape *a, const struct shape *b, const struct shape
     cgc_xstr(cgc_dim(a, a->rank - 1), lda, sizeof lda);
     cgc_xstr(cgc_dim(b, b->rank - 1), ldb, sizeof ldb);
     snprintf(buf, len, "&(struct nrt_bgemm){%d, %d, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s}", ta, tb, m, n, k,
-             lda, ldb, n, batch.rank, lists[0], lists[1], lists[2]);
+             lda, ldb, n, nd, lists[0], lists[1], lists[2]);
     return buf;
 }
 

@@ -159,10 +159,7 @@ void cgc_op_BIAS_ADD(struct cgc *c, int id) {
 
 /* ----------------------------------------------------------- reductions */
 
-/* The input's shape with the reduced dims of node id set to 1 (the keepdims
- * form, laid out like the result either way); *count receives the number of
- * elements each result element reduces. */
-static struct shape kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
+struct shape cgc_kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
     int na;
     const int64_t *axes = ir_attr_v(cgc_node(c, id), ATTR_AXES, &na);
     struct shape s = *arg_shape(c, id, 0);
@@ -251,7 +248,7 @@ static void reduce_loop(struct cgc *c, int id, const struct shape *kept, const c
 
 static void reduce(struct cgc *c, int id, const char *init, const char *body, bool mean) {
     struct cgc_x count;
-    struct shape kept = kept_shape(c, id, &count);
+    struct shape kept = cgc_kept_shape(c, id, &count);
     struct cgc_x ny = cgc_count(shape_of(c, id));
     char dst[16];
     snprintf(dst, sizeof dst, "v%d", id);
@@ -287,13 +284,13 @@ void cgc_op_SUM(struct cgc *c, int id) {
         return;
     }
     struct cgc_x count;
-    struct shape kept = kept_shape(c, id, &count);
+    struct shape kept = cgc_kept_shape(c, id, &count);
     reduce_f32(c, id, &kept, count, false);
 }
 
 void cgc_op_MEAN(struct cgc *c, int id) {
     struct cgc_x count;
-    struct shape kept = kept_shape(c, id, &count);
+    struct shape kept = cgc_kept_shape(c, id, &count);
     reduce_f32(c, id, &kept, count, true);
 }
 
@@ -304,9 +301,7 @@ void cgc_op_MAX(struct cgc *c, int id) {
 
 /* Two passes, as the interpreter: the mean into scratch, then the mean squared
  * deviation. */
-/* An earlier mean of the same value over the same axes, still in memory at
- * node id (batch norm's statistics), or -1. */
-static int same_mean(const struct cgc *c, int id) {
+int cgc_same_mean(const struct cgc *c, int id) {
     const struct ir_node *n = cgc_node(c, id);
     int na, nb;
     const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
@@ -330,7 +325,7 @@ static int same_mean(const struct cgc *c, int id) {
  * deviations by count x (rounding)^2 only), then the mean squared deviation. */
 void cgc_op_VARIANCE(struct cgc *c, int id) {
     struct cgc_x count;
-    struct shape kept = kept_shape(c, id, &count);
+    struct shape kept = cgc_kept_shape(c, id, &count);
     struct cgc_x ny = cgc_count(shape_of(c, id));
     char dst[16], body[128];
     snprintf(dst, sizeof dst, "m%d", id);
@@ -338,7 +333,7 @@ void cgc_op_VARIANCE(struct cgc *c, int id) {
     c->indent++;
     cgc_emit(c, "double *const m%d = (double *)(void *)s%d, *const d%d = m%d + %s;", id, id, id, id,
              cg_xs(ny));
-    int mean = c->vals ? same_mean(c, id) : -1;
+    int mean = c->vals ? cgc_same_mean(c, id) : -1;
     if (mean >= 0) {
         cgc_emit(c, "for (int64_t i = 0; i < %s; i++) m%d[i] = v%d[i], d%d[i] = 0;", cg_xs(ny), id, mean, id);
     } else {

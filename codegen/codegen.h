@@ -257,6 +257,12 @@ struct cgc_x cgc_dims_prod(const struct shape *s, int from, int to);
 void cgc_strides(const struct shape *s, struct cgc_x *st);
 void cgc_strides_into(const struct shape *small, const struct shape *big, struct cgc_x *st);
 bool cgc_x_equal(struct cgc_x a, struct cgc_x b);
+/* The batch dims of the batched product y = op(a) op(b) of rank >= 3
+ * (torch.matmul broadcasting): per batch dim d, its extent, a's and b's element
+ * strides (struct nrt_bgemm's dim, sa, sb) in batch[0..2][d]; returns their
+ * count. */
+int cgc_bgemm_batch(const struct shape *a, const struct shape *b, const struct shape *y,
+                    struct cgc_x batch[3][IR_MAX_RANK]);
 /* The C text of a pointer to a struct nrt_bgemm (runtime/netrt.h) for the
  * batched product y = op(a) op(b) of rank >= 3 (torch.matmul broadcasting). */
 #define CGC_BGEMM_MAX 640
@@ -281,6 +287,13 @@ const char *cgc_ctype(enum dtype t);
 #undef OP
 /* Emit node id by its op's column (c_emit.c). */
 void cgc_op_emit(struct cgc *c, int id);
+/* The input's shape with the reduced dims of node id set to 1 (the keepdims
+ * form, laid out like the result either way); *count receives the number of
+ * elements each result element reduces (c_ops.c; the LLVM backend's too). */
+struct shape cgc_kept_shape(const struct cgc *c, int id, struct cgc_x *count);
+/* An earlier MEAN of the same value over the same axes, still in memory at node
+ * id (batch norm's statistics, reused by VARIANCE), or -1 (c_ops.c). */
+int cgc_same_mean(const struct cgc *c, int id);
 /* Fill k->head, k->inputs and k->outputs from k->members; false when the kernel
  * is beyond what one loop nest handles (fuse, planning for this target through
  * struct pass_target, never forms one: the emitter then stops with an internal
@@ -571,15 +584,15 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
 
 /* ------------------------------------------ llvm_*.c: the LLVM backend */
 
-/* --target=llvm (llvm_emit.c, llvm_ops.c, llvm_desc.c, llvm_jit.c; llvm_none.c
- * when netc is built without LLVM 14, where all three report that): the C
- * backend's memory plan and kernels emitted as LLVM IR through the LLVM-C API,
- * the runtime's kernels called, the descriptor as data. cg_target_llvm.emit
- * prints the IR text; cg_llvm_object writes an optimised object file for the
- * host processor (with main() when opt->main); cg_llvm_run JIT-compiles the
- * module in process and runs nrt_main(argc, argv) on it, returning its exit
- * status, or -1 after an error was reported. */
+/* --target=llvm (llvm_target.c's entry; llvm_emit.c, llvm_ops.c, llvm_desc.c,
+ * llvm_jit.c, or llvm_none.c when netc is built without LLVM 14, where all
+ * three report that): the C backend's memory plan and kernels emitted as LLVM
+ * IR through the LLVM-C API, the runtime's kernels called, the descriptor as
+ * data. cg_llvm_emit (cg_target_llvm.emit) prints the IR text; cg_llvm_object writes an optimised object file
+ * for the host processor (with main() when opt->main); cg_llvm_run JIT-compiles the module in process and
+ * runs nrt_main(argc, argv) on it, returning its exit status, or -1 after an error was reported. */
 extern const struct cg_target cg_target_llvm;
+bool cg_llvm_emit(const struct ir_module *m, FILE *out, const struct cg_options *opt);
 bool cg_llvm_object(const struct ir_module *m, const struct cg_options *opt, const char *path);
 int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int argc, char **argv);
 

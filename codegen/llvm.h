@@ -36,6 +36,13 @@ LLVMValueRef lg_i64(struct lg *g, int64_t v);
 LLVMValueRef lg_i32(struct lg *g, int32_t v);
 LLVMValueRef lg_f32(struct lg *g, double v);
 LLVMValueRef lg_f64(struct lg *g, double v);
+/* Float arithmetic (no fast-math flags: the results are IEEE's, as the C
+ * backend's, which compiles without -ffast-math and, being ISO C11, without
+ * contraction into FMAs). */
+LLVMValueRef lg_fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef lg_fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef lg_fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b);
+LLVMValueRef lg_fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b);
 /* A size expression (k, or k * n) as an i64. */
 LLVMValueRef lg_x(struct lg *g, struct cgc_x x);
 /* The storage of value id as float * or int32_t * (by its dtype), and as i8 *. */

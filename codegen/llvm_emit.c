@@ -21,6 +21,11 @@ LLVMValueRef lg_i32(struct lg *g, int32_t v) {
 LLVMValueRef lg_f32(struct lg *g, double v) { return LLVMConstReal(g->f32, (double)(float)v); }
 LLVMValueRef lg_f64(struct lg *g, double v) { return LLVMConstReal(g->f64, v); }
 
+LLVMValueRef lg_fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFAdd(g->b, a, b, ""); }
+LLVMValueRef lg_fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFSub(g->b, a, b, ""); }
+LLVMValueRef lg_fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFMul(g->b, a, b, ""); }
+LLVMValueRef lg_fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildFDiv(g->b, a, b, ""); }
+
 LLVMValueRef lg_x(struct lg *g, struct cgc_x x) {
     if (!x.n) return lg_i64(g, x.k);
     if (x.k == 1) return g->n;
@@ -180,21 +185,6 @@ LLVMValueRef lg_to_i32(struct lg *g, LLVMValueRef d) {
 
 /* ---------------------------------------------------------------- math */
 
-/* Float arithmetic shorthands (no fast-math flags: the results are IEEE's, as
- * the C backend's, which compiles without -ffast-math and, being ISO C11,
- * without contraction into FMAs). */
-static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFAdd(g->b, a, b, "");
-}
-static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFSub(g->b, a, b, "");
-}
-static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFMul(g->b, a, b, "");
-}
-static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFDiv(g->b, a, b, "");
-}
 static LLVMValueRef fk(struct lg *g, double v) { return lg_f32(g, v); }
 
 static LLVMValueRef intrinsic1(struct lg *g, const char *name, LLVMValueRef x) {
@@ -212,28 +202,29 @@ LLVMValueRef lg_log(struct lg *g, LLVMValueRef x) { return intrinsic1(g, "log", 
 LLVMValueRef lg_expf(struct lg *g, LLVMValueRef x) {
     x = lg_sel(g, LLVMRealOLT, x, fk(g, -88.0), fk(g, -88.0),
                lg_sel(g, LLVMRealOGT, x, fk(g, 88.7), fk(g, 88.7), x));
-    LLVMValueRef n =
-        fsub(g, fadd(g, fmul(g, x, fk(g, 1.44269504088896341)), fk(g, 12582912.0)), fk(g, 12582912.0));
-    LLVMValueRef r = fadd(g, fsub(g, x, fmul(g, n, fk(g, 0.693359375))), fmul(g, n, fk(g, 2.12194440e-4)));
+    LLVMValueRef n = lg_fsub(g, lg_fadd(g, lg_fmul(g, x, fk(g, 1.44269504088896341)), fk(g, 12582912.0)),
+                             fk(g, 12582912.0));
+    LLVMValueRef r =
+        lg_fadd(g, lg_fsub(g, x, lg_fmul(g, n, fk(g, 0.693359375))), lg_fmul(g, n, fk(g, 2.12194440e-4)));
     static const double c[] = {1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
                                5.0000001201e-1};
     LLVMValueRef p = fk(g, 1.9875691500e-4);
-    for (int i = 0; i < 5; i++) p = fadd(g, fmul(g, p, r), fk(g, c[i]));
-    p = fadd(g, fadd(g, fmul(g, fmul(g, p, r), r), r), fk(g, 1.0));
+    for (int i = 0; i < 5; i++) p = lg_fadd(g, lg_fmul(g, p, r), fk(g, c[i]));
+    p = lg_fadd(g, lg_fadd(g, lg_fmul(g, lg_fmul(g, p, r), r), r), fk(g, 1.0));
     LLVMValueRef e = LLVMBuildFPToSI(g->b, n, g->i32, "");
     e = LLVMBuildMul(g->b, LLVMBuildAdd(g->b, e, lg_i32(g, 127), ""), lg_i32(g, 8388608), "");
-    return fmul(g, p, LLVMBuildBitCast(g->b, e, g->f32, ""));
+    return lg_fmul(g, p, LLVMBuildBitCast(g->b, e, g->f32, ""));
 }
 
 /* netrt.h's nrt_tanhf. */
 LLVMValueRef lg_tanhf(struct lg *g, LLVMValueRef x) {
-    LLVMValueRef a = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x), z = fmul(g, x, x);
+    LLVMValueRef a = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x), z = lg_fmul(g, x, x);
     LLVMValueRef s = fk(g, -5.70498872745e-3);
     static const double c[] = {2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1, -3.33332819422e-1};
-    for (int i = 0; i < 4; i++) s = fadd(g, fmul(g, s, z), fk(g, c[i]));
-    LLVMValueRef small = fadd(g, fmul(g, fmul(g, s, z), x), x);
-    LLVMValueRef big =
-        fsub(g, fk(g, 1.0), fdiv(g, fk(g, 2.0), fadd(g, lg_expf(g, fmul(g, fk(g, 2.0), a)), fk(g, 1.0))));
+    for (int i = 0; i < 4; i++) s = lg_fadd(g, lg_fmul(g, s, z), fk(g, c[i]));
+    LLVMValueRef small = lg_fadd(g, lg_fmul(g, lg_fmul(g, s, z), x), x);
+    LLVMValueRef big = lg_fsub(
+        g, fk(g, 1.0), lg_fdiv(g, fk(g, 2.0), lg_fadd(g, lg_expf(g, lg_fmul(g, fk(g, 2.0), a)), fk(g, 1.0))));
     big = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, big, ""), big);
     LLVMValueRef r = lg_sel(g, LLVMRealOLT, a, fk(g, 0.625), small, big);
     return lg_sel(g, LLVMRealOEQ, x, fk(g, 0), x, r);
@@ -244,7 +235,7 @@ LLVMValueRef lg_tanhf(struct lg *g, LLVMValueRef x) {
  * 2^23 first; 0 gives -inf, negatives and NaN give NaN, +inf gives +inf. */
 LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x0) {
     LLVMValueRef sub = LLVMBuildFCmp(g->b, LLVMRealOLT, x0, fk(g, 1.17549435e-38), "");
-    LLVMValueRef x = LLVMBuildSelect(g->b, sub, fmul(g, x0, fk(g, 8388608.0)), x0, "");
+    LLVMValueRef x = LLVMBuildSelect(g->b, sub, lg_fmul(g, x0, fk(g, 8388608.0)), x0, "");
     LLVMValueRef bits = LLVMBuildBitCast(g->b, x, g->i32, "");
     LLVMValueRef e = LLVMBuildSub(g->b, LLVMBuildLShr(g->b, bits, lg_i32(g, 23), ""), lg_i32(g, 126), "");
     e = LLVMBuildSub(g->b, e, LLVMBuildSelect(g->b, sub, lg_i32(g, 23), lg_i32(g, 0), ""), "");
@@ -254,17 +245,17 @@ LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x0) {
     LLVMValueRef lo = LLVMBuildFCmp(g->b, LLVMRealOLT, m, fk(g, 0.707106781186547524), "");
     e = LLVMBuildSub(g->b, e, LLVMBuildZExt(g->b, lo, g->i32, ""), "");
     LLVMValueRef t =
-        LLVMBuildSelect(g->b, lo, fsub(g, fadd(g, m, m), fk(g, 1.0)), fsub(g, m, fk(g, 1.0)), "");
+        LLVMBuildSelect(g->b, lo, lg_fsub(g, lg_fadd(g, m, m), fk(g, 1.0)), lg_fsub(g, m, fk(g, 1.0)), "");
     LLVMValueRef fe = LLVMBuildSIToFP(g->b, e, g->f32, "");
-    LLVMValueRef z = fmul(g, t, t);
+    LLVMValueRef z = lg_fmul(g, t, t);
     static const double c[] = {-1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
                                -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1};
     LLVMValueRef y = fk(g, 7.0376836292e-2);
-    for (int i = 0; i < 8; i++) y = fadd(g, fmul(g, y, t), fk(g, c[i]));
-    y = fmul(g, fmul(g, y, t), z);
-    y = fadd(g, y, fmul(g, fe, fk(g, -2.12194440e-4)));
-    y = fadd(g, y, fmul(g, fk(g, -0.5), z));
-    LLVMValueRef r = fadd(g, fadd(g, t, y), fmul(g, fe, fk(g, 0.693359375)));
+    for (int i = 0; i < 8; i++) y = lg_fadd(g, lg_fmul(g, y, t), fk(g, c[i]));
+    y = lg_fmul(g, lg_fmul(g, y, t), z);
+    y = lg_fadd(g, y, lg_fmul(g, fe, fk(g, -2.12194440e-4)));
+    y = lg_fadd(g, y, lg_fmul(g, fk(g, -0.5), z));
+    LLVMValueRef r = lg_fadd(g, lg_fadd(g, t, y), lg_fmul(g, fe, fk(g, 0.693359375)));
     r = lg_sel(g, LLVMRealOEQ, x0, fk(g, 0), fk(g, -1.0 / 0.0), r);
     r = lg_sel(g, LLVMRealOEQ, x0, fk(g, 1.0 / 0.0), x0, r);
     return lg_sel(g, LLVMRealULT, x0, fk(g, 0), fk(g, 0.0 / 0.0), r); /* negatives and NaN */
@@ -272,20 +263,20 @@ LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x0) {
 
 /* netrt.h's nrt_erff (nrt_erf_abs_ and nrt_erfc_tail_ inlined). */
 LLVMValueRef lg_erff(struct lg *g, LLVMValueRef x) {
-    LLVMValueRef a = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x), t = fmul(g, a, a);
+    LLVMValueRef a = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x), t = lg_fmul(g, a, a);
     LLVMValueRef e = lg_expf(g, LLVMBuildFNeg(g->b, t, ""));
     static const double sc[] = {-8.304049842990935e-4, 5.213505122810602e-3,   -2.6863837614655495e-2,
                                 1.1283766478300095e-1, -3.7612637877464294e-1, 1.28379225730896e-1};
     LLVMValueRef s = fk(g, 9.152904385700822e-5);
-    for (int i = 0; i < 6; i++) s = fadd(g, fmul(g, s, t), fk(g, sc[i]));
-    LLVMValueRef small = fadd(g, a, fmul(g, a, s));
-    LLVMValueRef u = fdiv(g, fk(g, 1.0), lg_sel(g, LLVMRealOLT, a, fk(g, 4.0), a, fk(g, 4.0)));
+    for (int i = 0; i < 6; i++) s = lg_fadd(g, lg_fmul(g, s, t), fk(g, sc[i]));
+    LLVMValueRef small = lg_fadd(g, a, lg_fmul(g, a, s));
+    LLVMValueRef u = lg_fdiv(g, fk(g, 1.0), lg_sel(g, LLVMRealOLT, a, fk(g, 4.0), a, fk(g, 4.0)));
     static const double rc[] = {7.60529413819313e-2,   -2.4560166895389557e-1, 4.3153390288352966e-1,
                                 -3.930654525756836e-1, -9.632775909267366e-4,  5.707781910896301e-1,
                                 -1.0242083808407187e-3};
     LLVMValueRef r = fk(g, -1.0126852430403233e-2);
-    for (int i = 0; i < 7; i++) r = fadd(g, fmul(g, r, u), fk(g, rc[i]));
-    LLVMValueRef big = fsub(g, fk(g, 1.0), fmul(g, e, r));
+    for (int i = 0; i < 7; i++) r = lg_fadd(g, lg_fmul(g, r, u), fk(g, rc[i]));
+    LLVMValueRef big = lg_fsub(g, fk(g, 1.0), lg_fmul(g, e, r));
     LLVMValueRef v = lg_sel(g, LLVMRealOLT, a, fk(g, 0.8), small, big);
     v = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, v, ""), v);
     return lg_sel(g, LLVMRealOEQ, x, x, v, x);

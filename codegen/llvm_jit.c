@@ -201,7 +201,7 @@ bool cg_llvm_object(const struct ir_module *m, const struct cg_options *opt, con
 }
 
 /* `netc emit --target=llvm`: the module as LLVM IR text, before optimisation. */
-static bool emit_llvm(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
+bool cg_llvm_emit(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
     struct lg g;
     g.cx = LLVMContextCreate();
     bool ok = lg_module(m, opt, &g);
@@ -213,15 +213,3 @@ static bool emit_llvm(const struct ir_module *m, FILE *out, const struct cg_opti
     LLVMContextDispose(g.cx);
     return ok && !ferror(out);
 }
-
-const struct cg_target cg_target_llvm = {
-    .name = "llvm",
-    .ext = ".ll",
-    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc "
-            "build`",
-    .emit = emit_llvm,
-    .plan = &cgc_plan_c, /* the C backend's kernels and memory plan */
-    .emit_object = cg_llvm_object,
-    .run = cg_llvm_run,
-    .no_mpi = true,
-};

@@ -1,6 +1,6 @@
 /* codegen/llvm_none.c -- --target=llvm in a netc built without LLVM 14 (CMake
- * found no llvm-config-14): the target exists, so that naming it gives one
- * clear error saying how to get it, instead of "unknown target". */
+ * found no llvm-config-14): the target exists (llvm_target.c), so that naming
+ * it gives one clear error saying how to get it, instead of "unknown target". */
 #include "codegen/codegen.h"
 
 #include <stdio.h>
@@ -11,7 +11,7 @@ static bool unavailable(void) {
     return false;
 }
 
-static bool emit_llvm(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
+bool cg_llvm_emit(const struct ir_module *m, FILE *out, const struct cg_options *opt) {
     (void)m, (void)out, (void)opt;
     return unavailable();
 }
@@ -26,15 +26,3 @@ int cg_llvm_run(const struct ir_module *m, const struct cg_options *opt, int arg
     unavailable();
     return -1;
 }
-
-const struct cg_target cg_target_llvm = {
-    .name = "llvm",
-    .ext = ".ll",
-    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc "
-            "build`",
-    .emit = emit_llvm,
-    .plan = &cgc_plan_c, /* the C backend's kernels and memory plan */
-    .emit_object = cg_llvm_object,
-    .run = cg_llvm_run,
-    .no_mpi = true,
-};

@@ -21,45 +21,26 @@ static struct cgc_x xk(int64_t k) { return (struct cgc_x){k, false}; }
 
 /* ---------------------------------------------------------------- nests */
 
-/* A loop nest over `dim`, indexing `nops` arrays through their strides (the C
- * backend's struct nest, c_ops.c). */
-#define LN_OPS 16
+/* A loop nest: its geometry (cg_core.c's struct cg_nest, shared with the C
+ * backends; its text indices unused here), and the loops and each array's index
+ * as IR. */
 struct lnest {
-    int rank;                             /* loops */
-    struct cgc_x dim[IR_MAX_RANK];        /* their extents */
-    int nops;                             /* arrays indexed */
-    struct cgc_x st[LN_OPS][IR_MAX_RANK]; /* per array, per loop: its stride */
-    LLVMValueRef idx[LN_OPS];             /* after nest_open: each array's index */
-    struct lg_loop loop[IR_MAX_RANK];     /* the loops */
-    LLVMValueRef lo, hi;                  /* when set: the first loop's range */
+    struct cg_nest n;                 /* loops, extents, arrays and strides */
+    LLVMValueRef idx[CG_NEST_OPS];    /* after nest_open: each array's index */
+    struct lg_loop loop[IR_MAX_RANK]; /* the loops */
+    LLVMValueRef lo, hi;              /* when set: the first loop's range */
 };
 
-/* Merge loop i into loop i+1 wherever every array walks them contiguously. */
-static void nest_merge(struct lnest *ns) {
-    for (int i = ns->rank - 2; i >= 0; i--) {
-        bool ok = true;
-        for (int j = 0; j < ns->nops && ok; j++)
-            ok = cgc_x_equal(ns->st[j][i], cgc_mul(ns->st[j][i + 1], ns->dim[i + 1]));
-        if (!ok) continue;
-        ns->dim[i + 1] = cgc_mul(ns->dim[i], ns->dim[i + 1]);
-        for (int k = i; k < ns->rank - 1; k++) {
-            ns->dim[k] = ns->dim[k + 1];
-            for (int j = 0; j < ns->nops; j++) ns->st[j][k] = ns->st[j][k + 1];
-        }
-        ns->rank--;
-    }
-}
-
 static void nest_open(struct lg *g, struct lnest *ns) {
-    nest_merge(ns);
+    cg_nest_merge(&ns->n);
     LLVMValueRef i[IR_MAX_RANK];
-    for (int d = 0; d < ns->rank; d++)
+    for (int d = 0; d < ns->n.rank; d++)
         i[d] = d == 0 && ns->lo ? lg_loop_open(g, &ns->loop[d], ns->lo, ns->hi)
-                                : lg_loop_open(g, &ns->loop[d], lg_i64(g, 0), lg_x(g, ns->dim[d]));
-    for (int j = 0; j < ns->nops; j++) {
+                                : lg_loop_open(g, &ns->loop[d], lg_i64(g, 0), lg_x(g, ns->n.dim[d]));
+    for (int j = 0; j < ns->n.nops; j++) {
         LLVMValueRef at = lg_i64(g, 0);
-        for (int d = 0; d < ns->rank; d++) {
-            struct cgc_x s = ns->st[j][d];
+        for (int d = 0; d < ns->n.rank; d++) {
+            struct cgc_x s = ns->n.st[j][d];
             if (s.k == 0) continue;
             LLVMValueRef term = s.k == 1 && !s.n ? i[d] : LLVMBuildNSWMul(g->b, i[d], lg_x(g, s), "");
             at = LLVMIsConstant(at) && LLVMConstIntGetSExtValue(at) == 0
@@ -71,23 +52,10 @@ static void nest_open(struct lg *g, struct lnest *ns) {
 }
 
 static void nest_close(struct lg *g, struct lnest *ns) {
-    for (int d = ns->rank - 1; d >= 0; d--) lg_loop_close(g, &ns->loop[d]);
+    for (int d = ns->n.rank - 1; d >= 0; d--) lg_loop_close(g, &ns->loop[d]);
 }
 
 /* ------------------------------------------------------------- formulas */
-
-static LLVMValueRef fadd(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFAdd(g->b, a, b, "");
-}
-static LLVMValueRef fsub(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFSub(g->b, a, b, "");
-}
-static LLVMValueRef fmul(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFMul(g->b, a, b, "");
-}
-static LLVMValueRef fdiv(struct lg *g, LLVMValueRef a, LLVMValueRef b) {
-    return LLVMBuildFDiv(g->b, a, b, "");
-}
 
 /* Converts v to type t (float, double or i32 as the IR converts). */
 static LLVMValueRef conv(struct lg *g, LLVMValueRef v, LLVMTypeRef t) {
@@ -117,11 +85,12 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     case OP_RELU:
         return lg_sel(g, LLVMRealOGT, x, zero, x, zero);
     case OP_LEAKY_RELU:
-        return lg_sel(g, LLVMRealOGT, x, zero, x, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), x));
+        return lg_sel(g, LLVMRealOGT, x, zero, x, lg_fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), x));
     case OP_SIGMOID: {
         LLVMValueRef e = f ? lg_expf(g, x) : lg_exp(g, x),
                      en = f ? lg_expf(g, LLVMBuildFNeg(g->b, x, "")) : lg_exp(g, LLVMBuildFNeg(g->b, x, ""));
-        return lg_sel(g, LLVMRealOGE, x, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, e, fadd(g, one, e)));
+        return lg_sel(g, LLVMRealOGE, x, zero, lg_fdiv(g, one, lg_fadd(g, one, en)),
+                      lg_fdiv(g, e, lg_fadd(g, one, e)));
     }
     case OP_TANH:
         return f ? lg_tanhf(g, x) : conv(g, lg_tanhf(g, conv(g, x, g->f32)), t);
@@ -129,27 +98,29 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
         return f ? lg_erff(g, x) : conv(g, lg_erff(g, conv(g, x, g->f32)), t);
     case OP_GELU:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) { /* 0.5 x (1 + tanh(0.79788456 (x + 0.044715 x^3))) */
-            LLVMValueRef u =
-                fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
-            return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_tanhf(g, u)));
+            LLVMValueRef u = lg_fmul(g, K(0.79788456),
+                                     lg_fadd(g, x, lg_fmul(g, lg_fmul(g, lg_fmul(g, K(0.044715), x), x), x)));
+            return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_tanhf(g, u)));
         }
-        return fmul(g, fmul(g, K(0.5), x), fadd(g, one, lg_erff(g, fmul(g, x, K(0.70710678)))));
+        return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_erff(g, lg_fmul(g, x, K(0.70710678)))));
     case OP_GELU_GRAD:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) {
-            LLVMValueRef u =
-                fmul(g, K(0.79788456), fadd(g, x, fmul(g, fmul(g, fmul(g, K(0.044715), x), x), x)));
+            LLVMValueRef u = lg_fmul(g, K(0.79788456),
+                                     lg_fadd(g, x, lg_fmul(g, lg_fmul(g, lg_fmul(g, K(0.044715), x), x), x)));
             LLVMValueRef th = lg_tanhf(g, u);
-            LLVMValueRef l = fmul(g, K(0.5), fadd(g, one, th));
-            LLVMValueRef r =
-                fmul(g, fmul(g, fmul(g, K(0.5), x), fsub(g, one, fmul(g, th, th))), K(0.79788456));
-            r = fmul(g, r, fadd(g, one, fmul(g, fmul(g, K(0.134145), x), x)));
-            return fmul(g, y, fadd(g, l, r));
+            LLVMValueRef l = lg_fmul(g, K(0.5), lg_fadd(g, one, th));
+            LLVMValueRef r = lg_fmul(
+                g, lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fsub(g, one, lg_fmul(g, th, th))), K(0.79788456));
+            r = lg_fmul(g, r, lg_fadd(g, one, lg_fmul(g, lg_fmul(g, K(0.134145), x), x)));
+            return lg_fmul(g, y, lg_fadd(g, l, r));
         } else {
-            LLVMValueRef z = fmul(g, x, K(0.70710678118654752));
-            LLVMValueRef er = lg_erff(g, z), e = lg_expf(g, LLVMBuildFNeg(g->b, fmul(g, z, z), ""));
-            LLVMValueRef phi2 = fadd(g, one, er), xphi = fmul(g, fmul(g, x, K(0.39894228040143268)), e);
-            LLVMValueRef d = fadd(g, fmul(g, K(0.5), phi2), lg_sel(g, LLVMRealOGT, e, zero, xphi, zero));
-            return fmul(g, y, lg_sel(g, LLVMRealOEQ, x, x, d, x));
+            LLVMValueRef z = lg_fmul(g, x, K(0.70710678118654752));
+            LLVMValueRef er = lg_erff(g, z), e = lg_expf(g, LLVMBuildFNeg(g->b, lg_fmul(g, z, z), ""));
+            LLVMValueRef phi2 = lg_fadd(g, one, er),
+                         xphi = lg_fmul(g, lg_fmul(g, x, K(0.39894228040143268)), e);
+            LLVMValueRef d =
+                lg_fadd(g, lg_fmul(g, K(0.5), phi2), lg_sel(g, LLVMRealOGT, e, zero, xphi, zero));
+            return lg_fmul(g, y, lg_sel(g, LLVMRealOEQ, x, x, d, x));
         }
     case OP_CAST:
     case OP_BROADCAST_TO:
@@ -157,13 +128,13 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
         return x;
     case OP_ADD:
     case OP_BIAS_ADD:
-        return fadd(g, x, y);
+        return lg_fadd(g, x, y);
     case OP_SUB:
-        return fsub(g, x, y);
+        return lg_fsub(g, x, y);
     case OP_MUL:
-        return fmul(g, x, y);
+        return lg_fmul(g, x, y);
     case OP_DIV:
-        return fdiv(g, x, y);
+        return lg_fdiv(g, x, y);
     case OP_MAXIMUM:
         return lg_sel(g, LLVMRealOGT, x, y, x, y);
     case OP_POW: {
@@ -176,15 +147,16 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
     case OP_RELU_GRAD:
         return lg_sel(g, LLVMRealOGT, x, zero, y, zero);
     case OP_LEAKY_RELU_GRAD:
-        return lg_sel(g, LLVMRealOGT, x, zero, y, fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), y));
+        return lg_sel(g, LLVMRealOGT, x, zero, y, lg_fmul(g, K(ir_attr_f(n, ATTR_ALPHA)), y));
     case OP_SIGMOID_GRAD:
-        return fmul(g, fmul(g, y, x), fsub(g, one, x));
+        return lg_fmul(g, lg_fmul(g, y, x), lg_fsub(g, one, x));
     case OP_TANH_GRAD:
-        return fmul(g, y, fsub(g, one, fmul(g, x, x)));
+        return lg_fmul(g, y, lg_fsub(g, one, lg_fmul(g, x, x)));
     case OP_BATCHNORM: /* (gamma / sqrt(var + eps)) * (x - mean) + beta, per channel */
-        return fadd(
-            g, fmul(g, fdiv(g, y, lg_sqrt(g, fadd(g, a[4], K(ir_attr_f(n, ATTR_EPS))))), fsub(g, x, a[3])),
-            a[2]);
+        return lg_fadd(g,
+                       lg_fmul(g, lg_fdiv(g, y, lg_sqrt(g, lg_fadd(g, a[4], K(ir_attr_f(n, ATTR_EPS))))),
+                               lg_fsub(g, x, a[3])),
+                       a[2]);
     default:
         NETC_INTERNAL("%s is not an elementwise formula", op_info[n->op].name);
     }
@@ -228,76 +200,21 @@ static bool has_formula(enum op op) {
 
 /* -------------------------------------------------------------- kernels */
 
-/* One array a kernel's nest reads: a value, and its bias axis or -1 (c_ops.c). */
-struct access {
-    int value; /* node id */
-    int bias;  /* bias axis, or -1: numpy broadcasting into the root's shape */
-};
-
-static struct access access_of(const struct lg *g, int m, int a) {
-    const struct ir_node *n = node(g, m);
-    struct access x = {n->args[a], -1};
-    if (n->op == OP_BIAS_ADD && a == 1) x.bias = (int)ir_attr_i(n, ATTR_AXIS);
-    if (n->op == OP_BATCHNORM && a >= 1) x.bias = 1; /* gamma, beta, mean, var: per channel */
-    return x;
-}
-
-static bool member(const struct lg *g, const struct cgc_kernel *k, int x) {
-    for (size_t i = 0; i < vec_len(k->members); i++)
-        if (k->members[i] == x) return true;
-    return false;
-}
-
-/* Whether member m's operand a is computed in a register of the kernel. */
-static bool in_register(const struct lg *g, const struct cgc_kernel *k, int m, int a) {
-    int x = node(g, m)->args[a];
-    return x != k->head && member(g, k, x);
-}
-
 /* Elements per chunk of a kernel's loop split over the thread pool (c_emit.c's
  * KERNEL_GRAIN): smaller kernels run on the calling thread alone. */
 #define KERNEL_GRAIN 32768
 
 /* The loop nest of kernel k (its head already computed): over the root's shape,
  * every member per element in registers, the outputs stored. */
-static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc,
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct cg_access *acc,
                         int nacc);
-
-/* The kernel's arrays: every distinct access of its members, in order of use. */
-static int kernel_accesses(struct lg *g, const struct cgc_kernel *k, struct access *acc) {
-    int nacc = 0;
-    for (size_t i = 0; i < vec_len(k->members); i++) {
-        int m = k->members[i];
-        if (m == k->head) continue;
-        for (int a = 0; a < node(g, m)->nargs; a++) {
-            if (in_register(g, k, m, a)) continue;
-            struct access x = access_of(g, m, a);
-            bool dup = false;
-            for (int j = 0; j < nacc && !dup; j++) dup = acc[j].value == x.value && acc[j].bias == x.bias;
-            if (dup) continue;
-            if (nacc == LN_OPS - 1)
-                NETC_INTERNAL("kernel %%%d reads more than %d arrays", k->root, LN_OPS - 1);
-            acc[nacc++] = x;
-        }
-    }
-    return nacc;
-}
 
 void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     if (k->head >= 0) lg_op_emit(g, k->head);
     const struct shape *y = shape_of(g, k->root);
-    struct access acc[LN_OPS];
-    int nacc = kernel_accesses(g, k, acc);
-    struct lnest ns = {.rank = y->rank, .nops = 1 + nacc};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(y, d);
-    cgc_strides(y, ns.st[0]);
-    for (int j = 0; j < nacc; j++) {
-        if (acc[j].bias < 0)
-            cgc_strides_into(shape_of(g, acc[j].value), y, ns.st[1 + j]);
-        else
-            for (int d = 0; d < ns.rank; d++) ns.st[1 + j][d] = xk(d == acc[j].bias ? 1 : 0);
-    }
-    nest_merge(&ns);
+    struct cg_access acc[CG_NEST_OPS];
+    struct lnest ns = {.lo = NULL};
+    int nacc = cg_kernel_nest(&g->c, k, &ns.n, acc);
     /* The pointers the nest takes, each storage once (C's kernel parameters):
      * the outputs, then the inputs but the head's result (the root's storage)
      * and those read through an output's pointer (the same buffer). They are
@@ -315,7 +232,7 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
             vec_push(vals, x);
     }
     int nv = (int)vec_len(vals);
-    LLVMTypeRef rp[3 + 2 * LN_OPS];
+    LLVMTypeRef rp[3 + 2 * CG_NEST_OPS];
     rp[0] = rp[1] = rp[2] = g->i64;
     for (int i = 0; i < nv; i++) rp[3 + i] = g->p8;
     LLVMTypeRef rt = LLVMFunctionType(g->v, rp, (unsigned)(3 + nv), 0);
@@ -342,17 +259,17 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     for (int i = 0; i < nv; i++) g->ptr[vals[i]] = LLVMGetParam(range, (unsigned)(3 + i));
     for (int j = 0; j < nacc; j++)
         if (same[acc[j].value]) g->ptr[acc[j].value] = g->ptr[same[acc[j].value] - 1];
-    if (ns.rank > 0) ns.lo = LLVMGetParam(range, 0), ns.hi = LLVMGetParam(range, 1);
+    if (ns.n.rank > 0) ns.lo = LLVMGetParam(range, 0), ns.hi = LLVMGetParam(range, 1);
     kernel_nest(g, k, &ns, acc, nacc);
     LLVMBuildRetVoid(g->b);
     free(g->ptr);
     free(same);
     g->ptr = saved_ptr, g->fn = saved_fn, g->n = saved_n;
     LLVMPositionBuilderAtEnd(g->b, saved_bb);
-    LLVMValueRef outer = ns.rank > 0 ? lg_x(g, ns.dim[0]) : lg_i64(g, 1);
+    LLVMValueRef outer = ns.n.rank > 0 ? lg_x(g, ns.n.dim[0]) : lg_i64(g, 1);
     struct cgc_x total = cgc_count(y);
-    if (ns.rank == 0 || !(total.n || total.k >= 2 * KERNEL_GRAIN)) { /* on this thread */
-        LLVMValueRef ra[3 + 2 * LN_OPS] = {lg_i64(g, 0), outer, g->n};
+    if (ns.n.rank == 0 || !(total.n || total.k >= 2 * KERNEL_GRAIN)) { /* on this thread */
+        LLVMValueRef ra[3 + 2 * CG_NEST_OPS] = {lg_i64(g, 0), outer, g->n};
         for (int i = 0; i < nv; i++) ra[3 + i] = lg_ptr8(g, vals[i]);
         LLVMBuildCall2(g->b, rt, range, ra, (unsigned)(3 + nv), "");
         vec_free(vals);
@@ -366,7 +283,7 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     lg_store(g, LLVMBuildIntToPtr(g->b, g->n, g->p8, ""), argp, lg_i64(g, 0));
     for (int i = 0; i < nv; i++) lg_store(g, lg_ptr8(g, vals[i]), argp, lg_i64(g, i + 1));
     struct cgc_x inner = xk(1);
-    for (int d = 1; d < ns.rank; d++) inner = cgc_mul(inner, ns.dim[d]);
+    for (int d = 1; d < ns.n.rank; d++) inner = cgc_mul(inner, ns.n.dim[d]);
     LLVMValueRef in = lg_x(g, inner);
     LLVMValueRef grain = LLVMBuildSDiv(g->b, LLVMBuildAdd(g->b, lg_i64(g, KERNEL_GRAIN - 1), in, ""), in, "");
     LLVMTypeRef cp[3] = {g->p8, g->i64, g->i64};
@@ -376,8 +293,9 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     LLVMPositionBuilderAtEnd(g->b, LLVMAppendBasicBlockInContext(g->cx, fn, "entry"));
     LLVMValueRef ap = LLVMBuildBitCast(g->b, LLVMGetParam(fn, 0), LLVMPointerType(g->p8, 0), "");
-    LLVMValueRef ra[3 + 2 * LN_OPS] = {LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
-                                       LLVMBuildPtrToInt(g->b, lg_load(g, ap, lg_i64(g, 0)), g->i64, "")};
+    LLVMValueRef ra[3 + 2 * CG_NEST_OPS] = {
+        LLVMGetParam(fn, 1), LLVMGetParam(fn, 2),
+        LLVMBuildPtrToInt(g->b, lg_load(g, ap, lg_i64(g, 0)), g->i64, "")};
     for (int i = 0; i < nv; i++) ra[3 + i] = lg_load(g, ap, lg_i64(g, i + 1));
     LLVMBuildCall2(g->b, rt, range, ra, (unsigned)(3 + nv), "");
     LLVMBuildRetVoid(g->b);
@@ -388,9 +306,9 @@ void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     lg_call(g, "nrt_parallel_for", g->v, pp, 4, pa);
 }
 
-static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct access *acc,
+static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct cg_access *acc,
                         int nacc) {
-    LLVMValueRef ptrs[LN_OPS];
+    LLVMValueRef ptrs[CG_NEST_OPS];
     for (int j = 0; j < nacc; j++) ptrs[j] = lg_ptr(g, acc[j].value);
     LLVMValueRef *t = calloc((size_t)k->root + 1, sizeof *t);
     if (!t) NETC_INTERNAL("out of memory");
@@ -402,11 +320,11 @@ static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *
         LLVMTypeRef ty = n->type.dtype == DT_I32 ? g->f64 : g->f32; /* i32 results: computed in double */
         LLVMValueRef ops[8];
         for (int a = 0; a < n->nargs && a < 8; a++) {
-            if (in_register(g, k, m, a)) {
+            if (cg_in_register(&g->c, k, m, a)) {
                 ops[a] = conv(g, t[n->args[a]], ty);
                 continue;
             }
-            struct access x = access_of(g, m, a);
+            struct cg_access x = cg_access_of(&g->c, m, a);
             int j = 0;
             while (acc[j].value != x.value || acc[j].bias != x.bias) j++;
             ops[a] = conv(g, lg_load(g, ptrs[j], ns->idx[1 + j]), ty);
@@ -426,20 +344,6 @@ static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *
 
 /* ----------------------------------------------------------- reductions */
 
-/* The input's shape with the reduced dims set to 1; *count: elements per result. */
-static struct shape kept_shape(const struct lg *g, int id, struct cgc_x *count) {
-    int na;
-    const int64_t *axes = ir_attr_v(node(g, id), ATTR_AXES, &na);
-    struct shape s = *arg_shape(g, id, 0);
-    *count = xk(1);
-    for (int i = 0; i < s.rank; i++) {
-        bool drop = na == 0;
-        for (int k = 0; k < na; k++) drop |= axes[k] == i;
-        if (drop) *count = cgc_mul(*count, cgc_dim(&s, i)), s.dim[i] = 1;
-    }
-    return s;
-}
-
 /* for i < count: p[i] = v. */
 static void fill(struct lg *g, LLVMValueRef p, struct cgc_x count, LLVMValueRef v) {
     struct lg_loop l;
@@ -455,17 +359,16 @@ static void fill(struct lg *g, LLVMValueRef p, struct cgc_x count, LLVMValueRef 
  * contiguous innermost row) where it applies, so the sums are the same. */
 static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRef dst, LLVMValueRef center) {
     const struct shape *x = arg_shape(g, id, 0);
-    struct lnest ns = {.rank = x->rank, .nops = 2};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(x, d);
-    cgc_strides(x, ns.st[0]);
-    cgc_strides_into(kept, x, ns.st[1]);
+    struct lnest ns = {.lo = NULL};
+    cg_nest_init(&ns.n, x, 2);
+    cg_nest_read(&ns.n, 1, kept, x, -1);
     LLVMValueRef src = lg_ptr(g, arg(g, id, 0));
-    nest_merge(&ns);
-    int r = ns.rank;
-    struct cgc_x len = r ? ns.dim[r - 1] : xk(0);
-    if (r > 0 && ns.st[1][r - 1].k == 0 && cgc_x_equal(ns.st[0][r - 1], xk(1)) &&
+    cg_nest_merge(&ns.n);
+    int r = ns.n.rank;
+    struct cgc_x len = r ? ns.n.dim[r - 1] : xk(0);
+    if (r > 0 && ns.n.st[1][r - 1].k == 0 && cgc_x_equal(ns.n.st[0][r - 1], xk(1)) &&
         (len.n || len.k >= SUM_LANES)) {
-        ns.rank = r - 1;
+        ns.n.rank = r - 1;
         nest_open(g, &ns);
         LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, SUM_LANES), NULL),
                      sum = lg_var(g, g->f64, lg_f64(g, 0));
@@ -482,27 +385,27 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
         for (int l = 0; l < SUM_LANES; l++) {
             LLVMValueRef v = LLVMBuildFPExt(
                 g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
-            if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
-            lg_store(g, fadd(g, lg_load(g, accp, lg_i64(g, l)), v), accp, lg_i64(g, l));
+            if (mu) v = lg_fsub(g, v, mu), v = lg_fmul(g, v, v);
+            lg_store(g, lg_fadd(g, lg_load(g, accp, lg_i64(g, l)), v), accp, lg_i64(g, l));
         }
         lg_loop_close(g, &lb);
         struct lg_loop lt;
         LLVMValueRef j = lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, SUM_LANES), ""), lenv);
         LLVMValueRef v =
             LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
-        if (mu) v = fsub(g, v, mu), v = fmul(g, v, v);
-        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
+        if (mu) v = lg_fsub(g, v, mu), v = lg_fmul(g, v, v);
+        LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
         lg_loop_close(g, &lt);
         LLVMValueRef s = LLVMBuildLoad2(g->b, g->f64, sum, "");
-        for (int l = 0; l < SUM_LANES; l++) s = fadd(g, s, lg_load(g, accp, lg_i64(g, l)));
-        lg_store(g, fadd(g, lg_load(g, dst, ns.idx[1]), s), dst, ns.idx[1]);
+        for (int l = 0; l < SUM_LANES; l++) s = lg_fadd(g, s, lg_load(g, accp, lg_i64(g, l)));
+        lg_store(g, lg_fadd(g, lg_load(g, dst, ns.idx[1]), s), dst, ns.idx[1]);
         nest_close(g, &ns);
         return;
     }
     nest_open(g, &ns);
     LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, src, ns.idx[0]), g->f64, "");
-    if (center) v = fsub(g, v, lg_load(g, center, ns.idx[1])), v = fmul(g, v, v);
-    lg_store(g, fadd(g, lg_load(g, dst, ns.idx[1]), v), dst, ns.idx[1]);
+    if (center) v = lg_fsub(g, v, lg_load(g, center, ns.idx[1])), v = lg_fmul(g, v, v);
+    lg_store(g, lg_fadd(g, lg_load(g, dst, ns.idx[1]), v), dst, ns.idx[1]);
     nest_close(g, &ns);
 }
 
@@ -516,14 +419,14 @@ static void reduce_f32(struct lg *g, int id, const struct shape *kept, struct cg
     struct lg_loop l;
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
     LLVMValueRef v = lg_load(g, d, i);
-    if (mean) v = fdiv(g, v, LLVMBuildSIToFP(g->b, lg_x(g, count), g->f64, ""));
+    if (mean) v = lg_fdiv(g, v, LLVMBuildSIToFP(g->b, lg_x(g, count), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, v, g->f32, ""), y, i);
     lg_loop_close(g, &l);
 }
 
 static void op_sum(struct lg *g, int id) {
     struct cgc_x count;
-    struct shape kept = kept_shape(g, id, &count);
+    struct shape kept = cgc_kept_shape(&g->c, id, &count);
     reduce_f32(g, id, &kept, count, node(g, id)->op == OP_MEAN);
 }
 
@@ -532,14 +435,13 @@ static void op_sum_to(struct lg *g, int id) { reduce_f32(g, id, shape_of(g, id),
 /* MAX over axes: -inf, then y = x > y ? x : y over the operand. */
 static void op_max(struct lg *g, int id) {
     struct cgc_x count;
-    struct shape kept = kept_shape(g, id, &count);
+    struct shape kept = cgc_kept_shape(&g->c, id, &count);
     LLVMValueRef y = lg_ptr(g, id), src = lg_ptr(g, arg(g, id, 0));
     fill(g, y, cgc_count(shape_of(g, id)), lg_f32(g, -1.0 / 0.0));
     const struct shape *x = arg_shape(g, id, 0);
-    struct lnest ns = {.rank = x->rank, .nops = 2};
-    for (int d = 0; d < ns.rank; d++) ns.dim[d] = cgc_dim(x, d);
-    cgc_strides(x, ns.st[0]);
-    cgc_strides_into(&kept, x, ns.st[1]);
+    struct lnest ns = {.lo = NULL};
+    cg_nest_init(&ns.n, x, 2);
+    cg_nest_read(&ns.n, 1, &kept, x, -1);
     nest_open(g, &ns);
     LLVMValueRef v = lg_load(g, src, ns.idx[0]), cur = lg_load(g, y, ns.idx[1]);
     lg_store(g, lg_sel(g, LLVMRealOGT, v, cur, v, cur), y, ns.idx[1]);
@@ -565,12 +467,8 @@ static void op_matmul(struct lg *g, int id) {
     if (y->rank > 2) { /* nrt_sgemm_batch with netrt.h's struct nrt_bgemm */
         struct nrt_bgemm geo;
         memset(&geo, 0, sizeof geo);
-        struct shape batch = *y, ba = *a, bb = *b;
-        batch.rank -= 2, ba.rank -= 2, bb.rank -= 2;
-        struct cgc_x sa[IR_MAX_RANK], sb[IR_MAX_RANK];
-        cgc_strides_into(&ba, &batch, sa);
-        cgc_strides_into(&bb, &batch, sb);
-        struct cgc_x ma = cgc_dims_prod(a, a->rank - 2, a->rank), mb = cgc_dims_prod(b, b->rank - 2, b->rank);
+        struct cgc_x bx[3][IR_MAX_RANK];
+        int nd = cgc_bgemm_batch(a, b, y, bx);
         size_t off[3 * NRT_BGEMM_MAX_DIMS];
         LLVMValueRef vals[3 * NRT_BGEMM_MAX_DIMS];
         int nv = 0;
@@ -579,9 +477,9 @@ static void op_matmul(struct lg *g, int id) {
         geo.k = a->dim[ta ? a->rank - 2 : a->rank - 1], geo.lda = a->dim[a->rank - 1],
         geo.ldb = b->dim[b->rank - 1];
         geo.ldc = geo.n;
-        geo.nd = batch.rank;
-        for (int d = 0; d < batch.rank; d++) {
-            struct cgc_x xs[3] = {cgc_dim(&batch, d), cgc_mul(sa[d], ma), cgc_mul(sb[d], mb)};
+        geo.nd = nd;
+        for (int d = 0; d < nd; d++) {
+            struct cgc_x xs[3] = {bx[0][d], bx[1][d], bx[2][d]};
             int64_t *f[3] = {&geo.dim[d], &geo.sa[d], &geo.sb[d]};
             size_t fo[3] = {offsetof(struct nrt_bgemm, dim) + 8 * (size_t)d,
                             offsetof(struct nrt_bgemm, sa) + 8 * (size_t)d,
@@ -640,22 +538,22 @@ static LLVMValueRef loss_of(struct lg *g, enum op op, LLVMValueRef p, LLVMValueR
     LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
     switch (op) {
     case OP_MSE:
-        return fmul(g, fsub(g, p, t), fsub(g, p, t));
+        return lg_fmul(g, lg_fsub(g, p, t), lg_fsub(g, p, t));
     case OP_HINGE: {
-        LLVMValueRef h = fsub(g, one, fmul(g, t, p));
+        LLVMValueRef h = lg_fsub(g, one, lg_fmul(g, t, p));
         return lg_sel(g, LLVMRealOGT, h, zero, h, zero);
     }
     case OP_BCE_LOGITS: {
         LLVMValueRef ap = lg_sel(g, LLVMRealOLT, p, zero, LLVMBuildFNeg(g->b, p, ""), p); /* fabs */
         LLVMValueRef lp = LLVMBuildFNeg(g->b, ap, "");
         LLVMValueRef l1 = lg_call(g, "log1p", g->f64, &g->f64, 1, (LLVMValueRef[]){lg_exp(g, lp)});
-        return fadd(g, fsub(g, lg_sel(g, LLVMRealOGT, p, zero, p, zero), fmul(g, p, t)), l1);
+        return lg_fadd(g, lg_fsub(g, lg_sel(g, LLVMRealOGT, p, zero, p, zero), lg_fmul(g, p, t)), l1);
     }
     case OP_BCE: {
-        LLVMValueRef lp = lg_log(g, p), lq = lg_log(g, fsub(g, one, p)), c = lg_f64(g, -100);
+        LLVMValueRef lp = lg_log(g, p), lq = lg_log(g, lg_fsub(g, one, p)), c = lg_f64(g, -100);
         lp = lg_sel(g, LLVMRealOGT, lp, c, lp, c);
         lq = lg_sel(g, LLVMRealOGT, lq, c, lq, c);
-        return LLVMBuildFNeg(g->b, fadd(g, fmul(g, t, lp), fmul(g, fsub(g, one, t), lq)), "");
+        return LLVMBuildFNeg(g->b, lg_fadd(g, lg_fmul(g, t, lp), lg_fmul(g, lg_fsub(g, one, t), lq)), "");
     }
     default:
         NETC_UNREACHABLE();
@@ -667,22 +565,23 @@ static LLVMValueRef loss_grad_of(struct lg *g, enum op op, LLVMValueRef p, LLVMV
     LLVMValueRef one = lg_f64(g, 1), zero = lg_f64(g, 0);
     switch (op) {
     case OP_MSE_GRAD:
-        return fmul(g, lg_f64(g, 2), fsub(g, p, t));
+        return lg_fmul(g, lg_f64(g, 2), lg_fsub(g, p, t));
     case OP_HINGE_GRAD:
-        return lg_sel(g, LLVMRealOGT, fsub(g, one, fmul(g, t, p)), zero, LLVMBuildFNeg(g->b, t, ""), zero);
+        return lg_sel(g, LLVMRealOGT, lg_fsub(g, one, lg_fmul(g, t, p)), zero, LLVMBuildFNeg(g->b, t, ""),
+                      zero);
     case OP_BCE_LOGITS_GRAD: {
         LLVMValueRef en = lg_exp(g, LLVMBuildFNeg(g->b, p, "")), ep = lg_exp(g, p);
-        LLVMValueRef s =
-            lg_sel(g, LLVMRealOGE, p, zero, fdiv(g, one, fadd(g, one, en)), fdiv(g, ep, fadd(g, one, ep)));
-        return fsub(g, s, t);
+        LLVMValueRef s = lg_sel(g, LLVMRealOGE, p, zero, lg_fdiv(g, one, lg_fadd(g, one, en)),
+                                lg_fdiv(g, ep, lg_fadd(g, one, ep)));
+        return lg_fsub(g, s, t);
     }
     case OP_BCE_GRAD: {
         LLVMValueRef c = lg_f64(g, -100);
         LLVMValueRef a =
-            lg_sel(g, LLVMRealOGT, lg_log(g, p), c, fdiv(g, LLVMBuildFNeg(g->b, t, ""), p), zero);
-        LLVMValueRef q = fsub(g, one, p);
-        LLVMValueRef b = lg_sel(g, LLVMRealOGT, lg_log(g, q), c, fdiv(g, fsub(g, one, t), q), zero);
-        return fadd(g, a, b);
+            lg_sel(g, LLVMRealOGT, lg_log(g, p), c, lg_fdiv(g, LLVMBuildFNeg(g->b, t, ""), p), zero);
+        LLVMValueRef q = lg_fsub(g, one, p);
+        LLVMValueRef b = lg_sel(g, LLVMRealOGT, lg_log(g, q), c, lg_fdiv(g, lg_fsub(g, one, t), q), zero);
+        return lg_fadd(g, a, b);
     }
     default:
         NETC_UNREACHABLE();
@@ -697,11 +596,11 @@ static void op_ewise_loss(struct lg *g, int id) {
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
     LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""),
                  t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
-    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), loss_of(g, node(g, id)->op, p, t)),
+    LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), loss_of(g, node(g, id)->op, p, t)),
                    sum);
     lg_loop_close(g, &l);
     LLVMValueRef r =
-        fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
+        lg_fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
@@ -709,13 +608,13 @@ static void op_ewise_loss_grad(struct lg *g, int id) {
     struct cgc_x cnt = cgc_count(arg_shape(g, id, 0));
     LLVMValueRef pp = lg_ptr(g, arg(g, id, 0)), pt = lg_ptr(g, arg(g, id, 1)), py = lg_ptr(g, id);
     LLVMValueRef gv = LLVMBuildFPExt(g->b, lg_load(g, lg_ptr(g, arg(g, id, 2)), lg_i64(g, 0)), g->f64, "");
-    gv = fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
+    gv = lg_fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cnt), g->f64, ""));
     struct lg_loop l;
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cnt));
     LLVMValueRef p = LLVMBuildFPExt(g->b, lg_load(g, pp, i), g->f64, ""),
                  t = LLVMBuildFPExt(g->b, lg_load(g, pt, i), g->f64, "");
     LLVMValueRef d = loss_grad_of(g, node(g, id)->op, p, t);
-    lg_store(g, LLVMBuildFPTrunc(g->b, fmul(g, gv, d), g->f32, ""), py, i);
+    lg_store(g, LLVMBuildFPTrunc(g->b, lg_fmul(g, gv, d), g->f32, ""), py, i);
     lg_loop_close(g, &l);
 }
 
@@ -734,6 +633,18 @@ struct rows {
 
 static void fail_if(struct lg *g, LLVMValueRef cond, const char *fmt, int n, LLVMValueRef *args);
 
+/* The largest of xr[0..cls) as a float (`v > m` from xr[0] on): the shift of
+ * the cross-entropy rows (rows_open) and the masked losses (masked_lse). */
+static LLVMValueRef row_max(struct lg *g, LLVMValueRef xr, int64_t cls) {
+    LLVMValueRef mx = lg_var(g, g->f32, lg_load(g, xr, lg_i64(g, 0)));
+    struct lg_loop l;
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, cls));
+    LLVMValueRef v = lg_load(g, xr, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
+    LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
+    lg_loop_close(g, &l);
+    return LLVMBuildLoad2(g->b, g->f32, mx, "");
+}
+
 static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
     const struct shape *xs = arg_shape(g, id, 0);
     bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
@@ -743,20 +654,15 @@ static void rows_open(struct lg *g, int id, struct rows *w, bool need_lse) {
     w->xr = gep(g, x, LLVMBuildNSWMul(g->b, w->r, lg_i64(g, w->cls), ""));
     w->lse = w->y = NULL;
     if (need_lse) {
-        LLVMValueRef mx = lg_var(g, g->f32, lg_load(g, w->xr, lg_i64(g, 0)));
+        LLVMValueRef m = row_max(g, w->xr, w->cls);
         struct lg_loop l;
-        LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, w->cls));
-        LLVMValueRef v = lg_load(g, w->xr, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
-        LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
-        lg_loop_close(g, &l);
-        LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
         LLVMValueRef md = LLVMBuildFPExt(g->b, m, g->f64, "");
         LLVMValueRef se = lg_var(g, g->f64, lg_f64(g, 0));
-        j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w->cls));
-        LLVMValueRef e = lg_exp(g, fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w->xr, j), g->f64, ""), md));
-        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, se, ""), e), se);
+        LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w->cls));
+        LLVMValueRef e = lg_exp(g, lg_fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w->xr, j), g->f64, ""), md));
+        LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, se, ""), e), se);
         lg_loop_close(g, &l);
-        LLVMValueRef lse = fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, se, "")));
+        LLVMValueRef lse = lg_fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, se, "")));
         LLVMValueRef inf = LLVMBuildFCmp(
             g->b, LLVMRealOEQ, lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md),
             lg_f64(g, 1.0 / 0.0), "");
@@ -784,19 +690,19 @@ static void op_cross_entropy(struct lg *g, int id) {
     rows_open(g, id, &w, true);
     if (labels) {
         LLVMValueRef v = LLVMBuildFPExt(g->b, lg_load(g, w.xr, w.y), g->f64, "");
-        LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), fsub(g, w.lse, v)), sum);
+        LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), lg_fsub(g, w.lse, v)), sum);
     } else {
         LLVMValueRef tr = gep(g, lg_ptr(g, arg(g, id, 1)), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
         struct lg_loop l;
         LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
         LLVMValueRef tv = LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "");
-        LLVMValueRef d = fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse);
-        LLVMBuildStore(g->b, fsub(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), fmul(g, tv, d)), sum);
+        LLVMValueRef d = lg_fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse);
+        LLVMBuildStore(g->b, lg_fsub(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), lg_fmul(g, tv, d)), sum);
         lg_loop_close(g, &l);
     }
     lg_loop_close(g, &w.l);
-    LLVMValueRef r = fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""),
-                          LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    LLVMValueRef r = lg_fdiv(g, LLVMBuildLoad2(g->b, g->f64, sum, ""),
+                             LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
@@ -804,7 +710,7 @@ static void op_cross_entropy_grad(struct lg *g, int id) {
     bool labels = node(g, arg(g, id, 1))->type.dtype == DT_I32;
     const struct shape *x = arg_shape(g, id, 0);
     LLVMValueRef gv = LLVMBuildFPExt(g->b, lg_load(g, lg_ptr(g, arg(g, id, 2)), lg_i64(g, 0)), g->f64, "");
-    gv = fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    gv = lg_fdiv(g, gv, LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
     struct rows w;
     rows_open(g, id, &w, true);
     LLVMValueRef dr = gep(g, lg_ptr(g, id), LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
@@ -816,23 +722,23 @@ static void op_cross_entropy_grad(struct lg *g, int id) {
         LLVMValueRef tsv = lg_var(g, g->f64, lg_f64(g, 0));
         LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
         LLVMBuildStore(g->b,
-                       fadd(g, LLVMBuildLoad2(g->b, g->f64, tsv, ""),
-                            LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "")),
+                       lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, tsv, ""),
+                               LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, "")),
                        tsv);
         lg_loop_close(g, &l);
         ts = LLVMBuildLoad2(g->b, g->f64, tsv, "");
     }
     LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
     /* exp(xr[j] - lse): float xr[j] promoted to double, as C's usual conversions. */
-    LLVMValueRef e = lg_exp(g, fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse));
+    LLVMValueRef e = lg_exp(g, lg_fsub(g, LLVMBuildFPExt(g->b, lg_load(g, w.xr, j), g->f64, ""), w.lse));
     LLVMValueRef d;
     if (labels) {
         LLVMValueRef hit = LLVMBuildICmp(g->b, LLVMIntEQ, j, w.y, "");
-        d = fsub(g, e, LLVMBuildSelect(g->b, hit, lg_f64(g, 1), lg_f64(g, 0), ""));
+        d = lg_fsub(g, e, LLVMBuildSelect(g->b, hit, lg_f64(g, 1), lg_f64(g, 0), ""));
     } else {
-        d = fsub(g, fmul(g, e, ts), LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, ""));
+        d = lg_fsub(g, lg_fmul(g, e, ts), LLVMBuildFPExt(g->b, lg_load(g, tr, j), g->f64, ""));
     }
-    lg_store(g, LLVMBuildFPTrunc(g->b, fmul(g, gv, d), g->f32, ""), dr, j);
+    lg_store(g, LLVMBuildFPTrunc(g->b, lg_fmul(g, gv, d), g->f32, ""), dr, j);
     lg_loop_close(g, &l);
     lg_loop_close(g, &w.l);
 }
@@ -863,38 +769,17 @@ static void op_accuracy(struct lg *g, int id) {
     LLVMValueRef hit = LLVMBuildZExt(g->b, LLVMBuildICmp(g->b, LLVMIntEQ, best, y, ""), g->i64, "");
     LLVMBuildStore(g->b, LLVMBuildAdd(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), hit, ""), hits);
     lg_loop_close(g, &w.l);
-    LLVMValueRef r = fdiv(g, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""),
-                          LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
+    LLVMValueRef r = lg_fdiv(g, LLVMBuildSIToFP(g->b, LLVMBuildLoad2(g->b, g->i64, hits, ""), g->f64, ""),
+                             LLVMBuildSIToFP(g->b, lg_x(g, cgc_dim(x, 0)), g->f64, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
 /* --------------------------------------------------------------- NN ops */
 
-/* The conv geometry's (input, weight, output) shapes of a conv-family node. */
-static void conv_roles(const struct lg *g, const struct ir_node *n, const struct shape **x,
-                       const struct shape **w, const struct shape **y) {
-    const struct shape *a0 = &g->c.f->nodes[n->args[0]].type.shape,
-                       *a1 = &g->c.f->nodes[n->args[1]].type.shape;
-    switch (n->op) {
-    case OP_CONV2D:
-        *x = a0, *w = a1, *y = &n->type.shape;
-        break;
-    case OP_CONV2D_GRAD_INPUT:
-        *x = &n->type.shape, *w = a1, *y = a0;
-        break;
-    case OP_CONV2D_GRAD_WEIGHT:
-        *x = a0, *w = &n->type.shape, *y = a1;
-        break;
-    default:
-        *x = &n->type.shape, *w = a1, *y = a0;
-        break; /* CONV_TRANSPOSE2D */
-    }
-}
-
 static void op_conv(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x, *w, *y;
-    conv_roles(g, n, &x, &w, &y);
+    cg_conv_roles(g->c.f, n, &x, &w, &y);
     const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
     const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     struct nrt_conv geo = {1,
@@ -911,11 +796,9 @@ static void op_conv(struct lg *g, int id) {
                            {p[0], p[1], p[2], p[3]},
                            {d[0], d[1]},
                            0};
-    /* c_ops.c's conv_chunk: the runtime's default, or a smaller static batch. */
-    int64_t chunk = nrt_conv_chunk(&geo);
+    int64_t per;
+    geo.chunk = cg_conv_chunk(g->c.f, n, &per);
     struct cgc_x batch = cgc_dim(x, 0);
-    if (!batch.n && batch.k >= 1 && batch.k < chunk) chunk = batch.k;
-    geo.chunk = chunk;
     geo.n = batch.k;
     size_t off = offsetof(struct nrt_conv, n);
     LLVMValueRef nv = lg_x(g, batch);
@@ -1042,11 +925,11 @@ static void op_concat(struct lg *g, int id) {
 static void op_transpose(struct lg *g, int id) {
     const struct shape *y = shape_of(g, id), *x = arg_shape(g, id, 0);
     const int64_t *perm = ir_attr_v(node(g, id), ATTR_PERM, NULL);
-    struct lnest ns = {.rank = y->rank, .nops = 2};
+    struct lnest ns = {.lo = NULL};
+    cg_nest_init(&ns.n, y, 2);
     struct cgc_x sx[IR_MAX_RANK];
     cgc_strides(x, sx);
-    for (int d = 0; d < y->rank; d++) ns.dim[d] = cgc_dim(y, d), ns.st[1][d] = sx[perm[d]];
-    cgc_strides(y, ns.st[0]);
+    for (int d = 0; d < y->rank; d++) ns.n.st[1][d] = sx[perm[d]];
     LLVMValueRef px = lg_ptr(g, arg(g, id, 0)), py = lg_ptr(g, id);
     nest_open(g, &ns);
     lg_store(g, lg_load(g, px, ns.idx[1]), py, ns.idx[0]);
@@ -1089,7 +972,7 @@ static LLVMValueRef ld64(struct lg *g, LLVMValueRef p, LLVMValueRef i) {
 }
 
 static void accumulate(struct lg *g, LLVMValueRef var, LLVMValueRef v) {
-    LLVMBuildStore(g->b, fadd(g, LLVMBuildLoad2(g->b, LLVMTypeOf(v), var, ""), v), var);
+    LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, LLVMTypeOf(v), var, ""), v), var);
 }
 
 static void op_softmax(struct lg *g, int id) {
@@ -1105,13 +988,13 @@ static void op_softmax(struct lg *g, int id) {
     lg_loop_close(g, &l);
     LLVMValueRef md = LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, mx, ""), g->f64, "");
     j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
-    accumulate(g, s, lg_exp(g, fsub(g, ld64(g, x, at_row(g, &w, j)), md)));
+    accumulate(g, s, lg_exp(g, lg_fsub(g, ld64(g, x, at_row(g, &w, j)), md)));
     lg_loop_close(g, &l);
     LLVMValueRef amd = lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md);
     LLVMValueRef lse = lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md,
-                              fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, s, ""))));
+                              lg_fadd(g, md, lg_log(g, LLVMBuildLoad2(g->b, g->f64, s, ""))));
     j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
-    LLVMValueRef d = fsub(g, ld64(g, x, at_row(g, &w, j)), lse);
+    LLVMValueRef d = lg_fsub(g, ld64(g, x, at_row(g, &w, j)), lse);
     lg_store(g, LLVMBuildFPTrunc(g->b, log_out ? d : lg_exp(g, d), g->f32, ""), y, at_row(g, &w, j));
     lg_loop_close(g, &l);
     axrows_close(g, &w);
@@ -1126,13 +1009,13 @@ static void op_softmax_grad(struct lg *g, int id) {
     LLVMValueRef s = lg_var(g, g->f64, lg_f64(g, 0));
     struct lg_loop l;
     LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 0), w.k), at = at_row(g, &w, j);
-    accumulate(g, s, log_in ? ld64(g, dy, at) : fmul(g, ld64(g, dy, at), ld64(g, y, at)));
+    accumulate(g, s, log_in ? ld64(g, dy, at) : lg_fmul(g, ld64(g, dy, at), ld64(g, y, at)));
     lg_loop_close(g, &l);
     LLVMValueRef sv = LLVMBuildLoad2(g->b, g->f64, s, "");
     j = lg_loop_open(g, &l, lg_i64(g, 0), w.k);
     at = at_row(g, &w, j);
-    LLVMValueRef r = log_in ? fsub(g, ld64(g, dy, at), fmul(g, lg_exp(g, ld64(g, y, at)), sv))
-                            : fmul(g, ld64(g, y, at), fsub(g, ld64(g, dy, at), sv));
+    LLVMValueRef r = log_in ? lg_fsub(g, ld64(g, dy, at), lg_fmul(g, lg_exp(g, ld64(g, y, at)), sv))
+                            : lg_fmul(g, ld64(g, y, at), lg_fsub(g, ld64(g, dy, at), sv));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), dx, at);
     lg_loop_close(g, &l);
     axrows_close(g, &w);
@@ -1265,7 +1148,7 @@ static void op_embedding_grad(struct lg *g, int id) {
     LLVMValueRef dr = gep(g, pd, LLVMBuildNSWMul(g->b, v, lg_i64(g, d), "")),
                  gr = gep(g, pg, LLVMBuildNSWMul(g->b, p, lg_i64(g, d), ""));
     LLVMValueRef j = lg_loop_open(g, &lj, lg_i64(g, 0), lg_i64(g, d));
-    lg_store(g, fadd(g, lg_load(g, dr, j), lg_load(g, gr, j)), dr, j);
+    lg_store(g, lg_fadd(g, lg_load(g, dr, j), lg_load(g, gr, j)), dr, j);
     lg_loop_close(g, &lj);
     lg_loop_close(g, &l);
 }
@@ -1317,13 +1200,8 @@ static void masked_rows_close(struct lg *g, struct masked *w) {
 
 /* The row's log-sum-exp as c_text.c computes it: nrt_expf, 8 double lanes. */
 static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
-    LLVMValueRef mx = lg_var(g, g->f32, lg_load(g, w->xr, lg_i64(g, 0)));
+    LLVMValueRef m = row_max(g, w->xr, w->cls);
     struct lg_loop l;
-    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, 1), lg_i64(g, w->cls));
-    LLVMValueRef v = lg_load(g, w->xr, j), cur = LLVMBuildLoad2(g->b, g->f32, mx, "");
-    LLVMBuildStore(g->b, lg_sel(g, LLVMRealOGT, v, cur, v, cur), mx);
-    lg_loop_close(g, &l);
-    LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
     LLVMValueRef acc[8], se = lg_f64(g, 0);
     int64_t full = w->cls / 8 * 8;
     for (int q = 0; q < 8; q++) acc[q] = lg_var(g, g->f64, lg_f64(g, 0));
@@ -1333,25 +1211,25 @@ static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
             LLVMValueRef at =
                 LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 8), ""), lg_i64(g, q), "");
             accumulate(g, acc[q],
-                       LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
+                       LLVMBuildFPExt(g->b, lg_expf(g, lg_fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
         }
         lg_loop_close(g, &l);
     }
     LLVMValueRef tail = lg_var(g, g->f64, lg_f64(g, 0));
-    j = lg_loop_open(g, &l, lg_i64(g, full), lg_i64(g, w->cls));
-    accumulate(g, tail, LLVMBuildFPExt(g->b, lg_expf(g, fsub(g, lg_load(g, w->xr, j), m)), g->f64, ""));
+    LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, full), lg_i64(g, w->cls));
+    accumulate(g, tail, LLVMBuildFPExt(g->b, lg_expf(g, lg_fsub(g, lg_load(g, w->xr, j), m)), g->f64, ""));
     lg_loop_close(g, &l);
     se = LLVMBuildLoad2(g->b, g->f64, tail, "");
-    for (int q = 0; q < 8; q++) se = fadd(g, se, LLVMBuildLoad2(g->b, g->f64, acc[q], ""));
+    for (int q = 0; q < 8; q++) se = lg_fadd(g, se, LLVMBuildLoad2(g->b, g->f64, acc[q], ""));
     LLVMValueRef md = LLVMBuildFPExt(g->b, m, g->f64, "");
     LLVMValueRef amd = lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md);
-    return lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md, fadd(g, md, lg_log(g, se)));
+    return lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md, lg_fadd(g, md, lg_log(g, se)));
 }
 
 /* kept ? v / kept : 0, as float. */
 static LLVMValueRef per_kept(struct lg *g, struct masked *w, LLVMValueRef v) {
     LLVMValueRef k = LLVMBuildLoad2(g->b, g->i64, w->kept, "");
-    LLVMValueRef r = fdiv(g, v, LLVMBuildSIToFP(g->b, k, g->f64, ""));
+    LLVMValueRef r = lg_fdiv(g, v, LLVMBuildSIToFP(g->b, k, g->f64, ""));
     return LLVMBuildSelect(g->b, LLVMBuildICmp(g->b, LLVMIntNE, k, lg_i64(g, 0), ""), r, lg_f64(g, 0), "");
 }
 
@@ -1361,7 +1239,7 @@ static void op_masked_ce(struct lg *g, int id) {
     LLVMValueRef sum = lg_var(g, g->f64, lg_f64(g, 0));
     masked_rows(g, id, &w);
     LLVMValueRef lse = masked_lse(g, &w);
-    accumulate(g, sum, fsub(g, lse, ld64(g, w.xr, w.tr)));
+    accumulate(g, sum, lg_fsub(g, lse, ld64(g, w.xr, w.tr)));
     masked_rows_close(g, &w);
     LLVMValueRef r = per_kept(g, &w, LLVMBuildLoad2(g->b, g->f64, sum, ""));
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
@@ -1380,10 +1258,10 @@ static void op_masked_ce_grad(struct lg *g, int id) {
     LLVMValueRef dr = gep(g, py, LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
     struct lg_loop l;
     LLVMValueRef k = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
-    LLVMValueRef e = lg_expf(g, LLVMBuildFPTrunc(g->b, fsub(g, ld64(g, w.xr, k), lse), g->f32, ""));
-    lg_store(g, fmul(g, gf, e), dr, k);
+    LLVMValueRef e = lg_expf(g, LLVMBuildFPTrunc(g->b, lg_fsub(g, ld64(g, w.xr, k), lse), g->f32, ""));
+    lg_store(g, lg_fmul(g, gf, e), dr, k);
     lg_loop_close(g, &l);
-    lg_store(g, fsub(g, lg_load(g, dr, w.tr), gf), dr, w.tr);
+    lg_store(g, lg_fsub(g, lg_load(g, dr, w.tr), gf), dr, w.tr);
     masked_rows_close(g, &w);
 }
 
@@ -1401,37 +1279,16 @@ static void op_masked_accuracy(struct lg *g, int id) {
     lg_store(g, LLVMBuildFPTrunc(g->b, r, g->f32, ""), lg_ptr(g, id), lg_i64(g, 0));
 }
 
-/* An earlier MEAN of the same value over the same axes still in memory at node
- * id (batch norm's statistics), or -1 (c_ops.c's same_mean). */
-static int same_mean(const struct lg *g, int id) {
-    const struct ir_node *n = node(g, id);
-    int na, nb;
-    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
-    for (int j = id - 1; j >= 0; j--) {
-        const struct ir_node *m = node(g, j);
-        if (m->op != OP_MEAN || m->args[0] != n->args[0] || g->c.vals[j].kernel >= 0 ||
-            g->c.vals[j].last_use < id)
-            continue;
-        const int64_t *mx = ir_attr_v(m, ATTR_AXES, &nb);
-        if (na != nb || memcmp(axes, mx, sizeof *axes * (size_t)na) != 0) continue;
-        if (ir_attr_i(m, ATTR_KEEPDIMS) != ir_attr_i(n, ATTR_KEEPDIMS) ||
-            !shape_equal(&m->type.shape, &n->type.shape))
-            continue;
-        return j;
-    }
-    return -1;
-}
-
 /* Two passes in double, as C: the mean (or the MEAN node's), then the mean
  * squared deviation from it. */
 static void op_variance(struct lg *g, int id) {
     struct cgc_x count;
-    struct shape kept = kept_shape(g, id, &count);
+    struct shape kept = cgc_kept_shape(&g->c, id, &count);
     struct cgc_x ny = cgc_count(shape_of(g, id));
     LLVMValueRef m = LLVMBuildBitCast(g->b, scratch(g, id), g->pf64, "");
     LLVMValueRef d = gep(g, m, lg_x(g, ny));
     LLVMValueRef cnt = LLVMBuildSIToFP(g->b, lg_x(g, count), g->f64, "");
-    int mean = same_mean(g, id);
+    int mean = cgc_same_mean(&g->c, id);
     struct lg_loop l;
     LLVMValueRef i;
     if (mean >= 0) {
@@ -1447,13 +1304,13 @@ static void op_variance(struct lg *g, int id) {
         lg_loop_close(g, &l);
         sum_into(g, id, &kept, m, NULL);
         i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
-        lg_store(g, fdiv(g, lg_load(g, m, i), cnt), m, i);
+        lg_store(g, lg_fdiv(g, lg_load(g, m, i), cnt), m, i);
         lg_loop_close(g, &l);
     }
     sum_into(g, id, &kept, d, m);
     LLVMValueRef y = lg_ptr(g, id);
     i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, ny));
-    lg_store(g, LLVMBuildFPTrunc(g->b, fdiv(g, lg_load(g, d, i), cnt), g->f32, ""), y, i);
+    lg_store(g, LLVMBuildFPTrunc(g->b, lg_fdiv(g, lg_load(g, d, i), cnt), g->f32, ""), y, i);
     lg_loop_close(g, &l);
 }
 
@@ -1481,7 +1338,7 @@ static void op_dropout(struct lg *g, int id) {
     LLVMValueRef i = lg_loop_open(g, &l, lg_i64(g, 0), lg_x(g, cgc_count(&n->type.shape)));
     LLVMValueRef h = LLVMBuildLShr(g->b, mix64(g, LLVMBuildXor(g->b, a, i, "")), lg_i64(g, 40), "");
     LLVMValueRef keep = LLVMBuildICmp(g->b, LLVMIntUGE, h, lg_i64(g, nrt_dropout_threshold(rate)), "");
-    LLVMValueRef v = fmul(g, lg_load(g, x, i), lg_f32(g, 1.0 / (1.0 - rate)));
+    LLVMValueRef v = lg_fmul(g, lg_load(g, x, i), lg_f32(g, 1.0 / (1.0 - rate)));
     lg_store(g, LLVMBuildSelect(g->b, keep, v, lg_f32(g, 0), ""), y, i);
     lg_loop_close(g, &l);
 }
@@ -1577,7 +1434,7 @@ static void op_masked_pool(struct lg *g, int id) {
                                             LLVMBuildFCmp(g->b, LLVMRealOGT, xv, yv, ""), "");
             lg_store(g, LLVMBuildSelect(g->b, take, xv, yv, ""), yb, j);
         } else {
-            lg_store(g, fadd(g, yv, xv), yb, j);
+            lg_store(g, lg_fadd(g, yv, xv), yb, j);
         }
         lg_loop_close(g, &lj);
         if (mx) LLVMBuildStore(g->b, LLVMBuildAdd(g->b, k0, lg_i64(g, 1), ""), kept);
@@ -1588,7 +1445,7 @@ static void op_masked_pool(struct lg *g, int id) {
             LLVMBasicBlockRef a2 = lg_if(g, LLVMBuildICmp(g->b, LLVMIntNE, k, lg_i64(g, 0), ""));
             LLVMValueRef kf = LLVMBuildSIToFP(g->b, k, g->f32, "");
             j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
-            lg_store(g, fdiv(g, lg_load(g, yb, j), kf), yb, j);
+            lg_store(g, lg_fdiv(g, lg_load(g, yb, j), kf), yb, j);
             lg_loop_close(g, &lj);
             lg_endif(g, a2);
         }
@@ -1606,7 +1463,7 @@ static void op_masked_pool(struct lg *g, int id) {
         s = lg_loop_open(g, &ls, lg_i64(g, 0), lg_i64(g, T));
         LLVMValueRef on = LLVMBuildICmp(g->b, LLVMIntNE, lg_load(g, ib, s), pad, "");
         j = lg_loop_open(g, &lj, lg_i64(g, 0), R);
-        LLVMValueRef v = LLVMBuildSelect(g->b, on, fdiv(g, lg_load(g, gb, j), kf), lg_f32(g, 0), "");
+        LLVMValueRef v = LLVMBuildSelect(g->b, on, lg_fdiv(g, lg_load(g, gb, j), kf), lg_f32(g, 0), "");
         lg_store(g, v, xb, LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, s, R, ""), j, ""));
         lg_loop_close(g, &lj);
         lg_loop_close(g, &ls);
@@ -1672,13 +1529,13 @@ static void op_attn_softmax(struct lg *g, int id) {
     lg_loop_close(g, &l);
     LLVMValueRef m = LLVMBuildLoad2(g->b, g->f32, mx, "");
     j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
-    LLVMValueRef e = lg_expf(g, fmul(g, scale, fsub(g, lg_load(g, x, j), m)));
+    LLVMValueRef e = lg_expf(g, lg_fmul(g, scale, lg_fsub(g, lg_load(g, x, j), m)));
     lg_store(g, e, y, j);
     accumulate(g, sum, e);
     lg_loop_close(g, &l);
-    LLVMValueRef inv = fdiv(g, lg_f32(g, 1), LLVMBuildLoad2(g->b, g->f32, sum, ""));
+    LLVMValueRef inv = lg_fdiv(g, lg_f32(g, 1), LLVMBuildLoad2(g->b, g->f32, sum, ""));
     j = lg_loop_open(g, &l, lg_i64(g, 0), kn);
-    lg_store(g, fmul(g, lg_load(g, y, j), inv), y, j);
+    lg_store(g, lg_fmul(g, lg_load(g, y, j), inv), y, j);
     lg_loop_close(g, &l);
     j = lg_loop_open(g, &l, kn, lg_i64(g, tk));
     lg_store(g, lg_f32(g, 0), y, j);

@@ -1,0 +1,16 @@
+/* codegen/llvm_target.c -- the --target=llvm entry of the target registry,
+ * built in both configurations: its functions come from llvm_jit.c with LLVM 14
+ * and from llvm_none.c (which say netc was built without LLVM) without it. */
+#include "codegen/codegen.h"
+
+const struct cg_target cg_target_llvm = {
+    .name = "llvm",
+    .ext = ".ll",
+    .help = "LLVM IR through the LLVM-C API: JIT-compiled in process by `netc run`, an object file for `netc "
+            "build`",
+    .emit = cg_llvm_emit,
+    .plan = &cgc_plan_c, /* the C backend's kernels and memory plan */
+    .emit_object = cg_llvm_object,
+    .run = cg_llvm_run,
+    .no_mpi = true,
+};
