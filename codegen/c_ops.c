@@ -178,45 +178,38 @@ struct shape cgc_kept_shape(const struct cgc *c, int id, struct cgc_x *count) {
  * float32 rounding of the exact sum at any size (a float accumulator drifts by
  * up to count x eps: batch norm's variance over 32 images was 1.5e-4 off). */
 
-/* Lanes of the partial sums of sum_rows: two AVX-512 registers of doubles. */
-#define SUM_LANES 16
-
 /* A sum whose innermost loop runs along contiguous source elements into one
  * destination element (bias gradients: sums over the batch and the pixels of
- * each channel; batch norm's statistics): that loop accumulates SUM_LANES
+ * each channel; batch norm's statistics): that loop accumulates CG_SUM_LANES
  * independent partial sums, which the compiler keeps in vector registers,
  * instead of one serial chain through memory. With `center` (an array of
  * doubles indexed like dst) it sums squared deviations from center instead:
  * the variance's second pass. False (nothing printed) when the nest has
  * another form. */
 static bool sum_rows(struct cgc *c, struct cg_nest *ns, int src, const char *dst, const char *center) {
-    cg_nest_merge(ns);
-    int r = ns->rank;
-    if (r == 0 || ns->st[1][r - 1].k != 0 || !cgc_x_equal(ns->st[0][r - 1], xk(1))) return false;
-    struct cgc_x len = ns->dim[r - 1];
-    if (!len.n && len.k < SUM_LANES) return false;
-    ns->rank = r - 1;
+    struct cgc_x len;
+    if (!cg_nest_row_sum(ns, &len)) return false;
     nest_open(c, ns);
     cgc_emit(c, "const float *const row = v%d + %s;", src, ns->idx[0]);
-    cgc_emit(c, "double acc[%d] = {0}, sum = 0;", SUM_LANES);
+    cgc_emit(c, "double acc[%d] = {0}, sum = 0;", CG_SUM_LANES);
     if (center) cgc_emit(c, "const double mu = %s[%s];", center, ns->idx[1]);
     cgc_emit(c, "int64_t j = 0;");
-    cgc_emit(c, "for (; j + %d <= %s; j += %d)", SUM_LANES, cg_xs(len), SUM_LANES);
+    cgc_emit(c, "for (; j + %d <= %s; j += %d)", CG_SUM_LANES, cg_xs(len), CG_SUM_LANES);
     if (center)
         cgc_emit(
             c,
             "    for (int l = 0; l < %d; l++) { const double d = (double)row[j + l] - mu; acc[l] += d * d; }",
-            SUM_LANES);
+            CG_SUM_LANES);
     else
-        cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", SUM_LANES);
-    if (len.n || len.k % SUM_LANES) { /* no tail loop that never runs (GCC warns about it) */
+        cgc_emit(c, "    for (int l = 0; l < %d; l++) acc[l] += row[j + l];", CG_SUM_LANES);
+    if (len.n || len.k % CG_SUM_LANES) { /* no tail loop that never runs (GCC warns about it) */
         if (center)
             cgc_emit(c, "for (; j < %s; j++) { const double d = (double)row[j] - mu; sum += d * d; }",
                      cg_xs(len));
         else
             cgc_emit(c, "for (; j < %s; j++) sum += row[j];", cg_xs(len));
     }
-    cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", SUM_LANES);
+    cgc_emit(c, "for (int l = 0; l < %d; l++) sum += acc[l];", CG_SUM_LANES);
     cgc_emit(c, "%s[%s] += sum;", dst, ns->idx[1]);
     nest_close(c, ns);
     return true;

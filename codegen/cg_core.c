@@ -89,6 +89,16 @@ void cg_nest_index(struct cg_nest *ns) {
     }
 }
 
+bool cg_nest_row_sum(struct cg_nest *ns, struct cgc_x *len) {
+    cg_nest_merge(ns);
+    int r = ns->rank;
+    if (r == 0 || ns->st[1][r - 1].k != 0 || !cgc_x_equal(ns->st[0][r - 1], xk(1))) return false;
+    *len = ns->dim[r - 1];
+    if (!len->n && len->k < CG_SUM_LANES) return false;
+    ns->rank = r - 1;
+    return true;
+}
+
 struct cgc_x cg_nest_total(const struct cg_nest *ns) {
     struct cgc_x total = xk(1);
     for (int d = 0; d < ns->rank; d++) total = cgc_mul(total, ns->dim[d]);

@@ -418,6 +418,14 @@ void cg_nest_merge(struct cg_nest *ns);
 void cg_nest_index(struct cg_nest *ns);
 /* The elements the nest visits. */
 struct cgc_x cg_nest_total(const struct cg_nest *ns);
+/* Lanes of the partial sums of a row sum: two AVX-512 registers of doubles. */
+#define CG_SUM_LANES 16
+/* A sum's nest (array 0 the source, array 1 the destination; merged here) whose
+ * innermost loop runs along contiguous source elements into one destination
+ * element, at least CG_SUM_LANES of them or a dynamic count: that loop is taken
+ * off the nest and its extent is *len, for CG_SUM_LANES partial sums along each
+ * row (c_ops.c's sum_rows, llvm_ops.c's sum_into); false otherwise. */
+bool cg_nest_row_sum(struct cg_nest *ns, struct cgc_x *len);
 /* Substitutes $0..$9 in tmpl by ops[]; a result that does not fit is an
  * internal error, never code cut short. */
 void cg_subst(char *out, size_t len, const char *tmpl, char ops[][CG_OPERAND_MAX], int nops);

@@ -352,10 +352,8 @@ static void fill(struct lg *g, LLVMValueRef p, struct cgc_x count, LLVMValueRef 
     lg_loop_close(g, &l);
 }
 
-#define SUM_LANES 16
-
 /* dst[kept index] += src element, in double (dst: double *), over the operand
- * of node id; the C backend's sum_rows (SUM_LANES partial sums along a
+ * of node id; the C backend's sum_rows (CG_SUM_LANES partial sums along a
  * contiguous innermost row) where it applies, so the sums are the same. */
 static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRef dst, LLVMValueRef center) {
     const struct shape *x = arg_shape(g, id, 0);
@@ -363,26 +361,22 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
     cg_nest_init(&ns.n, x, 2);
     cg_nest_read(&ns.n, 1, kept, x, -1);
     LLVMValueRef src = lg_ptr(g, arg(g, id, 0));
-    cg_nest_merge(&ns.n);
-    int r = ns.n.rank;
-    struct cgc_x len = r ? ns.n.dim[r - 1] : xk(0);
-    if (r > 0 && ns.n.st[1][r - 1].k == 0 && cgc_x_equal(ns.n.st[0][r - 1], xk(1)) &&
-        (len.n || len.k >= SUM_LANES)) {
-        ns.n.rank = r - 1;
+    struct cgc_x len;
+    if (cg_nest_row_sum(&ns.n, &len)) {
         nest_open(g, &ns);
-        LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, SUM_LANES), NULL),
+        LLVMValueRef acc = lg_var(g, LLVMArrayType(g->f64, CG_SUM_LANES), NULL),
                      sum = lg_var(g, g->f64, lg_f64(g, 0));
         LLVMValueRef accp = LLVMBuildBitCast(g->b, acc, g->pf64, "");
-        for (int l = 0; l < SUM_LANES; l++) lg_store(g, lg_f64(g, 0), accp, lg_i64(g, l));
+        for (int l = 0; l < CG_SUM_LANES; l++) lg_store(g, lg_f64(g, 0), accp, lg_i64(g, l));
         LLVMValueRef rowat = ns.idx[0];
         LLVMValueRef mu = center ? lg_load(g, center, ns.idx[1]) : NULL;
         LLVMValueRef lenv = lg_x(g, len);
-        LLVMValueRef blocks = LLVMBuildSDiv(g->b, lenv, lg_i64(g, SUM_LANES), "");
+        LLVMValueRef blocks = LLVMBuildSDiv(g->b, lenv, lg_i64(g, CG_SUM_LANES), "");
         struct lg_loop lb;
         LLVMValueRef q = lg_loop_open(g, &lb, lg_i64(g, 0), blocks);
         LLVMValueRef j0 =
-            LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, SUM_LANES), ""), "");
-        for (int l = 0; l < SUM_LANES; l++) {
+            LLVMBuildNSWAdd(g->b, rowat, LLVMBuildNSWMul(g->b, q, lg_i64(g, CG_SUM_LANES), ""), "");
+        for (int l = 0; l < CG_SUM_LANES; l++) {
             LLVMValueRef v = LLVMBuildFPExt(
                 g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, j0, lg_i64(g, l), "")), g->f64, "");
             if (mu) v = lg_fsub(g, v, mu), v = lg_fmul(g, v, v);
@@ -390,14 +384,15 @@ static void sum_into(struct lg *g, int id, const struct shape *kept, LLVMValueRe
         }
         lg_loop_close(g, &lb);
         struct lg_loop lt;
-        LLVMValueRef j = lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, SUM_LANES), ""), lenv);
+        LLVMValueRef j =
+            lg_loop_open(g, &lt, LLVMBuildNSWMul(g->b, blocks, lg_i64(g, CG_SUM_LANES), ""), lenv);
         LLVMValueRef v =
             LLVMBuildFPExt(g->b, lg_load(g, src, LLVMBuildNSWAdd(g->b, rowat, j, "")), g->f64, "");
         if (mu) v = lg_fsub(g, v, mu), v = lg_fmul(g, v, v);
         LLVMBuildStore(g->b, lg_fadd(g, LLVMBuildLoad2(g->b, g->f64, sum, ""), v), sum);
         lg_loop_close(g, &lt);
         LLVMValueRef s = LLVMBuildLoad2(g->b, g->f64, sum, "");
-        for (int l = 0; l < SUM_LANES; l++) s = lg_fadd(g, s, lg_load(g, accp, lg_i64(g, l)));
+        for (int l = 0; l < CG_SUM_LANES; l++) s = lg_fadd(g, s, lg_load(g, accp, lg_i64(g, l)));
         lg_store(g, lg_fadd(g, lg_load(g, dst, ns.idx[1]), s), dst, ns.idx[1]);
         nest_close(g, &ns);
         return;
