@@ -38,6 +38,8 @@ variables and torch.set_num_threads equal to the thread count, the process
 pinned to that many CPUs (XLA and ONNX Runtime size their pools from it),
 ATEN_CPU_CAPABILITY=avx512 on AVX-512 CPUs, and every thread count from 1 to
 --threads; each baseline's best median is its column (thr names the count).
+Last, unless --no-build-times, bench/build_time.py times `netc build` of
+every example, cold (empty object cache) and warm, with the same repeats.
 The machine's load (uptime) is printed before and after: on a busy machine
 the numbers move, the ratios less so. The Python given by --python needs
 torch, numpy, jax, onnx and onnxruntime (all from PyPI).
@@ -203,6 +205,8 @@ def main():
     venv = "/work/venv-torch/bin/python"
     ap.add_argument("--python", default=venv if os.path.exists(venv) else "/usr/bin/python3",
                     help="the Python that has torch (and jax, onnxruntime, onnx for those baselines)")
+    ap.add_argument("--no-build-times", action="store_true",
+                    help="skip the table of `netc build` times per example (bench/build_time.py) at the end")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
@@ -294,6 +298,10 @@ def main():
                     f" | {bv:13.0f} {best:5d} {ratio:5.2f}x {med(per_t[best], 'warmup_s'):6.1f}s"
         print(line)
     print(f"load after: {load()}")
+    if not args.no_build_times:  # issue 15: every example's `netc build` within 1 s of wall time
+        print(flush=True)
+        subprocess.run([sys.executable, os.path.join(ROOT, "bench", "build_time.py"), "--netc", args.netc,
+                        "--repeats", str(args.repeats)], check=True)
 
 
 if __name__ == "__main__":
