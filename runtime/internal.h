@@ -18,6 +18,13 @@
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
 #endif
 
+/* ----------------------------------------------------------------- gemv.c -- */
+
+/* nrt_sgemm for m == 1 (k >= 1): c[0][0..n) = alpha * row . op(B) + beta * c
+ * (c not read when beta is 0), split over the pool when large. */
+void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c);
+
 /* --------------------------------------------------------------- dwconv.c -- */
 
 /* Depthwise convolution (c->g > 1 groups of one input channel each): each

@@ -147,9 +147,9 @@ static void print_entry(const struct nrt_prof *p, int e) {
         double flops = u->flops * (double)r->calls + u->flops_n * r->items;
         double bytes = u->bytes * (double)r->calls + u->bytes_n * r->items;
         fprintf(stderr, "  %10.3f %6.2f%% %8lld %9s %8s  %-22s %s%s%s%s\n", r->sec * 1e3,
-                pe->sec > 0 ? 100 * r->sec / pe->sec : 0.0, (long long)r->calls, rate(flops, r->sec, g, sizeof g),
-                rate(bytes, r->sec, b, sizeof b), u->fn, u->ops, *u->layer ? " (" : "", u->layer,
-                *u->layer ? ")" : "");
+                pe->sec > 0 ? 100 * r->sec / pe->sec : 0.0, (long long)r->calls,
+                rate(flops, r->sec, g, sizeof g), rate(bytes, r->sec, b, sizeof b), u->fn, u->ops,
+                *u->layer ? " (" : "", u->layer, *u->layer ? ")" : "");
     }
     double rest = pe->sec - units;
     fprintf(stderr, "  %10.3f %6.2f%% %8lld %9s %8s  %-22s %s\n", rest * 1e3,
