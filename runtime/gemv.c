@@ -12,14 +12,14 @@
 
 /* One call's operands. */
 struct gemv_job {
-    int tb;           /* B is [n][k] */
-    int64_t n, k;     /* sizes */
+    int tb;       /* B is [n][k] */
+    int64_t n, k; /* sizes */
     float alpha, beta;
-    const float *x;   /* a's row (xs apart) */
-    int64_t xs;       /* stride of x: 1, or lda when A is transposed */
-    const float *b;   /* B */
-    int64_t ldb;      /* its leading dim */
-    float *c;         /* the row of C */
+    const float *x; /* a's row (xs apart) */
+    int64_t xs;     /* stride of x: 1, or lda when A is transposed */
+    const float *b; /* B */
+    int64_t ldb;    /* its leading dim */
+    float *c;       /* the row of C */
 };
 
 /* GEMV_VECS vectors of 16 columns per pass over B's rows. */

@@ -568,6 +568,11 @@ struct nrt_entry_desc {
      * emits no marks (OpenCL, LLVM): then only the entry's total is timed. */
     int n_prof;                       /* units */
     const struct nrt_prof_desc *prof; /* their descriptions */
+    /* Items per slice (0: none): the compiler found every item's results to
+     * depend on that item alone (an inference entry point), so nrt_ctx_run
+     * runs a larger batch as slices of this many items (or the threads, if
+     * more) whose activations stay in cache, gathering the outputs. */
+    int slice;
 };
 
 /* One row of `info`'s layer table, computed by the compiler from the forward
@@ -659,6 +664,9 @@ struct nrt_ctx {
     void *mem;             /* nrt_ctx_init_mem: the caller's block holding buf[], the
                               buffers and the workspace (not freed); NULL otherwise */
     struct nrt_prof *prof; /* NETC_PROFILE=1: the counters (profile.c); NULL: off */
+    void **slice_out;      /* per entry point with slices (entries[e].slice): its
+                              outputs gathered for max_n items, NRT_MAX_OUTPUTS
+                              apart; NULL: none (caller memory, device models) */
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS
