@@ -4,8 +4,9 @@
  * kernel or node call, or a node's code inline), so the time between two marks
  * is the earlier unit's. At nrt_ctx_free the table of each entry point that
  * ran goes to stderr: units sorted by time, with their share of the entry's
- * time (the rest, code between the units, on a row of its own), calls, and the
- * GFLOP/s and GB/s that the descriptor's per-unit FLOPs and bytes give. */
+ * time (the rest, code between the units, on a row of its own), calls, the
+ * fastest call, and the GFLOP/s and GB/s that the descriptor's per-unit FLOPs
+ * and bytes give. */
 #include "runtime/internal.h"
 
 #include <stdio.h>
@@ -17,6 +18,7 @@ struct prof_row {
     double sec;    /* time inside it */
     int64_t calls; /* times it started */
     double items;  /* the batch sizes of those calls, summed */
+    double best;   /* the fastest call (robust to a busy machine), or 0 */
 };
 
 /* The counters of one entry point. */
@@ -75,7 +77,11 @@ void nrt_prof_begin(struct nrt_prof *p, int e, int64_t n) {
 
 /* Closes the unit running at time t. */
 static void close_unit(struct nrt_prof *p, double t) {
-    if (p->cur >= 0) p->entry[p->cur_entry].rows[p->cur].sec += t - p->t;
+    if (p->cur >= 0) {
+        struct prof_row *r = &p->entry[p->cur_entry].rows[p->cur];
+        r->sec += t - p->t;
+        if (r->best == 0 || t - p->t < r->best) r->best = t - p->t;
+    }
     p->cur = -1;
 }
 
@@ -135,8 +141,8 @@ static void print_entry(const struct nrt_prof *p, int e) {
     for (int u = 0; u < d->n_prof; u++) order[u] = u;
     sort_rows = pe->rows;
     qsort(order, (size_t)d->n_prof, sizeof *order, by_time);
-    fprintf(stderr, "  %10s %7s %8s %9s %8s  %-22s %s\n", "time(ms)", "share", "calls", "GFLOP/s", "GB/s",
-            "function", "ops (layer)");
+    fprintf(stderr, "  %10s %7s %8s %9s %9s %8s  %-22s %s\n", "time(ms)", "share", "calls", "best(us)",
+            "GFLOP/s", "GB/s", "function", "ops (layer)");
     double units = 0;
     for (int i = 0; i < d->n_prof; i++) {
         const struct nrt_prof_desc *u = &d->prof[order[i]];
@@ -146,14 +152,14 @@ static void print_entry(const struct nrt_prof *p, int e) {
         if (!r->calls) continue;
         double flops = u->flops * (double)r->calls + u->flops_n * r->items;
         double bytes = u->bytes * (double)r->calls + u->bytes_n * r->items;
-        fprintf(stderr, "  %10.3f %6.2f%% %8lld %9s %8s  %-22s %s%s%s%s\n", r->sec * 1e3,
-                pe->sec > 0 ? 100 * r->sec / pe->sec : 0.0, (long long)r->calls,
+        fprintf(stderr, "  %10.3f %6.2f%% %8lld %9.2f %9s %8s  %-22s %s%s%s%s\n", r->sec * 1e3,
+                pe->sec > 0 ? 100 * r->sec / pe->sec : 0.0, (long long)r->calls, r->best * 1e6,
                 rate(flops, r->sec, g, sizeof g), rate(bytes, r->sec, b, sizeof b), u->fn, u->ops,
                 *u->layer ? " (" : "", u->layer, *u->layer ? ")" : "");
     }
     double rest = pe->sec - units;
-    fprintf(stderr, "  %10.3f %6.2f%% %8lld %9s %8s  %-22s %s\n", rest * 1e3,
-            pe->sec > 0 ? 100 * rest / pe->sec : 0.0, (long long)pe->calls, "-", "-", "(entry)",
+    fprintf(stderr, "  %10.3f %6.2f%% %8lld %9s %9s %8s  %-22s %s\n", rest * 1e3,
+            pe->sec > 0 ? 100 * rest / pe->sec : 0.0, (long long)pe->calls, "-", "-", "-", "(entry)",
             "the entry point's own code between the units");
     nrt_free(order);
 }

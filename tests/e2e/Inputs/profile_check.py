@@ -18,10 +18,11 @@ def main():
             cur = {"runs": int(m.group(3)), "ms": float(m.group(5)), "rows": []}
             tables[m.group(2)] = cur
             continue
-        m = re.match(r"\s+([0-9.-]+)\s+([0-9.-]+)%\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
+        m = re.match(r"\s+([0-9.-]+)\s+([0-9.-]+)%\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s+(.*)$", line)
         if m and cur is not None:
             cur["rows"].append({"ms": float(m.group(1)), "share": float(m.group(2)), "calls": int(m.group(3)),
-                                "gflops": m.group(4), "gbs": m.group(5), "fn": m.group(6), "ops": m.group(7)})
+                                "best": m.group(4), "gflops": m.group(5), "gbs": m.group(6), "fn": m.group(7),
+                                "ops": m.group(8)})
     seen = set()
     for e in entries:
         t = tables.get(e)
@@ -36,6 +37,8 @@ def main():
         assert t["rows"][-1]["fn"] == "(entry)", t["rows"][-1]
         for r in t["rows"]:
             assert r["calls"] == t["runs"], (e, r)
+            if r["fn"] != "(entry)":  # the fastest call: at most the mean one
+                assert float(r["best"]) * 1e-3 <= (r["ms"] + 0.0005) / r["calls"] + 1e-5, (e, r)  # printed rounding
             seen.add(r["fn"])
         print("%s: %d units, shares add up to %.1f %%" % (e, len(t["rows"]) - 1, round(share, 1)))
     for f in fns:
