@@ -570,8 +570,8 @@ struct nrt_entry_desc {
     const struct nrt_prof_desc *prof; /* their descriptions */
     /* Items per slice (0: none): the compiler found every item's results to
      * depend on that item alone (an inference entry point), so nrt_ctx_run
-     * runs a larger batch as slices of this many items (or the threads, if
-     * more) whose activations stay in cache, gathering the outputs. */
+     * runs a larger batch as slices of this many items per thread whose
+     * activations stay in cache, gathering the outputs. */
     int slice;
 };
 

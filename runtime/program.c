@@ -380,7 +380,7 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
                              (long long)ctx->max_n);
     ctx->failed = 0;
     ctx->err[0] = '\0';
-    int64_t s = ent->slice > nrt_threads_get() ? ent->slice : nrt_threads_get();
+    int64_t s = (int64_t)ent->slice * nrt_threads_get(); /* each thread's images: a slice's worth */
     if (ctx->slice_out && ent->slice > 0 && ent->slice < ctx->max_n && n > s &&
         ent->n_inputs <= NRT_MAX_OUTPUTS) {
         run_slices(ctx, e, n, s);
