@@ -570,8 +570,9 @@ struct nrt_entry_desc {
     const struct nrt_prof_desc *prof; /* their descriptions */
     /* Items per slice (0: none): the compiler found every item's results to
      * depend on that item alone (an inference entry point), so nrt_ctx_run
-     * runs a larger batch as slices of this many items per thread whose
-     * activations stay in cache, gathering the outputs. */
+     * runs a larger batch as slices of this many items whose activations
+     * stay in cache, each pool thread taking whole slices in a context of
+     * its own, and gathers the outputs (slices.c). */
     int slice;
 };
 
@@ -655,18 +656,18 @@ struct nrt_ctx {
                                       into the metadata (borrowed; NULL: none) */
     /* Device models only (model->device set): the device holds one arena of
      * f32/i32 elements, every buffer (inputs for max_n items) and then the workspace. */
-    void *dev;             /* the open device (the device layer's own struct); NULL: host */
-    int64_t *buf_off;      /* per buffer: element offset in the arena */
-    int64_t ws_off;        /* element offset of the workspace in the arena */
-    int host_dirty;        /* host copies of params/state are newer (init, reset,
-                              checkpoint load, learning-rate writes) */
-    int dev_dirty;         /* device copies are newer (after a train-mode entry) */
-    void *mem;             /* nrt_ctx_init_mem: the caller's block holding buf[], the
-                              buffers and the workspace (not freed); NULL otherwise */
-    struct nrt_prof *prof; /* NETC_PROFILE=1: the counters (profile.c); NULL: off */
-    void **slice_out;      /* per entry point with slices (entries[e].slice): its
-                              outputs gathered for max_n items, NRT_MAX_OUTPUTS
-                              apart; NULL: none (caller memory, device models) */
+    void *dev;                 /* the open device (the device layer's own struct); NULL: host */
+    int64_t *buf_off;          /* per buffer: element offset in the arena */
+    int64_t ws_off;            /* element offset of the workspace in the arena */
+    int host_dirty;            /* host copies of params/state are newer (init, reset,
+                                  checkpoint load, learning-rate writes) */
+    int dev_dirty;             /* device copies are newer (after a train-mode entry) */
+    void *mem;                 /* nrt_ctx_init_mem: the caller's block holding buf[], the
+                                  buffers and the workspace (not freed); NULL otherwise */
+    struct nrt_prof *prof;     /* NETC_PROFILE=1: the counters (profile.c); NULL: off */
+    struct nrt_slices *slices; /* sliced inference (slices.c): gathered outputs and
+                                  per-thread contexts; NULL: none (caller memory,
+                                  device models, no entry point with slices) */
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS

@@ -2,7 +2,8 @@
  * look-ups and the layout hash, the context (every buffer and the workspace,
  * allocated once for the largest batch), parameter initialisation from the
  * seeded Philox generator, running an entry point, and checkpoints (safetensors
- * with the model's name, layout hash, step and epoch as metadata). Device
+ * with the model's name, layout hash, step and epoch as metadata); large
+ * batches of inference entry points go through slices.c. Device
  * models also get the device arena's layout here, and their device through
  * the layer their descriptor names (struct nrt_device_ops). */
 #include "runtime/internal.h"
@@ -157,63 +158,6 @@ void nrt_ctx_sync(struct nrt_ctx *ctx) {
     }
 }
 
-/* Bytes per batch item of an output or buffer whose batch dim comes first,
- * else 0. */
-static size_t item_bytes(enum nrt_dtype t, int rank, const int64_t *dims) {
-    if (rank < 1 || dims[0] != NRT_DIM_N) return 0;
-    return (size_t)nrt_desc_count(rank - 1, dims + 1, 1) * nrt_dtype_size(t);
-}
-
-/* The gathered outputs of the entry points with slices (ctx->slice_out),
- * when a batch holds more than one slice. Nonzero when out of memory. */
-static int slices_alloc(struct nrt_ctx *ctx) {
-    const struct nrt_model *m = ctx->model;
-    int any = 0;
-    for (int e = 0; e < m->n_entries; e++) any |= m->entries[e].slice > 0 && m->entries[e].slice < ctx->max_n;
-    if (!any) return 0;
-    ctx->slice_out = nrt_alloc_zero(sizeof *ctx->slice_out * (size_t)m->n_entries * NRT_MAX_OUTPUTS, 0);
-    if (!ctx->slice_out) return 1;
-    for (int e = 0; e < m->n_entries; e++) {
-        const struct nrt_entry_desc *d = &m->entries[e];
-        if (d->slice <= 0 || d->slice >= ctx->max_n) continue;
-        for (int o = 0; o < d->n_outputs; o++) {
-            const struct nrt_output_desc *od = &d->outputs[o];
-            size_t bytes = item_bytes(od->dtype, od->rank, od->dims) * (size_t)ctx->max_n;
-            void **slot = &ctx->slice_out[e * NRT_MAX_OUTPUTS + o];
-            if (!bytes || !(*slot = nrt_alloc(bytes, 0))) return 1;
-        }
-    }
-    return 0;
-}
-
-/* Runs entry e for a batch of n as slices of s items: each reads its items of
- * the batch inputs (the buffer pointers moved along for the call) and its
- * outputs are copied into ctx->slice_out, where ctx->out[] then points. */
-static void run_slices(struct nrt_ctx *ctx, int e, int64_t n, int64_t s) {
-    const struct nrt_model *m = ctx->model;
-    const struct nrt_entry_desc *ent = &m->entries[e];
-    void *saved[NRT_MAX_OUTPUTS];
-    void **gathered = &ctx->slice_out[e * NRT_MAX_OUTPUTS];
-    for (int i = 0; i < ent->n_inputs && i < NRT_MAX_OUTPUTS; i++) saved[i] = ctx->buf[ent->inputs[i]];
-    for (int64_t b0 = 0; b0 < n && !ctx->failed; b0 += s) {
-        int64_t k = n - b0 < s ? n - b0 : s;
-        for (int i = 0; i < ent->n_inputs && i < NRT_MAX_OUTPUTS; i++) {
-            const struct nrt_buffer_desc *b = &m->buffers[ent->inputs[i]];
-            ctx->buf[ent->inputs[i]] = (char *)saved[i] + (size_t)b0 * item_bytes(b->dtype, b->rank, b->dims);
-        }
-        if (ctx->prof) nrt_prof_begin(ctx->prof, e, k);
-        ent->run(ctx, k);
-        if (ctx->prof) nrt_prof_end(ctx->prof);
-        for (int o = 0; o < ent->n_outputs; o++) {
-            const struct nrt_output_desc *od = &ent->outputs[o];
-            size_t per = item_bytes(od->dtype, od->rank, od->dims);
-            memcpy((char *)gathered[o] + (size_t)b0 * per, ctx->out[o], per * (size_t)k);
-        }
-    }
-    for (int i = 0; i < ent->n_inputs && i < NRT_MAX_OUTPUTS; i++) ctx->buf[ent->inputs[i]] = saved[i];
-    for (int o = 0; o < ent->n_outputs; o++) ctx->out[o] = gathered[o];
-}
-
 int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, uint64_t seed) {
     memset(ctx, 0, sizeof *ctx);
     if (max_n > NRT_MAX_BATCH)
@@ -273,7 +217,7 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
         }
     }
     ctx->prof = nrt_prof_open(m);
-    if (!m->device && slices_alloc(ctx)) {
+    if (!m->device && nrt_slices_alloc(ctx)) {
         nrt_ctx_free(ctx);
         return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the outputs of sliced entry points");
     }
@@ -335,10 +279,7 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
 void nrt_ctx_free(struct nrt_ctx *ctx) {
     nrt_prof_close(ctx->prof); /* NETC_PROFILE: prints the tables */
     ctx->prof = NULL;
-    for (int e = 0; ctx->slice_out && e < ctx->model->n_entries; e++)
-        for (int o = 0; o < NRT_MAX_OUTPUTS; o++) nrt_free(ctx->slice_out[e * NRT_MAX_OUTPUTS + o]);
-    nrt_free(ctx->slice_out);
-    ctx->slice_out = NULL;
+    nrt_slices_free(ctx);
     if (ctx->mem) { /* the caller's block */
         memset(ctx, 0, sizeof *ctx);
         return;
@@ -380,11 +321,7 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
                              (long long)ctx->max_n);
     ctx->failed = 0;
     ctx->err[0] = '\0';
-    int64_t s = (int64_t)ent->slice * nrt_threads_get(); /* each thread's images: a slice's worth */
-    if (ctx->slice_out && ent->slice > 0 && ent->slice < ctx->max_n && n > s &&
-        ent->n_inputs <= NRT_MAX_OUTPUTS) {
-        run_slices(ctx, e, n, s);
-    } else {
+    if (!nrt_slices_run(ctx, e, n)) {
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
         ent->run(ctx, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
