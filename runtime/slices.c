@@ -14,13 +14,13 @@
 #include <stdatomic.h>
 
 struct nrt_slices {
-    void **outs;                    /* per entry point, NRT_MAX_OUTPUTS apart: its
-                                       outputs gathered for max_n items */
-    struct nrt_ctx *tctx;           /* per pool thread: a context (n_threads) */
-    void **tbuf;                    /* their buffer tables, n_buffers each */
-    char **tws;                     /* their workspaces */
-    int n_threads;                  /* contexts set up */
-    size_t tws_bytes;               /* bytes of each workspace */
+    void **outs;          /* per entry point, NRT_MAX_OUTPUTS apart: its
+                             outputs gathered for max_n items */
+    struct nrt_ctx *tctx; /* per pool thread: a context (n_threads) */
+    void **tbuf;          /* their buffer tables, n_buffers each */
+    char **tws;           /* their workspaces */
+    int n_threads;        /* contexts set up */
+    size_t tws_bytes;     /* bytes of each workspace */
 };
 
 /* Bytes per batch item of an output or buffer whose batch dim comes first, else 0. */
@@ -88,7 +88,8 @@ static int threads_setup(struct nrt_ctx *ctx, int threads) {
         if (sliced(d, ctx->max_n) && need > ws) ws = need;
     }
     sl->tctx = nrt_alloc_zero(sizeof *sl->tctx * (size_t)threads, 0);
-    sl->tbuf = nrt_alloc_zero(sizeof *sl->tbuf * (size_t)threads * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
+    sl->tbuf =
+        nrt_alloc_zero(sizeof *sl->tbuf * (size_t)threads * (size_t)(m->n_buffers ? m->n_buffers : 1), 0);
     sl->tws = nrt_alloc_zero(sizeof *sl->tws * (size_t)threads, 0);
     if (!sl->tctx || !sl->tbuf || !sl->tws) {
         threads_free(sl);
@@ -105,11 +106,11 @@ static int threads_setup(struct nrt_ctx *ctx, int threads) {
 
 /* One run of entry e over a batch of n in slices of s items. */
 struct slice_job {
-    struct nrt_ctx *ctx;   /* the caller's context */
-    int e;                 /* the entry point */
-    int64_t n, s;          /* the batch, the slice */
-    _Atomic int next;      /* the next per-thread context to hand out */
-    _Atomic int failed;    /* a slice failed (its message is in ctx) */
+    struct nrt_ctx *ctx; /* the caller's context */
+    int e;               /* the entry point */
+    int64_t n, s;        /* the batch, the slice */
+    _Atomic int next;    /* the next per-thread context to hand out */
+    _Atomic int failed;  /* a slice failed (its message is in ctx) */
 };
 
 /* Slices [lo, hi) of the job on context t; base[q]: where the entry's input
