@@ -542,13 +542,150 @@ static bool outline_params(const struct cgc *c, int id, const char *text, int **
     return true;
 }
 
+/* ------------------------------------------------------------- profile */
+
+/* NETC_PROFILE (runtime/profile.c): the entry point marks the start of each
+ * unit of its code, NRT_PROF_MARK(ctx, U) (one predictable branch when the
+ * profile is off), and a table prof_E[] describes the units: the function
+ * called, the IR ops and values, the layer, FLOPs and bytes per run. */
+struct cgc_prof_unit {
+    char *fn;              /* the function called, or "(inline)" (owned) */
+    char ops[256];         /* "conv2d+bias_add+relu %2 %4 %5" */
+    char layer[128];       /* the first parameter's prefix, or "" */
+    double flops, flops_n; /* per run: flops + flops_n * n */
+    double bytes, bytes_n; /* bytes read and written, likewise */
+};
+
+/* Adds value id's bytes to u. */
+static void prof_bytes(const struct cgc *c, struct cgc_prof_unit *u, int id, double times) {
+    const struct ir_node *n = cgc_node(c, id);
+    struct cgc_x x = cgc_count(&n->type.shape);
+    double b = (double)x.k * (double)dtype_size(n->type.dtype) * times;
+    if (x.n)
+        u->bytes_n += b;
+    else
+        u->bytes += b;
+}
+
+/* Adds member id (its op, FLOPs and layer) to u. */
+static void prof_member(const struct cgc *c, struct cgc_prof_unit *u, int id) {
+    const struct ir_node *n = cgc_node(c, id);
+    const char *name = op_info[n->op].name;
+    size_t l = strlen(u->ops), nl = strlen(name);
+    bool seen = false; /* each op once: "mul+add+sqrt+div" */
+    for (const char *p = strstr(u->ops, name); p && !seen; p = strstr(p + 1, name))
+        seen = (p == u->ops || p[-1] == '+') && (p[nl] == '+' || !p[nl]);
+    if (!seen && l + 40 < sizeof u->ops) snprintf(u->ops + l, sizeof u->ops - l, "%s%s", l ? "+" : "", name);
+    bool per_n;
+    double fl = cgc_node_flops(c->f, n, &per_n);
+    if (per_n)
+        u->flops_n += fl;
+    else
+        u->flops += fl;
+    for (int a = 0; a < n->nargs && !u->layer[0]; a++) {
+        const struct ir_node *p = cgc_arg(c, id, a);
+        if (p->op != OP_PARAM) continue;
+        snprintf(u->layer, sizeof u->layer, "%s", p->sym);
+        char *dot = strrchr(u->layer, '.');
+        if (dot) *dot = '\0';
+    }
+}
+
+/* Appends " %a %b" for the ids to u's ops. */
+static void prof_values(struct cgc_prof_unit *u, const int *ids, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        size_t l = strlen(u->ops);
+        if (l + 16 >= sizeof u->ops) break;
+        snprintf(u->ops + l, sizeof u->ops - l, " %%%d", ids[i]);
+    }
+}
+
+/* A unit starts here: the code of node id (kk NULL) or of kernel kk,
+ * calling fn (copied). Prints its mark and records it in the vec *prof. */
+static void prof_mark(struct cgc *c, struct cgc_prof_unit **prof, int id, const struct cgc_kernel *kk,
+                      const char *fn) {
+    struct cgc_prof_unit u = {0};
+    u.fn = dup_str(fn);
+    if (kk) {
+        for (size_t i = 0; i < vec_len(kk->members); i++) prof_member(c, &u, kk->members[i]);
+        size_t nm = vec_len(kk->members);
+        if (nm <= 4)
+            prof_values(&u, kk->members, nm);
+        else {
+            size_t l = strlen(u.ops);
+            snprintf(u.ops + l, sizeof u.ops - l, " %%%d..%%%d (%zu nodes)", kk->members[0],
+                     kk->members[nm - 1], nm);
+        }
+        for (size_t i = 0; i < vec_len(kk->inputs); i++) prof_bytes(c, &u, kk->inputs[i], 1);
+        for (size_t i = 0; i < vec_len(kk->outputs); i++) prof_bytes(c, &u, kk->outputs[i], 1);
+    } else {
+        const struct ir_node *n = cgc_node(c, id);
+        prof_member(c, &u, id);
+        prof_values(&u, &id, 1);
+        for (int a = 0; a < n->nargs; a++) {
+            bool dup = false;
+            for (int b = 0; b < a; b++) dup |= n->args[b] == n->args[a];
+            if (!dup) prof_bytes(c, &u, n->args[a], 1);
+        }
+        prof_bytes(c, &u, id, 1);
+    }
+    cgc_emit(c, "NRT_PROF_MARK(ctx, %zu);", vec_len(*prof));
+    vec_push(*prof, u);
+}
+
+/* The runtime function inline code calls first ("nrt_maxpool2d"), else
+ * "(inline)"; NULL for code that does nothing (declarations, comments). */
+static char *inline_name(const char *text) {
+    bool code = false;
+    for (const char *p = text; *p;) {
+        const char *end = strchr(p, '\n');
+        if (!end) end = p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        if (p < end && strncmp(p, "/*", 2) != 0 && strncmp(p, "(void)", 6) != 0) code = true;
+        p = *end ? end + 1 : end;
+    }
+    if (!code) return NULL;
+    for (const char *p = strstr(text, "nrt_"); p; p = strstr(p + 1, "nrt_")) {
+        if (p > text && ident_char(p[-1])) continue;
+        const char *q = p;
+        while (ident_char(*q)) q++;
+        if (*q != '(') continue;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(q - p), p);
+        return dup_str(name);
+    }
+    return dup_str("(inline)");
+}
+
+/* Prints `static const struct nrt_prof_desc prof_E[]` for entry point index
+ * from the vec prof, and frees it; returns the number of units. */
+static int prof_table(struct cgc *c, int index, struct cgc_prof_unit *prof) {
+    fprintf(c->out, "static const struct nrt_prof_desc prof_%d[] = {\n", index);
+    for (size_t i = 0; i < vec_len(prof); i++) {
+        const struct cgc_prof_unit *u = &prof[i];
+        fputs("    {", c->out);
+        cgc_put_str(c->out, u->fn);
+        fputs(", ", c->out);
+        cgc_put_str(c->out, u->ops);
+        fputs(", ", c->out);
+        cgc_put_str(c->out, u->layer);
+        fprintf(c->out, ", %.17g, %.17g, %.17g, %.17g},\n", u->flops, u->flops_n, u->bytes, u->bytes_n);
+        free(u->fn);
+    }
+    if (!vec_len(prof)) fputs("    {NULL, NULL, NULL, 0, 0, 0, 0},\n", c->out);
+    fputs("};\n\n", c->out);
+    int units = (int)vec_len(prof);
+    vec_free(prof);
+    return units;
+}
+
 /* Node id's code, outside any kernel, as a function of its own,
  * node_E_ID(ctx, n, the values it names), printed to defs before the entry
  * point (once per module when identical), so that the C compiler optimises
  * each op's loops alone and the forward ops of several entry points, or of
  * repeated blocks, are compiled once. Code without a loop stays inline, and
  * so does a loop of one line (a constant's fill). */
-static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
+static char *emit_node(struct cgc *c, struct cgc_prof_unit **prof, FILE *defs, int index, int id) {
     struct capture cap;
     begin_capture(c, &cap, 1);
     cgc_op_emit(c, id);
@@ -556,10 +693,12 @@ static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
     int *ids = NULL;
     bool one_line = strchr(text, '\n') == text + strlen(text) - 1;
     if (!strstr(text, "for (") || one_line || !outline_params(c, id, text, &ids)) {
+        char *fn = inline_name(text);
+        if (fn) prof_mark(c, prof, id, NULL, fn);
         fputs(text, c->out);
         free(text);
         vec_free(ids);
-        return;
+        return fn;
     }
     char name[64], params[4096], args[4096];
     snprintf(name, sizeof name, "node_%d_%d", index, id);
@@ -587,9 +726,10 @@ static void emit_node(struct cgc *c, FILE *defs, int index, int id) {
     bool fails = mentions(text, "return");
     free(text);
     char *call = share_function(c, defs, fn, name);
+    prof_mark(c, prof, id, NULL, call);
     cgc_emit(c, "%s(%s);", call, args);
     if (fails) cgc_emit(c, "if (ctx->failed) return;");
-    free(call);
+    return call;
 }
 
 /* Whether node id, in no kernel, is an f32 elementwise op big enough to be
@@ -734,9 +874,12 @@ static void dp_after(struct cgc *c, struct dp_emit *d, int id) {
         }
 }
 
-static void emit_function(struct cgc *c, int index) {
+/* Emits entry point `index` as entry_<index>, and its NETC_PROFILE table;
+ * returns the number of units in that. */
+static int emit_function(struct cgc *c, int index) {
     const struct ir_func *f = c->f;
     int len = ir_func_len(f);
+    struct cgc_prof_unit *prof = NULL; /* vec */
     struct dp_emit dp;
     dp_init(c, &dp);
     c->kname = calloc((size_t)len, sizeof *c->kname);
@@ -761,6 +904,7 @@ static void emit_function(struct cgc *c, int index) {
         if (!k && lone_kernel(c, id, &lone)) {
             declare_value(c, id, id);
             kernel_args(c, &lone, KA_CALL, args, sizeof args);
+            prof_mark(c, &prof, id, &lone, c->kname[id]);
             cgc_emit(c, "%s(%s);", c->kname[id], args);
             kernel_free(&lone);
             dp_after(c, &dp, id);
@@ -768,7 +912,7 @@ static void emit_function(struct cgc *c, int index) {
         }
         if (!k) {
             declare_value(c, id, id);
-            emit_node(c, defs, index, id);
+            free(emit_node(c, &prof, defs, index, id));
             dp_after(c, &dp, id);
             continue;
         }
@@ -780,6 +924,7 @@ static void emit_function(struct cgc *c, int index) {
         if (id != k->root) continue;
         cgc_kernel_comment(c, k);
         kernel_args(c, k, KA_CALL, args, sizeof args);
+        prof_mark(c, &prof, id, k, c->kname[k->root]);
         cgc_emit(c, "%s(%s);", c->kname[k->root], args);
         dp_after(c, &dp, id);
     }
@@ -787,15 +932,27 @@ static void emit_function(struct cgc *c, int index) {
         if (dp.started[b] && !dp.waited[b]) cgc_emit(c, "nrt_dp_wait(ctx, %d);", b);
     dp_free(&dp);
     /* ASSIGNs take effect at the end: every PARAM read saw the old values. */
+    struct cgc_prof_unit copies = {dup_str("memcpy"), "assign", "", 0, 0, 0, 0};
+    bool copying = false;
     for (int id = 0; id < len; id++) {
         const struct ir_node *n = &f->nodes[id];
         if (n->op != OP_ASSIGN) continue;
-        int b = cgc_buffer_index(c->m, n->sym);
+        int b = cgc_buffer_index(c->m, n->sym), x = id;
+        while (c->vals[x].alias >= 0) x = c->vals[x].alias;
+        if (c->vals[x].buffer != b) { /* the plan did not put it in place: a copy */
+            if (!copying) cgc_emit(c, "NRT_PROF_MARK(ctx, %zu);", vec_len(prof));
+            copying = true;
+            prof_bytes(c, &copies, id, 2);
+        }
         char cnt[CGC_XSTR_MAX];
         cgc_emit(c, "if ((void *)v%d != ctx->buf[%d]) memcpy(ctx->buf[%d], v%d, sizeof(%s) * (size_t)(%s));",
                  id, b, b, id, cgc_ctype(n->type.dtype),
                  cgc_xstr(cgc_count(&n->type.shape), cnt, sizeof cnt));
     }
+    if (copying)
+        vec_push(prof, copies);
+    else
+        free(copies.fn);
     for (size_t o = 0; o < vec_len(f->outputs); o++)
         cgc_emit(c, "ctx->out[%zu] = v%d;", o, f->outputs[o].value);
     for (int id = 0; id < len; id++) free(c->kname[id]);
@@ -807,6 +964,7 @@ static void emit_function(struct cgc *c, int index) {
     char *text = end_capture(c, &entry);
     fputs(text, c->out);
     free(text);
+    return prof_table(c, index, prof);
 }
 
 void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena *a) {
@@ -825,7 +983,67 @@ void cgc_arena_sizes(const struct ir_module *m, int64_t batch, struct cgc_arena 
     }
 }
 
+/* -------------------------------------------------------------- slices */
+
+/* Workspace bytes per batch item that one slice of a sliced entry point may
+ * take: its activations stay in the core's L2 cache from layer to layer
+ * (mnist_cnn's forward measured 3x the images/s at batches of 4-16 as at 256). */
+#define SLICE_BYTES (512 * 1024)
+
+/* Whether value v of f has the batch dim first, or no batch dim (*has_n). */
+static bool batch_first(const struct ir_func *f, int v, bool *has_n) {
+    const struct shape *s = &f->nodes[v].type.shape;
+    *has_n = shape_has_n(s);
+    return !*has_n || (s->rank > 0 && s->dim[0] == IR_DIM_N);
+}
+
+/* Items per slice of eval entry f when every batch item's results depend on
+ * that item's inputs alone (inputs, parameters, convolutions, pooling, dense
+ * matmuls, reshapes keeping the batch first, elementwise ops; every value and
+ * output batch-first), so that the runtime may run a large batch as slices
+ * whose activations stay in cache; 0 otherwise. */
+static int slice_items(const struct ir_func *f) {
+    if (f->mode != MODE_EVAL || !f->ws_batch || !vec_len(f->outputs)) return 0;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        const struct ir_node *n = &f->nodes[id];
+        bool has_n, arg_n, any_arg_n = false;
+        if (!batch_first(f, id, &has_n)) return 0;
+        for (int a = 0; a < n->nargs; a++) {
+            if (!batch_first(f, n->args[a], &arg_n)) return 0;
+            any_arg_n |= arg_n;
+        }
+        if (any_arg_n && !has_n) return 0; /* a reduction over the batch */
+        switch (n->op) {
+        case OP_INPUT:
+        case OP_PARAM:
+        case OP_CONV2D:
+        case OP_MAXPOOL2D:
+        case OP_AVGPOOL2D:
+        case OP_RESHAPE:
+            break;
+        case OP_CONST:
+            if (has_n) return 0;
+            break;
+        case OP_MATMUL: /* rows of a batch-first A by a weight */
+            if (ir_attr_i(n, ATTR_TRANSPOSE_A) || !batch_first(f, n->args[1], &arg_n) || arg_n) return 0;
+            break;
+        default:
+            if (!ir_kernel_ewise_op(n->op)) return 0;
+        }
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++) {
+        bool has_n;
+        if (!batch_first(f, f->outputs[o].value, &has_n) || !has_n) return 0;
+    }
+    int64_t items = SLICE_BYTES / f->ws_batch;
+    return items < 1 ? 1 : items > 1 << 20 ? 1 << 20 : (int)items;
+}
+
 /* ---------------------------------------------------------- descriptor */
+
+static void emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
+                            const size_t *ws_fixed, const size_t *ws_per_n, const char *extra,
+                            const int *n_prof);
 
 static void put_dims(FILE *out, const struct shape *s) {
     fputc('{', out);
@@ -925,6 +1143,14 @@ void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int
 
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
                          const size_t *ws_fixed, const size_t *ws_per_n, const char *extra) {
+    emit_descriptor(m, out, opt, ws_fixed, ws_per_n, extra, NULL);
+}
+
+/* cgc_emit_descriptor, with n_prof[e] units in each entry point's table
+ * prof_E (NETC_PROFILE), or NULL: no tables. */
+static void emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
+                            const size_t *ws_fixed, const size_t *ws_per_n, const char *extra,
+                            const int *n_prof) {
     size_t nb = vec_len(m->buffers), nf = vec_len(m->funcs);
     int *nin = calloc(nf + 1, sizeof *nin);
     if (!nin) netc_internal_error(__FILE__, __LINE__, "out of memory");
@@ -980,7 +1206,11 @@ void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_o
         fprintf(out, ",\n     %zu, outputs_%zu, %d, inputs_%zu, entry_%zu, %zu, %zu,\n", vec_len(f->outputs),
                 e, nin[e], e, e, ws_fixed[e], ws_per_n[e]);
         struct cgc_roles r = cgc_entry_roles(m, f);
-        fprintf(out, "     %d, %d, %d},\n", r.loss_output, r.accuracy_output, r.lr_buffer);
+        fprintf(out, "     %d, %d, %d", r.loss_output, r.accuracy_output, r.lr_buffer);
+        if (n_prof)
+            fprintf(out, ",\n     %d, prof_%zu, %d},\n", n_prof[e], e, slice_items(f));
+        else
+            fputs(", 0, NULL, 0},\n", out);
     }
     fputs("};\n\n", out);
     free(nin);
@@ -1044,6 +1274,8 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     size_t nf = vec_len(m->funcs);
     size_t *ws_fixed = calloc(nf + 1, sizeof *ws_fixed), *ws_per_n = calloc(nf + 1, sizeof *ws_per_n);
     if (!ws_fixed || !ws_per_n) netc_internal_error(__FILE__, __LINE__, "out of memory");
+    int *n_prof = calloc(nf + 1, sizeof *n_prof);
+    if (!n_prof) netc_internal_error(__FILE__, __LINE__, "out of memory");
     struct cgc_seen seen = {NULL, NULL, opt, NULL, 0, 0, false};
     for (size_t e = 0; e < nf; e++) {
         struct cgc c = {out, 0, m, m->funcs[e], NULL, 0, 0, NULL, &cg_lang_c, &seen, NULL};
@@ -1051,7 +1283,7 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
         cgc_layout(&c);
         fprintf(out, "/* entry point %s (%s) */\n", cg_comment_safe(m->funcs[e]->name, fname, sizeof fname),
                 m->funcs[e]->mode == MODE_TRAIN ? "train" : "eval");
-        emit_function(&c, (int)e);
+        n_prof[e] = emit_function(&c, (int)e);
         ws_fixed[e] = c.fixed_total;
         ws_per_n[e] = c.per_n_total;
         cgc_layout_free(&c);
@@ -1060,7 +1292,8 @@ static bool emit_c(const struct ir_module *m, FILE *out, const struct cg_options
     for (size_t i = 0; i < vec_len(seen.text); i++) free(seen.text[i]), free(seen.name[i]);
     vec_free(seen.text);
     vec_free(seen.name);
-    cgc_emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL);
+    emit_descriptor(m, out, opt, ws_fixed, ws_per_n, NULL, n_prof);
+    free(n_prof);
     free(ws_fixed);
     free(ws_per_n);
     cgc_emit_main(m, out, opt);

@@ -107,6 +107,12 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     }
 }
 
+double cgc_node_flops(const struct ir_func *f, const struct ir_node *n, bool *per_n) {
+    struct flops fl = node_flops(f, n);
+    *per_n = fl.n;
+    return fl.k;
+}
+
 /* Whether node n of f starts a row of its own: contractions, NN ops, reshapes
  * (flatten; but not the reshape of a slice) and nodes reading a parameter. */
 static bool is_layer(const struct ir_func *f, const struct ir_node *n) {

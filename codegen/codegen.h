@@ -589,6 +589,9 @@ struct cgc_layers {
 };
 /* Prints `static const struct nrt_layer_desc layers[]` and fills *sum. */
 void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *sum);
+/* The FLOPs of node n of f by the table's convention: per batch item when
+ * *per_n, else per run (NETC_PROFILE's units, c_emit.c). */
+double cgc_node_flops(const struct ir_func *f, const struct ir_node *n, bool *per_n);
 
 /* ------------------------------------------ llvm_*.c: the LLVM backend */
 

@@ -18,6 +18,23 @@
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
 #endif
 
+/* --------------------------------------------------------------- slices.c -- */
+
+/* Sets up ctx->slices when an entry point has slices smaller than max_n
+ * (gathered outputs); nonzero when out of memory. */
+int nrt_slices_alloc(struct nrt_ctx *ctx);
+void nrt_slices_free(struct nrt_ctx *ctx);
+/* Runs entry e for a batch of n in slices and returns 1, or returns 0 when
+ * it does not slice (then the caller runs it whole). */
+int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n);
+
+/* ----------------------------------------------------------------- gemv.c -- */
+
+/* nrt_sgemm for m == 1 (k >= 1): c[0][0..n) = alpha * row . op(B) + beta * c
+ * (c not read when beta is 0), split over the pool when large. */
+void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c);
+
 /* --------------------------------------------------------------- dwconv.c -- */
 
 /* Depthwise convolution (c->g > 1 groups of one input channel each): each

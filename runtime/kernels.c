@@ -74,6 +74,10 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
+    if (m == 1) { /* one row (batch 1): gemv.c, no packing of B */
+        nrt_sgemv_row(ta, tb, n, k, alpha, a, lda, b, ldb, beta, c);
+        return;
+    }
     blas_single();
     if (2.0 * (double)m * (double)n * (double)k < SGEMM_SPLIT_FLOPS || nrt_threads_get() < 2 ||
         nrt_threads_inside()) {
@@ -282,14 +286,17 @@ static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *b
     }
 }
 
-/* y[co][p] = the conv of one padded image x by packed weights wp; tmp holds
- * the pixel-major tiles (dconv_tmp floats). */
-static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y) {
+/* y[co][p] for the output pixels [q0, q1) of one padded image x by packed
+ * weights wp (q0 a multiple of DIRECT_ACC, so that tiles of every V start
+ * there); tmp holds the pixel-major tiles (dconv_tmp floats, indexed by
+ * pixel), turned into planes 16 pixels at a time by gathers. */
+static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y,
+                        int64_t q0, int64_t q1) {
     int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
         int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
-        for (int64_t p0 = 0; p0 < hw; p0 += P) {
+        for (int64_t p0 = q0; p0 < q1; p0 += P) {
             dconv_bases(g, p0, P, base);
             float *out = tmp + p0 * g->cout + c0;
             if (V == 4)
@@ -301,8 +308,25 @@ static void dconv_image(const struct dconv *g, const float *x, const float *wp, 
         }
         c0 += 16 * V;
     }
+    const __m512i rows =
+        _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                           _mm512_set1_epi32((int)g->cout));
+    int64_t p = q0;
+    for (; p + 16 <= q1; p += 16)
+        for (int64_t o = 0; o < g->cout; o++)
+            _mm512_storeu_ps(y + o * hw + p, _mm512_i32gather_ps(rows, tmp + p * g->cout + o, 4));
     for (int64_t o = 0; o < g->cout; o++)
-        for (int64_t p = 0; p < hw; p++) y[o * hw + p] = tmp[p * g->cout + o];
+        for (int64_t r = p; r < q1; r++) y[o * hw + r] = tmp[r * g->cout + o];
+}
+
+/* wp[t][o] = w[o][t] for cout (a multiple of 16) rows of kk taps: 16 rows at
+ * a time by gathers (the scalar transpose cost a batch-1 forward ~30 us). */
+static void dconv_pack(const float *w, int64_t cout, int64_t kk, float *wp) {
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)kk));
+    for (int64_t o = 0; o < cout; o += 16)
+        for (int64_t t = 0; t < kk; t++)
+            _mm512_storeu_ps(wp + t * cout + o, _mm512_i32gather_ps(rows, w + o * kk + t, 4));
 }
 
 /* Floats of dconv_image's tmp: whole tiles of the smallest V. */
@@ -450,12 +474,15 @@ static int64_t rows_in_floats(const struct dconv *g) {
 /* Positions of the padded-width output, rounded up to whole vectors. */
 static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
 
-static void rows_image(const struct dconv *g, const float *x, const float *w, float *y) {
+/* Output channels [c0, c1) (c0 a multiple of ROWS_R) of one padded image x. */
+static void rows_image(const struct dconv *g, const float *x, const float *w, float *y, int64_t c0,
+                       int64_t c1) {
     int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
-    for (int64_t o0 = 0; o0 < g->cout; o0 += ROWS_R) {
+    c1 = c1 < g->cout ? c1 : g->cout;
+    for (int64_t o0 = c0; o0 < c1; o0 += ROWS_R) {
         const float *wr[ROWS_R];
         float *yr[ROWS_R];
-        int nr = g->cout - o0 < ROWS_R ? (int)(g->cout - o0) : ROWS_R;
+        int nr = c1 - o0 < ROWS_R ? (int)(c1 - o0) : ROWS_R;
         for (int r = 0; r < ROWS_R; r++) {
             int64_t o = o0 + (r < nr ? r : nr - 1);
             wr[r] = w + o * kk, yr[r] = y + o * hw;
@@ -547,7 +574,9 @@ struct direct_job {
     float *scratch;           /* task i's part starts at scratch + i*region */
     int64_t padf;             /* floats of a padded image at the start of a part */
     int64_t region;           /* floats per task */
-    int64_t tasks;            /* image ranges */
+    int64_t tasks;            /* image ranges, or (split > 1) parts of images */
+    int64_t split;            /* forward, batch below the threads: parts per image
+                                 (pixel ranges; wide rows: channel ranges), else 1 */
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
@@ -569,6 +598,11 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     j->padf = !j->pad ? 0 : (j->kind >= 3 ? rows_in_floats(&j->g) : j->g.cin * j->g.hp * j->g.wp) + 15;
     j->padf = j->padf / 16 * 16;
     j->tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    j->split = 1;
+    if ((j->kind == 0 || j->kind == 3) && c->n > 0 && nrt_threads_get() >= 2 * c->n) {
+        j->split = nrt_threads_get() / c->n; /* batch 1 on every core */
+        j->tasks = c->n * j->split;
+    }
     wfloats = (wfloats + 15) / 16 * 16;
     j->region = j->padf + (work + 15) / 16 * 16;
     j->wp = scratch;
@@ -587,18 +621,24 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
         if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
         if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
             memset(part, 0, sizeof *part * (size_t)j->padf);
-        for (int64_t b = n * i / j->tasks; b < n * (i + 1) / j->tasks; b++) {
+        int64_t images = n * j->split, sp = j->split;
+        for (int64_t u = images * i / j->tasks; u < images * (i + 1) / j->tasks; u++) {
+            int64_t b = u / sp, k = u % sp;
             const float *x = j->in + b * in_plane;
             if (j->pad) {
                 pad_planes(x, g->cin, j->src_h, j->src_w, j->top, j->left, part, g->hp, g->wp);
                 x = part;
             }
-            if (j->kind < 2) {
-                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw);
+            if (j->kind < 2) { /* part k of sp: whole DIRECT_ACC blocks of pixels */
+                int64_t blocks = (hw + DIRECT_ACC - 1) / DIRECT_ACC;
+                int64_t q0 = blocks * k / sp * DIRECT_ACC, q1 = blocks * (k + 1) / sp * DIRECT_ACC;
+                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw, q0, q1 < hw ? q1 : hw);
                 continue;
             }
-            if (j->kind == 3) {
-                rows_image(g, x, j->w, j->out + b * g->cout * hw);
+            if (j->kind == 3) { /* part k of sp: whole ROWS_R tiles of channels */
+                int64_t tiles = (g->cout + ROWS_R - 1) / ROWS_R;
+                rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * ROWS_R,
+                           tiles * (k + 1) / sp * ROWS_R);
                 continue;
             }
             if (j->kind == 4) {
@@ -686,8 +726,7 @@ static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *
     direct_init(&j, c, 0);
     int64_t kk = c->ci * c->kh * c->kw;
     if (!direct_plan(&j, scratch, kk * c->co)) return 0;
-    for (int64_t o = 0; o < c->co; o++)
-        for (int64_t t = 0; t < kk; t++) j.wp[t * c->co + o] = w[o * kk + t];
+    dconv_pack(w, c->co, kk, j.wp);
     j.in = x, j.out = y;
     nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
     return 1;

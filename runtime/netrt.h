@@ -19,9 +19,11 @@ extern "C" {
 #if defined(__GNUC__) || defined(__clang__)
 #define NRT_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #define NRT_NOINLINE __attribute__((noinline)) /* generated code: each op compiled alone */
+#define NRT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #else
 #define NRT_PRINTF(f, a)
 #define NRT_NOINLINE
+#define NRT_UNLIKELY(x) (x)
 #endif
 
 /* ------------------------------------------------------------------ errors -- */
@@ -521,6 +523,20 @@ struct nrt_cl_program {
     const char *const *kernel_names; /* their names; nrt_cl_launch's kernel indexes this */
 };
 
+/* One unit of an entry point's code as NETC_PROFILE=1 reports it: a call of
+ * a generated kernel or node function, or a node's code inline in the entry.
+ * FLOPs by `info`'s convention (c_summary.c); bytes: the values it reads and
+ * writes (from outside a fused kernel), each once, at their planned sizes.
+ * Both are k + k_n * n for a batch of n. */
+struct nrt_prof_desc {
+    const char *fn;        /* the function it calls ("kernel_0_1", "node_2_27",
+                              "nrt_maxpool2d"), or "(inline)" */
+    const char *ops;       /* its IR ops and values: "conv2d+bias_add+relu %2 %4 %5" */
+    const char *layer;     /* the prefix of the parameters it reads, or "" */
+    double flops, flops_n; /* floating-point operations per call: flops + flops_n * n */
+    double bytes, bytes_n; /* bytes read and written per call: bytes + bytes_n * n */
+};
+
 struct nrt_ctx;
 /* A generated entry point: runs the function for a batch of n (1 <= n <=
  * ctx->max_n) items, leaving its outputs in ctx->out[]. */
@@ -547,6 +563,17 @@ struct nrt_entry_desc {
     int accuracy_output; /* outputs[]: the first accuracy metric */
     int lr_buffer;       /* train: buffers[]: the f32[] learning rate the
                             update reads (optim.c's "<name>.lr") */
+    /* NETC_PROFILE=1 (profile.c): the units of code the entry point times,
+     * each started by NRT_PROF_MARK(ctx, index); 0 and NULL where the target
+     * emits no marks (OpenCL, LLVM): then only the entry's total is timed. */
+    int n_prof;                       /* units */
+    const struct nrt_prof_desc *prof; /* their descriptions */
+    /* Items per slice (0: none): the compiler found every item's results to
+     * depend on that item alone (an inference entry point), so nrt_ctx_run
+     * runs a larger batch as slices of this many items whose activations
+     * stay in cache, each pool thread taking whole slices in a context of
+     * its own, and gathers the outputs (slices.c). */
+    int slice;
 };
 
 /* One row of `info`'s layer table, computed by the compiler from the forward
@@ -629,14 +656,18 @@ struct nrt_ctx {
                                       into the metadata (borrowed; NULL: none) */
     /* Device models only (model->device set): the device holds one arena of
      * f32/i32 elements, every buffer (inputs for max_n items) and then the workspace. */
-    void *dev;        /* the open device (the device layer's own struct); NULL: host */
-    int64_t *buf_off; /* per buffer: element offset in the arena */
-    int64_t ws_off;   /* element offset of the workspace in the arena */
-    int host_dirty;   /* host copies of params/state are newer (init, reset,
-                         checkpoint load, learning-rate writes) */
-    int dev_dirty;    /* device copies are newer (after a train-mode entry) */
-    void *mem;        /* nrt_ctx_init_mem: the caller's block holding buf[], the
-                         buffers and the workspace (not freed); NULL otherwise */
+    void *dev;                 /* the open device (the device layer's own struct); NULL: host */
+    int64_t *buf_off;          /* per buffer: element offset in the arena */
+    int64_t ws_off;            /* element offset of the workspace in the arena */
+    int host_dirty;            /* host copies of params/state are newer (init, reset,
+                                  checkpoint load, learning-rate writes) */
+    int dev_dirty;             /* device copies are newer (after a train-mode entry) */
+    void *mem;                 /* nrt_ctx_init_mem: the caller's block holding buf[], the
+                                  buffers and the workspace (not freed); NULL otherwise */
+    struct nrt_prof *prof;     /* NETC_PROFILE=1: the counters (profile.c); NULL: off */
+    struct nrt_slices *slices; /* sliced inference (slices.c): gathered outputs and
+                                  per-thread contexts; NULL: none (caller memory,
+                                  device models, no entry point with slices) */
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS
@@ -682,6 +713,27 @@ void nrt_ctx_free(struct nrt_ctx *ctx);
  * the generated code met bad data (a label out of range), NRT_ERR_DEVICE when
  * the device failed. */
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n);
+/* NETC_PROFILE (profile.c). With the variable set (and not "0"), a context
+ * times every entry point it runs and every unit of code the entry marks,
+ * and prints a table per entry point to stderr when it is freed: each unit's
+ * function, IR ops and layer, calls, total time, share of the entry's time,
+ * GFLOP/s and GB/s, sorted by time. Without it ctx->prof stays NULL and each
+ * mark costs one predictable branch. */
+struct nrt_prof;
+/* The counters for model m when NETC_PROFILE asks for them, else NULL. */
+struct nrt_prof *nrt_prof_open(const struct nrt_model *m);
+/* Around one run of entry e for a batch of n (nrt_ctx_run). */
+void nrt_prof_begin(struct nrt_prof *p, int e, int64_t n);
+void nrt_prof_end(struct nrt_prof *p);
+/* Generated code: unit u of the running entry starts (the one before ends). */
+void nrt_prof_mark(struct nrt_ctx *ctx, int u);
+#define NRT_PROF_MARK(ctx, u)                                             \
+    do {                                                                  \
+        if (NRT_UNLIKELY((ctx)->prof != NULL)) nrt_prof_mark((ctx), (u)); \
+    } while (0)
+/* Prints the tables to stderr (once) and frees p; NULL is ignored. */
+void nrt_prof_close(struct nrt_prof *p);
+
 /* Called by generated code on bad data: records the message, sets failed. */
 void nrt_ctx_fail(struct nrt_ctx *ctx, const char *fmt, ...) NRT_PRINTF(2, 3);
 /* The same with a code: NRT_ERR_DEVICE when a device failed (nrt_ctx_run then

@@ -2,7 +2,8 @@
  * look-ups and the layout hash, the context (every buffer and the workspace,
  * allocated once for the largest batch), parameter initialisation from the
  * seeded Philox generator, running an entry point, and checkpoints (safetensors
- * with the model's name, layout hash, step and epoch as metadata). Device
+ * with the model's name, layout hash, step and epoch as metadata); large
+ * batches of inference entry points go through slices.c. Device
  * models also get the device arena's layout here, and their device through
  * the layer their descriptor names (struct nrt_device_ops). */
 #include "runtime/internal.h"
@@ -215,6 +216,11 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
             return rc;
         }
     }
+    ctx->prof = nrt_prof_open(m);
+    if (!m->device && nrt_slices_alloc(ctx)) {
+        nrt_ctx_free(ctx);
+        return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the outputs of sliced entry points");
+    }
     return NRT_OK;
 }
 
@@ -266,10 +272,14 @@ int nrt_ctx_init_mem(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max
     ctx->ws = p;
     ctx->ws_bytes = ws_size(m, max_n);
     nrt_ctx_reset(ctx, seed);
+    ctx->prof = nrt_prof_open(m); /* NETC_PROFILE only: its counters are allocated */
     return NRT_OK;
 }
 
 void nrt_ctx_free(struct nrt_ctx *ctx) {
+    nrt_prof_close(ctx->prof); /* NETC_PROFILE: prints the tables */
+    ctx->prof = NULL;
+    nrt_slices_free(ctx);
     if (ctx->mem) { /* the caller's block */
         memset(ctx, 0, sizeof *ctx);
         return;
@@ -311,7 +321,11 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
                              (long long)ctx->max_n);
     ctx->failed = 0;
     ctx->err[0] = '\0';
-    ent->run(ctx, n);
+    if (!nrt_slices_run(ctx, e, n)) {
+        if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
+        ent->run(ctx, n);
+        if (ctx->prof) nrt_prof_end(ctx->prof);
+    }
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);

@@ -59,12 +59,19 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
 static void test_sgemm(void) {
     /* Small (one call), and large enough to split by rows and by columns,
      * with sizes that are not multiples of the 16-wide blocks. */
+    /* One row (batch 1: gemv.c) at 1-3 threads: mnist_cnn's dense layers, a
+     * tail of columns, fewer columns than a vector, more than one pass of 128. */
     static const int64_t sizes[][3] = {{3, 5, 7},      {64, 10, 128},  {200, 37, 150}, {37, 200, 150},
-                                       {131, 129, 67}, {1, 300, 4000}, {300, 1, 4000}, {33, 17, 0}};
-    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
-        for (int t = 0; t < 4; t++)
-            check_sgemm(t & 1, t >> 1, sizes[s][0], sizes[s][1], sizes[s][2], t == 3 ? 0.5f : 1.0f,
-                        t == 2 ? 0.25f : 0.0f);
+                                       {131, 129, 67}, {1, 300, 4000}, {300, 1, 4000}, {33, 17, 0},
+                                       {1, 128, 1600}, {1, 10, 128},   {1, 7, 5},      {1, 333, 77}};
+    for (int threads = 1; threads <= 3; threads++) {
+        nrt_threads_set(threads);
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+            for (int t = 0; t < 4; t++)
+                check_sgemm(t & 1, t >> 1, sizes[s][0], sizes[s][1], sizes[s][2], t == 3 ? 0.5f : 1.0f,
+                            t == 2 ? 0.25f : 0.0f);
+    }
+    nrt_threads_set(0);
 }
 
 /* ------------------------------------------------------------ convolution -- */
@@ -161,9 +168,13 @@ static void test_conv(void) {
                 c.chunk = chunk; /* 0: the default */
                 check_conv(c, "case");
             }
-        struct nrt_conv one = base[1];
-        one.n = 1; /* a batch of one: the GEMMs split instead */
-        check_conv(one, "batch 1");
+        /* A batch of one: the GEMMs split instead; the direct forward kernels
+         * split each image's pixels (channels, by wide rows) over the threads. */
+        for (size_t k = 0; k < sizeof base / sizeof *base; k++) {
+            struct nrt_conv one = base[k];
+            one.n = 1;
+            check_conv(one, "batch 1");
+        }
     }
 }
 
