@@ -30,6 +30,7 @@
     X(BIAS_ACT, "nrt_bias_act")           \
     X(MAXPOOL, "nrt_maxpool")             \
     X(MAXPOOL_GRAD, "nrt_maxpool_grad")   \
+    X(MAXPOOL2_GRAD, "nrt_maxpool2_grad") \
     X(AVGPOOL, "nrt_avgpool")             \
     X(AVGPOOL_GRAD, "nrt_avgpool_grad")   \
     X(UPSAMPLE, "nrt_upsample")           \
@@ -1119,16 +1120,14 @@ static struct conv_args conv_args(const struct nrt_conv *c) {
  * col + b*cs0 + r*cs1 + q*cs2 (cl_kernels.cl). */
 static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
                    int64_t nb, int64_t g, int64_t col, int64_t cs0, int64_t cs1, int64_t cs2) {
-    int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw;
+    int64_t cig = c->ci / c->g;
     cl_long xo = x + g * cig * c->h * c->w, co = col;
     cl_long4 cs = {{cs0, cs1, cs2, 0}};
     cl_int inb = (cl_int)nb;
     if (!lib_args(ctx, LK_IM2COL, 7, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d),
                   ARG(cs)))
         return;
-    size_t global[2] = {(size_t)(nb * c->ho), (size_t)kk}, local[2];
-    local_choose(2, global, CL(ctx)->max_wg, local);
-    enqueue(ctx, CL(ctx)->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
+    lib_run1(ctx, LK_IM2COL, nb * cig);
 }
 
 /* Checks a conv geometry against the kernels' int indices. */
@@ -1186,7 +1185,7 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
             cl_int inb = (cl_int)nb;
             if (lib_args(ctx, LK_COL2IM, 7, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d),
                          ARG(cs)))
-                lib_run1(ctx, LK_COL2IM, nb * cig * c->h);
+                lib_run1(ctx, LK_COL2IM, nb * cig);
         }
     }
 }
@@ -1270,8 +1269,12 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     pool_args(p, &g, &pad);
     cl_long xo = x, dyo = dy, dxo = dx;
     cl_int pl = (cl_int)p->planes;
-    if (lib_args(ctx, LK_MAXPOOL_GRAD, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h);
+    /* Disjoint 2x2 windows at stride 2 (the kernel's test `disjoint`): a plane per work-item. */
+    int two = p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] && !p->p[1] &&
+              2 * p->ho <= p->h && 2 * p->wo <= p->w;
+    int id = two ? LK_MAXPOOL2_GRAD : LK_MAXPOOL_GRAD;
+    if (lib_args(ctx, id, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, id, two ? p->planes : p->planes * p->h);
 }
 
 void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {

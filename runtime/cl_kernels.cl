@@ -182,18 +182,22 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
     const int j = get_global_id(0), i = get_global_id(1);
     if (i >= m || j >= n)
         return;
-    floatv acc = (floatv)(0.0f);
+    floatv acc = (floatv)(0.0f), acc2 = (floatv)(0.0f);
     float s = 0.0f;
     for (int g = 0; g < ns; g++) {
         __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j * ldb + g * bsg;
         int p = 0;
+        for (; p + 2 * VW <= kl; p += 2 * VW) { /* two chains: half the latency per step */
+            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
+            acc2 = mad(vloadv(1, a + p), vloadv(1, b + p), acc2);
+        }
         for (; p + VW <= kl; p += VW)
             acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
         for (; p < kl; p++)
             s = mad(a[p], b[p], s);
     }
     float t[VW];
-    vstorev(acc, 0, t);
+    vstorev(acc + acc2, 0, t);
     for (int u = 0; u < VW; u++)
         s += t[u];
     __global float *c = A + coff + (long)i * ldc + j;
@@ -377,62 +381,75 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 
 /* col(b, r, oh*wo + ow) = x[b, ch, ih, iw] (0 outside); x at the chunk's
  * first image and the group's first channel, images ci*h*w apart. Global
- * (nb*ho, cig*kh*kw): one output row per work-item. */
+ * (nb*cig): the kh*kw rows of one image and channel per work-item. */
 __kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
 {
-    const int q = get_global_id(0), r = get_global_id(1);
-    if (q >= nb * g0.s5 || r >= g0.s7 * g0.s3 * g0.s4)
+    const int e = get_global_id(0);
+    if (e >= nb * g0.s7)
         return;
-    const int bimg = q / g0.s5, oh = q % g0.s5, wo = g0.s6;
-    const int ch = r / (g0.s3 * g0.s4), i = r / g0.s4 % g0.s3, j = r % g0.s4;
-    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, off = j * d.s1 - g1.s3, w = g0.s2, s1 = g1.s1;
+    const int bimg = e / g0.s7, ch = e % g0.s7, h = g0.s1, w = g0.s2, ho = g0.s5, wo = g0.s6, s1 = g1.s1;
     const long st = cs.s2;
-    __global float *out = A + coloff + bimg * cs.s0 + r * cs.s1 + (long)oh * wo * st;
-    if (ih < 0 || ih >= g0.s1) {
-        for (int ow = 0; ow < wo; ow++)
-            out[ow * st] = 0.0f;
-        return;
-    }
-    __global const float *line = A + xoff + ((long)bimg * g0.s0 + ch) * g0.s1 * w + (long)ih * w;
-    if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
-        for (int ow = 0; ow < wo; ow++)
-            out[ow] = line[ow + off];
-        return;
-    }
-    for (int ow = 0; ow < wo; ow++) {
-        int iw = ow * s1 + off;
-        out[ow * st] = iw >= 0 && iw < w ? line[iw] : 0.0f;
-    }
-}
-
-/* The adjoint of im2col as a gather: dx[b, ch, ih, iw] = the sum of the col
- * entries that im2col took from it, taps (i, j) in ascending order, as
- * kernels.c's col2im adds them into a cleared dx. Global (nb*cig*h): one
- * input row per work-item. */
-__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
-{
-    const int e = get_global_id(0), h = g0.s1, w = g0.s2;
-    if (e >= nb * g0.s7 * h)
-        return;
-    const int bimg = e / (g0.s7 * h), ch = e / h % g0.s7, ih = e % h;
-    const int wo = g0.s6;
-    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w + (long)ih * w;
-    __global const float *col = A + coloff + bimg * cs.s0;
-    for (int iw = 0; iw < w; iw++) {
-        float s = 0.0f;
-        for (int i = 0; i < g0.s3; i++) {
-            int oy = ih + g1.s2 - i * d.s0;
-            if (oy < 0 || oy % g1.s0 || oy / g1.s0 >= g0.s5)
-                continue;
-            __global const float *row = col + ((ch * g0.s3 + i) * g0.s4) * cs.s1 + (long)(oy / g1.s0 * wo) * cs.s2;
-            for (int j = 0; j < g0.s4; j++) {
-                int ox = iw + g1.s3 - j * d.s1;
-                if (ox >= 0 && ox % g1.s1 == 0 && ox / g1.s1 < wo)
-                    s += row[j * cs.s1 + (ox / g1.s1) * cs.s2];
+    __global const float *plane = A + xoff + ((long)bimg * g0.s0 + ch) * h * w;
+    for (int i = 0; i < g0.s3; i++)
+        for (int j = 0; j < g0.s4; j++) {
+            const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
+            __global float *out = A + coloff + bimg * cs.s0 + r * cs.s1;
+            for (int oh = 0; oh < ho; oh++, out += wo * st) {
+                const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
+                if (ih < 0 || ih >= h) {
+                    for (int ow = 0; ow < wo; ow++)
+                        out[ow * st] = 0.0f;
+                    continue;
+                }
+                __global const float *line = plane + (long)ih * w;
+                if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
+                    for (int ow = 0; ow < wo; ow++)
+                        out[ow] = line[ow + off];
+                    continue;
+                }
+                for (int ow = 0; ow < wo; ow++) {
+                    int iw = ow * s1 + off;
+                    out[ow * st] = iw >= 0 && iw < w ? line[iw] : 0.0f;
+                }
             }
         }
-        dx[iw] = s;
-    }
+}
+
+/* The adjoint of im2col: dx[b, ch, ih, iw] = the sum of the col entries
+ * that im2col took from it, taps (i, j) in ascending order from a cleared
+ * plane, as kernels.c's col2im adds them (so bit for bit). Global (nb*cig):
+ * one input plane per work-item, the taps scattered into it in order. */
+__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
+{
+    const int e = get_global_id(0);
+    if (e >= nb * g0.s7)
+        return;
+    const int bimg = e / g0.s7, ch = e % g0.s7, h = g0.s1, w = g0.s2, ho = g0.s5, wo = g0.s6, s1 = g1.s1;
+    const long st = cs.s2;
+    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w;
+    for (int q = 0; q < h * w; q++)
+        dx[q] = 0.0f;
+    for (int i = 0; i < g0.s3; i++)
+        for (int j = 0; j < g0.s4; j++) {
+            const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
+            __global const float *col = A + coloff + bimg * cs.s0 + r * cs.s1;
+            for (int oh = 0; oh < ho; oh++, col += wo * st) {
+                const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
+                if (ih < 0 || ih >= h)
+                    continue;
+                __global float *line = dx + (long)ih * w;
+                if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
+                    for (int ow = 0; ow < wo; ow++)
+                        line[ow + off] += col[ow];
+                    continue;
+                }
+                for (int ow = 0; ow < wo; ow++) {
+                    int iw = ow * s1 + off;
+                    if (iw >= 0 && iw < w)
+                        line[iw] += col[ow * st];
+                }
+            }
+        }
 }
 
 /* --------------------------------------------------------------- pooling -- */
@@ -579,6 +596,45 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
                 if (window_argmax(plane, g, p, oh, ow) == at)
                     s += dy[oh * g.s3 + ow];
         dx[iw] = s;
+    }
+}
+
+/* nrt_maxpool_grad for disjoint 2x2 windows at stride 2 without padding,
+ * one plane per work-item (global (planes)): rows of windows in order, each
+ * input written once (0 but at its window's first maximum). */
+__kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
+{
+    const int pl = get_global_id(0);
+    if (pl >= planes)
+        return;
+    const int h = g.s0, w = g.s1, ho = g.s2, wo = g.s3;
+    __global const float *plane = A + xoff + (long)pl * h * w;
+    __global const float *dy = A + dyoff + (long)pl * ho * wo;
+    __global float *dx = A + dxoff + (long)pl * h * w;
+    for (int ih = 2 * ho; ih < h; ih++)
+        for (int iw = 0; iw < w; iw++)
+            dx[ih * w + iw] = 0.0f;
+    for (int oh = 0; oh < ho; oh++) {
+        __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
+        __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
+        for (int ow = 0; ow < wo; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            int best = 0;
+            float v = a.x;
+            if (a.y > v)
+                best = 1, v = a.y;
+            if (b.x > v)
+                best = 2, v = b.x;
+            if (b.y > v)
+                best = 3;
+            const float d = 0.0f + dy[oh * wo + ow];
+            d0[2 * ow] = best == 0 ? d : 0.0f;
+            d0[2 * ow + 1] = best == 1 ? d : 0.0f;
+            d1[2 * ow] = best == 2 ? d : 0.0f;
+            d1[2 * ow + 1] = best == 3 ? d : 0.0f;
+        }
+        for (int iw = 2 * wo; iw < w; iw++)
+            d0[iw] = d1[iw] = 0.0f;
     }
 }
 
