@@ -66,10 +66,11 @@ struct gemm_rb {
     int rbv, rbm, rbn;
 };
 
-/* Device time of one kernel name (NETC_CL_PROFILE=1). */
+/* Device time of one kernel name (NETC_PROFILE=1 or NETC_CL_PROFILE=1). */
 struct prof {
-    char name[96]; /* the kernel (SGEMM: with its shape) */
+    char name[96]; /* the kernel (GEMMs: with their shape) */
     double ms;     /* total device milliseconds */
+    double flop;   /* floating-point operations counted (GEMMs: 2mnk), 0: not counted */
     long calls;    /* launches */
 };
 
@@ -97,7 +98,8 @@ struct nrt_cl {
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
     int built;               /* a program was built from source at open */
-    struct prof *prof;       /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
+    struct prof *prof;       /* NETC_PROFILE=1: per-kernel device time, else NULL */
+    double next_flop;        /* the FLOPs of the next launch (profiling GEMMs) */
     int n_prof;              /* kernels in prof */
     int dead;                /* an OpenCL call failed: later calls are no-ops */
     char err[256];           /* the message of that failure */
@@ -552,9 +554,9 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
             rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e),
                                (int)e);
     }
-    const char *prof = getenv("NETC_CL_PROFILE");
-    if (!rc && prof && strcmp(prof, "1") == 0 && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)))
-        rc = NRT_ERR_NOMEM;
+    const char *prof = getenv("NETC_CL_PROFILE"), *prof2 = getenv("NETC_PROFILE");
+    int want = (prof && strcmp(prof, "1") == 0) || (prof2 && *prof2 && strcmp(prof2, "0") != 0);
+    if (!rc && want && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0))) rc = NRT_ERR_NOMEM;
     if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
                                                   cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
         rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
@@ -590,19 +592,25 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
     return NRT_OK;
 }
 
-/* Prints the profile, the most expensive kernels first, and frees it. */
+/* Prints the profile, the most expensive kernels first, and frees it: device
+ * milliseconds from the queue's event profiling (each launch waited for, so
+ * the run is slower than without it), share, launches, and GFLOP/s where
+ * counted. */
 static void prof_print(struct nrt_cl *cl) {
     if (!cl->prof) return;
     double total = 0;
     for (int i = 0; i < cl->n_prof; i++) total += cl->prof[i].ms;
-    fprintf(stderr, "OpenCL profile on %s: %.1f ms of kernels\n", cl->name, total);
+    fprintf(stderr, "netc profile: OpenCL device time on %s: %.1f ms of kernels\n", cl->name, total);
+    fprintf(stderr, "  %10s %7s %8s %9s  %s\n", "time(ms)", "share", "calls", "GFLOP/s", "kernel");
     for (int done = 0; done < cl->n_prof && done < 40; done++) {
         int best = -1;
         for (int i = 0; i < cl->n_prof; i++)
             if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms)) best = i;
         struct prof *p = &cl->prof[best];
-        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0,
-                p->calls, p->name);
+        char rate[32] = "-";
+        if (p->flop > 0 && p->ms > 0) snprintf(rate, sizeof rate, "%.2f", p->flop / p->ms * 1e-6);
+        fprintf(stderr, "  %10.3f %6.1f%% %8ld %9s  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0,
+                p->calls, rate, p->name);
         p->calls = -1;
     }
     nrt_free(cl->prof);
@@ -610,7 +618,7 @@ static void prof_print(struct nrt_cl *cl) {
 }
 
 /* Adds the device time of a finished launch to its kernel's entry. */
-static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev) {
+static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev, double flop) {
     cl_ulong t0 = 0, t1 = 0;
     clWaitForEvents(1, &ev);
     clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
@@ -623,6 +631,7 @@ static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev) {
         snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
     }
     cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cl->prof[i].flop += flop;
     cl->prof[i].calls++;
 }
 
@@ -720,6 +729,8 @@ static void local_choose(int dims, const size_t *global, size_t limit, size_t *l
 static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
                     const size_t *local) {
     size_t g[3];
+    double flop = CL(ctx)->next_flop;
+    CL(ctx)->next_flop = 0;
     for (int d = 0; d < dims; d++) {
         if (global[d] == 0) return;
         g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
@@ -730,7 +741,7 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
     else if (ev)
-        prof_add(ctx->dev, name, ev);
+        prof_add(ctx->dev, name, ev, flop);
 }
 
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
@@ -885,6 +896,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
                         (size_t)g->nz},
            local[3] = {1, 1, 1};
     char name[96] = "nrt_gemm_rb";
+    cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->kl * g->ns) * (double)g->nz;
     if (cl->prof)
         snprintf(name, sizeof name, "nrt_gemm_rb %lldx%lldx%lld%s%s", (long long)g->m, (long long)g->n,
                  (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "", g->ct ? " ct" : "");
@@ -1002,6 +1014,7 @@ static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int
         return;
     size_t global[2] = {(size_t)n, (size_t)m}, local[2];
     local_choose(2, global, CL(ctx)->max_wg, local);
+    CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)(kl * ns);
     enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
 }
 
@@ -1052,6 +1065,7 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
     char name[96] = "nrt_sgemm";
+    CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)k;
     if (cl->prof)
         snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
                  ta ? " ta" : "", tb ? " tb" : "");
