@@ -313,6 +313,9 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
     klaunch(k, idx, &v, p.rows, wg, false);
 }
 
+/* Partial sums along a contiguous run in the row sums below. */
+#define CLC_SUM_LANES 8
+
 /* A float sum of x over the reduced dims, accurate to float32 rounding at any
  * size: each work-item sums its elements in acc_t (double where the device has
  * it) with Kahan's compensation (which keeps a float-only device accurate too),
@@ -325,6 +328,43 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
     int idx;
     bool wg = rows_open(k, kname(k, id), &v, p.count, p.rows, &idx);
     decompose(k, "base", "r", p.nk, p.kd, p.ks, "    ");
+    struct cgc_x len = p.nr > 0 ? p.rd[p.nr - 1] : xk(0);
+    if (wg && cgc_x_equal(p.rs[p.nr - 1], xk(1)) && (len.n || len.k >= CLC_SUM_LANES)) {
+        /* Contiguous runs (bias gradients: the pixels of one image and
+         * channel): each work-item takes whole runs, CLC_SUM_LANES
+         * independent compensated sums along each, instead of one serial
+         * chain with an index decomposition per element. */
+        struct cgc_x runs = xk(1);
+        for (int i = 0; i < p.nr - 1; i++) runs = cgc_mul(runs, p.rd[i]);
+        clc_src(k, "    acc_t a = 0, c = 0, al[%d] = {0}, cl[%d] = {0};", CLC_SUM_LANES, CLC_SUM_LANES);
+        clc_src(k, "    for (long o = t; o < %s; o += L) {", cg_xs(runs));
+        decompose(k, "at", "o", p.nr - 1, p.rd, p.rs, "        ");
+        clc_src(k, "        __global const float *const row = v%d + base + at;", x);
+        clc_src(k, "        long j = 0;");
+        clc_src(k, "        for (; j + %d <= %s; j += %d)", CLC_SUM_LANES, cg_xs(len), CLC_SUM_LANES);
+        clc_src(k, "            for (int l = 0; l < %d; l++) {", CLC_SUM_LANES);
+        clc_src(k, "                const acc_t y = (acc_t)row[j + l] - cl[l], s = al[l] + y;");
+        clc_src(k, "                cl[l] = (s - al[l]) - y;");
+        clc_src(k, "                al[l] = s;");
+        clc_src(k, "            }");
+        clc_src(k, "        for (; j < %s; j++) {", cg_xs(len));
+        clc_src(k, "            const acc_t y = (acc_t)row[j] - c, s = a + y;");
+        clc_src(k, "            c = (s - a) - y;");
+        clc_src(k, "            a = s;");
+        clc_src(k, "        }");
+        clc_src(k, "    }");
+        clc_src(k, "    for (int l = 0; l < %d; l++) {", CLC_SUM_LANES);
+        clc_src(k, "        const acc_t y = (al[l] - cl[l]) - c, s = a + y;");
+        clc_src(k, "        c = (s - a) - y;");
+        clc_src(k, "        a = s;");
+        clc_src(k, "    }");
+        clc_src(k, "    a -= c;");
+        wg_combine(k, wg, "a", "netc_wg_sum", "redd");
+        clc_src(k, "    if (t == 0) %s;", fin);
+        idx = kend(k);
+        klaunch(k, idx, &v, p.rows, wg, false);
+        return;
+    }
     clc_src(k, "    acc_t a = 0, c = 0;");
     clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
     decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
@@ -1437,8 +1477,36 @@ bool clc_kernel_supported(const struct ir_func *f, int kernel) {
 /* The nest of kernel kn on work-items (the arrays, the head's among them, as
  * the C backend's: cg_kernel_nest), its members in registers, the outputs
  * stored last. */
+/* Whether kernel kn is a conv2d or 2-D matmul head, a bias_add of its result
+ * along the channels (conv) or columns (matmul), and optionally a relu of
+ * that, storing only the root: the runtime's GEMM then writes the result
+ * (nrt_cl_fuse_next), with no pass of its own. *bias: the bias value. */
+static bool epilogue_fusable(const struct clc *k, const struct cgc_kernel *kn, int *bias, bool *relu) {
+    int nm = (int)vec_len(kn->members);
+    if (kn->head < 0 || vec_len(kn->outputs) != 1 || nm < 2 || nm > 3 || kn->members[0] != kn->head)
+        return false;
+    const struct ir_node *h = node(k, kn->head), *ba = node(k, kn->members[1]);
+    if (h->op != OP_CONV2D && !(h->op == OP_MATMUL && h->type.shape.rank == 2)) return false;
+    if (ba->op != OP_BIAS_ADD || ba->args[0] != kn->head || ir_attr_i(ba, ATTR_AXIS) != 1 ||
+        node(k, ba->args[1])->type.dtype != DT_F32)
+        return false;
+    *relu = nm == 3;
+    if (*relu &&
+        (node(k, kn->members[2])->op != OP_RELU || node(k, kn->members[2])->args[0] != kn->members[1]))
+        return false;
+    *bias = ba->args[1];
+    return true;
+}
+
 void clc_kernel_emit(struct clc *k, const struct cgc_kernel *kn) {
     struct cgc *c = &k->c;
+    int bias;
+    bool relu;
+    if (epilogue_fusable(k, kn, &bias, &relu)) {
+        cgc_emit(c, "nrt_cl_fuse_next(ctx, o%d, %d);", bias, relu ? 1 : 0);
+        clc_op_emit(k, kn->head); /* into the root's storage, bias and relu applied */
+        return;
+    }
     if (kn->head >= 0) clc_op_emit(k, kn->head); /* into the root's storage: o<head> = o<root> */
     struct cg_nest ns;
     struct cg_access acc[CG_NEST_OPS];

@@ -2,9 +2,10 @@
  * choice, the context of an OpenCL model (queue, one arena holding every
  * buffer and the workspace, the runtime's and the model's programs through a
  * binary cache), host<->device copies, kernel launches, and the library ops
- * (tiled SGEMM, convolution by im2col/col2im + SGEMM, pooling, upsampling) whose
- * OpenCL C lives in cl_kernels.cl. Sections: errors, devices, binary cache,
- * programs, context, copies and launches, library ops. */
+ * (SGEMM: tiled in local memory on GPUs, blocked in registers on CPU devices;
+ * convolution by im2col/col2im + GEMM with the bias and relu fused; pooling,
+ * upsampling) whose OpenCL C lives in cl_kernels.cl. Sections: errors,
+ * devices, binary cache, programs, context, copies and launches, library ops. */
 #include "runtime/internal.h"
 
 #define CL_TARGET_OPENCL_VERSION 120
@@ -24,10 +25,12 @@
     X(SGEMM_DOT, "nrt_sgemm_dot")         \
     X(IM2COL, "nrt_im2col")               \
     X(COL2IM, "nrt_col2im")               \
-    X(TO_CM, "nrt_to_cm")                 \
-    X(FROM_CM, "nrt_from_cm")             \
+    X(GEMM_RB, "nrt_gemm_rb")             \
+    X(TRANSPOSE, "nrt_transpose")         \
+    X(BIAS_ACT, "nrt_bias_act")           \
     X(MAXPOOL, "nrt_maxpool")             \
     X(MAXPOOL_GRAD, "nrt_maxpool_grad")   \
+    X(MAXPOOL2_GRAD, "nrt_maxpool2_grad") \
     X(AVGPOOL, "nrt_avgpool")             \
     X(AVGPOOL_GRAD, "nrt_avgpool_grad")   \
     X(UPSAMPLE, "nrt_upsample")           \
@@ -57,10 +60,17 @@ struct gemm_tiles {
     int vw, wm, rx, ry, tk;
 };
 
-/* Device time of one kernel name (NETC_CL_PROFILE=1). */
+/* The register-block GEMM (nrt_gemm_rb, CPU devices): rbm rows of rbn
+ * vectors of rbv floats per work-item; rbm 0: the tiled SGEMM instead. */
+struct gemm_rb {
+    int rbv, rbm, rbn;
+};
+
+/* Device time of one kernel name (NETC_PROFILE=1 or NETC_CL_PROFILE=1). */
 struct prof {
-    char name[96]; /* the kernel (SGEMM: with its shape) */
+    char name[96]; /* the kernel (GEMMs: with their shape) */
     double ms;     /* total device milliseconds */
+    double flop;   /* floating-point operations counted (GEMMs: 2mnk), 0: not counted */
     long calls;    /* launches */
 };
 
@@ -80,10 +90,16 @@ struct nrt_cl {
     cl_mem arena;            /* every buffer, then the workspace */
     int64_t arena_elems;     /* its size in 4-byte elements */
     struct gemm_tiles tiles; /* SGEMM tiles for this device */
+    struct gemm_rb rb;       /* the register-block GEMM's shape (rbm 0: not used) */
+    cl_mem pack;             /* nrt_gemm_rb's packed operands (NULL until needed) */
+    size_t pack_elems;       /* its size in floats */
+    int64_t ep_bias;         /* nrt_cl_fuse_next's bias offset, -1: none pending */
+    int ep_relu;             /* and its relu */
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
     int built;               /* a program was built from source at open */
-    struct prof *prof;       /* NETC_CL_PROFILE=1: per-kernel device time, else NULL */
+    struct prof *prof;       /* NETC_PROFILE=1: per-kernel device time, else NULL */
+    double next_flop;        /* the FLOPs of the next launch (profiling GEMMs) */
     int n_prof;              /* kernels in prof */
     int dead;                /* an OpenCL call failed: later calls are no-ops */
     char err[256];           /* the message of that failure */
@@ -458,6 +474,26 @@ static struct gemm_tiles tiles_choose(struct nrt_cl *cl) {
     return cand[sizeof cand / sizeof *cand - 1];
 }
 
+/* The register-block GEMM for CPU devices (see cl_kernels.cl): vectors of
+ * the preferred float width, 8 x 2 of them per work-item with 32 vector
+ * registers (AVX-512), 6 x 2 with fewer (bench/cl_gemm.c). Other devices, or
+ * NETC_CL_GEMM set (tuning the tiled kernel), take the tiled SGEMM;
+ * NETC_CL_RB="rbm,rbn" overrides the block. */
+static struct gemm_rb rb_choose(struct nrt_cl *cl) {
+    struct gemm_rb r = {0, 0, 0};
+    cl_uint pref = 0;
+    clGetDeviceInfo(cl->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
+    if (!(device_type(cl->device) & CL_DEVICE_TYPE_CPU) || getenv("NETC_CL_GEMM")) return r;
+    r.rbv = pref >= 16 ? 16 : pref >= 8 ? 8 : 4;
+    r.rbm = r.rbv >= 16 ? 8 : 6;
+    r.rbn = 2;
+    const char *env = getenv("NETC_CL_RB");
+    int m = 0, n = 0;
+    if (env && sscanf(env, "%d,%d", &m, &n) == 2 && m >= 1 && m <= 16 && n >= 1 && n <= 4)
+        r.rbm = m, r.rbn = n;
+    return r;
+}
+
 /* ---------------------------------------------------------------- context -- */
 
 /* Builds both programs and creates every kernel. */
@@ -465,9 +501,11 @@ static int kernels_create(struct nrt_ctx *ctx) {
     struct nrt_cl *cl = ctx->dev;
     const struct nrt_cl_program *mp = PROGRAM(ctx);
     const struct gemm_tiles *t = &cl->tiles;
+    const struct gemm_rb *r = &cl->rb;
     char opts[256];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d", t->vw, t->wm, t->rx,
-             t->ry, t->tk);
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d -DRBV=%d -DRBM=%d -DRBN=%d", t->vw, t->wm,
+             t->rx, t->ry, t->tk, r->rbm ? r->rbv : 4, r->rbm ? r->rbm : 6, r->rbm ? r->rbn : 2);
     int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
     if (!rc)
         rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
@@ -509,14 +547,16 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         if (!cl->max_wg) cl->max_wg = 1;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
         cl->tiles = tiles_choose(cl);
+        cl->rb = rb_choose(cl);
+        cl->ep_bias = -1;
         cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
         if (!cl->context)
             rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateContext(%s): %s (%d)", cl->name, cl_errname(e),
                                (int)e);
     }
-    const char *prof = getenv("NETC_CL_PROFILE");
-    if (!rc && prof && strcmp(prof, "1") == 0 && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)))
-        rc = NRT_ERR_NOMEM;
+    const char *prof = getenv("NETC_CL_PROFILE"), *prof2 = getenv("NETC_PROFILE");
+    int want = (prof && strcmp(prof, "1") == 0) || (prof2 && *prof2 && strcmp(prof2, "0") != 0);
+    if (!rc && want && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0))) rc = NRT_ERR_NOMEM;
     if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
                                                   cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
         rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
@@ -552,19 +592,25 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
     return NRT_OK;
 }
 
-/* Prints the profile, the most expensive kernels first, and frees it. */
+/* Prints the profile, the most expensive kernels first, and frees it: device
+ * milliseconds from the queue's event profiling (each launch waited for, so
+ * the run is slower than without it), share, launches, and GFLOP/s where
+ * counted. */
 static void prof_print(struct nrt_cl *cl) {
     if (!cl->prof) return;
     double total = 0;
     for (int i = 0; i < cl->n_prof; i++) total += cl->prof[i].ms;
-    fprintf(stderr, "OpenCL profile on %s: %.1f ms of kernels\n", cl->name, total);
+    fprintf(stderr, "netc profile: OpenCL device time on %s: %.1f ms of kernels\n", cl->name, total);
+    fprintf(stderr, "  %10s %7s %8s %9s  %s\n", "time(ms)", "share", "calls", "GFLOP/s", "kernel");
     for (int done = 0; done < cl->n_prof && done < 40; done++) {
         int best = -1;
         for (int i = 0; i < cl->n_prof; i++)
             if (cl->prof[i].calls >= 0 && (best < 0 || cl->prof[i].ms > cl->prof[best].ms)) best = i;
         struct prof *p = &cl->prof[best];
-        fprintf(stderr, "  %9.1f ms %5.1f%% %8ld calls  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0,
-                p->calls, p->name);
+        char rate[32] = "-";
+        if (p->flop > 0 && p->ms > 0) snprintf(rate, sizeof rate, "%.2f", p->flop / p->ms * 1e-6);
+        fprintf(stderr, "  %10.3f %6.1f%% %8ld %9s  %s\n", p->ms, total > 0 ? 100 * p->ms / total : 0,
+                p->calls, rate, p->name);
         p->calls = -1;
     }
     nrt_free(cl->prof);
@@ -572,7 +618,7 @@ static void prof_print(struct nrt_cl *cl) {
 }
 
 /* Adds the device time of a finished launch to its kernel's entry. */
-static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev) {
+static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev, double flop) {
     cl_ulong t0 = 0, t1 = 0;
     clWaitForEvents(1, &ev);
     clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
@@ -585,6 +631,7 @@ static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev) {
         snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
     }
     cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cl->prof[i].flop += flop;
     cl->prof[i].calls++;
 }
 
@@ -600,6 +647,7 @@ static void cl_close(struct nrt_ctx *ctx) {
     nrt_free(cl->kernels);
     nrt_free(cl->kernel_wg);
     if (cl->arena) clReleaseMemObject(cl->arena);
+    if (cl->pack) clReleaseMemObject(cl->pack);
     if (cl->prog) clReleaseProgram(cl->prog);
     if (cl->lib) clReleaseProgram(cl->lib);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -681,6 +729,8 @@ static void local_choose(int dims, const size_t *global, size_t limit, size_t *l
 static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims, const size_t *global,
                     const size_t *local) {
     size_t g[3];
+    double flop = CL(ctx)->next_flop;
+    CL(ctx)->next_flop = 0;
     for (int d = 0; d < dims; d++) {
         if (global[d] == 0) return;
         g[d] = (global[d] + local[d] - 1) / local[d] * local[d];
@@ -691,7 +741,7 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
     else if (ev)
-        prof_add(ctx->dev, name, ev);
+        prof_add(ctx->dev, name, ev, flop);
 }
 
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
@@ -777,39 +827,289 @@ static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems) {
     return 0;
 }
 
+/* One nrt_gemm_rb launch (cl_kernels.cl has the operands' layout): A and B
+ * in buffer abuf / bbuf (the arena or the packing buffer), C in the arena;
+ * k = kl*ns, batch nz. */
+struct rb_gemm {
+    cl_mem abuf;
+    int64_t aoff, ars, acs, asg, abz;
+    cl_mem bbuf;
+    int64_t boff, ldb, bsg, bbz;
+    int64_t coff, ldc, cbz;
+    int ct;
+    int64_t m, n, kl, ns, nz;
+    float alpha, beta;
+    int64_t bias; /* the fused bias's offset (bmode 1: per row i, 2: per column j) */
+    int bmode, relu;
+};
+static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
+    struct nrt_cl *cl = ctx->dev;
+    if (g->m <= 0 || g->n <= 0 || g->nz <= 0) return;
+    cl_kernel k = cl->lk[LK_GEMM_RB];
+    cl_long l[12] = {g->aoff, g->ars, g->acs, g->asg,  g->abz, g->boff,
+                     g->ldb,  g->bsg, g->bbz, g->coff, g->ldc, g->cbz};
+    cl_int ints[5] = {g->ct, (cl_int)g->m, (cl_int)g->n, (cl_int)(g->kl > 0 ? g->kl : 0), (cl_int)g->ns};
+    cl_float f[2] = {g->alpha, g->beta};
+    cl_long bias = g->bias;
+    cl_int ep[2] = {g->bmode, g->relu};
+    /* (index, size, pointer) of each argument */
+    const struct {
+        cl_uint i;
+        size_t size;
+        const void *p;
+    } args[] = {
+        {0, sizeof(cl_mem), &g->abuf},
+        {1, 8, &l[0]},
+        {2, 8, &l[1]},
+        {3, 8, &l[2]},
+        {4, 8, &l[3]},
+        {5, 8, &l[4]},
+        {6, sizeof(cl_mem), &g->bbuf},
+        {7, 8, &l[5]},
+        {8, 8, &l[6]},
+        {9, 8, &l[7]},
+        {10, 8, &l[8]},
+        {11, sizeof(cl_mem), &cl->arena},
+        {12, 8, &l[9]},
+        {13, 8, &l[10]},
+        {14, 8, &l[11]},
+        {15, 4, &ints[0]},
+        {16, 4, &ints[1]},
+        {17, 4, &ints[2]},
+        {18, 4, &ints[3]},
+        {19, 4, &ints[4]},
+        {20, 4, &f[0]},
+        {21, 4, &f[1]},
+        {22, 8, &bias},
+        {23, 4, &ep[0]},
+        {24, 4, &ep[1]},
+    };
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+        cl_int e = clSetKernelArg(k, args[i].i, args[i].size, args[i].p);
+        if (e != CL_SUCCESS) {
+            cl_fail(ctx, e, "clSetKernelArg(nrt_gemm_rb, %u)", args[i].i);
+            return;
+        }
+    }
+    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv;
+    size_t global[3] = {(size_t)((g->n + w - 1) / w), (size_t)((g->m + cl->rb.rbm - 1) / cl->rb.rbm),
+                        (size_t)g->nz},
+           local[3] = {1, 1, 1};
+    char name[96] = "nrt_gemm_rb";
+    cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->kl * g->ns) * (double)g->nz;
+    if (cl->prof)
+        snprintf(name, sizeof name, "nrt_gemm_rb %lldx%lldx%lld%s%s", (long long)g->m, (long long)g->n,
+                 (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "", g->ct ? " ct" : "");
+    enqueue(ctx, k, name, 3, global, local);
+}
+
+/* The packing buffer with room for elems floats (grown as needed), or NULL
+ * (the failure recorded). */
+static cl_mem pack_get(struct nrt_ctx *ctx, int64_t elems) {
+    struct nrt_cl *cl = ctx->dev;
+    size_t want = (size_t)(elems > 0 ? elems : 1);
+    if (cl->pack && cl->pack_elems >= want) return cl->pack;
+    if (cl->pack) clReleaseMemObject(cl->pack);
+    cl->pack = NULL;
+    cl->pack_elems = 0;
+    if (want < cl->pack_elems * 2) want = cl->pack_elems * 2;
+    cl_int e;
+    cl->pack = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, want * 4, NULL, &e);
+    if (!cl->pack) {
+        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for a packed GEMM operand)", want * 4);
+        return NULL;
+    }
+    cl->pack_elems = want;
+    return cl->pack;
+}
+
+/* P[p*rows + i] = arena[in + i*ld + p] (i < rows, p < cols) into the packing
+ * buffer, which it returns (NULL on failure). */
+static cl_mem transpose_pack(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_t rows, int64_t cols) {
+    if (!fits_int(ctx, "packed operand", rows * cols)) return NULL;
+    cl_mem p = pack_get(ctx, rows * cols);
+    if (!p || rows * cols == 0) return p;
+    cl_long io = in;
+    cl_int ild = (cl_int)ld, ir = (cl_int)rows, ic = (cl_int)cols;
+    if (!lib_args(ctx, LK_TRANSPOSE, 5, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p))) return NULL;
+    size_t global[2] = {(size_t)cols, (size_t)rows}, local[2];
+    local_choose(2, global, CL(ctx)->max_wg, local);
+    enqueue(ctx, CL(ctx)->lk[LK_TRANSPOSE], "nrt_transpose", 2, global, local);
+    return p;
+}
+
+/* C = alpha op(A) op(B) + beta C by nrt_gemm_rb: A B and A^T B directly, A^T
+ * B^T as its transpose C^T = B A (C stored transposed), A B^T with the smaller
+ * of A and B transposed into the packing buffer first. */
+static void sgemm_rb(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                     int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc,
+                     int64_t bias, int relu) {
+    cl_mem arena = CL(ctx)->arena;
+    struct rb_gemm g = {.abuf = arena,
+                        .bbuf = arena,
+                        .coff = c,
+                        .ldc = ldc,
+                        .kl = k,
+                        .ns = 1,
+                        .nz = 1,
+                        .alpha = alpha,
+                        .beta = beta,
+                        .bias = bias < 0 ? 0 : bias,
+                        .relu = relu};
+    if (!tb) { /* C = op(A) B */
+        g.aoff = a, g.ars = ta ? 1 : lda, g.acs = ta ? lda : 1;
+        g.boff = b, g.ldb = ldb, g.m = m, g.n = n;
+    } else if (ta) { /* C^T = B A: A' = B [n, k] by rows, B' = A [k, m] */
+        g.aoff = b, g.ars = ldb, g.acs = 1;
+        g.boff = a, g.ldb = lda, g.m = n, g.n = m, g.ct = 1;
+    } else if (m <= n) { /* C^T = B A^T, A^T [k, m] packed */
+        if (!(g.bbuf = transpose_pack(ctx, a, lda, m, k))) return;
+        g.aoff = b, g.ars = ldb, g.acs = 1;
+        g.boff = 0, g.ldb = m, g.m = n, g.n = m, g.ct = 1;
+    } else { /* C = A B^T, B^T [k, n] packed */
+        if (!(g.bbuf = transpose_pack(ctx, b, ldb, n, k))) return;
+        g.aoff = a, g.ars = lda, g.acs = 1;
+        g.boff = 0, g.ldb = n, g.m = m, g.n = n;
+    }
+    if (bias >= 0) g.bmode = g.ct ? 1 : 2; /* per column of C */
+    rb_run(ctx, &g);
+}
+
+void nrt_cl_fuse_next(struct nrt_ctx *ctx, int64_t bias, int relu) {
+    if (cl_dead(ctx)) return;
+    CL(ctx)->ep_bias = bias;
+    CL(ctx)->ep_relu = relu;
+}
+
+/* The pending nrt_cl_fuse_next (bias -1: none), cleared. */
+static int64_t fuse_take(struct nrt_ctx *ctx, int *relu) {
+    struct nrt_cl *cl = ctx->dev;
+    int64_t b = cl ? cl->ep_bias : -1;
+    *relu = cl ? cl->ep_relu : 0;
+    if (cl) cl->ep_bias = -1, cl->ep_relu = 0;
+    return b;
+}
+
+/* The fused bias and relu over y [rows, cols] (rows ld apart) where the GEMM
+ * did not apply them: bias per row r % mod (mod > 0), else per column. */
+static void bias_act(struct nrt_ctx *ctx, int64_t y, int64_t rows, int64_t cols, int64_t ld, int64_t bias,
+                     int64_t mod, int relu) {
+    cl_long yo = y, bo = bias;
+    cl_int ir = (cl_int)rows, ic = (cl_int)cols, il = (cl_int)ld, im = (cl_int)mod, irl = relu;
+    if (lib_args(ctx, LK_BIAS_ACT, 7, ARG(yo), ARG(ir), ARG(ic), ARG(il), ARG(bo), ARG(im), ARG(irl)))
+        lib_run1(ctx, LK_BIAS_ACT, rows);
+}
+
+/* C = alpha A B^T + beta C by nrt_sgemm_dot, k in ns segments of kl (see
+ * cl_kernels.cl). */
+static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int64_t ns, float alpha,
+                      int64_t a, int64_t lda, int64_t asg, int64_t b, int64_t ldb, int64_t bsg, float beta,
+                      int64_t c, int64_t ldc) {
+    cl_long ao = a, bo = b, co = c, as = asg, bs = bsg;
+    cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
+           ik = (cl_int)(kl > 0 ? kl : 0), ins = (cl_int)ns;
+    cl_float al = alpha, be = beta;
+    if (!lib_args(ctx, LK_SGEMM_DOT, 14, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
+                  ARG(in), ARG(ik), ARG(al), ARG(be), ARG(ins), ARG(as), ARG(bs)))
+        return;
+    size_t global[2] = {(size_t)n, (size_t)m}, local[2];
+    local_choose(2, global, CL(ctx)->max_wg, local);
+    CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)(kl * ns);
+    enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
+}
+
+/* nrt_cl_sgemm, the fused bias (-1: none) and relu applied. */
+static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                     int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc,
+                     int64_t bias, int relu);
+
 void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                   int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc) {
+    int relu;
+    int64_t bias = fuse_take(ctx, &relu);
+    sgemm_ep(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, relu);
+}
+
+static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                     int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc,
+                     int64_t bias, int relu) {
     if (cl_dead(ctx) || m <= 0 || n <= 0) return;
     if (k < 0) k = 0;
     if (!fits_int(ctx, "sgemm A", (ta ? k : m) * lda) || !fits_int(ctx, "sgemm B", (tb ? n : k) * ldb) ||
         !fits_int(ctx, "sgemm C", m * ldc))
         return;
-    const struct gemm_tiles *t = &CL(ctx)->tiles;
+    const struct nrt_cl *cl = ctx->dev;
+    const struct gemm_tiles *t = &cl->tiles;
     int64_t tm = t->ry * t->wm, tn = t->rx * t->vw, groups = ((m + tm - 1) / tm) * ((n + tn - 1) / tn);
+    if (cl->rb.rbm) {
+        int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv, bm = cl->rb.rbm;
+        groups = m <= n ? ((n + bm - 1) / bm) * ((m + w - 1) / w) : ((m + bm - 1) / bm) * ((n + w - 1) / w);
+    }
+    if (!ta && tb && k >= 256 &&
+        groups < 2 * (int64_t)cl->units) { /* Too few tiles to fill the device: a dot product per output. */
+        sgemm_dot(ctx, m, n, k, 1, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc);
+        if (bias >= 0) bias_act(ctx, c, m, n, ldc, bias, 0, relu);
+        return;
+    }
+    if (cl->rb.rbm) {
+        sgemm_rb(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, relu);
+        return;
+    }
     cl_long ao = a, bo = b, co = c;
     cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
            ik = (cl_int)k, ita = ta != 0, itb = tb != 0;
     cl_float al = alpha, be = beta;
-    if (!ta && tb && k >= 256 && groups < 2 * (int64_t)CL(ctx)->units) {
-        /* Too few tiles to fill the device: a dot product per output. */
-        if (!lib_args(ctx, LK_SGEMM_DOT, 11, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc),
-                      ARG(im), ARG(in), ARG(ik), ARG(al), ARG(be)))
-            return;
-        size_t global[2] = {(size_t)n, (size_t)m}, local[2];
-        local_choose(2, global, CL(ctx)->max_wg, local);
-        enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
-        return;
-    }
     if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
                   ARG(in), ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
         return;
     size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
     size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
     char name[96] = "nrt_sgemm";
-    if (CL(ctx)->prof)
+    CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)k;
+    if (cl->prof)
         snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
                  ta ? " ta" : "", tb ? " tb" : "");
-    enqueue(ctx, CL(ctx)->lk[LK_SGEMM], name, 2, global, local);
+    enqueue(ctx, cl->lk[LK_SGEMM], name, 2, global, local);
+    if (bias >= 0) bias_act(ctx, c, m, n, ldc, bias, 0, relu);
+}
+
+/* nz GEMMs C_z = op(A_z) B_z (beta 0) for the convolutions, A_z(i, p) at
+ * a + z*abz + i*ars + p*acs (one of ars, acs 1), B_z [k, n] at b + z*bbz by
+ * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch, or
+ * (the tiled SGEMM) one launch per item. */
+static void gemm_batch(struct nrt_ctx *ctx, int64_t nz, int64_t m, int64_t n, int64_t k, int64_t a,
+                       int64_t ars, int64_t acs, int64_t abz, int64_t b, int64_t ldb, int64_t bbz, int64_t c,
+                       int64_t ldc, int64_t cbz, int64_t bias, int relu) {
+    if (CL(ctx)->rb.rbm) {
+        struct rb_gemm g = {.abuf = CL(ctx)->arena,
+                            .aoff = a,
+                            .ars = ars,
+                            .acs = acs,
+                            .abz = abz,
+                            .bbuf = CL(ctx)->arena,
+                            .boff = b,
+                            .ldb = ldb,
+                            .bbz = bbz,
+                            .coff = c,
+                            .ldc = ldc,
+                            .cbz = cbz,
+                            .m = m,
+                            .n = n,
+                            .kl = k,
+                            .ns = 1,
+                            .nz = nz,
+                            .alpha = 1.0f,
+                            .beta = 0.0f,
+                            .bias = bias < 0 ? 0 : bias,
+                            .bmode = bias >= 0 ? 1 : 0,
+                            .relu = relu};
+        rb_run(ctx, &g);
+        return;
+    }
+    int ta = acs != 1;
+    for (int64_t z = 0; z < nz; z++)
+        sgemm_ep(ctx, ta, 0, m, n, k, 1.0f, a + z * abz, ta ? acs : ars, b + z * bbz, ldb, 0.0f, c + z * cbz,
+                 ldc, bias, relu); /* bias per column only: conv passes -1 here and adds its own */
 }
 
 /* The conv geometry as the kernels take it. */
@@ -830,27 +1130,18 @@ static struct conv_args conv_args(const struct nrt_conv *c) {
     return a;
 }
 
-/* col [kk, nb*hw] at col from the nb images at x (group g). */
+/* The im2col matrix of nb images from x (group g) at col, col(b, r, q) at
+ * col + b*cs0 + r*cs1 + q*cs2 (cl_kernels.cl). */
 static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
-                   int64_t nb, int64_t g, int64_t col) {
-    int64_t cig = c->ci / c->g, kk = cig * c->kh * c->kw;
+                   int64_t nb, int64_t g, int64_t col, int64_t cs0, int64_t cs1, int64_t cs2) {
+    int64_t cig = c->ci / c->g;
     cl_long xo = x + g * cig * c->h * c->w, co = col;
+    cl_long4 cs = {{cs0, cs1, cs2, 0}};
     cl_int inb = (cl_int)nb;
-    if (!lib_args(ctx, LK_IM2COL, 6, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d)))
+    if (!lib_args(ctx, LK_IM2COL, 7, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d),
+                  ARG(cs)))
         return;
-    size_t global[2] = {(size_t)(nb * c->ho), (size_t)kk}, local[2];
-    local_choose(2, global, CL(ctx)->max_wg, local);
-    enqueue(ctx, CL(ctx)->lk[LK_IM2COL], "nrt_im2col", 2, global, local);
-}
-
-/* to_cm (id LK_TO_CM) or from_cm between y-like data at y and t. */
-static void layout_cm(struct nrt_ctx *ctx, int id, const struct nrt_conv *c, int64_t nb, int64_t g,
-                      int64_t from, int64_t to) {
-    cl_long fo = from, tofs = to;
-    cl_int inb = (cl_int)nb, ico = (cl_int)c->co, icog = (cl_int)(c->co / c->g), ig = (cl_int)g,
-           ihw = (cl_int)(c->ho * c->wo);
-    if (lib_args(ctx, id, 7, ARG(fo), ARG(tofs), ARG(inb), ARG(ico), ARG(icog), ARG(ig), ARG(ihw)))
-        lib_run1(ctx, id, c->co / c->g * nb);
+    lib_run1(ctx, LK_IM2COL, nb * cig);
 }
 
 /* Checks a conv geometry against the kernels' int indices. */
@@ -860,58 +1151,102 @@ static int conv_ok(struct nrt_ctx *ctx, const struct nrt_conv *c) {
            fits_int(ctx, "conv scratch", nrt_conv_scratch(c));
 }
 
+/* Images per chunk: as many im2col matrices of one group as the scratch
+ * (nrt_conv_scratch floats) holds. */
+static int64_t conv_images(const struct nrt_conv *c) {
+    int64_t per = c->ci / c->g * c->kh * c->kw * c->ho * c->wo, nb = per > 0 ? nrt_conv_scratch(c) / per : 1;
+    return nb < 1 ? 1 : nb > c->n ? c->n : nb;
+}
+
+/* Per chunk and group: im2col per image [kk, hw], then y_b = W_g col_b for
+ * every image b of the chunk, written in place into y. */
 void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
                    int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
+    int64_t chunk = conv_images(c);
+    int relu;
+    int64_t bias = fuse_take(ctx, &relu);
+    int fused = bias >= 0 && CL(ctx)->rb.rbm; /* the register-block GEMM adds it */
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        int64_t col = scratch, t = scratch + kk * ld;
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
-            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, col);
-            nrt_cl_sgemm(ctx, 0, 0, cog, ld, kk, 1.0f, w + g * cog * kk, kk, col, ld, 0.0f, t, ld);
-            layout_cm(ctx, LK_FROM_CM, c, nb, g, t, y + b0 * c->co * hw);
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
+            gemm_batch(ctx, nb, cog, hw, kk, w + g * cog * kk, kk, 1, 0, scratch, hw, kk * hw,
+                       y + (b0 * c->co + g * cog) * hw, hw, c->co * hw, fused ? bias + g * cog : -1, relu);
         }
     }
+    if (bias >= 0 && !fused) bias_act(ctx, y, c->n * c->co, hw, hw, bias, c->co, relu);
 }
 
+/* Per chunk and group: dcol_b = W_g^T dy_b [kk, hw] for every image, then
+ * col2im gathers them into dx. */
 void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
                               int64_t dx, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
+    int64_t chunk = conv_images(c);
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        int64_t col = scratch, t = scratch + kk * ld;
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
-            layout_cm(ctx, LK_TO_CM, c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_cl_sgemm(ctx, 1, 0, kk, ld, cog, 1.0f, w + g * cog * kk, kk, t, ld, 0.0f, col, ld);
+            gemm_batch(ctx, nb, kk, hw, cog, w + g * cog * kk, 1, kk, 0, dy + (b0 * c->co + g * cog) * hw, hw,
+                       c->co * hw, scratch, hw, kk * hw, -1, 0);
             /* Each dx element of the chunk and group is written once. */
-            cl_long co = col, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
+            cl_long co = scratch, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
+            cl_long4 cs = {{kk * hw, hw, 1, 0}};
             cl_int inb = (cl_int)nb;
-            if (lib_args(ctx, LK_COL2IM, 6, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d)))
-                lib_run1(ctx, LK_COL2IM, nb * cig * c->h);
+            if (lib_args(ctx, LK_COL2IM, 7, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d),
+                         ARG(cs)))
+                lib_run1(ctx, LK_COL2IM, nb * cig);
         }
     }
 }
 
+/* Per chunk and group, dW_g += sum over the chunk's images of dy_b col_b^T:
+ * with the register-block GEMM (when kk fills its vectors) from im2col per
+ * pixel [nb*hw, kk], k in nb segments of hw; else by dot products from im2col
+ * per image [kk, hw]. */
 void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
                                int64_t dw, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
+    const struct nrt_cl *cl = ctx->dev;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    int64_t chunk = nrt_conv_chunk(c);
+    int64_t chunk = conv_images(c);
+    int rb = cl->rb.rbm && 2 * kk >= (int64_t)cl->rb.rbn * cl->rb.rbv;
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
-        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk, ld = nb * hw;
-        int64_t col = scratch, t = scratch + kk * ld;
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
+        float beta = b0 == 0 ? 0.0f : 1.0f;
         for (int64_t g = 0; g < c->g; g++) {
-            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, col);
-            layout_cm(ctx, LK_TO_CM, c, nb, g, dy + b0 * c->co * hw, t);
-            nrt_cl_sgemm(ctx, 0, 1, cog, kk, ld, 1.0f, t, ld, col, ld, b0 == 0 ? 0.0f : 1.0f,
-                         dw + g * cog * kk, kk);
+            int64_t a = dy + (b0 * c->co + g * cog) * hw;
+            if (rb) {
+                im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, hw * kk, 1, kk);
+                struct rb_gemm gm = {.abuf = cl->arena,
+                                     .aoff = a,
+                                     .ars = hw,
+                                     .acs = 1,
+                                     .asg = c->co * hw,
+                                     .bbuf = cl->arena,
+                                     .boff = scratch,
+                                     .ldb = kk,
+                                     .bsg = hw * kk,
+                                     .coff = dw + g * cog * kk,
+                                     .ldc = kk,
+                                     .m = cog,
+                                     .n = kk,
+                                     .kl = hw,
+                                     .ns = nb,
+                                     .nz = 1,
+                                     .alpha = 1.0f,
+                                     .beta = beta};
+                rb_run(ctx, &gm);
+            } else {
+                im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
+                sgemm_dot(ctx, cog, kk, hw, nb, 1.0f, a, hw, c->co * hw, scratch, hw, kk * hw, beta,
+                          dw + g * cog * kk, kk);
+            }
         }
     }
 }
@@ -948,8 +1283,12 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     pool_args(p, &g, &pad);
     cl_long xo = x, dyo = dy, dxo = dx;
     cl_int pl = (cl_int)p->planes;
-    if (lib_args(ctx, LK_MAXPOOL_GRAD, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL_GRAD, p->planes * p->h);
+    /* Disjoint 2x2 windows at stride 2 (the kernel's test `disjoint`): a plane per work-item. */
+    int two = p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] && !p->p[1] &&
+              2 * p->ho <= p->h && 2 * p->wo <= p->w;
+    int id = two ? LK_MAXPOOL2_GRAD : LK_MAXPOOL_GRAD;
+    if (lib_args(ctx, id, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
+        lib_run1(ctx, id, two ? p->planes : p->planes * p->h);
 }
 
 void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {

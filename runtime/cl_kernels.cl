@@ -1,9 +1,9 @@
 /* runtime/cl_kernels.cl -- the runtime's own OpenCL C 1.2 kernels, embedded in
  * libnetrt_cl.a at build time (runtime/cl_embed.cmake) and built once per
- * device by cl.c with the tile sizes as -D options: the tiled SGEMM, the
- * im2col/col2im and layout kernels around it for convolution, pooling and
- * upsampling. Every kernel takes the arena `A` first and element offsets into
- * it; index relations are those of runtime/kernels.c, and where that code
+ * device by cl.c with the tile and block sizes as -D options: the tiled SGEMM
+ * (GPUs), the register-block GEMM (CPU devices), the im2col/col2im kernels
+ * around them for convolution, pooling and upsampling. Every kernel takes
+ * the arena `A` first and element offsets into it; index relations are those of runtime/kernels.c, and where that code
  * accumulates into an element, the gathers below add the same terms in the
  * same order, so pooling, upsampling and col2im agree bit for bit. */
 
@@ -173,117 +173,283 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
 
 /* C = alpha A B^T + beta C as one dot product per work-item, both operands
  * read along k in vectors: for the few-output, long-k GEMMs (weight gradients
- * of small layers) whose tiled grid would leave most compute units idle.
- * Global (n, m). */
+ * of small layers) whose tiled grid would leave most compute units idle. k
+ * runs in ns segments of kl, segment s at a + s*asg and b + s*bsg (a conv's
+ * weight gradient sums over the images of a chunk). Global (n, m). */
 __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
-                            int n, int k, float alpha, float beta)
+                            int n, int kl, float alpha, float beta, int ns, long asg, long bsg)
 {
     const int j = get_global_id(0), i = get_global_id(1);
     if (i >= m || j >= n)
         return;
-    __global const float *a = A + aoff + (long)i * lda, *b = A + boff + (long)j * ldb;
-    floatv acc = (floatv)(0.0f);
-    int p = 0;
-    for (; p + VW <= k; p += VW)
-        acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
-    float t[VW], s = 0.0f;
-    vstorev(acc, 0, t);
+    floatv acc = (floatv)(0.0f), acc2 = (floatv)(0.0f);
+    float s = 0.0f;
+    for (int g = 0; g < ns; g++) {
+        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j * ldb + g * bsg;
+        int p = 0;
+        for (; p + 2 * VW <= kl; p += 2 * VW) { /* two chains: half the latency per step */
+            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
+            acc2 = mad(vloadv(1, a + p), vloadv(1, b + p), acc2);
+        }
+        for (; p + VW <= kl; p += VW)
+            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
+        for (; p < kl; p++)
+            s = mad(a[p], b[p], s);
+    }
+    float t[VW];
+    vstorev(acc + acc2, 0, t);
     for (int u = 0; u < VW; u++)
         s += t[u];
-    for (; p < k; p++)
-        s = mad(a[p], b[p], s);
     __global float *c = A + coff + (long)i * ldc + j;
     *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
 }
 
-/* ----------------------------------------------------------- convolution -- */
-/* The geometry travels as an int8 and an int4:
- *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1) and d = (d0, d1).
- * A chunk of nb images and one group at a time, as kernels.c does: col is
- * [cig*kh*kw, nb*ho*wo], t one group's output [cog, nb*ho*wo]. Every kernel
- * below has a work-item per row (of an image, a plane or a matrix), looping
- * along it: on CPU devices this measured several times faster than a
- * work-item per element, whose index arithmetic dominates. */
+/* ---------------------------------------------------- register-block GEMM -- */
+/* For CPU devices (PoCL compiles a work-group into loops over its
+ * work-items, so local-memory tiles buy nothing there): one work-item per
+ * work-group computes an RBM x (RBN*RBV) block of C in registers, RBN vectors
+ * of RBV floats per row, stepping k one at a time: each step loads RBN
+ * vectors of a row of B and broadcasts RBM elements of A (bench/cl_gemm.c).
+ * Operands anywhere in any buffer (the arena, or cl.c's packing buffer):
+ *   A(i, p) = Ab[aoff + i*ars + s*asg + q*acs]  for p = s*kl + q (k in ns
+ *             segments of kl, s < ns: a conv's weight gradient sums over images),
+ *   B(p, j) = Bb[boff + s*bsg + q*ldb + j]      (rows along j),
+ *   C(i, j) = Cb[coff + i*ldc + j], or Cb[coff + j*ldc + i] when ct;
+ * C = alpha A B + beta C (beta 0: C is not read), then (bmode 1) plus
+ * Cb[bias + i] or (bmode 2) plus Cb[bias + j], then max(., 0) when relu: a
+ * fused bias and activation. Batches: global id 2 = z
+ * moves aoff, boff and coff by abz, bbz and cbz. Global (ceil(n/(RBN*RBV)),
+ * ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
+ * preferred float width, RBM and RBN from the register file. */
+#ifndef RBV
+#define RBV 4
+#endif
+#ifndef RBM
+#define RBM 6
+#endif
+#ifndef RBN
+#define RBN 2
+#endif
+#define floatr CAT(float, RBV)
+#define vloadr CAT(vload, RBV)
+#define vstorer CAT(vstore, RBV)
+#define RBW (RBN * RBV)
 
-/* col[(ch*kh + i)*kw + j][b*hw + oh*wo + ow] = x[b, ch, ih, iw] (0 outside);
- * x at the chunk's first image and the group's first channel, images ci*h*w
- * apart. Global (nb*ho, cig*kh*kw): one output row per work-item. */
-__kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d)
+/* RBV words from p[0..len) (len < RBV) and zeros after them. */
+static floatr rb_part(__global const float *p, int len)
 {
-    const int q = get_global_id(0), r = get_global_id(1);
-    if (q >= nb * g0.s5 || r >= g0.s7 * g0.s3 * g0.s4)
-        return;
-    const int bimg = q / g0.s5, oh = q % g0.s5, wo = g0.s6, ld = nb * g0.s5 * wo;
-    const int ch = r / (g0.s3 * g0.s4), i = r / g0.s4 % g0.s3, j = r % g0.s4;
-    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, off = j * d.s1 - g1.s3, w = g0.s2, s1 = g1.s1;
-    __global float *out = A + coloff + (long)r * ld + (long)q * wo;
-    if (ih < 0 || ih >= g0.s1) {
-        for (int ow = 0; ow < wo; ow++)
-            out[ow] = 0.0f;
-        return;
-    }
-    __global const float *line = A + xoff + ((long)bimg * g0.s0 + ch) * g0.s1 * w + (long)ih * w;
-    for (int ow = 0; ow < wo; ow++) {
-        int iw = ow * s1 + off;
-        out[ow] = iw >= 0 && iw < w ? line[iw] : 0.0f;
-    }
+    float t[RBV];
+    for (int u = 0; u < RBV; u++)
+        t[u] = u < len ? p[u] : 0.0f;
+    return vloadr(0, t);
 }
 
-/* The adjoint of im2col as a gather: dx[b, ch, ih, iw] = the sum of the col
- * entries that im2col took from it, taps (i, j) in ascending order, as
- * kernels.c's col2im adds them into a cleared dx. Global (nb*cig*h): one
- * input row per work-item. */
-__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d)
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, long abz, __global const float *Bb,
+            long boff, long ldb, long bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct,
+            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu)
 {
-    const int e = get_global_id(0), h = g0.s1, w = g0.s2;
-    if (e >= nb * g0.s7 * h)
+    const int j0 = get_global_id(0) * RBW, i0 = get_global_id(1) * RBM;
+    const long z = get_global_id(2);
+    if (j0 >= n || i0 >= m)
         return;
-    const int bimg = e / (g0.s7 * h), ch = e / h % g0.s7, ih = e % h;
-    const int wo = g0.s6, hw = g0.s5 * wo, ld = nb * hw;
-    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w + (long)ih * w;
-    for (int iw = 0; iw < w; iw++) {
-        float s = 0.0f;
-        for (int i = 0; i < g0.s3; i++) {
-            int oy = ih + g1.s2 - i * d.s0;
-            if (oy < 0 || oy % g1.s0 || oy / g1.s0 >= g0.s5)
-                continue;
-            __global const float *row = A + coloff + (long)((ch * g0.s3 + i) * g0.s4) * ld + bimg * hw +
-                                        oy / g1.s0 * wo;
-            for (int j = 0; j < g0.s4; j++) {
-                int ox = iw + g1.s3 - j * d.s1;
-                if (ox >= 0 && ox % g1.s1 == 0 && ox / g1.s1 < wo)
-                    s += row[(long)j * ld + ox / g1.s1];
+    __global const float *a = Ab + aoff + z * abz, *b = Bb + boff + z * bbz + j0;
+    long ar[RBM]; /* rows past m read row m - 1 and are not stored */
+#pragma unroll
+    for (int r = 0; r < RBM; r++)
+        ar[r] = (long)min(i0 + r, m - 1) * ars;
+    floatr acc[RBM][RBN];
+#pragma unroll
+    for (int r = 0; r < RBM; r++)
+#pragma unroll
+        for (int v = 0; v < RBN; v++)
+            acc[r][v] = (floatr)(0.0f);
+    const int full = j0 + RBW <= n;
+    for (int s = 0; s < ns; s++) {
+        __global const float *ap[RBM];
+#pragma unroll
+        for (int r = 0; r < RBM; r++)
+            ap[r] = a + s * asg + ar[r];
+        __global const float *bp = b + s * bsg;
+        if (full) {
+            for (int q = 0; q < kl; q++, bp += ldb) {
+                floatr bv[RBN];
+#pragma unroll
+                for (int v = 0; v < RBN; v++)
+                    bv[v] = vloadr(v, bp);
+#pragma unroll
+                for (int r = 0; r < RBM; r++) {
+                    floatr av = (floatr)(*ap[r]);
+                    ap[r] += acs;
+#pragma unroll
+                    for (int v = 0; v < RBN; v++)
+                        acc[r][v] = fma(av, bv[v], acc[r][v]);
+                }
+            }
+        } else {
+            for (int q = 0; q < kl; q++, bp += ldb) {
+                floatr bv[RBN];
+#pragma unroll
+                for (int v = 0; v < RBN; v++) {
+                    int j = j0 + v * RBV;
+                    bv[v] = j + RBV <= n ? vloadr(v, bp) : j < n ? rb_part(bp + v * RBV, n - j) : (floatr)(0.0f);
+                }
+#pragma unroll
+                for (int r = 0; r < RBM; r++) {
+                    floatr av = (floatr)(*ap[r]);
+                    ap[r] += acs;
+#pragma unroll
+                    for (int v = 0; v < RBN; v++)
+                        acc[r][v] = fma(av, bv[v], acc[r][v]);
+                }
             }
         }
-        dx[iw] = s;
+    }
+    __global float *c = Cb + coff + z * cbz;
+    __global const float *bv = Cb + bias;
+#pragma unroll
+    for (int r = 0; r < RBM; r++) {
+        const int i = i0 + r;
+        if (i >= m)
+            break;
+#pragma unroll
+        for (int v = 0; v < RBN; v++) {
+            const int j = j0 + v * RBV;
+            floatr x = alpha * acc[r][v];
+            if (!ct && j + RBV <= n) {
+                __global float *cp = c + (long)i * ldc + j;
+                if (beta != 0.0f)
+                    x += beta * vloadr(0, cp);
+                if (bmode == 1)
+                    x += (floatr)(bv[i]);
+                else if (bmode == 2)
+                    x += vloadr(0, bv + j);
+                if (relu)
+                    x = x > (floatr)(0.0f) ? x : (floatr)(0.0f);
+                vstorer(x, 0, cp);
+                continue;
+            }
+            float t[RBV];
+            vstorer(x, 0, t);
+            for (int u = 0; u < RBV && j + u < n; u++) {
+                __global float *cp = ct ? c + (long)(j + u) * ldc + i : c + (long)i * ldc + j + u;
+                float y = beta == 0.0f ? t[u] : t[u] + beta * *cp;
+                if (bmode)
+                    y += bv[bmode == 1 ? i : j + u];
+                *cp = relu ? (y > 0.0f ? y : 0.0f) : y;
+            }
+        }
     }
 }
 
-/* Between y-like [nb, co, hw] at yoff (the chunk's first image) and one
- * group's channel-major t [cog, nb*hw]: to_cm copies y into t, from_cm t into
- * y. Global (cog*nb): one row of hw per work-item. */
-__kernel void nrt_to_cm(__global float *A, long yoff, long toff, int nb, int co, int cog, int g, int hw)
+/* The fused bias and relu where the GEMM did not apply them: y[r*ld + c] +=
+ * bias[r % mod] (mod > 0: per row, a conv's channels) or bias[c] (mod 0),
+ * then max(., 0) when relu. Global (rows): one row per work-item. */
+__kernel void nrt_bias_act(__global float *A, long y, int rows, int cols, int ld, long bias, int mod, int relu)
 {
-    const int e = get_global_id(0);
-    if (e >= cog * nb)
+    const int r = get_global_id(0);
+    if (r >= rows)
         return;
-    const int o = e / nb, bimg = e % nb;
-    __global float *t = A + toff + (long)e * hw;
-    __global const float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
-    for (int k = 0; k < hw; k++)
-        t[k] = y[k];
+    __global float *row = A + y + (long)r * ld;
+    __global const float *b = A + bias;
+    for (int c = 0; c < cols; c++) {
+        const float v = row[c] + b[mod > 0 ? r % mod : c];
+        row[c] = relu ? (v > 0.0f ? v : 0.0f) : v;
+    }
 }
 
-__kernel void nrt_from_cm(__global float *A, long toff, long yoff, int nb, int co, int cog, int g, int hw)
+/* out[p*rows + i] = in[i*ld + p] for i < rows, p < cols (an operand packed
+ * k-major for nrt_gemm_rb); out in the packing buffer. Global (cols, rows). */
+__kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P)
+{
+    const int p = get_global_id(0), i = get_global_id(1);
+    if (p < cols && i < rows)
+        P[(long)p * rows + i] = A[in + (long)i * ld + p];
+}
+
+/* ----------------------------------------------------------- convolution -- */
+/* The geometry travels as an int8, an int4 and an int2:
+ *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1)   d = (d0, d1).
+ * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
+ * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
+ * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
+ * per image [kk, hw] (cs = (kk*hw, hw, 1)) for the forward GEMM, per pixel
+ * [nb*hw, kk] (cs = (hw*kk, 1, kk)) for the weight gradient's. Every kernel
+ * below has a work-item per row (of an image or a plane), looping along it:
+ * on CPU devices this measured several times faster than a work-item per
+ * element, whose index arithmetic dominates. */
+
+/* col(b, r, oh*wo + ow) = x[b, ch, ih, iw] (0 outside); x at the chunk's
+ * first image and the group's first channel, images ci*h*w apart. Global
+ * (nb*cig): the kh*kw rows of one image and channel per work-item. */
+__kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
 {
     const int e = get_global_id(0);
-    if (e >= cog * nb)
+    if (e >= nb * g0.s7)
         return;
-    const int o = e / nb, bimg = e % nb;
-    __global const float *t = A + toff + (long)e * hw;
-    __global float *y = A + yoff + ((long)bimg * co + g * cog + o) * hw;
-    for (int k = 0; k < hw; k++)
-        y[k] = t[k];
+    const int bimg = e / g0.s7, ch = e % g0.s7, h = g0.s1, w = g0.s2, ho = g0.s5, wo = g0.s6, s1 = g1.s1;
+    const long st = cs.s2;
+    __global const float *plane = A + xoff + ((long)bimg * g0.s0 + ch) * h * w;
+    for (int i = 0; i < g0.s3; i++)
+        for (int j = 0; j < g0.s4; j++) {
+            const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
+            __global float *out = A + coloff + bimg * cs.s0 + r * cs.s1;
+            for (int oh = 0; oh < ho; oh++, out += wo * st) {
+                const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
+                if (ih < 0 || ih >= h) {
+                    for (int ow = 0; ow < wo; ow++)
+                        out[ow * st] = 0.0f;
+                    continue;
+                }
+                __global const float *line = plane + (long)ih * w;
+                if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
+                    for (int ow = 0; ow < wo; ow++)
+                        out[ow] = line[ow + off];
+                    continue;
+                }
+                for (int ow = 0; ow < wo; ow++) {
+                    int iw = ow * s1 + off;
+                    out[ow * st] = iw >= 0 && iw < w ? line[iw] : 0.0f;
+                }
+            }
+        }
+}
+
+/* The adjoint of im2col: dx[b, ch, ih, iw] = the sum of the col entries
+ * that im2col took from it, taps (i, j) in ascending order from a cleared
+ * plane, as kernels.c's col2im adds them (so bit for bit). Global (nb*cig):
+ * one input plane per work-item, the taps scattered into it in order. */
+__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
+{
+    const int e = get_global_id(0);
+    if (e >= nb * g0.s7)
+        return;
+    const int bimg = e / g0.s7, ch = e % g0.s7, h = g0.s1, w = g0.s2, ho = g0.s5, wo = g0.s6, s1 = g1.s1;
+    const long st = cs.s2;
+    __global float *dx = A + dxoff + ((long)bimg * g0.s0 + ch) * h * w;
+    for (int q = 0; q < h * w; q++)
+        dx[q] = 0.0f;
+    for (int i = 0; i < g0.s3; i++)
+        for (int j = 0; j < g0.s4; j++) {
+            const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
+            __global const float *col = A + coloff + bimg * cs.s0 + r * cs.s1;
+            for (int oh = 0; oh < ho; oh++, col += wo * st) {
+                const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
+                if (ih < 0 || ih >= h)
+                    continue;
+                __global float *line = dx + (long)ih * w;
+                if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
+                    for (int ow = 0; ow < wo; ow++)
+                        line[ow + off] += col[ow];
+                    continue;
+                }
+                for (int ow = 0; ow < wo; ow++) {
+                    int iw = ow * s1 + off;
+                    if (iw >= 0 && iw < w)
+                        line[iw] += col[ow * st];
+                }
+            }
+        }
 }
 
 /* --------------------------------------------------------------- pooling -- */
@@ -430,6 +596,45 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
                 if (window_argmax(plane, g, p, oh, ow) == at)
                     s += dy[oh * g.s3 + ow];
         dx[iw] = s;
+    }
+}
+
+/* nrt_maxpool_grad for disjoint 2x2 windows at stride 2 without padding,
+ * one plane per work-item (global (planes)): rows of windows in order, each
+ * input written once (0 but at its window's first maximum). */
+__kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
+{
+    const int pl = get_global_id(0);
+    if (pl >= planes)
+        return;
+    const int h = g.s0, w = g.s1, ho = g.s2, wo = g.s3;
+    __global const float *plane = A + xoff + (long)pl * h * w;
+    __global const float *dy = A + dyoff + (long)pl * ho * wo;
+    __global float *dx = A + dxoff + (long)pl * h * w;
+    for (int ih = 2 * ho; ih < h; ih++)
+        for (int iw = 0; iw < w; iw++)
+            dx[ih * w + iw] = 0.0f;
+    for (int oh = 0; oh < ho; oh++) {
+        __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
+        __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
+        for (int ow = 0; ow < wo; ow++) {
+            float2 a = vload2(ow, r0), b = vload2(ow, r1);
+            int best = 0;
+            float v = a.x;
+            if (a.y > v)
+                best = 1, v = a.y;
+            if (b.x > v)
+                best = 2, v = b.x;
+            if (b.y > v)
+                best = 3;
+            const float d = 0.0f + dy[oh * wo + ow];
+            d0[2 * ow] = best == 0 ? d : 0.0f;
+            d0[2 * ow + 1] = best == 1 ? d : 0.0f;
+            d1[2 * ow] = best == 2 ? d : 0.0f;
+            d1[2 * ow + 1] = best == 3 ? d : 0.0f;
+        }
+        for (int iw = 2 * wo; iw < w; iw++)
+            d0[iw] = d1[iw] = 0.0f;
     }
 }
 

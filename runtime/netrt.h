@@ -1128,8 +1128,13 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
 
 /* The library kernels, on arena offsets, with the semantics of the CPU
  * versions above (kernels.c is the reference). GEMM is tiled in local memory
- * with tile sizes chosen from the device's limits; the convolutions use at
- * most nrt_conv_scratch(c) floats of scratch. */
+ * with tile sizes chosen from the device's limits (GPUs) or blocked in
+ * registers (CPU devices); the convolutions use at most nrt_conv_scratch(c)
+ * floats of scratch. nrt_cl_fuse_next: the next nrt_cl_conv2d or
+ * nrt_cl_sgemm also adds the bias at arena offset `bias` (per output channel;
+ * per column of C) to what it writes, then applies relu when `relu` (a fused
+ * conv/dense + bias_add [+ relu] kernel). */
+void nrt_cl_fuse_next(struct nrt_ctx *ctx, int64_t bias, int relu);
 void nrt_cl_sgemm(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                   int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc);
 void nrt_cl_sgemm_batch(struct nrt_ctx *ctx, const struct nrt_bgemm *g, float alpha, int64_t a, int64_t b,

@@ -281,22 +281,37 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
             scale[i * ldc + j] = fabs((double)alpha) * s + fabs((double)beta * c[i * ldc + j]);
         }
     ws_next = 0;
-    int64_t da = put(a, na), db = put(b, nb), dc = put(c, nc);
+    float *bias = randv(n, 4 + (uint64_t)n);
+    int relu = (int)((m + n + k) % 2);
+    int64_t da = put(a, na), db = put(b, nb), dc = put(c, nc), dc2 = put(c, nc), dbias = put(bias, n);
     nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
+    /* The same GEMM with a fused bias per column (and relu): nrt_cl_fuse_next. */
+    nrt_cl_fuse_next(&ctx, dbias, relu);
+    nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc2, ldc);
     nrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    float *got = get(dc, nc);
+    float *got = get(dc, nc), *got2 = get(dc2, nc);
     char what[128];
     snprintf(what, sizeof what, "sgemm ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g ld+%lld", ta, tb,
              (long long)m, (long long)n, (long long)k, alpha, beta, (long long)pad);
     expect_close(what, got, c, scale, nc, 1e-4);
-    free(a), free(b), free(c), free(got), free(scale);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            float v = c[i * ldc + j] + bias[j];
+            c[i * ldc + j] = relu && !(v > 0.0f) ? 0.0f : v;
+            scale[i * ldc + j] += fabs((double)bias[j]);
+        }
+    snprintf(what, sizeof what, "sgemm+bias%s ta=%d tb=%d m=%lld n=%lld k=%lld", relu ? "+relu" : "", ta, tb,
+             (long long)m, (long long)n, (long long)k);
+    expect_close(what, got2, c, scale, nc, 1e-4);
+    free(a), free(b), free(c), free(got), free(got2), free(scale), free(bias);
 }
 
 static void test_sgemm(void) {
-    static const int64_t shapes[][3] = {{1, 1, 1},     {1, 1, 300},     {1, 100, 7},   {100, 1, 7},
-                                        {3, 5, 2},     {16, 16, 16},    {64, 64, 64},  {65, 63, 17},
-                                        {33, 129, 5},  {128, 10, 1600}, {10, 128, 64}, {200, 150, 99},
-                                        {32, 6084, 9}, {32, 9, 6084},   {3, 5, 1001}};
+    static const int64_t shapes[][3] = {{1, 1, 1},       {1, 1, 300},     {1, 100, 7},   {100, 1, 7},
+                                        {3, 5, 2},       {16, 16, 16},    {64, 64, 64},  {65, 63, 17},
+                                        {33, 129, 5},    {128, 10, 1600}, {10, 128, 64}, {200, 150, 99},
+                                        {32, 6084, 9},   {32, 9, 6084},   {3, 5, 1001},  {64, 1600, 128},
+                                        {1600, 64, 128}, {17, 33, 40},    {9, 47, 300}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int t = 0; t < 4; t++)
             gemm_case(t >> 1, t & 1, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 0);
@@ -344,7 +359,13 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     nrt_cl_conv2d(&ctx, &c, dX, dW, dY, dS);
     nrt_cl_conv2d_grad_input(&ctx, &c, dDY, dW, dDX, dS);
     nrt_cl_conv2d_grad_weight(&ctx, &c, dX, dDY, dDW, dS);
+    /* The forward again with a fused bias per channel and relu (nrt_cl_fuse_next). */
+    float *bias = randv(co, 14);
+    int64_t dB = put(bias, co), dY2 = ws_take(ny);
+    nrt_cl_fuse_next(&ctx, dB, 1);
+    nrt_cl_conv2d(&ctx, &c, dX, dW, dY2, dS);
     float *gy = get(dY, ny), *gdx = get(dDX, nx), *gdw = get(dDW, nw), *gg = get(dS + ns, 16);
+    float *gy2 = get(dY2, ny);
     /* Each element's magnitude: the same op on |x|, |w|, |dy| sums the
      * absolute values of its terms (the GEMM tolerance above). */
     float *ax = malloc(sizeof *ax * (size_t)nx), *aw = malloc(sizeof *aw * (size_t)nw),
@@ -371,13 +392,21 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     char w2[200];
     snprintf(w2, sizeof w2, "%s forward", what);
     expect_close(w2, gy, y, sy, ny, 1e-4);
+    int64_t hw = c.ho * c.wo;
+    for (int64_t i = 0; i < ny; i++) {
+        float v = y[i] + bias[i / hw % co];
+        y[i] = v > 0.0f ? v : 0.0f;
+        sy[i] += fabs((double)bias[i / hw % co]);
+    }
+    snprintf(w2, sizeof w2, "%s forward+bias+relu", what);
+    expect_close(w2, gy2, y, sy, ny, 1e-4);
     snprintf(w2, sizeof w2, "%s grad_input", what);
     expect_close(w2, gdx, dx, sx, nx, 1e-4);
     snprintf(w2, sizeof w2, "%s grad_weight", what);
     expect_close(w2, gdw, dw, sw, nw, 1e-4);
     CHECK(memcmp(gg, guard, sizeof guard) == 0);
     free(x), free(wt), free(dy), free(y), free(dx), free(dw), free(scr);
-    free(gy), free(gdx), free(gdw), free(gg), free(sy), free(sx), free(sw);
+    free(gy), free(gdx), free(gdw), free(gg), free(sy), free(sx), free(sw), free(gy2), free(bias);
 }
 
 static void test_conv(void) {
@@ -388,6 +417,9 @@ static void test_conv(void) {
     conv_case(3, 4, 10, 10, 6, 3, 3, 2, 1, 2, p1, 2, 1, 1);   /* groups, dilation, chunks of 1 */
     conv_case(2, 6, 7, 8, 6, 1, 1, 3, 1, 1, p0, 1, 1, 0);     /* 1x1, three groups */
     conv_case(4, 2, 5, 5, 3, 5, 5, 1, 3, 3, p1, 1, 1, 3);     /* window larger than the stride */
+    conv_case(3, 5, 9, 7, 7, 3, 3, 1, 1, 1, p1, 1, 1,
+              2); /* odd sizes, kk = 45: the blocked weight gradient */
+    conv_case(2, 8, 6, 6, 4, 3, 3, 2, 2, 2, p0, 1, 1, 1); /* groups, stride 2, kk = 36 */
     ASSERT(0, ctx.failed);
 }
 
@@ -471,6 +503,16 @@ int main(void) {
     test_conv();
     test_pool_upsample();
     nrt_ctx_free(&ctx);
+    /* Tiles given by NETC_CL_GEMM: the tiled SGEMM (GPUs' path) on this device too. */
+    setenv("NETC_CL_GEMM", "4,4,8,8,16", 1);
+    if (nrt_ctx_init(&ctx, &model, 4, 1)) {
+        TEST_FAIL_("nrt_ctx_init (tiled SGEMM): %s", nrt_error());
+        TEST_DONE();
+    }
+    test_sgemm();
+    test_conv();
+    nrt_ctx_free(&ctx);
+    unsetenv("NETC_CL_GEMM");
     ASSERT(0, live_blocks());
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
