@@ -33,12 +33,14 @@ static void check_attn(int64_t n, int64_t t, int64_t e, int64_t h, int causal) {
     float *dy = nrt_alloc((size_t)(n * t * e) * 4, 0), *dqkv = nrt_alloc((size_t)(n * t * ld) * 4, 0);
     float *s0 = nrt_alloc((size_t)(n * h * nrt_attn_scratch_floats(t, d, 0)) * 4, 0);
     float *s1 = nrt_alloc((size_t)(n * h * nrt_attn_scratch_floats(t, d, 1)) * 4, 0);
-    double *ry = calloc((size_t)(n * t * e), sizeof(double)), *rd = calloc((size_t)(n * t * ld), sizeof(double));
+    double *ry = calloc((size_t)(n * t * e), sizeof(double)),
+           *rd = calloc((size_t)(n * t * ld), sizeof(double));
     double *p = calloc((size_t)(t * t), sizeof(double)), *ds = calloc((size_t)(t * t), sizeof(double));
     fill(qkv, n * t * ld, 1), fill(dy, n * t * e, 2);
     for (int64_t b = 0; b < n; b++)
         for (int64_t hh = 0; hh < h; hh++) {
-            const float *q = qkv + b * t * ld + hh * d, *k = q + e, *v = q + 2 * e, *gy = dy + b * t * e + hh * d;
+            const float *q = qkv + b * t * ld + hh * d, *k = q + e, *v = q + 2 * e,
+                        *gy = dy + b * t * e + hh * d;
             for (int64_t i = 0; i < t; i++) { /* p_i, y_i */
                 double mx = -INFINITY, sum = 0;
                 for (int64_t j = 0; j < t; j++) {
@@ -74,7 +76,8 @@ static void check_attn(int64_t n, int64_t t, int64_t e, int64_t h, int causal) {
                         dk += ds[j * t + i] * q[j * ld + c];
                         dv += p[j * t + i] * gy[j * e + c];
                     }
-                    o[i * ld + c] = dq * g.scale, o[i * ld + e + c] = dk * g.scale, o[i * ld + 2 * e + c] = dv;
+                    o[i * ld + c] = dq * g.scale, o[i * ld + e + c] = dk * g.scale,
+                               o[i * ld + 2 * e + c] = dv;
                 }
         }
     nrt_attention(&g, qkv, y, s0);
@@ -82,8 +85,8 @@ static void check_attn(int64_t n, int64_t t, int64_t e, int64_t h, int causal) {
     nrt_attention_grad(&g, qkv, y, dy, dqkv, s1);
     double eg = max_err(dqkv, rd, n * t * ld);
     if (ey > 1e-5 || eg > 1e-5)
-        TEST_FAIL_("attention n=%lld t=%lld e=%lld h=%lld causal=%d threads=%d: error y %g dqkv %g", (long long)n,
-                   (long long)t, (long long)e, (long long)h, causal, nrt_threads_get(), ey, eg);
+        TEST_FAIL_("attention n=%lld t=%lld e=%lld h=%lld causal=%d threads=%d: error y %g dqkv %g",
+                   (long long)n, (long long)t, (long long)e, (long long)h, causal, nrt_threads_get(), ey, eg);
     else
         test_passed++;
     nrt_free(qkv), nrt_free(y), nrt_free(dy), nrt_free(dqkv), nrt_free(s0), nrt_free(s1);
