@@ -54,10 +54,11 @@ struct sgemm_job {
  * core here for the shapes of tiny_gpt (M = 2048, N and K 96-512, and the
  * transposed weight gradients with K = 2048) and of the CNN im2col GEMMs, and
  * it writes C itself when beta = 0 (OpenBLAS first clears C in a pass of its
- * own); OpenBLAS stays faster below about 0.5 MFLOP (bench/sgemm.c prints
- * both). libdnnl is opened at run time, so programs link as before and run
- * where it is missing; NETC_GEMM=openblas turns it off. Debian's libdnnl uses
- * OpenMP: each calling thread asks it for one thread (the pool splits). */
+ * own); OpenBLAS stays faster below about 0.5 MFLOP (bench/sgemm.c, run with
+ * and without NETC_GEMM=openblas). libdnnl is opened at run time, so programs
+ * link as before and run where it is missing; NETC_GEMM=openblas turns it off.
+ * Debian's libdnnl uses OpenMP: each calling thread asks it for one thread
+ * (the pool splits). */
 #define SGEMM_DNNL_FLOPS 5e5
 
 #ifdef NETC_HAVE_DNNL
