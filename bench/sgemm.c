@@ -1,9 +1,9 @@
 /* bench/sgemm.c -- SGEMM throughput through libnetrt's nrt_sgemm (oneDNN or
  * OpenBLAS), to compare the GEMM libraries and what OPENBLAS_CORETYPE does on
  * this CPU. Run it several ways:
- *   ./sgemm                          oneDNN where it is there (large GEMMs)
- *   NETC_GEMM=openblas ./sgemm       OpenBLAS only, nrt_blas_setup's core choice
- *   NETC_GEMM=openblas NETC_BLAS_SETUP=1 ./sgemm   OpenBLAS's own core choice (no re-exec)
+ *   NETC_GEMM=onednn ./sgemm         oneDNN for the large GEMMs, where built with it
+ *   ./sgemm                          OpenBLAS, nrt_blas_setup's core choice
+ *   NETC_BLAS_SETUP=1 ./sgemm        OpenBLAS's own core choice (no re-exec)
  *   NETC_BLAS_SETUP=1 ./sgemm 0 setenv   setenv in main, before the first BLAS call
  * Prints GFLOP/s for square sizes, the MLP's training shapes and tiny_gpt's
  * (M = 2048 rows of 32 windows of 64 tokens; NT/TN: a transposed operand, as

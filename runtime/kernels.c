@@ -55,8 +55,10 @@ struct sgemm_job {
  * transposed weight gradients with K = 2048) and of the CNN im2col GEMMs, and
  * it writes C itself when beta = 0 (OpenBLAS first clears C in a pass of its
  * own); OpenBLAS stays faster below about 0.5 MFLOP (bench/sgemm.c, run with
- * and without NETC_GEMM=openblas). libdnnl is opened at run time, so programs
- * link as before and run where it is missing; NETC_GEMM=openblas turns it off.
+ * and without NETC_GEMM=onednn). But dnnl_sgemm mallocs its packing buffers on
+ * every call, and a training step must allocate nothing (test_cgen_fused's
+ * driver loop counts the calls), so it is opt-in: NETC_GEMM=onednn. libdnnl is
+ * opened at run time, so programs link as before and run where it is missing.
  * Debian's libdnnl uses OpenMP: each calling thread asks it for one thread
  * (the pool splits). */
 #define SGEMM_DNNL_FLOPS 5e5
@@ -70,8 +72,7 @@ static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
 
 static void dnnl_open(void) {
     const char *want = getenv("NETC_GEMM");
-    void *h =
-        want && strcasecmp(want, "openblas") == 0 ? NULL : dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    void *h = want && strcasecmp(want, "onednn") == 0 ? dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL) : NULL;
     if (h) {
         dnnl_sgemm_ptr = (dnnl_sgemm_fn *)dlsym(h, "dnnl_sgemm");
         dnnl_omp_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");

@@ -1,7 +1,7 @@
 /* tests/unit/test_runtime_kernels.c -- runtime/kernels.c against plain loops
  * in double: SGEMM (transposes, alpha/beta, sizes that split over the pool,
- * through oneDNN where it is there and, as unit/test_runtime_kernels_openblas
- * with NETC_GEMM=openblas, through OpenBLAS),
+ * through OpenBLAS and, as unit/test_runtime_kernels_onednn with
+ * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
  * chunks of one image up to the batch) and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), each at 1, 2 and 3 threads. */
