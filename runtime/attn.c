@@ -25,6 +25,22 @@ static inline void vstore(float *p, v16 x) { *(v16 *)(void *)p = x; }
 
 static int64_t up(int64_t x) { return (x + BLK - 1) / BLK * BLK; }
 
+/* The sum and the largest of a block's floats, pairwise (4 steps of latency,
+ * not 15 of a serial loop). */
+static inline float lanes_sum(const float *restrict x) {
+    float a[BLK / 2], b[BLK / 4];
+    for (int l = 0; l < BLK / 2; l++) a[l] = x[l] + x[l + BLK / 2];
+    for (int l = 0; l < BLK / 4; l++) b[l] = a[l] + a[l + BLK / 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+static inline float lanes_max(const float *restrict x) {
+    float a[BLK / 2], b[BLK / 4];
+    for (int l = 0; l < BLK / 2; l++) a[l] = x[l] > x[l + BLK / 2] ? x[l] : x[l + BLK / 2];
+    for (int l = 0; l < BLK / 4; l++) b[l] = a[l] > a[l + BLK / 4] ? a[l] : a[l + BLK / 4];
+    const float c0 = b[0] > b[2] ? b[0] : b[2], c1 = b[1] > b[3] ? b[1] : b[3];
+    return c0 > c1 ? c0 : c1;
+}
+
 struct attn_job {
     const struct nrt_attn *g;
     const float *qkv, *y, *dy;
@@ -92,17 +108,14 @@ static int64_t attn_weights(const struct nrt_attn *g, const float *restrict qi, 
     }
     for (int64_t j = 0; j < kp; j += BLK)
         for (int l = 0; l < BLK; l++) m[l] = j + l < kn && p[j + l] > m[l] ? p[j + l] : m[l];
-    float mx = m[0];
-    for (int l = 1; l < BLK; l++) mx = m[l] > mx ? m[l] : mx;
+    const float mx = lanes_max(m);
     for (int64_t j = 0; j < kp; j += BLK)
         for (int l = 0; l < BLK; l++) {
             const float e = j + l < kn ? nrt_expf(p[j + l] - mx) : 0.0f;
             p[j + l] = e;
             s[l] += e;
         }
-    float sum = 0.0f;
-    for (int l = 0; l < BLK; l++) sum += s[l];
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / lanes_sum(s);
     for (int64_t j = 0; j < kp; j += BLK)
         for (int l = 0; l < BLK; l++) p[j + l] *= inv;
     return kn;
@@ -165,11 +178,14 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
         for (int64_t i = 0; i < t; i++) {
             const float *dyi = jb->dy + (b * t + i) * g->e + h * d, *yi = jb->y + (b * t + i) * g->e + h * d;
             float *restrict gi = gr + i * dp, *restrict p = pm + i * tp, *restrict ds = sm + i * tp;
-            float dd = 0.0f;
-            for (int64_t c = 0; c < dp; c++) {
-                gi[c] = c < d ? dyi[c] : 0.0f;
-                dd += c < d ? dyi[c] * yi[c] : 0.0f;
-            }
+            for (int64_t c = 0; c < dp; c++) gi[c] = c < d ? dyi[c] : 0.0f;
+            v16 acc = {0}; /* dd = dy_i . y_i */
+            int64_t c = 0;
+            for (; c + BLK <= d; c += BLK) acc += vload(dyi + c) * vload(yi + c);
+            float lanes[BLK];
+            vstore(lanes, acc);
+            float dd = lanes_sum(lanes);
+            for (; c < d; c++) dd += dyi[c] * yi[c];
             const int64_t kn = attn_weights(g, base + i * ld, kt, p, i), kp = up(kn);
             scores(d, tp, kp, gi, vt, ds); /* dy_i . v_j */
             for (int64_t j = 0; j < kp; j += BLK)

@@ -1,5 +1,6 @@
 /* runtime/kernels.c -- the kernels that generated code calls for the heavy ops.
- * Sections: SGEMM through single-threaded OpenBLAS, split over the thread pool
+ * Sections: SGEMM through single-threaded oneDNN (dnnl_sgemm, loaded at run
+ * time where built with it and found) or OpenBLAS, split over the thread pool
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
  * kernels (channel vectors for deep layers, wide rows for first layers) --
@@ -9,6 +10,11 @@
 #include "runtime/internal.h"
 
 #include <cblas.h>
+#ifdef NETC_HAVE_DNNL
+#include <dlfcn.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <pthread.h>
+#endif
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +50,67 @@ struct sgemm_job {
     float *c;              /* the result */
 };
 
+/* oneDNN's dnnl_sgemm measured 10-30 % faster than OpenBLAS 0.3.21 on one
+ * core here for the shapes of tiny_gpt (M = 2048, N and K 96-512, and the
+ * transposed weight gradients with K = 2048) and of the CNN im2col GEMMs, and
+ * it writes C itself when beta = 0 (OpenBLAS first clears C in a pass of its
+ * own); OpenBLAS stays faster below about 0.5 MFLOP (bench/sgemm.c, run with
+ * and without NETC_GEMM=onednn). But dnnl_sgemm mallocs its packing buffers on
+ * every call, and a training step must allocate nothing (test_cgen_fused's
+ * driver loop counts the calls), so it is opt-in: NETC_GEMM=onednn. libdnnl is
+ * opened at run time, so programs link as before and run where it is missing.
+ * Debian's libdnnl uses OpenMP: each calling thread asks it for one thread
+ * (the pool splits). */
+#define SGEMM_DNNL_FLOPS 5e5
+
+#ifdef NETC_HAVE_DNNL
+typedef __typeof__(dnnl_sgemm) dnnl_sgemm_fn;
+static dnnl_sgemm_fn *dnnl_sgemm_ptr;
+static void (*dnnl_omp_threads)(int);
+static int dnnl_there; /* set once by dnnl_open */
+static pthread_once_t dnnl_once = PTHREAD_ONCE_INIT;
+
+static void dnnl_open(void) {
+    const char *want = getenv("NETC_GEMM");
+    void *h = want && strcasecmp(want, "onednn") == 0 ? dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (h) {
+        dnnl_sgemm_ptr = (dnnl_sgemm_fn *)dlsym(h, "dnnl_sgemm");
+        dnnl_omp_threads = (void (*)(int))dlsym(h, "omp_set_num_threads");
+    }
+    dnnl_there = dnnl_sgemm_ptr && dnnl_omp_threads;
+}
+
+/* Whether dnnl_sgemm did the GEMM. */
+static int dnnl_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+    static _Thread_local int single;
+    pthread_once(&dnnl_once, dnnl_open);
+    if (!dnnl_there) return 0;
+    if (!single) { /* the OpenMP thread count is per calling thread */
+        dnnl_omp_threads(1);
+        single = 1;
+    }
+    return dnnl_sgemm_ptr(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) ==
+           dnnl_success;
+}
+#endif
+
+/* Which GEMM library runs the large GEMMs ("oneDNN" or "OpenBLAS"). */
+const char *nrt_gemm_library(void) {
+#ifdef NETC_HAVE_DNNL
+    pthread_once(&dnnl_once, dnnl_open);
+    if (dnnl_there) return "oneDNN";
+#endif
+    return "OpenBLAS";
+}
+
 static void sgemm_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+#ifdef NETC_HAVE_DNNL
+    if (2.0 * (double)m * (double)n * (double)k >= SGEMM_DNNL_FLOPS &&
+        dnnl_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        return;
+#endif
     if (beta == 0.0f) { /* OpenBLAS's beta = 0 pass (sgemm_beta) is slow on strided C: clear it here */
         for (int64_t i = 0; i < m; i++) memset(c + i * ldc, 0, sizeof *c * (size_t)n);
         beta = 1.0f;

@@ -1080,6 +1080,9 @@ void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float 
 void nrt_blas_setup(int argc, char **argv, int threads);
 /* The kernel family OpenBLAS chose ("SkylakeX", "Prescott", ...). */
 const char *nrt_blas_core(void);
+/* The library of the large GEMMs: "oneDNN" (libdnnl, opened at run time where
+ * netc was built with it and NETC_GEMM=onednn is set) or "OpenBLAS". */
+const char *nrt_gemm_library(void);
 /* Sets the thread count of both OpenBLAS and the runtime's pool
  * (nrt_threads_set) now; <= 0 leaves both at their defaults. */
 void nrt_blas_threads(int threads);

@@ -1,44 +1,51 @@
 /* runtime/norm.c -- layer normalization over the last axis (the IR's LAYERNORM
  * and LAYERNORM_GRAD, netrt.h): one task per block of rows; per row, its sums
- * in double over NORM_LANES independent partial sums (loops the compiler
- * vectorizes; it may not reorder one serial double sum), then one pass that
- * writes the row. Compiled with -O3 -march=native (CMakeLists.txt). */
+ * in float over NORM_LANES independent partial sums added pairwise (loops the
+ * compiler vectorizes; it may not reorder one serial sum; the mean is taken
+ * first, so the variance has no cancellation), then one pass that writes the
+ * row. Compiled with -O3 -march=native (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
 #include <math.h>
 
-#define NORM_LANES 8            /* partial sums per row: two AVX2 registers of doubles */
+#define NORM_LANES 16           /* partial sums per row: one AVX-512 register of floats */
 #define NORM_GRAIN_FLOATS 16384 /* floats per task at least */
 
-/* The sum of x[0..d) in double. */
-static double row_sum(const float *restrict x, int64_t d) {
-    double acc[NORM_LANES] = {0}, s = 0;
+/* The NORM_LANES partial sums added pairwise. */
+static float lanes_sum(const float *restrict a) {
+    float b[NORM_LANES / 2], c[NORM_LANES / 4];
+    for (int l = 0; l < NORM_LANES / 2; l++) b[l] = a[l] + a[l + NORM_LANES / 2];
+    for (int l = 0; l < NORM_LANES / 4; l++) c[l] = b[l] + b[l + NORM_LANES / 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+/* The sum of x[0..d). */
+static float row_sum(const float *restrict x, int64_t d) {
+    float acc[NORM_LANES] = {0}, s = 0;
     int64_t j = 0;
     for (; j + NORM_LANES <= d; j += NORM_LANES)
         for (int l = 0; l < NORM_LANES; l++) acc[l] += x[j + l];
     for (; j < d; j++) s += x[j];
-    for (int l = 0; l < NORM_LANES; l++) s += acc[l];
-    return s;
+    return s + lanes_sum(acc);
 }
 
-/* The sum of (x - m)^2 over the row, in double. */
-static double row_dev2(const float *restrict x, int64_t d, double m) {
-    double acc[NORM_LANES] = {0}, s = 0;
+/* The sum of (x - m)^2 over the row. */
+static float row_dev2(const float *restrict x, int64_t d, float m) {
+    float acc[NORM_LANES] = {0}, s = 0;
     int64_t j = 0;
     for (; j + NORM_LANES <= d; j += NORM_LANES)
         for (int l = 0; l < NORM_LANES; l++) {
-            const double c = (double)x[j + l] - m;
+            const float c = x[j + l] - m;
             acc[l] += c * c;
         }
-    for (; j < d; j++) s += ((double)x[j] - m) * ((double)x[j] - m);
-    for (int l = 0; l < NORM_LANES; l++) s += acc[l];
-    return s;
+    for (; j < d; j++) s += (x[j] - m) * (x[j] - m);
+    return s + lanes_sum(acc);
 }
 
-/* A row's mean and 1 / sqrt(var + eps). */
-static void row_stats(const float *restrict x, int64_t d, double eps, double *mean, double *rstd) {
-    *mean = row_sum(x, d) / (double)d;
-    *rstd = 1 / sqrt(row_dev2(x, d, *mean) / (double)d + eps);
+/* A row's mean and 1 / sqrt(var + eps) (two passes: no cancellation). */
+static void row_stats(const float *restrict x, int64_t d, double eps, float *mean, float *rstd) {
+    *mean = row_sum(x, d) / (float)d;
+    *rstd = (float)(1 / sqrt((double)row_dev2(x, d, *mean) / (double)d + eps));
 }
 
 struct norm_job {
@@ -54,9 +61,9 @@ static void norm_rows(void *arg, int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
         const float *restrict x = j->x + r * d;
         float *restrict y = j->out + r * d;
-        double m, rs;
+        float m, rs;
         row_stats(x, d, j->eps, &m, &rs);
-        for (int64_t k = 0; k < d; k++) y[k] = (float)(((double)x[k] - m) * rs);
+        for (int64_t k = 0; k < d; k++) y[k] = (x[k] - m) * rs;
     }
 }
 
@@ -66,24 +73,24 @@ static void norm_grad_rows(void *arg, int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; r++) {
         const float *restrict x = j->x + r * d, *restrict g = j->dy + r * d;
         float *restrict dx = j->out + r * d;
-        double m, rs;
+        float m, rs;
         row_stats(x, d, j->eps, &m, &rs);
         /* sums of dy and of dy * (x - mean), the latter times rstd below */
-        double ag[NORM_LANES] = {0}, agc[NORM_LANES] = {0}, sg = 0, sgc = 0;
+        float ag[NORM_LANES] = {0}, agc[NORM_LANES] = {0}, sg = 0, sgc = 0;
         int64_t k = 0;
         for (; k + NORM_LANES <= d; k += NORM_LANES)
             for (int l = 0; l < NORM_LANES; l++) {
                 ag[l] += g[k + l];
-                agc[l] += (double)g[k + l] * ((double)x[k + l] - m);
+                agc[l] += g[k + l] * (x[k + l] - m);
             }
         for (; k < d; k++) {
             sg += g[k];
-            sgc += (double)g[k] * ((double)x[k] - m);
+            sgc += g[k] * (x[k] - m);
         }
-        for (int l = 0; l < NORM_LANES; l++) sg += ag[l], sgc += agc[l];
+        sg += lanes_sum(ag), sgc += lanes_sum(agc);
         /* dx = rs (g - sg/d - (x - m) rs * sgc rs / d) */
-        const double mg = sg / (double)d, c2 = sgc * rs * rs / (double)d;
-        for (k = 0; k < d; k++) dx[k] = (float)(rs * ((double)g[k] - mg - ((double)x[k] - m) * c2));
+        const float mg = sg / (float)d, c2 = sgc * rs * rs / (float)d;
+        for (k = 0; k < d; k++) dx[k] = rs * (g[k] - mg - (x[k] - m) * c2);
     }
 }
 

@@ -14,6 +14,7 @@ packages=(
   libcairo2-dev                             # training curves: `train --plot`, `netc plot` (runtime/plot.c)
   pkg-config                                # the install tests build against netrt.pc
   libopenblas-dev                           # GEMMs of the C backend
+  libdnnl-dev                               # oneDNN: the large GEMMs with NETC_GEMM=onednn (opened at run time)
   ocl-icd-opencl-dev opencl-headers         # OpenCL ICD loader and headers
   pocl-opencl-icd                           # an OpenCL device on the CPU (tests)
   llvm-14-tools                             # lit and FileCheck for the compiler tests

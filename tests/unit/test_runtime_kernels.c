@@ -1,5 +1,7 @@
 /* tests/unit/test_runtime_kernels.c -- runtime/kernels.c against plain loops
- * in double: SGEMM (transposes, alpha/beta, sizes that split over the pool),
+ * in double: SGEMM (transposes, alpha/beta, sizes that split over the pool,
+ * through OpenBLAS and, as unit/test_runtime_kernels_onednn with
+ * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
  * chunks of one image up to the batch) and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), each at 1, 2 and 3 threads. */
@@ -38,6 +40,9 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     float *a = xalloc((ta ? k : m) * lda), *b = xalloc((tb ? n : k) * ldb), *c = xalloc(m * ldc);
     double *ref = dalloc(m * ldc);
     fill(a, (ta ? k : m) * lda, 1), fill(b, (tb ? n : k) * ldb, 2), fill(c, m * ldc, 3);
+    if (beta == 0) /* C is not read: NaN there must not come through */
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = NAN;
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < ldc; j++) {
             double s = 0;
@@ -72,6 +77,14 @@ static void test_sgemm(void) {
                             t == 2 ? 0.25f : 0.0f);
     }
     nrt_threads_set(0);
+    /* tiny_gpt's shapes (oneDNN's range, above SGEMM_DNNL_FLOPS), with odd
+     * neighbours: K not a multiple of 16, N not of 32, beta 0 and 1. */
+    static const int64_t big[][5] = {{0, 1, 2048, 384, 128}, {0, 0, 2048, 96, 128}, {0, 1, 2048, 128, 96},
+                                     {1, 0, 128, 96, 2048},  {1, 0, 97, 131, 1029}, {0, 0, 517, 77, 203},
+                                     {0, 1, 250, 129, 515},  {1, 1, 123, 45, 333}};
+    for (size_t s = 0; s < sizeof big / sizeof *big; s++)
+        check_sgemm((int)big[s][0], (int)big[s][1], big[s][2], big[s][3], big[s][4], 1.0f,
+                    s & 1 ? 1.0f : 0.0f);
 }
 
 /* ------------------------------------------------------------ convolution -- */
@@ -253,9 +266,13 @@ static void test_pool(void) {
 }
 
 int main(void) {
+    printf("GEMM library: %s\n", nrt_gemm_library());
     test_sgemm();
     nrt_threads_set(2);
     test_sgemm();
+    nrt_threads_set(3);
+    test_sgemm();
+    nrt_threads_set(2);
     test_conv();
     test_pool();
     nrt_threads_set(1);
