@@ -762,6 +762,67 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
 }
 #endif
 
+/* ------------------------------------------------- pointwise (1x1) conv -- */
+
+/* A 1x1 convolution at stride 1 without padding or groups is a matrix product
+ * per image on x [ci, hw] and y [co, hw] as they lie in NCHW: y = W x,
+ * dx = W^T dy, dW = sum over images of dy x^T. No im2col, no transposes: the
+ * GEMMs read and write the activations in place. Each pool thread takes whole
+ * images; for dW, thread i > 0 sums into its own partial in the scratch. */
+static int pointwise_ok(const struct nrt_conv *c) {
+    return c->kh == 1 && c->kw == 1 && c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && c->p[0] == 0 &&
+           c->p[1] == 0 && c->p[2] == 0 && c->p[3] == 0 && c->ho == c->h && c->wo == c->w && c->n > 0 &&
+           !getenv("NETC_CONV_IM2COL");
+}
+
+struct pw_job {
+    const struct nrt_conv *c;
+    int kind;                /* 0 forward, 1 input gradient, 2 weight gradient */
+    const float *a, *w, *dy; /* x (forward, dw) or dy (dx); the weights; dy (dw) */
+    float *out;              /* y, dx or dw */
+    float *part;             /* dw: task i > 0's partial at part + (i - 1) * co * ci */
+    int64_t tasks;
+};
+
+static void pw_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct pw_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t hw = c->h * c->w, ci = c->ci, co = c->co;
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t b = c->n * i / j->tasks, b1 = c->n * (i + 1) / j->tasks, first = b; b < b1; b++) {
+            if (j->kind == 0)
+                nrt_sgemm(0, 0, co, hw, ci, 1.0f, j->w, ci, j->a + b * ci * hw, hw, 0.0f,
+                          j->out + b * co * hw, hw);
+            else if (j->kind == 1)
+                nrt_sgemm(1, 0, ci, hw, co, 1.0f, j->w, ci, j->a + b * co * hw, hw, 0.0f,
+                          j->out + b * ci * hw, hw);
+            else
+                nrt_sgemm(0, 1, co, ci, hw, 1.0f, j->dy + b * co * hw, hw, j->a + b * ci * hw, hw,
+                          b == first ? 0.0f : 1.0f, i == 0 ? j->out : j->part + (i - 1) * co * ci, ci);
+        }
+}
+
+/* dw[lo, hi) += the partials of tasks 1.. */
+static void pw_dw_sum(void *arg, int64_t lo, int64_t hi) {
+    const struct pw_job *j = arg;
+    int64_t size = j->c->co * j->c->ci;
+    for (int64_t i = 1; i < j->tasks; i++)
+        for (int64_t k = lo; k < hi; k++) j->out[k] += j->part[(i - 1) * size + k];
+}
+
+static int pointwise(const struct nrt_conv *c, int kind, const float *a, const float *w, const float *dy,
+                     float *out, float *scratch) {
+    if (!pointwise_ok(c)) return 0;
+    struct pw_job j = {c, kind, a, w, dy, out, scratch, nrt_threads_get()};
+    if (j.tasks > c->n) j.tasks = c->n;
+    if (j.tasks < 1) j.tasks = 1;
+    if (kind == 2)
+        while (j.tasks > 1 && (j.tasks - 1) * c->co * c->ci > nrt_conv_scratch(c)) j.tasks--;
+    nrt_parallel_for(j.tasks, 1, pw_tasks, &j);
+    if (kind == 2 && j.tasks > 1) nrt_parallel_for(c->co * c->ci, 4096, pw_dw_sum, &j);
+    return 1;
+}
+
 /* Threading: the batch is cut into `tasks` contiguous image ranges, one per
  * pool thread, each with its own 1/tasks of the scratch (so `sub` images per
  * GEMM) and single-threaded GEMMs: no thread waits on another inside a layer.
@@ -821,6 +882,7 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 }
 
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
+    if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
     if (direct_conv2d(c, x, w, y, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
@@ -852,6 +914,7 @@ static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch) {
+    if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
@@ -894,6 +957,7 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch) {
+    if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

@@ -2,10 +2,16 @@
  * and LAYERNORM_GRAD, netrt.h): one task per block of rows; per row, its sums
  * in double over NORM_LANES independent partial sums (loops the compiler
  * vectorizes; it may not reorder one serial double sum), then one pass that
- * writes the row. Compiled with -O3 -march=native (CMakeLists.txt). */
+ * writes the row. Then batch norm's training gradient (BATCHNORM_GRAD_SUMS,
+ * BATCHNORM_GRAD): the per-channel sums the same way, then dx in one pass.
+ * Compiled with -O3 -march=native (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
 #include <math.h>
+#include <stdlib.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define NORM_LANES 8            /* partial sums per row: two AVX2 registers of doubles */
 #define NORM_GRAIN_FLOATS 16384 /* floats per task at least */
@@ -99,4 +105,114 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
     if (rows <= 0 || d <= 0) return;
     struct norm_job j = {d, eps, x, dy, dx};
     nrt_parallel_for(rows, norm_grain(d), norm_grad_rows, &j);
+}
+
+/* ------------------------------------------------- batch norm's gradient -- */
+
+struct bn_job {
+    int64_t n, c, hw;
+    double eps;
+    const float *x, *dy, *gamma, *mean, *var, *sums;
+    float *out;
+};
+
+/* S(g) and S(g (x - m)) over one plane of hw floats, added to *sg, *sgc: in
+ * float over 16 lanes within the plane (a few hundred terms per lane), the
+ * plane's total added in double. */
+static void bn_plane_sums(const float *restrict x, const float *restrict g, int64_t hw, float m, double *sg,
+                          double *sgc) {
+    int64_t k = 0;
+    double s = 0, sc = 0;
+#if defined(__AVX512F__)
+    __m512 ag = _mm512_setzero_ps(), agc = _mm512_setzero_ps(), mv = _mm512_set1_ps(m);
+    for (; k + 16 <= hw; k += 16) {
+        __m512 gv = _mm512_loadu_ps(g + k);
+        ag = _mm512_add_ps(ag, gv);
+        agc = _mm512_fmadd_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(x + k), mv), agc);
+    }
+    if (k < hw) {
+        __mmask16 t = (__mmask16)((1u << (hw - k)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(t, g + k);
+        ag = _mm512_add_ps(ag, gv);
+        agc = _mm512_fmadd_ps(gv, _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + k), mv), agc);
+        k = hw;
+    }
+    float lg[16], lgc[16];
+    _mm512_storeu_ps(lg, ag), _mm512_storeu_ps(lgc, agc);
+    for (int l = 0; l < 16; l++) s += lg[l], sc += lgc[l];
+#endif
+    for (; k < hw; k++) {
+        s += g[k];
+        sc += (double)g[k] * (double)(x[k] - m);
+    }
+    *sg += s, *sgc += sc;
+}
+
+/* Channels [lo, hi): sums[ch] = S(dy), sums[c + ch] = S(dy (x - mean)). */
+static void bn_sums_channels(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    for (int64_t ch = lo; ch < hi; ch++) {
+        double sg = 0, sgc = 0;
+        float m = j->mean[ch];
+        for (int64_t b = 0; b < j->n; b++) {
+            int64_t at = (b * j->c + ch) * j->hw;
+            bn_plane_sums(j->x + at, j->dy + at, j->hw, m, &sg, &sgc);
+        }
+        j->out[ch] = (float)sg, j->out[j->c + ch] = (float)sgc;
+    }
+}
+
+/* Small planes ([N, C] and the like): images [lo, hi) of every channel would
+ * be strided; instead one task sums every channel over the whole batch, the
+ * channels innermost (contiguous). */
+static void bn_sums_rows(const struct bn_job *j) {
+    int64_t c = j->c;
+    double *acc = calloc((size_t)(2 * c), sizeof *acc);
+    if (!acc) {
+        nrt_parallel_for(c, 1, bn_sums_channels, (void *)j);
+        return;
+    }
+    for (int64_t b = 0; b < j->n; b++)
+        for (int64_t ch = 0; ch < c; ch++) {
+            const float *x = j->x + (b * c + ch) * j->hw, *g = j->dy + (b * c + ch) * j->hw;
+            for (int64_t k = 0; k < j->hw; k++) {
+                acc[ch] += g[k];
+                acc[c + ch] += (double)g[k] * ((double)x[k] - j->mean[ch]);
+            }
+        }
+    for (int64_t k = 0; k < 2 * c; k++) j->out[k] = (float)acc[k];
+    free(acc);
+}
+
+void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                             const float *mean, float *sums) {
+    if (c <= 0) return;
+    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums};
+    if (hw < NORM_LANES * 4)
+        bn_sums_rows(&j);
+    else
+        nrt_parallel_for(c, 1, bn_sums_channels, &j);
+}
+
+/* Planes [lo, hi) of dx (plane p: image p / c, channel p % c). */
+static void bn_grad_planes(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    const double count = (double)j->n * (double)j->hw;
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t ch = p % j->c;
+        double r = 1 / sqrt((double)j->var[ch] + j->eps);
+        const float k = (float)(j->gamma[ch] * r), mk = j->mean[ch];
+        const float mg = (float)(j->sums[ch] / count), c2 = (float)(r * r * j->sums[j->c + ch] / count);
+        const float *restrict x = j->x + p * j->hw, *restrict g = j->dy + p * j->hw;
+        float *restrict dx = j->out + p * j->hw;
+        for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (g[i] - mg - (x[i] - mk) * c2);
+    }
+}
+
+void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const float *x, const float *dy,
+                        const float *gamma, const float *mean, const float *var, const float *sums,
+                        float *dx) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    struct bn_job j = {n, c, hw, eps, x, dy, gamma, mean, var, sums, dx};
+    nrt_parallel_for(n * c, hw >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / hw, bn_grad_planes, &j);
 }
