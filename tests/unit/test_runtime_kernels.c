@@ -145,7 +145,10 @@ static void test_conv(void) {
         /* The direct (AVX-512) kernels: 16k channels, >= 64 taps. */
         {5, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's second layer */
         {3, 16, 9, 8, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},   /* padded */
-        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0}, /* strided: dx by im2col */
+        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0}, /* strided: dx by sub-pixels */
+        {3, 16, 14, 14, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* DCGAN-like 4x4/s2 */
+        {2, 16, 13, 11, 48, 5, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0}, /* stride 3x2, odd sizes */
+        {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
         /* Depthwise (one input channel per group): its own kernels, whole-plane
