@@ -690,12 +690,6 @@ static void grad_DROPOUT(struct ad *ad, int id, int g) {
 
 #define grad_DROPOUT_GRAD grad_none
 
-/* y = gamma (x - mean) r + beta with r = 1 / sqrt(var + eps), per channel (axis 1).
- * With S(.) the sum over every axis but 1:
- *   dx = dy gamma r          dgamma = S(dy (x - mean)) r     dbeta = S(dy)
- *   dmean = -S(dy) gamma r   dvar = -S(dy (x - mean)) gamma r^3 / 2
- * In training mode mean and var are MEAN/VARIANCE of x, and their own rules carry
- * dmean and dvar on into dx: the full batch-norm gradient by the chain rule. */
 /* Whether node s is op (MEAN or VARIANCE) of x over every axis but 1, as the
  * frontend lowers a batch norm in training mode. */
 static bool batch_stat(struct ad *ad, int s, enum op op, int x) {
@@ -729,6 +723,13 @@ static void grad_batchnorm_train(struct ad *ad, int id, int g, int r) {
     if (want(ad, id, 2)) acc_arg(ad, id, 2, to_type(ad, OP_RESHAPE, slice(ad, sums, 0, 0, 1), tc));
 }
 
+/* y = gamma (x - mean) r + beta with r = 1 / sqrt(var + eps), per channel (axis 1).
+ * With S(.) the sum over every axis but 1:
+ *   dx = dy gamma r          dgamma = S(dy (x - mean)) r     dbeta = S(dy)
+ *   dmean = -S(dy) gamma r   dvar = -S(dy (x - mean)) gamma r^3 / 2
+ * When mean and var are other values, their own rules carry dmean and dvar on
+ * (the full batch-norm gradient by the chain rule); in training mode, where
+ * they are MEAN/VARIANCE of x, the fused ops give the same in two passes. */
 static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     const int *a = nd(ad, id)->args;
     int x = a[0], gamma = a[1], mean = a[3], var = a[4];

@@ -1003,7 +1003,8 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
 /* Batch norm's training gradient (the IR's BATCHNORM_GRAD_SUMS and
  * BATCHNORM_GRAD) on x and dy [n, c, hw] (hw: the product of the dims after
  * the channels, 1 for [N, C]): sums [2, c] = per channel S(dy) and
- * S(dy (x - mean)) in double, channels split over the pool; then
+ * S(dy (x - mean)) in double, images split over the pool (a partial per
+ * thread, added in order); then
  * dx = gamma r (dy - S(dy)/M - (x - mean) r^2 S(dy (x - mean))/M),
  * r = 1 / sqrt(var + eps), M = n hw, planes split over the pool. */
 void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,

@@ -3,7 +3,8 @@
  * in double over NORM_LANES independent partial sums (loops the compiler
  * vectorizes; it may not reorder one serial double sum), then one pass that
  * writes the row. Then batch norm's training gradient (BATCHNORM_GRAD_SUMS,
- * BATCHNORM_GRAD): the per-channel sums the same way, then dx in one pass.
+ * BATCHNORM_GRAD): the per-channel sums in one pass over the images in memory
+ * order (AVX-512 lanes per plane, planes added in double), then dx in one.
  * Compiled with -O3 -march=native (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
@@ -114,6 +115,8 @@ struct bn_job {
     double eps;
     const float *x, *dy, *gamma, *mean, *var, *sums;
     float *out;
+    double *part; /* the sums: task t's partials at part + 2 c t */
+    int64_t tasks;
 };
 
 /* S(g) and S(g (x - m)) over one plane of hw floats, added to *sg, *sgc: in
@@ -148,50 +151,61 @@ static void bn_plane_sums(const float *restrict x, const float *restrict g, int6
     *sg += s, *sgc += sc;
 }
 
-/* Channels [lo, hi): sums[ch] = S(dy), sums[c + ch] = S(dy (x - mean)). */
+/* Task t's images [n t / tasks, n (t + 1) / tasks) in memory order (one
+ * stream the prefetchers follow, not a plane per image per channel): per
+ * channel, S(dy) and S(dy (x - mean)) into its partials part[t][2c]. */
+static void bn_sums_images(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    int64_t c = j->c, hw = j->hw;
+    for (int64_t t = lo; t < hi; t++) {
+        double *acc = j->part + t * 2 * c;
+        for (int64_t k = 0; k < 2 * c; k++) acc[k] = 0;
+        for (int64_t b = j->n * t / j->tasks; b < j->n * (t + 1) / j->tasks; b++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                const float *x = j->x + (b * c + ch) * hw, *g = j->dy + (b * c + ch) * hw;
+                if (hw >= 16) {
+                    bn_plane_sums(x, g, hw, j->mean[ch], &acc[ch], &acc[c + ch]);
+                    continue;
+                }
+                for (int64_t k = 0; k < hw; k++) {
+                    acc[ch] += g[k];
+                    acc[c + ch] += (double)g[k] * ((double)x[k] - j->mean[ch]);
+                }
+            }
+    }
+}
+
+/* Without memory for the partials: a task per channel range. */
 static void bn_sums_channels(void *arg, int64_t lo, int64_t hi) {
     const struct bn_job *j = arg;
     for (int64_t ch = lo; ch < hi; ch++) {
         double sg = 0, sgc = 0;
-        float m = j->mean[ch];
         for (int64_t b = 0; b < j->n; b++) {
             int64_t at = (b * j->c + ch) * j->hw;
-            bn_plane_sums(j->x + at, j->dy + at, j->hw, m, &sg, &sgc);
+            bn_plane_sums(j->x + at, j->dy + at, j->hw, j->mean[ch], &sg, &sgc);
         }
         j->out[ch] = (float)sg, j->out[j->c + ch] = (float)sgc;
     }
 }
 
-/* Small planes ([N, C] and the like): images [lo, hi) of every channel would
- * be strided; instead one task sums every channel over the whole batch, the
- * channels innermost (contiguous). */
-static void bn_sums_rows(const struct bn_job *j) {
-    int64_t c = j->c;
-    double *acc = calloc((size_t)(2 * c), sizeof *acc);
-    if (!acc) {
-        nrt_parallel_for(c, 1, bn_sums_channels, (void *)j);
-        return;
-    }
-    for (int64_t b = 0; b < j->n; b++)
-        for (int64_t ch = 0; ch < c; ch++) {
-            const float *x = j->x + (b * c + ch) * j->hw, *g = j->dy + (b * c + ch) * j->hw;
-            for (int64_t k = 0; k < j->hw; k++) {
-                acc[ch] += g[k];
-                acc[c + ch] += (double)g[k] * ((double)x[k] - j->mean[ch]);
-            }
-        }
-    for (int64_t k = 0; k < 2 * c; k++) j->out[k] = (float)acc[k];
-    free(acc);
-}
-
 void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                              const float *mean, float *sums) {
     if (c <= 0) return;
-    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums};
-    if (hw < NORM_LANES * 4)
-        bn_sums_rows(&j);
-    else
+    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums, NULL, 0};
+    j.tasks = nrt_threads_get() < n ? nrt_threads_get() : n;
+    if (j.tasks < 1) j.tasks = 1;
+    j.part = malloc(sizeof *j.part * (size_t)(j.tasks * 2 * c));
+    if (!j.part) {
         nrt_parallel_for(c, 1, bn_sums_channels, &j);
+        return;
+    }
+    nrt_parallel_for(j.tasks, 1, bn_sums_images, &j);
+    for (int64_t k = 0; k < 2 * c; k++) {
+        double s = 0;
+        for (int64_t t = 0; t < j.tasks; t++) s += j.part[t * 2 * c + k];
+        sums[k] = (float)s;
+    }
+    free(j.part);
 }
 
 /* Planes [lo, hi) of dx (plane p: image p / c, channel p % c). */
@@ -213,6 +227,6 @@ void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const floa
                         const float *gamma, const float *mean, const float *var, const float *sums,
                         float *dx) {
     if (n <= 0 || c <= 0 || hw <= 0) return;
-    struct bn_job j = {n, c, hw, eps, x, dy, gamma, mean, var, sums, dx};
+    struct bn_job j = {n, c, hw, eps, x, dy, gamma, mean, var, sums, dx, NULL, 0};
     nrt_parallel_for(n * c, hw >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / hw, bn_grad_planes, &j);
 }
