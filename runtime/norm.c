@@ -9,7 +9,6 @@
 #include "runtime/netrt.h"
 
 #include <math.h>
-#include <stdlib.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif
@@ -110,6 +109,8 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
 
 /* ------------------------------------------------- batch norm's gradient -- */
 
+#define BN_PART_DOUBLES 4096 /* the sums' per-thread partials, on the caller's stack */
+
 struct bn_job {
     int64_t n, c, hw;
     double eps;
@@ -175,7 +176,7 @@ static void bn_sums_images(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
-/* Without memory for the partials: a task per channel range. */
+/* Too many channels for the partials: a task per channel range. */
 static void bn_sums_channels(void *arg, int64_t lo, int64_t hi) {
     const struct bn_job *j = arg;
     for (int64_t ch = lo; ch < hi; ch++) {
@@ -191,11 +192,12 @@ static void bn_sums_channels(void *arg, int64_t lo, int64_t hi) {
 void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
                              const float *mean, float *sums) {
     if (c <= 0) return;
-    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums, NULL, 0};
+    double part[BN_PART_DOUBLES]; /* no allocation in a training step */
+    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums, part, 0};
     j.tasks = nrt_threads_get() < n ? nrt_threads_get() : n;
     if (j.tasks < 1) j.tasks = 1;
-    j.part = malloc(sizeof *j.part * (size_t)(j.tasks * 2 * c));
-    if (!j.part) {
+    while (j.tasks > 1 && j.tasks * 2 * c > BN_PART_DOUBLES) j.tasks--;
+    if (2 * c > BN_PART_DOUBLES) {
         nrt_parallel_for(c, 1, bn_sums_channels, &j);
         return;
     }
@@ -205,7 +207,6 @@ void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, c
         for (int64_t t = 0; t < j.tasks; t++) s += j.part[t * 2 * c + k];
         sums[k] = (float)s;
     }
-    free(j.part);
 }
 
 /* Planes [lo, hi) of dx (plane p: image p / c, channel p % c). */

@@ -288,8 +288,9 @@ static void check_bn_grad(int64_t n, int64_t c, int64_t hw) {
 }
 
 static void test_bn_grad(void) {
-    static const int64_t geo[][3] = {{5, 7, 1},   {3, 4, 2},  {4, 3, 31},  {3, 5, 37},
-                                     {2, 6, 784}, {9, 3, 49}, {1, 17, 16}, {6, 2, 200}};
+    static const int64_t geo[][3] = {{5, 7, 1},     {3, 4, 2},   {4, 3, 31},  {3, 5, 37},
+                                     {2, 6, 784},   {9, 3, 49},  {1, 17, 16}, {6, 2, 200},
+                                     {3, 1000, 17}, {2, 2100, 3}}; /* partials for fewer threads; none */
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
         for (size_t i = 0; i < sizeof geo / sizeof *geo; i++) check_bn_grad(geo[i][0], geo[i][1], geo[i][2]);
