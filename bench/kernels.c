@@ -1,7 +1,8 @@
 /* bench/kernels.c -- times libnetrt's heavy kernels on the layer shapes of
- * the seed CNNs (mnist_cnn, lenet) at a given batch and thread count: median
- * microseconds per call (CPU time on one thread, wall time on more) and
- * GFLOP/s. For tuning the kernels one at a time.
+ * the seed CNNs (mnist_cnn, lenet) and the pointwise (1x1) convolutions of
+ * bench/nets/dwsep.net and the stride-2 4x4 layer of examples/dcgan.net at a given batch and thread count:
+ * median microseconds per call (CPU time on one thread, wall time on more) and GFLOP/s. For tuning the
+ * kernels one at a time.
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. bench/kernels.c build/runtime/libnetrt.a \
  *      -lopenblas -lpng -lz -lm -lpthread -o kernels
  *   ./kernels [BATCH] [THREADS] */
@@ -96,6 +97,9 @@ int main(int argc, char **argv) {
     struct nrt_conv c2 = {b, 32, 13, 13, 64, 3, 3, 11, 11, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
     struct nrt_conv l1 = {b, 1, 28, 28, 6, 5, 5, 28, 28, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0};
     struct nrt_conv l2 = {b, 6, 14, 14, 16, 5, 5, 10, 10, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
+    struct nrt_conv pw1 = {b, 32, 28, 28, 64, 1, 1, 28, 28, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
+    struct nrt_conv pw2 = {b, 64, 14, 14, 128, 1, 1, 14, 14, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
+    struct nrt_conv gd = {b, 64, 14, 14, 128, 4, 4, 7, 7, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
     struct nrt_pool p1 = {32 * b, 26, 26, 13, 13, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     struct nrt_pool p2 = {64 * b, 11, 11, 5, 5, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     const struct call calls[] = {
@@ -116,6 +120,15 @@ int main(int argc, char **argv) {
         {"lenet conv2 fwd", 0, l2, {0}, 0, 0, 0, 0, 0},
         {"lenet conv2 dx", 1, l2, {0}, 0, 0, 0, 0, 0},
         {"lenet conv2 dw", 2, l2, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 32-64 fwd", 0, pw1, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 32-64 dx", 1, pw1, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 32-64 dw", 2, pw1, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 64-128 fwd", 0, pw2, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 64-128 dx", 1, pw2, {0}, 0, 0, 0, 0, 0},
+        {"dwsep 1x1 64-128 dw", 2, pw2, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 64-128 fwd", 0, gd, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 64-128 dx", 1, gd, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 64-128 dw", 2, gd, {0}, 0, 0, 0, 0, 0},
     };
     printf("batch %lld, %d threads, OpenBLAS core %s\n", (long long)b, nrt_threads_get(), nrt_blas_core());
     for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) run(&calls[i]);

@@ -741,6 +741,25 @@ void cgc_op_BATCHNORM(struct cgc *c, int id) {
     cgc_emit(c, "    }");
 }
 
+/* Batch norm's training gradient, by libnetrt (runtime/norm.c) on x as
+ * [n, c, inner]. */
+static void bn_grad(struct cgc *c, int id, bool sums) {
+    const struct shape *x = arg_shape(c, id, 0);
+    struct cgc_x outer = cgc_dim(x, 0), inner = cgc_dims_prod(x, 2, x->rank);
+    long long ch = (long long)x->dim[1];
+    if (sums) {
+        cgc_emit(c, "nrt_batchnorm_grad_sums(%s, %lld, %s, v%d, v%d, v%d, v%d);", cg_xs(outer), ch,
+                 cg_xs(inner), arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id);
+        return;
+    }
+    cgc_emit(c, "nrt_batchnorm_grad(%s, %lld, %s, %.17g, v%d, v%d, v%d, v%d, v%d, v%d, v%d);", cg_xs(outer),
+             ch, cg_xs(inner), ir_attr_f(cgc_node(c, id), ATTR_EPS), arg(c, id, 0), arg(c, id, 1),
+             arg(c, id, 2), arg(c, id, 3), arg(c, id, 4), arg(c, id, 5), id);
+}
+
+void cgc_op_BATCHNORM_GRAD_SUMS(struct cgc *c, int id) { bn_grad(c, id, true); }
+void cgc_op_BATCHNORM_GRAD(struct cgc *c, int id) { bn_grad(c, id, false); }
+
 /* Rows of the last axis, by libnetrt (runtime/norm.c). */
 static void layernorm(struct cgc *c, int id, bool grad) {
     const struct ir_node *n = cgc_node(c, id);

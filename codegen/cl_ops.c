@@ -1188,6 +1188,49 @@ void clc_op_BATCHNORM(struct clc *k, int id) {
     klaunch(k, idx, &v, cnt, false, false);
 }
 
+/* Batch norm's training gradient: BATCHNORM_GRAD_SUMS one work-item per
+ * channel summing its planes in acc_t, BATCHNORM_GRAD one per element. */
+void clc_op_BATCHNORM_GRAD_SUMS(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    struct cgc_x outer = cgc_dim(x, 0), inner = cgc_dims_prod(x, 2, x->rank);
+    long long ch = (long long)x->dim[1];
+    int xv = arg(k, id, 0), g = arg(k, id, 1), mu = arg(k, id, 2);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long c = get_global_id(0);");
+    clc_src(k, "    if (c >= %lld) return;", ch);
+    clc_src(k, "    acc_t sg = 0, sgc = 0;");
+    clc_src(k, "    for (long b = 0; b < %s; b++)", cg_xs(outer));
+    clc_src(k, "        for (long i = 0; i < %s; i++) {", cg_xs(inner));
+    clc_src(k, "            const long at = (b * %lld + c) * (%s) + i;", ch, cg_xs(inner));
+    clc_src(k, "            sg += v%d[at];", g);
+    clc_src(k, "            sgc += (acc_t)v%d[at] * ((acc_t)v%d[at] - v%d[c]);", g, xv, mu);
+    clc_src(k, "        }");
+    clc_src(k, "    v%d[c] = (float)sg;", id);
+    clc_src(k, "    v%d[%lld + c] = (float)sgc;", id, ch);
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(ch), false, false);
+}
+
+void clc_op_BATCHNORM_GRAD(struct clc *k, int id) {
+    const struct shape *x = arg_shape(k, id, 0);
+    struct cgc_x inner = cgc_dims_prod(x, 2, x->rank), cnt = cgc_count(x), outer = cgc_dim(x, 0);
+    long long ch = (long long)x->dim[1];
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %s) return;", cg_xs(cnt));
+    clc_src(k, "    const long c = (i / (%s)) %% %lld;", cg_xs(inner), ch);
+    clc_src(k, "    const float m = (float)(%s) * (float)(%s);", cg_xs(outer), cg_xs(inner));
+    clc_src(k, "    const float r = 1.0f / sqrt(v%d[c] + %s);", arg(k, id, 4),
+            cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
+    clc_src(
+        k, "    v%d[i] = v%d[c] * r * (v%d[i] - v%d[c] / m - (v%d[i] - v%d[c]) * r * r * v%d[%lld + c] / m);",
+        id, arg(k, id, 2), arg(k, id, 1), arg(k, id, 5), arg(k, id, 0), arg(k, id, 3), arg(k, id, 5), ch);
+    idx = kend(k);
+    klaunch(k, idx, &v, cnt, false, false);
+}
+
 /* One work-item per row of the last axis, as runtime/norm.c: the row's mean and
  * 1 / sqrt(var + eps) in acc_t (two passes), then the row (LAYERNORM) or, from
  * the sums of dy and dy (x - mean), its gradient (LAYERNORM_GRAD). */

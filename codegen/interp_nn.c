@@ -604,6 +604,38 @@ bool cg_eval_BATCHNORM(struct cg_interp *it, int id) {
     return true;
 }
 
+/* (x, dy, mean) -> [2, C]: S(dy), S(dy (x - mean)) per channel of axis 1. */
+bool cg_eval_BATCHNORM_GRAD_SUMS(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *s = cg_out(it, id);
+    const double *mean = cg_arg(it, id, 2)->d;
+    size_t outer, inner, ch = (size_t)x->shape.dim[1];
+    split_axis(&x->shape, 1, &outer, &inner);
+    for (size_t c = 0; c < 2 * ch; c++) s->d[c] = 0;
+    for (size_t i = 0; i < x->numel; i++) {
+        size_t c = (i / inner) % ch;
+        s->d[c] += dy->d[i];
+        s->d[ch + c] += dy->d[i] * (x->d[i] - mean[c]);
+    }
+    return true;
+}
+
+/* (x, dy, gamma, mean, var, sums) -> dx = gamma r (dy - S(dy)/M - (x - mean) r^2 S(dy (x - mean))/M). */
+bool cg_eval_BATCHNORM_GRAD(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
+    const double *gamma = cg_arg(it, id, 2)->d, *mean = cg_arg(it, id, 3)->d, *var = cg_arg(it, id, 4)->d;
+    const double *s = cg_arg(it, id, 5)->d;
+    double eps = ir_attr_f(cg_node(it, id), ATTR_EPS);
+    size_t outer, inner, ch = (size_t)x->shape.dim[1];
+    split_axis(&x->shape, 1, &outer, &inner);
+    double count = (double)(x->numel / ch);
+    for (size_t i = 0; i < x->numel; i++) {
+        size_t c = (i / inner) % ch;
+        double r = 1 / sqrt(var[c] + eps);
+        dx->d[i] = gamma[c] * r * (dy->d[i] - s[c] / count - (x->d[i] - mean[c]) * r * r * s[ch + c] / count);
+    }
+    return true;
+}
+
 /* Rows of the last axis: the mean and 1 / sqrt(var + eps) of row r of x. */
 static void row_stats(const struct cg_val *x, size_t d, size_t r, double eps, double *mean, double *rstd) {
     double s = 0, v = 0;

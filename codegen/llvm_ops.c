@@ -1036,6 +1036,24 @@ static void op_layernorm(struct lg *g, int id) {
     }
 }
 
+/* Batch norm's training gradient: runtime/norm.c on x as [n, c, inner]. */
+static void op_batchnorm_grad(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *x = arg_shape(g, id, 0);
+    LLVMValueRef args[11] = {lg_x(g, cgc_dim(x, 0)), lg_i64(g, x->dim[1]),
+                             lg_x(g, cgc_dims_prod(x, 2, x->rank))};
+    if (n->op == OP_BATCHNORM_GRAD_SUMS) {
+        for (int i = 0; i < 3; i++) args[3 + i] = lg_ptr(g, arg(g, id, i));
+        args[6] = lg_ptr(g, id);
+        rtcall(g, "nrt_batchnorm_grad_sums", 7, args);
+        return;
+    }
+    args[3] = lg_f64(g, ir_attr_f(n, ATTR_EPS));
+    for (int i = 0; i < 6; i++) args[4 + i] = lg_ptr(g, arg(g, id, i));
+    args[10] = lg_ptr(g, id);
+    rtcall(g, "nrt_batchnorm_grad", 11, args);
+}
+
 static LLVMValueRef scratch(struct lg *g, int id) {
     if (!g->sptr[id]) NETC_INTERNAL("node %%%d has no scratch", id);
     return g->sptr[id];
@@ -1630,6 +1648,9 @@ static lg_op_fn column(enum op op) {
     case OP_LAYERNORM:
     case OP_LAYERNORM_GRAD:
         return op_layernorm;
+    case OP_BATCHNORM_GRAD_SUMS:
+    case OP_BATCHNORM_GRAD:
+        return op_batchnorm_grad;
     case OP_ATTENTION:
     case OP_ATTENTION_GRAD:
         return op_attention;

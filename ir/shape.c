@@ -850,6 +850,47 @@ static bool shape_BATCHNORM(struct rule_ctx *c) {
     return true;
 }
 
+/* Operands x, dy (x's shape, rank 2 or more, a static channel axis 1) and the
+ * per-channel f32[C] operands from `first` to `last`. */
+static bool bn_grad_operands(struct rule_ctx *c, int first, int last) {
+    const struct type *x = c->a[0];
+    if (!need_f32(c, 0) || !need_f32(c, 1) || !same_shape(c, 0, 1)) return false;
+    if (x->shape.rank < 2 || x->shape.dim[1] == IR_DIM_N)
+        return fail(c, "%s expects an input of rank 2 or more [N, C, ...], got %s", opname(c), ts(x));
+    int64_t ch = x->shape.dim[1];
+    for (int i = first; i <= last; i++) {
+        const struct type *t = c->a[i];
+        if (t->dtype != DT_F32 || t->shape.rank != 1 || t->shape.dim[0] != ch)
+            return fail(c, "%s of %s needs per-channel f32[%lld] operands, operand %d is %s", opname(c),
+                        ts(x), (long long)ch, i + 1, ts(t));
+    }
+    return true;
+}
+
+/* (x, dy, mean) -> f32[2, C]. */
+static bool shape_BATCHNORM_GRAD_SUMS(struct rule_ctx *c) {
+    if (!bn_grad_operands(c, 2, 2)) return false;
+    struct shape s = {2, {2, c->a[0]->shape.dim[1]}};
+    set_type(c, DT_F32, &s);
+    return true;
+}
+
+/* (x, dy, gamma, mean, var, sums) -> dx, sums as BATCHNORM_GRAD_SUMS gives them. */
+static bool shape_BATCHNORM_GRAD(struct rule_ctx *c) {
+    if (c->n->nargs != 6)
+        return fail(c, "batchnorm_grad takes 6 operands (x, dy, gamma, mean, var, sums), got %d",
+                    c->n->nargs);
+    if (!bn_grad_operands(c, 2, 4)) return false;
+    const struct type *s = c->a[5];
+    if (s->dtype != DT_F32 || s->shape.rank != 2 || s->shape.dim[0] != 2 ||
+        s->shape.dim[1] != c->a[0]->shape.dim[1])
+        return fail(c, "batchnorm_grad of %s needs sums f32[2,%lld], got %s", ts(c->a[0]),
+                    (long long)c->a[0]->shape.dim[1], ts(s));
+    if (!(ir_attr_f(c->n, ATTR_EPS) > 0)) return fail(c, "batchnorm_grad: eps must be positive");
+    c->n->type = *c->a[0];
+    return true;
+}
+
 /* Rows of the last axis, which is static; LAYERNORM_GRAD's dy has x's shape. */
 static bool layernorm_like(struct rule_ctx *c) {
     const struct type *x = c->a[0];

@@ -690,12 +690,46 @@ static void grad_DROPOUT(struct ad *ad, int id, int g) {
 
 #define grad_DROPOUT_GRAD grad_none
 
+/* Whether node s is op (MEAN or VARIANCE) of x over every axis but 1, as the
+ * frontend lowers a batch norm in training mode. */
+static bool batch_stat(struct ad *ad, int s, enum op op, int x) {
+    const struct ir_node *n = nd(ad, s);
+    if (n->op != op || n->args[0] != x || ir_attr_i(n, ATTR_KEEPDIMS)) return false;
+    int count, rank = ty(ad, x)->shape.rank;
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &count);
+    if (count != rank - 1) return false;
+    for (int i = 0; i < count; i++)
+        if (axes[i] != (i == 0 ? 0 : i + 1)) return false;
+    return true;
+}
+
+/* Training mode (mean and var the batch's own): dx, through the statistics
+ * too, by BATCHNORM_GRAD; dgamma and dbeta from the same BATCHNORM_GRAD_SUMS.
+ * Nothing goes to mean and var: their part of dx is already in it. */
+static void grad_batchnorm_train(struct ad *ad, int id, int g, int r) {
+    const int *a = nd(ad, id)->args;
+    int x = a[0], gamma = a[1], mean = a[3], var = a[4];
+    double eps = ir_attr_f(nd(ad, id), ATTR_EPS);
+    int64_t ch = ty(ad, x)->shape.dim[1];
+    struct type tc = {DT_F32, {1, {ch}}};
+    int sums = fin(ad, add(ad, OP_BATCHNORM_GRAD_SUMS, (int[]){x, g, mean}, 3));
+    if (want(ad, id, 0)) {
+        int d = add(ad, OP_BATCHNORM_GRAD, (int[]){x, g, gamma, mean, var, sums}, 6);
+        ir_attr_set_f(nd(ad, d), ATTR_EPS, eps);
+        acc_arg(ad, id, 0, fin(ad, d));
+    }
+    if (want(ad, id, 1))
+        acc_arg(ad, id, 1, op2(ad, OP_MUL, to_type(ad, OP_RESHAPE, slice(ad, sums, 0, 1, 1), tc), r));
+    if (want(ad, id, 2)) acc_arg(ad, id, 2, to_type(ad, OP_RESHAPE, slice(ad, sums, 0, 0, 1), tc));
+}
+
 /* y = gamma (x - mean) r + beta with r = 1 / sqrt(var + eps), per channel (axis 1).
  * With S(.) the sum over every axis but 1:
  *   dx = dy gamma r          dgamma = S(dy (x - mean)) r     dbeta = S(dy)
  *   dmean = -S(dy) gamma r   dvar = -S(dy (x - mean)) gamma r^3 / 2
- * In training mode mean and var are MEAN/VARIANCE of x, and their own rules carry
- * dmean and dvar on into dx: the full batch-norm gradient by the chain rule. */
+ * When mean and var are other values, their own rules carry dmean and dvar on
+ * (the full batch-norm gradient by the chain rule); in training mode, where
+ * they are MEAN/VARIANCE of x, the fused ops give the same in two passes. */
 static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     const int *a = nd(ad, id)->args;
     int x = a[0], gamma = a[1], mean = a[3], var = a[4];
@@ -706,6 +740,10 @@ static void grad_BATCHNORM(struct ad *ad, int id, int g) {
     for (int i = 0; i < tx.shape.rank; i++)
         if (i != 1) axes[count++] = i;
     int r = op2(ad, OP_DIV, cst(ad, 1.0), op1(ad, OP_SQRT, op2(ad, OP_ADD, var, cst(ad, eps))));
+    if (batch_stat(ad, mean, OP_MEAN, x) && batch_stat(ad, var, OP_VARIANCE, x)) {
+        grad_batchnorm_train(ad, id, g, r);
+        return;
+    }
     int gr = op2(ad, OP_MUL, gamma, r);
     if (want(ad, id, 0)) acc_arg(ad, id, 0, op2(ad, OP_MUL, g, per_channel(ad, gr, &tx)));
     int sg = -1, sgx = -1;
@@ -732,6 +770,8 @@ static void grad_LAYERNORM(struct ad *ad, int id, int g) {
 }
 
 #define grad_LAYERNORM_GRAD grad_none
+#define grad_BATCHNORM_GRAD_SUMS grad_none
+#define grad_BATCHNORM_GRAD grad_none
 
 /* ------------------------------------------------------------- recurrent */
 

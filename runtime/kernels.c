@@ -849,6 +849,118 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
     nrt_parallel_for(c->ci * c->kh * c->kw, 64, direct_dw_sum, &j);
     return 1;
 }
+/* The input gradient at stride s > 1 by sub-pixel decomposition: the rows
+ * ih = s*a + ph of dx (one residue ph) take only taps i = i0 + t*s with
+ * i0 = (ph + p) mod s, from dy row a + base - t, base = (ph + p - i0) / s;
+ * so each of the s0*s1 residue classes of (ih, iw) is a stride-1 correlation
+ * of dy (co channels in, ci out) with a window of T x U taps, which the
+ * channel-vector kernel (dconv_image) computes on dy padded for that class
+ * into a small plane that is then spread into dx at stride s. No col2im, no
+ * zero taps. */
+struct subpix {
+    struct dconv g;       /* the class's stride-1 problem */
+    int64_t ph, pw;       /* residues */
+    int64_t i0, j0, T, U; /* first tap and tap counts along h and w */
+    int64_t top, left;    /* where dy lands in the padded plane */
+    float *wp;            /* packed weights [T*U*co][ci] */
+};
+
+struct subpix_job {
+    const struct nrt_conv *c;
+    const float *dy;
+    float *dx;
+    struct subpix cls[16]; /* s0 * s1 classes (s <= 4 each) */
+    int ncls;
+    float *scratch; /* task i's part: scratch + i * region */
+    int64_t region, tasks;
+};
+
+static void subpix_class(const struct nrt_conv *c, int64_t ph, int64_t pw, struct subpix *k) {
+    k->ph = ph, k->pw = pw;
+    k->i0 = (ph + c->p[0]) % c->s[0], k->j0 = (pw + c->p[1]) % c->s[1];
+    k->T = k->i0 < c->kh ? (c->kh - k->i0 + c->s[0] - 1) / c->s[0] : 0;
+    k->U = k->j0 < c->kw ? (c->kw - k->j0 + c->s[1] - 1) / c->s[1] : 0;
+    int64_t bh = (ph + c->p[0] - k->i0) / c->s[0], bw = (pw + c->p[1] - k->j0) / c->s[1];
+    int64_t A = ph < c->h ? (c->h - ph + c->s[0] - 1) / c->s[0] : 0;
+    int64_t B = pw < c->w ? (c->w - pw + c->s[1] - 1) / c->s[1] : 0;
+    /* output a reads dy rows a + bh - (T - 1) + i', i' < T */
+    k->top = k->T - 1 - bh, k->left = k->U - 1 - bw;
+    k->g = (struct dconv){c->co, A + k->T - 1, B + k->U - 1, c->ci, k->T, k->U, 1, 1, 1, 1, A, B};
+}
+
+static void subpix_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct subpix_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    for (int64_t t = lo; t < hi; t++) {
+        float *pad = j->scratch + t * j->region;
+        for (int64_t b = c->n * t / j->tasks; b < c->n * (t + 1) / j->tasks; b++) {
+            const float *dy = j->dy + b * c->co * c->ho * c->wo;
+            float *dx = j->dx + b * c->ci * c->h * c->w;
+            for (int q = 0; q < j->ncls; q++) {
+                const struct subpix *k = &j->cls[q];
+                const struct dconv *g = &k->g;
+                if (g->ho == 0 || g->wo == 0) continue;
+                float *plane = pad + (g->cin * g->hp * g->wp + 15) / 16 * 16,
+                      *tmp = plane + g->cout * g->ho * g->wo;
+                if (k->T == 0 || k->U == 0) {
+                    memset(plane, 0, sizeof *plane * (size_t)(g->cout * g->ho * g->wo));
+                } else {
+                    pad_planes(dy, c->co, c->ho, c->wo, k->top, k->left, pad, g->hp, g->wp);
+                    dconv_image(g, pad, k->wp, tmp, plane);
+                }
+                for (int64_t ch = 0; ch < c->ci; ch++)
+                    for (int64_t a = 0; a < g->ho; a++) {
+                        float *row = dx + (ch * c->h + a * c->s[0] + k->ph) * c->w + k->pw;
+                        const float *src = plane + (ch * g->ho + a) * g->wo;
+                        for (int64_t e = 0; e < g->wo; e++) row[e * c->s[1]] = src[e];
+                    }
+            }
+        }
+    }
+}
+
+static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
+    if (c->g != 1 || c->ci % 16 != 0 || c->d[0] != 1 || c->d[1] != 1 || c->s[0] < 2 || c->s[1] < 2 ||
+        c->s[0] > 4 || c->s[1] > 4 || c->n < 1 || getenv("NETC_CONV_IM2COL"))
+        return 0;
+    if (c->co * ((c->kh + c->s[0] - 1) / c->s[0]) * ((c->kw + c->s[1] - 1) / c->s[1]) < DIRECT_MIN_TAPS)
+        return 0;
+    struct subpix_job j = {.c = c, .dy = dy, .dx = dx};
+    int64_t wfloats = 0, region = 0;
+    for (int64_t ph = 0; ph < c->s[0]; ph++)
+        for (int64_t pw = 0; pw < c->s[1]; pw++) {
+            struct subpix *k = &j.cls[j.ncls++];
+            subpix_class(c, ph, pw, k);
+            const struct dconv *g = &k->g;
+            wfloats += (k->T * k->U * c->co * c->ci + 15) / 16 * 16;
+            int64_t need = (g->cin * g->hp * g->wp + 15) / 16 * 16 + g->cout * g->ho * g->wo + dconv_tmp(g);
+            region = need > region ? need : region;
+        }
+    j.region = (region + 15) / 16 * 16;
+    j.tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    if (j.tasks < 1) j.tasks = 1;
+    while (j.tasks > 1 && wfloats + j.tasks * j.region > nrt_conv_scratch(c)) j.tasks--;
+    if (wfloats + j.tasks * j.region > nrt_conv_scratch(c)) return 0;
+    /* wp[(o, i', j')][ci] = w[o][ci][i0 + (T-1-i') s0][j0 + (U-1-j') s1] */
+    float *wp = scratch;
+    for (int q = 0; q < j.ncls; q++) {
+        struct subpix *k = &j.cls[q];
+        k->wp = wp;
+        for (int64_t o = 0; o < c->co; o++)
+            for (int64_t ip = 0; ip < k->T; ip++)
+                for (int64_t jp = 0; jp < k->U; jp++) {
+                    int64_t i = k->i0 + (k->T - 1 - ip) * c->s[0], jj = k->j0 + (k->U - 1 - jp) * c->s[1];
+                    float *dst = wp + ((o * k->T + ip) * k->U + jp) * c->ci;
+                    for (int64_t ci = 0; ci < c->ci; ci++)
+                        dst[ci] = w[((o * c->ci + ci) * c->kh + i) * c->kw + jj];
+                }
+        wp += (k->T * k->U * c->co * c->ci + 15) / 16 * 16;
+    }
+    j.scratch = scratch + wfloats;
+    nrt_parallel_for(j.tasks, 1, subpix_tasks, &j);
+    return 1;
+}
 #else
 static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)y, (void)scratch;
@@ -864,7 +976,73 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
     (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
     return 0;
 }
+static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
 #endif
+
+/* ------------------------------------------------- pointwise (1x1) conv -- */
+
+/* A 1x1 convolution at stride 1 without padding or groups is a matrix product
+ * per image on x [ci, hw] and y [co, hw] as they lie in NCHW: y = W x,
+ * dx = W^T dy, dW = sum over images of dy x^T. No im2col, no transposes: the
+ * GEMMs read and write the activations in place. Each pool thread takes whole
+ * images; for dW, thread i > 0 sums into its own partial in the scratch. */
+static int pointwise_ok(const struct nrt_conv *c) {
+    return c->kh == 1 && c->kw == 1 && c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && c->p[0] == 0 &&
+           c->p[1] == 0 && c->p[2] == 0 && c->p[3] == 0 && c->ho == c->h && c->wo == c->w && c->n > 0 &&
+           !getenv("NETC_CONV_IM2COL");
+}
+
+struct pw_job {
+    const struct nrt_conv *c;
+    int kind;                /* 0 forward, 1 input gradient, 2 weight gradient */
+    const float *a, *w, *dy; /* x (forward, dw) or dy (dx); the weights; dy (dw) */
+    float *out;              /* y, dx or dw */
+    float *part;             /* dw: task i > 0's partial at part + (i - 1) * co * ci */
+    int64_t tasks;
+};
+
+static void pw_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct pw_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t hw = c->h * c->w, ci = c->ci, co = c->co;
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t b = c->n * i / j->tasks, b1 = c->n * (i + 1) / j->tasks, first = b; b < b1; b++) {
+            if (j->kind == 0)
+                nrt_sgemm(0, 0, co, hw, ci, 1.0f, j->w, ci, j->a + b * ci * hw, hw, 0.0f,
+                          j->out + b * co * hw, hw);
+            else if (j->kind == 1)
+                nrt_sgemm(1, 0, ci, hw, co, 1.0f, j->w, ci, j->a + b * co * hw, hw, 0.0f,
+                          j->out + b * ci * hw, hw);
+            else
+                nrt_sgemm(0, 1, co, ci, hw, 1.0f, j->dy + b * co * hw, hw, j->a + b * ci * hw, hw,
+                          b == first ? 0.0f : 1.0f, i == 0 ? j->out : j->part + (i - 1) * co * ci, ci);
+        }
+}
+
+/* dw[lo, hi) += the partials of tasks 1.. */
+static void pw_dw_sum(void *arg, int64_t lo, int64_t hi) {
+    const struct pw_job *j = arg;
+    int64_t size = j->c->co * j->c->ci;
+    for (int64_t i = 1; i < j->tasks; i++)
+        for (int64_t k = lo; k < hi; k++) j->out[k] += j->part[(i - 1) * size + k];
+}
+
+static int pointwise(const struct nrt_conv *c, int kind, const float *a, const float *w, const float *dy,
+                     float *out, float *scratch) {
+    if (!pointwise_ok(c)) return 0;
+    struct pw_job j = {c, kind, a, w, dy, out, scratch, nrt_threads_get()};
+    if (j.tasks > c->n) j.tasks = c->n;
+    if (j.tasks < 1) j.tasks = 1;
+    if (kind == 2)
+        while (j.tasks > 1 && (j.tasks - 1) * c->co * c->ci > nrt_conv_scratch(c)) j.tasks--;
+    nrt_parallel_for(j.tasks, 1, pw_tasks, &j);
+    if (kind == 2 && j.tasks > 1) nrt_parallel_for(c->co * c->ci, 4096, pw_dw_sum, &j);
+    return 1;
+}
 
 /* Threading: the batch is cut into `tasks` contiguous image ranges, one per
  * pool thread, each with its own 1/tasks of the scratch (so `sub` images per
@@ -925,6 +1103,7 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 }
 
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
+    if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
     if (direct_conv2d(c, x, w, y, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
@@ -956,8 +1135,10 @@ static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch) {
+    if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
+    if (subpix_grad_input(c, dy, w, dx, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.dy = dy, j.w = w, j.dx = dx;
     nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
@@ -998,6 +1179,7 @@ static void conv_dw_sum(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch) {
+    if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

@@ -1052,6 +1052,19 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
 void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y);
 void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx);
 
+/* Batch norm's training gradient (the IR's BATCHNORM_GRAD_SUMS and
+ * BATCHNORM_GRAD) on x and dy [n, c, hw] (hw: the product of the dims after
+ * the channels, 1 for [N, C]): sums [2, c] = per channel S(dy) and
+ * S(dy (x - mean)) in double, images split over the pool (a partial per
+ * thread, added in order); then
+ * dx = gamma r (dy - S(dy)/M - (x - mean) r^2 S(dy (x - mean))/M),
+ * r = 1 / sqrt(var + eps), M = n hw, planes split over the pool. */
+void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                             const float *mean, float *sums);
+void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const float *x, const float *dy,
+                        const float *gamma, const float *mean, const float *var, const float *sums,
+                        float *dx);
+
 /* ------------------------------------------------ fused attention (attn.c) -- */
 /* The IR's ATTENTION and ATTENTION_GRAD (ir/ops.def) on qkv [n, t, 3e] (q, k and
  * v side by side, head h in columns h*d..h*d+d of each, d = e / h): y [n, t, e];

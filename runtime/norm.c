@@ -3,10 +3,16 @@
  * in float over NORM_LANES independent partial sums added pairwise (loops the
  * compiler vectorizes; it may not reorder one serial sum; the mean is taken
  * first, so the variance has no cancellation), then one pass that writes the
- * row. Compiled with -O3 -march=native (CMakeLists.txt). */
+ * row. Then batch norm's training gradient (BATCHNORM_GRAD_SUMS,
+ * BATCHNORM_GRAD): the per-channel sums in one pass over the images in memory
+ * order (AVX-512 lanes per plane, planes added in double), then dx in one.
+ * Compiled with -O3 -march=native (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
 #include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define NORM_LANES 16           /* partial sums per row: one AVX-512 register of floats */
 #define NORM_GRAIN_FLOATS 16384 /* floats per task at least */
@@ -106,4 +112,129 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
     if (rows <= 0 || d <= 0) return;
     struct norm_job j = {d, eps, x, dy, dx};
     nrt_parallel_for(rows, norm_grain(d), norm_grad_rows, &j);
+}
+
+/* ------------------------------------------------- batch norm's gradient -- */
+
+#define BN_PART_DOUBLES 4096 /* the sums' per-thread partials, on the caller's stack */
+
+struct bn_job {
+    int64_t n, c, hw;
+    double eps;
+    const float *x, *dy, *gamma, *mean, *var, *sums;
+    float *out;
+    double *part; /* the sums: task t's partials at part + 2 c t */
+    int64_t tasks;
+};
+
+/* S(g) and S(g (x - m)) over one plane of hw floats, added to *sg, *sgc: in
+ * float over 16 lanes within the plane (a few hundred terms per lane), the
+ * plane's total added in double. */
+static void bn_plane_sums(const float *restrict x, const float *restrict g, int64_t hw, float m, double *sg,
+                          double *sgc) {
+    int64_t k = 0;
+    double s = 0, sc = 0;
+#if defined(__AVX512F__)
+    __m512 ag = _mm512_setzero_ps(), agc = _mm512_setzero_ps(), mv = _mm512_set1_ps(m);
+    for (; k + 16 <= hw; k += 16) {
+        __m512 gv = _mm512_loadu_ps(g + k);
+        ag = _mm512_add_ps(ag, gv);
+        agc = _mm512_fmadd_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(x + k), mv), agc);
+    }
+    if (k < hw) {
+        __mmask16 t = (__mmask16)((1u << (hw - k)) - 1);
+        __m512 gv = _mm512_maskz_loadu_ps(t, g + k);
+        ag = _mm512_add_ps(ag, gv);
+        agc = _mm512_fmadd_ps(gv, _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + k), mv), agc);
+        k = hw;
+    }
+    float lg[16], lgc[16];
+    _mm512_storeu_ps(lg, ag), _mm512_storeu_ps(lgc, agc);
+    for (int l = 0; l < 16; l++) s += lg[l], sc += lgc[l];
+#endif
+    for (; k < hw; k++) {
+        s += g[k];
+        sc += (double)g[k] * (double)(x[k] - m);
+    }
+    *sg += s, *sgc += sc;
+}
+
+/* Task t's images [n t / tasks, n (t + 1) / tasks) in memory order (one
+ * stream the prefetchers follow, not a plane per image per channel): per
+ * channel, S(dy) and S(dy (x - mean)) into its partials part[t][2c]. */
+static void bn_sums_images(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    int64_t c = j->c, hw = j->hw;
+    for (int64_t t = lo; t < hi; t++) {
+        double *acc = j->part + t * 2 * c;
+        for (int64_t k = 0; k < 2 * c; k++) acc[k] = 0;
+        for (int64_t b = j->n * t / j->tasks; b < j->n * (t + 1) / j->tasks; b++)
+            for (int64_t ch = 0; ch < c; ch++) {
+                const float *x = j->x + (b * c + ch) * hw, *g = j->dy + (b * c + ch) * hw;
+                if (hw >= 16) {
+                    bn_plane_sums(x, g, hw, j->mean[ch], &acc[ch], &acc[c + ch]);
+                    continue;
+                }
+                for (int64_t k = 0; k < hw; k++) {
+                    acc[ch] += g[k];
+                    acc[c + ch] += (double)g[k] * ((double)x[k] - j->mean[ch]);
+                }
+            }
+    }
+}
+
+/* Too many channels for the partials: a task per channel range. */
+static void bn_sums_channels(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    for (int64_t ch = lo; ch < hi; ch++) {
+        double sg = 0, sgc = 0;
+        for (int64_t b = 0; b < j->n; b++) {
+            int64_t at = (b * j->c + ch) * j->hw;
+            bn_plane_sums(j->x + at, j->dy + at, j->hw, j->mean[ch], &sg, &sgc);
+        }
+        j->out[ch] = (float)sg, j->out[j->c + ch] = (float)sgc;
+    }
+}
+
+void nrt_batchnorm_grad_sums(int64_t n, int64_t c, int64_t hw, const float *x, const float *dy,
+                             const float *mean, float *sums) {
+    if (c <= 0) return;
+    double part[BN_PART_DOUBLES]; /* no allocation in a training step */
+    struct bn_job j = {n, c, hw, 0, x, dy, NULL, mean, NULL, NULL, sums, part, 0};
+    j.tasks = nrt_threads_get() < n ? nrt_threads_get() : n;
+    if (j.tasks < 1) j.tasks = 1;
+    while (j.tasks > 1 && j.tasks * 2 * c > BN_PART_DOUBLES) j.tasks--;
+    if (2 * c > BN_PART_DOUBLES) {
+        nrt_parallel_for(c, 1, bn_sums_channels, &j);
+        return;
+    }
+    nrt_parallel_for(j.tasks, 1, bn_sums_images, &j);
+    for (int64_t k = 0; k < 2 * c; k++) {
+        double s = 0;
+        for (int64_t t = 0; t < j.tasks; t++) s += j.part[t * 2 * c + k];
+        sums[k] = (float)s;
+    }
+}
+
+/* Planes [lo, hi) of dx (plane p: image p / c, channel p % c). */
+static void bn_grad_planes(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_job *j = arg;
+    const double count = (double)j->n * (double)j->hw;
+    for (int64_t p = lo; p < hi; p++) {
+        int64_t ch = p % j->c;
+        double r = 1 / sqrt((double)j->var[ch] + j->eps);
+        const float k = (float)(j->gamma[ch] * r), mk = j->mean[ch];
+        const float mg = (float)(j->sums[ch] / count), c2 = (float)(r * r * j->sums[j->c + ch] / count);
+        const float *restrict x = j->x + p * j->hw, *restrict g = j->dy + p * j->hw;
+        float *restrict dx = j->out + p * j->hw;
+        for (int64_t i = 0; i < j->hw; i++) dx[i] = k * (g[i] - mg - (x[i] - mk) * c2);
+    }
+}
+
+void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const float *x, const float *dy,
+                        const float *gamma, const float *mean, const float *var, const float *sums,
+                        float *dx) {
+    if (n <= 0 || c <= 0 || hw <= 0) return;
+    struct bn_job j = {n, c, hw, eps, x, dy, gamma, mean, var, sums, dx, NULL, 0};
+    nrt_parallel_for(n * c, hw >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / hw, bn_grad_planes, &j);
 }

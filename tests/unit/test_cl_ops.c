@@ -439,6 +439,30 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,3,7]\n%1 = layernorm(%0) {eps=1e-05} : f32[N,3,7]\nreturn y=%1\n", false, false},
     {"layernorm_wide", "input @x : f32[N,21]\n",
      "%0 = input @x : f32[N,21]\n%1 = layernorm(%0) {eps=0.001} : f32[N,21]\nreturn y=%1\n", false, false},
+    /* batch norm's gradient: planes of 2 lanes plus a tail (per-channel tasks),
+     * and small planes summed channel-innermost */
+    {
+        "batchnorm_grad",
+        "input @x : f32[N,5,37]\ninput @dy : f32[N,5,37]\ninput @g : f32[5]\ninput @m : f32[5]\ninput @pv : "
+        "f32[5]\n",
+        "%0 = input @x : f32[N,5,37]\n%1 = input @dy : f32[N,5,37]\n%2 = input @g : f32[5]\n%3 = input @m : "
+        "f32[5]\n"
+        "%4 = input @pv : f32[5]\n%5 = batchnorm_grad_sums(%0, %1, %3) : f32[2,5]\n"
+        "%6 = batchnorm_grad(%0, %1, %2, %3, %4, %5) {eps=1e-05} : f32[N,5,37]\nreturn y=%6, z=%5\n",
+        false,
+        false,
+    },
+    {
+        "batchnorm_grad_small",
+        "input @x : f32[N,3,2]\ninput @dy : f32[N,3,2]\ninput @g : f32[3]\ninput @m : f32[3]\ninput @pv : "
+        "f32[3]\n",
+        "%0 = input @x : f32[N,3,2]\n%1 = input @dy : f32[N,3,2]\n%2 = input @g : f32[3]\n%3 = input @m : "
+        "f32[3]\n"
+        "%4 = input @pv : f32[3]\n%5 = batchnorm_grad_sums(%0, %1, %3) : f32[2,3]\n"
+        "%6 = batchnorm_grad(%0, %1, %2, %3, %4, %5) {eps=1e-05} : f32[N,3,2]\nreturn y=%6, z=%5\n",
+        false,
+        false,
+    },
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

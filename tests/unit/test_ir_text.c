@@ -354,6 +354,11 @@ static struct ir_module *build_all_ops(void) {
     int bn = add(OP_BATCHNORM, drg, gamma, beta, mean, var);
     ir_attr_set_f(ND(bn), ATTR_EPS, 1e-5);
     fin(bn);
+    int bgs = fin(A3(BATCHNORM_GRAD_SUMS, drg, bn, mean));
+    int bng = ir_node_add(M, F, OP_BATCHNORM_GRAD, (int[]){drg, bn, gamma, mean, var, bgs}, 6, LOC_NONE);
+    covered[OP_BATCHNORM_GRAD] = true;
+    ir_attr_set_f(ND(bng), ATTR_EPS, 1e-5);
+    fin(bng);
     /* Tokens and sequences: ci is i32[N, 4], w a [4, 3] table. */
     int emb = fin(A2(EMBEDDING, w, ci));
     int embg = A2(EMBEDDING_GRAD, ci, emb);

@@ -4,7 +4,8 @@
  * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
  * chunks of one image up to the batch) and pooling (2x2 fast paths on odd
- * sizes, padded and overlapping windows), each at 1, 2 and 3 threads. */
+ * sizes, padded and overlapping windows), and batch norm's training gradient
+ * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
 #include "runtime/netrt.h"
 #include "test.h"
 
@@ -155,12 +156,19 @@ static void test_conv(void) {
         {7, 6, 9, 9, 10, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},  /* a second layer, odd sizes */
         {4, 1, 10, 10, 6, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0}, /* LeNet's padded 5x5 */
         {3, 4, 11, 8, 6, 3, 2, 0, 0, 2, {2, 3}, {1, 0, 2, 1}, {1, 2}, 0},  /* groups, stride, pad, dilation */
-        {6, 3, 7, 5, 4, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},   /* 1x1 */
+        {6, 3, 7, 5, 4, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},   /* 1x1: a GEMM per image */
+        {5, 32, 9, 7, 48, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* 1x1, dwsep-like */
+        {4, 16, 4, 4, 64, 1, 1, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* 1x1, dw partials barely fit */
+        {3, 8, 6, 6, 16, 1, 1, 0, 0, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, 0},  /* 1x1 strided: not pointwise */
+        {3, 8, 5, 5, 16, 1, 1, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* 1x1 padded: not pointwise */
         {2, 64, 3, 3, 96, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0}, /* tiny image, big weight */
         /* The direct (AVX-512) kernels: 16k channels, >= 64 taps. */
         {5, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's second layer */
         {3, 16, 9, 8, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},   /* padded */
-        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0}, /* strided: dx by im2col */
+        {3, 32, 10, 11, 16, 3, 3, 0, 0, 1, {2, 2}, {1, 0, 1, 2}, {1, 1}, 0}, /* strided: dx by sub-pixels */
+        {3, 16, 14, 14, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* DCGAN-like 4x4/s2 */
+        {2, 16, 13, 11, 48, 5, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0}, /* stride 3x2, odd sizes */
+        {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
         /* Depthwise (one input channel per group): its own kernels, whole-plane
@@ -265,8 +273,57 @@ static void test_pool(void) {
     }
 }
 
+/* ------------------------------------------------ batch norm's gradient -- */
+
+static void check_bn_grad(int64_t n, int64_t c, int64_t hw) {
+    int64_t nx = n * c * hw;
+    float *x = xalloc(nx), *dy = xalloc(nx), *dx = xalloc(nx), *sums = xalloc(2 * c);
+    float *gamma = xalloc(c), *mean = xalloc(c), *var = xalloc(c);
+    double *rs = dalloc(2 * c), *rdx = dalloc(nx);
+    fill(x, nx, 9), fill(dy, nx, 10), fill(gamma, c, 11), fill(mean, c, 12), fill(var, c, 13);
+    for (int64_t k = 0; k < c; k++) var[k] = var[k] * var[k] + 0.5f;
+    memset(rs, 0, sizeof *rs * (size_t)(2 * c));
+    for (int64_t i = 0; i < nx; i++) {
+        int64_t k = i / hw % c;
+        rs[k] += dy[i], rs[c + k] += (double)dy[i] * ((double)x[i] - mean[k]);
+    }
+    const double eps = 1e-5, count = (double)(n * hw);
+    for (int64_t i = 0; i < nx; i++) {
+        int64_t k = i / hw % c;
+        double r = 1 / sqrt((double)var[k] + eps);
+        rdx[i] =
+            gamma[k] * r * (dy[i] - rs[k] / count - ((double)x[i] - mean[k]) * r * r * rs[c + k] / count);
+    }
+    for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
+    for (int64_t k = 0; k < 2 * c; k++) sums[k] = 1e30f;
+    nrt_batchnorm_grad_sums(n, c, hw, x, dy, mean, sums);
+    double es = max_err(sums, rs, 2 * c);
+    /* dx from the exact sums, so that its error is its own */
+    for (int64_t k = 0; k < 2 * c; k++) sums[k] = (float)rs[k];
+    nrt_batchnorm_grad(n, c, hw, eps, x, dy, gamma, mean, var, sums, dx);
+    double edx = max_err(dx, rdx, nx);
+    if (es > 1e-5 || edx > 1e-5)
+        TEST_FAIL_("batchnorm grad n %lld c %lld hw %lld (threads %d): errors sums %g dx %g", (long long)n,
+                   (long long)c, (long long)hw, nrt_threads_get(), es, edx);
+    else
+        test_passed++;
+    nrt_free(x), nrt_free(dy), nrt_free(dx), nrt_free(sums), nrt_free(gamma), nrt_free(mean), nrt_free(var);
+    nrt_free(rs), nrt_free(rdx);
+}
+
+static void test_bn_grad(void) {
+    static const int64_t geo[][3] = {{5, 7, 1},     {3, 4, 2},   {4, 3, 31},  {3, 5, 37},
+                                     {2, 6, 784},   {9, 3, 49},  {1, 17, 16}, {6, 2, 200},
+                                     {3, 1000, 17}, {2, 2100, 3}}; /* partials for fewer threads; none */
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        for (size_t i = 0; i < sizeof geo / sizeof *geo; i++) check_bn_grad(geo[i][0], geo[i][1], geo[i][2]);
+    }
+}
+
 int main(void) {
     printf("GEMM library: %s\n", nrt_gemm_library());
+    test_bn_grad();
     test_sgemm();
     nrt_threads_set(2);
     test_sgemm();
