@@ -906,7 +906,7 @@ static void subpix_tasks(void *arg, int64_t lo, int64_t hi) {
                     memset(plane, 0, sizeof *plane * (size_t)(g->cout * g->ho * g->wo));
                 } else {
                     pad_planes(dy, c->co, c->ho, c->wo, k->top, k->left, pad, g->hp, g->wp);
-                    dconv_image(g, pad, k->wp, tmp, plane);
+                    dconv_image(g, pad, k->wp, tmp, plane, 0, g->ho * g->wo);
                 }
                 for (int64_t ch = 0; ch < c->ci; ch++)
                     for (int64_t a = 0; a < g->ho; a++) {
