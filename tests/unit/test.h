@@ -4,6 +4,7 @@
  * calls its cases and ends with TEST_DONE(), which prints 'N passed, N failed'. */
 #ifndef NETC_TEST_H
 #define NETC_TEST_H
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,5 +50,16 @@ static int test_passed, test_failed;
         printf("%d passed, %d failed\n", test_passed, test_failed); \
         return test_failed ? 1 : 0;                                 \
     } while (0)
+
+/* Largest |a - b| relative to max(1, |b|): a float result against its double
+ * reference (the runtime kernels' tests). */
+static inline double max_err(const float *a, const double *b, int64_t n) {
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) > 1 ? fabs(b[i]) : 1);
+        e = d > e ? d : e;
+    }
+    return e;
+}
 
 #endif

@@ -16,16 +16,6 @@ static void fill(float *v, int64_t n, uint32_t seed) {
     }
 }
 
-/* Largest |a - b| relative to max(1, |b|). */
-static double max_err(const float *a, const double *b, int64_t n) {
-    double e = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) > 1 ? fabs(b[i]) : 1);
-        e = d > e ? d : e;
-    }
-    return e;
-}
-
 static void check_attn(int64_t n, int64_t t, int64_t e, int64_t h, int causal) {
     const int64_t d = e / h, ld = 3 * e;
     const struct nrt_attn g = {n, t, e, h, 1.0f / sqrtf((float)d), causal};

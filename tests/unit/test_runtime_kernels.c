@@ -20,16 +20,6 @@ static void fill(float *v, int64_t n, uint32_t seed) {
     }
 }
 
-/* Largest |a - b| relative to max(1, |b|). */
-static double max_err(const float *a, const double *b, int64_t n) {
-    double e = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]) / (fabs(b[i]) > 1 ? fabs(b[i]) : 1);
-        e = d > e ? d : e;
-    }
-    return e;
-}
-
 /* Exactly n floats (so ASan sees any overrun) or n doubles. */
 static float *xalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof(float), 0); }
 static double *dalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof(double), 0); }
