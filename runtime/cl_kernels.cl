@@ -496,6 +496,21 @@ static int disjoint(int8 g, int2 p)
            (g.s3 - 1) * g.s7 + g.s5 <= g.s1;
 }
 
+/* Which of a 2x2 window's inputs (a: the top row, b: the bottom one; 0-3 in
+ * row-major order) is its first maximum, as nrt_maxpool_grad picks it. */
+static int argmax_2x2(float2 a, float2 b)
+{
+    int best = 0;
+    float v = a.x;
+    if (a.y > v)
+        best = 1, v = a.y;
+    if (b.x > v)
+        best = 2, v = b.x;
+    if (b.y > v)
+        best = 3;
+    return best;
+}
+
 /* window_argmax for a window inside the plane. */
 static int inner_argmax(__global const float *plane, int8 g, int oh, int ow)
 {
@@ -559,14 +574,7 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
         __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
         for (int ow = 0; ow < g.s3; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
-            int best = 0;
-            float v = a.x;
-            if (a.y > v)
-                best = 1, v = a.y;
-            if (b.x > v)
-                best = 2, v = b.x;
-            if (b.y > v)
-                best = 3;
+            const int best = argmax_2x2(a, b);
             float d = 0.0f + dy[oh * g.s3 + ow];
             if (top && best < 2)
                 dx[2 * ow + best] = d;
@@ -619,14 +627,7 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
         for (int ow = 0; ow < wo; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
-            int best = 0;
-            float v = a.x;
-            if (a.y > v)
-                best = 1, v = a.y;
-            if (b.x > v)
-                best = 2, v = b.x;
-            if (b.y > v)
-                best = 3;
+            const int best = argmax_2x2(a, b);
             const float d = 0.0f + dy[oh * wo + ow];
             d0[2 * ow] = best == 0 ? d : 0.0f;
             d0[2 * ow + 1] = best == 1 ? d : 0.0f;
