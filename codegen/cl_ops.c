@@ -316,6 +316,14 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
 /* Partial sums along a contiguous run in the row sums below. */
 #define CLC_SUM_LANES 8
 
+/* One step of Kahan's compensated sum: a += term (a primary expression), c
+ * the running compensation (acc_t a, c in the kernel), at indentation pad. */
+static void kahan_add(struct clc *k, const char *pad, const char *term) {
+    clc_src(k, "%sconst acc_t y = %s - c, s = a + y;", pad, term);
+    clc_src(k, "%sc = (s - a) - y;", pad);
+    clc_src(k, "%sa = s;", pad);
+}
+
 /* A float sum of x over the reduced dims, accurate to float32 rounding at any
  * size: each work-item sums its elements in acc_t (double where the device has
  * it) with Kahan's compensation (which keeps a float-only device accurate too),
@@ -348,15 +356,11 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
         clc_src(k, "                al[l] = s;");
         clc_src(k, "            }");
         clc_src(k, "        for (; j < %s; j++) {", cg_xs(len));
-        clc_src(k, "            const acc_t y = (acc_t)row[j] - c, s = a + y;");
-        clc_src(k, "            c = (s - a) - y;");
-        clc_src(k, "            a = s;");
+        kahan_add(k, "            ", "(acc_t)row[j]");
         clc_src(k, "        }");
         clc_src(k, "    }");
         clc_src(k, "    for (int l = 0; l < %d; l++) {", CLC_SUM_LANES);
-        clc_src(k, "        const acc_t y = (al[l] - cl[l]) - c, s = a + y;");
-        clc_src(k, "        c = (s - a) - y;");
-        clc_src(k, "        a = s;");
+        kahan_add(k, "        ", "(al[l] - cl[l])");
         clc_src(k, "    }");
         clc_src(k, "    a -= c;");
         wg_combine(k, wg, "a", "netc_wg_sum", "redd");
@@ -368,9 +372,9 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
     clc_src(k, "    acc_t a = 0, c = 0;");
     clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
     decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
-    clc_src(k, "        const acc_t y = (acc_t)v%d[base + at] - c, s = a + y;", x);
-    clc_src(k, "        c = (s - a) - y;");
-    clc_src(k, "        a = s;");
+    char term[64];
+    snprintf(term, sizeof term, "(acc_t)v%d[base + at]", x);
+    kahan_add(k, "        ", term);
     clc_src(k, "    }");
     clc_src(k, "    a -= c;");
     wg_combine(k, wg, "a", "netc_wg_sum", "redd");
