@@ -5,7 +5,7 @@
  *   netc emit model.net -o dir/
  *   cc -O3 -march=native -Dmain=netc_generated_main -c dir/model.c -Idir -o model.o
  *   cc -O3 -march=native model.o bench/infer.c -I. build/runtime/libnetrt.a \
- *      -lopenblas -lpng -lz -lm -lpthread -o infer
+ *      -lcairo -lopenblas -lpng -lz -lm -lpthread -ldl -o infer
  *   ./infer BATCH [THREADS] [SECONDS]
  * bench/bench.py builds and runs it. */
 #include "runtime/netrt.h"
