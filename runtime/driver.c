@@ -1122,8 +1122,8 @@ static int cmd_info(const struct nrt_model *m) {
     int64_t batch = m->batch ? m->batch : 32, nparams = 0, ptensors = 0, state = 0;
     char hash[17];
     nrt_model_hash(m, hash);
-    printf("model %s (netc %s, layout %s), target %s, OpenBLAS core %s\n", m->name, m->netc_version, hash,
-           m->target ? m->target : "?", nrt_blas_core());
+    printf("model %s (netc %s, layout %s), target %s, OpenBLAS core %s, large GEMMs by %s\n", m->name,
+           m->netc_version, hash, m->target ? m->target : "?", nrt_blas_core(), nrt_gemm_library());
     printf("inputs:\n");
     for (int i = 0; i < m->n_buffers; i++) {
         const struct nrt_buffer_desc *b = &m->buffers[i];
