@@ -142,13 +142,8 @@ const char *cgc_ctype(enum dtype t) { return t == DT_I32 ? "int32_t" : "float"; 
 
 /* A string literal for s: printable ASCII as is, everything else (quotes,
  * backslashes, '?' against trigraphs, control and non-ASCII bytes) escaped. */
-void cgc_put_str(FILE *out, const char *s) {
-    if (!s) {
-        fputs("NULL", out);
-        return;
-    }
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+void cgc_put_chars(FILE *out, const char *s, size_t n) {
+    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + n; p++) {
         if (*p == '"' || *p == '\\' || *p == '?')
             fprintf(out, "\\%c", *p);
         else if (*p >= 0x20 && *p < 0x7f)
@@ -156,6 +151,15 @@ void cgc_put_str(FILE *out, const char *s) {
         else
             fprintf(out, "\\%03o", *p);
     }
+}
+
+void cgc_put_str(FILE *out, const char *s) {
+    if (!s) {
+        fputs("NULL", out);
+        return;
+    }
+    fputc('"', out);
+    cgc_put_chars(out, s, strlen(s));
     fputc('"', out);
 }
 

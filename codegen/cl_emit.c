@@ -177,17 +177,12 @@ static void emit_entry(struct clc *k) {
  * ("...\n"); quotes, backslashes, '?' and other bytes escaped as cgc_put_str does. */
 static void put_source(FILE *out, const char *src) {
     fputs("static const char cl_source[] =\n", out);
-    for (const unsigned char *p = (const unsigned char *)src; *p;) {
+    for (const char *p = src; *p;) {
+        size_t len = strcspn(p, "\n");
         fputs("    \"", out);
-        for (; *p && *p != '\n'; p++) {
-            if (*p == '"' || *p == '\\' || *p == '?')
-                fprintf(out, "\\%c", *p);
-            else if (*p >= 0x20 && *p < 0x7f)
-                fputc(*p, out);
-            else
-                fprintf(out, "\\%03o", *p);
-        }
+        cgc_put_chars(out, p, len);
         fputs("\\n\"\n", out);
+        p += len;
         if (*p) p++;
     }
     fputs("    \"\";\n\n", out);

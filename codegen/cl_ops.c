@@ -362,20 +362,15 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
         clc_src(k, "    for (int l = 0; l < %d; l++) {", CLC_SUM_LANES);
         kahan_add(k, "        ", "(al[l] - cl[l])");
         clc_src(k, "    }");
-        clc_src(k, "    a -= c;");
-        wg_combine(k, wg, "a", "netc_wg_sum", "redd");
-        clc_src(k, "    if (t == 0) %s;", fin);
-        idx = kend(k);
-        klaunch(k, idx, &v, p.rows, wg, false);
-        return;
+    } else {
+        clc_src(k, "    acc_t a = 0, c = 0;");
+        clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
+        decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
+        char term[64];
+        snprintf(term, sizeof term, "(acc_t)v%d[base + at]", x);
+        kahan_add(k, "        ", term);
+        clc_src(k, "    }");
     }
-    clc_src(k, "    acc_t a = 0, c = 0;");
-    clc_src(k, "    for (long j = t; j < %s; j += L) {", cg_xs(p.count));
-    decompose(k, "at", "j", p.nr, p.rd, p.rs, "        ");
-    char term[64];
-    snprintf(term, sizeof term, "(acc_t)v%d[base + at]", x);
-    kahan_add(k, "        ", term);
-    clc_src(k, "    }");
     clc_src(k, "    a -= c;");
     wg_combine(k, wg, "a", "netc_wg_sum", "redd");
     clc_src(k, "    if (t == 0) %s;", fin);

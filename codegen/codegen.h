@@ -359,6 +359,8 @@ void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
                          const size_t *ws_fixed, const size_t *ws_per_n, const char *extra);
 int cgc_buffer_index(const struct ir_module *m, const char *name);
+/* The n chars of s escaped for a C string literal (no quotes around them). */
+void cgc_put_chars(FILE *out, const char *s, size_t n);
 void cgc_put_str(FILE *out, const char *s);
 
 /* ------------------------------------ cg_core.c: the core of the C-like backends */
