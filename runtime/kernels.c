@@ -1259,6 +1259,10 @@ static int64_t pool_grain(const struct nrt_pool *p) {
  * window's four values are compared in the scalar code's order (strict >, so
  * the first maximum wins and NaN never does). */
 #define POOL_SIMD_MIN_WO 8 /* narrower rows: the scalar loop (measured faster at 5) */
+/* The gradient takes the vector rows at every width: on real activations
+ * (relu's ties of zeros, random maxima) the scalar loop GCC makes branches and
+ * mispredicts; mnist_cnn's 11x11 -> 5x5 gradient ran 4x slower in a training
+ * step than on bench/kernels.c's periodic data. */
 static const int32_t pool_even[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 static const int32_t pool_odd[16] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
 static const int32_t pool_lo[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
@@ -1384,12 +1388,8 @@ static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const flo
             const float *restrict gr = g + oh * p->wo;
             float *restrict d0 = d + 2 * oh * p->w, *restrict d1 = d0 + p->w;
 #if defined(__AVX512F__)
-            if (p->wo >= POOL_SIMD_MIN_WO) {
-                maxpool_2x2_grad_row(r0, r1, gr, d0, d1, p->wo);
-                if (p->w % 2) d0[p->w - 1] = d1[p->w - 1] = 0.0f;
-                continue;
-            }
-#endif
+            maxpool_2x2_grad_row(r0, r1, gr, d0, d1, p->wo);
+#else
             for (int64_t ow = 0; ow < p->wo; ow++) {
                 float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], e = r1[2 * ow + 1];
                 float v1 = b > a ? b : a, v2;
@@ -1402,6 +1402,7 @@ static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const flo
                 d1[2 * ow] = k == 2 ? v : 0.0f;
                 d1[2 * ow + 1] = k == 3 ? v : 0.0f;
             }
+#endif
             if (p->w % 2) d0[p->w - 1] = d1[p->w - 1] = 0.0f;
         }
         if (p->h % 2) memset(d + (p->h - 1) * p->w, 0, sizeof *d * (size_t)p->w);
