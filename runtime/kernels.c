@@ -961,6 +961,194 @@ static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const fl
     nrt_parallel_for(j.tasks, 1, subpix_tasks, &j);
     return 1;
 }
+
+/* The input gradient by scatter, for convolutions whose input is larger than
+ * their output (unpadded "valid" layers, such as mnist_cnn's second): the
+ * correlation of padded dy above spends up to 40 % of its multiplies on the
+ * zero border. Here each dy pixel meets each tap once: for a tile of P dy
+ * pixels and one tap t, acc[16v + l][p] = sum over co of w[co][c0 + 16v + l][t]
+ * * dy[co][p] (V vectors of input channels by P pixels in registers, the
+ * reduction over the output channels), added into a pixel-major image
+ * T[ih + p0][iw + p1][ci] at the pixel the tap reaches; T's interior is then
+ * gathered into dx's planes. Weights are packed [t][co][ci] once per call. */
+#define SCATTER_MAX_V 4
+
+/* acc over the output channels for the P dy pixels from dy's (consecutive, so
+ * their broadcasts take constant offsets), added into T at the float offsets
+ * dst[] for pixels lo.. (those before belong to the previous tile). */
+static inline __attribute__((always_inline)) void scatter_tile(const int V, const int P, const float *dy,
+                                                               int64_t hw, int64_t co, const float *wq,
+                                                               int64_t ci, float *t, const int64_t *dst,
+                                                               int lo) {
+    __m512 acc[SCATTER_MAX_V][DIRECT_ACC];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++) acc[v][p] = _mm512_setzero_ps();
+    for (int64_t o = 0; o < co; o++, dy += hw, wq += ci) {
+        __m512 w[SCATTER_MAX_V];
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wq + 16 * v);
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++) {
+            __m512 d = _mm512_set1_ps(dy[p]);
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) acc[v][p] = _mm512_fmadd_ps(w[v], d, acc[v][p]);
+        }
+    }
+#pragma GCC unroll 24
+    for (int p = 0; p < P; p++)
+        if (p >= lo)
+#pragma GCC unroll 4
+            for (int v = 0; v < V; v++) {
+                float *at = t + dst[p] + 16 * v;
+                _mm512_storeu_ps(at, _mm512_add_ps(_mm512_loadu_ps(at), acc[v][p]));
+            }
+}
+
+/* One tile's call with P a compile-time constant: P in (pmax/2, pmax] for
+ * V = 24/pmax vectors (scatter_p), the smallest of them as the default. */
+#define SCATTER_CASE(V, P)                                  \
+    case P:                                                 \
+        scatter_tile(V, P, dy, hw, co, wq, ci, t, dst, lo); \
+        return;
+static void scatter_call(int V, int P, const float *dy, int64_t hw, int64_t co, const float *wq, int64_t ci,
+                         float *t, const int64_t *dst, int lo) {
+    if (V == 4) {
+        switch (P) {
+            SCATTER_CASE(4, 6)
+            SCATTER_CASE(4, 5)
+        default:
+            scatter_tile(4, 4, dy, hw, co, wq, ci, t, dst, lo);
+        }
+    } else if (V == 2) {
+        switch (P) {
+            SCATTER_CASE(2, 12)
+            SCATTER_CASE(2, 11)
+            SCATTER_CASE(2, 10)
+            SCATTER_CASE(2, 9)
+            SCATTER_CASE(2, 8)
+        default:
+            scatter_tile(2, 7, dy, hw, co, wq, ci, t, dst, lo);
+        }
+    } else {
+        switch (P) {
+            SCATTER_CASE(1, 24)
+            SCATTER_CASE(1, 23)
+            SCATTER_CASE(1, 22)
+            SCATTER_CASE(1, 21)
+            SCATTER_CASE(1, 20)
+            SCATTER_CASE(1, 19)
+            SCATTER_CASE(1, 18)
+            SCATTER_CASE(1, 17)
+            SCATTER_CASE(1, 16)
+            SCATTER_CASE(1, 15)
+            SCATTER_CASE(1, 14)
+        default:
+            scatter_tile(1, 13, dy, hw, co, wq, ci, t, dst, lo);
+        }
+    }
+}
+#undef SCATTER_CASE
+
+struct scatter_job {
+    const struct nrt_conv *c;
+    const float *dy;
+    float *dx;
+    const float *wq; /* packed weights [kh*kw][co][ci] */
+    float *scratch;  /* task i's T at scratch + i * region */
+    int64_t ht, wt;  /* T's padded plane */
+    int64_t region;  /* floats per task */
+    int64_t tasks;   /* image ranges */
+};
+
+/* Tiles of P pixels with P in (pmax/2, pmax] (hw >= pmax): as even as whole
+ * tiles allow. */
+static int scatter_p(int64_t hw, int pmax) {
+    int64_t tiles = (hw + pmax - 1) / pmax;
+    return (int)((hw + tiles - 1) / tiles);
+}
+
+static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct scatter_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t hw = c->ho * c->wo, ci = c->ci, co = c->co, plane = c->h * c->w, taps = c->kh * c->kw;
+    int64_t base[DIRECT_ACC], dst[DIRECT_ACC];
+    const __m512i lanes = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)ci));
+    for (int64_t i = lo; i < hi; i++) {
+        float *t = j->scratch + i * j->region;
+        for (int64_t b = c->n * i / j->tasks; b < c->n * (i + 1) / j->tasks; b++) {
+            const float *dy = j->dy + b * co * hw;
+            memset(t, 0, sizeof *t * (size_t)(j->ht * j->wt * ci));
+            for (int64_t c0 = 0; c0 < ci;) {
+                int64_t left = (ci - c0) / 16;
+                int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, pmax = DIRECT_ACC / V, P = scatter_p(hw, pmax);
+                for (int64_t q1 = 0; q1 < hw; q1 += P) {
+                    /* the last tile ends at hw, overlapping the one before */
+                    int64_t q0 = q1 + P <= hw ? q1 : hw - P;
+                    int lo = (int)(q1 - q0);
+                    for (int k = 0; k < P; k++)
+                        base[k] = (q0 + k) / c->wo * c->s[0] * j->wt + (q0 + k) % c->wo * c->s[1];
+                    for (int64_t tap = 0; tap < taps; tap++) {
+                        int64_t off = tap / c->kw * c->d[0] * j->wt + tap % c->kw * c->d[1];
+                        for (int k = 0; k < P; k++) dst[k] = (base[k] + off) * ci;
+                        scatter_call(V, P, dy + q0, hw, co, j->wq + tap * co * ci + c0, ci, t + c0, dst, lo);
+                    }
+                }
+                c0 += 16 * V;
+            }
+            /* dx[ch][ih][iw] = T[ih + p0][iw + p1][ch], 16 columns at a time. */
+            float *dx = j->dx + b * ci * plane;
+            for (int64_t ch = 0; ch < ci; ch++)
+                for (int64_t ih = 0; ih < c->h; ih++) {
+                    const float *src = t + ((ih + c->p[0]) * j->wt + c->p[1]) * ci + ch;
+                    float *row = dx + ch * plane + ih * c->w;
+                    for (int64_t iw = 0; iw < c->w; iw += 16) {
+                        int64_t m = c->w - iw < 16 ? c->w - iw : 16;
+                        __mmask16 k = (__mmask16)((1u << m) - 1);
+                        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, lanes, src + iw * ci, 4);
+                        _mm512_mask_storeu_ps(row + iw, k, v);
+                    }
+                }
+        }
+    }
+}
+
+/* Whether the scatter kernel takes c: one group, 16k input channels, and an
+ * input at least 10 % larger than the output (stride 1: where the padded
+ * correlation would multiply that many border zeros). */
+static int scatter_ok(const struct nrt_conv *c) {
+    return c->g == 1 && c->ci % 16 == 0 && c->s[0] == 1 && c->s[1] == 1 && c->co >= 16 && c->n > 0 &&
+           c->ho * c->wo >= DIRECT_ACC && 10 * c->h * c->w > 11 * c->ho * c->wo &&
+           !getenv("NETC_CONV_IM2COL");
+}
+
+static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                              float *scratch) {
+    if (!scatter_ok(c)) return 0;
+    int64_t taps = c->kh * c->kw, wfloats = (taps * c->co * c->ci + 15) / 16 * 16;
+    struct scatter_job j = {.c = c, .dy = dy, .dx = dx, .wq = scratch};
+    j.ht = c->h + c->p[0] + c->p[2], j.wt = c->w + c->p[1] + c->p[3];
+    /* the last tap's reach past the plane (rows cut by the output size) */
+    int64_t need_h = (c->ho - 1) * c->s[0] + (c->kh - 1) * c->d[0] + 1,
+            need_w = (c->wo - 1) * c->s[1] + (c->kw - 1) * c->d[1] + 1;
+    j.ht = j.ht > need_h ? j.ht : need_h, j.wt = j.wt > need_w ? j.wt : need_w;
+    j.region = (j.ht * j.wt * c->ci + 15) / 16 * 16;
+    j.tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    if (j.tasks < 1) j.tasks = 1;
+    while (j.tasks > 1 && wfloats + j.tasks * j.region > nrt_conv_scratch(c)) j.tasks--;
+    if (wfloats + j.tasks * j.region > nrt_conv_scratch(c)) return 0;
+    /* wq[t][o][ci] = w[o][ci][t] */
+    float *wq = scratch;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t ch = 0; ch < c->ci; ch++)
+            for (int64_t t = 0; t < taps; t++)
+                wq[(t * c->co + o) * c->ci + ch] = w[(o * c->ci + ch) * taps + t];
+    j.scratch = scratch + wfloats;
+    nrt_parallel_for(j.tasks, 1, scatter_tasks, &j);
+    return 1;
+}
 #else
 static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)y, (void)scratch;
@@ -978,6 +1166,11 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
 }
 static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                              float *scratch) {
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                              float *scratch) {
     (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
     return 0;
 }
@@ -1137,6 +1330,7 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
                            float *scratch) {
     if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
+    if (scatter_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     if (subpix_grad_input(c, dy, w, dx, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

@@ -161,6 +161,11 @@ static void test_conv(void) {
         {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
+        /* dx by scatter (input larger than the output): 3, 2+1 and 4 vectors
+         * of input channels, odd sizes, uneven padding, dilation. */
+        {3, 48, 9, 10, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 1, 0, 0}, {1, 1}, 0},
+        {2, 64, 11, 7, 32, 2, 3, 0, 0, 1, {1, 1}, {0, 0, 1, 0}, {1, 2}, 0},
+        {3, 16, 12, 9, 24, 4, 2, 0, 0, 1, {1, 1}, {1, 0, 0, 0}, {1, 1}, 0},
         /* Depthwise (one input channel per group): its own kernels, whole-plane
          * loops at stride 1, row by row otherwise. */
         {4, 8, 9, 10, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* 3x3, padded */
