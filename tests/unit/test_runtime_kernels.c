@@ -161,6 +161,11 @@ static void test_conv(void) {
         {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
+        /* The wide-row weight gradient's spread of dy: rows past 16 floats,
+         * a zero tail over two vectors, and one longer than a vector. */
+        {2, 1, 9, 37, 8, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 8, 32, 6, 3, 4, 0, 0, 1, {1, 1}, {0, 0, 0, 1}, {1, 1}, 0},
+        {2, 1, 6, 8, 4, 3, 19, 0, 0, 1, {1, 1}, {0, 9, 0, 9}, {1, 1}, 0},
         /* dx by scatter (input larger than the output): 3, 2+1 and 4 vectors
          * of input channels, odd sizes, uneven padding, dilation. */
         {3, 48, 9, 10, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 1, 0, 0}, {1, 1}, 0},
