@@ -400,6 +400,46 @@ static int64_t dconv_tmp(const struct dconv *g) {
     return (hw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * g->cout;
 }
 
+/* b[c*ldb + r] = a[r*lda + c] for r < rows, c < cols: 16x16 blocks transposed
+ * in registers (unpacks, then shuffles within and across 128-bit lanes), the
+ * edges by masked loads and stores. For the backward kernels' changes between
+ * channel-major planes and pixel-major tiles. */
+static void transpose16(const float *a, int64_t lda, int64_t rows, int64_t cols, float *b, int64_t ldb) {
+    for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+        int nr = rows - r0 < 16 ? (int)(rows - r0) : 16;
+        __mmask16 rm = (__mmask16)((1u << nr) - 1);
+        for (int64_t c0 = 0; c0 < cols; c0 += 16) {
+            int nc = cols - c0 < 16 ? (int)(cols - c0) : 16;
+            __mmask16 cm = (__mmask16)((1u << nc) - 1);
+            __m512 r[16], t[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < nr ? _mm512_maskz_loadu_ps(cm, a + (r0 + i) * lda + c0) : _mm512_setzero_ps();
+            for (int i = 0; i < 8; i++) {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for (int i = 0; i < 4; i++) {
+                r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+                r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+                r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+                r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+            }
+            for (int i = 0; i < 4; i++) {
+                t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+                t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xDD);
+                t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+                t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xDD);
+            }
+            for (int i = 0; i < 4; i++) {
+                r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+                r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+                r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+                r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+            }
+            for (int i = 0; i < nc; i++) _mm512_mask_storeu_ps(b + (c0 + i) * ldb + r0, rm, r[i]);
+        }
+    }
+}
 /* dwt[t][c0 + 16v + l] += sum over pixels of dyt[p][c0 + 16v + l] * x[base(p) + toff[t]]
  * for T taps (dyt and dwt already offset by c0; rows cout apart). */
 static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g, const int V, const int T,
@@ -734,9 +774,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 rows_dw_image(g, x, dyw, part4);
                 continue;
             }
-            const float *d = j->dy + b * g->cout * hw;
-            for (int64_t p = 0; p < hw; p++)
-                for (int64_t o = 0; o < g->cout; o++) dyt[p * g->cout + o] = d[o * hw + p];
+            transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
             dw_image(g, x, dyt, dwt);
         }
     }
@@ -1097,8 +1135,6 @@ static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct nrt_conv *c = j->c;
     int64_t hw = c->ho * c->wo, ci = c->ci, co = c->co, plane = c->h * c->w, taps = c->kh * c->kw;
     int64_t base[DIRECT_ACC], dst[DIRECT_ACC];
-    const __m512i lanes = _mm512_mullo_epi32(
-        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)ci));
     for (int64_t i = lo; i < hi; i++) {
         float *t = j->scratch + i * j->region;
         for (int64_t b = c->n * i / j->tasks; b < c->n * (i + 1) / j->tasks; b++) {
@@ -1121,19 +1157,14 @@ static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
                 }
                 c0 += 16 * V;
             }
-            /* dx[ch][ih][iw] = T[ih + p0][iw + p1][ch], 16 columns at a time. */
+            /* dx[ch][ih][iw] = T[ih + p0][iw + p1][ch]: one transpose without padding */
             float *dx = j->dx + b * ci * plane;
-            for (int64_t ch = 0; ch < ci; ch++)
-                for (int64_t ih = 0; ih < c->h; ih++) {
-                    const float *src = t + ((ih + c->p[0]) * j->wt + c->p[1]) * ci + ch;
-                    float *row = dx + ch * plane + ih * c->w;
-                    for (int64_t iw = 0; iw < c->w; iw += 16) {
-                        int64_t m = c->w - iw < 16 ? c->w - iw : 16;
-                        __mmask16 k = (__mmask16)((1u << m) - 1);
-                        __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), k, lanes, src + iw * ci, 4);
-                        _mm512_mask_storeu_ps(row + iw, k, v);
-                    }
-                }
+            if (j->ht == c->h && j->wt == c->w)
+                transpose16(t, ci, plane, ci, dx, plane);
+            else
+                for (int64_t ih = 0; ih < c->h; ih++)
+                    transpose16(t + ((ih + c->p[0]) * j->wt + c->p[1]) * ci, ci, c->w, ci, dx + ih * c->w,
+                                plane);
         }
     }
 }
