@@ -3,7 +3,8 @@
  * time where built with it and found) or OpenBLAS, split over the thread pool
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
- * kernels (channel vectors for deep layers, wide rows for first layers) --
+ * kernels (channel vectors for deep layers, wide rows for first layers, the
+ * input gradient of unpadded layers by scatter) --
  * with each pool thread on its own images; max and average pooling with their
  * gradients over plane ranges (2x2 max pooling in AVX-512); nearest upsampling.
  * The index relations are those of the reference interpreter (codegen/interp_nn.c). */
