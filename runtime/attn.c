@@ -133,6 +133,10 @@ static void pack(const float *src, int64_t ld, int64_t t, int64_t d, float mul, 
  * registers: four rounds of swapping the off-diagonal halves of 2h x 2h blocks
  * (h = 8, 4, 2, 1), two rows at a time. */
 static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *restrict dst) {
+#if defined(__clang__) /* no __builtin_shuffle with a mask vector: element by element */
+    for (int64_t j = 0; j < tp; j++)
+        for (int64_t c = 0; c < dp; c++) dst[c * tp + j] = src[j * dp + c];
+#else
     typedef int32_t idx16 __attribute__((vector_size(BLK * sizeof(int32_t))));
 #define HALF_MASKS(h)                                                                              \
     {(0 & h) ? 16 + 0 - h : 0,    (1 & h) ? 16 + 1 - h : 1,    (2 & h) ? 16 + 2 - h : 2,           \
@@ -164,6 +168,7 @@ static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *
                     }
             for (int i = 0; i < BLK; i++) vstore(dst + (c0 + i) * tp + j0, r[i]);
         }
+#endif
 }
 
 /* Row i's exps e^(s_j - max) in place over s[0..kp), 0 from kr on (the keys it
