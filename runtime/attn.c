@@ -171,24 +171,29 @@ static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *
 #endif
 }
 
-/* Row i's exps e^(s_j - max) in place over s[0..kp), 0 from kr on (the keys it
- * may not see); returns 1 / their sum. */
-static float row_exp(float *restrict s, int64_t kp, int64_t kr) {
+/* The exps e^(s_j - max) of RB rows (pitch tp) in place over [0, kp), 0 from
+ * kr[r] on (the keys row r may not see), the rows side by side (four chains of
+ * maxima and sums in flight); inv[r] = 1 / row r's sum. */
+static void rows_exp(float *restrict s, int64_t tp, int64_t kp, const int64_t *kr, float *inv) {
     const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
     const v16 ninf = splat(-INFINITY);
-    v16 m = ninf;
-    for (int64_t j = 0; j < kp; j += BLK) {
-        const v16 x = vsel(lane + (int32_t)j < (int32_t)kr, vload(s + j), ninf);
-        m = vsel(x > m, x, m);
-    }
-    const float mx = lanes_max(m);
-    v16 sum = {0};
-    for (int64_t j = 0; j < kp; j += BLK) {
-        const v16 e = vsel(lane + (int32_t)j < (int32_t)kr, vexp(vload(s + j) - mx), (v16){0});
-        vstore(s + j, e);
-        sum += e;
-    }
-    return 1.0f / lanes_sum(sum);
+    v16 m[RB], sum[RB];
+    float mx[RB];
+    for (int r = 0; r < RB; r++) m[r] = ninf, sum[r] = (v16){0};
+    for (int64_t j = 0; j < kp; j += BLK)
+        for (int r = 0; r < RB; r++) {
+            const v16 x = vsel(lane + (int32_t)j < (int32_t)kr[r], vload(s + r * tp + j), ninf);
+            m[r] = vsel(x > m[r], x, m[r]);
+        }
+    for (int r = 0; r < RB; r++) mx[r] = lanes_max(m[r]);
+    for (int64_t j = 0; j < kp; j += BLK)
+        for (int r = 0; r < RB; r++) {
+            const v16 e =
+                vsel(lane + (int32_t)j < (int32_t)kr[r], vexp(vload(s + r * tp + j) - mx[r]), (v16){0});
+            vstore(s + r * tp + j, e);
+            sum[r] += e;
+        }
+    for (int r = 0; r < RB; r++) inv[r] = 1.0f / lanes_sum(sum[r]);
 }
 
 /* The keys row i sees: j < kr. */
@@ -242,7 +247,9 @@ static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
                 for (int part = 0; part < 3; part++) prefetch_rows(next + part * g->e, ld, i0, t, d);
             tile(kp, qs + i0 * dp, dp, 1, kt, tp, 0, d, s, tp); /* the scores */
             float inv[RB];
-            for (int r = 0; r < RB; r++) inv[r] = row_exp(s + r * tp, kp, row_keys(g, i0 + r));
+            int64_t krow[RB];
+            for (int r = 0; r < RB; r++) krow[r] = row_keys(g, i0 + r);
+            rows_exp(s, tp, kp, krow, inv);
             tile(dp, s, tp, 1, v, dp, 0, kn, acc, dp); /* the exps times v */
             put_rows(acc, dp, i0, t, d, inv, jb->out + b * t * g->e + h * d, g->e);
         }
@@ -283,8 +290,11 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
             }
             tile(kp, qs + i0 * dp, dp, 1, kt, tp, 0, d, p, tp);  /* the scores */
             tile(kp, gr + i0 * dp, dp, 1, vt, tp, 0, d, ds, tp); /* dy_i . v_j */
+            int64_t krow[RB];
+            float inv[RB];
+            for (int r = 0; r < RB; r++) krow[r] = row_keys(g, i0 + r);
+            rows_exp(p, tp, kp, krow, inv);
             for (int64_t r = 0; r < RB; r++) {
-                const float inv = row_exp(p + r * tp, kp, row_keys(g, i0 + r));
                 float dd = 0; /* dy_i . y_i */
                 if (i0 + r < t) {
                     v16 a = {0};
@@ -295,7 +305,7 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
                     for (; c < d; c++) dd += gr[(i0 + r) * dp + c] * y[(i0 + r) * g->e + c];
                 }
                 for (int64_t j = 0; j < kp; j += BLK) {
-                    const v16 pj = vload(p + r * tp + j) * inv;
+                    const v16 pj = vload(p + r * tp + j) * inv[r];
                     vstore(p + r * tp + j, pj);
                     vstore(ds + r * tp + j, pj * (vload(ds + r * tp + j) - dd));
                 }
