@@ -233,12 +233,11 @@ static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
     for (int64_t q = lo; q < hi; q++) {
         const int64_t b = q / g->h, h = q % g->h;
         const float *base = jb->qkv + b * t * ld + h * d;
-        float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict kr = qs + tp * dp;
-        float *restrict kt = kr + tp * dp, *restrict v = kt + dp * tp, *restrict s = v + tp * dp;
-        float *restrict acc = s + RB * tp;
+        float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict kt = qs + tp * dp;
+        float *restrict v = kt + dp * tp, *restrict s = v + tp * dp, *restrict acc = s + RB * tp;
         pack(base, ld, t, d, g->scale, qs);
-        pack(base + g->e, ld, t, d, 1.0f, kr);
-        transpose(kr, tp, dp, kt);
+        pack(base + g->e, ld, t, d, 1.0f, v); /* the keys' rows in v's place, for the transpose */
+        transpose(v, tp, dp, kt);
         pack(base + 2 * g->e, ld, t, d, 1.0f, v);
         const float *next = q + 1 < hi ? jb->qkv + (q + 1) / g->h * t * ld + (q + 1) % g->h * d : NULL;
         for (int64_t i0 = 0; i0 < t; i0 += RB) {
