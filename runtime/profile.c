@@ -6,7 +6,9 @@
  * ran goes to stderr: units sorted by time, with their share of the entry's
  * time (the rest, code between the units, on a row of its own), calls, the
  * fastest call, and the GFLOP/s and GB/s that the descriptor's per-unit FLOPs
- * and bytes give. */
+ * and bytes give. NETC_PROFILE=cpu times by the calling thread's CPU clock
+ * instead of the wall clock: at --threads 1, time other processes take from
+ * the core is not counted (a shared, busy machine). */
 #include "runtime/internal.h"
 
 #include <stdio.h>
@@ -39,15 +41,20 @@ struct nrt_prof {
     double t;                  /* when the unit running started */
 };
 
+/* The clock of the table: CLOCK_MONOTONIC, or CLOCK_THREAD_CPUTIME_ID under
+ * NETC_PROFILE=cpu (set once, by nrt_prof_open). */
+static clockid_t prof_clock = CLOCK_MONOTONIC;
+
 static double now(void) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(prof_clock, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 struct nrt_prof *nrt_prof_open(const struct nrt_model *m) {
     const char *v = getenv("NETC_PROFILE");
     if (!v || !*v || strcmp(v, "0") == 0) return NULL;
+    if (strcmp(v, "cpu") == 0) prof_clock = CLOCK_THREAD_CPUTIME_ID;
     struct nrt_prof *p = nrt_alloc_zero(sizeof *p, 0);
     if (!p) return NULL;
     p->m = m;
