@@ -171,37 +171,54 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
     }
 }
 
-/* C = alpha A B^T + beta C as one dot product per work-item, both operands
- * read along k in vectors: for the few-output, long-k GEMMs (weight gradients
- * of small layers) whose tiled grid would leave most compute units idle. k
- * runs in ns segments of kl, segment s at a + s*asg and b + s*bsg (a conv's
- * weight gradient sums over the images of a chunk). Global (n, m). */
+/* C = alpha A B^T + beta C as dot products, both operands read along k in
+ * vectors: for the few-output, long-k GEMMs (weight gradients of small
+ * layers) whose tiled grid would leave most compute units idle. A work-item
+ * owns DOTJ adjacent outputs of a row of C, so each vector of A's row is
+ * loaded once for DOTJ rows of B. k runs in ns segments of kl, segment s at
+ * a + s*asg and b + s*bsg (a conv's weight gradient sums over the images of
+ * a chunk). Global (ceil(n/DOTJ), m). */
+#define DOTJ 8
 __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
                             int n, int kl, float alpha, float beta, int ns, long asg, long bsg)
 {
-    const int j = get_global_id(0), i = get_global_id(1);
-    if (i >= m || j >= n)
+    const int j0 = get_global_id(0) * DOTJ, i = get_global_id(1);
+    if (i >= m || j0 >= n)
         return;
-    floatv acc = (floatv)(0.0f), acc2 = (floatv)(0.0f);
-    float s = 0.0f;
+    const int nj = min(DOTJ, n - j0);
+    floatv acc[DOTJ];
+    float s[DOTJ];
+#pragma unroll
+    for (int u = 0; u < DOTJ; u++)
+        acc[u] = (floatv)(0.0f), s[u] = 0.0f;
     for (int g = 0; g < ns; g++) {
-        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j * ldb + g * bsg;
+        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j0 * ldb + g * bsg;
         int p = 0;
-        for (; p + 2 * VW <= kl; p += 2 * VW) { /* two chains: half the latency per step */
-            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
-            acc2 = mad(vloadv(1, a + p), vloadv(1, b + p), acc2);
+        for (; p + VW <= kl; p += VW) {
+            const floatv av = vloadv(0, a + p);
+#pragma unroll
+            for (int u = 0; u < DOTJ; u++)
+                if (u < nj)
+                    acc[u] = mad(av, vloadv(0, b + (long)u * ldb + p), acc[u]);
         }
-        for (; p + VW <= kl; p += VW)
-            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
         for (; p < kl; p++)
-            s = mad(a[p], b[p], s);
+#pragma unroll
+            for (int u = 0; u < DOTJ; u++)
+                if (u < nj)
+                    s[u] = mad(a[p], b[(long)u * ldb + p], s[u]);
     }
-    float t[VW];
-    vstorev(acc + acc2, 0, t);
-    for (int u = 0; u < VW; u++)
-        s += t[u];
-    __global float *c = A + coff + (long)i * ldc + j;
-    *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+    __global float *c = A + coff + (long)i * ldc + j0;
+#pragma unroll
+    for (int u = 0; u < DOTJ; u++) {
+        if (u >= nj)
+            break;
+        float t[VW];
+        vstorev(acc[u], 0, t);
+        float r = s[u];
+        for (int l = 0; l < VW; l++)
+            r += t[l];
+        c[u] = beta == 0.0f ? alpha * r : alpha * r + beta * c[u];
+    }
 }
 
 /* ---------------------------------------------------- register-block GEMM -- */
@@ -358,13 +375,22 @@ __kernel void nrt_bias_act(__global float *A, long y, int rows, int cols, int ld
     }
 }
 
-/* out[p*rows + i] = in[i*ld + p] for i < rows, p < cols (an operand packed
- * k-major for nrt_gemm_rb); out in the packing buffer. Global (cols, rows). */
-__kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P)
+/* out_z[p*rows + i] = in[z*bs + i*ld + p] for i < rows, p < cols and each
+ * matrix z of a batch, out_z at z*rows*cols: operands packed k-major for
+ * nrt_gemm_rb, in the packing buffer. A row of out per work-item, written in
+ * order (a work-item per element measured several times slower on CPU
+ * devices). Global (cols, batch). */
+__kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P,
+                            long bs)
 {
-    const int p = get_global_id(0), i = get_global_id(1);
-    if (p < cols && i < rows)
-        P[(long)p * rows + i] = A[in + (long)i * ld + p];
+    const int p = get_global_id(0);
+    const long z = get_global_id(1);
+    if (p >= cols)
+        return;
+    __global const float *a = A + in + z * bs + p;
+    __global float *out = P + z * rows * cols + (long)p * rows;
+    for (int i = 0; i < rows; i++)
+        out[i] = a[(long)i * ld];
 }
 
 /* ----------------------------------------------------------- convolution -- */
@@ -373,8 +399,8 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
  * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
  * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
  * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
- * per image [kk, hw] (cs = (kk*hw, hw, 1)) for the forward GEMM, per pixel
- * [nb*hw, kk] (cs = (hw*kk, 1, kk)) for the weight gradient's. Every kernel
+ * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl.c runs (other
+ * layouts, e.g. per pixel [nb*hw, kk], by cs). Every kernel
  * below has a work-item per row (of an image or a plane), looping along it:
  * on CPU devices this measured several times faster than a work-item per
  * element, whose index arithmetic dominates. */

@@ -420,6 +420,8 @@ static void test_conv(void) {
     conv_case(3, 5, 9, 7, 7, 3, 3, 1, 1, 1, p1, 1, 1,
               2); /* odd sizes, kk = 45: the blocked weight gradient */
     conv_case(2, 8, 6, 6, 4, 3, 3, 2, 2, 2, p0, 1, 1, 1); /* groups, stride 2, kk = 36 */
+    conv_case(3, 10, 9, 7, 34, 3, 3, 2, 1, 1, p1, 1, 1,
+              2); /* groups, cog = 17 <= kk = 45: the weight gradient from dy transposed */
     ASSERT(0, ctx.failed);
 }
 
