@@ -537,6 +537,15 @@ static int argmax_2x2(float2 a, float2 b)
     return best;
 }
 
+/* The maxima of 8 adjacent 2x2 windows (top rows a, bottom rows b), each the
+ * chain of comparisons of nrt_maxpool's scalar loop. */
+static float8 max4_8(float16 a, float16 b)
+{
+    float8 v = select(a.even, a.odd, a.odd > a.even);
+    v = select(v, b.even, b.even > v);
+    return select(v, b.odd, b.odd > v);
+}
+
 /* window_argmax for a window inside the plane. */
 static int inner_argmax(__global const float *plane, int8 g, int oh, int ow)
 {
@@ -560,7 +569,10 @@ __kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, i
     if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
         /* 2x2 windows at stride 2: the first maximum, as argmax4 in kernels.c. */
         __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
-        for (int ow = 0; ow < g.s3; ow++) {
+        int ow = 0;
+        for (; ow + 8 <= g.s3; ow += 8) /* 8 windows as vectors */
+            vstore8(max4_8(vload16(0, r0 + 2 * ow), vload16(0, r1 + 2 * ow)), 0, y + ow);
+        for (; ow < g.s3; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
             float v = a.y > a.x ? a.y : a.x;
             v = b.x > v ? b.x : v;
@@ -651,7 +663,22 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
     for (int oh = 0; oh < ho; oh++) {
         __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
-        for (int ow = 0; ow < wo; ow++) {
+        int ow = 0;
+        for (; ow + 8 <= wo; ow += 8) { /* 8 windows as vectors, argmax_2x2's comparisons */
+            const float16 a = vload16(0, r0 + 2 * ow), b = vload16(0, r1 + 2 * ow);
+            const float8 d = 0.0f + vload8(0, dy + oh * wo + ow), z = (float8)(0.0f);
+            int8 best = (int8)(0), m = a.odd > a.even;
+            float8 v = select(a.even, a.odd, m);
+            best = select(best, (int8)(1), m);
+            m = b.even > v;
+            v = select(v, b.even, m);
+            best = select(best, (int8)(2), m);
+            best = select(best, (int8)(3), b.odd > v);
+            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0 + 2 * ow);
+            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1 + 2 * ow);
+        }
+        for (; ow < wo; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
             const int best = argmax_2x2(a, b);
             const float d = 0.0f + dy[oh * wo + ow];

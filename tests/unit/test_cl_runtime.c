@@ -482,6 +482,8 @@ static void test_pool_upsample(void) {
     static const int64_t p0[4] = {0, 0, 0, 0}, p1[4] = {1, 1, 1, 1}, pa[4] = {1, 0, 0, 1};
     pool_case(6, 26, 26, 2, 2, 2, 2, p0); /* mnist_cnn */
     pool_case(5, 11, 11, 2, 2, 2, 2, p0); /* odd sizes: the last row and column unused */
+    pool_case(3, 37, 35, 2, 2, 2, 2, p0); /* 17 windows a row: two vectors of 8 and one more */
+    pool_case(2, 32, 32, 2, 2, 2, 2, p0); /* 16: vectors only */
     pool_case(3, 9, 8, 3, 3, 2, 2, p1);   /* overlapping, padded */
     pool_case(2, 7, 9, 3, 2, 1, 3, pa);
     upsample_case(4, 7, 7, 2, 2);
