@@ -97,6 +97,7 @@ struct nrt_cl {
     int ep_relu;             /* and its relu */
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    int cpu;                 /* a CPU device (CL_DEVICE_TYPE_CPU) */
     int built;               /* a program was built from source at open */
     struct prof *prof;       /* NETC_PROFILE=1: per-kernel device time, else NULL */
     double next_flop;        /* the FLOPs of the next launch (profiling GEMMs) */
@@ -546,6 +547,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
         if (!cl->max_wg) cl->max_wg = 1;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
+        cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
         cl->tiles = tiles_choose(cl);
         cl->rb = rb_choose(cl);
         cl->ep_bias = -1;
@@ -714,9 +716,18 @@ void nrt_cl_finish(struct nrt_ctx *ctx) {
 
 /* A local size for a launch that did not give one: up to 64 work-items (and
  * the kernel's limit), split over the dims from the first, each a power of two
- * no larger than needed. */
-static void local_choose(int dims, const size_t *global, size_t limit, size_t *local) {
+ * no larger than needed. On CPU devices (PoCL runs each work-group on one
+ * core) groups small enough that there are 4 per compute unit where the range
+ * allows: a conv chunk's 192 planes in groups of 64 left one of 2 cores idle
+ * a third of the time, a 2 x 32 range in one group one of them always. */
+static void local_choose(const struct nrt_cl *cl, int dims, const size_t *global, size_t limit,
+                         size_t *local) {
     size_t budget = limit < 64 ? limit : 64;
+    if (cl->cpu) {
+        size_t total = 1, want = 4 * (size_t)(cl->units ? cl->units : 1);
+        for (int d = 0; d < dims; d++) total *= global[d];
+        while (budget > 1 && total / budget < want) budget /= 2;
+    }
     for (int d = 0; d < dims; d++) {
         size_t l = 1;
         while (l * 2 <= budget && l < global[d]) l *= 2;
@@ -786,7 +797,7 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
     if (local)
         memcpy(l, local, sizeof *l * (size_t)dims);
     else
-        local_choose(dims, global, cl->kernel_wg[kernel], l);
+        local_choose(cl, dims, global, cl->kernel_wg[kernel], l);
     enqueue(ctx, k, name, dims, global, l);
 }
 
@@ -815,7 +826,7 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...) {
 /* Launches library kernel id over a 1-D range of n. */
 static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) {
     size_t g = (size_t)n, l;
-    local_choose(1, &g, CL(ctx)->max_wg, &l);
+    local_choose(ctx->dev, 1, &g, CL(ctx)->max_wg, &l);
     enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
 }
 
@@ -851,7 +862,13 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     cl_int ints[5] = {g->ct, (cl_int)g->m, (cl_int)g->n, (cl_int)(g->kl > 0 ? g->kl : 0), (cl_int)g->ns};
     cl_float f[2] = {g->alpha, g->beta};
     cl_long bias = g->bias;
-    cl_int ep[2] = {g->bmode, g->relu};
+    /* Whether B's buffer holds every whole vector of the last column block
+     * (the kernel's bover): all strides are >= 0. */
+    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv,
+            last = g->boff + (g->nz - 1) * g->bbz + (g->ns - 1) * g->bsg +
+                   (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
+    int64_t belems = g->bbuf == cl->arena ? cl->arena_elems : (int64_t)cl->pack_elems;
+    cl_int ep[3] = {g->bmode, g->relu, last <= belems};
     /* (index, size, pointer) of each argument */
     const struct {
         cl_uint i;
@@ -883,6 +900,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
         {22, 8, &bias},
         {23, 4, &ep[0]},
         {24, 4, &ep[1]},
+        {25, 4, &ep[2]},
     };
     for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
         cl_int e = clSetKernelArg(k, args[i].i, args[i].size, args[i].p);
@@ -891,7 +909,6 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
             return;
         }
     }
-    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv;
     size_t global[3] = {(size_t)((g->n + w - 1) / w), (size_t)((g->m + cl->rb.rbm - 1) / cl->rb.rbm),
                         (size_t)g->nz},
            local[3] = {1, 1, 1};
@@ -935,7 +952,7 @@ static cl_mem transpose_pack(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_
     cl_int ild = (cl_int)ld, ir = (cl_int)rows, ic = (cl_int)cols;
     if (!lib_args(ctx, LK_TRANSPOSE, 6, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p), ARG(ibs))) return NULL;
     size_t global[2] = {(size_t)cols, (size_t)nz}, local[2];
-    local_choose(1, global, CL(ctx)->max_wg, local);
+    local_choose(ctx->dev, 1, global, CL(ctx)->max_wg, local);
     local[1] = 1;
     enqueue(ctx, CL(ctx)->lk[LK_TRANSPOSE], "nrt_transpose", 2, global, local);
     return p;
@@ -1015,8 +1032,9 @@ static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int
     if (!lib_args(ctx, LK_SGEMM_DOT, 14, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
                   ARG(in), ARG(ik), ARG(al), ARG(be), ARG(ins), ARG(as), ARG(bs)))
         return;
-    size_t global[2] = {(size_t)((n + 7) / 8), (size_t)m}, local[2]; /* DOTJ = 8 outputs per work-item */
-    local_choose(2, global, CL(ctx)->max_wg, local);
+    size_t global[2] = {(size_t)((n + 15) / 16), (size_t)m}, local[2]; /* DOTJ = 16 outputs per work-item */
+    local_choose(ctx->dev, 2, global, CL(ctx)->max_wg, local);
+    if (CL(ctx)->cpu) local[0] = local[1] = 1; /* its vectors are explicit: one work-item per group */
     CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)(kl * ns);
     enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
 }

@@ -288,12 +288,20 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
     /* The same GEMM with a fused bias per column (and relu): nrt_cl_fuse_next. */
     nrt_cl_fuse_next(&ctx, dbias, relu);
     nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc2, ldc);
+    /* Again with B at the very end of the arena: the register-block GEMM's
+     * last column block cannot read whole vectors past n there. */
+    int64_t db3 = ctx.ws_off + WS_FLOATS - nb, dc3 = put(c, nc);
+    CHECK(db3 >= ctx.ws_off + ws_next);
+    nrt_cl_upload(&ctx, db3, b, sizeof *b * (size_t)nb);
+    nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db3, ldb, beta, dc3, ldc);
     nrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    float *got = get(dc, nc), *got2 = get(dc2, nc);
+    float *got = get(dc, nc), *got2 = get(dc2, nc), *got3 = get(dc3, nc);
     char what[128];
     snprintf(what, sizeof what, "sgemm ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g ld+%lld", ta, tb,
              (long long)m, (long long)n, (long long)k, alpha, beta, (long long)pad);
     expect_close(what, got, c, scale, nc, 1e-4);
+    strcat(what, " B at the arena's end");
+    expect_close(what, got3, c, scale, nc, 1e-4);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             float v = c[i * ldc + j] + bias[j];
@@ -303,7 +311,7 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
     snprintf(what, sizeof what, "sgemm+bias%s ta=%d tb=%d m=%lld n=%lld k=%lld", relu ? "+relu" : "", ta, tb,
              (long long)m, (long long)n, (long long)k);
     expect_close(what, got2, c, scale, nc, 1e-4);
-    free(a), free(b), free(c), free(got), free(got2), free(scale), free(bias);
+    free(a), free(b), free(c), free(got), free(got2), free(got3), free(scale), free(bias);
 }
 
 static void test_sgemm(void) {
