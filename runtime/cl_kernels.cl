@@ -177,10 +177,12 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
  * owns DOTJ adjacent outputs of a row of C, so each vector of A's row is
  * loaded once for DOTJ rows of B. k runs in ns segments of kl, segment s at
  * a + s*asg and b + s*bsg (a conv's weight gradient sums over the images of
- * a chunk). Global (ceil(n/DOTJ), m). */
+ * a chunk); B in buffer Bb (the arena, or cl.c's im2col buffer). Global
+ * (ceil(n/DOTJ), m). */
 #define DOTJ 16
-__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
-                            int n, int kl, float alpha, float beta, int ns, long asg, long bsg)
+__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, __global const float *Bb, long boff, int ldb,
+                            long coff, int ldc, int m, int n, int kl, float alpha, float beta, int ns, long asg,
+                            long bsg)
 {
     const int j0 = get_global_id(0) * DOTJ, i = get_global_id(1);
     if (i >= m || j0 >= n)
@@ -192,7 +194,7 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
     for (int u = 0; u < DOTJ; u++)
         acc[u] = (floatv)(0.0f), s[u] = 0.0f;
     for (int g = 0; g < ns; g++) {
-        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j0 * ldb + g * bsg;
+        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = Bb + boff + (long)j0 * ldb + g * bsg;
         int p = 0;
         for (; p + VW <= kl; p += VW) {
             const floatv av = vloadv(0, a + p);
@@ -399,7 +401,8 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 /* ----------------------------------------------------------- convolution -- */
 /* The geometry travels as an int8, an int4 and an int2:
  *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1)   d = (d0, d1).
- * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
+ * A chunk of nb images and one group at a time (cl.c), the im2col matrices
+ * in buffer C (the arena, or cl.c's im2col buffer): the im2col matrix of
  * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
  * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
  * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl.c runs (other
@@ -411,7 +414,8 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 /* col(b, r, oh*wo + ow) = x[b, ch, ih, iw] (0 outside); x at the chunk's
  * first image and the group's first channel, images ci*h*w apart. Global
  * (nb*cig): the kh*kw rows of one image and channel per work-item. */
-__kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
+__kernel void nrt_im2col(__global float *A, long xoff, __global float *C, long coloff, int nb, int8 g0, int4 g1,
+                         int2 d, long4 cs)
 {
     const int e = get_global_id(0);
     if (e >= nb * g0.s7)
@@ -422,7 +426,7 @@ __kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8
     for (int i = 0; i < g0.s3; i++)
         for (int j = 0; j < g0.s4; j++) {
             const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
-            __global float *out = A + coloff + bimg * cs.s0 + r * cs.s1;
+            __global float *out = C + coloff + bimg * cs.s0 + r * cs.s1;
             for (int oh = 0; oh < ho; oh++, out += wo * st) {
                 const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
                 if (ih < 0 || ih >= h) {
@@ -451,7 +455,8 @@ __kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8
  * that im2col took from it, taps (i, j) in ascending order from a cleared
  * plane, as kernels.c's col2im adds them (so bit for bit). Global (nb*cig):
  * one input plane per work-item, the taps scattered into it in order. */
-__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
+__kernel void nrt_col2im(__global float *A, __global const float *C, long coloff, long dxoff, int nb, int8 g0,
+                         int4 g1, int2 d, long4 cs)
 {
     const int e = get_global_id(0);
     if (e >= nb * g0.s7)
@@ -464,7 +469,7 @@ __kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int
     for (int i = 0; i < g0.s3; i++)
         for (int j = 0; j < g0.s4; j++) {
             const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
-            __global const float *col = A + coloff + bimg * cs.s0 + r * cs.s1;
+            __global const float *col = C + coloff + bimg * cs.s0 + r * cs.s1;
             for (int oh = 0; oh < ho; oh++, col += wo * st) {
                 const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
                 if (ih < 0 || ih >= h)
@@ -579,8 +584,13 @@ __kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, i
         /* 2x2 windows at stride 2: the first maximum, as argmax4 in kernels.c. */
         __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
         int ow = 0;
-        for (; ow + 8 <= g.s3; ow += 8) /* 8 windows as vectors */
-            vstore8(max4_8(vload16(0, r0 + 2 * ow), vload16(0, r1 + 2 * ow)), 0, y + ow);
+        if (g.s3 >= 8) { /* 8 windows as vectors, the last 8 of the row last (again where they overlap) */
+            for (int o0 = 0; o0 < g.s3; o0 += 8) {
+                const int o = min(o0, g.s3 - 8);
+                vstore8(max4_8(vload16(0, r0 + 2 * o), vload16(0, r1 + 2 * o)), 0, y + o);
+            }
+            ow = g.s3;
+        }
         for (; ow < g.s3; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
             float v = a.y > a.x ? a.y : a.x;
@@ -673,9 +683,14 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
         __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
         int ow = 0;
-        for (; ow + 8 <= wo; ow += 8) { /* 8 windows as vectors, argmax_2x2's comparisons */
-            const float16 a = vload16(0, r0 + 2 * ow), b = vload16(0, r1 + 2 * ow);
-            const float8 d = 0.0f + vload8(0, dy + oh * wo + ow), z = (float8)(0.0f);
+        /* 8 windows as vectors, argmax_2x2's comparisons; the last 8 of the
+         * row last (written twice where they overlap, the same values: dx
+         * is neither x nor dy) */
+        for (int o0 = 0; wo >= 8 && o0 < wo; o0 += 8) {
+            const int o = min(o0, wo - 8);
+            ow = wo;
+            const float16 a = vload16(0, r0 + 2 * o), b = vload16(0, r1 + 2 * o);
+            const float8 d = 0.0f + vload8(0, dy + oh * wo + o), z = (float8)(0.0f);
             int8 best = (int8)(0), m = a.odd > a.even;
             float8 v = select(a.even, a.odd, m);
             best = select(best, (int8)(1), m);
@@ -684,8 +699,8 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
             best = select(best, (int8)(2), m);
             best = select(best, (int8)(3), b.odd > v);
             const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0 + 2 * ow);
-            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1 + 2 * ow);
+            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0 + 2 * o);
+            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1 + 2 * o);
         }
         for (; ow < wo; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
