@@ -93,8 +93,6 @@ struct nrt_cl {
     struct gemm_rb rb;       /* the register-block GEMM's shape (rbm 0: not used) */
     cl_mem pack;             /* nrt_gemm_rb's packed operands (NULL until needed) */
     size_t pack_elems;       /* its size in floats */
-    cl_mem col;              /* the convolutions' im2col matrices on CPU devices (NULL until needed) */
-    size_t col_elems;        /* its size in floats */
     int64_t ep_bias;         /* nrt_cl_fuse_next's bias offset, -1: none pending */
     int ep_relu;             /* and its relu */
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
@@ -652,7 +650,6 @@ static void cl_close(struct nrt_ctx *ctx) {
     nrt_free(cl->kernel_wg);
     if (cl->arena) clReleaseMemObject(cl->arena);
     if (cl->pack) clReleaseMemObject(cl->pack);
-    if (cl->col) clReleaseMemObject(cl->col);
     if (cl->prog) clReleaseProgram(cl->prog);
     if (cl->lib) clReleaseProgram(cl->lib);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -841,16 +838,14 @@ static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems) {
     return 0;
 }
 
-/* One nrt_gemm_rb launch (cl_kernels.cl has the operands' layout): A, B and
- * C in buffers abuf, bbuf, cbuf (the arena, the packing buffer or the
- * im2col buffer; cbuf NULL: the arena, which holds the fused bias); k =
- * kl*ns, batch nz. */
+/* One nrt_gemm_rb launch (cl_kernels.cl has the operands' layout): A and B
+ * in buffer abuf / bbuf (the arena or the packing buffer), C in the arena;
+ * k = kl*ns, batch nz. */
 struct rb_gemm {
     cl_mem abuf;
     int64_t aoff, ars, acs, asg, abz;
     cl_mem bbuf;
     int64_t boff, ldb, bsg, bbz;
-    cl_mem cbuf;
     int64_t coff, ldc, cbz;
     int ct;
     int64_t m, n, kl, ns, nz;
@@ -872,10 +867,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv,
             last = g->boff + (g->nz - 1) * g->bbz + (g->ns - 1) * g->bsg +
                    (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
-    int64_t belems = g->bbuf == cl->arena  ? cl->arena_elems
-                     : g->bbuf == cl->pack ? (int64_t)cl->pack_elems
-                                           : (int64_t)cl->col_elems;
-    cl_mem cbuf = g->cbuf ? g->cbuf : cl->arena;
+    int64_t belems = g->bbuf == cl->arena ? cl->arena_elems : (int64_t)cl->pack_elems;
     cl_int ep[3] = {g->bmode, g->relu, last <= belems};
     /* (index, size, pointer) of each argument */
     const struct {
@@ -894,7 +886,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
         {8, 8, &l[6]},
         {9, 8, &l[7]},
         {10, 8, &l[8]},
-        {11, sizeof(cl_mem), &cbuf},
+        {11, sizeof(cl_mem), &cl->arena},
         {12, 8, &l[9]},
         {13, 8, &l[10]},
         {14, 8, &l[11]},
@@ -928,28 +920,24 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     enqueue(ctx, k, name, 3, global, local);
 }
 
-/* Buffer *buf (of *have floats) with room for elems floats, grown as needed
- * (what names it in errors), or NULL (the failure recorded). */
-static cl_mem buf_get(struct nrt_ctx *ctx, cl_mem *buf, size_t *have, int64_t elems, const char *what) {
+/* The packing buffer with room for elems floats (grown as needed), or NULL
+ * (the failure recorded). */
+static cl_mem pack_get(struct nrt_ctx *ctx, int64_t elems) {
+    struct nrt_cl *cl = ctx->dev;
     size_t want = (size_t)(elems > 0 ? elems : 1);
-    if (*buf && *have >= want) return *buf;
-    if (want < *have * 2) want = *have * 2;
-    if (*buf) clReleaseMemObject(*buf);
-    *buf = NULL;
-    *have = 0;
+    if (cl->pack && cl->pack_elems >= want) return cl->pack;
+    if (cl->pack) clReleaseMemObject(cl->pack);
+    cl->pack = NULL;
+    cl->pack_elems = 0;
+    if (want < cl->pack_elems * 2) want = cl->pack_elems * 2;
     cl_int e;
-    *buf = clCreateBuffer(CL(ctx)->context, CL_MEM_READ_WRITE, want * 4, NULL, &e);
-    if (!*buf) {
-        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for %s)", want * 4, what);
+    cl->pack = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, want * 4, NULL, &e);
+    if (!cl->pack) {
+        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for a packed GEMM operand)", want * 4);
         return NULL;
     }
-    *have = want;
-    return *buf;
-}
-
-/* The packing buffer with room for elems floats, or NULL. */
-static cl_mem pack_get(struct nrt_ctx *ctx, int64_t elems) {
-    return buf_get(ctx, &CL(ctx)->pack, &CL(ctx)->pack_elems, elems, "a packed GEMM operand");
+    cl->pack_elems = want;
+    return cl->pack;
 }
 
 /* P_z[p*rows + i] = arena[in + z*bs + i*ld + p] (i < rows, p < cols, z <
@@ -1032,17 +1020,17 @@ static void bias_act(struct nrt_ctx *ctx, int64_t y, int64_t rows, int64_t cols,
         lib_run1(ctx, LK_BIAS_ACT, rows);
 }
 
-/* C = alpha A B^T + beta C by nrt_sgemm_dot, k in ns segments of kl, B in
- * bbuf (see cl_kernels.cl). */
+/* C = alpha A B^T + beta C by nrt_sgemm_dot, k in ns segments of kl (see
+ * cl_kernels.cl). */
 static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int64_t ns, float alpha,
-                      int64_t a, int64_t lda, int64_t asg, cl_mem bbuf, int64_t b, int64_t ldb, int64_t bsg,
-                      float beta, int64_t c, int64_t ldc) {
+                      int64_t a, int64_t lda, int64_t asg, int64_t b, int64_t ldb, int64_t bsg, float beta,
+                      int64_t c, int64_t ldc) {
     cl_long ao = a, bo = b, co = c, as = asg, bs = bsg;
     cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
            ik = (cl_int)(kl > 0 ? kl : 0), ins = (cl_int)ns;
     cl_float al = alpha, be = beta;
-    if (!lib_args(ctx, LK_SGEMM_DOT, 15, ARG(ao), ARG(ilda), ARG(bbuf), ARG(bo), ARG(ildb), ARG(co),
-                  ARG(ildc), ARG(im), ARG(in), ARG(ik), ARG(al), ARG(be), ARG(ins), ARG(as), ARG(bs)))
+    if (!lib_args(ctx, LK_SGEMM_DOT, 14, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
+                  ARG(in), ARG(ik), ARG(al), ARG(be), ARG(ins), ARG(as), ARG(bs)))
         return;
     size_t global[2] = {(size_t)((n + 15) / 16), (size_t)m}, local[2]; /* DOTJ = 16 outputs per work-item */
     local_choose(ctx->dev, 2, global, CL(ctx)->max_wg, local);
@@ -1080,7 +1068,7 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
     }
     if (!ta && tb && k >= 256 &&
         groups < 2 * (int64_t)cl->units) { /* Too few tiles to fill the device: a dot product per output. */
-        sgemm_dot(ctx, m, n, k, 1, alpha, a, lda, 0, cl->arena, b, ldb, 0, beta, c, ldc);
+        sgemm_dot(ctx, m, n, k, 1, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc);
         if (bias >= 0) bias_act(ctx, c, m, n, ldc, bias, 0, relu);
         return;
     }
@@ -1107,25 +1095,22 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
 }
 
 /* nz GEMMs C_z = op(A_z) B_z (beta 0) for the convolutions, A_z(i, p) at
- * a + z*abz + i*ars + p*acs (one of ars, acs 1) in abuf, B_z [k, n] at b +
- * z*bbz by rows of ldb in bbuf, C_z at c + z*cbz by rows of ldc in cbuf (NULL:
- * the arena): one nrt_gemm_rb launch, or (the tiled SGEMM, every operand in
- * the arena) one launch per item. */
-static void gemm_batch(struct nrt_ctx *ctx, int64_t nz, int64_t m, int64_t n, int64_t k, cl_mem abuf,
-                       int64_t a, int64_t ars, int64_t acs, int64_t abz, cl_mem bbuf, int64_t b, int64_t ldb,
-                       int64_t bbz, cl_mem cbuf, int64_t c, int64_t ldc, int64_t cbz, int64_t bias,
-                       int relu) {
+ * a + z*abz + i*ars + p*acs (one of ars, acs 1), B_z [k, n] at b + z*bbz by
+ * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch, or
+ * (the tiled SGEMM) one launch per item. */
+static void gemm_batch(struct nrt_ctx *ctx, int64_t nz, int64_t m, int64_t n, int64_t k, int64_t a,
+                       int64_t ars, int64_t acs, int64_t abz, int64_t b, int64_t ldb, int64_t bbz, int64_t c,
+                       int64_t ldc, int64_t cbz, int64_t bias, int relu) {
     if (CL(ctx)->rb.rbm) {
-        struct rb_gemm g = {.abuf = abuf,
+        struct rb_gemm g = {.abuf = CL(ctx)->arena,
                             .aoff = a,
                             .ars = ars,
                             .acs = acs,
                             .abz = abz,
-                            .bbuf = bbuf,
+                            .bbuf = CL(ctx)->arena,
                             .boff = b,
                             .ldb = ldb,
                             .bbz = bbz,
-                            .cbuf = cbuf,
                             .coff = c,
                             .ldc = ldc,
                             .cbz = cbz,
@@ -1166,24 +1151,16 @@ static struct conv_args conv_args(const struct nrt_conv *c) {
     return a;
 }
 
-/* Where a convolution's im2col matrices go: buffer buf at off, chunk images
- * (of one group) at a time. */
-struct conv_cols {
-    cl_mem buf;
-    int64_t off, chunk;
-};
-
-/* The im2col matrices of nb images from x (group g) into cols, col(b, r, q)
- * at off + b*cs0 + r*cs1 + q*cs2 (cl_kernels.cl). */
+/* The im2col matrix of nb images from x (group g) at col, col(b, r, q) at
+ * col + b*cs0 + r*cs1 + q*cs2 (cl_kernels.cl). */
 static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
-                   int64_t nb, int64_t g, const struct conv_cols *cols, int64_t cs0, int64_t cs1,
-                   int64_t cs2) {
+                   int64_t nb, int64_t g, int64_t col, int64_t cs0, int64_t cs1, int64_t cs2) {
     int64_t cig = c->ci / c->g;
-    cl_long xo = x + g * cig * c->h * c->w, co = cols->off;
+    cl_long xo = x + g * cig * c->h * c->w, co = col;
     cl_long4 cs = {{cs0, cs1, cs2, 0}};
     cl_int inb = (cl_int)nb;
-    if (lib_args(ctx, LK_IM2COL, 8, ARG(xo), ARG(cols->buf), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1),
-                 ARG(ca->d), ARG(cs)))
+    if (lib_args(ctx, LK_IM2COL, 7, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d),
+                 ARG(cs)))
         lib_run1(ctx, LK_IM2COL, nb * cig);
 }
 
@@ -1194,31 +1171,11 @@ static int conv_ok(struct nrt_ctx *ctx, const struct nrt_conv *c) {
            fits_int(ctx, "conv scratch", nrt_conv_scratch(c));
 }
 
-/* Floats of the im2col buffer of CPU devices: 32 MiB. */
-#define COL_FLOATS ((int64_t)8 << 20)
-
-/* Where the im2col matrices go: on CPU devices (the register-block GEMM) a
- * buffer of the runtime's own holding the whole batch where COL_FLOATS
- * allows (a launch of im2col and one of the GEMM per group, instead of one
- * per chunk of the memory plan's scratch: a conv layer of mnist_cnn took 10
- * chunks); else as many images as the scratch (nrt_conv_scratch floats at
- * scratch in the arena) holds. {NULL} on failure (recorded). */
-static struct conv_cols conv_cols(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t scratch) {
-    struct nrt_cl *cl = ctx->dev;
-    int64_t per = c->ci / c->g * c->kh * c->kw * c->ho * c->wo;
-    struct conv_cols r = {cl->arena, scratch, 1};
-    if (cl->rb.rbm && per > 0) {
-        r.chunk = COL_FLOATS / per;
-        r.chunk = r.chunk < 1 ? 1 : r.chunk > c->n ? c->n : r.chunk;
-        r.off = 0;
-        if (!fits_int(ctx, "im2col buffer", r.chunk * per) ||
-            !(r.buf = buf_get(ctx, &cl->col, &cl->col_elems, r.chunk * per, "im2col matrices")))
-            r.buf = NULL;
-        return r;
-    }
-    int64_t nb = per > 0 ? nrt_conv_scratch(c) / per : 1;
-    r.chunk = nb < 1 ? 1 : nb > c->n ? c->n : nb;
-    return r;
+/* Images per chunk: as many im2col matrices of one group as the scratch
+ * (nrt_conv_scratch floats) holds. */
+static int64_t conv_images(const struct nrt_conv *c) {
+    int64_t per = c->ci / c->g * c->kh * c->kw * c->ho * c->wo, nb = per > 0 ? nrt_conv_scratch(c) / per : 1;
+    return nb < 1 ? 1 : nb > c->n ? c->n : nb;
 }
 
 /* Per chunk and group: im2col per image [kk, hw], then y_b = W_g col_b for
@@ -1228,19 +1185,16 @@ void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t chunk = conv_images(c);
     int relu;
     int64_t bias = fuse_take(ctx, &relu);
-    struct conv_cols cols = conv_cols(ctx, c, scratch);
-    if (!cols.buf) return;
-    cl_mem arena = CL(ctx)->arena;
     int fused = bias >= 0 && CL(ctx)->rb.rbm; /* the register-block GEMM adds it */
-    for (int64_t b0 = 0; b0 < c->n; b0 += cols.chunk) {
-        int64_t nb = c->n - b0 < cols.chunk ? c->n - b0 : cols.chunk;
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
-            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, &cols, kk * hw, hw, 1);
-            gemm_batch(ctx, nb, cog, hw, kk, arena, w + g * cog * kk, kk, 1, 0, cols.buf, cols.off, hw,
-                       kk * hw, NULL, y + (b0 * c->co + g * cog) * hw, hw, c->co * hw,
-                       fused ? bias + g * cog : -1, relu);
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
+            gemm_batch(ctx, nb, cog, hw, kk, w + g * cog * kk, kk, 1, 0, scratch, hw, kk * hw,
+                       y + (b0 * c->co + g * cog) * hw, hw, c->co * hw, fused ? bias + g * cog : -1, relu);
         }
     }
     if (bias >= 0 && !fused) bias_act(ctx, y, c->n * c->co, hw, hw, bias, c->co, relu);
@@ -1253,21 +1207,18 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
-    struct conv_cols cols = conv_cols(ctx, c, scratch);
-    if (!cols.buf) return;
-    cl_mem arena = CL(ctx)->arena;
-    for (int64_t b0 = 0; b0 < c->n; b0 += cols.chunk) {
-        int64_t nb = c->n - b0 < cols.chunk ? c->n - b0 : cols.chunk;
+    int64_t chunk = conv_images(c);
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
-            gemm_batch(ctx, nb, kk, hw, cog, arena, w + g * cog * kk, 1, kk, 0, arena,
-                       dy + (b0 * c->co + g * cog) * hw, hw, c->co * hw, cols.buf, cols.off, hw, kk * hw, -1,
-                       0);
+            gemm_batch(ctx, nb, kk, hw, cog, w + g * cog * kk, 1, kk, 0, dy + (b0 * c->co + g * cog) * hw, hw,
+                       c->co * hw, scratch, hw, kk * hw, -1, 0);
             /* Each dx element of the chunk and group is written once. */
-            cl_long co = cols.off, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
+            cl_long co = scratch, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
             cl_long4 cs = {{kk * hw, hw, 1, 0}};
             cl_int inb = (cl_int)nb;
-            if (lib_args(ctx, LK_COL2IM, 8, ARG(cols.buf), ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1),
-                         ARG(ca.d), ARG(cs)))
+            if (lib_args(ctx, LK_COL2IM, 7, ARG(co), ARG(xo), ARG(inb), ARG(ca.g0), ARG(ca.g1), ARG(ca.d),
+                         ARG(cs)))
                 lib_run1(ctx, LK_COL2IM, nb * cig);
         }
     }
@@ -1286,24 +1237,23 @@ void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, in
     const struct nrt_cl *cl = ctx->dev;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
+    int64_t chunk = conv_images(c);
     cl_mem dyt = NULL;
     if (cl->rb.rbm && 2 * cog >= cl->rb.rbn * cl->rb.rbv && kk >= c->co &&
         !(dyt = transpose_pack(ctx, dy, hw, c->co, hw, c->n, c->co * hw)))
         return;
-    struct conv_cols cols = conv_cols(ctx, c, scratch);
-    if (!cols.buf) return;
-    for (int64_t b0 = 0; b0 < c->n; b0 += cols.chunk) {
-        int64_t nb = c->n - b0 < cols.chunk ? c->n - b0 : cols.chunk;
+    for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         float beta = b0 == 0 ? 0.0f : 1.0f;
         for (int64_t g = 0; g < c->g; g++) {
-            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, &cols, kk * hw, hw, 1);
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
             if (!dyt) {
                 sgemm_dot(ctx, cog, kk, hw, nb, 1.0f, dy + (b0 * c->co + g * cog) * hw, hw, c->co * hw,
-                          cols.buf, cols.off, hw, kk * hw, beta, dw + g * cog * kk, kk);
+                          scratch, hw, kk * hw, beta, dw + g * cog * kk, kk);
                 continue;
             }
-            struct rb_gemm gm = {.abuf = cols.buf,
-                                 .aoff = cols.off,
+            struct rb_gemm gm = {.abuf = cl->arena,
+                                 .aoff = scratch,
                                  .ars = hw,
                                  .acs = 1,
                                  .asg = kk * hw,

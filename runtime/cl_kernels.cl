@@ -177,12 +177,10 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
  * owns DOTJ adjacent outputs of a row of C, so each vector of A's row is
  * loaded once for DOTJ rows of B. k runs in ns segments of kl, segment s at
  * a + s*asg and b + s*bsg (a conv's weight gradient sums over the images of
- * a chunk); B in buffer Bb (the arena, or cl.c's im2col buffer). Global
- * (ceil(n/DOTJ), m). */
+ * a chunk). Global (ceil(n/DOTJ), m). */
 #define DOTJ 16
-__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, __global const float *Bb, long boff, int ldb,
-                            long coff, int ldc, int m, int n, int kl, float alpha, float beta, int ns, long asg,
-                            long bsg)
+__kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
+                            int n, int kl, float alpha, float beta, int ns, long asg, long bsg)
 {
     const int j0 = get_global_id(0) * DOTJ, i = get_global_id(1);
     if (i >= m || j0 >= n)
@@ -194,7 +192,7 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, __global cons
     for (int u = 0; u < DOTJ; u++)
         acc[u] = (floatv)(0.0f), s[u] = 0.0f;
     for (int g = 0; g < ns; g++) {
-        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = Bb + boff + (long)j0 * ldb + g * bsg;
+        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j0 * ldb + g * bsg;
         int p = 0;
         for (; p + VW <= kl; p += VW) {
             const floatv av = vloadv(0, a + p);
@@ -401,8 +399,7 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 /* ----------------------------------------------------------- convolution -- */
 /* The geometry travels as an int8, an int4 and an int2:
  *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1)   d = (d0, d1).
- * A chunk of nb images and one group at a time (cl.c), the im2col matrices
- * in buffer C (the arena, or cl.c's im2col buffer): the im2col matrix of
+ * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
  * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
  * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
  * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl.c runs (other
@@ -414,8 +411,7 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 /* col(b, r, oh*wo + ow) = x[b, ch, ih, iw] (0 outside); x at the chunk's
  * first image and the group's first channel, images ci*h*w apart. Global
  * (nb*cig): the kh*kw rows of one image and channel per work-item. */
-__kernel void nrt_im2col(__global float *A, long xoff, __global float *C, long coloff, int nb, int8 g0, int4 g1,
-                         int2 d, long4 cs)
+__kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
 {
     const int e = get_global_id(0);
     if (e >= nb * g0.s7)
@@ -426,7 +422,7 @@ __kernel void nrt_im2col(__global float *A, long xoff, __global float *C, long c
     for (int i = 0; i < g0.s3; i++)
         for (int j = 0; j < g0.s4; j++) {
             const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
-            __global float *out = C + coloff + bimg * cs.s0 + r * cs.s1;
+            __global float *out = A + coloff + bimg * cs.s0 + r * cs.s1;
             for (int oh = 0; oh < ho; oh++, out += wo * st) {
                 const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
                 if (ih < 0 || ih >= h) {
@@ -455,8 +451,7 @@ __kernel void nrt_im2col(__global float *A, long xoff, __global float *C, long c
  * that im2col took from it, taps (i, j) in ascending order from a cleared
  * plane, as kernels.c's col2im adds them (so bit for bit). Global (nb*cig):
  * one input plane per work-item, the taps scattered into it in order. */
-__kernel void nrt_col2im(__global float *A, __global const float *C, long coloff, long dxoff, int nb, int8 g0,
-                         int4 g1, int2 d, long4 cs)
+__kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int8 g0, int4 g1, int2 d, long4 cs)
 {
     const int e = get_global_id(0);
     if (e >= nb * g0.s7)
@@ -469,7 +464,7 @@ __kernel void nrt_col2im(__global float *A, __global const float *C, long coloff
     for (int i = 0; i < g0.s3; i++)
         for (int j = 0; j < g0.s4; j++) {
             const int r = (ch * g0.s3 + i) * g0.s4 + j, off = j * d.s1 - g1.s3;
-            __global const float *col = C + coloff + bimg * cs.s0 + r * cs.s1;
+            __global const float *col = A + coloff + bimg * cs.s0 + r * cs.s1;
             for (int oh = 0; oh < ho; oh++, col += wo * st) {
                 const int ih = oh * g1.s0 - g1.s2 + i * d.s0;
                 if (ih < 0 || ih >= h)
