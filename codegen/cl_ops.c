@@ -314,21 +314,20 @@ static void reduce(struct clc *k, int id, const bool *reduced, const char *acc, 
 }
 
 /* Partial sums along a contiguous run in the row sums below. */
-#define CLC_SUM_LANES 8
+#define CLC_SUM_LANES 16
 
-/* One step of Kahan's compensated sum: a += term (a primary expression), c
- * the running compensation (acc_t a, c in the kernel), at indentation pad. */
+/* One step of a sum: a += term (a primary expression), c the running
+ * compensation (acc_t a, c in the kernel), at indentation pad (NETC_SUM: the
+ * prologue's). */
 static void kahan_add(struct clc *k, const char *pad, const char *term) {
-    clc_src(k, "%sconst acc_t y = %s - c, s = a + y;", pad, term);
-    clc_src(k, "%sc = (s - a) - y;", pad);
-    clc_src(k, "%sa = s;", pad);
+    clc_src(k, "%sNETC_SUM(a, c, %s);", pad, term);
 }
 
 /* A float sum of x over the reduced dims, accurate to float32 rounding at any
- * size: each work-item sums its elements in acc_t (double where the device has
- * it) with Kahan's compensation (which keeps a float-only device accurate too),
- * the work-group combines the partial sums in a tree; `fin` writes the result
- * from `a` (an acc_t). */
+ * size: each work-item sums its elements in acc_t, double where the device
+ * has it (as the C backend's sums), else float with Kahan's compensation
+ * (NETC_SUM), the work-group combines the partial sums in a tree; `fin`
+ * writes the result from `a` (an acc_t). */
 static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *fin) {
     int x = arg(k, id, 0);
     struct rplan p = rplan_make(arg_shape(k, id, 0), reduced);
@@ -351,9 +350,7 @@ static void reduce_sum(struct clc *k, int id, const bool *reduced, const char *f
         clc_src(k, "        long j = 0;");
         clc_src(k, "        for (; j + %d <= %s; j += %d)", CLC_SUM_LANES, cg_xs(len), CLC_SUM_LANES);
         clc_src(k, "            for (int l = 0; l < %d; l++) {", CLC_SUM_LANES);
-        clc_src(k, "                const acc_t y = (acc_t)row[j + l] - cl[l], s = al[l] + y;");
-        clc_src(k, "                cl[l] = (s - al[l]) - y;");
-        clc_src(k, "                al[l] = s;");
+        clc_src(k, "                NETC_SUM(al[l], cl[l], (acc_t)row[j + l]);");
         clc_src(k, "            }");
         clc_src(k, "        for (; j < %s; j++) {", cg_xs(len));
         kahan_add(k, "            ", "(acc_t)row[j]");
@@ -1588,6 +1585,17 @@ void clc_prologue(FILE *src) {
         "typedef double acc_t;\n"
         "#else\n"
         "typedef float acc_t;\n"
+        "#endif\n"
+        "/* a += x in the sums: in double as is, in float with Kahan's compensation c. */\n"
+        "#ifdef cl_khr_fp64\n"
+        "#define NETC_SUM(a, c, x) ((a) += (x))\n"
+        "#else\n"
+        "#define NETC_SUM(a, c, x) \\\n"
+        "    do { \\\n"
+        "        const acc_t y_ = (x) - (c), s_ = (a) + y_; \\\n"
+        "        (c) = (s_ - (a)) - y_; \\\n"
+        "        (a) = s_; \\\n"
+        "    } while (0)\n"
         "#endif\n"
         "/* The runtime's GELU derivatives (netrt.h) by the builtins, for the\n"
         " * formulas of codegen/formulas.def. */\n"

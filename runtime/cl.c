@@ -97,6 +97,7 @@ struct nrt_cl {
     int ep_relu;             /* and its relu */
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    int cpu;                 /* a CPU device (CL_DEVICE_TYPE_CPU) */
     int built;               /* a program was built from source at open */
     struct prof *prof;       /* NETC_PROFILE=1: per-kernel device time, else NULL */
     double next_flop;        /* the FLOPs of the next launch (profiling GEMMs) */
@@ -546,6 +547,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
         if (!cl->max_wg) cl->max_wg = 1;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
+        cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
         cl->tiles = tiles_choose(cl);
         cl->rb = rb_choose(cl);
         cl->ep_bias = -1;
@@ -714,9 +716,18 @@ void nrt_cl_finish(struct nrt_ctx *ctx) {
 
 /* A local size for a launch that did not give one: up to 64 work-items (and
  * the kernel's limit), split over the dims from the first, each a power of two
- * no larger than needed. */
-static void local_choose(int dims, const size_t *global, size_t limit, size_t *local) {
+ * no larger than needed. On CPU devices (PoCL runs each work-group on one
+ * core) groups small enough that there are 4 per compute unit where the range
+ * allows: a conv chunk's 192 planes in groups of 64 left one of 2 cores idle
+ * a third of the time, a 2 x 32 range in one group one of them always. */
+static void local_choose(const struct nrt_cl *cl, int dims, const size_t *global, size_t limit,
+                         size_t *local) {
     size_t budget = limit < 64 ? limit : 64;
+    if (cl->cpu) {
+        size_t total = 1, want = 4 * (size_t)(cl->units ? cl->units : 1);
+        for (int d = 0; d < dims; d++) total *= global[d];
+        while (budget > 1 && total / budget < want) budget /= 2;
+    }
     for (int d = 0; d < dims; d++) {
         size_t l = 1;
         while (l * 2 <= budget && l < global[d]) l *= 2;
@@ -786,7 +797,7 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
     if (local)
         memcpy(l, local, sizeof *l * (size_t)dims);
     else
-        local_choose(dims, global, cl->kernel_wg[kernel], l);
+        local_choose(cl, dims, global, cl->kernel_wg[kernel], l);
     enqueue(ctx, k, name, dims, global, l);
 }
 
@@ -815,7 +826,7 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...) {
 /* Launches library kernel id over a 1-D range of n. */
 static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) {
     size_t g = (size_t)n, l;
-    local_choose(1, &g, CL(ctx)->max_wg, &l);
+    local_choose(ctx->dev, 1, &g, CL(ctx)->max_wg, &l);
     enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
 }
 
@@ -851,7 +862,13 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     cl_int ints[5] = {g->ct, (cl_int)g->m, (cl_int)g->n, (cl_int)(g->kl > 0 ? g->kl : 0), (cl_int)g->ns};
     cl_float f[2] = {g->alpha, g->beta};
     cl_long bias = g->bias;
-    cl_int ep[2] = {g->bmode, g->relu};
+    /* Whether B's buffer holds every whole vector of the last column block
+     * (the kernel's bover): all strides are >= 0. */
+    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv,
+            last = g->boff + (g->nz - 1) * g->bbz + (g->ns - 1) * g->bsg +
+                   (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
+    int64_t belems = g->bbuf == cl->arena ? cl->arena_elems : (int64_t)cl->pack_elems;
+    cl_int ep[3] = {g->bmode, g->relu, last <= belems};
     /* (index, size, pointer) of each argument */
     const struct {
         cl_uint i;
@@ -883,6 +900,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
         {22, 8, &bias},
         {23, 4, &ep[0]},
         {24, 4, &ep[1]},
+        {25, 4, &ep[2]},
     };
     for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
         cl_int e = clSetKernelArg(k, args[i].i, args[i].size, args[i].p);
@@ -891,7 +909,6 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
             return;
         }
     }
-    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv;
     size_t global[3] = {(size_t)((g->n + w - 1) / w), (size_t)((g->m + cl->rb.rbm - 1) / cl->rb.rbm),
                         (size_t)g->nz},
            local[3] = {1, 1, 1};
@@ -923,17 +940,20 @@ static cl_mem pack_get(struct nrt_ctx *ctx, int64_t elems) {
     return cl->pack;
 }
 
-/* P[p*rows + i] = arena[in + i*ld + p] (i < rows, p < cols) into the packing
- * buffer, which it returns (NULL on failure). */
-static cl_mem transpose_pack(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_t rows, int64_t cols) {
+/* P_z[p*rows + i] = arena[in + z*bs + i*ld + p] (i < rows, p < cols, z <
+ * nz; P_z at z*rows*cols) into the packing buffer, which it returns (NULL on
+ * failure). */
+static cl_mem transpose_pack(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_t rows, int64_t cols,
+                             int64_t nz, int64_t bs) {
     if (!fits_int(ctx, "packed operand", rows * cols)) return NULL;
-    cl_mem p = pack_get(ctx, rows * cols);
-    if (!p || rows * cols == 0) return p;
-    cl_long io = in;
+    cl_mem p = pack_get(ctx, nz * rows * cols);
+    if (!p || nz * rows * cols == 0) return p;
+    cl_long io = in, ibs = bs;
     cl_int ild = (cl_int)ld, ir = (cl_int)rows, ic = (cl_int)cols;
-    if (!lib_args(ctx, LK_TRANSPOSE, 5, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p))) return NULL;
-    size_t global[2] = {(size_t)cols, (size_t)rows}, local[2];
-    local_choose(2, global, CL(ctx)->max_wg, local);
+    if (!lib_args(ctx, LK_TRANSPOSE, 6, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p), ARG(ibs))) return NULL;
+    size_t global[2] = {(size_t)cols, (size_t)nz}, local[2];
+    local_choose(ctx->dev, 1, global, CL(ctx)->max_wg, local);
+    local[1] = 1;
     enqueue(ctx, CL(ctx)->lk[LK_TRANSPOSE], "nrt_transpose", 2, global, local);
     return p;
 }
@@ -963,11 +983,11 @@ static void sgemm_rb(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
         g.aoff = b, g.ars = ldb, g.acs = 1;
         g.boff = a, g.ldb = lda, g.m = n, g.n = m, g.ct = 1;
     } else if (m <= n) { /* C^T = B A^T, A^T [k, m] packed */
-        if (!(g.bbuf = transpose_pack(ctx, a, lda, m, k))) return;
+        if (!(g.bbuf = transpose_pack(ctx, a, lda, m, k, 1, 0))) return;
         g.aoff = b, g.ars = ldb, g.acs = 1;
         g.boff = 0, g.ldb = m, g.m = n, g.n = m, g.ct = 1;
     } else { /* C = A B^T, B^T [k, n] packed */
-        if (!(g.bbuf = transpose_pack(ctx, b, ldb, n, k))) return;
+        if (!(g.bbuf = transpose_pack(ctx, b, ldb, n, k, 1, 0))) return;
         g.aoff = a, g.ars = lda, g.acs = 1;
         g.boff = 0, g.ldb = n, g.m = m, g.n = n;
     }
@@ -1012,8 +1032,9 @@ static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int
     if (!lib_args(ctx, LK_SGEMM_DOT, 14, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
                   ARG(in), ARG(ik), ARG(al), ARG(be), ARG(ins), ARG(as), ARG(bs)))
         return;
-    size_t global[2] = {(size_t)n, (size_t)m}, local[2];
-    local_choose(2, global, CL(ctx)->max_wg, local);
+    size_t global[2] = {(size_t)((n + 15) / 16), (size_t)m}, local[2]; /* DOTJ = 16 outputs per work-item */
+    local_choose(ctx->dev, 2, global, CL(ctx)->max_wg, local);
+    if (CL(ctx)->cpu) local[0] = local[1] = 1; /* its vectors are explicit: one work-item per group */
     CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)(kl * ns);
     enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
 }
@@ -1138,10 +1159,9 @@ static void im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct c
     cl_long xo = x + g * cig * c->h * c->w, co = col;
     cl_long4 cs = {{cs0, cs1, cs2, 0}};
     cl_int inb = (cl_int)nb;
-    if (!lib_args(ctx, LK_IM2COL, 7, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d),
-                  ARG(cs)))
-        return;
-    lib_run1(ctx, LK_IM2COL, nb * cig);
+    if (lib_args(ctx, LK_IM2COL, 7, ARG(xo), ARG(co), ARG(inb), ARG(ca->g0), ARG(ca->g1), ARG(ca->d),
+                 ARG(cs)))
+        lib_run1(ctx, LK_IM2COL, nb * cig);
 }
 
 /* Checks a conv geometry against the kernels' int indices. */
@@ -1204,10 +1224,13 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
     }
 }
 
-/* Per chunk and group, dW_g += sum over the chunk's images of dy_b col_b^T:
- * with the register-block GEMM (when kk fills its vectors) from im2col per
- * pixel [nb*hw, kk], k in nb segments of hw; else by dot products from im2col
- * per image [kk, hw]. */
+/* Per chunk and group, dW_g += sum over the chunk's images of dy_b col_b^T,
+ * from im2col per image [kk, hw]. With the register-block GEMM when cog fills
+ * its vectors and dy is no larger than the im2col matrix (co <= kk): dy
+ * transposed once into the packing buffer (dy_b^T [hw, co] per image), then
+ * dW_g^T [kk, cog] = sum_b col_b dy_b^T, k in nb segments of hw, stored
+ * transposed (measured faster than im2col per pixel [hw, kk], whose rows
+ * cost a scattered write per word); else by dot products. */
 void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
                                int64_t dw, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
@@ -1215,38 +1238,40 @@ void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, in
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = conv_images(c);
-    int rb = cl->rb.rbm && 2 * kk >= (int64_t)cl->rb.rbn * cl->rb.rbv;
+    cl_mem dyt = NULL;
+    if (cl->rb.rbm && 2 * cog >= cl->rb.rbn * cl->rb.rbv && kk >= c->co &&
+        !(dyt = transpose_pack(ctx, dy, hw, c->co, hw, c->n, c->co * hw)))
+        return;
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
         int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         float beta = b0 == 0 ? 0.0f : 1.0f;
         for (int64_t g = 0; g < c->g; g++) {
-            int64_t a = dy + (b0 * c->co + g * cog) * hw;
-            if (rb) {
-                im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, hw * kk, 1, kk);
-                struct rb_gemm gm = {.abuf = cl->arena,
-                                     .aoff = a,
-                                     .ars = hw,
-                                     .acs = 1,
-                                     .asg = c->co * hw,
-                                     .bbuf = cl->arena,
-                                     .boff = scratch,
-                                     .ldb = kk,
-                                     .bsg = hw * kk,
-                                     .coff = dw + g * cog * kk,
-                                     .ldc = kk,
-                                     .m = cog,
-                                     .n = kk,
-                                     .kl = hw,
-                                     .ns = nb,
-                                     .nz = 1,
-                                     .alpha = 1.0f,
-                                     .beta = beta};
-                rb_run(ctx, &gm);
-            } else {
-                im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
-                sgemm_dot(ctx, cog, kk, hw, nb, 1.0f, a, hw, c->co * hw, scratch, hw, kk * hw, beta,
-                          dw + g * cog * kk, kk);
+            im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, scratch, kk * hw, hw, 1);
+            if (!dyt) {
+                sgemm_dot(ctx, cog, kk, hw, nb, 1.0f, dy + (b0 * c->co + g * cog) * hw, hw, c->co * hw,
+                          scratch, hw, kk * hw, beta, dw + g * cog * kk, kk);
+                continue;
             }
+            struct rb_gemm gm = {.abuf = cl->arena,
+                                 .aoff = scratch,
+                                 .ars = hw,
+                                 .acs = 1,
+                                 .asg = kk * hw,
+                                 .bbuf = dyt,
+                                 .boff = b0 * hw * c->co + g * cog,
+                                 .ldb = c->co,
+                                 .bsg = hw * c->co,
+                                 .coff = dw + g * cog * kk,
+                                 .ldc = kk,
+                                 .ct = 1,
+                                 .m = kk,
+                                 .n = cog,
+                                 .kl = hw,
+                                 .ns = nb,
+                                 .nz = 1,
+                                 .alpha = 1.0f,
+                                 .beta = beta};
+            rb_run(ctx, &gm);
         }
     }
 }

@@ -171,37 +171,54 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
     }
 }
 
-/* C = alpha A B^T + beta C as one dot product per work-item, both operands
- * read along k in vectors: for the few-output, long-k GEMMs (weight gradients
- * of small layers) whose tiled grid would leave most compute units idle. k
- * runs in ns segments of kl, segment s at a + s*asg and b + s*bsg (a conv's
- * weight gradient sums over the images of a chunk). Global (n, m). */
+/* C = alpha A B^T + beta C as dot products, both operands read along k in
+ * vectors: for the few-output, long-k GEMMs (weight gradients of small
+ * layers) whose tiled grid would leave most compute units idle. A work-item
+ * owns DOTJ adjacent outputs of a row of C, so each vector of A's row is
+ * loaded once for DOTJ rows of B. k runs in ns segments of kl, segment s at
+ * a + s*asg and b + s*bsg (a conv's weight gradient sums over the images of
+ * a chunk). Global (ceil(n/DOTJ), m). */
+#define DOTJ 16
 __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m,
                             int n, int kl, float alpha, float beta, int ns, long asg, long bsg)
 {
-    const int j = get_global_id(0), i = get_global_id(1);
-    if (i >= m || j >= n)
+    const int j0 = get_global_id(0) * DOTJ, i = get_global_id(1);
+    if (i >= m || j0 >= n)
         return;
-    floatv acc = (floatv)(0.0f), acc2 = (floatv)(0.0f);
-    float s = 0.0f;
+    const int nj = min(DOTJ, n - j0);
+    floatv acc[DOTJ];
+    float s[DOTJ];
+#pragma unroll
+    for (int u = 0; u < DOTJ; u++)
+        acc[u] = (floatv)(0.0f), s[u] = 0.0f;
     for (int g = 0; g < ns; g++) {
-        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j * ldb + g * bsg;
+        __global const float *a = A + aoff + (long)i * lda + g * asg, *b = A + boff + (long)j0 * ldb + g * bsg;
         int p = 0;
-        for (; p + 2 * VW <= kl; p += 2 * VW) { /* two chains: half the latency per step */
-            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
-            acc2 = mad(vloadv(1, a + p), vloadv(1, b + p), acc2);
+        for (; p + VW <= kl; p += VW) {
+            const floatv av = vloadv(0, a + p);
+#pragma unroll
+            for (int u = 0; u < DOTJ; u++)
+                if (u < nj)
+                    acc[u] = mad(av, vloadv(0, b + (long)u * ldb + p), acc[u]);
         }
-        for (; p + VW <= kl; p += VW)
-            acc = mad(vloadv(0, a + p), vloadv(0, b + p), acc);
         for (; p < kl; p++)
-            s = mad(a[p], b[p], s);
+#pragma unroll
+            for (int u = 0; u < DOTJ; u++)
+                if (u < nj)
+                    s[u] = mad(a[p], b[(long)u * ldb + p], s[u]);
     }
-    float t[VW];
-    vstorev(acc + acc2, 0, t);
-    for (int u = 0; u < VW; u++)
-        s += t[u];
-    __global float *c = A + coff + (long)i * ldc + j;
-    *c = beta == 0.0f ? alpha * s : alpha * s + beta * *c;
+    __global float *c = A + coff + (long)i * ldc + j0;
+#pragma unroll
+    for (int u = 0; u < DOTJ; u++) {
+        if (u >= nj)
+            break;
+        float t[VW];
+        vstorev(acc[u], 0, t);
+        float r = s[u];
+        for (int l = 0; l < VW; l++)
+            r += t[l];
+        c[u] = beta == 0.0f ? alpha * r : alpha * r + beta * c[u];
+    }
 }
 
 /* ---------------------------------------------------- register-block GEMM -- */
@@ -217,7 +234,7 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
  *   C(i, j) = Cb[coff + i*ldc + j], or Cb[coff + j*ldc + i] when ct;
  * C = alpha A B + beta C (beta 0: C is not read), then (bmode 1) plus
  * Cb[bias + i] or (bmode 2) plus Cb[bias + j], then max(., 0) when relu: a
- * fused bias and activation. Batches: global id 2 = z
+ * fused bias and activation (bover: see `full` below). Batches: global id 2 = z
  * moves aoff, boff and coff by abz, bbz and cbz. Global (ceil(n/(RBN*RBV)),
  * ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
  * preferred float width, RBM and RBN from the register file. */
@@ -247,7 +264,7 @@ static floatr rb_part(__global const float *p, int len)
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, long abz, __global const float *Bb,
             long boff, long ldb, long bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct,
-            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu)
+            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu, int bover)
 {
     const int j0 = get_global_id(0) * RBW, i0 = get_global_id(1) * RBM;
     const long z = get_global_id(2);
@@ -264,7 +281,10 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
 #pragma unroll
         for (int v = 0; v < RBN; v++)
             acc[r][v] = (floatr)(0.0f);
-    const int full = j0 + RBW <= n;
+    /* bover: B's buffer extends past every whole vector a block past n would
+     * read, so a partial block loads whole vectors too (lanes past n are
+     * computed and never stored). */
+    const int full = bover || j0 + RBW <= n;
     for (int s = 0; s < ns; s++) {
         __global const float *ap[RBM];
 #pragma unroll
@@ -358,13 +378,22 @@ __kernel void nrt_bias_act(__global float *A, long y, int rows, int cols, int ld
     }
 }
 
-/* out[p*rows + i] = in[i*ld + p] for i < rows, p < cols (an operand packed
- * k-major for nrt_gemm_rb); out in the packing buffer. Global (cols, rows). */
-__kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P)
+/* out_z[p*rows + i] = in[z*bs + i*ld + p] for i < rows, p < cols and each
+ * matrix z of a batch, out_z at z*rows*cols: operands packed k-major for
+ * nrt_gemm_rb, in the packing buffer. A row of out per work-item, written in
+ * order (a work-item per element measured several times slower on CPU
+ * devices). Global (cols, batch). */
+__kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P,
+                            long bs)
 {
-    const int p = get_global_id(0), i = get_global_id(1);
-    if (p < cols && i < rows)
-        P[(long)p * rows + i] = A[in + (long)i * ld + p];
+    const int p = get_global_id(0);
+    const long z = get_global_id(1);
+    if (p >= cols)
+        return;
+    __global const float *a = A + in + z * bs + p;
+    __global float *out = P + z * rows * cols + (long)p * rows;
+    for (int i = 0; i < rows; i++)
+        out[i] = a[(long)i * ld];
 }
 
 /* ----------------------------------------------------------- convolution -- */
@@ -373,8 +402,8 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
  * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
  * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
  * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
- * per image [kk, hw] (cs = (kk*hw, hw, 1)) for the forward GEMM, per pixel
- * [nb*hw, kk] (cs = (hw*kk, 1, kk)) for the weight gradient's. Every kernel
+ * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl.c runs (other
+ * layouts, e.g. per pixel [nb*hw, kk], by cs). Every kernel
  * below has a work-item per row (of an image or a plane), looping along it:
  * on CPU devices this measured several times faster than a work-item per
  * element, whose index arithmetic dominates. */
@@ -403,7 +432,10 @@ __kernel void nrt_im2col(__global float *A, long xoff, long coloff, int nb, int8
                 }
                 __global const float *line = plane + (long)ih * w;
                 if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
-                    for (int ow = 0; ow < wo; ow++)
+                    int ow = 0;
+                    for (; ow + 8 <= wo; ow += 8) /* a row copied by vectors: the copies are short */
+                        vstore8(vload8(0, line + off + ow), 0, out + ow);
+                    for (; ow < wo; ow++)
                         out[ow] = line[ow + off];
                     continue;
                 }
@@ -439,7 +471,10 @@ __kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int
                     continue;
                 __global float *line = dx + (long)ih * w;
                 if (st == 1 && s1 == 1 && off >= 0 && off + wo <= w) {
-                    for (int ow = 0; ow < wo; ow++)
+                    int ow = 0;
+                    for (; ow + 8 <= wo; ow += 8) /* the same sums, 8 at a time */
+                        vstore8(vload8(0, line + off + ow) + vload8(0, col + ow), 0, line + off + ow);
+                    for (; ow < wo; ow++)
                         line[ow + off] += col[ow];
                     continue;
                 }
@@ -511,6 +546,15 @@ static int argmax_2x2(float2 a, float2 b)
     return best;
 }
 
+/* The maxima of 8 adjacent 2x2 windows (top rows a, bottom rows b), each the
+ * chain of comparisons of nrt_maxpool's scalar loop. */
+static float8 max4_8(float16 a, float16 b)
+{
+    float8 v = select(a.even, a.odd, a.odd > a.even);
+    v = select(v, b.even, b.even > v);
+    return select(v, b.odd, b.odd > v);
+}
+
 /* window_argmax for a window inside the plane. */
 static int inner_argmax(__global const float *plane, int8 g, int oh, int ow)
 {
@@ -534,7 +578,15 @@ __kernel void nrt_maxpool(__global float *A, long xoff, long yoff, int planes, i
     if (disjoint(g, p) && g.s4 == 2 && g.s5 == 2 && g.s6 == 2 && g.s7 == 2) {
         /* 2x2 windows at stride 2: the first maximum, as argmax4 in kernels.c. */
         __global const float *r0 = plane + 2 * oh * g.s1, *r1 = r0 + g.s1;
-        for (int ow = 0; ow < g.s3; ow++) {
+        int ow = 0;
+        if (g.s3 >= 8) { /* 8 windows as vectors, the last 8 of the row last (again where they overlap) */
+            for (int o0 = 0; o0 < g.s3; o0 += 8) {
+                const int o = min(o0, g.s3 - 8);
+                vstore8(max4_8(vload16(0, r0 + 2 * o), vload16(0, r1 + 2 * o)), 0, y + o);
+            }
+            ow = g.s3;
+        }
+        for (; ow < g.s3; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
             float v = a.y > a.x ? a.y : a.x;
             v = b.x > v ? b.x : v;
@@ -625,7 +677,27 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
     for (int oh = 0; oh < ho; oh++) {
         __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
-        for (int ow = 0; ow < wo; ow++) {
+        int ow = 0;
+        /* 8 windows as vectors, argmax_2x2's comparisons; the last 8 of the
+         * row last (written twice where they overlap, the same values: dx
+         * is neither x nor dy) */
+        for (int o0 = 0; wo >= 8 && o0 < wo; o0 += 8) {
+            const int o = min(o0, wo - 8);
+            ow = wo;
+            const float16 a = vload16(0, r0 + 2 * o), b = vload16(0, r1 + 2 * o);
+            const float8 d = 0.0f + vload8(0, dy + oh * wo + o), z = (float8)(0.0f);
+            int8 best = (int8)(0), m = a.odd > a.even;
+            float8 v = select(a.even, a.odd, m);
+            best = select(best, (int8)(1), m);
+            m = b.even > v;
+            v = select(v, b.even, m);
+            best = select(best, (int8)(2), m);
+            best = select(best, (int8)(3), b.odd > v);
+            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0 + 2 * o);
+            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1 + 2 * o);
+        }
+        for (; ow < wo; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
             const int best = argmax_2x2(a, b);
             const float d = 0.0f + dy[oh * wo + ow];

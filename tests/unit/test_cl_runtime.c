@@ -288,12 +288,20 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
     /* The same GEMM with a fused bias per column (and relu): nrt_cl_fuse_next. */
     nrt_cl_fuse_next(&ctx, dbias, relu);
     nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc2, ldc);
+    /* Again with B at the very end of the arena: the register-block GEMM's
+     * last column block cannot read whole vectors past n there. */
+    int64_t db3 = ctx.ws_off + WS_FLOATS - nb, dc3 = put(c, nc);
+    CHECK(db3 >= ctx.ws_off + ws_next);
+    nrt_cl_upload(&ctx, db3, b, sizeof *b * (size_t)nb);
+    nrt_cl_sgemm(&ctx, ta, tb, m, n, k, alpha, da, lda, db3, ldb, beta, dc3, ldc);
     nrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    float *got = get(dc, nc), *got2 = get(dc2, nc);
+    float *got = get(dc, nc), *got2 = get(dc2, nc), *got3 = get(dc3, nc);
     char what[128];
     snprintf(what, sizeof what, "sgemm ta=%d tb=%d m=%lld n=%lld k=%lld alpha=%g beta=%g ld+%lld", ta, tb,
              (long long)m, (long long)n, (long long)k, alpha, beta, (long long)pad);
     expect_close(what, got, c, scale, nc, 1e-4);
+    strcat(what, " B at the arena's end");
+    expect_close(what, got3, c, scale, nc, 1e-4);
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             float v = c[i * ldc + j] + bias[j];
@@ -303,7 +311,7 @@ static void gemm_case(int ta, int tb, int64_t m, int64_t n, int64_t k, float alp
     snprintf(what, sizeof what, "sgemm+bias%s ta=%d tb=%d m=%lld n=%lld k=%lld", relu ? "+relu" : "", ta, tb,
              (long long)m, (long long)n, (long long)k);
     expect_close(what, got2, c, scale, nc, 1e-4);
-    free(a), free(b), free(c), free(got), free(got2), free(scale), free(bias);
+    free(a), free(b), free(c), free(got), free(got2), free(got3), free(scale), free(bias);
 }
 
 static void test_sgemm(void) {
@@ -420,6 +428,8 @@ static void test_conv(void) {
     conv_case(3, 5, 9, 7, 7, 3, 3, 1, 1, 1, p1, 1, 1,
               2); /* odd sizes, kk = 45: the blocked weight gradient */
     conv_case(2, 8, 6, 6, 4, 3, 3, 2, 2, 2, p0, 1, 1, 1); /* groups, stride 2, kk = 36 */
+    conv_case(3, 10, 9, 7, 34, 3, 3, 2, 1, 1, p1, 1, 1,
+              2); /* groups, cog = 17 <= kk = 45: the weight gradient from dy transposed */
     ASSERT(0, ctx.failed);
 }
 
@@ -480,6 +490,8 @@ static void test_pool_upsample(void) {
     static const int64_t p0[4] = {0, 0, 0, 0}, p1[4] = {1, 1, 1, 1}, pa[4] = {1, 0, 0, 1};
     pool_case(6, 26, 26, 2, 2, 2, 2, p0); /* mnist_cnn */
     pool_case(5, 11, 11, 2, 2, 2, 2, p0); /* odd sizes: the last row and column unused */
+    pool_case(3, 37, 35, 2, 2, 2, 2, p0); /* 17 windows a row: two vectors of 8 and one more */
+    pool_case(2, 32, 32, 2, 2, 2, 2, p0); /* 16: vectors only */
     pool_case(3, 9, 8, 3, 3, 2, 2, p1);   /* overlapping, padded */
     pool_case(2, 7, 9, 3, 2, 1, 3, pa);
     upsample_case(4, 7, 7, 2, 2);
