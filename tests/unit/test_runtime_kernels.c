@@ -3,7 +3,9 @@
  * through OpenBLAS and, as unit/test_runtime_kernels_onednn with
  * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
- * chunks of one image up to the batch) and pooling (2x2 fast paths on odd
+ * chunks of one image up to the batch; the forward's Winograd F(2x2, 3x3)
+ * path on the 3x3 stride-1 cases with 16k outputs, >= 16 inputs), the
+ * forward with its bias and relu epilogue (nrt_conv2d_bias_act) and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), and batch norm's training gradient
  * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
 #include "runtime/netrt.h"
