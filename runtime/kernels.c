@@ -485,10 +485,11 @@ static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64
  * and broadcasts R weights per tap; lanes with ow >= wo are computed and
  * dropped by masked stores. The weight gradient runs the same walk with dy
  * spread to the padded width (zeros at ow >= wo) and R x T sums per tile. */
-#define ROWS_R 6  /* forward: channels per tile */
-#define ROWS_Q 4  /* forward: vectors of positions per tile */
-#define ROWS_DR 3 /* weight gradient: channels per tile */
-#define ROWS_DT 8 /* weight gradient: taps per tile */
+#define ROWS_R 6       /* forward: channels per tile */
+#define ROWS_Q 4       /* forward: vectors of positions per tile */
+#define ROWS_DR 3      /* weight gradient: channels per tile */
+#define ROWS_DT 8      /* weight gradient: taps per tile */
+#define ROWS_PACK 8192 /* forward: floats of packed weights (on the stack) */
 
 /* Where the real outputs among positions qs..qs+15 of the padded-width
  * output go in y [ho][wo]: up to `n` pieces, each a masked store at an offset. */
@@ -511,31 +512,29 @@ static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
     }
 }
 
-/* One forward tile: R channels wr[0..R) (weights, rows kk apart) by Q
- * vectors of positions q0.. of one padded image x, written to the y planes
- * yr[0..nr) through dst[0..Q) (rows_dst of each vector) with the epilogue:
- * bias bv[r] added, then relu when asked; `two`: every dst has 2 pieces. */
+/* One forward tile: R channels (weights wt[tap][R], packed) by Q vectors of
+ * positions q0.. of one padded image x, written to the y planes yr[0..nr)
+ * through dst[0..Q) (rows_dst of each vector) with the epilogue: bias bv[r]
+ * added, then relu when asked; `two`: every dst has 2 pieces. */
 static inline __attribute__((always_inline)) void rows_tile(const struct dconv *g, const int R, const int Q,
-                                                            const float *x, const float *const *wr,
-                                                            float *const *yr, int nr, int64_t q0,
-                                                            const struct rows_dst *dst, const __m512 *bv,
-                                                            int relu, const int two) {
+                                                            const float *x, const float *wt, float *const *yr,
+                                                            int nr, int64_t q0, const struct rows_dst *dst,
+                                                            const __m512 *bv, int relu, const int two) {
     __m512 acc[8][4];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int u = 0; u < Q; u++) acc[r][u] = bv[r];
-    int64_t t = 0;
     for (int64_t ci = 0; ci < g->cin; ci++)
         for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++, t++) {
+            for (int64_t j = 0; j < g->kw; j++, wt += R) {
                 const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1 + q0;
                 __m512 xv[4];
 #pragma GCC unroll 4
                 for (int u = 0; u < Q; u++) xv[u] = _mm512_loadu_ps(xt + 16 * u);
 #pragma GCC unroll 8
                 for (int r = 0; r < R; r++) {
-                    __m512 wb = _mm512_set1_ps(wr[r][t]);
+                    __m512 wb = _mm512_set1_ps(wt[r]);
 #pragma GCC unroll 4
                     for (int u = 0; u < Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
                 }
@@ -572,6 +571,9 @@ static int64_t rows_in_floats(const struct dconv *g) {
 /* Positions of the padded-width output, rounded up to whole vectors. */
 static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
 
+static void rows_part(const struct dconv *g, const float *x, const float *wpk, float *y, int64_t oa,
+                      int64_t ob, const float *bias, int relu, const int R, const int Q);
+
 /* Channels per forward tile: 8 (by 3 vectors) when cout is a multiple of 8,
  * else ROWS_R (by ROWS_Q vectors). */
 static int rows_r(const struct dconv *g) { return g->cout % 8 == 0 ? 8 : ROWS_R; }
@@ -582,9 +584,30 @@ static int rows_r(const struct dconv *g) { return g->cout % 8 == 0 ? 8 : ROWS_R;
  * input stays in L1 across the channel tiles. */
 static void rows_image(const struct dconv *g, const float *x, const float *w, float *y, int64_t c0,
                        int64_t c1, const float *bias, int relu) {
-    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
+    int64_t kk = g->cin * g->kh * g->kw;
     const int R = rows_r(g), Q = R == 8 ? 3 : ROWS_Q;
     c1 = c1 < g->cout ? c1 : g->cout;
+    /* The weights of the tiles packed [tile][tap][R] (a partial tile repeats
+     * its last channel): one pointer for a tile's broadcasts. All tiles at
+     * once when they fit in ROWS_PACK floats, else one tile at a time (then
+     * the outer loop, kk <= ROWS_PACK / 8 by rows_ok). */
+    float wpk[ROWS_PACK];
+    int all = (c1 - c0 + R - 1) / R * kk * R <= ROWS_PACK;
+    for (int64_t oa = c0; oa < c1; oa += all ? c1 - c0 : R) {
+        int64_t ob = all ? c1 : oa + R < c1 ? oa + R : c1;
+        for (int64_t o0 = oa; o0 < ob; o0 += R)
+            for (int r = 0; r < R; r++) {
+                int64_t o = o0 + r < c1 ? o0 + r : c1 - 1;
+                for (int64_t t = 0; t < kk; t++) wpk[((o0 - oa) * kk + t * R) + r] = w[o * kk + t];
+            }
+        rows_part(g, x, wpk, y, oa, ob, bias, relu, R, Q);
+    }
+}
+
+/* rows_image's channels [oa, ob) with their packed weights wpk. */
+static void rows_part(const struct dconv *g, const float *x, const float *wpk, float *y, int64_t oa,
+                      int64_t ob, const float *bias, int relu, const int R, const int Q) {
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp, c0 = oa, c1 = ob;
     for (int64_t q0 = 0; q0 < nq; q0 += 16 * Q) {
         struct rows_dst dst[ROWS_Q];
         for (int u = 0; u < Q; u++) {
@@ -594,23 +617,23 @@ static void rows_image(const struct dconv *g, const float *x, const float *w, fl
         }
         int two = g->wp >= 16; /* 16 positions meet at most 2 rows */
         for (int64_t o0 = c0; o0 < c1; o0 += R) {
-            const float *wr[8];
+            const float *wt = wpk + (o0 - c0) * kk;
             float *yr[8];
             __m512 bv[8];
             int nr = c1 - o0 < R ? (int)(c1 - o0) : R;
             for (int r = 0; r < R; r++) {
                 int64_t o = o0 + (r < nr ? r : nr - 1);
-                wr[r] = w + o * kk, yr[r] = y + o * hw;
+                yr[r] = y + o * hw;
                 bv[r] = _mm512_set1_ps(bias ? bias[o] : 0.0f);
             }
             if (R == 8 && two)
-                rows_tile(g, 8, 3, x, wr, yr, nr, q0, dst, bv, relu, 1);
+                rows_tile(g, 8, 3, x, wt, yr, nr, q0, dst, bv, relu, 1);
             else if (R == 8)
-                rows_tile(g, 8, 3, x, wr, yr, nr, q0, dst, bv, relu, 0);
+                rows_tile(g, 8, 3, x, wt, yr, nr, q0, dst, bv, relu, 0);
             else if (two)
-                rows_tile(g, ROWS_R, ROWS_Q, x, wr, yr, nr, q0, dst, bv, relu, 1);
+                rows_tile(g, ROWS_R, ROWS_Q, x, wt, yr, nr, q0, dst, bv, relu, 1);
             else
-                rows_tile(g, ROWS_R, ROWS_Q, x, wr, yr, nr, q0, dst, bv, relu, 0);
+                rows_tile(g, ROWS_R, ROWS_Q, x, wt, yr, nr, q0, dst, bv, relu, 0);
         }
     }
 }
@@ -810,6 +833,7 @@ static void rows_dw_sum(void *arg, int64_t lo, int64_t hi) {
  * stride 1, and not a case for the channel-vector kernels. */
 static int rows_ok(const struct nrt_conv *c) {
     return c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && !getenv("NETC_CONV_IM2COL") &&
+           c->ci * c->kh * c->kw <= ROWS_PACK / 8 &&
            (c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || c->co % 16 != 0);
 }
 

@@ -58,8 +58,8 @@ static void wino_weights(const struct nrt_conv *c, const float *w, float *u) {
             }
             for (int r = 0; r < 4; r++) { /* u = t G^T: the same on the columns */
                 __m512 a = t[r][0], b = t[r][1], d = t[r][2], s = _mm512_add_ps(a, d);
-                __m512 v[4] = {a, _mm512_mul_ps(_mm512_add_ps(s, b), half), _mm512_mul_ps(_mm512_sub_ps(s, b), half),
-                               d};
+                __m512 v[4] = {a, _mm512_mul_ps(_mm512_add_ps(s, b), half),
+                               _mm512_mul_ps(_mm512_sub_ps(s, b), half), d};
                 for (int k = 0; k < 4; k++) _mm512_storeu_ps(u + ((r * 4 + k) * ci + i) * co + o, v[k]);
             }
         }
@@ -77,7 +77,7 @@ static void wino_input(const struct wino *k, const float *xp, float *v) {
             for (int64_t tx0 = 0; tx0 < k->tw; tx0 += 16) {
                 const float *r = xp + ch * plane + 2 * ty * k->wp + 2 * tx0;
                 __mmask16 m = (__mmask16)(k->tw - tx0 >= 16 ? 0xffff : (1u << (k->tw - tx0)) - 1);
-                __m512 e[4][4]; /* [row combination][column offset 0..3 of each tile] */
+                __m512 e[4][4];               /* [row combination][column offset 0..3 of each tile] */
                 for (int q = 0; q < 2; q++) { /* columns 2tx+0/1 (q 0), 2tx+2/3 (q 1) */
                     __m512 lo[4], hi[4];
                     for (int i = 0; i < 4; i++) {
@@ -105,7 +105,8 @@ static void wino_input(const struct wino *k, const float *xp, float *v) {
 
 /* out[p][c0 + 16 j + l] = sum over ch of vt[ch][t0 + p] * ut[ch][c0 + 16 j + l]
  * for WINO_P tiles p and 64 channels (rows of out co apart). */
-static inline void wino_tile(int64_t ci, int64_t co, int64_t tp, const float *vt, const float *ut, float *out) {
+static inline void wino_tile(int64_t ci, int64_t co, int64_t tp, const float *vt, const float *ut,
+                             float *out) {
     __m512 acc[4][WINO_P];
     for (int j = 0; j < 4; j++)
         for (int p = 0; p < WINO_P; p++) acc[j][p] = _mm512_setzero_ps();
@@ -182,8 +183,8 @@ static void wino_image(const struct wino *k, const float *x, float *y, float *pa
             }
         }
     }
-    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                            _mm512_set1_epi32((int)co));
+    const __m512i rows = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)co));
     const __m512 zero = _mm512_setzero_ps();
     const __mmask16 tail = (__mmask16)((1u << (hw % 16)) - 1);
     for (int64_t o = 0; o < co; o++) {
