@@ -425,12 +425,14 @@ void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu) {
              (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
              (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
              (long long)d[1], (long long)chunk);
-    if (bias >= 0 || relu) {
+    /* Inference (C): Winograd allowed (not in training: see netrt.h). */
+    bool wino = n->op == OP_CONV2D && l->dialect == CG_DIALECT_C && c->f->mode == MODE_EVAL;
+    if (bias >= 0 || relu || wino) {
         char b[32];
         snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);
-        cgc_emit(c, "%sconv2d_bias_act(%s&geo, %c%d, %c%d, %s, %s, %c%d, s%d);", l->lib, l->ctx, l->val,
-                 arg(c, id, 0), l->val, arg(c, id, 1), b, relu ? "NRT_ACT_RELU" : "NRT_ACT_NONE", l->val, id,
-                 id);
+        cgc_emit(c, "%sconv2d_bias_act(%s&geo, %c%d, %c%d, %s, %s%s, %c%d, s%d);", l->lib, l->ctx, l->val,
+                 arg(c, id, 0), l->val, arg(c, id, 1), b, relu ? "NRT_ACT_RELU" : "NRT_ACT_NONE",
+                 wino ? " | NRT_CONV_WINOGRAD" : "", l->val, id, id);
     } else {
         cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val,
                  arg(c, id, 1), l->val, id, id);

@@ -1195,7 +1195,6 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
-    if (nrt_wino_conv2d(c, x, w, NULL, 0, y, scratch)) return;
     if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
@@ -1225,12 +1224,14 @@ static void conv_ep_planes(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch) {
-    if (!pointwise_ok(c) && (nrt_wino_conv2d(c, x, w, bias, act == NRT_ACT_RELU, y, scratch) ||
-                             direct_conv2d(c, x, w, y, scratch, bias, act == NRT_ACT_RELU)))
+    int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
+    if (!pointwise_ok(c) &&
+        (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
+         direct_conv2d(c, x, w, y, scratch, bias, relu)))
         return;
     nrt_conv2d(c, x, w, y, scratch);
-    if (!bias && act == NRT_ACT_NONE) return;
-    struct conv_ep_job j = {c, bias, act, y};
+    if (!bias && !relu) return;
+    struct conv_ep_job j = {c, bias, relu ? NRT_ACT_RELU : NRT_ACT_NONE, y};
     int64_t hw = c->ho * c->wo;
     nrt_parallel_for(c->n * c->co, (32768 + hw - 1) / hw, conv_ep_planes, &j);
 }

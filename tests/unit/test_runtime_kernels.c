@@ -137,14 +137,15 @@ static void check_conv(struct nrt_conv c, const char *what) {
                    (long long)c.chunk, nrt_threads_get(), ey, edx, edw);
     else
         test_passed++;
-    /* The fused epilogue: bias and relu, bias alone, relu alone. */
+    /* The fused epilogue: bias and relu, bias alone, relu alone; then bias
+     * and relu, and nothing, with Winograd allowed. */
     float *bias = xalloc(c.co);
     fill(bias, c.co, 9);
-    for (int v = 0; v < 3; v++) {
-        const float *b = v == 2 ? NULL : bias;
-        int act = v == 1 ? NRT_ACT_NONE : NRT_ACT_RELU;
+    for (int v = 0; v < 5; v++) {
+        const float *b = v == 2 || v == 4 ? NULL : bias;
+        int act = v == 1 || v == 4 ? NRT_ACT_NONE : NRT_ACT_RELU;
         for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
-        nrt_conv2d_bias_act(&c, x, w, b, act, y, scratch);
+        nrt_conv2d_bias_act(&c, x, w, b, act | (v >= 3 ? NRT_CONV_WINOGRAD : 0), y, scratch);
         double e = 0;
         for (int64_t i = 0; i < ny; i++) {
             double r = ry[i] + (b ? b[i / (c.ho * c.wo) % c.co] : 0);
