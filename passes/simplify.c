@@ -2,8 +2,9 @@
  * make later passes cheaper. Backward masks read the activation rather than its
  * input (relu_grad(x, dy) reads relu(x)), so that the pre-activation need not be
  * stored for the backward pass, and a mask after a max pooling gradient moves
- * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling).
- * Nodes already in a kernel are left alone. */
+ * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling),
+ * as does a spatial sum of such a gradient. Nodes already in a kernel are left
+ * alone. */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -104,6 +105,35 @@ static int masks_before_pooling(struct ir_module *m, struct ir_func *f, int **us
     return changed;
 }
 
+/* A sum over both spatial axes of a max pooling gradient without padding is
+ * the sum of the pooled gradient: every window holds an input, and each dy
+ * goes to exactly one of them (its first maximum), so sum(maxpool2d_grad(y,
+ * dy)) over axes containing 2 and 3 equals sum(dy) over the same axes, read
+ * from a quarter of the elements for 2x2 pooling (a convolution's bias
+ * gradient behind a pooling layer). The sum's operand changes in place; the
+ * values summed are the same, in another order. */
+static int sums_before_pooling(struct ir_module *m, struct ir_func *f) {
+    int changed = 0;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_SUM || n->kernel) continue;
+        const struct ir_node *gn = &f->nodes[n->args[0]];
+        if (gn->op != OP_MAXPOOL2D_GRAD || gn->type.shape.rank != 4) continue;
+        int count, npad;
+        const int64_t *axes = ir_attr_v(n, ATTR_AXES, &count), *pad = ir_attr_v(gn, ATTR_PAD, &npad);
+        bool h = count == 0, w = count == 0, padded = false;
+        for (int i = 0; i < count; i++) h |= axes[i] == 2, w |= axes[i] == 3;
+        for (int i = 0; i < npad; i++) padded |= pad[i] != 0;
+        if (!h || !w || padded) continue;
+        n->args[0] = gn->args[1];
+        char err[256];
+        if (!ir_infer(m, f, id, err, sizeof err))
+            netc_internal_error(__FILE__, __LINE__, "sum before pooling: %s", err);
+        changed++;
+    }
+    return changed;
+}
+
 int pass_simplify(struct ir_module *m) {
     int changed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
@@ -113,6 +143,7 @@ int pass_simplify(struct ir_module *m) {
         changed += masks_before_pooling(m, f, users);
         for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
         free(users);
+        changed += sums_before_pooling(m, f);
     }
     return changed;
 }

@@ -1082,7 +1082,8 @@ void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const floa
  * v side by side, head h in columns h*d..h*d+d of each, d = e / h): y [n, t, e];
  * the gradient (qkv, y, dy) -> dqkv [n, t, 3e], with sum_j p_ij dp_ij taken as
  * dy_i . y_i. One task per (item, head) over the thread pool; scratch holds
- * n * h * nrt_attn_scratch_floats(t, d, grad) floats. */
+ * n * h * nrt_attn_scratch_floats(t, d, grad) floats (a chunk of heads reuses
+ * its first head's part, so that it stays in cache). */
 struct nrt_attn {
     int64_t n, t, e, h; /* items, steps, width, heads */
     float scale;        /* of the scores q.k */
@@ -1090,7 +1091,7 @@ struct nrt_attn {
 };
 static inline int64_t nrt_attn_scratch_floats(int64_t t, int64_t d, int grad) {
     const int64_t tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16; /* padded to blocks of 16 */
-    return grad ? 5 * tp * dp + 2 * tp * tp : 2 * tp * dp + tp + dp;
+    return grad ? 6 * tp * dp + 2 * tp * tp + 4 * dp : 3 * tp * dp + 4 * tp + 4 * dp; /* 4 rows a tile */
 }
 void nrt_attention(const struct nrt_attn *g, const float *qkv, float *y, float *scratch);
 void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float *y, const float *dy,

@@ -73,31 +73,78 @@ static void norm_rows(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+/* A block of NORM_LANES floats as a GCC/clang vector, at any float alignment:
+ * lane l of a row's partial sums in one register (the same sums, in the same
+ * order, as the float arrays above). */
+typedef float vlanes __attribute__((vector_size(NORM_LANES * sizeof(float)), aligned(sizeof(float))));
+static inline vlanes vl_load(const float *p) { return *(const vlanes *)(const void *)p; }
+static inline void vl_store(float *p, vlanes x) { *(vlanes *)(void *)p = x; }
+static inline float vl_sum(vlanes v) {
+    float a[NORM_LANES];
+    vl_store(a, v);
+    return lanes_sum(a);
+}
+
+/* The gradient of R rows at once (R a constant where inlined: R independent
+ * chains of sums in flight, not one row's latency after another): the row
+ * statistics as row_stats computes them, the sums of dy and dy (x - mean), then
+ * dx = rs (g - sg/d - (x - m) rs * sgc rs / d). */
+static inline __attribute__((always_inline)) void grad_rows_r(const int R, const struct norm_job *j,
+                                                              int64_t r0) {
+    const int64_t d = j->d, dv = d / NORM_LANES * NORM_LANES;
+    const float *restrict x[4], *restrict g[4];
+    float m[4], rs[4], mg[4], c2[4];
+    for (int r = 0; r < R; r++) x[r] = j->x + (r0 + r) * d, g[r] = j->dy + (r0 + r) * d;
+    vlanes acc[4], acc2[4];
+    for (int r = 0; r < R; r++) acc[r] = (vlanes){0};
+    for (int64_t k = 0; k < dv; k += NORM_LANES)
+        for (int r = 0; r < R; r++) acc[r] += vl_load(x[r] + k);
+    for (int r = 0; r < R; r++) {
+        float s = 0;
+        for (int64_t k = dv; k < d; k++) s += x[r][k];
+        m[r] = (s + vl_sum(acc[r])) / (float)d;
+        acc[r] = (vlanes){0};
+    }
+    for (int64_t k = 0; k < dv; k += NORM_LANES)
+        for (int r = 0; r < R; r++) {
+            const vlanes c = vl_load(x[r] + k) - m[r];
+            acc[r] += c * c;
+        }
+    for (int r = 0; r < R; r++) {
+        float s = 0;
+        for (int64_t k = dv; k < d; k++) s += (x[r][k] - m[r]) * (x[r][k] - m[r]);
+        rs[r] = (float)(1 / sqrt((double)(s + vl_sum(acc[r])) / (double)d + j->eps));
+        acc[r] = acc2[r] = (vlanes){0};
+    }
+    for (int64_t k = 0; k < dv; k += NORM_LANES)
+        for (int r = 0; r < R; r++) {
+            const vlanes gk = vl_load(g[r] + k);
+            acc[r] += gk;
+            acc2[r] += gk * (vl_load(x[r] + k) - m[r]);
+        }
+    for (int r = 0; r < R; r++) {
+        float sg = 0, sgc = 0;
+        for (int64_t k = dv; k < d; k++) {
+            sg += g[r][k];
+            sgc += g[r][k] * (x[r][k] - m[r]);
+        }
+        sg += vl_sum(acc[r]), sgc += vl_sum(acc2[r]);
+        mg[r] = sg / (float)d, c2[r] = sgc * rs[r] * rs[r] / (float)d;
+    }
+    for (int r = 0; r < R; r++) {
+        float *restrict dx = j->out + (r0 + r) * d;
+        int64_t k = 0;
+        for (; k < dv; k += NORM_LANES)
+            vl_store(dx + k, rs[r] * (vl_load(g[r] + k) - mg[r] - (vl_load(x[r] + k) - m[r]) * c2[r]));
+        for (; k < d; k++) dx[k] = rs[r] * (g[r][k] - mg[r] - (x[r][k] - m[r]) * c2[r]);
+    }
+}
+
 static void norm_grad_rows(void *arg, int64_t lo, int64_t hi) {
     const struct norm_job *j = arg;
-    const int64_t d = j->d;
-    for (int64_t r = lo; r < hi; r++) {
-        const float *restrict x = j->x + r * d, *restrict g = j->dy + r * d;
-        float *restrict dx = j->out + r * d;
-        float m, rs;
-        row_stats(x, d, j->eps, &m, &rs);
-        /* sums of dy and of dy * (x - mean), the latter times rstd below */
-        float ag[NORM_LANES] = {0}, agc[NORM_LANES] = {0}, sg = 0, sgc = 0;
-        int64_t k = 0;
-        for (; k + NORM_LANES <= d; k += NORM_LANES)
-            for (int l = 0; l < NORM_LANES; l++) {
-                ag[l] += g[k + l];
-                agc[l] += g[k + l] * (x[k + l] - m);
-            }
-        for (; k < d; k++) {
-            sg += g[k];
-            sgc += g[k] * (x[k] - m);
-        }
-        sg += lanes_sum(ag), sgc += lanes_sum(agc);
-        /* dx = rs (g - sg/d - (x - m) rs * sgc rs / d) */
-        const float mg = sg / (float)d, c2 = sgc * rs * rs / (float)d;
-        for (k = 0; k < d; k++) dx[k] = rs * (g[k] - mg - (x[k] - m) * c2);
-    }
+    int64_t r = lo;
+    for (; r + 4 <= hi; r += 4) grad_rows_r(4, j, r);
+    for (; r < hi; r++) grad_rows_r(1, j, r);
 }
 
 static int64_t norm_grain(int64_t d) { return d >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / d; }

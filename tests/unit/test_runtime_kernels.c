@@ -186,6 +186,16 @@ static void test_conv(void) {
         {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
+        /* The wide-row weight gradient's spread of dy: rows past 16 floats,
+         * a zero tail over two vectors, and one longer than a vector. */
+        {2, 1, 9, 37, 8, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 8, 32, 6, 3, 4, 0, 0, 1, {1, 1}, {0, 0, 0, 1}, {1, 1}, 0},
+        {2, 1, 6, 8, 4, 3, 19, 0, 0, 1, {1, 1}, {0, 9, 0, 9}, {1, 1}, 0},
+        /* dx by scatter (input larger than the output): 3, 2+1 and 4 vectors
+         * of input channels, odd sizes, uneven padding, dilation. */
+        {3, 48, 9, 10, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 1, 0, 0}, {1, 1}, 0},
+        {2, 64, 11, 7, 32, 2, 3, 0, 0, 1, {1, 1}, {0, 0, 1, 0}, {1, 2}, 0},
+        {3, 16, 12, 9, 24, 4, 2, 0, 0, 1, {1, 1}, {1, 0, 0, 0}, {1, 1}, 0},
         /* Depthwise (one input channel per group): its own kernels, whole-plane
          * loops at stride 1, row by row otherwise. */
         {4, 8, 9, 10, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* 3x3, padded */
@@ -232,6 +242,10 @@ static void check_pool(struct nrt_pool p, int avg) {
     float *x = xalloc(nx), *dy = xalloc(ny), *y = xalloc(ny), *dx = xalloc(nx);
     double *ry = dalloc(ny), *rdx = dalloc(nx);
     fill(x, nx, 7), fill(dy, ny, 8);
+    /* Odd planes as after a relu: zeros and equal values, so windows tie and
+     * the first maximum must win. */
+    for (int64_t i = 0; i < nx; i++)
+        if (i / (p.h * p.w) % 2) x[i] = x[i] > 0 ? floorf(x[i] * 2) / 2 : 0.0f;
     memset(rdx, 0, sizeof *rdx * (size_t)nx);
     for (int64_t pl = 0; pl < p.planes; pl++)
         for (int64_t oh = 0; oh < p.ho; oh++)
@@ -279,7 +293,8 @@ static void check_pool(struct nrt_pool p, int avg) {
 }
 
 static void test_pool(void) {
-    static const int64_t hw[][2] = {{26, 26}, {11, 11}, {11, 10}, {10, 11}, {2, 2}, {3, 3}, {1, 7}, {64, 63}};
+    static const int64_t hw[][2] = {{26, 26}, {11, 11}, {11, 10}, {10, 11}, {2, 2},
+                                    {3, 3},   {1, 7},   {64, 63}, {5, 9},   {9, 5}};
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
         for (size_t i = 0; i < sizeof hw / sizeof *hw; i++)
