@@ -361,7 +361,8 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     kernel_name(c, index, k, name, sizeof name);
     struct cgc_x outer, inner;
     struct cgc_x total = cgc_count(&c->f->nodes[k->root].type.shape);
-    bool split = cgc_kernel_outer(c, k, &outer, &inner) && (total.n || total.k >= 2 * KERNEL_GRAIN);
+    bool split = !cgc_kernel_conv_ep(c, k, NULL, NULL) && cgc_kernel_outer(c, k, &outer, &inner) &&
+                 (total.n || total.k >= 2 * KERNEL_GRAIN);
     kernel_args(c, k, KA_PARAMS, params, sizeof params);
     if (split) {
         kernel_args(c, k, KA_RANGE, buf, sizeof buf);

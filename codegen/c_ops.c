@@ -923,7 +923,32 @@ static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) 
 
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k) { kernel_loops(c, k, true); }
 
+bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu) {
+    size_t len = vec_len(k->members);
+    if (k->head < 0 || cgc_node(c, k->head)->op != OP_CONV2D || (len != 2 && len != 3) ||
+        k->members[0] != k->head || vec_len(k->outputs) != 1 || k->outputs[0] != k->root)
+        return false;
+    const struct ir_node *b = cgc_node(c, k->members[1]);
+    if (b->op != OP_BIAS_ADD || b->args[0] != k->head || b->args[1] == k->head ||
+        ir_attr_i(b, ATTR_AXIS) != 1 || b->type.dtype != DT_F32)
+        return false;
+    if (len == 3) {
+        const struct ir_node *r = cgc_node(c, k->members[2]);
+        if (r->op != OP_RELU || r->args[0] != k->members[1]) return false;
+    }
+    if (bias) *bias = b->args[1];
+    if (relu) *relu = len == 3;
+    return true;
+}
+
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
+    int bias;
+    bool relu;
+    if (cgc_kernel_conv_ep(c, k, &bias, &relu)) {
+        cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, k->root);
+        cg_lib_conv_ep(c, k->head, bias, relu);
+        return;
+    }
     cgc_kernel_head(c, k);
     kernel_loops(c, k, false);
 }

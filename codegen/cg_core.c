@@ -402,7 +402,9 @@ void cg_block_close(struct cgc *c) {
 /* conv2d, its gradients and conv_transpose2d (the adjoint of conv2d: the
  * input gradient with the roles swapped), on the geometry and the chunk the
  * memory plan sized the scratch s<id> for (cgc_op_scratch). */
-void cg_lib_conv(struct cgc *c, int id) {
+void cg_lib_conv(struct cgc *c, int id) { cg_lib_conv_ep(c, id, -1, false); }
+
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
@@ -423,8 +425,18 @@ void cg_lib_conv(struct cgc *c, int id) {
              (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
              (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
              (long long)d[1], (long long)chunk);
-    cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val,
-             arg(c, id, 1), l->val, id, id);
+    /* Inference (C): Winograd allowed (not in training: see netrt.h). */
+    bool wino = n->op == OP_CONV2D && l->dialect == CG_DIALECT_C && c->f->mode == MODE_EVAL;
+    if (bias >= 0 || relu || wino) {
+        char b[32];
+        snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);
+        cgc_emit(c, "%sconv2d_bias_act(%s&geo, %c%d, %c%d, %s, %s%s, %c%d, s%d);", l->lib, l->ctx, l->val,
+                 arg(c, id, 0), l->val, arg(c, id, 1), b, relu ? "NRT_ACT_RELU" : "NRT_ACT_NONE",
+                 wino ? " | NRT_CONV_WINOGRAD" : "", l->val, id, id);
+    } else {
+        cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val,
+                 arg(c, id, 1), l->val, id, id);
+    }
     cg_block_close(c);
 }
 

@@ -310,6 +310,11 @@ int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x);
  * is cgc_kernel_range; cgc_kernel_outer gives that loop's extent and the
  * elements per outer index (false for a rank-0 nest). */
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
+/* Whether kernel k is a conv2d head, a bias_add on its channels and maybe a
+ * relu, with only the last stored: its body is then one
+ * nrt_conv2d_bias_act call (no loop nest). *bias and *relu (either may be
+ * NULL) receive the bias value and whether relu follows. */
+bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu);
 void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
 bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer,
@@ -493,6 +498,9 @@ int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t 
 void cg_lib_matmul(struct cgc *c, int id);
 void cg_lib_matmul_bsum(struct cgc *c, int id);
 void cg_lib_conv(struct cgc *c, int id);
+/* conv2d node id with its epilogue in the same call (C only): bias value
+ * `bias` (-1: none) added per output channel, then relu when asked. */
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu);
 void cg_lib_pool(struct cgc *c, int id);
 void cg_lib_upsample(struct cgc *c, int id);
 void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x);

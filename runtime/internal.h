@@ -47,6 +47,17 @@ int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const flo
 int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                              float *scratch);
 
+/* ------------------------------------------------------------- winograd.c -- */
+
+/* y = act(conv2d(x, w) + bias) by Winograd F(2x2, 3x3) (bias NULL: none;
+ * relu: act is relu) and returns 1, or returns 0 without writing when c is not
+ * a 3x3 stride-1 conv it takes (AVX-512, 16k output channels, >= 16 input
+ * channels, a batch of at least one image per thread, the scratch big enough;
+ * NETC_CONV_WINOGRAD=0 or NETC_CONV_IM2COL turns it off). nrt_conv2d_bias_act
+ * calls it when asked (NRT_CONV_WINOGRAD: the C of inference entry points). */
+int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                    float *y, float *scratch);
+
 /* -------------------------------------------------------------- samples.c -- */
 
 /* `PROGRAM sample ...` (argv after the command name); returns the exit status. */

@@ -355,9 +355,10 @@ static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *b
 /* y[co][p] for the output pixels [q0, q1) of one padded image x by packed
  * weights wp (q0 a multiple of DIRECT_ACC, so that tiles of every V start
  * there); tmp holds the pixel-major tiles (dconv_tmp floats, indexed by
- * pixel), turned into planes 16 pixels at a time by gathers. */
+ * pixel), turned into planes 16 pixels at a time by gathers, with bias[o]
+ * added (bias NULL: none) and relu applied when asked as they are written. */
 static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y,
-                        int64_t q0, int64_t q1) {
+                        int64_t q0, int64_t q1, const float *bias, int relu) {
     int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
@@ -377,12 +378,20 @@ static void dconv_image(const struct dconv *g, const float *x, const float *wp, 
     const __m512i rows =
         _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
                            _mm512_set1_epi32((int)g->cout));
-    int64_t p = q0;
-    for (; p + 16 <= q1; p += 16)
-        for (int64_t o = 0; o < g->cout; o++)
-            _mm512_storeu_ps(y + o * hw + p, _mm512_i32gather_ps(rows, tmp + p * g->cout + o, 4));
-    for (int64_t o = 0; o < g->cout; o++)
-        for (int64_t r = p; r < q1; r++) y[o * hw + r] = tmp[r * g->cout + o];
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t o = 0; o < g->cout; o++) {
+        const __m512 b = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+        const __mmask16 tail = (__mmask16)((1u << ((q1 - q0) % 16)) - 1);
+        int64_t p = q0;
+        for (; p + 16 <= q1; p += 16) {
+            __m512 v = _mm512_add_ps(_mm512_i32gather_ps(rows, tmp + p * g->cout + o, 4), b);
+            _mm512_storeu_ps(y + o * hw + p, relu ? _mm512_max_ps(v, zero) : v);
+        }
+        if (p < q1) {
+            __m512 v = _mm512_add_ps(_mm512_mask_i32gather_ps(zero, tail, rows, tmp + p * g->cout + o, 4), b);
+            _mm512_mask_storeu_ps(y + o * hw + p, tail, relu ? _mm512_max_ps(v, zero) : v);
+        }
+    }
 }
 
 /* wp[t][o] = w[o][t] for cout (a multiple of 16) rows of kk taps: 16 rows at
@@ -517,10 +526,11 @@ static void pad_planes(const float *src, int64_t ch, int64_t h, int64_t w, int64
  * and broadcasts R weights per tap; lanes with ow >= wo are computed and
  * dropped by masked stores. The weight gradient runs the same walk with dy
  * spread to the padded width (zeros at ow >= wo) and R x T sums per tile. */
-#define ROWS_R 6  /* forward: channels per tile */
-#define ROWS_Q 4  /* forward: vectors of positions per tile */
-#define ROWS_DR 3 /* weight gradient: channels per tile */
-#define ROWS_DT 8 /* weight gradient: taps per tile */
+#define ROWS_R 6       /* forward: channels per tile */
+#define ROWS_Q 4       /* forward: vectors of positions per tile */
+#define ROWS_DR 3      /* weight gradient: channels per tile */
+#define ROWS_DT 8      /* weight gradient: taps per tile */
+#define ROWS_PACK 8192 /* forward: floats of packed weights (on the stack) */
 
 /* Where the real outputs among positions qs..qs+15 of the padded-width
  * output go in y [ho][wo]: up to `n` pieces, each a masked store at an offset. */
@@ -543,32 +553,54 @@ static void rows_dst_init(const struct dconv *g, int64_t qs, struct rows_dst *d)
     }
 }
 
-/* One forward tile: channels wr[0..ROWS_R) (weights, rows kk apart) into
- * y planes yr[], positions q0.. of one padded image x. */
-static void rows_tile(const struct dconv *g, const float *x, const float *const *wr, float *const *yr, int nr,
-                      int64_t q0) {
-    __m512 acc[ROWS_R][ROWS_Q];
-    for (int r = 0; r < ROWS_R; r++)
-        for (int u = 0; u < ROWS_Q; u++) acc[r][u] = _mm512_setzero_ps();
-    int64_t t = 0;
+/* One forward tile: R channels (weights wt[tap][R], packed) by Q vectors of
+ * positions q0.. of one padded image x, written to the y planes yr[0..nr)
+ * through dst[0..Q) (rows_dst of each vector) with the epilogue: bias bv[r]
+ * added, then relu when asked; `two`: every dst has 2 pieces. */
+static inline __attribute__((always_inline)) void rows_tile(const struct dconv *g, const int R, const int Q,
+                                                            const float *x, const float *wt, float *const *yr,
+                                                            int nr, int64_t q0, const struct rows_dst *dst,
+                                                            const __m512 *bv, int relu, const int two) {
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int u = 0; u < Q; u++) acc[r][u] = bv[r];
     for (int64_t ci = 0; ci < g->cin; ci++)
         for (int64_t i = 0; i < g->kh; i++)
-            for (int64_t j = 0; j < g->kw; j++, t++) {
+            for (int64_t j = 0; j < g->kw; j++, wt += R) {
                 const float *xt = x + (ci * g->hp + i * g->d0) * g->wp + j * g->d1 + q0;
-                __m512 xv[ROWS_Q];
-                for (int u = 0; u < ROWS_Q; u++) xv[u] = _mm512_loadu_ps(xt + 16 * u);
-                for (int r = 0; r < ROWS_R; r++) {
-                    __m512 wb = _mm512_set1_ps(wr[r][t]);
-                    for (int u = 0; u < ROWS_Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+                __m512 xv[4];
+#pragma GCC unroll 4
+                for (int u = 0; u < Q; u++) xv[u] = _mm512_loadu_ps(xt + 16 * u);
+#pragma GCC unroll 8
+                for (int r = 0; r < R; r++) {
+                    __m512 wb = _mm512_set1_ps(wt[r]);
+#pragma GCC unroll 4
+                    for (int u = 0; u < Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
                 }
             }
-    for (int u = 0; u < ROWS_Q; u++) {
-        struct rows_dst d;
-        rows_dst_init(g, q0 + 16 * u, &d);
-        for (int r = 0; r < nr; r++)
-            for (int i = 0; i < d.n; i++) /* masked lanes are not touched */
-                _mm512_mask_storeu_ps(yr[r] + d.off[i], (__mmask16)d.mask[i], acc[r][u]);
-    }
+    const __m512 zero = _mm512_setzero_ps();
+    if (relu)
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int u = 0; u < Q; u++) acc[r][u] = _mm512_max_ps(acc[r][u], zero);
+    if (two) /* at most 2 pieces, the second one's mask 0 when unused: no branches */
+#pragma GCC unroll 4
+        for (int u = 0; u < Q; u++)
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++)
+                if (r < nr) {
+                    _mm512_mask_storeu_ps(yr[r] + dst[u].off[0], (__mmask16)dst[u].mask[0], acc[r][u]);
+                    _mm512_mask_storeu_ps(yr[r] + dst[u].off[1], (__mmask16)dst[u].mask[1], acc[r][u]);
+                }
+    if (!two)
+#pragma GCC unroll 4
+        for (int u = 0; u < Q; u++)
+            for (int r = 0; r < nr; r++)
+                for (int i = 0; i < dst[u].n; i++) /* masked lanes are not touched */
+                    _mm512_mask_storeu_ps(yr[r] + dst[u].off[i], (__mmask16)dst[u].mask[i], acc[r][u]);
 }
 
 /* Floats a padded image needs for the wide-row kernels: the planes plus the
@@ -580,20 +612,70 @@ static int64_t rows_in_floats(const struct dconv *g) {
 /* Positions of the padded-width output, rounded up to whole vectors. */
 static int64_t rows_q(const struct dconv *g) { return (g->ho * g->wp + 15) / 16 * 16; }
 
-/* Output channels [c0, c1) (c0 a multiple of ROWS_R) of one padded image x. */
+static void rows_part(const struct dconv *g, const float *x, const float *wpk, float *y, int64_t oa,
+                      int64_t ob, const float *bias, int relu, const int R, const int Q);
+
+/* Channels per forward tile: 8 (by 3 vectors) when cout is a multiple of 8,
+ * else ROWS_R (by ROWS_Q vectors). */
+static int rows_r(const struct dconv *g) { return g->cout % 8 == 0 ? 8 : ROWS_R; }
+
+/* Output channels [c0, c1) (c0 a multiple of rows_r) of one padded image x,
+ * y = act(conv + bias) (bias NULL: none; relu: act is relu). Positions are
+ * the outer loop, so that each vector's rows_dst is worked out once and its
+ * input stays in L1 across the channel tiles. */
 static void rows_image(const struct dconv *g, const float *x, const float *w, float *y, int64_t c0,
-                       int64_t c1) {
-    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp;
+                       int64_t c1, const float *bias, int relu) {
+    int64_t kk = g->cin * g->kh * g->kw;
+    const int R = rows_r(g), Q = R == 8 ? 3 : ROWS_Q;
     c1 = c1 < g->cout ? c1 : g->cout;
-    for (int64_t o0 = c0; o0 < c1; o0 += ROWS_R) {
-        const float *wr[ROWS_R];
-        float *yr[ROWS_R];
-        int nr = c1 - o0 < ROWS_R ? (int)(c1 - o0) : ROWS_R;
-        for (int r = 0; r < ROWS_R; r++) {
-            int64_t o = o0 + (r < nr ? r : nr - 1);
-            wr[r] = w + o * kk, yr[r] = y + o * hw;
+    /* The weights of the tiles packed [tile][tap][R] (a partial tile repeats
+     * its last channel): one pointer for a tile's broadcasts. All tiles at
+     * once when they fit in ROWS_PACK floats, else one tile at a time (then
+     * the outer loop, kk <= ROWS_PACK / 8 by rows_ok). */
+    float wpk[ROWS_PACK];
+    int all = (c1 - c0 + R - 1) / R * kk * R <= ROWS_PACK;
+    for (int64_t oa = c0; oa < c1; oa += all ? c1 - c0 : R) {
+        int64_t ob = all ? c1 : oa + R < c1 ? oa + R : c1;
+        for (int64_t o0 = oa; o0 < ob; o0 += R)
+            for (int r = 0; r < R; r++) {
+                int64_t o = o0 + r < c1 ? o0 + r : c1 - 1;
+                for (int64_t t = 0; t < kk; t++) wpk[((o0 - oa) * kk + t * R) + r] = w[o * kk + t];
+            }
+        rows_part(g, x, wpk, y, oa, ob, bias, relu, R, Q);
+    }
+}
+
+/* rows_image's channels [oa, ob) with their packed weights wpk. */
+static void rows_part(const struct dconv *g, const float *x, const float *wpk, float *y, int64_t oa,
+                      int64_t ob, const float *bias, int relu, const int R, const int Q) {
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, nq = g->ho * g->wp, c0 = oa, c1 = ob;
+    for (int64_t q0 = 0; q0 < nq; q0 += 16 * Q) {
+        struct rows_dst dst[ROWS_Q];
+        for (int u = 0; u < Q; u++) {
+            rows_dst_init(g, q0 + 16 * u, &dst[u]);
+            for (int i = dst[u].n; i < 2; i++) /* empty pieces for the branch-free stores */
+                dst[u].off[i] = 0, dst[u].mask[i] = 0;
         }
-        for (int64_t q0 = 0; q0 < nq; q0 += 16 * ROWS_Q) rows_tile(g, x, wr, yr, nr, q0);
+        int two = g->wp >= 16; /* 16 positions meet at most 2 rows */
+        for (int64_t o0 = c0; o0 < c1; o0 += R) {
+            const float *wt = wpk + (o0 - c0) * kk;
+            float *yr[8];
+            __m512 bv[8];
+            int nr = c1 - o0 < R ? (int)(c1 - o0) : R;
+            for (int r = 0; r < R; r++) {
+                int64_t o = o0 + (r < nr ? r : nr - 1);
+                yr[r] = y + o * hw;
+                bv[r] = _mm512_set1_ps(bias ? bias[o] : 0.0f);
+            }
+            if (R == 8 && two)
+                rows_tile(g, 8, 3, x, wt, yr, nr, q0, dst, bv, relu, 1);
+            else if (R == 8)
+                rows_tile(g, 8, 3, x, wt, yr, nr, q0, dst, bv, relu, 0);
+            else if (two)
+                rows_tile(g, ROWS_R, ROWS_Q, x, wt, yr, nr, q0, dst, bv, relu, 1);
+            else
+                rows_tile(g, ROWS_R, ROWS_Q, x, wt, yr, nr, q0, dst, bv, relu, 0);
+        }
     }
 }
 
@@ -698,6 +780,8 @@ struct direct_job {
     const float *in;          /* forward and dw: x; dx: dy */
     const float *dy;          /* dw: dy */
     const float *w;           /* wide-row forward: the weights as they are */
+    const float *bias;        /* forward: bias [cout] added as y is written (NULL: none) */
+    int relu;                 /* forward: relu applied as y is written */
     float *out;               /* forward: y; dx: dx; dw: dw */
     float *wp;                /* packed weights (forward, dx) */
     float *scratch;           /* task i's part starts at scratch + i*region */
@@ -761,13 +845,14 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
             if (j->kind < 2) { /* part k of sp: whole DIRECT_ACC blocks of pixels */
                 int64_t blocks = (hw + DIRECT_ACC - 1) / DIRECT_ACC;
                 int64_t q0 = blocks * k / sp * DIRECT_ACC, q1 = blocks * (k + 1) / sp * DIRECT_ACC;
-                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw, q0, q1 < hw ? q1 : hw);
+                dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw, q0, q1 < hw ? q1 : hw, j->bias,
+                            j->relu);
                 continue;
             }
-            if (j->kind == 3) { /* part k of sp: whole ROWS_R tiles of channels */
-                int64_t tiles = (g->cout + ROWS_R - 1) / ROWS_R;
-                rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * ROWS_R,
-                           tiles * (k + 1) / sp * ROWS_R);
+            if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
+                int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
+                rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
+                           tiles * (k + 1) / sp * R, j->bias, j->relu);
                 continue;
             }
             if (j->kind == 4) {
@@ -810,6 +895,7 @@ static void rows_dw_sum(void *arg, int64_t lo, int64_t hi) {
  * stride 1, and not a case for the channel-vector kernels. */
 static int rows_ok(const struct nrt_conv *c) {
     return c->g == 1 && c->s[0] == 1 && c->s[1] == 1 && !getenv("NETC_CONV_IM2COL") &&
+           c->ci * c->kh * c->kw <= ROWS_PACK / 8 &&
            (c->ci * c->kh * c->kw < DIRECT_MIN_TAPS || c->co % 16 != 0);
 }
 
@@ -841,12 +927,15 @@ static void direct_init(struct direct_job *j, const struct nrt_conv *c, int kind
                           c->wo};
 }
 
-static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
+/* y = conv(x, w), with bias [co] added (NULL: none) and relu applied when
+ * asked as y is written. Returns 0 when the direct kernels do not take c. */
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                         const float *bias, int relu) {
     struct direct_job j;
     if (!direct_ok(c, 0)) {
         direct_init(&j, c, 3);
         if (!rows_ok(c) || !direct_plan(&j, scratch, 0)) return 0;
-        j.in = x, j.w = w, j.out = y;
+        j.in = x, j.w = w, j.out = y, j.bias = bias, j.relu = relu;
         nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
         return 1;
     }
@@ -854,7 +943,7 @@ static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *
     int64_t kk = c->ci * c->kh * c->kw;
     if (!direct_plan(&j, scratch, kk * c->co)) return 0;
     dconv_pack(w, c->co, kk, j.wp);
-    j.in = x, j.out = y;
+    j.in = x, j.out = y, j.bias = bias, j.relu = relu;
     nrt_parallel_for(j.tasks, 1, direct_tasks, &j);
     return 1;
 }
@@ -968,7 +1057,7 @@ static void subpix_tasks(void *arg, int64_t lo, int64_t hi) {
                     memset(plane, 0, sizeof *plane * (size_t)(g->cout * g->ho * g->wo));
                 } else {
                     pad_planes(dy, c->co, c->ho, c->wo, k->top, k->left, pad, g->hp, g->wp);
-                    dconv_image(g, pad, k->wp, tmp, plane, 0, g->ho * g->wo);
+                    dconv_image(g, pad, k->wp, tmp, plane, 0, g->ho * g->wo, NULL, 0);
                 }
                 for (int64_t ch = 0; ch < c->ci; ch++)
                     for (int64_t a = 0; a < g->ho; a++) {
@@ -1205,8 +1294,9 @@ static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const f
     return 1;
 }
 #else
-static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
-    (void)c, (void)x, (void)w, (void)y, (void)scratch;
+static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                         const float *bias, int relu) {
+    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
     return 0;
 }
 static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
@@ -1353,10 +1443,45 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
-    if (direct_conv2d(c, x, w, y, scratch)) return;
+    if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
     nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
+}
+
+/* The epilogue pass of the kernels that do not apply it as they write:
+ * planes [lo, hi) of y [n*co][ho*wo]. */
+struct conv_ep_job {
+    const struct nrt_conv *c;
+    const float *bias;
+    int act;
+    float *y;
+};
+
+static void conv_ep_planes(void *arg, int64_t lo, int64_t hi) {
+    const struct conv_ep_job *j = arg;
+    int64_t hw = j->c->ho * j->c->wo;
+    for (int64_t q = lo; q < hi; q++) {
+        float b = j->bias ? j->bias[q % j->c->co] : 0.0f, *p = j->y + q * hw;
+        if (j->act == NRT_ACT_RELU)
+            for (int64_t k = 0; k < hw; k++) p[k] = p[k] + b > 0.0f ? p[k] + b : 0.0f;
+        else
+            for (int64_t k = 0; k < hw; k++) p[k] += b;
+    }
+}
+
+void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
+                         float *y, float *scratch) {
+    int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
+    if (!pointwise_ok(c) &&
+        (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
+         direct_conv2d(c, x, w, y, scratch, bias, relu)))
+        return;
+    nrt_conv2d(c, x, w, y, scratch);
+    if (!bias && !relu) return;
+    struct conv_ep_job j = {c, bias, relu ? NRT_ACT_RELU : NRT_ACT_NONE, y};
+    int64_t hw = c->ho * c->wo;
+    nrt_parallel_for(c->n * c->co, (32768 + hw - 1) / hw, conv_ep_planes, &j);
 }
 
 static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi) {

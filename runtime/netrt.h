@@ -983,6 +983,18 @@ static inline int64_t nrt_conv_chunk(const struct nrt_conv *c) {
 int64_t nrt_conv_scratch(const struct nrt_conv *c);
 /* y = conv2d(x, w). */
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch);
+/* The activations nrt_conv2d_bias_act applies, and a flag to add to them. */
+enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
+/* y = act(conv2d(x, w) + bias) with bias [co] per output channel (NULL: none)
+ * and act NRT_ACT_NONE or NRT_ACT_RELU: the direct kernels apply them as they
+ * write y (one pass over y instead of two); the others in a pass after. With
+ * NRT_CONV_WINOGRAD added to act, 3x3 stride-1 layers may run by Winograd
+ * F(2x2, 3x3) (runtime/winograd.c), whose results are about 1e-6 (relative to
+ * max |y|) from the direct ones: inference only, since training gradients
+ * through max pooling can move by far more (an argmax tie decided otherwise:
+ * the PyTorch cross-check's vgg32_bn, 5e-2). */
+void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
+                         float *y, float *scratch);
 /* dx = the input gradient of conv2d for dy (also conv_transpose2d's forward). */
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch);

@@ -3,7 +3,9 @@
  * through OpenBLAS and, as unit/test_runtime_kernels_onednn with
  * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
- * chunks of one image up to the batch) and pooling (2x2 fast paths on odd
+ * chunks of one image up to the batch; the forward's Winograd F(2x2, 3x3)
+ * path on the 3x3 stride-1 cases with 16k outputs, >= 16 inputs), the
+ * forward with its bias and relu epilogue (nrt_conv2d_bias_act) and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), and batch norm's training gradient
  * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
 #include "runtime/netrt.h"
@@ -135,6 +137,29 @@ static void check_conv(struct nrt_conv c, const char *what) {
                    (long long)c.chunk, nrt_threads_get(), ey, edx, edw);
     else
         test_passed++;
+    /* The fused epilogue: bias and relu, bias alone, relu alone; then bias
+     * and relu, and nothing, with Winograd allowed. */
+    float *bias = xalloc(c.co);
+    fill(bias, c.co, 9);
+    for (int v = 0; v < 5; v++) {
+        const float *b = v == 2 || v == 4 ? NULL : bias;
+        int act = v == 1 || v == 4 ? NRT_ACT_NONE : NRT_ACT_RELU;
+        for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
+        nrt_conv2d_bias_act(&c, x, w, b, act | (v >= 3 ? NRT_CONV_WINOGRAD : 0), y, scratch);
+        double e = 0;
+        for (int64_t i = 0; i < ny; i++) {
+            double r = ry[i] + (b ? b[i / (c.ho * c.wo) % c.co] : 0);
+            r = act == NRT_ACT_RELU && r < 0 ? 0 : r;
+            double d = y[i] > r ? y[i] - r : r - y[i];
+            e = d > e || d != d ? d : e;
+        }
+        if (e > 1e-4)
+            TEST_FAIL_("conv %s bias+act %d (n %lld threads %d): error %g", what, v, (long long)c.n,
+                       nrt_threads_get(), e);
+        else
+            test_passed++;
+    }
+    nrt_free(bias);
     nrt_free(x), nrt_free(w), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(dw), nrt_free(scratch);
     nrt_free(ry), nrt_free(rdx), nrt_free(rdw);
 }
@@ -180,6 +205,15 @@ static void test_conv(void) {
         {3, 16, 14, 14, 16, 3, 3, 0, 0, 16, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* unpadded */
         {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0}, /* stride 1, dilated, 2 per channel
                                                                            */
+        /* The wide-row forward (few taps): 8 channels per tile (32, 16) or 6
+         * (12, 20: a partial tile), odd sizes, padding; Cin 1 and 3. */
+        {3, 1, 28, 28, 32, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's first layer */
+        {2, 1, 13, 17, 16, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0}, /* padded, odd */
+        {2, 3, 11, 9, 20, 3, 3, 0, 0, 1, {1, 1}, {1, 0, 2, 1}, {1, 1}, 0},  /* Cin 3, uneven pad */
+        {3, 3, 15, 7, 12, 3, 2, 0, 0, 1, {1, 1}, {0, 1, 0, 1}, {1, 1}, 0},  /* 3x2 window */
+        {2, 1, 9, 30, 24, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},  /* wide rows, 5x5 */
+        {2, 3, 12, 12, 32, 3, 3, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* Cin 3 strided: im2col */
+        {2, 32, 7, 9, 40, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* packed weights tile by tile */
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
