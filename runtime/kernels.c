@@ -919,16 +919,18 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
  * of dy (co channels in, ci out) with a window of T x U taps, which the
  * channel-vector kernel (dconv_tile) computes on dy, padded once per image
  * into a plane that holds every class's window (each class reads it from its
- * own corner). The classes' pixel-major tiles lie side by side in one buffer,
- * and each 16-pixel piece of a dx row is one gather from them (the classes
- * interleave along the row). No col2im, no zero taps. */
+ * own corner). nb images at a time: their planes lie one after another and
+ * a tile's pixels may span two images (7x7 classes fill tiles of 6 pixels with
+ * 9 % waste alone, 1 % four at a time). The classes' pixel-major tiles lie side
+ * by side in one buffer, and each 16-pixel piece of a dx row is one gather from
+ * them (the classes interleave along the row). No col2im, no zero taps. */
 struct subpix {
     struct dconv g;       /* the class's stride-1 problem (hp, wp: the shared plane's) */
     int64_t ph, pw;       /* residues */
     int64_t i0, j0, T, U; /* first tap and tap counts along h and w */
     int64_t top, left;    /* where dy lands in the class's own padded plane */
     int64_t xoff;         /* the class's corner in the shared plane */
-    int64_t toff;         /* its tiles' offset in the tile buffer */
+    int64_t toff;         /* its tiles' offset in the tile buffer (nb images') */
     float *wp;            /* packed weights [T*U*co][ci] */
 };
 
@@ -939,7 +941,8 @@ struct subpix_job {
     struct subpix cls[16]; /* s0 * s1 classes (s <= 4 each) */
     int ncls;
     int64_t top, left, hp, wp; /* the shared padded plane of dy */
-    int64_t planef, tilef;     /* its floats; all classes' tile floats */
+    int64_t planef;            /* its floats */
+    int64_t nb;                /* images per group: planes and tiles */
     float *scratch;            /* task i's part: scratch + i * region */
     int64_t region, tasks;
 };
@@ -957,26 +960,78 @@ static void subpix_class(const struct nrt_conv *c, int64_t ph, int64_t pw, struc
     k->g = (struct dconv){c->co, A + k->T - 1, B + k->U - 1, c->ci, k->T, k->U, 1, 1, 1, 1, A, B};
 }
 
-/* The pixel-major tiles of one class for one padded image x (its corner). */
-static void subpix_tiles(const struct subpix *k, const float *x, float *tmp) {
+/* out[p][c0 + 16v + l] = the sum over dy channels and taps of
+ * wt[...][16v + l] * x[base[p] + tap's offset]: dconv_tile with the class's
+ * window KH x KW fixed at compile time when nonzero (2x2, the 4x4/s2 layers of
+ * a DCGAN: the tap loops unrolled), else read from g. */
+static inline __attribute__((always_inline)) void subpix_tile(const struct dconv *g, const int V, const int P,
+                                                              const int KH, const int KW, const float *x,
+                                                              const int64_t *base, const float *wt,
+                                                              float *out) {
+    __m512 acc[4][DIRECT_ACC];
+    const int64_t kh = KH ? KH : g->kh, kw = KW ? KW : g->kw;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++) acc[v][p] = _mm512_setzero_ps();
+    for (int64_t ci = 0; ci < g->cin; ci++)
+#pragma GCC unroll 4
+        for (int64_t i = 0; i < kh; i++)
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kw; j++, wt += g->cout) {
+                const float *xt = x + (ci * g->hp + i) * g->wp + j;
+                __m512 w[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wt + 16 * v);
+#pragma GCC unroll 24
+                for (int p = 0; p < P; p++) {
+                    __m512 xb = _mm512_set1_ps(xt[base[p]]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; v++) acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
+                }
+            }
+#pragma GCC unroll 24
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
+}
+
+/* The pixels [p0, p0 + n) of nb images (planes planef floats apart) as input
+ * offsets, the last one repeated up to DIRECT_ACC entries. */
+static void subpix_bases(const struct dconv *g, int64_t nb, int64_t planef, int64_t p0, int64_t n,
+                         int64_t *base) {
+    int64_t hw = g->ho * g->wo;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t q = p0 + k < nb * hw ? p0 + k : nb * hw - 1, r = q % hw;
+        base[k] = q / hw * planef + r / g->wo * g->wp + r % g->wo;
+    }
+}
+
+/* The pixel-major tiles of one class for nb padded images from x (the first
+ * one's corner). */
+static void subpix_tiles(const struct subpix *k, int64_t nb, int64_t planef, const float *x, float *tmp) {
     const struct dconv *g = &k->g;
-    int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
+    int64_t hw = nb * g->ho * g->wo, base[DIRECT_ACC];
     if (k->T == 0 || k->U == 0) { /* no tap reaches these pixels */
         memset(tmp, 0, sizeof *tmp * (size_t)(hw * g->cout));
         return;
     }
+    int two = g->kh == 2 && g->kw == 2;
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
         int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
         for (int64_t p0 = 0; p0 < hw; p0 += P) {
-            dconv_bases(g, p0, P, base);
+            subpix_bases(g, nb, planef, p0, P, base);
             float *out = tmp + p0 * g->cout + c0;
-            if (V == 4)
-                dconv_tile(g, 4, DIRECT_ACC / 4, x, base, k->wp + c0, out);
+            const float *wt = k->wp + c0;
+            if (V == 4 && two)
+                subpix_tile(g, 4, DIRECT_ACC / 4, 2, 2, x, base, wt, out);
+            else if (V == 4)
+                subpix_tile(g, 4, DIRECT_ACC / 4, 0, 0, x, base, wt, out);
             else if (V == 2)
-                dconv_tile(g, 2, DIRECT_ACC / 2, x, base, k->wp + c0, out);
+                subpix_tile(g, 2, DIRECT_ACC / 2, 0, 0, x, base, wt, out);
             else
-                dconv_tile(g, 1, DIRECT_ACC, x, base, k->wp + c0, out);
+                subpix_tile(g, 1, DIRECT_ACC, 0, 0, x, base, wt, out);
         }
         c0 += 16 * V;
     }
@@ -985,7 +1040,7 @@ static void subpix_tiles(const struct subpix *k, const float *x, float *tmp) {
 /* dx[ch][ih][iw] of one image from the classes' tiles: per row piece of 16
  * pixels one vector of tile offsets (class and pixel), then one gather per
  * channel. */
-static void subpix_gather(const struct subpix_job *j, const float *tiles, float *dx) {
+static void subpix_gather(const struct subpix_job *j, const float *tiles, int64_t b, float *dx) {
     const struct nrt_conv *c = j->c;
     int64_t plane = c->h * c->w;
     int32_t idx[16];
@@ -995,7 +1050,7 @@ static void subpix_gather(const struct subpix_job *j, const float *tiles, float 
             for (int l = 0; l < 16; l++) {
                 int64_t iw = iw0 + (l < n ? l : 0);
                 const struct subpix *k = &j->cls[ih % c->s[0] * c->s[1] + iw % c->s[1]];
-                idx[l] = (int32_t)(k->toff + ((ih / c->s[0]) * k->g.wo + iw / c->s[1]) * c->ci);
+                idx[l] = (int32_t)(k->toff + ((b * k->g.ho + ih / c->s[0]) * k->g.wo + iw / c->s[1]) * c->ci);
             }
             __m512i vi = _mm512_loadu_si512(idx);
             __mmask16 m = (__mmask16)((1u << n) - 1);
@@ -1010,15 +1065,30 @@ static void subpix_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct subpix_job *j = arg;
     const struct nrt_conv *c = j->c;
     for (int64_t t = lo; t < hi; t++) {
-        float *pad = j->scratch + t * j->region, *tiles = pad + j->planef;
-        for (int64_t b = c->n * t / j->tasks; b < c->n * (t + 1) / j->tasks; b++) {
-            pad_planes(j->dy + b * c->co * c->ho * c->wo, c->co, c->ho, c->wo, j->top, j->left, pad, j->hp,
-                       j->wp);
+        float *pad = j->scratch + t * j->region, *tiles = pad + j->nb * j->planef;
+        for (int64_t b0 = c->n * t / j->tasks, b1 = c->n * (t + 1) / j->tasks; b0 < b1; b0 += j->nb) {
+            int64_t nb = b1 - b0 < j->nb ? b1 - b0 : j->nb;
+            for (int64_t b = 0; b < nb; b++)
+                pad_planes(j->dy + (b0 + b) * c->co * c->ho * c->wo, c->co, c->ho, c->wo, j->top, j->left,
+                           pad + b * j->planef, j->hp, j->wp);
             for (int q = 0; q < j->ncls; q++)
-                subpix_tiles(&j->cls[q], pad + j->cls[q].xoff, tiles + j->cls[q].toff);
-            subpix_gather(j, tiles, j->dx + b * c->ci * c->h * c->w);
+                subpix_tiles(&j->cls[q], nb, j->planef, pad + j->cls[q].xoff, tiles + j->cls[q].toff);
+            for (int64_t b = 0; b < nb; b++)
+                subpix_gather(j, tiles, b, j->dx + (b0 + b) * c->ci * c->h * c->w);
         }
     }
+}
+
+/* Scratch floats of one task with nb images per group; sets the classes' tile offsets. */
+static int64_t subpix_region(struct subpix_job *j, int64_t nb) {
+    int64_t tilef = 0;
+    for (int q = 0; q < j->ncls; q++) {
+        struct subpix *k = &j->cls[q];
+        k->toff = tilef;
+        tilef += (nb * k->g.ho * k->g.wo + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * k->g.cout;
+    }
+    return tilef > INT32_MAX / 2 ? INT64_MAX / 4
+                                 : (nb * j->planef + tilef + 15) / 16 * 16; /* 32-bit gathers */
 }
 
 static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
@@ -1029,15 +1099,13 @@ static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const fl
     if (c->co * ((c->kh + c->s[0] - 1) / c->s[0]) * ((c->kw + c->s[1] - 1) / c->s[1]) < DIRECT_MIN_TAPS)
         return 0;
     struct subpix_job j = {.c = c, .dy = dy, .dx = dx};
-    int64_t wfloats = 0, tilef = 0;
+    int64_t wfloats = 0;
     for (int64_t ph = 0; ph < c->s[0]; ph++)
         for (int64_t pw = 0; pw < c->s[1]; pw++) {
             struct subpix *k = &j.cls[j.ncls++];
             subpix_class(c, ph, pw, k);
             wfloats += (k->T * k->U * c->co * c->ci + 15) / 16 * 16;
             j.top = k->top > j.top ? k->top : j.top, j.left = k->left > j.left ? k->left : j.left;
-            k->toff = tilef;
-            tilef += dconv_tmp(&k->g);
         }
     /* The shared plane: dy at (top, left), every class's window inside. */
     j.hp = j.top + c->ho, j.wp = j.left + c->wo;
@@ -1052,12 +1120,14 @@ static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const fl
         k->g.hp = j.hp, k->g.wp = j.wp;
     }
     j.planef = (c->co * j.hp * j.wp + 15) / 16 * 16;
-    j.tilef = tilef;
-    j.region = (j.planef + tilef + 15) / 16 * 16;
-    if (tilef > INT32_MAX / 2) return 0; /* gather offsets are 32-bit */
     j.tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
     if (j.tasks < 1) j.tasks = 1;
-    while (j.tasks > 1 && wfloats + j.tasks * j.region > nrt_conv_scratch(c)) j.tasks--;
+    /* Up to 4 images per group (their tiles fill up), as the scratch allows. */
+    j.nb = (c->n + j.tasks - 1) / j.tasks;
+    j.nb = j.nb < 4 ? j.nb : 4;
+    while (j.nb > 1 && wfloats + j.tasks * subpix_region(&j, j.nb) > nrt_conv_scratch(c)) j.nb--;
+    while (j.tasks > 1 && wfloats + j.tasks * subpix_region(&j, j.nb) > nrt_conv_scratch(c)) j.tasks--;
+    j.region = subpix_region(&j, j.nb);
     if (wfloats + j.tasks * j.region > nrt_conv_scratch(c)) return 0;
     /* wp[(o, i', j')][ci] = w[o][ci][i0 + (T-1-i') s0][j0 + (U-1-j') s1] */
     float *wp = scratch;
