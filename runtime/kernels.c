@@ -470,14 +470,16 @@ static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g,
         for (int v = 0; v < V; v++) _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
 }
 
-/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout].
- * dwt has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
-static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt) {
+/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout],
+ * the rows of taps [t_lo, t_hi) (multiples of DIRECT_ACC, or t_hi = kk). dwt
+ * has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
+static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt, int64_t t_lo,
+                     int64_t t_hi) {
     int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
         int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, T = DIRECT_ACC / V;
-        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+        for (int64_t t0 = t_lo; t0 < t_hi; t0 += T) {
             for (int64_t k = 0; k < T; k++) {
                 int64_t t = t0 + k < kk ? t0 + k : kk - 1;
                 int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
@@ -706,6 +708,8 @@ struct direct_job {
     int64_t tasks;            /* image ranges, or (split > 1) parts of images */
     int64_t split;            /* forward, batch below the threads: parts per image
                                  (pixel ranges; wide rows: channel ranges), else 1 */
+    int tapsplit;             /* dw: tasks take tap ranges of every image into one
+                                 dwt at wp (a partial per task did not fit) */
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
@@ -734,6 +738,12 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     }
     wfloats = (wfloats + 15) / 16 * 16;
     j->region = j->padf + (work + 15) / 16 * 16;
+    if (j->kind == 2 && j->tasks > 1 && wfloats + j->tasks * j->region > nrt_conv_scratch(c)) {
+        /* Each task pads and transposes every image, for its taps only. */
+        j->tapsplit = 1;
+        wfloats = dw_rows(&j->g) * j->g.cout;
+        j->region = j->padf + (hw * j->g.cout + 15) / 16 * 16;
+    }
     j->wp = scratch;
     j->scratch = scratch + wfloats;
     return c->n > 0 && wfloats + j->tasks * j->region <= nrt_conv_scratch(c);
@@ -746,12 +756,22 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
         float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
-        if (j->kind == 2) memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        int64_t t_lo = 0, t_hi = g->cin * g->kh * g->kw, u0 = 0, u1 = n * j->split;
+        if (j->tapsplit) { /* tiles of DIRECT_ACC taps i/tasks.., all images */
+            int64_t tiles = dw_rows(g) / DIRECT_ACC;
+            t_lo = tiles * i / j->tasks * DIRECT_ACC, t_hi = tiles * (i + 1) / j->tasks * DIRECT_ACC;
+            dwt = j->wp + t_lo * g->cout;
+            memset(dwt, 0, sizeof *dwt * (size_t)((t_hi - t_lo) * g->cout));
+            dwt = j->wp;
+        } else {
+            u0 = n * j->split * i / j->tasks, u1 = n * j->split * (i + 1) / j->tasks;
+            if (j->kind == 2) memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        }
         if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
         if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
             memset(part, 0, sizeof *part * (size_t)j->padf);
-        int64_t images = n * j->split, sp = j->split;
-        for (int64_t u = images * i / j->tasks; u < images * (i + 1) / j->tasks; u++) {
+        int64_t sp = j->split;
+        for (int64_t u = u0; u < u1; u++) {
             int64_t b = u / sp, k = u % sp;
             const float *x = j->in + b * in_plane;
             if (j->pad) {
@@ -776,7 +796,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
-            dw_image(g, x, dyt, dwt);
+            dw_image(g, x, dyt, dwt, t_lo, t_hi);
         }
     }
 }
@@ -787,8 +807,8 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
 static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
     int64_t co = j->g.cout, kk = j->g.cin * j->g.kh * j->g.kw, hw = j->g.ho * j->g.wo;
-    float *p0 = j->scratch + j->padf + hw * co;
-    for (int64_t i = 1; i < j->tasks; i++) {
+    float *p0 = j->tapsplit ? j->wp : j->scratch + j->padf + hw * co;
+    for (int64_t i = 1; i < (j->tapsplit ? 1 : j->tasks); i++) {
         const float *pi = p0 + i * j->region;
         for (int64_t k = lo * co; k < hi * co; k++) p0[k] += pi[k];
     }
