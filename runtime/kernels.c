@@ -479,18 +479,26 @@ static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g,
         for (int v = 0; v < V; v++) _mm512_storeu_ps(dwt + t * g->cout + 16 * v, acc[v][t]);
 }
 
-/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout].
- * dwt has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
-static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt) {
+/* dwt[kk][cout] += the weight gradient of one padded image x for dyt [hw][cout],
+ * the rows of taps [t_lo, t_hi) (multiples of DIRECT_ACC, or t_hi = kk). dwt
+ * has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
+static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt, int64_t t_lo,
+                     int64_t t_hi) {
     int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
         int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, T = DIRECT_ACC / V;
-        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+        /* tap t = (ci, i, j), stepped without divisions (they cost a quarter
+         * of a 4x4/s2 layer's tiles); taps past kk repeat the last one */
+        int64_t ci = t_lo / (g->kh * g->kw), i = t_lo / g->kw % g->kh, j = t_lo % g->kw, last = 0;
+        for (int64_t t0 = t_lo; t0 < t_hi; t0 += T) {
             for (int64_t k = 0; k < T; k++) {
-                int64_t t = t0 + k < kk ? t0 + k : kk - 1;
-                int64_t ci = t / (g->kh * g->kw), i = t / g->kw % g->kh, j = t % g->kw;
-                toff[k] = (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+                if (t0 + k < kk) {
+                    last = (ci * g->hp + i * g->d0) * g->wp + j * g->d1;
+                    if (++j == g->kw) j = 0, i++;
+                    if (i == g->kh) i = 0, ci++;
+                }
+                toff[k] = last;
             }
             float *out = dwt + t0 * g->cout + c0;
             if (V == 4)
@@ -790,6 +798,8 @@ struct direct_job {
     int64_t tasks;            /* image ranges, or (split > 1) parts of images */
     int64_t split;            /* forward, batch below the threads: parts per image
                                  (pixel ranges; wide rows: channel ranges), else 1 */
+    int tapsplit;             /* dw: tasks take tap ranges of every image into one
+                                 dwt at wp (a partial per task did not fit) */
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
@@ -818,6 +828,12 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     }
     wfloats = (wfloats + 15) / 16 * 16;
     j->region = j->padf + (work + 15) / 16 * 16;
+    if (j->kind == 2 && j->tasks > 1 && wfloats + j->tasks * j->region > nrt_conv_scratch(c)) {
+        /* Each task pads and transposes every image, for its taps only. */
+        j->tapsplit = 1;
+        wfloats = dw_rows(&j->g) * j->g.cout;
+        j->region = j->padf + (hw * j->g.cout + 15) / 16 * 16;
+    }
     j->wp = scratch;
     j->scratch = scratch + wfloats;
     return c->n > 0 && wfloats + j->tasks * j->region <= nrt_conv_scratch(c);
@@ -830,12 +846,22 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
         float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
-        if (j->kind == 2) memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        int64_t t_lo = 0, t_hi = g->cin * g->kh * g->kw, u0 = 0, u1 = n * j->split;
+        if (j->tapsplit) { /* tiles of DIRECT_ACC taps i/tasks.., all images */
+            int64_t tiles = dw_rows(g) / DIRECT_ACC;
+            t_lo = tiles * i / j->tasks * DIRECT_ACC, t_hi = tiles * (i + 1) / j->tasks * DIRECT_ACC;
+            dwt = j->wp + t_lo * g->cout;
+            memset(dwt, 0, sizeof *dwt * (size_t)((t_hi - t_lo) * g->cout));
+            dwt = j->wp;
+        } else {
+            u0 = n * j->split * i / j->tasks, u1 = n * j->split * (i + 1) / j->tasks;
+            if (j->kind == 2) memset(dwt, 0, sizeof *dwt * (size_t)(dw_rows(g) * g->cout));
+        }
         if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
         if (j->kind >= 3) /* the wide-row kernels read past the planes: zeros */
             memset(part, 0, sizeof *part * (size_t)j->padf);
-        int64_t images = n * j->split, sp = j->split;
-        for (int64_t u = images * i / j->tasks; u < images * (i + 1) / j->tasks; u++) {
+        int64_t sp = j->split;
+        for (int64_t u = u0; u < u1; u++) {
             int64_t b = u / sp, k = u % sp;
             const float *x = j->in + b * in_plane;
             if (j->pad) {
@@ -861,22 +887,23 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
-            dw_image(g, x, dyt, dwt);
+            dw_image(g, x, dyt, dwt, t_lo, t_hi);
         }
     }
 }
 
-/* dw[o][t] for taps [lo, hi): the sum of the tasks' transposed partials. */
+/* dw[o][t] for taps [lo, hi): the tasks' partials [t][o] summed into task
+ * 0's (rows lo..hi, contiguous), then transposed by 16x16 blocks (the scalar
+ * strided stores were 6 % of the DCGAN 4x4/s2 layer's weight gradient). */
 static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
     int64_t co = j->g.cout, kk = j->g.cin * j->g.kh * j->g.kw, hw = j->g.ho * j->g.wo;
-    for (int64_t t = lo; t < hi; t++)
-        for (int64_t o = 0; o < co; o++) {
-            float s = 0;
-            for (int64_t i = 0; i < j->tasks; i++)
-                s += j->scratch[i * j->region + j->padf + hw * co + t * co + o];
-            j->out[o * kk + t] = s;
-        }
+    float *p0 = j->tapsplit ? j->wp : j->scratch + j->padf + hw * co;
+    for (int64_t i = 1; i < (j->tapsplit ? 1 : j->tasks); i++) {
+        const float *pi = p0 + i * j->region;
+        for (int64_t k = lo * co; k < hi * co; k++) p0[k] += pi[k];
+    }
+    transpose16(p0 + lo * co, co, hi - lo, co, j->out + lo, kk);
 }
 
 /* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
@@ -1005,14 +1032,20 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
  * i0 = (ph + p) mod s, from dy row a + base - t, base = (ph + p - i0) / s;
  * so each of the s0*s1 residue classes of (ih, iw) is a stride-1 correlation
  * of dy (co channels in, ci out) with a window of T x U taps, which the
- * channel-vector kernel (dconv_image) computes on dy padded for that class
- * into a small plane that is then spread into dx at stride s. No col2im, no
- * zero taps. */
+ * channel-vector kernel (dconv_tile) computes on dy, padded once per image
+ * into a plane that holds every class's window (each class reads it from its
+ * own corner). nb images at a time: their planes lie one after another and
+ * a tile's pixels may span two images (7x7 classes fill tiles of 6 pixels with
+ * 9 % waste alone, 1 % four at a time). The classes' pixel-major tiles lie side
+ * by side in one buffer, and each 16-pixel piece of a dx row is one gather from
+ * them (the classes interleave along the row). No col2im, no zero taps. */
 struct subpix {
-    struct dconv g;       /* the class's stride-1 problem */
+    struct dconv g;       /* the class's stride-1 problem (hp, wp: the shared plane's) */
     int64_t ph, pw;       /* residues */
     int64_t i0, j0, T, U; /* first tap and tap counts along h and w */
-    int64_t top, left;    /* where dy lands in the padded plane */
+    int64_t top, left;    /* where dy lands in the class's own padded plane */
+    int64_t xoff;         /* the class's corner in the shared plane */
+    int64_t toff;         /* its tiles' offset in the tile buffer (nb images') */
     float *wp;            /* packed weights [T*U*co][ci] */
 };
 
@@ -1022,7 +1055,10 @@ struct subpix_job {
     float *dx;
     struct subpix cls[16]; /* s0 * s1 classes (s <= 4 each) */
     int ncls;
-    float *scratch; /* task i's part: scratch + i * region */
+    int64_t top, left, hp, wp; /* the shared padded plane of dy */
+    int64_t planef;            /* its floats */
+    int64_t nb;                /* images per group: planes and tiles */
+    float *scratch;            /* task i's part: scratch + i * region */
     int64_t region, tasks;
 };
 
@@ -1039,35 +1075,135 @@ static void subpix_class(const struct nrt_conv *c, int64_t ph, int64_t pw, struc
     k->g = (struct dconv){c->co, A + k->T - 1, B + k->U - 1, c->ci, k->T, k->U, 1, 1, 1, 1, A, B};
 }
 
+/* out[p][c0 + 16v + l] = the sum over dy channels and taps of
+ * wt[...][16v + l] * x[base[p] + tap's offset]: dconv_tile with the class's
+ * window KH x KW fixed at compile time when nonzero (2x2, the 4x4/s2 layers of
+ * a DCGAN: the tap loops unrolled), else read from g. */
+static inline __attribute__((always_inline)) void subpix_tile(const struct dconv *g, const int V, const int P,
+                                                              const int KH, const int KW, const float *x,
+                                                              const int64_t *base, const float *wt,
+                                                              float *out) {
+    __m512 acc[4][DIRECT_ACC];
+    const int64_t kh = KH ? KH : g->kh, kw = KW ? KW : g->kw;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; v++)
+#pragma GCC unroll 24
+        for (int p = 0; p < P; p++) acc[v][p] = _mm512_setzero_ps();
+    for (int64_t ci = 0; ci < g->cin; ci++)
+#pragma GCC unroll 4
+        for (int64_t i = 0; i < kh; i++)
+#pragma GCC unroll 4
+            for (int64_t j = 0; j < kw; j++, wt += g->cout) {
+                const float *xt = x + (ci * g->hp + i) * g->wp + j;
+                __m512 w[4];
+#pragma GCC unroll 4
+                for (int v = 0; v < V; v++) w[v] = _mm512_loadu_ps(wt + 16 * v);
+#pragma GCC unroll 24
+                for (int p = 0; p < P; p++) {
+                    __m512 xb = _mm512_set1_ps(xt[base[p]]);
+#pragma GCC unroll 4
+                    for (int v = 0; v < V; v++) acc[v][p] = _mm512_fmadd_ps(w[v], xb, acc[v][p]);
+                }
+            }
+#pragma GCC unroll 24
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(out + p * g->cout + 16 * v, acc[v][p]);
+}
+
+/* The pixels [p0, p0 + n) of nb images (planes planef floats apart) as input
+ * offsets, the last one repeated up to DIRECT_ACC entries. */
+static void subpix_bases(const struct dconv *g, int64_t nb, int64_t planef, int64_t p0, int64_t n,
+                         int64_t *base) {
+    int64_t hw = g->ho * g->wo;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t q = p0 + k < nb * hw ? p0 + k : nb * hw - 1, r = q % hw;
+        base[k] = q / hw * planef + r / g->wo * g->wp + r % g->wo;
+    }
+}
+
+/* The pixel-major tiles of one class for nb padded images from x (the first
+ * one's corner). */
+static void subpix_tiles(const struct subpix *k, int64_t nb, int64_t planef, const float *x, float *tmp) {
+    const struct dconv *g = &k->g;
+    int64_t hw = nb * g->ho * g->wo, base[DIRECT_ACC];
+    if (k->T == 0 || k->U == 0) { /* no tap reaches these pixels */
+        memset(tmp, 0, sizeof *tmp * (size_t)(hw * g->cout));
+        return;
+    }
+    int two = g->kh == 2 && g->kw == 2;
+    for (int64_t c0 = 0; c0 < g->cout;) {
+        int64_t left = (g->cout - c0) / 16;
+        int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
+        for (int64_t p0 = 0; p0 < hw; p0 += P) {
+            subpix_bases(g, nb, planef, p0, P, base);
+            float *out = tmp + p0 * g->cout + c0;
+            const float *wt = k->wp + c0;
+            if (V == 4 && two)
+                subpix_tile(g, 4, DIRECT_ACC / 4, 2, 2, x, base, wt, out);
+            else if (V == 4)
+                subpix_tile(g, 4, DIRECT_ACC / 4, 0, 0, x, base, wt, out);
+            else if (V == 2)
+                subpix_tile(g, 2, DIRECT_ACC / 2, 0, 0, x, base, wt, out);
+            else
+                subpix_tile(g, 1, DIRECT_ACC, 0, 0, x, base, wt, out);
+        }
+        c0 += 16 * V;
+    }
+}
+
+/* dx[ch][ih][iw] of one image from the classes' tiles: per row piece of 16
+ * pixels one vector of tile offsets (class and pixel), then one gather per
+ * channel. */
+static void subpix_gather(const struct subpix_job *j, const float *tiles, int64_t b, float *dx) {
+    const struct nrt_conv *c = j->c;
+    int64_t plane = c->h * c->w;
+    int32_t idx[16];
+    for (int64_t ih = 0; ih < c->h; ih++)
+        for (int64_t iw0 = 0; iw0 < c->w; iw0 += 16) {
+            int n = c->w - iw0 < 16 ? (int)(c->w - iw0) : 16;
+            for (int l = 0; l < 16; l++) {
+                int64_t iw = iw0 + (l < n ? l : 0);
+                const struct subpix *k = &j->cls[ih % c->s[0] * c->s[1] + iw % c->s[1]];
+                idx[l] = (int32_t)(k->toff + ((b * k->g.ho + ih / c->s[0]) * k->g.wo + iw / c->s[1]) * c->ci);
+            }
+            __m512i vi = _mm512_loadu_si512(idx);
+            __mmask16 m = (__mmask16)((1u << n) - 1);
+            float *out = dx + ih * c->w + iw0;
+            for (int64_t ch = 0; ch < c->ci; ch++, out += plane)
+                _mm512_mask_storeu_ps(out, m,
+                                      _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, vi, tiles + ch, 4));
+        }
+}
+
 static void subpix_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct subpix_job *j = arg;
     const struct nrt_conv *c = j->c;
     for (int64_t t = lo; t < hi; t++) {
-        float *pad = j->scratch + t * j->region;
-        for (int64_t b = c->n * t / j->tasks; b < c->n * (t + 1) / j->tasks; b++) {
-            const float *dy = j->dy + b * c->co * c->ho * c->wo;
-            float *dx = j->dx + b * c->ci * c->h * c->w;
-            for (int q = 0; q < j->ncls; q++) {
-                const struct subpix *k = &j->cls[q];
-                const struct dconv *g = &k->g;
-                if (g->ho == 0 || g->wo == 0) continue;
-                float *plane = pad + (g->cin * g->hp * g->wp + 15) / 16 * 16,
-                      *tmp = plane + g->cout * g->ho * g->wo;
-                if (k->T == 0 || k->U == 0) {
-                    memset(plane, 0, sizeof *plane * (size_t)(g->cout * g->ho * g->wo));
-                } else {
-                    pad_planes(dy, c->co, c->ho, c->wo, k->top, k->left, pad, g->hp, g->wp);
-                    dconv_image(g, pad, k->wp, tmp, plane, 0, g->ho * g->wo, NULL, 0);
-                }
-                for (int64_t ch = 0; ch < c->ci; ch++)
-                    for (int64_t a = 0; a < g->ho; a++) {
-                        float *row = dx + (ch * c->h + a * c->s[0] + k->ph) * c->w + k->pw;
-                        const float *src = plane + (ch * g->ho + a) * g->wo;
-                        for (int64_t e = 0; e < g->wo; e++) row[e * c->s[1]] = src[e];
-                    }
-            }
+        float *pad = j->scratch + t * j->region, *tiles = pad + j->nb * j->planef;
+        for (int64_t b0 = c->n * t / j->tasks, b1 = c->n * (t + 1) / j->tasks; b0 < b1; b0 += j->nb) {
+            int64_t nb = b1 - b0 < j->nb ? b1 - b0 : j->nb;
+            for (int64_t b = 0; b < nb; b++)
+                pad_planes(j->dy + (b0 + b) * c->co * c->ho * c->wo, c->co, c->ho, c->wo, j->top, j->left,
+                           pad + b * j->planef, j->hp, j->wp);
+            for (int q = 0; q < j->ncls; q++)
+                subpix_tiles(&j->cls[q], nb, j->planef, pad + j->cls[q].xoff, tiles + j->cls[q].toff);
+            for (int64_t b = 0; b < nb; b++)
+                subpix_gather(j, tiles, b, j->dx + (b0 + b) * c->ci * c->h * c->w);
         }
     }
+}
+
+/* Scratch floats of one task with nb images per group; sets the classes' tile offsets. */
+static int64_t subpix_region(struct subpix_job *j, int64_t nb) {
+    int64_t tilef = 0;
+    for (int q = 0; q < j->ncls; q++) {
+        struct subpix *k = &j->cls[q];
+        k->toff = tilef;
+        tilef += (nb * k->g.ho * k->g.wo + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * k->g.cout;
+    }
+    return tilef > INT32_MAX / 2 ? INT64_MAX / 4
+                                 : (nb * j->planef + tilef + 15) / 16 * 16; /* 32-bit gathers */
 }
 
 static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
@@ -1078,20 +1214,35 @@ static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const fl
     if (c->co * ((c->kh + c->s[0] - 1) / c->s[0]) * ((c->kw + c->s[1] - 1) / c->s[1]) < DIRECT_MIN_TAPS)
         return 0;
     struct subpix_job j = {.c = c, .dy = dy, .dx = dx};
-    int64_t wfloats = 0, region = 0;
+    int64_t wfloats = 0;
     for (int64_t ph = 0; ph < c->s[0]; ph++)
         for (int64_t pw = 0; pw < c->s[1]; pw++) {
             struct subpix *k = &j.cls[j.ncls++];
             subpix_class(c, ph, pw, k);
-            const struct dconv *g = &k->g;
             wfloats += (k->T * k->U * c->co * c->ci + 15) / 16 * 16;
-            int64_t need = (g->cin * g->hp * g->wp + 15) / 16 * 16 + g->cout * g->ho * g->wo + dconv_tmp(g);
-            region = need > region ? need : region;
+            j.top = k->top > j.top ? k->top : j.top, j.left = k->left > j.left ? k->left : j.left;
         }
-    j.region = (region + 15) / 16 * 16;
+    /* The shared plane: dy at (top, left), every class's window inside. */
+    j.hp = j.top + c->ho, j.wp = j.left + c->wo;
+    for (int q = 0; q < j.ncls; q++) {
+        const struct subpix *k = &j.cls[q];
+        int64_t hp = k->g.hp + j.top - k->top, wp = k->g.wp + j.left - k->left;
+        j.hp = hp > j.hp ? hp : j.hp, j.wp = wp > j.wp ? wp : j.wp;
+    }
+    for (int q = 0; q < j.ncls; q++) {
+        struct subpix *k = &j.cls[q];
+        k->xoff = (j.top - k->top) * j.wp + j.left - k->left;
+        k->g.hp = j.hp, k->g.wp = j.wp;
+    }
+    j.planef = (c->co * j.hp * j.wp + 15) / 16 * 16;
     j.tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
     if (j.tasks < 1) j.tasks = 1;
-    while (j.tasks > 1 && wfloats + j.tasks * j.region > nrt_conv_scratch(c)) j.tasks--;
+    /* Up to 4 images per group (their tiles fill up), as the scratch allows. */
+    j.nb = (c->n + j.tasks - 1) / j.tasks;
+    j.nb = j.nb < 4 ? j.nb : 4;
+    while (j.nb > 1 && wfloats + j.tasks * subpix_region(&j, j.nb) > nrt_conv_scratch(c)) j.nb--;
+    while (j.tasks > 1 && wfloats + j.tasks * subpix_region(&j, j.nb) > nrt_conv_scratch(c)) j.tasks--;
+    j.region = subpix_region(&j, j.nb);
     if (wfloats + j.tasks * j.region > nrt_conv_scratch(c)) return 0;
     /* wp[(o, i', j')][ci] = w[o][ci][i0 + (T-1-i') s0][j0 + (U-1-j') s1] */
     float *wp = scratch;

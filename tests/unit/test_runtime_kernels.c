@@ -184,6 +184,12 @@ static void test_conv(void) {
         {3, 16, 14, 14, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* DCGAN-like 4x4/s2 */
         {2, 16, 13, 11, 48, 5, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0}, /* stride 3x2, odd sizes */
         {2, 32, 9, 9, 64, 1, 3, 0, 0, 1, {2, 2}, {0, 1, 0, 1}, {1, 1}, 0},   /* classes with no tap */
+        /* dx by sub-pixels: rows past 16 pixels (two gathers, a tail), a
+         * class reading below the shared plane's top (pad 3 at stride 3),
+         * one tap per class (stride 4). */
+        {2, 16, 20, 37, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 16, 11, 13, 16, 5, 5, 0, 0, 1, {3, 3}, {3, 2, 3, 4}, {1, 1}, 0},
+        {3, 32, 9, 10, 64, 4, 4, 0, 0, 1, {4, 4}, {0, 0, 0, 0}, {1, 1}, 0},
         {2, 16, 12, 12, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 1, 0, 2}, {2, 2}, 0}, /* dilated, 3 vectors */
         {2, 16, 7, 6, 16, 5, 5, 0, 0, 1, {1, 1}, {3, 3, 0, 1}, {1, 1}, 0},   /* pad beyond the window */
         /* The wide-row weight gradient's spread of dy: rows past 16 floats,
