@@ -1023,7 +1023,7 @@ static void op_layernorm(struct lg *g, int id) {
     const struct shape *x = arg_shape(g, id, 0);
     LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
                             lg_i64(g, x->dim[x->rank - 1]),
-                            lg_f64(g, ir_attr_f(n, ATTR_EPS)),
+                            lg_f64(g, n->op == OP_LAYERNORM_GRAD_SUMS ? 0 : ir_attr_f(n, ATTR_EPS)),
                             lg_ptr(g, arg(g, id, 0)),
                             NULL,
                             NULL,
