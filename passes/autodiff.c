@@ -788,7 +788,7 @@ static bool is_vec(struct ad *ad, int v, int64_t d) {
 
 /* o = ADD(MUL(y, gamma), beta) with y = LAYERNORM(x), as the frontend lowers
  * `layernorm` (y and the product read nowhere else; gamma, beta f32[D]): the
- * whole gradient by two ops that read x (or y) and do once, instead of dy gamma,
+ * whole gradient by two ops, one pass over the rows each, instead of dy gamma,
  * S(dy y), S(dy) and LAYERNORM_GRAD in turn:
  *   sums = LAYERNORM_GRAD_SUMS(y, do)   dbeta = sums[0]   dgamma = sums[1]
  *   dx = LAYERNORM_GRAD(x, do, gamma)
