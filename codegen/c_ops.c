@@ -767,7 +767,10 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     long long d = (long long)x->dim[x->rank - 1];
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     double eps = ir_attr_f(n, ATTR_EPS);
-    if (grad)
+    if (grad && n->nargs == 3)
+        cgc_emit(c, "nrt_layernorm_grad_gamma(%s, %lld, %.17g, v%d, v%d, v%d, v%d);", cg_xs(rows), d, eps,
+                 arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id);
+    else if (grad)
         cgc_emit(c, "nrt_layernorm_grad(%s, %lld, %.17g, v%d, v%d, v%d);", cg_xs(rows), d, eps, arg(c, id, 0),
                  arg(c, id, 1), id);
     else
@@ -776,6 +779,13 @@ static void layernorm(struct cgc *c, int id, bool grad) {
 
 void cgc_op_LAYERNORM(struct cgc *c, int id) { layernorm(c, id, false); }
 void cgc_op_LAYERNORM_GRAD(struct cgc *c, int id) { layernorm(c, id, true); }
+
+/* Beta's and gamma's gradient sums over the rows, by libnetrt (runtime/norm.c). */
+void cgc_op_LAYERNORM_GRAD_SUMS(struct cgc *c, int id) {
+    const struct shape *y = arg_shape(c, id, 0);
+    cgc_emit(c, "nrt_layernorm_grad_sums(%s, %lld, v%d, v%d, v%d);", cg_xs(cgc_dims_prod(y, 0, y->rank - 1)),
+             (long long)y->dim[y->rank - 1], arg(c, id, 0), arg(c, id, 1), id);
+}
 
 /* ------------------------------------------------------------- recurrent */
 

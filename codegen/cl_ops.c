@@ -1247,15 +1247,20 @@ static void layernorm(struct clc *k, int id, bool grad) {
     clc_src(k, "    const acc_t rs = 1 / sqrt(q / %lld + (acc_t)%s);", d,
             cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     if (grad) {
-        clc_src(k, "    __global const float *g = v%d + r * %lld;", arg(k, id, 1), d);
+        clc_src(k, "    __global const float *dy = v%d + r * %lld;", arg(k, id, 1), d);
+        if (node(k, id)->nargs == 3) /* dy times gamma */
+            clc_src(k, "#define G(j) (dy[j] * v%d[j])", arg(k, id, 2));
+        else
+            clc_src(k, "#define G(j) dy[j]");
         clc_src(k, "    acc_t sg = 0, sgc = 0;");
         clc_src(k, "    for (long j = 0; j < %lld; j++) {", d);
-        clc_src(k, "        sg += g[j];");
-        clc_src(k, "        sgc += g[j] * (x[j] - m);");
+        clc_src(k, "        sg += G(j);");
+        clc_src(k, "        sgc += G(j) * (x[j] - m);");
         clc_src(k, "    }");
         clc_src(k, "    const acc_t mg = sg / %lld, c2 = sgc * rs * rs / %lld;", d, d);
-        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (g[j] - mg - (x[j] - m) * c2));",
+        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (G(j) - mg - (x[j] - m) * c2));",
                 d);
+        clc_src(k, "#undef G");
     } else {
         clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)((x[j] - m) * rs);", d);
     }
@@ -1265,6 +1270,27 @@ static void layernorm(struct clc *k, int id, bool grad) {
 
 void clc_op_LAYERNORM(struct clc *k, int id) { layernorm(k, id, false); }
 void clc_op_LAYERNORM_GRAD(struct clc *k, int id) { layernorm(k, id, true); }
+
+/* Beta's and gamma's gradient sums: one work-item per column, over the rows in acc_t. */
+void clc_op_LAYERNORM_GRAD_SUMS(struct clc *k, int id) {
+    const struct shape *s = arg_shape(k, id, 0);
+    long long d = (long long)s->dim[s->rank - 1];
+    struct cgc_x rows = cgc_dims_prod(s, 0, s->rank - 1);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long c = get_global_id(0);");
+    clc_src(k, "    if (c >= %lld) return;", d);
+    clc_src(k, "    acc_t sg = 0, sgy = 0;");
+    clc_src(k, "    for (long r = 0; r < %s; r++) {", cg_xs(rows));
+    clc_src(k, "        const float g = v%d[r * %lld + c];", arg(k, id, 1), d);
+    clc_src(k, "        sg += g;");
+    clc_src(k, "        sgy += (acc_t)g * v%d[r * %lld + c];", arg(k, id, 0), d);
+    clc_src(k, "    }");
+    clc_src(k, "    v%d[c] = (float)sg;", id);
+    clc_src(k, "    v%d[%lld + c] = (float)sgy;", id, d);
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(d), false, false);
+}
 
 /* ------------------------------------------------------ tokens, sequences */
 

@@ -657,22 +657,38 @@ bool cg_eval_LAYERNORM(struct cg_interp *it, int id) {
     return true;
 }
 
-/* (x, dy): dx = rstd (dy - mean(dy) - y mean(dy y)), y the normalized x. */
+/* (x, dy[, gamma]): dx = rstd (g - mean(g) - y mean(g y)), y the normalized x,
+ * g = dy (times gamma). */
 bool cg_eval_LAYERNORM_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
+    const double *gamma = cg_node(it, id)->nargs == 3 ? cg_arg(it, id, 2)->d : NULL;
     double eps = ir_attr_f(cg_node(it, id), ATTR_EPS), mean, rstd;
     size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
+#define G(j) (dy->d[r * d + (j)] * (gamma ? gamma[j] : 1))
     for (size_t r = 0; d && r < x->numel / d; r++) {
         row_stats(x, d, r, eps, &mean, &rstd);
         double sg = 0, sgy = 0;
         for (size_t j = 0; j < d; j++) {
-            sg += dy->d[r * d + j];
-            sgy += dy->d[r * d + j] * (x->d[r * d + j] - mean) * rstd;
+            sg += G(j);
+            sgy += G(j) * (x->d[r * d + j] - mean) * rstd;
         }
         for (size_t j = 0; j < d; j++) {
             double yj = (x->d[r * d + j] - mean) * rstd;
-            dx->d[r * d + j] = rstd * (dy->d[r * d + j] - sg / (double)d - yj * sgy / (double)d);
+            dx->d[r * d + j] = rstd * (G(j) - sg / (double)d - yj * sgy / (double)d);
         }
+    }
+#undef G
+    return true;
+}
+
+/* (y, dy) -> [2, D]: S(dy), S(dy y) over the rows. */
+bool cg_eval_LAYERNORM_GRAD_SUMS(struct cg_interp *it, int id) {
+    struct cg_val *y = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *s = cg_out(it, id);
+    size_t d = (size_t)y->shape.dim[y->shape.rank - 1];
+    for (size_t j = 0; j < 2 * d; j++) s->d[j] = 0;
+    for (size_t i = 0; i < y->numel; i++) {
+        s->d[i % d] += dy->d[i];
+        s->d[d + i % d] += dy->d[i] * y->d[i];
     }
     return true;
 }

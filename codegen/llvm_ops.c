@@ -1021,13 +1021,20 @@ static void op_softmax_grad(struct lg *g, int id) {
 static void op_layernorm(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x = arg_shape(g, id, 0);
-    LLVMValueRef args[6] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
+    LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
                             lg_i64(g, x->dim[x->rank - 1]),
-                            lg_f64(g, ir_attr_f(n, ATTR_EPS)),
+                            lg_f64(g, n->op == OP_LAYERNORM_GRAD_SUMS ? 0 : ir_attr_f(n, ATTR_EPS)),
                             lg_ptr(g, arg(g, id, 0)),
                             NULL,
+                            NULL,
                             NULL};
-    if (n->op == OP_LAYERNORM_GRAD) {
+    if (n->op == OP_LAYERNORM_GRAD_SUMS) {
+        LLVMValueRef s[5] = {args[0], args[1], args[3], lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id)};
+        rtcall(g, "nrt_layernorm_grad_sums", 5, s);
+    } else if (n->op == OP_LAYERNORM_GRAD && n->nargs == 3) {
+        args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, arg(g, id, 2)), args[6] = lg_ptr(g, id);
+        rtcall(g, "nrt_layernorm_grad_gamma", 7, args);
+    } else if (n->op == OP_LAYERNORM_GRAD) {
         args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, id);
         rtcall(g, "nrt_layernorm_grad", 6, args);
     } else {
@@ -1647,6 +1654,7 @@ static lg_op_fn column(enum op op) {
         return op_softmax_grad;
     case OP_LAYERNORM:
     case OP_LAYERNORM_GRAD:
+    case OP_LAYERNORM_GRAD_SUMS:
         return op_layernorm;
     case OP_BATCHNORM_GRAD_SUMS:
     case OP_BATCHNORM_GRAD:

@@ -905,8 +905,33 @@ static bool layernorm_like(struct rule_ctx *c) {
 }
 
 static bool shape_LAYERNORM(struct rule_ctx *c) { return layernorm_like(c); }
+/* (x, dy[, gamma]): gamma f32[D], D the last dim. */
 static bool shape_LAYERNORM_GRAD(struct rule_ctx *c) {
-    return layernorm_like(c) && need_f32(c, 1) && same_shape(c, 0, 1);
+    if (c->n->nargs != 2 && c->n->nargs != 3)
+        return fail(c, "layernorm_grad takes 2 or 3 operands (x, dy[, gamma]), got %d", c->n->nargs);
+    if (!layernorm_like(c) || !need_f32(c, 1) || !same_shape(c, 0, 1)) return false;
+    const struct type *x = c->a[0];
+    if (c->n->nargs == 3) {
+        const struct type *gm = c->a[2];
+        int64_t d = x->shape.dim[x->shape.rank - 1];
+        if (gm->dtype != DT_F32 || gm->shape.rank != 1 || gm->shape.dim[0] != d)
+            return fail(c, "layernorm_grad of %s needs gamma f32[%lld], got %s", ts(x), (long long)d, ts(gm));
+    }
+    c->n->type = *x;
+    return true;
+}
+
+/* (y, dy) -> f32[2, D]. */
+static bool shape_LAYERNORM_GRAD_SUMS(struct rule_ctx *c) {
+    const struct type *y = c->a[0];
+    int64_t d;
+    if (!need_f32(c, 0) || !need_f32(c, 1)) return false;
+    if (y->shape.rank < 1)
+        return fail(c, "%s expects an input of rank 1 or more [..., D], got %s", opname(c), ts(y));
+    if (!static_dim(c, 0, y->shape.rank - 1, &d) || !same_shape(c, 0, 1)) return false;
+    struct shape s = {2, {2, d}};
+    set_type(c, DT_F32, &s);
+    return true;
 }
 
 /* ------------------------------------------------------------- recurrent */

@@ -212,7 +212,10 @@ static void grad_ALLREDUCE_SUM(struct ad *ad, int id, int g) { grad_ALLREDUCE(ad
 
 /* ----------------------------------------------------- elementwise binary */
 
+static bool layernorm_affine(struct ad *ad, int id, int g);
+
 static void grad_ADD(struct ad *ad, int id, int g) {
+    if (layernorm_affine(ad, id, g)) return;
     if (want(ad, id, 0)) acc_arg(ad, id, 0, g);
     if (want(ad, id, 1)) acc_arg(ad, id, 1, g);
 }
@@ -769,7 +772,57 @@ static void grad_LAYERNORM(struct ad *ad, int id, int g) {
     acc_arg(ad, id, 0, fin(ad, d));
 }
 
+/* The forward nodes that read node x (as often as they name it). */
+static int uses(struct ad *ad, int x) {
+    int count = 0;
+    for (int i = 0; i < ad->nfwd; i++)
+        for (int a = 0; a < nd(ad, i)->nargs; a++) count += nd(ad, i)->args[a] == x;
+    return count;
+}
+
+/* Whether node v is f32[d]: a layer norm's gamma or beta. */
+static bool is_vec(struct ad *ad, int v, int64_t d) {
+    const struct type *t = ty(ad, v);
+    return t->dtype == DT_F32 && t->shape.rank == 1 && t->shape.dim[0] == d;
+}
+
+/* o = ADD(MUL(y, gamma), beta) with y = LAYERNORM(x), as the frontend lowers
+ * `layernorm` (y and the product read nowhere else; gamma, beta f32[D]): the
+ * whole gradient by two ops, one pass over the rows each, instead of dy gamma,
+ * S(dy y), S(dy) and LAYERNORM_GRAD in turn:
+ *   sums = LAYERNORM_GRAD_SUMS(y, do)   dbeta = sums[0]   dgamma = sums[1]
+ *   dx = LAYERNORM_GRAD(x, do, gamma)
+ * The product and y get no gradient of their own, so the walk skips them.
+ * False (nothing added) for any other ADD. */
+static bool layernorm_affine(struct ad *ad, int id, int g) {
+    int m = nd(ad, id)->args[0], beta = nd(ad, id)->args[1];
+    if (nd(ad, m)->op != OP_MUL) return false;
+    int y = nd(ad, m)->args[0], gamma = nd(ad, m)->args[1];
+    if (nd(ad, y)->op != OP_LAYERNORM) y = gamma, gamma = nd(ad, m)->args[0];
+    if (nd(ad, y)->op != OP_LAYERNORM || y == gamma) return false;
+    const struct type *ty_ = ty(ad, y);
+    int64_t d = ty_->shape.dim[ty_->shape.rank - 1];
+    if (!is_vec(ad, gamma, d) || !is_vec(ad, beta, d) || !shape_equal(&ty(ad, id)->shape, &ty_->shape))
+        return false;
+    if (uses(ad, m) != 1 || uses(ad, y) != 1) return false;
+    int x = nd(ad, y)->args[0];
+    double eps = ir_attr_f(nd(ad, y), ATTR_EPS);
+    struct type tv = {DT_F32, {1, {d}}};
+    if (want(ad, id, 1) || ad->needs[gamma]) {
+        int sums = fin(ad, add(ad, OP_LAYERNORM_GRAD_SUMS, (int[]){y, g}, 2));
+        if (want(ad, id, 1)) acc(ad, beta, to_type(ad, OP_RESHAPE, slice(ad, sums, 0, 0, 1), tv));
+        if (ad->needs[gamma]) acc(ad, gamma, to_type(ad, OP_RESHAPE, slice(ad, sums, 0, 1, 1), tv));
+    }
+    if (ad->needs[x]) {
+        int dx = add(ad, OP_LAYERNORM_GRAD, (int[]){x, g, gamma}, 3);
+        ir_attr_set_f(nd(ad, dx), ATTR_EPS, eps);
+        acc(ad, x, fin(ad, dx));
+    }
+    return true;
+}
+
 #define grad_LAYERNORM_GRAD grad_none
+#define grad_LAYERNORM_GRAD_SUMS grad_none
 #define grad_BATCHNORM_GRAD_SUMS grad_none
 #define grad_BATCHNORM_GRAD grad_none
 

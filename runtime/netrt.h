@@ -1063,6 +1063,13 @@ void nrt_rnn_grad(const struct nrt_rnn *r, int wrt, const float *dg, const float
  * recomputed from x. Rows split over the thread pool. */
 void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y);
 void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx);
+/* The same with dy times gamma [d] (the gradient through y gamma + beta), and
+ * the IR's LAYERNORM_GRAD_SUMS: sums [2, d] = S(dy), S(dy y) over the rows of
+ * y and dy (beta's and gamma's gradients), in float over blocks of 64 rows
+ * added in double; rows split over the pool (a partial per task, added in order). */
+void nrt_layernorm_grad_gamma(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
+                              const float *gamma, float *dx);
+void nrt_layernorm_grad_sums(int64_t rows, int64_t d, const float *y, const float *dy, float *sums);
 
 /* Batch norm's training gradient (the IR's BATCHNORM_GRAD_SUMS and
  * BATCHNORM_GRAD) on x and dy [n, c, hw] (hw: the product of the dims after

@@ -3,10 +3,10 @@
  * in float over NORM_LANES independent partial sums added pairwise (loops the
  * compiler vectorizes; it may not reorder one serial sum; the mean is taken
  * first, so the variance has no cancellation), then one pass that writes the
- * row. Then batch norm's training gradient (BATCHNORM_GRAD_SUMS,
- * BATCHNORM_GRAD): the per-channel sums in one pass over the images in memory
- * order (AVX-512 lanes per plane, planes added in double), then dx in one.
- * Compiled with -O3 -march=native (CMakeLists.txt). */
+ * row; LAYERNORM_GRAD_SUMS's column sums by blocks of rows per task. Then batch norm's training gradient
+ * (BATCHNORM_GRAD_SUMS, BATCHNORM_GRAD): the per-channel sums in one pass over the images in memory order
+ * (AVX-512 lanes per plane, planes added in double), then dx in one. Compiled with -O3 -march=native
+ * (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
 #include <math.h>
@@ -59,6 +59,7 @@ struct norm_job {
     double eps;
     const float *x, *dy;
     float *out;
+    const float *gamma; /* the gradient's dy times gamma, or NULL: dy */
 };
 
 static void norm_rows(void *arg, int64_t lo, int64_t hi) {
@@ -87,12 +88,14 @@ static inline float vl_sum(vlanes v) {
 
 /* The gradient of R rows at once (R a constant where inlined: R independent
  * chains of sums in flight, not one row's latency after another): the row
- * statistics as row_stats computes them, the sums of dy and dy (x - mean), then
- * dx = rs (g - sg/d - (x - m) rs * sgc rs / d). */
-static inline __attribute__((always_inline)) void grad_rows_r(const int R, const struct norm_job *j,
-                                                              int64_t r0) {
+ * statistics as row_stats computes them, the sums of g and g (x - mean), then
+ * dx = rs (g - sg/d - (x - m) rs * sgc rs / d), g = dy, or dy gamma when G (a
+ * constant where inlined, as R; g is recomputed, never stored). */
+static inline __attribute__((always_inline)) void grad_rows_r(const int R, const int G,
+                                                              const struct norm_job *j, int64_t r0) {
     const int64_t d = j->d, dv = d / NORM_LANES * NORM_LANES;
     const float *restrict x[4], *restrict g[4];
+    const float *restrict gm = j->gamma;
     float m[4], rs[4], mg[4], c2[4];
     for (int r = 0; r < R; r++) x[r] = j->x + (r0 + r) * d, g[r] = j->dy + (r0 + r) * d;
     vlanes acc[4], acc2[4];
@@ -118,15 +121,16 @@ static inline __attribute__((always_inline)) void grad_rows_r(const int R, const
     }
     for (int64_t k = 0; k < dv; k += NORM_LANES)
         for (int r = 0; r < R; r++) {
-            const vlanes gk = vl_load(g[r] + k);
+            const vlanes gk = G ? vl_load(g[r] + k) * vl_load(gm + k) : vl_load(g[r] + k);
             acc[r] += gk;
             acc2[r] += gk * (vl_load(x[r] + k) - m[r]);
         }
     for (int r = 0; r < R; r++) {
         float sg = 0, sgc = 0;
         for (int64_t k = dv; k < d; k++) {
-            sg += g[r][k];
-            sgc += g[r][k] * (x[r][k] - m[r]);
+            const float gk = G ? g[r][k] * gm[k] : g[r][k];
+            sg += gk;
+            sgc += gk * (x[r][k] - m[r]);
         }
         sg += vl_sum(acc[r]), sgc += vl_sum(acc2[r]);
         mg[r] = sg / (float)d, c2[r] = sgc * rs[r] * rs[r] / (float)d;
@@ -134,31 +138,123 @@ static inline __attribute__((always_inline)) void grad_rows_r(const int R, const
     for (int r = 0; r < R; r++) {
         float *restrict dx = j->out + (r0 + r) * d;
         int64_t k = 0;
-        for (; k < dv; k += NORM_LANES)
-            vl_store(dx + k, rs[r] * (vl_load(g[r] + k) - mg[r] - (vl_load(x[r] + k) - m[r]) * c2[r]));
-        for (; k < d; k++) dx[k] = rs[r] * (g[r][k] - mg[r] - (x[r][k] - m[r]) * c2[r]);
+        for (; k < dv; k += NORM_LANES) {
+            const vlanes gk = G ? vl_load(g[r] + k) * vl_load(gm + k) : vl_load(g[r] + k);
+            vl_store(dx + k, rs[r] * (gk - mg[r] - (vl_load(x[r] + k) - m[r]) * c2[r]));
+        }
+        for (; k < d; k++)
+            dx[k] = rs[r] * ((G ? g[r][k] * gm[k] : g[r][k]) - mg[r] - (x[r][k] - m[r]) * c2[r]);
     }
 }
 
 static void norm_grad_rows(void *arg, int64_t lo, int64_t hi) {
     const struct norm_job *j = arg;
     int64_t r = lo;
-    for (; r + 4 <= hi; r += 4) grad_rows_r(4, j, r);
-    for (; r < hi; r++) grad_rows_r(1, j, r);
+    if (j->gamma) {
+        for (; r + 4 <= hi; r += 4) grad_rows_r(4, 1, j, r);
+        for (; r < hi; r++) grad_rows_r(1, 1, j, r);
+        return;
+    }
+    for (; r + 4 <= hi; r += 4) grad_rows_r(4, 0, j, r);
+    for (; r < hi; r++) grad_rows_r(1, 0, j, r);
 }
 
 static int64_t norm_grain(int64_t d) { return d >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / d; }
 
 void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y) {
     if (rows <= 0 || d <= 0) return;
-    struct norm_job j = {d, eps, x, NULL, y};
+    struct norm_job j = {d, eps, x, NULL, y, NULL};
     nrt_parallel_for(rows, norm_grain(d), norm_rows, &j);
 }
 
 void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, const float *dy, float *dx) {
+    nrt_layernorm_grad_gamma(rows, d, eps, x, dy, NULL, dx);
+}
+
+void nrt_layernorm_grad_gamma(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
+                              const float *gamma, float *dx) {
     if (rows <= 0 || d <= 0) return;
-    struct norm_job j = {d, eps, x, dy, dx};
+    struct norm_job j = {d, eps, x, dy, dx, gamma};
     nrt_parallel_for(rows, norm_grain(d), norm_grad_rows, &j);
+}
+
+/* --------------------------------------- layer norm's gamma and beta sums -- */
+
+#define LN_PART_DOUBLES 4096 /* the sums' per-task partials, on the caller's stack */
+#define LN_COLS 256          /* columns per block of float sums */
+#define LN_CHUNK_ROWS 64     /* rows summed in float before the block goes into double */
+
+struct ln_sums_job {
+    int64_t rows, d, tasks;
+    const float *y, *dy;
+    double *part; /* task t's partials S(dy), S(dy y) at part + 2 d t */
+    float *out;   /* the sums, when tasks own column blocks (wide rows) */
+};
+
+/* Rows [r0, r1) of columns [c0, c0 + w), w <= LN_COLS: S(dy) and S(dy y) added
+ * to sg[0..w) and sgy[0..w), in float over chunks of LN_CHUNK_ROWS rows (loops
+ * across the row, which the compiler vectorizes), each chunk added in double. */
+static void ln_sums_block(const struct ln_sums_job *j, int64_t r0, int64_t r1, int64_t c0, int64_t w,
+                          double *sg, double *sgy) {
+    float a[LN_COLS], b[LN_COLS];
+    const int64_t d = j->d;
+    for (int64_t r = r0; r < r1; r += LN_CHUNK_ROWS) {
+        const int64_t re = r + LN_CHUNK_ROWS < r1 ? r + LN_CHUNK_ROWS : r1;
+        for (int64_t k = 0; k < w; k++) a[k] = b[k] = 0;
+        for (int64_t i = r; i < re; i++) {
+            const float *restrict g = j->dy + i * d + c0, *restrict y = j->y + i * d + c0;
+            for (int64_t k = 0; k < w; k++) {
+                a[k] += g[k];
+                b[k] += g[k] * y[k];
+            }
+        }
+        for (int64_t k = 0; k < w; k++) sg[k] += a[k], sgy[k] += b[k];
+    }
+}
+
+/* Task t's rows [rows t / tasks, rows (t + 1) / tasks), every column. */
+static void ln_sums_rows(void *arg, int64_t lo, int64_t hi) {
+    const struct ln_sums_job *j = arg;
+    const int64_t d = j->d;
+    for (int64_t t = lo; t < hi; t++) {
+        double *acc = j->part + t * 2 * d;
+        for (int64_t k = 0; k < 2 * d; k++) acc[k] = 0;
+        for (int64_t c0 = 0; c0 < d; c0 += LN_COLS)
+            ln_sums_block(j, j->rows * t / j->tasks, j->rows * (t + 1) / j->tasks, c0,
+                          d - c0 < LN_COLS ? d - c0 : LN_COLS, acc + c0, acc + d + c0);
+    }
+}
+
+/* Rows too wide for the partials: a task per block of LN_COLS columns, over every row. */
+static void ln_sums_cols(void *arg, int64_t lo, int64_t hi) {
+    const struct ln_sums_job *j = arg;
+    for (int64_t b = lo; b < hi; b++) {
+        const int64_t c0 = b * LN_COLS, w = j->d - c0 < LN_COLS ? j->d - c0 : LN_COLS;
+        double sg[LN_COLS] = {0}, sgy[LN_COLS] = {0};
+        ln_sums_block(j, 0, j->rows, c0, w, sg, sgy);
+        for (int64_t k = 0; k < w; k++) j->out[c0 + k] = (float)sg[k], j->out[j->d + c0 + k] = (float)sgy[k];
+    }
+}
+
+void nrt_layernorm_grad_sums(int64_t rows, int64_t d, const float *y, const float *dy, float *sums) {
+    if (d <= 0) return;
+    double part[LN_PART_DOUBLES]; /* no allocation in a training step */
+    struct ln_sums_job j = {rows < 0 ? 0 : rows, d, 0, y, dy, part, sums};
+    if (2 * d > LN_PART_DOUBLES) {
+        nrt_parallel_for((d + LN_COLS - 1) / LN_COLS, 1, ln_sums_cols, &j);
+        return;
+    }
+    /* a task per thread, each of NORM_GRAIN_FLOATS floats at least */
+    int64_t most = j.rows * d / NORM_GRAIN_FLOATS;
+    j.tasks = nrt_threads_get() < most ? nrt_threads_get() : most;
+    while (j.tasks > 1 && j.tasks * 2 * d > LN_PART_DOUBLES) j.tasks--;
+    if (j.tasks < 1) j.tasks = 1;
+    nrt_parallel_for(j.tasks, 1, ln_sums_rows, &j);
+    for (int64_t k = 0; k < 2 * d; k++) {
+        double s = 0;
+        for (int64_t t = 0; t < j.tasks; t++) s += j.part[t * 2 * d + k];
+        sums[k] = (float)s;
+    }
 }
 
 /* ------------------------------------------------- batch norm's gradient -- */

@@ -381,6 +381,26 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,3,7]\n%1 = layernorm(%0) {eps=1e-05} : f32[N,3,7]\nreturn y=%1\n", false},
     {"layernorm_wide", "input @x : f32[N,21]\n",
      "%0 = input @x : f32[N,21]\n%1 = layernorm(%0) {eps=0.001} : f32[N,21]\nreturn y=%1\n", false},
+    /* layer norm's gradient through gamma and beta: rows of a lane and a tail,
+     * and of 2 lanes plus a tail */
+    {
+        "layernorm_affine_grad",
+        "input @x : f32[N,3,21]\ninput @dy : f32[N,3,21]\ninput @g : f32[21]\n",
+        "%0 = input @x : f32[N,3,21]\n%1 = input @dy : f32[N,3,21]\n%2 = input @g : f32[21]\n"
+        "%3 = layernorm(%0) {eps=1e-05} : f32[N,3,21]\n%4 = layernorm_grad_sums(%3, %1) : f32[2,21]\n"
+        "%5 = layernorm_grad(%0, %1, %2) {eps=1e-05} : f32[N,3,21]\n"
+        "%6 = layernorm_grad(%0, %1) {eps=1e-05} : f32[N,3,21]\nreturn y=%5, z=%4, w=%6\n",
+        false,
+    },
+    {
+        "layernorm_affine_grad_wide",
+        "input @x : f32[N,37]\ninput @dy : f32[N,37]\ninput @g : f32[37]\n",
+        "%0 = input @x : f32[N,37]\n%1 = input @dy : f32[N,37]\n%2 = input @g : f32[37]\n"
+        "%3 = layernorm(%0) {eps=0.001} : f32[N,37]\n%4 = layernorm_grad_sums(%3, %1) : f32[2,37]\n"
+        "%5 = layernorm_grad(%0, %1, %2) {eps=0.001} : f32[N,37]\n"
+        "%6 = layernorm_grad(%0, %1) {eps=0.001} : f32[N,37]\nreturn y=%5, z=%4, w=%6\n",
+        false,
+    },
     /* batch norm's gradient: planes of 2 lanes plus a tail (per-channel tasks),
      * and small planes summed channel-innermost */
     {

@@ -293,6 +293,7 @@ static struct ir_module *build_all_ops(void) {
     int lng = A2(LAYERNORM_GRAD, asm_, lnm);
     ir_attr_set_f(ND(lng), ATTR_EPS, 1e-5);
     fin(lng);
+    fin(A2(LAYERNORM_GRAD_SUMS, lnm, lng));
 
     /* Losses and metrics. */
     int one = A0(CONST);
