@@ -49,11 +49,16 @@ int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const flo
 
 /* ------------------------------------------------------------- winograd.c -- */
 
-/* y = act(conv2d(x, w) + bias) by Winograd F(2x2, 3x3) (bias NULL: none;
+/* b[c*ldb + r] = a[r*lda + c] for r < rows, c < cols, by 16x16 blocks in
+ * AVX-512 registers (kernels.c; AVX-512 builds only). */
+void nrt_transpose16(const float *a, int64_t lda, int64_t rows, int64_t cols, float *b, int64_t ldb);
+
+/* y = act(conv2d(x, w) + bias) by Winograd F(4x4, 3x3) (16k input channels)
+ * or F(2x2, 3x3) (a batch of at least one image per thread) (bias NULL: none;
  * relu: act is relu) and returns 1, or returns 0 without writing when c is not
  * a 3x3 stride-1 conv it takes (AVX-512, 16k output channels, >= 16 input
- * channels, a batch of at least one image per thread, the scratch big enough;
- * NETC_CONV_WINOGRAD=0 or NETC_CONV_IM2COL turns it off). nrt_conv2d_bias_act
+ * channels, the scratch big enough; NETC_CONV_WINOGRAD=0 or NETC_CONV_IM2COL
+ * turns it off, NETC_CONV_WINOGRAD=2 leaves F(2x2, 3x3) only). nrt_conv2d_bias_act
  * calls it when asked (NRT_CONV_WINOGRAD: the C of inference entry points). */
 int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
                     float *y, float *scratch);

@@ -413,8 +413,8 @@ static int64_t dconv_tmp(const struct dconv *g) {
 /* b[c*ldb + r] = a[r*lda + c] for r < rows, c < cols: 16x16 blocks transposed
  * in registers (unpacks, then shuffles within and across 128-bit lanes), the
  * edges by masked loads and stores. For the backward kernels' changes between
- * channel-major planes and pixel-major tiles. */
-static void transpose16(const float *a, int64_t lda, int64_t rows, int64_t cols, float *b, int64_t ldb) {
+ * channel-major planes and pixel-major tiles (winograd.c's too). */
+void nrt_transpose16(const float *a, int64_t lda, int64_t rows, int64_t cols, float *b, int64_t ldb) {
     for (int64_t r0 = 0; r0 < rows; r0 += 16) {
         int nr = rows - r0 < 16 ? (int)(rows - r0) : 16;
         __mmask16 rm = (__mmask16)((1u << nr) - 1);
@@ -886,7 +886,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 rows_dw_image(g, x, dyw, part4);
                 continue;
             }
-            transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
+            nrt_transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
             dw_image(g, x, dyt, dwt, t_lo, t_hi);
         }
     }
@@ -903,7 +903,7 @@ static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
         const float *pi = p0 + i * j->region;
         for (int64_t k = lo * co; k < hi * co; k++) p0[k] += pi[k];
     }
-    transpose16(p0 + lo * co, co, hi - lo, co, j->out + lo, kk);
+    nrt_transpose16(p0 + lo * co, co, hi - lo, co, j->out + lo, kk);
 }
 
 /* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
@@ -1401,11 +1401,11 @@ static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
             /* dx[ch][ih][iw] = T[ih + p0][iw + p1][ch]: one transpose without padding */
             float *dx = j->dx + b * ci * plane;
             if (j->ht == c->h && j->wt == c->w)
-                transpose16(t, ci, plane, ci, dx, plane);
+                nrt_transpose16(t, ci, plane, ci, dx, plane);
             else
                 for (int64_t ih = 0; ih < c->h; ih++)
-                    transpose16(t + ((ih + c->p[0]) * j->wt + c->p[1]) * ci, ci, c->w, ci, dx + ih * c->w,
-                                plane);
+                    nrt_transpose16(t + ((ih + c->p[0]) * j->wt + c->p[1]) * ci, ci, c->w, ci, dx + ih * c->w,
+                                    plane);
         }
     }
 }

@@ -1,11 +1,11 @@
-/* runtime/winograd.c -- 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3)
- * (Lavin & Gray 2015) with AVX-512: each 2x2 output tile is A^T[(G g G^T) .*
- * (B^T d B)]A over a 4x4 input patch, 16 multiplies per tile and channel pair
- * instead of 36. Per image: transform the input patches (V), 16 small GEMMs
- * M[e] = V[e] U[e] over the input channels, transform back with bias and relu,
- * and write NCHW. Called by kernels.c's forward before the direct kernels. */
+/* runtime/winograd.c -- 3x3 stride-1 convolutions for inference by Winograd's
+ * F(4x4, 3x3) (36 multiplies per 4x4 outputs and channel pair instead of 144,
+ * on vectors of 16 channels, the weights' transform cached between calls) and
+ * F(2x2, 3x3) (Lavin & Gray 2015; 16 instead of 36, on vectors of 16 tiles)
+ * with AVX-512. Called by kernels.c's forward before the direct kernels. */
 #include "runtime/internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -211,10 +211,353 @@ static void wino_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+/* ---- F(4x4, 3x3): 6x6 input patches, 36 multiplies per 4x4 outputs (of 144).
+ * Everything runs on vectors of 16 channels: the images are transposed to
+ * pixel-major planes [hp][wp][ci] (padded), so a patch is 36 contiguous
+ * channel vectors; V [36][tile][ci], U [36][ci][co] and M [36][tile][co] keep
+ * channels innermost, and the outputs are written pixel-major [hw][co] with
+ * the bias and relu, then transposed to NCHW. */
+
+#define W4_P 6 /* tiles per GEMM micro-tile (by V vectors of 16 output channels) */
+
+struct wino4 {
+    const struct nrt_conv *c;
+    int64_t th, tw, t;  /* tiles per image: rows, columns, all */
+    int64_t hp, wp;     /* the padded pixel-major planes: 4 th + 2 by 4 tw + 2 */
+    int64_t group;      /* images transformed and multiplied together */
+    int64_t tp;         /* tiles of a group, rounded up to 3 */
+    int64_t xf, vf, mf; /* floats of a group's planes, V (and the outputs), M */
+    int64_t split;      /* tasks per image range: output channel ranges (batch below the threads) */
+    int64_t tasks;
+    const float *x, *bias;
+    int relu;
+    const float *u; /* [36][ci][co] */
+    float *scratch; /* task i's part at scratch + i * (xf + vf + mf) */
+    float *y;
+};
+
+/* The transforms for the points 0, 1, -1, 1/2, -2 and infinity: about half
+ * the float32 error of Lavin & Gray's 0, +-1, +-2 (Barabasz et al. 2020; 1.8e-5
+ * against 3.3e-5 on uniform [-1, 1) data at 32 input channels, simulated). */
+static const float W4_BT[6][6] = {{1, -1.5f, -2, 1.5f, 1, 0}, {0, -1, 0.5f, 2.5f, 1, 0},
+                                  {0, 1, -2.5f, 0.5f, 1, 0},  {0, -2, -1, 2, 1, 0},
+                                  {0, 0.5f, -1, -0.5f, 1, 0}, {0, 1, -1.5f, -2, 1.5f, 1}};
+static const float W4_G[6][3] = {{1, 0, 0},
+                                 {1.0f / 3, 1.0f / 3, 1.0f / 3},
+                                 {-1.0f / 3, 1.0f / 3, -1.0f / 3},
+                                 {-16.0f / 15, -8.0f / 15, -4.0f / 15},
+                                 {1.0f / 15, -2.0f / 15, 4.0f / 15},
+                                 {0, 0, 1}};
+static const float W4_AT[4][6] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 0.5f, -2, 0}, {0, 1, 1, 0.25f, 4, 0}, {0, 1, -1, 0.125f, -8, 1}};
+
+/* r[i] = sum over k < K of m[i][k] d[k] for i < I, m a constant matrix (the
+ * calls unroll, so zeros drop out and ones become adds). */
+static inline __attribute__((always_inline)) void w4_lin(const int I, const int K, const float *m,
+                                                         const __m512 *d, __m512 *r) {
+#pragma GCC unroll 6
+    for (int i = 0; i < I; i++) {
+        __m512 acc = _mm512_setzero_ps();
+        int first = 1;
+#pragma GCC unroll 6
+        for (int k = 0; k < K; k++) {
+            float c = m[i * K + k];
+            if (c == 0) continue;
+            if (first)
+                acc = c == 1    ? d[k]
+                      : c == -1 ? _mm512_sub_ps(_mm512_setzero_ps(), d[k])
+                                : _mm512_mul_ps(_mm512_set1_ps(c), d[k]);
+            else
+                acc = c == 1    ? _mm512_add_ps(acc, d[k])
+                      : c == -1 ? _mm512_sub_ps(acc, d[k])
+                                : _mm512_fmadd_ps(_mm512_set1_ps(c), d[k], acc);
+            first = 0;
+        }
+        r[i] = acc;
+    }
+}
+
+/* u[e][ci][co] = (G g G^T)[e] from wt [ci*9][co] (the weights transposed). */
+static void w4_weights(int64_t ci, int64_t co, const float *wt, float *u) {
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t o = 0; o < co; o += 16) {
+            __m512 t[6][3];
+            for (int j = 0; j < 3; j++) { /* t = G g on the columns of g */
+                __m512 d[3], r[6];
+                for (int k = 0; k < 3; k++) d[k] = _mm512_loadu_ps(wt + (i * 9 + 3 * k + j) * co + o);
+                w4_lin(6, 3, &W4_G[0][0], d, r);
+                for (int k = 0; k < 6; k++) t[k][j] = r[k];
+            }
+            for (int r = 0; r < 6; r++) { /* u = t G^T: the same on the rows */
+                __m512 v[6];
+                w4_lin(6, 3, &W4_G[0][0], t[r], v);
+                for (int k = 0; k < 6; k++) _mm512_storeu_ps(u + ((r * 6 + k) * ci + i) * co + o, v[k]);
+            }
+        }
+}
+
+/* B^T applied to 6 vectors d[0..5] into r[0..5]. */
+static inline __attribute__((always_inline)) void w4_bt(const __m512 *d, __m512 *r) {
+    w4_lin(6, 6, &W4_BT[0][0], d, r);
+}
+
+/* v[e][t0 + t][ci] = (B^T d B)[e] for the tiles of nb images' padded planes xp. */
+static void w4_input(const struct wino4 *k, int64_t nb, const float *xp, float *v) {
+    int64_t ci = k->c->ci, ld = k->tp * ci;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < k->th; ty++)
+            for (int64_t tx = 0; tx < k->tw; tx++) {
+                const float *p = xp + ((b * k->hp + 4 * ty) * k->wp + 4 * tx) * ci;
+                float *out = v + ((b * k->th + ty) * k->tw + tx) * ci;
+                for (int64_t ch = 0; ch < ci; ch += 16) {
+                    __m512 t[6][6]; /* [B^T row][column] */
+                    for (int j = 0; j < 6; j++) {
+                        __m512 d[6], r[6];
+                        for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(p + (i * k->wp + j) * ci + ch);
+                        w4_bt(d, r);
+                        for (int i = 0; i < 6; i++) t[i][j] = r[i];
+                    }
+                    for (int i = 0; i < 6; i++) {
+                        __m512 r[6];
+                        w4_bt(t[i], r);
+                        for (int j = 0; j < 6; j++) _mm512_storeu_ps(out + (i * 6 + j) * ld + ch, r[j]);
+                    }
+                }
+            }
+    for (int64_t e = 0; e < 36; e++) /* rows past the tiles: zeros, not stale floats */
+        memset(v + e * ld + nb * k->t * ci, 0, sizeof *v * (size_t)((k->tp - nb * k->t) * ci));
+}
+
+/* m[t0 + p][o + 16 j + l] = sum over ch of v[t0 + p][ch] * u[ch][o + 16 j + l]
+ * for P tiles and V vectors of channels; v rows ci apart, u and m rows co apart. */
+static inline __attribute__((always_inline)) void w4_tile(const int P, const int V, int64_t ci, int64_t co,
+                                                          const float *v, const float *u, float *m) {
+    __m512 acc[W4_P][4];
+#pragma GCC unroll 6
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) acc[p][j] = _mm512_setzero_ps();
+    for (int64_t ch = 0; ch < ci; ch++, u += co) {
+        __m512 wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) wv[j] = _mm512_loadu_ps(u + 16 * j);
+#pragma GCC unroll 6
+        for (int p = 0; p < P; p++) {
+            __m512 b = _mm512_set1_ps(v[p * ci + ch]);
+#pragma GCC unroll 4
+            for (int j = 0; j < V; j++) acc[p][j] = _mm512_fmadd_ps(wv[j], b, acc[p][j]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * co + 16 * j, acc[p][j]);
+}
+
+/* M[e] = V[e] U[e] for the tp tiles and output channels [o0, o1). */
+static void w4_gemm(const struct wino4 *k, const float *v, float *m, int64_t o0, int64_t o1) {
+    int64_t ci = k->c->ci, co = k->c->co;
+    for (int64_t e = 0; e < 36; e++) {
+        const float *ve = v + e * k->tp * ci, *ue = k->u + e * ci * co;
+        float *me = m + e * k->tp * co;
+        for (int64_t t0 = 0; t0 < k->tp;) {
+            int P = k->tp - t0 >= W4_P ? W4_P : 3;
+            for (int64_t o = o0; o < o1;) {
+                int64_t left = (o1 - o) / 16;
+                int V = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                const float *vt = ve + t0 * ci, *uo = ue + o;
+                float *mt = me + t0 * co + o;
+                if (P == W4_P && V == 4)
+                    w4_tile(W4_P, 4, ci, co, vt, uo, mt);
+                else if (P == W4_P && V == 2)
+                    w4_tile(W4_P, 2, ci, co, vt, uo, mt);
+                else if (P == W4_P)
+                    w4_tile(W4_P, 1, ci, co, vt, uo, mt);
+                else if (V == 4)
+                    w4_tile(3, 4, ci, co, vt, uo, mt);
+                else if (V == 2)
+                    w4_tile(3, 2, ci, co, vt, uo, mt);
+                else
+                    w4_tile(3, 1, ci, co, vt, uo, mt);
+                o += 16 * V;
+            }
+            t0 += P;
+        }
+    }
+}
+
+/* A^T applied to 6 vectors m[0..5] into r[0..3]. */
+static inline __attribute__((always_inline)) void w4_at(const __m512 *m, __m512 *r) {
+    w4_lin(4, 6, &W4_AT[0][0], m, r);
+}
+
+/* The outputs of image b of the group, channels [o0, o1): A^T M A per tile,
+ * bias and relu, into out [hw][co] (pixel-major). */
+static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *out, int64_t o0, int64_t o1) {
+    const struct nrt_conv *c = k->c;
+    int64_t co = c->co, ld = k->tp * co;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t ty = 0; ty < k->th; ty++)
+        for (int64_t tx = 0; tx < k->tw; tx++) {
+            const float *mt = m + ((b * k->th + ty) * k->tw + tx) * co;
+            int64_t nh = c->ho - 4 * ty < 4 ? c->ho - 4 * ty : 4,
+                    nw = c->wo - 4 * tx < 4 ? c->wo - 4 * tx : 4;
+            for (int64_t o = o0; o < o1; o += 16) {
+                __m512 t[4][6], bv = _mm512_set1_ps(0.0f);
+                if (k->bias) bv = _mm512_loadu_ps(k->bias + o);
+                for (int j = 0; j < 6; j++) {
+                    __m512 d[6], r[4];
+                    for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(mt + (i * 6 + j) * ld + o);
+                    w4_at(d, r);
+                    for (int i = 0; i < 4; i++) t[i][j] = r[i];
+                }
+                for (int i = 0; i < nh; i++) {
+                    __m512 r[4];
+                    w4_at(t[i], r);
+                    float *dst = out + ((4 * ty + i) * c->wo + 4 * tx) * co + o;
+                    for (int j = 0; j < nw; j++) {
+                        __m512 y = _mm512_add_ps(r[j], bv);
+                        _mm512_storeu_ps(dst + j * co, k->relu ? _mm512_max_ps(y, zero) : y);
+                    }
+                }
+            }
+        }
+}
+
+/* Transformed weights kept between calls: inference runs the same weights
+ * call after call, and their transform was about half of a batch-1 call. An
+ * entry keeps a copy of the weights it came from and serves only while they
+ * are equal (memcmp, ~1 us for mnist_cnn's 73 KB), so weights changed in
+ * place (training between evaluations) are always seen. Readers hold the
+ * lock while they use an entry's u. */
+#define W4_CACHE 8                /* entries, replaced in turn */
+#define W4_CACHE_FLOATS (1 << 22) /* the largest entry (copy and u): 16 MB */
+static struct w4_entry {
+    const float *w;
+    int64_t ci, co;
+    float *copy, *u;
+} w4_cache[W4_CACHE];
+static int w4_next;
+static pthread_rwlock_t w4_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+/* u = the transform of w [co][ci][3][3] by way of wt (9 ci co floats). */
+static void w4_transform(int64_t ci, int64_t co, const float *w, float *wt, float *u) {
+    nrt_transpose16(w, 9 * ci, co, 9 * ci, wt, co);
+    w4_weights(ci, co, wt, u);
+}
+
+/* The cached transform of w, with the read lock held (the caller unlocks),
+ * or NULL (no lock held) when it is too large or memory runs out. */
+static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt) {
+    size_t nw = (size_t)(9 * ci * co);
+    if (45 * ci * co > W4_CACHE_FLOATS) return NULL;
+    for (int pass = 0; pass < 2; pass++) {
+        pthread_rwlock_rdlock(&w4_lock);
+        for (int i = 0; i < W4_CACHE; i++) {
+            struct w4_entry *e = &w4_cache[i];
+            if (e->w == w && e->ci == ci && e->co == co && !memcmp(e->copy, w, sizeof *w * nw)) return e->u;
+        }
+        pthread_rwlock_unlock(&w4_lock);
+        if (pass) break;
+        pthread_rwlock_wrlock(&w4_lock);
+        struct w4_entry *e = NULL;
+        for (int i = 0; i < W4_CACHE && !e; i++)
+            if (w4_cache[i].w == w && w4_cache[i].ci == ci && w4_cache[i].co == co) e = &w4_cache[i];
+        if (!e) {
+            e = &w4_cache[w4_next];
+            w4_next = (w4_next + 1) % W4_CACHE;
+            free(e->copy), free(e->u);
+            e->copy = malloc(sizeof *w * nw), e->u = malloc(sizeof *w * 4 * nw);
+            e->w = w, e->ci = ci, e->co = co;
+        }
+        if (e->copy && e->u) {
+            memcpy(e->copy, w, sizeof *w * nw);
+            w4_transform(ci, co, w, wt, e->u);
+        } else {
+            free(e->copy), free(e->u);
+            e->copy = e->u = NULL, e->w = NULL;
+        }
+        pthread_rwlock_unlock(&w4_lock);
+    }
+    return NULL;
+}
+
+/* Task i: images [b0, b1) (a range of images, or all of them with a range of
+ * output channels when split > 1), by groups. */
+static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct wino4 *k = arg;
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo, plane = c->h * c->w;
+    for (int64_t i = lo; i < hi; i++) {
+        float *xp = k->scratch + i * (k->xf + k->vf + k->mf), *v = xp + k->xf, *m = v + k->vf;
+        int64_t r = i / k->split, s = i % k->split, ranges = k->tasks / k->split;
+        int64_t b0 = c->n * r / ranges, b1 = c->n * (r + 1) / ranges, vecs = co / 16;
+        int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
+        for (int64_t g = b0; g < b1; g += k->group) {
+            int64_t nb = b1 - g < k->group ? b1 - g : k->group;
+            /* The images pixel-major, at the padding's offset in zeroed planes. */
+            memset(xp, 0, sizeof *xp * (size_t)(nb * k->hp * k->wp * ci));
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t row = 0; row < c->h; row++)
+                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w,
+                                    xp + ((b * k->hp + row + c->p[0]) * k->wp + c->p[1]) * ci, ci);
+            w4_input(k, nb, xp, v);
+            w4_gemm(k, v, m, o0, o1);
+            for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
+                w4_output(k, b, m, v, o0, o1);
+                nrt_transpose16(v + o0, co, hw, o1 - o0, k->y + ((g + b) * co + o0) * hw, hw);
+            }
+        }
+    }
+}
+
+/* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
+ * padding, and the scratch holds the weights and one group per task. */
+static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                        float *y, float *scratch) {
+    if (c->ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return 0;
+    struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_get();
+    k.th = (c->ho + 3) / 4, k.tw = (c->wo + 3) / 4, k.t = k.th * k.tw;
+    k.hp = 4 * k.th + 2, k.wp = 4 * k.tw + 2;
+    if (c->h + c->p[0] > k.hp || c->w + c->p[1] > k.wp) return 0;
+    k.group = k.t >= 18 ? 1 : (18 + k.t - 1) / k.t;
+    k.split = 1, k.tasks = threads < c->n ? threads : c->n;
+    if (c->n < threads)
+        k.split = threads / c->n < co / 16 ? threads / c->n : co / 16, k.tasks = c->n * k.split;
+    int64_t uf = 36 * ci * co, wtf = (9 * ci * co + 15) / 16 * 16;
+    for (;;) {
+        int64_t nb = k.group < c->n ? k.group : c->n;
+        k.tp = (nb * k.t + 2) / 3 * 3;
+        k.xf = (nb * k.hp * k.wp * ci + 15) / 16 * 16;
+        k.vf = 36 * k.tp * ci > nb * c->ho * c->wo * co ? 36 * k.tp * ci : nb * c->ho * c->wo * co;
+        k.vf = (k.vf + 15) / 16 * 16;
+        k.mf = 36 * k.tp * co;
+        if (uf + wtf + k.tasks * (k.xf + k.vf + k.mf) <= nrt_conv_scratch(c)) break;
+        if (k.group > 1)
+            k.group = (k.group + 1) / 2;
+        else if (k.tasks > k.split)
+            k.tasks -= k.split;
+        else
+            return 0;
+    }
+    k.scratch = scratch + uf + wtf;
+    const char *e = getenv("NETC_WINOGRAD_CACHE");
+    const float *u = e && e[0] == '0' ? NULL : w4_cached(ci, co, w, scratch + uf);
+    if (!u) w4_transform(ci, co, w, scratch + uf, scratch);
+    k.u = u ? u : scratch;
+    nrt_parallel_for(k.tasks, 1, w4_tasks, &k);
+    if (u) pthread_rwlock_unlock(&w4_lock);
+    return 1;
+}
+
 int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
                     float *y, float *scratch) {
-    /* Below one image per thread the direct kernels split images instead. */
-    if (!wino_ok(c) || c->n < nrt_threads_get()) return 0;
+    if (!wino_ok(c)) return 0;
+    const char *e = getenv("NETC_CONV_WINOGRAD");
+    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, y, scratch)) return 1;
+    /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
+    if (c->n < nrt_threads_get()) return 0;
     struct wino k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
     k.th = (c->ho + 1) / 2, k.tw = (c->wo + 1) / 2, k.t = k.th * k.tw;
     k.tp = (k.t + WINO_P - 1) / WINO_P * WINO_P;

@@ -220,6 +220,12 @@ static void test_conv(void) {
         {2, 1, 9, 30, 24, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},  /* wide rows, 5x5 */
         {2, 3, 12, 12, 32, 3, 3, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* Cin 3 strided: im2col */
         {2, 32, 7, 9, 40, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* packed weights tile by tile */
+        /* Winograd F(4x4, 3x3) (bias+act with NRT_CONV_WINOGRAD): partial
+         * tiles both ways, 5 vectors of output channels (4 + 1), padding; one
+         * whole tile per image (groups of several images). */
+        {3, 32, 18, 17, 80, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {4, 16, 6, 6, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+        {2, 48, 11, 9, 32, 3, 3, 0, 0, 1, {1, 1}, {2, 0, 1, 1}, {1, 1}, 0},
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
