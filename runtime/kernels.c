@@ -687,6 +687,112 @@ static void rows_part(const struct dconv *g, const float *x, const float *wpk, f
     }
 }
 
+/* With few taps (COLS_MAX_TAPS: a first layer on 1-3 channels) and 8k output
+ * channels, the forward runs on the image's columns instead: col[t][p] for
+ * output pixels p = oh*wo + ow (im2col from the padded planes, into L1), so
+ * the R x Q tiles of rows_tile store whole vectors of y's planes, with no
+ * per-row pieces (whose masked stores and branches were 60 % of
+ * mnist_cnn's first layer). */
+#define COLS_MAX_TAPS 32
+
+/* Output pixels of the columns, rounded up to whole tiles of ROWS_R_COLS vectors. */
+#define COLS_Q 3
+static int64_t cols_ld(const struct dconv *g) {
+    return (g->ho * g->wo + 16 * COLS_Q - 1) / (16 * COLS_Q) * (16 * COLS_Q);
+}
+
+/* Whether the column kernels take this wide-row forward. */
+static int cols_ok(const struct dconv *g) {
+    return g->cin * g->kh * g->kw <= COLS_MAX_TAPS && g->cout % 8 == 0 && !getenv("NETC_CONV_NOCOLS");
+}
+
+/* col[t][oh*wo + ow] = x[ci][oh + i*d0][ow + j*d1] for tap t = (ci, i, j) of
+ * the padded planes x; the pixels past ho*wo up to cols_ld are zeros. */
+static void cols_fill(const struct dconv *g, const float *x, float *col) {
+    int64_t ld = cols_ld(g), hw = g->ho * g->wo, wo = g->wo, full = wo / 16 * 16;
+    __mmask16 tail = (__mmask16)((1u << (wo - full)) - 1);
+    for (int64_t ci = 0, t = 0; ci < g->cin; ci++)
+        for (int64_t i = 0; i < g->kh; i++)
+            for (int64_t j = 0; j < g->kw; j++, t++) {
+                float *dst = col + t * ld;
+                for (int64_t oh = 0; oh < g->ho; oh++) {
+                    const float *src = x + (ci * g->hp + oh + i * g->d0) * g->wp + j * g->d1;
+                    float *d = dst + oh * wo;
+                    for (int64_t k = 0; k < full; k += 16) _mm512_storeu_ps(d + k, _mm512_loadu_ps(src + k));
+                    if (tail) _mm512_mask_storeu_ps(d + full, tail, _mm512_maskz_loadu_ps(tail, src + full));
+                }
+                for (int64_t p = hw; p < ld; p++) dst[p] = 0;
+            }
+}
+
+/* 8 channels (weights wt[tap][8]) by COLS_Q vectors of pixels of the columns
+ * xc (ld apart per tap), y = act(conv + bias) written to y's 8 planes from
+ * yp (hw apart); `part`: the vectors' masks m[] (the last tile), else whole
+ * vectors. Pointers step by adds (an array of plane pointers spilled). */
+static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t ld, const float *xc,
+                                                            const float *wt, float *yp, int64_t hw,
+                                                            const float *bias, int relu, const int part,
+                                                            const __mmask16 *m) {
+    __m512 acc[8][COLS_Q];
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++)
+#pragma GCC unroll 3
+        for (int u = 0; u < COLS_Q; u++) acc[r][u] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+    for (int64_t t = 0; t < kk; t++, wt += 8, xc += ld) {
+        __m512 xv[COLS_Q];
+#pragma GCC unroll 3
+        for (int u = 0; u < COLS_Q; u++) xv[u] = _mm512_loadu_ps(xc + 16 * u);
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            __m512 wb = _mm512_set1_ps(wt[r]);
+#pragma GCC unroll 3
+            for (int u = 0; u < COLS_Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+        }
+    }
+    const __m512 zero = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; r++, yp += hw)
+#pragma GCC unroll 3
+        for (int u = 0; u < COLS_Q; u++) {
+            __m512 v = relu ? _mm512_max_ps(acc[r][u], zero) : acc[r][u];
+            if (part)
+                _mm512_mask_storeu_ps(yp + 16 * u, m[u], v);
+            else
+                _mm512_storeu_ps(yp + 16 * u, v);
+        }
+}
+
+/* Output channels [c0, c1) (multiples of 8) of one padded image x by its
+ * columns col (cols_fill'ed by the caller), y = act(conv + bias). */
+static void cols_image(const struct dconv *g, const float *col, const float *w, float *y, int64_t c0,
+                       int64_t c1, const float *bias, int relu) {
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, ld = cols_ld(g);
+    c1 = c1 < g->cout ? c1 : g->cout;
+    float wpk[8 * COLS_MAX_TAPS * 8]; /* one group of 8 tiles at a time */
+    for (int64_t oa = c0; oa < c1; oa += 64) {
+        int64_t ob = oa + 64 < c1 ? oa + 64 : c1;
+        for (int64_t o = oa; o < ob; o++)
+            for (int64_t t = 0; t < kk; t++)
+                wpk[(o - oa) / 8 * kk * 8 + t * 8 + (o - oa) % 8] = w[o * kk + t];
+        for (int64_t q0 = 0; q0 < hw; q0 += 16 * COLS_Q) {
+            int part = q0 + 16 * COLS_Q > hw;
+            __mmask16 m[COLS_Q];
+            for (int u = 0; u < COLS_Q; u++) {
+                int64_t n = hw - q0 - 16 * u;
+                m[u] = (__mmask16)(n >= 16 ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+            }
+            for (int64_t o0 = oa; o0 < ob; o0 += 8) {
+                const float *wt = wpk + (o0 - oa) * kk, *bo = bias ? bias + o0 : NULL;
+                float *yp = y + o0 * hw + q0;
+                if (part)
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 1, m);
+                else
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 0, m);
+            }
+        }
+    }
+}
+
 /* One weight-gradient tile: R channels (dy rows dr[]) by T taps (input
  * pointers xt[]) summed over the padded-width positions, the 16 lane sums
  * added to part[(o0 + r) * kk + t0 + k][16]. */
@@ -814,7 +920,7 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     int64_t hw = j->g.ho * j->g.wo;
     int64_t kk = j->g.cin * j->g.kh * j->g.kw;
     int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
-                   : j->kind == 3 ? 0
+                   : j->kind == 3 ? (cols_ok(&j->g) ? j->g.cin * j->g.kh * j->g.kw * cols_ld(&j->g) : 0)
                    : j->kind == 4 ? j->g.cout * rows_q(&j->g) + j->g.cout * kk * 16
                                   : dconv_tmp(&j->g);
     j->pad = j->kind >= 3 || j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
@@ -877,6 +983,12 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
             }
             if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
                 int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
+                if (cols_ok(g)) {
+                    cols_fill(g, x, work);
+                    cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
+                               tiles * (k + 1) / sp * R, j->bias, j->relu);
+                    continue;
+                }
                 rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
                            tiles * (k + 1) / sp * R, j->bias, j->relu);
                 continue;
