@@ -853,6 +853,67 @@ static void rows_dw_image(const struct dconv *g, const float *x, const float *dy
     }
 }
 
+/* The weight gradient by columns (cols_ok's layers): part[o][t][16] += lane
+ * sums over the pixels of dy[o][p] * col[t][p], dy's planes read as they are
+ * (no spread to the padded width) and the columns' rows whole tiles apart. */
+static inline __attribute__((always_inline)) void cols_dw_tile(const int R, const int T, int64_t hw,
+                                                               int64_t ld, const float *const *dr,
+                                                               const float *xc, int nr, int nt, float *part,
+                                                               int64_t kk) {
+    __m512 acc[3][9];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++) acc[r][k] = _mm512_setzero_ps();
+    int64_t full = hw / 16 * 16;
+    const float *xk[9];
+    for (int k = 0; k < T; k++) xk[k] = xc + (k < nt ? k : nt - 1) * ld;
+    for (int64_t q = 0; q <= full; q += 16) {
+        __mmask16 m = (__mmask16)(q < full ? 0xffff : (1u << (hw - full)) - 1);
+        if (!m) break;
+        __m512 d[3];
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++) d[r] = _mm512_maskz_loadu_ps(m, dr[r] + q);
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++) {
+            __m512 xv = _mm512_loadu_ps(xk[k] + q);
+            __asm__("" : "+v"(xv)); /* one load for the R products (see rows_dw_tile) */
+#pragma GCC unroll 3
+            for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+        }
+    }
+    for (int r = 0; r < nr && r < R; r++)
+        for (int k = 0; k < nt && k < T; k++) {
+            float *v = part + ((int64_t)r * kk + k) * 16;
+            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+        }
+}
+
+/* One image's weight gradient from its columns col and dy [cout][hw]. */
+static void cols_dw_image(const struct dconv *g, const float *col, const float *dy, float *part) {
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, ld = cols_ld(g);
+    int R = 3, T = kk % 9 == 0 ? 9 : 8;
+    for (int64_t o0 = 0; o0 < g->cout; o0 += R) {
+        int nr = g->cout - o0 < R ? (int)(g->cout - o0) : R;
+        const float *dr[3];
+        for (int r = 0; r < R; r++) dr[r] = dy + (o0 + (r < nr ? r : nr - 1)) * hw;
+        for (int64_t t0 = 0; t0 < kk; t0 += T) {
+            int nt = kk - t0 < T ? (int)(kk - t0) : T;
+            float *pt = part + (o0 * kk + t0) * 16;
+            if (T == 9)
+                cols_dw_tile(3, 9, hw, ld, dr, col + t0 * ld, nr, nt, pt, kk);
+            else
+                cols_dw_tile(3, 8, hw, ld, dr, col + t0 * ld, nr, nt, pt, kk);
+        }
+    }
+}
+
+/* Floats in front of the weight gradient's partials in a task's work: dy at
+ * the padded width, or the columns. */
+static int64_t dw4_front(const struct dconv *g) {
+    return cols_ok(g) ? (g->cin * g->kh * g->kw * cols_ld(g) + 15) / 16 * 16 : g->cout * rows_q(g);
+}
+
 /* dy [cout][ho][wo] spread to dyw [cout][nq] at the padded width, zeros
  * elsewhere: each row with its zero tail (wp - wo <= 16 floats when wp < wo +
  * 16, as for 3x3 windows) by masked vector moves, not memset and memcpy calls
@@ -921,7 +982,7 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     int64_t kk = j->g.cin * j->g.kh * j->g.kw;
     int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
                    : j->kind == 3 ? (cols_ok(&j->g) ? j->g.cin * j->g.kh * j->g.kw * cols_ld(&j->g) : 0)
-                   : j->kind == 4 ? j->g.cout * rows_q(&j->g) + j->g.cout * kk * 16
+                   : j->kind == 4 ? dw4_front(&j->g) + j->g.cout * kk * 16
                                   : dconv_tmp(&j->g);
     j->pad = j->kind >= 3 || j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
     j->padf = !j->pad ? 0 : (j->kind >= 3 ? rows_in_floats(&j->g) : j->g.cin * j->g.hp * j->g.wp) + 15;
@@ -951,7 +1012,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
     int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
-        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + g->cout * rows_q(g);
+        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + dw4_front(g);
         int64_t t_lo = 0, t_hi = g->cin * g->kh * g->kw, u0 = 0, u1 = n * j->split;
         if (j->tapsplit) { /* tiles of DIRECT_ACC taps i/tasks.., all images */
             int64_t tiles = dw_rows(g) / DIRECT_ACC;
@@ -994,6 +1055,11 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             if (j->kind == 4) {
+                if (cols_ok(g)) {
+                    cols_fill(g, x, dyw);
+                    cols_dw_image(g, dyw, j->dy + b * g->cout * hw, part4);
+                    continue;
+                }
                 rows_spread(g, j->dy + b * g->cout * hw, dyw);
                 rows_dw_image(g, x, dyw, part4);
                 continue;
@@ -1021,7 +1087,7 @@ static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
 /* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
 static void rows_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
-    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + j->g.cout * rows_q(&j->g);
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + dw4_front(&j->g);
     for (int64_t k = lo * kk; k < hi * kk; k++) {
         float s = 0;
         for (int64_t i = 0; i < j->tasks; i++)
