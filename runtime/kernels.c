@@ -703,7 +703,7 @@ static int64_t cols_ld(const struct dconv *g) {
 
 /* Whether the column kernels take this wide-row forward. */
 static int cols_ok(const struct dconv *g) {
-    return g->cin * g->kh * g->kw <= COLS_MAX_TAPS && g->cout % 8 == 0 && !getenv("NETC_CONV_NOCOLS");
+    return g->cin * g->kh * g->kw <= COLS_MAX_TAPS && g->cout % 8 == 0;
 }
 
 /* col[t][oh*wo + ow] = x[ci][oh + i*d0][ow + j*d1] for tap t = (ci, i, j) of
@@ -910,8 +910,8 @@ static void cols_dw_image(const struct dconv *g, const float *col, const float *
 
 /* Floats in front of the weight gradient's partials in a task's work: dy at
  * the padded width, or the columns. */
-static int64_t dw4_front(const struct dconv *g) {
-    return cols_ok(g) ? (g->cin * g->kh * g->kw * cols_ld(g) + 15) / 16 * 16 : g->cout * rows_q(g);
+static int64_t dw4_front(const struct dconv *g, int cols) {
+    return cols ? (g->cin * g->kh * g->kw * cols_ld(g) + 15) / 16 * 16 : g->cout * rows_q(g);
 }
 
 /* dy [cout][ho][wo] spread to dyw [cout][nq] at the padded width, zeros
@@ -967,6 +967,7 @@ struct direct_job {
                                  (pixel ranges; wide rows: channel ranges), else 1 */
     int tapsplit;             /* dw: tasks take tap ranges of every image into one
                                  dwt at wp (a partial per task did not fit) */
+    int cols;                 /* kinds 3 and 4: by columns (cols_ok; NETC_CONV_NOCOLS unset) */
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
@@ -980,9 +981,10 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     const struct nrt_conv *c = j->c;
     int64_t hw = j->g.ho * j->g.wo;
     int64_t kk = j->g.cin * j->g.kh * j->g.kw;
+    j->cols = j->kind >= 3 && cols_ok(&j->g) && !getenv("NETC_CONV_NOCOLS");
     int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
-                   : j->kind == 3 ? (cols_ok(&j->g) ? j->g.cin * j->g.kh * j->g.kw * cols_ld(&j->g) : 0)
-                   : j->kind == 4 ? dw4_front(&j->g) + j->g.cout * kk * 16
+                   : j->kind == 3 ? (j->cols ? j->g.cin * j->g.kh * j->g.kw * cols_ld(&j->g) : 0)
+                   : j->kind == 4 ? dw4_front(&j->g, j->cols) + j->g.cout * kk * 16
                                   : dconv_tmp(&j->g);
     j->pad = j->kind >= 3 || j->g.hp != j->src_h || j->g.wp != j->src_w || j->top != 0 || j->left != 0;
     j->padf = !j->pad ? 0 : (j->kind >= 3 ? rows_in_floats(&j->g) : j->g.cin * j->g.hp * j->g.wp) + 15;
@@ -1012,7 +1014,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
     int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = g->cin * j->src_h * j->src_w;
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
-        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + dw4_front(g);
+        float *dyt = work, *dwt = work + hw * g->cout, *dyw = work, *part4 = work + dw4_front(g, j->cols);
         int64_t t_lo = 0, t_hi = g->cin * g->kh * g->kw, u0 = 0, u1 = n * j->split;
         if (j->tapsplit) { /* tiles of DIRECT_ACC taps i/tasks.., all images */
             int64_t tiles = dw_rows(g) / DIRECT_ACC;
@@ -1044,7 +1046,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
             }
             if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
                 int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
-                if (cols_ok(g)) {
+                if (j->cols) {
                     cols_fill(g, x, work);
                     cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
                                tiles * (k + 1) / sp * R, j->bias, j->relu);
@@ -1055,7 +1057,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             if (j->kind == 4) {
-                if (cols_ok(g)) {
+                if (j->cols) {
                     cols_fill(g, x, dyw);
                     cols_dw_image(g, dyw, j->dy + b * g->cout * hw, part4);
                     continue;
@@ -1087,7 +1089,7 @@ static void direct_dw_sum(void *arg, int64_t lo, int64_t hi) {
 /* dw[o][t] for output channels [lo, hi): the sum of the tasks' partials. */
 static void rows_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct direct_job *j = arg;
-    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + dw4_front(&j->g);
+    int64_t kk = j->g.cin * j->g.kh * j->g.kw, off = j->padf + dw4_front(&j->g, j->cols);
     for (int64_t k = lo * kk; k < hi * kk; k++) {
         float s = 0;
         for (int64_t i = 0; i < j->tasks; i++)
