@@ -517,7 +517,8 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
                         float *y, float *scratch) {
     if (c->ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return 0;
     struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
-    int64_t ci = c->ci, co = c->co, threads = nrt_threads_get();
+    /* Inside a pool job (a slice of a large batch) the tasks run in turn: one. */
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
     k.th = (c->ho + 3) / 4, k.tw = (c->wo + 3) / 4, k.t = k.th * k.tw;
     k.hp = 4 * k.th + 2, k.wp = 4 * k.tw + 2;
     if (c->h + c->p[0] > k.hp || c->w + c->p[1] > k.wp) return 0;
