@@ -102,7 +102,7 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
                                      lg_fadd(g, x, lg_fmul(g, lg_fmul(g, lg_fmul(g, K(0.044715), x), x), x)));
             return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_tanhf(g, u)));
         }
-        return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_erff(g, lg_fmul(g, x, K(0.70710678)))));
+        return lg_fmul(g, x, f ? lg_gelu_phi(g, x) : conv(g, lg_gelu_phi(g, conv(g, x, g->f32)), t));
     case OP_GELU_GRAD:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) {
             LLVMValueRef u = lg_fmul(g, K(0.79788456),
@@ -113,15 +113,8 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
                 g, lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fsub(g, one, lg_fmul(g, th, th))), K(0.79788456));
             r = lg_fmul(g, r, lg_fadd(g, one, lg_fmul(g, lg_fmul(g, K(0.134145), x), x)));
             return lg_fmul(g, y, lg_fadd(g, l, r));
-        } else {
-            LLVMValueRef z = lg_fmul(g, x, K(0.70710678118654752));
-            LLVMValueRef er = lg_erff(g, z), e = lg_expf(g, LLVMBuildFNeg(g->b, lg_fmul(g, z, z), ""));
-            LLVMValueRef phi2 = lg_fadd(g, one, er),
-                         xphi = lg_fmul(g, lg_fmul(g, x, K(0.39894228040143268)), e);
-            LLVMValueRef d =
-                lg_fadd(g, lg_fmul(g, K(0.5), phi2), lg_sel(g, LLVMRealOGT, e, zero, xphi, zero));
-            return lg_fmul(g, y, lg_sel(g, LLVMRealOEQ, x, x, d, x));
         }
+        return lg_fmul(g, y, f ? lg_gelu_grad(g, x) : conv(g, lg_gelu_grad(g, conv(g, x, g->f32)), t));
     case OP_CAST:
     case OP_BROADCAST_TO:
     case OP_STOP_GRADIENT:
