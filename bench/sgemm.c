@@ -56,7 +56,7 @@ static void tail_gelu(int64_t rows, int64_t n, float *restrict c, float *restric
         for (int64_t j = 0; j < n; j++) {
             const float t = c[i * n + j] + bias[j];
             pre[i * n + j] = t;
-            c[i * n + j] = 0.5f * t * (1.0f + nrt_erff(t * 0.70710678f));
+            c[i * n + j] = t * nrt_gelu_phi(t); /* as the generated code */
         }
 }
 

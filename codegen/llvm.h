@@ -77,6 +77,9 @@ LLVMValueRef lg_expf(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_logf(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_tanhf(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_erff(struct lg *g, LLVMValueRef x);
+/* netrt.h's nrt_gelu_phi (the normal distribution) and nrt_gelu_grad, on floats. */
+LLVMValueRef lg_gelu_phi(struct lg *g, LLVMValueRef x);
+LLVMValueRef lg_gelu_grad(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_sqrt(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_exp(struct lg *g, LLVMValueRef x);
 LLVMValueRef lg_log(struct lg *g, LLVMValueRef x);

@@ -282,6 +282,62 @@ LLVMValueRef lg_erff(struct lg *g, LLVMValueRef x) {
     return lg_sel(g, LLVMRealOEQ, x, x, v, x);
 }
 
+/* llvm.fma.f32: one instruction on the host (the JIT targets its features). */
+static LLVMValueRef fma3(struct lg *g, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+    LLVMTypeRef pt[3] = {g->f32, g->f32, g->f32};
+    LLVMValueRef args[3] = {a, b, c};
+    return lg_call(g, "llvm.fma.f32", g->f32, pt, 3, args);
+}
+
+/* c[0] x^(n-1) + ... + c[n-1] by Horner's rule with fused multiply-adds. */
+static LLVMValueRef horner(struct lg *g, LLVMValueRef x, const double *c, int n) {
+    LLVMValueRef p = fk(g, c[0]);
+    for (int i = 1; i < n; i++) p = fma3(g, p, x, fk(g, c[i]));
+    return p;
+}
+
+/* netrt.h's nrt_gelu_phin_: Phi(-u) for u in [0, 6.4], or 0 where `in` is false. */
+static LLVMValueRef gelu_phin(struct lg *g, LLVMValueRef u, LLVMValueRef in) {
+    static const double hc[] = {3.835290840e-07,  -7.710946193e-06, 6.421421858e-05,
+                                -2.514211228e-04, -4.218278264e-05, 6.987720262e-03,
+                                -5.246511474e-02, -4.592137337e-01, -1.151104927e+00};
+    static const double pc[] = {1.090228034e-04,
+                                1.274743350e-03,
+                                9.579166770e-03,
+                                5.549074337e-02,
+                                2.402243614e-01,
+                                6.931470633e-01,
+                                1.0};
+    LLVMValueRef y = fma3(g, u, horner(g, u, hc, 9), fk(g, -1.0));
+    LLVMValueRef n = LLVMBuildFPToSI(g->b, y, g->i32, "");
+    LLVMValueRef r = lg_fsub(g, y, LLVMBuildSIToFP(g->b, n, g->f32, ""));
+    LLVMValueRef p = horner(g, r, pc, 7);
+    LLVMValueRef m = LLVMBuildSelect(g->b, in, n, lg_i32(g, -127), "");
+    LLVMValueRef bits = LLVMBuildShl(g->b, LLVMBuildAdd(g->b, m, lg_i32(g, 127), ""), lg_i32(g, 23), "");
+    return lg_fmul(g, p, LLVMBuildBitCast(g->b, bits, g->f32, ""));
+}
+
+/* netrt.h's nrt_gelu_phi: Phi(x). */
+LLVMValueRef lg_gelu_phi(struct lg *g, LLVMValueRef x) {
+    LLVMValueRef ax = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x);
+    LLVMValueRef u = lg_sel(g, LLVMRealOLT, ax, fk(g, 6.4), ax, fk(g, 6.4));
+    LLVMValueRef e = gelu_phin(g, u, LLVMBuildFCmp(g->b, LLVMRealOLT, ax, fk(g, 7.0), ""));
+    return lg_sel(g, LLVMRealOLT, x, fk(g, 0), e, lg_fsub(g, fk(g, 1.0), e));
+}
+
+/* netrt.h's nrt_gelu_grad: Phi(x) + x phi(x). */
+LLVMValueRef lg_gelu_grad(struct lg *g, LLVMValueRef x) {
+    static const double kc[] = {-2.571292043e-06, 4.488017657e-05, -3.212755837e-04,
+                                1.066867728e-03,  1.247901091e-04, -1.936905831e-02,
+                                1.091046408e-01,  6.366012692e-01, 7.978857160e-01};
+    LLVMValueRef ax = lg_sel(g, LLVMRealOLT, x, fk(g, 0), LLVMBuildFNeg(g->b, x, ""), x);
+    LLVMValueRef u = lg_sel(g, LLVMRealOLT, ax, fk(g, 6.4), ax, fk(g, 6.4));
+    LLVMValueRef in = LLVMBuildFCmp(g->b, LLVMRealULT, ax, fk(g, 7.0), ""); /* !(ax >= 7) */
+    LLVMValueRef e = gelu_phin(g, u, in), k = horner(g, u, kc, 9);
+    LLVMValueRef xphi = LLVMBuildSelect(g->b, in, lg_fmul(g, lg_fmul(g, x, e), k), fk(g, 0), "");
+    return lg_fadd(g, lg_sel(g, LLVMRealOLT, x, fk(g, 0), e, lg_fsub(g, fk(g, 1.0), e)), xphi);
+}
+
 /* --------------------------------------------------------- entry points */
 
 /* Node id's code as a function of its own, node_<id>(ctx, n, its operands'

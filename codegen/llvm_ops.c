@@ -102,7 +102,7 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
                                      lg_fadd(g, x, lg_fmul(g, lg_fmul(g, lg_fmul(g, K(0.044715), x), x), x)));
             return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_tanhf(g, u)));
         }
-        return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_erff(g, lg_fmul(g, x, K(0.70710678)))));
+        return lg_fmul(g, x, f ? lg_gelu_phi(g, x) : conv(g, lg_gelu_phi(g, conv(g, x, g->f32)), t));
     case OP_GELU_GRAD:
         if (ir_attr_i(n, ATTR_APPROXIMATE)) {
             LLVMValueRef u = lg_fmul(g, K(0.79788456),
@@ -113,15 +113,8 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
                 g, lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fsub(g, one, lg_fmul(g, th, th))), K(0.79788456));
             r = lg_fmul(g, r, lg_fadd(g, one, lg_fmul(g, lg_fmul(g, K(0.134145), x), x)));
             return lg_fmul(g, y, lg_fadd(g, l, r));
-        } else {
-            LLVMValueRef z = lg_fmul(g, x, K(0.70710678118654752));
-            LLVMValueRef er = lg_erff(g, z), e = lg_expf(g, LLVMBuildFNeg(g->b, lg_fmul(g, z, z), ""));
-            LLVMValueRef phi2 = lg_fadd(g, one, er),
-                         xphi = lg_fmul(g, lg_fmul(g, x, K(0.39894228040143268)), e);
-            LLVMValueRef d =
-                lg_fadd(g, lg_fmul(g, K(0.5), phi2), lg_sel(g, LLVMRealOGT, e, zero, xphi, zero));
-            return lg_fmul(g, y, lg_sel(g, LLVMRealOEQ, x, x, d, x));
         }
+        return lg_fmul(g, y, f ? lg_gelu_grad(g, x) : conv(g, lg_gelu_grad(g, conv(g, x, g->f32)), t));
     case OP_CAST:
     case OP_BROADCAST_TO:
     case OP_STOP_GRADIENT:
@@ -1218,29 +1211,41 @@ static void masked_rows_close(struct lg *g, struct masked *w) {
     lg_loop_close(g, &w->l);
 }
 
-/* The row's log-sum-exp as c_text.c computes it: nrt_expf, 8 double lanes. */
-static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
-    LLVMValueRef m = row_max(g, w->xr, w->cls);
+/* The row's largest logit *m and sum of exp(x - m) (a double) as c_text.c
+ * computes them: nrt_expf, 16 float lanes, then the tail and the lanes in
+ * double; with dr, the exponentials are stored there too. */
+static LLVMValueRef masked_sum(struct lg *g, struct masked *w, LLVMValueRef dr, LLVMValueRef *m) {
+    *m = row_max(g, w->xr, w->cls);
     struct lg_loop l;
-    LLVMValueRef acc[8], se = lg_f64(g, 0);
-    int64_t full = w->cls / 8 * 8;
-    for (int q = 0; q < 8; q++) acc[q] = lg_var(g, g->f64, lg_f64(g, 0));
+    LLVMValueRef acc[16];
+    int64_t full = w->cls / 16 * 16;
+    for (int q = 0; q < 16; q++) acc[q] = lg_var(g, g->f32, lg_f32(g, 0));
     if (full > 0) {
-        LLVMValueRef b = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, full / 8));
-        for (int q = 0; q < 8; q++) {
+        LLVMValueRef b = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, full / 16));
+        for (int q = 0; q < 16; q++) {
             LLVMValueRef at =
-                LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 8), ""), lg_i64(g, q), "");
-            accumulate(g, acc[q],
-                       LLVMBuildFPExt(g->b, lg_expf(g, lg_fsub(g, lg_load(g, w->xr, at), m)), g->f64, ""));
+                LLVMBuildNSWAdd(g->b, LLVMBuildNSWMul(g->b, b, lg_i64(g, 16), ""), lg_i64(g, q), "");
+            LLVMValueRef e = lg_expf(g, lg_fsub(g, lg_load(g, w->xr, at), *m));
+            if (dr) lg_store(g, e, dr, at);
+            accumulate(g, acc[q], e);
         }
         lg_loop_close(g, &l);
     }
     LLVMValueRef tail = lg_var(g, g->f64, lg_f64(g, 0));
     LLVMValueRef j = lg_loop_open(g, &l, lg_i64(g, full), lg_i64(g, w->cls));
-    accumulate(g, tail, LLVMBuildFPExt(g->b, lg_expf(g, lg_fsub(g, lg_load(g, w->xr, j), m)), g->f64, ""));
+    LLVMValueRef e = lg_expf(g, lg_fsub(g, lg_load(g, w->xr, j), *m));
+    if (dr) lg_store(g, e, dr, j);
+    accumulate(g, tail, LLVMBuildFPExt(g->b, e, g->f64, ""));
     lg_loop_close(g, &l);
-    se = LLVMBuildLoad2(g->b, g->f64, tail, "");
-    for (int q = 0; q < 8; q++) se = lg_fadd(g, se, LLVMBuildLoad2(g->b, g->f64, acc[q], ""));
+    LLVMValueRef se = LLVMBuildLoad2(g->b, g->f64, tail, "");
+    for (int q = 0; q < 16; q++)
+        se = lg_fadd(g, se, LLVMBuildFPExt(g->b, LLVMBuildLoad2(g->b, g->f32, acc[q], ""), g->f64, ""));
+    return se;
+}
+
+/* The row's log-sum-exp: m + log(se), or m where m is infinite. */
+static LLVMValueRef masked_lse(struct lg *g, struct masked *w) {
+    LLVMValueRef m, se = masked_sum(g, w, NULL, &m);
     LLVMValueRef md = LLVMBuildFPExt(g->b, m, g->f64, "");
     LLVMValueRef amd = lg_sel(g, LLVMRealOLT, md, lg_f64(g, 0), LLVMBuildFNeg(g->b, md, ""), md);
     return lg_sel(g, LLVMRealOEQ, amd, lg_f64(g, 1.0 / 0.0), md, lg_fadd(g, md, lg_log(g, se)));
@@ -1274,12 +1279,12 @@ static void op_masked_ce_grad(struct lg *g, int id) {
     LLVMBuildMemSet(g->b, lg_ptr8(g, id), LLVMConstInt(g->i8, 0, 0),
                     bytes(g, LLVMBuildNSWMul(g->b, w.rows, lg_i64(g, w.cls), "")), 4);
     masked_rows(g, id, &w);
-    LLVMValueRef lse = masked_lse(g, &w);
-    LLVMValueRef dr = gep(g, py, LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), ""));
+    LLVMValueRef dr = gep(g, py, LLVMBuildNSWMul(g->b, w.r, lg_i64(g, w.cls), "")), m;
+    LLVMValueRef se = masked_sum(g, &w, dr, &m);
+    LLVMValueRef sc = LLVMBuildFPTrunc(g->b, lg_fdiv(g, gv, se), g->f32, "");
     struct lg_loop l;
     LLVMValueRef k = lg_loop_open(g, &l, lg_i64(g, 0), lg_i64(g, w.cls));
-    LLVMValueRef e = lg_expf(g, LLVMBuildFPTrunc(g->b, lg_fsub(g, ld64(g, w.xr, k), lse), g->f32, ""));
-    lg_store(g, lg_fmul(g, gf, e), dr, k);
+    lg_store(g, lg_fmul(g, lg_load(g, dr, k), sc), dr, k);
     lg_loop_close(g, &l);
     lg_store(g, lg_fsub(g, lg_load(g, dr, w.tr), gf), dr, w.tr);
     masked_rows_close(g, &w);
