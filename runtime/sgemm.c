@@ -1,10 +1,11 @@
 /* runtime/sgemm.c -- the runtime's own single-threaded SGEMM for AVX-512 (the
  * default for the large GEMMs where the CPU has it; OpenBLAS otherwise): a
- * 12x32 register tile (24 accumulators), op(B) packed into 32-column panels by
- * blocks of KC rows into a per-thread buffer allocated once, A read in place
- * (rows of A, or A's columns when transposed), the edge rows packed. Each C
- * element sums k in order within a block, blocks in order: the result does not
- * depend on M, N or how the pool splits C. Compiled with -O3 -march=native. */
+ * 12x32 register tile (24 accumulators); op(B) packed into 32-column panels by
+ * blocks of KC rows (read by rows of B), A read in place by rows, a transposed
+ * A packed MC rows at a time (read by rows of A), the edge rows packed; the
+ * buffers are per thread, allocated once. Each C element sums k in order
+ * within a block, blocks in order: the result does not depend on M, N or how
+ * the pool splits C. Compiled with -O3 -march=native. */
 #include "runtime/internal.h"
 
 #include <pthread.h>
@@ -14,18 +15,20 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#define MR 12   /* rows of the register tile */
-#define NR 32   /* columns of the register tile (two vectors) */
-#define KC 256  /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
+#define MR 12  /* rows of the register tile */
+#define NR 32  /* columns of the register tile (two vectors) */
+#define KC 256 /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
 #define KC_WHOLE 384
-#define NC 512  /* columns of op(B) per packed block */
+#define NC 512 /* columns of op(B) per packed block */
 #define KC_MAX KC_WHOLE
+#define MC 240 /* rows of a transposed A packed at a time (20 tiles) */
 
 /* This thread's packing buffers: op(B) blocks (KC_MAX x NC) and the edge rows
- * of A (MR x KC_MAX), allocated on first use and freed when the thread ends. */
+ * of A or a transposed A's MC rows (MC x KC_MAX), allocated on first use and
+ * freed when the thread ends. */
 struct pack {
     float b[KC_MAX * NC];
-    float a[MR * KC_MAX];
+    float a[MC * KC_MAX];
 };
 
 static pthread_key_t pack_key;
@@ -74,25 +77,39 @@ static inline void transpose16(__m512 *r) {
  * zero past nc). */
 static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, int64_t kb, int64_t nc,
                    float *restrict dst) {
+    if (!tb) {
+        /* by rows of B, read in order (a panel's rows are ldb apart: read panel by
+         * panel, they come from L3 at its latency), each into every panel */
+        const int64_t full = nc / NR * NR, w = nc - full;
+        const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
+        const __mmask16 m1 = w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
+        for (int64_t k = 0; k < kb; k++) {
+            const float *s = b + (k0 + k) * ldb + j0;
+            float *restrict d = dst + k * NR;
+            for (int64_t p = 0; p < full; p += NR) {
+                _mm512_store_ps(d + p * kb, _mm512_loadu_ps(s + p));
+                _mm512_store_ps(d + p * kb + 16, _mm512_loadu_ps(s + p + 16));
+            }
+            if (w) {
+                _mm512_store_ps(d + full * kb, _mm512_maskz_loadu_ps(m0, s + full));
+                _mm512_store_ps(d + full * kb + 16, _mm512_maskz_loadu_ps(m1, s + full + 16));
+            }
+        }
+        return;
+    }
     for (int64_t p = 0; p < nc; p += NR) {
         const int64_t w = nc - p < NR ? nc - p : NR;
         float *restrict d = dst + p * kb;
-        if (!tb) {
-            const __mmask16 m0 = w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1);
-            const __mmask16 m1 = w >= 32 ? 0xffff : w <= 16 ? 0 : (__mmask16)((1u << (w - 16)) - 1);
-            const float *s = b + k0 * ldb + j0 + p;
-            for (int64_t k = 0; k < kb; k++) {
-                _mm512_store_ps(d + k * NR, _mm512_maskz_loadu_ps(m0, s + k * ldb));
-                _mm512_store_ps(d + k * NR + 16, _mm512_maskz_loadu_ps(m1, s + k * ldb + 16));
-            }
-        } else { /* op(B)[k][j] = b[j * ldb + k]: 16x16 transposes by blocks of k */
+        {
+            /* op(B)[k][j] = b[j * ldb + k]: 16x16 transposes by blocks of k */
             const float *s = b + (j0 + p) * ldb + k0;
             int64_t k = 0;
             for (; k + 16 <= kb; k += 16)
                 for (int h = 0; h < 2; h++) {
                     __m512 r[16];
                     for (int j = 0; j < 16; j++)
-                        r[j] = h * 16 + j < w ? _mm512_loadu_ps(s + (h * 16 + j) * ldb + k) : _mm512_setzero_ps();
+                        r[j] = h * 16 + j < w ? _mm512_loadu_ps(s + (h * 16 + j) * ldb + k)
+                                              : _mm512_setzero_ps();
                     transpose16(r);
                     for (int j = 0; j < 16; j++) _mm512_store_ps(d + (k + j) * NR + h * 16, r[j]);
                 }
@@ -143,25 +160,38 @@ static inline __attribute__((always_inline)) void tile(int64_t kb, const float *
     }
 }
 
-/* A read in place: its rows (A[r][k] at a[r * lda + k]) or, transposed, its
- * columns (at a[k * lda + r]; also the packed edge rows with lda = MR). */
-static void tile_rows(int64_t kb, const float *a, int64_t lda, const float *bp, float *c, int64_t ldc, int mode,
-                      float alpha, float beta, int mr, int nr) {
+/* A read in place by rows (A[r][k] at a[r * lda + k]), or packed (at
+ * a[k * MR + r]). */
+static void tile_rows(int64_t kb, const float *a, int64_t lda, const float *bp, float *c, int64_t ldc,
+                      int mode, float alpha, float beta, int mr, int nr) {
     tile(kb, a, lda, 1, bp, c, ldc, mode, alpha, beta, mr, nr);
 }
 
-static void tile_cols(int64_t kb, const float *a, int64_t lda, const float *bp, float *c, int64_t ldc, int mode,
-                      float alpha, float beta, int mr, int nr) {
-    tile(kb, a, 1, lda, bp, c, ldc, mode, alpha, beta, mr, nr);
+static void tile_packed(int64_t kb, const float *a, const float *bp, float *c, int64_t ldc, int mode,
+                        float alpha, float beta, int mr, int nr) {
+    tile(kb, a, 1, MR, bp, c, ldc, mode, alpha, beta, mr, nr);
 }
 
-/* The last m % MR rows of op(A), columns k0..k0+kb, packed k-major (MR per k,
- * zero past mr). */
-static void pack_a(int ta, const float *a, int64_t lda, int64_t i0, int64_t k0, int64_t kb, int mr,
-                   float *restrict dst) {
+/* Rows i0..i0+mr (mr <= MR) of op(A), columns k0..k0+kb, packed k-major (MR
+ * per k, zero past mr): A's edge rows. */
+static void pack_a_rows(const float *a, int64_t lda, int64_t i0, int64_t k0, int64_t kb, int mr,
+                        float *restrict dst) {
     for (int64_t k = 0; k < kb; k++)
-        for (int r = 0; r < MR; r++)
-            dst[k * MR + r] = r >= mr ? 0.0f : ta ? a[(k0 + k) * lda + i0 + r] : a[(i0 + r) * lda + k0 + k];
+        for (int r = 0; r < MR; r++) dst[k * MR + r] = r >= mr ? 0.0f : a[(i0 + r) * lda + k0 + k];
+}
+
+/* Transposed A: rows i0..i0+mc of op(A) (columns of A), columns k0..k0+kb,
+ * tile by tile (each MR x kb, k-major, zero past mc), reading A by rows. */
+static void pack_a_cols(const float *a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kb,
+                        float *restrict dst) {
+    for (int64_t k = 0; k < kb; k++) {
+        const float *s = a + (k0 + k) * lda + i0;
+        for (int64_t t = 0; t < mc; t += MR) {
+            const int64_t w = mc - t < MR ? mc - t : MR;
+            _mm512_mask_storeu_ps(dst + t * kb + k * MR, 0x0fff,
+                                  _mm512_maskz_loadu_ps((__mmask16)((1u << w) - 1), s + t));
+        }
+    }
 }
 
 int nrt_sgemm_own_built(void) { return 1; }
@@ -178,19 +208,22 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
             const int64_t kb = k - pc < kc ? k - pc : kc;
             const int mode = pc > 0 ? 2 : beta == 0.0f ? 0 : 1;
             pack_b(tb, b, ldb, pc, jc, kb, nc, pk->b);
-            for (int64_t i = 0; i < m; i += MR) {
-                const int mr = m - i < MR ? (int)(m - i) : MR;
-                const float *ap = ta ? a + pc * lda + i : a + i * lda + pc;
-                if (mr < MR) pack_a(ta, a, lda, i, pc, kb, mr, pk->a);
-                for (int64_t j = 0; j < nc; j += NR) {
-                    const int nr = nc - j < NR ? (int)(nc - j) : NR;
-                    float *cp = c + i * ldc + jc + j;
-                    if (mr < MR)
-                        tile_cols(kb, pk->a, MR, pk->b + j * kb, cp, ldc, mode, alpha, beta, mr, nr);
-                    else if (ta)
-                        tile_cols(kb, ap, lda, pk->b + j * kb, cp, ldc, mode, alpha, beta, MR, nr);
-                    else
-                        tile_rows(kb, ap, lda, pk->b + j * kb, cp, ldc, mode, alpha, beta, MR, nr);
+            for (int64_t ic = 0; ic < m; ic += MC) {
+                const int64_t mc = m - ic < MC ? m - ic : MC;
+                if (ta) pack_a_cols(a, lda, ic, mc, pc, kb, pk->a);
+                for (int64_t i = ic; i < ic + mc; i += MR) {
+                    const int mr = ic + mc - i < MR ? (int)(ic + mc - i) : MR;
+                    const float *ap = ta ? pk->a + (i - ic) * kb : mr < MR ? pk->a : a + i * lda + pc;
+                    if (!ta && mr < MR) pack_a_rows(a, lda, i, pc, kb, mr, pk->a);
+                    for (int64_t j = 0; j < nc; j += NR) {
+                        const int nr = nc - j < NR ? (int)(nc - j) : NR;
+                        float *cp = c + i * ldc + jc + j;
+                        const float *bp = pk->b + j * kb;
+                        if (ta || mr < MR)
+                            tile_packed(kb, ap, bp, cp, ldc, mode, alpha, beta, mr, nr);
+                        else
+                            tile_rows(kb, ap, lda, bp, cp, ldc, mode, alpha, beta, MR, nr);
+                    }
                 }
             }
         }
