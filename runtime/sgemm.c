@@ -1,9 +1,10 @@
 /* runtime/sgemm.c -- the runtime's own single-threaded SGEMM for AVX-512 (the
  * default for the large GEMMs where the CPU has it; OpenBLAS otherwise): a
  * 12x32 register tile (24 accumulators); op(B) packed into 32-column panels by
- * blocks of KC rows (read by rows of B), A read in place by rows, a transposed
- * A packed MC rows at a time (read by rows of A), the edge rows packed; the
- * buffers are per thread, allocated once. Each C element sums k in order
+ * blocks of KC rows (read by rows of B), A read in place (by rows, or by
+ * columns when transposed), the edge rows packed (4, 8 or 12-row tiles); while
+ * a block computes, the next block's rows of B (and of a transposed A) are
+ * prefetched into L2. The buffers are per thread, allocated once. Each C element sums k in order
  * within a block, blocks in order: the result does not depend on M, N or how
  * the pool splits C. Compiled with -O3 -march=native. */
 #include "runtime/internal.h"
@@ -21,14 +22,21 @@
 #define KC_WHOLE 384
 #define NC 512 /* columns of op(B) per packed block */
 #define KC_MAX KC_WHOLE
-#define MC 240 /* rows of a transposed A packed at a time (20 tiles) */
+
+/* Lines to prefetch into L2 while a block computes (the next block's rows of
+ * B and of a transposed A, which its packing reads from L3 otherwise without
+ * overlap): n lines from p, quota per tile. */
+struct pf {
+    const char *p, *p2; /* n lines from p, then n2 from p2 */
+    int64_t n, n2, quota;
+};
 
 /* This thread's packing buffers: op(B) blocks (KC_MAX x NC) and the edge rows
- * of A or a transposed A's MC rows (MC x KC_MAX), allocated on first use and
+ * of A (MR x KC_MAX), allocated on first use and
  * freed when the thread ends. */
 struct pack {
     float b[KC_MAX * NC];
-    float a[MC * KC_MAX];
+    float a[MR * KC_MAX];
 };
 
 static pthread_key_t pack_key;
@@ -119,21 +127,30 @@ static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, 
     }
 }
 
-/* The 12x32 tile: acc = sum over k < kb of A[r][k] * bp[k][0..32), with A[r][k]
+/* The rows x 32 tile (rows <= MR): acc = sum over k < kb of A[r][k] * bp[k][0..32), with A[r][k]
  * at a[r * rsa + k * csa] (inlined with one of the strides a constant 1), then
  * written to the mr x nr corner of C: C = alpha * acc when mode 0, C = beta * C
  * + alpha * acc when 1, C += alpha * acc when 2. */
-static inline __attribute__((always_inline)) void tile(int64_t kb, const float *a, int64_t rsa, int64_t csa,
-                                                       const float *restrict bp, float *c, int64_t ldc,
-                                                       int mode, float alpha, float beta, int mr, int nr) {
+static inline __attribute__((always_inline)) void tile(int rows, int64_t kb, const float *a, int64_t rsa,
+                                                       int64_t csa, const float *restrict bp, struct pf *pf,
+                                                       float *c, int64_t ldc, int mode, float alpha,
+                                                       float beta, int mr, int nr) {
+    if (pf->n == 0 && pf->n2 > 0) pf->p = pf->p2, pf->n = pf->n2, pf->n2 = 0;
+    const char *pp = pf->p;
+    int64_t pn = pf->n < pf->quota ? pf->n : pf->quota;
+    pf->p += pn * 64, pf->n -= pn;
     __m512 acc[MR][2];
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < rows; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kb; k++) {
         const __m512 b0 = _mm512_load_ps(bp + k * NR), b1 = _mm512_load_ps(bp + k * NR + 16);
+        if (pn > 0) { /* one line of the next block's operands into L2 */
+            _mm_prefetch(pp, _MM_HINT_T1);
+            pp += 64, pn--;
+        }
 #pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
+        for (int r = 0; r < rows; r++) {
             const __m512 x = _mm512_set1_ps(a[r * rsa + k * csa]);
             acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
@@ -143,7 +160,7 @@ static inline __attribute__((always_inline)) void tile(int64_t kb, const float *
     const __mmask16 m1 = nr >= 32 ? 0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
 #pragma GCC unroll 12
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < rows; r++) {
         if (r >= mr) break;
         float *cr = c + r * ldc;
         __m512 y0 = acc[r][0], y1 = acc[r][1];
@@ -162,14 +179,30 @@ static inline __attribute__((always_inline)) void tile(int64_t kb, const float *
 
 /* A read in place by rows (A[r][k] at a[r * lda + k]), or packed (at
  * a[k * MR + r]). */
-static void tile_rows(int64_t kb, const float *a, int64_t lda, const float *bp, float *c, int64_t ldc,
-                      int mode, float alpha, float beta, int mr, int nr) {
-    tile(kb, a, lda, 1, bp, c, ldc, mode, alpha, beta, mr, nr);
+static void tile_rows(int64_t kb, const float *a, int64_t lda, const float *bp, struct pf *pf, float *c,
+                      int64_t ldc, int mode, float alpha, float beta, int mr, int nr) {
+    tile(MR, kb, a, lda, 1, bp, pf, c, ldc, mode, alpha, beta, mr, nr);
 }
 
-static void tile_packed(int64_t kb, const float *a, const float *bp, float *c, int64_t ldc, int mode,
-                        float alpha, float beta, int mr, int nr) {
-    tile(kb, a, 1, MR, bp, c, ldc, mode, alpha, beta, mr, nr);
+static void tile_cols(int64_t kb, const float *a, int64_t lda, const float *bp, struct pf *pf, float *c,
+                      int64_t ldc, int mode, float alpha, float beta, int mr, int nr) {
+    tile(MR, kb, a, 1, lda, bp, pf, c, ldc, mode, alpha, beta, mr, nr);
+}
+
+static void tile_packed(int64_t kb, const float *a, const float *bp, struct pf *pf, float *c, int64_t ldc,
+                        int mode, float alpha, float beta, int mr, int nr) {
+    tile(MR, kb, a, 1, MR, bp, pf, c, ldc, mode, alpha, beta, mr, nr);
+}
+
+/* The edge rows' tiles: 4 or 8 rows of the packed A (MR per k). */
+static void tile_packed4(int64_t kb, const float *a, const float *bp, struct pf *pf, float *c, int64_t ldc,
+                         int mode, float alpha, float beta, int mr, int nr) {
+    tile(4, kb, a, 1, MR, bp, pf, c, ldc, mode, alpha, beta, mr, nr);
+}
+
+static void tile_packed8(int64_t kb, const float *a, const float *bp, struct pf *pf, float *c, int64_t ldc,
+                         int mode, float alpha, float beta, int mr, int nr) {
+    tile(8, kb, a, 1, MR, bp, pf, c, ldc, mode, alpha, beta, mr, nr);
 }
 
 /* Rows i0..i0+mr (mr <= MR) of op(A), columns k0..k0+kb, packed k-major (MR
@@ -180,18 +213,13 @@ static void pack_a_rows(const float *a, int64_t lda, int64_t i0, int64_t k0, int
         for (int r = 0; r < MR; r++) dst[k * MR + r] = r >= mr ? 0.0f : a[(i0 + r) * lda + k0 + k];
 }
 
-/* Transposed A: rows i0..i0+mc of op(A) (columns of A), columns k0..k0+kb,
- * tile by tile (each MR x kb, k-major, zero past mc), reading A by rows. */
-static void pack_a_cols(const float *a, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kb,
+/* Transposed A's edge: rows i0..i0+mr (mr < MR) of op(A) (columns of A),
+ * columns k0..k0+kb, packed k-major (MR per k, zero past mr). */
+static void pack_a_cols(const float *a, int64_t lda, int64_t i0, int mr, int64_t k0, int64_t kb,
                         float *restrict dst) {
-    for (int64_t k = 0; k < kb; k++) {
-        const float *s = a + (k0 + k) * lda + i0;
-        for (int64_t t = 0; t < mc; t += MR) {
-            const int64_t w = mc - t < MR ? mc - t : MR;
-            _mm512_mask_storeu_ps(dst + t * kb + k * MR, 0x0fff,
-                                  _mm512_maskz_loadu_ps((__mmask16)((1u << w) - 1), s + t));
-        }
-    }
+    const __mmask16 mk = (__mmask16)((1u << mr) - 1);
+    for (int64_t k = 0; k < kb; k++)
+        _mm512_mask_storeu_ps(dst + k * MR, 0x0fff, _mm512_maskz_loadu_ps(mk, a + (k0 + k) * lda + i0));
 }
 
 int nrt_sgemm_own_built(void) { return 1; }
@@ -208,22 +236,34 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
             const int64_t kb = k - pc < kc ? k - pc : kc;
             const int mode = pc > 0 ? 2 : beta == 0.0f ? 0 : 1;
             pack_b(tb, b, ldb, pc, jc, kb, nc, pk->b);
-            for (int64_t ic = 0; ic < m; ic += MC) {
-                const int64_t mc = m - ic < MC ? m - ic : MC;
-                if (ta) pack_a_cols(a, lda, ic, mc, pc, kb, pk->a);
-                for (int64_t i = ic; i < ic + mc; i += MR) {
-                    const int mr = ic + mc - i < MR ? (int)(ic + mc - i) : MR;
-                    const float *ap = ta ? pk->a + (i - ic) * kb : mr < MR ? pk->a : a + i * lda + pc;
-                    if (!ta && mr < MR) pack_a_rows(a, lda, i, pc, kb, mr, pk->a);
-                    for (int64_t j = 0; j < nc; j += NR) {
-                        const int nr = nc - j < NR ? (int)(nc - j) : NR;
-                        float *cp = c + i * ldc + jc + j;
-                        const float *bp = pk->b + j * kb;
-                        if (ta || mr < MR)
-                            tile_packed(kb, ap, bp, cp, ldc, mode, alpha, beta, mr, nr);
-                        else
-                            tile_rows(kb, ap, lda, bp, cp, ldc, mode, alpha, beta, MR, nr);
-                    }
+            struct pf pf = {NULL, NULL, 0, 0, 0};
+            if (pc + kb < k && !tb) { /* the next block's rows of B, then of a transposed A */
+                const int64_t kn = k - pc - kb < kc ? k - pc - kb : kc;
+                pf.p = (const char *)(b + (pc + kb) * ldb + jc);
+                pf.n = ((kn - 1) * ldb + nc) * 4 / 64;
+                if (ta) pf.p2 = (const char *)(a + (pc + kb) * lda), pf.n2 = kn * lda * 4 / 64;
+                const int64_t tiles = (m + MR - 1) / MR * ((nc + NR - 1) / NR);
+                pf.quota = (pf.n + pf.n2) / tiles + 1;
+            }
+            for (int64_t i = 0; i < m; i += MR) {
+                const int mr = m - i < MR ? (int)(m - i) : MR;
+                const float *ap = mr < MR ? pk->a : ta ? a + pc * lda + i : a + i * lda + pc;
+                if (mr < MR && ta) pack_a_cols(a, lda, i, mr, pc, kb, pk->a);
+                if (mr < MR && !ta) pack_a_rows(a, lda, i, pc, kb, mr, pk->a);
+                for (int64_t j = 0; j < nc; j += NR) {
+                    const int nr = nc - j < NR ? (int)(nc - j) : NR;
+                    float *cp = c + i * ldc + jc + j;
+                    const float *bp = pk->b + j * kb;
+                    if (mr <= 4)
+                        tile_packed4(kb, ap, bp, &pf, cp, ldc, mode, alpha, beta, mr, nr);
+                    else if (mr <= 8)
+                        tile_packed8(kb, ap, bp, &pf, cp, ldc, mode, alpha, beta, mr, nr);
+                    else if (mr < MR)
+                        tile_packed(kb, ap, bp, &pf, cp, ldc, mode, alpha, beta, mr, nr);
+                    else if (ta)
+                        tile_cols(kb, ap, lda, bp, &pf, cp, ldc, mode, alpha, beta, MR, nr);
+                    else
+                        tile_rows(kb, ap, lda, bp, &pf, cp, ldc, mode, alpha, beta, MR, nr);
                 }
             }
         }
