@@ -1,8 +1,9 @@
-/* bench/sgemm.c -- SGEMM throughput through libnetrt's nrt_sgemm (oneDNN or
- * OpenBLAS), to compare the GEMM libraries and what OPENBLAS_CORETYPE does on
- * this CPU. Run it several ways:
+/* bench/sgemm.c -- SGEMM throughput through libnetrt's nrt_sgemm (the
+ * runtime's own kernel, oneDNN or OpenBLAS), to compare the GEMM libraries and
+ * what OPENBLAS_CORETYPE does on this CPU. Run it several ways:
+ *   ./sgemm 1                        the runtime's own GEMM (runtime/sgemm.c, AVX-512 builds)
  *   NETC_GEMM=onednn ./sgemm         oneDNN for the large GEMMs, where built with it
- *   ./sgemm                          OpenBLAS, nrt_blas_setup's core choice
+ *   NETC_GEMM=openblas ./sgemm       OpenBLAS, nrt_blas_setup's core choice
  *   NETC_BLAS_SETUP=1 ./sgemm        OpenBLAS's own core choice (no re-exec)
  *   NETC_BLAS_SETUP=1 ./sgemm 0 setenv   setenv in main, before the first BLAS call
  * Prints GFLOP/s for square sizes, the MLP's training shapes and tiny_gpt's
@@ -11,9 +12,10 @@
  * with an elementwise tail (bias + GELU into two outputs, or GELU's gradient)
  * done whole then tail, or by row panels of P rows each finished by the tail
  * while in cache (per-call overhead of the split, choice of P). Optional
- * first argument: the thread count. Build:
+ * first argument: the thread count (at 1: the best of 15 timings in CPU time,
+ * the machine being shared; else the wall clock). Build:
  *   cc -O3 -march=native -fno-math-errno -fno-trapping-math -std=c11 -D_POSIX_C_SOURCE=200809L -I.
- * bench/sgemm.c build/runtime/libnetrt.a \ -lopenblas -lpng -lz -lm -lpthread -o sgemm */
+ * bench/sgemm.c build/runtime/libnetrt.a \ -lopenblas -lpng -lz -lm -lpthread -lcairo -o sgemm */
 #include "runtime/netrt.h"
 
 #include <stdio.h>
