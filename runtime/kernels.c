@@ -1,6 +1,7 @@
 /* runtime/kernels.c -- the kernels that generated code calls for the heavy ops.
- * Sections: SGEMM through single-threaded oneDNN (dnnl_sgemm, loaded at run
- * time where built with it and found) or OpenBLAS, split over the thread pool
+ * Sections: SGEMM through the runtime's own AVX-512 kernel (sgemm.c), or
+ * single-threaded oneDNN (dnnl_sgemm, loaded at run time where built with it
+ * and found, NETC_GEMM=onednn) or OpenBLAS, split over the thread pool
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
  * kernels (channel vectors for deep layers, wide rows for first layers, the
