@@ -35,6 +35,17 @@ int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n);
 void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c);
 
+/* ---------------------------------------------------------------- sgemm.c -- */
+
+/* The runtime's own single-threaded SGEMM (AVX-512 builds): C = alpha op(A)
+ * op(B) + beta C (C not read when beta is 0), as nrt_sgemm's arguments, m, n,
+ * k >= 1. Returns 0 without touching C where not built for AVX-512 (or its
+ * packing buffer could not be allocated). */
+int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* Whether nrt_sgemm_own is there (built for AVX-512). */
+int nrt_sgemm_own_built(void);
+
 /* --------------------------------------------------------------- dwconv.c -- */
 
 /* Depthwise convolution (c->g > 1 groups of one input channel each): each

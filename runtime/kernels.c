@@ -1,6 +1,7 @@
 /* runtime/kernels.c -- the kernels that generated code calls for the heavy ops.
- * Sections: SGEMM through single-threaded oneDNN (dnnl_sgemm, loaded at run
- * time where built with it and found) or OpenBLAS, split over the thread pool
+ * Sections: SGEMM through the runtime's own AVX-512 kernel (sgemm.c), or
+ * single-threaded oneDNN (dnnl_sgemm, loaded at run time where built with it
+ * and found, NETC_GEMM=onednn) or OpenBLAS, split over the thread pool
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
  * kernels (channel vectors for deep layers, wide rows for first layers, the
@@ -96,21 +97,39 @@ static int dnnl_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alph
 }
 #endif
 
-/* Which GEMM library runs the large GEMMs ("oneDNN" or "OpenBLAS"). */
+/* The runtime's own GEMM (sgemm.c) for GEMMs of this many FLOPs and up where
+ * built for AVX-512, unless NETC_GEMM names a library (openblas, onednn). */
+#define SGEMM_OWN_FLOPS 5e5
+
+static int own_wanted(void) {
+    static _Atomic int want = -1;
+    int w = atomic_load_explicit(&want, memory_order_relaxed);
+    if (w < 0) {
+        const char *e = getenv("NETC_GEMM");
+        w = !e || !*e || strcasecmp(e, "own") == 0;
+        atomic_store_explicit(&want, w, memory_order_relaxed);
+    }
+    return w;
+}
+
+/* Which GEMM library runs the large GEMMs ("oneDNN", "netc (AVX-512)" or "OpenBLAS"). */
 const char *nrt_gemm_library(void) {
 #ifdef NETC_HAVE_DNNL
     pthread_once(&dnnl_once, dnnl_open);
     if (dnnl_there) return "oneDNN";
 #endif
+    if (own_wanted() && nrt_sgemm_own_built()) return "netc (AVX-512)";
     return "OpenBLAS";
 }
 
 static void sgemm_call(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
                        int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
-#ifdef NETC_HAVE_DNNL
-    if (2.0 * (double)m * (double)n * (double)k >= SGEMM_DNNL_FLOPS &&
-        dnnl_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+    const double flops = 2.0 * (double)m * (double)n * (double)k;
+    if (flops >= SGEMM_OWN_FLOPS && own_wanted() &&
+        nrt_sgemm_own(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
         return;
+#ifdef NETC_HAVE_DNNL
+    if (flops >= SGEMM_DNNL_FLOPS && dnnl_call(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return;
 #endif
     if (beta == 0.0f) { /* OpenBLAS's beta = 0 pass (sgemm_beta) is slow on strided C: clear it here */
         for (int64_t i = 0; i < m; i++) memset(c + i * ldc, 0, sizeof *c * (size_t)n);

@@ -8,6 +8,7 @@
  * forward with its bias and relu epilogue (nrt_conv2d_bias_act) and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), and batch norm's training gradient
  * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
+#include "runtime/internal.h"
 #include "runtime/netrt.h"
 #include "test.h"
 
@@ -78,6 +79,70 @@ static void test_sgemm(void) {
     for (size_t s = 0; s < sizeof big / sizeof *big; s++)
         check_sgemm((int)big[s][0], (int)big[s][1], big[s][2], big[s][3], big[s][4], 1.0f,
                     s & 1 ? 1.0f : 0.0f);
+}
+
+/* sgemm.c's GEMM itself against the reference: m around its 12-row tiles, n
+ * around its 32-column tiles and 512-column blocks, k around its 16-row
+ * transposes and 256-row blocks (whole up to 384), every transpose, alpha and
+ * beta; and its rows computed in two calls (as the pool splits C) give the
+ * same bits as one call. */
+static void check_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+    int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+    float *a = xalloc((ta ? k : m) * lda), *b = xalloc((tb ? n : k) * ldb), *c = xalloc(m * ldc);
+    float *c2 = xalloc(m * ldc);
+    double *ref = dalloc(m * ldc);
+    fill(a, (ta ? k : m) * lda, 4), fill(b, (tb ? n : k) * ldb, 5), fill(c, m * ldc, 6);
+    if (beta == 0)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[i * ldc + j] = NAN;
+    memcpy(c2, c, sizeof *c * (size_t)(m * ldc));
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < ldc; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < k && j < n; p++)
+                s += (double)(ta ? a[p * lda + i] : a[i * lda + p]) * (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            ref[i * ldc + j] =
+                j < n ? alpha * s + (beta == 0 ? 0 : beta * (double)c[i * ldc + j]) : c[i * ldc + j];
+        }
+    int done = nrt_sgemm_own(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    const int64_t h = m / 2 + 1; /* rows 0..h and h..m: tile boundaries elsewhere */
+    done = done && nrt_sgemm_own(ta, tb, h, n, k, alpha, a, lda, b, ldb, beta, c2, ldc);
+    if (h < m)
+        done = done && nrt_sgemm_own(ta, tb, m - h, n, k, alpha, ta ? a + h : a + h * lda, lda, b, ldb, beta,
+                                     c2 + h * ldc, ldc);
+    double e = max_err(c, ref, m * ldc);
+    if (!done || e > 1e-4 || memcmp(c, c2, sizeof *c * (size_t)(m * ldc)) != 0)
+        TEST_FAIL_("sgemm_own ta=%d tb=%d %lldx%lldx%lld alpha %g beta %g: done %d, error %g, split %s", ta,
+                   tb, (long long)m, (long long)n, (long long)k, alpha, beta, done, e,
+                   memcmp(c, c2, sizeof *c * (size_t)(m * ldc)) ? "differs" : "same");
+    else
+        test_passed++;
+    nrt_free(a), nrt_free(b), nrt_free(c), nrt_free(c2), nrt_free(ref);
+}
+
+static void test_sgemm_own(void) {
+    if (!nrt_sgemm_own_built()) {
+        printf("sgemm.c's GEMM not built (no AVX-512): skipped\n");
+        return;
+    }
+    static const int64_t ms[] = {1, 11, 12, 13, 25, 40}, ns[] = {1, 17, 32, 33, 80};
+    static const int64_t ks[] = {1, 15, 16, 37, 384, 385, 600};
+    for (int t = 0; t < 4; t++)
+        for (size_t i = 0; i < sizeof ms / sizeof *ms; i++)
+            for (size_t j = 0; j < sizeof ns / sizeof *ns; j++)
+                for (size_t q = 0; q < sizeof ks / sizeof *ks; q++) {
+                    const int v = (int)(i + j + q) % 4; /* alpha, beta: 1 0, 0.5 0, 1 1, 0.5 0.25 */
+                    check_own(t & 1, t >> 1, ms[i], ns[j], ks[q], v & 1 ? 0.5f : 1.0f,
+                              v == 2   ? 1.0f
+                              : v == 3 ? 0.25f
+                                       : 0.0f);
+                }
+    /* more than one block of 512 columns; tiny_gpt's shapes */
+    static const int64_t big[][5] = {{0, 0, 30, 1100, 70},   {1, 1, 29, 1030, 300},  {0, 1, 2048, 384, 128},
+                                     {1, 0, 128, 512, 2048}, {0, 0, 2048, 128, 512}, {0, 1, 2048, 128, 512},
+                                     {1, 0, 384, 128, 2048}};
+    for (size_t s = 0; s < sizeof big / sizeof *big; s++)
+        check_own((int)big[s][0], (int)big[s][1], big[s][2], big[s][3], big[s][4], 1.0f, s & 1 ? 1.0f : 0.0f);
 }
 
 /* ------------------------------------------------------------ convolution -- */
@@ -377,6 +442,7 @@ static void test_bn_grad(void) {
 int main(void) {
     printf("GEMM library: %s\n", nrt_gemm_library());
     test_bn_grad();
+    test_sgemm_own();
     test_sgemm();
     nrt_threads_set(2);
     test_sgemm();
