@@ -1,56 +1,65 @@
 /* runtime/attn.c -- the fused self-attention core (the IR's ATTENTION and
  * ATTENTION_GRAD, netrt.h): one task per (item, head) over the thread pool. A
- * task packs its head's q (times the scale), k and v (and dy) out of the rows of
- * 3E floats into its scratch, zero-padded to multiples of 16 floats, keys also
- * transposed, and works in blocks of RB = 4 rows. Every product is one register
- * tile (tile_j): RB rows times up to 4 blocks of 16 columns, summed over a range
- * of k with each A element broadcast and each B block loaded once per k, so a
- * score block, y = P v, dq = dS k, dk = dS^T q and dv = P^T dy all run the same
- * FMA loop. When causal, a block of rows stops at its last row's key (the masked
- * upper triangle is skipped but for the padding of a block) and the backward's
- * key blocks start at their own row. The softmax is in vectors (an exp of 16
- * lanes: the same Cephes formula as nrt_expf). The forward keeps nothing of size
- * T x T; the backward recomputes the weights and keeps p and ds ([T][T] each) for
- * the pass by keys. Compiled with -O3 -march=native -ffp-contract=fast. */
+ * task packs its head's rows of q (times the scale), k, v (and dy) out of the
+ * rows of 3E floats into its scratch, zero-padded to multiples of 16 floats,
+ * and transposes q (and dy) by 16 x 16 register blocks. The weights are kept
+ * by keys, P^T [key j][query i], so that a vector holds 16 query rows: a score
+ * tile (R keys x J vectors of rows, summed over the head's width with each key
+ * element broadcast) keeps the rows' running maxima as plain vector maxima, and
+ * the softmax's exps, sums and masks are elementwise (no sums across lanes).
+ * The products over keys or rows (y = P v, dq = dS k, dk = dS^T q, dv = P^T dy)
+ * are register tiles of R rows x J blocks of 16 columns with a P or dS element
+ * broadcast. When causal, key j's scores start at the block of 16 rows holding
+ * row j and the products stop at the diagonal (blocks of R = 4 or 8). Nothing of
+ * size T x T outlives a task; the backward recomputes the weights. Compiled
+ * with -O3 -march=native -ffp-contract=fast. */
 #include "runtime/netrt.h"
 
 #include <math.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define BLK 16 /* floats per block: one AVX-512 register */
-#define RB 4   /* rows per tile (NRT_ATTN_ROWS in netrt.h's scratch formula) */
+#define RMAX 8 /* rows (keys) per tile at most */
 #define JMAX 4 /* blocks of 16 columns per tile at most */
 
 /* A block as a GCC/clang vector (two AVX2 or four SSE registers where there is
  * no AVX-512), read and written at any float alignment. */
 typedef float v16 __attribute__((vector_size(BLK * sizeof(float)), aligned(sizeof(float))));
 typedef int32_t v16i __attribute__((vector_size(BLK * sizeof(int32_t)), aligned(sizeof(int32_t))));
+typedef uint32_t v16u __attribute__((vector_size(BLK * sizeof(uint32_t)), aligned(sizeof(uint32_t))));
 
 static inline v16 vload(const float *p) { return *(const v16 *)(const void *)p; }
 static inline void vstore(float *p, v16 x) { *(v16 *)(void *)p = x; }
 static inline v16 splat(float x) { return (v16){0} + x; }
 static inline v16 vsel(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
+static inline v16 vmax(v16 a, v16 b) { return vsel(a > b, a, b); }
+static const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 static int64_t up(int64_t x) { return (x + BLK - 1) / BLK * BLK; }
 
-/* nrt_expf (netrt.h) on 16 lanes, step for step. */
-static inline v16 vexp(v16 x) {
-    x = vsel(x < splat(-88.0f), splat(-88.0f), x);
-    x = vsel(x > splat(88.7f), splat(88.7f), x);
-    const v16 n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    const v16 r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    v16 p = splat(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const v16i s = (__builtin_convertvector(n, v16i) + 127) * 8388608;
-    return p * (v16)s;
+/* 2^x on 16 lanes for x <= 0 (the softmax's shifted scores times log2 e): n =
+ * x rounded, 2^(x - n) by Cephes exp2f's polynomial on [-1/2, 1/2] (1.7e-7
+ * relative), times 2^n. Below -125 it gives 2^-125 (a normal float, ~2e-38). */
+static inline v16 vexp2(v16 x) {
+    x = vsel(x < splat(-125.0f), splat(-125.0f), x);
+    const v16 y = x + 12582912.0f; /* 1.5 * 2^23: n in y's low mantissa bits */
+    const v16 n = y - 12582912.0f, f = x - n;
+    v16 p = splat(1.535336188319500e-4f);
+    p = p * f + 1.339887440266574e-3f;
+    p = p * f + 9.618437357674640e-3f;
+    p = p * f + 5.550332471162809e-2f;
+    p = p * f + 2.402264791363012e-1f;
+    p = p * f + 6.931472028550421e-1f;
+    p = p * f + 1.0f;
+#if defined(__AVX512F__)
+    return (v16)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+    return p * (v16)(((v16u)y + 127u) << 23); /* (n + 127) << 23: the float 2^n */
+#endif
 }
 
-/* The sum and the largest of a block's floats, pairwise (4 steps of latency,
- * not 15 of a serial loop). */
 static inline float lanes_sum(v16 v) {
     float x[BLK], a[BLK / 2], b[BLK / 4];
     vstore(x, v);
@@ -58,74 +67,68 @@ static inline float lanes_sum(v16 v) {
     for (int l = 0; l < BLK / 4; l++) b[l] = a[l] + a[l + BLK / 4];
     return (b[0] + b[2]) + (b[1] + b[3]);
 }
-static inline float lanes_max(v16 v) {
-    float x[BLK], a[BLK / 2], b[BLK / 4];
-    vstore(x, v);
-    for (int l = 0; l < BLK / 2; l++) a[l] = x[l] > x[l + BLK / 2] ? x[l] : x[l + BLK / 2];
-    for (int l = 0; l < BLK / 4; l++) b[l] = a[l] > a[l + BLK / 4] ? a[l] : a[l + BLK / 4];
-    const float c0 = b[0] > b[2] ? b[0] : b[2], c1 = b[1] > b[3] ? b[1] : b[3];
-    return c0 > c1 ? c0 : c1;
-}
 
 /* o[r * ldo + 0..16J) = sum_{k0 <= k < k1} a[r * ars + k * aks] b[k * ldb + 0..16J)
- * for r < RB: RB x J sums in registers (J a constant where it is inlined). */
-static inline __attribute__((always_inline)) void tile_j(const int J, const float *restrict a, int64_t ars,
-                                                         int64_t aks, const float *restrict b, int64_t ldb,
-                                                         int64_t k0, int64_t k1, float *restrict o,
-                                                         int64_t ldo) {
-    v16 c[RB][JMAX];
-    for (int r = 0; r < RB; r++)
+ * for r < R: R x J sums in registers (R and J constants where it is inlined). */
+static inline __attribute__((always_inline)) void tile_rj(const int R, const int J, const float *restrict a,
+                                                          int64_t ars, int64_t aks, const float *restrict b,
+                                                          int64_t ldb, int64_t k0, int64_t k1,
+                                                          float *restrict o, int64_t ldo) {
+    v16 c[RMAX][JMAX];
+    for (int r = 0; r < R; r++)
         for (int jj = 0; jj < J; jj++) c[r][jj] = (v16){0};
     for (int64_t k = k0; k < k1; k++) {
         const float *ak = a + k * aks, *bk = b + k * ldb;
         v16 bv[JMAX];
         for (int jj = 0; jj < J; jj++) bv[jj] = vload(bk + jj * BLK);
-        for (int r = 0; r < RB; r++) {
+        for (int r = 0; r < R; r++) {
             const float s = ak[r * ars];
             for (int jj = 0; jj < J; jj++) c[r][jj] += s * bv[jj];
         }
     }
-    for (int r = 0; r < RB; r++)
+    for (int r = 0; r < R; r++)
         for (int jj = 0; jj < J; jj++) vstore(o + r * ldo + jj * BLK, c[r][jj]);
 }
 
-/* tile_j over n columns (a multiple of 16), up to 4 blocks at a time. */
-static void tile(int64_t n, const float *restrict a, int64_t ars, int64_t aks, const float *restrict b,
+/* tile_rj over n columns (a multiple of 16): R = 8 rows by 1-2 blocks, or R = 4
+ * rows by up to 4 blocks. */
+static void tile(int R, int64_t n, const float *restrict a, int64_t ars, int64_t aks, const float *restrict b,
                  int64_t ldb, int64_t k0, int64_t k1, float *restrict o, int64_t ldo) {
     for (int64_t j = 0; j < n;) {
-        switch ((n - j) / BLK >= JMAX ? JMAX : (n - j) / BLK) {
-        case 4:
-            tile_j(4, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
-            j += 4 * BLK;
-            break;
-        case 3:
-            tile_j(3, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
-            j += 3 * BLK;
-            break;
-        case 2:
-            tile_j(2, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
-            j += 2 * BLK;
-            break;
-        default:
-            tile_j(1, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
-            j += BLK;
-        }
+        const int64_t left = (n - j) / BLK;
+        const int J = R == 8 ? (left >= 2 ? 2 : 1) : left >= JMAX ? JMAX : (int)left;
+        if (R == 8 && J == 2)
+            tile_rj(8, 2, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        else if (R == 8)
+            tile_rj(8, 1, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        else if (J == 4)
+            tile_rj(4, 4, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        else if (J == 3)
+            tile_rj(4, 3, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        else if (J == 2)
+            tile_rj(4, 2, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        else
+            tile_rj(4, 1, a, ars, aks, b + j, ldb, k0, k1, o + j, ldo);
+        j += J * BLK;
     }
 }
 
-/* dst[0..dp) = mul src[0..d), zero from d on. */
-static inline void row_copy(float *restrict dst, const float *restrict src, int64_t d, int64_t dp,
-                            float mul) {
-    int64_t c = 0;
-    for (; c + BLK <= d; c += BLK) vstore(dst + c, vload(src + c) * mul);
-    for (; c < d; c++) dst[c] = src[c] * mul;
-    for (; c < dp; c++) dst[c] = 0.0f;
-}
-
-/* Rows [tp][dp] of t rows of d floats at src (pitch ld) times mul, zero-padded. */
+/* Rows [tp][dp] of t rows of d floats at src (pitch ld) times mul, zero-padded
+ * (vector by vector: GCC would make a copy by 1.0 a memmove call per row). */
 static void pack(const float *src, int64_t ld, int64_t t, int64_t d, float mul, float *restrict dst) {
     const int64_t dp = up(d), tp = up(t);
-    for (int64_t j = 0; j < t; j++) row_copy(dst + j * dp, src + j * ld, d, dp, mul);
+    const v16 m = splat(mul);
+    for (int64_t j = 0; j < t; j++) {
+        const float *restrict s = src + j * ld;
+        float *restrict o = dst + j * dp;
+        int64_t c = 0;
+        if (mul == 1.0f)
+            for (; c + BLK <= d; c += BLK) vstore(o + c, vload(s + c) + (v16){0});
+        else
+            for (; c + BLK <= d; c += BLK) vstore(o + c, vload(s + c) * m);
+        for (; c < d; c++) o[c] = s[c] * mul;
+        for (; c < dp; c++) o[c] = 0.0f;
+    }
     for (int64_t j = t * dp; j < tp * dp; j++) dst[j] = 0.0f;
 }
 
@@ -171,40 +174,115 @@ static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *
 #endif
 }
 
-/* The exps e^(s_j - max) of RB rows (pitch tp) in place over [0, kp), 0 from
- * kr[r] on (the keys row r may not see), the rows side by side (four chains of
- * maxima and sums in flight); inv[r] = 1 / row r's sum. */
-static void rows_exp(float *restrict s, int64_t tp, int64_t kp, const int64_t *kr, float *inv) {
-    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    const v16 ninf = splat(-INFINITY);
-    v16 m[RB], sum[RB];
-    float mx[RB];
-    for (int r = 0; r < RB; r++) m[r] = ninf, sum[r] = (v16){0};
-    for (int64_t j = 0; j < kp; j += BLK)
-        for (int r = 0; r < RB; r++) {
-            const v16 x = vsel(lane + (int32_t)j < (int32_t)kr[r], vload(s + r * tp + j), ninf);
-            m[r] = vsel(x > m[r], x, m[r]);
+/* One task's view of its head: the packed operands and the weights by keys. */
+struct head {
+    int64_t t, tp, d, dp, nv; /* steps, steps padded, width, width padded, vectors of rows (tp / 16) */
+    int causal;
+    const float *kr, *qt; /* keys' rows [tp][dp]; q^T (scaled) [dp][tp] */
+    float *pt;            /* the scores, then the weights, by keys: [t][tp] */
+    float *mx, *inv;      /* per row: the largest score, then 1 / the sum of exps [tp] each */
+};
+
+/* Scores of keys j0..j0+R-1 (those < t) against the rows of J vectors from v:
+ * pt[j][16 v'..] = sum_c k_jc qt[c][16 v'..]; the lanes of rows i < j of the
+ * diagonal vector vd are -inf; mx is the running maximum. */
+static inline __attribute__((always_inline)) void scores_rj(const int R, const int J, const struct head *hd,
+                                                            int64_t j0, int64_t v, int64_t vd) {
+    const float *restrict kr = hd->kr, *restrict qt = hd->qt;
+    const int64_t tp = hd->tp, dp = hd->dp;
+    v16 c[RMAX][JMAX];
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++) c[r][jj] = (v16){0};
+    for (int64_t k = 0; k < hd->d; k++) {
+        const float *bk = qt + k * tp + v * BLK;
+        v16 bv[JMAX];
+        for (int jj = 0; jj < J; jj++) bv[jj] = vload(bk + jj * BLK);
+        for (int r = 0; r < R; r++) {
+            const float s = kr[(j0 + r) * dp + k];
+            for (int jj = 0; jj < J; jj++) c[r][jj] += s * bv[jj];
         }
-    for (int r = 0; r < RB; r++) mx[r] = lanes_max(m[r]);
-    for (int64_t j = 0; j < kp; j += BLK)
-        for (int r = 0; r < RB; r++) {
-            const v16 e =
-                vsel(lane + (int32_t)j < (int32_t)kr[r], vexp(vload(s + r * tp + j) - mx[r]), (v16){0});
-            vstore(s + r * tp + j, e);
-            sum[r] += e;
+    }
+    const int rn = hd->t - j0 < R ? (int)(hd->t - j0) : R;
+    for (int jj = 0; jj < J; jj++) {
+        float *m = hd->mx + (v + jj) * BLK;
+        v16 x = vload(m);
+        for (int r = 0; r < rn; r++) {
+            v16 s = c[r][jj];
+            if (v + jj == vd) s = vsel(lane >= (int32_t)(j0 + r - vd * BLK), s, splat(-INFINITY));
+            vstore(hd->pt + (j0 + r) * tp + (v + jj) * BLK, s);
+            x = vmax(x, s);
         }
-    for (int r = 0; r < RB; r++) inv[r] = 1.0f / lanes_sum(sum[r]);
+        vstore(m, x);
+    }
 }
 
-/* The keys row i sees: j < kr. */
-static int64_t row_keys(const struct nrt_attn *g, int64_t i) {
-    return g->causal && i + 1 < g->t ? i + 1 : g->t;
+/* The weights P^T of a head: the scores by tiles of keys, then by vectors of
+ * rows e^(s - max) (0 where masked) and 1 / their sum. */
+static void weights(const struct head *hd) {
+    const int64_t t = hd->t, tp = hd->tp, nv = hd->nv;
+    for (int64_t v = 0; v < nv; v++) vstore(hd->mx + v * BLK, splat(-INFINITY));
+    for (int64_t kb = 0; kb * BLK < t; kb++) { /* keys by blocks of 16 */
+        const int64_t vd = hd->causal ? kb : -1;
+        for (int64_t v = hd->causal ? kb : 0; v < nv; v += JMAX) {
+            const int J = nv - v < JMAX ? (int)(nv - v) : JMAX, R = J <= 2 ? 8 : 4;
+            for (int64_t j0 = kb * BLK; j0 < kb * BLK + BLK && j0 < t; j0 += R) switch (J) {
+                case 4:
+                    scores_rj(4, 4, hd, j0, v, vd);
+                    break;
+                case 3:
+                    scores_rj(4, 3, hd, j0, v, vd);
+                    break;
+                case 2:
+                    scores_rj(8, 2, hd, j0, v, vd);
+                    break;
+                default:
+                    scores_rj(8, 1, hd, j0, v, vd);
+                }
+        }
+    }
+    const float l2e = 1.44269504088896341f;
+    for (int64_t v = 0; v < nv; v++) {
+        const int64_t jn = hd->causal && (v + 1) * BLK < t ? (v + 1) * BLK : t;
+        const v16 ml = vload(hd->mx + v * BLK) * l2e;
+        v16 sum0 = {0}, sum1 = {0};
+        int64_t j = 0;
+        for (; j + 1 < jn; j += 2) {
+            float *p0 = hd->pt + j * tp + v * BLK, *p1 = p0 + tp;
+            v16 e0 = vexp2(vload(p0) * l2e - ml), e1 = vexp2(vload(p1) * l2e - ml);
+            if (hd->causal && j + 1 >= v * BLK) {
+                e0 = vsel(lane >= (int32_t)(j - v * BLK), e0, (v16){0});
+                e1 = vsel(lane >= (int32_t)(j + 1 - v * BLK), e1, (v16){0});
+            }
+            vstore(p0, e0), vstore(p1, e1);
+            sum0 += e0, sum1 += e1;
+        }
+        if (j < jn) {
+            float *p0 = hd->pt + j * tp + v * BLK;
+            v16 e0 = vexp2(vload(p0) * l2e - ml);
+            if (hd->causal && j >= v * BLK) e0 = vsel(lane >= (int32_t)(j - v * BLK), e0, (v16){0});
+            vstore(p0, e0);
+            sum0 += e0;
+        }
+        vstore(hd->inv + v * BLK, 1.0f / (sum0 + sum1));
+    }
 }
 
-/* Prefetches rows [i0, i0 + RB) of d floats at src (pitch ld), for the next
+/* Writes min(R, t - i0) rows of o (pitch ldo) times mul[r] to dst + i * ld, d floats each. */
+static void put_rows(int R, const float *restrict o, int64_t ldo, int64_t i0, int64_t t, int64_t d,
+                     const float *mul, float *restrict dst, int64_t ld) {
+    for (int64_t r = 0; r < R && i0 + r < t; r++) {
+        float *restrict yr = dst + (i0 + r) * ld;
+        const float *restrict orow = o + r * ldo;
+        int64_t c = 0;
+        for (; c + BLK <= d; c += BLK) vstore(yr + c, vload(orow + c) * mul[r]);
+        for (; c < d; c++) yr[c] = orow[c] * mul[r];
+    }
+}
+
+/* Prefetches rows [i0, i0 + n) of d floats at src (pitch ld), for the next
  * head while this one computes (its rows come from L3 or memory). */
-static inline void prefetch_rows(const float *src, int64_t ld, int64_t i0, int64_t t, int64_t d) {
-    for (int64_t i = i0; i < i0 + RB && i < t; i++)
+static inline void prefetch_rows(const float *src, int64_t ld, int64_t i0, int64_t n, int64_t t, int64_t d) {
+    for (int64_t i = i0; i < i0 + n && i < t; i++)
         for (int64_t c = 0; c < d; c += BLK) __builtin_prefetch(src + i * ld + c, 0, 3);
 }
 
@@ -214,110 +292,151 @@ struct attn_job {
     float *out, *scratch;
 };
 
-/* Writes min(RB, t - i0) rows of o (pitch ldo) times mul to dst + i * ld, d floats each. */
-static void put_rows(const float *restrict o, int64_t ldo, int64_t i0, int64_t t, int64_t d, const float *mul,
-                     float *restrict dst, int64_t ld) {
-    for (int64_t r = 0; r < RB && i0 + r < t; r++) {
-        float *restrict yr = dst + (i0 + r) * ld;
-        const float *restrict orow = o + r * ldo;
-        int64_t c = 0;
-        for (; c + BLK <= d; c += BLK) vstore(yr + c, vload(orow + c) * mul[r]);
-        for (; c < d; c++) yr[c] = orow[c] * mul[r];
-    }
+static struct head head_of(const struct nrt_attn *g) {
+    const int64_t d = g->e / g->h;
+    return (struct head){g->t, up(g->t), d, up(d), up(g->t) / BLK, g->causal, NULL, NULL, NULL, NULL, NULL};
 }
 
 static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
-    const int64_t d = g->e / g->h, dp = up(d), t = g->t, tp = up(t), ld = 3 * g->e;
+    struct head hd = head_of(g);
+    const int64_t d = hd.d, dp = hd.dp, t = hd.t, tp = hd.tp, ld = 3 * g->e, R = dp <= 2 * BLK ? 8 : 4;
+    float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict qt = qs + tp * dp;
+    float *restrict kr = qt + dp * tp, *restrict vr = kr + tp * dp, *restrict pt = vr + tp * dp;
+    float *restrict mx = pt + tp * tp, *restrict inv = mx + tp, *restrict acc = inv + tp;
+    hd.kr = kr, hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
     for (int64_t q = lo; q < hi; q++) {
         const int64_t b = q / g->h, h = q % g->h;
         const float *base = jb->qkv + b * t * ld + h * d;
-        float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict kt = qs + tp * dp;
-        float *restrict v = kt + dp * tp, *restrict s = v + tp * dp, *restrict acc = s + RB * tp;
         pack(base, ld, t, d, g->scale, qs);
-        pack(base + g->e, ld, t, d, 1.0f, v); /* the keys' rows in v's place, for the transpose */
-        transpose(v, tp, dp, kt);
-        pack(base + 2 * g->e, ld, t, d, 1.0f, v);
+        transpose(qs, tp, dp, qt);
+        pack(base + g->e, ld, t, d, 1.0f, kr);
+        pack(base + 2 * g->e, ld, t, d, 1.0f, vr);
+        weights(&hd);
         const float *next = q + 1 < hi ? jb->qkv + (q + 1) / g->h * t * ld + (q + 1) % g->h * d : NULL;
-        for (int64_t i0 = 0; i0 < t; i0 += RB) {
-            const int64_t kn = row_keys(g, i0 + RB - 1), kp = up(kn);
+        for (int64_t i0 = 0; i0 < t; i0 += R) { /* y_i = sum_j p_ji v_j / sum */
+            const int64_t kn = g->causal && i0 + R < t ? i0 + R : t;
             if (next)
-                for (int part = 0; part < 3; part++) prefetch_rows(next + part * g->e, ld, i0, t, d);
-            tile(kp, qs + i0 * dp, dp, 1, kt, tp, 0, d, s, tp); /* the scores */
-            float inv[RB];
-            int64_t krow[RB];
-            for (int r = 0; r < RB; r++) krow[r] = row_keys(g, i0 + r);
-            rows_exp(s, tp, kp, krow, inv);
-            tile(dp, s, tp, 1, v, dp, 0, kn, acc, dp); /* the exps times v */
-            put_rows(acc, dp, i0, t, d, inv, jb->out + b * t * g->e + h * d, g->e);
+                for (int part = 0; part < 3; part++) prefetch_rows(next + part * g->e, ld, i0, R, t, d);
+            tile((int)R, dp, pt + i0, 1, tp, vr, dp, 0, kn, acc, dp);
+            put_rows((int)R, acc, dp, i0, t, d, inv + i0, jb->out + b * t * g->e + h * d, g->e);
         }
     }
 }
 
-/* Two passes per head: by blocks of rows, the weights p and ds (kept, [t][tp]
- * each) and dq; then by blocks of keys, dk and dv. With q scaled in the packing,
- * ds is kept without the scale: dq = scale ds k, dk = ds^T (scale q). */
+/* dP^T of keys j0..j0+R-1 (< t) against the rows of J vectors from v: dp_ji =
+ * v_j . dy_i; with p_ji normalised (stored back), ds_ji = p_ji (dp_ji - dy_i . y_i). */
+static inline __attribute__((always_inline)) void dsoft_rj(const int R, const int J, const struct head *hd,
+                                                           const float *restrict vr, const float *restrict gt,
+                                                           const float *restrict dd, float *restrict dt,
+                                                           int64_t j0, int64_t v) {
+    const int64_t tp = hd->tp, dp = hd->dp;
+    v16 c[RMAX][JMAX];
+    for (int r = 0; r < R; r++)
+        for (int jj = 0; jj < J; jj++) c[r][jj] = (v16){0};
+    for (int64_t k = 0; k < hd->d; k++) {
+        const float *bk = gt + k * tp + v * BLK;
+        v16 bv[JMAX];
+        for (int jj = 0; jj < J; jj++) bv[jj] = vload(bk + jj * BLK);
+        for (int r = 0; r < R; r++) {
+            const float s = vr[(j0 + r) * dp + k];
+            for (int jj = 0; jj < J; jj++) c[r][jj] += s * bv[jj];
+        }
+    }
+    const int rn = hd->t - j0 < R ? (int)(hd->t - j0) : R;
+    for (int jj = 0; jj < J; jj++) {
+        const v16 w = vload(hd->inv + (v + jj) * BLK), dv = vload(dd + (v + jj) * BLK);
+        for (int r = 0; r < rn; r++) {
+            float *p = hd->pt + (j0 + r) * tp + (v + jj) * BLK;
+            const v16 pj = vload(p) * w;
+            vstore(p, pj);
+            vstore(dt + (j0 + r) * tp + (v + jj) * BLK, pj * (c[r][jj] - dv));
+        }
+    }
+}
+
+/* By tiles of keys and vectors of rows: the weights P^T (normalised, [t][tp])
+ * and dS^T ([t][tp]) of a head. */
+static void dsoft(const struct head *hd, const float *vr, const float *gt, const float *dd, float *dt) {
+    for (int64_t kb = 0; kb * BLK < hd->t; kb++)
+        for (int64_t v = hd->causal ? kb : 0; v < hd->nv; v += JMAX) {
+            const int J = hd->nv - v < JMAX ? (int)(hd->nv - v) : JMAX, R = J <= 2 ? 8 : 4;
+            for (int64_t j0 = kb * BLK; j0 < kb * BLK + BLK && j0 < hd->t; j0 += R) switch (J) {
+                case 4:
+                    dsoft_rj(4, 4, hd, vr, gt, dd, dt, j0, v);
+                    break;
+                case 3:
+                    dsoft_rj(4, 3, hd, vr, gt, dd, dt, j0, v);
+                    break;
+                case 2:
+                    dsoft_rj(8, 2, hd, vr, gt, dd, dt, j0, v);
+                    break;
+                default:
+                    dsoft_rj(8, 1, hd, vr, gt, dd, dt, j0, v);
+                }
+        }
+}
+
+/* Per head: the weights as in the forward, dS^T by tiles of keys (q scaled in
+ * the packing, so ds is kept without the scale: dq = scale ds k, dk = ds^T
+ * (scale q)); then dk and dv by blocks of keys, dq by blocks of rows. */
 static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
-    const int64_t d = g->e / g->h, dp = up(d), t = g->t, tp = up(t), ld = 3 * g->e;
+    struct head hd = head_of(g);
+    const int64_t d = hd.d, dp = hd.dp, t = hd.t, tp = hd.tp, ld = 3 * g->e, R = dp <= 2 * BLK ? 8 : 4;
+    float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 1), *restrict qt = qs + tp * dp;
+    float *restrict kr = qt + dp * tp, *restrict vr = kr + tp * dp, *restrict gr = vr + tp * dp;
+    float *restrict gt = gr + tp * dp, *restrict pt = gt + dp * tp, *restrict dt = pt + tp * tp;
+    float *restrict mx = dt + tp * tp, *restrict inv = mx + tp, *restrict dd = inv + tp, *restrict acc = dd + tp;
+    hd.kr = kr, hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
+    const float scale[RMAX] = {g->scale, g->scale, g->scale, g->scale, g->scale, g->scale, g->scale, g->scale},
+                one[RMAX] = {1, 1, 1, 1, 1, 1, 1, 1};
     for (int64_t q = lo; q < hi; q++) {
         const int64_t b = q / g->h, h = q % g->h;
         const float *base = jb->qkv + b * t * ld + h * d, *dy = jb->dy + b * t * g->e + h * d,
                     *y = jb->y + b * t * g->e + h * d;
-        float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 1), *restrict kr = qs + tp * dp;
-        float *restrict kt = kr + tp * dp, *restrict vr = kt + dp * tp, *restrict vt = vr + tp * dp;
-        float *restrict gr = vt + dp * tp, *restrict pm = gr + tp * dp, *restrict sm = pm + tp * tp;
-        float *restrict acc = sm + tp * tp, *o = jb->out + b * t * ld + h * d;
+        float *o = jb->out + b * t * ld + h * d;
         pack(base, ld, t, d, g->scale, qs);
+        transpose(qs, tp, dp, qt);
         pack(base + g->e, ld, t, d, 1.0f, kr);
-        transpose(kr, tp, dp, kt);
         pack(base + 2 * g->e, ld, t, d, 1.0f, vr);
-        transpose(vr, tp, dp, vt);
         pack(dy, g->e, t, d, 1.0f, gr);
-        const float scale[RB] = {g->scale, g->scale, g->scale, g->scale}, one[RB] = {1, 1, 1, 1};
+        transpose(gr, tp, dp, gt);
+        for (int64_t i = 0; i < tp; i++) { /* dy_i . y_i */
+            float s = 0;
+            if (i < t) {
+                v16 a = {0};
+                int64_t c = 0;
+                for (; c + BLK <= d; c += BLK) a += vload(gr + i * dp + c) * vload(y + i * g->e + c);
+                s = lanes_sum(a);
+                for (; c < d; c++) s += gr[i * dp + c] * y[i * g->e + c];
+            }
+            dd[i] = s;
+        }
+        weights(&hd);
+        dsoft(&hd, vr, gt, dd, dt);
+        for (int64_t j = t * tp; j < (t + R - 1) / R * R * tp; j++) /* the last block of keys' rows past t */
+            pt[j] = dt[j] = 0.0f;
         const int64_t nb = (q + 1) / g->h, nh = (q + 1) % g->h;
-        for (int64_t i0 = 0; i0 < t; i0 += RB) {
-            const int64_t kn = row_keys(g, i0 + RB - 1), kp = up(kn);
-            float *p = pm + i0 * tp, *ds = sm + i0 * tp;
+        for (int64_t j0 = 0; j0 < t; j0 += R) { /* dk_j = sum_i ds_ji (scale q_i), dv_j = sum_i p_ji dy_i */
             if (q + 1 < hi) {
                 for (int part = 0; part < 3; part++)
-                    prefetch_rows(jb->qkv + nb * t * ld + nh * d + part * g->e, ld, i0, t, d);
-                prefetch_rows(jb->dy + nb * t * g->e + nh * d, g->e, i0, t, d);
-                prefetch_rows(jb->y + nb * t * g->e + nh * d, g->e, i0, t, d);
+                    prefetch_rows(jb->qkv + nb * t * ld + nh * d + part * g->e, ld, j0, R, t, d);
+                prefetch_rows(jb->dy + nb * t * g->e + nh * d, g->e, j0, R, t, d);
+                prefetch_rows(jb->y + nb * t * g->e + nh * d, g->e, j0, R, t, d);
             }
-            tile(kp, qs + i0 * dp, dp, 1, kt, tp, 0, d, p, tp);  /* the scores */
-            tile(kp, gr + i0 * dp, dp, 1, vt, tp, 0, d, ds, tp); /* dy_i . v_j */
-            int64_t krow[RB];
-            float inv[RB];
-            for (int r = 0; r < RB; r++) krow[r] = row_keys(g, i0 + r);
-            rows_exp(p, tp, kp, krow, inv);
-            for (int64_t r = 0; r < RB; r++) {
-                float dd = 0; /* dy_i . y_i */
-                if (i0 + r < t) {
-                    v16 a = {0};
-                    int64_t c = 0;
-                    for (; c + BLK <= d; c += BLK)
-                        a += vload(gr + (i0 + r) * dp + c) * vload(y + (i0 + r) * g->e + c);
-                    dd = lanes_sum(a);
-                    for (; c < d; c++) dd += gr[(i0 + r) * dp + c] * y[(i0 + r) * g->e + c];
-                }
-                for (int64_t j = 0; j < kp; j += BLK) {
-                    const v16 pj = vload(p + r * tp + j) * inv[r];
-                    vstore(p + r * tp + j, pj);
-                    vstore(ds + r * tp + j, pj * (vload(ds + r * tp + j) - dd));
-                }
-            }
-            tile(dp, ds, tp, 1, kr, dp, 0, kn, acc, dp); /* dq */
-            put_rows(acc, dp, i0, t, d, scale, o, ld);
-        }
-        for (int64_t j0 = 0; j0 < t; j0 += RB) { /* dk_j = sum_i ds_ij (scale q_i), dv_j = sum_i p_ij dy_i */
             const int64_t i0 = g->causal ? j0 : 0;
-            tile(dp, sm + j0, 1, tp, qs, dp, i0, t, acc, dp);
-            put_rows(acc, dp, j0, t, d, one, o + g->e, ld);
-            tile(dp, pm + j0, 1, tp, gr, dp, i0, t, acc, dp);
-            put_rows(acc, dp, j0, t, d, one, o + 2 * g->e, ld);
+            tile((int)R, dp, dt + j0 * tp, tp, 1, qs, dp, i0, t, acc, dp);
+            put_rows((int)R, acc, dp, j0, t, d, one, o + g->e, ld);
+            tile((int)R, dp, pt + j0 * tp, tp, 1, gr, dp, i0, t, acc, dp);
+            put_rows((int)R, acc, dp, j0, t, d, one, o + 2 * g->e, ld);
+        }
+        for (int64_t i0 = 0; i0 < t; i0 += R) { /* dq_i = scale sum_j ds_ji k_j */
+            const int64_t kn = g->causal && i0 + R < t ? i0 + R : t;
+            tile((int)R, dp, dt + i0, 1, tp, kr, dp, 0, kn, acc, dp);
+            put_rows((int)R, acc, dp, i0, t, d, scale, o, ld);
         }
     }
 }
