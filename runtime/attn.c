@@ -34,7 +34,11 @@ static inline v16 vload(const float *p) { return *(const v16 *)(const void *)p; 
 static inline void vstore(float *p, v16 x) { *(v16 *)(void *)p = x; }
 static inline v16 splat(float x) { return (v16){0} + x; }
 static inline v16 vsel(v16i m, v16 a, v16 b) { return (v16)(((v16i)a & m) | ((v16i)b & ~m)); }
+#if defined(__AVX512F__)
+static inline v16 vmax(v16 a, v16 b) { return (v16)_mm512_max_ps((__m512)a, (__m512)b); }
+#else
 static inline v16 vmax(v16 a, v16 b) { return vsel(a > b, a, b); }
+#endif
 static const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
 static int64_t up(int64_t x) { return (x + BLK - 1) / BLK * BLK; }
@@ -43,7 +47,7 @@ static int64_t up(int64_t x) { return (x + BLK - 1) / BLK * BLK; }
  * x rounded, 2^(x - n) by Cephes exp2f's polynomial on [-1/2, 1/2] (1.7e-7
  * relative), times 2^n. Below -125 it gives 2^-125 (a normal float, ~2e-38). */
 static inline v16 vexp2(v16 x) {
-    x = vsel(x < splat(-125.0f), splat(-125.0f), x);
+    x = vmax(x, splat(-125.0f));
     const v16 y = x + 12582912.0f; /* 1.5 * 2^23: n in y's low mantissa bits */
     const v16 n = y - 12582912.0f, f = x - n;
     v16 p = splat(1.535336188319500e-4f);
@@ -58,14 +62,6 @@ static inline v16 vexp2(v16 x) {
 #else
     return p * (v16)(((v16u)y + 127u) << 23); /* (n + 127) << 23: the float 2^n */
 #endif
-}
-
-static inline float lanes_sum(v16 v) {
-    float x[BLK], a[BLK / 2], b[BLK / 4];
-    vstore(x, v);
-    for (int l = 0; l < BLK / 2; l++) a[l] = x[l] + x[l + BLK / 2];
-    for (int l = 0; l < BLK / 4; l++) b[l] = a[l] + a[l + BLK / 4];
-    return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
 /* o[r * ldo + 0..16J) = sum_{k0 <= k < k1} a[r * ars + k * aks] b[k * ldb + 0..16J)
@@ -113,64 +109,57 @@ static void tile(int R, int64_t n, const float *restrict a, int64_t ars, int64_t
     }
 }
 
-/* Rows [tp][dp] of t rows of d floats at src (pitch ld) times mul, zero-padded
- * (vector by vector: GCC would make a copy by 1.0 a memmove call per row). */
-static void pack(const float *src, int64_t ld, int64_t t, int64_t d, float mul, float *restrict dst) {
+/* Rows [tp][dp] of t rows of d floats at src (pitch ld), zero-padded. */
+static void pack(const float *src, int64_t ld, int64_t t, int64_t d, float *restrict dst) {
     const int64_t dp = up(d), tp = up(t);
-    const v16 m = splat(mul);
-    for (int64_t j = 0; j < t; j++) {
-        const float *restrict s = src + j * ld;
-        float *restrict o = dst + j * dp;
-        int64_t c = 0;
-        if (mul == 1.0f)
-            for (; c + BLK <= d; c += BLK) vstore(o + c, vload(s + c) + (v16){0});
-        else
-            for (; c + BLK <= d; c += BLK) vstore(o + c, vload(s + c) * m);
-        for (; c < d; c++) o[c] = s[c] * mul;
-        for (; c < dp; c++) o[c] = 0.0f;
-    }
-    for (int64_t j = t * dp; j < tp * dp; j++) dst[j] = 0.0f;
+    for (int64_t j = 0; j < tp; j++)
+        for (int64_t c = 0; c < dp; c++) dst[j * dp + c] = j < t && c < d ? src[j * ld + c] : 0.0f;
 }
 
-/* dst [dp][tp] = the transpose of rows [tp][dp], by blocks of 16 x 16 in
- * registers: four rounds of swapping the off-diagonal halves of 2h x 2h blocks
- * (h = 8, 4, 2, 1), two rows at a time. */
-static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *restrict dst) {
-#if defined(__clang__) /* no __builtin_shuffle with a mask vector: element by element */
-    for (int64_t j = 0; j < tp; j++)
-        for (int64_t c = 0; c < dp; c++) dst[c * tp + j] = src[j * dp + c];
-#else
-    typedef int32_t idx16 __attribute__((vector_size(BLK * sizeof(int32_t))));
-#define HALF_MASKS(h)                                                                              \
-    {(0 & h) ? 16 + 0 - h : 0,    (1 & h) ? 16 + 1 - h : 1,    (2 & h) ? 16 + 2 - h : 2,           \
-     (3 & h) ? 16 + 3 - h : 3,    (4 & h) ? 16 + 4 - h : 4,    (5 & h) ? 16 + 5 - h : 5,           \
-     (6 & h) ? 16 + 6 - h : 6,    (7 & h) ? 16 + 7 - h : 7,    (8 & h) ? 16 + 8 - h : 8,           \
-     (9 & h) ? 16 + 9 - h : 9,    (10 & h) ? 16 + 10 - h : 10, (11 & h) ? 16 + 11 - h : 11,        \
-     (12 & h) ? 16 + 12 - h : 12, (13 & h) ? 16 + 13 - h : 13, (14 & h) ? 16 + 14 - h : 14,        \
-     (15 & h) ? 16 + 15 - h : 15},                                                                 \
-    {                                                                                              \
-        (0 & h) ? 16 + 0 : 0 + h, (1 & h) ? 16 + 1 : 1 + h, (2 & h) ? 16 + 2 : 2 + h,              \
-            (3 & h) ? 16 + 3 : 3 + h, (4 & h) ? 16 + 4 : 4 + h, (5 & h) ? 16 + 5 : 5 + h,          \
-            (6 & h) ? 16 + 6 : 6 + h, (7 & h) ? 16 + 7 : 7 + h, (8 & h) ? 16 + 8 : 8 + h,          \
-            (9 & h) ? 16 + 9 : 9 + h, (10 & h) ? 16 + 10 : 10 + h, (11 & h) ? 16 + 11 : 11 + h,    \
-            (12 & h) ? 16 + 12 : 12 + h, (13 & h) ? 16 + 13 : 13 + h, (14 & h) ? 16 + 14 : 14 + h, \
-            (15 & h) ? 16 + 15 : 15 + h                                                            \
-    }
-    static const idx16 m[4][2] = {{HALF_MASKS(8)}, {HALF_MASKS(4)}, {HALF_MASKS(2)}, {HALF_MASKS(1)}};
-#undef HALF_MASKS
+/* dst [dp][tp] = mul times the transpose of t rows of d floats at src (pitch
+ * ld), zero-padded: by blocks of 16 x 16 in registers (AVX-512: unpacks of
+ * 32 and 64 bits, then two rounds of 128-bit lane shuffles, 64 shuffles a
+ * block, no control vectors; else element by element). */
+static void transpose(const float *restrict src, int64_t ld, int64_t t, int64_t d, float mul,
+                      float *restrict dst) {
+    const int64_t tp = up(t), dp = up(d);
+#if defined(__AVX512F__)
+    const __m512 m = _mm512_set1_ps(mul);
     for (int64_t j0 = 0; j0 < tp; j0 += BLK)
         for (int64_t c0 = 0; c0 < dp; c0 += BLK) {
-            v16 r[BLK];
-            for (int i = 0; i < BLK; i++) r[i] = vload(src + (j0 + i) * dp + c0);
-            for (int s = 0, h = 8; s < 4; s++, h /= 2)
-                for (int i = 0; i < BLK; i++)
-                    if (!(i & h)) {
-                        const v16 a = r[i], b = r[i + h];
-                        r[i] = __builtin_shuffle(a, b, m[s][0]);
-                        r[i + h] = __builtin_shuffle(a, b, m[s][1]);
-                    }
-            for (int i = 0; i < BLK; i++) vstore(dst + (c0 + i) * tp + j0, r[i]);
+            const __mmask16 cols = d - c0 >= BLK ? 0xffff : (__mmask16)((1u << (d - c0)) - 1);
+            __m512 r[BLK], u[BLK];
+            for (int i = 0; i < BLK; i++)
+                r[i] = j0 + i < t ? _mm512_mul_ps(_mm512_maskz_loadu_ps(cols, src + (j0 + i) * ld + c0), m)
+                                  : _mm512_setzero_ps();
+            for (int i = 0; i < BLK; i += 2) { /* lane l: r_i[4l], r_i+1[4l], r_i[4l+1], ... */
+                u[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+                u[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < BLK; i += 4) { /* r[i + c] lane l: column 4l + c of rows i..i+3 */
+                r[i] =
+                    _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(u[i]), _mm512_castps_pd(u[i + 2])));
+                r[i + 1] =
+                    _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(u[i]), _mm512_castps_pd(u[i + 2])));
+                r[i + 2] = _mm512_castpd_ps(
+                    _mm512_unpacklo_pd(_mm512_castps_pd(u[i + 1]), _mm512_castps_pd(u[i + 3])));
+                r[i + 3] = _mm512_castpd_ps(
+                    _mm512_unpackhi_pd(_mm512_castps_pd(u[i + 1]), _mm512_castps_pd(u[i + 3])));
+            }
+            for (int h = 0; h < 2;
+                 h++) /* u[c], u[c + 4] (c < 4) of rows 8h..8h+7: columns c, c + 8 | c + 4, c + 12 */
+                for (int c = 0; c < 4; c++) {
+                    u[8 * h + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0x88);
+                    u[8 * h + 4 + c] = _mm512_shuffle_f32x4(r[8 * h + c], r[8 * h + 4 + c], 0xdd);
+                }
+            for (int c = 0; c < 8; c++) {
+                _mm512_storeu_ps(dst + (c0 + c) * tp + j0, _mm512_shuffle_f32x4(u[c], u[8 + c], 0x88));
+                _mm512_storeu_ps(dst + (c0 + 8 + c) * tp + j0, _mm512_shuffle_f32x4(u[c], u[8 + c], 0xdd));
+            }
         }
+#else
+    for (int64_t c = 0; c < dp; c++)
+        for (int64_t j = 0; j < tp; j++) dst[c * tp + j] = j < t && c < d ? src[j * ld + c] * mul : 0.0f;
 #endif
 }
 
@@ -178,9 +167,10 @@ static void transpose(const float *restrict src, int64_t tp, int64_t dp, float *
 struct head {
     int64_t t, tp, d, dp, nv; /* steps, steps padded, width, width padded, vectors of rows (tp / 16) */
     int causal;
-    const float *kr, *qt; /* keys' rows [tp][dp]; q^T (scaled) [dp][tp] */
-    float *pt;            /* the scores, then the weights, by keys: [t][tp] */
-    float *mx, *inv;      /* per row: the largest score, then 1 / the sum of exps [tp] each */
+    const float *kr, *qt; /* keys' rows (pitch ldk); q^T (scaled) [dp][tp] */
+    int64_t ldk;
+    float *pt;       /* the scores, then the weights, by keys: [t][tp] */
+    float *mx, *inv; /* per row: the largest score, then 1 / the sum of exps [tp] each */
 };
 
 /* Scores of keys j0..j0+R-1 (those < t) against the rows of J vectors from v:
@@ -188,8 +178,9 @@ struct head {
  * diagonal vector vd are -inf; mx is the running maximum. */
 static inline __attribute__((always_inline)) void scores_rj(const int R, const int J, const struct head *hd,
                                                             int64_t j0, int64_t v, int64_t vd) {
-    const float *restrict kr = hd->kr, *restrict qt = hd->qt;
-    const int64_t tp = hd->tp, dp = hd->dp;
+    const float *restrict qt = hd->qt, *kr[RMAX];
+    const int64_t tp = hd->tp;
+    for (int r = 0; r < R; r++) kr[r] = hd->kr + (j0 + r < hd->t ? j0 + r : hd->t - 1) * hd->ldk;
     v16 c[RMAX][JMAX];
     for (int r = 0; r < R; r++)
         for (int jj = 0; jj < J; jj++) c[r][jj] = (v16){0};
@@ -198,7 +189,7 @@ static inline __attribute__((always_inline)) void scores_rj(const int R, const i
         v16 bv[JMAX];
         for (int jj = 0; jj < J; jj++) bv[jj] = vload(bk + jj * BLK);
         for (int r = 0; r < R; r++) {
-            const float s = kr[(j0 + r) * dp + k];
+            const float s = kr[r][k];
             for (int jj = 0; jj < J; jj++) c[r][jj] += s * bv[jj];
         }
     }
@@ -267,6 +258,57 @@ static void weights(const struct head *hd) {
     }
 }
 
+#if !defined(__AVX512F__)
+static inline float lanes_sum(v16 v) {
+    float x[BLK], a[BLK / 2], b[BLK / 4];
+    vstore(x, v);
+    for (int l = 0; l < BLK / 2; l++) a[l] = x[l] + x[l + BLK / 2];
+    for (int l = 0; l < BLK / 4; l++) b[l] = a[l] + a[l + BLK / 4];
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+#endif
+
+/* dd[i] = a_i . b_i for i < t, 0 up to tp: by blocks of 16 rows, each row's
+ * products summed in a vector, the 16 vectors' sums by a tree of lane
+ * shuffles (AVX-512: 45 operations a block; else lane by lane). */
+static void row_dots(const float *a, int64_t lda, const float *b, int64_t ldb, int64_t t, int64_t d,
+                     float *restrict dd) {
+    for (int64_t i0 = 0; i0 < up(t); i0 += BLK) {
+        v16 x[BLK];
+        float tail[BLK];
+        for (int r = 0; r < BLK; r++) {
+            v16 s = {0};
+            float u = 0;
+            if (i0 + r < t) {
+                const float *ar = a + (i0 + r) * lda, *br = b + (i0 + r) * ldb;
+                int64_t c = 0;
+                for (; c + BLK <= d; c += BLK) s += vload(ar + c) * vload(br + c);
+                for (; c < d; c++) u += ar[c] * br[c];
+            }
+            x[r] = s, tail[r] = u;
+        }
+#if defined(__AVX512F__)
+        __m512 y[BLK / 2], z[BLK / 4], w[2];
+        for (int k = 0; k < BLK / 2; k++) /* lane l: rows 2k, 2k+1's pairs of the four floats */
+            y[k] = _mm512_add_ps(_mm512_unpacklo_ps((__m512)x[2 * k], (__m512)x[2 * k + 1]),
+                                 _mm512_unpackhi_ps((__m512)x[2 * k], (__m512)x[2 * k + 1]));
+        for (int k = 0; k < BLK / 4; k++) /* lane l: rows 4k..4k+3's sums of lane l */
+            z[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(y[2 * k]),
+                                                                     _mm512_castps_pd(y[2 * k + 1]))),
+                                 _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(y[2 * k]),
+                                                                     _mm512_castps_pd(y[2 * k + 1]))));
+        for (int k = 0; k < 2; k++)
+            w[k] = _mm512_add_ps(_mm512_shuffle_f32x4(z[2 * k], z[2 * k + 1], 0x88),
+                                 _mm512_shuffle_f32x4(z[2 * k], z[2 * k + 1], 0xdd));
+        const v16 sums = (v16)_mm512_add_ps(_mm512_shuffle_f32x4(w[0], w[1], 0x88),
+                                            _mm512_shuffle_f32x4(w[0], w[1], 0xdd));
+        vstore(dd + i0, sums + vload(tail));
+#else
+        for (int r = 0; r < BLK; r++) dd[i0 + r] = lanes_sum(x[r]) + tail[r];
+#endif
+    }
+}
+
 /* Writes min(R, t - i0) rows of o (pitch ldo) times mul[r] to dst + i * ld, d floats each. */
 static void put_rows(int R, const float *restrict o, int64_t ldo, int64_t i0, int64_t t, int64_t d,
                      const float *mul, float *restrict dst, int64_t ld) {
@@ -279,13 +321,6 @@ static void put_rows(int R, const float *restrict o, int64_t ldo, int64_t i0, in
     }
 }
 
-/* Prefetches rows [i0, i0 + n) of d floats at src (pitch ld), for the next
- * head while this one computes (its rows come from L3 or memory). */
-static inline void prefetch_rows(const float *src, int64_t ld, int64_t i0, int64_t n, int64_t t, int64_t d) {
-    for (int64_t i = i0; i < i0 + n && i < t; i++)
-        for (int64_t c = 0; c < d; c += BLK) __builtin_prefetch(src + i * ld + c, 0, 3);
-}
-
 struct attn_job {
     const struct nrt_attn *g;
     const float *qkv, *y, *dy;
@@ -294,32 +329,36 @@ struct attn_job {
 
 static struct head head_of(const struct nrt_attn *g) {
     const int64_t d = g->e / g->h;
-    return (struct head){g->t, up(g->t), d, up(d), up(g->t) / BLK, g->causal, NULL, NULL, NULL, NULL, NULL};
+    return (struct head){g->t, up(g->t), d, up(d), up(g->t) / BLK, g->causal,
+                         NULL, NULL,     0, NULL,  NULL,           NULL};
 }
 
+/* The forward per head: q^T, the weights P^T, then y_i = sum_j p_ji v_j / sum by
+ * blocks of R rows. k and v are read in place (packed first where d is not a
+ * multiple of 16, so that no block reads past the rows). */
 static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
     struct head hd = head_of(g);
     const int64_t d = hd.d, dp = hd.dp, t = hd.t, tp = hd.tp, ld = 3 * g->e, R = dp <= 2 * BLK ? 8 : 4;
-    float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict qt = qs + tp * dp;
-    float *restrict kr = qt + dp * tp, *restrict vr = kr + tp * dp, *restrict pt = vr + tp * dp;
+    float *restrict qt = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 0), *restrict pt = qt + dp * tp;
     float *restrict mx = pt + tp * tp, *restrict inv = mx + tp, *restrict acc = inv + tp;
-    hd.kr = kr, hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
+    float *restrict kr = acc + RMAX * dp, *restrict vr = kr + tp * dp;
+    hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
     for (int64_t q = lo; q < hi; q++) {
         const int64_t b = q / g->h, h = q % g->h;
-        const float *base = jb->qkv + b * t * ld + h * d;
-        pack(base, ld, t, d, g->scale, qs);
-        transpose(qs, tp, dp, qt);
-        pack(base + g->e, ld, t, d, 1.0f, kr);
-        pack(base + 2 * g->e, ld, t, d, 1.0f, vr);
+        const float *base = jb->qkv + b * t * ld + h * d, *vs = base + 2 * g->e;
+        int64_t ldv = ld;
+        transpose(base, ld, t, d, g->scale, qt);
+        hd.kr = base + g->e, hd.ldk = ld;
+        if (d % BLK) {
+            pack(base + g->e, ld, t, d, kr), hd.kr = kr, hd.ldk = dp;
+            pack(vs, ld, t, d, vr), vs = vr, ldv = dp;
+        }
         weights(&hd);
-        const float *next = q + 1 < hi ? jb->qkv + (q + 1) / g->h * t * ld + (q + 1) % g->h * d : NULL;
-        for (int64_t i0 = 0; i0 < t; i0 += R) { /* y_i = sum_j p_ji v_j / sum */
+        for (int64_t i0 = 0; i0 < t; i0 += R) {
             const int64_t kn = g->causal && i0 + R < t ? i0 + R : t;
-            if (next)
-                for (int part = 0; part < 3; part++) prefetch_rows(next + part * g->e, ld, i0, R, t, d);
-            tile((int)R, dp, pt + i0, 1, tp, vr, dp, 0, kn, acc, dp);
+            tile((int)R, dp, pt + i0, 1, tp, vs, ldv, 0, kn, acc, dp);
             put_rows((int)R, acc, dp, i0, t, d, inv + i0, jb->out + b * t * g->e + h * d, g->e);
         }
     }
@@ -328,10 +367,12 @@ static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
 /* dP^T of keys j0..j0+R-1 (< t) against the rows of J vectors from v: dp_ji =
  * v_j . dy_i; with p_ji normalised (stored back), ds_ji = p_ji (dp_ji - dy_i . y_i). */
 static inline __attribute__((always_inline)) void dsoft_rj(const int R, const int J, const struct head *hd,
-                                                           const float *restrict vr, const float *restrict gt,
-                                                           const float *restrict dd, float *restrict dt,
-                                                           int64_t j0, int64_t v) {
-    const int64_t tp = hd->tp, dp = hd->dp;
+                                                           const float *vs, int64_t ldv,
+                                                           const float *restrict gt, const float *restrict dd,
+                                                           float *restrict dt, int64_t j0, int64_t v) {
+    const int64_t tp = hd->tp;
+    const float *vr[RMAX];
+    for (int r = 0; r < R; r++) vr[r] = vs + (j0 + r < hd->t ? j0 + r : hd->t - 1) * ldv;
     v16 c[RMAX][JMAX];
     for (int r = 0; r < R; r++)
         for (int jj = 0; jj < J; jj++) c[r][jj] = (v16){0};
@@ -340,7 +381,7 @@ static inline __attribute__((always_inline)) void dsoft_rj(const int R, const in
         v16 bv[JMAX];
         for (int jj = 0; jj < J; jj++) bv[jj] = vload(bk + jj * BLK);
         for (int r = 0; r < R; r++) {
-            const float s = vr[(j0 + r) * dp + k];
+            const float s = vr[r][k];
             for (int jj = 0; jj < J; jj++) c[r][jj] += s * bv[jj];
         }
     }
@@ -358,84 +399,74 @@ static inline __attribute__((always_inline)) void dsoft_rj(const int R, const in
 
 /* By tiles of keys and vectors of rows: the weights P^T (normalised, [t][tp])
  * and dS^T ([t][tp]) of a head. */
-static void dsoft(const struct head *hd, const float *vr, const float *gt, const float *dd, float *dt) {
+static void dsoft(const struct head *hd, const float *vs, int64_t ldv, const float *gt, const float *dd,
+                  float *dt) {
     for (int64_t kb = 0; kb * BLK < hd->t; kb++)
         for (int64_t v = hd->causal ? kb : 0; v < hd->nv; v += JMAX) {
             const int J = hd->nv - v < JMAX ? (int)(hd->nv - v) : JMAX, R = J <= 2 ? 8 : 4;
             for (int64_t j0 = kb * BLK; j0 < kb * BLK + BLK && j0 < hd->t; j0 += R) switch (J) {
                 case 4:
-                    dsoft_rj(4, 4, hd, vr, gt, dd, dt, j0, v);
+                    dsoft_rj(4, 4, hd, vs, ldv, gt, dd, dt, j0, v);
                     break;
                 case 3:
-                    dsoft_rj(4, 3, hd, vr, gt, dd, dt, j0, v);
+                    dsoft_rj(4, 3, hd, vs, ldv, gt, dd, dt, j0, v);
                     break;
                 case 2:
-                    dsoft_rj(8, 2, hd, vr, gt, dd, dt, j0, v);
+                    dsoft_rj(8, 2, hd, vs, ldv, gt, dd, dt, j0, v);
                     break;
                 default:
-                    dsoft_rj(8, 1, hd, vr, gt, dd, dt, j0, v);
+                    dsoft_rj(8, 1, hd, vs, ldv, gt, dd, dt, j0, v);
                 }
         }
 }
 
-/* Per head: the weights as in the forward, dS^T by tiles of keys (q scaled in
- * the packing, so ds is kept without the scale: dq = scale ds k, dk = ds^T
- * (scale q)); then dk and dv by blocks of keys, dq by blocks of rows. */
+/* The backward per head: q^T and dy^T, dy_i . y_i, the weights as in the
+ * forward, P^T normalised and dS^T by tiles of keys (ds without the scale: dq =
+ * scale ds k, dk = scale ds^T q); then dk and dv by blocks of keys, dq by
+ * blocks of rows. q, k, v and dy are read in place (packed first where d is not
+ * a multiple of 16). */
 static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
     const struct attn_job *jb = arg;
     const struct nrt_attn *g = jb->g;
     struct head hd = head_of(g);
     const int64_t d = hd.d, dp = hd.dp, t = hd.t, tp = hd.tp, ld = 3 * g->e, R = dp <= 2 * BLK ? 8 : 4;
-    float *restrict qs = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 1), *restrict qt = qs + tp * dp;
-    float *restrict kr = qt + dp * tp, *restrict vr = kr + tp * dp, *restrict gr = vr + tp * dp;
-    float *restrict gt = gr + tp * dp, *restrict pt = gt + dp * tp, *restrict dt = pt + tp * tp;
-    float *restrict mx = dt + tp * tp, *restrict inv = mx + tp, *restrict dd = inv + tp, *restrict acc = dd + tp;
-    hd.kr = kr, hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
-    const float scale[RMAX] = {g->scale, g->scale, g->scale, g->scale, g->scale, g->scale, g->scale, g->scale},
-                one[RMAX] = {1, 1, 1, 1, 1, 1, 1, 1};
+    float *restrict qt = jb->scratch + lo * nrt_attn_scratch_floats(t, d, 1), *restrict gt = qt + dp * tp;
+    float *restrict pt = gt + dp * tp, *restrict dt = pt + tp * tp, *restrict mx = dt + tp * tp;
+    float *restrict inv = mx + tp, *restrict dd = inv + tp, *restrict acc = dd + tp;
+    float *restrict qr = acc + RMAX * dp, *restrict kr = qr + tp * dp, *restrict vr = kr + tp * dp,
+                    *restrict gr = vr + tp * dp;
+    hd.qt = qt, hd.pt = pt, hd.mx = mx, hd.inv = inv;
+    float scale[RMAX], one[RMAX];
+    for (int r = 0; r < RMAX; r++) scale[r] = g->scale, one[r] = 1.0f;
     for (int64_t q = lo; q < hi; q++) {
         const int64_t b = q / g->h, h = q % g->h;
         const float *base = jb->qkv + b * t * ld + h * d, *dy = jb->dy + b * t * g->e + h * d,
                     *y = jb->y + b * t * g->e + h * d;
+        const float *qs = base, *ks = base + g->e, *vs = base + 2 * g->e, *gs = dy;
+        int64_t ldq = ld, ldg = g->e;
         float *o = jb->out + b * t * ld + h * d;
-        pack(base, ld, t, d, g->scale, qs);
-        transpose(qs, tp, dp, qt);
-        pack(base + g->e, ld, t, d, 1.0f, kr);
-        pack(base + 2 * g->e, ld, t, d, 1.0f, vr);
-        pack(dy, g->e, t, d, 1.0f, gr);
-        transpose(gr, tp, dp, gt);
-        for (int64_t i = 0; i < tp; i++) { /* dy_i . y_i */
-            float s = 0;
-            if (i < t) {
-                v16 a = {0};
-                int64_t c = 0;
-                for (; c + BLK <= d; c += BLK) a += vload(gr + i * dp + c) * vload(y + i * g->e + c);
-                s = lanes_sum(a);
-                for (; c < d; c++) s += gr[i * dp + c] * y[i * g->e + c];
-            }
-            dd[i] = s;
+        transpose(base, ld, t, d, g->scale, qt);
+        transpose(dy, g->e, t, d, 1.0f, gt);
+        if (d % BLK) {
+            pack(qs, ld, t, d, qr), pack(ks, ld, t, d, kr), pack(vs, ld, t, d, vr), pack(gs, g->e, t, d, gr);
+            qs = qr, ks = kr, vs = vr, gs = gr, ldq = ldg = dp;
         }
+        hd.kr = ks, hd.ldk = ldq;
+        row_dots(dy, g->e, y, g->e, t, d, dd);
         weights(&hd);
-        dsoft(&hd, vr, gt, dd, dt);
+        dsoft(&hd, vs, ldq, gt, dd, dt);
         for (int64_t j = t * tp; j < (t + R - 1) / R * R * tp; j++) /* the last block of keys' rows past t */
             pt[j] = dt[j] = 0.0f;
-        const int64_t nb = (q + 1) / g->h, nh = (q + 1) % g->h;
-        for (int64_t j0 = 0; j0 < t; j0 += R) { /* dk_j = sum_i ds_ji (scale q_i), dv_j = sum_i p_ji dy_i */
-            if (q + 1 < hi) {
-                for (int part = 0; part < 3; part++)
-                    prefetch_rows(jb->qkv + nb * t * ld + nh * d + part * g->e, ld, j0, R, t, d);
-                prefetch_rows(jb->dy + nb * t * g->e + nh * d, g->e, j0, R, t, d);
-                prefetch_rows(jb->y + nb * t * g->e + nh * d, g->e, j0, R, t, d);
-            }
+        for (int64_t j0 = 0; j0 < t; j0 += R) { /* dk_j = scale sum_i ds_ji q_i, dv_j = sum_i p_ji dy_i */
             const int64_t i0 = g->causal ? j0 : 0;
-            tile((int)R, dp, dt + j0 * tp, tp, 1, qs, dp, i0, t, acc, dp);
-            put_rows((int)R, acc, dp, j0, t, d, one, o + g->e, ld);
-            tile((int)R, dp, pt + j0 * tp, tp, 1, gr, dp, i0, t, acc, dp);
+            tile((int)R, dp, dt + j0 * tp, tp, 1, qs, ldq, i0, t, acc, dp);
+            put_rows((int)R, acc, dp, j0, t, d, scale, o + g->e, ld);
+            tile((int)R, dp, pt + j0 * tp, tp, 1, gs, ldg, i0, t, acc, dp);
             put_rows((int)R, acc, dp, j0, t, d, one, o + 2 * g->e, ld);
         }
         for (int64_t i0 = 0; i0 < t; i0 += R) { /* dq_i = scale sum_j ds_ji k_j */
             const int64_t kn = g->causal && i0 + R < t ? i0 + R : t;
-            tile((int)R, dp, dt + i0, 1, tp, kr, dp, 0, kn, acc, dp);
+            tile((int)R, dp, dt + i0, 1, tp, ks, ldq, 0, kn, acc, dp);
             put_rows((int)R, acc, dp, i0, t, d, scale, o, ld);
         }
     }
