@@ -46,11 +46,16 @@ int main(int argc, char **argv) {
     const double tt = (double)t * (double)t, ff = (double)n * (4 * tt * (double)e + 2 * tt * (double)h),
                  fb = (double)n * (10 * tt * (double)e + 4 * tt * (double)h);
     const char *only = getenv("ATTN_ONLY"); /* "fwd" or "bwd": one of the two */
+    /* ATTN_COLD=MB: before each call, write that many MB elsewhere (as a training
+     * step's other layers do), so that the operands come from L3, not L2. */
+    const int64_t cold = getenv("ATTN_COLD") ? atoll(getenv("ATTN_COLD")) << 18 : 0;
+    float *sweep = cold ? buf(cold, 5) : NULL;
     for (int pass = only && only[0] == 'b'; pass < (only && only[0] == 'f' ? 1 : 2); pass++) {
         double lat[400];
         int cnt = 0;
         const double t0 = now();
         for (int i = -3; i < 400 && (now() - t0 < 1.0 || cnt < 5); i++) {
+            for (int64_t j = 0; j < cold; j += 16) sweep[j] += 1.0f;
             const double a = now();
             if (pass == 0)
                 nrt_attention(&g, qkv, y, s0);
@@ -66,5 +71,6 @@ int main(int argc, char **argv) {
                (pass ? fb : ff) / lat[cnt / 2] / 1e9);
     }
     nrt_free(qkv), nrt_free(y), nrt_free(dy), nrt_free(dqkv), nrt_free(s0), nrt_free(s1);
+    if (sweep) nrt_free(sweep);
     return 0;
 }

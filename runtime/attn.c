@@ -321,6 +321,15 @@ static void put_rows(int R, const float *restrict o, int64_t ldo, int64_t i0, in
     }
 }
 
+/* Prefetches rows [i0, i0 + n) (< t) of d floats at src (pitch ld) into L2,
+ * for the next head while this one computes: in a training step its rows come
+ * from L3 (-20 % on a backward whose operands are out of L2; into L1 it stalled
+ * on full fill buffers, and a prefetch for writing the outputs cost more). */
+static inline void prefetch_rows(const float *src, int64_t ld, int64_t i0, int64_t n, int64_t t, int64_t d) {
+    for (int64_t i = i0; i < i0 + n && i < t; i++)
+        for (int64_t c = 0; c < d; c += BLK) __builtin_prefetch(src + i * ld + c, 0, 2);
+}
+
 struct attn_job {
     const struct nrt_attn *g;
     const float *qkv, *y, *dy;
@@ -356,8 +365,12 @@ static void attn_fwd(void *arg, int64_t lo, int64_t hi) {
             pack(vs, ld, t, d, vr), vs = vr, ldv = dp;
         }
         weights(&hd);
+        const int64_t nb = (q + 1) / g->h, nh = (q + 1) % g->h;
         for (int64_t i0 = 0; i0 < t; i0 += R) {
             const int64_t kn = g->causal && i0 + R < t ? i0 + R : t;
+            if (q + 1 < hi) /* the next head's rows */
+                for (int part = 0; part < 3; part++)
+                    prefetch_rows(jb->qkv + nb * t * ld + nh * d + part * g->e, ld, i0, R, t, d);
             tile((int)R, dp, pt + i0, 1, tp, vs, ldv, 0, kn, acc, dp);
             put_rows((int)R, acc, dp, i0, t, d, inv + i0, jb->out + b * t * g->e + h * d, g->e);
         }
@@ -457,7 +470,14 @@ static void attn_bwd(void *arg, int64_t lo, int64_t hi) {
         dsoft(&hd, vs, ldq, gt, dd, dt);
         for (int64_t j = t * tp; j < (t + R - 1) / R * R * tp; j++) /* the last block of keys' rows past t */
             pt[j] = dt[j] = 0.0f;
+        const int64_t nb = (q + 1) / g->h, nh = (q + 1) % g->h;
         for (int64_t j0 = 0; j0 < t; j0 += R) { /* dk_j = scale sum_i ds_ji q_i, dv_j = sum_i p_ji dy_i */
+            if (q + 1 < hi) {                   /* the next head's rows */
+                const float *nq = jb->qkv + nb * t * ld + nh * d;
+                for (int part = 0; part < 3; part++) prefetch_rows(nq + part * g->e, ld, j0, R, t, d);
+                prefetch_rows(jb->dy + nb * t * g->e + nh * d, g->e, j0, R, t, d);
+                prefetch_rows(jb->y + nb * t * g->e + nh * d, g->e, j0, R, t, d);
+            }
             const int64_t i0 = g->causal ? j0 : 0;
             tile((int)R, dp, dt + j0 * tp, tp, 1, qs, ldq, i0, t, acc, dp);
             put_rows((int)R, acc, dp, j0, t, d, scale, o + g->e, ld);
