@@ -1,8 +1,9 @@
 /* runtime/attn.c -- the fused self-attention core (the IR's ATTENTION and
  * ATTENTION_GRAD, netrt.h): one task per (item, head) over the thread pool. A
- * task packs its head's rows of q (times the scale), k, v (and dy) out of the
- * rows of 3E floats into its scratch, zero-padded to multiples of 16 floats,
- * and transposes q (and dy) by 16 x 16 register blocks. The weights are kept
+ * task transposes its head's q (times the scale; and dy) by 16 x 16 register
+ * blocks into its scratch, zero-padded to multiples of 16, and reads k, v (q,
+ * dy) in place from their rows (packed first where d is not a multiple of 16),
+ * prefetching the next head's rows into L2. The weights are kept
  * by keys, P^T [key j][query i], so that a vector holds 16 query rows: a score
  * tile (R keys x J vectors of rows, summed over the head's width with each key
  * element broadcast) keeps the rows' running maxima as plain vector maxima, and
