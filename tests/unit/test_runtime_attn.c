@@ -90,7 +90,7 @@ int main(void) {
      * up to 4 vectors of rows), d = 16 */
     static const int64_t shapes[][4] = {{2, 64, 128, 4}, {3, 13, 20, 2},   {1, 37, 48, 3}, {2, 18, 66, 2},
                                         {1, 1, 8, 2},    {2, 2, 4, 4},     {1, 70, 32, 1}, {2, 5, 99, 3},
-                                        {2, 21, 128, 2}, {1, 100, 192, 3}, {1, 23, 80, 1},  {1, 130, 48, 3}};
+                                        {2, 21, 128, 2}, {1, 100, 192, 3}, {1, 23, 80, 1}, {1, 130, 48, 3}};
     for (int threads = 1; threads <= 3; threads++) {
         nrt_threads_set(threads);
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
