@@ -1153,7 +1153,7 @@ struct nrt_attn {
 };
 static inline int64_t nrt_attn_scratch_floats(int64_t t, int64_t d, int grad) {
     const int64_t tp = (t + 15) / 16 * 16, dp = (d + 15) / 16 * 16; /* padded to blocks of 16 */
-    return grad ? 6 * tp * dp + 2 * tp * tp + 4 * dp : 3 * tp * dp + 4 * tp + 4 * dp; /* 4 rows a tile */
+    return grad ? 6 * tp * dp + 2 * tp * tp + 3 * tp + 8 * dp : 3 * tp * dp + tp * tp + 2 * tp + 8 * dp;
 }
 void nrt_attention(const struct nrt_attn *g, const float *qkv, float *y, float *scratch);
 void nrt_attention_grad(const struct nrt_attn *g, const float *qkv, const float *y, const float *dy,

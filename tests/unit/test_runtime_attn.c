@@ -86,10 +86,11 @@ static void check_attn(int64_t n, int64_t t, int64_t e, int64_t h, int causal) {
 int main(void) {
     /* n, t, e, h: tiny_gpt's heads (d = 32, t = 64); d = 10, 16, 33 and 1;
      * t not a multiple of 4 or 16, t = 1 and 2; d = 64 and 80 (tiles of 4 and
-     * 4 + 1 blocks of columns) with t = 21 and 100 */
+     * 4 + 1 blocks of columns) with t = 21 and 100; t = 130 (three chunks of
+     * up to 4 vectors of rows), d = 16 */
     static const int64_t shapes[][4] = {{2, 64, 128, 4}, {3, 13, 20, 2},   {1, 37, 48, 3}, {2, 18, 66, 2},
                                         {1, 1, 8, 2},    {2, 2, 4, 4},     {1, 70, 32, 1}, {2, 5, 99, 3},
-                                        {2, 21, 128, 2}, {1, 100, 192, 3}, {1, 23, 80, 1}};
+                                        {2, 21, 128, 2}, {1, 100, 192, 3}, {1, 23, 80, 1}, {1, 130, 48, 3}};
     for (int threads = 1; threads <= 3; threads++) {
         nrt_threads_set(threads);
         for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
