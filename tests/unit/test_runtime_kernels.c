@@ -220,6 +220,17 @@ static void test_conv(void) {
         {2, 1, 9, 30, 24, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},  /* wide rows, 5x5 */
         {2, 3, 12, 12, 32, 3, 3, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* Cin 3 strided: im2col */
         {2, 32, 7, 9, 40, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* packed weights tile by tile */
+        /* Strided layers with few taps: forward and weight gradient by phase
+         * images (space-to-depth) on the wide-row kernels, the input gradient
+         * by tap sums and col2im. The DCGAN's first layer (Cin 1, 4x4/s2),
+         * odd sizes, Cin 3 with uneven padding and 6-channel tiles, stride
+         * 3x2, a 5x4 window (zero taps in the phase window, 20 taps: a
+         * partial tap tile). */
+        {3, 1, 14, 14, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 13, 11, 8, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 3, 12, 9, 12, 4, 4, 0, 0, 1, {2, 2}, {1, 0, 2, 1}, {1, 1}, 0},
+        {2, 2, 11, 13, 10, 6, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0},
+        {2, 1, 9, 10, 16, 5, 4, 0, 0, 1, {2, 2}, {2, 1, 1, 1}, {1, 1}, 0},
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
