@@ -231,6 +231,10 @@ static void test_conv(void) {
         {2, 3, 12, 9, 12, 4, 4, 0, 0, 1, {2, 2}, {1, 0, 2, 1}, {1, 1}, 0},
         {2, 2, 11, 13, 10, 6, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0},
         {2, 1, 9, 10, 16, 5, 4, 0, 0, 1, {2, 2}, {2, 1, 1, 1}, {1, 1}, 0},
+        /* The strided forward in image groups: the DCGAN's 4x4/s2 64 -> 128
+         * (the 4x4 window unrolled, 4 vectors), 5 images: groups of 4 + 1 on
+         * one thread, 3 + 2 on two. */
+        {5, 64, 14, 14, 128, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
