@@ -4,7 +4,9 @@
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
  * kernels (channel vectors for deep layers, wide rows for first layers, the
- * input gradient of unpadded layers by scatter) --
+ * input gradient of unpadded layers by scatter; strided layers: the forward
+ * in groups of images, few-tap ones by phase images on the wide rows and
+ * their input gradient by tap sums, the input gradient by sub-pixels) --
  * with each pool thread on its own images; max and average pooling with their
  * gradients over plane ranges (2x2 max pooling in AVX-512); nearest upsampling.
  * The index relations are those of the reference interpreter (codegen/interp_nn.c). */
