@@ -5,11 +5,12 @@
  * kernels one at a time.
  *   cc -O2 -std=c11 -D_POSIX_C_SOURCE=200809L -I. bench/kernels.c build/runtime/libnetrt.a \
  *      -lopenblas -lpng -lz -lm -lpthread -o kernels
- *   ./kernels [BATCH] [THREADS] */
+ *   ./kernels [BATCH] [THREADS] [NAME: only the calls whose name holds it] */
 #include "runtime/netrt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 /* On one thread the calling thread's CPU time (steadier on a busy machine),
@@ -100,6 +101,7 @@ int main(int argc, char **argv) {
     struct nrt_conv pw1 = {b, 32, 28, 28, 64, 1, 1, 28, 28, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
     struct nrt_conv pw2 = {b, 64, 14, 14, 128, 1, 1, 14, 14, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
     struct nrt_conv gd = {b, 64, 14, 14, 128, 4, 4, 7, 7, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
+    struct nrt_conv gd0 = {b, 1, 28, 28, 64, 4, 4, 14, 14, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
     struct nrt_pool p1 = {32 * b, 26, 26, 13, 13, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     struct nrt_pool p2 = {64 * b, 11, 11, 5, 5, {2, 2}, {2, 2}, {0, 0, 0, 0}};
     const struct call calls[] = {
@@ -129,8 +131,12 @@ int main(int argc, char **argv) {
         {"dcgan 4x4/s2 64-128 fwd", 0, gd, {0}, 0, 0, 0, 0, 0},
         {"dcgan 4x4/s2 64-128 dx", 1, gd, {0}, 0, 0, 0, 0, 0},
         {"dcgan 4x4/s2 64-128 dw", 2, gd, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 1-64 fwd", 0, gd0, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 1-64 dx", 1, gd0, {0}, 0, 0, 0, 0, 0},
+        {"dcgan 4x4/s2 1-64 dw", 2, gd0, {0}, 0, 0, 0, 0, 0},
     };
     printf("batch %lld, %d threads, OpenBLAS core %s\n", (long long)b, nrt_threads_get(), nrt_blas_core());
-    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++) run(&calls[i]);
+    for (size_t i = 0; i < sizeof calls / sizeof *calls; i++)
+        if (argc <= 3 || strstr(calls[i].name, argv[3])) run(&calls[i]);
     return 0;
 }

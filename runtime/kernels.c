@@ -5,7 +5,9 @@
  * when large (plus picking OpenBLAS's core type before it initialises);
  * convolution -- im2col/col2im + SGEMM, and with AVX-512 direct register-tiled
  * kernels (channel vectors for deep layers, wide rows for first layers, the
- * input gradient of unpadded layers by scatter) --
+ * input gradient of unpadded layers by scatter; strided layers: the forward
+ * in groups of images, few-tap ones by phase images on the wide rows and
+ * their input gradient by tap sums, the input gradient by sub-pixels) --
  * with each pool thread on its own images; max and average pooling with their
  * gradients over plane ranges (2x2 max pooling in AVX-512); nearest upsampling.
  * The index relations are those of the reference interpreter (codegen/interp_nn.c). */
@@ -1226,6 +1228,225 @@ static int direct_grad_weight(const struct nrt_conv *c, const float *x, const fl
     nrt_parallel_for(c->ci * c->kh * c->kw, 64, direct_dw_sum, &j);
     return 1;
 }
+/* Strided convolutions with few taps (a DCGAN's first layer on one channel,
+ * 4x4 at stride 2) by space-to-depth: x's s0*s1 phase images
+ * P[(ch, a, b)][m][n] = x[ch][s0*m + a - pad][s1*n + b - pad] (zero outside)
+ * turn the layer into a stride-1 one over ci*s0*s1 channels with a
+ * ceil(kh/s0) x ceil(kw/s1) window (taps past kh or kw weigh zero), which the
+ * wide-row kernels above compute (forward, weight gradient; the weights and
+ * their gradient are permuted to and from the phase order). Taken only where
+ * the phase window adds at most a quarter of zero taps (4x4/s2: none). */
+struct s2d {
+    int64_t s0, s1; /* the layer's stride */
+    int64_t K0, K1; /* the phase window */
+};
+
+/* The phase-window problem of c, or 0 when these kernels do not take it. */
+static int s2d_init(struct direct_job *j, struct s2d *q, const struct nrt_conv *c, int kind) {
+    if (c->g != 1 || c->d[0] != 1 || c->d[1] != 1 || (c->s[0] == 1 && c->s[1] == 1) || c->n < 1 ||
+        getenv("NETC_CONV_IM2COL"))
+        return 0;
+    q->s0 = c->s[0], q->s1 = c->s[1];
+    q->K0 = (c->kh + q->s0 - 1) / q->s0, q->K1 = (c->kw + q->s1 - 1) / q->s1;
+    int64_t cin = c->ci * q->s0 * q->s1, kk = cin * q->K0 * q->K1;
+    if (4 * kk > 5 * c->ci * c->kh * c->kw || kk > ROWS_PACK / 8 ||
+        (kk >= DIRECT_MIN_TAPS && c->co % 16 == 0))
+        return 0;
+    memset(j, 0, sizeof *j);
+    j->c = c, j->kind = kind;
+    j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
+    /* Planes at least 16 wide: rows_tile's stores then take the branch-free
+     * 2-piece path (at 15, the DCGAN's, the general one took 30 % of the time). */
+    int64_t wp = c->wo + q->K1 - 1 > 16 ? c->wo + q->K1 - 1 : 16;
+    j->g = (struct dconv){cin, c->ho + q->K0 - 1, wp, c->co, q->K0, q->K1, 1, 1, 1, 1, c->ho, c->wo};
+    return 1;
+}
+
+/* w's entry for phase-window tap t' of output channel o ([o][ch][a][b][i'][j']
+ * order), -1 for a zero tap. */
+static int64_t s2d_tap(const struct nrt_conv *c, const struct s2d *q, int64_t o, int64_t t) {
+    int64_t jp = t % q->K1, ip = t / q->K1 % q->K0, b = t / (q->K1 * q->K0) % q->s1,
+            a = t / (q->K1 * q->K0 * q->s1) % q->s0, ch = t / (q->K1 * q->K0 * q->s1 * q->s0);
+    int64_t i = q->s0 * ip + a, jj = q->s1 * jp + b;
+    return i < c->kh && jj < c->kw ? ((o * c->ci + ch) * c->kh + i) * c->kw + jj : -1;
+}
+
+/* The phase images of one image src [ci][h][w] into dst [ci*s0*s1][hp][wp]. */
+static void s2d_planes(const struct direct_job *j, const struct s2d *q, const float *src, float *dst) {
+    const struct dconv *g = &j->g;
+    int64_t h = j->src_h, w = j->src_w;
+    memset(dst, 0, sizeof *dst * (size_t)(g->cin * g->hp * g->wp));
+    for (int64_t p = 0; p < g->cin; p++) {
+        int64_t b = p % q->s1, a = p / q->s1 % q->s0, ch = p / (q->s1 * q->s0);
+        /* columns n with 0 <= s1*n + b - left < w */
+        int64_t n0 = j->left - b > 0 ? (j->left - b + q->s1 - 1) / q->s1 : 0;
+        int64_t n1 = (w - 1 - b + j->left) / q->s1 + 1;
+        n1 = n1 < g->wp ? n1 : g->wp;
+        for (int64_t m = 0; m < g->hp; m++) {
+            int64_t r = q->s0 * m + a - j->top;
+            if (r < 0 || r >= h) continue;
+            const float *row = src + (ch * h + r) * w + b - j->left;
+            float *out = dst + (p * g->hp + m) * g->wp;
+            for (int64_t n = n0; n < n1; n++) out[n] = row[q->s1 * n];
+        }
+    }
+}
+
+struct s2d_job {
+    struct direct_job j; /* kind 3 (forward) or 4 (weight gradient) on the phase images */
+    struct s2d q;
+};
+
+/* direct_tasks's wide-row kinds with the phase split in place of the padding. */
+static void s2d_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct s2d_job *sj = arg;
+    const struct direct_job *j = &sj->j;
+    const struct dconv *g = &j->g;
+    int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = j->c->ci * j->src_h * j->src_w, sp = j->split;
+    for (int64_t i = lo; i < hi; i++) {
+        float *part = j->scratch + i * j->region, *work = part + j->padf;
+        float *dyw = work, *part4 = work + g->cout * rows_q(g);
+        if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
+        memset(part, 0, sizeof *part * (size_t)j->padf); /* the kernels read past the planes: zeros */
+        for (int64_t u = n * sp * i / j->tasks, u1 = n * sp * (i + 1) / j->tasks; u < u1; u++) {
+            int64_t b = u / sp, k = u % sp;
+            s2d_planes(j, &sj->q, j->in + b * in_plane, part);
+            if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
+                int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
+                rows_image(g, part, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
+                           tiles * (k + 1) / sp * R, j->bias, j->relu);
+            } else {
+                rows_spread(g, j->dy + b * g->cout * hw, dyw);
+                rows_dw_image(g, part, dyw, part4);
+            }
+        }
+    }
+}
+
+static int s2d_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                      const float *bias, int relu) {
+    struct s2d_job s;
+    if (!s2d_init(&s.j, &s.q, c, 3)) return 0;
+    int64_t kk = s.j.g.cin * s.j.g.kh * s.j.g.kw;
+    if (!direct_plan(&s.j, scratch, c->co * kk)) return 0;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t t = 0; t < kk; t++) {
+            int64_t at = s2d_tap(c, &s.q, o, t);
+            s.j.wp[o * kk + t] = at < 0 ? 0.0f : w[at];
+        }
+    s.j.in = x, s.j.w = s.j.wp, s.j.out = y, s.j.bias = bias, s.j.relu = relu;
+    nrt_parallel_for(s.j.tasks, 1, s2d_tasks, &s);
+    return 1;
+}
+
+static int s2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                           float *scratch) {
+    struct s2d_job s;
+    if (!s2d_init(&s.j, &s.q, c, 4)) return 0;
+    int64_t kk = s.j.g.cin * s.j.g.kh * s.j.g.kw;
+    if (!direct_plan(&s.j, scratch, c->co * kk)) return 0;
+    s.j.in = x, s.j.dy = dy, s.j.out = s.j.wp; /* the phase-order gradient, then permuted */
+    nrt_parallel_for(s.j.tasks, 1, s2d_tasks, &s);
+    nrt_parallel_for(c->co, 4, rows_dw_sum, &s.j);
+    for (int64_t o = 0; o < c->co; o++)
+        for (int64_t t = 0; t < kk; t++) {
+            int64_t at = s2d_tap(c, &s.q, o, t);
+            if (at >= 0) dw[at] = s.j.wp[o * kk + t];
+        }
+    return 1;
+}
+
+/* The input gradient of convolutions with few input channels (at stride > 1,
+ * where the channel-vector kernels need 16k of them): per image the products
+ * Y[t][p] = sum over o of w[o][t] dy[o][p] for every tap t = (ch, i, j) -- a
+ * register tile of 8 taps by 3 vectors of dy pixels, the reduction over the
+ * output channels, dy read as it lies -- then added into dx by col2im. */
+#define TAPSUM_T 8
+#define TAPSUM_Q 3
+
+struct tapsum_job {
+    const struct nrt_conv *c;
+    const float *dy;
+    float *dx;
+    const float *wq; /* weights [tap tile][co][TAPSUM_T], zero past kk */
+    float *scratch;  /* task i's Y at scratch + i * region */
+    int64_t hwq;     /* Y's row length: dy's pixels rounded up to vectors */
+    int64_t region, tasks;
+};
+
+static void tapsum_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct tapsum_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t hw = c->ho * c->wo, kk = c->ci * c->kh * c->kw, plane = c->ci * c->h * c->w;
+    for (int64_t i = lo; i < hi; i++) {
+        float *Y = j->scratch + i * j->region;
+        for (int64_t b = c->n * i / j->tasks; b < c->n * (i + 1) / j->tasks; b++) {
+            const float *dy = j->dy + b * c->co * hw;
+            for (int64_t q0 = 0; q0 < hw; q0 += 16 * TAPSUM_Q) {
+                __mmask16 m[TAPSUM_Q];
+                for (int u = 0; u < TAPSUM_Q; u++) {
+                    int64_t left = hw - q0 - 16 * u;
+                    m[u] = (__mmask16)(left >= 16 ? 0xffffu : left > 0 ? (1u << left) - 1 : 0);
+                }
+                for (int64_t t0 = 0; t0 < kk; t0 += TAPSUM_T) {
+                    const float *wt = j->wq + t0 * c->co;
+                    __m512 acc[TAPSUM_T][TAPSUM_Q];
+#pragma GCC unroll 8
+                    for (int r = 0; r < TAPSUM_T; r++)
+#pragma GCC unroll 3
+                        for (int u = 0; u < TAPSUM_Q; u++) acc[r][u] = _mm512_setzero_ps();
+                    const float *d = dy + q0;
+                    for (int64_t o = 0; o < c->co; o++, d += hw, wt += TAPSUM_T) {
+                        __m512 dv[TAPSUM_Q];
+#pragma GCC unroll 3
+                        for (int u = 0; u < TAPSUM_Q; u++) dv[u] = _mm512_maskz_loadu_ps(m[u], d + 16 * u);
+#pragma GCC unroll 8
+                        for (int r = 0; r < TAPSUM_T; r++) {
+                            __m512 wb = _mm512_set1_ps(wt[r]);
+#pragma GCC unroll 3
+                            for (int u = 0; u < TAPSUM_Q; u++)
+                                acc[r][u] = _mm512_fmadd_ps(wb, dv[u], acc[r][u]);
+                        }
+                    }
+                    /* whole tiles (rows past kk: zero weights, unread): a
+                     * bound known at compile time keeps acc in registers */
+#pragma GCC unroll 8
+                    for (int r = 0; r < TAPSUM_T; r++)
+#pragma GCC unroll 3
+                        for (int u = 0; u < TAPSUM_Q; u++)
+                            _mm512_mask_storeu_ps(Y + (t0 + r) * j->hwq + q0 + 16 * u, m[u], acc[r][u]);
+                }
+            }
+            float *dx = j->dx + b * plane;
+            memset(dx, 0, sizeof *dx * (size_t)plane);
+            col2im(c, Y, j->hwq, c->ci, dx);
+        }
+    }
+}
+
+static int tapsum_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
+    int64_t kk = c->ci * c->kh * c->kw;
+    if (c->g != 1 || c->ci % 16 == 0 || (c->s[0] == 1 && c->s[1] == 1) || kk > 512 || c->co < 8 || c->n < 1 ||
+        getenv("NETC_CONV_IM2COL"))
+        return 0;
+    struct tapsum_job j = {.c = c, .dy = dy, .dx = dx};
+    int64_t tiles = (kk + TAPSUM_T - 1) / TAPSUM_T, wfloats = (tiles * TAPSUM_T * c->co + 15) / 16 * 16;
+    j.hwq = (c->ho * c->wo + 15) / 16 * 16;
+    j.region = tiles * TAPSUM_T * j.hwq;
+    j.tasks = nrt_threads_get() < c->n ? nrt_threads_get() : c->n;
+    while (j.tasks > 1 && wfloats + j.tasks * j.region > nrt_conv_scratch(c)) j.tasks--;
+    if (wfloats + j.tasks * j.region > nrt_conv_scratch(c)) return 0;
+    /* wq[tile][o][r] = w[o][tile * T + r] */
+    float *wq = scratch;
+    for (int64_t t = 0; t < tiles * TAPSUM_T; t++)
+        for (int64_t o = 0; o < c->co; o++)
+            wq[(t / TAPSUM_T * c->co + o) * TAPSUM_T + t % TAPSUM_T] = t < kk ? w[o * kk + t] : 0.0f;
+    j.wq = wq, j.scratch = scratch + wfloats;
+    nrt_parallel_for(j.tasks, 1, tapsum_tasks, &j);
+    return 1;
+}
+
 /* The input gradient at stride s > 1 by sub-pixel decomposition: the rows
  * ih = s*a + ph of dx (one residue ph) take only taps i = i0 + t*s with
  * i0 = (ph + p) mod s, from dy row a + base - t, base = (ph + p - i0) / s;
@@ -1463,6 +1684,137 @@ static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const fl
     return 1;
 }
 
+/* The forward of strided layers with many taps (the DCGAN's 4x4/s2 64 -> 128)
+ * in image groups: the channel-vector tile (subpix_tile, the 4x4 window
+ * unrolled) over the pixels of up to 4 padded images at once, so that tiles
+ * of 6 or 12 pixels do not straddle a 7x7 image's end alone (49 pixels in
+ * tiles of 6: 9 % of the multiplies wasted; 196: 1 %), then one gather per
+ * 16 pixels and channel into y with the bias and relu. Stride 1 stays with
+ * dconv_image; batches below the threads with its pixel split. */
+struct group_job {
+    const struct nrt_conv *c;
+    struct dconv g; /* one padded image's problem */
+    const float *x, *wp, *bias;
+    int relu;
+    float *y, *scratch; /* task i's planes, then tiles: scratch + i * region */
+    int64_t planef, nb, region, tasks;
+};
+
+/* The pixels [p0, p0 + n) of nb padded images as input offsets at the
+ * layer's stride, the last one repeated up to DIRECT_ACC entries. */
+static void group_bases(const struct dconv *g, int64_t nb, int64_t planef, int64_t p0, int64_t n,
+                        int64_t *base) {
+    int64_t hw = g->ho * g->wo;
+    for (int64_t k = 0; k < n; k++) {
+        int64_t q = p0 + k < nb * hw ? p0 + k : nb * hw - 1, r = q % hw;
+        base[k] = q / hw * planef + r / g->wo * g->s0 * g->wp + r % g->wo * g->s1;
+    }
+}
+
+static void group_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct group_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    const struct dconv *g = &j->g;
+    int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
+    int k4 = g->kh == 4 && g->kw == 4;
+    for (int64_t t = lo; t < hi; t++) {
+        float *pad = j->scratch + t * j->region, *tiles = pad + j->nb * j->planef;
+        for (int64_t b0 = c->n * t / j->tasks, b1 = c->n * (t + 1) / j->tasks; b0 < b1; b0 += j->nb) {
+            int64_t nb = b1 - b0 < j->nb ? b1 - b0 : j->nb, np = nb * hw;
+            for (int64_t b = 0; b < nb; b++)
+                pad_planes(j->x + (b0 + b) * c->ci * c->h * c->w, c->ci, c->h, c->w, c->p[0], c->p[1],
+                           pad + b * j->planef, g->hp, g->wp);
+            for (int64_t c0 = 0; c0 < g->cout;) {
+                int64_t left = (g->cout - c0) / 16;
+                int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
+                for (int64_t p0 = 0; p0 < np; p0 += P) {
+                    group_bases(g, nb, j->planef, p0, P, base);
+                    float *out = tiles + p0 * g->cout + c0;
+                    const float *wt = j->wp + c0;
+                    if (V == 4 && k4)
+                        subpix_tile(g, 4, DIRECT_ACC / 4, 4, 4, pad, base, wt, out);
+                    else if (V == 4)
+                        subpix_tile(g, 4, DIRECT_ACC / 4, 0, 0, pad, base, wt, out);
+                    else if (V == 2)
+                        subpix_tile(g, 2, DIRECT_ACC / 2, 0, 0, pad, base, wt, out);
+                    else
+                        subpix_tile(g, 1, DIRECT_ACC, 0, 0, pad, base, wt, out);
+                }
+                c0 += 16 * V;
+            }
+            /* y[b][o][p] = act(tiles[b*hw + p][o] + bias[o]) */
+            const __m512i rows =
+                _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                   _mm512_set1_epi32((int)g->cout));
+            const __m512 zero = _mm512_setzero_ps();
+            const __mmask16 tail = (__mmask16)((1u << (hw % 16)) - 1);
+            for (int64_t b = 0; b < nb; b++) {
+                float *y = j->y + (b0 + b) * g->cout * hw;
+                const float *tb = tiles + b * hw * g->cout;
+                for (int64_t o = 0; o < g->cout; o++) {
+                    const __m512 bv = _mm512_set1_ps(j->bias ? j->bias[o] : 0.0f);
+                    int64_t p = 0;
+                    for (; p + 16 <= hw; p += 16) {
+                        __m512 v = _mm512_add_ps(_mm512_i32gather_ps(rows, tb + p * g->cout + o, 4), bv);
+                        _mm512_storeu_ps(y + o * hw + p, j->relu ? _mm512_max_ps(v, zero) : v);
+                    }
+                    if (p < hw) {
+                        __m512 v = _mm512_add_ps(
+                            _mm512_mask_i32gather_ps(zero, tail, rows, tb + p * g->cout + o, 4), bv);
+                        _mm512_mask_storeu_ps(y + o * hw + p, tail, j->relu ? _mm512_max_ps(v, zero) : v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Scratch floats of one task with nb images per group. */
+static int64_t group_region(const struct group_job *j, int64_t nb) {
+    int64_t hw = j->g.ho * j->g.wo;
+    return nb * j->planef + (nb * hw + DIRECT_ACC - 1) / DIRECT_ACC * DIRECT_ACC * j->g.cout;
+}
+
+static int group_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                        const float *bias, int relu) {
+    int64_t kk = c->ci * c->kh * c->kw, threads = nrt_threads_get();
+    if (c->g != 1 || c->co % 16 != 0 || kk < DIRECT_MIN_TAPS || c->d[0] != 1 || c->d[1] != 1 ||
+        (c->s[0] == 1 && c->s[1] == 1) || c->n < 1 || threads >= 2 * c->n || getenv("NETC_CONV_IM2COL"))
+        return 0;
+    struct group_job j = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
+    j.g = (struct dconv){c->ci,
+                         c->h + c->p[0] + c->p[2],
+                         c->w + c->p[1] + c->p[3],
+                         c->co,
+                         c->kh,
+                         c->kw,
+                         c->s[0],
+                         c->s[1],
+                         1,
+                         1,
+                         c->ho,
+                         c->wo};
+    /* the last tap's reach past the padded plane (rows cut by the output size) */
+    int64_t need_h = (c->ho - 1) * c->s[0] + c->kh, need_w = (c->wo - 1) * c->s[1] + c->kw;
+    j.g.hp = j.g.hp > need_h ? j.g.hp : need_h, j.g.wp = j.g.wp > need_w ? j.g.wp : need_w;
+    j.planef = (c->ci * j.g.hp * j.g.wp + 15) / 16 * 16;
+    int64_t wfloats = (kk * c->co + 15) / 16 * 16;
+    j.tasks = threads < c->n ? threads : c->n;
+    j.nb = (c->n + j.tasks - 1) / j.tasks;
+    j.nb = j.nb < 4 ? j.nb : 4;
+    while (j.nb > 1 && wfloats + j.tasks * group_region(&j, j.nb) > nrt_conv_scratch(c)) j.nb--;
+    while (j.tasks > 1 && wfloats + j.tasks * group_region(&j, j.nb) > nrt_conv_scratch(c)) j.tasks--;
+    j.region = group_region(&j, j.nb);
+    if (wfloats + j.tasks * j.region > nrt_conv_scratch(c) ||
+        (j.nb * c->ho * c->wo + DIRECT_ACC) * c->co > INT32_MAX / 2)
+        return 0;
+    float *wp = scratch;
+    dconv_pack(w, c->co, kk, wp);
+    j.wp = wp, j.scratch = scratch + wfloats;
+    nrt_parallel_for(j.tasks, 1, group_tasks, &j);
+    return 1;
+}
+
 /* The input gradient by scatter, for convolutions whose input is larger than
  * their output (unpadded "valid" layers, such as mnist_cnn's second): the
  * correlation of padded dy above spends up to 40 % of its multiplies on the
@@ -1669,6 +2021,26 @@ static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const f
     (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
     return 0;
 }
+static int s2d_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                      const float *bias, int relu) {
+    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
+    return 0;
+}
+static int s2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                           float *scratch) {
+    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
+    return 0;
+}
+static int tapsum_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                             float *scratch) {
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+static int group_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
+                        const float *bias, int relu) {
+    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
+    return 0;
+}
 #endif
 
 /* ------------------------------------------------- pointwise (1x1) conv -- */
@@ -1793,7 +2165,9 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
+    if (group_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
+    if (s2d_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
     nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
@@ -1825,7 +2199,8 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
     int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
     if (!pointwise_ok(c) &&
         (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
-         direct_conv2d(c, x, w, y, scratch, bias, relu)))
+         group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
+         s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;
     nrt_conv2d(c, x, w, y, scratch);
     if (!bias && !relu) return;
@@ -1863,6 +2238,7 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
     if (scatter_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     if (subpix_grad_input(c, dy, w, dx, scratch)) return;
+    if (tapsum_grad_input(c, dy, w, dx, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.dy = dy, j.w = w, j.dx = dx;
     nrt_parallel_for(j.tasks, 1, conv_dx_tasks, &j);
@@ -1906,6 +2282,7 @@ void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const floa
     if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
+    if (s2d_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.dy = dy, j.dw = dw;
     int64_t per = nrt_conv_image_floats(c), wsize = c->co * (c->ci / c->g) * c->kh * c->kw;

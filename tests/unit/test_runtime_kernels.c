@@ -293,6 +293,21 @@ static void test_conv(void) {
         {3, 32, 18, 17, 80, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         {4, 16, 6, 6, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
         {2, 48, 11, 9, 32, 3, 3, 0, 0, 1, {1, 1}, {2, 0, 1, 1}, {1, 1}, 0},
+        /* Strided layers with few taps: forward and weight gradient by phase
+         * images (space-to-depth) on the wide-row kernels, the input gradient
+         * by tap sums and col2im. The DCGAN's first layer (Cin 1, 4x4/s2),
+         * odd sizes, Cin 3 with uneven padding and 6-channel tiles, stride
+         * 3x2, a 5x4 window (zero taps in the phase window, 20 taps: a
+         * partial tap tile). */
+        {3, 1, 14, 14, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 13, 11, 8, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 3, 12, 9, 12, 4, 4, 0, 0, 1, {2, 2}, {1, 0, 2, 1}, {1, 1}, 0},
+        {2, 2, 11, 13, 10, 6, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0},
+        {2, 1, 9, 10, 16, 5, 4, 0, 0, 1, {2, 2}, {2, 1, 1, 1}, {1, 1}, 0},
+        /* The strided forward in image groups: the DCGAN's 4x4/s2 64 -> 128
+         * (the 4x4 window unrolled, 4 vectors), 5 images: groups of 4 + 1 on
+         * one thread, 3 + 2 on two. */
+        {5, 64, 14, 14, 128, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
