@@ -96,6 +96,7 @@ struct nrt_cl {
     int64_t ep_bias;         /* nrt_cl_fuse_next's bias offset, -1: none pending */
     int ep_relu;             /* and its relu */
     size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    int wg;                  /* the model program's NETC_WG (work-group reductions) */
     cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
     int cpu;                 /* a CPU device (CL_DEVICE_TYPE_CPU) */
     int built;               /* a program was built from source at open */
@@ -495,6 +496,22 @@ static struct gemm_rb rb_choose(struct nrt_cl *cl) {
     return r;
 }
 
+/* The work-items of the model program's work-group reductions (NETC_WG): 256
+ * on GPUs; on CPU devices, where PoCL runs a work-group as loops over its
+ * work-items on one core, with a barrier between the loops, WG_CPU (a
+ * 256-item tree took 0.4 ms a step for mnist_cnn's bias gradients of 1,600
+ * elements a row). At most the device's work-group limit; NETC_CL_WG=N (a
+ * power of two) overrides it, for tuning. */
+#define WG_CPU 4
+static int wg_choose(const struct nrt_cl *cl) {
+    int want = cl->cpu ? WG_CPU : 256;
+    const char *env = getenv("NETC_CL_WG");
+    int e = env ? atoi(env) : 0;
+    if (e > 0 && e <= 1024 && (e & (e - 1)) == 0) want = e;
+    while ((size_t)want > cl->max_wg && want > 1) want /= 2;
+    return want;
+}
+
 /* ---------------------------------------------------------------- context -- */
 
 /* Builds both programs and creates every kernel. */
@@ -508,8 +525,9 @@ static int kernels_create(struct nrt_ctx *ctx) {
              "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d -DRBV=%d -DRBM=%d -DRBN=%d", t->vw, t->wm,
              t->rx, t->ry, t->tk, r->rbm ? r->rbv : 4, r->rbm ? r->rbm : 6, r->rbm ? r->rbn : 2);
     int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
-    if (!rc)
-        rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
+    char mopts[64];
+    snprintf(mopts, sizeof mopts, "-cl-std=CL1.2 -DNETC_WG=%d", cl->wg);
+    if (!rc) rc = program_build(cl, "model kernels", mp->source ? mp->source : "", mopts, &cl->prog);
     if (rc) return rc;
     cl_int e;
     for (int i = 0; i < LK_COUNT; i++)
@@ -550,6 +568,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
         cl->tiles = tiles_choose(cl);
         cl->rb = rb_choose(cl);
+        cl->wg = wg_choose(cl);
         cl->ep_bias = -1;
         cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
         if (!cl->context)
@@ -799,6 +818,13 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
     else
         local_choose(cl, dims, global, cl->kernel_wg[kernel], l);
     enqueue(ctx, k, name, dims, global, l);
+}
+
+void nrt_cl_launch_rows(struct nrt_ctx *ctx, int kernel, size_t rows, int nargs,
+                        const struct nrt_cl_arg *args) {
+    if (cl_dead(ctx)) return;
+    size_t l = (size_t)CL(ctx)->wg, g = rows * l;
+    nrt_cl_launch(ctx, kernel, 1, &g, &l, nargs, args);
 }
 
 /* ------------------------------------------------------------ library ops -- */
