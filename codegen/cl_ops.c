@@ -72,7 +72,8 @@ static struct kvals kv_node(const struct clc *k, int id) {
 }
 
 /* Opens kernel `name` over values v (pointers v<id> of their element types);
- * `wg`: a work-group reduction kernel of CLC_WG work-items with local arrays
+ * `wg`: a work-group reduction kernel of NETC_WG work-items (a power of two
+ * the runtime defines per device when it builds the program) with local arrays
  * redf (float), redd (acc_t) and redi (int). The kernel's text goes to a buffer
  * until kend. Returns -1: kend gives the launch index. */
 static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool wg, bool step) {
@@ -89,7 +90,7 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
     if (step && at < sizeof params) snprintf(params + at, sizeof params - at, ", long step");
     clc_src(k, "%s", "");
     if (wg)
-        clc_src(k, "__kernel __attribute__((reqd_work_group_size(%d, 1, 1)))", CLC_WG);
+        clc_src(k, "__kernel __attribute__((reqd_work_group_size(NETC_WG, 1, 1)))");
     else
         clc_src(k, "__kernel");
     clc_src(k, "void @KERNEL@(%s)", params); /* the name goes in at kend */
@@ -100,9 +101,9 @@ static int kbegin(struct clc *k, const char *name, const struct kvals *v, bool w
         clc_src(k, "    __global %s *const v%d = (__global %s *)(A + o%d);", t, v->id[i], t, v->id[i]);
     }
     if (wg) {
-        clc_src(k, "    __local float redf[%d];", CLC_WG);
-        clc_src(k, "    __local acc_t redd[%d];", CLC_WG);
-        clc_src(k, "    __local int redi[%d];", CLC_WG);
+        clc_src(k, "    __local float redf[NETC_WG];");
+        clc_src(k, "    __local acc_t redd[NETC_WG];");
+        clc_src(k, "    __local int redi[NETC_WG];");
         clc_src(k, "    (void)redf, (void)redd, (void)redi;");
     }
     return -1;
@@ -131,7 +132,7 @@ static int kend(struct clc *k) {
 }
 
 /* Host: launch kernel idx over v with `items` work-items (one-dimensional), or
- * with `items` work-groups of CLC_WG when wg. */
+ * with `items` work-groups of the program's NETC_WG when wg. */
 static void klaunch(struct clc *k, int idx, const struct kvals *v, struct cgc_x items, bool wg, bool step) {
     struct cgc *c = &k->c;
     char args[4096];
@@ -144,8 +145,8 @@ static void klaunch(struct clc *k, int idx, const struct kvals *v, struct cgc_x 
     c->indent++;
     cgc_emit(c, "const struct nrt_cl_arg a[] = {%s};", args);
     if (wg) {
-        cgc_emit(c, "const size_t g[1] = {(size_t)(%s) * %d}, l[1] = {%d};", cg_xs(items), CLC_WG, CLC_WG);
-        cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, l, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
+        cgc_emit(c, "nrt_cl_launch_rows(ctx, %d, (size_t)(%s), %d, a);", idx, cg_xs(items),
+                 v->n + 2 + (step ? 1 : 0));
     } else {
         cgc_emit(c, "const size_t g[1] = {(size_t)(%s)};", cg_xs(items));
         cgc_emit(c, "nrt_cl_launch(ctx, %d, 1, g, NULL, %d, a);", idx, v->n + 2 + (step ? 1 : 0));
@@ -272,7 +273,7 @@ static bool rows_open(struct clc *k, const char *name, const struct kvals *v, st
     *idx = kbegin(k, name, v, wg, false);
     if (wg) {
         clc_src(k, "    const long r = get_group_id(0);");
-        clc_src(k, "    const long t = get_local_id(0), L = %d;", CLC_WG);
+        clc_src(k, "    const long t = get_local_id(0), L = NETC_WG;");
     } else {
         clc_src(k, "    const long r = get_global_id(0);");
         clc_src(k, "    const long t = 0, L = 1;");
@@ -1611,6 +1612,12 @@ void clc_prologue(FILE *src) {
         "typedef double acc_t;\n"
         "#else\n"
         "typedef float acc_t;\n"
+        "#endif\n"
+        "/* Work-items of a work-group reduction: the runtime defines it per device\n"
+        " * (a power of two: 256 on GPUs, fewer on CPU devices, where a work-group\n"
+        " * runs as loops on one core). */\n"
+        "#ifndef NETC_WG\n"
+        "#define NETC_WG 256\n"
         "#endif\n"
         "/* a += x in the sums: in double as is, in float with Kahan's compensation c. */\n"
         "#ifdef cl_khr_fp64\n"

@@ -530,8 +530,6 @@ void cg_reserve(char **out, size_t *cap, size_t need);
  * `long` element offset per value it touches (runtime/netrt.h, the contract). */
 extern const struct cg_target cg_target_opencl;
 
-/* Work-items of a work-group reduction (a power of two). */
-#define CLC_WG 256
 /* Rows at least this long are reduced by a work-group rather than one work-item. */
 #define CLC_WG_MIN 256
 

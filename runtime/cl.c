@@ -74,37 +74,51 @@ struct prof {
     long calls;    /* launches */
 };
 
-#define PROF_MAX 512 /* kernel names profiled */
+#define PROF_MAX 512     /* kernel names profiled */
+#define PROF_PENDING 256 /* launches whose events are read together */
+
+/* A profiled launch not yet read. */
+struct prof_pending {
+    char name[96];
+    cl_event ev;
+    double flop;
+};
 
 struct nrt_cl {
-    cl_platform_id platform; /* the chosen device's platform */
-    cl_device_id device;     /* the device */
-    cl_context context;      /* a context over it alone */
-    cl_command_queue queue;  /* in-order queue */
-    cl_program lib;          /* cl_kernels.cl */
-    cl_program prog;         /* the model's program */
-    cl_kernel lk[LK_COUNT];  /* library kernels */
-    cl_kernel *kernels;      /* the model's kernels, by index */
-    size_t *kernel_wg;       /* their CL_KERNEL_WORK_GROUP_SIZE */
-    int n_kernels;           /* how many */
-    cl_mem arena;            /* every buffer, then the workspace */
-    int64_t arena_elems;     /* its size in 4-byte elements */
-    struct gemm_tiles tiles; /* SGEMM tiles for this device */
-    struct gemm_rb rb;       /* the register-block GEMM's shape (rbm 0: not used) */
-    cl_mem pack;             /* nrt_gemm_rb's packed operands (NULL until needed) */
-    size_t pack_elems;       /* its size in floats */
-    int64_t ep_bias;         /* nrt_cl_fuse_next's bias offset, -1: none pending */
-    int ep_relu;             /* and its relu */
-    size_t max_wg;           /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
-    cl_uint units;           /* CL_DEVICE_MAX_COMPUTE_UNITS */
-    int cpu;                 /* a CPU device (CL_DEVICE_TYPE_CPU) */
-    int built;               /* a program was built from source at open */
-    struct prof *prof;       /* NETC_PROFILE=1: per-kernel device time, else NULL */
-    double next_flop;        /* the FLOPs of the next launch (profiling GEMMs) */
-    int n_prof;              /* kernels in prof */
-    int dead;                /* an OpenCL call failed: later calls are no-ops */
-    char err[256];           /* the message of that failure */
-    char name[256];          /* "platform / device" */
+    cl_platform_id platform;   /* the chosen device's platform */
+    cl_device_id device;       /* the device */
+    cl_context context;        /* a context over it alone */
+    cl_command_queue queue;    /* in-order queue */
+    cl_program lib;            /* cl_kernels.cl */
+    cl_program prog;           /* the model's program */
+    cl_kernel lk[LK_COUNT];    /* library kernels */
+    cl_kernel *kernels;        /* the model's kernels, by index */
+    size_t *kernel_wg;         /* their CL_KERNEL_WORK_GROUP_SIZE */
+    int n_kernels;             /* how many */
+    cl_mem arena;              /* every buffer, then the workspace */
+    int64_t arena_elems;       /* its size in 4-byte elements */
+    struct gemm_tiles tiles;   /* SGEMM tiles for this device */
+    struct gemm_rb rb;         /* the register-block GEMM's shape (rbm 0: not used) */
+    cl_mem pack;               /* nrt_gemm_rb's packed operands (NULL until needed) */
+    size_t pack_elems;         /* its size in floats */
+    int64_t ep_bias;           /* nrt_cl_fuse_next's bias offset, -1: none pending */
+    int ep_relu;               /* and its relu */
+    size_t max_wg;             /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
+    int wg;                    /* the model program's NETC_WG (work-group reductions) */
+    cl_uint units;             /* CL_DEVICE_MAX_COMPUTE_UNITS */
+    int cpu;                   /* a CPU device (CL_DEVICE_TYPE_CPU) */
+    int built;                 /* a program was built from source at open */
+    struct prof *prof;         /* NETC_PROFILE=1: per-kernel device time, else NULL */
+    double next_flop;          /* the FLOPs of the next launch (profiling GEMMs) */
+    int n_prof;                /* kernels in prof */
+    struct prof_pending *pend; /* profiled launches not yet read (PROF_PENDING) */
+    int n_pend;                /* how many */
+    double gap_ms;             /* device idle between consecutive launches of a batch */
+    double host_ms;            /* from the first launch's queueing to its start */
+    long batches;              /* batches of launches read (about one per entry point run) */
+    int dead;                  /* an OpenCL call failed: later calls are no-ops */
+    char err[256];             /* the message of that failure */
+    char name[256];            /* "platform / device" */
 };
 
 /* The open device of ctx (struct nrt_ctx's dev). */
@@ -495,6 +509,22 @@ static struct gemm_rb rb_choose(struct nrt_cl *cl) {
     return r;
 }
 
+/* The work-items of the model program's work-group reductions (NETC_WG): 256
+ * on GPUs; on CPU devices, where PoCL runs a work-group as loops over its
+ * work-items on one core, with a barrier between the loops, WG_CPU (a
+ * 256-item tree took 0.4 ms a step for mnist_cnn's bias gradients of 1,600
+ * elements a row). At most the device's work-group limit; NETC_CL_WG=N (a
+ * power of two) overrides it, for tuning. */
+#define WG_CPU 4
+static int wg_choose(const struct nrt_cl *cl) {
+    int want = cl->cpu ? WG_CPU : 256;
+    const char *env = getenv("NETC_CL_WG");
+    int e = env ? atoi(env) : 0;
+    if (e > 0 && e <= 1024 && (e & (e - 1)) == 0) want = e;
+    while ((size_t)want > cl->max_wg && want > 1) want /= 2;
+    return want;
+}
+
 /* ---------------------------------------------------------------- context -- */
 
 /* Builds both programs and creates every kernel. */
@@ -508,8 +538,9 @@ static int kernels_create(struct nrt_ctx *ctx) {
              "-cl-std=CL1.2 -DVW=%d -DWM=%d -DRX=%d -DRY=%d -DTK=%d -DRBV=%d -DRBM=%d -DRBN=%d", t->vw, t->wm,
              t->rx, t->ry, t->tk, r->rbm ? r->rbv : 4, r->rbm ? r->rbm : 6, r->rbm ? r->rbn : 2);
     int rc = program_build(cl, "runtime kernels", nrt_cl_kernels_source, opts, &cl->lib);
-    if (!rc)
-        rc = program_build(cl, "model kernels", mp->source ? mp->source : "", "-cl-std=CL1.2", &cl->prog);
+    char mopts[64];
+    snprintf(mopts, sizeof mopts, "-cl-std=CL1.2 -DNETC_WG=%d", cl->wg);
+    if (!rc) rc = program_build(cl, "model kernels", mp->source ? mp->source : "", mopts, &cl->prog);
     if (rc) return rc;
     cl_int e;
     for (int i = 0; i < LK_COUNT; i++)
@@ -550,6 +581,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
         cl->tiles = tiles_choose(cl);
         cl->rb = rb_choose(cl);
+        cl->wg = wg_choose(cl);
         cl->ep_bias = -1;
         cl->context = clCreateContext(NULL, 1, &cl->device, NULL, NULL, &e);
         if (!cl->context)
@@ -558,7 +590,10 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
     }
     const char *prof = getenv("NETC_CL_PROFILE"), *prof2 = getenv("NETC_PROFILE");
     int want = (prof && strcmp(prof, "1") == 0) || (prof2 && *prof2 && strcmp(prof2, "0") != 0);
-    if (!rc && want && !(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0))) rc = NRT_ERR_NOMEM;
+    if (!rc && want &&
+        (!(cl->prof = nrt_alloc_zero(sizeof *cl->prof * PROF_MAX, 0)) ||
+         !(cl->pend = nrt_alloc_zero(sizeof *cl->pend * PROF_PENDING, 0))))
+        rc = NRT_ERR_NOMEM;
     if (!rc && !(cl->queue = clCreateCommandQueue(cl->context, cl->device,
                                                   cl->prof ? CL_QUEUE_PROFILING_ENABLE : 0, &e)))
         rc = nrt_error_set(NRT_ERR_IO, "OpenCL: clCreateCommandQueue: %s (%d)", cl_errname(e), (int)e);
@@ -594,15 +629,24 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
     return NRT_OK;
 }
 
+static void prof_flush(struct nrt_cl *cl);
+
 /* Prints the profile, the most expensive kernels first, and frees it: device
- * milliseconds from the queue's event profiling (each launch waited for, so
- * the run is slower than without it), share, launches, and GFLOP/s where
- * counted. */
+ * milliseconds from the queue's event profiling, share, launches, and GFLOP/s
+ * where counted; then the device's idle time between consecutive launches
+ * (launch overhead, host work between them). */
 static void prof_print(struct nrt_cl *cl) {
     if (!cl->prof) return;
+    prof_flush(cl);
     double total = 0;
-    for (int i = 0; i < cl->n_prof; i++) total += cl->prof[i].ms;
-    fprintf(stderr, "netc profile: OpenCL device time on %s: %.1f ms of kernels\n", cl->name, total);
+    long launches = 0;
+    for (int i = 0; i < cl->n_prof; i++) total += cl->prof[i].ms, launches += cl->prof[i].calls;
+    fprintf(stderr, "netc profile: OpenCL device time on %s: %.1f ms of kernels, %ld launches\n", cl->name,
+            total, launches);
+    fprintf(stderr,
+            "  idle between launches queued together: %.1f ms (%.1f us a launch); queued to started, "
+            "first of a batch: %.1f ms in %ld batches\n",
+            cl->gap_ms, launches ? 1e3 * cl->gap_ms / (double)launches : 0.0, cl->host_ms, cl->batches);
     fprintf(stderr, "  %10s %7s %8s %9s  %s\n", "time(ms)", "share", "calls", "GFLOP/s", "kernel");
     for (int done = 0; done < cl->n_prof && done < 40; done++) {
         int best = -1;
@@ -616,25 +660,49 @@ static void prof_print(struct nrt_cl *cl) {
         p->calls = -1;
     }
     nrt_free(cl->prof);
+    nrt_free(cl->pend);
     cl->prof = NULL;
+    cl->pend = NULL;
 }
 
 /* Adds the device time of a finished launch to its kernel's entry. */
-static void prof_add(struct nrt_cl *cl, const char *name, cl_event ev, double flop) {
-    cl_ulong t0 = 0, t1 = 0;
-    clWaitForEvents(1, &ev);
-    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
-    clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
-    clReleaseEvent(ev);
+static void prof_add(struct nrt_cl *cl, const char *name, double ms, double flop) {
     int i = 0;
     while (i < cl->n_prof && strcmp(cl->prof[i].name, name) != 0) i++;
     if (i == cl->n_prof) {
         if (i == PROF_MAX) return;
         snprintf(cl->prof[cl->n_prof++].name, sizeof cl->prof[i].name, "%s", name);
     }
-    cl->prof[i].ms += (double)(t1 - t0) * 1e-6;
+    cl->prof[i].ms += ms;
     cl->prof[i].flop += flop;
     cl->prof[i].calls++;
+}
+
+/* Reads the pending launches' events (waiting for the last) into the
+ * profile: each one's device time, the idle time between one's end and the
+ * next one's start, and the first one's wait from queueing to start. Called
+ * when the pending list is full, before a download (the host waits there
+ * anyway) and at close, so the launches of a step run queued as without
+ * profiling. */
+static void prof_flush(struct nrt_cl *cl) {
+    if (!cl->pend || cl->n_pend == 0) return;
+    clWaitForEvents(1, &cl->pend[cl->n_pend - 1].ev);
+    cl_ulong prev = 0;
+    for (int i = 0; i < cl->n_pend; i++) {
+        struct prof_pending *p = &cl->pend[i];
+        cl_ulong tq = 0, t0 = 0, t1 = 0;
+        clWaitForEvents(1, &p->ev);
+        clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_QUEUED, sizeof tq, &tq, NULL);
+        clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+        clGetEventProfilingInfo(p->ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
+        clReleaseEvent(p->ev);
+        if (i == 0 && t0 > tq) cl->host_ms += (double)(t0 - tq) * 1e-6;
+        if (i > 0 && t0 > prev) cl->gap_ms += (double)(t0 - prev) * 1e-6;
+        prev = t1 > prev ? t1 : prev;
+        prof_add(cl, p->name, t1 > t0 ? (double)(t1 - t0) * 1e-6 : 0.0, p->flop);
+    }
+    cl->n_pend = 0;
+    cl->batches++;
 }
 
 static void cl_close(struct nrt_ctx *ctx) {
@@ -681,6 +749,7 @@ void nrt_cl_upload(struct nrt_ctx *ctx, int64_t off, const void *src, size_t byt
 
 void nrt_cl_download(struct nrt_ctx *ctx, int64_t off, void *dst, size_t bytes) {
     if (cl_dead(ctx) || !bytes || !in_arena(ctx, "download", off, bytes)) return;
+    prof_flush(ctx->dev);
     cl_int e = clEnqueueReadBuffer(CL(ctx)->queue, CL(ctx)->arena, CL_TRUE, (size_t)off * 4, bytes, dst, 0,
                                    NULL, NULL);
     if (e != CL_SUCCESS) cl_fail(ctx, e, "clEnqueueReadBuffer(%zu bytes)", bytes);
@@ -751,8 +820,14 @@ static void enqueue(struct nrt_ctx *ctx, cl_kernel k, const char *name, int dims
                                       CL(ctx)->prof ? &ev : NULL);
     if (e != CL_SUCCESS)
         cl_fail(ctx, e, "clEnqueueNDRangeKernel(%s)", name);
-    else if (ev)
-        prof_add(ctx->dev, name, ev, flop);
+    else if (ev) {
+        struct nrt_cl *cl = ctx->dev;
+        if (cl->n_pend == PROF_PENDING) prof_flush(cl);
+        struct prof_pending *p = &cl->pend[cl->n_pend++];
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->ev = ev;
+        p->flop = flop;
+    }
 }
 
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
@@ -799,6 +874,13 @@ void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *glob
     else
         local_choose(cl, dims, global, cl->kernel_wg[kernel], l);
     enqueue(ctx, k, name, dims, global, l);
+}
+
+void nrt_cl_launch_rows(struct nrt_ctx *ctx, int kernel, size_t rows, int nargs,
+                        const struct nrt_cl_arg *args) {
+    if (cl_dead(ctx)) return;
+    size_t l = (size_t)CL(ctx)->wg, g = rows * l;
+    nrt_cl_launch(ctx, kernel, 1, &g, &l, nargs, args);
 }
 
 /* ------------------------------------------------------------ library ops -- */

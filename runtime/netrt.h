@@ -1216,6 +1216,11 @@ struct nrt_cl_arg {
  * are rounded up to a multiple of local, so kernels guard their index. */
 void nrt_cl_launch(struct nrt_ctx *ctx, int kernel, int dims, const size_t *global, const size_t *local,
                    int nargs, const struct nrt_cl_arg *args);
+/* Enqueues a work-group reduction kernel: one work-group per row, of the
+ * NETC_WG work-items the runtime defined for the device when it built the
+ * program. */
+void nrt_cl_launch_rows(struct nrt_ctx *ctx, int kernel, size_t rows, int nargs,
+                        const struct nrt_cl_arg *args);
 
 /* The library kernels, on arena offsets, with the semantics of the CPU
  * versions above (kernels.c is the reference). GEMM is tiled in local memory
