@@ -211,6 +211,13 @@ static void test_conv(void) {
         {3, 16, 14, 14, 16, 3, 3, 0, 0, 16, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* unpadded */
         {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0}, /* stride 1, dilated, 2 per channel
                                                                            */
+        /* 3x3 same-padded, one output per channel: register-blocked rows of
+         * 16 (28: two blocks, 14 and 7: one, 33: three, 1: one lane). */
+        {3, 8, 28, 28, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {4, 6, 14, 14, 6, 3, 3, 0, 0, 6, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 5, 7, 33, 5, 3, 3, 0, 0, 5, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {3, 4, 5, 1, 4, 3, 3, 0, 0, 4, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 3, 1, 16, 3, 3, 3, 0, 0, 3, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         /* The wide-row forward (few taps): 8 channels per tile (32, 16) or 6
          * (12, 20: a partial tile), odd sizes, padding; Cin 1 and 3. */
         {3, 1, 28, 28, 32, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's first layer */
