@@ -292,9 +292,13 @@ static void bn_plane_sums(const float *restrict x, const float *restrict g, int6
         agc = _mm512_fmadd_ps(gv, _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + k), mv), agc);
         k = hw;
     }
-    float lg[16], lgc[16];
-    _mm512_storeu_ps(lg, ag), _mm512_storeu_ps(lgc, agc);
-    for (int l = 0; l < 16; l++) s += lg[l], sc += lgc[l];
+    /* the 16 lanes added in double, as a tree in registers */
+    s = _mm512_reduce_add_pd(
+        _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(ag)),
+                      _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ag), 1)))));
+    sc = _mm512_reduce_add_pd(
+        _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(agc)),
+                      _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(agc), 1)))));
 #endif
     for (; k < hw; k++) {
         s += g[k];
