@@ -281,7 +281,57 @@ void cgc_op_SUM(struct cgc *c, int id) {
     reduce_f32(c, id, &kept, count, false);
 }
 
+/* Batch norm's statistics in one pass: node id (MEAN or VARIANCE) reduces f32
+ * x [N, C, ...] over every axis but 1 into [C], x's planes of 16 floats or
+ * more. */
+static bool bn_stat_node(const struct cgc *c, int id, struct cgc_x *hw) {
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x = arg_shape(c, id, 0);
+    int na;
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
+    if (n->type.dtype != DT_F32 || ir_attr_i(n, ATTR_KEEPDIMS) || x->rank < 3 || na != x->rank - 1)
+        return false;
+    for (int i = 0; i < na; i++)
+        if (axes[i] != (i == 0 ? 0 : i + 1)) return false;
+    *hw = cgc_dims_prod(x, 2, x->rank);
+    return !hw->n && hw->k >= 16;
+}
+
+/* For a VARIANCE node: the MEAN whose value it shares (cgc_same_mean) when
+ * both are batch-norm statistics and nothing reads the mean before the
+ * variance, so that nrt_batchnorm_stats computes both at the variance (the
+ * MEAN then prints nothing); -1 otherwise. */
+static int bn_stats_mean(const struct cgc *c, int var) {
+    struct cgc_x hw;
+    if (!c->vals || cgc_node(c, var)->op != OP_VARIANCE || c->vals[var].kernel >= 0 ||
+        !bn_stat_node(c, var, &hw))
+        return -1;
+    int mean = cgc_same_mean(c, var);
+    if (mean < 0) return -1;
+    for (int j = mean + 1; j < var; j++) {
+        const struct ir_node *n = cgc_node(c, j);
+        for (int a = 0; a < n->nargs; a++)
+            if (n->args[a] == mean) return -1;
+    }
+    return mean;
+}
+
+/* For a MEAN node: the VARIANCE that computes it with itself (bn_stats_mean), or -1. */
+static int bn_stats_var(const struct cgc *c, int mean) {
+    if (!c->vals) return -1;
+    const struct ir_node *m = cgc_node(c, mean);
+    for (int j = mean + 1; j < ir_func_len(c->f) && j <= c->vals[mean].last_use; j++) {
+        const struct ir_node *n = cgc_node(c, j);
+        if (n->op == OP_VARIANCE && n->args[0] == m->args[0] && bn_stats_mean(c, j) == mean) return j;
+    }
+    return -1;
+}
+
 void cgc_op_MEAN(struct cgc *c, int id) {
+    if (bn_stats_var(c, id) >= 0) { /* computed with the variance */
+        cgc_emit(c, "(void)s%d;", id);
+        return;
+    }
     struct cgc_x count;
     struct shape kept = cgc_kept_shape(c, id, &count);
     reduce_f32(c, id, &kept, count, true);
@@ -317,6 +367,15 @@ int cgc_same_mean(const struct cgc *c, int id) {
  * the mean, or the MEAN node's (its float rounding changes the sum of squared
  * deviations by count x (rounding)^2 only), then the mean squared deviation. */
 void cgc_op_VARIANCE(struct cgc *c, int id) {
+    int bn_mean = bn_stats_mean(c, id);
+    if (bn_mean >= 0) { /* batch norm's statistics: both in one pass by libnetrt (runtime/norm.c) */
+        const struct shape *x = arg_shape(c, id, 0);
+        struct cgc_x hw = cgc_dims_prod(x, 2, x->rank);
+        cgc_emit(c, "(void)s%d;", id);
+        cgc_emit(c, "nrt_batchnorm_stats(%s, %lld, %s, v%d, v%d, v%d);", cg_xs(cgc_dim(x, 0)),
+                 (long long)x->dim[1], cg_xs(hw), arg(c, id, 0), bn_mean, id);
+        return;
+    }
     struct cgc_x count;
     struct shape kept = cgc_kept_shape(c, id, &count);
     struct cgc_x ny = cgc_count(shape_of(c, id));

@@ -232,6 +232,154 @@ static void dw_dw_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+#if defined(__AVX512F__)
+/* ------------------------------------ 3x3, stride 1, "same" padding, m = 1 --
+ * MobileNet's depthwise layer, register-blocked: each output row in blocks of
+ * 16 columns, the nine taps' shifted input rows read straight from the plane
+ * by masked loads (lanes outside the plane read as zeros and never touch
+ * memory), the sum in a register, stored once: one pass over x and y, no
+ * padded copy; the weight gradient by blocks of channels, images in memory
+ * order. The forward pass adds the taps in the order of the wide loops above
+ * (i, then j, each a fused multiply-add onto the running sum): the same floats
+ * as before; the input gradient adds its tap rows in the opposite order (its
+ * rows too are read in memory order). */
+#include <immintrin.h>
+
+static int dw3_ok(const struct nrt_conv *c) {
+    return c->g >= 2 && c->ci == c->g && c->co == c->g && c->kh == 3 && c->kw == 3 && c->s[0] == 1 &&
+           c->s[1] == 1 && c->d[0] == 1 && c->d[1] == 1 && c->p[0] == 1 && c->p[1] == 1 && c->p[2] == 1 &&
+           c->p[3] == 1 && c->ho == c->h && c->wo == c->w && c->w >= 1 && c->h >= 1 &&
+           !getenv("NETC_CONV_IM2COL");
+}
+
+/* The lanes of columns [c0 + sh, c0 + sh + 16) that lie in [0, w) and belong
+ * to outputs c0 + l < w. */
+static inline __mmask16 dw3_mask(int64_t w, int64_t c0, int64_t sh) {
+    uint32_t m = 0;
+    for (int l = 0; l < 16; l++) {
+        int64_t col = c0 + sh + l;
+        if (c0 + l < w && col >= 0 && col < w) m |= 1u << l;
+    }
+    return (__mmask16)m;
+}
+
+/* One plane: out[r][c] = sum over taps (i, j) of wt[i][j] * in[r + si(i)][c + sj(j)],
+ * si(i) = i - 1 and sj(j) = j - 1 for the forward pass (dir 1), 1 - i and
+ * 1 - j for the input gradient (dir -1, the adjoint). The input rows are
+ * visited once, in memory order: each row's three shifted vectors serve three
+ * outputs (the one behind, then stored; its own; the one ahead). */
+static void dw3_plane(const float *restrict in, const float *restrict wt, float *restrict out, int64_t h,
+                      int64_t w, int dir) {
+    /* the rows in memory order: tap row a of the output behind, b of its own, e of the one ahead */
+    const int a = dir > 0 ? 2 : 0, e = 2 - a;
+    __m512 wv[9];
+    for (int t = 0; t < 9; t++) wv[t] = _mm512_set1_ps(wt[t]);
+    for (int64_t c0 = 0; c0 < w; c0 += 16) {
+        const __mmask16 mo = dw3_mask(w, c0, 0), m0 = dw3_mask(w, c0, -dir), m2 = dw3_mask(w, c0, dir);
+        __m512 cur = _mm512_setzero_ps(), back = _mm512_setzero_ps(); /* outputs rr and rr - 1 */
+        for (int64_t rr = 0; rr < h; rr++) {
+            const float *row = in + rr * w + c0;
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, row - dir), v1 = _mm512_maskz_loadu_ps(mo, row),
+                         v2 = _mm512_maskz_loadu_ps(m2, row + dir);
+            if (rr > 0) {
+                back = _mm512_fmadd_ps(wv[3 * a], v0, back);
+                back = _mm512_fmadd_ps(wv[3 * a + 1], v1, back);
+                back = _mm512_fmadd_ps(wv[3 * a + 2], v2, back);
+                _mm512_mask_storeu_ps(out + (rr - 1) * w + c0, mo, back);
+            }
+            cur = _mm512_fmadd_ps(wv[3], v0, cur);
+            cur = _mm512_fmadd_ps(wv[4], v1, cur);
+            cur = _mm512_fmadd_ps(wv[5], v2, cur);
+            __m512 ahead = _mm512_fmadd_ps(wv[3 * e], v0, _mm512_setzero_ps());
+            ahead = _mm512_fmadd_ps(wv[3 * e + 1], v1, ahead);
+            ahead = _mm512_fmadd_ps(wv[3 * e + 2], v2, ahead);
+            back = cur, cur = ahead;
+        }
+        _mm512_mask_storeu_ps(out + (h - 1) * w + c0, mo, back); /* the last row: nothing below */
+    }
+}
+
+struct dw3_job {
+    const struct nrt_conv *c;
+    const float *in, *w, *x, *dy;
+    float *out, *dw;
+    int dir;
+};
+
+/* Planes [lo, hi) (image p / c, channel p % c) of the forward pass or the input gradient. */
+static void dw3_planes(void *arg, int64_t lo, int64_t hi) {
+    const struct dw3_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    const int64_t plane = c->h * c->w;
+    for (int64_t p = lo; p < hi; p++)
+        dw3_plane(j->in + p * plane, j->w + p % c->ci * 9, j->out + p * plane, c->h, c->w, j->dir);
+}
+
+#define DW3_BLOCK 16 /* channels per weight-gradient task */
+#define DW3_FLUSH 8  /* images summed in float before the partials go into double */
+
+/* One plane's weight-gradient terms added to part[9][16] (float lanes):
+ * tap (i, j) += dy[r][c] x[r + i - 1][c + j - 1], each x row's three shifted
+ * vectors loaded once for the three dy rows that use them. */
+static void dw3_dw_plane(const float *restrict x, const float *restrict g, int64_t h, int64_t w,
+                         float *restrict part) {
+    __m512 acc[9];
+    for (int t = 0; t < 9; t++) acc[t] = _mm512_loadu_ps(part + 16 * t);
+    for (int64_t c0 = 0; c0 < w; c0 += 16) {
+        const __mmask16 mo = dw3_mask(w, c0, 0), m0 = dw3_mask(w, c0, -1), m2 = dw3_mask(w, c0, 1);
+        for (int64_t rr = 0; rr < h; rr++) {
+            const float *row = x + rr * w + c0;
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, row - 1), v1 = _mm512_maskz_loadu_ps(mo, row),
+                         v2 = _mm512_maskz_loadu_ps(m2, row + 1);
+            for (int i = 0; i < 3; i++) { /* dy row rr + 1 - i */
+                const int64_t r = rr + 1 - i;
+                if (r < 0 || r >= h) continue;
+                const __m512 gv = _mm512_maskz_loadu_ps(mo, g + r * w + c0);
+                acc[3 * i] = _mm512_fmadd_ps(gv, v0, acc[3 * i]);
+                acc[3 * i + 1] = _mm512_fmadd_ps(gv, v1, acc[3 * i + 1]);
+                acc[3 * i + 2] = _mm512_fmadd_ps(gv, v2, acc[3 * i + 2]);
+            }
+        }
+    }
+    for (int t = 0; t < 9; t++) _mm512_storeu_ps(part + 16 * t, acc[t]);
+}
+
+/* Blocks [lo, hi) of DW3_BLOCK channels of the weight gradient, the images in
+ * memory order (each image's block of planes one stream): per channel float
+ * lanes over DW3_FLUSH images, then added into double lanes, summed at the end. */
+static void dw3_dw_blocks(void *arg, int64_t lo, int64_t hi) {
+    const struct dw3_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    const int64_t plane = c->h * c->w;
+    float part[DW3_BLOCK][9 * 16];
+    double tot[DW3_BLOCK][9 * 16];
+    for (int64_t blk = lo; blk < hi; blk++) {
+        const int64_t ch0 = blk * DW3_BLOCK, nc = c->ci - ch0 < DW3_BLOCK ? c->ci - ch0 : DW3_BLOCK;
+        memset(part, 0, sizeof part), memset(tot, 0, sizeof tot);
+        for (int64_t b = 0; b < c->n; b++) {
+            for (int64_t k = 0; k < nc; k++) {
+                const int64_t at = (b * c->ci + ch0 + k) * plane;
+                dw3_dw_plane(j->x + at, j->dy + at, c->h, c->w, part[k]);
+            }
+            if ((b + 1) % DW3_FLUSH == 0 || b + 1 == c->n)
+                for (int64_t k = 0; k < nc; k++)
+                    for (int l = 0; l < 9 * 16; l++) tot[k][l] += part[k][l], part[k][l] = 0;
+        }
+        for (int64_t k = 0; k < nc; k++)
+            for (int t = 0; t < 9; t++) {
+                double s = 0;
+                for (int l = 0; l < 16; l++) s += tot[k][16 * t + l];
+                j->dw[(ch0 + k) * 9 + t] = (float)s;
+            }
+    }
+}
+
+static int64_t dw3_grain(const struct nrt_conv *c) {
+    int64_t plane = c->h * c->w;
+    return plane >= 16384 ? 1 : 16384 / plane;
+}
+#endif
+
 /* Runs fn over the pool when the depthwise kernels apply to c (one input
  * channel per group, several groups, and a task's buffers fit the scratch the
  * memory plan gave the layer, nrt_conv_scratch), with j's pointers set by the
@@ -265,18 +413,39 @@ static int dw_run(struct dw_job *j, const struct nrt_conv *c, float *scratch, in
 }
 
 int nrt_dwconv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
+#if defined(__AVX512F__)
+    if (dw3_ok(c)) {
+        struct dw3_job k = {.c = c, .in = x, .w = w, .out = y, .dir = 1};
+        nrt_parallel_for(c->n * c->ci, dw3_grain(c), dw3_planes, &k);
+        return 1;
+    }
+#endif
     struct dw_job j = {.x = x, .w = w, .y = y};
     return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_fwd_tasks);
 }
 
 int nrt_dwconv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                             float *scratch) {
+#if defined(__AVX512F__)
+    if (dw3_ok(c)) {
+        struct dw3_job k = {.c = c, .in = dy, .w = w, .out = dx, .dir = -1};
+        nrt_parallel_for(c->n * c->ci, dw3_grain(c), dw3_planes, &k);
+        return 1;
+    }
+#endif
     struct dw_job j = {.dy = dy, .w = w, .dx = dx};
     return dw_run(&j, c, scratch, c->n * c->ci, 0, dw_dx_tasks);
 }
 
 int nrt_dwconv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                              float *scratch) {
+#if defined(__AVX512F__)
+    if (dw3_ok(c)) {
+        struct dw3_job k = {.c = c, .x = x, .dy = dy, .dw = dw};
+        nrt_parallel_for((c->ci + DW3_BLOCK - 1) / DW3_BLOCK, 1, dw3_dw_blocks, &k);
+        return 1;
+    }
+#endif
     struct dw_job j = {.x = x, .dy = dy, .dw = dw};
     return dw_run(&j, c, scratch, c->ci, 1, dw_dw_tasks);
 }

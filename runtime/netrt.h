@@ -1139,6 +1139,14 @@ void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const floa
                         const float *gamma, const float *mean, const float *var, const float *sums,
                         float *dx);
 
+/* Batch norm's training statistics (the IR's MEAN and VARIANCE of x over every
+ * axis but 1, in one pass) on x [n, c, hw]: per channel the mean and the biased
+ * variance, each plane's mean and squared deviations from it in double (its
+ * second pass from cache), the planes merged pairwise in double (Chan et al.),
+ * rounded to float once; images split over the pool (a partial per task,
+ * merged in order). */
+void nrt_batchnorm_stats(int64_t n, int64_t c, int64_t hw, const float *x, float *mean, float *var);
+
 /* ------------------------------------------------ fused attention (attn.c) -- */
 /* The IR's ATTENTION and ATTENTION_GRAD (ir/ops.def) on qkv [n, t, 3e] (q, k and
  * v side by side, head h in columns h*d..h*d+d of each, d = e / h): y [n, t, e];

@@ -5,8 +5,9 @@
  * first, so the variance has no cancellation), then one pass that writes the
  * row; LAYERNORM_GRAD_SUMS's column sums by blocks of rows per task. Then batch norm's training gradient
  * (BATCHNORM_GRAD_SUMS, BATCHNORM_GRAD): the per-channel sums in one pass over the images in memory order
- * (AVX-512 lanes per plane, planes added in double), then dx in one. Compiled with -O3 -march=native
- * (CMakeLists.txt). */
+ * (AVX-512 lanes per plane, planes added in double), then dx in one; and batch norm's forward
+ * statistics (mean and variance per channel) in one pass, planes merged in double. Compiled with
+ * -O3 -march=native (CMakeLists.txt). */
 #include "runtime/netrt.h"
 
 #include <math.h>
@@ -291,9 +292,13 @@ static void bn_plane_sums(const float *restrict x, const float *restrict g, int6
         agc = _mm512_fmadd_ps(gv, _mm512_maskz_sub_ps(t, _mm512_maskz_loadu_ps(t, x + k), mv), agc);
         k = hw;
     }
-    float lg[16], lgc[16];
-    _mm512_storeu_ps(lg, ag), _mm512_storeu_ps(lgc, agc);
-    for (int l = 0; l < 16; l++) s += lg[l], sc += lgc[l];
+    /* the 16 lanes added in double, as a tree in registers */
+    s = _mm512_reduce_add_pd(
+        _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(ag)),
+                      _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(ag), 1)))));
+    sc = _mm512_reduce_add_pd(
+        _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(agc)),
+                      _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(agc), 1)))));
 #endif
     for (; k < hw; k++) {
         s += g[k];
@@ -380,4 +385,111 @@ void nrt_batchnorm_grad(int64_t n, int64_t c, int64_t hw, double eps, const floa
     if (n <= 0 || c <= 0 || hw <= 0) return;
     struct bn_job j = {n, c, hw, eps, x, dy, gamma, mean, var, sums, dx, NULL, 0};
     nrt_parallel_for(n * c, hw >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / hw, bn_grad_planes, &j);
+}
+
+/* ------------------------------------- batch norm's forward statistics -- */
+
+/* S(d) and S(d^2) of one plane of hw floats, d = x - k exactly (in double),
+ * added to *s1 and *s2: double lanes, several chains in flight, so that the
+ * arithmetic hides under the stream of x. */
+static void bn_plane_shifted(const float *restrict x, int64_t hw, double k, double *s1, double *s2) {
+    int64_t j = 0;
+    double s = 0, q = 0;
+#if defined(__AVX512F__)
+    const __m512d kv = _mm512_set1_pd(k);
+    __m512d a0 = _mm512_setzero_pd(), a1 = a0, a2 = a0, a3 = a0, q0 = a0, q1 = a0, q2 = a0, q3 = a0;
+    for (; j + 32 <= hw; j += 32) {
+        const __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j)), kv);
+        const __m512d b = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j + 8)), kv);
+        const __m512d e = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j + 16)), kv);
+        const __m512d g = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j + 24)), kv);
+        a0 = _mm512_add_pd(a0, a), a1 = _mm512_add_pd(a1, b), a2 = _mm512_add_pd(a2, e),
+        a3 = _mm512_add_pd(a3, g);
+        q0 = _mm512_fmadd_pd(a, a, q0), q1 = _mm512_fmadd_pd(b, b, q1);
+        q2 = _mm512_fmadd_pd(e, e, q2), q3 = _mm512_fmadd_pd(g, g, q3);
+    }
+    for (; j + 8 <= hw; j += 8) {
+        const __m512d a = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + j)), kv);
+        a0 = _mm512_add_pd(a0, a), q0 = _mm512_fmadd_pd(a, a, q0);
+    }
+    s = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(a0, a1), _mm512_add_pd(a2, a3)));
+    q = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(q0, q1), _mm512_add_pd(q2, q3)));
+#endif
+    for (; j < hw; j++) {
+        const double d = (double)x[j] - k;
+        s += d, q += d * d;
+    }
+    *s1 += s, *s2 += q;
+}
+
+struct bn_stats_job {
+    int64_t n, c, hw, tasks;
+    const float *x;
+    double *shift;     /* per channel: the mean of image 0's plane */
+    double *part;      /* task t's per-channel S(d), S(d^2) at part + 2 c t */
+    float *mean, *var; /* by channel tasks */
+};
+
+/* The shift of channel ch: the mean of image 0's plane (a plane's deviations
+ * from its channel's mean are a few standard deviations at most, so
+ * S(d^2) / M - (S(d) / M)^2 in double loses nothing a float keeps). */
+static double bn_shift(const struct bn_stats_job *j, int64_t ch) {
+    double s = 0, q = 0;
+    bn_plane_shifted(j->x + ch * j->hw, j->hw, 0.0, &s, &q);
+    return s / (double)j->hw;
+}
+
+/* The mean and variance from the shift and the sums. */
+static void bn_stats_out(const struct bn_stats_job *j, int64_t ch, double shift, double s1, double s2) {
+    const double count = (double)j->n * (double)j->hw, m = s1 / count, v = s2 / count - m * m;
+    j->mean[ch] = (float)(shift + m), j->var[ch] = (float)(v > 0 ? v : 0);
+}
+
+/* Task t's images [n t / tasks, n (t + 1) / tasks) in memory order (one
+ * stream): per channel S(x - shift) and S((x - shift)^2) into its partials. */
+static void bn_stats_images(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_stats_job *j = arg;
+    const int64_t c = j->c, hw = j->hw;
+    for (int64_t t = lo; t < hi; t++) {
+        double *acc = j->part + t * 2 * c;
+        for (int64_t k = 0; k < 2 * c; k++) acc[k] = 0;
+        for (int64_t b = j->n * t / j->tasks; b < j->n * (t + 1) / j->tasks; b++)
+            for (int64_t ch = 0; ch < c; ch++)
+                bn_plane_shifted(j->x + (b * c + ch) * hw, hw, j->shift[ch], &acc[ch], &acc[c + ch]);
+    }
+}
+
+/* Too many channels for the partials: channels [lo, hi), each over every image. */
+static void bn_stats_channels(void *arg, int64_t lo, int64_t hi) {
+    const struct bn_stats_job *j = arg;
+    for (int64_t ch = lo; ch < hi; ch++) {
+        double k = bn_shift(j, ch), s1 = 0, s2 = 0;
+        for (int64_t b = 0; b < j->n; b++)
+            bn_plane_shifted(j->x + (b * j->c + ch) * j->hw, j->hw, k, &s1, &s2);
+        bn_stats_out(j, ch, k, s1, s2);
+    }
+}
+
+void nrt_batchnorm_stats(int64_t n, int64_t c, int64_t hw, const float *x, float *mean, float *var) {
+    if (c <= 0) return;
+    if (n <= 0 || hw <= 0) { /* the IR's MEAN and VARIANCE of nothing */
+        for (int64_t k = 0; k < c; k++) mean[k] = var[k] = NAN;
+        return;
+    }
+    double part[BN_PART_DOUBLES]; /* no allocation in a training step: shifts at the end */
+    struct bn_stats_job j = {n, c, hw, 0, x, part + BN_PART_DOUBLES - c, part, mean, var};
+    j.tasks = nrt_threads_get() < n ? nrt_threads_get() : n;
+    if (j.tasks < 1) j.tasks = 1;
+    while (j.tasks > 1 && (j.tasks * 2 + 1) * c > BN_PART_DOUBLES) j.tasks--;
+    if (3 * c > BN_PART_DOUBLES) {
+        nrt_parallel_for(c, 1, bn_stats_channels, &j);
+        return;
+    }
+    for (int64_t ch = 0; ch < c; ch++) j.shift[ch] = bn_shift(&j, ch);
+    nrt_parallel_for(j.tasks, 1, bn_stats_images, &j);
+    for (int64_t k = 0; k < c; k++) {
+        double s1 = 0, s2 = 0;
+        for (int64_t t = 0; t < j.tasks; t++) s1 += part[t * 2 * c + k], s2 += part[t * 2 * c + c + k];
+        bn_stats_out(&j, k, j.shift[k], s1, s2);
+    }
 }

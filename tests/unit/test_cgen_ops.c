@@ -315,6 +315,10 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,3,2]\n%1 = input @g : f32[3]\n%2 = input @b : f32[3]\n%3 = input @m : f32[3]\n"
      "%4 = input @pv : f32[3]\n%5 = batchnorm(%0, %1, %2, %3, %4) {eps=1e-05} : f32[N,3,2]\nreturn y=%5\n",
      false},
+    {"batchnorm statistics", "input @x : f32[N,3,5,4]\n",
+     "%0 = input @x : f32[N,3,5,4]\n%1 = mean(%0) {axes=[0,2,3], keepdims=0} : f32[3]\n"
+     "%2 = variance(%0) {axes=[0,2,3], keepdims=0} : f32[3]\n%3 = add(%1, %2) : f32[3]\nreturn y=%3, z=%1\n",
+     false},
     {"assign", "input @x : f32[N,4]\nparam @w : f32[4] init=zeros\nstate @s : f32[4] init=zeros\n",
      "%0 = input @x : f32[N,4]\n%1 = param @w : f32[4]\n%2 = sum_to(%0) : f32[4]\n%3 = sub(%1, %2) : f32[4]\n"
      "%4 = assign @w(%3) : f32[4]\n%5 = add(%1, %1) : f32[4]\n%6 = assign @s(%5) : f32[4]\nreturn y=%5\n",

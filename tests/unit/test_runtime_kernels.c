@@ -276,6 +276,13 @@ static void test_conv(void) {
         {3, 16, 14, 14, 16, 3, 3, 0, 0, 16, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* unpadded */
         {2, 4, 10, 9, 8, 3, 3, 0, 0, 4, {1, 1}, {2, 1, 0, 2}, {2, 1}, 0}, /* stride 1, dilated, 2 per channel
                                                                            */
+        /* 3x3 same-padded, one output per channel: register-blocked rows of
+         * 16 (28: two blocks, 14 and 7: one, 33: three, 1: one lane). */
+        {3, 8, 28, 28, 8, 3, 3, 0, 0, 8, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {4, 6, 14, 14, 6, 3, 3, 0, 0, 6, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 5, 7, 33, 5, 3, 3, 0, 0, 5, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {3, 4, 5, 1, 4, 3, 3, 0, 0, 4, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 3, 1, 16, 3, 3, 3, 0, 0, 3, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         /* The wide-row forward (few taps): 8 channels per tile (32, 16) or 6
          * (12, 20: a partial tile), odd sizes, padding; Cin 1 and 3. */
         {3, 1, 28, 28, 32, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's first layer */
@@ -454,10 +461,57 @@ static void test_bn_grad(void) {
     }
 }
 
+/* ------------------------------------- batch norm's forward statistics -- */
+
+/* nrt_batchnorm_stats against two passes in double, on planes offset by
+ * `offset` (a large mean: the variance must not cancel): within float32's
+ * rounding of the exact values. */
+static void check_bn_stats(int64_t n, int64_t c, int64_t hw, float offset) {
+    int64_t nx = n * c * hw;
+    float *x = xalloc(nx), *mean = xalloc(c), *var = xalloc(c);
+    double *rm = dalloc(c), *rv = dalloc(c);
+    fill(x, nx, 14);
+    for (int64_t i = 0; i < nx; i++) x[i] += offset + 0.25f * (float)(i / hw % c);
+    memset(rm, 0, sizeof *rm * (size_t)c), memset(rv, 0, sizeof *rv * (size_t)c);
+    for (int64_t i = 0; i < nx; i++) rm[i / hw % c] += x[i];
+    for (int64_t k = 0; k < c; k++) rm[k] /= (double)(n * hw);
+    for (int64_t i = 0; i < nx; i++)
+        rv[i / hw % c] += ((double)x[i] - rm[i / hw % c]) * ((double)x[i] - rm[i / hw % c]);
+    for (int64_t k = 0; k < c; k++) rv[k] /= (double)(n * hw);
+    for (int64_t k = 0; k < c; k++) mean[k] = var[k] = 1e30f;
+    nrt_batchnorm_stats(n, c, hw, x, mean, var);
+    double em = 0, ev = 0;
+    for (int64_t k = 0; k < c; k++) {
+        em = fmax(em, fabs(mean[k] - rm[k]) / fmax(1e-6, fabs(rm[k])));
+        ev = fmax(ev, fabs(var[k] - rv[k]) / rv[k]);
+    }
+    if (em > 1.2e-7 || ev > 1.2e-7)
+        TEST_FAIL_("batchnorm stats n %lld c %lld hw %lld offset %g (threads %d): errors mean %g var %g",
+                   (long long)n, (long long)c, (long long)hw, offset, nrt_threads_get(), em, ev);
+    else
+        test_passed++;
+    nrt_free(x), nrt_free(mean), nrt_free(var), nrt_free(rm), nrt_free(rv);
+}
+
+static void test_bn_stats(void) {
+    static const int64_t geo[][3] = {{5, 7, 1},    {3, 4, 2},     {4, 3, 31},  {3, 5, 37},
+                                     {2, 6, 784},  {9, 3, 49},    {1, 17, 16}, {6, 2, 200},
+                                     {64, 8, 196}, {3, 1000, 17}, {2, 2100, 3}}; /* partials for fewer
+                                                                                    threads; none */
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        for (size_t i = 0; i < sizeof geo / sizeof *geo; i++) {
+            check_bn_stats(geo[i][0], geo[i][1], geo[i][2], 0.0f);
+            check_bn_stats(geo[i][0], geo[i][1], geo[i][2], 1000.0f);
+        }
+    }
+}
+
 int main(void) {
     printf("GEMM library: %s\n", nrt_gemm_library());
     test_bn_grad();
     test_sgemm_own();
+    test_bn_stats();
     test_sgemm();
     nrt_threads_set(2);
     test_sgemm();
