@@ -989,6 +989,7 @@ struct direct_job {
     int tapsplit;             /* dw: tasks take tap ranges of every image into one
                                  dwt at wp (a partial per task did not fit) */
     int cols;                 /* kinds 3 and 4: by columns (cols_ok; NETC_CONV_NOCOLS unset) */
+    int nocols;               /* never by columns (the phase images' tasks use the rows layout) */
 };
 
 /* The weight-gradient tiles' taps rounded up to whole tiles. */
@@ -1002,7 +1003,7 @@ static int direct_plan(struct direct_job *j, float *scratch, int64_t wfloats) {
     const struct nrt_conv *c = j->c;
     int64_t hw = j->g.ho * j->g.wo;
     int64_t kk = j->g.cin * j->g.kh * j->g.kw;
-    j->cols = j->kind >= 3 && cols_ok(&j->g) && !getenv("NETC_CONV_NOCOLS");
+    j->cols = j->kind >= 3 && !j->nocols && cols_ok(&j->g) && !getenv("NETC_CONV_NOCOLS");
     int64_t work = j->kind == 2   ? hw * j->g.cout + dw_rows(&j->g) * j->g.cout
                    : j->kind == 3 ? (j->cols ? j->g.cin * j->g.kh * j->g.kw * cols_ld(&j->g) : 0)
                    : j->kind == 4 ? dw4_front(&j->g, j->cols) + j->g.cout * kk * 16
@@ -1253,7 +1254,7 @@ static int s2d_init(struct direct_job *j, struct s2d *q, const struct nrt_conv *
         (kk >= DIRECT_MIN_TAPS && c->co % 16 == 0))
         return 0;
     memset(j, 0, sizeof *j);
-    j->c = c, j->kind = kind;
+    j->c = c, j->kind = kind, j->nocols = 1;
     j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
     /* Planes at least 16 wide: rows_tile's stores then take the branch-free
      * 2-piece path (at 15, the DCGAN's, the general one took 30 % of the time). */
