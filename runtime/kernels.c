@@ -1997,51 +1997,27 @@ static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const f
     return 1;
 }
 #else
-static int direct_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
-                         const float *bias, int relu) {
-    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
-    return 0;
-}
-static int direct_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                             float *scratch) {
-    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
-    return 0;
-}
-static int direct_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
-                              float *scratch) {
-    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
-    return 0;
-}
-static int subpix_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                             float *scratch) {
-    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
-    return 0;
-}
-static int scatter_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                              float *scratch) {
-    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
-    return 0;
-}
-static int s2d_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
-                      const float *bias, int relu) {
-    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
-    return 0;
-}
-static int s2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
-                           float *scratch) {
-    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
-    return 0;
-}
-static int tapsum_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                             float *scratch) {
-    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
-    return 0;
-}
-static int group_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
-                        const float *bias, int relu) {
-    (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;
-    return 0;
-}
+/* Without AVX-512 no direct path is taken: the callers fall back to im2col + GEMM. */
+#define NO_CONV_PATH(name)                                                                                  \
+    static int name(const struct nrt_conv *c, const float *a, const float *b, float *out, float *scratch) { \
+        (void)c, (void)a, (void)b, (void)out, (void)scratch;                                                \
+        return 0;                                                                                           \
+    }
+#define NO_CONV_FWD_PATH(name)                                                                          \
+    static int name(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch, \
+                    const float *bias, int relu) {                                                      \
+        (void)c, (void)x, (void)w, (void)y, (void)scratch, (void)bias, (void)relu;                      \
+        return 0;                                                                                       \
+    }
+NO_CONV_FWD_PATH(direct_conv2d)
+NO_CONV_FWD_PATH(s2d_conv2d)
+NO_CONV_FWD_PATH(group_conv2d)
+NO_CONV_PATH(direct_grad_input)
+NO_CONV_PATH(direct_grad_weight)
+NO_CONV_PATH(subpix_grad_input)
+NO_CONV_PATH(scatter_grad_input)
+NO_CONV_PATH(s2d_grad_weight)
+NO_CONV_PATH(tapsum_grad_input)
 #endif
 
 /* ------------------------------------------------- pointwise (1x1) conv -- */
