@@ -11,18 +11,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-static int cpu_clock;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench/bench_clock.h"
 
 static float *buf(int64_t n, int seed) {
     float *p = nrt_alloc((size_t)(n > 0 ? n : 1) * sizeof *p, 0);

@@ -13,20 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-/* On one thread the calling thread's CPU time (steadier on a busy machine),
- * else wall time. */
-static int cpu_clock;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(cpu_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench/bench_clock.h"
 
 /* What one timed call runs. */
 struct call {
