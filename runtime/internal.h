@@ -45,6 +45,10 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 /* Whether nrt_sgemm_own is there (built for AVX-512). */
 int nrt_sgemm_own_built(void);
+/* Allocates the calling thread's packing buffer now (each pool worker when it
+ * starts, the thread that creates a context), so that which thread happens to
+ * run a step's first GEMM never decides whether a later step allocates. */
+void nrt_sgemm_thread_ready(void);
 
 /* --------------------------------------------------------------- dwconv.c -- */
 

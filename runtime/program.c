@@ -209,6 +209,7 @@ int nrt_ctx_init(struct nrt_ctx *ctx, const struct nrt_model *m, int64_t max_n, 
         return nrt_error_set(NRT_ERR_NOMEM, "out of memory for the %zu-byte workspace", ctx->ws_bytes);
     }
     nrt_ctx_reset(ctx, seed);
+    if (!m->device) nrt_sgemm_thread_ready();
     if (m->device) {
         int rc = ctx_open_device(ctx);
         if (rc) {

@@ -32,8 +32,8 @@ struct pf {
 };
 
 /* This thread's packing buffers: op(B) blocks (KC_MAX x NC) and the edge rows
- * of A (MR x KC_MAX), allocated on first use and
- * freed when the thread ends. */
+ * of A (MR x KC_MAX), allocated by nrt_sgemm_thread_ready (or on first use)
+ * and freed when the thread ends. */
 struct pack {
     float b[KC_MAX * NC];
     float a[MR * KC_MAX];
@@ -224,6 +224,8 @@ static void pack_a_cols(const float *a, int64_t lda, int64_t i0, int mr, int64_t
 
 int nrt_sgemm_own_built(void) { return 1; }
 
+void nrt_sgemm_thread_ready(void) { (void)pack_get(); }
+
 int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
     if (m <= 0 || n <= 0 || k <= 0) return 0;
@@ -272,6 +274,8 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
 }
 #else
 int nrt_sgemm_own_built(void) { return 0; }
+
+void nrt_sgemm_thread_ready(void) {}
 
 int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {

@@ -6,6 +6,7 @@
 #include "runtime/internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ static struct {
     _Atomic int busy;           /* a job is running (a second caller runs serially) */
     _Atomic int stop;           /* tells the workers to exit */
     _Atomic int sleepers;       /* workers waiting on `wake` */
+    _Atomic int ready;          /* workers that have finished starting */
     _Atomic int caller_waits;   /* the caller waits on `finished` */
     _Atomic uint32_t gen;       /* generation of the current job; bumped to publish one */
     _Atomic uint64_t ticket;    /* gen << 32 | index of the next chunk to take */
@@ -95,7 +97,9 @@ static uint32_t wait_job(uint32_t seen) {
 static void *worker_main(void *unused) {
     (void)unused;
     in_pool = 1;
+    nrt_sgemm_thread_ready();
     uint32_t seen = atomic_load(&pool.gen);
+    atomic_fetch_add(&pool.ready, 1);
     for (;;) {
         seen = wait_job(seen);
         if (atomic_load(&pool.stop)) return NULL;
@@ -118,14 +122,19 @@ static void workers_stop(void) {
     pthread_mutex_unlock(&pool.lock);
     for (int i = 0; i < pool.nworkers; i++) pthread_join(pool.tid[i], NULL);
     pool.nworkers = 0;
+    atomic_store(&pool.ready, 0);
     atomic_store(&pool.stop, 0);
 }
 
-/* Starts the workers the thread count asks for; fewer if the system refuses. */
+/* Starts the workers the thread count asks for (fewer if the system refuses)
+ * and waits until each has set itself up: a worker's start-up (its GEMM
+ * packing buffer, its first look at the generation) then never overlaps the
+ * job that started it or a later one. */
 static void workers_start(void) {
     while (pool.nworkers < nrt_threads_get() - 1 &&
            pthread_create(&pool.tid[pool.nworkers], NULL, worker_main, NULL) == 0)
         pool.nworkers++;
+    while (atomic_load(&pool.ready) < pool.nworkers) sched_yield();
 }
 
 void nrt_threads_set(int threads) {
