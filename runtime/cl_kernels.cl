@@ -228,15 +228,23 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
  * of RBV floats per row, stepping k one at a time: each step loads RBN
  * vectors of a row of B and broadcasts RBM elements of A (bench/cl_gemm.c).
  * Operands anywhere in any buffer (the arena, or cl.c's packing buffer):
- *   A(i, p) = Ab[aoff + i*ars + s*asg + q*acs]  for p = s*kl + q (k in ns
- *             segments of kl, s < ns: a conv's weight gradient sums over images),
- *   B(p, j) = Bb[boff + s*bsg + q*ldb + j]      (rows along j),
- *   C(i, j) = Cb[coff + i*ldc + j], or Cb[coff + j*ldc + i] when ct;
+ *   A(i, p) = Ab[aoff + row(i) + seg(s, asg) + q*acs]  for p = s*kl + q (k in
+ *             ns segments of kl, s < ns: a conv's weight gradient sums over
+ *             images and output rows),
+ *   B(p, j) = Bb[boff + seg(s, bsg) + q*ldb + j]       (rows along j),
+ *   C(i, j) = Cb[coff + i*ldc + col(j)], or Cb[coff + j*ldc + i] when ct;
+ * row(i) = (i % rk.s0)*ars.s0 + (i / rk.s0 % rk.s1)*ars.s1 + (i / (rk.s0*rk.s1))*ars.s2
+ * (a plain matrix: rk = (1, 1), ars.s2 its row stride; a conv's input read as
+ * its im2col matrix: rows (channel, tap row, tap column)), seg(s, sg) =
+ * (s % nsd)*sg.s0 + (s / nsd)*sg.s1, and col(j) = j, or with cmap = (cw, cwo)
+ * (cw > 0) (j / cw)*cwo + j % cw, the columns with j % cw >= cwo not stored:
+ * an implicit convolution computes output pixels at the input's row pitch cw
+ * and stores the cwo of each row that exist.
  * C = alpha A B + beta C (beta 0: C is not read), then (bmode 1) plus
- * Cb[bias + i] or (bmode 2) plus Cb[bias + j], then max(., 0) when relu: a
- * fused bias and activation (bover: see `full` below). Batches: global id 2 = z
- * moves aoff, boff and coff by abz, bbz and cbz. Global (ceil(n/(RBN*RBV)),
- * ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
+ * Cb[bias + i] or (bmode 2, not with cmap) plus Cb[bias + j], then max(., 0)
+ * when relu: a fused bias and activation (bover: see `full` below). Batches:
+ * global id 2 = z moves aoff, boff and coff by abz, bbz and cbz. Global
+ * (ceil(n/(RBN*RBV)), ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
  * preferred float width, RBM and RBN from the register file. */
 #ifndef RBV
 #define RBV 4
@@ -262,9 +270,10 @@ static floatr rb_part(__global const float *p, int len)
 }
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, long abz, __global const float *Bb,
-            long boff, long ldb, long bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct,
-            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu, int bover)
+nrt_gemm_rb(__global const float *Ab, long aoff, long4 ars, long acs, long2 asg, long abz, __global const float *Bb,
+            long boff, long ldb, long2 bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct,
+            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu, int bover,
+            int2 rk, int nsd, int2 cmap)
 {
     const int j0 = get_global_id(0) * RBW, i0 = get_global_id(1) * RBM;
     const long z = get_global_id(2);
@@ -273,8 +282,10 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
     __global const float *a = Ab + aoff + z * abz, *b = Bb + boff + z * bbz + j0;
     long ar[RBM]; /* rows past m read row m - 1 and are not stored */
 #pragma unroll
-    for (int r = 0; r < RBM; r++)
-        ar[r] = (long)min(i0 + r, m - 1) * ars;
+    for (int r = 0; r < RBM; r++) {
+        const int i = min(i0 + r, m - 1);
+        ar[r] = (i % rk.s0) * ars.s0 + (i / rk.s0 % rk.s1) * ars.s1 + (long)(i / (rk.s0 * rk.s1)) * ars.s2;
+    }
     floatr acc[RBM][RBN];
 #pragma unroll
     for (int r = 0; r < RBM; r++)
@@ -286,11 +297,12 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
      * computed and never stored). */
     const int full = bover || j0 + RBW <= n;
     for (int s = 0; s < ns; s++) {
+        const long s0 = s % nsd, s1 = s / nsd;
         __global const float *ap[RBM];
 #pragma unroll
         for (int r = 0; r < RBM; r++)
-            ap[r] = a + s * asg + ar[r];
-        __global const float *bp = b + s * bsg;
+            ap[r] = a + s0 * asg.s0 + s1 * asg.s1 + ar[r];
+        __global const float *bp = b + s0 * bsg.s0 + s1 * bsg.s1;
         if (full) {
             for (int q = 0; q < kl; q++, bp += ldb) {
                 floatr bv[RBN];
@@ -327,6 +339,48 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
     }
     __global float *c = Cb + coff + z * cbz;
     __global const float *bv = Cb + bias;
+    if (cmap.s0 > 0) { /* an implicit convolution's pixels (never ct, bmode 0 or 1) */
+        int dst[RBW];  /* each column's offset in its C row, -1 for none */
+#pragma unroll
+        for (int u = 0; u < RBW; u++) {
+            const int j = j0 + u, q = j % cmap.s0;
+            dst[u] = j < n && q < cmap.s1 ? j / cmap.s0 * cmap.s1 + q : -1;
+        }
+        for (int r = 0; r < RBM; r++) {
+            const int i = i0 + r;
+            if (i >= m)
+                break;
+            __global float *cr = c + (long)i * ldc;
+#pragma unroll
+            for (int v = 0; v < RBN; v++) {
+                floatr x = alpha * acc[r][v];
+                const float bi = bmode == 1 ? bv[i] : 0.0f;
+                const int d = dst[v * RBV];
+                if (d >= 0 && dst[v * RBV + RBV - 1] == d + RBV - 1) { /* the vector is one run of a C row */
+                    if (beta != 0.0f)
+                        x += beta * vloadr(0, cr + d);
+                    if (bmode == 1)
+                        x += (floatr)(bi);
+                    if (relu)
+                        x = x > (floatr)(0.0f) ? x : (floatr)(0.0f);
+                    vstorer(x, 0, cr + d);
+                    continue;
+                }
+                float t[RBV];
+                vstorer(x, 0, t);
+                for (int u = 0; u < RBV; u++) {
+                    const int e = dst[v * RBV + u];
+                    if (e < 0)
+                        continue;
+                    float y = beta == 0.0f ? t[u] : t[u] + beta * cr[e];
+                    if (bmode == 1)
+                        y += bi;
+                    cr[e] = relu ? (y > 0.0f ? y : 0.0f) : y;
+                }
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < RBM; r++) {
         const int i = i0 + r;
