@@ -909,11 +909,22 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...) {
 
 #define ARG(v) sizeof(v), (const void *)&(v)
 
-/* Launches library kernel id over a 1-D range of n. */
-static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) {
+/* Launches library kernel id over a 1-D range of n; profiled as the
+ * kernel's name followed by `what` (NULL: nothing), e.g. a plane's shape. */
+static void lib_run1_as(struct nrt_ctx *ctx, int id, int64_t n, const char *what) {
     size_t g = (size_t)n, l;
     local_choose(ctx->dev, 1, &g, CL(ctx)->max_wg, &l);
-    enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
+    char name[96];
+    snprintf(name, sizeof name, "%s%s%s", lib_kernel_names[id], what ? " " : "", what ? what : "");
+    enqueue(ctx, CL(ctx)->lk[id], name, 1, &g, &l);
+}
+
+static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) { lib_run1_as(ctx, id, n, NULL); }
+
+/* "HxW" of a pooling's input planes, for the profile. */
+static const char *pool_shape(const struct nrt_pool *p, char *buf, size_t len) {
+    snprintf(buf, len, "%lldx%lld", (long long)p->h, (long long)p->w);
+    return buf;
 }
 
 /* Whether every extent fits the kernels' int indices. */
@@ -1480,8 +1491,9 @@ void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
     pool_args(p, &g, &pad);
     cl_long xo = x, yo = y;
     cl_int pl = (cl_int)p->planes;
+    char shape[48];
     if (lib_args(ctx, LK_MAXPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho);
+        lib_run1_as(ctx, LK_MAXPOOL, p->planes * p->ho, pool_shape(p, shape, sizeof shape));
 }
 
 void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx) {
@@ -1495,8 +1507,9 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     int two = p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] && !p->p[1] &&
               2 * p->ho <= p->h && 2 * p->wo <= p->w;
     int id = two ? LK_MAXPOOL2_GRAD : LK_MAXPOOL_GRAD;
+    char shape[48];
     if (lib_args(ctx, id, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, id, two ? p->planes : p->planes * p->h);
+        lib_run1_as(ctx, id, two ? p->planes : p->planes * p->h, pool_shape(p, shape, sizeof shape));
 }
 
 void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {

@@ -715,7 +715,8 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
 
 /* nrt_maxpool_grad for disjoint 2x2 windows at stride 2 without padding,
  * one plane per work-item (global (planes)): rows of windows in order, each
- * input written once (0 but at its window's first maximum). */
+ * input given its final value (0 but at its window's first maximum) by the
+ * last write to it. */
 __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
 {
     const int pl = get_global_id(0);
@@ -725,13 +726,34 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
     __global const float *plane = A + xoff + (long)pl * h * w;
     __global const float *dy = A + dyoff + (long)pl * ho * wo;
     __global float *dx = A + dxoff + (long)pl * h * w;
-    for (int ih = 2 * ho; ih < h; ih++)
-        for (int iw = 0; iw < w; iw++)
-            dx[ih * w + iw] = 0.0f;
+    /* Rows of fewer than 8 windows whose 16 words from each row of the pair
+     * stay inside the plane: the 8-window vectors over the row pair, dy's
+     * lanes past wo zero; the words stored past the pair's 2*wo columns
+     * land in the plane's later rows (or its tail columns), which this
+     * work-item writes afterwards. */
+    const int short8 = wo < 8 && (2 * ho - 1) * w + 16 <= h * w;
     for (int oh = 0; oh < ho; oh++) {
         __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
         int ow = 0;
+        if (short8) {
+            ow = wo;
+            const float16 a = vload16(0, r0), b = vload16(0, r1);
+            float t[8];
+            for (int u = 0; u < 8; u++)
+                t[u] = u < wo ? 0.0f + dy[oh * wo + u] : 0.0f;
+            const float8 d = vload8(0, t), z = (float8)(0.0f);
+            int8 best = (int8)(0), m = a.odd > a.even;
+            float8 v = select(a.even, a.odd, m);
+            best = select(best, (int8)(1), m);
+            m = b.even > v;
+            v = select(v, b.even, m);
+            best = select(best, (int8)(2), m);
+            best = select(best, (int8)(3), b.odd > v);
+            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0);
+            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1);
+        }
         /* 8 windows as vectors, argmax_2x2's comparisons; the last 8 of the
          * row last (written twice where they overlap, the same values: dx
          * is neither x nor dy) */
@@ -763,6 +785,9 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
         for (int iw = 2 * wo; iw < w; iw++)
             d0[iw] = d1[iw] = 0.0f;
     }
+    for (int ih = 2 * ho; ih < h; ih++)
+        for (int iw = 0; iw < w; iw++)
+            dx[ih * w + iw] = 0.0f;
 }
 
 /* y = the mean over the whole window, padding counted. */
