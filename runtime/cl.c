@@ -26,6 +26,7 @@
     X(IM2COL, "nrt_im2col")               \
     X(COL2IM, "nrt_col2im")               \
     X(GEMM_RB, "nrt_gemm_rb")             \
+    X(GEMM_RBX, "nrt_gemm_rbx")           \
     X(TRANSPOSE, "nrt_transpose")         \
     X(BIAS_ACT, "nrt_bias_act")           \
     X(MAXPOOL, "nrt_maxpool")             \
@@ -959,7 +960,8 @@ struct rb_gemm {
 static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     struct nrt_cl *cl = ctx->dev;
     if (g->m <= 0 || g->n <= 0 || g->nz <= 0) return;
-    cl_kernel k = cl->lk[LK_GEMM_RB];
+    int implicit = g->rk[0] > 0 || g->nsd > 0 || g->cw > 0;
+    cl_kernel k = cl->lk[implicit ? LK_GEMM_RBX : LK_GEMM_RB];
     int64_t nsd = g->nsd > 0 ? g->nsd : g->ns > 0 ? g->ns : 1;
     cl_long4 ars = {{g->rk[0] > 0 ? g->rs[0] : 0, g->rk[0] > 0 ? g->rs[1] : 0, g->ars, 0}};
     cl_long2 asg = {{g->asg, g->asg1}}, bsg = {{g->bsg, g->bsg1}};
@@ -1024,11 +1026,13 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     size_t global[3] = {(size_t)((g->n + w - 1) / w), (size_t)((g->m + cl->rb.rbm - 1) / cl->rb.rbm),
                         (size_t)g->nz},
            local[3] = {1, 1, 1};
-    char name[96] = "nrt_gemm_rb";
+    char name[96];
+    snprintf(name, sizeof name, "%s", implicit ? "nrt_gemm_rbx" : "nrt_gemm_rb");
     cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->kl * g->ns) * (double)g->nz;
     if (cl->prof)
-        snprintf(name, sizeof name, "nrt_gemm_rb %lldx%lldx%lld%s%s", (long long)g->m, (long long)g->n,
-                 (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "", g->ct ? " ct" : "");
+        snprintf(name, sizeof name, "%s %lldx%lldx%lld%s%s", implicit ? "nrt_gemm_rbx" : "nrt_gemm_rb",
+                 (long long)g->m, (long long)g->n, (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "",
+                 g->ct ? " ct" : "");
     enqueue(ctx, k, name, 3, global, local);
 }
 
