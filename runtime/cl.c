@@ -26,6 +26,7 @@
     X(IM2COL, "nrt_im2col")               \
     X(COL2IM, "nrt_col2im")               \
     X(GEMM_RB, "nrt_gemm_rb")             \
+    X(GEMM_RBX, "nrt_gemm_rbx")           \
     X(TRANSPOSE, "nrt_transpose")         \
     X(BIAS_ACT, "nrt_bias_act")           \
     X(MAXPOOL, "nrt_maxpool")             \
@@ -61,9 +62,11 @@ struct gemm_tiles {
 };
 
 /* The register-block GEMM (nrt_gemm_rb, CPU devices): rbm rows of rbn
- * vectors of rbv floats per work-item; rbm 0: the tiled SGEMM instead. */
+ * vectors of rbv floats per work-item; rbm 0: the tiled SGEMM instead.
+ * implicit: stride-1 unpadded convolutions read their input as the im2col
+ * matrix inside the GEMM (NETC_CL_IM2COL=1: through im2col, for comparison). */
 struct gemm_rb {
-    int rbv, rbm, rbn;
+    int rbv, rbm, rbn, implicit;
 };
 
 /* Device time of one kernel name (NETC_PROFILE=1 or NETC_CL_PROFILE=1). */
@@ -495,13 +498,15 @@ static struct gemm_tiles tiles_choose(struct nrt_cl *cl) {
  * NETC_CL_GEMM set (tuning the tiled kernel), take the tiled SGEMM;
  * NETC_CL_RB="rbm,rbn" overrides the block. */
 static struct gemm_rb rb_choose(struct nrt_cl *cl) {
-    struct gemm_rb r = {0, 0, 0};
+    struct gemm_rb r = {0, 0, 0, 0};
     cl_uint pref = 0;
     clGetDeviceInfo(cl->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
     if (!(device_type(cl->device) & CL_DEVICE_TYPE_CPU) || getenv("NETC_CL_GEMM")) return r;
     r.rbv = pref >= 16 ? 16 : pref >= 8 ? 8 : 4;
     r.rbm = r.rbv >= 16 ? 8 : 6;
     r.rbn = 2;
+    const char *im = getenv("NETC_CL_IM2COL");
+    r.implicit = !(im && atoi(im) > 0);
     const char *env = getenv("NETC_CL_RB");
     int m = 0, n = 0;
     if (env && sscanf(env, "%d,%d", &m, &n) == 2 && m >= 1 && m <= 16 && n >= 1 && n <= 4)
@@ -905,11 +910,22 @@ static int lib_args(struct nrt_ctx *ctx, int id, int n, ...) {
 
 #define ARG(v) sizeof(v), (const void *)&(v)
 
-/* Launches library kernel id over a 1-D range of n. */
-static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) {
+/* Launches library kernel id over a 1-D range of n; profiled as the
+ * kernel's name followed by `what` (NULL: nothing), e.g. a plane's shape. */
+static void lib_run1_as(struct nrt_ctx *ctx, int id, int64_t n, const char *what) {
     size_t g = (size_t)n, l;
     local_choose(ctx->dev, 1, &g, CL(ctx)->max_wg, &l);
-    enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 1, &g, &l);
+    char name[96];
+    snprintf(name, sizeof name, "%s%s%s", lib_kernel_names[id], what ? " " : "", what ? what : "");
+    enqueue(ctx, CL(ctx)->lk[id], name, 1, &g, &l);
+}
+
+static void lib_run1(struct nrt_ctx *ctx, int id, int64_t n) { lib_run1_as(ctx, id, n, NULL); }
+
+/* "HxW" of a pooling's input planes, for the profile. */
+static const char *pool_shape(const struct nrt_pool *p, char *buf, size_t len) {
+    snprintf(buf, len, "%lldx%lld", (long long)p->h, (long long)p->w);
+    return buf;
 }
 
 /* Whether every extent fits the kernels' int indices. */
@@ -922,7 +938,10 @@ static int fits_int(struct nrt_ctx *ctx, const char *what, int64_t elems) {
 
 /* One nrt_gemm_rb launch (cl_kernels.cl has the operands' layout): A and B
  * in buffer abuf / bbuf (the arena or the packing buffer), C in the arena;
- * k = kl*ns, batch nz. */
+ * k = kl*ns, batch nz. A's row i at aoff + row(i): rk = {0, 0} (taken as
+ * {1, 1}) a plain matrix of row stride ars; segment s at (s % nsd)*asg +
+ * (s / nsd)*asg1 (nsd 0: taken as ns, asg1 unused), likewise for B; cw > 0
+ * maps C's columns to pixels (cmap in cl_kernels.cl). */
 struct rb_gemm {
     cl_mem abuf;
     int64_t aoff, ars, acs, asg, abz;
@@ -934,21 +953,31 @@ struct rb_gemm {
     float alpha, beta;
     int64_t bias; /* the fused bias's offset (bmode 1: per row i, 2: per column j) */
     int bmode, relu;
+    int64_t rk[2], rs[2];    /* row(i) = (i % rk0)*rs0 + (i / rk0 % rk1)*rs1 + i / (rk0*rk1) * ars */
+    int64_t nsd, asg1, bsg1; /* the segments' second level */
+    int64_t cw, cwo;         /* C's column map */
 };
 static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     struct nrt_cl *cl = ctx->dev;
     if (g->m <= 0 || g->n <= 0 || g->nz <= 0) return;
-    cl_kernel k = cl->lk[LK_GEMM_RB];
-    cl_long l[12] = {g->aoff, g->ars, g->acs, g->asg,  g->abz, g->boff,
-                     g->ldb,  g->bsg, g->bbz, g->coff, g->ldc, g->cbz};
+    int implicit = g->rk[0] > 0 || g->nsd > 0 || g->cw > 0;
+    cl_kernel k = cl->lk[implicit ? LK_GEMM_RBX : LK_GEMM_RB];
+    int64_t nsd = g->nsd > 0 ? g->nsd : g->ns > 0 ? g->ns : 1;
+    cl_long4 ars = {{g->rk[0] > 0 ? g->rs[0] : 0, g->rk[0] > 0 ? g->rs[1] : 0, g->ars, 0}};
+    cl_long2 asg = {{g->asg, g->asg1}}, bsg = {{g->bsg, g->bsg1}};
+    cl_long l[8] = {g->aoff, g->acs, g->abz, g->boff, g->ldb, g->bbz, g->coff, g->ldc};
+    cl_long cbz = g->cbz;
     cl_int ints[5] = {g->ct, (cl_int)g->m, (cl_int)g->n, (cl_int)(g->kl > 0 ? g->kl : 0), (cl_int)g->ns};
     cl_float f[2] = {g->alpha, g->beta};
     cl_long bias = g->bias;
+    cl_int2 rk = {{g->rk[0] > 0 ? (cl_int)g->rk[0] : 1, g->rk[1] > 0 ? (cl_int)g->rk[1] : 1}};
+    cl_int insd = (cl_int)nsd;
+    cl_int2 cmap = {{(cl_int)g->cw, (cl_int)g->cwo}};
     /* Whether B's buffer holds every whole vector of the last column block
      * (the kernel's bover): all strides are >= 0. */
-    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv,
-            last = g->boff + (g->nz - 1) * g->bbz + (g->ns - 1) * g->bsg +
-                   (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
+    int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv, ns = g->ns > 0 ? g->ns : 1,
+            last = g->boff + (g->nz - 1) * g->bbz + ((ns < nsd ? ns : nsd) - 1) * g->bsg +
+                   (ns - 1) / nsd * g->bsg1 + (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
     int64_t belems = g->bbuf == cl->arena ? cl->arena_elems : (int64_t)cl->pack_elems;
     cl_int ep[3] = {g->bmode, g->relu, last <= belems};
     /* (index, size, pointer) of each argument */
@@ -959,19 +988,19 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     } args[] = {
         {0, sizeof(cl_mem), &g->abuf},
         {1, 8, &l[0]},
-        {2, 8, &l[1]},
-        {3, 8, &l[2]},
-        {4, 8, &l[3]},
-        {5, 8, &l[4]},
+        {2, sizeof ars, &ars},
+        {3, 8, &l[1]},
+        {4, sizeof asg, &asg},
+        {5, 8, &l[2]},
         {6, sizeof(cl_mem), &g->bbuf},
-        {7, 8, &l[5]},
-        {8, 8, &l[6]},
-        {9, 8, &l[7]},
-        {10, 8, &l[8]},
+        {7, 8, &l[3]},
+        {8, 8, &l[4]},
+        {9, sizeof bsg, &bsg},
+        {10, 8, &l[5]},
         {11, sizeof(cl_mem), &cl->arena},
-        {12, 8, &l[9]},
-        {13, 8, &l[10]},
-        {14, 8, &l[11]},
+        {12, 8, &l[6]},
+        {13, 8, &l[7]},
+        {14, 8, &cbz},
         {15, 4, &ints[0]},
         {16, 4, &ints[1]},
         {17, 4, &ints[2]},
@@ -983,6 +1012,9 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
         {23, 4, &ep[0]},
         {24, 4, &ep[1]},
         {25, 4, &ep[2]},
+        {26, sizeof rk, &rk},
+        {27, 4, &insd},
+        {28, sizeof cmap, &cmap},
     };
     for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
         cl_int e = clSetKernelArg(k, args[i].i, args[i].size, args[i].p);
@@ -994,11 +1026,13 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     size_t global[3] = {(size_t)((g->n + w - 1) / w), (size_t)((g->m + cl->rb.rbm - 1) / cl->rb.rbm),
                         (size_t)g->nz},
            local[3] = {1, 1, 1};
-    char name[96] = "nrt_gemm_rb";
+    char name[96];
+    snprintf(name, sizeof name, "%s", implicit ? "nrt_gemm_rbx" : "nrt_gemm_rb");
     cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->kl * g->ns) * (double)g->nz;
     if (cl->prof)
-        snprintf(name, sizeof name, "nrt_gemm_rb %lldx%lldx%lld%s%s", (long long)g->m, (long long)g->n,
-                 (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "", g->ct ? " ct" : "");
+        snprintf(name, sizeof name, "%s %lldx%lldx%lld%s%s", implicit ? "nrt_gemm_rbx" : "nrt_gemm_rb",
+                 (long long)g->m, (long long)g->n, (long long)(g->kl * g->ns), g->nz > 1 ? " batch" : "",
+                 g->ct ? " ct" : "");
     enqueue(ctx, k, name, 3, global, local);
 }
 
@@ -1260,8 +1294,21 @@ static int64_t conv_images(const struct nrt_conv *c) {
     return nb < 1 ? 1 : nb > c->n ? c->n : nb;
 }
 
+/* Whether conv c reads its input inside the GEMM (implicit GEMM): the
+ * register-block GEMM, stride 1 and no padding, so that tap (ch, i, j) of
+ * output pixel (oh, ow) is x[ch*h*w + i*d0*w + j*d1 + oh*w + ow]. */
+static int conv_implicit(const struct nrt_cl *cl, const struct nrt_conv *c) {
+    return cl->rb.rbm && cl->rb.implicit && c->s[0] == 1 && c->s[1] == 1 && !c->p[0] && !c->p[1] &&
+           !c->p[2] && !c->p[3];
+}
+
 /* Per chunk and group: im2col per image [kk, hw], then y_b = W_g col_b for
- * every image b of the chunk, written in place into y. */
+ * every image b of the chunk, written in place into y. An implicit conv:
+ * per group, one GEMM over the batch that reads col_b from x: k ordered as
+ * a segment of cig channels (ldb h*w) per tap (i, j) (nsd = kw; measured
+ * faster than segments of kw taps), its columns the output pixels at the
+ * input's row pitch w (n = (ho-1)*w + wo, the columns ow >= wo computed and
+ * not stored). */
 void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
                    int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
@@ -1271,6 +1318,42 @@ void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int
     int relu;
     int64_t bias = fuse_take(ctx, &relu);
     int fused = bias >= 0 && CL(ctx)->rb.rbm; /* the register-block GEMM adds it */
+    /* Few taps (mnist_cnn's first layer, kk = 9) leave the implicit GEMM
+     * bound by its scattered stores: im2col there (measured). */
+    if (conv_implicit(ctx->dev, c) && kk >= CL(ctx)->rb.rbn * CL(ctx)->rb.rbv) {
+        for (int64_t g = 0; g < c->g; g++) {
+            struct rb_gemm gm = {.abuf = CL(ctx)->arena,
+                                 .aoff = w + g * cog * kk,
+                                 .ars = kk,
+                                 .acs = c->kh * c->kw,
+                                 .asg = 1,
+                                 .asg1 = c->kw,
+                                 .bbuf = CL(ctx)->arena,
+                                 .boff = x + g * cig * c->h * c->w,
+                                 .ldb = c->h * c->w,
+                                 .bsg = c->d[1],
+                                 .bsg1 = c->d[0] * c->w,
+                                 .bbz = c->ci * c->h * c->w,
+                                 .nsd = c->kw,
+                                 .coff = y + g * cog * hw,
+                                 .ldc = hw,
+                                 .cbz = c->co * hw,
+                                 .m = cog,
+                                 .n = (c->ho - 1) * c->w + c->wo,
+                                 .kl = cig,
+                                 .ns = c->kh * c->kw,
+                                 .nz = c->n,
+                                 .alpha = 1.0f,
+                                 .beta = 0.0f,
+                                 .bias = bias >= 0 ? bias + g * cog : 0,
+                                 .bmode = bias >= 0,
+                                 .relu = relu,
+                                 .cw = c->w,
+                                 .cwo = c->wo};
+            rb_run(ctx, &gm);
+        }
+        return;
+    }
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
         int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
@@ -1312,7 +1395,10 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
  * transposed once into the packing buffer (dy_b^T [hw, co] per image), then
  * dW_g^T [kk, cog] = sum_b col_b dy_b^T, k in nb segments of hw, stored
  * transposed (measured faster than im2col per pixel [hw, kk], whose rows
- * cost a scattered write per word); else by dot products. */
+ * cost a scattered write per word); else by dot products. An implicit conv
+ * (conv_implicit) takes col_b from x in that GEMM, one launch per group over
+ * the batch: A's row (ch, i, j) at ch*h*w + i*d0*w + j*d1, k in segments of
+ * an output row (wo pixels) per image and output row (nsd = ho). */
 void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
                                int64_t dw, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
@@ -1324,6 +1410,36 @@ void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, in
     if (cl->rb.rbm && 2 * cog >= cl->rb.rbn * cl->rb.rbv && kk >= c->co &&
         !(dyt = transpose_pack(ctx, dy, hw, c->co, hw, c->n, c->co * hw)))
         return;
+    if (dyt && conv_implicit(cl, c)) {
+        for (int64_t g = 0; g < c->g; g++) {
+            struct rb_gemm gm = {.abuf = cl->arena,
+                                 .aoff = x + g * cig * c->h * c->w,
+                                 .rk = {c->kw, c->kh},
+                                 .rs = {c->d[1], c->d[0] * c->w},
+                                 .ars = c->h * c->w,
+                                 .acs = 1,
+                                 .asg = c->w,
+                                 .asg1 = c->ci * c->h * c->w,
+                                 .nsd = c->ho,
+                                 .bbuf = dyt,
+                                 .boff = g * cog,
+                                 .ldb = c->co,
+                                 .bsg = c->wo * c->co,
+                                 .bsg1 = hw * c->co,
+                                 .coff = dw + g * cog * kk,
+                                 .ldc = kk,
+                                 .ct = 1,
+                                 .m = kk,
+                                 .n = cog,
+                                 .kl = c->wo,
+                                 .ns = c->n * c->ho,
+                                 .nz = 1,
+                                 .alpha = 1.0f,
+                                 .beta = 0.0f};
+            rb_run(ctx, &gm);
+        }
+        return;
+    }
     for (int64_t b0 = 0; b0 < c->n; b0 += chunk) {
         int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         float beta = b0 == 0 ? 0.0f : 1.0f;
@@ -1379,8 +1495,9 @@ void nrt_cl_maxpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, 
     pool_args(p, &g, &pad);
     cl_long xo = x, yo = y;
     cl_int pl = (cl_int)p->planes;
+    char shape[48];
     if (lib_args(ctx, LK_MAXPOOL, 5, ARG(xo), ARG(yo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, LK_MAXPOOL, p->planes * p->ho);
+        lib_run1_as(ctx, LK_MAXPOOL, p->planes * p->ho, pool_shape(p, shape, sizeof shape));
 }
 
 void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t dy, int64_t dx) {
@@ -1394,8 +1511,9 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     int two = p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] && !p->p[1] &&
               2 * p->ho <= p->h && 2 * p->wo <= p->w;
     int id = two ? LK_MAXPOOL2_GRAD : LK_MAXPOOL_GRAD;
+    char shape[48];
     if (lib_args(ctx, id, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))
-        lib_run1(ctx, id, two ? p->planes : p->planes * p->h);
+        lib_run1_as(ctx, id, two ? p->planes : p->planes * p->h, pool_shape(p, shape, sizeof shape));
 }
 
 void nrt_cl_avgpool2d(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_t x, int64_t y) {

@@ -228,15 +228,23 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
  * of RBV floats per row, stepping k one at a time: each step loads RBN
  * vectors of a row of B and broadcasts RBM elements of A (bench/cl_gemm.c).
  * Operands anywhere in any buffer (the arena, or cl.c's packing buffer):
- *   A(i, p) = Ab[aoff + i*ars + s*asg + q*acs]  for p = s*kl + q (k in ns
- *             segments of kl, s < ns: a conv's weight gradient sums over images),
- *   B(p, j) = Bb[boff + s*bsg + q*ldb + j]      (rows along j),
- *   C(i, j) = Cb[coff + i*ldc + j], or Cb[coff + j*ldc + i] when ct;
+ *   A(i, p) = Ab[aoff + row(i) + seg(s, asg) + q*acs]  for p = s*kl + q (k in
+ *             ns segments of kl, s < ns: a conv's weight gradient sums over
+ *             images and output rows),
+ *   B(p, j) = Bb[boff + seg(s, bsg) + q*ldb + j]       (rows along j),
+ *   C(i, j) = Cb[coff + i*ldc + col(j)], or Cb[coff + j*ldc + i] when ct;
+ * row(i) = (i % rk.s0)*ars.s0 + (i / rk.s0 % rk.s1)*ars.s1 + (i / (rk.s0*rk.s1))*ars.s2
+ * (a plain matrix: rk = (1, 1), ars.s2 its row stride; a conv's input read as
+ * its im2col matrix: rows (channel, tap row, tap column)), seg(s, sg) =
+ * (s % nsd)*sg.s0 + (s / nsd)*sg.s1, and col(j) = j, or with cmap = (cw, cwo)
+ * (cw > 0) (j / cw)*cwo + j % cw, the columns with j % cw >= cwo not stored:
+ * an implicit convolution computes output pixels at the input's row pitch cw
+ * and stores the cwo of each row that exist.
  * C = alpha A B + beta C (beta 0: C is not read), then (bmode 1) plus
- * Cb[bias + i] or (bmode 2) plus Cb[bias + j], then max(., 0) when relu: a
- * fused bias and activation (bover: see `full` below). Batches: global id 2 = z
- * moves aoff, boff and coff by abz, bbz and cbz. Global (ceil(n/(RBN*RBV)),
- * ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
+ * Cb[bias + i] or (bmode 2, not with cmap) plus Cb[bias + j], then max(., 0)
+ * when relu: a fused bias and activation (bover: see `full` below). Batches:
+ * global id 2 = z moves aoff, boff and coff by abz, bbz and cbz. Global
+ * (ceil(n/(RBN*RBV)), ceil(m/RBM), batch), local (1, 1, 1). Set by cl.c: RBV the device's
  * preferred float width, RBM and RBN from the register file. */
 #ifndef RBV
 #define RBV 4
@@ -261,10 +269,16 @@ static floatr rb_part(__global const float *p, int len)
     return vloadr(0, t);
 }
 
-__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
-nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, long abz, __global const float *Bb,
-            long boff, long ldb, long bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct,
-            int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu, int bover)
+/* The body of nrt_gemm_rb (implicit 0: a plain row(i) = i*ars.s2, seg(s,
+ * sg) = s*sg.s0, no cmap) and nrt_gemm_rbx (implicit 1: all of them), one
+ * code specialised twice: the general addressing in the plain GEMM measured
+ * up to a third slower on mnist_cnn's layers. */
+#define GEMM_RB_ARGS                                                                                           \
+    __global const float *Ab, long aoff, long4 ars, long acs, long2 asg, long abz, __global const float *Bb,  \
+        long boff, long ldb, long2 bsg, long bbz, __global float *Cb, long coff, long ldc, long cbz, int ct, \
+        int m, int n, int kl, int ns, float alpha, float beta, long bias, int bmode, int relu, int bover,    \
+        int2 rk, int nsd, int2 cmap
+static inline __attribute__((always_inline)) void gemm_rb(GEMM_RB_ARGS, const int implicit)
 {
     const int j0 = get_global_id(0) * RBW, i0 = get_global_id(1) * RBM;
     const long z = get_global_id(2);
@@ -273,8 +287,11 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
     __global const float *a = Ab + aoff + z * abz, *b = Bb + boff + z * bbz + j0;
     long ar[RBM]; /* rows past m read row m - 1 and are not stored */
 #pragma unroll
-    for (int r = 0; r < RBM; r++)
-        ar[r] = (long)min(i0 + r, m - 1) * ars;
+    for (int r = 0; r < RBM; r++) {
+        const int i = min(i0 + r, m - 1);
+        ar[r] = implicit ? (i % rk.s0) * ars.s0 + (i / rk.s0 % rk.s1) * ars.s1 + (long)(i / (rk.s0 * rk.s1)) * ars.s2
+                         : (long)i * ars.s2;
+    }
     floatr acc[RBM][RBN];
 #pragma unroll
     for (int r = 0; r < RBM; r++)
@@ -285,12 +302,17 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
      * read, so a partial block loads whole vectors too (lanes past n are
      * computed and never stored). */
     const int full = bover || j0 + RBW <= n;
+    int c0 = 0, c1 = 0; /* s = c1*nsd + c0 when implicit (counted: no division per segment) */
     for (int s = 0; s < ns; s++) {
+        const long s0 = implicit ? c0 : s, s1 = implicit ? c1 : 0;
+        if (implicit && ++c0 == nsd)
+            c0 = 0, c1++;
+        const long sa = s0 * asg.s0 + s1 * asg.s1;
         __global const float *ap[RBM];
 #pragma unroll
         for (int r = 0; r < RBM; r++)
-            ap[r] = a + s * asg + ar[r];
-        __global const float *bp = b + s * bsg;
+            ap[r] = a + sa + ar[r];
+        __global const float *bp = b + s0 * bsg.s0 + s1 * bsg.s1;
         if (full) {
             for (int q = 0; q < kl; q++, bp += ldb) {
                 floatr bv[RBN];
@@ -327,6 +349,48 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
     }
     __global float *c = Cb + coff + z * cbz;
     __global const float *bv = Cb + bias;
+    if (implicit && cmap.s0 > 0) { /* an implicit convolution's pixels (never ct, bmode 0 or 1) */
+        int dst[RBW];  /* each column's offset in its C row, -1 for none */
+#pragma unroll
+        for (int u = 0; u < RBW; u++) {
+            const int j = j0 + u, q = j % cmap.s0;
+            dst[u] = j < n && q < cmap.s1 ? j / cmap.s0 * cmap.s1 + q : -1;
+        }
+        for (int r = 0; r < RBM; r++) {
+            const int i = i0 + r;
+            if (i >= m)
+                break;
+            __global float *cr = c + (long)i * ldc;
+#pragma unroll
+            for (int v = 0; v < RBN; v++) {
+                floatr x = alpha * acc[r][v];
+                const float bi = bmode == 1 ? bv[i] : 0.0f;
+                const int d = dst[v * RBV];
+                if (d >= 0 && dst[v * RBV + RBV - 1] == d + RBV - 1) { /* the vector is one run of a C row */
+                    if (beta != 0.0f)
+                        x += beta * vloadr(0, cr + d);
+                    if (bmode == 1)
+                        x += (floatr)(bi);
+                    if (relu)
+                        x = x > (floatr)(0.0f) ? x : (floatr)(0.0f);
+                    vstorer(x, 0, cr + d);
+                    continue;
+                }
+                float t[RBV];
+                vstorer(x, 0, t);
+                for (int u = 0; u < RBV; u++) {
+                    const int e = dst[v * RBV + u];
+                    if (e < 0)
+                        continue;
+                    float y = beta == 0.0f ? t[u] : t[u] + beta * cr[e];
+                    if (bmode == 1)
+                        y += bi;
+                    cr[e] = relu ? (y > 0.0f ? y : 0.0f) : y;
+                }
+            }
+        }
+        return;
+    }
 #pragma unroll
     for (int r = 0; r < RBM; r++) {
         const int i = i0 + r;
@@ -360,6 +424,18 @@ nrt_gemm_rb(__global const float *Ab, long aoff, long ars, long acs, long asg, l
             }
         }
     }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void nrt_gemm_rb(GEMM_RB_ARGS)
+{
+    gemm_rb(Ab, aoff, ars, acs, asg, abz, Bb, boff, ldb, bsg, bbz, Cb, coff, ldc, cbz, ct, m, n, kl, ns, alpha, beta,
+            bias, bmode, relu, bover, rk, nsd, cmap, 0);
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void nrt_gemm_rbx(GEMM_RB_ARGS)
+{
+    gemm_rb(Ab, aoff, ars, acs, asg, abz, Bb, boff, ldb, bsg, bbz, Cb, coff, ldc, cbz, ct, m, n, kl, ns, alpha, beta,
+            bias, bmode, relu, bover, rk, nsd, cmap, 1);
 }
 
 /* The fused bias and relu where the GEMM did not apply them: y[r*ld + c] +=
@@ -661,7 +737,8 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
 
 /* nrt_maxpool_grad for disjoint 2x2 windows at stride 2 without padding,
  * one plane per work-item (global (planes)): rows of windows in order, each
- * input written once (0 but at its window's first maximum). */
+ * input given its final value (0 but at its window's first maximum) by the
+ * last write to it. */
 __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long dxoff, int planes, int8 g, int2 p)
 {
     const int pl = get_global_id(0);
@@ -671,13 +748,34 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
     __global const float *plane = A + xoff + (long)pl * h * w;
     __global const float *dy = A + dyoff + (long)pl * ho * wo;
     __global float *dx = A + dxoff + (long)pl * h * w;
-    for (int ih = 2 * ho; ih < h; ih++)
-        for (int iw = 0; iw < w; iw++)
-            dx[ih * w + iw] = 0.0f;
+    /* Rows of fewer than 8 windows whose 16 words from each row of the pair
+     * stay inside the plane: the 8-window vectors over the row pair, dy's
+     * lanes past wo zero; the words stored past the pair's 2*wo columns
+     * land in the plane's later rows (or its tail columns), which this
+     * work-item writes afterwards. */
+    const int short8 = wo < 8 && (2 * ho - 1) * w + 16 <= h * w;
     for (int oh = 0; oh < ho; oh++) {
         __global const float *r0 = plane + 2 * oh * w, *r1 = r0 + w;
         __global float *d0 = dx + 2 * oh * w, *d1 = d0 + w;
         int ow = 0;
+        if (short8) {
+            ow = wo;
+            const float16 a = vload16(0, r0), b = vload16(0, r1);
+            float t[8];
+            for (int u = 0; u < 8; u++)
+                t[u] = u < wo ? 0.0f + dy[oh * wo + u] : 0.0f;
+            const float8 d = vload8(0, t), z = (float8)(0.0f);
+            int8 best = (int8)(0), m = a.odd > a.even;
+            float8 v = select(a.even, a.odd, m);
+            best = select(best, (int8)(1), m);
+            m = b.even > v;
+            v = select(v, b.even, m);
+            best = select(best, (int8)(2), m);
+            best = select(best, (int8)(3), b.odd > v);
+            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0);
+            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1);
+        }
         /* 8 windows as vectors, argmax_2x2's comparisons; the last 8 of the
          * row last (written twice where they overlap, the same values: dx
          * is neither x nor dy) */
@@ -709,6 +807,9 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
         for (int iw = 2 * wo; iw < w; iw++)
             d0[iw] = d1[iw] = 0.0f;
     }
+    for (int ih = 2 * ho; ih < h; ih++)
+        for (int iw = 0; iw < w; iw++)
+            dx[ih * w + iw] = 0.0f;
 }
 
 /* y = the mean over the whole window, padding counted. */

@@ -485,6 +485,37 @@ static const struct ccase cases[] = {
         false,
         false,
     },
+    /* stride-1 unpadded convolutions with 32 taps or more: on CPU devices the
+     * register-block GEMM reads the input in place (implicit GEMM) in the
+     * forward pass and the weight gradient; dilation, groups, and output
+     * rows split across the GEMM's column blocks */
+    {"conv2d_implicit", "input @x : f32[N,8,10,9]\ninput @w : f32[32,4,3,3]\n",
+     "%0 = input @x : f32[N,8,10,9]\n%1 = input @w : f32[32,4,3,3]\n"
+     "%2 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,2], groups=2} : f32[N,32,8,5]\nreturn "
+     "y=%2\n",
+     false, false},
+    {"conv2d_implicit_wide", "input @x : f32[N,6,3,20]\ninput @w : f32[20,6,2,3]\n",
+     "%0 = input @x : f32[N,6,3,20]\n%1 = input @w : f32[20,6,2,3]\n"
+     "%2 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[N,20,2,18]\nreturn "
+     "y=%2\n",
+     false, false},
+    /* 2x2 max pooling of planes with rows of fewer than 8 windows (the
+     * gradient's vectors over a row pair), odd and even sizes */
+    {"maxpool2d_short", "input @x : f32[N,3,11,11]\n",
+     "%0 = input @x : f32[N,3,11,11]\n%1 = maxpool2d(%0) {kernel=[2,2], stride=[2,2], pad=[0,0,0,0]} : "
+     "f32[N,3,5,5]\n"
+     "return y=%1\n",
+     false, false},
+    {"maxpool2d_short_even", "input @x : f32[N,2,7,12]\n",
+     "%0 = input @x : f32[N,2,7,12]\n%1 = maxpool2d(%0) {kernel=[2,2], stride=[2,2], pad=[0,0,0,0]} : "
+     "f32[N,2,3,6]\n"
+     "return y=%1\n",
+     false, false},
+    {"fused_conv_implicit", "input @x : f32[N,5,6,6]\ninput @w : f32[12,5,3,3]\ninput @b : f32[12]\n",
+     "%0 = input @x : f32[N,5,6,6]\n%1 = input @w : f32[12,5,3,3]\n%2 = input @b : f32[12]\n"
+     "%3 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[N,12,4,4]\n"
+     "%4 = bias_add(%3, %2) {axis=1} : f32[N,12,4,4]\n%5 = relu(%4) : f32[N,12,4,4]\nreturn y=%5\n",
+     false, true},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 
