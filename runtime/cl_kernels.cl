@@ -735,6 +735,24 @@ __kernel void nrt_maxpool_grad(__global float *A, long xoff, long dyoff, long dx
     }
 }
 
+/* 8 disjoint 2x2 windows side by side: a and b are their two input rows (16
+ * values each), d their 8 output gradients; each window's first maximum (in
+ * argmax_2x2's order) gets its d, the other three inputs 0, stored to the
+ * rows d0 and d1. */
+static void pool2_grad8(float16 a, float16 b, float8 d, __global float *d0, __global float *d1) {
+    const float8 z = (float8)(0.0f);
+    int8 best = (int8)(0), m = a.odd > a.even;
+    float8 v = select(a.even, a.odd, m);
+    best = select(best, (int8)(1), m);
+    m = b.even > v;
+    v = select(v, b.even, m);
+    best = select(best, (int8)(2), m);
+    best = select(best, (int8)(3), b.odd > v);
+    const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0);
+    vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1);
+}
+
 /* nrt_maxpool_grad for disjoint 2x2 windows at stride 2 without padding,
  * one plane per work-item (global (planes)): rows of windows in order, each
  * input given its final value (0 but at its window's first maximum) by the
@@ -764,17 +782,8 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
             float t[8];
             for (int u = 0; u < 8; u++)
                 t[u] = u < wo ? 0.0f + dy[oh * wo + u] : 0.0f;
-            const float8 d = vload8(0, t), z = (float8)(0.0f);
-            int8 best = (int8)(0), m = a.odd > a.even;
-            float8 v = select(a.even, a.odd, m);
-            best = select(best, (int8)(1), m);
-            m = b.even > v;
-            v = select(v, b.even, m);
-            best = select(best, (int8)(2), m);
-            best = select(best, (int8)(3), b.odd > v);
-            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0);
-            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1);
+            const float8 d = vload8(0, t);
+            pool2_grad8(a, b, d, d0, d1);
         }
         /* 8 windows as vectors, argmax_2x2's comparisons; the last 8 of the
          * row last (written twice where they overlap, the same values: dx
@@ -783,17 +792,8 @@ __kernel void nrt_maxpool2_grad(__global float *A, long xoff, long dyoff, long d
             const int o = min(o0, wo - 8);
             ow = wo;
             const float16 a = vload16(0, r0 + 2 * o), b = vload16(0, r1 + 2 * o);
-            const float8 d = 0.0f + vload8(0, dy + oh * wo + o), z = (float8)(0.0f);
-            int8 best = (int8)(0), m = a.odd > a.even;
-            float8 v = select(a.even, a.odd, m);
-            best = select(best, (int8)(1), m);
-            m = b.even > v;
-            v = select(v, b.even, m);
-            best = select(best, (int8)(2), m);
-            best = select(best, (int8)(3), b.odd > v);
-            const uint16 mix = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-            vstore16(shuffle2(select(z, d, best == 0), select(z, d, best == 1), mix), 0, d0 + 2 * o);
-            vstore16(shuffle2(select(z, d, best == 2), select(z, d, best == 3), mix), 0, d1 + 2 * o);
+            const float8 d = 0.0f + vload8(0, dy + oh * wo + o);
+            pool2_grad8(a, b, d, d0 + 2 * o, d1 + 2 * o);
         }
         for (; ow < wo; ow++) {
             float2 a = vload2(ow, r0), b = vload2(ow, r1);
