@@ -25,6 +25,7 @@
     X(SGEMM_DOT, "nrt_sgemm_dot")         \
     X(IM2COL, "nrt_im2col")               \
     X(COL2IM, "nrt_col2im")               \
+    X(CONV_DX_RB, "nrt_conv_dx_rb")       \
     X(GEMM_RB, "nrt_gemm_rb")             \
     X(GEMM_RBX, "nrt_gemm_rbx")           \
     X(TRANSPOSE, "nrt_transpose")         \
@@ -1365,11 +1366,47 @@ void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int
     if (bias >= 0 && !fused) bias_act(ctx, y, c->n * c->co, hw, hw, bias, c->co, relu);
 }
 
+/* Whether conv c's input gradient takes nrt_conv_dx_rb (CPU devices, the
+ * register-block GEMM): the GEMM and col2im in one launch, each work-item
+ * an input plane, 9 taps at a time, so with at least 3/4 of its rows taps
+ * (3x3, 5x5, 4x4; not 1x1 or 2x2). mnist_cnn's second layer: 19 launches a
+ * step (9 GEMM chunks, 10 col2im) in one, no dcol matrix in memory. */
+#define DX_TAPS 9 /* DXT in cl_kernels.cl */
+static int conv_dx_direct(const struct nrt_cl *cl, const struct nrt_conv *c) {
+    int64_t taps = c->kh * c->kw, rows = (taps + DX_TAPS - 1) / DX_TAPS * DX_TAPS;
+    return cl->rb.rbm && cl->rb.implicit && 4 * taps >= 3 * rows;
+}
+
+/* nrt_conv_dx_rb over every input plane (conv_dx_direct). */
+static void conv_dx_rb(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w, int64_t dx) {
+    struct nrt_cl *cl = ctx->dev;
+    struct conv_args ca = conv_args(c);
+    int64_t hw = c->ho * c->wo, dxw = cl->rb.rbv >= 16 ? 2 * cl->rb.rbv : cl->rb.rbv;
+    cl_long dyo = dy, wo = w, dxo = dx;
+    cl_int co = (cl_int)c->co, bover = dy + c->n * c->co * hw + dxw <= cl->arena_elems;
+    if (!lib_args(ctx, LK_CONV_DX_RB, 8, ARG(dyo), ARG(wo), ARG(dxo), ARG(co), ARG(ca.g0), ARG(ca.g1),
+                  ARG(ca.d), ARG(bover)))
+        return;
+    size_t global[2] = {(size_t)c->ci, (size_t)c->n}, local[2] = {1, 1};
+    char name[64];
+    snprintf(name, sizeof name, "nrt_conv_dx_rb");
+    if (cl->prof)
+        snprintf(name, sizeof name, "nrt_conv_dx_rb %lldx%lldx%lld batch",
+                 (long long)(c->ci / c->g * c->kh * c->kw), (long long)hw, (long long)(c->co / c->g));
+    cl->next_flop =
+        2.0 * (double)c->n * (double)c->ci * (double)(c->kh * c->kw) * (double)hw * (double)(c->co / c->g);
+    enqueue(ctx, cl->lk[LK_CONV_DX_RB], name, 2, global, local);
+}
+
 /* Per chunk and group: dcol_b = W_g^T dy_b [kk, hw] for every image, then
- * col2im gathers them into dx. */
+ * col2im gathers them into dx; or (conv_dx_direct) both in one launch. */
 void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
                               int64_t dx, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
+    if (conv_dx_direct(ctx->dev, c)) {
+        conv_dx_rb(ctx, c, dy, w, dx);
+        return;
+    }
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = conv_images(c);

@@ -563,6 +563,120 @@ __kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int
         }
 }
 
+/* The input gradient in one pass on CPU devices (cl.c's conv_dx_direct):
+ * dx[b, ch] = col2im(W_ch^T dy_b), where W_ch^T is the kh*kw taps of input
+ * channel ch by the cog output channels of its group, the GEMM and the
+ * scatter of col2im done per block of output pixels in registers, without
+ * the dcol matrix in memory. A work-item owns one input plane (clears it,
+ * then adds into it), so no two write the same element; it computes DXT taps
+ * x DXW output pixels at a time (DXN vectors of RBV: 9 x 2 x 16 floats with
+ * AVX-512) over k = cog, like nrt_gemm_rb with A the plane's taps and B dy's
+ * rows, then adds each (tap, pixel) to its input pixel when that lies inside
+ * the plane, a run of an output row at a time. bover: dy's buffer extends a
+ * whole block past every row, so a partial last block loads whole vectors
+ * (lanes past hw are not added). Global (ci, n): the plane of channel ch of
+ * image b. */
+#define DXT 9
+#if RBV >= 16
+#define DXN 2
+#else
+#define DXN 1
+#endif
+#define DXW (DXN * RBV)
+
+/* acc[t][v] = sum over o < cog of ap[o*wst + t] * bp[o*hw + v*RBV ...], the
+ * rows t >= nt (a last chunk of taps) reading tap nt - 1. */
+static inline __attribute__((always_inline)) void dx_block(floatr acc[DXT][DXN], __global const float *ap,
+                                                          long wst, __global const float *bp, int hw, int j0,
+                                                          int cog, int full, int nt, const int partial)
+{
+#pragma unroll
+    for (int t = 0; t < DXT; t++)
+#pragma unroll
+        for (int v = 0; v < DXN; v++)
+            acc[t][v] = (floatr)(0.0f);
+    for (int o = 0; o < cog; o++, bp += hw, ap += wst) {
+        floatr bv[DXN];
+#pragma unroll
+        for (int v = 0; v < DXN; v++) {
+            const int j = j0 + v * RBV;
+            bv[v] = full || j + RBV <= hw ? vloadr(v, bp)
+                    : j < hw              ? rb_part(bp + v * RBV, hw - j)
+                                          : (floatr)(0.0f);
+        }
+#pragma unroll
+        for (int t = 0; t < DXT; t++) {
+            const floatr av = (floatr)(ap[partial ? min(t, nt - 1) : t]);
+#pragma unroll
+            for (int v = 0; v < DXN; v++)
+                acc[t][v] = fma(av, bv[v], acc[t][v]);
+        }
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_conv_dx_rb(__global float *A, long dyoff, long woff, long dxoff, int co, int8 g0, int4 g1, int2 d, int bover)
+{
+    const int ch = get_global_id(0), b = get_global_id(1);
+    const int ci = g0.s0, h = g0.s1, w = g0.s2, kw = g0.s4, ho = g0.s5, wo = g0.s6, cig = g0.s7;
+    const int s0 = g1.s0, s1 = g1.s1, p0 = g1.s2, p1 = g1.s3;
+    if (ch >= ci)
+        return;
+    const int grp = ch / cig, taps = g0.s3 * kw, hw = ho * wo, cog = co / (ci / cig);
+    __global float *plane = A + dxoff + ((long)b * ci + ch) * h * w;
+    for (int q = 0; q < h * w; q++)
+        plane[q] = 0.0f;
+    __global const float *dyb = A + dyoff + ((long)b * co + (long)grp * cog) * hw;
+    /* W[grp*cog + o, ch % cig, tap]: o cig*taps apart */
+    __global const float *wc = A + woff + (long)grp * cog * cig * taps + (long)(ch % cig) * taps;
+    const long wst = (long)cig * taps;
+    for (int t0 = 0; t0 < taps; t0 += DXT) {
+        const int nt = min(DXT, taps - t0);
+        int ti[DXT], tj[DXT]; /* each tap's offset in the plane from its pixel's window corner */
+        for (int t = 0; t < nt; t++) {
+            ti[t] = (t0 + t) / kw * d.s0;
+            tj[t] = (t0 + t) % kw * d.s1;
+        }
+        for (int j0 = 0; j0 < hw; j0 += DXW) {
+            floatr acc[DXT][DXN];
+            const int full = bover || j0 + DXW <= hw;
+            if (nt == DXT)
+                dx_block(acc, wc + t0, wst, dyb + j0, hw, j0, cog, full, nt, 0);
+            else
+                dx_block(acc, wc + t0, wst, dyb + j0, hw, j0, cog, full, nt, 1);
+            float cv[DXT][DXW];
+#pragma unroll
+            for (int t = 0; t < DXT; t++)
+#pragma unroll
+                for (int v = 0; v < DXN; v++)
+                    vstorer(acc[t][v], v, cv[t]);
+            /* col2im of the block, by runs of pixels in one output row */
+            const int un = min(DXW, hw - j0);
+            for (int u = 0; u < un;) {
+                const int oh = (j0 + u) / wo, ow = (j0 + u) % wo, len = min(un - u, wo - ow);
+                for (int t = 0; t < nt; t++) {
+                    const int ih = oh * s0 - p0 + ti[t], iw = ow * s1 - p1 + tj[t];
+                    if (ih < 0 || ih >= h)
+                        continue;
+                    __global float *line = plane + ih * w;
+                    const float *src = cv[t] + u;
+                    if (s1 == 1 && iw >= 0 && iw + len <= w) {
+                        for (int e = 0; e < len; e++)
+                            line[iw + e] += src[e];
+                        continue;
+                    }
+                    for (int e = 0; e < len; e++) {
+                        const int x = iw + e * s1;
+                        if (x >= 0 && x < w)
+                            line[x] += src[e];
+                    }
+                }
+                u += len;
+            }
+        }
+    }
+}
+
 /* --------------------------------------------------------------- pooling -- */
 /* The geometry: g = (h, w, ho, wo, k0, k1, s0, s1), p = (p0, p1). One row of
  * a plane per work-item: global (planes*ho) for outputs, (planes*h) for input
