@@ -551,6 +551,8 @@ struct clc {
     char kname[64];  /* the name of the kernel being printed */
     int kv_n;        /* its values (parameters o<id>, pointers v<id>) */
     int kv_id[64];   /* their node ids, in parameter order */
+    bool split;      /* an elementwise nest (nest_open): kend may split its
+                        body at the range guard (cl_ops.c's split_guard) */
 };
 
 /* Print one line of OpenCL C into k->src. */
