@@ -286,11 +286,13 @@ static inline __attribute__((always_inline)) void gemm_rb(GEMM_RB_ARGS, const in
         return;
     __global const float *a = Ab + aoff + z * abz, *b = Bb + boff + z * bbz + j0;
     long ar[RBM]; /* rows past m read row m - 1 and are not stored */
+    /* rk (1, 1) (an implicit forward's weights): plain rows, no division */
+    const int plain = !implicit || (rk.s0 == 1 && rk.s1 == 1);
 #pragma unroll
     for (int r = 0; r < RBM; r++) {
         const int i = min(i0 + r, m - 1);
-        ar[r] = implicit ? (i % rk.s0) * ars.s0 + (i / rk.s0 % rk.s1) * ars.s1 + (long)(i / (rk.s0 * rk.s1)) * ars.s2
-                         : (long)i * ars.s2;
+        ar[r] = plain ? (long)i * ars.s2
+                      : (i % rk.s0) * ars.s0 + (i / rk.s0 % rk.s1) * ars.s1 + (long)(i / (rk.s0 * rk.s1)) * ars.s2;
     }
     floatr acc[RBM][RBN];
 #pragma unroll
@@ -350,11 +352,14 @@ static inline __attribute__((always_inline)) void gemm_rb(GEMM_RB_ARGS, const in
     __global float *c = Cb + coff + z * cbz;
     __global const float *bv = Cb + bias;
     if (implicit && cmap.s0 > 0) { /* an implicit convolution's pixels (never ct, bmode 0 or 1) */
-        int dst[RBW];  /* each column's offset in its C row, -1 for none */
+        int dst[RBW]; /* each column's offset in its C row, -1 for none */
+        int q = j0 % cmap.s0, row = j0 / cmap.s0; /* column j0 + u's, counted on (a division per column cost
+                                                      about a sixth of mnist_cnn's forward) */
 #pragma unroll
         for (int u = 0; u < RBW; u++) {
-            const int j = j0 + u, q = j % cmap.s0;
-            dst[u] = j < n && q < cmap.s1 ? j / cmap.s0 * cmap.s1 + q : -1;
+            dst[u] = j0 + u < n && q < cmap.s1 ? row * cmap.s1 + q : -1;
+            if (++q == cmap.s0)
+                q = 0, row++;
         }
         for (int r = 0; r < RBM; r++) {
             const int i = i0 + r;
