@@ -393,6 +393,9 @@ static inline __attribute__((always_inline)) void gemm_rb(GEMM_RB_ARGS, const in
                 }
                 float t[RBV];
                 vstorer(x, 0, t);
+                /* scalar stores: vectorised, this loop became masked scatters
+                 * (microcoded on AMD; a tenth of the forward's samples) */
+#pragma clang loop vectorize(disable)
                 for (int u = 0; u < RBV; u++) {
                     const int e = dst[v * RBV + u];
                     if (e < 0)
