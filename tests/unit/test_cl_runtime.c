@@ -330,6 +330,11 @@ static void test_sgemm(void) {
     ASSERT(0, ctx.failed);
 }
 
+/* conv_case places dy at the very end of the workspace, the arena's last
+ * floats: nrt_conv_dx_rb's partial pixel blocks cannot read whole vectors
+ * past it (its bover 0). */
+static int conv_dy_last;
+
 /* One convolution geometry: forward, input and weight gradients. */
 static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, int64_t kh, int64_t kw,
                       int64_t g, int64_t s0, int64_t s1, const int64_t p[4], int64_t d0, int64_t d1,
@@ -359,6 +364,10 @@ static void conv_case(int64_t n, int64_t ci, int64_t h, int64_t w, int64_t co, i
     ws_next = 0;
     int64_t dX = put(x, nx), dW = put(wt, nw), dDY = put(dy, ny), dY = ws_take(ny), dDX = ws_take(nx),
             dDW = ws_take(nw);
+    if (conv_dy_last) {
+        dDY = ctx.ws_off + WS_FLOATS - ny;
+        nrt_cl_upload(&ctx, dDY, dy, sizeof *dy * (size_t)ny);
+    }
     /* Scratch exactly nrt_conv_scratch floats, with a guard after it. */
     int64_t dS = ws_take(ns + 16);
     float guard[16];
@@ -429,7 +438,12 @@ static void test_conv(void) {
               2); /* odd sizes, kk = 45: the blocked weight gradient */
     conv_case(2, 8, 6, 6, 4, 3, 3, 2, 2, 2, p0, 1, 1, 1); /* groups, stride 2, kk = 36 */
     conv_case(3, 10, 9, 7, 34, 3, 3, 2, 1, 1, p1, 1, 1,
-              2); /* groups, cog = 17 <= kk = 45: the weight gradient from dy transposed */
+              2);     /* groups, cog = 17 <= kk = 45: the weight gradient from dy transposed */
+    conv_dy_last = 1; /* dy ending the arena: 121, 35, 25 output pixels, last blocks of 25, 3, 25 */
+    conv_case(2, 6, 13, 13, 8, 3, 3, 1, 1, 1, p0, 1, 1, 0);
+    conv_case(3, 4, 7, 5, 6, 3, 3, 2, 1, 1, p1, 1, 1, 0);
+    conv_case(2, 3, 9, 9, 4, 5, 5, 1, 1, 1, p0, 1, 1, 0);
+    conv_dy_last = 0;
     ASSERT(0, ctx.failed);
 }
 
