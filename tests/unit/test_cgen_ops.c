@@ -616,13 +616,7 @@ int main(void) {
             fwrite(data[k][b], 4, count, f);
         }
         fclose(f);
-        snprintf(path, sizeof path, "case_%d.c", k);
-        f = fopen(path, "w");
-        fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
-        CHECK(cg_target_c.emit(m, f, &opt));
-        fclose(f);
-        k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " case_%d.c", k);
+        emit_model(m, "case", k, cmd, sizeof cmd, &k0);
     }
     FILE *h = fopen("harness.c", "w");
     write_harness(h);
