@@ -1241,7 +1241,7 @@ static void tiled_run(struct nrt_ctx *ctx, const struct tiled_gemm *g) {
     size_t global[3] = {(size_t)((g->n + tn - 1) / tn) * local[0], (size_t)((g->m + tm - 1) / tm) * local[1],
                         (size_t)g->nz};
     char name[96] = "nrt_sgemm";
-    cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)g->k * (double)g->nz;
+    cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->k * (g->nz - 1) + ep[2]);
     if (cl->prof)
         snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s%s", (long long)g->m, (long long)g->n,
                  (long long)g->k, g->ta ? " ta" : "", g->tb ? " tb" : "", g->nz > 1 ? " batch" : "");
@@ -1264,7 +1264,7 @@ static void sum_z(struct nrt_ctx *ctx, cl_mem part, int64_t nz, int64_t m, int64
     enqueue(ctx, CL(ctx)->lk[LK_SUM_Z], "nrt_sum_z", 2, global, local);
 }
 
-/* The GPU's partial-product buffer with room for elems floats, or NULL. */
+/* Device buffer *buf of the GPU paths with room for elems floats (below). */
 static cl_mem gpu_buf(struct nrt_ctx *ctx, cl_mem *buf, size_t *have, int64_t elems);
 
 /* With the tiled SGEMM, a product whose tile grid covers under half the
@@ -1374,60 +1374,35 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
 
 /* nz GEMMs C_z = op(A_z) B_z (beta 0) for the convolutions, A_z(i, p) at
  * a + z*abz + i*ars + p*acs (one of ars, acs 1), B_z [k, n] at b + z*bbz by
- * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch, or
- * (the tiled SGEMM) one launch per item. */
+ * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch (the
+ * register-block GEMM's devices; with the tiled SGEMM convolutions take
+ * gpu_conv2d and its gradients). */
 static void gemm_batch(struct nrt_ctx *ctx, int64_t nz, int64_t m, int64_t n, int64_t k, int64_t a,
                        int64_t ars, int64_t acs, int64_t abz, int64_t b, int64_t ldb, int64_t bbz, int64_t c,
                        int64_t ldc, int64_t cbz, int64_t bias, int relu) {
-    if (CL(ctx)->rb.rbm) {
-        struct rb_gemm g = {.abuf = CL(ctx)->arena,
-                            .aoff = a,
-                            .ars = ars,
-                            .acs = acs,
-                            .abz = abz,
-                            .bbuf = CL(ctx)->arena,
-                            .boff = b,
-                            .ldb = ldb,
-                            .bbz = bbz,
-                            .coff = c,
-                            .ldc = ldc,
-                            .cbz = cbz,
-                            .m = m,
-                            .n = n,
-                            .kl = k,
-                            .ns = 1,
-                            .nz = nz,
-                            .alpha = 1.0f,
-                            .beta = 0.0f,
-                            .bias = bias < 0 ? 0 : bias,
-                            .bmode = bias >= 0 ? 1 : 0,
-                            .relu = relu};
-        rb_run(ctx, &g);
-        return;
-    }
-    int ta = acs != 1;
-    struct tiled_gemm g = {.abuf = CL(ctx)->arena,
-                           .aoff = a,
-                           .lda = ta ? acs : ars,
-                           .abz = abz,
-                           .bbuf = CL(ctx)->arena,
-                           .boff = b,
-                           .ldb = ldb,
-                           .bbz = bbz,
-                           .cbuf = CL(ctx)->arena,
-                           .coff = c,
-                           .ldc = ldc,
-                           .cbz = cbz,
-                           .m = m,
-                           .n = n,
-                           .k = k,
-                           .nz = nz,
-                           .ta = ta,
-                           .alpha = 1.0f,
-                           .bias = bias,
-                           .bmode = bias >= 0 ? 1 : 0,
-                           .relu = relu};
-    tiled_run(ctx, &g);
+    struct rb_gemm g = {.abuf = CL(ctx)->arena,
+                        .aoff = a,
+                        .ars = ars,
+                        .acs = acs,
+                        .abz = abz,
+                        .bbuf = CL(ctx)->arena,
+                        .boff = b,
+                        .ldb = ldb,
+                        .bbz = bbz,
+                        .coff = c,
+                        .ldc = ldc,
+                        .cbz = cbz,
+                        .m = m,
+                        .n = n,
+                        .kl = k,
+                        .ns = 1,
+                        .nz = nz,
+                        .alpha = 1.0f,
+                        .beta = 0.0f,
+                        .bias = bias < 0 ? 0 : bias,
+                        .bmode = bias >= 0 ? 1 : 0,
+                        .relu = relu};
+    rb_run(ctx, &g);
 }
 
 /* The conv geometry as the kernels take it. */
@@ -1505,21 +1480,23 @@ static cl_mem gpu_buf(struct nrt_ctx *ctx, cl_mem *buf, size_t *have, int64_t el
     *have = 0;
     cl_int e;
     if (!(*buf = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, want * 4, NULL, &e))) {
-        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for a convolution's columns)", want * 4);
+        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for a GPU path's buffer)", want * 4);
         return NULL;
     }
     *have = want;
     return *buf;
 }
 
-/* Images per GPU chunk, and the column buffer for them (NULL on failure).
- * NETC_CL_GPU_COLS=N caps the buffer at N floats instead of GCOL_MAX (the
- * tests take chunks of one image so). */
-static cl_mem gpu_cols(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t *chunk) {
+/* Images per GPU chunk, and the column buffer for them (NULL on failure):
+ * as many as GCOL_MAX floats hold, counting `extra` floats an image besides
+ * its im2col matrix (the weight gradient's partial products).
+ * NETC_CL_GPU_COLS=N caps them at N floats instead (the tests take small
+ * chunks so). */
+static cl_mem gpu_cols(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t extra, int64_t *chunk) {
     int64_t per = c->ci / c->g * c->kh * c->kw * c->ho * c->wo, cap = GCOL_MAX;
     const char *env = getenv("NETC_CL_GPU_COLS");
     if (env && atoll(env) > 0) cap = atoll(env);
-    int64_t nb = per > 0 ? cap / per : 1;
+    int64_t nb = per + extra > 0 ? cap / (per + extra) : 1;
     *chunk = nb < 1 ? 1 : nb > c->n ? c->n : nb;
     return fits_int(ctx, "conv columns", *chunk * per)
                ? gpu_buf(ctx, &CL(ctx)->gcol, &CL(ctx)->gcol_elems, *chunk * per)
@@ -1551,7 +1528,7 @@ static void gpu_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x,
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
     int relu;
     int64_t bias = fuse_take(ctx, &relu);
-    cl_mem cols = gpu_cols(ctx, c, &chunk);
+    cl_mem cols = gpu_cols(ctx, c, 0, &chunk);
     for (int64_t b0 = 0; cols && b0 < c->n; b0 += chunk) {
         int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
@@ -1585,7 +1562,7 @@ static void gpu_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c,
                                   int64_t dx) {
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
-    cl_mem cols = gpu_cols(ctx, c, &chunk);
+    cl_mem cols = gpu_cols(ctx, c, 0, &chunk);
     for (int64_t b0 = 0; cols && b0 < c->n; b0 += chunk) {
         int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
         for (int64_t g = 0; g < c->g; g++) {
@@ -1625,7 +1602,7 @@ static void gpu_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c
                                    int64_t dw) {
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
-    cl_mem cols = gpu_cols(ctx, c, &chunk);
+    cl_mem cols = gpu_cols(ctx, c, cog * kk, &chunk);
     cl_mem part = cols && fits_int(ctx, "conv partial products", chunk * cog * kk)
                       ? gpu_buf(ctx, &CL(ctx)->gpart, &CL(ctx)->gpart_elems, chunk * cog * kk)
                       : NULL;
