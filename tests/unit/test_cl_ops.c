@@ -127,6 +127,20 @@ static const struct ccase cases[] = {
      ": f32[N,3]\n"
      "return y=%2\n",
      false, false},
+    /* k = 300 with few outputs: split along k with the tiled GEMM (NETC_CL_AS_GPU=1; dot products for
+     * A B^T on CPU devices) */
+    {"matmul_longk", "input @x : f32[N,300]\ninput @w : f32[300,6]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[300,6]\n%2 = matmul(%0, %1) {transpose_a=0, "
+     "transpose_b=0} : f32[N,6]\nreturn y=%2\n",
+     false, false},
+    {"matmul_longk_t", "input @x : f32[300,N]\ninput @w : f32[6,300]\n",
+     "%0 = input @x : f32[300,N]\n%1 = input @w : f32[6,300]\n%2 = matmul(%0, %1) {transpose_a=1, "
+     "transpose_b=1} : f32[N,6]\nreturn y=%2\n",
+     false, false},
+    {"matmul_longk_tb", "input @x : f32[N,300]\ninput @w : f32[6,300]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[6,300]\n%2 = matmul(%0, %1) {transpose_a=0, "
+     "transpose_b=1} : f32[N,6]\nreturn y=%2\n",
+     false, false},
     {"reshape_transpose", "input @x : f32[N,2,3]\n",
      "%0 = input @x : f32[N,2,3]\n%1 = transpose(%0) {perm=[2,0,1]} : f32[3,N,2]\n%2 = reshape(%1) : "
      "f32[6,N]\n"
@@ -361,6 +375,12 @@ static const struct ccase cases[] = {
     /* fused kernels: heads with bias and activation epilogues, broadcasting chains */
     {"fused_dense", "input @x : f32[N,5]\ninput @w : f32[5,4]\ninput @b : f32[4]\n",
      "%0 = input @x : f32[N,5]\n%1 = input @w : f32[5,4]\n%2 = input @b : f32[4]\n"
+     "%3 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,4]\n%4 = bias_add(%3, %2) {axis=1} : "
+     "f32[N,4]\n"
+     "%5 = relu(%4) : f32[N,4]\nreturn y=%5\n",
+     false, true},
+    {"fused_dense_longk", "input @x : f32[N,300]\ninput @w : f32[300,4]\ninput @b : f32[4]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[300,4]\n%2 = input @b : f32[4]\n"
      "%3 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,4]\n%4 = bias_add(%3, %2) {axis=1} : "
      "f32[N,4]\n"
      "%5 = relu(%4) : f32[N,4]\nreturn y=%5\n",
