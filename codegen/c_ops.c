@@ -831,7 +831,10 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     long long d = (long long)x->dim[x->rank - 1];
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     double eps = ir_attr_f(n, ATTR_EPS);
-    if (grad && n->nargs == 3)
+    if (grad && n->nargs == 4)
+        cgc_emit(c, "nrt_layernorm_grad_res(%s, %lld, %.17g, v%d, v%d, v%d, v%d, v%d);", cg_xs(rows), d, eps,
+                 arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 3), id);
+    else if (grad && n->nargs == 3)
         cgc_emit(c, "nrt_layernorm_grad_gamma(%s, %lld, %.17g, v%d, v%d, v%d, v%d);", cg_xs(rows), d, eps,
                  arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id);
     else if (grad)

@@ -1251,7 +1251,8 @@ void clc_op_BATCHNORM_GRAD(struct clc *k, int id) {
 
 /* One work-item per row of the last axis, as runtime/norm.c: the row's mean and
  * 1 / sqrt(var + eps) in acc_t (two passes), then the row (LAYERNORM) or, from
- * the sums of dy and dy (x - mean), its gradient (LAYERNORM_GRAD). */
+ * the sums of dy and dy (x - mean), its gradient (LAYERNORM_GRAD, plus its
+ * fourth operand when there is one). */
 static void layernorm(struct clc *k, int id, bool grad) {
     const struct shape *s = arg_shape(k, id, 0);
     long long d = (long long)s->dim[s->rank - 1];
@@ -1270,7 +1271,7 @@ static void layernorm(struct clc *k, int id, bool grad) {
             cg_fs(ir_attr_f(node(k, id), ATTR_EPS)));
     if (grad) {
         clc_src(k, "    __global const float *dy = v%d + r * %lld;", arg(k, id, 1), d);
-        if (node(k, id)->nargs == 3) /* dy times gamma */
+        if (node(k, id)->nargs >= 3) /* dy times gamma */
             clc_src(k, "#define G(j) (dy[j] * v%d[j])", arg(k, id, 2));
         else
             clc_src(k, "#define G(j) dy[j]");
@@ -1280,8 +1281,15 @@ static void layernorm(struct clc *k, int id, bool grad) {
         clc_src(k, "        sgc += G(j) * (x[j] - m);");
         clc_src(k, "    }");
         clc_src(k, "    const acc_t mg = sg / %lld, c2 = sgc * rs * rs / %lld;", d, d);
-        clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (G(j) - mg - (x[j] - m) * c2));",
-                d);
+        if (node(k, id)->nargs == 4) /* plus the residual's gradient */
+            clc_src(k,
+                    "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (G(j) - mg - (x[j] - m) * c2)) "
+                    "+ v%d[r * %lld + j];",
+                    d, arg(k, id, 3), d);
+        else
+            clc_src(k,
+                    "    for (long j = 0; j < %lld; j++) y[j] = (float)(rs * (G(j) - mg - (x[j] - m) * c2));",
+                    d);
         clc_src(k, "#undef G");
     } else {
         clc_src(k, "    for (long j = 0; j < %lld; j++) y[j] = (float)((x[j] - m) * rs);", d);

@@ -1136,6 +1136,11 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
 void nrt_layernorm_grad_gamma(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
                               const float *gamma, float *dx);
 void nrt_layernorm_grad_sums(int64_t rows, int64_t d, const float *y, const float *dy, float *sums);
+/* nrt_layernorm_grad_gamma (gamma NULL: nrt_layernorm_grad) plus res (NULL:
+ * nothing) [rows, d]: the IR's LAYERNORM_GRAD of four operands, a pre-norm
+ * block's input gradient with the residual path's added in the same pass. */
+void nrt_layernorm_grad_res(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
+                            const float *gamma, const float *res, float *dx);
 
 /* Batch norm's training gradient (the IR's BATCHNORM_GRAD_SUMS and
  * BATCHNORM_GRAD) on x and dy [n, c, hw] (hw: the product of the dims after

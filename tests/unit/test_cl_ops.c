@@ -481,6 +481,17 @@ static const struct ccase cases[] = {
         false,
         false,
     },
+    /* ... with a residual's gradient added (simplify's fold of add(r, layernorm_grad)):
+     * without and with gamma, rows of a lane and a tail */
+    {
+        "layernorm_grad_residual",
+        "input @x : f32[N,3,21]\ninput @dy : f32[N,3,21]\ninput @g : f32[21]\ninput @r : f32[N,3,21]\n",
+        "%0 = input @x : f32[N,3,21]\n%1 = input @dy : f32[N,3,21]\n%2 = input @g : f32[21]\n"
+        "%3 = input @r : f32[N,3,21]\n%4 = layernorm_grad(%0, %1, %2, %3) {eps=1e-05} : f32[N,3,21]\n"
+        "return y=%4\n",
+        true,
+        false,
+    },
     /* batch norm's gradient: planes of 2 lanes plus a tail (per-channel tasks),
      * and small planes summed channel-innermost */
     {
