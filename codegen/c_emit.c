@@ -1341,6 +1341,7 @@ const struct pass_target cgc_plan_c = {.name = "c",
                                        .fuse_max_outputs = 4,
                                        .fuse_max_arrays = 15,
                                        .fuse_batchnorm = true,
+                                       .fuse_pool = true,
                                        .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_c = {

@@ -64,6 +64,11 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
     if (n->op == OP_CONV2D || n->op == OP_CONV2D_GRAD_INPUT || n->op == OP_CONV2D_GRAD_WEIGHT ||
         n->op == OP_CONV_TRANSPOSE2D) {
         int64_t per, chunk = cg_conv_chunk(f, n, &per);
+        /* A kernel closed by a max pool (fuse.c): a chunk's full-size results too
+         * (nrt_conv_pool_scratch). */
+        for (int j = (int)(n - f->nodes) + 1; n->kernel > 0 && j < ir_func_len(f); j++)
+            if (f->nodes[j].kernel == n->kernel && f->nodes[j].op == OP_MAXPOOL2D)
+                return chunk * per + chunk * shape_static_numel(&n->type.shape);
         return chunk * per;
     }
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
@@ -826,7 +831,10 @@ static void layernorm(struct cgc *c, int id, bool grad) {
     long long d = (long long)x->dim[x->rank - 1];
     struct cgc_x rows = cgc_dims_prod(x, 0, x->rank - 1);
     double eps = ir_attr_f(n, ATTR_EPS);
-    if (grad && n->nargs == 3)
+    if (grad && n->nargs == 4)
+        cgc_emit(c, "nrt_layernorm_grad_res(%s, %lld, %.17g, v%d, v%d, v%d, v%d, v%d);", cg_xs(rows), d, eps,
+                 arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), arg(c, id, 3), id);
+    else if (grad && n->nargs == 3)
         cgc_emit(c, "nrt_layernorm_grad_gamma(%s, %lld, %.17g, v%d, v%d, v%d, v%d);", cg_xs(rows), d, eps,
                  arg(c, id, 0), arg(c, id, 1), arg(c, id, 2), id);
     else if (grad)
@@ -940,6 +948,7 @@ bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
             k->inputs[j - 1] = t;
         }
     struct cg_access acc[CG_NEST_OPS];
+    if (cgc_node(c, k->root)->op == OP_MAXPOOL2D) return cgc_kernel_conv_ep(c, k, NULL, NULL);
     /* The head's value may not escape: it is computed into the root's storage. */
     if (k->head >= 0 && k->head != k->root && escapes(c, k, k->head)) return false;
     return vec_len(k->members) >= 2 && k->head != k->root &&
@@ -994,19 +1003,29 @@ void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k) { kernel_loops(
 
 bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu) {
     size_t len = vec_len(k->members);
-    if (k->head < 0 || cgc_node(c, k->head)->op != OP_CONV2D || (len != 2 && len != 3) ||
+    bool pool = cgc_node(c, k->root)->op == OP_MAXPOOL2D;
+    if (k->head < 0 || cgc_node(c, k->head)->op != OP_CONV2D || len < 2 || len > 3 + (size_t)pool ||
         k->members[0] != k->head || vec_len(k->outputs) != 1 || k->outputs[0] != k->root)
         return false;
-    const struct ir_node *b = cgc_node(c, k->members[1]);
-    if (b->op != OP_BIAS_ADD || b->args[0] != k->head || b->args[1] == k->head ||
-        ir_attr_i(b, ATTR_AXIS) != 1 || b->type.dtype != DT_F32)
-        return false;
-    if (len == 3) {
-        const struct ir_node *r = cgc_node(c, k->members[2]);
-        if (r->op != OP_RELU || r->args[0] != k->members[1]) return false;
+    /* conv2d, bias_add, relu (a pooled kernel: either may be missing), max pool */
+    int b = -1, prev = k->head;
+    bool r = false;
+    for (size_t i = 1; i + (size_t)pool < len; i++) {
+        const struct ir_node *n = cgc_node(c, k->members[i]);
+        if (n->args[0] != prev) return false;
+        if (n->op == OP_BIAS_ADD && b < 0 && !r && n->args[1] != k->head && ir_attr_i(n, ATTR_AXIS) == 1 &&
+            n->type.dtype == DT_F32)
+            b = n->args[1];
+        else if (n->op == OP_RELU && !r)
+            r = true;
+        else
+            return false;
+        prev = k->members[i];
     }
-    if (bias) *bias = b->args[1];
-    if (relu) *relu = len == 3;
+    if (!pool && b < 0) return false;
+    if (pool && (len < 3 || cgc_node(c, k->root)->args[0] != prev)) return false;
+    if (bias) *bias = b;
+    if (relu) *relu = r;
     return true;
 }
 
@@ -1014,8 +1033,12 @@ void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
     int bias;
     bool relu;
     if (cgc_kernel_conv_ep(c, k, &bias, &relu)) {
+        if (cgc_node(c, k->root)->op == OP_MAXPOOL2D) { /* pooled as it is computed */
+            cg_lib_conv_ep(c, k->head, bias, relu, k->root);
+            return;
+        }
         cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, k->root);
-        cg_lib_conv_ep(c, k->head, bias, relu);
+        cg_lib_conv_ep(c, k->head, bias, relu, -1);
         return;
     }
     cgc_kernel_head(c, k);

@@ -185,7 +185,8 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
         struct row *last = vec_len(rows) ? &rows[vec_len(rows) - 1] : NULL;
         /* fused members join their kernel's row; so does an elementwise op reading
          * parameters of the same layer (the bias of conv_transpose2d) */
-        bool joins = last && kn > 0 && last->out->kernel == kn;
+        bool joins = last && kn > 0 && last->out->kernel == kn && n->op != OP_MAXPOOL2D; /* a pooling
+                                                                                           root: a layer */
         if (last && !joins && op_info[n->op].kind == OK_EWISE)
             for (int a = 0; a < n->nargs && !joins; a++) {
                 const struct ir_node *p = &fw->nodes[n->args[a]];

@@ -402,9 +402,9 @@ void cg_block_close(struct cgc *c) {
 /* conv2d, its gradients and conv_transpose2d (the adjoint of conv2d: the
  * input gradient with the roles swapped), on the geometry and the chunk the
  * memory plan sized the scratch s<id> for (cgc_op_scratch). */
-void cg_lib_conv(struct cgc *c, int id) { cg_lib_conv_ep(c, id, -1, false); }
+void cg_lib_conv(struct cgc *c, int id) { cg_lib_conv_ep(c, id, -1, false, -1); }
 
-void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu) {
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
@@ -427,7 +427,13 @@ void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu) {
              (long long)d[1], (long long)chunk);
     /* Inference (C): Winograd allowed (not in training: see netrt.h). */
     bool wino = n->op == OP_CONV2D && l->dialect == CG_DIALECT_C && c->f->mode == MODE_EVAL;
-    if (bias >= 0 || relu || wino) {
+    if (pool >= 0) {
+        char b[32];
+        snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);
+        cgc_emit(c, "%sconv2d_bias_act_pool(%s&geo, %c%d, %c%d, %s, %s%s, %c%d, s%d);", l->lib, l->ctx,
+                 l->val, arg(c, id, 0), l->val, arg(c, id, 1), b, relu ? "NRT_ACT_RELU" : "NRT_ACT_NONE",
+                 wino ? " | NRT_CONV_WINOGRAD" : "", l->val, pool, id);
+    } else if (bias >= 0 || relu || wino) {
         char b[32];
         snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);
         cgc_emit(c, "%sconv2d_bias_act(%s&geo, %c%d, %c%d, %s, %s%s, %c%d, s%d);", l->lib, l->ctx, l->val,

@@ -312,8 +312,10 @@ int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x);
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
 /* Whether kernel k is a conv2d head, a bias_add on its channels and maybe a
  * relu, with only the last stored: its body is then one
- * nrt_conv2d_bias_act call (no loop nest). *bias and *relu (either may be
- * NULL) receive the bias value and whether relu follows. */
+ * nrt_conv2d_bias_act call (no loop nest); or the same closed by a 2x2 max
+ * pool root (the bias may be missing too): one nrt_conv2d_bias_act_pool
+ * call. *bias (-1: none) and *relu (either may be NULL) receive the bias
+ * value and whether relu follows. */
 bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu);
 void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
@@ -500,7 +502,8 @@ void cg_lib_matmul_bsum(struct cgc *c, int id);
 void cg_lib_conv(struct cgc *c, int id);
 /* conv2d node id with its epilogue in the same call (C only): bias value
  * `bias` (-1: none) added per output channel, then relu when asked. */
-void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu);
+/* pool >= 0: the 2x2 max pool closing the kernel, its value the one written. */
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool);
 void cg_lib_pool(struct cgc *c, int id);
 void cg_lib_upsample(struct cgc *c, int id);
 void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x);

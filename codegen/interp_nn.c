@@ -657,11 +657,12 @@ bool cg_eval_LAYERNORM(struct cg_interp *it, int id) {
     return true;
 }
 
-/* (x, dy[, gamma]): dx = rstd (g - mean(g) - y mean(g y)), y the normalized x,
- * g = dy (times gamma). */
+/* (x, dy[, gamma[, r]]): dx = rstd (g - mean(g) - y mean(g y)) (+ r), y the
+ * normalized x, g = dy (times gamma). */
 bool cg_eval_LAYERNORM_GRAD(struct cg_interp *it, int id) {
     struct cg_val *x = cg_arg(it, id, 0), *dy = cg_arg(it, id, 1), *dx = cg_out(it, id);
-    const double *gamma = cg_node(it, id)->nargs == 3 ? cg_arg(it, id, 2)->d : NULL;
+    const double *gamma = cg_node(it, id)->nargs >= 3 ? cg_arg(it, id, 2)->d : NULL;
+    const double *res = cg_node(it, id)->nargs == 4 ? cg_arg(it, id, 3)->d : NULL;
     double eps = ir_attr_f(cg_node(it, id), ATTR_EPS), mean, rstd;
     size_t d = (size_t)x->shape.dim[x->shape.rank - 1];
 #define G(j) (dy->d[r * d + (j)] * (gamma ? gamma[j] : 1))
@@ -674,7 +675,8 @@ bool cg_eval_LAYERNORM_GRAD(struct cg_interp *it, int id) {
         }
         for (size_t j = 0; j < d; j++) {
             double yj = (x->d[r * d + j] - mean) * rstd;
-            dx->d[r * d + j] = rstd * (G(j) - sg / (double)d - yj * sgy / (double)d);
+            dx->d[r * d + j] =
+                rstd * (G(j) - sg / (double)d - yj * sgy / (double)d) + (res ? res[r * d + j] : 0);
         }
     }
 #undef G

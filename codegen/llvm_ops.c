@@ -1014,16 +1014,21 @@ static void op_softmax_grad(struct lg *g, int id) {
 static void op_layernorm(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x = arg_shape(g, id, 0);
-    LLVMValueRef args[7] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
+    LLVMValueRef args[8] = {lg_x(g, cgc_dims_prod(x, 0, x->rank - 1)),
                             lg_i64(g, x->dim[x->rank - 1]),
                             lg_f64(g, n->op == OP_LAYERNORM_GRAD_SUMS ? 0 : ir_attr_f(n, ATTR_EPS)),
                             lg_ptr(g, arg(g, id, 0)),
+                            NULL,
                             NULL,
                             NULL,
                             NULL};
     if (n->op == OP_LAYERNORM_GRAD_SUMS) {
         LLVMValueRef s[5] = {args[0], args[1], args[3], lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id)};
         rtcall(g, "nrt_layernorm_grad_sums", 5, s);
+    } else if (n->op == OP_LAYERNORM_GRAD && n->nargs == 4) {
+        args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, arg(g, id, 2));
+        args[6] = lg_ptr(g, arg(g, id, 3)), args[7] = lg_ptr(g, id);
+        rtcall(g, "nrt_layernorm_grad_res", 8, args);
     } else if (n->op == OP_LAYERNORM_GRAD && n->nargs == 3) {
         args[4] = lg_ptr(g, arg(g, id, 1)), args[5] = lg_ptr(g, arg(g, id, 2)), args[6] = lg_ptr(g, id);
         rtcall(g, "nrt_layernorm_grad_gamma", 7, args);

@@ -296,6 +296,11 @@ struct lower {
 
 /* Report an error (counted). */
 void lw_error(struct lower *L, struct loc loc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* "a, b, c": a NULL-terminated list of names joined, in the arena. */
+const char *lw_name_list(struct lower *L, const char *const *names);
+/* "unknown WHAT 'NAME' (did you mean 'X'?); KINDS: a, b, c", the suggestion only when a name is near. */
+void lw_unknown(struct lower *L, struct loc loc, const char *what, const char *name, const char *const *names,
+                const char *kinds);
 /* Append a node whose attributes the caller sets, then call lw_fin. */
 int lw_node(struct lower *L, enum op op, const int *args, int nargs, struct loc loc);
 struct ir_node *lw_n(struct lower *L, int id);

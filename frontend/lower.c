@@ -226,13 +226,22 @@ static const char *nearest(struct lower *L, const char *name, unsigned forms, bo
     return n;
 }
 
-/* "dense, conv2d, ..." */
-static const char *name_list(struct lower *L, const char *const *names) {
+const char *lw_name_list(struct lower *L, const char *const *names) {
     size_t len = 1;
     for (const char *const *n = names; *n; n++) len += strlen(*n) + 2;
     char *s = arena_alloc(L->a, len), *o = s;
     for (const char *const *n = names; *n; n++) o += sprintf(o, "%s%s", n == names ? "" : ", ", *n);
     return s;
+}
+
+void lw_unknown(struct lower *L, struct loc loc, const char *what, const char *name, const char *const *names,
+                const char *kinds) {
+    const char *near = fe_nearest(name, names);
+    if (near)
+        lw_error(L, loc, "unknown %s '%s' (did you mean '%s'?); %s: %s", what, name, near, kinds,
+                 lw_name_list(L, names));
+    else
+        lw_error(L, loc, "unknown %s '%s'; %s: %s", what, name, kinds, lw_name_list(L, names));
 }
 
 static void undefined(struct lower *L, const char *name, struct loc loc) {
@@ -521,7 +530,7 @@ static void unknown_callee(struct lower *L, const struct ast_expr *e, bool layer
         return;
     }
     lw_error(L, e->loc, "unknown %s '%s'; %ss: %s", what, e->str, what,
-             name_list(L, fe_builtin_names(layer_like ? BI_LAYER : BI_FUNC)));
+             lw_name_list(L, fe_builtin_names(layer_like ? BI_LAYER : BI_FUNC)));
 }
 
 /* A call. `cur` is the current value when the call is an element of a stack (so
@@ -895,7 +904,7 @@ static bool lower_param_init(struct lower *L, const struct ast_expr *e, const st
             lw_error(L, e->loc, "unknown initializer '%s' (did you mean '%s'?)", name, near);
         else
             lw_error(L, e->loc, "unknown initializer '%s'; initializers: %s", name,
-                     name_list(L, param_inits));
+                     lw_name_list(L, param_inits));
         return false;
     }
     return true;
@@ -1191,7 +1200,7 @@ static int step_loss(struct lower *L, const struct fe_step *st, bool report) {
         if (near)
             lw_error(L, st->loss_loc, "unknown loss '%s' (did you mean '%s'?)", st->loss, near);
         else if (vec_len(names) > 1)
-            lw_error(L, st->loss_loc, "unknown loss '%s'; losses: %s", st->loss, name_list(L, names));
+            lw_error(L, st->loss_loc, "unknown loss '%s'; losses: %s", st->loss, lw_name_list(L, names));
         else
             lw_error(L, st->loss_loc, "unknown loss '%s'; name a loss, as in `loss %s = ...`", st->loss,
                      st->loss);

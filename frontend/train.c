@@ -12,14 +12,6 @@ static const char *const train_keys[] = {"optimizer", "schedule", "batch", "epoc
                                          "data",      "test",     "step",  "init",   NULL};
 static const char *const step_keys[] = {"loss", "optimizer", "schedule", "update", NULL};
 
-static const char *list(struct lower *L, const char *const *names) {
-    size_t len = 1;
-    for (const char *const *n = names; *n; n++) len += strlen(*n) + 2;
-    char *s = arena_alloc(L->a, len), *o = s;
-    for (const char *const *n = names; *n; n++) o += sprintf(o, "%s%s", n == names ? "" : ", ", *n);
-    return s;
-}
-
 /* ------------------------------------------------------------------- values */
 
 /* A constant argument: a number (folded), a string, true/false, or name=value. */
@@ -113,7 +105,7 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
         lw_error(L, t->loc,
                  "expected an optimizer after 'optimizer', as in `optimizer adam(lr=0.001)`; "
                  "optimizers: %s",
-                 list(L, optim_names));
+                 lw_name_list(L, optim_names));
         return false;
     }
     const struct ast_expr *e = t->v[1];
@@ -121,12 +113,7 @@ static bool read_optim(struct lower *L, const struct ast_tline *t, struct ir_opt
     for (size_t i = 0; i < sizeof optims / sizeof optims[0]; i++)
         if (strcmp(optims[i].name, e->str) == 0) spec = &optims[i];
     if (!spec) {
-        const char *near = fe_nearest(e->str, optim_names);
-        if (near)
-            lw_error(L, e->loc, "unknown optimizer '%s' (did you mean '%s'?); optimizers: %s", e->str, near,
-                     list(L, optim_names));
-        else
-            lw_error(L, e->loc, "unknown optimizer '%s'; optimizers: %s", e->str, list(L, optim_names));
+        lw_unknown(L, e->loc, "optimizer", e->str, optim_names, "optimizers");
         return false;
     }
     struct fe_arg args[16], *o[FE_MAX_OPTS];
@@ -197,12 +184,7 @@ static bool read_schedule(struct lower *L, const struct ast_tline *t, struct ir_
     for (size_t i = 0; i < sizeof scheds / sizeof scheds[0]; i++)
         if (strcmp(scheds[i].name, e->str) == 0) sp = &scheds[i];
     if (!sp) {
-        const char *near = fe_nearest(e->str, sched_names);
-        if (near)
-            lw_error(L, e->loc, "unknown schedule '%s' (did you mean '%s'?); schedules: %s", e->str, near,
-                     list(L, sched_names));
-        else
-            lw_error(L, e->loc, "unknown schedule '%s'; schedules: %s", e->str, list(L, sched_names));
+        lw_unknown(L, e->loc, "schedule", e->str, sched_names, "schedules");
         return false;
     }
     struct fe_arg args[8], *o[FE_MAX_OPTS];
@@ -264,12 +246,7 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     bool known = false;
     for (const char *const *f = formats; *f; f++) known |= strcmp(*f, e->str) == 0;
     if (!known) {
-        const char *near = fe_nearest(e->str, formats);
-        if (near)
-            lw_error(L, e->loc, "unknown data format '%s' (did you mean '%s'?); formats: idx, csv, npy, text",
-                     e->str, near);
-        else
-            lw_error(L, e->loc, "unknown data format '%s'; formats: idx, csv, npy, text", e->str);
+        lw_unknown(L, e->loc, "data format", e->str, formats, "formats");
         return false;
     }
     for (int i = 0; i < e->nargs; i++)
@@ -333,7 +310,7 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
         vec_push(inputs, NULL);
         lw_error(L, e->loc, "%s(...) gives %d file%s, but the model has %d data input%s%s%s%s", e->str,
                  e->nargs, e->nargs == 1 ? "" : "s", ninputs, ninputs == 1 ? "" : "s", ninputs ? " (" : "",
-                 ninputs ? list(L, inputs) : "", ninputs ? ")" : "");
+                 ninputs ? lw_name_list(L, inputs) : "", ninputs ? ")" : "");
         ok = false;
     }
     int64_t column = 0;
@@ -492,12 +469,9 @@ static const char *key_of(struct lower *L, const struct ast_tline *t) {
 
 static void unknown_key(struct lower *L, const struct ast_expr *k, const char *const *keys,
                         const char *where) {
-    const char *near = fe_nearest(k->str, keys);
-    if (near)
-        lw_error(L, k->loc, "unknown %s setting '%s' (did you mean '%s'?); settings: %s", where, k->str, near,
-                 list(L, keys));
-    else
-        lw_error(L, k->loc, "unknown %s setting '%s'; settings: %s", where, k->str, list(L, keys));
+    char what[64];
+    snprintf(what, sizeof what, "%s setting", where);
+    lw_unknown(L, k->loc, what, k->str, keys, "settings");
 }
 
 static bool read_step(struct lower *L, const struct ast_tline *t) {
@@ -566,7 +540,7 @@ static bool read_step(struct lower *L, const struct ast_tline *t) {
                     lw_error(L, g->loc, "update: '%s' is not a net (did you mean '%s'?)", g->str, near);
                 else
                     lw_error(L, g->loc, "update names nets whose parameters this step trains; nets: %s",
-                             vec_len(nets) > 1 ? list(L, nets) : "none");
+                             vec_len(nets) > 1 ? lw_name_list(L, nets) : "none");
                 vec_free(nets);
                 ok = false;
             }

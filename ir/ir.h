@@ -473,6 +473,10 @@ bool ir_verify(struct ir_module *m);
  * batchnorm, elementwise given its per-channel statistics). */
 bool ir_kernel_head_op(enum op op);
 bool ir_kernel_ewise_op(enum op op);
+/* Whether n may close a kernel with a conv2d head as its root: a 2x2 stride-2
+ * unpadded max pool of a member (the pooled result is all the kernel stores;
+ * targets that emit it set pass_target.fuse_pool). */
+bool ir_kernel_pool_op(const struct ir_node *n);
 
 /* ----------------------------------------------------------------- dot.c */
 

@@ -905,13 +905,14 @@ static bool layernorm_like(struct rule_ctx *c) {
 }
 
 static bool shape_LAYERNORM(struct rule_ctx *c) { return layernorm_like(c); }
-/* (x, dy[, gamma]): gamma f32[D], D the last dim. */
+/* (x, dy[, gamma[, r]]): gamma f32[D], D the last dim; r of x's shape. */
 static bool shape_LAYERNORM_GRAD(struct rule_ctx *c) {
-    if (c->n->nargs != 2 && c->n->nargs != 3)
-        return fail(c, "layernorm_grad takes 2 or 3 operands (x, dy[, gamma]), got %d", c->n->nargs);
+    if (c->n->nargs < 2 || c->n->nargs > 4)
+        return fail(c, "layernorm_grad takes 2 to 4 operands (x, dy[, gamma[, r]]), got %d", c->n->nargs);
     if (!layernorm_like(c) || !need_f32(c, 1) || !same_shape(c, 0, 1)) return false;
+    if (c->n->nargs == 4 && (!need_f32(c, 3) || !same_shape(c, 0, 3))) return false;
     const struct type *x = c->a[0];
-    if (c->n->nargs == 3) {
+    if (c->n->nargs >= 3) {
         const struct type *gm = c->a[2];
         int64_t d = x->shape.dim[x->shape.rank - 1];
         if (gm->dtype != DT_F32 || gm->shape.rank != 1 || gm->shape.dim[0] != d)

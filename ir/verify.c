@@ -376,10 +376,18 @@ bool ir_kernel_ewise_op(enum op op) {
     return (op_info[op].kind == OK_EWISE && op != OP_CAST && op != OP_STOP_GRADIENT) || op == OP_BATCHNORM;
 }
 
+bool ir_kernel_pool_op(const struct ir_node *n) {
+    if (n->op != OP_MAXPOOL2D || n->nargs != 1) return false;
+    const int64_t *k = ir_attr_v(n, ATTR_KERNEL, NULL), *s = ir_attr_v(n, ATTR_STRIDE, NULL);
+    const int64_t *p = ir_attr_v(n, ATTR_PAD, NULL);
+    return k && s && p && k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && !p[0] && !p[1] && !p[2] &&
+           !p[3];
+}
+
 /* The kernel invariant of docs/ir.md: members are elementwise ops of the root's
- * f32 type (plus at most one matmul/conv2d head whose operands come from outside),
- * and members are used outside the kernel only once it has run (after the root,
- * the highest-numbered member). */
+ * f32 type (plus at most one matmul/conv2d head whose operands come from outside,
+ * and, after a conv2d head, a 2x2 max-pool root), and members are used outside
+ * the kernel only once it has run (after the root, the highest-numbered member). */
 static void check_kernels(struct verifier *v) {
     struct ir_func *f = v->f;
     int len = ir_func_len(f);
@@ -416,10 +424,10 @@ static void check_kernels(struct verifier *v) {
                 node_error(v, i, "kernel %d already has a head, %%%d", k, head[k]);
             else
                 head[k] = i;
-        } else if (!ir_kernel_ewise_op(n->op)) {
+        } else if (!ir_kernel_ewise_op(n->op) && !ir_kernel_pool_op(n)) {
             node_error(v, i,
                        "cannot be part of kernel %d: a kernel holds elementwise ops and at most one "
-                       "matmul or conv2d head",
+                       "matmul or conv2d head (and a 2x2 max-pool root after a conv2d)",
                        k);
         }
         if (n->type.dtype != DT_F32)
@@ -440,10 +448,24 @@ static void check_kernels(struct verifier *v) {
         const struct ir_node *n = &f->nodes[i];
         int k = n->kernel;
         if (k <= 0) continue;
-        const struct ir_node *r = &f->nodes[root[k]];
+        /* A pooling root: the last member, behind a conv2d head, reading a member;
+         * the others have the shape of its operand. */
+        int body = root[k];
+        if (f->nodes[body].op == OP_MAXPOOL2D) {
+            const struct ir_node *r = &f->nodes[body];
+            if (r->nargs == 1 && f->nodes[r->args[0]].kernel == k) body = r->args[0];
+            if (i == root[k] && (head[k] < 0 || f->nodes[head[k]].op != OP_CONV2D || body == root[k]))
+                node_error(v, i,
+                           "max-pool root of kernel %d needs a conv2d head and an operand in the kernel", k);
+            if (i == root[k]) continue;
+        } else if (n->op == OP_MAXPOOL2D) {
+            node_error(v, i, "max pooling in kernel %d is not its last node %%%d", k, root[k]);
+            continue;
+        }
+        const struct ir_node *r = &f->nodes[body];
         if (!shape_equal(&n->type.shape, &r->type.shape))
             node_error(v, i, "member of kernel %d has type %s but the kernel's last node %%%d has %s", k,
-                       tstr(&n->type, t1), root[k], tstr(&r->type, t2));
+                       tstr(&n->type, t1), body, tstr(&r->type, t2));
     }
     /* Members escape only where the kernel has already run: to users after the
      * root, to assigns (which take effect at the end of the function) and as
@@ -455,6 +477,10 @@ static void check_kernels(struct verifier *v) {
             if (k <= 0 || u->kernel == k) continue;
             if (i == head[k] && i != root[k])
                 node_error(v, i, "head of kernel %d is used by %%%d outside the kernel", k, j);
+            else if (i != root[k] && f->nodes[root[k]].op == OP_MAXPOOL2D)
+                node_error(v, i,
+                           "member of kernel %d is used by %%%d; a max-pool kernel stores its root only", k,
+                           j);
             else if (j < root[k] && u->op != OP_ASSIGN)
                 node_error(v, i, "member of kernel %d is used by %%%d, before the kernel's last node %%%d", k,
                            j, root[k]);
@@ -462,8 +488,8 @@ static void check_kernels(struct verifier *v) {
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) {
         int i = f->outputs[o].value, k = i >= 0 && i < len ? f->nodes[i].kernel : 0;
-        if (k > 0 && i == head[k] && i != root[k])
-            node_error(v, i, "head of kernel %d is returned as '%s'", k,
+        if (k > 0 && i != root[k] && (i == head[k] || f->nodes[root[k]].op == OP_MAXPOOL2D))
+            node_error(v, i, "%s of kernel %d is returned as '%s'", i == head[k] ? "head" : "member", k,
                        f->outputs[o].name ? f->outputs[o].name : "");
     }
     free(root);

@@ -10,7 +10,10 @@
  * pass reads next to the activation). The target (pass_target) bounds a kernel's
  * inputs and outputs as it grows, and a kernel it cannot emit whole (too many
  * arrays, or a member it does not fuse) is not formed: its nodes stay on their
- * own, so what the IR says is what every backend emits. */
+ * own, so what the IR says is what every backend emits. On targets that fuse
+ * pooling (pass_target.fuse_pool), a 2x2 max pool that is the only reader of a
+ * conv2d kernel storing nothing but its root then becomes that kernel's root:
+ * the convolution's full-size result is never stored (inference). */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -101,6 +104,45 @@ static bool target_fuses(const struct ir_func *f, const int *group, int k, const
     return count_arrays(f, group, k) <= t->fuse_max_arrays;
 }
 
+/* Whether kernel k (root x) is a conv2d head, a bias_add on its channels
+ * and/or a relu, in that order, every member but x read only inside it. */
+static bool conv_kernel_alone(const struct ir_func *f, int *const *users, int k, int x) {
+    bool conv = false;
+    int prev = -1, step = 0; /* members so far: 0 conv2d, 1 bias_add, 2 relu */
+    for (int m = 0; m <= x; m++) {
+        const struct ir_node *n = &f->nodes[m];
+        if (n->kernel != k) continue;
+        int at = n->op == OP_CONV2D ? 0 : n->op == OP_BIAS_ADD ? 1 : n->op == OP_RELU ? 2 : 3;
+        if (at == 3 || (prev < 0) != (at == 0) || (prev >= 0 && (at <= step || n->args[0] != prev)) ||
+            (at == 1 && (ir_attr_i(n, ATTR_AXIS) != 1 || f->nodes[n->args[1]].kernel == k)))
+            return false;
+        conv |= at == 0;
+        prev = m, step = at;
+        if (m == x) continue;
+        for (size_t u = 0; u < vec_len(users[m]); u++)
+            if (f->nodes[users[m][u]].kernel != k) return false;
+        for (size_t o = 0; o < vec_len(f->outputs); o++)
+            if (f->outputs[o].value == m) return false;
+    }
+    for (int j = x + 1; j < ir_func_len(f); j++)
+        if (f->nodes[j].kernel == k) return false; /* x is not the root */
+    return conv;
+}
+
+/* Max pools that close a conv2d kernel (the file's comment); returns how many. */
+static int fuse_pools(struct ir_func *f, int *const *users, const int *uses) {
+    int joined = 0;
+    for (int p = 0; p < ir_func_len(f); p++) {
+        struct ir_node *pn = &f->nodes[p];
+        if (pn->kernel || !ir_kernel_pool_op(pn) || !all_f32(f, p)) continue;
+        int x = pn->args[0], k = f->nodes[x].kernel;
+        if (k <= 0 || uses[x] != 1 || !conv_kernel_alone(f, users, k, x)) continue;
+        pn->kernel = k;
+        joined++;
+    }
+    return joined;
+}
+
 /* Groups the nodes of f into kernels numbered from `next`; returns how many. */
 static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
     /* next counts up as kernels form; they are renumbered at the end */
@@ -173,6 +215,7 @@ static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
         if (k >= first && k < next) f->nodes[i].kernel = number[k - first];
     }
     free(number);
+    if (t->fuse_pool) fuse_pools(f, users, uses);
     vec_free(rejected);
     vec_free(group);
     for (int i = 0; i < len; i++) vec_free(users[i]);
@@ -183,9 +226,13 @@ static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
 
 /* Kernels already in the IR (IR text) that the target cannot emit whole, or
  * that are no kernel at all (one member, or a head as root), go back to single
- * nodes, so that every kernel left is one the target emits. Returns how many. */
+ * nodes, so that every kernel left is one the target emits (a max-pool root
+ * the target does not fuse leaves the rest a kernel). Returns how many. */
 static int dissolve(struct ir_func *f, const struct pass_target *t) {
     int len = ir_func_len(f), undone = 0, *group = NULL;
+    for (int root = len - 1; root >= 0 && !t->fuse_pool; root--)
+        if (f->nodes[root].kernel > 0 && f->nodes[root].op == OP_MAXPOOL2D)
+            f->nodes[root].kernel = 0, undone++;
     for (int root = len - 1; root >= 0; root--) {
         int k = f->nodes[root].kernel;
         if (k <= 0) continue;

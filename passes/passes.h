@@ -60,6 +60,9 @@ struct pass_target {
                              outside and its head, counted once per way of
                              reading them (whole, or per channel of an axis) */
     bool fuse_batchnorm;  /* whether batchnorm may be a member of a kernel */
+    bool fuse_pool;       /* whether a 2x2 max pool may close a conv2d kernel
+                             (ir_kernel_pool_op): the kernel stores the pooled
+                             result only */
     /* Scratch floats node n needs besides its value; *per_n tells whether the
      * count is per batch item. */
     int64_t (*scratch)(const struct ir_func *f, const struct ir_node *n, bool *per_n);

@@ -3,8 +3,9 @@
  * input (relu_grad(x, dy) reads relu(x)), so that the pre-activation need not be
  * stored for the backward pass, and a mask after a max pooling gradient moves
  * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling),
- * as does a spatial sum of such a gradient. Nodes already in a kernel are left
- * alone. */
+ * as does a spatial sum of such a gradient. A residual's gradient added to a
+ * layer norm's input gradient goes into the layer norm gradient's pass. Nodes
+ * already in a kernel are left alone. */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -134,6 +135,52 @@ static int sums_before_pooling(struct ir_module *m, struct ir_func *f) {
     return changed;
 }
 
+/* Whether node x is an output of f. */
+static bool is_output(const struct ir_func *f, int x) {
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        if (f->outputs[o].value == x) return true;
+    return false;
+}
+
+/* A residual's gradient added to a layer norm's input gradient: add(r,
+ * layernorm_grad(x, dy, gamma)) (either order, the same shapes, the gradient
+ * read only there) becomes layernorm_grad(x, dy, gamma, r), which adds r as it
+ * writes the row: the pre-norm block's x + f(layernorm(x)) pays no separate pass
+ * for the sum of its two gradients. The add's node becomes the fused one (all
+ * operands precede it); the old gradient node is left dead, for DCE. */
+static int residual_into_layernorm_grad(struct ir_module *m, struct ir_func *f, int **users) {
+    int changed = 0;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_ADD || n->kernel || n->type.dtype != DT_F32) continue;
+        for (int side = 0; side < 2; side++) {
+            int lg = n->args[side], r = n->args[1 - side];
+            const struct ir_node *ln = &f->nodes[lg];
+            if (ln->op != OP_LAYERNORM_GRAD || ln->nargs != 3 || ln->kernel || vec_len(users[lg]) != 1 ||
+                is_output(f, lg) || r == lg)
+                continue;
+            if (!shape_equal(&ln->type.shape, &n->type.shape) ||
+                !shape_equal(&f->nodes[r].type.shape, &n->type.shape) || f->nodes[r].type.dtype != DT_F32)
+                continue;
+            struct ir_node fused = *ln;
+            fused.args = malloc(4 * sizeof *fused.args); /* nodes own their operand arrays */
+            if (!fused.args) netc_internal_error(__FILE__, __LINE__, "out of memory");
+            for (int a = 0; a < 3; a++) fused.args[a] = ln->args[a];
+            fused.args[3] = r;
+            fused.nargs = 4;
+            fused.mem = n->mem;
+            free(n->args);
+            *n = fused;
+            char err[256];
+            if (!ir_infer(m, f, id, err, sizeof err))
+                netc_internal_error(__FILE__, __LINE__, "residual into layernorm_grad: %s", err);
+            changed++;
+            break;
+        }
+    }
+    return changed;
+}
+
 int pass_simplify(struct ir_module *m) {
     int changed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
@@ -141,9 +188,11 @@ int pass_simplify(struct ir_module *m) {
         changed += masks_read_activations(f);
         int **users = users_of(f);
         changed += masks_before_pooling(m, f, users);
+        int folded = residual_into_layernorm_grad(m, f, users);
         for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
         free(users);
-        changed += sums_before_pooling(m, f);
+        if (folded) ir_func_dce(f); /* the gradients folded into their adds */
+        changed += folded + sums_before_pooling(m, f);
     }
     return changed;
 }

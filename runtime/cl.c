@@ -23,6 +23,9 @@
 #define LIB_KERNELS(X)                    \
     X(SGEMM, "nrt_sgemm")                 \
     X(SGEMM_DOT, "nrt_sgemm_dot")         \
+    X(IM2COL_PX, "nrt_im2col_px")         \
+    X(COL2IM_PX, "nrt_col2im_px")         \
+    X(SUM_Z, "nrt_sum_z")                 \
     X(IM2COL, "nrt_im2col")               \
     X(COL2IM, "nrt_col2im")               \
     X(CONV_DX_RB, "nrt_conv_dx_rb")       \
@@ -105,12 +108,16 @@ struct nrt_cl {
     struct gemm_rb rb;         /* the register-block GEMM's shape (rbm 0: not used) */
     cl_mem pack;               /* nrt_gemm_rb's packed operands (NULL until needed) */
     size_t pack_elems;         /* its size in floats */
+    cl_mem gcol;               /* GPU convolutions: im2col matrices of a chunk of images */
+    size_t gcol_elems;         /* its size in floats */
+    cl_mem gpart;              /* GPU weight gradients: per-image partial products */
+    size_t gpart_elems;        /* its size in floats */
     int64_t ep_bias;           /* nrt_cl_fuse_next's bias offset, -1: none pending */
     int ep_relu;               /* and its relu */
     size_t max_wg;             /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
     int wg;                    /* the model program's NETC_WG (work-group reductions) */
     cl_uint units;             /* CL_DEVICE_MAX_COMPUTE_UNITS */
-    int cpu;                   /* a CPU device (CL_DEVICE_TYPE_CPU) */
+    int cpu;                   /* a CPU device (CL_DEVICE_TYPE_CPU), unless NETC_CL_AS_GPU=1 */
     int built;                 /* a program was built from source at open */
     struct prof *prof;         /* NETC_PROFILE=1: per-kernel device time, else NULL */
     double next_flop;          /* the FLOPs of the next launch (profiling GEMMs) */
@@ -480,7 +487,7 @@ static struct gemm_tiles tiles_choose(struct nrt_cl *cl) {
     if (env && sscanf(env, "%d,%d,%d,%d,%d", &t.vw, &t.wm, &t.rx, &t.ry, &t.tk) == 5 &&
         (t.vw == 1 || t.vw == 2 || t.vw == 4 || t.vw == 8 || t.vw == 16) && tiles_fit(&t, wg, items, local))
         return t;
-    int cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
+    int cpu = cl->cpu;
     const struct gemm_tiles cand[] = {
         cpu ? (struct gemm_tiles){vw, 8, 4, 4, 16} : (struct gemm_tiles){4, 4, 16, 16, 16},
         {vw, 4, 4, 4, 16},
@@ -502,7 +509,7 @@ static struct gemm_rb rb_choose(struct nrt_cl *cl) {
     struct gemm_rb r = {0, 0, 0, 0};
     cl_uint pref = 0;
     clGetDeviceInfo(cl->device, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT, sizeof pref, &pref, NULL);
-    if (!(device_type(cl->device) & CL_DEVICE_TYPE_CPU) || getenv("NETC_CL_GEMM")) return r;
+    if (!cl->cpu || getenv("NETC_CL_GEMM")) return r;
     r.rbv = pref >= 16 ? 16 : pref >= 8 ? 8 : 4;
     r.rbm = r.rbv >= 16 ? 8 : 6;
     r.rbn = 2;
@@ -532,6 +539,14 @@ static int wg_choose(const struct nrt_cl *cl) {
 }
 
 /* ---------------------------------------------------------------- context -- */
+
+/* NETC_CL_AS_GPU=1: every device-type dependent choice as on a GPU (the tiled
+ * SGEMM and the GPU convolutions, work-group reductions of 256, local sizes),
+ * so that the GPU paths are tested on a CPU device (PoCL in CI). */
+static int as_gpu(void) {
+    const char *env = getenv("NETC_CL_AS_GPU");
+    return env && atoi(env) > 0;
+}
 
 /* Builds both programs and creates every kernel. */
 static int kernels_create(struct nrt_ctx *ctx) {
@@ -584,7 +599,7 @@ static int cl_open(struct nrt_ctx *ctx, const char *spec, int64_t arena_elems) {
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL);
         if (!cl->max_wg) cl->max_wg = 1;
         clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->units, &cl->units, NULL);
-        cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) != 0;
+        cl->cpu = (device_type(cl->device) & CL_DEVICE_TYPE_CPU) && !as_gpu();
         cl->tiles = tiles_choose(cl);
         cl->rb = rb_choose(cl);
         cl->wg = wg_choose(cl);
@@ -724,6 +739,8 @@ static void cl_close(struct nrt_ctx *ctx) {
     nrt_free(cl->kernel_wg);
     if (cl->arena) clReleaseMemObject(cl->arena);
     if (cl->pack) clReleaseMemObject(cl->pack);
+    if (cl->gcol) clReleaseMemObject(cl->gcol);
+    if (cl->gpart) clReleaseMemObject(cl->gpart);
     if (cl->prog) clReleaseProgram(cl->prog);
     if (cl->lib) clReleaseProgram(cl->lib);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -1156,6 +1173,145 @@ static void sgemm_dot(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int
     enqueue(ctx, CL(ctx)->lk[LK_SGEMM_DOT], "nrt_sgemm_dot", 2, global, local);
 }
 
+/* A batch of nz tiled GEMMs by nrt_sgemm (cl_kernels.cl): C_z = alpha
+ * op(A_z) op(B_z) + beta C_z, then the bias (bmode 1: per row of C, 2: per
+ * column; at `bias` in C's buffer) and relu; A_z at aoff + z*abz in abuf,
+ * likewise B and C; the last item's k is klast (a split GEMM's last k slice). */
+struct tiled_gemm {
+    cl_mem abuf;
+    int64_t aoff, lda, abz;
+    cl_mem bbuf;
+    int64_t boff, ldb, bbz;
+    cl_mem cbuf;
+    int64_t coff, ldc, cbz;
+    int64_t m, n, k, nz;
+    int64_t klast; /* k of the last batch item (0: k) */
+    int ta, tb;
+    float alpha, beta;
+    int64_t bias;
+    int bmode, relu;
+};
+static void tiled_run(struct nrt_ctx *ctx, const struct tiled_gemm *g) {
+    struct nrt_cl *cl = ctx->dev;
+    const struct gemm_tiles *t = &cl->tiles;
+    if (g->m <= 0 || g->n <= 0 || g->nz <= 0) return;
+    cl_long l[7] = {g->aoff, g->abz, g->boff, g->bbz, g->coff, g->cbz, g->bmode ? g->bias : 0};
+    cl_int ints[8] = {(cl_int)g->lda, (cl_int)g->ldb, (cl_int)g->ldc,
+                      (cl_int)g->m,   (cl_int)g->n,   (cl_int)(g->k > 0 ? g->k : 0),
+                      g->ta != 0,     g->tb != 0};
+    cl_int ep[3] = {g->bmode, g->relu, (cl_int)(g->klast > 0 ? g->klast : g->k > 0 ? g->k : 0)};
+    cl_float f[2] = {g->alpha, g->beta};
+    const struct {
+        size_t size;
+        const void *p;
+    } args[] = {
+        {sizeof(cl_mem), &g->abuf},
+        {8, &l[0]},
+        {4, &ints[0]},
+        {8, &l[1]},
+        {sizeof(cl_mem), &g->bbuf},
+        {8, &l[2]},
+        {4, &ints[1]},
+        {8, &l[3]},
+        {sizeof(cl_mem), &g->cbuf},
+        {8, &l[4]},
+        {4, &ints[2]},
+        {8, &l[5]},
+        {4, &ints[3]},
+        {4, &ints[4]},
+        {4, &ints[5]},
+        {4, &ints[6]},
+        {4, &ints[7]},
+        {4, &f[0]},
+        {4, &f[1]},
+        {8, &l[6]},
+        {4, &ep[0]},
+        {4, &ep[1]},
+        {4, &ep[2]},
+    };
+    cl_kernel k = cl->lk[LK_SGEMM];
+    for (size_t i = 0; i < sizeof args / sizeof *args; i++) {
+        cl_int e = clSetKernelArg(k, (cl_uint)i, args[i].size, args[i].p);
+        if (e != CL_SUCCESS) {
+            cl_fail(ctx, e, "clSetKernelArg(nrt_sgemm, %zu)", i);
+            return;
+        }
+    }
+    int64_t tm = t->ry * t->wm, tn = t->rx * t->vw;
+    size_t local[3] = {(size_t)t->rx, (size_t)t->ry, 1};
+    size_t global[3] = {(size_t)((g->n + tn - 1) / tn) * local[0], (size_t)((g->m + tm - 1) / tm) * local[1],
+                        (size_t)g->nz};
+    char name[96] = "nrt_sgemm";
+    cl->next_flop = 2.0 * (double)g->m * (double)g->n * (double)(g->k * (g->nz - 1) + ep[2]);
+    if (cl->prof)
+        snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s%s", (long long)g->m, (long long)g->n,
+                 (long long)g->k, g->ta ? " ta" : "", g->tb ? " tb" : "", g->nz > 1 ? " batch" : "");
+    enqueue(ctx, k, name, 3, global, local);
+}
+
+/* C [m, n] at c (rows ldc apart, in the arena) = the sum of the nz partial
+ * products P_z [m, n] in part + beta C, the bias (bmode 1: per row, 2: per
+ * column) and relu after (nrt_sum_z). */
+static void sum_z(struct nrt_ctx *ctx, cl_mem part, int64_t nz, int64_t m, int64_t n, int64_t c, int64_t ldc,
+                  float beta, int64_t bias, int bmode, int relu) {
+    cl_long co = c, bo = bmode ? bias : 0, po = 0;
+    cl_int il = (cl_int)ldc, ib = bmode, ir = relu, inz = (cl_int)nz, im = (cl_int)m, in = (cl_int)n;
+    cl_float be = beta;
+    if (!lib_args(ctx, LK_SUM_Z, 11, ARG(co), ARG(il), ARG(be), ARG(bo), ARG(ib), ARG(ir), ARG(part), ARG(po),
+                  ARG(inz), ARG(im), ARG(in)))
+        return;
+    size_t global[2] = {(size_t)n, (size_t)m}, local[2];
+    local_choose(ctx->dev, 2, global, CL(ctx)->max_wg, local);
+    enqueue(ctx, CL(ctx)->lk[LK_SUM_Z], "nrt_sum_z", 2, global, local);
+}
+
+/* Device buffer *buf of the GPU paths with room for elems floats (below). */
+static cl_mem gpu_buf(struct nrt_ctx *ctx, cl_mem *buf, size_t *have, int64_t elems);
+
+/* With the tiled SGEMM, a product whose tile grid covers under half the
+ * compute units and whose k is long (mnist_cnn's first dense layer: 64 x 128
+ * outputs, 2 tiles, k = 1600) is split along k into up to `units / tiles`
+ * slices of at least SPLIT_K, summed by nrt_sum_z. 0: not split. */
+#define SPLIT_K 128
+static int split_k(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
+                   int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc,
+                   int64_t bias, int relu) {
+    struct nrt_cl *cl = ctx->dev;
+    const struct gemm_tiles *t = &cl->tiles;
+    int64_t tiles = ((m + t->ry * t->wm - 1) / (t->ry * t->wm)) * ((n + t->rx * t->vw - 1) / (t->rx * t->vw));
+    int64_t s = (int64_t)cl->units / tiles, ks;
+    if (k / SPLIT_K < s) s = k / SPLIT_K;
+    if (s < 2 || 2 * tiles > (int64_t)cl->units) return 0;
+    ks = (k + s - 1) / s;
+    ks = (ks + t->tk - 1) / t->tk * t->tk;
+    s = (k + ks - 1) / ks;
+    if (s < 2 || !fits_int(ctx, "split GEMM", s * m * n)) return 0;
+    cl_mem part = gpu_buf(ctx, &cl->gpart, &cl->gpart_elems, s * m * n);
+    if (!part) return 1;
+    struct tiled_gemm g = {.abuf = cl->arena,
+                           .aoff = a,
+                           .lda = lda,
+                           .abz = ks * (ta ? lda : 1),
+                           .bbuf = cl->arena,
+                           .boff = b,
+                           .ldb = ldb,
+                           .bbz = ks * (tb ? 1 : ldb),
+                           .cbuf = part,
+                           .ldc = n,
+                           .cbz = m * n,
+                           .m = m,
+                           .n = n,
+                           .k = ks,
+                           .nz = s,
+                           .klast = k - (s - 1) * ks,
+                           .ta = ta,
+                           .tb = tb,
+                           .alpha = alpha};
+    tiled_run(ctx, &g);
+    sum_z(ctx, part, s, m, n, c, ldc, beta, bias, bias >= 0 ? 2 : 0, relu);
+    return 1;
+}
+
 /* nrt_cl_sgemm, the fused bias (-1: none) and relu applied. */
 static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
                      int64_t a, int64_t lda, int64_t b, int64_t ldb, float beta, int64_t c, int64_t ldc,
@@ -1183,6 +1339,7 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
         int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv, bm = cl->rb.rbm;
         groups = m <= n ? ((n + bm - 1) / bm) * ((m + w - 1) / w) : ((m + bm - 1) / bm) * ((n + w - 1) / w);
     }
+    if (!cl->rb.rbm && split_k(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, relu)) return;
     if (!ta && tb && k >= 256 &&
         groups < 2 * (int64_t)cl->units) { /* Too few tiles to fill the device: a dot product per output. */
         sgemm_dot(ctx, m, n, k, 1, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc);
@@ -1193,61 +1350,60 @@ static void sgemm_ep(struct nrt_ctx *ctx, int ta, int tb, int64_t m, int64_t n, 
         sgemm_rb(ctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, relu);
         return;
     }
-    cl_long ao = a, bo = b, co = c;
-    cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)ldc, im = (cl_int)m, in = (cl_int)n,
-           ik = (cl_int)k, ita = ta != 0, itb = tb != 0;
-    cl_float al = alpha, be = beta;
-    if (!lib_args(ctx, LK_SGEMM, 13, ARG(ao), ARG(ilda), ARG(bo), ARG(ildb), ARG(co), ARG(ildc), ARG(im),
-                  ARG(in), ARG(ik), ARG(ita), ARG(itb), ARG(al), ARG(be)))
-        return;
-    size_t local[2] = {(size_t)t->rx, (size_t)t->ry};
-    size_t global[2] = {(size_t)((n + tn - 1) / tn) * local[0], (size_t)((m + tm - 1) / tm) * local[1]};
-    char name[96] = "nrt_sgemm";
-    CL(ctx)->next_flop = 2.0 * (double)m * (double)n * (double)k;
-    if (cl->prof)
-        snprintf(name, sizeof name, "nrt_sgemm %lldx%lldx%lld%s%s", (long long)m, (long long)n, (long long)k,
-                 ta ? " ta" : "", tb ? " tb" : "");
-    enqueue(ctx, cl->lk[LK_SGEMM], name, 2, global, local);
-    if (bias >= 0) bias_act(ctx, c, m, n, ldc, bias, 0, relu);
+    struct tiled_gemm g = {.abuf = cl->arena,
+                           .aoff = a,
+                           .lda = lda,
+                           .bbuf = cl->arena,
+                           .boff = b,
+                           .ldb = ldb,
+                           .cbuf = cl->arena,
+                           .coff = c,
+                           .ldc = ldc,
+                           .m = m,
+                           .n = n,
+                           .k = k,
+                           .nz = 1,
+                           .ta = ta,
+                           .tb = tb,
+                           .alpha = alpha,
+                           .beta = beta,
+                           .bias = bias,
+                           .bmode = bias >= 0 ? 2 : 0,
+                           .relu = relu};
+    tiled_run(ctx, &g);
 }
 
 /* nz GEMMs C_z = op(A_z) B_z (beta 0) for the convolutions, A_z(i, p) at
  * a + z*abz + i*ars + p*acs (one of ars, acs 1), B_z [k, n] at b + z*bbz by
- * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch, or
- * (the tiled SGEMM) one launch per item. */
+ * rows of ldb, C_z at c + z*cbz by rows of ldc: one nrt_gemm_rb launch (the
+ * register-block GEMM's devices; with the tiled SGEMM convolutions take
+ * gpu_conv2d and its gradients). */
 static void gemm_batch(struct nrt_ctx *ctx, int64_t nz, int64_t m, int64_t n, int64_t k, int64_t a,
                        int64_t ars, int64_t acs, int64_t abz, int64_t b, int64_t ldb, int64_t bbz, int64_t c,
                        int64_t ldc, int64_t cbz, int64_t bias, int relu) {
-    if (CL(ctx)->rb.rbm) {
-        struct rb_gemm g = {.abuf = CL(ctx)->arena,
-                            .aoff = a,
-                            .ars = ars,
-                            .acs = acs,
-                            .abz = abz,
-                            .bbuf = CL(ctx)->arena,
-                            .boff = b,
-                            .ldb = ldb,
-                            .bbz = bbz,
-                            .coff = c,
-                            .ldc = ldc,
-                            .cbz = cbz,
-                            .m = m,
-                            .n = n,
-                            .kl = k,
-                            .ns = 1,
-                            .nz = nz,
-                            .alpha = 1.0f,
-                            .beta = 0.0f,
-                            .bias = bias < 0 ? 0 : bias,
-                            .bmode = bias >= 0 ? 1 : 0,
-                            .relu = relu};
-        rb_run(ctx, &g);
-        return;
-    }
-    int ta = acs != 1;
-    for (int64_t z = 0; z < nz; z++)
-        sgemm_ep(ctx, ta, 0, m, n, k, 1.0f, a + z * abz, ta ? acs : ars, b + z * bbz, ldb, 0.0f, c + z * cbz,
-                 ldc, bias, relu); /* bias per column only: conv passes -1 here and adds its own */
+    struct rb_gemm g = {.abuf = CL(ctx)->arena,
+                        .aoff = a,
+                        .ars = ars,
+                        .acs = acs,
+                        .abz = abz,
+                        .bbuf = CL(ctx)->arena,
+                        .boff = b,
+                        .ldb = ldb,
+                        .bbz = bbz,
+                        .coff = c,
+                        .ldc = ldc,
+                        .cbz = cbz,
+                        .m = m,
+                        .n = n,
+                        .kl = k,
+                        .ns = 1,
+                        .nz = nz,
+                        .alpha = 1.0f,
+                        .beta = 0.0f,
+                        .bias = bias < 0 ? 0 : bias,
+                        .bmode = bias >= 0 ? 1 : 0,
+                        .relu = relu};
+    rb_run(ctx, &g);
 }
 
 /* The conv geometry as the kernels take it. */
@@ -1303,6 +1459,180 @@ static int conv_implicit(const struct nrt_cl *cl, const struct nrt_conv *c) {
            !c->p[2] && !c->p[3];
 }
 
+/* ------------------------------------------------- GPU convolutions -- */
+/* With the tiled SGEMM (GPUs, or NETC_CL_AS_GPU=1): a chunk of images per
+ * launch, as many as GCOL_MAX floats of im2col matrices hold (mnist_cnn's
+ * whole batch of 64 in 9 MB), in buffers of their own rather than the memory
+ * plan's ~1 MiB scratch; kernels with a work-item per element. On an H200
+ * the per-chunk, per-plane im2col/col2im (a work-item per image and
+ * channel), one GEMM launch per image forward and the weight gradient's dot
+ * products (32 work-items for mnist_cnn's first layer) took 75% of the
+ * step. */
+#define GCOL_MAX ((int64_t)16 << 20)
+
+/* Device buffer *buf with room for elems floats (grown as needed), or NULL
+ * (the failure recorded). */
+static cl_mem gpu_buf(struct nrt_ctx *ctx, cl_mem *buf, size_t *have, int64_t elems) {
+    struct nrt_cl *cl = ctx->dev;
+    size_t want = (size_t)(elems > 0 ? elems : 1);
+    if (*buf && *have >= want) return *buf;
+    if (*buf) clReleaseMemObject(*buf);
+    *buf = NULL;
+    *have = 0;
+    cl_int e;
+    if (!(*buf = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, want * 4, NULL, &e))) {
+        cl_fail(ctx, e, "clCreateBuffer(%zu bytes for a GPU path's buffer)", want * 4);
+        return NULL;
+    }
+    *have = want;
+    return *buf;
+}
+
+/* Images per GPU chunk, and the column buffer for them (NULL on failure):
+ * as many as GCOL_MAX floats hold, counting `extra` floats an image besides
+ * its im2col matrix (the weight gradient's partial products).
+ * NETC_CL_GPU_COLS=N caps them at N floats instead (the tests take small
+ * chunks so). */
+static cl_mem gpu_cols(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t extra, int64_t *chunk) {
+    int64_t per = c->ci / c->g * c->kh * c->kw * c->ho * c->wo, cap = GCOL_MAX;
+    const char *env = getenv("NETC_CL_GPU_COLS");
+    if (env && atoll(env) > 0) cap = atoll(env);
+    int64_t nb = per + extra > 0 ? cap / (per + extra) : 1;
+    *chunk = nb < 1 ? 1 : nb > c->n ? c->n : nb;
+    return fits_int(ctx, "conv columns", *chunk * per)
+               ? gpu_buf(ctx, &CL(ctx)->gcol, &CL(ctx)->gcol_elems, *chunk * per)
+               : NULL;
+}
+
+/* 3-D launch of library kernel id over global, local from local_choose. */
+static void lib_run3(struct nrt_ctx *ctx, int id, const size_t *global) {
+    size_t l[3];
+    local_choose(ctx->dev, 3, global, CL(ctx)->max_wg, l);
+    enqueue(ctx, CL(ctx)->lk[id], lib_kernel_names[id], 3, global, l);
+}
+
+/* The im2col matrices [kk, hw] of nb images (group g) from x into cols. */
+static void gpu_im2col(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct conv_args *ca, int64_t x,
+                       int64_t nb, int64_t g, cl_mem cols) {
+    int64_t cig = c->ci / c->g;
+    cl_long xo = x + g * cig * c->h * c->w, co = 0;
+    if (lib_args(ctx, LK_IM2COL_PX, 6, ARG(xo), ARG(cols), ARG(co), ARG(ca->g0), ARG(ca->g1), ARG(ca->d))) {
+        size_t global[3] = {(size_t)(c->ho * c->wo), (size_t)(cig * c->kh * c->kw), (size_t)nb};
+        lib_run3(ctx, LK_IM2COL_PX, global);
+    }
+}
+
+/* Per chunk and group: im2col, then y_b = W_g col_b + bias (relu) for every
+ * image of the chunk in one launch. */
+static void gpu_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y) {
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
+    int relu;
+    int64_t bias = fuse_take(ctx, &relu);
+    cl_mem cols = gpu_cols(ctx, c, 0, &chunk);
+    for (int64_t b0 = 0; cols && b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
+        for (int64_t g = 0; g < c->g; g++) {
+            gpu_im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, cols);
+            struct tiled_gemm gm = {.abuf = CL(ctx)->arena,
+                                    .aoff = w + g * cog * kk,
+                                    .lda = kk,
+                                    .bbuf = cols,
+                                    .ldb = hw,
+                                    .bbz = kk * hw,
+                                    .cbuf = CL(ctx)->arena,
+                                    .coff = y + (b0 * c->co + g * cog) * hw,
+                                    .ldc = hw,
+                                    .cbz = c->co * hw,
+                                    .m = cog,
+                                    .n = hw,
+                                    .k = kk,
+                                    .nz = nb,
+                                    .alpha = 1.0f,
+                                    .bias = bias >= 0 ? bias + g * cog : 0,
+                                    .bmode = bias >= 0 ? 1 : 0,
+                                    .relu = relu};
+            tiled_run(ctx, &gm);
+        }
+    }
+}
+
+/* Per chunk and group: dcol_b = W_g^T dy_b [kk, hw] for every image in one
+ * launch, then col2im gathers them into dx, a work-item per element. */
+static void gpu_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
+                                  int64_t dx) {
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
+    cl_mem cols = gpu_cols(ctx, c, 0, &chunk);
+    for (int64_t b0 = 0; cols && b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
+        for (int64_t g = 0; g < c->g; g++) {
+            struct tiled_gemm gm = {.abuf = CL(ctx)->arena,
+                                    .aoff = w + g * cog * kk,
+                                    .lda = kk,
+                                    .bbuf = CL(ctx)->arena,
+                                    .boff = dy + (b0 * c->co + g * cog) * hw,
+                                    .ldb = hw,
+                                    .bbz = c->co * hw,
+                                    .cbuf = cols,
+                                    .ldc = hw,
+                                    .cbz = kk * hw,
+                                    .m = kk,
+                                    .n = hw,
+                                    .k = cog,
+                                    .nz = nb,
+                                    .ta = 1,
+                                    .alpha = 1.0f};
+            tiled_run(ctx, &gm);
+            cl_long co = 0, xo = dx + (b0 * c->ci + g * cig) * c->h * c->w;
+            if (lib_args(ctx, LK_COL2IM_PX, 6, ARG(xo), ARG(cols), ARG(co), ARG(ca.g0), ARG(ca.g1),
+                         ARG(ca.d))) {
+                size_t global[3] = {(size_t)(c->h * c->w), (size_t)cig, (size_t)nb};
+                lib_run3(ctx, LK_COL2IM_PX, global);
+            }
+        }
+    }
+}
+
+/* Per chunk and group: im2col, the products dy_b col_b^T [cog, kk] of every
+ * image in one launch (a tile grid per image: mnist_cnn's first layer's
+ * 32 x 9 outputs over k = 64 x 676 had filled 32 work-items as dot
+ * products), then nrt_sum_z adds them over the images into dW_g (and over
+ * the chunks). */
+static void gpu_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
+                                   int64_t dw) {
+    struct conv_args ca = conv_args(c);
+    int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo, chunk;
+    cl_mem cols = gpu_cols(ctx, c, cog * kk, &chunk);
+    cl_mem part = cols && fits_int(ctx, "conv partial products", chunk * cog * kk)
+                      ? gpu_buf(ctx, &CL(ctx)->gpart, &CL(ctx)->gpart_elems, chunk * cog * kk)
+                      : NULL;
+    for (int64_t b0 = 0; part && b0 < c->n; b0 += chunk) {
+        int64_t nb = c->n - b0 < chunk ? c->n - b0 : chunk;
+        for (int64_t g = 0; g < c->g; g++) {
+            gpu_im2col(ctx, c, &ca, x + b0 * c->ci * c->h * c->w, nb, g, cols);
+            struct tiled_gemm gm = {.abuf = CL(ctx)->arena,
+                                    .aoff = dy + (b0 * c->co + g * cog) * hw,
+                                    .lda = hw,
+                                    .abz = c->co * hw,
+                                    .bbuf = cols,
+                                    .ldb = hw,
+                                    .bbz = kk * hw,
+                                    .cbuf = part,
+                                    .ldc = kk,
+                                    .cbz = cog * kk,
+                                    .m = cog,
+                                    .n = kk,
+                                    .k = hw,
+                                    .nz = nb,
+                                    .tb = 1,
+                                    .alpha = 1.0f};
+            tiled_run(ctx, &gm);
+            sum_z(ctx, part, nb, cog, kk, dw + g * cog * kk, kk, b0 > 0 ? 1.0f : 0.0f, 0, 0, 0);
+        }
+    }
+}
+
 /* Per chunk and group: im2col per image [kk, hw], then y_b = W_g col_b for
  * every image b of the chunk, written in place into y. An implicit conv:
  * per group, one GEMM over the batch that reads col_b from x: k ordered as
@@ -1313,6 +1643,10 @@ static int conv_implicit(const struct nrt_cl *cl, const struct nrt_conv *c) {
 void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
                    int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
+    if (!CL(ctx)->rb.rbm) {
+        gpu_conv2d(ctx, c, x, w, y);
+        return;
+    }
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = conv_images(c);
@@ -1398,11 +1732,16 @@ static void conv_dx_rb(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy
     enqueue(ctx, cl->lk[LK_CONV_DX_RB], name, 2, global, local);
 }
 
-/* Per chunk and group: dcol_b = W_g^T dy_b [kk, hw] for every image, then
- * col2im gathers them into dx; or (conv_dx_direct) both in one launch. */
+/* GPUs: gpu_conv2d_grad_input. CPU devices: per chunk and group, dcol_b =
+ * W_g^T dy_b [kk, hw] for every image, then col2im gathers them into dx; or
+ * (conv_dx_direct) both in one launch. */
 void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
                               int64_t dx, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
+    if (!CL(ctx)->rb.rbm) {
+        gpu_conv2d_grad_input(ctx, c, dy, w, dx);
+        return;
+    }
     if (conv_dx_direct(ctx->dev, c)) {
         conv_dx_rb(ctx, c, dy, w, dx);
         return;
@@ -1439,6 +1778,10 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
 void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
                                int64_t dw, int64_t scratch) {
     if (cl_dead(ctx) || !conv_ok(ctx, c)) return;
+    if (!CL(ctx)->rb.rbm) {
+        gpu_conv2d_grad_weight(ctx, c, x, dy, dw);
+        return;
+    }
     const struct nrt_cl *cl = ctx->dev;
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
@@ -1544,9 +1887,11 @@ void nrt_cl_maxpool2d_grad(struct nrt_ctx *ctx, const struct nrt_pool *p, int64_
     pool_args(p, &g, &pad);
     cl_long xo = x, dyo = dy, dxo = dx;
     cl_int pl = (cl_int)p->planes;
-    /* Disjoint 2x2 windows at stride 2 (the kernel's test `disjoint`): a plane per work-item. */
-    int two = p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] && !p->p[1] &&
-              2 * p->ho <= p->h && 2 * p->wo <= p->w;
+    /* Disjoint 2x2 windows at stride 2 (the kernel's test `disjoint`): a plane per work-item, on
+     * CPU devices; a GPU takes the general kernel's work-item per input row (mnist_cnn's 2,048
+     * planes of 26x26 had 2,048 work-items: 84 us a step on an H200). */
+    int two = CL(ctx)->cpu && p->k[0] == 2 && p->k[1] == 2 && p->s[0] == 2 && p->s[1] == 2 && !p->p[0] &&
+              !p->p[1] && 2 * p->ho <= p->h && 2 * p->wo <= p->w;
     int id = two ? LK_MAXPOOL2_GRAD : LK_MAXPOOL_GRAD;
     char shape[48];
     if (lib_args(ctx, id, 6, ARG(xo), ARG(dyo), ARG(dxo), ARG(pl), ARG(g), ARG(pad)))

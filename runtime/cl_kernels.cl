@@ -124,18 +124,27 @@ static void tile_b(__local float (*bs)[TN], __global const float *b, int ldb, in
 #endif
 }
 
-/* C[m,n] = alpha op(A)[m,k] op(B)[k,n] + beta C (beta 0: C is not read), all
- * row-major at element offsets of the arena. Launched over
- * (ceil(n/TN)*RX, ceil(m/TM)*RY) with local size (RX, RY). */
+/* C_z[m,n] = alpha op(A_z)[m,k] op(B_z)[k,n] + beta C_z (beta 0: C is not
+ * read), then (bmode 1) plus Cb[bias + i] or (bmode 2) plus Cb[bias + j],
+ * then max(., 0) when relu: a fused bias and activation. All row-major at
+ * element offsets of their buffers (the arena, or cl.c's GPU buffers), the
+ * bias in C's; batch item z = group id 2 moves aoff, boff and coff by abz,
+ * bbz and cbz (a convolution's images in one launch, or the k slices of a
+ * split GEMM, the last of which has klast of k). Launched over
+ * (ceil(n/TN)*RX, ceil(m/TM)*RY, batch) with local size (RX, RY, 1). */
 __kernel __attribute__((reqd_work_group_size(RX, RY, 1))) void
-nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, int ldc, int m, int n, int k,
-          int ta, int tb, float alpha, float beta)
+nrt_sgemm(__global const float *Ab, long aoff, int lda, long abz, __global const float *Bb, long boff, int ldb,
+          long bbz, __global float *Cb, long coff, int ldc, long cbz, int m, int n, int k, int ta, int tb,
+          float alpha, float beta, long bias, int bmode, int relu, int klast)
 {
     __local float as[TM][TK];
     __local float bs[TK][TN];
     const int lx = get_local_id(0), ly = get_local_id(1), tid = ly * RX + lx;
     const int row0 = get_group_id(1) * TM, col0 = get_group_id(0) * TN;
-    __global const float *a = A + aoff, *b = A + boff;
+    const long z = get_group_id(2);
+    __global const float *a = Ab + aoff + z * abz, *b = Bb + boff + z * bbz;
+    if (z == get_num_groups(2) - 1)
+        k = klast;
     floatv acc[WM];
     for (int i = 0; i < WM; i++)
         acc[i] = (floatv)(0.0f);
@@ -150,7 +159,8 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    __global float *c = A + coff;
+    __global float *c = Cb + coff + z * cbz;
+    __global const float *bv = Cb + bias;
     const int col = col0 + lx * VW;
     for (int i = 0; i < WM; i++) {
         int r = row0 + ly * WM + i;
@@ -161,13 +171,22 @@ nrt_sgemm(__global float *A, long aoff, int lda, long boff, int ldb, long coff, 
         if (col + VW <= n) {
             if (beta != 0.0f)
                 v += beta * vloadv(0, cr);
+            if (bmode == 1)
+                v += (floatv)(bv[r]);
+            else if (bmode == 2)
+                v += vloadv(0, bv + col);
+            if (relu)
+                v = fmax(v, (floatv)(0.0f));
             vstorev(v, 0, cr);
             continue;
         }
         float t[VW];
         vstorev(v, 0, t);
-        for (int j = 0; j < VW && col + j < n; j++)
-            cr[j] = beta == 0.0f ? t[j] : t[j] + beta * cr[j];
+        for (int j = 0; j < VW && col + j < n; j++) {
+            float e = beta == 0.0f ? t[j] : t[j] + beta * cr[j];
+            e += bmode == 1 ? bv[r] : bmode == 2 ? bv[col + j] : 0.0f;
+            cr[j] = relu ? fmax(e, 0.0f) : e;
+        }
     }
 }
 
@@ -219,6 +238,91 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
             r += t[l];
         c[u] = beta == 0.0f ? alpha * r : alpha * r + beta * c[u];
     }
+}
+
+/* ------------------------------------------- GPU convolution (cl.c gpu_*) -- */
+/* On GPUs (the tiled SGEMM) a convolution runs over a chunk of images per
+ * launch, as many as cl.c's column buffer holds (the whole batch of the
+ * examples): im2col into that buffer, one batched nrt_sgemm, and for the
+ * input gradient col2im back; the weight gradient's per-image products go to
+ * a partial buffer that nrt_sum_z adds up. These kernels have a work-item per
+ * element (coalesced along the pixels), where the per-plane loops of
+ * nrt_im2col / nrt_col2im below (a work-item per image and channel, made for
+ * CPU devices) left the GPU with a few hundred work-items. Geometry as for
+ * those (g0 = (ci, h, w, kh, kw, ho, wo, cig), g1 = (s0, s1, p0, p1), d). */
+
+/* Col[coff + (b*kk + r)*hw + q] = x[b, ch, ih, iw] (0 outside) for tap row r
+ * = (ch*kh + i)*kw + j < kk = cig*kh*kw and pixel q = oh*wo + ow < hw; x at
+ * xoff (the chunk's first image, the group's first channel), images ci*h*w
+ * apart. Global (hw, kk, nb). */
+__kernel void nrt_im2col_px(__global const float *A, long xoff, __global float *Col, long coff, int8 g0, int4 g1,
+                            int2 d)
+{
+    const int q = get_global_id(0), r = get_global_id(1), b = get_global_id(2);
+    const int kh = g0.s3, kw = g0.s4, wo = g0.s6, hw = g0.s5 * wo, kk = g0.s7 * kh * kw;
+    if (q >= hw || r >= kk)
+        return;
+    const int ch = r / (kh * kw), i = r / kw % kh, j = r % kw, oh = q / wo, ow = q % wo;
+    const int ih = oh * g1.s0 - g1.s2 + i * d.s0, iw = ow * g1.s1 - g1.s3 + j * d.s1;
+    const int h = g0.s1, w = g0.s2;
+    Col[coff + ((long)b * kk + r) * hw + q] =
+        ih >= 0 && ih < h && iw >= 0 && iw < w ? A[xoff + (((long)b * g0.s0 + ch) * h + ih) * w + iw] : 0.0f;
+}
+
+/* The adjoint of nrt_im2col_px: dx[b, ch, ih, iw] = the sum of the column
+ * entries taken from it, taps (i, j) in ascending order from 0 (as
+ * nrt_col2im and kernels.c add them, so bit for bit). dx at dxoff like x
+ * above. Global (h*w, cig, nb). */
+__kernel void nrt_col2im_px(__global float *A, long dxoff, __global const float *Col, long coff, int8 g0, int4 g1,
+                            int2 d)
+{
+    const int e = get_global_id(0), ch = get_global_id(1), b = get_global_id(2);
+    const int h = g0.s1, w = g0.s2, kh = g0.s3, kw = g0.s4, ho = g0.s5, wo = g0.s6, hw = ho * wo;
+    if (e >= h * w || ch >= g0.s7)
+        return;
+    const int ih = e / w, iw = e % w, kk = g0.s7 * kh * kw;
+    __global const float *col = Col + coff + ((long)b * kk + ch * kh * kw) * hw;
+    float s = 0.0f;
+    for (int i = 0; i < kh; i++) {
+        const int th = ih + g1.s2 - i * d.s0;
+        if (th < 0 || th % g1.s0)
+            continue;
+        const int oh = th / g1.s0;
+        if (oh >= ho)
+            continue;
+        for (int j = 0; j < kw; j++) {
+            const int tw = iw + g1.s3 - j * d.s1;
+            if (tw < 0 || tw % g1.s1)
+                continue;
+            const int ow = tw / g1.s1;
+            if (ow < wo)
+                s += col[(i * kw + j) * hw + oh * wo + ow];
+        }
+    }
+    A[dxoff + (((long)b * g0.s0 + ch) * h) * w + e] = s;
+}
+
+/* C[i, j] = sum over z < nz of P[poff + (z*m + i)*n + j], in order of z, plus
+ * beta C[i, j] (beta 0: C is not read), then plus A[bias + i] (bmode 1) or
+ * A[bias + j] (bmode 2) and max(., 0) when relu; C at coff of the arena, rows
+ * ldc apart: the partial products of a split GEMM (a convolution's weight
+ * gradient per image, a long-k product per k slice) added up. Global (n, m). */
+__kernel void nrt_sum_z(__global float *A, long coff, int ldc, float beta, long bias, int bmode, int relu,
+                        __global const float *P, long poff, int nz, int m, int n)
+{
+    const int j = get_global_id(0), i = get_global_id(1);
+    if (j >= n || i >= m)
+        return;
+    const long mn = (long)m * n;
+    __global const float *p = P + poff + (long)i * n + j;
+    float s = p[0];
+    for (int z = 1; z < nz; z++)
+        s += p[z * mn];
+    __global float *c = A + coff + (long)i * ldc + j;
+    if (beta != 0.0f)
+        s += beta * c[0];
+    s += bmode == 1 ? A[bias + i] : bmode == 2 ? A[bias + j] : 0.0f;
+    c[0] = relu ? fmax(s, 0.0f) : s;
 }
 
 /* ---------------------------------------------------- register-block GEMM -- */

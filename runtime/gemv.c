@@ -1,6 +1,6 @@
 /* runtime/gemv.c -- the one-row SGEMM (a dense layer at batch 1, a step of
- * generation): c[1][n] = alpha * a[1][k] . op(B)[k][n] + beta * c, without
- * OpenBLAS's packing of B (which costs more than the product at this size).
+ * generation) and the few-row one (a dense layer on a slice of a batch, below): c[1][n] = alpha * a[1][k] .
+ * op(B)[k][n] + beta * c, without OpenBLAS's packing of B (which costs more than the product at this size).
  * B as stored ([k][n]): 16-column vectors of c accumulate k scaled rows of B;
  * transposed ([n][k]): one dot product per column. Large ones split their
  * columns over the thread pool, so each thread streams its part of B. */
@@ -34,8 +34,32 @@ static float finish(const struct gemv_job *g, float acc, int64_t j) {
 }
 
 #if defined(__AVX512F__)
-/* Columns [j0, j1) of B as stored. */
+/* Rows of B per pass of the zero-skipping loop below (its index list). */
+#define GEMV_SKIP_ROWS 1024
+
+/* acc[v] += x[i] B[i][j + 16 v] over the rows i in [i0, i1) with x[i] != 0, in
+ * order: a row times zero adds nothing (to a sum that starts at +0, for finite
+ * B), so skipping it gives the same bits and spares reading the row. The input
+ * of a dense layer behind relu (and pooling) is often a third or more zeros,
+ * and at batch 1 the layer's time is the reading of B. NaN x are kept. */
+static int64_t rows_nonzero(const struct gemv_job *g, int64_t i0, int64_t i1, int32_t *idx) { /* i - i0 */
+    int64_t cnt = 0, i = i0;
+    const __m512i step = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    if (g->xs == 1)
+        for (; i + 16 <= i1; i += 16) {
+            __mmask16 nz = _mm512_cmp_ps_mask(_mm512_loadu_ps(g->x + i), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+            _mm512_mask_compressstoreu_epi32(idx + cnt, nz,
+                                             _mm512_add_epi32(step, _mm512_set1_epi32((int)(i - i0))));
+            cnt += __builtin_popcount(nz);
+        }
+    for (; i < i1; i++)
+        if (!(g->x[i * g->xs] == 0.0f)) idx[cnt++] = (int32_t)(i - i0);
+    return cnt;
+}
+
+/* Columns [j0, j1) of B as stored: rows with x[i] != 0 only (above). */
 static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
+    int32_t idx[GEMV_SKIP_ROWS];
     for (int64_t j = j0; j < j1; j += 16 * GEMV_VECS) {
         int64_t left = j1 - j;
         int nv = left >= 16 * GEMV_VECS ? GEMV_VECS : (int)((left + 15) / 16);
@@ -43,21 +67,29 @@ static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
         __m512 acc[GEMV_VECS];
         for (int v = 0; v < GEMV_VECS; v++) acc[v] = _mm512_setzero_ps();
         const float *row = g->b + j;
-        if (nv == GEMV_VECS && last == 0xffff) /* the common case: no masks */
-            for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-                __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
+        for (int64_t i0 = 0; i0 < g->k; i0 += GEMV_SKIP_ROWS) {
+            int64_t i1 = g->k - i0 < GEMV_SKIP_ROWS ? g->k : i0 + GEMV_SKIP_ROWS;
+            int64_t cnt = rows_nonzero(g, i0, i1, idx);
+            if (nv == GEMV_VECS && last == 0xffff) /* the common case: no masks */
+                for (int64_t q = 0; q < cnt; q++) {
+                    int64_t i = i0 + idx[q];
+                    const float *r = row + i * g->ldb;
+                    __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
 #pragma GCC unroll 8
-                for (int v = 0; v < GEMV_VECS; v++)
-                    acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(row + 16 * v), xb, acc[v]);
-            }
-        else
-            for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-                __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
-                for (int v = 0; v < nv; v++) {
-                    __mmask16 m = v == nv - 1 ? last : 0xffff;
-                    acc[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, row + 16 * v), xb, acc[v]);
+                    for (int v = 0; v < GEMV_VECS; v++)
+                        acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(r + 16 * v), xb, acc[v]);
                 }
-            }
+            else
+                for (int64_t q = 0; q < cnt; q++) {
+                    int64_t i = i0 + idx[q];
+                    const float *r = row + i * g->ldb;
+                    __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
+                    for (int v = 0; v < nv; v++) {
+                        __mmask16 m = v == nv - 1 ? last : 0xffff;
+                        acc[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, r + 16 * v), xb, acc[v]);
+                    }
+                }
+        }
         for (int v = 0; v < nv; v++) {
             __mmask16 m = v == nv - 1 ? last : 0xffff;
             __m512 r = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[v]);
@@ -123,6 +155,98 @@ static void gemv_blocks(void *arg, int64_t lo, int64_t hi) {
         cols_dots(g, j0, j1);
     else
         cols_rows(g, j0, j1);
+}
+
+#if defined(__AVX512F__)
+/* ---- A few rows (a dense layer on a slice of a batch): C [m][n] = alpha A B
+ * + beta C with A [m][k] and B [k][n] as stored, without packing B (the
+ * weights: packing them cost more than the product at m this small): tiles
+ * of up to 6 rows by 4 vectors of 16 columns, 24 accumulators summing k in
+ * order, B's rows read in place (a tile column of B stays in L2 across the
+ * row tiles). */
+struct rows_job {
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a, *b;
+    int64_t lda, ldb;
+    float *c;
+    int64_t ldc;
+};
+
+static inline __attribute__((always_inline)) void rows_tile(const struct rows_job *g, const int R, int64_t i0,
+                                                            int64_t j, int nv, __mmask16 last) {
+    __m512 acc[6][4];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+    const float *row = g->b + j, *a = g->a + i0 * g->lda;
+    if (nv == 4 && last == 0xffff)
+        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
+            __m512 bv[4];
+            for (int v = 0; v < 4; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
+            for (int r = 0; r < R; r++) {
+                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
+                for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+            }
+        }
+    else
+        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
+            __m512 bv[4];
+            for (int v = 0; v < nv; v++)
+                bv[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xffff, row + 16 * v);
+            for (int r = 0; r < R; r++) {
+                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
+                for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+            }
+        }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < nv; v++) {
+            __mmask16 m = v == nv - 1 ? last : 0xffff;
+            float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
+            __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]);
+            if (g->beta != 0.0f) y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
+            _mm512_mask_storeu_ps(c, m, y);
+        }
+}
+
+/* Column blocks [lo, hi) of 64. */
+static void rows_blocks(void *arg, int64_t lo, int64_t hi) {
+    const struct rows_job *g = arg;
+    for (int64_t jb = lo; jb < hi; jb++) {
+        int64_t j = jb * 64, left = g->n - j;
+        int nv = left >= 64 ? 4 : (int)((left + 15) / 16);
+        __mmask16 last = (__mmask16)(left >= 16 * nv ? 0xffff : (1u << (left - 16 * (nv - 1))) - 1);
+        for (int64_t i0 = 0; i0 < g->m;) {
+            int64_t rows = g->m - i0;
+            if (rows >= 6)
+                rows_tile(g, 6, i0, j, nv, last), i0 += 6;
+            else if (rows >= 4)
+                rows_tile(g, 4, i0, j, nv, last), i0 += 4;
+            else if (rows >= 2)
+                rows_tile(g, 2, i0, j, nv, last), i0 += 2;
+            else
+                rows_tile(g, 1, i0, j, nv, last), i0 += 1;
+        }
+    }
+}
+#endif
+
+int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+#if defined(__AVX512F__)
+    if (ta || tb || m < 2 || m > NRT_SGEMM_ROWS_MAX || k < 256 || n < 16 || n > 2048) return 0;
+    struct rows_job g = {m, n, k, alpha, beta, a, b, lda, ldb, c, ldc};
+    int64_t blocks = (n + 63) / 64;
+    if (2.0 * (double)m * (double)n * (double)k < GEMV_SPLIT_FLOPS || nrt_threads_get() < 2 ||
+        nrt_threads_inside())
+        rows_blocks(&g, 0, blocks);
+    else
+        nrt_parallel_for(blocks, 1, rows_blocks, &g);
+    return 1;
+#else
+    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
+    (void)beta, (void)c, (void)ldc;
+    return 0;
+#endif
 }
 
 void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,

@@ -35,6 +35,13 @@ int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n);
 void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c);
 
+/* nrt_sgemm for a few rows by weights [k][n] (a dense layer on a slice of a
+ * batch: 2 <= m <= NRT_SGEMM_ROWS_MAX, neither operand transposed, k >= 256,
+ * 16 <= n <= 2048) without packing B; returns 0 (nothing written) otherwise. */
+#define NRT_SGEMM_ROWS_MAX 24
+int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
+                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* ---------------------------------------------------------------- sgemm.c -- */
 
 /* The runtime's own single-threaded SGEMM (AVX-512 builds): C = alpha op(A)
@@ -77,6 +84,10 @@ void nrt_transpose16(const float *a, int64_t lda, int64_t rows, int64_t cols, fl
  * calls it when asked (NRT_CONV_WINOGRAD: the C of inference entry points). */
 int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
                     float *y, float *scratch);
+/* The same with 2x2 max pooling of the results (floor): y [n][co][ho/2][wo/2];
+ * F(4x4, 3x3) only (returns 0 where that does not run). */
+int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                         int relu, float *y, float *scratch);
 
 /* -------------------------------------------------------------- samples.c -- */
 

@@ -165,6 +165,8 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
         nrt_sgemv_row(ta, tb, n, k, alpha, a, lda, b, ldb, beta, c);
         return;
     }
+    if (m <= NRT_SGEMM_ROWS_MAX && nrt_sgemm_rows(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        return;
     blas_single();
     if (2.0 * (double)m * (double)n * (double)k < SGEMM_SPLIT_FLOPS || nrt_threads_get() < 2 ||
         nrt_threads_inside()) {
@@ -2184,6 +2186,118 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
     struct conv_ep_job j = {c, bias, relu ? NRT_ACT_RELU : NRT_ACT_NONE, y};
     int64_t hw = c->ho * c->wo;
     nrt_parallel_for(c->n * c->co, (32768 + hw - 1) / hw, conv_ep_planes, &j);
+}
+
+/* ---- conv2d + bias + act + 2x2 max pooling (inference: nothing but the
+ * pooled result is stored). */
+
+int64_t nrt_conv_pool_scratch(const struct nrt_conv *c) {
+    return nrt_conv_scratch(c) + nrt_conv_chunk(c) * c->co * c->ho * c->wo;
+}
+
+#if defined(__AVX512F__)
+/* A first layer (one input channel, 3x3, stride 1, no padding, 16k output
+ * channels): per pooled pixel, its 4 outputs for 2 vectors of 16 channels in
+ * registers (the 9 taps' weight vectors held across the row), pooled there,
+ * then a row of pooled pixels transposed into channel planes. */
+struct first_pool_job {
+    const struct nrt_conv *c;
+    const float *x, *wt, *bias; /* wt [9][co]: the weights by tap */
+    int relu;
+    float *y;
+};
+
+static int first_pool_ok(const struct nrt_conv *c) {
+    return c->ci == 1 && c->g == 1 && c->kh == 3 && c->kw == 3 && c->s[0] == 1 && c->s[1] == 1 &&
+           c->d[0] == 1 && c->d[1] == 1 && !c->p[0] && !c->p[1] && !c->p[2] && !c->p[3] && c->co % 16 == 0 &&
+           c->ho == c->h - 2 && c->wo == c->w - 2 && c->ho >= 2 && c->wo >= 2 && c->wo / 2 <= 256;
+}
+
+/* Pooled row pr of image b, channels [o, o + 16 V), into t [pw][32]. */
+static inline __attribute__((always_inline)) void first_pool_row(const struct first_pool_job *j, const int V,
+                                                                 int64_t b, int64_t pr, int64_t o, float *t) {
+    const struct nrt_conv *c = j->c;
+    int64_t pw = c->wo / 2, co = c->co;
+    __m512 wv[9][2], bv[2];
+    for (int v = 0; v < V; v++) {
+        for (int q = 0; q < 9; q++) wv[q][v] = _mm512_loadu_ps(j->wt + q * co + o + 16 * v);
+        bv[v] = j->bias ? _mm512_loadu_ps(j->bias + o + 16 * v) : _mm512_setzero_ps();
+    }
+    const float *x = j->x + (b * c->h + 2 * pr) * c->w;
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t pc = 0; pc < pw; pc++) {
+        const float *p = x + 2 * pc;
+        __m512 acc[4][2];
+        for (int a = 0; a < 4; a++)
+            for (int v = 0; v < V; v++) acc[a][v] = zero;
+        for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++)
+                for (int a = 0; a < 4; a++) {
+                    __m512 xv = _mm512_set1_ps(p[(a / 2 + ky) * c->w + a % 2 + kx]);
+                    for (int v = 0; v < V; v++)
+                        acc[a][v] = _mm512_fmadd_ps(wv[3 * ky + kx][v], xv, acc[a][v]);
+                }
+        for (int v = 0; v < V; v++) {
+            __m512 m = zero;
+            for (int a = 0; a < 4; a++) {
+                __m512 y = _mm512_add_ps(acc[a][v], bv[v]);
+                if (j->relu) y = _mm512_max_ps(y, zero);
+                m = a ? _mm512_max_ps(m, y) : y;
+            }
+            _mm512_storeu_ps(t + pc * 32 + 16 * v, m);
+        }
+    }
+}
+
+/* Tasks: (image, pooled row) pairs. */
+static void first_pool_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct first_pool_job *j = arg;
+    const struct nrt_conv *c = j->c;
+    int64_t ph = c->ho / 2, pw = c->wo / 2, co = c->co;
+    float t[256 * 32];
+    for (int64_t i = lo; i < hi; i++) {
+        int64_t b = i / ph, pr = i % ph;
+        for (int64_t o = 0; o < co; o += 32) {
+            int V = co - o >= 32 ? 2 : 1;
+            if (V == 2)
+                first_pool_row(j, 2, b, pr, o, t);
+            else
+                first_pool_row(j, 1, b, pr, o, t);
+            nrt_transpose16(t, 32, pw, 16 * V, j->y + (b * co + o) * ph * pw + pr * pw, ph * pw);
+        }
+    }
+}
+#endif
+
+static int first_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                      float *y, float *scratch) {
+#if defined(__AVX512F__)
+    if (!first_pool_ok(c) || nrt_conv_scratch(c) < 9 * c->co) return 0;
+    for (int64_t o = 0; o < c->co; o++)
+        for (int q = 0; q < 9; q++) scratch[q * c->co + o] = w[o * 9 + q];
+    struct first_pool_job j = {c, x, scratch, bias, relu, y};
+    nrt_parallel_for(c->n * (c->ho / 2), 2, first_pool_tasks, &j);
+    return 1;
+#else
+    (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
+    return 0;
+#endif
+}
+
+void nrt_conv2d_bias_act_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                              int act, float *y, float *scratch) {
+    int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
+    int64_t ph = c->ho / 2, pw = c->wo / 2, chunk = nrt_conv_chunk(c);
+    if (first_pool(c, x, w, bias, relu, y, scratch)) return;
+    if ((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d_pool(c, x, w, bias, relu, y, scratch)) return;
+    float *full = scratch + nrt_conv_scratch(c);
+    for (int64_t b = 0; b < c->n; b += chunk) {
+        struct nrt_conv s = *c;
+        s.n = c->n - b < chunk ? c->n - b : chunk;
+        nrt_conv2d_bias_act(&s, x + b * c->ci * c->h * c->w, w, bias, act, full, scratch);
+        struct nrt_pool p = {s.n * c->co, c->ho, c->wo, ph, pw, {2, 2}, {2, 2}, {0, 0, 0, 0}};
+        nrt_maxpool2d(&p, full, y + b * c->co * ph * pw);
+    }
 }
 
 static void conv_dx_tasks(void *arg, int64_t lo, int64_t hi) {

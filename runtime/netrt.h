@@ -1050,6 +1050,17 @@ enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
  * the PyTorch cross-check's vgg32_bn, 5e-2). */
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch);
+/* y = maxpool2d(act(conv2d(x, w) + bias)) over 2x2 windows at stride 2 (floor:
+ * y [n][co][ho/2][wo/2]) without storing the full-size result: the first-layer
+ * (one input channel) and Winograd kernels pool in registers, the others run
+ * nrt_conv2d_bias_act on a chunk of images into the scratch and pool from there.
+ * The same values as the two calls (max commutes with the bias and relu). The
+ * scratch: nrt_conv_pool_scratch floats. */
+void nrt_conv2d_bias_act_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                              int act, float *y, float *scratch);
+/* Scratch floats of nrt_conv2d_bias_act_pool: nrt_conv_scratch and a chunk's
+ * full-size results. */
+int64_t nrt_conv_pool_scratch(const struct nrt_conv *c);
 /* dx = the input gradient of conv2d for dy (also conv_transpose2d's forward). */
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch);
@@ -1125,6 +1136,11 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
 void nrt_layernorm_grad_gamma(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
                               const float *gamma, float *dx);
 void nrt_layernorm_grad_sums(int64_t rows, int64_t d, const float *y, const float *dy, float *sums);
+/* nrt_layernorm_grad_gamma (gamma NULL: nrt_layernorm_grad) plus res (NULL:
+ * nothing) [rows, d]: the IR's LAYERNORM_GRAD of four operands, a pre-norm
+ * block's input gradient with the residual path's added in the same pass. */
+void nrt_layernorm_grad_res(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
+                            const float *gamma, const float *res, float *dx);
 
 /* Batch norm's training gradient (the IR's BATCHNORM_GRAD_SUMS and
  * BATCHNORM_GRAD) on x and dy [n, c, hw] (hw: the product of the dims after

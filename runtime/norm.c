@@ -61,6 +61,7 @@ struct norm_job {
     const float *x, *dy;
     float *out;
     const float *gamma; /* the gradient's dy times gamma, or NULL: dy */
+    const float *res;   /* added to the gradient (a residual's gradient), or NULL */
 };
 
 static void norm_rows(void *arg, int64_t lo, int64_t hi) {
@@ -92,7 +93,7 @@ static inline float vl_sum(vlanes v) {
  * statistics as row_stats computes them, the sums of g and g (x - mean), then
  * dx = rs (g - sg/d - (x - m) rs * sgc rs / d), g = dy, or dy gamma when G (a
  * constant where inlined, as R; g is recomputed, never stored). */
-static inline __attribute__((always_inline)) void grad_rows_r(const int R, const int G,
+static inline __attribute__((always_inline)) void grad_rows_r(const int R, const int G, const int A,
                                                               const struct norm_job *j, int64_t r0) {
     const int64_t d = j->d, dv = d / NORM_LANES * NORM_LANES;
     const float *restrict x[4], *restrict g[4];
@@ -138,33 +139,47 @@ static inline __attribute__((always_inline)) void grad_rows_r(const int R, const
     }
     for (int r = 0; r < R; r++) {
         float *restrict dx = j->out + (r0 + r) * d;
+        const float *restrict ar = A ? j->res + (r0 + r) * d : NULL;
         int64_t k = 0;
         for (; k < dv; k += NORM_LANES) {
             const vlanes gk = G ? vl_load(g[r] + k) * vl_load(gm + k) : vl_load(g[r] + k);
-            vl_store(dx + k, rs[r] * (gk - mg[r] - (vl_load(x[r] + k) - m[r]) * c2[r]));
+            const vlanes v = rs[r] * (gk - mg[r] - (vl_load(x[r] + k) - m[r]) * c2[r]);
+            vl_store(dx + k, A ? v + vl_load(ar + k) : v);
         }
-        for (; k < d; k++)
-            dx[k] = rs[r] * ((G ? g[r][k] * gm[k] : g[r][k]) - mg[r] - (x[r][k] - m[r]) * c2[r]);
+        for (; k < d; k++) {
+            const float v = rs[r] * ((G ? g[r][k] * gm[k] : g[r][k]) - mg[r] - (x[r][k] - m[r]) * c2[r]);
+            dx[k] = A ? v + ar[k] : v;
+        }
     }
 }
 
 static void norm_grad_rows(void *arg, int64_t lo, int64_t hi) {
     const struct norm_job *j = arg;
     int64_t r = lo;
-    if (j->gamma) {
-        for (; r + 4 <= hi; r += 4) grad_rows_r(4, 1, j, r);
-        for (; r < hi; r++) grad_rows_r(1, 1, j, r);
+    if (j->gamma && j->res) {
+        for (; r + 4 <= hi; r += 4) grad_rows_r(4, 1, 1, j, r);
+        for (; r < hi; r++) grad_rows_r(1, 1, 1, j, r);
         return;
     }
-    for (; r + 4 <= hi; r += 4) grad_rows_r(4, 0, j, r);
-    for (; r < hi; r++) grad_rows_r(1, 0, j, r);
+    if (j->gamma) {
+        for (; r + 4 <= hi; r += 4) grad_rows_r(4, 1, 0, j, r);
+        for (; r < hi; r++) grad_rows_r(1, 1, 0, j, r);
+        return;
+    }
+    if (j->res) {
+        for (; r + 4 <= hi; r += 4) grad_rows_r(4, 0, 1, j, r);
+        for (; r < hi; r++) grad_rows_r(1, 0, 1, j, r);
+        return;
+    }
+    for (; r + 4 <= hi; r += 4) grad_rows_r(4, 0, 0, j, r);
+    for (; r < hi; r++) grad_rows_r(1, 0, 0, j, r);
 }
 
 static int64_t norm_grain(int64_t d) { return d >= NORM_GRAIN_FLOATS ? 1 : NORM_GRAIN_FLOATS / d; }
 
 void nrt_layernorm(int64_t rows, int64_t d, double eps, const float *x, float *y) {
     if (rows <= 0 || d <= 0) return;
-    struct norm_job j = {d, eps, x, NULL, y, NULL};
+    struct norm_job j = {d, eps, x, NULL, y, NULL, NULL};
     nrt_parallel_for(rows, norm_grain(d), norm_rows, &j);
 }
 
@@ -174,8 +189,13 @@ void nrt_layernorm_grad(int64_t rows, int64_t d, double eps, const float *x, con
 
 void nrt_layernorm_grad_gamma(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
                               const float *gamma, float *dx) {
+    nrt_layernorm_grad_res(rows, d, eps, x, dy, gamma, NULL, dx);
+}
+
+void nrt_layernorm_grad_res(int64_t rows, int64_t d, double eps, const float *x, const float *dy,
+                            const float *gamma, const float *res, float *dx) {
     if (rows <= 0 || d <= 0) return;
-    struct norm_job j = {d, eps, x, dy, dx, gamma};
+    struct norm_job j = {d, eps, x, dy, dx, gamma, res};
     nrt_parallel_for(rows, norm_grain(d), norm_grad_rows, &j);
 }
 

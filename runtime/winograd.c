@@ -230,7 +230,7 @@ struct wino4 {
     int64_t split;      /* tasks per image range: output channel ranges (batch below the threads) */
     int64_t tasks;
     const float *x, *bias;
-    int relu;
+    int relu, pool; /* pool: 2x2 max pooling of the outputs (floor) */
     const float *u; /* [36][ci][co] */
     float *scratch; /* task i's part at scratch + i * (xf + vf + mf) */
     float *y;
@@ -392,7 +392,8 @@ static inline __attribute__((always_inline)) void w4_at(const __m512 *m, __m512 
 }
 
 /* The outputs of image b of the group, channels [o0, o1): A^T M A per tile,
- * bias and relu, into out [hw][co] (pixel-major). */
+ * bias and relu, into out [hw][co] (pixel-major); with k->pool, their 2x2
+ * maxima into out [ho/2 * wo/2][co] (a 4x4 tile holds whole windows). */
 static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *out, int64_t o0, int64_t o1) {
     const struct nrt_conv *c = k->c;
     int64_t co = c->co, ld = k->tp * co;
@@ -410,6 +411,25 @@ static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *o
                     for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(mt + (i * 6 + j) * ld + o);
                     w4_at(d, r);
                     for (int i = 0; i < 4; i++) t[i][j] = r[i];
+                }
+                if (k->pool) {
+                    __m512 r[4][4];
+                    for (int i = 0; i < 4; i++) {
+                        w4_at(t[i], r[i]);
+                        for (int j = 0; j < 4; j++) {
+                            r[i][j] = _mm512_add_ps(r[i][j], bv);
+                            if (k->relu) r[i][j] = _mm512_max_ps(r[i][j], zero);
+                        }
+                    }
+                    int64_t ph = c->ho / 2, pw = c->wo / 2;
+                    for (int i = 0; i < 2 && 2 * ty + i < ph; i++)
+                        for (int j = 0; j < 2 && 2 * tx + j < pw; j++) {
+                            __m512 m =
+                                _mm512_max_ps(_mm512_max_ps(r[2 * i][2 * j], r[2 * i][2 * j + 1]),
+                                              _mm512_max_ps(r[2 * i + 1][2 * j], r[2 * i + 1][2 * j + 1]));
+                            _mm512_storeu_ps(out + ((2 * ty + i) * pw + 2 * tx + j) * co + o, m);
+                        }
+                    continue;
                 }
                 for (int i = 0; i < nh; i++) {
                     __m512 r[4];
@@ -487,7 +507,8 @@ static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt)
 static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct wino4 *k = arg;
     const struct nrt_conv *c = k->c;
-    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo, plane = c->h * c->w;
+    int64_t ci = c->ci, co = c->co, hw = k->pool ? c->ho / 2 * (c->wo / 2) : c->ho * c->wo,
+            plane = c->h * c->w;
     for (int64_t i = lo; i < hi; i++) {
         float *xp = k->scratch + i * (k->xf + k->vf + k->mf), *v = xp + k->xf, *m = v + k->vf;
         int64_t r = i / k->split, s = i % k->split, ranges = k->tasks / k->split;
@@ -514,9 +535,9 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
 /* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
  * padding, and the scratch holds the weights and one group per task. */
 static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
-                        float *y, float *scratch) {
+                        int pool, float *y, float *scratch) {
     if (c->ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return 0;
-    struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
+    struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .pool = pool, .y = y};
     /* Inside a pool job (a slice of a large batch) the tasks run in turn: one. */
     int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
     k.th = (c->ho + 3) / 4, k.tw = (c->wo + 3) / 4, k.t = k.th * k.tw;
@@ -556,7 +577,7 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
                     float *y, float *scratch) {
     if (!wino_ok(c)) return 0;
     const char *e = getenv("NETC_CONV_WINOGRAD");
-    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, y, scratch)) return 1;
+    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 0, y, scratch)) return 1;
     /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
     if (c->n < nrt_threads_get()) return 0;
     struct wino k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
@@ -579,7 +600,19 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
     nrt_parallel_for(k.tasks, 1, wino_tasks, &k);
     return 1;
 }
+
+int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                         int relu, float *y, float *scratch) {
+    const char *e = getenv("NETC_CONV_WINOGRAD");
+    return wino_ok(c) && !(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 1, y, scratch);
+}
 #else
+int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                         int relu, float *y, float *scratch) {
+    (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
+    return 0;
+}
+
 int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
                     float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;

@@ -4,9 +4,11 @@
  * sanitizer flags the generated code is compiled with, seeded random numbers,
  * element counts at the test's batch, the random inputs of an op case chosen by
  * a buffer's name, and loading an example through a list of passes. The includer
- * defines BATCH first and includes codegen.h, frontend.h, passes.h and test.h. */
+ * defines BATCH first and includes codegen.h, passes.h and test.h. */
 #ifndef NETC_TEST_CGEN_H
 #define NETC_TEST_CGEN_H
+
+#include "frontend/frontend.h"
 
 #ifndef BATCH
 #error "define BATCH (the batch size N of the test) before including test_cgen.h"
@@ -59,6 +61,36 @@ static inline void fill(const struct ir_buffer *b, float *f, int32_t *iv, size_t
             for (int64_t j = 0; j < last; j++) s += f[r * last + j] = (float)urand(0.1, 1);
             for (int64_t j = 0; j < last; j++) f[r * last + j] /= s;
         }
+}
+
+/* examples/NAME.net through PASSES, planned for the C target; NULL (and a test
+ * failure) when it does not compile. */
+static inline struct ir_module *load_example(const char *name, const char *const *passes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/examples/%s.net", NETC_SOURCE_DIR, name);
+    struct ir_module *m = fe_load(path);
+    struct pass_options opt = {true, NULL, false, false, stdout};
+    pass_target = cg_target_c.plan;
+    if (!m || !ir_verify(m) || !pass_run_list(m, passes, &opt)) {
+        TEST_FAIL_("%s: does not compile", name);
+        if (m) ir_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Emit m as the C file PREFIX_K.c whose model is netc_model_K, and append that
+ * file's name to the compile command cmd (of size `size`, *len used). */
+static inline void emit_model(struct ir_module *m, const char *prefix, int k, char *cmd, size_t size,
+                              int *len) {
+    char path[64];
+    snprintf(path, sizeof path, "%s_%d.c", prefix, k);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "#define netc_model netc_model_%d\n", k);
+    struct cg_options opt = {"test", false, false, NULL, NULL, 0};
+    CHECK(cg_target_c.emit(m, f, &opt));
+    fclose(f);
+    *len += snprintf(cmd + *len, size - (size_t)*len, " %s", path);
 }
 
 #endif

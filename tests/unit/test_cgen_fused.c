@@ -37,20 +37,6 @@ static const char *const unfused[] = {"shape", "autodiff", "optim", "dce", "cse"
 
 static struct ir_module *mods[NMODELS];
 
-static struct ir_module *load(const char *name, const char *const *passes) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/examples/%s.net", NETC_SOURCE_DIR, name);
-    struct ir_module *m = fe_load(path);
-    struct pass_options opt = {true, NULL, false, false, stdout};
-    pass_target = cg_target_c.plan;
-    if (!m || !ir_verify(m) || !pass_run_list(m, passes, &opt)) {
-        TEST_FAIL_("%s: does not compile", name);
-        if (m) ir_module_free(m);
-        return NULL;
-    }
-    return m;
-}
-
 /* The harness: per model, per training entry, STEPS runs writing the outputs of
  * each (out_K_E_S.bin), then every buffer (buf_K_E.bin); allocation calls
  * counted over steps 2.. are printed as "allocations K E calls". */
@@ -288,17 +274,10 @@ int main(void) {
                       "cc -std=c11 -O2 -march=native -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime",
                       NETC_SOURCE_DIR);
     for (int k = 0; k < NMODELS; k++) {
-        mods[k] = load(examples[k / 2], k % 2 ? unfused : fused);
+        mods[k] = load_example(examples[k / 2], k % 2 ? unfused : fused);
         if (!mods[k]) return 1;
         if (k % 2 == 0) write_inputs(k / 2, mods[k]);
-        char path[64];
-        snprintf(path, sizeof path, "model_%d.c", k);
-        FILE *f = fopen(path, "w");
-        fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
-        CHECK(cg_target_c.emit(mods[k], f, &opt));
-        fclose(f);
-        k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " model_%d.c", k);
+        emit_model(mods[k], "model", k, cmd, sizeof cmd, &k0);
     }
     FILE *h = fopen("harness.c", "w");
     write_harness(h);

@@ -39,20 +39,6 @@ static const char *const variant_names[] = {"", "fused", "pipeline"};
 
 static struct ir_module *mods[NMODELS];
 
-static struct ir_module *load(const char *name, const char *const *passes) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/examples/%s.net", NETC_SOURCE_DIR, name);
-    struct ir_module *m = fe_load(path);
-    struct pass_options opt = {true, NULL, false, false, stdout};
-    pass_target = cg_target_c.plan;
-    if (!m || !ir_verify(m) || !pass_run_list(m, passes, &opt)) {
-        TEST_FAIL_("%s: does not compile", name);
-        if (m) ir_module_free(m);
-        return NULL;
-    }
-    return m;
-}
-
 static void write_harness(FILE *out) {
     fputs("#include \"netrt.h\"\n#include <stdio.h>\n", out);
     for (int k = 0; k < NMODELS; k++) fprintf(out, "extern const struct nrt_model netc_model_%d;\n", k);
@@ -205,7 +191,7 @@ int main(void) {
     int k0 = snprintf(cmd, sizeof cmd, "cc -std=c11 -O1 -Wall -Wextra -Werror" SAN_FLAGS " -I%s/runtime",
                       NETC_SOURCE_DIR);
     for (int k = 0; k < NMODELS; k++) {
-        mods[k] = load(examples[k % NEXAMPLES], variants[k / NEXAMPLES]);
+        mods[k] = load_example(examples[k % NEXAMPLES], variants[k / NEXAMPLES]);
         if (!mods[k]) continue;
         struct ir_module *m = mods[k];
         int members = 0;
@@ -234,13 +220,7 @@ int main(void) {
             fwrite(data[k][b], 4, count, f);
         }
         fclose(f);
-        snprintf(path, sizeof path, "model_%d.c", k);
-        f = fopen(path, "w");
-        fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
-        CHECK(cg_target_c.emit(m, f, &opt));
-        fclose(f);
-        k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " model_%d.c", k);
+        emit_model(m, "model", k, cmd, sizeof cmd, &k0);
     }
     FILE *h = fopen("harness.c", "w");
     write_harness(h);

@@ -405,6 +405,16 @@ static const struct ccase cases[] = {
         "%6 = layernorm_grad(%0, %1) {eps=0.001} : f32[N,37]\nreturn y=%5, z=%4, w=%6\n",
         false,
     },
+    /* ... with a residual's gradient added (simplify's fold of add(r, layernorm_grad)):
+     * without and with gamma, rows of a lane and a tail */
+    {
+        "layernorm_grad_residual",
+        "input @x : f32[N,3,21]\ninput @dy : f32[N,3,21]\ninput @g : f32[21]\ninput @r : f32[N,3,21]\n",
+        "%0 = input @x : f32[N,3,21]\n%1 = input @dy : f32[N,3,21]\n%2 = input @g : f32[21]\n"
+        "%3 = input @r : f32[N,3,21]\n%4 = layernorm_grad(%0, %1, %2, %3) {eps=1e-05} : f32[N,3,21]\n"
+        "return y=%4\n",
+        true,
+    },
     /* batch norm's gradient: planes of 2 lanes plus a tail (per-channel tasks),
      * and small planes summed channel-innermost */
     {
@@ -616,13 +626,7 @@ int main(void) {
             fwrite(data[k][b], 4, count, f);
         }
         fclose(f);
-        snprintf(path, sizeof path, "case_%d.c", k);
-        f = fopen(path, "w");
-        fprintf(f, "#define netc_model netc_model_%d\n", k);
-        struct cg_options opt = {"test", false, false, NULL, NULL, 0};
-        CHECK(cg_target_c.emit(m, f, &opt));
-        fclose(f);
-        k0 += snprintf(cmd + k0, sizeof cmd - (size_t)k0, " case_%d.c", k);
+        emit_model(m, "case", k, cmd, sizeof cmd, &k0);
     }
     FILE *h = fopen("harness.c", "w");
     write_harness(h);

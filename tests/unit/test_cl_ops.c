@@ -127,6 +127,20 @@ static const struct ccase cases[] = {
      ": f32[N,3]\n"
      "return y=%2\n",
      false, false},
+    /* k = 300 with few outputs: split along k with the tiled GEMM (NETC_CL_AS_GPU=1; dot products for
+     * A B^T on CPU devices) */
+    {"matmul_longk", "input @x : f32[N,300]\ninput @w : f32[300,6]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[300,6]\n%2 = matmul(%0, %1) {transpose_a=0, "
+     "transpose_b=0} : f32[N,6]\nreturn y=%2\n",
+     false, false},
+    {"matmul_longk_t", "input @x : f32[300,N]\ninput @w : f32[6,300]\n",
+     "%0 = input @x : f32[300,N]\n%1 = input @w : f32[6,300]\n%2 = matmul(%0, %1) {transpose_a=1, "
+     "transpose_b=1} : f32[N,6]\nreturn y=%2\n",
+     false, false},
+    {"matmul_longk_tb", "input @x : f32[N,300]\ninput @w : f32[6,300]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[6,300]\n%2 = matmul(%0, %1) {transpose_a=0, "
+     "transpose_b=1} : f32[N,6]\nreturn y=%2\n",
+     false, false},
     {"reshape_transpose", "input @x : f32[N,2,3]\n",
      "%0 = input @x : f32[N,2,3]\n%1 = transpose(%0) {perm=[2,0,1]} : f32[3,N,2]\n%2 = reshape(%1) : "
      "f32[6,N]\n"
@@ -365,6 +379,12 @@ static const struct ccase cases[] = {
      "f32[N,4]\n"
      "%5 = relu(%4) : f32[N,4]\nreturn y=%5\n",
      false, true},
+    {"fused_dense_longk", "input @x : f32[N,300]\ninput @w : f32[300,4]\ninput @b : f32[4]\n",
+     "%0 = input @x : f32[N,300]\n%1 = input @w : f32[300,4]\n%2 = input @b : f32[4]\n"
+     "%3 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,4]\n%4 = bias_add(%3, %2) {axis=1} : "
+     "f32[N,4]\n"
+     "%5 = relu(%4) : f32[N,4]\nreturn y=%5\n",
+     false, true},
     {"fused_conv", "input @x : f32[N,2,5,5]\ninput @w : f32[3,2,3,3]\ninput @b : f32[3]\n",
      "%0 = input @x : f32[N,2,5,5]\n%1 = input @w : f32[3,2,3,3]\n%2 = input @b : f32[3]\n"
      "%3 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[N,3,3,3]\n"
@@ -459,6 +479,17 @@ static const struct ccase cases[] = {
         "%5 = layernorm_grad(%0, %1, %2) {eps=0.001} : f32[N,37]\n"
         "%6 = layernorm_grad(%0, %1) {eps=0.001} : f32[N,37]\nreturn y=%5, z=%4, w=%6\n",
         false,
+        false,
+    },
+    /* ... with a residual's gradient added (simplify's fold of add(r, layernorm_grad)):
+     * without and with gamma, rows of a lane and a tail */
+    {
+        "layernorm_grad_residual",
+        "input @x : f32[N,3,21]\ninput @dy : f32[N,3,21]\ninput @g : f32[21]\ninput @r : f32[N,3,21]\n",
+        "%0 = input @x : f32[N,3,21]\n%1 = input @dy : f32[N,3,21]\n%2 = input @g : f32[21]\n"
+        "%3 = input @r : f32[N,3,21]\n%4 = layernorm_grad(%0, %1, %2, %3) {eps=1e-05} : f32[N,3,21]\n"
+        "return y=%4\n",
+        true,
         false,
     },
     /* batch norm's gradient: planes of 2 lanes plus a tail (per-channel tasks),

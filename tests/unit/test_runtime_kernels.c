@@ -5,7 +5,8 @@
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
  * chunks of one image up to the batch; the forward's Winograd F(2x2, 3x3)
  * path on the 3x3 stride-1 cases with 16k outputs, >= 16 inputs), the
- * forward with its bias and relu epilogue (nrt_conv2d_bias_act) and pooling (2x2 fast paths on odd
+ * forward with its bias and relu epilogue (nrt_conv2d_bias_act), the same
+ * followed by 2x2 max pooling (nrt_conv2d_bias_act_pool), and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), and batch norm's training gradient
  * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
 #include "runtime/internal.h"
@@ -29,11 +30,17 @@ static double *dalloc(int64_t n) { return nrt_alloc((size_t)(n > 0 ? n : 1) * si
 
 /* ------------------------------------------------------------------ sgemm -- */
 
-static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+/* zeros: most of A zero, in runs and alone (a dense layer behind relu: gemv.c
+ * skips B's rows for them), one NaN among them when zeros is 2. */
+static void check_sgemm_z(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                          int zeros) {
     int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
     float *a = xalloc((ta ? k : m) * lda), *b = xalloc((tb ? n : k) * ldb), *c = xalloc(m * ldc);
     double *ref = dalloc(m * ldc);
     fill(a, (ta ? k : m) * lda, 1), fill(b, (tb ? n : k) * ldb, 2), fill(c, m * ldc, 3);
+    for (int64_t i = 0; zeros && i < (ta ? k : m) * lda; i++)
+        if (i % 7 != 3 && (i / 40) % 3 != 1) a[i] = i % 2 ? 0.0f : -0.0f;
+    if (zeros == 2) a[k / 2 * (ta ? lda : 1)] = NAN;
     if (beta == 0) /* C is not read: NaN there must not come through */
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = NAN;
@@ -47,6 +54,10 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
         }
     nrt_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     double e = max_err(c, ref, m * ldc);
+    if (zeros == 2) { /* the NaN reaches every column of row 0 */
+        e = 0;
+        for (int64_t j = 0; j < n; j++) e += c[j] == c[j];
+    }
     if (e > 1e-4)
         TEST_FAIL_("sgemm ta=%d tb=%d %lldx%lldx%lld: error %g", ta, tb, (long long)m, (long long)n,
                    (long long)k, e);
@@ -55,20 +66,53 @@ static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float a
     nrt_free(a), nrt_free(b), nrt_free(c), nrt_free(ref);
 }
 
+static void check_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+    check_sgemm_z(ta, tb, m, n, k, alpha, beta, 0);
+}
+
 static void test_sgemm(void) {
     /* Small (one call), and large enough to split by rows and by columns,
      * with sizes that are not multiples of the 16-wide blocks. */
     /* One row (batch 1: gemv.c) at 1-3 threads: mnist_cnn's dense layers, a
      * tail of columns, fewer columns than a vector, more than one pass of 128. */
-    static const int64_t sizes[][3] = {{3, 5, 7},      {64, 10, 128},  {200, 37, 150}, {37, 200, 150},
-                                       {131, 129, 67}, {1, 300, 4000}, {300, 1, 4000}, {33, 17, 0},
-                                       {1, 128, 1600}, {1, 10, 128},   {1, 7, 5},      {1, 333, 77}};
+    static const int64_t sizes[][3] = {{3, 5, 7},
+                                       {64, 10, 128},
+                                       {200, 37, 150},
+                                       {37, 200, 150},
+                                       {131, 129, 67},
+                                       {1, 300, 4000},
+                                       {300, 1, 4000},
+                                       {33, 17, 0},
+                                       {1, 128, 1600},
+                                       {1, 10, 128},
+                                       {1, 7, 5},
+                                       {1, 333, 77},
+                                       /* A few rows (gemv.c's nrt_sgemm_rows): slices of mnist_cnn's
+                                        * dense layer, 6-, 4-, 2- and 1-row tiles, a partial vector,
+                                        * 1-3 vectors in the last 64-column block, 2048 columns. */
+                                       {18, 128, 1600},
+                                       {2, 128, 256},
+                                       {7, 100, 300},
+                                       {13, 130, 257},
+                                       {24, 16, 400},
+                                       {5, 2048, 260},
+                                       {11, 81, 999}};
     for (int threads = 1; threads <= 3; threads++) {
         nrt_threads_set(threads);
         for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
             for (int t = 0; t < 4; t++)
                 check_sgemm(t & 1, t >> 1, sizes[s][0], sizes[s][1], sizes[s][2], t == 3 ? 0.5f : 1.0f,
                             t == 2 ? 0.25f : 0.0f);
+    }
+    /* Inputs mostly zero (and one NaN) at one row: gemv.c's skipped rows. */
+    static const int64_t zsizes[][3] = {{1, 128, 1600}, {1, 100, 3000}, {1, 64, 37}, {1, 130, 2100}};
+    for (int threads = 1; threads <= 2; threads++) {
+        nrt_threads_set(threads);
+        for (size_t s = 0; s < sizeof zsizes / sizeof *zsizes; s++)
+            for (int t = 0; t < 4; t++)
+                for (int z = 1; z <= 2; z++)
+                    check_sgemm_z(t & 1, t >> 1, zsizes[s][0], zsizes[s][1], zsizes[s][2],
+                                  t == 3 ? 0.5f : 1.0f, t == 2 ? 0.25f : 0.0f, z);
     }
     nrt_threads_set(0);
     /* tiny_gpt's shapes (oneDNN's range, above SGEMM_DNNL_FLOPS), with odd
@@ -224,6 +268,37 @@ static void check_conv(struct nrt_conv c, const char *what) {
         else
             test_passed++;
     }
+    /* The same pooled over 2x2 windows (nrt_conv2d_bias_act_pool; the first
+     * layer's and Winograd's kernels pool in registers), every output
+     * written, against the reference's maxima. */
+    int64_t ph = c.ho / 2, pw = c.wo / 2, np = c.n * c.co * ph * pw;
+    float *py = xalloc(np), *pscratch = xalloc(nrt_conv_pool_scratch(&c));
+    for (int v = 0; v < 4 && np > 0; v++) {
+        const float *b = v == 1 ? NULL : bias;
+        int act = v == 1 || v == 3 ? NRT_ACT_NONE : NRT_ACT_RELU;
+        for (int64_t i = 0; i < np; i++) py[i] = 1e30f;
+        nrt_conv2d_bias_act_pool(&c, x, w, b, act | (v >= 2 ? NRT_CONV_WINOGRAD : 0), py, pscratch);
+        double e = 0;
+        for (int64_t q = 0; q < c.n * c.co; q++)
+            for (int64_t i = 0; i < ph; i++)
+                for (int64_t j = 0; j < pw; j++) {
+                    double m = -1e300;
+                    for (int a = 0; a < 4; a++) {
+                        double r =
+                            ry[(q * c.ho + 2 * i + a / 2) * c.wo + 2 * j + a % 2] + (b ? b[q % c.co] : 0);
+                        r = act == NRT_ACT_RELU && r < 0 ? 0 : r;
+                        m = r > m ? r : m;
+                    }
+                    double got = py[(q * ph + i) * pw + j], d = got > m ? got - m : m - got;
+                    e = d > e || d != d ? d : e;
+                }
+        if (e > 1e-4)
+            TEST_FAIL_("conv %s pooled %d (n %lld chunk %lld threads %d): error %g", what, v, (long long)c.n,
+                       (long long)c.chunk, nrt_threads_get(), e);
+        else
+            test_passed++;
+    }
+    nrt_free(py), nrt_free(pscratch);
     nrt_free(bias);
     nrt_free(x), nrt_free(w), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(dw), nrt_free(scratch);
     nrt_free(ry), nrt_free(rdx), nrt_free(rdw);
@@ -315,6 +390,11 @@ static void test_conv(void) {
          * (the 4x4 window unrolled, 4 vectors), 5 images: groups of 4 + 1 on
          * one thread, 3 + 2 on two. */
         {5, 64, 14, 14, 128, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        /* The pooled first layer (Cin 1, 3x3, 16k channels): odd output sizes
+         * (a row and column the pooling drops), 3 vectors (2 + 1), a wide row. */
+        {3, 1, 15, 12, 32, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+        {2, 1, 9, 11, 48, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+        {2, 1, 5, 41, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
     };
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
