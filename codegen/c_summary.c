@@ -228,7 +228,8 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
     sum->n = (int)vec_len(rows);
     vec_free(rows);
     vec_free(seen);
-    /* The training step, every node of the first train function. */
+    /* The training step: every node of every train function, since the
+     * driver runs each of them once a batch (a GAN's D and G steps). */
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
         const struct ir_func *f = m->funcs[e];
         if (f->mode != MODE_TRAIN) continue;
@@ -239,6 +240,5 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
             else
                 sum->train_fixed += fl.k;
         }
-        break;
     }
 }

@@ -1114,7 +1114,7 @@ static void print_layers(const struct nrt_model *m) {
     printf("total: %lld parameters; forward %s per item (%.0f)\n", (long long)params,
            flops_str(flops, a, sizeof a), flops);
     if (m->train_flops > 0)
-        printf("training step (all ops of the first training entry point): %s per item + %s per step\n",
+        printf("training step (all ops of all training entry points): %s per item + %s per step\n",
                flops_str(m->train_flops, a, sizeof a), flops_str(m->train_flops_fixed, b, sizeof b));
 }
 

@@ -628,7 +628,7 @@ struct nrt_model {
     int64_t batch, epochs, seed, patience; /* train block; 0 where unset */
     int n_layers;                          /* rows of the layer table (0: none) */
     const struct nrt_layer_desc *layers;   /* the forward entry point's layers */
-    double train_flops;                    /* first training entry point: FLOPs per item */
+    double train_flops;                    /* training entry points, all: FLOPs per item */
     double train_flops_fixed;              /* and per step, not scaling with the batch */
     int forward_entry;                     /* entries[]: inference (`predict`, `sample`), or -1 */
     int evaluate_entry;                    /* entries[]: loss and metrics on test data, or -1 */
