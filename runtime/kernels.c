@@ -842,11 +842,16 @@ static inline __attribute__((always_inline)) void rows_dw_tile(const struct dcon
             for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
         }
     }
-    for (int r = 0; r < nr && r < R; r++)
-        for (int k = 0; k < nt && k < T; k++) {
-            float *v = part + ((int64_t)r * kk + k) * 16;
-            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
-        }
+    /* Constant indices only: an acc[r][k] indexed at run time makes GCC keep
+     * every sum in memory, stored after each FMA. */
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            if (r < nr && k < nt) {
+                float *v = part + ((int64_t)r * kk + k) * 16;
+                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+            }
 }
 
 /* The weight gradient of one padded image x: part[o][t][16] += lane sums over
@@ -878,7 +883,24 @@ static void rows_dw_image(const struct dconv *g, const float *x, const float *dy
 
 /* The weight gradient by columns (cols_ok's layers): part[o][t][16] += lane
  * sums over the pixels of dy[o][p] * col[t][p], dy's planes read as they are
- * (no spread to the padded width) and the columns' rows whole tiles apart. */
+ * (no spread to the padded width) and the columns' rows whole tiles apart.
+ * The whole vectors run in a loop of their own, the last partial one (dy's
+ * masked lanes read as zeros) after it. */
+static inline __attribute__((always_inline)) void cols_dw_step(const int R, const int T, __m512 (*acc)[9],
+                                                               const float *const *dr, const float *const *xk,
+                                                               int64_t q, __mmask16 m) {
+    __m512 d[3];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++) d[r] = _mm512_maskz_loadu_ps(m, dr[r] + q);
+#pragma GCC unroll 9
+    for (int k = 0; k < T; k++) {
+        __m512 xv = _mm512_loadu_ps(xk[k] + q);
+        __asm__("" : "+v"(xv)); /* one load for the R products (see rows_dw_tile) */
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+    }
+}
+
 static inline __attribute__((always_inline)) void cols_dw_tile(const int R, const int T, int64_t hw,
                                                                int64_t ld, const float *const *dr,
                                                                const float *xc, int nr, int nt, float *part,
@@ -890,26 +912,20 @@ static inline __attribute__((always_inline)) void cols_dw_tile(const int R, cons
         for (int k = 0; k < T; k++) acc[r][k] = _mm512_setzero_ps();
     int64_t full = hw / 16 * 16;
     const float *xk[9];
-    for (int k = 0; k < T; k++) xk[k] = xc + (k < nt ? k : nt - 1) * ld;
-    for (int64_t q = 0; q <= full; q += 16) {
-        __mmask16 m = (__mmask16)(q < full ? 0xffff : (1u << (hw - full)) - 1);
-        if (!m) break;
-        __m512 d[3];
-#pragma GCC unroll 3
-        for (int r = 0; r < R; r++) d[r] = _mm512_maskz_loadu_ps(m, dr[r] + q);
 #pragma GCC unroll 9
-        for (int k = 0; k < T; k++) {
-            __m512 xv = _mm512_loadu_ps(xk[k] + q);
-            __asm__("" : "+v"(xv)); /* one load for the R products (see rows_dw_tile) */
+    for (int k = 0; k < T; k++) xk[k] = xc + (k < nt ? k : nt - 1) * ld;
+    for (int64_t q = 0; q < full; q += 16) cols_dw_step(R, T, acc, dr, xk, q, (__mmask16)0xffff);
+    if (hw > full) cols_dw_step(R, T, acc, dr, xk, full, (__mmask16)((1u << (hw - full)) - 1));
+        /* Constant indices only: an acc[r][k] indexed at run time makes GCC keep
+         * every sum in memory, stored after each FMA. */
 #pragma GCC unroll 3
-            for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
-        }
-    }
-    for (int r = 0; r < nr && r < R; r++)
-        for (int k = 0; k < nt && k < T; k++) {
-            float *v = part + ((int64_t)r * kk + k) * 16;
-            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
-        }
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            if (r < nr && k < nt) {
+                float *v = part + ((int64_t)r * kk + k) * 16;
+                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+            }
 }
 
 /* One image's weight gradient from its columns col and dy [cout][hw]. */
