@@ -326,6 +326,33 @@ static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, 
 #define DIRECT_MIN_TAPS 64
 #define DIRECT_ACC 24 /* accumulator vectors of a tile */
 
+/* Software prefetch spread over a kernel's tiles: the next image's operands
+ * (whose first loads otherwise wait on L3: the dy transpose was 15 % of
+ * mnist_cnn's second-layer weight gradient) and the current image's output
+ * (fetched for writing). PF_RUNS regions per kernel call, a slice per tile. */
+#define PF_RUNS 2
+struct pf_run {
+    const char *p;       /* the region (NULL: none) */
+    int64_t n, at, step; /* its bytes, the next one to fetch, bytes per slice */
+    int write;           /* fetched for writing */
+};
+
+static void pf_init(struct pf_run *r, const void *p, int64_t bytes, int64_t slices, int write) {
+    r->p = p, r->n = p ? bytes : 0, r->at = 0, r->write = write;
+    slices = slices > 0 ? slices : 1;
+    r->step = (r->n + slices * 64 - 1) / (slices * 64) * 64;
+}
+
+static inline void pf_next(struct pf_run *r) {
+    for (int k = 0; k < PF_RUNS; k++, r++)
+        for (int64_t e = r->at + r->step; r->at < e && r->at < r->n; r->at += 64) {
+            if (r->write)
+                __builtin_prefetch(r->p + r->at, 1, 3);
+            else
+                __builtin_prefetch(r->p + r->at, 0, 3);
+        }
+}
+
 /* One image's direct convolution: input planes [cin][hp][wp], padded. */
 struct dconv {
     int64_t cin, hp, wp;            /* the (padded) input */
@@ -381,12 +408,13 @@ static void dconv_bases(const struct dconv *g, int64_t p0, int64_t n, int64_t *b
  * pixel), turned into planes 16 pixels at a time by gathers, with bias[o]
  * added (bias NULL: none) and relu applied when asked as they are written. */
 static void dconv_image(const struct dconv *g, const float *x, const float *wp, float *tmp, float *y,
-                        int64_t q0, int64_t q1, const float *bias, int relu) {
+                        int64_t q0, int64_t q1, const float *bias, int relu, struct pf_run *pf) {
     int64_t hw = g->ho * g->wo, base[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
         int V = left >= 4 ? 4 : left >= 2 ? 2 : 1, P = DIRECT_ACC / V;
         for (int64_t p0 = q0; p0 < q1; p0 += P) {
+            pf_next(pf);
             dconv_bases(g, p0, P, base);
             float *out = tmp + p0 * g->cout + c0;
             if (V == 4)
@@ -506,7 +534,7 @@ static inline __attribute__((always_inline)) void dw_tile(const struct dconv *g,
  * the rows of taps [t_lo, t_hi) (multiples of DIRECT_ACC, or t_hi = kk). dwt
  * has whole tiles of DIRECT_ACC taps (rows past kk are scratch). */
 static void dw_image(const struct dconv *g, const float *x, const float *dyt, float *dwt, int64_t t_lo,
-                     int64_t t_hi) {
+                     int64_t t_hi, struct pf_run *pf) {
     int64_t kk = g->cin * g->kh * g->kw, toff[DIRECT_ACC];
     for (int64_t c0 = 0; c0 < g->cout;) {
         int64_t left = (g->cout - c0) / 16;
@@ -524,6 +552,7 @@ static void dw_image(const struct dconv *g, const float *x, const float *dyt, fl
                 toff[k] = last;
             }
             float *out = dwt + t0 * g->cout + c0;
+            pf_next(pf);
             if (V == 4)
                 dw_tile(g, 4, DIRECT_ACC / 4, x, dyt + c0, toff, out);
             else if (V == 2)
@@ -788,7 +817,7 @@ static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t 
 /* Output channels [c0, c1) (multiples of 8) of one padded image x by its
  * columns col (cols_fill'ed by the caller), y = act(conv + bias). */
 static void cols_image(const struct dconv *g, const float *col, const float *w, float *y, int64_t c0,
-                       int64_t c1, const float *bias, int relu) {
+                       int64_t c1, const float *bias, int relu, struct pf_run *pf) {
     int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, ld = cols_ld(g);
     c1 = c1 < g->cout ? c1 : g->cout;
     float wpk[8 * COLS_MAX_TAPS * 8]; /* one group of 8 tiles at a time */
@@ -806,6 +835,7 @@ static void cols_image(const struct dconv *g, const float *col, const float *w, 
             }
             for (int64_t o0 = oa; o0 < ob; o0 += 8) {
                 const float *wt = wpk + (o0 - oa) * kk, *bo = bias ? bias + o0 : NULL;
+                pf_next(pf);
                 float *yp = y + o0 * hw + q0;
                 if (part)
                     cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 1, m);
@@ -842,11 +872,16 @@ static inline __attribute__((always_inline)) void rows_dw_tile(const struct dcon
             for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
         }
     }
-    for (int r = 0; r < nr && r < R; r++)
-        for (int k = 0; k < nt && k < T; k++) {
-            float *v = part + ((int64_t)r * kk + k) * 16;
-            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
-        }
+    /* Constant indices only: an acc[r][k] indexed at run time makes GCC keep
+     * every sum in memory, stored after each FMA. */
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            if (r < nr && k < nt) {
+                float *v = part + ((int64_t)r * kk + k) * 16;
+                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+            }
 }
 
 /* The weight gradient of one padded image x: part[o][t][16] += lane sums over
@@ -878,7 +913,24 @@ static void rows_dw_image(const struct dconv *g, const float *x, const float *dy
 
 /* The weight gradient by columns (cols_ok's layers): part[o][t][16] += lane
  * sums over the pixels of dy[o][p] * col[t][p], dy's planes read as they are
- * (no spread to the padded width) and the columns' rows whole tiles apart. */
+ * (no spread to the padded width) and the columns' rows whole tiles apart.
+ * The whole vectors run in a loop of their own, the last partial one (dy's
+ * masked lanes read as zeros) after it. */
+static inline __attribute__((always_inline)) void cols_dw_step(const int R, const int T, __m512 (*acc)[9],
+                                                               const float *const *dr, const float *const *xk,
+                                                               int64_t q, __mmask16 m) {
+    __m512 d[3];
+#pragma GCC unroll 3
+    for (int r = 0; r < R; r++) d[r] = _mm512_maskz_loadu_ps(m, dr[r] + q);
+#pragma GCC unroll 9
+    for (int k = 0; k < T; k++) {
+        __m512 xv = _mm512_loadu_ps(xk[k] + q);
+        __asm__("" : "+v"(xv)); /* one load for the R products (see rows_dw_tile) */
+#pragma GCC unroll 3
+        for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
+    }
+}
+
 static inline __attribute__((always_inline)) void cols_dw_tile(const int R, const int T, int64_t hw,
                                                                int64_t ld, const float *const *dr,
                                                                const float *xc, int nr, int nt, float *part,
@@ -890,30 +942,25 @@ static inline __attribute__((always_inline)) void cols_dw_tile(const int R, cons
         for (int k = 0; k < T; k++) acc[r][k] = _mm512_setzero_ps();
     int64_t full = hw / 16 * 16;
     const float *xk[9];
-    for (int k = 0; k < T; k++) xk[k] = xc + (k < nt ? k : nt - 1) * ld;
-    for (int64_t q = 0; q <= full; q += 16) {
-        __mmask16 m = (__mmask16)(q < full ? 0xffff : (1u << (hw - full)) - 1);
-        if (!m) break;
-        __m512 d[3];
-#pragma GCC unroll 3
-        for (int r = 0; r < R; r++) d[r] = _mm512_maskz_loadu_ps(m, dr[r] + q);
 #pragma GCC unroll 9
-        for (int k = 0; k < T; k++) {
-            __m512 xv = _mm512_loadu_ps(xk[k] + q);
-            __asm__("" : "+v"(xv)); /* one load for the R products (see rows_dw_tile) */
+    for (int k = 0; k < T; k++) xk[k] = xc + (k < nt ? k : nt - 1) * ld;
+    for (int64_t q = 0; q < full; q += 16) cols_dw_step(R, T, acc, dr, xk, q, (__mmask16)0xffff);
+    if (hw > full) cols_dw_step(R, T, acc, dr, xk, full, (__mmask16)((1u << (hw - full)) - 1));
+        /* Constant indices only: an acc[r][k] indexed at run time makes GCC keep
+         * every sum in memory, stored after each FMA. */
 #pragma GCC unroll 3
-            for (int r = 0; r < R; r++) acc[r][k] = _mm512_fmadd_ps(d[r], xv, acc[r][k]);
-        }
-    }
-    for (int r = 0; r < nr && r < R; r++)
-        for (int k = 0; k < nt && k < T; k++) {
-            float *v = part + ((int64_t)r * kk + k) * 16;
-            _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
-        }
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 9
+        for (int k = 0; k < T; k++)
+            if (r < nr && k < nt) {
+                float *v = part + ((int64_t)r * kk + k) * 16;
+                _mm512_storeu_ps(v, _mm512_add_ps(_mm512_loadu_ps(v), acc[r][k]));
+            }
 }
 
 /* One image's weight gradient from its columns col and dy [cout][hw]. */
-static void cols_dw_image(const struct dconv *g, const float *col, const float *dy, float *part) {
+static void cols_dw_image(const struct dconv *g, const float *col, const float *dy, float *part,
+                          struct pf_run *pf) {
     int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, ld = cols_ld(g);
     int R = 3, T = kk % 9 == 0 ? 9 : 8;
     for (int64_t o0 = 0; o0 < g->cout; o0 += R) {
@@ -923,6 +970,7 @@ static void cols_dw_image(const struct dconv *g, const float *col, const float *
         for (int64_t t0 = 0; t0 < kk; t0 += T) {
             int nt = kk - t0 < T ? (int)(kk - t0) : T;
             float *pt = part + (o0 * kk + t0) * 16;
+            pf_next(pf);
             if (T == 9)
                 cols_dw_tile(3, 9, hw, ld, dr, col + t0 * ld, nr, nt, pt, kk);
             else
@@ -1064,16 +1112,28 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
             if (j->kind < 2) { /* part k of sp: whole DIRECT_ACC blocks of pixels */
                 int64_t blocks = (hw + DIRECT_ACC - 1) / DIRECT_ACC;
                 int64_t q0 = blocks * k / sp * DIRECT_ACC, q1 = blocks * (k + 1) / sp * DIRECT_ACC;
+                /* the next image's input, this one's output (whole images) */
+                struct pf_run pf[PF_RUNS];
+                int64_t tiles = (q1 - q0 + DIRECT_ACC / 4 - 1) / (DIRECT_ACC / 4) * ((g->cout + 63) / 64);
+                pf_init(&pf[0], sp == 1 && u + 1 < u1 ? j->in + (b + 1) * in_plane : NULL,
+                        sizeof *x * in_plane, tiles, 0);
+                pf_init(&pf[1], sp == 1 ? j->out + b * g->cout * hw : NULL, sizeof *x * g->cout * hw, tiles,
+                        1);
                 dconv_image(g, x, j->wp, work, j->out + b * g->cout * hw, q0, q1 < hw ? q1 : hw, j->bias,
-                            j->relu);
+                            j->relu, pf);
                 continue;
             }
             if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
                 int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
-                if (j->cols) {
+                if (j->cols) { /* prefetched: this image's output (whole images) */
+                    struct pf_run pf[PF_RUNS];
+                    int64_t calls = (hw + 16 * COLS_Q - 1) / (16 * COLS_Q) * ((g->cout + 7) / 8);
+                    pf_init(&pf[0], sp == 1 ? j->out + b * g->cout * hw : NULL, sizeof *x * g->cout * hw,
+                            calls, 1);
+                    pf_init(&pf[1], NULL, 0, 1, 0);
                     cols_fill(g, x, work);
                     cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
-                               tiles * (k + 1) / sp * R, j->bias, j->relu);
+                               tiles * (k + 1) / sp * R, j->bias, j->relu, pf);
                     continue;
                 }
                 rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
@@ -1081,9 +1141,13 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             if (j->kind == 4) {
-                if (j->cols) {
+                if (j->cols) { /* prefetched: the next image's dy */
+                    struct pf_run pf[PF_RUNS];
+                    pf_init(&pf[0], u + 1 < u1 ? j->dy + (b + 1) * g->cout * hw : NULL,
+                            sizeof *x * g->cout * hw, (g->cout + 2) / 3, 0);
+                    pf_init(&pf[1], NULL, 0, 1, 0);
                     cols_fill(g, x, dyw);
-                    cols_dw_image(g, dyw, j->dy + b * g->cout * hw, part4);
+                    cols_dw_image(g, dyw, j->dy + b * g->cout * hw, part4, pf);
                     continue;
                 }
                 rows_spread(g, j->dy + b * g->cout * hw, dyw);
@@ -1091,7 +1155,12 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                 continue;
             }
             nrt_transpose16(j->dy + b * g->cout * hw, hw, g->cout, hw, dyt, g->cout);
-            dw_image(g, x, dyt, dwt, t_lo, t_hi);
+            struct pf_run pf[PF_RUNS];
+            int64_t tiles = (t_hi - t_lo + DIRECT_ACC - 1) / DIRECT_ACC * ((g->cout + 63) / 64);
+            pf_init(&pf[0], u + 1 < u1 ? j->dy + (b + 1) * g->cout * hw : NULL, sizeof *dyt * g->cout * hw,
+                    tiles, 0);
+            pf_init(&pf[1], u + 1 < u1 ? j->in + (b + 1) * in_plane : NULL, sizeof *x * in_plane, tiles, 0);
+            dw_image(g, x, dyt, dwt, t_lo, t_hi, pf);
         }
     }
 }
@@ -1934,6 +2003,12 @@ static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
         float *t = j->scratch + i * j->region;
         for (int64_t b = c->n * i / j->tasks; b < c->n * (i + 1) / j->tasks; b++) {
             const float *dy = j->dy + b * co * hw;
+            /* the next image's dy, this one's dx (pf_run) */
+            struct pf_run pf[PF_RUNS];
+            int64_t calls = (hw + DIRECT_ACC / 2 - 1) / (DIRECT_ACC / 2) * taps * ((ci + 63) / 64);
+            pf_init(&pf[0], b + 1 < c->n * (i + 1) / j->tasks ? dy + co * hw : NULL, sizeof *dy * co * hw,
+                    calls, 0);
+            pf_init(&pf[1], j->dx + b * ci * plane, sizeof *dy * ci * plane, calls, 1);
             memset(t, 0, sizeof *t * (size_t)(j->ht * j->wt * ci));
             for (int64_t c0 = 0; c0 < ci;) {
                 int64_t left = (ci - c0) / 16;
@@ -1946,6 +2021,7 @@ static void scatter_tasks(void *arg, int64_t lo, int64_t hi) {
                         base[k] = (q0 + k) / c->wo * c->s[0] * j->wt + (q0 + k) % c->wo * c->s[1];
                     for (int64_t tap = 0; tap < taps; tap++) {
                         int64_t off = tap / c->kw * c->d[0] * j->wt + tap % c->kw * c->d[1];
+                        pf_next(pf);
                         for (int k = 0; k < P; k++) dst[k] = (base[k] + off) * ci;
                         scatter_call(V, P, dy + q0, hw, co, j->wq + tap * co * ci + c0, ci, t + c0, dst, lo);
                     }

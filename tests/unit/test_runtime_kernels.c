@@ -369,6 +369,8 @@ static void test_conv(void) {
         {2, 32, 7, 9, 40, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},  /* packed weights tile by tile */
         /* The column forward (few taps, 8k channels): Cin 3, dilated, uneven pad. */
         {2, 3, 10, 11, 16, 3, 3, 0, 0, 1, {1, 1}, {1, 2, 0, 1}, {2, 1}, 0},
+        /* The columns' weight gradient with whole vectors only (8x8 outputs: no tail). */
+        {2, 1, 8, 8, 16, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         /* Winograd F(4x4, 3x3) (bias+act with NRT_CONV_WINOGRAD): partial
          * tiles both ways, 5 vectors of output channels (4 + 1), padding; one
          * whole tile per image (groups of several images). */
