@@ -333,6 +333,11 @@ static const struct ccase cases[] = {
     UN("gelu", " {approximate=0}", "x"),
     UN("gelu", " {approximate=1}", "x"),
 #undef UN
+    /* GELU's derivative alone (simplify computes it beside the forward's gelu) */
+    {"gelu_deriv", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=0} : f32[N,4]\nreturn y=%1\n", true},
+    {"gelu_deriv_tanh", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=1} : f32[N,4]\nreturn y=%1\n", true},
     {"bmm_shared_w", "input @x : f32[N,4,5]\ninput @w : f32[5,3]\n",
      "%0 = input @x : f32[N,4,5]\n%1 = input @w : f32[5,3]\n%2 = matmul(%0, %1) {transpose_a=0, "
      "transpose_b=0} : f32[N,4,3]\n"
