@@ -7,7 +7,10 @@
  * too when those users run after the kernel (later nodes, assigns, outputs): the
  * kernel then stores it as one more result (a multi-output kernel, e.g. Adam's
  * m, v and parameter updates in one loop, or a pre-activation that the backward
- * pass reads next to the activation). The target (pass_target) bounds a kernel's
+ * pass reads next to the activation). With an operand come its other
+ * elementwise users before the root that read only members (siblings:
+ * gelu_deriv(x) beside gelu(x), passes/simplify.c); a gelu_deriv joins no kernel
+ * as an operand. The target (pass_target) bounds a kernel's
  * inputs and outputs as it grows, and a kernel it cannot emit whole (too many
  * arrays, or a member it does not fuse) is not formed: its nodes stay on their
  * own, so what the IR says is what every backend emits. On targets that fuse
