@@ -365,6 +365,12 @@ bool cg_eval_GELU_GRAD(struct cg_interp *it, int id) {
     }
     return true;
 }
+bool cg_eval_GELU_DERIV(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *y = cg_out(it, id);
+    bool approx = ir_attr_i(cg_node(it, id), ATTR_APPROXIMATE) != 0;
+    for (size_t i = 0; i < y->numel; i++) gelu(x->d[i], approx, &y->d[i]);
+    return true;
+}
 bool cg_eval_STOP_GRADIENT(struct cg_interp *it, int id) { return unary(it, id, f_id); }
 /* One process: every rank's share is 1. */
 bool cg_eval_ALLREDUCE(struct cg_interp *it, int id) { return unary(it, id, f_id); }

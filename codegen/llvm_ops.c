@@ -103,7 +103,9 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
             return lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fadd(g, one, lg_tanhf(g, u)));
         }
         return lg_fmul(g, x, f ? lg_gelu_phi(g, x) : conv(g, lg_gelu_phi(g, conv(g, x, g->f32)), t));
-    case OP_GELU_GRAD:
+    case OP_GELU_GRAD: /* dy times GELU_DERIV */
+    case OP_GELU_DERIV: {
+        LLVMValueRef d;
         if (ir_attr_i(n, ATTR_APPROXIMATE)) {
             LLVMValueRef u = lg_fmul(g, K(0.79788456),
                                      lg_fadd(g, x, lg_fmul(g, lg_fmul(g, lg_fmul(g, K(0.044715), x), x), x)));
@@ -112,9 +114,12 @@ LLVMValueRef lg_formula(struct lg *g, const struct ir_node *n, LLVMValueRef *a, 
             LLVMValueRef r = lg_fmul(
                 g, lg_fmul(g, lg_fmul(g, K(0.5), x), lg_fsub(g, one, lg_fmul(g, th, th))), K(0.79788456));
             r = lg_fmul(g, r, lg_fadd(g, one, lg_fmul(g, lg_fmul(g, K(0.134145), x), x)));
-            return lg_fmul(g, y, lg_fadd(g, l, r));
+            d = lg_fadd(g, l, r);
+        } else {
+            d = f ? lg_gelu_grad(g, x) : conv(g, lg_gelu_grad(g, conv(g, x, g->f32)), t);
         }
-        return lg_fmul(g, y, f ? lg_gelu_grad(g, x) : conv(g, lg_gelu_grad(g, conv(g, x, g->f32)), t));
+        return n->op == OP_GELU_GRAD ? lg_fmul(g, y, d) : d;
+    }
     case OP_CAST:
     case OP_BROADCAST_TO:
     case OP_STOP_GRADIENT:
@@ -170,6 +175,7 @@ static bool has_formula(enum op op) {
     case OP_ERF:
     case OP_GELU:
     case OP_GELU_GRAD:
+    case OP_GELU_DERIV:
     case OP_CAST:
     case OP_BROADCAST_TO:
     case OP_ADD:

@@ -182,6 +182,7 @@ static bool shape_LEAKY_RELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_SIGMOID_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_TANH_GRAD(struct rule_ctx *c) { return act_grad(c); }
 static bool shape_GELU_GRAD(struct rule_ctx *c) { return act_grad(c); }
+static bool shape_GELU_DERIV(struct rule_ctx *c) { return unary_f32(c); }
 
 static bool shape_BIAS_ADD(struct rule_ctx *c) {
     int64_t axis = ir_attr_i(c->n, ATTR_AXIS);

@@ -262,6 +262,7 @@ static void grad_POW(struct ad *ad, int id, int g) {
 #define grad_SIGMOID_GRAD grad_none
 #define grad_TANH_GRAD grad_none
 #define grad_GELU_GRAD grad_none
+#define grad_GELU_DERIV grad_none
 
 /* x[..., c, ...] + b[c]: db sums every axis but `axis`. */
 static void grad_BIAS_ADD(struct ad *ad, int id, int g) {

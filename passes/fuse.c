@@ -7,7 +7,10 @@
  * too when those users run after the kernel (later nodes, assigns, outputs): the
  * kernel then stores it as one more result (a multi-output kernel, e.g. Adam's
  * m, v and parameter updates in one loop, or a pre-activation that the backward
- * pass reads next to the activation). The target (pass_target) bounds a kernel's
+ * pass reads next to the activation). With an operand come its other
+ * elementwise users before the root that read only members (siblings:
+ * gelu_deriv(x) beside gelu(x), passes/simplify.c); a gelu_deriv joins no kernel
+ * as an operand. The target (pass_target) bounds a kernel's
  * inputs and outputs as it grows, and a kernel it cannot emit whole (too many
  * arrays, or a member it does not fuse) is not formed: its nodes stay on their
  * own, so what the IR says is what every backend emits. On targets that fuse
@@ -69,6 +72,29 @@ static bool joins_after(const struct ir_func *f, int *const *users, int x, int k
     }
     for (size_t o = 0; o < vec_len(f->outputs); o++) *escapes |= f->outputs[o].value == x;
     return true;
+}
+
+/* The elementwise users of x, a node joining kernel k (kernel already set),
+ * that may join with it although they are not on the root's operand tree: not
+ * in a kernel, before the root, of the root's shape, f32, and reading nothing
+ * but members (x among them), like gelu_deriv(x) beside the forward's gelu(x)
+ * (passes/simplify.c). They are marked as members and listed in sib (at most
+ * max); the caller checks their other users. Returns how many. */
+static int siblings(const struct ir_func *f, int *const *users, int x, int k, int root, int *sib, int max) {
+    int ns = 0;
+    for (size_t i = 0; i < vec_len(users[x]) && ns < max; i++) {
+        const int u = users[x][i];
+        struct ir_node *un = &f->nodes[u];
+        if (un->kernel || u >= root || !ir_kernel_ewise_op(un->op) || !all_f32(f, u) ||
+            !shape_equal(&un->type.shape, &f->nodes[root].type.shape))
+            continue;
+        bool inside = true;
+        for (int a = 0; a < un->nargs && inside; a++) inside = f->nodes[un->args[a]].kernel == k;
+        if (!inside) continue;
+        un->kernel = k;
+        sib[ns++] = u;
+    }
+    return ns;
 }
 
 /* The arrays the loop nest of kernel k (members `group`) reads: every value from
@@ -173,26 +199,34 @@ static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
                 struct ir_node *xn = &f->nodes[x];
                 if (xn->kernel || !all_f32(f, x)) continue;
                 if (!shape_equal(&xn->type.shape, &r->type.shape)) continue;
+                if (xn->op == OP_GELU_DERIV) continue; /* joins only beside its gelu (siblings) */
                 bool head = ir_kernel_head_op(xn->op), escapes = false;
                 if (!(ir_kernel_ewise_op(xn->op) || (head && !has_head))) continue;
                 if (head && uses[x] != 1) continue;
                 xn->kernel = k; /* so that joins_after counts the user m as a member */
-                if (!head && !joins_after(f, users, x, k, root, &escapes)) {
-                    xn->kernel = 0;
-                    continue;
+                int sib[4], ns = head ? 0 : siblings(f, users, x, k, root, sib, 4), more = 0;
+                bool ok = head || joins_after(f, users, x, k, root, &escapes);
+                for (int s = 0; s < ns && ok; s++) {
+                    bool e = false;
+                    ok = joins_after(f, users, sib[s], k, root, &e);
+                    more += e;
                 }
-                if (escapes && stored == t->fuse_max_outputs) {
-                    xn->kernel = 0;
-                    continue;
+                if (ok && stored + escapes + more > t->fuse_max_outputs) ok = false;
+                if (ok) {
+                    vec_push(group, x);
+                    for (int s = 0; s < ns; s++) vec_push(group, sib[s]);
+                    if (count_inputs(f, group, k, t->fuse_max_inputs) > t->fuse_max_inputs) {
+                        vec_hdr_(group)->len -= (size_t)(1 + ns);
+                        ok = false;
+                    }
                 }
-                vec_push(group, x);
-                if (count_inputs(f, group, k, t->fuse_max_inputs) > t->fuse_max_inputs) {
+                if (!ok) {
                     xn->kernel = 0;
-                    vec_hdr_(group)->len--;
+                    for (int s = 0; s < ns; s++) f->nodes[sib[s]].kernel = 0;
                     continue;
                 }
                 has_head |= head;
-                stored += escapes;
+                stored += escapes + more;
             }
         }
         if (vec_len(group) < 2) {

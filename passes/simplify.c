@@ -4,7 +4,8 @@
  * stored for the backward pass, and a mask after a max pooling gradient moves
  * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling),
  * as does a spatial sum of such a gradient. A residual's gradient added to a
- * layer norm's input gradient goes into the layer norm gradient's pass. Nodes
+ * layer norm's input gradient goes into the layer norm gradient's pass. GELU's
+ * gradient multiplies by a derivative computed beside the forward's GELU. Nodes
  * already in a kernel are left alone. */
 #include "passes/passes.h"
 
@@ -181,11 +182,79 @@ static int residual_into_layernorm_grad(struct ir_module *m, struct ir_func *f, 
     return changed;
 }
 
+/* Appends a node (ir_node_add) and moves it to position pos: the nodes from
+ * pos on move up by one, and every reference to them (operands, outputs) with
+ * them. Returns pos. Only before fusion and the memory plan (no kernels yet). */
+static int node_insert(struct ir_module *m, struct ir_func *f, int pos, enum op op, const int *args,
+                       int nargs, struct loc loc) {
+    int last = ir_node_add(m, f, op, args, nargs, loc);
+    struct ir_node n = f->nodes[last];
+    memmove(&f->nodes[pos + 1], &f->nodes[pos], sizeof *f->nodes * (size_t)(last - pos));
+    f->nodes[pos] = n;
+    for (int id = pos + 1; id <= last; id++)
+        for (int a = 0; a < f->nodes[id].nargs; a++)
+            if (f->nodes[id].args[a] >= pos) f->nodes[id].args[a]++;
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        if (f->outputs[o].value >= pos) f->outputs[o].value++;
+    return pos;
+}
+
+/* GELU's derivative beside the forward's GELU: gelu_grad(x, dy) where gelu(x)
+ * (the same form) is computed becomes mul(dy, gelu_deriv(x)), with
+ * gelu_deriv(x) inserted just before gelu(x). Fusion then computes it in the
+ * forward's kernel from the same x (a member beside the activation), which
+ * stores it instead of x: the backward multiplies by a stored factor instead
+ * of evaluating the derivative (the normal distribution again, ~60 % of the
+ * forward's own GELU cost), and the values are the same (dy times the same
+ * derivative of the same x). */
+static int gelu_derivs_forward(struct ir_module *m, struct ir_func *f) {
+    int changed = 0;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        const struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_GELU_GRAD || n->kernel) continue;
+        const int x = n->args[0];
+        const int64_t approx = ir_attr_i(n, ATTR_APPROXIMATE);
+        int y = -1;
+        for (int j = x + 1; j < id && y < 0; j++) {
+            const struct ir_node *jn = &f->nodes[j];
+            if (jn->op == OP_GELU && jn->args[0] == x && !jn->kernel &&
+                ir_attr_i(jn, ATTR_APPROXIMATE) == approx)
+                y = j;
+        }
+        if (y < 0) continue;
+        int d = -1; /* one derivative per x: a second gradient of the same x reuses it */
+        if (f->nodes[y - 1].op == OP_GELU_DERIV && f->nodes[y - 1].args[0] == x &&
+            ir_attr_i(&f->nodes[y - 1], ATTR_APPROXIMATE) == approx)
+            d = y - 1;
+        if (d < 0) {
+            d = node_insert(m, f, y, OP_GELU_DERIV, &x, 1, f->nodes[y].loc);
+            ir_attr_set_i(&f->nodes[d], ATTR_APPROXIMATE, approx);
+            char err[256];
+            if (!ir_infer(m, f, d, err, sizeof err))
+                netc_internal_error(__FILE__, __LINE__, "gelu_deriv: %s", err);
+            id++; /* the gradient moved up by one */
+        }
+        struct ir_node *g = &f->nodes[id];
+        const int dy = g->args[1];
+        g->op = OP_MUL;
+        g->args[0] = dy;
+        g->args[1] = d;
+        memset(g->ia, 0, sizeof g->ia);
+        memset(g->fa, 0, sizeof g->fa);
+        char err[256];
+        if (!ir_infer(m, f, id, err, sizeof err))
+            netc_internal_error(__FILE__, __LINE__, "gelu_grad to mul: %s", err);
+        changed++;
+    }
+    return changed;
+}
+
 int pass_simplify(struct ir_module *m) {
     int changed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
         struct ir_func *f = m->funcs[i];
         changed += masks_read_activations(f);
+        changed += gelu_derivs_forward(m, f);
         int **users = users_of(f);
         changed += masks_before_pooling(m, f, users);
         int folded = residual_into_layernorm_grad(m, f, users);

@@ -917,10 +917,12 @@ static inline float nrt_gelu_phin_(float u, int in) {
     return p * s.f;
 }
 
-/* Phi(x): GELU(x) = x nrt_gelu_phi(x). NaN gives a number (x Phi(x) is NaN). */
+/* Phi(x): GELU(x) = x nrt_gelu_phi(x). NaN gives a number (x Phi(x) is NaN).
+ * u and `in` as nrt_gelu_grad has them, so that a loop computing both (the
+ * forward's GELU beside its derivative, GELU_DERIV) evaluates Phi(-u) once. */
 static inline float nrt_gelu_phi(float x) {
     const float ax = x < 0 ? -x : x, u = ax < 6.4f ? ax : 6.4f;
-    const float e = nrt_gelu_phin_(u, ax < 7.0f);
+    const float e = nrt_gelu_phin_(u, !(ax >= 7.0f));
     return x < 0 ? e : 1.0f - e;
 }
 

@@ -26,7 +26,7 @@
 #define MAX_BUFS 256
 
 static const char *const examples[] = {
-    "mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression", "dcgan"};
+    "mlp", "mnist_cnn", "lenet", "lstm", "linear_regression", "mlp_regression", "dcgan", "tiny_gpt"};
 #define NEXAMPLES ((int)(sizeof examples / sizeof *examples))
 /* Model 2e is example e fused, 2e+1 unfused. */
 #define NMODELS (2 * NEXAMPLES)

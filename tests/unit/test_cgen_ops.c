@@ -436,7 +436,12 @@ static const struct ccase cases[] = {
         "%4 = input @pv : f32[3]\n%5 = batchnorm_grad_sums(%0, %1, %3) : f32[2,3]\n"
         "%6 = batchnorm_grad(%0, %1, %2, %3, %4, %5) {eps=1e-05} : f32[N,3,2]\nreturn y=%6, z=%5\n",
         false,
-    },
+    }, /* GELU's derivative alone (simplify computes it beside the forward's gelu;
+        * last, so that the cases above keep their random data) */
+    {"gelu_deriv", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=0} : f32[N,4]\nreturn y=%1\n", true},
+    {"gelu_deriv_tanh", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=1} : f32[N,4]\nreturn y=%1\n", true},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

@@ -2,10 +2,11 @@
  * forward and backward. Each case is one IR function whose output `y` is the op
  * under test; unless it is marked nograd, the test adds loss = sum(y * wts) and
  * runs autodiff with input gradients, so the backward ops are checked too. The
- * cases become the entry points of two modules (one as is, one after the fuse
- * pass, for the fused-kernel path: matmul/conv2d heads, elementwise chains, and
- * kernels with several stored values: fused_chain's sigmoid, which the backward
- * reads);
+ * cases become the entry points of two modules (one as is, one after the
+ * simplify and fuse passes, for the fused-kernel path: matmul/conv2d heads,
+ * elementwise chains, and kernels with several stored values: fused_chain's
+ * sigmoid, which the backward reads, and fused_dense_gelu's derivative beside
+ * the activation);
  * both are emitted for both targets, and one harness per target (C: OpenBLAS;
  * OpenCL: the first device, PoCL in CI) feeds the same random buffers, runs every
  * entry point at the same training step and writes every output and every
@@ -548,6 +549,17 @@ static const struct ccase cases[] = {
      "%0 = input @x : f32[N,5,6,6]\n%1 = input @w : f32[12,5,3,3]\n%2 = input @b : f32[12]\n"
      "%3 = conv2d(%0, %1) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1} : f32[N,12,4,4]\n"
      "%4 = bias_add(%3, %2) {axis=1} : f32[N,12,4,4]\n%5 = relu(%4) : f32[N,12,4,4]\nreturn y=%5\n",
+     false, true}, /* (last, so that the cases above keep their random data) */
+    /* GELU's derivative alone (simplify's, beside the forward's gelu) */
+    {"gelu_deriv", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=0} : f32[N,4]\nreturn y=%1\n", true, false},
+    {"gelu_deriv_tanh", "input @x : f32[N,4]\n",
+     "%0 = input @x : f32[N,4]\n%1 = gelu_deriv(%0) {approximate=1} : f32[N,4]\nreturn y=%1\n", true, false},
+    {"fused_dense_gelu", "input @x : f32[N,5]\ninput @w : f32[5,4]\ninput @b : f32[4]\n",
+     "%0 = input @x : f32[N,5]\n%1 = input @w : f32[5,4]\n%2 = input @b : f32[4]\n"
+     "%3 = matmul(%0, %1) {transpose_a=0, transpose_b=0} : f32[N,4]\n%4 = bias_add(%3, %2) {axis=1} : "
+     "f32[N,4]\n"
+     "%5 = gelu(%4) {approximate=0} : f32[N,4]\nreturn y=%5\n",
      false, true},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
@@ -608,6 +620,7 @@ static struct ir_module *build(bool fused, int *entry_case) {
         pass_autodiff_func(m, f, true);
     }
     pass_target = cg_target_opencl.plan; /* kernels both backends emit */
+    if (fused) pass_simplify(m);         /* GELU's derivative beside the forward's (fused_dense_gelu) */
     if (fused) CHECK(pass_fuse(m) >= 3);
     if (!ir_verify(m)) TEST_FAIL_("invalid IR after autodiff%s", fused ? " and fusion" : "");
     return m;

@@ -261,7 +261,7 @@ static struct ir_module *build_all_ops(void) {
     ir_attr_set_i(ND(lsg), ATTR_AXIS, 1);
     fin(sm), fin(ls), fin(sg), fin(lsg);
 
-    /* The transformer ops: erf, gelu, attn_softmax, attention, matmul_bsum. */
+    /* The transformer ops: erf, gelu (its gradient, its derivative), attn_softmax, attention, matmul_bsum. */
     int ef = fin(A1(ERF, x));
     int ge = A1(GELU, ef);
     ir_attr_set_i(ND(ge), ATTR_APPROXIMATE, 1);
@@ -269,6 +269,9 @@ static struct ir_module *build_all_ops(void) {
     int gg = A2(GELU_GRAD, ef, ge);
     ir_attr_set_i(ND(gg), ATTR_APPROXIMATE, 0);
     fin(gg);
+    int gd = A1(GELU_DERIV, ef);
+    ir_attr_set_i(ND(gd), ATTR_APPROXIMATE, 1);
+    fin(gd);
     int asm_ = A1(ATTN_SOFTMAX, tr);
     ir_attr_set_f(ND(asm_), ATTR_SCALE, 0.25);
     ir_attr_set_i(ND(asm_), ATTR_CAUSAL, 1);
