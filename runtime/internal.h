@@ -18,6 +18,21 @@
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
 #endif
 
+/* -------------------------------------------------------------- program.c -- */
+
+/* Runs entry point ent of ctx on n items (ent->run), with ctx's parameter
+ * token (struct nrt_ctx's params_token) visible to nrt_params_token on the
+ * calling thread while an inference entry point runs. */
+void nrt_entry_run(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n);
+/* The parameter token of the inference entry point running on this thread
+ * when bytes at p lie inside one of its context's parameter buffers, else 0.
+ * Two calls that return the same nonzero token saw the same bytes at p: the
+ * parameters of a context change only between runs (train-mode entry points,
+ * checkpoint loads, resets, and writers that set host_dirty), and each such
+ * change makes the next inference run issue a new token. Inference kernels
+ * key what they derive from weights (winograd.c's transforms) on it. */
+uint64_t nrt_params_token(const void *p, size_t bytes);
+
 /* --------------------------------------------------------------- slices.c -- */
 
 /* Sets up ctx->slices when an entry point has slices smaller than max_n

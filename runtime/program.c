@@ -9,6 +9,7 @@
 #include "runtime/internal.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -119,6 +120,7 @@ void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed) {
     ctx->epoch = 0;
     ctx->host_dirty = 1;
     ctx->dev_dirty = 0;
+    ctx->params_token = 0;
 }
 
 /* The device of device models: set by the driver's --device, else NULL. */
@@ -315,6 +317,42 @@ void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* The parameter token of the inference run on this thread (nrt_entry_run). */
+static _Thread_local struct {
+    const struct nrt_ctx *ctx; /* the running context (a slice's copy included) */
+    uint64_t token;            /* its params_token; 0: none */
+} params_run;
+
+/* Tokens issued so far, by every context of the process. */
+static _Atomic uint64_t params_issued;
+
+void nrt_entry_run(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
+    if (ent->mode != NRT_MODE_EVAL || !ctx->params_token) {
+        ent->run(ctx, n);
+        return;
+    }
+    const struct nrt_ctx *saved_ctx = params_run.ctx;
+    uint64_t saved_token = params_run.token;
+    params_run.ctx = ctx, params_run.token = ctx->params_token;
+    ent->run(ctx, n);
+    params_run.ctx = saved_ctx, params_run.token = saved_token;
+}
+
+uint64_t nrt_params_token(const void *p, size_t bytes) {
+    const struct nrt_ctx *ctx = params_run.ctx;
+    if (!ctx || !params_run.token) return 0;
+    const struct nrt_model *m = ctx->model;
+    const char *a = p;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        const char *lo = ctx->buf[i];
+        if (b->kind != NRT_BUF_PARAM || a < lo) continue;
+        size_t size = (size_t)nrt_desc_count(b->rank, b->dims, 1) * nrt_dtype_size(b->dtype);
+        if ((size_t)(a - lo) <= size && bytes <= size - (size_t)(a - lo)) return params_run.token;
+    }
+    return 0;
+}
+
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     if (n < 1 || n > ctx->max_n)
@@ -322,9 +360,17 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
                              (long long)ctx->max_n);
     ctx->failed = 0;
     ctx->err[0] = '\0';
+    /* Host models: parameters written since the last run (host_dirty) or by
+     * this run (a training step) end the token; an inference run without one
+     * issues a new one. */
+    if (!ctx->dev) {
+        if (ctx->host_dirty || ent->mode != NRT_MODE_EVAL) ctx->params_token = 0;
+        ctx->host_dirty = 0;
+        if (!ctx->params_token && ent->mode == NRT_MODE_EVAL) ctx->params_token = ++params_issued;
+    }
     if (!nrt_slices_run(ctx, e, n)) {
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
-        ent->run(ctx, n);
+        nrt_entry_run(ctx, ent, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
     }
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)

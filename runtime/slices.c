@@ -128,7 +128,7 @@ static void run_range(struct slice_job *j, struct nrt_ctx *t, void *const *base,
             t->buf[bi] = (char *)base[q] + (size_t)b0 * item_bytes(b->dtype, b->rank, b->dims);
         }
         if (t->prof) nrt_prof_begin(t->prof, j->e, k);
-        ent->run(t, k);
+        nrt_entry_run(t, ent, k);
         if (t->prof) nrt_prof_end(t->prof);
         if (t->failed) {
             if (!atomic_exchange(&j->failed, 1) && t != ctx) {

@@ -6,6 +6,7 @@
 #include "runtime/internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -446,16 +447,20 @@ static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *o
 
 /* Transformed weights kept between calls: inference runs the same weights
  * call after call, and their transform was about half of a batch-1 call. An
- * entry keeps a copy of the weights it came from and serves only while they
- * are equal (memcmp, ~1 us for mnist_cnn's 73 KB), so weights changed in
- * place (training between evaluations) are always seen. Readers hold the
- * lock while they use an entry's u. */
+ * entry keeps a copy of the weights it came from. Inside an inference run
+ * whose weights are parameters of the running context (nrt_params_token), it
+ * serves while it carries that run's token, which proves the weights have not
+ * changed since it was made or checked; otherwise (another token, none: a
+ * direct call) it serves only while the weights equal its copy (memcmp, ~1 us
+ * for mnist_cnn's 73 KB), so weights changed in place are always seen. Readers
+ * hold the lock while they use an entry's u. */
 #define W4_CACHE 8                /* entries, replaced in turn */
 #define W4_CACHE_FLOATS (1 << 22) /* the largest entry (copy and u): 16 MB */
 static struct w4_entry {
     const float *w;
     int64_t ci, co;
     float *copy, *u;
+    _Atomic uint64_t token; /* the parameter token the weights were last seen under; 0: none */
 } w4_cache[W4_CACHE];
 static int w4_next;
 static pthread_rwlock_t w4_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -471,11 +476,17 @@ static void w4_transform(int64_t ci, int64_t co, const float *w, float *wt, floa
 static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt) {
     size_t nw = (size_t)(9 * ci * co);
     if (45 * ci * co > W4_CACHE_FLOATS) return NULL;
+    uint64_t token = nrt_params_token(w, sizeof *w * nw);
     for (int pass = 0; pass < 2; pass++) {
         pthread_rwlock_rdlock(&w4_lock);
         for (int i = 0; i < W4_CACHE; i++) {
             struct w4_entry *e = &w4_cache[i];
-            if (e->w == w && e->ci == ci && e->co == co && !memcmp(e->copy, w, sizeof *w * nw)) return e->u;
+            if (e->w != w || e->ci != ci || e->co != co) continue;
+            if (token && atomic_load(&e->token) == token) return e->u;
+            if (!memcmp(e->copy, w, sizeof *w * nw)) {
+                if (token) atomic_store(&e->token, token);
+                return e->u;
+            }
         }
         pthread_rwlock_unlock(&w4_lock);
         if (pass) break;
@@ -490,6 +501,7 @@ static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt)
             e->copy = malloc(sizeof *w * nw), e->u = malloc(sizeof *w * 4 * nw);
             e->w = w, e->ci = ci, e->co = co;
         }
+        atomic_store(&e->token, 0);
         if (e->copy && e->u) {
             memcpy(e->copy, w, sizeof *w * nw);
             w4_transform(ci, co, w, wt, e->u);
