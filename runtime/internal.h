@@ -215,5 +215,10 @@ extern const char nrt_cl_kernels_source[];
 /* Whether the calling thread is running a chunk of a parallel_for (where a
  * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
 int nrt_threads_inside(void);
+/* Until the matching end, the calling thread's parallel_for calls run serially
+ * on it and nrt_threads_inside() is 1 (a run too small to gain from the pool);
+ * begin returns what end restores. */
+int nrt_threads_serial_begin(void);
+void nrt_threads_serial_end(int was);
 
 #endif

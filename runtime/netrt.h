@@ -676,6 +676,15 @@ struct nrt_ctx {
     struct nrt_slices *slices; /* sliced inference (slices.c): gathered outputs and
                                   per-thread contexts; NULL: none (caller memory,
                                   device models, no entry point with slices) */
+    /* Small inference runs with several threads (program.c): the recent times
+     * of runs of one batch size split over the pool ([0]) and on the calling
+     * thread alone ([1]), for running each such run the faster way. */
+    struct {
+        int64_t n;       /* the batch size the times are for (0: none yet) */
+        uint32_t runs;   /* runs of that size */
+        float sec[2][8]; /* the last 8 times of each way, seconds (0: none) */
+        uint8_t next[2]; /* the slot of sec[way] the next time goes to */
+    } pace;
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS

@@ -1,17 +1,24 @@
-/* tests/unit/test_runtime_params.c -- the parameter token of inference runs
- * (runtime/program.c) and what keys on it: the Winograd F(4x4, 3x3) weight
- * transforms that winograd.c keeps between calls. A model made here by hand
- * has an inference entry point running mnist_cnn's second layer (conv 32 ->
- * 64, 3x3, bias, relu, 2x2 max pool, with Winograd) on a parameter buffer, and
- * a training entry point that changes that parameter in place. After every
- * way the parameters can change (a write flagged by host_dirty, a training
- * step, a checkpoint load, a reset, a context freed and another made) the
- * inference output must equal, bit for bit, the same kernel run with the
- * cache turned off (NETC_WINOGRAD_CACHE=0: the weights transformed anew). */
+/* tests/unit/test_runtime_run.c -- what nrt_ctx_run (runtime/program.c)
+ * decides about an inference run: its parameter token, and whether a small
+ * run splits over the thread pool or runs on the calling thread alone.
+ *
+ * The token and what keys on it, the Winograd F(4x4, 3x3) weight transforms
+ * that winograd.c keeps between calls: a model made here by hand has an
+ * inference entry point running mnist_cnn's second layer (conv 32 -> 64, 3x3,
+ * bias, relu, 2x2 max pool, with Winograd) on a parameter buffer, and a
+ * training entry point that changes that parameter in place. After every way
+ * the parameters can change (a write flagged by host_dirty, a training step,
+ * a checkpoint load, a reset, a context freed and another made) the inference
+ * output must equal, bit for bit, the same kernel run with the cache turned
+ * off (NETC_WINOGRAD_CACHE=0: the weights transformed anew).
+ *
+ * The pace: a small entry point that takes ten times longer one way than
+ * the other runs the fast way after its first runs (both ways timed). */
 #include "runtime/internal.h"
 #include "test_runtime.h"
 
 #include <stdlib.h>
+#include <time.h>
 
 /* The layer: mnist_cnn's conv2d1 at batch n. */
 static struct nrt_conv geo(int64_t n) {
@@ -34,7 +41,8 @@ static void run_forward(struct nrt_ctx *ctx, int64_t n) {
     seen_b = nrt_params_token(ctx->buf[B_B], sizeof(float) * 64);
     seen_x = nrt_params_token(ctx->buf[B_X], sizeof(float) * 4);
     seen_past = nrt_params_token(w + 1, sizeof *w * 64 * 32 * 9); /* one float past the end */
-    nrt_conv2d_bias_act_pool(&c, ctx->buf[B_X], w, ctx->buf[B_B], NRT_ACT_RELU | NRT_CONV_WINOGRAD, y, scratch);
+    nrt_conv2d_bias_act_pool(&c, ctx->buf[B_X], w, ctx->buf[B_B], NRT_ACT_RELU | NRT_CONV_WINOGRAD, y,
+                             scratch);
     ctx->out[0] = y;
 }
 
@@ -72,9 +80,15 @@ static struct nrt_entry_desc entries[2] = {
     {.name = "forward", .mode = NRT_MODE_EVAL, .n_outputs = 1, .outputs = &y_out, .run = run_forward},
     {.name = "train_step", .mode = NRT_MODE_TRAIN, .run = run_train},
 };
-static struct nrt_model model = {
-    .name = "params", .netc_version = "test", .n_buffers = N_BUFS, .buffers = bufs, .n_entries = 2,
-    .entries = entries, .forward_entry = 0, .evaluate_entry = -1, .generate_entry = -1};
+static struct nrt_model model = {.name = "params",
+                                 .netc_version = "test",
+                                 .n_buffers = N_BUFS,
+                                 .buffers = bufs,
+                                 .n_entries = 2,
+                                 .entries = entries,
+                                 .forward_entry = 0,
+                                 .evaluate_entry = -1,
+                                 .generate_entry = -1};
 
 #define MAX_N 3
 
@@ -99,8 +113,8 @@ static void check_fresh(struct nrt_ctx *ctx, int64_t n, const char *what) {
     struct nrt_conv c = geo(n);
     float *scratch = malloc(sizeof(float) * (size_t)nrt_conv_pool_scratch(&c));
     setenv("NETC_WINOGRAD_CACHE", "0", 1);
-    nrt_conv2d_bias_act_pool(&c, ctx->buf[B_X], ctx->buf[B_W], ctx->buf[B_B], NRT_ACT_RELU | NRT_CONV_WINOGRAD,
-                             want, scratch);
+    nrt_conv2d_bias_act_pool(&c, ctx->buf[B_X], ctx->buf[B_W], ctx->buf[B_B],
+                             NRT_ACT_RELU | NRT_CONV_WINOGRAD, want, scratch);
     unsetenv("NETC_WINOGRAD_CACHE");
     free(scratch);
     if (memcmp(got, want, sizeof(float) * Y_FLOATS * (size_t)n))
@@ -203,13 +217,77 @@ static void test_token(void) {
     nrt_ctx_free(&b);
 }
 
+/* A small entry point (1 MFLOP by its profile table) whose run spins for
+ * 30 us one way and 300 us the other. */
+static int slow_serially;
+static void run_spin(struct nrt_ctx *ctx, int64_t n) {
+    (void)ctx, (void)n;
+    int slow = nrt_threads_inside() == slow_serially;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1e6 + (t.tv_nsec - t0.tv_nsec) * 1e-3 < (slow ? 300 : 30));
+    ctx->out[0] = ctx->ws;
+    ((float *)ctx->ws)[0] = (float)nrt_threads_inside();
+}
+
+static void test_pace(void) {
+    static const struct nrt_prof_desc unit = {"spin", "spin", "", 1e6, 0, 0, 0};
+    static const struct nrt_output_desc out = {.name = "inside", .dtype = NRT_DT_F32, .rank = 1, .dims = {1}};
+    struct nrt_entry_desc ent = {.name = "forward",
+                                 .mode = NRT_MODE_EVAL,
+                                 .n_outputs = 1,
+                                 .outputs = &out,
+                                 .run = run_spin,
+                                 .ws_fixed = 64,
+                                 .n_prof = 1,
+                                 .prof = &unit};
+    struct nrt_model m = {.name = "pace",
+                          .netc_version = "test",
+                          .n_entries = 1,
+                          .entries = &ent,
+                          .forward_entry = 0,
+                          .evaluate_entry = -1,
+                          .generate_entry = -1};
+    nrt_threads_set(2);
+    for (slow_serially = 0; slow_serially < 2; slow_serially++) {
+        struct nrt_ctx ctx;
+        EXPECT_OK(nrt_ctx_init(&ctx, &m, 4, 1));
+        int serial = 0;
+        for (int r = 0; r < 96; r++) {
+            EXPECT_OK(nrt_ctx_run(&ctx, 0, 1));
+            if (r >= 16) serial += ((float *)ctx.out[0])[0] == 1.0f;
+        }
+        /* 80 runs after the 16 that alternate: 2 or 3 of them probe the slow way. */
+        if (slow_serially)
+            CHECK(serial <= 3);
+        else
+            CHECK(serial >= 77);
+        /* A batch too large for the pace: split as usual. */
+        ent.prof = &(const struct nrt_prof_desc){"spin", "spin", "", 1e9, 0, 0, 0};
+        EXPECT_OK(nrt_ctx_run(&ctx, 0, 1));
+        ASSERT(0, ((float *)ctx.out[0])[0]);
+        ent.prof = &unit;
+        nrt_ctx_free(&ctx);
+    }
+    /* One thread: nothing to decide. */
+    nrt_threads_set(1);
+    slow_serially = 0;
+    struct nrt_ctx ctx;
+    EXPECT_OK(nrt_ctx_init(&ctx, &m, 4, 1));
+    EXPECT_OK(nrt_ctx_run(&ctx, 0, 1));
+    ASSERT(0, ctx.pace.runs);
+    nrt_ctx_free(&ctx);
+}
+
 int main(void) {
-    if (!test_dir_make("netrt_params")) return 1;
+    if (!test_dir_make("netrt_run")) return 1;
     model_init();
     for (int t = 1; t <= 2; t++) {
         nrt_threads_set(t);
         test_token();
     }
+    test_pace();
     rmdir(dir);
     TEST_DONE();
 }
