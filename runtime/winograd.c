@@ -528,12 +528,22 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
         int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
         for (int64_t g = b0; g < b1; g += k->group) {
             int64_t nb = b1 - g < k->group ? b1 - g : k->group;
-            /* The images pixel-major, at the padding's offset in zeroed planes. */
-            memset(xp, 0, sizeof *xp * (size_t)(nb * k->hp * k->wp * ci));
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t row = 0; row < c->h; row++)
-                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w,
-                                    xp + ((b * k->hp + row + c->p[0]) * k->wp + c->p[1]) * ci, ci);
+            /* The images pixel-major, at the padding's offset in planes
+             * whose other pixels (the rows above and below, the columns
+             * left and right) are zeroed. */
+            int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
+            for (int64_t b = 0; b < nb; b++) {
+                float *pb = xp + b * k->hp * rowf;
+                memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
+                memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
+                for (int64_t row = 0; row < c->h; row++) {
+                    float *pr = pb + (row + p0) * rowf;
+                    memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
+                    memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
+                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci,
+                                    ci);
+                }
+            }
             w4_input(k, nb, xp, v);
             w4_gemm(k, v, m, o0, o1);
             for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
