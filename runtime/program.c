@@ -355,21 +355,14 @@ uint64_t nrt_params_token(const void *p, size_t bytes) {
     return 0;
 }
 
-/* Inference runs of fewer FLOPs than this (a batch of one through a small
- * CNN) may run on the calling thread alone: handing each layer's parts to the
- * pool's threads and waiting for them costs a few microseconds a layer, and a
- * descheduled worker holding a part stalls the run (a busy machine), so below
- * this size whichever way measures faster runs (pace_serial). */
-#define PACE_FLOPS 5e7
+/* An inference run with several threads runs whichever way measures faster
+ * (pace_way): each layer split over the pool's threads (or, for a batch run
+ * in slices, each thread taking whole slices), or everything on the calling
+ * thread. Splitting a batch of one costs a few microseconds a layer, and on a
+ * busy machine a descheduled pool thread holding a part stalls the run, so
+ * which is faster depends on the run and on the machine's load. */
 /* Runs of one size between two runs the other way (to notice a change of load). */
 #define PACE_PROBE 32
-
-/* The FLOPs of entry ent on n items from its profile table (0: no table). */
-static double entry_flops(const struct nrt_entry_desc *ent, int64_t n) {
-    double flops = 0;
-    for (int u = 0; u < ent->n_prof; u++) flops += ent->prof[u].flops + ent->prof[u].flops_n * (double)n;
-    return flops;
-}
 
 /* The median of the times t[0..8) that are set, or -1 when none are. */
 static double pace_median(const float *t) {
@@ -384,14 +377,12 @@ static double pace_median(const float *t) {
     return k ? v[k / 2] : -1;
 }
 
-/* Which way a small inference run of ctx on n items goes: -1 (not small:
- * split as usual), 0 (split over the pool) or 1 (serially). The first runs
+/* Which way an inference run of ctx on n items goes: -1 (no choice: one
+ * thread, a training step, a device), 0 (split over the pool) or 1 (serially). The first runs
  * of a size alternate; then the way whose recent median time is lower, with
  * one run the other way every PACE_PROBE runs. */
 static int pace_way(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
     if (ctx->dev || ent->mode != NRT_MODE_EVAL || nrt_threads_get() < 2 || nrt_threads_inside()) return -1;
-    double flops = entry_flops(ent, n);
-    if (flops <= 0 || flops >= PACE_FLOPS) return -1;
     if (ctx->pace.n != n) memset(&ctx->pace, 0, sizeof ctx->pace), ctx->pace.n = n;
     uint32_t r = ctx->pace.runs++;
     if (r < 16) return (int)(r & 1);
@@ -427,15 +418,15 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
         ctx->host_dirty = 0;
         if (!ctx->params_token && ent->mode == NRT_MODE_EVAL) ctx->params_token = ++params_issued;
     }
+    int way = pace_way(ctx, ent, n), was = way == 1 ? nrt_threads_serial_begin() : 0;
+    double t0 = way >= 0 ? now_sec() : 0;
     if (!nrt_slices_run(ctx, e, n)) {
-        int way = pace_way(ctx, ent, n), was = way == 1 ? nrt_threads_serial_begin() : 0;
-        double t0 = way >= 0 ? now_sec() : 0;
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
         nrt_entry_run(ctx, ent, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
-        if (way == 1) nrt_threads_serial_end(was);
-        if (way >= 0) pace_record(ctx, way, now_sec() - t0);
     }
+    if (way == 1) nrt_threads_serial_end(was);
+    if (way >= 0) pace_record(ctx, way, now_sec() - t0);
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
