@@ -394,37 +394,49 @@ static inline __attribute__((always_inline)) void w4_at(const __m512 *m, __m512 
 
 /* The outputs of image b of the group, channels [o0, o1): A^T M A per tile,
  * bias and relu, into out [hw][co] (pixel-major); with k->pool, their 2x2
- * maxima into out [ho/2 * wo/2][co] (a 4x4 tile holds whole windows). */
+ * maxima into out [ho/2 * wo/2][co] (a 4x4 tile holds whole windows). Only
+ * the rows and columns of a tile that are stored (or pooled) are computed:
+ * the last tiles of mnist_cnn's 11x11 layer need 2 of their 4. */
 static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *out, int64_t o0, int64_t o1) {
     const struct nrt_conv *c = k->c;
-    int64_t co = c->co, ld = k->tp * co;
+    int64_t co = c->co, ld = k->tp * co, ph = c->ho / 2, pw = c->wo / 2;
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t ty = 0; ty < k->th; ty++)
         for (int64_t tx = 0; tx < k->tw; tx++) {
             const float *mt = m + ((b * k->th + ty) * k->tw + tx) * co;
+            /* The outputs of the tile that are needed: nh x nw (pooled: the
+             * 2x2 windows within ph x pw, pi x pj of them). */
             int64_t nh = c->ho - 4 * ty < 4 ? c->ho - 4 * ty : 4,
                     nw = c->wo - 4 * tx < 4 ? c->wo - 4 * tx : 4;
+            int64_t pi = ph - 2 * ty < 2 ? ph - 2 * ty : 2, pj = pw - 2 * tx < 2 ? pw - 2 * tx : 2;
+            if (k->pool) nh = 2 * pi, nw = 2 * pj;
+            if (nh <= 0 || nw <= 0) continue;
             for (int64_t o = o0; o < o1; o += 16) {
                 __m512 t[4][6], bv = _mm512_set1_ps(0.0f);
                 if (k->bias) bv = _mm512_loadu_ps(k->bias + o);
-                for (int j = 0; j < 6; j++) {
+                for (int j = 0; j < 6; j++) { /* A^T on the columns: the first nh rows */
                     __m512 d[6], r[4];
                     for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(mt + (i * 6 + j) * ld + o);
-                    w4_at(d, r);
-                    for (int i = 0; i < 4; i++) t[i][j] = r[i];
+                    if (nh > 2)
+                        w4_lin(4, 6, &W4_AT[0][0], d, r);
+                    else
+                        w4_lin(2, 6, &W4_AT[0][0], d, r);
+                    for (int i = 0; i < nh; i++) t[i][j] = r[i];
                 }
                 if (k->pool) {
                     __m512 r[4][4];
-                    for (int i = 0; i < 4; i++) {
-                        w4_at(t[i], r[i]);
-                        for (int j = 0; j < 4; j++) {
+                    for (int i = 0; i < nh; i++) {
+                        if (nw > 2)
+                            w4_lin(4, 6, &W4_AT[0][0], t[i], r[i]);
+                        else
+                            w4_lin(2, 6, &W4_AT[0][0], t[i], r[i]);
+                        for (int j = 0; j < nw; j++) {
                             r[i][j] = _mm512_add_ps(r[i][j], bv);
                             if (k->relu) r[i][j] = _mm512_max_ps(r[i][j], zero);
                         }
                     }
-                    int64_t ph = c->ho / 2, pw = c->wo / 2;
-                    for (int i = 0; i < 2 && 2 * ty + i < ph; i++)
-                        for (int j = 0; j < 2 && 2 * tx + j < pw; j++) {
+                    for (int i = 0; i < pi; i++)
+                        for (int j = 0; j < pj; j++) {
                             __m512 m =
                                 _mm512_max_ps(_mm512_max_ps(r[2 * i][2 * j], r[2 * i][2 * j + 1]),
                                               _mm512_max_ps(r[2 * i + 1][2 * j], r[2 * i + 1][2 * j + 1]));
