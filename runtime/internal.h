@@ -18,6 +18,21 @@
 #error "libnetrt assumes a little-endian host (safetensors and .npy data are read in place)"
 #endif
 
+/* -------------------------------------------------------------- program.c -- */
+
+/* Runs entry point ent of ctx on n items (ent->run), with ctx's parameter
+ * token (struct nrt_ctx's params_token) visible to nrt_params_token on the
+ * calling thread while an inference entry point runs. */
+void nrt_entry_run(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n);
+/* The parameter token of the inference entry point running on this thread
+ * when bytes at p lie inside one of its context's parameter buffers, else 0.
+ * Two calls that return the same nonzero token saw the same bytes at p: the
+ * parameters of a context change only between runs (train-mode entry points,
+ * checkpoint loads, resets, and writers that set host_dirty), and each such
+ * change makes the next inference run issue a new token. Inference kernels
+ * key what they derive from weights (winograd.c's transforms) on it. */
+uint64_t nrt_params_token(const void *p, size_t bytes);
+
 /* --------------------------------------------------------------- slices.c -- */
 
 /* Sets up ctx->slices when an entry point has slices smaller than max_n
@@ -200,5 +215,10 @@ extern const char nrt_cl_kernels_source[];
 /* Whether the calling thread is running a chunk of a parallel_for (where a
  * nested parallel_for runs serially): kernels then call OpenBLAS directly. */
 int nrt_threads_inside(void);
+/* Until the matching end, the calling thread's parallel_for calls run serially
+ * on it and nrt_threads_inside() is 1 (a run too small to gain from the pool);
+ * begin returns what end restores. */
+int nrt_threads_serial_begin(void);
+void nrt_threads_serial_end(int was);
 
 #endif

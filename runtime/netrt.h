@@ -660,14 +660,31 @@ struct nrt_ctx {
     int64_t *buf_off;          /* per buffer: element offset in the arena */
     int64_t ws_off;            /* element offset of the workspace in the arena */
     int host_dirty;            /* host copies of params/state are newer (init, reset,
-                                  checkpoint load, learning-rate writes) */
+                                  checkpoint load, learning-rate writes): whoever
+                                  writes a parameter or state buffer in host memory
+                                  sets it, so a device model uploads them and a host
+                                  model drops what its inference kernels derived
+                                  from the parameters (params_token) */
     int dev_dirty;             /* device copies are newer (after a train-mode entry) */
+    uint64_t params_token;     /* host models: nonzero while the parameters are those
+                                  of the inference runs that issued it (a number never
+                                  issued before); cleared by train-mode runs, reset and
+                                  host_dirty (nrt_ctx_run) */
     void *mem;                 /* nrt_ctx_init_mem: the caller's block holding buf[], the
                                   buffers and the workspace (not freed); NULL otherwise */
     struct nrt_prof *prof;     /* NETC_PROFILE=1: the counters (profile.c); NULL: off */
     struct nrt_slices *slices; /* sliced inference (slices.c): gathered outputs and
                                   per-thread contexts; NULL: none (caller memory,
                                   device models, no entry point with slices) */
+    /* Small inference runs with several threads (program.c): the recent times
+     * of runs of one batch size split over the pool ([0]) and on the calling
+     * thread alone ([1]), for running each such run the faster way. */
+    struct {
+        int64_t n;       /* the batch size the times are for (0: none yet) */
+        uint32_t runs;   /* runs of that size */
+        float sec[2][8]; /* the last 8 times of each way, seconds (0: none) */
+        uint8_t next[2]; /* the slot of sec[way] the next time goes to */
+    } pace;
 };
 
 /* The largest batch a context takes (nrt_ctx_init): GEMM sizes reach OpenBLAS

@@ -9,8 +9,11 @@
 #include "runtime/internal.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ descriptors -- */
 
@@ -119,6 +122,7 @@ void nrt_ctx_reset(struct nrt_ctx *ctx, uint64_t seed) {
     ctx->epoch = 0;
     ctx->host_dirty = 1;
     ctx->dev_dirty = 0;
+    ctx->params_token = 0;
 }
 
 /* The device of device models: set by the driver's --device, else NULL. */
@@ -315,6 +319,90 @@ void nrt_ctx_fail_code(struct nrt_ctx *ctx, int code, const char *fmt, ...) {
     va_end(ap);
 }
 
+/* The parameter token of the inference run on this thread (nrt_entry_run). */
+static _Thread_local struct {
+    const struct nrt_ctx *ctx; /* the running context (a slice's copy included) */
+    uint64_t token;            /* its params_token; 0: none */
+} params_run;
+
+/* Tokens issued so far, by every context of the process. */
+static _Atomic uint64_t params_issued;
+
+void nrt_entry_run(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
+    if (ent->mode != NRT_MODE_EVAL || !ctx->params_token) {
+        ent->run(ctx, n);
+        return;
+    }
+    const struct nrt_ctx *saved_ctx = params_run.ctx;
+    uint64_t saved_token = params_run.token;
+    params_run.ctx = ctx, params_run.token = ctx->params_token;
+    ent->run(ctx, n);
+    params_run.ctx = saved_ctx, params_run.token = saved_token;
+}
+
+uint64_t nrt_params_token(const void *p, size_t bytes) {
+    const struct nrt_ctx *ctx = params_run.ctx;
+    if (!ctx || !params_run.token) return 0;
+    const struct nrt_model *m = ctx->model;
+    const char *a = p;
+    for (int i = 0; i < m->n_buffers; i++) {
+        const struct nrt_buffer_desc *b = &m->buffers[i];
+        const char *lo = ctx->buf[i];
+        if (b->kind != NRT_BUF_PARAM || a < lo) continue;
+        size_t size = (size_t)nrt_desc_count(b->rank, b->dims, 1) * nrt_dtype_size(b->dtype);
+        if ((size_t)(a - lo) <= size && bytes <= size - (size_t)(a - lo)) return params_run.token;
+    }
+    return 0;
+}
+
+/* An inference run with several threads runs whichever way measures faster
+ * (pace_way): each layer split over the pool's threads (or, for a batch run
+ * in slices, each thread taking whole slices), or everything on the calling
+ * thread. Splitting a batch of one costs a few microseconds a layer, and on a
+ * busy machine a descheduled pool thread holding a part stalls the run, so
+ * which is faster depends on the run and on the machine's load. */
+/* Runs of one size between two runs the other way (to notice a change of load). */
+#define PACE_PROBE 32
+
+/* The median of the times t[0..8) that are set, or -1 when none are. */
+static double pace_median(const float *t) {
+    float v[8];
+    int k = 0;
+    for (int i = 0; i < 8; i++)
+        if (t[i] > 0) {
+            int j = k++;
+            for (; j > 0 && v[j - 1] > t[i]; j--) v[j] = v[j - 1];
+            v[j] = t[i];
+        }
+    return k ? v[k / 2] : -1;
+}
+
+/* Which way an inference run of ctx on n items goes: -1 (no choice: one
+ * thread, a training step, a device), 0 (split over the pool) or 1 (serially). The first runs
+ * of a size alternate; then the way whose recent median time is lower, with
+ * one run the other way every PACE_PROBE runs. */
+static int pace_way(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
+    if (ctx->dev || ent->mode != NRT_MODE_EVAL || nrt_threads_get() < 2 || nrt_threads_inside()) return -1;
+    if (ctx->pace.n != n) memset(&ctx->pace, 0, sizeof ctx->pace), ctx->pace.n = n;
+    uint32_t r = ctx->pace.runs++;
+    if (r < 16) return (int)(r & 1);
+    double split = pace_median(ctx->pace.sec[0]), serial = pace_median(ctx->pace.sec[1]);
+    int best = serial < split;
+    return r % PACE_PROBE == 0 ? !best : best;
+}
+
+/* Records the time of a run that pace_way sent way `way`. */
+static void pace_record(struct nrt_ctx *ctx, int way, double sec) {
+    ctx->pace.sec[way][ctx->pace.next[way]] = (float)sec;
+    ctx->pace.next[way] = (uint8_t)((ctx->pace.next[way] + 1) % 8);
+}
+
+static double now_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     if (n < 1 || n > ctx->max_n)
@@ -322,11 +410,23 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
                              (long long)ctx->max_n);
     ctx->failed = 0;
     ctx->err[0] = '\0';
+    /* Host models: parameters written since the last run (host_dirty) or by
+     * this run (a training step) end the token; an inference run without one
+     * issues a new one. */
+    if (!ctx->dev) {
+        if (ctx->host_dirty || ent->mode != NRT_MODE_EVAL) ctx->params_token = 0;
+        ctx->host_dirty = 0;
+        if (!ctx->params_token && ent->mode == NRT_MODE_EVAL) ctx->params_token = ++params_issued;
+    }
+    int way = pace_way(ctx, ent, n), was = way == 1 ? nrt_threads_serial_begin() : 0;
+    double t0 = way >= 0 ? now_sec() : 0;
     if (!nrt_slices_run(ctx, e, n)) {
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
-        ent->run(ctx, n);
+        nrt_entry_run(ctx, ent, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
     }
+    if (way == 1) nrt_threads_serial_end(was);
+    if (way >= 0) pace_record(ctx, way, now_sec() - t0);
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);

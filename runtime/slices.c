@@ -4,11 +4,10 @@
  * nrt_ctx_run gives a larger batch to nrt_slices_run, which runs it slice by
  * slice with each slice's inputs at their items (buffer pointers moved along)
  * and copies its outputs into buffers for the whole batch, where ctx->out[]
- * points afterwards. With several threads each pool thread takes whole slices
- * in a context of its own (the shared buffers, a workspace of its own, the
- * kernels inside run on that thread alone), so no layer waits on another
- * thread; under NETC_PROFILE the slices run in turn on the calling thread,
- * whose kernels split over the pool as usual. */
+ * points afterwards. With several threads each pool thread takes whole slices,
+ * one at a time from a shared counter, in a context of its own (the shared buffers, a workspace of its own,
+ * the kernels inside run on that thread alone), so no layer waits on another thread; under NETC_PROFILE the
+ * slices run in turn on the calling thread, whose kernels split over the pool as usual. */
 #include "runtime/internal.h"
 
 #include <stdatomic.h>
@@ -106,11 +105,12 @@ static int threads_setup(struct nrt_ctx *ctx, int threads) {
 
 /* One run of entry e over a batch of n in slices of s items. */
 struct slice_job {
-    struct nrt_ctx *ctx; /* the caller's context */
-    int e;               /* the entry point */
-    int64_t n, s;        /* the batch, the slice */
-    _Atomic int next;    /* the next per-thread context to hand out */
-    _Atomic int failed;  /* a slice failed (its message is in ctx) */
+    struct nrt_ctx *ctx;  /* the caller's context */
+    int e;                /* the entry point */
+    int64_t n, s;         /* the batch, the slice */
+    _Atomic int next;     /* the next per-thread context to hand out */
+    _Atomic int failed;   /* a slice failed (its message is in ctx) */
+    _Atomic int64_t take; /* the next slice a pool thread takes */
 };
 
 /* Slices [lo, hi) of the job on context t; base[q]: where the entry's input
@@ -128,7 +128,7 @@ static void run_range(struct slice_job *j, struct nrt_ctx *t, void *const *base,
             t->buf[bi] = (char *)base[q] + (size_t)b0 * item_bytes(b->dtype, b->rank, b->dims);
         }
         if (t->prof) nrt_prof_begin(t->prof, j->e, k);
-        ent->run(t, k);
+        nrt_entry_run(t, ent, k);
         if (t->prof) nrt_prof_end(t->prof);
         if (t->failed) {
             if (!atomic_exchange(&j->failed, 1) && t != ctx) {
@@ -164,7 +164,12 @@ static void slice_tasks(void *arg, int64_t lo, int64_t hi) {
     t->max_n = j->s; /* the slot layout of a workspace for one slice */
     t->prof = NULL, t->slices = NULL, t->mem = NULL;
     t->failed = 0, t->err[0] = '\0';
-    run_range(j, t, base, lo, hi);
+    /* The slices one at a time from the job's counter, not the chunk's own
+     * range [lo, hi): a pool thread the system deschedules (a busy machine)
+     * holds up one slice, not its share of the batch. */
+    (void)lo, (void)hi;
+    int64_t count = (j->n + j->s - 1) / j->s;
+    for (int64_t i; (i = atomic_fetch_add(&j->take, 1)) < count;) run_range(j, t, base, i, i + 1);
 }
 
 int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n) {
@@ -172,7 +177,7 @@ int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n) {
     struct nrt_slices *sl = ctx->slices;
     if (!sl || !sliced(ent, ctx->max_n) || n <= ent->slice) return 0;
     int threads = nrt_threads_get();
-    struct slice_job j = {ctx, e, n, ent->slice, 0, 0};
+    struct slice_job j = {ctx, e, n, ent->slice, 0, 0, 0};
     int64_t count = (n + j.s - 1) / j.s;
     if (threads >= 2 && count >= 2 && !ctx->prof && !nrt_threads_inside() && threads_setup(ctx, threads)) {
         nrt_parallel_for(count, 1, slice_tasks, &j);

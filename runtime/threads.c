@@ -151,6 +151,14 @@ int nrt_threads_get(void) {
 
 int nrt_threads_inside(void) { return in_pool; }
 
+int nrt_threads_serial_begin(void) {
+    int was = in_pool;
+    in_pool = 1;
+    return was;
+}
+
+void nrt_threads_serial_end(int was) { in_pool = was; }
+
 void nrt_parallel_for(int64_t n, int64_t grain, void (*fn)(void *arg, int64_t lo, int64_t hi), void *arg) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;

@@ -6,6 +6,7 @@
 #include "runtime/internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -393,37 +394,49 @@ static inline __attribute__((always_inline)) void w4_at(const __m512 *m, __m512 
 
 /* The outputs of image b of the group, channels [o0, o1): A^T M A per tile,
  * bias and relu, into out [hw][co] (pixel-major); with k->pool, their 2x2
- * maxima into out [ho/2 * wo/2][co] (a 4x4 tile holds whole windows). */
+ * maxima into out [ho/2 * wo/2][co] (a 4x4 tile holds whole windows). Only
+ * the rows and columns of a tile that are stored (or pooled) are computed:
+ * the last tiles of mnist_cnn's 11x11 layer need 2 of their 4. */
 static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *out, int64_t o0, int64_t o1) {
     const struct nrt_conv *c = k->c;
-    int64_t co = c->co, ld = k->tp * co;
+    int64_t co = c->co, ld = k->tp * co, ph = c->ho / 2, pw = c->wo / 2;
     const __m512 zero = _mm512_setzero_ps();
     for (int64_t ty = 0; ty < k->th; ty++)
         for (int64_t tx = 0; tx < k->tw; tx++) {
             const float *mt = m + ((b * k->th + ty) * k->tw + tx) * co;
+            /* The outputs of the tile that are needed: nh x nw (pooled: the
+             * 2x2 windows within ph x pw, pi x pj of them). */
             int64_t nh = c->ho - 4 * ty < 4 ? c->ho - 4 * ty : 4,
                     nw = c->wo - 4 * tx < 4 ? c->wo - 4 * tx : 4;
+            int64_t pi = ph - 2 * ty < 2 ? ph - 2 * ty : 2, pj = pw - 2 * tx < 2 ? pw - 2 * tx : 2;
+            if (k->pool) nh = 2 * pi, nw = 2 * pj;
+            if (nh <= 0 || nw <= 0) continue;
             for (int64_t o = o0; o < o1; o += 16) {
                 __m512 t[4][6], bv = _mm512_set1_ps(0.0f);
                 if (k->bias) bv = _mm512_loadu_ps(k->bias + o);
-                for (int j = 0; j < 6; j++) {
+                for (int j = 0; j < 6; j++) { /* A^T on the columns: the first nh rows */
                     __m512 d[6], r[4];
                     for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(mt + (i * 6 + j) * ld + o);
-                    w4_at(d, r);
-                    for (int i = 0; i < 4; i++) t[i][j] = r[i];
+                    if (nh > 2)
+                        w4_lin(4, 6, &W4_AT[0][0], d, r);
+                    else
+                        w4_lin(2, 6, &W4_AT[0][0], d, r);
+                    for (int i = 0; i < nh; i++) t[i][j] = r[i];
                 }
                 if (k->pool) {
                     __m512 r[4][4];
-                    for (int i = 0; i < 4; i++) {
-                        w4_at(t[i], r[i]);
-                        for (int j = 0; j < 4; j++) {
+                    for (int i = 0; i < nh; i++) {
+                        if (nw > 2)
+                            w4_lin(4, 6, &W4_AT[0][0], t[i], r[i]);
+                        else
+                            w4_lin(2, 6, &W4_AT[0][0], t[i], r[i]);
+                        for (int j = 0; j < nw; j++) {
                             r[i][j] = _mm512_add_ps(r[i][j], bv);
                             if (k->relu) r[i][j] = _mm512_max_ps(r[i][j], zero);
                         }
                     }
-                    int64_t ph = c->ho / 2, pw = c->wo / 2;
-                    for (int i = 0; i < 2 && 2 * ty + i < ph; i++)
-                        for (int j = 0; j < 2 && 2 * tx + j < pw; j++) {
+                    for (int i = 0; i < pi; i++)
+                        for (int j = 0; j < pj; j++) {
                             __m512 m =
                                 _mm512_max_ps(_mm512_max_ps(r[2 * i][2 * j], r[2 * i][2 * j + 1]),
                                               _mm512_max_ps(r[2 * i + 1][2 * j], r[2 * i + 1][2 * j + 1]));
@@ -446,16 +459,20 @@ static void w4_output(const struct wino4 *k, int64_t b, const float *m, float *o
 
 /* Transformed weights kept between calls: inference runs the same weights
  * call after call, and their transform was about half of a batch-1 call. An
- * entry keeps a copy of the weights it came from and serves only while they
- * are equal (memcmp, ~1 us for mnist_cnn's 73 KB), so weights changed in
- * place (training between evaluations) are always seen. Readers hold the
- * lock while they use an entry's u. */
+ * entry keeps a copy of the weights it came from. Inside an inference run
+ * whose weights are parameters of the running context (nrt_params_token), it
+ * serves while it carries that run's token, which proves the weights have not
+ * changed since it was made or checked; otherwise (another token, none: a
+ * direct call) it serves only while the weights equal its copy (memcmp, ~1 us
+ * for mnist_cnn's 73 KB), so weights changed in place are always seen. Readers
+ * hold the lock while they use an entry's u. */
 #define W4_CACHE 8                /* entries, replaced in turn */
 #define W4_CACHE_FLOATS (1 << 22) /* the largest entry (copy and u): 16 MB */
 static struct w4_entry {
     const float *w;
     int64_t ci, co;
     float *copy, *u;
+    _Atomic uint64_t token; /* the parameter token the weights were last seen under; 0: none */
 } w4_cache[W4_CACHE];
 static int w4_next;
 static pthread_rwlock_t w4_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -471,11 +488,17 @@ static void w4_transform(int64_t ci, int64_t co, const float *w, float *wt, floa
 static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt) {
     size_t nw = (size_t)(9 * ci * co);
     if (45 * ci * co > W4_CACHE_FLOATS) return NULL;
+    uint64_t token = nrt_params_token(w, sizeof *w * nw);
     for (int pass = 0; pass < 2; pass++) {
         pthread_rwlock_rdlock(&w4_lock);
         for (int i = 0; i < W4_CACHE; i++) {
             struct w4_entry *e = &w4_cache[i];
-            if (e->w == w && e->ci == ci && e->co == co && !memcmp(e->copy, w, sizeof *w * nw)) return e->u;
+            if (e->w != w || e->ci != ci || e->co != co) continue;
+            if (token && atomic_load(&e->token) == token) return e->u;
+            if (!memcmp(e->copy, w, sizeof *w * nw)) {
+                if (token) atomic_store(&e->token, token);
+                return e->u;
+            }
         }
         pthread_rwlock_unlock(&w4_lock);
         if (pass) break;
@@ -490,6 +513,7 @@ static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt)
             e->copy = malloc(sizeof *w * nw), e->u = malloc(sizeof *w * 4 * nw);
             e->w = w, e->ci = ci, e->co = co;
         }
+        atomic_store(&e->token, 0);
         if (e->copy && e->u) {
             memcpy(e->copy, w, sizeof *w * nw);
             w4_transform(ci, co, w, wt, e->u);
@@ -516,12 +540,22 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
         int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
         for (int64_t g = b0; g < b1; g += k->group) {
             int64_t nb = b1 - g < k->group ? b1 - g : k->group;
-            /* The images pixel-major, at the padding's offset in zeroed planes. */
-            memset(xp, 0, sizeof *xp * (size_t)(nb * k->hp * k->wp * ci));
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t row = 0; row < c->h; row++)
-                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w,
-                                    xp + ((b * k->hp + row + c->p[0]) * k->wp + c->p[1]) * ci, ci);
+            /* The images pixel-major, at the padding's offset in planes
+             * whose other pixels (the rows above and below, the columns
+             * left and right) are zeroed. */
+            int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
+            for (int64_t b = 0; b < nb; b++) {
+                float *pb = xp + b * k->hp * rowf;
+                memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
+                memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
+                for (int64_t row = 0; row < c->h; row++) {
+                    float *pr = pb + (row + p0) * rowf;
+                    memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
+                    memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
+                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci,
+                                    ci);
+                }
+            }
             w4_input(k, nb, xp, v);
             w4_gemm(k, v, m, o0, o1);
             for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
