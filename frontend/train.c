@@ -229,6 +229,39 @@ static const char *resolve_path(struct lower *L, const char *path) {
 static bool read_text(struct lower *L, const struct ast_tline *t, bool test, const char **inputs,
                       int ninputs);
 
+/* The `NAME NUMBER` pairs after a data line's files (t->v[2..]): the option
+ * names in opts (NULL-terminated), each at most once; val[k], has[k] and at[k]
+ * (its number's expression, for later errors) for the option opts[k]. */
+static bool read_options(struct lower *L, const struct ast_tline *t, const char *what,
+                         const char *const *opts, double *val, bool *has, const struct ast_expr **at) {
+    for (int i = 2; i < t->n; i += 2) {
+        const struct ast_expr *m = t->v[i];
+        int k = -1;
+        for (int j = 0; m->kind == AST_NAME && opts[j]; j++)
+            if (strcmp(m->str, opts[j]) == 0) k = j;
+        if (k < 0) {
+            if (m->kind == AST_NAME)
+                lw_unknown(L, m->loc, what, m->str, opts, "options");
+            else
+                lw_error(L, m->loc, "expected a %s (%s) here, got %s", what, lw_name_list(L, opts),
+                         ast_describe(L->a, m));
+            return false;
+        }
+        if (i + 1 >= t->n) {
+            lw_error(L, m->loc, "'%s' needs a number after it", m->str);
+            return false;
+        }
+        if (has[k]) {
+            lw_error(L, m->loc, "'%s' is given twice", m->str);
+            return false;
+        }
+        if (!lw_fold(L, t->v[i + 1], &val[k], NULL)) return false;
+        has[k] = true;
+        at[k] = t->v[i + 1];
+    }
+    return true;
+}
+
 /* `data idx("a.gz", "b.gz") scale 1/255 shift -1`, `data csv("f.csv")`, `data npy(...)`,
  * `data text("a.txt", "b.txt") vocab 96 holdout 0.1` (read_text). */
 static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
@@ -269,32 +302,8 @@ static bool read_data(struct lower *L, const struct ast_tline *t, bool test) {
     }
     double mod[2] = {1, 0};
     bool has[2] = {false, false};
-    for (int i = 2; i < t->n; i += 2) {
-        const struct ast_expr *m = t->v[i];
-        int k = m->kind == AST_NAME ? (strcmp(m->str, "scale") == 0   ? 0
-                                       : strcmp(m->str, "shift") == 0 ? 1
-                                                                      : -1)
-                                    : -1;
-        if (k < 0) {
-            const char *near = m->kind == AST_NAME ? fe_nearest(m->str, mods) : NULL;
-            if (near)
-                lw_error(L, m->loc, "unknown data option '%s' (did you mean '%s'?); options: scale, shift",
-                         m->str, near);
-            else
-                lw_error(L, m->loc, "expected 'scale' or 'shift' here, got %s", ast_describe(L->a, m));
-            return false;
-        }
-        if (i + 1 >= t->n) {
-            lw_error(L, m->loc, "'%s' needs a number after it", m->str);
-            return false;
-        }
-        if (has[k]) {
-            lw_error(L, m->loc, "'%s' is given twice", m->str);
-            return false;
-        }
-        if (!lw_fold(L, t->v[i + 1], &mod[k], NULL)) return false;
-        has[k] = true;
-    }
+    const struct ast_expr *at[2];
+    if (!read_options(L, t, "data option", mods, mod, has, at)) return false;
     /* The data inputs, in declaration order. */
     const char **inputs = NULL;
     for (size_t i = 0; i < vec_len(L->syms); i++)
@@ -352,39 +361,16 @@ static bool read_text(struct lower *L, const struct ast_tline *t, bool test, con
     const struct ast_expr *e = t->v[1];
     double val[3] = {256, 0, 0};
     bool has[3] = {false, false, false};
-    for (int i = 2; i < t->n; i += 2) {
-        const struct ast_expr *m = t->v[i];
-        int k = -1;
-        for (int j = 0; m->kind == AST_NAME && opts[j]; j++)
-            if (strcmp(m->str, opts[j]) == 0) k = j;
-        if (k < 0) {
-            const char *near = m->kind == AST_NAME ? fe_nearest(m->str, opts) : NULL;
-            if (near)
-                lw_error(L, m->loc,
-                         "unknown text option '%s' (did you mean '%s'?); options: vocab, holdout, bytes",
-                         m->str, near);
-            else
-                lw_error(L, m->loc, "expected a text option (vocab, holdout, bytes) here, got %s",
-                         ast_describe(L->a, m));
-            return false;
-        }
-        if (i + 1 >= t->n) {
-            lw_error(L, m->loc, "'%s' needs a number after it", m->str);
-            return false;
-        }
-        if (has[k]) {
-            lw_error(L, m->loc, "'%s' is given twice", m->str);
-            return false;
-        }
-        if (!lw_fold(L, t->v[i + 1], &val[k], NULL)) return false;
-        has[k] = true;
-        static const double lo[] = {3, 0, 0}, hi[] = {1 << 22, 0.9, 1};
-        if (!(val[k] >= lo[k] && val[k] <= hi[k]) || (k != 1 && val[k] != (double)(int64_t)val[k])) {
-            lw_error(L, t->v[i + 1]->loc, "%s must be %s in [%.10g, %.10g], got %.10g", m->str,
+    const struct ast_expr *at[3];
+    if (!read_options(L, t, "text option", opts, val, has, at)) return false;
+    static const double lo[] = {3, 0, 0}, hi[] = {1 << 22, 0.9, 1};
+    for (int k = 0; k < 3; k++)
+        if (has[k] &&
+            (!(val[k] >= lo[k] && val[k] <= hi[k]) || (k != 1 && val[k] != (double)(int64_t)val[k]))) {
+            lw_error(L, at[k]->loc, "%s must be %s in [%.10g, %.10g], got %.10g", opts[k],
                      k == 1 ? "a number" : "an integer", lo[k], hi[k], val[k]);
             return false;
         }
-    }
     if (test && (has[0] || has[1] || has[2])) {
         lw_error(L, t->v[2]->loc,
                  "a test text line takes no options: the vocabulary and token kind come from the "
