@@ -323,7 +323,6 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
         }
 }
 
-
 /* ------------------------------- conv weight gradient through a max pool -- */
 
 /* dw = conv2d_grad_weight(x, maxpool2d_grad(y, dp)) (the IR's
@@ -493,7 +492,8 @@ static void gwp_simd(const struct gwp_job *j, int64_t lo, int64_t hi) {
                 }
             }
         }
-        for (int64_t i = 0; i < (co1 - co0) * taps; i++) j->dw[co0 * taps + i] = _mm512_reduce_add_ps(accm[i]);
+        for (int64_t i = 0; i < (co1 - co0) * taps; i++)
+            j->dw[co0 * taps + i] = _mm512_reduce_add_ps(accm[i]);
     }
 }
 #endif
