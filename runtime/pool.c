@@ -138,6 +138,33 @@ static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *
         _mm512_mask_storeu_ps(d1 + 2 * ow + 16, m1, _mm512_permutex2var_ps(gc, hi, ge));
     }
 }
+
+/* maxpool_2x2_grad_row for rows of at most 16 inputs (wo <= 8; mnist_cnn's
+ * 11x11 -> 5x5): each input row one masked load, split by one-source
+ * permutes, and each output row one masked store of all w inputs, the odd
+ * last column's zero included (the lanes past wo are zeros). */
+static inline void maxpool_2x2_grad_short(const float *r0, const float *r1, const float *g, float *d0,
+                                          float *d1, int64_t wo, int64_t w) {
+    const __mmask16 mo = (__mmask16)((1u << wo) - 1), mi = (__mmask16)((1u << 2 * wo) - 1);
+    const __mmask16 mw = (__mmask16)(w >= 16 ? 0xffffu : (1u << w) - 1);
+    const __m512i ev = _mm512_loadu_si512(pool_even), od = _mm512_loadu_si512(pool_odd);
+    const __m512i lo = _mm512_loadu_si512(pool_lo);
+    __m512 x0 = _mm512_maskz_loadu_ps(mi, r0), x1 = _mm512_maskz_loadu_ps(mi, r1);
+    __m512 a = _mm512_permutexvar_ps(ev, x0), b = _mm512_permutexvar_ps(od, x0);
+    __m512 cc = _mm512_permutexvar_ps(ev, x1), e = _mm512_permutexvar_ps(od, x1);
+    __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+    __m512 v = _mm512_mask_blend_ps(kb, a, b);
+    __mmask16 kc = _mm512_cmp_ps_mask(cc, v, _CMP_GT_OQ);
+    v = _mm512_mask_blend_ps(kc, v, cc);
+    __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
+    kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
+    __mmask16 ka = (__mmask16) ~(kb | kc | ke);
+    __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, g));
+    __m512 ga = _mm512_maskz_mov_ps(ka, gv), gb = _mm512_maskz_mov_ps(kb, gv);
+    __m512 gc = _mm512_maskz_mov_ps(kc, gv), ge = _mm512_maskz_mov_ps(ke, gv);
+    _mm512_mask_storeu_ps(d0, mw, _mm512_permutex2var_ps(ga, lo, gb));
+    _mm512_mask_storeu_ps(d1, mw, _mm512_permutex2var_ps(gc, lo, ge));
+}
 #endif
 
 static void maxpool_2x2(const struct nrt_pool *p, const float *x, float *y, int64_t lo, int64_t hi) {
@@ -203,6 +230,10 @@ static void maxpool_2x2_grad(const struct nrt_pool *p, const float *x, const flo
             const float *restrict gr = g + oh * p->wo;
             float *restrict d0 = d + 2 * oh * p->w, *restrict d1 = d0 + p->w;
 #if defined(__AVX512F__)
+            if (p->w <= 16) { /* a whole row, its odd last column included, in one vector */
+                maxpool_2x2_grad_short(r0, r1, gr, d0, d1, p->wo, p->w);
+                continue;
+            }
             maxpool_2x2_grad_row(r0, r1, gr, d0, d1, p->wo);
 #else
             for (int64_t ow = 0; ow < p->wo; ow++) {
