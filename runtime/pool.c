@@ -358,12 +358,13 @@ void nrt_upsample2d_grad(int64_t planes, int64_t h, int64_t w, int64_t s0, int64
 
 /* dw = conv2d_grad_weight(x, maxpool2d_grad(y, dp)) (the IR's
  * CONV2D_GRAD_WEIGHT_MAXPOOL) without the dense gradient: each pooled output
- * of plane (n, co) whose dp is not 0 adds dp times the input patch of the conv
- * output at its window's first maximum (the im2col row there) to dw[co]. For
- * finite x that is the dense gradient's sum without its zeros (a non-finite x
- * under a window that does not pick it is not multiplied by 0 here). The pool
- * threads take ranges of output channels over the whole batch, so each dw
- * element sums in the same order at any thread count. */
+ * of plane (n, co) adds dp times the input patch of the conv output at its
+ * window's first maximum (the im2col row there) to dw[co] (the generic loop
+ * skips dp = 0). For finite x that is the dense gradient's sum without its
+ * zeros (a non-finite x that no window picks is not multiplied by 0 here). The
+ * pool threads take ranges of output channels over the whole batch, so each
+ * dw element sums in the same order at any thread count. The AVX-512 path
+ * keeps about 170 KiB on the stack (its table and accumulators). */
 struct gwp_job {
     const struct nrt_conv *c; /* the convolution, y = conv2d(x, .) */
     const struct nrt_pool *p; /* the pooling of y */
