@@ -761,6 +761,7 @@ void cgc_op_CONV2D(struct cgc *c, int id) { cg_lib_conv(c, id); }
 void cgc_op_CONV2D_GRAD_INPUT(struct cgc *c, int id) { cg_lib_conv(c, id); }
 void cgc_op_CONV2D_GRAD_WEIGHT(struct cgc *c, int id) { cg_lib_conv(c, id); }
 void cgc_op_CONV_TRANSPOSE2D(struct cgc *c, int id) { cg_lib_conv(c, id); }
+void cgc_op_CONV2D_GRAD_WEIGHT_MAXPOOL(struct cgc *c, int id) { cg_lib_conv_grad_weight_maxpool(c, id); }
 
 /* --------------------------------------------------------------- pooling */
 

@@ -66,6 +66,9 @@ static struct flops node_flops(const struct ir_func *f, const struct ir_node *n)
     case OP_CONV2D_GRAD_WEIGHT: /* (x, dy) -> dw[co, ci/g, kh, kw] */
         w = &n->type.shape;
         return fmul(x_of(cgc_count(arg_shape(f, n, 1))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));
+    case OP_CONV2D_GRAD_WEIGHT_MAXPOOL: /* (x, y, dp): one patch per pooled gradient */
+        w = &n->type.shape;
+        return fmul(x_of(cgc_count(arg_shape(f, n, 2))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));
     case OP_CONV_TRANSPOSE2D: /* (x, w[ci, co/g, kh, kw]): every input meets co/g*kh*kw taps */
         w = arg_shape(f, n, 1);
         return fmul(x_of(cgc_count(arg_shape(f, n, 0))), 2.0 * (double)(w->dim[1] * w->dim[2] * w->dim[3]));

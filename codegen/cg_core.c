@@ -316,6 +316,7 @@ void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struc
         *x = &n->type.shape, *w = a1, *y = a0;
         break;
     case OP_CONV2D_GRAD_WEIGHT:
+    case OP_CONV2D_GRAD_WEIGHT_MAXPOOL: /* (x, y, dp) */
         *x = a0, *w = &n->type.shape, *y = a1;
         break;
     default:
@@ -443,6 +444,38 @@ void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool) {
         cgc_emit(c, "%s%s(%s&geo, %c%d, %c%d, %c%d, s%d);", l->lib, fn, l->ctx, l->val, arg(c, id, 0), l->val,
                  arg(c, id, 1), l->val, id, id);
     }
+    cg_block_close(c);
+}
+
+/* conv2d_grad_weight_maxpool (x, y, dp): the conv's geometry (one chunk: the
+ * runtime takes no scratch), then the pooling's of y. */
+void cg_lib_conv_grad_weight_maxpool(struct cgc *c, int id) {
+    const struct cg_lang *l = lang(c);
+    const struct ir_node *n = cgc_node(c, id);
+    const struct shape *x, *w, *y;
+    cg_conv_roles(c->f, n, &x, &w, &y);
+    const struct shape *dp = arg_shape(c, id, 2);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL), *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL);
+    const int64_t *ps = ir_attr_v(n, ATTR_POOL_STRIDE, NULL), *pp = ir_attr_v(n, ATTR_POOL_PAD, NULL);
+    char v = l->val;
+    cg_block_open(c);
+    cgc_emit(c,
+             "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, "
+             "%lld}, {%lld, %lld, %lld, %lld}, {%lld, %lld}, 0};",
+             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3],
+             (long long)w->dim[0], (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2],
+             (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
+             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
+             (long long)d[1]);
+    cgc_emit(c,
+             "const struct nrt_pool pgeo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
+             "{%lld, %lld, %lld, %lld}};",
+             cg_xs(cgc_dims_prod(y, 0, 2)), (long long)y->dim[2], (long long)y->dim[3], (long long)dp->dim[2],
+             (long long)dp->dim[3], (long long)pk[0], (long long)pk[1], (long long)ps[0], (long long)ps[1],
+             (long long)pp[0], (long long)pp[1], (long long)pp[2], (long long)pp[3]);
+    cgc_emit(c, "%sconv2d_grad_weight_maxpool(%s&geo, &pgeo, %c%d, %c%d, %c%d, %c%d);", l->lib, l->ctx, v,
+             arg(c, id, 0), v, arg(c, id, 1), v, arg(c, id, 2), v, id);
     cg_block_close(c);
 }
 

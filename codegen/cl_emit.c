@@ -249,7 +249,9 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
 }
 
 /* The C backend's kernels but those with a batchnorm, whose per-channel reads
- * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. */
+ * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. The
+ * conv weight gradient stays a GEMM behind the dense pooling gradient
+ * (conv2d_grad_weight_maxpool is a work-item per weight here, slower). */
 static const struct pass_target plan_opencl = {.name = "opencl",
                                                .fuse_max_inputs = 12,
                                                .fuse_max_outputs = 4,

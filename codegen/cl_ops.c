@@ -1183,6 +1183,64 @@ void clc_op_CONV2D_GRAD_INPUT(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
 void clc_op_CONV2D_GRAD_WEIGHT(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
 void clc_op_CONV_TRANSPOSE2D(struct clc *k, int id) { cg_lib_conv(&k->c, id); }
 
+/* conv2d_grad_weight_maxpool (x, y, dp): a work-item per weight, summing over
+ * the batch and the pooled outputs the tap of the patch at each window's first
+ * maximum (maxpool2d_grad's choice), zero dp skipped as the C runtime does. */
+void clc_op_CONV2D_GRAD_WEIGHT_MAXPOOL(struct clc *k, int id) {
+    const struct ir_node *nd = node(k, id);
+    const struct shape *x = arg_shape(k, id, 0), *y = arg_shape(k, id, 1), *dp = arg_shape(k, id, 2);
+    const struct shape *w = shape_of(k, id);
+    const int64_t *s = ir_attr_v(nd, ATTR_STRIDE, NULL), *p = ir_attr_v(nd, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(nd, ATTR_DILATION, NULL), *pk = ir_attr_v(nd, ATTR_POOL_KERNEL, NULL);
+    const int64_t *ps = ir_attr_v(nd, ATTR_POOL_STRIDE, NULL), *pp = ir_attr_v(nd, ATTR_POOL_PAD, NULL);
+    long long ci = (long long)x->dim[1], h = (long long)x->dim[2], wd = (long long)x->dim[3];
+    long long co = (long long)w->dim[0], cig = (long long)w->dim[1], kh = (long long)w->dim[2],
+              kw = (long long)w->dim[3], cog = co / (long long)ir_attr_i(nd, ATTR_GROUPS);
+    long long yh = (long long)y->dim[2], yw = (long long)y->dim[3], ph = (long long)dp->dim[2],
+              pw = (long long)dp->dim[3];
+    int xv = arg(k, id, 0), yv = arg(k, id, 1), gv = arg(k, id, 2);
+    struct kvals v = kv_node(k, id);
+    int idx = kbegin(k, kname(k, id), &v, false, false);
+    clc_src(k, "    const long i = get_global_id(0);");
+    clc_src(k, "    if (i >= %lld) return;", co * cig * kh * kw);
+    clc_src(k, "    const long j = i %% %lld, r = (i / %lld) %% %lld, c = (i / %lld) %% %lld, o = i / %lld;",
+            kw, kw, kh, kw * kh, cig, kw * kh * cig);
+    clc_src(k, "    const long xc = o / %lld * %lld + c;", cog, cig);
+    clc_src(k, "    float s = 0.0f;");
+    clc_src(k, "    for (long b = 0; b < %s; b++) {", cg_xs(cgc_dim(x, 0)));
+    clc_src(k, "        __global const float *yp = v%d + (b * %lld + o) * %lld;", yv, co, yh * yw);
+    clc_src(k, "        __global const float *gp = v%d + (b * %lld + o) * %lld;", gv, co, ph * pw);
+    clc_src(k, "        __global const float *xp = v%d + (b * %lld + xc) * %lld;", xv, ci, h * wd);
+    clc_src(k, "        for (long q = 0; q < %lld; q++) {", ph * pw);
+    clc_src(k, "            const float g = gp[q];");
+    clc_src(k, "            if (g == 0.0f) continue;");
+    clc_src(k, "            long best = -1;");
+    clc_src(k, "            for (long a = 0; a < %lld; a++) {", (long long)pk[0]);
+    clc_src(k, "                const long ih = q / %lld * %lld - %lld + a;", pw, (long long)ps[0],
+            (long long)pp[0]);
+    clc_src(k, "                if (ih < 0 || ih >= %lld) continue;", yh);
+    clc_src(k, "                for (long e = 0; e < %lld; e++) {", (long long)pk[1]);
+    clc_src(k, "                    const long iw = q %% %lld * %lld - %lld + e;", pw, (long long)ps[1],
+            (long long)pp[1]);
+    clc_src(k, "                    if (iw < 0 || iw >= %lld) continue;", yw);
+    clc_src(k, "                    const long at = ih * %lld + iw;", yw);
+    clc_src(k, "                    if (best < 0 || yp[at] > yp[best]) best = at;");
+    clc_src(k, "                }");
+    clc_src(k, "            }");
+    clc_src(k, "            if (best < 0) continue;");
+    clc_src(k, "            const long xh = best / %lld * %lld - %lld + r * %lld;", yw, (long long)s[0],
+            (long long)p[0], (long long)d[0]);
+    clc_src(k, "            const long xw = best %% %lld * %lld - %lld + j * %lld;", yw, (long long)s[1],
+            (long long)p[1], (long long)d[1]);
+    clc_src(k, "            if (xh >= 0 && xh < %lld && xw >= 0 && xw < %lld) s += g * xp[xh * %lld + xw];",
+            h, wd, wd);
+    clc_src(k, "        }");
+    clc_src(k, "    }");
+    clc_src(k, "    v%d[i] = s;", id);
+    idx = kend(k);
+    klaunch(k, idx, &v, xk(co * cig * kh * kw), false, false);
+}
+
 /* ------------------------------------------------------------- recurrent */
 
 /* Host: `geo` (as the C backend's) and the device library's call. */

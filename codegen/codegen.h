@@ -505,6 +505,8 @@ void cg_lib_conv(struct cgc *c, int id);
 /* pool >= 0: the 2x2 max pool closing the kernel, its value the one written. */
 void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool);
 void cg_lib_pool(struct cgc *c, int id);
+/* conv2d_grad_weight_maxpool: one runtime call, no scratch (C only). */
+void cg_lib_conv_grad_weight_maxpool(struct cgc *c, int id);
 void cg_lib_upsample(struct cgc *c, int id);
 void cg_rnn_geo(struct cgc *c, int id, int ws, int whh, int x);
 

@@ -499,6 +499,35 @@ bool cg_eval_MAXPOOL2D_GRAD(struct cg_interp *it, int id) {
     return true;
 }
 
+/* (x, y, dp) -> dw: the dense gradient maxpool2d_grad(y, dp) by the pool_*
+ * attributes, then conv2d_grad_weight(x, that), as the op is defined. */
+bool cg_eval_CONV2D_GRAD_WEIGHT_MAXPOOL(struct cg_interp *it, int id) {
+    struct cg_val *x = cg_arg(it, id, 0), *y = cg_arg(it, id, 1), *dp = cg_arg(it, id, 2),
+                  *dw = cg_out(it, id);
+    const struct ir_node *n = cg_node(it, id);
+    struct pool p;
+    memcpy(p.k, ir_attr_v(n, ATTR_POOL_KERNEL, NULL), sizeof p.k);
+    memcpy(p.s, ir_attr_v(n, ATTR_POOL_STRIDE, NULL), sizeof p.s);
+    memcpy(p.p, ir_attr_v(n, ATTR_POOL_PAD, NULL), sizeof p.p);
+    p.planes = (size_t)(y->shape.dim[0] * y->shape.dim[1]);
+    p.h = (size_t)y->shape.dim[2], p.w = (size_t)y->shape.dim[3];
+    p.ho = (size_t)dp->shape.dim[2], p.wo = (size_t)dp->shape.dim[3];
+    double *g = calloc(y->numel ? y->numel : 1, sizeof *g);
+    if (!g) return cg_fail(it, id, "out of memory");
+    for (size_t pl = 0; pl < p.planes; pl++)
+        for (size_t oh = 0; oh < p.ho; oh++)
+            for (size_t ow = 0; ow < p.wo; ow++) {
+                size_t at = window_argmax(&p, &y->d[pl * p.h * p.w], oh, ow);
+                if (at != (size_t)-1) g[pl * p.h * p.w + at] += dp->d[(pl * p.ho + oh) * p.wo + ow];
+            }
+    struct conv c;
+    conv_attrs(n, &c);
+    conv_shapes(&c, &x->shape, &dw->shape, &y->shape);
+    conv_loop(&c, x->d, dw->d, g, CONV_DW);
+    free(g);
+    return true;
+}
+
 /* Average over the full window, padding counted (PyTorch's count_include_pad). In
  * the forward direction dx is NULL; in the gradient direction y holds dy. */
 static void avgpool(const struct pool *p, const double *x, double *y, double *dx) {

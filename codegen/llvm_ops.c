@@ -807,6 +807,35 @@ static void op_conv(struct lg *g, int id) {
     lg_call(g, fn, g->v, pt, 5, args);
 }
 
+/* conv2d_grad_weight_maxpool (x, y, dp): the conv's and the pooling's
+ * geometry (the batch patched into both), one runtime call. */
+static void op_conv_grad_weight_maxpool(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    const struct shape *x, *w, *y, *dp = arg_shape(g, id, 2);
+    cg_conv_roles(g->c.f, n, &x, &w, &y);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL), *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL);
+    const int64_t *ps = ir_attr_v(n, ATTR_POOL_STRIDE, NULL), *pp = ir_attr_v(n, ATTR_POOL_PAD, NULL);
+    struct cgc_x batch = cgc_dim(x, 0), planes = cgc_dims_prod(y, 0, 2);
+    struct nrt_conv geo = {batch.k,      x->dim[1],
+                           x->dim[2],    x->dim[3],
+                           w->dim[0],    w->dim[2],
+                           w->dim[3],    y->dim[2],
+                           y->dim[3],    ir_attr_i(n, ATTR_GROUPS),
+                           {s[0], s[1]}, {p[0], p[1], p[2], p[3]},
+                           {d[0], d[1]}, 0};
+    struct nrt_pool pgeo = {planes.k,   y->dim[2],      y->dim[3],      dp->dim[2],
+                            dp->dim[3], {pk[0], pk[1]}, {ps[0], ps[1]}, {pp[0], pp[1], pp[2], pp[3]}};
+    size_t off = offsetof(struct nrt_conv, n), poff = offsetof(struct nrt_pool, planes);
+    LLVMValueRef nv = lg_x(g, batch), pv = lg_x(g, planes);
+    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+    LLVMValueRef pgp = lg_struct(g, &pgeo, sizeof pgeo, &poff, &pv, planes.n ? 1 : 0);
+    LLVMTypeRef pt[6] = {g->p8, g->p8, g->pf32, g->pf32, g->pf32, g->pf32};
+    LLVMValueRef args[6] = {
+        gp, pgp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, arg(g, id, 2)), lg_ptr(g, id)};
+    lg_call(g, "nrt_conv2d_grad_weight_maxpool", g->v, pt, 6, args);
+}
+
 static void op_pool(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     bool grad = n->op == OP_MAXPOOL2D_GRAD || n->op == OP_AVGPOOL2D_GRAD;
@@ -1649,6 +1678,8 @@ static lg_op_fn column(enum op op) {
     case OP_CONV2D_GRAD_WEIGHT:
     case OP_CONV_TRANSPOSE2D:
         return op_conv;
+    case OP_CONV2D_GRAD_WEIGHT_MAXPOOL:
+        return op_conv_grad_weight_maxpool;
     case OP_MAXPOOL2D:
     case OP_AVGPOOL2D:
     case OP_MAXPOOL2D_GRAD:

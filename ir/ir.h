@@ -118,8 +118,8 @@ enum attr_kind {
     AK_STR,   /* one string */
 };
 
-#define IR_MAX_ATTRS 6  /* attributes per op */
-#define IR_MAX_IATTR 16 /* int slots per node */
+#define IR_MAX_ATTRS 8  /* attributes per op */
+#define IR_MAX_IATTR 20 /* int slots per node */
 #define IR_MAX_FATTR 4  /* float slots per node */
 #define IR_MAX_LIST 8   /* ints in an i* list */
 

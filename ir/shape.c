@@ -622,6 +622,27 @@ static bool shape_CONV2D_GRAD_WEIGHT(struct rule_ctx *c) {
     return true;
 }
 
+static bool pool_geo_out(struct rule_ctx *c, const struct type *x, const int64_t *k, const int64_t *st,
+                         const int64_t *pad, struct type *out);
+
+/* (x, y, dp) -> dw, the node's own shape (the weight's): y is the conv2d of x
+ * with dw's shape, dp the max pooling of y by the pool_* attributes. */
+static bool shape_CONV2D_GRAD_WEIGHT_MAXPOOL(struct rule_ctx *c) {
+    struct type w = {DT_F32, c->n->type.shape}, y, p;
+    if (!nchw(c, 0) || !nchw(c, 1) || !nchw(c, 2) || !conv_out(c, c->a[0], &w, &y)) return false;
+    if (!shape_equal(&y.shape, &c->a[1]->shape))
+        return fail(c, "%s: a conv2d of %s with %s gives %s, not the pooled activation's %s", opname(c),
+                    ts(c->a[0]), ts(&w), ts(&y), ts(c->a[1]));
+    if (!pool_geo_out(c, c->a[1], ir_attr_v(c->n, ATTR_POOL_KERNEL, NULL),
+                      ir_attr_v(c->n, ATTR_POOL_STRIDE, NULL), ir_attr_v(c->n, ATTR_POOL_PAD, NULL), &p))
+        return false;
+    if (!shape_equal(&p.shape, &c->a[2]->shape))
+        return fail(c, "%s: pooling %s gives %s, not the gradient's %s", opname(c), ts(c->a[1]), ts(&p),
+                    ts(c->a[2]));
+    c->n->type.dtype = DT_F32;
+    return true;
+}
+
 static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
     const struct type *x = c->a[0], *w = c->a[1];
     if (!nchw(c, 0)) return false;
@@ -661,9 +682,9 @@ static bool shape_CONV_TRANSPOSE2D(struct rule_ctx *c) {
 
 /* --------------------------------------------------------------- pooling */
 
-static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out) {
-    const int64_t *k = ir_attr_v(c->n, ATTR_KERNEL, NULL), *st = ir_attr_v(c->n, ATTR_STRIDE, NULL);
-    const int64_t *pad = ir_attr_v(c->n, ATTR_PAD, NULL);
+/* The pooled shape of x under window k, stride st and padding pad, into *out. */
+static bool pool_geo_out(struct rule_ctx *c, const struct type *x, const int64_t *k, const int64_t *st,
+                         const int64_t *pad, struct type *out) {
     if (!window_attrs(c, k, st, pad, NULL)) return false;
     if (pad[0] > k[0] / 2 || pad[1] > k[1] / 2 || pad[2] > k[0] / 2 || pad[3] > k[1] / 2)
         return fail(c, "%s: padding must be at most half the window", opname(c));
@@ -675,6 +696,11 @@ static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out)
     out->dtype = DT_F32;
     out->shape = (struct shape){4, {x->shape.dim[0], x->shape.dim[1], ho, wo}};
     return true;
+}
+
+static bool pool_out(struct rule_ctx *c, const struct type *x, struct type *out) {
+    return pool_geo_out(c, x, ir_attr_v(c->n, ATTR_KERNEL, NULL), ir_attr_v(c->n, ATTR_STRIDE, NULL),
+                        ir_attr_v(c->n, ATTR_PAD, NULL), out);
 }
 
 static bool pool(struct rule_ctx *c) {

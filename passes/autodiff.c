@@ -584,6 +584,7 @@ static void grad_CONV2D(struct ad *ad, int id, int g) {
 
 #define grad_CONV2D_GRAD_INPUT grad_none
 #define grad_CONV2D_GRAD_WEIGHT grad_none
+#define grad_CONV2D_GRAD_WEIGHT_MAXPOOL grad_none
 
 /* conv_transpose2d(x, w) is the adjoint of conv2d(., w) with the same attributes
  * (w [in, out/groups, kh, kw] read as a conv2d weight [O, I/groups, kh, kw] that

@@ -17,6 +17,7 @@ const struct pass_target pass_target_default = {.name = "default",
                                                 .fuse_max_outputs = 4,
                                                 .fuse_max_arrays = 15,
                                                 .fuse_batchnorm = true,
+                                                .pool_grad_weight = true,
                                                 .scratch = NULL};
 const struct pass_target *pass_target;
 

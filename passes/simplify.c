@@ -5,8 +5,9 @@
  * before it, onto the pooled tensor (a quarter of the elements for 2x2 pooling),
  * as does a spatial sum of such a gradient. A residual's gradient added to a
  * layer norm's input gradient goes into the layer norm gradient's pass. GELU's
- * gradient multiplies by a derivative computed beside the forward's GELU. Nodes
- * already in a kernel are left alone. */
+ * gradient multiplies by a derivative computed beside the forward's GELU. A
+ * conv weight gradient behind a max pooling reads the pooled gradient where
+ * nothing else needs the dense one. Nodes already in a kernel are left alone. */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -249,6 +250,47 @@ static int gelu_derivs_forward(struct ir_module *m, struct ir_func *f) {
     return changed;
 }
 
+/* The weight gradient of a conv2d behind a max pooling, from the pooled
+ * gradient: conv2d_grad_weight(x, maxpool2d_grad(y, dp)), the pooling gradient
+ * read nowhere else, becomes conv2d_grad_weight_maxpool(x, y, dp) with the
+ * pooling's geometry, where the target has it (pass_target.pool_grad_weight):
+ * a quarter of the multiply-adds for 2x2 pooling, and the dense gradient (1 in
+ * 4 nonzero) is never written. The weight gradient's node becomes the fused
+ * one; the pooling gradient is left dead, for DCE. */
+static int grad_weights_through_pooling(struct ir_module *m, struct ir_func *f, int **users) {
+    if (!pass_target_get()->pool_grad_weight) return 0;
+    int changed = 0;
+    for (int id = 0; id < ir_func_len(f); id++) {
+        struct ir_node *n = &f->nodes[id];
+        if (n->op != OP_CONV2D_GRAD_WEIGHT || n->kernel) continue;
+        int g = n->args[1];
+        const struct ir_node *gn = &f->nodes[g];
+        if (gn->op != OP_MAXPOOL2D_GRAD || gn->kernel || vec_len(users[g]) != 1 || is_output(f, g)) continue;
+        struct ir_node fused = *n;
+        fused.op = OP_CONV2D_GRAD_WEIGHT_MAXPOOL;
+        fused.args = malloc(3 * sizeof *fused.args); /* nodes own their operand arrays */
+        if (!fused.args) netc_internal_error(__FILE__, __LINE__, "out of memory");
+        fused.args[0] = n->args[0], fused.args[1] = gn->args[0], fused.args[2] = gn->args[1];
+        fused.nargs = 3;
+        memset(fused.ia, 0, sizeof fused.ia);
+        memset(fused.fa, 0, sizeof fused.fa);
+        ir_attr_set_v(&fused, ATTR_STRIDE, ir_attr_v(n, ATTR_STRIDE, NULL), 2);
+        ir_attr_set_v(&fused, ATTR_PAD, ir_attr_v(n, ATTR_PAD, NULL), 4);
+        ir_attr_set_v(&fused, ATTR_DILATION, ir_attr_v(n, ATTR_DILATION, NULL), 2);
+        ir_attr_set_i(&fused, ATTR_GROUPS, ir_attr_i(n, ATTR_GROUPS));
+        ir_attr_set_v(&fused, ATTR_POOL_KERNEL, ir_attr_v(gn, ATTR_KERNEL, NULL), 2);
+        ir_attr_set_v(&fused, ATTR_POOL_STRIDE, ir_attr_v(gn, ATTR_STRIDE, NULL), 2);
+        ir_attr_set_v(&fused, ATTR_POOL_PAD, ir_attr_v(gn, ATTR_PAD, NULL), 4);
+        free(n->args);
+        *n = fused;
+        char err[256];
+        if (!ir_infer(m, f, id, err, sizeof err))
+            netc_internal_error(__FILE__, __LINE__, "conv weight gradient through pooling: %s", err);
+        changed++;
+    }
+    return changed;
+}
+
 int pass_simplify(struct ir_module *m) {
     int changed = 0;
     for (size_t i = 0; i < vec_len(m->funcs); i++) {
@@ -262,6 +304,12 @@ int pass_simplify(struct ir_module *m) {
         free(users);
         if (folded) ir_func_dce(f); /* the gradients folded into their adds */
         changed += folded + sums_before_pooling(m, f);
+        users = users_of(f); /* the sums moved onto the pooled gradients */
+        int through = grad_weights_through_pooling(m, f, users);
+        for (int id = 0; id < ir_func_len(f); id++) vec_free(users[id]);
+        free(users);
+        if (through) ir_func_dce(f); /* the dense pooling gradients */
+        changed += through;
     }
     return changed;
 }

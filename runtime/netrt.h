@@ -1095,6 +1095,12 @@ struct nrt_pool {
 
 void nrt_maxpool2d(const struct nrt_pool *p, const float *x, float *y);
 void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *dy, float *dx);
+/* The weight gradient of conv c behind max pooling p (pool.c): dw =
+ * conv2d_grad_weight(x, maxpool2d_grad(y, dp)), y = conv2d(x, .) the pooled
+ * activation (p->planes = c->n * c->co), dp the pooled gradient, without the
+ * dense gradient (the IR's CONV2D_GRAD_WEIGHT_MAXPOOL). */
+void nrt_conv2d_grad_weight_maxpool(const struct nrt_conv *c, const struct nrt_pool *p, const float *x,
+                                    const float *y, const float *dp, float *dw);
 void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y);
 void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx);
 /* Nearest-neighbour upsampling of planes [h, w] by (s0, s1), and its gradient. */

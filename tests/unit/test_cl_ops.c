@@ -561,6 +561,29 @@ static const struct ccase cases[] = {
      "f32[N,4]\n"
      "%5 = gelu(%4) {approximate=0} : f32[N,4]\nreturn y=%5\n",
      false, true},
+    /* The conv weight gradient behind a max pooling (nograd: a gradient op):
+     * the C runtime's 2x2 fast path (3x3 stride 1, two 16-lane blocks per row
+     * of the wide case) and its generic loop (strided, padded, grouped conv,
+     * overlapping padded 3x3 windows). In the fused module, whose data comes
+     * after every other case's. */
+    {"conv2d_grad_weight_maxpool",
+     "input @x : f32[N,2,7,8]\ninput @y : f32[N,3,7,8]\ninput @g : f32[N,3,3,4]\n",
+     "%0 = input @x : f32[N,2,7,8]\n%1 = input @y : f32[N,3,7,8]\n%2 = input @g : f32[N,3,3,4]\n"
+     "%3 = conv2d_grad_weight_maxpool(%0, %1, %2) {stride=[1,1], pad=[1,1,1,1], dilation=[1,1], groups=1, "
+     "pool_kernel=[2,2], pool_stride=[2,2], pool_pad=[0,0,0,0]} : f32[3,2,3,3]\nreturn y=%3\n",
+     true, true},
+    {"conv2d_grad_weight_maxpool_wide",
+     "input @x : f32[N,1,6,38]\ninput @y : f32[N,2,4,36]\ninput @g : f32[N,2,2,18]\n",
+     "%0 = input @x : f32[N,1,6,38]\n%1 = input @y : f32[N,2,4,36]\n%2 = input @g : f32[N,2,2,18]\n"
+     "%3 = conv2d_grad_weight_maxpool(%0, %1, %2) {stride=[1,1], pad=[0,0,0,0], dilation=[1,1], groups=1, "
+     "pool_kernel=[2,2], pool_stride=[2,2], pool_pad=[0,0,0,0]} : f32[2,1,3,3]\nreturn y=%3\n",
+     true, true},
+    {"conv2d_grad_weight_maxpool_generic",
+     "input @x : f32[N,2,7,7]\ninput @y : f32[N,4,4,4]\ninput @g : f32[N,4,2,2]\n",
+     "%0 = input @x : f32[N,2,7,7]\n%1 = input @y : f32[N,4,4,4]\n%2 = input @g : f32[N,4,2,2]\n"
+     "%3 = conv2d_grad_weight_maxpool(%0, %1, %2) {stride=[2,2], pad=[1,1,1,1], dilation=[1,1], groups=2, "
+     "pool_kernel=[3,3], pool_stride=[2,2], pool_pad=[1,1,1,1]} : f32[4,1,3,3]\nreturn y=%3\n",
+     true, true},
 };
 #define NCASES ((int)(sizeof cases / sizeof *cases))
 

@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define BATCH 2
-#define SAMPLES 1 /* elements checked per parameter */
+#define SAMPLES 1             /* elements checked per parameter */
+static int samples = SAMPLES; /* ... in the run at hand (more after simplify) */
 #define EPS 1e-5
 #define TOL 1e-5
 
@@ -87,7 +88,7 @@ static void check_func(struct ir_module *m, struct ir_func *f, double **data, co
         const struct ir_buffer *buf = &m->buffers[b];
         size_t count = numel(buf);
         grads++;
-        for (int s = 0; s < SAMPLES; s++) {
+        for (int s = 0; s < samples; s++) {
             size_t i = (size_t)(nrt_mix64(rng_state++) % count);
             double v = data[b][i], l[2];
             for (int k = 0; k < 2; k++) {
@@ -117,7 +118,10 @@ static void check_func(struct ir_module *m, struct ir_func *f, double **data, co
     cg_interp_free(it);
 }
 
-static void check_model(const char *file) {
+/* simplify: also run pass_simplify after autodiff, so that its rewrites of
+ * the backward graph (masks and sums before pooling gradients, the conv
+ * weight gradient through a max pooling) are checked as well. */
+static void check_model(const char *file, bool simplify) {
     char path[512];
     snprintf(path, sizeof path, "%s/examples/%s", NETC_SOURCE_DIR, file);
     diag_reset();
@@ -128,6 +132,7 @@ static void check_model(const char *file) {
     }
     CHECK(pass_shape(m) >= 0);
     CHECK(pass_autodiff(m) > 0);
+    if (simplify) CHECK(pass_simplify(m) > 0);
     CHECK(ir_verify(m));
     size_t nb = vec_len(m->buffers);
     double **data = calloc(nb, sizeof *data);
@@ -151,6 +156,8 @@ int main(void) {
                                          "lenet.net",
                                          "lstm.net",
                                          "dcgan.net"};
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i]);
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i], false);
+    samples = 12; /* conv2d_grad_weight_maxpool's elements among them */
+    check_model("mnist_cnn.net", true);
     TEST_DONE();
 }

@@ -341,6 +341,12 @@ static struct ir_module *build_all_ops(void) {
     int apg = A2(AVGPOOL2D_GRAD, cv, ap);
     pool_attrs(apg);
     fin(apg);
+    int gwp = A3(CONV2D_GRAD_WEIGHT_MAXPOOL, img, cv, mp);
+    conv_attrs(gwp, 1);
+    set2(gwp, ATTR_POOL_KERNEL, 2, 2);
+    set2(gwp, ATTR_POOL_STRIDE, 2, 2);
+    set4(gwp, ATTR_POOL_PAD, 0, 0, 0, 0);
+    hint(gwp, ty(DT_F32, 4, 4, 2, 3, 3));
     int up = A1(UPSAMPLE2D, mp);
     set2(up, ATTR_FACTOR, 2, 2);
     fin(up);

@@ -7,7 +7,8 @@
  * path on the 3x3 stride-1 cases with 16k outputs, >= 16 inputs), the
  * forward with its bias and relu epilogue (nrt_conv2d_bias_act), the same
  * followed by 2x2 max pooling (nrt_conv2d_bias_act_pool), and pooling (2x2 fast paths on odd
- * sizes, padded and overlapping windows), and batch norm's training gradient
+ * sizes, padded and overlapping windows), the conv weight gradient from a pooled gradient
+ * (nrt_conv2d_grad_weight_maxpool: its AVX-512 path and the generic loop), and batch norm's training gradient
  * (runtime/norm.c: small and large planes), each at 1, 2 and 3 threads. */
 #include "runtime/internal.h"
 #include "runtime/netrt.h"
@@ -495,6 +496,81 @@ static void test_pool(void) {
     }
 }
 
+/* ------------------------------------- conv weight gradient through a pool -- */
+
+/* nrt_conv2d_grad_weight_maxpool against the dense pooling gradient (each dp
+ * at its window's first maximum, in double) correlated with x. y is relu-like
+ * (zeros, so windows tie) when relu, dp has zeros. k, s, pd: the pooling. */
+static void check_gw_pool(struct nrt_conv c, int64_t k, int64_t s, int64_t pd, int relu) {
+    c.ho = (c.h + c.p[0] + c.p[2] - c.d[0] * (c.kh - 1) - 1) / c.s[0] + 1;
+    c.wo = (c.w + c.p[1] + c.p[3] - c.d[1] * (c.kw - 1) - 1) / c.s[1] + 1;
+    struct nrt_pool p = {c.n * c.co, c.ho, c.wo, 0, 0, {k, k}, {s, s}, {pd, pd, pd, pd}};
+    p.ho = (p.h + 2 * pd - k) / s + 1, p.wo = (p.w + 2 * pd - k) / s + 1;
+    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * (c.ci / c.g) * c.kh * c.kw,
+            ny = c.n * c.co * c.ho * c.wo, np = p.planes * p.ho * p.wo;
+    float *x = xalloc(nx), *y = xalloc(ny), *dp = xalloc(np), *dw = xalloc(nw);
+    double *dense = dalloc(ny), *rdw = dalloc(nw);
+    fill(x, nx, 21), fill(y, ny, 22), fill(dp, np, 23);
+    for (int64_t i = 0; relu && i < ny; i++) y[i] = y[i] < 0 ? 0 : y[i];
+    for (int64_t i = 0; i < np; i += 3) dp[i] = 0;
+    memset(dense, 0, sizeof *dense * (size_t)ny), memset(rdw, 0, sizeof *rdw * (size_t)nw);
+    for (int64_t pl = 0; pl < p.planes; pl++)
+        for (int64_t oh = 0; oh < p.ho; oh++)
+            for (int64_t ow = 0; ow < p.wo; ow++) {
+                int64_t best = -1;
+                for (int64_t i = 0; i < k; i++)
+                    for (int64_t j = 0; j < k; j++) {
+                        int64_t ih = oh * s - pd + i, iw = ow * s - pd + j;
+                        if (ih < 0 || ih >= p.h || iw < 0 || iw >= p.w) continue;
+                        int64_t at = (pl * p.h + ih) * p.w + iw;
+                        if (best < 0 || y[at] > y[best]) best = at;
+                    }
+                if (best >= 0) dense[best] += dp[(pl * p.ho + oh) * p.wo + ow];
+            }
+    FOR_TAPS(&c, { rdw[wi] += ref_x(&c, x, b, ch, ih, iw) * dense[yi]; });
+    for (int64_t i = 0; i < nw; i++) dw[i] = 1e30f;
+    nrt_conv2d_grad_weight_maxpool(&c, &p, x, y, dp, dw);
+    double e = max_err(dw, rdw, nw);
+    if (e > 1e-4)
+        TEST_FAIL_("conv weight gradient through %lldx%lld/s%lld pad %lld pooling (ci %lld co %lld %lldx%lld "
+                   "k%lld s%lld pad %lld g %lld, threads %d): error %g",
+                   (long long)k, (long long)k, (long long)s, (long long)pd, (long long)c.ci, (long long)c.co,
+                   (long long)c.h, (long long)c.w, (long long)c.kh, (long long)c.s[0], (long long)c.p[0],
+                   (long long)c.g, nrt_threads_get(), e);
+    else
+        test_passed++;
+    nrt_free(x), nrt_free(y), nrt_free(dp), nrt_free(dw), nrt_free(dense), nrt_free(rdw);
+}
+
+static void test_gw_pool(void) {
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        for (int relu = 0; relu < 2; relu++) {
+            /* The AVX-512 path: 3x3 stride 1, 2x2 pooling; mnist_cnn's first
+             * layer, several input channels, odd sizes, rows of more than 16
+             * pooled outputs, padding. */
+            check_gw_pool((struct nrt_conv){4, 1, 28, 28, 32, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            check_gw_pool((struct nrt_conv){3, 3, 11, 12, 5, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            check_gw_pool((struct nrt_conv){2, 2, 9, 40, 7, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            check_gw_pool((struct nrt_conv){2, 4, 7, 37, 3, 3, 3, 0, 0, 1, {1, 1}, {0, 2, 1, 0}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            /* The generic loop: more channels, other kernels, strides,
+             * dilation and groups, overlapping and padded windows. */
+            check_gw_pool((struct nrt_conv){2, 6, 10, 10, 4, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            check_gw_pool((struct nrt_conv){2, 2, 12, 11, 3, 5, 5, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},
+                          2, 2, 0, relu);
+            check_gw_pool((struct nrt_conv){2, 4, 13, 13, 6, 3, 3, 0, 0, 2, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+                          3, 2, 1, relu);
+            check_gw_pool((struct nrt_conv){2, 1, 12, 12, 3, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {2, 2}, 0},
+                          3, 3, 0, relu);
+        }
+    }
+}
+
 /* ------------------------------------------------ batch norm's gradient -- */
 
 static void check_bn_grad(int64_t n, int64_t c, int64_t hw) {
@@ -602,6 +678,7 @@ int main(void) {
     nrt_threads_set(2);
     test_conv();
     test_pool();
+    test_gw_pool();
     nrt_threads_set(1);
     TEST_DONE();
 }
