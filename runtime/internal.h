@@ -103,6 +103,19 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
  * F(4x4, 3x3) only (returns 0 where that does not run). */
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch);
+/* Training's F(4x4, 3x3) (the weights transformed on every call, no cache):
+ * y = act(conv2d(x, w) + bias), and dx = the input gradient of c from dy
+ * (a 3x3 correlation with the weights flipped and transposed, padded by
+ * 2 - p). Each returns 0 without writing where it does not run (as
+ * nrt_wino_conv2d, 16k input channels for both convolutions, padding <= 2). */
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch);
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch);
+/* dw = the weight gradient of c from x and dy by F(4x4, 3x3) transposed
+ * (the same conditions), or 0 without writing. */
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch);
 
 /* -------------------------------------------------------------- samples.c -- */
 

@@ -2253,7 +2253,8 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
                          float *y, float *scratch) {
     int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
     if (!pointwise_ok(c) &&
-        (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
+        (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
+                                    : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
          group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
          s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;
@@ -2402,6 +2403,7 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
                            float *scratch) {
     if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
+    if (nrt_wino_conv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (scatter_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     if (subpix_grad_input(c, dy, w, dx, scratch)) return;
@@ -2448,6 +2450,7 @@ void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const floa
                             float *scratch) {
     if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
+    if (nrt_wino_conv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     if (s2d_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

@@ -526,6 +526,26 @@ static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt)
     return NULL;
 }
 
+/* The nb images x [nb][ci][h][w] pixel-major into xp [nb][hp][wp][ci], at
+ * the padding's offset in planes whose other pixels (the rows above and
+ * below, the columns left and right) are zeroed. */
+static void w4_planes(const struct wino4 *k, const float *x, int64_t nb, float *xp) {
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, plane = c->h * c->w;
+    int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
+    for (int64_t b = 0; b < nb; b++) {
+        float *pb = xp + b * k->hp * rowf;
+        memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
+        memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
+        for (int64_t row = 0; row < c->h; row++) {
+            float *pr = pb + (row + p0) * rowf;
+            memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
+            memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
+            nrt_transpose16(x + b * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci, ci);
+        }
+    }
+}
+
 /* Task i: images [b0, b1) (a range of images, or all of them with a range of
  * output channels when split > 1), by groups. */
 static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
@@ -540,22 +560,7 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
         int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
         for (int64_t g = b0; g < b1; g += k->group) {
             int64_t nb = b1 - g < k->group ? b1 - g : k->group;
-            /* The images pixel-major, at the padding's offset in planes
-             * whose other pixels (the rows above and below, the columns
-             * left and right) are zeroed. */
-            int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
-            for (int64_t b = 0; b < nb; b++) {
-                float *pb = xp + b * k->hp * rowf;
-                memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
-                memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
-                for (int64_t row = 0; row < c->h; row++) {
-                    float *pr = pb + (row + p0) * rowf;
-                    memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
-                    memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
-                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci,
-                                    ci);
-                }
-            }
+            w4_planes(k, k->x + g * ci * plane, nb, xp);
             w4_input(k, nb, xp, v);
             w4_gemm(k, v, m, o0, o1);
             for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
@@ -566,10 +571,27 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+/* wt [ci*9][co] for the input gradient's correlation c (ci: the forward's
+ * output channels, co: its input channels) from the forward's weights w
+ * [ci][co][3][3]: the taps flipped, input and output channels swapped. */
+static void w4_flip(int64_t ci, int64_t co, const float *w, float *wt) {
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t o = 0; o < co; o++)
+            for (int q = 0; q < 9; q++) wt[(i * 9 + q) * co + o] = w[(i * co + o) * 9 + 8 - q];
+}
+
+/* How wino4_conv2d gets the weights' transform. */
+enum w4_weights_kind {
+    W4_CACHED,  /* w [co][ci][3][3], the transform cached between calls (inference) */
+    W4_FRESH,   /* w [co][ci][3][3], transformed on every call (training: new weights every step) */
+    W4_FLIPPED, /* w [ci][co][3][3], the forward's weights of an input gradient: flipped and transposed */
+};
+
 /* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
- * padding, and the scratch holds the weights and one group per task. */
+ * padding, and a scratch of budget floats holds the weights and one group
+ * per task. */
 static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
-                        int pool, float *y, float *scratch) {
+                        int pool, float *y, float *scratch, int64_t budget, enum w4_weights_kind kind) {
     if (c->ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return 0;
     struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .pool = pool, .y = y};
     /* Inside a pool job (a slice of a large batch) the tasks run in turn: one. */
@@ -589,18 +611,24 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
         k.vf = 36 * k.tp * ci > nb * c->ho * c->wo * co ? 36 * k.tp * ci : nb * c->ho * c->wo * co;
         k.vf = (k.vf + 15) / 16 * 16;
         k.mf = 36 * k.tp * co;
-        if (uf + wtf + k.tasks * (k.xf + k.vf + k.mf) <= nrt_conv_scratch(c)) break;
+        if (uf + wtf + k.tasks * (k.xf + k.vf + k.mf) <= budget) break;
         if (k.group > 1)
             k.group = (k.group + 1) / 2;
         else if (k.tasks > k.split)
             k.tasks -= k.split;
+        else if (kind != W4_CACHED && k.split > 1) /* training: fewer channel ranges */
+            k.split--, k.tasks = c->n * k.split;
         else
             return 0;
     }
     k.scratch = scratch + uf + wtf;
     const char *e = getenv("NETC_WINOGRAD_CACHE");
-    const float *u = e && e[0] == '0' ? NULL : w4_cached(ci, co, w, scratch + uf);
-    if (!u) w4_transform(ci, co, w, scratch + uf, scratch);
+    const float *u = kind != W4_CACHED || (e && e[0] == '0') ? NULL : w4_cached(ci, co, w, scratch + uf);
+    if (kind == W4_FLIPPED) {
+        w4_flip(ci, co, w, scratch + uf);
+        w4_weights(ci, co, scratch + uf, scratch);
+    } else if (!u)
+        w4_transform(ci, co, w, scratch + uf, scratch);
     k.u = u ? u : scratch;
     nrt_parallel_for(k.tasks, 1, w4_tasks, &k);
     if (u) pthread_rwlock_unlock(&w4_lock);
@@ -611,7 +639,9 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
                     float *y, float *scratch) {
     if (!wino_ok(c)) return 0;
     const char *e = getenv("NETC_CONV_WINOGRAD");
-    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 0, y, scratch)) return 1;
+    if (!(e && e[0] == '2') &&
+        wino4_conv2d(c, x, w, bias, relu, 0, y, scratch, nrt_conv_scratch(c), W4_CACHED))
+        return 1;
     /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
     if (c->n < nrt_threads_get()) return 0;
     struct wino k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
@@ -638,9 +668,247 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch) {
     const char *e = getenv("NETC_CONV_WINOGRAD");
-    return wino_ok(c) && !(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 1, y, scratch);
+    return wino_ok(c) && !(e && e[0] == '2') &&
+           wino4_conv2d(c, x, w, bias, relu, 1, y, scratch, nrt_conv_scratch(c), W4_CACHED);
+}
+
+/* Whether training runs c (forward and weight gradient, or with grad the
+ * input gradient) by F(4x4, 3x3): 16k channels in and out, no negative
+ * padding, at most 2 for the input gradient (its correlation pads by 2 - p). */
+static int wino_train_ok(const struct nrt_conv *c, int grad) {
+    const char *e = getenv("NETC_CONV_WINOGRAD");
+    if (!wino_ok(c) || (e && e[0] == '2') || c->ci % 16) return 0;
+    for (int i = 0; i < 4; i++)
+        if (c->p[i] < 0 || (grad && c->p[i] > 2)) return 0;
+    return 1;
+}
+
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch) {
+    return wino_train_ok(c, 0) &&
+           wino4_conv2d(c, x, w, bias, relu, 0, y, scratch, nrt_conv_scratch(c), W4_FRESH);
+}
+
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch) {
+    if (!wino_train_ok(c, 1)) return 0;
+    /* dx = dy correlated with w flipped, channels swapped, padded by 2 - p. */
+    struct nrt_conv t = *c;
+    t.ci = c->co, t.h = c->ho, t.w = c->wo, t.co = c->ci, t.ho = c->h, t.wo = c->w;
+    for (int i = 0; i < 4; i++) t.p[i] = 2 - c->p[i];
+    return wino4_conv2d(&t, dy, w, NULL, 0, 0, dx, scratch, nrt_conv_scratch(c), W4_FLIPPED);
+}
+
+/* ---- The weight gradient by F(4x4, 3x3) transposed. The forward computes a
+ * tile's outputs as A^T [(G g G^T) . (B^T d B)] A, linear in the weights g,
+ * so g's gradient is G^T [(A dy A^T) . (B^T d B)] G summed over the tiles:
+ * the output gradient's 4x4 tiles (zero past the outputs) transformed to 6x6
+ * by A, the input's 6x6 patches by B^T as in the forward, their products
+ * summed over every tile of the batch in 36 GEMMs M[e] [ci][co] (36 ci co
+ * multiplies per tile instead of the direct 144 ci co), then G^T M G. */
+
+/* A (6x4): A^T transposed, the output gradient's transform. G^T (3x6). */
+static const float W4_A[6][4] = {{1, 0, 0, 0},   {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 0.5f, 0.25f, 0.125f},
+                                 {1, -2, 4, -8}, {0, 0, 0, 1}};
+static const float W4_GT[3][6] = {{1, 1.0f / 3, -1.0f / 3, -16.0f / 15, 1.0f / 15, 0},
+                                  {0, 1.0f / 3, 1.0f / 3, -8.0f / 15, -2.0f / 15, 0},
+                                  {0, 1.0f / 3, -1.0f / 3, -4.0f / 15, 4.0f / 15, 1}};
+
+#define W4_DWP 8 /* input channels per GEMM micro-tile (by V vectors of 16 output channels) */
+
+struct w4dw {
+    struct wino4 k;     /* the forward's tiling (k.c, th, tw, t, hp, wp, group, tasks, xf) */
+    const float *dy;    /* [n][co][ho][wo] */
+    int64_t df, ef, mf; /* floats of a group's dy planes [nb][4 th][4 tw][co], E [36][nb t][co], M */
+    int64_t vf;         /* floats of V [36][nb t][ci] */
+    float *dw;          /* [co][ci][3][3] */
+};
+
+/* E[e][tile][co] = (A dy A^T)[e] for the tiles of nb images' dy planes dp. */
+static void w4_dy(const struct w4dw *j, int64_t nb, const float *dp, float *e) {
+    const struct wino4 *k = &j->k;
+    int64_t co = k->c->co, ld = nb * k->t * co, wq = 4 * k->tw;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < k->th; ty++)
+            for (int64_t tx = 0; tx < k->tw; tx++) {
+                const float *p = dp + ((b * 4 * k->th + 4 * ty) * wq + 4 * tx) * co;
+                float *out = e + ((b * k->th + ty) * k->tw + tx) * co;
+                for (int64_t o = 0; o < co; o += 16) {
+                    __m512 t[6][4]; /* [A row][column] */
+                    for (int c = 0; c < 4; c++) {
+                        __m512 d[4], r[6];
+                        for (int i = 0; i < 4; i++) d[i] = _mm512_loadu_ps(p + (i * wq + c) * co + o);
+                        w4_lin(6, 4, &W4_A[0][0], d, r);
+                        for (int i = 0; i < 6; i++) t[i][c] = r[i];
+                    }
+                    for (int i = 0; i < 6; i++) {
+                        __m512 r[6];
+                        w4_lin(6, 4, &W4_A[0][0], t[i], r);
+                        for (int c = 0; c < 6; c++) _mm512_storeu_ps(out + (i * 6 + c) * ld + o, r[c]);
+                    }
+                }
+            }
+}
+
+/* m[p][o + 16 v] += sum over the T tiles of vt[tile][p] * et[tile][o + 16 v]
+ * for P input channels and V vectors of output channels (vt rows ci apart,
+ * et rows co apart, m rows co apart). */
+static inline __attribute__((always_inline)) void w4_dw_tile(const int V, int64_t T, int64_t ci, int64_t co,
+                                                             const float *vt, const float *et, float *m) {
+    __m512 acc[W4_DWP][2];
+#pragma GCC unroll 8
+    for (int p = 0; p < W4_DWP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) acc[p][v] = _mm512_loadu_ps(m + p * co + 16 * v);
+    for (int64_t t = 0; t < T; t++, vt += ci, et += co) {
+        __m512 ev[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) ev[v] = _mm512_loadu_ps(et + 16 * v);
+#pragma GCC unroll 8
+        for (int p = 0; p < W4_DWP; p++) {
+            __m512 b = _mm512_set1_ps(vt[p]);
+#pragma GCC unroll 2
+            for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(ev[v], b, acc[p][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < W4_DWP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(m + p * co + 16 * v, acc[p][v]);
+}
+
+/* M[e] += V[e]^T E[e] over a group's T tiles. */
+static void w4_dw_gemm(int64_t T, int64_t ci, int64_t co, const float *v, const float *e, float *m) {
+    for (int64_t q = 0; q < 36; q++) {
+        const float *vq = v + q * T * ci, *eq = e + q * T * co;
+        float *mq = m + q * ci * co;
+        for (int64_t i = 0; i < ci; i += W4_DWP)
+            for (int64_t o = 0; o < co; o += 32) {
+                if (co - o >= 32)
+                    w4_dw_tile(2, T, ci, co, vq + i, eq + o, mq + i * co + o);
+                else
+                    w4_dw_tile(1, T, ci, co, vq + i, eq + o, mq + i * co + o);
+            }
+    }
+}
+
+/* Task i: M (at the end of its scratch) for images [b0, b1), by groups. */
+static void w4_dw_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dw *j = arg;
+    const struct wino4 *k = &j->k;
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo, wq = 4 * k->tw, hq = 4 * k->th;
+    for (int64_t i = lo; i < hi; i++) {
+        float *xp = k->scratch + i * (k->xf + j->vf + j->df + j->ef + j->mf), *v = xp + k->xf,
+              *dp = v + j->vf, *e = dp + j->df, *m = e + j->ef;
+        int64_t b0 = c->n * i / k->tasks, b1 = c->n * (i + 1) / k->tasks;
+        memset(m, 0, sizeof *m * (size_t)(36 * ci * co));
+        for (int64_t g = b0; g < b1; g += k->group) {
+            int64_t nb = b1 - g < k->group ? b1 - g : k->group, T = nb * k->t;
+            w4_planes(k, k->x + g * ci * c->h * c->w, nb, xp);
+            /* V [36][T][ci]: w4_input's rows are tp apart; here T apart. */
+            struct wino4 kk = *k;
+            kk.tp = T;
+            w4_input(&kk, nb, xp, v);
+            /* dy pixel-major, zero past the outputs. */
+            memset(dp, 0, sizeof *dp * (size_t)(nb * hq * wq * co));
+            for (int64_t b = 0; b < nb; b++)
+                for (int64_t r = 0; r < c->ho; r++)
+                    nrt_transpose16(j->dy + (g + b) * co * hw + r * c->wo, hw, co, c->wo,
+                                    dp + (b * hq + r) * wq * co, co);
+            w4_dy(j, nb, dp, e);
+            w4_dw_gemm(T, ci, co, v, e, m);
+        }
+    }
+}
+
+/* M[lo, hi) of task 0 += those of the other tasks. */
+static void w4_dw_sum(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dw *j = arg;
+    int64_t region = j->k.xf + j->vf + j->df + j->ef + j->mf;
+    float *m0 = j->k.scratch + region - j->mf;
+    for (int64_t t = 1; t < j->k.tasks; t++) {
+        const float *m = m0 + t * region;
+        for (int64_t q = lo; q < hi; q++) m0[q] += m[q];
+    }
+}
+
+/* dw = G^T M G, from M [36][ci][co] to dw [co][ci][3][3]. */
+static void w4_dw_out(const struct nrt_conv *c, const float *m, float *dw) {
+    int64_t ci = c->ci, co = c->co;
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t o = 0; o < co; o += 16) {
+            __m512 t[3][6];
+            for (int col = 0; col < 6; col++) {
+                __m512 d[6], r[3];
+                for (int q = 0; q < 6; q++) d[q] = _mm512_loadu_ps(m + ((q * 6 + col) * ci + i) * co + o);
+                w4_lin(3, 6, &W4_GT[0][0], d, r);
+                for (int a = 0; a < 3; a++) t[a][col] = r[a];
+            }
+            float out[9][16];
+            for (int a = 0; a < 3; a++) {
+                __m512 r[3];
+                w4_lin(3, 6, &W4_GT[0][0], t[a], r);
+                for (int b = 0; b < 3; b++) _mm512_storeu_ps(out[3 * a + b], r[b]);
+            }
+            for (int l = 0; l < 16; l++)
+                for (int q = 0; q < 9; q++) dw[((o + l) * ci + i) * 9 + q] = out[q][l];
+        }
+}
+
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch) {
+    if (!wino_train_ok(c, 0) || c->n < 1) return 0;
+    struct w4dw j = {.k = {.c = c, .x = x}, .dy = dy, .dw = dw};
+    struct wino4 *k = &j.k;
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
+    k->th = (c->ho + 3) / 4, k->tw = (c->wo + 3) / 4, k->t = k->th * k->tw;
+    k->hp = 4 * k->th + 2, k->wp = 4 * k->tw + 2;
+    if (c->h + c->p[0] > k->hp || c->w + c->p[1] > k->wp) return 0;
+    /* Groups of about 64 tiles: the GEMMs' sums run that long between
+     * loads and stores of M. */
+    k->group = k->t >= 64 ? 1 : (64 + k->t - 1) / k->t;
+    k->tasks = threads < c->n ? threads : c->n;
+    j.mf = (36 * ci * co + 15) / 16 * 16;
+    for (;;) {
+        int64_t nb = k->group < c->n ? k->group : c->n;
+        k->xf = (nb * k->hp * k->wp * ci + 15) / 16 * 16;
+        j.vf = (36 * nb * k->t * ci + 15) / 16 * 16;
+        j.df = (nb * 16 * k->t * co + 15) / 16 * 16;
+        j.ef = (36 * nb * k->t * co + 15) / 16 * 16;
+        if (k->tasks * (k->xf + j.vf + j.df + j.ef + j.mf) <= nrt_conv_scratch(c)) break;
+        if (k->group > 1)
+            k->group = (k->group + 1) / 2;
+        else if (k->tasks > 1)
+            k->tasks--;
+        else
+            return 0;
+    }
+    k->scratch = scratch;
+    nrt_parallel_for(k->tasks, 1, w4_dw_tasks, &j);
+    if (k->tasks > 1) nrt_parallel_for(36 * ci * co, 4096, w4_dw_sum, &j);
+    w4_dw_out(c, scratch + k->xf + j.vf + j.df + j.ef, dw);
+    return 1;
 }
 #else
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch) {
+    (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
+    return 0;
+}
+
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch) {
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch) {
+    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
+    return 0;
+}
+
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
