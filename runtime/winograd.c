@@ -571,20 +571,10 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
-/* wt [ci*9][co] for the input gradient's correlation c (ci: the forward's
- * output channels, co: its input channels) from the forward's weights w
- * [ci][co][3][3]: the taps flipped, input and output channels swapped. */
-static void w4_flip(int64_t ci, int64_t co, const float *w, float *wt) {
-    for (int64_t i = 0; i < ci; i++)
-        for (int64_t o = 0; o < co; o++)
-            for (int q = 0; q < 9; q++) wt[(i * 9 + q) * co + o] = w[(i * co + o) * 9 + 8 - q];
-}
-
 /* How wino4_conv2d gets the weights' transform. */
 enum w4_weights_kind {
-    W4_CACHED,  /* w [co][ci][3][3], the transform cached between calls (inference) */
-    W4_FRESH,   /* w [co][ci][3][3], transformed on every call (training: new weights every step) */
-    W4_FLIPPED, /* w [ci][co][3][3], the forward's weights of an input gradient: flipped and transposed */
+    W4_CACHED, /* w [co][ci][3][3], the transform cached between calls (inference) */
+    W4_FRESH,  /* w [co][ci][3][3], transformed on every call (training: new weights every step) */
 };
 
 /* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
@@ -611,24 +601,23 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
         k.vf = 36 * k.tp * ci > nb * c->ho * c->wo * co ? 36 * k.tp * ci : nb * c->ho * c->wo * co;
         k.vf = (k.vf + 15) / 16 * 16;
         k.mf = 36 * k.tp * co;
-        if (uf + wtf + k.tasks * (k.xf + k.vf + k.mf) <= budget) break;
+        /* Training's transform is done before the tasks start: its wt
+         * shares their floats. */
+        int64_t tf = k.tasks * (k.xf + k.vf + k.mf);
+        if (uf + (kind == W4_CACHED ? wtf + tf : wtf > tf ? wtf : tf) <= budget) break;
+        /* Fewer tasks than threads: inference only (training's direct
+         * kernels would use every thread). */
         if (k.group > 1)
             k.group = (k.group + 1) / 2;
-        else if (k.tasks > k.split)
+        else if (kind == W4_CACHED && k.tasks > k.split)
             k.tasks -= k.split;
-        else if (kind != W4_CACHED && k.split > 1) /* training: fewer channel ranges */
-            k.split--, k.tasks = c->n * k.split;
         else
             return 0;
     }
-    k.scratch = scratch + uf + wtf;
+    k.scratch = scratch + uf + (kind == W4_CACHED ? wtf : 0);
     const char *e = getenv("NETC_WINOGRAD_CACHE");
     const float *u = kind != W4_CACHED || (e && e[0] == '0') ? NULL : w4_cached(ci, co, w, scratch + uf);
-    if (kind == W4_FLIPPED) {
-        w4_flip(ci, co, w, scratch + uf);
-        w4_weights(ci, co, scratch + uf, scratch);
-    } else if (!u)
-        w4_transform(ci, co, w, scratch + uf, scratch);
+    if (!u) w4_transform(ci, co, w, scratch + uf, scratch);
     k.u = u ? u : scratch;
     nrt_parallel_for(k.tasks, 1, w4_tasks, &k);
     if (u) pthread_rwlock_unlock(&w4_lock);
@@ -672,31 +661,18 @@ int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *
            wino4_conv2d(c, x, w, bias, relu, 1, y, scratch, nrt_conv_scratch(c), W4_CACHED);
 }
 
-/* Whether training runs c (forward and weight gradient, or with grad the
- * input gradient) by F(4x4, 3x3): 16k channels in and out, no negative
- * padding, at most 2 for the input gradient (its correlation pads by 2 - p). */
-static int wino_train_ok(const struct nrt_conv *c, int grad) {
+/* Whether training runs c by F(4x4, 3x3): 16k channels in and out, no
+ * negative padding. */
+static int wino_train_ok(const struct nrt_conv *c) {
     const char *e = getenv("NETC_CONV_WINOGRAD");
     if (!wino_ok(c) || (e && e[0] == '2') || c->ci % 16) return 0;
-    for (int i = 0; i < 4; i++)
-        if (c->p[i] < 0 || (grad && c->p[i] > 2)) return 0;
-    return 1;
+    return c->p[0] >= 0 && c->p[1] >= 0 && c->p[2] >= 0 && c->p[3] >= 0;
 }
 
 int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                           int relu, float *y, float *scratch) {
-    return wino_train_ok(c, 0) &&
+    return wino_train_ok(c) &&
            wino4_conv2d(c, x, w, bias, relu, 0, y, scratch, nrt_conv_scratch(c), W4_FRESH);
-}
-
-int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
-                               float *scratch) {
-    if (!wino_train_ok(c, 1)) return 0;
-    /* dx = dy correlated with w flipped, channels swapped, padded by 2 - p. */
-    struct nrt_conv t = *c;
-    t.ci = c->co, t.h = c->ho, t.w = c->wo, t.co = c->ci, t.ho = c->h, t.wo = c->w;
-    for (int i = 0; i < 4; i++) t.p[i] = 2 - c->p[i];
-    return wino4_conv2d(&t, dy, w, NULL, 0, 0, dx, scratch, nrt_conv_scratch(c), W4_FLIPPED);
 }
 
 /* ---- The weight gradient by F(4x4, 3x3) transposed. The forward computes a
@@ -724,10 +700,10 @@ struct w4dw {
     float *dw;          /* [co][ci][3][3] */
 };
 
-/* E[e][tile][co] = (A dy A^T)[e] for the tiles of nb images' dy planes dp. */
-static void w4_dy(const struct w4dw *j, int64_t nb, const float *dp, float *e) {
-    const struct wino4 *k = &j->k;
-    int64_t co = k->c->co, ld = nb * k->t * co, wq = 4 * k->tw;
+/* E[e][tile][co] = (A dy A^T)[e] for the tiles of nb images' dy planes dp
+ * (E's components rows tiles apart). */
+static void w4_dy(const struct wino4 *k, int64_t nb, int64_t rows, const float *dp, float *e) {
+    int64_t co = k->c->co, ld = rows * co, wq = 4 * k->tw;
     for (int64_t b = 0; b < nb; b++)
         for (int64_t ty = 0; ty < k->th; ty++)
             for (int64_t tx = 0; tx < k->tw; tx++) {
@@ -748,6 +724,17 @@ static void w4_dy(const struct w4dw *j, int64_t nb, const float *dp, float *e) {
                     }
                 }
             }
+}
+
+/* The nb images' output gradient dy [nb][co][ho][wo] pixel-major into dp
+ * [nb][4 th][4 tw][co], zero past the outputs. */
+static void w4_dy_planes(const struct wino4 *k, const float *dy, int64_t nb, float *dp) {
+    const struct nrt_conv *c = k->c;
+    int64_t co = c->co, hw = c->ho * c->wo, wq = 4 * k->tw, hq = 4 * k->th;
+    memset(dp, 0, sizeof *dp * (size_t)(nb * hq * wq * co));
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t r = 0; r < c->ho; r++)
+            nrt_transpose16(dy + b * co * hw + r * c->wo, hw, co, c->wo, dp + (b * hq + r) * wq * co, co);
 }
 
 /* m[p][o + 16 v] += sum over the T tiles of vt[tile][p] * et[tile][o + 16 v]
@@ -797,7 +784,7 @@ static void w4_dw_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct w4dw *j = arg;
     const struct wino4 *k = &j->k;
     const struct nrt_conv *c = k->c;
-    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo, wq = 4 * k->tw, hq = 4 * k->th;
+    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo;
     for (int64_t i = lo; i < hi; i++) {
         float *xp = k->scratch + i * (k->xf + j->vf + j->df + j->ef + j->mf), *v = xp + k->xf,
               *dp = v + j->vf, *e = dp + j->df, *m = e + j->ef;
@@ -810,13 +797,8 @@ static void w4_dw_tasks(void *arg, int64_t lo, int64_t hi) {
             struct wino4 kk = *k;
             kk.tp = T;
             w4_input(&kk, nb, xp, v);
-            /* dy pixel-major, zero past the outputs. */
-            memset(dp, 0, sizeof *dp * (size_t)(nb * hq * wq * co));
-            for (int64_t b = 0; b < nb; b++)
-                for (int64_t r = 0; r < c->ho; r++)
-                    nrt_transpose16(j->dy + (g + b) * co * hw + r * c->wo, hw, co, c->wo,
-                                    dp + (b * hq + r) * wq * co, co);
-            w4_dy(j, nb, dp, e);
+            w4_dy_planes(k, j->dy + g * co * hw, nb, dp);
+            w4_dy(k, nb, T, dp, e);
             w4_dw_gemm(T, ci, co, v, e, m);
         }
     }
@@ -858,7 +840,7 @@ static void w4_dw_out(const struct nrt_conv *c, const float *m, float *dw) {
 
 int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                                 float *scratch) {
-    if (!wino_train_ok(c, 0) || c->n < 1) return 0;
+    if (!wino_train_ok(c) || c->n < 1) return 0;
     struct w4dw j = {.k = {.c = c, .x = x}, .dy = dy, .dw = dw};
     struct wino4 *k = &j.k;
     int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
@@ -877,10 +859,8 @@ int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const 
         j.df = (nb * 16 * k->t * co + 15) / 16 * 16;
         j.ef = (36 * nb * k->t * co + 15) / 16 * 16;
         if (k->tasks * (k->xf + j.vf + j.df + j.ef + j.mf) <= nrt_conv_scratch(c)) break;
-        if (k->group > 1)
+        if (k->group > 1) /* fewer tasks than threads: the direct kernels use every thread */
             k->group = (k->group + 1) / 2;
-        else if (k->tasks > 1)
-            k->tasks--;
         else
             return 0;
     }
@@ -888,6 +868,126 @@ int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const 
     nrt_parallel_for(k->tasks, 1, w4_dw_tasks, &j);
     if (k->tasks > 1) nrt_parallel_for(36 * ci * co, 4096, w4_dw_sum, &j);
     w4_dw_out(c, scratch + k->xf + j.vf + j.df + j.ef, dw);
+    return 1;
+}
+
+/* ---- The input gradient by F(4x4, 3x3) transposed: a tile's outputs are
+ * A^T [U . (B^T d B)] A, so the gradient of its 6x6 input patch d is
+ * B [U . (A dy A^T)] B^T: the output gradient's tiles transformed by A as
+ * for the weight gradient, multiplied by the transformed weights with input
+ * and output channels swapped (Z[e] = E[e] U[e]^T, the forward's GEMM), and
+ * B Z B^T added into the padded input planes (patches overlap by 2 pixels).
+ * Only the output's tiles are multiplied: 9 per 11x11 image, where the
+ * input gradient as a correlation padded by 2 would take 16 for 13x13. */
+
+/* B (6x6): B^T transposed. */
+static const float W4_B[6][6] = {{1, 0, 0, 0, 0, 0},
+                                 {-1.5f, -1, 1, -2, 0.5f, 1},
+                                 {-2, 0.5f, -2.5f, -1, -1, -1.5f},
+                                 {1.5f, 2.5f, 0.5f, 2, -0.5f, -2},
+                                 {1, 1, 1, 1, 1, 1.5f},
+                                 {0, 0, 0, 0, 0, 1}};
+
+struct w4dx {
+    struct wino4 k;     /* the forward's tiling; k.u: U^T [36][co][ci] */
+    struct nrt_conv t;  /* the GEMM's view: ci and co swapped (w4_gemm) */
+    const float *dy;    /* [n][co][ho][wo] */
+    int64_t df, ef, zf; /* floats of a group's dy planes, E [36][tp][co], Z [36][tp][ci] */
+    float *dx;          /* [n][ci][h][w] */
+};
+
+/* The padded input planes xp [nb][hp][wp][ci] += B Z B^T per tile. */
+static void w4_dx_out(const struct wino4 *k, int64_t nb, const float *z, float *xp) {
+    int64_t ci = k->c->ci, ld = k->tp * ci;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < k->th; ty++)
+            for (int64_t tx = 0; tx < k->tw; tx++) {
+                float *p = xp + ((b * k->hp + 4 * ty) * k->wp + 4 * tx) * ci;
+                const float *zt = z + ((b * k->th + ty) * k->tw + tx) * ci;
+                for (int64_t ch = 0; ch < ci; ch += 16) {
+                    __m512 t[6][6]; /* [B row][column] */
+                    for (int j = 0; j < 6; j++) {
+                        __m512 d[6], r[6];
+                        for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(zt + (i * 6 + j) * ld + ch);
+                        w4_lin(6, 6, &W4_B[0][0], d, r);
+                        for (int i = 0; i < 6; i++) t[i][j] = r[i];
+                    }
+                    for (int i = 0; i < 6; i++) {
+                        __m512 r[6];
+                        w4_lin(6, 6, &W4_B[0][0], t[i], r);
+                        for (int j = 0; j < 6; j++) {
+                            float *q = p + (i * k->wp + j) * ci + ch;
+                            _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), r[j]));
+                        }
+                    }
+                }
+            }
+}
+
+/* Task i: images [b0, b1), by groups. */
+static void w4_dx_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dx *j = arg;
+    const struct wino4 *k = &j->k;
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, co = c->co, plane = c->h * c->w, rowf = k->wp * ci;
+    struct wino4 g4 = *k; /* the GEMM's view */
+    g4.c = &j->t;
+    for (int64_t i = lo; i < hi; i++) {
+        float *xp = k->scratch + i * (k->xf + j->df + j->ef + j->zf), *dp = xp + k->xf, *e = dp + j->df,
+              *z = e + j->ef;
+        int64_t b0 = c->n * i / k->tasks, b1 = c->n * (i + 1) / k->tasks;
+        for (int64_t g = b0; g < b1; g += k->group) {
+            int64_t nb = b1 - g < k->group ? b1 - g : k->group;
+            w4_dy_planes(k, j->dy + g * co * c->ho * c->wo, nb, dp);
+            w4_dy(k, nb, k->tp, dp, e);
+            for (int64_t q = 0; q < 36; q++) /* rows past the tiles: zeros */
+                memset(e + (q * k->tp + nb * k->t) * co, 0, sizeof *e * (size_t)((k->tp - nb * k->t) * co));
+            w4_gemm(&g4, e, z, 0, ci);
+            memset(xp, 0, sizeof *xp * (size_t)(nb * k->hp * rowf));
+            w4_dx_out(k, nb, z, xp);
+            for (int64_t b = 0; b < nb; b++) /* the planes' inside, channel-major */
+                for (int64_t r = 0; r < c->h; r++)
+                    nrt_transpose16(xp + ((b * k->hp + r + c->p[0]) * k->wp + c->p[1]) * ci, ci, c->w, ci,
+                                    j->dx + (g + b) * ci * plane + r * c->w, plane);
+        }
+    }
+}
+
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch) {
+    if (!wino_train_ok(c) || c->n < 1) return 0;
+    struct w4dx j = {.k = {.c = c}, .dy = dy, .dx = dx};
+    struct wino4 *k = &j.k;
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
+    k->th = (c->ho + 3) / 4, k->tw = (c->wo + 3) / 4, k->t = k->th * k->tw;
+    k->hp = 4 * k->th + 2, k->wp = 4 * k->tw + 2;
+    if (c->h + c->p[0] > k->hp || c->w + c->p[1] > k->wp) return 0;
+    if (c->n < threads) return 0; /* the direct kernels split an image's pixels */
+    k->group = k->t >= 18 ? 1 : (18 + k->t - 1) / k->t;
+    k->tasks = threads;
+    j.t = *c, j.t.ci = co, j.t.co = ci;
+    int64_t uf = 36 * ci * co, wtf = (9 * ci * co + 15) / 16 * 16;
+    for (;;) {
+        int64_t nb = k->group < c->n ? k->group : c->n;
+        k->tp = (nb * k->t + 2) / 3 * 3;
+        k->xf = (nb * k->hp * k->wp * ci + 15) / 16 * 16;
+        j.df = (nb * 16 * k->t * co + 15) / 16 * 16;
+        j.ef = 36 * k->tp * co, j.zf = 36 * k->tp * ci;
+        int64_t tf = k->tasks * (k->xf + j.df + j.ef + j.zf);
+        if (uf + (wtf > tf ? wtf : tf) <= nrt_conv_scratch(c)) break;
+        if (k->group > 1) /* fewer tasks than threads: the direct kernels use every thread */
+            k->group = (k->group + 1) / 2;
+        else
+            return 0;
+    }
+    /* U^T [36][co][ci] by way of wt [co*9][ci] = w [co][ci][9] transposed per output channel. */
+    float *wt = scratch + uf;
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t i = 0; i < ci; i++)
+            for (int q = 0; q < 9; q++) wt[(o * 9 + q) * ci + i] = w[(o * ci + i) * 9 + q];
+    w4_weights(co, ci, wt, scratch);
+    k->u = scratch, k->scratch = scratch + uf;
+    nrt_parallel_for(k->tasks, 1, w4_dx_tasks, &j);
     return 1;
 }
 #else
