@@ -2253,8 +2253,7 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
                          float *y, float *scratch) {
     int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
     if (!pointwise_ok(c) &&
-        (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
-                                    : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
+        (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
          group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
          s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;

@@ -2,7 +2,14 @@
  * F(4x4, 3x3) (36 multiplies per 4x4 outputs and channel pair instead of 144,
  * on vectors of 16 channels, the weights' transform cached between calls) and
  * F(2x2, 3x3) (Lavin & Gray 2015; 16 instead of 36, on vectors of 16 tiles)
- * with AVX-512. Called by kernels.c's forward before the direct kernels. */
+ * with AVX-512, called by kernels.c's forward before the direct kernels; and
+ * training's input and weight gradients by F(4x4, 3x3) transposed, called by
+ * kernels.c's gradients. The training forward stays direct: Winograd turns an
+ * output whose receptive field is all zeros into rounding noise instead of
+ * exactly 0 (a 6x6 patch holds more than the 3x3 field), and a relu after it
+ * takes either side of its kink at random (mnist_cnn at initialisation, zero
+ * biases on zero backgrounds: C and OpenCL one step apart by 2 x lr in
+ * conv2d1.b). The gradients have no kink after them within the step. */
 #include "runtime/internal.h"
 
 #include <pthread.h>
@@ -571,17 +578,10 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
-/* How wino4_conv2d gets the weights' transform. */
-enum w4_weights_kind {
-    W4_CACHED, /* w [co][ci][3][3], the transform cached between calls (inference) */
-    W4_FRESH,  /* w [co][ci][3][3], transformed on every call (training: new weights every step) */
-};
-
 /* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
- * padding, and a scratch of budget floats holds the weights and one group
- * per task. */
+ * padding, and the scratch holds the weights and one group per task. */
 static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
-                        int pool, float *y, float *scratch, int64_t budget, enum w4_weights_kind kind) {
+                        int pool, float *y, float *scratch) {
     if (c->ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return 0;
     struct wino4 k = {.c = c, .x = x, .bias = bias, .relu = relu, .pool = pool, .y = y};
     /* Inside a pool job (a slice of a large batch) the tasks run in turn: one. */
@@ -601,22 +601,17 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
         k.vf = 36 * k.tp * ci > nb * c->ho * c->wo * co ? 36 * k.tp * ci : nb * c->ho * c->wo * co;
         k.vf = (k.vf + 15) / 16 * 16;
         k.mf = 36 * k.tp * co;
-        /* Training's transform is done before the tasks start: its wt
-         * shares their floats. */
-        int64_t tf = k.tasks * (k.xf + k.vf + k.mf);
-        if (uf + (kind == W4_CACHED ? wtf + tf : wtf > tf ? wtf : tf) <= budget) break;
-        /* Fewer tasks than threads: inference only (training's direct
-         * kernels would use every thread). */
+        if (uf + wtf + k.tasks * (k.xf + k.vf + k.mf) <= nrt_conv_scratch(c)) break;
         if (k.group > 1)
             k.group = (k.group + 1) / 2;
-        else if (kind == W4_CACHED && k.tasks > k.split)
+        else if (k.tasks > k.split)
             k.tasks -= k.split;
         else
             return 0;
     }
-    k.scratch = scratch + uf + (kind == W4_CACHED ? wtf : 0);
+    k.scratch = scratch + uf + wtf;
     const char *e = getenv("NETC_WINOGRAD_CACHE");
-    const float *u = kind != W4_CACHED || (e && e[0] == '0') ? NULL : w4_cached(ci, co, w, scratch + uf);
+    const float *u = e && e[0] == '0' ? NULL : w4_cached(ci, co, w, scratch + uf);
     if (!u) w4_transform(ci, co, w, scratch + uf, scratch);
     k.u = u ? u : scratch;
     nrt_parallel_for(k.tasks, 1, w4_tasks, &k);
@@ -628,9 +623,7 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
                     float *y, float *scratch) {
     if (!wino_ok(c)) return 0;
     const char *e = getenv("NETC_CONV_WINOGRAD");
-    if (!(e && e[0] == '2') &&
-        wino4_conv2d(c, x, w, bias, relu, 0, y, scratch, nrt_conv_scratch(c), W4_CACHED))
-        return 1;
+    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 0, y, scratch)) return 1;
     /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
     if (c->n < nrt_threads_get()) return 0;
     struct wino k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
@@ -657,8 +650,7 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch) {
     const char *e = getenv("NETC_CONV_WINOGRAD");
-    return wino_ok(c) && !(e && e[0] == '2') &&
-           wino4_conv2d(c, x, w, bias, relu, 1, y, scratch, nrt_conv_scratch(c), W4_CACHED);
+    return wino_ok(c) && !(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 1, y, scratch);
 }
 
 /* Whether training runs c by F(4x4, 3x3): 16k channels in and out, no
@@ -667,12 +659,6 @@ static int wino_train_ok(const struct nrt_conv *c) {
     const char *e = getenv("NETC_CONV_WINOGRAD");
     if (!wino_ok(c) || (e && e[0] == '2') || c->ci % 16) return 0;
     return c->p[0] >= 0 && c->p[1] >= 0 && c->p[2] >= 0 && c->p[3] >= 0;
-}
-
-int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
-                          int relu, float *y, float *scratch) {
-    return wino_train_ok(c) &&
-           wino4_conv2d(c, x, w, bias, relu, 0, y, scratch, nrt_conv_scratch(c), W4_FRESH);
 }
 
 /* ---- The weight gradient by F(4x4, 3x3) transposed. The forward computes a
@@ -991,12 +977,6 @@ int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const 
     return 1;
 }
 #else
-int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
-                          int relu, float *y, float *scratch) {
-    (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
-    return 0;
-}
-
 int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                                float *scratch) {
     (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
