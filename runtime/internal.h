@@ -103,6 +103,18 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
  * F(4x4, 3x3) only (returns 0 where that does not run). */
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch);
+/* Training's input and weight gradients by F(4x4, 3x3) transposed (the
+ * weights transformed on every call, no cache): dx = the input gradient of c
+ * from dy, B [U . (A dy A^T)] B^T added into the padded input planes per
+ * tile; dw = the weight gradient from x and dy, G^T [sum over the tiles of
+ * (A dy A^T) . (B^T d B)] G. Each returns 0 without writing where it does not
+ * run (as nrt_wino_conv2d, 16k input channels; a scratch of the conv's size
+ * with room for a task per thread; dx: at least one image per thread). The
+ * training forward stays direct: see winograd.c. */
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch);
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch);
 
 /* -------------------------------------------------------------- samples.c -- */
 

@@ -2401,6 +2401,7 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
                            float *scratch) {
     if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
+    if (nrt_wino_conv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (scatter_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     if (subpix_grad_input(c, dy, w, dx, scratch)) return;
@@ -2447,6 +2448,7 @@ void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const floa
                             float *scratch) {
     if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
+    if (nrt_wino_conv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     if (s2d_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

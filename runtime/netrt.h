@@ -1062,11 +1062,14 @@ enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
 /* y = act(conv2d(x, w) + bias) with bias [co] per output channel (NULL: none)
  * and act NRT_ACT_NONE or NRT_ACT_RELU: the direct kernels apply them as they
  * write y (one pass over y instead of two); the others in a pass after. With
- * NRT_CONV_WINOGRAD added to act, 3x3 stride-1 layers may run by Winograd
- * F(2x2, 3x3) (runtime/winograd.c), whose results are about 1e-6 (relative to
- * max |y|) from the direct ones: inference only, since training gradients
- * through max pooling can move by far more (an argmax tie decided otherwise:
- * the PyTorch cross-check's vgg32_bn, 5e-2). */
+ * NRT_CONV_WINOGRAD added to act (the C of inference entry points), 3x3
+ * stride-1 layers may run by Winograd F(4x4, 3x3) or F(2x2, 3x3)
+ * (runtime/winograd.c), whose results are about 1e-6 (relative to max |y|)
+ * from the direct ones. Not in training: an output whose receptive field is
+ * all zeros (zero-padded backgrounds, zero biases at initialisation) comes
+ * out as rounding noise instead of exactly 0, and the relu after it then
+ * takes either side of its kink (training's input and weight gradients do
+ * run by Winograd: nrt_conv2d_grad_input, nrt_conv2d_grad_weight). */
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch);
 /* y = maxpool2d(act(conv2d(x, w) + bias)) over 2x2 windows at stride 2 (floor:

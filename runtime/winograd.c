@@ -2,7 +2,14 @@
  * F(4x4, 3x3) (36 multiplies per 4x4 outputs and channel pair instead of 144,
  * on vectors of 16 channels, the weights' transform cached between calls) and
  * F(2x2, 3x3) (Lavin & Gray 2015; 16 instead of 36, on vectors of 16 tiles)
- * with AVX-512. Called by kernels.c's forward before the direct kernels. */
+ * with AVX-512, called by kernels.c's forward before the direct kernels; and
+ * training's input and weight gradients by F(4x4, 3x3) transposed, called by
+ * kernels.c's gradients. The training forward stays direct: Winograd turns an
+ * output whose receptive field is all zeros into rounding noise instead of
+ * exactly 0 (a 6x6 patch holds more than the 3x3 field), and a relu after it
+ * takes either side of its kink at random (mnist_cnn at initialisation, zero
+ * biases on zero backgrounds: C and OpenCL one step apart by 2 x lr in
+ * conv2d1.b). The gradients have no kink after them within the step. */
 #include "runtime/internal.h"
 
 #include <pthread.h>
@@ -526,6 +533,26 @@ static const float *w4_cached(int64_t ci, int64_t co, const float *w, float *wt)
     return NULL;
 }
 
+/* The nb images x [nb][ci][h][w] pixel-major into xp [nb][hp][wp][ci], at
+ * the padding's offset in planes whose other pixels (the rows above and
+ * below, the columns left and right) are zeroed. */
+static void w4_planes(const struct wino4 *k, const float *x, int64_t nb, float *xp) {
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, plane = c->h * c->w;
+    int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
+    for (int64_t b = 0; b < nb; b++) {
+        float *pb = xp + b * k->hp * rowf;
+        memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
+        memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
+        for (int64_t row = 0; row < c->h; row++) {
+            float *pr = pb + (row + p0) * rowf;
+            memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
+            memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
+            nrt_transpose16(x + b * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci, ci);
+        }
+    }
+}
+
 /* Task i: images [b0, b1) (a range of images, or all of them with a range of
  * output channels when split > 1), by groups. */
 static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
@@ -540,22 +567,7 @@ static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
         int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
         for (int64_t g = b0; g < b1; g += k->group) {
             int64_t nb = b1 - g < k->group ? b1 - g : k->group;
-            /* The images pixel-major, at the padding's offset in planes
-             * whose other pixels (the rows above and below, the columns
-             * left and right) are zeroed. */
-            int64_t p0 = c->p[0], p1 = c->p[1], right = k->wp - p1 - c->w, rowf = k->wp * ci;
-            for (int64_t b = 0; b < nb; b++) {
-                float *pb = xp + b * k->hp * rowf;
-                memset(pb, 0, sizeof *xp * (size_t)(p0 * rowf));
-                memset(pb + (p0 + c->h) * rowf, 0, sizeof *xp * (size_t)((k->hp - p0 - c->h) * rowf));
-                for (int64_t row = 0; row < c->h; row++) {
-                    float *pr = pb + (row + p0) * rowf;
-                    memset(pr, 0, sizeof *xp * (size_t)(p1 * ci));
-                    memset(pr + (p1 + c->w) * ci, 0, sizeof *xp * (size_t)(right * ci));
-                    nrt_transpose16(k->x + (g + b) * ci * plane + row * c->w, plane, ci, c->w, pr + p1 * ci,
-                                    ci);
-                }
-            }
+            w4_planes(k, k->x + g * ci * plane, nb, xp);
             w4_input(k, nb, xp, v);
             w4_gemm(k, v, m, o0, o1);
             for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
@@ -640,7 +652,343 @@ int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *
     const char *e = getenv("NETC_CONV_WINOGRAD");
     return wino_ok(c) && !(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 1, y, scratch);
 }
+
+/* Whether training runs c by F(4x4, 3x3): 16k channels in and out, no
+ * negative padding. */
+static int wino_train_ok(const struct nrt_conv *c) {
+    const char *e = getenv("NETC_CONV_WINOGRAD");
+    if (!wino_ok(c) || (e && e[0] == '2') || c->ci % 16) return 0;
+    return c->p[0] >= 0 && c->p[1] >= 0 && c->p[2] >= 0 && c->p[3] >= 0;
+}
+
+/* ---- The weight gradient by F(4x4, 3x3) transposed. The forward computes a
+ * tile's outputs as A^T [(G g G^T) . (B^T d B)] A, linear in the weights g,
+ * so g's gradient is G^T [(A dy A^T) . (B^T d B)] G summed over the tiles:
+ * the output gradient's 4x4 tiles (zero past the outputs) transformed to 6x6
+ * by A, the input's 6x6 patches by B^T as in the forward, their products
+ * summed over every tile of the batch in 36 GEMMs M[e] [ci][co] (36 ci co
+ * multiplies per tile instead of the direct 144 ci co), then G^T M G. */
+
+/* A (6x4): A^T transposed, the output gradient's transform. G^T (3x6). */
+static const float W4_A[6][4] = {{1, 0, 0, 0},   {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 0.5f, 0.25f, 0.125f},
+                                 {1, -2, 4, -8}, {0, 0, 0, 1}};
+static const float W4_GT[3][6] = {{1, 1.0f / 3, -1.0f / 3, -16.0f / 15, 1.0f / 15, 0},
+                                  {0, 1.0f / 3, 1.0f / 3, -8.0f / 15, -2.0f / 15, 0},
+                                  {0, 1.0f / 3, -1.0f / 3, -4.0f / 15, 4.0f / 15, 1}};
+
+#define W4_DWP 8 /* input channels per GEMM micro-tile (by V vectors of 16 output channels) */
+
+struct w4dw {
+    struct wino4 k;     /* the forward's tiling (k.c, th, tw, t, hp, wp, group, tasks, xf) */
+    const float *dy;    /* [n][co][ho][wo] */
+    int64_t df, ef, mf; /* floats of a group's dy planes [nb][4 th][4 tw][co], E [36][nb t][co], M */
+    int64_t vf;         /* floats of V [36][nb t][ci] */
+    float *dw;          /* [co][ci][3][3] */
+};
+
+/* E[e][tile][co] = (A dy A^T)[e] for the tiles of nb images' dy planes dp
+ * (E's components rows tiles apart). */
+static void w4_dy(const struct wino4 *k, int64_t nb, int64_t rows, const float *dp, float *e) {
+    int64_t co = k->c->co, ld = rows * co, wq = 4 * k->tw;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < k->th; ty++)
+            for (int64_t tx = 0; tx < k->tw; tx++) {
+                const float *p = dp + ((b * 4 * k->th + 4 * ty) * wq + 4 * tx) * co;
+                float *out = e + ((b * k->th + ty) * k->tw + tx) * co;
+                for (int64_t o = 0; o < co; o += 16) {
+                    __m512 t[6][4]; /* [A row][column] */
+                    for (int c = 0; c < 4; c++) {
+                        __m512 d[4], r[6];
+                        for (int i = 0; i < 4; i++) d[i] = _mm512_loadu_ps(p + (i * wq + c) * co + o);
+                        w4_lin(6, 4, &W4_A[0][0], d, r);
+                        for (int i = 0; i < 6; i++) t[i][c] = r[i];
+                    }
+                    for (int i = 0; i < 6; i++) {
+                        __m512 r[6];
+                        w4_lin(6, 4, &W4_A[0][0], t[i], r);
+                        for (int c = 0; c < 6; c++) _mm512_storeu_ps(out + (i * 6 + c) * ld + o, r[c]);
+                    }
+                }
+            }
+}
+
+/* The nb images' output gradient dy [nb][co][ho][wo] pixel-major into dp
+ * [nb][4 th][4 tw][co], zero past the outputs. */
+static void w4_dy_planes(const struct wino4 *k, const float *dy, int64_t nb, float *dp) {
+    const struct nrt_conv *c = k->c;
+    int64_t co = c->co, hw = c->ho * c->wo, wq = 4 * k->tw, hq = 4 * k->th;
+    memset(dp, 0, sizeof *dp * (size_t)(nb * hq * wq * co));
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t r = 0; r < c->ho; r++)
+            nrt_transpose16(dy + b * co * hw + r * c->wo, hw, co, c->wo, dp + (b * hq + r) * wq * co, co);
+}
+
+/* m[p][o + 16 v] += sum over the T tiles of vt[tile][p] * et[tile][o + 16 v]
+ * for P input channels and V vectors of output channels (vt rows ci apart,
+ * et rows co apart, m rows co apart). */
+static inline __attribute__((always_inline)) void w4_dw_tile(const int V, int64_t T, int64_t ci, int64_t co,
+                                                             const float *vt, const float *et, float *m) {
+    __m512 acc[W4_DWP][2];
+#pragma GCC unroll 8
+    for (int p = 0; p < W4_DWP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) acc[p][v] = _mm512_loadu_ps(m + p * co + 16 * v);
+    for (int64_t t = 0; t < T; t++, vt += ci, et += co) {
+        __m512 ev[2];
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) ev[v] = _mm512_loadu_ps(et + 16 * v);
+#pragma GCC unroll 8
+        for (int p = 0; p < W4_DWP; p++) {
+            __m512 b = _mm512_set1_ps(vt[p]);
+#pragma GCC unroll 2
+            for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(ev[v], b, acc[p][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int p = 0; p < W4_DWP; p++)
+#pragma GCC unroll 2
+        for (int v = 0; v < V; v++) _mm512_storeu_ps(m + p * co + 16 * v, acc[p][v]);
+}
+
+/* M[e] += V[e]^T E[e] over a group's T tiles. */
+static void w4_dw_gemm(int64_t T, int64_t ci, int64_t co, const float *v, const float *e, float *m) {
+    for (int64_t q = 0; q < 36; q++) {
+        const float *vq = v + q * T * ci, *eq = e + q * T * co;
+        float *mq = m + q * ci * co;
+        for (int64_t i = 0; i < ci; i += W4_DWP)
+            for (int64_t o = 0; o < co; o += 32) {
+                if (co - o >= 32)
+                    w4_dw_tile(2, T, ci, co, vq + i, eq + o, mq + i * co + o);
+                else
+                    w4_dw_tile(1, T, ci, co, vq + i, eq + o, mq + i * co + o);
+            }
+    }
+}
+
+/* Task i: M (at the end of its scratch) for images [b0, b1), by groups. */
+static void w4_dw_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dw *j = arg;
+    const struct wino4 *k = &j->k;
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo;
+    for (int64_t i = lo; i < hi; i++) {
+        float *xp = k->scratch + i * (k->xf + j->vf + j->df + j->ef + j->mf), *v = xp + k->xf,
+              *dp = v + j->vf, *e = dp + j->df, *m = e + j->ef;
+        int64_t b0 = c->n * i / k->tasks, b1 = c->n * (i + 1) / k->tasks;
+        memset(m, 0, sizeof *m * (size_t)(36 * ci * co));
+        for (int64_t g = b0; g < b1; g += k->group) {
+            int64_t nb = b1 - g < k->group ? b1 - g : k->group, T = nb * k->t;
+            w4_planes(k, k->x + g * ci * c->h * c->w, nb, xp);
+            /* V [36][T][ci]: w4_input's rows are tp apart; here T apart. */
+            struct wino4 kk = *k;
+            kk.tp = T;
+            w4_input(&kk, nb, xp, v);
+            w4_dy_planes(k, j->dy + g * co * hw, nb, dp);
+            w4_dy(k, nb, T, dp, e);
+            w4_dw_gemm(T, ci, co, v, e, m);
+        }
+    }
+}
+
+/* M[lo, hi) of task 0 += those of the other tasks. */
+static void w4_dw_sum(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dw *j = arg;
+    int64_t region = j->k.xf + j->vf + j->df + j->ef + j->mf;
+    float *m0 = j->k.scratch + region - j->mf;
+    for (int64_t t = 1; t < j->k.tasks; t++) {
+        const float *m = m0 + t * region;
+        for (int64_t q = lo; q < hi; q++) m0[q] += m[q];
+    }
+}
+
+/* dw = G^T M G, from M [36][ci][co] to dw [co][ci][3][3]. */
+static void w4_dw_out(const struct nrt_conv *c, const float *m, float *dw) {
+    int64_t ci = c->ci, co = c->co;
+    for (int64_t i = 0; i < ci; i++)
+        for (int64_t o = 0; o < co; o += 16) {
+            __m512 t[3][6];
+            for (int col = 0; col < 6; col++) {
+                __m512 d[6], r[3];
+                for (int q = 0; q < 6; q++) d[q] = _mm512_loadu_ps(m + ((q * 6 + col) * ci + i) * co + o);
+                w4_lin(3, 6, &W4_GT[0][0], d, r);
+                for (int a = 0; a < 3; a++) t[a][col] = r[a];
+            }
+            float out[9][16];
+            for (int a = 0; a < 3; a++) {
+                __m512 r[3];
+                w4_lin(3, 6, &W4_GT[0][0], t[a], r);
+                for (int b = 0; b < 3; b++) _mm512_storeu_ps(out[3 * a + b], r[b]);
+            }
+            for (int l = 0; l < 16; l++)
+                for (int q = 0; q < 9; q++) dw[((o + l) * ci + i) * 9 + q] = out[q][l];
+        }
+}
+
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch) {
+    if (!wino_train_ok(c) || c->n < 1) return 0;
+    struct w4dw j = {.k = {.c = c, .x = x}, .dy = dy, .dw = dw};
+    struct wino4 *k = &j.k;
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
+    k->th = (c->ho + 3) / 4, k->tw = (c->wo + 3) / 4, k->t = k->th * k->tw;
+    k->hp = 4 * k->th + 2, k->wp = 4 * k->tw + 2;
+    if (c->h + c->p[0] > k->hp || c->w + c->p[1] > k->wp) return 0;
+    /* Groups of about 64 tiles: the GEMMs' sums run that long between
+     * loads and stores of M. */
+    k->group = k->t >= 64 ? 1 : (64 + k->t - 1) / k->t;
+    k->tasks = threads < c->n ? threads : c->n;
+    j.mf = (36 * ci * co + 15) / 16 * 16;
+    for (;;) {
+        int64_t nb = k->group < c->n ? k->group : c->n;
+        k->xf = (nb * k->hp * k->wp * ci + 15) / 16 * 16;
+        j.vf = (36 * nb * k->t * ci + 15) / 16 * 16;
+        j.df = (nb * 16 * k->t * co + 15) / 16 * 16;
+        j.ef = (36 * nb * k->t * co + 15) / 16 * 16;
+        if (k->tasks * (k->xf + j.vf + j.df + j.ef + j.mf) <= nrt_conv_scratch(c)) break;
+        if (k->group > 1) /* fewer tasks than threads: the direct kernels use every thread */
+            k->group = (k->group + 1) / 2;
+        else
+            return 0;
+    }
+    k->scratch = scratch;
+    nrt_parallel_for(k->tasks, 1, w4_dw_tasks, &j);
+    if (k->tasks > 1) nrt_parallel_for(36 * ci * co, 4096, w4_dw_sum, &j);
+    w4_dw_out(c, scratch + k->xf + j.vf + j.df + j.ef, dw);
+    return 1;
+}
+
+/* ---- The input gradient by F(4x4, 3x3) transposed: a tile's outputs are
+ * A^T [U . (B^T d B)] A, so the gradient of its 6x6 input patch d is
+ * B [U . (A dy A^T)] B^T: the output gradient's tiles transformed by A as
+ * for the weight gradient, multiplied by the transformed weights with input
+ * and output channels swapped (Z[e] = E[e] U[e]^T, the forward's GEMM), and
+ * B Z B^T added into the padded input planes (patches overlap by 2 pixels).
+ * Only the output's tiles are multiplied: 9 per 11x11 image, where the
+ * input gradient as a correlation padded by 2 would take 16 for 13x13. */
+
+/* B (6x6): B^T transposed. */
+static const float W4_B[6][6] = {{1, 0, 0, 0, 0, 0},
+                                 {-1.5f, -1, 1, -2, 0.5f, 1},
+                                 {-2, 0.5f, -2.5f, -1, -1, -1.5f},
+                                 {1.5f, 2.5f, 0.5f, 2, -0.5f, -2},
+                                 {1, 1, 1, 1, 1, 1.5f},
+                                 {0, 0, 0, 0, 0, 1}};
+
+struct w4dx {
+    struct wino4 k;     /* the forward's tiling; k.u: U^T [36][co][ci] */
+    struct nrt_conv t;  /* the GEMM's view: ci and co swapped (w4_gemm) */
+    const float *dy;    /* [n][co][ho][wo] */
+    int64_t df, ef, zf; /* floats of a group's dy planes, E [36][tp][co], Z [36][tp][ci] */
+    float *dx;          /* [n][ci][h][w] */
+};
+
+/* The padded input planes xp [nb][hp][wp][ci] += B Z B^T per tile. */
+static void w4_dx_out(const struct wino4 *k, int64_t nb, const float *z, float *xp) {
+    int64_t ci = k->c->ci, ld = k->tp * ci;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t ty = 0; ty < k->th; ty++)
+            for (int64_t tx = 0; tx < k->tw; tx++) {
+                float *p = xp + ((b * k->hp + 4 * ty) * k->wp + 4 * tx) * ci;
+                const float *zt = z + ((b * k->th + ty) * k->tw + tx) * ci;
+                for (int64_t ch = 0; ch < ci; ch += 16) {
+                    __m512 t[6][6]; /* [B row][column] */
+                    for (int j = 0; j < 6; j++) {
+                        __m512 d[6], r[6];
+                        for (int i = 0; i < 6; i++) d[i] = _mm512_loadu_ps(zt + (i * 6 + j) * ld + ch);
+                        w4_lin(6, 6, &W4_B[0][0], d, r);
+                        for (int i = 0; i < 6; i++) t[i][j] = r[i];
+                    }
+                    for (int i = 0; i < 6; i++) {
+                        __m512 r[6];
+                        w4_lin(6, 6, &W4_B[0][0], t[i], r);
+                        for (int j = 0; j < 6; j++) {
+                            float *q = p + (i * k->wp + j) * ci + ch;
+                            _mm512_storeu_ps(q, _mm512_add_ps(_mm512_loadu_ps(q), r[j]));
+                        }
+                    }
+                }
+            }
+}
+
+/* Task i: images [b0, b1), by groups. */
+static void w4_dx_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct w4dx *j = arg;
+    const struct wino4 *k = &j->k;
+    const struct nrt_conv *c = k->c;
+    int64_t ci = c->ci, co = c->co, plane = c->h * c->w, rowf = k->wp * ci;
+    struct wino4 g4 = *k; /* the GEMM's view */
+    g4.c = &j->t;
+    for (int64_t i = lo; i < hi; i++) {
+        float *xp = k->scratch + i * (k->xf + j->df + j->ef + j->zf), *dp = xp + k->xf, *e = dp + j->df,
+              *z = e + j->ef;
+        int64_t b0 = c->n * i / k->tasks, b1 = c->n * (i + 1) / k->tasks;
+        for (int64_t g = b0; g < b1; g += k->group) {
+            int64_t nb = b1 - g < k->group ? b1 - g : k->group;
+            w4_dy_planes(k, j->dy + g * co * c->ho * c->wo, nb, dp);
+            w4_dy(k, nb, k->tp, dp, e);
+            for (int64_t q = 0; q < 36; q++) /* rows past the tiles: zeros */
+                memset(e + (q * k->tp + nb * k->t) * co, 0, sizeof *e * (size_t)((k->tp - nb * k->t) * co));
+            w4_gemm(&g4, e, z, 0, ci);
+            memset(xp, 0, sizeof *xp * (size_t)(nb * k->hp * rowf));
+            w4_dx_out(k, nb, z, xp);
+            for (int64_t b = 0; b < nb; b++) /* the planes' inside, channel-major */
+                for (int64_t r = 0; r < c->h; r++)
+                    nrt_transpose16(xp + ((b * k->hp + r + c->p[0]) * k->wp + c->p[1]) * ci, ci, c->w, ci,
+                                    j->dx + (g + b) * ci * plane + r * c->w, plane);
+        }
+    }
+}
+
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch) {
+    if (!wino_train_ok(c) || c->n < 1) return 0;
+    struct w4dx j = {.k = {.c = c}, .dy = dy, .dx = dx};
+    struct wino4 *k = &j.k;
+    int64_t ci = c->ci, co = c->co, threads = nrt_threads_inside() ? 1 : nrt_threads_get();
+    k->th = (c->ho + 3) / 4, k->tw = (c->wo + 3) / 4, k->t = k->th * k->tw;
+    k->hp = 4 * k->th + 2, k->wp = 4 * k->tw + 2;
+    if (c->h + c->p[0] > k->hp || c->w + c->p[1] > k->wp) return 0;
+    if (c->n < threads) return 0; /* the direct kernels split an image's pixels */
+    k->group = k->t >= 18 ? 1 : (18 + k->t - 1) / k->t;
+    k->tasks = threads;
+    j.t = *c, j.t.ci = co, j.t.co = ci;
+    int64_t uf = 36 * ci * co, wtf = (9 * ci * co + 15) / 16 * 16;
+    for (;;) {
+        int64_t nb = k->group < c->n ? k->group : c->n;
+        k->tp = (nb * k->t + 2) / 3 * 3;
+        k->xf = (nb * k->hp * k->wp * ci + 15) / 16 * 16;
+        j.df = (nb * 16 * k->t * co + 15) / 16 * 16;
+        j.ef = 36 * k->tp * co, j.zf = 36 * k->tp * ci;
+        int64_t tf = k->tasks * (k->xf + j.df + j.ef + j.zf);
+        if (uf + (wtf > tf ? wtf : tf) <= nrt_conv_scratch(c)) break;
+        if (k->group > 1) /* fewer tasks than threads: the direct kernels use every thread */
+            k->group = (k->group + 1) / 2;
+        else
+            return 0;
+    }
+    /* U^T [36][co][ci] by way of wt [co*9][ci] = w [co][ci][9] transposed per output channel. */
+    float *wt = scratch + uf;
+    for (int64_t o = 0; o < co; o++)
+        for (int64_t i = 0; i < ci; i++)
+            for (int q = 0; q < 9; q++) wt[(o * 9 + q) * ci + i] = w[(o * ci + i) * 9 + q];
+    w4_weights(co, ci, wt, scratch);
+    k->u = scratch, k->scratch = scratch + uf;
+    nrt_parallel_for(k->tasks, 1, w4_dx_tasks, &j);
+    return 1;
+}
 #else
+int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                               float *scratch) {
+    (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+
+int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                                float *scratch) {
+    (void)c, (void)x, (void)dy, (void)dw, (void)scratch;
+    return 0;
+}
+
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
                          int relu, float *y, float *scratch) {
     (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;

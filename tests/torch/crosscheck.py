@@ -168,11 +168,13 @@ def kink_candidates(x64, x32, flips):
     within KINK_NOISE x PyTorch float32's own largest error on that input (x32)
     of the kink, closest first: (|x| / error, key, flat index, shape)."""
     out = []
-    for key, a in x64.items():
+    for key, rec in x64.items():
         if key not in x32:
             continue
-        err = float(np.max(np.abs(x32[key] - a))) if a.size else 0.0
-        flat = np.abs(a).reshape(-1)
+        a = rec["x"]
+        fin = np.isfinite(a) & np.isfinite(x32[key]["x"])  # pooling's one-input windows, exact ties
+        err = float(np.max(np.abs(x32[key]["x"][fin] - a[fin]))) if fin.any() else 0.0
+        flat = np.where(np.isfinite(a), np.abs(a), np.inf).reshape(-1)
         for i in np.nonzero(flat <= KINK_NOISE * err)[0].tolist():
             if i not in flips.get(key, ()):
                 out.append((flat[i] / err, key, i, a.shape))
@@ -195,8 +197,11 @@ def explain_kinks(model, init, X, got, rows, fails, x64, x32):
         cands = [c for c in kink_candidates(x64, x32, flips) if c[1][0] <= k0][:KINK_TRIES]
         base, best = badness(rows, k0), None
         for c in cands:
-            trial = {key: set(v) for key, v in flips.items()}
-            trial.setdefault(c[1], set()).add(c[2])
+            trial = {key: dict(v) for key, v in flips.items()}
+            rec = x64[c[1]]  # the choice forced: the other side of the reference's
+            other = (rec["slope"] if rec["x"].reshape(-1)[c[2]] > 0 else 1.0) if "slope" in rec else \
+                int(rec["second"].reshape(-1)[c[2]])
+            trial.setdefault(c[1], {})[c[2]] = other
             t = twin.run_twin(model, init, X, k0, torch.float64, flips=trial)
             t32 = twin.run_twin(model, init, X, k0, torch.float32, flips=trial)
             b = badness(compare(model, got, t, f32_noise(t, t32), [k0])[0], k0)
@@ -205,10 +210,10 @@ def explain_kinks(model, init, X, got, rows, fails, x64, x32):
         if best is None:
             break
         _, (r, key, i, shape), flips = best
-        notes.append(f"step {key[0]} {key[1]}: relu/leaky_relu call {key[2]}, input "
+        notes.append(f"step {key[0]} {key[1]}: kinked call {key[2]} (relu, leaky_relu or max pooling), input "
                      f"{[int(j) for j in np.unravel_index(i, shape)]} of {list(shape)}, {r:.2f} x PyTorch float32's "
-                     f"largest error on that input from the kink: netc's derivative there is the other side's; "
-                     f"compared with the reference that takes it too")
+                     f"largest error on that input from the kink: netc's derivative there is the other side's "
+                     f"(pooling: the window's second largest input); compared with the reference that takes it too")
         x64, x32 = {}, {}
         ref = twin.run_twin(model, init, X, max(STEPS), torch.float64, flips=flips, record=x64)
         f32 = twin.run_twin(model, init, X, max(STEPS), torch.float32, flips=flips, record=x32)

@@ -114,8 +114,12 @@ class _Kinks(threading.local):  # crosscheck.py runs two models at once, in thre
     """The kink bookkeeping of the twin being run: `at` (step number, step
     name) and `site` (the kinked activation's call index in that loss) name a
     call, its key at + (site,); `record` (None: off) maps each key to the call's
-    input (float64 numpy); `flips` maps a key to the flat indices whose
-    derivative is taken on the other side."""
+    kinked input (float64 numpy): {"x": relu's input or pooling's gaps, "slope"
+    (relu) or "second" (pooling: each window's second largest input's flat
+    plane index)}; `flips` maps a key to {flat index: the choice forced there}
+    (relu: the derivative; pooling: the input that gets the window's gradient),
+    set from the float64 reference's side, so the float32 run takes the same
+    choice whichever side its own rounding put it on."""
 
     def __init__(self):
         self.at, self.site, self.record, self.flips = None, 0, None, {}
@@ -129,8 +133,7 @@ class _Kinked(torch.autograd.Function):
     def forward(ctx, x, slope, flip):
         d = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, slope))
         if flip:
-            f = d.view(-1)[list(flip)]
-            d.view(-1)[list(flip)] = torch.where(f == 1, torch.full_like(f, slope), torch.ones_like(f))
+            d.view(-1)[list(flip)] = torch.tensor(list(flip.values()), dtype=d.dtype)
         ctx.save_for_backward(d)
         return torch.where(x > 0, x, x * slope)
 
@@ -144,7 +147,7 @@ def _kinked(x, slope):
     key = KINKS.at + (KINKS.site,)
     KINKS.site += 1
     if KINKS.record is not None:
-        KINKS.record[key] = x.detach().double().numpy().copy()
+        KINKS.record[key] = {"x": x.detach().double().numpy().copy(), "slope": slope}
     return _Kinked.apply(x, slope, KINKS.flips.get(key))
 
 
@@ -156,8 +159,64 @@ def leaky_relu(x, slope=0.01):
     return _kinked(x, slope)
 
 
+# Max pooling has the same kind of kink: where a window's two largest inputs
+# are within float32 rounding of each other, any float32 implementation may
+# pick either, and the whole upstream gradient of that window moves to the
+# other input. (A 1e-6 change to a convolution's outputs, well within
+# float32's error of a 288-term sum, moved vgg32_bn's gradients by 5e-2 this
+# way.) So a pooling's kinked input, as far as KINKS is concerned, is each
+# window's gap between its largest and second largest input (infinite for a
+# window of one input; exact ties, gap 0, are skipped: float32 cannot split
+# them, so every implementation takes the first), and a flip routes the
+# window's gradient to its second largest input.
+def _pool_windows(x, k, stride, padding):
+    """The windows of x [N, C, H, W]: their top two values and the flat plane
+    indices of those inputs, each [N, C, Ho, Wo]."""
+    n, c, h, w = x.shape
+    xp = F.pad(x.reshape(n * c, 1, h, w), (padding,) * 4, value=float("-inf"))
+    at = torch.arange(h * w, dtype=x.dtype).reshape(1, 1, h, w)
+    ap = F.pad(at, (padding,) * 4, value=-1.0)
+    cols = F.unfold(xp, k, stride=stride)                       # [N*C, k*k, L]
+    idx = F.unfold(ap, k, stride=stride).expand(n * c, -1, -1)  # the same windows' indices
+    top, pos = torch.topk(cols, min(2, k * k), dim=1)
+    where = torch.gather(idx, 1, pos).round().long()
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    shape = (n, c, ho, wo)
+    second = top[:, 1] if k * k > 1 else torch.full_like(top[:, 0], float("-inf"))
+    where2 = where[:, 1] if k * k > 1 else where[:, 0]
+    return top[:, 0].reshape(shape), second.reshape(shape), where[:, 0].reshape(shape), where2.reshape(shape)
+
+
+class _KinkedPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, k, stride, padding, flip):
+        y = F.max_pool2d(x, k, stride, padding)
+        _, arg = F.max_pool2d(x, k, stride, padding, return_indices=True)
+        if flip:
+            arg.view(-1)[list(flip)] = torch.tensor(list(flip.values()), dtype=arg.dtype)
+        ctx.save_for_backward(arg)
+        ctx.xshape = x.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (arg,) = ctx.saved_tensors
+        n, c, h, w = ctx.xshape
+        gx = torch.zeros(n * c, h * w, dtype=g.dtype)
+        gx.scatter_add_(1, arg.reshape(n * c, -1), g.reshape(n * c, -1))
+        return gx.reshape(ctx.xshape), None, None, None, None
+
+
 def maxpool(x, k, stride=None, padding=0):
-    return F.max_pool2d(x, k, stride or k, padding)
+    stride = stride or k
+    key = KINKS.at + (KINKS.site,)
+    KINKS.site += 1
+    if KINKS.record is not None:
+        top, second, _, where2 = _pool_windows(x.detach(), k, stride, padding)
+        gap = (top - second).double().numpy().copy()
+        gap[gap == 0] = np.inf  # exact ties: not a kink float32 can split
+        KINKS.record[key] = {"x": gap, "second": where2.numpy().copy()}
+    return _KinkedPool.apply(x, k, stride, padding, KINKS.flips.get(key))
 
 
 def flatten(x):

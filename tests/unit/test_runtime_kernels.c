@@ -3,8 +3,9 @@
  * through OpenBLAS and, as unit/test_runtime_kernels_onednn with
  * NETC_GEMM=onednn, through oneDNN where netc was built with it),
  * conv2d and both gradients (strides, padding, dilation, groups, odd sizes,
- * chunks of one image up to the batch; the forward's Winograd F(2x2, 3x3)
- * path on the 3x3 stride-1 cases with 16k outputs, >= 16 inputs), the
+ * chunks of one image up to the batch; Winograd F(4x4, 3x3) on the 3x3
+ * stride-1 cases with 16k inputs and outputs: training's input and weight
+ * gradients, inference's forward and F(2x2, 3x3) with >= 16 inputs), the
  * forward with its bias and relu epilogue (nrt_conv2d_bias_act), the same
  * followed by 2x2 max pooling (nrt_conv2d_bias_act_pool), and pooling (2x2 fast paths on odd
  * sizes, padded and overlapping windows), the conv weight gradient from a pooled gradient
@@ -305,6 +306,75 @@ static void check_conv(struct nrt_conv c, const char *what) {
     nrt_free(ry), nrt_free(rdx), nrt_free(rdw);
 }
 
+/* Training's Winograd F(4x4, 3x3) called directly (so a case that falls
+ * back to the direct kernels cannot pass unseen): the input gradient and the
+ * weight gradient run where runs has bit 2, 4 (elsewhere they decline:
+ * channels that are not 16k, a scratch of the conv's size without room for
+ * a task per thread, the input gradient of fewer images than threads), and
+ * match the double reference. */
+static void check_wino_train(struct nrt_conv c, int runs) {
+    c.ho = c.h + c.p[0] + c.p[2] - 2, c.wo = c.w + c.p[1] + c.p[3] - 2;
+    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * c.ci * 9, ny = c.n * c.co * c.ho * c.wo;
+    float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *dx = xalloc(nx), *dw = xalloc(nw),
+          *scratch = xalloc(nrt_conv_scratch(&c));
+    double *rdx = dalloc(nx), *rdw = dalloc(nw);
+    fill(x, nx, 14), fill(w, nw, 15), fill(dy, ny, 16);
+    memset(rdx, 0, sizeof *rdx * (size_t)nx), memset(rdw, 0, sizeof *rdw * (size_t)nw);
+    FOR_TAPS(&c, {
+        double xv = ref_x(&c, x, b, ch, ih, iw);
+        rdw[wi] += xv * dy[yi];
+        if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
+            rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
+    });
+    for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
+    for (int64_t i = 0; i < nw; i++) dw[i] = 1e30f;
+    ASSERT((runs & 2) / 2, nrt_wino_conv2d_grad_input(&c, dy, w, dx, scratch));
+    ASSERT((runs & 4) / 4, nrt_wino_conv2d_grad_weight(&c, x, dy, dw, scratch));
+    double edx = runs & 2 ? max_err(dx, rdx, nx) : 0, edw = runs & 4 ? max_err(dw, rdw, nw) : 0;
+    if (edx > 1e-4 || edw > 1e-4)
+        TEST_FAIL_("winograd training n %lld ci %lld co %lld %lldx%lld (threads %d): errors dx %g dw %g",
+                   (long long)c.n, (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w,
+                   nrt_threads_get(), edx, edw);
+    else
+        test_passed++;
+    nrt_free(x), nrt_free(w), nrt_free(dy), nrt_free(dx), nrt_free(dw);
+    nrt_free(scratch), nrt_free(rdx), nrt_free(rdw);
+}
+
+static void test_wino_train(void) {
+    const int avx512 = nrt_sgemm_own_built(); /* the runtime built for AVX-512 */
+    /*                       n  ci  h   w  co kh kw ho wo g  s       p             d */
+    const struct nrt_conv base[] = {
+        {5, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* mnist_cnn's second layer */
+        {1, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0}, /* batch 1 */
+        {3, 16, 7, 5, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},   /* pad 2, 3 vectors */
+        {2, 64, 10, 9, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 1, 2, 0}, {1, 1}, 0},  /* uneven padding */
+        {3, 32, 14, 14, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0}, /* vgg_bn-like, partial tiles */
+        {2, 16, 34, 35, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0}, /* 81 tiles per image */
+        {2, 16, 2, 3, 16, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},   /* smaller than a tile */
+    };
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        /* A scratch of 64 images' im2col (chunk 64): room for a task per thread. */
+        for (size_t k = 0; k < sizeof base / sizeof *base; k++) {
+            struct nrt_conv c = base[k];
+            c.chunk = 64;
+            check_wino_train(c, !avx512 ? 0 : c.n < t ? 4 : 6);
+        }
+        /* The default scratch (about 1 MiB) on mnist_cnn's layer at batch 64:
+         * both at 1 thread. */
+        if (t == 1)
+            check_wino_train(
+                (struct nrt_conv){64, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
+                avx512 ? 7 : 0);
+        /* Channels that are not 16k: the direct kernels. */
+        check_wino_train((struct nrt_conv){2, 24, 9, 9, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+                         0);
+        check_wino_train((struct nrt_conv){2, 16, 9, 9, 40, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+                         0);
+    }
+}
+
 static void test_conv(void) {
     /*                       n  ci  h   w  co kh kw ho wo g  s       p             d */
     const struct nrt_conv base[] = {
@@ -378,6 +448,14 @@ static void test_conv(void) {
         {3, 32, 18, 17, 80, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         {4, 16, 6, 6, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
         {2, 48, 11, 9, 32, 3, 3, 0, 0, 1, {1, 1}, {2, 0, 1, 1}, {1, 1}, 0},
+        /* Training's F(4x4, 3x3) (forward with bias+act, input gradient as a
+         * correlation padded by 2 - p, weight gradient transposed): 3
+         * vectors of output channels (2 + 1 in the weight gradient's GEMM),
+         * pad 2 (the input gradient unpadded), uneven padding with 4 vectors
+         * of input channels, and 81 tiles per image (groups of one image). */
+        {3, 16, 7, 5, 48, 3, 3, 0, 0, 1, {1, 1}, {2, 2, 2, 2}, {1, 1}, 0},
+        {2, 64, 10, 9, 16, 3, 3, 0, 0, 1, {1, 1}, {0, 1, 2, 0}, {1, 1}, 0},
+        {2, 16, 34, 35, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
         /* Strided layers with few taps: forward and weight gradient by phase
          * images (space-to-depth) on the wide-row kernels, the input gradient
          * by tap sums and col2im. The DCGAN's first layer (Cin 1, 4x4/s2),
@@ -675,6 +753,7 @@ int main(void) {
     test_sgemm();
     nrt_threads_set(3);
     test_sgemm();
+    test_wino_train();
     nrt_threads_set(2);
     test_conv();
     test_pool();
