@@ -380,9 +380,12 @@ static double pace_median(const float *t) {
 /* Which way an inference run of ctx on n items goes: -1 (no choice: one
  * thread, a training step, a device), 0 (split over the pool) or 1 (serially). The first runs
  * of a size alternate; then the way whose recent median time is lower, with
- * one run the other way every PACE_PROBE runs. */
+ * one run the other way every PACE_PROBE runs. NETC_PACE=split or =serial
+ * fixes the way (to time or profile one). */
 static int pace_way(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
     if (ctx->dev || ent->mode != NRT_MODE_EVAL || nrt_threads_get() < 2 || nrt_threads_inside()) return -1;
+    const char *force = getenv("NETC_PACE");
+    if (force && (!strcmp(force, "split") || !strcmp(force, "serial"))) return force[1] == 'e';
     if (ctx->pace.n != n) memset(&ctx->pace, 0, sizeof ctx->pace), ctx->pace.n = n;
     uint32_t r = ctx->pace.runs++;
     if (r < 16) return (int)(r & 1);

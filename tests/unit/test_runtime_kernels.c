@@ -589,6 +589,43 @@ static void test_bn_stats(void) {
     }
 }
 
+/* ---------------------------------------------------- batch 1, same bits -- */
+
+/* A batch-1 inference run goes split over the pool or serially, whichever
+ * measures faster (runtime/program.c pace_way), so its kernels must give the
+ * same bits at any thread count: one-row SGEMMs (gemv.c: columns split, the
+ * sum in halves) at 1-3 threads, with zeros (skipped rows), alpha and beta. */
+static void check_gemv_bits(int tb, int64_t n, int64_t k, float alpha, float beta, int zeros) {
+    int64_t ldb = (tb ? k : n) + 1;
+    float *a = xalloc(k), *b = xalloc((tb ? n : k) * ldb), *c0 = xalloc(n), *c = xalloc(n);
+    fill(a, k, 11), fill(b, (tb ? n : k) * ldb, 12), fill(c0, n, 13);
+    for (int64_t i = 0; zeros && i < k; i++)
+        if (i % 5 != 2 && (i / 30) % 3 != 1) a[i] = 0.0f;
+    float *ref = xalloc(n);
+    for (int threads = 1; threads <= 3; threads++) {
+        nrt_threads_set(threads);
+        float *dst = threads == 1 ? ref : c;
+        memcpy(dst, c0, sizeof *c * (size_t)n);
+        nrt_sgemm(0, tb, 1, n, k, alpha, a, k, b, ldb, beta, dst, n);
+        if (threads > 1 && memcmp(c, ref, sizeof *c * (size_t)n))
+            TEST_FAIL_("gemv tb=%d 1x%lldx%lld: %d threads differ from 1", tb, (long long)n, (long long)k,
+                       threads);
+        else
+            test_passed++;
+    }
+    nrt_free(a), nrt_free(b), nrt_free(c0), nrt_free(c), nrt_free(ref);
+}
+
+static void test_batch1_bits(void) {
+    static const int64_t sizes[][2] = {{128, 1600}, {10, 128},   {300, 4000},
+                                       {130, 2100}, {1500, 700}, {64, 513}};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int t = 0; t < 4; t++)
+            check_gemv_bits(t & 1, sizes[s][0], sizes[s][1], t == 3 ? 0.5f : 1.0f, t == 2 ? 0.25f : 0.0f,
+                            s % 2);
+    nrt_threads_set(1);
+}
+
 int main(void) {
     printf("GEMM library: %s\n", nrt_gemm_library());
     test_bn_grad();
@@ -602,6 +639,7 @@ int main(void) {
     nrt_threads_set(2);
     test_conv();
     test_pool();
+    test_batch1_bits();
     nrt_threads_set(1);
     TEST_DONE();
 }
