@@ -2325,11 +2325,11 @@ static inline __attribute__((always_inline)) void first_pool_row(const struct fi
     }
 }
 
-/* Pooled row pr of image b, channels [o0, o1) (multiples of 16). */
-static void first_pool_part(const struct first_pool_job *j, int64_t b, int64_t pr, int64_t o0, int64_t o1) {
+/* Pooled row pr of image b, channels [o0, o1) (multiples of 16), by way of t [256][32]. */
+static inline __attribute__((always_inline)) void
+first_pool_part(const struct first_pool_job *j, int64_t b, int64_t pr, int64_t o0, int64_t o1, float *t) {
     const struct nrt_conv *c = j->c;
     int64_t ph = c->ho / 2, pw = c->wo / 2, co = c->co;
-    float t[256 * 32];
     for (int64_t o = o0; o < o1; o += 32) {
         int V = o1 - o >= 32 ? 2 : 1;
         if (V == 2)
@@ -2346,10 +2346,11 @@ static void first_pool_part(const struct first_pool_job *j, int64_t b, int64_t p
 static void first_pool_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct first_pool_job *j = arg;
     int64_t ph = j->c->ho / 2, vecs = j->c->co / 16, mid = vecs / 2 * 16;
+    float t[256 * 32];
     for (int64_t u = lo; u < hi;) {
         int64_t i = u / 2, b = i / ph, pr = i % ph;
         int64_t o0 = u % 2 ? mid : 0, o1 = u % 2 == 0 && u + 1 < hi ? 16 * vecs : u % 2 ? 16 * vecs : mid;
-        first_pool_part(j, b, pr, o0, o1);
+        first_pool_part(j, b, pr, o0, o1, t);
         u += o0 == 0 && o1 == 16 * vecs ? 2 : 1;
     }
 }
