@@ -3,7 +3,8 @@
  * op(B)[k][n] + beta * c, without OpenBLAS's packing of B (which costs more than the product at this size).
  * B as stored ([k][n]): 16-column vectors of c accumulate k scaled rows of B;
  * transposed ([n][k]): one dot product per column. Large ones split their
- * columns over the thread pool, so each thread streams its part of B. */
+ * columns over the thread pool, so each thread streams its part of B; a long
+ * k with few columns is summed in two halves (which two threads split). */
 #include "runtime/internal.h"
 
 #if defined(__AVX512F__)
@@ -28,6 +29,9 @@ struct gemv_job {
 #define GEMV_BLOCK 16
 /* Products below this many FLOPs run on the calling thread. */
 #define GEMV_SPLIT_FLOPS 2e5
+/* B as stored with k >= GEMV_HALVES_K and n <= GEMV_HALVES_N: the sum in two halves (below). */
+#define GEMV_HALVES_K 512
+#define GEMV_HALVES_N 1024
 
 static float finish(const struct gemv_job *g, float acc, int64_t j) {
     return g->beta == 0.0f ? g->alpha * acc : g->alpha * acc + g->beta * g->c[j];
@@ -57,8 +61,24 @@ static int64_t rows_nonzero(const struct gemv_job *g, int64_t i0, int64_t i1, in
     return cnt;
 }
 
-/* Columns [j0, j1) of B as stored: rows with x[i] != 0 only (above). */
-static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
+/* acc[0..NV) += x[i] B[i][j + 16 v] over the cnt rows i0 + idx[q], NV whole
+ * vectors (inlined per NV, so the accumulators stay in registers). */
+static inline __attribute__((always_inline)) void rows_full(const struct gemv_job *g, const int NV,
+                                                            const float *row, int64_t i0, const int32_t *idx,
+                                                            int64_t cnt, __m512 *acc) {
+    for (int64_t q = 0; q < cnt; q++) {
+        int64_t i = i0 + idx[q];
+        const float *r = row + i * g->ldb;
+        __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(r + 16 * v), xb, acc[v]);
+    }
+}
+
+/* Columns [j0, j1) of B as stored over its rows [k0, k1): rows with x[i] != 0
+ * only (above). part NULL: c = alpha sum + beta c; else part[j] = the sum. */
+static void cols_rows_part(const struct gemv_job *g, int64_t j0, int64_t j1, int64_t k0, int64_t k1,
+                           float *part) {
     int32_t idx[GEMV_SKIP_ROWS];
     for (int64_t j = j0; j < j1; j += 16 * GEMV_VECS) {
         int64_t left = j1 - j;
@@ -67,18 +87,15 @@ static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
         __m512 acc[GEMV_VECS];
         for (int v = 0; v < GEMV_VECS; v++) acc[v] = _mm512_setzero_ps();
         const float *row = g->b + j;
-        for (int64_t i0 = 0; i0 < g->k; i0 += GEMV_SKIP_ROWS) {
-            int64_t i1 = g->k - i0 < GEMV_SKIP_ROWS ? g->k : i0 + GEMV_SKIP_ROWS;
+        for (int64_t i0 = k0; i0 < k1; i0 += GEMV_SKIP_ROWS) {
+            int64_t i1 = k1 - i0 < GEMV_SKIP_ROWS ? k1 : i0 + GEMV_SKIP_ROWS;
             int64_t cnt = rows_nonzero(g, i0, i1, idx);
-            if (nv == GEMV_VECS && last == 0xffff) /* the common case: no masks */
-                for (int64_t q = 0; q < cnt; q++) {
-                    int64_t i = i0 + idx[q];
-                    const float *r = row + i * g->ldb;
-                    __m512 xb = _mm512_set1_ps(g->x[i * g->xs]);
-#pragma GCC unroll 8
-                    for (int v = 0; v < GEMV_VECS; v++)
-                        acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(r + 16 * v), xb, acc[v]);
-                }
+            /* The common cases without masks: 8 vectors, or the 4 of half a
+             * 128-column layer split over two threads. */
+            if (nv == GEMV_VECS && last == 0xffff)
+                rows_full(g, GEMV_VECS, row, i0, idx, cnt, acc);
+            else if (nv == 4 && last == 0xffff)
+                rows_full(g, 4, row, i0, idx, cnt, acc);
             else
                 for (int64_t q = 0; q < cnt; q++) {
                     int64_t i = i0 + idx[q];
@@ -92,11 +109,31 @@ static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
         }
         for (int v = 0; v < nv; v++) {
             __mmask16 m = v == nv - 1 ? last : 0xffff;
+            if (part) {
+                _mm512_mask_storeu_ps(part + j + 16 * v, m, acc[v]);
+                continue;
+            }
             __m512 r = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[v]);
             if (g->beta != 0.0f)
                 r = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, g->c + j + 16 * v), r);
             _mm512_mask_storeu_ps(g->c + j + 16 * v, m, r);
         }
+    }
+}
+
+static void cols_rows(const struct gemv_job *g, int64_t j0, int64_t j1) {
+    cols_rows_part(g, j0, j1, 0, g->k, NULL);
+}
+
+/* c = alpha (p0 + p1) + beta c over n columns: the two halves' sums. */
+static void halves_finish(const struct gemv_job *g, const float *p0, const float *p1) {
+    for (int64_t j = 0; j < g->n; j += 16) {
+        __mmask16 m = (__mmask16)(g->n - j >= 16 ? 0xffff : (1u << (g->n - j)) - 1);
+        __m512 s = _mm512_add_ps(_mm512_maskz_loadu_ps(m, p0 + j), _mm512_maskz_loadu_ps(m, p1 + j));
+        __m512 r = _mm512_mul_ps(_mm512_set1_ps(g->alpha), s);
+        if (g->beta != 0.0f)
+            r = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, g->c + j), r);
+        _mm512_mask_storeu_ps(g->c + j, m, r);
     }
 }
 
@@ -249,9 +286,49 @@ int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 #endif
 }
 
+#if defined(__AVX512F__)
+/* B as stored with a long k and few columns (mnist_cnn's 1600x128 dense
+ * layer): the sum over k in two halves, added at the end, whatever the
+ * threads (so one thread and two give the same bits). Split over two threads
+ * by halves, each streams a contiguous half of B (rows [0, k/2) or [k/2, k))
+ * that stays in its core's L2 from run to run; split by columns, each would
+ * read every row's part, and the L2 prefetcher fetches the rows whole. */
+struct halves_job {
+    const struct gemv_job *g;
+    int64_t blocks; /* column blocks of 16 GEMV_VECS */
+    float *part[2]; /* the halves' sums [n] */
+};
+
+/* Tasks: (half, column block), half-major. */
+static void halves_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct halves_job *h = arg;
+    const struct gemv_job *g = h->g;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t half = t / h->blocks, j0 = t % h->blocks * 16 * GEMV_VECS;
+        int64_t j1 = j0 + 16 * GEMV_VECS < g->n ? j0 + 16 * GEMV_VECS : g->n;
+        cols_rows_part(g, j0, j1, half ? g->k / 2 : 0, half ? g->k : g->k / 2, h->part[half]);
+    }
+}
+
+static int halves(const struct gemv_job *g) {
+    if (g->tb || g->k < GEMV_HALVES_K || g->n > GEMV_HALVES_N) return 0;
+    float part[2][GEMV_HALVES_N];
+    struct halves_job h = {g, (g->n + 16 * GEMV_VECS - 1) / (16 * GEMV_VECS), {part[0], part[1]}};
+    if (2.0 * (double)g->n * (double)g->k < GEMV_SPLIT_FLOPS || nrt_threads_get() < 2 || nrt_threads_inside())
+        halves_tasks(&h, 0, 2 * h.blocks);
+    else
+        nrt_parallel_for(2 * h.blocks, 1, halves_tasks, &h);
+    halves_finish(g, part[0], part[1]);
+    return 1;
+}
+#endif
+
 void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c) {
     struct gemv_job g = {tb, n, k, alpha, beta, a, ta ? lda : 1, b, ldb, c};
+#if defined(__AVX512F__)
+    if (halves(&g)) return;
+#endif
     int64_t blocks = (n + GEMV_BLOCK - 1) / GEMV_BLOCK;
     if (2.0 * (double)n * (double)k < GEMV_SPLIT_FLOPS || nrt_threads_get() < 2 || nrt_threads_inside())
         gemv_blocks(&g, 0, blocks);

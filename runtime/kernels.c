@@ -2324,22 +2324,33 @@ static inline __attribute__((always_inline)) void first_pool_row(const struct fi
     }
 }
 
-/* Tasks: (image, pooled row) pairs. */
-static void first_pool_tasks(void *arg, int64_t lo, int64_t hi) {
-    const struct first_pool_job *j = arg;
+/* Pooled row pr of image b, channels [o0, o1) (multiples of 16), by way of t [256][32]. */
+static inline __attribute__((always_inline)) void
+first_pool_part(const struct first_pool_job *j, int64_t b, int64_t pr, int64_t o0, int64_t o1, float *t) {
     const struct nrt_conv *c = j->c;
     int64_t ph = c->ho / 2, pw = c->wo / 2, co = c->co;
+    for (int64_t o = o0; o < o1; o += 32) {
+        int V = o1 - o >= 32 ? 2 : 1;
+        if (V == 2)
+            first_pool_row(j, 2, b, pr, o, t);
+        else
+            first_pool_row(j, 1, b, pr, o, t);
+        nrt_transpose16(t, 32, pw, 16 * V, j->y + (b * co + o) * ph * pw + pr * pw, ph * pw);
+    }
+}
+
+/* Tasks: halves of (image, pooled row) pairs, each half a range of channel
+ * vectors, so two threads get equal parts of an odd number of rows (batch 1:
+ * 13 rows of mnist_cnn's first layer); a chunk's whole rows go at once. */
+static void first_pool_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct first_pool_job *j = arg;
+    int64_t ph = j->c->ho / 2, vecs = j->c->co / 16, mid = vecs / 2 * 16;
     float t[256 * 32];
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t b = i / ph, pr = i % ph;
-        for (int64_t o = 0; o < co; o += 32) {
-            int V = co - o >= 32 ? 2 : 1;
-            if (V == 2)
-                first_pool_row(j, 2, b, pr, o, t);
-            else
-                first_pool_row(j, 1, b, pr, o, t);
-            nrt_transpose16(t, 32, pw, 16 * V, j->y + (b * co + o) * ph * pw + pr * pw, ph * pw);
-        }
+    for (int64_t u = lo; u < hi;) {
+        int64_t i = u / 2, b = i / ph, pr = i % ph;
+        int64_t o0 = u % 2 ? mid : 0, o1 = u % 2 == 0 && u + 1 < hi ? 16 * vecs : u % 2 ? 16 * vecs : mid;
+        first_pool_part(j, b, pr, o0, o1, t);
+        u += o0 == 0 && o1 == 16 * vecs ? 2 : 1;
     }
 }
 #endif
@@ -2351,7 +2362,7 @@ static int first_pool(const struct nrt_conv *c, const float *x, const float *w, 
     for (int64_t o = 0; o < c->co; o++)
         for (int q = 0; q < 9; q++) scratch[q * c->co + o] = w[o * 9 + q];
     struct first_pool_job j = {c, x, scratch, bias, relu, y};
-    nrt_parallel_for(c->n * (c->ho / 2), 2, first_pool_tasks, &j);
+    nrt_parallel_for(2 * c->n * (c->ho / 2), 4, first_pool_tasks, &j);
     return 1;
 #else
     (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;

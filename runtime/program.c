@@ -361,8 +361,10 @@ uint64_t nrt_params_token(const void *p, size_t bytes) {
  * thread. Splitting a batch of one costs a few microseconds a layer, and on a
  * busy machine a descheduled pool thread holding a part stalls the run, so
  * which is faster depends on the run and on the machine's load. */
-/* Runs of one size between two runs the other way (to notice a change of load). */
+/* Runs of one size between two probes of the other way (to notice a change of load). */
 #define PACE_PROBE 32
+/* A flag of pace_way's answer: the run is not timed. */
+#define PACE_UNTIMED 2
 
 /* The median of the times t[0..8) that are set, or -1 when none are. */
 static double pace_median(const float *t) {
@@ -378,17 +380,24 @@ static double pace_median(const float *t) {
 }
 
 /* Which way an inference run of ctx on n items goes: -1 (no choice: one
- * thread, a training step, a device), 0 (split over the pool) or 1 (serially). The first runs
- * of a size alternate; then the way whose recent median time is lower, with
- * one run the other way every PACE_PROBE runs. */
+ * thread, a training step, a device), 0 (split over the pool) or 1 (serially),
+ * plus PACE_UNTIMED for a run not to record. The first runs of a size
+ * alternate; then the way whose recent median time is lower, with two runs
+ * the other way every PACE_PROBE runs, the first untimed: it wakes the pool's
+ * threads from their sleep and brings each thread's part of the weights into
+ * its cache, which a lone probe paid for (so after a busy spell a split that
+ * had become faster again looked slower, and the runs stayed serial).
+ * NETC_PACE=split or =serial fixes the way (to time or profile one). */
 static int pace_way(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_t n) {
     if (ctx->dev || ent->mode != NRT_MODE_EVAL || nrt_threads_get() < 2 || nrt_threads_inside()) return -1;
+    const char *force = getenv("NETC_PACE");
+    if (force && (!strcmp(force, "split") || !strcmp(force, "serial"))) return force[1] == 'e';
     if (ctx->pace.n != n) memset(&ctx->pace, 0, sizeof ctx->pace), ctx->pace.n = n;
     uint32_t r = ctx->pace.runs++;
     if (r < 16) return (int)(r & 1);
     double split = pace_median(ctx->pace.sec[0]), serial = pace_median(ctx->pace.sec[1]);
     int best = serial < split;
-    return r % PACE_PROBE == 0 ? !best : best;
+    return r % PACE_PROBE == 0 ? (!best) | PACE_UNTIMED : r % PACE_PROBE == 1 ? !best : best;
 }
 
 /* Records the time of a run that pace_way sent way `way`. */
@@ -418,15 +427,17 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
         ctx->host_dirty = 0;
         if (!ctx->params_token && ent->mode == NRT_MODE_EVAL) ctx->params_token = ++params_issued;
     }
-    int way = pace_way(ctx, ent, n), was = way == 1 ? nrt_threads_serial_begin() : 0;
-    double t0 = way >= 0 ? now_sec() : 0;
+    int pace = pace_way(ctx, ent, n), way = pace < 0 ? -1 : pace & 1,
+        timed = pace >= 0 && !(pace & PACE_UNTIMED);
+    int was = way == 1 ? nrt_threads_serial_begin() : 0;
+    double t0 = timed ? now_sec() : 0;
     if (!nrt_slices_run(ctx, e, n)) {
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
         nrt_entry_run(ctx, ent, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
     }
     if (way == 1) nrt_threads_serial_end(was);
-    if (way >= 0) pace_record(ctx, way, now_sec() - t0);
+    if (timed) pace_record(ctx, way, now_sec() - t0);
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);

@@ -238,9 +238,11 @@ struct wino4 {
     int64_t split;      /* tasks per image range: output channel ranges (batch below the threads) */
     int64_t tasks;
     const float *x, *bias;
-    int relu, pool; /* pool: 2x2 max pooling of the outputs (floor) */
-    const float *u; /* [36][ci][co] */
-    float *scratch; /* task i's part at scratch + i * (xf + vf + mf) */
+    int relu, pool;    /* pool: 2x2 max pooling of the outputs (floor) */
+    int share;         /* one image split by output channels: tasks may share task 0's V (w4_tasks) */
+    _Atomic int ready; /* with share: task 0's planes and V are complete */
+    const float *u;    /* [36][ci][co] */
+    float *scratch;    /* task i's part at scratch + i * (xf + vf + mf) */
     float *y;
 };
 
@@ -554,28 +556,46 @@ static void w4_planes(const struct wino4 *k, const float *x, int64_t nb, float *
 }
 
 /* Task i: images [b0, b1) (a range of images, or all of them with a range of
- * output channels when split > 1), by groups. */
+ * output channels when split > 1), by groups. One image split by output
+ * channels (batch 1, k->share): task 0 publishes its planes and V when done
+ * (k->ready), and a task that starts after that multiplies them instead of
+ * transforming the image again (so a run whose tasks all fall to one thread
+ * transforms once; running together, each transforms its own); task 0
+ * writes its outputs over its planes, which it alone reads. */
 static void w4_tasks(void *arg, int64_t lo, int64_t hi) {
-    const struct wino4 *k = arg;
+    struct wino4 *k = arg;
     const struct nrt_conv *c = k->c;
     int64_t ci = c->ci, co = c->co, hw = k->pool ? c->ho / 2 * (c->wo / 2) : c->ho * c->wo,
             plane = c->h * c->w;
     for (int64_t i = lo; i < hi; i++) {
-        float *xp = k->scratch + i * (k->xf + k->vf + k->mf), *v = xp + k->xf, *m = v + k->vf;
+        float *xp = k->scratch + i * (k->xf + k->vf + k->mf), *v = xp + k->xf, *m = v + k->vf, *out = v;
         int64_t r = i / k->split, s = i % k->split, ranges = k->tasks / k->split;
         int64_t b0 = c->n * r / ranges, b1 = c->n * (r + 1) / ranges, vecs = co / 16;
         int64_t o0 = vecs * s / k->split * 16, o1 = vecs * (s + 1) / k->split * 16;
+        if (k->share) out = xp;
+        if (k->share && i > 0 && atomic_load_explicit(&k->ready, memory_order_acquire)) {
+            w4_gemm(k, k->scratch + k->xf, m, o0, o1);
+            w4_output(k, 0, m, out, o0, o1);
+            nrt_transpose16(out + o0, co, hw, o1 - o0, k->y + o0 * hw, hw);
+            continue;
+        }
         for (int64_t g = b0; g < b1; g += k->group) {
             int64_t nb = b1 - g < k->group ? b1 - g : k->group;
             w4_planes(k, k->x + g * ci * plane, nb, xp);
             w4_input(k, nb, xp, v);
+            if (k->share && i == 0) atomic_store_explicit(&k->ready, 1, memory_order_release);
             w4_gemm(k, v, m, o0, o1);
-            for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now */
-                w4_output(k, b, m, v, o0, o1);
-                nrt_transpose16(v + o0, co, hw, o1 - o0, k->y + ((g + b) * co + o0) * hw, hw);
+            for (int64_t b = 0; b < nb; b++) { /* V's floats hold the outputs now (or the planes') */
+                w4_output(k, b, m, out, o0, o1);
+                nrt_transpose16(out + o0, co, hw, o1 - o0, k->y + ((g + b) * co + o0) * hw, hw);
             }
         }
     }
+}
+
+/* Floats of an image's outputs per channel (pooled or not). */
+static int64_t hw_out(const struct nrt_conv *c, int pool) {
+    return pool ? c->ho / 2 * (c->wo / 2) : c->ho * c->wo;
 }
 
 /* F(4x4, 3x3) when c suits it: 16k input and output channels, no negative
@@ -609,6 +629,7 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
         else
             return 0;
     }
+    k.share = c->n == 1 && k.split > 1 && k.xf >= hw_out(c, pool) * co;
     k.scratch = scratch + uf + wtf;
     const char *e = getenv("NETC_WINOGRAD_CACHE");
     const float *u = e && e[0] == '0' ? NULL : w4_cached(ci, co, w, scratch + uf);

@@ -15,6 +15,9 @@
 #include "runtime/netrt.h"
 #include "test.h"
 
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 /* A deterministic fill in [-1, 1) (with repeats, so pooling sees ties). */
@@ -743,6 +746,105 @@ static void test_bn_stats(void) {
     }
 }
 
+/* ---------------------------------------------------- batch 1, same bits -- */
+
+/* A batch-1 inference run goes split over the pool or serially, whichever
+ * measures faster (runtime/program.c pace_way), so its kernels must give the
+ * same bits at any thread count: one-row SGEMMs (gemv.c: columns split, the
+ * sum in halves) at 1-3 threads, with zeros (skipped rows), alpha and beta;
+ * convolutions (below). */
+static void check_gemv_bits(int tb, int64_t n, int64_t k, float alpha, float beta, int zeros) {
+    int64_t ldb = (tb ? k : n) + 1;
+    float *a = xalloc(k), *b = xalloc((tb ? n : k) * ldb), *c0 = xalloc(n), *c = xalloc(n);
+    fill(a, k, 11), fill(b, (tb ? n : k) * ldb, 12), fill(c0, n, 13);
+    for (int64_t i = 0; zeros && i < k; i++)
+        if (i % 5 != 2 && (i / 30) % 3 != 1) a[i] = 0.0f;
+    float *ref = xalloc(n);
+    for (int threads = 1; threads <= 3; threads++) {
+        nrt_threads_set(threads);
+        float *dst = threads == 1 ? ref : c;
+        memcpy(dst, c0, sizeof *c * (size_t)n);
+        nrt_sgemm(0, tb, 1, n, k, alpha, a, k, b, ldb, beta, dst, n);
+        if (threads > 1 && memcmp(c, ref, sizeof *c * (size_t)n))
+            TEST_FAIL_("gemv tb=%d 1x%lldx%lld: %d threads differ from 1", tb, (long long)n, (long long)k,
+                       threads);
+        else
+            test_passed++;
+    }
+    nrt_free(a), nrt_free(b), nrt_free(c0), nrt_free(c), nrt_free(ref);
+}
+
+/* A job that holds the pool until *release is set (from another thread). */
+struct hold {
+    _Atomic int started, release;
+};
+
+static void hold_chunk(void *arg, int64_t lo, int64_t hi) {
+    struct hold *h = arg;
+    (void)hi;
+    if (lo == 0) atomic_store(&h->started, 1);
+    while (!atomic_load(&h->release)) sched_yield();
+}
+
+static void *hold_main(void *arg) {
+    nrt_parallel_for(2, 1, hold_chunk, arg);
+    return NULL;
+}
+
+/* conv + bias + relu (+ 2x2 max pooling) of one image at 1 thread, at 2 and 3,
+ * and at 2 while another thread holds the pool (the kernel's tasks then run
+ * in turn on the calling thread: winograd.c's later tasks reuse the first
+ * one's transformed image): the same bits each time. */
+static void check_conv1_bits(int64_t ci, int64_t h, int64_t co, int pool) {
+    struct nrt_conv c = {1, ci, h, h, co, 3, 3, h - 2, h - 2, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0};
+    int64_t ny = pool ? co * (c.ho / 2) * (c.wo / 2) : co * c.ho * c.wo;
+    float *x = xalloc(ci * h * h), *w = xalloc(co * ci * 9), *b = xalloc(co), *ref = xalloc(ny),
+          *y = xalloc(ny), *scratch = xalloc(nrt_conv_pool_scratch(&c));
+    fill(x, ci * h * h, 21), fill(w, co * ci * 9, 22), fill(b, co, 23);
+    for (int way = 0; way < 4; way++) {
+        nrt_threads_set(way == 0 ? 1 : way == 2 ? 3 : 2);
+        float *dst = way ? y : ref;
+        for (int64_t i = 0; i < ny; i++) dst[i] = 1e30f;
+        struct hold hd = {0, 0};
+        pthread_t tid;
+        if (way == 3) { /* the pool busy with another thread's job */
+            if (pthread_create(&tid, NULL, hold_main, &hd)) break;
+            while (!atomic_load(&hd.started)) sched_yield();
+        }
+        if (pool)
+            nrt_conv2d_bias_act_pool(&c, x, w, b, NRT_ACT_RELU | NRT_CONV_WINOGRAD, dst, scratch);
+        else
+            nrt_conv2d_bias_act(&c, x, w, b, NRT_ACT_RELU | NRT_CONV_WINOGRAD, dst, scratch);
+        if (way == 3) {
+            atomic_store(&hd.release, 1);
+            pthread_join(tid, NULL);
+        }
+        if (way && memcmp(y, ref, sizeof *y * (size_t)ny))
+            TEST_FAIL_("conv %lld->%lld %lldx%lld pool %d at batch 1: way %d differs from 1 thread",
+                       (long long)ci, (long long)co, (long long)h, (long long)h, pool, way);
+        else
+            test_passed++;
+    }
+    nrt_free(x), nrt_free(w), nrt_free(b), nrt_free(ref), nrt_free(y), nrt_free(scratch);
+}
+
+static void test_batch1_bits(void) {
+    /* mnist_cnn's layers (the first one's own kernel, then F(4x4, 3x3)), an
+     * unpooled one whose outputs fit over the planes, channels not split evenly. */
+    check_conv1_bits(1, 28, 32, 1);
+    check_conv1_bits(32, 13, 64, 1);
+    check_conv1_bits(32, 13, 64, 0);
+    check_conv1_bits(64, 10, 32, 0);
+    check_conv1_bits(48, 9, 48, 1);
+    static const int64_t sizes[][2] = {{128, 1600}, {10, 128},   {300, 4000},
+                                       {130, 2100}, {1500, 700}, {64, 513}};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int t = 0; t < 4; t++)
+            check_gemv_bits(t & 1, sizes[s][0], sizes[s][1], t == 3 ? 0.5f : 1.0f, t == 2 ? 0.25f : 0.0f,
+                            s % 2);
+    nrt_threads_set(1);
+}
+
 int main(void) {
     printf("GEMM library: %s\n", nrt_gemm_library());
     test_bn_grad();
@@ -758,6 +860,7 @@ int main(void) {
     test_conv();
     test_pool();
     test_gw_pool();
+    test_batch1_bits();
     nrt_threads_set(1);
     TEST_DONE();
 }
