@@ -2,7 +2,8 @@
 probabilities `PROGRAM predict --load CK F1 F2 ...` printed (an `F:` line, then
 `0 logits: class K probability P`) against examples/embed/classify's
 `F: class K (NAME) probability P`: every file, the same class, probabilities
-within 1e-4. Prints `N images agree`."""
+at most one printed unit apart (both print 4 decimals: float32 noise between
+the batched and the one-image forward can round to neighbouring digits). Prints `N images agree`."""
 import re
 import sys
 
@@ -21,5 +22,5 @@ for line in open(sys.argv[2]):
         emb[m.group(1)] = (int(m.group(2)), float(m.group(3)))
 assert pred and set(pred) == set(emb), (sorted(pred), sorted(emb))
 for f in pred:
-    assert pred[f][0] == emb[f][0] and abs(pred[f][1] - emb[f][1]) <= 1e-4, (f, pred[f], emb[f])
+    assert pred[f][0] == emb[f][0] and abs(round(pred[f][1] * 1e4) - round(emb[f][1] * 1e4)) <= 1, (f, pred[f], emb[f])
 print(f"{len(pred)} images agree")
