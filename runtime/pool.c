@@ -111,6 +111,24 @@ static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t 
     }
 }
 
+/* The gradient g of 2x2 windows whose inputs, per lane, are a b (top row)
+ * and c e (bottom row), routed to the window's first maximum (row-major, as
+ * the forward's strict > keeps it) as 0 + g, as accumulating into zeros gives;
+ * the other three get 0. */
+static inline __attribute__((always_inline)) void pool_route(__m512 a, __m512 b, __m512 c, __m512 e, __m512 g,
+                                                             __m512 *ga, __m512 *gb, __m512 *gc, __m512 *ge) {
+    __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+    __m512 v = _mm512_mask_blend_ps(kb, a, b);
+    __mmask16 kc = _mm512_cmp_ps_mask(c, v, _CMP_GT_OQ);
+    v = _mm512_mask_blend_ps(kc, v, c);
+    __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
+    kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
+    __mmask16 ka = (__mmask16) ~(kb | kc | ke);
+    __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), g);
+    *ga = _mm512_maskz_mov_ps(ka, gv), *gb = _mm512_maskz_mov_ps(kb, gv);
+    *gc = _mm512_maskz_mov_ps(kc, gv), *ge = _mm512_maskz_mov_ps(ke, gv);
+}
+
 /* The gradient of one output row: every input of the two rows' windows is
  * stored, g at the window's first maximum and 0 elsewhere. */
 static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *g, float *d0, float *d1,
@@ -122,16 +140,8 @@ static void maxpool_2x2_grad_row(const float *r0, const float *r1, const float *
         __m512 a, b, c, e;
         pool_split(r0 + 2 * ow, m0, m1, &a, &b);
         pool_split(r1 + 2 * ow, m0, m1, &c, &e);
-        __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
-        __m512 v = _mm512_mask_blend_ps(kb, a, b);
-        __mmask16 kc = _mm512_cmp_ps_mask(c, v, _CMP_GT_OQ);
-        v = _mm512_mask_blend_ps(kc, v, c);
-        __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
-        kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
-        __mmask16 ka = (__mmask16) ~(kb | kc | ke);
-        __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, g + ow));
-        __m512 ga = _mm512_maskz_mov_ps(ka, gv), gb = _mm512_maskz_mov_ps(kb, gv);
-        __m512 gc = _mm512_maskz_mov_ps(kc, gv), ge = _mm512_maskz_mov_ps(ke, gv);
+        __m512 ga, gb, gc, ge;
+        pool_route(a, b, c, e, _mm512_maskz_loadu_ps(mo, g + ow), &ga, &gb, &gc, &ge);
         _mm512_mask_storeu_ps(d0 + 2 * ow, m0, _mm512_permutex2var_ps(ga, lo, gb));
         _mm512_mask_storeu_ps(d0 + 2 * ow + 16, m1, _mm512_permutex2var_ps(ga, hi, gb));
         _mm512_mask_storeu_ps(d1 + 2 * ow, m0, _mm512_permutex2var_ps(gc, lo, ge));
@@ -152,16 +162,8 @@ static inline void maxpool_2x2_grad_short(const float *r0, const float *r1, cons
     __m512 x0 = _mm512_maskz_loadu_ps(mi, r0), x1 = _mm512_maskz_loadu_ps(mi, r1);
     __m512 a = _mm512_permutexvar_ps(ev, x0), b = _mm512_permutexvar_ps(od, x0);
     __m512 cc = _mm512_permutexvar_ps(ev, x1), e = _mm512_permutexvar_ps(od, x1);
-    __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
-    __m512 v = _mm512_mask_blend_ps(kb, a, b);
-    __mmask16 kc = _mm512_cmp_ps_mask(cc, v, _CMP_GT_OQ);
-    v = _mm512_mask_blend_ps(kc, v, cc);
-    __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
-    kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
-    __mmask16 ka = (__mmask16) ~(kb | kc | ke);
-    __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), _mm512_maskz_loadu_ps(mo, g));
-    __m512 ga = _mm512_maskz_mov_ps(ka, gv), gb = _mm512_maskz_mov_ps(kb, gv);
-    __m512 gc = _mm512_maskz_mov_ps(kc, gv), ge = _mm512_maskz_mov_ps(ke, gv);
+    __m512 ga, gb, gc, ge;
+    pool_route(a, b, cc, e, _mm512_maskz_loadu_ps(mo, g), &ga, &gb, &gc, &ge);
     _mm512_mask_storeu_ps(d0, mw, _mm512_permutex2var_ps(ga, lo, gb));
     _mm512_mask_storeu_ps(d1, mw, _mm512_permutex2var_ps(gc, lo, ge));
 }
