@@ -400,6 +400,22 @@ void cg_block_close(struct cgc *c) {
     cgc_emit(c, "}");
 }
 
+/* `const struct nrt_conv geo = {...};` for conv node n with input x, weights
+ * w and output y (cg_conv_roles) and a scratch chunk of that many images. */
+static void emit_conv_geo(struct cgc *c, const struct ir_node *n, const struct shape *x,
+                          const struct shape *w, const struct shape *y, int64_t chunk) {
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
+    cgc_emit(c,
+             "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, "
+             "%lld}, {%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
+             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3],
+             (long long)w->dim[0], (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2],
+             (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
+             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
+             (long long)d[1], (long long)chunk);
+}
+
 /* conv2d, its gradients and conv_transpose2d (the adjoint of conv2d: the
  * input gradient with the roles swapped), on the geometry and the chunk the
  * memory plan sized the scratch s<id> for (cgc_op_scratch). */
@@ -410,22 +426,12 @@ void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool) {
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
     cg_conv_roles(c->f, n, &x, &w, &y);
-    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
-    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
     int64_t per, chunk = cg_conv_chunk(c->f, n, &per);
     const char *fn = n->op == OP_CONV2D               ? "conv2d"
                      : n->op == OP_CONV2D_GRAD_WEIGHT ? "conv2d_grad_weight"
                                                       : "conv2d_grad_input";
     cg_block_open(c);
-    cgc_emit(c,
-             "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, "
-             "%lld}, "
-             "{%lld, %lld, %lld, %lld}, {%lld, %lld}, %lld};",
-             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3],
-             (long long)w->dim[0], (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2],
-             (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
-             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
-             (long long)d[1], (long long)chunk);
+    emit_conv_geo(c, n, x, w, y, chunk);
     /* Inference (C): Winograd allowed (not in training: see netrt.h). */
     bool wino = n->op == OP_CONV2D && l->dialect == CG_DIALECT_C && c->f->mode == MODE_EVAL;
     if (pool >= 0) {
@@ -455,19 +461,11 @@ void cg_lib_conv_grad_weight_maxpool(struct cgc *c, int id) {
     const struct shape *x, *w, *y;
     cg_conv_roles(c->f, n, &x, &w, &y);
     const struct shape *dp = arg_shape(c, id, 2);
-    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
-    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL), *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL);
+    const int64_t *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL);
     const int64_t *ps = ir_attr_v(n, ATTR_POOL_STRIDE, NULL), *pp = ir_attr_v(n, ATTR_POOL_PAD, NULL);
     char v = l->val;
     cg_block_open(c);
-    cgc_emit(c,
-             "const struct nrt_conv geo = {%s, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, %lld, {%lld, "
-             "%lld}, {%lld, %lld, %lld, %lld}, {%lld, %lld}, 0};",
-             cg_xs(cgc_dim(x, 0)), (long long)x->dim[1], (long long)x->dim[2], (long long)x->dim[3],
-             (long long)w->dim[0], (long long)w->dim[2], (long long)w->dim[3], (long long)y->dim[2],
-             (long long)y->dim[3], (long long)ir_attr_i(n, ATTR_GROUPS), (long long)s[0], (long long)s[1],
-             (long long)p[0], (long long)p[1], (long long)p[2], (long long)p[3], (long long)d[0],
-             (long long)d[1]);
+    emit_conv_geo(c, n, x, w, y, 0);
     cgc_emit(c,
              "const struct nrt_pool pgeo = {%s, %lld, %lld, %lld, %lld, {%lld, %lld}, {%lld, %lld}, "
              "{%lld, %lld, %lld, %lld}};",
