@@ -1342,7 +1342,7 @@ const struct pass_target cgc_plan_c = {.name = "c",
                                        .fuse_max_arrays = 15,
                                        .fuse_batchnorm = true,
                                        .fuse_pool = true,
-                                       .pool_grad_weight = true,
+                                       .pool_grad_weight = cg_pool_grad_weight_fast,
                                        .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_c = {

@@ -325,6 +325,10 @@ bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cg
 /* Scratch floats node n needs besides its value; *per_n tells whether the
  * count is per batch item. */
 int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *per_n);
+/* The C and LLVM targets' pass_target.pool_grad_weight: whether the runtime's
+ * nrt_conv2d_grad_weight_maxpool has its fast path for conv weight gradient
+ * gw behind max pooling gradient pg (nrt_conv2d_grad_weight_maxpool_fast). */
+bool cg_pool_grad_weight_fast(const struct ir_func *f, const struct ir_node *gw, const struct ir_node *pg);
 
 /* c_emit.c, shared with other backends: the memory plan of c->f as the IR has it
  * (passes/memplan.c; fills c->vals, c->kernels, c->fixed_total, c->per_n_total)

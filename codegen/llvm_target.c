@@ -11,7 +11,7 @@ static const struct pass_target plan_llvm = {.name = "llvm",
                                              .fuse_max_arrays = 15,
                                              .fuse_batchnorm = true,
                                              .fuse_pool = false,
-                                             .pool_grad_weight = true,
+                                             .pool_grad_weight = cg_pool_grad_weight_fast,
                                              .scratch = cgc_op_scratch};
 
 const struct cg_target cg_target_llvm = {

@@ -53,19 +53,21 @@ void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot)
 /* What the passes that plan for a backend (fuse, memplan) ask of it: one value
  * per backend, which codegen/ defines and its struct cg_target points to. */
 struct pass_target {
-    const char *name;      /* the backend, as given to --target */
-    int fuse_max_inputs;   /* distinct values from outside a kernel its members read */
-    int fuse_max_outputs;  /* values one kernel stores, its root included */
-    int fuse_max_arrays;   /* arrays one kernel's loop nest reads: values from
-                              outside and its head, counted once per way of
-                              reading them (whole, or per channel of an axis) */
-    bool fuse_batchnorm;   /* whether batchnorm may be a member of a kernel */
-    bool fuse_pool;        /* whether a 2x2 max pool may close a conv2d kernel
-                              (ir_kernel_pool_op): the kernel stores the pooled
-                              result only */
-    bool pool_grad_weight; /* whether simplify may fold a max pooling gradient
-                              into the conv weight gradient that alone reads
-                              it (conv2d_grad_weight_maxpool) */
+    const char *name;     /* the backend, as given to --target */
+    int fuse_max_inputs;  /* distinct values from outside a kernel its members read */
+    int fuse_max_outputs; /* values one kernel stores, its root included */
+    int fuse_max_arrays;  /* arrays one kernel's loop nest reads: values from
+                             outside and its head, counted once per way of
+                             reading them (whole, or per channel of an axis) */
+    bool fuse_batchnorm;  /* whether batchnorm may be a member of a kernel */
+    bool fuse_pool;       /* whether a 2x2 max pool may close a conv2d kernel
+                             (ir_kernel_pool_op): the kernel stores the pooled
+                             result only */
+    /* Whether simplify may fold max pooling gradient pg into conv weight
+     * gradient gw, its only reader (conv2d_grad_weight_maxpool): where the
+     * backend's kernel for the fused op is faster than the two it replaces.
+     * NULL: never. */
+    bool (*pool_grad_weight)(const struct ir_func *f, const struct ir_node *gw, const struct ir_node *pg);
     /* Scratch floats node n needs besides its value; *per_n tells whether the
      * count is per batch item. */
     int64_t (*scratch)(const struct ir_func *f, const struct ir_node *n, bool *per_n);

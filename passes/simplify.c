@@ -250,35 +250,18 @@ static int gelu_derivs_forward(struct ir_module *m, struct ir_func *f) {
     return changed;
 }
 
-/* Whether the runtime's kernel for the fused weight gradient has a fast path
- * for this geometry (runtime/pool.c gwp_fast: 2x2/s2 pooling without padding
- * behind a 3x3 stride-1 conv of one group, <= 4 input channels, a pooled plane
- * of <= 2048 16-lane table vectors); elsewhere it is a scalar loop, slower
- * than the dense path it replaces (LeNet's 5x5 first layer: 1.7 ms against
- * 0.4), so the rewrite keeps the dense path there. */
-static bool pooled_fast(const struct ir_node *gw, const struct ir_node *pg) {
-    const int64_t *s = ir_attr_v(gw, ATTR_STRIDE, NULL), *d = ir_attr_v(gw, ATTR_DILATION, NULL);
-    const int64_t *k = ir_attr_v(pg, ATTR_KERNEL, NULL), *ps = ir_attr_v(pg, ATTR_STRIDE, NULL);
-    const int64_t *pp = ir_attr_v(pg, ATTR_PAD, NULL);
-    const struct shape *w = &gw->type.shape, *y = &pg->type.shape;
-    if (!s || !d || !k || !ps || w->rank != 4 || y->rank != 4) return false;
-    if (s[0] != 1 || s[1] != 1 || d[0] != 1 || d[1] != 1 || ir_attr_i(gw, ATTR_GROUPS) != 1) return false;
-    if (w->dim[1] > 4 || w->dim[2] != 3 || w->dim[3] != 3) return false;
-    if (k[0] != 2 || k[1] != 2 || ps[0] != 2 || ps[1] != 2 || (pp && (pp[0] || pp[1] || pp[2] || pp[3])))
-        return false;
-    int64_t ho = y->dim[2] / 2, wo = y->dim[3] / 2;
-    return ho * ((wo + 15) / 16) * w->dim[1] * 16 <= 2048;
-}
-
 /* The weight gradient of a conv2d behind a max pooling, from the pooled
  * gradient: conv2d_grad_weight(x, maxpool2d_grad(y, dp)), the pooling gradient
  * read nowhere else, becomes conv2d_grad_weight_maxpool(x, y, dp) with the
- * pooling's geometry, where the target has it (pass_target.pool_grad_weight):
+ * pooling's geometry, where the target's kernel is fast for it
+ * (pass_target.pool_grad_weight; elsewhere the runtime's is a scalar loop,
+ * slower than the dense path: LeNet's 5x5 first layer 1.7 ms against 0.4):
  * a quarter of the multiply-adds for 2x2 pooling, and the dense gradient (1 in
  * 4 nonzero) is never written. The weight gradient's node becomes the fused
  * one; the pooling gradient is left dead, for DCE. */
 static int grad_weights_through_pooling(struct ir_module *m, struct ir_func *f, int **users) {
-    if (!pass_target_get()->pool_grad_weight) return 0;
+    const struct pass_target *t = pass_target_get();
+    if (!t->pool_grad_weight) return 0;
     int changed = 0;
     for (int id = 0; id < ir_func_len(f); id++) {
         struct ir_node *n = &f->nodes[id];
@@ -286,7 +269,7 @@ static int grad_weights_through_pooling(struct ir_module *m, struct ir_func *f, 
         int g = n->args[1];
         const struct ir_node *gn = &f->nodes[g];
         if (gn->op != OP_MAXPOOL2D_GRAD || gn->kernel || vec_len(users[g]) != 1 || is_output(f, g)) continue;
-        if (!pooled_fast(n, gn)) continue;
+        if (!t->pool_grad_weight(f, n, gn)) continue;
         struct ir_node fused = *n;
         fused.op = OP_CONV2D_GRAD_WEIGHT_MAXPOOL;
         fused.args = malloc(3 * sizeof *fused.args); /* nodes own their operand arrays */

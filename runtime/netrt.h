@@ -1104,6 +1104,11 @@ void nrt_maxpool2d_grad(const struct nrt_pool *p, const float *x, const float *d
  * dense gradient (the IR's CONV2D_GRAD_WEIGHT_MAXPOOL). */
 void nrt_conv2d_grad_weight_maxpool(const struct nrt_conv *c, const struct nrt_pool *p, const float *x,
                                     const float *y, const float *dp, float *dw);
+/* Whether (1) nrt_conv2d_grad_weight_maxpool has its fast path for this geometry
+ * in this build (elsewhere it is a scalar loop, slower than the dense
+ * gradient it replaces): the compiler's C and LLVM targets fold the pooling
+ * gradient into the weight gradient only where this says so. */
+int nrt_conv2d_grad_weight_maxpool_fast(const struct nrt_conv *c, const struct nrt_pool *p);
 void nrt_avgpool2d(const struct nrt_pool *p, const float *x, float *y);
 void nrt_avgpool2d_grad(const struct nrt_pool *p, const float *dy, float *dx);
 /* Nearest-neighbour upsampling of planes [h, w] by (s0, s1), and its gradient. */

@@ -449,6 +449,17 @@ static bool gwp_fast(const struct nrt_conv *c, const struct nrt_pool *p) {
     return pool_is_2x2(p) && c->g == 1 && c->kh == 3 && c->kw == 3 && c->s[0] == 1 && c->s[1] == 1 &&
            c->d[0] == 1 && c->d[1] == 1 && c->ci <= GWP_CI_MAX && p->ho * blocks * c->ci * 16 <= GWP_TAB_VECS;
 }
+#endif
+
+int nrt_conv2d_grad_weight_maxpool_fast(const struct nrt_conv *c, const struct nrt_pool *p) {
+#if defined(__AVX512F__)
+    return gwp_fast(c, p);
+#else
+    (void)c, (void)p;
+    return false;
+#endif
+}
+#if defined(__AVX512F__)
 
 /* The table of image xn: T[((ph * blocks + blk) * ci + ch) * 16 + a * 4 + b]. */
 static void gwp_table(const struct nrt_conv *c, const struct nrt_pool *p, const float *xn, __m512 *T) {
