@@ -1088,26 +1088,20 @@ static cl_mem pack_get(struct nrt_ctx *ctx, int64_t elems) {
 }
 
 /* P_z[p*rows + i] = arena[in + z*bs + i*ld + p] (i < rows, p < cols, z <
- * nz; P_z at poff + z*rows*cols) into buffer p. */
-static void transpose_into(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_t rows, int64_t cols,
-                           int64_t nz, int64_t bs, cl_mem p, int64_t poff) {
-    cl_long io = in, ibs = bs, po = poff;
-    cl_int ild = (cl_int)ld, ir = (cl_int)rows, ic = (cl_int)cols;
-    if (!lib_args(ctx, LK_TRANSPOSE, 7, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p), ARG(ibs), ARG(po)))
-        return;
-    size_t global[2] = {(size_t)cols, (size_t)nz}, local[2];
-    local_choose(ctx->dev, 1, global, CL(ctx)->max_wg, local);
-    local[1] = 1;
-    enqueue(ctx, CL(ctx)->lk[LK_TRANSPOSE], "nrt_transpose", 2, global, local);
-}
-
-/* transpose_into the packing buffer, which it returns (NULL on failure). */
+ * nz; P_z at z*rows*cols) into the packing buffer, which it returns (NULL on
+ * failure). */
 static cl_mem transpose_pack(struct nrt_ctx *ctx, int64_t in, int64_t ld, int64_t rows, int64_t cols,
                              int64_t nz, int64_t bs) {
     if (!fits_int(ctx, "packed operand", rows * cols)) return NULL;
     cl_mem p = pack_get(ctx, nz * rows * cols);
     if (!p || nz * rows * cols == 0) return p;
-    transpose_into(ctx, in, ld, rows, cols, nz, bs, p, 0);
+    cl_long io = in, ibs = bs;
+    cl_int ild = (cl_int)ld, ir = (cl_int)rows, ic = (cl_int)cols;
+    if (!lib_args(ctx, LK_TRANSPOSE, 6, ARG(io), ARG(ild), ARG(ir), ARG(ic), ARG(p), ARG(ibs))) return NULL;
+    size_t global[2] = {(size_t)cols, (size_t)nz}, local[2];
+    local_choose(ctx->dev, 1, global, CL(ctx)->max_wg, local);
+    local[1] = 1;
+    enqueue(ctx, CL(ctx)->lk[LK_TRANSPOSE], "nrt_transpose", 2, global, local);
     return p;
 }
 

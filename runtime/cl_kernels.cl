@@ -577,20 +577,19 @@ __kernel void nrt_bias_act(__global float *A, long y, int rows, int cols, int ld
 }
 
 /* out_z[p*rows + i] = in[z*bs + i*ld + p] for i < rows, p < cols and each
- * matrix z of a batch, out_z at poff + z*rows*cols: operands packed k-major
- * for nrt_gemm_rb, in the packing buffer (or pixel-major images for the
- * Winograd kernels). A row of out per work-item, written in
+ * matrix z of a batch, out_z at z*rows*cols: operands packed k-major for
+ * nrt_gemm_rb, in the packing buffer. A row of out per work-item, written in
  * order (a work-item per element measured several times slower on CPU
  * devices). Global (cols, batch). */
 __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, int cols, __global float *P,
-                            long bs, long poff)
+                            long bs)
 {
     const int p = get_global_id(0);
     const long z = get_global_id(1);
     if (p >= cols)
         return;
     __global const float *a = A + in + z * bs + p;
-    __global float *out = P + poff + z * rows * cols + (long)p * rows;
+    __global float *out = P + z * rows * cols + (long)p * rows;
     for (int i = 0; i < rows; i++)
         out[i] = a[(long)i * ld];
 }
@@ -867,34 +866,17 @@ nrt_conv_dx_rb(__global float *A, long dyoff, long woff, long dxoff, int co, int
         r[5] = d[3];                                                                                            \
     } while (0)
 
-/* RBV floats p[0], p[st], ..., p[(RBV-1)*st] as a vector (a channel vector
- * gathered from channel-major planes), and the other way round: scalar
- * loads and stores by lanes (through a private array they stalled on
- * store forwarding; gather and scatter instructions are microcoded on some
- * CPUs). */
+/* RBV floats p[0], p[st], ..., p[(RBV-1)*st] as a vector (the weights' taps
+ * of RBV channels; the compiler may make a gather of it: only for the small
+ * weight transform). */
 #if RBV == 16
 #define GATHER_R(p, st)                                                                                       \
     ((float16)(p[0], p[st], p[2 * st], p[3 * st], p[4 * st], p[5 * st], p[6 * st], p[7 * st], p[8 * st],     \
                p[9 * st], p[10 * st], p[11 * st], p[12 * st], p[13 * st], p[14 * st], p[15 * st]))
-#define SCATTER_R(v, p, st)                                                                                   \
-    do {                                                                                                      \
-        p[0] = v.s0, p[st] = v.s1, p[2 * st] = v.s2, p[3 * st] = v.s3, p[4 * st] = v.s4, p[5 * st] = v.s5;    \
-        p[6 * st] = v.s6, p[7 * st] = v.s7, p[8 * st] = v.s8, p[9 * st] = v.s9, p[10 * st] = v.sa;            \
-        p[11 * st] = v.sb, p[12 * st] = v.sc, p[13 * st] = v.sd, p[14 * st] = v.se, p[15 * st] = v.sf;        \
-    } while (0)
 #elif RBV == 8
 #define GATHER_R(p, st) ((float8)(p[0], p[st], p[2 * st], p[3 * st], p[4 * st], p[5 * st], p[6 * st], p[7 * st]))
-#define SCATTER_R(v, p, st)                                                                                   \
-    do {                                                                                                      \
-        p[0] = v.s0, p[st] = v.s1, p[2 * st] = v.s2, p[3 * st] = v.s3, p[4 * st] = v.s4, p[5 * st] = v.s5;    \
-        p[6 * st] = v.s6, p[7 * st] = v.s7;                                                                   \
-    } while (0)
 #else
 #define GATHER_R(p, st) ((float4)(p[0], p[st], p[2 * st], p[3 * st]))
-#define SCATTER_R(v, p, st)                                                                                   \
-    do {                                                                                                      \
-        p[0] = v.s0, p[st] = v.s1, p[2 * st] = v.s2, p[3 * st] = v.s3;                                        \
-    } while (0)
 #endif
 static inline floatr gather_r(__global const float *p, int st) { return GATHER_R(p, st); }
 
