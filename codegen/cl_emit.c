@@ -250,8 +250,12 @@ static bool emit_opencl(const struct ir_module *m, FILE *out, const struct cg_op
 
 /* The C backend's kernels but those with a batchnorm, whose per-channel reads
  * the fused OpenCL kernel does not make (cl_ops.c); the C ops' scratch. The
- * conv weight gradient stays a GEMM behind the dense pooling gradient
- * (conv2d_grad_weight_maxpool is a work-item per weight here, slower). */
+ * conv weight gradient stays a GEMM behind the dense pooling gradient:
+ * conv2d_grad_weight_maxpool is a work-item per weight here (cl_ops.c), and
+ * with it mnist_cnn's first layer took 23.8 ms a training step on PoCL (1
+ * thread) against about 2.5 ms for the pooling gradient, im2col and dot
+ * products it replaces; a faster kernel would run on GPUs too (one program
+ * for every device), unmeasured there. */
 static const struct pass_target plan_opencl = {.name = "opencl",
                                                .fuse_max_inputs = 12,
                                                .fuse_max_outputs = 4,

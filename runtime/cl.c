@@ -32,6 +32,12 @@
     X(GEMM_RB, "nrt_gemm_rb")             \
     X(GEMM_RBX, "nrt_gemm_rbx")           \
     X(TRANSPOSE, "nrt_transpose")         \
+    X(WINO_U, "nrt_wino_u")               \
+    X(WINO_V, "nrt_wino_v")               \
+    X(WINO_Y, "nrt_wino_y")               \
+    X(WINO_E, "nrt_wino_e")               \
+    X(WINO_DX, "nrt_wino_dx")             \
+    X(WINO_DW, "nrt_wino_dw")             \
     X(BIAS_ACT, "nrt_bias_act")           \
     X(MAXPOOL, "nrt_maxpool")             \
     X(MAXPOOL_GRAD, "nrt_maxpool_grad")   \
@@ -112,6 +118,8 @@ struct nrt_cl {
     size_t gcol_elems;         /* its size in floats */
     cl_mem gpart;              /* GPU weight gradients: per-image partial products */
     size_t gpart_elems;        /* its size in floats */
+    cl_mem wino;               /* Winograd convolutions' transforms and products (wino_*) */
+    size_t wino_elems;         /* its size in floats */
     int64_t ep_bias;           /* nrt_cl_fuse_next's bias offset, -1: none pending */
     int ep_relu;               /* and its relu */
     size_t max_wg;             /* CL_DEVICE_MAX_WORK_GROUP_SIZE */
@@ -741,6 +749,7 @@ static void cl_close(struct nrt_ctx *ctx) {
     if (cl->pack) clReleaseMemObject(cl->pack);
     if (cl->gcol) clReleaseMemObject(cl->gcol);
     if (cl->gpart) clReleaseMemObject(cl->gpart);
+    if (cl->wino) clReleaseMemObject(cl->wino);
     if (cl->prog) clReleaseProgram(cl->prog);
     if (cl->lib) clReleaseProgram(cl->lib);
     if (cl->queue) clReleaseCommandQueue(cl->queue);
@@ -965,6 +974,7 @@ struct rb_gemm {
     int64_t aoff, ars, acs, asg, abz;
     cl_mem bbuf;
     int64_t boff, ldb, bsg, bbz;
+    cl_mem cbuf; /* C's buffer (NULL: the arena, which a fused bias is read from too) */
     int64_t coff, ldc, cbz;
     int ct;
     int64_t m, n, kl, ns, nz;
@@ -996,7 +1006,10 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
     int64_t w = (int64_t)cl->rb.rbn * cl->rb.rbv, ns = g->ns > 0 ? g->ns : 1,
             last = g->boff + (g->nz - 1) * g->bbz + ((ns < nsd ? ns : nsd) - 1) * g->bsg +
                    (ns - 1) / nsd * g->bsg1 + (g->kl > 0 ? g->kl - 1 : 0) * g->ldb + (g->n - 1) / w * w + w;
-    int64_t belems = g->bbuf == cl->arena ? cl->arena_elems : (int64_t)cl->pack_elems;
+    int64_t belems = g->bbuf == cl->arena  ? cl->arena_elems
+                     : g->bbuf == cl->wino ? (int64_t)cl->wino_elems
+                                           : (int64_t)cl->pack_elems;
+    cl_mem cbuf = g->cbuf ? g->cbuf : cl->arena;
     cl_int ep[3] = {g->bmode, g->relu, last <= belems};
     /* (index, size, pointer) of each argument */
     const struct {
@@ -1015,7 +1028,7 @@ static void rb_run(struct nrt_ctx *ctx, const struct rb_gemm *g) {
         {8, 8, &l[4]},
         {9, sizeof bsg, &bsg},
         {10, 8, &l[5]},
-        {11, sizeof(cl_mem), &cl->arena},
+        {11, sizeof(cl_mem), &cbuf},
         {12, 8, &l[6]},
         {13, 8, &l[7]},
         {14, 8, &cbz},
@@ -1459,6 +1472,209 @@ static int conv_implicit(const struct nrt_cl *cl, const struct nrt_conv *c) {
            !c->p[2] && !c->p[3];
 }
 
+/* ------------------------------------------ Winograd convolutions (CPU) -- */
+/* 3x3 stride-1 convolutions (one group, channels in and out multiples of the
+ * vector width, no negative padding) on CPU devices by Winograd's F(4x4,
+ * 3x3), the forward pass and both gradients, each where NETC_CL_WINOGRAD
+ * allows it (a mask: 1 forward, 2 input gradient, 4 weight gradient; default
+ * all; 0 none): the transforms of cl_kernels.cl around 36 batched
+ * register-block GEMMs (36 multiplies per 4x4 outputs and channel pair
+ * instead of 144), a chunk of images at a time in a buffer of their own
+ * (cl->wino). The forward's outputs whose 3x3 field is all zero come out
+ * exactly act(bias), as direct convolution gives them (Winograd's 6x6 patch
+ * would turn them into rounding noise, and a relu after them would take
+ * either side of its kink at random). */
+
+#define WINO_FWD 1
+#define WINO_DX 2
+#define WINO_DW 4
+
+/* Whether op `which` of conv c runs by Winograd here. */
+static int wino_ok(const struct nrt_cl *cl, const struct nrt_conv *c, int which) {
+    const char *env = getenv("NETC_CL_WINOGRAD");
+    int mask = env && *env ? atoi(env) : WINO_FWD | WINO_DX | WINO_DW;
+    return (mask & which) && cl->rb.rbm && cl->rb.implicit && c->kh == 3 && c->kw == 3 && c->s[0] == 1 &&
+           c->s[1] == 1 && c->d[0] == 1 && c->d[1] == 1 && c->g == 1 && c->ci % cl->rb.rbv == 0 &&
+           c->co % cl->rb.rbv == 0 && c->p[0] >= 0 && c->p[1] >= 0 && c->p[2] >= 0 && c->p[3] >= 0 &&
+           c->ho >= 1 && c->wo >= 1 && c->n >= 1;
+}
+
+/* One call's tiling: th x tw tiles of 4x4 outputs per image, chunks of nb
+ * images (T = nb*t tiles), and the floats of its buffers. */
+struct wino {
+    int64_t th, tw, t, nb;
+};
+
+/* Floats of a chunk's buffers besides the weights' (about 1.5 MiB: a chunk's
+ * V and M stay in the caches between the transforms and the GEMMs;
+ * mnist_cnn's second layer: 8 images a chunk, 10.4 ms a training step at 1
+ * thread against 13.3 ms with the whole batch of 64 and 12.4 ms with 2). */
+#define WINO_FLOATS ((int64_t)3 << 17)
+
+/* The tiling of c, with chunks of as many images as WINO_FLOATS hold at
+ * `per` floats an image (NETC_CL_WINO_IMAGES=N: N), evened out over the
+ * batch. */
+static struct wino wino_tiling(const struct nrt_conv *c, int64_t per) {
+    struct wino k = {(c->ho + 3) / 4, (c->wo + 3) / 4, 0, 1};
+    k.t = k.th * k.tw;
+    const char *env = getenv("NETC_CL_WINO_IMAGES");
+    int64_t nb = env && atoll(env) > 0 ? atoll(env) : WINO_FLOATS / (per > 0 ? per : 1);
+    if (nb < 1) nb = 1;
+    if (nb > c->n) nb = c->n;
+    int64_t chunks = (c->n + nb - 1) / nb;
+    k.nb = (c->n + chunks - 1) / chunks;
+    return k;
+}
+
+/* Floats rounded up to 16 (64-byte aligned offsets). */
+static int64_t al16(int64_t n) { return (n + 15) / 16 * 16; }
+
+/* U (tr 0: [36][ci][co]) or U^T (tr 1: [36][co][ci]) of the weights at w
+ * into cl->wino at uoff. */
+static void wino_weights(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t w, int64_t uoff, int tr) {
+    struct nrt_cl *cl = ctx->dev;
+    cl_long wo = w, uo = uoff;
+    cl_int ci = (cl_int)c->ci, co = (cl_int)c->co, itr = tr;
+    if (!lib_args(ctx, LK_WINO_U, 6, ARG(wo), ARG(cl->wino), ARG(uo), ARG(ci), ARG(co), ARG(itr))) return;
+    size_t global[2] = {(size_t)((tr ? c->ci : c->co) / cl->rb.rbv), (size_t)(tr ? c->co : c->ci)},
+           local[2] = {1, 1};
+    enqueue(ctx, cl->lk[LK_WINO_U], "nrt_wino_u", 2, global, local);
+}
+
+/* The tiles' V (and with zoff >= 0 their all-zero outputs) of nb images at
+ * x into cl->wino (nrt_wino_v, staging at soff: nb*h*w*(rbv + 1) floats). */
+static void wino_input(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct wino *k, int64_t x,
+                       int64_t nb, int64_t soff, int64_t voff, int64_t zoff) {
+    struct nrt_cl *cl = ctx->dev;
+    cl_long xo = x, so = soff, vo = voff, zo = zoff;
+    cl_int8 g = {{(cl_int)c->ci, (cl_int)c->h, (cl_int)c->w, (cl_int)c->ho, (cl_int)c->wo, (cl_int)k->th,
+                  (cl_int)k->tw, (cl_int)(nb * k->t)}};
+    cl_int2 p = {{(cl_int)c->p[0], (cl_int)c->p[1]}};
+    if (!lib_args(ctx, LK_WINO_V, 7, ARG(xo), ARG(cl->wino), ARG(so), ARG(vo), ARG(zo), ARG(g), ARG(p)))
+        return;
+    size_t global[1] = {(size_t)nb}, local[1] = {1};
+    enqueue(ctx, cl->lk[LK_WINO_V], "nrt_wino_v", 1, global, local);
+}
+
+/* The tiles' E of nb images' output gradient at dy into cl->wino
+ * (nrt_wino_e, staging at soff: nb*ho*wo*rbv floats). */
+static void wino_dy(struct nrt_ctx *ctx, const struct nrt_conv *c, const struct wino *k, int64_t dy,
+                    int64_t nb, int64_t soff, int64_t eoff) {
+    struct nrt_cl *cl = ctx->dev;
+    cl_long dof = dy, so = soff, eo = eoff;
+    cl_int8 g = {{(cl_int)c->co, (cl_int)c->ho, (cl_int)c->wo, (cl_int)k->th, (cl_int)k->tw,
+                  (cl_int)(nb * k->t), 0, 0}};
+    if (!lib_args(ctx, LK_WINO_E, 5, ARG(dof), ARG(cl->wino), ARG(so), ARG(eo), ARG(g))) return;
+    size_t global[1] = {(size_t)nb}, local[1] = {1};
+    enqueue(ctx, cl->lk[LK_WINO_E], "nrt_wino_e", 1, global, local);
+}
+
+/* The 36 products C[e] = A[e] B[e] (A [m][k] by rows of ars, or ars 1 and
+ * columns of acs: A^T), all in cl->wino, one batched launch. */
+static void wino_gemm(struct nrt_ctx *ctx, int64_t m, int64_t n, int64_t kl, int64_t a, int64_t ars,
+                      int64_t acs, int64_t b, int64_t c, float beta) {
+    struct nrt_cl *cl = ctx->dev;
+    struct rb_gemm g = {.abuf = cl->wino,
+                        .aoff = a,
+                        .ars = ars,
+                        .acs = acs,
+                        .abz = m * kl,
+                        .bbuf = cl->wino,
+                        .boff = b,
+                        .ldb = n,
+                        .bbz = kl * n,
+                        .cbuf = cl->wino,
+                        .coff = c,
+                        .ldc = n,
+                        .cbz = m * n,
+                        .m = m,
+                        .n = n,
+                        .kl = kl,
+                        .ns = 1,
+                        .nz = 36,
+                        .alpha = 1.0f,
+                        .beta = beta};
+    rb_run(ctx, &g);
+}
+
+/* y = act(conv2d(x, w) + bias) (bias < 0: none). */
+static void wino_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t w, int64_t y,
+                        int64_t bias, int relu) {
+    struct nrt_cl *cl = ctx->dev;
+    int64_t ci = c->ci, co = c->co, hw = c->h * c->w, rbv = cl->rb.rbv;
+    int64_t uf = al16(36 * ci * co), t = (c->ho + 3) / 4 * ((c->wo + 3) / 4), howo = c->ho * c->wo;
+    struct wino k = wino_tiling(c, hw * (rbv + 1) + 36 * t * (ci + co) + t + howo * co + 64);
+    int64_t T = k.nb * k.t, soff = uf, voff = soff + al16(k.nb * hw * (rbv + 1)),
+            moff = voff + al16(36 * T * ci), zoff = moff + al16(36 * T * co), yst = zoff + al16(T),
+            end = yst + k.nb * howo * co;
+    if (!fits_int(ctx, "Winograd buffer", end) || !gpu_buf(ctx, &cl->wino, &cl->wino_elems, end)) return;
+    wino_weights(ctx, c, w, 0, 0);
+    for (int64_t b0 = 0; b0 < c->n; b0 += k.nb) {
+        int64_t nb = c->n - b0 < k.nb ? c->n - b0 : k.nb, Tc = nb * k.t;
+        wino_input(ctx, c, &k, x + b0 * ci * hw, nb, soff, voff, zoff);
+        wino_gemm(ctx, Tc, co, ci, voff, ci, 1, 0, moff, 0.0f);
+        cl_long mo = moff, zo = zoff, so = yst, yo = y + b0 * co * howo, bo = bias >= 0 ? bias : 0;
+        cl_int irelu = relu;
+        cl_int8 g = {
+            {(cl_int)co, (cl_int)c->ho, (cl_int)c->wo, (cl_int)k.th, (cl_int)k.tw, (cl_int)Tc, bias >= 0, 0}};
+        if (!lib_args(ctx, LK_WINO_Y, 8, ARG(cl->wino), ARG(mo), ARG(zo), ARG(so), ARG(yo), ARG(bo),
+                      ARG(irelu), ARG(g)))
+            return;
+        size_t global[2] = {(size_t)(co / rbv), (size_t)nb}, local[2] = {1, 1};
+        enqueue(ctx, cl->lk[LK_WINO_Y], "nrt_wino_y", 2, global, local);
+    }
+}
+
+/* dx = conv2d_grad_input(dy, w). */
+static void wino_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t dy, int64_t w,
+                            int64_t dx) {
+    struct nrt_cl *cl = ctx->dev;
+    int64_t ci = c->ci, co = c->co, th = (c->ho + 3) / 4, tw = (c->wo + 3) / 4, hp = 4 * th + 2,
+            wp = 4 * tw + 2;
+    int64_t uf = al16(36 * ci * co), rbv = cl->rb.rbv, howo = c->ho * c->wo;
+    struct wino k = wino_tiling(c, howo * rbv + 36 * th * tw * (ci + co) + hp * wp * ci + 48);
+    int64_t T = k.nb * k.t, soff = uf, eoff = soff + al16(k.nb * howo * rbv), zoff = eoff + al16(36 * T * co),
+            poff = zoff + al16(36 * T * ci), end = poff + k.nb * hp * wp * ci;
+    if (!fits_int(ctx, "Winograd buffer", end) || !gpu_buf(ctx, &cl->wino, &cl->wino_elems, end)) return;
+    wino_weights(ctx, c, w, 0, 1);
+    for (int64_t b0 = 0; b0 < c->n; b0 += k.nb) {
+        int64_t nb = c->n - b0 < k.nb ? c->n - b0 : k.nb, Tc = nb * k.t;
+        wino_dy(ctx, c, &k, dy + b0 * co * howo, nb, soff, eoff);
+        wino_gemm(ctx, Tc, ci, co, eoff, co, 1, 0, zoff, 0.0f);
+        cl_long zo = zoff, po = poff, dxo = dx + b0 * ci * c->h * c->w;
+        cl_int8 g = {{(cl_int)ci, (cl_int)c->h, (cl_int)c->w, (cl_int)th, (cl_int)tw, (cl_int)Tc, (cl_int)hp,
+                      (cl_int)wp}};
+        cl_int2 q = {{(cl_int)c->p[0], (cl_int)c->p[1]}};
+        if (!lib_args(ctx, LK_WINO_DX, 6, ARG(cl->wino), ARG(zo), ARG(po), ARG(dxo), ARG(g), ARG(q))) return;
+        size_t global[2] = {(size_t)(ci / rbv), (size_t)nb}, local[2] = {1, 1};
+        enqueue(ctx, cl->lk[LK_WINO_DX], "nrt_wino_dx", 2, global, local);
+    }
+}
+
+/* dw = conv2d_grad_weight(x, dy). */
+static void wino_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int64_t dy,
+                             int64_t dw) {
+    struct nrt_cl *cl = ctx->dev;
+    int64_t ci = c->ci, co = c->co, th = (c->ho + 3) / 4, tw = (c->wo + 3) / 4, rbv = cl->rb.rbv;
+    int64_t mf = al16(36 * ci * co), hw = c->h * c->w, howo = c->ho * c->wo;
+    struct wino k = wino_tiling(c, hw * (rbv + 1) + howo * rbv + 36 * th * tw * (ci + co) + 64);
+    int64_t T = k.nb * k.t, sx = mf, sd = sx + al16(k.nb * hw * (rbv + 1)),
+            voff = sd + al16(k.nb * howo * rbv), eoff = voff + al16(36 * T * ci), end = eoff + 36 * T * co;
+    if (!fits_int(ctx, "Winograd buffer", end) || !gpu_buf(ctx, &cl->wino, &cl->wino_elems, end)) return;
+    for (int64_t b0 = 0; b0 < c->n; b0 += k.nb) {
+        int64_t nb = c->n - b0 < k.nb ? c->n - b0 : k.nb, Tc = nb * k.t;
+        wino_input(ctx, c, &k, x + b0 * ci * hw, nb, sx, voff, -1);
+        wino_dy(ctx, c, &k, dy + b0 * co * howo, nb, sd, eoff);
+        /* M[e] [ci][co] (+)= V[e]^T E[e], k along the chunk's tiles */
+        wino_gemm(ctx, ci, co, Tc, voff, 1, ci, eoff, 0, b0 ? 1.0f : 0.0f);
+    }
+    cl_long mo = 0, dwo = dw;
+    cl_int ici = (cl_int)ci, ico = (cl_int)co;
+    if (!lib_args(ctx, LK_WINO_DW, 5, ARG(cl->wino), ARG(mo), ARG(dwo), ARG(ici), ARG(ico))) return;
+    size_t global[2] = {(size_t)(co / rbv), (size_t)ci}, local[2] = {1, 1};
+    enqueue(ctx, cl->lk[LK_WINO_DW], "nrt_wino_dw", 2, global, local);
+}
+
 /* ------------------------------------------------- GPU convolutions -- */
 /* With the tiled SGEMM (GPUs, or NETC_CL_AS_GPU=1): a chunk of images per
  * launch, as many as GCOL_MAX floats of im2col matrices hold (mnist_cnn's
@@ -1652,6 +1868,10 @@ void nrt_cl_conv2d(struct nrt_ctx *ctx, const struct nrt_conv *c, int64_t x, int
     int64_t chunk = conv_images(c);
     int relu;
     int64_t bias = fuse_take(ctx, &relu);
+    if (wino_ok(ctx->dev, c, WINO_FWD)) {
+        wino_conv2d(ctx, c, x, w, y, bias, relu);
+        return;
+    }
     int fused = bias >= 0 && CL(ctx)->rb.rbm; /* the register-block GEMM adds it */
     /* Few taps (mnist_cnn's first layer, kk = 9) leave the implicit GEMM
      * bound by its scattered stores: im2col there (measured). */
@@ -1742,6 +1962,10 @@ void nrt_cl_conv2d_grad_input(struct nrt_ctx *ctx, const struct nrt_conv *c, int
         gpu_conv2d_grad_input(ctx, c, dy, w, dx);
         return;
     }
+    if (wino_ok(ctx->dev, c, WINO_DX)) {
+        wino_grad_input(ctx, c, dy, w, dx);
+        return;
+    }
     if (conv_dx_direct(ctx->dev, c)) {
         conv_dx_rb(ctx, c, dy, w, dx);
         return;
@@ -1783,6 +2007,10 @@ void nrt_cl_conv2d_grad_weight(struct nrt_ctx *ctx, const struct nrt_conv *c, in
         return;
     }
     const struct nrt_cl *cl = ctx->dev;
+    if (wino_ok(cl, c, WINO_DW)) {
+        wino_grad_weight(ctx, c, x, dy, dw);
+        return;
+    }
     struct conv_args ca = conv_args(c);
     int64_t cig = c->ci / c->g, cog = c->co / c->g, kk = cig * c->kh * c->kw, hw = c->ho * c->wo;
     int64_t chunk = conv_images(c);

@@ -802,6 +802,416 @@ nrt_conv_dx_rb(__global float *A, long dyoff, long woff, long dxoff, int co, int
     }
 }
 
+/* ------------------------------------------------ Winograd F(4x4, 3x3) -- */
+/* 3x3 stride-1 convolutions on CPU devices (cl.c's wino_*), the transforms
+ * of runtime/winograd.c (its matrices copied here: the points 0, 1, -1, 1/2,
+ * -2 and infinity) around 36 batched register-block GEMMs: a 4x4 output tile
+ * is A^T [U . V] A with U = G g G^T (the weights) and V = B^T d B (a 6x6
+ * input patch d, 4 apart); the input gradient B [U^T . E] B^T with E = A dy
+ * A^T (a 4x4 tile of dy) added into the input's padded plane; the weight
+ * gradient G^T [sum over tiles of V^T E] G. Channels are the vectors (RBV
+ * of them, cl.c asks ci and co to be multiples): the images and dy come
+ * pixel-major ([image][pixel][channel], nrt_transpose), V [36][T][ci], E
+ * [36][T][co], U [36][ci][co] (or U^T [36][co][ci]) with T the chunk's
+ * tiles, tile (b, ty, tx) at (b*th + ty)*tw + tx. Each macro applies one
+ * matrix to d[0..] of type TY (float or floatr) into r[0..]. */
+#define W4_BT(TY, d, r)                                                                                         \
+    do {                                                                                                        \
+        r[0] = fma((TY)(1.5f), d[3] - d[1], fma((TY)(-2.0f), d[2], d[0] + d[4]));                               \
+        r[1] = fma((TY)(2.5f), d[3], fma((TY)(0.5f), d[2], d[4] - d[1]));                                       \
+        r[2] = fma((TY)(0.5f), d[3], fma((TY)(-2.5f), d[2], d[4] + d[1]));                                      \
+        r[3] = fma((TY)(2.0f), d[3] - d[1], d[4] - d[2]);                                                       \
+        r[4] = fma((TY)(0.5f), d[1] - d[3], d[4] - d[2]);                                                       \
+        r[5] = fma((TY)(1.5f), d[4] - d[2], fma((TY)(-2.0f), d[3], d[1] + d[5]));                               \
+    } while (0)
+#define W4_B(TY, d, r)                                                                                          \
+    do {                                                                                                        \
+        r[0] = d[0];                                                                                            \
+        r[1] = fma((TY)(-1.5f), d[0], fma((TY)(-2.0f), d[3], fma((TY)(0.5f), d[4], d[2] - d[1] + d[5])));       \
+        r[2] = fma((TY)(-2.0f), d[0],                                                                           \
+                   fma((TY)(0.5f), d[1], fma((TY)(-2.5f), d[2], fma((TY)(-1.5f), d[5], -(d[3] + d[4])))));      \
+        r[3] = fma((TY)(2.0f), d[3] - d[5], fma((TY)(0.5f), d[2] - d[4], fma((TY)(2.5f), d[1], (TY)(1.5f) * d[0]))); \
+        r[4] = fma((TY)(1.5f), d[5], d[0] + d[1] + d[2] + d[3] + d[4]);                                         \
+        r[5] = d[5];                                                                                            \
+    } while (0)
+#define W4_G(TY, d, r)                                                                                          \
+    do {                                                                                                        \
+        r[0] = d[0];                                                                                            \
+        r[1] = (TY)(1.0f / 3) * (d[0] + d[1] + d[2]);                                                           \
+        r[2] = (TY)(1.0f / 3) * (d[1] - d[0] - d[2]);                                                           \
+        r[3] = fma((TY)(-16.0f / 15), d[0], fma((TY)(-8.0f / 15), d[1], (TY)(-4.0f / 15) * d[2]));              \
+        r[4] = fma((TY)(1.0f / 15), d[0], fma((TY)(-2.0f / 15), d[1], (TY)(4.0f / 15) * d[2]));                 \
+        r[5] = d[2];                                                                                            \
+    } while (0)
+#define W4_GT(TY, d, r)                                                                                         \
+    do {                                                                                                        \
+        r[0] = fma((TY)(1.0f / 3), d[1] - d[2], fma((TY)(-16.0f / 15), d[3], fma((TY)(1.0f / 15), d[4], d[0]))); \
+        r[1] = fma((TY)(1.0f / 3), d[1] + d[2], fma((TY)(-8.0f / 15), d[3], (TY)(-2.0f / 15) * d[4]));          \
+        r[2] = fma((TY)(1.0f / 3), d[1] - d[2], fma((TY)(-4.0f / 15), d[3], fma((TY)(4.0f / 15), d[4], d[5]))); \
+    } while (0)
+#define W4_AT(TY, d, r)                                                                                         \
+    do {                                                                                                        \
+        r[0] = d[0] + d[1] + d[2] + d[3] + d[4];                                                                \
+        r[1] = fma((TY)(0.5f), d[3], fma((TY)(-2.0f), d[4], d[1] - d[2]));                                      \
+        r[2] = fma((TY)(0.25f), d[3], fma((TY)(4.0f), d[4], d[1] + d[2]));                                      \
+        r[3] = fma((TY)(0.125f), d[3], fma((TY)(-8.0f), d[4], d[1] - d[2] + d[5]));                             \
+    } while (0)
+#define W4_A(TY, d, r)                                                                                          \
+    do {                                                                                                        \
+        r[0] = d[0];                                                                                            \
+        r[1] = d[0] + d[1] + d[2] + d[3];                                                                       \
+        r[2] = d[0] - d[1] + d[2] - d[3];                                                                       \
+        r[3] = fma((TY)(0.5f), d[1], fma((TY)(0.25f), d[2], fma((TY)(0.125f), d[3], d[0])));                    \
+        r[4] = fma((TY)(-2.0f), d[1], fma((TY)(4.0f), d[2], fma((TY)(-8.0f), d[3], d[0])));                     \
+        r[5] = d[3];                                                                                            \
+    } while (0)
+
+/* RBV floats p[0], p[st], ..., p[(RBV-1)*st] as a vector (the weights' taps
+ * of RBV channels; the compiler may make a gather of it: only for the small
+ * weight transform). */
+#if RBV == 16
+#define GATHER_R(p, st)                                                                                       \
+    ((float16)(p[0], p[st], p[2 * st], p[3 * st], p[4 * st], p[5 * st], p[6 * st], p[7 * st], p[8 * st],     \
+               p[9 * st], p[10 * st], p[11 * st], p[12 * st], p[13 * st], p[14 * st], p[15 * st]))
+#elif RBV == 8
+#define GATHER_R(p, st) ((float8)(p[0], p[st], p[2 * st], p[3 * st], p[4 * st], p[5 * st], p[6 * st], p[7 * st]))
+#else
+#define GATHER_R(p, st) ((float4)(p[0], p[st], p[2 * st], p[3 * st]))
+#endif
+static inline floatr gather_r(__global const float *p, int st) { return GATHER_R(p, st); }
+
+/* The RBV channel planes at p (plane floats apart) pixel-major: st[q*RBV +
+ * l] = p[l*plane + q] for q < n, by 4x4 blocks transposed in registers
+ * (gathering each vector measured slower: gather instructions). */
+static inline void planes_to_pixels(__global const float *p, long plane, int n, __global float *st)
+{
+    int q = 0;
+    for (; q + 4 <= n; q += 4)
+        for (int l = 0; l < RBV; l += 4) {
+            __global const float *s = p + l * plane + q;
+            const float4 a = vload4(0, s), b = vload4(0, s + plane), c = vload4(0, s + 2 * plane),
+                         d = vload4(0, s + 3 * plane);
+            __global float *o = st + (long)q * RBV + l;
+            vstore4((float4)(a.s0, b.s0, c.s0, d.s0), 0, o);
+            vstore4((float4)(a.s1, b.s1, c.s1, d.s1), 0, o + RBV);
+            vstore4((float4)(a.s2, b.s2, c.s2, d.s2), 0, o + 2 * RBV);
+            vstore4((float4)(a.s3, b.s3, c.s3, d.s3), 0, o + 3 * RBV);
+        }
+    for (; q < n; q++) /* (vectorised, a gather) */
+#pragma clang loop vectorize(disable)
+        for (int l = 0; l < RBV; l++)
+            st[(long)q * RBV + l] = p[l * plane + q];
+}
+
+/* The other way: p[l*plane + y*w + x] = st[((y + oy)*sw + x + ox)*RBV + l]
+ * for y < h, x < w (st: pixel-major rows of sw pixels). */
+static inline void pixels_to_planes(__global const float *st, int sw, int oy, int ox, int h, int w,
+                                    __global float *p, long plane)
+{
+    for (int y = 0; y < h; y++) {
+        __global const float *row = st + ((long)(y + oy) * sw + ox) * RBV;
+        __global float *o = p + (long)y * w;
+        int x = 0;
+        for (; x + 4 <= w; x += 4)
+            for (int l = 0; l < RBV; l += 4) {
+                __global const float *s = row + x * RBV + l;
+                const float4 a = vload4(0, s), b = vload4(0, s + RBV), c = vload4(0, s + 2 * RBV),
+                             d = vload4(0, s + 3 * RBV);
+                vstore4((float4)(a.s0, b.s0, c.s0, d.s0), 0, o + l * plane + x);
+                vstore4((float4)(a.s1, b.s1, c.s1, d.s1), 0, o + (l + 1) * plane + x);
+                vstore4((float4)(a.s2, b.s2, c.s2, d.s2), 0, o + (l + 2) * plane + x);
+                vstore4((float4)(a.s3, b.s3, c.s3, d.s3), 0, o + (l + 3) * plane + x);
+            }
+        for (; x < w; x++) /* (vectorised, a scatter: microcoded on AMD) */
+#pragma clang loop vectorize(disable)
+            for (int l = 0; l < RBV; l++)
+                o[l * plane + x] = row[x * RBV + l];
+    }
+}
+
+/* U[e][r][c] = (G g G^T)[e] for the weights g = w[o][i] [3][3]: tr 0, U
+ * [36][ci][co] (r = i, c = o); tr 1, U^T [36][co][ci] (r = o, c = i), so
+ * rows = ci or co. A vector of RBV columns per work-item. Global (cols / RBV,
+ * rows). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_u(__global float *A, long woff, __global float *W, long uoff, int ci, int co, int tr)
+{
+    const int c0 = get_global_id(0) * RBV, r = get_global_id(1), rows = tr ? co : ci, cols = tr ? ci : co;
+    if (c0 >= cols || r >= rows)
+        return;
+    const int st = tr ? 9 : ci * 9;
+    __global const float *g = A + woff + (tr ? ((long)r * ci + c0) * 9 : ((long)c0 * ci + r) * 9);
+    floatr t[6][3];
+#pragma unroll
+    for (int j = 0; j < 3; j++) {
+        floatr d[3] = {gather_r(g + j, st), gather_r(g + 3 + j, st), gather_r(g + 6 + j, st)}, q[6];
+        W4_G(floatr, d, q);
+#pragma unroll
+        for (int k = 0; k < 6; k++)
+            t[k][j] = q[k];
+    }
+    const long plane = (long)ci * co;
+#pragma unroll
+    for (int k = 0; k < 6; k++) {
+        floatr q[6];
+        W4_G(floatr, t[k], q);
+#pragma unroll
+        for (int e = 0; e < 6; e++)
+            vstorer(q[e], 0, W + uoff + (k * 6 + e) * plane + (long)r * cols + c0);
+    }
+}
+
+/* V[e][id][c] = (B^T d B)[e] for the 6x6 patches d of image b's tiles (at
+ * rows 4ty - p0, columns 4tx - p1; zero outside) from x [nb][ci][h][w] in the
+ * arena, g = (ci, h, w, ho, wo, th, tw, T): per block of RBV channels the
+ * image's planes pixel-major into the work-item's own h*w vectors at S + soff
+ * (each float loaded once), then the tiles from them. With zoff >= 0 also
+ * W[zoff + id] = the tile's outputs (bit 4i + j of 16) whose 3x3 receptive
+ * field is zero in every channel, from a flag per pixel (after the vectors
+ * at soff): the forward gives them exactly act(bias), as direct convolution
+ * does (nrt_wino_y). Global (nb). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_v(__global float *A, long xoff, __global float *W, long soff, long voff, long zoff, int8 g, int2 p)
+{
+    const int b = get_global_id(0), ci = g.s0, h = g.s1, w = g.s2, ho = g.s3, wo = g.s4, th = g.s5, tw = g.s6,
+              T = g.s7, hw = h * w;
+    if (b * th * tw >= T)
+        return;
+    __global const float *xb = A + xoff + (long)b * ci * hw;
+    __global float *st = W + soff + (long)b * hw * (RBV + 1), *flag = st + (long)hw * RBV;
+    if (zoff >= 0)
+        for (int q = 0; q < hw; q++)
+            flag[q] = 0.0f;
+    for (int c0 = 0; c0 < ci; c0 += RBV) {
+        planes_to_pixels(xb + (long)c0 * hw, hw, hw, st);
+        if (zoff >= 0)
+            for (int q = 0; q < hw; q++)
+                if (any(vloadr(q, st) != (floatr)(0.0f)))
+                    flag[q] = 1.0f;
+        for (int ty = 0; ty < th; ty++)
+            for (int tx = 0; tx < tw; tx++) {
+                const int id = (b * th + ty) * tw + tx, y0 = 4 * ty - p.s0, x0 = 4 * tx - p.s1;
+                floatr t[6][6];
+#pragma unroll
+                for (int j = 0; j < 6; j++) {
+                    floatr d[6], r[6];
+                    const int xx = x0 + j;
+#pragma unroll
+                    for (int i = 0; i < 6; i++) {
+                        const int yy = y0 + i;
+                        d[i] = yy >= 0 && yy < h && xx >= 0 && xx < w ? vloadr(yy * w + xx, st) : (floatr)(0.0f);
+                    }
+                    W4_BT(floatr, d, r);
+#pragma unroll
+                    for (int i = 0; i < 6; i++)
+                        t[i][j] = r[i];
+                }
+#pragma unroll
+                for (int i = 0; i < 6; i++) {
+                    floatr r[6];
+                    W4_BT(floatr, t[i], r);
+#pragma unroll
+                    for (int j = 0; j < 6; j++)
+                        vstorer(r[j], 0, W + voff + ((long)(i * 6 + j) * T + id) * ci + c0);
+                }
+            }
+    }
+    if (zoff < 0)
+        return;
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            int z = 0;
+            for (int i = 0; i < 4; i++)
+                for (int j = 0; j < 4; j++) {
+                    const int oy = 4 * ty + i - p.s0, ox = 4 * tx + j - p.s1;
+                    float any_nz = 0.0f;
+                    for (int a = 0; a < 3; a++)
+                        for (int c = 0; c < 3; c++) {
+                            const int yy = oy + a, xx = ox + c;
+                            if (yy >= 0 && yy < h && xx >= 0 && xx < w)
+                                any_nz += flag[yy * w + xx];
+                        }
+                    if (any_nz == 0.0f)
+                        z |= 1 << (i * 4 + j);
+                }
+            W[zoff + (b * th + ty) * tw + tx] = (float)z;
+        }
+}
+
+/* y[b][o][4ty + i][4tx + j] = act((A^T M A)[i][j] + bias[o]) from M
+ * [36][T][co] (GEMM's) for image b's tiles and RBV output channels, the
+ * outputs that lie inside the plane (pixel-major into the work-item's own
+ * ho*wo vectors at S + soff, then channel-major into y); those whose field
+ * is all zero (bit of W[zoff + id], zoff >= 0) exactly act(bias). g = (co,
+ * ho, wo, th, tw, T, bias given, 0). Global (co / RBV, nb). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_y(__global float *A, __global float *W, long moff, long zoff, long soff, long yoff, long bias, int relu,
+           int8 g)
+{
+    const int o0 = get_global_id(0) * RBV, b = get_global_id(1), co = g.s0, ho = g.s1, wo = g.s2, th = g.s3,
+              tw = g.s4, T = g.s5;
+    if (b * th * tw >= T || o0 >= co)
+        return;
+    const floatr bv = g.s6 ? vloadr(0, A + bias + o0) : (floatr)(0.0f);
+    const long plane = (long)ho * wo;
+    __global float *st = W + soff + ((long)b * (co / RBV) + o0 / RBV) * plane * RBV;
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const int id = (b * th + ty) * tw + tx;
+            const int z = zoff >= 0 ? (int)W[zoff + id] : 0;
+            floatr t[4][6];
+#pragma unroll
+            for (int j = 0; j < 6; j++) {
+                floatr d[6], r[4];
+#pragma unroll
+                for (int i = 0; i < 6; i++)
+                    d[i] = vloadr(0, W + moff + ((long)(i * 6 + j) * T + id) * co + o0);
+                W4_AT(floatr, d, r);
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+                    t[i][j] = r[i];
+            }
+            for (int i = 0; i < 4 && 4 * ty + i < ho; i++) {
+                floatr r[4];
+                W4_AT(floatr, t[i], r);
+                for (int j = 0; j < 4 && 4 * tx + j < wo; j++) {
+                    floatr v = ((z >> (i * 4 + j)) & 1 ? (floatr)(0.0f) : r[j]) + bv;
+                    if (relu)
+                        v = v > (floatr)(0.0f) ? v : (floatr)(0.0f);
+                    vstorer(v, (4 * ty + i) * wo + 4 * tx + j, st);
+                }
+            }
+        }
+    pixels_to_planes(st, wo, 0, 0, ho, wo, A + yoff + ((long)b * co + o0) * plane, plane);
+}
+
+/* E[e][id][o] = (A d A^T)[e] for the 4x4 blocks d of image b's output
+ * gradient dy [nb][co][ho][wo] in the arena (zero past the outputs), g =
+ * (co, ho, wo, th, tw, T): per block of RBV channels the planes pixel-major
+ * into the work-item's own ho*wo vectors at S + soff, then the tiles from
+ * them. Global (nb). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_e(__global float *A, long doff, __global float *W, long soff, long eoff, int8 g)
+{
+    const int b = get_global_id(0), co = g.s0, ho = g.s1, wo = g.s2, th = g.s3, tw = g.s4, T = g.s5,
+              hw = ho * wo;
+    if (b * th * tw >= T)
+        return;
+    __global const float *db = A + doff + (long)b * co * hw;
+    __global float *st = W + soff + (long)b * hw * RBV;
+    for (int o0 = 0; o0 < co; o0 += RBV) {
+        planes_to_pixels(db + (long)o0 * hw, hw, hw, st);
+        for (int ty = 0; ty < th; ty++)
+            for (int tx = 0; tx < tw; tx++) {
+                const int id = (b * th + ty) * tw + tx;
+                floatr t[6][4];
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    floatr d[4], r[6];
+                    const int xx = 4 * tx + j;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        const int yy = 4 * ty + i;
+                        d[i] = yy < ho && xx < wo ? vloadr(yy * wo + xx, st) : (floatr)(0.0f);
+                    }
+                    W4_A(floatr, d, r);
+#pragma unroll
+                    for (int i = 0; i < 6; i++)
+                        t[i][j] = r[i];
+                }
+#pragma unroll
+                for (int i = 0; i < 6; i++) {
+                    floatr r[6];
+                    W4_A(floatr, t[i], r);
+#pragma unroll
+                    for (int j = 0; j < 6; j++)
+                        vstorer(r[j], 0, W + eoff + ((long)(i * 6 + j) * T + id) * co + o0);
+                }
+            }
+    }
+}
+
+/* dx[b][c][.][.] from Z [36][T][ci] (the GEMM's U^T . E): B Z B^T of each
+ * of image b's tiles added, tile by tile in order, into its padded plane
+ * (pixel-major vectors of channels [c, c + RBV) at S + soff, hp x wp, its
+ * own), whose inside is then stored channel-major. g = (ci, h, w, th, tw,
+ * T, hp, wp), q = (p0, p1). Global (ci / RBV, nb). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_dx(__global float *A, __global float *W, long zoff, long soff, long dxoff, int8 g, int2 q)
+{
+    const int cb = get_global_id(0), b = get_global_id(1), ci = g.s0, h = g.s1, w = g.s2, th = g.s3, tw = g.s4,
+              T = g.s5, hp = g.s6, wp = g.s7, c0 = cb * RBV;
+    if (c0 >= ci)
+        return;
+    __global float *pl = W + soff + ((long)b * (ci / RBV) + cb) * hp * wp * RBV;
+    for (int k = 0; k < hp * wp; k++)
+        vstorer((floatr)(0.0f), k, pl);
+    for (int ty = 0; ty < th; ty++)
+        for (int tx = 0; tx < tw; tx++) {
+            const int id = (b * th + ty) * tw + tx;
+            floatr t[6][6];
+#pragma unroll
+            for (int j = 0; j < 6; j++) {
+                floatr d[6], r[6];
+#pragma unroll
+                for (int i = 0; i < 6; i++)
+                    d[i] = vloadr(0, W + zoff + ((long)(i * 6 + j) * T + id) * ci + c0);
+                W4_B(floatr, d, r);
+#pragma unroll
+                for (int i = 0; i < 6; i++)
+                    t[i][j] = r[i];
+            }
+#pragma unroll
+            for (int i = 0; i < 6; i++) {
+                floatr r[6];
+                W4_B(floatr, t[i], r);
+                __global float *row = pl + ((4 * ty + i) * wp + 4 * tx) * RBV;
+#pragma unroll
+                for (int j = 0; j < 6; j++)
+                    vstorer(vloadr(j, row) + r[j], j, row);
+            }
+        }
+    pixels_to_planes(pl, wp, q.s0, q.s1, h, w, A + dxoff + ((long)b * ci + c0) * h * w, (long)h * w);
+}
+
+/* dw[o][i][3][3] = G^T M G for M[e][i][o] [36][ci][co] (the summed V^T E),
+ * a vector of RBV output channels per work-item. Global (co / RBV, ci). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
+nrt_wino_dw(__global float *A, __global const float *W, long moff, long dwoff, int ci, int co)
+{
+    const int o0 = get_global_id(0) * RBV, i = get_global_id(1);
+    if (o0 >= co || i >= ci)
+        return;
+    const long plane = (long)ci * co;
+    __global const float *m = W + moff + (long)i * co + o0;
+    floatr t[3][6];
+#pragma unroll
+    for (int c = 0; c < 6; c++) {
+        floatr d[6], r[3];
+#pragma unroll
+        for (int k = 0; k < 6; k++)
+            d[k] = vloadr(0, m + (k * 6 + c) * plane);
+        W4_GT(floatr, d, r);
+#pragma unroll
+        for (int a = 0; a < 3; a++)
+            t[a][c] = r[a];
+    }
+    float s[9][RBV];
+#pragma unroll
+    for (int a = 0; a < 3; a++) {
+        floatr r[3];
+        W4_GT(floatr, t[a], r);
+#pragma unroll
+        for (int k = 0; k < 3; k++)
+            vstorer(r[k], 0, s[a * 3 + k]);
+    }
+    __global float *dw = A + dwoff + ((long)o0 * ci + i) * 9;
+    for (int l = 0; l < RBV; l++)
+#pragma clang loop vectorize(disable)
+        for (int k = 0; k < 9; k++)
+            dw[(long)l * ci * 9 + k] = s[k][l];
+}
+
 /* --------------------------------------------------------------- pooling -- */
 /* The geometry: g = (h, w, ho, wo, k0, k1, s0, s1), p = (p0, p1). One row of
  * a plane per work-item: global (planes*ho) for outputs, (planes*h) for input

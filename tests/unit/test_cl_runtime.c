@@ -444,7 +444,82 @@ static void test_conv(void) {
     conv_case(3, 4, 7, 5, 6, 3, 3, 2, 1, 1, p1, 1, 1, 0);
     conv_case(2, 3, 9, 9, 4, 5, 5, 1, 1, 1, p0, 1, 1, 0);
     conv_dy_last = 0;
+    /* Winograd F(4x4, 3x3) on CPU devices (cl.c wino_*: 3x3 stride 1, one
+     * group, channels in and out 16k): padding of 1 (partial last tiles),
+     * uneven and of 2, a plane smaller than a tile, 48 channels (3 vectors);
+     * chunks of 2 images over 5 (2, 2, 1); and the old paths for comparison
+     * (NETC_CL_WINOGRAD=0) */
+    conv_case(2, 16, 9, 10, 32, 3, 3, 1, 1, 1, p1, 1, 1, 0);
+    conv_case(3, 32, 10, 9, 16, 3, 3, 1, 1, 1, pa, 1, 1, 0);
+    static const int64_t p2[4] = {2, 2, 2, 2};
+    conv_case(2, 16, 2, 3, 48, 3, 3, 1, 1, 1, p2, 1, 1, 0);
+    setenv("NETC_CL_WINO_IMAGES", "2", 1);
+    conv_case(5, 32, 13, 13, 64, 3, 3, 1, 1, 1, p0, 1, 1, 0);
+    unsetenv("NETC_CL_WINO_IMAGES");
+    setenv("NETC_CL_WINOGRAD", "0", 1);
+    conv_case(3, 32, 13, 13, 64, 3, 3, 1, 1, 1, p0, 1, 1, 0);
+    unsetenv("NETC_CL_WINOGRAD");
     ASSERT(0, ctx.failed);
+}
+
+/* The Winograd forward's outputs whose 3x3 field is all zero are exactly
+ * act(bias), as direct convolution gives them (a relu after them must not
+ * see rounding noise): x zero but for a few pixels, and equality checked
+ * there; the rest against the C build as in conv_case. */
+static void test_wino_zero_fields(void) {
+    struct nrt_conv c = {.n = 2,
+                         .ci = 16,
+                         .h = 12,
+                         .w = 11,
+                         .co = 32,
+                         .kh = 3,
+                         .kw = 3,
+                         .g = 1,
+                         .s = {1, 1},
+                         .p = {1, 1, 1, 1},
+                         .d = {1, 1}};
+    c.ho = c.h, c.wo = c.w;
+    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * c.ci * 9, ny = c.n * c.co * c.ho * c.wo, hw = c.h * c.w;
+    float *x = calloc((size_t)nx, sizeof *x), *wt = randv(nw, 21), *bias = randv(c.co, 22);
+    float *ref = malloc(sizeof *ref * (size_t)ny), *scr = malloc(sizeof *scr * (size_t)nrt_conv_scratch(&c));
+    /* image 0: one pixel at (5, 4) in channel 3; image 1: a 2x2 block at the corner in every channel */
+    x[3 * hw + 5 * c.w + 4] = 0.75f;
+    for (int64_t ch = 0; ch < c.ci; ch++)
+        for (int64_t i = 0; i < 4; i++) x[(c.ci + ch) * hw + i / 2 * c.w + i % 2] = 0.5f - 0.01f * (float)ch;
+    nrt_conv2d(&c, x, wt, ref, scr);
+    ws_next = 0;
+    int64_t dX = put(x, nx), dW = put(wt, nw), dB = put(bias, c.co), dY = ws_take(ny),
+            dS = ws_take(nrt_conv_scratch(&c));
+    nrt_cl_fuse_next(&ctx, dB, 1);
+    nrt_cl_conv2d(&ctx, &c, dX, dW, dY, dS);
+    float *y = get(dY, ny);
+    int exact = 0, bad = 0;
+    for (int64_t b = 0; b < c.n; b++)
+        for (int64_t o = 0; o < c.co; o++)
+            for (int64_t oy = 0; oy < c.ho; oy++)
+                for (int64_t ox = 0; ox < c.wo; ox++) {
+                    int64_t i = ((b * c.co + o) * c.ho + oy) * c.wo + ox;
+                    int zero = 1; /* the field in the input, padding 1 */
+                    for (int64_t ch = 0; ch < c.ci; ch++)
+                        for (int64_t a = -1; a <= 1; a++)
+                            for (int64_t e = -1; e <= 1; e++) {
+                                int64_t yy = oy + a, xx = ox + e;
+                                if (yy >= 0 && yy < c.h && xx >= 0 && xx < c.w &&
+                                    x[((b * c.ci + ch) * c.h + yy) * c.w + xx] != 0.0f)
+                                    zero = 0;
+                            }
+                    float want = ref[i] + bias[o];
+                    want = want > 0.0f ? want : 0.0f;
+                    if (zero) {
+                        exact++;
+                        bad += y[i] != (bias[o] > 0.0f ? bias[o] : 0.0f);
+                    } else
+                        bad += !(fabsf(y[i] - want) <= 1e-4f * (1.0f + fabsf(want)));
+                }
+    CHECK(exact > 1000);
+    ASSERT(0, bad);
+    ASSERT(0, ctx.failed);
+    free(x), free(wt), free(bias), free(ref), free(scr), free(y);
 }
 
 static void pool_case(int64_t planes, int64_t h, int64_t w, int64_t k0, int64_t k1, int64_t s0, int64_t s1,
@@ -527,6 +602,7 @@ int main(void) {
     }
     test_sgemm();
     test_conv();
+    test_wino_zero_fields();
     test_pool_upsample();
     nrt_ctx_free(&ctx);
     /* Tiles given by NETC_CL_GEMM: the tiled SGEMM (GPUs' path) on this device too. */
