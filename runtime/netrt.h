@@ -1065,11 +1065,11 @@ enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
  * NRT_CONV_WINOGRAD added to act (the C of inference entry points), 3x3
  * stride-1 layers may run by Winograd F(4x4, 3x3) or F(2x2, 3x3)
  * (runtime/winograd.c), whose results are about 1e-6 (relative to max |y|)
- * from the direct ones. Not in training: an output whose receptive field is
- * all zeros (zero-padded backgrounds, zero biases at initialisation) comes
- * out as rounding noise instead of exactly 0, and the relu after it then
- * takes either side of its kink (training's input and weight gradients do
- * run by Winograd: nrt_conv2d_grad_input, nrt_conv2d_grad_weight). */
+ * from the direct ones. Without the flag (training) they run by F(2x2, 3x3),
+ * whose rounding is close to the direct kernels' and exact on flat fields
+ * (zeros give exactly act(bias)): see runtime/winograd.c (training's input
+ * and weight gradients run by F(4x4, 3x3): nrt_conv2d_grad_input,
+ * nrt_conv2d_grad_weight). */
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch);
 /* y = maxpool2d(act(conv2d(x, w) + bias)) over 2x2 windows at stride 2 (floor:
