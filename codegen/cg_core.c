@@ -345,6 +345,32 @@ int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t 
     return chunk;
 }
 
+/* Scratch floats of conv node n: its chunk's (cg_conv_chunk) or what the
+ * runtime's Winograd kernels need for the layer, whichever is more
+ * (nrt_conv_scratch_floats: the runtime sizes its tasks by the same). */
+int64_t cg_conv_scratch(const struct ir_func *f, const struct ir_node *n) {
+    const struct shape *x, *w, *y;
+    cg_conv_roles(f, n, &x, &w, &y);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
+    int64_t per;
+    struct nrt_conv geo = {.n = 1,
+                           .ci = x->dim[1],
+                           .h = x->dim[2],
+                           .w = x->dim[3],
+                           .co = w->dim[0],
+                           .kh = w->dim[2],
+                           .kw = w->dim[3],
+                           .ho = y->dim[2],
+                           .wo = y->dim[3],
+                           .g = ir_attr_i(n, ATTR_GROUPS),
+                           .s = {s[0], s[1]},
+                           .p = {p[0], p[1], p[2], p[3]},
+                           .d = {d[0], d[1]},
+                           .chunk = cg_conv_chunk(f, n, &per)};
+    return nrt_conv_scratch_floats(&geo);
+}
+
 void cg_lib_matmul(struct cgc *c, int id) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);

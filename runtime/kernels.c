@@ -229,7 +229,7 @@ void nrt_blas_setup(int argc, char **argv, int threads) {
  * one small one per image). y and dy are [n, co, hw] in memory; the scratch
  * t [cog, nb*hw] after col holds one group of them channel-major. */
 
-int64_t nrt_conv_scratch(const struct nrt_conv *c) { return nrt_conv_chunk(c) * nrt_conv_image_floats(c); }
+int64_t nrt_conv_scratch(const struct nrt_conv *c) { return nrt_conv_scratch_floats(c); }
 
 /* The output columns ow in [*lo, *hi) whose tap j reads inside a row. */
 static void tap_range(const struct nrt_conv *c, int64_t j, int64_t *lo, int64_t *hi) {

@@ -440,6 +440,16 @@ static void test_wino_train(void) {
             check_wino_train(
                 (struct nrt_conv){64, 32, 13, 13, 64, 3, 3, 0, 0, 1, {1, 1}, {0, 0, 0, 0}, {1, 1}, 0},
                 avx512 ? 7 : 0);
+        /* The default scratch (nrt_conv_scratch: the memory plan's) holds
+         * NRT_WINO_TASKS tasks of every direction: vgg_bn's 64->64 layer at
+         * 14x14 and its 32->32 layer at 28x28 (the input gradient: not below
+         * an image per thread). */
+        check_wino_train((struct nrt_conv){3, 64, 14, 14, 64, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+                         avx512 ? 7 : 0);
+        check_wino_train((struct nrt_conv){2, 32, 28, 28, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
+                         !avx512 ? 0
+                         : t > 2 ? 5
+                                 : 7);
         /* Channels that are not 16k: the direct kernels (input channels:
          * the forward's F(2x2, 3x3) takes any number from 16). */
         check_wino_train((struct nrt_conv){2, 24, 9, 9, 32, 3, 3, 0, 0, 1, {1, 1}, {1, 1, 1, 1}, {1, 1}, 0},
