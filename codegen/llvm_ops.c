@@ -804,6 +804,17 @@ static void op_conv(struct lg *g, int id) {
     LLVMValueRef args[5] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id),
                             g->sptr[id]};
     if (!args[4]) NETC_INTERNAL("conv %%%d has no scratch", id);
+    /* Inference's forward with Winograd F(4x4, 3x3) allowed, as the C
+     * backend's (cg_lib_conv_ep): the bias and activation come after, in
+     * their own loops, and add to the same values. */
+    if (n->op == OP_CONV2D && g->c.f->mode == MODE_EVAL) {
+        LLVMTypeRef bt[7] = {g->p8, g->pf32, g->pf32, g->pf32, g->i32, g->pf32, g->pf32};
+        LLVMValueRef bargs[7] = {
+            args[0], args[1], args[2], LLVMConstNull(g->pf32), lg_i32(g, NRT_CONV_WINOGRAD),
+            args[3], args[4]};
+        lg_call(g, "nrt_conv2d_bias_act", g->v, bt, 7, bargs);
+        return;
+    }
     lg_call(g, fn, g->v, pt, 5, args);
 }
 
