@@ -5,16 +5,18 @@
  * AVX-512, called by kernels.c before the direct kernels: inference's
  * forward by F(4x4) (F(2x2) where it does not fit), training's forward by
  * F(2x2), training's input and weight gradients by F(4x4) transposed.
- * Training's forward is F(2x2) for its rounding: F(4x4)'s is about 20 times
- * the direct kernels' (its transforms scale by up to 8 and 2.5), and a step
- * of mnist_cnn has about a million conv outputs next to a relu or max-pool
- * kink, so a few of them cross it whenever the weights move by a rounding:
- * one process against 2 MPI ranks (tests/e2e/dp_cnn.test) then differs by
- * 3e-4 after 6 steps instead of 1e-6. F(2x2)'s transforms only add and
- * subtract, and each output reads only its own 3x3 field, so a field of
- * zeros gives exactly act(bias) and a flat field (a background) one value
- * wherever it lies, as the direct kernels give. The gradients have no kink
- * after them within the step. */
+ * Training's forward is F(2x2) for its rounding. With F(4x4) (rms error 3x
+ * the direct kernels', bench/wino_grad_error.c) the trajectory of a step
+ * after step parted from itself under a rounding's change of the weights:
+ * one process against 2 MPI ranks (tests/e2e/dp_cnn.test) 3e-4 apart after
+ * 6 steps instead of 1e-6, one process at 1 against 2 threads as much,
+ * though each image's outputs are bit-identical at any batch and thread
+ * count; relu and max-pool kinks (about a million outputs a step of
+ * mnist_cnn) amplify the difference. F(2x2)'s error is below the direct
+ * kernels', its transforms only add and subtract, and each output reads
+ * only its own 3x3 field: a field of zeros gives exactly act(bias) and a
+ * flat field (a background) one value wherever it lies, as the direct
+ * kernels give. The gradients have no kink after them within the step. */
 #include "runtime/internal.h"
 
 #include <pthread.h>
