@@ -1,6 +1,8 @@
-/* bench/wino_grad_error.c -- the error of training's Winograd input and weight
- * gradients (runtime/winograd.c) against the direct kernels, both against a
- * double reference, at 1 thread: max and rms |error| over max |reference|.
+/* bench/wino_grad_error.c -- the error of the Winograd kernels
+ * (runtime/winograd.c) against the direct kernels, both against a double
+ * reference, at 1 thread: max and rms |error| over max |reference|. The
+ * forward (y) by training's F(2x2, 3x3) and by inference's F(4x4, 3x3)
+ * (y4), training's input and weight gradients by F(4x4, 3x3).
  * The input: relu-like activations (half zeros, the rest uniform [0, 1)),
  * weights uniform +-1/sqrt(9 ci) (PyTorch's default initialisation scale),
  * dy uniform +-1e-3 (a batch-mean loss's gradient).
@@ -35,7 +37,7 @@ int main(int argc, char **argv) {
     float *x = malloc(4 * nx), *w = malloc(4 * nw), *dy = malloc(4 * ny), *a = malloc(4 * (nx + nw + ny)),
           *b = malloc(4 * (nx + nw + ny));
     float *s = malloc(4 * nrt_conv_scratch(&c) + 64);
-    double *rdx = calloc(nx, 8), *rdw = calloc(nw, 8);
+    double *rdx = calloc(nx, 8), *rdw = calloc(nw, 8), *ry = calloc(ny, 8);
     unsigned sd = 1;
     for (int64_t i = 0; i < nx; i++)
         x[i] = (float)(rnd(&sd) < 0.5 ? 0 : rnd(&sd) * 2); /* relu'd: half zeros */
@@ -54,14 +56,21 @@ int main(int argc, char **argv) {
                                 int64_t xi = ((bb * ci + i) * h + iy) * h + ix,
                                         wi = ((o * ci + i) * 3 + ky) * 3 + kx;
                                 rdx[xi] += (double)w[wi] * dy[yi], rdw[wi] += (double)x[xi] * dy[yi];
+                                ry[yi] += (double)x[xi] * w[wi];
                             }
                 }
     nrt_threads_set(1);
     printf("n %d ci %d co %d %dx%d pad %d\n", n, ci, co, h, h, pad);
     setenv("NETC_CONV_WINOGRAD", "0", 1);
+    nrt_conv2d(&c, x, w, a, s);
     nrt_conv2d_grad_input(&c, dy, w, a + ny, s);
     nrt_conv2d_grad_weight(&c, x, dy, a + ny + nx, s);
     unsetenv("NETC_CONV_WINOGRAD");
+    float *y4 = malloc(4 * ny);
+    int r0 = nrt_wino_conv2d_train(&c, x, w, NULL, 0, b, s);
+    if (r0) stat("y", a, b, ry, ny);
+    setenv("NETC_WINOGRAD_CACHE", "0", 1);
+    if (nrt_wino_conv2d(&c, x, w, NULL, 0, y4, s)) stat("y4", a, y4, ry, ny);
     int r2 = nrt_wino_conv2d_grad_input(&c, dy, w, b + ny, s),
         r3 = nrt_wino_conv2d_grad_weight(&c, x, dy, b + ny + nx, s);
     if (r2) stat("dx", a + ny, b + ny, rdx, nx);

@@ -68,8 +68,8 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
          * (nrt_conv_pool_scratch). */
         for (int j = (int)(n - f->nodes) + 1; n->kernel > 0 && j < ir_func_len(f); j++)
             if (f->nodes[j].kernel == n->kernel && f->nodes[j].op == OP_MAXPOOL2D)
-                return chunk * per + chunk * shape_static_numel(&n->type.shape);
-        return chunk * per;
+                return cg_conv_scratch(f, n) + chunk * shape_static_numel(&n->type.shape);
+        return cg_conv_scratch(f, n);
     }
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
         const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;

@@ -345,30 +345,45 @@ int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t 
     return chunk;
 }
 
+struct nrt_conv cg_conv_geo(const struct ir_func *f, const struct ir_node *n) {
+    const struct shape *x, *w, *y;
+    cg_conv_roles(f, n, &x, &w, &y);
+    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
+    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
+    struct nrt_conv geo = {.n = 1,
+                           .ci = x->dim[1],
+                           .h = x->dim[2],
+                           .w = x->dim[3],
+                           .co = w->dim[0],
+                           .kh = w->dim[2],
+                           .kw = w->dim[3],
+                           .ho = y->dim[2],
+                           .wo = y->dim[3],
+                           .g = ir_attr_i(n, ATTR_GROUPS),
+                           .s = {s[0], s[1]},
+                           .p = {p[0], p[1], p[2], p[3]},
+                           .d = {d[0], d[1]}};
+    return geo;
+}
+
+/* Scratch floats of conv node n: its chunk's (cg_conv_chunk) or what the
+ * runtime's Winograd kernels need for the layer, whichever is more
+ * (nrt_conv_scratch_floats: the runtime sizes its tasks by the same). */
+int64_t cg_conv_scratch(const struct ir_func *f, const struct ir_node *n) {
+    int64_t per;
+    struct nrt_conv geo = cg_conv_geo(f, n);
+    geo.chunk = cg_conv_chunk(f, n, &per);
+    return nrt_conv_scratch_floats(&geo);
+}
+
 bool cg_pool_grad_weight_fast(const struct ir_func *f, const struct ir_node *gw, const struct ir_node *pg) {
-    const int64_t *s = ir_attr_v(gw, ATTR_STRIDE, NULL), *p = ir_attr_v(gw, ATTR_PAD, NULL);
-    const int64_t *d = ir_attr_v(gw, ATTR_DILATION, NULL), *pk = ir_attr_v(pg, ATTR_KERNEL, NULL);
-    const int64_t *ps = ir_attr_v(pg, ATTR_STRIDE, NULL), *pp = ir_attr_v(pg, ATTR_PAD, NULL);
-    const struct shape *x = &f->nodes[gw->args[0]].type.shape, *w = &gw->type.shape;
+    const int64_t *pk = ir_attr_v(pg, ATTR_KERNEL, NULL), *ps = ir_attr_v(pg, ATTR_STRIDE, NULL);
+    const int64_t *pp = ir_attr_v(pg, ATTR_PAD, NULL);
     const struct shape *y = &pg->type.shape, *dp = &f->nodes[pg->args[1]].type.shape;
-    if (!s || !p || !d || !pk || !ps || x->rank != 4 || w->rank != 4 || y->rank != 4 || dp->rank != 4)
-        return false;
+    if (!pk || !ps || y->rank != 4 || dp->rank != 4) return false;
     static const int64_t nopad[4] = {0, 0, 0, 0};
     if (!pp) pp = nopad;
-    struct nrt_conv geo = {1,
-                           x->dim[1],
-                           x->dim[2],
-                           x->dim[3],
-                           w->dim[0],
-                           w->dim[2],
-                           w->dim[3],
-                           y->dim[2],
-                           y->dim[3],
-                           ir_attr_i(gw, ATTR_GROUPS),
-                           {s[0], s[1]},
-                           {p[0], p[1], p[2], p[3]},
-                           {d[0], d[1]},
-                           0};
+    struct nrt_conv geo = cg_conv_geo(f, gw);
     struct nrt_pool pgeo = {y->dim[1],  y->dim[2],      y->dim[3],      dp->dim[2],
                             dp->dim[3], {pk[0], pk[1]}, {ps[0], ps[1]}, {pp[0], pp[1], pp[2], pp[3]}};
     return nrt_conv2d_grad_weight_maxpool_fast(&geo, &pgeo);

@@ -494,6 +494,10 @@ void cg_file_head(FILE *out, const struct ir_module *m, const struct cg_options 
 void cg_conv_roles(const struct ir_func *f, const struct ir_node *n, const struct shape **x,
                    const struct shape **w, const struct shape **y);
 int64_t cg_conv_chunk(const struct ir_func *f, const struct ir_node *n, int64_t *per);
+int64_t cg_conv_scratch(const struct ir_func *f, const struct ir_node *n);
+/* Conv-family node n's struct nrt_conv for one image (n = 1, chunk 0: the
+ * runtime's default). */
+struct nrt_conv cg_conv_geo(const struct ir_func *f, const struct ir_node *n);
 
 /* Runtime library ops in the target's spelling (c->lang), in a block where they
  * need a geometry: matmul, matmul_bsum; conv2d and its gradients and

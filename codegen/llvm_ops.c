@@ -774,22 +774,7 @@ static void op_conv(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x, *w, *y;
     cg_conv_roles(g->c.f, n, &x, &w, &y);
-    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
-    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL);
-    struct nrt_conv geo = {1,
-                           x->dim[1],
-                           x->dim[2],
-                           x->dim[3],
-                           w->dim[0],
-                           w->dim[2],
-                           w->dim[3],
-                           y->dim[2],
-                           y->dim[3],
-                           ir_attr_i(n, ATTR_GROUPS),
-                           {s[0], s[1]},
-                           {p[0], p[1], p[2], p[3]},
-                           {d[0], d[1]},
-                           0};
+    struct nrt_conv geo = cg_conv_geo(g->c.f, n);
     int64_t per;
     geo.chunk = cg_conv_chunk(g->c.f, n, &per);
     struct cgc_x batch = cgc_dim(x, 0);
@@ -804,6 +789,17 @@ static void op_conv(struct lg *g, int id) {
     LLVMValueRef args[5] = {gp, lg_ptr(g, arg(g, id, 0)), lg_ptr(g, arg(g, id, 1)), lg_ptr(g, id),
                             g->sptr[id]};
     if (!args[4]) NETC_INTERNAL("conv %%%d has no scratch", id);
+    /* Inference's forward with Winograd F(4x4, 3x3) allowed, as the C
+     * backend's (cg_lib_conv_ep): the bias and activation come after, in
+     * their own loops, and add to the same values. */
+    if (n->op == OP_CONV2D && g->c.f->mode == MODE_EVAL) {
+        LLVMTypeRef bt[7] = {g->p8, g->pf32, g->pf32, g->pf32, g->i32, g->pf32, g->pf32};
+        LLVMValueRef bargs[7] = {
+            args[0], args[1], args[2], LLVMConstNull(g->pf32), lg_i32(g, NRT_CONV_WINOGRAD),
+            args[3], args[4]};
+        lg_call(g, "nrt_conv2d_bias_act", g->v, bt, 7, bargs);
+        return;
+    }
     lg_call(g, fn, g->v, pt, 5, args);
 }
 
@@ -813,17 +809,11 @@ static void op_conv_grad_weight_maxpool(struct lg *g, int id) {
     const struct ir_node *n = node(g, id);
     const struct shape *x, *w, *y, *dp = arg_shape(g, id, 2);
     cg_conv_roles(g->c.f, n, &x, &w, &y);
-    const int64_t *s = ir_attr_v(n, ATTR_STRIDE, NULL), *p = ir_attr_v(n, ATTR_PAD, NULL);
-    const int64_t *d = ir_attr_v(n, ATTR_DILATION, NULL), *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL);
-    const int64_t *ps = ir_attr_v(n, ATTR_POOL_STRIDE, NULL), *pp = ir_attr_v(n, ATTR_POOL_PAD, NULL);
+    const int64_t *pk = ir_attr_v(n, ATTR_POOL_KERNEL, NULL), *ps = ir_attr_v(n, ATTR_POOL_STRIDE, NULL);
+    const int64_t *pp = ir_attr_v(n, ATTR_POOL_PAD, NULL);
     struct cgc_x batch = cgc_dim(x, 0), planes = cgc_dims_prod(y, 0, 2);
-    struct nrt_conv geo = {batch.k,      x->dim[1],
-                           x->dim[2],    x->dim[3],
-                           w->dim[0],    w->dim[2],
-                           w->dim[3],    y->dim[2],
-                           y->dim[3],    ir_attr_i(n, ATTR_GROUPS),
-                           {s[0], s[1]}, {p[0], p[1], p[2], p[3]},
-                           {d[0], d[1]}, 0};
+    struct nrt_conv geo = cg_conv_geo(g->c.f, n);
+    geo.n = batch.k;
     struct nrt_pool pgeo = {planes.k,   y->dim[2],      y->dim[3],      dp->dim[2],
                             dp->dim[3], {pk[0], pk[1]}, {ps[0], ps[1]}, {pp[0], pp[1], pp[2], pp[3]}};
     size_t off = offsetof(struct nrt_conv, n), poff = offsetof(struct nrt_pool, planes);

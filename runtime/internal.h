@@ -110,9 +110,15 @@ int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *
  * (A dy A^T) . (B^T d B)] G. Each returns 0 without writing where it does not
  * run (as nrt_wino_conv2d, 16k input channels; a scratch of the conv's size
  * with room for a task per thread; dx: at least one image per thread). The
- * training forward stays direct: see winograd.c. */
+ * training forward is F(2x2, 3x3): nrt_wino_conv2d_train. */
 int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                                float *scratch);
+/* Training's forward by F(2x2, 3x3): y = act(conv2d(x, w) + bias) as
+ * nrt_wino_conv2d (see winograd.c for why not F(4x4)), each image's results
+ * the same whatever the batch and the threads; or 0 without writing (the
+ * layer does not suit it, or one task's part does not fit the scratch). */
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch);
 int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                                 float *scratch);
 

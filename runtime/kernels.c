@@ -229,7 +229,7 @@ void nrt_blas_setup(int argc, char **argv, int threads) {
  * one small one per image). y and dy are [n, co, hw] in memory; the scratch
  * t [cog, nb*hw] after col holds one group of them channel-major. */
 
-int64_t nrt_conv_scratch(const struct nrt_conv *c) { return nrt_conv_chunk(c) * nrt_conv_image_floats(c); }
+int64_t nrt_conv_scratch(const struct nrt_conv *c) { return nrt_conv_scratch_floats(c); }
 
 /* The output columns ow in [*lo, *hi) whose tap j reads inside a row. */
 static void tap_range(const struct nrt_conv *c, int64_t j, int64_t *lo, int64_t *hi) {
@@ -2218,6 +2218,7 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
+    if (nrt_wino_conv2d_train(c, x, w, NULL, 0, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
     if (group_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
@@ -2252,7 +2253,8 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
                          float *y, float *scratch) {
     int relu = (act & ~NRT_CONV_WINOGRAD) == NRT_ACT_RELU;
     if (!pointwise_ok(c) &&
-        (((act & NRT_CONV_WINOGRAD) && nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)) ||
+        (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
+                                    : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
          group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
          s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;

@@ -1053,7 +1053,50 @@ static inline int64_t nrt_conv_chunk(const struct nrt_conv *c) {
     return c->chunk > 0 ? c->chunk : k > 1 ? k : 1;
 }
 
-/* Scratch floats the conv kernels need: nrt_conv_chunk images' worth. */
+/* The Winograd kernels (runtime/winograd.c) run on NRT_WINO_TASKS tasks at
+ * most where their scratch is sized for them (nrt_conv_wino_floats): more
+ * threads run the forward on that many tasks, and the gradients on the
+ * direct kernels where a task per thread does not fit. */
+#define NRT_WINO_TASKS 4
+
+static inline int64_t nrt_wino_r16(int64_t f) { return (f + 15) / 16 * 16; }
+static inline int64_t nrt_wino_max(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* Floats the Winograd kernels need for c with NRT_WINO_TASKS tasks of one
+ * image each (the layouts of runtime/winograd.c), or 0 where none runs:
+ * training's forward F(2x2, 3x3), inference's forward and training's input
+ * and weight gradients F(4x4, 3x3) (16k input channels, no negative padding).
+ * The memory plan sizes a conv's scratch for the largest (nrt_conv_scratch). */
+static inline int64_t nrt_conv_wino_floats(const struct nrt_conv *c) {
+    if (c->kh != 3 || c->kw != 3 || c->s[0] != 1 || c->s[1] != 1 || c->d[0] != 1 || c->d[1] != 1 ||
+        c->g != 1 || c->co % 16 || c->ci < 16 || c->ho < 2 || c->wo < 2)
+        return 0;
+    const int64_t T = NRT_WINO_TASKS, ci = c->ci, co = c->co, hwo = c->ho * c->wo;
+    /* F(2x2, 3x3): U [16][ci][co]; a task's padded planes, V (or the outputs), M. */
+    int64_t t2 = (c->ho + 1) / 2 * ((c->wo + 1) / 2), tp2 = (t2 + 5) / 6 * 6;
+    int64_t plane2 = (2 * ((c->ho + 1) / 2) + 2) * (2 * ((c->wo + 1) / 2) + 2);
+    int64_t f = nrt_wino_r16(16 * ci * co) +
+                T * (nrt_wino_r16(ci * plane2 + 48) + nrt_wino_r16(nrt_wino_max(16 * ci * tp2, hwo * co)) +
+                     16 * tp2 * co);
+    if (ci % 16 || c->p[0] < 0 || c->p[1] < 0 || c->p[2] < 0 || c->p[3] < 0) return f;
+    /* F(4x4, 3x3): U [36][ci][co] and the weights transposed (wt); per task
+     * the planes (xf), dy's planes (df), the transforms V, E, Z and M. */
+    int64_t th = (c->ho + 3) / 4, tw = (c->wo + 3) / 4, t = th * tw, tp = (t + 2) / 3 * 3;
+    int64_t uf = 36 * ci * co, wtf = nrt_wino_r16(9 * ci * co),
+            xf = nrt_wino_r16((4 * th + 2) * (4 * tw + 2) * ci);
+    int64_t df = nrt_wino_r16(16 * t * co);
+    int64_t fwd = uf + wtf + T * (xf + nrt_wino_r16(nrt_wino_max(36 * tp * ci, hwo * co)) + 36 * tp * co);
+    int64_t dx = uf + nrt_wino_max(wtf, T * (xf + df + 36 * tp * co + 36 * tp * ci));
+    int64_t dw =
+        T * (xf + nrt_wino_r16(36 * t * ci) + df + nrt_wino_r16(36 * t * co) + nrt_wino_r16(36 * ci * co));
+    return nrt_wino_max(nrt_wino_max(f, fwd), nrt_wino_max(dx, dw));
+}
+
+/* Scratch floats the conv kernels need: nrt_conv_chunk images' worth, or
+ * what the Winograd kernels need where that is more. */
+static inline int64_t nrt_conv_scratch_floats(const struct nrt_conv *c) {
+    return nrt_wino_max(nrt_conv_chunk(c) * nrt_conv_image_floats(c), nrt_conv_wino_floats(c));
+}
 int64_t nrt_conv_scratch(const struct nrt_conv *c);
 /* y = conv2d(x, w). */
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch);
@@ -1065,11 +1108,11 @@ enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
  * NRT_CONV_WINOGRAD added to act (the C of inference entry points), 3x3
  * stride-1 layers may run by Winograd F(4x4, 3x3) or F(2x2, 3x3)
  * (runtime/winograd.c), whose results are about 1e-6 (relative to max |y|)
- * from the direct ones. Not in training: an output whose receptive field is
- * all zeros (zero-padded backgrounds, zero biases at initialisation) comes
- * out as rounding noise instead of exactly 0, and the relu after it then
- * takes either side of its kink (training's input and weight gradients do
- * run by Winograd: nrt_conv2d_grad_input, nrt_conv2d_grad_weight). */
+ * from the direct ones. Without the flag (training) they run by F(2x2, 3x3),
+ * whose rounding is close to the direct kernels' and exact on flat fields
+ * (zeros give exactly act(bias)): see runtime/winograd.c (training's input
+ * and weight gradients run by F(4x4, 3x3): nrt_conv2d_grad_input,
+ * nrt_conv2d_grad_weight). */
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch);
 /* y = maxpool2d(act(conv2d(x, w) + bias)) over 2x2 windows at stride 2 (floor:

@@ -1,15 +1,22 @@
-/* runtime/winograd.c -- 3x3 stride-1 convolutions for inference by Winograd's
- * F(4x4, 3x3) (36 multiplies per 4x4 outputs and channel pair instead of 144,
- * on vectors of 16 channels, the weights' transform cached between calls) and
- * F(2x2, 3x3) (Lavin & Gray 2015; 16 instead of 36, on vectors of 16 tiles)
- * with AVX-512, called by kernels.c's forward before the direct kernels; and
- * training's input and weight gradients by F(4x4, 3x3) transposed, called by
- * kernels.c's gradients. The training forward stays direct: Winograd turns an
- * output whose receptive field is all zeros into rounding noise instead of
- * exactly 0 (a 6x6 patch holds more than the 3x3 field), and a relu after it
- * takes either side of its kink at random (mnist_cnn at initialisation, zero
- * biases on zero backgrounds: C and OpenCL one step apart by 2 x lr in
- * conv2d1.b). The gradients have no kink after them within the step. */
+/* runtime/winograd.c -- 3x3 stride-1 convolutions by Winograd's F(4x4, 3x3)
+ * (36 multiplies per 4x4 outputs and channel pair instead of 144, on vectors
+ * of 16 channels, the weights' transform cached between calls) and F(2x2,
+ * 3x3) (Lavin & Gray 2015; 16 instead of 36, on vectors of 16 tiles) with
+ * AVX-512, called by kernels.c before the direct kernels: inference's
+ * forward by F(4x4) (F(2x2) where it does not fit), training's forward by
+ * F(2x2), training's input and weight gradients by F(4x4) transposed.
+ * Training's forward is F(2x2) for its rounding. With F(4x4) (rms error 3x
+ * the direct kernels', bench/wino_grad_error.c) the trajectory of a step
+ * after step parted from itself under a rounding's change of the weights:
+ * one process against 2 MPI ranks (tests/e2e/dp_cnn.test) 3e-4 apart after
+ * 6 steps instead of 1e-6, one process at 1 against 2 threads as much,
+ * though each image's outputs are bit-identical at any batch and thread
+ * count; relu and max-pool kinks (about a million outputs a step of
+ * mnist_cnn) amplify the difference. F(2x2)'s error is below the direct
+ * kernels', its transforms only add and subtract, and each output reads
+ * only its own 3x3 field: a field of zeros gives exactly act(bias) and a
+ * flat field (a background) one value wherever it lies, as the direct
+ * kernels give. The gradients have no kink after them within the step. */
 #include "runtime/internal.h"
 
 #include <pthread.h>
@@ -31,7 +38,7 @@ struct wino {
     const float *x, *bias;
     int relu;
     float *u;       /* transformed weights [16][ci][co] */
-    float *scratch; /* task i's part at scratch + i * (xf + vf + mf) */
+    float *scratch; /* task i's part at scratch + i * (xf + vf + mf + ff) */
     float *y;
     int64_t tasks;
 };
@@ -640,13 +647,10 @@ static int wino4_conv2d(const struct nrt_conv *c, const float *x, const float *w
     return 1;
 }
 
-int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
-                    float *y, float *scratch) {
-    if (!wino_ok(c)) return 0;
-    const char *e = getenv("NETC_CONV_WINOGRAD");
-    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 0, y, scratch)) return 1;
-    /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
-    if (c->n < nrt_threads_get()) return 0;
+/* F(2x2, 3x3) on tasks of whole images, as many as the scratch holds: an
+ * image's results do not depend on the batch or the threads. */
+static int wino2_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                        float *y, float *scratch) {
     struct wino k = {.c = c, .x = x, .bias = bias, .relu = relu, .y = y};
     k.th = (c->ho + 1) / 2, k.tw = (c->wo + 1) / 2, k.t = k.th * k.tw;
     k.tp = (k.t + WINO_P - 1) / WINO_P * WINO_P;
@@ -666,6 +670,21 @@ int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, co
     wino_weights(c, w, k.u);
     nrt_parallel_for(k.tasks, 1, wino_tasks, &k);
     return 1;
+}
+
+int nrt_wino_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                    float *y, float *scratch) {
+    if (!wino_ok(c)) return 0;
+    const char *e = getenv("NETC_CONV_WINOGRAD");
+    if (!(e && e[0] == '2') && wino4_conv2d(c, x, w, bias, relu, 0, y, scratch)) return 1;
+    /* F(2x2, 3x3): below one image per thread the direct kernels split images instead. */
+    if (c->n < nrt_threads_get()) return 0;
+    return wino2_conv2d(c, x, w, bias, relu, y, scratch);
+}
+
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch) {
+    return wino_ok(c) && wino2_conv2d(c, x, w, bias, relu, y, scratch);
 }
 
 int nrt_wino_conv2d_pool(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
@@ -1001,6 +1020,12 @@ int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const 
 int nrt_wino_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                                float *scratch) {
     (void)c, (void)dy, (void)w, (void)dx, (void)scratch;
+    return 0;
+}
+
+int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                          int relu, float *y, float *scratch) {
+    (void)c, (void)x, (void)w, (void)bias, (void)relu, (void)y, (void)scratch;
     return 0;
 }
 
