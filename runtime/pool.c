@@ -111,18 +111,27 @@ static void maxpool_2x2_row(const float *r0, const float *r1, float *o, int64_t 
     }
 }
 
-/* The gradient g of 2x2 windows whose inputs, per lane, are a b (top row)
- * and c e (bottom row), routed to the window's first maximum (row-major, as
- * the forward's strict > keeps it) as 0 + g, as accumulating into zeros gives;
- * the other three get 0. */
+/* The first maximum of 2x2 windows whose inputs, per lane, are a b (top row)
+ * and c e (bottom row), row-major as the forward's strict > keeps it: *kb,
+ * *kc, *ke the lanes whose maximum is b, c, e (the rest: a). */
+static inline __attribute__((always_inline)) void pool_argmax(__m512 a, __m512 b, __m512 c, __m512 e,
+                                                              __mmask16 *kb, __mmask16 *kc, __mmask16 *ke) {
+    __mmask16 mb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
+    __m512 v = _mm512_mask_blend_ps(mb, a, b);
+    __mmask16 mc = _mm512_cmp_ps_mask(c, v, _CMP_GT_OQ);
+    v = _mm512_mask_blend_ps(mc, v, c);
+    __mmask16 me = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
+    mc = (__mmask16)(mc & ~me), mb = (__mmask16)(mb & ~mc & ~me);
+    *kb = mb, *kc = mc, *ke = me;
+}
+
+/* The gradient g of those windows routed to their first maximum
+ * (pool_argmax) as 0 + g, as accumulating into zeros gives; the other three
+ * get 0. */
 static inline __attribute__((always_inline)) void pool_route(__m512 a, __m512 b, __m512 c, __m512 e, __m512 g,
                                                              __m512 *ga, __m512 *gb, __m512 *gc, __m512 *ge) {
-    __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
-    __m512 v = _mm512_mask_blend_ps(kb, a, b);
-    __mmask16 kc = _mm512_cmp_ps_mask(c, v, _CMP_GT_OQ);
-    v = _mm512_mask_blend_ps(kc, v, c);
-    __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
-    kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
+    __mmask16 kb, kc, ke;
+    pool_argmax(a, b, c, e, &kb, &kc, &ke);
     __mmask16 ka = (__mmask16) ~(kb | kc | ke);
     __m512 gv = _mm512_add_ps(_mm512_setzero_ps(), g);
     *ga = _mm512_maskz_mov_ps(ka, gv), *gb = _mm512_maskz_mov_ps(kb, gv);
@@ -434,13 +443,7 @@ static inline void gwp_argmax(const float *r0, const float *r1, __mmask16 m0, __
     __m512 a, b, cc, e;
     pool_split(r0, m0, m1, &a, &b);
     pool_split(r1, m0, m1, &cc, &e);
-    __mmask16 kb = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ);
-    __m512 v = _mm512_mask_blend_ps(kb, a, b);
-    __mmask16 kc = _mm512_cmp_ps_mask(cc, v, _CMP_GT_OQ);
-    v = _mm512_mask_blend_ps(kc, v, cc);
-    __mmask16 ke = _mm512_cmp_ps_mask(e, v, _CMP_GT_OQ);
-    kc = (__mmask16)(kc & ~ke), kb = (__mmask16)(kb & ~kc & ~ke);
-    *mb = kb, *mc = kc, *me = ke;
+    pool_argmax(a, b, cc, e, mb, mc, me);
 }
 
 /* Whether the fast path takes this geometry. */
