@@ -122,6 +122,20 @@ int nrt_wino_conv2d_train(const struct nrt_conv *c, const float *x, const float 
 int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                                 float *scratch);
 
+/* -------------------------------------------------------------- wino_s2.c -- */
+
+/* 4x4 stride-2 convs with padding 1 and h = 2 ho, w = 2 wo (16k channels in
+ * and out) by phases and Winograd F(4x4, 2x2): y = act(conv2d(x, w) + bias)
+ * (bias NULL: none; relu: act is relu) and dx = the input gradient of c from
+ * dy (conv_transpose2d's forward). Each returns 1, or 0 without writing where
+ * c does not suit them or the scratch does not hold one task
+ * (nrt_conv_ws2_floats; NETC_CONV_WINOGRAD=0 or NETC_CONV_IM2COL turns them
+ * off). An image's results are the same at any batch size and thread count. */
+int nrt_ws2_conv2d(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int relu,
+                   float *y, float *scratch);
+int nrt_ws2_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
+                              float *scratch);
+
 /* -------------------------------------------------------------- samples.c -- */
 
 /* `PROGRAM sample ...` (argv after the command name); returns the exit status. */

@@ -2219,6 +2219,7 @@ static void conv_fwd_tasks(void *arg, int64_t lo, int64_t hi) {
 void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch) {
     if (pointwise(c, 0, x, w, NULL, y, scratch)) return;
     if (nrt_wino_conv2d_train(c, x, w, NULL, 0, y, scratch)) return;
+    if (nrt_ws2_conv2d(c, x, w, NULL, 0, y, scratch)) return;
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
     if (group_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
@@ -2255,7 +2256,7 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
     if (!pointwise_ok(c) &&
         (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
                                     : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
-         group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
+         nrt_ws2_conv2d(c, x, w, bias, relu, y, scratch) || group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
          s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;
     nrt_conv2d(c, x, w, y, scratch);
@@ -2415,6 +2416,7 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
     if (pointwise(c, 1, dy, w, NULL, dx, scratch)) return;
     if (nrt_dwconv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (nrt_wino_conv2d_grad_input(c, dy, w, dx, scratch)) return;
+    if (nrt_ws2_conv2d_grad_input(c, dy, w, dx, scratch)) return;
     if (scatter_grad_input(c, dy, w, dx, scratch)) return;
     if (direct_grad_input(c, dy, w, dx, scratch)) return;
     if (subpix_grad_input(c, dy, w, dx, scratch)) return;

@@ -1092,10 +1092,47 @@ static inline int64_t nrt_conv_wino_floats(const struct nrt_conv *c) {
     return nrt_wino_max(nrt_wino_max(f, fwd), nrt_wino_max(dx, dw));
 }
 
+/* The phase-Winograd kernels of 4x4 stride-2 convs with padding 1 and
+ * h = 2 ho, w = 2 wo (runtime/wino_s2.c: forward and input gradient by
+ * F(4x4, 2x2) on the four phases) in direction tr (0: forward, 1: input
+ * gradient): the GEMMs' reduction and output channels K, N; 4x4 output
+ * tiles th x tw per image; the pixel-major padded input plane ih x iw; per
+ * task (NRT_WS2_GROUP images at a time) the floats of the input planes, the
+ * pixel-major outputs, V [25][tiles][K], M [25][tiles][N] and all four. */
+#define NRT_WS2_GROUP 2
+struct nrt_ws2_geo {
+    int64_t K, N, th, tw, ih, iw;
+    int64_t inf, outf, vf, mf, region;
+};
+static inline struct nrt_ws2_geo nrt_conv_ws2_geo(const struct nrt_conv *c, int tr) {
+    struct nrt_ws2_geo g;
+    const int64_t G = NRT_WS2_GROUP, ci = c->ci, co = c->co;
+    g.K = tr ? co : 4 * ci, g.N = tr ? 4 * ci : co;
+    g.th = tr ? (c->ho + 4) / 4 : (c->ho + 3) / 4, g.tw = tr ? (c->wo + 4) / 4 : (c->wo + 3) / 4;
+    g.ih = tr ? 4 * g.th + 1 : 8 * g.th + 2, g.iw = tr ? 4 * g.tw + 1 : 8 * g.tw + 2;
+    g.inf = nrt_wino_r16(G * g.ih * g.iw * (tr ? co : ci));
+    g.outf = nrt_wino_r16(G * (tr ? c->h * c->w * ci : c->ho * c->wo * co));
+    g.vf = nrt_wino_r16(25 * G * g.th * g.tw * g.K), g.mf = nrt_wino_r16(25 * G * g.th * g.tw * g.N);
+    g.region = g.inf + g.outf + g.vf + g.mf;
+    return g;
+}
+/* Floats those kernels need for c with NRT_WINO_TASKS tasks, or 0 where they
+ * do not run (16k channels in and out): U [25][K][N], then the weights
+ * permuted or the tasks' parts. */
+static inline int64_t nrt_conv_ws2_floats(const struct nrt_conv *c) {
+    if (c->kh != 4 || c->kw != 4 || c->s[0] != 2 || c->s[1] != 2 || c->d[0] != 1 || c->d[1] != 1 ||
+        c->g != 1 || c->p[0] != 1 || c->p[1] != 1 || c->p[2] != 1 || c->p[3] != 1 || c->h != 2 * c->ho ||
+        c->w != 2 * c->wo || c->ci % 16 || c->co % 16 || c->ci < 16 || c->co < 16 || c->ho < 1 || c->wo < 1)
+        return 0;
+    int64_t region = nrt_wino_max(nrt_conv_ws2_geo(c, 0).region, nrt_conv_ws2_geo(c, 1).region);
+    return nrt_wino_r16(100 * c->ci * c->co) + nrt_wino_max(16 * c->ci * c->co, NRT_WINO_TASKS * region);
+}
+
 /* Scratch floats the conv kernels need: nrt_conv_chunk images' worth, or
  * what the Winograd kernels need where that is more. */
 static inline int64_t nrt_conv_scratch_floats(const struct nrt_conv *c) {
-    return nrt_wino_max(nrt_conv_chunk(c) * nrt_conv_image_floats(c), nrt_conv_wino_floats(c));
+    return nrt_wino_max(nrt_conv_chunk(c) * nrt_conv_image_floats(c),
+                        nrt_wino_max(nrt_conv_wino_floats(c), nrt_conv_ws2_floats(c)));
 }
 int64_t nrt_conv_scratch(const struct nrt_conv *c);
 /* y = conv2d(x, w). */

@@ -414,6 +414,88 @@ static void test_wino_train_flat(void) {
     nrt_free(x), nrt_free(w), nrt_free(y), nrt_free(bias), nrt_free(scratch), nrt_free(pix);
 }
 
+/* The 4x4 stride-2 phase Winograd (wino_s2.c) called directly: the forward
+ * with bias and relu and the input gradient against the double reference,
+ * run where runs says (elsewhere they decline); each image alone at 1 thread
+ * gives the same bits as in the batch (both directions), and through
+ * nrt_conv2d_bias_act and nrt_conv2d_grad_input the same bits again. */
+static void check_ws2(struct nrt_conv c, int runs) {
+    c.ho = (c.h + c.p[0] + c.p[2] - 4) / 2 + 1, c.wo = (c.w + c.p[1] + c.p[3] - 4) / 2 + 1;
+    int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * c.ci * 16, ny = c.n * c.co * c.ho * c.wo;
+    float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *dx = xalloc(nx), *dx1 = xalloc(nx),
+          *scratch = xalloc(nrt_conv_scratch(&c)), *y = xalloc(ny), *y1 = xalloc(ny), *bias = xalloc(c.co);
+    double *rdx = dalloc(nx), *ry = dalloc(ny);
+    fill(x, nx, 31), fill(w, nw, 32), fill(dy, ny, 33), fill(bias, c.co, 34);
+    memset(rdx, 0, sizeof *rdx * (size_t)nx), memset(ry, 0, sizeof *ry * (size_t)ny);
+    FOR_TAPS(&c, {
+        double xv = ref_x(&c, x, b, ch, ih, iw);
+        ry[yi] += xv * w[wi];
+        if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
+            rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
+    });
+    for (int64_t i = 0; i < nx; i++) dx[i] = dx1[i] = 1e30f;
+    for (int64_t i = 0; i < ny; i++) {
+        ry[i] += bias[i / (c.ho * c.wo) % c.co];
+        ry[i] = ry[i] < 0 ? 0 : ry[i];
+        y[i] = y1[i] = 1e30f;
+    }
+    ASSERT(runs, nrt_ws2_conv2d(&c, x, w, bias, 1, y, scratch));
+    ASSERT(runs, nrt_ws2_conv2d_grad_input(&c, dy, w, dx, scratch));
+    double ey = runs ? max_err(y, ry, ny) : 0, edx = runs ? max_err(dx, rdx, nx) : 0;
+    if (ey > 1e-4 || edx > 1e-4)
+        TEST_FAIL_("ws2 n %lld ci %lld co %lld %lldx%lld (threads %d): errors y %g dx %g", (long long)c.n,
+                   (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w, nrt_threads_get(), ey, edx);
+    else
+        test_passed++;
+    if (runs) {
+        int threads = nrt_threads_get(), same = 1;
+        struct nrt_conv one = c;
+        one.n = 1;
+        int64_t xi = c.ci * c.h * c.w, yi = c.co * c.ho * c.wo;
+        nrt_threads_set(1);
+        for (int64_t b = 0; b < c.n; b++) {
+            same &= nrt_ws2_conv2d(&one, x + b * xi, w, bias, 1, y1 + b * yi, scratch);
+            same &= nrt_ws2_conv2d_grad_input(&one, dy + b * yi, w, dx1 + b * xi, scratch);
+        }
+        same &= !memcmp(y1, y, sizeof *y * (size_t)ny) && !memcmp(dx1, dx, sizeof *dx * (size_t)nx);
+        nrt_threads_set(threads);
+        nrt_conv2d_bias_act(&c, x, w, bias, NRT_ACT_RELU, y1, scratch);
+        nrt_conv2d_grad_input(&c, dy, w, dx1, scratch);
+        same &= !memcmp(y1, y, sizeof *y * (size_t)ny) && !memcmp(dx1, dx, sizeof *dx * (size_t)nx);
+        if (!same)
+            TEST_FAIL_("ws2 n %lld ci %lld co %lld %lldx%lld (threads %d): an image alone differs",
+                       (long long)c.n, (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w, threads);
+        else
+            test_passed++;
+    }
+    nrt_free(x), nrt_free(w), nrt_free(dy), nrt_free(dx), nrt_free(dx1), nrt_free(y), nrt_free(y1);
+    nrt_free(bias), nrt_free(scratch), nrt_free(rdx), nrt_free(ry);
+}
+
+static void test_ws2(void) {
+    const int avx512 = nrt_sgemm_own_built();
+    /*                       n  ci  h   w  co kh kw ho wo g  s       p             d */
+    const struct nrt_conv base[] = {
+        {5, 64, 14, 14, 128, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* the DCGAN's D.conv2d1 */
+        {1, 128, 14, 14, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* batch 1, G's transpose */
+        {3, 16, 10, 6, 48, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},   /* 5x3 outputs, 3 vectors */
+        {2, 32, 16, 18, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},  /* 8x9: whole and partial tiles */
+        {4, 16, 2, 2, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},    /* one output pixel */
+        {2, 16, 34, 30, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},  /* many tiles */
+    };
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        for (size_t k = 0; k < sizeof base / sizeof *base; k++) check_ws2(base[k], avx512);
+        /* Not this kernel's: odd sizes, padding 0 or 2, channels not 16k. */
+        check_ws2((struct nrt_conv){2, 16, 9, 9, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, 0);
+        check_ws2((struct nrt_conv){2, 16, 10, 10, 16, 4, 4, 0, 0, 1, {2, 2}, {0, 0, 0, 0}, {1, 1}, 0}, 0);
+        check_ws2((struct nrt_conv){2, 16, 10, 10, 16, 4, 4, 0, 0, 1, {2, 2}, {2, 2, 2, 2}, {1, 1}, 0}, 0);
+        check_ws2((struct nrt_conv){2, 24, 10, 10, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, 0);
+        check_ws2((struct nrt_conv){2, 16, 10, 10, 8, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, 0);
+    }
+    nrt_threads_set(1);
+}
+
 static void test_wino_train(void) {
     const int avx512 = nrt_sgemm_own_built(); /* the runtime built for AVX-512 */
     /*                       n  ci  h   w  co kh kw ho wo g  s       p             d */
@@ -938,6 +1020,7 @@ int main(void) {
     test_sgemm();
     test_wino_train();
     if (nrt_sgemm_own_built()) test_wino_train_flat();
+    test_ws2();
     nrt_threads_set(2);
     test_conv();
     test_pool();
