@@ -135,6 +135,10 @@ int nrt_ws2_conv2d(const struct nrt_conv *c, const float *x, const float *w, con
                    float *y, float *scratch);
 int nrt_ws2_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                               float *scratch);
+/* dw = the weight gradient of c for x and dy the same way (the transposed
+ * products summed over the batch, NRT_WS2_DW_TASKS partials added in order). */
+int nrt_ws2_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
+                               float *scratch);
 
 /* -------------------------------------------------------------- samples.c -- */
 

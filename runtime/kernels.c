@@ -2256,8 +2256,8 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
     if (!pointwise_ok(c) &&
         (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
                                     : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
-         nrt_ws2_conv2d(c, x, w, bias, relu, y, scratch) || group_conv2d(c, x, w, y, scratch, bias, relu) || direct_conv2d(c, x, w, y, scratch, bias, relu) ||
-         s2d_conv2d(c, x, w, y, scratch, bias, relu)))
+         nrt_ws2_conv2d(c, x, w, bias, relu, y, scratch) || group_conv2d(c, x, w, y, scratch, bias, relu) ||
+         direct_conv2d(c, x, w, y, scratch, bias, relu) || s2d_conv2d(c, x, w, y, scratch, bias, relu)))
         return;
     nrt_conv2d(c, x, w, y, scratch);
     if (!bias && !relu) return;
@@ -2464,6 +2464,7 @@ void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const floa
     if (pointwise(c, 2, x, NULL, dy, dw, scratch)) return;
     if (nrt_dwconv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (nrt_wino_conv2d_grad_weight(c, x, dy, dw, scratch)) return;
+    if (nrt_ws2_conv2d_grad_weight(c, x, dy, dw, scratch)) return;
     if (direct_grad_weight(c, x, dy, dw, scratch)) return;
     if (s2d_grad_weight(c, x, dy, dw, scratch)) return;
     struct conv_job j = conv_job_init(c, scratch);

@@ -1097,8 +1097,8 @@ static inline int64_t nrt_conv_wino_floats(const struct nrt_conv *c) {
  * as 2x2 stride-1 correlations of phase images, each output row and column
  * cut into segments of 3 (F(3, 2): 4 products) and 2 (F(2, 2): 3 products)).
  * The products per output row of L: nrt_ws2_comps. */
-#define NRT_WS2_GROUP 2 /* images per GEMM */
-#define NRT_WS2_MAXL 64 /* the largest ho and wo they take */
+#define NRT_WS2_GROUP 2                       /* images per GEMM */
+#define NRT_WS2_MAXL 64                       /* the largest ho and wo they take */
 static inline int64_t nrt_ws2_n3(int64_t L) { /* segments of 3: as many as leave an even rest */
     return L < 2 ? 0 : (L - L / 3 * 3) % 2 ? L / 3 - 1 : L / 3;
 }
@@ -1106,18 +1106,21 @@ static inline int64_t nrt_ws2_comps(int64_t L) {
     int64_t n3 = nrt_ws2_n3(L);
     return 4 * n3 + 3 * ((L - 3 * n3 + 1) / 2);
 }
-/* Per task (NRT_WS2_GROUP images at a time) in direction tr (0: forward, 1:
- * input gradient): the floats of the pixel-major padded input planes, the
- * pixel-major outputs, V [products][K] (first an image's input pixel-major)
- * and M [products][N] (K, N: 4 ci, co forward; co, ci for each of the input
- * gradient's 4 phases). */
+/* Per task in direction tr (0: forward, 1: input gradient, 2: weight
+ * gradient; NRT_WS2_GROUP images at a time, the weight gradient's
+ * NRT_WS2_DW_GROUP): the floats of the pixel-major padded input planes, the
+ * pixel-major outputs (dy's for dw), V [products][K] (first an image's input
+ * pixel-major) and M [products][N] (dy's transform for dw), with K, N: 4 ci,
+ * co (forward, dw); co, ci for each of the input gradient's 4 phases. */
+#define NRT_WS2_DW_GROUP 8
+#define NRT_WS2_DW_TASKS 2 /* the weight gradient's tasks at most (each a partial [16][K][N]) */
 struct nrt_ws2_geo {
     int64_t K, N, ih, iw;
     int64_t inf, outf, vf, mf, region;
 };
-static inline struct nrt_ws2_geo nrt_conv_ws2_geo(const struct nrt_conv *c, int tr) {
+static inline struct nrt_ws2_geo nrt_conv_ws2_geo(const struct nrt_conv *c, int dir) {
     struct nrt_ws2_geo g;
-    const int64_t G = NRT_WS2_GROUP, ci = c->ci, co = c->co;
+    const int64_t G = dir == 2 ? NRT_WS2_DW_GROUP : NRT_WS2_GROUP, ci = c->ci, co = c->co, tr = dir == 1;
     int64_t rows = G * nrt_ws2_comps(c->ho) * nrt_ws2_comps(c->wo);
     g.K = tr ? co : 4 * ci, g.N = tr ? ci : co;
     g.ih = tr ? c->ho + 3 : 2 * c->ho + 4, g.iw = tr ? c->wo + 3 : 2 * c->wo + 4;
@@ -1125,12 +1128,13 @@ static inline struct nrt_ws2_geo nrt_conv_ws2_geo(const struct nrt_conv *c, int 
     g.outf = nrt_wino_r16(G * (tr ? c->h * c->w * ci : c->ho * c->wo * co));
     g.vf = nrt_wino_r16(nrt_wino_max(rows * g.K, tr ? c->ho * c->wo * co : c->h * c->w * ci));
     g.mf = nrt_wino_r16(rows * g.N);
-    g.region = g.inf + g.outf + g.vf + g.mf;
+    g.region = g.inf + g.outf + g.vf + g.mf + (dir == 2 ? nrt_wino_r16(16 * g.K * g.N) : 0);
     return g;
 }
-/* Floats those kernels need for c with NRT_WINO_TASKS tasks, or 0 where they
- * do not run (16k channels in and out): U [16][4 ci][co] (the input
- * gradient's [4][16][co][ci]), then the weights permuted or the tasks' parts. */
+/* Floats those kernels need for c, or 0 where they do not run (16k channels
+ * in and out): U [16][4 ci][co] (the input gradient's [4][16][co][ci]; the
+ * weight gradient's first partial), then the weights permuted or the tasks'
+ * parts (NRT_WINO_TASKS, the weight gradient's NRT_WS2_DW_TASKS). */
 static inline int64_t nrt_conv_ws2_floats(const struct nrt_conv *c) {
     if (c->kh != 4 || c->kw != 4 || c->s[0] != 2 || c->s[1] != 2 || c->d[0] != 1 || c->d[1] != 1 ||
         c->g != 1 || c->p[0] != 1 || c->p[1] != 1 || c->p[2] != 1 || c->p[3] != 1 || c->h != 2 * c->ho ||
@@ -1138,7 +1142,8 @@ static inline int64_t nrt_conv_ws2_floats(const struct nrt_conv *c) {
         c->ho > NRT_WS2_MAXL || c->wo > NRT_WS2_MAXL)
         return 0;
     int64_t region = nrt_wino_max(nrt_conv_ws2_geo(c, 0).region, nrt_conv_ws2_geo(c, 1).region);
-    return nrt_wino_r16(64 * c->ci * c->co) + nrt_wino_max(16 * c->ci * c->co, NRT_WINO_TASKS * region);
+    int64_t parts = nrt_wino_max(NRT_WINO_TASKS * region, NRT_WS2_DW_TASKS * nrt_conv_ws2_geo(c, 2).region);
+    return nrt_wino_r16(64 * c->ci * c->co) + nrt_wino_max(16 * c->ci * c->co, parts);
 }
 
 /* Scratch floats the conv kernels need: nrt_conv_chunk images' worth, or

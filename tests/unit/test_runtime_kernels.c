@@ -423,13 +423,16 @@ static void check_ws2(struct nrt_conv c, int runs) {
     c.ho = (c.h + c.p[0] + c.p[2] - 4) / 2 + 1, c.wo = (c.w + c.p[1] + c.p[3] - 4) / 2 + 1;
     int64_t nx = c.n * c.ci * c.h * c.w, nw = c.co * c.ci * 16, ny = c.n * c.co * c.ho * c.wo;
     float *x = xalloc(nx), *w = xalloc(nw), *dy = xalloc(ny), *dx = xalloc(nx), *dx1 = xalloc(nx),
-          *scratch = xalloc(nrt_conv_scratch(&c)), *y = xalloc(ny), *y1 = xalloc(ny), *bias = xalloc(c.co);
-    double *rdx = dalloc(nx), *ry = dalloc(ny);
+          *scratch = xalloc(nrt_conv_scratch(&c)), *y = xalloc(ny), *y1 = xalloc(ny), *bias = xalloc(c.co),
+          *dw = xalloc(nw), *dw1 = xalloc(nw);
+    double *rdx = dalloc(nx), *ry = dalloc(ny), *rdw = dalloc(nw);
     fill(x, nx, 31), fill(w, nw, 32), fill(dy, ny, 33), fill(bias, c.co, 34);
     memset(rdx, 0, sizeof *rdx * (size_t)nx), memset(ry, 0, sizeof *ry * (size_t)ny);
+    memset(rdw, 0, sizeof *rdw * (size_t)nw);
     FOR_TAPS(&c, {
         double xv = ref_x(&c, x, b, ch, ih, iw);
         ry[yi] += xv * w[wi];
+        rdw[wi] += xv * dy[yi];
         if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
             rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
     });
@@ -441,10 +444,14 @@ static void check_ws2(struct nrt_conv c, int runs) {
     }
     ASSERT(runs, nrt_ws2_conv2d(&c, x, w, bias, 1, y, scratch));
     ASSERT(runs, nrt_ws2_conv2d_grad_input(&c, dy, w, dx, scratch));
+    for (int64_t i = 0; i < nw; i++) dw[i] = 1e30f;
+    ASSERT(runs, nrt_ws2_conv2d_grad_weight(&c, x, dy, dw, scratch));
     double ey = runs ? max_err(y, ry, ny) : 0, edx = runs ? max_err(dx, rdx, nx) : 0;
-    if (ey > 1e-4 || edx > 1e-4)
-        TEST_FAIL_("ws2 n %lld ci %lld co %lld %lldx%lld (threads %d): errors y %g dx %g", (long long)c.n,
-                   (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w, nrt_threads_get(), ey, edx);
+    double edw = runs ? max_err(dw, rdw, nw) : 0;
+    if (ey > 1e-4 || edx > 1e-4 || edw > 1e-4)
+        TEST_FAIL_("ws2 n %lld ci %lld co %lld %lldx%lld (threads %d): errors y %g dx %g dw %g",
+                   (long long)c.n, (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w,
+                   nrt_threads_get(), ey, edx, edw);
     else
         test_passed++;
     if (runs) {
@@ -461,15 +468,19 @@ static void check_ws2(struct nrt_conv c, int runs) {
         nrt_threads_set(threads);
         nrt_conv2d_bias_act(&c, x, w, bias, NRT_ACT_RELU, y1, scratch);
         nrt_conv2d_grad_input(&c, dy, w, dx1, scratch);
-        same &= !memcmp(y1, y, sizeof *y * (size_t)ny) && !memcmp(dx1, dx, sizeof *dx * (size_t)nx);
+        nrt_conv2d_grad_weight(&c, x, dy, dw1, scratch);
+        same &= !memcmp(y1, y, sizeof *y * (size_t)ny) && !memcmp(dx1, dx, sizeof *dx * (size_t)nx) &&
+                !memcmp(dw1, dw, sizeof *dw * (size_t)nw);
         if (!same)
             TEST_FAIL_("ws2 n %lld ci %lld co %lld %lldx%lld (threads %d): an image alone differs",
-                       (long long)c.n, (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w, threads);
+                       (long long)c.n, (long long)c.ci, (long long)c.co, (long long)c.h, (long long)c.w,
+                       threads);
         else
             test_passed++;
     }
     nrt_free(x), nrt_free(w), nrt_free(dy), nrt_free(dx), nrt_free(dx1), nrt_free(y), nrt_free(y1);
-    nrt_free(bias), nrt_free(scratch), nrt_free(rdx), nrt_free(ry);
+    nrt_free(bias), nrt_free(scratch), nrt_free(rdx), nrt_free(ry), nrt_free(dw), nrt_free(dw1),
+        nrt_free(rdw);
 }
 
 static void test_ws2(void) {
@@ -479,7 +490,8 @@ static void test_ws2(void) {
         {5, 64, 14, 14, 128, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* the DCGAN's D.conv2d1 */
         {1, 128, 14, 14, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0}, /* batch 1, G's transpose */
         {3, 16, 10, 6, 48, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},   /* 5x3 outputs, 3 vectors */
-        {2, 32, 16, 18, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},  /* 8x9: whole and partial tiles */
+        {2, 32, 16, 18, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},  /* 8x9: whole and partial tiles
+                                                                               */
         {4, 16, 2, 2, 32, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},    /* one output pixel */
         {2, 16, 34, 30, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},  /* many tiles */
     };
