@@ -127,7 +127,7 @@ static void tile_b(__local float (*bs)[TN], __global const float *b, int ldb, in
 /* C_z[m,n] = alpha op(A_z)[m,k] op(B_z)[k,n] + beta C_z (beta 0: C is not
  * read), then (bmode 1) plus Cb[bias + i] or (bmode 2) plus Cb[bias + j],
  * then max(., 0) when relu: a fused bias and activation. All row-major at
- * element offsets of their buffers (the arena, or cl.c's GPU buffers), the
+ * element offsets of their buffers (the arena, or cl_lib.c's GPU buffers), the
  * bias in C's; batch item z = group id 2 moves aoff, boff and coff by abz,
  * bbz and cbz (a convolution's images in one launch, or the k slices of a
  * split GEMM, the last of which has klast of k). Launched over
@@ -240,9 +240,9 @@ __kernel void nrt_sgemm_dot(__global float *A, long aoff, int lda, long boff, in
     }
 }
 
-/* ------------------------------------------- GPU convolution (cl.c gpu_*) -- */
+/* ------------------------------------------- GPU convolution (cl_lib.c gpu_*) -- */
 /* On GPUs (the tiled SGEMM) a convolution runs over a chunk of images per
- * launch, as many as cl.c's column buffer holds (the whole batch of the
+ * launch, as many as cl_lib.c's column buffer holds (the whole batch of the
  * examples): im2col into that buffer, one batched nrt_sgemm, and for the
  * input gradient col2im back; the weight gradient's per-image products go to
  * a partial buffer that nrt_sum_z adds up. These kernels have a work-item per
@@ -331,7 +331,7 @@ __kernel void nrt_sum_z(__global float *A, long coff, int ldc, float beta, long 
  * work-group computes an RBM x (RBN*RBV) block of C in registers, RBN vectors
  * of RBV floats per row, stepping k one at a time: each step loads RBN
  * vectors of a row of B and broadcasts RBM elements of A (bench/cl_gemm.c).
- * Operands anywhere in any buffer (the arena, or cl.c's packing buffer):
+ * Operands anywhere in any buffer (the arena, or cl_lib.c's packing buffer):
  *   A(i, p) = Ab[aoff + row(i) + seg(s, asg) + q*acs]  for p = s*kl + q (k in
  *             ns segments of kl, s < ns: a conv's weight gradient sums over
  *             images and output rows),
@@ -597,10 +597,10 @@ __kernel void nrt_transpose(__global const float *A, long in, int ld, int rows, 
 /* ----------------------------------------------------------- convolution -- */
 /* The geometry travels as an int8, an int4 and an int2:
  *   g0 = (ci, h, w, kh, kw, ho, wo, cig)   g1 = (s0, s1, p0, p1)   d = (d0, d1).
- * A chunk of nb images and one group at a time (cl.c): the im2col matrix of
+ * A chunk of nb images and one group at a time (cl_lib.c): the im2col matrix of
  * image b holds col(b, r, q) for tap row r = (ch*kh + i)*kw + j < cig*kh*kw
  * and output pixel q = oh*wo + ow, at col + b*cs.s0 + r*cs.s1 + q*cs.s2:
- * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl.c runs (other
+ * per image [kk, hw] (cs = (kk*hw, hw, 1)) for every GEMM cl_lib.c runs (other
  * layouts, e.g. per pixel [nb*hw, kk], by cs). Every kernel
  * below has a work-item per row (of an image or a plane), looping along it:
  * on CPU devices this measured several times faster than a work-item per
@@ -685,7 +685,7 @@ __kernel void nrt_col2im(__global float *A, long coloff, long dxoff, int nb, int
         }
 }
 
-/* The input gradient in one pass on CPU devices (cl.c's conv_dx_direct):
+/* The input gradient in one pass on CPU devices (cl_lib.c's conv_dx_direct):
  * dx[b, ch] = col2im(W_ch^T dy_b), where W_ch^T is the kh*kw taps of input
  * channel ch by the cog output channels of its group, the GEMM and the
  * scatter of col2im done per block of output pixels in registers, without
@@ -803,14 +803,14 @@ nrt_conv_dx_rb(__global float *A, long dyoff, long woff, long dxoff, int co, int
 }
 
 /* ------------------------------------------------ Winograd F(4x4, 3x3) -- */
-/* 3x3 stride-1 convolutions on CPU devices (cl.c's wino_*), the transforms
+/* 3x3 stride-1 convolutions on CPU devices (cl_lib.c's wino_*), the transforms
  * of runtime/winograd.c (its matrices copied here: the points 0, 1, -1, 1/2,
  * -2 and infinity) around 36 batched register-block GEMMs: a 4x4 output tile
  * is A^T [U . V] A with U = G g G^T (the weights) and V = B^T d B (a 6x6
  * input patch d, 4 apart); the input gradient B [U^T . E] B^T with E = A dy
  * A^T (a 4x4 tile of dy) added into the input's padded plane; the weight
  * gradient G^T [sum over tiles of V^T E] G. Channels are the vectors (RBV
- * of them, cl.c asks ci and co to be multiples): the images and dy come
+ * of them, cl_lib.c asks ci and co to be multiples): the images and dy come
  * pixel-major ([image][pixel][channel], nrt_transpose), V [36][T][ci], E
  * [36][T][co], U [36][ci][co] (or U^T [36][co][ci]) with T the chunk's
  * tiles, tile (b, ty, tx) at (b*th + ty)*tw + tx. Each macro applies one
@@ -1547,7 +1547,7 @@ __kernel void nrt_upsample_grad(__global float *A, long dyoff, long dxoff, int p
 
 /* ------------------------------------------------------- recurrent layers -- */
 /* One step of runtime/rnn.c's fused gate loops, one work-item per (sequence,
- * hidden unit); the GEMMs around them are nrt_sgemm launches from cl.c. The
+ * hidden unit); the GEMMs around them are nrt_sgemm launches from cl_lib.c. The
  * sizes: d = (n, t, h, cell, reverse, s, step t, row), e = (st, grow, hoff, soff). */
 
 inline float rnn_sig(float v) { return 1.0f / (1.0f + exp(-v)); }

@@ -444,7 +444,7 @@ static void test_conv(void) {
     conv_case(3, 4, 7, 5, 6, 3, 3, 2, 1, 1, p1, 1, 1, 0);
     conv_case(2, 3, 9, 9, 4, 5, 5, 1, 1, 1, p0, 1, 1, 0);
     conv_dy_last = 0;
-    /* Winograd F(4x4, 3x3) on CPU devices (cl.c wino_*: 3x3 stride 1, one
+    /* Winograd F(4x4, 3x3) on CPU devices (cl_lib.c wino_*: 3x3 stride 1, one
      * group, channels in and out 16k): padding of 1 (partial last tiles),
      * uneven and of 2, a plane smaller than a tile, 48 channels (3 vectors);
      * chunks of 2 images over 5 (2, 2, 1); and the old paths for comparison
