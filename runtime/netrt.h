@@ -1112,7 +1112,7 @@ static inline int64_t nrt_ws2_comps(int64_t L) {
  * pixel-major outputs (dy's for dw), V [products][K] (first an image's input
  * pixel-major) and M [products][N] (dy's transform for dw), with K, N: 4 ci,
  * co (forward, dw); co, ci for each of the input gradient's 4 phases. */
-#define NRT_WS2_DW_GROUP 8
+#define NRT_WS2_DW_GROUP 4
 #define NRT_WS2_DW_TASKS 2 /* the weight gradient's tasks at most (each a partial [16][K][N]) */
 struct nrt_ws2_geo {
     int64_t K, N, ih, iw;
@@ -1128,13 +1128,14 @@ static inline struct nrt_ws2_geo nrt_conv_ws2_geo(const struct nrt_conv *c, int 
     g.outf = nrt_wino_r16(G * (tr ? c->h * c->w * ci : c->ho * c->wo * co));
     g.vf = nrt_wino_r16(nrt_wino_max(rows * g.K, tr ? c->ho * c->wo * co : c->h * c->w * ci));
     g.mf = nrt_wino_r16(rows * g.N);
-    g.region = g.inf + g.outf + g.vf + g.mf + (dir == 2 ? nrt_wino_r16(16 * g.K * g.N) : 0);
+    g.region = g.inf + g.outf + g.vf + g.mf;
     return g;
 }
 /* Floats those kernels need for c, or 0 where they do not run (16k channels
  * in and out): U [16][4 ci][co] (the input gradient's [4][16][co][ci]; the
- * weight gradient's first partial), then the weights permuted or the tasks'
- * parts (NRT_WINO_TASKS, the weight gradient's NRT_WS2_DW_TASKS). */
+ * weight gradient's first partial M [16][4 ci][co]), then the weights
+ * permuted or the tasks' parts (NRT_WINO_TASKS; the weight gradient's
+ * NRT_WS2_DW_TASKS and their partials but the first). */
 static inline int64_t nrt_conv_ws2_floats(const struct nrt_conv *c) {
     if (c->kh != 4 || c->kw != 4 || c->s[0] != 2 || c->s[1] != 2 || c->d[0] != 1 || c->d[1] != 1 ||
         c->g != 1 || c->p[0] != 1 || c->p[1] != 1 || c->p[2] != 1 || c->p[3] != 1 || c->h != 2 * c->ho ||
@@ -1142,7 +1143,8 @@ static inline int64_t nrt_conv_ws2_floats(const struct nrt_conv *c) {
         c->ho > NRT_WS2_MAXL || c->wo > NRT_WS2_MAXL)
         return 0;
     int64_t region = nrt_wino_max(nrt_conv_ws2_geo(c, 0).region, nrt_conv_ws2_geo(c, 1).region);
-    int64_t parts = nrt_wino_max(NRT_WINO_TASKS * region, NRT_WS2_DW_TASKS * nrt_conv_ws2_geo(c, 2).region);
+    int64_t parts = nrt_wino_max(NRT_WINO_TASKS * region, NRT_WS2_DW_TASKS * nrt_conv_ws2_geo(c, 2).region +
+                                                              (NRT_WS2_DW_TASKS - 1) * 64 * c->ci * c->co);
     return nrt_wino_r16(64 * c->ci * c->co) + nrt_wino_max(16 * c->ci * c->co, parts);
 }
 

@@ -431,14 +431,19 @@ static void ws2_dw_gemm(const struct ws2 *k, int64_t nb, const float *v, const f
     }
 }
 
-/* Task i's images into its partial M (the end of its region). */
+/* Task i's partial M (i >= 1; task 0's is u). */
+static inline float *ws2_part(const struct ws2 *k, int64_t i) {
+    return k->scratch + k->tasks * k->region + (i - 1) * 16 * k->K * k->N;
+}
+
+/* Task i's images into its partial M. */
 static void ws2_dw_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct ws2 *k = arg;
     const struct nrt_conv *c = k->c;
     int64_t ci = c->ci, co = c->co, hw = c->ho * c->wo, inplane = ci * c->h * c->w;
     for (int64_t i = lo; i < hi; i++) {
         float *xp = k->scratch + i * k->region, *yp = xp + k->inf, *v = yp + k->outf, *e = v + k->vf,
-              *m = i ? e + k->mf : k->u; /* task 0's partial in u */
+              *m = i ? ws2_part(k, i) : k->u; /* task 0's partial in u */
         memset(xp, 0, sizeof *xp * (size_t)k->inf);
         memset(m, 0, sizeof *m * (size_t)(16 * k->K * k->N));
         for (int64_t b0 = c->n * i / k->tasks, b1 = c->n * (i + 1) / k->tasks; b0 < b1; b0 += k->G) {
@@ -460,10 +465,9 @@ static void ws2_dw_tasks(void *arg, int64_t lo, int64_t hi) {
 /* u (task 0's partial) += the other tasks' partials, in task order, over [lo, hi). */
 static void ws2_dw_sum(void *arg, int64_t lo, int64_t hi) {
     const struct ws2 *k = arg;
-    int64_t off = k->inf + k->outf + k->vf + k->mf;
     for (int64_t q = lo; q < hi; q++) {
         float s = k->u[q];
-        for (int64_t i = 1; i < k->tasks; i++) s += k->scratch[i * k->region + off + q];
+        for (int64_t i = 1; i < k->tasks; i++) s += ws2_part(k, i)[q];
         k->u[q] = s;
     }
 }
@@ -560,8 +564,11 @@ static int ws2_plan(struct ws2 *k, const struct nrt_conv *c, int dir, float *scr
     if (k->tasks < 1) k->tasks = 1;
     k->inf = g.inf, k->outf = g.outf, k->vf = g.vf, k->mf = g.mf, k->region = g.region;
     int64_t uf = nrt_wino_r16(64 * c->ci * c->co), wtf = 16 * c->ci * c->co;
-    while (k->tasks > 1 && uf + nrt_wino_max(wtf, k->tasks * k->region) > nrt_conv_scratch(c)) k->tasks--;
-    if (uf + nrt_wino_max(wtf, k->tasks * k->region) > nrt_conv_scratch(c)) return 0;
+    /* the weight gradient's partials of tasks 1.. after the tasks' parts */
+    int64_t pf = dir == 2 ? 16 * k->K * k->N : 0;
+    while (k->tasks > 1 && uf + nrt_wino_max(wtf, k->tasks * (k->region + pf) - pf) > nrt_conv_scratch(c))
+        k->tasks--;
+    if (uf + nrt_wino_max(wtf, k->tasks * (k->region + pf) - pf) > nrt_conv_scratch(c)) return 0;
     k->u = scratch, k->scratch = scratch + uf;
     return 1;
 }
