@@ -1183,7 +1183,11 @@ void nrt_conv2d_bias_act_pool(const struct nrt_conv *c, const float *x, const fl
 /* Scratch floats of nrt_conv2d_bias_act_pool: nrt_conv_scratch and a chunk's
  * full-size results. */
 int64_t nrt_conv_pool_scratch(const struct nrt_conv *c);
-/* dx = the input gradient of conv2d for dy (also conv_transpose2d's forward). */
+/* dx = the input gradient of conv2d for dy (also conv_transpose2d's forward).
+ * 4x4 stride-2 layers with padding 1 and 16k channels (a DCGAN's) run all
+ * three directions (nrt_conv2d and nrt_conv2d_bias_act too) by phases and
+ * Winograd F(3, 2) / F(2, 2) (runtime/wino_s2.c: 100 products per 7x7 output
+ * and channel pair instead of 196, error at or below the direct kernels'). */
 void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const float *w, float *dx,
                            float *scratch);
 /* dw = the weight gradient of conv2d for input x and dy. */
