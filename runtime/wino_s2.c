@@ -11,14 +11,17 @@
  * only add and subtract, and the weights' rows are four: (-1, 0), (1, 1),
  * (0, 1), (1, -1) (F(3, 2)'s halves moved into its output transform), so the
  * products fall into 16 GEMMs [products][K] x [K][N] per group of images,
- * on channel vectors of pixel-major padded planes. The error is that of
- * F(2x2, 3x3), about 2x the direct kernels' (bench/wino_s2_error.c), not
- * F(4x4, 2x2)'s 10x. Each output's sum over the GEMM's channels runs in one
- * fixed order, so an image's results are the same at any batch size, group
- * and thread count. An output of a 3-segment reads the segment's 4 inputs:
- * an all-zero 2x2 field next to a nonzero pixel gives rounding noise, not
- * exactly 0 (the DCGAN's layers have batch norm after them, not a kink). The
- * weight gradient stays on the direct kernels. */
+ * on channel vectors of pixel-major padded planes; the weight gradient is
+ * the same products transposed (16 GEMMs [K][products] x [products][N] over
+ * the batch, the weights' transform transposed at the end). The error is at
+ * or below the direct kernels' on the DCGAN's layers (bench/wino_s2_error.c;
+ * F(4x4, 2x2), 25 products per 4x4, failed the unit tests' 1e-4). Each
+ * output's sum over the GEMM's channels runs in one fixed order, so an
+ * image's y and dx are the same at any batch size, group and thread count
+ * (dw: the same at a given thread count, its tasks' partials added in
+ * order). An output of a 3-segment reads the segment's 4 inputs: an all-zero
+ * 2x2 field next to a nonzero pixel gives rounding noise, not exactly 0 (the
+ * DCGAN's layers have batch norm after them, not a kink). */
 #include "runtime/internal.h"
 
 #include <stdlib.h>
@@ -38,7 +41,7 @@ struct ws2 {
     int tr, dir; /* dir 2: the weight gradient (tr 0) */
     int64_t K, N;
     int64_t L[2], n3[2], ns[2]; /* per dim (rows, columns): outputs, segments of 3, all segments */
-    int64_t R[16], base[16];    /* products of row kind r and column kind c (16 r + c... 4 r + c) per image;
+    int64_t R[16], base[16];    /* products of row kind r and column kind c (index 4 r + c) per image;
                                    first row in a group */
     int64_t rows;               /* V's and M's rows per group */
     int64_t ih, iw, kc;         /* the pixel-major padded input plane: rows, columns, channels */
