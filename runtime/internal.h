@@ -125,7 +125,7 @@ int nrt_wino_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const 
 /* -------------------------------------------------------------- wino_s2.c -- */
 
 /* 4x4 stride-2 convs with padding 1 and h = 2 ho, w = 2 wo (16k channels in
- * and out) by phases and Winograd F(4x4, 2x2): y = act(conv2d(x, w) + bias)
+ * and out) by phases and Winograd F(3, 2) / F(2, 2): y = act(conv2d(x, w) + bias)
  * (bias NULL: none; relu: act is relu) and dx = the input gradient of c from
  * dy (conv_transpose2d's forward). Each returns 1, or 0 without writing where
  * c does not suit them or the scratch does not hold one task
