@@ -32,6 +32,9 @@ void nrt_entry_run(struct nrt_ctx *ctx, const struct nrt_entry_desc *ent, int64_
  * change makes the next inference run issue a new token. Inference kernels
  * key what they derive from weights (winograd.c's transforms) on it. */
 uint64_t nrt_params_token(const void *p, size_t bytes);
+/* The clock (seconds) that times inference runs for their pace (which way
+ * they run: split or serial); tests set a clock of their own. */
+extern double (*nrt_pace_clock)(void);
 
 /* --------------------------------------------------------------- slices.c -- */
 

@@ -412,6 +412,8 @@ static double now_sec(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double (*nrt_pace_clock)(void) = now_sec;
+
 int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
     const struct nrt_entry_desc *ent = &ctx->model->entries[e];
     if (n < 1 || n > ctx->max_n)
@@ -430,14 +432,14 @@ int nrt_ctx_run(struct nrt_ctx *ctx, int e, int64_t n) {
     int pace = pace_way(ctx, ent, n), way = pace < 0 ? -1 : pace & 1,
         timed = pace >= 0 && !(pace & PACE_UNTIMED);
     int was = way == 1 ? nrt_threads_serial_begin() : 0;
-    double t0 = timed ? now_sec() : 0;
+    double t0 = timed ? nrt_pace_clock() : 0;
     if (!nrt_slices_run(ctx, e, n)) {
         if (ctx->prof) nrt_prof_begin(ctx->prof, e, n);
         nrt_entry_run(ctx, ent, n);
         if (ctx->prof) nrt_prof_end(ctx->prof);
     }
     if (way == 1) nrt_threads_serial_end(was);
-    if (timed) pace_record(ctx, way, now_sec() - t0);
+    if (timed) pace_record(ctx, way, nrt_pace_clock() - t0);
     if (ctx->failed && ctx->fail_code == NRT_ERR_DEVICE)
         return nrt_error_set(NRT_ERR_DEVICE, "%s", ctx->err); /* a device error, not bad data */
     if (ctx->failed) return nrt_error_set(NRT_ERR_RANGE, "%s: %s", ent->name, ctx->err);
