@@ -67,6 +67,9 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 /* Whether nrt_sgemm_own is there (built for AVX-512). */
 int nrt_sgemm_own_built(void);
+/* Whether the runtime's own GEMM is wanted (NETC_GEMM unset or "own";
+ * kernels.c): it takes the large GEMMs where built. */
+int nrt_gemm_own_wanted(void);
 /* Allocates the calling thread's packing buffer now (each pool worker when it
  * starts, the thread that creates a context), so that which thread happens to
  * run a step's first GEMM never decides whether a later step allocates. */
