@@ -442,6 +442,10 @@ static int sgemm_adam_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const
 /* Below this much work (GEMM FLOPs plus about 64 per updated element) the
  * update runs on the calling thread. */
 #define ADAM_SPLIT_WORK 2e6
+/* GEMMs of fewer FLOPs or columns go through scratch, as nrt_sgemm takes
+ * them (OpenBLAS: the register tile's 32 columns would be mostly idle). */
+#define ADAM_OWN_FLOPS 5e5
+#define ADAM_OWN_COLS 16
 
 /* The update of elements [p0, p1), the gradient at g[p] for element p. */
 static void adam_elems(const struct nrt_adam *u, int64_t p0, int64_t p1, const float *g) {
@@ -505,7 +509,8 @@ void nrt_sgemm_adam(int ta, int tb, int64_t m, int64_t n, int64_t k, const float
     const int alone =
         2.0 * (double)m * (double)n * (double)k + 64.0 * (double)m * (double)n < ADAM_SPLIT_WORK ||
         nrt_threads_get() < 2 || nrt_threads_inside();
-    if (adam_own_fits(k) && nrt_gemm_own_wanted()) {
+    if (adam_own_fits(k) && nrt_gemm_own_wanted() && n >= ADAM_OWN_COLS &&
+        2.0 * (double)m * (double)n * (double)k >= ADAM_OWN_FLOPS) {
         if (alone)
             adam_own_rows(&j, 0, blocks);
         else

@@ -57,21 +57,33 @@ static void check(int ta, int tb, int64_t m, int64_t n, int64_t k, const struct 
     if (m > 2) /* row 2 of op(A) zero: a zero gradient */
         for (int64_t q = 0; q < k; q++) a[ta ? q * lda + 2 : 2 * lda + q] = 0.0f;
     /* the gradient: the own GEMM's sums where the fused path runs, else nrt_sgemm's */
-    if (nrt_gemm_own_wanted() && k <= 384)
+    if (nrt_gemm_own_wanted() && k <= 384 && n >= 16 && 2.0 * (double)(m * n * k) >= 5e5)
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = 0; j < n; j++) {
                 float acc = 0.0f;
                 for (int64_t q = 0; q < k; q++)
-                    acc = fmaf(ta ? a[q * lda + i] : a[i * lda + q], tb ? b[j * ldb + q] : b[q * ldb + j], acc);
+                    acc =
+                        fmaf(ta ? a[q * lda + i] : a[i * lda + q], tb ? b[j * ldb + q] : b[q * ldb + j], acc);
                 g[i * n + j] = acc;
             }
     else
         nrt_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, g, n);
     for (int i = 0; i < 3; i++) memcpy(ref[i], st[i], sizeof(float) * (size_t)mn);
     for (int64_t p = 0; p < mn; p++) ref_update(h, g[p], &ref[0][p], &ref[1][p], &ref[2][p]);
-    const struct nrt_adam u = {st[0],   st[1],   st[2],   out[0], out[1],
-                               out[2],  &h->b1,  &h->c1,  &h->b2, &h->c2,
-                               &h->bc2, &h->eps, &h->step, isnan(h->decay) ? NULL : &h->decay,
+    const struct nrt_adam u = {st[0],
+                               st[1],
+                               st[2],
+                               out[0],
+                               out[1],
+                               out[2],
+                               &h->b1,
+                               &h->c1,
+                               &h->b2,
+                               &h->c2,
+                               &h->bc2,
+                               &h->eps,
+                               &h->step,
+                               isnan(h->decay) ? NULL : &h->decay,
                                isnan(h->wd) ? NULL : &h->wd};
     nrt_sgemm_adam(ta, tb, m, n, k, a, lda, b, ldb, scratch, &u);
     int64_t bad = -1;
@@ -80,12 +92,13 @@ static void check(int ta, int tb, int64_t m, int64_t n, int64_t k, const struct 
         for (int64_t p = 0; p < mn && bad < 0; p++)
             if (memcmp(&out[i][p], &ref[i][p], sizeof(float)) != 0) bad = p, which = i;
     if (bad >= 0)
-        TEST_FAIL_("sgemm_adam ta=%d tb=%d %lldx%lldx%lld inplace=%d threads=%d: %s[%lld] = %.9g, unfused %.9g",
-                   ta, tb, (long long)m, (long long)n, (long long)k, inplace, nrt_threads_get(),
-                   which == 0   ? "m"
-                   : which == 1 ? "v"
-                                : "w",
-                   (long long)bad, out[which][bad], ref[which][bad]);
+        TEST_FAIL_(
+            "sgemm_adam ta=%d tb=%d %lldx%lldx%lld inplace=%d threads=%d: %s[%lld] = %.9g, unfused %.9g", ta,
+            tb, (long long)m, (long long)n, (long long)k, inplace, nrt_threads_get(),
+            which == 0   ? "m"
+            : which == 1 ? "v"
+                         : "w",
+            (long long)bad, out[which][bad], ref[which][bad]);
     else
         test_passed++;
     for (int i = 0; i < 3; i++) {
@@ -97,16 +110,24 @@ static void check(int ta, int tb, int64_t m, int64_t n, int64_t k, const struct 
 
 static void test_gemm_adam(void) {
     /* Adam's default betas at step 3: 1 - b^t in f32, as optim.c's lowering */
-    const struct hyper adam = {0.9f, 0.1f, 0.999f, 0.001f, sqrtf(1.0f - powf(0.999f, 3.0f)),
-                               1e-7f, 1e-3f / (1.0f - powf(0.9f, 3.0f)), NAN, NAN};
+    const struct hyper adam = {0.9f,
+                               0.1f,
+                               0.999f,
+                               0.001f,
+                               sqrtf(1.0f - powf(0.999f, 3.0f)),
+                               1e-7f,
+                               1e-3f / (1.0f - powf(0.9f, 3.0f)),
+                               NAN,
+                               NAN};
     struct hyper adamw = adam, l2 = adam;
     adamw.decay = 1.0f - 1e-3f * 0.01f;
     l2.wd = 0.05f;
     static const int64_t sizes[][3] = {
-        {1, 1, 1},     {5, 7, 3},     {12, 32, 16},  {13, 33, 17}, {25, 10, 64}, /* the MLP's last layer */
-        {40, 80, 64},  {71, 129, 37}, {256, 128, 64}, /* its second layer */
-        {30, 520, 50}, /* two blocks of columns */
+        {1, 1, 1},     {5, 7, 3},     {12, 32, 16},   {13, 33, 17},   {25, 10, 64}, /* the MLP's last layer */
+        {40, 80, 64},  {71, 129, 37}, {256, 128, 64},                               /* its second layer */
+        {30, 520, 50},                               /* two blocks of columns */
         {37, 45, 384}, {37, 45, 385}, {20, 33, 700}, /* the deepest fused, past it: through scratch */
+        {61, 17, 300}, {25, 40, 300}, {100, 16, 200}, {20, 300, 384}, /* fused, edge rows and columns */
     };
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
         for (int t = 0; t < 4; t++)
