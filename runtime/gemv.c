@@ -245,15 +245,22 @@ static inline __attribute__((always_inline)) void rows_tile(const struct rows_jo
         }
 }
 
-/* Column blocks [lo, hi) of 64. */
+/* Rows per task of the split (a multiple of the tile's 6): more rows than
+ * that are split by rows too, so that a few column blocks still keep every
+ * thread busy. Each element's sum is the same whatever the split. */
+#define ROWS_CHUNK 24
+
+/* Tasks [lo, hi): (column block of 64, chunk of ROWS_CHUNK rows), by column block. */
 static void rows_blocks(void *arg, int64_t lo, int64_t hi) {
     const struct rows_job *g = arg;
-    for (int64_t jb = lo; jb < hi; jb++) {
-        int64_t j = jb * 64, left = g->n - j;
+    const int64_t chunks = (g->m + ROWS_CHUNK - 1) / ROWS_CHUNK;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t j = t / chunks * 64, left = g->n - j, r0 = t % chunks * ROWS_CHUNK;
+        int64_t r1 = r0 + ROWS_CHUNK < g->m ? r0 + ROWS_CHUNK : g->m;
         int nv = left >= 64 ? 4 : (int)((left + 15) / 16);
         __mmask16 last = (__mmask16)(left >= 16 * nv ? 0xffff : (1u << (left - 16 * (nv - 1))) - 1);
-        for (int64_t i0 = 0; i0 < g->m;) {
-            int64_t rows = g->m - i0;
+        for (int64_t i0 = r0; i0 < r1;) {
+            int64_t rows = r1 - i0;
             if (rows >= 6)
                 rows_tile(g, 6, i0, j, nv, last), i0 += 6;
             else if (rows >= 4)
@@ -272,7 +279,7 @@ int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 #if defined(__AVX512F__)
     if (ta || tb || m < 2 || m > NRT_SGEMM_ROWS_MAX || k < 256 || n < 16 || n > 2048) return 0;
     struct rows_job g = {m, n, k, alpha, beta, a, b, lda, ldb, c, ldc};
-    int64_t blocks = (n + 63) / 64;
+    int64_t blocks = (n + 63) / 64 * ((m + ROWS_CHUNK - 1) / ROWS_CHUNK);
     if (2.0 * (double)m * (double)n * (double)k < GEMV_SPLIT_FLOPS || nrt_threads_get() < 2 ||
         nrt_threads_inside())
         rows_blocks(&g, 0, blocks);

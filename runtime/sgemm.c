@@ -244,7 +244,10 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
     if (m <= 0 || n <= 0 || k <= 0) return 0;
     struct pack *pk = pack_get();
     if (!pk) return 0;
-    const int64_t kc = k <= KC_WHOLE ? k : KC;
+    /* k in equal blocks of at most KC_MAX rows (multiples of 16), rather
+     * than KC and a short last one */
+    const int64_t nkb = (k + KC_MAX - 1) / KC_MAX,
+                  kc = k <= KC_WHOLE ? k : ((k + nkb - 1) / nkb + 15) / 16 * 16;
     for (int64_t jc = 0; jc < n; jc += NC) {
         const int64_t nc = n - jc < NC ? n - jc : NC;
         for (int64_t pc = 0; pc < k; pc += kc) {
