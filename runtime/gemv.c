@@ -210,39 +210,58 @@ struct rows_job {
     int64_t ldc;
 };
 
-static inline __attribute__((always_inline)) void rows_tile(const struct rows_job *g, const int R, int64_t i0,
-                                                            int64_t j, int nv, __mmask16 last) {
+/* An R x (16 NV) tile, the last vector's columns `last` (R, NV constants
+ * where inlined: every load but the last one unmasked, no FMA wasted on
+ * missing vectors). */
+static inline __attribute__((always_inline)) void
+rows_tile_nv(const struct rows_job *g, const int R, const int NV, int64_t i0, int64_t j, __mmask16 last) {
     __m512 acc[6][4];
+#pragma GCC unroll 6
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
     const float *row = g->b + j, *a = g->a + i0 * g->lda;
-    if (nv == 4 && last == 0xffff)
-        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-            __m512 bv[4];
-            for (int v = 0; v < 4; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
-            for (int r = 0; r < R; r++) {
-                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
-                for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
-            }
+    for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
+        bv[NV - 1] = _mm512_maskz_loadu_ps(last, row + 16 * (NV - 1));
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
         }
-    else
-        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-            __m512 bv[4];
-            for (int v = 0; v < nv; v++)
-                bv[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xffff, row + 16 * v);
-            for (int r = 0; r < R; r++) {
-                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
-                for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
-            }
-        }
+    }
+#pragma GCC unroll 6
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < nv; v++) {
-            __mmask16 m = v == nv - 1 ? last : 0xffff;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = v == NV - 1 ? last : 0xffff;
             float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
             __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]);
             if (g->beta != 0.0f) y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
             _mm512_mask_storeu_ps(c, m, y);
         }
+}
+
+/* An R x (16 nv) tile (nv 1..4). */
+static inline __attribute__((always_inline)) void rows_tile(const struct rows_job *g, const int R, int64_t i0,
+                                                            int64_t j, int nv, __mmask16 last) {
+    switch (nv) {
+    case 4:
+        rows_tile_nv(g, R, 4, i0, j, last);
+        break;
+    case 3:
+        rows_tile_nv(g, R, 3, i0, j, last);
+        break;
+    case 2:
+        rows_tile_nv(g, R, 2, i0, j, last);
+        break;
+    default:
+        rows_tile_nv(g, R, 1, i0, j, last);
+        break;
+    }
 }
 
 /* Rows per task of the split (a multiple of the tile's 6): more rows than
