@@ -212,37 +212,47 @@ struct rows_job {
 
 /* An R x (16 NV) tile, the last vector's columns `last` (R, NV constants
  * where inlined: every load but the last one unmasked, no FMA wasted on
- * missing vectors). */
+ * missing vectors). k is summed by sgemm.c's blocks (NRT_SGEMM_KC), each
+ * block's sums added to C, as sgemm.c does: the same bits. */
 static inline __attribute__((always_inline)) void
 rows_tile_nv(const struct rows_job *g, const int R, const int NV, int64_t i0, int64_t j, __mmask16 last) {
-    __m512 acc[6][4];
+    const int64_t kc = g->k <= NRT_SGEMM_KC_WHOLE ? g->k : NRT_SGEMM_KC;
+    const float *a = g->a + i0 * g->lda;
+    for (int64_t k0 = 0; k0 < g->k; k0 += kc) {
+        const int64_t k1 = g->k - k0 < kc ? g->k : k0 + kc;
+        __m512 acc[6][4];
 #pragma GCC unroll 6
-    for (int r = 0; r < R; r++)
+        for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
-    const float *row = g->b + j, *a = g->a + i0 * g->lda;
-    for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-        __m512 bv[4];
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+        const float *row = g->b + k0 * g->ldb + j;
+        for (int64_t i = k0; i < k1; i++, row += g->ldb) {
+            __m512 bv[4];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
-        bv[NV - 1] = _mm512_maskz_loadu_ps(last, row + 16 * (NV - 1));
+            for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
+            bv[NV - 1] = _mm512_maskz_loadu_ps(last, row + 16 * (NV - 1));
 #pragma GCC unroll 6
-        for (int r = 0; r < R; r++) {
-            __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
+            for (int r = 0; r < R; r++) {
+                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+            }
         }
+        /* the first block: C = alpha acc (+ beta C); the others: C += alpha acc */
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                __mmask16 m = v == NV - 1 ? last : 0xffff;
+                float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
+                __m512 y = g->alpha != 1.0f ? _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]) : acc[r][v];
+                if (k0 > 0)
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c), y);
+                else if (g->beta != 0.0f)
+                    y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
+                _mm512_mask_storeu_ps(c, m, y);
+            }
     }
-#pragma GCC unroll 6
-    for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            __mmask16 m = v == NV - 1 ? last : 0xffff;
-            float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
-            __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]);
-            if (g->beta != 0.0f) y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
-            _mm512_mask_storeu_ps(c, m, y);
-        }
 }
 
 /* An R x (16 nv) tile (nv 1..4). */

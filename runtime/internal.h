@@ -64,6 +64,13 @@ int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 
 /* ---------------------------------------------------------------- sgemm.c -- */
 
+/* The depth of sgemm.c's blocks: k <= NRT_SGEMM_KC_WHOLE in one, else blocks
+ * of NRT_SGEMM_KC (the last shorter), each summed in order and added to C in
+ * order. gemv.c's rows GEMM sums by the same blocks, so both give the same
+ * bits. */
+#define NRT_SGEMM_KC 256
+#define NRT_SGEMM_KC_WHOLE 384
+
 /* The runtime's own single-threaded SGEMM (AVX-512 builds): C = alpha op(A)
  * op(B) + beta C (C not read when beta is 0), as nrt_sgemm's arguments, m, n,
  * k >= 1. Returns 0 without touching C where not built for AVX-512 (or its

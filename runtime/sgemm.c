@@ -17,10 +17,10 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-#define MR 12  /* rows of the register tile */
-#define NR 32  /* columns of the register tile (two vectors) */
-#define KC 256 /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
-#define KC_WHOLE 384
+#define MR 12           /* rows of the register tile */
+#define NR 32           /* columns of the register tile (two vectors) */
+#define KC NRT_SGEMM_KC /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
+#define KC_WHOLE NRT_SGEMM_KC_WHOLE
 #define NC 512 /* columns of op(B) per packed block */
 #define KC_MAX KC_WHOLE
 
@@ -244,10 +244,7 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
     if (m <= 0 || n <= 0 || k <= 0) return 0;
     struct pack *pk = pack_get();
     if (!pk) return 0;
-    /* k in equal blocks of at most KC_MAX rows (multiples of 16), rather
-     * than KC and a short last one */
-    const int64_t nkb = (k + KC_MAX - 1) / KC_MAX,
-                  kc = k <= KC_WHOLE ? k : ((k + nkb - 1) / nkb + 15) / 16 * 16;
+    const int64_t kc = k <= KC_WHOLE ? k : KC;
     for (int64_t jc = 0; jc < n; jc += NC) {
         const int64_t nc = n - jc < NC ? n - jc : NC;
         for (int64_t pc = 0; pc < k; pc += kc) {

@@ -6,7 +6,9 @@
  * moments and parameter must match bit for bit: transposes, odd sizes (edge
  * rows and columns of the register tile), the depths through the fused path
  * and past it (through scratch), Adam's L2 weight decay and AdamW's decay,
- * outputs in place and apart, at 1, 2 and 3 threads. */
+ * outputs in place and apart, at 1, 2 and 3 threads. And gemv.c's rows GEMM
+ * (dense layers on batches up to 256 rows) against sgemm.c's packed one: the
+ * same bits, its sums taken by the same blocks of k. */
 #include "runtime/internal.h"
 #include "runtime/netrt.h"
 #include "test.h"
@@ -138,10 +140,36 @@ static void test_gemm_adam(void) {
     check(1, 0, 784, 256, 64, &adam, 1); /* the MLP's first layer */
 }
 
+/* nrt_sgemm (the rows GEMM for these shapes) and nrt_sgemm_own, bit for bit. */
+static void check_rows(int64_t m, int64_t n, int64_t k, float alpha, float beta) {
+    float *a = xalloc(m * k), *b = xalloc(k * n), *c = xalloc(m * n), *c2 = xalloc(m * n);
+    fill(a, m * k, 11, -1.0f, 2.0f), fill(b, k * n, 12, -1.0f, 2.0f), fill(c, m * n, 13, -1.0f, 2.0f);
+    memcpy(c2, c, sizeof(float) * (size_t)(m * n));
+    nrt_sgemm(0, 0, m, n, k, alpha, a, k, b, n, beta, c, n);
+    if (!nrt_sgemm_own(0, 0, m, n, k, alpha, a, k, b, n, beta, c2, n))
+        TEST_FAIL_("nrt_sgemm_own refused %lldx%lldx%lld", (long long)m, (long long)n, (long long)k);
+    else if (memcmp(c, c2, sizeof(float) * (size_t)(m * n)) != 0)
+        TEST_FAIL_("rows GEMM %lldx%lldx%lld alpha %g beta %g: not the packed GEMM's bits", (long long)m,
+                   (long long)n, (long long)k, alpha, beta);
+    else
+        test_passed++;
+    nrt_free(a), nrt_free(b), nrt_free(c), nrt_free(c2);
+}
+
+static void test_rows_bits(void) {
+    if (!nrt_sgemm_own_built()) return;
+    static const int64_t sizes[][3] = {{64, 256, 784}, {25, 64, 256},  {61, 130, 300}, {256, 40, 385},
+                                       {64, 121, 576}, {7, 100, 1600}, {100, 17, 640}};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+        for (int v = 0; v < 3; v++)
+            check_rows(sizes[s][0], sizes[s][1], sizes[s][2], v == 1 ? 0.5f : 1.0f, v == 2 ? 0.25f : 0.0f);
+}
+
 int main(void) {
     for (int threads = 1; threads <= 3; threads++) {
         nrt_threads_set(threads);
         test_gemm_adam();
+        test_rows_bits();
     }
     nrt_threads_set(1);
     TEST_DONE();
