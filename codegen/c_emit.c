@@ -361,6 +361,21 @@ static void print_kernel(struct cgc *c, int index, const struct cgc_kernel *k) {
     kernel_name(c, index, k, name, sizeof name);
     struct cgc_x outer, inner;
     struct cgc_x total = cgc_count(&c->f->nodes[k->root].type.shape);
+    struct pass_gemm_adam u;
+    if (pass_gemm_adam(c->f, c->f->nodes[k->root].kernel, &u)) { /* the update within the GEMM */
+        kernel_args(c, k, KA_PARAMS, params, sizeof params);
+        cgc_emit(c, "static NRT_NOINLINE void %s(%s)", name, params);
+        cgc_emit(c, "{");
+        c->indent++;
+        cgc_emit(c, "(void)n;");
+        for (size_t i = 0; i < vec_len(k->members); i++) cg_node_comment(c, k->members[i]);
+        inplace_locals(c, k);
+        cgc_gemm_adam(c, &u);
+        c->indent--;
+        cgc_emit(c, "}");
+        cgc_emit(c, "%s", "");
+        return;
+    }
     bool split = !cgc_kernel_conv_ep(c, k, NULL, NULL) && cgc_kernel_outer(c, k, &outer, &inner) &&
                  (total.n || total.k >= 2 * KERNEL_GRAIN);
     kernel_args(c, k, KA_PARAMS, params, sizeof params);
@@ -1342,6 +1357,7 @@ const struct pass_target cgc_plan_c = {.name = "c",
                                        .fuse_max_arrays = 15,
                                        .fuse_batchnorm = true,
                                        .fuse_pool = true,
+                                       .fuse_gemm_update = true,
                                        .pool_grad_weight = cg_pool_grad_weight_fast,
                                        .scratch = cgc_op_scratch};
 

@@ -71,6 +71,11 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
                 return cg_conv_scratch(f, n) + chunk * shape_static_numel(&n->type.shape);
         return cg_conv_scratch(f, n);
     }
+    /* A gemm-update kernel's head: its value, where the GEMM cannot keep it
+     * (nrt_sgemm_adam) */
+    if (n->op == OP_MATMUL && n->kernel > 0 && pass_target_get()->fuse_gemm_update &&
+        pass_gemm_adam(f, n->kernel, NULL))
+        return shape_static_numel(&n->type.shape);
     if (n->op == OP_RNN || n->op == OP_RNN_BPTT) { /* w_hh packed for the recurrent GEMMs */
         const struct shape *whh = &f->nodes[n->args[n->op == OP_RNN ? 2 : 0]].type.shape;
         int64_t feat = n->op == OP_RNN ? f->nodes[n->args[0]].type.shape.dim[2] : 0;
@@ -1028,6 +1033,25 @@ bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bi
     if (bias) *bias = b;
     if (relu) *relu = r;
     return true;
+}
+
+void cgc_gemm_adam(struct cgc *c, const struct pass_gemm_adam *u) {
+    const struct ir_node *n = cgc_node(c, u->head);
+    const struct shape *a = &c->f->nodes[n->args[0]].type.shape, *b = &c->f->nodes[n->args[1]].type.shape;
+    const struct shape *y = &n->type.shape;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
+    char decay[24] = "NULL", wd[24] = "NULL";
+    if (u->decay >= 0) snprintf(decay, sizeof decay, "v%d", u->decay);
+    if (u->wd >= 0) snprintf(wd, sizeof wd, "v%d", u->wd);
+    cgc_emit(
+        c,
+        "const struct nrt_adam u = {v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, v%d, %s, "
+        "%s};",
+        u->m_old, u->v_old, u->w_old, u->m_new, u->v_new, u->w_new, u->b1, u->c1, u->b2, u->c2, u->bc2,
+        u->eps, u->step, decay, wd);
+    cgc_emit(c, "nrt_sgemm_adam(%d, %d, %s, %s, %s, v%d, %s, v%d, %s, s%d, &u);", ta, tb,
+             cg_xs(cgc_dim(y, 0)), cg_xs(cgc_dim(y, 1)), cg_xs(cgc_dim(a, ta ? 0 : 1)), n->args[0],
+             cg_xs(cgc_dim(a, 1)), n->args[1], cg_xs(cgc_dim(b, 1)), u->head);
 }
 
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {

@@ -310,6 +310,9 @@ int cgc_kernel_inplace(const struct cgc *c, const struct cgc_kernel *k, int x);
  * is cgc_kernel_range; cgc_kernel_outer gives that loop's extent and the
  * elements per outer index (false for a rank-0 nest). */
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
+/* A gemm-update kernel's body (passes/fuse.c, pass_gemm_adam): the struct
+ * nrt_adam and the nrt_sgemm_adam call, the head's scratch s<head>. */
+void cgc_gemm_adam(struct cgc *c, const struct pass_gemm_adam *u);
 /* Whether kernel k is a conv2d head, a bias_add on its channels and maybe a
  * relu, with only the last stored: its body is then one
  * nrt_conv2d_bias_act call (no loop nest); or the same closed by a 2x2 max

@@ -208,7 +208,14 @@ static bool has_formula(enum op op) {
 static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *ns, struct cg_access *acc,
                         int nacc);
 
+static void gemm_adam(struct lg *g, const struct pass_gemm_adam *u);
+
 void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
+    struct pass_gemm_adam u;
+    if (pass_gemm_adam(g->c.f, node(g, k->root)->kernel, &u)) { /* the update within the GEMM */
+        gemm_adam(g, &u);
+        return;
+    }
     if (k->head >= 0) lg_op_emit(g, k->head);
     const struct shape *y = shape_of(g, k->root);
     struct cg_access acc[CG_NEST_OPS];
@@ -494,6 +501,36 @@ static void op_matmul(struct lg *g, int id) {
     sgemm(g, ta, tb, lg_x(g, cgc_dim(y, 0)), lg_x(g, cgc_dim(y, 1)), lg_x(g, cgc_dim(a, ta ? 0 : 1)),
           lg_ptr(g, arg(g, id, 0)), lg_x(g, cgc_dim(a, 1)), lg_ptr(g, arg(g, id, 1)), lg_x(g, cgc_dim(b, 1)),
           lg_f32(g, 0), lg_ptr(g, id), lg_x(g, cgc_dim(y, 1)));
+}
+
+/* A gemm-update kernel (passes/fuse.c, pass_gemm_adam): netrt.h's struct
+ * nrt_adam (15 pointers) on the stack and one nrt_sgemm_adam call, as the C
+ * backend's (cgc_gemm_adam). */
+static void gemm_adam(struct lg *g, const struct pass_gemm_adam *u) {
+    const struct ir_node *n = node(g, u->head);
+    const struct shape *a = arg_shape(g, u->head, 0), *b = arg_shape(g, u->head, 1), *y = &n->type.shape;
+    bool ta = ir_attr_i(n, ATTR_TRANSPOSE_A) != 0, tb = ir_attr_i(n, ATTR_TRANSPOSE_B) != 0;
+    const int vals[15] = {u->m_old, u->v_old, u->w_old, u->m_new, u->v_new, u->w_new, u->b1, u->c1,
+                          u->b2,    u->c2,    u->bc2,   u->eps,   u->step,  u->decay, u->wd};
+    LLVMValueRef st = lg_var(g, LLVMArrayType(g->p8, 15), NULL);
+    LLVMValueRef sp = LLVMBuildBitCast(g->b, st, LLVMPointerType(g->p8, 0), "");
+    for (int i = 0; i < 15; i++)
+        lg_store(g, vals[i] >= 0 ? lg_ptr8(g, vals[i]) : LLVMConstNull(g->p8), sp, lg_i64(g, i));
+    if (!g->sptr[u->head]) NETC_INTERNAL("gemm-update head %%%d has no scratch", u->head);
+    LLVMTypeRef p[11] = {g->i32, g->i32,  g->i64, g->i64,  g->i64, g->pf32,
+                         g->i64, g->pf32, g->i64, g->pf32, g->p8};
+    LLVMValueRef args[11] = {lg_i32(g, ta),
+                             lg_i32(g, tb),
+                             lg_x(g, cgc_dim(y, 0)),
+                             lg_x(g, cgc_dim(y, 1)),
+                             lg_x(g, cgc_dim(a, ta ? 0 : 1)),
+                             lg_ptr(g, n->args[0]),
+                             lg_x(g, cgc_dim(a, 1)),
+                             lg_ptr(g, n->args[1]),
+                             lg_x(g, cgc_dim(b, 1)),
+                             g->sptr[u->head],
+                             LLVMBuildBitCast(g->b, st, g->p8, "")};
+    lg_call(g, "nrt_sgemm_adam", g->v, p, 11, args);
 }
 
 static LLVMValueRef gep(struct lg *g, LLVMValueRef p, LLVMValueRef i) {

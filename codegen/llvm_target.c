@@ -11,6 +11,7 @@ static const struct pass_target plan_llvm = {.name = "llvm",
                                              .fuse_max_arrays = 15,
                                              .fuse_batchnorm = true,
                                              .fuse_pool = false,
+                                             .fuse_gemm_update = true,
                                              .pool_grad_weight = cg_pool_grad_weight_fast,
                                              .scratch = cgc_op_scratch};
 

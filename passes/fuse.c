@@ -16,7 +16,11 @@
  * own, so what the IR says is what every backend emits. On targets that fuse
  * pooling (pass_target.fuse_pool), a 2x2 max pool that is the only reader of a
  * conv2d kernel storing nothing but its root then becomes that kernel's root:
- * the convolution's full-size result is never stored (inference). */
+ * the convolution's full-size result is never stored (inference). On targets
+ * that fuse it (pass_target.fuse_gemm_update), a weight gradient's matmul
+ * read only by its Adam update joins the update's kernel as its head
+ * (pass_gemm_adam, the gemm-update kernels of docs/ir.md): the backend runs
+ * the update inside the GEMM. */
 #include "passes/passes.h"
 
 #include <string.h>
@@ -169,6 +173,176 @@ static int fuse_pools(struct ir_func *f, int *const *users, const int *uses) {
     return joined;
 }
 
+/* --------------------------------------------------- gemm-update kernels */
+
+/* Whether id is a member of kernel k with operation op. */
+static bool is_op(const struct ir_func *f, int id, int k, enum op op) {
+    return f->nodes[id].kernel == k && f->nodes[id].op == op;
+}
+
+/* Whether id is an f32[] value from outside kernel k. */
+static bool is_scalar(const struct ir_func *f, int id, int k) {
+    const struct ir_node *n = &f->nodes[id];
+    return n->kernel != k && n->type.dtype == DT_F32 && n->type.shape.rank == 0;
+}
+
+/* Whether id is an f32 array from outside kernel k of exactly shape s. */
+static bool is_array(const struct ir_func *f, int id, int k, const struct shape *s) {
+    const struct ir_node *n = &f->nodes[id];
+    return n->kernel != k && n->type.dtype == DT_F32 && shape_equal(&n->type.shape, s);
+}
+
+/* Whether id is a member mul(s, x) or mul(x, s) of kernel k with s a scalar
+ * from outside: *s and *x then. */
+static bool scaled(const struct ir_func *f, int id, int k, int *s, int *x) {
+    if (!is_op(f, id, k, OP_MUL)) return false;
+    const int *a = f->nodes[id].args;
+    int i = is_scalar(f, a[0], k) ? 0 : is_scalar(f, a[1], k) ? 1 : -1;
+    if (i < 0) return false;
+    *s = a[i], *x = a[1 - i];
+    return true;
+}
+
+/* Whether id is a member add(mul(s0, x0), mul(s1, x1)) of kernel k whose
+ * terms read, one a member (*mx, scaled by *ms), the other a value from
+ * outside (*ox, scaled by *os). */
+static bool blend(const struct ir_func *f, int id, int k, int *ms, int *mx, int *os, int *ox) {
+    if (!is_op(f, id, k, OP_ADD)) return false;
+    int s0, x0, s1, x1;
+    const int *a = f->nodes[id].args;
+    if (!scaled(f, a[0], k, &s0, &x0) || !scaled(f, a[1], k, &s1, &x1)) return false;
+    bool in0 = f->nodes[x0].kernel == k, in1 = f->nodes[x1].kernel == k;
+    if (in0 == in1) return false;
+    *ms = in0 ? s0 : s1, *mx = in0 ? x0 : x1, *os = in0 ? s1 : s0, *ox = in0 ? x1 : x0;
+    return true;
+}
+
+/* Whether node id is read by a node outside kernel k or is an output. */
+static bool used_outside(const struct ir_func *f, int id, int k) {
+    for (int u = id + 1; u < ir_func_len(f); u++) {
+        if (f->nodes[u].kernel == k) continue;
+        for (int a = 0; a < f->nodes[u].nargs; a++)
+            if (f->nodes[u].args[a] == id) return true;
+    }
+    for (size_t o = 0; o < vec_len(f->outputs); o++)
+        if (f->outputs[o].value == id) return true;
+    return false;
+}
+
+/* Whether value x, through its aliases, reads a buffer that an assign of one
+ * of the values in outs (n of them) writes. */
+static bool reads_assigned(const struct ir_func *f, int x, const int *outs, int n) {
+    for (int depth = 0; depth < 16 && f->nodes[x].op != OP_PARAM; depth++) {
+        if (!pass_memplan_aliases(&f->nodes[x]) || f->nodes[x].op == OP_INPUT) return false;
+        x = f->nodes[x].args[0];
+    }
+    if (f->nodes[x].op != OP_PARAM) return true; /* too deep: say yes */
+    for (int a = 0; a < ir_func_len(f); a++) {
+        const struct ir_node *an = &f->nodes[a];
+        if (an->op != OP_ASSIGN || strcmp(an->sym, f->nodes[x].sym) != 0) continue;
+        for (int i = 0; i < n; i++)
+            if (an->args[0] == outs[i]) return true;
+    }
+    return false;
+}
+
+bool pass_gemm_adam(const struct ir_func *f, int k, struct pass_gemm_adam *out) {
+    if (k <= 0) return false;
+    int root = -1, head = -1, nmem = 0;
+    for (int i = 0; i < ir_func_len(f); i++) {
+        if (f->nodes[i].kernel != k) continue;
+        nmem++, root = i;
+        if (ir_kernel_head_op(f->nodes[i].op)) {
+            if (head >= 0) return false;
+            head = i;
+        }
+    }
+    if (head < 0 || f->nodes[head].op != OP_MATMUL || f->nodes[head].type.shape.rank != 2 ||
+        !is_op(f, root, k, OP_SUB))
+        return false;
+    const struct shape *ys = &f->nodes[root].type.shape;
+    struct pass_gemm_adam u = {.head = head, .w_new = root, .decay = -1, .wd = -1};
+    int q, den, d1, sq, g, gg, base = f->nodes[root].args[0], mids[18], nm = 0;
+    /* w' = base - step * (m' / (sqrt(v') / bc2 + eps)) */
+    if (!scaled(f, f->nodes[root].args[1], k, &u.step, &q) || !is_op(f, q, k, OP_DIV)) return false;
+    mids[nm++] = f->nodes[root].args[1], mids[nm++] = q;
+    u.m_new = f->nodes[q].args[0], den = f->nodes[q].args[1];
+    if (!is_op(f, den, k, OP_ADD)) return false;
+    int e = is_scalar(f, f->nodes[den].args[1], k) ? 1 : is_scalar(f, f->nodes[den].args[0], k) ? 0 : -1;
+    if (e < 0) return false;
+    u.eps = f->nodes[den].args[e], d1 = f->nodes[den].args[1 - e];
+    if (!is_op(f, d1, k, OP_DIV) || !is_scalar(f, f->nodes[d1].args[1], k)) return false;
+    u.bc2 = f->nodes[d1].args[1], sq = f->nodes[d1].args[0];
+    if (!is_op(f, sq, k, OP_SQRT)) return false;
+    u.v_new = f->nodes[sq].args[0];
+    mids[nm++] = den, mids[nm++] = d1, mids[nm++] = sq;
+    /* base = w or w * decay */
+    if (f->nodes[base].kernel == k) {
+        if (!scaled(f, base, k, &u.decay, &u.w_old)) return false;
+        mids[nm++] = base;
+    } else
+        u.w_old = base;
+    /* m' = b1*m + c1*g', v' = b2*v + c2*(g'*g') */
+    if (!blend(f, u.m_new, k, &u.c1, &g, &u.b1, &u.m_old) ||
+        !blend(f, u.v_new, k, &u.c2, &gg, &u.b2, &u.v_old) || !is_op(f, gg, k, OP_MUL) ||
+        f->nodes[gg].args[0] != g || f->nodes[gg].args[1] != g)
+        return false;
+    mids[nm++] = f->nodes[u.m_new].args[0], mids[nm++] = f->nodes[u.m_new].args[1];
+    mids[nm++] = f->nodes[u.v_new].args[0], mids[nm++] = f->nodes[u.v_new].args[1], mids[nm++] = gg;
+    /* g' = g, or g + wd*w */
+    if (g != head) {
+        if (!is_op(f, g, k, OP_ADD)) return false;
+        const int *a = f->nodes[g].args;
+        int h = a[0] == head ? 0 : a[1] == head ? 1 : -1, x;
+        if (h < 0 || !scaled(f, a[1 - h], k, &u.wd, &x) || x != u.w_old) return false;
+        mids[nm++] = g, mids[nm++] = a[1 - h];
+    }
+    if (!is_array(f, u.w_old, k, ys) || !is_array(f, u.m_old, k, ys) || !is_array(f, u.v_old, k, ys))
+        return false;
+    /* exactly these members, each once; only m', v' (both) and w' used outside */
+    mids[nm++] = u.m_new, mids[nm++] = u.v_new, mids[nm++] = root, mids[nm++] = head;
+    if (nm != nmem) return false;
+    for (int i = 0; i < nm; i++)
+        for (int j = i + 1; j < nm; j++)
+            if (mids[i] == mids[j]) return false;
+    for (int i = 0; i < nm; i++) {
+        bool out = used_outside(f, mids[i], k), stored = mids[i] == u.m_new || mids[i] == u.v_new;
+        if (out != stored && mids[i] != root) return false;
+    }
+    /* the head reads no buffer the update writes (it runs while tiles are updated) */
+    const int outs[3] = {u.m_new, u.v_new, root};
+    for (int a = 0; a < 2; a++)
+        if (reads_assigned(f, f->nodes[head].args[a], outs, 3)) return false;
+    if (out) *out = u;
+    return true;
+}
+
+/* After kernel k (members `group`, no head) formed: the matmul whose every
+ * reader is a member joins it as its head where that makes a gemm-update
+ * kernel (pass_gemm_adam). Returns whether one joined. */
+static bool gemm_update_head(struct ir_func *f, int *const *users, int k, int **group) {
+    for (size_t i = 0; i < vec_len(*group); i++) {
+        const struct ir_node *m = &f->nodes[(*group)[i]];
+        for (int a = 0; a < m->nargs; a++) {
+            int x = m->args[a];
+            struct ir_node *xn = &f->nodes[x];
+            if (xn->kernel || xn->op != OP_MATMUL || !all_f32(f, x)) continue;
+            bool inside = true;
+            for (size_t u = 0; u < vec_len(users[x]) && inside; u++)
+                inside = f->nodes[users[x][u]].kernel == k;
+            for (size_t o = 0; o < vec_len(f->outputs) && inside; o++) inside = f->outputs[o].value != x;
+            if (!inside) continue;
+            xn->kernel = k;
+            if (pass_gemm_adam(f, k, NULL)) {
+                vec_push(*group, x);
+                return true;
+            }
+            xn->kernel = 0;
+        }
+    }
+    return false;
+}
+
 /* Groups the nodes of f into kernels numbered from `next`; returns how many. */
 static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
     /* next counts up as kernels form; they are renumbered at the end */
@@ -233,6 +407,7 @@ static int fuse_func(struct ir_func *f, int next, const struct pass_target *t) {
             r->kernel = 0;
             continue;
         }
+        if (t->fuse_gemm_update && !has_head) gemm_update_head(f, users, k, &group);
         /* A kernel the target cannot emit keeps its nodes (so that they join
          * no other kernel) until the end, when they go back on their own. */
         vec_push(rejected, !target_fuses(f, group, k, t));

@@ -60,6 +60,12 @@ static int *roots_of(const struct ir_func *f) {
     return root;
 }
 
+/* Whether kernel k is one whose head's GEMM the backend fuses with the
+ * update (pass_gemm_adam): the head does not compute into the root. */
+static bool gemm_update(const struct ir_func *f, int k) {
+    return pass_target_get()->fuse_gemm_update && pass_gemm_adam(f, k, NULL);
+}
+
 /* Whether fused member m is stored: the kernel's root, or read after the kernel
  * (by a node outside it, or as an output). A head computes into the root. */
 static bool kernel_stores(const struct ir_func *f, int m) {
@@ -145,7 +151,9 @@ static void store_in_place(const struct ir_module *m, struct ir_func *f, const i
         int k = f->nodes[x].kernel, r = root[x];
         bool has_head = false;
         for (int j = 0; j <= r; j++) has_head |= f->nodes[j].kernel == k && ir_kernel_head_op(f->nodes[j].op);
-        /* A head computes into the root's storage before the loop reads anything. */
+        /* A head computes into the root's storage before the loop reads
+         * anything (but a gemm-update kernel's: its scratch, if anywhere). */
+        has_head &= !gemm_update(f, k);
         if (!kernel_stores(f, x) || f->nodes[x].mem.where == MEM_BUFFER || (x == r && has_head)) continue;
         bool ok = shape_equal(&an->type.shape, &f->nodes[r].type.shape);
         for (int j = 0; j < len && ok; j++) {

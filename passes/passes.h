@@ -53,16 +53,19 @@ void pass_dump(FILE *out, const struct ir_module *m, const char *name, bool dot)
 /* What the passes that plan for a backend (fuse, memplan) ask of it: one value
  * per backend, which codegen/ defines and its struct cg_target points to. */
 struct pass_target {
-    const char *name;     /* the backend, as given to --target */
-    int fuse_max_inputs;  /* distinct values from outside a kernel its members read */
-    int fuse_max_outputs; /* values one kernel stores, its root included */
-    int fuse_max_arrays;  /* arrays one kernel's loop nest reads: values from
-                             outside and its head, counted once per way of
-                             reading them (whole, or per channel of an axis) */
-    bool fuse_batchnorm;  /* whether batchnorm may be a member of a kernel */
-    bool fuse_pool;       /* whether a 2x2 max pool may close a conv2d kernel
-                             (ir_kernel_pool_op): the kernel stores the pooled
-                             result only */
+    const char *name;      /* the backend, as given to --target */
+    int fuse_max_inputs;   /* distinct values from outside a kernel its members read */
+    int fuse_max_outputs;  /* values one kernel stores, its root included */
+    int fuse_max_arrays;   /* arrays one kernel's loop nest reads: values from
+                              outside and its head, counted once per way of
+                              reading them (whole, or per channel of an axis) */
+    bool fuse_batchnorm;   /* whether batchnorm may be a member of a kernel */
+    bool fuse_pool;        /* whether a 2x2 max pool may close a conv2d kernel
+                              (ir_kernel_pool_op): the kernel stores the pooled
+                              result only */
+    bool fuse_gemm_update; /* whether the matmul of a weight gradient may head
+                              the kernel of its Adam update (pass_gemm_adam):
+                              the backend fuses the update into the GEMM */
     /* Whether simplify may fold max pooling gradient pg into conv weight
      * gradient gw, its only reader (conv2d_grad_weight_maxpool): where the
      * backend's kernel for the fused op is faster than the two it replaces.
@@ -95,6 +98,25 @@ int pass_cse(struct ir_module *m);
  * max pooling gradient moves before it, onto the pooled tensor. Returns the
  * rewrites made. */
 int pass_simplify(struct ir_module *m);
+
+/* A gemm-update kernel (fuse.c): a matmul head g and exactly Adam's update
+ * of one parameter from it, optim.c's sequence (passes/optim.c):
+ *     g' = g + wd*w (Adam's L2, or g' = g)
+ *     m' = b1*m + c1*g',  v' = b2*v + c2*(g'*g')
+ *     w' = base - step * (m' / (sqrt(v') / bc2 + eps)),  base = w*decay or w
+ * with the scalars f32[] values from outside, m, v and w arrays of the root's
+ * shape from outside (not read by the head), m' and v' stored (assigned) and
+ * nothing else used outside. The backend computes it whole (the gradient
+ * never stored as a value; the head's scratch, as many floats as its value,
+ * where the GEMM cannot hold it). Node ids; decay and wd -1 when absent. */
+struct pass_gemm_adam {
+    int head;                                      /* the matmul */
+    int m_old, v_old, w_old;                       /* arrays read */
+    int m_new, v_new, w_new;                       /* members stored (w_new the root) */
+    int b1, c1, b2, c2, bc2, eps, step, decay, wd; /* scalars */
+};
+/* Whether kernel k of f is a gemm-update kernel; fills *u then (u may be NULL). */
+bool pass_gemm_adam(const struct ir_func *f, int k, struct pass_gemm_adam *u);
 
 /* ------------------------------------------------------------ memplan.c */
 

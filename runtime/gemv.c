@@ -210,50 +210,86 @@ struct rows_job {
     int64_t ldc;
 };
 
-static inline __attribute__((always_inline)) void rows_tile(const struct rows_job *g, const int R, int64_t i0,
-                                                            int64_t j, int nv, __mmask16 last) {
-    __m512 acc[6][4];
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
-    const float *row = g->b + j, *a = g->a + i0 * g->lda;
-    if (nv == 4 && last == 0xffff)
-        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
+/* An R x (16 NV) tile, the last vector's columns `last` (R, NV constants
+ * where inlined: every load but the last one unmasked, no FMA wasted on
+ * missing vectors). k is summed by sgemm.c's blocks (NRT_SGEMM_KC), each
+ * block's sums added to C, as sgemm.c does: the same bits. */
+static inline __attribute__((always_inline)) void
+rows_tile_nv(const struct rows_job *g, const int R, const int NV, int64_t i0, int64_t j, __mmask16 last) {
+    const int64_t kc = g->k <= NRT_SGEMM_KC_WHOLE ? g->k : NRT_SGEMM_KC;
+    const float *a = g->a + i0 * g->lda;
+    for (int64_t k0 = 0; k0 < g->k; k0 += kc) {
+        const int64_t k1 = g->k - k0 < kc ? g->k : k0 + kc;
+        __m512 acc[6][4];
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+        const float *row = g->b + k0 * g->ldb + j;
+        for (int64_t i = k0; i < k1; i++, row += g->ldb) {
             __m512 bv[4];
-            for (int v = 0; v < 4; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(row + 16 * v);
+            bv[NV - 1] = _mm512_maskz_loadu_ps(last, row + 16 * (NV - 1));
+#pragma GCC unroll 6
             for (int r = 0; r < R; r++) {
                 __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
-                for (int v = 0; v < 4; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
             }
         }
-    else
-        for (int64_t i = 0; i < g->k; i++, row += g->ldb) {
-            __m512 bv[4];
-            for (int v = 0; v < nv; v++)
-                bv[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : 0xffff, row + 16 * v);
-            for (int r = 0; r < R; r++) {
-                __m512 x = _mm512_set1_ps(a[r * g->lda + i]);
-                for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(bv[v], x, acc[r][v]);
+        /* the first block: C = alpha acc (+ beta C); the others: C += alpha acc */
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                __mmask16 m = v == NV - 1 ? last : 0xffff;
+                float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
+                __m512 y = g->alpha != 1.0f ? _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]) : acc[r][v];
+                if (k0 > 0)
+                    y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c), y);
+                else if (g->beta != 0.0f)
+                    y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
+                _mm512_mask_storeu_ps(c, m, y);
             }
-        }
-    for (int r = 0; r < R; r++)
-        for (int v = 0; v < nv; v++) {
-            __mmask16 m = v == nv - 1 ? last : 0xffff;
-            float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
-            __m512 y = _mm512_mul_ps(_mm512_set1_ps(g->alpha), acc[r][v]);
-            if (g->beta != 0.0f) y = _mm512_fmadd_ps(_mm512_set1_ps(g->beta), _mm512_maskz_loadu_ps(m, c), y);
-            _mm512_mask_storeu_ps(c, m, y);
-        }
+    }
 }
 
-/* Column blocks [lo, hi) of 64. */
+/* An R x (16 nv) tile (nv 1..4). */
+static inline __attribute__((always_inline)) void rows_tile(const struct rows_job *g, const int R, int64_t i0,
+                                                            int64_t j, int nv, __mmask16 last) {
+    switch (nv) {
+    case 4:
+        rows_tile_nv(g, R, 4, i0, j, last);
+        break;
+    case 3:
+        rows_tile_nv(g, R, 3, i0, j, last);
+        break;
+    case 2:
+        rows_tile_nv(g, R, 2, i0, j, last);
+        break;
+    default:
+        rows_tile_nv(g, R, 1, i0, j, last);
+        break;
+    }
+}
+
+/* Rows per task of the split (a multiple of the tile's 6): more rows than
+ * that are split by rows too, so that a few column blocks still keep every
+ * thread busy. Each element's sum is the same whatever the split. */
+#define ROWS_CHUNK 24
+
+/* Tasks [lo, hi): (column block of 64, chunk of ROWS_CHUNK rows), by column block. */
 static void rows_blocks(void *arg, int64_t lo, int64_t hi) {
     const struct rows_job *g = arg;
-    for (int64_t jb = lo; jb < hi; jb++) {
-        int64_t j = jb * 64, left = g->n - j;
+    const int64_t chunks = (g->m + ROWS_CHUNK - 1) / ROWS_CHUNK;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t j = t / chunks * 64, left = g->n - j, r0 = t % chunks * ROWS_CHUNK;
+        int64_t r1 = r0 + ROWS_CHUNK < g->m ? r0 + ROWS_CHUNK : g->m;
         int nv = left >= 64 ? 4 : (int)((left + 15) / 16);
         __mmask16 last = (__mmask16)(left >= 16 * nv ? 0xffff : (1u << (left - 16 * (nv - 1))) - 1);
-        for (int64_t i0 = 0; i0 < g->m;) {
-            int64_t rows = g->m - i0;
+        for (int64_t i0 = r0; i0 < r1;) {
+            int64_t rows = r1 - i0;
             if (rows >= 6)
                 rows_tile(g, 6, i0, j, nv, last), i0 += 6;
             else if (rows >= 4)
@@ -272,7 +308,7 @@ int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha,
 #if defined(__AVX512F__)
     if (ta || tb || m < 2 || m > NRT_SGEMM_ROWS_MAX || k < 256 || n < 16 || n > 2048) return 0;
     struct rows_job g = {m, n, k, alpha, beta, a, b, lda, ldb, c, ldc};
-    int64_t blocks = (n + 63) / 64;
+    int64_t blocks = (n + 63) / 64 * ((m + ROWS_CHUNK - 1) / ROWS_CHUNK);
     if (2.0 * (double)m * (double)n * (double)k < GEMV_SPLIT_FLOPS || nrt_threads_get() < 2 ||
         nrt_threads_inside())
         rows_blocks(&g, 0, blocks);

@@ -53,14 +53,26 @@ int nrt_slices_run(struct nrt_ctx *ctx, int e, int64_t n);
 void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c);
 
-/* nrt_sgemm for a few rows by weights [k][n] (a dense layer on a slice of a
- * batch: 2 <= m <= NRT_SGEMM_ROWS_MAX, neither operand transposed, k >= 256,
- * 16 <= n <= 2048) without packing B; returns 0 (nothing written) otherwise. */
-#define NRT_SGEMM_ROWS_MAX 24
+/* nrt_sgemm for rows by weights [k][n] (a dense layer on a batch or a slice
+ * of one: 2 <= m <= NRT_SGEMM_ROWS_MAX, neither operand transposed, k >= 256,
+ * 16 <= n <= 2048) without packing B; returns 0 (nothing written) otherwise.
+ * Up to 256 rows it beat sgemm.c's packed GEMM at every shape measured
+ * (1 thread, 2026-12-05: 64x256x784, the MLP's first layer, 222.6 us against
+ * 240.5; 64x128x1600, the CNN's dense layer, 228.9 against 247.1; 256x256x784
+ * 882.6 against 905.1): packing the weights costs more than their re-reads
+ * from L2. */
+#define NRT_SGEMM_ROWS_MAX 256
 int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
 /* ---------------------------------------------------------------- sgemm.c -- */
+
+/* The depth of sgemm.c's blocks: k <= NRT_SGEMM_KC_WHOLE in one, else blocks
+ * of NRT_SGEMM_KC (the last shorter), each summed in order and added to C in
+ * order. gemv.c's rows GEMM sums by the same blocks, so both give the same
+ * bits. */
+#define NRT_SGEMM_KC 256
+#define NRT_SGEMM_KC_WHOLE 384
 
 /* The runtime's own single-threaded SGEMM (AVX-512 builds): C = alpha op(A)
  * op(B) + beta C (C not read when beta is 0), as nrt_sgemm's arguments, m, n,
@@ -70,6 +82,9 @@ int nrt_sgemm_own(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, 
                   const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 /* Whether nrt_sgemm_own is there (built for AVX-512). */
 int nrt_sgemm_own_built(void);
+/* Whether the runtime's own GEMM is wanted (NETC_GEMM unset or "own";
+ * kernels.c): it takes the large GEMMs where built. */
+int nrt_gemm_own_wanted(void);
 /* Allocates the calling thread's packing buffer now (each pool worker when it
  * starts, the thread that creates a context), so that which thread happens to
  * run a step's first GEMM never decides whether a later step allocates. */

@@ -113,6 +113,8 @@ static int own_wanted(void) {
     return w;
 }
 
+int nrt_gemm_own_wanted(void) { return own_wanted() && nrt_sgemm_own_built(); }
+
 /* Which GEMM library runs the large GEMMs ("oneDNN", "netc (AVX-512)" or "OpenBLAS"). */
 const char *nrt_gemm_library(void) {
 #ifdef NETC_HAVE_DNNL

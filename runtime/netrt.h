@@ -991,6 +991,26 @@ int nrt_threads_get(void);
 void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Adam's update fused into the GEMM of its gradient (passes/fuse.c's
+ * gemm-update kernels): g = op(A) op(B), [m,n], then per element, in this
+ * order and rounding (the IR's; PyTorch's single-tensor Adam):
+ *     g  = g + wd*w                                   (wd not NULL: Adam's L2)
+ *     m' = b1*m + c1*g,   v' = b2*v + c2*(g*g)
+ *     w' = base - step * (m' / (sqrt(v') / bc2 + eps)),  base = w*decay (decay
+ *                                                         not NULL: AdamW) or w
+ * The state and parameter arrays are [m,n] contiguous; an output may be its
+ * input (in place). The gradient is never stored where the runtime's own GEMM
+ * runs (k <= its single-block depth): each tile is updated from registers;
+ * otherwise it goes through scratch (m*n floats), then the update. */
+struct nrt_adam {
+    const float *m, *v, *w;                     /* the old moments and parameter */
+    float *m_out, *v_out, *w_out;               /* the new ones */
+    const float *b1, *c1, *b2, *c2;             /* f32[] scalars: the moments' weights */
+    const float *bc2, *eps, *step, *decay, *wd; /* f32[]; decay and wd may be NULL */
+};
+void nrt_sgemm_adam(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                    const float *b, int64_t ldb, float *scratch, const struct nrt_adam *u);
+
 /* Learning-rate schedules (schedule.c): the rate of epoch `epoch` (0-based) at
  * training step `step` (0-based, steps taken before this one) from the base
  * rate; whether the schedule moves every step (else once per epoch).

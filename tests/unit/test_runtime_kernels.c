@@ -101,7 +101,14 @@ static void test_sgemm(void) {
                                        {13, 130, 257},
                                        {24, 16, 400},
                                        {5, 2048, 260},
-                                       {11, 81, 999}};
+                                       {11, 81, 999},
+                                       /* Whole batches (up to 256 rows): split by rows
+                                        * too; the MLP's first layer at batch 64, one
+                                        * column block in two row chunks, a short last chunk. */
+                                       {64, 256, 784},
+                                       {25, 64, 256},
+                                       {61, 130, 300},
+                                       {256, 40, 257}};
     for (int threads = 1; threads <= 3; threads++) {
         nrt_threads_set(threads);
         for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
