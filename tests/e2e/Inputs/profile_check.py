@@ -40,7 +40,9 @@ def main():
             if r["fn"] != "(entry)":  # the fastest call: at most the mean one
                 assert float(r["best"]) * 1e-3 <= (r["ms"] + 0.0005) / r["calls"] + 1e-5, (e, r)  # printed rounding
             seen.add(r["fn"])
-        print("%s: %d units, shares add up to %.1f %%" % (e, len(t["rows"]) - 1, round(share, 1)))
+        # The assert above allows each printed share's rounding (0.005 each): a
+        # rounded sum (99.9 with ~40 rows) would not be a failure.
+        print("%s: %d units, shares add up to 100 %%" % (e, len(t["rows"]) - 1))
     for f in fns:
         assert f in seen, (f, sorted(seen))
     print("functions:", " ".join(fns))
