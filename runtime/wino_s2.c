@@ -23,6 +23,7 @@
  * 2x2 field next to a nonzero pixel gives rounding noise, not exactly 0 (the
  * DCGAN's layers have batch norm after them, not a kink). */
 #include "runtime/internal.h"
+#include "runtime/wino_tile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -175,49 +176,23 @@ static void ws2_input(const struct ws2 *k, int64_t nb, const float *xp, int64_t 
             }
 }
 
-#define WS2_P 6 /* rows per GEMM micro-tile (by 4 vectors of 16 channels) */
-
-/* m[p][16 j + l] = sum over k of vt[p K + k] * ut[k N + 16 j + l] for P
- * rows and V vectors, k in order from 0 (the same sums for any P and V). */
-static inline __attribute__((always_inline)) void ws2_tile(const int P, const int V, int64_t K, int64_t N,
-                                                           const float *vt, const float *ut, float *m) {
-    __m512 acc[WS2_P][4];
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) acc[p][j] = _mm512_setzero_ps();
-    for (int64_t kk = 0; kk < K; kk++, ut += N) {
-        __m512 uv[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) uv[j] = _mm512_loadu_ps(ut + 16 * j);
-#pragma GCC unroll 6
-        for (int p = 0; p < P; p++) {
-            __m512 b = _mm512_set1_ps(vt[p * K + kk]);
-#pragma GCC unroll 4
-            for (int j = 0; j < V; j++) acc[p][j] = _mm512_fmadd_ps(uv[j], b, acc[p][j]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * N + 16 * j, acc[p][j]);
-}
+#define WS2_P NRT_WINO_TILE_P /* rows per GEMM micro-tile (by 4 vectors of 16 channels) */
 
 static void ws2_tile_any(int P, int V, int64_t K, int64_t N, const float *vt, const float *ut, float *m) {
-#define WS2_V(p)                         \
-    switch (V) {                         \
-    case 4:                              \
-        ws2_tile(p, 4, K, N, vt, ut, m); \
-        break;                           \
-    case 3:                              \
-        ws2_tile(p, 3, K, N, vt, ut, m); \
-        break;                           \
-    case 2:                              \
-        ws2_tile(p, 2, K, N, vt, ut, m); \
-        break;                           \
-    default:                             \
-        ws2_tile(p, 1, K, N, vt, ut, m); \
-        break;                           \
+#define WS2_V(p)                              \
+    switch (V) {                              \
+    case 4:                                   \
+        nrt_wino_tile(p, 4, K, N, vt, ut, m); \
+        break;                                \
+    case 3:                                   \
+        nrt_wino_tile(p, 3, K, N, vt, ut, m); \
+        break;                                \
+    case 2:                                   \
+        nrt_wino_tile(p, 2, K, N, vt, ut, m); \
+        break;                                \
+    default:                                  \
+        nrt_wino_tile(p, 1, K, N, vt, ut, m); \
+        break;                                \
     }
     switch (P) {
     case 6:
@@ -248,7 +223,7 @@ static void ws2_gemm(const struct ws2 *k, int64_t nb, const float *uq, const flo
             for (int64_t p0 = 0; p0 < T; p0 += WS2_P) {
                 int P = T - p0 >= WS2_P ? WS2_P : (int)(T - p0);
                 if (P == WS2_P && V == 4)
-                    ws2_tile(WS2_P, 4, K, N, ve + p0 * K, ue + n0, me + p0 * N + n0);
+                    nrt_wino_tile(WS2_P, 4, K, N, ve + p0 * K, ue + n0, me + p0 * N + n0);
                 else
                     ws2_tile_any(P, V, K, N, ve + p0 * K, ue + n0, me + p0 * N + n0);
             }

@@ -18,6 +18,7 @@
  * flat field (a background) one value wherever it lies, as the direct
  * kernels give. The gradients have no kink after them within the step. */
 #include "runtime/internal.h"
+#include "runtime/wino_tile.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -233,7 +234,7 @@ static void wino_tasks(void *arg, int64_t lo, int64_t hi) {
  * channels innermost, and the outputs are written pixel-major [hw][co] with
  * the bias and relu, then transposed to NCHW. */
 
-#define W4_P 6 /* tiles per GEMM micro-tile (by V vectors of 16 output channels) */
+#define W4_P NRT_WINO_TILE_P /* tiles per GEMM micro-tile (by V vectors of 16 output channels) */
 
 struct wino4 {
     const struct nrt_conv *c;
@@ -345,32 +346,6 @@ static void w4_input(const struct wino4 *k, int64_t nb, const float *xp, float *
         memset(v + e * ld + nb * k->t * ci, 0, sizeof *v * (size_t)((k->tp - nb * k->t) * ci));
 }
 
-/* m[t0 + p][o + 16 j + l] = sum over ch of v[t0 + p][ch] * u[ch][o + 16 j + l]
- * for P tiles and V vectors of channels; v rows ci apart, u and m rows co apart. */
-static inline __attribute__((always_inline)) void w4_tile(const int P, const int V, int64_t ci, int64_t co,
-                                                          const float *v, const float *u, float *m) {
-    __m512 acc[W4_P][4];
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) acc[p][j] = _mm512_setzero_ps();
-    for (int64_t ch = 0; ch < ci; ch++, u += co) {
-        __m512 wv[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) wv[j] = _mm512_loadu_ps(u + 16 * j);
-#pragma GCC unroll 6
-        for (int p = 0; p < P; p++) {
-            __m512 b = _mm512_set1_ps(v[p * ci + ch]);
-#pragma GCC unroll 4
-            for (int j = 0; j < V; j++) acc[p][j] = _mm512_fmadd_ps(wv[j], b, acc[p][j]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * co + 16 * j, acc[p][j]);
-}
-
 /* M[e] = V[e] U[e] for the tp tiles and output channels [o0, o1). */
 static void w4_gemm(const struct wino4 *k, const float *v, float *m, int64_t o0, int64_t o1) {
     int64_t ci = k->c->ci, co = k->c->co;
@@ -385,17 +360,17 @@ static void w4_gemm(const struct wino4 *k, const float *v, float *m, int64_t o0,
                 const float *vt = ve + t0 * ci, *uo = ue + o;
                 float *mt = me + t0 * co + o;
                 if (P == W4_P && V == 4)
-                    w4_tile(W4_P, 4, ci, co, vt, uo, mt);
+                    nrt_wino_tile(W4_P, 4, ci, co, vt, uo, mt);
                 else if (P == W4_P && V == 2)
-                    w4_tile(W4_P, 2, ci, co, vt, uo, mt);
+                    nrt_wino_tile(W4_P, 2, ci, co, vt, uo, mt);
                 else if (P == W4_P)
-                    w4_tile(W4_P, 1, ci, co, vt, uo, mt);
+                    nrt_wino_tile(W4_P, 1, ci, co, vt, uo, mt);
                 else if (V == 4)
-                    w4_tile(3, 4, ci, co, vt, uo, mt);
+                    nrt_wino_tile(3, 4, ci, co, vt, uo, mt);
                 else if (V == 2)
-                    w4_tile(3, 2, ci, co, vt, uo, mt);
+                    nrt_wino_tile(3, 2, ci, co, vt, uo, mt);
                 else
-                    w4_tile(3, 1, ci, co, vt, uo, mt);
+                    nrt_wino_tile(3, 1, ci, co, vt, uo, mt);
                 o += 16 * V;
             }
             t0 += P;
