@@ -14,9 +14,8 @@
 
 /* m[p][16 j + l] = sum over k < K of v[p K + k] * u[k N + 16 j + l] for p < P,
  * j < V (P <= NRT_WINO_TILE_P, V <= 4): v's rows K apart, u's and m's N apart. */
-static inline __attribute__((always_inline)) void nrt_wino_tile(const int P, const int V, int64_t K,
-                                                                int64_t N, const float *v, const float *u,
-                                                                float *m) {
+static inline __attribute__((always_inline)) void
+nrt_wino_tile(const int P, const int V, int64_t K, int64_t N, const float *v, const float *u, float *m) {
     __m512 acc[NRT_WINO_TILE_P][4];
 #pragma GCC unroll 6
     for (int p = 0; p < P; p++)

@@ -226,6 +226,23 @@ static double ref_x(const struct nrt_conv *c, const float *x, int64_t b, int64_t
                                 body;                                                                      \
                             }
 
+/* The double references of c's three directions for x, w and dy: ry (the
+ * forward), rdx (the input gradient) and rdw (the weight gradient). */
+static void conv_ref(const struct nrt_conv *c, const float *x, const float *w, const float *dy, double *ry,
+                     double *rdx, double *rdw) {
+    int64_t nx = c->n * c->ci * c->h * c->w, nw = c->co * (c->ci / c->g) * c->kh * c->kw,
+            ny = c->n * c->co * c->ho * c->wo;
+    memset(ry, 0, sizeof *ry * (size_t)ny), memset(rdx, 0, sizeof *rdx * (size_t)nx);
+    memset(rdw, 0, sizeof *rdw * (size_t)nw);
+    FOR_TAPS(c, {
+        double xv = ref_x(c, x, b, ch, ih, iw);
+        ry[yi] += xv * w[wi];
+        rdw[wi] += xv * dy[yi];
+        if (ih >= 0 && ih < c->h && iw >= 0 && iw < c->w)
+            rdx[((b * c->ci + ch) * c->h + ih) * c->w + iw] += (double)w[wi] * dy[yi];
+    });
+}
+
 static void check_conv(struct nrt_conv c, const char *what) {
     c.ho = (c.h + c.p[0] + c.p[2] - c.d[0] * (c.kh - 1) - 1) / c.s[0] + 1;
     c.wo = (c.w + c.p[1] + c.p[3] - c.d[1] * (c.kw - 1) - 1) / c.s[1] + 1;
@@ -236,15 +253,7 @@ static void check_conv(struct nrt_conv c, const char *what) {
     float *scratch = xalloc(nrt_conv_scratch(&c));
     double *ry = dalloc(ny), *rdx = dalloc(nx), *rdw = dalloc(nw);
     fill(x, nx, 4), fill(w, nw, 5), fill(dy, ny, 6);
-    memset(ry, 0, sizeof *ry * (size_t)ny), memset(rdx, 0, sizeof *rdx * (size_t)nx);
-    memset(rdw, 0, sizeof *rdw * (size_t)nw);
-    FOR_TAPS(&c, {
-        double xv = ref_x(&c, x, b, ch, ih, iw);
-        ry[yi] += xv * w[wi];
-        rdw[wi] += xv * dy[yi];
-        if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
-            rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
-    });
+    conv_ref(&c, x, w, dy, ry, rdx, rdw);
     /* Garbage in the outputs: every kernel must write all of its output. */
     for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
     for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
@@ -331,15 +340,7 @@ static void check_wino_train(struct nrt_conv c, int runs) {
           *scratch = xalloc(nrt_conv_scratch(&c)), *y = xalloc(ny), *y1 = xalloc(ny), *bias = xalloc(c.co);
     double *rdx = dalloc(nx), *rdw = dalloc(nw), *ry = dalloc(ny);
     fill(x, nx, 14), fill(w, nw, 15), fill(dy, ny, 16), fill(bias, c.co, 17);
-    memset(rdx, 0, sizeof *rdx * (size_t)nx), memset(rdw, 0, sizeof *rdw * (size_t)nw);
-    memset(ry, 0, sizeof *ry * (size_t)ny);
-    FOR_TAPS(&c, {
-        double xv = ref_x(&c, x, b, ch, ih, iw);
-        ry[yi] += xv * w[wi];
-        rdw[wi] += xv * dy[yi];
-        if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
-            rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
-    });
+    conv_ref(&c, x, w, dy, ry, rdx, rdw);
     for (int64_t i = 0; i < nx; i++) dx[i] = 1e30f;
     for (int64_t i = 0; i < nw; i++) dw[i] = 1e30f;
     for (int64_t i = 0; i < ny; i++) {
@@ -434,15 +435,7 @@ static void check_ws2(struct nrt_conv c, int runs) {
           *dw = xalloc(nw), *dw1 = xalloc(nw);
     double *rdx = dalloc(nx), *ry = dalloc(ny), *rdw = dalloc(nw);
     fill(x, nx, 31), fill(w, nw, 32), fill(dy, ny, 33), fill(bias, c.co, 34);
-    memset(rdx, 0, sizeof *rdx * (size_t)nx), memset(ry, 0, sizeof *ry * (size_t)ny);
-    memset(rdw, 0, sizeof *rdw * (size_t)nw);
-    FOR_TAPS(&c, {
-        double xv = ref_x(&c, x, b, ch, ih, iw);
-        ry[yi] += xv * w[wi];
-        rdw[wi] += xv * dy[yi];
-        if (ih >= 0 && ih < c.h && iw >= 0 && iw < c.w)
-            rdx[((b * c.ci + ch) * c.h + ih) * c.w + iw] += (double)w[wi] * dy[yi];
-    });
+    conv_ref(&c, x, w, dy, ry, rdx, rdw);
     for (int64_t i = 0; i < nx; i++) dx[i] = dx1[i] = 1e30f;
     for (int64_t i = 0; i < ny; i++) {
         ry[i] += bias[i / (c.ho * c.wo) % c.co];
