@@ -328,49 +328,22 @@ static void ws2_dy(const struct ws2 *k, int64_t nb, const float *yp, float *e) {
             }
 }
 
-/* m[p][16 j + l] += sum over the T rows t of vt[t K + p] * et[t N + 16 j + l]
- * for P channels k and V vectors of n. */
-static inline __attribute__((always_inline)) void ws2_dw_tile(const int P, const int V, int64_t T, int64_t K,
-                                                              int64_t N, const float *vt, const float *et,
-                                                              float *m) {
-    __m512 acc[WS2_P][4];
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) acc[p][j] = _mm512_loadu_ps(m + p * N + 16 * j);
-    for (int64_t t = 0; t < T; t++, vt += K, et += N) {
-        __m512 ev[4];
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) ev[j] = _mm512_loadu_ps(et + 16 * j);
-#pragma GCC unroll 6
-        for (int p = 0; p < P; p++) {
-            __m512 b = _mm512_set1_ps(vt[p]);
-#pragma GCC unroll 4
-            for (int j = 0; j < V; j++) acc[p][j] = _mm512_fmadd_ps(ev[j], b, acc[p][j]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int p = 0; p < P; p++)
-#pragma GCC unroll 4
-        for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * N + 16 * j, acc[p][j]);
-}
-
 static void ws2_dw_tile_any(int P, int V, int64_t T, int64_t K, int64_t N, const float *vt, const float *et,
                             float *m) {
-#define WS2_V(p)                               \
-    switch (V) {                               \
-    case 4:                                    \
-        ws2_dw_tile(p, 4, T, K, N, vt, et, m); \
-        break;                                 \
-    case 3:                                    \
-        ws2_dw_tile(p, 3, T, K, N, vt, et, m); \
-        break;                                 \
-    case 2:                                    \
-        ws2_dw_tile(p, 2, T, K, N, vt, et, m); \
-        break;                                 \
-    default:                                   \
-        ws2_dw_tile(p, 1, T, K, N, vt, et, m); \
-        break;                                 \
+#define WS2_V(p)                                    \
+    switch (V) {                                    \
+    case 4:                                         \
+        nrt_wino_dw_tile(p, 4, T, K, N, vt, et, m); \
+        break;                                      \
+    case 3:                                         \
+        nrt_wino_dw_tile(p, 3, T, K, N, vt, et, m); \
+        break;                                      \
+    case 2:                                         \
+        nrt_wino_dw_tile(p, 2, T, K, N, vt, et, m); \
+        break;                                      \
+    default:                                        \
+        nrt_wino_dw_tile(p, 1, T, K, N, vt, et, m); \
+        break;                                      \
     }
     switch (P) {
     case 6:
@@ -401,7 +374,7 @@ static void ws2_dw_gemm(const struct ws2 *k, int64_t nb, const float *v, const f
             for (int64_t p0 = 0; p0 < K; p0 += WS2_P) {
                 int P = K - p0 >= WS2_P ? WS2_P : (int)(K - p0);
                 if (P == WS2_P && V == 4)
-                    ws2_dw_tile(WS2_P, 4, T, K, N, ve + p0, ee + n0, mc + p0 * N + n0);
+                    nrt_wino_dw_tile(WS2_P, 4, T, K, N, ve + p0, ee + n0, mc + p0 * N + n0);
                 else
                     ws2_dw_tile_any(P, V, T, K, N, ve + p0, ee + n0, mc + p0 * N + n0);
             }

@@ -1,8 +1,8 @@
 /* runtime/wino_tile.h -- the register tile of the Winograd kernels' batched
  * GEMMs (winograd.c's F(4x4, 3x3) and F(2x2, 3x3), wino_s2.c's phase
- * Winograd): P rows of V vectors of 16 output channels, the depth summed in
- * order from 0, so a row's sums are the same whatever P and V. Private to
- * libnetrt; AVX-512 only. */
+ * Winograd) and their weight gradients: P rows of V vectors of 16 output
+ * channels, the depth summed in order from 0, so a row's sums are the same
+ * whatever P and V. Private to libnetrt; AVX-512 only. */
 #ifndef NETC_RUNTIME_WINO_TILE_H
 #define NETC_RUNTIME_WINO_TILE_H
 
@@ -33,6 +33,34 @@ nrt_wino_tile(const int P, const int V, int64_t K, int64_t N, const float *v, co
         }
     }
 #pragma GCC unroll 6
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * N + 16 * j, acc[p][j]);
+}
+
+/* The weight gradient's tile: m[p][16 j + l] += sum over t < T of v[t K + p] *
+ * e[t N + 16 j + l] for p < P channels, j < V vectors (P <= 8, V <= 4, P V <=
+ * 24): v's rows K apart, e's and m's N apart, t in order from 0. */
+static inline __attribute__((always_inline)) void nrt_wino_dw_tile(const int P, const int V, int64_t T,
+                                                                   int64_t K, int64_t N, const float *v,
+                                                                   const float *e, float *m) {
+    __m512 acc[8][4];
+#pragma GCC unroll 8
+    for (int p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) acc[p][j] = _mm512_loadu_ps(m + p * N + 16 * j);
+    for (int64_t t = 0; t < T; t++, v += K, e += N) {
+        __m512 ev[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < V; j++) ev[j] = _mm512_loadu_ps(e + 16 * j);
+#pragma GCC unroll 8
+        for (int p = 0; p < P; p++) {
+            __m512 b = _mm512_set1_ps(v[p]);
+#pragma GCC unroll 4
+            for (int j = 0; j < V; j++) acc[p][j] = _mm512_fmadd_ps(ev[j], b, acc[p][j]);
+        }
+    }
+#pragma GCC unroll 8
     for (int p = 0; p < P; p++)
 #pragma GCC unroll 4
         for (int j = 0; j < V; j++) _mm512_storeu_ps(m + p * N + 16 * j, acc[p][j]);

@@ -738,33 +738,6 @@ static void w4_dy_planes(const struct wino4 *k, const float *dy, int64_t nb, flo
             nrt_transpose16(dy + b * co * hw + r * c->wo, hw, co, c->wo, dp + (b * hq + r) * wq * co, co);
 }
 
-/* m[p][o + 16 v] += sum over the T tiles of vt[tile][p] * et[tile][o + 16 v]
- * for P input channels and V vectors of output channels (vt rows ci apart,
- * et rows co apart, m rows co apart). */
-static inline __attribute__((always_inline)) void w4_dw_tile(const int V, int64_t T, int64_t ci, int64_t co,
-                                                             const float *vt, const float *et, float *m) {
-    __m512 acc[W4_DWP][2];
-#pragma GCC unroll 8
-    for (int p = 0; p < W4_DWP; p++)
-#pragma GCC unroll 2
-        for (int v = 0; v < V; v++) acc[p][v] = _mm512_loadu_ps(m + p * co + 16 * v);
-    for (int64_t t = 0; t < T; t++, vt += ci, et += co) {
-        __m512 ev[2];
-#pragma GCC unroll 2
-        for (int v = 0; v < V; v++) ev[v] = _mm512_loadu_ps(et + 16 * v);
-#pragma GCC unroll 8
-        for (int p = 0; p < W4_DWP; p++) {
-            __m512 b = _mm512_set1_ps(vt[p]);
-#pragma GCC unroll 2
-            for (int v = 0; v < V; v++) acc[p][v] = _mm512_fmadd_ps(ev[v], b, acc[p][v]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int p = 0; p < W4_DWP; p++)
-#pragma GCC unroll 2
-        for (int v = 0; v < V; v++) _mm512_storeu_ps(m + p * co + 16 * v, acc[p][v]);
-}
-
 /* M[e] += V[e]^T E[e] over a group's T tiles. */
 static void w4_dw_gemm(int64_t T, int64_t ci, int64_t co, const float *v, const float *e, float *m) {
     for (int64_t q = 0; q < 36; q++) {
@@ -773,9 +746,9 @@ static void w4_dw_gemm(int64_t T, int64_t ci, int64_t co, const float *v, const 
         for (int64_t i = 0; i < ci; i += W4_DWP)
             for (int64_t o = 0; o < co; o += 32) {
                 if (co - o >= 32)
-                    w4_dw_tile(2, T, ci, co, vq + i, eq + o, mq + i * co + o);
+                    nrt_wino_dw_tile(W4_DWP, 2, T, ci, co, vq + i, eq + o, mq + i * co + o);
                 else
-                    w4_dw_tile(1, T, ci, co, vq + i, eq + o, mq + i * co + o);
+                    nrt_wino_dw_tile(W4_DWP, 1, T, ci, co, vq + i, eq + o, mq + i * co + o);
             }
     }
 }
