@@ -1150,15 +1150,19 @@ static int func_named(const struct ir_module *m, const char *name) {
 struct cgc_roles cgc_entry_roles(const struct ir_module *m, const struct ir_func *f) {
     char lr[300];
     snprintf(lr, sizeof lr, "%s.lr", f->name);
-    return (struct cgc_roles){output_named(f, f->loss ? f->loss : "loss"), accuracy_output(f),
-                              f->mode == MODE_TRAIN ? cgc_buffer_index(m, lr) : -1};
+    int loss = vec_len(f->steps) ? 0 : output_named(f, f->loss ? f->loss : "loss"); /* batch: step 0's */
+    return (struct cgc_roles){loss, accuracy_output(f), f->mode == MODE_TRAIN ? cgc_buffer_index(m, lr) : -1};
 }
 
-/* The entry points the driver runs by role: the front end's names. */
-void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate) {
+/* The entry points the driver runs by role: the front end's names, and the
+ * batch function (passes/batch.c). */
+void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate, int *batch) {
     *forward = func_named(m, "forward");
     *evaluate = func_named(m, "evaluate");
     *generate = func_named(m, "generate_step");
+    *batch = -1;
+    for (size_t e = 0; e < vec_len(m->funcs); e++)
+        if (vec_len(m->funcs[e]->steps)) *batch = (int)e;
 }
 
 void cgc_emit_descriptor(const struct ir_module *m, FILE *out, const struct cg_options *opt,
@@ -1245,9 +1249,9 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
         ",\n    %zu, buffers, %zu, entries,\n    %lld, %lld, %lld, %lld,\n    %d, layers, %.17g, %.17g,\n",
         nb, nf, (long long)m->train.batch, (long long)m->train.epochs, (long long)m->train.seed,
         (long long)m->train.patience, sum.n, sum.train_flops, sum.train_fixed);
-    int fwd, eval, gen;
-    cgc_model_roles(m, &fwd, &eval, &gen);
-    fprintf(out, "    %d, %d, %d,\n", fwd, eval, gen);
+    int fwd, eval, gen, batch;
+    cgc_model_roles(m, &fwd, &eval, &gen, &batch);
+    fprintf(out, "    %d, %d, %d, %d,\n", fwd, eval, gen, batch);
     fprintf(out, "    %s\n",
             extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
     fputs("};\n", out);

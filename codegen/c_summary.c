@@ -231,11 +231,14 @@ void cgc_emit_layers(const struct ir_module *m, FILE *out, struct cgc_layers *su
     sum->n = (int)vec_len(rows);
     vec_free(rows);
     vec_free(seen);
-    /* The training step: every node of every train function, since the
-     * driver runs each of them once a batch (a GAN's D and G steps). */
+    /* The training step: every node of the batch function where there is one
+     * (passes/batch.c: what it computes once is counted once), else of every
+     * train function, since the driver runs each of them once a batch. */
+    bool batch = false;
+    for (size_t e = 0; e < vec_len(m->funcs); e++) batch |= vec_len(m->funcs[e]->steps) > 0;
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
         const struct ir_func *f = m->funcs[e];
-        if (f->mode != MODE_TRAIN) continue;
+        if (f->mode != MODE_TRAIN || batch != (vec_len(f->steps) > 0)) continue;
         for (int id = 0; id < ir_func_len(f); id++) {
             struct flops fl = node_flops(f, &f->nodes[id]);
             if (fl.n)

@@ -358,13 +358,14 @@ int cgc_buckets(const struct cgc *c, int max, size_t *off, size_t *bytes, int *t
  * of every training entry point's buckets. */
 void cgc_emit_main(const struct ir_module *m, FILE *out, const struct cg_options *opt);
 /* What the runtime driver reads of an entry, as indices (-1: none): its loss
- * and first accuracy output, and (train) the learning-rate buffer. */
+ * (a batch function's: its first step's) and first accuracy output, and
+ * (train) the learning-rate buffer. */
 struct cgc_roles {
     int loss_output, accuracy_output, lr_buffer;
 };
 struct cgc_roles cgc_entry_roles(const struct ir_module *m, const struct ir_func *f);
-/* The forward, evaluate and generate_step entries, or -1. */
-void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate);
+/* The forward, evaluate and generate_step entries and the batch function, or -1. */
+void cgc_model_roles(const struct ir_module *m, int *forward, int *evaluate, int *generate, int *batch);
 /* The model descriptor `netc_model` (struct nrt_model), with the indices the
  * runtime reads (loss, accuracy and learning-rate of each entry point; the
  * forward, evaluate and generate entries). extra initialises its last fields,

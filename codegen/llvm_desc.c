@@ -268,7 +268,7 @@ void lg_descriptor(struct lg *g, LLVMValueRef *entry, const size_t *ws_fixed, co
     blob_ptr(&mb, &md->layers, lays);
     md->train_flops = sum.train_flops;
     md->train_flops_fixed = sum.train_fixed;
-    cgc_model_roles(m, &md->forward_entry, &md->evaluate_entry, &md->generate_entry);
+    cgc_model_roles(m, &md->forward_entry, &md->evaluate_entry, &md->generate_entry, &md->batch_entry);
     blob_ptr(&mb, &md->target, str(g, "llvm")); /* host memory: no device layer */
     LLVMValueRef model = blob_global(g, &mb, "netc_model");
     if (!opt->main) return;

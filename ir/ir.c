@@ -202,6 +202,7 @@ static void func_release(struct ir_func *f) {
     vec_free(f->nodes);
     vec_free(f->outputs);
     vec_free(f->update);
+    vec_free(f->steps);
 }
 
 void ir_module_free(struct ir_module *m) {
@@ -368,6 +369,7 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
     c->optim = f->optim;
     c->loc = f->loc;
     for (size_t i = 0; i < vec_len(f->update); i++) vec_push(c->update, f->update[i]);
+    for (size_t i = 0; i < vec_len(f->steps); i++) vec_push(c->steps, f->steps[i]);
     for (int i = 0; i < ir_func_len(f); i++) {
         const struct ir_node *src = &f->nodes[i];
         int id = ir_node_add(m, c, src->op, src->args, src->nargs, src->loc);

@@ -328,6 +328,9 @@ struct ir_func {
     const char *loss;          /* train: the output that is minimized, or NULL */
     struct ir_optim optim;     /* train: the optimizer */
     const char **update;       /* train: vec of groups whose params it updates; empty: all */
+    const char **steps;        /* vec: empty, or the training functions (by name, in order)
+                                  that this one runs as one (passes/batch.c): a batch
+                                  function, which the train loop runs instead of them */
     struct ir_node *nodes;     /* vec of nodes, in topological order */
     struct ir_output *outputs; /* vec of named results */
     struct loc loc;            /* where it was declared (for diagnostics) */

@@ -814,7 +814,25 @@ static void parse_optim(struct parser *p, struct ir_optim *o) {
     }
 }
 
-/* func := 'func' SYM mode [loss=] [optimizer=] [update=] [workspace=] '{' node* return '}'. */
+/* KEY '=' '[' NAME (',' NAME)* ']' (the list may be empty), the names pushed on *out. */
+static void parse_names(struct parser *p, const char *key, const char *what, const char ***out) {
+    char msg[64];
+    next(p);
+    snprintf(msg, sizeof msg, "'=' after '%s'", key);
+    expect_punct(p, '=', msg);
+    snprintf(msg, sizeof msg, "'[' starting the list of %ss", what);
+    expect_punct(p, '[', msg);
+    while (!is_punct(p, ']')) {
+        snprintf(msg, sizeof msg, "a %s name", what);
+        vec_push(*out, parse_name(p, msg));
+        if (is_punct(p, ']')) break;
+        snprintf(msg, sizeof msg, "',' or ']' in the list of %ss", what);
+        expect_punct(p, ',', msg);
+    }
+    next(p);
+}
+
+/* func := 'func' SYM mode [loss=] [optimizer=] [update=] [steps=] [workspace=] '{' node* return '}'. */
 static void parse_func(struct parser *p) {
     struct loc loc = tok_loc(p);
     stmt_begin(p);
@@ -831,7 +849,7 @@ static void parse_func(struct parser *p) {
     next(p);
     struct ir_func *f = ir_func_add(p->m, name, mode);
     f->loc = loc;
-    bool seen_loss = false, seen_opt = false, seen_upd = false;
+    bool seen_loss = false, seen_opt = false, seen_upd = false, seen_steps = false;
     while (!is_punct(p, '{')) {
         if (is_word(p, "loss") && !seen_loss) {
             seen_loss = true;
@@ -845,15 +863,10 @@ static void parse_func(struct parser *p) {
             parse_optim(p, &f->optim);
         } else if (is_word(p, "update") && !seen_upd) {
             seen_upd = true;
-            next(p);
-            expect_punct(p, '=', "'=' after 'update'");
-            expect_punct(p, '[', "'[' starting the list of groups");
-            while (!is_punct(p, ']')) {
-                vec_push(f->update, parse_name(p, "a group name"));
-                if (is_punct(p, ']')) break;
-                expect_punct(p, ',', "',' or ']' in the list of groups");
-            }
-            next(p);
+            parse_names(p, "update", "group", &f->update);
+        } else if (is_word(p, "steps") && !seen_steps) {
+            seen_steps = true;
+            parse_names(p, "steps", "function", &f->steps);
         } else if (is_word(p, "workspace") && !f->planned) {
             f->planned = true;
             next(p);
@@ -864,7 +877,7 @@ static void parse_func(struct parser *p) {
             f->ws_batch = parse_bytes(p, "a byte count");
             expect_punct(p, ']', "']' closing the workspace");
         } else {
-            expected(p, "'loss=', 'optimizer=', 'update=', 'workspace=' or '{'");
+            expected(p, "'loss=', 'optimizer=', 'update=', 'steps=', 'workspace=' or '{'");
         }
     }
     next(p);

@@ -237,6 +237,14 @@ void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f
         }
         fputc(']', out);
     }
+    if (vec_len(f->steps) > 0) {
+        fputs(" steps=[", out);
+        for (size_t i = 0; i < vec_len(f->steps); i++) {
+            if (i) fputc(',', out);
+            print_name(out, f->steps[i]);
+        }
+        fputc(']', out);
+    }
     if (f->planned) fprintf(out, " workspace=[%lld,%lld]", (long long)f->ws_fixed, (long long)f->ws_batch);
     fputs(" {\n", out);
     for (int i = 0; i < ir_func_len(f); i++) print_node(out, m, f, i);

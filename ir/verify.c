@@ -569,6 +569,20 @@ static void check_func(struct verifier *v, struct ir_func *f) {
                 found = true;
         if (!found) verror(v, f->loc, "in @%s: update group '%s' owns no parameter", fname, g ? g : "");
     }
+    /* A batch function runs training functions of the module, each once, and
+     * minimises no loss of its own. */
+    for (size_t i = 0; i < vec_len(f->steps); i++) {
+        const char *s = f->steps[i] ? f->steps[i] : "";
+        const struct ir_func *t = ir_func_find(v->m, s);
+        if (!t || t->mode != MODE_TRAIN || !t->loss || vec_len(t->steps))
+            verror(v, f->loc, "in @%s: step '%s' is not a training function of the module", fname, s);
+        for (size_t j = 0; j < i; j++)
+            if (f->steps[j] && strcmp(f->steps[j], s) == 0)
+                verror(v, f->loc, "in @%s: step '%s' is listed twice", fname, s);
+    }
+    if (vec_len(f->steps) && (f->mode != MODE_TRAIN || f->loss || f->optim.kind))
+        verror(v, f->loc, "in @%s: a batch function (steps=) is a train function without a loss or optimizer",
+               fname);
     v->f = NULL;
 }
 

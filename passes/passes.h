@@ -163,6 +163,16 @@ int pass_fuse(struct ir_module *m);
  * outputs. The driver's contract (who writes `<func>.lr`) is at the top of optim.c. */
 int pass_optim(struct ir_module *m);
 
+/* -------------------------------------------------------------- batch.c */
+
+/* Where the module has several training functions (each with a loss), append
+ * `train_batch`, a batch function (steps=[...]) that runs them in order as one:
+ * a later step reads what earlier ones assigned, reads of the same input or
+ * untouched buffer are one node (so cse merges what the steps share), and its
+ * outputs are the steps' losses in order, then their other outputs, each named
+ * "<step>.<name>". Nothing when there is a batch function already. */
+int pass_batch(struct ir_module *m);
+
 /* ----------------------------------------------------------------- dp.c */
 
 /* Data parallelism over MPI (`netc build --mpi`): ALLREDUCE ops, the mean over

@@ -125,11 +125,17 @@ double nrt_dp_comm_seconds(void) {
 void nrt_dp_info(const struct nrt_model *m) {
     if (!nrt_dp_layer) return;
     const struct nrt_dp *d = nrt_dp_layer;
+    /* The buckets of a batch: the batch function's where there is one (the
+     * train loop runs it instead of the steps, whose buckets are listed too). */
     int64_t total = 0;
-    for (int i = 0; i < d->n_buckets; i++) total += d->buckets[i].bytes;
-    printf("data parallel (built with --mpi; `mpirun -np K %s train`): %d gradient bucket%s, %.2f MB, each\n"
-           "  reduced in place by a nonblocking allreduce as soon as the backward pass has written it:\n",
-           m->name, d->n_buckets, d->n_buckets == 1 ? "" : "s", (double)total / 1e6);
+    int n = 0;
+    for (int i = 0; i < d->n_buckets; i++)
+        if (m->batch_entry < 0 || d->buckets[i].entry == m->batch_entry) total += d->buckets[i].bytes, n++;
+    printf(
+        "data parallel (built with --mpi; `mpirun -np K %s train`): %d gradient bucket%s, %.2f MB%s%s, each\n"
+        "  reduced in place by a nonblocking allreduce as soon as the backward pass has written it:\n",
+        m->name, n, n == 1 ? "" : "s", (double)total / 1e6, m->batch_entry >= 0 ? " in " : "",
+        m->batch_entry >= 0 ? m->entries[m->batch_entry].name : "");
     for (int i = 0; i < d->n_buckets; i++) {
         const struct nrt_dp_bucket *b = &d->buckets[i];
         printf("  %-12s bucket %d: %9.1f KB at workspace +%lld, %d tensor%s\n", m->entries[b->entry].name,

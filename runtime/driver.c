@@ -688,8 +688,15 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o) {
     o = &own;
     int train[32], nt = 0;
     for (int k = 0; k < m->n_entries && nt < 32; k++)
-        if (m->entries[k].mode == NRT_MODE_TRAIN) train[nt++] = k;
+        if (m->entries[k].mode == NRT_MODE_TRAIN && k != m->batch_entry) train[nt++] = k;
     if (!nt) return fail("model '%s' has no training step (no loss?)", m->name);
+    /* Several steps a batch: their batch function runs them as one (output k
+     * the loss of step k); NETC_TRAIN_BATCH=0 runs them apart. */
+    const char *apart = getenv("NETC_TRAIN_BATCH");
+    int be = m->batch_entry >= 0 && m->entries[m->batch_entry].n_outputs >= nt &&
+                     !(apart && strcmp(apart, "0") == 0)
+                 ? m->batch_entry
+                 : -1;
     int ev = eval_entry(m);
     int64_t batch = o->batch ? o->batch : m->batch ? m->batch : 32;
     int64_t epochs = o->epochs ? o->epochs : m->epochs ? m->epochs : 1;
@@ -744,9 +751,9 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o) {
     int loss_out[32];
     for (int k = 0; k < nt; k++) {
         const struct nrt_entry_desc *ent = &m->entries[train[k]];
-        loss_out[k] = ent->loss_output;
+        loss_out[k] = be >= 0 ? k : ent->loss_output;
     }
-    int ai = main_ent->accuracy_output;
+    int ai = be >= 0 ? m->entries[be].accuracy_output : main_ent->accuracy_output;
     int tty = isatty(STDOUT_FILENO) && !o->quiet && nrt_dp_size() == 1; /* mpirun gives ranks a pty */
     /* mpirun -np K: a step takes a global batch of K*batch items, shared out. */
     int64_t ranks = nrt_dp_size(), gbatch = batch * ranks;
@@ -780,15 +787,18 @@ static int cmd_train(const struct nrt_model *m, const struct opts *o) {
             feed_batch(&ctx, &tr, perm, count ? start + first : start, count ? count : 1, &noise);
             uint64_t salt = (uint64_t)nrt_dp_rank() << 40; /* dropout masks differ per rank */
             if (lr_steps) lr = set_lr(&ctx, o, epoch, 1);
-            for (int k = 0; k < nt; k++) {
+            for (int k = 0; k < (be >= 0 ? 1 : nt); k++) {
                 ctx.step += salt;
-                int r = nrt_ctx_run(&ctx, train[k], count ? count : 1);
+                int r = nrt_ctx_run(&ctx, be >= 0 ? be : train[k], count ? count : 1);
                 ctx.step -= salt;
                 if (r) {
                     rc = r == NRT_ERR_RANGE ? fail("training data: %s", nrt_error()) : fail_rt();
                     goto done;
                 }
-                if (loss_out[k] >= 0) entry_loss[k] += (double)*(float *)ctx.out[loss_out[k]] * (double)count;
+                int j0 = be >= 0 ? 0 : k, j1 = be >= 0 ? nt : k + 1; /* the steps this run took */
+                for (int j = j0; j < j1; j++)
+                    if (loss_out[j] >= 0)
+                        entry_loss[j] += (double)*(float *)ctx.out[loss_out[j]] * (double)count;
                 if (k == 0 && ai >= 0) sa += (double)*(float *)ctx.out[ai] * (double)count;
             }
             sl = entry_loss[0];
@@ -1114,7 +1124,8 @@ static void print_layers(const struct nrt_model *m) {
     printf("total: %lld parameters; forward %s per item (%.0f)\n", (long long)params,
            flops_str(flops, a, sizeof a), flops);
     if (m->train_flops > 0)
-        printf("training step (all ops of all training entry points): %s per item + %s per step\n",
+        printf("training step (all ops of %s): %s per item + %s per step\n",
+               m->batch_entry >= 0 ? m->entries[m->batch_entry].name : "all training entry points",
                flops_str(m->train_flops, a, sizeof a), flops_str(m->train_flops_fixed, b, sizeof b));
 }
 

@@ -633,6 +633,10 @@ struct nrt_model {
     int forward_entry;                     /* entries[]: inference (`predict`, `sample`), or -1 */
     int evaluate_entry;                    /* entries[]: loss and metrics on test data, or -1 */
     int generate_entry;                    /* entries[]: one step of `generate`, or -1 */
+    int batch_entry;                       /* entries[]: every training entry, in order, as one
+                                              (a batch function: output k is the loss of
+                                              training entry k), which the train loop runs
+                                              instead of them; or -1 */
     const char *target;                    /* the netc target it was built for ("c", "opencl") */
     const struct nrt_device_ops *device;   /* its device layer; NULL: host memory */
     const void *device_program;            /* what the device layer runs (OpenCL: struct

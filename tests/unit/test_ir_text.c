@@ -596,8 +596,8 @@ static void test_parse_errors(void) {
         {"module m\ninput @x : f32[3] data=idx(a=1, 2)\n",
          "e.ir:2:33: error: expected an option 'name=value' (numbers come before options), got '2'"},
         {"module m\nfunc @f {\n}\n", "e.ir:2:9: error: expected 'eval' or 'train', got '{'"},
-        {"module m\nfunc @f eval\n",
-         "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=', 'workspace=' or '{', got end of line"},
+        {"module m\nfunc @f eval\n", "e.ir:2:13: error: expected 'loss=', 'optimizer=', 'update=', 'steps=', "
+                                     "'workspace=' or '{', got end of line"},
         {"module m\nfunc @f eval { %0 = const {value=1} : f32[]\n",
          "e.ir:2:16: error: expected end of line after '{', got '%0'"},
         {"module m\nfunc @f eval {\n  return\n",
