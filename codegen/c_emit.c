@@ -587,6 +587,22 @@ static void prof_bytes(const struct cgc *c, struct cgc_prof_unit *u, int id, dou
         u->bytes += b;
 }
 
+/* The parameter that value p is: read (PARAM) or, in a batch function, the
+ * value an earlier step assigned to it (passes/batch.c); else NULL. */
+static const char *param_of(const struct cgc *c, const struct ir_node *p) {
+    if (p->op == OP_PARAM) return p->sym;
+    int id = (int)(p - c->f->nodes);
+    for (int j = id + 1; j < ir_func_len(c->f) && vec_len(c->f->steps); j++) {
+        const struct ir_node *a = &c->f->nodes[j];
+        if (a->op != OP_ASSIGN || a->args[0] != id) continue;
+        for (size_t b = 0; b < vec_len(c->m->buffers); b++)
+            if (strcmp(c->m->buffers[b].name, a->sym) == 0)
+                return c->m->buffers[b].kind == BUF_PARAM ? a->sym : NULL;
+        return NULL;
+    }
+    return NULL;
+}
+
 /* Adds member id (its op, FLOPs and layer) to u. */
 static void prof_member(const struct cgc *c, struct cgc_prof_unit *u, int id) {
     const struct ir_node *n = cgc_node(c, id);
@@ -603,9 +619,9 @@ static void prof_member(const struct cgc *c, struct cgc_prof_unit *u, int id) {
     else
         u->flops += fl;
     for (int a = 0; a < n->nargs && !u->layer[0]; a++) {
-        const struct ir_node *p = cgc_arg(c, id, a);
-        if (p->op != OP_PARAM) continue;
-        snprintf(u->layer, sizeof u->layer, "%s", p->sym);
+        const char *sym = param_of(c, cgc_arg(c, id, a));
+        if (!sym) continue;
+        snprintf(u->layer, sizeof u->layer, "%s", sym);
         char *dot = strrchr(u->layer, '.');
         if (dot) *dot = '\0';
     }
