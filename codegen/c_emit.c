@@ -1268,8 +1268,9 @@ static void emit_descriptor(const struct ir_module *m, FILE *out, const struct c
     int fwd, eval, gen, batch;
     cgc_model_roles(m, &fwd, &eval, &gen, &batch);
     fprintf(out, "    %d, %d, %d, %d,\n", fwd, eval, gen, batch);
-    fprintf(out, "    %s\n",
+    fprintf(out, "    %s,\n",
             extra ? extra : "\"c\", NULL, NULL /* the C target: host memory, no device layer */");
+    fprintf(out, "    \"%s\" /* nrt_runtime_hash: the netrt.h netc was built with */\n", nrt_runtime_hash);
     fputs("};\n", out);
 }
 

@@ -270,6 +270,7 @@ void lg_descriptor(struct lg *g, LLVMValueRef *entry, const size_t *ws_fixed, co
     md->train_flops_fixed = sum.train_fixed;
     cgc_model_roles(m, &md->forward_entry, &md->evaluate_entry, &md->generate_entry, &md->batch_entry);
     blob_ptr(&mb, &md->target, str(g, "llvm")); /* host memory: no device layer */
+    blob_ptr(&mb, &md->runtime_hash, str(g, nrt_runtime_hash));
     LLVMValueRef model = blob_global(g, &mb, "netc_model");
     if (!opt->main) return;
     /* int main(int argc, char **argv) { return nrt_main(argc, argv, &netc_model); } */

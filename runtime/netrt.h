@@ -641,6 +641,8 @@ struct nrt_model {
     const struct nrt_device_ops *device;   /* its device layer; NULL: host memory */
     const void *device_program;            /* what the device layer runs (OpenCL: struct
                                               nrt_cl_program), or NULL */
+    const char *runtime_hash;              /* nrt_runtime_hash of the netc that generated it
+                                              (NULL: a descriptor written by hand) */
 };
 
 /* The running state of a model: buffers, workspace, outputs of the last run. */
@@ -708,6 +710,12 @@ int nrt_model_entry(const struct nrt_model *m, const char *name);
 int nrt_model_buffer(const struct nrt_model *m, const char *name);
 /* The output named name of entry e, or -1. */
 int nrt_entry_output(const struct nrt_entry_desc *e, const char *name);
+
+/* The first 16 hex digits of the SHA-256 of this netrt.h as libnetrt was built
+ * with it (CMake). netc writes its own copy's into every model descriptor, and
+ * nrt_ctx_init refuses a model whose netc was built against another netrt.h
+ * (struct layouts, scratch-size formulas) than the libnetrt it runs with. */
+extern const char nrt_runtime_hash[];
 
 /* Allocates buffers for batches of up to max_n and the workspace, and
  * initialises parameters and state from seed. On a model with a device layer
