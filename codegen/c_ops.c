@@ -947,12 +947,6 @@ bool cgc_kernel_plan(const struct cgc *c, struct cgc_kernel *k) {
             if (!dup) vec_push(k->inputs, x);
         }
     }
-    for (size_t i = 1; i < vec_len(k->inputs); i++) /* insertion sort: a stable signature */
-        for (size_t j = i; j > 0 && k->inputs[j - 1] > k->inputs[j]; j--) {
-            int t = k->inputs[j];
-            k->inputs[j] = k->inputs[j - 1];
-            k->inputs[j - 1] = t;
-        }
     struct cg_access acc[CG_NEST_OPS];
     if (cgc_node(c, k->root)->op == OP_MAXPOOL2D) return cgc_kernel_conv_ep(c, k, NULL, NULL);
     /* The head's value may not escape: it is computed into the root's storage. */

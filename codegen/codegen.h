@@ -211,7 +211,8 @@ struct cgc_kernel {
     int root;     /* its last node, always stored */
     int head;     /* its matmul/conv2d head, or -1 */
     int *members; /* vec of node ids, increasing (root last) */
-    int *inputs;  /* vec of distinct values read from outside, increasing */
+    int *inputs;  /* vec of distinct values read from outside, in order of first use by the
+                     members (so identical kernels of other functions print alike) */
     int *outputs; /* vec of the members stored, increasing (root last) */
 };
 
