@@ -108,9 +108,12 @@ static void emit_header(const struct ir_module *m, FILE *h, const char *P, const
     for (size_t e = 0; e < vec_len(m->funcs); e++) {
         const struct ir_func *f = m->funcs[e];
         fprintf(h, "/* %s (%s", f->name,
-                f->mode == MODE_TRAIN ? "one training step: forward, backward and the "
-                                        "optimizer update"
-                                      : "inference");
+                vec_len(f->steps)       ? "every training step of a batch, in order, as one, what they "
+                                          "share computed once, as the program's train loop runs them:"
+                : f->mode == MODE_TRAIN ? "one training step: forward, backward and the "
+                                          "optimizer update"
+                                        : "inference");
+        for (size_t i = 0; i < vec_len(f->steps); i++) fprintf(h, "%s %s", i ? "," : "", f->steps[i]);
         if (f->mode == MODE_TRAIN && f->optim.kind) fprintf(h, ", %s", f->optim.kind);
         fputs(") */\n", h);
         fprintf(h, "int %s_%s(%s *model, int64_t n);\n", P, ident(f->name, false, a, sizeof a), P);
