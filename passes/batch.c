@@ -13,7 +13,8 @@
  * cse then computes once what the steps share: G's forward pass, which D's step
  * runs on the batch's noise and G's step runs again on the same noise with the
  * same parameters. Outputs: each step's loss, in step order, named
- * "<step>.<loss>", then the steps' other outputs, "<step>.<name>". The gradient
+ * "<step>.<loss>", then the first step's metrics, "<step>.<name>" (what the
+ * train loop reads; the other steps' metrics are left to them). The gradient
  * buckets of a data-parallel build (ALLREDUCE) are renumbered after the earlier
  * steps'. The train loop runs the batch function where the model has one
  * (runtime/driver.c; NETC_TRAIN_BATCH=0 runs the steps apart). */
@@ -118,7 +119,7 @@ int pass_batch(struct ir_module *m) {
         append_step(m, b, steps[k], (int)k, leaf, val, last, &bucket);
     }
     /* The losses first, in step order: the train loop reads output k as step
-     * k's loss. */
+     * k's loss; then the first step's metrics, which it shows. */
     struct ir_output *outs = b->outputs;
     b->outputs = NULL;
     size_t at = 0;
@@ -129,13 +130,9 @@ int pass_batch(struct ir_module *m) {
         vec_push(b->outputs, outs[at + (size_t)lo]);
         at += n;
     }
-    at = 0;
-    for (size_t k = 0; k < ns; k++) {
-        int lo = ir_output_find(steps[k], steps[k]->loss);
-        for (size_t o = 0; o < vec_len(steps[k]->outputs); o++)
-            if ((int)o != lo) vec_push(b->outputs, outs[at + o]);
-        at += vec_len(steps[k]->outputs);
-    }
+    int lo = ir_output_find(steps[0], steps[0]->loss);
+    for (size_t o = 0; o < vec_len(steps[0]->outputs); o++)
+        if ((int)o != lo) vec_push(b->outputs, outs[o]);
     vec_free(outs);
     free(leaf);
     free(val);

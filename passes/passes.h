@@ -169,8 +169,8 @@ int pass_optim(struct ir_module *m);
  * `train_batch`, a batch function (steps=[...]) that runs them in order as one:
  * a later step reads what earlier ones assigned, reads of the same input or
  * untouched buffer are one node (so cse merges what the steps share), and its
- * outputs are the steps' losses in order, then their other outputs, each named
- * "<step>.<name>". Nothing when there is a batch function already. */
+ * outputs are the steps' losses in order, then the first step's metrics, each
+ * named "<step>.<name>". Nothing when there is a batch function already. */
 int pass_batch(struct ir_module *m);
 
 /* ----------------------------------------------------------------- dp.c */
