@@ -332,14 +332,18 @@ static void from_channel_major(const struct nrt_conv *c, int64_t nb, int64_t g, 
  * mnist_cnn's second-layer weight gradient) and the current image's output
  * (fetched for writing). PF_RUNS regions per kernel call, a slice per tile. */
 #define PF_RUNS 2
+enum { PF_READ, PF_WRITE, PF_READ_L2 }; /* to L1 for reading, for writing, to L2 for reading */
 struct pf_run {
     const char *p;       /* the region (NULL: none) */
     int64_t n, at, step; /* its bytes, the next one to fetch, bytes per slice */
-    int write;           /* fetched for writing */
+    int mode;            /* PF_READ, PF_WRITE or PF_READ_L2 (a region larger than L1
+                            whose image is read while the current one is still
+                            reused: to L1 it evicted that, and the tap sums of the
+                            DCGAN's first layer ran 1.6x slower on a cold dy) */
 };
 
-static void pf_init(struct pf_run *r, const void *p, int64_t bytes, int64_t slices, int write) {
-    r->p = p, r->n = p ? bytes : 0, r->at = 0, r->write = write;
+static void pf_init(struct pf_run *r, const void *p, int64_t bytes, int64_t slices, int mode) {
+    r->p = p, r->n = p ? bytes : 0, r->at = 0, r->mode = mode;
     slices = slices > 0 ? slices : 1;
     r->step = (r->n + slices * 64 - 1) / (slices * 64) * 64;
 }
@@ -347,8 +351,10 @@ static void pf_init(struct pf_run *r, const void *p, int64_t bytes, int64_t slic
 static inline void pf_next(struct pf_run *r) {
     for (int k = 0; k < PF_RUNS; k++, r++)
         for (int64_t e = r->at + r->step; r->at < e && r->at < r->n; r->at += 64) {
-            if (r->write)
+            if (r->mode == PF_WRITE)
                 __builtin_prefetch(r->p + r->at, 1, 3);
+            else if (r->mode == PF_READ_L2)
+                __builtin_prefetch(r->p + r->at, 0, 2);
             else
                 __builtin_prefetch(r->p + r->at, 0, 3);
         }
@@ -784,29 +790,29 @@ static void cols_fill(const struct dconv *g, const float *x, float *col) {
  * vectors. Pointers step by adds (an array of plane pointers spilled). */
 static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t ld, const float *xc,
                                                             const float *wt, float *yp, int64_t hw,
-                                                            const float *bias, int relu, const int part,
-                                                            const __mmask16 *m) {
+                                                            const float *bias, int relu, const int Q,
+                                                            const int part, const __mmask16 *m) {
     __m512 acc[8][COLS_Q];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++)
 #pragma GCC unroll 3
-        for (int u = 0; u < COLS_Q; u++) acc[r][u] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+        for (int u = 0; u < Q; u++) acc[r][u] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
     for (int64_t t = 0; t < kk; t++, wt += 8, xc += ld) {
         __m512 xv[COLS_Q];
 #pragma GCC unroll 3
-        for (int u = 0; u < COLS_Q; u++) xv[u] = _mm512_loadu_ps(xc + 16 * u);
+        for (int u = 0; u < Q; u++) xv[u] = _mm512_loadu_ps(xc + 16 * u);
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             __m512 wb = _mm512_set1_ps(wt[r]);
 #pragma GCC unroll 3
-            for (int u = 0; u < COLS_Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
+            for (int u = 0; u < Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
         }
     }
     const __m512 zero = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++, yp += hw)
 #pragma GCC unroll 3
-        for (int u = 0; u < COLS_Q; u++) {
+        for (int u = 0; u < Q; u++) {
             __m512 v = relu ? _mm512_max_ps(acc[r][u], zero) : acc[r][u];
             if (part)
                 _mm512_mask_storeu_ps(yp + 16 * u, m[u], v);
@@ -816,10 +822,13 @@ static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t 
 }
 
 /* Output channels [c0, c1) (multiples of 8) of one padded image x by its
- * columns col (cols_fill'ed by the caller), y = act(conv + bias). */
+ * columns col (cols_fill'ed by the caller), y = act(conv + bias). The last
+ * tile of pixels takes only the vectors it needs (196 pixels: 4 tiles of 3
+ * and one of 1, not 5 of 3). */
 static void cols_image(const struct dconv *g, const float *col, const float *w, float *y, int64_t c0,
                        int64_t c1, const float *bias, int relu, struct pf_run *pf) {
-    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo, ld = cols_ld(g);
+    int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo;
+    int64_t ld = cols_ld(g);
     c1 = c1 < g->cout ? c1 : g->cout;
     float wpk[8 * COLS_MAX_TAPS * 8]; /* one group of 8 tiles at a time */
     for (int64_t oa = c0; oa < c1; oa += 64) {
@@ -829,6 +838,7 @@ static void cols_image(const struct dconv *g, const float *col, const float *w, 
                 wpk[(o - oa) / 8 * kk * 8 + t * 8 + (o - oa) % 8] = w[o * kk + t];
         for (int64_t q0 = 0; q0 < hw; q0 += 16 * COLS_Q) {
             int part = q0 + 16 * COLS_Q > hw;
+            int q = part ? (int)((hw - q0 + 15) / 16) : COLS_Q;
             __mmask16 m[COLS_Q];
             for (int u = 0; u < COLS_Q; u++) {
                 int64_t n = hw - q0 - 16 * u;
@@ -838,10 +848,14 @@ static void cols_image(const struct dconv *g, const float *col, const float *w, 
                 const float *wt = wpk + (o0 - oa) * kk, *bo = bias ? bias + o0 : NULL;
                 pf_next(pf);
                 float *yp = y + o0 * hw + q0;
-                if (part)
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 1, m);
+                if (!part)
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, COLS_Q, 0, m);
+                else if (q == 1)
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 1, 1, m);
+                else if (q == 2)
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 2, 1, m);
                 else
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 0, m);
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, COLS_Q, 1, m);
             }
         }
     }
@@ -1326,7 +1340,7 @@ static int s2d_init(struct direct_job *j, struct s2d *q, const struct nrt_conv *
         (kk >= DIRECT_MIN_TAPS && c->co % 16 == 0))
         return 0;
     memset(j, 0, sizeof *j);
-    j->c = c, j->kind = kind, j->nocols = 1;
+    j->c = c, j->kind = kind;
     j->src_h = c->h, j->src_w = c->w, j->top = c->p[0], j->left = c->p[1];
     /* Planes at least 16 wide: rows_tile's stores then take the branch-free
      * 2-piece path (at 15, the DCGAN's, the general one took 30 % of the time). */
@@ -1378,16 +1392,34 @@ static void s2d_tasks(void *arg, int64_t lo, int64_t hi) {
     int64_t n = j->c->n, hw = g->ho * g->wo, in_plane = j->c->ci * j->src_h * j->src_w, sp = j->split;
     for (int64_t i = lo; i < hi; i++) {
         float *part = j->scratch + i * j->region, *work = part + j->padf;
-        float *dyw = work, *part4 = work + g->cout * rows_q(g);
+        float *dyw = work, *part4 = work + dw4_front(g, j->cols);
         if (j->kind == 4) memset(part4, 0, sizeof *part4 * (size_t)(g->cout * g->cin * g->kh * g->kw * 16));
         memset(part, 0, sizeof *part * (size_t)j->padf); /* the kernels read past the planes: zeros */
         for (int64_t u = n * sp * i / j->tasks, u1 = n * sp * (i + 1) / j->tasks; u < u1; u++) {
             int64_t b = u / sp, k = u % sp;
             s2d_planes(j, &sj->q, j->in + b * in_plane, part);
-            if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
+            if (j->kind == 3 && j->cols) { /* by columns (direct_tasks) */
+                int64_t tiles = g->cout / 8;
+                struct pf_run pf[PF_RUNS];
+                int64_t calls = (hw + 16 * COLS_Q - 1) / (16 * COLS_Q) * ((g->cout + 7) / 8);
+                pf_init(&pf[0], sp == 1 && u + 1 < u1 ? j->out + (b + 1) * g->cout * hw : NULL,
+                        sizeof *part * g->cout * hw, calls, 1);
+                pf_init(&pf[1], NULL, 0, 1, 0);
+                cols_fill(g, part, work);
+                cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * 8,
+                           tiles * (k + 1) / sp * 8, j->bias, j->relu, pf);
+            } else if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
                 int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
                 rows_image(g, part, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
                            tiles * (k + 1) / sp * R, j->bias, j->relu);
+            } else if (j->cols) { /* prefetched to L2: the next image's dy */
+                struct pf_run pf[PF_RUNS];
+                pf_init(&pf[0], u + 1 < u1 ? j->dy + (b + 1) * g->cout * hw : NULL,
+                        sizeof *part * g->cout * hw, (g->cout + 2) / 3 * ((g->cin * g->kh * g->kw + 7) / 8),
+                        PF_READ_L2);
+                pf_init(&pf[1], NULL, 0, 1, 0);
+                cols_fill(g, part, dyw);
+                cols_dw_image(g, dyw, j->dy + b * g->cout * hw, part4, pf);
             } else {
                 rows_spread(g, j->dy + b * g->cout * hw, dyw);
                 rows_dw_image(g, part, dyw, part4);
@@ -1447,47 +1479,71 @@ struct tapsum_job {
     int64_t region, tasks;
 };
 
+/* Y[t0 + r][q0 + 16u..] for the TAPSUM_T taps from t0 and Q vectors of
+ * pixels from q0 (masks m) of one image's dy. */
+static inline __attribute__((always_inline)) void tapsum_tile(const struct tapsum_job *j, const int Q,
+                                                              const float *dy, int64_t q0, int64_t t0,
+                                                              const __mmask16 *m, float *Y) {
+    const struct nrt_conv *c = j->c;
+    int64_t hw = c->ho * c->wo;
+    const float *wt = j->wq + t0 * c->co;
+    __m512 acc[TAPSUM_T][TAPSUM_Q];
+#pragma GCC unroll 8
+    for (int r = 0; r < TAPSUM_T; r++)
+#pragma GCC unroll 3
+        for (int u = 0; u < Q; u++) acc[r][u] = _mm512_setzero_ps();
+    const float *d = dy + q0;
+    for (int64_t o = 0; o < c->co; o++, d += hw, wt += TAPSUM_T) {
+        __m512 dv[TAPSUM_Q];
+#pragma GCC unroll 3
+        for (int u = 0; u < Q; u++) dv[u] = _mm512_maskz_loadu_ps(m[u], d + 16 * u);
+#pragma GCC unroll 8
+        for (int r = 0; r < TAPSUM_T; r++) {
+            __m512 wb = _mm512_set1_ps(wt[r]);
+#pragma GCC unroll 3
+            for (int u = 0; u < Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, dv[u], acc[r][u]);
+        }
+    }
+    /* whole tiles (rows past kk: zero weights, unread): a bound known at
+     * compile time keeps acc in registers */
+#pragma GCC unroll 8
+    for (int r = 0; r < TAPSUM_T; r++)
+#pragma GCC unroll 3
+        for (int u = 0; u < Q; u++)
+            _mm512_mask_storeu_ps(Y + (t0 + r) * j->hwq + q0 + 16 * u, m[u], acc[r][u]);
+}
+
+/* Each task's images in turn; the next image's dy is prefetched a slice per
+ * tile (cold, its first loads waited on memory: twice the time). The last
+ * tile of pixels takes only the vectors it needs. */
 static void tapsum_tasks(void *arg, int64_t lo, int64_t hi) {
     const struct tapsum_job *j = arg;
     const struct nrt_conv *c = j->c;
     int64_t hw = c->ho * c->wo, kk = c->ci * c->kh * c->kw, plane = c->ci * c->h * c->w;
+    int64_t tiles = (hw + 16 * TAPSUM_Q - 1) / (16 * TAPSUM_Q) * ((kk + TAPSUM_T - 1) / TAPSUM_T);
     for (int64_t i = lo; i < hi; i++) {
         float *Y = j->scratch + i * j->region;
-        for (int64_t b = c->n * i / j->tasks; b < c->n * (i + 1) / j->tasks; b++) {
+        int64_t b1 = c->n * (i + 1) / j->tasks;
+        for (int64_t b = c->n * i / j->tasks; b < b1; b++) {
             const float *dy = j->dy + b * c->co * hw;
+            struct pf_run pf[PF_RUNS];
+            pf_init(&pf[0], b + 1 < b1 ? dy + c->co * hw : NULL, sizeof *dy * c->co * hw, tiles, PF_READ_L2);
+            pf_init(&pf[1], NULL, 0, 1, 0);
             for (int64_t q0 = 0; q0 < hw; q0 += 16 * TAPSUM_Q) {
                 __mmask16 m[TAPSUM_Q];
                 for (int u = 0; u < TAPSUM_Q; u++) {
                     int64_t left = hw - q0 - 16 * u;
                     m[u] = (__mmask16)(left >= 16 ? 0xffffu : left > 0 ? (1u << left) - 1 : 0);
                 }
+                int64_t q = (hw - q0 + 15) / 16;
                 for (int64_t t0 = 0; t0 < kk; t0 += TAPSUM_T) {
-                    const float *wt = j->wq + t0 * c->co;
-                    __m512 acc[TAPSUM_T][TAPSUM_Q];
-#pragma GCC unroll 8
-                    for (int r = 0; r < TAPSUM_T; r++)
-#pragma GCC unroll 3
-                        for (int u = 0; u < TAPSUM_Q; u++) acc[r][u] = _mm512_setzero_ps();
-                    const float *d = dy + q0;
-                    for (int64_t o = 0; o < c->co; o++, d += hw, wt += TAPSUM_T) {
-                        __m512 dv[TAPSUM_Q];
-#pragma GCC unroll 3
-                        for (int u = 0; u < TAPSUM_Q; u++) dv[u] = _mm512_maskz_loadu_ps(m[u], d + 16 * u);
-#pragma GCC unroll 8
-                        for (int r = 0; r < TAPSUM_T; r++) {
-                            __m512 wb = _mm512_set1_ps(wt[r]);
-#pragma GCC unroll 3
-                            for (int u = 0; u < TAPSUM_Q; u++)
-                                acc[r][u] = _mm512_fmadd_ps(wb, dv[u], acc[r][u]);
-                        }
-                    }
-                    /* whole tiles (rows past kk: zero weights, unread): a
-                     * bound known at compile time keeps acc in registers */
-#pragma GCC unroll 8
-                    for (int r = 0; r < TAPSUM_T; r++)
-#pragma GCC unroll 3
-                        for (int u = 0; u < TAPSUM_Q; u++)
-                            _mm512_mask_storeu_ps(Y + (t0 + r) * j->hwq + q0 + 16 * u, m[u], acc[r][u]);
+                    pf_next(pf);
+                    if (q >= TAPSUM_Q)
+                        tapsum_tile(j, TAPSUM_Q, dy, q0, t0, m, Y);
+                    else if (q == 2)
+                        tapsum_tile(j, 2, dy, q0, t0, m, Y);
+                    else
+                        tapsum_tile(j, 1, dy, q0, t0, m, Y);
                 }
             }
             float *dx = j->dx + b * plane;

@@ -645,6 +645,11 @@ static void test_conv(void) {
         {2, 3, 12, 9, 12, 4, 4, 0, 0, 1, {2, 2}, {1, 0, 2, 1}, {1, 1}, 0},
         {2, 2, 11, 13, 10, 6, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0},
         {2, 1, 9, 10, 16, 5, 4, 0, 0, 1, {2, 2}, {2, 1, 1, 1}, {1, 1}, 0},
+        /* The phase images by columns (8k output channels): the DCGAN's
+         * 28x28 (196 pixels: a last tile of 1 vector), and 7x11 outputs (77
+         * pixels: a last tile of 2 vectors). */
+        {2, 1, 28, 28, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 14, 22, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
         /* The strided forward in image groups: the DCGAN's 4x4/s2 64 -> 128
          * (the 4x4 window unrolled, 4 vectors), 5 images: groups of 4 + 1 on
          * one thread, 3 + 2 on two. */
@@ -1003,6 +1008,47 @@ static void check_conv1_bits(int64_t ci, int64_t h, int64_t co, int pool) {
     nrt_free(x), nrt_free(w), nrt_free(b), nrt_free(ref), nrt_free(y), nrt_free(scratch);
 }
 
+/* A first layer at stride 2 (the DCGAN's D.conv2d0: Cin 1, 4x4/s2, phase
+ * images by columns; its input gradient by tap sums): each image's forward
+ * (bias and relu) and input gradient are the same bits alone at 1 thread as
+ * in a batch of 5 at 1-3 threads, and an all-zero image gives exactly
+ * relu(bias). */
+static void check_first_s2_bits(int64_t h, int64_t w, int64_t co) {
+    struct nrt_conv c = {5, 1, h, w, co, 4, 4, h / 2, w / 2, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
+    int64_t xi = h * w, yi = co * c.ho * c.wo;
+    float *x = xalloc(c.n * xi), *wt = xalloc(co * 16), *b = xalloc(co), *dy = xalloc(c.n * yi);
+    float *y = xalloc(c.n * yi), *dx = xalloc(c.n * xi), *y1 = xalloc(yi), *dx1 = xalloc(xi);
+    float *scratch = xalloc(nrt_conv_scratch(&c));
+    fill(x, c.n * xi, 31), fill(wt, co * 16, 32), fill(b, co, 33), fill(dy, c.n * yi, 34);
+    memset(x + 2 * xi, 0, sizeof *x * (size_t)xi); /* image 2: all zeros */
+    struct nrt_conv one = c;
+    one.n = 1;
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        nrt_conv2d_bias_act(&c, x, wt, b, NRT_ACT_RELU, y, scratch);
+        nrt_conv2d_grad_input(&c, dy, wt, dx, scratch);
+        nrt_threads_set(1);
+        int same = 1;
+        for (int64_t i = 0; i < c.n; i++) {
+            nrt_conv2d_bias_act(&one, x + i * xi, wt, b, NRT_ACT_RELU, y1, scratch);
+            nrt_conv2d_grad_input(&one, dy + i * yi, wt, dx1, scratch);
+            same &= !memcmp(y1, y + i * yi, sizeof *y * (size_t)yi);
+            same &= !memcmp(dx1, dx + i * xi, sizeof *dx * (size_t)xi);
+        }
+        for (int64_t k = 0; k < yi; k++)
+            same &= y[2 * yi + k] == (b[k / (yi / co)] > 0 ? b[k / (yi / co)] : 0.0f);
+        if (!same)
+            TEST_FAIL_(
+                "first layer %lldx%lld -> %lld at stride 2 (threads %d): an image alone differs, or a zero "
+                "image is not relu(bias)",
+                (long long)h, (long long)w, (long long)co, t);
+        else
+            test_passed++;
+    }
+    nrt_free(x), nrt_free(wt), nrt_free(b), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(y1);
+    nrt_free(dx1), nrt_free(scratch);
+}
+
 static void test_batch1_bits(void) {
     /* mnist_cnn's layers (the first one's own kernel, then F(4x4, 3x3)), an
      * unpooled one whose outputs fit over the planes, channels not split evenly. */
@@ -1011,6 +1057,8 @@ static void test_batch1_bits(void) {
     check_conv1_bits(32, 13, 64, 0);
     check_conv1_bits(64, 10, 32, 0);
     check_conv1_bits(48, 9, 48, 1);
+    check_first_s2_bits(28, 28, 64);
+    check_first_s2_bits(14, 22, 16);
     static const int64_t sizes[][2] = {{128, 1600}, {10, 128},   {300, 4000},
                                        {130, 2100}, {1500, 700}, {64, 513}};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
