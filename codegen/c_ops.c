@@ -90,6 +90,12 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
         return *per_n ? per : per * x->dim[0];
     }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);
+    int64_t ch, hw;
+    if (cg_sum_planes(f, n, &ch, &hw)) { /* nrt_sum_planes: a double per image and channel */
+        const struct shape *x = &f->nodes[n->args[0]].type.shape;
+        *per_n = x->dim[0] == IR_DIM_N;
+        return 2 * ch * (*per_n ? 1 : x->dim[0]);
+    }
     if (fsum || n->op == OP_VARIANCE) { /* double accumulators (reductions below): 2 floats per double */
         struct cgc_x cnt = cgc_count(&n->type.shape);
         *per_n = cnt.n;
@@ -281,7 +287,33 @@ static void reduce_f32(struct cgc *c, int id, const struct shape *kept, struct c
     cgc_emit(c, "}");
 }
 
+bool cg_sum_planes(const struct ir_func *f, const struct ir_node *n, int64_t *ch, int64_t *hw) {
+    if (n->op != OP_SUM || n->type.dtype != DT_F32) return false;
+    int na;
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
+    const struct shape *x = &f->nodes[n->args[0]].type.shape;
+    if (x->rank < 3 || na != x->rank - 1) return false;
+    *hw = 1;
+    for (int i = 1; i < x->rank; i++) {
+        if (x->dim[i] == IR_DIM_N) return false;
+        if (i >= 2) *hw *= x->dim[i];
+    }
+    for (int i = 0; i < x->rank; i++) { /* every axis but 1 reduced, and only those */
+        bool in = false;
+        for (int k = 0; k < na; k++) in |= axes[k] == i;
+        if (in != (i != 1)) return false;
+    }
+    *ch = x->dim[1];
+    return true;
+}
+
 void cgc_op_SUM(struct cgc *c, int id) {
+    int64_t ch, hw;
+    if (cg_sum_planes(c->f, cgc_node(c, id), &ch, &hw)) {
+        cgc_emit(c, "nrt_sum_planes(%s, %lld, %lld, v%d, v%d, (double *)(void *)s%d);",
+                 cg_xs(cgc_dim(arg_shape(c, id, 0), 0)), (long long)ch, (long long)hw, arg(c, id, 0), id, id);
+        return;
+    }
     if (cgc_node(c, id)->type.dtype == DT_I32) {
         reduce(c, id, "0", "$0 = nrt_to_i32((double)$0 + (double)$1);", false);
         return;

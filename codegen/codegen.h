@@ -291,6 +291,10 @@ void cgc_op_emit(struct cgc *c, int id);
  * form, laid out like the result either way); *count receives the number of
  * elements each result element reduces (c_ops.c; the LLVM backend's too). */
 struct shape cgc_kept_shape(const struct cgc *c, int id, struct cgc_x *count);
+/* Whether SUM node n reduces f32 x [N, C, ...] (rank 3 or more, static but
+ * for the batch) over every axis but 1: a conv's bias gradient, which both
+ * CPU backends compute by nrt_sum_planes(N, *ch, *hw, x, y) (c_ops.c). */
+bool cg_sum_planes(const struct ir_func *f, const struct ir_node *n, int64_t *ch, int64_t *hw);
 /* An earlier MEAN of the same value over the same axes, still in memory at node
  * id (batch norm's statistics, reused by VARIANCE), or -1 (c_ops.c). */
 int cgc_same_mean(const struct cgc *c, int id);

@@ -426,6 +426,18 @@ static void reduce_f32(struct lg *g, int id, const struct shape *kept, struct cg
 }
 
 static void op_sum(struct lg *g, int id) {
+    int64_t ch, hw;
+    if (cg_sum_planes(g->c.f, node(g, id), &ch, &hw)) { /* as the C backend: nrt_sum_planes */
+        LLVMTypeRef pt[6] = {g->i64, g->i64, g->i64, g->pf32, g->pf32, g->pf64};
+        LLVMValueRef args[6] = {lg_x(g, cgc_dim(arg_shape(g, id, 0), 0)),
+                                lg_i64(g, ch),
+                                lg_i64(g, hw),
+                                lg_ptr(g, arg(g, id, 0)),
+                                lg_ptr(g, id),
+                                LLVMBuildBitCast(g->b, g->sptr[id], g->pf64, "")};
+        lg_call(g, "nrt_sum_planes", g->v, pt, 6, args);
+        return;
+    }
     struct cgc_x count;
     struct shape kept = cgc_kept_shape(&g->c, id, &count);
     reduce_f32(g, id, &kept, count, node(g, id)->op == OP_MEAN);

@@ -1214,6 +1214,11 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch);
 
+/* y[ch] = the sum over images b and pixels k of x[b][ch][k] for x [n][c][hw]
+ * (runtime/sums.c: a conv's bias gradient), in double, rounded once; the
+ * same bits at any thread count. scratch: n * c doubles (the planes' totals). */
+void nrt_sum_planes(int64_t n, int64_t c, int64_t hw, const float *x, float *y, double *scratch);
+
 /* A pooling geometry over planes of [h, w] to [ho, wo]. */
 struct nrt_pool {
     int64_t planes, h, w, ho, wo; /* batch*channels, input and output sizes */

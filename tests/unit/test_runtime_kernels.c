@@ -678,6 +678,43 @@ static void test_conv(void) {
     }
 }
 
+/* ------------------------------------------------------------ plane sums -- */
+
+/* nrt_sum_planes (a conv's bias gradient) against a double reference (within
+ * float rounding of the exact sum), the same bits at 1-3 threads: planes of
+ * 1, 15, 16, 17, 49 and 196 pixels, 1 to 130 channels (more than a task's
+ * block of 64), 1 and 5 images. */
+static void test_sum_planes(void) {
+    static const int64_t shapes[][3] = {{5, 64, 196}, {5, 128, 49}, {1, 1, 784}, {5, 130, 17},
+                                        {1, 3, 16},   {5, 7, 15},   {5, 70, 1},  {2, 200, 33}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t n = shapes[s][0], c = shapes[s][1], hw = shapes[s][2];
+        float *x = xalloc(n * c * hw), *y = xalloc(c), *y1 = xalloc(c);
+        double *part = dalloc(n * c);
+        fill(x, n * c * hw, 41 + (uint32_t)s);
+        int ok = 1;
+        for (int t = 1; t <= 3; t++) {
+            nrt_threads_set(t);
+            for (int64_t k = 0; k < c; k++) y[k] = 1e30f;
+            nrt_sum_planes(n, c, hw, x, t == 1 ? y1 : y, part);
+            for (int64_t ch = 0; ch < c && t == 1; ch++) {
+                double r = 0;
+                for (int64_t b = 0; b < n; b++)
+                    for (int64_t k = 0; k < hw; k++) r += x[(b * c + ch) * hw + k];
+                ok &= fabs(y1[ch] - r) <= 1e-6 * (fabs(r) + 1e-3);
+            }
+            if (t > 1) ok &= !memcmp(y, y1, sizeof *y * (size_t)c);
+        }
+        if (!ok)
+            TEST_FAIL_("sum_planes n %lld c %lld hw %lld: wrong, or differs between thread counts",
+                       (long long)n, (long long)c, (long long)hw);
+        else
+            test_passed++;
+        nrt_free(x), nrt_free(y), nrt_free(y1), nrt_free(part);
+    }
+    nrt_threads_set(1);
+}
+
 /* ---------------------------------------------------------------- pooling -- */
 
 static void check_pool(struct nrt_pool p, int avg) {
@@ -1086,6 +1123,7 @@ int main(void) {
     test_pool();
     test_gw_pool();
     test_batch1_bits();
+    test_sum_planes();
     nrt_threads_set(1);
     TEST_DONE();
 }
