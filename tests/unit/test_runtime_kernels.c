@@ -682,11 +682,11 @@ static void test_conv(void) {
 
 /* nrt_sum_planes (a conv's bias gradient) against a double reference (within
  * float rounding of the exact sum), the same bits at 1-3 threads: planes of
- * 1, 15, 16, 17, 49 and 196 pixels, 1 to 130 channels (more than a task's
- * block of 64), 1 and 5 images. */
+ * 1, 15, 16, 17, 49 and 196 pixels, 1 to 200 channels, 1 and 5 images, and
+ * one large enough (3.15M floats) for a task per thread at 2 and 3. */
 static void test_sum_planes(void) {
-    static const int64_t shapes[][3] = {{5, 64, 196}, {5, 128, 49}, {1, 1, 784}, {5, 130, 17},
-                                        {1, 3, 16},   {5, 7, 15},   {5, 70, 1},  {2, 200, 33}};
+    static const int64_t shapes[][3] = {{5, 64, 196}, {5, 128, 49}, {1, 1, 784},  {5, 130, 17},  {1, 3, 16},
+                                        {5, 7, 15},   {5, 70, 1},   {2, 200, 33}, {9, 100, 3500}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         int64_t n = shapes[s][0], c = shapes[s][1], hw = shapes[s][2];
         float *x = xalloc(n * c * hw), *y = xalloc(c), *y1 = xalloc(c);
