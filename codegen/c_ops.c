@@ -1040,22 +1040,29 @@ static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) 
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k) { kernel_loops(c, k, true); }
 
 bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu) {
+    return cgc_kernel_conv_act(c, k, bias, relu, NULL);
+}
+
+bool cgc_kernel_conv_act(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu, int *leaky) {
     size_t len = vec_len(k->members);
     bool pool = cgc_node(c, k->root)->op == OP_MAXPOOL2D;
     if (k->head < 0 || cgc_node(c, k->head)->op != OP_CONV2D || len < 2 || len > 3 + (size_t)pool ||
         k->members[0] != k->head || vec_len(k->outputs) != 1 || k->outputs[0] != k->root)
         return false;
-    /* conv2d, bias_add, relu (a pooled kernel: either may be missing), max pool */
-    int b = -1, prev = k->head;
+    /* conv2d, bias_add, relu or leaky_relu (a pooled kernel: either may be
+     * missing; no leaky one), max pool */
+    int b = -1, prev = k->head, lk = -1;
     bool r = false;
     for (size_t i = 1; i + (size_t)pool < len; i++) {
         const struct ir_node *n = cgc_node(c, k->members[i]);
         if (n->args[0] != prev) return false;
-        if (n->op == OP_BIAS_ADD && b < 0 && !r && n->args[1] != k->head && ir_attr_i(n, ATTR_AXIS) == 1 &&
-            n->type.dtype == DT_F32)
+        if (n->op == OP_BIAS_ADD && b < 0 && !r && lk < 0 && n->args[1] != k->head &&
+            ir_attr_i(n, ATTR_AXIS) == 1 && n->type.dtype == DT_F32)
             b = n->args[1];
-        else if (n->op == OP_RELU && !r)
+        else if (n->op == OP_RELU && !r && lk < 0)
             r = true;
+        else if (n->op == OP_LEAKY_RELU && !r && lk < 0 && !pool && n->type.dtype == DT_F32)
+            lk = k->members[i];
         else
             return false;
         prev = k->members[i];
@@ -1064,6 +1071,7 @@ bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bi
     if (pool && (len < 3 || cgc_node(c, k->root)->args[0] != prev)) return false;
     if (bias) *bias = b;
     if (relu) *relu = r;
+    if (leaky) *leaky = lk;
     return true;
 }
 
@@ -1087,15 +1095,15 @@ void cgc_gemm_adam(struct cgc *c, const struct pass_gemm_adam *u) {
 }
 
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
-    int bias;
+    int bias, leaky;
     bool relu;
-    if (cgc_kernel_conv_ep(c, k, &bias, &relu)) {
+    if (cgc_kernel_conv_act(c, k, &bias, &relu, &leaky)) {
         if (cgc_node(c, k->root)->op == OP_MAXPOOL2D) { /* pooled as it is computed */
-            cg_lib_conv_ep(c, k->head, bias, relu, k->root);
+            cg_lib_conv_ep(c, k->head, bias, relu, k->root, -1);
             return;
         }
         cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, k->root);
-        cg_lib_conv_ep(c, k->head, bias, relu, -1);
+        cg_lib_conv_ep(c, k->head, bias, relu, -1, leaky);
         return;
     }
     cgc_kernel_head(c, k);

@@ -581,8 +581,8 @@ static void cols_fill(const struct dconv *g, const float *x, float *col) {
  * vectors. Pointers step by adds (an array of plane pointers spilled). */
 static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t ld, const float *xc,
                                                             const float *wt, float *yp, int64_t hw,
-                                                            const float *bias, int relu, const int Q,
-                                                            const int part, const __mmask16 *m) {
+                                                            const float *bias, int relu, float slope,
+                                                            const int Q, const int part, const __mmask16 *m) {
     __m512 acc[8][COLS_Q];
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++)
@@ -599,12 +599,14 @@ static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t 
             for (int u = 0; u < Q; u++) acc[r][u] = _mm512_fmadd_ps(wb, xv[u], acc[r][u]);
         }
     }
-    const __m512 zero = _mm512_setzero_ps();
+    const __m512 zero = _mm512_setzero_ps(), sv = _mm512_set1_ps(slope);
 #pragma GCC unroll 8
     for (int r = 0; r < 8; r++, yp += hw)
 #pragma GCC unroll 3
         for (int u = 0; u < Q; u++) {
-            __m512 v = relu ? _mm512_max_ps(acc[r][u], zero) : acc[r][u];
+            __m512 v = relu == 1 ? _mm512_max_ps(acc[r][u], zero) : acc[r][u];
+            if (relu == 2) /* as the generated code's t > 0 ? t : slope * t, NaN included */
+                v = _mm512_mask_mul_ps(v, _mm512_cmp_ps_mask(v, zero, _CMP_NGT_UQ), v, sv);
             if (part)
                 _mm512_mask_storeu_ps(yp + 16 * u, m[u], v);
             else
@@ -617,7 +619,7 @@ static inline __attribute__((always_inline)) void cols_tile(int64_t kk, int64_t 
  * tile of pixels takes only the vectors it needs (196 pixels: 4 tiles of 3
  * and one of 1, not 5 of 3). */
 static void cols_image(const struct dconv *g, const float *col, const float *w, float *y, int64_t c0,
-                       int64_t c1, const float *bias, int relu, struct pf_run *pf) {
+                       int64_t c1, const float *bias, int relu, float slope, struct pf_run *pf) {
     int64_t kk = g->cin * g->kh * g->kw, hw = g->ho * g->wo;
     int64_t ld = cols_ld(g);
     c1 = c1 < g->cout ? c1 : g->cout;
@@ -640,13 +642,13 @@ static void cols_image(const struct dconv *g, const float *col, const float *w, 
                 pf_next(pf);
                 float *yp = y + o0 * hw + q0;
                 if (!part)
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, COLS_Q, 0, m);
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, slope, COLS_Q, 0, m);
                 else if (q == 1)
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 1, 1, m);
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, slope, 1, 1, m);
                 else if (q == 2)
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, 2, 1, m);
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, slope, 2, 1, m);
                 else
-                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, COLS_Q, 1, m);
+                    cols_tile(kk, ld, col + q0, wt, yp, hw, bo, relu, slope, COLS_Q, 1, m);
             }
         }
     }
@@ -833,7 +835,9 @@ struct direct_job {
     const float *dy;          /* dw: dy */
     const float *w;           /* wide-row forward: the weights as they are */
     const float *bias;        /* forward: bias [cout] added as y is written (NULL: none) */
-    int relu;                 /* forward: relu applied as y is written */
+    int relu;                 /* forward: relu applied as y is written (2, the column
+                                 kernels only: leaky relu of slope `slope`) */
+    float slope;              /* forward, relu 2: t > 0 ? t : slope * t */
     float *out;               /* forward: y; dx: dx; dw: dw */
     float *wp;                /* packed weights (forward, dx) */
     float *scratch;           /* task i's part starts at scratch + i*region */
@@ -939,7 +943,7 @@ static void direct_tasks(void *arg, int64_t lo, int64_t hi) {
                     pf_init(&pf[1], NULL, 0, 1, 0);
                     cols_fill(g, x, work);
                     cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
-                               tiles * (k + 1) / sp * R, j->bias, j->relu, pf);
+                               tiles * (k + 1) / sp * R, j->bias, j->relu, j->slope, pf);
                     continue;
                 }
                 rows_image(g, x, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
@@ -1198,7 +1202,7 @@ static void s2d_tasks(void *arg, int64_t lo, int64_t hi) {
                 pf_init(&pf[1], NULL, 0, 1, 0);
                 cols_fill(g, part, work);
                 cols_image(g, work, j->w, j->out + b * g->cout * hw, tiles * k / sp * 8,
-                           tiles * (k + 1) / sp * 8, j->bias, j->relu, pf);
+                           tiles * (k + 1) / sp * 8, j->bias, j->relu, j->slope, pf);
             } else if (j->kind == 3) { /* part k of sp: whole tiles of rows_r channels */
                 int64_t R = rows_r(g), tiles = (g->cout + R - 1) / R;
                 rows_image(g, part, j->w, j->out + b * g->cout * hw, tiles * k / sp * R,
@@ -1219,12 +1223,15 @@ static void s2d_tasks(void *arg, int64_t lo, int64_t hi) {
     }
 }
 
+/* relu 2: leaky relu of slope `slope`, by columns only (0 where the phase
+ * images would run on the wide rows). */
 static int s2d_conv2d(const struct nrt_conv *c, const float *x, const float *w, float *y, float *scratch,
-                      const float *bias, int relu) {
+                      const float *bias, int relu, float slope) {
     struct s2d_job s;
     if (!s2d_init(&s.j, &s.q, c, 3)) return 0;
     int64_t kk = s.j.g.cin * s.j.g.kh * s.j.g.kw;
-    if (!direct_plan(&s.j, scratch, c->co * kk)) return 0;
+    if (!direct_plan(&s.j, scratch, c->co * kk) || (relu == 2 && !s.j.cols)) return 0;
+    s.j.slope = slope;
     for (int64_t o = 0; o < c->co; o++)
         for (int64_t t = 0; t < kk; t++) {
             int64_t at = s2d_tap(c, &s.q, o, t);
@@ -2072,7 +2079,7 @@ void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float 
     if (nrt_dwconv2d(c, x, w, y, scratch)) return;
     if (group_conv2d(c, x, w, y, scratch, NULL, 0)) return;
     if (direct_conv2d(c, x, w, y, scratch, NULL, 0)) return;
-    if (s2d_conv2d(c, x, w, y, scratch, NULL, 0)) return;
+    if (s2d_conv2d(c, x, w, y, scratch, NULL, 0, 0.0f)) return;
     struct conv_job j = conv_job_init(c, scratch);
     j.x = x, j.w = w, j.y = y;
     nrt_parallel_for(j.tasks, 1, conv_fwd_tasks, &j);
@@ -2083,8 +2090,9 @@ void nrt_conv2d(const struct nrt_conv *c, const float *x, const float *w, float 
 struct conv_ep_job {
     const struct nrt_conv *c;
     const float *bias;
-    int act;
+    int act; /* NRT_ACT_NONE or NRT_ACT_RELU; 2: leaky relu (no bias) */
     float *y;
+    float slope; /* act 2 */
 };
 
 static void conv_ep_planes(void *arg, int64_t lo, int64_t hi) {
@@ -2092,7 +2100,9 @@ static void conv_ep_planes(void *arg, int64_t lo, int64_t hi) {
     int64_t hw = j->c->ho * j->c->wo;
     for (int64_t q = lo; q < hi; q++) {
         float b = j->bias ? j->bias[q % j->c->co] : 0.0f, *p = j->y + q * hw;
-        if (j->act == NRT_ACT_RELU)
+        if (j->act == 2)
+            for (int64_t k = 0; k < hw; k++) p[k] = p[k] > 0.0f ? p[k] : j->slope * p[k];
+        else if (j->act == NRT_ACT_RELU)
             for (int64_t k = 0; k < hw; k++) p[k] = p[k] + b > 0.0f ? p[k] + b : 0.0f;
         else
             for (int64_t k = 0; k < hw; k++) p[k] += b;
@@ -2106,11 +2116,22 @@ void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *
         (((act & NRT_CONV_WINOGRAD) ? nrt_wino_conv2d(c, x, w, bias, relu, y, scratch)
                                     : nrt_wino_conv2d_train(c, x, w, bias, relu, y, scratch)) ||
          nrt_ws2_conv2d(c, x, w, bias, relu, y, scratch) || group_conv2d(c, x, w, y, scratch, bias, relu) ||
-         direct_conv2d(c, x, w, y, scratch, bias, relu) || s2d_conv2d(c, x, w, y, scratch, bias, relu)))
+         direct_conv2d(c, x, w, y, scratch, bias, relu) || s2d_conv2d(c, x, w, y, scratch, bias, relu, 0.0f)))
         return;
     nrt_conv2d(c, x, w, y, scratch);
     if (!bias && !relu) return;
-    struct conv_ep_job j = {c, bias, relu ? NRT_ACT_RELU : NRT_ACT_NONE, y};
+    struct conv_ep_job j = {c, bias, relu ? NRT_ACT_RELU : NRT_ACT_NONE, y, 0.0f};
+    int64_t hw = c->ho * c->wo;
+    nrt_parallel_for(c->n * c->co, (32768 + hw - 1) / hw, conv_ep_planes, &j);
+}
+
+void nrt_conv2d_bias_leaky(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                           float slope, int flags, float *y, float *scratch) {
+    if (!pointwise_ok(c) &&
+        s2d_conv2d(c, x, w, y, scratch, bias, 2, slope)) /* as nrt_conv2d_bias_act's order */
+        return;
+    nrt_conv2d_bias_act(c, x, w, bias, NRT_ACT_NONE | (flags & NRT_CONV_WINOGRAD), y, scratch);
+    struct conv_ep_job j = {c, NULL, 2, y, slope};
     int64_t hw = c->ho * c->wo;
     nrt_parallel_for(c->n * c->co, (32768 + hw - 1) / hw, conv_ep_planes, &j);
 }

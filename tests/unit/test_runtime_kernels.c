@@ -289,6 +289,25 @@ static void check_conv(struct nrt_conv c, const char *what) {
         else
             test_passed++;
     }
+    /* The leaky relu epilogue (nrt_conv2d_bias_leaky): with the bias, and
+     * without it with Winograd allowed. */
+    for (int v = 0; v < 2; v++) {
+        const float *b = v ? NULL : bias;
+        for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
+        nrt_conv2d_bias_leaky(&c, x, w, b, 0.2f, v ? NRT_CONV_WINOGRAD : 0, y, scratch);
+        double e = 0;
+        for (int64_t i = 0; i < ny; i++) {
+            double r = ry[i] + (b ? b[i / (c.ho * c.wo) % c.co] : 0);
+            r = r > 0 ? r : 0.2 * r;
+            double d = y[i] > r ? y[i] - r : r - y[i];
+            e = d > e || d != d ? d : e;
+        }
+        if (e > 1e-4)
+            TEST_FAIL_("conv %s bias+leaky %d (n %lld threads %d): error %g", what, v, (long long)c.n,
+                       nrt_threads_get(), e);
+        else
+            test_passed++;
+    }
     /* The same pooled over 2x2 windows (nrt_conv2d_bias_act_pool; the first
      * layer's and Winograd's kernels pool in registers), every output
      * written, against the reference's maxima. */
@@ -1047,14 +1066,15 @@ static void check_conv1_bits(int64_t ci, int64_t h, int64_t co, int pool) {
 
 /* A first layer at stride 2 (the DCGAN's D.conv2d0: Cin 1, 4x4/s2, phase
  * images by columns; its input gradient by tap sums): each image's forward
- * (bias and relu) and input gradient are the same bits alone at 1 thread as
- * in a batch of 5 at 1-3 threads, and an all-zero image gives exactly
- * relu(bias). */
+ * (bias and relu, bias and leaky relu) and input gradient are the same bits
+ * alone at 1 thread as in a batch of 5 at 1-3 threads, and an all-zero image
+ * gives exactly relu(bias) and leaky_relu(bias). */
 static void check_first_s2_bits(int64_t h, int64_t w, int64_t co) {
     struct nrt_conv c = {5, 1, h, w, co, 4, 4, h / 2, w / 2, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
     int64_t xi = h * w, yi = co * c.ho * c.wo;
     float *x = xalloc(c.n * xi), *wt = xalloc(co * 16), *b = xalloc(co), *dy = xalloc(c.n * yi);
     float *y = xalloc(c.n * yi), *dx = xalloc(c.n * xi), *y1 = xalloc(yi), *dx1 = xalloc(xi);
+    float *yl = xalloc(c.n * yi), *yl1 = xalloc(yi);
     float *scratch = xalloc(nrt_conv_scratch(&c));
     fill(x, c.n * xi, 31), fill(wt, co * 16, 32), fill(b, co, 33), fill(dy, c.n * yi, 34);
     memset(x + 2 * xi, 0, sizeof *x * (size_t)xi); /* image 2: all zeros */
@@ -1063,27 +1083,32 @@ static void check_first_s2_bits(int64_t h, int64_t w, int64_t co) {
     for (int t = 1; t <= 3; t++) {
         nrt_threads_set(t);
         nrt_conv2d_bias_act(&c, x, wt, b, NRT_ACT_RELU, y, scratch);
+        nrt_conv2d_bias_leaky(&c, x, wt, b, 0.2f, 0, yl, scratch);
         nrt_conv2d_grad_input(&c, dy, wt, dx, scratch);
         nrt_threads_set(1);
         int same = 1;
         for (int64_t i = 0; i < c.n; i++) {
             nrt_conv2d_bias_act(&one, x + i * xi, wt, b, NRT_ACT_RELU, y1, scratch);
             nrt_conv2d_grad_input(&one, dy + i * yi, wt, dx1, scratch);
+            nrt_conv2d_bias_leaky(&one, x + i * xi, wt, b, 0.2f, 0, yl1, scratch);
             same &= !memcmp(y1, y + i * yi, sizeof *y * (size_t)yi);
+            same &= !memcmp(yl1, yl + i * yi, sizeof *y * (size_t)yi);
             same &= !memcmp(dx1, dx + i * xi, sizeof *dx * (size_t)xi);
         }
-        for (int64_t k = 0; k < yi; k++)
-            same &= y[2 * yi + k] == (b[k / (yi / co)] > 0 ? b[k / (yi / co)] : 0.0f);
+        for (int64_t k = 0; k < yi; k++) {
+            float bk = b[k / (yi / co)];
+            same &= y[2 * yi + k] == (bk > 0 ? bk : 0.0f) && yl[2 * yi + k] == (bk > 0 ? bk : 0.2f * bk);
+        }
         if (!same)
             TEST_FAIL_(
                 "first layer %lldx%lld -> %lld at stride 2 (threads %d): an image alone differs, or a zero "
-                "image is not relu(bias)",
+                "image is not relu(bias) or leaky_relu(bias)",
                 (long long)h, (long long)w, (long long)co, t);
         else
             test_passed++;
     }
     nrt_free(x), nrt_free(wt), nrt_free(b), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(y1);
-    nrt_free(dx1), nrt_free(scratch);
+    nrt_free(dx1), nrt_free(scratch), nrt_free(yl), nrt_free(yl1);
 }
 
 static void test_batch1_bits(void) {
