@@ -90,6 +90,12 @@ int64_t cgc_op_scratch(const struct ir_func *f, const struct ir_node *n, bool *p
         return *per_n ? per : per * x->dim[0];
     }
     bool fsum = n->type.dtype == DT_F32 && (n->op == OP_SUM || n->op == OP_MEAN || n->op == OP_SUM_TO);
+    int64_t ch, hw;
+    if (cg_sum_planes(f, n, &ch, &hw)) { /* nrt_sum_planes: a double per image and channel */
+        const struct shape *x = &f->nodes[n->args[0]].type.shape;
+        *per_n = x->dim[0] == IR_DIM_N;
+        return 2 * ch * (*per_n ? 1 : x->dim[0]);
+    }
     if (fsum || n->op == OP_VARIANCE) { /* double accumulators (reductions below): 2 floats per double */
         struct cgc_x cnt = cgc_count(&n->type.shape);
         *per_n = cnt.n;
@@ -281,7 +287,33 @@ static void reduce_f32(struct cgc *c, int id, const struct shape *kept, struct c
     cgc_emit(c, "}");
 }
 
+bool cg_sum_planes(const struct ir_func *f, const struct ir_node *n, int64_t *ch, int64_t *hw) {
+    if (n->op != OP_SUM || n->type.dtype != DT_F32) return false;
+    int na;
+    const int64_t *axes = ir_attr_v(n, ATTR_AXES, &na);
+    const struct shape *x = &f->nodes[n->args[0]].type.shape;
+    if (x->rank < 3 || na != x->rank - 1) return false;
+    *hw = 1;
+    for (int i = 1; i < x->rank; i++) {
+        if (x->dim[i] == IR_DIM_N) return false;
+        if (i >= 2) *hw *= x->dim[i];
+    }
+    for (int i = 0; i < x->rank; i++) { /* every axis but 1 reduced, and only those */
+        bool in = false;
+        for (int k = 0; k < na; k++) in |= axes[k] == i;
+        if (in != (i != 1)) return false;
+    }
+    *ch = x->dim[1];
+    return true;
+}
+
 void cgc_op_SUM(struct cgc *c, int id) {
+    int64_t ch, hw;
+    if (cg_sum_planes(c->f, cgc_node(c, id), &ch, &hw)) {
+        cgc_emit(c, "nrt_sum_planes(%s, %lld, %lld, v%d, v%d, (double *)(void *)s%d);",
+                 cg_xs(cgc_dim(arg_shape(c, id, 0), 0)), (long long)ch, (long long)hw, arg(c, id, 0), id, id);
+        return;
+    }
     if (cgc_node(c, id)->type.dtype == DT_I32) {
         reduce(c, id, "0", "$0 = nrt_to_i32((double)$0 + (double)$1);", false);
         return;
@@ -1002,22 +1034,29 @@ static void kernel_loops(struct cgc *c, const struct cgc_kernel *k, bool range) 
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k) { kernel_loops(c, k, true); }
 
 bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu) {
+    return cgc_kernel_conv_act(c, k, bias, relu, NULL);
+}
+
+bool cgc_kernel_conv_act(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu, int *leaky) {
     size_t len = vec_len(k->members);
     bool pool = cgc_node(c, k->root)->op == OP_MAXPOOL2D;
     if (k->head < 0 || cgc_node(c, k->head)->op != OP_CONV2D || len < 2 || len > 3 + (size_t)pool ||
         k->members[0] != k->head || vec_len(k->outputs) != 1 || k->outputs[0] != k->root)
         return false;
-    /* conv2d, bias_add, relu (a pooled kernel: either may be missing), max pool */
-    int b = -1, prev = k->head;
+    /* conv2d, bias_add, relu or leaky_relu (a pooled kernel: either may be
+     * missing; no leaky one), max pool */
+    int b = -1, prev = k->head, lk = -1;
     bool r = false;
     for (size_t i = 1; i + (size_t)pool < len; i++) {
         const struct ir_node *n = cgc_node(c, k->members[i]);
         if (n->args[0] != prev) return false;
-        if (n->op == OP_BIAS_ADD && b < 0 && !r && n->args[1] != k->head && ir_attr_i(n, ATTR_AXIS) == 1 &&
-            n->type.dtype == DT_F32)
+        if (n->op == OP_BIAS_ADD && b < 0 && !r && lk < 0 && n->args[1] != k->head &&
+            ir_attr_i(n, ATTR_AXIS) == 1 && n->type.dtype == DT_F32)
             b = n->args[1];
-        else if (n->op == OP_RELU && !r)
+        else if (n->op == OP_RELU && !r && lk < 0)
             r = true;
+        else if (n->op == OP_LEAKY_RELU && !r && lk < 0 && !pool && n->type.dtype == DT_F32)
+            lk = k->members[i];
         else
             return false;
         prev = k->members[i];
@@ -1026,6 +1065,7 @@ bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bi
     if (pool && (len < 3 || cgc_node(c, k->root)->args[0] != prev)) return false;
     if (bias) *bias = b;
     if (relu) *relu = r;
+    if (leaky) *leaky = lk;
     return true;
 }
 
@@ -1049,15 +1089,15 @@ void cgc_gemm_adam(struct cgc *c, const struct pass_gemm_adam *u) {
 }
 
 void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k) {
-    int bias;
+    int bias, leaky;
     bool relu;
-    if (cgc_kernel_conv_ep(c, k, &bias, &relu)) {
+    if (cgc_kernel_conv_act(c, k, &bias, &relu, &leaky)) {
         if (cgc_node(c, k->root)->op == OP_MAXPOOL2D) { /* pooled as it is computed */
-            cg_lib_conv_ep(c, k->head, bias, relu, k->root);
+            cg_lib_conv_ep(c, k->head, bias, relu, k->root, -1);
             return;
         }
         cgc_emit(c, "float *const v%d = v%d; /* the head computes into the result */", k->head, k->root);
-        cg_lib_conv_ep(c, k->head, bias, relu, -1);
+        cg_lib_conv_ep(c, k->head, bias, relu, -1, leaky);
         return;
     }
     cgc_kernel_head(c, k);

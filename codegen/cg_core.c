@@ -463,9 +463,9 @@ static void emit_conv_geo(struct cgc *c, const struct ir_node *n, const struct s
 /* conv2d, its gradients and conv_transpose2d (the adjoint of conv2d: the
  * input gradient with the roles swapped), on the geometry and the chunk the
  * memory plan sized the scratch s<id> for (cgc_op_scratch). */
-void cg_lib_conv(struct cgc *c, int id) { cg_lib_conv_ep(c, id, -1, false, -1); }
+void cg_lib_conv(struct cgc *c, int id) { cg_lib_conv_ep(c, id, -1, false, -1, -1); }
 
-void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool) {
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool, int leaky) {
     const struct cg_lang *l = lang(c);
     const struct ir_node *n = cgc_node(c, id);
     const struct shape *x, *w, *y;
@@ -484,6 +484,12 @@ void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool) {
         cgc_emit(c, "%sconv2d_bias_act_pool(%s&geo, %c%d, %c%d, %s, %s%s, %c%d, s%d);", l->lib, l->ctx,
                  l->val, arg(c, id, 0), l->val, arg(c, id, 1), b, relu ? "NRT_ACT_RELU" : "NRT_ACT_NONE",
                  wino ? " | NRT_CONV_WINOGRAD" : "", l->val, pool, id);
+    } else if (leaky >= 0) {
+        char b[32];
+        snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);
+        cgc_emit(c, "%sconv2d_bias_leaky(%s&geo, %c%d, %c%d, %s, %s, %s, %c%d, s%d);", l->lib, l->ctx, l->val,
+                 arg(c, id, 0), l->val, arg(c, id, 1), b, cg_fs(ir_attr_f(cgc_node(c, leaky), ATTR_ALPHA)),
+                 wino ? "NRT_CONV_WINOGRAD" : "0", l->val, id, id);
     } else if (bias >= 0 || relu || wino) {
         char b[32];
         snprintf(b, sizeof b, bias >= 0 ? "%c%d" : "NULL", l->val, bias);

@@ -292,6 +292,10 @@ void cgc_op_emit(struct cgc *c, int id);
  * form, laid out like the result either way); *count receives the number of
  * elements each result element reduces (c_ops.c; the LLVM backend's too). */
 struct shape cgc_kept_shape(const struct cgc *c, int id, struct cgc_x *count);
+/* Whether SUM node n reduces f32 x [N, C, ...] (rank 3 or more, static but
+ * for the batch) over every axis but 1: a conv's bias gradient, which both
+ * CPU backends compute by nrt_sum_planes(N, *ch, *hw, x, y) (c_ops.c). */
+bool cg_sum_planes(const struct ir_func *f, const struct ir_node *n, int64_t *ch, int64_t *hw);
 /* An earlier MEAN of the same value over the same axes, still in memory at node
  * id (batch norm's statistics, reused by VARIANCE), or -1 (c_ops.c). */
 int cgc_same_mean(const struct cgc *c, int id);
@@ -315,12 +319,16 @@ void cgc_kernel_body(struct cgc *c, const struct cgc_kernel *k);
  * nrt_adam and the nrt_sgemm_adam call, the head's scratch s<head>. */
 void cgc_gemm_adam(struct cgc *c, const struct pass_gemm_adam *u);
 /* Whether kernel k is a conv2d head, a bias_add on its channels and maybe a
- * relu, with only the last stored: its body is then one
- * nrt_conv2d_bias_act call (no loop nest); or the same closed by a 2x2 max
+ * relu or leaky_relu, with only the last stored: its body is then one
+ * nrt_conv2d_bias_act (nrt_conv2d_bias_leaky) call (no loop nest); or the same closed by a 2x2 max
  * pool root (the bias may be missing too): one nrt_conv2d_bias_act_pool
  * call. *bias (-1: none) and *relu (either may be NULL) receive the bias
  * value and whether relu follows. */
 bool cgc_kernel_conv_ep(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu);
+/* The same, with a leaky_relu in place of the relu allowed (no pool): *leaky
+ * its node (else -1), which nrt_conv2d_bias_leaky applies as the conv writes
+ * y (the C and LLVM backends' call alike). */
+bool cgc_kernel_conv_act(const struct cgc *c, const struct cgc_kernel *k, int *bias, bool *relu, int *leaky);
 void cgc_kernel_head(struct cgc *c, const struct cgc_kernel *k);
 void cgc_kernel_range(struct cgc *c, const struct cgc_kernel *k);
 bool cgc_kernel_outer(const struct cgc *c, const struct cgc_kernel *k, struct cgc_x *outer,
@@ -514,9 +522,10 @@ void cg_lib_matmul(struct cgc *c, int id);
 void cg_lib_matmul_bsum(struct cgc *c, int id);
 void cg_lib_conv(struct cgc *c, int id);
 /* conv2d node id with its epilogue in the same call (C only): bias value
- * `bias` (-1: none) added per output channel, then relu when asked. */
+ * `bias` (-1: none) added per output channel, then relu when asked, or the
+ * leaky relu of node `leaky` (>= 0; nrt_conv2d_bias_leaky). */
 /* pool >= 0: the 2x2 max pool closing the kernel, its value the one written. */
-void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool);
+void cg_lib_conv_ep(struct cgc *c, int id, int bias, bool relu, int pool, int leaky);
 void cg_lib_pool(struct cgc *c, int id);
 /* conv2d_grad_weight_maxpool: one runtime call, no scratch (C only). */
 void cg_lib_conv_grad_weight_maxpool(struct cgc *c, int id);

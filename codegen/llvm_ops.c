@@ -209,11 +209,18 @@ static void kernel_nest(struct lg *g, const struct cgc_kernel *k, struct lnest *
                         int nacc);
 
 static void gemm_adam(struct lg *g, const struct pass_gemm_adam *u);
+static void conv_ep(struct lg *g, const struct cgc_kernel *k, int bias, bool relu, int leaky);
 
 void lg_kernel_emit(struct lg *g, const struct cgc_kernel *k) {
     struct pass_gemm_adam u;
     if (pass_gemm_adam(g->c.f, node(g, k->root)->kernel, &u)) { /* the update within the GEMM */
         gemm_adam(g, &u);
+        return;
+    }
+    int bias, leaky;
+    bool relu;
+    if (node(g, k->root)->op != OP_MAXPOOL2D && cgc_kernel_conv_act(&g->c, k, &bias, &relu, &leaky)) {
+        conv_ep(g, k, bias, relu, leaky); /* the C backend's call (cgc_kernel_body) */
         return;
     }
     if (k->head >= 0) lg_op_emit(g, k->head);
@@ -426,6 +433,18 @@ static void reduce_f32(struct lg *g, int id, const struct shape *kept, struct cg
 }
 
 static void op_sum(struct lg *g, int id) {
+    int64_t ch, hw;
+    if (cg_sum_planes(g->c.f, node(g, id), &ch, &hw)) { /* as the C backend: nrt_sum_planes */
+        LLVMTypeRef pt[6] = {g->i64, g->i64, g->i64, g->pf32, g->pf32, g->pf64};
+        LLVMValueRef args[6] = {lg_x(g, cgc_dim(arg_shape(g, id, 0), 0)),
+                                lg_i64(g, ch),
+                                lg_i64(g, hw),
+                                lg_ptr(g, arg(g, id, 0)),
+                                lg_ptr(g, id),
+                                LLVMBuildBitCast(g->b, g->sptr[id], g->pf64, "")};
+        lg_call(g, "nrt_sum_planes", g->v, pt, 6, args);
+        return;
+    }
     struct cgc_x count;
     struct shape kept = cgc_kept_shape(&g->c, id, &count);
     reduce_f32(g, id, &kept, count, node(g, id)->op == OP_MEAN);
@@ -838,6 +857,48 @@ static void op_conv(struct lg *g, int id) {
         return;
     }
     lg_call(g, fn, g->v, pt, 5, args);
+}
+
+/* A conv2d kernel with its bias and relu or leaky relu (cgc_kernel_conv_act):
+ * one nrt_conv2d_bias_act or nrt_conv2d_bias_leaky call into the root's
+ * buffer, as the C backend's (cg_lib_conv_ep), Winograd allowed in inference. */
+static void conv_ep(struct lg *g, const struct cgc_kernel *k, int bias, bool relu, int leaky) {
+    const struct ir_node *n = node(g, k->head);
+    const struct shape *x, *w, *y;
+    cg_conv_roles(g->c.f, n, &x, &w, &y);
+    struct nrt_conv geo = cg_conv_geo(g->c.f, n);
+    int64_t per;
+    geo.chunk = cg_conv_chunk(g->c.f, n, &per);
+    struct cgc_x batch = cgc_dim(x, 0);
+    geo.n = batch.k;
+    size_t off = offsetof(struct nrt_conv, n);
+    LLVMValueRef nv = lg_x(g, batch);
+    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+    if (!g->sptr[k->head]) NETC_INTERNAL("conv %%%d has no scratch", k->head);
+    int wino = g->c.f->mode == MODE_EVAL ? NRT_CONV_WINOGRAD : 0;
+    LLVMValueRef bp = bias >= 0 ? lg_ptr(g, bias) : LLVMConstNull(g->pf32);
+    if (leaky >= 0) {
+        LLVMTypeRef pt[8] = {g->p8, g->pf32, g->pf32, g->pf32, g->f32, g->i32, g->pf32, g->pf32};
+        LLVMValueRef args[8] = {gp,
+                                lg_ptr(g, n->args[0]),
+                                lg_ptr(g, n->args[1]),
+                                bp,
+                                lg_f32(g, ir_attr_f(node(g, leaky), ATTR_ALPHA)),
+                                lg_i32(g, wino),
+                                lg_ptr(g, k->root),
+                                g->sptr[k->head]};
+        lg_call(g, "nrt_conv2d_bias_leaky", g->v, pt, 8, args);
+        return;
+    }
+    LLVMTypeRef pt[7] = {g->p8, g->pf32, g->pf32, g->pf32, g->i32, g->pf32, g->pf32};
+    LLVMValueRef args[7] = {gp,
+                            lg_ptr(g, n->args[0]),
+                            lg_ptr(g, n->args[1]),
+                            bp,
+                            lg_i32(g, (relu ? NRT_ACT_RELU : NRT_ACT_NONE) | wino),
+                            lg_ptr(g, k->root),
+                            g->sptr[k->head]};
+    lg_call(g, "nrt_conv2d_bias_act", g->v, pt, 7, args);
 }
 
 /* conv2d_grad_weight_maxpool (x, y, dp): the conv's and the pooling's

@@ -1204,6 +1204,13 @@ enum { NRT_ACT_NONE = 0, NRT_ACT_RELU = 1, NRT_CONV_WINOGRAD = 0x100 };
  * nrt_conv2d_grad_weight). */
 void nrt_conv2d_bias_act(const struct nrt_conv *c, const float *x, const float *w, const float *bias, int act,
                          float *y, float *scratch);
+/* y = t > 0 ? t : slope * t for t = conv2d(x, w) + bias (a leaky relu, as the
+ * generated code writes it; bias NULL: none), flags 0 or NRT_CONV_WINOGRAD
+ * (as nrt_conv2d_bias_act's): the column kernels of few-tap first layers
+ * apply it as they write y (the DCGAN's D.conv2d0), the others in a pass after
+ * nrt_conv2d_bias_act's bias. */
+void nrt_conv2d_bias_leaky(const struct nrt_conv *c, const float *x, const float *w, const float *bias,
+                           float slope, int flags, float *y, float *scratch);
 /* y = maxpool2d(act(conv2d(x, w) + bias)) over 2x2 windows at stride 2 (floor:
  * y [n][co][ho/2][wo/2]) without storing the full-size result: the first-layer
  * (one input channel) and Winograd kernels pool in registers, the others run
@@ -1225,6 +1232,11 @@ void nrt_conv2d_grad_input(const struct nrt_conv *c, const float *dy, const floa
 /* dw = the weight gradient of conv2d for input x and dy. */
 void nrt_conv2d_grad_weight(const struct nrt_conv *c, const float *x, const float *dy, float *dw,
                             float *scratch);
+
+/* y[ch] = the sum over images b and pixels k of x[b][ch][k] for x [n][c][hw]
+ * (runtime/sums.c: a conv's bias gradient), in double, rounded once; the
+ * same bits at any thread count. scratch: n * c doubles (the planes' totals). */
+void nrt_sum_planes(int64_t n, int64_t c, int64_t hw, const float *x, float *y, double *scratch);
 
 /* A pooling geometry over planes of [h, w] to [ho, wo]. */
 struct nrt_pool {

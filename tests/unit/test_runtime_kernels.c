@@ -289,6 +289,25 @@ static void check_conv(struct nrt_conv c, const char *what) {
         else
             test_passed++;
     }
+    /* The leaky relu epilogue (nrt_conv2d_bias_leaky): with the bias, and
+     * without it with Winograd allowed. */
+    for (int v = 0; v < 2; v++) {
+        const float *b = v ? NULL : bias;
+        for (int64_t i = 0; i < ny; i++) y[i] = 1e30f;
+        nrt_conv2d_bias_leaky(&c, x, w, b, 0.2f, v ? NRT_CONV_WINOGRAD : 0, y, scratch);
+        double e = 0;
+        for (int64_t i = 0; i < ny; i++) {
+            double r = ry[i] + (b ? b[i / (c.ho * c.wo) % c.co] : 0);
+            r = r > 0 ? r : 0.2 * r;
+            double d = y[i] > r ? y[i] - r : r - y[i];
+            e = d > e || d != d ? d : e;
+        }
+        if (e > 1e-4)
+            TEST_FAIL_("conv %s bias+leaky %d (n %lld threads %d): error %g", what, v, (long long)c.n,
+                       nrt_threads_get(), e);
+        else
+            test_passed++;
+    }
     /* The same pooled over 2x2 windows (nrt_conv2d_bias_act_pool; the first
      * layer's and Winograd's kernels pool in registers), every output
      * written, against the reference's maxima. */
@@ -645,6 +664,11 @@ static void test_conv(void) {
         {2, 3, 12, 9, 12, 4, 4, 0, 0, 1, {2, 2}, {1, 0, 2, 1}, {1, 1}, 0},
         {2, 2, 11, 13, 10, 6, 4, 0, 0, 1, {3, 2}, {2, 1, 0, 2}, {1, 1}, 0},
         {2, 1, 9, 10, 16, 5, 4, 0, 0, 1, {2, 2}, {2, 1, 1, 1}, {1, 1}, 0},
+        /* The phase images by columns (8k output channels): the DCGAN's
+         * 28x28 (196 pixels: a last tile of 1 vector), and 7x11 outputs (77
+         * pixels: a last tile of 2 vectors). */
+        {2, 1, 28, 28, 64, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
+        {2, 1, 14, 22, 16, 4, 4, 0, 0, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0},
         /* The strided forward in image groups: the DCGAN's 4x4/s2 64 -> 128
          * (the 4x4 window unrolled, 4 vectors), 5 images: groups of 4 + 1 on
          * one thread, 3 + 2 on two. */
@@ -671,6 +695,43 @@ static void test_conv(void) {
             check_conv(one, "batch 1");
         }
     }
+}
+
+/* ------------------------------------------------------------ plane sums -- */
+
+/* nrt_sum_planes (a conv's bias gradient) against a double reference (within
+ * float rounding of the exact sum), the same bits at 1-3 threads: planes of
+ * 1, 15, 16, 17, 49 and 196 pixels, 1 to 200 channels, 1 and 5 images, and
+ * one large enough (3.15M floats) for a task per thread at 2 and 3. */
+static void test_sum_planes(void) {
+    static const int64_t shapes[][3] = {{5, 64, 196}, {5, 128, 49}, {1, 1, 784},  {5, 130, 17},  {1, 3, 16},
+                                        {5, 7, 15},   {5, 70, 1},   {2, 200, 33}, {9, 100, 3500}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int64_t n = shapes[s][0], c = shapes[s][1], hw = shapes[s][2];
+        float *x = xalloc(n * c * hw), *y = xalloc(c), *y1 = xalloc(c);
+        double *part = dalloc(n * c);
+        fill(x, n * c * hw, 41 + (uint32_t)s);
+        int ok = 1;
+        for (int t = 1; t <= 3; t++) {
+            nrt_threads_set(t);
+            for (int64_t k = 0; k < c; k++) y[k] = 1e30f;
+            nrt_sum_planes(n, c, hw, x, t == 1 ? y1 : y, part);
+            for (int64_t ch = 0; ch < c && t == 1; ch++) {
+                double r = 0;
+                for (int64_t b = 0; b < n; b++)
+                    for (int64_t k = 0; k < hw; k++) r += x[(b * c + ch) * hw + k];
+                ok &= fabs(y1[ch] - r) <= 1e-6 * (fabs(r) + 1e-3);
+            }
+            if (t > 1) ok &= !memcmp(y, y1, sizeof *y * (size_t)c);
+        }
+        if (!ok)
+            TEST_FAIL_("sum_planes n %lld c %lld hw %lld: wrong, or differs between thread counts",
+                       (long long)n, (long long)c, (long long)hw);
+        else
+            test_passed++;
+        nrt_free(x), nrt_free(y), nrt_free(y1), nrt_free(part);
+    }
+    nrt_threads_set(1);
 }
 
 /* ---------------------------------------------------------------- pooling -- */
@@ -1003,6 +1064,53 @@ static void check_conv1_bits(int64_t ci, int64_t h, int64_t co, int pool) {
     nrt_free(x), nrt_free(w), nrt_free(b), nrt_free(ref), nrt_free(y), nrt_free(scratch);
 }
 
+/* A first layer at stride 2 (the DCGAN's D.conv2d0: Cin 1, 4x4/s2, phase
+ * images by columns; its input gradient by tap sums): each image's forward
+ * (bias and relu, bias and leaky relu) and input gradient are the same bits
+ * alone at 1 thread as in a batch of 5 at 1-3 threads, and an all-zero image
+ * gives exactly relu(bias) and leaky_relu(bias). */
+static void check_first_s2_bits(int64_t h, int64_t w, int64_t co) {
+    struct nrt_conv c = {5, 1, h, w, co, 4, 4, h / 2, w / 2, 1, {2, 2}, {1, 1, 1, 1}, {1, 1}, 0};
+    int64_t xi = h * w, yi = co * c.ho * c.wo;
+    float *x = xalloc(c.n * xi), *wt = xalloc(co * 16), *b = xalloc(co), *dy = xalloc(c.n * yi);
+    float *y = xalloc(c.n * yi), *dx = xalloc(c.n * xi), *y1 = xalloc(yi), *dx1 = xalloc(xi);
+    float *yl = xalloc(c.n * yi), *yl1 = xalloc(yi);
+    float *scratch = xalloc(nrt_conv_scratch(&c));
+    fill(x, c.n * xi, 31), fill(wt, co * 16, 32), fill(b, co, 33), fill(dy, c.n * yi, 34);
+    memset(x + 2 * xi, 0, sizeof *x * (size_t)xi); /* image 2: all zeros */
+    struct nrt_conv one = c;
+    one.n = 1;
+    for (int t = 1; t <= 3; t++) {
+        nrt_threads_set(t);
+        nrt_conv2d_bias_act(&c, x, wt, b, NRT_ACT_RELU, y, scratch);
+        nrt_conv2d_bias_leaky(&c, x, wt, b, 0.2f, 0, yl, scratch);
+        nrt_conv2d_grad_input(&c, dy, wt, dx, scratch);
+        nrt_threads_set(1);
+        int same = 1;
+        for (int64_t i = 0; i < c.n; i++) {
+            nrt_conv2d_bias_act(&one, x + i * xi, wt, b, NRT_ACT_RELU, y1, scratch);
+            nrt_conv2d_grad_input(&one, dy + i * yi, wt, dx1, scratch);
+            nrt_conv2d_bias_leaky(&one, x + i * xi, wt, b, 0.2f, 0, yl1, scratch);
+            same &= !memcmp(y1, y + i * yi, sizeof *y * (size_t)yi);
+            same &= !memcmp(yl1, yl + i * yi, sizeof *y * (size_t)yi);
+            same &= !memcmp(dx1, dx + i * xi, sizeof *dx * (size_t)xi);
+        }
+        for (int64_t k = 0; k < yi; k++) {
+            float bk = b[k / (yi / co)];
+            same &= y[2 * yi + k] == (bk > 0 ? bk : 0.0f) && yl[2 * yi + k] == (bk > 0 ? bk : 0.2f * bk);
+        }
+        if (!same)
+            TEST_FAIL_(
+                "first layer %lldx%lld -> %lld at stride 2 (threads %d): an image alone differs, or a zero "
+                "image is not relu(bias) or leaky_relu(bias)",
+                (long long)h, (long long)w, (long long)co, t);
+        else
+            test_passed++;
+    }
+    nrt_free(x), nrt_free(wt), nrt_free(b), nrt_free(dy), nrt_free(y), nrt_free(dx), nrt_free(y1);
+    nrt_free(dx1), nrt_free(scratch), nrt_free(yl), nrt_free(yl1);
+}
+
 static void test_batch1_bits(void) {
     /* mnist_cnn's layers (the first one's own kernel, then F(4x4, 3x3)), an
      * unpooled one whose outputs fit over the planes, channels not split evenly. */
@@ -1011,6 +1119,8 @@ static void test_batch1_bits(void) {
     check_conv1_bits(32, 13, 64, 0);
     check_conv1_bits(64, 10, 32, 0);
     check_conv1_bits(48, 9, 48, 1);
+    check_first_s2_bits(28, 28, 64);
+    check_first_s2_bits(14, 22, 16);
     static const int64_t sizes[][2] = {{128, 1600}, {10, 128},   {300, 4000},
                                        {130, 2100}, {1500, 700}, {64, 513}};
     for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
@@ -1038,6 +1148,7 @@ int main(void) {
     test_pool();
     test_gw_pool();
     test_batch1_bits();
+    test_sum_planes();
     nrt_threads_set(1);
     TEST_DONE();
 }
