@@ -17,6 +17,8 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include "runtime/transpose16.h"
+
 #define MR 12           /* rows of the register tile */
 #define NR 32           /* columns of the register tile (two vectors) */
 #define KC NRT_SGEMM_KC /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
@@ -57,31 +59,6 @@ static struct pack *pack_get(void) {
     return pack_mine;
 }
 
-/* r[j][i] = r[i][j] for 16 vectors of 16. */
-static inline void transpose16(__m512 *r) {
-    __m512 t[16];
-    for (int j = 0; j < 16; j += 2) {
-        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-    }
-    for (int j = 0; j < 16; j += 4) {
-        r[j] = _mm512_shuffle_ps(t[j], t[j + 2], 0x44);
-        r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], 0xee);
-        r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-        r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0xee);
-    }
-    for (int j = 0; j < 4; j++) {
-        t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
-        t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
-        t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
-        t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
-    }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
-
 /* op(B) rows k0..k0+kb, columns j0..j0+nc into panels of NR columns (k-major,
  * zero past nc). */
 static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, int64_t kb, int64_t nc,
@@ -119,7 +96,7 @@ static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, 
                     for (int j = 0; j < 16; j++)
                         r[j] = h * 16 + j < w ? _mm512_loadu_ps(s + (h * 16 + j) * ldb + k)
                                               : _mm512_setzero_ps();
-                    transpose16(r);
+                    nrt_transpose16_regs(r);
                     for (int j = 0; j < 16; j++) _mm512_store_ps(d + (k + j) * NR + h * 16, r[j]);
                 }
             for (; k < kb; k++)
