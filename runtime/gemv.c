@@ -613,7 +613,24 @@ static inline __attribute__((always_inline)) void outer_rows(const struct skinny
                                                              int64_t i0) {
     int64_t j = 0;
     for (; j + 16 * OUTER_NV <= g->n; j += 16 * OUTER_NV) outer_tile(g, R, OUTER_NV, i0, j, 0xffff);
-    for (; j < g->n; j += 16) outer_tile(g, R, 1, i0, j, lanes(g->n - j));
+    const int64_t left = g->n - j;
+    const __mmask16 last = lanes(left - (left - 1) / 16 * 16);
+    switch ((left + 15) / 16) { /* the last columns: one tile, its last vector masked */
+    case 3:
+        outer_tile(g, R, 3, i0, j, last);
+        break;
+    case 2:
+        outer_tile(g, R, 2, i0, j, last);
+        break;
+    case 1:
+        outer_tile(g, R, 1, i0, j, last);
+        break;
+    case 0:
+        break;
+    default:
+        outer_tile(g, R, 4, i0, j, last);
+        break;
+    }
 }
 
 /* Tasks [lo, hi): groups of 6 rows. */
@@ -622,7 +639,9 @@ static void outer_tasks(void *arg, int64_t lo, int64_t hi) {
     const int64_t i1 = hi * OUTER_R < g->m ? hi * OUTER_R : g->m;
     int64_t i = lo * OUTER_R;
     for (; i + OUTER_R <= i1; i += OUTER_R) outer_rows(g, OUTER_R, i);
-    for (; i < i1; i++) outer_rows(g, 1, i);
+    if (i + 4 <= i1) outer_rows(g, 4, i), i += 4;
+    if (i + 2 <= i1) outer_rows(g, 2, i), i += 2;
+    if (i < i1) outer_rows(g, 1, i);
 }
 
 /* Runs the tasks on the calling thread when the work is small (or the pool
