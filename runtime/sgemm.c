@@ -162,8 +162,13 @@ static inline __attribute__((always_inline)) void tile(int rows, int64_t kb, con
             y0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), y0);
             y1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), y1);
         }
-        _mm512_mask_storeu_ps(cr, m0, y0);
-        _mm512_mask_storeu_ps(cr + 16, m1, y1);
+        if (nr == NR) { /* whole: unmasked stores (a masked one costs more here) */
+            _mm512_storeu_ps(cr, y0);
+            _mm512_storeu_ps(cr + 16, y1);
+        } else {
+            _mm512_mask_storeu_ps(cr, m0, y0);
+            _mm512_mask_storeu_ps(cr + 16, m1, y1);
+        }
     }
 }
 
