@@ -371,3 +371,313 @@ void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const floa
     else
         nrt_parallel_for(blocks, 1, gemv_blocks, &g);
 }
+
+/* ---- Skinny products (nrt_sgemm_skinny): C with one column (a dense layer
+ * of one unit: its forward, op(A) by rows, and its weight gradient, op(A) by
+ * columns), or a depth of a few (its input gradient: an outer product). The
+ * packed GEMM's 12 x 32 register tile would run them with 31 of its 32
+ * columns idle, or spend a tile's set-up and a packing pass per few FMAs.
+ * Each element of C gets the packed GEMM's arithmetic, bit for bit (sgemm.c's
+ * tile): k summed in order from 0, one fused multiply-add per step, by blocks
+ * of NRT_SGEMM_KC past NRT_SGEMM_KC_WHOLE; a block's sum times alpha, plus
+ * beta C (the first block, beta != 0) or added to C (the others). So the
+ * result of a row depends neither on M nor on how the pool splits C. */
+#if defined(__AVX512F__)
+#include "runtime/transpose16.h"
+
+/* One call's operands, the transposes folded into strides. */
+struct skinny_job {
+    int64_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    int64_t ars, acs; /* op(A)[i][q] at a[i ars + q acs] */
+    const float *b;
+    int64_t brs, bcs; /* op(B)[q][j] at b[q brs + j bcs] */
+    float *c;
+    int64_t ldc;
+};
+
+/* Products below this many FLOPs (or, for the outer products, elements of C
+ * times 8) run on the calling thread. */
+#define SKINNY_SPLIT_FLOPS 2e5
+/* The largest depth taken as an outer product. */
+#define SKINNY_OUTER_K 8
+/* Columns of op(A) (rows of C) per pass of the column sums: 8 vectors. */
+#define SKINNY_COLS (16 * 8)
+/* The outer products' register tile: rows by vectors of 16 columns. */
+#define OUTER_R 6
+#define OUTER_NV 4
+
+static inline __mmask16 lanes(int64_t w) { return w >= 16 ? 0xffff : (__mmask16)((1u << w) - 1); }
+
+/* The lanes msk of 16 elements of C ldc apart. */
+static inline __m512 c_load(const float *c, int64_t ldc, __mmask16 msk) {
+    if (ldc == 1) return _mm512_maskz_loadu_ps(msk, c);
+    float t[16] = {0};
+    for (int l = 0; l < 16; l++)
+        if (msk >> l & 1) t[l] = c[l * ldc];
+    return _mm512_loadu_ps(t);
+}
+
+static inline void c_store(float *c, int64_t ldc, __mmask16 msk, __m512 v) {
+    if (ldc == 1) {
+        _mm512_mask_storeu_ps(c, msk, v);
+        return;
+    }
+    float t[16];
+    _mm512_storeu_ps(t, v);
+    for (int l = 0; l < 16; l++)
+        if (msk >> l & 1) c[l * ldc] = t[l];
+}
+
+/* A block's sums acc into C (sgemm.c's tile): the first block gives alpha acc
+ * (+ beta prev, prev the old C, when beta != 0), a later one prev + alpha acc
+ * (prev the sum so far). */
+static inline __m512 block_finish(const struct skinny_job *g, __m512 acc, int first, __m512 prev) {
+    const __m512 y = g->alpha != 1.0f ? _mm512_mul_ps(acc, _mm512_set1_ps(g->alpha)) : acc;
+    if (!first) return _mm512_add_ps(prev, y);
+    return g->beta != 0.0f ? _mm512_fmadd_ps(_mm512_set1_ps(g->beta), prev, y) : y;
+}
+
+/* The depth of the blocks k is summed by. */
+static inline int64_t block_depth(int64_t k) { return k <= NRT_SGEMM_KC_WHOLE ? k : NRT_SGEMM_KC; }
+
+/* acc (lane t: row t) += op(A)[t][q] op(B)[q] over the w <= 16 steps from q0
+ * of the r-row group at a (r <= 16, the other lanes zero), in order: the 16 x
+ * 16 block of A transposed in registers so that each step is one FMA. */
+static inline __attribute__((always_inline)) __m512 dots_step(const struct skinny_job *g, int r,
+                                                              const float *a, int64_t q0, int w, __m512 acc) {
+    const __mmask16 qm = lanes(w);
+    __m512 v[16];
+#pragma GCC unroll 16
+    for (int t = 0; t < 16; t++)
+        v[t] = t < r ? _mm512_maskz_loadu_ps(qm, a + t * g->ars + q0) : _mm512_setzero_ps();
+    nrt_transpose16_regs(v);
+    if (w == 16) {
+#pragma GCC unroll 16
+        for (int j = 0; j < 16; j++)
+            acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(g->b[(q0 + j) * g->brs]), acc);
+    } else
+        for (int j = 0; j < w; j++) acc = _mm512_fmadd_ps(v[j], _mm512_set1_ps(g->b[(q0 + j) * g->brs]), acc);
+    return acc;
+}
+
+/* C's rows [i0, i0 + r) (r <= 16, a constant 16 where inlined so) of its one
+ * column: lane t sums row i0 + t of op(A) (A by rows) times op(B)'s column. */
+static inline __attribute__((always_inline)) void dots_group(const struct skinny_job *g, int64_t i0, int r) {
+    const int64_t kc = block_depth(g->k);
+    const float *a = g->a + i0 * g->ars;
+    const __mmask16 rm = lanes(r);
+    __m512 tot = g->beta != 0.0f ? c_load(g->c + i0 * g->ldc, g->ldc, rm) : _mm512_setzero_ps();
+    for (int64_t k0 = 0; k0 < g->k; k0 += kc) {
+        const int64_t k1 = g->k - k0 < kc ? g->k : k0 + kc;
+        __m512 acc = _mm512_setzero_ps();
+        int64_t q0 = k0;
+        for (; q0 + 16 <= k1; q0 += 16) acc = dots_step(g, r, a, q0, 16, acc);
+        if (q0 < k1) acc = dots_step(g, r, a, q0, (int)(k1 - q0), acc);
+        tot = block_finish(g, acc, k0 == 0, tot);
+    }
+    c_store(g->c + i0 * g->ldc, g->ldc, rm, tot);
+}
+
+/* Groups [lo, hi) of 16 rows. */
+static void dots_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct skinny_job *g = arg;
+    for (int64_t t = lo; t < hi; t++) {
+        const int64_t i0 = t * 16;
+        if (g->m - i0 >= 16)
+            dots_group(g, i0, 16);
+        else
+            dots_group(g, i0, (int)(g->m - i0));
+    }
+}
+
+/* C's rows [i, i + 16 NV) (the last vector's lanes `last`) of one column from
+ * op(A)'s columns (A transposed: op(A)[i][q] at a[i + q acs]): 16 NV sums in
+ * order over q, each step a row of A times one element of op(B). */
+static inline __attribute__((always_inline)) void cols_pass(const struct skinny_job *g, const int NV,
+                                                            int64_t i, __mmask16 last) {
+    const int64_t kc = block_depth(g->k);
+    __m512 tot[8] = {0};
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+        tot[v] = g->beta != 0.0f ? c_load(g->c + (i + 16 * v) * g->ldc, g->ldc, v == NV - 1 ? last : 0xffff)
+                                 : _mm512_setzero_ps();
+    for (int64_t k0 = 0; k0 < g->k; k0 += kc) {
+        const int64_t k1 = g->k - k0 < kc ? g->k : k0 + kc;
+        __m512 acc[8];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) acc[v] = _mm512_setzero_ps();
+        for (int64_t q = k0; q < k1; q++) {
+            const float *row = g->a + q * g->acs + i;
+            const __m512 x = _mm512_set1_ps(g->b[q * g->brs]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV - 1; v++)
+                acc[v] = _mm512_fmadd_ps(_mm512_loadu_ps(row + 16 * v), x, acc[v]);
+            acc[NV - 1] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(last, row + 16 * (NV - 1)), x, acc[NV - 1]);
+        }
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; v++) tot[v] = block_finish(g, acc[v], k0 == 0, tot[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; v++)
+        c_store(g->c + (i + 16 * v) * g->ldc, g->ldc, v == NV - 1 ? last : 0xffff, tot[v]);
+}
+
+/* Passes [lo, hi) of SKINNY_COLS rows of C. */
+static void cols_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct skinny_job *g = arg;
+    for (int64_t t = lo; t < hi; t++) {
+        const int64_t i = t * SKINNY_COLS, left = g->m - i;
+        if (left >= SKINNY_COLS) {
+            cols_pass(g, 8, i, 0xffff);
+            continue;
+        }
+        const int nv = (int)((left + 15) / 16);
+        const __mmask16 last = lanes(left - 16 * (nv - 1));
+        switch (nv) { /* each NV inlined: the accumulators in registers */
+        case 7:
+            cols_pass(g, 7, i, last);
+            break;
+        case 6:
+            cols_pass(g, 6, i, last);
+            break;
+        case 5:
+            cols_pass(g, 5, i, last);
+            break;
+        case 4:
+            cols_pass(g, 4, i, last);
+            break;
+        case 3:
+            cols_pass(g, 3, i, last);
+            break;
+        case 2:
+            cols_pass(g, 2, i, last);
+            break;
+        default:
+            cols_pass(g, nv == 8 ? 8 : 1, i, last);
+            break;
+        }
+    }
+}
+
+/* Rows [i0, i0 + R) of C (R <= 6, a constant where inlined) from a depth of
+ * a few (k <= SKINNY_OUTER_K, op(B) by rows), by tiles of R rows by NV <= 4
+ * vectors of columns (the last one's lanes `last`): op(B)'s k rows scaled by
+ * op(A)'s and summed in order, each vector of op(B) loaded once per tile. */
+static inline __attribute__((always_inline)) void
+outer_tile(const struct skinny_job *g, const int R, const int NV, int64_t i0, int64_t j, __mmask16 last) {
+    __m512 acc[OUTER_R][OUTER_NV];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+    for (int64_t q = 0; q < g->k; q++) {
+        const float *row = g->b + q * g->brs + j;
+        __m512 bv[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xffff, row + 16 * v);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const __m512 x = _mm512_set1_ps(g->a[(i0 + r) * g->ars + q * g->acs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_fmadd_ps(x, bv[v], acc[r][v]);
+        }
+    }
+    if (g->alpha == 1.0f && g->beta == 0.0f) { /* C = the sums (stores unmasked where whole: faster) */
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) {
+                float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
+                if (v < NV - 1 || last == 0xffff)
+                    _mm512_storeu_ps(c, acc[r][v]);
+                else
+                    _mm512_mask_storeu_ps(c, last, acc[r][v]);
+            }
+        return;
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) {
+            const __mmask16 m = v == NV - 1 ? last : 0xffff;
+            float *c = g->c + (i0 + r) * g->ldc + j + 16 * v;
+            const __m512 old = g->beta != 0.0f ? _mm512_maskz_loadu_ps(m, c) : acc[r][v];
+            _mm512_mask_storeu_ps(c, m, block_finish(g, acc[r][v], 1, old));
+        }
+}
+
+/* Rows [i0, i0 + R) of C, all its columns. */
+static inline __attribute__((always_inline)) void outer_rows(const struct skinny_job *g, const int R,
+                                                             int64_t i0) {
+    int64_t j = 0;
+    for (; j + 16 * OUTER_NV <= g->n; j += 16 * OUTER_NV) outer_tile(g, R, OUTER_NV, i0, j, 0xffff);
+    const int64_t left = g->n - j;
+    const __mmask16 last = lanes(left - (left - 1) / 16 * 16);
+    switch ((left + 15) / 16) { /* the last columns: one tile, its last vector masked */
+    case 3:
+        outer_tile(g, R, 3, i0, j, last);
+        break;
+    case 2:
+        outer_tile(g, R, 2, i0, j, last);
+        break;
+    case 1:
+        outer_tile(g, R, 1, i0, j, last);
+        break;
+    case 0:
+        break;
+    default:
+        outer_tile(g, R, 4, i0, j, last);
+        break;
+    }
+}
+
+/* Tasks [lo, hi): groups of 6 rows. */
+static void outer_tasks(void *arg, int64_t lo, int64_t hi) {
+    const struct skinny_job *g = arg;
+    const int64_t i1 = hi * OUTER_R < g->m ? hi * OUTER_R : g->m;
+    int64_t i = lo * OUTER_R;
+    for (; i + OUTER_R <= i1; i += OUTER_R) outer_rows(g, OUTER_R, i);
+    if (i + 4 <= i1) outer_rows(g, 4, i), i += 4;
+    if (i + 2 <= i1) outer_rows(g, 2, i), i += 2;
+    if (i < i1) outer_rows(g, 1, i);
+}
+
+/* Runs the tasks on the calling thread when the work is small (or the pool
+ * is busy or single), else splits them. */
+static void skinny_run(const struct skinny_job *g, int64_t tasks, double work,
+                       void (*fn)(void *, int64_t, int64_t)) {
+    if (work < SKINNY_SPLIT_FLOPS || nrt_threads_get() < 2 || nrt_threads_inside())
+        fn((void *)g, 0, tasks);
+    else
+        nrt_parallel_for(tasks, 1, fn, (void *)g);
+}
+#endif
+
+int nrt_sgemm_skinny(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc) {
+#if defined(__AVX512F__)
+    if (m < 1 || n < 1 || k < 1) return 0;
+    struct skinny_job g = {
+        m, n, k, alpha, beta, a, ta ? 1 : lda, ta ? lda : 1, b, tb ? 1 : ldb, tb ? ldb : 1, c, ldc};
+    const double flops = 2.0 * (double)m * (double)n * (double)k;
+    if (n == 1 && !ta) { /* dot products of A's rows with op(B)'s column */
+        skinny_run(&g, (m + 15) / 16, flops, dots_tasks);
+        return 1;
+    }
+    if (n == 1) { /* sums of A's rows (op(A)'s columns) scaled by op(B)'s column */
+        skinny_run(&g, (m + SKINNY_COLS - 1) / SKINNY_COLS, flops, cols_tasks);
+        return 1;
+    }
+    if (m >= 2 && k <= SKINNY_OUTER_K && g.bcs == 1) { /* rows of op(B) scaled and summed */
+        skinny_run(&g, (m + OUTER_R - 1) / OUTER_R, 8.0 * (double)m * (double)n, outer_tasks);
+        return 1;
+    }
+    return 0;
+#else
+    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)alpha, (void)a, (void)lda, (void)b, (void)ldb;
+    (void)beta, (void)c, (void)ldc;
+    return 0;
+#endif
+}

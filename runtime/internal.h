@@ -65,6 +65,14 @@ void nrt_sgemv_row(int ta, int tb, int64_t n, int64_t k, float alpha, const floa
 int nrt_sgemm_rows(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a, int64_t lda,
                    const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* nrt_sgemm for skinny products: n == 1 (any m and k: dot products of op(A)'s
+ * rows, or A's rows summed when A is transposed), or m >= 2 with a depth k <=
+ * 8 and op(B)'s rows contiguous (an outer product); returns 0 (nothing
+ * written) otherwise. Each element as sgemm.c's packed GEMM computes it, bit
+ * for bit; split over the pool when large. */
+int nrt_sgemm_skinny(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const float *a,
+                     int64_t lda, const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 /* ---------------------------------------------------------------- sgemm.c -- */
 
 /* The depth of sgemm.c's blocks: k <= NRT_SGEMM_KC_WHOLE in one, else blocks

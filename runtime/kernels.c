@@ -156,6 +156,7 @@ void nrt_sgemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, con
             for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j];
         return;
     }
+    if (nrt_sgemm_skinny(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)) return; /* gemv.c */
     if (m == 1) { /* one row (batch 1): gemv.c, no packing of B */
         nrt_sgemv_row(ta, tb, n, k, alpha, a, lda, b, ldb, beta, c);
         return;

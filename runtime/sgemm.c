@@ -17,6 +17,8 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+#include "runtime/transpose16.h"
+
 #define MR 12           /* rows of the register tile */
 #define NR 32           /* columns of the register tile (two vectors) */
 #define KC NRT_SGEMM_KC /* rows of op(B) per packed block (K <= KC_WHOLE: all of K) */
@@ -57,31 +59,6 @@ static struct pack *pack_get(void) {
     return pack_mine;
 }
 
-/* r[j][i] = r[i][j] for 16 vectors of 16. */
-static inline void transpose16(__m512 *r) {
-    __m512 t[16];
-    for (int j = 0; j < 16; j += 2) {
-        t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
-        t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
-    }
-    for (int j = 0; j < 16; j += 4) {
-        r[j] = _mm512_shuffle_ps(t[j], t[j + 2], 0x44);
-        r[j + 1] = _mm512_shuffle_ps(t[j], t[j + 2], 0xee);
-        r[j + 2] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0x44);
-        r[j + 3] = _mm512_shuffle_ps(t[j + 1], t[j + 3], 0xee);
-    }
-    for (int j = 0; j < 4; j++) {
-        t[j] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0x88);
-        t[j + 4] = _mm512_shuffle_f32x4(r[j], r[j + 4], 0xdd);
-        t[j + 8] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0x88);
-        t[j + 12] = _mm512_shuffle_f32x4(r[j + 8], r[j + 12], 0xdd);
-    }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0x88);
-        r[j + 8] = _mm512_shuffle_f32x4(t[j], t[j + 8], 0xdd);
-    }
-}
-
 /* op(B) rows k0..k0+kb, columns j0..j0+nc into panels of NR columns (k-major,
  * zero past nc). */
 static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, int64_t kb, int64_t nc,
@@ -119,7 +96,7 @@ static void pack_b(int tb, const float *b, int64_t ldb, int64_t k0, int64_t j0, 
                     for (int j = 0; j < 16; j++)
                         r[j] = h * 16 + j < w ? _mm512_loadu_ps(s + (h * 16 + j) * ldb + k)
                                               : _mm512_setzero_ps();
-                    transpose16(r);
+                    nrt_transpose16_regs(r);
                     for (int j = 0; j < 16; j++) _mm512_store_ps(d + (k + j) * NR + h * 16, r[j]);
                 }
             for (; k < kb; k++)
@@ -185,8 +162,13 @@ static inline __attribute__((always_inline)) void tile(int rows, int64_t kb, con
             y0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), y0);
             y1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), y1);
         }
-        _mm512_mask_storeu_ps(cr, m0, y0);
-        _mm512_mask_storeu_ps(cr + 16, m1, y1);
+        if (nr == NR) { /* whole: unmasked stores (a masked one costs more here) */
+            _mm512_storeu_ps(cr, y0);
+            _mm512_storeu_ps(cr + 16, y1);
+        } else {
+            _mm512_mask_storeu_ps(cr, m0, y0);
+            _mm512_mask_storeu_ps(cr + 16, m1, y1);
+        }
     }
 }
 
@@ -376,12 +358,12 @@ static void tile_adam_packed(int rows, int64_t kb, const float *a, const float *
 /* Whether the fused kernel below takes a GEMM of depth k (one packed block). */
 static int adam_own_fits(int64_t k) { return k >= 1 && k <= KC_WHOLE; }
 
-/* nrt_sgemm_adam's GEMM and update of rows [0, m) of C (u's arrays from
- * those rows on), single-threaded: op(B) packed in blocks of NC columns of
- * all k rows, each tile's sums updated from registers; 0 when the packing
- * buffer is missing (nothing written). */
+/* nrt_sgemm_adam's GEMM and update of a block of m x n elements of C (u's
+ * arrays from its first element on, rows ldu apart), single-threaded: op(B)
+ * packed in blocks of NC columns of all k rows, each tile's sums updated from
+ * registers; 0 when the packing buffer is missing (nothing written). */
 static int sgemm_adam_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                          const float *b, int64_t ldb, const struct nrt_adam *u) {
+                          const float *b, int64_t ldb, const struct nrt_adam *u, int64_t ldu) {
     struct pack *pk = pack_get();
     if (!pk) return 0;
     struct adam_k s;
@@ -397,13 +379,13 @@ static int sgemm_adam_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const
             for (int64_t j = 0; j < nc; j += NR) {
                 const int nr = nc - j < NR ? (int)(nc - j) : NR;
                 const float *bp = pk->b + j * k;
-                const int64_t p = i * n + jc + j;
+                const int64_t p = i * ldu + jc + j;
                 if (mr < MR)
-                    tile_adam_packed(mr, k, ap, bp, &s, u, p, n, mr, nr);
+                    tile_adam_packed(mr, k, ap, bp, &s, u, p, ldu, mr, nr);
                 else if (ta)
-                    tile_adam_cols(k, ap, lda, bp, &s, u, p, n, nr);
+                    tile_adam_cols(k, ap, lda, bp, &s, u, p, ldu, nr);
                 else
-                    tile_adam_rows(k, ap, lda, bp, &s, u, p, n, nr);
+                    tile_adam_rows(k, ap, lda, bp, &s, u, p, ldu, nr);
             }
         }
     }
@@ -431,14 +413,19 @@ static int adam_own_fits(int64_t k) {
 }
 
 static int sgemm_adam_own(int ta, int tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                          const float *b, int64_t ldb, const struct nrt_adam *u) {
-    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)u;
+                          const float *b, int64_t ldb, const struct nrt_adam *u, int64_t ldu) {
+    (void)ta, (void)tb, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)b, (void)ldb, (void)u, (void)ldu;
     return 0;
 }
 #endif
 
-/* Rows of C per task of the split (the register tile's). */
+/* Rows or columns of C per task of the split (the register tile's): C is
+ * split along its longer side, so that each thread packs only its part of
+ * op(B) when that is the larger operand, and neither thread gets a larger
+ * share of the tiles (G's first dense layer in the DCGAN, 100 x 6272: by
+ * rows, 9 blocks of 12 went 5 to one thread and 4 to the other). */
 #define ADAM_ROWS 12
+#define ADAM_COLS 32
 /* Below this much work (GEMM FLOPs plus about 64 per updated element) the
  * update runs on the calling thread. */
 #define ADAM_SPLIT_WORK 2e6
@@ -477,22 +464,29 @@ struct adam_job {
     const struct nrt_adam *u;
 };
 
-/* Rows [r0, r1) through the scratch: their GEMM, then their update. */
-static void adam_scratch(const struct adam_job *j, int64_t r0, int64_t r1) {
-    nrt_sgemm(j->ta, j->tb, r1 - r0, j->n, j->k, 1.0f, j->ta ? j->a + r0 : j->a + r0 * j->lda, j->lda, j->b,
-              j->ldb, 0.0f, j->g + r0 * j->n, j->n);
-    adam_elems(j->u, r0 * j->n, r1 * j->n, j->g);
-}
-
-/* Row blocks [lo, hi) of ADAM_ROWS: fused where the packing buffer is there. */
-static void adam_own_rows(void *arg, int64_t lo, int64_t hi) {
-    const struct adam_job *j = arg;
-    const int64_t r0 = lo * ADAM_ROWS, r1 = hi * ADAM_ROWS < j->m ? hi * ADAM_ROWS : j->m, off = r0 * j->n;
+/* The block of C's rows [r0, r1) and columns [c0, c1): fused where the
+ * packing buffer is there, else through the scratch (its GEMM, then its
+ * update). */
+static void adam_block(const struct adam_job *j, int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
+    const int64_t off = r0 * j->n + c0;
+    const float *a = j->ta ? j->a + r0 : j->a + r0 * j->lda, *b = j->tb ? j->b + c0 * j->ldb : j->b + c0;
     struct nrt_adam u = *j->u;
     u.m += off, u.v += off, u.w += off, u.m_out += off, u.v_out += off, u.w_out += off;
-    if (!sgemm_adam_own(j->ta, j->tb, r1 - r0, j->n, j->k, j->ta ? j->a + r0 : j->a + r0 * j->lda, j->lda,
-                        j->b, j->ldb, &u))
-        adam_scratch(j, r0, r1);
+    if (sgemm_adam_own(j->ta, j->tb, r1 - r0, c1 - c0, j->k, a, j->lda, b, j->ldb, &u, j->n)) return;
+    nrt_sgemm(j->ta, j->tb, r1 - r0, c1 - c0, j->k, 1.0f, a, j->lda, b, j->ldb, 0.0f, j->g + off, j->n);
+    for (int64_t i = r0; i < r1; i++) adam_elems(j->u, i * j->n + c0, i * j->n + c1, j->g);
+}
+
+/* Row blocks [lo, hi) of ADAM_ROWS, all columns. */
+static void adam_own_rows(void *arg, int64_t lo, int64_t hi) {
+    const struct adam_job *j = arg;
+    adam_block(j, lo * ADAM_ROWS, hi * ADAM_ROWS < j->m ? hi * ADAM_ROWS : j->m, 0, j->n);
+}
+
+/* Column blocks [lo, hi) of ADAM_COLS, all rows. */
+static void adam_own_cols(void *arg, int64_t lo, int64_t hi) {
+    const struct adam_job *j = arg;
+    adam_block(j, 0, j->m, lo * ADAM_COLS, hi * ADAM_COLS < j->n ? hi * ADAM_COLS : j->n);
 }
 
 /* Elements [lo, hi) of the update from the scratch. */
@@ -505,16 +499,17 @@ void nrt_sgemm_adam(int ta, int tb, int64_t m, int64_t n, int64_t k, const float
                     const float *b, int64_t ldb, float *scratch, const struct nrt_adam *u) {
     if (m <= 0 || n <= 0) return;
     struct adam_job j = {ta, tb, m, n, k, a, b, lda, ldb, scratch, u};
-    const int64_t blocks = (m + ADAM_ROWS - 1) / ADAM_ROWS;
     const int alone =
         2.0 * (double)m * (double)n * (double)k + 64.0 * (double)m * (double)n < ADAM_SPLIT_WORK ||
         nrt_threads_get() < 2 || nrt_threads_inside();
     if (adam_own_fits(k) && nrt_gemm_own_wanted() && n >= ADAM_OWN_COLS &&
         2.0 * (double)m * (double)n * (double)k >= ADAM_OWN_FLOPS) {
         if (alone)
-            adam_own_rows(&j, 0, blocks);
+            adam_block(&j, 0, m, 0, n);
+        else if (n > m)
+            nrt_parallel_for((n + ADAM_COLS - 1) / ADAM_COLS, 1, adam_own_cols, &j);
         else
-            nrt_parallel_for(blocks, 1, adam_own_rows, &j);
+            nrt_parallel_for((m + ADAM_ROWS - 1) / ADAM_ROWS, 1, adam_own_rows, &j);
         return;
     }
     /* The GEMM whole (split as nrt_sgemm splits it), then the update. */

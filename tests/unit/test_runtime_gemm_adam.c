@@ -6,7 +6,8 @@
  * moments and parameter must match bit for bit: transposes, odd sizes (edge
  * rows and columns of the register tile), the depths through the fused path
  * and past it (through scratch), Adam's L2 weight decay and AdamW's decay,
- * outputs in place and apart, at 1, 2 and 3 threads. And gemv.c's rows GEMM
+ * outputs in place and apart, C split by rows or by columns, at 1, 2 and 3
+ * threads. And gemv.c's rows GEMM
  * (dense layers on batches up to 256 rows) against sgemm.c's packed one: the
  * same bits, its sums taken by the same blocks of k. */
 #include "runtime/internal.h"
@@ -138,6 +139,10 @@ static void test_gemm_adam(void) {
     check(1, 0, 40, 70, 64, &l2, 0);
     check(0, 1, 13, 33, 400, &adamw, 0);
     check(1, 0, 784, 256, 64, &adam, 1); /* the MLP's first layer */
+    /* wider than tall: split by columns (the DCGAN's G.dense0 at batch 64, and odd ones) */
+    check(1, 0, 100, 6272, 64, &adam, 1);
+    check(0, 1, 13, 1000, 70, &adam, 0);
+    check(1, 1, 37, 545, 33, &adamw, 1);
 }
 
 /* nrt_sgemm (the rows GEMM for these shapes) and nrt_sgemm_own, bit for bit. */
