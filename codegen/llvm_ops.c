@@ -826,8 +826,8 @@ static void op_accuracy(struct lg *g, int id) {
 
 /* --------------------------------------------------------------- NN ops */
 
-static void op_conv(struct lg *g, int id) {
-    const struct ir_node *n = node(g, id);
+/* A pointer to conv node n's struct nrt_conv, its batch the run's where it has N. */
+static LLVMValueRef conv_geo(struct lg *g, const struct ir_node *n) {
     const struct shape *x, *w, *y;
     cg_conv_roles(g->c.f, n, &x, &w, &y);
     struct nrt_conv geo = cg_conv_geo(g->c.f, n);
@@ -837,7 +837,12 @@ static void op_conv(struct lg *g, int id) {
     geo.n = batch.k;
     size_t off = offsetof(struct nrt_conv, n);
     LLVMValueRef nv = lg_x(g, batch);
-    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+    return lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+}
+
+static void op_conv(struct lg *g, int id) {
+    const struct ir_node *n = node(g, id);
+    LLVMValueRef gp = conv_geo(g, n);
     const char *fn = n->op == OP_CONV2D               ? "nrt_conv2d"
                      : n->op == OP_CONV2D_GRAD_WEIGHT ? "nrt_conv2d_grad_weight"
                                                       : "nrt_conv2d_grad_input";
@@ -864,16 +869,7 @@ static void op_conv(struct lg *g, int id) {
  * buffer, as the C backend's (cg_lib_conv_ep), Winograd allowed in inference. */
 static void conv_ep(struct lg *g, const struct cgc_kernel *k, int bias, bool relu, int leaky) {
     const struct ir_node *n = node(g, k->head);
-    const struct shape *x, *w, *y;
-    cg_conv_roles(g->c.f, n, &x, &w, &y);
-    struct nrt_conv geo = cg_conv_geo(g->c.f, n);
-    int64_t per;
-    geo.chunk = cg_conv_chunk(g->c.f, n, &per);
-    struct cgc_x batch = cgc_dim(x, 0);
-    geo.n = batch.k;
-    size_t off = offsetof(struct nrt_conv, n);
-    LLVMValueRef nv = lg_x(g, batch);
-    LLVMValueRef gp = lg_struct(g, &geo, sizeof geo, &off, &nv, batch.n ? 1 : 0);
+    LLVMValueRef gp = conv_geo(g, n);
     if (!g->sptr[k->head]) NETC_INTERNAL("conv %%%d has no scratch", k->head);
     int wino = g->c.f->mode == MODE_EVAL ? NRT_CONV_WINOGRAD : 0;
     LLVMValueRef bp = bias >= 0 ? lg_ptr(g, bias) : LLVMConstNull(g->pf32);

@@ -267,6 +267,16 @@ int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *a
     return (int)vec_len(f->nodes) - 1;
 }
 
+int ir_node_copy(struct ir_module *m, struct ir_func *f, const struct ir_node *src) {
+    int id = ir_node_add(m, f, src->op, src->args, src->nargs, src->loc);
+    struct ir_node *dst = &f->nodes[id];
+    dst->type = src->type;
+    memcpy(dst->ia, src->ia, sizeof dst->ia);
+    memcpy(dst->fa, src->fa, sizeof dst->fa);
+    dst->sym = src->sym;
+    return id;
+}
+
 void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int value) {
     struct ir_output o = {arena_strdup(m->arena, name), value};
     vec_push(f->outputs, o);
@@ -372,12 +382,7 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
     for (size_t i = 0; i < vec_len(f->steps); i++) vec_push(c->steps, f->steps[i]);
     for (int i = 0; i < ir_func_len(f); i++) {
         const struct ir_node *src = &f->nodes[i];
-        int id = ir_node_add(m, c, src->op, src->args, src->nargs, src->loc);
-        struct ir_node *dst = &c->nodes[id];
-        dst->type = src->type;
-        memcpy(dst->ia, src->ia, sizeof dst->ia);
-        memcpy(dst->fa, src->fa, sizeof dst->fa);
-        dst->sym = src->sym;
+        struct ir_node *dst = &c->nodes[ir_node_copy(m, c, src)];
         dst->kernel = src->kernel;
         dst->mem = src->mem;
     }

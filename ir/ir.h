@@ -371,6 +371,9 @@ int ir_func_len(const struct ir_func *f);
  * unset (call ir_infer). Returns its id. Pointers into f->nodes are invalidated. */
 int ir_node_add(struct ir_module *m, struct ir_func *f, enum op op, const int *args, int nargs,
                 struct loc loc);
+/* Append a copy of node src (op, operands, attributes, symbol, type, loc; not
+ * its kernel or memory plan) to f, whose nodes src must not be in. Returns its id. */
+int ir_node_copy(struct ir_module *m, struct ir_func *f, const struct ir_node *src);
 void ir_output_add(struct ir_module *m, struct ir_func *f, const char *name, int value);
 /* The output named `name`, or -1. */
 int ir_output_find(const struct ir_func *f, const char *name);

@@ -212,6 +212,17 @@ static void print_node(FILE *out, const struct ir_module *m, const struct ir_fun
     fputc('\n', out);
 }
 
+/* ` KEY=[a,b]` for a non-empty vec of names. */
+static void print_names(FILE *out, const char *key, const char *const *names) {
+    if (!vec_len(names)) return;
+    fprintf(out, " %s=[", key);
+    for (size_t i = 0; i < vec_len(names); i++) {
+        if (i) fputc(',', out);
+        print_name(out, names[i]);
+    }
+    fputc(']', out);
+}
+
 void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f) {
     fputs("func @", out);
     print_name(out, f->name);
@@ -229,22 +240,8 @@ void ir_print_func(FILE *out, const struct ir_module *m, const struct ir_func *f
         fputc(')', out);
         print_source(out, "schedule", &f->optim.schedule);
     }
-    if (vec_len(f->update) > 0) {
-        fputs(" update=[", out);
-        for (size_t i = 0; i < vec_len(f->update); i++) {
-            if (i) fputc(',', out);
-            print_name(out, f->update[i]);
-        }
-        fputc(']', out);
-    }
-    if (vec_len(f->steps) > 0) {
-        fputs(" steps=[", out);
-        for (size_t i = 0; i < vec_len(f->steps); i++) {
-            if (i) fputc(',', out);
-            print_name(out, f->steps[i]);
-        }
-        fputc(']', out);
-    }
+    print_names(out, "update", f->update);
+    print_names(out, "steps", f->steps);
     if (f->planned) fprintf(out, " workspace=[%lld,%lld]", (long long)f->ws_fixed, (long long)f->ws_batch);
     fputs(" {\n", out);
     for (int i = 0; i < ir_func_len(f); i++) print_node(out, m, f, i);

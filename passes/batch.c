@@ -20,8 +20,6 @@
  * (runtime/driver.c; NETC_TRAIN_BATCH=0 runs the steps apart). */
 #include "passes/passes.h"
 
-#include <string.h>
-
 #define BATCH_NAME "train_batch"
 
 /* The index of the module buffer named by leaf or assign n. */
@@ -34,12 +32,8 @@ static int buffer_of(struct ir_module *m, const struct ir_node *n) {
 /* Append a copy of node n of a step to the batch function, its operands
  * renamed by map; returns its id. */
 static int copy_node(struct ir_module *m, struct ir_func *b, const struct ir_node *n, const int *map) {
-    int id = ir_node_add(m, b, n->op, n->args, n->nargs, n->loc);
+    int id = ir_node_copy(m, b, n);
     struct ir_node *d = &b->nodes[id];
-    d->type = n->type;
-    memcpy(d->ia, n->ia, sizeof d->ia);
-    memcpy(d->fa, n->fa, sizeof d->fa);
-    d->sym = n->sym;
     for (int i = 0; i < d->nargs; i++) d->args[i] = map[d->args[i]];
     return id;
 }

@@ -114,13 +114,8 @@ static int syncbn_func(struct ir_module *m, struct ir_func *f) {
     for (int i = 0; i < len; i++) {
         struct ir_node *o = &old[i];
         for (int a = 0; a < o->nargs; a++) o->args[a] = map[o->args[a]];
-        int id = ir_node_add(m, f, o->op, o->args, o->nargs, o->loc);
-        struct ir_node *n = &f->nodes[id];
-        n->type = o->type;
-        memcpy(n->ia, o->ia, sizeof n->ia);
-        memcpy(n->fa, o->fa, sizeof n->fa);
-        n->sym = o->sym;
-        n->kernel = o->kernel;
+        int id = ir_node_copy(m, f, o);
+        f->nodes[id].kernel = o->kernel;
         free(o->args);
         map[i] = id;
         if (counts[i]) {
