@@ -382,9 +382,9 @@ struct ir_func *ir_func_clone(struct ir_module *m, const struct ir_func *f, cons
     for (size_t i = 0; i < vec_len(f->steps); i++) vec_push(c->steps, f->steps[i]);
     for (int i = 0; i < ir_func_len(f); i++) {
         const struct ir_node *src = &f->nodes[i];
-        struct ir_node *dst = &c->nodes[ir_node_copy(m, c, src)];
-        dst->kernel = src->kernel;
-        dst->mem = src->mem;
+        int id = ir_node_copy(m, c, src); /* it may move c->nodes */
+        c->nodes[id].kernel = src->kernel;
+        c->nodes[id].mem = src->mem;
     }
     c->planned = f->planned, c->ws_fixed = f->ws_fixed, c->ws_batch = f->ws_batch;
     for (size_t i = 0; i < vec_len(f->outputs); i++) vec_push(c->outputs, f->outputs[i]);
